@@ -1,0 +1,34 @@
+# The two set-up commands are `make demo` and `make test`; the rest are building blocks.
+PYTHON ?= python3.11
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test install lint serve migrate clean-db
+
+$(STAMP): requirements.txt requirements-dev.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
+	touch $(STAMP)
+
+install: $(STAMP)
+
+## Run the demo shop on the embedded PostgreSQL at http://127.0.0.1:8000
+demo: install
+	$(BIN)/python manage.py migrate --no-input
+	$(BIN)/python manage.py demo_shop
+	$(BIN)/python manage.py runserver 127.0.0.1:8000
+
+## Run the whole test suite (lint included) on a throwaway embedded database
+test: install
+	$(BIN)/ruff check .
+	$(BIN)/python -m pytest
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+clean-db:
+	$(BIN)/python manage.py embedded_db stop || true
+	rm -rf .data/postgres

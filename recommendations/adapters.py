@@ -1,0 +1,295 @@
+"""How the engine reads the host shop's catalogue.
+
+The engine never imports the host's models. The host names its product (and optionally
+store) model in `RECOMMENDATIONS["PRODUCT_MODEL"]` and, when its field names differ from
+the defaults below, subclasses `ProductAdapter` and points `PRODUCT_ADAPTER` at it::
+
+    class ProductAdapter(recommendations.adapters.ProductAdapter):
+        title_field = "name"
+        stock_field = "quantity_available"
+
+        def get_category_path(self, obj):
+            return [c.name for c in obj.section.ancestors()]
+
+Everything the engine learns from or filters on goes through the adapter: which objects
+are recommendable (`index_queryset`), their text and attributes (`to_record`), and which
+ones may be shown right now (`available_q`).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from decimal import Decimal
+from functools import cache
+from typing import Any
+
+from django.apps import apps
+from django.core.exceptions import FieldDoesNotExist, ImproperlyConfigured
+from django.db import models
+
+from recommendations.conf import SETTING_NAME, rec_settings
+
+
+@dataclass(frozen=True)
+class ProductRecord:
+    """What the engine knows about one product, independent of the host's field names."""
+
+    id: str
+    title: str
+    text: str = ""
+    category_path: tuple[str, ...] = ()
+    store_id: str | None = None
+    brand: str = ""
+    price: float | None = None
+    in_stock: bool = True
+    is_active: bool = True
+    created_at: dt.datetime | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class StoreRecord:
+    """What the engine knows about one store (seller, brand shop)."""
+
+    id: str
+    name: str
+    text: str = ""
+    rating: float | None = None
+    category_names: tuple[str, ...] = ()
+
+
+def _get_model(setting_key: str, *, required: bool) -> type[models.Model] | None:
+    label = getattr(rec_settings, setting_key)
+    if not label:
+        if required:
+            raise ImproperlyConfigured(
+                f"settings.{SETTING_NAME}[{setting_key!r}] is not set. Name your model as "
+                "'app_label.ModelName', e.g. 'catalog.Product'."
+            )
+        return None
+    try:
+        return apps.get_model(label, require_ready=False)
+    except ValueError as exc:
+        raise ImproperlyConfigured(
+            f"settings.{SETTING_NAME}[{setting_key!r}] must be 'app_label.ModelName', got {label!r}."
+        ) from exc
+    except LookupError as exc:
+        raise ImproperlyConfigured(
+            f"settings.{SETTING_NAME}[{setting_key!r}] refers to model {label!r}, which is not "
+            "installed. Check the app label and model name, and that the app is in INSTALLED_APPS."
+        ) from exc
+
+
+def get_product_model() -> type[models.Model]:
+    """The host's product model, from `RECOMMENDATIONS["PRODUCT_MODEL"]`."""
+    model = _get_model("PRODUCT_MODEL", required=True)
+    assert model is not None
+    return model
+
+
+def get_store_model() -> type[models.Model] | None:
+    """The host's store model, or None when the shop has no stores."""
+    return _get_model("STORE_MODEL", required=False)
+
+
+def _in_stock(stock: Any) -> bool:
+    if stock is None:
+        return True
+    return stock > 0 if isinstance(stock, int | float | Decimal) else bool(stock)
+
+
+class BaseAdapter:
+    """Shared plumbing: field checks and the queryset the engine reads from."""
+
+    model: type[models.Model]
+
+    #: Attribute names of the adapter that must name real fields of the model.
+    field_attributes: tuple[str, ...] = ()
+
+    def __init__(self, model: type[models.Model]) -> None:
+        self.model = model
+
+    def check_fields(self) -> list[str]:
+        """Names of configured fields that the model lacks (for start-up checks)."""
+        missing = []
+        for attribute in self.field_attributes:
+            name = getattr(self, attribute)
+            if not name:
+                continue
+            try:
+                self.model._meta.get_field(name.split("__")[0])
+            except FieldDoesNotExist:
+                missing.append(f"{type(self).__name__}.{attribute} = {name!r}")
+        return missing
+
+    def index_queryset(self) -> models.QuerySet:
+        """Objects the engine may learn from and recommend. Override to narrow it down."""
+        return self.model._default_manager.all()
+
+    @staticmethod
+    def key(pk: Any) -> str:
+        """The engine stores host primary keys as strings, so int and UUID keys both work."""
+        return str(pk)
+
+
+class ProductAdapter(BaseAdapter):
+    """Maps a host product model onto `ProductRecord`. Override attributes or methods."""
+
+    title_field = "title"
+    description_field: str | None = "description"
+    category_field: str | None = "category"
+    store_field: str | None = "store"
+    brand_field: str | None = "brand"
+    price_field: str | None = "price"
+    stock_field: str | None = "stock"
+    active_field: str | None = "is_active"
+    created_field: str | None = "created_at"
+
+    field_attributes = (
+        "title_field",
+        "description_field",
+        "category_field",
+        "store_field",
+        "brand_field",
+        "price_field",
+        "stock_field",
+        "active_field",
+        "created_field",
+    )
+
+    def get_category_path(self, obj: models.Model) -> list[str]:
+        """Category names from the root down. The default uses the category's `str()`."""
+        if not self.category_field:
+            return []
+        category = getattr(obj, self.category_field)
+        return [str(category)] if category is not None else []
+
+    def get_store_id(self, obj: models.Model) -> str | None:
+        if not self.store_field:
+            return None
+        store_pk = getattr(obj, f"{self.store_field}_id", None)
+        return self.key(store_pk) if store_pk is not None else None
+
+    def get_text(self, obj: models.Model) -> str:
+        """Free text the model reads: title and description by default."""
+        parts = [str(getattr(obj, self.title_field) or "")]
+        if self.description_field:
+            parts.append(str(getattr(obj, self.description_field) or ""))
+        return "\n".join(p for p in parts if p)
+
+    def to_record(self, obj: models.Model) -> ProductRecord:
+        """Read one product into the engine's shape."""
+        price = getattr(obj, self.price_field) if self.price_field else None
+        stock = getattr(obj, self.stock_field) if self.stock_field else None
+        return ProductRecord(
+            id=self.key(obj.pk),
+            title=str(getattr(obj, self.title_field) or ""),
+            text=self.get_text(obj),
+            category_path=tuple(self.get_category_path(obj)),
+            store_id=self.get_store_id(obj),
+            brand=str(getattr(obj, self.brand_field) or "") if self.brand_field else "",
+            price=float(price) if isinstance(price, int | float | Decimal) else None,
+            in_stock=_in_stock(stock),
+            is_active=bool(getattr(obj, self.active_field)) if self.active_field else True,
+            created_at=getattr(obj, self.created_field) if self.created_field else None,
+        )
+
+    def records(
+        self, queryset: models.QuerySet | None = None, chunk_size: int = 2000
+    ) -> Iterator[ProductRecord]:
+        """All recommendable products as records, streamed in chunks."""
+        queryset = self.index_queryset() if queryset is None else queryset
+        related = [f for f in (self.category_field, self.store_field) if f]
+        if related:
+            queryset = queryset.select_related(*related)
+        for obj in queryset.iterator(chunk_size=chunk_size):
+            yield self.to_record(obj)
+
+    def available_q(self) -> models.Q:
+        """An ORM filter for products that may be shown now: active and in stock."""
+        q = models.Q()
+        if self.active_field:
+            q &= models.Q(**{self.active_field: True})
+        if self.stock_field:
+            q &= models.Q(**{f"{self.stock_field}__gt": 0})
+        return q
+
+    def available_queryset(self) -> models.QuerySet:
+        return self.index_queryset().filter(self.available_q())
+
+    def by_keys(self, keys: Iterable[str]) -> models.QuerySet:
+        """Products with these engine keys (string primary keys)."""
+        return self.model._default_manager.filter(pk__in=list(keys))
+
+
+class StoreAdapter(BaseAdapter):
+    """Maps a host store (seller) model onto `StoreRecord`."""
+
+    name_field = "name"
+    description_field: str | None = "description"
+    rating_field: str | None = "rating"
+
+    field_attributes = ("name_field", "description_field", "rating_field")
+
+    def get_category_names(self, obj: models.Model) -> list[str]:
+        """Names of the categories the store specialises in (empty by default)."""
+        return []
+
+    def to_record(self, obj: models.Model) -> StoreRecord:
+        rating = getattr(obj, self.rating_field) if self.rating_field else None
+        name = str(getattr(obj, self.name_field) or "")
+        description = str(getattr(obj, self.description_field) or "") if self.description_field else ""
+        return StoreRecord(
+            id=self.key(obj.pk),
+            name=name,
+            text="\n".join(p for p in (name, description) if p),
+            rating=float(rating) if rating is not None else None,
+            category_names=tuple(self.get_category_names(obj)),
+        )
+
+    def records(self, queryset: models.QuerySet | None = None) -> Iterator[StoreRecord]:
+        queryset = self.index_queryset() if queryset is None else queryset
+        for obj in queryset.iterator(chunk_size=2000):
+            yield self.to_record(obj)
+
+
+@cache
+def get_product_adapter() -> ProductAdapter:
+    """The configured product adapter, bound to the product model."""
+    return rec_settings.PRODUCT_ADAPTER(get_product_model())
+
+
+@cache
+def get_store_adapter() -> StoreAdapter | None:
+    """The configured store adapter, or None when `STORE_MODEL` is not set."""
+    model = get_store_model()
+    return rec_settings.STORE_ADAPTER(model) if model is not None else None
+
+
+def clear_cache() -> None:
+    """Forget the adapters (settings changed)."""
+    get_product_adapter.cache_clear()
+    get_store_adapter.cache_clear()
+
+
+def validate_configuration() -> None:
+    """Raise one `ImproperlyConfigured` naming every problem with the catalogue settings."""
+    rec_settings.validate()
+    adapter = get_product_adapter()
+    if not isinstance(adapter, ProductAdapter):
+        raise ImproperlyConfigured(
+            f"settings.{SETTING_NAME}['PRODUCT_ADAPTER'] must subclass "
+            "recommendations.adapters.ProductAdapter."
+        )
+    missing = adapter.check_fields()
+    store_adapter = get_store_adapter()
+    if store_adapter is not None:
+        missing += store_adapter.check_fields()
+    if missing:
+        raise ImproperlyConfigured(
+            "The catalogue adapters name fields that do not exist: "
+            + "; ".join(missing)
+            + ". Set these attributes to your model's field names (or None) in your adapter."
+        )

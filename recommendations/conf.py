@@ -1,0 +1,130 @@
+"""The `RECOMMENDATIONS` settings object.
+
+The host project configures the app with one dict in its settings::
+
+    RECOMMENDATIONS = {
+        "PRODUCT_MODEL": "catalog.Product",
+        "PRODUCT_ADAPTER": "catalog.recommendations.ProductAdapter",
+    }
+
+`rec_settings.PRODUCT_MODEL` reads a value, falling back to `DEFAULTS`; dotted paths named
+in `IMPORT_STRINGS` are imported on first use. Unknown keys raise `ImproperlyConfigured`
+(a typo must not silently fall back to a default), and the object reloads on Django's
+`setting_changed` signal so `override_settings(RECOMMENDATIONS=...)` works in tests.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
+from django.core.signals import setting_changed
+from django.utils.module_loading import import_string
+
+SETTING_NAME = "RECOMMENDATIONS"
+
+DEFAULTS: dict[str, Any] = {
+    # The host's catalogue: "app_label.ModelName" and the adapters that read it.
+    "PRODUCT_MODEL": None,
+    "STORE_MODEL": None,
+    "PRODUCT_ADAPTER": "recommendations.adapters.ProductAdapter",
+    "STORE_ADAPTER": "recommendations.adapters.StoreAdapter",
+    # Behaviour events: how much each kind says about a shopper's taste. A rating's weight
+    # is RATING_WEIGHTS[value]; events not listed here are kept but not trained on.
+    "EVENT_WEIGHTS": {
+        "view": 1.0,
+        "click": 1.0,
+        "add_to_cart": 3.0,
+        "favourite": 3.0,
+        "purchase": 5.0,
+        "rating": 0.0,
+    },
+    "RATING_WEIGHTS": {1: -1.0, 2: 0.0, 3: 1.0, 4: 3.0, 5: 5.0},
+    # An event that is DECAY_HALF_LIFE_DAYS old counts half as much as one from today.
+    "DECAY_HALF_LIFE_DAYS": 60.0,
+    "SESSION_GAP_MINUTES": 30,
+    "BOT_USER_AGENT_PATTERNS": [
+        r"bot\b",
+        r"crawl",
+        r"spider",
+        r"slurp",
+        r"headlesschrome",
+        r"python-requests",
+        r"curl/",
+        r"wget/",
+    ],
+    # Sessions that send more events than this per minute are treated as bots in training.
+    "MAX_EVENTS_PER_SESSION_PER_MINUTE": 120,
+    "MAX_BATCH_EVENTS": 500,
+    "MAX_BATCH_BYTES": 1_000_000,
+    "MAX_EVENT_FUTURE_SECONDS": 300,
+    # Learning: "auto" picks CUDA when present, else CPU.
+    "DEVICE": "auto",
+    "TRAINING": {},
+}
+
+IMPORT_STRINGS = {"PRODUCT_ADAPTER", "STORE_ADAPTER"}
+
+
+class RecommendationSettings:
+    """Lazy, validated access to `settings.RECOMMENDATIONS` merged over `DEFAULTS`."""
+
+    def __init__(self) -> None:
+        self._cached: dict[str, Any] = {}
+        self._user_settings: dict[str, Any] | None = None
+
+    @property
+    def user_settings(self) -> dict[str, Any]:
+        if self._user_settings is None:
+            configured = getattr(settings, SETTING_NAME, {}) or {}
+            if not isinstance(configured, dict):
+                raise ImproperlyConfigured(f"settings.{SETTING_NAME} must be a dict.")
+            unknown = sorted(set(configured) - set(DEFAULTS))
+            if unknown:
+                raise ImproperlyConfigured(
+                    f"Unknown key(s) in settings.{SETTING_NAME}: {', '.join(unknown)}. "
+                    f"Valid keys are: {', '.join(sorted(DEFAULTS))}."
+                )
+            self._user_settings = configured
+        return self._user_settings
+
+    def __getattr__(self, name: str) -> Any:
+        if name not in DEFAULTS:
+            raise AttributeError(f"Invalid {SETTING_NAME} setting: {name!r}")
+        if name in self._cached:
+            return self._cached[name]
+        value = self.user_settings.get(name, DEFAULTS[name])
+        if name in IMPORT_STRINGS and isinstance(value, str):
+            try:
+                value = import_string(value)
+            except ImportError as exc:
+                raise ImproperlyConfigured(
+                    f"settings.{SETTING_NAME}[{name!r}] = {value!r} cannot be imported: {exc}. "
+                    "Give the dotted path of a class, e.g. 'catalog.recommendations.ProductAdapter'."
+                ) from exc
+        self._cached[name] = value
+        return value
+
+    def validate(self) -> None:
+        """Read every key once so that bad configuration fails at start-up, not mid-request."""
+        for name in DEFAULTS:
+            getattr(self, name)
+
+    def reload(self) -> None:
+        self._cached.clear()
+        self._user_settings = None
+
+
+rec_settings = RecommendationSettings()
+
+
+def _reload_on_change(*, setting: str, **kwargs: Any) -> None:
+    if setting == SETTING_NAME:
+        rec_settings.reload()
+        from recommendations import adapters
+
+        adapters.clear_cache()
+
+
+setting_changed.connect(_reload_on_change)

@@ -1,0 +1,275 @@
+"""Interaction data and the train/validation/test splits used to fit and judge models.
+
+Everything is plain numpy so that the Django layer can build it from query results and the
+models can be tested without a database. Users and items are dense integer indices
+(`0..n_users-1`, `0..n_items-1`); mapping them to primary keys is the caller's job.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import scipy.sparse as sp
+
+from .features import ItemFeatures, UserFeatures
+
+
+@dataclass
+class InteractionData:
+    """Per-user, time-ordered interactions in a CSR-like layout.
+
+    User `u`'s interactions are `items[indptr[u]:indptr[u + 1]]`, oldest first. A flat layout
+    keeps memory small and slicing cheap for millions of events. `weights` carry the
+    caller's event-type weight times time decay; `timestamps` are unix seconds.
+    """
+
+    indptr: np.ndarray
+    items: np.ndarray
+    weights: np.ndarray
+    timestamps: np.ndarray
+    n_items: int
+    item_features: ItemFeatures | None = None
+    user_features: UserFeatures | None = None
+
+    def __post_init__(self) -> None:
+        self.indptr = np.asarray(self.indptr, dtype=np.int64)
+        self.items = np.asarray(self.items, dtype=np.int64)
+        self.weights = np.asarray(self.weights, dtype=np.float32)
+        self.timestamps = np.asarray(self.timestamps, dtype=np.int64)
+        n = len(self.items)
+        if self.indptr[0] != 0 or self.indptr[-1] != n or np.any(np.diff(self.indptr) < 0):
+            raise ValueError("indptr must start at 0, be non-decreasing and end at len(items)")
+        if len(self.weights) != n or len(self.timestamps) != n:
+            raise ValueError("items, weights and timestamps must have the same length")
+        if n and (self.items.min() < 0 or self.items.max() >= self.n_items):
+            raise ValueError(f"item indices must lie in [0, {self.n_items})")
+        if self.item_features is not None and self.item_features.n_items != self.n_items:
+            raise ValueError("item_features must have one row per item")
+
+    # --- construction -------------------------------------------------------------------
+    @classmethod
+    def from_arrays(
+        cls,
+        user_ids: np.ndarray,
+        item_ids: np.ndarray,
+        timestamps: np.ndarray | None = None,
+        weights: np.ndarray | None = None,
+        *,
+        n_users: int | None = None,
+        n_items: int | None = None,
+        item_features: ItemFeatures | None = None,
+        user_features: UserFeatures | None = None,
+    ) -> InteractionData:
+        """Build from parallel event arrays (any order); events are sorted by (user, time).
+
+        The sort is stable, so events with equal timestamps keep the order they were given in.
+        """
+        user_ids = np.asarray(user_ids, dtype=np.int64)
+        item_ids = np.asarray(item_ids, dtype=np.int64)
+        n = len(user_ids)
+        ts = np.zeros(n, np.int64) if timestamps is None else np.asarray(timestamps, np.int64)
+        w = np.ones(n, np.float32) if weights is None else np.asarray(weights, np.float32)
+        n_users = int(user_ids.max()) + 1 if n_users is None and n else (n_users or 0)
+        if n_items is None:
+            n_items = int(item_ids.max()) + 1 if n else 0
+        order = np.lexsort((ts, user_ids))
+        counts = np.bincount(user_ids, minlength=n_users)
+        indptr = np.concatenate([[0], np.cumsum(counts)])
+        return cls(indptr, item_ids[order], w[order], ts[order], n_items, item_features,
+                   user_features)
+
+    @classmethod
+    def from_sequences(
+        cls,
+        sequences: Sequence[Sequence[int]],
+        n_items: int,
+        weights: Sequence[Sequence[float]] | None = None,
+        timestamps: Sequence[Sequence[int]] | None = None,
+        *,
+        item_features: ItemFeatures | None = None,
+        user_features: UserFeatures | None = None,
+    ) -> InteractionData:
+        """Build from already ordered per-user item sequences (oldest first)."""
+        lengths = np.array([len(s) for s in sequences], dtype=np.int64)
+        indptr = np.concatenate([[0], np.cumsum(lengths)])
+        items = _concat(sequences, np.int64)
+        w = np.ones(len(items), np.float32) if weights is None else _concat(weights, np.float32)
+        ts = (
+            _default_timestamps(indptr) if timestamps is None else _concat(timestamps, np.int64)
+        )
+        return cls(indptr, items, w, ts, n_items, item_features, user_features)
+
+    # --- access -------------------------------------------------------------------------
+    @property
+    def n_users(self) -> int:
+        return len(self.indptr) - 1
+
+    @property
+    def n_interactions(self) -> int:
+        return len(self.items)
+
+    def lengths(self) -> np.ndarray:
+        return np.diff(self.indptr)
+
+    def sequence(self, user: int) -> np.ndarray:
+        return self.items[self.indptr[user] : self.indptr[user + 1]]
+
+    def sequences(self) -> list[np.ndarray]:
+        return np.split(self.items, self.indptr[1:-1])
+
+    def user_weights(self, user: int) -> np.ndarray:
+        return self.weights[self.indptr[user] : self.indptr[user + 1]]
+
+    def user_of_interaction(self) -> np.ndarray:
+        """User index of every interaction (the CSR row of each event)."""
+        return np.repeat(np.arange(self.n_users, dtype=np.int64), self.lengths())
+
+    def to_csr(self, binary: bool = False) -> sp.csr_matrix:
+        """User x item matrix; repeated events are summed (or set to 1 with `binary`)."""
+        data = np.ones(self.n_interactions, np.float32) if binary else self.weights
+        m = sp.csr_matrix(
+            (data, (self.user_of_interaction(), self.items)), shape=(self.n_users, self.n_items)
+        )
+        m.sum_duplicates()
+        if binary:
+            m.data[:] = 1.0
+        return m
+
+    def item_popularity(self) -> np.ndarray:
+        """Number of distinct users per item (used by novelty and popularity baselines)."""
+        return np.asarray((self.to_csr(binary=True) > 0).sum(axis=0)).ravel().astype(np.int64)
+
+    def select(self, keep: np.ndarray) -> InteractionData:
+        """Keep only the interactions where the boolean mask `keep` is true (users stay)."""
+        keep = np.asarray(keep, dtype=bool)
+        users = self.user_of_interaction()[keep]
+        counts = np.bincount(users, minlength=self.n_users)
+        indptr = np.concatenate([[0], np.cumsum(counts)])
+        return InteractionData(
+            indptr, self.items[keep], self.weights[keep], self.timestamps[keep], self.n_items,
+            self.item_features, self.user_features,
+        )
+
+
+@dataclass
+class EvalSet:
+    """Users to evaluate, what is known about each of them, and what they did next.
+
+    `histories[j]` is the ordered item sequence available when predicting for `users[j]`
+    (masked out of the ranking); `targets[j]` are the held-out items to find.
+    """
+
+    users: np.ndarray
+    histories: list[np.ndarray]
+    targets: list[np.ndarray]
+
+    def __len__(self) -> int:
+        return len(self.users)
+
+
+@dataclass
+class Split:
+    """A training set plus the validation (for early stopping) and test evaluation sets."""
+
+    train: InteractionData
+    test: EvalSet
+    validation: EvalSet | None = None
+    info: dict = field(default_factory=dict)
+
+
+def leave_one_out_split(data: InteractionData, min_interactions: int = 3) -> Split:
+    """The sequential-recommendation protocol: last item = test, second to last = validation.
+
+    Users with fewer than `min_interactions` events go entirely to training. The validation
+    item is part of the test history (it is known at test time) but never a training target.
+    """
+    lengths = data.lengths()
+    evaluated = lengths >= min_interactions
+    keep = np.ones(data.n_interactions, dtype=bool)
+    ends = data.indptr[1:]
+    keep[ends[evaluated] - 1] = False
+    keep[ends[evaluated] - 2] = False
+    users = np.flatnonzero(evaluated)
+    seqs = [data.sequence(u) for u in users]
+    validation = EvalSet(users, [s[:-2] for s in seqs], [s[-2:-1] for s in seqs])
+    test = EvalSet(users, [s[:-1] for s in seqs], [s[-1:] for s in seqs])
+    return Split(data.select(keep), test, validation, {"protocol": "leave_one_out"})
+
+
+def temporal_split(
+    data: InteractionData, test_fraction: float = 0.1, validation_fraction: float = 0.1
+) -> Split:
+    """Global time split: the latest events (by timestamp quantile) are validation and test.
+
+    Closer to production than leave-one-out (no look into the future for any user). Test users
+    are those with events after the test cut-off and at least one event before it; their history
+    is everything before the cut-off. Targets are the distinct not-yet-seen items they touched.
+    """
+    if not 0 < test_fraction < 1 or not 0 <= validation_fraction < 1 - test_fraction:
+        raise ValueError("fractions must satisfy 0 < test, 0 <= validation, test + val < 1")
+    ts = data.timestamps
+    t_test = np.quantile(ts, 1 - test_fraction)
+    t_val = np.quantile(ts, 1 - test_fraction - validation_fraction)
+    train = data.select(ts < t_val)
+    validation = _period_eval_set(data, t_val, t_test) if validation_fraction > 0 else None
+    test = _period_eval_set(data, t_test, np.inf)
+    info = {"protocol": "temporal", "t_validation": float(t_val), "t_test": float(t_test)}
+    return Split(train, test, validation, info)
+
+
+def kfold_user_split(
+    data: InteractionData, k: int = 5, seed: int = 0, min_interactions: int = 3
+) -> list[Split]:
+    """k splits over disjoint user folds: each fold's users are held out of training entirely.
+
+    Measures strong generalisation (users the model never saw), which is what a sequence encoder
+    faces for new shoppers. Held-out users are judged leave-one-out style on their last item.
+    """
+    if k < 2:
+        raise ValueError("k must be at least 2")
+    rng = np.random.default_rng(seed)
+    folds = np.array_split(rng.permutation(data.n_users), k)
+    user_of = data.user_of_interaction()
+    splits = []
+    for i, fold in enumerate(folds):
+        held_out = np.zeros(data.n_users, dtype=bool)
+        held_out[fold] = True
+        users = np.sort(fold[data.lengths()[fold] >= min_interactions])
+        seqs = [data.sequence(u) for u in users]
+        validation = EvalSet(users, [s[:-2] for s in seqs], [s[-2:-1] for s in seqs])
+        test = EvalSet(users, [s[:-1] for s in seqs], [s[-1:] for s in seqs])
+        info = {"protocol": "kfold_user", "fold": i, "k": k}
+        splits.append(Split(data.select(~held_out[user_of]), test, validation, info))
+    return splits
+
+
+def _period_eval_set(data: InteractionData, start: float, end: float) -> EvalSet:
+    users, histories, targets = [], [], []
+    for u in range(data.n_users):
+        lo, hi = data.indptr[u], data.indptr[u + 1]
+        ts = data.timestamps[lo:hi]
+        before = ts < start
+        within = (ts >= start) & (ts < end)
+        if not before.any() or not within.any():
+            continue
+        history = data.items[lo:hi][before]
+        seen = set(history.tolist())
+        new = [i for i in dict.fromkeys(data.items[lo:hi][within].tolist()) if i not in seen]
+        if new:
+            users.append(u)
+            histories.append(history)
+            targets.append(np.array(new, dtype=np.int64))
+    return EvalSet(np.array(users, dtype=np.int64), histories, targets)
+
+
+def _concat(parts: Iterable[Sequence], dtype: type) -> np.ndarray:
+    arrays = [np.asarray(p, dtype=dtype) for p in parts]
+    return np.concatenate(arrays) if arrays else np.zeros(0, dtype=dtype)
+
+
+def _default_timestamps(indptr: np.ndarray) -> np.ndarray:
+    """Position within the user's sequence, so that order survives time-based code paths."""
+    lengths = np.diff(indptr)
+    return np.arange(indptr[-1], dtype=np.int64) - np.repeat(indptr[:-1], lengths)

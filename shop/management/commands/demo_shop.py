@@ -1,0 +1,39 @@
+"""Prepare the demo shop: catalogue and behaviour, a trained model, and an admin login."""
+
+import time
+
+from django.contrib.auth import get_user_model
+from django.core.management import call_command
+from django.core.management.base import BaseCommand
+
+from shop.models import Product
+
+ADMIN_USERNAME = "admin"
+ADMIN_PASSWORD = "admin"  # noqa: S105 - printed for the local demo only
+
+
+class Command(BaseCommand):
+    help = "Load the demo shop (once), train recommendations, and create the admin login."
+
+    def add_arguments(self, parser) -> None:
+        parser.add_argument("--seed", type=int, default=7)
+        parser.add_argument("--force", action="store_true", help="Reload even if products exist.")
+
+    def handle(self, *args, seed: int, force: bool, **options) -> None:
+        started = time.monotonic()
+        if force or not Product.objects.exists():
+            call_command("seed_demo", seed=seed, stdout=self.stdout)
+        else:
+            self.stdout.write("Demo catalogue already loaded; use --force to reload it.")
+        self._ensure_admin()
+        self.stdout.write(
+            self.style.SUCCESS(
+                f"Demo shop ready in {time.monotonic() - started:.1f}s: http://127.0.0.1:8000/ "
+                f"(admin: http://127.0.0.1:8000/admin/ as {ADMIN_USERNAME} / {ADMIN_PASSWORD})"
+            )
+        )
+
+    def _ensure_admin(self) -> None:
+        User = get_user_model()
+        if not User.objects.filter(username=ADMIN_USERNAME).exists():
+            User.objects.create_superuser(ADMIN_USERNAME, "admin@example.com", ADMIN_PASSWORD)

@@ -1,0 +1,99 @@
+"""The demo shop's catalogue: a category tree, stores (sellers) and products."""
+
+from __future__ import annotations
+
+from django.core.validators import MaxValueValidator, MinValueValidator
+from django.db import models
+from django.urls import reverse
+from django.utils.text import slugify
+
+
+class Category(models.Model):
+    """A node of the category tree; `path` caches the names from the root for fast reads."""
+
+    name = models.CharField(max_length=120)
+    slug = models.SlugField(max_length=140, unique=True)
+    parent = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.CASCADE, related_name="children"
+    )
+    path = models.CharField(max_length=500, editable=False, default="")
+
+    class Meta:
+        verbose_name_plural = "categories"
+        ordering = ["path"]
+
+    def __str__(self) -> str:
+        return self.path or self.name
+
+    def save(self, *args, **kwargs) -> None:
+        if not self.slug:
+            self.slug = slugify(self.name)[:140]
+        self.path = f"{self.parent.path} > {self.name}" if self.parent else self.name
+        super().save(*args, **kwargs)
+        for child in self.children.all():
+            child.save()
+
+    def get_absolute_url(self) -> str:
+        return reverse("shop:category", args=[self.slug])
+
+    @property
+    def names(self) -> list[str]:
+        return self.path.split(" > ")
+
+    def descendants_and_self(self) -> models.QuerySet[Category]:
+        return Category.objects.filter(models.Q(pk=self.pk) | models.Q(path__startswith=f"{self.path} > "))
+
+
+class Store(models.Model):
+    """A seller on the marketplace."""
+
+    name = models.CharField(max_length=200)
+    slug = models.SlugField(max_length=220, unique=True)
+    description = models.TextField(blank=True)
+    rating = models.DecimalField(
+        max_digits=3,
+        decimal_places=2,
+        default=0,
+        validators=[MinValueValidator(0), MaxValueValidator(5)],
+    )
+    categories = models.ManyToManyField(Category, blank=True, related_name="stores")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def get_absolute_url(self) -> str:
+        return reverse("shop:store", args=[self.slug])
+
+
+class Product(models.Model):
+    """A product for sale by one store."""
+
+    title = models.CharField(max_length=300)
+    slug = models.SlugField(max_length=320, unique=True)
+    description = models.TextField(blank=True)
+    category = models.ForeignKey(Category, on_delete=models.PROTECT, related_name="products")
+    store = models.ForeignKey(Store, on_delete=models.CASCADE, related_name="products")
+    brand = models.CharField(max_length=120, blank=True)
+    price = models.DecimalField(max_digits=10, decimal_places=2, validators=[MinValueValidator(0)])
+    stock = models.PositiveIntegerField(default=0)
+    is_active = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    image_url = models.URLField(blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["is_active", "stock"])]
+
+    def __str__(self) -> str:
+        return self.title
+
+    def get_absolute_url(self) -> str:
+        return reverse("shop:product", args=[self.slug])
+
+    @property
+    def in_stock(self) -> bool:
+        return self.stock > 0

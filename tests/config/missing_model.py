@@ -1,0 +1,3 @@
+from shop.settings import *  # noqa: F403
+
+RECOMMENDATIONS = {"PRODUCT_MODEL": "shop.Produce"}

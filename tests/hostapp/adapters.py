@@ -1,0 +1,24 @@
+from recommendations import adapters
+
+
+class GadgetAdapter(adapters.ProductAdapter):
+    title_field = "name"
+    description_field = "blurb"
+    category_field = "section"
+    store_field = "seller"
+    brand_field = "maker"
+    price_field = None
+    stock_field = "on_hand"
+    active_field = "published"
+    created_field = "listed_on"
+
+    def to_record(self, obj):
+        record = super().to_record(obj)
+        # Prices are kept in cents by this host.
+        return adapters.ProductRecord(**{**record.__dict__, "price": obj.cost_cents / 100})
+
+
+class SellerAdapter(adapters.StoreAdapter):
+    name_field = "shop_name"
+    description_field = "about"
+    rating_field = None

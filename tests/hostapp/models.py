@@ -1,0 +1,36 @@
+"""A second host shop with other names and a UUID key: it proves the drop-in contract."""
+
+import uuid
+
+from django.db import models
+
+
+class Section(models.Model):
+    label = models.CharField(max_length=100)
+
+    def __str__(self) -> str:
+        return self.label
+
+
+class Seller(models.Model):
+    shop_name = models.CharField(max_length=100)
+    about = models.TextField(blank=True)
+
+    def __str__(self) -> str:
+        return self.shop_name
+
+
+class Gadget(models.Model):
+    code = models.UUIDField(primary_key=True, default=uuid.uuid4)
+    name = models.CharField(max_length=200)
+    blurb = models.TextField(blank=True)
+    section = models.ForeignKey(Section, on_delete=models.CASCADE)
+    seller = models.ForeignKey(Seller, null=True, on_delete=models.SET_NULL)
+    maker = models.CharField(max_length=100, blank=True)
+    cost_cents = models.PositiveIntegerField()
+    on_hand = models.IntegerField(default=0)
+    published = models.BooleanField(default=True)
+    listed_on = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return self.name

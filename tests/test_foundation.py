@@ -1,0 +1,178 @@
+"""The skeleton: database, settings object, drop-in contract, start-up errors, migrations."""
+
+import os
+import re
+import subprocess
+import sys
+from io import StringIO
+from pathlib import Path
+
+import pytest
+from django.core.exceptions import ImproperlyConfigured
+from django.core.management import call_command
+from django.db import connection
+from django.test import override_settings
+
+from recommendations import adapters
+from recommendations.conf import rec_settings
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run_manage(*args: str, **env: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "manage.py", *args],
+        cwd=ROOT,
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+@pytest.mark.django_db
+def test_database_is_postgres_with_pgvector():
+    assert connection.vendor == "postgresql"
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT extversion FROM pg_extension WHERE extname = 'vector'")
+        (version,) = cursor.fetchone()
+        cursor.execute("SELECT '[1,2,3]'::vector <#> '[1,0,0]'::vector")
+        (negative_inner_product,) = cursor.fetchone()
+    assert tuple(int(p) for p in version.split(".")[:2]) >= (0, 8)
+    assert negative_inner_product == -1
+
+
+@pytest.mark.django_db
+def test_no_missing_migrations():
+    out = StringIO()
+    call_command("makemigrations", "--check", "--dry-run", stdout=out)
+    assert "No changes detected" in out.getvalue()
+
+
+def test_settings_object_has_defaults_and_follows_override_settings():
+    assert rec_settings.SESSION_GAP_MINUTES == 30
+    with override_settings(RECOMMENDATIONS={"PRODUCT_MODEL": "shop.Product", "SESSION_GAP_MINUTES": 10}):
+        assert rec_settings.SESSION_GAP_MINUTES == 10
+    assert rec_settings.SESSION_GAP_MINUTES == 30
+
+
+def test_unknown_key_is_rejected_with_the_valid_keys():
+    with override_settings(RECOMMENDATIONS={"PRODUCT_MODEL": "shop.Product", "SESION_GAP": 1}):
+        with pytest.raises(ImproperlyConfigured, match="Unknown key.*SESION_GAP.*Valid keys"):
+            adapters.validate_configuration()
+
+
+def test_missing_product_model_names_the_setting():
+    with override_settings(RECOMMENDATIONS={"PRODUCT_MODEL": "shop.Produce"}):
+        with pytest.raises(ImproperlyConfigured, match=r"PRODUCT_MODEL.*'shop.Produce'.*not installed"):
+            adapters.validate_configuration()
+
+
+def test_adapter_naming_absent_fields_is_reported():
+    with override_settings(RECOMMENDATIONS={"PRODUCT_MODEL": "hostapp.Gadget"}):
+        with pytest.raises(ImproperlyConfigured, match="title_field = 'title'"):
+            adapters.validate_configuration()
+
+
+def test_adapter_path_that_cannot_be_imported():
+    settings = {"PRODUCT_MODEL": "shop.Product", "PRODUCT_ADAPTER": "nowhere.Adapter"}
+    with override_settings(RECOMMENDATIONS=settings):
+        with pytest.raises(ImproperlyConfigured, match="nowhere.Adapter.*cannot be imported"):
+            adapters.validate_configuration()
+
+
+HOST_SETTINGS = {
+    "PRODUCT_MODEL": "hostapp.Gadget",
+    "PRODUCT_ADAPTER": "tests.hostapp.adapters.GadgetAdapter",
+    "STORE_MODEL": "hostapp.Seller",
+    "STORE_ADAPTER": "tests.hostapp.adapters.SellerAdapter",
+}
+
+
+@pytest.mark.django_db
+def test_second_host_app_with_other_names_and_uuid_keys():
+    from tests.hostapp.models import Gadget, Section, Seller
+
+    section = Section.objects.create(label="Audio")
+    seller = Seller.objects.create(shop_name="Sound Co", about="Headphones and speakers")
+    live = Gadget.objects.create(
+        name="Wireless earbuds",
+        blurb="Noise cancelling",
+        section=section,
+        seller=seller,
+        maker="Acme",
+        cost_cents=4999,
+        on_hand=3,
+    )
+    Gadget.objects.create(name="Sold out", section=section, cost_cents=100, on_hand=0)
+    Gadget.objects.create(name="Hidden", section=section, cost_cents=100, on_hand=5, published=False)
+
+    with override_settings(RECOMMENDATIONS=HOST_SETTINGS):
+        adapters.validate_configuration()
+        assert adapters.get_product_model() is Gadget
+        adapter = adapters.get_product_adapter()
+        record = adapter.to_record(live)
+        assert record.id == str(live.code)
+        assert record.title == "Wireless earbuds"
+        assert record.text == "Wireless earbuds\nNoise cancelling"
+        assert record.category_path == ("Audio",)
+        assert record.store_id == str(seller.pk)
+        assert record.brand == "Acme"
+        assert record.price == pytest.approx(49.99)
+        assert record.in_stock and record.is_active
+        assert list(adapter.available_queryset()) == [live]
+        assert list(adapter.by_keys([record.id])) == [live]
+        store = adapters.get_store_adapter().to_record(seller)
+        assert store.name == "Sound Co" and store.rating is None
+
+
+def test_engine_does_not_import_the_host_shop():
+    offenders = [
+        str(path.relative_to(ROOT))
+        for path in (ROOT / "recommendations").rglob("*.py")
+        if re.search(r"^\s*(from|import) shop\b", path.read_text(), re.MULTILINE)
+    ]
+    assert offenders == []
+
+
+def test_engine_migrations_never_reference_host_models():
+    text = "\n".join(p.read_text() for p in (ROOT / "recommendations" / "migrations").glob("*.py"))
+    assert "shop." not in text and "'shop'" not in text and '"shop"' not in text
+
+
+@pytest.mark.parametrize(
+    ("settings_module", "message"),
+    [
+        ("tests.config.unknown_key", "Unknown key(s) in settings.RECOMMENDATIONS: PRODUCT_MODLE"),
+        ("tests.config.missing_model", "refers to model 'shop.Produce', which is not installed"),
+    ],
+)
+def test_bad_configuration_fails_at_start_up_with_one_clear_message(settings_module, message):
+    result = run_manage("check", DJANGO_SETTINGS_MODULE=settings_module)
+    assert result.returncode != 0
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_unreachable_database_url_fails_at_start_up():
+    result = run_manage("check", DATABASE_URL="postgres://shop@127.0.0.1:1/shop")
+    assert result.returncode != 0
+    assert "cannot be reached" in result.stderr and "DATABASE_URL" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_production_mode_requires_a_secret_key():
+    result = run_manage("check", DEBUG="false", SECRET_KEY="")
+    assert result.returncode != 0
+    assert "SECRET_KEY is not set and DEBUG is false" in result.stderr
+
+
+def test_migrate_on_a_fresh_embedded_server_creates_the_vector_extension(tmp_path):
+    env = {"EMBEDDED_POSTGRES_DIR": str(tmp_path / "pg"), "EMBEDDED_POSTGRES_DB": "fresh"}
+    try:
+        migrate = run_manage("migrate", "--no-input", **env)
+        assert migrate.returncode == 0, migrate.stderr
+        shell = run_manage("dbshell", "--", "-Atc", "SELECT extname FROM pg_extension ORDER BY 1", **env)
+        assert shell.stdout.split() == ["pg_trgm", "plpgsql", "vector"]
+    finally:
+        run_manage("embedded_db", "stop", **env)
