@@ -49,6 +49,7 @@ class Store(models.Model):
 
     name = models.CharField(max_length=200)
     slug = models.SlugField(max_length=220, unique=True)
+    external_id = models.CharField(max_length=64, unique=True, null=True, blank=True)
     description = models.TextField(blank=True)
     rating = models.DecimalField(
         max_digits=3,
@@ -73,6 +74,8 @@ class Product(models.Model):
     """A product for sale by one store."""
 
     title = models.CharField(max_length=300)
+    # The product's id in the system it came from (an ERP, a dataset's ASIN); used by importers.
+    sku = models.CharField(max_length=64, unique=True, null=True, blank=True)
     slug = models.SlugField(max_length=320, unique=True)
     description = models.TextField(blank=True)
     category = models.ForeignKey(Category, on_delete=models.PROTECT, related_name="products")

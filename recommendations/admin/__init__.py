@@ -1,0 +1,1 @@
+"""Admin classes of the engine, one module per concern."""

@@ -1,0 +1,14 @@
+"""URLs of the REST API; the host includes them under `api/`:
+
+    path("api/", include("recommendations.api.urls")),
+"""
+
+from django.urls import path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+app_name = "recommendations_api"
+
+urlpatterns = [
+    path("schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("docs/", SpectacularSwaggerView.as_view(url_name="recommendations_api:schema"), name="docs"),
+]

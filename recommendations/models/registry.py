@@ -1,0 +1,58 @@
+"""The model registry: every trained model is a `ModelVersion`; at most one is active."""
+
+from __future__ import annotations
+
+from django.db import models
+from django.db.models import Q
+
+
+class ModelStatus(models.TextChoices):
+    TRAINING = "training", "Training"
+    READY = "ready", "Ready"
+    ACTIVE = "active", "Active"
+    FAILED = "failed", "Failed"
+    RETIRED = "retired", "Retired"
+
+
+class ModelVersion(models.Model):
+    """A trained model, its metrics and its stored artifact.
+
+    Serving reads vectors of the one `active` version. Activation is a single transaction
+    (see `recommendations.vectors.activation`), so readers see the old version until the new
+    one is complete; the previously active version is kept `ready` for rollback.
+    """
+
+    algorithm = models.CharField(max_length=40, default="two_tower")
+    status = models.CharField(
+        max_length=12, choices=ModelStatus.choices, default=ModelStatus.TRAINING, db_index=True
+    )
+    config = models.JSONField(default=dict, blank=True)
+    data_window_start = models.DateTimeField(null=True, blank=True)
+    data_window_end = models.DateTimeField(null=True, blank=True)
+    n_users = models.PositiveIntegerField(default=0)
+    n_items = models.PositiveIntegerField(default=0)
+    n_events = models.PositiveBigIntegerField(default=0)
+    dimensions = models.PositiveSmallIntegerField(default=0)
+    metrics = models.JSONField(default=dict, blank=True)
+    # One entry per epoch: {"epoch", "loss", "val_ndcg10", "seconds"}.
+    training_curve = models.JSONField(default=list, blank=True)
+    training_seconds = models.FloatField(null=True, blank=True)
+    device = models.CharField(max_length=32, blank=True)
+    artifact = models.FileField(upload_to="recommendations/models/", blank=True)
+    error = models.TextField(blank=True)
+    # Progress of the task working on this version: {"stage", "done", "total"}.
+    progress = models.JSONField(default=dict, blank=True)
+    task_id = models.CharField(max_length=64, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    activated_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["status"], condition=Q(status="active"), name="rec_one_active_model_version"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.algorithm} v{self.pk} ({self.status})"
