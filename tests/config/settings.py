@@ -1,8 +1,8 @@
 """Test settings: the demo shop plus a second host app that proves the drop-in contract."""
 
-from shop.settings import *  # noqa: F403
 import os
 
+from shop.settings import *  # noqa: F403
 from shop.settings import DATABASES, INSTALLED_APPS
 
 INSTALLED_APPS = [*INSTALLED_APPS, "tests.hostapp"]
