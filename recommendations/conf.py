@@ -59,9 +59,55 @@ DEFAULTS: dict[str, Any] = {
     "MAX_BATCH_EVENTS": 500,
     "MAX_BATCH_BYTES": 1_000_000,
     "MAX_EVENT_FUTURE_SECONDS": 300,
+    # Requests per period for the REST API, per API key, per signed-in user and per anonymous
+    # client address (DRF rate strings: "N/second|minute|hour|day").
+    "API_THROTTLE_RATES": {"api_key": "6000/minute", "user": "600/minute", "anonymous": "300/minute"},
     # Learning: "auto" picks CUDA when present, else CPU.
     "DEVICE": "auto",
     "TRAINING": {},
+    # Serving: business rules per recommendation type ("default" applies to every type; a
+    # type's own dict overrides it). Types: for_you, similar, bought_together, trending,
+    # new_arrivals, recently_viewed, buy_again, store_products, search, rerank.
+    "SERVING_RULES": {
+        "default": {
+            "limit": 10,
+            "exclude_purchased": True,
+            "max_per_store": 3,
+            "max_per_category": None,
+            # 0..1: weight of relevance against novelty in MMR re-ranking; None = off.
+            "mmr_lambda": None,
+        },
+        "recently_viewed": {"exclude_purchased": False, "max_per_store": None},
+        "buy_again": {"exclude_purchased": False, "max_per_store": None},
+        "rerank": {"exclude_purchased": False, "max_per_store": None},
+        "search": {"exclude_purchased": False, "max_per_store": None, "limit": 20},
+        "store_products": {"max_per_store": None},
+    },
+    # Boost or bury products: [{"filter": {"brand": "Acme"}, "factor": 1.5, "types": ["for_you"]}].
+    # `filter` is an ORM lookup on the host's product model; factor > 1 boosts, < 1 buries,
+    # 0 removes; `types` (optional) limits the rule to some recommendation types.
+    "BOOST_RULES": [],
+    # Real-time personalisation: the latest REALTIME_HISTORY events of a user or session are
+    # blended into the stored user vector; an event REALTIME_HALF_LIFE_MINUTES old counts half.
+    "REALTIME_HISTORY": 20,
+    "REALTIME_HALF_LIFE_MINUTES": 60.0,
+    # Share of the session's vector in the blend when the user also has a stored vector.
+    "REALTIME_SESSION_WEIGHT": 0.5,
+    "TRENDING_HALF_LIFE_DAYS": 3.0,
+    "TRENDING_WINDOW_DAYS": 30,
+    "POPULAR_WINDOW_DAYS": 180,
+    "PAIRS_PER_PRODUCT": 50,
+    # A product counts as replenishable (buy it again) when this share of its buyers rebought it.
+    "REPLENISHABLE_MIN_REPEAT_RATE": 0.1,
+    "SEARCH_TEXT_CONFIG": "english",
+    "HNSW_EF_SEARCH": 100,
+    # Seconds a computed list is reused (0 = off); a new event of the user starts a new one.
+    "SERVING_CACHE_SECONDS": 60,
+    # Store what was recommended (one row per list) so clicks and purchases can be joined.
+    "RECORD_SERVED": True,
+    "SERVED_RETENTION_DAYS": 30,
+    # Template tags log errors and render nothing; with DEBUG on, this re-raises them.
+    "RAISE_TEMPLATE_ERRORS": False,
 }
 
 IMPORT_STRINGS = {"PRODUCT_ADAPTER", "STORE_ADAPTER"}

@@ -1,16 +1,19 @@
 """The engine's own tables. None of them has a foreign key to a host model: products and
 stores are referenced by their primary key as a string (see `adapters.BaseAdapter.key`)."""
 
+from recommendations.models.api_keys import ApiKey, Scope
 from recommendations.models.events import Event, EventType
 from recommendations.models.registry import ModelStatus, ModelVersion
 from recommendations.models.vectors import ProductVector, StoreVector, UserVector
 
 __all__ = [
+    "ApiKey",
     "Event",
     "EventType",
     "ModelStatus",
     "ModelVersion",
     "ProductVector",
+    "Scope",
     "StoreVector",
     "UserVector",
 ]
