@@ -99,7 +99,6 @@ DEFAULTS: dict[str, Any] = {
     "PAIRS_PER_PRODUCT": 50,
     # A product counts as replenishable (buy it again) when this share of its buyers rebought it.
     "REPLENISHABLE_MIN_REPEAT_RATE": 0.1,
-    "SEARCH_TEXT_CONFIG": "english",
     "HNSW_EF_SEARCH": 100,
     # Seconds a computed list is reused (0 = off); a new event of the user starts a new one.
     "SERVING_CACHE_SECONDS": 60,

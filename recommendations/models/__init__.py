@@ -4,6 +4,9 @@ stores are referenced by their primary key as a string (see `adapters.BaseAdapte
 from recommendations.models.api_keys import ApiKey, Scope
 from recommendations.models.events import Event, EventType
 from recommendations.models.registry import ModelStatus, ModelVersion
+from recommendations.models.search import ProductDocument
+from recommendations.models.served import ServedRecommendation
+from recommendations.models.statistics import PairKind, ProductPair, ProductPopularity
 from recommendations.models.vectors import ProductVector, StoreVector, UserVector
 
 __all__ = [
@@ -12,8 +15,13 @@ __all__ = [
     "EventType",
     "ModelStatus",
     "ModelVersion",
+    "PairKind",
+    "ProductDocument",
+    "ProductPair",
+    "ProductPopularity",
     "ProductVector",
     "Scope",
+    "ServedRecommendation",
     "StoreVector",
     "UserVector",
 ]

@@ -1,0 +1,50 @@
+"""The search index: a denormalised copy of the catalogue text that serving searches.
+
+The engine cannot add indexes to the host's tables, so it keeps its own: a weighted
+full-text vector (GIN) and a trigram index on titles for typo tolerance. Rows are written
+by `recommendations.serving.catalog.index_products()`; availability is always checked on
+the host's table at query time, so a stale row never shows a sold-out product.
+"""
+
+from __future__ import annotations
+
+from django.contrib.postgres.fields import ArrayField
+from django.contrib.postgres.indexes import GinIndex
+from django.contrib.postgres.search import SearchVector, SearchVectorField
+from django.db import models
+from django.db.models.functions import Coalesce
+
+# The text search configuration is frozen into the generated column; changing it needs a
+# migration, so it is a constant here rather than a setting.
+TEXT_SEARCH_CONFIG = "english"
+
+
+class ProductDocument(models.Model):
+    product_id = models.CharField(max_length=64, unique=True)
+    title = models.CharField(max_length=500)
+    text = models.TextField(blank=True)
+    brand = models.CharField(max_length=200, blank=True)
+    categories = ArrayField(models.CharField(max_length=200), default=list, blank=True)
+    store_id = models.CharField(max_length=64, blank=True)
+    price = models.FloatField(null=True, blank=True)
+    created_at = models.DateTimeField(null=True, blank=True)
+    search_vector = models.GeneratedField(
+        expression=SearchVector("title", weight="A", config=TEXT_SEARCH_CONFIG)
+        + SearchVector(Coalesce("brand", models.Value("")), weight="B", config=TEXT_SEARCH_CONFIG)
+        + SearchVector("text", weight="C", config=TEXT_SEARCH_CONFIG),
+        output_field=SearchVectorField(),
+        db_persist=True,
+    )
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        indexes = [
+            GinIndex(fields=["search_vector"], name="rec_doc_search"),
+            GinIndex(fields=["title"], name="rec_doc_title_trgm", opclasses=["gin_trgm_ops"]),
+            GinIndex(fields=["categories"], name="rec_doc_categories"),
+            models.Index(fields=["store_id"], name="rec_doc_store"),
+            models.Index(fields=["-created_at"], name="rec_doc_created"),
+        ]
+
+    def __str__(self) -> str:
+        return self.title
