@@ -1,6 +1,7 @@
 """The engine's own tables. None of them has a foreign key to a host model: products and
 stores are referenced by their primary key as a string (see `adapters.BaseAdapter.key`)."""
 
+from recommendations.models.admin_pages import Dashboard, UserPreview
 from recommendations.models.api_keys import ApiKey, Scope
 from recommendations.models.events import Event, EventType
 from recommendations.models.registry import ModelStatus, ModelVersion
@@ -11,6 +12,7 @@ from recommendations.models.vectors import ProductVector, StoreVector, UserVecto
 
 __all__ = [
     "ApiKey",
+    "Dashboard",
     "Event",
     "EventType",
     "ModelStatus",
@@ -23,5 +25,6 @@ __all__ = [
     "Scope",
     "ServedRecommendation",
     "StoreVector",
+    "UserPreview",
     "UserVector",
 ]
