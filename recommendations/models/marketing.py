@@ -1,0 +1,195 @@
+"""Campaigns and the saved audiences (segments) built for them.
+
+A campaign names what it promotes by host keys as strings (product ids, store ids) and by
+category names, never by foreign keys, so the engine's migrations stay independent of the
+host's catalogue. Who should see it is decided by `recommendations.marketing.targeting`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.contrib.postgres.fields import ArrayField
+from django.core.exceptions import ValidationError
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+
+from recommendations.marketing.rules import AudienceRules, parse_rules
+
+# Campaign views and clicks are events whose context names the campaign under this key.
+CAMPAIGN_CONTEXT_KEY = "campaign"
+
+
+class CampaignKind(models.TextChoices):
+    PROMOTION = "promotion", "Promotion of products, categories or stores"
+    MEMBER_BENEFIT = "member_benefit", "Member benefit (by customer segment)"
+    FLASH_SALE = "flash_sale", "Flash sale / clearance"
+
+
+class CampaignQuerySet(models.QuerySet["Campaign"]):
+    def running(self, now: dt.datetime | None = None) -> CampaignQuerySet:
+        """Active campaigns whose window contains `now`."""
+        now = now or timezone.now()
+        return self.filter(is_active=True, starts_at__lte=now).filter(
+            Q(ends_at__isnull=True) | Q(ends_at__gt=now)
+        )
+
+
+class Campaign(models.Model):
+    """Something the shop wants to show to the shoppers most likely to care."""
+
+    name = models.CharField(max_length=200)
+    kind = models.CharField(max_length=20, choices=CampaignKind.choices, default=CampaignKind.PROMOTION)
+    product_ids = ArrayField(
+        models.CharField(max_length=64),
+        default=list,
+        blank=True,
+        help_text="Product primary keys, comma-separated.",
+    )
+    category_names = ArrayField(
+        models.CharField(max_length=200),
+        default=list,
+        blank=True,
+        help_text="Category names, comma-separated; a product matches when any name is on its category path.",
+    )
+    store_ids = ArrayField(
+        models.CharField(max_length=64),
+        default=list,
+        blank=True,
+        help_text="Store primary keys, comma-separated.",
+    )
+    discount_text = models.CharField(
+        max_length=200, blank=True, help_text='What shoppers read, e.g. "-20% on tea".'
+    )
+    link_url = models.CharField(
+        max_length=500, blank=True, help_text="Where the campaign leads (a path or URL)."
+    )
+    starts_at = models.DateTimeField(default=timezone.now)
+    ends_at = models.DateTimeField(null=True, blank=True, help_text="Empty for an open-ended campaign.")
+    impression_cap = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Stop showing the campaign after this many views (its budget)."
+    )
+    audience_rules = models.JSONField(
+        default=dict, blank=True, help_text="See recommendations.marketing.rules."
+    )
+    priority = models.SmallIntegerField(default=0, help_text="Higher first, before relevance.")
+    is_active = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects = CampaignQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-priority", "-starts_at"]
+        indexes = [models.Index(fields=["is_active", "starts_at"], name="rec_campaign_running")]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def rules(self) -> AudienceRules:
+        return parse_rules(self.audience_rules)
+
+    def clean(self) -> None:
+        errors: dict[str, list[str]] = {}
+        if self.ends_at and self.starts_at and self.ends_at <= self.starts_at:
+            errors["ends_at"] = [
+                f"The campaign ends ({self.ends_at:%Y-%m-%d %H:%M}) before it starts "
+                f"({self.starts_at:%Y-%m-%d %H:%M}). Set an end after the start, or leave it empty."
+            ]
+        try:
+            rules = parse_rules(self.audience_rules)
+        except ValidationError as exc:
+            errors["audience_rules"] = exc.messages
+        else:
+            if rules.rfm_segments and self.kind != CampaignKind.MEMBER_BENEFIT:
+                errors["audience_rules"] = ["rfm_segments applies to member benefits only; change the kind."]
+            if rules.inventory and self.kind != CampaignKind.FLASH_SALE:
+                errors["audience_rules"] = ["inventory applies to flash sales only; change the kind."]
+        if errors:
+            raise ValidationError(errors)
+
+    def targeting_error(self) -> str | None:
+        """Why no audience can be built for this campaign, or None when it targets something."""
+        rules = parse_rules(self.audience_rules)
+        if self.kind == CampaignKind.MEMBER_BENEFIT:
+            if not rules.rfm_segments:
+                return (
+                    f"Member benefit {self.name!r} names no customer segment. Add "
+                    '"rfm_segments" to its audience rules, e.g. ["loyal_high_spender"].'
+                )
+            return None
+        if self.product_ids or self.category_names or self.store_ids or rules.inventory:
+            return None
+        return (
+            f"Campaign {self.name!r} promotes nothing: add products, categories or stores"
+            + (' (or an "inventory" rule)' if self.kind == CampaignKind.FLASH_SALE else "")
+            + " before building its audience."
+        )
+
+    def is_running(self, now: dt.datetime | None = None) -> bool:
+        now = now or timezone.now()
+        return self.is_active and self.starts_at <= now and (self.ends_at is None or now < self.ends_at)
+
+
+class Segment(models.Model):
+    """A saved audience: the users most likely to engage with a campaign, at `refreshed_at`.
+
+    Members live in `SegmentMember` rows so that `segment.users()` is an ordinary QuerySet
+    of users (join it, filter it, export it). A refresh replaces all members in one
+    transaction; the periodic task refreshes every segment with `auto_refresh` set.
+    """
+
+    name = models.CharField(max_length=200)
+    campaign = models.ForeignKey(
+        Campaign, null=True, blank=True, on_delete=models.SET_NULL, related_name="segments"
+    )
+    max_size = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        help_text="At most this many users; empty uses the campaign's max_audience rule.",
+    )
+    auto_refresh = models.BooleanField(default=True, help_text="Refreshed by the periodic task.")
+    refreshed_at = models.DateTimeField(null=True, blank=True, editable=False)
+    size = models.PositiveIntegerField(default=0, editable=False)
+    # How the members were scored at the last refresh (user vectors, event affinity, RFM).
+    method = models.CharField(max_length=20, blank=True, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def clean(self) -> None:
+        if self.campaign is None:
+            raise ValidationError({"campaign": "Choose the campaign this audience is for."})
+        problem = self.campaign.targeting_error()
+        if problem:
+            raise ValidationError({"campaign": problem})
+
+    def users(self) -> models.QuerySet:
+        """The members as a QuerySet of the user model, most engaged first."""
+        return (
+            get_user_model()
+            .objects.filter(rec_segment_memberships__segment=self)
+            .order_by("-rec_segment_memberships__score", "pk")
+        )
+
+
+class SegmentMember(models.Model):
+    segment = models.ForeignKey(Segment, on_delete=models.CASCADE, related_name="members")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="rec_segment_memberships"
+    )
+    score = models.FloatField(default=0.0)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["segment", "user"], name="rec_segment_member_unique")]
+
+    def __str__(self) -> str:
+        return f"user {self.user_id} in segment {self.segment_id}"
