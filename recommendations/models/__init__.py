@@ -4,6 +4,8 @@ stores are referenced by their primary key as a string (see `adapters.BaseAdapte
 from recommendations.models.admin_pages import Dashboard, UserPreview
 from recommendations.models.api_keys import ApiKey, Scope
 from recommendations.models.events import Event, EventType
+from recommendations.models.experiments import Assignment, Experiment, ExperimentStatus, Variant
+from recommendations.models.marketing import Campaign, CampaignKind, Segment, SegmentMember
 from recommendations.models.registry import ModelStatus, ModelVersion
 from recommendations.models.search import ProductDocument
 from recommendations.models.served import ServedRecommendation
@@ -12,9 +14,14 @@ from recommendations.models.vectors import ProductVector, StoreVector, UserVecto
 
 __all__ = [
     "ApiKey",
+    "Assignment",
+    "Campaign",
+    "CampaignKind",
     "Dashboard",
     "Event",
     "EventType",
+    "Experiment",
+    "ExperimentStatus",
     "ModelStatus",
     "ModelVersion",
     "PairKind",
@@ -23,8 +30,11 @@ __all__ = [
     "ProductPopularity",
     "ProductVector",
     "Scope",
+    "Segment",
+    "SegmentMember",
     "ServedRecommendation",
     "StoreVector",
     "UserPreview",
     "UserVector",
+    "Variant",
 ]
