@@ -4,3 +4,12 @@ stores, searches and campaigns.
 Add "recommendations" to INSTALLED_APPS and configure `RECOMMENDATIONS = {...}`; see
 `recommendations.conf` for the keys and `recommendations.adapters` for the catalogue contract.
 """
+
+
+def __getattr__(name: str):
+    # `recommendations.track` without importing models when the package is imported (settings).
+    if name == "track":
+        from recommendations.events.tracking import track
+
+        return track
+    raise AttributeError(f"module 'recommendations' has no attribute {name!r}")

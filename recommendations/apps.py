@@ -11,3 +11,7 @@ class RecommendationsConfig(AppConfig):
         from recommendations.adapters import validate_configuration
 
         validate_configuration()
+
+        from recommendations.events import receivers
+
+        receivers.connect()

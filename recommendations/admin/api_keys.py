@@ -1,0 +1,56 @@
+"""Admin for API keys: the raw key is shown once, right after it is created."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.http import HttpRequest
+from django.utils import timezone
+
+from recommendations.models.api_keys import ApiKey, Scope
+
+
+class ApiKeyForm(forms.ModelForm):
+    scopes = forms.MultipleChoiceField(choices=Scope.choices, widget=forms.CheckboxSelectMultiple)
+
+    class Meta:
+        model = ApiKey
+        fields = ["name", "scopes"]
+
+
+@admin.register(ApiKey)
+class ApiKeyAdmin(admin.ModelAdmin):
+    form = ApiKeyForm
+    list_display = ["name", "prefix", "scope_list", "created_at", "last_used_at", "revoked_at"]
+    list_filter = [("revoked_at", admin.EmptyFieldListFilter)]
+    search_fields = ["name", "prefix"]
+    readonly_fields = ["prefix", "created_at", "last_used_at", "revoked_at"]
+    fieldsets = [
+        (None, {"fields": ["name", "scopes"]}),
+        ("Usage", {"fields": ["prefix", "created_at", "last_used_at", "revoked_at"]}),
+    ]
+    actions = ["revoke"]
+
+    @admin.display(description="scopes")
+    def scope_list(self, obj: ApiKey) -> str:
+        return ", ".join(obj.scopes)
+
+    def save_model(self, request: HttpRequest, obj: ApiKey, form: Any, change: bool) -> None:
+        raw = None if change else obj.set_new_key()
+        super().save_model(request, obj, form, change)
+        if raw:
+            messages.warning(
+                request,
+                f"The new API key is {raw} — copy it now: only its hash is stored, so it cannot be "
+                f"shown again. Clients send it as 'Authorization: Api-Key {raw}'.",
+            )
+
+    @admin.action(description="Revoke selected API keys")
+    def revoke(self, request: HttpRequest, queryset: QuerySet[ApiKey]) -> None:
+        revoked = queryset.filter(revoked_at__isnull=True).update(revoked_at=timezone.now())
+        self.message_user(
+            request, f"Revoked {revoked} API key(s); {queryset.count() - revoked} were already revoked."
+        )

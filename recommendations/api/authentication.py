@@ -1,0 +1,65 @@
+"""How REST clients prove who they are.
+
+- `ApiKeyAuthentication`: server-to-server clients send `Authorization: Api-Key <key>`.
+  The request's user is anonymous and `request.auth` is the `ApiKey` (checked by `HasScope`).
+- `CsrfSessionAuthentication`: browsers (the beacon) use their session cookie. Unlike DRF's
+  `SessionAuthentication`, the CSRF token is required for anonymous visitors too: their
+  events are attributed to their session and merged into their account at login, so another
+  site must not be able to write them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib.auth.models import AnonymousUser
+from django.middleware.csrf import CsrfViewMiddleware
+from rest_framework import authentication, exceptions
+from rest_framework.request import Request
+
+from recommendations.models.api_keys import ApiKey
+
+KEYWORD = "Api-Key"
+
+
+class ApiKeyAuthentication(authentication.BaseAuthentication):
+    def authenticate(self, request: Request) -> tuple[AnonymousUser, ApiKey] | None:
+        header = authentication.get_authorization_header(request).decode("latin-1")
+        keyword, _, raw = header.partition(" ")
+        if keyword != KEYWORD:
+            return None
+        raw = raw.strip()
+        if not raw or " " in raw:
+            raise exceptions.AuthenticationFailed(f"Send the key as 'Authorization: {KEYWORD} <key>'.")
+        api_key = ApiKey.objects.get_for_raw_key(raw)
+        if api_key is None:
+            raise exceptions.AuthenticationFailed(
+                "Unknown or revoked API key. Create a new key in the admin."
+            )
+        api_key.touch()
+        return AnonymousUser(), api_key
+
+    def authenticate_header(self, request: Request) -> str:
+        return KEYWORD
+
+
+class _CsrfCheck(CsrfViewMiddleware):
+    def _reject(self, request: Any, reason: str) -> str:
+        return reason
+
+
+class CsrfSessionAuthentication(authentication.BaseAuthentication):
+    """The session's user (or an anonymous visitor), after a CSRF check either way."""
+
+    def authenticate(self, request: Request) -> tuple[Any, None]:
+        django_request = request._request
+        check = _CsrfCheck(lambda req: None)
+        check.process_request(django_request)
+        reason = check.process_view(django_request, None, (), {})
+        if reason:
+            raise exceptions.PermissionDenied(
+                f"CSRF failed: {reason}. Send the csrftoken cookie's value in the X-CSRFToken header "
+                "(or as csrf_token in the body), or authenticate with an API key."
+            )
+        user = getattr(django_request, "user", None)
+        return (user if user is not None else AnonymousUser()), None

@@ -1,0 +1,203 @@
+"""`POST /api/events/`: a batch of behaviour events from browsers (the beacon) or servers.
+
+The view reads the body itself: the byte cap is enforced before anything is parsed, and the
+batch is validated by `events.validation` in plain Python (no per-event serializer), then
+stored by `events.ingestion` in one transaction. The serializers below only document the
+JSON shapes in the OpenAPI schema.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from django.http import HttpRequest
+from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema
+from rest_framework import serializers, status
+from rest_framework.exceptions import APIException, ParseError
+from rest_framework.parsers import JSONParser
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from recommendations.api.authentication import ApiKeyAuthentication, CsrfSessionAuthentication
+from recommendations.api.permissions import HasScope, IsBrowserSession
+from recommendations.api.throttles import ApiRateThrottle
+from recommendations.conf import rec_settings
+from recommendations.events.ingestion import ingest
+from recommendations.events.tracking import client_context, get_session_id, request_user_id
+from recommendations.events.validation import EventValidationError, Origin
+from recommendations.models.api_keys import ApiKey, Scope
+from recommendations.models.events import EventType
+
+BATCH_FIELDS = {"events", "csrf_token"}
+
+
+class PayloadTooLarge(APIException):
+    status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
+    default_code = "payload_too_large"
+
+
+def read_batch(request: HttpRequest) -> dict[str, Any]:
+    """The parsed body, after the byte cap (413) and shape checks (400)."""
+    limit = rec_settings.MAX_BATCH_BYTES
+    split_hint = f"Split it into batches of at most {rec_settings.MAX_BATCH_EVENTS} events."
+    try:
+        declared = int(request.META.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        raise ParseError("The Content-Length header is not a number.") from None
+    if declared > limit:
+        raise PayloadTooLarge(
+            f"The body is {declared} bytes; at most {limit} bytes are accepted. {split_hint}"
+        )
+    try:
+        payload = json.loads(request.body)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ParseError(f'The body is not valid JSON ({exc}). Send {{"events": [...]}}.') from None
+    if not isinstance(payload, dict) or not isinstance(payload.get("events"), list):
+        raise ParseError('The body must be a JSON object with an "events" list: {"events": [{...}, ...]}.')
+    unknown = payload.keys() - BATCH_FIELDS
+    if unknown:
+        raise ParseError(
+            f"Unknown top-level field(s): {', '.join(sorted(unknown))}. Allowed: events, csrf_token."
+        )
+    if not payload["events"]:
+        raise ParseError("The batch is empty; send at least one event.")
+    if len(payload["events"]) > rec_settings.MAX_BATCH_EVENTS:
+        raise ParseError(f"The batch has {len(payload['events'])} events. {split_hint}")
+    token = payload.get("csrf_token")
+    if isinstance(token, str) and "HTTP_X_CSRFTOKEN" not in request.META:
+        # navigator.sendBeacon cannot set headers, so the beacon may send the token in the body.
+        request.META["HTTP_X_CSRFTOKEN"] = token
+    return payload
+
+
+class EventInSchema(serializers.Serializer):
+    event_id = serializers.CharField(
+        required=False, max_length=64, help_text="Idempotency key; generated when absent. Stored once."
+    )
+    event_type = serializers.ChoiceField(choices=EventType.choices)
+    product_id = serializers.CharField(
+        required=False,
+        help_text="Product primary key; required for view, click, cart, purchase, rating, favourite.",
+    )
+    products = serializers.ListField(
+        child=serializers.CharField(),
+        required=False,
+        help_text="Products shown (impression, search results); required for impressions.",
+    )
+    store_id = serializers.CharField(required=False, help_text="Store primary key; required for store_view.")
+    query = serializers.CharField(
+        required=False, max_length=255, help_text="Search text; required for search."
+    )
+    value = serializers.FloatField(
+        required=False, help_text="Rating 1-5, or quantity for cart and purchase events."
+    )
+    revenue = serializers.DecimalField(max_digits=12, decimal_places=2, required=False)
+    timestamp = serializers.DateTimeField(
+        required=False,
+        help_text="ISO 8601 or unix seconds; default now; at most a few minutes in the future.",
+    )
+    recommendation_id = serializers.CharField(required=False, max_length=64)
+    context = serializers.DictField(required=False, help_text="page, device, referrer, review text, ...")
+    user_id = serializers.CharField(
+        required=False, help_text="API keys only; sessions use the signed-in user."
+    )
+    session_id = serializers.CharField(required=False, max_length=64, help_text="API keys only.")
+
+
+class EventBatchSchema(serializers.Serializer):
+    events = EventInSchema(many=True)
+    csrf_token = serializers.CharField(
+        required=False, help_text="For navigator.sendBeacon, which cannot set headers."
+    )
+
+
+class EventBatchResultSchema(serializers.Serializer):
+    received = serializers.IntegerField()
+    stored = serializers.IntegerField()
+    duplicates = serializers.IntegerField(help_text="Events whose event_id was already stored.")
+
+
+class EventErrorSchema(serializers.Serializer):
+    index = serializers.IntegerField(help_text="Position of the event in the batch.")
+    event_id = serializers.CharField(required=False)
+    errors = serializers.DictField(child=serializers.ListField(child=serializers.CharField()))
+
+
+class EventBatchErrorSchema(serializers.Serializer):
+    detail = serializers.CharField()
+    errors = EventErrorSchema(many=True, required=False)
+
+
+class EventBatchView(APIView):
+    """Store a batch of behaviour events, all or nothing."""
+
+    authentication_classes = [ApiKeyAuthentication, CsrfSessionAuthentication]
+    permission_classes = [HasScope | IsBrowserSession]
+    throttle_classes = [ApiRateThrottle]
+    parser_classes = [JSONParser]  # documents the media type; the body is read by read_batch()
+    required_scopes = (Scope.EVENTS_WRITE.value,)
+    http_method_names = ["post", "options"]
+
+    def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
+        # Size and shape first: an oversize body costs nothing, and the beacon's CSRF token in
+        # the body must be known before authentication checks it.
+        if request.method == "POST":
+            self.batch = read_batch(request._request)
+        super().initial(request, *args, **kwargs)
+
+    @extend_schema(
+        operation_id="events_create",
+        summary="Send behaviour events",
+        description=(
+            f"Up to {rec_settings.MAX_BATCH_EVENTS} events and {rec_settings.MAX_BATCH_BYTES} bytes per "
+            "request. Authenticate with `Authorization: Api-Key <key>` (scope events:write) or a browser "
+            "session plus its CSRF token. If any event is invalid the answer lists every problem and "
+            "nothing is stored. Replaying an event_id stores nothing new."
+        ),
+        request=EventBatchSchema,
+        responses={
+            200: EventBatchResultSchema,
+            400: OpenApiResponse(EventBatchErrorSchema, description="Invalid JSON or invalid events."),
+            401: OpenApiResponse(description="Unknown or revoked API key."),
+            403: OpenApiResponse(description="Missing scope or failed CSRF check."),
+            413: OpenApiResponse(description="Body larger than the byte cap."),
+            429: OpenApiResponse(description="Too many requests."),
+        },
+        examples=[
+            OpenApiExample(
+                "A view and an impression",
+                request_only=True,
+                value={
+                    "events": [
+                        {"event_type": "view", "product_id": "42", "context": {"page": "/product/mug/"}},
+                        {
+                            "event_id": "b6f1c0de-3",
+                            "event_type": "impression",
+                            "products": ["7", "9", "12"],
+                            "recommendation_id": "r-5f2a",
+                        },
+                    ]
+                },
+            )
+        ],
+    )
+    def post(self, request: Request) -> Response:
+        if isinstance(request.auth, ApiKey):
+            origin = Origin(trusted=True)
+        else:
+            django_request = request._request
+            origin = Origin(
+                trusted=False,
+                user_id=request_user_id(django_request),
+                session_id=get_session_id(django_request),
+                context=client_context(django_request),
+            )
+        try:
+            result = ingest(self.batch["events"], origin)
+        except EventValidationError as exc:
+            return Response({"detail": str(exc).split(":", 1)[0] + ".", "errors": exc.errors}, status=400)
+        return Response(
+            {"received": result.received, "stored": result.stored, "duplicates": result.duplicates}
+        )

@@ -1,0 +1,96 @@
+"""Receivers that turn the host's domain signals (and Django's login) into stored events.
+
+`connect()` runs in the app's `ready()`. Each receiver is a thin door into `track()` or
+`sessions`, so the same validation and idempotency apply as for every other way in.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from decimal import Decimal
+from typing import Any
+
+from django.contrib.auth.signals import user_logged_in
+from django.db import models
+from django.http import HttpRequest
+
+from recommendations.events import signals
+from recommendations.events.sessions import merge_session_into_user
+from recommendations.events.tracking import get_session_id, track
+from recommendations.events.validation import stable_event_id
+
+
+def on_product_viewed(
+    sender: Any, *, request: HttpRequest, product: models.Model, recommendation_id: str = "", **kwargs: Any
+) -> None:
+    track(request, "view", product=product, recommendation_id=recommendation_id)
+
+
+def on_added_to_cart(
+    sender: Any, *, request: HttpRequest, product: models.Model, quantity: int = 1, **kwargs: Any
+) -> None:
+    track(request, "add_to_cart", product=product, value=quantity)
+
+
+def on_order_placed(
+    sender: Any,
+    *,
+    order_id: Any,
+    lines: Iterable[tuple[models.Model, int, Any]],
+    request: HttpRequest | None = None,
+    user: models.Model | None = None,
+    **kwargs: Any,
+) -> None:
+    """One purchase event per order line; ids derive from the order so a re-sent signal is harmless."""
+    for product, quantity, unit_price in lines:
+        revenue = Decimal(str(unit_price)) * quantity if unit_price is not None else None
+        track(
+            request,
+            "purchase",
+            product=product,
+            value=quantity,
+            revenue=revenue,
+            user=user,
+            event_id=stable_event_id("order", order_id, product.pk),
+            order_id=str(order_id),
+        )
+
+
+def on_searched(
+    sender: Any, *, request: HttpRequest, query: str, results: Iterable[models.Model] = (), **kwargs: Any
+) -> None:
+    shown = list(results)
+    track(request, "search", query=query[:255], products=shown or None, results_count=len(shown))
+
+
+def on_review_added(
+    sender: Any,
+    *,
+    product: models.Model,
+    rating: int,
+    text: str = "",
+    request: HttpRequest | None = None,
+    user: models.Model | None = None,
+    **kwargs: Any,
+) -> None:
+    extra = {"text": text[:2000]} if text else {}
+    track(request, "rating", product=product, value=rating, user=user, **extra)
+
+
+def on_user_logged_in(sender: Any, *, request: HttpRequest | None, user: models.Model, **kwargs: Any) -> None:
+    if request is not None:
+        merge_session_into_user(get_session_id(request, create=False), user)
+
+
+def connect() -> None:
+    """Connect every receiver once (dispatch_uid guards against double connection)."""
+    pairs = [
+        (signals.product_viewed, on_product_viewed),
+        (signals.added_to_cart, on_added_to_cart),
+        (signals.order_placed, on_order_placed),
+        (signals.searched, on_searched),
+        (signals.review_added, on_review_added),
+        (user_logged_in, on_user_logged_in),
+    ]
+    for signal, receiver in pairs:
+        signal.connect(receiver, dispatch_uid=f"recommendations.events.{receiver.__name__}")

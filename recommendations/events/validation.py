@@ -1,0 +1,418 @@
+"""Validation of incoming behaviour events, in plain Python.
+
+Every way in (track(), host signals, the REST batch, the beacon, importers) hands raw dicts
+to `validate_batch`, which either returns typed `EventRow`s or raises one
+`EventValidationError` listing every problem per event and per field. It is deliberately
+not a DRF serializer: a 500-event batch must validate in a few milliseconds, so each field
+is checked with plain comparisons, and products, stores and users are looked up with one
+query each for the whole batch.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import math
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
+from typing import Any, NamedTuple
+
+from django.contrib.auth import get_user_model
+from django.core.exceptions import ValidationError
+from django.db import models
+
+from recommendations.adapters import get_product_adapter, get_product_model, get_store_model
+from recommendations.conf import rec_settings
+from recommendations.models.events import EventType, new_event_id
+
+EVENT_TYPES = frozenset(EventType.values)
+# Types that are about one product and make no sense without it.
+PRODUCT_EVENT_TYPES = frozenset(
+    {"view", "click", "add_to_cart", "remove_from_cart", "purchase", "rating", "favourite"}
+)
+QUANTITY_EVENT_TYPES = frozenset({"add_to_cart", "remove_from_cart", "purchase"})
+MAX_LISTED_PRODUCTS = 200
+MAX_REVENUE = Decimal("9999999999.99")
+EVENT_ID_PATTERN = re.compile(r"[A-Za-z0-9_.:\-]{1,64}")
+STRING_LIMITS = {"session_id": 64, "store_id": 64, "query": 255, "recommendation_id": 64}
+KNOWN_FIELDS = frozenset(
+    {
+        "event_id",
+        "event_type",
+        "user_id",
+        "session_id",
+        "product_id",
+        "store_id",
+        "query",
+        "value",
+        "revenue",
+        "timestamp",
+        "context",
+        "recommendation_id",
+        "products",
+    }
+)
+
+
+class EventRow(NamedTuple):
+    """One valid event, in the column order of the events table."""
+
+    event_id: str
+    event_type: str
+    user_id: Any
+    session_id: str
+    product_id: str
+    store_id: str
+    query: str
+    value: float | None
+    revenue: Decimal | None
+    timestamp: dt.datetime
+    context: dict[str, Any]
+    recommendation_id: str
+
+
+@dataclass(frozen=True)
+class Origin:
+    """Who sends the events, which decides what they may say about themselves.
+
+    A browser session may not claim to be another user or session: the server fills
+    `user_id` and `session_id` from the request. Server code, API keys and importers are
+    `trusted` and may set them per event. `context` is merged under each event's context
+    (the user agent of the request, for example).
+    """
+
+    trusted: bool = True
+    user_id: Any = None
+    session_id: str = ""
+    context: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class EventValidationError(Exception):
+    """Some events of a batch are invalid; nothing of the batch was written.
+
+    `errors` holds one entry per invalid event: its position (`index` in the batch, or
+    `line` in a file), its `event_id` when it had one, and `{field: [messages]}`.
+    """
+
+    errors: list[dict[str, Any]]
+    total: int
+
+    def __str__(self) -> str:
+        shown = "; ".join(_describe(e) for e in self.errors[:10])
+        more = f" (and {len(self.errors) - 10} more)" if len(self.errors) > 10 else ""
+        return f"{len(self.errors)} of {self.total} events are invalid, nothing was stored: {shown}{more}"
+
+
+def _describe(error: dict[str, Any]) -> str:
+    where = f"line {error['line']}" if "line" in error else f"event {error['index']}"
+    fields = ", ".join(f"{name}: {' '.join(msgs)}" for name, msgs in error["errors"].items())
+    return f"{where}: {fields}"
+
+
+def stable_event_id(namespace: str, *parts: object) -> str:
+    """A deterministic event id from source data, so re-sending or re-importing stores nothing twice."""
+    digest = hashlib.blake2b("\x1f".join(map(str, parts)).encode(), digest_size=12).hexdigest()
+    return f"{namespace[:39]}:{digest}"
+
+
+def parse_timestamp(value: Any) -> dt.datetime:
+    """ISO 8601 text (naive means UTC) or unix seconds; raises ValueError with a usable message."""
+    if isinstance(value, bool):
+        raise ValueError("must be an ISO 8601 date-time or unix seconds")
+    if isinstance(value, int | float):
+        if not math.isfinite(value):
+            raise ValueError("must be a finite number of unix seconds")
+        return dt.datetime.fromtimestamp(value, tz=dt.UTC)
+    if isinstance(value, str):
+        try:
+            parsed = dt.datetime.fromisoformat(value)
+        except ValueError:
+            raise ValueError(f"{value[:40]!r} is not an ISO 8601 date-time") from None
+        return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
+    if isinstance(value, dt.datetime):
+        return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
+    raise ValueError("must be an ISO 8601 date-time or unix seconds")
+
+
+def _as_key(value: Any) -> str | None:
+    """Host primary keys arrive as strings or integers; anything else is not a key."""
+    if isinstance(value, str):
+        return value.strip() or None
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    return None
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
+        return float(value)
+    return None
+
+
+def _validate_event(
+    raw: Any, origin: Origin, now: dt.datetime, latest: dt.datetime
+) -> tuple[EventRow | None, dict[str, list[str]]]:
+    """Check one event's shape and values (no database access)."""
+    if not isinstance(raw, Mapping):
+        return None, {"non_field_errors": ["each event must be a JSON object"]}
+    errors: dict[str, list[str]] = {}
+    unknown = raw.keys() - KNOWN_FIELDS
+    if unknown:
+        errors["non_field_errors"] = [
+            f"unknown field(s) {', '.join(sorted(map(str, unknown)))}; "
+            f"allowed: {', '.join(sorted(KNOWN_FIELDS))}"
+        ]
+
+    event_type = raw.get("event_type")
+    if event_type not in EVENT_TYPES:
+        errors["event_type"] = [
+            f"{event_type!r} is not an event type; use one of {', '.join(sorted(EVENT_TYPES))}"
+            if event_type
+            else "this field is required"
+        ]
+
+    event_id = raw.get("event_id")
+    if event_id is None or event_id == "":
+        event_id = new_event_id()
+    elif not isinstance(event_id, str) or not EVENT_ID_PATTERN.fullmatch(event_id):
+        errors["event_id"] = ["must be 1-64 characters of letters, digits, '_', '-', '.' or ':'"]
+
+    strings: dict[str, str] = {}
+    for name, limit in STRING_LIMITS.items():
+        value = raw.get(name)
+        if value is None:
+            strings[name] = ""
+        elif isinstance(value, int) and not isinstance(value, bool) and name == "store_id":
+            strings[name] = str(value)
+        elif not isinstance(value, str):
+            errors[name] = ["must be a string"]
+        elif len(value) > limit:
+            errors[name] = [f"must be at most {limit} characters"]
+        else:
+            strings[name] = value.strip()
+
+    user_id = raw.get("user_id")
+    session_id = strings.get("session_id", "")
+    if origin.trusted:
+        if user_id is not None and _as_key(user_id) is None:
+            errors["user_id"] = ["must be a user's primary key"]
+        user_id = user_id if user_id is not None else origin.user_id
+        session_id = session_id or origin.session_id
+    else:
+        for name in ("user_id", "session_id"):
+            if raw.get(name) not in (None, ""):
+                errors[name] = [
+                    "is set by the server from the signed-in session; send it only with an API key"
+                ]
+        user_id, session_id = origin.user_id, origin.session_id
+
+    product_id = ""
+    if raw.get("product_id") not in (None, ""):
+        product_id = _as_key(raw["product_id"]) or ""
+        if not product_id or len(product_id) > 64:
+            errors["product_id"] = [
+                "must be a product's primary key (string or integer, at most 64 characters)"
+            ]
+    elif event_type in PRODUCT_EVENT_TYPES:
+        errors["product_id"] = [f"is required for {event_type} events"]
+    if event_type == "store_view" and not strings.get("store_id") and "store_id" not in errors:
+        errors["store_id"] = ["is required for store_view events"]
+    if event_type == "search" and not strings.get("query") and "query" not in errors:
+        errors["query"] = ["is required for search events"]
+
+    value = raw.get("value")
+    if value is not None:
+        value = _number(value)
+        if value is None:
+            errors["value"] = ["must be a number"]
+    if event_type == "rating" and "value" not in errors and (value is None or not 1 <= value <= 5):
+        errors["value"] = ["a rating needs a value from 1 to 5"]
+    elif event_type in QUANTITY_EVENT_TYPES and value is not None and value <= 0:
+        errors["value"] = ["the quantity must be positive"]
+    elif event_type == "purchase" and value is None:
+        value = 1.0
+
+    revenue = raw.get("revenue")
+    if revenue is not None:
+        try:
+            revenue = Decimal(str(revenue) if isinstance(revenue, int | float) else revenue)
+            if not revenue.is_finite() or not 0 <= revenue <= MAX_REVENUE:
+                raise InvalidOperation
+            revenue = revenue.quantize(Decimal("0.01"))
+        except (InvalidOperation, TypeError, ValueError):
+            errors["revenue"] = [f"must be a decimal amount from 0 to {MAX_REVENUE}"]
+
+    timestamp = now
+    if raw.get("timestamp") is not None:
+        try:
+            timestamp = parse_timestamp(raw["timestamp"])
+        except (ValueError, OverflowError, OSError) as exc:
+            errors["timestamp"] = [str(exc)]
+        else:
+            if timestamp > latest:
+                errors["timestamp"] = [
+                    f"is {(timestamp - now).total_seconds():.0f}s in the future; "
+                    f"at most {rec_settings.MAX_EVENT_FUTURE_SECONDS}s of clock skew is accepted"
+                ]
+
+    context = raw.get("context")
+    if context is None:
+        context = {}
+    elif not isinstance(context, dict):
+        errors["context"] = ["must be a JSON object"]
+    if origin.context and isinstance(context, dict):
+        context = {**origin.context, **context}
+
+    # The products shown (impressions, search results) may come as a field or in the context.
+    products = raw.get("products")
+    if products is None and isinstance(context, dict):
+        products = context.get("products")
+    if products is not None:
+        keys = [_as_key(p) for p in products] if isinstance(products, list) else [None]
+        if not keys or None in keys or len(keys) > MAX_LISTED_PRODUCTS:
+            errors["products"] = [f"must be a list of 1-{MAX_LISTED_PRODUCTS} product primary keys"]
+        elif isinstance(context, dict):
+            context = {**context, "products": keys}
+    elif event_type == "impression":
+        errors["products"] = ["is required for impression events: the products that were shown"]
+
+    if errors:
+        return None, errors
+    row = EventRow(
+        event_id,
+        event_type,
+        user_id,
+        session_id,
+        product_id,
+        strings["store_id"],
+        strings["query"],
+        value,
+        revenue,
+        timestamp,
+        context,
+        strings["recommendation_id"],
+    )
+    return row, errors
+
+
+def _existing_keys(
+    model: type[models.Model] | None, keys: set[str], extra_field: str | None = None
+) -> dict[str, tuple[str, Any]]:
+    """Map each key naming an existing row to (canonical key, value of `extra_field`)."""
+    if model is None or not keys:
+        return {key: (key, None) for key in keys}
+    pk_field = model._meta.pk
+    canonical: dict[str, Any] = {}
+    for key in keys:
+        try:
+            canonical[key] = pk_field.to_python(key)
+        except (ValidationError, ValueError, TypeError):
+            continue
+    fields = ["pk", extra_field] if extra_field else ["pk"]
+    found = {
+        str(values[0]): values[1] if extra_field else None
+        for values in model._default_manager.filter(pk__in=set(canonical.values())).values_list(*fields)
+    }
+    return {key: (str(pk), found[str(pk)]) for key, pk in canonical.items() if str(pk) in found}
+
+
+def check_references(rows: Sequence[EventRow]) -> tuple[list[EventRow], dict[int, dict[str, list[str]]]]:
+    """Check that products, stores and users exist: one query per kind for the whole batch.
+
+    Returns the rows with keys in canonical form (e.g. a UUID in lower case) and the errors
+    by position in `rows`.
+    """
+    product_keys = {r.product_id for r in rows if r.product_id}
+    for row in rows:
+        product_keys.update(row.context.get("products", ()))
+    # The product's store comes with the same query, so every product event knows its store.
+    store_field = get_product_adapter().store_field
+    products = _existing_keys(get_product_model(), product_keys, f"{store_field}_id" if store_field else None)
+    stores = _existing_keys(get_store_model(), {r.store_id for r in rows if r.store_id})
+    user_keys = {str(r.user_id) for r in rows if r.user_id is not None}
+    users = _existing_keys(get_user_model(), user_keys)
+
+    errors: dict[int, dict[str, list[str]]] = {}
+    checked: list[EventRow] = []
+    for position, row in enumerate(rows):
+        problems: dict[str, list[str]] = {}
+        if row.product_id and row.product_id not in products:
+            problems["product_id"] = [f"no product has the primary key {row.product_id!r}"]
+        listed = row.context.get("products")
+        if listed is not None:
+            missing = [key for key in listed if key not in products]
+            if missing:
+                problems["products"] = [f"unknown product(s): {', '.join(missing[:5])}"]
+        if row.store_id and row.store_id not in stores:
+            problems["store_id"] = [f"no store has the primary key {row.store_id!r}"]
+        if row.user_id is not None and str(row.user_id) not in users:
+            problems["user_id"] = [f"no user has the primary key {row.user_id!r}"]
+        if problems:
+            errors[position] = problems
+            checked.append(row)
+            continue
+        changes: dict[str, Any] = {}
+        if row.product_id:
+            product_key, product_store = products[row.product_id]
+            if product_key != row.product_id:
+                changes["product_id"] = product_key
+            if not row.store_id and product_store is not None:
+                changes["store_id"] = str(product_store)
+        if row.store_id and stores[row.store_id][0] != row.store_id:
+            changes["store_id"] = stores[row.store_id][0]
+        if listed is not None and any(products[k][0] != k for k in listed):
+            changes["context"] = {**row.context, "products": [products[k][0] for k in listed]}
+        checked.append(row._replace(**changes) if changes else row)
+    return checked, errors
+
+
+def validate_batch(
+    raw_events: Iterable[Any],
+    origin: Origin | None = None,
+    *,
+    positions: Sequence[int] | None = None,
+    position_name: str = "index",
+    now: dt.datetime | None = None,
+) -> list[EventRow]:
+    """Validate a batch: every event is valid and refers to existing objects, or nothing is.
+
+    `positions` and `position_name` say how errors locate an event: its `index` in the
+    batch (default) or, for importers, the `line` of the file it came from.
+    """
+    origin = origin or Origin()
+    now = now or dt.datetime.now(dt.UTC)
+    latest = now + dt.timedelta(seconds=rec_settings.MAX_EVENT_FUTURE_SECONDS)
+    raw_list = raw_events if isinstance(raw_events, list) else list(raw_events)
+    rows: list[EventRow] = []
+    row_positions: list[int] = []
+    errors: dict[int, tuple[Any, dict[str, list[str]]]] = {}
+    for i, raw in enumerate(raw_list):
+        row, problems = _validate_event(raw, origin, now, latest)
+        if row is None:
+            errors[i] = (raw, problems)
+        else:
+            rows.append(row)
+            row_positions.append(i)
+    rows, reference_errors = check_references(rows)
+    for j, problems in reference_errors.items():
+        errors[row_positions[j]] = (raw_list[row_positions[j]], problems)
+    if errors:
+        raise EventValidationError(
+            [
+                {
+                    position_name: positions[i] if positions is not None else i,
+                    **(
+                        {"event_id": raw["event_id"]}
+                        if isinstance(raw, Mapping) and raw.get("event_id")
+                        else {}
+                    ),
+                    "errors": problems,
+                }
+                for i, (raw, problems) in sorted(errors.items())
+            ],
+            total=len(raw_list),
+        )
+    return rows

@@ -1,0 +1,198 @@
+/*
+ * Recommendations beacon: sends product views, clicks and impressions to POST /api/events/.
+ * No dependencies; about 2 KB minified.
+ *
+ * Include it once per page, after the elements it watches (or with `defer`):
+ *
+ *   {% load static %}
+ *   <script src="{% static 'recommendations/beacon.js' %}" data-csrf-token="{{ csrf_token }}" defer></script>
+ *
+ * Mark elements with data attributes:
+ *
+ *   <body data-rec-view="product" data-product-id="{{ product.pk }}">      a product view on load
+ *   <body data-rec-view="store" data-store-id="{{ store.pk }}">            a store view on load
+ *   <section data-rec-impression data-rec-id="{{ recommendation_id }}">   an impression when half visible
+ *     <a href="..." data-product-id="{{ p.pk }}">...</a>                   a click on a recommendation
+ *   </section>
+ *
+ * Optional attributes of the script tag: data-endpoint (default "/api/events/").
+ * From other scripts: window.recommendationsBeacon.track({event_type: "favourite", product_id: "12"}).
+ *
+ * CSRF: navigator.sendBeacon cannot set headers, so the token travels in the body as
+ * `csrf_token` (the endpoint accepts it there). When sendBeacon is missing or refuses the
+ * payload, fetch with keepalive sends the token as the X-CSRFToken header instead. The token
+ * comes from data-csrf-token or else the csrftoken cookie; using {{ csrf_token }} in the
+ * template makes Django set that cookie. Events carry random event ids, so a batch sent twice
+ * is stored once.
+ */
+(function () {
+  "use strict";
+
+  var script = document.currentScript;
+  var endpoint = (script && script.getAttribute("data-endpoint")) || "/api/events/";
+  var MAX_BATCH = 50;
+  var FLUSH_DELAY_MS = 2000;
+  var queue = [];
+  var timer = null;
+  var seen = typeof WeakSet === "function" ? new WeakSet() : null;
+
+  function cookie(name) {
+    var parts = ("; " + document.cookie).split("; " + name + "=");
+    return parts.length > 1 ? decodeURIComponent(parts.pop().split(";")[0]) : "";
+  }
+
+  function csrfToken() {
+    return (script && script.getAttribute("data-csrf-token")) || cookie("csrftoken");
+  }
+
+  function newId() {
+    if (window.crypto && typeof window.crypto.randomUUID === "function") {
+      return window.crypto.randomUUID();
+    }
+    return Date.now().toString(36) + "-" + Math.random().toString(36).slice(2, 12);
+  }
+
+  function send(events) {
+    var token = csrfToken();
+    var body = JSON.stringify({ csrf_token: token, events: events });
+    var sent = false;
+    if (navigator.sendBeacon) {
+      // text/plain is a "simple" content type: no preflight, and the server reads JSON anyway.
+      sent = navigator.sendBeacon(endpoint, new Blob([body], { type: "text/plain;charset=UTF-8" }));
+    }
+    if (!sent && window.fetch) {
+      window.fetch(endpoint, {
+        method: "POST",
+        keepalive: true,
+        credentials: "same-origin",
+        headers: { "Content-Type": "application/json", "X-CSRFToken": token },
+        body: JSON.stringify({ events: events })
+      });
+    }
+  }
+
+  function flush() {
+    if (timer) {
+      clearTimeout(timer);
+      timer = null;
+    }
+    while (queue.length) {
+      send(queue.splice(0, MAX_BATCH));
+    }
+  }
+
+  function track(event, immediately) {
+    event.event_id = event.event_id || newId();
+    event.timestamp = event.timestamp || new Date().toISOString();
+    var context = { page: location.pathname };
+    if (document.referrer) {
+      context.referrer = document.referrer;
+    }
+    for (var key in event.context || {}) {
+      context[key] = event.context[key];
+    }
+    event.context = context;
+    queue.push(event);
+    if (immediately || queue.length >= MAX_BATCH) {
+      flush();
+    } else if (!timer) {
+      timer = setTimeout(flush, FLUSH_DELAY_MS);
+    }
+  }
+
+  function productIds(container) {
+    var ids = [];
+    var nodes = container.querySelectorAll("[data-product-id]");
+    for (var i = 0; i < nodes.length; i++) {
+      ids.push(nodes[i].getAttribute("data-product-id"));
+    }
+    return ids;
+  }
+
+  function impression(container) {
+    if (seen) {
+      if (seen.has(container)) {
+        return;
+      }
+      seen.add(container);
+    }
+    var ids = productIds(container);
+    if (ids.length) {
+      track({
+        event_type: "impression",
+        products: ids,
+        recommendation_id: container.getAttribute("data-rec-id") || ""
+      });
+    }
+  }
+
+  function watchImpressions() {
+    var containers = document.querySelectorAll("[data-rec-impression]");
+    if (!("IntersectionObserver" in window)) {
+      for (var i = 0; i < containers.length; i++) {
+        impression(containers[i]);
+      }
+      return;
+    }
+    var observer = new IntersectionObserver(
+      function (entries) {
+        entries.forEach(function (entry) {
+          if (entry.isIntersecting) {
+            impression(entry.target);
+            observer.unobserve(entry.target);
+          }
+        });
+      },
+      { threshold: 0.5 }
+    );
+    for (var j = 0; j < containers.length; j++) {
+      observer.observe(containers[j]);
+    }
+  }
+
+  function onClick(e) {
+    var target = e.target && e.target.closest ? e.target.closest("[data-product-id]") : null;
+    var container = target ? target.closest("[data-rec-impression]") : null;
+    if (!container) {
+      return;
+    }
+    // The page is about to change: send now, not on a timer.
+    track(
+      {
+        event_type: "click",
+        product_id: target.getAttribute("data-product-id"),
+        recommendation_id: container.getAttribute("data-rec-id") || ""
+      },
+      true
+    );
+  }
+
+  function pageView() {
+    var body = document.body;
+    var kind = body && body.getAttribute("data-rec-view");
+    if (kind === "product" && body.getAttribute("data-product-id")) {
+      track({ event_type: "view", product_id: body.getAttribute("data-product-id") });
+    } else if (kind === "store" && body.getAttribute("data-store-id")) {
+      track({ event_type: "store_view", store_id: body.getAttribute("data-store-id") });
+    }
+  }
+
+  function start() {
+    pageView();
+    watchImpressions();
+    document.addEventListener("click", onClick, true);
+    document.addEventListener("visibilitychange", function () {
+      if (document.visibilityState === "hidden") {
+        flush();
+      }
+    });
+    window.addEventListener("pagehide", flush);
+  }
+
+  window.recommendationsBeacon = { track: track, flush: flush };
+  if (document.readyState === "loading") {
+    document.addEventListener("DOMContentLoaded", start);
+  } else {
+    start();
+  }
+})();
