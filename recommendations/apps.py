@@ -15,3 +15,12 @@ class RecommendationsConfig(AppConfig):
         from recommendations.events import receivers
 
         receivers.connect()
+
+        # Privacy: erase a user's data when the host deletes the user, register the retention
+        # task, and add "Erase personal data" to whichever admin the host registered for users
+        # (ready() runs after admin autodiscovery).
+        from recommendations import privacy
+        from recommendations.admin.privacy import install_erase_action
+
+        privacy.setup()
+        install_erase_action()

@@ -107,9 +107,16 @@ DEFAULTS: dict[str, Any] = {
     "SERVED_RETENTION_DAYS": 30,
     # Template tags log errors and render nothing; with DEBUG on, this re-raises them.
     "RAISE_TEMPLATE_ERRORS": False,
+    # Privacy (recommendations.privacy). OPT_OUT_CHECK: dotted path of `f(user) -> bool` when
+    # the host keeps the opt-out flag itself; None uses PersonalisationPreference.
+    "OPT_OUT_CHECK": None,
+    # Events older than this many days are deleted by a daily task (None keeps them forever);
+    # with EVENT_RETENTION_AGGREGATE they are first added up into DailyEventCount.
+    "EVENT_RETENTION_DAYS": None,
+    "EVENT_RETENTION_AGGREGATE": True,
 }
 
-IMPORT_STRINGS = {"PRODUCT_ADAPTER", "STORE_ADAPTER"}
+IMPORT_STRINGS = {"PRODUCT_ADAPTER", "STORE_ADAPTER", "OPT_OUT_CHECK"}
 
 
 class RecommendationSettings:

@@ -3,10 +3,13 @@ stores are referenced by their primary key as a string (see `adapters.BaseAdapte
 
 from recommendations.models.admin_pages import Dashboard, UserPreview
 from recommendations.models.api_keys import ApiKey, Scope
+from recommendations.models.audit import AuditAction, AuditEntry
 from recommendations.models.events import Event, EventType
 from recommendations.models.experiments import Assignment, Experiment, ExperimentStatus, Variant
 from recommendations.models.marketing import Campaign, CampaignKind, Segment, SegmentMember
+from recommendations.models.preferences import PersonalisationPreference
 from recommendations.models.registry import ModelStatus, ModelVersion
+from recommendations.models.retention import DailyEventCount
 from recommendations.models.search import ProductDocument
 from recommendations.models.served import ServedRecommendation
 from recommendations.models.statistics import PairKind, ProductPair, ProductPopularity
@@ -15,8 +18,11 @@ from recommendations.models.vectors import ProductVector, StoreVector, UserVecto
 __all__ = [
     "ApiKey",
     "Assignment",
+    "AuditAction",
+    "AuditEntry",
     "Campaign",
     "CampaignKind",
+    "DailyEventCount",
     "Dashboard",
     "Event",
     "EventType",
@@ -25,6 +31,7 @@ __all__ = [
     "ModelStatus",
     "ModelVersion",
     "PairKind",
+    "PersonalisationPreference",
     "ProductDocument",
     "ProductPair",
     "ProductPopularity",

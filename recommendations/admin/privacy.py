@@ -1,0 +1,98 @@
+"""Privacy in the admin: "Erase personal data" on the host's user admin, and the audit log.
+
+The host owns its user admin, so the action is added to whichever `ModelAdmin` is registered
+for the user model, without replacing it: `install_erase_action()` runs from the app's
+`ready()`, after admin autodiscovery, so a host that re-registered its own UserAdmin gets the
+action too. Like Django's "delete selected", it asks for confirmation first and needs the
+permission to delete users.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from django.apps import apps
+from django.contrib import admin, messages
+from django.contrib.admin import helpers
+from django.contrib.auth import get_user_model
+from django.db.models import QuerySet
+from django.http import HttpRequest
+from django.template.response import TemplateResponse
+
+from recommendations.models.audit import AuditEntry
+from recommendations.models.preferences import PersonalisationPreference
+from recommendations.privacy.erasure import forget_user
+
+logger = logging.getLogger(__name__)
+
+
+@admin.action(description="Erase personal data (recommendations)", permissions=["delete"])
+def erase_personal_data(modeladmin: admin.ModelAdmin, request: HttpRequest, queryset: QuerySet) -> Any:
+    """Ask for confirmation, then erase each selected user's data in its own transaction."""
+    if request.POST.get("post") != "yes":
+        context = {
+            **modeladmin.admin_site.each_context(request),
+            "title": "Erase personal data?",
+            "users": queryset,
+            "opts": modeladmin.model._meta,
+            "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
+            "action_name": "erase_personal_data",
+        }
+        return TemplateResponse(request, "admin/recommendations/erase_personal_data.html", context)
+    totals: dict[str, int] = {}
+    for user in queryset:
+        report = forget_user(user, actor=request.user, source="admin")
+        for name, count in report.counts.items():
+            totals[name] = totals.get(name, 0) + count
+    summary = ", ".join(f"{count} {name.replace('_', ' ')}" for name, count in totals.items() if count)
+    modeladmin.message_user(
+        request,
+        f"Erased the personal data of {queryset.count()} user(s): {summary or 'nothing was stored'}. "
+        "The accounts themselves were kept.",
+        messages.SUCCESS,
+    )
+    return None
+
+
+def install_erase_action(site: admin.AdminSite = admin.site) -> bool:
+    """Add the action to the user model's admin; False (and a log line) when there is none."""
+    if not apps.is_installed("django.contrib.admin"):
+        return False
+    user_model = get_user_model()
+    if not site.is_registered(user_model):
+        logger.info("No admin is registered for %s; no erase action installed", user_model._meta.label)
+        return False
+    model_admin = site.get_model_admin(user_model)
+    actions = list(model_admin.actions or [])
+    if erase_personal_data not in actions:
+        # An instance attribute: the host's class and any other site using it are untouched.
+        model_admin.actions = [*actions, erase_personal_data]
+    return True
+
+
+@admin.register(AuditEntry)
+class AuditEntryAdmin(admin.ModelAdmin):
+    """Read-only: an audit trail that staff could edit would prove nothing."""
+
+    list_display = ["created_at", "action", "source", "actor_id", "counts"]
+    list_filter = ["action", "source", ("created_at", admin.DateFieldListFilter)]
+    date_hierarchy = "created_at"
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(PersonalisationPreference)
+class PersonalisationPreferenceAdmin(admin.ModelAdmin):
+    list_display = ["user", "opted_out", "updated_at"]
+    list_filter = ["opted_out"]
+    list_select_related = ["user"]
+    raw_id_fields = ["user"]
+    search_fields = ["user__pk"]
