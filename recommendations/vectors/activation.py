@@ -1,0 +1,155 @@
+"""Switching serving from one model version to another, atomically, and back.
+
+Serving reads the vectors of the one `active` version. A new version is trained, embedded
+and indexed while it is `ready`, then `activate()` flips the two status rows in one
+transaction: a reader sees the old version until the commit and the complete new one after
+it, never a mix. The previous version stays `ready` with its vectors so `rollback()` is
+instant; `purge()` retires everything older.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+from django.db import connection, transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from recommendations.locks import advisory_lock
+from recommendations.models import ModelStatus, ModelVersion, ProductVector, StoreVector, UserVector
+from recommendations.vectors import indexes, queries
+
+logger = logging.getLogger(__name__)
+
+ACTIVATION_LOCK = "recommendations.activation"
+
+
+class ActivationError(Exception):
+    """The version cannot serve (not trained, no vectors, purged); the message says why."""
+
+
+def activate(version: ModelVersion) -> ModelVersion:
+    """Make `version` the one that serves; the previously active one becomes `ready`.
+
+    Builds the version's indexes first if they are missing (outside the switch, so readers
+    never wait for a build). Activating the active version is a no-op.
+    """
+    version.refresh_from_db()
+    if version.status == ModelStatus.ACTIVE:
+        return version
+    _check_can_serve(version)
+    indexes.build_indexes(version)
+    with transaction.atomic():
+        # Serialise concurrent activations; the unique constraint would reject the second.
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", [ACTIVATION_LOCK])
+        locked = ModelVersion.objects.select_for_update().get(pk=version.pk)
+        _check_can_serve(locked)
+        current = ModelVersion.objects.select_for_update().filter(status=ModelStatus.ACTIVE)
+        previous = list(current.values_list("pk", flat=True))
+        ModelVersion.objects.filter(pk__in=previous).update(status=ModelStatus.READY)
+        locked.status = ModelStatus.ACTIVE
+        locked.activated_at = timezone.now()
+        locked.save(update_fields=["status", "activated_at"])
+        transaction.on_commit(queries.clear_cache)
+    logger.info(
+        "Activated model version %s (previously active: %s)",
+        locked.pk,
+        ", ".join(map(str, previous)) or "none",
+    )
+    return locked
+
+
+def previous_version() -> ModelVersion | None:
+    """The most recently active version that is not active now (the rollback target)."""
+    return (
+        ModelVersion.objects.filter(status=ModelStatus.READY, activated_at__isnull=False)
+        .order_by("-activated_at")
+        .first()
+    )
+
+
+def rollback() -> ModelVersion:
+    """Re-activate the previously active version; the current one becomes `ready`."""
+    target = previous_version()
+    if target is None:
+        raise ActivationError(
+            "There is no previously active model version to roll back to. Activate a ready "
+            "version by id instead (python manage.py activate_model <id>)."
+        )
+    logger.info("Rolling back to model version %s", target.pk)
+    return activate(target)
+
+
+@dataclass
+class PurgeResult:
+    retired: list[int] = field(default_factory=list)
+    vectors_deleted: int = 0
+    skipped: str = ""
+
+
+def purge() -> PurgeResult:
+    """Retire every version except the active and the previous one: drop their indexes,
+    delete their vectors and artifact files. The rows stay (status `retired`, metrics kept)
+    so the admin still shows the history.
+
+    Takes the pipeline lock, so a version being trained or embedded right now is never
+    touched; when a retrain holds the lock the purge is skipped with a logged reason.
+    """
+    result = PurgeResult()
+    with advisory_lock() as acquired:
+        if not acquired:
+            result.skipped = "a retrain or embed is running; the next scheduled purge will retire them"
+            logger.info("Purge skipped: %s", result.skipped)
+            return result
+        keep = {v.pk for v in (queries.active_version(fresh=True), previous_version()) if v is not None}
+        stale = ModelVersion.objects.exclude(pk__in=keep).exclude(
+            Q(status=ModelStatus.RETIRED) | Q(status=ModelStatus.FAILED, artifact="")
+        )
+        for version in stale:
+            result.vectors_deleted += retire(version)
+            result.retired.append(version.pk)
+    logger.info(
+        "Purged %d model version(s) %s and %d vectors; kept %s",
+        len(result.retired),
+        result.retired,
+        result.vectors_deleted,
+        sorted(keep),
+    )
+    return result
+
+
+def retire(version: ModelVersion) -> int:
+    """Free what `version` holds in the database and storage; returns the vectors deleted."""
+    indexes.drop_indexes(version)
+    deleted = 0
+    with transaction.atomic():
+        for model in (ProductVector, StoreVector, UserVector):
+            deleted += model.objects.filter(model_version_id=version.pk).delete()[0]
+        if version.status == ModelStatus.TRAINING:  # no pipeline holds the lock: its worker died
+            version.status = ModelStatus.FAILED
+            version.error = version.error or "Interrupted: the worker stopped before training finished."
+        elif version.status != ModelStatus.FAILED:
+            version.status = ModelStatus.RETIRED
+        name = version.artifact.name
+        version.artifact = ""
+        version.save(update_fields=["status", "error", "artifact"])
+        shared = ModelVersion.objects.filter(artifact=name).exists() if name else True
+        if not shared:
+            storage = ModelVersion._meta.get_field("artifact").storage
+            transaction.on_commit(lambda: storage.delete(name))
+    return deleted
+
+
+def _check_can_serve(version: ModelVersion) -> None:
+    if version.status not in (ModelStatus.READY, ModelStatus.ACTIVE):
+        raise ActivationError(
+            f"Model version {version.pk} is {version.status}; only a ready version can be "
+            "activated. Train a new one with `python manage.py train_model --activate`."
+        )
+    if not ProductVector.objects.filter(model_version_id=version.pk).exists():
+        raise ActivationError(
+            f"Model version {version.pk} has no product vectors yet. Embed it first with "
+            f"`python manage.py embed --version {version.pk}`."
+        )

@@ -1,0 +1,179 @@
+"""Per-version HNSW indexes on the vector tables, built after the bulk load.
+
+The vector columns have no fixed dimension (it belongs to the model version), so each
+version gets partial indexes on `embedding::vector(d)` restricted to its own rows::
+
+    HnswIndex(OpClass(Cast("embedding", VectorField(dimensions=d)), name="vector_ip_ops"),
+              condition=Q(model_version_id=v), m=16, ef_construction=64)
+
+Queries (`recommendations.vectors.queries`) use the same cast and filter, which lets the
+planner pick that version's index. Building an index after COPY is several times faster
+than inserting into an existing one, and a version that is being written has no readers yet.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+from django.contrib.postgres.indexes import OpClass
+from django.db import connection
+from django.db.models import Q
+from django.db.models.functions import Cast
+from pgvector.django import HnswIndex, VectorField
+
+from recommendations.models import ModelVersion, ProductVector, StoreVector
+from recommendations.models.vectors import VectorBase
+
+logger = logging.getLogger(__name__)
+
+HNSW_M = 16
+HNSW_EF_CONSTRUCTION = 64
+# HNSW builds are several times faster while the graph fits in maintenance_work_mem
+# (1M x 64-dim vectors need about 1 GB); parallel workers help on larger machines.
+BUILD_SETTINGS = {"maintenance_work_mem": "1GB", "max_parallel_maintenance_workers": "1"}
+
+
+@dataclass(frozen=True)
+class IndexSpec:
+    """One kind of per-version index: which table, which distance, a short name."""
+
+    model: type[VectorBase]
+    opclass: str
+    short: str
+
+
+# Inner product ranks products and stores for a user (score = user . item + bias);
+# cosine finds similar products (item to item), where vector length must not count.
+INDEX_SPECS = (
+    IndexSpec(ProductVector, "vector_ip_ops", "product_ip"),
+    IndexSpec(ProductVector, "vector_cosine_ops", "product_cos"),
+    IndexSpec(StoreVector, "vector_ip_ops", "store_ip"),
+)
+
+
+def embedding_expression(dimensions: int) -> Cast:
+    """`embedding::vector(d)`: the indexed expression; queries must use the very same one."""
+    return Cast("embedding", VectorField(dimensions=dimensions))
+
+
+def index_name(spec: IndexSpec, version_id: int) -> str:
+    return f"rec_{spec.short}_v{version_id}"
+
+
+def hnsw_index(spec: IndexSpec, version: ModelVersion) -> HnswIndex:
+    # Django takes operator classes of expression indexes through OpClass, not opclasses=.
+    return HnswIndex(
+        OpClass(embedding_expression(version.dimensions), name=spec.opclass),
+        name=index_name(spec, version.pk),
+        condition=Q(model_version_id=version.pk),
+        m=HNSW_M,
+        ef_construction=HNSW_EF_CONSTRUCTION,
+    )
+
+
+def existing_indexes(version_id: int) -> dict[str, bool]:
+    """Names of this version's vector indexes in the database, mapped to 'is valid'.
+
+    An interrupted `CREATE INDEX CONCURRENTLY` leaves an invalid index behind that the
+    planner ignores; `build_indexes` drops and rebuilds it.
+    """
+    names = [index_name(spec, version_id) for spec in INDEX_SPECS]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT c.relname, i.indisvalid FROM pg_class c JOIN pg_index i ON i.indexrelid = c.oid "
+            "WHERE c.relname = ANY(%s)",
+            [names],
+        )
+        return dict(cursor.fetchall())
+
+
+def build_indexes(version: ModelVersion) -> list[str]:
+    """Create the missing HNSW indexes of `version`; returns the names built.
+
+    Idempotent (valid indexes are kept). Outside a transaction the build is CONCURRENT so
+    writes to other versions' rows (a product embedded on save) are not blocked meanwhile;
+    inside one (tests, callers that need atomicity) it is a plain transactional build.
+    """
+    if not version.dimensions:
+        raise ValueError(f"Model version {version.pk} has no vector dimension; train it first.")
+    concurrently = not connection.in_atomic_block
+    present = existing_indexes(version.pk)
+    built = []
+    with _build_settings(concurrently), connection.schema_editor(atomic=False) as editor:
+        if not concurrently:
+            # Rows copied in this transaction have deferred foreign-key checks pending, and
+            # PostgreSQL refuses to build an index over a table with pending trigger events.
+            editor.execute("SET CONSTRAINTS ALL IMMEDIATE")
+        for spec in INDEX_SPECS:
+            index = hnsw_index(spec, version)
+            if present.get(index.name):
+                continue
+            if index.name in present:  # left invalid by an interrupted concurrent build
+                editor.remove_index(spec.model, index, concurrently=concurrently)
+            started = time.perf_counter()
+            editor.add_index(spec.model, index, concurrently=concurrently)
+            logger.info(
+                "Built HNSW index %s for model version %s in %.1fs",
+                index.name,
+                version.pk,
+                time.perf_counter() - started,
+            )
+            built.append(index.name)
+        if not concurrently:
+            editor.execute("SET CONSTRAINTS ALL DEFERRED")
+        # Fresh statistics: without them the planner guesses the new version has a handful of
+        # rows and sorts them exactly instead of using the index.
+        for table in dict.fromkeys(spec.model._meta.db_table for spec in INDEX_SPECS):
+            editor.execute(f"ANALYZE {editor.quote_name(table)}")
+    return built
+
+
+def drop_indexes(version: ModelVersion) -> list[str]:
+    """Drop the vector indexes of `version` (before deleting it); returns the names dropped."""
+    present = existing_indexes(version.pk)
+    concurrently = not connection.in_atomic_block
+    dropped = []
+    with connection.schema_editor(atomic=False) as editor:
+        for spec in INDEX_SPECS:
+            name = index_name(spec, version.pk)
+            if name in present:
+                # Dropping needs only the name; the indexed expression is irrelevant here.
+                index = HnswIndex("embedding", name=name)
+                editor.remove_index(spec.model, index, concurrently=concurrently)
+                dropped.append(name)
+    if dropped:
+        logger.info("Dropped %d vector index(es) of model version %s", len(dropped), version.pk)
+    return dropped
+
+
+def reindex(version: ModelVersion) -> list[str]:
+    """Rebuild the indexes of `version` from scratch (after many single-product updates)."""
+    concurrently = not connection.in_atomic_block
+    present = existing_indexes(version.pk)
+    names = [n for n in (index_name(spec, version.pk) for spec in INDEX_SPECS) if n in present]
+    with _build_settings(concurrently), connection.cursor() as cursor:
+        for name in names:
+            started = time.perf_counter()
+            option = "CONCURRENTLY " if concurrently else ""
+            cursor.execute(f"REINDEX INDEX {option}{connection.ops.quote_name(name)}")
+            logger.info("Reindexed %s in %.1fs", name, time.perf_counter() - started)
+    return names + build_indexes(version)
+
+
+@contextmanager
+def _build_settings(session: bool) -> Iterator[None]:
+    """Memory and parallelism for index builds: SET LOCAL in a transaction, else SET ... RESET."""
+    with connection.cursor() as cursor:
+        for name, value in BUILD_SETTINGS.items():
+            cursor.execute("SELECT set_config(%s, %s, %s)", [name, value, not session])
+    try:
+        yield
+    finally:
+        if session and connection.connection is not None:
+            with connection.cursor() as cursor:
+                for name in BUILD_SETTINGS:
+                    cursor.execute(f"RESET {name}")

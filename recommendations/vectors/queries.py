@@ -1,0 +1,180 @@
+"""Reading vectors: the k-NN API that serving calls.
+
+Every query names one model version (the active one unless given), filters on
+`model_version_id = v` and orders by a pgvector distance over `embedding::vector(d)`, the
+exact expression of that version's partial HNSW index, so the planner uses the index.
+Filtered queries run with pgvector's iterative index scans, so a filter that rejects most
+neighbours still returns k rows.
+
+Scores: `nearest_products` returns user . item + item bias (higher is better);
+`similar_products` returns cosine similarity.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Collection, Iterable
+from typing import NamedTuple
+
+import numpy as np
+from django.db import connection, transaction
+from django.db.models import QuerySet
+from pgvector.django import CosineDistance, MaxInnerProduct
+
+from recommendations.models import ModelStatus, ModelVersion, ProductVector, StoreVector, UserVector
+from recommendations.vectors.indexes import embedding_expression
+
+# Seconds a process trusts its idea of the active version. Activation keeps the previous
+# version's vectors, so a reader a few seconds behind still gets complete (old) answers.
+ACTIVE_VERSION_TTL = 5.0
+# The index orders by user . item; the bias is added afterwards, so a few more candidates
+# than asked for are fetched and re-ranked (bias is small next to the dot product).
+BIAS_RERANK_FACTOR = 2
+MIN_EF_SEARCH = 40
+MAX_EF_SEARCH = 1000  # pgvector's upper limit
+
+_active: tuple[float, ModelVersion | None] | None = None
+
+
+class ItemVector(NamedTuple):
+    embedding: np.ndarray
+    bias: float
+
+
+def active_version(*, fresh: bool = False) -> ModelVersion | None:
+    """The version serving now (None before the first activation), cached for a few seconds."""
+    global _active
+    now = time.monotonic()
+    if fresh or _active is None or now - _active[0] > ACTIVE_VERSION_TTL:
+        _active = (now, ModelVersion.objects.filter(status=ModelStatus.ACTIVE).first())
+    return _active[1]
+
+
+def clear_cache() -> None:
+    """Forget the cached active version (called on commit of an activation)."""
+    global _active
+    _active = None
+
+
+def nearest_products(
+    vector: np.ndarray | Iterable[float],
+    k: int = 10,
+    version: ModelVersion | None = None,
+    exclude: Collection[str] = (),
+    filter_ids: Collection[str] | None = None,
+) -> list[tuple[str, float]]:
+    """The k products with the highest `vector . item + bias`, best first.
+
+    `exclude` drops products (a shopper's history); `filter_ids` restricts the candidates
+    (a category, products in stock). Returns [] when no version is active.
+    """
+    return _nearest(ProductVector, "product_id", vector, k, version, exclude, filter_ids, cosine=False)
+
+
+def nearest_stores(
+    vector: np.ndarray | Iterable[float],
+    k: int = 10,
+    version: ModelVersion | None = None,
+    exclude: Collection[str] = (),
+    filter_ids: Collection[str] | None = None,
+) -> list[tuple[str, float]]:
+    """The k stores with the highest `vector . store`, best first (store ids as strings)."""
+    return _nearest(StoreVector, "store_id", vector, k, version, exclude, filter_ids, cosine=False)
+
+
+def similar_products(
+    product_id: str,
+    k: int = 10,
+    version: ModelVersion | None = None,
+    exclude: Collection[str] = (),
+    filter_ids: Collection[str] | None = None,
+) -> list[tuple[str, float]]:
+    """Products whose vectors point the same way as `product_id`'s (cosine similarity).
+
+    Returns [] when the product has no vector in that version (unknown or inactive).
+    """
+    version = version or active_version()
+    if version is None:
+        return []
+    found = product_vectors([product_id], version)
+    if product_id not in found:
+        return []
+    return _nearest(
+        ProductVector,
+        "product_id",
+        found[product_id].embedding,
+        k,
+        version,
+        {*exclude, product_id},
+        filter_ids,
+        cosine=True,
+    )
+
+
+def product_vectors(ids: Iterable[str], version: ModelVersion | None = None) -> dict[str, ItemVector]:
+    """Embedding and bias of each product that has a vector (missing ids are left out)."""
+    version = version or active_version()
+    if version is None:
+        return {}
+    rows = ProductVector.objects.filter(model_version_id=version.pk, product_id__in=[str(i) for i in ids])
+    return {
+        pid: ItemVector(np.asarray(emb, dtype=np.float32), bias)
+        for pid, emb, bias in rows.values_list("product_id", "embedding", "bias")
+    }
+
+
+def user_vector(user_id: int, version: ModelVersion | None = None) -> np.ndarray | None:
+    """The user's vector as of the version's training (None if the user had no history)."""
+    version = version or active_version()
+    if version is None:
+        return None
+    row = UserVector.objects.filter(model_version_id=version.pk, user_id=user_id).values_list(
+        "embedding", flat=True
+    )
+    embedding = row.first()
+    return None if embedding is None else np.asarray(embedding, dtype=np.float32)
+
+
+def _nearest(
+    model: type[ProductVector] | type[StoreVector],
+    key: str,
+    vector: np.ndarray | Iterable[float],
+    k: int,
+    version: ModelVersion | None,
+    exclude: Collection[str],
+    filter_ids: Collection[str] | None,
+    *,
+    cosine: bool,
+) -> list[tuple[str, float]]:
+    version = version or active_version()
+    if version is None or k <= 0:
+        return []
+    query = np.asarray(vector, dtype=np.float32).ravel()
+    if query.shape != (version.dimensions,) or not np.isfinite(query).all():
+        raise ValueError(
+            f"The query vector must have {version.dimensions} finite numbers (model version "
+            f"{version.pk}); got shape {query.shape}."
+        )
+    rows: QuerySet = model.objects.filter(model_version_id=version.pk)
+    if filter_ids is not None:
+        if not filter_ids:
+            return []
+        rows = rows.filter(**{f"{key}__in": [str(i) for i in filter_ids]})
+    if exclude:
+        rows = rows.exclude(**{f"{key}__in": [str(i) for i in exclude]})
+    measure = CosineDistance if cosine else MaxInnerProduct
+    distance = measure(embedding_expression(version.dimensions), query)
+    pool = k if cosine else k * BIAS_RERANK_FACTOR
+    rows = rows.annotate(distance=distance).order_by("distance").values_list(key, "distance", "bias")[:pool]
+    with transaction.atomic(), connection.cursor() as cursor:
+        # SET LOCAL: the search settings end with this transaction, never leak to the pool.
+        ef_search = min(max(pool, MIN_EF_SEARCH), MAX_EF_SEARCH)
+        cursor.execute("SELECT set_config('hnsw.ef_search', %s, true)", [str(ef_search)])
+        cursor.execute("SELECT set_config('hnsw.iterative_scan', 'relaxed_order', true)")
+        found = list(rows)
+    if cosine:
+        scored = [(pk, 1.0 - dist) for pk, dist, _ in found]
+    else:
+        scored = [(pk, -dist + bias) for pk, dist, bias in found]  # <#> is the negative product
+    scored.sort(key=lambda pair: pair[1], reverse=True)
+    return scored[:k]

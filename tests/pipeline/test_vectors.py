@@ -1,0 +1,209 @@
+"""Vectors in pgvector: the COPY writer, per-version indexes, queries, activation, rollback, purge."""
+
+import threading
+
+import numpy as np
+import pytest
+from django.db import connection, transaction
+from pgvector.django import MaxInnerProduct
+
+from recommendations.models import ModelStatus, ModelVersion, ProductVector, StoreVector, UserVector
+from recommendations.vectors import activation, indexes, queries, writer
+
+DIMS = 8
+
+
+def make_version(n=300, seed=0, status=ModelStatus.READY, **fields):
+    """A version with n random product vectors, 3 store vectors and indexes."""
+    version = ModelVersion.objects.create(status=status, dimensions=DIMS, **fields)
+    rng = np.random.default_rng(seed)
+    ids = [str(i) for i in range(1, n + 1)]
+    writer.write_product_vectors(version, ids, rng.normal(size=(n, DIMS)), rng.normal(0, 0.1, n))
+    writer.write_store_vectors(version, ["1", "2", "3"], rng.normal(size=(3, DIMS)))
+    indexes.build_indexes(version)
+    return version
+
+
+def exact_top(version, query, k, exclude=()):
+    rows = ProductVector.objects.filter(model_version=version).values_list("product_id", "embedding", "bias")
+    scored = sorted(((float(np.dot(e, query) + b), p) for p, e, b in rows if p not in exclude), reverse=True)
+    return [p for _, p in scored[:k]]
+
+
+@pytest.mark.django_db
+def test_writer_round_trips_and_is_idempotent():
+    version = ModelVersion.objects.create(dimensions=DIMS)
+    rng = np.random.default_rng(1)
+    ids = ["1", "22", "333", "ünï-4", "5"]  # keys of several byte lengths
+    emb, bias = rng.normal(size=(5, DIMS)), rng.normal(size=5)
+    assert writer.write_product_vectors(version, ids, emb, bias) == 5
+    assert writer.write_product_vectors(version, ids, emb, bias) == 5  # a retried task
+    stored = {p.product_id: p for p in ProductVector.objects.filter(model_version=version)}
+    assert sorted(stored) == sorted(ids)
+    for i, key in enumerate(ids):
+        np.testing.assert_allclose(stored[key].embedding, emb[i], rtol=1e-6)
+        assert stored[key].bias == pytest.approx(bias[i])
+    # Replacing some keys leaves the others alone.
+    writer.write_product_vectors(version, ["22"], np.ones((1, DIMS)), replace_all=False)
+    assert ProductVector.objects.filter(model_version=version).count() == 5
+    np.testing.assert_allclose(ProductVector.objects.get(model_version=version, product_id="22").embedding, 1)
+    # Users have integer keys.
+    from django.contrib.auth import get_user_model
+
+    user = get_user_model().objects.create(username="u")
+    writer.write_user_vectors(version, [user.pk], np.full((1, DIMS), 0.5))
+    np.testing.assert_allclose(queries.user_vector(user.pk, version), 0.5)
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "ids, emb, message",
+    [
+        (["1", "2"], np.zeros((3, DIMS)), "one embedding row per key"),
+        (["1", "2"], np.zeros((2, DIMS + 1)), "8-dimensional"),
+        (["1", "1"], np.zeros((2, DIMS)), "duplicates"),
+        (["1", "2"], np.array([[np.nan] * DIMS, [0] * DIMS]), "finite"),
+    ],
+)
+def test_bad_input_writes_nothing(ids, emb, message):
+    version = make_version(n=10)
+    with pytest.raises(ValueError, match=message):
+        writer.write_product_vectors(version, ids, emb)
+    assert ProductVector.objects.filter(model_version=version).count() == 10
+
+
+@pytest.mark.django_db
+def test_queries_use_the_versions_hnsw_index_and_rank_by_score():
+    version = make_version(n=2000)
+    other = make_version(n=50, seed=9)  # another version's rows never leak into answers
+    query = np.random.default_rng(5).normal(size=DIMS)
+    expr = indexes.embedding_expression(DIMS)
+    plan = (
+        ProductVector.objects.filter(model_version_id=version.pk)
+        .annotate(distance=MaxInnerProduct(expr, query))
+        .order_by("distance")[:10]
+        .explain()
+    )
+    assert f"Index Scan using {indexes.index_name(indexes.INDEX_SPECS[0], version.pk)}" in plan
+    found = queries.nearest_products(query, 10, version=version)
+    assert [p for p, _ in found] == exact_top(version, query, 10)
+    scores = [s for _, s in found]
+    assert scores == sorted(scores, reverse=True)
+    # Exclusions and filters; ids of the other version are never returned.
+    top = [p for p, _ in found]
+    assert [p for p, _ in queries.nearest_products(query, 5, version=version, exclude=top[:3])] == exact_top(
+        version, query, 5, exclude=top[:3]
+    )
+    within = {str(i) for i in range(1, 2001, 7)}
+    filtered = queries.nearest_products(query, 10, version=version, filter_ids=within)
+    assert len(filtered) == 10 and {p for p, _ in filtered} <= within
+    assert {p for p, _ in queries.nearest_products(query, 100, version=other)} <= {str(i) for i in range(1, 51)}
+    similar = queries.similar_products("1", 5, version=version)
+    assert len(similar) == 5 and "1" not in dict(similar)
+    assert [s for _, s in queries.nearest_stores(query, 3, version=version)]
+    with pytest.raises(ValueError, match="8 finite numbers"):
+        queries.nearest_products(np.zeros(3), 5, version=version)
+
+
+@pytest.mark.django_db
+def test_index_build_is_idempotent_and_drop_removes_them():
+    version = make_version(n=100)
+    assert indexes.build_indexes(version) == []
+    assert all(indexes.existing_indexes(version.pk).values())
+    assert len(indexes.drop_indexes(version)) == len(indexes.INDEX_SPECS)
+    assert indexes.existing_indexes(version.pk) == {}
+    assert len(indexes.reindex(version)) == len(indexes.INDEX_SPECS)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_activation_is_atomic_for_readers_in_another_connection(monkeypatch):
+    monkeypatch.setattr(queries, "ACTIVE_VERSION_TTL", 0.0)
+    old, new = make_version(seed=1), make_version(seed=2)
+    activation.activate(old)
+    query = np.random.default_rng(7).normal(size=DIMS)
+    answers = {
+        old.pk: [p for p, _ in queries.nearest_products(query, 10, version=old)],
+        new.pk: [p for p, _ in queries.nearest_products(query, 10, version=new)],
+    }
+    assert answers[old.pk] != answers[new.pk]
+
+    def read_in_other_connection():
+        try:
+            version = queries.active_version(fresh=True)
+            return version.pk, [p for p, _ in queries.nearest_products(query, 10)]
+        finally:
+            connection.close()
+
+    def in_thread(fn):
+        out = []
+        thread = threading.Thread(target=lambda: out.append(fn()))
+        thread.start()
+        thread.join()
+        return out[0]
+
+    with transaction.atomic():
+        activation.activate(new)
+        # Not committed yet: another connection still sees the old version, complete.
+        assert in_thread(read_in_other_connection) == (old.pk, answers[old.pk])
+    assert in_thread(read_in_other_connection) == (new.pk, answers[new.pk])
+
+    # Readers hammering the API during repeated switches see one version's answer, never a mix.
+    seen, stop = [], threading.Event()
+
+    def reader():
+        try:
+            while not stop.is_set():
+                seen.append([p for p, _ in queries.nearest_products(query, 10)])
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=reader)
+    thread.start()
+    for _ in range(5):
+        activation.rollback()
+    stop.set()
+    thread.join()
+    assert seen and all(answer in answers.values() for answer in seen)
+    assert ModelVersion.objects.get(status=ModelStatus.ACTIVE).pk == old.pk  # 5 rollbacks: back and forth
+
+
+@pytest.mark.django_db
+def test_rollback_and_activation_errors():
+    with pytest.raises(activation.ActivationError, match="no previously active"):
+        activation.rollback()
+    first, second = make_version(seed=1), make_version(seed=2)
+    activation.activate(first)
+    activation.activate(second)
+    assert activation.rollback().pk == first.pk
+    second.refresh_from_db()
+    assert second.status == ModelStatus.READY
+    empty = ModelVersion.objects.create(status=ModelStatus.READY, dimensions=DIMS)
+    with pytest.raises(activation.ActivationError, match="no product vectors"):
+        activation.activate(empty)
+    failed = ModelVersion.objects.create(status=ModelStatus.FAILED, dimensions=DIMS)
+    with pytest.raises(activation.ActivationError, match="is failed"):
+        activation.activate(failed)
+    assert ModelVersion.objects.get(status=ModelStatus.ACTIVE).pk == first.pk
+
+
+@pytest.mark.django_db(transaction=True)
+def test_purge_keeps_the_active_and_previous_versions():
+    versions = [make_version(n=20, seed=i) for i in range(4)]
+    for version in versions[:3]:
+        activation.activate(version)
+    stale = ModelVersion.objects.create(status=ModelStatus.TRAINING, dimensions=DIMS)  # its worker died
+    result = activation.purge()
+    assert sorted(result.retired) == sorted([versions[0].pk, versions[3].pk, stale.pk])
+    statuses = dict(ModelVersion.objects.values_list("pk", "status"))
+    assert statuses[versions[2].pk] == ModelStatus.ACTIVE
+    assert statuses[versions[1].pk] == ModelStatus.READY
+    assert statuses[versions[0].pk] == statuses[versions[3].pk] == ModelStatus.RETIRED
+    assert statuses[stale.pk] == ModelStatus.FAILED
+    for model in (ProductVector, StoreVector, UserVector):
+        assert set(model.objects.values_list("model_version_id", flat=True).distinct()) <= {
+            versions[1].pk,
+            versions[2].pk,
+        }
+    assert indexes.existing_indexes(versions[0].pk) == {}
+    with pytest.raises(activation.ActivationError, match="is retired"):
+        activation.activate(versions[0])
