@@ -27,6 +27,7 @@ from psycopg.copy import QueuedLibpqWriter
 
 from recommendations.events.validation import EventRow, Origin, validate_batch
 from recommendations.models.events import Event
+from recommendations.privacy.optout import drop_opted_out
 
 logger = logging.getLogger(__name__)
 
@@ -48,9 +49,13 @@ class IngestResult:
 def ingest(raw_events: Sequence[Any], origin: Origin | None = None) -> IngestResult:
     """Validate and store a batch in one transaction; raises `EventValidationError` if any event is bad."""
     rows = validate_batch(raw_events, origin)
+    received = len(rows)
+    # Privacy (recommendations.privacy.optout): nothing is stored for users who opted out of
+    # personalisation; their events count as received, not stored.
+    rows = drop_opted_out(rows)
     with transaction.atomic():
         stored = insert_rows(rows)
-    return IngestResult(received=len(rows), stored=stored)
+    return IngestResult(received=received, stored=stored)
 
 
 def _columns() -> list[str]:

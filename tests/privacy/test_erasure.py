@@ -1,0 +1,239 @@
+"""Right to erasure: forget_user, the user-deletion handler, the command and the admin action."""
+
+import datetime as dt
+import json
+
+import pytest
+from django.apps import apps
+from django.conf import settings
+from django.contrib import admin
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Permission
+from django.core.management import CommandError, call_command
+from django.db import models
+from django.urls import reverse
+from django.utils import timezone
+
+from recommendations.features.interactions import load_interactions
+from recommendations.models import (
+    Assignment,
+    AuditAction,
+    AuditEntry,
+    Event,
+    Experiment,
+    ModelVersion,
+    Segment,
+    SegmentMember,
+    ServedRecommendation,
+    UserVector,
+    Variant,
+)
+from recommendations.privacy import registry
+from recommendations.privacy.erasure import forget_user
+
+pytestmark = pytest.mark.django_db
+User = get_user_model()
+NOW = timezone.now()
+
+
+def add_event(user=None, session="", product="1", event_type="view", minutes_ago=10):
+    return Event.objects.create(
+        event_type=event_type,
+        user=user,
+        session_id=session,
+        product_id=product,
+        timestamp=NOW - dt.timedelta(minutes=minutes_ago),
+    )
+
+
+@pytest.fixture
+def people():
+    """Alice with data in every personal table; Bob, who later used the same browser, likewise."""
+    alice = User.objects.create_user("alice", "alice@example.com", "pw")
+    bob = User.objects.create_user("bob", "bob@example.com", "pw")
+    # Alice browsed anonymously in session s-alice, then signed in (merged), and so did Bob
+    # later on the same browser: the shared session's anonymous events are Alice's to erase
+    # only where no one else claimed them.
+    add_event(alice, "s-alice", "1")
+    add_event(alice, "s-alice", "2", "purchase")
+    add_event(None, "s-alice", "3")  # after logging out, same browser session
+    add_event(alice, "s-shared", "4")
+    add_event(bob, "s-shared", "5")
+    add_event(bob, "s-bob", "6")
+    add_event(None, "s-stranger", "7")
+    versions = [ModelVersion.objects.create(dimensions=2) for _ in range(2)]
+    for version in versions:
+        UserVector.objects.create(model_version=version, user=alice, embedding=[1, 0])
+        UserVector.objects.create(model_version=version, user=bob, embedding=[0, 1])
+    ServedRecommendation.objects.create(
+        id="r1", kind="for_you", source="two_tower", user=alice, session_id="s-alice"
+    )
+    ServedRecommendation.objects.create(id="r2", kind="for_you", source="two_tower", session_id="s-alice")
+    ServedRecommendation.objects.create(id="r3", kind="for_you", source="two_tower", user=bob)
+    segment = Segment.objects.create(name="Loyal")
+    SegmentMember.objects.create(segment=segment, user=alice)
+    SegmentMember.objects.create(segment=segment, user=bob)
+    experiment = Experiment.objects.create(key="ranker", name="Ranker")
+    variant = Variant.objects.create(experiment=experiment, key="a", traffic_share=100, is_control=True)
+    Assignment.objects.create(experiment=experiment, variant=variant, user=alice)
+    Assignment.objects.create(experiment=experiment, variant=variant, session_id="s-alice")
+    Assignment.objects.create(experiment=experiment, variant=variant, user=bob)
+    return alice, bob
+
+
+def bobs_and_strangers_rows():
+    return {
+        "events": sorted(Event.objects.values_list("product_id", flat=True)),
+        "vectors": UserVector.objects.count(),
+        "served": sorted(ServedRecommendation.objects.values_list("id", flat=True)),
+        "members": SegmentMember.objects.count(),
+        "assignments": Assignment.objects.count(),
+    }
+
+
+def test_forget_user_deletes_every_personal_table_and_nothing_else(people):
+    alice, _bob = people
+    staff = User.objects.create_user("dpo", is_staff=True)
+
+    report = forget_user(alice, actor=staff, source="test")
+
+    assert report.counts == {
+        "events": 4,  # two merged, one anonymous in her session, one in the shared session
+        "user_vectors": 2,  # one per model version
+        "served_lists": 2,
+        "segment_memberships": 1,
+        "experiment_assignments": 2,
+        "sessions": 2,
+    }
+    assert bobs_and_strangers_rows() == {
+        "events": ["5", "6", "7"],
+        "vectors": 2,
+        "served": ["r3"],
+        "members": 1,
+        "assignments": 1,
+    }
+    assert not Event.objects.filter(user=alice).exists()
+    assert User.objects.filter(pk=alice.pk).exists(), "erasure keeps the account"
+
+
+def test_audit_entry_has_counts_and_no_personal_data(people):
+    alice, _ = people
+    staff = User.objects.create_user("dpo", is_staff=True)
+    report = forget_user(alice, actor=staff, source="test")
+
+    entry = AuditEntry.objects.get(pk=report.audit_entry_id)
+    assert (entry.action, entry.actor_id, entry.source) == (AuditAction.ERASURE, str(staff.pk), "test")
+    assert entry.counts["events"] == 4
+    stored = json.dumps([getattr(entry, f.attname) for f in AuditEntry._meta.fields], default=str)
+    for personal in ("alice", "s-alice", "s-shared", "alice@example.com"):
+        assert personal not in stored
+
+
+def test_erasure_is_all_or_nothing(people, monkeypatch):
+    alice, _ = people
+    before = Event.objects.count(), UserVector.objects.count(), AuditEntry.objects.count()
+
+    def fail(subject):
+        raise RuntimeError("disk full")
+
+    # Registered last, so the events and vectors are already deleted when it fails.
+    monkeypatch.setitem(registry._registrations, "failing", registry.Registration("failing", fail))
+    with pytest.raises(RuntimeError, match="disk full"):
+        forget_user(alice)
+
+    assert (Event.objects.count(), UserVector.objects.count(), AuditEntry.objects.count()) == before
+
+
+def test_deleting_the_user_erases_their_sessions_too_and_audits(people):
+    alice, bob = people
+    alice.delete()
+
+    assert sorted(Event.objects.values_list("product_id", flat=True)) == ["5", "6", "7"]
+    assert not Assignment.objects.filter(session_id="s-alice").exists()
+    assert not ServedRecommendation.objects.filter(session_id="s-alice").exists()
+    entry = AuditEntry.objects.get()
+    assert entry.source == "user_deleted" and entry.counts["events"] == 4
+    # Bulk deletion through a QuerySet sends the signal per user as well.
+    User.objects.filter(pk=bob.pk).delete()
+    assert sorted(Event.objects.values_list("product_id", flat=True)) == ["7"]
+    assert AuditEntry.objects.count() == 2
+
+
+def test_a_later_retrain_sees_nothing_of_the_erased_user(people):
+    alice, _ = people
+    before = load_interactions(None, timezone.now())
+    assert {f"u:{alice.pk}", "s:s-alice"} <= set(before.actors)
+
+    forget_user(alice)
+
+    after = load_interactions(None, timezone.now())
+    assert alice.pk not in set(after.user_ids.tolist())
+    assert not {f"u:{alice.pk}", "s:s-alice"} & set(after.actors)
+    assert set(after.products.tolist()) == {"5", "6", "7"}
+
+
+def test_every_table_that_points_at_users_is_erased_or_deliberately_kept():
+    """A new model with a relation to the user model must register a deleter (or say why not)."""
+    user_model = apps.get_model(settings.AUTH_USER_MODEL)
+    covered = registry.registered_models() | set(registry.kept_models())
+    missing = [
+        model._meta.label
+        for model in apps.get_app_config("recommendations").get_models()
+        if not model._meta.proxy
+        and any(
+            isinstance(field, models.ForeignKey) and field.related_model is user_model
+            for field in model._meta.get_fields()
+        )
+        and model not in covered
+    ]
+    assert missing == [], (
+        f"{missing} hold(s) personal data: call recommendations.privacy.registry.register_model() "
+        "for it, or registry.keep(model, reason)"
+    )
+
+
+def test_command_by_username_and_by_id(people, capsys):
+    _alice, bob = people
+    call_command("forget_user", "alice", str(bob.pk))
+    out = capsys.readouterr().out
+    assert "alice: erased 4 events" in out and f"{bob.pk}: erased 2 events" in out
+    assert sorted(Event.objects.values_list("product_id", flat=True)) == ["7"]
+    assert AuditEntry.objects.filter(source="command").count() == 2
+
+
+def test_command_refuses_unknown_or_ambiguous_names_and_erases_nothing(people):
+    _alice, bob = people
+    with pytest.raises(CommandError, match="No user has the primary key or username 'nobody'"):
+        call_command("forget_user", "alice", "nobody")
+    User.objects.create_user(str(bob.pk))  # a username that is also Bob's primary key
+    with pytest.raises(CommandError, match="username of user .* and the primary key of another"):
+        call_command("forget_user", str(bob.pk))
+    assert Event.objects.count() == 7 and not AuditEntry.objects.exists()
+
+
+def test_admin_action_asks_first_then_erases(people, client):
+    alice, bob = people
+    staff = User.objects.create_superuser("admin", "admin@example.com", "pw")
+    client.force_login(staff)
+    url = reverse(f"admin:{User._meta.app_label}_{User._meta.model_name}_changelist")
+    data = {"action": "erase_personal_data", "_selected_action": [alice.pk]}
+
+    confirm = client.post(url, data)
+    assert confirm.status_code == 200 and b"Erase personal data?" in confirm.content
+    assert Event.objects.filter(user=alice).exists()
+
+    done = client.post(url, {**data, "post": "yes"}, follow=True)
+    assert "Erased the personal data of 1 user(s): 4 events" in done.content.decode()
+    assert not Event.objects.filter(user=alice).exists() and Event.objects.filter(user=bob).exists()
+    assert AuditEntry.objects.get().actor_id == str(staff.pk)
+
+
+def test_admin_action_needs_the_permission_to_delete_users(people, client):
+    _alice, _ = people
+    viewer = User.objects.create_user("viewer", is_staff=True)
+    viewer.user_permissions.add(*Permission.objects.filter(codename__in=["view_user", "change_user"]))
+    client.force_login(viewer)
+    url = reverse(f"admin:{User._meta.app_label}_{User._meta.model_name}_changelist")
+    page = client.get(url)
+    assert page.status_code == 200 and b"erase_personal_data" not in page.content
+    assert admin.site.get_model_admin(User).get_actions(page.wsgi_request).get("erase_personal_data") is None

@@ -1,0 +1,100 @@
+"""Opt-out of personalisation: the flag, the host's own check, and no behaviour stored."""
+
+import json
+
+import pytest
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.core.exceptions import ImproperlyConfigured
+from django.test import RequestFactory, override_settings
+
+from recommendations.events.tracking import track
+from recommendations.models import ApiKey, Event
+from recommendations.privacy.optout import is_opted_out, opted_out_user_ids, set_opted_out
+from shop.models import Category, Product, Store
+
+pytestmark = pytest.mark.django_db
+User = get_user_model()
+
+
+def host_flag(user):
+    """A host that keeps the choice on its own user model (here: a marker in last_name)."""
+    return user.last_name == "no-personalisation"
+
+
+HOST_CHECK = {**settings.RECOMMENDATIONS, "OPT_OUT_CHECK": "tests.privacy.test_optout.host_flag"}
+
+
+@pytest.fixture
+def product():
+    store = Store.objects.create(name="Clay", slug="clay")
+    category = Category.objects.create(name="Mugs")
+    return Product.objects.create(title="Mug", slug="mug", category=category, store=store, price=5, stock=3)
+
+
+@pytest.fixture
+def users():
+    return User.objects.create_user("private"), User.objects.create_user("open")
+
+
+def request_for(user):
+    request = RequestFactory().get("/product/mug/")
+    request.user = user
+    request.session = {}
+    return request
+
+
+def test_flag_is_off_by_default_and_remembered(users):
+    private, public = users
+    assert not is_opted_out(private) and not is_opted_out(None)
+    set_opted_out(private)
+    assert is_opted_out(private)
+    fresh = User.objects.get(pk=private.pk)  # a new request's user object
+    assert is_opted_out(fresh) and not is_opted_out(public)
+    assert opted_out_user_ids([private.pk, public.pk, None]) == {str(private.pk)}
+    set_opted_out(private, False)
+    assert not is_opted_out(User.objects.get(pk=private.pk))
+
+
+def test_the_host_can_keep_the_flag_itself(users):
+    private, public = users
+    private.last_name = "no-personalisation"
+    private.save()
+    with override_settings(RECOMMENDATIONS=HOST_CHECK):
+        assert is_opted_out(User.objects.get(pk=private.pk))
+        assert not is_opted_out(User.objects.get(pk=public.pk))
+        assert opted_out_user_ids([private.pk, public.pk]) == {str(private.pk)}
+        with pytest.raises(ImproperlyConfigured, match="change the field that function reads"):
+            set_opted_out(public)
+
+
+def test_no_behaviour_is_stored_for_an_opted_out_user(users, product):
+    private, public = users
+    set_opted_out(private)
+    track(request_for(User.objects.get(pk=private.pk)), "view", product=product)
+    track(request_for(public), "view", product=product)
+    track(None, "purchase", product=product, user=private)
+    assert list(Event.objects.values_list("user_id", flat=True)) == [public.pk]
+
+
+def test_a_server_batch_drops_only_the_opted_out_users_events(users, product, client):
+    private, public = users
+    set_opted_out(private)
+    _, raw_key = ApiKey.objects.create_key("crm", ["events:write"])
+    events = [
+        {"event_type": "view", "product_id": product.pk, "user_id": private.pk},
+        {"event_type": "view", "product_id": product.pk, "user_id": public.pk},
+        {"event_type": "view", "product_id": product.pk, "session_id": "anonymous-1"},
+    ]
+    response = client.post(
+        "/api/events/",
+        json.dumps({"events": events}),
+        content_type="application/json",
+        HTTP_AUTHORIZATION=f"Api-Key {raw_key}",
+    )
+    assert response.status_code in (200, 201), response.content
+    assert response.json()["received"] == 3 and response.json()["stored"] == 2
+    assert sorted(Event.objects.values_list("session_id", "user_id")) == [
+        ("", public.pk),
+        ("anonymous-1", None),
+    ]
