@@ -99,6 +99,7 @@ DEFAULTS: dict[str, Any] = {
     "PAIRS_PER_PRODUCT": 50,
     # A product counts as replenishable (buy it again) when this share of its buyers rebought it.
     "REPLENISHABLE_MIN_REPEAT_RATE": 0.1,
+    # HNSW candidate list size for k-NN queries (recall against speed; see docs/benchmarks.md).
     "HNSW_EF_SEARCH": 100,
     # Seconds a computed list is reused (0 = off); a new event of the user starts a new one.
     "SERVING_CACHE_SECONDS": 60,

@@ -1,0 +1,62 @@
+"""Recommendation ids: what was shown, so clicks and purchases can be credited to it.
+
+One `ServedRecommendation` row per list (a single INSERT on the hot path); its id is
+the `recommendation_id` every item of the list carries, which the beacon sends back
+with impressions and clicks (`data-rec-id`).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import secrets
+from collections.abc import Sequence
+from typing import Any
+
+from django.utils import timezone
+
+from recommendations.conf import rec_settings
+from recommendations.models import ServedRecommendation
+from recommendations.serving.types import Audience
+
+logger = logging.getLogger(__name__)
+
+
+def new_recommendation_id() -> str:
+    """20 hex characters: unique enough for a retention window, short in HTML attributes."""
+    return secrets.token_hex(10)
+
+
+def record_served(
+    *,
+    kind: str,
+    source: str,
+    audience: Audience,
+    product_ids: Sequence[str],
+    scores: Sequence[float],
+    model_version_id: int | None,
+    context: dict[str, Any],
+) -> str:
+    """Store what is being shown and return its recommendation id (not stored when disabled)."""
+    recommendation_id = new_recommendation_id()
+    if rec_settings.RECORD_SERVED and product_ids:
+        ServedRecommendation.objects.create(
+            id=recommendation_id,
+            kind=kind,
+            source=source,
+            user_id=audience.user_id,
+            session_id=audience.session_id[:64],
+            model_version_id=model_version_id,
+            product_ids=list(product_ids),
+            scores=[float(s) for s in scores],
+            context=context,
+        )
+    return recommendation_id
+
+
+def prune_served(now: dt.datetime | None = None) -> int:
+    """Delete served lists older than `SERVED_RETENTION_DAYS`; returns how many."""
+    cutoff = (now or timezone.now()) - dt.timedelta(days=rec_settings.SERVED_RETENTION_DAYS)
+    deleted, _ = ServedRecommendation.objects.filter(created_at__lt=cutoff).delete()
+    logger.info("Pruned %d served recommendation lists older than %s", deleted, cutoff.date())
+    return deleted

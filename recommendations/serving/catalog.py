@@ -1,0 +1,85 @@
+"""Keeps the engine's search index (`ProductDocument`) in step with the host's catalogue.
+
+Everything is read through the product adapter (`to_record`), so any host model works.
+`index_products()` upserts the given products (or all) and deletes documents of products
+that no longer exist; the host's product signals and a periodic full rebuild call it.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable
+
+from django.db import transaction
+from django.utils import timezone
+from tqdm import tqdm
+
+from recommendations.adapters import ProductRecord, get_product_adapter
+from recommendations.models import ProductDocument
+
+logger = logging.getLogger(__name__)
+BATCH_SIZE = 2000
+UPDATE_FIELDS = ["title", "text", "brand", "categories", "store_id", "price", "created_at", "updated_at"]
+
+
+def _document(record: ProductRecord) -> ProductDocument:
+    return ProductDocument(
+        product_id=record.id,
+        title=record.title[:500],
+        text=record.text,
+        brand=record.brand[:200],
+        categories=[c[:200] for c in record.category_path],
+        store_id=record.store_id or "",
+        price=record.price,
+        created_at=record.created_at,
+    )
+
+
+def index_products(keys: Iterable[str] | None = None) -> int:
+    """Write search documents for these products (all when None); returns how many.
+
+    Products among `keys` that the host no longer has (or no longer indexes) lose their
+    document. Each batch is one transaction, so a failure leaves earlier batches in place
+    and no batch half-written.
+    """
+    started = time.monotonic()
+    since = timezone.now()
+    adapter = get_product_adapter()
+    queryset = adapter.index_queryset()
+    wanted = None if keys is None else {str(k) for k in keys}
+    if wanted is not None:
+        queryset = queryset.filter(pk__in=list(wanted))
+    total = queryset.count()
+    seen: set[str] = set()
+    batch: list[ProductDocument] = []
+    for record in tqdm(
+        adapter.records(queryset), total=total, desc="search index", disable=None, leave=False
+    ):
+        batch.append(_document(record))
+        seen.add(record.id)
+        if len(batch) >= BATCH_SIZE:
+            _write(batch)
+            batch = []
+    _write(batch)
+    if wanted is None:  # every document written now has a newer `updated_at`
+        stale = ProductDocument.objects.filter(updated_at__lt=since)
+    else:
+        stale = ProductDocument.objects.filter(product_id__in=wanted - seen)
+    removed, _ = stale.delete()
+    logger.info(
+        "Indexed %d products for search (%d removed) in %.1f s",
+        len(seen),
+        removed,
+        time.monotonic() - started,
+    )
+    return len(seen)
+
+
+def _write(batch: list[ProductDocument]) -> None:
+    if not batch:
+        return
+    with transaction.atomic():
+        ProductDocument.objects.bulk_create(
+            batch, update_conflicts=True, unique_fields=["product_id"], update_fields=UPDATE_FIELDS
+        )

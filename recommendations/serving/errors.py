@@ -1,0 +1,65 @@
+"""Errors the services raise for bad requests; surfaces turn them into 404 and 400."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.exceptions import ValidationError
+from django.db import models
+
+from recommendations.adapters import get_product_adapter, get_store_adapter
+
+
+class NotFound(LookupError):
+    """An id that names nothing (product, store, user)."""
+
+
+class InvalidParameters(ValueError):
+    """Bad parameters, keyed by parameter name, each with a message that says what to send."""
+
+    def __init__(self, errors: dict[str, str]) -> None:
+        super().__init__("; ".join(f"{k}: {v}" for k, v in errors.items()))
+        self.errors = errors
+
+
+def _get(queryset: models.QuerySet, key: Any) -> models.Model | None:
+    try:
+        return queryset.filter(pk=key).first()
+    except (ValueError, TypeError, ValidationError):  # not even a valid key for this model
+        return None
+
+
+def get_product(product_id: str) -> models.Model:
+    """The host product with this id (available or not), or `NotFound` naming it."""
+    product = _get(get_product_adapter().index_queryset(), product_id)
+    if product is None:
+        raise NotFound(f"No product with id {product_id!r}.")
+    return product
+
+
+def get_store(store_id: str) -> models.Model:
+    """The host store with this id, or `NotFound` (also when the shop has no stores)."""
+    adapter = get_store_adapter()
+    store = _get(adapter.index_queryset(), store_id) if adapter is not None else None
+    if store is None:
+        raise NotFound(f"No store with id {store_id!r}.")
+    return store
+
+
+def valid_product_ids(product_ids: list[str]) -> list[str]:
+    """The ids as given, after checking that every one is a product; `NotFound` lists the rest."""
+    adapter = get_product_adapter()
+    found: set[str] = set()
+    malformed = []
+    for key in product_ids:
+        try:
+            adapter.model._meta.pk.to_python(key)
+        except ValidationError:
+            malformed.append(key)
+    wellformed = [k for k in product_ids if k not in malformed]
+    if wellformed:
+        found = {adapter.key(pk) for pk in adapter.by_keys(wellformed).values_list("pk", flat=True)}
+    unknown = [k for k in product_ids if k not in found]
+    if unknown:
+        raise NotFound(f"No product with id(s): {', '.join(unknown[:20])}.")
+    return list(dict.fromkeys(product_ids))

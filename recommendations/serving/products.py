@@ -1,0 +1,364 @@
+"""Product recommendations, one function per type.
+
+Each function gathers candidates from the active model's vectors when there is one and
+from the classic recommenders (co-occurrence, popularity) otherwise or to fill in, then
+hands them to `rules.finalize()`. They never fail for lack of a model or of data: the last
+fallback is trending products.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+
+from django.contrib.postgres.search import TrigramSimilarity
+from django.utils import timezone
+
+from recommendations.adapters import get_product_adapter
+from recommendations.conf import rec_settings
+from recommendations.events.preprocessing import event_weight
+from recommendations.models import EventType, ModelVersion, PairKind, ProductDocument
+from recommendations.serving import statistics
+from recommendations.serving.cache import cached
+from recommendations.serving.errors import get_product, get_store, valid_product_ids
+from recommendations.serving.history import History, purchases, recent_history
+from recommendations.serving.realtime import Taste, current_taste
+from recommendations.serving.rules import MAX_LIMIT, finalize, limit_for, rules_for
+from recommendations.serving.types import Audience, Candidate, Kind, Options, RecommendationResult
+from recommendations.vectors import queries
+
+# Candidates fetched per item shown: room for stock, exclusion and diversity filters.
+OVERFETCH = 4
+CONTENT_WEIGHT = 0.3
+VERBS = {
+    EventType.PURCHASE: "bought",
+    EventType.ADD_TO_CART: "added {title} to your cart",
+    EventType.FAVOURITE: "saved",
+    EventType.RATING: "rated",
+}
+
+
+def _pool_size(kind: str, options: Options, audience: Audience) -> int:
+    return limit_for(kind, options) * OVERFETCH + len(options.exclude) + len(audience.shown)
+
+
+def _because(event_type: str) -> str:
+    verb = VERBS.get(event_type, "viewed")
+    return f"Because you {verb}" + ("" if "{title}" in verb else " {title}")
+
+
+def _seed_weights(history: History) -> dict[str, float]:
+    """Weight of each recently touched product, for co-occurrence (item-kNN) scoring."""
+    seeds: dict[str, float] = {}
+    for rank, event in enumerate(history.events):
+        seeds[event.product_id] = seeds.get(event.product_id, 0.0) + event_weight(
+            event.event_type, event.value
+        ) / (1 + rank)
+    return {pid: w for pid, w in seeds.items() if w > 0}
+
+
+def _vector_candidates(version: ModelVersion, taste: Taste, history: History, k: int) -> list[Candidate]:
+    last_type = {e.product_id: e.event_type for e in reversed(history.events)}
+    source = {"stored": version.algorithm, "session": "session", "realtime": "realtime"}[taste.basis]
+    rows = queries.nearest_products(taste.vector, k + len(last_type), version)
+    # The neighbours' own vectors name the recent product each one is closest to.
+    embeddings = {
+        pid: v.embedding for pid, v in queries.product_vectors([pid for pid, _ in rows], version).items()
+    }
+    out = []
+    for pid, score in rows:
+        embedding = embeddings.get(pid)
+        about = taste.closest_history_item(embedding) if embedding is not None else None
+        reason = _because(last_type[about]) if about else "Picked for you"
+        out.append(Candidate(pid, score, source, reason, about=about, embedding=embedding))
+    return out
+
+
+def _embeddings_for_mmr(kind: str, ids: list[str], version: ModelVersion) -> dict:
+    """Vectors of the candidates, fetched only when the type's rules diversify with MMR."""
+    if rules_for(kind).get("mmr_lambda") is None:
+        return {}
+    return {pid: v.embedding for pid, v in queries.product_vectors(ids, version).items()}
+
+
+def _classic_candidates(history: History, k: int, tier: int) -> list[Candidate]:
+    seeds = _seed_weights(history)
+    candidates = statistics.paired(PairKind.BOUGHT, seeds, k) + statistics.paired(PairKind.VIEWED, seeds, k)
+    for candidate in candidates:
+        candidate.tier = tier
+    return candidates
+
+
+def _fill(candidates: list[Candidate], tier: int) -> list[Candidate]:
+    for candidate in candidates:
+        candidate.tier = tier
+    return candidates
+
+
+def for_you(audience: Audience, options: Options) -> RecommendationResult:
+    """ "Recommended for you": the real-time taste vector's nearest products.
+
+    Without a model (or for a visitor with no vector and no history) it falls back to
+    co-occurrence with the session's products, then trending.
+    """
+    history = recent_history(audience)
+    version = queries.active_version()
+    k = _pool_size(Kind.FOR_YOU, options, audience)
+
+    def compute() -> list[Candidate]:
+        candidates: list[Candidate] = []
+        if version is not None:
+            taste = current_taste(version, audience.user_id, history)
+            if taste.vector is not None:
+                candidates = _vector_candidates(version, taste, history, k)
+        if not candidates:
+            candidates = _classic_candidates(history, k, tier=0)
+        return candidates + _fill(statistics.trending(k), tier=2)
+
+    key = (
+        Kind.FOR_YOU,
+        version and version.pk,
+        audience.user_id,
+        audience.session_id,
+        history.fingerprint,
+        k,
+    )
+    return finalize(
+        Kind.FOR_YOU,
+        cached(key, compute),
+        audience,
+        options,
+        model_version_id=version and version.pk,
+        exclude=history.product_ids,
+    )
+
+
+def _content_candidates(seed: ProductDocument | None, k: int) -> list[Candidate]:
+    """Products of the seed's category with the most similar titles (trigram similarity)."""
+    if seed is None:
+        return []
+    rows = (
+        ProductDocument.objects.filter(categories=seed.categories)
+        .exclude(product_id=seed.product_id)
+        .annotate(similarity=TrigramSimilarity("title", seed.title))
+        .order_by("-similarity", "product_id")
+        .values_list("product_id", "similarity")[:k]
+    )
+    return [
+        Candidate(pid, float(sim), "content", "Similar to {title}", about=seed.product_id)
+        for pid, sim in rows
+    ]
+
+
+def similar(product_id: str, audience: Audience, options: Options) -> RecommendationResult:
+    """Products like this one: vector neighbours blended with title similarity in its category."""
+    get_product(product_id)
+    version = queries.active_version()
+    k = _pool_size(Kind.SIMILAR, options, audience)
+
+    def compute() -> list[Candidate]:
+        seed = ProductDocument.objects.filter(product_id=product_id).first()
+        content = _content_candidates(seed, k)
+        neighbours = queries.similar_products(product_id, k, version) if version else []
+        if not neighbours:
+            return (
+                content
+                + _fill(statistics.paired(PairKind.VIEWED, {product_id: 1.0}, k), 1)
+                + _fill(
+                    statistics.trending(
+                        k, category=seed.categories[-1] if seed and seed.categories else None
+                    ),
+                    2,
+                )
+            )
+        text_scores = {c.product_id: c.score for c in content}
+        embeddings = _embeddings_for_mmr(Kind.SIMILAR, [pid for pid, _ in neighbours], version)
+        blended = []
+        for pid, cosine in neighbours:
+            score = (1 - CONTENT_WEIGHT) * cosine + CONTENT_WEIGHT * text_scores.pop(pid, 0.0)
+            blended.append(
+                Candidate(pid, score, "vector", "Similar to {title}", product_id, embeddings.get(pid))
+            )
+        return blended + _fill(content, 1)
+
+    key = (Kind.SIMILAR, version and version.pk, product_id, k)
+    return finalize(
+        Kind.SIMILAR,
+        cached(key, compute),
+        audience,
+        options,
+        model_version_id=version and version.pk,
+        exclude=[product_id],
+        context={"product_id": product_id},
+    )
+
+
+def bought_together(product_id: str, audience: Audience, options: Options) -> RecommendationResult:
+    """Frequently bought together (co-purchase), then viewed together, then similar in category."""
+    get_product(product_id)
+    k = _pool_size(Kind.BOUGHT_TOGETHER, options, audience)
+
+    def compute() -> list[Candidate]:
+        seed = {product_id: 1.0}
+        document = ProductDocument.objects.filter(product_id=product_id).first()
+        return (
+            statistics.paired(PairKind.BOUGHT, seed, k)
+            + _fill(statistics.paired(PairKind.VIEWED, seed, k), 1)
+            + _fill(_content_candidates(document, k), 2)
+        )
+
+    return finalize(
+        Kind.BOUGHT_TOGETHER,
+        cached((Kind.BOUGHT_TOGETHER, product_id, k), compute),
+        audience,
+        options,
+        exclude=[product_id],
+        context={"product_id": product_id},
+    )
+
+
+def trending(audience: Audience, options: Options) -> RecommendationResult:
+    """Trending now (time-decayed popularity), overall or within `options.category`."""
+    k = _pool_size(Kind.TRENDING, options, audience)
+    candidates = cached(
+        (Kind.TRENDING, options.category, k), lambda: statistics.trending(k, category=options.category)
+    )
+    return finalize(Kind.TRENDING, candidates, audience, options, context={"category": options.category})
+
+
+def new_arrivals(audience: Audience, options: Options) -> RecommendationResult:
+    """The newest products, overall or within `options.category`."""
+    k = _pool_size(Kind.NEW_ARRIVALS, options, audience)
+
+    def compute() -> list[Candidate]:
+        documents = ProductDocument.objects.filter(created_at__isnull=False)
+        if options.category:
+            documents = documents.filter(categories__contains=[options.category])
+        now = timezone.now()
+        reason = f"New in {options.category}" if options.category else "Just arrived"
+        return [
+            # Score: days since arrival, as a recency in (0, 1].
+            Candidate(pid, 1.0 / (1.0 + max((now - created).total_seconds(), 0) / 86_400), "new", reason)
+            for pid, created in documents.order_by("-created_at", "product_id").values_list(
+                "product_id", "created_at"
+            )[:k]
+        ]
+
+    candidates = cached((Kind.NEW_ARRIVALS, options.category, k), compute)
+    return finalize(Kind.NEW_ARRIVALS, candidates, audience, options, context={"category": options.category})
+
+
+def recently_viewed(audience: Audience, options: Options) -> RecommendationResult:
+    """What the visitor looked at lately, most recent first (read fresh, never cached)."""
+    history = recent_history(audience, size=_pool_size(Kind.RECENTLY_VIEWED, options, audience))
+    views = list(dict.fromkeys(e.product_id for e in history.of_type(EventType.VIEW, EventType.CLICK)))
+    candidates = [
+        Candidate(pid, 1.0 / (rank + 1), "history", "You viewed this recently")
+        for rank, pid in enumerate(views)
+    ]
+    return finalize(Kind.RECENTLY_VIEWED, candidates, audience, options)
+
+
+def buy_again(audience: Audience, options: Options) -> RecommendationResult:
+    """Replenishable products the visitor bought, those due for a restock first.
+
+    A product is replenishable when enough of its buyers rebuy it (`repeat_rate`) or this
+    visitor already did. The score peaks when the time since their last purchase equals the
+    product's usual gap between purchases.
+    """
+    bought = purchases(audience)
+    counts = Counter(e.product_id for e in bought)
+    last = {}
+    for event in bought:  # newest first
+        last.setdefault(event.product_id, event.timestamp)
+    stats = statistics.replenishment(counts)
+    now = timezone.now()
+    candidates = []
+    for pid, when in last.items():
+        rate, gap_days = stats.get(pid, (0.0, None))
+        if rate < rec_settings.REPLENISHABLE_MIN_REPEAT_RATE and counts[pid] < 2:
+            continue
+        days = max((now - when).total_seconds() / 86_400, 0.01)
+        due = math.exp(-abs(math.log(days / gap_days))) if gap_days else 0.5
+        reason = f"You bought this {int(days)} days ago" if days >= 1 else "You bought this today"
+        candidates.append(Candidate(pid, due * (1 + rate), "buy_again", reason))
+    return finalize(Kind.BUY_AGAIN, candidates, audience, options)
+
+
+def store_products(store_id: str, audience: Audience, options: Options) -> RecommendationResult:
+    """One store's products for this visitor: by taste when known, else popular, else newest."""
+    store = get_store(store_id)
+    adapter = get_product_adapter()
+    history = recent_history(audience)
+    version = queries.active_version()
+    k = _pool_size(Kind.STORE_PRODUCTS, options, audience)
+    in_store = ProductDocument.objects.filter(store_id=store_id).values("product_id")
+
+    def compute() -> list[Candidate]:
+        candidates: list[Candidate] = []
+        if version is not None:
+            taste = current_taste(version, audience.user_id, history)
+            if taste.vector is not None:
+                store_ids = list(in_store.values_list("product_id", flat=True))
+                candidates = [
+                    Candidate(pid, score, "realtime", "Picked for you")
+                    for pid, score in queries.nearest_products(taste.vector, k, version, filter_ids=store_ids)
+                ]
+        newest = [
+            Candidate(pid, 0.0, "new", "New in this store", tier=2)
+            for pid in in_store.order_by("-created_at").values_list("product_id", flat=True)[:k]
+        ]
+        return candidates + _fill(statistics.trending(k, store_id=store_id, popular=True), 1) + newest
+
+    key = (Kind.STORE_PRODUCTS, store_id, version and version.pk, audience.user_id, audience.session_id)
+    return finalize(
+        Kind.STORE_PRODUCTS,
+        cached((*key, history.fingerprint, k), compute),
+        audience,
+        options,
+        model_version_id=version and version.pk,
+        queryset=adapter.index_queryset().filter(**{adapter.store_field: store}),
+        context={"store_id": store_id},
+    )
+
+
+def rerank(product_ids: list[str], audience: Audience, options: Options) -> RecommendationResult:
+    """The given products in the order this visitor is most likely to want them.
+
+    With a model: the real-time taste score. Without: co-occurrence with the visitor's
+    history plus popularity. Products without a score keep their given order, after the rest.
+    """
+    ids = valid_product_ids(product_ids)
+    history = recent_history(audience)
+    version = queries.active_version()
+    scores: dict[str, float] = {}
+    source = "popular"
+    if version is not None:
+        taste = current_taste(version, audience.user_id, history)
+        if taste.vector is not None:
+            source = "realtime"
+            scores = {
+                pid: float(v.embedding @ taste.vector) + v.bias
+                for pid, v in queries.product_vectors(ids, version).items()
+            }
+    if not scores:
+        related = statistics.paired(PairKind.VIEWED, _seed_weights(history), MAX_LIMIT * 10)
+        affinity = {c.product_id: c.score for c in related}
+        popular = statistics.popularity(ids)
+        top = max(popular.values(), default=0.0) or 1.0
+        scores = {
+            pid: affinity.get(pid, 0.0) + popular.get(pid, 0.0) / top
+            for pid in ids
+            if pid in popular or pid in affinity
+        }
+    candidates = [
+        Candidate(pid, scores[pid], source, "Ranked for you")
+        if pid in scores
+        # Unscored products keep their given order, after the scored ones.
+        else Candidate(pid, -float(rank), "given", "", tier=1)
+        for rank, pid in enumerate(ids)
+    ]
+    limited = Options(
+        options.limit or min(len(ids), MAX_LIMIT), options.exclude, options.explain, options.category
+    )
+    return finalize(Kind.RERANK, candidates, audience, limited, model_version_id=version and version.pk)

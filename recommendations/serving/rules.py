@@ -1,0 +1,260 @@
+"""Business rules every list goes through, whatever produced it.
+
+`finalize()` takes candidates from any source and applies, in this order: exclusions (ids
+in the request, products already on the page, products already bought when the type's
+rule says so), availability on the host's table (`available_q()`, one query that also
+loads the objects), boost/bury rules, diversity (MMR and at most N per store/category),
+the limit; then records what was served and builds the reasons.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import numpy as np
+from django.db import models
+from django.db.models import BooleanField, Case, Q, Value, When
+
+from recommendations.adapters import ProductAdapter, get_product_adapter
+from recommendations.conf import DEFAULTS, rec_settings
+from recommendations.serving import history as history_module
+from recommendations.serving.attribution import record_served
+from recommendations.serving.types import (
+    Audience,
+    Candidate,
+    Options,
+    Recommendation,
+    RecommendationResult,
+)
+
+MAX_LIMIT = 100
+
+
+def rules_for(kind: str) -> dict[str, Any]:
+    """The rule set of one type: built-in defaults < host "default" < built-in type < host type."""
+    built_in = DEFAULTS["SERVING_RULES"]
+    configured = rec_settings.SERVING_RULES
+    merged: dict[str, Any] = {}
+    for layer in (
+        built_in["default"],
+        configured.get("default", {}),
+        built_in.get(kind, {}),
+        configured.get(kind, {}),
+    ):
+        merged.update(layer)
+    return merged
+
+
+def limit_for(kind: str, options: Options) -> int:
+    return max(1, min(options.limit or rules_for(kind)["limit"], MAX_LIMIT))
+
+
+def relations(adapter: ProductAdapter) -> list[str]:
+    """The adapter's category and store fields that are relations (to select_related)."""
+    names = []
+    for name in (adapter.category_field, adapter.store_field):
+        if name and adapter.model._meta.get_field(name).is_relation:
+            names.append(name)
+    return names
+
+
+def _attribute_key(obj: models.Model, field: str | None) -> Any:
+    """A cheap grouping key for diversity: the foreign key's id or the plain value, no query."""
+    if not field:
+        return None
+    model_field = obj._meta.get_field(field)
+    return getattr(obj, model_field.attname)
+
+
+def _boost_rules(kind: str) -> list[dict[str, Any]]:
+    return [rule for rule in rec_settings.BOOST_RULES if kind in rule.get("types", [kind])]
+
+
+def dedupe(candidates: Iterable[Candidate]) -> list[Candidate]:
+    """One candidate per product: the best tier, then the best score."""
+    best: dict[str, Candidate] = {}
+    for candidate in sorted(candidates, key=lambda c: (c.tier, -c.score)):
+        best.setdefault(candidate.product_id, candidate)
+    return list(best.values())
+
+
+def _adjusted_scores(candidates: list[Candidate], factors: dict[str, float]) -> dict[str, float]:
+    """Scores normalised to (0, 1] within each tier, times the boost/bury factor."""
+    by_tier: dict[int, list[float]] = {}
+    for c in candidates:
+        by_tier.setdefault(c.tier, []).append(c.score)
+    out = {}
+    for c in candidates:
+        low, high = min(by_tier[c.tier]), max(by_tier[c.tier])
+        normalised = 1.0 if high == low else 0.05 + 0.95 * (c.score - low) / (high - low)
+        out[c.product_id] = normalised * factors.get(c.product_id, 1.0)
+    return out
+
+
+def _similarity(a: Candidate, b: Candidate, groups: dict[str, Any]) -> float:
+    if a.embedding is not None and b.embedding is not None:
+        denominator = float(np.linalg.norm(a.embedding) * np.linalg.norm(b.embedding)) or 1.0
+        return float(a.embedding @ b.embedding) / denominator
+    return 1.0 if groups.get(a.product_id) == groups.get(b.product_id) else 0.0
+
+
+def _diversify(
+    ordered: list[Candidate],
+    adjusted: dict[str, float],
+    objects: dict[str, models.Model],
+    rules: dict[str, Any],
+    limit: int,
+    adapter: ProductAdapter,
+) -> list[Candidate]:
+    """Greedy pick: MMR when `mmr_lambda` is set, and per-store / per-category caps."""
+    stores = {pid: _attribute_key(objects[pid], adapter.store_field) for pid in objects}
+    categories = {pid: _attribute_key(objects[pid], adapter.category_field) for pid in objects}
+    max_store, max_category = rules.get("max_per_store"), rules.get("max_per_category")
+    mmr = rules.get("mmr_lambda")
+    store_counts: dict[Any, int] = {}
+    category_counts: dict[Any, int] = {}
+    remaining = list(ordered)
+    chosen: list[Candidate] = []
+    while remaining and len(chosen) < limit:
+        if mmr is None:
+            pick = remaining[0]
+        else:
+            # Tiers stay in order; within the first remaining tier, trade relevance for novelty.
+            tier = remaining[0].tier
+            pool = [c for c in remaining if c.tier == tier]
+            pick = max(
+                pool,
+                key=lambda c: (
+                    mmr * adjusted[c.product_id]
+                    - (1 - mmr) * max((_similarity(c, s, categories) for s in chosen), default=0.0)
+                ),
+            )
+        remaining.remove(pick)
+        store, category = stores[pick.product_id], categories[pick.product_id]
+        if max_store and store is not None and store_counts.get(store, 0) >= max_store:
+            continue
+        if max_category and category is not None and category_counts.get(category, 0) >= max_category:
+            continue
+        store_counts[store] = store_counts.get(store, 0) + 1
+        category_counts[category] = category_counts.get(category, 0) + 1
+        chosen.append(pick)
+    return chosen
+
+
+def titles(product_ids: Iterable[str]) -> dict[str, str]:
+    """Titles of products named in reasons, in one query."""
+    keys = list(set(product_ids))
+    if not keys:
+        return {}
+    adapter = get_product_adapter()
+    rows = adapter.by_keys(keys).values_list("pk", adapter.title_field)
+    return {adapter.key(pk): str(title) for pk, title in rows}
+
+
+def finalize(
+    kind: str,
+    candidates: Sequence[Candidate],
+    audience: Audience,
+    options: Options,
+    *,
+    model_version_id: int | None = None,
+    context: dict[str, Any] | None = None,
+    exclude: Iterable[str] = (),
+    queryset: models.QuerySet | None = None,
+) -> RecommendationResult:
+    """Apply the rules of `kind` to candidates and return the answer in order.
+
+    `exclude` holds ids the service itself leaves out (the seed product of "similar");
+    `queryset` narrows what may be shown (defaults to the adapter's `index_queryset()`).
+    """
+    adapter = get_product_adapter()
+    rules = rules_for(kind)
+    limit = limit_for(kind, options)
+    excluded = set(options.exclude) | set(audience.shown) | set(exclude)
+    if rules.get("exclude_purchased") and audience.is_known:
+        excluded |= {event.product_id for event in history_module.purchases(audience)}
+    pool = [c for c in dedupe(candidates) if c.product_id not in excluded]
+
+    boosts = _boost_rules(kind)
+    base = adapter.index_queryset() if queryset is None else queryset
+    rows = base.filter(adapter.available_q(), pk__in=[c.product_id for c in pool]).select_related(
+        *relations(adapter)
+    )
+    for i, rule in enumerate(boosts):
+        rows = rows.annotate(
+            **{
+                f"_boost_{i}": Case(
+                    When(Q(**rule["filter"]), then=Value(True)), default=False, output_field=BooleanField()
+                )
+            }
+        )
+    objects = {adapter.key(obj.pk): obj for obj in rows} if pool else {}
+    factors: dict[str, float] = {}
+    for pid, obj in objects.items():
+        factor = 1.0
+        for i, rule in enumerate(boosts):
+            if getattr(obj, f"_boost_{i}"):
+                factor *= float(rule["factor"])
+        factors[pid] = factor
+    pool = [c for c in pool if c.product_id in objects and factors[c.product_id] > 0]
+    adjusted = _adjusted_scores(pool, factors)
+    ordered = sorted(pool, key=lambda c: (c.tier, -adjusted[c.product_id], c.product_id))
+    chosen = _diversify(ordered, adjusted, objects, rules, limit, adapter)
+    return build_result(
+        kind,
+        [(objects[c.product_id], c) for c in chosen],
+        audience,
+        options,
+        model_version_id=model_version_id,
+        context=context,
+        model=adapter.model,
+    )
+
+
+def build_result(
+    kind: str,
+    chosen: list[tuple[models.Model, Candidate]],
+    audience: Audience,
+    options: Options,
+    *,
+    model: type[models.Model],
+    model_version_id: int | None = None,
+    context: dict[str, Any] | None = None,
+    page_unique: bool = True,
+) -> RecommendationResult:
+    """Record the list, mark its items as shown on the page and attach reasons.
+
+    `page_unique=False` for lists of stores, whose ids must not hide products.
+    """
+    ids = [c.product_id for _, c in chosen]
+    sources = [c.source for _, c in chosen]
+    source = max(set(sources), key=sources.count) if sources else "none"
+    recommendation_id = record_served(
+        kind=kind,
+        source=source,
+        audience=audience,
+        product_ids=ids,
+        scores=[c.score if math.isfinite(c.score) else 0.0 for _, c in chosen],
+        model_version_id=model_version_id,
+        context={**(context or {}), "sources": sources},
+    )
+    if page_unique:
+        audience.shown.update(ids)
+    named = titles(c.about for _, c in chosen if c.about) if options.explain else {}
+    items = [
+        (
+            obj,
+            Recommendation(
+                product_id=c.product_id,
+                score=round(float(c.score), 6),
+                source=c.source,
+                reason=c.explain(named) if options.explain else "",
+                recommendation_id=recommendation_id,
+                position=position,
+            ),
+        )
+        for position, (obj, c) in enumerate(chosen, start=1)
+    ]
+    return RecommendationResult(kind, recommendation_id, source, model, items, model_version_id)

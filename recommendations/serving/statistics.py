@@ -1,0 +1,297 @@
+"""Popularity and co-occurrence: the classic recommenders serving falls back on.
+
+`refresh_statistics()` rebuilds `ProductPopularity` (time-decayed scores, repeat-purchase
+rates) and `ProductPair` (bought together, viewed together) from events; the pipeline's
+periodic task calls it. The read functions turn those tables into candidates. Until the
+first refresh, trending is computed from recent events directly, so a new shop still
+gets an answer.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import time
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
+
+from django.db import connection, transaction
+from django.db.models import Case, F, FloatField, Q, QuerySet, Sum, Value, When
+from django.db.models.functions import Extract, Power
+from django.utils import timezone
+from tqdm import tqdm
+
+from recommendations.conf import rec_settings
+from recommendations.models import (
+    Event,
+    EventType,
+    PairKind,
+    ProductDocument,
+    ProductPair,
+    ProductPopularity,
+)
+from recommendations.serving.types import Candidate
+
+logger = logging.getLogger(__name__)
+SECONDS_PER_DAY = 86_400.0
+# Per shopper, only the latest events of a kind form pairs: bounds the self-join's size.
+PAIR_EVENTS_PER_SHOPPER = 50
+
+
+def event_weight_expression() -> Case:
+    """SQL for an event's weight: `EVENT_WEIGHTS` by type, `RATING_WEIGHTS` by rating value."""
+    whens = [
+        When(event_type=EventType.RATING, value=rating, then=Value(float(weight)))
+        for rating, weight in rec_settings.RATING_WEIGHTS.items()
+    ]
+    whens += [
+        When(event_type=event_type, then=Value(float(weight)))
+        for event_type, weight in rec_settings.EVENT_WEIGHTS.items()
+        if event_type != EventType.RATING
+    ]
+    return Case(*whens, default=Value(0.0), output_field=FloatField())
+
+
+def _decay(now: dt.datetime, half_life_days: float) -> Power:
+    age_days = Extract(Value(now) - F("timestamp"), "epoch") / SECONDS_PER_DAY
+    return Power(Value(0.5), age_days / Value(float(half_life_days)), output_field=FloatField())
+
+
+def decayed_scores(now: dt.datetime | None = None) -> QuerySet:
+    """Per product: `trending` (short half-life, recent window) and `popular` (long ones)."""
+    now = now or timezone.now()
+    weight = event_weight_expression()
+    trending_since = now - dt.timedelta(days=rec_settings.TRENDING_WINDOW_DAYS)
+    popular_since = now - dt.timedelta(days=rec_settings.POPULAR_WINDOW_DAYS)
+    return (
+        Event.objects.filter(timestamp__gte=min(trending_since, popular_since), timestamp__lte=now)
+        .exclude(product_id="")
+        .values("product_id")
+        .annotate(
+            trending=Sum(
+                weight * _decay(now, rec_settings.TRENDING_HALF_LIFE_DAYS),
+                filter=Q(timestamp__gte=trending_since),
+                default=0.0,
+            ),
+            popular=Sum(
+                weight * _decay(now, rec_settings.DECAY_HALF_LIFE_DAYS),
+                filter=Q(timestamp__gte=popular_since),
+                default=0.0,
+            ),
+        )
+    )
+
+
+# Repeat purchases per product: buyers, the share who bought again, and the median gap in
+# days between one buyer's purchases. Buyers are users, or sessions when anonymous.
+REPEAT_SQL = """
+WITH per_buyer AS (
+    SELECT product_id,
+           COALESCE(user_id::text, 's:' || session_id) AS buyer,
+           COUNT(*) AS n,
+           EXTRACT(EPOCH FROM MAX(timestamp) - MIN(timestamp)) / 86400.0 AS span_days
+    FROM {events}
+    WHERE event_type = %s AND product_id <> ''
+    GROUP BY 1, 2
+)
+SELECT product_id,
+       COUNT(*) AS buyers,
+       AVG(CASE WHEN n > 1 THEN 1.0 ELSE 0.0 END) AS repeat_rate,
+       PERCENTILE_CONT(0.5) WITHIN GROUP (ORDER BY span_days / (n - 1))
+           FILTER (WHERE n > 1) AS repurchase_days
+FROM per_buyer
+GROUP BY product_id
+"""
+
+# Pairs of products the same shopper had (latest PAIR_EVENTS_PER_SHOPPER events of the
+# kind), scored by cosine of the shopper sets, keeping the top `per_product` per product.
+PAIRS_SQL = """
+INSERT INTO {pairs} (kind, product_id, other_id, count, score)
+WITH latest AS (
+    SELECT DISTINCT product_id, shopper FROM (
+        SELECT product_id, {shopper} AS shopper,
+               ROW_NUMBER() OVER (PARTITION BY {shopper} ORDER BY timestamp DESC) AS rn
+        FROM {events}
+        WHERE event_type = ANY(%s) AND product_id <> '' AND timestamp >= %s
+    ) ranked
+    WHERE rn <= %s
+),
+sizes AS (SELECT product_id, COUNT(*) AS n FROM latest GROUP BY product_id),
+together AS (
+    SELECT a.product_id, b.product_id AS other_id, COUNT(*) AS n
+    FROM latest a JOIN latest b ON a.shopper = b.shopper AND a.product_id <> b.product_id
+    GROUP BY 1, 2
+),
+scored AS (
+    SELECT t.product_id, t.other_id, t.n,
+           t.n / SQRT(sa.n::float * sb.n::float) AS score,
+           ROW_NUMBER() OVER (PARTITION BY t.product_id ORDER BY t.n / SQRT(sa.n::float * sb.n::float) DESC,
+                              t.other_id) AS rank
+    FROM together t
+    JOIN sizes sa ON sa.product_id = t.product_id
+    JOIN sizes sb ON sb.product_id = t.other_id
+)
+SELECT %s, product_id, other_id, n, score FROM scored WHERE rank <= %s
+"""
+
+PAIR_SOURCES = {
+    # Bought together: purchases of one shopper over the popularity window.
+    PairKind.BOUGHT: (
+        [EventType.PURCHASE, EventType.ADD_TO_CART],
+        "COALESCE(user_id::text, 's:' || session_id)",
+    ),
+    # Viewed together: products looked at in the same session.
+    PairKind.VIEWED: ([EventType.VIEW, EventType.CLICK], "session_id"),
+}
+
+
+def refresh_statistics(now: dt.datetime | None = None) -> dict[str, int]:
+    """Rebuild popularity and pair tables from events; readers see old or new, never half.
+
+    Returns row counts per table. Called by the pipeline's periodic task and by tests.
+    """
+    started = time.monotonic()
+    now = now or timezone.now()
+    scores = {row["product_id"]: row for row in decayed_scores(now)}
+    with connection.cursor() as cursor:
+        cursor.execute(REPEAT_SQL.format(events=Event._meta.db_table), [EventType.PURCHASE])
+        repeats = {row[0]: row[1:] for row in cursor.fetchall()}
+    documents = {
+        pid: (categories, store_id)
+        for pid, categories, store_id in ProductDocument.objects.values_list(
+            "product_id", "categories", "store_id"
+        ).iterator(chunk_size=10_000)
+        if pid in scores
+    }
+    rows = []
+    for product_id, row in tqdm(scores.items(), desc="popularity", disable=None, leave=False):
+        buyers, repeat_rate, repurchase_days = repeats.get(product_id, (0, 0.0, None))
+        categories, store_id = documents.get(product_id, ([], ""))
+        rows.append(
+            ProductPopularity(
+                product_id=product_id,
+                categories=categories,
+                store_id=store_id,
+                trending_score=row["trending"],
+                popular_score=row["popular"],
+                buyers=buyers,
+                repeat_rate=float(repeat_rate or 0.0),
+                repurchase_days=float(repurchase_days) if repurchase_days is not None else None,
+            )
+        )
+    since = now - dt.timedelta(days=rec_settings.POPULAR_WINDOW_DAYS)
+    with transaction.atomic():
+        ProductPopularity.objects.all().delete()
+        ProductPopularity.objects.bulk_create(rows, batch_size=5000)
+        ProductPair.objects.all().delete()
+        with connection.cursor() as cursor:
+            for kind, (event_types, shopper) in PAIR_SOURCES.items():
+                sql = PAIRS_SQL.format(
+                    pairs=ProductPair._meta.db_table, events=Event._meta.db_table, shopper=shopper
+                )
+                cursor.execute(
+                    sql,
+                    [
+                        [str(t) for t in event_types],
+                        since,
+                        PAIR_EVENTS_PER_SHOPPER,
+                        str(kind),
+                        rec_settings.PAIRS_PER_PRODUCT,
+                    ],
+                )
+    counts = {"popularity": len(rows), "pairs": ProductPair.objects.count()}
+    logger.info(
+        "Refreshed serving statistics: %d products, %d pairs in %.1f s",
+        counts["popularity"],
+        counts["pairs"],
+        time.monotonic() - started,
+    )
+    return counts
+
+
+def trending(
+    k: int,
+    *,
+    category: str | None = None,
+    store_id: str | None = None,
+    popular: bool = False,
+    exclude: Iterable[str] = (),
+) -> list[Candidate]:
+    """The most popular products lately (or overall with `popular=True`), best first."""
+    field = "popular_score" if popular else "trending_score"
+    queryset = ProductPopularity.objects.filter(**{f"{field}__gt": 0})
+    if category:
+        queryset = queryset.filter(categories__contains=[category])
+    if store_id:
+        queryset = queryset.filter(store_id=store_id)
+    excluded = list(exclude)
+    if excluded:
+        queryset = queryset.exclude(product_id__in=excluded)
+    rows = list(queryset.order_by(f"-{field}", "product_id").values_list("product_id", field)[:k])
+    if not rows and not ProductPopularity.objects.exists():
+        rows = _live_trending(k, category, store_id, excluded, popular)
+    source = "popular" if popular else "trending"
+    reason = f"Popular in {category}" if category else ("Popular" if popular else "Trending now")
+    return [Candidate(pid, float(score), source, reason) for pid, score in rows]
+
+
+def _live_trending(
+    k: int, category: str | None, store_id: str | None, exclude: list[str], popular: bool
+) -> list[tuple[str, float]]:
+    """Trending straight from events, for a shop whose statistics were never refreshed."""
+    queryset = decayed_scores()
+    documents = ProductDocument.objects.all()
+    if category:
+        documents = documents.filter(categories__contains=[category])
+    if store_id:
+        documents = documents.filter(store_id=store_id)
+    if category or store_id:
+        queryset = queryset.filter(product_id__in=documents.values("product_id"))
+    if exclude:
+        queryset = queryset.exclude(product_id__in=exclude)
+    field = "popular" if popular else "trending"
+    rows = queryset.filter(**{f"{field}__gt": 0}).order_by(f"-{field}", "product_id")
+    return [(row["product_id"], row[field]) for row in rows[:k]]
+
+
+def paired(kind: str, seeds: Mapping[str, float], k: int, *, exclude: Iterable[str] = ()) -> list[Candidate]:
+    """Products that go with the weighted `seeds` (item-kNN over the pair table).
+
+    score(j) = sum over seeds i of weight(i) * pair_score(i, j); the reason names the seed
+    that contributed most.
+    """
+    if not seeds:
+        return []
+    skip = set(exclude) | set(seeds)
+    rows = ProductPair.objects.filter(kind=kind, product_id__in=list(seeds)).values_list(
+        "product_id", "other_id", "score"
+    )
+    totals: dict[str, float] = defaultdict(float)
+    best: dict[str, tuple[float, str]] = {}
+    for seed, other, score in rows:
+        if other in skip:
+            continue
+        contribution = seeds[seed] * score
+        totals[other] += contribution
+        if contribution > best.get(other, (float("-inf"), ""))[0]:
+            best[other] = (contribution, seed)
+    ranked = sorted(totals.items(), key=lambda item: (-item[1], item[0]))[:k]
+    source = "co_purchase" if kind == PairKind.BOUGHT else "co_view"
+    reason = "Bought together with {title}" if kind == PairKind.BOUGHT else "Viewed together with {title}"
+    return [Candidate(pid, score, source, reason, about=best[pid][1]) for pid, score in ranked]
+
+
+def popularity(product_ids: Iterable[str]) -> dict[str, float]:
+    """Long-window popularity of the given products (absent: never interacted with)."""
+    rows = ProductPopularity.objects.filter(product_id__in=list(product_ids)).values_list(
+        "product_id", "popular_score"
+    )
+    return dict(rows)
+
+
+def replenishment(product_ids: Iterable[str]) -> dict[str, tuple[float, float | None]]:
+    """(repeat rate, median days between purchases) of the given products."""
+    rows = ProductPopularity.objects.filter(product_id__in=list(product_ids)).values_list(
+        "product_id", "repeat_rate", "repurchase_days"
+    )
+    return {pid: (rate, days) for pid, rate, days in rows}

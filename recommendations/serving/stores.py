@@ -1,0 +1,144 @@
+"""Store recommendations: stores for a visitor and stores like a store.
+
+Store vectors come from the active model; without one, stores are ranked by the visitor's
+recent products and by the popularity of their products. Lists of stores skip the product
+rules (stock, diversity) but keep exclusions, limits, recording and reasons.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+import numpy as np
+from django.db.models import Count, Sum
+
+from recommendations.adapters import get_store_adapter
+from recommendations.events.preprocessing import event_weight
+from recommendations.models import ModelVersion, ProductDocument, ProductPopularity, StoreVector
+from recommendations.serving.cache import cached
+from recommendations.serving.errors import NotFound, get_store
+from recommendations.serving.history import recent_history
+from recommendations.serving.realtime import current_taste
+from recommendations.serving.rules import build_result, dedupe, limit_for
+from recommendations.serving.types import Audience, Candidate, Kind, Options, RecommendationResult
+from recommendations.vectors import queries
+
+
+def _finalize(
+    kind: str, candidates: list[Candidate], audience: Audience, options: Options, version_id: int | None
+) -> RecommendationResult:
+    adapter = get_store_adapter()
+    if adapter is None:
+        raise NotFound("This shop has no stores: set RECOMMENDATIONS['STORE_MODEL'] to recommend them.")
+    pool = [c for c in dedupe(candidates) if c.product_id not in options.exclude]
+    objects = {
+        adapter.key(obj.pk): obj
+        for obj in adapter.index_queryset().filter(pk__in=[c.product_id for c in pool])
+    }
+    chosen = [(objects[c.product_id], c) for c in pool if c.product_id in objects][: limit_for(kind, options)]
+    return build_result(
+        kind, chosen, audience, options, model=adapter.model, model_version_id=version_id, page_unique=False
+    )
+
+
+def _store_vector(store_id: str, version: ModelVersion) -> np.ndarray | None:
+    embedding = (
+        StoreVector.objects.filter(model_version_id=version.pk, store_id=store_id)
+        .values_list("embedding", flat=True)
+        .first()
+    )
+    return None if embedding is None else np.asarray(embedding, dtype=np.float32)
+
+
+def _popular_stores(k: int, categories: list[str] | None = None, exclude: str = "") -> list[Candidate]:
+    rows = ProductPopularity.objects.exclude(store_id="").exclude(store_id=exclude)
+    if categories is not None:
+        rows = rows.filter(categories__overlap=categories)
+    ranked = rows.values("store_id").annotate(score=Sum("popular_score")).order_by("-score", "store_id")[:k]
+    reason = "Sells what this store sells" if categories is not None else "Popular with shoppers"
+    return [Candidate(r["store_id"], float(r["score"]), "popular", reason, tier=1) for r in ranked]
+
+
+def stores_for_user(audience: Audience, options: Options) -> RecommendationResult:
+    """Stores this visitor is likely to shop at."""
+    history = recent_history(audience)
+    version = queries.active_version()
+    k = limit_for(Kind.STORES, options) * 2 + len(options.exclude)
+
+    def compute() -> list[Candidate]:
+        candidates = []
+        if version is not None:
+            taste = current_taste(version, audience.user_id, history)
+            if taste.vector is not None:
+                candidates = [
+                    Candidate(sid, score, "realtime", "Matches what you like")
+                    for sid, score in queries.nearest_stores(taste.vector, k, version)
+                ]
+        # Stores whose products the visitor touched lately, weighted like the events.
+        stores = dict(
+            ProductDocument.objects.filter(product_id__in=history.product_ids).values_list(
+                "product_id", "store_id"
+            )
+        )
+        weights: dict[str, float] = defaultdict(float)
+        for event in history.events:
+            if stores.get(event.product_id):
+                weights[stores[event.product_id]] += event_weight(event.event_type, event.value)
+        candidates += [
+            Candidate(sid, w, "history", "You looked at products from this store", tier=1)
+            for sid, w in weights.items()
+            if w > 0
+        ]
+        return candidates + [
+            Candidate(c.product_id, c.score, c.source, c.reason, tier=2) for c in _popular_stores(k)
+        ]
+
+    key = (Kind.STORES, version and version.pk, audience.user_id, audience.session_id, history.fingerprint, k)
+    return _finalize(Kind.STORES, cached(key, compute), audience, options, version and version.pk)
+
+
+def similar_stores(store_id: str, audience: Audience, options: Options) -> RecommendationResult:
+    """Stores like this one: store-vector neighbours, else stores selling in its categories."""
+    store = get_store(store_id)
+    version = queries.active_version()
+    k = limit_for(Kind.SIMILAR_STORES, options) * 2 + len(options.exclude)
+    name = get_store_adapter().to_record(store).name
+
+    def compute() -> list[Candidate]:
+        candidates = []
+        seed = _store_vector(store_id, version) if version else None
+        if seed is not None:
+            # Stores only have an inner-product index; their vectors are ranked like a taste.
+            candidates = [
+                Candidate(sid, score, "vector", f"Similar to {name}")
+                for sid, score in queries.nearest_stores(seed, k, version, exclude=[store_id])
+            ]
+        # The store's main categories (leaf paths of its products), then who else sells there.
+        leaves = (
+            ProductDocument.objects.filter(store_id=store_id)
+            .exclude(categories=[])
+            .values("categories")
+            .annotate(n=Count("id"))
+            .order_by("-n")[:3]
+        )
+        categories = [row["categories"][-1] for row in leaves]
+        if categories:
+            candidates += _popular_stores(k, categories, exclude=store_id)
+            sellers = (
+                ProductDocument.objects.filter(categories__overlap=categories)
+                .exclude(store_id__in=["", store_id])
+                .values("store_id")
+                .annotate(n=Count("id"))
+                .order_by("-n", "store_id")[:k]
+            )
+            candidates += [
+                Candidate(r["store_id"], float(r["n"]), "content", "Sells what this store sells", tier=2)
+                for r in sellers
+            ]
+        return candidates
+
+    key = (Kind.SIMILAR_STORES, version and version.pk, store_id, k)
+    result_options = Options(options.limit, options.exclude | {store_id}, options.explain, options.category)
+    return _finalize(
+        Kind.SIMILAR_STORES, cached(key, compute), audience, result_options, version and version.pk
+    )

@@ -1,0 +1,135 @@
+"""The shapes every service shares: who is asking, a candidate, and the answer.
+
+Services produce `Candidate`s (a product id, a score, where it came from and why); the
+business rules (`serving.rules`) turn them into a `RecommendationResult`, whose items are
+host product objects in score order, each with its `Recommendation`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.db import models
+
+
+class Kind:
+    """Names of the recommendation types; they key `SERVING_RULES` and served records."""
+
+    FOR_YOU = "for_you"
+    SIMILAR = "similar"
+    BOUGHT_TOGETHER = "bought_together"
+    TRENDING = "trending"
+    NEW_ARRIVALS = "new_arrivals"
+    RECENTLY_VIEWED = "recently_viewed"
+    BUY_AGAIN = "buy_again"
+    STORE_PRODUCTS = "store_products"
+    SEARCH = "search"
+    RERANK = "rerank"
+    STORES = "stores"
+    SIMILAR_STORES = "similar_stores"
+
+
+@dataclass
+class Audience:
+    """Who the list is for, and what the page already showed them.
+
+    `user` is an authenticated user or None; anonymous visitors are known by `session_id`
+    (the beacon's session). `shown` is shared by every block of one page so that a product
+    appears once; the template tags keep it on the request.
+    """
+
+    user: Any = None
+    session_id: str = ""
+    shown: set[str] = field(default_factory=set)
+
+    @property
+    def user_id(self) -> int | None:
+        return self.user.pk if self.user is not None and self.user.is_authenticated else None
+
+    @property
+    def is_known(self) -> bool:
+        return self.user_id is not None or bool(self.session_id)
+
+
+@dataclass
+class Options:
+    """Per-request knobs; `None` means "use the type's rule from SERVING_RULES"."""
+
+    limit: int | None = None
+    exclude: frozenset[str] = frozenset()
+    explain: bool = False
+    category: str | None = None
+
+
+@dataclass
+class Candidate:
+    """A product proposed by one source, before business rules."""
+
+    product_id: str
+    score: float
+    source: str
+    # Product ids the reason refers to ("because you viewed X") and how to phrase it.
+    reason: str = ""
+    about: str | None = None
+    embedding: Any = None
+    # Lists are ordered by tier first: a fallback source (tier 1) fills in after the main one.
+    tier: int = 0
+
+    def explain(self, titles: dict[str, str]) -> str:
+        if self.about is None:
+            return self.reason
+        return self.reason.format(title=titles.get(self.about, "a product you saw"))
+
+
+@dataclass(frozen=True)
+class Recommendation:
+    """One recommended item as surfaces show it (`product_id` is a store id in store lists)."""
+
+    product_id: str
+    score: float
+    source: str
+    reason: str
+    recommendation_id: str
+    position: int
+
+
+@dataclass
+class RecommendationResult:
+    """An answer: host objects in order, each paired with its `Recommendation`.
+
+    `queryset()` gives host code a lazy QuerySet of the same products in the same order,
+    so any further ORM filter applies.
+    """
+
+    kind: str
+    recommendation_id: str
+    source: str
+    model: type[models.Model]
+    items: list[tuple[models.Model, Recommendation]]
+    model_version_id: int | None = None
+
+    @property
+    def ids(self) -> list[str]:
+        """Engine keys (string primary keys) of the items, best first."""
+        return [rec.product_id for _, rec in self.items]
+
+    @property
+    def objects(self) -> list[models.Model]:
+        """Host objects, each with a `.recommendation` attribute for templates."""
+        out = []
+        for obj, rec in self.items:
+            obj.recommendation = rec
+            out.append(obj)
+        return out
+
+    def queryset(self) -> models.QuerySet:
+        from recommendations.serving.queryset import ordered_queryset
+
+        return ordered_queryset(self.model, self.ids)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __iter__(self):
+        return iter(self.items)

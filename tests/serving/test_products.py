@@ -1,0 +1,184 @@
+"""Each product recommendation type, with and without an active model."""
+
+import datetime as dt
+
+import pytest
+from django.db.models import QuerySet
+
+from recommendations.serving import products
+from recommendations.serving.statistics import refresh_statistics
+from recommendations.serving.types import Audience, Options
+from shop.models import Product
+from tests.serving.conftest import TITLES, add_event
+
+pytestmark = pytest.mark.django_db
+
+EXPLAIN = Options(explain=True)
+
+
+def titles(catalog, result):
+    return catalog.titles(result.ids)
+
+
+def test_for_you_follows_the_stored_user_vector(catalog, model):
+    result = products.for_you(Audience(user=catalog.users["alice"]), EXPLAIN)
+    found = titles(catalog, result)
+    assert set(found[:3]) <= set(TITLES["Face"])
+    assert found[3] not in TITLES["Face"]  # at most 3 per store (all face care is one store)
+    assert result.items[0][1].source == "two_tower"
+    assert result.items[0][1].reason == "Picked for you"
+    assert result.model_version_id == model.pk
+
+
+def test_a_view_changes_the_next_answer_without_retraining(catalog, model, settings):
+    settings.RECOMMENDATIONS = {**settings.RECOMMENDATIONS, "REALTIME_SESSION_WEIGHT": 0.75}
+    alice = Audience(user=catalog.users["alice"])
+    before = titles(catalog, products.for_you(alice, Options(limit=3)))
+    assert set(before) <= set(TITLES["Face"])
+
+    # Alice looks at nail polish twice and adds it to her cart: nails move to the top.
+    add_event(catalog, "view", "Red nail polish", user="alice")
+    add_event(catalog, "add_to_cart", "Red nail polish", user="alice")
+    result = products.for_you(Audience(user=catalog.users["alice"]), EXPLAIN)
+    after = titles(catalog, result)
+    assert after[0] in TITLES["Nails"]
+    assert "Red nail polish" not in after  # what she just looked at is not proposed again
+    top = result.items[0][1]
+    assert top.source == "realtime"
+    assert top.reason == "Because you added Red nail polish to your cart"
+
+
+def test_anonymous_session_is_personalised_from_its_events(catalog, model):
+    add_event(catalog, "view", "Argan shampoo", session="s1")
+    result = products.for_you(Audience(session_id="s1"), EXPLAIN)
+    assert titles(catalog, result)[:3] == ["Keratin conditioner", "Hair mask repair", "Dry shampoo spray"]
+    assert result.items[0][1].reason == "Because you viewed Argan shampoo"
+    assert result.items[0][1].source == "session"
+
+
+def test_new_visitor_gets_trending(catalog, model):
+    add_event(catalog, "purchase", "Cuticle oil", user="bob")
+    add_event(catalog, "view", "Clay face mask", user="bob")
+    refresh_statistics()
+    result = products.for_you(Audience(session_id="never-seen"), EXPLAIN)
+    assert titles(catalog, result)[:2] == ["Cuticle oil", "Clay face mask"]
+    assert result.items[0][1].reason == "Trending now"
+
+
+def test_without_a_model_for_you_uses_co_occurrence(catalog):
+    # Other shoppers who viewed the shampoo also viewed the cuticle oil.
+    for session in ("a", "b", "c"):
+        add_event(catalog, "view", "Argan shampoo", session=session)
+        add_event(catalog, "view", "Cuticle oil", session=session)
+    add_event(catalog, "view", "Retinol night serum", session="d")
+    refresh_statistics()
+    add_event(catalog, "view", "Argan shampoo", session="me")
+    result = products.for_you(Audience(session_id="me"), EXPLAIN)
+    assert titles(catalog, result)[0] == "Cuticle oil"
+    assert result.items[0][1].source == "co_view"
+    assert result.items[0][1].reason == "Viewed together with Argan shampoo"
+    assert result.model_version_id is None
+
+
+def test_similar_blends_vectors_and_title_similarity(catalog, model):
+    result = products.similar(catalog.id("Argan shampoo"), Audience(), EXPLAIN)
+    found = titles(catalog, result)
+    assert "Argan shampoo" not in found
+    assert set(found[:3]) == {"Keratin conditioner", "Hair mask repair", "Dry shampoo spray"}
+    assert result.items[0][1].reason == "Similar to Argan shampoo"
+
+
+def test_similar_without_a_model_uses_the_category_and_titles(catalog):
+    result = products.similar(catalog.id("Argan shampoo"), Audience(), EXPLAIN)
+    found = titles(catalog, result)
+    assert found[0] == "Dry shampoo spray"  # shares "shampoo"
+    assert set(found) == {"Keratin conditioner", "Hair mask repair", "Dry shampoo spray"}
+    assert result.items[0][1].source == "content"
+
+
+def test_bought_together_from_co_purchases(catalog):
+    for user in ("alice", "bob"):
+        add_event(catalog, "purchase", "Red nail polish", user=user)
+        add_event(catalog, "purchase", "Matte top coat", user=user)
+    add_event(catalog, "purchase", "Cuticle oil", user="bob")
+    refresh_statistics()
+    result = products.bought_together(catalog.id("Red nail polish"), Audience(), EXPLAIN)
+    assert titles(catalog, result)[:2] == ["Matte top coat", "Cuticle oil"]
+    assert result.items[0][1].reason == "Bought together with Red nail polish"
+    assert result.items[0][1].source == "co_purchase"
+
+
+def test_trending_is_time_decayed_and_per_category(catalog):
+    # Ten old views lose to three fresh ones.
+    for _ in range(10):
+        add_event(catalog, "view", "Argan shampoo", session="x", ago=dt.timedelta(days=20))
+    for _ in range(3):
+        add_event(catalog, "view", "Vitamin C serum", session="y")
+    add_event(catalog, "view", "Red nail polish", session="y")
+    refresh_statistics()
+    overall = products.trending(Audience(), EXPLAIN)
+    assert titles(catalog, overall)[:3] == ["Vitamin C serum", "Red nail polish", "Argan shampoo"]
+    in_hair = products.trending(Audience(), Options(category="Hair", explain=True))
+    assert titles(catalog, in_hair) == ["Argan shampoo"]
+    assert in_hair.items[0][1].reason == "Popular in Hair"
+
+
+def test_trending_before_the_first_refresh_reads_events(catalog):
+    add_event(catalog, "purchase", "Clay face mask", session="y")
+    assert titles(catalog, products.trending(Audience(), Options())) == ["Clay face mask"]
+
+
+def test_new_arrivals_newest_first(catalog):
+    result = products.new_arrivals(Audience(), Options(category="Nails", explain=True))
+    assert titles(catalog, result) == list(reversed(TITLES["Nails"]))[:3]  # 3 per store
+    assert result.items[0][1].reason == "New in Nails"
+
+
+def test_recently_viewed_most_recent_first(catalog):
+    add_event(catalog, "view", "Argan shampoo", user="bob", ago=dt.timedelta(minutes=5))
+    add_event(catalog, "view", "Cuticle oil", user="bob", ago=dt.timedelta(minutes=3))
+    add_event(catalog, "purchase", "Clay face mask", user="bob", ago=dt.timedelta(minutes=2))
+    add_event(catalog, "view", "Argan shampoo", user="bob", ago=dt.timedelta(minutes=1))
+    result = products.recently_viewed(Audience(user=catalog.users["bob"]), Options())
+    assert titles(catalog, result) == ["Argan shampoo", "Cuticle oil"]
+
+
+def test_buy_again_keeps_replenishable_products_due_first(catalog):
+    # Other shoppers rebuy shampoo about every 30 days; nobody rebuys the top coat.
+    for days in (60, 30):
+        add_event(catalog, "purchase", "Argan shampoo", user="alice", ago=dt.timedelta(days=days))
+    add_event(catalog, "purchase", "Argan shampoo", user="bob", ago=dt.timedelta(days=29))
+    add_event(catalog, "purchase", "Cuticle oil", user="bob", ago=dt.timedelta(days=2))
+    add_event(catalog, "purchase", "Matte top coat", user="bob", ago=dt.timedelta(days=1))
+    for days in (20, 10):
+        add_event(catalog, "purchase", "Cuticle oil", user="alice", ago=dt.timedelta(days=days))
+    refresh_statistics()
+    result = products.buy_again(Audience(user=catalog.users["bob"]), EXPLAIN)
+    # Shampoo: bought 29 days ago with a 30-day cycle is due; cuticle oil (10-day cycle) not yet.
+    assert titles(catalog, result) == ["Argan shampoo", "Cuticle oil"]
+    assert result.items[0][1].reason == "You bought this 29 days ago"
+
+
+def test_rerank_orders_given_products_by_taste(catalog, model):
+    given = catalog.ids("Argan shampoo", "Red nail polish", "Vitamin C serum", "Clay face mask")
+    result = products.rerank(given, Audience(user=catalog.users["alice"]), Options())
+    assert set(titles(catalog, result)[:2]) == {"Clay face mask", "Vitamin C serum"}
+    assert set(result.ids) == set(given)
+
+
+def test_rerank_without_a_model_uses_popularity_and_keeps_the_rest_in_order(catalog):
+    add_event(catalog, "purchase", "Red nail polish", session="x")
+    refresh_statistics()
+    given = catalog.ids("Argan shampoo", "Cuticle oil", "Red nail polish")
+    result = products.rerank(given, Audience(), Options())
+    assert titles(catalog, result) == ["Red nail polish", "Argan shampoo", "Cuticle oil"]
+
+
+def test_results_are_a_queryset_of_the_host_model_in_score_order(catalog, model):
+    result = products.for_you(Audience(user=catalog.users["alice"]), Options(limit=4))
+    queryset = result.queryset()
+    assert isinstance(queryset, QuerySet) and queryset.model is Product
+    assert [str(p.pk) for p in queryset] == result.ids
+    assert [str(p.pk) for p in queryset.filter(price__gte=12)] == [
+        pid for pid in result.ids if catalog.products[catalog.title(pid)].price >= 12
+    ]
