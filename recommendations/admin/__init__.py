@@ -1,4 +1,11 @@
 """Admin classes of the engine, one module per concern."""
 
-from recommendations.admin import api_keys  # noqa: F401 - registers the ApiKey admin
-from recommendations.admin import privacy  # noqa: F401 - the audit log and the erase action
+from recommendations.admin import (  # noqa: F401 - each module registers its admin classes
+    api_keys,
+    dashboard,
+    events,
+    preview,
+    privacy,
+    statistics,
+    vectors,
+)

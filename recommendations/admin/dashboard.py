@@ -1,0 +1,100 @@
+"""The admin dashboard: behaviour, the recommendation funnel, coverage and top products.
+
+The figures come from `recommendations.analytics`; this module only picks the window and
+turns them into charts (server-side SVG, see `charts`).
+"""
+
+from __future__ import annotations
+
+from django.contrib import admin
+from django.core.exceptions import PermissionDenied
+from django.http import HttpRequest, HttpResponse
+from django.template.response import TemplateResponse
+
+from recommendations import analytics
+from recommendations.admin import charts
+from recommendations.models import Dashboard, EventType
+
+WINDOWS = (7, 14, 30)
+DEFAULT_WINDOW = 30
+EVENT_LABELS = dict(EventType.choices)
+# How the kinds of served lists read on the dashboard (see `serving.types.Kind`).
+BLOCK_LABELS = {
+    "for_you": "Recommended for you",
+    "similar": "Similar products",
+    "bought_together": "Bought together",
+    "trending": "Trending",
+    "new_arrivals": "New arrivals",
+    "recently_viewed": "Recently viewed",
+    "buy_again": "Buy it again",
+    "store_products": "Store's top products",
+    "search": "Personalised search",
+    "rerank": "Re-ranked listings",
+    "stores": "Recommended stores",
+    "similar_stores": "Similar stores",
+}
+
+
+def window_from(request: HttpRequest) -> int:
+    """The window (days) asked for in `?days=`; anything else falls back to the default."""
+    try:
+        days = int(request.GET.get("days", DEFAULT_WINDOW))
+    except ValueError:
+        return DEFAULT_WINDOW
+    return days if days in WINDOWS else DEFAULT_WINDOW
+
+
+@admin.register(Dashboard)
+class DashboardAdmin(admin.ModelAdmin):
+    """Shows the dashboard instead of a list of rows."""
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+    def changelist_view(self, request: HttpRequest, extra_context: dict | None = None) -> HttpResponse:
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        days = window_from(request)
+        overview = analytics.overview(days)
+        daily = overview.daily
+        series = charts.colored({EVENT_LABELS.get(t, t): values for t, values in daily.counts.items()})
+        for funnel in overview.funnels:
+            funnel.block = BLOCK_LABELS.get(funnel.block, funnel.block)
+        funnels = [f for f in overview.funnels if f.impressions]
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Recommendations dashboard",
+            "opts": self.model._meta,
+            "overview": overview,
+            "days": days,
+            "windows": WINDOWS,
+            "legend": series,
+            "events_chart": charts.stacked_bars(
+                [day.strftime("%b %d") for day in daily.days], series, title="Events per day by type"
+            ),
+            "ctr_chart": charts.horizontal_bars(
+                [(f.block, f.ctr or 0.0) for f in funnels], title="Click-through rate by block"
+            ),
+            "conversion_chart": charts.horizontal_bars(
+                [(f.block, f.conversion or 0.0) for f in funnels if f.clicks],
+                color=charts.PALETTE[2],
+                title="Purchases per click by block",
+            ),
+            "coverage_rows": [
+                (label, count, overview.coverage.share(count))
+                for label, count in (
+                    ("Recommended at least once", overview.coverage.recommended),
+                    ("Clicked in a recommendation", overview.coverage.clicked),
+                    ("Purchased", overview.coverage.purchased),
+                    ("Embedded by the active model", overview.coverage.with_vector),
+                )
+            ],
+            **(extra_context or {}),
+        }
+        return TemplateResponse(request, "admin/recommendations/dashboard.html", context)

@@ -1,0 +1,89 @@
+"""The event browser: the behaviour log, filterable by type, user, product, session and date.
+
+Events are a log, so they are read-only here (deleting stays possible, for privacy
+requests). Products are host objects referenced by key, so their titles are read through
+the catalogue adapter once per page instead of once per row.
+"""
+
+from __future__ import annotations
+
+from django.contrib import admin
+from django.contrib.admin.views.main import ChangeList
+from django.http import HttpRequest
+from django.urls import NoReverseMatch, reverse
+from django.utils.html import format_html
+
+from recommendations.adapters import get_product_adapter
+from recommendations.admin.filters import AttributedFilter, ProductFilter, SessionFilter, UserFilter
+from recommendations.models import Event
+
+
+class EventChangeList(ChangeList):
+    """Attaches `product_title` to the events of the page with one catalogue query."""
+
+    def get_results(self, request: HttpRequest) -> None:
+        super().get_results(request)
+        keys = {event.product_id for event in self.result_list if event.product_id}
+        adapter = get_product_adapter()
+        titles = {adapter.key(obj.pk): adapter.to_record(obj).title for obj in adapter.by_keys(keys)}
+        for event in self.result_list:
+            event.product_title = titles.get(event.product_id, "")
+
+
+@admin.register(Event)
+class EventAdmin(admin.ModelAdmin):
+    list_display = ["timestamp", "event_type", "who", "product", "query", "value", "revenue", "attributed"]
+    list_filter = [
+        "event_type",
+        ("timestamp", admin.DateFieldListFilter),
+        UserFilter,
+        ProductFilter,
+        SessionFilter,
+        AttributedFilter,
+    ]
+    list_select_related = ["user"]
+    search_fields = ["event_id", "query", "recommendation_id", "product_id"]
+    date_hierarchy = "timestamp"
+    ordering = ["-timestamp"]
+    list_per_page = 50
+    # Counting a large log on every page is slow and tells the reader little.
+    show_full_result_count = False
+    readonly_fields = [f.name for f in Event._meta.fields]
+    fieldsets = [
+        (None, {"fields": ["event_type", "timestamp", "user", "session_id"]}),
+        ("Subject", {"fields": ["product_id", "store_id", "query", "value", "revenue"]}),
+        ("Attribution and context", {"fields": ["recommendation_id", "context", "event_id", "created_at"]}),
+    ]
+
+    def get_changelist(self, request: HttpRequest, **kwargs) -> type[ChangeList]:
+        return EventChangeList
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Event | None = None) -> bool:
+        return False
+
+    @admin.display(description="who", ordering="user")
+    def who(self, event: Event) -> str:
+        if event.user_id:
+            return event.user.get_username()
+        return f"visitor {event.session_id[:8]}" if event.session_id else "-"
+
+    @admin.display(description="product", ordering="product_id")
+    def product(self, event: Event) -> str:
+        if not event.product_id:
+            return "-"
+        title = getattr(event, "product_title", "") or f"#{event.product_id}"
+        model = get_product_adapter().model
+        try:
+            url = reverse(
+                f"admin:{model._meta.app_label}_{model._meta.model_name}_change", args=[event.product_id]
+            )
+        except NoReverseMatch:
+            return title
+        return format_html('<a href="{}">{}</a>', url, title)
+
+    @admin.display(description="recommendation", boolean=True)
+    def attributed(self, event: Event) -> bool:
+        return bool(event.recommendation_id)

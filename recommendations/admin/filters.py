@@ -1,0 +1,91 @@
+"""Admin list filters that take typed input, for columns with too many values to list."""
+
+from __future__ import annotations
+
+from django.contrib import admin
+from django.contrib.auth import get_user_model
+from django.db.models import Q, QuerySet
+from django.http import HttpRequest
+
+
+class InputFilter(admin.SimpleListFilter):
+    """A list filter shown as a text box; the typed value is the lookup.
+
+    Subclasses set `parameter_name`, `title` and `filter_value()`.
+    """
+
+    template = "admin/recommendations/input_filter.html"
+
+    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> tuple:
+        # Django only shows filters that have lookups; a dummy one keeps this filter visible.
+        return ((),)
+
+    def choices(self, changelist):
+        # The template needs the other active parameters to keep them in its form.
+        query = changelist.get_filters_params()
+        query.pop(self.parameter_name, None)
+        yield {
+            "value": self.value() or "",
+            "others": [(key, value) for key, values in query.items() for value in values],
+            "clear_url": changelist.get_query_string(remove=[self.parameter_name]),
+        }
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
+        value = (self.value() or "").strip()
+        return self.filter_value(queryset, value) if value else queryset
+
+    def filter_value(self, queryset: QuerySet, value: str) -> QuerySet:
+        raise NotImplementedError
+
+
+class UserFilter(InputFilter):
+    """Events of one user, by username, e-mail or id."""
+
+    title = "user (name, e-mail or id)"
+    parameter_name = "user"
+
+    def filter_value(self, queryset: QuerySet, value: str) -> QuerySet:
+        User = get_user_model()
+        match = Q(**{f"{User.USERNAME_FIELD}__iexact": value})
+        if hasattr(User, "email"):
+            match |= Q(email__iexact=value)
+        if value.isdigit():
+            match |= Q(pk=int(value))
+        return queryset.filter(user__in=User._default_manager.filter(match))
+
+
+class ProductFilter(InputFilter):
+    """Events about one product, by its id in the shop."""
+
+    title = "product id"
+    parameter_name = "product"
+
+    def filter_value(self, queryset: QuerySet, value: str) -> QuerySet:
+        return queryset.filter(product_id=value)
+
+
+class SessionFilter(InputFilter):
+    """One anonymous session's events (prefix of the session id)."""
+
+    title = "session id"
+    parameter_name = "session"
+
+    def filter_value(self, queryset: QuerySet, value: str) -> QuerySet:
+        return queryset.filter(session_id__startswith=value)
+
+
+class AttributedFilter(admin.SimpleListFilter):
+    """Events that carry a recommendation id (shown by, or credited to, a recommendation)."""
+
+    title = "attributed to a recommendation"
+    parameter_name = "attributed"
+
+    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> tuple:
+        return (("yes", "Yes"), ("no", "No"))
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
+        if self.value() == "yes":
+            return queryset.exclude(recommendation_id="")
+        if self.value() == "no":
+            return queryset.filter(recommendation_id="")
+        return queryset

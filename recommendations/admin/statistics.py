@@ -1,0 +1,70 @@
+"""What serving reads: served lists, popularity, product pairs and the search index."""
+
+from __future__ import annotations
+
+from django.contrib import admin
+
+from recommendations.admin.readonly import ReadOnlyAdmin
+from recommendations.models import (
+    ProductDocument,
+    ProductPair,
+    ProductPopularity,
+    ServedRecommendation,
+)
+
+
+@admin.register(ServedRecommendation)
+class ServedRecommendationAdmin(ReadOnlyAdmin):
+    list_display = [
+        "id",
+        "kind",
+        "source",
+        "user",
+        "session_short",
+        "items",
+        "model_version_id",
+        "created_at",
+    ]
+    list_filter = ["kind", "source", ("created_at", admin.DateFieldListFilter)]
+    list_select_related = ["user"]
+    search_fields = ["id", "user__username", "session_id"]
+    date_hierarchy = "created_at"
+    ordering = ["-created_at"]
+
+    @admin.display(description="session")
+    def session_short(self, obj: ServedRecommendation) -> str:
+        return obj.session_id[:8]
+
+    @admin.display(description="items")
+    def items(self, obj: ServedRecommendation) -> int:
+        return len(obj.product_ids)
+
+
+@admin.register(ProductPopularity)
+class ProductPopularityAdmin(ReadOnlyAdmin):
+    list_display = [
+        "product_id",
+        "trending_score",
+        "popular_score",
+        "buyers",
+        "repeat_rate",
+        "repurchase_days",
+        "updated_at",
+    ]
+    search_fields = ["product_id", "store_id"]
+    ordering = ["-trending_score"]
+
+
+@admin.register(ProductPair)
+class ProductPairAdmin(ReadOnlyAdmin):
+    list_display = ["product_id", "other_id", "kind", "count", "score"]
+    list_filter = ["kind"]
+    search_fields = ["product_id", "other_id"]
+    ordering = ["product_id", "-score"]
+
+
+@admin.register(ProductDocument)
+class ProductDocumentAdmin(ReadOnlyAdmin):
+    list_display = ["title", "product_id", "brand", "store_id", "price", "created_at", "updated_at"]
+    search_fields = ["title", "product_id", "brand"]
+    exclude = ["search_vector"]

@@ -1,0 +1,46 @@
+"""Embeddings per model version: browse them to check what a version stored."""
+
+from __future__ import annotations
+
+from django.contrib import admin
+
+from recommendations.admin.readonly import ReadOnlyAdmin
+from recommendations.models import ProductVector, StoreVector, UserVector
+
+PREVIEW_VALUES = 8
+
+
+class VectorAdmin(ReadOnlyAdmin):
+    list_filter = ["model_version"]
+    list_select_related = ["model_version"]
+    readonly_fields = ["model_version", "dimensions", "embedding_preview", "bias", "updated_at"]
+    exclude = ["embedding"]
+
+    @admin.display(description="dimensions")
+    def dimensions(self, obj) -> int:
+        return len(obj.embedding)
+
+    @admin.display(description=f"embedding (first {PREVIEW_VALUES} values)")
+    def embedding_preview(self, obj) -> str:
+        values = ", ".join(f"{v:.4f}" for v in list(obj.embedding)[:PREVIEW_VALUES])
+        return f"[{values}, …]"
+
+
+@admin.register(ProductVector)
+class ProductVectorAdmin(VectorAdmin):
+    list_display = ["product_id", "model_version", "bias", "updated_at"]
+    search_fields = ["product_id"]
+
+
+@admin.register(StoreVector)
+class StoreVectorAdmin(VectorAdmin):
+    list_display = ["store_id", "model_version", "bias", "updated_at"]
+    search_fields = ["store_id"]
+
+
+@admin.register(UserVector)
+class UserVectorAdmin(VectorAdmin):
+    list_display = ["user", "model_version", "updated_at"]
+    list_select_related = ["model_version", "user"]
+    search_fields = ["user__username", "user__email"]
+    readonly_fields = ["user", *VectorAdmin.readonly_fields]

@@ -1,0 +1,66 @@
+"""A small shop for the storefront and admin tests: two stores, a category tree, shoppers."""
+
+import datetime as dt
+from decimal import Decimal
+
+import pytest
+from django.core.cache import cache
+from django.utils import timezone
+
+from recommendations.models import Event
+from shop.models import Category, Product, Store
+
+
+@pytest.fixture(autouse=True)
+def _fresh_cache():
+    # Serving caches candidate lists and the API throttles count in the cache.
+    cache.clear()
+
+
+@pytest.fixture
+def catalogue(db):
+    """Eight products in two leaf categories and two stores; the last one is out of stock."""
+    kitchen = Category.objects.create(name="Kitchen")
+    mugs = Category.objects.create(name="Mugs", parent=kitchen)
+    knives = Category.objects.create(name="Knives", parent=kitchen)
+    clay = Store.objects.create(name="Clay & Co", slug="clay-co", rating=Decimal("4.6"))
+    steel = Store.objects.create(name="Steel Works", slug="steel-works", rating=Decimal("4.1"))
+    products = []
+    for i in range(8):
+        mug = i % 2 == 0
+        products.append(
+            Product.objects.create(
+                title=f"{'Stoneware mug' if mug else 'Chef knife'} {i}",
+                slug=f"product-{i}",
+                description="Hand made." if mug else "Forged steel.",
+                category=mugs if mug else knives,
+                store=clay if mug else steel,
+                price=Decimal(12 + i),
+                stock=0 if i == 7 else 5,
+            )
+        )
+    return products
+
+
+@pytest.fixture
+def shopper(django_user_model):
+    return django_user_model.objects.create_user("shopper", email="shopper@example.com", password="pw")
+
+
+@pytest.fixture
+def admin_client(client, django_user_model):
+    admin = django_user_model.objects.create_superuser("boss", "boss@example.com", "pw")
+    client.force_login(admin)
+    return client
+
+
+def event(event_type, *, product=None, user=None, session="s1", days_ago=0.0, **fields):
+    """Store one event directly (the analytics read rows, however they arrived)."""
+    return Event.objects.create(
+        event_type=event_type,
+        product_id=str(product.pk) if product is not None else "",
+        user=user,
+        session_id=session,
+        timestamp=timezone.now() - dt.timedelta(days=days_ago),
+        **fields,
+    )

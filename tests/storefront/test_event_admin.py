@@ -1,0 +1,83 @@
+"""The event browser and the admin registrations of the engine's and the shop's tables."""
+
+import pytest
+from django.contrib import admin
+from django.urls import reverse
+
+from recommendations.models import Event
+from tests.storefront.conftest import event
+
+URL = reverse("admin:recommendations_event_changelist")
+
+
+@pytest.fixture
+def log(catalogue, shopper, django_user_model):
+    other = django_user_model.objects.create_user("other", email="other@example.com")
+    return {
+        "shopper_view": event("view", product=catalogue[0], user=shopper),
+        "shopper_buy": event("purchase", product=catalogue[1], user=shopper, value=1, revenue=13),
+        "other_view": event("view", product=catalogue[1], user=other, days_ago=3),
+        "anonymous_search": event("search", session="abcdef123456", query="mug", recommendation_id="r1"),
+    }
+
+
+def listed(response) -> set[int]:
+    return {e.pk for e in response.context["cl"].result_list}
+
+
+def test_lists_events_with_product_titles_and_who(admin_client, log, catalogue):
+    response = admin_client.get(URL)
+    assert response.status_code == 200
+    assert listed(response) == {e.pk for e in log.values()}
+    html = response.content.decode()
+    assert catalogue[0].title in html and "visitor abcdef12" in html
+
+
+@pytest.mark.parametrize(
+    ("params", "expected"),
+    [
+        ({"event_type__exact": "view"}, {"shopper_view", "other_view"}),
+        ({"user": "shopper"}, {"shopper_view", "shopper_buy"}),
+        ({"user": "OTHER@example.com"}, {"other_view"}),
+        ({"product": "PRODUCT_1"}, {"shopper_buy", "other_view"}),
+        ({"session": "abcdef"}, {"anonymous_search"}),
+        ({"attributed": "yes"}, {"anonymous_search"}),
+        ({"user": "shopper", "event_type__exact": "purchase"}, {"shopper_buy"}),
+        ({"user": "nobody"}, set()),
+    ],
+)
+def test_filters(admin_client, log, catalogue, params, expected):
+    params = {k: (str(catalogue[1].pk) if v == "PRODUCT_1" else v) for k, v in params.items()}
+    response = admin_client.get(URL, params)
+    assert response.status_code == 200
+    assert listed(response) == {log[name].pk for name in expected}
+
+
+def test_date_filter_keeps_recent_events(admin_client, log):
+    response = admin_client.get(URL, {"timestamp__gte": log["shopper_view"].timestamp.date().isoformat()})
+    assert log["other_view"].pk not in listed(response)
+    assert log["shopper_view"].pk in listed(response)
+
+
+def test_events_are_read_only(admin_client, log):
+    change = reverse("admin:recommendations_event_change", args=[log["shopper_view"].pk])
+    response = admin_client.post(change, {"event_type": "purchase"})
+    assert response.status_code in (200, 403)
+    assert Event.objects.get(pk=log["shopper_view"].pk).event_type == "view"
+    assert admin_client.get(reverse("admin:recommendations_event_add")).status_code == 403
+
+
+def test_every_model_is_registered_and_its_list_renders(admin_client, catalogue, log):
+    from django.apps import apps
+
+    missing = [
+        model._meta.label
+        for app in ("recommendations", "shop")
+        for model in apps.get_app_config(app).get_models()
+        if not admin.site.is_registered(model)
+    ]
+    assert missing == []
+    for app in ("recommendations", "shop"):
+        for model in apps.get_app_config(app).get_models():
+            url = reverse(f"admin:{model._meta.app_label}_{model._meta.model_name}_changelist")
+            assert admin_client.get(url).status_code == 200, url

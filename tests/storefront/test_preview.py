@@ -1,0 +1,57 @@
+""" "Preview as user" shows the blocks the serving layer computes for that shopper, with reasons."""
+
+import pytest
+from django.urls import reverse
+
+from recommendations.serving.catalog import index_products
+from recommendations.serving.statistics import refresh_statistics
+from tests.storefront.conftest import event
+
+URL = reverse("admin:recommendations_userpreview_changelist")
+
+
+@pytest.fixture
+def history(catalogue, shopper, django_user_model):
+    """Others bought mugs 0 and 2 together; the shopper viewed mug 0 and bought knife 1."""
+    for i in range(3):
+        buyer = django_user_model.objects.create_user(f"buyer{i}")
+        event("purchase", product=catalogue[0], user=buyer, value=1, days_ago=2)
+        event("purchase", product=catalogue[2], user=buyer, value=1, days_ago=2)
+    event("purchase", product=catalogue[1], user=shopper, value=1, days_ago=1)
+    event("view", product=catalogue[0], user=shopper)
+    index_products()
+    refresh_statistics()
+    return catalogue
+
+
+def test_preview_lists_every_block_with_reasons(admin_client, shopper, history):
+    response = admin_client.get(URL, {"user": "shopper"})
+    assert response.status_code == 200
+    blocks = {block.title: block for block in response.context["blocks"]}
+    assert {"Recommended for you", "Trending now", "Stores you may like", "Recently viewed"} <= set(blocks)
+    assert f"Similar to {history[0].title}" in blocks
+    assert all(not block.error for block in blocks.values()), [b.error for b in blocks.values()]
+    for_you = blocks["Recommended for you"].result
+    # Bought together with the viewed mug by everyone else, so it leads; what they bought is left out.
+    assert for_you.ids[0] == str(history[2].pk)
+    assert str(history[1].pk) not in for_you.ids
+    assert all(rec.reason for _, rec in for_you.items)
+    html = response.content.decode()
+    assert history[2].title in html and "no active model" in html
+    assert blocks["Recently viewed"].result.ids == [str(history[0].pk)]
+
+
+def test_preview_finds_users_by_email_or_id_and_says_when_none_matches(admin_client, shopper, catalogue):
+    assert admin_client.get(URL, {"user": "SHOPPER@example.com"}).context["previewed"] == shopper
+    assert admin_client.get(URL, {"user": str(shopper.pk)}).context["previewed"] == shopper
+    response = admin_client.get(URL, {"user": "ghost"})
+    assert response.context["previewed"] is None
+    assert "No user matches" in response.content.decode()
+
+
+def test_preview_of_a_shopper_without_history_shows_cold_start(admin_client, shopper, catalogue):
+    index_products()
+    response = admin_client.get(URL, {"user": "shopper"})
+    assert response.status_code == 200
+    assert "cold-start" in response.content.decode()
+    assert all(not block.error for block in response.context["blocks"])
