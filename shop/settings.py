@@ -50,6 +50,7 @@ INSTALLED_APPS = [
     "django.contrib.postgres",
     "rest_framework",
     "drf_spectacular",
+    "drf_spectacular_sidecar",
     "django_celery_beat",
     "recommendations",
     "shop",
@@ -127,6 +128,11 @@ REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "rest_framework.authentication.SessionAuthentication",
     ],
+    # A database outage answers 503 + Retry-After instead of 500.
+    "EXCEPTION_HANDLER": "recommendations.api.exceptions.exception_handler",
+    # Anonymous clients are throttled by address: trust X-Forwarded-For only from this many
+    # proxies in front of the app (0: use the socket address, so clients cannot forge it).
+    "NUM_PROXIES": int(os.environ.get("NUM_PROXIES", "0")),
 }
 
 SPECTACULAR_SETTINGS = {
@@ -134,6 +140,10 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Behaviour events in, product, store, search and marketing recommendations out.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    # Swagger UI and Redoc assets come from the installed sidecar package: the docs work offline.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
 }
 
 # Celery: with no broker configured, a filesystem transport under .data/ needs no server.

@@ -12,6 +12,8 @@ from typing import Any
 
 from django.db import models
 
+from recommendations.privacy.optout import is_opted_out
+
 
 class Kind:
     """Names of the recommendation types; they key `SERVING_RULES` and served records."""
@@ -42,6 +44,12 @@ class Audience:
     user: Any = None
     session_id: str = ""
     shown: set[str] = field(default_factory=set)
+
+    def __post_init__(self) -> None:
+        # Privacy (recommendations.privacy.optout): every service builds an Audience, so this
+        # one check serves a user who opted out of personalisation like an unknown visitor.
+        if is_opted_out(self.user):
+            self.user, self.session_id = None, ""
 
     @property
     def user_id(self) -> int | None:

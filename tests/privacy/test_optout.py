@@ -9,8 +9,10 @@ from django.core.exceptions import ImproperlyConfigured
 from django.test import RequestFactory, override_settings
 
 from recommendations.events.tracking import track
-from recommendations.models import ApiKey, Event
+from recommendations.models import ApiKey, Event, ServedRecommendation
 from recommendations.privacy.optout import is_opted_out, opted_out_user_ids, set_opted_out
+from recommendations.serving import products
+from recommendations.serving.types import Audience, Options
 from shop.models import Category, Product, Store
 
 pytestmark = pytest.mark.django_db
@@ -98,3 +100,18 @@ def test_a_server_batch_drops_only_the_opted_out_users_events(users, product, cl
         ("", public.pk),
         ("anonymous-1", None),
     ]
+
+
+def test_an_opted_out_user_gets_only_non_personal_recommendations(users, product):
+    private, _ = users
+    track(None, "view", product=product, user=private)  # stored before the opt-out
+    assert products.recently_viewed(Audience(user=private), Options()).ids == [str(product.pk)]
+    served_to_them = ServedRecommendation.objects.filter(user=private).count()
+
+    set_opted_out(private)
+    user = User.objects.get(pk=private.pk)
+    audience = Audience(user=user, session_id="their-browser")
+    assert (audience.user_id, audience.session_id) == (None, "")
+    assert products.recently_viewed(audience, Options()).ids == []
+    assert products.for_you(audience, Options()).ids == products.for_you(Audience(), Options()).ids
+    assert ServedRecommendation.objects.filter(user=private).count() == served_to_them

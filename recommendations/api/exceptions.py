@@ -1,0 +1,38 @@
+"""The API's exception handler: a database outage is a 503 with retry advice, not a 500.
+
+When PostgreSQL restarts or a connection is cut, Django raises `OperationalError` or
+`InterfaceError`. Those say "try again shortly", not "the server is broken", so clients
+(the beacon, a server sending events) get 503 with a `Retry-After` header and can resend:
+event ids make the retry idempotent. Django reconnects on the next request by itself
+(`CONN_HEALTH_CHECKS`), so the app recovers without a restart. The host enables it with::
+
+    REST_FRAMEWORK = {"EXCEPTION_HANDLER": "recommendations.api.exceptions.exception_handler"}
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from django.db import InterfaceError, OperationalError
+from rest_framework import status
+from rest_framework.response import Response
+from rest_framework.views import exception_handler as drf_exception_handler
+
+logger = logging.getLogger(__name__)
+
+RETRY_AFTER_SECONDS = 5
+
+
+def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
+    """DRF's handler, plus 503 + Retry-After for lost connections and other transient database errors."""
+    if isinstance(exc, OperationalError | InterfaceError):
+        # Django drops the broken connection when the request ends (`close_old_connections`).
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        logger.warning("Database unavailable in %s: %s", type(context.get("view")).__name__, reason)
+        return Response(
+            {"detail": f"The database is unavailable right now. Retry in {RETRY_AFTER_SECONDS} seconds."},
+            status=status.HTTP_503_SERVICE_UNAVAILABLE,
+            headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+        )
+    return drf_exception_handler(exc, context)
