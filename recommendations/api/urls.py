@@ -4,9 +4,11 @@
 """
 
 from django.urls import path
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
+from recommendations.api import recommendations as rec_views
 from recommendations.api.events import EventBatchView
+from recommendations.api.search import SearchView
 
 app_name = "recommendations_api"
 
@@ -14,4 +16,29 @@ urlpatterns = [
     path("events/", EventBatchView.as_view(), name="events"),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="recommendations_api:schema"), name="docs"),
+    path("redoc/", SpectacularRedocView.as_view(url_name="recommendations_api:schema"), name="redoc"),
+    path("recommendations/for-you/", rec_views.ForYouView.as_view(), name="for-you"),
+    path("recommendations/similar/<str:product_id>/", rec_views.SimilarView.as_view(), name="similar"),
+    path(
+        "recommendations/bought-together/<str:product_id>/",
+        rec_views.BoughtTogetherView.as_view(),
+        name="bought-together",
+    ),
+    path("recommendations/trending/", rec_views.TrendingView.as_view(), name="trending"),
+    path("recommendations/new/", rec_views.NewArrivalsView.as_view(), name="new-arrivals"),
+    path("recommendations/recently-viewed/", rec_views.RecentlyViewedView.as_view(), name="recently-viewed"),
+    path("recommendations/buy-again/", rec_views.BuyAgainView.as_view(), name="buy-again"),
+    path("recommendations/stores/", rec_views.StoresView.as_view(), name="stores"),
+    path(
+        "recommendations/similar-stores/<str:store_id>/",
+        rec_views.SimilarStoresView.as_view(),
+        name="similar-stores",
+    ),
+    path(
+        "recommendations/store-products/<str:store_id>/",
+        rec_views.StoreProductsView.as_view(),
+        name="store-products",
+    ),
+    path("recommendations/rerank/", rec_views.RerankView.as_view(), name="rerank"),
+    path("search/", SearchView.as_view(), name="search"),
 ]

@@ -113,7 +113,7 @@ def for_you(audience: Audience, options: Options) -> RecommendationResult:
                 candidates = _vector_candidates(version, taste, history, k)
         if not candidates:
             candidates = _classic_candidates(history, k, tier=0)
-        return candidates + _fill(statistics.trending(k), tier=2)
+        return candidates + _fill(statistics.trending(k), tier=2) + _fill(_newest(k), tier=3)
 
     key = (
         Kind.FOR_YOU,
@@ -221,30 +221,31 @@ def trending(audience: Audience, options: Options) -> RecommendationResult:
     """Trending now (time-decayed popularity), overall or within `options.category`."""
     k = _pool_size(Kind.TRENDING, options, audience)
     candidates = cached(
-        (Kind.TRENDING, options.category, k), lambda: statistics.trending(k, category=options.category)
+        (Kind.TRENDING, options.category, k),
+        # A shop with no events yet shows its newest products rather than nothing.
+        lambda: statistics.trending(k, category=options.category) + _fill(_newest(k, options.category), 1),
     )
     return finalize(Kind.TRENDING, candidates, audience, options, context={"category": options.category})
+
+
+def _newest(k: int, category: str | None = None) -> list[Candidate]:
+    """The k newest products (recency in (0, 1] as the score): also the last-resort fill."""
+    documents = ProductDocument.objects.filter(created_at__isnull=False)
+    if category:
+        documents = documents.filter(categories__contains=[category])
+    now = timezone.now()
+    reason = f"New in {category}" if category else "Just arrived"
+    rows = documents.order_by("-created_at", "product_id").values_list("product_id", "created_at")[:k]
+    return [
+        Candidate(pid, 1.0 / (1.0 + max((now - created).total_seconds(), 0) / 86_400), "new", reason)
+        for pid, created in rows
+    ]
 
 
 def new_arrivals(audience: Audience, options: Options) -> RecommendationResult:
     """The newest products, overall or within `options.category`."""
     k = _pool_size(Kind.NEW_ARRIVALS, options, audience)
-
-    def compute() -> list[Candidate]:
-        documents = ProductDocument.objects.filter(created_at__isnull=False)
-        if options.category:
-            documents = documents.filter(categories__contains=[options.category])
-        now = timezone.now()
-        reason = f"New in {options.category}" if options.category else "Just arrived"
-        return [
-            # Score: days since arrival, as a recency in (0, 1].
-            Candidate(pid, 1.0 / (1.0 + max((now - created).total_seconds(), 0) / 86_400), "new", reason)
-            for pid, created in documents.order_by("-created_at", "product_id").values_list(
-                "product_id", "created_at"
-            )[:k]
-        ]
-
-    candidates = cached((Kind.NEW_ARRIVALS, options.category, k), compute)
+    candidates = cached((Kind.NEW_ARRIVALS, options.category, k), lambda: _newest(k, options.category))
     return finalize(Kind.NEW_ARRIVALS, candidates, audience, options, context={"category": options.category})
 
 

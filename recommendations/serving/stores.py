@@ -135,7 +135,8 @@ def similar_stores(store_id: str, audience: Audience, options: Options) -> Recom
                 Candidate(r["store_id"], float(r["n"]), "content", "Sells what this store sells", tier=2)
                 for r in sellers
             ]
-        return candidates
+        popular = _popular_stores(k + 1, exclude=store_id)
+        return candidates + [Candidate(c.product_id, c.score, c.source, c.reason, tier=3) for c in popular]
 
     key = (Kind.SIMILAR_STORES, version and version.pk, store_id, k)
     result_options = Options(options.limit, options.exclude | {store_id}, options.explain, options.category)

@@ -1,0 +1,121 @@
+"""JSON shapes of the recommendation and search endpoints.
+
+Request parameters are validated by `ListParamsSerializer` (unknown names are rejected, so a
+typo such as `limt` is a 400, not a silent default). Responses are built from a
+`RecommendationResult` through the adapters, so any host model serialises the same way.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rest_framework import serializers
+
+from recommendations.serving.presentation import product_card, store_card
+from recommendations.serving.rules import MAX_LIMIT
+from recommendations.serving.types import Recommendation, RecommendationResult
+
+
+class CommaSeparatedField(serializers.CharField):
+    """`?exclude=1,2,3` -> ["1", "2", "3"]."""
+
+    def to_internal_value(self, data: Any) -> list[str]:
+        text = super().to_internal_value(data)
+        return [part.strip() for part in text.split(",") if part.strip()]
+
+
+class ListParamsSerializer(serializers.Serializer):
+    limit = serializers.IntegerField(min_value=1, max_value=MAX_LIMIT, required=False)
+    exclude = CommaSeparatedField(required=False, help_text="Product ids to leave out, comma-separated.")
+    explain = serializers.BooleanField(required=False, default=False, help_text="Add a reason to each item.")
+    user = serializers.CharField(
+        required=False, help_text="Another user's id: staff and API keys with recommendations:read only."
+    )
+    session_id = serializers.CharField(
+        required=False, max_length=64, help_text="An anonymous session: staff and API keys only."
+    )
+    category = serializers.CharField(required=False, max_length=200, help_text="A category name.")
+
+    # Query parameters any DRF view accepts.
+    IGNORED = frozenset({"format"})
+
+    def to_internal_value(self, data: Any) -> dict[str, Any]:
+        unknown = sorted(set(data) - set(self.fields) - self.IGNORED)
+        if unknown:
+            raise serializers.ValidationError(
+                {name: [f"Unknown parameter. Allowed: {', '.join(sorted(self.fields))}."] for name in unknown}
+            )
+        return super().to_internal_value(data)
+
+
+class SearchParamsSerializer(ListParamsSerializer):
+    q = serializers.CharField(max_length=200, help_text="What the shopper typed.")
+
+
+class RerankSerializer(ListParamsSerializer):
+    product_ids = serializers.ListField(
+        child=serializers.CharField(max_length=64), min_length=1, max_length=MAX_LIMIT * 5
+    )
+
+
+class ItemSerializer(serializers.Serializer):
+    """One recommended product (documents the shape; `result_payload` builds it)."""
+
+    id = serializers.CharField()
+    title = serializers.CharField()
+    price = serializers.FloatField(allow_null=True)
+    category = serializers.ListField(child=serializers.CharField())
+    store_id = serializers.CharField(allow_null=True)
+    store = serializers.CharField(allow_null=True)
+    url = serializers.CharField(allow_null=True)
+    score = serializers.FloatField()
+    source = serializers.CharField(help_text="The recommender that proposed it.")
+    position = serializers.IntegerField()
+    recommendation_id = serializers.CharField(help_text="Send it back with clicks and purchases.")
+    reason = serializers.CharField(required=False, help_text="With ?explain=1.")
+
+
+class StoreItemSerializer(serializers.Serializer):
+    id = serializers.CharField()
+    name = serializers.CharField()
+    url = serializers.CharField(allow_null=True)
+    score = serializers.FloatField()
+    source = serializers.CharField()
+    position = serializers.IntegerField()
+    recommendation_id = serializers.CharField()
+    reason = serializers.CharField(required=False)
+
+
+class RecommendationListSerializer(serializers.Serializer):
+    recommendation_id = serializers.CharField()
+    kind = serializers.CharField()
+    source = serializers.CharField()
+    model_version = serializers.IntegerField(allow_null=True)
+    results = ItemSerializer(many=True)
+
+
+class StoreListSerializer(RecommendationListSerializer):
+    results = StoreItemSerializer(many=True)
+
+
+def _common(rec: Recommendation, explain: bool) -> dict[str, Any]:
+    data = {
+        "score": rec.score,
+        "source": rec.source,
+        "position": rec.position,
+        "recommendation_id": rec.recommendation_id,
+    }
+    if explain:
+        data["reason"] = rec.reason
+    return data
+
+
+def result_payload(result: RecommendationResult, explain: bool, *, stores: bool = False) -> dict[str, Any]:
+    card = store_card if stores else product_card
+    return {
+        "recommendation_id": result.recommendation_id,
+        "kind": result.kind,
+        "source": result.source,
+        "model_version": result.model_version_id,
+        "results": [{**card(obj), **_common(rec, explain)} for obj, rec in result.items],
+    }

@@ -1,0 +1,218 @@
+"""`/api/recommendations/...`: every recommendation type as a read-only endpoint.
+
+Each view is a thin door into one service function (`recommendations.serving`): it
+validates the query parameters, works out whose recommendations are asked for, calls the
+service and serialises the answer. Who may ask for whom:
+- a visitor gets their own (signed-in user, else their anonymous session);
+- `?user=<id>` / `?session_id=...` for someone else needs staff, or an API key with the
+  `recommendations:read` scope. API keys without that scope are refused everywhere.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, ClassVar
+
+from django.contrib.auth import get_user_model
+from django.core.exceptions import ValidationError as DjangoValidationError
+from drf_spectacular.utils import OpenApiResponse, extend_schema
+from rest_framework import exceptions, permissions, serializers
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from recommendations.api.authentication import ApiKeyAuthentication, CsrfSessionAuthentication
+from recommendations.api.recommendation_serializers import (
+    ListParamsSerializer,
+    RecommendationListSerializer,
+    RerankSerializer,
+    StoreListSerializer,
+    result_payload,
+)
+from recommendations.api.throttles import ApiRateThrottle
+from recommendations.events.tracking import get_session_id
+from recommendations.models.api_keys import ApiKey, Scope
+from recommendations.serving import products, stores
+from recommendations.serving.errors import InvalidParameters, NotFound
+from recommendations.serving.types import Audience, Options, RecommendationResult
+
+READ_SCOPE = Scope.RECOMMENDATIONS_READ.value
+
+
+def may_read_anyone(request: Request) -> bool:
+    """Staff, or an API key holding the read scope."""
+    if isinstance(request.auth, ApiKey):
+        return request.auth.has_scopes((READ_SCOPE,))
+    return bool(request.user and request.user.is_staff)
+
+
+class CanReadRecommendations(permissions.BasePermission):
+    """Browsers always (what they see is checked per parameter); API keys need the read scope."""
+
+    message = f"This API key lacks the {READ_SCOPE} scope; add it in the admin."
+
+    def has_permission(self, request: Request, view: Any) -> bool:
+        return not isinstance(request.auth, ApiKey) or request.auth.has_scopes((READ_SCOPE,))
+
+
+def resolve_audience(request: Request, params: dict[str, Any]) -> Audience:
+    """Whose recommendations: the caller's own, or (when allowed) the `user`/`session_id` asked for."""
+    user_id, session_id = params.get("user"), params.get("session_id")
+    own_user = request.user if request.user and request.user.is_authenticated else None
+    own_session = get_session_id(request._request, create=False)
+    if user_id is not None:
+        if not (may_read_anyone(request) or (own_user is not None and str(own_user.pk) == user_id)):
+            raise exceptions.PermissionDenied(
+                "You may only get your own recommendations; staff and API keys with the "
+                f"{READ_SCOPE} scope may ask for any user."
+            )
+        try:
+            user = get_user_model()._default_manager.filter(pk=user_id).first()
+        except (ValueError, DjangoValidationError):
+            user = None
+        if user is None:
+            raise exceptions.NotFound(f"No user with id {user_id!r}.")
+        return Audience(user=user)
+    if session_id is not None:
+        if session_id != own_session and not may_read_anyone(request):
+            raise exceptions.PermissionDenied(
+                "You may only get your own session's recommendations; staff and API keys with the "
+                f"{READ_SCOPE} scope may ask for any session."
+            )
+        return Audience(session_id=session_id)
+    return Audience(user=own_user, session_id=own_session)
+
+
+def _schema(summary: str, *, serializer: type = RecommendationListSerializer, **extra: Any) -> Callable:
+    return extend_schema(
+        summary=summary,
+        parameters=[ListParamsSerializer],
+        responses={
+            200: serializer,
+            400: OpenApiResponse(description="Bad parameters, each listed with what to send."),
+            403: OpenApiResponse(description="Another user's recommendations without permission."),
+            404: OpenApiResponse(description="Unknown product, store or user."),
+        },
+        **extra,
+    )
+
+
+class RecommendationView(APIView):
+    """Shared request handling; subclasses name the service in `serve()`."""
+
+    authentication_classes = [ApiKeyAuthentication, CsrfSessionAuthentication]
+    permission_classes = [CanReadRecommendations]
+    throttle_classes = [ApiRateThrottle]
+    params_serializer: ClassVar[type[serializers.Serializer]] = ListParamsSerializer
+    returns_stores = False
+
+    def serve(self, audience: Audience, options: Options, params: dict[str, Any], **kwargs: Any):
+        raise NotImplementedError
+
+    def answer(self, request: Request, data: Any, **kwargs: Any) -> Response:
+        serializer = self.params_serializer(data=data)
+        serializer.is_valid(raise_exception=True)
+        params = serializer.validated_data
+        options = Options(
+            limit=params.get("limit"),
+            exclude=frozenset(params.get("exclude", ())),
+            explain=params["explain"],
+            category=params.get("category"),
+        )
+        audience = resolve_audience(request, params)
+        try:
+            result: RecommendationResult = self.serve(audience, options, params, **kwargs)
+        except NotFound as exc:
+            raise exceptions.NotFound(str(exc)) from exc
+        except InvalidParameters as exc:
+            raise exceptions.ValidationError(exc.errors) from exc
+        return Response(result_payload(result, options.explain, stores=self.returns_stores))
+
+    def get(self, request: Request, **kwargs: Any) -> Response:
+        return self.answer(request, request.query_params, **kwargs)
+
+
+@_schema("Recommended for you", description="The visitor's taste, updated by every event, else trending.")
+class ForYouView(RecommendationView):
+    def serve(self, audience, options, params):
+        return products.for_you(audience, options)
+
+
+@_schema("Products similar to a product")
+class SimilarView(RecommendationView):
+    def serve(self, audience, options, params, product_id):
+        return products.similar(product_id, audience, options)
+
+
+@_schema("Frequently bought together with a product")
+class BoughtTogetherView(RecommendationView):
+    def serve(self, audience, options, params, product_id):
+        return products.bought_together(product_id, audience, options)
+
+
+@_schema("Trending products", description="Time-decayed popularity, overall or in `category`.")
+class TrendingView(RecommendationView):
+    def serve(self, audience, options, params):
+        return products.trending(audience, options)
+
+
+@_schema("New arrivals", description="The newest products, overall or in `category`.")
+class NewArrivalsView(RecommendationView):
+    def serve(self, audience, options, params):
+        return products.new_arrivals(audience, options)
+
+
+@_schema("Recently viewed")
+class RecentlyViewedView(RecommendationView):
+    def serve(self, audience, options, params):
+        return products.recently_viewed(audience, options)
+
+
+@_schema("Buy it again", description="Replenishable products the visitor bought, those due first.")
+class BuyAgainView(RecommendationView):
+    def serve(self, audience, options, params):
+        return products.buy_again(audience, options)
+
+
+@_schema("Top products of a store for the visitor")
+class StoreProductsView(RecommendationView):
+    def serve(self, audience, options, params, store_id):
+        return products.store_products(store_id, audience, options)
+
+
+@_schema("Stores for the visitor", serializer=StoreListSerializer)
+class StoresView(RecommendationView):
+    returns_stores = True
+
+    def serve(self, audience, options, params):
+        return stores.stores_for_user(audience, options)
+
+
+@_schema("Stores similar to a store", serializer=StoreListSerializer)
+class SimilarStoresView(RecommendationView):
+    returns_stores = True
+
+    def serve(self, audience, options, params, store_id):
+        return stores.similar_stores(store_id, audience, options)
+
+
+class RerankView(RecommendationView):
+    """Re-rank the host's own list (a category page) for the visitor."""
+
+    params_serializer = RerankSerializer
+    http_method_names = ["post", "options"]
+
+    def serve(self, audience, options, params):
+        return products.rerank(params["product_ids"], audience, options)
+
+    @extend_schema(
+        summary="Re-rank products for the visitor",
+        request=RerankSerializer,
+        responses={
+            200: RecommendationListSerializer,
+            400: OpenApiResponse(description="Bad body."),
+            404: None,
+        },
+    )
+    def post(self, request: Request) -> Response:
+        return self.answer(request, request.data)

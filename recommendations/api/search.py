@@ -1,0 +1,32 @@
+"""`GET /api/search/?q=...`: personalised product search (see `recommendations.serving.search`)."""
+
+from __future__ import annotations
+
+from drf_spectacular.utils import OpenApiResponse, extend_schema
+
+from recommendations.api.recommendation_serializers import (
+    RecommendationListSerializer,
+    SearchParamsSerializer,
+)
+from recommendations.api.recommendations import RecommendationView
+from recommendations.serving import search
+
+
+@extend_schema(
+    summary="Search products",
+    description=(
+        "Full-text and typo-tolerant keyword relevance, blended with semantic similarity and "
+        "re-ranked by the visitor's taste when a model is active."
+    ),
+    parameters=[SearchParamsSerializer],
+    responses={
+        200: RecommendationListSerializer,
+        400: OpenApiResponse(description="Missing or too long `q`, or other bad parameters."),
+        403: OpenApiResponse(description="Another user's search without permission."),
+    },
+)
+class SearchView(RecommendationView):
+    params_serializer = SearchParamsSerializer
+
+    def serve(self, audience, options, params):
+        return search.search(params["q"], audience, options)

@@ -1,0 +1,170 @@
+"""The REST surface: every endpoint, permissions, errors, schema and docs."""
+
+import pytest
+from rest_framework.test import APIClient
+
+from recommendations.models import ApiKey, ServedRecommendation
+from recommendations.serving.statistics import refresh_statistics
+from tests.serving.conftest import TITLES, add_event
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def client():
+    return APIClient()
+
+
+def key_client(*scopes: str) -> APIClient:
+    _, raw = ApiKey.objects.create_key("test", list(scopes))
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Api-Key {raw}")
+    return client
+
+
+def test_for_you_for_the_signed_in_user(client, catalog, model):
+    client.force_login(catalog.users["alice"])
+    response = client.get("/api/recommendations/for-you/", {"limit": 3, "explain": "1"})
+    assert response.status_code == 200, response.content
+    body = response.json()
+    assert body["kind"] == "for_you" and body["model_version"] == model.pk
+    assert [item["title"] for item in body["results"]] and {i["title"] for i in body["results"]} <= set(
+        TITLES["Face"]
+    )
+    first = body["results"][0]
+    assert first["store"] == "Face Store" and first["category"] == ["Beauty", "Face"]
+    assert first["reason"] == "Picked for you" and first["recommendation_id"] == body["recommendation_id"]
+    assert first["url"].startswith("/product/")
+    served = ServedRecommendation.objects.get(pk=body["recommendation_id"])
+    assert served.user == catalog.users["alice"] and served.product_ids == [i["id"] for i in body["results"]]
+
+
+def test_reasons_only_with_explain(client, catalog, model):
+    body = client.get("/api/recommendations/trending/").json()
+    assert all("reason" not in item for item in body["results"])
+
+
+ENDPOINTS = [
+    "/api/recommendations/for-you/",
+    "/api/recommendations/similar/{product}/",
+    "/api/recommendations/bought-together/{product}/",
+    "/api/recommendations/trending/",
+    "/api/recommendations/new/",
+    "/api/recommendations/recently-viewed/",
+    "/api/recommendations/buy-again/",
+    "/api/recommendations/stores/",
+    "/api/recommendations/similar-stores/{store}/",
+    "/api/recommendations/store-products/{store}/",
+    "/api/search/?q=serum",
+]
+
+
+@pytest.mark.parametrize("with_model", [True, False], ids=["model", "no-model"])
+@pytest.mark.parametrize("url", ENDPOINTS)
+def test_every_endpoint_answers_with_and_without_a_model(client, catalog, request, url, with_model):
+    if with_model:
+        request.getfixturevalue("model")
+    add_event(catalog, "purchase", "Argan shampoo", user="bob")
+    add_event(catalog, "purchase", "Argan shampoo", user="bob")
+    add_event(catalog, "view", "Vitamin C serum", user="bob")
+    refresh_statistics()
+    client.force_login(catalog.users["bob"])
+    path = url.format(product=catalog.id("Argan shampoo"), store=catalog.stores["Face"].pk)
+    response = client.get(path)
+    assert response.status_code == 200, response.content
+    assert response.json()["results"], f"{path} returned nothing"
+
+
+def test_other_users_recommendations_need_staff_or_scope(client, catalog, model):
+    alice = catalog.users["alice"].pk
+    client.force_login(catalog.users["bob"])
+    refused = client.get("/api/recommendations/for-you/", {"user": alice})
+    assert refused.status_code == 403 and "only get your own" in refused.json()["detail"]
+    assert client.get("/api/recommendations/for-you/", {"session_id": "someone-else"}).status_code == 403
+
+    client.force_login(catalog.users["staff"])
+    assert client.get("/api/recommendations/for-you/", {"user": alice}).status_code == 200
+
+    client.force_login(catalog.users["alice"])
+    assert client.get("/api/recommendations/for-you/", {"user": alice}).status_code == 200
+
+
+def test_api_keys_need_the_read_scope(catalog, model):
+    alice = catalog.users["alice"].pk
+    refused = key_client("events:write").get("/api/recommendations/for-you/", {"user": alice})
+    assert refused.status_code == 403 and "recommendations:read" in refused.json()["detail"]
+    allowed = key_client("recommendations:read").get("/api/recommendations/for-you/", {"user": alice})
+    assert allowed.status_code == 200
+    assert {i["title"] for i in allowed.json()["results"][:3]} <= set(TITLES["Face"])
+
+
+def test_unknown_ids_are_404_with_a_message(client, catalog):
+    client.force_login(catalog.users["staff"])
+    for path, text in [
+        ("/api/recommendations/similar/999999/", "No product with id '999999'"),
+        ("/api/recommendations/similar/not-a-number/", "No product with id 'not-a-number'"),
+        ("/api/recommendations/bought-together/999999/", "No product"),
+        ("/api/recommendations/similar-stores/999999/", "No store with id '999999'"),
+        ("/api/recommendations/store-products/999999/", "No store"),
+        ("/api/recommendations/for-you/?user=999999", "No user with id '999999'"),
+    ]:
+        response = client.get(path)
+        assert response.status_code == 404, path
+        assert text in response.json()["detail"], path
+
+
+def test_bad_parameters_are_400_listing_each(client, catalog):
+    response = client.get("/api/recommendations/trending/", {"limit": "0", "explain": "maybe", "limt": "5"})
+    assert response.status_code == 400
+    errors = response.json()
+    assert set(errors) == {"limt"}  # unknown names first: a typo is never silently ignored
+    response = client.get("/api/recommendations/trending/", {"limit": "0", "explain": "maybe"})
+    assert set(response.json()) == {"limit", "explain"}
+    assert client.get("/api/search/").status_code == 400
+    long_query = client.get("/api/search/", {"q": "x" * 300})
+    assert long_query.status_code == 400 and "q" in long_query.json()
+
+
+def test_rerank_endpoint(client, catalog, model):
+    client.force_login(catalog.users["alice"])
+    given = catalog.ids("Argan shampoo", "Clay face mask", "Red nail polish")
+    response = client.post("/api/recommendations/rerank/", {"product_ids": given}, format="json")
+    assert response.status_code == 200, response.content
+    assert response.json()["results"][0]["title"] == "Clay face mask"
+    unknown = client.post("/api/recommendations/rerank/", {"product_ids": [*given, "999999"]}, format="json")
+    assert unknown.status_code == 404 and "999999" in unknown.json()["detail"]
+    empty = client.post("/api/recommendations/rerank/", {"product_ids": []}, format="json")
+    assert empty.status_code == 400 and "product_ids" in empty.json()
+
+
+def test_exclude_parameter(client, catalog, model):
+    client.force_login(catalog.users["alice"])
+    first = client.get("/api/recommendations/for-you/", {"limit": 1}).json()["results"][0]["id"]
+    again = client.get("/api/recommendations/for-you/", {"limit": 3, "exclude": f"{first},999"}).json()
+    assert first not in [item["id"] for item in again["results"]]
+
+
+def test_search_endpoint_tolerates_typos(client, catalog):
+    body = client.get("/api/search/", {"q": "shampo", "explain": "true"}).json()
+    assert {item["title"] for item in body["results"]} == {"Argan shampoo", "Dry shampoo spray"}
+    assert body["results"][0]["reason"] == "Matches “shampo”"
+
+
+def test_schema_documents_the_endpoints_and_docs_work_offline(client, catalog):
+    schema = client.get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json").json()
+    for path in (
+        "/api/recommendations/for-you/",
+        "/api/recommendations/similar/{product_id}/",
+        "/api/search/",
+    ):
+        assert path in schema["paths"], path
+    params = {p["name"] for p in schema["paths"]["/api/search/"]["get"]["parameters"]}
+    assert {"q", "limit", "explain", "user"} <= params
+    for page in ("/api/docs/", "/api/redoc/"):
+        html = client.get(page).content.decode()
+        assert "drf_spectacular_sidecar" in html and "cdn." not in html, page
+
+
+def test_browsable_api_renders(client, catalog):
+    response = client.get("/api/recommendations/trending/", HTTP_ACCEPT="text/html")
+    assert response.status_code == 200 and b"Trending" in response.content
