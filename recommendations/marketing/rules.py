@@ -7,7 +7,7 @@ keys instead of a rule that silently does nothing::
     {
         "rfm_segments": ["loyal_high_spender"],   # member benefits: who qualifies
         "logged_in_only": true,                  # anonymous visitors never see it
-        "min_score": 0.5,                        # engagement score needed to qualify
+        "min_score": 0.5,                        # interest needed to qualify (default: none)
         "max_audience": 5000,                    # size of a saved audience (Segment)
         "inventory": {"min_stock": 50, "max_units_sold": 2, "days": 30, "limit": 100}
     }
@@ -43,7 +43,7 @@ class InventoryRule:
 class AudienceRules:
     rfm_segments: tuple[str, ...] = ()
     logged_in_only: bool = False
-    min_score: float = 0.0
+    min_score: float | None = None
     max_audience: int = DEFAULT_MAX_AUDIENCE
     inventory: InventoryRule | None = None
 
@@ -105,10 +105,10 @@ def parse_rules(raw: Any) -> AudienceRules:
     logged_in_only = raw.get("logged_in_only", False)
     if not isinstance(logged_in_only, bool):
         errors.append(f"logged_in_only must be true or false, got {logged_in_only!r}.")
-    min_score = raw.get("min_score", 0.0)
-    if isinstance(min_score, bool) or not isinstance(min_score, int | float):
+    min_score = raw.get("min_score")
+    if min_score is not None and (isinstance(min_score, bool) or not isinstance(min_score, int | float)):
         errors.append(f"min_score must be a number, got {min_score!r}.")
-        min_score = 0.0
+        min_score = None
     max_audience = _int(
         raw.get("max_audience", DEFAULT_MAX_AUDIENCE), "max_audience", 1, MAX_AUDIENCE_LIMIT, errors
     )
@@ -118,7 +118,7 @@ def parse_rules(raw: Any) -> AudienceRules:
     return AudienceRules(
         rfm_segments=tuple(segments),
         logged_in_only=bool(logged_in_only),
-        min_score=float(min_score),
+        min_score=float(min_score) if min_score is not None else None,
         max_audience=max_audience if max_audience is not None else DEFAULT_MAX_AUDIENCE,
         inventory=inventory,
     )

@@ -1,0 +1,201 @@
+"""Which variant a visitor gets: the one call serving makes on every request.
+
+`variant_for(who)` accepts whatever the caller has (a request, a user, a serving
+`Audience`, an anonymous session id) and returns a `VariantChoice`, or None when no
+experiment is live. Signed-in users are bucketed by their primary key, anonymous visitors
+by the engine's session id (`events.tracking.get_session_id`), so a visitor sees the same
+variant on every page and in the API. A user who signs in mid-visit is bucketed by account
+from then on (their variant may change once; the account's is the one that counts).
+
+When no experiment runs, the winner of the most recently promoted experiment is the
+default for everyone: that is what "promote" means.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from decimal import Decimal
+from functools import lru_cache
+from typing import Any
+
+from django.db import DatabaseError
+
+from recommendations.events.tracking import get_session_id
+from recommendations.experiments.bucketing import assign
+from recommendations.models import (
+    Assignment,
+    Experiment,
+    ExperimentStatus,
+    ModelStatus,
+    ModelVersion,
+    Variant,
+)
+from recommendations.vectors.queries import active_version
+
+logger = logging.getLogger(__name__)
+
+# Seconds a process trusts its snapshot of the live experiment; start/stop clear it at once
+# in the process that makes the change, other processes follow within this delay.
+LIVE_TTL = 5.0
+
+
+@dataclass(frozen=True)
+class VariantChoice:
+    """What serving needs to know about the visitor's variant; empty fields mean "default"."""
+
+    experiment_key: str
+    variant_key: str
+    variant_id: int
+    model_version_id: int | None = None
+    model_version: ModelVersion | None = field(default=None, hash=False, compare=False, repr=False)
+    recommender: str = ""
+    rules: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
+    # True when this is a promoted winner served to everyone, not a running test.
+    is_default: bool = False
+
+
+@dataclass(frozen=True)
+class _Live:
+    experiment_id: int
+    key: str
+    running: bool
+    variants: tuple[tuple[VariantChoice, Decimal], ...]
+
+
+@dataclass(frozen=True)
+class Visitor:
+    user_id: Any = None
+    session_id: str = ""
+
+    @property
+    def unit(self) -> str | None:
+        """The id that is hashed: the account when signed in, else the session."""
+        if self.user_id is not None:
+            return f"u:{self.user_id}"
+        return f"s:{self.session_id}" if self.session_id else None
+
+
+_lock = threading.Lock()
+_snapshot: tuple[float, _Live | None] | None = None
+
+
+def _choice(variant: Variant, *, is_default: bool = False) -> VariantChoice:
+    return VariantChoice(
+        experiment_key=variant.experiment.key,
+        variant_key=variant.key,
+        variant_id=variant.pk,
+        model_version_id=variant.model_version_id,
+        model_version=variant.model_version,
+        recommender=variant.recommender,
+        rules=dict(variant.rules or {}),
+        is_default=is_default,
+    )
+
+
+def _load_live() -> _Live | None:
+    running = Experiment.objects.filter(status=ExperimentStatus.RUNNING).first()
+    if running is not None:
+        variants = running.variants.select_related("experiment", "model_version").order_by("pk")
+        return _Live(running.pk, running.key, True, tuple((_choice(v), v.traffic_share) for v in variants))
+    promoted = (
+        Experiment.objects.filter(status=ExperimentStatus.STOPPED, winner__isnull=False)
+        .select_related("winner__experiment", "winner__model_version")
+        .order_by("-stopped_at")
+        .first()
+    )
+    if promoted is None:
+        return None
+    winner = promoted.winner
+    return _Live(promoted.pk, promoted.key, False, ((_choice(winner, is_default=True), Decimal(100)),))
+
+
+def live_experiment() -> _Live | None:
+    """The running experiment (or the promoted default), cached for `LIVE_TTL` seconds."""
+    global _snapshot
+    now = time.monotonic()
+    with _lock:
+        if _snapshot is None or now - _snapshot[0] > LIVE_TTL:
+            _snapshot = (now, _load_live())
+        return _snapshot[1]
+
+
+def clear_cache() -> None:
+    """Forget the live snapshot and the exposures already recorded (after start/stop/promote)."""
+    global _snapshot
+    with _lock:
+        _snapshot = None
+    _record_exposure.cache_clear()
+
+
+def visitor_of(who: Any) -> Visitor:
+    """Who is asking, from a request (Django or DRF), a user, an `Audience`, or a session id."""
+    if who is None:
+        return Visitor()
+    if isinstance(who, str):
+        return Visitor(session_id=who)
+    if hasattr(who, "session_id") and hasattr(who, "user_id"):  # serving.types.Audience
+        return Visitor(who.user_id, who.session_id or "")
+    if hasattr(who, "META") or hasattr(who, "_request"):  # HttpRequest or DRF Request
+        user = getattr(who, "user", None)
+        if user is not None and user.is_authenticated:
+            return Visitor(user.pk)
+        return Visitor(session_id=get_session_id(who))
+    if hasattr(who, "is_authenticated"):  # a user, or AnonymousUser
+        return Visitor(who.pk) if who.is_authenticated else Visitor()
+    raise TypeError(
+        f"variant_for() takes a request, a user, an Audience or a session id, not {type(who).__name__}."
+    )
+
+
+@lru_cache(maxsize=50_000)
+def _record_exposure(experiment_id: int, variant_id: int, user_id: Any, session_id: str) -> None:
+    """Store the first exposure, once per process and visitor (a failed write is not cached,
+    so it is tried again); the unique constraints dedupe across processes."""
+    Assignment.objects.bulk_create(
+        [
+            Assignment(
+                experiment_id=experiment_id,
+                variant_id=variant_id,
+                user_id=user_id,
+                session_id="" if user_id is not None else session_id[:64],
+            )
+        ],
+        ignore_conflicts=True,
+    )
+
+
+def variant_for(who: Any, *, record: bool = True) -> VariantChoice | None:
+    """The visitor's variant of the live experiment, or None (serve the defaults).
+
+    `record=False` asks without logging an exposure (previews, the admin).
+    """
+    live = live_experiment()
+    if live is None:
+        return None
+    if not live.running:
+        return live.variants[0][0]
+    visitor = visitor_of(who)
+    unit = visitor.unit
+    if unit is None:
+        return None
+    choice = assign(live.key, unit, live.variants)
+    if record:
+        try:
+            _record_exposure(live.experiment_id, choice.variant_id, visitor.user_id, visitor.session_id)
+        except DatabaseError:
+            # Serving must not fail because an exposure could not be written.
+            logger.exception("Could not record an exposure to experiment %r; serving goes on", live.key)
+    return choice
+
+
+def model_version_for(who: Any) -> ModelVersion | None:
+    """The model version to serve this visitor: the variant's when it still has vectors
+    (ready or active), else the active one."""
+    choice = variant_for(who)
+    version = choice.model_version if choice is not None else None
+    if version is not None and version.status in (ModelStatus.READY, ModelStatus.ACTIVE):
+        return version
+    return active_version()

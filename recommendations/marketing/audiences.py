@@ -1,0 +1,128 @@
+"""Audiences: for one campaign, the signed-in users most likely to engage, best first.
+
+`build_audience()` computes the list without saving it (admin preview, the API when no
+segment exists); `refresh_segment()` saves it as a `Segment` by replacing the members in one
+transaction, so a reader never sees half an audience. The method depends on the campaign:
+
+- member benefits: customers in the named RFM segments, biggest spenders first;
+- promotions and flash sales: users whose model taste vector is closest to the campaign's
+  products (`interest`), or, with no active model or no vectors for those products, users
+  with the most recent behaviour in its products, stores and categories (`affinity`).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.utils import timezone
+
+from recommendations.marketing.affinity import users_by_affinity
+from recommendations.marketing.interest import users_by_interest
+from recommendations.marketing.rfm import customers
+from recommendations.models import Campaign, CampaignKind, Segment, SegmentMember
+from recommendations.vectors.queries import active_version
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class AudienceList:
+    """Users (id, score), most engaged first, and how they were scored."""
+
+    method: str
+    members: list[tuple[Any, float]]
+
+    def __len__(self) -> int:
+        return len(self.members)
+
+
+def _by_rfm(campaign: Campaign, limit: int, now: dt.datetime | None) -> list[tuple[Any, float]]:
+    wanted = set(campaign.rules.rfm_segments)
+    chosen = [c for c in customers(now) if c.segment in wanted]
+    top = max((c.monetary for c in chosen), default=0.0) or 1.0
+    chosen.sort(key=lambda c: (-c.monetary, str(c.user_id)))
+    return [(c.user_id, c.monetary / top) for c in chosen[:limit]]
+
+
+def build_audience(
+    campaign: Campaign, limit: int | None = None, now: dt.datetime | None = None
+) -> AudienceList:
+    """The campaign's audience (not saved). Raises `ValidationError` for a campaign that
+    targets nothing, naming what to add."""
+    problem = campaign.targeting_error()
+    if problem:
+        raise ValidationError(problem)
+    rules = campaign.rules
+    limit = limit or rules.max_audience
+    if campaign.kind == CampaignKind.MEMBER_BENEFIT:
+        method, members = "rfm", _by_rfm(campaign, limit, now)
+    else:
+        version = active_version()
+        found = users_by_interest(campaign, version, limit) if version is not None else None
+        if found is None:
+            method, members = "affinity", users_by_affinity(campaign, limit, now)
+        else:
+            method, members = "vectors", found
+    if rules.min_score is not None:
+        members = [(user_id, score) for user_id, score in members if score >= rules.min_score]
+    return AudienceList(method, members)
+
+
+def refresh_segment(segment: Segment, now: dt.datetime | None = None) -> Segment:
+    """Recompute and save the segment's members (all replaced at once)."""
+    if segment.campaign is None:
+        raise ValidationError(f"Segment {segment.name!r} has no campaign (was it deleted?); choose one.")
+    started = time.monotonic()
+    audience = build_audience(segment.campaign, segment.max_size, now)
+    with transaction.atomic():
+        SegmentMember.objects.filter(segment=segment).delete()
+        SegmentMember.objects.bulk_create(
+            [
+                SegmentMember(segment=segment, user_id=user_id, score=score)
+                for user_id, score in audience.members
+            ],
+            batch_size=5000,
+        )
+        segment.size = len(audience)
+        segment.method = audience.method
+        segment.refreshed_at = timezone.now()
+        segment.save(update_fields=["size", "method", "refreshed_at"])
+    logger.info(
+        "Refreshed segment %r for campaign %r: %d users by %s in %.2fs",
+        segment.name,
+        segment.campaign.name,
+        segment.size,
+        segment.method,
+        time.monotonic() - started,
+    )
+    return segment
+
+
+def create_segment(campaign: Campaign, name: str = "", max_size: int | None = None) -> Segment:
+    """Save the campaign's audience as a new segment (validated first; nothing saved on error)."""
+    segment = Segment(name=name or f"Audience of {campaign.name}"[:200], campaign=campaign, max_size=max_size)
+    segment.full_clean()
+    with transaction.atomic():
+        segment.save()
+        return refresh_segment(segment)
+
+
+def refresh_due_segments() -> dict[str, int]:
+    """Refresh every auto-refreshed segment; one failing segment does not stop the others."""
+    done = failed = 0
+    for segment in Segment.objects.filter(auto_refresh=True, campaign__isnull=False).select_related(
+        "campaign"
+    ):
+        try:
+            refresh_segment(segment)
+            done += 1
+        except ValidationError as exc:
+            failed += 1
+            logger.warning("Segment %r was not refreshed: %s", segment.name, " ".join(exc.messages))
+    return {"refreshed": done, "failed": failed}

@@ -1,0 +1,77 @@
+"""Audiences as rows and CSV, for a newsletter tool.
+
+Columns: user id, username, email, score (and the segment when several are exported).
+Cells that a spreadsheet would run as a formula (starting with =, +, -, @) are prefixed
+with a quote: user names are user input.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Iterable, Iterator, Sequence
+from typing import IO, Any
+
+from django.contrib.auth import get_user_model
+
+from recommendations.models import Segment, SegmentMember
+
+FIELDS = ("user_id", "username", "email", "score")
+FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _user_fields() -> tuple[str, str]:
+    model = get_user_model()
+    return model.USERNAME_FIELD, model.get_email_field_name()
+
+
+def audience_rows(members: Iterable[tuple[Any, float]]) -> list[dict[str, Any]]:
+    """User details for (user id, score) pairs, in the given order; deleted users are dropped."""
+    members = list(members)
+    username, email = _user_fields()
+    users = {
+        row["pk"]: row
+        for row in get_user_model()
+        .objects.filter(pk__in=[m[0] for m in members])
+        .values("pk", username, email)
+    }
+    return [
+        {
+            "user_id": user_id,
+            "username": users[user_id][username],
+            "email": users[user_id][email],
+            "score": score,
+        }
+        for user_id, score in members
+        if user_id in users
+    ]
+
+
+def segment_rows(segment: Segment) -> Iterator[dict[str, Any]]:
+    """The segment's members with their details, most engaged first (streamed)."""
+    username, email = _user_fields()
+    rows = (
+        SegmentMember.objects.filter(segment=segment)
+        .order_by("-score", "user_id")
+        .values_list("user_id", f"user__{username}", f"user__{email}", "score")
+    )
+    for user_id, name, address, score in rows.iterator(chunk_size=5000):
+        yield {"user_id": user_id, "username": name, "email": address, "score": score}
+
+
+def _cell(value: Any) -> Any:
+    if isinstance(value, str) and value.startswith(FORMULA_PREFIXES):
+        return "'" + value
+    if isinstance(value, float):
+        return f"{value:.6f}"
+    return value
+
+
+def write_csv(rows: Iterable[dict[str, Any]], out: IO[str], fields: Sequence[str] = FIELDS) -> int:
+    """Write rows under a header of `fields`; returns the number of rows written."""
+    writer = csv.DictWriter(out, fieldnames=list(fields), extrasaction="ignore")
+    writer.writeheader()
+    count = 0
+    for row in rows:
+        writer.writerow({name: _cell(value) for name, value in row.items()})
+        count += 1
+    return count

@@ -1,0 +1,127 @@
+"""What a campaign is about, in product terms, read through the catalogue adapter.
+
+A campaign names products, category names and stores. Targeting needs two views of that:
+
+- the *offer*: available products the campaign shows (its own products, those of its stores
+  and categories, or for an inventory flash sale the slow sellers among them); their
+  vectors describe the campaign to the model;
+- the *match*: whether a product a shopper touched belongs to the campaign's world (same
+  product, store or category), which is how interest is measured without a model.
+
+Category names are matched against the adapter's category path, so resolving them reads
+the catalogue once; results are cached for `CACHE_SECONDS` per campaign version.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import TypeVar
+
+from django.core.cache import cache
+
+from recommendations.adapters import ProductRecord, get_product_adapter
+from recommendations.marketing.inventory import slow_sellers
+from recommendations.models import Campaign
+
+CACHE_SECONDS = 600
+CACHE_PREFIX = "recommendations:campaign-products:"
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class CampaignScope:
+    """The campaign's products, stores and categories (lower-cased) as sets, for matching."""
+
+    product_ids: frozenset[str]
+    store_ids: frozenset[str]
+    categories: frozenset[str]
+
+    def matches(self, record: ProductRecord) -> bool:
+        """Whether this product belongs to the campaign's world."""
+        return (
+            record.id in self.product_ids
+            or (record.store_id is not None and record.store_id in self.store_ids)
+            or any(name.lower() in self.categories for name in record.category_path)
+        )
+
+    @property
+    def is_empty(self) -> bool:
+        return not (self.product_ids or self.store_ids or self.categories)
+
+
+def _cached(campaign: Campaign, part: str, compute: Callable[[], T]) -> T:
+    """Reuse a result per campaign for CACHE_SECONDS; editing the campaign starts afresh."""
+    stamp = campaign.updated_at.timestamp() if campaign.updated_at else 0
+    key = f"{CACHE_PREFIX}{part}:{campaign.pk}:{stamp}"
+    found = cache.get(key)
+    if found is None:
+        found = compute()
+        cache.set(key, found, CACHE_SECONDS)
+    return found
+
+
+def _records_matching(scope: CampaignScope, available_only: bool) -> Iterable[ProductRecord]:
+    adapter = get_product_adapter()
+    queryset = adapter.available_queryset() if available_only else adapter.index_queryset()
+    if not scope.categories:
+        # Without categories the ORM can narrow the scan to the named products and stores.
+        keys = list(scope.product_ids)
+        if scope.store_ids and adapter.store_field:
+            store_products = queryset.filter(**{f"{adapter.store_field}__in": list(scope.store_ids)})
+            keys += [adapter.key(pk) for pk in store_products.values_list("pk", flat=True)]
+        queryset = queryset.filter(pk__in=keys)
+    return (record for record in adapter.records(queryset) if scope.matches(record))
+
+
+def explicit_scope(campaign: Campaign) -> CampaignScope:
+    """The products, stores and categories the campaign names itself."""
+    return CampaignScope(
+        frozenset(campaign.product_ids),
+        frozenset(campaign.store_ids),
+        frozenset(name.lower() for name in campaign.category_names),
+    )
+
+
+def offer(campaign: Campaign) -> list[str]:
+    """Available products the campaign shows; for an inventory flash sale, its slow sellers."""
+
+    def compute() -> list[str]:
+        scope = explicit_scope(campaign)
+        inventory = campaign.rules.inventory
+        if inventory is not None:
+            within = None if scope.is_empty else [r.id for r in _records_matching(scope, available_only=True)]
+            return slow_sellers(inventory, within=within)
+        return [] if scope.is_empty else [r.id for r in _records_matching(scope, available_only=True)]
+
+    return _cached(campaign, "offer", compute)
+
+
+def interest_scope(campaign: Campaign) -> CampaignScope:
+    """What counts as interest in the campaign: its own scope, and for an inventory flash
+    sale also the categories of its slow sellers (they rarely sell, so few shoppers touched
+    them; shoppers of their categories are the likely buyers)."""
+    scope = explicit_scope(campaign)
+    if campaign.rules.inventory is None:
+        return scope
+
+    def compute() -> CampaignScope:
+        adapter = get_product_adapter()
+        products = offer(campaign)
+        leaves = {
+            r.category_path[-1].lower() for r in adapter.records(adapter.by_keys(products)) if r.category_path
+        }
+        return CampaignScope(
+            scope.product_ids | frozenset(products), scope.store_ids, scope.categories | leaves
+        )
+
+    return _cached(campaign, "interest", compute)
+
+
+def scope_product_ids(campaign: Campaign) -> list[str]:
+    """Every product (available or not) in the campaign's interest scope, for event queries."""
+    return _cached(
+        campaign,
+        "scope",
+        lambda: [r.id for r in _records_matching(interest_scope(campaign), available_only=False)],
+    )

@@ -1,0 +1,120 @@
+"""Which running campaigns one visitor should see, best first.
+
+- Promotions and flash sales are ranked by the visitor's interest in what they offer: with
+  an active model, through serving's ranking hook (`serving.campaigns.rank_product_sets`,
+  taste vector against the campaign's products); without one, by category/store affinity
+  from the visitor's events (`affinity`).
+- Member benefits go to signed-in customers whose RFM segment the campaign names.
+- A campaign that reached its impression cap (counted from `campaign_view` events) is not
+  shown; `logged_in_only` and `min_score` rules are applied last.
+
+Campaigns are ordered by priority, then score: priority is the shop's word, score breaks ties.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from django.core.cache import cache
+from django.db.models import Count
+from django.db.models.fields.json import KT
+
+from recommendations.marketing.affinity import visitor_affinity
+from recommendations.marketing.products import interest_scope, offer
+from recommendations.marketing.rfm import customer_rfm
+from recommendations.models import Campaign, CampaignKind, Event, EventType
+from recommendations.models.marketing import CAMPAIGN_CONTEXT_KEY
+from recommendations.serving.campaigns import rank_product_sets
+from recommendations.serving.types import Audience
+from recommendations.vectors.queries import active_version
+
+VIEWS_CACHE_SECONDS = 60
+SEGMENT_REASONS = {
+    "loyal_high_spender": "A thank-you for one of our best customers",
+    "lapsing": "We miss you: an offer to welcome you back",
+    "new_customer": "Welcome: an offer for your next order",
+    "occasional": "An offer for our members",
+}
+
+
+@dataclass(frozen=True)
+class CampaignMatch:
+    """A campaign chosen for a visitor: how well it fits, why, and how that was measured."""
+
+    campaign: Campaign
+    score: float
+    reason: str
+    # "model" (taste vectors via serving), "affinity" (events), "rfm" (customer segment).
+    method: str
+
+
+def views_so_far(campaigns: Sequence[Campaign]) -> dict[int, int]:
+    """`campaign_view` events per campaign (for impression caps), cached for a minute."""
+    ids = sorted(c.pk for c in campaigns)
+    if not ids:
+        return {}
+    key = "recommendations:campaign-views:" + ",".join(map(str, ids))
+    counts = cache.get(key)
+    if counts is None:
+        rows = (
+            Event.objects.filter(event_type=EventType.CAMPAIGN_VIEW)
+            .annotate(campaign=KT(f"context__{CAMPAIGN_CONTEXT_KEY}"))
+            .filter(campaign__in=[str(pk) for pk in ids])
+            .values("campaign")
+            .annotate(n=Count("id"))
+        )
+        counts = {int(row["campaign"]): row["n"] for row in rows}
+        cache.set(key, counts, VIEWS_CACHE_SECONDS)
+    return counts
+
+
+def showable_campaigns(now: dt.datetime | None = None) -> list[Campaign]:
+    """Running campaigns that have not reached their impression cap."""
+    campaigns = list(Campaign.objects.running(now))
+    capped = [c for c in campaigns if c.impression_cap is not None]
+    views = views_so_far(capped)
+    return [c for c in campaigns if c.impression_cap is None or views.get(c.pk, 0) < c.impression_cap]
+
+
+def _interest(audience: Audience, campaigns: list[Campaign]) -> dict[int, tuple[float, str, str]]:
+    """(score, reason, method) per campaign id for promotions and flash sales."""
+    if not campaigns:
+        return {}
+    if active_version() is not None:
+        ranked = rank_product_sets(audience, {c.pk: offer(c) for c in campaigns})
+        return {r.key: (r.score, r.reason, "model") for r in ranked}
+    scores = visitor_affinity(audience, {c.pk: interest_scope(c) for c in campaigns})
+    return {
+        pk: (score, "Matches what you looked at" if score > 0 else "Current offer", "affinity")
+        for pk, score in scores.items()
+    }
+
+
+def campaigns_for(audience: Audience, limit: int = 3, now: dt.datetime | None = None) -> list[CampaignMatch]:
+    """The campaigns to show this visitor now, best first (at most `limit`)."""
+    campaigns = showable_campaigns(now)
+    signed_in = audience.user_id is not None
+    campaigns = [c for c in campaigns if signed_in or not c.rules.logged_in_only]
+    interest = _interest(audience, [c for c in campaigns if c.kind != CampaignKind.MEMBER_BENEFIT])
+    segment = None
+    if signed_in and any(c.kind == CampaignKind.MEMBER_BENEFIT for c in campaigns):
+        rfm = customer_rfm(audience.user_id, now)
+        segment = rfm.segment if rfm else None
+
+    matches = []
+    for campaign in campaigns:
+        rules = campaign.rules
+        if campaign.kind == CampaignKind.MEMBER_BENEFIT:
+            if segment is None or segment not in rules.rfm_segments:
+                continue
+            match = CampaignMatch(campaign, 1.0, SEGMENT_REASONS[segment], "rfm")
+        else:
+            score, reason, method = interest.get(campaign.pk, (0.0, "Current offer", "affinity"))
+            match = CampaignMatch(campaign, score, reason, method)
+        if rules.min_score is not None and match.score < rules.min_score:
+            continue
+        matches.append(match)
+    matches.sort(key=lambda m: (-m.campaign.priority, -m.score, m.campaign.pk))
+    return matches[:limit]

@@ -1,0 +1,155 @@
+"""Each targeting rule picks the planted users (see conftest.py for who did what)."""
+
+import datetime as dt
+
+import pytest
+from django.core.exceptions import ValidationError
+
+from recommendations.marketing.audiences import build_audience
+from recommendations.marketing.inventory import slow_sellers
+from recommendations.marketing.products import offer
+from recommendations.marketing.rfm import customer_rfm, customers
+from recommendations.marketing.rules import InventoryRule
+from recommendations.marketing.targeting import campaigns_for
+from recommendations.models import Campaign, CampaignKind
+from recommendations.serving.types import Audience
+from tests.marketing.conftest import add_event
+
+
+def promotion(**fields) -> Campaign:
+    return Campaign.objects.create(name=fields.pop("name", "Promo"), kind=CampaignKind.PROMOTION, **fields)
+
+
+def users_of(audience) -> list:
+    return [user_id for user_id, _ in audience.members]
+
+
+def test_interest_promotion_without_a_model_uses_category_affinity(shop):
+    tea = promotion(name="Tea week", category_names=["Tea"])
+    audience = build_audience(tea)
+    assert audience.method == "affinity"
+    # tea_lover viewed three teas and bought one; newbie bought one tea; nobody else touched tea.
+    assert users_of(audience) == [shop.users["tea_lover"].pk, shop.users["newbie"].pk]
+    assert all(0 < score < 1 for _, score in audience.members)
+
+
+def test_store_affinity_counts_the_store_products(shop):
+    garden_store = promotion(name="Green House days", store_ids=[str(shop.stores["Garden"].pk)])
+    # lapsing bought garden products 200 days ago: decayed, but still after gardener's recent activity.
+    assert users_of(build_audience(garden_store)) == [shop.users["gardener"].pk, shop.users["lapsing"].pk]
+
+
+def test_interest_promotion_with_a_model_uses_user_vectors(shop, model):
+    coffee = promotion(name="Coffee", product_ids=shop.ids("Coffee")[:2])
+    audience = build_audience(coffee, limit=2)
+    assert audience.method == "vectors"
+    assert users_of(audience)[0] == shop.users["coffee_lover"].pk
+    assert audience.members[0][1] > 0.9 > audience.members[1][1]
+
+
+def test_model_without_vectors_for_the_campaign_falls_back_to_affinity(shop, model):
+    from recommendations.models import ProductVector
+
+    ProductVector.objects.filter(product_id__in=shop.ids("Tea")).delete()
+    audience = build_audience(promotion(category_names=["tea"]))  # names match case-insensitively
+    assert audience.method == "affinity"
+    assert set(users_of(audience)) == shop.user_ids("tea_lover", "newbie")
+
+
+def test_member_benefits_follow_rfm_segments(shop):
+    segments = {c.user_id: c.segment for c in customers()}
+    assert segments[shop.users["loyal"].pk] == "loyal_high_spender"
+    assert segments[shop.users["lapsing"].pk] == "lapsing"
+    assert segments[shop.users["newbie"].pk] == "new_customer"
+    assert shop.users["bystander"].pk not in segments
+
+    points = Campaign.objects.create(
+        name="Double points", kind=CampaignKind.MEMBER_BENEFIT, audience_rules={"rfm_segments": ["loyal_high_spender"]}
+    )
+    win_back = Campaign.objects.create(
+        name="Come back", kind=CampaignKind.MEMBER_BENEFIT, audience_rules={"rfm_segments": ["lapsing"]}
+    )
+    assert users_of(build_audience(points)) == [shop.users["loyal"].pk]
+    assert users_of(build_audience(win_back)) == [shop.users["lapsing"].pk]
+    assert build_audience(points).method == "rfm"
+    loyal = customer_rfm(shop.users["loyal"].pk)
+    assert (loyal.frequency, loyal.monetary, loyal.segment) == (5, 600.0, "loyal_high_spender")
+
+
+def test_flash_sale_finds_slow_sellers_and_their_likely_buyers(shop):
+    rule = InventoryRule(min_stock=100, max_units_sold=0, days=30, limit=10)
+    assert set(slow_sellers(rule)) == {shop.slow_seller(c) for c in ("Tea", "Coffee", "Garden")}
+    # A slow seller that starts selling is no longer one.
+    add_event("purchase", user=shop.users["bystander"], product=shop.products["Tea"][-1], value=3)
+    assert shop.slow_seller("Tea") not in slow_sellers(rule)
+
+    sale = Campaign.objects.create(
+        name="Garden clearance",
+        kind=CampaignKind.FLASH_SALE,
+        category_names=["Garden"],
+        audience_rules={"inventory": {"min_stock": 100, "max_units_sold": 0}},
+    )
+    assert offer(sale) == [shop.slow_seller("Garden")]
+    # Nobody touched the slow seller itself; buyers of its category are the likely buyers.
+    assert set(users_of(build_audience(sale))) == shop.user_ids("gardener", "lapsing")
+
+
+def test_min_score_and_max_audience_rules(shop):
+    tea = promotion(category_names=["Tea"], audience_rules={"max_audience": 1})
+    assert users_of(build_audience(tea)) == [shop.users["tea_lover"].pk]
+    strict = promotion(category_names=["Tea"], audience_rules={"min_score": 0.7})
+    assert users_of(build_audience(strict)) == [shop.users["tea_lover"].pk]
+
+
+def test_an_audience_for_an_empty_campaign_is_refused(shop):
+    empty = promotion(name="Nothing")
+    with pytest.raises(ValidationError, match="promotes nothing: add products, categories or stores"):
+        build_audience(empty)
+    benefit = Campaign.objects.create(name="Perk", kind=CampaignKind.MEMBER_BENEFIT)
+    with pytest.raises(ValidationError, match="names no customer segment"):
+        build_audience(benefit)
+
+
+def test_for_me_ranks_by_priority_then_interest(shop):
+    tea = promotion(name="Tea week", category_names=["Tea"])
+    coffee = promotion(name="Coffee week", category_names=["Coffee"])
+    garden = promotion(name="Garden week", category_names=["Garden"], priority=5)
+    matches = campaigns_for(Audience(user=shop.users["tea_lover"]), limit=3)
+    assert [m.campaign for m in matches] == [garden, tea, coffee]
+    assert matches[1].score > 0 and matches[2].score == 0
+    assert matches[1].method == "affinity"
+
+
+def test_for_me_follows_an_anonymous_session(shop):
+    tea = promotion(name="Tea week", category_names=["Tea"])
+    coffee = promotion(name="Coffee week", category_names=["Coffee"])
+    add_event("view", session="anon-1", product=shop.products["Coffee"][2])
+    assert [m.campaign for m in campaigns_for(Audience(session_id="anon-1"))] == [coffee, tea]
+
+
+def test_for_me_with_a_model_uses_the_serving_ranking_hook(shop, model):
+    tea = promotion(name="Tea week", product_ids=shop.ids("Tea"))
+    garden = promotion(name="Garden week", product_ids=shop.ids("Garden"))
+    matches = campaigns_for(Audience(user=shop.users["gardener"]))
+    assert [m.campaign for m in matches] == [garden, tea]
+    assert matches[0].method == "model"
+
+
+def test_for_me_rules_caps_windows_and_member_benefits(shop):
+    now = shop.now
+    promotion(name="Ended", category_names=["Tea"], starts_at=now - dt.timedelta(days=9), ends_at=now - dt.timedelta(days=1))
+    promotion(name="Paused", category_names=["Tea"], is_active=False)
+    members_only = promotion(name="Members", category_names=["Tea"], audience_rules={"logged_in_only": True})
+    capped = promotion(name="Capped", category_names=["Tea"], impression_cap=2)
+    points = Campaign.objects.create(
+        name="Points", kind=CampaignKind.MEMBER_BENEFIT, audience_rules={"rfm_segments": ["loyal_high_spender"]}
+    )
+    for _ in range(2):
+        add_event("campaign_view", session="s", context={"campaign": str(capped.pk)})
+
+    loyal = {m.campaign for m in campaigns_for(Audience(user=shop.users["loyal"]), limit=10)}
+    assert loyal == {members_only, points}
+    assert next(m for m in campaigns_for(Audience(user=shop.users["loyal"])) if m.campaign == points).method == "rfm"
+    tea_lover = {m.campaign for m in campaigns_for(Audience(user=shop.users["tea_lover"]), limit=10)}
+    assert tea_lover == {members_only}
+    assert campaigns_for(Audience(session_id="someone"), limit=10) == []
