@@ -3,14 +3,25 @@
     path("api/", include("recommendations.api.urls")),
 """
 
-from django.urls import path
+from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
+from rest_framework.routers import SimpleRouter
 
 from recommendations.api import recommendations as rec_views
 from recommendations.api.events import EventBatchView
+from recommendations.api.marketing import (
+    CampaignAudienceView,
+    CampaignsForMeView,
+    CampaignViewSet,
+    ExperimentViewSet,
+)
 from recommendations.api.search import SearchView
 
 app_name = "recommendations_api"
+
+marketing_router = SimpleRouter()
+marketing_router.register("campaigns", CampaignViewSet, basename="campaign")
+marketing_router.register("experiments", ExperimentViewSet, basename="experiment")
 
 urlpatterns = [
     path("events/", EventBatchView.as_view(), name="events"),
@@ -41,4 +52,8 @@ urlpatterns = [
     ),
     path("recommendations/rerank/", rec_views.RerankView.as_view(), name="rerank"),
     path("search/", SearchView.as_view(), name="search"),
+    # Marketing: the two fixed paths come before the router's `campaigns/<pk>/`.
+    path("campaigns/for-me/", CampaignsForMeView.as_view(), name="campaigns-for-me"),
+    path("campaigns/<int:pk>/audience/", CampaignAudienceView.as_view(), name="campaign-audience"),
+    path("", include(marketing_router.urls)),
 ]

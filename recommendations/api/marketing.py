@@ -1,0 +1,410 @@
+"""`/api/campaigns/...` and `/api/experiments/...`: marketing and A/B tests over REST.
+
+- `GET /api/campaigns/for-me/`: the campaigns for the visitor (any visitor; `?user=` for
+  someone else needs staff or an API key with `recommendations:read`, as elsewhere).
+- `GET /api/campaigns/{id}/audience/`: who the campaign should reach, from its latest saved
+  segment or computed live; JSON, or CSV with `?format=csv` / `Accept: text/csv`. Staff, or
+  an API key with `audiences:read`.
+- `/api/campaigns/` and `/api/experiments/`: create, read, change (staff; reading campaigns
+  also with `audiences:read`). Model validation (dates, rules, traffic shares) answers 400.
+- `GET /api/experiments/{id}/results/`, `POST .../start/`, `POST .../stop/` with
+  `{"promote": "<variant key>" | "winner"}` to make a variant the default.
+"""
+
+from __future__ import annotations
+
+import copy
+import io
+from typing import Any
+
+from django.core.exceptions import ImproperlyConfigured
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db import transaction
+from django.shortcuts import get_object_or_404
+from drf_spectacular.utils import OpenApiResponse, extend_schema
+from rest_framework import exceptions, permissions, renderers, serializers, viewsets
+from rest_framework.decorators import action
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from recommendations.api.authentication import ApiKeyAuthentication, CsrfSessionAuthentication
+from recommendations.api.recommendations import CanReadRecommendations, resolve_audience
+from recommendations.api.throttles import ApiRateThrottle
+from recommendations.experiments import lifecycle
+from recommendations.experiments.results import METRICS, ExperimentResults, experiment_results
+from recommendations.marketing.audiences import build_audience
+from recommendations.marketing.export import audience_rows, segment_rows, write_csv
+from recommendations.marketing.products import offer
+from recommendations.marketing.targeting import campaigns_for
+from recommendations.models import Campaign, Experiment, ExperimentStatus, Variant
+from recommendations.models.api_keys import ApiKey, Scope
+from recommendations.models.experiments import validate_shares
+
+AUDIENCES_SCOPE = Scope.AUDIENCES_READ.value
+MAX_FOR_ME = 20
+DEFAULT_AUDIENCE_ROWS = 100
+MAX_AUDIENCE_ROWS = 10_000
+
+
+def _django_errors(exc: DjangoValidationError) -> Any:
+    return exc.message_dict if hasattr(exc, "error_dict") else exc.messages
+
+
+class StaffOrScope(permissions.BasePermission):
+    """Staff users, or an API key with the view's `required_scopes`; writes are staff only."""
+
+    def has_permission(self, request: Request, view: Any) -> bool:
+        if request.user and request.user.is_staff:
+            return True
+        required = tuple(getattr(view, "required_scopes", ()))
+        if isinstance(request.auth, ApiKey):
+            allowed = bool(required) and request.method in permissions.SAFE_METHODS
+            if not (allowed and request.auth.has_scopes(required)):
+                self.message = (
+                    f"This API key may not do this: it needs the {', '.join(required) or 'staff'} scope"
+                    + ("" if request.method in permissions.SAFE_METHODS else " and changes need a staff user")
+                    + "."
+                )
+                return False
+            return True
+        self.message = "Sign in as a staff user" + (
+            f", or send an API key with the {', '.join(required)} scope." if required else "."
+        )
+        return False
+
+
+class ApiView(APIView):
+    authentication_classes = [ApiKeyAuthentication, CsrfSessionAuthentication]
+    throttle_classes = [ApiRateThrottle]
+
+
+class ModelCleanMixin:
+    """Run the model's `clean()` on the would-be instance, so the API refuses what the admin refuses."""
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        attrs = super().validate(attrs)  # type: ignore[misc]
+        model = self.Meta.model  # type: ignore[attr-defined]
+        candidate = copy.copy(self.instance) if self.instance is not None else model()  # type: ignore[attr-defined]
+        for name, value in attrs.items():
+            if name in {f.name for f in model._meta.concrete_fields}:
+                setattr(candidate, name, value)
+        try:
+            candidate.clean()
+        except DjangoValidationError as exc:
+            raise serializers.ValidationError(_django_errors(exc)) from exc
+        return attrs
+
+
+class CampaignSerializer(ModelCleanMixin, serializers.ModelSerializer):
+    class Meta:
+        model = Campaign
+        fields = [
+            "id",
+            "name",
+            "kind",
+            "product_ids",
+            "category_names",
+            "store_ids",
+            "discount_text",
+            "link_url",
+            "starts_at",
+            "ends_at",
+            "impression_cap",
+            "audience_rules",
+            "priority",
+            "is_active",
+            "created_at",
+            "updated_at",
+        ]
+        read_only_fields = ["created_at", "updated_at"]
+
+
+class VariantSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Variant
+        fields = ["id", "key", "name", "is_control", "traffic_share", "model_version", "recommender", "rules"]
+
+
+class ExperimentSerializer(ModelCleanMixin, serializers.ModelSerializer):
+    variants = VariantSerializer(many=True)
+
+    class Meta:
+        model = Experiment
+        fields = [
+            "id",
+            "key",
+            "name",
+            "description",
+            "status",
+            "attribution_window_hours",
+            "min_visitors",
+            "started_at",
+            "stopped_at",
+            "winner",
+            "variants",
+            "created_at",
+        ]
+        read_only_fields = ["status", "started_at", "stopped_at", "winner", "created_at"]
+
+    def validate_key(self, key: str) -> str:
+        if (
+            self.instance is not None
+            and self.instance.status != ExperimentStatus.DRAFT
+            and key != self.instance.key
+        ):
+            raise serializers.ValidationError(
+                "The key salts the bucketing of a started experiment; it cannot change."
+            )
+        return key
+
+    def validate_variants(self, variants: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        try:
+            validate_shares([v.get("traffic_share") for v in variants])
+        except DjangoValidationError as exc:
+            raise serializers.ValidationError(exc.messages) from exc
+        keys = [v["key"] for v in variants]
+        if len(set(keys)) != len(keys):
+            raise serializers.ValidationError("Variant keys must differ within an experiment.")
+        if sum(bool(v.get("is_control")) for v in variants) != 1:
+            raise serializers.ValidationError("Mark exactly one variant as the control.")
+        return variants
+
+    def _write_variants(self, experiment: Experiment, variants: list[dict[str, Any]]) -> None:
+        experiment.variants.all().delete()
+        Variant.objects.bulk_create(Variant(experiment=experiment, **v) for v in variants)
+
+    @transaction.atomic
+    def create(self, validated_data: dict[str, Any]) -> Experiment:
+        variants = validated_data.pop("variants")
+        experiment = Experiment.objects.create(**validated_data)
+        self._write_variants(experiment, variants)
+        return experiment
+
+    @transaction.atomic
+    def update(self, instance: Experiment, validated_data: dict[str, Any]) -> Experiment:
+        variants = validated_data.pop("variants", None)
+        if variants is not None and instance.status != ExperimentStatus.DRAFT:
+            raise serializers.ValidationError(
+                {"variants": ["Variants of a started experiment cannot change; create a new experiment."]}
+            )
+        instance = super().update(instance, validated_data)
+        if variants is not None:
+            self._write_variants(instance, variants)
+        return instance
+
+
+class ForMeParamsSerializer(serializers.Serializer):
+    limit = serializers.IntegerField(min_value=1, max_value=MAX_FOR_ME, default=3)
+    user = serializers.CharField(
+        required=False, help_text="Another user: staff and API keys with recommendations:read."
+    )
+    session_id = serializers.CharField(
+        required=False, max_length=64, help_text="An anonymous session (staff, API keys)."
+    )
+
+
+class CampaignMatchSerializer(serializers.Serializer):
+    id = serializers.IntegerField(source="campaign.pk")
+    name = serializers.CharField(source="campaign.name")
+    kind = serializers.CharField(source="campaign.kind")
+    discount_text = serializers.CharField(source="campaign.discount_text")
+    link_url = serializers.CharField(source="campaign.link_url")
+    ends_at = serializers.DateTimeField(source="campaign.ends_at")
+    score = serializers.FloatField()
+    reason = serializers.CharField()
+    method = serializers.CharField()
+    product_ids = serializers.SerializerMethodField()
+
+    def get_product_ids(self, match: Any) -> list[str]:
+        return offer(match.campaign)[:MAX_FOR_ME]
+
+
+class CampaignsForMeView(ApiView):
+    permission_classes = [CanReadRecommendations]
+
+    @extend_schema(
+        summary="Campaigns for the visitor",
+        parameters=[ForMeParamsSerializer],
+        responses={
+            200: CampaignMatchSerializer(many=True),
+            400: OpenApiResponse(description="Bad parameters."),
+        },
+    )
+    def get(self, request: Request) -> Response:
+        params = ForMeParamsSerializer(data=request.query_params)
+        params.is_valid(raise_exception=True)
+        audience = resolve_audience(request, params.validated_data)
+        matches = campaigns_for(audience, limit=params.validated_data["limit"])
+        return Response({"results": CampaignMatchSerializer(matches, many=True).data})
+
+
+class AudienceCSVRenderer(renderers.BaseRenderer):
+    """The audience as CSV (errors as a one-column CSV, so a script sees what went wrong)."""
+
+    media_type = "text/csv"
+    format = "csv"
+    charset = "utf-8"
+
+    def render(self, data: Any, accepted_media_type: str | None = None, renderer_context: Any = None) -> str:
+        out = io.StringIO()
+        if isinstance(data, dict) and "results" in data:
+            write_csv(data["results"], out)
+        else:
+            write_csv(
+                [{"error": str(data.get("detail", data)) if isinstance(data, dict) else str(data)}],
+                out,
+                ["error"],
+            )
+        return out.getvalue()
+
+
+class AudienceParamsSerializer(serializers.Serializer):
+    limit = serializers.IntegerField(min_value=1, max_value=MAX_AUDIENCE_ROWS, required=False)
+    format = serializers.ChoiceField(choices=["json", "csv", "api"], required=False)
+
+
+class CampaignAudienceView(ApiView):
+    permission_classes = [StaffOrScope]
+    required_scopes = (AUDIENCES_SCOPE,)
+    renderer_classes = [renderers.JSONRenderer, renderers.BrowsableAPIRenderer, AudienceCSVRenderer]
+
+    @extend_schema(
+        summary="Who a campaign should reach",
+        parameters=[AudienceParamsSerializer],
+        responses={
+            200: OpenApiResponse(description="The latest saved segment, else the audience computed now."),
+            400: OpenApiResponse(
+                description="The campaign targets nothing: add products, categories or stores."
+            ),
+            403: OpenApiResponse(description=f"Not staff, and no API key with {AUDIENCES_SCOPE}."),
+        },
+    )
+    def get(self, request: Request, pk: int) -> Response:
+        campaign = get_object_or_404(Campaign, pk=pk)
+        params = AudienceParamsSerializer(data=request.query_params)
+        params.is_valid(raise_exception=True)
+        csv_wanted = request.accepted_renderer.format == "csv"
+        limit = params.validated_data.get("limit") or (None if csv_wanted else DEFAULT_AUDIENCE_ROWS)
+        segment = campaign.segments.filter(refreshed_at__isnull=False).order_by("-refreshed_at").first()
+        if segment is not None:
+            rows = segment_rows(segment)
+            results = [row for _, row in zip(range(limit), rows, strict=False)] if limit else list(rows)
+            payload = {"source": "segment", "segment": segment.pk, "method": segment.method}
+            payload["refreshed_at"] = segment.refreshed_at
+        else:
+            try:
+                audience = build_audience(campaign, limit=limit)
+            except DjangoValidationError as exc:
+                raise exceptions.ValidationError({"detail": exc.messages}) from exc
+            except ImproperlyConfigured as exc:
+                raise exceptions.ValidationError({"detail": [str(exc)]}) from exc
+            results = audience_rows(audience.members)
+            payload = {"source": "live", "segment": None, "method": audience.method, "refreshed_at": None}
+        headers = {"Content-Disposition": f'attachment; filename="campaign-{campaign.pk}-audience.csv"'}
+        return Response(
+            {"campaign": campaign.pk, **payload, "count": len(results), "results": results},
+            headers=headers if csv_wanted else None,
+        )
+
+
+class CampaignViewSet(viewsets.ModelViewSet):
+    """Campaigns: staff change them; staff and API keys with audiences:read read them."""
+
+    queryset = Campaign.objects.all()
+    serializer_class = CampaignSerializer
+    authentication_classes = ApiView.authentication_classes
+    throttle_classes = ApiView.throttle_classes
+    permission_classes = [StaffOrScope]
+    required_scopes = (AUDIENCES_SCOPE,)
+
+
+def _results_payload(results: ExperimentResults) -> dict[str, Any]:
+    def number(value: Any) -> Any:
+        return None if value is None else round(float(value), 6)
+
+    variants = []
+    for row in results.variants:
+        f = row.funnel
+        metrics = {}
+        for name in METRICS:
+            m = row.metrics[name]
+            metrics[name] = {
+                "value": number(m.value),
+                "interval": [number(m.interval.low), number(m.interval.high)] if m.interval else None,
+                "lift": number(m.lift),
+                "p_value": number(m.test.p_value) if m.test else None,
+                "significant": m.test.significant if m.test else None,
+            }
+        variants.append(
+            {
+                "key": f.key,
+                "label": f.label,
+                "is_control": f.is_control,
+                "visitors": f.visitors,
+                "impressions": f.impressions,
+                "clicked_impressions": f.clicked_impressions,
+                "clicks": f.clicks,
+                "add_to_carts": f.add_to_carts,
+                "purchases": f.purchases,
+                "converted_visitors": f.converted_visitors,
+                "revenue": str(f.revenue),
+                "metrics": metrics,
+            }
+        )
+    winner = results.suggested_winner
+    return {
+        "enough_data": results.enough_data,
+        "status": results.status_line,
+        "suggested_winner": winner.funnel.key if winner else None,
+        "variants": variants,
+    }
+
+
+class StopSerializer(serializers.Serializer):
+    promote = serializers.CharField(
+        required=False, allow_null=True, help_text='A variant key, or "winner" for the suggested winner.'
+    )
+
+
+class ExperimentViewSet(viewsets.ModelViewSet):
+    """Experiments with their variants (staff only)."""
+
+    queryset = Experiment.objects.prefetch_related("variants")
+    serializer_class = ExperimentSerializer
+    authentication_classes = ApiView.authentication_classes
+    throttle_classes = ApiView.throttle_classes
+    permission_classes = [StaffOrScope]
+
+    @extend_schema(summary="Funnels, intervals and tests per variant", responses={200: OpenApiResponse()})
+    @action(detail=True, methods=["get"])
+    def results(self, request: Request, pk: str) -> Response:
+        return Response(_results_payload(experiment_results(self.get_object())))
+
+    @extend_schema(summary="Start bucketing visitors", request=None, responses={200: ExperimentSerializer})
+    @action(detail=True, methods=["post"])
+    def start(self, request: Request, pk: str) -> Response:
+        experiment = self.get_object()
+        try:
+            lifecycle.start(experiment)
+        except DjangoValidationError as exc:
+            raise exceptions.ValidationError({"detail": exc.messages}) from exc
+        return Response(self.get_serializer(experiment).data)
+
+    @extend_schema(summary="Stop, optionally promoting a variant to default", request=StopSerializer)
+    @action(detail=True, methods=["post"])
+    def stop(self, request: Request, pk: str) -> Response:
+        experiment = self.get_object()
+        body = StopSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        promote = body.validated_data.get("promote")
+        try:
+            if promote == "winner":
+                lifecycle.stop_and_promote_winner(experiment)
+            else:
+                variant = get_object_or_404(experiment.variants, key=promote) if promote else None
+                lifecycle.stop(experiment, promote=variant)
+        except DjangoValidationError as exc:
+            raise exceptions.ValidationError({"detail": exc.messages}) from exc
+        experiment.refresh_from_db()
+        return Response(self.get_serializer(experiment).data)

@@ -1,0 +1,185 @@
+"""The marketing and experiment endpoints: answers, validation errors, permission refusals, CSV."""
+
+import csv
+import datetime as dt
+import io
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.test import Client
+
+from recommendations.events.tracking import SESSION_KEY
+from recommendations.marketing.audiences import create_segment
+from recommendations.models import ApiKey, Campaign, CampaignKind, Experiment, ExperimentStatus
+from tests.marketing.conftest import add_event
+
+FOR_ME = "/api/campaigns/for-me/"
+
+
+def audience_url(campaign) -> str:
+    return f"/api/campaigns/{campaign.pk}/audience/"
+
+
+def client_for(user=None) -> Client:
+    client = Client()
+    if user is not None:
+        client.force_login(user)
+    return client
+
+
+def key_client(*scopes: str) -> Client:
+    _, raw = ApiKey.objects.create_key("newsletter", list(scopes))
+    return Client(HTTP_AUTHORIZATION=f"Api-Key {raw}")
+
+
+@pytest.fixture
+def staff(db):
+    return get_user_model().objects.create_user("boss", password="pw", is_staff=True)
+
+
+@pytest.fixture
+def tea(shop):
+    return Campaign.objects.create(name="Tea week", category_names=["Tea"], discount_text="-20% on tea")
+
+
+def read_csv(response) -> list[dict]:
+    return list(csv.DictReader(io.StringIO(response.content.decode())))
+
+
+def test_for_me_answers_the_signed_in_visitor(shop, tea):
+    Campaign.objects.create(name="Garden week", category_names=["Garden"])
+    response = client_for(shop.users["tea_lover"]).get(FOR_ME, {"limit": 1})
+    assert response.status_code == 200
+    (only,) = response.json()["results"]
+    assert (only["name"], only["discount_text"], only["method"]) == ("Tea week", "-20% on tea", "affinity")
+    assert set(only["product_ids"]) == set(shop.ids("Tea"))
+
+
+def test_for_me_follows_the_anonymous_session(shop, tea):
+    garden = Campaign.objects.create(name="Garden week", category_names=["Garden"])
+    client = Client()
+    session = client.session
+    session[SESSION_KEY] = "anon-garden"  # what the beacon or track() gives a new visitor
+    session.save()
+    add_event("view", session="anon-garden", product=shop.products["Garden"][0])
+    assert client.get(FOR_ME).json()["results"][0]["id"] == garden.pk
+
+
+def test_for_me_refuses_other_users_and_bad_parameters(shop, tea, staff):
+    other = shop.users["coffee_lover"].pk
+    refused = client_for(shop.users["tea_lover"]).get(FOR_ME, {"user": other})
+    assert refused.status_code == 403 and "only get your own" in refused.json()["detail"]
+    assert client_for(staff).get(FOR_ME, {"user": other}).status_code == 200
+    bad = client_for(shop.users["tea_lover"]).get(FOR_ME, {"limit": 0})
+    assert bad.status_code == 400 and "limit" in bad.json()
+
+
+def test_audience_endpoint_refuses_everyone_but_staff_and_scoped_keys(shop, tea):
+    anonymous = Client().get(audience_url(tea))
+    assert anonymous.status_code == 403 and "staff" in anonymous.json()["detail"]
+    shopper = client_for(shop.users["tea_lover"]).get(audience_url(tea))
+    assert shopper.status_code == 403 and "audiences:read" in shopper.json()["detail"]
+    wrong_scope = key_client("recommendations:read").get(audience_url(tea))
+    assert wrong_scope.status_code == 403 and "audiences:read" in wrong_scope.json()["detail"]
+    assert key_client("audiences:read").get(audience_url(tea)).status_code == 200
+
+
+def test_audience_as_json_then_csv_from_the_saved_segment(shop, tea, staff):
+    live = client_for(staff).get(audience_url(tea)).json()
+    assert (live["source"], live["method"], live["count"]) == ("live", "affinity", 2)
+    assert [row["username"] for row in live["results"]] == ["tea_lover", "newbie"]
+
+    segment = create_segment(tea, name="Tea newsletter")
+    api = key_client("audiences:read")
+    response = api.get(audience_url(tea), {"format": "csv"})
+    assert response.status_code == 200 and response["Content-Type"].startswith("text/csv")
+    assert f'campaign-{tea.pk}-audience.csv' in response["Content-Disposition"]
+    rows = read_csv(response)
+    assert [(r["username"], r["email"]) for r in rows] == [
+        ("tea_lover", "tea_lover@example.com"),
+        ("newbie", "newbie@example.com"),
+    ]
+    assert list(rows[0]) == ["user_id", "username", "email", "score"]
+    assert float(rows[0]["score"]) > float(rows[1]["score"]) > 0
+    by_accept = api.get(audience_url(tea), HTTP_ACCEPT="text/csv")
+    assert read_csv(by_accept) == rows
+    assert api.get(audience_url(tea)).json()["segment"] == segment.pk
+
+
+def test_audience_of_an_empty_campaign_is_a_400_that_says_what_to_add(shop, staff):
+    empty = Campaign.objects.create(name="Nothing yet", kind=CampaignKind.PROMOTION)
+    response = client_for(staff).get(audience_url(empty))
+    assert response.status_code == 400
+    assert "promotes nothing: add products, categories or stores" in response.json()["detail"][0]
+    as_csv = client_for(staff).get(audience_url(empty), {"format": "csv"})
+    assert as_csv.status_code == 400 and "promotes nothing" in read_csv(as_csv)[0]["error"]
+    assert client_for(staff).get("/api/campaigns/999999/audience/").status_code == 404
+
+
+def test_campaign_validation_errors_in_the_api(shop, staff):
+    client = client_for(staff)
+    base = {"name": "Spring", "kind": "promotion", "category_names": ["Garden"]}
+    reversed_dates = client.post(
+        "/api/campaigns/",
+        {**base, "starts_at": "2026-05-10T00:00:00Z", "ends_at": "2026-05-01T00:00:00Z"},
+        content_type="application/json",
+    )
+    assert reversed_dates.status_code == 400
+    assert "ends (2026-05-01 00:00) before it starts" in reversed_dates.json()["ends_at"][0]
+    bad_rules = client.post(
+        "/api/campaigns/", {**base, "audience_rules": {"max_audiance": 5}}, content_type="application/json"
+    )
+    assert bad_rules.status_code == 400 and "Unknown audience rule(s): max_audiance" in bad_rules.json()["audience_rules"][0]
+    created = client.post("/api/campaigns/", base, content_type="application/json")
+    assert created.status_code == 201 and Campaign.objects.filter(name="Spring").exists()
+    # A change that reverses the window is refused too, and nothing is written.
+    campaign_id = created.json()["id"]
+    patched = client.patch(
+        f"/api/campaigns/{campaign_id}/", {"ends_at": "2000-01-01T00:00:00Z"}, content_type="application/json"
+    )
+    assert patched.status_code == 400 and Campaign.objects.get(pk=campaign_id).ends_at is None
+
+
+def test_campaign_writes_are_staff_only(shop, tea):
+    reader = key_client("audiences:read")
+    assert reader.get("/api/campaigns/").status_code == 200
+    refused = reader.post("/api/campaigns/", {"name": "x"}, content_type="application/json")
+    assert refused.status_code == 403 and "staff" in refused.json()["detail"]
+    assert client_for(shop.users["tea_lover"]).get("/api/campaigns/").status_code == 403
+
+
+def experiment_body(*shares, key="home") -> dict:
+    return {
+        "key": key,
+        "name": "Home page",
+        "variants": [
+            {"key": f"v{i}", "traffic_share": str(share), "is_control": i == 0} for i, share in enumerate(shares)
+        ],
+    }
+
+
+def test_experiment_shares_must_sum_to_100(staff):
+    client = client_for(staff)
+    response = client.post("/api/experiments/", experiment_body(60, 30), content_type="application/json")
+    assert response.status_code == 400
+    assert response.json()["variants"] == ["Traffic shares add up to 90%, not 100%. Adjust them (60, 30) so that they sum to 100."]
+    assert not Experiment.objects.exists()
+    created = client.post("/api/experiments/", experiment_body("33.33", "33.33", "33.34"), content_type="application/json")
+    assert created.status_code == 201 and len(created.json()["variants"]) == 3
+
+
+def test_experiment_lifecycle_through_the_api(staff, db):
+    client = client_for(staff)
+    experiment_id = client.post("/api/experiments/", experiment_body(50, 50), content_type="application/json").json()["id"]
+    assert client.post(f"/api/experiments/{experiment_id}/start/").json()["status"] == "running"
+    again = client.post(f"/api/experiments/{experiment_id}/start/")
+    assert again.status_code == 400 and "only a draft can start" in again.json()["detail"][0]
+    results = client.get(f"/api/experiments/{experiment_id}/results/").json()
+    assert results["enough_data"] is False and results["status"].startswith("Not enough data yet")
+    no_winner = client.post(f"/api/experiments/{experiment_id}/stop/", {"promote": "winner"}, content_type="application/json")
+    assert no_winner.status_code == 400 and "No winner to promote" in no_winner.json()["detail"][0]
+    stopped = client.post(f"/api/experiments/{experiment_id}/stop/", {"promote": "v1"}, content_type="application/json")
+    experiment = Experiment.objects.get(pk=experiment_id)
+    assert stopped.status_code == 200 and experiment.status == ExperimentStatus.STOPPED
+    assert experiment.winner.key == "v1"
+    assert key_client("audiences:read").get("/api/experiments/").status_code == 403

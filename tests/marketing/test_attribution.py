@@ -1,0 +1,161 @@
+"""Attribution counts against a scenario computed by hand, and results on planted effects."""
+
+import datetime as dt
+from decimal import Decimal
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.utils import timezone
+
+from recommendations.experiments.attribution import funnels
+from recommendations.experiments.results import experiment_results
+from recommendations.models import Assignment, Event, Experiment, ExperimentStatus, Variant
+
+HOUR = dt.timedelta(hours=1)
+
+
+def running_experiment(started: dt.datetime, **fields) -> tuple[Experiment, Variant, Variant]:
+    experiment = Experiment.objects.create(
+        key=fields.pop("key", "home"),
+        name="Home page",
+        status=ExperimentStatus.RUNNING,
+        started_at=started,
+        attribution_window_hours=24,
+        **fields,
+    )
+    control = Variant.objects.create(experiment=experiment, key="control", is_control=True, traffic_share=50)
+    challenger = Variant.objects.create(experiment=experiment, key="b", name="Two-tower v2", traffic_share=50)
+    return experiment, control, challenger
+
+
+def event(event_type, who, when, rec="", product="", revenue=None):
+    user, session = (who, "") if not isinstance(who, str) else (None, who)
+    return Event(
+        event_type=event_type,
+        user=user,
+        session_id=session or (f"sess-{user.pk}" if user else ""),
+        product_id=product,
+        recommendation_id=rec,
+        timestamp=when,
+        revenue=Decimal(revenue) if revenue is not None else None,
+        context={"products": [product or "p1"]} if event_type == "impression" else {},
+    )
+
+
+@pytest.fixture
+def scenario(db):
+    now = timezone.now()
+    start = now - dt.timedelta(days=10)
+    experiment, control, b = running_experiment(start)
+    User = get_user_model()
+    u1, u2, u3, u4, u5 = (User.objects.create_user(f"u{i}") for i in range(1, 6))
+    Assignment.objects.bulk_create(
+        [
+            Assignment(experiment=experiment, variant=control, user=u1),
+            Assignment(experiment=experiment, variant=control, user=u2),
+            Assignment(experiment=experiment, variant=control, session_id="anon-1"),
+            Assignment(experiment=experiment, variant=b, user=u3),
+            Assignment(experiment=experiment, variant=b, user=u4),
+        ]
+    )
+    t = start + dt.timedelta(days=1)
+    Event.objects.bulk_create(
+        [
+            # Control, u1: shown R1, clicked p1, carted it, bought it through the list.
+            event("impression", u1, t, "R1", "p1"),
+            event("click", u1, t + HOUR, "R1", "p1"),
+            event("add_to_cart", u1, t + 2 * HOUR, "R1", "p1"),
+            event("purchase", u1, t + 3 * HOUR, "R1", "p1", "20.00"),
+            # Control, u2: R2 ignored; R3 clicked p3, bought 5 h later without the id (window: 24 h);
+            # bought p4 too, which no list of theirs led to.
+            event("impression", u2, t, "R2", "p9"),
+            event("impression", u2, t, "R3", "p3"),
+            event("click", u2, t + HOUR, "R3", "p3"),
+            event("purchase", u2, t + 6 * HOUR, "", "p3", "15.00"),
+            event("purchase", u2, t + 6 * HOUR, "", "p4", "100.00"),
+            # Control, anonymous session: clicked p2 in R4, bought it 30 h later: outside the window.
+            event("impression", "anon-1", t, "R4", "p2"),
+            event("click", "anon-1", t + HOUR, "R4", "p2"),
+            event("purchase", "anon-1", t + 31 * HOUR, "", "p2", "50.00"),
+            # B, u3: R5 clicked twice (one clicked list, two clicks), bought through it.
+            event("impression", u3, t, "R5", "p1"),
+            event("click", u3, t + HOUR, "R5", "p1"),
+            event("click", u3, t + 2 * HOUR, "R5", "p1"),
+            event("purchase", u3, t + 3 * HOUR, "R5", "p1", "40.00"),
+            # B, u4: shown R6; clicked a recommendation id that is not one of b's lists.
+            event("impression", u4, t, "R6", "p5"),
+            event("click", u4, t + HOUR, "R1", "p1"),
+            # Not in the experiment: u5, and u1 before it started.
+            event("impression", u5, t, "R7", "p1"),
+            event("click", u5, t + HOUR, "R7", "p1"),
+            event("impression", u1, start - HOUR, "R0", "p1"),
+            event("click", u1, start - HOUR, "R0", "p1"),
+        ]
+    )
+    return experiment
+
+
+def test_attribution_matches_the_hand_computed_scenario(scenario):
+    control, b = funnels(scenario)
+    assert control.key == "control" and b.key == "b"
+    assert (control.visitors, b.visitors) == (3, 2)
+    assert (control.impressions, control.clicked_impressions, control.clicks) == (4, 3, 3)
+    assert (control.add_to_carts, control.purchases, control.revenue) == (1, 2, Decimal("35.00"))
+    assert control.converted_visitors == 2
+    assert (b.impressions, b.clicked_impressions, b.clicks) == (2, 1, 2)
+    assert (b.add_to_carts, b.purchases, b.revenue, b.converted_visitors) == (0, 1, Decimal("40.00"), 1)
+    assert b.revenue_summary().mean == 20.0  # 40 over two visitors
+
+
+def test_small_experiments_say_not_enough_data_yet(scenario):
+    results = experiment_results(scenario)
+    assert not results.enough_data
+    assert results.suggested_winner is None
+    assert results.status_line.startswith("Not enough data yet: control has 3 of the 100 visitors needed")
+    control = results.control
+    assert control.metrics["ctr"].value == 0.75
+    assert control.metrics["ctr"].interval.low < 0.75 < control.metrics["ctr"].interval.high
+    challenger = results.variants[1]
+    assert challenger.metrics["conversion"].lift == pytest.approx((1 / 2 - 2 / 3) / (2 / 3))
+
+
+def planted(experiment, variant, n, buyers, *, start):
+    """n visitors of `variant`: each shown a list and clicks it; `buyers` of them buy for 10."""
+    User = get_user_model()
+    users = User.objects.bulk_create([User(username=f"{variant.key}-{i}") for i in range(n)])
+    Assignment.objects.bulk_create([Assignment(experiment=experiment, variant=variant, user=u) for u in users])
+    t = start + HOUR
+    events = []
+    for i, user in enumerate(users):
+        rec = f"{variant.key}-{i}"
+        events += [event("impression", user, t, rec, "p1"), event("click", user, t + HOUR, rec, "p1")]
+        if i < buyers:
+            events.append(event("purchase", user, t + 2 * HOUR, rec, "p1", "10.00"))
+    Event.objects.bulk_create(events)
+
+
+def test_a_real_difference_is_significant_and_suggested_as_winner(db):
+    start = timezone.now() - dt.timedelta(days=3)
+    experiment, control, b = running_experiment(start, key="planted", min_visitors=150)
+    planted(experiment, control, 200, 20, start=start)  # 10% conversion
+    planted(experiment, b, 200, 44, start=start)  # 22% conversion
+    results = experiment_results(experiment)
+    assert results.enough_data
+    conversion = results.variants[1].metrics["conversion"]
+    assert conversion.value == pytest.approx(0.22) and conversion.lift == pytest.approx(1.2)
+    # Pooled z for 44/200 vs 20/200: p = 0.16, SE = sqrt(.16 * .84 * (2/200)) = 0.03666, z = 3.273.
+    assert conversion.test.statistic == pytest.approx(3.273, abs=1e-3)
+    assert conversion.test.significant
+    assert results.variants[1].metrics["revenue_per_visitor"].test.significant
+    assert results.suggested_winner.funnel.key == "b"
+    assert results.status_line.startswith("Two-tower v2 beats the control on conversion by +120.0%")
+
+
+def test_no_difference_means_no_winner(db):
+    start = timezone.now() - dt.timedelta(days=3)
+    experiment, control, b = running_experiment(start, key="flat", min_visitors=150)
+    planted(experiment, control, 200, 20, start=start)
+    planted(experiment, b, 200, 22, start=start)
+    results = experiment_results(experiment)
+    assert results.enough_data and results.suggested_winner is None
+    assert results.status_line == "No variant beats the control on conversion (p < 0.05)."
