@@ -1,0 +1,106 @@
+"""Which variant a visitor gets, exposures, and the start / stop / promote lifecycle."""
+
+from decimal import Decimal
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import AnonymousUser
+from django.contrib.sessions.backends.db import SessionStore
+from django.core.exceptions import ValidationError
+from django.test import RequestFactory
+
+from recommendations.events.tracking import SESSION_KEY
+from recommendations.experiments import lifecycle, model_version_for, variant_for
+from recommendations.models import Assignment, Experiment, ModelStatus, ModelVersion, Variant
+from recommendations.serving.types import Audience
+
+
+def make_experiment(key="home", shares=(50, 50), control=0) -> Experiment:
+    experiment = Experiment.objects.create(key=key, name=key)
+    for i, share in enumerate(shares):
+        Variant.objects.create(
+            experiment=experiment, key=f"v{i}", traffic_share=Decimal(share), is_control=i == control
+        )
+    return experiment
+
+
+@pytest.fixture
+def users(db):
+    User = get_user_model()
+    return User.objects.bulk_create([User(username=f"visitor{i}") for i in range(400)])
+
+
+def test_nothing_is_live_until_an_experiment_starts(users):
+    make_experiment()
+    assert variant_for(users[0]) is None
+    assert not Assignment.objects.exists()
+
+
+def test_a_started_experiment_buckets_visitors_stably_and_records_each_once(users):
+    experiment = lifecycle.start(make_experiment(shares=(80, 20)))
+    first = {u.pk: variant_for(u).variant_key for u in users}
+    again = {u.pk: variant_for(Audience(user=u)).variant_key for u in users}
+    assert first == again
+    assert 0.72 < sum(v == "v0" for v in first.values()) / len(users) < 0.88
+    assert Assignment.objects.filter(experiment=experiment).count() == len(users)
+    stored = dict(Assignment.objects.values_list("user_id", "variant__key"))
+    assert stored == first
+
+
+def test_anonymous_visitors_are_bucketed_by_their_session(users):
+    lifecycle.start(make_experiment())
+    request = RequestFactory().get("/")
+    request.user = AnonymousUser()
+    request.session = SessionStore()
+    request.session[SESSION_KEY] = "anon-42"
+    choice = variant_for(request)
+    assert choice == variant_for("anon-42") == variant_for(Audience(session_id="anon-42"))
+    assignment = Assignment.objects.get()
+    assert (assignment.user_id, assignment.session_id, assignment.variant_id) == (None, "anon-42", choice.variant_id)
+    assert variant_for(AnonymousUser()) is None  # nobody to bucket
+    variant_for("anon-43", record=False)
+    assert Assignment.objects.count() == 1
+
+
+def test_starting_checks_shares_control_and_that_nothing_else_runs(users):
+    with pytest.raises(ValidationError, match=r"add up to 90%, not 100%"):
+        lifecycle.start(make_experiment("short", shares=(60, 30)))
+    with pytest.raises(ValidationError, match="exactly one variant as the control"):
+        lifecycle.start(make_experiment("nocontrol", shares=(50, 50), control=None))
+    lifecycle.start(make_experiment("first"))
+    second = make_experiment("second")
+    with pytest.raises(ValidationError, match="'first' is running; stop it"):
+        lifecycle.start(second)
+    assert Experiment.objects.get(key="second").status == "draft"
+
+
+def test_promoting_makes_the_winner_everyones_default(users):
+    experiment = lifecycle.start(make_experiment())
+    winner = experiment.variants.get(key="v1")
+    lifecycle.stop(experiment, promote=winner)
+    for user in users[:50]:
+        choice = variant_for(user)
+        assert (choice.variant_key, choice.is_default) == ("v1", True)
+    assert variant_for("any-session").variant_key == "v1"
+    with pytest.raises(ValidationError, match="is not running"):
+        lifecycle.stop(experiment)
+
+
+def test_stopping_without_promotion_returns_everyone_to_the_defaults(users):
+    experiment = lifecycle.start(make_experiment())
+    lifecycle.stop(experiment)
+    assert variant_for(users[0]) is None
+
+
+def test_the_variant_chooses_the_model_version(users):
+    active = ModelVersion.objects.create(status=ModelStatus.ACTIVE, dimensions=4)
+    candidate = ModelVersion.objects.create(status=ModelStatus.READY, dimensions=4)
+    experiment = make_experiment(shares=(50, 50))
+    experiment.variants.filter(key="v1").update(model_version=candidate)
+    lifecycle.start(experiment)
+    versions = {variant_for(u).variant_key: model_version_for(u) for u in users[:40]}
+    assert versions == {"v0": active, "v1": candidate}
+    candidate.status = ModelStatus.RETIRED  # its vectors may be gone: serve the active one
+    candidate.save()
+    lifecycle.stop(experiment, promote=experiment.variants.get(key="v1"))
+    assert model_version_for(users[0]) == active
