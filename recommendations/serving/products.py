@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
+from collections.abc import Callable
 
 from django.contrib.postgres.search import TrigramSimilarity
 from django.utils import timezone
@@ -81,18 +82,24 @@ def _embeddings_for_mmr(kind: str, ids: list[str], version: ModelVersion) -> dic
     return {pid: v.embedding for pid, v in queries.product_vectors(ids, version).items()}
 
 
-def _classic_candidates(history: History, k: int, tier: int) -> list[Candidate]:
+def _classic_candidates(history: History, k: int) -> list[Candidate]:
     seeds = _seed_weights(history)
-    candidates = statistics.paired(PairKind.BOUGHT, seeds, k) + statistics.paired(PairKind.VIEWED, seeds, k)
-    for candidate in candidates:
-        candidate.tier = tier
-    return candidates
+    return statistics.paired(PairKind.BOUGHT, seeds, k) + statistics.paired(PairKind.VIEWED, seeds, k)
 
 
-def _fill(candidates: list[Candidate], tier: int) -> list[Candidate]:
-    for candidate in candidates:
-        candidate.tier = tier
-    return candidates
+def _cascade(k: int, *sources: Callable[[], list[Candidate]]) -> list[Candidate]:
+    """Candidates from each source in turn, each a tier below the last, until there are k.
+
+    Fallback sources cost queries, so they run only when the better ones came up short.
+    """
+    out: list[Candidate] = []
+    for tier, source in enumerate(sources):
+        if len({c.product_id for c in out}) >= k:
+            break
+        for candidate in source():
+            candidate.tier = tier
+            out.append(candidate)
+    return out
 
 
 def for_you(audience: Audience, options: Options) -> RecommendationResult:
@@ -105,15 +112,15 @@ def for_you(audience: Audience, options: Options) -> RecommendationResult:
     version = queries.active_version()
     k = _pool_size(Kind.FOR_YOU, options, audience)
 
-    def compute() -> list[Candidate]:
-        candidates: list[Candidate] = []
+    def personal() -> list[Candidate]:
         if version is not None:
             taste = current_taste(version, audience.user_id, history)
             if taste.vector is not None:
-                candidates = _vector_candidates(version, taste, history, k)
-        if not candidates:
-            candidates = _classic_candidates(history, k, tier=0)
-        return candidates + _fill(statistics.trending(k), tier=2) + _fill(_newest(k), tier=3)
+                return _vector_candidates(version, taste, history, k)
+        return _classic_candidates(history, k)
+
+    def compute() -> list[Candidate]:
+        return _cascade(k, personal, lambda: statistics.trending(k), lambda: _newest(k))
 
     key = (
         Kind.FOR_YOU,
@@ -161,15 +168,12 @@ def similar(product_id: str, audience: Audience, options: Options) -> Recommenda
         content = _content_candidates(seed, k)
         neighbours = queries.similar_products(product_id, k, version) if version else []
         if not neighbours:
-            return (
-                content
-                + _fill(statistics.paired(PairKind.VIEWED, {product_id: 1.0}, k), 1)
-                + _fill(
-                    statistics.trending(
-                        k, category=seed.categories[-1] if seed and seed.categories else None
-                    ),
-                    2,
-                )
+            category = seed.categories[-1] if seed and seed.categories else None
+            return _cascade(
+                k,
+                lambda: content,
+                lambda: statistics.paired(PairKind.VIEWED, {product_id: 1.0}, k),
+                lambda: statistics.trending(k, category=category),
             )
         text_scores = {c.product_id: c.score for c in content}
         embeddings = _embeddings_for_mmr(Kind.SIMILAR, [pid for pid, _ in neighbours], version)
@@ -179,7 +183,7 @@ def similar(product_id: str, audience: Audience, options: Options) -> Recommenda
             blended.append(
                 Candidate(pid, score, "vector", "Similar to {title}", product_id, embeddings.get(pid))
             )
-        return blended + _fill(content, 1)
+        return _cascade(k, lambda: blended, lambda: content)
 
     key = (Kind.SIMILAR, version and version.pk, product_id, k)
     return finalize(
@@ -200,11 +204,11 @@ def bought_together(product_id: str, audience: Audience, options: Options) -> Re
 
     def compute() -> list[Candidate]:
         seed = {product_id: 1.0}
-        document = ProductDocument.objects.filter(product_id=product_id).first()
-        return (
-            statistics.paired(PairKind.BOUGHT, seed, k)
-            + _fill(statistics.paired(PairKind.VIEWED, seed, k), 1)
-            + _fill(_content_candidates(document, k), 2)
+        return _cascade(
+            k,
+            lambda: statistics.paired(PairKind.BOUGHT, seed, k),
+            lambda: statistics.paired(PairKind.VIEWED, seed, k),
+            lambda: _content_candidates(ProductDocument.objects.filter(product_id=product_id).first(), k),
         )
 
     return finalize(
@@ -223,7 +227,9 @@ def trending(audience: Audience, options: Options) -> RecommendationResult:
     candidates = cached(
         (Kind.TRENDING, options.category, k),
         # A shop with no events yet shows its newest products rather than nothing.
-        lambda: statistics.trending(k, category=options.category) + _fill(_newest(k, options.category), 1),
+        lambda: _cascade(
+            k, lambda: statistics.trending(k, category=options.category), lambda: _newest(k, options.category)
+        ),
     )
     return finalize(Kind.TRENDING, candidates, audience, options, context={"category": options.category})
 
@@ -295,21 +301,22 @@ def store_products(store_id: str, audience: Audience, options: Options) -> Recom
     k = _pool_size(Kind.STORE_PRODUCTS, options, audience)
     in_store = ProductDocument.objects.filter(store_id=store_id).values("product_id")
 
-    def compute() -> list[Candidate]:
-        candidates: list[Candidate] = []
-        if version is not None:
-            taste = current_taste(version, audience.user_id, history)
-            if taste.vector is not None:
-                store_ids = list(in_store.values_list("product_id", flat=True))
-                candidates = [
-                    Candidate(pid, score, "realtime", "Picked for you")
-                    for pid, score in queries.nearest_products(taste.vector, k, version, filter_ids=store_ids)
-                ]
-        newest = [
-            Candidate(pid, 0.0, "new", "New in this store", tier=2)
-            for pid in in_store.order_by("-created_at").values_list("product_id", flat=True)[:k]
+    def personal() -> list[Candidate]:
+        taste = current_taste(version, audience.user_id, history) if version is not None else None
+        if taste is None or taste.vector is None:
+            return []
+        store_ids = list(in_store.values_list("product_id", flat=True))
+        return [
+            Candidate(pid, score, "realtime", "Picked for you")
+            for pid, score in queries.nearest_products(taste.vector, k, version, filter_ids=store_ids)
         ]
-        return candidates + _fill(statistics.trending(k, store_id=store_id, popular=True), 1) + newest
+
+    def newest() -> list[Candidate]:
+        ids = in_store.order_by("-created_at").values_list("product_id", flat=True)[:k]
+        return [Candidate(pid, 0.0, "new", "New in this store") for pid in ids]
+
+    def compute() -> list[Candidate]:
+        return _cascade(k, personal, lambda: statistics.trending(k, store_id=store_id, popular=True), newest)
 
     key = (Kind.STORE_PRODUCTS, store_id, version and version.pk, audience.user_id, audience.session_id)
     return finalize(

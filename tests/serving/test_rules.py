@@ -1,0 +1,128 @@
+"""Business rules every list goes through, and the cost of the hot path."""
+
+import pytest
+
+from recommendations.models import ServedRecommendation
+from recommendations.serving import products
+from recommendations.serving.rules import rules_for
+from recommendations.serving.statistics import refresh_statistics
+from recommendations.serving.types import Audience, Options
+from shop.models import Product
+from tests.serving.conftest import TITLES, add_event
+
+pytestmark = pytest.mark.django_db
+
+
+def no_caps(settings, **rules):
+    settings.RECOMMENDATIONS = {
+        **settings.RECOMMENDATIONS,
+        "SERVING_RULES": {"default": {"max_per_store": None, **rules}},
+    }
+
+
+def hair_for(catalog, options=Options(limit=10)):
+    """A session that viewed the argan shampoo: its taste points at hair care."""
+    add_event(catalog, "view", "Argan shampoo", session="hair")
+    return catalog.titles(products.for_you(Audience(session_id="hair"), options).ids)
+
+
+def test_only_active_products_in_stock(catalog, model, settings):
+    no_caps(settings)
+    Product.objects.filter(title="Keratin conditioner").update(stock=0)
+    Product.objects.filter(title="Hair mask repair").update(is_active=False)
+    found = hair_for(catalog)
+    assert found[0] == "Dry shampoo spray"
+    assert "Keratin conditioner" not in found and "Hair mask repair" not in found
+
+
+def test_already_bought_is_excluded_per_type(catalog, model, settings):
+    no_caps(settings)
+    add_event(catalog, "purchase", "Keratin conditioner", session="hair")
+    add_event(catalog, "view", "Keratin conditioner", session="hair")
+    assert "Keratin conditioner" not in hair_for(catalog)
+    recent = products.recently_viewed(Audience(session_id="hair"), Options())
+    assert "Keratin conditioner" in catalog.titles(recent.ids)  # recently viewed keeps bought ones
+
+    settings.RECOMMENDATIONS = {
+        **settings.RECOMMENDATIONS,
+        "SERVING_RULES": {"default": {"max_per_store": None}, "similar": {"exclude_purchased": True}},
+    }
+    similar = products.similar(catalog.id("Argan shampoo"), Audience(session_id="hair"), Options())
+    assert "Keratin conditioner" not in catalog.titles(similar.ids)
+    assert rules_for("similar")["exclude_purchased"] and rules_for("rerank")["exclude_purchased"] is False
+
+
+def test_ids_in_the_request_are_excluded(catalog, model, settings):
+    no_caps(settings)
+    excluded = frozenset(catalog.ids("Keratin conditioner", "Hair mask repair"))
+    found = hair_for(catalog, Options(exclude=excluded))
+    assert found[0] == "Dry shampoo spray" and not set(catalog.titles(excluded)) & set(found)
+
+
+def test_at_most_n_per_store_and_per_category(catalog, model, settings):
+    settings.RECOMMENDATIONS = {
+        **settings.RECOMMENDATIONS,
+        "SERVING_RULES": {
+            "default": {"max_per_store": 2},
+            "trending": {"max_per_store": None, "max_per_category": 1},
+        },
+    }
+    found = hair_for(catalog)
+    assert sum(t in TITLES["Hair"] for t in found) == 2
+    for title in catalog.products:
+        add_event(catalog, "view", title, session="everyone")
+    refresh_statistics()
+    trending = catalog.titles(products.trending(Audience(), Options()).ids)
+    assert len(trending) == 3 and {next(c for c, ts in TITLES.items() if t in ts) for t in trending} == set(
+        TITLES
+    )
+
+
+def test_mmr_trades_relevance_for_novelty(catalog, model, settings):
+    # Without MMR the three hair products come first; with a low lambda other categories mix in.
+    no_caps(settings)
+    assert set(hair_for(catalog, Options(limit=3))) <= set(TITLES["Hair"])
+    no_caps(settings, mmr_lambda=0.3)
+    found = products.for_you(Audience(session_id="hair"), Options(limit=3))
+    assert len({catalog.title(pid) in TITLES["Hair"] for pid in found.ids}) == 2
+
+
+def test_boost_and_bury_rules(catalog, model, settings):
+    no_caps(settings)
+    settings.RECOMMENDATIONS = {
+        **settings.RECOMMENDATIONS,
+        "BOOST_RULES": [
+            {"filter": {"title": "Dry shampoo spray"}, "factor": 0.01, "types": ["for_you"]},
+            {"filter": {"brand": "NailsCo"}, "factor": 10},
+            {"filter": {"title": "Hair mask repair"}, "factor": 0},
+        ],
+    }
+    found = hair_for(catalog)
+    first_nails = min(found.index(t) for t in TITLES["Nails"])
+    assert first_nails < min(found.index(t) for t in TITLES["Face"])  # boosted over equally close ones
+    assert "Hair mask repair" not in found  # factor 0 removes
+    assert found.index("Dry shampoo spray") > found.index("Keratin conditioner")  # buried
+    similar = catalog.titles(products.similar(catalog.id("Argan shampoo"), Audience(), Options()).ids)
+    assert "Dry shampoo spray" in similar[:2]  # the bury rule is limited to for_you
+
+
+def test_every_list_is_recorded_once_with_its_id(catalog, model):
+    result = products.trending(Audience(user=catalog.users["bob"], session_id="s"), Options())
+    served = ServedRecommendation.objects.get()
+    assert served.pk == result.recommendation_id and served.kind == "trending"
+    assert served.product_ids == result.ids and served.user == catalog.users["bob"]
+    assert all(rec.recommendation_id == served.pk for _, rec in result.items)
+    assert [rec.position for _, rec in result.items] == list(range(1, len(result.ids) + 1))
+
+
+def test_hot_path_query_count(catalog, model, django_assert_max_num_queries):
+    alice = catalog.users["alice"]
+    add_event(catalog, "view", "Red nail polish", user="alice")
+    # opt-out flag, history, active version, user vector, history vectors, k-NN (a transaction
+    # with two SET LOCALs: 5), neighbour vectors, purchases, products, served INSERT. The
+    # fallbacks (trending, newest) run only when the model proposes too few.
+    with django_assert_max_num_queries(14):
+        first = products.for_you(Audience(user=alice), Options(limit=2))
+    with django_assert_max_num_queries(4):  # cached: history, purchases, products, served INSERT
+        again = products.for_you(Audience(user=alice), Options(limit=2))
+    assert again.ids == first.ids and again.recommendation_id != first.recommendation_id

@@ -1,0 +1,145 @@
+"""Template tags: rendered blocks, the page-wide no-repeat rule, `as` forms and failures."""
+
+import logging
+import re
+
+import pytest
+from django.contrib.auth.models import AnonymousUser
+from django.db import connection
+from django.template import Context, Template, TemplateSyntaxError
+from django.test import RequestFactory
+
+from recommendations.models import ProductPopularity
+from recommendations.serving.statistics import refresh_statistics
+from tests.serving.conftest import TITLES, add_event
+
+pytestmark = pytest.mark.django_db
+
+
+def render(source: str, user=None, **context) -> str:
+    request = RequestFactory().get("/")
+    request.user = user or AnonymousUser()
+    request.session = {}
+    return Template("{% load recommendations_tags %}" + source).render(
+        Context({"request": request, **context})
+    )
+
+
+def product_ids(html: str) -> list[str]:
+    return re.findall(r'data-product-id="([^"]+)"', html)
+
+
+def blocks(html: str) -> list[str]:
+    return re.findall(r'data-rec-id="([0-9a-f]+)"', html)
+
+
+@pytest.fixture
+def busy_shop(catalog):
+    """Everything has been viewed and bought a little, so every block has plenty to show."""
+    for i, title in enumerate(catalog.products):
+        for _ in range(1 + i % 3):
+            add_event(catalog, "view", title, session=f"s{i % 4}")
+        add_event(catalog, "purchase", title, session=f"s{i % 2}")
+    refresh_statistics()
+    return catalog
+
+
+def test_blocks_of_one_page_never_repeat_a_product(busy_shop, model):
+    catalog = busy_shop
+    html = render(
+        "{% recommended_products limit=4 %}"
+        "{% similar_products product limit=4 %}"
+        "{% bought_together product limit=4 %}"
+        "{% trending_products limit=4 %}",
+        user=catalog.users["alice"],
+        product=catalog.products["Vitamin C serum"],
+    )
+    ids = product_ids(html)
+    assert len(blocks(html)) == 4
+    assert len(ids) >= 10
+    assert len(ids) == len(set(ids)), "a product appeared in two blocks"
+
+
+def test_the_same_blocks_without_the_shared_set_would_repeat(busy_shop, model):
+    """The no-repeat test above is meaningful: rendered apart, the blocks overlap."""
+    catalog = busy_shop
+    product = catalog.products["Vitamin C serum"]
+    ids = []
+    for source in ("{% recommended_products limit=4 %}", "{% similar_products product limit=4 %}"):
+        ids += product_ids(render(source, user=catalog.users["alice"], product=product))
+    assert len(ids) != len(set(ids))
+
+
+@pytest.fixture
+def app_templates(settings):
+    """The app's own block templates, not the demo shop's overrides."""
+    settings.TEMPLATES = [{**settings.TEMPLATES[0], "DIRS": []}]
+
+
+def test_cards_show_title_price_store_and_why(catalog, model, app_templates):
+    html = render(
+        '{% similar_products product limit=2 title="You may also like" %}',
+        product=catalog.products["Argan shampoo"],
+    )
+    assert "You may also like" in html
+    assert "Keratin conditioner" in html or "Dry shampoo spray" in html
+    assert "Hair Store" in html and "Why?" in html and "Similar to Argan shampoo" in html
+    assert re.search(r'class="rec-price">\d+\.00<', html)
+    assert 'data-rec-impression data-rec-id="' in html
+
+
+def test_as_variable_form(catalog):
+    add_event(catalog, "view", "Cuticle oil", session="x")
+    refresh_statistics()
+    html = render(
+        "{% trending_products limit=2 as picks %}{% for p in picks %}{{ p.title }}|{{ p.recommendation.reason }};{% endfor %}"
+    )
+    assert html.startswith("Cuticle oil|Trending now;")
+
+
+def test_stores_and_search_tags(catalog, model):
+    html = render("{% recommended_stores %}", user=catalog.users["alice"])
+    assert re.findall(r'data-store-id="(\d+)"', html)[0] == str(catalog.stores["Face"].pk)
+    html = render("{% personalized_search query %}", query="serum")
+    assert {catalog.title(pid) for pid in product_ids(html)} >= {"Retinol night serum", "Vitamin C serum"}
+    assert render("{% personalized_search query %}", query="") == ""
+
+
+def test_a_database_error_renders_an_empty_block_and_the_page_goes_on(busy_shop, caplog):
+    catalog = busy_shop
+    add_event(catalog, "view", "Argan shampoo", user="bob")
+    with connection.cursor() as cursor:
+        cursor.execute(f"ALTER TABLE {ProductPopularity._meta.db_table} RENAME TO broken_popularity")
+    with caplog.at_level(logging.ERROR, logger="recommendations"):
+        html = render(
+            "<main>{% trending_products %}</main><aside>{% recently_viewed %}</aside>",
+            user=catalog.users["bob"],
+        )
+    assert html.startswith("<main></main><aside>")
+    assert product_ids(html) == [catalog.id("Argan shampoo")]  # later blocks still query fine
+    assert "The trending block failed" in caplog.text and "broken_popularity" not in html
+
+
+def test_errors_are_raised_in_debug_when_asked(catalog, settings):
+    with connection.cursor() as cursor:
+        cursor.execute(f"ALTER TABLE {ProductPopularity._meta.db_table} RENAME TO broken_popularity")
+    settings.DEBUG = True
+    assert render("{% trending_products %}") == ""  # DEBUG alone still renders empty
+    settings.RECOMMENDATIONS = {**settings.RECOMMENDATIONS, "RAISE_TEMPLATE_ERRORS": True}
+    with pytest.raises(Exception, match="productpopularity"):
+        render("{% trending_products %}")
+
+
+def test_unknown_options_fail_at_compile_time(catalog):
+    with pytest.raises(TemplateSyntaxError, match="unknown option 'limt'"):
+        render("{% trending_products limt=3 %}")
+    with pytest.raises(TemplateSyntaxError, match=r"similar_products <product>"):
+        render("{% similar_products %}")
+
+
+def test_new_arrivals_and_recently_viewed_tags(catalog):
+    add_event(catalog, "view", "Clay face mask", user="bob")
+    html = render(
+        "{% recently_viewed %}{% new_arrivals category='Nails' limit=2 %}", user=catalog.users["bob"]
+    )
+    assert catalog.titles(product_ids(html)) == ["Clay face mask", *reversed(TITLES["Nails"][-2:])]
