@@ -14,10 +14,12 @@ Campaigns are ordered by priority, then score: priority is the shop's word, scor
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from django.core.cache import cache
+from django.core.exceptions import ValidationError
 from django.db.models import Count
 from django.db.models.fields.json import KT
 
@@ -29,6 +31,8 @@ from recommendations.models.marketing import CAMPAIGN_CONTEXT_KEY
 from recommendations.serving.campaigns import rank_product_sets
 from recommendations.serving.types import Audience
 from recommendations.vectors.queries import active_version
+
+logger = logging.getLogger(__name__)
 
 VIEWS_CACHE_SECONDS = 60
 SEGMENT_REASONS = {
@@ -70,9 +74,21 @@ def views_so_far(campaigns: Sequence[Campaign]) -> dict[int, int]:
     return counts
 
 
+def _valid(campaign: Campaign) -> bool:
+    """Rules written around `clean()` (a raw update, an import) skip the campaign, not the page."""
+    try:
+        campaign.rules  # noqa: B018 - parsing is the check
+    except ValidationError as exc:
+        logger.warning(
+            "Campaign %r is not shown: %s Fix it in the admin.", campaign.name, " ".join(exc.messages)
+        )
+        return False
+    return True
+
+
 def showable_campaigns(now: dt.datetime | None = None) -> list[Campaign]:
-    """Running campaigns that have not reached their impression cap."""
-    campaigns = list(Campaign.objects.running(now))
+    """Running campaigns with valid rules that have not reached their impression cap."""
+    campaigns = [c for c in Campaign.objects.running(now) if _valid(c)]
     capped = [c for c in campaigns if c.impression_cap is not None]
     views = views_so_far(capped)
     return [c for c in campaigns if c.impression_cap is None or views.get(c.pk, 0) < c.impression_cap]

@@ -1,0 +1,66 @@
+"""Template tags for personalised campaigns.
+
+    {% load marketing_tags %}
+    {% personalized_campaigns limit=2 title="Offers for you" %}
+    {% get_personalized_campaigns limit=2 as offers %}   {# CampaignMatch list: render it yourself #}
+
+The block renders `recommendations/campaigns.html` (override it in your templates); each
+campaign carries `data-campaign-id`, which `recommendations/campaigns.js` reports as
+`campaign_view` (half visible) and `campaign_click` events: the views count towards the
+campaign's impression cap. Like the recommendation blocks, it shares the page's visitor and
+renders empty (logging why) if anything fails; `RECOMMENDATIONS["RAISE_TEMPLATE_ERRORS"]`
+with DEBUG raises instead.
+"""
+
+from __future__ import annotations
+
+import logging
+from contextlib import nullcontext
+from typing import Any
+
+from django import template
+from django.conf import settings
+from django.db import connection, transaction
+from django.template.loader import render_to_string
+
+from recommendations.conf import rec_settings
+from recommendations.marketing.targeting import CampaignMatch, campaigns_for
+from recommendations.templatetags.recommendations_tags import page_audience
+
+logger = logging.getLogger(__name__)
+register = template.Library()
+
+TEMPLATE = "recommendations/campaigns.html"
+DEFAULT_LIMIT = 3
+
+
+def _matches(context: template.Context, limit: Any) -> list[CampaignMatch] | None:
+    """The visitor's campaigns, or None when choosing them failed (logged)."""
+    try:
+        # A database error must not poison the page's transaction: roll back only this block.
+        with transaction.atomic() if connection.in_atomic_block else nullcontext():
+            return campaigns_for(page_audience(context), limit=int(limit or DEFAULT_LIMIT))
+    except Exception:
+        if settings.DEBUG and rec_settings.RAISE_TEMPLATE_ERRORS:
+            raise
+        logger.exception("The personalised campaigns block failed; rendering it empty")
+        return None
+
+
+@register.simple_tag(takes_context=True)
+def personalized_campaigns(context: template.Context, limit: Any = DEFAULT_LIMIT, title: str = "") -> str:
+    """The campaigns block for this visitor; empty when there is nothing to show."""
+    matches = _matches(context, limit)
+    if not matches:
+        return ""
+    return render_to_string(
+        TEMPLATE,
+        {"matches": matches, "title": title},
+        request=context.get("request"),
+    )
+
+
+@register.simple_tag(takes_context=True)
+def get_personalized_campaigns(context: template.Context, limit: Any = DEFAULT_LIMIT) -> list[CampaignMatch]:
+    """The visitor's `CampaignMatch`es (campaign, score, reason), for `{% ... as name %}`."""
+    return _matches(context, limit) or []

@@ -1,0 +1,68 @@
+"""{% personalized_campaigns %} renders the visitor's campaigns, and an empty block on failure."""
+
+import logging
+
+from django.contrib.auth.models import AnonymousUser
+from django.db import connection
+from django.contrib.sessions.backends.db import SessionStore
+from django.template import Context, Template
+from django.test import RequestFactory
+
+from recommendations.events.tracking import SESSION_KEY
+from recommendations.models import Campaign
+from tests.marketing.conftest import add_event
+
+
+def render(source: str, user=None, session_id: str = "") -> str:
+    request = RequestFactory().get("/")
+    request.user = user or AnonymousUser()
+    request.session = SessionStore()
+    if session_id:
+        request.session[SESSION_KEY] = session_id
+    return Template("{% load marketing_tags %}" + source).render(Context({"request": request}))
+
+
+def test_the_block_shows_the_visitors_campaigns(shop):
+    tea = Campaign.objects.create(name="Tea week", category_names=["Tea"], discount_text="-20% <b>tea</b>")
+    Campaign.objects.create(name="Garden week", category_names=["Garden"])
+    html = render('{% personalized_campaigns limit=1 title="Offers for you" %}', user=shop.users["tea_lover"])
+    assert f'data-campaign-id="{tea.pk}"' in html and "Offers for you" in html
+    assert "Garden week" not in html
+    assert "-20% &lt;b&gt;tea&lt;/b&gt;" in html  # campaign text is escaped
+    assert "recommendations/campaigns.js" in html
+
+
+def test_the_as_form_gives_the_matches(shop):
+    Campaign.objects.create(name="Garden week", category_names=["Garden"])
+    add_event("view", session="anon-g", product=shop.products["Garden"][0])
+    html = render(
+        "{% get_personalized_campaigns limit=2 as offers %}{% for m in offers %}[{{ m.campaign.name }}]{% endfor %}",
+        session_id="anon-g",
+    )
+    assert html == "[Garden week]"
+
+
+def test_nothing_to_show_renders_nothing(shop):
+    assert render("{% personalized_campaigns %}", user=shop.users["bystander"]).strip() == ""
+
+
+def test_a_database_failure_renders_an_empty_block_and_the_page_goes_on(shop, caplog):
+    Campaign.objects.create(name="Tea week", category_names=["Tea"])
+    with connection.cursor() as cursor:  # a real fault: the table is gone (undone with the test)
+        cursor.execute("ALTER TABLE recommendations_campaign RENAME TO recommendations_campaign_gone")
+    with caplog.at_level(logging.ERROR, logger="recommendations.templatetags.marketing_tags"):
+        html = render("before{% personalized_campaigns %}after", user=shop.users["tea_lover"])
+    assert html == "beforeafter"
+    assert "personalised campaigns block failed" in caplog.text
+    # Only the block's savepoint was rolled back: the page's transaction still works.
+    assert shop.users["tea_lover"].__class__.objects.filter(username="tea_lover").exists()
+
+
+def test_a_campaign_with_broken_rules_is_skipped_not_fatal(shop, caplog):
+    Campaign.objects.create(name="Tea week", category_names=["Tea"])
+    broken = Campaign.objects.create(name="Broken", category_names=["Tea"])
+    Campaign.objects.filter(pk=broken.pk).update(audience_rules={"max_audiance": 5})  # bypasses clean()
+    with caplog.at_level(logging.WARNING, logger="recommendations.marketing.targeting"):
+        html = render("{% personalized_campaigns %}", user=shop.users["tea_lover"])
+    assert "Tea week" in html and "Broken" not in html
+    assert "Unknown audience rule(s): max_audiance" in caplog.text
