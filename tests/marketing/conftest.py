@@ -127,7 +127,9 @@ def model(shop: Shop) -> ModelVersion:
             v = np.zeros(4)
             v[AXES[category]] = 1.0
             v[3] = 0.05 * i
-            vectors.append(ProductVector(model_version=version, product_id=str(product.pk), embedding=v.tolist()))
+            vectors.append(
+                ProductVector(model_version=version, product_id=str(product.pk), embedding=v.tolist())
+            )
     ProductVector.objects.bulk_create(vectors)
     for name, category in (("tea_lover", "Tea"), ("coffee_lover", "Coffee"), ("gardener", "Garden")):
         v = np.full(4, 0.1)

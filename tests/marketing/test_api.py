@@ -1,7 +1,6 @@
 """The marketing and experiment endpoints: answers, validation errors, permission refusals, CSV."""
 
 import csv
-import datetime as dt
 import io
 
 import pytest
@@ -93,7 +92,7 @@ def test_audience_as_json_then_csv_from_the_saved_segment(shop, tea, staff):
     api = key_client("audiences:read")
     response = api.get(audience_url(tea), {"format": "csv"})
     assert response.status_code == 200 and response["Content-Type"].startswith("text/csv")
-    assert f'campaign-{tea.pk}-audience.csv' in response["Content-Disposition"]
+    assert f"campaign-{tea.pk}-audience.csv" in response["Content-Disposition"]
     rows = read_csv(response)
     assert [(r["username"], r["email"]) for r in rows] == [
         ("tea_lover", "tea_lover@example.com"),
@@ -129,7 +128,10 @@ def test_campaign_validation_errors_in_the_api(shop, staff):
     bad_rules = client.post(
         "/api/campaigns/", {**base, "audience_rules": {"max_audiance": 5}}, content_type="application/json"
     )
-    assert bad_rules.status_code == 400 and "Unknown audience rule(s): max_audiance" in bad_rules.json()["audience_rules"][0]
+    assert (
+        bad_rules.status_code == 400
+        and "Unknown audience rule(s): max_audiance" in bad_rules.json()["audience_rules"][0]
+    )
     created = client.post("/api/campaigns/", base, content_type="application/json")
     assert created.status_code == 201 and Campaign.objects.filter(name="Spring").exists()
     # A change that reverses the window is refused too, and nothing is written.
@@ -153,7 +155,8 @@ def experiment_body(*shares, key="home") -> dict:
         "key": key,
         "name": "Home page",
         "variants": [
-            {"key": f"v{i}", "traffic_share": str(share), "is_control": i == 0} for i, share in enumerate(shares)
+            {"key": f"v{i}", "traffic_share": str(share), "is_control": i == 0}
+            for i, share in enumerate(shares)
         ],
     }
 
@@ -162,23 +165,33 @@ def test_experiment_shares_must_sum_to_100(staff):
     client = client_for(staff)
     response = client.post("/api/experiments/", experiment_body(60, 30), content_type="application/json")
     assert response.status_code == 400
-    assert response.json()["variants"] == ["Traffic shares add up to 90%, not 100%. Adjust them (60, 30) so that they sum to 100."]
+    assert response.json()["variants"] == [
+        "Traffic shares add up to 90%, not 100%. Adjust them (60, 30) so that they sum to 100."
+    ]
     assert not Experiment.objects.exists()
-    created = client.post("/api/experiments/", experiment_body("33.33", "33.33", "33.34"), content_type="application/json")
+    created = client.post(
+        "/api/experiments/", experiment_body("33.33", "33.33", "33.34"), content_type="application/json"
+    )
     assert created.status_code == 201 and len(created.json()["variants"]) == 3
 
 
 def test_experiment_lifecycle_through_the_api(staff, db):
     client = client_for(staff)
-    experiment_id = client.post("/api/experiments/", experiment_body(50, 50), content_type="application/json").json()["id"]
+    experiment_id = client.post(
+        "/api/experiments/", experiment_body(50, 50), content_type="application/json"
+    ).json()["id"]
     assert client.post(f"/api/experiments/{experiment_id}/start/").json()["status"] == "running"
     again = client.post(f"/api/experiments/{experiment_id}/start/")
     assert again.status_code == 400 and "only a draft can start" in again.json()["detail"][0]
     results = client.get(f"/api/experiments/{experiment_id}/results/").json()
     assert results["enough_data"] is False and results["status"].startswith("Not enough data yet")
-    no_winner = client.post(f"/api/experiments/{experiment_id}/stop/", {"promote": "winner"}, content_type="application/json")
+    no_winner = client.post(
+        f"/api/experiments/{experiment_id}/stop/", {"promote": "winner"}, content_type="application/json"
+    )
     assert no_winner.status_code == 400 and "No winner to promote" in no_winner.json()["detail"][0]
-    stopped = client.post(f"/api/experiments/{experiment_id}/stop/", {"promote": "v1"}, content_type="application/json")
+    stopped = client.post(
+        f"/api/experiments/{experiment_id}/stop/", {"promote": "v1"}, content_type="application/json"
+    )
     experiment = Experiment.objects.get(pk=experiment_id)
     assert stopped.status_code == 200 and experiment.status == ExperimentStatus.STOPPED
     assert experiment.winner.key == "v1"

@@ -123,7 +123,9 @@ def planted(experiment, variant, n, buyers, *, start):
     """n visitors of `variant`: each shown a list and clicks it; `buyers` of them buy for 10."""
     User = get_user_model()
     users = User.objects.bulk_create([User(username=f"{variant.key}-{i}") for i in range(n)])
-    Assignment.objects.bulk_create([Assignment(experiment=experiment, variant=variant, user=u) for u in users])
+    Assignment.objects.bulk_create(
+        [Assignment(experiment=experiment, variant=variant, user=u) for u in users]
+    )
     t = start + HOUR
     events = []
     for i, user in enumerate(users):

@@ -15,7 +15,7 @@ def test_the_same_visitor_always_gets_the_same_variant():
     first = [assign("homepage-2026", unit, SHARES) for unit in IDS]
     again = [assign("homepage-2026", unit, SHARES) for unit in IDS]
     assert first == again
-    assert 0.0 <= min(position("x", u) for u in IDS[:100]) and max(position("x", u) for u in IDS[:100]) < 1.0
+    assert min(position("x", u) for u in IDS[:100]) >= 0.0 and max(position("x", u) for u in IDS[:100]) < 1.0
 
 
 def test_ten_thousand_ids_follow_the_shares():

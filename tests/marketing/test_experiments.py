@@ -56,7 +56,11 @@ def test_anonymous_visitors_are_bucketed_by_their_session(users):
     choice = variant_for(request)
     assert choice == variant_for("anon-42") == variant_for(Audience(session_id="anon-42"))
     assignment = Assignment.objects.get()
-    assert (assignment.user_id, assignment.session_id, assignment.variant_id) == (None, "anon-42", choice.variant_id)
+    assert (assignment.user_id, assignment.session_id, assignment.variant_id) == (
+        None,
+        "anon-42",
+        choice.variant_id,
+    )
     assert variant_for(AnonymousUser()) is None  # nobody to bucket
     variant_for("anon-43", record=False)
     assert Assignment.objects.count() == 1

@@ -25,7 +25,12 @@ def test_two_proportion_z_test_matches_the_textbook():
 def test_wilson_interval_matches_newcombe_1998():
     # R. G. Newcombe, "Two-sided confidence intervals for the single proportion: comparison of
     # seven methods", Statistics in Medicine 17 (1998) 857-872, Table I, Wilson score method.
-    published = {(81, 263): (0.2553, 0.3662), (15, 148): (0.0624, 0.1605), (0, 20): (0.0, 0.1611), (1, 29): (0.0061, 0.1718)}
+    published = {
+        (81, 263): (0.2553, 0.3662),
+        (15, 148): (0.0624, 0.1605),
+        (0, 20): (0.0, 0.1611),
+        (1, 29): (0.0061, 0.1718),
+    }
     for (successes, trials), (low, high) in published.items():
         interval = wilson_interval(successes, trials)
         assert (round(interval.low, 4), round(interval.high, 4)) == (low, high)

@@ -64,7 +64,9 @@ def test_member_benefits_follow_rfm_segments(shop):
     assert shop.users["bystander"].pk not in segments
 
     points = Campaign.objects.create(
-        name="Double points", kind=CampaignKind.MEMBER_BENEFIT, audience_rules={"rfm_segments": ["loyal_high_spender"]}
+        name="Double points",
+        kind=CampaignKind.MEMBER_BENEFIT,
+        audience_rules={"rfm_segments": ["loyal_high_spender"]},
     )
     win_back = Campaign.objects.create(
         name="Come back", kind=CampaignKind.MEMBER_BENEFIT, audience_rules={"rfm_segments": ["lapsing"]}
@@ -137,19 +139,29 @@ def test_for_me_with_a_model_uses_the_serving_ranking_hook(shop, model):
 
 def test_for_me_rules_caps_windows_and_member_benefits(shop):
     now = shop.now
-    promotion(name="Ended", category_names=["Tea"], starts_at=now - dt.timedelta(days=9), ends_at=now - dt.timedelta(days=1))
+    promotion(
+        name="Ended",
+        category_names=["Tea"],
+        starts_at=now - dt.timedelta(days=9),
+        ends_at=now - dt.timedelta(days=1),
+    )
     promotion(name="Paused", category_names=["Tea"], is_active=False)
     members_only = promotion(name="Members", category_names=["Tea"], audience_rules={"logged_in_only": True})
     capped = promotion(name="Capped", category_names=["Tea"], impression_cap=2)
     points = Campaign.objects.create(
-        name="Points", kind=CampaignKind.MEMBER_BENEFIT, audience_rules={"rfm_segments": ["loyal_high_spender"]}
+        name="Points",
+        kind=CampaignKind.MEMBER_BENEFIT,
+        audience_rules={"rfm_segments": ["loyal_high_spender"]},
     )
     for _ in range(2):
         add_event("campaign_view", session="s", context={"campaign": str(capped.pk)})
 
     loyal = {m.campaign for m in campaigns_for(Audience(user=shop.users["loyal"]), limit=10)}
     assert loyal == {members_only, points}
-    assert next(m for m in campaigns_for(Audience(user=shop.users["loyal"])) if m.campaign == points).method == "rfm"
+    assert (
+        next(m for m in campaigns_for(Audience(user=shop.users["loyal"])) if m.campaign == points).method
+        == "rfm"
+    )
     tea_lover = {m.campaign for m in campaigns_for(Audience(user=shop.users["tea_lover"]), limit=10)}
     assert tea_lover == {members_only}
     assert campaigns_for(Audience(session_id="someone"), limit=10) == []

@@ -3,8 +3,8 @@
 import logging
 
 from django.contrib.auth.models import AnonymousUser
-from django.db import connection
 from django.contrib.sessions.backends.db import SessionStore
+from django.db import connection
 from django.template import Context, Template
 from django.test import RequestFactory
 
