@@ -7,6 +7,7 @@ typo such as `limt` is a 400, not a silent default). Responses are built from a
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from rest_framework import serializers
@@ -40,7 +41,8 @@ class ListParamsSerializer(serializers.Serializer):
     IGNORED = frozenset({"format"})
 
     def to_internal_value(self, data: Any) -> dict[str, Any]:
-        unknown = sorted(set(data) - set(self.fields) - self.IGNORED)
+        # Not a mapping (a JSON body of `false`, a list): DRF's own message says what to send.
+        unknown = sorted(set(data) - set(self.fields) - self.IGNORED) if isinstance(data, Mapping) else []
         if unknown:
             raise serializers.ValidationError(
                 {name: [f"Unknown parameter. Allowed: {', '.join(sorted(self.fields))}."] for name in unknown}

@@ -167,12 +167,13 @@ def _validate_event(
         ]
 
     event_type = raw.get("event_type")
-    if event_type not in EVENT_TYPES:
+    if not isinstance(event_type, str) or event_type not in EVENT_TYPES:
         errors["event_type"] = [
             f"{event_type!r} is not an event type; use one of {', '.join(sorted(EVENT_TYPES))}"
             if event_type
             else "this field is required"
         ]
+        event_type = None  # unknown (or not even a string): the type-specific checks below do not apply
 
     event_id = raw.get("event_id")
     if event_id is None or event_id == "":
