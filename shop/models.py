@@ -10,6 +10,8 @@ from django.db import models
 from django.urls import reverse
 from django.utils.text import slugify
 
+from recommendations.serving.queryset import RecommendationManager
+
 
 class Category(models.Model):
     """A node of the category tree; `path` caches the names from the root for fast reads."""
@@ -89,6 +91,10 @@ class Product(models.Model):
     is_active = models.BooleanField(default=True)
     created_at = models.DateTimeField(auto_now_add=True)
     image_url = models.URLField(blank=True)
+
+    objects = models.Manager()
+    # Recommendations as QuerySets: Product.recommendations.for_user(request.user)[:8]
+    recommendations = RecommendationManager()
 
     class Meta:
         ordering = ["-created_at"]

@@ -1,0 +1,167 @@
+"""Stores, search, the campaign ranking hook, the QuerySet API and the tables behind them."""
+
+import pytest
+from django.db.models import QuerySet
+
+from recommendations.models import PairKind, ProductDocument, ProductPair, ProductPopularity
+from recommendations.serving import campaigns, search, stores
+from recommendations.serving.catalog import index_products
+from recommendations.serving.errors import InvalidParameters
+from recommendations.serving.products import store_products
+from recommendations.serving.queryset import RecommendationManager, for_user
+from recommendations.serving.statistics import refresh_statistics
+from recommendations.serving.types import Audience, Options
+from shop.models import Product, Store
+from tests.serving.conftest import TITLES, add_event
+
+pytestmark = pytest.mark.django_db
+
+
+def store_names(result):
+    return [str(obj) for obj, _ in result.items]
+
+
+def test_stores_for_a_user_follow_the_store_vectors(catalog, model):
+    result = stores.stores_for_user(Audience(user=catalog.users["alice"]), Options(explain=True))
+    assert store_names(result)[0] == "Face Store"
+    assert result.items[0][1].reason == "Matches what you like"
+    assert isinstance(result.queryset().first(), Store)
+
+
+def test_stores_without_a_model_come_from_history_then_popularity(catalog):
+    add_event(catalog, "purchase", "Cuticle oil", user="alice")
+    add_event(catalog, "purchase", "Argan shampoo", user="bob")
+    add_event(catalog, "purchase", "Keratin conditioner", user="bob")
+    refresh_statistics()
+    result = stores.stores_for_user(Audience(user=catalog.users["alice"]), Options(explain=True))
+    assert store_names(result) == ["Nails Store", "Hair Store"]
+    assert [rec.reason for _, rec in result.items] == [
+        "You looked at products from this store",
+        "Popular with shoppers",
+    ]
+
+
+def test_similar_stores(catalog, model):
+    result = stores.similar_stores(str(catalog.stores["Hair"].pk), Audience(), Options())
+    assert "Hair Store" not in store_names(result) and len(result) == 2
+
+
+def test_similar_stores_without_a_model_share_categories(catalog):
+    other = Store.objects.create(name="Hair Plus", slug="hair-plus")
+    Product.objects.create(
+        title="Silk hair oil",
+        slug="silk-hair-oil",
+        category=catalog.categories["Hair"],
+        store=other,
+        price=9,
+        stock=3,
+    )
+    index_products()
+    result = stores.similar_stores(str(catalog.stores["Hair"].pk), Audience(), Options(explain=True))
+    assert store_names(result)[0] == "Hair Plus"
+    assert result.items[0][1].reason == "Sells what this store sells"
+
+
+def test_store_products_are_that_stores_only_ranked_for_the_user(catalog, model):
+    add_event(catalog, "view", "Hair mask repair", session="x")
+    result = store_products(str(catalog.stores["Hair"].pk), Audience(session_id="x"), Options(limit=2))
+    assert set(catalog.titles(result.ids)) <= set(TITLES["Hair"]) and len(result) == 2
+    nails = store_products(str(catalog.stores["Nails"].pk), Audience(session_id="x"), Options())
+    assert set(catalog.titles(nails.ids)) == set(TITLES["Nails"])  # no per-store cap inside one store
+
+
+def test_search_full_text_and_typos(catalog):
+    found = lambda q: catalog.titles(search.search(q, Audience(), Options()).ids)  # noqa: E731
+    assert set(found("serum")) == {"Retinol night serum", "Vitamin C serum"}
+    assert set(found("serums")) == {"Retinol night serum", "Vitamin C serum"}  # stemming
+    assert "Retinol night serum" in found("retinl")  # typo
+    assert found("nail polish")[0] == "Red nail polish"
+    assert found("zzzz qqqq") == []
+    with pytest.raises(InvalidParameters, match="Give a search query"):
+        search.search("   ", Audience(), Options())
+
+
+def test_search_adds_semantic_matches_and_personalises(catalog, model):
+    bob = catalog.titles(search.search("shampoo", Audience(session_id="bob"), Options(explain=True)).ids)
+    # The two keyword matches first, then hair products that do not say "shampoo".
+    assert set(bob[:2]) == {"Argan shampoo", "Dry shampoo spray"}
+    assert set(bob[2:4]) == {"Keratin conditioner", "Hair mask repair"}
+
+    # Two shoppers typing "mask": the one who likes face care gets the face mask first.
+    add_event(catalog, "view", "Argan shampoo", session="hair-fan")
+    alice = search.search("mask", Audience(user=catalog.users["alice"]), Options(explain=True))
+    hair_fan = search.search("mask", Audience(session_id="hair-fan"), Options(explain=True))
+    assert catalog.titles(alice.ids)[0] == "Clay face mask"
+    assert catalog.titles(hair_fan.ids)[0] == "Hair mask repair"
+    assert alice.items[0][1].reason == "Matches “mask”"
+
+
+def test_campaign_ranking_hook(catalog, model):
+    sets = {
+        "hair-sale": catalog.ids("Argan shampoo", "Keratin conditioner"),
+        "face-week": catalog.ids("Vitamin C serum"),
+        "empty": [],
+    }
+    ranked = campaigns.rank_product_sets(Audience(user=catalog.users["alice"]), sets)
+    assert [r.key for r in ranked] == ["face-week", "hair-sale", "empty"]
+    assert ranked[-1].score == 0
+
+
+def test_campaign_ranking_without_a_model_uses_behaviour(catalog):
+    add_event(catalog, "view", "Red nail polish", session="s")
+    ranked = campaigns.rank_product_sets(
+        Audience(session_id="s"),
+        {"hair": catalog.ids("Argan shampoo"), "nails": catalog.ids("Red nail polish")},
+    )
+    assert ranked[0].key == "nails"
+
+
+def test_manager_and_helper_return_querysets_in_order(catalog, model):
+    manager = Product.recommendations  # the demo shop attaches the manager to its model
+    assert isinstance(manager, RecommendationManager) and Product._default_manager is Product.objects
+    alice = catalog.users["alice"]
+    queryset = manager.for_user(alice, limit=3)
+    assert isinstance(queryset, QuerySet)
+    assert set(catalog.titles(p.pk for p in queryset)) <= set(TITLES["Face"])
+    assert list(for_user(alice, limit=3)) == list(queryset)
+    similar = manager.similar_to(catalog.products["Argan shampoo"], limit=3)
+    assert set(catalog.titles(p.pk for p in similar)) == set(TITLES["Hair"]) - {"Argan shampoo"}
+    ranked = manager.rerank([catalog.products["Argan shampoo"], catalog.products["Clay face mask"]], alice)
+    assert [p.title for p in ranked] == ["Clay face mask", "Argan shampoo"]
+    assert [p.title for p in ranked.filter(price__gt=10)] == ["Clay face mask"]
+    assert manager.search("nail polish").first().title == "Red nail polish"
+
+
+def test_statistics_refresh_scores_and_pairs(catalog):
+    for user in ("alice", "bob"):
+        add_event(catalog, "purchase", "Argan shampoo", user=user)
+        add_event(catalog, "purchase", "Keratin conditioner", user=user)
+        add_event(catalog, "view", "Cuticle oil", session=f"{user}-s")
+        add_event(catalog, "view", "Matte top coat", session=f"{user}-s")
+    counts = refresh_statistics()
+    assert counts == {"popularity": 4, "pairs": ProductPair.objects.count()}
+    shampoo = ProductPopularity.objects.get(product_id=catalog.id("Argan shampoo"))
+    assert shampoo.categories == ["Beauty", "Hair"] and shampoo.buyers == 2 and shampoo.repeat_rate == 0
+    assert shampoo.trending_score == pytest.approx(2 * 5.0, rel=0.01)  # two purchases of weight 5, fresh
+    pair = ProductPair.objects.get(kind=PairKind.BOUGHT, product_id=catalog.id("Argan shampoo"))
+    assert (
+        pair.other_id == catalog.id("Keratin conditioner")
+        and pair.count == 2
+        and pair.score == pytest.approx(1)
+    )
+    assert ProductPair.objects.filter(kind=PairKind.VIEWED).count() == 2
+    refresh_statistics()  # a rebuild replaces, never duplicates
+    assert ProductPopularity.objects.count() == 4
+
+
+def test_search_index_follows_the_catalogue(catalog):
+    product = catalog.products["Cuticle oil"]
+    product.title = "Cuticle balm"
+    product.save()
+    gone = catalog.products["Matte top coat"]
+    gone_id = str(gone.pk)
+    gone.delete()
+    assert index_products([str(product.pk), gone_id]) == 1
+    assert ProductDocument.objects.get(product_id=str(product.pk)).title == "Cuticle balm"
+    assert not ProductDocument.objects.filter(product_id=gone_id).exists()
+    assert index_products() == 11 and ProductDocument.objects.count() == 11
