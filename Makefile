@@ -22,6 +22,11 @@ demo: install
 
 ## Run the whole test suite (lint included) on a throwaway embedded database
 test: install
+	@# The browser tests drive Debian's Chromium; install it when missing and apt is usable (as root),
+	@# otherwise they skip and say why.
+	@if [ ! -x /usr/bin/chromium ] && command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
+		|| echo "Could not install Chromium: the browser tests will be skipped."; fi
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest
 

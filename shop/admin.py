@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from shop.models import Category, Product, Store
+from shop.models import Category, Order, OrderLine, Product, Store
 
 
 @admin.register(Category)
@@ -15,7 +15,7 @@ class CategoryAdmin(admin.ModelAdmin):
 @admin.register(Store)
 class StoreAdmin(admin.ModelAdmin):
     list_display = ["name", "rating", "created_at"]
-    search_fields = ["name", "description"]
+    search_fields = ["name", "description", "external_id"]
     list_filter = ["categories"]
     prepopulated_fields = {"slug": ["name"]}
     filter_horizontal = ["categories"]
@@ -25,9 +25,38 @@ class StoreAdmin(admin.ModelAdmin):
 class ProductAdmin(admin.ModelAdmin):
     list_display = ["title", "store", "category", "brand", "price", "stock", "is_active", "created_at"]
     list_filter = ["is_active", "category", "store"]
-    search_fields = ["title", "description", "brand"]
+    search_fields = ["title", "description", "brand", "sku"]
     list_select_related = ["store", "category"]
     list_editable = ["price", "stock", "is_active"]
     autocomplete_fields = ["category", "store"]
     prepopulated_fields = {"slug": ["title"]}
     date_hierarchy = "created_at"
+
+
+class OrderLineInline(admin.TabularInline):
+    model = OrderLine
+    extra = 0
+    fields = ["product", "title", "unit_price", "quantity"]
+    readonly_fields = fields
+    can_delete = False
+
+
+@admin.register(Order)
+class OrderAdmin(admin.ModelAdmin):
+    """Orders are placed by the storefront; the admin reads them (prices are frozen per line)."""
+
+    list_display = ["__str__", "user", "name", "email", "total", "city", "created_at"]
+    list_filter = [("created_at", admin.DateFieldListFilter)]
+    list_select_related = ["user"]
+    search_fields = ["name", "email", "user__username", "postcode", "lines__title"]
+    date_hierarchy = "created_at"
+    readonly_fields = ["user", "session_key", "total", "created_at"]
+    inlines = [OrderLineInline]
+
+
+@admin.register(OrderLine)
+class OrderLineAdmin(admin.ModelAdmin):
+    list_display = ["title", "order", "product", "unit_price", "quantity"]
+    list_select_related = ["order", "product"]
+    search_fields = ["title", "order__email"]
+    autocomplete_fields = ["product", "order"]

@@ -1,38 +1,286 @@
-"""Storefront views. Recommendation blocks are rendered by the app's template tags."""
+"""Storefront views. Recommendation blocks are rendered by the app's template tags; the views
+fetch the page's own content, change the cart and record what the server alone knows
+(cart changes, purchases, searches). Views, impressions and clicks come from the beacon."""
 
+from __future__ import annotations
+
+from django.contrib import messages
+from django.contrib.auth import logout
 from django.core.paginator import Paginator
-from django.http import HttpRequest, HttpResponse
-from django.shortcuts import get_object_or_404, render
+from django.db.models import Avg, CharField, Count, IntegerField, OuterRef, QuerySet, Subquery
+from django.db.models.functions import Cast
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.utils.cache import patch_cache_control
+from django.utils.http import url_has_allowed_host_and_scheme
+from django.views.decorators.http import require_GET, require_POST
 
-from shop.models import Category, Product, Store
+import recommendations
+from recommendations.events.signals import searched
+from recommendations.events.tracking import get_session_id
+from recommendations.models import Event, EventType
+from recommendations.serving.products import rerank
+from recommendations.serving.types import Audience, Options, Recommendation
+from shop import placeholders
+from shop.cart import Cart, CartError
+from shop.checkout import place_order
+from shop.forms import CartChangeForm, CheckoutForm, SearchForm
+from shop.models import Category, Order, Product, Store
 
 PAGE_SIZE = 24
+# How many of a category's products are put in the visitor's order (the serving limit is 100).
+RERANK_WINDOW = 96
+SORTS = {
+    "recommended": None,
+    "price": "price",
+    "-price": "-price",
+    "newest": "-created_at",
+}
+# Generated pictures never change for a given product, so browsers may keep them a day.
+IMAGE_MAX_AGE = 86400
+ORDERS_SESSION_KEY = "orders"
 
 
-def _available_products():
-    return Product.objects.filter(is_active=True).select_related("store", "category")
+def with_ratings(products: QuerySet[Product]) -> QuerySet[Product]:
+    """Annotate `rating` (average 1-5) and `rating_count` from the rating events."""
+    product_key = Cast(OuterRef("pk"), output_field=CharField())
+    ratings = (
+        Event.objects.filter(event_type=EventType.RATING, product_id=product_key)
+        .values("product_id")
+        .annotate(avg=Avg("value"), n=Count("id"))
+    )
+    return products.annotate(
+        rating=Subquery(ratings.values("avg")[:1]),
+        rating_count=Subquery(ratings.values("n")[:1], output_field=IntegerField()),
+    )
+
+
+def available_products() -> QuerySet[Product]:
+    return with_ratings(
+        Product.objects.filter(is_active=True, stock__gt=0).select_related("store", "category")
+    )
+
+
+def _safe_next(request: HttpRequest, fallback: str) -> str:
+    target = request.POST.get("next") or request.META.get("HTTP_REFERER", "")
+    if target and url_has_allowed_host_and_scheme(target, {request.get_host()}, request.is_secure()):
+        return target
+    return fallback
 
 
 def home(request: HttpRequest) -> HttpResponse:
-    products = _available_products()[:PAGE_SIZE]
     categories = Category.objects.filter(parent__isnull=True)
-    return render(request, "shop/home.html", {"products": products, "categories": categories})
+    return render(request, "shop/home.html", {"categories": categories})
+
+
+def _audience(request: HttpRequest) -> Audience:
+    user = request.user if request.user.is_authenticated else None
+    return Audience(user=user, session_id=get_session_id(request))
+
+
+def _ranked_for_visitor(request: HttpRequest, ids: list[str]) -> tuple[list[str], dict[str, Recommendation]]:
+    """The category's products with the first `RERANK_WINDOW` in this visitor's order.
+
+    Re-ranking the head of the list is what the shopper sees; the long tail keeps the shop's
+    order. Returns the ids in their new order and the recommendation of each re-ranked one.
+    """
+    head = ids[:RERANK_WINDOW]
+    if not head:
+        return ids, {}
+    result = rerank(head, _audience(request), Options(limit=len(head), explain=True))
+    ranked = result.ids
+    order = [*ranked, *(pid for pid in head if pid not in set(ranked)), *ids[RERANK_WINDOW:]]
+    return order, {rec.product_id: rec for _, rec in result.items}
 
 
 def category(request: HttpRequest, slug: str) -> HttpResponse:
     node = get_object_or_404(Category, slug=slug)
-    products = _available_products().filter(category__in=node.descendants_and_self())
-    page = Paginator(products, PAGE_SIZE).get_page(request.GET.get("page"))
-    return render(request, "shop/category.html", {"category": node, "page": page})
+    sort = request.GET.get("sort", "recommended")
+    if sort not in SORTS:
+        sort = "recommended"
+    products = available_products().filter(category__in=node.descendants_and_self())
+    recommendations_by_id: dict[str, Recommendation] = {}
+    if SORTS[sort]:
+        listing = products.order_by(SORTS[sort], "pk")
+    else:
+        ids = [str(pk) for pk in products.order_by("-created_at", "pk").values_list("pk", flat=True)]
+        listing, recommendations_by_id = _ranked_for_visitor(request, ids)
+    page = Paginator(listing, PAGE_SIZE).get_page(request.GET.get("page"))
+    if not SORTS[sort]:
+        # The page holds ids: fetch its products, in order, with their recommendation.
+        by_id = {str(p.pk): p for p in products.filter(pk__in=list(page.object_list))}
+        page.object_list = [by_id[pid] for pid in page.object_list if pid in by_id]
+        for item in page.object_list:
+            item.recommendation = recommendations_by_id.get(str(item.pk))
+    block_id = next(iter(recommendations_by_id.values())).recommendation_id if recommendations_by_id else ""
+    ancestors = _ancestors(node)
+    return render(
+        request,
+        "shop/category.html",
+        {
+            "category": node,
+            "page": page,
+            "sort": sort,
+            "sorts": ["recommended", "price", "-price", "newest"],
+            "children": node.children.all(),
+            "ancestors": ancestors,
+            "active_category": (ancestors[0] if ancestors else node).slug,
+            "recommendation_id": block_id,
+        },
+    )
+
+
+def _ancestors(node: Category) -> list[Category]:
+    chain = []
+    while node.parent_id:
+        node = node.parent
+        chain.append(node)
+    return chain[::-1]
 
 
 def product(request: HttpRequest, slug: str) -> HttpResponse:
-    item = get_object_or_404(_available_products(), slug=slug)
-    return render(request, "shop/product.html", {"product": item})
+    item = get_object_or_404(available_products(), slug=slug)
+    cart = Cart(request.session)
+    form = CartChangeForm(
+        initial={"product": item.pk, "quantity": 1, "recommendation_id": request.GET.get("rec", "")}
+    )
+    return render(
+        request,
+        "shop/product.html",
+        {
+            "product": item,
+            "form": form,
+            "in_cart": cart.quantity_of(item),
+            "ancestors": [*_ancestors(item.category), item.category],
+        },
+    )
 
 
 def store(request: HttpRequest, slug: str) -> HttpResponse:
-    seller = get_object_or_404(Store, slug=slug)
-    products = _available_products().filter(store=seller)
+    seller = get_object_or_404(Store.objects.prefetch_related("categories"), slug=slug)
+    products = available_products().filter(store=seller)
     page = Paginator(products, PAGE_SIZE).get_page(request.GET.get("page"))
     return render(request, "shop/store.html", {"store": seller, "page": page})
+
+
+def search(request: HttpRequest) -> HttpResponse:
+    form = SearchForm(request.GET)
+    query = form.cleaned_data["q"] if form.is_valid() else ""
+    if query and request.GET.get("page", "1") == "1":
+        # The personalised results are rendered by the template tag, which returns the list
+        # it showed; recording the search itself needs no result list.
+        searched.send(sender=None, request=request, query=query)
+    return render(request, "shop/search.html", {"query": query, "form": form})
+
+
+@require_GET
+def cart_view(request: HttpRequest) -> HttpResponse:
+    cart = Cart(request.session)
+    lines = cart.lines()
+    return render(request, "shop/cart.html", {"lines": lines, "total": cart.total(lines)})
+
+
+@require_POST
+def cart_add(request: HttpRequest) -> HttpResponse:
+    form = CartChangeForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, "Choose a quantity between 1 and 99.")
+        return redirect(_safe_next(request, reverse("shop:cart")))
+    item = get_object_or_404(Product, pk=form.cleaned_data["product"])
+    quantity = form.cleaned_data["quantity"]
+    try:
+        Cart(request.session).add(item, quantity, form.cleaned_data["recommendation_id"])
+    except CartError as error:
+        messages.error(request, str(error))
+        return redirect(_safe_next(request, item.get_absolute_url()))
+    recommendations.track(
+        request,
+        "add_to_cart",
+        product=item,
+        value=quantity,
+        recommendation_id=form.cleaned_data["recommendation_id"],
+    )
+    messages.success(request, f"Added {quantity} x {item.title} to your cart.")
+    return redirect(_safe_next(request, reverse("shop:cart")))
+
+
+@require_POST
+def cart_update(request: HttpRequest) -> HttpResponse:
+    form = CartChangeForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, "Choose a quantity between 0 and 99.")
+        return redirect("shop:cart")
+    item = get_object_or_404(Product, pk=form.cleaned_data["product"])
+    cart = Cart(request.session)
+    before = cart.quantity_of(item)
+    try:
+        cart.set_quantity(item, form.cleaned_data["quantity"])
+    except CartError as error:
+        messages.error(request, str(error))
+        return redirect("shop:cart")
+    after = cart.quantity_of(item)
+    if after < before:
+        recommendations.track(request, "remove_from_cart", product=item, value=before - after)
+    elif after > before:
+        recommendations.track(request, "add_to_cart", product=item, value=after - before)
+    return redirect("shop:cart")
+
+
+def checkout(request: HttpRequest) -> HttpResponse:
+    cart = Cart(request.session)
+    lines = cart.lines()
+    if not lines:
+        messages.info(request, "Your cart is empty.")
+        return redirect("shop:cart")
+    if request.method == "POST":
+        form = CheckoutForm(request.POST)
+        if form.is_valid():
+            try:
+                order = place_order(request, cart, form.cleaned_data)
+            except CartError as error:
+                messages.error(request, str(error))
+                return redirect("shop:cart")
+            request.session[ORDERS_SESSION_KEY] = [*request.session.get(ORDERS_SESSION_KEY, []), order.pk]
+            return redirect("shop:order", pk=order.pk)
+    else:
+        user = request.user
+        initial = {"name": user.get_full_name(), "email": user.email} if user.is_authenticated else {}
+        form = CheckoutForm(initial=initial)
+    return render(request, "shop/checkout.html", {"form": form, "lines": lines, "total": cart.total(lines)})
+
+
+def order_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    order = get_object_or_404(Order.objects.prefetch_related("lines__product"), pk=pk)
+    own = (request.user.is_authenticated and order.user_id == request.user.pk) or pk in request.session.get(
+        ORDERS_SESSION_KEY, []
+    )
+    if not own:
+        raise Http404("No such order.")
+    return render(request, "shop/order.html", {"order": order})
+
+
+@require_POST
+def new_visitor(request: HttpRequest) -> HttpResponse:
+    """Forget who this browser is: sign out and start a fresh anonymous session."""
+    logout(request)  # flushes the session: cart, engine session id and history link all go
+    messages.info(request, "You are now browsing as a new visitor.")
+    return redirect("shop:home")
+
+
+@require_GET
+def product_image(request: HttpRequest, pk: int) -> HttpResponse:
+    item = get_object_or_404(Product.objects.select_related("category"), pk=pk)
+    svg = placeholders.product_svg(str(item.pk), item.title, item.category.names[0])
+    return _svg_response(svg)
+
+
+@require_GET
+def store_logo(request: HttpRequest, pk: int) -> HttpResponse:
+    return _svg_response(placeholders.store_svg(get_object_or_404(Store, pk=pk).name))
+
+
+def _svg_response(svg: str) -> HttpResponse:
+    response = HttpResponse(svg, content_type="image/svg+xml")
+    patch_cache_control(response, public=True, max_age=IMAGE_MAX_AGE)
+    return response

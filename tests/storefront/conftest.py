@@ -8,13 +8,18 @@ from django.core.cache import cache
 from django.utils import timezone
 
 from recommendations.models import Event
+from recommendations.vectors import queries
 from shop.models import Category, Product, Store
 
 
 @pytest.fixture(autouse=True)
-def _fresh_cache():
-    # Serving caches candidate lists and the API throttles count in the cache.
+def _fresh_caches():
+    # Serving caches candidate lists, the API throttles count in the cache, and each process
+    # remembers the active model version for a few seconds.
     cache.clear()
+    queries.clear_cache()
+    yield
+    queries.clear_cache()
 
 
 @pytest.fixture

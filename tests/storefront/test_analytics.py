@@ -48,7 +48,7 @@ def test_block_funnels_join_events_to_the_served_list(scenario):
     assert (trending.impressions, trending.clicks, trending.purchases, trending.conversion) == (2, 1, 0, 0.0)
     assert funnels[analytics.EXPIRED_BLOCK].clicks == 0 and funnels[analytics.EXPIRED_BLOCK].ctr == 0.0
     # Most shown first.
-    assert [f.block for f in analytics.block_funnels(analytics.window_start(30))][0] == "for_you"
+    assert next(f.block for f in analytics.block_funnels(analytics.window_start(30))) == "for_you"
 
 
 def test_events_per_day_counts_each_type_per_calendar_day(scenario):

@@ -1,0 +1,86 @@
+"""Placing an order: the cart becomes an `Order`, stock goes down, purchases are recorded.
+
+All of it happens in one transaction: if any product ran out or the purchase events cannot
+be stored, nothing is written and the cart is left as it was.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from django.db import transaction
+from django.db.models import F
+from django.http import HttpRequest
+
+import recommendations
+from recommendations.events.validation import stable_event_id
+from shop.cart import Cart, CartError
+from shop.models import Order, OrderLine, Product
+
+logger = logging.getLogger(__name__)
+
+
+def place_order(request: HttpRequest, cart: Cart, details: dict[str, str]) -> Order:
+    """Turn the cart into an order for `details` (name, email, address, city, postcode).
+
+    Raises `CartError` (with a message for the shopper) when the cart is empty or a product
+    no longer has the quantity asked for. Each line is recorded as a purchase event carrying
+    the recommendation that brought the product to the cart, so the sale is attributed.
+    """
+    started = time.monotonic()
+    lines = cart.lines()
+    if not lines:
+        raise CartError("Your cart is empty.")
+    user = request.user if request.user.is_authenticated else None
+    with transaction.atomic():
+        # Lock the rows so two checkouts cannot sell the same last item twice.
+        stock = dict(
+            Product.objects.select_for_update()
+            .filter(pk__in=[line.product.pk for line in lines])
+            .values_list("pk", "stock")
+        )
+        for line in lines:
+            if stock.get(line.product.pk, 0) < line.quantity:
+                raise CartError(
+                    f"Sorry, only {stock.get(line.product.pk, 0)} of {line.product.title} left. "
+                    "Please change the quantity in your cart."
+                )
+        order = Order.objects.create(
+            user=user,
+            session_key=request.session.session_key or "",
+            total=cart.total(lines),
+            **details,
+        )
+        OrderLine.objects.bulk_create(
+            OrderLine(
+                order=order,
+                product=line.product,
+                title=line.product.title,
+                unit_price=line.product.price,
+                quantity=line.quantity,
+            )
+            for line in lines
+        )
+        for line in lines:
+            Product.objects.filter(pk=line.product.pk).update(stock=F("stock") - line.quantity)
+            recommendations.track(
+                request,
+                "purchase",
+                product=line.product,
+                value=line.quantity,
+                revenue=line.line_total,
+                recommendation_id=line.recommendation_id,
+                # Derived from the order, so a retried checkout cannot record a sale twice.
+                event_id=stable_event_id("order", order.pk, line.product.pk),
+                order_id=str(order.pk),
+            )
+    cart.clear()
+    logger.info(
+        "Order %s placed: %d lines, total %s, in %.0f ms",
+        order.pk,
+        len(lines),
+        order.total,
+        (time.monotonic() - started) * 1000,
+    )
+    return order

@@ -1,0 +1,66 @@
+"""Small helpers for the storefront templates: pictures, stars, the cart badge, the menu."""
+
+from __future__ import annotations
+
+from django import template
+from django.db.models import Avg, Count, QuerySet
+from django.urls import reverse
+
+from recommendations.models import Event, EventType
+from shop import placeholders
+from shop.cart import Cart
+from shop.models import Category, Product, Store
+
+register = template.Library()
+
+
+@register.filter
+def product_image(product: Product) -> str:
+    """The product's own picture when it has one, else its generated placeholder."""
+    return product.image_url or reverse("shop:product_image", args=[product.pk])
+
+
+@register.filter
+def placeholder_image(product: Product) -> str:
+    """The generated picture, used when the product's own picture cannot be loaded."""
+    return reverse("shop:product_image", args=[product.pk])
+
+
+@register.filter
+def store_logo(store: Store) -> str:
+    return reverse("shop:store_logo", args=[store.pk])
+
+
+@register.filter
+def stars_width(rating: float | None) -> str:
+    """An average rating (1-5) as the filled width of five stars."""
+    return f"{min(max(float(rating or 0), 0), 5) * 20:.0f}%"
+
+
+@register.filter
+def category_color(category: Category) -> str:
+    """The category's tile colour; products of a category share its hue (see placeholders)."""
+    hue = placeholders.hue_for(category.names[0])
+    return f"linear-gradient(135deg, hsl({hue} 50% 42%), hsl({(hue + 30) % 360} 55% 32%))"
+
+
+@register.simple_tag
+def product_rating(product: Product) -> dict:
+    """`{"avg", "count"}` of a product's ratings; listings annotate them, other cards ask here."""
+    if hasattr(product, "rating_count"):
+        return {"avg": product.rating, "count": product.rating_count or 0}
+    stats = Event.objects.filter(event_type=EventType.RATING, product_id=str(product.pk)).aggregate(
+        avg=Avg("value"), count=Count("id")
+    )
+    return stats
+
+
+@register.simple_tag(takes_context=True)
+def cart_count(context: template.Context) -> int:
+    request = context.get("request")
+    return len(Cart(request.session)) if request is not None and hasattr(request, "session") else 0
+
+
+@register.simple_tag
+def top_categories() -> QuerySet[Category]:
+    return Category.objects.filter(parent__isnull=True).order_by("name")

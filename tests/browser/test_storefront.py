@@ -1,0 +1,217 @@
+"""The demo shop as a person uses it: a real Chromium, the JS beacon, a live server.
+
+The catalogue has mugs, teas and knives. Past shoppers made mugs the best sellers and bought
+teas together with teas, so a new visitor first gets mugs (trending) as "recommended for
+you", and after looking at two teas gets other teas, with no retrain (no model is trained
+here: the classic recommenders answer).
+"""
+
+import datetime as dt
+import time
+from decimal import Decimal
+
+import pytest
+from django.utils import timezone
+
+from recommendations.models import Event
+from recommendations.serving.catalog import index_products
+from recommendations.serving.statistics import refresh_statistics
+from shop.models import Category, Order, Product, Store
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+FOR_YOU = "#for-you [data-rec-impression] [data-product-id]"
+
+
+def wait_for(condition, timeout=10.0, what="the condition"):
+    """Poll the database until the beacon's events have landed (it batches for up to 2 s)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        result = condition()
+        if result:
+            return result
+        time.sleep(0.1)
+    raise AssertionError(f"Timed out after {timeout}s waiting for {what}")
+
+
+@pytest.fixture
+def shop(django_user_model):
+    kitchen = Category.objects.create(name="Kitchen", slug="kitchen")
+    groups = {
+        "mug": Category.objects.create(name="Mugs", slug="mugs", parent=kitchen),
+        "tea": Category.objects.create(name="Tea", slug="tea", parent=kitchen),
+        "knife": Category.objects.create(name="Knives", slug="knives", parent=kitchen),
+    }
+    stores = {
+        "mug": Store.objects.create(
+            name="Clay & Co", slug="clay-co", rating=Decimal("4.7"), description="Studio pottery."
+        ),
+        "tea": Store.objects.create(
+            name="Leaf House", slug="leaf-house", rating=Decimal("4.5"), description="Loose tea."
+        ),
+        "knife": Store.objects.create(name="Steel Works", slug="steel-works", rating=Decimal("4.2")),
+    }
+    names = {
+        "mug": [
+            "Speckled stoneware mug",
+            "Glazed espresso cup",
+            "Tall latte mug",
+            "Enamel camp mug",
+            "Porcelain tea cup",
+            "Hand thrown tumbler",
+        ],
+        "tea": [
+            "Assam breakfast tea",
+            "Darjeeling first flush",
+            "Jasmine green tea",
+            "Earl Grey loose leaf",
+            "Sencha green tea",
+            "Chamomile herbal tea",
+        ],
+        "knife": [
+            "Chef knife 20 cm",
+            "Paring knife",
+            "Bread knife",
+            "Santoku knife",
+            "Utility knife",
+            "Carving knife",
+        ],
+    }
+    products = {
+        kind: [
+            Product.objects.create(
+                title=title,
+                slug=f"{kind}-{i}",
+                description=f"A {title.lower()} for every day.",
+                category=groups[kind],
+                store=stores[kind],
+                price=Decimal(8 + 3 * i),
+                stock=20,
+            )
+            for i, title in enumerate(titles)
+        ]
+        for kind, titles in names.items()
+    }
+    past = timezone.now() - dt.timedelta(days=2)
+    for n in range(6):
+        buyer = django_user_model.objects.create_user(f"past{n}")
+        # Everyone bought mugs (the best sellers); pairs of teas were bought together.
+        for mug in products["mug"][:4]:
+            Event.objects.create(
+                event_type="purchase", user=buyer, product_id=str(mug.pk), value=1, timestamp=past
+            )
+        for tea in (products["tea"][n % 3], products["tea"][3 + n % 3]):
+            Event.objects.create(
+                event_type="purchase", user=buyer, product_id=str(tea.pk), value=1, timestamp=past
+            )
+    index_products()
+    refresh_statistics()
+    return products
+
+
+def for_you_ids(page) -> list[str]:
+    page.locator(FOR_YOU).first.wait_for()
+    return page.locator(FOR_YOU).evaluate_all("nodes => nodes.map(n => n.dataset.productId)")
+
+
+def visit_product(page, product):
+    page.goto(product.get_absolute_url())
+    wait_for(
+        lambda: Event.objects.filter(event_type="view", product_id=str(product.pk)).exists(),
+        what=f"the beacon's view of {product.title}",
+    )
+
+
+def test_viewing_products_changes_the_home_page_recommendations(page, shop, artifacts):
+    page.goto("/")
+    before = for_you_ids(page)
+    mug_ids = {str(p.pk) for p in shop["mug"]}
+    tea_ids = {str(p.pk) for p in shop["tea"]}
+    assert before[0] in mug_ids, "a new visitor starts with the best sellers"
+
+    visit_product(page, shop["tea"][0])
+    visit_product(page, shop["tea"][1])
+    page.goto("/")
+    after = for_you_ids(page)
+    assert after != before
+    assert after[0] in tea_ids and after[0] not in {str(shop["tea"][0].pk), str(shop["tea"][1].pk)}
+    # The first card explains itself.
+    first = page.locator("#for-you .card").first
+    first.locator("summary").click()
+    assert "Because you" in first.locator(".why-pop").inner_text()
+    page.screenshot(path=str(artifacts / "home.png"), full_page=True)
+
+
+def test_a_click_on_a_recommendation_is_attributed_and_a_purchase_recorded(page, shop, artifacts):
+    page.goto("/")
+    block = page.locator("#for-you [data-rec-impression]")
+    recommendation_id = block.get_attribute("data-rec-id")
+    card = block.locator("[data-product-id]").first
+    product_id = card.get_attribute("data-product-id")
+    wait_for(
+        lambda: Event.objects.filter(event_type="impression", recommendation_id=recommendation_id).exists(),
+        what="the impression of the for-you block",
+    )
+    card.locator(".card-title").click()
+    page.wait_for_url(f"**/product/**?rec={recommendation_id}")
+    click = wait_for(
+        lambda: Event.objects.filter(event_type="click", recommendation_id=recommendation_id).first(),
+        what="the attributed click",
+    )
+    assert click.product_id == product_id
+    page.screenshot(path=str(artifacts / "product.png"), full_page=True)
+
+    page.get_by_test_id("add-to-cart").click()
+    page.get_by_text("to your cart").wait_for()
+    assert page.get_by_test_id("cart-count").inner_text() == "1"
+    page.goto("/cart/")
+    page.get_by_test_id("checkout").click()
+    page.get_by_label("Full name").fill("Ada Shopper")
+    page.get_by_label("Email").fill("ada@example.com")
+    page.get_by_label("Street address").fill("1 Quay Street")
+    page.get_by_label("City").fill("Bristol")
+    page.get_by_label("Postcode").fill("BS1 4ST")
+    page.get_by_test_id("place-order").click()
+    page.get_by_test_id("order-number").wait_for()
+
+    order = Order.objects.get()
+    product = Product.objects.get(pk=product_id)
+    purchase = Event.objects.get(event_type="purchase")
+    assert purchase.product_id == product_id and purchase.revenue == product.price
+    assert purchase.recommendation_id == recommendation_id, "the sale is credited to the recommendation"
+    assert order.total == product.price and product.stock == 19
+    assert page.get_by_test_id("cart-count").inner_text() == "0"
+
+
+def test_admin_preview_shows_the_users_blocks_and_the_dashboard_renders(
+    page, shop, django_user_model, artifacts
+):
+    django_user_model.objects.create_superuser("admin", "admin@example.com", "admin-password")
+    shopper = django_user_model.objects.get(username="past0")
+    Event.objects.create(
+        event_type="view", user=shopper, product_id=str(shop["tea"][0].pk), timestamp=timezone.now()
+    )
+    page.goto("/admin/login/?next=/admin/")
+    page.get_by_label("Username").fill("admin")
+    page.get_by_label("Password").fill("admin-password")
+    page.get_by_role("button", name="Log in").click()
+    page.wait_for_url("**/admin/")
+
+    page.goto("/admin/recommendations/userpreview/")
+    page.get_by_label("Shopper").fill("past0")
+    page.get_by_role("button", name="Preview").click()
+    page.get_by_role("heading", name="What past0 sees").wait_for()
+    for title in (
+        "Recommended for you",
+        "Trending now",
+        "Stores you may like",
+        f"Similar to {shop['tea'][0].title}",
+    ):
+        assert page.locator(f'section[data-block="{title}"] li').count() > 0, title
+    assert "Because you" in page.locator('section[data-block="Recommended for you"]').inner_text()
+    page.screenshot(path=str(artifacts / "admin-preview.png"), full_page=True)
+
+    page.goto("/admin/recommendations/dashboard/?days=7")
+    page.locator("#events-per-day svg.rec-chart").wait_for()
+    assert page.locator("#top-products tbody tr").count() > 0
+    page.screenshot(path=str(artifacts / "admin-dashboard.png"), full_page=True)

@@ -1,0 +1,165 @@
+"""Cart and checkout through the storefront's views: what is stored, what is recorded."""
+
+from decimal import Decimal
+
+import pytest
+from django.test import Client
+from django.urls import reverse
+
+from recommendations.events.tracking import SESSION_KEY as ENGINE_SESSION_KEY
+from recommendations.models import Event
+from shop.models import Order, Product
+
+DETAILS = {
+    "name": "Ada Shopper",
+    "email": "ada@example.com",
+    "address": "1 Quay St",
+    "city": "Bristol",
+    "postcode": "BS1",
+}
+
+
+def add(client, product, quantity=1, recommendation_id=""):
+    return client.post(
+        reverse("shop:cart_add"),
+        {"product": product.pk, "quantity": quantity, "recommendation_id": recommendation_id},
+    )
+
+
+@pytest.fixture
+def mug(catalogue):
+    return catalogue[0]
+
+
+def test_add_to_cart_records_an_attributed_event_and_shows_in_the_cart(client, mug):
+    response = add(client, mug, 2, recommendation_id="rec123")
+    assert response.status_code == 302
+    event = Event.objects.get(event_type="add_to_cart")
+    assert (event.product_id, event.value, event.recommendation_id) == (str(mug.pk), 2.0, "rec123")
+    assert event.session_id == client.session[ENGINE_SESSION_KEY]
+    page = client.get(reverse("shop:cart"))
+    assert page.context["total"] == mug.price * 2
+    assert 'data-testid="cart-count">2<' in page.content.decode()
+
+
+@pytest.mark.parametrize(
+    ("quantity", "message"),
+    [(6, "Only 5 of"), (0, "at least 1"), (100, "between 1 and 99"), ("two", "between 1 and 99")],
+)
+def test_bad_quantities_are_refused_with_a_message_and_nothing_recorded(client, mug, quantity, message):
+    response = add(client, mug, quantity)
+    assert response.status_code == 302
+    follow = client.get(response.url)
+    assert message in follow.content.decode()
+    assert not Event.objects.exists()
+    assert client.get(reverse("shop:cart")).context["lines"] == []
+
+
+def test_out_of_stock_and_unknown_products_cannot_be_added(client, catalogue):
+    add(client, catalogue[7])
+    assert client.get(reverse("shop:cart")).context["lines"] == []
+    assert client.post(reverse("shop:cart_add"), {"product": 99999, "quantity": 1}).status_code == 404
+
+
+def test_changing_quantities_records_cart_events(client, mug):
+    add(client, mug, 3)
+    client.post(reverse("shop:cart_update"), {"product": mug.pk, "quantity": 1})
+    client.post(reverse("shop:cart_update"), {"product": mug.pk, "quantity": 0})
+    types = list(Event.objects.order_by("id").values_list("event_type", "value"))
+    assert types == [("add_to_cart", 3.0), ("remove_from_cart", 2.0), ("remove_from_cart", 1.0)]
+    assert client.get(reverse("shop:cart")).context["lines"] == []
+
+
+def test_checkout_places_the_order_records_purchases_and_empties_the_cart(client, catalogue, shopper):
+    client.force_login(shopper)
+    mug, knife = catalogue[0], catalogue[1]
+    add(client, mug, 2, recommendation_id="rec-mug")
+    add(client, knife, 1)
+    response = client.post(reverse("shop:checkout"), DETAILS)
+    order = Order.objects.get()
+    assert response.status_code == 302 and response.url == reverse("shop:order", args=[order.pk])
+    assert order.user == shopper and order.total == mug.price * 2 + knife.price
+    assert [(line.title, line.quantity) for line in order.lines.all()] == [(mug.title, 2), (knife.title, 1)]
+    assert Product.objects.get(pk=mug.pk).stock == 3
+    purchases = {e.product_id: e for e in Event.objects.filter(event_type="purchase")}
+    assert purchases[str(mug.pk)].revenue == mug.price * 2
+    assert purchases[str(mug.pk)].recommendation_id == "rec-mug"
+    assert purchases[str(knife.pk)].user == shopper and purchases[str(knife.pk)].value == 1
+    assert client.get(reverse("shop:cart")).context["lines"] == []
+    confirmation = client.get(response.url)
+    assert confirmation.status_code == 200 and f"Order #{order.pk}" in confirmation.content.decode()
+
+
+def test_checkout_that_runs_out_of_stock_writes_nothing(client, mug):
+    add(client, mug, 4)
+    Product.objects.filter(pk=mug.pk).update(stock=3)  # someone else bought some meanwhile
+    response = client.post(reverse("shop:checkout"), DETAILS)
+    assert response.status_code == 302 and response.url == reverse("shop:cart")
+    assert not Order.objects.exists()
+    assert not Event.objects.filter(event_type="purchase").exists()
+    assert Product.objects.get(pk=mug.pk).stock == 3
+    cart = client.get(reverse("shop:cart"))
+    assert [line.quantity for line in cart.context["lines"]] == [4]
+    assert "only 3 of" in cart.content.decode()
+
+
+def test_checkout_form_errors_are_shown_and_nothing_is_written(client, mug):
+    add(client, mug)
+    response = client.post(reverse("shop:checkout"), {**DETAILS, "email": "not-an-email"})
+    assert response.status_code == 200
+    assert "Enter a valid email address" in response.content.decode()
+    assert not Order.objects.exists() and not Event.objects.filter(event_type="purchase").exists()
+
+
+def test_checkout_with_an_empty_cart_goes_back_to_the_cart(client, catalogue):
+    response = client.get(reverse("shop:checkout"))
+    assert response.status_code == 302 and response.url == reverse("shop:cart")
+
+
+def test_an_order_is_only_shown_to_whoever_placed_it(client, mug, django_user_model):
+    add(client, mug)
+    client.post(reverse("shop:checkout"), DETAILS)
+    order = Order.objects.get()
+    assert client.get(reverse("shop:order", args=[order.pk])).status_code == 200
+    elsewhere = Client()  # another browser
+    assert elsewhere.get(reverse("shop:order", args=[order.pk])).status_code == 404
+    elsewhere.force_login(django_user_model.objects.create_user("stranger"))
+    assert elsewhere.get(reverse("shop:order", args=[order.pk])).status_code == 404
+
+
+def test_new_visitor_forgets_the_user_the_cart_and_the_engine_session(client, mug, shopper):
+    client.force_login(shopper)
+    add(client, mug)
+    engine_session = client.session[ENGINE_SESSION_KEY]
+    response = client.post(reverse("shop:new_visitor"))
+    assert response.status_code == 302
+    assert "_auth_user_id" not in client.session
+    assert client.get(reverse("shop:cart")).context["lines"] == []
+    add(client, mug)
+    assert client.session[ENGINE_SESSION_KEY] != engine_session
+    assert Event.objects.order_by("-id").first().user is None
+
+
+def test_new_visitor_needs_a_post(client, db):
+    assert client.get(reverse("shop:new_visitor")).status_code == 405
+
+
+def test_placeholder_pictures_are_cacheable_svg(client, mug):
+    response = client.get(reverse("shop:product_image", args=[mug.pk]))
+    assert response.status_code == 200 and response["Content-Type"] == "image/svg+xml"
+    assert "max-age=86400" in response["Cache-Control"]
+    assert (
+        response.content.startswith(b"<svg")
+        and response.content == client.get(response.request["PATH_INFO"]).content
+    )
+    logo = client.get(reverse("shop:store_logo", args=[mug.store_id]))
+    assert b">C&amp;C</text>" in logo.content or b">CC</text>" in logo.content
+    assert client.get(reverse("shop:product_image", args=[99999])).status_code == 404
+
+
+def test_revenue_is_exact(client, mug):
+    mug.price = Decimal("19.99")
+    mug.save()
+    add(client, mug, 3)
+    client.post(reverse("shop:checkout"), DETAILS)
+    assert Event.objects.get(event_type="purchase").revenue == Decimal("59.97")

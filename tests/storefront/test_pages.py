@@ -1,0 +1,141 @@
+"""Every storefront page renders, with fallbacks, before any model is trained and when the
+active model's vector tables are empty; recommendation blocks carry what the beacon needs."""
+
+import re
+
+import pytest
+from django.urls import reverse
+
+from recommendations.models import ModelVersion
+from recommendations.serving.catalog import index_products
+from recommendations.serving.statistics import refresh_statistics
+from tests.storefront.conftest import event
+
+REC_BLOCK = re.compile(r'data-rec-impression data-rec-id="([0-9a-f]+)"')
+
+
+def page_urls(catalogue):
+    mug = catalogue[0]
+    return [
+        reverse("shop:home"),
+        reverse("shop:category", args=["kitchen"]),
+        reverse("shop:category", args=["mugs"]) + "?sort=price",
+        reverse("shop:category", args=["mugs"]) + "?sort=-price&page=9",
+        reverse("shop:category", args=["knives"]) + "?sort=newest",
+        reverse("shop:category", args=["knives"]) + "?sort=bogus",
+        mug.get_absolute_url(),
+        reverse("shop:store", args=[mug.store.slug]),
+        reverse("shop:search") + "?q=mug",
+        reverse("shop:search") + "?q=",
+        reverse("shop:search") + "?q=zzzzqqqq",
+        reverse("shop:cart"),
+        reverse("shop:login"),
+    ]
+
+
+@pytest.fixture
+def indexed(catalogue):
+    index_products()
+    return catalogue
+
+
+def test_pages_render_with_an_empty_history_and_no_model(client, indexed):
+    for url in page_urls(indexed):
+        response = client.get(url)
+        assert response.status_code == 200, url
+    home = client.get(reverse("shop:home")).content.decode()
+    assert "Shop by category" in home and "Kitchen" in home
+
+
+def test_pages_render_when_the_active_model_has_no_vectors(client, indexed):
+    ModelVersion.objects.create(status="active", algorithm="two_tower", dimensions=8)
+    for url in page_urls(indexed):
+        assert client.get(url).status_code == 200, url
+
+
+@pytest.fixture
+def history(indexed, django_user_model):
+    """Shoppers viewed mug 0 with knife 3, and bought mug 2 most."""
+    for n in range(4):
+        user = django_user_model.objects.create_user(f"past{n}")
+        event("view", product=indexed[0], user=user, days_ago=1)
+        event("view", product=indexed[3], user=user, days_ago=1)
+        event("purchase", product=indexed[2], user=user, value=1, days_ago=1)
+        event("rating", product=indexed[2], user=user, value=4 + n % 2, days_ago=1)
+    refresh_statistics()
+    return indexed
+
+
+def test_home_shows_blocks_with_recommendation_ids_and_reasons(client, history):
+    html = client.get(reverse("shop:home")).content.decode()
+    assert "Recommended for you" in html and "Trending now" in html
+    assert len(set(REC_BLOCK.findall(html))) >= 2
+    assert f'data-product-id="{history[2].pk}"' in html
+    assert "Why you&#x27;re seeing this" in html or "Why you're seeing this" in html
+    assert "4.5 (4)" in html  # mug 2's ratings on its card
+
+
+def test_a_product_appears_once_per_page(client, history):
+    html = client.get(history[0].get_absolute_url()).content.decode()
+    ids = re.findall(r'class="card-inner" data-product-id="(\d+)"', html)
+    assert ids and len(ids) == len(set(ids))
+    assert str(history[0].pk) not in ids  # the product itself is not recommended on its page
+
+
+def test_category_page_is_reranked_for_the_visitor(client, history):
+    url = reverse("shop:category", args=["kitchen"])
+    newest_first = [p.pk for p in client.get(url + "?sort=newest").context["page"]]
+    assert newest_first[0] == history[6].pk
+    # The visitor looks at mug 0: the beacon's view, sent the way the beacon sends it.
+    beacon = client.post(
+        "/api/events/",
+        {"events": [{"event_type": "view", "product_id": str(history[0].pk)}]},
+        content_type="application/json",
+    )
+    assert beacon.status_code in (200, 201, 202), beacon.content
+    response = client.get(url)
+    ranked = [p.pk for p in response.context["page"]]
+    assert sorted(ranked) == sorted(newest_first)
+    assert ranked.index(history[3].pk) < ranked.index(history[6].pk)
+    assert REC_BLOCK.search(response.content.decode())
+
+
+def test_product_page_marks_the_view_for_the_beacon_and_carries_the_recommendation(client, history):
+    html = client.get(history[0].get_absolute_url() + "?rec=abc123").content.decode()
+    assert f'data-rec-view="product" data-product-id="{history[0].pk}"' in html
+    assert 'name="recommendation_id" value="abc123"' in html
+    assert "recommendations/beacon.js" in html
+
+
+def test_store_page_marks_the_store_view(client, history):
+    store = history[0].store
+    html = client.get(reverse("shop:store", args=[store.slug])).content.decode()
+    assert f'data-rec-view="store" data-store-id="{store.pk}"' in html
+    assert "Top picks for you" in html
+
+
+def test_search_shows_personalised_results_and_records_the_search(client, history):
+    response = client.get(reverse("shop:search"), {"q": "stoneware"})
+    html = response.content.decode()
+    assert history[0].title in html and REC_BLOCK.search(html)
+    assert "Chef knife" not in html.split('id="search-results"')[1].split("</section>")[0]
+    from recommendations.models import Event
+
+    assert Event.objects.filter(event_type="search", query="stoneware").count() == 1
+
+
+def test_unknown_pages_are_404(client, indexed):
+    assert client.get(reverse("shop:product", args=["nope"])).status_code == 404
+    assert client.get(reverse("shop:category", args=["nope"])).status_code == 404
+    assert client.get(reverse("shop:store", args=["nope"])).status_code == 404
+    assert client.get(indexed[7].get_absolute_url()).status_code == 404  # out of stock
+
+
+def test_login_and_logout(client, shopper, indexed):
+    response = client.post(reverse("shop:login"), {"username": "shopper", "password": "pw"})
+    assert response.status_code == 302
+    assert 'data-testid="account-name">shopper<' in client.get(reverse("shop:home")).content.decode()
+    client.post(reverse("shop:logout"))
+    assert "account-name" not in client.get(reverse("shop:home")).content.decode()
+    bad = client.post(reverse("shop:login"), {"username": "shopper", "password": "wrong"})
+    assert bad.status_code == 200 and "correct username and password" in bad.content.decode()
