@@ -4,6 +4,8 @@ from recommendations.admin import (  # noqa: F401 - each module registers its ad
     api_keys,
     dashboard,
     events,
+    experiments,
+    marketing,
     preview,
     privacy,
     statistics,

@@ -1,0 +1,203 @@
+"""Admin for A/B experiments: variants with traffic shares, results with a chart, start/stop/promote.
+
+The change page of an experiment shows its results under the form: per variant the funnel,
+CTR, conversion and revenue per visitor with 95% intervals and the test against the control,
+an SVG chart of conversion with its intervals, and "Not enough data yet" until every variant
+has its minimum of visitors. Buttons start it, stop it, or stop it and promote a variant.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from django import forms
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db.models import QuerySet
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.shortcuts import get_object_or_404
+from django.urls import path, reverse
+from django.utils.html import escape
+from django.utils.safestring import SafeString, mark_safe
+
+from recommendations.admin.charts import PALETTE, nice_ceiling
+from recommendations.experiments import lifecycle
+from recommendations.experiments.results import (
+    METRIC_LABELS,
+    PRIMARY_METRIC,
+    VariantResult,
+    experiment_results,
+)
+from recommendations.models import Experiment, ExperimentStatus, Variant
+from recommendations.models.experiments import validate_shares
+
+
+class VariantFormSet(forms.BaseInlineFormSet):
+    """Shares must add up to 100% and exactly one variant is the control."""
+
+    def clean(self) -> None:
+        super().clean()
+        if any(self.errors):
+            return
+        kept = [f.cleaned_data for f in self.forms if f.cleaned_data and not f.cleaned_data.get("DELETE")]
+        validate_shares([data.get("traffic_share") for data in kept])
+        if sum(bool(data.get("is_control")) for data in kept) != 1:
+            raise ValidationError("Mark exactly one variant as the control: the others are compared with it.")
+
+
+class VariantInline(admin.TabularInline):
+    model = Variant
+    formset = VariantFormSet
+    extra = 0
+    min_num = 2
+    fields = ["key", "name", "is_control", "traffic_share", "model_version", "recommender", "rules"]
+
+    def _editable(self, obj: Experiment | None) -> bool:
+        return obj is None or obj.status == ExperimentStatus.DRAFT
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return self._editable(obj) and super().has_add_permission(request, obj)
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return self._editable(obj) and super().has_change_permission(request, obj)
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return self._editable(obj) and super().has_delete_permission(request, obj)
+
+
+def interval_chart(
+    rows: Sequence[VariantResult], metric: str = PRIMARY_METRIC, width: int = 560
+) -> SafeString:
+    """Horizontal bars of one metric per variant with their confidence intervals as whiskers."""
+    label_w, value_w, row_h = 150, 70, 34
+    plot_w = width - label_w - value_w
+    shown = [(r, r.metrics[metric]) for r in rows]
+    top = nice_ceiling(
+        max((m.interval.high if m.interval else m.value or 0) for _, m in shown) if shown else 0
+    )
+    height = len(shown) * row_h + 24
+    parts = []
+    for i, (row, m) in enumerate(shown):
+        y = 6 + i * row_h
+        color = PALETTE[i % len(PALETTE)]
+        value = m.value or 0.0
+        bar = value / top * plot_w
+        label = escape(row.funnel.label + (" (control)" if row.funnel.is_control else ""))
+        text = "-" if m.value is None else f"{value:.1%}"
+        parts.append(
+            f'<text x="{label_w - 8}" y="{y + 18}" text-anchor="end" class="label">{label}</text>'
+            f'<rect x="{label_w}" y="{y + 6}" width="{bar:.1f}" height="16" rx="3" fill="{color}" '
+            f'opacity=".85"><title>{label}: {escape(text)}</title></rect>'
+        )
+        if m.interval is not None:
+            low, high = (label_w + v / top * plot_w for v in (m.interval.low, m.interval.high))
+            parts.append(
+                f'<path d="M{low:.1f} {y + 14}H{high:.1f}M{low:.1f} {y + 8}V{y + 20}'
+                f'M{high:.1f} {y + 8}V{y + 20}" stroke="#101828" stroke-width="1.5" fill="none">'
+                f"<title>95% interval {m.interval.low:.1%} to {m.interval.high:.1%}</title></path>"
+            )
+        parts.append(f'<text x="{width - value_w + 6}" y="{y + 18}" class="value">{escape(text)}</text>')
+    parts.append(
+        f'<text x="{label_w}" y="{height - 4}" class="tick">0%</text>'
+        f'<text x="{label_w + plot_w}" y="{height - 4}" text-anchor="end" class="tick">{top:.0%}</text>'
+    )
+    title = escape(f"{METRIC_LABELS[metric]} by variant, with 95% intervals")
+    return mark_safe(  # noqa: S308 - labels and numbers above are escaped or formatted by us
+        f'<svg class="rec-chart" xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" '
+        f'width="100%" role="img"><title>{title}</title>'
+        "<style>.label,.value,.tick{font:11px system-ui,sans-serif;fill:#475467}"
+        ".value{fill:#101828;font-weight:600}</style>" + "".join(parts) + "</svg>"
+    )
+
+
+@admin.register(Experiment)
+class ExperimentAdmin(admin.ModelAdmin):
+    inlines = [VariantInline]
+    list_display = ["name", "key", "status", "started_at", "stopped_at", "winner"]
+    list_filter = ["status"]
+    search_fields = ["name", "key"]
+    readonly_fields = ["status", "started_at", "stopped_at", "winner", "created_at"]
+    fieldsets = [
+        (None, {"fields": ["name", "key", "description"]}),
+        ("Measurement", {"fields": ["attribution_window_hours", "min_visitors"]}),
+        ("Status", {"fields": ["status", "started_at", "stopped_at", "winner", "created_at"]}),
+    ]
+    change_form_template = "admin/recommendations/experiment_change_form.html"
+    actions = ["start_selected", "stop_and_promote_selected"]
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Experiment | None = None) -> list[str]:
+        fields = list(super().get_readonly_fields(request, obj))
+        # The key salts the bucketing: changing it on a started experiment would reshuffle visitors.
+        return [*fields, "key"] if obj is not None and obj.status != ExperimentStatus.DRAFT else fields
+
+    def get_urls(self) -> list:
+        lifecycle_view = self.admin_site.admin_view(self.lifecycle_view)
+        return [
+            path("<int:pk>/lifecycle/<str:verb>/", lifecycle_view, name="recommendations_experiment_lifecycle"),
+            *super().get_urls(),
+        ]
+
+    def change_view(
+        self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: dict | None = None
+    ) -> HttpResponse:
+        experiment = self.get_object(request, object_id)
+        extra = dict(extra_context or {})
+        if experiment is not None and experiment.status != ExperimentStatus.DRAFT:
+            results = experiment_results(experiment)
+            extra.update(
+                results=results,
+                metric_labels=METRIC_LABELS,
+                chart=interval_chart(results.variants),
+                ctr_chart=interval_chart(results.variants, "ctr"),
+            )
+        return super().change_view(request, object_id, form_url, extra)
+
+    def lifecycle_view(self, request: HttpRequest, pk: int, verb: str) -> HttpResponse:
+        """POST start / stop / promote (with `variant` = a key, or "winner")."""
+        experiment = get_object_or_404(Experiment, pk=pk)
+        if request.method != "POST" or not self.has_change_permission(request, experiment):
+            raise PermissionDenied
+        try:
+            message = self._apply(experiment, verb, request.POST.get("variant", ""))
+        except ValidationError as exc:
+            self.message_user(request, " ".join(exc.messages), messages.ERROR)
+        else:
+            self.message_user(request, message, messages.SUCCESS)
+        return HttpResponseRedirect(reverse("admin:recommendations_experiment_change", args=[experiment.pk]))
+
+    def _apply(self, experiment: Experiment, verb: str, variant_key: str) -> str:
+        if verb == "start":
+            lifecycle.start(experiment)
+            return f"Started “{experiment}”: visitors are now bucketed into its variants."
+        if verb == "stop":
+            lifecycle.stop(experiment)
+            return f"Stopped “{experiment}”; everyone gets the default recommendations again."
+        if verb == "promote":
+            if variant_key == "winner":
+                variant = lifecycle.stop_and_promote_winner(experiment)
+            else:
+                variant = get_object_or_404(experiment.variants, key=variant_key)
+                lifecycle.stop(experiment, promote=variant)
+            return f"Stopped “{experiment}” and made {variant.label} the default for everyone."
+        raise ValidationError(f"Unknown action {verb!r}: use start, stop or promote.")
+
+    @admin.action(description="Start the selected experiments")
+    def start_selected(self, request: HttpRequest, queryset: QuerySet[Experiment]) -> None:
+        self._each(request, queryset, lifecycle.start, "Started")
+
+    @admin.action(description="Stop the selected experiments and promote their winners")
+    def stop_and_promote_selected(self, request: HttpRequest, queryset: QuerySet[Experiment]) -> None:
+        self._each(request, queryset, lifecycle.stop_and_promote_winner, "Stopped and promoted the winner of")
+
+    def _each(self, request: HttpRequest, queryset: QuerySet[Experiment], action: Any, verb: str) -> None:
+        done = 0
+        for experiment in queryset:
+            try:
+                action(experiment)
+                done += 1
+            except ValidationError as exc:
+                self.message_user(request, " ".join(exc.messages), messages.ERROR)
+        self.message_user(
+            request, f"{verb} {done} experiment(s).", messages.SUCCESS if done else messages.WARNING
+        )

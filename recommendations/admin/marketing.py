@@ -1,0 +1,206 @@
+"""Admin for campaigns and segments: preview who would see a campaign, save and export audiences.
+
+Validation lives on the models (`Campaign.clean`, `Segment.clean`), so the forms here show
+the same errors as the API: dates reversed, unknown audience rules, an audience for a
+campaign that targets nothing.
+"""
+
+from __future__ import annotations
+
+import io
+import itertools
+from typing import Any
+
+from django.contrib import admin, messages
+from django.core.exceptions import ImproperlyConfigured, PermissionDenied, ValidationError
+from django.db.models import QuerySet
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.shortcuts import get_object_or_404
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils import timezone
+from django.utils.html import format_html, format_html_join
+
+from recommendations.marketing.audiences import build_audience, create_segment, refresh_segment
+from recommendations.marketing.export import FIELDS, audience_rows, segment_rows, write_csv
+from recommendations.models import Campaign, Segment
+
+PREVIEW_ROWS = 50
+
+
+def _problem(exc: Exception) -> str:
+    return " ".join(exc.messages) if isinstance(exc, ValidationError) else str(exc)
+
+
+def _report(
+    model_admin: admin.ModelAdmin, request: HttpRequest, summary: str, done: int, problems: list
+) -> None:
+    """One message with the count, then one error per item that failed (and why)."""
+    model_admin.message_user(request, summary, messages.SUCCESS if done else messages.WARNING)
+    for problem in problems:
+        model_admin.message_user(request, problem, messages.ERROR)
+
+
+@admin.register(Campaign)
+class CampaignAdmin(admin.ModelAdmin):
+    list_display = [
+        "name",
+        "kind",
+        "priority",
+        "is_active",
+        "starts_at",
+        "ends_at",
+        "running",
+        "audience",
+    ]
+    list_filter = ["kind", "is_active"]
+    search_fields = ["name", "discount_text"]
+    readonly_fields = ["created_at", "updated_at"]
+    fieldsets = [
+        (None, {"fields": ["name", "kind", "discount_text", "link_url"]}),
+        ("What it promotes", {"fields": ["product_ids", "category_names", "store_ids"]}),
+        (
+            "When and how much",
+            {"fields": ["starts_at", "ends_at", "impression_cap", "priority", "is_active"]},
+        ),
+        ("Who should see it", {"fields": ["audience_rules"]}),
+        ("History", {"fields": ["created_at", "updated_at"], "classes": ["collapse"]}),
+    ]
+    actions = ["save_audiences"]
+
+    @admin.display(boolean=True, description="running now")
+    def running(self, obj: Campaign) -> bool:
+        return obj.is_running()
+
+    @admin.display(description="audience")
+    def audience(self, obj: Campaign) -> str:
+        url = reverse("admin:recommendations_campaign_preview", args=[obj.pk])
+        return format_html('<a href="{}">Preview who would see it</a>', url)
+
+    def get_urls(self) -> list:
+        preview = self.admin_site.admin_view(self.preview_view)
+        return [
+            path("<int:pk>/preview/", preview, name="recommendations_campaign_preview"),
+            *super().get_urls(),
+        ]
+
+    def preview_view(self, request: HttpRequest, pk: int) -> HttpResponse:
+        """The users who would see the campaign, best first; POST saves them as a segment."""
+        campaign = get_object_or_404(Campaign, pk=pk)
+        if not self.has_view_permission(request, campaign):
+            raise PermissionDenied
+        if request.method == "POST":
+            if not request.user.has_perm("recommendations.add_segment"):
+                raise PermissionDenied
+            return self._save_segment(request, campaign)
+        context: dict[str, Any] = {
+            **self.admin_site.each_context(request),
+            "opts": self.model._meta,
+            "campaign": campaign,
+            "title": f"Who would see “{campaign.name}”",
+        }
+        try:
+            audience = build_audience(campaign, limit=PREVIEW_ROWS)
+        except (ValidationError, ImproperlyConfigured) as exc:
+            context["problem"] = _problem(exc)
+        else:
+            context.update(method=audience.method, rows=audience_rows(audience.members))
+        return TemplateResponse(request, "admin/recommendations/campaign_preview.html", context)
+
+    def _save_segment(self, request: HttpRequest, campaign: Campaign) -> HttpResponse:
+        try:
+            segment = create_segment(campaign, name=f"{campaign.name} ({timezone.localdate():%Y-%m-%d})")
+        except (ValidationError, ImproperlyConfigured) as exc:
+            self.message_user(request, _problem(exc), messages.ERROR)
+            return HttpResponseRedirect(request.path)
+        self.message_user(
+            request, f"Saved {segment.size} users as segment “{segment.name}”.", messages.SUCCESS
+        )
+        return HttpResponseRedirect(reverse("admin:recommendations_segment_change", args=[segment.pk]))
+
+    @admin.action(description="Save each campaign's audience as a segment")
+    def save_audiences(self, request: HttpRequest, queryset: QuerySet[Campaign]) -> None:
+        saved, problems = 0, []
+        for campaign in queryset:
+            try:
+                create_segment(campaign)
+                saved += 1
+            except (ValidationError, ImproperlyConfigured) as exc:
+                problems.append(_problem(exc))
+        self.message_user(
+            request, f"Saved {saved} segment(s).", messages.SUCCESS if saved else messages.WARNING
+        )
+        for problem in problems:
+            self.message_user(request, problem, messages.ERROR)
+
+
+@admin.register(Segment)
+class SegmentAdmin(admin.ModelAdmin):
+    list_display = ["name", "campaign", "size", "method", "refreshed_at", "auto_refresh"]
+    list_filter = ["auto_refresh", "method"]
+    list_select_related = ["campaign"]
+    search_fields = ["name", "campaign__name"]
+    readonly_fields = ["size", "method", "refreshed_at", "created_at", "members_preview"]
+    fieldsets = [
+        (None, {"fields": ["name", "campaign", "max_size", "auto_refresh"]}),
+        ("Members", {"fields": ["size", "method", "refreshed_at", "members_preview"]}),
+    ]
+    actions = ["refresh", "export_csv"]
+
+    @admin.display(description=f"first {PREVIEW_ROWS} members")
+    def members_preview(self, obj: Segment) -> str:
+        rows = list(itertools.islice(segment_rows(obj), PREVIEW_ROWS)) if obj.pk else []
+        if not rows:
+            return "No members yet: they are computed when the segment is saved or refreshed."
+        body = format_html_join(
+            "",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            ((r["user_id"], r["username"], r["email"], f"{r['score']:.3f}") for r in rows),
+        )
+        return format_html(
+            '<table class="rec-members"><thead><tr><th>User id</th><th>Username</th><th>Email</th>'
+            "<th>Score</th></tr></thead><tbody>{}</tbody></table>",
+            body,
+        )
+
+    def save_model(self, request: HttpRequest, obj: Segment, form: Any, change: bool) -> None:
+        """Saving computes the members (the form already checked the campaign targets something)."""
+        super().save_model(request, obj, form, change)
+        try:
+            refresh_segment(obj)
+        except (ValidationError, ImproperlyConfigured) as exc:
+            self.message_user(
+                request, f"Saved, but the members were not computed: {_problem(exc)}", messages.ERROR
+            )
+        else:
+            self.message_user(request, f"{obj.size} users in “{obj.name}” (scored by {obj.method}).")
+
+    @admin.action(description="Refresh the members of the selected segments now")
+    def refresh(self, request: HttpRequest, queryset: QuerySet[Segment]) -> None:
+        done, failed = 0, []
+        for segment in queryset.select_related("campaign"):
+            try:
+                refresh_segment(segment)
+                done += 1
+            except (ValidationError, ImproperlyConfigured) as exc:
+                failed.append(f"{segment.name}: {_problem(exc)}")
+        self.message_user(
+            request, f"Refreshed {done} segment(s).", messages.SUCCESS if done else messages.WARNING
+        )
+        for problem in failed:
+            self.message_user(request, problem, messages.ERROR)
+
+    @admin.action(description="Export the selected segments as CSV")
+    def export_csv(self, request: HttpRequest, queryset: QuerySet[Segment]) -> HttpResponse:
+        segments = list(queryset.order_by("name"))
+        out = io.StringIO()
+        if len(segments) == 1:
+            write_csv(segment_rows(segments[0]), out)
+            filename = f"segment-{segments[0].pk}.csv"
+        else:
+            rows = ({**row, "segment": s.name} for s in segments for row in segment_rows(s))
+            write_csv(rows, out, [*FIELDS, "segment"])
+            filename = "segments.csv"
+        response = HttpResponse(out.getvalue(), content_type="text/csv; charset=utf-8")
+        response["Content-Disposition"] = f'attachment; filename="{filename}"'
+        return response

@@ -1,0 +1,173 @@
+"""The admin: validation errors in the forms, campaign preview, segment export, experiment results."""
+
+import csv
+import io
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.test import Client
+from django.urls import reverse
+
+from recommendations.experiments import variant_for
+from recommendations.marketing.audiences import create_segment
+from recommendations.models import Campaign, Experiment, ExperimentStatus, Segment, Variant
+
+
+@pytest.fixture
+def admin_client(db) -> Client:
+    client = Client()
+    client.force_login(get_user_model().objects.create_superuser("root", "root@example.com", "pw"))
+    return client
+
+
+def campaign_form(**overrides) -> dict:
+    data = {
+        "name": "Spring",
+        "kind": "promotion",
+        "product_ids": "",
+        "category_names": "Garden",
+        "store_ids": "",
+        "discount_text": "",
+        "link_url": "",
+        "starts_at_0": "2026-05-10",
+        "starts_at_1": "00:00:00",
+        "ends_at_0": "",
+        "ends_at_1": "",
+        "impression_cap": "",
+        "audience_rules": "{}",
+        "priority": "0",
+    }
+    return {**data, **overrides}
+
+
+def errors_of(response) -> str:
+    """Every error message of an admin form page: the form's, and the inlines' (plain strings)."""
+    errors = response.context["errors"]
+    return " ".join(m for e in errors for m in ([e] if isinstance(e, str) else e))
+
+
+def test_campaign_form_refuses_reversed_dates_and_unknown_rules(admin_client):
+    url = reverse("admin:recommendations_campaign_add")
+    reversed_dates = admin_client.post(url, campaign_form(ends_at_0="2026-05-01", ends_at_1="00:00:00"))
+    assert reversed_dates.status_code == 200
+    assert "ends (2026-05-01 00:00) before it starts (2026-05-10 00:00)" in errors_of(reversed_dates)
+    bad_rules = admin_client.post(url, campaign_form(audience_rules='{"rfm_segments": ["vip"]}'))
+    assert "rfm_segments must be a list of: loyal_high_spender" in errors_of(bad_rules)
+    assert not Campaign.objects.exists()
+    assert admin_client.post(url, campaign_form()).status_code == 302
+    assert Campaign.objects.get().category_names == ["Garden"]
+
+
+def test_campaign_preview_lists_who_would_see_it_and_saves_a_segment(admin_client, shop):
+    tea = Campaign.objects.create(name="Tea week", category_names=["Tea"])
+    url = reverse("admin:recommendations_campaign_preview", args=[tea.pk])
+    page = admin_client.get(url)
+    assert page.status_code == 200
+    assert [row["username"] for row in page.context["rows"]] == ["tea_lover", "newbie"]
+    assert b"tea_lover@example.com" in page.content and page.context["method"] == "affinity"
+    saved = admin_client.post(url)
+    segment = Segment.objects.get(campaign=tea)
+    assert saved.status_code == 302 and saved["Location"].endswith(f"/segment/{segment.pk}/change/")
+    assert list(segment.users().values_list("username", flat=True)) == ["tea_lover", "newbie"]
+
+
+def test_preview_of_an_empty_campaign_says_what_to_add(admin_client, shop):
+    empty = Campaign.objects.create(name="Nothing yet")
+    page = admin_client.get(reverse("admin:recommendations_campaign_preview", args=[empty.pk]))
+    assert "promotes nothing: add products, categories or stores" in page.context["problem"]
+    assert admin_client.post(reverse("admin:recommendations_campaign_preview", args=[empty.pk])).status_code == 302
+    assert not Segment.objects.exists()
+
+
+def test_segment_form_refuses_an_empty_campaign_and_computes_members_on_save(admin_client, shop):
+    empty = Campaign.objects.create(name="Nothing yet")
+    url = reverse("admin:recommendations_segment_add")
+    form = {"name": "Newsletter", "campaign": empty.pk, "max_size": "", "auto_refresh": "on"}
+    refused = admin_client.post(url, form)
+    assert "Campaign 'Nothing yet' promotes nothing" in errors_of(refused)
+    assert not Segment.objects.exists()
+    tea = Campaign.objects.create(name="Tea week", category_names=["Tea"])
+    assert admin_client.post(url, {**form, "campaign": tea.pk}).status_code == 302
+    segment = Segment.objects.get()
+    assert (segment.size, segment.method) == (2, "affinity") and segment.refreshed_at is not None
+    change = admin_client.get(reverse("admin:recommendations_segment_change", args=[segment.pk]))
+    assert b"tea_lover@example.com" in change.content  # the members preview
+
+
+def test_segment_csv_export_action(admin_client, shop):
+    tea = create_segment(Campaign.objects.create(name="Tea week", category_names=["Tea"]), name="Tea")
+    garden = create_segment(Campaign.objects.create(name="Garden", category_names=["Garden"]), name="Garden")
+    url = reverse("admin:recommendations_segment_changelist")
+    one = admin_client.post(url, {"action": "export_csv", "_selected_action": [tea.pk]})
+    assert one["Content-Type"].startswith("text/csv")
+    rows = list(csv.DictReader(io.StringIO(one.content.decode())))
+    assert [(r["username"], r["email"]) for r in rows] == [
+        ("tea_lover", "tea_lover@example.com"),
+        ("newbie", "newbie@example.com"),
+    ]
+    both = admin_client.post(url, {"action": "export_csv", "_selected_action": [tea.pk, garden.pk]})
+    rows = list(csv.DictReader(io.StringIO(both.content.decode())))
+    assert {(r["segment"], r["username"]) for r in rows} == {
+        ("Tea", "tea_lover"),
+        ("Tea", "newbie"),
+        ("Garden", "gardener"),
+        ("Garden", "lapsing"),
+    }
+
+
+def experiment_form(*shares, control=0) -> dict:
+    data = {
+        "name": "Home",
+        "key": "home",
+        "description": "",
+        "attribution_window_hours": "72",
+        "min_visitors": "100",
+        "variants-TOTAL_FORMS": str(len(shares)),
+        "variants-INITIAL_FORMS": "0",
+        "variants-MIN_NUM_FORMS": "2",
+        "variants-MAX_NUM_FORMS": "1000",
+    }
+    for i, share in enumerate(shares):
+        data |= {
+            f"variants-{i}-key": f"v{i}",
+            f"variants-{i}-name": "",
+            f"variants-{i}-traffic_share": str(share),
+            f"variants-{i}-recommender": "",
+            f"variants-{i}-rules": "{}",
+        }
+        if i == control:
+            data[f"variants-{i}-is_control"] = "on"
+    return data
+
+
+def test_experiment_form_refuses_shares_that_do_not_sum_to_100(admin_client):
+    url = reverse("admin:recommendations_experiment_add")
+    refused = admin_client.post(url, experiment_form(60, 30))
+    assert refused.status_code == 200
+    assert "Traffic shares add up to 90%, not 100%" in errors_of(refused)
+    no_control = admin_client.post(url, experiment_form(50, 50, control=None))
+    assert "exactly one variant as the control" in errors_of(no_control)
+    assert not Experiment.objects.exists()
+    assert admin_client.post(url, experiment_form(70, 30)).status_code == 302
+    assert list(Variant.objects.values_list("key", "traffic_share")) == [("v0", 70), ("v1", 30)]
+
+
+def test_experiment_page_shows_results_chart_and_promotes(admin_client, db):
+    admin_client.post(reverse("admin:recommendations_experiment_add"), experiment_form(50, 50))
+    experiment = Experiment.objects.get()
+    change_url = reverse("admin:recommendations_experiment_change", args=[experiment.pk])
+    lifecycle_url = reverse("admin:recommendations_experiment_lifecycle", args=[experiment.pk, "start"])
+    assert admin_client.get(lifecycle_url).status_code == 403  # changes only by POST
+    admin_client.post(lifecycle_url)
+    experiment.refresh_from_db()
+    assert experiment.status == ExperimentStatus.RUNNING
+    page = admin_client.get(change_url)
+    assert b"Not enough data yet: v0 has 0 of the 100 visitors needed" in page.content
+    assert b"<svg" in page.content and b"Conversion by variant, with 95% intervals" in page.content
+    promote = reverse("admin:recommendations_experiment_lifecycle", args=[experiment.pk, "promote"])
+    refused = admin_client.post(promote, {"variant": "winner"}, follow=True)
+    assert "No winner to promote" in " ".join(str(m) for m in refused.context["messages"])
+    admin_client.post(promote, {"variant": "v1"})
+    experiment.refresh_from_db()
+    assert experiment.status == ExperimentStatus.STOPPED and experiment.winner.key == "v1"
+    assert variant_for("any-visitor").variant_key == "v1"
