@@ -132,9 +132,9 @@ class ExperimentAdmin(admin.ModelAdmin):
         return [*fields, "key"] if obj is not None and obj.status != ExperimentStatus.DRAFT else fields
 
     def get_urls(self) -> list:
-        lifecycle_view = self.admin_site.admin_view(self.lifecycle_view)
+        view = self.admin_site.admin_view(self.lifecycle_view)
         return [
-            path("<int:pk>/lifecycle/<str:verb>/", lifecycle_view, name="recommendations_experiment_lifecycle"),
+            path("<int:pk>/lifecycle/<str:verb>/", view, name="recommendations_experiment_lifecycle"),
             *super().get_urls(),
         ]
 
