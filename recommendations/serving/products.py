@@ -58,14 +58,20 @@ def _seed_weights(history: History) -> dict[str, float]:
     return {pid: w for pid, w in seeds.items() if w > 0}
 
 
-def _vector_candidates(version: ModelVersion, taste: Taste, history: History, k: int) -> list[Candidate]:
+def _vector_candidates(
+    version: ModelVersion, taste: Taste, history: History, k: int, explain: bool
+) -> list[Candidate]:
     last_type = {e.product_id: e.event_type for e in reversed(history.events)}
     source = {"stored": version.algorithm, "session": "session", "realtime": "realtime"}[taste.basis]
     rows = queries.nearest_products(taste.vector, k + len(last_type), version)
-    # The neighbours' own vectors name the recent product each one is closest to.
-    embeddings = {
-        pid: v.embedding for pid, v in queries.product_vectors([pid for pid, _ in rows], version).items()
-    }
+    # The neighbours' own vectors name the recent product each one is closest to (explain)
+    # and feed MMR; otherwise they are not fetched.
+    ids = [pid for pid, _ in rows]
+    embeddings = (
+        {pid: v.embedding for pid, v in queries.product_vectors(ids, version).items()}
+        if explain and taste.history_vectors
+        else _embeddings_for_mmr(Kind.FOR_YOU, ids, version)
+    )
     out = []
     for pid, score in rows:
         embedding = embeddings.get(pid)
@@ -116,7 +122,7 @@ def for_you(audience: Audience, options: Options) -> RecommendationResult:
         if version is not None:
             taste = current_taste(version, audience.user_id, history)
             if taste.vector is not None:
-                return _vector_candidates(version, taste, history, k)
+                return _vector_candidates(version, taste, history, k, options.explain)
         return _classic_candidates(history, k)
 
     def compute() -> list[Candidate]:
@@ -129,6 +135,7 @@ def for_you(audience: Audience, options: Options) -> RecommendationResult:
         audience.session_id,
         history.fingerprint,
         k,
+        options.explain,
     )
     return finalize(
         Kind.FOR_YOU,

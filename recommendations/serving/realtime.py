@@ -22,6 +22,9 @@ from recommendations.models import ModelVersion
 from recommendations.serving.history import History
 from recommendations.vectors import queries
 
+# Events whose decayed weight falls below this say nothing about the visitor's taste now.
+MIN_WEIGHT = 1e-3
+
 
 @dataclass
 class Taste:
@@ -42,41 +45,48 @@ class Taste:
         return keys[int(np.argmax(matrix @ embedding / np.maximum(norms, 1e-9)))]
 
 
-def session_vector(history: History, item_vectors: dict[str, np.ndarray]) -> np.ndarray | None:
-    """Decayed, event-weighted mean of the vectors of recently touched products."""
+def recent_weights(history: History) -> dict[str, float]:
+    """Per product: the summed event weights, decayed; events too old to matter are left out."""
     now = timezone.now()
     half_life = max(rec_settings.REALTIME_HALF_LIFE_MINUTES, 1e-3)
-    total = None
-    weight_sum = 0.0
+    weights: dict[str, float] = {}
     for event in history.events:
-        embedding = item_vectors.get(event.product_id)
-        if embedding is None:
-            continue
         age_minutes = max((now - event.timestamp).total_seconds() / 60.0, 0.0)
         weight = event_weight(event.event_type, event.value) * 0.5 ** (age_minutes / half_life)
-        if weight <= 0:
-            continue
-        total = embedding * weight if total is None else total + embedding * weight
-        weight_sum += weight
-    if total is None or weight_sum <= 0:
+        if weight > MIN_WEIGHT:
+            weights[event.product_id] = weights.get(event.product_id, 0.0) + weight
+    return weights
+
+
+def session_vector(weights: dict[str, float], item_vectors: dict[str, np.ndarray]) -> np.ndarray | None:
+    """Weighted mean of the vectors of recently touched products (None when none has one)."""
+    known = [(item_vectors[pid], w) for pid, w in weights.items() if pid in item_vectors and w > 0]
+    if not known:
         return None
-    return total / weight_sum
+    total = sum(w for _, w in known)
+    return np.sum([v.astype(np.float64) * w for v, w in known], axis=0) / total
 
 
 def current_taste(version: ModelVersion, user_id: int | None, history: History) -> Taste:
-    """Blend the stored vector of `user_id` with the session; two indexed queries at most."""
+    """Blend the stored vector of `user_id` with the session; two indexed queries at most.
+
+    The session's share grows with how much happened lately: a fresh product view (weight 1)
+    gives it the full `REALTIME_SESSION_WEIGHT`; a view hours ago only a little.
+    """
     stored = queries.user_vector(user_id, version) if user_id is not None else None
+    weights = recent_weights(history)
     item_vectors = (
-        {k: v.embedding for k, v in queries.product_vectors(history.product_ids, version).items()}
-        if history.events
+        {k: v.embedding for k, v in queries.product_vectors(list(weights), version).items()}
+        if weights
         else {}
     )
-    session = session_vector(history, item_vectors)
+    session = session_vector(weights, item_vectors)
     if session is None:
         return Taste(stored, "stored", item_vectors)
     if stored is None:
-        return Taste(session, "session", item_vectors)
+        return Taste(session.astype(np.float32), "session", item_vectors)
     # Match the session part's length to the stored vector's, so the share is what is configured.
     scale = np.linalg.norm(stored) / max(float(np.linalg.norm(session)), 1e-9)
-    share = rec_settings.REALTIME_SESSION_WEIGHT
-    return Taste((1.0 - share) * stored + share * scale * session, "realtime", item_vectors)
+    share = rec_settings.REALTIME_SESSION_WEIGHT * min(1.0, sum(weights[k] for k in item_vectors))
+    blended = (1.0 - share) * stored + share * scale * session
+    return Taste(blended.astype(np.float32), "realtime", item_vectors)

@@ -60,12 +60,9 @@ def relations(adapter: ProductAdapter) -> list[str]:
     return names
 
 
-def _attribute_key(obj: models.Model, field: str | None) -> Any:
-    """A cheap grouping key for diversity: the foreign key's id or the plain value, no query."""
-    if not field:
-        return None
-    model_field = obj._meta.get_field(field)
-    return getattr(obj, model_field.attname)
+def _column(adapter: ProductAdapter, field: str | None) -> str | None:
+    """The column to group by for diversity: a foreign key's id or the plain field."""
+    return adapter.model._meta.get_field(field).attname if field else None
 
 
 def _boost_rules(kind: str) -> list[dict[str, Any]]:
@@ -103,14 +100,16 @@ def _similarity(a: Candidate, b: Candidate, groups: dict[str, Any]) -> float:
 def _diversify(
     ordered: list[Candidate],
     adjusted: dict[str, float],
-    objects: dict[str, models.Model],
+    groups: dict[str, tuple[Any, Any]],
     rules: dict[str, Any],
     limit: int,
-    adapter: ProductAdapter,
 ) -> list[Candidate]:
-    """Greedy pick: MMR when `mmr_lambda` is set, and per-store / per-category caps."""
-    stores = {pid: _attribute_key(objects[pid], adapter.store_field) for pid in objects}
-    categories = {pid: _attribute_key(objects[pid], adapter.category_field) for pid in objects}
+    """Greedy pick: MMR when `mmr_lambda` is set, and per-store / per-category caps.
+
+    `groups` maps each product to its (store, category) keys.
+    """
+    stores = {pid: store for pid, (store, _) in groups.items()}
+    categories = {pid: category for pid, (_, category) in groups.items()}
     max_store, max_category = rules.get("max_per_store"), rules.get("max_per_category")
     mmr = rules.get("mmr_lambda")
     store_counts: dict[Any, int] = {}
@@ -179,32 +178,36 @@ def finalize(
 
     boosts = _boost_rules(kind)
     base = adapter.index_queryset() if queryset is None else queryset
-    rows = base.filter(adapter.available_q(), pk__in=[c.product_id for c in pool]).select_related(
-        *relations(adapter)
-    )
-    for i, rule in enumerate(boosts):
-        rows = rows.annotate(
-            **{
-                f"_boost_{i}": Case(
-                    When(Q(**rule["filter"]), then=Value(True)), default=False, output_field=BooleanField()
-                )
-            }
+    # Availability, grouping keys and boost flags of every candidate as plain tuples: model
+    # instances are built below only for the few that are shown.
+    rows = base.filter(adapter.available_q(), pk__in=[c.product_id for c in pool])
+    flags = {
+        f"_boost_{i}": Case(
+            When(Q(**rule["filter"]), then=Value(True)), default=False, output_field=BooleanField()
         )
-    objects = {adapter.key(obj.pk): obj for obj in rows} if pool else {}
+        for i, rule in enumerate(boosts)
+    }
+    columns = [_column(adapter, adapter.store_field), _column(adapter, adapter.category_field)]
+    facts = rows.annotate(**flags).values_list("pk", *[c for c in columns if c], *flags) if pool else []
+    groups: dict[str, tuple[Any, Any]] = {}
     factors: dict[str, float] = {}
-    for pid, obj in objects.items():
+    for pk, *values in facts:
+        pid = adapter.key(pk)
+        keys = iter(values)
+        groups[pid] = tuple(next(keys) if column else None for column in columns)
         factor = 1.0
-        for i, rule in enumerate(boosts):
-            if getattr(obj, f"_boost_{i}"):
-                factor *= float(rule["factor"])
+        for rule, flagged in zip(boosts, keys, strict=True):
+            factor *= float(rule["factor"]) if flagged else 1.0
         factors[pid] = factor
-    pool = [c for c in pool if c.product_id in objects and factors[c.product_id] > 0]
+    pool = [c for c in pool if c.product_id in groups and factors[c.product_id] > 0]
     adjusted = _adjusted_scores(pool, factors)
     ordered = sorted(pool, key=lambda c: (c.tier, -adjusted[c.product_id], c.product_id))
-    chosen = _diversify(ordered, adjusted, objects, rules, limit, adapter)
+    chosen = _diversify(ordered, adjusted, groups, rules, limit)
+    shown = base.filter(pk__in=[c.product_id for c in chosen]).select_related(*relations(adapter))
+    objects = {adapter.key(obj.pk): obj for obj in shown} if chosen else {}
     return build_result(
         kind,
-        [(objects[c.product_id], c) for c in chosen],
+        [(objects[c.product_id], c) for c in chosen if c.product_id in objects],
         audience,
         options,
         model_version_id=model_version_id,

@@ -119,10 +119,11 @@ def test_hot_path_query_count(catalog, model, django_assert_max_num_queries):
     alice = catalog.users["alice"]
     add_event(catalog, "view", "Red nail polish", user="alice")
     # opt-out flag, history, active version, user vector, history vectors, k-NN (a transaction
-    # with two SET LOCALs: 5), neighbour vectors, purchases, products, served INSERT. The
-    # fallbacks (trending, newest) run only when the model proposes too few.
+    # with two SET LOCALs: 5), purchases, availability of candidates, the shown products,
+    # served INSERT. Fallbacks (trending, newest) run only when the model proposes too few;
+    # neighbour vectors are read only to explain.
     with django_assert_max_num_queries(14):
         first = products.for_you(Audience(user=alice), Options(limit=2))
-    with django_assert_max_num_queries(4):  # cached: history, purchases, products, served INSERT
+    with django_assert_max_num_queries(5):  # cached: history, purchases, availability, products, INSERT
         again = products.for_you(Audience(user=alice), Options(limit=2))
     assert again.ids == first.ids and again.recommendation_id != first.recommendation_id

@@ -1,0 +1,689 @@
+"""Serving latency and throughput under load, and HNSW recall, at shop scale.
+
+Builds (once) a synthetic shop in its own database on the embedded PostgreSQL: 100,000
+products with realistic titles in a two-level category tree, 2,000 stores, 100,000 users,
+about 800,000 behaviour events, an active 64-dimensional model (product, store and user
+vectors with HNSW indexes), the search index and the popularity tables. Then it serves the
+shop with gunicorn on loopback and drives it with 16 concurrent clients from a second
+process, in three timed phases:
+
+1. capacity of a plain DRF view with one query (the baseline), unpaced;
+2. capacity of the recommendation mix, unpaced;
+3. latency of each endpoint at a paced 250 requests/s (the target load).
+
+and prints p50/p99 per endpoint and requests/s beside the targets, plus recall@10 of the
+HNSW queries against exact search. BLAS is pinned to one thread in every worker.
+
+    python benchmarks/serving.py                  # full run (first run builds the data: ~10 min)
+    python benchmarks/serving.py --quick          # 5,000 products/users, short phases
+    python benchmarks/serving.py --rebuild        # regenerate the data
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import multiprocessing
+import os
+import random
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+THREAD_ENV = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+TARGETS = {
+    "for-you p50 ms": 10,
+    "for-you p99 ms": 40,
+    "similar p99 ms": 30,
+    "search p99 ms": 80,
+    "req/s": 250,
+}
+DIMENSIONS = 64
+CONCURRENCY = 16
+
+DEPARTMENTS = {
+    "Beauty": [
+        "shampoo",
+        "conditioner",
+        "serum",
+        "lipstick",
+        "perfume",
+        "nail polish",
+        "face mask",
+        "sunscreen",
+        "moisturizer",
+        "eyeliner",
+    ],
+    "Kitchen": [
+        "frying pan",
+        "chef knife",
+        "cutting board",
+        "blender",
+        "kettle",
+        "coffee grinder",
+        "saucepan",
+        "mixing bowl",
+        "toaster",
+        "spatula",
+    ],
+    "Outdoor": [
+        "tent",
+        "sleeping bag",
+        "hiking boots",
+        "backpack",
+        "headlamp",
+        "water bottle",
+        "trekking poles",
+        "camping stove",
+        "rain jacket",
+        "compass",
+    ],
+    "Electronics": [
+        "headphones",
+        "smartwatch",
+        "bluetooth speaker",
+        "power bank",
+        "usb cable",
+        "wireless charger",
+        "keyboard",
+        "mouse",
+        "webcam",
+        "monitor",
+    ],
+    "Home": [
+        "duvet",
+        "pillow",
+        "bath towel",
+        "scented candle",
+        "table lamp",
+        "curtains",
+        "rug",
+        "storage box",
+        "wall clock",
+        "vase",
+    ],
+    "Sports": [
+        "yoga mat",
+        "dumbbells",
+        "running shoes",
+        "tennis racket",
+        "football",
+        "swim goggles",
+        "cycling helmet",
+        "resistance bands",
+        "jump rope",
+        "gym bag",
+    ],
+    "Toys": [
+        "building blocks",
+        "puzzle",
+        "plush bear",
+        "toy car",
+        "board game",
+        "doll house",
+        "kite",
+        "train set",
+        "art set",
+        "rubber duck",
+    ],
+    "Garden": [
+        "garden hose",
+        "pruning shears",
+        "flower pot",
+        "lawn mower",
+        "seed mix",
+        "watering can",
+        "garden gloves",
+        "bird feeder",
+        "compost bin",
+        "rake",
+    ],
+    "Pets": [
+        "dog bed",
+        "cat tree",
+        "pet bowl",
+        "leash",
+        "chew toy",
+        "litter box",
+        "pet shampoo",
+        "bird cage",
+        "aquarium filter",
+        "scratching post",
+    ],
+    "Fashion": [
+        "sneakers",
+        "denim jacket",
+        "wool scarf",
+        "leather belt",
+        "sunglasses",
+        "handbag",
+        "rain boots",
+        "beanie",
+        "wrist watch",
+        "silk tie",
+    ],
+}
+ADJECTIVES = [
+    "organic",
+    "premium",
+    "compact",
+    "lightweight",
+    "classic",
+    "deluxe",
+    "eco",
+    "ultra",
+    "soft",
+    "durable",
+    "waterproof",
+    "vintage",
+    "modern",
+    "handmade",
+    "travel",
+    "pro",
+    "mini",
+    "large",
+    "quick-dry",
+    "ergonomic",
+    "natural",
+    "gentle",
+    "heavy-duty",
+    "smart",
+]
+COLOURS = ["black", "white", "red", "blue", "green", "grey", "rose", "navy", "olive", "sand"]
+SYLLABLES = ["ka", "lo", "mi", "ra", "to", "vi", "sen", "dor", "ly", "qua", "zen", "ber", "nor", "fi"]
+QUERIES_TYPOS = {"shampoo": "shampo", "headphones": "headphnes", "backpack": "backpak", "kettle": "kettel"}
+
+
+# --------------------------------------------------------------------------- the database
+def setup_django(db_name: str) -> None:
+    os.environ.update(THREAD_ENV)
+    os.environ["EMBEDDED_POSTGRES_DB"] = db_name
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "shop.settings")
+    sys.path.insert(0, str(ROOT))
+    import django
+
+    django.setup()
+
+
+def build_data(n_products: int, n_users: int, seed: int = 7) -> None:
+    """Catalogue, users, events, an active model, search index and popularity tables."""
+    import numpy as np
+    from django.contrib.auth import get_user_model
+    from django.db import connection
+    from tqdm import tqdm
+
+    from recommendations.models import Event, ModelStatus, ModelVersion
+    from recommendations.serving.catalog import index_products
+    from recommendations.serving.statistics import refresh_statistics
+    from recommendations.vectors import activation, writer
+    from shop.models import Category, Product, Store
+
+    rng = random.Random(seed)
+    nrng = np.random.default_rng(seed)
+    started = time.monotonic()
+    with connection.cursor() as cursor:  # a clean slate, fast
+        tables = [Event, Product, Store, Category, get_user_model(), ModelVersion]
+        names = ", ".join(connection.ops.quote_name(m._meta.db_table) for m in tables)
+        cursor.execute(f"TRUNCATE {names} RESTART IDENTITY CASCADE")
+
+    leaves = []
+    for department, nouns in DEPARTMENTS.items():
+        parent = Category.objects.create(name=department, slug=department.lower())
+        for noun in nouns:
+            leaves.append(
+                Category.objects.create(name=noun.title(), slug=noun.replace(" ", "-"), parent=parent)
+            )
+    n_stores = max(20, n_products // 50)
+    store_names = set()
+    while len(store_names) < n_stores:
+        store_names.add("".join(rng.choices(SYLLABLES, k=rng.randint(2, 3))).title())
+    stores = Store.objects.bulk_create(
+        Store(
+            name=name, slug=name.lower(), description=f"{name} sells quality goods", rating=rng.uniform(3, 5)
+        )
+        for name in sorted(store_names)
+    )
+    # Each store sells in one department; its products spread over that department's leaves.
+    store_department = {s.pk: i % len(DEPARTMENTS) for i, s in enumerate(stores)}
+    products = []
+    for i in tqdm(range(n_products), desc="products"):
+        store = stores[i % n_stores]
+        leaf = leaves[store_department[store.pk] * 10 + rng.randrange(10)]
+        noun = leaf.name.lower()
+        title = f"{store.name} {rng.choice(ADJECTIVES)} {noun} {rng.choice(COLOURS)} {rng.randint(1, 999)}"
+        products.append(
+            Product(
+                title=title,
+                slug=f"p{i}",
+                description=f"A {rng.choice(ADJECTIVES)} {noun} in {rng.choice(COLOURS)}, "
+                f"{rng.choice(ADJECTIVES)} and {rng.choice(ADJECTIVES)}. Made by {store.name}.",
+                category=leaf,
+                store=store,
+                brand=store.name,
+                price=round(rng.uniform(3, 300), 2),
+                stock=0 if rng.random() < 0.05 else rng.randint(1, 100),
+            )
+        )
+    products = Product.objects.bulk_create(products, batch_size=5000)
+    User = get_user_model()
+    users = User.objects.bulk_create(
+        (User(username=f"user{i}", password="!") for i in range(n_users)), batch_size=5000
+    )
+
+    # Vectors: a centroid per leaf, close to its department's; users near their favourite leaves.
+    department_centres = nrng.normal(size=(len(DEPARTMENTS), DIMENSIONS))
+    leaf_index = {leaf.pk: i for i, leaf in enumerate(leaves)}
+    leaf_centres = np.repeat(department_centres, 10, axis=0) * 0.6 + nrng.normal(
+        size=(len(leaves), DIMENSIONS)
+    )
+    product_leaf = np.array([leaf_index[p.category_id] for p in products])
+    product_vectors = leaf_centres[product_leaf] + 0.7 * nrng.normal(size=(len(products), DIMENSIONS))
+    product_vectors *= nrng.uniform(0.8, 1.2, size=(len(products), 1)) / np.sqrt(DIMENSIONS)
+    favourites = nrng.integers(0, len(leaves), size=(len(users), 2))
+    user_vectors = leaf_centres[favourites].mean(axis=1) + 0.3 * nrng.normal(size=(len(users), DIMENSIONS))
+    user_vectors /= np.sqrt(DIMENSIONS)
+
+    # Events: mostly within the favourite leaves; views, carts, purchases, some repeats.
+    by_leaf = defaultdict(list)
+    for p, leaf in zip(products, product_leaf, strict=True):
+        by_leaf[int(leaf)].append(p)
+    fields = [f for f in Event._meta.concrete_fields if not f.primary_key]
+    now = time.time()
+    rows = []
+    for u, user in enumerate(tqdm(users, desc="events")):
+        day = rng.randrange(60)
+        for e in range(8):
+            leaf = int(favourites[u, rng.randrange(2)]) if rng.random() < 0.85 else rng.randrange(len(leaves))
+            product = rng.choice(by_leaf[leaf])
+            kind = rng.choices(["view", "add_to_cart", "purchase", "favourite"], [70, 15, 10, 5])[0]
+            values = {
+                "event_id": f"b{u}-{e}",
+                "event_type": kind,
+                "user_id": user.pk,
+                "session_id": f"s{u}-{day}",
+                "product_id": str(product.pk),
+                "store_id": str(product.store_id),
+                "timestamp": time.strftime(
+                    "%Y-%m-%d %H:%M:%S+00", time.gmtime(now - (day * 86400) - rng.randrange(86400))
+                ),
+                "created_at": time.strftime("%Y-%m-%d %H:%M:%S+00", time.gmtime(now)),
+                "context": "{}",
+            }
+            rows.append(tuple(values.get(f.attname, _default(f)) for f in fields))
+    with connection.cursor() as cursor:
+        columns = ", ".join(connection.ops.quote_name(f.column) for f in fields)
+        with cursor.cursor.copy(f"COPY {Event._meta.db_table} ({columns}) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row(row)
+
+    version = ModelVersion.objects.create(
+        algorithm="two_tower", status=ModelStatus.READY, dimensions=DIMENSIONS, n_items=len(products)
+    )
+    writer.write_product_vectors(
+        version, [str(p.pk) for p in products], product_vectors, nrng.normal(0, 0.01, len(products))
+    )
+    store_vectors = np.zeros((len(stores), DIMENSIONS))
+    store_rows = {s.pk: i for i, s in enumerate(stores)}
+    for p, vector in zip(products, product_vectors, strict=True):
+        store_vectors[store_rows[p.store_id]] += vector
+    writer.write_store_vectors(version, [str(s.pk) for s in stores], store_vectors / 50)
+    writer.write_user_vectors(version, [u.pk for u in users], user_vectors)
+    activation.activate(version)
+    index_products()
+    refresh_statistics()
+    with connection.cursor() as cursor:
+        cursor.execute("VACUUM ANALYZE")
+    print(f"Built the benchmark shop in {time.monotonic() - started:.0f} s", flush=True)
+
+
+def _default(field):
+    default = field.get_default()
+    if isinstance(default, dict | list):
+        return json.dumps(default)
+    return default if default != "" or not field.null else None
+
+
+def data_is_built(n_products: int) -> bool:
+    from recommendations.models import ModelStatus, ModelVersion
+    from shop.models import Product
+
+    return (
+        Product.objects.count() == n_products
+        and ModelVersion.objects.filter(status=ModelStatus.ACTIVE).exists()
+    )
+
+
+# --------------------------------------------------------------------------- recall
+def measure_recall(samples: int = 200, k: int = 10) -> dict[str, float]:
+    """recall@k of the HNSW queries serving uses, against exact search in numpy."""
+    import numpy as np
+
+    from recommendations.conf import rec_settings
+    from recommendations.models import ProductVector, UserVector
+    from recommendations.vectors import queries
+
+    version = queries.active_version(fresh=True)
+    rows = ProductVector.objects.filter(model_version=version).values_list("product_id", "embedding", "bias")
+    ids, matrix, bias = [], [], []
+    for pid, embedding, b in rows.iterator(chunk_size=10_000):
+        ids.append(pid)
+        matrix.append(embedding)
+        bias.append(b)
+    matrix, bias = np.asarray(matrix, dtype=np.float32), np.asarray(bias, dtype=np.float32)
+    units = matrix / np.linalg.norm(matrix, axis=1, keepdims=True)
+    users = list(
+        UserVector.objects.filter(model_version=version).values_list("embedding", flat=True)[:samples]
+    )
+    ip_hits = cos_hits = 0
+    rng = random.Random(1)
+    for user in users:
+        vector = np.asarray(user, dtype=np.float32)
+        exact = {ids[i] for i in np.argsort(-(matrix @ vector + bias))[:k]}
+        ip_hits += len(exact & {pid for pid, _ in queries.nearest_products(vector, k, version)})
+        seed = rng.randrange(len(ids))
+        exact_cos = {ids[i] for i in np.argsort(-(units @ units[seed]))[: k + 1] if i != seed}
+        cos_hits += len(
+            set(list(exact_cos)[:k]) & {pid for pid, _ in queries.similar_products(ids[seed], k, version)}
+        )
+    total = len(users) * k
+    return {
+        "ef_search": rec_settings.HNSW_EF_SEARCH,
+        "inner_product": ip_hits / total,
+        "cosine": cos_hits / total,
+    }
+
+
+# --------------------------------------------------------------------------- the server
+BENCH_URLS = '''
+from django.urls import include, path
+from rest_framework.permissions import AllowAny
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from shop.models import Product
+
+
+class Baseline(APIView):
+    """A plain DRF view with one query: the yardstick for the serving endpoints."""
+
+    authentication_classes = []
+    permission_classes = [AllowAny]
+
+    def get(self, request, pk):
+        return Response(Product.objects.filter(pk=pk).values("id", "title", "price").first())
+
+
+urlpatterns = [path("bench/baseline/<int:pk>/", Baseline.as_view()), path("", include("shop.urls"))]
+'''
+
+BENCH_SETTINGS = """
+from shop.settings import *  # noqa
+
+ROOT_URLCONF = "bench_urls"
+# The load comes from one API key: lift its request-rate limit for the benchmark.
+RECOMMENDATIONS = {{**RECOMMENDATIONS, "API_THROTTLE_RATES": {{
+    "api_key": "100000000/minute", "user": "100000000/minute", "anonymous": "100000000/minute"}}}}
+LOGGING["loggers"]["recommendations"]["level"] = "WARNING"
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start_server(workdir: Path, db_name: str, port: int, workers: int, threads: int) -> subprocess.Popen:
+    (workdir / "bench_urls.py").write_text(BENCH_URLS)
+    (workdir / "bench_settings.py").write_text(BENCH_SETTINGS.format())
+    env = {
+        **os.environ,
+        **THREAD_ENV,
+        "PYTHONPATH": f"{workdir}:{ROOT}",
+        "DJANGO_SETTINGS_MODULE": "bench_settings",
+        "EMBEDDED_POSTGRES_DB": db_name,
+        "DEBUG": "false",
+        "SECRET_KEY": "benchmark-only-secret-key-benchmark-only-secret-key",
+        "SECURE_SSL_REDIRECT": "false",
+        "ALLOWED_HOSTS": "127.0.0.1",
+    }
+    command = [
+        sys.executable,
+        "-m",
+        "gunicorn",
+        "shop.wsgi",
+        "--bind",
+        f"127.0.0.1:{port}",
+        "--workers",
+        str(workers),
+        "--worker-class",
+        "gthread",
+        "--threads",
+        str(threads),
+        "--keep-alive",
+        "30",
+        "--log-level",
+        "warning",
+        "--chdir",
+        str(ROOT),
+    ]
+    server = subprocess.Popen(command, env=env)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise RuntimeError(f"gunicorn exited with status {server.returncode}; see its log above")
+        try:
+            asyncio.run(_get("127.0.0.1", port, "/bench/baseline/1/", {}))
+            return server
+        except OSError:
+            time.sleep(0.5)
+    server.terminate()
+    raise RuntimeError("gunicorn did not start within 60 s")
+
+
+# --------------------------------------------------------------------------- the load (no Django)
+async def _request(reader, writer, path: str, headers: dict[str, str]) -> int:
+    head = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+    writer.write(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{head}\r\n".encode())
+    await writer.drain()
+    status_line = await reader.readline()
+    length = 0
+    while True:
+        line = await reader.readline()
+        if line in (b"\r\n", b""):
+            break
+        name, _, value = line.decode("latin-1").partition(":")
+        if name.lower() == "content-length":
+            length = int(value)
+    await reader.readexactly(length)
+    return int(status_line.split()[1])
+
+
+async def _get(host: str, port: int, path: str, headers: dict[str, str]) -> int:
+    reader, writer = await asyncio.open_connection(host, port)
+    try:
+        return await _request(reader, writer, path, headers)
+    finally:
+        writer.close()
+
+
+async def _clients(port, plan, headers, duration, rate, results):
+    """CONCURRENCY keep-alive clients; with `rate`, requests start on a shared paced schedule."""
+    deadline = time.monotonic() + duration
+    interval = CONCURRENCY / rate if rate else 0.0
+
+    async def one(index: int) -> None:
+        rng = random.Random(index)
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        next_start = time.monotonic() + interval * index / CONCURRENCY
+        while time.monotonic() < deadline:
+            if rate:
+                await asyncio.sleep(max(0.0, next_start - time.monotonic()))
+                next_start += interval
+            name, path = rng.choice(plan)
+            started = time.perf_counter()
+            try:
+                status = await _request(reader, writer, path, headers)
+            except (OSError, asyncio.IncompleteReadError, ValueError):
+                writer.close()
+                reader, writer = await asyncio.open_connection("127.0.0.1", port)
+                status = 599
+            results.append((name, (time.perf_counter() - started) * 1000, status))
+        writer.close()
+
+    await asyncio.gather(*(one(i) for i in range(CONCURRENCY)))
+
+
+def _run_load(port, plan, headers, duration, rate, queue) -> None:
+    results: list = []
+    asyncio.run(_clients(port, plan, headers, duration, rate, results))
+    queue.put(results)
+
+
+def load(port: int, plan: list, headers: dict, duration: float, rate: float | None) -> list:
+    """Run the clients in a second process (so they do not share the server's interpreter)."""
+    context = multiprocessing.get_context("spawn")
+    queue = context.Queue()
+    process = context.Process(target=_run_load, args=(port, plan, headers, duration, rate, queue))
+    process.start()
+    results = queue.get(timeout=duration + 120)
+    process.join()
+    return results
+
+
+def summarise(results: list, duration: float) -> dict:
+    by_name = defaultdict(list)
+    errors = defaultdict(int)
+    for name, ms, status in results:
+        by_name[name].append(ms)
+        if status != 200:
+            errors[name] += 1
+    out = {}
+    for name, values in sorted(by_name.items()):
+        values.sort()
+        out[name] = {
+            "n": len(values),
+            "p50": statistics.median(values),
+            "p99": values[min(len(values) - 1, int(len(values) * 0.99))],
+            "errors": errors[name],
+        }
+    out["_total"] = {"req/s": len(results) / duration, "errors": sum(errors.values())}
+    return out
+
+
+def request_plan(n_users: int, n_products: int, n_stores: int) -> list[tuple[str, str]]:
+    rng = random.Random(3)
+    nouns = [noun for nouns in DEPARTMENTS.values() for noun in nouns]
+    plan = []
+    for _ in range(4000):
+        user = rng.randint(1, n_users)
+        product = rng.randint(1, n_products)
+        query = rng.choice(nouns)
+        query = QUERIES_TYPOS.get(query, query) if rng.random() < 0.2 else query
+        plan += [
+            ("for-you", f"/api/recommendations/for-you/?user={user}"),
+            ("for-you", f"/api/recommendations/for-you/?user={user}&explain=1"),
+            ("similar", f"/api/recommendations/similar/{product}/"),
+            ("search", f"/api/search/?q={query.replace(' ', '+')}&user={user}"),
+            ("trending", "/api/recommendations/trending/"),
+            ("bought-together", f"/api/recommendations/bought-together/{product}/"),
+            (
+                "store-products",
+                f"/api/recommendations/store-products/{rng.randint(1, n_stores)}/?user={user}",
+            ),
+        ]
+    return plan
+
+
+# --------------------------------------------------------------------------- main
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="5,000 products and users, short phases")
+    parser.add_argument("--rebuild", action="store_true", help="regenerate the benchmark data")
+    parser.add_argument("--seconds", type=float, default=None, help="length of each load phase")
+    parser.add_argument("--workers", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--port", type=int, default=0, help="default: a free port")
+    args = parser.parse_args()
+    n = 5_000 if args.quick else 100_000
+    seconds = args.seconds or (8 if args.quick else 30)
+    db_name = f"bench_serving_{n}"
+    setup_django(db_name)
+    from django.core.management import call_command
+
+    call_command("migrate", verbosity=0)
+    if args.rebuild or not data_is_built(n):
+        build_data(n, n)
+    from recommendations.models import ApiKey, Scope
+    from shop.models import Store
+
+    recall = measure_recall()
+    _, raw_key = ApiKey.objects.create_key("serving benchmark", [Scope.RECOMMENDATIONS_READ.value])
+    headers = {"Authorization": f"Api-Key {raw_key}"}
+    n_stores = Store.objects.count()
+    args.port = args.port or free_port()
+    from django.db import connections
+
+    connections.close_all()
+    with tempfile.TemporaryDirectory() as workdir:
+        server = start_server(Path(workdir), db_name, args.port, args.workers, args.threads)
+        try:
+            rng = random.Random(5)
+            baseline_plan = [("baseline", f"/bench/baseline/{rng.randint(1, n)}/") for _ in range(2000)]
+            plan = request_plan(n, n, n_stores)
+            load(args.port, plan[:500], headers, min(5.0, seconds), None)  # warm caches and connections
+            baseline = summarise(load(args.port, baseline_plan, {}, seconds, None), seconds)
+            capacity = summarise(load(args.port, plan, headers, seconds, None), seconds)
+            paced = summarise(load(args.port, plan, headers, seconds, TARGETS["req/s"]), seconds)
+        finally:
+            server.terminate()
+            server.wait(timeout=30)
+    report(n, args, seconds, recall, baseline, capacity, paced)
+
+
+def report(n, args, seconds, recall, baseline, capacity, paced) -> None:
+    print(
+        f"\nServing benchmark: {n:,} products, {n:,} users, gunicorn {args.workers} workers x "
+        f"{args.threads} threads (gthread), {CONCURRENCY} clients, {seconds:.0f} s per phase, BLAS 1 thread"
+    )
+    print(f"{'endpoint':<16}{'paced 250/s p50':>16}{'p99':>8}{'unpaced p50':>13}{'p99':>8}{'errors':>8}")
+    for name in sorted(k for k in paced if not k.startswith("_")):
+        p, c = paced[name], capacity.get(name, {"p50": float("nan"), "p99": float("nan")})
+        print(
+            f"{name:<16}{p['p50']:>13.1f} ms{p['p99']:>5.1f} ms{c['p50']:>10.1f} ms{c['p99']:>5.1f} ms"
+            f"{p['errors']:>8}"
+        )
+    b = baseline["baseline"]
+    print(f"{'baseline (1 query)':<16} unpaced p50 {b['p50']:.1f} ms, p99 {b['p99']:.1f} ms")
+    print(
+        f"\nthroughput: recommendation mix {capacity['_total']['req/s']:.0f} req/s unpaced "
+        f"({paced['_total']['req/s']:.0f} req/s achieved at the paced 250/s); "
+        f"baseline DRF view {baseline['_total']['req/s']:.0f} req/s"
+    )
+    checks = {
+        "for-you p50 ms": paced["for-you"]["p50"],
+        "for-you p99 ms": paced["for-you"]["p99"],
+        "similar p99 ms": paced["similar"]["p99"],
+        "search p99 ms": paced["search"]["p99"],
+    }
+    for name, value in checks.items():
+        verdict = "ok" if value <= TARGETS[name] else "MISSED"
+        print(f"  {name:<16}{value:>8.1f}   target <= {TARGETS[name]:<5} {verdict}")
+    rate = capacity["_total"]["req/s"]
+    verdict = "ok" if rate >= TARGETS["req/s"] else "MISSED"
+    print(f"  {'req/s':<16}{rate:>8.0f}   target >= {TARGETS['req/s']:<5} {verdict}")
+    print(
+        f"\nHNSW recall@10 vs exact (ef_search {recall['ef_search']}): inner product "
+        f"{recall['inner_product']:.3f}, cosine {recall['cosine']:.3f} (target >= 0.95)"
+    )
+
+
+if __name__ == "__main__":
+    main()
