@@ -1,4 +1,4 @@
-"""What a campaign is about, in product terms, read through the catalogue adapter.
+"""What a campaign is about, in product terms.
 
 A campaign names products, category names and stores. Targeting needs two views of that:
 
@@ -8,21 +8,25 @@ A campaign names products, category names and stores. Targeting needs two views 
 - the *match*: whether a product a shopper touched belongs to the campaign's world (same
   product, store or category), which is how interest is measured without a model.
 
-Category names are matched against the adapter's category path, so resolving them reads
-the catalogue once; results are cached for `CACHE_SECONDS` per campaign version.
+Category names are matched case-insensitively against the category paths of serving's
+search index (`ProductDocument`, kept in step with the catalogue), stores through the
+adapter's store field, and availability is always checked on the host's table. Results are
+cached for `CACHE_SECONDS` per campaign version.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
 from django.core.cache import cache
+from django.db.models import BooleanField, Q
+from django.db.models.expressions import RawSQL
 
 from recommendations.adapters import ProductRecord, get_product_adapter
 from recommendations.marketing.inventory import slow_sellers
-from recommendations.models import Campaign
+from recommendations.models import Campaign, ProductDocument
 
 CACHE_SECONDS = 600
 CACHE_PREFIX = "recommendations:campaign-products:"
@@ -61,17 +65,24 @@ def _cached(campaign: Campaign, part: str, compute: Callable[[], T]) -> T:
     return found
 
 
-def _records_matching(scope: CampaignScope, available_only: bool) -> Iterable[ProductRecord]:
+def _matching_ids(scope: CampaignScope, available_only: bool) -> list[str]:
+    """Ids of the products in the scope (only those that may be shown now, if asked), sorted."""
     adapter = get_product_adapter()
-    queryset = adapter.available_queryset() if available_only else adapter.index_queryset()
-    if not scope.categories:
-        # Without categories the ORM can narrow the scan to the named products and stores.
-        keys = list(scope.product_ids)
-        if scope.store_ids and adapter.store_field:
-            store_products = queryset.filter(**{f"{adapter.store_field}__in": list(scope.store_ids)})
-            keys += [adapter.key(pk) for pk in store_products.values_list("pk", flat=True)]
-        queryset = queryset.filter(pk__in=keys)
-    return (record for record in adapter.records(queryset) if scope.matches(record))
+    found = set(scope.product_ids)
+    if scope.store_ids and adapter.store_field:
+        stores = adapter.index_queryset().filter(**{f"{adapter.store_field}__in": list(scope.store_ids)})
+        found.update(adapter.key(pk) for pk in stores.values_list("pk", flat=True))
+    if scope.categories:
+        in_category = RawSQL(
+            "EXISTS (SELECT 1 FROM unnest(categories) AS name WHERE lower(name) = ANY(%s))",
+            [sorted(scope.categories)],
+            output_field=BooleanField(),
+        )
+        found.update(ProductDocument.objects.filter(Q(in_category)).values_list("product_id", flat=True))
+    if available_only and found:
+        shown = adapter.available_queryset().filter(pk__in=list(found)).values_list("pk", flat=True)
+        found = {adapter.key(pk) for pk in shown}
+    return sorted(found)
 
 
 def explicit_scope(campaign: Campaign) -> CampaignScope:
@@ -90,9 +101,8 @@ def offer(campaign: Campaign) -> list[str]:
         scope = explicit_scope(campaign)
         inventory = campaign.rules.inventory
         if inventory is not None:
-            within = None if scope.is_empty else [r.id for r in _records_matching(scope, available_only=True)]
-            return slow_sellers(inventory, within=within)
-        return [] if scope.is_empty else [r.id for r in _records_matching(scope, available_only=True)]
+            return slow_sellers(inventory, within=None if scope.is_empty else _matching_ids(scope, True))
+        return [] if scope.is_empty else _matching_ids(scope, available_only=True)
 
     return _cached(campaign, "offer", compute)
 
@@ -120,8 +130,4 @@ def interest_scope(campaign: Campaign) -> CampaignScope:
 
 def scope_product_ids(campaign: Campaign) -> list[str]:
     """Every product (available or not) in the campaign's interest scope, for event queries."""
-    return _cached(
-        campaign,
-        "scope",
-        lambda: [r.id for r in _records_matching(interest_scope(campaign), available_only=False)],
-    )
+    return _cached(campaign, "scope", lambda: _matching_ids(interest_scope(campaign), available_only=False))

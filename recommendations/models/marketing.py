@@ -17,10 +17,26 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
+from recommendations.adapters import get_product_model, get_store_model
 from recommendations.marketing.rules import AudienceRules, parse_rules
 
 # Campaign views and clicks are events whose context names the campaign under this key.
 CAMPAIGN_CONTEXT_KEY = "campaign"
+
+
+def unknown_keys(model: type[models.Model] | None, keys: list[str]) -> list[str]:
+    """The keys among `keys` that name no row of `model` (malformed ones included)."""
+    if model is None or not keys:
+        return []
+    parsed: dict[object, str] = {}
+    bad = []
+    for key in keys:
+        try:
+            parsed[model._meta.pk.to_python(key)] = key
+        except ValidationError:
+            bad.append(key)
+    found = set(model._default_manager.filter(pk__in=list(parsed)).values_list("pk", flat=True))
+    return bad + [key for value, key in parsed.items() if value not in found]
 
 
 class CampaignKind(models.TextChoices):
@@ -100,6 +116,11 @@ class Campaign(models.Model):
                 f"The campaign ends ({self.ends_at:%Y-%m-%d %H:%M}) before it starts "
                 f"({self.starts_at:%Y-%m-%d %H:%M}). Set an end after the start, or leave it empty."
             ]
+        for field, model in (("product_ids", get_product_model()), ("store_ids", get_store_model())):
+            unknown = unknown_keys(model, list(getattr(self, field) or []))
+            if unknown:
+                names = ", ".join(unknown[:10])
+                errors[field] = [f"No such {model._meta.verbose_name}: {names}. Give primary keys."]
         try:
             rules = parse_rules(self.audience_rules)
         except ValidationError as exc:

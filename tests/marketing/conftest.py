@@ -27,6 +27,7 @@ from django.utils import timezone
 
 from recommendations.experiments import assignment
 from recommendations.models import Event, ModelStatus, ModelVersion, ProductVector, UserVector
+from recommendations.serving.catalog import index_products
 from recommendations.vectors import queries
 from shop.models import Category, Product, Store
 
@@ -114,6 +115,7 @@ def shop(db) -> Shop:
     for d in range(3):
         buy(users["lapsing"], products["Garden"][1], now - (200 + d) * day, "30.00")
     buy(users["newbie"], products["Tea"][1], now - day, "11.00")
+    index_products()  # serving's catalogue index, which resolves category names
     return shop
 
 

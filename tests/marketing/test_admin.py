@@ -75,7 +75,10 @@ def test_preview_of_an_empty_campaign_says_what_to_add(admin_client, shop):
     empty = Campaign.objects.create(name="Nothing yet")
     page = admin_client.get(reverse("admin:recommendations_campaign_preview", args=[empty.pk]))
     assert "promotes nothing: add products, categories or stores" in page.context["problem"]
-    assert admin_client.post(reverse("admin:recommendations_campaign_preview", args=[empty.pk])).status_code == 302
+    assert (
+        admin_client.post(reverse("admin:recommendations_campaign_preview", args=[empty.pk])).status_code
+        == 302
+    )
     assert not Segment.objects.exists()
 
 

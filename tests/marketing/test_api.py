@@ -132,6 +132,11 @@ def test_campaign_validation_errors_in_the_api(shop, staff):
         bad_rules.status_code == 400
         and "Unknown audience rule(s): max_audiance" in bad_rules.json()["audience_rules"][0]
     )
+    unknown = client.post(
+        "/api/campaigns/", {**base, "product_ids": ["999999", "abc"]}, content_type="application/json"
+    )
+    assert unknown.status_code == 400
+    assert unknown.json()["product_ids"] == ["No such product: abc, 999999. Give primary keys."]
     created = client.post("/api/campaigns/", base, content_type="application/json")
     assert created.status_code == 201 and Campaign.objects.filter(name="Spring").exists()
     # A change that reverses the window is refused too, and nothing is written.
