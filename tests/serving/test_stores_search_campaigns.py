@@ -165,3 +165,16 @@ def test_search_index_follows_the_catalogue(catalog):
     assert ProductDocument.objects.get(product_id=str(product.pk)).title == "Cuticle balm"
     assert not ProductDocument.objects.filter(product_id=gone_id).exists()
     assert index_products() == 11 and ProductDocument.objects.count() == 11
+
+
+def test_refresh_serving_command(catalog):
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    ProductDocument.objects.all().delete()
+    add_event(catalog, "purchase", "Cuticle oil", session="x")
+    out = StringIO()
+    call_command("refresh_serving", stdout=out)
+    assert "Search index: 12 products." in out.getvalue() and "Popularity: 1 products" in out.getvalue()
+    assert ProductDocument.objects.count() == 12 and ProductPopularity.objects.count() == 1

@@ -1,0 +1,35 @@
+"""`python manage.py refresh_serving`: rebuild the tables serving reads besides the vectors.
+
+The search index (`ProductDocument`, from the catalogue through the adapter) and the
+popularity and bought/viewed-together tables (from events). Run it after loading a
+catalogue or importing events; the periodic `refresh_statistics` task keeps the latter fresh.
+"""
+
+from __future__ import annotations
+
+import time
+
+from django.core.management.base import BaseCommand
+
+from recommendations.serving.catalog import index_products
+from recommendations.serving.statistics import refresh_statistics
+
+
+class Command(BaseCommand):
+    help = "Rebuild the search index and the popularity / co-occurrence tables that serving reads."
+
+    def add_arguments(self, parser) -> None:
+        parser.add_argument("--skip-index", action="store_true", help="leave the search index as it is")
+        parser.add_argument(
+            "--skip-statistics", action="store_true", help="leave popularity and pairs as they are"
+        )
+
+    def handle(self, *args, skip_index: bool = False, skip_statistics: bool = False, **options) -> None:
+        started = time.monotonic()
+        if not skip_index:
+            indexed = index_products()
+            self.stdout.write(f"Search index: {indexed} products.")
+        if not skip_statistics:
+            counts = refresh_statistics()
+            self.stdout.write(f"Popularity: {counts['popularity']} products; pairs: {counts['pairs']}.")
+        self.stdout.write(self.style.SUCCESS(f"Done in {time.monotonic() - started:.1f} s."))
