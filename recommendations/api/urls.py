@@ -8,6 +8,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, Spec
 from rest_framework.routers import SimpleRouter
 
 from recommendations.api import recommendations as rec_views
+from recommendations.api import schema  # noqa: F401 - documents Api-Key and session auth in the schema
 from recommendations.api.events import EventBatchView
 from recommendations.api.marketing import (
     CampaignAudienceView,

@@ -1,0 +1,98 @@
+"""API authentication: hashed keys with scopes, revocation, session + CSRF, throttling."""
+
+import hashlib
+import json
+
+import pytest
+from django.conf import settings
+from django.db import connection
+from django.test import Client, override_settings
+
+from recommendations.models import ApiKey, Event
+from tests.security.conftest import browser, with_key
+
+pytestmark = pytest.mark.django_db
+EVENTS = "/api/events/"
+FOR_YOU = "/api/recommendations/for-you/"
+
+
+def batch(product):
+    return json.dumps({"events": [{"event_type": "view", "product_id": product.pk}]})
+
+
+def post_events(client, product, **extra):
+    return client.post(EVENTS, batch(product), content_type="application/json", **extra)
+
+
+def test_keys_are_stored_only_as_a_hash(make_key):
+    raw = make_key("events:write")
+    key = ApiKey.objects.get()
+    assert key.key_hash == hashlib.sha256(raw.encode()).hexdigest()
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT * FROM {ApiKey._meta.db_table}")
+        row = " ".join(map(str, cursor.fetchone()))
+    assert raw not in row and raw.split(".", 1)[1] not in row
+
+
+def test_each_scope_opens_only_its_own_door(make_key, products):
+    writer, reader = with_key(make_key("events:write")), with_key(make_key("recommendations:read"))
+    assert post_events(writer, products[0]).status_code in (200, 201)
+    assert writer.get(FOR_YOU).status_code == 403
+    assert post_events(reader, products[0]).status_code == 403
+    assert reader.get(FOR_YOU).status_code == 200
+    assert with_key(make_key()).get("/api/campaigns/").status_code == 403  # audiences:read missing
+    assert Event.objects.count() == 1
+
+
+def test_revoked_unknown_and_malformed_keys_get_the_same_401(make_key, products):
+    raw = make_key("events:write", "recommendations:read")
+    ApiKey.objects.get().revoke()
+    answers = []
+    for presented in (raw, raw[:-2] + "xx", "deadbeef.not-a-key", "nodot"):
+        response = with_key(presented).get(FOR_YOU)
+        assert response.status_code == 401
+        assert response["WWW-Authenticate"] == "Api-Key"
+        answers.append(response.json())
+    assert all(answer == answers[0] for answer in answers), "a revoked key must look like an unknown one"
+    assert post_events(with_key(raw), products[0]).status_code == 401 and not Event.objects.exists()
+
+
+def test_the_storefront_session_reads_its_own_recommendations(alice):
+    assert browser(alice).get(FOR_YOU).status_code == 200
+
+
+def test_session_posts_need_the_csrf_token(alice, products):
+    """The beacon is session-authenticated, so another site must not be able to post events."""
+    for user in (alice, None):
+        forged = Client(enforce_csrf_checks=True)
+        if user is not None:
+            forged.force_login(user)
+        response = post_events(forged, products[0])
+        assert response.status_code == 403 and "CSRF" in response.json()["detail"]
+        wrong = browser(user)
+        wrong.defaults["HTTP_X_CSRFTOKEN"] = "x" * 32
+        assert post_events(wrong, products[0]).status_code == 403
+        assert post_events(browser(user), products[0]).status_code in (200, 201)
+    assert Event.objects.count() == 2
+
+
+def throttled(**rates):
+    return override_settings(RECOMMENDATIONS={**settings.RECOMMENDATIONS, "API_THROTTLE_RATES": rates})
+
+
+def test_throttling_counts_per_key(make_key):
+    first, second = with_key(make_key("recommendations:read")), with_key(make_key("recommendations:read"))
+    with throttled(api_key="3/minute", user="100/minute", anonymous="100/minute"):
+        assert [first.get(FOR_YOU).status_code for _ in range(4)] == [200, 200, 200, 429]
+        assert second.get(FOR_YOU).status_code == 200
+        assert int(first.get(FOR_YOU)["Retry-After"]) > 0
+
+
+def test_throttling_counts_per_anonymous_client_and_ignores_forged_forwarding_headers():
+    with throttled(api_key="100/minute", user="100/minute", anonymous="3/minute"):
+        client = Client(REMOTE_ADDR="203.0.113.9")
+        assert [client.get(FOR_YOU).status_code for _ in range(3)] == [200, 200, 200]
+        # A client inventing a new X-Forwarded-For per request is still the same client.
+        for n in range(3):
+            assert client.get(FOR_YOU, HTTP_X_FORWARDED_FOR=f"198.51.100.{n}").status_code == 429
+        assert Client(REMOTE_ADDR="203.0.113.10").get(FOR_YOU).status_code == 200

@@ -1,0 +1,61 @@
+"""Request size caps enforced by the views themselves, before any work is done."""
+
+import json
+
+import pytest
+from django.conf import settings
+from django.test import override_settings
+
+from recommendations.models import Event
+from tests.security.conftest import with_key
+
+pytestmark = pytest.mark.django_db
+SMALL_CAP = {**settings.RECOMMENDATIONS, "MAX_BATCH_BYTES": 4000, "MAX_BATCH_EVENTS": 20}
+
+
+def events(n, product):
+    return {"events": [{"event_type": "view", "product_id": product.pk} for _ in range(n)]}
+
+
+def test_event_batches_are_capped_in_bytes_and_in_events(make_key, products):
+    client = with_key(make_key("events:write"))
+    with override_settings(RECOMMENDATIONS=SMALL_CAP):
+        padded = {
+            "events": [{"event_type": "view", "product_id": products[0].pk, "context": {"pad": "x" * 5000}}]
+        }
+        too_big = client.post("/api/events/", json.dumps(padded), content_type="application/json")
+        assert too_big.status_code == 413 and "at most 4000 bytes" in too_big.json()["detail"]
+        too_many = client.post(
+            "/api/events/", json.dumps(events(21, products[0])), content_type="application/json"
+        )
+        assert too_many.status_code == 400 and "at most 20" in too_many.json()["detail"]
+        assert client.post(
+            "/api/events/", json.dumps(events(20, products[0])), content_type="application/json"
+        ).status_code in (200, 201)
+    assert Event.objects.count() == 20
+
+
+def test_the_byte_cap_is_checked_before_the_body_is_read(make_key):
+    """A client announcing a huge body is refused from its headers alone."""
+    client = with_key(make_key("events:write"))
+    response = client.post("/api/events/", "{}", content_type="application/json", CONTENT_LENGTH=str(10**9))
+    assert response.status_code == 413
+
+
+def test_lists_and_texts_in_recommendation_requests_are_capped(make_key, products):
+    client = with_key(make_key("recommendations:read"))
+    ids = [str(products[0].pk)] * 10_000
+    rerank = client.post(
+        "/api/recommendations/rerank/", {"product_ids": ids}, content_type="application/json"
+    )
+    assert rerank.status_code == 400 and "product_ids" in rerank.json()
+    assert client.get("/api/search/", {"q": "mug" * 1000}).status_code == 400
+    assert client.get("/api/recommendations/trending/", {"limit": 10**6}).status_code == 400
+
+
+def test_bodies_past_djangos_upload_limit_are_a_clean_4xx(make_key):
+    client = with_key(make_key("recommendations:read", "events:write"))
+    huge = json.dumps({"product_ids": ["1"] * (settings.DATA_UPLOAD_MAX_MEMORY_SIZE // 4)})
+    for url in ("/api/recommendations/rerank/", "/api/events/"):
+        response = client.post(url, huge, content_type="application/json")
+        assert 400 <= response.status_code < 500, url
