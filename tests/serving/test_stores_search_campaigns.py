@@ -1,10 +1,19 @@
 """Stores, search, the campaign ranking hook, the QuerySet API and the tables behind them."""
 
+import datetime as dt
+
 import pytest
 from django.db.models import QuerySet
+from django.utils import timezone
 
-from recommendations.models import PairKind, ProductDocument, ProductPair, ProductPopularity
-from recommendations.serving import campaigns, search, stores
+from recommendations.models import (
+    PairKind,
+    ProductDocument,
+    ProductPair,
+    ProductPopularity,
+    ServedRecommendation,
+)
+from recommendations.serving import campaigns, products, search, stores
 from recommendations.serving.catalog import index_products
 from recommendations.serving.errors import InvalidParameters
 from recommendations.serving.products import store_products
@@ -174,7 +183,13 @@ def test_refresh_serving_command(catalog):
 
     ProductDocument.objects.all().delete()
     add_event(catalog, "purchase", "Cuticle oil", session="x")
+    old = products.trending(Audience(), Options())
+    products.trending(Audience(), Options())
+    ServedRecommendation.objects.filter(pk=old.recommendation_id).update(
+        created_at=timezone.now() - dt.timedelta(days=31)
+    )
     out = StringIO()
     call_command("refresh_serving", stdout=out)
     assert "Search index: 12 products." in out.getvalue() and "Popularity: 1 products" in out.getvalue()
     assert ProductDocument.objects.count() == 12 and ProductPopularity.objects.count() == 1
+    assert "Served lists pruned: 1." in out.getvalue() and ServedRecommendation.objects.count() == 1

@@ -1,8 +1,9 @@
 """`python manage.py refresh_serving`: rebuild the tables serving reads besides the vectors.
 
 The search index (`ProductDocument`, from the catalogue through the adapter) and the
-popularity and bought/viewed-together tables (from events). Run it after loading a
-catalogue or importing events; the periodic `refresh_statistics` task keeps the latter fresh.
+popularity and bought/viewed-together tables (from events); served lists older than
+`SERVED_RETENTION_DAYS` are deleted. Run it after loading a catalogue or importing events;
+the periodic `refresh_statistics` task keeps popularity fresh.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import time
 
 from django.core.management.base import BaseCommand
 
+from recommendations.serving.attribution import prune_served
 from recommendations.serving.catalog import index_products
 from recommendations.serving.statistics import refresh_statistics
 
@@ -32,4 +34,5 @@ class Command(BaseCommand):
         if not skip_statistics:
             counts = refresh_statistics()
             self.stdout.write(f"Popularity: {counts['popularity']} products; pairs: {counts['pairs']}.")
+        self.stdout.write(f"Served lists pruned: {prune_served()}.")
         self.stdout.write(self.style.SUCCESS(f"Done in {time.monotonic() - started:.1f} s."))
