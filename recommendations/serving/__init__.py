@@ -1,0 +1,15 @@
+"""Serving: turns vectors, events and the catalogue into recommendations.
+
+One function per recommendation type, called by every surface (API, template tags, the
+manager, the admin preview) with an `Audience` and `Options` (`serving.types`):
+
+- `products.for_you`, `similar`, `bought_together`, `trending`, `new_arrivals`,
+  `recently_viewed`, `buy_again`, `store_products`, `rerank`
+- `stores.stores_for_user`, `similar_stores`
+- `search.search`
+- `campaigns.rank_product_sets` (the marketing layer's ranking hook)
+
+Each returns a `RecommendationResult`: host objects in order with a recommendation id,
+score, source and reason each, and `.queryset()` for further ORM filtering. Tables behind
+them are refreshed by `statistics.refresh_statistics()` and `catalog.index_products()`.
+"""
