@@ -108,6 +108,10 @@ class BaseAdapter:
     #: Attribute names of the adapter that must name real fields of the model.
     field_attributes: tuple[str, ...] = ()
 
+    #: The field holding the object's id in the system it was imported from (a SKU, an ASIN,
+    #: a seller id); importers of events map source ids to primary keys through it.
+    source_id_field: str | None = None
+
     def __init__(self, model: type[models.Model]) -> None:
         self.model = model
 
@@ -133,6 +137,16 @@ class BaseAdapter:
         """The engine stores host primary keys as strings, so int and UUID keys both work."""
         return str(pk)
 
+    def keys_by_source_id(self, source_ids: Iterable[str]) -> dict[str, str]:
+        """Engine keys of the objects with these source ids (those that exist), by source id."""
+        if not self.source_id_field:
+            raise ImproperlyConfigured(
+                f"{type(self).__name__}.source_id_field is not set, so imported ids cannot be matched "
+                "to your objects. Set it to the field that holds the id from the source system."
+            )
+        rows = self.model._default_manager.filter(**{f"{self.source_id_field}__in": list(source_ids)})
+        return {str(source): self.key(pk) for source, pk in rows.values_list(self.source_id_field, "pk")}
+
 
 class ProductAdapter(BaseAdapter):
     """Maps a host product model onto `ProductRecord`. Override attributes or methods."""
@@ -157,6 +171,7 @@ class ProductAdapter(BaseAdapter):
         "stock_field",
         "active_field",
         "created_field",
+        "source_id_field",
     )
 
     def get_category_path(self, obj: models.Model) -> list[str]:
@@ -231,7 +246,7 @@ class StoreAdapter(BaseAdapter):
     description_field: str | None = "description"
     rating_field: str | None = "rating"
 
-    field_attributes = ("name_field", "description_field", "rating_field")
+    field_attributes = ("name_field", "description_field", "rating_field", "source_id_field")
 
     def get_category_names(self, obj: models.Model) -> list[str]:
         """Names of the categories the store specialises in (empty by default)."""

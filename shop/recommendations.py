@@ -8,6 +8,8 @@ from recommendations import adapters
 class ProductAdapter(adapters.ProductAdapter):
     """Products: the default field names fit; the category path comes from the cached tree."""
 
+    source_id_field = "sku"
+
     def index_queryset(self) -> models.QuerySet:
         return self.model._default_manager.all()
 
@@ -17,6 +19,8 @@ class ProductAdapter(adapters.ProductAdapter):
 
 class StoreAdapter(adapters.StoreAdapter):
     """Stores: name, description and rating; specialities from their categories."""
+
+    source_id_field = "external_id"
 
     def get_category_names(self, obj: models.Model) -> list[str]:
         return [c.name for c in obj.categories.all()]

@@ -134,11 +134,14 @@ class EventBatchView(APIView):
     """Store a batch of behaviour events, all or nothing."""
 
     authentication_classes = [ApiKeyAuthentication, CsrfSessionAuthentication]
-    permission_classes = [HasScope | IsBrowserSession]
     throttle_classes = [ApiRateThrottle]
     parser_classes = [JSONParser]  # documents the media type; the body is read by read_batch()
     required_scopes = (Scope.EVENTS_WRITE.value,)
     http_method_names = ["post", "options"]
+
+    def get_permissions(self) -> list[Any]:
+        # API keys need the events:write scope; browsers need a session that passed its CSRF check.
+        return [HasScope() if isinstance(self.request.auth, ApiKey) else IsBrowserSession()]
 
     def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
         # Size and shape first: an oversize body costs nothing, and the beacon's CSRF token in

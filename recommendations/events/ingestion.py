@@ -145,7 +145,8 @@ def copy_rows(rows: Sequence[EventRow]) -> int:
             cursor.copy(f"COPY {table} ({columns}) FROM STDIN", writer=QueuedLibpqWriter(cursor)) as copy,
         ):
             created = timezone.now()
-            for row in unique.values():
+            # In event-id order the unique index is filled left to right, not at random pages.
+            for row in sorted(unique.values()):
                 copy.write_row(
                     (*row[:10], json.dumps(row.context, separators=(",", ":"), default=str), row[11], created)
                 )

@@ -113,8 +113,16 @@ def _describe(error: dict[str, Any]) -> str:
 
 
 def stable_event_id(namespace: str, *parts: object) -> str:
-    """A deterministic event id from source data, so re-sending or re-importing stores nothing twice."""
-    digest = hashlib.blake2b("\x1f".join(map(str, parts)).encode(), digest_size=12).hexdigest()
+    """A deterministic event id from source data, so re-sending or re-importing stores nothing twice.
+
+    Readable (`amazon-beauty:A1YJEY40YUW4SE:B004756YJA`) when it fits and no part contains a
+    colon; otherwise the namespace and a hash of the parts.
+    """
+    texts = [str(p) for p in parts]
+    readable = ":".join((namespace, *texts))
+    if len(readable) <= 64 and not any(":" in t for t in texts) and EVENT_ID_PATTERN.fullmatch(readable):
+        return readable
+    digest = hashlib.blake2b("\x1f".join(texts).encode(), digest_size=12).hexdigest()
     return f"{namespace[:39]}:{digest}"
 
 

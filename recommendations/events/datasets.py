@@ -1,0 +1,402 @@
+"""Readers for the public datasets the engine is evaluated on.
+
+Each reader turns one dataset's files into three neutral streams: stores, products and
+interactions, each record carrying the line it came from. The engine's event importer
+consumes the interactions; the host's catalogue importer consumes stores and products (the
+engine cannot write the host's catalogue). Source ids are namespaced (`amazon-beauty:<ASIN>`)
+so that datasets never collide, and they are what the host stores in its source-id fields
+(`ProductAdapter.source_id_field`, e.g. a SKU).
+
+Datasets:
+
+- `amazon-beauty` (folder with `items.csv`, `interactions.csv.gz`): brands are stores, the
+  category path becomes the category, and each review is a `purchase` event (quantity 1):
+  the 5-core set keeps one interaction per review and drops the star rating, and a review
+  is the best purchase proxy the data has.
+- `olist` (folder with the Olist CSVs): sellers are stores; products are those sold in the
+  order lines (every product needs a seller), with the English category and the mean
+  price paid; each order line is a `purchase` with its price as revenue, timed at the
+  order's purchase time (São Paulo); cancelled and unavailable orders are skipped.
+- `movielens` (folder with `ml-100k.item`, `ml-100k.inter`): movies are products in one
+  store "MovieLens", categorised by their first genre; ratings are `rating` events.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import functools
+import gzip
+import hashlib
+import json
+import statistics
+from collections import Counter, defaultdict
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import IO, NamedTuple
+from zoneinfo import ZoneInfo
+
+SAO_PAULO = ZoneInfo("America/Sao_Paulo")
+MAX_SOURCE_ID = 64
+
+
+def source_id(namespace: str, *parts: str) -> str:
+    """`namespace:part:...`, hashed when longer than a source-id column can hold."""
+    text = ":".join((namespace, *parts))
+    if len(text) <= MAX_SOURCE_ID:
+        return text
+    digest = hashlib.blake2b(text.encode(), digest_size=12).hexdigest()
+    return f"{namespace}:{digest}"
+
+
+@dataclass(frozen=True)
+class StoreSource:
+    source_id: str
+    name: str
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class ProductSource:
+    source_id: str
+    title: str
+    category_path: tuple[str, ...]
+    store_source_id: str
+    description: str = ""
+    brand: str = ""
+    price: Decimal | None = None
+
+
+class InteractionSource(NamedTuple):
+    """One behaviour event as the dataset tells it; `key` makes its event id deterministic.
+
+    A named tuple: a dataset yields hundreds of thousands of these, and tuples are cheap."""
+
+    line: int
+    key: tuple[str, ...]
+    user_source_id: str
+    product_source_id: str
+    event_type: str
+    timestamp: dt.datetime
+    value: float | None = None
+    revenue: Decimal | None = None
+    store_source_id: str = ""
+
+
+@dataclass(frozen=True)
+class RowError:
+    file: str
+    line: int
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.file} line {self.line}: {self.message}"
+
+
+@dataclass
+class Catalogue:
+    stores: list[StoreSource] = field(default_factory=list)
+    products: list[ProductSource] = field(default_factory=list)
+    errors: list[RowError] = field(default_factory=list)
+
+
+def open_text(path: Path) -> IO[str]:
+    """Open a UTF-8 text file, gzip-compressed when it ends in .gz; a leading BOM is dropped."""
+    if path.suffix == ".gz":
+        return gzip.open(path, "rt", encoding="utf-8-sig", newline="")
+    return path.open(encoding="utf-8-sig", newline="")
+
+
+def count_lines(path: Path) -> int:
+    with open_text(path) as handle:
+        return sum(1 for _ in handle)
+
+
+def _require(folder: Path, *names: str) -> list[Path]:
+    paths = [folder / name for name in names]
+    missing = [p.name for p in paths if not p.is_file()]
+    if missing:
+        raise FileNotFoundError(f"{folder} lacks {', '.join(missing)}; give the dataset's folder as PATH.")
+    return paths
+
+
+def _rows(path: Path) -> Iterator[tuple[int, dict[str, str]]]:
+    """(line number, row) for a CSV with a header; line numbers count the header as line 1."""
+    with open_text(path) as handle:
+        reader = csv.reader(handle)
+        header = next(reader, [])
+        width = len(header)
+        for cells in reader:
+            # A short row lacks columns (a KeyError, reported with its line); faster than DictReader.
+            yield reader.line_num, dict(zip(header, cells, strict=False)) if len(cells) <= width else {}
+
+
+def _price(text: str) -> Decimal | None:
+    if not text or not text.strip():
+        return None
+    price = Decimal(text.strip())
+    if not price.is_finite() or price < 0:
+        raise InvalidOperation
+    return price.quantize(Decimal("0.01"))
+
+
+@functools.lru_cache(maxsize=65_536)
+def _unix(text: str) -> dt.datetime:
+    # Cached: datasets repeat timestamps a lot (Amazon's are whole days).
+    return dt.datetime.fromtimestamp(int(float(text)), tz=dt.UTC)
+
+
+class Dataset:
+    """One public dataset: which files it needs, and how they become catalogue and events."""
+
+    name: str
+    interaction_file: str
+
+    def catalogue(self, folder: Path) -> Catalogue:
+        raise NotImplementedError
+
+    def interactions(self, folder: Path) -> Iterator[InteractionSource | RowError]:
+        """Events in file order; malformed rows come as `RowError`s so all can be reported."""
+        raise NotImplementedError
+
+    def username(self, user_source_id: str) -> str:
+        """Username of the lightweight account made for a dataset's user (dots are valid)."""
+        return f"{self.name}.{user_source_id}"[:150]
+
+
+class AmazonBeauty(Dataset):
+    name = "amazon-beauty"
+    interaction_file = "interactions.csv.gz"
+
+    def brand_store_id(self, brand: str) -> str:
+        return source_id(self.name, "brand", brand or "unbranded")
+
+    def catalogue(self, folder: Path) -> Catalogue:
+        (items,) = _require(folder, "items.csv")
+        result = Catalogue()
+        brands: set[str] = set()
+        for line, row in _rows(items):
+            try:
+                asin = row["asin"].strip()
+                path = tuple(json.loads(row["categories"]))
+                price = _price(row["price"])
+                if not asin or not path:
+                    raise ValueError("asin and categories are required")
+            except (KeyError, ValueError, InvalidOperation, TypeError, AttributeError) as exc:
+                result.errors.append(RowError(items.name, line, f"unreadable item ({exc or 'bad value'})"))
+                continue
+            brand = row.get("brand", "").strip()
+            brands.add(brand)
+            title = row.get("title", "").strip() or f"Beauty product {asin}"
+            rank = row.get("sales_rank", "").strip()
+            description = f"{title}. {' / '.join(path)}."
+            if rank:
+                description += f" Sales rank #{int(rank):,} in {row.get('sales_type', '') or 'Beauty'}."
+            result.products.append(
+                ProductSource(
+                    source_id=source_id(self.name, asin),
+                    title=title[:300],
+                    category_path=tuple(str(p) for p in path),
+                    store_source_id=self.brand_store_id(brand),
+                    description=description,
+                    brand=brand[:120],
+                    price=price,
+                )
+            )
+        result.stores = [
+            StoreSource(
+                self.brand_store_id(b), b or "Unbranded", f"Beauty products by {b or 'various makers'}."
+            )
+            for b in sorted(brands)
+        ]
+        return result
+
+    def interactions(self, folder: Path) -> Iterator[InteractionSource | RowError]:
+        (path,) = _require(folder, self.interaction_file)
+        for line, row in _rows(path):
+            try:
+                reviewer, asin = row["reviewer_id"].strip(), row["asin"].strip()
+                if not reviewer or not asin:
+                    raise ValueError("reviewer_id and asin are required")
+                timestamp = _unix(row["timestamp"])
+            except (KeyError, ValueError, TypeError, AttributeError, OverflowError) as exc:
+                yield RowError(path.name, line, f"unreadable interaction ({exc})")
+                continue
+            yield InteractionSource(
+                line=line,
+                key=(reviewer, asin),
+                user_source_id=reviewer,
+                product_source_id=source_id(self.name, asin),
+                event_type="purchase",
+                timestamp=timestamp,
+                value=1.0,
+            )
+
+
+class Olist(Dataset):
+    name = "olist"
+    interaction_file = "order_items.csv"
+    SKIPPED_STATUSES = frozenset({"canceled", "unavailable"})
+
+    def catalogue(self, folder: Path) -> Catalogue:
+        sellers, products, items, translation = _require(
+            folder, "sellers.csv", "products.csv", "order_items.csv", "product_category_name_translation.csv"
+        )
+        result = Catalogue()
+        english = {
+            r["product_category_name"]: r["product_category_name_english"] for _, r in _rows(translation)
+        }
+        sold_by: dict[str, Counter] = defaultdict(Counter)
+        prices: dict[str, list[Decimal]] = defaultdict(list)
+        for line, row in _rows(items):
+            try:
+                sold_by[row["product_id"]][row["seller_id"]] += 1
+                prices[row["product_id"]].append(_price(row["price"]) or Decimal(0))
+            except (KeyError, InvalidOperation, TypeError, AttributeError):
+                result.errors.append(RowError(items.name, line, "unreadable order line"))
+        for _, row in _rows(sellers):
+            seller = row["seller_id"]
+            city = row.get("seller_city", "").title()
+            result.stores.append(
+                StoreSource(
+                    source_id(self.name, seller),
+                    f"{city or 'Olist'} seller {seller[:6]}",
+                    f"Olist marketplace seller from {city}, {row.get('seller_state', '')}.",
+                )
+            )
+        for line, row in _rows(products):
+            product = row.get("product_id", "")
+            if product not in sold_by:
+                continue
+            raw_category = row.get("product_category_name", "")
+            category = english.get(raw_category, raw_category) or "uncategorised"
+            label = category.replace("_", " ").capitalize()
+            seller = sold_by[product].most_common(1)[0][0]
+            try:
+                weight = int(float(row.get("product_weight_g") or 0))
+                photos = int(float(row.get("product_photos_qty") or 0))
+            except ValueError:
+                result.errors.append(RowError(products.name, line, "weight and photo count must be numbers"))
+                continue
+            result.products.append(
+                ProductSource(
+                    source_id=source_id(self.name, product),
+                    title=f"{label} #{product[:6]}",
+                    category_path=(label,),
+                    store_source_id=source_id(self.name, seller),
+                    description=f"{label}. Weight {weight} g, {photos} photo(s).",
+                    price=Decimal(statistics.fmean(prices[product])).quantize(Decimal("0.01")),
+                )
+            )
+        return result
+
+    def interactions(self, folder: Path) -> Iterator[InteractionSource | RowError]:
+        items, orders, customers = _require(folder, self.interaction_file, "orders.csv", "customers.csv")
+        person = {r["customer_id"]: r["customer_unique_id"] for _, r in _rows(customers)}
+        placed: dict[str, tuple[str, dt.datetime] | None] = {}
+        for line, row in _rows(orders):
+            try:
+                if row["order_status"] in self.SKIPPED_STATUSES:
+                    placed[row["order_id"]] = None
+                    continue
+                moment = dt.datetime.fromisoformat(row["order_purchase_timestamp"]).replace(tzinfo=SAO_PAULO)
+            except (KeyError, ValueError, TypeError) as exc:
+                yield RowError(orders.name, line, f"unreadable order ({exc})")
+                continue
+            placed[row["order_id"]] = (person.get(row["customer_id"], ""), moment)
+        for line, row in _rows(items):
+            try:
+                order = placed[row["order_id"]]
+                if order is None:
+                    continue
+                customer, moment = order
+                if not customer:
+                    raise ValueError(f"customer of order {row['order_id']} is not in customers.csv")
+                revenue = _price(row["price"])
+            except KeyError as exc:
+                yield RowError(items.name, line, f"unknown order or missing column {exc}")
+                continue
+            except (ValueError, InvalidOperation, TypeError) as exc:
+                yield RowError(items.name, line, f"unreadable order line ({exc or 'bad price'})")
+                continue
+            yield InteractionSource(
+                line=line,
+                key=(row["order_id"], row["order_item_id"]),
+                user_source_id=customer,
+                product_source_id=source_id(self.name, row["product_id"]),
+                store_source_id=source_id(self.name, row["seller_id"]),
+                event_type="purchase",
+                timestamp=moment,
+                value=1.0,
+                revenue=revenue,
+            )
+
+
+class MovieLens(Dataset):
+    name = "movielens"
+    interaction_file = "ml-100k.inter"
+    STORE = "movielens:store"
+
+    def _tsv(self, path: Path) -> Iterator[tuple[int, dict[str, str]]]:
+        # RecBole headers are "name:type"; titles contain quotes, so quoting is off.
+        with open_text(path) as handle:
+            reader = csv.reader(handle, delimiter="\t", quoting=csv.QUOTE_NONE)
+            header = [name.split(":")[0] for name in next(reader, [])]
+            for row in reader:
+                yield reader.line_num, dict(zip(header, row, strict=False))
+
+    def catalogue(self, folder: Path) -> Catalogue:
+        (items,) = _require(folder, "ml-100k.item")
+        result = Catalogue(stores=[StoreSource(self.STORE, "MovieLens", "Movies rated on MovieLens 100K.")])
+        for line, row in self._tsv(items):
+            item, title = row.get("item_id", "").strip(), row.get("movie_title", "").strip()
+            if not item or not title:
+                result.errors.append(RowError(items.name, line, "item_id and movie_title are required"))
+                continue
+            genres = row.get("class", "").split() or ["Unknown"]
+            year = row.get("release_year", "").strip()
+            result.products.append(
+                ProductSource(
+                    source_id=source_id(self.name, item),
+                    title=f"{title} ({year})" if year else title,
+                    category_path=("Movies", genres[0]),
+                    store_source_id=self.STORE,
+                    description=f"Genres: {', '.join(genres)}." + (f" Released {year}." if year else ""),
+                    price=Decimal("0.00"),
+                )
+            )
+        return result
+
+    def interactions(self, folder: Path) -> Iterator[InteractionSource | RowError]:
+        (path,) = _require(folder, self.interaction_file)
+        for line, row in self._tsv(path):
+            try:
+                user, item = row["user_id"].strip(), row["item_id"].strip()
+                rating = float(row["rating"])
+                if not user or not item or not 1 <= rating <= 5:
+                    raise ValueError("needs user_id, item_id and a rating from 1 to 5")
+                timestamp = _unix(row["timestamp"])
+            except (KeyError, ValueError, TypeError, AttributeError, OverflowError) as exc:
+                yield RowError(path.name, line, f"unreadable rating ({exc})")
+                continue
+            yield InteractionSource(
+                line=line,
+                key=(user, item),
+                user_source_id=user,
+                product_source_id=source_id(self.name, item),
+                event_type="rating",
+                timestamp=timestamp,
+                value=rating,
+            )
+
+
+DATASETS: dict[str, Dataset] = {d.name: d for d in (AmazonBeauty(), Olist(), MovieLens())}
+
+
+def get_dataset(name: str) -> Dataset:
+    try:
+        return DATASETS[name]
+    except KeyError:
+        raise ValueError(f"Unknown dataset {name!r}; choose one of {', '.join(DATASETS)}.") from None

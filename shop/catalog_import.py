@@ -1,0 +1,247 @@
+"""Load a catalogue (stores, category tree, products) from a public dataset or a CSV/JSONL file.
+
+The dataset readers live in the engine (`recommendations.events.datasets`); this module
+writes what they read into the shop's own models. Source ids go into `Store.external_id`
+and `Product.sku`, which is how the event importer finds the products again. Re-running
+updates names, prices and categories in place and creates nothing twice. A file with any bad
+row writes nothing.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Any
+
+from django.db import transaction
+from django.utils.text import slugify
+
+from recommendations.events.datasets import (
+    Catalogue,
+    ProductSource,
+    RowError,
+    StoreSource,
+    get_dataset,
+    open_text,
+)
+from shop.models import Category, Product, Store
+
+logger = logging.getLogger(__name__)
+
+#: Stock given to imported products (datasets have none), so they can be recommended.
+DEFAULT_STOCK = 100
+CATALOG_FIELDS = ("sku", "title", "category", "store", "store_name", "description", "brand", "price")
+REQUIRED_FIELDS = ("sku", "title", "category", "store", "price")
+
+
+@dataclass
+class CatalogResult:
+    stores_created: int = 0
+    stores_updated: int = 0
+    categories_created: int = 0
+    products_created: int = 0
+    products_updated: int = 0
+    seconds: float = 0.0
+
+
+class CatalogImportFailed(Exception):
+    """The source had bad rows; nothing was written."""
+
+    def __init__(self, errors: list[str]) -> None:
+        shown = "\n  ".join(errors[:20])
+        more = f"\n  ... and {len(errors) - 20} more" if len(errors) > 20 else ""
+        super().__init__(
+            f"{len(errors)} bad row(s); nothing was imported. Fix them and run again:\n  {shown}{more}"
+        )
+        self.errors = errors
+
+
+class UniqueSlugs:
+    """Slugs that are unique against those already taken (the table's and this run's)."""
+
+    def __init__(self, taken: Iterable[str], max_length: int) -> None:
+        self.taken = set(taken)
+        self.max_length = max_length
+
+    def __call__(self, text: str) -> str:
+        base = slugify(text)[: self.max_length - 8] or "item"
+        slug, n = base, 1
+        while slug in self.taken:
+            n += 1
+            slug = f"{base}-{n}"
+        self.taken.add(slug)
+        return slug
+
+
+def import_dataset_catalog(name: str, folder: Path | str) -> CatalogResult:
+    """Stores, categories and products of a public dataset (see `recommendations.events.datasets`)."""
+    catalogue = get_dataset(name).catalogue(Path(folder))
+    if catalogue.errors:
+        raise CatalogImportFailed([str(e) for e in catalogue.errors])
+    return write_catalogue(catalogue.stores, catalogue.products)
+
+
+def import_catalog_file(path: Path | str) -> CatalogResult:
+    """Products from CSV or JSONL with columns sku, title, category ("Root > Leaf"), store
+    (the store's id in your system), price, and optionally store_name, description, brand."""
+    catalogue = read_catalog_file(Path(path))
+    if catalogue.errors:
+        raise CatalogImportFailed([str(e) for e in catalogue.errors])
+    return write_catalogue(catalogue.stores, catalogue.products)
+
+
+def _catalog_rows(path: Path) -> Iterator[tuple[int, dict[str, Any] | str]]:
+    suffixes = [s for s in path.suffixes if s != ".gz"]
+    if suffixes and suffixes[-1] == ".csv":
+        with open_text(path) as handle:
+            reader = csv.DictReader(handle)
+            for row in reader:
+                yield reader.line_num, row
+    elif suffixes and suffixes[-1] in (".jsonl", ".ndjson"):
+        with open_text(path) as handle:
+            for line, text in enumerate(handle, start=1):
+                if text.strip():
+                    try:
+                        yield line, json.loads(text)
+                    except json.JSONDecodeError as exc:
+                        yield line, f"not valid JSON ({exc.msg})"
+    else:
+        raise ValueError(f"{path.name}: use a .csv or .jsonl file (optionally gzipped).")
+
+
+def read_catalog_file(path: Path) -> Catalogue:
+    result = Catalogue()
+    stores: dict[str, StoreSource] = {}
+    for line, row in _catalog_rows(path):
+        if not isinstance(row, dict):
+            result.errors.append(
+                RowError(path.name, line, row if isinstance(row, str) else "not a JSON object")
+            )
+            continue
+        values = {k: str(row.get(k) or "").strip() for k in CATALOG_FIELDS}
+        missing = [k for k in REQUIRED_FIELDS if not values[k]]
+        unknown = sorted(set(row) - set(CATALOG_FIELDS) - {None})
+        problems = [f"missing {', '.join(missing)}"] if missing else []
+        if unknown or None in row:
+            problems.append(f"unknown column(s) {', '.join(map(str, unknown)) or '(extra cells)'}")
+        try:
+            price = Decimal(values["price"] or "0").quantize(Decimal("0.01"))
+            if price < 0:
+                raise InvalidOperation
+        except InvalidOperation:
+            problems.append(f"price {values['price']!r} is not an amount")
+            price = None
+        if len(values["sku"]) > 64 or len(values["store"]) > 64:
+            problems.append("sku and store must be at most 64 characters")
+        if problems:
+            result.errors.append(RowError(path.name, line, "; ".join(problems)))
+            continue
+        stores.setdefault(
+            values["store"], StoreSource(values["store"], values["store_name"] or values["store"])
+        )
+        result.products.append(
+            ProductSource(
+                source_id=values["sku"],
+                title=values["title"][:300],
+                category_path=tuple(p.strip() for p in values["category"].split(">") if p.strip()),
+                store_source_id=values["store"],
+                description=values["description"],
+                brand=values["brand"][:120],
+                price=price,
+            )
+        )
+    result.stores = list(stores.values())
+    return result
+
+
+def _ensure_categories(paths: set[tuple[str, ...]], result: CatalogResult) -> dict[tuple[str, ...], Category]:
+    """The category of every path, creating missing nodes parents-first."""
+    nodes = {tuple(c.names): c for c in Category.objects.all()}
+    slugs = UniqueSlugs(Category.objects.values_list("slug", flat=True), 140)
+    for path in sorted(paths):
+        for depth in range(1, len(path) + 1):
+            prefix = path[:depth]
+            if prefix not in nodes:
+                nodes[prefix] = Category.objects.create(
+                    name=prefix[-1][:120], slug=slugs(" ".join(prefix)), parent=nodes.get(prefix[:-1])
+                )
+                result.categories_created += 1
+    return nodes
+
+
+def _write_stores(sources: list[StoreSource], result: CatalogResult) -> dict[str, Store]:
+    wanted = {s.source_id: s for s in sources}
+    existing = {s.external_id: s for s in Store.objects.filter(external_id__in=wanted)}
+    changed = []
+    for source_id, store in existing.items():
+        source = wanted[source_id]
+        if (store.name, store.description) != (source.name[:200], source.description):
+            store.name, store.description = source.name[:200], source.description
+            changed.append(store)
+    Store.objects.bulk_update(changed, ["name", "description"], batch_size=2000)
+    slugs = UniqueSlugs(Store.objects.values_list("slug", flat=True), 220)
+    new = [
+        Store(external_id=s.source_id, name=s.name[:200], slug=slugs(s.name), description=s.description)
+        for source_id, s in wanted.items()
+        if source_id not in existing
+    ]
+    Store.objects.bulk_create(new, batch_size=2000)
+    result.stores_created += len(new)
+    result.stores_updated += len(changed)
+    return {s.external_id: s for s in Store.objects.filter(external_id__in=wanted)}
+
+
+@transaction.atomic
+def write_catalogue(stores: list[StoreSource], products: list[ProductSource]) -> CatalogResult:
+    """Upsert stores and products by source id, in one transaction."""
+    started = time.monotonic()
+    result = CatalogResult()
+    store_rows = _write_stores(stores, result)
+    unknown_stores = sorted({p.store_source_id for p in products} - store_rows.keys())
+    if unknown_stores:
+        raise CatalogImportFailed([f"store {s} is used by products but not defined" for s in unknown_stores])
+    categories = _ensure_categories({p.category_path for p in products}, result)
+
+    wanted = {p.source_id: p for p in products}
+    existing = {p.sku: p for p in Product.objects.filter(sku__in=wanted)}
+    slugs = UniqueSlugs(Product.objects.values_list("slug", flat=True), 320)
+    new, changed = [], []
+    for sku, source in wanted.items():
+        values = {
+            "title": source.title,
+            "description": source.description,
+            "category": categories[source.category_path],
+            "store": store_rows[source.store_source_id],
+            "brand": source.brand,
+            "price": source.price if source.price is not None else Decimal("0.00"),
+        }
+        product = existing.get(sku)
+        if product is None:
+            new.append(Product(sku=sku, slug=slugs(source.title), stock=DEFAULT_STOCK, **values))
+        else:
+            for name, value in values.items():
+                setattr(product, name, value)
+            changed.append(product)
+    Product.objects.bulk_create(new, batch_size=2000)
+    Product.objects.bulk_update(
+        changed, ["title", "description", "category", "store", "brand", "price"], 2000
+    )
+    result.products_created, result.products_updated = len(new), len(changed)
+    result.seconds = time.monotonic() - started
+    logger.info(
+        "Catalogue written in %.1fs: %d/%d stores created/updated, %d categories created, "
+        "%d/%d products created/updated",
+        result.seconds,
+        result.stores_created,
+        result.stores_updated,
+        result.categories_created,
+        result.products_created,
+        result.products_updated,
+    )
+    return result

@@ -1,0 +1,47 @@
+"""API keys: only a hash is stored, the raw key is shown once in the admin, revoking works."""
+
+import hashlib
+
+import pytest
+
+from recommendations.models import ApiKey
+
+
+@pytest.mark.django_db
+def test_only_a_hash_is_stored_and_the_raw_key_finds_its_row():
+    api_key, raw = ApiKey.objects.create_key("shop backend", ["events:write"])
+    assert raw.startswith(api_key.prefix + ".")
+    stored = ApiKey.objects.filter(pk=api_key.pk).values().get()
+    assert raw not in str(stored)
+    assert stored["key_hash"] == hashlib.sha256(raw.encode()).hexdigest()
+    assert ApiKey.objects.get_for_raw_key(raw) == api_key
+    assert ApiKey.objects.get_for_raw_key(raw + "x") is None
+    assert ApiKey.objects.get_for_raw_key("garbage") is None
+    api_key.revoke()
+    assert ApiKey.objects.get_for_raw_key(raw) is None
+
+
+@pytest.mark.django_db
+def test_admin_shows_the_new_key_once_and_revokes_keys(admin_client):
+    response = admin_client.post(
+        "/admin/recommendations/apikey/add/",
+        {"name": "warehouse", "scopes": ["events:write", "audiences:read"]},
+        follow=True,
+    )
+    assert response.status_code == 200
+    api_key = ApiKey.objects.get(name="warehouse")
+    assert api_key.scopes == ["events:write", "audiences:read"]
+    shown = [str(m) for m in response.context["messages"]]
+    raw = next(m for m in shown if "copy it now" in m).split("The new API key is ")[1].split(" ")[0]
+    assert ApiKey.objects.get_for_raw_key(raw) == api_key
+    page = admin_client.get(f"/admin/recommendations/apikey/{api_key.pk}/change/").content.decode()
+    assert raw not in page and api_key.prefix in page
+
+    response = admin_client.post(
+        "/admin/recommendations/apikey/",
+        {"action": "revoke", "_selected_action": [api_key.pk]},
+        follow=True,
+    )
+    assert "Revoked 1 API key(s)" in response.content.decode()
+    api_key.refresh_from_db()
+    assert not api_key.is_active

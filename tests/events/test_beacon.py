@@ -1,0 +1,94 @@
+"""The JS beacon: served as a static file, and what it sends is accepted by the endpoint.
+
+The beacon runs in Node with a minimal stand-in for the DOM (elements, cookies, sendBeacon);
+the bodies it hands to sendBeacon are then posted to /api/events/ as a browser would.
+"""
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from django.contrib.staticfiles import finders
+from django.test import Client, override_settings
+
+from recommendations.models import Event
+from tests.events.conftest import CSRF_SECRET
+
+BEACON = Path(finders.find("recommendations/beacon.js"))
+
+HARNESS = r"""
+const fs = require("fs");
+const [source, token, viewed, shown] = process.argv.slice(1);  // node -e: no script path in argv
+const sent = [], handlers = {}, timers = [];
+const attrs = (map) => (name) => (name in map ? map[name] : null);
+const products = JSON.parse(shown).map((id) => ({ getAttribute: attrs({ "data-product-id": id }) }));
+const container = {
+  getAttribute: attrs({ "data-rec-id": "rec-42" }),
+  querySelectorAll: () => products,
+};
+products.forEach((p) => { p.closest = (sel) => (sel === "[data-rec-impression]" ? container : p); });
+globalThis.window = globalThis;
+globalThis.location = { pathname: "/product/blue-mug/" };
+globalThis.document = {
+  currentScript: { getAttribute: attrs({ "data-csrf-token": token }) },
+  cookie: "",
+  referrer: "https://search.example/",
+  readyState: "complete",
+  visibilityState: "visible",
+  body: { getAttribute: attrs({ "data-rec-view": "product", "data-product-id": viewed }) },
+  querySelectorAll: (sel) => (sel === "[data-rec-impression]" ? [container] : []),
+  addEventListener: (type, fn) => { handlers[type] = fn; },
+};
+globalThis.addEventListener = (type, fn) => { handlers[type] = fn; };
+globalThis.setTimeout = (fn) => { timers.push(fn); return timers.length; };
+globalThis.clearTimeout = () => {};
+globalThis.Blob = class { constructor(parts, options) { this.body = parts.join(""); this.type = options.type; } };
+globalThis.navigator = { sendBeacon: (url, blob) => { sent.push({ url, type: blob.type, body: blob.body }); return true; } };
+eval(fs.readFileSync(source, "utf8"));
+handlers.click({ target: products[1] });      // a click on a recommended product: sent at once
+document.visibilityState = "hidden";
+handlers.visibilitychange();                   // leaving the page flushes the rest
+process.stdout.write(JSON.stringify(sent));
+"""
+
+
+@pytest.mark.django_db
+def test_beacon_is_served_as_a_static_file():
+    with override_settings(WHITENOISE_USE_FINDERS=True, WHITENOISE_AUTOREFRESH=True):
+        response = Client().get("/static/recommendations/beacon.js")
+    assert response.status_code == 200
+    body = b"".join(response.streaming_content) if response.streaming else response.content
+    assert b"navigator.sendBeacon" in body and b"csrf_token" in body
+
+
+@pytest.mark.django_db
+@pytest.mark.skipif(shutil.which("node") is None, reason="needs Node.js to run the beacon")
+def test_what_the_beacon_sends_is_accepted(browser, catalogue, shopper):
+    shown = [str(p.pk) for p in catalogue[:3]]
+    result = subprocess.run(
+        ["node", "-e", HARNESS, str(BEACON), CSRF_SECRET, str(catalogue[0].pk), json.dumps(shown)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    )
+    beacons = json.loads(result.stdout)
+    assert [b["url"] for b in beacons] == ["/api/events/"]
+    assert beacons[0]["type"].startswith("text/plain")
+
+    browser.force_login(shopper)
+    for beacon in beacons:
+        response = browser.post(beacon["url"], beacon["body"], content_type=beacon["type"])
+        assert response.status_code == 200, response.content
+
+    events = {e.event_type: e for e in Event.objects.all()}
+    assert set(events) == {"view", "impression", "click"}
+    assert events["view"].product_id == str(catalogue[0].pk)
+    assert events["view"].context["page"] == "/product/blue-mug/"
+    assert events["view"].context["referrer"] == "https://search.example/"
+    assert events["impression"].context["products"] == shown
+    assert events["impression"].recommendation_id == "rec-42"
+    assert (events["click"].product_id, events["click"].recommendation_id) == (shown[1], "rec-42")
+    assert all(e.user_id == shopper.pk for e in events.values())

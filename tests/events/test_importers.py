@@ -1,0 +1,322 @@
+"""Catalogue and event importers, on tiny files written in each public dataset's format."""
+
+import csv
+import datetime as dt
+import gzip
+import json
+from decimal import Decimal
+from io import StringIO
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.core.management import CommandError, call_command
+
+from recommendations.events.importers import ImportFailed, import_dataset_events, import_event_file
+from recommendations.models import Event
+from shop.models import Product, Store
+
+
+def write_csv(path, header, rows, opener=open):
+    with opener(path, "wt", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(header)
+        writer.writerows(rows)
+
+
+@pytest.fixture
+def amazon(tmp_path):
+    folder = tmp_path / "amazon"
+    folder.mkdir()
+    write_csv(
+        folder / "items.csv",
+        ["item_id", "asin", "title", "brand", "categories", "price", "sales_rank", "sales_type"],
+        [
+            [
+                1,
+                "B0001",
+                "OPI Nail Lacquer, Red",
+                "OPI",
+                json.dumps(["Beauty", "Makeup", "Nails"]),
+                "12.0",
+                "344",
+                "Beauty",
+            ],
+            [2, "B0002", "Shatter Polish", "OPI", json.dumps(["Beauty", "Makeup", "Nails"]), "", "", ""],
+            [3, "B0003", "", "", json.dumps(["Beauty", "Skin Care", "Face"]), "14.96", "2900", "Beauty"],
+        ],
+    )
+    write_csv(
+        folder / "interactions.csv.gz",
+        ["user_id", "item_id", "reviewer_id", "asin", "timestamp", "seq_index"],
+        [
+            [1, 1, "RVW1", "B0001", 1318896000, 0],
+            [1, 2, "RVW1", "B0002", 1318896000, 1],
+            [2, 3, "RVW2", "B0003", 1328140800, 0],
+            [2, 1, "RVW2", "B0001", 1391040000, 1],
+            [3, 2, "RVW3", "B0002", 1391040000, 0],
+        ],
+        opener=gzip.open,
+    )
+    return folder
+
+
+def import_both(dataset, folder):
+    call_command("import_catalog", str(folder), dataset=dataset, stdout=StringIO())
+    out = StringIO()
+    call_command("import_events", str(folder), dataset=dataset, no_progress=True, stdout=out)
+    return out.getvalue()
+
+
+@pytest.mark.django_db
+def test_amazon_beauty_import_and_rerun(amazon):
+    output = import_both("amazon-beauty", amazon)
+    assert "stored 5 new events" in output and "created 3 users" in output
+
+    products = {p.sku: p for p in Product.objects.select_related("store", "category")}
+    assert set(products) == {"amazon-beauty:B0001", "amazon-beauty:B0002", "amazon-beauty:B0003"}
+    nail = products["amazon-beauty:B0001"]
+    assert (nail.title, nail.brand, nail.store.name, nail.price) == (
+        "OPI Nail Lacquer, Red",
+        "OPI",
+        "OPI",
+        Decimal("12.00"),
+    )
+    assert nail.category.path == "Beauty > Makeup > Nails"
+    assert products["amazon-beauty:B0003"].store.name == "Unbranded"
+    assert products["amazon-beauty:B0003"].title == "Beauty product B0003"
+    assert Store.objects.count() == 2
+
+    purchases = Event.objects.filter(event_type="purchase")
+    assert purchases.count() == 5
+    first = purchases.get(event_id="amazon-beauty:RVW1:B0001")
+    assert first.user.username == "amazon-beauty.RVW1" and not first.user.has_usable_password()
+    assert (first.product_id, first.store_id) == (str(nail.pk), str(nail.store_id))
+    assert first.timestamp == dt.datetime(2011, 10, 18, tzinfo=dt.UTC) and first.value == 1
+
+    # Re-running both commands creates and stores nothing new.
+    output = import_both("amazon-beauty", amazon)
+    assert "stored 0 new events, skipped 5 already stored" in output
+    assert (Product.objects.count(), Event.objects.count(), get_user_model().objects.count()) == (3, 5, 3)
+
+
+@pytest.mark.django_db
+def test_events_before_their_catalogue_name_the_fix(amazon):
+    with pytest.raises(
+        CommandError, match=r"line 2: product amazon-beauty:B0001 is not in the catalogue; .*import_catalog"
+    ):
+        call_command("import_events", str(amazon), dataset="amazon-beauty", no_progress=True)
+    assert not Event.objects.exists()
+
+
+@pytest.mark.django_db
+def test_malformed_rows_report_their_lines_and_the_batch_writes_nothing(amazon):
+    call_command("import_catalog", str(amazon), dataset="amazon-beauty", stdout=StringIO())
+    rows = [[1, 1, "RVW1", "B0001", 1318896000, 0]] * 3 + [
+        [1, 2, "RVW1", "B0002", "yesterday", 1],
+        [2, 3, "", "B0003", 5, 0],
+    ]
+    write_csv(
+        amazon / "interactions.csv.gz",
+        ["user_id", "item_id", "reviewer_id", "asin", "timestamp", "seq_index"],
+        rows,
+        gzip.open,
+    )
+    with pytest.raises(ImportFailed) as failure:
+        import_dataset_events("amazon-beauty", amazon, batch_rows=10, progress=False)
+    message = str(failure.value)
+    assert "2 bad row(s) in lines 2-6; nothing from those lines was stored" in message
+    assert "interactions.csv.gz line 5: unreadable interaction" in message
+    assert "interactions.csv.gz line 6" in message
+    assert not Event.objects.exists()
+    assert not get_user_model().objects.exists()
+
+
+@pytest.mark.django_db
+def test_a_bad_later_batch_keeps_earlier_batches_and_a_rerun_resumes(amazon):
+    call_command("import_catalog", str(amazon), dataset="amazon-beauty", stdout=StringIO())
+    good = [[1, 1, f"RVW{i}", "B0001", 1318896000, 0] for i in range(4)]
+    header = ["user_id", "item_id", "reviewer_id", "asin", "timestamp", "seq_index"]
+    write_csv(amazon / "interactions.csv.gz", header, [*good, [9, 9, "RVW9", "B0001", "soon", 0]], gzip.open)
+    with pytest.raises(ImportFailed, match="1 bad row.s. in line 6; .* earlier lines were stored .4 new."):
+        import_dataset_events("amazon-beauty", amazon, batch_rows=2, progress=False)
+    assert Event.objects.count() == 4  # the batches of lines 2-3 and 4-5
+    write_csv(
+        amazon / "interactions.csv.gz", header, [*good, [9, 9, "RVW9", "B0001", 1318896000, 0]], gzip.open
+    )
+    result = import_dataset_events("amazon-beauty", amazon, batch_rows=2, progress=False)
+    assert (result.read, result.stored, result.skipped) == (5, 1, 4)
+
+
+@pytest.mark.django_db
+def test_olist_sellers_are_stores_and_order_lines_are_purchases(tmp_path):
+    folder = tmp_path / "olist"
+    folder.mkdir()
+    (folder / "product_category_name_translation.csv").write_text(
+        "\ufeffproduct_category_name,product_category_name_english\nbeleza_saude,health_beauty\n",
+        encoding="utf-8",
+    )
+    write_csv(
+        folder / "sellers.csv",
+        ["seller_id", "seller_zip_code_prefix", "seller_city", "seller_state"],
+        [["s1", "13023", "campinas", "SP"], ["s2", "20031", "rio de janeiro", "RJ"], ["s3", "1", "x", "SP"]],
+    )
+    product_header = [
+        "product_id",
+        "product_category_name",
+        "product_name_lenght",
+        "product_description_lenght",
+        "product_photos_qty",
+        "product_weight_g",
+        "product_length_cm",
+        "product_height_cm",
+        "product_width_cm",
+    ]
+    write_csv(
+        folder / "products.csv",
+        product_header,
+        [
+            ["p1", "beleza_saude", 40, 287, 1, 225, 16, 10, 14],
+            ["p2", "", 1, 1, 2, 500, 1, 1, 1],
+            ["p3", "artes", 1, 1, 1, 1, 1, 1, 1],
+        ],
+    )
+    write_csv(
+        folder / "order_items.csv",
+        [
+            "order_id",
+            "order_item_id",
+            "product_id",
+            "seller_id",
+            "shipping_limit_date",
+            "price",
+            "freight_value",
+        ],
+        [
+            ["o1", 1, "p1", "s1", "", "10.00", "1"],
+            ["o1", 2, "p1", "s1", "", "20.00", "1"],
+            ["o2", 1, "p2", "s2", "", "5.50", "1"],
+            ["o3", 1, "p2", "s2", "", "7.00", "1"],
+        ],
+    )
+    write_csv(
+        folder / "orders.csv",
+        ["order_id", "customer_id", "order_status", "order_purchase_timestamp"],
+        [
+            ["o1", "c1", "delivered", "2017-10-02 10:56:33"],
+            ["o2", "c2", "shipped", "2017-11-18 19:28:06"],
+            ["o3", "c3", "canceled", "2017-11-19 10:00:00"],
+        ],
+    )
+    write_csv(
+        folder / "customers.csv",
+        ["customer_id", "customer_unique_id"],
+        [["c1", "person-a"], ["c2", "person-a"], ["c3", "person-b"]],
+    )
+
+    import_both("olist", folder)
+
+    assert Store.objects.count() == 3  # every seller
+    products = {p.sku: p for p in Product.objects.select_related("store", "category")}
+    assert set(products) == {"olist:p1", "olist:p2"}  # p3 was never sold: it has no seller
+    assert products["olist:p1"].category.name == "Health beauty"
+    assert products["olist:p1"].price == Decimal("15.00")  # the mean price paid
+    assert products["olist:p1"].store.external_id == "olist:s1"
+    purchases = Event.objects.order_by("timestamp", "event_id")
+    assert [(e.event_id, e.revenue) for e in purchases] == [
+        ("olist:o1:1", Decimal("10.00")),
+        ("olist:o1:2", Decimal("20.00")),
+        ("olist:o2:1", Decimal("5.50")),
+    ]  # the cancelled order o3 is skipped
+    assert {e.user.username for e in purchases} == {"olist.person-a"}  # one person, two orders
+    assert purchases[0].timestamp == dt.datetime(2017, 10, 2, 13, 56, 33, tzinfo=dt.UTC)  # São Paulo time
+    assert purchases[2].store_id == str(products["olist:p2"].store_id)
+
+
+@pytest.mark.django_db
+def test_movielens_movies_and_ratings(tmp_path):
+    folder = tmp_path / "ml"
+    folder.mkdir()
+    (folder / "ml-100k.item").write_text(
+        "item_id:token\tmovie_title:token_seq\trelease_year:token\tclass:token_seq\n"
+        "1\tToy Story\t1995\tAnimation Children's Comedy\n"
+        '2\tThe "Quote" Movie\t1996\tDrama\n'
+    )
+    (folder / "ml-100k.inter").write_text(
+        "user_id:token\titem_id:token\trating:float\ttimestamp:float\n196\t1\t3\t881250949\n186\t2\t5\t891717742\n196\t2\t1\t881250950\n"
+    )
+    import_both("movielens", folder)
+    toy = Product.objects.select_related("category", "store").get(sku="movielens:1")
+    assert (toy.title, toy.category.path, toy.store.name) == (
+        "Toy Story (1995)",
+        "Movies > Animation",
+        "MovieLens",
+    )
+    assert Product.objects.get(sku="movielens:2").title == 'The "Quote" Movie (1996)'
+    ratings = Event.objects.filter(event_type="rating").order_by("timestamp")
+    assert [r.value for r in ratings] == [3, 1, 5]
+    assert ratings[0].user.username == "movielens.196"
+
+
+@pytest.mark.django_db
+def test_generic_csv_and_jsonl_event_files(tmp_path, catalogue, shopper):
+    csv_file = tmp_path / "events.csv"
+    write_csv(
+        csv_file,
+        ["event_type", "product_id", "user_id", "value", "timestamp", "context"],
+        [
+            ["view", catalogue[0].pk, shopper.pk, "", "2024-01-01T10:00:00Z", '{"page": "/p/"}'],
+            ["rating", catalogue[1].pk, shopper.pk, "4", "2024-01-01T10:05:00Z", ""],
+        ],
+    )
+    jsonl_file = tmp_path / "events.jsonl"
+    jsonl_file.write_text(
+        json.dumps({"event_id": "j-1", "event_type": "search", "query": "mug", "timestamp": 1704103200})
+        + "\n\n"
+    )
+    assert import_event_file(csv_file, progress=False).stored == 2
+    assert import_event_file(jsonl_file, progress=False).stored == 1
+    assert import_event_file(csv_file, progress=False).stored == 0  # ids derive from the rows
+    rating = Event.objects.get(event_type="rating")
+    assert (rating.value, rating.user_id, rating.store_id) == (4, shopper.pk, str(catalogue[1].store_id))
+
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(
+        json.dumps({"event_type": "view", "product_id": str(catalogue[0].pk)}) + "\n"
+        "{oops\n" + json.dumps({"event_type": "view", "product_id": "424242"}) + "\n"
+    )
+    with pytest.raises(ImportFailed) as failure:
+        import_event_file(bad, progress=False)
+    assert failure.value.errors == [
+        "bad.jsonl line 2: not valid JSON (Expecting property name enclosed in double quotes)",
+        "bad.jsonl line 3: product_id: no product has the primary key '424242'",
+    ]
+    assert Event.objects.count() == 3
+
+
+@pytest.mark.django_db
+def test_generic_catalogue_file_is_all_or_nothing(tmp_path):
+    good = tmp_path / "catalogue.csv"
+    write_csv(
+        good,
+        ["sku", "title", "category", "store", "store_name", "price", "brand"],
+        [
+            ["SKU-1", "Blue mug", "Kitchen > Mugs", "acme", "Acme Kitchen", "9.50", "Acme"],
+            ["SKU-2", "Red mug", "Kitchen > Mugs", "acme", "Acme Kitchen", "8", ""],
+        ],
+    )
+    call_command("import_catalog", str(good), stdout=StringIO())
+    assert Product.objects.get(sku="SKU-1").category.path == "Kitchen > Mugs"
+    assert Store.objects.get(external_id="acme").name == "Acme Kitchen"
+
+    bad = tmp_path / "bad.csv"
+    write_csv(
+        bad,
+        ["sku", "title", "category", "store", "price"],
+        [
+            ["SKU-3", "Green mug", "Kitchen > Mugs", "acme", "7"],
+            ["SKU-4", "", "Kitchen > Mugs", "acme", "cheap"],
+        ],
+    )
+    with pytest.raises(CommandError, match=r"bad.csv line 3: missing title; price 'cheap' is not an amount"):
+        call_command("import_catalog", str(bad), stdout=StringIO())
+    assert not Product.objects.filter(sku="SKU-3").exists()

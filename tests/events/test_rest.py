@@ -1,0 +1,222 @@
+"""POST /api/events/: authentication, the all-or-nothing batch, and every error it answers."""
+
+import datetime as dt
+import json
+
+import pytest
+from django.test import Client, override_settings
+
+from recommendations.models import ApiKey, Event
+from tests.events.conftest import CSRF_SECRET
+
+URL = "/api/events/"
+
+
+def post(client, body, key=None, **extra):
+    data = body if isinstance(body, (str, bytes)) else json.dumps(body)
+    if key:
+        extra["HTTP_AUTHORIZATION"] = f"Api-Key {key}"
+    return client.post(URL, data, content_type=extra.pop("content_type", "application/json"), **extra)
+
+
+def view(product, **fields):
+    return {"event_type": "view", "product_id": str(product.pk), **fields}
+
+
+@pytest.mark.django_db
+def test_api_key_batch_is_stored_with_every_field(client, catalogue, api_key, shopper):
+    events = [
+        view(catalogue[0], event_id="e-1", session_id="s1", user_id=shopper.pk, context={"page": "/p/"}),
+        {
+            "event_id": "e-2",
+            "event_type": "purchase",
+            "product_id": catalogue[1].pk,
+            "value": 2,
+            "revenue": "25.50",
+            "timestamp": "2024-05-01T10:00:00Z",
+        },
+        {
+            "event_type": "impression",
+            "products": [str(p.pk) for p in catalogue[:3]],
+            "recommendation_id": "r-9",
+        },
+        {"event_type": "search", "query": "blue mug"},
+        {"event_type": "rating", "product_id": str(catalogue[2].pk), "value": 4, "context": {"text": "Nice"}},
+        {"event_type": "store_view", "store_id": str(catalogue[0].store_id)},
+    ]
+    response = post(client, {"events": events}, api_key)
+    assert response.status_code == 200, response.content
+    assert response.json() == {"received": 6, "stored": 6, "duplicates": 0}
+    first = Event.objects.get(event_id="e-1")
+    assert (first.user_id, first.session_id, first.store_id) == (shopper.pk, "s1", str(catalogue[0].store_id))
+    purchase = Event.objects.get(event_id="e-2")
+    assert purchase.value == 2 and str(purchase.revenue) == "25.50"
+    assert purchase.timestamp == dt.datetime(2024, 5, 1, 10, tzinfo=dt.UTC)
+    impression = Event.objects.get(event_type="impression")
+    assert impression.context["products"] == [str(p.pk) for p in catalogue[:3]]
+    assert impression.recommendation_id == "r-9"
+
+
+@pytest.mark.django_db
+def test_replayed_batch_is_stored_once(client, catalogue, api_key):
+    batch = {"events": [view(catalogue[0], event_id="same-1"), view(catalogue[1], event_id="same-2")]}
+    assert post(client, batch, api_key).json()["stored"] == 2
+    assert post(client, batch, api_key).json() == {"received": 2, "stored": 0, "duplicates": 2}
+    assert Event.objects.count() == 2
+
+
+@pytest.mark.django_db
+def test_session_with_csrf_header_writes_as_the_signed_in_user(browser, catalogue, shopper):
+    browser.force_login(shopper)
+    response = post(
+        browser, {"events": [view(catalogue[0])]}, HTTP_X_CSRFTOKEN=CSRF_SECRET, HTTP_USER_AGENT="Firefox"
+    )
+    assert response.status_code == 200, response.content
+    event = Event.objects.get()
+    assert event.user_id == shopper.pk and event.session_id
+    assert event.context["user_agent"] == "Firefox"
+
+
+@pytest.mark.django_db
+def test_session_may_send_the_token_in_the_body_as_text_plain(browser, catalogue):
+    """What navigator.sendBeacon does: no headers, a text/plain body."""
+    body = {"csrf_token": CSRF_SECRET, "events": [view(catalogue[0])]}
+    response = post(browser, body, content_type="text/plain;charset=UTF-8")
+    assert response.status_code == 200, response.content
+    assert Event.objects.get().user_id is None
+
+
+@pytest.mark.django_db
+def test_session_without_a_matching_csrf_token_is_refused(browser, catalogue, shopper):
+    browser.force_login(shopper)
+    assert post(browser, {"events": [view(catalogue[0])]}).status_code == 403
+    response = post(browser, {"events": [view(catalogue[0])]}, HTTP_X_CSRFTOKEN="B" * 32)
+    assert response.status_code == 403
+    assert "CSRF" in response.json()["detail"]
+    anonymous = Client(enforce_csrf_checks=True)  # anonymous visitors need the token too
+    assert post(anonymous, {"events": [view(catalogue[0])]}).status_code == 403
+    assert not Event.objects.exists()
+
+
+@pytest.mark.django_db
+def test_session_may_not_claim_another_user_or_session(catalogue, shopper):
+    browser = Client()
+    response = post(browser, {"events": [view(catalogue[0], user_id=shopper.pk, session_id="x")]})
+    assert response.status_code == 400
+    assert set(response.json()["errors"][0]["errors"]) == {"user_id", "session_id"}
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("header", "status"),
+    [("Api-Key nope.nope", 401), ("Api-Key", 401), ("Api-Key a b", 401)],
+)
+def test_bad_api_keys_are_refused(client, catalogue, header, status):
+    response = post(client, {"events": [view(catalogue[0])]}, HTTP_AUTHORIZATION=header)
+    assert response.status_code == status
+    assert not Event.objects.exists()
+
+
+@pytest.mark.django_db
+def test_revoked_key_and_missing_scope_are_refused(client, catalogue):
+    _, reader_raw = ApiKey.objects.create_key("reader", ["recommendations:read"])
+    response = post(client, {"events": [view(catalogue[0])]}, reader_raw)
+    assert response.status_code == 403 and "events:write" in response.json()["detail"]
+    writer, writer_raw = ApiKey.objects.create_key("writer", ["events:write"])
+    writer.revoke()
+    assert post(client, {"events": [view(catalogue[0])]}, writer_raw).status_code == 401
+
+
+@pytest.mark.django_db
+def test_invalid_events_get_per_event_per_field_errors_and_nothing_is_written(client, catalogue, api_key):
+    future = (dt.datetime.now(dt.UTC) + dt.timedelta(hours=1)).isoformat()
+    events = [
+        view(catalogue[0], event_id="ok-1"),
+        {"event_type": "teleport", "product_id": str(catalogue[0].pk)},
+        {"event_type": "view", "product_id": "999999"},
+        view(catalogue[0], timestamp=future),
+        {"event_type": "rating", "product_id": str(catalogue[0].pk), "value": 9},
+        {"event_type": "view", "product_id": str(catalogue[0].pk), "colour": "red"},
+        {"event_type": "view"},
+        "not an object",
+        {"event_type": "impression", "products": ["999999"]},
+        view(catalogue[0], revenue="lots", event_id="bad id with spaces"),
+    ]
+    response = post(client, {"events": events}, api_key)
+    assert response.status_code == 400
+    body = response.json()
+    assert "9 of 10 events are invalid" in body["detail"]
+    errors = {e["index"]: e["errors"] for e in body["errors"]}
+    assert set(errors) == {1, 2, 3, 4, 5, 6, 7, 8, 9}
+    assert "teleport" in errors[1]["event_type"][0]
+    assert "999999" in errors[2]["product_id"][0]
+    assert "future" in errors[3]["timestamp"][0]
+    assert "1 to 5" in errors[4]["value"][0]
+    assert "colour" in errors[5]["non_field_errors"][0]
+    assert "required" in errors[6]["product_id"][0]
+    assert "object" in errors[7]["non_field_errors"][0]
+    assert "999999" in errors[8]["products"][0]
+    assert set(errors[9]) == {"revenue", "event_id"}
+    assert not Event.objects.exists()
+
+
+@pytest.mark.django_db
+@override_settings(
+    RECOMMENDATIONS={"PRODUCT_MODEL": "shop.Product", "STORE_MODEL": "shop.Store", "MAX_BATCH_BYTES": 2000}
+)
+def test_oversize_body_is_413_before_parsing(client, catalogue, api_key):
+    body = {"events": [view(catalogue[0], context={"pad": "x" * 3000})]}
+    response = post(client, body, api_key)
+    assert response.status_code == 413
+    assert "2000 bytes" in response.json()["detail"]
+    # The cap holds before authentication too: no key, still 413.
+    assert post(client, body).status_code == 413
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ("{not json", "not valid JSON"),
+        (b"\xff\xfe", "not valid JSON"),
+        ("[1, 2]", '"events" list'),
+        ('{"events": {}}', '"events" list'),
+        ('{"events": []}', "empty"),
+        ('{"events": [], "extra": 1}', "Unknown top-level"),
+    ],
+)
+def test_malformed_bodies_are_400(client, api_key, body, message):
+    response = post(client, body, api_key)
+    assert response.status_code == 400
+    assert message in response.json()["detail"]
+
+
+@pytest.mark.django_db
+def test_more_than_max_batch_events_is_refused(client, catalogue, api_key):
+    events = [view(catalogue[0]) for _ in range(501)]
+    response = post(client, {"events": events}, api_key)
+    assert response.status_code == 400 and "at most 500" in response.json()["detail"]
+
+
+@pytest.mark.django_db
+@override_settings(
+    RECOMMENDATIONS={
+        "PRODUCT_MODEL": "shop.Product",
+        "API_THROTTLE_RATES": {"api_key": "2/minute", "user": "2/minute", "anonymous": "2/minute"},
+    }
+)
+def test_requests_are_throttled_per_key(client, catalogue, api_key):
+    _, other_key = ApiKey.objects.create_key("other", ["events:write"])
+    statuses = [post(client, {"events": [view(catalogue[0])]}, api_key).status_code for _ in range(3)]
+    assert statuses == [200, 200, 429]
+    assert post(client, {"events": [view(catalogue[0])]}, other_key).status_code == 200
+
+
+@pytest.mark.django_db
+def test_openapi_schema_documents_the_endpoint(client):
+    response = client.get("/api/schema/", HTTP_ACCEPT="application/json")
+    assert response.status_code == 200
+    operation = json.loads(response.content)["paths"]["/api/events/"]["post"]
+    assert set(operation["responses"]) >= {"200", "400", "413"}
+    schema_ref = operation["requestBody"]["content"]["application/json"]["schema"]["$ref"]
+    assert schema_ref.endswith("EventBatchSchema")

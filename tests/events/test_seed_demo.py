@@ -1,0 +1,66 @@
+"""The demo data generator: a believable, deterministic shop written through the COPY path."""
+
+import datetime as dt
+from collections import Counter
+from io import StringIO
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.core.management import call_command
+
+from recommendations.events.preprocessing import clean_events
+from recommendations.models import Event
+from shop.models import Product, Store
+
+END = dt.date(2025, 12, 31)
+
+
+def seed(number=3):
+    call_command("seed_demo", seed=number, products=80, users=40, days=60, end=END, stdout=StringIO())
+
+
+def snapshot():
+    """Events and products without their primary keys, which differ between runs."""
+    titles = dict(Product.objects.values_list("pk", "title"))
+    events = sorted(
+        (e, t, titles.get(int(p)) if p else "", ts, v)
+        for e, t, p, ts, v in Event.objects.values_list(
+            "event_id", "event_type", "product_id", "timestamp", "value"
+        )
+    )
+    return events, sorted(Product.objects.values_list("sku", "title", "price", "stock"))
+
+
+@pytest.mark.django_db
+def test_seed_demo_builds_a_shop_with_funnels_seasons_and_bots():
+    seed()
+    assert Store.objects.count() == 13
+    assert all(store.categories.exists() for store in Store.objects.all())
+    products = list(Product.objects.select_related("category", "store"))
+    assert len(products) == 80
+    assert all(p.category.parent is not None and p.description and p.price > 0 for p in products)
+    assert get_user_model().objects.filter(email__endswith="@demo.example.com").count() == 40
+
+    counts = Counter(Event.objects.values_list("event_type", flat=True))
+    # A funnel: many views, fewer carts, fewer purchases; plus searches, ratings and store visits.
+    assert counts["view"] > counts["add_to_cart"] > counts["purchase"] > 0
+    assert counts["search"] > 0 and counts["rating"] > 0 and counts["store_view"] > 0
+    assert Event.objects.filter(user__isnull=True).exclude(context__user_agent__contains="bot").exists()
+    assert all(e.timestamp < dt.datetime(2026, 1, 1, tzinfo=dt.UTC) for e in Event.objects.only("timestamp"))
+    purchase = Event.objects.filter(event_type="purchase").first()
+    assert purchase.revenue == Product.objects.get(pk=purchase.product_id).price * int(purchase.value)
+
+    clean = clean_events()
+    assert clean.dropped["bot_user_agent"] > 0  # the crawler sessions
+
+
+@pytest.mark.django_db
+def test_seed_demo_is_deterministic_and_replaces_its_own_data():
+    seed()
+    first = snapshot()
+    seed()
+    second = snapshot()
+    assert first == second
+    assert Product.objects.count() == 80
+    seed(4)
+    assert snapshot()[1] != first[1]

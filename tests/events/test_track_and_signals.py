@@ -1,0 +1,117 @@
+"""The Python ways in: recommendations.track() and the host's domain signals."""
+
+from decimal import Decimal
+
+import pytest
+from django.test import RequestFactory
+
+import recommendations
+from recommendations.events import signals
+from recommendations.events.tracking import SESSION_KEY
+from recommendations.events.validation import EventValidationError
+from recommendations.models import Event
+
+
+@pytest.fixture
+def request_for(rf: RequestFactory):
+    """A request as the host's view sees it: a session and a user."""
+    from django.contrib.auth.models import AnonymousUser
+    from django.contrib.sessions.backends.db import SessionStore
+
+    def make(user=None, path="/product/mug/"):
+        request = rf.get(path, HTTP_USER_AGENT="Mozilla/5.0 (iPhone)", HTTP_REFERER="https://search.example/")
+        request.session = SessionStore()
+        request.user = user or AnonymousUser()
+        return request
+
+    return make
+
+
+@pytest.mark.django_db
+def test_track_fills_user_session_and_context_from_the_request(request_for, catalogue, shopper):
+    request = request_for(shopper)
+    event_id = recommendations.track(
+        request, "view", product=catalogue[0], recommendation_id="r-1", position=3
+    )
+    event = Event.objects.get(event_id=event_id)
+    assert event.user_id == shopper.pk
+    assert event.session_id == request.session[SESSION_KEY]
+    assert event.product_id == str(catalogue[0].pk)
+    assert event.store_id == str(catalogue[0].store_id)
+    assert event.recommendation_id == "r-1"
+    assert event.context == {
+        "page": "/product/mug/",
+        "referrer": "https://search.example/",
+        "user_agent": "Mozilla/5.0 (iPhone)",
+        "device": "mobile",
+        "position": 3,
+    }
+
+
+@pytest.mark.django_db
+def test_track_keeps_one_session_id_per_browser_and_stores_an_event_id_once(request_for, catalogue):
+    request = request_for()
+    recommendations.track(request, "view", product=catalogue[0], event_id="fixed-1")
+    recommendations.track(request, "view", product=catalogue[0], event_id="fixed-1")
+    recommendations.track(request, "search", query="mugs", products=catalogue[:2])
+    assert Event.objects.count() == 2
+    assert len(set(Event.objects.values_list("session_id", flat=True))) == 1
+
+
+@pytest.mark.django_db
+def test_track_rejects_bad_input_and_writes_nothing(request_for, catalogue):
+    with pytest.raises(EventValidationError, match="product_id: no product has the primary key '424242'"):
+        recommendations.track(request_for(), "view", product=424242)
+    with pytest.raises(EventValidationError, match="rating needs a value from 1 to 5"):
+        recommendations.track(request_for(), "rating", product=catalogue[0], value=0)
+    assert not Event.objects.exists()
+
+
+@pytest.mark.django_db
+def test_product_viewed_and_added_to_cart_signals(request_for, catalogue, shopper):
+    request = request_for(shopper)
+    signals.product_viewed.send(sender=None, request=request, product=catalogue[0], recommendation_id="r-2")
+    signals.added_to_cart.send(sender=None, request=request, product=catalogue[1], quantity=3)
+    view = Event.objects.get(event_type="view")
+    cart = Event.objects.get(event_type="add_to_cart")
+    assert (view.product_id, view.recommendation_id, view.user_id) == (
+        str(catalogue[0].pk),
+        "r-2",
+        shopper.pk,
+    )
+    assert (cart.product_id, cart.value) == (str(catalogue[1].pk), 3)
+
+
+@pytest.mark.django_db
+def test_order_placed_signal_records_each_line_once_even_when_resent(catalogue, shopper):
+    lines = [(catalogue[0], 2, Decimal("10.00")), (catalogue[1], 1, Decimal("11.50"))]
+    for _ in range(2):
+        signals.order_placed.send(sender=None, order_id=77, lines=lines, user=shopper)
+    purchases = Event.objects.filter(event_type="purchase").order_by("product_id")
+    assert [(p.product_id, p.value, p.revenue) for p in purchases] == [
+        (str(catalogue[0].pk), 2, Decimal("20.00")),
+        (str(catalogue[1].pk), 1, Decimal("11.50")),
+    ]
+    assert all(p.user_id == shopper.pk and p.context["order_id"] == "77" for p in purchases)
+
+
+@pytest.mark.django_db
+def test_searched_and_review_added_signals(request_for, catalogue, shopper):
+    request = request_for(shopper)
+    signals.searched.send(sender=None, request=request, query="steel mug", results=catalogue[:3])
+    signals.review_added.send(sender=None, request=request, product=catalogue[2], rating=5, text="Lovely")
+    search = Event.objects.get(event_type="search")
+    assert search.query == "steel mug"
+    assert search.context["products"] == [str(p.pk) for p in catalogue[:3]]
+    assert search.context["results_count"] == 3
+    rating = Event.objects.get(event_type="rating")
+    assert (rating.value, rating.context["text"], rating.user_id) == (5, "Lovely", shopper.pk)
+
+
+def test_track_is_importable_without_loading_models():
+    import subprocess
+    import sys
+
+    code = "import recommendations, sys; assert 'recommendations.models' not in sys.modules; print('ok')"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert result.stdout.strip() == "ok", result.stderr
