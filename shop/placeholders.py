@@ -58,9 +58,11 @@ def initials(text: str, letters: int = 2) -> str:
 
 
 def product_svg(key: str, title: str, category: str) -> str:
-    """The placeholder picture of one product: category colour, object shape from its key."""
-    hue = hue_for(category or title)
-    shape = SHAPES[_digest(key) % len(SHAPES)]
+    """The placeholder picture of one product: its category's colour (varied a little per
+    product, so a shelf of one category is not monotone) and an object shape from its key."""
+    digest = _digest(key)
+    hue = (hue_for(category or title) + (digest >> 8) % 41 - 20) % 360
+    shape = SHAPES[digest % len(SHAPES)]
     ink = f"hsl({hue} 45% 42%)"
     return (
         '<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 200 150" role="img" '

@@ -271,7 +271,7 @@ def new_visitor(request: HttpRequest) -> HttpResponse:
 @require_GET
 def product_image(request: HttpRequest, pk: int) -> HttpResponse:
     item = get_object_or_404(Product.objects.select_related("category"), pk=pk)
-    svg = placeholders.product_svg(str(item.pk), item.title, item.category.names[0])
+    svg = placeholders.product_svg(str(item.pk), item.title, item.category.name)
     return _svg_response(svg)
 
 

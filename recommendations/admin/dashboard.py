@@ -67,6 +67,7 @@ class DashboardAdmin(admin.ModelAdmin):
         for funnel in overview.funnels:
             funnel.block = BLOCK_LABELS.get(funnel.block, funnel.block)
         funnels = [f for f in overview.funnels if f.impressions]
+        clicked = [f for f in funnels if f.clicks]
         context = {
             **self.admin_site.each_context(request),
             "title": "Recommendations dashboard",
@@ -82,10 +83,12 @@ class DashboardAdmin(admin.ModelAdmin):
                 [(f.block, f.ctr or 0.0) for f in funnels], title="Click-through rate by block"
             ),
             "conversion_chart": charts.horizontal_bars(
-                [(f.block, f.conversion or 0.0) for f in funnels if f.clicks],
+                [(f.block, f.conversion or 0.0) for f in clicked],
                 color=charts.PALETTE[2],
                 title="Purchases per click by block",
-            ),
+            )
+            if clicked
+            else None,
             "coverage_rows": [
                 (label, count, overview.coverage.share(count))
                 for label, count in (

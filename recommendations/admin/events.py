@@ -16,6 +16,14 @@ from django.utils.html import format_html
 from recommendations.adapters import get_product_adapter
 from recommendations.admin.filters import AttributedFilter, ProductFilter, SessionFilter, UserFilter
 from recommendations.models import Event
+from recommendations.serving.rules import titles
+
+
+def attach_product_titles(events: list[Event]) -> None:
+    """Set `product_title` on each event, reading all the titles in one query."""
+    named = titles(event.product_id for event in events if event.product_id)
+    for event in events:
+        event.product_title = named.get(event.product_id, "")
 
 
 class EventChangeList(ChangeList):
@@ -23,11 +31,7 @@ class EventChangeList(ChangeList):
 
     def get_results(self, request: HttpRequest) -> None:
         super().get_results(request)
-        keys = {event.product_id for event in self.result_list if event.product_id}
-        adapter = get_product_adapter()
-        titles = {adapter.key(obj.pk): adapter.to_record(obj).title for obj in adapter.by_keys(keys)}
-        for event in self.result_list:
-            event.product_title = titles.get(event.product_id, "")
+        attach_product_titles(self.result_list)
 
 
 @admin.register(Event)

@@ -20,6 +20,7 @@ from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 
 from recommendations.adapters import get_product_adapter
+from recommendations.admin.events import attach_product_titles
 from recommendations.models import Event, EventType, UserPreview
 from recommendations.serving import products, stores
 from recommendations.serving.types import Audience, Options, RecommendationResult
@@ -94,7 +95,9 @@ def preview_blocks(user) -> list[PreviewBlock]:
 
 
 def recent_events(user) -> list[Event]:
-    return list(Event.objects.filter(user=user).order_by("-timestamp")[:RECENT_EVENTS])
+    events = list(Event.objects.filter(user=user).order_by("-timestamp")[:RECENT_EVENTS])
+    attach_product_titles(events)
+    return events
 
 
 def active_shoppers() -> list:

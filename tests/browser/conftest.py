@@ -10,6 +10,9 @@ from pathlib import Path
 
 import pytest
 
+# Serving caches lists in this process, which the live server shares: start each test afresh.
+from tests.storefront.conftest import fresh_caches  # noqa: F401
+
 CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 # A desktop browser's user agent: the default one says "HeadlessChrome", which training treats as a bot.

@@ -13,7 +13,7 @@ from shop.models import Category, Product, Store
 
 
 @pytest.fixture(autouse=True)
-def _fresh_caches():
+def fresh_caches():
     # Serving caches candidate lists, the API throttles count in the cache, and each process
     # remembers the active model version for a few seconds.
     cache.clear()
