@@ -22,6 +22,7 @@ from django.utils.html import escape
 from django.utils.safestring import SafeString, mark_safe
 
 from recommendations.admin.charts import PALETTE, nice_ceiling
+from recommendations.admin.readonly import ReadOnlyAdmin
 from recommendations.experiments import lifecycle
 from recommendations.experiments.results import (
     METRIC_LABELS,
@@ -29,7 +30,7 @@ from recommendations.experiments.results import (
     VariantResult,
     experiment_results,
 )
-from recommendations.models import Experiment, ExperimentStatus, Variant
+from recommendations.models import Assignment, Experiment, ExperimentStatus, Variant
 from recommendations.models.experiments import validate_shares
 
 
@@ -201,3 +202,23 @@ class ExperimentAdmin(admin.ModelAdmin):
         self.message_user(
             request, f"{verb} {done} experiment(s).", messages.SUCCESS if done else messages.WARNING
         )
+
+
+@admin.register(Variant)
+class VariantAdmin(ReadOnlyAdmin):
+    """Every variant across experiments (edit them on their experiment's page)."""
+
+    list_display = ["__str__", "name", "is_control", "traffic_share", "model_version", "recommender"]
+    list_filter = ["experiment__status", "is_control"]
+    list_select_related = ["experiment", "model_version"]
+    search_fields = ["key", "name", "experiment__key"]
+
+
+@admin.register(Assignment)
+class AssignmentAdmin(ReadOnlyAdmin):
+    """Who was exposed to which variant, and when (written by `variant_for`)."""
+
+    list_display = ["experiment", "variant", "user", "session_id", "assigned_at"]
+    list_filter = ["experiment", ("assigned_at", admin.DateFieldListFilter)]
+    list_select_related = ["experiment", "variant__experiment", "user"]
+    search_fields = ["user__username", "session_id"]

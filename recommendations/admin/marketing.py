@@ -21,9 +21,10 @@ from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
+from recommendations.admin.readonly import ReadOnlyAdmin
 from recommendations.marketing.audiences import build_audience, create_segment, refresh_segment
 from recommendations.marketing.export import FIELDS, audience_rows, segment_rows, write_csv
-from recommendations.models import Campaign, Segment
+from recommendations.models import Campaign, Segment, SegmentMember
 
 PREVIEW_ROWS = 50
 
@@ -204,3 +205,14 @@ class SegmentAdmin(admin.ModelAdmin):
         response = HttpResponse(out.getvalue(), content_type="text/csv; charset=utf-8")
         response["Content-Disposition"] = f'attachment; filename="{filename}"'
         return response
+
+
+@admin.register(SegmentMember)
+class SegmentMemberAdmin(ReadOnlyAdmin):
+    """Members of every segment (rewritten by each refresh)."""
+
+    list_display = ["segment", "user", "score"]
+    list_filter = ["segment"]
+    list_select_related = ["segment", "user"]
+    search_fields = ["user__username", "segment__name"]
+    ordering = ["segment", "-score"]

@@ -174,3 +174,15 @@ def test_experiment_page_shows_results_chart_and_promotes(admin_client, db):
     experiment.refresh_from_db()
     assert experiment.status == ExperimentStatus.STOPPED and experiment.winner.key == "v1"
     assert variant_for("any-visitor").variant_key == "v1"
+
+
+def test_every_marketing_list_renders_with_rows(admin_client, shop):
+    create_segment(Campaign.objects.create(name="Tea week", category_names=["Tea"]))
+    admin_client.post(reverse("admin:recommendations_experiment_add"), experiment_form(50, 50))
+    experiment = Experiment.objects.get()
+    admin_client.post(reverse("admin:recommendations_experiment_lifecycle", args=[experiment.pk, "start"]))
+    variant_for(shop.users["tea_lover"])
+    for model in ("campaign", "segment", "segmentmember", "experiment", "variant", "assignment"):
+        response = admin_client.get(reverse(f"admin:recommendations_{model}_changelist"))
+        assert response.status_code == 200, model
+        assert response.context["cl"].result_count >= 1, model
