@@ -21,10 +21,6 @@ urlpatterns = [
     path("new-visitor/", views.new_visitor, name="new_visitor"),
     path("images/products/<int:pk>.svg", views.product_image, name="product_image"),
     path("images/stores/<int:pk>.svg", views.store_logo, name="store_logo"),
-    path(
-        "accounts/login/",
-        auth_views.LoginView.as_view(template_name="shop/login.html", redirect_authenticated_user=True),
-        name="login",
-    ),
+    path("accounts/login/", views.LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
 ]

@@ -5,7 +5,8 @@ fetch the page's own content, change the cart and record what the server alone k
 from __future__ import annotations
 
 from django.contrib import messages
-from django.contrib.auth import logout
+from django.contrib.auth import get_user_model, logout
+from django.contrib.auth import views as auth_views
 from django.core.paginator import Paginator
 from django.db.models import Avg, CharField, Count, IntegerField, OuterRef, QuerySet, Subquery
 from django.db.models.functions import Cast
@@ -25,6 +26,7 @@ from recommendations.serving.types import Audience, Options, Recommendation
 from shop import placeholders
 from shop.cart import Cart, CartError
 from shop.checkout import place_order
+from shop.demo_data import DEMO_EMAIL_DOMAIN, DEMO_PASSWORD
 from shop.forms import CartChangeForm, CheckoutForm, SearchForm
 from shop.models import Category, Order, Product, Store
 
@@ -40,6 +42,7 @@ SORTS = {
 # Generated pictures never change for a given product, so browsers may keep them a day.
 IMAGE_MAX_AGE = 86400
 ORDERS_SESSION_KEY = "orders"
+DEMO_ACCOUNTS = 4
 
 
 def with_ratings(products: QuerySet[Product]) -> QuerySet[Product]:
@@ -258,6 +261,26 @@ def order_detail(request: HttpRequest, pk: int) -> HttpResponse:
     if not own:
         raise Http404("No such order.")
     return render(request, "shop/order.html", {"order": order})
+
+
+class LoginView(auth_views.LoginView):
+    """Sign in; on the demo data, offers a few demo shoppers to sign in as with one click."""
+
+    template_name = "shop/login.html"
+    redirect_authenticated_user = True
+
+    def get_context_data(self, **kwargs) -> dict:
+        shoppers = (
+            get_user_model()
+            ._default_manager.filter(email__endswith=f"@{DEMO_EMAIL_DOMAIN}", is_staff=False)
+            .annotate(n=Count("recommendation_events"))
+            .order_by("-n", "username")[:DEMO_ACCOUNTS]
+        )
+        return {
+            **super().get_context_data(**kwargs),
+            "demo_accounts": shoppers,
+            "demo_password": DEMO_PASSWORD,
+        }
 
 
 @require_POST

@@ -139,3 +139,12 @@ def test_login_and_logout(client, shopper, indexed):
     assert "account-name" not in client.get(reverse("shop:home")).content.decode()
     bad = client.post(reverse("shop:login"), {"username": "shopper", "password": "wrong"})
     assert bad.status_code == 200 and "correct username and password" in bad.content.decode()
+
+
+def test_login_page_offers_demo_shoppers_and_signs_in_with_one_click(client, django_user_model, indexed):
+    django_user_model.objects.create_user("maya.lopez", email="maya.lopez@demo.example.com", password="demo")
+    django_user_model.objects.create_user("staffer", email="staffer@example.com", password="demo")
+    page = client.get(reverse("shop:login")).content.decode()
+    assert 'value="maya.lopez"' in page and "staffer" not in page
+    response = client.post(reverse("shop:login"), {"username": "maya.lopez", "password": "demo", "next": "/"})
+    assert response.status_code == 302 and client.session["_auth_user_id"]

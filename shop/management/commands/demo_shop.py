@@ -25,6 +25,8 @@ class Command(BaseCommand):
             call_command("seed_demo", seed=seed, stdout=self.stdout)
         else:
             self.stdout.write("Demo catalogue already loaded; use --force to reload it.")
+        # The storefront's blocks read the search index and the popularity / pair tables.
+        call_command("refresh_serving", stdout=self.stdout)
         self._ensure_admin()
         self.stdout.write(
             self.style.SUCCESS(
