@@ -1,4 +1,5 @@
-"""What serving reads: served lists, popularity, product pairs and the search index."""
+"""What serving reads (served lists, popularity, product pairs, the search index) and the
+daily counters that retention keeps when it deletes old events."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from django.contrib import admin
 
 from recommendations.admin.readonly import ReadOnlyAdmin
 from recommendations.models import (
+    DailyEventCount,
     ProductDocument,
     ProductPair,
     ProductPopularity,
@@ -68,3 +70,12 @@ class ProductDocumentAdmin(ReadOnlyAdmin):
     list_display = ["title", "product_id", "brand", "store_id", "price", "created_at", "updated_at"]
     search_fields = ["title", "product_id", "brand"]
     exclude = ["search_vector"]
+
+
+@admin.register(DailyEventCount)
+class DailyEventCountAdmin(ReadOnlyAdmin):
+    list_display = ["day", "event_type", "product_id", "store_id", "count"]
+    list_filter = ["event_type", ("day", admin.DateFieldListFilter)]
+    search_fields = ["product_id", "store_id"]
+    date_hierarchy = "day"
+    ordering = ["-day", "event_type"]
