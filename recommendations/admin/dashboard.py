@@ -6,13 +6,14 @@ turns them into charts (server-side SVG, see `charts`).
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.contrib import admin
-from django.core.exceptions import PermissionDenied
-from django.http import HttpRequest, HttpResponse
-from django.template.response import TemplateResponse
+from django.http import HttpRequest
 
 from recommendations import analytics
 from recommendations.admin import charts
+from recommendations.admin.readonly import AdminPage
 from recommendations.models import Dashboard, EventType
 
 WINDOWS = (7, 14, 30)
@@ -45,21 +46,13 @@ def window_from(request: HttpRequest) -> int:
 
 
 @admin.register(Dashboard)
-class DashboardAdmin(admin.ModelAdmin):
+class DashboardAdmin(AdminPage):
     """Shows the dashboard instead of a list of rows."""
 
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
+    title = "Recommendations dashboard"
+    template_name = "admin/recommendations/dashboard.html"
 
-    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
-        return False
-
-    def changelist_view(self, request: HttpRequest, extra_context: dict | None = None) -> HttpResponse:
-        if not self.has_view_permission(request):
-            raise PermissionDenied
+    def page_context(self, request: HttpRequest) -> dict[str, Any]:
         days = window_from(request)
         overview = analytics.overview(days)
         daily = overview.daily
@@ -68,10 +61,7 @@ class DashboardAdmin(admin.ModelAdmin):
             funnel.block = BLOCK_LABELS.get(funnel.block, funnel.block)
         funnels = [f for f in overview.funnels if f.impressions]
         clicked = [f for f in funnels if f.clicks]
-        context = {
-            **self.admin_site.each_context(request),
-            "title": "Recommendations dashboard",
-            "opts": self.model._meta,
+        return {
             "overview": overview,
             "days": days,
             "windows": WINDOWS,
@@ -98,6 +88,4 @@ class DashboardAdmin(admin.ModelAdmin):
                     ("Embedded by the active model", overview.coverage.with_vector),
                 )
             ],
-            **(extra_context or {}),
         }
-        return TemplateResponse(request, "admin/recommendations/dashboard.html", context)

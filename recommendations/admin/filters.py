@@ -8,6 +8,17 @@ from django.db.models import Q, QuerySet
 from django.http import HttpRequest
 
 
+def matching_users(value: str) -> QuerySet:
+    """Users whose username or e-mail is `value` (any case), or whose id it is."""
+    User = get_user_model()
+    match = Q(**{f"{User.USERNAME_FIELD}__iexact": value})
+    if hasattr(User, "email"):
+        match |= Q(email__iexact=value)
+    if value.isdigit():
+        match |= Q(pk=int(value))
+    return User._default_manager.filter(match)
+
+
 class InputFilter(admin.SimpleListFilter):
     """A list filter shown as a text box; the typed value is the lookup.
 
@@ -45,13 +56,7 @@ class UserFilter(InputFilter):
     parameter_name = "user"
 
     def filter_value(self, queryset: QuerySet, value: str) -> QuerySet:
-        User = get_user_model()
-        match = Q(**{f"{User.USERNAME_FIELD}__iexact": value})
-        if hasattr(User, "email"):
-            match |= Q(email__iexact=value)
-        if value.isdigit():
-            match |= Q(pk=int(value))
-        return queryset.filter(user__in=User._default_manager.filter(match))
+        return queryset.filter(user__in=matching_users(value))
 
 
 class ProductFilter(InputFilter):

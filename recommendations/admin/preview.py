@@ -11,16 +11,17 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from django.contrib import admin
 from django.contrib.auth import get_user_model
-from django.core.exceptions import PermissionDenied
-from django.db.models import Max, Q
-from django.http import HttpRequest, HttpResponse
-from django.template.response import TemplateResponse
+from django.db.models import Max
+from django.http import HttpRequest
 
 from recommendations.adapters import get_product_adapter
 from recommendations.admin.events import attach_product_titles
+from recommendations.admin.filters import matching_users
+from recommendations.admin.readonly import AdminPage
 from recommendations.models import Event, EventType, UserPreview
 from recommendations.serving import products, stores
 from recommendations.serving.types import Audience, Options, RecommendationResult
@@ -38,17 +39,6 @@ class PreviewBlock:
     result: RecommendationResult | None = None
     error: str = ""
     milliseconds: float = 0.0
-
-
-def find_user(query: str):
-    """The user named by username, e-mail or id, or None."""
-    User = get_user_model()
-    match = Q(**{f"{User.USERNAME_FIELD}__iexact": query})
-    if hasattr(User, "email"):
-        match |= Q(email__iexact=query)
-    if query.isdigit():
-        match |= Q(pk=int(query))
-    return User._default_manager.filter(match).order_by("pk").first()
 
 
 def _block(title: str, compute: Callable[[], RecommendationResult]) -> PreviewBlock:
@@ -111,35 +101,23 @@ def active_shoppers() -> list:
 
 
 @admin.register(UserPreview)
-class UserPreviewAdmin(admin.ModelAdmin):
+class UserPreviewAdmin(AdminPage):
     """Shows the preview form and the chosen user's blocks instead of a list of rows."""
 
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
+    title = "Preview recommendations as a user"
+    template_name = "admin/recommendations/preview.html"
 
-    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
-        return False
-
-    def changelist_view(self, request: HttpRequest, extra_context: dict | None = None) -> HttpResponse:
-        if not self.has_view_permission(request):
-            raise PermissionDenied
+    def page_context(self, request: HttpRequest) -> dict[str, Any]:
         query = request.GET.get("user", "").strip()
-        user = find_user(query) if query else None
+        user = matching_users(query).order_by("pk").first() if query else None
         context = {
-            **self.admin_site.each_context(request),
-            "title": "Preview recommendations as a user",
-            "opts": self.model._meta,
             "query": query,
             "previewed": user,
             "not_found": bool(query) and user is None,
             "shoppers": active_shoppers(),
             "model_version": active_version(),
-            **(extra_context or {}),
         }
         if user is not None:
             context["blocks"] = preview_blocks(user)
             context["events"] = recent_events(user)
-        return TemplateResponse(request, "admin/recommendations/preview.html", context)
+        return context

@@ -1,9 +1,13 @@
-"""A base for the admin of derived tables: written by the engine, browsed by people."""
+"""Bases for admin classes that change nothing: derived tables and pages that are views."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.contrib import admin
-from django.http import HttpRequest
+from django.core.exceptions import PermissionDenied
+from django.http import HttpRequest, HttpResponse
+from django.template.response import TemplateResponse
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -21,3 +25,28 @@ class ReadOnlyAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
         return False
+
+
+class AdminPage(ReadOnlyAdmin):
+    """A page of the admin hung off a proxy model (`models/admin_pages.py`): a view, not a list.
+
+    Subclasses set `title` and `template_name` and return the page's context from `page_context`.
+    """
+
+    title: str
+    template_name: str
+
+    def page_context(self, request: HttpRequest) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def changelist_view(self, request: HttpRequest, extra_context: dict | None = None) -> HttpResponse:
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        context = {
+            **self.admin_site.each_context(request),
+            "title": self.title,
+            "opts": self.model._meta,
+            **self.page_context(request),
+            **(extra_context or {}),
+        }
+        return TemplateResponse(request, self.template_name, context)
