@@ -115,3 +115,29 @@ def test_track_is_importable_without_loading_models():
     code = "import recommendations, sys; assert 'recommendations.models' not in sys.modules; print('ok')"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert result.stdout.strip() == "ok", result.stderr
+
+
+HOST_SETTINGS = {
+    "PRODUCT_MODEL": "hostapp.Gadget",
+    "PRODUCT_ADAPTER": "tests.hostapp.adapters.GadgetAdapter",
+    "STORE_MODEL": "hostapp.Seller",
+    "STORE_ADAPTER": "tests.hostapp.adapters.SellerAdapter",
+}
+
+
+@pytest.mark.django_db
+def test_a_host_with_uuid_keys_and_other_field_names(request_for):
+    from django.test import override_settings
+
+    from tests.hostapp.models import Gadget, Section, Seller
+
+    seller = Seller.objects.create(shop_name="Sound Co")
+    gadget = Gadget.objects.create(
+        name="Earbuds", section=Section.objects.create(label="Audio"), seller=seller, cost_cents=1
+    )
+    with override_settings(RECOMMENDATIONS=HOST_SETTINGS):
+        recommendations.track(request_for(), "view", product=str(gadget.code).upper())
+        with pytest.raises(EventValidationError, match="no product has the primary key 'not-a-uuid'"):
+            recommendations.track(request_for(), "view", product="not-a-uuid")
+    event = Event.objects.get()
+    assert (event.product_id, event.store_id) == (str(gadget.code), str(seller.pk))

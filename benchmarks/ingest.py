@@ -1,0 +1,240 @@
+"""Ingestion throughput: REST batches and bulk imports, each beside a raw-COPY baseline.
+
+    python benchmarks/ingest.py [--rest-events 20000] [--import-rows 200000]
+
+Runs on a throwaway database (`test_shop_bench`) of the embedded server, created and dropped
+here. Each figure is printed next to a plain COPY of the very same rows into the same events
+table, timed in the same process, so the ratio says what validation, authentication, JSON
+and deduplication cost on this machine, whatever else it is busy with.
+
+1. REST: `POST /api/events/` through Django's test client (middleware, API-key
+   authentication, throttling, validation, one multi-row INSERT), 500 events per request.
+2. Bulk import, generic: `import_event_file` on a CSV in the REST JSON shape (full
+   validation, product/user checks, COPY).
+3. Bulk import, dataset: `import_dataset_events` on the same rows written in the Amazon
+   Beauty format (source ids mapped to products and lightweight users, COPY).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import datetime as dt
+import gzip
+import json
+import os
+import random
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tests.config.settings")
+os.environ.setdefault("TEST_DB_SUFFIX", "_bench")
+
+import django  # noqa: E402
+
+django.setup()
+
+import psycopg  # noqa: E402
+from django.db import connection, transaction  # noqa: E402
+from django.test import Client  # noqa: E402
+from django.test.utils import setup_databases, teardown_databases  # noqa: E402
+from django.utils import timezone  # noqa: E402
+
+from recommendations.events.importers import import_dataset_events, import_event_file  # noqa: E402
+from recommendations.models import ApiKey, Event  # noqa: E402
+from shop.catalog_import import import_dataset_catalog  # noqa: E402
+
+BATCH = 500
+COLUMNS = (
+    "event_id, event_type, user_id, session_id, product_id, store_id, query, value, revenue, "
+    "timestamp, context, recommendation_id, created_at"
+)
+
+
+def truncate() -> None:
+    with connection.cursor() as cursor:
+        cursor.execute(f"TRUNCATE {Event._meta.db_table}")
+
+
+def raw_copy(rows: list[tuple]) -> float:
+    """Rows/s of a bare COPY of already-typed rows into the (emptied) events table."""
+    truncate()
+    connection.ensure_connection()
+    started = time.perf_counter()
+    with transaction.atomic(), psycopg.Cursor(connection.connection) as cursor:
+        now = timezone.now()
+        with cursor.copy(f"COPY {Event._meta.db_table} ({COLUMNS}) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row((*row[:10], json.dumps(row[10]), row[11], now))
+    rate = len(rows) / (time.perf_counter() - started)
+    truncate()
+    return rate
+
+
+def stored_rows() -> list[tuple]:
+    """The stored events as COPY rows, to replay the identical data in the baseline."""
+    fields = [
+        "event_id",
+        "event_type",
+        "user_id",
+        "session_id",
+        "product_id",
+        "store_id",
+        "query",
+        "value",
+        "revenue",
+        "timestamp",
+        "context",
+        "recommendation_id",
+    ]
+    return list(Event.objects.order_by("pk").values_list(*fields))
+
+
+def make_catalogue(folder: Path, products: int, users: int) -> tuple[list[str], list[int]]:
+    """An Amazon-format catalogue imported into the shop; returns product keys and user ids."""
+    brands = [f"Brand {i}" for i in range(40)]
+    with (folder / "items.csv").open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(
+            ["item_id", "asin", "title", "brand", "categories", "price", "sales_rank", "sales_type"]
+        )
+        for i in range(products):
+            path = json.dumps(["Beauty", f"Section {i % 6}", f"Shelf {i % 30}"])
+            writer.writerow(
+                [i, f"A{i:09d}", f"Product {i}", brands[i % 40], path, f"{5 + i % 90}.99", i, "Beauty"]
+            )
+    import_dataset_catalog("amazon-beauty", folder)
+    from django.contrib.auth import get_user_model
+
+    User = get_user_model()
+    User.objects.bulk_create([User(username=f"bench{i}") for i in range(users)])
+    from shop.models import Product
+
+    return [str(pk) for pk in Product.objects.values_list("pk", flat=True)], list(
+        User.objects.values_list("pk", flat=True)
+    )
+
+
+def rest_events(count: int, products: list[str], users: list[int], rng: random.Random) -> list[dict]:
+    now = dt.datetime.now(dt.UTC)
+    events = []
+    for i in range(count):
+        kind = rng.choices(
+            ["view", "add_to_cart", "purchase", "search", "impression", "rating"], [70, 10, 5, 5, 5, 5]
+        )[0]
+        event = {
+            "event_id": uuid.uuid4().hex,
+            "event_type": kind,
+            "session_id": f"s{i // 20}",
+            "timestamp": (now - dt.timedelta(seconds=count - i)).isoformat(),
+            "context": {"page": f"/product/{i % 997}/", "device": "mobile" if i % 3 else "desktop"},
+        }
+        if i % 2:
+            event["user_id"] = rng.choice(users)
+        if kind in ("view", "add_to_cart", "purchase", "rating"):
+            event["product_id"] = rng.choice(products)
+        if kind == "purchase":
+            event.update(value=1 + i % 3, revenue=f"{10 + i % 50}.50")
+        elif kind == "rating":
+            event["value"] = 1 + i % 5
+        elif kind == "search":
+            event["query"] = f"red lipstick {i % 40}"
+        elif kind == "impression":
+            event.update(products=rng.sample(products, 10), recommendation_id=f"r{i}")
+        events.append(event)
+    return events
+
+
+def bench_rest(count: int, products: list[str], users: list[int], rng: random.Random) -> tuple[float, float]:
+    _, key = ApiKey.objects.create_key("bench", ["events:write"])
+    events = rest_events(count, products, users, rng)
+    bodies = [json.dumps({"events": events[i : i + BATCH]}) for i in range(0, count, BATCH)]
+    client = Client()
+    client.post(
+        "/api/events/", bodies[0], content_type="application/json", HTTP_AUTHORIZATION=f"Api-Key {key}"
+    )
+    truncate()  # the first request warmed up imports and caches; measure from a clean table
+    started = time.perf_counter()
+    for body in bodies:
+        response = client.post(
+            "/api/events/", body, content_type="application/json", HTTP_AUTHORIZATION=f"Api-Key {key}"
+        )
+        assert response.status_code == 200, response.content[:500]
+    rate = count / (time.perf_counter() - started)
+    assert Event.objects.count() == count
+    return rate, raw_copy(stored_rows())
+
+
+def bench_generic_import(folder: Path, rows: int, products: list[str], users: list[int], rng: random.Random):
+    path = folder / "events.csv"
+    start = dt.datetime(2024, 1, 1, tzinfo=dt.UTC)
+    with path.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["event_type", "product_id", "user_id", "value", "timestamp"])
+        for i in range(rows):
+            when = (start + dt.timedelta(seconds=37 * i)).isoformat()
+            writer.writerow(["purchase", rng.choice(products), rng.choice(users), 1, when])
+    truncate()
+    result = import_event_file(path, progress=False)
+    assert result.stored == rows, result
+    return result.rate, raw_copy(stored_rows())
+
+
+def bench_dataset_import(folder: Path, rows: int, products: int):
+    with gzip.open(folder / "interactions.csv.gz", "wt", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["user_id", "item_id", "reviewer_id", "asin", "timestamp", "seq_index"])
+        for i in range(rows):
+            user, position = divmod(i, 9)  # nine distinct products per reviewer, as in a 5-core set
+            asin = f"A{(user * 7 + position * 131) % products:09d}"
+            writer.writerow(
+                [
+                    user,
+                    0,
+                    f"R{user:08d}",
+                    asin,
+                    1300000000 + 86400 * (i % 900),
+                    i % 9,
+                ]
+            )
+    truncate()
+    result = import_dataset_events("amazon-beauty", folder, progress=False)
+    assert result.stored == rows, result
+    return result.rate, raw_copy(stored_rows())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rest-events", type=int, default=20_000)
+    parser.add_argument("--import-rows", type=int, default=200_000)
+    parser.add_argument("--products", type=int, default=5_000)
+    parser.add_argument("--users", type=int, default=5_000)
+    args = parser.parse_args()
+    rng = random.Random(1)
+    old_config = setup_databases(verbosity=0, interactive=False)
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            folder = Path(tmp)
+            products, users = make_catalogue(folder, args.products, args.users)
+            lines = [
+                ("REST batches of 500", *bench_rest(args.rest_events, products, users, rng)),
+                ("Bulk import, CSV", *bench_generic_import(folder, args.import_rows, products, users, rng)),
+                (
+                    "Bulk import, Amazon format",
+                    *bench_dataset_import(folder, args.import_rows, args.products),
+                ),
+            ]
+    finally:
+        teardown_databases(old_config, verbosity=0)
+    print(f"{'path':<28} {'events/s':>10} {'raw COPY rows/s':>16} {'ratio':>6}")
+    for name, rate, baseline in lines:
+        print(f"{name:<28} {rate:>10,.0f} {baseline:>16,.0f} {rate / baseline:>6.2f}")
+
+
+if __name__ == "__main__":
+    main()
