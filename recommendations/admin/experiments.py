@@ -84,7 +84,8 @@ def interval_chart(
         color = PALETTE[i % len(PALETTE)]
         value = m.value or 0.0
         bar = value / top * plot_w
-        label = escape(row.funnel.label + (" (control)" if row.funnel.is_control else ""))
+        control = row.funnel.is_control and "control" not in row.funnel.label.lower()
+        label = escape(row.funnel.label + (" (control)" if control else ""))
         text = "-" if m.value is None else f"{value:.1%}"
         parts.append(
             f'<text x="{label_w - 8}" y="{y + 18}" text-anchor="end" class="label">{label}</text>'
