@@ -128,6 +128,11 @@ class ExperimentAdmin(admin.ModelAdmin):
     change_form_template = "admin/recommendations/experiment_change_form.html"
     actions = ["start_selected", "stop_and_promote_selected"]
 
+    def has_delete_permission(self, request: HttpRequest, obj: Experiment | None = None) -> bool:
+        # Visitors are being bucketed into a running experiment's variants: stop it first.
+        running = obj is not None and obj.status == ExperimentStatus.RUNNING
+        return not running and super().has_delete_permission(request, obj)
+
     def get_readonly_fields(self, request: HttpRequest, obj: Experiment | None = None) -> list[str]:
         fields = list(super().get_readonly_fields(request, obj))
         # The key salts the bucketing: changing it on a started experiment would reshuffle visitors.

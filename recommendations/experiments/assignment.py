@@ -21,7 +21,7 @@ from decimal import Decimal
 from functools import lru_cache
 from typing import Any
 
-from django.db import DatabaseError
+from django.db import DatabaseError, transaction
 
 from recommendations.events.tracking import get_session_id
 from recommendations.experiments.bucketing import assign
@@ -58,7 +58,10 @@ class VariantChoice:
 
 
 @dataclass(frozen=True)
-class _Live:
+class LiveExperiment:
+    """A snapshot of what is served: the running experiment's variants with their shares,
+    or (not `running`) the promoted winner alone."""
+
     experiment_id: int
     key: str
     running: bool
@@ -79,7 +82,7 @@ class Visitor:
 
 
 _lock = threading.Lock()
-_snapshot: tuple[float, _Live | None] | None = None
+_snapshot: tuple[float, LiveExperiment | None] | None = None
 
 
 def _choice(variant: Variant, *, is_default: bool = False) -> VariantChoice:
@@ -95,11 +98,13 @@ def _choice(variant: Variant, *, is_default: bool = False) -> VariantChoice:
     )
 
 
-def _load_live() -> _Live | None:
+def _load_live() -> LiveExperiment | None:
     running = Experiment.objects.filter(status=ExperimentStatus.RUNNING).first()
     if running is not None:
         variants = running.variants.select_related("experiment", "model_version").order_by("pk")
-        return _Live(running.pk, running.key, True, tuple((_choice(v), v.traffic_share) for v in variants))
+        return LiveExperiment(
+            running.pk, running.key, True, tuple((_choice(v), v.traffic_share) for v in variants)
+        )
     promoted = (
         Experiment.objects.filter(status=ExperimentStatus.STOPPED, winner__isnull=False)
         .select_related("winner__experiment", "winner__model_version")
@@ -109,10 +114,12 @@ def _load_live() -> _Live | None:
     if promoted is None:
         return None
     winner = promoted.winner
-    return _Live(promoted.pk, promoted.key, False, ((_choice(winner, is_default=True), Decimal(100)),))
+    return LiveExperiment(
+        promoted.pk, promoted.key, False, ((_choice(winner, is_default=True), Decimal(100)),)
+    )
 
 
-def live_experiment() -> _Live | None:
+def live_experiment() -> LiveExperiment | None:
     """The running experiment (or the promoted default), cached for `LIVE_TTL` seconds."""
     global _snapshot
     now = time.monotonic()
@@ -153,18 +160,20 @@ def visitor_of(who: Any) -> Visitor:
 @lru_cache(maxsize=50_000)
 def _record_exposure(experiment_id: int, variant_id: int, user_id: Any, session_id: str) -> None:
     """Store the first exposure, once per process and visitor (a failed write is not cached,
-    so it is tried again); the unique constraints dedupe across processes."""
-    Assignment.objects.bulk_create(
-        [
-            Assignment(
-                experiment_id=experiment_id,
-                variant_id=variant_id,
-                user_id=user_id,
-                session_id="" if user_id is not None else session_id[:64],
-            )
-        ],
-        ignore_conflicts=True,
-    )
+    so it is tried again); the unique constraints dedupe across processes. The savepoint keeps
+    a failed write from breaking the caller's transaction (ATOMIC_REQUESTS)."""
+    with transaction.atomic():
+        Assignment.objects.bulk_create(
+            [
+                Assignment(
+                    experiment_id=experiment_id,
+                    variant_id=variant_id,
+                    user_id=user_id,
+                    session_id="" if user_id is not None else session_id[:64],
+                )
+            ],
+            ignore_conflicts=True,
+        )
 
 
 def variant_for(who: Any, *, record: bool = True) -> VariantChoice | None:
