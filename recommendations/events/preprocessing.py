@@ -75,6 +75,7 @@ class CleanEvents:
     event_types: np.ndarray  # object (str)
     queries: np.ndarray  # object (str), "" when none
     values: np.ndarray  # float32, NaN when none
+    revenue: np.ndarray  # float64, 0 when none
     timestamps: np.ndarray  # int64, unix seconds
     weights: np.ndarray  # float32, event weight x time decay
     dropped: dict[str, int] = field(default_factory=dict)
@@ -95,7 +96,7 @@ def _read_events(since: dt.datetime | None, until: dt.datetime | None) -> list[t
     where = f"WHERE {' AND '.join(conditions)}" if conditions else ""
     sql = (
         "SELECT id, event_type, user_id, session_id, product_id, store_id, query, value, "
-        f"extract(epoch FROM timestamp)::bigint, context->>'user_agent' FROM {table} {where} "
+        f"extract(epoch FROM timestamp)::bigint, context->>'user_agent', revenue FROM {table} {where} "
         "ORDER BY timestamp, id"
     )
     connection.ensure_connection()
@@ -229,6 +230,9 @@ def _to_arrays(
         event_types=event_types,
         queries=np.array([r[6] for r in rows], dtype=object),
         values=values,
+        revenue=np.fromiter(
+            (0.0 if r[10] is None else float(r[10]) for r in rows), dtype=np.float64, count=n
+        ),
         timestamps=timestamps,
         weights=weights,
         dropped=dropped,

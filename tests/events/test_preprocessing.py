@@ -13,7 +13,17 @@ T0 = dt.datetime(2025, 3, 1, 12, tzinfo=dt.UTC)
 HUMAN = {"user_agent": "Mozilla/5.0 (Windows NT 10.0) Firefox/126.0"}
 
 
-def event(n, event_type="view", product="", minutes=0.0, user=None, session="", value=None, context=HUMAN):
+def event(
+    n,
+    event_type="view",
+    product="",
+    minutes=0.0,
+    user=None,
+    session="",
+    value=None,
+    context=HUMAN,
+    revenue=None,
+):
     return Event(
         event_id=f"e{n}",
         event_type=event_type,
@@ -21,6 +31,7 @@ def event(n, event_type="view", product="", minutes=0.0, user=None, session="", 
         user=user,
         session_id=session,
         value=value,
+        revenue=revenue,
         timestamp=T0 + dt.timedelta(minutes=minutes),
         context=context,
     )
@@ -82,7 +93,7 @@ def test_weights_are_event_weight_times_time_decay(catalogue, shopper):
     live = str(catalogue[0].pk)
     Event.objects.bulk_create(
         [
-            event(1, "purchase", live, minutes=0, user=shopper, value=1),
+            event(1, "purchase", live, minutes=0, user=shopper, value=1, revenue="12.50"),
             event(2, "rating", live, minutes=0, user=shopper, value=5),
             event(3, "rating", live, minutes=1, user=shopper, value=1),
             event(4, "view", live, minutes=60 * 24 * 60, user=shopper),  # 60 days later: the newest
@@ -93,6 +104,8 @@ def test_weights_are_event_weight_times_time_decay(catalogue, shopper):
     # The newest event is the reference; the others are one half-life (60 days) older.
     assert by_type["view"] == pytest.approx(1.0)
     assert by_type["purchase"] == pytest.approx(5.0 * 0.5, rel=1e-3)
+    assert clean.revenue[clean.event_types == "purchase"].tolist() == [12.5]
+    assert clean.revenue[clean.event_types != "purchase"].tolist() == [0.0, 0.0, 0.0]
     assert clean.weights[clean.values == 5][0] == pytest.approx(5.0 * 0.5, rel=1e-3)
     assert clean.weights[clean.values == 1][1] == pytest.approx(-1.0 * 0.5, rel=1e-3)
     later = clean_events(reference_time=T0 + dt.timedelta(days=120))
