@@ -8,8 +8,7 @@ from django.contrib import messages
 from django.contrib.auth import get_user_model, logout
 from django.contrib.auth import views as auth_views
 from django.core.paginator import Paginator
-from django.db.models import Avg, CharField, Count, IntegerField, OuterRef, QuerySet, Subquery
-from django.db.models.functions import Cast
+from django.db.models import Count, QuerySet
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
@@ -20,7 +19,6 @@ from django.views.decorators.http import require_GET, require_POST
 import recommendations
 from recommendations.events.signals import searched
 from recommendations.events.tracking import get_session_id
-from recommendations.models import Event, EventType
 from recommendations.serving.products import rerank
 from recommendations.serving.types import Audience, Options, Recommendation
 from shop import placeholders
@@ -29,6 +27,7 @@ from shop.checkout import place_order
 from shop.demo_data import DEMO_EMAIL_DOMAIN, DEMO_PASSWORD
 from shop.forms import CartChangeForm, CheckoutForm, SearchForm
 from shop.models import Category, Order, Product, Store
+from shop.ratings import with_ratings
 
 PAGE_SIZE = 24
 # How many of a category's products are put in the visitor's order (the serving limit is 100).
@@ -43,20 +42,6 @@ SORTS = {
 IMAGE_MAX_AGE = 86400
 ORDERS_SESSION_KEY = "orders"
 DEMO_ACCOUNTS = 4
-
-
-def with_ratings(products: QuerySet[Product]) -> QuerySet[Product]:
-    """Annotate `rating` (average 1-5) and `rating_count` from the rating events."""
-    product_key = Cast(OuterRef("pk"), output_field=CharField())
-    ratings = (
-        Event.objects.filter(event_type=EventType.RATING, product_id=product_key)
-        .values("product_id")
-        .annotate(avg=Avg("value"), n=Count("id"))
-    )
-    return products.annotate(
-        rating=Subquery(ratings.values("avg")[:1]),
-        rating_count=Subquery(ratings.values("n")[:1], output_field=IntegerField()),
-    )
 
 
 def available_products() -> QuerySet[Product]:

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from django import template
-from django.db.models import Avg, Count, QuerySet
+from django.db.models import QuerySet
 from django.urls import reverse
 
-from recommendations.models import Event, EventType
 from shop import placeholders
 from shop.cart import Cart
 from shop.models import Category, Product, Store
+from shop.ratings import attach_ratings
 
 register = template.Library()
 
@@ -45,14 +45,17 @@ def category_color(category: Category) -> str:
 
 
 @register.simple_tag
+def ratings_for(items: list[dict]) -> str:
+    """Load the ratings of a recommendation block's products in one query (renders nothing)."""
+    attach_ratings(item["object"] for item in items)
+    return ""
+
+
+@register.simple_tag
 def product_rating(product: Product) -> dict:
-    """`{"avg", "count"}` of a product's ratings; listings annotate them, other cards ask here."""
-    if hasattr(product, "rating_count"):
-        return {"avg": product.rating, "count": product.rating_count or 0}
-    stats = Event.objects.filter(event_type=EventType.RATING, product_id=str(product.pk)).aggregate(
-        avg=Avg("value"), count=Count("id")
-    )
-    return stats
+    """`{"avg", "count"}` of a product's ratings (listings and blocks load them beforehand)."""
+    attach_ratings([product])
+    return {"avg": product.rating, "count": product.rating_count}
 
 
 @register.simple_tag(takes_context=True)
