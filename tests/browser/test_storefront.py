@@ -142,6 +142,11 @@ def test_viewing_products_changes_the_home_page_recommendations(page, shop, arti
     assert shop["tea"][0].title in reason or shop["tea"][1].title in reason, reason
     page.screenshot(path=str(artifacts / "home.png"), full_page=True)
 
+    # "New visitor" forgets all that: the shelf starts again from the best sellers.
+    page.get_by_test_id("new-visitor").click()
+    page.get_by_text("You are now browsing as a new visitor").wait_for()
+    assert for_you_ids(page)[0] in mug_ids
+
 
 def test_a_click_on_a_recommendation_is_attributed_and_a_purchase_recorded(page, shop, artifacts):
     page.goto("/")
