@@ -23,7 +23,6 @@ from typing import Any
 import psycopg
 from django.db import connection, transaction
 from django.utils import timezone
-from psycopg.copy import QueuedLibpqWriter
 
 from recommendations.events.validation import EventRow, Origin, validate_batch
 from recommendations.models.events import Event
@@ -138,23 +137,20 @@ def copy_rows(rows: Sequence[EventRow]) -> int:
         return 0
     table = connection.ops.quote_name(Event._meta.db_table)
     columns = ", ".join(map(connection.ops.quote_name, [*_columns(), "created_at"]))
-    cursor = psycopg.Cursor(_raw_connection())
     try:
         with (
             transaction.atomic(),
-            cursor.copy(f"COPY {table} ({columns}) FROM STDIN", writer=QueuedLibpqWriter(cursor)) as copy,
+            psycopg.Cursor(_raw_connection()) as cursor,
+            cursor.copy(f"COPY {table} ({columns}) FROM STDIN") as copy,
         ):
             created = timezone.now()
             # In event-id order the unique index is filled left to right, not at random pages.
             for row in sorted(unique.values()):
-                copy.write_row(
-                    (*row[:10], json.dumps(row.context, separators=(",", ":"), default=str), row[11], created)
-                )
+                context = json.dumps(row.context, separators=(",", ":"), default=str)
+                copy.write_row((*row[:10], context, row[11], created))
     except psycopg.errors.UniqueViolation:
         logger.info(
             "COPY met event ids stored concurrently; writing %d rows with ON CONFLICT instead", len(unique)
         )
         return insert_rows(list(unique.values()))
-    finally:
-        cursor.close()
     return len(unique)

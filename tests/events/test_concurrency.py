@@ -63,3 +63,56 @@ def test_concurrent_overlapping_batches_store_each_event_once():
     assert [status for status, _ in results] == [200] * 12
     assert sum(body["stored"] for _, body in results) == 120
     assert sorted(Event.objects.values_list("event_id", flat=True)) == all_ids
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_imports_of_overlapping_rows_store_each_event_once(caplog):
+    """Importer B checks for stored ids while A's COPY is still uncommitted, so its own COPY hits
+    the unique index; it then falls back to INSERT ... ON CONFLICT and skips A's rows."""
+    import datetime as dt
+    import time
+
+    from django.db import transaction
+
+    from recommendations.events.ingestion import copy_rows
+    from recommendations.events.validation import EventRow
+
+    caplog.set_level("INFO", logger="recommendations.events.ingestion")
+    now = dt.datetime.now(dt.UTC)
+
+    def rows(ids):
+        return [EventRow(f"imp-{i}", "search", None, "", "", "", "q", None, None, now, {}, "") for i in ids]
+
+    a_copied, stored, errors = threading.Event(), {}, []
+
+    def importer_a():
+        try:
+            with transaction.atomic():
+                stored["a"] = copy_rows(rows(range(0, 60)))
+                a_copied.set()
+                time.sleep(0.5)  # B's COPY waits on these uncommitted keys meanwhile
+        except BaseException as exc:  # reported by the main thread
+            errors.append(exc)
+            a_copied.set()
+        finally:
+            connection.close()
+
+    def importer_b():
+        try:
+            a_copied.wait(timeout=30)
+            with transaction.atomic():
+                stored["b"] = copy_rows(rows(range(40, 100)))
+        except BaseException as exc:  # reported by the main thread
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=importer_a), threading.Thread(target=importer_b)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert not errors, errors
+    assert stored == {"a": 60, "b": 40}
+    assert Event.objects.count() == 100
+    assert "COPY met event ids stored concurrently" in caplog.text
