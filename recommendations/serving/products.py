@@ -94,13 +94,14 @@ def _classic_candidates(history: History, k: int) -> list[Candidate]:
 
 
 def _cascade(k: int, *sources: Callable[[], list[Candidate]]) -> list[Candidate]:
-    """Candidates from each source in turn, each a tier below the last, until there are k.
+    """Candidates from each source in turn, each a tier below the last.
 
-    Fallback sources cost queries, so they run only when the better ones came up short.
+    Fallback sources cost queries, so they run only when the better ones came up short: the
+    pool `k` is OVERFETCH times what is shown, and half of it is taken as enough.
     """
     out: list[Candidate] = []
     for tier, source in enumerate(sources):
-        if len({c.product_id for c in out}) >= k:
+        if len({c.product_id for c in out}) >= k // 2:
             break
         for candidate in source():
             candidate.tier = tier
@@ -171,26 +172,39 @@ def similar(product_id: str, audience: Audience, options: Options) -> Recommenda
     k = _pool_size(Kind.SIMILAR, options, audience)
 
     def compute() -> list[Candidate]:
-        seed = ProductDocument.objects.filter(product_id=product_id).first()
-        content = _content_candidates(seed, k)
+        seed = (
+            ProductDocument.objects.filter(product_id=product_id)
+            .only("product_id", "title", "categories")
+            .first()
+        )
         neighbours = queries.similar_products(product_id, k, version) if version else []
         if not neighbours:
             category = seed.categories[-1] if seed and seed.categories else None
             return _cascade(
                 k,
-                lambda: content,
+                lambda: _content_candidates(seed, k),
                 lambda: statistics.paired(PairKind.VIEWED, {product_id: 1.0}, k),
                 lambda: statistics.trending(k, category=category),
             )
-        text_scores = {c.product_id: c.score for c in content}
-        embeddings = _embeddings_for_mmr(Kind.SIMILAR, [pid for pid, _ in neighbours], version)
-        blended = []
-        for pid, cosine in neighbours:
-            score = (1 - CONTENT_WEIGHT) * cosine + CONTENT_WEIGHT * text_scores.pop(pid, 0.0)
-            blended.append(
-                Candidate(pid, score, "vector", "Similar to {title}", product_id, embeddings.get(pid))
+        # Content: title similarity of the neighbours to the seed (k rows, not a category scan).
+        ids = [pid for pid, _ in neighbours]
+        text_scores = dict(
+            ProductDocument.objects.filter(product_id__in=ids)
+            .annotate(similarity=TrigramSimilarity("title", seed.title if seed else ""))
+            .values_list("product_id", "similarity")
+        )
+        embeddings = _embeddings_for_mmr(Kind.SIMILAR, ids, version)
+        return [
+            Candidate(
+                pid,
+                (1 - CONTENT_WEIGHT) * cosine + CONTENT_WEIGHT * float(text_scores.get(pid) or 0.0),
+                "vector",
+                "Similar to {title}",
+                product_id,
+                embeddings.get(pid),
             )
-        return _cascade(k, lambda: blended, lambda: content)
+            for pid, cosine in neighbours
+        ]
 
     key = (Kind.SIMILAR, version and version.pk, product_id, k)
     return finalize(

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 from django.contrib.postgres.search import SearchQuery, SearchRank, TrigramWordSimilarity
-from django.db.models import F, Q
+from django.db.models import F
 
 from recommendations.models import ProductDocument
 from recommendations.models.search import TEXT_SEARCH_CONFIG
@@ -44,19 +44,32 @@ def clean_query(query: str | None) -> str:
 
 
 def keyword_hits(query: str, k: int = KEYWORD_POOL) -> list[tuple[str, float]]:
-    """(product id, relevance in 0..1) for products matching the words or nearly the words."""
+    """(product id, relevance in 0..1) for products matching the words, or nearly the words.
+
+    Full-text search first (GIN index, stemmed words). Only when it finds fewer than k products
+    does trigram word similarity on titles (GIN index) add near matches: typos cost the
+    second query, correctly spelled queries do not.
+    """
     search_query = SearchQuery(query, search_type="websearch", config=TEXT_SEARCH_CONFIG)
-    rows = (
-        ProductDocument.objects.filter(Q(search_vector=search_query) | Q(title__trigram_word_similar=query))
-        .annotate(
-            rank=SearchRank(F("search_vector"), search_query, normalization=32),
-            similarity=TrigramWordSimilarity(query, "title"),
-        )
-        .order_by((F("rank") + F("similarity")).desc(), "product_id")
-        .values_list("product_id", "rank", "similarity")[:k]
+    # ts_rank with normalization 32 lies in [0, 1).
+    exact = list(
+        ProductDocument.objects.filter(search_vector=search_query)
+        .annotate(rank=SearchRank(F("search_vector"), search_query, normalization=32))
+        .order_by("-rank", "product_id")
+        .values_list("product_id", "rank")[:k]
     )
-    # ts_rank with normalization 32 lies in [0, 1); similarity in [0, 1].
-    return [(pid, (float(rank) + float(similarity)) / 2) for pid, rank, similarity in rows]
+    hits = {pid: 0.5 + float(rank) / 2 for pid, rank in exact}
+    if len(hits) < k:
+        near = (
+            ProductDocument.objects.filter(title__trigram_word_similar=query)
+            .exclude(product_id__in=list(hits))
+            .annotate(similarity=TrigramWordSimilarity(query, "title"))
+            .order_by("-similarity", "product_id")
+            .values_list("product_id", "similarity")[: k - len(hits)]
+        )
+        # Near matches rank below every exact one.
+        hits.update({pid: float(similarity) / 2 for pid, similarity in near})
+    return sorted(hits.items(), key=lambda item: -item[1])
 
 
 def _unit(matrix: np.ndarray) -> np.ndarray:
