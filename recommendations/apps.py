@@ -24,3 +24,8 @@ class RecommendationsConfig(AppConfig):
 
         privacy.setup()
         install_erase_action()
+
+        # Embed saved products within seconds, from their content (recommendations.indexing).
+        from recommendations import indexing
+
+        indexing.setup()

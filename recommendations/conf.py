@@ -65,6 +65,9 @@ DEFAULTS: dict[str, Any] = {
     # Learning: "auto" picks CUDA when present, else CPU.
     "DEVICE": "auto",
     "TRAINING": {},
+    # Keeps product vectors in step with catalogue saves: a class with setup()/teardown()
+    # (see recommendations.indexing); None turns embedding on save off.
+    "SIGNAL_PROCESSOR": "recommendations.indexing.OnCommitSignalProcessor",
     # Serving: business rules per recommendation type ("default" applies to every type; a
     # type's own dict overrides it). Types: for_you, similar, bought_together, trending,
     # new_arrivals, recently_viewed, buy_again, store_products, search, rerank.

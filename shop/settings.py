@@ -148,21 +148,33 @@ SPECTACULAR_SETTINGS = {
 
 # Celery: with no broker configured, a filesystem transport under .data/ needs no server.
 CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", "filesystem://")
-CELERY_BROKER_TRANSPORT_OPTIONS = {}
+# Redis hands an unacknowledged task to another worker after this many seconds, so it must
+# outlast the longest task (a retrain; see recommendations.tasks) or it would run twice.
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 4 * 3600}
 if CELERY_BROKER_URL == "filesystem://":
-    _queue_dir = BASE_DIR / ".data" / "celery-broker"
-    for _sub in ("out", "processed"):
+    _queue_dir = Path(os.environ.get("CELERY_BROKER_FOLDER", BASE_DIR / ".data" / "celery-broker"))
+    for _sub in ("out", "processed", "control"):
         (_queue_dir / _sub).mkdir(parents=True, exist_ok=True)
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "data_folder_in": str(_queue_dir / "out"),
         "data_folder_out": str(_queue_dir / "out"),
         "data_folder_processed": str(_queue_dir / "processed"),
+        "control_folder": str(_queue_dir / "control"),  # else "control/" in the working directory
     }
 # Task progress is kept on the engine's own rows (ModelVersion, TaskRun); results are optional.
 CELERY_RESULT_BACKEND = os.environ.get("CELERY_RESULT_BACKEND") or None
 CELERY_TASK_TRACK_STARTED = True
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_TIMEZONE = TIME_ZONE
+# Training and embedding whole catalogues go to workers started with `-Q gpu` (on a GPU
+# machine); everything else, embedding one saved product included, to `default`.
+CELERY_TASK_DEFAULT_QUEUE = "default"
+CELERY_TASK_ROUTES = {
+    "recommendations.tasks.retrain": {"queue": "gpu"},
+    "recommendations.tasks.embed": {"queue": "gpu"},
+}
+# Long tasks: a worker takes one at a time, so a killed worker loses (and re-runs) only one.
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 
 # The drop-in app reads the shop's catalogue through these adapters.
 RECOMMENDATIONS = {

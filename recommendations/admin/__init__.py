@@ -6,6 +6,7 @@ from recommendations.admin import (  # noqa: F401 - each module registers its ad
     events,
     experiments,
     marketing,
+    model_versions,
     preview,
     privacy,
     statistics,

@@ -151,5 +151,5 @@ def _check_can_serve(version: ModelVersion) -> None:
     if not ProductVector.objects.filter(model_version_id=version.pk).exists():
         raise ActivationError(
             f"Model version {version.pk} has no product vectors yet. Embed it first with "
-            f"`python manage.py embed --version {version.pk}`."
+            f"`python manage.py embed --model-version {version.pk}`."
         )

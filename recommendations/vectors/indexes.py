@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -91,7 +91,7 @@ def existing_indexes(version_id: int) -> dict[str, bool]:
         return dict(cursor.fetchall())
 
 
-def build_indexes(version: ModelVersion) -> list[str]:
+def build_indexes(version: ModelVersion, specs: Sequence[IndexSpec] = INDEX_SPECS) -> list[str]:
     """Create the missing HNSW indexes of `version`; returns the names built.
 
     Idempotent (valid indexes are kept). Outside a transaction the build is CONCURRENT so
@@ -108,7 +108,7 @@ def build_indexes(version: ModelVersion) -> list[str]:
             # Rows copied in this transaction have deferred foreign-key checks pending, and
             # PostgreSQL refuses to build an index over a table with pending trigger events.
             editor.execute("SET CONSTRAINTS ALL IMMEDIATE")
-        for spec in INDEX_SPECS:
+        for spec in specs:
             index = hnsw_index(spec, version)
             if present.get(index.name):
                 continue
@@ -127,7 +127,7 @@ def build_indexes(version: ModelVersion) -> list[str]:
             editor.execute("SET CONSTRAINTS ALL DEFERRED")
         # Fresh statistics: without them the planner guesses the new version has a handful of
         # rows and sorts them exactly instead of using the index.
-        for table in dict.fromkeys(spec.model._meta.db_table for spec in INDEX_SPECS):
+        for table in dict.fromkeys(spec.model._meta.db_table for spec in specs):
             editor.execute(f"ANALYZE {editor.quote_name(table)}")
     return built
 

@@ -21,6 +21,7 @@ from django.db import connection, transaction
 from django.db.models import QuerySet
 from pgvector.django import CosineDistance, MaxInnerProduct
 
+from recommendations.conf import rec_settings
 from recommendations.models import ModelStatus, ModelVersion, ProductVector, StoreVector, UserVector
 from recommendations.vectors.indexes import embedding_expression
 
@@ -30,7 +31,6 @@ ACTIVE_VERSION_TTL = 5.0
 # The index orders by user . item; the bias is added afterwards, so a few more candidates
 # than asked for are fetched and re-ranked (bias is small next to the dot product).
 BIAS_RERANK_FACTOR = 2
-MIN_EF_SEARCH = 40
 MAX_EF_SEARCH = 1000  # pgvector's upper limit
 
 _active: tuple[float, ModelVersion | None] | None = None
@@ -168,7 +168,7 @@ def _nearest(
     rows = rows.annotate(distance=distance).order_by("distance").values_list(key, "distance", "bias")[:pool]
     with transaction.atomic(), connection.cursor() as cursor:
         # SET LOCAL: the search settings end with this transaction, never leak to the pool.
-        ef_search = min(max(pool, MIN_EF_SEARCH), MAX_EF_SEARCH)
+        ef_search = min(max(pool, rec_settings.HNSW_EF_SEARCH), MAX_EF_SEARCH)
         cursor.execute("SELECT set_config('hnsw.ef_search', %s, true)", [str(ef_search)])
         cursor.execute("SELECT set_config('hnsw.iterative_scan', 'relaxed_order', true)")
         found = list(rows)

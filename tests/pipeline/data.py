@@ -15,6 +15,7 @@ from django.utils import timezone
 
 from recommendations.models import Event
 from shop.models import Category, Product, Store
+from tests.pipeline.tiny import TINY_TRAINING
 
 WORDS = {
     0: ["lipstick", "gloss", "matte", "rouge"],
@@ -38,7 +39,11 @@ class Shop:
 
 
 def make_shop(
-    n_stores: int = 5, products_per_store: int = 40, n_users: int = 60, events_per_user: int = 14, seed: int = 3
+    n_stores: int = 5,
+    products_per_store: int = 40,
+    n_users: int = 60,
+    events_per_user: int = 14,
+    seed: int = 3,
 ) -> Shop:
     rng = random.Random(seed)
     now = timezone.now()
@@ -85,3 +90,10 @@ def make_shop(
             )
     Event.objects.bulk_create(events)
     return Shop(stores, products, users, taste)
+
+
+def tiny_settings(**extra) -> dict:
+    """RECOMMENDATIONS of the test settings with a tiny training configuration."""
+    from django.conf import settings
+
+    return {**settings.RECOMMENDATIONS, "TRAINING": TINY_TRAINING, "DEVICE": "cpu", **extra}

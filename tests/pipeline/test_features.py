@@ -19,12 +19,16 @@ def test_training_data_maps_host_keys_to_indices(shop):
     u = data.actors.index(f"u:{user.pk}")
     assert data.user_ids[u] == user.pk
     # The user's sequence, mapped back to keys, is their events oldest first.
-    expected = list(Event.objects.filter(user=user).order_by("timestamp").values_list("product_id", flat=True))
+    expected = list(
+        Event.objects.filter(user=user).order_by("timestamp").values_list("product_id", flat=True)
+    )
     assert [items.keys[i] for i in data.interactions.sequence(u)] == expected
     # Purchases weigh more than views of the same age.
     weights = data.interactions.user_weights(u)
     kinds = list(Event.objects.filter(user=user).order_by("timestamp").values_list("event_type", flat=True))
-    assert min(w for w, k in zip(weights, kinds) if k == "purchase") > max(w for w, k in zip(weights, kinds) if k == "view")
+    assert min(w for w, k in zip(weights, kinds) if k == "purchase") > max(
+        w for w, k in zip(weights, kinds) if k == "view"
+    )
     assert data.interactions.item_features.n_items == len(items)
 
 

@@ -97,7 +97,9 @@ def test_queries_use_the_versions_hnsw_index_and_rank_by_score():
     within = {str(i) for i in range(1, 2001, 7)}
     filtered = queries.nearest_products(query, 10, version=version, filter_ids=within)
     assert len(filtered) == 10 and {p for p, _ in filtered} <= within
-    assert {p for p, _ in queries.nearest_products(query, 100, version=other)} <= {str(i) for i in range(1, 51)}
+    assert {p for p, _ in queries.nearest_products(query, 100, version=other)} <= {
+        str(i) for i in range(1, 51)
+    }
     similar = queries.similar_products("1", 5, version=version)
     assert len(similar) == 5 and "1" not in dict(similar)
     assert [s for _, s in queries.nearest_stores(query, 3, version=version)]

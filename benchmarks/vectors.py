@@ -1,0 +1,150 @@
+"""Writing and indexing vectors: the COPY writer against a plain psycopg COPY, HNSW build times.
+
+Runs on its own database of the embedded server (`bench_vectors`, dropped at the end):
+
+    python benchmarks/vectors.py                          # 1M x 64 writes; HNSW for 100k and 1M
+    python benchmarks/vectors.py --rows 200000 --sizes 100000
+
+Prints rows/s of `recommendations.vectors.writer.write_product_vectors` beside a raw COPY of
+the same data (psycopg's `copy.write_row` with pgvector's binary dumper, into the same
+table), the build time of each per-version HNSW index, and k-NN latency and recall@10 of
+`nearest_products` against exact search.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+BENCH_DB = "bench_vectors"
+
+
+def setup_django() -> None:
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "shop.settings")
+    os.environ["EMBEDDED_POSTGRES_DB"] = BENCH_DB
+    os.environ.setdefault("LOG_LEVEL", "WARNING")
+    import django
+    from django.core.management import call_command
+
+    django.setup()
+    call_command("migrate", verbosity=0)
+
+
+def raw_copy(version_id: int, ids: list[str], embeddings: np.ndarray, biases: np.ndarray) -> float:
+    """The straightforward COPY: one write_row per vector, pgvector's binary dumper."""
+    from django.db import connection, transaction
+    from pgvector.psycopg import register_vector
+
+    with transaction.atomic(), connection.cursor() as cursor:
+        register_vector(cursor.cursor.connection)
+        raw = cursor.cursor.connection.cursor()  # a cursor that knows the vector type
+        started = time.perf_counter()
+        with raw.copy(
+            "COPY recommendations_productvector (model_version_id, product_id, embedding, bias, updated_at) "
+            "FROM STDIN (FORMAT BINARY)"
+        ) as copy:
+            copy.set_types(["bigint", "varchar", "vector", "float8", "timestamptz"])
+            from django.utils import timezone
+
+            now = timezone.now()
+            for key, vector, bias in zip(ids, embeddings, biases, strict=True):
+                copy.write_row((version_id, key, vector, float(bias), now))
+        return time.perf_counter() - started
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--rows", type=int, default=1_000_000, help="vectors written (default 1,000,000)")
+    parser.add_argument("--dims", type=int, default=64)
+    parser.add_argument(
+        "--sizes",
+        default="100000,1000000",
+        help="comma-separated index sizes to build (default 100000,1000000)",
+    )
+    parser.add_argument("--queries", type=int, default=200, help="k-NN queries per index size")
+    parser.add_argument("--keep", action="store_true", help=f"keep the {BENCH_DB} database afterwards")
+    args = parser.parse_args()
+    sizes = [int(s) for s in args.sizes.split(",") if s]
+
+    setup_django()
+    from django.db import connection
+
+    from recommendations.models import ModelVersion, ProductVector
+    from recommendations.vectors import indexes, queries, writer
+
+    ModelVersion.objects.all().delete()
+    rng = np.random.default_rng(0)
+    n = max([args.rows, *sizes])
+    embeddings = rng.normal(size=(n, args.dims)).astype(np.float32)
+    biases = rng.normal(0, 0.1, n)
+    ids = [str(i) for i in range(1, n + 1)]
+
+    print(f"PostgreSQL: {connection.cursor().connection.info.server_version}, {os.cpu_count()} CPU cores")
+    print(f"## Writing {args.rows:,} x {args.dims}-dim product vectors")
+    raw_version = ModelVersion.objects.create(dimensions=args.dims)
+    seconds = raw_copy(raw_version.pk, ids[: args.rows], embeddings[: args.rows], biases[: args.rows])
+    print(f"raw COPY (psycopg write_row):       {seconds:7.1f}s  {args.rows / seconds:>10,.0f} rows/s")
+    raw_version.delete()
+
+    version = ModelVersion.objects.create(dimensions=args.dims)
+    started = time.perf_counter()
+    writer.write_product_vectors(version, ids[: args.rows], embeddings[: args.rows], biases[: args.rows])
+    seconds = time.perf_counter() - started
+    print(f"writer (numpy-encoded binary COPY): {seconds:7.1f}s  {args.rows / seconds:>10,.0f} rows/s")
+    started = time.perf_counter()
+    writer.write_product_vectors(version, ids[: args.rows], embeddings[: args.rows], biases[: args.rows])
+    seconds = time.perf_counter() - started
+    print(f"writer, rewriting the same version: {seconds:7.1f}s  {args.rows / seconds:>10,.0f} rows/s")
+    assert ProductVector.objects.filter(model_version=version).count() == args.rows
+    version.delete()
+
+    print("## HNSW index builds (m=16, ef_construction=64, maintenance_work_mem=1GB, 1 parallel worker)")
+    for size in sizes:
+        version = ModelVersion.objects.create(dimensions=args.dims)
+        writer.write_product_vectors(version, ids[:size], embeddings[:size], biases[:size])
+        for spec in indexes.INDEX_SPECS[:2]:  # the product indexes; store tables are small
+            started = time.perf_counter()
+            indexes.build_indexes(version, specs=[spec])
+            print(f"{size:>9,} vectors, {spec.opclass:18s} {time.perf_counter() - started:7.1f}s")
+        queries_ = rng.normal(size=(args.queries, args.dims)).astype(np.float32)
+        exact = embeddings[:size] @ queries_.T + biases[:size, None]
+        latencies, recalls = [], []
+        for j, query in enumerate(queries_):
+            started = time.perf_counter()
+            found = queries.nearest_products(query, 10, version=version)
+            latencies.append(time.perf_counter() - started)
+            truth = {ids[i] for i in np.argpartition(-exact[:, j], 10)[:10]}
+            recalls.append(len(truth & {p for p, _ in found}) / 10)
+        print(
+            f"{size:>9,} vectors, nearest_products k=10: p50 {np.median(latencies) * 1000:.1f} ms, "
+            f"p95 {np.percentile(latencies, 95) * 1000:.1f} ms, recall@10 {np.mean(recalls):.3f}"
+        )
+        indexes.drop_indexes(version)
+        version.delete()
+
+    if not args.keep:
+        drop_database()
+
+
+def drop_database() -> None:
+    import psycopg
+    from django.db import connection
+
+    params = connection.get_connection_params()
+    connection.close()
+    params["dbname"] = "postgres"
+    with psycopg.connect(**params, autocommit=True) as admin:
+        admin.execute(f"DROP DATABASE IF EXISTS {BENCH_DB}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,323 @@
+"""The model registry in the admin: status, progress, metrics, training curve, and the
+"Retrain now", "Activate" and "Roll back" actions (also as buttons above the list)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
+from django.db.models import QuerySet
+from django.http import HttpRequest, HttpResponseNotAllowed, HttpResponseRedirect
+from django.urls import path, reverse
+from django.utils.html import escape, format_html, format_html_join
+from django.utils.safestring import SafeString, mark_safe
+
+from recommendations.models import ModelStatus, ModelVersion
+from recommendations.vectors import activation
+
+HEADLINE_METRICS = (
+    "HR@10",
+    "NDCG@10",
+    "HR@20",
+    "NDCG@20",
+    "precision@10",
+    "MAP@10",
+    "coverage@10",
+    "novelty@10",
+)
+
+
+@admin.register(ModelVersion)
+class ModelVersionAdmin(admin.ModelAdmin):
+    list_display = [
+        "__str__",
+        "status",
+        "ndcg10",
+        "hr10",
+        "n_items",
+        "n_users",
+        "n_events",
+        "device",
+        "training_time",
+        "progress_display",
+        "created_at",
+        "activated_at",
+    ]
+    list_filter = ["status", "algorithm", "device"]
+    actions = ["retrain_now", "activate_selected", "roll_back"]
+    change_list_template = "admin/recommendations/modelversion/change_list.html"
+    fieldsets = [
+        (None, {"fields": ["algorithm", "status", "progress_display", "error", "task_id"]}),
+        ("Quality", {"fields": ["metrics_table", "training_curve_chart"]}),
+        (
+            "Data and training",
+            {
+                "fields": [
+                    ("data_window_start", "data_window_end"),
+                    ("n_users", "n_items", "n_events", "dimensions"),
+                    ("training_time", "device"),
+                    "artifact",
+                    "config_display",
+                    ("created_at", "activated_at"),
+                ]
+            },
+        ),
+    ]
+    readonly_fields = [
+        "algorithm",
+        "status",
+        "progress_display",
+        "error",
+        "task_id",
+        "metrics_table",
+        "training_curve_chart",
+        "data_window_start",
+        "data_window_end",
+        "n_users",
+        "n_items",
+        "n_events",
+        "dimensions",
+        "training_time",
+        "device",
+        "artifact",
+        "config_display",
+        "created_at",
+        "activated_at",
+    ]
+
+    # Versions are made by training and removed by the purge task (which also drops their
+    # indexes and files); editing or deleting rows by hand would leave those behind.
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+    def has_activate_permission(self, request: HttpRequest) -> bool:
+        """Retrain, activate and roll back change what shoppers see: "change" permission."""
+        opts = self.model._meta
+        return request.user.has_perm(f"{opts.app_label}.change_{opts.model_name}")
+
+    # --- columns ------------------------------------------------------------------------
+    @admin.display(description="NDCG@10")
+    def ndcg10(self, obj: ModelVersion) -> str:
+        return _metric(obj.metrics, "NDCG@10")
+
+    @admin.display(description="HR@10")
+    def hr10(self, obj: ModelVersion) -> str:
+        return _metric(obj.metrics, "HR@10")
+
+    @admin.display(description="training time", ordering="training_seconds")
+    def training_time(self, obj: ModelVersion) -> str:
+        if obj.training_seconds is None:
+            return "—"
+        minutes, seconds = divmod(round(obj.training_seconds), 60)
+        return f"{minutes}m {seconds:02d}s" if minutes else f"{obj.training_seconds:.1f}s"
+
+    @admin.display(description="progress")
+    def progress_display(self, obj: ModelVersion) -> str:
+        progress = obj.progress or {}
+        if not progress:
+            return "—"
+        stage, done, total = progress.get("stage", ""), progress.get("done", 0), progress.get("total", 0)
+        if obj.status != ModelStatus.TRAINING and stage == "done":
+            return "done"
+        return f"{stage} {done}/{total} ({100 * done / total:.0f}%)" if total else str(stage)
+
+    @admin.display(description="metrics")
+    def metrics_table(self, obj: ModelVersion) -> SafeString:
+        return metrics_table(obj.metrics or {})
+
+    @admin.display(description="training curve")
+    def training_curve_chart(self, obj: ModelVersion) -> SafeString:
+        return training_curve_svg(obj.training_curve or [])
+
+    @admin.display(description="config")
+    def config_display(self, obj: ModelVersion) -> SafeString:
+        return format_html("<pre>{}</pre>", json.dumps(obj.config, indent=2, sort_keys=True))
+
+    # --- actions ------------------------------------------------------------------------
+    @admin.action(description="Retrain now (train, evaluate, embed, activate)", permissions=["activate"])
+    def retrain_now(self, request: HttpRequest, queryset: QuerySet | None = None) -> None:
+        from recommendations.tasks import retrain
+
+        try:
+            result = retrain.apply_async(retry=False)
+        except Exception as exc:  # broker unreachable
+            self.message_user(
+                request,
+                f"Could not queue the retrain: {exc}. Check that the Celery broker (CELERY_BROKER_URL) "
+                "is reachable, or run `python manage.py train_model --activate` on a worker machine.",
+                messages.ERROR,
+            )
+            return
+        self.message_user(
+            request,
+            f"Retrain queued (task {result.id}). A new version appears here with its progress and "
+            "becomes active when it is trained and embedded; the current one keeps serving meanwhile.",
+            messages.SUCCESS,
+        )
+
+    @admin.action(description="Activate the selected version", permissions=["activate"])
+    def activate_selected(self, request: HttpRequest, queryset: QuerySet) -> None:
+        count = queryset.count()
+        if count != 1:
+            self.message_user(
+                request, f"Select exactly one version to activate ({count} selected).", messages.WARNING
+            )
+            return
+        previous = ModelVersion.objects.filter(status=ModelStatus.ACTIVE).first()
+        try:
+            version = activation.activate(queryset.get())
+        except activation.ActivationError as exc:
+            self.message_user(request, str(exc), messages.ERROR)
+            return
+        kept = (
+            f" Version {previous.pk} is kept for rollback." if previous and previous.pk != version.pk else ""
+        )
+        self.message_user(request, f"Activated 1 version: {version} now serves.{kept}", messages.SUCCESS)
+
+    @admin.action(description="Roll back to the previously active version", permissions=["activate"])
+    def roll_back(self, request: HttpRequest, queryset: QuerySet | None = None) -> None:
+        current = ModelVersion.objects.filter(status=ModelStatus.ACTIVE).first()
+        try:
+            version = activation.rollback()
+        except activation.ActivationError as exc:
+            self.message_user(request, str(exc), messages.ERROR)
+            return
+        replaced = f" (version {current.pk} is ready again)" if current else ""
+        self.message_user(
+            request, f"Rolled back 1 version: {version} serves again{replaced}.", messages.SUCCESS
+        )
+
+    # --- buttons above the list (actions without a selection) ---------------------------
+    def get_urls(self):
+        opts = self.model._meta
+        name = f"{opts.app_label}_{opts.model_name}"
+        return [
+            path("retrain/", self.admin_site.admin_view(self.retrain_view), name=f"{name}_retrain"),
+            path("rollback/", self.admin_site.admin_view(self.rollback_view), name=f"{name}_rollback"),
+            *super().get_urls(),
+        ]
+
+    def retrain_view(self, request: HttpRequest) -> HttpResponseRedirect:
+        return self._button(request, self.retrain_now)
+
+    def rollback_view(self, request: HttpRequest) -> HttpResponseRedirect:
+        return self._button(request, self.roll_back)
+
+    def _button(self, request: HttpRequest, action) -> HttpResponseRedirect:
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        if not self.has_activate_permission(request):
+            raise PermissionDenied
+        action(request, None)
+        opts = self.model._meta
+        return HttpResponseRedirect(reverse(f"admin:{opts.app_label}_{opts.model_name}_changelist"))
+
+    def changelist_view(self, request: HttpRequest, extra_context=None):
+        if not ModelVersion.objects.filter(status=ModelStatus.ACTIVE).exists():
+            self.message_user(
+                request,
+                "No model version is active: recommendations fall back to popularity. Retrain now, "
+                "or activate a ready version.",
+                messages.WARNING,
+            )
+        extra_context = {**(extra_context or {}), "can_activate": self.has_activate_permission(request)}
+        return super().changelist_view(request, extra_context)
+
+
+def _metric(metrics: dict, name: str) -> str:
+    value = (metrics or {}).get(name)
+    return f"{value:.4f}" if isinstance(value, int | float) else "—"
+
+
+def metrics_table(metrics: dict) -> SafeString:
+    """The model's headline metrics beside the baselines evaluated in the same run."""
+    columns = {"this model": metrics, **(metrics.get("baselines") or {})}
+    names = [m for m in HEADLINE_METRICS if any(m in c for c in columns.values())]
+    if not names:
+        return mark_safe('<p class="rec-empty">Not evaluated (too few shoppers with 3+ interactions).</p>')
+    head = format_html_join("", '<th class="num">{}</th>', ((c,) for c in columns))
+    body = format_html_join(
+        "",
+        "<tr><th>{}</th>{}</tr>",
+        (
+            (
+                name,
+                format_html_join(
+                    "", '<td class="num">{}</td>', ((_metric(c, name),) for c in columns.values())
+                ),
+            )
+            for name in names
+        ),
+    )
+    protocol = metrics.get("protocol", "")
+    users = metrics.get("n_users")
+    caption = f"{protocol}, {int(users)} users, full ranking" if users else protocol
+    return format_html(
+        '<table class="rec-table"><caption>{}</caption><thead><tr><th></th>{}</tr></thead>'
+        "<tbody>{}</tbody></table>",
+        caption,
+        head,
+        body,
+    )
+
+
+CURVE_SERIES = (("loss", "#0072B2", "end"), ("val_ndcg10", "#D55E00", "start"))
+
+
+def training_curve_svg(curve: Sequence[dict], width: int = 640, height: int = 220) -> SafeString:
+    """Loss (left axis) and validation NDCG@10 (right axis) per epoch, as inline SVG."""
+    if not curve:
+        return mark_safe('<p class="rec-empty">No epochs recorded.</p>')
+    left, right, top, bottom = 56, 56, 12, 28
+    plot_w, plot_h = width - left - right, height - top - bottom
+    epochs = [int(p.get("epoch", i + 1)) for i, p in enumerate(curve)]
+    first, span_e = min(epochs), (max(epochs) - min(epochs)) or 1
+    xs = {e: left + (e - first) / span_e * plot_w for e in epochs}
+    parts = []
+    for key, color, anchor in CURVE_SERIES:
+        points = [(e, float(p[key])) for e, p in zip(epochs, curve, strict=True) if _is_number(p.get(key))]
+        if not points:
+            continue
+        low, high = min(v for _, v in points), max(v for _, v in points)
+        span = (high - low) or 1.0
+        ys = [top + plot_h - (v - low) / span * plot_h for _, v in points]
+        coords = " ".join(f"{xs[e]:.1f},{y:.1f}" for (e, _), y in zip(points, ys, strict=True))
+        parts.append(f'<polyline points="{coords}" fill="none" stroke="{color}" stroke-width="2"/>')
+        parts += [
+            f'<circle cx="{xs[e]:.1f}" cy="{y:.1f}" r="3" fill="{color}">'
+            f"<title>epoch {e}: {escape(key)} {v:.4f}</title></circle>"
+            for (e, v), y in zip(points, ys, strict=True)
+        ]
+        axis_x = left - 6 if anchor == "end" else left + plot_w + 6
+        for value, y in ((low, top + plot_h), (high, top)):
+            parts.append(
+                f'<text x="{axis_x}" y="{y + 4:.1f}" text-anchor="{anchor}" class="tick" '
+                f'fill="{color}">{value:.4g}</text>'
+            )
+    bottom_y = height - 8
+    parts.append(
+        f'<line x1="{left}" x2="{left + plot_w}" y1="{top + plot_h}" y2="{top + plot_h}" class="grid"/>'
+        f'<text x="{left}" y="{bottom_y}" class="tick">epoch {first}</text>'
+        f'<text x="{left + plot_w}" y="{bottom_y}" text-anchor="end" class="tick">epoch {max(epochs)}</text>'
+        f'<text x="{left + plot_w / 2}" y="{bottom_y}" text-anchor="middle" class="tick">'
+        '<tspan fill="#0072B2">— loss</tspan>   <tspan fill="#D55E00">— validation NDCG@10</tspan></text>'
+    )
+    return mark_safe(  # noqa: S308 - numbers only; the metric names are escaped
+        f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" width="{width}" role="img">'
+        "<title>Training curve</title>"
+        "<style>.grid{stroke:#d0d5dd}.tick{font:11px system-ui,sans-serif}</style>"
+        + "".join(parts)
+        + "</svg>"
+    )
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and value == value  # NaN fails the comparison

@@ -1,0 +1,68 @@
+"""`manage.py embed`: recompute vectors with the active model, or for some products."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from recommendations import pipeline
+from recommendations.features import InsufficientData
+from recommendations.progress import Progress, ProgressBar
+from recommendations.vectors import embedding
+from recommendations.vectors.activation import ActivationError
+
+
+class Command(BaseCommand):
+    help = (
+        "Recompute product, store and user vectors with the active model into a new version and "
+        "activate it (the old one is kept for rollback). --model-version N only writes the vectors and "
+        "indexes of version N; --products embeds some products into the active version; --missing "
+        "embeds every product that has no vector yet."
+    )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        target = parser.add_mutually_exclusive_group()
+        target.add_argument(
+            "--model-version", type=int, help="write the vectors of this ready version, no activation"
+        )
+        target.add_argument("--products", nargs="+", metavar="ID", help="embed these products (primary keys)")
+        target.add_argument("--missing", action="store_true", help="embed products without a vector")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        bar = ProgressBar(self.stdout)
+        progress = Progress(listeners=(bar,))
+        try:
+            if options["products"] or options["missing"]:
+                result = (
+                    embedding.sync_products(options["products"])
+                    if options["products"]
+                    else embedding.sync_all_products()
+                )
+                if result.skipped:
+                    raise CommandError(f"Nothing embedded: {result.skipped}. Train a model first.")
+                self.stdout.write(
+                    self.style.SUCCESS(
+                        f"Embedded {result.written} product(s), removed {result.removed} vector(s)."
+                    )
+                )
+                return
+            if options["model_version"]:
+                outcome = pipeline.embed_version(pipeline.get_version(options["model_version"]), progress)
+            else:
+                outcome = pipeline.refresh_vectors(progress=progress)
+        except (InsufficientData, ActivationError, ValueError) as exc:
+            raise CommandError(str(exc)) from exc
+        finally:
+            bar.close()
+        if outcome.skipped:
+            raise CommandError(f"Not embedded: {outcome.skipped}.")
+        counts = outcome.vectors
+        state = "active" if outcome.activated else "ready (not activated)"
+        self.stdout.write(
+            self.style.SUCCESS(
+                f"Model version {outcome.version.pk} is {state}: {counts['products']:.0f} product, "
+                f"{counts['stores']:.0f} store and {counts['users']:.0f} user vectors "
+                f"in {outcome.seconds:.1f}s."
+            )
+        )

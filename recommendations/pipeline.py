@@ -1,0 +1,180 @@
+"""The background pipeline: retrain (train -> evaluate -> embed -> activate) and re-embed.
+
+Both run under one PostgreSQL advisory lock, so two never overlap on any number of workers;
+a second one exits at once with a logged reason. Both are safe to retry after the worker
+died: a retried task finds the version its first attempt trained (by Celery task id) and
+carries on from there, and every vector write replaces the version's rows in a transaction.
+The active version changes only in the final one-transaction `activate()`.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from recommendations import training
+from recommendations.locks import advisory_lock
+from recommendations.models import ModelStatus, ModelVersion
+from recommendations.progress import Progress
+from recommendations.vectors import activation, embedding, indexes, queries
+
+logger = logging.getLogger(__name__)
+
+LOCKED = "another retrain or embed is running (the pipeline lock is held); this one exits without changes"
+
+
+@dataclass
+class PipelineResult:
+    version: ModelVersion | None = None
+    skipped: str = ""
+    activated: bool = False
+    vectors: dict[str, float] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "version": self.version.pk if self.version else None,
+            "status": self.version.status if self.version else None,
+            "activated": self.activated,
+            "skipped": self.skipped,
+            "vectors": self.vectors,
+            "seconds": round(self.seconds, 2),
+        }
+
+
+def task_progress(task: Any, *listeners: Callable[[str, int, int], None]) -> Progress:
+    """Progress that also updates the Celery task's state (PROGRESS, with stage and counts)."""
+    return Progress(task=task, listeners=listeners)
+
+
+def get_version(pk: int) -> ModelVersion:
+    try:
+        return ModelVersion.objects.get(pk=pk)
+    except ModelVersion.DoesNotExist:
+        raise ValueError(
+            f"There is no model version {pk}; `python manage.py activate_model --list` lists them."
+        ) from None
+
+
+def retrain(
+    *,
+    task_id: str = "",
+    progress: Progress | None = None,
+    activate: bool = True,
+    window_days: float | None = None,
+    config: dict[str, Any] | None = None,
+    device: str | None = None,
+    log: Callable[[str], None] | None = None,
+) -> PipelineResult:
+    """Train a new version and, unless `activate=False`, embed it and make it serve."""
+    started = time.perf_counter()
+    progress = progress or Progress()
+    with advisory_lock() as acquired:
+        if not acquired:
+            logger.warning("Retrain skipped: %s.", LOCKED)
+            return PipelineResult(skipped=LOCKED)
+        version = _resume(task_id)
+        if version is None:
+            version = training.train_model(
+                config=config,
+                window_days=window_days,
+                device=device,
+                progress=progress,
+                task_id=task_id,
+                log=log,
+            )
+        else:
+            logger.info(
+                "Resuming model version %s, trained by an earlier attempt of task %s", version.pk, task_id
+            )
+        result = PipelineResult(version=version)
+        if activate:
+            result.vectors = _embed_and_activate(version, progress)
+            result.activated = True
+    result.seconds = time.perf_counter() - started
+    return result
+
+
+def refresh_vectors(*, task_id: str = "", progress: Progress | None = None) -> PipelineResult:
+    """Re-embed catalogue, stores and users with the active model into a new version (same
+    weights, fresh vectors) and activate it; the old one stays for rollback."""
+    started = time.perf_counter()
+    progress = progress or Progress()
+    with advisory_lock() as acquired:
+        if not acquired:
+            logger.warning("Embed skipped: %s.", LOCKED)
+            return PipelineResult(skipped=LOCKED)
+        version = _resume(task_id)
+        if version is None:
+            active = queries.active_version(fresh=True)
+            if active is None:
+                raise activation.ActivationError(
+                    "No model version is active, so there is no model to embed with. Train one first: "
+                    "`python manage.py train_model --activate`."
+                )
+            version = _copy_of(active, task_id)
+        result = PipelineResult(version=version, activated=True)
+        result.vectors = _embed_and_activate(version, progress)
+    result.seconds = time.perf_counter() - started
+    return result
+
+
+def embed_version(version: ModelVersion, progress: Progress | None = None) -> PipelineResult:
+    """Write the vectors and indexes of a ready version without activating it."""
+    started = time.perf_counter()
+    with advisory_lock() as acquired:
+        if not acquired:
+            return PipelineResult(version=version, skipped=LOCKED)
+        counts = embedding.embed_version(version, progress)
+        indexes.build_indexes(version)
+    return PipelineResult(version=version, vectors=counts.as_dict(), seconds=time.perf_counter() - started)
+
+
+def _embed_and_activate(version: ModelVersion, progress: Progress) -> dict[str, float]:
+    counts = embedding.embed_version(version, progress)
+    progress("building indexes", 0, 1)
+    indexes.build_indexes(version)
+    progress("activating", 0, 1)
+    activation.activate(version)
+    progress("done", 1, 1)
+    return counts.as_dict()
+
+
+def _resume(task_id: str) -> ModelVersion | None:
+    """The version an earlier, killed attempt of this same task already trained, if any.
+
+    An attempt killed while training left its version `training`: that one is marked failed
+    (the retry trains again from scratch).
+    """
+    if not task_id:
+        return None
+    mine = ModelVersion.objects.filter(task_id=task_id)
+    mine.filter(status=ModelStatus.TRAINING).update(
+        status=ModelStatus.FAILED,
+        error="Interrupted: the worker stopped during training; the task was retried.",
+    )
+    return mine.filter(status__in=[ModelStatus.READY, ModelStatus.ACTIVE]).order_by("-pk").first()
+
+
+def _copy_of(active: ModelVersion, task_id: str) -> ModelVersion:
+    """A new ready version with the active one's model (the artifact file is shared)."""
+    return ModelVersion.objects.create(
+        algorithm=active.algorithm,
+        status=ModelStatus.READY,
+        config={**active.config, "embedded_from": active.pk},
+        data_window_start=active.data_window_start,
+        data_window_end=active.data_window_end,
+        n_users=active.n_users,
+        n_items=active.n_items,
+        n_events=active.n_events,
+        dimensions=active.dimensions,
+        metrics=active.metrics,
+        training_curve=active.training_curve,
+        training_seconds=active.training_seconds,
+        device=active.device,
+        artifact=active.artifact.name,
+        task_id=task_id,
+    )

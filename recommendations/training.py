@@ -1,0 +1,286 @@
+"""Training and offline evaluation on the shop's own data: the service behind the
+`train_model` and `evaluate` commands and the retrain task.
+
+`train_model()` registers every attempt as a `ModelVersion`: `training` while it runs, then
+`ready` with metrics, training curve, time, device and the stored artifact, or `failed` with
+the reason (a NaN loss, an interruption, an error). It never touches the active version:
+activation is a separate step (`recommendations.vectors.activation`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+import traceback
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+from recommendations import artifacts
+from recommendations.conf import rec_settings
+from recommendations.features import build_training_data
+from recommendations.learning.classic import (
+    ALSRecommender,
+    EASERecommender,
+    ItemKNNRecommender,
+    PopularityRecommender,
+)
+from recommendations.learning.dataset import Split, kfold_user_split, leave_one_out_split, temporal_split
+from recommendations.learning.evaluation import (
+    compare,
+    format_table,
+    item_probabilities,
+)
+from recommendations.learning.evaluation import (
+    evaluate as evaluate_model,
+)
+from recommendations.learning.two_tower import EpochLog, TrainConfig, TrainingError, TwoTowerRecommender
+from recommendations.models import ModelStatus, ModelVersion
+from recommendations.progress import Progress
+
+logger = logging.getLogger(__name__)
+
+SPLITS = ("leave_one_out", "temporal")
+# EASE inverts a dense n_items x n_items matrix: beyond this it needs too much memory.
+EASE_MAX_ITEMS = 15_000
+BASELINE_METRICS = ("HR@10", "NDCG@10", "HR@20", "NDCG@20")
+
+
+class TrainingFailed(Exception):
+    """Training ran but produced no usable model (e.g. the loss diverged); says why."""
+
+
+def resolve_device(requested: str | None = None) -> str:
+    """`requested`, else `RECOMMENDATIONS["DEVICE"]`; "auto" is CUDA when present, else CPU."""
+    device = requested or rec_settings.DEVICE or "auto"
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise TrainingFailed(
+            f"DEVICE is {device!r} but torch sees no CUDA GPU on this machine. Install a CUDA build of "
+            "torch (see the README), or set RECOMMENDATIONS['DEVICE'] to 'auto' or 'cpu'."
+        )
+    return device
+
+
+def model_config(overrides: dict[str, Any] | None = None, device: str | None = None) -> TrainConfig:
+    """The two-tower configuration: defaults, then `RECOMMENDATIONS["TRAINING"]`, then overrides."""
+    values = {**(rec_settings.TRAINING or {}), **(overrides or {})}
+    known = {f.name for f in dataclasses.fields(TrainConfig)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ValueError(
+            f"Unknown training option(s) {', '.join(unknown)} (in RECOMMENDATIONS['TRAINING'] or the "
+            f"overrides). Valid options: {', '.join(sorted(known))}."
+        )
+    return TrainConfig.from_dict({**values, "device": resolve_device(device or values.get("device"))})
+
+
+def train_model(
+    *,
+    config: dict[str, Any] | None = None,
+    window_days: float | None = None,
+    device: str | None = None,
+    progress: Progress | None = None,
+    task_id: str = "",
+    log: Callable[[str], None] | None = None,
+) -> ModelVersion:
+    """Train the two-tower model on the database, evaluate it, store it; return the version.
+
+    Raises `InsufficientData` (before any version is created) when there is too little to
+    learn from; any failure afterwards leaves the version `failed` with the reason and is
+    re-raised.
+    """
+    progress = progress or Progress()
+    cfg = model_config(config, device)
+    data = build_training_data(window_days)
+    version = ModelVersion.objects.create(
+        algorithm="two_tower",
+        status=ModelStatus.TRAINING,
+        config={**cfg.to_dict(), "window_days": window_days},
+        data_window_start=data.window_start,
+        data_window_end=data.window_end,
+        n_users=len(data.actors),
+        n_items=len(data.catalogue.items),
+        n_events=data.n_events,
+        device=cfg.device,
+        task_id=task_id,
+    )
+    progress.bind(version)
+    say = log or logger.info
+    say(f"Training model version {version.pk} on {cfg.device}: {data.describe()}")
+    started = time.perf_counter()
+    curve: list[dict[str, float]] = []
+    try:
+        split = leave_one_out_split(data.interactions)
+
+        def on_epoch(log: EpochLog) -> None:
+            curve.append(
+                {"epoch": log.epoch, "loss": log.loss, "val_ndcg10": log.val_metric, "seconds": log.seconds}
+            )
+            ModelVersion.objects.filter(pk=version.pk).update(training_curve=curve)
+            progress("training", log.epoch, cfg.epochs)
+            say(_epoch_line(log, cfg.epochs))
+
+        progress("training", 0, cfg.epochs)
+        model = TwoTowerRecommender(cfg).fit(split.train, split.validation, callback=on_epoch)
+        progress("evaluating", 0, 1)
+        metrics = _metrics(model, split)
+        progress("evaluating", 1, 1)
+        artifacts.save(version, model, data)
+        version.dimensions = cfg.dim
+        version.metrics = metrics
+        version.training_curve = curve
+        version.training_seconds = time.perf_counter() - started
+        version.status = ModelStatus.READY
+        version.progress = {"stage": "trained", "done": 1, "total": 1}
+        version.save()
+    except TrainingError as exc:  # the model diverged: say so in our own words
+        failure = TrainingFailed(f"{exc}. Set a smaller 'lr' in RECOMMENDATIONS['TRAINING'] and retrain.")
+        _fail(version, failure, time.perf_counter() - started, curve)
+        raise failure from exc
+    except BaseException as exc:  # interrupted (time limit, Ctrl-C) counts as failed, too
+        _fail(version, exc, time.perf_counter() - started, curve)
+        raise
+    say(f"Model version {version.pk} is ready after {version.training_seconds:.1f}s: {_headline(metrics)}")
+    return version
+
+
+def _epoch_line(log: EpochLog, epochs: int) -> str:
+    line = f"epoch {log.epoch}/{epochs}: loss {log.loss:.4f}"
+    if log.val_metric is not None:
+        line += f", validation NDCG@10 {log.val_metric:.4f}"
+        line += f" (best {log.best_metric:.4f} at epoch {log.best_epoch})"
+    return f"{line} ({log.seconds:.1f}s)"
+
+
+def _metrics(model: TwoTowerRecommender, split: Split) -> dict[str, Any]:
+    """The model's full-ranking test metrics, with the popularity baseline beside them."""
+    if not len(split.test):
+        return {"protocol": split.info.get("protocol", ""), "note": "no shopper has 3+ interactions"}
+    probs = item_probabilities(split.train)
+    n_items = split.train.n_items
+    metrics: dict[str, Any] = evaluate_model(model, split.test, n_items, item_probs=probs)
+    # Classics learn from everything known at test time (the validation items too).
+    known = split.train_with_validation or split.train
+    popularity = PopularityRecommender(half_life_days=rec_settings.DECAY_HALF_LIFE_DAYS).fit(known)
+    baseline = evaluate_model(popularity, split.test, n_items, item_probs=probs)
+    metrics["baselines"] = {"popularity": {k: baseline[k] for k in BASELINE_METRICS}}
+    metrics["protocol"] = split.info.get("protocol", "")
+    return metrics
+
+
+def _fail(version: ModelVersion, exc: BaseException, seconds: float, curve: list) -> None:
+    if isinstance(exc, TrainingFailed):
+        reason = str(exc)
+    elif isinstance(exc, KeyboardInterrupt | SystemExit) or type(exc).__name__ == "SoftTimeLimitExceeded":
+        reason = f"Interrupted ({type(exc).__name__}) after {seconds:.0f}s; the active version is unchanged."
+    else:
+        reason = f"{type(exc).__name__}: {exc}\n\n{traceback.format_exc(limit=8)}"
+    version.status = ModelStatus.FAILED
+    version.error = reason
+    version.training_seconds = seconds
+    version.training_curve = curve
+    version.save(update_fields=["status", "error", "training_seconds", "training_curve"])
+    logger.error("Training of model version %s failed: %s", version.pk, reason.splitlines()[0])
+
+
+def metrics_summary(metrics: dict[str, Any]) -> str:
+    """The version's headline metrics beside the baselines of the same run, as a text table."""
+    columns = {"two_tower": metrics, **(metrics.get("baselines") or {})}
+    names = [m for m in BASELINE_METRICS if m in metrics]
+    if not names:
+        return f"Not evaluated: {metrics.get('note', 'no test users')}."
+    lines = [f"{'':10}" + "".join(f"{c:>12}" for c in columns)]
+    for name in names:
+        lines.append(f"{name:10}" + "".join(f"{c.get(name, float('nan')):>12.4f}" for c in columns.values()))
+    protocol = metrics.get("protocol", "")
+    lines.append(
+        f"({protocol.replace('_', '-')}, full ranking, {int(metrics.get('n_users', 0))} test shoppers)"
+    )
+    return "\n".join(lines)
+
+
+def _headline(metrics: dict[str, Any]) -> str:
+    return ", ".join(f"{k} {metrics[k]:.4f}" for k in BASELINE_METRICS if k in metrics) or "not evaluated"
+
+
+# --- side-by-side evaluation -----------------------------------------------------------
+def recommenders(n_items: int, config: TrainConfig) -> dict[str, Any]:
+    """Every recommender the `evaluate` command compares, freshly constructed."""
+    models: dict[str, Any] = {
+        "two_tower": TwoTowerRecommender(config),
+        "popularity": PopularityRecommender(half_life_days=rec_settings.DECAY_HALF_LIFE_DAYS),
+        "item_knn": ItemKNNRecommender(k=100),
+        "ease": EASERecommender(l2=500.0),
+        "als": ALSRecommender(factors=64, iterations=15),
+    }
+    if n_items > EASE_MAX_ITEMS:
+        logger.warning(
+            "Skipping EASE: %d products exceed its dense-matrix limit of %d", n_items, EASE_MAX_ITEMS
+        )
+        del models["ease"]
+    return models
+
+
+def evaluate(
+    *,
+    split: str = "leave_one_out",
+    folds: int | None = None,
+    models: Sequence[str] | None = None,
+    config: dict[str, Any] | None = None,
+    window_days: float | None = None,
+    device: str | None = None,
+    log: Callable[[str], None] | None = None,
+) -> list[dict[str, Any]]:
+    """Fit and evaluate the two-tower model and each classic recommender on the same split
+    of the database's interactions; returns one row of metrics per model (fold averages).
+
+    `split` is "leave_one_out" (last item per shopper is the test) or "temporal" (the latest
+    10% of events); `folds=k` holds out k disjoint groups of shoppers in turn instead.
+    """
+    if split not in SPLITS:
+        raise ValueError(f"Unknown split {split!r}; use one of {', '.join(SPLITS)}.")
+    cfg = model_config(config, device)
+    data = build_training_data(window_days)
+    if folds:
+        splits = kfold_user_split(data.interactions, k=folds)
+    elif split == "temporal":
+        splits = [temporal_split(data.interactions)]
+    else:
+        splits = [leave_one_out_split(data.interactions)]
+    say = log or logger.info
+    say(f"Evaluating on {data.describe()} ({splits[0].info['protocol']}, {len(splits)} split(s))")
+    runs = []
+    for i, part in enumerate(splits, start=1):
+        if not len(part.test):
+            raise ValueError("No shopper can be evaluated: each needs at least 3 interactions.")
+        chosen = recommenders(data.interactions.n_items, cfg)
+        if models:
+            unknown = sorted(set(models) - set(chosen))
+            if unknown:
+                raise ValueError(f"Unknown recommender(s) {unknown}; choose from {sorted(chosen)}.")
+            chosen = {name: chosen[name] for name in models}
+        if len(splits) > 1:
+            say(f"Fold {i}/{len(splits)}")
+        runs.append(compare(chosen, part, log=None))
+    rows = _average(runs)
+    say(format_table(rows))
+    return rows
+
+
+def _average(runs: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
+    """Mean of each numeric column over folds, per model (one run: unchanged)."""
+    if len(runs) == 1:
+        return runs[0]
+    out = []
+    for rows in zip(*runs, strict=True):
+        merged: dict[str, Any] = {"model": rows[0]["model"]}
+        for key in rows[0]:
+            if key != "model":
+                merged[key] = float(np.mean([row[key] for row in rows]))
+        out.append(merged)
+    return out

@@ -1,0 +1,207 @@
+"""From a trained model to stored vectors: whole catalogues, and single products on save.
+
+A version's artifact holds the model weights plus the training-time item order and feature
+hashing settings. Products are embedded from their current content (title, category, brand,
+store, price, age) plus their learned id embedding when the model saw them in training, so
+a product created after training still gets a useful vector from its content alone. Store
+vectors are the mean of their active products' vectors; user vectors come from the user
+tower over each shopper's recent history.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from recommendations import artifacts
+from recommendations.adapters import ProductRecord, get_product_adapter
+from recommendations.artifacts import LoadedModel
+from recommendations.features import TrainingData, build_training_data, item_content
+from recommendations.learning.features import UserFeatures
+from recommendations.models import ModelVersion, ProductVector
+from recommendations.progress import Progress
+from recommendations.training import resolve_device
+from recommendations.vectors import queries, writer
+
+logger = logging.getLogger(__name__)
+
+EMBED_BATCH = 20_000
+
+
+def load_model(version: ModelVersion) -> LoadedModel:
+    """The version's model on this worker's device (cached)."""
+    return artifacts.load(version, resolve_device())
+
+
+def product_embeddings(
+    loaded: LoadedModel, records: Sequence[ProductRecord]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Vectors and biases of products.
+
+    Products seen in training get their learned vector (id + content at training time);
+    products created since get one from their current content alone.
+    """
+    indices = np.array(loaded.items.indices([r.id for r in records]), dtype=np.int64)
+    vectors = np.empty((len(records), loaded.trained_item_vectors.shape[1]), dtype=np.float32)
+    known = indices >= 0
+    vectors[known] = loaded.trained_item_vectors[indices[known]]
+    if not known.all():
+        new = [item_content(r) for r, seen in zip(records, known, strict=True) if not seen]
+        features = loaded.featurizer.transform(new, now=timezone.now().timestamp())
+        vectors[~known] = loaded.model.content_item_vectors(features)
+    # The learning core folds the bias into the last column (score = <user, item>); the
+    # database keeps it in its own column so that cosine similarity ignores it.
+    return vectors[:, :-1], vectors[:, -1]
+
+
+@dataclass
+class EmbedCounts:
+    products: int = 0
+    stores: int = 0
+    users: int = 0
+    seconds: float = 0.0
+
+    def as_dict(self) -> dict[str, float]:
+        return asdict(self)
+
+
+def embed_version(
+    version: ModelVersion, progress: Progress | None = None, data: TrainingData | None = None
+) -> EmbedCounts:
+    """Compute and write every product, store and user vector of `version` from the current
+    catalogue and events. Idempotent: each table's rows of the version are replaced."""
+    progress = progress or Progress()
+    progress.bind(version)
+    started = time.perf_counter()
+    loaded = load_model(version)
+    data = data or build_training_data(version.config.get("window_days"))
+    products = [p for p in data.catalogue.products if p.is_active]
+    parts = []
+    for start in range(0, len(products), EMBED_BATCH):
+        progress("embedding products", start, len(products))
+        parts.append(product_embeddings(loaded, products[start : start + EMBED_BATCH]))
+    embeddings = np.concatenate([p[0] for p in parts])
+    biases = np.concatenate([p[1] for p in parts])
+    progress("writing vectors", 0, 3)
+    counts = EmbedCounts()
+    counts.products = writer.write_product_vectors(version, [p.id for p in products], embeddings, biases)
+    store_ids, store_vectors = _store_vectors(products, embeddings)
+    counts.stores = writer.write_store_vectors(version, store_ids, store_vectors)
+    progress("writing vectors", 2, 3)
+    user_ids, user_vectors = _user_vectors(loaded, data)
+    counts.users = writer.write_user_vectors(version, user_ids, user_vectors)
+    progress("writing vectors", 3, 3)
+    counts.seconds = time.perf_counter() - started
+    logger.info(
+        "Embedded model version %s: %d products, %d stores, %d users in %.1fs",
+        version.pk,
+        counts.products,
+        counts.stores,
+        counts.users,
+        counts.seconds,
+    )
+    return counts
+
+
+def _store_vectors(products: Sequence[ProductRecord], embeddings: np.ndarray) -> tuple[list[str], np.ndarray]:
+    """A store's vector is the mean of its active products' vectors: user . store is then the
+    user's mean affinity to what the store sells."""
+    stores = np.array([p.store_id or "" for p in products], dtype=object)
+    ids = sorted({s for s in stores if s})
+    if not ids:
+        return [], np.zeros((0, embeddings.shape[1]), np.float32)
+    vectors = np.stack([embeddings[stores == store_id].mean(axis=0) for store_id in ids])
+    return ids, vectors
+
+
+def _user_vectors(loaded: LoadedModel, data: TrainingData) -> tuple[list[int], np.ndarray]:
+    """User-tower vectors of signed-in shoppers from their histories (anonymous sessions get
+    theirs in real time from serving)."""
+    users = np.flatnonzero(data.user_ids >= 0)
+    if not len(users):
+        return [], np.zeros((0, loaded.model.config.dim), np.float32)
+    # Item indices of the current catalogue -> the model's (-1: created after training).
+    to_model = np.array(loaded.items.indices(data.catalogue.items.keys), dtype=np.int64)
+    histories = []
+    for u in users:
+        mapped = to_model[data.interactions.sequence(u)]
+        histories.append(mapped[mapped >= 0])
+    user_features = data.interactions.user_features
+    if user_features is not None:
+        user_features = UserFeatures(
+            user_features.ids[users], user_features.weights[users], user_features.n_features
+        )
+    # The core appends a constant 1 (matching the folded item bias); the database does not.
+    vectors = np.asarray(loaded.model.user_vectors(histories, user_features), np.float32)[:, :-1]
+    return [int(data.user_ids[u]) for u in users], vectors
+
+
+# --- keeping the active version in step with the catalogue ------------------------------
+@dataclass
+class SyncResult:
+    written: int = 0
+    removed: int = 0
+    skipped: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def sync_products(product_ids: Iterable[str], version: ModelVersion | None = None) -> SyncResult:
+    """Embed these products into the active version from their content, or remove their
+    vectors if they are gone or inactive. Used on product save and by the scheduled sync."""
+    keys = sorted({str(k) for k in product_ids})
+    version = version or queries.active_version(fresh=True)
+    if version is None:
+        return SyncResult(skipped="no model version is active")
+    if not keys:
+        return SyncResult()
+    adapter = get_product_adapter()
+    records = [r for r in adapter.records(adapter.index_queryset().filter(pk__in=keys)) if r.is_active]
+    result = SyncResult()
+    with transaction.atomic():
+        if records:
+            embeddings, biases = product_embeddings(load_model(version), records)
+            result.written = writer.write_product_vectors(
+                version, [r.id for r in records], embeddings, biases, replace_all=False
+            )
+        gone = set(keys) - {r.id for r in records}
+        if gone:
+            stale = ProductVector.objects.filter(model_version_id=version.pk, product_id__in=gone)
+            result.removed = stale.delete()[0]
+    logger.info(
+        "Synced product vectors of model version %s: %d written, %d removed",
+        version.pk,
+        result.written,
+        result.removed,
+    )
+    return result
+
+
+def sync_all_products(version: ModelVersion | None = None) -> SyncResult:
+    """Find active products without a vector and vectors of products that are gone or
+    inactive, and fix both: picks up saves whose task could not be queued."""
+    version = version or queries.active_version(fresh=True)
+    if version is None:
+        return SyncResult(skipped="no model version is active")
+    adapter = get_product_adapter()
+    active = adapter.index_queryset()
+    if adapter.active_field:
+        active = active.filter(Q(**{adapter.active_field: True}))
+    wanted = {adapter.key(pk) for pk in active.values_list("pk", flat=True)}
+    have = set(ProductVector.objects.filter(model_version_id=version.pk).values_list("product_id", flat=True))
+    changed = sorted((wanted - have) | (have - wanted))
+    result = SyncResult()
+    for start in range(0, len(changed), EMBED_BATCH):
+        part = sync_products(changed[start : start + EMBED_BATCH], version)
+        result.written += part.written
+        result.removed += part.removed
+    return result

@@ -1,0 +1,62 @@
+"""Management commands: train, evaluate, embed, activate and roll back, with clear errors."""
+
+from io import StringIO
+
+import pytest
+from django.core.management import CommandError, call_command
+
+from recommendations.models import ModelStatus, ModelVersion
+from recommendations.vectors import queries
+
+
+def run(*args, **options):
+    out = StringIO()
+    call_command(*args, stdout=out, **options)
+    return out.getvalue()
+
+
+def test_train_embed_activate_and_roll_back(shop):
+    out = run("train_model", "--activate", "--epochs", "2")
+    first = queries.active_version(fresh=True)
+    assert f"Model version {first.pk} is active" in out
+    assert "epoch 1/2" in out and "epoch 2/2" in out
+    assert "NDCG@10" in out and "popularity" in out
+    out = run("train_model", "--config", '{"dim": 8}')
+    second = ModelVersion.objects.exclude(pk=first.pk).get()
+    assert second.status == ModelStatus.READY and second.dimensions == 8
+    with pytest.raises(CommandError, match=f"has no product vectors.*embed --model-version {second.pk}"):
+        run("activate_model", str(second.pk))
+    assert "is ready (not activated)" in run("embed", "--model-version", str(second.pk))
+    assert f"Model version {second.pk} is active; version {first.pk} is kept" in run(
+        "activate_model", str(second.pk)
+    )
+    assert f"Model version {first.pk} is active" in run("activate_model", "--rollback")
+    listing = run("activate_model", "--list")
+    assert f"{first.pk:>5}  active" in listing and f"{second.pk:>5}  ready" in listing
+    out = run("embed")
+    assert queries.active_version(fresh=True).config["embedded_from"] == first.pk
+    assert "product" in out and "user vectors" in out
+    assert "Embedded 0 product(s)" in run("embed", "--missing")
+
+
+def test_evaluate_prints_one_table(shop):
+    out = run("evaluate", "--models", "popularity,item_knn,two_tower", "--epochs", "1")
+    table = [line for line in out.splitlines() if line.startswith("| ")]
+    assert [line.split("|")[1].strip() for line in table[1:]] == ["popularity", "item_knn", "two_tower"]
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["train_model"], "catalogue is empty"),
+        (["train_model", "--config", "[1]"], "must be a JSON object"),
+        (["evaluate", "--folds", "1"], "at least 2"),
+        (["activate_model", "999"], "no model version 999"),
+        (["activate_model", "--rollback"], "no previously active"),
+        (["embed"], "No model version is active"),
+    ],
+)
+def test_errors_say_what_to_do(args, message):
+    with pytest.raises(CommandError, match=message):
+        run(*args)
