@@ -15,8 +15,8 @@ from recommendations.learning.features import ItemContent
 class Catalogue:
     """Every recommendable product in a fixed order (item index = position), and the stores.
 
-    Inactive products stay in the catalogue so shoppers' histories keep them, but they get
-    no vector (`active` is False) and are never recommended.
+    Inactive products keep their place in the item order (a model trained while they were
+    active knows them), but they get no vector (`active` is False) and are never recommended.
     """
 
     products: list[ProductRecord]

@@ -31,7 +31,7 @@ class TrainingData:
     """Everything a model is fitted on, and the maps back to the host's keys.
 
     Item index i is `catalogue.items.keys[i]`; shopper index u is `actors.keys[u]`, a
-    signed-in user ("u:<pk>", `user_ids[u]` = pk) or an anonymous session (`user_ids[u]` = -1).
+    signed-in user ("u:<pk>", `user_ids[u]` = pk) or an anonymous session (`user_ids[u]` = None).
     """
 
     interactions: InteractionData
@@ -89,7 +89,7 @@ def build_training_data(
 
     featurizer = ItemFeaturizer()
     item_features = featurizer.fit_transform(catalogue.contents(), now=end.timestamp())
-    user_ids = np.full(len(actors), -1, dtype=np.int64)
+    user_ids = np.full(len(actors), None, dtype=object)
     user_ids[actor_of] = events.user_ids
     interactions = InteractionData.from_arrays(
         actor_of,

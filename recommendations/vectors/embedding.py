@@ -125,7 +125,7 @@ def _store_vectors(products: Sequence[ProductRecord], embeddings: np.ndarray) ->
 def _user_vectors(loaded: LoadedModel, data: TrainingData) -> tuple[list[int], np.ndarray]:
     """User-tower vectors of signed-in shoppers from their histories (anonymous sessions get
     theirs in real time from serving)."""
-    users = np.flatnonzero(data.user_ids >= 0)
+    users = np.flatnonzero([pk is not None for pk in data.user_ids])
     if not len(users):
         return [], np.zeros((0, loaded.model.config.dim), np.float32)
     # Item indices of the current catalogue -> the model's (-1: created after training).
@@ -141,7 +141,7 @@ def _user_vectors(loaded: LoadedModel, data: TrainingData) -> tuple[list[int], n
         )
     # The core appends a constant 1 (matching the folded item bias); the database does not.
     vectors = np.asarray(loaded.model.user_vectors(histories, user_features), np.float32)[:, :-1]
-    return [int(data.user_ids[u]) for u in users], vectors
+    return [data.user_ids[u] for u in users], vectors
 
 
 # --- keeping the active version in step with the catalogue ------------------------------
