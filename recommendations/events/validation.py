@@ -121,7 +121,7 @@ def stable_event_id(namespace: str, *parts: object) -> str:
     """
     texts = [str(p) for p in parts]
     readable = ":".join((namespace, *texts))
-    if len(readable) <= 64 and not any(":" in t for t in texts) and EVENT_ID_PATTERN.fullmatch(readable):
+    if len(readable) <= 64 and readable.count(":") == len(texts) and EVENT_ID_PATTERN.fullmatch(readable):
         return readable
     digest = hashlib.blake2b("\x1f".join(texts).encode(), digest_size=12).hexdigest()
     return f"{namespace[:39]}:{digest}"
