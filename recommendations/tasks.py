@@ -18,6 +18,7 @@ from celery import shared_task
 
 from recommendations import pipeline
 from recommendations.features import InsufficientData
+from recommendations.marketing.tasks import refresh_segments  # noqa: F401 - registers it with the host's worker
 from recommendations.serving import statistics
 from recommendations.vectors import activation, embedding, indexes, queries
 

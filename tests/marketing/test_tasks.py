@@ -1,6 +1,12 @@
 """The periodic segment refresh, run through Celery's task API (eagerly, in this process)."""
 
 import logging
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from django_celery_beat.models import PeriodicTask
 
 from recommendations.marketing.audiences import create_segment
 from recommendations.marketing.tasks import refresh_segments
@@ -33,3 +39,16 @@ def test_refresh_picks_up_new_behaviour_and_skips_broken_segments(shop, caplog):
     assert segment.size == 3
     assert segment.users().first().username == "bystander"  # four recent purchases outweigh the rest
     assert manual.users().count() == 2  # not auto-refreshed
+
+
+def test_a_worker_registers_the_task_and_beat_runs_it_hourly(db):
+    code = "from tasks.celery import app; app.loader.import_default_modules(); print(sorted(app.tasks))"
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "tests.config.settings"}
+    root = Path(__file__).resolve().parents[2]
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=root, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    assert f"'{refresh_segments.name}'" in result.stdout
+    schedule = PeriodicTask.objects.get(task=refresh_segments.name)
+    assert schedule.enabled and (schedule.crontab.minute, schedule.crontab.hour) == ("20", "*")
