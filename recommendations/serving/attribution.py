@@ -11,9 +11,10 @@ import datetime as dt
 import logging
 import secrets
 from collections.abc import Sequence
+from functools import cache
 from typing import Any
 
-from django.db import connection, transaction
+from django.db import connection
 from django.utils import timezone
 
 from recommendations.conf import rec_settings
@@ -21,6 +22,26 @@ from recommendations.models import ServedRecommendation
 from recommendations.serving.types import Audience
 
 logger = logging.getLogger(__name__)
+
+
+FIELDS = ServedRecommendation._meta.concrete_fields
+
+
+@cache
+def _async_insert_sql() -> str:
+    """One statement that sets `synchronous_commit = off` for its own transaction and inserts.
+
+    A single round trip: no BEGIN/SET/COMMIT, and no wait for the WAL flush. Placeholders
+    are cast to the column types because a SELECT list, unlike VALUES, is not typed by the
+    target table.
+    """
+    quote = connection.ops.quote_name
+    columns = ", ".join(quote(f.column) for f in FIELDS)
+    values = ", ".join(f"%s::{f.db_type(connection)}" for f in FIELDS)
+    return (
+        f"INSERT INTO {quote(ServedRecommendation._meta.db_table)} ({columns}) "
+        f"SELECT {values} FROM (SELECT set_config('synchronous_commit', 'off', true)) AS async_commit"
+    )
 
 
 def new_recommendation_id() -> str:
@@ -40,8 +61,8 @@ def record_served(
 ) -> str:
     """Store what is being shown and return its recommendation id (not stored when disabled).
 
-    Outside a transaction the row is committed asynchronously (`synchronous_commit = off`
-    for this one transaction): the request does not wait for the WAL flush, and a crash can lose
+    Outside a transaction the row is committed asynchronously in one statement (see
+    `_async_insert_sql`): the request does not wait for the WAL flush, and a crash can lose
     only the last fraction of a second of served lists, never corrupt them.
     """
     recommendation_id = new_recommendation_id()
@@ -57,13 +78,14 @@ def record_served(
         product_ids=list(product_ids),
         scores=[float(s) for s in scores],
         context=context,
+        created_at=timezone.now(),
     )
     if connection.in_atomic_block:  # the caller's transaction decides durability
         row.save(force_insert=True)
         return recommendation_id
-    with transaction.atomic(), connection.cursor() as cursor:
-        cursor.execute("SET LOCAL synchronous_commit TO OFF")
-        row.save(force_insert=True)
+    with connection.cursor() as cursor:
+        values = [f.get_db_prep_save(getattr(row, f.attname), connection) for f in FIELDS]
+        cursor.execute(_async_insert_sql(), values)
     return recommendation_id
 
 

@@ -1,6 +1,7 @@
 """Business rules every list goes through, and the cost of the hot path."""
 
 import pytest
+from django.db import connection
 
 from recommendations.models import ServedRecommendation
 from recommendations.serving import products
@@ -127,3 +128,26 @@ def test_hot_path_query_count(catalog, model, django_assert_max_num_queries):
     with django_assert_max_num_queries(5):  # cached: history, purchases, availability, products, INSERT
         again = products.for_you(Audience(user=alice), Options(limit=2))
     assert again.ids == first.ids and again.recommendation_id != first.recommendation_id
+
+
+def test_served_lists_are_written_in_one_asynchronous_statement(transactional_db, django_assert_num_queries):
+    from recommendations.serving.attribution import record_served
+
+    audience = Audience(session_id="s" * 80)  # longer than the column: cut, not an error
+    with django_assert_num_queries(1):
+        rec_id = record_served(
+            kind="trending",
+            source="trending",
+            audience=audience,
+            product_ids=["3", "1"],
+            scores=[0.5, 0.25],
+            model_version_id=None,
+            context={"category": "Hair", "sources": ["trending", "new"]},
+        )
+    served = ServedRecommendation.objects.get(pk=rec_id)
+    assert served.product_ids == ["3", "1"] and served.scores == [0.5, 0.25]
+    assert served.context["sources"] == ["trending", "new"] and served.session_id == "s" * 64
+    assert served.created_at is not None and served.user is None
+    with connection.cursor() as cursor:  # the setting was local to that statement's transaction
+        cursor.execute("SHOW synchronous_commit")
+        assert cursor.fetchone()[0] == "on"
