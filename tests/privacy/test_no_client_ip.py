@@ -11,6 +11,7 @@ from django.test import Client, RequestFactory
 from recommendations.events.tracking import get_session_id, track
 from recommendations.models import ApiKey, Event
 from shop.models import Category, Product, Store
+from tests.security.clients import browser
 
 pytestmark = pytest.mark.django_db
 IPS = ("203.0.113.7", "198.51.100.23", "192.0.2.44", "2001:db8::1")
@@ -39,16 +40,6 @@ def everything_the_engine_stored() -> str:
     return json.dumps(rows, default=str)
 
 
-def browser(user=None) -> Client:
-    client = Client(enforce_csrf_checks=True, **CLIENT_HEADERS)
-    token = _get_new_csrf_string()
-    client.cookies["csrftoken"] = token
-    client.defaults["HTTP_X_CSRFTOKEN"] = token
-    if user is not None:
-        client.force_login(user)
-    return client
-
-
 def test_no_way_in_stores_the_client_address(product):
     shopper = get_user_model().objects.create_user("shopper")
     request = RequestFactory().get("/product/mug/", **CLIENT_HEADERS)
@@ -58,7 +49,7 @@ def test_no_way_in_stores_the_client_address(product):
     batch = {
         "events": [{"event_type": "view", "product_id": product.pk, "context": {"page": "/product/mug/"}}]
     }
-    for client in (browser(), browser(shopper)):
+    for client in (browser(**CLIENT_HEADERS), browser(shopper, **CLIENT_HEADERS)):
         response = client.post("/api/events/", json.dumps(batch), content_type="application/json")
         assert response.status_code in (200, 201), response.content
     # The beacon: navigator.sendBeacon posts text/plain with the CSRF token in the body.

@@ -2,8 +2,6 @@
 
 import pytest
 from django.core.cache import cache
-from django.middleware.csrf import _get_new_csrf_string
-from django.test import Client
 
 from recommendations.models import ApiKey
 from shop.models import Category, Product, Store
@@ -49,18 +47,3 @@ def make_key(db):
         return ApiKey.objects.create_key("test", list(scopes))[1]
 
     return make
-
-
-def browser(user=None, **headers) -> Client:
-    """A browser with a session (if `user`) and a valid CSRF cookie + header, as the storefront has."""
-    client = Client(enforce_csrf_checks=True, **headers)
-    token = _get_new_csrf_string()
-    client.cookies["csrftoken"] = token
-    client.defaults["HTTP_X_CSRFTOKEN"] = token
-    if user is not None:
-        client.force_login(user)
-    return client
-
-
-def with_key(raw: str, **headers) -> Client:
-    return Client(HTTP_AUTHORIZATION=f"Api-Key {raw}", **headers)

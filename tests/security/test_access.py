@@ -11,7 +11,7 @@ from django.test import Client
 from django.urls import reverse
 
 from recommendations.models import Campaign, Event
-from tests.security.conftest import browser, with_key
+from tests.security.clients import browser, with_key
 
 pytestmark = pytest.mark.django_db
 FOR_YOU = "/api/recommendations/for-you/"

@@ -9,7 +9,7 @@ from django.db import connection
 from django.test import Client, override_settings
 
 from recommendations.models import ApiKey, Event
-from tests.security.conftest import browser, with_key
+from tests.security.clients import browser, with_key
 
 pytestmark = pytest.mark.django_db
 EVENTS = "/api/events/"

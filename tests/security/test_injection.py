@@ -17,7 +17,7 @@ from drf_spectacular.renderers import OpenApiJsonRenderer
 
 from recommendations.models import Campaign, Event, Experiment
 from shop.models import Product
-from tests.security.conftest import browser
+from tests.security.clients import browser
 
 pytestmark = pytest.mark.django_db
 PAYLOADS = [

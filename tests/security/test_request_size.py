@@ -7,7 +7,7 @@ from django.conf import settings
 from django.test import override_settings
 
 from recommendations.models import Event
-from tests.security.conftest import with_key
+from tests.security.clients import with_key
 
 pytestmark = pytest.mark.django_db
 SMALL_CAP = {**settings.RECOMMENDATIONS, "MAX_BATCH_BYTES": 4000, "MAX_BATCH_EVENTS": 20}
