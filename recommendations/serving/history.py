@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass, field
 
-from django.db.models import Q
+from django.db.models import Q, QuerySet, Value
 
 from recommendations.conf import rec_settings
 from recommendations.models import Event, EventType
@@ -66,29 +66,59 @@ def audience_filter(audience: Audience) -> Q | None:
     return None
 
 
-def recent_history(audience: Audience, size: int | None = None) -> History:
-    """The latest `size` product events (default `REALTIME_HISTORY`), one indexed query."""
-    where = audience_filter(audience)
-    if where is None:
-        return History()
-    size = size or rec_settings.REALTIME_HISTORY
-    rows = (
+FIELDS = ("id", "event_type", "product_id", "timestamp", "value")
+
+
+def _latest(where: Q, size: int) -> QuerySet:
+    return (
         Event.objects.filter(where, event_type__in=PRODUCT_EVENTS)
         .exclude(product_id="")
         .order_by("-timestamp", "-id")
-        .values_list("id", "event_type", "product_id", "timestamp", "value")[:size]
+        .values_list(*FIELDS)[:size]
     )
-    return History([HistoryEvent(*row) for row in rows])
+
+
+def _purchases(where: Q) -> QuerySet:
+    return (
+        Event.objects.filter(where, event_type=EventType.PURCHASE)
+        .order_by("-timestamp", "-id")
+        .values_list(*FIELDS)[:MAX_PURCHASES]
+    )
+
+
+def _load(audience: Audience) -> tuple[History, list[HistoryEvent]]:
+    """The latest events and the purchases in one round trip, kept on the audience.
+
+    Every service of a request asks for the visitor's history and the rules ask for their
+    purchases; a page with several blocks shares one `Audience`, so this runs once per page.
+    """
+    if "events" not in audience.memo:
+        where = audience_filter(audience)
+        latest: list[HistoryEvent] = []
+        bought: list[HistoryEvent] = []
+        if where is not None:
+            tagged = _latest(where, rec_settings.REALTIME_HISTORY).annotate(part=Value("latest"))
+            rows = tagged.values_list(*FIELDS, "part").union(
+                _purchases(where).annotate(part=Value("bought")).values_list(*FIELDS, "part"), all=True
+            )
+            for *values, part in rows:
+                (latest if part == "latest" else bought).append(HistoryEvent(*values))
+        order = lambda e: (e.timestamp, e.id)  # noqa: E731 - UNION ALL does not keep the order
+        audience.memo["events"] = (
+            History(sorted(latest, key=order, reverse=True)),
+            sorted(bought, key=order, reverse=True),
+        )
+    return audience.memo["events"]
+
+
+def recent_history(audience: Audience, size: int | None = None) -> History:
+    """The latest product events (`REALTIME_HISTORY` unless `size` says otherwise)."""
+    if size is None or size == rec_settings.REALTIME_HISTORY:
+        return _load(audience)[0]
+    where = audience_filter(audience)
+    return History([HistoryEvent(*row) for row in _latest(where, size)] if where is not None else [])
 
 
 def purchases(audience: Audience) -> list[HistoryEvent]:
-    """Every purchase event of the visitor (bounded), newest first, for "buy it again"."""
-    where = audience_filter(audience)
-    if where is None:
-        return []
-    rows = (
-        Event.objects.filter(where, event_type=EventType.PURCHASE)
-        .order_by("-timestamp")
-        .values_list("id", "event_type", "product_id", "timestamp", "value")[:MAX_PURCHASES]
-    )
-    return [HistoryEvent(*row) for row in rows]
+    """The visitor's purchase events (the latest MAX_PURCHASES), newest first."""
+    return _load(audience)[1]

@@ -44,6 +44,8 @@ class Audience:
     user: Any = None
     session_id: str = ""
     shown: set[str] = field(default_factory=set)
+    # What was read about the visitor during this request (history, purchases): read once.
+    memo: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         # Privacy (recommendations.privacy.optout): every service builds an Audience, so this

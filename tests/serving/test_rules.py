@@ -119,13 +119,13 @@ def test_every_list_is_recorded_once_with_its_id(catalog, model):
 def test_hot_path_query_count(catalog, model, django_assert_max_num_queries):
     alice = catalog.users["alice"]
     add_event(catalog, "view", "Red nail polish", user="alice")
-    # opt-out flag, history, active version, user vector, history vectors, k-NN (a transaction
-    # with two SET LOCALs: 5), purchases, availability of candidates, the shown products,
-    # served INSERT. Fallbacks (trending, newest) run only when the model proposes too few;
-    # neighbour vectors are read only to explain.
-    with django_assert_max_num_queries(14):
+    # opt-out flag, history and purchases (one UNION ALL), active version, user vector,
+    # vectors of fresh history items, k-NN (a transaction with two SET LOCALs: 5),
+    # availability of the candidates, the shown products, served INSERT. Fallbacks (trending,
+    # newest) run only when the model proposes too few; neighbour vectors are read only to explain.
+    with django_assert_max_num_queries(13):
         first = products.for_you(Audience(user=alice), Options(limit=2))
-    with django_assert_max_num_queries(5):  # cached: history, purchases, availability, products, INSERT
+    with django_assert_max_num_queries(4):  # cached: history+purchases, availability, products, INSERT
         again = products.for_you(Audience(user=alice), Options(limit=2))
     assert again.ids == first.ids and again.recommendation_id != first.recommendation_id
 
