@@ -85,7 +85,7 @@ def test_a_batch_killed_mid_insert_leaves_no_partial_batch(send):
     batch = [f"crash-{i:04d}" for i in range(100)]
     table = Event._meta.db_table
     with connection.cursor() as cursor:
-        # Rows are inserted in event-id order: stall on the 51st, with 50 rows already written.
+        # Stall on the 51st row of the batch, with 50 rows already written in the transaction.
         cursor.execute(
             "CREATE FUNCTION rec_test_stall() RETURNS trigger LANGUAGE plpgsql AS "
             "$$ BEGIN PERFORM pg_sleep(30); RETURN NEW; END $$"
@@ -120,8 +120,9 @@ def wait_for_stalled_insert(timeout: float = 20.0) -> int:
     with connection.cursor() as cursor:
         while time.monotonic() < deadline:
             cursor.execute(
+                # The writer (COPY or INSERT, whichever ingestion uses) asleep in the trigger.
                 "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
-                "AND wait_event = 'PgSleep' AND query LIKE 'INSERT INTO%%'"
+                "AND wait_event = 'PgSleep' AND pid <> pg_backend_pid()"
             )
             row = cursor.fetchone()
             if row:
