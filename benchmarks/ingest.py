@@ -8,7 +8,8 @@ table, timed in the same process, so the ratio says what validation, authenticat
 and deduplication cost on this machine, whatever else it is busy with.
 
 1. REST: `POST /api/events/` through Django's test client (middleware, API-key
-   authentication, throttling, validation, one multi-row INSERT), 500 events per request.
+   authentication, throttling, validation, id lookup and COPY), 500 events per request, from
+   `--clients` threads at once (each with its own database connection, as server workers have).
 2. Bulk import, generic: `import_event_file` on a CSV in the REST JSON shape (full
    validation, product/user checks, COPY).
 3. Bulk import, dataset: `import_dataset_events` on the same rows written in the Amazon
@@ -28,6 +29,7 @@ import sys
 import tempfile
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -150,21 +152,29 @@ def rest_events(count: int, products: list[str], users: list[int], rng: random.R
     return events
 
 
-def bench_rest(count: int, products: list[str], users: list[int], rng: random.Random) -> tuple[float, float]:
+def bench_rest(
+    count: int, products: list[str], users: list[int], rng: random.Random, clients: int
+) -> tuple[float, float]:
+    """`clients` threads, each with its own test client and database connection, share the batches."""
     _, key = ApiKey.objects.create_key("bench", ["events:write"])
     events = rest_events(count, products, users, rng)
     bodies = [json.dumps({"events": events[i : i + BATCH]}) for i in range(0, count, BATCH)]
-    client = Client()
-    client.post(
-        "/api/events/", bodies[0], content_type="application/json", HTTP_AUTHORIZATION=f"Api-Key {key}"
-    )
-    truncate()  # the first request warmed up imports and caches; measure from a clean table
+    headers = {"content_type": "application/json", "HTTP_AUTHORIZATION": f"Api-Key {key}"}
+
+    def send(share: list[str]) -> None:
+        client = Client()
+        try:
+            for body in share:
+                response = client.post("/api/events/", body, **headers)
+                assert response.status_code == 200, response.content[:500]
+        finally:
+            connection.close()
+
+    send(bodies[:1])  # warms up imports and caches; measure from a clean table
+    truncate()
     started = time.perf_counter()
-    for body in bodies:
-        response = client.post(
-            "/api/events/", body, content_type="application/json", HTTP_AUTHORIZATION=f"Api-Key {key}"
-        )
-        assert response.status_code == 200, response.content[:500]
+    with ThreadPoolExecutor(clients) as pool:
+        list(pool.map(send, [bodies[i::clients] for i in range(clients)]))
     rate = count / (time.perf_counter() - started)
     assert Event.objects.count() == count
     return rate, raw_copy(stored_rows())
@@ -214,6 +224,7 @@ def main() -> None:
     parser.add_argument("--import-rows", type=int, default=200_000)
     parser.add_argument("--products", type=int, default=5_000)
     parser.add_argument("--users", type=int, default=5_000)
+    parser.add_argument("--clients", type=int, default=2, help="concurrent REST clients (threads)")
     args = parser.parse_args()
     rng = random.Random(1)
     old_config = setup_databases(verbosity=0, interactive=False)
@@ -222,7 +233,10 @@ def main() -> None:
             folder = Path(tmp)
             products, users = make_catalogue(folder, args.products, args.users)
             lines = [
-                ("REST batches of 500", *bench_rest(args.rest_events, products, users, rng)),
+                (
+                    f"REST, 500/batch, {args.clients} clients",
+                    *bench_rest(args.rest_events, products, users, rng, args.clients),
+                ),
                 ("Bulk import, CSV", *bench_generic_import(folder, args.import_rows, products, users, rng)),
                 (
                     "Bulk import, Amazon format",
