@@ -14,11 +14,11 @@ $(STAMP): requirements.txt requirements-dev.txt
 
 install: $(STAMP)
 
-## Run the demo shop on the embedded PostgreSQL at http://127.0.0.1:8000
+## Run the demo shop on the embedded PostgreSQL at http://127.0.0.1:8000, with a Celery worker and beat
 demo: install
 	$(BIN)/python manage.py migrate --no-input
 	$(BIN)/python manage.py demo_shop
-	$(BIN)/python manage.py runserver 127.0.0.1:8000
+	$(BIN)/python scripts/run_demo.py --port 8000
 
 ## Run the whole test suite (lint included) on a throwaway embedded database
 test: install

@@ -1,9 +1,11 @@
 """Stored models: one safetensors file per model version, through Django's storage API.
 
-The file holds the two-tower network's tensors; its header's metadata holds JSON only: the
-training configuration, table sizes, the item order (item index -> product key) and the
-feature-hashing settings, so that a product created after training is hashed exactly as in
-training. Loading never unpickles anything, so a tampered file cannot run code.
+The learning core saves a model as a directory (`model.safetensors` + `config.json`, see
+`recommendations.learning.artifacts`). A model version keeps both in ONE file, so storage
+(local disk, S3, ...) holds one object per version that is written or replaced at once: the
+core's tensors, with its `config.json` (plus the item order and the feature-hashing settings)
+in the safetensors header's metadata. Loading parses JSON and raw tensors only; nothing is
+unpickled, so a tampered file cannot run code.
 """
 
 from __future__ import annotations
@@ -11,22 +13,25 @@ from __future__ import annotations
 import json
 import logging
 import struct
+import tempfile
 from collections import OrderedDict
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 from django.core.files.base import ContentFile
-from safetensors.torch import load as load_tensors
+from safetensors.torch import load_file
 from safetensors.torch import save as save_tensors
 
 from recommendations.features import KeyIndex, TrainingData
-from recommendations.learning.features import ItemFeatures, ItemFeaturizer
-from recommendations.learning.two_tower import TrainConfig, TwoTowerNet, TwoTowerRecommender
+from recommendations.learning import artifacts as core
+from recommendations.learning.features import ItemFeaturizer
+from recommendations.learning.two_tower import TwoTowerRecommender
 from recommendations.models import ModelVersion
 
 logger = logging.getLogger(__name__)
 
-FORMAT = "recommendations.two_tower/1"
+FORMAT = "recommendations.model_version/1"
 _CACHE_SIZE = 2  # the active version and the one being activated
 
 
@@ -49,47 +54,32 @@ class LoadedModel:
 
 
 def dumps(model: TwoTowerRecommender, data: TrainingData) -> bytes:
-    """The model and what embedding needs from its training data, as safetensors bytes."""
-    net = model.net
-    if net is None:
-        raise ValueError("Only a trained model can be stored.")
-    tensors = {name: tensor.detach().cpu().contiguous() for name, tensor in net.state_dict().items()}
-    metadata = {
-        "format": FORMAT,
-        "config": json.dumps(model.config.to_dict()),
-        "n_items": str(model.n_items),
-        "n_features": str(net.feature_emb.num_embeddings if net.has_features else 0),
-        "n_user_features": str(
-            net.user_feature_emb.num_embeddings if net.user_feature_emb is not None else 0
-        ),
-        "item_keys": json.dumps(data.catalogue.items.keys),
-        "featurizer": json.dumps(data.featurizer.to_dict()),
-    }
-    return save_tensors(tensors, metadata=metadata)
+    """The model and what embedding needs from its training data, as one safetensors file."""
+    with tempfile.TemporaryDirectory() as folder:
+        core.save_model(
+            folder,
+            model,
+            featurizer_config=data.featurizer.to_dict(),
+            metadata={"item_keys": data.catalogue.items.keys},
+        )
+        tensors = load_file(str(Path(folder) / core.WEIGHTS_FILE))
+        config = (Path(folder) / core.CONFIG_FILE).read_text()
+    return save_tensors(tensors, metadata={"format": FORMAT, core.CONFIG_FILE: config})
 
 
 def loads(payload: bytes, device: str = "cpu") -> tuple[TwoTowerRecommender, KeyIndex, ItemFeaturizer]:
-    """Rebuild the model from `dumps` output on `device`."""
+    """Rebuild the model from `dumps` output on `device`; `ValueError` for anything else."""
     metadata = _header_metadata(payload)
-    if metadata.get("format") != FORMAT:
+    if metadata.get("format") != FORMAT or core.CONFIG_FILE not in metadata:
         raise ValueError(
-            f"Not a stored two-tower model (format {metadata.get('format')!r}, expected {FORMAT!r})."
+            f"Not a stored two-tower model: format {metadata.get('format')!r}, expected {FORMAT!r}."
         )
-    tensors = load_tensors(payload)
-    config = TrainConfig.from_dict({**json.loads(metadata["config"]), "device": device})
-    n_items, n_features = int(metadata["n_items"]), int(metadata["n_features"])
-    features = None
-    if n_features:
-        features = ItemFeatures(
-            tensors["feature_ids"].numpy(), tensors["feature_weights"].numpy(), n_features
-        )
-    net = TwoTowerNet(n_items, config, features, int(metadata["n_user_features"]))
-    net.load_state_dict(tensors)
-    model = TwoTowerRecommender(config)
-    model.net = net.to(model.device).eval()
-    model.n_items = n_items
-    items = KeyIndex(json.loads(metadata["item_keys"]))
-    return model, items, ItemFeaturizer.from_dict(json.loads(metadata["featurizer"]))
+    with tempfile.TemporaryDirectory() as folder:
+        (Path(folder) / core.WEIGHTS_FILE).write_bytes(payload)
+        (Path(folder) / core.CONFIG_FILE).write_text(metadata[core.CONFIG_FILE])
+        config = core.load_config(folder)
+        model = core.load_model(folder, device)
+    return model, KeyIndex(config["metadata"]["item_keys"]), ItemFeaturizer.from_dict(config["featurizer"])
 
 
 def _header_metadata(payload: bytes) -> dict[str, str]:
@@ -101,7 +91,7 @@ def _header_metadata(payload: bytes) -> dict[str, str]:
         header = json.loads(payload[8 : 8 + length])
     except ValueError as exc:
         raise ValueError(f"The stored model file is not safetensors: {exc}") from exc
-    return header.get("__metadata__", {})
+    return (header.get("__metadata__") or {}) if isinstance(header, dict) else {}
 
 
 def save(version: ModelVersion, model: TwoTowerRecommender, data: TrainingData) -> None:

@@ -40,7 +40,8 @@ def commands(port: int) -> dict[str, list[str]]:
             "INFO",
         ],
         "beat": [python, "-m", "celery", "-A", "tasks", "beat", "-l", "INFO"],
-        "web": [python, "manage.py", "runserver", f"127.0.0.1:{port}"],
+        # --noreload: one process, so stopping it stops the server (no orphaned reloader child).
+        "web": [python, "manage.py", "runserver", "--noreload", f"127.0.0.1:{port}"],
     }
 
 
@@ -85,7 +86,7 @@ def shutdown(children: dict[str, subprocess.Popen]) -> None:
     """SIGTERM every child (a worker finishes its current task first), then SIGKILL stragglers."""
     for child in children.values():
         if child.poll() is None:
-            os.killpg(child.pid, signal.SIGTERM)
+            child.terminate()  # the main process only: Celery stops its own pool
     deadline = time.monotonic() + STOP_TIMEOUT_SECONDS
     for name, child in children.items():
         try:

@@ -1,11 +1,13 @@
 """Prepare the demo shop: catalogue and behaviour, a trained model, and an admin login."""
 
+import json
 import time
 
 from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.core.management.base import BaseCommand
 
+from recommendations.models import ModelStatus, ModelVersion
 from shop.models import Product
 
 ADMIN_USERNAME = "admin"
@@ -18,13 +20,21 @@ class Command(BaseCommand):
     def add_arguments(self, parser) -> None:
         parser.add_argument("--seed", type=int, default=7)
         parser.add_argument("--force", action="store_true", help="Reload even if products exist.")
+        parser.add_argument(
+            "--train-seconds",
+            type=float,
+            default=60,
+            help="training budget of the demo model (default 60; the nightly retrain has none)",
+        )
 
-    def handle(self, *args, seed: int, force: bool, **options) -> None:
+    def handle(self, *args, seed: int, force: bool, train_seconds: float, **options) -> None:
         started = time.monotonic()
-        if force or not Product.objects.exists():
+        seeded = force or not Product.objects.exists()
+        if seeded:
             call_command("seed_demo", seed=seed, stdout=self.stdout)
         else:
             self.stdout.write("Demo catalogue already loaded; use --force to reload it.")
+        self._train(seeded, train_seconds)
         # The storefront's blocks read the search index and the popularity / pair tables.
         call_command("refresh_serving", stdout=self.stdout)
         self._ensure_admin()
@@ -34,6 +44,15 @@ class Command(BaseCommand):
                 f"(admin: http://127.0.0.1:8000/admin/ as {ADMIN_USERNAME} / {ADMIN_PASSWORD})"
             )
         )
+
+    def _train(self, seeded: bool, seconds: float) -> None:
+        """Train, embed and activate a model now (synchronously), so the first page served is
+        personalised; later retrains run in the Celery worker on the beat schedule."""
+        if not seeded and ModelVersion.objects.filter(status=ModelStatus.ACTIVE).exists():
+            self.stdout.write("A trained model is already active; use --force to reload and retrain.")
+            return
+        config = json.dumps({"max_seconds": seconds})
+        call_command("train_model", activate=True, config=config, stdout=self.stdout)
 
     def _ensure_admin(self) -> None:
         User = get_user_model()
