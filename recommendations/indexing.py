@@ -18,12 +18,16 @@ import logging
 import threading
 from typing import Any
 
+from celery import current_app
 from django.db import models, transaction
 from django.db.models.signals import post_delete, post_save
 from django.utils.module_loading import import_string
 
 from recommendations.adapters import get_product_adapter, get_product_model
 from recommendations.conf import rec_settings
+from recommendations.vectors.queries import active_version
+
+EMBED_PRODUCTS_TASK = "recommendations.tasks.embed_products"
 
 logger = logging.getLogger(__name__)
 
@@ -82,15 +86,13 @@ class OnCommitSignalProcessor(BaseSignalProcessor):
 def enqueue_embedding(product_ids: list[str]) -> bool:
     """Queue `embed_products`; log (never raise) when the broker cannot be reached.
 
-    Skipped while no model is active: there is nothing to embed with yet.
+    Sent by name, so a web process never imports the training code (torch) to save a
+    product. Skipped while no model is active: there is nothing to embed with yet.
     """
-    from recommendations.tasks import embed_products
-    from recommendations.vectors.queries import active_version
-
     if active_version() is None:
         return False
     try:
-        embed_products.apply_async(args=[product_ids], retry=False)
+        current_app.send_task(EMBED_PRODUCTS_TASK, args=[product_ids], retry=False)
     except Exception as exc:  # the broker is down or misconfigured: the save itself stands
         logger.error(
             "Could not queue embedding of %d product(s) %s: %s. The products are saved; the next "
