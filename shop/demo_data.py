@@ -9,8 +9,8 @@ filter something to catch.
 
 Everything derives from one `random.Random(seed)`, so the same seed, sizes and end date give
 the same shop. Re-running replaces the previous demo data (products with a `demo-` SKU,
-stores with a `demo-` external id, users with an `@demo.example.com` address, events with a
-`demo:` id). Events are written with the engine's COPY path (`ingestion.copy_rows`).
+stores with a `demo-` external id, events with a `demo:` id) and reuses the shoppers' accounts
+(`@demo.example.com` addresses). Events are written with the engine's COPY path (`ingestion.copy_rows`).
 """
 
 from __future__ import annotations
@@ -137,9 +137,8 @@ class _Events:
 
 
 def _wipe() -> None:
-    """Remove the previous demo data (and only it)."""
+    """Remove the previous demo catalogue and events (and only them); accounts are reused by `_users`."""
     Event.objects.filter(event_id__startswith="demo:").delete()
-    get_user_model()._default_manager.filter(email__endswith=f"@{DEMO_EMAIL_DOMAIN}").delete()
     Product.objects.filter(sku__startswith="demo-").delete()
     Store.objects.filter(external_id__startswith="demo-").delete()
 
@@ -285,7 +284,12 @@ def _users(rng: random.Random, count: int) -> list[Shopper]:
                 cart_threshold=rng.uniform(0.8, 1.8),
             )
         )
-    User._default_manager.bulk_create(accounts, batch_size=2000)
+    # Accounts of an earlier run are kept (deleting users runs the privacy erasure for each);
+    # the same seed gives the same usernames, so only missing ones are created.
+    demo_accounts = User._default_manager.filter(email__endswith=f"@{DEMO_EMAIL_DOMAIN}")
+    demo_accounts.exclude(username__in=names).delete()
+    existing = set(demo_accounts.values_list("username", flat=True))
+    User._default_manager.bulk_create([a for a in accounts if a.username not in existing], batch_size=2000)
     pks = dict(User._default_manager.filter(username__in=names).values_list("username", "pk"))
     for account, shopper in zip(accounts, shoppers, strict=True):
         shopper.pk = pks[account.username]
