@@ -8,7 +8,9 @@ import sys
 
 import numpy as np
 import pytest
+from django.contrib.auth import get_user_model
 from django.db import connections
+from django.urls import reverse
 
 from recommendations import pipeline, tasks
 from recommendations.locks import advisory_lock
@@ -36,11 +38,16 @@ def top_products(version, user):
     ]
 
 
-def test_retrain_task_activates_a_version_that_serves(worker, committed_shop):
+def test_retrain_now_in_the_admin_activates_a_version_that_serves(worker, committed_shop, client):
     shop = committed_shop
-    result = tasks.retrain.delay()
-    version = wait_for(lambda: active_version_of(result.id), what="the retrained version to be active")
-    assert version.progress["stage"] == "done" and version.metrics["NDCG@10"] >= 0
+    client.force_login(get_user_model().objects.create_superuser("boss", "b@example.com", "pw"))
+    page = client.post(reverse("admin:recommendations_modelversion_retrain"), follow=True)
+    assert any("Retrain queued" in str(m) for m in page.context["messages"])
+    version = wait_for(
+        lambda: ModelVersion.objects.filter(status=ModelStatus.ACTIVE).first(),
+        what="the retrained version to be active",
+    )
+    assert version.task_id and version.progress["stage"] == "done" and version.metrics["NDCG@10"] >= 0
     assert ProductVector.objects.filter(model_version=version).count() == len(shop.products)
     user = shop.users[0]
     own = shop.store_product_ids(shop.taste[user.pk])

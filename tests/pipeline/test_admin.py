@@ -1,0 +1,82 @@
+"""The model registry admin: metrics, training curve, progress, and the actions."""
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.urls import reverse
+
+from recommendations.models import ModelStatus, ModelVersion
+from recommendations.vectors import activation
+from tests.pipeline.test_vectors import make_version
+
+CHANGELIST = "admin:recommendations_modelversion_changelist"
+
+
+@pytest.fixture
+def staff(client, db):
+    admin = get_user_model().objects.create_superuser("boss", "boss@example.com", "pw")
+    client.force_login(admin)
+    return client
+
+
+def trained(seed):
+    version = make_version(n=30, seed=seed)
+    version.metrics = {"HR@10": 0.31, "NDCG@10": 0.17, "protocol": "leave_one_out", "n_users": 40}
+    version.metrics["baselines"] = {"popularity": {"HR@10": 0.05, "NDCG@10": 0.02}}
+    version.training_curve = [
+        {"epoch": e, "loss": 5.0 - e, "val_ndcg10": 0.05 * e, "seconds": 1.0} for e in range(1, 4)
+    ]
+    version.training_seconds = 75.0
+    version.save()
+    return version
+
+
+def messages_of(response):
+    return [str(m) for m in response.context["messages"]]
+
+
+def test_list_and_detail_show_metrics_curve_and_the_missing_active_version(staff):
+    version = trained(1)
+    ModelVersion.objects.create(
+        status=ModelStatus.TRAINING, progress={"stage": "training", "done": 3, "total": 10}
+    )
+    page = staff.get(reverse(CHANGELIST))
+    assert page.status_code == 200
+    body = page.content.decode()
+    assert "0.1700" in body and "1m 15s" in body and "training 3/10 (30%)" in body
+    assert any("No model version is active" in m for m in messages_of(page))
+    assert "Retrain now" in body and "Roll back" in body
+    detail = staff.get(
+        reverse("admin:recommendations_modelversion_change", args=[version.pk])
+    ).content.decode()
+    assert "<svg" in detail and "<polyline" in detail and "validation NDCG@10" in detail
+    assert "popularity" in detail and "0.0500" in detail
+
+
+def test_activate_action_and_rollback_button(staff):
+    first, second = trained(1), trained(2)
+    activation.activate(first)
+    url = reverse(CHANGELIST)
+    both = staff.post(
+        url, {"action": "activate_selected", "_selected_action": [first.pk, second.pk]}, follow=True
+    )
+    assert "Select exactly one version to activate (2 selected)" in messages_of(both)[0]
+    done = staff.post(url, {"action": "activate_selected", "_selected_action": [second.pk]}, follow=True)
+    assert (
+        f"Activated 1 version: two_tower v{second.pk} (active) now serves. Version {first.pk} is kept"
+        in (messages_of(done)[0])
+    )
+    back = staff.post(reverse("admin:recommendations_modelversion_rollback"), follow=True)
+    assert (
+        f"Rolled back 1 version: two_tower v{first.pk} (active) serves again (version {second.pk}"
+        in (messages_of(back)[0])
+    )
+    failed = ModelVersion.objects.create(status=ModelStatus.FAILED)
+    refused = staff.post(url, {"action": "activate_selected", "_selected_action": [failed.pk]}, follow=True)
+    assert "only a ready version can be activated" in messages_of(refused)[0]
+    assert ModelVersion.objects.get(status=ModelStatus.ACTIVE).pk == first.pk
+
+
+def test_buttons_need_the_change_permission(client, db):
+    viewer = get_user_model().objects.create_user("viewer", password="pw", is_staff=True)
+    client.force_login(viewer)
+    assert client.post(reverse("admin:recommendations_modelversion_rollback")).status_code == 403
