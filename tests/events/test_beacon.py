@@ -23,9 +23,11 @@ const fs = require("fs");
 const [source, token, viewed, shown] = process.argv.slice(1);  // node -e: no script path in argv
 const sent = [], handlers = {}, timers = [];
 const attrs = (map) => (name) => (name in map ? map[name] : null);
-const products = JSON.parse(shown).map((id) => ({ getAttribute: attrs({ "data-product-id": id }) }));
+const products = JSON.parse(shown).map((id, i) => ({
+  getAttribute: attrs({ "data-product-id": id, "data-rec-position": String(i + 1) }),
+}));
 const container = {
-  getAttribute: attrs({ "data-rec-id": "rec-42" }),
+  getAttribute: attrs({ "data-rec-id": "rec-42", "data-rec-kind": "similar" }),
   querySelectorAll: () => products,
 };
 products.forEach((p) => { p.closest = (sel) => (sel === "[data-rec-impression]" ? container : p); });
@@ -91,4 +93,6 @@ def test_what_the_beacon_sends_is_accepted(browser, catalogue, shopper):
     assert events["impression"].context["products"] == shown
     assert events["impression"].recommendation_id == "rec-42"
     assert (events["click"].product_id, events["click"].recommendation_id) == (shown[1], "rec-42")
+    assert (events["click"].context["kind"], events["click"].context["position"]) == ("similar", 2)
+    assert events["impression"].context["kind"] == "similar"
     assert all(e.user_id == shopper.pk for e in events.values())

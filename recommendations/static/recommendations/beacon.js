@@ -13,6 +13,7 @@
  *   <body data-rec-view="store" data-store-id="{{ store.pk }}">            a store view on load
  *   <section data-rec-impression data-rec-id="{{ recommendation_id }}">   an impression when half visible
  *     <a href="..." data-product-id="{{ p.pk }}">...</a>                   a click on a recommendation
+ *   (optional: data-rec-kind="similar" on the section, data-rec-position="3" on a product)
  *   </section>
  *
  * Optional attributes of the script tag: data-endpoint (default "/api/events/").
@@ -100,6 +101,20 @@
     }
   }
 
+  // Optional extras a template may put on the elements: the kind of block and the position.
+  function extras(container, target) {
+    var context = {};
+    var kind = container.getAttribute("data-rec-kind");
+    var position = target ? target.getAttribute("data-rec-position") : null;
+    if (kind) {
+      context.kind = kind;
+    }
+    if (position !== null && position !== "") {
+      context.position = Number(position);
+    }
+    return context;
+  }
+
   function productIds(container) {
     var ids = [];
     var nodes = container.querySelectorAll("[data-product-id]");
@@ -121,7 +136,8 @@
       track({
         event_type: "impression",
         products: ids,
-        recommendation_id: container.getAttribute("data-rec-id") || ""
+        recommendation_id: container.getAttribute("data-rec-id") || "",
+        context: extras(container, null)
       });
     }
   }
@@ -161,7 +177,8 @@
       {
         event_type: "click",
         product_id: target.getAttribute("data-product-id"),
-        recommendation_id: container.getAttribute("data-rec-id") || ""
+        recommendation_id: container.getAttribute("data-rec-id") || "",
+        context: extras(container, target)
       },
       true
     );
