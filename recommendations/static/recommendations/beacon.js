@@ -1,6 +1,6 @@
 /*
  * Recommendations beacon: sends product views, clicks and impressions to POST /api/events/.
- * No dependencies; about 2 KB minified.
+ * No dependencies; about 4.5 KB without comments and whitespace.
  *
  * Include it once per page, after the elements it watches (or with `defer`):
  *
