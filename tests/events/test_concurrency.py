@@ -67,8 +67,8 @@ def test_concurrent_overlapping_batches_store_each_event_once():
 
 @pytest.mark.django_db(transaction=True)
 def test_concurrent_imports_of_overlapping_rows_store_each_event_once(caplog):
-    """Importer B checks for stored ids while A's COPY is still uncommitted, so its own COPY hits
-    the unique index; it then falls back to INSERT ... ON CONFLICT and skips A's rows."""
+    """Importer B looks for stored ids while A's COPY is still uncommitted, so its own COPY waits on
+    A's keys and then hits the unique index; it falls back to INSERT ... ON CONFLICT and skips A's rows."""
     import datetime as dt
     import time
 
@@ -83,14 +83,14 @@ def test_concurrent_imports_of_overlapping_rows_store_each_event_once(caplog):
     def rows(ids):
         return [EventRow(f"imp-{i}", "search", None, "", "", "", "q", None, None, now, {}, "") for i in ids]
 
-    a_copied, stored, errors = threading.Event(), {}, []
+    a_copied, release_a, stored, errors = threading.Event(), threading.Event(), {}, []
 
     def importer_a():
         try:
             with transaction.atomic():
                 stored["a"] = copy_rows(rows(range(0, 60)))
                 a_copied.set()
-                time.sleep(0.5)  # B's COPY waits on these uncommitted keys meanwhile
+                release_a.wait(timeout=30)  # commit only once B is stuck behind these keys
         except BaseException as exc:  # reported by the main thread
             errors.append(exc)
             a_copied.set()
@@ -110,6 +110,16 @@ def test_concurrent_imports_of_overlapping_rows_store_each_event_once(caplog):
     threads = [threading.Thread(target=importer_a), threading.Thread(target=importer_b)]
     for thread in threads:
         thread.start()
+    deadline = time.monotonic() + 30
+    with connection.cursor() as cursor:
+        while time.monotonic() < deadline:
+            cursor.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'"
+            )
+            if cursor.fetchone()[0]:
+                break
+            time.sleep(0.05)
+    release_a.set()
     for thread in threads:
         thread.join(timeout=60)
     assert not errors, errors
