@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from recommendations.models import PairKind
-from recommendations.serving import statistics
+from recommendations.serving import statistics, variants
 from recommendations.serving.history import recent_history
 from recommendations.serving.realtime import current_taste
 from recommendations.serving.types import Audience
@@ -44,7 +44,7 @@ def rank_product_sets(audience: Audience, product_sets: Mapping[Hashable, Iterab
     }
     every = {pid for ids in sets.values() for pid in ids}
     history = recent_history(audience)
-    version = queries.active_version()
+    version = variants.model_version(audience)
     item_scores: dict[str, float] = {}
     reason = "Matches what you like"
     if version is not None and every:

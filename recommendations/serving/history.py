@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field
+from typing import Any
 
-from django.db.models import Q, QuerySet, Value
+from django.db.models import FloatField, Q, QuerySet, Value
 
 from recommendations.conf import rec_settings
 from recommendations.models import Event, EventType
+from recommendations.models.preferences import PersonalisationPreference
 from recommendations.serving.types import Audience
 
 # Events that say something about a product the visitor cares about.
@@ -26,6 +28,8 @@ PRODUCT_EVENTS = (
     EventType.RATING,
 )
 MAX_PURCHASES = 1000
+# Which part of the visitor's UNION ALL query a row comes from.
+LATEST, BOUGHT, OPTED_OUT = "latest", "bought", "opted_out"
 
 
 @dataclass(frozen=True)
@@ -86,39 +90,76 @@ def _purchases(where: Q) -> QuerySet:
     )
 
 
-def _load(audience: Audience) -> tuple[History, list[HistoryEvent]]:
-    """The latest events and the purchases in one round trip, kept on the audience.
+def _opt_out(user_id: Any) -> QuerySet:
+    """One row when the user opted out, shaped like the event rows so it joins their UNION.
+
+    The engine's own flag (`PersonalisationPreference`, as `privacy.optout.is_opted_out` reads
+    it); a host that keeps its own (`OPT_OUT_CHECK`) is asked by the Audience instead.
+    """
+    return PersonalisationPreference.objects.filter(user_id=user_id, opted_out=True).values_list(
+        "id", Value(""), Value(""), "updated_at", Value(None, output_field=FloatField()), Value(OPTED_OUT)
+    )
+
+
+def load(audience: Audience) -> None:
+    """Read the visitor's opt-out flag, latest events and purchases in one round trip.
 
     Every service of a request asks for the visitor's history and the rules ask for their
     purchases; a page with several blocks shares one `Audience`, so this runs once per page.
+    The results go to `audience.memo` ("opted_out", "events"). An opted-out user's rows are
+    read but dropped: they are served like a stranger.
     """
-    if "events" not in audience.memo:
-        where = audience_filter(audience)
-        latest: list[HistoryEvent] = []
-        bought: list[HistoryEvent] = []
-        if where is not None:
-            tagged = _latest(where, rec_settings.REALTIME_HISTORY).annotate(part=Value("latest"))
-            rows = tagged.values_list(*FIELDS, "part").union(
-                _purchases(where).annotate(part=Value("bought")).values_list(*FIELDS, "part"), all=True
-            )
-            for *values, part in rows:
-                (latest if part == "latest" else bought).append(HistoryEvent(*values))
-        order = lambda e: (e.timestamp, e.id)  # noqa: E731 - UNION ALL does not keep the order
-        audience.memo["events"] = (
-            History(sorted(latest, key=order, reverse=True)),
-            sorted(bought, key=order, reverse=True),
+    user_id = audience.given_user_id
+    # The engine's flag is read here unless it is known already or the host checks its own.
+    check_flag = (
+        user_id is not None and "opted_out" not in audience.memo and rec_settings.OPT_OUT_CHECK is None
+    )
+    if user_id is not None and (check_flag or not audience.opted_out):
+        where: Q | None = Q(user_id=user_id)
+    elif user_id is None and audience.given_session_id:
+        where = Q(session_id=audience.given_session_id)
+    else:
+        where = None
+    latest: list[HistoryEvent] = []
+    bought: list[HistoryEvent] = []
+    opted_out = False
+    if where is not None:
+        latest_rows = _latest(where, rec_settings.REALTIME_HISTORY).annotate(part=Value(LATEST))
+        bought_rows = _purchases(where).annotate(part=Value(BOUGHT))
+        flag_rows = [_opt_out(user_id)] if check_flag else []
+        rows = latest_rows.values_list(*FIELDS, "part").union(
+            bought_rows.values_list(*FIELDS, "part"), *flag_rows, all=True
         )
+        for *values, part in rows:
+            if part == OPTED_OUT:
+                opted_out = True
+            else:
+                (latest if part == LATEST else bought).append(HistoryEvent(*values))
+    if check_flag:
+        audience.memo["opted_out"] = opted_out
+    if audience.opted_out:
+        latest, bought = [], []
+    order = lambda e: (e.timestamp, e.id)  # noqa: E731 - UNION ALL does not keep the order
+    audience.memo["events"] = (
+        History(sorted(latest, key=order, reverse=True)),
+        sorted(bought, key=order, reverse=True),
+    )
+
+
+def _loaded(audience: Audience) -> tuple[History, list[HistoryEvent]]:
+    if "events" not in audience.memo:
+        load(audience)
     return audience.memo["events"]
 
 
 def recent_history(audience: Audience, size: int | None = None) -> History:
     """The latest product events (`REALTIME_HISTORY` unless `size` says otherwise)."""
     if size is None or size == rec_settings.REALTIME_HISTORY:
-        return _load(audience)[0]
+        return _loaded(audience)[0]
     where = audience_filter(audience)
     return History([HistoryEvent(*row) for row in _latest(where, size)] if where is not None else [])
 
 
 def purchases(audience: Audience) -> list[HistoryEvent]:
     """The visitor's purchase events (the latest MAX_PURCHASES), newest first."""
-    return _load(audience)[1]
+    return _loaded(audience)[1]

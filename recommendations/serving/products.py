@@ -19,7 +19,7 @@ from recommendations.adapters import get_product_adapter
 from recommendations.conf import rec_settings
 from recommendations.events.preprocessing import event_weight
 from recommendations.models import EventType, ModelVersion, PairKind, ProductDocument
-from recommendations.serving import statistics
+from recommendations.serving import statistics, variants
 from recommendations.serving.cache import cached
 from recommendations.serving.errors import get_product, get_store, valid_product_ids
 from recommendations.serving.history import History, purchases, recent_history
@@ -40,7 +40,7 @@ VERBS = {
 
 
 def _pool_size(kind: str, options: Options, audience: Audience) -> int:
-    return limit_for(kind, options) * OVERFETCH + len(options.exclude) + len(audience.shown)
+    return limit_for(kind, options, audience) * OVERFETCH + len(options.exclude) + len(audience.shown)
 
 
 def _because(event_type: str) -> str:
@@ -59,7 +59,7 @@ def _seed_weights(history: History) -> dict[str, float]:
 
 
 def _vector_candidates(
-    version: ModelVersion, taste: Taste, history: History, k: int, explain: bool
+    version: ModelVersion, taste: Taste, history: History, k: int, audience: Audience, explain: bool
 ) -> list[Candidate]:
     last_type = {e.product_id: e.event_type for e in reversed(history.events)}
     source = {"stored": version.algorithm, "session": "session", "realtime": "realtime"}[taste.basis]
@@ -70,7 +70,7 @@ def _vector_candidates(
     embeddings = (
         {pid: v.embedding for pid, v in queries.product_vectors(ids, version).items()}
         if explain and taste.history_vectors
-        else _embeddings_for_mmr(Kind.FOR_YOU, ids, version)
+        else _embeddings_for_mmr(Kind.FOR_YOU, ids, version, audience)
     )
     out = []
     for pid, score in rows:
@@ -81,9 +81,9 @@ def _vector_candidates(
     return out
 
 
-def _embeddings_for_mmr(kind: str, ids: list[str], version: ModelVersion) -> dict:
+def _embeddings_for_mmr(kind: str, ids: list[str], version: ModelVersion, audience: Audience) -> dict:
     """Vectors of the candidates, fetched only when the type's rules diversify with MMR."""
-    if rules_for(kind).get("mmr_lambda") is None:
+    if rules_for(kind, audience).get("mmr_lambda") is None:
         return {}
     return {pid: v.embedding for pid, v in queries.product_vectors(ids, version).items()}
 
@@ -113,24 +113,31 @@ def for_you(audience: Audience, options: Options) -> RecommendationResult:
     """ "Recommended for you": the real-time taste vector's nearest products.
 
     Without a model (or for a visitor with no vector and no history) it falls back to
-    co-occurrence with the session's products, then trending.
+    co-occurrence with the session's products, then trending. An experiment's variant may
+    choose the source instead: "popular" (trending only), "cooccurrence" (the classic
+    recommender, no vectors) or "two_tower" (the default cascade).
     """
     history = recent_history(audience)
-    version = queries.active_version()
+    recommender = variants.recommender(audience)
+    # Only the default (two-tower) source reads vectors; the lists of the others name no version.
+    classic = recommender in (variants.POPULAR, variants.COOCCURRENCE)
+    version = None if classic else variants.model_version(audience)
     k = _pool_size(Kind.FOR_YOU, options, audience)
 
     def personal() -> list[Candidate]:
         if version is not None:
             taste = current_taste(version, audience.user_id, history)
             if taste.vector is not None:
-                return _vector_candidates(version, taste, history, k, options.explain)
+                return _vector_candidates(version, taste, history, k, audience, options.explain)
         return _classic_candidates(history, k)
 
     def compute() -> list[Candidate]:
-        return _cascade(k, personal, lambda: statistics.trending(k), lambda: _newest(k))
+        popular = (lambda: statistics.trending(k), lambda: _newest(k))
+        return _cascade(k, *popular) if recommender == variants.POPULAR else _cascade(k, personal, *popular)
 
     key = (
         Kind.FOR_YOU,
+        variants.cache_key(audience),
         version and version.pk,
         audience.user_id,
         audience.session_id,
@@ -168,7 +175,7 @@ def _content_candidates(seed: ProductDocument | None, k: int) -> list[Candidate]
 def similar(product_id: str, audience: Audience, options: Options) -> RecommendationResult:
     """Products like this one: vector neighbours blended with title similarity in its category."""
     get_product(product_id)
-    version = queries.active_version()
+    version = variants.model_version(audience)
     k = _pool_size(Kind.SIMILAR, options, audience)
 
     def compute() -> list[Candidate]:
@@ -193,7 +200,7 @@ def similar(product_id: str, audience: Audience, options: Options) -> Recommenda
             .annotate(similarity=TrigramSimilarity("title", seed.title if seed else ""))
             .values_list("product_id", "similarity")
         )
-        embeddings = _embeddings_for_mmr(Kind.SIMILAR, ids, version)
+        embeddings = _embeddings_for_mmr(Kind.SIMILAR, ids, version, audience)
         return [
             Candidate(
                 pid,
@@ -206,7 +213,7 @@ def similar(product_id: str, audience: Audience, options: Options) -> Recommenda
             for pid, cosine in neighbours
         ]
 
-    key = (Kind.SIMILAR, version and version.pk, product_id, k)
+    key = (Kind.SIMILAR, variants.cache_key(audience), version and version.pk, product_id, k)
     return finalize(
         Kind.SIMILAR,
         cached(key, compute),
@@ -318,7 +325,7 @@ def store_products(store_id: str, audience: Audience, options: Options) -> Recom
     store = get_store(store_id)
     adapter = get_product_adapter()
     history = recent_history(audience)
-    version = queries.active_version()
+    version = variants.model_version(audience)
     k = _pool_size(Kind.STORE_PRODUCTS, options, audience)
     in_store = ProductDocument.objects.filter(store_id=store_id).values("product_id")
 
@@ -339,10 +346,10 @@ def store_products(store_id: str, audience: Audience, options: Options) -> Recom
     def compute() -> list[Candidate]:
         return _cascade(k, personal, lambda: statistics.trending(k, store_id=store_id, popular=True), newest)
 
-    key = (Kind.STORE_PRODUCTS, store_id, version and version.pk, audience.user_id, audience.session_id)
+    key = (Kind.STORE_PRODUCTS, store_id, variants.cache_key(audience), version and version.pk)
     return finalize(
         Kind.STORE_PRODUCTS,
-        cached((*key, history.fingerprint, k), compute),
+        cached((*key, audience.user_id, audience.session_id, history.fingerprint, k), compute),
         audience,
         options,
         model_version_id=version and version.pk,
@@ -359,7 +366,7 @@ def rerank(product_ids: list[str], audience: Audience, options: Options) -> Reco
     """
     ids = valid_product_ids(product_ids)
     history = recent_history(audience)
-    version = queries.active_version()
+    version = variants.model_version(audience)
     scores: dict[str, float] = {}
     source = "popular"
     if version is not None:

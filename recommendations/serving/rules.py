@@ -20,6 +20,7 @@ from django.db.models import BooleanField, Case, Q, Value, When
 from recommendations.adapters import ProductAdapter, get_product_adapter
 from recommendations.conf import DEFAULTS, rec_settings
 from recommendations.serving import history as history_module
+from recommendations.serving import variants
 from recommendations.serving.attribution import record_served
 from recommendations.serving.types import (
     Audience,
@@ -32,8 +33,10 @@ from recommendations.serving.types import (
 MAX_LIMIT = 100
 
 
-def rules_for(kind: str) -> dict[str, Any]:
-    """The rule set of one type: built-in defaults < host "default" < built-in type < host type."""
+def rules_for(kind: str, audience: Audience | None = None) -> dict[str, Any]:
+    """The rule set of one type, each layer over the last: built-in defaults, host "default",
+    built-in type, host type, then (for an audience in an experiment) the variant's "default"
+    and the variant's type."""
     built_in = DEFAULTS["SERVING_RULES"]
     configured = rec_settings.SERVING_RULES
     merged: dict[str, Any] = {}
@@ -42,13 +45,14 @@ def rules_for(kind: str) -> dict[str, Any]:
         configured.get("default", {}),
         built_in.get(kind, {}),
         configured.get(kind, {}),
+        *variants.rule_layers(audience, kind),
     ):
         merged.update(layer)
     return merged
 
 
-def limit_for(kind: str, options: Options) -> int:
-    return max(1, min(options.limit or rules_for(kind)["limit"], MAX_LIMIT))
+def limit_for(kind: str, options: Options, audience: Audience | None = None) -> int:
+    return max(1, min(options.limit or rules_for(kind, audience)["limit"], MAX_LIMIT))
 
 
 def relations(adapter: ProductAdapter) -> list[str]:
@@ -169,8 +173,8 @@ def finalize(
     `queryset` narrows what may be shown (defaults to the adapter's `index_queryset()`).
     """
     adapter = get_product_adapter()
-    rules = rules_for(kind)
-    limit = limit_for(kind, options)
+    rules = rules_for(kind, audience)
+    limit = limit_for(kind, options, audience)
     excluded = set(options.exclude) | set(audience.shown) | set(exclude)
     if rules.get("exclude_purchased") and audience.is_known:
         excluded |= {event.product_id for event in history_module.purchases(audience)}
@@ -241,7 +245,7 @@ def build_result(
         product_ids=ids,
         scores=[c.score if math.isfinite(c.score) else 0.0 for _, c in chosen],
         model_version_id=model_version_id,
-        context={**(context or {}), "sources": sources},
+        context={**(context or {}), **variants.served_context(audience), "sources": sources},
     )
     if page_unique:
         audience.shown.update(ids)

@@ -18,6 +18,7 @@ from django.db.models import F
 
 from recommendations.models import ProductDocument
 from recommendations.models.search import TEXT_SEARCH_CONFIG
+from recommendations.serving import variants
 from recommendations.serving.cache import cached
 from recommendations.serving.errors import InvalidParameters
 from recommendations.serving.history import recent_history
@@ -80,8 +81,8 @@ def search(query: str, audience: Audience, options: Options) -> RecommendationRe
     """Products for `query`, best first, personalised for the visitor when a model is active."""
     query = clean_query(query)
     history = recent_history(audience)
-    version = queries.active_version()
-    k = limit_for(Kind.SEARCH, options) * 3 + len(options.exclude) + len(audience.shown)
+    version = variants.model_version(audience)
+    k = limit_for(Kind.SEARCH, options, audience) * 3 + len(options.exclude) + len(audience.shown)
 
     def compute() -> list[Candidate]:
         hits = keyword_hits(query)
@@ -122,10 +123,10 @@ def search(query: str, audience: Audience, options: Options) -> RecommendationRe
             candidates.append(Candidate(pid, score, source, reason, embedding=embeddings.get(pid)))
         return candidates
 
-    key = (Kind.SEARCH, query.lower(), version and version.pk, audience.user_id, audience.session_id)
+    key = (Kind.SEARCH, query.lower(), variants.cache_key(audience), version and version.pk, audience.user_id)
     return finalize(
         Kind.SEARCH,
-        cached((*key, history.fingerprint, k), compute),
+        cached((*key, audience.session_id, history.fingerprint, k), compute),
         audience,
         options,
         model_version_id=version and version.pk,

@@ -15,6 +15,7 @@ from django.db.models import Count, Sum
 from recommendations.adapters import get_store_adapter
 from recommendations.events.preprocessing import event_weight
 from recommendations.models import ModelVersion, ProductDocument, ProductPopularity, StoreVector
+from recommendations.serving import variants
 from recommendations.serving.cache import cached
 from recommendations.serving.errors import NotFound, get_store
 from recommendations.serving.history import recent_history
@@ -35,7 +36,8 @@ def _finalize(
         adapter.key(obj.pk): obj
         for obj in adapter.index_queryset().filter(pk__in=[c.product_id for c in pool])
     }
-    chosen = [(objects[c.product_id], c) for c in pool if c.product_id in objects][: limit_for(kind, options)]
+    limit = limit_for(kind, options, audience)
+    chosen = [(objects[c.product_id], c) for c in pool if c.product_id in objects][:limit]
     return build_result(
         kind, chosen, audience, options, model=adapter.model, model_version_id=version_id, page_unique=False
     )
@@ -62,8 +64,8 @@ def _popular_stores(k: int, categories: list[str] | None = None, exclude: str = 
 def stores_for_user(audience: Audience, options: Options) -> RecommendationResult:
     """Stores this visitor is likely to shop at."""
     history = recent_history(audience)
-    version = queries.active_version()
-    k = limit_for(Kind.STORES, options) * 2 + len(options.exclude)
+    version = variants.model_version(audience)
+    k = limit_for(Kind.STORES, options, audience) * 2 + len(options.exclude)
 
     def compute() -> list[Candidate]:
         candidates = []
@@ -93,15 +95,23 @@ def stores_for_user(audience: Audience, options: Options) -> RecommendationResul
             Candidate(c.product_id, c.score, c.source, c.reason, tier=2) for c in _popular_stores(k)
         ]
 
-    key = (Kind.STORES, version and version.pk, audience.user_id, audience.session_id, history.fingerprint, k)
+    key = (
+        Kind.STORES,
+        variants.cache_key(audience),
+        version and version.pk,
+        audience.user_id,
+        audience.session_id,
+        history.fingerprint,
+        k,
+    )
     return _finalize(Kind.STORES, cached(key, compute), audience, options, version and version.pk)
 
 
 def similar_stores(store_id: str, audience: Audience, options: Options) -> RecommendationResult:
     """Stores like this one: store-vector neighbours, else stores selling in its categories."""
     store = get_store(store_id)
-    version = queries.active_version()
-    k = limit_for(Kind.SIMILAR_STORES, options) * 2 + len(options.exclude)
+    version = variants.model_version(audience)
+    k = limit_for(Kind.SIMILAR_STORES, options, audience) * 2 + len(options.exclude)
     name = get_store_adapter().to_record(store).name
 
     def compute() -> list[Candidate]:
@@ -138,7 +148,7 @@ def similar_stores(store_id: str, audience: Audience, options: Options) -> Recom
         popular = _popular_stores(k + 1, exclude=store_id)
         return candidates + [Candidate(c.product_id, c.score, c.source, c.reason, tier=3) for c in popular]
 
-    key = (Kind.SIMILAR_STORES, version and version.pk, store_id, k)
+    key = (Kind.SIMILAR_STORES, variants.cache_key(audience), version and version.pk, store_id, k)
     result_options = Options(options.limit, options.exclude | {store_id}, options.explain, options.category)
     return _finalize(
         Kind.SIMILAR_STORES, cached(key, compute), audience, result_options, version and version.pk

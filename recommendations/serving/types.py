@@ -7,11 +7,12 @@ host product objects in score order, each with its `Recommendation`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from django.db import models
 
+from recommendations.conf import rec_settings
 from recommendations.privacy.optout import is_opted_out
 
 
@@ -32,30 +33,64 @@ class Kind:
     SIMILAR_STORES = "similar_stores"
 
 
-@dataclass
 class Audience:
     """Who the list is for, and what the page already showed them.
 
     `user` is an authenticated user or None; anonymous visitors are known by `session_id`
     (the beacon's session). `shown` is shared by every block of one page so that a product
-    appears once; the template tags keep it on the request.
+    appears once; the template tags keep it on the request. `memo` holds what was read about
+    the visitor during this request (opt-out flag, history, purchases, experiment variant), so
+    each is read once however many blocks the page has.
+
+    Privacy (recommendations.privacy.optout): a user who opted out of personalisation is served
+    like an unknown visitor: `user` reads None and `session_id` "". The flag is read on first
+    use, in the same query as the visitor's history (`serving.history`), unless the host checks
+    it itself (`OPT_OUT_CHECK`).
     """
 
-    user: Any = None
-    session_id: str = ""
-    shown: set[str] = field(default_factory=set)
-    # What was read about the visitor during this request (history, purchases): read once.
-    memo: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+    def __init__(
+        self,
+        user: Any = None,
+        session_id: str = "",
+        shown: set[str] | None = None,
+    ) -> None:
+        self.given_user = user if user is not None and getattr(user, "is_authenticated", False) else None
+        self.given_session_id = session_id or ""
+        self.shown = set() if shown is None else shown
+        self.memo: dict[str, Any] = {}
 
-    def __post_init__(self) -> None:
-        # Privacy (recommendations.privacy.optout): every service builds an Audience, so this
-        # one check serves a user who opted out of personalisation like an unknown visitor.
-        if is_opted_out(self.user):
-            self.user, self.session_id = None, ""
+    def __repr__(self) -> str:
+        return f"Audience(user_id={self.given_user_id!r}, session_id={self.given_session_id!r})"
 
     @property
-    def user_id(self) -> int | None:
-        return self.user.pk if self.user is not None and self.user.is_authenticated else None
+    def given_user_id(self) -> Any:
+        """The signed-in user's key, before the opt-out check (for reading their history)."""
+        return self.given_user.pk if self.given_user is not None else None
+
+    @property
+    def opted_out(self) -> bool:
+        if "opted_out" not in self.memo:
+            if self.given_user is None:
+                self.memo["opted_out"] = False
+            elif rec_settings.OPT_OUT_CHECK is not None:
+                self.memo["opted_out"] = is_opted_out(self.given_user)
+            else:
+                from recommendations.serving.history import load
+
+                load(self)  # sets memo["opted_out"] with the history, in one query
+        return self.memo["opted_out"]
+
+    @property
+    def user(self) -> Any:
+        return None if self.opted_out else self.given_user
+
+    @property
+    def session_id(self) -> str:
+        return "" if self.opted_out else self.given_session_id
+
+    @property
+    def user_id(self) -> Any:
+        return None if self.opted_out else self.given_user_id
 
     @property
     def is_known(self) -> bool:

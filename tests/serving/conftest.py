@@ -7,14 +7,19 @@ per category (hair = x, face = y, nails = z), so nearest neighbours are known ex
 from __future__ import annotations
 
 import datetime as dt
+import re
 from dataclasses import dataclass, field
 
 import numpy as np
 import pytest
 from django.contrib.auth import get_user_model
+from django.contrib.auth.models import AnonymousUser
 from django.core.cache import cache
+from django.template import Context, Template
+from django.test import RequestFactory
 from django.utils import timezone
 
+from recommendations.experiments import assignment
 from recommendations.models import Event, ModelStatus, ModelVersion, ProductVector, StoreVector, UserVector
 from recommendations.serving.catalog import index_products
 from recommendations.vectors import queries
@@ -50,11 +55,13 @@ class Catalog:
 
 @pytest.fixture(autouse=True)
 def _fresh_state():
-    """Every test starts with an empty cache and no remembered active version."""
+    """Every test starts with an empty cache, no remembered active version and no live experiment."""
     cache.clear()
     queries.clear_cache()
+    assignment.clear_cache()
     yield
     queries.clear_cache()
+    assignment.clear_cache()
 
 
 @pytest.fixture
@@ -136,3 +143,22 @@ def add_event(
         timestamp=timezone.now() - ago,
         value=value,
     )
+
+
+def render(source: str, user=None, **context) -> str:
+    """`source` rendered with the recommendation tags for a request of `user` (anonymous by default)."""
+    request = RequestFactory().get("/")
+    request.user = user or AnonymousUser()
+    request.session = {}
+    return Template("{% load recommendations_tags %}" + source).render(
+        Context({"request": request, **context})
+    )
+
+
+def product_ids(html: str) -> list[str]:
+    return re.findall(r'data-product-id="([^"]+)"', html)
+
+
+def blocks(html: str) -> list[str]:
+    """The recommendation ids of the rendered blocks."""
+    return re.findall(r'data-rec-id="([0-9a-f]+)"', html)

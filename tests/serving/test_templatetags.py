@@ -4,33 +4,14 @@ import logging
 import re
 
 import pytest
-from django.contrib.auth.models import AnonymousUser
 from django.db import connection
-from django.template import Context, Template, TemplateSyntaxError
-from django.test import RequestFactory
+from django.template import TemplateSyntaxError
 
 from recommendations.models import ProductPopularity
 from recommendations.serving.statistics import refresh_statistics
-from tests.serving.conftest import TITLES, add_event
+from tests.serving.conftest import TITLES, add_event, blocks, product_ids, render
 
 pytestmark = pytest.mark.django_db
-
-
-def render(source: str, user=None, **context) -> str:
-    request = RequestFactory().get("/")
-    request.user = user or AnonymousUser()
-    request.session = {}
-    return Template("{% load recommendations_tags %}" + source).render(
-        Context({"request": request, **context})
-    )
-
-
-def product_ids(html: str) -> list[str]:
-    return re.findall(r'data-product-id="([^"]+)"', html)
-
-
-def blocks(html: str) -> list[str]:
-    return re.findall(r'data-rec-id="([0-9a-f]+)"', html)
 
 
 @pytest.fixture

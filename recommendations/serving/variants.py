@@ -1,0 +1,77 @@
+"""The visitor's experiment variant, as serving applies it.
+
+An experiment's variant may name a model version, a recommender and rule overrides; the
+visitor must see that variant on every surface (API, template tags, the manager, campaign
+ranking). So no service reads the active version itself: each asks this module, which asks
+`recommendations.experiments` once per `Audience` (the answer is kept in `audience.memo`,
+shared by the blocks of a page); the first ask records the visitor's exposure.
+
+Without a live experiment everything here means "the defaults": the active version, the
+built-in recommender cascade, `SERVING_RULES`.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from recommendations.experiments import VariantChoice, model_version_for, variant_for
+from recommendations.models import ModelVersion
+from recommendations.serving.types import Audience
+
+logger = logging.getLogger(__name__)
+
+# The names a variant's `recommender` may take ("" is the default cascade).
+TWO_TOWER, COOCCURRENCE, POPULAR = "two_tower", "cooccurrence", "popular"
+RECOMMENDERS = (TWO_TOWER, COOCCURRENCE, POPULAR)
+
+
+def variant(audience: Audience) -> VariantChoice | None:
+    """The visitor's variant of the live experiment (None: no experiment, or nobody to bucket)."""
+    if "variant" not in audience.memo:
+        audience.memo["variant"] = variant_for(audience)
+    return audience.memo["variant"]
+
+
+def model_version(audience: Audience) -> ModelVersion | None:
+    """The model version to serve this visitor: their variant's when it has vectors, else the active one."""
+    if "model_version" not in audience.memo:
+        audience.memo["model_version"] = model_version_for(audience)
+    return audience.memo["model_version"]
+
+
+def recommender(audience: Audience) -> str:
+    """The variant's recommender, or "" for the default cascade (also when it names an unknown one)."""
+    choice = variant(audience)
+    name = choice.recommender if choice is not None else ""
+    if name and name not in RECOMMENDERS:
+        logger.warning(
+            "Variant %s/%s names the recommender %r, which serving does not know; serving the default. "
+            "Use one of %s, or leave it empty.",
+            choice.experiment_key,
+            choice.variant_key,
+            name,
+            ", ".join(RECOMMENDERS),
+        )
+        return ""
+    return name
+
+
+def rule_layers(audience: Audience | None, kind: str) -> list[dict[str, Any]]:
+    """The variant's rule overrides for `kind`, weakest first: its "default", then the type's own."""
+    choice = variant(audience) if audience is not None else None
+    if choice is None:
+        return []
+    return [choice.rules.get("default", {}), choice.rules.get(kind, {})]
+
+
+def cache_key(audience: Audience) -> str:
+    """What keys cached lists per variant ("" without an experiment)."""
+    choice = variant(audience)
+    return f"{choice.experiment_key}/{choice.variant_key}" if choice is not None else ""
+
+
+def served_context(audience: Audience) -> dict[str, str]:
+    """Experiment and variant keys for the served-list record, so attribution can join them."""
+    choice = variant(audience)
+    return {} if choice is None else {"experiment": choice.experiment_key, "variant": choice.variant_key}
