@@ -70,54 +70,57 @@ def retrain(
     log: Callable[[str], None] | None = None,
 ) -> PipelineResult:
     """Train a new version and, unless `activate=False`, embed it and make it serve."""
-    started = time.perf_counter()
-    progress = progress or Progress()
-    with advisory_lock() as acquired:
-        if not acquired:
-            logger.warning("Retrain skipped: %s.", LOCKED)
-            return PipelineResult(skipped=LOCKED)
-        version = _resume(task_id)
-        if version is None:
-            version = training.train_model(
-                config=config,
-                window_days=window_days,
-                device=device,
-                progress=progress,
-                task_id=task_id,
-                log=log,
-            )
-        else:
-            logger.info(
-                "Resuming model version %s, trained by an earlier attempt of task %s", version.pk, task_id
-            )
-        result = PipelineResult(version=version)
-        if activate:
-            result.vectors = _embed_and_activate(version, progress)
-            result.activated = True
-    result.seconds = time.perf_counter() - started
-    return result
+
+    def train(progress: Progress) -> ModelVersion:
+        return training.train_model(
+            config=config, window_days=window_days, device=device, progress=progress, task_id=task_id, log=log
+        )
+
+    return _run("Retrain", task_id, progress, train, activate)
 
 
 def refresh_vectors(*, task_id: str = "", progress: Progress | None = None) -> PipelineResult:
     """Re-embed catalogue, stores and users with the active model into a new version (same
     weights, fresh vectors) and activate it; the old one stays for rollback."""
+
+    def copy_active(progress: Progress) -> ModelVersion:
+        active = queries.active_version(fresh=True)
+        if active is None:
+            raise activation.ActivationError(
+                "No model version is active, so there is no model to embed with. Train one first: "
+                "`python manage.py train_model --activate`."
+            )
+        return _copy_of(active, task_id)
+
+    return _run("Embed", task_id, progress, copy_active, activate=True)
+
+
+def _run(
+    what: str,
+    task_id: str,
+    progress: Progress | None,
+    new_version: Callable[[Progress], ModelVersion],
+    activate: bool,
+) -> PipelineResult:
+    """Under the pipeline lock: resume this task's version or make a new one, then (with
+    `activate`) embed, index and activate it."""
     started = time.perf_counter()
     progress = progress or Progress()
     with advisory_lock() as acquired:
         if not acquired:
-            logger.warning("Embed skipped: %s.", LOCKED)
+            logger.warning("%s skipped: %s.", what, LOCKED)
             return PipelineResult(skipped=LOCKED)
         version = _resume(task_id)
         if version is None:
-            active = queries.active_version(fresh=True)
-            if active is None:
-                raise activation.ActivationError(
-                    "No model version is active, so there is no model to embed with. Train one first: "
-                    "`python manage.py train_model --activate`."
-                )
-            version = _copy_of(active, task_id)
-        result = PipelineResult(version=version, activated=True)
-        result.vectors = _embed_and_activate(version, progress)
+            version = new_version(progress)
+        else:
+            logger.info(
+                "Resuming model version %s, made by an earlier attempt of task %s", version.pk, task_id
+            )
+        result = PipelineResult(version=version)
+        if activate:
+            result.vectors = _embed_and_activate(version, progress)
+            result.activated = True
     result.seconds = time.perf_counter() - started
     return result
 

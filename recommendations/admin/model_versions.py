@@ -15,6 +15,7 @@ from django.urls import path, reverse
 from django.utils.html import escape, format_html, format_html_join
 from django.utils.safestring import SafeString, mark_safe
 
+from recommendations.admin.readonly import ReadOnlyAdmin
 from recommendations.models import ModelStatus, ModelVersion
 from recommendations.vectors import activation
 
@@ -32,7 +33,7 @@ HEADLINE_METRICS = (
 
 
 @admin.register(ModelVersion)
-class ModelVersionAdmin(admin.ModelAdmin):
+class ModelVersionAdmin(ReadOnlyAdmin):
     list_display = [
         "__str__",
         "status",
@@ -89,17 +90,8 @@ class ModelVersionAdmin(admin.ModelAdmin):
         "activated_at",
     ]
 
-    # Versions are made by training and removed by the purge task (which also drops their
-    # indexes and files); editing or deleting rows by hand would leave those behind.
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
-        return False
-
+    # Read-only: versions are made by training and removed by the purge task (which also
+    # drops their indexes and files); editing or deleting rows by hand would leave those behind.
     def has_activate_permission(self, request: HttpRequest) -> bool:
         """Retrain, activate and roll back change what shoppers see: "change" permission."""
         opts = self.model._meta

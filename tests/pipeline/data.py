@@ -97,3 +97,17 @@ def tiny_settings(**extra) -> dict:
     from django.conf import settings
 
     return {**settings.RECOMMENDATIONS, "TRAINING": TINY_TRAINING, "DEVICE": "cpu", **extra}
+
+
+def copy_product(template: Product, slug: str) -> Product:
+    """A new product with the content of `template` (same store, category, words, brand)."""
+    return Product.objects.create(
+        title=template.title,
+        slug=slug,
+        description=template.description,
+        category=template.category,
+        store=template.store,
+        brand=template.brand,
+        price=template.price,
+        stock=2,
+    )

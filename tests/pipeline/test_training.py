@@ -11,7 +11,7 @@ from recommendations.features import InsufficientData
 from recommendations.models import ModelStatus, ModelVersion, ProductVector, StoreVector, UserVector
 from recommendations.vectors import activation, embedding, queries
 from shop.models import Product
-from tests.pipeline.data import tiny_settings
+from tests.pipeline.data import copy_product, tiny_settings
 from tests.pipeline.tiny import TINY_TRAINING
 
 
@@ -84,16 +84,7 @@ def test_refresh_vectors_makes_a_new_version_with_the_same_model(shop):
 def test_new_product_is_embedded_from_its_content(shop):
     version = pipeline.retrain().version
     template = shop.products[0]
-    product = Product.objects.create(
-        title=template.title,
-        slug="brand-new",
-        description=template.description,
-        category=template.category,
-        store=template.store,
-        brand=template.brand,
-        price=template.price,
-        stock=3,
-    )
+    product = copy_product(template, "brand-new")
     assert embedding.sync_products([str(product.pk)]).written == 1
     similar = [p for p, _ in queries.similar_products(str(product.pk), 10, version=version)]
     own = shop.store_product_ids(shop.stores.index(template.store))

@@ -17,6 +17,7 @@ from recommendations.locks import advisory_lock
 from recommendations.models import ModelStatus, ModelVersion, ProductVector, StoreVector, UserVector
 from recommendations.vectors import queries
 from shop.models import Product
+from tests.pipeline.data import copy_product
 from tests.pipeline.worker import ROOT, wait_for
 
 pytestmark = [pytest.mark.celery, pytest.mark.slow]
@@ -106,16 +107,7 @@ def test_worker_killed_while_embedding_retries_and_old_version_keeps_serving(wor
 def test_saved_product_is_embedded_on_commit(worker, committed_shop):
     version = pipeline.retrain().version
     template = committed_shop.products[5]
-    product = Product.objects.create(
-        title=template.title,
-        slug="fresh-arrival",
-        description=template.description,
-        category=template.category,
-        store=template.store,
-        brand=template.brand,
-        price=template.price,
-        stock=2,
-    )
+    product = copy_product(template, "fresh-arrival")
     wait_for(
         lambda: ProductVector.objects.filter(model_version=version, product_id=str(product.pk)).exists(),
         timeout=30,

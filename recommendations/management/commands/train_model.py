@@ -34,26 +34,21 @@ class Command(BaseCommand):
         config = _overrides(options)
         bar = ProgressBar(self.stdout)
         progress = Progress(listeners=(bar,))
+        run = dict(
+            config=config,
+            window_days=options["window_days"],
+            device=options["device"],
+            progress=progress,
+            log=bar.write,
+        )
         try:
             if options["activate"]:
-                result = pipeline.retrain(
-                    config=config,
-                    window_days=options["window_days"],
-                    device=options["device"],
-                    progress=progress,
-                    log=bar.write,
-                )
+                result = pipeline.retrain(**run)
                 if result.skipped:
                     raise CommandError(f"Not trained: {result.skipped}.")
                 version = result.version
             else:
-                version = training.train_model(
-                    config=config,
-                    window_days=options["window_days"],
-                    device=options["device"],
-                    progress=progress,
-                    log=bar.write,
-                )
+                version = training.train_model(**run)
         except (InsufficientData, training.TrainingFailed, ActivationError, ValueError) as exc:
             raise CommandError(str(exc)) from exc
         finally:
