@@ -126,7 +126,9 @@ def train_model(
             say(_epoch_line(log, cfg.epochs))
 
         progress("training", 0, cfg.epochs)
-        model = TwoTowerRecommender(cfg).fit(split.train, split.validation, callback=on_epoch)
+        # Early stopping needs shoppers with 3+ interactions; without any, train all epochs.
+        validation = split.validation if split.validation is not None and len(split.validation) else None
+        model = TwoTowerRecommender(cfg).fit(split.train, validation, callback=on_epoch)
         progress("evaluating", 0, 1)
         metrics = _metrics(model, split)
         progress("evaluating", 1, 1)
@@ -138,8 +140,8 @@ def train_model(
         version.status = ModelStatus.READY
         version.progress = {"stage": "trained", "done": 1, "total": 1}
         version.save()
-    except TrainingError as exc:  # the model diverged: say so in our own words
-        failure = TrainingFailed(f"{exc}. Set a smaller 'lr' in RECOMMENDATIONS['TRAINING'] and retrain.")
+    except TrainingError as exc:  # e.g. the loss diverged; the core's message says what to change
+        failure = TrainingFailed(f"{exc} (RECOMMENDATIONS['TRAINING'] sets the training options.)")
         _fail(version, failure, time.perf_counter() - started, curve)
         raise failure from exc
     except BaseException as exc:  # interrupted (time limit, Ctrl-C) counts as failed, too

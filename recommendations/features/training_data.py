@@ -132,6 +132,12 @@ def _check_enough(events: Interactions, item_of: np.ndarray, window_days: float 
         raise InsufficientData(
             f"Only {n_products} product has events {window}; at least {MIN_PRODUCTS_WITH_EVENTS} are needed."
         )
+    _, per_shopper = np.unique(events.actors.astype(str), return_counts=True)
+    if per_shopper.max() < 2:
+        raise InsufficientData(
+            f"No shopper has more than one product event {window}: the model learns what people do "
+            "next, so it needs shoppers with at least two."
+        )
 
 
 def _rfm(events: Interactions, actor_of: np.ndarray, n_actors: int, now: dt.datetime):

@@ -54,6 +54,7 @@ def test_inactive_products_stay_in_histories_but_are_flagged(shop):
         ("no_events", "no product events"),
         ("one_user", "Only 1 shopper"),
         ("all_inactive", "All 200 products are inactive"),
+        ("single_events", "No shopper has more than one"),
     ],
 )
 def test_too_little_data_is_explained(shop, setup, message):
@@ -64,6 +65,9 @@ def test_too_little_data_is_explained(shop, setup, message):
         Event.objects.all().delete()
     elif setup == "one_user":
         Event.objects.exclude(user=shop.users[0]).delete()
+    elif setup == "single_events":
+        for user in shop.users:
+            Event.objects.filter(user=user).exclude(pk=Event.objects.filter(user=user).first().pk).delete()
     else:
         Product.objects.update(is_active=False)
     with pytest.raises(InsufficientData, match=message):
