@@ -13,11 +13,12 @@ Scores: `nearest_products` returns user . item + item bias (higher is better);
 from __future__ import annotations
 
 import time
+import weakref
 from collections.abc import Collection, Iterable
 from typing import NamedTuple
 
 import numpy as np
-from django.db import connection, transaction
+from django.db import connection
 from django.db.models import QuerySet
 from pgvector.django import CosineDistance, MaxInnerProduct
 
@@ -34,6 +35,8 @@ BIAS_RERANK_FACTOR = 2
 MAX_EF_SEARCH = 1000  # pgvector's upper limit
 
 _active: tuple[float, ModelVersion | None] | None = None
+# Database connections whose session already has the search settings (and which ef_search).
+_tuned: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 class ItemVector(NamedTuple):
@@ -135,6 +138,31 @@ def user_vector(user_id: int, version: ModelVersion | None = None) -> np.ndarray
     return None if embedding is None else np.asarray(embedding, dtype=np.float32)
 
 
+def _search_settings() -> None:
+    """`hnsw.ef_search` and iterative index scans for this database session.
+
+    Iterative scans (relaxed order: the pool is re-sorted here anyway) keep walking the graph
+    until enough rows pass the filters, so exclusions and `filter_ids` still yield k rows and
+    a pool larger than ef_search is filled. Set once per connection in autocommit mode (a SET
+    per query would cost round trips); inside a transaction, for that transaction only,
+    since a rollback would undo a session-level SET.
+    """
+    connection.ensure_connection()
+    ef_search = str(min(rec_settings.HNSW_EF_SEARCH, MAX_EF_SEARCH))
+    local = connection.in_atomic_block
+    raw = connection.connection
+    if not local and _tuned.get(raw) == ef_search:
+        return
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT set_config('hnsw.ef_search', %s, %s), "
+            "set_config('hnsw.iterative_scan', 'relaxed_order', %s)",
+            [ef_search, local, local],
+        )
+    if not local:
+        _tuned[raw] = ef_search
+
+
 def _nearest(
     model: type[ProductVector] | type[StoreVector],
     key: str,
@@ -166,12 +194,8 @@ def _nearest(
     distance = measure(embedding_expression(version.dimensions), query)
     pool = k if cosine else k * BIAS_RERANK_FACTOR
     rows = rows.annotate(distance=distance).order_by("distance").values_list(key, "distance", "bias")[:pool]
-    with transaction.atomic(), connection.cursor() as cursor:
-        # SET LOCAL: the search settings end with this transaction, never leak to the pool.
-        ef_search = min(max(pool, rec_settings.HNSW_EF_SEARCH), MAX_EF_SEARCH)
-        cursor.execute("SELECT set_config('hnsw.ef_search', %s, true)", [str(ef_search)])
-        cursor.execute("SELECT set_config('hnsw.iterative_scan', 'relaxed_order', true)")
-        found = list(rows)
+    _search_settings()
+    found = list(rows)
     if cosine:
         scored = [(pk, 1.0 - dist) for pk, dist, _ in found]
     else:

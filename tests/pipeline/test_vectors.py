@@ -97,6 +97,10 @@ def test_queries_use_the_versions_hnsw_index_and_rank_by_score():
     within = {str(i) for i in range(1, 2001, 7)}
     filtered = queries.nearest_products(query, 10, version=version, filter_ids=within)
     assert len(filtered) == 10 and {p for p, _ in filtered} <= within
+    # Iterative index scans fill answers longer than ef_search (100) and heavy exclusions.
+    assert len(queries.nearest_products(query, 150, version=version)) == 150
+    many = [p for p, _ in queries.nearest_products(query, 300, version=version)]
+    assert len(queries.nearest_products(query, 10, version=version, exclude=many)) == 10
     assert {p for p, _ in queries.nearest_products(query, 100, version=other)} <= {
         str(i) for i in range(1, 51)
     }
