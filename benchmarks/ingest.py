@@ -48,6 +48,7 @@ from django.test.utils import setup_databases, teardown_databases  # noqa: E402
 from django.utils import timezone  # noqa: E402
 
 from recommendations.events.importers import import_dataset_events, import_event_file  # noqa: E402
+from recommendations.events.validation import EventRow  # noqa: E402
 from recommendations.models import ApiKey, Event  # noqa: E402
 from shop.catalog_import import import_dataset_catalog  # noqa: E402
 
@@ -80,21 +81,7 @@ def raw_copy(rows: list[tuple]) -> float:
 
 def stored_rows() -> list[tuple]:
     """The stored events as COPY rows, to replay the identical data in the baseline."""
-    fields = [
-        "event_id",
-        "event_type",
-        "user_id",
-        "session_id",
-        "product_id",
-        "store_id",
-        "query",
-        "value",
-        "revenue",
-        "timestamp",
-        "context",
-        "recommendation_id",
-    ]
-    return list(Event.objects.order_by("pk").values_list(*fields))
+    return list(Event.objects.order_by("pk").values_list(*EventRow._fields))
 
 
 def make_catalogue(folder: Path, products: int, users: int) -> tuple[list[str], list[int]]:
