@@ -29,3 +29,8 @@ class RecommendationsConfig(AppConfig):
         from recommendations import indexing
 
         indexing.setup()
+
+        # Keep saved products' search documents fresh (recommendations.serving.catalog).
+        from recommendations.serving import catalog
+
+        catalog.connect_search_index()

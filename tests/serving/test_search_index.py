@@ -1,0 +1,72 @@
+"""The search index follows the catalogue: a saved product is searchable once its save commits."""
+
+import logging
+
+import pytest
+from django.db import connection, transaction
+
+from recommendations.models import ProductDocument
+from recommendations.serving import search
+from recommendations.serving.types import Audience, Options
+from shop.models import Product
+
+pytestmark = pytest.mark.django_db
+
+
+def document(product) -> ProductDocument | None:
+    return ProductDocument.objects.filter(product_id=str(product.pk)).first()
+
+
+def found(query: str) -> list[str]:
+    return search.search(query, Audience(), Options()).ids
+
+
+def test_a_saved_product_is_searchable_under_its_new_title(catalog, django_capture_on_commit_callbacks):
+    product = catalog.products["Argan shampoo"]
+    assert document(product).title == "Argan shampoo"
+    with django_capture_on_commit_callbacks(execute=True):
+        product.title = "Lavender hair oil"
+        product.save()
+    assert document(product).title == "Lavender hair oil"
+    assert found("lavender") == [str(product.pk)]
+
+
+def test_new_and_deleted_products(catalog, django_capture_on_commit_callbacks):
+    template = catalog.products["Red nail polish"]
+    with django_capture_on_commit_callbacks(execute=True):
+        added = Product.objects.create(
+            title="Glitter nail polish",
+            slug="glitter-nail-polish",
+            category=template.category,
+            store=template.store,
+            price=9,
+            stock=3,
+        )
+    assert document(added).categories == ["Beauty", "Nails"]
+    assert found("glitter") == [str(added.pk)]
+    gone = catalog.products["Cuticle oil"]
+    with django_capture_on_commit_callbacks(execute=True):
+        gone.delete()
+    assert not ProductDocument.objects.filter(title="Cuticle oil").exists()
+
+
+def test_a_rolled_back_save_changes_nothing(catalog, django_capture_on_commit_callbacks):
+    product = catalog.products["Clay face mask"]
+    with django_capture_on_commit_callbacks(execute=True) as callbacks:
+        with pytest.raises(RuntimeError), transaction.atomic():
+            product.title = "Charcoal face mask"
+            product.save()
+            raise RuntimeError("the order failed")
+    assert callbacks == [] and document(product).title == "Clay face mask"
+
+
+def test_a_failing_index_never_fails_the_save(catalog, django_capture_on_commit_callbacks, caplog):
+    product = catalog.products["Matte top coat"]
+    with connection.cursor() as cursor:
+        cursor.execute(f"ALTER TABLE {ProductDocument._meta.db_table} RENAME TO broken_documents")
+    with caplog.at_level(logging.ERROR, logger="recommendations"):
+        with django_capture_on_commit_callbacks(execute=True):
+            product.title = "Glossy top coat"
+            product.save()
+    assert Product.objects.get(pk=product.pk).title == "Glossy top coat"
+    assert "Could not update the search documents" in caplog.text and "refresh_serving" in caplog.text
