@@ -200,7 +200,7 @@ class EventBatchView(APIView):
         try:
             result = ingest(self.batch["events"], origin)
         except EventValidationError as exc:
-            return Response({"detail": str(exc).split(":", 1)[0] + ".", "errors": exc.errors}, status=400)
+            return Response({"detail": exc.summary, "errors": exc.errors}, status=400)
         return Response(
             {"received": result.received, "stored": result.stored, "duplicates": result.duplicates}
         )

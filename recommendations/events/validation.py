@@ -101,10 +101,14 @@ class EventValidationError(Exception):
     errors: list[dict[str, Any]]
     total: int
 
+    @property
+    def summary(self) -> str:
+        return f"{len(self.errors)} of {self.total} events are invalid; nothing was stored."
+
     def __str__(self) -> str:
         shown = "; ".join(_describe(e) for e in self.errors[:10])
         more = f" (and {len(self.errors) - 10} more)" if len(self.errors) > 10 else ""
-        return f"{len(self.errors)} of {self.total} events are invalid, nothing was stored: {shown}{more}"
+        return f"{self.summary} {shown}{more}"
 
 
 def _describe(error: dict[str, Any]) -> str:
