@@ -6,7 +6,8 @@ exact expression of that version's partial HNSW index, so the planner uses the i
 Filtered queries run with pgvector's iterative index scans, so a filter that rejects most
 neighbours still returns k rows.
 
-Scores: `nearest_products` returns user . item + item bias (higher is better);
+Scores: `nearest_products` returns user . item + item bias (higher is better), searched on
+the version's score-embedding index (`indexes.ScoreEmbedding`: cosine order = score order);
 `similar_products` returns cosine similarity.
 """
 
@@ -24,14 +25,13 @@ from pgvector.django import CosineDistance, MaxInnerProduct
 
 from recommendations.conf import rec_settings
 from recommendations.models import ModelStatus, ModelVersion, ProductVector, StoreVector, UserVector
-from recommendations.vectors.indexes import embedding_expression
+from recommendations.vectors.indexes import ScoreEmbedding, embedding_expression
 
 # Seconds a process trusts its idea of the active version. Activation keeps the previous
 # version's vectors, so a reader a few seconds behind still gets complete (old) answers.
 ACTIVE_VERSION_TTL = 5.0
-# The index orders by user . item; the bias is added afterwards, so a few more candidates
-# than asked for are fetched and re-ranked (bias is small next to the dot product).
-BIAS_RERANK_FACTOR = 2
+# Candidates fetched per answer row for the scored kinds, re-sorted by their exact score.
+CANDIDATE_FACTOR = 2
 MAX_EF_SEARCH = 1000  # pgvector's upper limit
 
 _active: tuple[float, ModelVersion | None] | None = None
@@ -71,7 +71,7 @@ def nearest_products(
     `exclude` drops products (a shopper's history); `filter_ids` restricts the candidates
     (a category, products in stock). Returns [] when no version is active.
     """
-    return _nearest(ProductVector, "product_id", vector, k, version, exclude, filter_ids, cosine=False)
+    return _nearest(ProductVector, "product_id", vector, k, version, exclude, filter_ids, kind="score")
 
 
 def nearest_stores(
@@ -82,7 +82,7 @@ def nearest_stores(
     filter_ids: Collection[str] | None = None,
 ) -> list[tuple[str, float]]:
     """The k stores with the highest `vector . store`, best first (store ids as strings)."""
-    return _nearest(StoreVector, "store_id", vector, k, version, exclude, filter_ids, cosine=False)
+    return _nearest(StoreVector, "store_id", vector, k, version, exclude, filter_ids, kind="inner")
 
 
 def similar_products(
@@ -110,7 +110,7 @@ def similar_products(
         version,
         {*exclude, product_id},
         filter_ids,
-        cosine=True,
+        kind="cosine",
     )
 
 
@@ -172,8 +172,11 @@ def _nearest(
     exclude: Collection[str],
     filter_ids: Collection[str] | None,
     *,
-    cosine: bool,
+    kind: str,
 ) -> list[tuple[str, float]]:
+    """k-NN on one version's rows. `kind`: "score" (user . item + bias, via the score
+    embedding when the version's index has been built, else plain inner product), "inner"
+    (inner product plus bias) or "cosine"."""
     version = version or active_version()
     if version is None or k <= 0:
         return []
@@ -190,15 +193,21 @@ def _nearest(
         rows = rows.filter(**{f"{key}__in": [str(i) for i in filter_ids]})
     if exclude:
         rows = rows.exclude(**{f"{key}__in": [str(i) for i in exclude]})
-    measure = CosineDistance if cosine else MaxInnerProduct
-    distance = measure(embedding_expression(version.dimensions), query)
-    pool = k if cosine else k * BIAS_RERANK_FACTOR
-    rows = rows.annotate(distance=distance).order_by("distance").values_list(key, "distance", "bias")[:pool]
-    _search_settings()
-    found = list(rows)
-    if cosine:
-        scored = [(pk, 1.0 - dist) for pk, dist, _ in found]
+    plain = embedding_expression(version.dimensions)
+    if kind == "cosine":
+        order = CosineDistance(plain, query)
+    elif kind == "score" and "score_norm2" in version.config:
+        score_embedding = ScoreEmbedding(version.dimensions, version.config["score_norm2"])
+        order = CosineDistance(score_embedding, np.append(query, [1.0, 0.0]))
     else:
-        scored = [(pk, -dist + bias) for pk, dist, bias in found]  # <#> is the negative product
+        order = MaxInnerProduct(plain, query)
+    rows = rows.annotate(distance=order).order_by("distance")
+    _search_settings()
+    if kind == "cosine":
+        scored = [(pk, 1.0 - dist) for pk, dist in rows.values_list(key, "distance")[:k]]
+    else:
+        # A few more than k: relaxed-order scans may return neighbours slightly out of order.
+        found = rows.annotate(dot=MaxInnerProduct(plain, query)).values_list(key, "dot", "bias")
+        scored = [(pk, -dot + bias) for pk, dot, bias in found[: k * CANDIDATE_FACTOR]]  # <#> is -dot
     scored.sort(key=lambda pair: pair[1], reverse=True)
     return scored[:k]

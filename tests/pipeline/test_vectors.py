@@ -5,7 +5,7 @@ import threading
 import numpy as np
 import pytest
 from django.db import connection, transaction
-from pgvector.django import MaxInnerProduct
+from django.test.utils import CaptureQueriesContext
 
 from recommendations.models import ModelStatus, ModelVersion, ProductVector, StoreVector, UserVector
 from recommendations.vectors import activation, indexes, queries, writer
@@ -77,14 +77,13 @@ def test_queries_use_the_versions_hnsw_index_and_rank_by_score():
     version = make_version(n=2000)
     other = make_version(n=50, seed=9)  # another version's rows never leak into answers
     query = np.random.default_rng(5).normal(size=DIMS)
-    expr = indexes.embedding_expression(DIMS)
-    plan = (
-        ProductVector.objects.filter(model_version_id=version.pk)
-        .annotate(distance=MaxInnerProduct(expr, query))
-        .order_by("distance")[:10]
-        .explain()
-    )
-    assert f"Index Scan using {indexes.index_name(indexes.INDEX_SPECS[0], version.pk)}" in plan
+    with CaptureQueriesContext(connection) as executed:
+        queries.nearest_products(query, 10, version=version)
+    knn = [q["sql"] for q in executed.captured_queries if "ORDER BY" in q["sql"]]
+    with connection.cursor() as cursor:
+        cursor.execute(f"EXPLAIN {knn[-1]}")
+        plan = "\n".join(row[0] for row in cursor.fetchall())
+    assert f"Index Scan using rec_product_score_v{version.pk} " in plan
     found = queries.nearest_products(query, 10, version=version)
     assert [p for p, _ in found] == exact_top(version, query, 10)
     scores = [s for _, s in found]
@@ -104,8 +103,12 @@ def test_queries_use_the_versions_hnsw_index_and_rank_by_score():
     assert {p for p, _ in queries.nearest_products(query, 100, version=other)} <= {
         str(i) for i in range(1, 51)
     }
-    similar = queries.similar_products("1", 5, version=version)
+    with CaptureQueriesContext(connection) as executed:
+        similar = queries.similar_products("1", 5, version=version)
     assert len(similar) == 5 and "1" not in dict(similar)
+    with connection.cursor() as cursor:
+        cursor.execute(f"EXPLAIN {executed.captured_queries[-1]['sql']}")
+        assert f"rec_product_cos_v{version.pk}" in str(cursor.fetchall())
     assert [s for _, s in queries.nearest_stores(query, 3, version=version)]
     with pytest.raises(ValueError, match="8 finite numbers"):
         queries.nearest_products(np.zeros(3), 5, version=version)
