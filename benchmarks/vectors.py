@@ -114,7 +114,8 @@ def main() -> None:
         for spec in indexes.INDEX_SPECS[:2]:  # the product indexes; store tables are small
             started = time.perf_counter()
             indexes.build_indexes(version, specs=[spec])
-            print(f"{size:>9,} vectors, {spec.short} index ({spec.opclass}): {time.perf_counter() - started:7.1f}s")
+            seconds = time.perf_counter() - started
+            print(f"{size:>9,} vectors, {spec.short} index ({spec.opclass}): {seconds:7.1f}s")
         queries_ = rng.normal(size=(args.queries, args.dims)).astype(np.float32)
         exact = embeddings[:size] @ queries_.T + biases[:size, None]
         latencies, recalls = [], []
