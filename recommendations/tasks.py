@@ -20,6 +20,7 @@ from recommendations import pipeline
 from recommendations.features import InsufficientData
 from recommendations.marketing.tasks import refresh_segments  # noqa: F401 - registers it with the host's worker
 from recommendations.serving import statistics
+from recommendations.serving.tasks import prune_served  # noqa: F401 - registers it with the host's worker
 from recommendations.vectors import activation, embedding, indexes, queries
 
 logger = logging.getLogger(__name__)
