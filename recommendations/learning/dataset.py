@@ -171,11 +171,16 @@ class EvalSet:
 
 @dataclass
 class Split:
-    """A training set plus the validation (for early stopping) and test evaluation sets."""
+    """A training set plus the validation (for early stopping) and test evaluation sets.
+
+    `train_with_validation` is every interaction known when the test targets are predicted
+    (training plus validation targets): models that do not early-stop can learn from it.
+    """
 
     train: InteractionData
     test: EvalSet
     validation: EvalSet | None = None
+    train_with_validation: InteractionData | None = None
     info: dict = field(default_factory=dict)
 
 
@@ -190,12 +195,14 @@ def leave_one_out_split(data: InteractionData, min_interactions: int = 3) -> Spl
     keep = np.ones(data.n_interactions, dtype=bool)
     ends = data.indptr[1:]
     keep[ends[evaluated] - 1] = False
+    known_at_test = data.select(keep)
     keep[ends[evaluated] - 2] = False
     users = np.flatnonzero(evaluated)
     seqs = [data.sequence(u) for u in users]
     validation = EvalSet(users, [s[:-2] for s in seqs], [s[-2:-1] for s in seqs])
     test = EvalSet(users, [s[:-1] for s in seqs], [s[-1:] for s in seqs])
-    return Split(data.select(keep), test, validation, {"protocol": "leave_one_out"})
+    info = {"protocol": "leave_one_out"}
+    return Split(data.select(keep), test, validation, known_at_test, info)
 
 
 def temporal_split(
@@ -216,7 +223,7 @@ def temporal_split(
     validation = _period_eval_set(data, t_val, t_test) if validation_fraction > 0 else None
     test = _period_eval_set(data, t_test, np.inf)
     info = {"protocol": "temporal", "t_validation": float(t_val), "t_test": float(t_test)}
-    return Split(train, test, validation, info)
+    return Split(train, test, validation, data.select(ts < t_test), info)
 
 
 def kfold_user_split(
@@ -241,7 +248,8 @@ def kfold_user_split(
         validation = EvalSet(users, [s[:-2] for s in seqs], [s[-2:-1] for s in seqs])
         test = EvalSet(users, [s[:-1] for s in seqs], [s[-1:] for s in seqs])
         info = {"protocol": "kfold_user", "fold": i, "k": k}
-        splits.append(Split(data.select(~held_out[user_of]), test, validation, info))
+        train = data.select(~held_out[user_of])
+        splits.append(Split(train, test, validation, train, info))
     return splits
 
 

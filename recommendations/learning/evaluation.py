@@ -1,0 +1,166 @@
+"""Offline evaluation with the full-ranking protocol of the sequential-recommendation papers.
+
+Every candidate item is ranked (no sampled negatives, which overstate quality and can reorder
+models), and items already in the user's history are removed from the ranking. Any object
+with `score_users(user_ids, histories) -> [n_users, n_items]` can be evaluated.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Protocol
+
+import numpy as np
+
+from .dataset import EvalSet, InteractionData, Split
+
+
+class Scorer(Protocol):
+    def score_users(self, user_ids: np.ndarray, histories: Sequence[np.ndarray]) -> np.ndarray:
+        """Scores of every item for each user (higher = more relevant)."""
+        ...
+
+
+def item_probabilities(train: InteractionData) -> np.ndarray:
+    """Share of training users who touched each item (never 0), the base of novelty."""
+    counts = train.item_popularity().astype(np.float64)
+    n_users = max(int((train.lengths() > 0).sum()), 1)
+    return np.maximum(counts, 1.0) / n_users
+
+
+def top_k(scores: np.ndarray, k: int) -> np.ndarray:
+    """Indices of the k highest scores per row, best first."""
+    k = min(k, scores.shape[1])
+    part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+    order = np.argsort(-np.take_along_axis(scores, part, axis=1), axis=1, kind="stable")
+    return np.take_along_axis(part, order, axis=1)
+
+
+def ranking_metrics(
+    top_items: np.ndarray,
+    targets: Sequence[np.ndarray],
+    n_items: int,
+    ks: Sequence[int] = (10, 20),
+    item_probs: np.ndarray | None = None,
+) -> dict[str, float]:
+    """Metrics from ranked lists (`top_items[j]` best first) and each user's target items.
+
+    HR@k (any target in the top k), NDCG@k (binary gains, ideal DCG over min(k, |targets|)),
+    precision@k (hits / k), recall@k (hits / |targets|), MAP@k (sum of precision at each hit /
+    min(k, |targets|)), coverage@k (share of the catalogue recommended to anyone) and novelty@k
+    (mean -log2 p(item) over recommended items, p from `item_probs`).
+    """
+    n = len(targets)
+    kmax = max(ks)
+    rel = np.zeros((n, kmax), dtype=bool)
+    n_targets = np.zeros(n, dtype=np.float64)
+    for j, t in enumerate(targets):
+        t = np.unique(np.asarray(t))
+        n_targets[j] = len(t)
+        rel[j] = np.isin(top_items[j, :kmax], t)
+    discounts = 1.0 / np.log2(np.arange(2, kmax + 2))
+    out: dict[str, float] = {}
+    for k in ks:
+        r = rel[:, :k]
+        hits = r.sum(1)
+        ideal = np.minimum(n_targets, k)
+        idcg = np.concatenate([[0.0], np.cumsum(discounts[:k])])[ideal.astype(int)]
+        prec_at = np.cumsum(r, axis=1) / np.arange(1, k + 1)
+        out[f"HR@{k}"] = float(np.mean(hits > 0))
+        out[f"NDCG@{k}"] = float(np.mean((r * discounts[:k]).sum(1) / idcg))
+        out[f"precision@{k}"] = float(np.mean(hits / k))
+        out[f"recall@{k}"] = float(np.mean(hits / n_targets))
+        out[f"MAP@{k}"] = float(np.mean((prec_at * r).sum(1) / ideal))
+        out[f"coverage@{k}"] = float(len(np.unique(top_items[:, :k])) / n_items)
+        if item_probs is not None:
+            out[f"novelty@{k}"] = float(np.mean(-np.log2(item_probs[top_items[:, :k]])))
+    out["n_users"] = float(n)
+    return out
+
+
+def evaluate(
+    model: Scorer,
+    eval_set: EvalSet,
+    n_items: int,
+    ks: Sequence[int] = (10, 20),
+    item_probs: np.ndarray | None = None,
+    batch_size: int = 1024,
+    exclude_history: bool = True,
+) -> dict[str, float]:
+    """Full-ranking metrics of `model` on `eval_set`, scoring users in batches."""
+    keep = np.array([len(t) > 0 for t in eval_set.targets], dtype=bool)
+    users = eval_set.users[keep]
+    histories = [h for h, k in zip(eval_set.histories, keep, strict=True) if k]
+    targets = [t for t, k in zip(eval_set.targets, keep, strict=True) if k]
+    if not len(users):
+        raise ValueError("nothing to evaluate: no user has a target item")
+    kmax = max(ks)
+    tops = []
+    for start in range(0, len(users), batch_size):
+        stop = start + batch_size
+        hist = histories[start:stop]
+        scores = np.array(model.score_users(users[start:stop], hist), dtype=np.float32)
+        if exclude_history:
+            rows = np.repeat(np.arange(len(hist)), [len(h) for h in hist])
+            cols = np.concatenate(hist).astype(np.int64) if hist else np.zeros(0, np.int64)
+            scores[rows, cols] = -np.inf
+        tops.append(top_k(scores, kmax))
+    return ranking_metrics(np.concatenate(tops), targets, n_items, ks, item_probs)
+
+
+def compare(
+    models: Mapping[str, Scorer],
+    split: Split,
+    ks: Sequence[int] = (10, 20),
+    fit: bool = True,
+    log: Callable[[str], None] | None = print,
+) -> list[dict[str, float | str]]:
+    """Fit (if `fit`) and evaluate several models on the same split; one row per model.
+
+    Models that early-stop (`uses_validation = True`) are fitted with
+    `model.fit(split.train, split.validation)`; the others learn from every interaction known at
+    test time, `split.train_with_validation`. The wall time of the fit is reported as `train_s`.
+    Returns the rows and, with `log`, prints them as one table.
+    """
+    probs = item_probabilities(split.train)
+    rows: list[dict[str, float | str]] = []
+    for name, model in models.items():
+        train_s = float("nan")
+        if fit:
+            t0 = time.perf_counter()
+            if getattr(model, "uses_validation", False) or split.train_with_validation is None:
+                model.fit(split.train, split.validation)  # type: ignore[attr-defined]
+            else:
+                model.fit(split.train_with_validation)  # type: ignore[attr-defined]
+            train_s = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        metrics = evaluate(model, split.test, split.train.n_items, ks, probs)
+        row: dict[str, float | str] = {"model": name, **metrics, "train_s": train_s}
+        row["eval_s"] = time.perf_counter() - t0
+        rows.append(row)
+        if log is not None:
+            log(f"{name}: " + ", ".join(f"{k}={_fmt(v)}" for k, v in row.items() if k != "model"))
+    if log is not None:
+        log(format_table(rows, ks))
+    return rows
+
+
+def format_table(rows: Sequence[Mapping[str, float | str]], ks: Sequence[int] = (10, 20)) -> str:
+    """A Markdown table of the headline columns."""
+    k0 = ks[0]
+    cols = [f"HR@{k}" for k in ks] + [f"NDCG@{k}" for k in ks]
+    cols += [f"precision@{k0}", f"MAP@{k0}", f"coverage@{k0}", f"novelty@{k0}", "train_s"]
+    lines = ["| model | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]
+    for row in rows:
+        cells = [_fmt(row.get(c, float("nan")), c) for c in cols]
+        lines.append(f"| {row['model']} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _fmt(value: float | str, column: str = "") -> str:
+    if isinstance(value, str):
+        return value
+    if column in ("train_s", "eval_s") or column.startswith("novelty"):
+        return f"{value:.1f}"
+    return f"{value:.4f}"

@@ -1,0 +1,88 @@
+import numpy as np
+import pytest
+
+from recommendations.learning.dataset import (
+    InteractionData,
+    kfold_user_split,
+    leave_one_out_split,
+    temporal_split,
+)
+
+
+def small_data() -> InteractionData:
+    # user 0: 5 events, user 1: 2 events (too few to evaluate), user 2: 3 events
+    return InteractionData.from_sequences(
+        [[0, 1, 2, 3, 4], [5, 6], [7, 8, 9]],
+        n_items=10,
+        timestamps=[[10, 20, 30, 40, 50], [15, 25], [35, 45, 55]],
+        weights=[[1, 1, 2, 1, 1], [1, 1], [0.5, 1, 1]],
+    )
+
+
+def test_from_arrays_sorts_by_user_then_time_stably():
+    data = InteractionData.from_arrays(
+        user_ids=[1, 0, 1, 0, 0],
+        item_ids=[3, 2, 4, 1, 0],
+        timestamps=[5, 9, 1, 9, 3],
+        n_items=5,
+    )
+    assert data.n_users == 2
+    assert data.sequence(0).tolist() == [0, 2, 1]  # t=3, then the two t=9 in given order
+    assert data.sequence(1).tolist() == [4, 3]
+
+
+def test_rejects_out_of_range_items():
+    with pytest.raises(ValueError):
+        InteractionData.from_sequences([[0, 5]], n_items=5)
+
+
+def test_to_csr_sums_weights():
+    data = InteractionData.from_sequences([[1, 1, 2]], n_items=3, weights=[[0.5, 1.0, 2.0]])
+    m = data.to_csr()
+    assert m[0, 1] == pytest.approx(1.5) and m[0, 2] == pytest.approx(2.0)
+    assert data.to_csr(binary=True)[0, 1] == 1.0
+
+
+def test_leave_one_out():
+    split = leave_one_out_split(small_data())
+    assert split.test.users.tolist() == [0, 2]
+    assert [t.tolist() for t in split.test.targets] == [[4], [9]]
+    assert [h.tolist() for h in split.test.histories] == [[0, 1, 2, 3], [7, 8]]
+    assert [t.tolist() for t in split.validation.targets] == [[3], [8]]
+    assert [h.tolist() for h in split.validation.histories] == [[0, 1, 2], [7]]
+    train = split.train
+    assert [train.sequence(u).tolist() for u in range(3)] == [[0, 1, 2], [5, 6], [7]]
+    assert train.weights[train.indptr[0] : train.indptr[1]].tolist() == [1, 1, 2]
+    full = split.train_with_validation
+    assert [full.sequence(u).tolist() for u in range(3)] == [[0, 1, 2, 3], [5, 6], [7, 8]]
+
+
+def test_temporal_split_uses_global_cutoffs():
+    split = temporal_split(small_data(), test_fraction=0.3, validation_fraction=0.2)
+    t_val, t_test = split.info["t_validation"], split.info["t_test"]
+    assert t_val < t_test
+    assert split.train.timestamps.max() < t_val
+    for u, hist, targets in zip(split.test.users, split.test.histories, split.test.targets,
+                                strict=True):
+        seq = small_data().sequence(u)
+        ts = small_data().timestamps[small_data().indptr[u] : small_data().indptr[u + 1]]
+        assert hist.tolist() == seq[ts < t_test].tolist()
+        assert set(targets.tolist()) == set(seq[ts >= t_test].tolist())
+    assert len(split.test) > 0
+    assert split.train_with_validation.timestamps.max() < t_test
+
+
+def test_kfold_user_split_holds_out_whole_users():
+    data = InteractionData.from_sequences([[i % 7, (i + 1) % 7, (i + 2) % 7] for i in range(20)], 7)
+    splits = kfold_user_split(data, k=4, seed=1)
+    assert len(splits) == 4
+    seen = []
+    for split in splits:
+        held = split.test.users
+        assert len(held) == 5
+        assert all(len(split.train.sequence(u)) == 0 for u in held)
+        others = np.setdiff1d(np.arange(20), held)
+        assert all(len(split.train.sequence(u)) == 3 for u in others)
+        assert [t.tolist() for t in split.test.targets] == [[data.sequence(u)[-1]] for u in held]
+        seen.extend(held.tolist())
+    assert sorted(seen) == list(range(20))
