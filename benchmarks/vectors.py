@@ -77,6 +77,7 @@ def main() -> None:
 
     setup_django()
     from django.db import connection
+    from django.test.utils import CaptureQueriesContext
 
     from recommendations.models import ModelVersion, ProductVector
     from recommendations.vectors import indexes, queries, writer
@@ -125,9 +126,15 @@ def main() -> None:
             latencies.append(time.perf_counter() - started)
             truth = {ids[i] for i in np.argpartition(-exact[:, j], 10)[:10]}
             recalls.append(len(truth & {p for p, _ in found}) / 10)
+        with CaptureQueriesContext(connection) as executed:
+            queries.nearest_products(queries_[0], 10, version=version)
+        with connection.cursor() as cursor:
+            cursor.execute(f"EXPLAIN {executed.captured_queries[-1]['sql']}")
+            scan = next(row[0].strip() for row in cursor.fetchall() if "Scan" in row[0])
         print(
             f"{size:>9,} vectors, nearest_products k=10: p50 {np.median(latencies) * 1000:.1f} ms, "
-            f"p95 {np.percentile(latencies, 95) * 1000:.1f} ms, recall@10 {np.mean(recalls):.3f}"
+            f"p95 {np.percentile(latencies, 95) * 1000:.1f} ms, recall@10 {np.mean(recalls):.3f}; "
+            f"plan: {scan.split('  (')[0]}"
         )
         indexes.drop_indexes(version)
         empty_vector_table()
