@@ -10,12 +10,9 @@ Queries (`recommendations.vectors.queries`) use the same expression and filter, 
 the planner pick that version's index. Building an index after COPY is several times faster
 than inserting into an existing one, and a version that is being written has no readers yet.
 
-Ranking products for a user by score = user . item + bias is a maximum-inner-product search,
-which HNSW does poorly on raw inner product when item norms vary (recall@10 about 0.7 at
-ef_search 100 in benchmarks). So products are indexed on `ScoreEmbedding`: the vector
-[item, bias, sqrt(R^2 - |item|^2 - bias^2)], whose norm is R for every item; for the query
-[user, 1, 0] its cosine order is exactly the score order (Bachrach et al., 2014), and HNSW
-handles cosine well.
+Products are ranked for a user by score = user . item + bias, so their inner-product index
+is on `ScoreEmbedding`, [item, bias]: for the query [user, 1] the index orders by the exact
+score (the learning core folds the bias the same way), with no re-ranking afterwards.
 """
 
 from __future__ import annotations
@@ -29,7 +26,7 @@ from typing import Any
 
 from django.contrib.postgres.indexes import OpClass
 from django.db import connection
-from django.db.models import F, FloatField, Func, Max, Q
+from django.db.models import F, Func, Q
 from django.db.models.functions import Cast
 from pgvector.django import HnswIndex, VectorField
 
@@ -45,11 +42,6 @@ HNSW_EF_CONSTRUCTION = 64
 BUILD_SETTINGS = {"maintenance_work_mem": "1GB", "max_parallel_maintenance_workers": "1"}
 
 
-# Headroom over the largest |item|^2 + bias^2 at build time, so products embedded later
-# (single saves) fit under the same R without rebuilding the index.
-SCORE_NORM_HEADROOM = 1.25
-
-
 @dataclass(frozen=True)
 class IndexSpec:
     """One kind of per-version index: which table, which distance, a short name, and
@@ -61,10 +53,10 @@ class IndexSpec:
     score: bool = False
 
 
-# Products for a user: the score embedding (see above); similar products: cosine of the
-# plain vectors, where length must not count; stores (a few thousand): plain inner product.
+# Products for a user: inner product on the score embedding (see above); similar products:
+# cosine of the plain vectors, where length must not count; stores: plain inner product.
 INDEX_SPECS = (
-    IndexSpec(ProductVector, "vector_cosine_ops", "product_score", score=True),
+    IndexSpec(ProductVector, "vector_ip_ops", "product_score", score=True),
     IndexSpec(ProductVector, "vector_cosine_ops", "product_cos"),
     IndexSpec(StoreVector, "vector_ip_ops", "store_ip"),
 )
@@ -76,41 +68,20 @@ def embedding_expression(dimensions: int) -> Cast:
 
 
 class ScoreEmbedding(Func):
-    """`[embedding, bias, sqrt(R^2 - |embedding|^2 - bias^2)]::vector(d + 2)`.
-
-    R^2 (`norm2`) is fixed per version when its index is built (`version.config["score_norm2"]`)
-    and written into the SQL as a literal, so the index and the queries spell the very same
-    expression. Every function involved is immutable, as an index expression must be.
-    """
+    """`(embedding::vector(d) || ARRAY[bias]::vector)::vector(d + 1)`: the item vector with its
+    bias appended, so that its inner product with [user, 1] is the score."""
 
     output_field = VectorField()
 
-    def __init__(self, dimensions: int, norm2: float) -> None:
+    def __init__(self, dimensions: int) -> None:
         super().__init__(embedding_expression(dimensions), F("bias"))
         self.dimensions = dimensions
-        self.norm2 = float(norm2)
 
     def as_sql(self, compiler: Any, connection: Any, **extra: Any) -> tuple[str, list]:
         embedding, embedding_params = compiler.compile(self.source_expressions[0])
         bias, bias_params = compiler.compile(self.source_expressions[1])
-        if embedding_params or bias_params:
-            raise ValueError("ScoreEmbedding expects plain column expressions.")
-        norm = f"vector_norm({embedding})"
-        slack = f"sqrt(greatest({self.norm2!r}::float8 - {norm} * {norm} - {bias} * {bias}, 0))"
-        return f"CAST(({embedding} || ARRAY[{bias}, {slack}]::vector) AS vector({self.dimensions + 2}))", []
-
-
-def score_norm2(version: ModelVersion) -> float:
-    """R^2 of `version`'s score embedding, measured (with headroom) the first time it is needed."""
-    if "score_norm2" not in version.config:
-        embedding = embedding_expression(version.dimensions)
-        norm = Func(embedding, function="vector_norm", output_field=FloatField())
-        largest = ProductVector.objects.filter(model_version_id=version.pk).aggregate(
-            m=Max(norm * norm + F("bias") * F("bias"))
-        )["m"]
-        version.config = {**version.config, "score_norm2": SCORE_NORM_HEADROOM * float(largest or 1.0)}
-        ModelVersion.objects.filter(pk=version.pk).update(config=version.config)
-    return version.config["score_norm2"]
+        sql = f"CAST(({embedding} || ARRAY[{bias}]::vector) AS vector({self.dimensions + 1}))"
+        return sql, [*embedding_params, *bias_params]
 
 
 def index_name(spec: IndexSpec, version_id: int) -> str:
@@ -119,7 +90,7 @@ def index_name(spec: IndexSpec, version_id: int) -> str:
 
 def hnsw_index(spec: IndexSpec, version: ModelVersion) -> HnswIndex:
     if spec.score:
-        expression = ScoreEmbedding(version.dimensions, score_norm2(version))
+        expression = ScoreEmbedding(version.dimensions)
     else:
         expression = embedding_expression(version.dimensions)
     # Django takes operator classes of expression indexes through OpClass, not opclasses=.

@@ -7,8 +7,8 @@ Filtered queries run with pgvector's iterative index scans, so a filter that rej
 neighbours still returns k rows.
 
 Scores: `nearest_products` returns user . item + item bias (higher is better), searched on
-the version's score-embedding index (`indexes.ScoreEmbedding`: cosine order = score order);
-`similar_products` returns cosine similarity.
+the version's index of [item, bias] with the query [user, 1] (`indexes.ScoreEmbedding`);
+`nearest_stores` returns user . store; `similar_products` returns cosine similarity.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from recommendations.vectors.indexes import ScoreEmbedding, embedding_expression
 # Seconds a process trusts its idea of the active version. Activation keeps the previous
 # version's vectors, so a reader a few seconds behind still gets complete (old) answers.
 ACTIVE_VERSION_TTL = 5.0
-# Candidates fetched per answer row for the scored kinds, re-sorted by their exact score.
+# Candidates fetched per answer row, re-sorted by their exact score.
 CANDIDATE_FACTOR = 2
 MAX_EF_SEARCH = 1000  # pgvector's upper limit
 
@@ -174,9 +174,8 @@ def _nearest(
     *,
     kind: str,
 ) -> list[tuple[str, float]]:
-    """k-NN on one version's rows. `kind`: "score" (user . item + bias, via the score
-    embedding when the version's index has been built, else plain inner product), "inner"
-    (inner product plus bias) or "cosine"."""
+    """k-NN on one version's rows. `kind`: "score" (user . item + bias), "inner" (inner
+    product) or "cosine"."""
     version = version or active_version()
     if version is None or k <= 0:
         return []
@@ -194,20 +193,17 @@ def _nearest(
     if exclude:
         rows = rows.exclude(**{f"{key}__in": [str(i) for i in exclude]})
     plain = embedding_expression(version.dimensions)
-    if kind == "cosine":
+    if kind == "score":
+        order = MaxInnerProduct(ScoreEmbedding(version.dimensions), np.append(query, 1.0))
+    elif kind == "cosine":
         order = CosineDistance(plain, query)
-    elif kind == "score" and "score_norm2" in version.config:
-        score_embedding = ScoreEmbedding(version.dimensions, version.config["score_norm2"])
-        order = CosineDistance(score_embedding, np.append(query, [1.0, 0.0]))
     else:
         order = MaxInnerProduct(plain, query)
-    rows = rows.annotate(distance=order).order_by("distance")
+    rows = rows.annotate(distance=order).order_by("distance").values_list(key, "distance")
     _search_settings()
-    if kind == "cosine":
-        scored = [(pk, 1.0 - dist) for pk, dist in rows.values_list(key, "distance")[:k]]
-    else:
-        # A few more than k: relaxed-order scans may return neighbours slightly out of order.
-        found = rows.annotate(dot=MaxInnerProduct(plain, query)).values_list(key, "dot", "bias")
-        scored = [(pk, -dot + bias) for pk, dot, bias in found[: k * CANDIDATE_FACTOR]]  # <#> is -dot
+    # A few more than k: relaxed-order scans may return neighbours slightly out of order.
+    found = rows[: k * CANDIDATE_FACTOR]
+    # <#> is the negative inner product; <=> is 1 - cosine similarity.
+    scored = [(pk, 1.0 - dist if kind == "cosine" else -dist) for pk, dist in found]
     scored.sort(key=lambda pair: pair[1], reverse=True)
     return scored[:k]
