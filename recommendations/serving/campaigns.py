@@ -48,7 +48,7 @@ def rank_product_sets(audience: Audience, product_sets: Mapping[Hashable, Iterab
     item_scores: dict[str, float] = {}
     reason = "Matches what you like"
     if version is not None and every:
-        taste = current_taste(version, audience.user_id, history)
+        taste = current_taste(version, audience)
         if taste.vector is not None:
             item_scores = {
                 pid: float(v.embedding @ taste.vector) + v.bias

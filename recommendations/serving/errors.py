@@ -29,18 +29,35 @@ def _get(queryset: models.QuerySet, key: Any) -> models.Model | None:
         return None
 
 
-def get_product(product_id: str) -> models.Model:
-    """The host product with this id (available or not), or `NotFound` naming it."""
-    product = _get(get_product_adapter().index_queryset(), product_id)
-    if product is None:
+def _exists(queryset: models.QuerySet | None, key: Any) -> bool:
+    """Whether the queryset has this key: one `SELECT 1 ... LIMIT 1`, no row or prefetch loaded."""
+    try:
+        return queryset is not None and queryset.filter(pk=key).exists()
+    except (ValueError, TypeError, ValidationError):
+        return False
+
+
+def require_product(product_id: str) -> None:
+    """`NotFound` naming the id unless the host has this product (available or not)."""
+    if not _exists(get_product_adapter().index_queryset(), product_id):
         raise NotFound(f"No product with id {product_id!r}.")
-    return product
+
+
+def _stores() -> models.QuerySet | None:
+    adapter = get_store_adapter()
+    return adapter.index_queryset() if adapter is not None else None
+
+
+def require_store(store_id: str) -> None:
+    """`NotFound` unless the host has this store (also when the shop has no stores)."""
+    if not _exists(_stores(), store_id):
+        raise NotFound(f"No store with id {store_id!r}.")
 
 
 def get_store(store_id: str) -> models.Model:
     """The host store with this id, or `NotFound` (also when the shop has no stores)."""
-    adapter = get_store_adapter()
-    store = _get(adapter.index_queryset(), store_id) if adapter is not None else None
+    stores = _stores()
+    store = _get(stores, store_id) if stores is not None else None
     if store is None:
         raise NotFound(f"No store with id {store_id!r}.")
     return store

@@ -21,7 +21,7 @@ from recommendations.events.preprocessing import event_weight
 from recommendations.models import EventType, ModelVersion, PairKind, ProductDocument
 from recommendations.serving import statistics, variants
 from recommendations.serving.cache import cached
-from recommendations.serving.errors import get_product, get_store, valid_product_ids
+from recommendations.serving.errors import require_product, require_store, valid_product_ids
 from recommendations.serving.history import History, purchases, recent_history
 from recommendations.serving.realtime import Taste, current_taste
 from recommendations.serving.rules import MAX_LIMIT, finalize, limit_for, rules_for
@@ -126,7 +126,7 @@ def for_you(audience: Audience, options: Options) -> RecommendationResult:
 
     def personal() -> list[Candidate]:
         if version is not None:
-            taste = current_taste(version, audience.user_id, history)
+            taste = current_taste(version, audience)
             if taste.vector is not None:
                 return _vector_candidates(version, taste, history, k, audience, options.explain)
         return _classic_candidates(history, k)
@@ -174,7 +174,7 @@ def _content_candidates(seed: ProductDocument | None, k: int) -> list[Candidate]
 
 def similar(product_id: str, audience: Audience, options: Options) -> RecommendationResult:
     """Products like this one: vector neighbours blended with title similarity in its category."""
-    get_product(product_id)
+    require_product(product_id)
     version = variants.model_version(audience)
     k = _pool_size(Kind.SIMILAR, options, audience)
 
@@ -227,7 +227,7 @@ def similar(product_id: str, audience: Audience, options: Options) -> Recommenda
 
 def bought_together(product_id: str, audience: Audience, options: Options) -> RecommendationResult:
     """Frequently bought together (co-purchase), then viewed together, then similar in category."""
-    get_product(product_id)
+    require_product(product_id)
     k = _pool_size(Kind.BOUGHT_TOGETHER, options, audience)
 
     def compute() -> list[Candidate]:
@@ -322,7 +322,7 @@ def buy_again(audience: Audience, options: Options) -> RecommendationResult:
 
 def store_products(store_id: str, audience: Audience, options: Options) -> RecommendationResult:
     """One store's products for this visitor: by taste when known, else popular, else newest."""
-    store = get_store(store_id)
+    require_store(store_id)
     adapter = get_product_adapter()
     history = recent_history(audience)
     version = variants.model_version(audience)
@@ -330,7 +330,7 @@ def store_products(store_id: str, audience: Audience, options: Options) -> Recom
     in_store = ProductDocument.objects.filter(store_id=store_id).values("product_id")
 
     def personal() -> list[Candidate]:
-        taste = current_taste(version, audience.user_id, history) if version is not None else None
+        taste = current_taste(version, audience) if version is not None else None
         if taste is None or taste.vector is None:
             return []
         store_ids = list(in_store.values_list("product_id", flat=True))
@@ -353,7 +353,7 @@ def store_products(store_id: str, audience: Audience, options: Options) -> Recom
         audience,
         options,
         model_version_id=version and version.pk,
-        queryset=adapter.index_queryset().filter(**{adapter.store_field: store}),
+        queryset=adapter.index_queryset().filter(**{adapter.store_field: store_id}),
         context={"store_id": store_id},
     )
 
@@ -370,7 +370,7 @@ def rerank(product_ids: list[str], audience: Audience, options: Options) -> Reco
     scores: dict[str, float] = {}
     source = "popular"
     if version is not None:
-        taste = current_taste(version, audience.user_id, history)
+        taste = current_taste(version, audience)
         if taste.vector is not None:
             source = "realtime"
             scores = {

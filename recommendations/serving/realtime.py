@@ -19,7 +19,9 @@ from django.utils import timezone
 from recommendations.conf import rec_settings
 from recommendations.events.preprocessing import event_weight
 from recommendations.models import ModelVersion
-from recommendations.serving.history import History
+from recommendations.serving.cache import cached
+from recommendations.serving.history import History, recent_history
+from recommendations.serving.types import Audience
 from recommendations.vectors import queries
 
 # Events whose decayed weight falls below this say nothing about the visitor's taste now.
@@ -67,13 +69,28 @@ def session_vector(weights: dict[str, float], item_vectors: dict[str, np.ndarray
     return np.sum([v.astype(np.float64) * w for v, w in known], axis=0) / total
 
 
-def current_taste(version: ModelVersion, user_id: int | None, history: History) -> Taste:
-    """Blend the stored vector of `user_id` with the session; two indexed queries at most.
+def stored_vector(version: ModelVersion, user_id: int) -> np.ndarray | None:
+    """The user's vector as of the version's training; a version's vectors never change, so it
+    is cached like candidate lists (`SERVING_CACHE_SECONDS`), "no vector" included."""
+    found = cached(("user_vector", version.pk, user_id), lambda: (queries.user_vector(user_id, version),))
+    return found[0]
+
+
+def current_taste(version: ModelVersion, audience: Audience) -> Taste:
+    """Blend the stored vector of the visitor with their session; two indexed queries at most,
+    once per `Audience` and version (every block of a page shares it).
 
     The session's share grows with how much happened lately: a fresh product view (weight 1)
     gives it the full `REALTIME_SESSION_WEIGHT`; a view hours ago only a little.
     """
-    stored = queries.user_vector(user_id, version) if user_id is not None else None
+    key = ("taste", version.pk)
+    if key not in audience.memo:
+        audience.memo[key] = _blend(version, audience.user_id, recent_history(audience))
+    return audience.memo[key]
+
+
+def _blend(version: ModelVersion, user_id: int | None, history: History) -> Taste:
+    stored = stored_vector(version, user_id) if user_id is not None else None
     weights = recent_weights(history)
     item_vectors = (
         {k: v.embedding for k, v in queries.product_vectors(list(weights), version).items()}

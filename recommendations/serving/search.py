@@ -106,7 +106,7 @@ def search(query: str, audience: Audience, options: Options) -> RecommendationRe
                 {pid: v.embedding for pid, v in queries.product_vectors(related, version).items()}
             )
             semantic = {pid: float(_unit(embedding) @ meaning) for pid, embedding in embeddings.items()}
-        taste = current_taste(version, audience.user_id, history)
+        taste = current_taste(version, audience)
         affinity: dict[str, float] = {}
         if taste.vector is not None:
             direction = _unit(taste.vector)

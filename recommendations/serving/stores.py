@@ -70,7 +70,7 @@ def stores_for_user(audience: Audience, options: Options) -> RecommendationResul
     def compute() -> list[Candidate]:
         candidates = []
         if version is not None:
-            taste = current_taste(version, audience.user_id, history)
+            taste = current_taste(version, audience)
             if taste.vector is not None:
                 candidates = [
                     Candidate(sid, score, "realtime", "Matches what you like")

@@ -2,6 +2,7 @@
 
 import pytest
 from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
 from recommendations.models import ServedRecommendation
 from recommendations.serving import products
@@ -131,6 +132,26 @@ def test_hot_path_query_count(catalog, model, django_assert_max_num_queries):
     with django_assert_max_num_queries(4):  # cached: history+purchases, availability, products, INSERT
         again = products.for_you(Audience(user=alice), Options(limit=2))
     assert again.ids == first.ids and again.recommendation_id != first.recommendation_id
+    # A new event changes the list but not the stored user vector, which stays cached. (In a
+    # test's transaction the k-NN search settings cost a statement per query, not per connection.)
+    add_event(catalog, "view", "Matte top coat", user="alice")
+    with django_assert_max_num_queries(7):  # history, its vectors, k-NN, availability, products, INSERT
+        products.for_you(Audience(user=alice), Options(limit=2))
+
+
+def test_blocks_of_a_page_share_the_visitors_reads(catalog, model):
+    """Every block of a page needs the visitor's history and taste; they are read once per page."""
+    audience = Audience(user=catalog.users["alice"])
+    add_event(catalog, "view", "Red nail polish", user="alice")
+    products.for_you(audience, Options(limit=2))
+    with CaptureQueriesContext(connection) as captured:
+        result = products.store_products(str(catalog.stores["Nails"].pk), audience, Options(limit=2))
+    assert result.items[0][1].source == "realtime"
+    statements = [query["sql"] for query in captured.captured_queries]
+    assert not [sql for sql in statements if "recommendations_uservector" in sql]  # the stored vector
+    assert not [sql for sql in statements if '"recommendations_event"."user_id"' in sql]  # the history
+    vectors = [sql for sql in statements if "recommendations_productvector" in sql]
+    assert len(vectors) == 1 and "ORDER BY" in vectors[0]  # the k-NN query; not the history's vectors
 
 
 def test_served_lists_are_written_in_one_asynchronous_statement(transactional_db, django_assert_num_queries):
