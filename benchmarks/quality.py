@@ -23,19 +23,49 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from recommendations.learning.classic import (  # noqa: E402
+# Threads that cannot get a core should sleep rather than spin (the machine is shared).
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+from recommendations.learning.classic import (
     ALSRecommender,
     EASERecommender,
     ItemKNNRecommender,
     PopularityRecommender,
 )
-from recommendations.learning.dataset import InteractionData, leave_one_out_split  # noqa: E402
-from recommendations.learning.evaluation import compare, format_table  # noqa: E402
-from recommendations.learning.features import ItemContent, ItemFeaturizer  # noqa: E402
-
-DATA_DIR = Path(
-    os.environ.get("BEAUTY_DATA_DIR", "/work/shared/datasets/amazon_beauty_5core")
+from recommendations.learning.dataset import InteractionData, leave_one_out_split
+from recommendations.learning.evaluation import compare, format_table
+from recommendations.learning.features import (
+    FeatureConfig,
+    ItemContent,
+    ItemFeaturizer,
 )
+from recommendations.learning.two_tower import (
+    EpochLog,
+    TrainConfig,
+    TwoTowerRecommender,
+)
+
+DATA_DIR = Path(os.environ.get("BEAUTY_DATA_DIR", "/work/shared/datasets/amazon_beauty_5core"))
+DOCS = Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md"
+HEADING = "## Recommendation quality (Amazon Beauty 5-core)"
+
+# The two-tower settings measured in docs/benchmarks.md.
+TWO_TOWER = {
+    "dim": 64,
+    "n_layers": 2,
+    "n_heads": 1,
+    "ffn_dim": 256,
+    "max_len": 50,
+    "dropout": 0.3,
+    "id_dropout": 0.2,
+    "batch_size": 256,
+    "lr": 3e-3,
+    "loss": "sampled",
+    "n_negatives": 2048,
+    "patience": 4,
+    "epochs": 60,
+}
+FEATURES = {"use_title_ngrams": True}
 
 
 def load_items(path: Path) -> list[ItemContent]:
@@ -75,3 +105,122 @@ def load_beauty(data_dir: Path = DATA_DIR) -> tuple[InteractionData, list[ItemCo
         n_items=len(contents),
     )
     return data, contents
+
+
+def subset_users(data: InteractionData, n_users: int, seed: int = 0) -> InteractionData:
+    """A random subset of users (all their events), for a quick smoke run."""
+    rng = np.random.default_rng(seed)
+    users = np.sort(rng.choice(data.n_users, size=min(n_users, data.n_users), replace=False))
+    keep = np.zeros(data.n_users, dtype=bool)
+    keep[users] = True
+    selected = data.select(keep[data.user_of_interaction()])
+    lengths = selected.lengths()[users]
+    indptr = np.concatenate([[0], np.cumsum(lengths)])
+    return InteractionData(
+        indptr, selected.items, selected.weights, selected.timestamps, data.n_items,
+        data.item_features,
+    )
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--epochs", type=int, default=TWO_TOWER["epochs"])
+    parser.add_argument("--device", default=None, help="cpu or cuda (default: automatic)")
+    parser.add_argument("--quick", action="store_true", help="3,000 users, 2 epochs: smoke run")
+    parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: all)")
+    parser.add_argument(
+        "--max-seconds", type=float, default=840.0, help="training time budget of the two-tower"
+    )
+    parser.add_argument("--skip-classic", action="store_true", help="only the two-tower model")
+    parser.add_argument("--write-docs", action="store_true", help=f"update {HEADING!r}")
+    parser.add_argument("--data-dir", type=Path, default=DATA_DIR)
+    args = parser.parse_args(argv)
+
+    t0 = time.perf_counter()
+    data, contents = load_beauty(args.data_dir)
+    featurizer = ItemFeaturizer(FeatureConfig(**FEATURES))
+    data.item_features = featurizer.fit_transform(contents)
+    if args.quick:
+        data = subset_users(data, 3000)
+    split = leave_one_out_split(data)
+    print(
+        f"data: {data.n_users} users, {data.n_items} items, {data.n_interactions} events; "
+        f"{data.item_features.mask.sum(1).mean():.1f} content features per item; "
+        f"loaded in {time.perf_counter() - t0:.1f}s",
+        flush=True,
+    )
+
+    config = TrainConfig(
+        **{**TWO_TOWER, "epochs": 2 if args.quick else args.epochs},
+        device=args.device,
+        num_threads=args.threads,
+        max_seconds=args.max_seconds,
+    )
+    models: dict = {}
+    if not args.skip_classic:
+        models = {
+            "popularity": PopularityRecommender(),
+            "item-kNN (k=100)": ItemKNNRecommender(k=100),
+            "EASE (lambda=500)": EASERecommender(l2=500.0),
+            "ALS (128 factors)": ALSRecommender(factors=128, regularization=10.0, alpha=20.0),
+        }
+    two_tower = _LoggedTwoTower(config)
+    models["two-tower (content + causal transformer)"] = two_tower
+    rows = compare(models, split, ks=(10, 20), log=print)
+    table = format_table(rows, (10, 20))
+    ease = next((r for r in rows if str(r["model"]).startswith("EASE")), None)
+    tt = rows[-1]
+    ratio = float(tt["NDCG@10"]) / float(ease["NDCG@10"]) if ease else float("nan")
+    summary = (
+        f"two-tower: best epoch {two_tower.best_epoch} of {len(two_tower.history)} "
+        f"(validation NDCG@10 {two_tower.best_metric:.4f}), trained in {tt['train_s']:.0f}s; "
+        f"NDCG@10 two-tower / EASE = {ratio:.2f}"
+    )
+    print(summary)
+    if args.write_docs and not args.quick:
+        command = "python benchmarks/quality.py " + " ".join(argv if argv else sys.argv[1:])
+        write_docs(table, summary, command.strip(), config)
+
+
+class _LoggedTwoTower(TwoTowerRecommender):
+    """Prints one line per epoch."""
+
+    def fit(self, train, validation=None, callback=None):  # type: ignore[override]
+        def log(entry: EpochLog) -> None:
+            print(
+                f"  epoch {entry.epoch}: loss {entry.loss:.4f}, val NDCG@10 "
+                f"{entry.val_metric if entry.val_metric is None else round(entry.val_metric, 4)}, "
+                f"{entry.seconds:.0f}s (total {entry.elapsed:.0f}s, load {os.getloadavg()[0]:.1f})",
+                flush=True,
+            )
+
+        return super().fit(train, validation, callback=callback or log)
+
+
+def write_docs(table: str, summary: str, command: str, config: TrainConfig) -> None:
+    """Replace (or append) this benchmark's section of docs/benchmarks.md."""
+    settings = ", ".join(f"{k}={v}" for k, v in TWO_TOWER.items() if k != "epochs")
+    section = "\n".join(
+        [
+            HEADING,
+            f"`{command}` (load average {os.getloadavg()[0]:.1f} at the end of the run).",
+            "",
+            table,
+            "",
+            summary + ".",
+            f"Two-tower settings: {settings}; features: {FEATURES}.",
+            "",
+        ]
+    )
+    text = DOCS.read_text() if DOCS.exists() else "# Benchmarks\n"
+    start = text.find(HEADING)
+    if start < 0:
+        text = text.rstrip("\n") + "\n\n" + section
+    else:
+        end = text.find("\n## ", start + len(HEADING))
+        text = text[:start] + section + (text[end + 1 :] if end >= 0 else "")
+    DOCS.write_text(text)
+
+
+if __name__ == "__main__":
+    main()

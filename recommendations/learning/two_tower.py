@@ -61,6 +61,10 @@ class TrainConfig:
     lr: float = 1e-3
     weight_decay: float = 0.01
     grad_clip: float | None = 5.0
+    # "constant", or "linear"/"cosine" decay to 0 at the end of training, which is `epochs` or
+    # `max_seconds`, whichever comes first (a time budget is then used to the full).
+    lr_schedule: str = "constant"
+    warmup_steps: int = 0
     loss: str = "auto"  # "full", "sampled" or "auto" (full up to full_softmax_max_items)
     full_softmax_max_items: int = 50_000
     n_negatives: int = 4096
@@ -108,7 +112,7 @@ def resolve_device(device: str | torch.device | None = None) -> torch.device:
 
 def seed_everything(seed: int) -> None:
     random.seed(seed)
-    np.random.seed(seed)  # noqa: NPY002 - legacy global state, seeded for third-party code
+    np.random.seed(seed)  # legacy global state, for third-party code that uses it
     torch.manual_seed(seed)
 
 
@@ -137,7 +141,7 @@ class _Block(nn.Module):
         p = self.attn_dropout if self.training else 0.0
         a = F.scaled_dot_product_attention(q, k, v, is_causal=True, dropout_p=p)
         x = x + self.drop(self.proj(a.transpose(1, 2).reshape(b, length, d)))
-        return x + self.drop(self.ff2(self.drop(F.gelu(self.ff1(self.ln2(x))))))
+        return x + self.drop(self.ff2(F.gelu(self.ff1(self.ln2(x)))))
 
 
 class TwoTowerNet(nn.Module):
@@ -217,17 +221,25 @@ class TwoTowerNet(nn.Module):
             self._operators = {key: self.content_operator(ids, self.feature_weights.cpu().numpy())}
         return self._operators[key]
 
-    def item_table(self, id_keep: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """Embeddings [n_items, d] and biases [n_items] of all items.
+    def item_table(
+        self, id_keep: torch.Tensor | None = None, rows: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Embeddings [n, d] and biases [n] of all items, or only of the items `rows`.
 
         `id_keep` (0/1 per item) zeroes the id part of dropped items during training.
         """
         emb, bias = self.item_id.weight, self.item_bias
+        if rows is not None:
+            emb, bias = emb[rows], bias[rows]
+            id_keep = None if id_keep is None else id_keep[rows]
         if id_keep is not None:
             emb = emb * id_keep[:, None]
             bias = bias * id_keep
         if self.has_features:
-            c_emb, c_bias = self.content_table(self._catalogue_operator())
+            operator = self._catalogue_operator()
+            if rows is not None:
+                operator = operator.rows(rows.cpu().numpy())
+            c_emb, c_bias = self.content_table(operator)
             emb = emb + c_emb
             bias = bias + c_bias
         return emb, bias
@@ -253,21 +265,24 @@ class TwoTowerNet(nn.Module):
 
 
 class _SparseOperator:
-    """A fixed sparse matrix and its transpose, multiplied on CPU with scipy (faster than torch's
-    CSR kernels there) and on accelerators with torch sparse CSR tensors."""
+    """A fixed sparse matrix (and its transpose for gradients), multiplied on CPU with scipy,
+    which is faster than torch's CSR kernels there, and elsewhere with torch CSR tensors."""
 
     def __init__(self, matrix: sp.csr_matrix, device: torch.device) -> None:
         self.matrix = matrix.tocsr()
-        self.transpose = matrix.T.tocsr()
         self.device = device
         self._torch: tuple[torch.Tensor, torch.Tensor] | None = None
         if device.type != "cpu":
-            self._torch = (_to_torch_csr(self.matrix, device), _to_torch_csr(self.transpose, device))
+            transpose = self.matrix.T.tocsr()
+            self._torch = (_to_torch_csr(self.matrix, device), _to_torch_csr(transpose, device))
+
+    def rows(self, index: np.ndarray) -> _SparseOperator:
+        return _SparseOperator(self.matrix[index], self.device)
 
     def apply(self, x: torch.Tensor, transpose: bool = False) -> torch.Tensor:
         if self._torch is not None:
             return self._torch[1 if transpose else 0] @ x
-        m = self.transpose if transpose else self.matrix
+        m = self.matrix.T if transpose else self.matrix
         return torch.from_numpy(np.asarray(m @ x.detach().numpy(), dtype=np.float32))
 
 
@@ -485,7 +500,14 @@ class TwoTowerRecommender(Recommender):
             t0 = time.perf_counter()
             net.train()
             total, count = 0.0, 0
-            for step, rows in enumerate(_batches(seqs.lengths, cfg.batch_size, rng)):
+            batches = _batches(seqs.lengths, cfg.batch_size, rng)
+            for step, rows in enumerate(batches):
+                progress = (epoch - 1 + step / len(batches)) / cfg.epochs
+                if cfg.max_seconds:
+                    progress = max(progress, (time.perf_counter() - t_start) / cfg.max_seconds)
+                global_step = (epoch - 1) * len(batches) + step
+                for group in optimizer.param_groups:
+                    group["lr"] = cfg.lr * _lr_factor(cfg, progress, global_step)
                 loss = self._train_step(seqs, rows, use_full, log_q, gen, optimizer)
                 if not math.isfinite(loss):
                     raise TrainingError(
@@ -539,7 +561,17 @@ class TwoTowerRecommender(Recommender):
         keep = None
         if cfg.id_dropout > 0:
             keep = (torch.rand(net.n_items, generator=gen, device=dev) >= cfg.id_dropout).float()
-        emb, bias = net.item_table(keep)
+        negatives = rows_needed = None
+        if not use_full:
+            # Only the batch's items and the shared negatives need embeddings in this step.
+            assert log_q is not None
+            k = min(cfg.n_negatives, net.n_items)
+            negatives = torch.multinomial(log_q.exp(), k, replacement=True, generator=gen)
+            rows_needed = torch.unique(torch.cat([items[items >= 0], negatives]))
+            inputs = _positions(rows_needed, inputs)
+            targets = _positions(rows_needed, targets)
+            negatives = _positions(rows_needed, negatives)
+        emb, bias = net.item_table(keep, rows_needed)
         with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=dev.type == "cuda"):
             hidden = net.encode(inputs, emb, self._user_feature_tensors(seqs.users[rows]))
         hidden = hidden[valid].float()
@@ -548,10 +580,8 @@ class TwoTowerRecommender(Recommender):
             chunk = cfg.softmax_chunk if dev.type == "cpu" else max(cfg.softmax_chunk, 4096)
             loss = full_softmax_loss(hidden, emb, bias, t, w, chunk)
         else:
-            assert log_q is not None
-            k = min(cfg.n_negatives, net.n_items)
-            negatives = torch.multinomial(log_q.exp(), k, replacement=True, generator=gen)
-            loss = sampled_softmax_loss(hidden, emb, bias, t, w, negatives, log_q)
+            assert log_q is not None and negatives is not None and rows_needed is not None
+            loss = sampled_softmax_loss(hidden, emb, bias, t, w, negatives, log_q[rows_needed])
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if cfg.grad_clip:
@@ -668,6 +698,25 @@ class TwoTowerRecommender(Recommender):
     def user_vector(self, history: Sequence[int]) -> np.ndarray:
         """One user's vector from an arbitrary item-index history, for real-time serving."""
         return self.user_vectors([history])[0]
+
+
+def _lr_factor(cfg: TrainConfig, progress: float, step: int) -> float:
+    """Multiplier of the base learning rate at `progress` (0..1) of training."""
+    warm = min(1.0, (step + 1) / cfg.warmup_steps) if cfg.warmup_steps else 1.0
+    progress = min(max(progress, 0.0), 1.0)
+    if cfg.lr_schedule == "linear":
+        return warm * max(1.0 - progress, 0.02)
+    if cfg.lr_schedule == "cosine":
+        return warm * max(0.5 * (1.0 + math.cos(math.pi * progress)), 0.02)
+    if cfg.lr_schedule != "constant":
+        raise ValueError(f"unknown lr_schedule {cfg.lr_schedule!r}")
+    return warm
+
+
+def _positions(sorted_ids: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """Index of each id of `x` in `sorted_ids` (-1 stays -1, the padding marker)."""
+    pos = torch.searchsorted(sorted_ids, x.clamp_min(0))
+    return torch.where(x >= 0, pos, x)
 
 
 def _check_weights(data: InteractionData) -> None:

@@ -43,11 +43,11 @@ def fit_small(data, validation=None, **overrides):
 
 @pytest.fixture(scope="module")
 def trained():
-    from .conftest import store_catalogue
-
     from recommendations.learning.features import ItemFeaturizer
 
-    seqs, stores = store_sequences(240)
+    from .conftest import store_catalogue
+
+    seqs, _ = store_sequences(240)
     featurizer = ItemFeaturizer()
     data = InteractionData.from_sequences(
         seqs, N_STORES * ITEMS_PER_STORE, item_features=featurizer.fit_transform(store_catalogue())
@@ -79,7 +79,7 @@ def test_follows_the_most_recent_items(trained):
 
 
 def test_new_item_is_placed_by_content_alone(trained):
-    model, data, featurizer = trained
+    model, _, featurizer = trained
     cold = featurizer.transform([store_item(s, 0, cold=True) for s in range(N_STORES)])
     vectors = model.content_item_vectors(cold)
     assert vectors.shape == (N_STORES, SMALL["dim"] + 1)
