@@ -76,7 +76,9 @@ def main() -> None:
     sizes = [int(s) for s in args.sizes.split(",") if s]
 
     setup_django()
+    from django.conf import settings
     from django.db import connection
+    from django.test import override_settings
     from django.test.utils import CaptureQueriesContext
 
     from recommendations.models import ModelVersion, ProductVector
@@ -119,23 +121,26 @@ def main() -> None:
             print(f"{size:>9,} vectors, {spec.short} index ({spec.opclass}): {seconds:7.1f}s")
         queries_ = rng.normal(size=(args.queries, args.dims)).astype(np.float32)
         exact = embeddings[:size] @ queries_.T + biases[:size, None]
-        latencies, recalls = [], []
-        for j, query in enumerate(queries_):
-            started = time.perf_counter()
-            found = queries.nearest_products(query, 10, version=version)
-            latencies.append(time.perf_counter() - started)
-            truth = {ids[i] for i in np.argpartition(-exact[:, j], 10)[:10]}
-            recalls.append(len(truth & {p for p, _ in found}) / 10)
+        truth = [{ids[i] for i in np.argpartition(-exact[:, j], 10)[:10]} for j in range(len(queries_))]
+        for ef_search in (100, 400, 1000):
+            with override_settings(RECOMMENDATIONS={**settings.RECOMMENDATIONS, "HNSW_EF_SEARCH": ef_search}):
+                latencies, recalls = [], []
+                for query, expected in zip(queries_, truth, strict=True):
+                    started = time.perf_counter()
+                    found = queries.nearest_products(query, 10, version=version)
+                    latencies.append(time.perf_counter() - started)
+                    recalls.append(len(expected & {p for p, _ in found}) / 10)
+            print(
+                f"{size:>9,} vectors, nearest_products k=10, ef_search {ef_search:>4}: "
+                f"p50 {np.median(latencies) * 1e3:.1f} ms, p95 {np.percentile(latencies, 95) * 1e3:.1f} ms, "
+                f"recall@10 {np.mean(recalls):.3f}"
+            )
         with CaptureQueriesContext(connection) as executed:
             queries.nearest_products(queries_[0], 10, version=version)
         with connection.cursor() as cursor:
             cursor.execute(f"EXPLAIN {executed.captured_queries[-1]['sql']}")
             scan = next(row[0].strip() for row in cursor.fetchall() if "Scan" in row[0])
-        print(
-            f"{size:>9,} vectors, nearest_products k=10: p50 {np.median(latencies) * 1000:.1f} ms, "
-            f"p95 {np.percentile(latencies, 95) * 1000:.1f} ms, recall@10 {np.mean(recalls):.3f}; "
-            f"plan: {scan.split('  (')[0]}"
-        )
+        print(f"{size:>9,} vectors, plan of nearest_products: {scan.split('  (')[0]}")
         indexes.drop_indexes(version)
         empty_vector_table()
 
