@@ -117,7 +117,11 @@ def subset_users(data: InteractionData, n_users: int, seed: int = 0) -> Interact
     lengths = selected.lengths()[users]
     indptr = np.concatenate([[0], np.cumsum(lengths)])
     return InteractionData(
-        indptr, selected.items, selected.weights, selected.timestamps, data.n_items,
+        indptr,
+        selected.items,
+        selected.weights,
+        selected.timestamps,
+        data.n_items,
         data.item_features,
     )
 

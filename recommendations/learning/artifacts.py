@@ -80,10 +80,8 @@ def load_model(path: str | Path, device: str | None = None) -> TwoTowerRecommend
     train_config.device = device
     item_features = None
     if config["n_item_features"]:
-        ids = tensors["feature_ids"].numpy()
-        item_features = ItemFeatures(
-            ids, tensors["feature_weights"].numpy(), config["n_item_features"]
-        )
+        ids, weights = tensors["feature_ids"].numpy(), tensors["feature_weights"].numpy()
+        item_features = ItemFeatures(ids, weights, config["n_item_features"])
     user_features = None
     if "user_features.ids" in tensors:
         user_features = UserFeatures(

@@ -26,9 +26,8 @@ def history_matrix(histories: Sequence[np.ndarray], n_items: int) -> sp.csr_matr
     lengths = np.array([len(h) for h in histories], dtype=np.int64)
     cols = np.concatenate([np.asarray(h, np.int64) for h in histories]) if len(lengths) else []
     rows = np.repeat(np.arange(len(histories)), lengths)
-    m = sp.csr_matrix(
-        (np.ones(len(rows), np.float32), (rows, cols)), shape=(len(histories), n_items)
-    )
+    ones = np.ones(len(rows), np.float32)
+    m = sp.csr_matrix((ones, (rows, cols)), shape=(len(histories), n_items))
     m.sum_duplicates()
     m.data[:] = 1.0
     return m
@@ -40,9 +39,7 @@ class Recommender:
     n_items: int = 0
     uses_validation: bool = False  # early-stopping models set this (see evaluation.compare)
 
-    def fit(
-        self, data: InteractionData | sp.spmatrix, validation: EvalSet | None = None
-    ) -> Self:
+    def fit(self, data: InteractionData | sp.spmatrix, validation: EvalSet | None = None) -> Self:
         """Learn from `InteractionData` (weights and timestamps used) or a user x item matrix.
 
         `validation` is accepted for interface parity with models that early-stop; unused here.
@@ -196,13 +193,11 @@ class ALSRecommender(Recommender):
         self.user_factors = users.astype(np.float32)
         self.item_factors = items.astype(np.float32)
 
-    def _solve(
-        self, matrix: sp.csr_matrix, other: np.ndarray, x: np.ndarray, steps: int
-    ) -> np.ndarray:
+    def _solve(self, m: sp.csr_matrix, other: np.ndarray, x: np.ndarray, steps: int) -> np.ndarray:
         """CG steps on (Y'Y + Y' (C - I) Y + reg I) x_u = Y' C p_u for every row u at once."""
         f = other.shape[1]
         gram = other.T @ other + self.regularization * np.eye(f)
-        matrix = sp.csr_matrix(matrix, dtype=np.float64)
+        matrix = sp.csr_matrix(m, dtype=np.float64)
         rows = np.repeat(np.arange(matrix.shape[0]), np.diff(matrix.indptr))
         conf = 1.0 + self.alpha * matrix.data
         y = other[matrix.indices]

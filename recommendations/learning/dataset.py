@@ -77,8 +77,8 @@ class InteractionData:
         order = np.lexsort((ts, user_ids))
         counts = np.bincount(user_ids, minlength=n_users)
         indptr = np.concatenate([[0], np.cumsum(counts)])
-        return cls(indptr, item_ids[order], w[order], ts[order], n_items, item_features,
-                   user_features)
+        items, w, ts = item_ids[order], w[order], ts[order]
+        return cls(indptr, items, w, ts, n_items, item_features, user_features)
 
     @classmethod
     def from_sequences(
@@ -96,9 +96,7 @@ class InteractionData:
         indptr = np.concatenate([[0], np.cumsum(lengths)])
         items = _concat(sequences, np.int64)
         w = np.ones(len(items), np.float32) if weights is None else _concat(weights, np.float32)
-        ts = (
-            _default_timestamps(indptr) if timestamps is None else _concat(timestamps, np.int64)
-        )
+        ts = _default_timestamps(indptr) if timestamps is None else _concat(timestamps, np.int64)
         return cls(indptr, items, w, ts, n_items, item_features, user_features)
 
     # --- access -------------------------------------------------------------------------
@@ -148,8 +146,13 @@ class InteractionData:
         counts = np.bincount(users, minlength=self.n_users)
         indptr = np.concatenate([[0], np.cumsum(counts)])
         return InteractionData(
-            indptr, self.items[keep], self.weights[keep], self.timestamps[keep], self.n_items,
-            self.item_features, self.user_features,
+            indptr,
+            self.items[keep],
+            self.weights[keep],
+            self.timestamps[keep],
+            self.n_items,
+            self.item_features,
+            self.user_features,
         )
 
 

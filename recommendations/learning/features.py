@@ -15,14 +15,14 @@ import unicodedata
 import zlib
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
+from functools import lru_cache
 
 import numpy as np
 
 _WORD_RE = re.compile(r"\w+", re.UNICODE)
 # Han, Hiragana, Katakana, Hangul (syllables and jamo), CJK compatibility ideographs.
 _CJK_RE = re.compile(
-    "[\u1100-\u11ff\u3040-\u30ff\u3130-\u318f\u3400-\u4dbf\u4e00-\u9fff"
-    "\uac00-\ud7af\uf900-\ufaff]+"
+    "[\u1100-\u11ff\u3040-\u30ff\u3130-\u318f\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff]+"
 )
 SECONDS_PER_DAY = 86_400.0
 
@@ -204,12 +204,17 @@ class ItemFeaturizer:
         return 1 + int(np.searchsorted(self.config.age_edges_days, age_days, side="right"))
 
     def _hash(self, field_name: str, token: str) -> int:
-        return self.offsets[field_name] + stable_hash(token, field_name) % self.sizes[field_name]
+        return self.offsets[field_name] + _bucket(token, field_name, self.sizes[field_name])
 
 
 def stable_hash(token: str, salt: str = "") -> int:
     """Process-independent hash (Python's `hash` is salted per process)."""
     return zlib.crc32(token.encode("utf-8"), zlib.crc32(salt.encode("utf-8")))
+
+
+@lru_cache(maxsize=1 << 20)
+def _bucket(token: str, salt: str, size: int) -> int:
+    return stable_hash(token, salt) % size
 
 
 def normalize_text(text: str) -> str:

@@ -36,6 +36,8 @@ from .dataset import EvalSet, InteractionData
 from .evaluation import ranking_metrics
 from .features import ItemFeatures, UserFeatures
 
+_Bag = tuple[torch.Tensor, torch.Tensor]  # (ids, weights) of an EmbeddingBag input
+
 
 class TrainingError(RuntimeError):
     """Training diverged or cannot proceed; the message says why."""
@@ -172,16 +174,14 @@ class TwoTowerNet(nn.Module):
             # Last column is the content part of the item bias.
             self.feature_table = nn.Parameter(torch.zeros(len(vocab) + 1, d + 1))
             self.n_hashed_features = item_features.n_features
-        self.user_feature_emb = (
-            nn.EmbeddingBag(n_user_features, d, mode="sum") if n_user_features else None
-        )
+        self.user_feature_emb: nn.EmbeddingBag | None = None
+        if n_user_features:
+            self.user_feature_emb = nn.EmbeddingBag(n_user_features, d, mode="sum")
         self.position = nn.Embedding(config.max_len, d)
         self.input_norm = nn.LayerNorm(d)
         self.input_drop = nn.Dropout(config.dropout)
-        self.blocks = nn.ModuleList(
-            _Block(d, config.n_heads, config.ffn_dim, config.dropout)
-            for _ in range(config.n_layers)
-        )
+        block = (config.n_heads, config.ffn_dim, config.dropout)
+        self.blocks = nn.ModuleList(_Block(d, *block) for _ in range(config.n_layers))
         self.output_norm = nn.LayerNorm(d)
         self.reset_parameters()
 
@@ -487,9 +487,8 @@ class TwoTowerRecommender(Recommender):
         seqs = _training_sequences(train, cfg.max_len)
         if not len(seqs.users):
             raise TrainingError("no user has two or more interactions to learn from")
-        use_full = cfg.loss == "full" or (
-            cfg.loss == "auto" and train.n_items <= cfg.full_softmax_max_items
-        )
+        small = train.n_items <= cfg.full_softmax_max_items
+        use_full = cfg.loss == "full" or (cfg.loss == "auto" and small)
         log_q = None if use_full else _sampling_log_probs(train).to(self.device)
         validation = _subsample(validation, cfg.validation_users, cfg.seed)
         rng = np.random.default_rng(cfg.seed)
@@ -527,8 +526,13 @@ class TwoTowerRecommender(Recommender):
                     bad_epochs += 1
             elapsed = time.perf_counter() - t_start
             log = EpochLog(
-                epoch, total / max(count, 1), metric, time.perf_counter() - t0, elapsed,
-                self.best_epoch, self.best_metric,
+                epoch,
+                total / max(count, 1),
+                metric,
+                time.perf_counter() - t0,
+                elapsed,
+                self.best_epoch,
+                self.best_metric,
             )
             self.history.append(log)
             if callback is not None:
@@ -610,9 +614,7 @@ class TwoTowerRecommender(Recommender):
         metrics = ranking_metrics(np.concatenate(tops), validation.targets, self.n_items, (k,))
         return metrics[f"NDCG@{k}"]
 
-    def _user_feature_tensors(
-        self, users: np.ndarray | None
-    ) -> tuple[torch.Tensor, torch.Tensor] | None:
+    def _user_feature_tensors(self, users: np.ndarray | None) -> _Bag | None:
         if self.user_features is None or users is None:
             return None
         ids = torch.as_tensor(self.user_features.ids[users], device=self.device)

@@ -33,8 +33,7 @@ class RecommenderTestMixin:
 
     def test_completes_the_block(self):
         model = self.make().fit(block_data())
-        ids, _ = model.recommend(np.array([0, 1]), [np.array([0, 1, 2, 3]), np.array([6, 7, 8, 9])],
-                                 k=1)
+        ids, _ = model.recommend(np.array([0, 1]), [np.array([0, 1, 2, 3]), np.array([6, 7, 8, 9])], k=1)
         assert ids[:, 0].tolist() == [4, 5]
 
     def test_same_block_ranks_above_other_block(self):
@@ -112,9 +111,7 @@ class TestPopularity:
 
     def test_time_decay_prefers_recent_items(self):
         day = 86_400
-        data = InteractionData.from_sequences(
-            [[0, 0, 0, 1]], n_items=2, timestamps=[[0, 0, 0, 365 * day]]
-        )
+        data = InteractionData.from_sequences([[0, 0, 0, 1]], n_items=2, timestamps=[[0, 0, 0, 365 * day]])
         assert PopularityRecommender().fit(data).item_scores.argmax() == 0
         decayed = PopularityRecommender(half_life_days=30).fit(data)
         assert decayed.item_scores.argmax() == 1

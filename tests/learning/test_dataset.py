@@ -62,8 +62,7 @@ def test_temporal_split_uses_global_cutoffs():
     t_val, t_test = split.info["t_validation"], split.info["t_test"]
     assert t_val < t_test
     assert split.train.timestamps.max() < t_val
-    for u, hist, targets in zip(split.test.users, split.test.histories, split.test.targets,
-                                strict=True):
+    for u, hist, targets in zip(split.test.users, split.test.histories, split.test.targets, strict=True):
         seq = small_data().sequence(u)
         ts = small_data().timestamps[small_data().indptr[u] : small_data().indptr[u + 1]]
         assert hist.tolist() == seq[ts < t_test].tolist()

@@ -38,8 +38,7 @@ def test_cjk_text_gives_ngrams():
 
 def test_category_prefixes_brand_and_field_weights():
     f = ItemFeaturizer()
-    item = ItemContent(title="red lipstick", category_path=["Beauty", "Makeup", "Lips"],
-                       brand="ACME")
+    item = ItemContent(title="red lipstick", category_path=["Beauty", "Makeup", "Lips"], brand="ACME")
     tokens = f.item_tokens(item)
     cat_lo, cat_hi = f.offsets["category"], f.offsets["category"] + f.sizes["category"]
     cats = [(i, w) for i, w in tokens if cat_lo <= i < cat_hi]

@@ -99,8 +99,7 @@ def test_vectors_fold_the_bias_so_inner_product_is_the_score(trained):
     scores = model.score_users(np.array([0, 1]), histories)
     inner = model.user_vectors(histories) @ model.item_vectors().T
     np.testing.assert_allclose(inner, scores, rtol=1e-4, atol=1e-4)
-    np.testing.assert_allclose(model.user_vector([0, 1, 2]), model.user_vectors(histories)[0],
-                               atol=1e-5)
+    np.testing.assert_allclose(model.user_vector([0, 1, 2]), model.user_vectors(histories)[0], atol=1e-5)
     # An empty history falls back to the item biases (a popularity-like prior).
     empty = model.user_vectors([[]])
     assert np.allclose(empty[0, :-1], 0) and empty[0, -1] == 1
@@ -217,9 +216,7 @@ def test_artifacts_round_trip_without_pickle(trained, tmp_path, monkeypatch):
     )
     np.testing.assert_allclose(loaded.item_vectors(), model.item_vectors(), atol=1e-6)
     cold = featurizer.transform([store_item(1, 0, cold=True)])
-    np.testing.assert_allclose(
-        loaded.content_item_vectors(cold), model.content_item_vectors(cold), atol=1e-6
-    )
+    np.testing.assert_allclose(loaded.content_item_vectors(cold), model.content_item_vectors(cold), atol=1e-6)
 
 
 def test_loading_refuses_foreign_files(tmp_path):
