@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 from django.db import connection, transaction
 from psycopg import sql
+from psycopg.errors import UniqueViolation
 
 from recommendations.models import ModelVersion, ProductVector, StoreVector, UserVector
 from recommendations.models.vectors import VectorBase
@@ -121,41 +122,57 @@ def write_vectors(
 ) -> int:
     """Delete-then-COPY `keys`' vectors of `version` in one transaction.
 
-    Bad input (shape mismatch, NaN, duplicate keys, wrong dimension) raises `ValueError`
-    before anything is written.
+    Bad input (shape mismatch, NaN, wrong dimension) raises `ValueError` before anything is
+    written; duplicate keys are caught by the table's unique key and roll the write back.
     """
     embeddings, biases, encoded = _validate(table, version, keys, embeddings, biases)
     started = time.perf_counter()
-    model = table.model
-    with transaction.atomic():
-        stale = model.objects.filter(model_version_id=version.pk)
-        if not replace_all:
-            stale = stale.filter(**{f"{table.key_field}__in": list(keys)})
-        deleted, _ = stale.delete()
-        copy_sql = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)").format(
-            sql.Identifier(model._meta.db_table),
-            sql.SQL(", ").join(
-                sql.Identifier(c)
-                for c in ("model_version_id", "bias", "updated_at", "embedding", table.key_column)
-            ),
-        )
-        now_us = int((dt.datetime.now(dt.UTC) - _PG_EPOCH).total_seconds() * 1_000_000)
-        with connection.cursor() as cursor, cursor.cursor.copy(copy_sql) as copy:
-            copy.write(_COPY_HEADER)
-            for block in encode_rows(version.pk, encoded, embeddings, biases, now_us):
-                copy.write(block)
-            copy.write(_COPY_TRAILER)
+    try:
+        deleted = _replace(table, version, keys, encoded, embeddings, biases, replace_all)
+    except UniqueViolation as exc:  # checking 1M keys in Python would cost a second
+        raise ValueError(
+            "Each key may appear only once in a vector write (found duplicates); nothing was written."
+        ) from exc
     seconds = time.perf_counter() - started
     logger.info(
         "Wrote %d %s vectors of model version %s (%d replaced) in %.2fs (%.0f rows/s)",
         len(encoded),
-        model._meta.model_name.removesuffix("vector"),
+        table.model._meta.model_name.removesuffix("vector"),
         version.pk,
         deleted,
         seconds,
         len(encoded) / seconds if seconds else 0.0,
     )
     return len(encoded)
+
+
+def _replace(
+    table: VectorTable,
+    version: ModelVersion,
+    keys: Sequence[Any],
+    encoded: list[bytes] | np.ndarray,
+    embeddings: np.ndarray,
+    biases: np.ndarray,
+    replace_all: bool,
+) -> int:
+    """Delete the old rows and COPY the new ones in one transaction; returns the rows deleted."""
+    model = table.model
+    columns = ("model_version_id", "bias", "updated_at", "embedding", table.key_column)
+    copy_sql = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)").format(
+        sql.Identifier(model._meta.db_table), sql.SQL(", ").join(sql.Identifier(c) for c in columns)
+    )
+    now_us = int((dt.datetime.now(dt.UTC) - _PG_EPOCH).total_seconds() * 1_000_000)
+    with transaction.atomic():
+        stale = model.objects.filter(model_version_id=version.pk)
+        if not replace_all:
+            stale = stale.filter(**{f"{table.key_field}__in": list(keys)})
+        deleted, _ = stale.delete()
+        with connection.cursor() as cursor, cursor.cursor.copy(copy_sql) as copy:
+            copy.write(_COPY_HEADER)
+            for block in encode_rows(version.pk, encoded, embeddings, biases, now_us):
+                copy.write(block)
+            copy.write(_COPY_TRAILER)
+    return deleted
 
 
 def _validate(
@@ -183,8 +200,6 @@ def _validate(
         raise ValueError(f"Expected one bias per key ({len(keys)}), got shape {biases.shape}.")
     if not (np.isfinite(embeddings).all() and np.isfinite(biases).all()):
         raise ValueError("Embeddings and biases must be finite numbers (found NaN or infinity).")
-    if len(set(keys)) != len(keys):
-        raise ValueError("Each key may appear only once in a vector write (found duplicates).")
     return embeddings, biases, table.encode_keys(keys)
 
 
