@@ -10,3 +10,10 @@ PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 # Parallel test runs on one embedded server each get their own throwaway database.
 DATABASES["default"]["TEST"] = {"NAME": f"test_shop{os.environ.get('TEST_DB_SUFFIX', '')}"}
+
+# Tasks queued by tests (a product saved while a model is active queues its embedding) go
+# nowhere rather than into the development broker folder; the pipeline tests start a worker
+# on a broker of their own (CELERY_BROKER_URL, or a folder passed as CELERY_BROKER_FOLDER).
+if not os.environ.get("CELERY_BROKER_URL") and not os.environ.get("CELERY_BROKER_FOLDER"):
+    CELERY_BROKER_URL = "memory://"
+    CELERY_BROKER_TRANSPORT_OPTIONS = {}
