@@ -1,0 +1,48 @@
+"""Serving on a second host with other names and UUID keys (tests/hostapp): the rules' key
+lookups, store checks and the search index work for any primary key type."""
+
+import pytest
+from django.test import override_settings
+
+from recommendations.serving import products, search
+from recommendations.serving.catalog import index_products
+from recommendations.serving.errors import NotFound
+from recommendations.serving.types import Audience, Options
+from tests.hostapp.models import Gadget, Section, Seller
+
+pytestmark = pytest.mark.django_db
+
+HOST = {
+    "PRODUCT_MODEL": "hostapp.Gadget",
+    "PRODUCT_ADAPTER": "tests.hostapp.adapters.GadgetAdapter",
+    "STORE_MODEL": "hostapp.Seller",
+    "STORE_ADAPTER": "tests.hostapp.adapters.SellerAdapter",
+}
+
+
+@pytest.fixture
+def gadgets():
+    section = Section.objects.create(label="Audio")
+    seller = Seller.objects.create(shop_name="Sound Co")
+    made = {
+        name: Gadget.objects.create(name=name, section=section, seller=seller, cost_cents=999, on_hand=stock)
+        for name, stock in [("Wireless earbuds", 3), ("Bluetooth speaker", 2), ("Sold out earbuds", 0)]
+    }
+    with override_settings(RECOMMENDATIONS=HOST):
+        index_products()
+        yield made, seller
+
+
+def test_lists_and_search_with_uuid_keys(gadgets):
+    made, seller = gadgets
+    newest = products.new_arrivals(Audience(), Options())
+    assert [obj.name for obj, _ in newest] == ["Bluetooth speaker", "Wireless earbuds"]  # in stock only
+    assert newest.ids == [str(made["Bluetooth speaker"].pk), str(made["Wireless earbuds"].pk)]
+    found = search.search("earbuds", Audience(), Options())
+    assert [obj.name for obj, _ in found] == ["Wireless earbuds"]
+    in_store = products.store_products(str(seller.pk), Audience(), Options())
+    assert {obj.name for obj, _ in in_store} == {"Wireless earbuds", "Bluetooth speaker"}
+    with pytest.raises(NotFound, match="No store with id 'not-a-uuid'"):
+        products.store_products("not-a-uuid", Audience(), Options())
+    with pytest.raises(NotFound, match="No product"):
+        products.similar("00000000-0000-0000-0000-000000000000", Audience(), Options())
