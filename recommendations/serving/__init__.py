@@ -10,6 +10,9 @@ manager, the admin preview) with an `Audience` and `Options` (`serving.types`):
 - `campaigns.rank_product_sets` (the marketing layer's ranking hook)
 
 Each returns a `RecommendationResult`: host objects in order with a recommendation id,
-score, source and reason each, and `.queryset()` for further ORM filtering. Tables behind
-them are refreshed by `statistics.refresh_statistics()` and `catalog.index_products()`.
+score, source and reason each, and `.queryset()` for further ORM filtering. The visitor's
+experiment variant (model version, recommender, rules) comes from `variants`. Tables behind
+them are refreshed by `statistics.refresh_statistics()` and `catalog.index_products()` (also
+on each product save, `catalog.SearchIndexProcessor`); `tasks.prune_served` keeps served
+lists for `SERVED_RETENTION_DAYS`.
 """
