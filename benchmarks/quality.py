@@ -37,6 +37,7 @@ from recommendations.learning.evaluation import compare, format_table
 from recommendations.learning.features import (
     FeatureConfig,
     ItemContent,
+    ItemFeatures,
     ItemFeaturizer,
 )
 from recommendations.learning.two_tower import (
@@ -108,21 +109,25 @@ def load_beauty(data_dir: Path = DATA_DIR) -> tuple[InteractionData, list[ItemCo
 
 
 def subset_users(data: InteractionData, n_users: int, seed: int = 0) -> InteractionData:
-    """A random subset of users (all their events), for a quick smoke run."""
+    """A random subset of users (all their events) and only the items they touched."""
     rng = np.random.default_rng(seed)
     users = np.sort(rng.choice(data.n_users, size=min(n_users, data.n_users), replace=False))
     keep = np.zeros(data.n_users, dtype=bool)
     keep[users] = True
     selected = data.select(keep[data.user_of_interaction()])
-    lengths = selected.lengths()[users]
-    indptr = np.concatenate([[0], np.cumsum(lengths)])
+    items = np.unique(selected.items)
+    remap = np.full(data.n_items, -1, dtype=np.int64)
+    remap[items] = np.arange(len(items))
+    features = data.item_features
+    if features is not None:
+        features = ItemFeatures(features.ids[items], features.weights[items], features.n_features)
     return InteractionData(
-        indptr,
-        selected.items,
+        np.concatenate([[0], np.cumsum(selected.lengths()[users])]),
+        remap[selected.items],
         selected.weights,
         selected.timestamps,
-        data.n_items,
-        data.item_features,
+        len(items),
+        features,
     )
 
 

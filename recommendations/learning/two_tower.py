@@ -500,10 +500,15 @@ class TwoTowerRecommender(Recommender):
             net.train()
             total, count = 0.0, 0
             batches = _batches(seqs.lengths, cfg.batch_size, rng)
+            out_of_time = False
             for step, rows in enumerate(batches):
                 progress = (epoch - 1 + step / len(batches)) / cfg.epochs
                 if cfg.max_seconds:
-                    progress = max(progress, (time.perf_counter() - t_start) / cfg.max_seconds)
+                    used = (time.perf_counter() - t_start) / cfg.max_seconds
+                    if used >= 1.0 and count:
+                        out_of_time = True  # the budget ends mid-epoch: validate and stop
+                        break
+                    progress = max(progress, used)
                 global_step = (epoch - 1) * len(batches) + step
                 for group in optimizer.param_groups:
                     group["lr"] = cfg.lr * _lr_factor(cfg, progress, global_step)
@@ -517,7 +522,8 @@ class TwoTowerRecommender(Recommender):
                 total += loss
                 count += 1
             metric = None
-            if validation is not None and (epoch % cfg.eval_every == 0 or epoch == cfg.epochs):
+            last = epoch == cfg.epochs or out_of_time
+            if validation is not None and (epoch % cfg.eval_every == 0 or last):
                 metric = self._validate(validation)
                 if self.best_metric is None or metric > self.best_metric:
                     self.best_metric, self.best_epoch, bad_epochs = metric, epoch, 0
@@ -539,7 +545,7 @@ class TwoTowerRecommender(Recommender):
                 callback(log)
             if epoch >= cfg.min_epochs and bad_epochs >= cfg.patience:
                 break
-            if cfg.max_seconds is not None and elapsed >= cfg.max_seconds:
+            if out_of_time or (cfg.max_seconds is not None and elapsed >= cfg.max_seconds):
                 break
         if best_state is not None:
             net.load_state_dict(best_state)

@@ -223,3 +223,21 @@ def test_loading_refuses_foreign_files(tmp_path):
     (tmp_path / "config.json").write_text(json.dumps({"format": "something else"}))
     with pytest.raises(ValueError):
         artifacts.load_model(tmp_path)
+
+
+def test_time_budget_stops_training_mid_epoch(store_data):
+    data, _, _ = store_data
+    model = fit_small(data, epochs=10_000, max_seconds=0.5, lr_schedule="linear", batch_size=8)
+    assert 1 <= len(model.history) < 10_000
+    assert model.history[-1].elapsed < 0.5 + model.history[-1].seconds
+
+
+def test_learning_rate_schedules():
+    from recommendations.learning.two_tower import _lr_factor
+
+    linear = TrainConfig(lr_schedule="linear")
+    assert _lr_factor(linear, 0.0, 0) == 1.0 and _lr_factor(linear, 0.5, 10) == 0.5
+    assert _lr_factor(TrainConfig(lr_schedule="cosine"), 0.5, 10) == pytest.approx(0.5)
+    assert _lr_factor(TrainConfig(warmup_steps=10), 0.0, 4) == pytest.approx(0.5)
+    with pytest.raises(ValueError):
+        _lr_factor(TrainConfig(lr_schedule="bogus"), 0.1, 1)
