@@ -91,9 +91,12 @@ def stores_for_user(audience: Audience, options: Options) -> RecommendationResul
             for sid, w in weights.items()
             if w > 0
         ]
-        return candidates + [
-            Candidate(c.product_id, c.score, c.source, c.reason, tier=2) for c in _popular_stores(k)
-        ]
+        if len({c.product_id for c in candidates}) >= k:
+            return candidates
+        # Shop-wide popularity (an aggregate over every product) is the same for everyone, so
+        # it is cached apart from the visitor's list and read only when the list is short.
+        popular = cached((Kind.STORES, "popular", k), lambda: _popular_stores(k))
+        return candidates + [Candidate(c.product_id, c.score, c.source, c.reason, tier=2) for c in popular]
 
     key = (
         Kind.STORES,

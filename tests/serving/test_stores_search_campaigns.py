@@ -3,7 +3,9 @@
 import datetime as dt
 
 import pytest
+from django.db import connection
 from django.db.models import QuerySet
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from recommendations.models import (
@@ -35,6 +37,13 @@ def test_stores_for_a_user_follow_the_store_vectors(catalog, model):
     assert store_names(result)[0] == "Face Store"
     assert result.items[0][1].reason == "Matches what you like"
     assert isinstance(result.queryset().first(), Store)
+
+
+def test_shop_wide_store_popularity_is_read_only_when_the_list_is_short(catalog, model):
+    with CaptureQueriesContext(connection) as captured:
+        result = stores.stores_for_user(Audience(user=catalog.users["alice"]), Options(limit=1))
+    assert store_names(result) == ["Face Store"]
+    assert not [q for q in captured.captured_queries if "recommendations_productpopularity" in q["sql"]]
 
 
 def test_stores_without_a_model_come_from_history_then_popularity(catalog):
