@@ -13,6 +13,7 @@ password), created in the same transaction as their batch's events.
 from __future__ import annotations
 
 import csv
+import gc
 import json
 import logging
 import time
@@ -21,9 +22,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import psycopg
 from django.contrib.auth import get_user_model
 from django.contrib.auth.hashers import make_password
-from django.db import transaction
+from django.db import connection, transaction
+from django.db.models import Model
 from tqdm import tqdm
 
 from recommendations.adapters import get_product_adapter, get_store_adapter
@@ -51,6 +54,10 @@ MAX_REPORTED_ERRORS = 20
 # CSV cells are text; these columns hold numbers or JSON in the event's JSON shape.
 CSV_NUMBER_COLUMNS = {"value"}
 CSV_JSON_COLUMNS = {"context", "products"}
+CSV_CONVERTED_COLUMNS = frozenset(CSV_NUMBER_COLUMNS | CSV_JSON_COLUMNS)
+# Ids of events without one derive from their content, as `json.dumps(raw, sort_keys=True,
+# default=str)` writes it (so ids match earlier imports); one encoder instead of one per row.
+_CONTENT_ENCODER = json.JSONEncoder(sort_keys=True, default=str)
 
 
 @dataclass
@@ -116,25 +123,81 @@ def _batches(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
 
 
 def ensure_users(usernames: Iterable[str]) -> tuple[dict[str, Any], int]:
-    """Primary keys of these usernames, creating lightweight accounts for the missing ones."""
+    """Primary keys of these usernames, creating lightweight accounts for the missing ones.
+
+    Call inside a transaction. Returns the keys by username and how many accounts were made.
+    A dataset has about one account per ten events, so accounts are written like events: one
+    `INSERT ... SELECT FROM unnest(usernames)` instead of `bulk_create`, whose model instances
+    and one placeholder per field and row cost more than the events' COPY.
+    """
     User = get_user_model()
-    field_name = User.USERNAME_FIELD
     wanted = set(usernames)
-    existing = dict(
-        User._default_manager.filter(**{f"{field_name}__in": wanted}).values_list(field_name, "pk")
+    keys = _user_keys(User, wanted)
+    missing = sorted(wanted - keys.keys())
+    if not missing:
+        return keys, 0
+    created = _create_users(User, missing)
+    keys.update(created)
+    if len(created) < len(missing):  # another import made some of them meanwhile
+        keys.update(_user_keys(User, set(missing) - created.keys()))
+    return keys, len(created)
+
+
+def _user_keys(model: type[Model], usernames: set[str]) -> dict[str, Any]:
+    """Primary key by username of the accounts that exist (one `= ANY(array)` query)."""
+    if not usernames:
+        return {}
+    quote = connection.ops.quote_name
+    name = quote(model._meta.get_field(model.USERNAME_FIELD).column)
+    table = quote(model._meta.db_table)
+    sql = f"SELECT {name}, {quote(model._meta.pk.column)} FROM {table} WHERE {name} = ANY(%b)"
+    connection.ensure_connection()
+    with psycopg.Cursor(connection.connection) as cursor:
+        cursor.execute(sql, [sorted(usernames)])
+        return dict(cursor.fetchall())
+
+
+def _create_users(model: type[Model], usernames: list[str]) -> dict[str, Any]:
+    """Create accounts with an unusable password and every other field at its default, as
+    `bulk_create` would (a callable default, such as a UUID key, is called per account; no
+    save() or signals run). Usernames taken meanwhile are skipped. Returns the new keys."""
+    meta = model._meta
+    quote = connection.ops.quote_name
+    username_field = meta.get_field(model.USERNAME_FIELD)
+    # One unusable hash for all: nobody can log in with it.
+    template = model(**{username_field.attname: "", "password": make_password(None)})
+    columns: list[str] = []
+    selected: list[str] = []
+    constants: list[Any] = []
+    arrays: list[list[Any]] = [usernames]
+    for model_field in meta.local_concrete_fields:
+        if model_field.generated or (model_field.primary_key and model_field.db_returning):
+            continue  # computed by the database
+        columns.append(quote(model_field.column))
+        if model_field is username_field:
+            selected.append("x.a0")
+        elif model_field.has_default() and callable(model_field.default):
+            arrays.append(
+                [model_field.get_db_prep_save(model_field.get_default(), connection) for _ in usernames]
+            )
+            selected.append(f"x.a{len(arrays) - 1}")
+        else:
+            value = model_field.get_db_prep_save(model_field.pre_save(template, add=True), connection)
+            if value is None:
+                selected.append("NULL")  # the column's type, unlike an untyped parameter
+            else:
+                selected.append("%b")
+                constants.append(value)
+    aliases = ", ".join(f"a{i}" for i in range(len(arrays)))
+    sql = (
+        f"INSERT INTO {quote(meta.db_table)} ({', '.join(columns)}) SELECT {', '.join(selected)} "
+        f"FROM unnest({', '.join(['%b'] * len(arrays))}) AS x({aliases}) ORDER BY x.a0 "
+        f"ON CONFLICT DO NOTHING RETURNING {quote(username_field.column)}, {quote(meta.pk.column)}"
     )
-    missing = wanted - existing.keys()
-    if missing:
-        unusable = make_password(None)  # one unusable hash for all: nobody can log in with it
-        User._default_manager.bulk_create(
-            [User(**{field_name: name, "password": unusable}) for name in sorted(missing)],
-            batch_size=5000,
-            ignore_conflicts=True,
-        )
-        existing.update(
-            User._default_manager.filter(**{f"{field_name}__in": missing}).values_list(field_name, "pk")
-        )
-    return existing, len(missing)
+    connection.ensure_connection()
+    with psycopg.Cursor(connection.connection) as cursor:
+        cursor.execute(sql, [*constants, *arrays])
+        return dict(cursor.fetchall())
 
 
 class _Progress:
@@ -159,6 +222,10 @@ def _run(
 ) -> ImportResult:
     result = ImportResult()
     started = time.monotonic()
+    collecting = gc.isenabled()
+    # A batch is tens of thousands of tuples of strings, none in a reference cycle; the cyclic
+    # collector would still walk all of them again and again (a quarter of an import's time).
+    gc.disable()
     try:
         for batch in batches:
             try:
@@ -172,6 +239,8 @@ def _run(
             result.users_created += users
             progress.update(len(batch))
     finally:
+        if collecting:
+            gc.enable()
         progress.close()
         result.seconds = time.monotonic() - started
     logger.info(
@@ -243,40 +312,40 @@ def import_dataset_events(
     context = {"source": name}
 
     def write(batch: list[InteractionSource | RowError]) -> tuple[int, int]:
-        lines = [item.line for item in batch]
+        sources = [item for item in batch if not isinstance(item, RowError)]
         errors = [(item.line, item.message) for item in batch if isinstance(item, RowError)]
-        sources = [item for item in batch if isinstance(item, InteractionSource)]
-        keys.load_products({s.product_source_id for s in sources})
-        keys.load_stores({s.store_source_id for s in sources if s.store_source_id})
-        for s in sources:
-            if s.product_source_id not in keys.products:
-                hint = f"import it first with `manage.py import_catalog --dataset {name} {folder}`"
-                errors.append((s.line, f"product {s.product_source_id} is not in the catalogue; {hint}"))
-            elif s.store_source_id and s.store_source_id not in keys.stores:
-                errors.append((s.line, f"store {s.store_source_id} is not in the catalogue"))
+        product_ids = {s.product_source_id for s in sources}
+        store_ids = {s.store_source_id for s in sources if s.store_source_id}
+        keys.load_products(product_ids)
+        keys.load_stores(store_ids)
+        if not product_ids <= keys.products.keys() or not store_ids <= keys.stores.keys():
+            hint = f"import it first with `manage.py import_catalog --dataset {name} {folder}`"
+            for s in sources:
+                if s.product_source_id not in keys.products:
+                    errors.append((s.line, f"product {s.product_source_id} is not in the catalogue; {hint}"))
+                elif s.store_source_id and s.store_source_id not in keys.stores:
+                    errors.append((s.line, f"store {s.store_source_id} is not in the catalogue"))
         if errors:
-            raise _failed(file, errors, lines)
+            raise _failed(file, errors, [item.line for item in batch])
         with transaction.atomic():
             created = keys.load_users({s.user_source_id for s in sources})
+            products, stores, users = keys.products, keys.stores, keys.users
             rows = []
             for s in sources:
-                product, product_store = keys.products[s.product_source_id]
-                store = keys.stores[s.store_source_id] if s.store_source_id else product_store
-                event_id = stable_event_id(name, *s.key)
-                user = keys.users[s.user_source_id]
+                product, store = products[s.product_source_id]
                 rows.append(
                     EventRow(
-                        event_id,
+                        stable_event_id(name, *s.key),
                         s.event_type,
-                        user,
+                        users[s.user_source_id],
                         "",
                         product,
-                        store,
+                        stores[s.store_source_id] if s.store_source_id else store,
                         "",
                         s.value,
                         s.revenue,
                         s.timestamp,
-                        context,
+                        context,  # one dict for all: encoded once by copy_rows
                         "",
                     )
                 )
@@ -310,25 +379,21 @@ def _read_event_file(path: Path) -> Iterator[tuple[int, dict[str, Any] | str]]:
                 yield line, raw if isinstance(raw, dict) else "each line must be a JSON object"
     elif kind == ".csv":
         with open_text(path) as handle:
-            reader = csv.DictReader(handle)
-            for row in reader:
-                yield reader.line_num, _csv_event(reader.line_num, row)
+            reader = csv.reader(handle)
+            header = next(reader, [])
+            for cells in reader:
+                if cells:  # blank lines are skipped
+                    yield reader.line_num, _csv_event(header, cells)
 
 
-def _csv_event(line: int, row: dict[str | None, Any]) -> dict[str, Any] | str:
-    if None in row:
+def _csv_event(header: list[str], cells: list[str]) -> dict[str, Any] | str:
+    """A CSV row as the event's JSON shape: empty cells are absent, some cells are numbers or JSON."""
+    if len(cells) > len(header):
         return "more cells than header columns"
-    raw: dict[str, Any] = {}
-    for column, cell in row.items():
-        if cell is None or cell == "":
-            continue
+    raw: dict[str, Any] = {column: cell for column, cell in zip(header, cells, strict=False) if cell}
+    for column in CSV_CONVERTED_COLUMNS.intersection(raw):
         try:
-            if column in CSV_NUMBER_COLUMNS:
-                raw[column] = float(cell)
-            elif column in CSV_JSON_COLUMNS:
-                raw[column] = json.loads(cell)
-            else:
-                raw[column] = cell
+            raw[column] = float(raw[column]) if column in CSV_NUMBER_COLUMNS else json.loads(raw[column])
         except ValueError:
             return f"{column} must be {'a number' if column in CSV_NUMBER_COLUMNS else 'JSON'}"
     return raw
@@ -351,7 +416,7 @@ def import_event_file(
         good = [(line, raw) for line, raw in batch if isinstance(raw, dict)]
         for _, raw in good:
             if not raw.get("event_id"):
-                raw["event_id"] = stable_event_id("import", json.dumps(raw, sort_keys=True, default=str))
+                raw["event_id"] = stable_event_id("import", _CONTENT_ENCODER.encode(raw))
         try:
             rows = validate_batch(
                 [raw for _, raw in good],

@@ -218,7 +218,7 @@ def copy_rows(rows: Sequence[EventRow]) -> int:
                 for event_id in sorted(unique):
                     row = unique[event_id]
                     context = row[CONTEXT]
-                    data = encoded.get(id(context))
+                    data = encoded.get(id(context)) if context else b"{}"
                     if data is None:
                         data = encoded[id(context)] = encode_context(context)
                     copy.write_row((*row[:CONTEXT], data, row[CONTEXT + 1], created))

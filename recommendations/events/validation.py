@@ -176,7 +176,7 @@ def _validate_event(
     few fields) takes the fewest steps: each field is read once and checked with plain
     comparisons before any error text is built.
     """
-    if not isinstance(raw, Mapping):
+    if type(raw) is not dict and not isinstance(raw, Mapping):  # the ABC check only when needed
         return None, {"non_field_errors": ["each event must be a JSON object"]}
     errors: dict[str, list[str]] = {}
     if not KNOWN_FIELDS.issuperset(raw):
@@ -395,23 +395,17 @@ def check_references(rows: Sequence[EventRow]) -> tuple[list[EventRow], dict[int
     for position, row in enumerate(rows):
         (event_id, event_type, user_id, session_id, product_id, store_id, query, value, revenue, timestamp,
          context, recommendation_id) = row  # fmt: skip
-        problems: dict[str, list[str]] = {}
         product = products.get(product_id) if product_id else None
-        if product_id and product is None:
-            problems["product_id"] = [f"no product has the primary key {product_id!r}"]
-        listed = context.get("products")
-        if listed is not None:
-            missing = [key for key in listed if key not in products]
-            if missing:
-                problems["products"] = [f"unknown product(s): {', '.join(missing[:5])}"]
         store = stores.get(store_id) if store_id else None
-        if store_id and store is None:
-            problems["store_id"] = [f"no store has the primary key {store_id!r}"]
         user = users.get(str(user_id)) if user_id is not None else None
-        if user_id is not None and user is None:
-            problems["user_id"] = [f"no user has the primary key {user_id!r}"]
-        if problems:
-            errors[position] = problems
+        listed = context.get("products")
+        if (
+            (product_id and product is None)
+            or (store_id and store is None)
+            or (user_id is not None and user is None)
+            or (listed is not None and not products.keys() >= set(listed))
+        ):
+            errors[position] = _unknown_references(row, products, stores, users)
             checked.append(row)
             continue
         if store is not None:
@@ -439,6 +433,23 @@ def check_references(rows: Sequence[EventRow]) -> tuple[list[EventRow], dict[int
             )
         )
     return checked, errors
+
+
+def _unknown_references(
+    row: EventRow, products: Mapping[str, Any], stores: Mapping[str, Any], users: Mapping[str, Any]
+) -> dict[str, list[str]]:
+    """The messages for an event that names objects that do not exist."""
+    problems: dict[str, list[str]] = {}
+    if row.product_id and row.product_id not in products:
+        problems["product_id"] = [f"no product has the primary key {row.product_id!r}"]
+    missing = [key for key in row.context.get("products") or () if key not in products]
+    if missing:
+        problems["products"] = [f"unknown product(s): {', '.join(missing[:5])}"]
+    if row.store_id and row.store_id not in stores:
+        problems["store_id"] = [f"no store has the primary key {row.store_id!r}"]
+    if row.user_id is not None and str(row.user_id) not in users:
+        problems["user_id"] = [f"no user has the primary key {row.user_id!r}"]
+    return problems
 
 
 def validate_batch(
