@@ -354,7 +354,7 @@ def _existing_keys(
             columns.append(quote(model._meta.get_field(extra_field).column))
         sql = (
             f"SELECT {', '.join(columns)} FROM {quote(model._meta.db_table)} "
-            f"WHERE {columns[0]} = ANY(%s::{pk_field.db_type(connection)}[])"
+            f"WHERE {columns[0]} = ANY(%b::{pk_field.db_type(connection)}[])"  # binary: no escaping
         )
         queries.append((len(results) - 1, canonical, sql, [list(set(canonical.values()))]))
     if not queries:
