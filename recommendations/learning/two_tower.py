@@ -390,10 +390,10 @@ def sampled_softmax_loss(
     """
     k = len(negatives)
     pos = (hidden * emb[targets]).sum(1) + bias[targets] - log_q[targets] - math.log(k)
-    neg = hidden @ emb[negatives].T + (bias[negatives] - log_q[negatives] - math.log(k))[None]
-    neg = neg.masked_fill(negatives[None, :] == targets[:, None], float("-inf"))
-    logits = torch.cat([pos[:, None], neg], dim=1)
-    nll = torch.logsumexp(logits, dim=1) - pos
+    neg_bias = bias[negatives] - log_q[negatives] - math.log(k)
+    neg = torch.addmm(neg_bias, hidden, emb[negatives].T)
+    neg = neg.masked_fill_(negatives[None, :] == targets[:, None], float("-inf"))
+    nll = torch.logaddexp(pos, torch.logsumexp(neg, dim=1)) - pos
     return (nll * weights).sum() / weights.sum().clamp_min(1e-12)
 
 
@@ -648,9 +648,6 @@ class TwoTowerRecommender(Recommender):
         """
         net = self._require_net()
         net.eval()
-        seq = torch.as_tensor(_pad_histories(histories, net.config.max_len, self.n_items))
-        seq = seq.to(self.device)
-        last = ((seq >= 0).sum(1) - 1).clamp_min(0)
         feats = None
         if user_features is not None and net.user_feature_emb is not None:
             feats = (
@@ -660,13 +657,22 @@ class TwoTowerRecommender(Recommender):
         elif user_ids is not None:
             feats = self._user_feature_tensors(np.asarray(user_ids))
         emb = net.item_table()[0] if table is None else table
-        with torch.autocast(self.device.type, torch.bfloat16, enabled=self.device.type == "cuda"):
-            hidden = net.encode(seq, emb, feats)
-        out = hidden[torch.arange(len(seq), device=self.device), last].float()
-        # An empty history carries no information: fall back to the popularity direction.
-        empty = (seq >= 0).sum(1) == 0
-        if empty.any():
-            out[empty] = 0.0
+        out = torch.zeros(len(histories), net.config.dim, device=self.device)
+        # Similar lengths together: padding to the longest history of a chunk costs little.
+        lengths = np.array([min(len(h), net.config.max_len) for h in histories])
+        order = np.argsort(lengths, kind="stable")
+        for start in range(0, len(order), 512):
+            rows = order[start : start + 512]
+            padded = _pad_histories([histories[r] for r in rows], net.config.max_len, self.n_items)
+            seq = torch.as_tensor(padded, device=self.device)
+            n_known = (seq >= 0).sum(1)
+            chunk_feats = None if feats is None else (feats[0][rows], feats[1][rows])
+            with torch.autocast(self.device.type, torch.bfloat16, self.device.type == "cuda"):
+                hidden = net.encode(seq, emb, chunk_feats)
+            picked = hidden[torch.arange(len(seq), device=self.device), (n_known - 1).clamp_min(0)]
+            # An empty history carries no information: the score falls back to the item bias.
+            picked = torch.where((n_known > 0)[:, None], picked.float(), 0.0)
+            out[torch.as_tensor(rows, device=self.device)] = picked
         return out
 
     @torch.no_grad()
