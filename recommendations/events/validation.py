@@ -135,18 +135,18 @@ def stable_event_id(namespace: str, *parts: object) -> str:
 
 def parse_timestamp(value: Any) -> dt.datetime:
     """ISO 8601 text (naive means UTC) or unix seconds; raises ValueError with a usable message."""
+    if isinstance(value, str):  # the usual case first
+        try:
+            parsed = dt.datetime.fromisoformat(value)
+        except ValueError:
+            raise ValueError(f"{value[:40]!r} is not an ISO 8601 date-time") from None
+        return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
     if isinstance(value, bool):
         raise ValueError("must be an ISO 8601 date-time or unix seconds")
     if isinstance(value, int | float):
         if not math.isfinite(value):
             raise ValueError("must be a finite number of unix seconds")
         return dt.datetime.fromtimestamp(value, tz=dt.UTC)
-    if isinstance(value, str):
-        try:
-            parsed = dt.datetime.fromisoformat(value)
-        except ValueError:
-            raise ValueError(f"{value[:40]!r} is not an ISO 8601 date-time") from None
-        return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
     if isinstance(value, dt.datetime):
         return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
     raise ValueError("must be an ISO 8601 date-time or unix seconds")
@@ -162,6 +162,8 @@ def _as_key(value: Any) -> str | None:
 
 
 def _number(value: Any) -> float | None:
+    if type(value) is float:  # the usual case: one type check
+        return value if math.isfinite(value) else None
     if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
         return float(value)
     return None
