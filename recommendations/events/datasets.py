@@ -140,22 +140,25 @@ def _cells(
     """(line, the named cells in that order) per row of a file with a header, or (line, what is wrong).
 
     For interaction files, which hold nearly all of a dataset's rows: cells picked by position
-    cost a fraction of a dict per row. Header names may carry a RecBole type (`user_id:token`).
+    cost a fraction of a dict per row. `names` are two or more columns; header names may carry
+    a RecBole type (`user_id:token`).
     """
     with open_text(path) as handle:
         reader = csv.reader(handle, delimiter=delimiter, quoting=quoting)
         header = [name.split(":")[0] for name in next(reader, [])]
         missing = [name for name in names if name not in header]
-        positions = [header.index(name) for name in names if name in header]
-        pick = itemgetter(*positions)
-        width, needed = len(header), max(positions, default=0) + 1
-        for cells in reader:
-            if missing:
+        if missing:
+            for _ in reader:
                 yield reader.line_num, f"no column {', '.join(missing)} in the header"
-            elif not needed <= len(cells) <= width:
-                yield reader.line_num, f"{len(cells)} cells where the header has {width}"
-            else:
+            return
+        positions = [header.index(name) for name in names]
+        pick = itemgetter(*positions)
+        width, needed = len(header), max(positions) + 1
+        for cells in reader:
+            if needed <= len(cells) <= width:
                 yield reader.line_num, pick(cells)
+            else:
+                yield reader.line_num, f"{len(cells)} cells where the header has {width}"
 
 
 def _price(text: str) -> Decimal | None:

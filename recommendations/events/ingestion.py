@@ -25,6 +25,7 @@ context object shared by many rows (an importer's `{"source": ...}`) is encoded 
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import logging
 from collections.abc import Iterable, Sequence
@@ -76,7 +77,12 @@ def encode_json(value: Any) -> bytes:
     try:
         return orjson.dumps(value, default=str, option=orjson.OPT_NON_STR_KEYS)
     except TypeError:  # integers beyond 64 bits, which orjson refuses and json writes
-        return json.dumps(value, separators=(",", ":"), default=str).encode()
+        return json.dumps(value, separators=(",", ":"), default=_as_text).encode()
+
+
+def _as_text(value: Any) -> str:
+    """What orjson writes for a date or time (ISO 8601), and str() of anything else."""
+    return value.isoformat() if isinstance(value, dt.date | dt.time) else str(value)
 
 
 def _quote(name: str) -> str:

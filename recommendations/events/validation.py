@@ -18,6 +18,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
+from types import MappingProxyType
 from typing import Any, NamedTuple
 
 import psycopg
@@ -40,6 +41,7 @@ MAX_REVENUE = Decimal("9999999999.99")
 CENT = Decimal("0.01")
 EVENT_ID_PATTERN = re.compile(r"[A-Za-z0-9_.:\-]{1,64}")
 STRING_LIMITS = {"session_id": 64, "store_id": 64, "query": 255, "recommendation_id": 64}
+NO_STRINGS = MappingProxyType(dict.fromkeys(STRING_LIMITS, ""))  # an event with none of them
 KNOWN_FIELDS = frozenset(
     {
         "event_id",
@@ -169,6 +171,24 @@ def _number(value: Any) -> float | None:
     return None
 
 
+def _strings(raw: Mapping[str, Any], errors: dict[str, list[str]]) -> dict[str, str]:
+    """The free-text fields, stripped; a missing one is ""."""
+    strings: dict[str, str] = {}
+    for name, limit in STRING_LIMITS.items():
+        value = raw.get(name)
+        if value is None:
+            strings[name] = ""
+        elif isinstance(value, str) and len(value) <= limit:
+            strings[name] = value.strip()
+        elif isinstance(value, int) and not isinstance(value, bool) and name == "store_id":
+            strings[name] = str(value)
+        else:
+            errors[name] = [
+                "must be a string" if not isinstance(value, str) else f"must be at most {limit} characters"
+            ]
+    return strings
+
+
 def _validate_event(
     raw: Any, origin: Origin, now: dt.datetime, latest: dt.datetime
 ) -> tuple[EventRow | None, dict[str, list[str]]]:
@@ -204,19 +224,7 @@ def _validate_event(
     elif not isinstance(event_id, str) or not EVENT_ID_PATTERN.fullmatch(event_id):
         errors["event_id"] = ["must be 1-64 characters of letters, digits, '_', '-', '.' or ':'"]
 
-    strings: dict[str, str] = {}
-    for name, limit in STRING_LIMITS.items():
-        value = get(name)
-        if value is None:
-            strings[name] = ""
-        elif isinstance(value, str) and len(value) <= limit:
-            strings[name] = value.strip()
-        elif isinstance(value, int) and not isinstance(value, bool) and name == "store_id":
-            strings[name] = str(value)
-        else:
-            errors[name] = [
-                "must be a string" if not isinstance(value, str) else f"must be at most {limit} characters"
-            ]
+    strings: Mapping[str, str] = NO_STRINGS if STRING_LIMITS.keys().isdisjoint(raw) else _strings(raw, errors)
 
     user_id = get("user_id")
     session_id = strings.get("session_id", "")

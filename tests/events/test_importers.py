@@ -11,7 +11,12 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.core.management import CommandError, call_command
 
-from recommendations.events.importers import ImportFailed, import_dataset_events, import_event_file
+from recommendations.events.importers import (
+    ImportFailed,
+    ensure_users,
+    import_dataset_events,
+    import_event_file,
+)
 from recommendations.models import Event
 from shop.models import Product, Store
 
@@ -129,6 +134,33 @@ def test_malformed_rows_report_their_lines_and_the_batch_writes_nothing(amazon):
     assert "interactions.csv.gz line 6" in message
     assert not Event.objects.exists()
     assert not get_user_model().objects.exists()
+
+
+@pytest.mark.django_db
+def test_a_missing_column_is_named_on_each_line(amazon):
+    call_command("import_catalog", str(amazon), dataset="amazon-beauty", stdout=StringIO())
+    header = ["user_id", "item_id", "reviewer_id", "asin", "seq_index"]
+    write_csv(amazon / "interactions.csv.gz", header, [[1, 1, "RVW1", "B0001", 0]] * 2, gzip.open)
+    with pytest.raises(ImportFailed) as failure:
+        import_dataset_events("amazon-beauty", amazon, progress=False)
+    assert failure.value.errors == [
+        f"interactions.csv.gz line {line}: unreadable interaction (no column timestamp in the header)"
+        for line in (2, 3)
+    ]
+
+
+@pytest.mark.django_db
+def test_dataset_accounts_are_made_once_with_unusable_passwords(django_user_model):
+    existing = django_user_model.objects.create_user("movielens.1", password="pw")
+    keys, created = ensure_users(["movielens.1", "movielens.2", "movielens.3"])
+    assert created == 2 and keys["movielens.1"] == existing.pk
+    new = django_user_model.objects.get(pk=keys["movielens.2"])
+    assert new.username == "movielens.2" and not new.has_usable_password()
+    assert new.is_active and not new.is_staff and new.date_joined is not None
+    assert ensure_users(["movielens.2", "movielens.3"]) == (
+        {n: keys[n] for n in ("movielens.2", "movielens.3")},
+        0,
+    )
 
 
 @pytest.mark.django_db

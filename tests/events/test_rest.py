@@ -66,6 +66,16 @@ def test_replayed_batch_is_stored_once(client, catalogue, api_key):
 
 
 @pytest.mark.django_db
+def test_keys_sent_as_text_or_numbers_are_stored_in_their_own_type(client, catalogue, api_key, shopper):
+    events = [view(catalogue[0], user_id=str(shopper.pk)), view(catalogue[1], user_id=shopper.pk)]
+    events.append({"event_type": "view", "product_id": catalogue[2].pk, "user_id": f" {shopper.pk} "})
+    assert post(client, {"events": events}, api_key).json()["stored"] == 3
+    assert set(Event.objects.values_list("user_id", "product_id")) == {
+        (shopper.pk, str(product.pk)) for product in catalogue[:3]
+    }
+
+
+@pytest.mark.django_db
 def test_session_with_csrf_header_writes_as_the_signed_in_user(browser, catalogue, shopper):
     browser.force_login(shopper)
     response = post(
@@ -183,6 +193,7 @@ def test_oversize_body_is_413_before_parsing(client, catalogue, api_key):
         ('{"events": {}}', '"events" list'),
         ('{"events": []}', "empty"),
         ('{"events": [], "extra": 1}', "Unknown top-level"),
+        ('{"events": [{"event_type": "search", "query": "q", "value": NaN}]}', "not valid JSON"),
     ],
 )
 def test_malformed_bodies_are_400(client, api_key, body, message):
