@@ -171,8 +171,12 @@ def _create_users(model: type[Model], usernames: list[str]) -> dict[str, Any]:
     constants: list[Any] = []
     arrays: list[list[Any]] = [usernames]
     for model_field in meta.local_concrete_fields:
-        if model_field.generated or (model_field.primary_key and model_field.db_returning):
-            continue  # computed by the database
+        if (
+            model_field.generated
+            or (model_field.primary_key and model_field.db_returning)
+            or (model_field.has_db_default() and not model_field.has_default())
+        ):
+            continue  # computed or filled in by the database
         columns.append(quote(model_field.column))
         if model_field is username_field:
             selected.append("x.a0")
