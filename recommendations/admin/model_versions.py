@@ -16,6 +16,7 @@ from django.utils.html import escape, format_html, format_html_join
 from django.utils.safestring import SafeString, mark_safe
 
 from recommendations.admin.readonly import ReadOnlyAdmin
+from recommendations.locks import is_locked
 from recommendations.models import ModelStatus, ModelVersion
 from recommendations.vectors import activation
 
@@ -220,6 +221,13 @@ class ModelVersionAdmin(ReadOnlyAdmin):
                 "No model version is active: recommendations fall back to popularity. Retrain now, "
                 "or activate a ready version.",
                 messages.WARNING,
+            )
+        if is_locked():
+            self.message_user(
+                request,
+                "A retrain or embed is running now; its version shows its progress below. "
+                "Retrain now will wait for the next one.",
+                messages.INFO,
             )
         extra_context = {**(extra_context or {}), "can_activate": self.has_activate_permission(request)}
         return super().changelist_view(request, extra_context)

@@ -4,6 +4,7 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.urls import reverse
 
+from recommendations.locks import advisory_lock
 from recommendations.models import ModelStatus, ModelVersion
 from recommendations.vectors import activation
 from tests.pipeline.test_vectors import make_version
@@ -74,6 +75,14 @@ def test_activate_action_and_rollback_button(staff):
     refused = staff.post(url, {"action": "activate_selected", "_selected_action": [failed.pk]}, follow=True)
     assert "only a ready version can be activated" in messages_of(refused)[0]
     assert ModelVersion.objects.get(status=ModelStatus.ACTIVE).pk == first.pk
+
+
+def test_a_running_pipeline_is_announced(staff):
+    with advisory_lock() as acquired:
+        assert acquired
+        page = staff.get(reverse(CHANGELIST))
+    assert any("A retrain or embed is running now" in m for m in messages_of(page))
+    assert not any("running now" in m for m in messages_of(staff.get(reverse(CHANGELIST))))
 
 
 def test_buttons_need_the_change_permission(client, db):
