@@ -47,24 +47,24 @@ from recommendations.learning.two_tower import (
 )
 
 DATA_DIR = Path(os.environ.get("BEAUTY_DATA_DIR", "/work/shared/datasets/amazon_beauty_5core"))
-DOCS = Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md"
-HEADING = "## Recommendation quality (Amazon Beauty 5-core)"
 
-# The two-tower settings measured in docs/benchmarks.md.
+# The two-tower settings measured in docs/benchmarks.md ("Recommendation quality").
 TWO_TOWER = {
     "dim": 64,
     "n_layers": 2,
     "n_heads": 1,
     "ffn_dim": 256,
     "max_len": 50,
-    "dropout": 0.3,
+    "dropout": 0.5,
     "id_dropout": 0.2,
     "batch_size": 256,
     "lr": 3e-3,
+    "lr_schedule": "linear",
     "loss": "sampled",
     "n_negatives": 2048,
-    "patience": 4,
-    "epochs": 60,
+    "eval_every": 2,
+    "patience": 5,
+    "epochs": 30,
 }
 FEATURES = {"use_title_ngrams": True}
 
@@ -136,12 +136,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--epochs", type=int, default=TWO_TOWER["epochs"])
     parser.add_argument("--device", default=None, help="cpu or cuda (default: automatic)")
     parser.add_argument("--quick", action="store_true", help="3,000 users, 2 epochs: smoke run")
-    parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: all)")
+    parser.add_argument("--threads", type=int, default=1, help="CPU threads (1: fastest here)")
     parser.add_argument(
         "--max-seconds", type=float, default=840.0, help="training time budget of the two-tower"
     )
     parser.add_argument("--skip-classic", action="store_true", help="only the two-tower model")
-    parser.add_argument("--write-docs", action="store_true", help=f"update {HEADING!r}")
     parser.add_argument("--data-dir", type=Path, default=DATA_DIR)
     args = parser.parse_args(argv)
 
@@ -165,30 +164,36 @@ def main(argv: list[str] | None = None) -> None:
         num_threads=args.threads,
         max_seconds=args.max_seconds,
     )
-    models: dict = {}
+    # The two-tower model runs first: it is the one with a wall-clock budget.
+    two_tower = _LoggedTwoTower(config)
+    models: dict = {"two-tower (content + causal transformer)": two_tower}
     if not args.skip_classic:
-        models = {
+        models |= {
             "popularity": PopularityRecommender(),
-            "item-kNN (k=100)": ItemKNNRecommender(k=100),
+            "item-kNN (all neighbours)": ItemKNNRecommender(k=None),
+            "item-kNN (k=200, shrink=10)": ItemKNNRecommender(k=200, shrink=10.0),
             "EASE (lambda=500)": EASERecommender(l2=500.0),
             "ALS (128 factors)": ALSRecommender(factors=128, regularization=10.0, alpha=20.0),
         }
-    two_tower = _LoggedTwoTower(config)
-    models["two-tower (content + causal transformer)"] = two_tower
-    rows = compare(models, split, ks=(10, 20), log=print)
+    rows = compare(models, split, ks=(10, 20), log=_print_unless_table)
+    rows = rows[1:] + rows[:1]  # baselines first in the table
     table = format_table(rows, (10, 20))
+    print(table)
     ease = next((r for r in rows if str(r["model"]).startswith("EASE")), None)
     tt = rows[-1]
     ratio = float(tt["NDCG@10"]) / float(ease["NDCG@10"]) if ease else float("nan")
     summary = (
         f"two-tower: best epoch {two_tower.best_epoch} of {len(two_tower.history)} "
         f"(validation NDCG@10 {two_tower.best_metric:.4f}), trained in {tt['train_s']:.0f}s; "
-        f"NDCG@10 two-tower / EASE = {ratio:.2f}"
+        f"NDCG@10 two-tower / EASE = {ratio:.2f}; load average (1/5/15 min) at the end: "
+        + "/".join(f"{x:.1f}" for x in os.getloadavg())
     )
     print(summary)
-    if args.write_docs and not args.quick:
-        command = "python benchmarks/quality.py " + " ".join(argv if argv else sys.argv[1:])
-        write_docs(table, summary, command.strip(), config)
+
+
+def _print_unless_table(line: str) -> None:
+    if not line.startswith("| model"):
+        print(line, flush=True)
 
 
 class _LoggedTwoTower(TwoTowerRecommender):
@@ -204,31 +209,6 @@ class _LoggedTwoTower(TwoTowerRecommender):
             )
 
         return super().fit(train, validation, callback=callback or log)
-
-
-def write_docs(table: str, summary: str, command: str, config: TrainConfig) -> None:
-    """Replace (or append) this benchmark's section of docs/benchmarks.md."""
-    settings = ", ".join(f"{k}={v}" for k, v in TWO_TOWER.items() if k != "epochs")
-    section = "\n".join(
-        [
-            HEADING,
-            f"`{command}` (load average {os.getloadavg()[0]:.1f} at the end of the run).",
-            "",
-            table,
-            "",
-            summary + ".",
-            f"Two-tower settings: {settings}; features: {FEATURES}.",
-            "",
-        ]
-    )
-    text = DOCS.read_text() if DOCS.exists() else "# Benchmarks\n"
-    start = text.find(HEADING)
-    if start < 0:
-        text = text.rstrip("\n") + "\n\n" + section
-    else:
-        end = text.find("\n## ", start + len(HEADING))
-        text = text[:start] + section + (text[end + 1 :] if end >= 0 else "")
-    DOCS.write_text(text)
 
 
 if __name__ == "__main__":

@@ -107,11 +107,11 @@ class PopularityRecommender(Recommender):
 class ItemKNNRecommender(Recommender):
     """Item-item cosine similarity on co-occurrence, keeping each item's k nearest neighbours.
 
-    score(user, j) = sum over history items i of sim(i, j). `shrink` damps similarities that
-    rest on few co-occurrences.
+    score(user, j) = sum over history items i of sim(i, j). `k=None` keeps every neighbour;
+    `shrink` damps similarities that rest on few co-occurrences.
     """
 
-    def __init__(self, k: int = 100, shrink: float = 0.0) -> None:
+    def __init__(self, k: int | None = 100, shrink: float = 0.0) -> None:
         self.k = k
         self.shrink = shrink
         self.similarity = sp.csr_matrix((0, 0), dtype=np.float32)
@@ -124,7 +124,7 @@ class ItemKNNRecommender(Recommender):
         sim = co.data / (norms[co.row] * norms[co.col] + self.shrink + 1e-12)
         sim[co.row == co.col] = 0.0
         full = sp.csr_matrix((sim.astype(np.float32), (co.row, co.col)), shape=co.shape)
-        self.similarity = _keep_top_k_per_row(full, self.k)
+        self.similarity = full if self.k is None else _keep_top_k_per_row(full, self.k)
 
     def _score(self, history: sp.csr_matrix, user_ids: np.ndarray) -> np.ndarray:
         return np.asarray((history @ self.similarity).todense(), dtype=np.float32)

@@ -116,3 +116,8 @@ class TestPopularity:
         decayed = PopularityRecommender(half_life_days=30).fit(data)
         assert decayed.item_scores.argmax() == 1
         assert decayed.item_scores[1] == pytest.approx(1.0)
+
+
+class TestItemKNNAllNeighbours(RecommenderTestMixin):
+    def make(self):
+        return ItemKNNRecommender(k=None, shrink=1.0)
