@@ -22,14 +22,13 @@ from decimal import Decimal
 import numpy as np
 import pytest
 from django.contrib.auth import get_user_model
-from django.core.cache import cache
 from django.utils import timezone
 
-from recommendations.experiments import assignment
 from recommendations.models import Event, ModelStatus, ModelVersion, ProductVector, UserVector
 from recommendations.serving.catalog import index_products
 from recommendations.vectors import queries
 from shop.models import Category, Product, Store
+from tests.state import fresh_serving_state
 
 AXES = {"Tea": 0, "Coffee": 1, "Garden": 2}
 PRODUCTS_PER_CATEGORY = 4
@@ -73,12 +72,7 @@ def buy(user, product, when, amount: str) -> Event:
 
 @pytest.fixture(autouse=True)
 def _fresh_state():
-    cache.clear()
-    queries.clear_cache()
-    assignment.clear_cache()
-    yield
-    queries.clear_cache()
-    assignment.clear_cache()
+    yield from fresh_serving_state()
 
 
 @pytest.fixture

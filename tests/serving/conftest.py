@@ -14,16 +14,15 @@ import numpy as np
 import pytest
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AnonymousUser
-from django.core.cache import cache
 from django.template import Context, Template
 from django.test import RequestFactory
 from django.utils import timezone
 
-from recommendations.experiments import assignment
 from recommendations.models import Event, ModelStatus, ModelVersion, ProductVector, StoreVector, UserVector
 from recommendations.serving.catalog import index_products
 from recommendations.vectors import queries
 from shop.models import Category, Product, Store
+from tests.state import fresh_serving_state
 
 AXES = {"Hair": 0, "Face": 1, "Nails": 2}
 TITLES = {
@@ -55,13 +54,7 @@ class Catalog:
 
 @pytest.fixture(autouse=True)
 def _fresh_state():
-    """Every test starts with an empty cache, no remembered active version and no live experiment."""
-    cache.clear()
-    queries.clear_cache()
-    assignment.clear_cache()
-    yield
-    queries.clear_cache()
-    assignment.clear_cache()
+    yield from fresh_serving_state()
 
 
 @pytest.fixture
