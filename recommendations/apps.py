@@ -12,6 +12,10 @@ class RecommendationsConfig(AppConfig):
 
         validate_configuration()
 
+        from recommendations import routers
+
+        routers.validate_configuration()
+
         from recommendations.events import receivers
 
         receivers.connect()

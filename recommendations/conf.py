@@ -104,6 +104,9 @@ DEFAULTS: dict[str, Any] = {
     "REPLENISHABLE_MIN_REPEAT_RATE": 0.1,
     # HNSW candidate list size for k-NN queries (recall against speed; see docs/benchmarks.md).
     "HNSW_EF_SEARCH": 100,
+    # Alias in DATABASES of a read replica that serving reads vectors and the active version
+    # from (None: the default database); needs recommendations.routers.VectorReplicaRouter.
+    "VECTOR_READ_DATABASE": None,
     # Seconds a computed list is reused (0 = off); a new event of the user starts a new one.
     "SERVING_CACHE_SECONDS": 60,
     # Store what was recommended (one row per list) so clicks and purchases can be joined.

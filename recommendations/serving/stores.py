@@ -45,7 +45,8 @@ def _finalize(
 
 def _store_vector(store_id: str, version: ModelVersion) -> np.ndarray | None:
     embedding = (
-        StoreVector.objects.filter(model_version_id=version.pk, store_id=store_id)
+        queries.vector_rows(StoreVector)
+        .filter(model_version_id=version.pk, store_id=store_id)
         .values_list("embedding", flat=True)
         .first()
     )

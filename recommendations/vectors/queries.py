@@ -9,6 +9,11 @@ neighbours still returns k rows.
 Scores: `nearest_products` returns user . item + item bias (higher is better), searched on
 the version's index of [item, bias] with the query [user, 1] (`indexes.ScoreEmbedding`);
 `nearest_stores` returns user . store; `similar_products` returns cosine similarity.
+
+Database: every read here goes to `routers.vector_read_database()`, a read replica when
+`RECOMMENDATIONS["VECTOR_READ_DATABASE"]` names one (see `recommendations.routers` for why a
+lagging replica never serves a version whose rows it lacks). `active_version(fresh=True)` is
+the pipeline's question ("what is active now?") and asks the primary.
 """
 
 from __future__ import annotations
@@ -16,15 +21,16 @@ from __future__ import annotations
 import time
 import weakref
 from collections.abc import Collection, Iterable
-from typing import NamedTuple
+from typing import NamedTuple, TypeVar
 
 import numpy as np
-from django.db import connection
-from django.db.models import QuerySet
+from django.db import connections, router
+from django.db.models import Model, QuerySet
 from pgvector.django import CosineDistance, MaxInnerProduct
 
 from recommendations.conf import rec_settings
 from recommendations.models import ModelStatus, ModelVersion, ProductVector, StoreVector, UserVector
+from recommendations.routers import vector_read_database
 from recommendations.vectors.indexes import ScoreEmbedding, embedding_expression
 
 # Seconds a process trusts its idea of the active version. Activation keeps the previous
@@ -33,6 +39,8 @@ ACTIVE_VERSION_TTL = 5.0
 # Candidates fetched per answer row, re-sorted by their exact score.
 CANDIDATE_FACTOR = 2
 MAX_EF_SEARCH = 1000  # pgvector's upper limit
+
+M = TypeVar("M", bound=Model)
 
 _active: tuple[float, ModelVersion | None] | None = None
 # Database connections whose session already has the search settings (and which ef_search).
@@ -45,12 +53,32 @@ class ItemVector(NamedTuple):
 
 
 def active_version(*, fresh: bool = False) -> ModelVersion | None:
-    """The version serving now (None before the first activation), cached for a few seconds."""
+    """The version serving now (None before the first activation), cached for a few seconds.
+
+    Read from the same database as the vectors, so it is a version whose rows that database
+    has. `fresh=True` (the pipeline, about to write) reads the primary now; its answer is
+    cached only when serving reads the primary too, since a replica may not have it yet.
+    """
     global _active
     now = time.monotonic()
-    if fresh or _active is None or now - _active[0] > ACTIVE_VERSION_TTL:
-        _active = (now, ModelVersion.objects.filter(status=ModelStatus.ACTIVE).first())
+    if fresh:
+        primary = router.db_for_write(ModelVersion)
+        version = _load_active(primary)
+        if primary == vector_read_database():
+            _active = (now, version)
+        return version
+    if _active is None or now - _active[0] > ACTIVE_VERSION_TTL:
+        _active = (now, _load_active(vector_read_database()))
     return _active[1]
+
+
+def _load_active(alias: str) -> ModelVersion | None:
+    return ModelVersion.objects.using(alias).filter(status=ModelStatus.ACTIVE).first()
+
+
+def vector_rows(model: type[M]) -> QuerySet[M]:
+    """All rows of a vector model on the database serving reads vectors from."""
+    return model.objects.using(vector_read_database())
 
 
 def clear_cache() -> None:
@@ -119,7 +147,8 @@ def product_vectors(ids: Iterable[str], version: ModelVersion | None = None) -> 
     version = version or active_version()
     if version is None:
         return {}
-    rows = ProductVector.objects.filter(model_version_id=version.pk, product_id__in=[str(i) for i in ids])
+    keys = [str(i) for i in ids]
+    rows = vector_rows(ProductVector).filter(model_version_id=version.pk, product_id__in=keys)
     return {
         pid: ItemVector(np.asarray(emb, dtype=np.float32), bias)
         for pid, emb, bias in rows.values_list("product_id", "embedding", "bias")
@@ -131,15 +160,17 @@ def user_vector(user_id: int, version: ModelVersion | None = None) -> np.ndarray
     version = version or active_version()
     if version is None:
         return None
-    row = UserVector.objects.filter(model_version_id=version.pk, user_id=user_id).values_list(
-        "embedding", flat=True
+    row = (
+        vector_rows(UserVector)
+        .filter(model_version_id=version.pk, user_id=user_id)
+        .values_list("embedding", flat=True)
     )
     embedding = row.first()
     return None if embedding is None else np.asarray(embedding, dtype=np.float32)
 
 
-def _search_settings() -> None:
-    """`hnsw.ef_search` and iterative index scans for this database session.
+def _search_settings(alias: str) -> None:
+    """`hnsw.ef_search` and iterative index scans for the session of `alias`'s connection.
 
     Iterative scans (relaxed order: the pool is re-sorted here anyway) keep walking the graph
     until enough rows pass the filters, so exclusions and `filter_ids` still yield k rows and
@@ -147,6 +178,7 @@ def _search_settings() -> None:
     per query would cost round trips); inside a transaction, for that transaction only,
     since a rollback would undo a session-level SET.
     """
+    connection = connections[alias]
     connection.ensure_connection()
     ef_search = str(min(rec_settings.HNSW_EF_SEARCH, MAX_EF_SEARCH))
     local = connection.in_atomic_block
@@ -185,7 +217,7 @@ def _nearest(
             f"The query vector must have {version.dimensions} finite numbers (model version "
             f"{version.pk}); got shape {query.shape}."
         )
-    rows: QuerySet = model.objects.filter(model_version_id=version.pk)
+    rows: QuerySet = vector_rows(model).filter(model_version_id=version.pk)
     if filter_ids is not None:
         if not filter_ids:
             return []
@@ -200,7 +232,7 @@ def _nearest(
     else:
         order = MaxInnerProduct(plain, query)
     rows = rows.annotate(distance=order).order_by("distance").values_list(key, "distance")
-    _search_settings()
+    _search_settings(rows.db)
     # A few more than k: relaxed-order scans may return neighbours slightly out of order.
     found = rows[: k * CANDIDATE_FACTOR]
     # <#> is the negative inner product; <=> is 1 - cosine similarity.

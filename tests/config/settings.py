@@ -10,6 +10,9 @@ PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 # Parallel test runs on one embedded server each get their own throwaway database.
 DATABASES["default"]["TEST"] = {"NAME": f"test_shop{os.environ.get('TEST_DB_SUFFIX', '')}"}
+# A second alias on the same test database stands in for a read replica; nothing uses it
+# unless a test sets RECOMMENDATIONS["VECTOR_READ_DATABASE"] (tests/serving/test_replica.py).
+DATABASES["replica"] = {**DATABASES["default"], "TEST": {"MIRROR": "default"}}
 
 # Tasks queued by tests (a product saved while a model is active queues its embedding) go
 # nowhere rather than into the development broker folder; the pipeline tests start a worker
