@@ -37,6 +37,10 @@ from collections import defaultdict
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from benchmarks.memory import postgres_pid, tree_memory  # noqa: E402
+
 THREAD_ENV = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 TARGETS = {
     "for-you p50 ms": 10,
@@ -47,6 +51,8 @@ TARGETS = {
 }
 DIMENSIONS = 64
 CONCURRENCY = 16
+# Users (and so events) stop growing at this size: larger runs measure the catalogue's cost.
+MAX_USERS = 100_000
 
 DEPARTMENTS = {
     "Beauty": [
@@ -624,13 +630,17 @@ def request_plan(n_users: int, n_products: int, n_stores: int) -> list[tuple[str
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="5,000 products and users, short phases")
+    parser.add_argument(
+        "--products", type=int, default=100_000, help="catalogue size (users: as many, at most 100,000)"
+    )
     parser.add_argument("--rebuild", action="store_true", help="regenerate the benchmark data")
     parser.add_argument("--seconds", type=float, default=None, help="length of each load phase")
     parser.add_argument("--workers", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--port", type=int, default=0, help="default: a free port")
     args = parser.parse_args()
-    n = 5_000 if args.quick else 100_000
+    n = 5_000 if args.quick else args.products
+    n_users = min(n, MAX_USERS)
     seconds = args.seconds or (8 if args.quick else 30)
     db_name = f"bench_serving_{n}"
     setup_django(db_name)
@@ -638,7 +648,7 @@ def main() -> None:
 
     call_command("migrate", verbosity=0)
     if args.rebuild or not data_is_built(n):
-        build_data(n, n)
+        build_data(n, n_users)
     from recommendations.models import ApiKey, Scope
     from shop.models import Store
 
@@ -655,20 +665,31 @@ def main() -> None:
         try:
             rng = random.Random(5)
             baseline_plan = [("baseline", f"/bench/baseline/{rng.randint(1, n)}/") for _ in range(2000)]
-            plan = request_plan(n, n, n_stores)
+            plan = request_plan(n_users, n, n_stores)
             load(args.port, plan[:500], headers, min(5.0, seconds), None)  # warm caches and connections
             baseline = summarise(load(args.port, baseline_plan, {}, seconds, None), seconds)
             capacity = summarise(load(args.port, plan, headers, seconds, None), seconds)
             paced = summarise(load(args.port, plan, headers, seconds, TARGETS["req/s"]), seconds)
+            memory = {"web (gunicorn)": tree_memory(server.pid), **database_memory()}
         finally:
             server.terminate()
             server.wait(timeout=30)
-    report(n, args, seconds, recall, baseline, capacity, paced)
+    report(n, n_users, args, seconds, recall, baseline, capacity, paced, memory)
 
 
-def report(n, args, seconds, recall, baseline, capacity, paced) -> None:
+def database_memory() -> dict:
+    """The PostgreSQL server's memory, when it runs on this machine (the embedded one)."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW data_directory")
+        pid = postgres_pid(Path(cursor.fetchone()[0]))
+    return {"PostgreSQL": tree_memory(pid)} if pid else {}
+
+
+def report(n, n_users, args, seconds, recall, baseline, capacity, paced, memory) -> None:
     print(
-        f"\nServing benchmark: {n:,} products, {n:,} users, gunicorn {args.workers} workers x "
+        f"\nServing benchmark: {n:,} products, {n_users:,} users, gunicorn {args.workers} workers x "
         f"{args.threads} threads (gthread), {CONCURRENCY} clients, {seconds:.0f} s per phase, BLAS 1 thread"
     )
     print(f"{'endpoint':<16}{'paced 250/s p50':>16}{'p99':>8}{'unpaced p50':>13}{'p99':>8}{'errors':>8}")
@@ -697,6 +718,9 @@ def report(n, args, seconds, recall, baseline, capacity, paced) -> None:
     rate = capacity["_total"]["req/s"]
     verdict = "ok" if rate >= TARGETS["req/s"] else "MISSED"
     print(f"  {'req/s':<16}{rate:>8.0f}   target >= {TARGETS['req/s']:<5} {verdict}")
+    print("\nMemory at the end of the load phases")
+    for name, usage in memory.items():
+        print(f"  {name:<16}{usage.describe()}")
     print("\nHNSW recall@10 against exact search (target >= 0.95); the first row is the configured ef_search")
     for row in recall:
         print(

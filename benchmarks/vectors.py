@@ -110,7 +110,11 @@ def main() -> None:
     assert ProductVector.objects.filter(model_version=version).count() == args.rows
     empty_vector_table()
 
-    print("## HNSW index builds (m=16, ef_construction=64, maintenance_work_mem=1GB, 1 parallel worker)")
+    print(
+        f"## HNSW index builds (m={indexes.HNSW_M}, ef_construction "
+        f"{indexes.HNSW_EF_CONSTRUCTION_SCORE} for the score index, {indexes.HNSW_EF_CONSTRUCTION} for "
+        "cosine; maintenance_work_mem 1GB, 1 parallel worker)"
+    )
     for size in sizes:
         version = ModelVersion.objects.create(dimensions=args.dims)
         writer.write_product_vectors(version, ids[:size], embeddings[:size], biases[:size])

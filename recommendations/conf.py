@@ -102,8 +102,11 @@ DEFAULTS: dict[str, Any] = {
     "PAIRS_PER_PRODUCT": 50,
     # A product counts as replenishable (buy it again) when this share of its buyers rebought it.
     "REPLENISHABLE_MIN_REPEAT_RATE": 0.1,
-    # HNSW candidate list size for k-NN queries (recall against speed; see docs/benchmarks.md).
+    # HNSW candidate list sizes (recall against speed; see docs/benchmarks.md): item-to-item
+    # queries (similar products) start inside the data; a user's vector lies between the
+    # clusters of what they like and needs a longer search for recall@10 >= 0.95.
     "HNSW_EF_SEARCH": 100,
+    "HNSW_EF_SEARCH_FOR_USERS": 800,
     # Alias in DATABASES of a read replica that serving reads vectors and the active version
     # from (None: the default database); needs recommendations.routers.VectorReplicaRouter.
     "VECTOR_READ_DATABASE": None,

@@ -169,18 +169,19 @@ def user_vector(user_id: int, version: ModelVersion | None = None) -> np.ndarray
     return None if embedding is None else np.asarray(embedding, dtype=np.float32)
 
 
-def _search_settings(alias: str) -> None:
+def _search_settings(alias: str, ef_search: int) -> None:
     """`hnsw.ef_search` and iterative index scans for the session of `alias`'s connection.
 
     Iterative scans (relaxed order: the pool is re-sorted here anyway) keep walking the graph
     until enough rows pass the filters, so exclusions and `filter_ids` still yield k rows and
     a pool larger than ef_search is filled. Set once per connection in autocommit mode (a SET
-    per query would cost round trips); inside a transaction, for that transaction only,
+    per query would cost round trips; a page that mixes user and item queries switches at
+    most a few times); inside a transaction, for that transaction only,
     since a rollback would undo a session-level SET.
     """
     connection = connections[alias]
     connection.ensure_connection()
-    ef_search = str(min(rec_settings.HNSW_EF_SEARCH, MAX_EF_SEARCH))
+    ef_search = str(min(ef_search, MAX_EF_SEARCH))
     local = connection.in_atomic_block
     raw = connection.connection
     if not local and _tuned.get(raw) == ef_search:
@@ -232,7 +233,11 @@ def _nearest(
     else:
         order = MaxInnerProduct(plain, query)
     rows = rows.annotate(distance=order).order_by("distance").values_list(key, "distance")
-    _search_settings(rows.db)
+    # A user's vector (for-you, stores) needs a longer search than an item's (similar products).
+    from_user = kind != "cosine"
+    _search_settings(
+        rows.db, rec_settings.HNSW_EF_SEARCH_FOR_USERS if from_user else rec_settings.HNSW_EF_SEARCH
+    )
     # A few more than k: relaxed-order scans may return neighbours slightly out of order.
     found = rows[: k * CANDIDATE_FACTOR]
     # <#> is the negative inner product; <=> is 1 - cosine similarity.

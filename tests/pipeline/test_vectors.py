@@ -4,7 +4,9 @@ import threading
 
 import numpy as np
 import pytest
+from django.conf import settings
 from django.db import connection, transaction
+from django.test import override_settings
 from django.test.utils import CaptureQueriesContext
 
 from recommendations.models import ModelStatus, ModelVersion, ProductVector, StoreVector, UserVector
@@ -25,12 +27,13 @@ def make_version(n=300, seed=0, status=ModelStatus.READY, **fields):
 
 
 def plan_of(sql):
-    """EXPLAIN of a query as run. Sequential scans are ruled out: on a few thousand rows the
-    planner may rightly prefer sorting them all, and the point here is that the query's
+    """EXPLAIN of a query as run. Sequential scans and sorts are ruled out: on a few thousand
+    rows the planner may rightly prefer sorting them all, and the point here is that the query's
     expression and filter match the version's index (an index that does not match stays
     unused even then). benchmarks/vectors.py shows the plan chosen freely at 100k+ rows."""
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute("SET LOCAL enable_seqscan = off")
+        cursor.execute("SET LOCAL enable_sort = off")
         cursor.execute(f"EXPLAIN {sql}")
         return "\n".join(row[0] for row in cursor.fetchall())
 
@@ -104,10 +107,11 @@ def test_queries_use_the_versions_hnsw_index_and_rank_by_score():
     within = {str(i) for i in range(1, 2001, 7)}
     filtered = queries.nearest_products(query, 10, version=version, filter_ids=within)
     assert len(filtered) == 10 and {p for p, _ in filtered} <= within
-    # Iterative index scans fill answers longer than ef_search (100) and heavy exclusions.
-    assert len(queries.nearest_products(query, 150, version=version)) == 150
-    many = [p for p, _ in queries.nearest_products(query, 300, version=version)]
-    assert len(queries.nearest_products(query, 10, version=version, exclude=many)) == 10
+    # Iterative index scans fill answers longer than ef_search and heavy exclusions.
+    with override_settings(RECOMMENDATIONS={**settings.RECOMMENDATIONS, "HNSW_EF_SEARCH_FOR_USERS": 100}):
+        assert len(queries.nearest_products(query, 150, version=version)) == 150
+        many = [p for p, _ in queries.nearest_products(query, 300, version=version)]
+        assert len(queries.nearest_products(query, 10, version=version, exclude=many)) == 10
     assert {p for p, _ in queries.nearest_products(query, 100, version=other)} <= {
         str(i) for i in range(1, 51)
     }
@@ -118,6 +122,32 @@ def test_queries_use_the_versions_hnsw_index_and_rank_by_score():
     assert [s for _, s in queries.nearest_stores(query, 3, version=version)]
     with pytest.raises(ValueError, match="8 finite numbers"):
         queries.nearest_products(np.zeros(3), 5, version=version)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_user_queries_search_longer_than_item_queries():
+    """A user's vector searches with HNSW_EF_SEARCH_FOR_USERS, an item's with HNSW_EF_SEARCH;
+    each set once per connection while it does not change."""
+    version = make_version(n=200)
+    query = np.random.default_rng(5).normal(size=DIMS)
+
+    def ef_search():
+        with connection.cursor() as cursor:
+            cursor.execute("SHOW hnsw.ef_search")
+            return cursor.fetchone()[0]
+
+    with override_settings(
+        RECOMMENDATIONS={**settings.RECOMMENDATIONS, "HNSW_EF_SEARCH": 60, "HNSW_EF_SEARCH_FOR_USERS": 700}
+    ):
+        queries.nearest_products(query, 5, version=version)
+        assert ef_search() == "700"
+        queries.nearest_stores(query, 3, version=version)
+        assert ef_search() == "700"
+        queries.similar_products("1", 5, version=version)
+        assert ef_search() == "60"
+        with CaptureQueriesContext(connection) as executed:
+            queries.similar_products("2", 5, version=version)
+        assert not [q for q in executed.captured_queries if "set_config" in q["sql"]]
 
 
 @pytest.mark.django_db
