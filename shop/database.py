@@ -112,7 +112,8 @@ def _conninfo(config: dict[str, Any], dbname: str | None = None) -> dict[str, An
         "dbname": dbname or config.get("NAME") or "postgres",
         "user": config.get("USER") or None,
         "password": config.get("PASSWORD") or None,
-        "host": config.get("HOST") or None,
+        # A unix socket may come as `?host=/path` (as `manage.py embedded_db url` prints it).
+        "host": config.get("HOST") or config.get("OPTIONS", {}).get("host") or None,
         "port": config.get("PORT") or None,
         "connect_timeout": CONNECT_TIMEOUT_SECONDS,
     }

@@ -168,3 +168,11 @@ def test_replica_url_is_optional_and_checked_when_set():
         replica_settings({"DATABASE_REPLICA_URL": "postgres://shop@127.0.0.1:1/shop"})
     with pytest.raises(ImproperlyConfigured, match="DATABASE_REPLICA_URL must be a PostgreSQL URL"):
         replica_settings({"DATABASE_REPLICA_URL": "mysql://shop@db/shop"})
+
+
+def test_replica_url_may_name_a_unix_socket_as_embedded_db_url_prints_it(settings):
+    default = settings.DATABASES["default"]
+    url = f"postgresql://{default['USER']}:@/{default['NAME']}?host={default['HOST']}"
+    config = replica_settings({"DATABASE_REPLICA_URL": url, "DATABASE_CONN_MAX_AGE": "30"})
+    assert config["NAME"] == default["NAME"] and config["OPTIONS"]["host"] == default["HOST"]
+    assert config["CONN_MAX_AGE"] == 30 and config["CONN_HEALTH_CHECKS"]
