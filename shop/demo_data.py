@@ -29,6 +29,7 @@ from django.contrib.auth.hashers import make_password
 from django.db import transaction
 
 from recommendations.events.ingestion import copy_rows
+from recommendations.events.partitions import ensure_partitions, months_between
 from recommendations.events.validation import EventRow
 from recommendations.models.events import Event
 from shop.catalog_import import UniqueSlugs
@@ -451,6 +452,8 @@ def seed_demo(
     rng = random.Random(seed)
     end_day = end or dt.datetime.now(dt.UTC).date()
     end_moment = dt.datetime.combine(end_day, dt.time(), tzinfo=dt.UTC)
+    # Before the transaction: partition DDL is kept out of long transactions (see `partitions`).
+    ensure_partitions(months_between(end_moment - dt.timedelta(days=days), end_moment))
     with transaction.atomic():
         _wipe()
         categories = _categories()

@@ -8,6 +8,10 @@ rows already stored are skipped and nothing is stored twice.
 
 Dataset users become lightweight accounts (username `<dataset>.<source id>`, unusable
 password), created in the same transaction as their batch's events.
+
+Datasets span years: before each batch is written, the monthly partitions of the events table
+that its rows need are created (`partitions.ensure_partitions_for`, in their own short
+transactions), so old events fill their own months instead of the DEFAULT partition.
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ from recommendations.events.datasets import (
     open_text,
 )
 from recommendations.events.ingestion import copy_rows
+from recommendations.events.partitions import ensure_partitions_for
 from recommendations.events.validation import (
     EventRow,
     EventValidationError,
@@ -331,6 +336,7 @@ def import_dataset_events(
                     errors.append((s.line, f"store {s.store_source_id} is not in the catalogue"))
         if errors:
             raise _failed(file, errors, [item.line for item in batch])
+        ensure_partitions_for(s.timestamp for s in sources)
         with transaction.atomic():
             created = keys.load_users({s.user_source_id for s in sources})
             products, stores, users = keys.products, keys.stores, keys.users
@@ -432,6 +438,7 @@ def import_event_file(
             errors += [(e["line"], _fields(e["errors"])) for e in exc.errors]
         if errors:
             raise _failed(file, errors, lines)
+        ensure_partitions_for(row.timestamp for row in rows)
         with transaction.atomic():
             return copy_rows(rows), 0
 

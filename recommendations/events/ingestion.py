@@ -4,20 +4,24 @@
 the host signals and the REST endpoint all call it. Bulk importers and the demo generator
 validate their own rows and call `copy_rows()` directly.
 
-Two writers, both idempotent (`event_id` is unique) and both in event-id order, so that
-overlapping writers take their index locks in the same order and cannot deadlock:
+Two writers, both idempotent and both in event-id order, so that overlapping writers take
+their index locks in the same order and cannot deadlock. The events table is partitioned by
+month (`partitions`), so event ids are kept unique by `EventKey` (its docstring says why): a
+writer claims each id there in the same statement or transaction as the event.
 
-- `insert_rows()`: `INSERT ... SELECT FROM jsonb_populate_recordset(rows) ORDER BY event_id
-  ON CONFLICT (event_id) DO NOTHING`, the rows as one JSON parameter. One round trip and one
-  statement, so it is all or nothing even outside a transaction, and concurrent replays
-  store each event once. For a REST batch of 500 it is as fast as an id lookup plus COPY,
-  which needs three more round trips (lookup, savepoint, release).
+- `insert_rows()`: one statement, the rows as one JSON parameter: `WITH claimed AS (INSERT
+  INTO <keys> SELECT event_id FROM jsonb_populate_recordset(rows) ORDER BY event_id ON
+  CONFLICT DO NOTHING RETURNING event_id) INSERT INTO <events> SELECT ... JOIN claimed`. One
+  round trip, so it is all or nothing even outside a transaction, and concurrent replays wait
+  on the same key and store each event once. For a REST batch of 500 it is as fast as an id
+  lookup plus COPY, which needs three more round trips (lookup, savepoint, release).
 - `copy_rows()`: for bulk writes. Looks up which event ids are already stored (often only a
-  range probe, see `existing_event_ids`), then streams the rest with binary COPY straight into
-  the events table: speculative insertion (`ON CONFLICT`) and text parsing both cost more per
-  row than the whole COPY (measured in `benchmarks/ingest.py`). If a concurrent writer stores
-  one of the same ids after the lookup, the COPY fails on the unique index, its savepoint is
-  rolled back and the rows go through `insert_rows()`.
+  range probe, see `existing_event_ids`), then streams the ids of the rest into the key table
+  and the rows into the events table with binary COPY: speculative insertion (`ON CONFLICT`)
+  and text parsing both cost more per row than the whole COPY (measured in
+  `benchmarks/ingest.py`). If a concurrent writer stores one of the same ids after the
+  lookup, the key COPY fails on the key table's primary key, its savepoint is rolled back and
+  the rows go through `insert_rows()`.
 
 Contexts are encoded with orjson (about 20x faster than `json.dumps` on small dicts); one
 context object shared by many rows (an importer's `{"source": ...}`) is encoded once.
@@ -40,7 +44,7 @@ from django.utils import timezone
 from psycopg.adapt import Dumper
 
 from recommendations.events.validation import EventRow, Origin, validate_batch
-from recommendations.models.events import Event
+from recommendations.models.events import Event, EventKey
 from recommendations.privacy.optout import drop_opted_out
 
 logger = logging.getLogger(__name__)
@@ -95,21 +99,24 @@ def _columns() -> list[str]:
 
 @cache
 def _insert_sql() -> str:
-    """`INSERT ... SELECT FROM jsonb_populate_recordset(...) ON CONFLICT DO NOTHING`, one parameter.
+    """Claim the ids (`ON CONFLICT DO NOTHING RETURNING`), insert the claimed rows; one parameter.
 
     The rows travel as one JSON array of objects keyed by column: encoded by orjson in one C
     call and parsed by the server in C, where 12 array parameters cost a Python loop per value
     on each side. Each value is read with its column's input function (text to timestamptz,
     numeric, ...), and a context stays a JSON object on its way into the jsonb column.
     """
-    table = _quote(Event._meta.db_table)
-    columns = ", ".join(map(_quote, _columns()))
+    table, keys = _quote(Event._meta.db_table), _quote(EventKey._meta.db_table)
+    names = list(map(_quote, _columns()))
     event_id = _quote(Event._meta.get_field("event_id").column)
     created = _quote(Event._meta.get_field("created_at").column)
     return (
-        f"INSERT INTO {table} ({columns}, {created}) "
-        f"SELECT {columns}, now() FROM jsonb_populate_recordset(NULL::{table}, %s::jsonb) "
-        f"ORDER BY {event_id} ON CONFLICT ({event_id}) DO NOTHING"
+        f"WITH batch AS (SELECT {', '.join(names)} FROM jsonb_populate_recordset(NULL::{table}, %s::jsonb)), "
+        f"claimed AS (INSERT INTO {keys} (event_id) SELECT {event_id} FROM batch ORDER BY 1 "
+        "ON CONFLICT DO NOTHING RETURNING event_id) "
+        f"INSERT INTO {table} ({', '.join(names)}, {created}) "
+        f"SELECT {', '.join(f'b.{name}' for name in names)}, now() "
+        f"FROM batch b JOIN claimed c ON c.event_id = b.{event_id}"
     )
 
 
@@ -133,7 +140,7 @@ def insert_rows(rows: Sequence[EventRow]) -> int:
 
 
 def existing_event_ids(event_ids: Iterable[str]) -> set[str]:
-    """The given event ids that are already stored.
+    """The given event ids that are already stored (claimed in the key table).
 
     First a probe of the range between the smallest and largest id: one index descent, and
     when nothing is stored there (a first import of a source with ordered, namespaced ids such
@@ -143,8 +150,8 @@ def existing_event_ids(event_ids: Iterable[str]) -> set[str]:
     ids = set(event_ids)
     if not ids:
         return set()
-    table = _quote(Event._meta.db_table)
-    column = _quote(Event._meta.get_field("event_id").column)
+    table = _quote(EventKey._meta.db_table)
+    column = _quote(EventKey._meta.get_field("event_id").column)
     with psycopg.Cursor(_raw_connection()) as cursor:
         cursor.execute(
             f"SELECT EXISTS (SELECT FROM {table} WHERE {column} BETWEEN %s AND %s)", [min(ids), max(ids)]
@@ -181,9 +188,11 @@ def _copy_types() -> tuple[int, ...]:
 def copy_rows(rows: Sequence[EventRow]) -> int:
     """Bulk-store rows with binary COPY, skipping already-stored event ids; returns how many were new.
 
-    Call inside a transaction. Rows already in the table (a re-run import) are filtered out
-    first, so the COPY goes straight into the events table. If another writer stores one of
-    the same ids in the meantime, the COPY fails on the unique index; the savepoint is rolled
+    Call inside a transaction, after `partitions.ensure_partitions_for()` for rows of months
+    that may have no partition yet (they would land in DEFAULT). Rows already stored (a re-run
+    import) are filtered out first, so both COPYs go straight into their tables: the ids into
+    the key table, then the rows into the events table. If another writer stores one of the
+    same ids in the meantime, the key COPY fails on its primary key; the savepoint is rolled
     back and the rows are written with `insert_rows` instead, which skips conflicts.
     """
     if not rows:
@@ -193,18 +202,23 @@ def copy_rows(rows: Sequence[EventRow]) -> int:
         del unique[event_id]
     if not unique:
         return 0
-    table = _quote(Event._meta.db_table)
+    table, keys = _quote(Event._meta.db_table), _quote(EventKey._meta.db_table)
     columns = ", ".join(map(_quote, [*_columns(), Event._meta.get_field("created_at").column]))
     types = _copy_types()  # before the COPY: the connection runs nothing else during one
+    # In event-id order the key index is filled left to right, not at random pages.
+    ordered = sorted(unique)
     try:
         with transaction.atomic(), psycopg.Cursor(_raw_connection()) as cursor:
+            with cursor.copy(f"COPY {keys} (event_id) FROM STDIN (FORMAT BINARY)") as copy:
+                copy.set_types(["text"])
+                for event_id in ordered:
+                    copy.write_row((event_id,))
             cursor.adapters.register_dumper(None, _EncodedJsonbDumper)  # for this cursor only
             with cursor.copy(f"COPY {table} ({columns}) FROM STDIN (FORMAT BINARY)") as copy:
                 copy.set_types(types)
                 created = timezone.now()
                 encoded: dict[int, bytes] = {}  # by id() of the context: shared contexts are encoded once
-                # In event-id order the unique index is filled left to right, not at random pages.
-                for event_id in sorted(unique):
+                for event_id in ordered:
                     row = unique[event_id]
                     context = row[CONTEXT]
                     data = encoded.get(id(context)) if context else b"{}"

@@ -4,7 +4,7 @@ stores are referenced by their primary key as a string (see `adapters.BaseAdapte
 from recommendations.models.admin_pages import Dashboard, UserPreview
 from recommendations.models.api_keys import ApiKey, Scope
 from recommendations.models.audit import AuditAction, AuditEntry
-from recommendations.models.events import Event, EventType
+from recommendations.models.events import Event, EventKey, EventType
 from recommendations.models.experiments import Assignment, Experiment, ExperimentStatus, Variant
 from recommendations.models.marketing import Campaign, CampaignKind, Segment, SegmentMember
 from recommendations.models.preferences import PersonalisationPreference
@@ -25,6 +25,7 @@ __all__ = [
     "DailyEventCount",
     "Dashboard",
     "Event",
+    "EventKey",
     "EventType",
     "Experiment",
     "ExperimentStatus",

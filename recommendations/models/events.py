@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 from django.conf import settings
-from django.db import models
+from django.db import connections, models, router, transaction
 
 
 class EventType(models.TextChoices):
@@ -27,16 +29,84 @@ def new_event_id() -> str:
     return uuid.uuid4().hex
 
 
+class EventKey(models.Model):
+    """The id of every stored event: what keeps "the same event_id is stored once" true.
+
+    The events table is partitioned by month of `timestamp` (`events.partitions`), and
+    PostgreSQL only enforces a unique index on a partitioned table if it contains the
+    partition key. `(event_id, timestamp)` would not do: a replay carries another timestamp
+    whenever the first send had none (the server's clock fills it in), so it would be stored
+    twice. This small unpartitioned table holds the ids instead, with `event_id` as its
+    primary key; every writer claims an id here in the same statement or transaction as the
+    event's row (`INSERT ... ON CONFLICT DO NOTHING RETURNING`, or COPY), so concurrent
+    replays wait on one index entry and store the event once. A trigger on the events table
+    deletes the ids of deleted events, and retention deletes those of a dropped partition,
+    so an id is here exactly as long as its event is stored.
+    """
+
+    event_id = models.CharField(max_length=64, primary_key=True)
+
+    def __str__(self) -> str:
+        return self.event_id
+
+
+def claim_event_ids(
+    event_ids: Sequence[str], *, using: str = "default", skip_claimed: bool = False
+) -> set[str]:
+    """Record event ids as stored; returns the ids claimed now.
+
+    An id claimed before raises `IntegrityError`, as a unique index would, unless
+    `skip_claimed`, in which case it is left out of the result (and its event must not be
+    written). Call in the transaction that writes the events.
+    """
+    if not event_ids:
+        return set()
+    table = connections[using].ops.quote_name(EventKey._meta.db_table)
+    conflict = "ON CONFLICT DO NOTHING " if skip_claimed else ""
+    with connections[using].cursor() as cursor:
+        # In id order, like every other writer of ids, so overlapping writers cannot deadlock.
+        cursor.execute(
+            f"INSERT INTO {table} (event_id) SELECT unnest(%s::text[]) ORDER BY 1 "
+            f"{conflict}RETURNING event_id",
+            [sorted(event_ids)],
+        )
+        return {event_id for (event_id,) in cursor.fetchall()}
+
+
+class EventQuerySet(models.QuerySet):
+    def bulk_create(self, objs: Iterable[Event], *args: Any, **kwargs: Any) -> list[Event]:
+        """Claims the events' ids first; with `ignore_conflicts`, events whose id is stored are skipped."""
+        if kwargs.get("update_conflicts"):
+            raise ValueError("Events are never updated on conflict: write them with ignore_conflicts=True.")
+        objs = list(objs)
+        with transaction.atomic(using=self.db, savepoint=False):
+            claimed = claim_event_ids(
+                [obj.event_id for obj in objs],
+                using=self.db,
+                skip_claimed=kwargs.get("ignore_conflicts", False),
+            )
+            new, seen = [], set()
+            for obj in objs:
+                if obj.event_id in claimed and obj.event_id not in seen:
+                    seen.add(obj.event_id)
+                    new.append(obj)
+            return super().bulk_create(new, *args, **kwargs)
+
+
 class Event(models.Model):
     """One thing a shopper did.
 
     `event_id` is the idempotency key: a client may supply it (the JS beacon and the REST
-    API do), otherwise one is generated; the same id is stored once. Products and stores
-    are host objects referenced by their primary key as a string, never by a foreign key.
+    API do), otherwise one is generated; the same id is stored once, which `EventKey`
+    enforces (the ORM's `save()` and `bulk_create()` claim the id too; raw SQL writers must
+    go through `events.ingestion`). Products and stores are host objects referenced by
+    their primary key as a string, never by a foreign key.
+
+    The table is partitioned by month of `timestamp` (`events.partitions`): its database
+    primary key is `(id, timestamp)`, while the ORM keeps `id` alone as the primary key, which
+    stays unique because it comes from one sequence.
     """
 
-    # Unique through Meta.constraints: a plain unique index, without the LIKE index that
-    # `unique=True` adds to a CharField (one index fewer to maintain on every insert).
     event_id = models.CharField(max_length=64, default=new_event_id)
     event_type = models.CharField(max_length=24, choices=EventType.choices)
     user = models.ForeignKey(
@@ -60,8 +130,9 @@ class Event(models.Model):
     recommendation_id = models.CharField(max_length=64, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
+    objects = EventQuerySet.as_manager()
+
     class Meta:
-        constraints = [models.UniqueConstraint(fields=["event_id"], name="rec_event_event_id_unique")]
         indexes = [
             models.Index(fields=["session_id"], name="rec_event_session", condition=~models.Q(session_id="")),
             models.Index(fields=["user", "timestamp"], name="rec_event_user_time"),
@@ -76,3 +147,12 @@ class Event(models.Model):
     def __str__(self) -> str:
         who = f"user {self.user_id}" if self.user_id else f"session {self.session_id[:8]}"
         return f"{self.event_type} by {who} at {self.timestamp:%Y-%m-%d %H:%M}"
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        """Claims `event_id` when the event is new: a stored id raises `IntegrityError`."""
+        if not self._state.adding:
+            return super().save(*args, **kwargs)
+        using = kwargs.get("using") or router.db_for_write(type(self), instance=self)
+        with transaction.atomic(using=using, savepoint=False):
+            claim_event_ids([self.event_id], using=using)
+            super().save(*args, **kwargs)
