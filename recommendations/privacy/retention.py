@@ -1,11 +1,18 @@
 """Retention: behaviour events are kept for `EVENT_RETENTION_DAYS`, then deleted.
 
-A daily beat task (`tasks.purge_expired_events`) calls `purge_expired_events()`. It works one
-UTC day at a time, oldest first, each day in its own transaction: with
-`EVENT_RETENTION_AGGREGATE` the day's events are first added up into `DailyEventCount`
-(per event type, product and store; never per person, and search text is dropped), then
-deleted. A run stopped half-way resumes where it stopped; a late import of old events adds
-to the existing counters instead of replacing them.
+A daily beat task (`tasks.purge_expired_events`) calls `purge_expired_events()`. With
+`EVENT_RETENTION_AGGREGATE` expired events are first added up into `DailyEventCount` (per UTC
+day, event type, product and store; never per person, and search text is dropped).
+
+The events table is partitioned by month (`events.partitions`), so most events go a whole
+month at a time: a month partition that ends before the cutoff is detached (a short
+transaction), then in one transaction its days are counted, its event ids are released from
+the key table and it is dropped, which is far cheaper than deleting its rows. What is left
+past the cutoff (the month the cutoff falls in, the DEFAULT partition, a partition whose lock
+was not granted in time) is deleted one UTC day at a time, oldest first, each day counted and
+deleted in its own transaction. A run stopped half-way resumes where it stopped (a detached
+month left behind is dropped by the next run); a late import of old events adds to the
+existing counters instead of replacing them.
 """
 
 from __future__ import annotations
@@ -21,7 +28,13 @@ from django.db.models import Min
 from django.utils import timezone
 
 from recommendations.conf import rec_settings
-from recommendations.models import Event
+from recommendations.events.partitions import (
+    detach_partition,
+    detached_month_tables,
+    month_partitions,
+    next_month,
+)
+from recommendations.models import Event, EventKey
 from recommendations.models.audit import AuditAction, AuditEntry
 from recommendations.models.retention import DailyEventCount
 
@@ -32,12 +45,17 @@ ONE_DAY = dt.timedelta(days=1)
 
 @dataclass(frozen=True)
 class RetentionReport:
-    """What a purge did; `cutoff` is None when retention is switched off."""
+    """What a purge did; `cutoff` is None when retention is switched off.
+
+    `deleted` and `days` count the events and UTC days of dropped partitions too;
+    `partitions` is how many month partitions were dropped.
+    """
 
     cutoff: dt.datetime | None
     deleted: int = 0
     days: int = 0
     counters: int = 0
+    partitions: int = 0
 
 
 def retention_cutoff(now: dt.datetime | None = None, days: int | None = None) -> dt.datetime | None:
@@ -62,35 +80,77 @@ def purge_expired_events(now: dt.datetime | None = None, *, days: int | None = N
         return RetentionReport(cutoff=None)
     started = time.monotonic()
     aggregate = rec_settings.EVENT_RETENTION_AGGREGATE
-    deleted = counters = days_done = 0
+    deleted, days_done, counters, partitions = _drop_expired_partitions(cutoff, aggregate)
     expired = Event.objects.filter(timestamp__lt=cutoff)
     while (oldest := expired.aggregate(oldest=Min("timestamp"))["oldest"]) is not None:
         day_start = dt.datetime.combine(oldest.astimezone(dt.UTC).date(), dt.time(), dt.UTC)
         day_end = min(day_start + ONE_DAY, cutoff)
         with transaction.atomic():
             if aggregate:
-                counters += _add_to_daily_counts(day_start, day_end)
+                counters += _add_to_daily_counts(Event._meta.db_table, day_start, day_end)
+            # The events table's delete trigger releases the deleted events' ids.
             deleted += Event.objects.filter(timestamp__gte=day_start, timestamp__lt=day_end).delete()[0]
         days_done += 1
     if deleted:
         AuditEntry.objects.create(
             action=AuditAction.RETENTION,
             source="retention",
-            counts={"events": deleted, "days": days_done, "daily_counts": counters},
+            counts={"events": deleted, "days": days_done, "daily_counts": counters, "partitions": partitions},
         )
     logger.info(
-        "Retention: deleted %d events from %d day(s) before %s (%d daily counters written) in %.1fs",
+        "Retention: deleted %d events from %d day(s) before %s (%d month partitions dropped, "
+        "%d daily counters written) in %.1fs",
         deleted,
         days_done,
         cutoff.date(),
+        partitions,
         counters,
         time.monotonic() - started,
     )
-    return RetentionReport(cutoff=cutoff, deleted=deleted, days=days_done, counters=counters)
+    return RetentionReport(
+        cutoff=cutoff, deleted=deleted, days=days_done, counters=counters, partitions=partitions
+    )
 
 
-def _add_to_daily_counts(day_start: dt.datetime, day_end: dt.datetime) -> int:
-    """Add one day's events to the counters in one statement; returns the counter rows touched."""
+def _drop_expired_partitions(cutoff: dt.datetime, aggregate: bool) -> tuple[int, int, int, int]:
+    """Detach every month partition that ends by the cutoff, then count and drop each detached
+    month; returns (events, days, counters, partitions). A partition whose lock is not granted
+    in time stays attached, and the day-by-day deletes that follow take its rows instead."""
+    expired = [month for month in month_partitions() if next_month(month) <= cutoff.date()]
+    for month in sorted(expired):
+        detach_partition(month)
+    events = days = counters = dropped = 0
+    # Also months a stopped run detached but did not drop; never a month not yet expired.
+    for month, table in sorted(detached_month_tables().items()):
+        if next_month(month) > cutoff.date():
+            continue
+        q = connection.ops.quote_name
+        timestamp, event_id = q(Event._meta.get_field("timestamp").column), q("event_id")
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute(
+                f"SELECT count(*), count(DISTINCT ({timestamp} AT TIME ZONE 'UTC')::date) FROM {q(table)}"
+            )
+            month_events, month_days = cursor.fetchone()
+            if aggregate and month_events:
+                counters += _add_to_daily_counts(table)
+            cursor.execute(
+                f"DELETE FROM {q(EventKey._meta.db_table)} k USING {q(table)} e "
+                f"WHERE k.{event_id} = e.{event_id}"
+            )
+            # Foreign-key checks still deferred for rows a caller's transaction wrote into this
+            # month would block DROP; run them now (a no-op in the task's own transaction).
+            cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
+            cursor.execute(f"DROP TABLE {q(table)}")
+        events, days, dropped = events + month_events, days + month_days, dropped + 1
+        logger.info("Retention: dropped event partition %s (%d events)", table, month_events)
+    return events, days, counters, dropped
+
+
+def _add_to_daily_counts(
+    table: str, day_start: dt.datetime | None = None, day_end: dt.datetime | None = None
+) -> int:
+    """Add the events of `table` (between the bounds, if given) to the counters of their UTC days
+    in one statement; returns the counter rows touched."""
     q = connection.ops.quote_name
 
     def columns(model: type, *names: str) -> str:
@@ -99,13 +159,17 @@ def _add_to_daily_counts(day_start: dt.datetime, day_end: dt.datetime) -> int:
     keys = ("event_type", "product_id", "store_id")
     counters, count = q(DailyEventCount._meta.db_table), columns(DailyEventCount, "count")
     timestamp = columns(Event, "timestamp")
+    day = f"({timestamp} AT TIME ZONE 'UTC')::date"
+    where, params = "", []
+    if day_start is not None and day_end is not None:
+        where, params = f"WHERE {timestamp} >= %s AND {timestamp} < %s ", [day_start, day_end]
     sql = (
         f"INSERT INTO {counters} ({columns(DailyEventCount, 'day', *keys)}, {count}) "
-        f"SELECT %s::date, {columns(Event, *keys)}, count(*) FROM {q(Event._meta.db_table)} "
-        f"WHERE {timestamp} >= %s AND {timestamp} < %s GROUP BY {columns(Event, *keys)} "
+        f"SELECT {day}, {columns(Event, *keys)}, count(*) FROM {q(table)} "
+        f"{where}GROUP BY {day}, {columns(Event, *keys)} "
         f"ON CONFLICT ({columns(DailyEventCount, 'day', *keys)}) "
         f"DO UPDATE SET {count} = {counters}.{count} + EXCLUDED.{count}"
     )
     with connection.cursor() as cursor:
-        cursor.execute(sql, [day_start.date(), day_start, day_end])
+        cursor.execute(sql, params)
         return cursor.rowcount
