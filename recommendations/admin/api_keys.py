@@ -10,7 +10,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils import timezone
 
-from recommendations.models.api_keys import ApiKey, Scope
+from recommendations.models.api_keys import ApiKey, Scope, forget_verified_keys
 
 
 class ApiKeyForm(forms.ModelForm):
@@ -51,6 +51,7 @@ class ApiKeyAdmin(admin.ModelAdmin):
     @admin.action(description="Revoke selected API keys")
     def revoke(self, request: HttpRequest, queryset: QuerySet[ApiKey]) -> None:
         revoked = queryset.filter(revoked_at__isnull=True).update(revoked_at=timezone.now())
+        forget_verified_keys()
         self.message_user(
             request, f"Revoked {revoked} API key(s); {queryset.count() - revoked} were already revoked."
         )

@@ -31,7 +31,7 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
         raw = raw.strip()
         if not raw or " " in raw:
             raise exceptions.AuthenticationFailed(f"Send the key as 'Authorization: {KEYWORD} <key>'.")
-        api_key = ApiKey.objects.get_for_raw_key(raw)
+        api_key = ApiKey.objects.get_verified(raw)
         if api_key is None:
             raise exceptions.AuthenticationFailed(
                 "Unknown or revoked API key. Create a new key in the admin."

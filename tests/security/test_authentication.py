@@ -57,6 +57,33 @@ def test_revoked_unknown_and_malformed_keys_get_the_same_401(make_key, products)
     assert post_events(with_key(raw), products[0]).status_code == 401 and not Event.objects.exists()
 
 
+def test_a_verified_key_is_trusted_briefly_and_revocation_is_immediate_in_this_process(
+    make_key, admin_client
+):
+    from django.test.utils import CaptureQueriesContext
+
+    from recommendations.models import api_keys
+
+    raw = make_key("recommendations:read")
+    client = with_key(raw)
+    assert client.get(FOR_YOU).status_code == 200
+    with CaptureQueriesContext(connection) as executed:
+        assert client.get(FOR_YOU).status_code == 200
+    assert not [q for q in executed.captured_queries if ApiKey._meta.db_table in q["sql"]]
+    # Revoked in the admin (a bulk update): refused at once, not after the cache expires.
+    key = ApiKey.objects.get()
+    admin_client.post("/admin/recommendations/apikey/", {"action": "revoke", "_selected_action": [key.pk]})
+    assert client.get(FOR_YOU).status_code == 401
+    # Another process's revocation is seen when this process's entry expires.
+    other = with_key(second := make_key("recommendations:read"))
+    assert other.get(FOR_YOU).status_code == 200
+    ApiKey.objects.filter(prefix=second.split(".")[0]).update(revoked_at="2026-01-01T00:00:00Z")
+    assert other.get(FOR_YOU).status_code == 200  # still trusted for up to VERIFIED_KEY_SECONDS
+    for digest, (_, cached) in list(api_keys._verified.items()):
+        api_keys._verified[digest] = (0.0, cached)  # expired
+    assert other.get(FOR_YOU).status_code == 401
+
+
 def test_the_storefront_session_reads_its_own_recommendations(alice):
     assert browser(alice).get(FOR_YOU).status_code == 200
 
