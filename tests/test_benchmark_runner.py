@@ -1,0 +1,42 @@
+"""The benchmark runner rewrites only its own marked blocks of docs/benchmarks.md."""
+
+import pytest
+
+from benchmarks.run_all import BENCHMARKS, SECTION, main, replace_block
+
+DOC = "# Benchmarks\n\n## Quality\nAnalysis written by hand.\n"
+
+
+def test_a_new_block_goes_into_the_latest_run_section_and_prose_stays():
+    text = replace_block(DOC, "ingest", "### Ingestion\n```\n20,000 ev/s\n```\n")
+    assert text.startswith(DOC.rstrip("\n"))
+    assert (
+        text.index(SECTION) < text.index("<!-- run_all:ingest -->") < text.index("<!-- /run_all:ingest -->")
+    )
+    text = replace_block(text, "vectors", "### Vectors\n")
+    assert text.index("<!-- /run_all:ingest -->") < text.index("<!-- run_all:vectors -->")
+    assert text.count(SECTION) == 1
+
+
+def test_a_rerun_replaces_its_block_only():
+    text = replace_block(DOC, "ingest", "old figures\n")
+    text = replace_block(text, "vectors", "vector figures\n")
+    text += "\n## Analysis after the run\nkept\n"
+    again = replace_block(text, "ingest", "new figures\n")
+    assert "old figures" not in again and "new figures" in again
+    assert "vector figures" in again and "Analysis written by hand." in again and "kept" in again
+    assert again.count("<!-- run_all:ingest -->") == 1
+
+
+def test_new_blocks_stay_inside_the_section_when_another_follows():
+    text = replace_block(DOC, "ingest", "figures\n") + "\n## Scaling\nprose\n"
+    text = replace_block(text, "load", "load figures\n")
+    assert text.index("load figures") < text.index("## Scaling")
+
+
+def test_unknown_names_are_refused(capsys):
+    with pytest.raises(SystemExit) as exit:
+        main(["--only", "ingest,nope"])
+    assert exit.value.code == 2
+    assert "unknown benchmark(s): nope" in capsys.readouterr().err
+    assert {"quality", "gpu", "ingest", "vectors", "retrain", "load"} <= {b.name for b in BENCHMARKS}
