@@ -7,6 +7,9 @@ calls these modules with arrays:
   k-fold user splits;
 - `features`: hashed content features of items (`ItemFeaturizer`) and RFM user features;
 - `two_tower`: the two-tower model (`TrainConfig`, `TwoTowerRecommender`, `TrainingError`);
+- `distributed`: data-parallel training across processes (DDP over NCCL or gloo), which
+  `fit` uses under torchrun; `launch`: rank 0 hands the data to the other ranks, which it
+  starts itself on this machine or torchrun starts;
 - `artifacts`: save/load a trained model as safetensors + JSON (no pickle);
 - `classic`: popularity, item-kNN, EASE and ALS baselines behind `Recommender`;
 - `evaluation`: full-ranking metrics and model comparison tables.

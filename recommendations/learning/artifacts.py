@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
+from .distributed import is_main_process
 from .features import ItemFeatures, UserFeatures
 from .two_tower import TrainConfig, TwoTowerNet, TwoTowerRecommender, resolve_device
 
@@ -35,9 +36,13 @@ def save_model(
 
     `featurizer_config` (`ItemFeaturizer.to_dict()`) lets serving hash new items exactly as
     in training; `metadata` (JSON-serialisable) is stored as is, e.g. id mappings or metrics.
+    Under data-parallel training only rank 0 writes (every rank holds the same weights), so a
+    script that torchrun runs on every rank does not race on one file.
     """
     net = model._require_net()
     path = Path(path)
+    if not is_main_process():
+        return path
     path.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
     if model.user_features is not None:

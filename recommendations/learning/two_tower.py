@@ -13,6 +13,13 @@ of interaction is sigmoid(score).
 Training predicts the next item at every position of every training sequence with softmax
 cross-entropy over the whole catalogue (exact, chunked to stay in cache) when the catalogue is
 small enough, or sampled softmax with logQ correction otherwise, weighted by interaction weight.
+
+Under torchrun (or any torch.distributed process group) `fit` trains data-parallel: see
+`distributed` for the plumbing and `TrainConfig.distributed` to opt out. Each rank samples its
+own negatives for the sampled softmax (from the same logQ distribution, with its own generator):
+every rank's loss is then the same estimate of the full softmax on its own batch, and the
+averaged gradient is that of a batch `world_size` times larger. Sharing negatives across ranks
+would need an all-gather of their embeddings every step for no gain in correctness.
 """
 
 from __future__ import annotations
@@ -30,7 +37,9 @@ import scipy.sparse as sp
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 
+from . import distributed
 from .classic import Recommender
 from .dataset import EvalSet, InteractionData
 from .evaluation import ranking_metrics
@@ -81,7 +90,11 @@ class TrainConfig:
     # runtime
     seed: int = 42
     device: str | None = None  # None: cuda if available, else cpu
-    num_threads: int | None = None  # CPU threads; None: all cores
+    num_threads: int | None = None  # CPU threads; None: all cores (shared by the ranks on CPU)
+    # Data-parallel training: None joins torchrun's process group (WORLD_SIZE > 1) or one set
+    # up by the caller; False trains alone even then; True requires one. `batch_size` is per
+    # process, so the batch of one step is batch_size x processes.
+    distributed: bool | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -243,6 +256,25 @@ class TwoTowerNet(nn.Module):
             emb = emb + c_emb
             bias = bias + c_bias
         return emb, bias
+
+    def forward(
+        self,
+        inputs: torch.Tensor,
+        id_keep: torch.Tensor | None = None,
+        rows: torch.Tensor | None = None,
+        user_features: _Bag | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Training pass: hidden states of the sequences `inputs` and the item embeddings and
+        biases (all items, or `rows`) they were encoded with, which the loss scores against.
+
+        One call rather than `item_table` + `encode`, because DistributedDataParallel hooks
+        `forward` to know when to average gradients. The encoder runs in bf16 on CUDA.
+        """
+        emb, bias = self.item_table(id_keep, rows)
+        kind = emb.device.type
+        with torch.autocast(kind, dtype=torch.bfloat16, enabled=kind == "cuda"):
+            hidden = self.encode(inputs, emb, user_features)
+        return hidden, emb, bias
 
     # user tower
     def encode(
@@ -469,13 +501,24 @@ class TwoTowerRecommender(Recommender):
         callback: Callable[[EpochLog], None] | None = None,
     ) -> Self:
         """Train on `train` (next-item prediction on every prefix), early-stopping on the
-        NDCG@`metric_k` of `validation` and keeping the best epoch's weights."""
+        NDCG@`metric_k` of `validation` and keeping the best epoch's weights.
+
+        Under torchrun (see `TrainConfig.distributed`) every rank must call `fit` with the same
+        data; each trains on its share of the sequences and all end with the same weights.
+        `callback` is called on rank 0 only.
+        """
         cfg = self.config
         _check_weights(train)
+        group = distributed.join(cfg.distributed, resolve_device(cfg.device))
         seed_everything(cfg.seed)
-        self.device = resolve_device(cfg.device)
+        self.device = group.place(resolve_device(cfg.device))
         if self.device.type == "cpu":
-            torch.set_num_threads(cfg.num_threads or os.cpu_count() or 1)
+            cores = (os.cpu_count() or 1) // group.local_world_size
+            torch.set_num_threads(cfg.num_threads or max(cores, 1))
+        seqs = _training_sequences(train, cfg.max_len)
+        _check_same_data(group, seqs, train.n_items)
+        if not len(seqs.users):
+            raise TrainingError("no user has two or more interactions to learn from")
         self.n_items = train.n_items
         features = train.item_features if cfg.use_item_features else None
         use_users = cfg.use_user_features and train.user_features is not None
@@ -483,36 +526,41 @@ class TwoTowerRecommender(Recommender):
         n_user_features = self.user_features.n_features if self.user_features else 0
         net = TwoTowerNet(train.n_items, cfg, features, n_user_features).to(self.device)
         self.net = net
+        model: nn.Module = net
+        if group.initialized:
+            # Buffers are constants (feature ids): synced once here, not before every step.
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            model = DistributedDataParallel(net, device_ids=ids, forward_sync_buffers=False)
+            torch.manual_seed(cfg.seed + group.rank)  # each rank its own dropout masks
         optimizer = _make_optimizer(net, cfg)
-        seqs = _training_sequences(train, cfg.max_len)
-        if not len(seqs.users):
-            raise TrainingError("no user has two or more interactions to learn from")
         small = train.n_items <= cfg.full_softmax_max_items
         use_full = cfg.loss == "full" or (cfg.loss == "auto" and small)
         log_q = None if use_full else _sampling_log_probs(train).to(self.device)
         validation = _subsample(validation, cfg.validation_users, cfg.seed)
+        # Seeded alike on every rank: all draw the same batches and each takes its share.
         rng = np.random.default_rng(cfg.seed)
-        gen = torch.Generator(device=self.device).manual_seed(cfg.seed)
+        gen = torch.Generator(device=self.device).manual_seed(cfg.seed + group.rank)
         best_state, bad_epochs, t_start = None, 0, time.perf_counter()
         self.history, self.best_epoch, self.best_metric = [], 0, None
         for epoch in range(1, cfg.epochs + 1):
             t0 = time.perf_counter()
             net.train()
             total, count = 0.0, 0
-            batches = _batches(seqs.lengths, cfg.batch_size, rng)
+            batches = group.shard(_batches(seqs.lengths, cfg.batch_size, rng))
             out_of_time = False
             for step, rows in enumerate(batches):
                 progress = (epoch - 1 + step / len(batches)) / cfg.epochs
                 if cfg.max_seconds:
-                    used = (time.perf_counter() - t_start) / cfg.max_seconds
+                    used = group.max(time.perf_counter() - t_start) / cfg.max_seconds
                     if used >= 1.0 and count:
                         out_of_time = True  # the budget ends mid-epoch: validate and stop
                         break
                     progress = max(progress, used)
                 global_step = (epoch - 1) * len(batches) + step
-                for group in optimizer.param_groups:
-                    group["lr"] = cfg.lr * _lr_factor(cfg, progress, global_step)
-                loss = self._train_step(seqs, rows, use_full, log_q, gen, optimizer)
+                for param_group in optimizer.param_groups:
+                    param_group["lr"] = cfg.lr * _lr_factor(cfg, progress, global_step)
+                loss = self._train_step(model, seqs, rows, use_full, log_q, gen, optimizer)
+                loss = group.mean(loss)  # every rank sees a divergence at the same step
                 if not math.isfinite(loss):
                     raise TrainingError(
                         f"training loss became {loss} at epoch {epoch}, step {step + 1}: "
@@ -524,13 +572,13 @@ class TwoTowerRecommender(Recommender):
             metric = None
             last = epoch == cfg.epochs or out_of_time
             if validation is not None and (epoch % cfg.eval_every == 0 or last):
-                metric = self._validate(validation)
+                metric = self._validate(validation, group)
                 if self.best_metric is None or metric > self.best_metric:
                     self.best_metric, self.best_epoch, bad_epochs = metric, epoch, 0
                     best_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
                 else:
                     bad_epochs += 1
-            elapsed = time.perf_counter() - t_start
+            elapsed = group.max(time.perf_counter() - t_start)
             log = EpochLog(
                 epoch,
                 total / max(count, 1),
@@ -541,7 +589,7 @@ class TwoTowerRecommender(Recommender):
                 self.best_metric,
             )
             self.history.append(log)
-            if callback is not None:
+            if callback is not None and group.is_main:
                 callback(log)
             if epoch >= cfg.min_epochs and bad_epochs >= cfg.patience:
                 break
@@ -554,6 +602,7 @@ class TwoTowerRecommender(Recommender):
 
     def _train_step(
         self,
+        model: nn.Module,
         seqs: _Sequences,
         rows: np.ndarray,
         use_full: bool,
@@ -561,6 +610,7 @@ class TwoTowerRecommender(Recommender):
         gen: torch.Generator,
         optimizer: torch.optim.Optimizer,
     ) -> float:
+        """One optimiser step on the sequences `rows`; `model` is the net or its DDP wrapper."""
         cfg, net, dev = self.config, self.net, self.device
         assert net is not None
         width = int(seqs.lengths[rows].max())
@@ -581,9 +631,7 @@ class TwoTowerRecommender(Recommender):
             inputs = _positions(rows_needed, inputs)
             targets = _positions(rows_needed, targets)
             negatives = _positions(rows_needed, negatives)
-        emb, bias = net.item_table(keep, rows_needed)
-        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=dev.type == "cuda"):
-            hidden = net.encode(inputs, emb, self._user_feature_tensors(seqs.users[rows]))
+        hidden, emb, bias = model(inputs, keep, rows_needed, self._user_feature_tensors(seqs.users[rows]))
         hidden = hidden[valid].float()
         t, w = targets[valid], weights[valid]
         if use_full:
@@ -600,25 +648,36 @@ class TwoTowerRecommender(Recommender):
         return float(loss.detach())
 
     @torch.no_grad()
-    def _validate(self, validation: EvalSet) -> float:
-        """NDCG@k on the validation set, full ranking with the history masked (torch top-k)."""
+    def _validate(self, validation: EvalSet, group: distributed.Group = distributed.SOLO) -> float:
+        """NDCG@k on the validation set, full ranking with the history masked (torch top-k).
+
+        Under DDP each rank ranks its share of the users and the sums are all-reduced, so every
+        rank gets the same figure (and takes the same early-stopping decision).
+        """
         k = self.config.metric_k
         net = self._require_net()
         net.eval()
         emb, bias = net.item_table()
+        mine = group.rows(len(validation))
         tops = []
-        for start in range(0, len(validation), 2048):
-            stop = start + 2048
-            hist = validation.histories[start:stop]
-            users = self.user_embeddings(hist, validation.users[start:stop], table=emb)
+        for start in range(0, len(mine), 2048):
+            part = mine[start : start + 2048]
+            hist = [validation.histories[r] for r in part]
+            users = self.user_embeddings(hist, validation.users[part], table=emb)
             scores = users @ emb.T + bias
             rows = np.repeat(np.arange(len(hist)), [len(h) for h in hist])
             cols = np.concatenate(hist) if len(rows) else np.zeros(0, np.int64)
             r, c = (torch.as_tensor(a, dtype=torch.int64, device=self.device) for a in (rows, cols))
             scores[r, c] = -torch.inf
             tops.append(torch.topk(scores, k, dim=1).indices.cpu().numpy())
-        metrics = ranking_metrics(np.concatenate(tops), validation.targets, self.n_items, (k,))
-        return metrics[f"NDCG@{k}"]
+        ndcg = 0.0
+        if tops:
+            targets = [validation.targets[r] for r in mine]
+            ndcg = ranking_metrics(np.concatenate(tops), targets, self.n_items, (k,))[f"NDCG@{k}"]
+        if not group.parallel:
+            return ndcg
+        total, n = group.sum([ndcg * len(mine), len(mine)])
+        return total / max(n, 1)
 
     def _user_feature_tensors(self, users: np.ndarray | None) -> _Bag | None:
         if self.user_features is None or users is None:
@@ -731,6 +790,19 @@ def _positions(sorted_ids: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     """Index of each id of `x` in `sorted_ids` (-1 stays -1, the padding marker)."""
     pos = torch.searchsorted(sorted_ids, x.clamp_min(0))
     return torch.where(x >= 0, pos, x)
+
+
+def _check_same_data(group: distributed.Group, seqs: _Sequences, n_items: int) -> None:
+    """Every rank must train on the same sequences: different data would give different batch
+    counts, and a rank that ran out of batches would leave the others waiting forever."""
+    shape = [len(seqs.users), n_items, float(seqs.lengths.sum()), float(seqs.weights.sum())]
+    high, low = group.bounds(shape)
+    if high != low:
+        raise TrainingError(
+            "the processes were given different training data (sequences, items, lengths, weights "
+            f"range over {low} .. {high}). Give every rank the same data, e.g. let rank 0 read it "
+            "and send it with recommendations.learning.launch."
+        )
 
 
 def _check_weights(data: InteractionData) -> None:
