@@ -53,7 +53,7 @@ from psycopg.types.json import Jsonb  # noqa: E402
 
 from recommendations.events.importers import import_dataset_events, import_event_file  # noqa: E402
 from recommendations.events.validation import EventRow  # noqa: E402
-from recommendations.models import ApiKey, Event  # noqa: E402
+from recommendations.models import ApiKey, Event, EventKey  # noqa: E402
 from shop.catalog_import import import_dataset_catalog  # noqa: E402
 
 BATCH = 500
@@ -64,8 +64,9 @@ COLUMNS = (
 
 
 def truncate() -> None:
+    """Empty the events table and its key table (ids left there would count as stored)."""
     with connection.cursor() as cursor:
-        cursor.execute(f"TRUNCATE {Event._meta.db_table}")
+        cursor.execute(f"TRUNCATE {Event._meta.db_table}, {EventKey._meta.db_table}")
 
 
 def copy_types() -> list[int]:
