@@ -65,6 +65,10 @@ DEFAULTS: dict[str, Any] = {
     # Learning: "auto" picks CUDA when present, else CPU.
     "DEVICE": "auto",
     "TRAINING": {},
+    # Processes that train one model, data-parallel (recommendations.learning.launch): "auto"
+    # is one per visible GPU when training on "cuda", else 1. N > 1 also works on CPU (gloo),
+    # where it rarely beats one process's threads. Under torchrun, its process count applies.
+    "TRAINING_PROCESSES": "auto",
     # Keeps product vectors in step with catalogue saves: a class with setup()/teardown()
     # (see recommendations.indexing); None turns embedding on save off.
     "SIGNAL_PROCESSOR": "recommendations.indexing.OnCommitSignalProcessor",

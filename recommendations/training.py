@@ -5,6 +5,10 @@
 `ready` with metrics, training curve, time, device and the stored artifact, or `failed` with
 the reason (a NaN loss, an interruption, an error). It never touches the active version:
 activation is a separate step (`recommendations.vectors.activation`).
+
+With several GPUs (`RECOMMENDATIONS["TRAINING_PROCESSES"]`) or under torchrun the model
+trains data-parallel: this process is rank 0, reads the data, sends it to the other ranks
+and alone writes the version (`recommendations.learning.launch`).
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ from recommendations.learning.evaluation import (
 from recommendations.learning.evaluation import (
     evaluate as evaluate_model,
 )
+from recommendations.learning.launch import Work, lead
 from recommendations.learning.two_tower import EpochLog, TrainConfig, TrainingError, TwoTowerRecommender
 from recommendations.models import ModelStatus, ModelVersion
 from recommendations.progress import Progress
@@ -64,6 +69,24 @@ def resolve_device(requested: str | None = None) -> str:
             "torch (see the README), or set RECOMMENDATIONS['DEVICE'] to 'auto' or 'cpu'."
         )
     return device
+
+
+def training_processes(device: str) -> int:
+    """How many processes train one model: `RECOMMENDATIONS["TRAINING_PROCESSES"]`, where
+    "auto" is one per visible GPU when `device` is "cuda" (a named GPU such as "cuda:1": one)."""
+    value = rec_settings.TRAINING_PROCESSES
+    if value == "auto":
+        return max(torch.cuda.device_count(), 1) if device == "cuda" else 1
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ValueError(
+            f"RECOMMENDATIONS['TRAINING_PROCESSES'] is {value!r}; use \"auto\" or a whole number >= 1."
+        )
+    if device.startswith("cuda") and value > torch.cuda.device_count():
+        raise ValueError(
+            f"RECOMMENDATIONS['TRAINING_PROCESSES'] is {value} but torch sees "
+            f'{torch.cuda.device_count()} GPU(s): use "auto" (one per GPU) or at most that many.'
+        )
+    return value
 
 
 def model_config(overrides: dict[str, Any] | None = None, device: str | None = None) -> TrainConfig:
@@ -97,56 +120,58 @@ def train_model(
     progress = progress or Progress()
     cfg = model_config(config, device)
     data = build_training_data(window_days)
-    version = ModelVersion.objects.create(
-        algorithm="two_tower",
-        status=ModelStatus.TRAINING,
-        config={**cfg.to_dict(), "window_days": window_days},
-        data_window_start=data.window_start,
-        data_window_end=data.window_end,
-        n_users=len(data.actors),
-        n_items=len(data.catalogue.items),
-        n_events=data.n_events,
-        device=cfg.device,
-        task_id=task_id,
-    )
-    progress.bind(version)
-    say = log or logger.info
-    say(f"Training model version {version.pk} on {cfg.device}: {data.describe()}")
-    started = time.perf_counter()
-    curve: list[dict[str, float]] = []
-    try:
-        split = leave_one_out_split(data.interactions)
+    with lead(training_processes(cfg.device), cfg.device) as team:
+        version = ModelVersion.objects.create(
+            algorithm="two_tower",
+            status=ModelStatus.TRAINING,
+            config={**cfg.to_dict(), "window_days": window_days, "processes": team.world_size},
+            data_window_start=data.window_start,
+            data_window_end=data.window_end,
+            n_users=len(data.actors),
+            n_items=len(data.catalogue.items),
+            n_events=data.n_events,
+            device=cfg.device,
+            task_id=task_id,
+        )
+        progress.bind(version)
+        say = log or logger.info
+        where = cfg.device if team.world_size == 1 else f"{team.world_size} processes ({cfg.device})"
+        say(f"Training model version {version.pk} on {where}: {data.describe()}")
+        started = time.perf_counter()
+        curve: list[dict[str, float]] = []
+        try:
+            split = leave_one_out_split(data.interactions)
 
-        def on_epoch(log: EpochLog) -> None:
-            curve.append(
-                {"epoch": log.epoch, "loss": log.loss, "val_ndcg10": log.val_metric, "seconds": log.seconds}
-            )
-            ModelVersion.objects.filter(pk=version.pk).update(training_curve=curve)
-            progress("training", log.epoch, cfg.epochs)
-            say(_epoch_line(log, cfg.epochs))
+            def on_epoch(log: EpochLog) -> None:
+                point = {"epoch": log.epoch, "loss": log.loss, "val_ndcg10": log.val_metric}
+                curve.append({**point, "seconds": log.seconds})
+                ModelVersion.objects.filter(pk=version.pk).update(training_curve=curve)
+                progress("training", log.epoch, cfg.epochs)
+                say(_epoch_line(log, cfg.epochs))
 
-        progress("training", 0, cfg.epochs)
-        # Early stopping needs shoppers with 3+ interactions; without any, train all epochs.
-        validation = split.validation if split.validation is not None and len(split.validation) else None
-        model = TwoTowerRecommender(cfg).fit(split.train, validation, callback=on_epoch)
-        progress("evaluating", 0, 1)
-        metrics = _metrics(model, split)
-        progress("evaluating", 1, 1)
-        artifacts.save(version, model, data)
-        version.dimensions = cfg.dim
-        version.metrics = metrics
-        version.training_curve = curve
-        version.training_seconds = time.perf_counter() - started
-        version.status = ModelStatus.READY
-        version.progress = {"stage": "trained", "done": 1, "total": 1}
-        version.save()
-    except TrainingError as exc:  # e.g. the loss diverged; the core's message says what to change
-        failure = TrainingFailed(f"{exc} (RECOMMENDATIONS['TRAINING'] sets the training options.)")
-        _fail(version, failure, time.perf_counter() - started, curve)
-        raise failure from exc
-    except BaseException as exc:  # interrupted (time limit, Ctrl-C) counts as failed, too
-        _fail(version, exc, time.perf_counter() - started, curve)
-        raise
+            progress("training", 0, cfg.epochs)
+            # Early stopping needs shoppers with 3+ interactions; without any, train all epochs.
+            validation = split.validation if split.validation is not None and len(split.validation) else None
+            team.share(Work(cfg, split.train, validation))  # the other ranks, if any, train with us
+            model = TwoTowerRecommender(cfg).fit(split.train, validation, callback=on_epoch)
+            progress("evaluating", 0, 1)
+            metrics = _metrics(model, split)
+            progress("evaluating", 1, 1)
+            artifacts.save(version, model, data)
+            version.dimensions = cfg.dim
+            version.metrics = metrics
+            version.training_curve = curve
+            version.training_seconds = time.perf_counter() - started
+            version.status = ModelStatus.READY
+            version.progress = {"stage": "trained", "done": 1, "total": 1}
+            version.save()
+        except TrainingError as exc:  # e.g. the loss diverged; the core's message says what to change
+            failure = TrainingFailed(f"{exc} (RECOMMENDATIONS['TRAINING'] sets the training options.)")
+            _fail(version, failure, time.perf_counter() - started, curve)
+            raise failure from exc
+        except BaseException as exc:  # interrupted (time limit, Ctrl-C) counts as failed, too
+            _fail(version, exc, time.perf_counter() - started, curve)
+            raise
     say(f"Model version {version.pk} is ready after {version.training_seconds:.1f}s: {_headline(metrics)}")
     return version
 

@@ -1,14 +1,24 @@
-"""`manage.py train_model [--activate]`: train, evaluate and register a model version."""
+"""`manage.py train_model [--activate]`: train, evaluate and register a model version.
+
+On several GPUs of one machine it trains on all of them by itself (TRAINING_PROCESSES). It can
+also run under torchrun, e.g. to span machines: ``torchrun --nproc-per-node=4 manage.py
+train_model --activate``. Every rank runs this command: rank 0 does what it always does and
+sends the training data to the others, which only train in step with it and write nothing,
+so they need no database (`recommendations.learning.launch`). torchrun rather than a separate
+entry point, because the command already resolves the settings and options every rank needs.
+"""
 
 from __future__ import annotations
 
 import json
+import os
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from recommendations import pipeline, training
 from recommendations.features import InsufficientData
+from recommendations.learning import launch
 from recommendations.progress import Progress, ProgressBar
 from recommendations.vectors.activation import ActivationError
 
@@ -17,7 +27,8 @@ class Command(BaseCommand):
     help = (
         "Train the two-tower model on the shop's events, evaluate it (leave-one-out, full ranking) "
         "and register it as a ready model version. With --activate, also embed products, stores and "
-        "users and make it the version that serves (the same pipeline as the nightly task)."
+        "users and make it the version that serves (the same pipeline as the nightly task). "
+        "Runs under torchrun, too: rank 0 does all this, the other ranks only train."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -42,13 +53,20 @@ class Command(BaseCommand):
             log=bar.write,
         )
         try:
-            if options["activate"]:
-                result = pipeline.retrain(**run)
-                if result.skipped:
-                    raise CommandError(f"Not trained: {result.skipped}.")
-                version = result.version
-            else:
-                version = training.train_model(**run)
+            device = training.model_config(config, options["device"]).device
+            if launch.is_follower():
+                self._follow(device)
+                return
+            # Under torchrun, leading here releases the other ranks however this ends (the
+            # pipeline lock held, too little data): the training service leads inside it.
+            with launch.lead(device=device):
+                if options["activate"]:
+                    result = pipeline.retrain(**run)
+                    if result.skipped:
+                        raise CommandError(f"Not trained: {result.skipped}.")
+                    version = result.version
+                else:
+                    version = training.train_model(**run)
         except (InsufficientData, training.TrainingFailed, ActivationError, ValueError) as exc:
             raise CommandError(str(exc)) from exc
         finally:
@@ -62,6 +80,14 @@ class Command(BaseCommand):
                 f"{version.n_items} products."
             )
         )
+
+    def _follow(self, device: str) -> None:
+        """A torchrun rank other than 0: train in step with rank 0, which reports and stores."""
+        rank = f"Rank {os.environ['RANK']} of {os.environ['WORLD_SIZE']}"
+        if launch.follow(device) is None:
+            self.stdout.write(f"{rank}: rank 0 had nothing to train; its output says why.")
+        else:
+            self.stdout.write(f"{rank}: trained in step with rank 0, which stores the model version.")
 
 
 def _overrides(options: dict[str, Any]) -> dict[str, Any]:
