@@ -15,7 +15,8 @@ from django.utils.html import format_html
 
 from recommendations.adapters import get_product_adapter
 from recommendations.admin.filters import AttributedFilter, ProductFilter, SessionFilter, UserFilter
-from recommendations.models import Event
+from recommendations.admin.readonly import ReadOnlyAdmin
+from recommendations.models import Event, EventKey
 from recommendations.serving.rules import titles
 
 
@@ -91,3 +92,14 @@ class EventAdmin(admin.ModelAdmin):
     @admin.display(description="recommendation", boolean=True)
     def attributed(self, event: Event) -> bool:
         return bool(event.recommendation_id)
+
+
+@admin.register(EventKey)
+class EventKeyAdmin(ReadOnlyAdmin):
+    """The stored event ids (`EventKey`): search an exact id to see whether an event arrived.
+
+    Read-only: the ids follow the events (a deleted event releases its id), and a hand-deleted
+    id would let a replay of its event be stored twice.
+    """
+
+    search_fields = ["=event_id"]
