@@ -18,11 +18,14 @@ from __future__ import annotations
 
 import csv
 import gc
+import hashlib
 import json
 import logging
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from itertools import repeat
+from json.encoder import encode_basestring_ascii
 from pathlib import Path
 from typing import Any
 
@@ -45,11 +48,13 @@ from recommendations.events.datasets import (
 from recommendations.events.ingestion import copy_rows
 from recommendations.events.partitions import ensure_partitions_for
 from recommendations.events.validation import (
+    KNOWN_FIELDS,
     EventRow,
     EventValidationError,
     Origin,
     stable_event_id,
     validate_batch,
+    validate_columns,
 )
 
 logger = logging.getLogger(__name__)
@@ -374,26 +379,136 @@ def _file_kind(path: Path) -> str:
 
 
 def _read_event_file(path: Path) -> Iterator[tuple[int, dict[str, Any] | str]]:
-    """(line, raw event) from a .jsonl or .csv file (optionally .gz); a string is the line's parse error."""
-    kind = _file_kind(path)
-    if kind in (".jsonl", ".ndjson"):
-        with open_text(path) as handle:
-            for line, text in enumerate(handle, start=1):
-                if not text.strip():
-                    continue
-                try:
-                    raw = json.loads(text)
-                except json.JSONDecodeError as exc:
-                    yield line, f"not valid JSON ({exc.msg})"
-                    continue
-                yield line, raw if isinstance(raw, dict) else "each line must be a JSON object"
-    elif kind == ".csv":
-        with open_text(path) as handle:
-            reader = csv.reader(handle)
-            header = next(reader, [])
-            for cells in reader:
-                if cells:  # blank lines are skipped
-                    yield reader.line_num, _csv_event(header, cells)
+    """(line, raw event) from a .jsonl file (optionally .gz); a string is the line's parse error."""
+    with open_text(path) as handle:
+        for line, text in enumerate(handle, start=1):
+            if not text.strip():
+                continue
+            try:
+                raw = json.loads(text)
+            except json.JSONDecodeError as exc:
+                yield line, f"not valid JSON ({exc.msg})"
+                continue
+            yield line, raw if isinstance(raw, dict) else "each line must be a JSON object"
+
+
+@dataclass
+class _CsvBatch:
+    """Rows of a CSV file as read: the header, each row's cells and the line each row ended on."""
+
+    header: list[str]
+    lines: list[int]
+    rows: list[list[str]]
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+
+def _csv_batches(path: Path, size: int) -> Iterator[_CsvBatch]:
+    """The rows of a .csv file (optionally .gz) in batches of `size`, blank lines skipped."""
+    with open_text(path) as handle:
+        reader = csv.reader(handle)
+        header = next(reader, [])
+        lines: list[int] = []
+        rows: list[list[str]] = []
+        for cells in reader:
+            if cells:
+                lines.append(reader.line_num)
+                rows.append(cells)
+                if len(rows) >= size:
+                    yield _CsvBatch(header, lines, rows)
+                    lines, rows = [], []
+        if rows:
+            yield _CsvBatch(header, lines, rows)
+
+
+def _csv_columns(batch: _CsvBatch) -> dict[str, Sequence[Any]] | None:
+    """The batch's events column by column, as `validate_columns` takes them, with their ids.
+
+    The same values `_csv_event` makes row by row: a blank cell is an absent field (None),
+    `value` a float, `context` parsed JSON. None when a row has to be read on its own: more or
+    fewer cells than the header, a column that is repeated or not an event field, or a cell that
+    does not convert (the per-row path then names the line).
+    """
+    header, rows = batch.header, batch.rows
+    width = len(header)
+    if len(set(header)) != width or not KNOWN_FIELDS.issuperset(header) or set(map(len, rows)) != {width}:
+        return None
+    cells: dict[str, tuple[str, ...]] = {}
+    for name, column in zip(header, zip(*rows, strict=True), strict=True):
+        if column.count("") < len(column):  # a wholly blank column is absent from every event
+            cells[name] = column
+    if cells.get("products", ("",)).count("") < len(cells.get("products", ())):
+        return None  # listed products are checked event by event
+    columns: dict[str, Sequence[Any]] = {}
+    for name, column in cells.items():
+        try:
+            if name in CSV_NUMBER_COLUMNS:  # few distinct values (quantities): each converted once
+                numbers = {cell: float(cell) for cell in set(column) if cell}
+                columns[name] = list(map(numbers.get, column))
+            elif name in CSV_JSON_COLUMNS:
+                columns[name] = [json.loads(cell) if cell else None for cell in column]
+            else:
+                columns[name] = [cell or None for cell in column] if "" in column else column
+        except ValueError:
+            return None
+    columns["event_id"] = _csv_event_ids(cells, columns)
+    return columns
+
+
+def _csv_event_ids(cells: dict[str, tuple[str, ...]], columns: dict[str, Sequence[Any]]) -> Sequence[str]:
+    """Each row's `event_id`, or else the id derived from its content, equal to the per-row path's.
+
+    That id hashes the row's JSON (`_CONTENT_ENCODER.encode(raw)`). Rows whose cells are all
+    filled share one key set, so their JSON is joined from the key texts and the cells encoded
+    column by column, as the encoder writes them (each distinct number once); rows with a blank
+    cell, and rows with a JSON cell (whose nested keys get sorted too), go through the encoder
+    itself.
+    """
+    given = cells.get("event_id")
+    if given is not None and "" not in given:
+        return given
+    names = sorted(cells)  # the encoder's sort_keys
+    count = len(cells[names[0]])
+    if CSV_JSON_COLUMNS.intersection(names):
+        by_encoder: Iterable[int] = range(count)
+        texts = [""] * count
+    else:
+        # '{"a": ' cell ', "b": ' cell ... '}', joined row by row in C
+        parts: list[Iterable[str]] = []
+        for name in names:
+            parts.append(repeat(f"{', ' if parts else '{'}{encode_basestring_ascii(name)}: "))
+            if name in CSV_NUMBER_COLUMNS:  # by cell, not by float: "-0" and "0" are written apart
+                texts_of = {cell: _CONTENT_ENCODER.encode(float(cell)) for cell in set(cells[name]) if cell}
+                texts_of[""] = ""  # a blank cell's row goes through the encoder below
+                parts.append(map(texts_of.__getitem__, cells[name]))
+            else:
+                parts.append(map(encode_basestring_ascii, cells[name]))
+        parts.append(repeat("}"))
+        texts = list(map("".join, zip(*parts, strict=False)))  # strict=False: repeat() never ends
+        by_encoder = sorted(
+            {i for name in names if "" in cells[name] for i, cell in enumerate(cells[name]) if not cell}
+        )
+    for i in by_encoder:
+        raw = {name: columns[name][i] for name in names if columns[name][i] is not None}
+        texts[i] = _CONTENT_ENCODER.encode(raw)
+    ids = _content_ids(texts)
+    return ids if given is None else [own or derived for own, derived in zip(given, ids, strict=True)]
+
+
+def _content_ids(texts: Iterable[str]) -> list[str]:
+    """`stable_event_id("import", text)` for JSON object texts, which are never readable ids
+    (a `{` is not allowed in one), so each is the namespace and a blake2b of the text."""
+    blake2b = hashlib.blake2b
+    return [f"import:{blake2b(text.encode(), digest_size=12).hexdigest()}" for text in texts]
+
+
+def _dict_columns(raws: list[dict[str, Any]]) -> dict[str, list[Any]] | None:
+    """Events given as dicts, column by column for `validate_columns` (None: an unknown field)."""
+    names = set().union(*raws)
+    if not KNOWN_FIELDS.issuperset(names):
+        return None
+    return {name: [raw.get(name) for raw in raws] for name in names}
 
 
 def _csv_event(header: list[str], cells: list[str]) -> dict[str, Any] | str:
@@ -416,35 +531,53 @@ def import_event_file(
 
     `product_id`, `store_id` and `user_id` are primary keys in this shop. Rows without an
     `event_id` get one derived from their content, so a re-run stores nothing twice.
+
+    A batch is first validated column by column (`validate_columns`); a batch that this does
+    not cover or that has a bad row is validated event by event, which names each bad line.
     """
     path = Path(path)
     file = path.name
 
-    def write(batch: list[tuple[int, dict[str, Any] | str]]) -> tuple[int, int]:
+    def write(batch: list[tuple[int, dict[str, Any] | str]], *, by_columns: bool = True) -> tuple[int, int]:
         lines = [line for line, _ in batch]
         errors = [(line, raw) for line, raw in batch if isinstance(raw, str)]
         good = [(line, raw) for line, raw in batch if isinstance(raw, dict)]
         for _, raw in good:
             if not raw.get("event_id"):
                 raw["event_id"] = stable_event_id("import", _CONTENT_ENCODER.encode(raw))
-        try:
-            rows = validate_batch(
-                [raw for _, raw in good],
-                Origin(trusted=True),
-                positions=[line for line, _ in good],
-                position_name="line",
-            )
-        except EventValidationError as exc:
-            errors += [(e["line"], _fields(e["errors"])) for e in exc.errors]
+        raws = [raw for _, raw in good]
+        columns = _dict_columns(raws) if by_columns and not errors else None
+        rows = validate_columns(columns, len(raws)) if columns is not None else None
+        if rows is None:
+            try:
+                rows = validate_batch(
+                    raws, Origin(trusted=True), positions=[line for line, _ in good], position_name="line"
+                )
+            except EventValidationError as exc:
+                errors += [(e["line"], _fields(e["errors"])) for e in exc.errors]
         if errors:
             raise _failed(file, errors, lines)
         ensure_partitions_for(row.timestamp for row in rows)
         with transaction.atomic():
             return copy_rows(rows), 0
 
-    if _file_kind(path) not in EVENT_FILE_KINDS:
+    def write_csv(batch: _CsvBatch) -> tuple[int, int]:
+        columns = _csv_columns(batch)
+        rows = validate_columns(columns, len(batch)) if columns is not None else None
+        if rows is None:  # row by row, to name the bad lines or read the odd ones
+            events = [_csv_event(batch.header, cells) for cells in batch.rows]
+            return write(list(zip(batch.lines, events, strict=True)), by_columns=False)
+        ensure_partitions_for(row.timestamp for row in rows)
+        with transaction.atomic():
+            return copy_rows(rows), 0
+
+    kind = _file_kind(path)
+    if kind not in EVENT_FILE_KINDS:
         raise ValueError(f"{file}: use a .csv or .jsonl file (optionally gzipped).")
-    bar = _Progress(path, progress, header_lines=1 if _file_kind(path) == ".csv" else 0)
+    if kind == ".csv":
+        bar = _Progress(path, progress, header_lines=1)
+        return _run(_csv_batches(path, batch_rows), write_csv, file, bar)
+    bar = _Progress(path, progress, header_lines=0)
     return _run(_batches(_read_event_file(path), batch_rows), write, file, bar)
 
 

@@ -1,0 +1,222 @@
+"""Column-by-column validation of import batches agrees with event-by-event validation.
+
+`validate_columns` and the CSV reader's column path exist only for speed: whatever they accept
+must come out exactly as `validate_batch` and the per-row CSV reading make it, and whatever
+those reject they must hand back (None) so that the per-row path names the problem.
+"""
+
+import csv
+import datetime as dt
+import random
+
+import pytest
+
+from recommendations.events.importers import (
+    _CONTENT_ENCODER,
+    ImportFailed,
+    _csv_columns,
+    _csv_event,
+    _CsvBatch,
+    import_event_file,
+)
+from recommendations.events.validation import (
+    EventValidationError,
+    Origin,
+    stable_event_id,
+    validate_batch,
+    validate_columns,
+)
+from recommendations.models import Event
+
+NOW = dt.datetime(2024, 6, 1, 12, 0, tzinfo=dt.UTC)
+ABSENT = object()
+
+
+def field_choices(catalogue, shopper):
+    """Per field: valid values first, then values that are wrong or that only the per-event path handles."""
+    product, store = catalogue[0], catalogue[1].store
+    return {
+        "event_type": [
+            ["view", "purchase", "rating", "search", "store_view", "add_to_cart", "click"],
+            [ABSENT, "impression", "bogus", 5, None, ""],
+        ],
+        "event_id": [["e-1", "import:abc", "x" * 64], [ABSENT, "bad id!", "", "x" * 65, 7]],
+        "user_id": [
+            [ABSENT, shopper.pk, str(shopper.pk), f" {shopper.pk} ", None],
+            ["  ", "", 424242, "424242", True, [1]],
+        ],
+        "session_id": [[ABSENT, "s1", "  s2 ", "", None], ["x" * 65, 3]],
+        "product_id": [
+            [ABSENT, product.pk, str(product.pk), f" {product.pk}", str(catalogue[3].pk), ""],
+            ["   ", "424242", "x" * 65, 1.5],
+        ],
+        "store_id": [[ABSENT, str(store.pk), f"{store.pk} ", ""], [store.pk, "999999", "  ", "x" * 65]],
+        "query": [[ABSENT, "mug", " red mug "], ["  ", "x" * 256, 4]],
+        "value": [[ABSENT, 1, 2.5, 3.0, 5, None], [0, -1, 6, float("nan"), "3", True]],
+        "revenue": [[ABSENT, "12.345", 3, 4.5, " 7.10 ", "0"], ["-1", "abc", "1e20", [1]]],
+        "timestamp": [
+            [
+                ABSENT,
+                "2024-01-01T10:00:00Z",
+                "2024-01-01T10:00:00",
+                "2024-01-01T12:00:00+02:00",
+                1704103200,
+                1704103200.5,
+            ],
+            ["yesterday", "2999-01-01T00:00:00Z", True, float("inf"), ""],
+        ],
+        "context": [[ABSENT, {"page": "/p/"}, {"a": {"b": 1}}, None], [{"products": [product.pk]}, "x", [1]]],
+        "products": [[ABSENT], [[product.pk], [], "x"]],
+        "recommendation_id": [[ABSENT, "r1"], ["x" * 65]],
+        "colour": [[ABSENT], ["red"]],
+    }
+
+
+def random_event(rng, choices, index):
+    """Mostly valid events: each field rarely wrong, and usually what its type requires."""
+    event = {}
+    for name, (good, bad) in choices.items():
+        value = rng.choice(bad if rng.random() < 0.03 else good)
+        if value is not ABSENT:
+            event[name] = f"{value}-{index}" if name == "event_id" and value == "e-1" else value
+    if rng.random() < 0.9:
+        required = {
+            "rating": ("value", 4),
+            "search": ("query", "mug"),
+            "store_view": ("store_id", choices["store_id"][0][1]),
+        }
+        name, value = required.get(event.get("event_type"), ("product_id", choices["product_id"][0][1]))
+        event[name] = value
+    return event
+
+
+def columns_of(events):
+    names = set().union(*events)
+    return {name: [event.get(name) for event in events] for name in names}
+
+
+@pytest.mark.django_db
+def test_columns_accept_only_what_validate_batch_accepts_and_give_the_same_rows(catalogue, shopper):
+    rng = random.Random(7)
+    choices = field_choices(catalogue, shopper)
+    accepted = rejected = 0
+    for round_ in range(400):
+        events = [random_event(rng, choices, f"{round_}.{i}") for i in range(rng.randint(1, 4))]
+        try:
+            expected = validate_batch(events, Origin(trusted=True), now=NOW)
+        except EventValidationError:
+            expected = None
+        got = validate_columns(columns_of(events), len(events), now=NOW)
+        if expected is None:
+            assert got is None, events
+            rejected += 1
+        elif got is not None:
+            # repr: the same types, time zones and decimal places, not only equal values
+            assert repr(got) == repr(expected), events
+            accepted += 1
+    # Both outcomes are exercised, and the column path takes most valid batches.
+    assert accepted > 120 and rejected > 120
+
+
+@pytest.mark.django_db
+def test_columns_give_each_event_its_product_store_unless_it_names_one(catalogue, shopper):
+    store = catalogue[0].store
+    events = [
+        {"event_id": "a", "event_type": "view", "product_id": str(catalogue[1].pk)},
+        {
+            "event_id": "b",
+            "event_type": "view",
+            "product_id": str(catalogue[1].pk),
+            "store_id": str(store.pk),
+        },
+        {"event_id": "c", "event_type": "store_view", "store_id": str(store.pk), "user_id": str(shopper.pk)},
+        {"event_id": "d", "event_type": "purchase", "product_id": str(catalogue[2].pk), "revenue": "9.5"},
+    ]
+    rows = validate_columns(columns_of(events), len(events), now=NOW)
+    assert rows == validate_batch(events, now=NOW)
+    assert [r.store_id for r in rows] == [
+        str(catalogue[1].store_id),
+        str(store.pk),
+        str(store.pk),
+        str(store.pk),
+    ]
+    assert (rows[2].user_id, rows[3].value, str(rows[3].revenue)) == (shopper.pk, 1.0, "9.50")
+
+
+CSV_HEADER = ["event_type", "product_id", "user_id", "value", "timestamp", "query", "context"]
+CSV_ROWS = [
+    ["view", "7", "3", "", "2024-01-01T10:00:00Z", "", ""],
+    ["purchase", "7", "", "2", "2024-01-01T10:00:00+02:00", "", ""],
+    ["purchase", "8", "3", "-0", "2024-01-01T10:00:00", "", ""],
+    ["purchase", "8", "3", "0", "2024-01-01T10:00:00", "", ""],
+    ["search", "", "3", "1e3", "2024-01-01", 'café "au lait" \\ mug', ""],
+    ["view", " 9 ", "3", "1", "2024-01-01T10:00:00Z", "", '{"z": 1, "a": {"y": 2, "b": [1]}}'],
+]
+
+
+def test_csv_columns_hold_the_per_row_values_and_content_ids():
+    for header, rows in [
+        (CSV_HEADER, CSV_ROWS),
+        (CSV_HEADER[:5], [row[:5] for row in CSV_ROWS[1:4]]),  # all cells filled: the joined JSON
+        (["event_id", *CSV_HEADER[:5]], [["own-id", *CSV_ROWS[0][:5]], ["", *CSV_ROWS[1][:5]]]),
+    ]:
+        columns = _csv_columns(_CsvBatch(header, list(range(2, len(rows) + 2)), rows))
+        for i, cells in enumerate(rows):
+            raw = _csv_event(header, cells)
+            if not raw.get("event_id"):
+                raw["event_id"] = stable_event_id("import", _CONTENT_ENCODER.encode(raw))
+            assert {name: column[i] for name, column in columns.items() if column[i] is not None} == raw
+    # Zero and minus zero are different rows with different ids, as before.
+    ids = _csv_columns(_CsvBatch(CSV_HEADER, [2, 3], CSV_ROWS[2:4]))["event_id"]
+    assert ids[0] != ids[1]
+
+
+@pytest.mark.parametrize(
+    "header, rows",
+    [
+        (["event_type", "value"], [["view", "1"], ["view"]]),  # a short row
+        (["event_type", "value"], [["view", "1", "x"]]),  # a long row
+        (["event_type", "event_type"], [["view", "click"]]),  # a repeated column
+        (["event_type", "colour"], [["view", "red"]]),  # not an event field
+        (["event_type", "value"], [["view", "many"]]),  # not a number
+        (["event_type", "context"], [["view", "{oops"]]),  # not JSON
+        (["event_type", "products"], [["impression", "[1]"]]),  # listed products
+    ],
+)
+def test_csv_rows_the_column_path_leaves_to_the_per_row_path(header, rows):
+    assert _csv_columns(_CsvBatch(header, list(range(2, len(rows) + 2)), rows)) is None
+
+
+def write_rows(path, header, rows):
+    with path.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(header)
+        writer.writerows(rows)
+
+
+@pytest.mark.django_db
+def test_a_csv_import_stores_per_row_ids_and_a_bad_row_names_its_line_and_field(tmp_path, catalogue, shopper):
+    header = ["event_type", "product_id", "user_id", "value", "timestamp"]
+    rows = [
+        ["purchase", catalogue[i % 3].pk, shopper.pk if i % 2 else "", i % 3 + 1, f"2024-01-01T10:{i:02}:00Z"]
+        for i in range(30)
+    ]
+    good = tmp_path / "events.csv"
+    write_rows(good, header, rows)
+    assert import_event_file(good, batch_rows=8, progress=False).stored == 30
+    expected = set()
+    for cells in rows:
+        raw = _csv_event(header, [str(c) for c in cells])
+        expected.add(stable_event_id("import", _CONTENT_ENCODER.encode(raw)))
+    assert set(Event.objects.values_list("event_id", flat=True)) == expected
+    assert import_event_file(good, batch_rows=8, progress=False).stored == 0
+
+    # Line 14 (row 13) is in the second batch of 8: the first batch is stored, the second is not.
+    rows[12][3] = "-2"
+    bad = tmp_path / "bad.csv"
+    write_rows(bad, header, [[*r[:4], r[4].replace("2024", "2023")] for r in rows])
+    with pytest.raises(ImportFailed) as failure:
+        import_event_file(bad, batch_rows=8, progress=False)
+    assert failure.value.errors == ["bad.csv line 14: value: the quantity must be positive"]
+    assert (failure.value.first_line, failure.value.last_line) == (10, 17)
+    assert Event.objects.filter(timestamp__year=2023).count() == 8
