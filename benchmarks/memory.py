@@ -18,12 +18,12 @@ PROC = Path("/proc")
 class TreeMemory:
     processes: int
     largest_peak_mib: float  # the largest VmHWM of one process
-    total_mib: float  # now: sum of private memory + the largest shared part
+    total_mib: float  # sum of private memory + the largest shared part
 
     def describe(self) -> str:
         return (
             f"{self.processes} process(es), largest peak RSS {self.largest_peak_mib:,.0f} MiB, "
-            f"total now {self.total_mib:,.0f} MiB"
+            f"total {self.total_mib:,.0f} MiB (private memory, shared counted once)"
         )
 
 
