@@ -122,8 +122,8 @@ class Team:
                 self.stop()
                 what = f"exited with code {codes[0]}" if codes else f"did not start in {START_TIMEOUT:.0f}s"
                 raise RuntimeError(
-                    f"A training process (python -m {__name__}) {what}; its output is above. Fix "
-                    "the cause, or train in one process: RECOMMENDATIONS['TRAINING_PROCESSES'] = 1."
+                    f"A training process (python -m {__name__}) {what}; its output is above. Fix the "
+                    "cause, or train in one process (in Django: RECOMMENDATIONS['TRAINING_PROCESSES'] = 1)."
                 )
             time.sleep(0.2)
 

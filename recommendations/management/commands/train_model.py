@@ -19,6 +19,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from recommendations import pipeline, training
 from recommendations.features import InsufficientData
 from recommendations.learning import launch
+from recommendations.learning.two_tower import TrainingError
 from recommendations.progress import Progress, ProgressBar
 from recommendations.vectors.activation import ActivationError
 
@@ -84,7 +85,11 @@ class Command(BaseCommand):
     def _follow(self, device: str) -> None:
         """A torchrun rank other than 0: train in step with rank 0, which reports and stores."""
         rank = f"Rank {os.environ['RANK']} of {os.environ['WORLD_SIZE']}"
-        if launch.follow(device) is None:
+        try:
+            model = launch.follow(device)
+        except TrainingError as exc:  # e.g. the loss diverged: rank 0 says so and records it
+            raise CommandError(f"{rank}: {exc}") from exc
+        if model is None:
             self.stdout.write(f"{rank}: rank 0 had nothing to train; its output says why.")
         else:
             self.stdout.write(f"{rank}: trained in step with rank 0, which stores the model version.")
