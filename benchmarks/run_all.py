@@ -30,19 +30,34 @@ SECTION = "## Latest run"
 SERVING_SIZES = (10_000, 100_000, 1_000_000)
 
 
+def cuda_devices() -> int:
+    """GPUs torch sees (asked in a child process: this one never imports torch)."""
+    command = [sys.executable, "-c", "import torch; print(torch.cuda.device_count())"]
+    result = subprocess.run(command, capture_output=True, text=True, check=False)
+    return int(result.stdout.strip() or 0) if result.returncode == 0 else 0
+
+
 @dataclass(frozen=True)
 class Benchmark:
     name: str
     title: str
     args: tuple[str, ...]
     quick_args: tuple[str, ...]
+    # A full run is skipped (its earlier figures kept) when this says the machine cannot run it.
+    needs_gpu: bool = False
 
 
 BENCHMARKS = (
     Benchmark(
         "quality", "Recommendation quality and CPU training time", ("quality.py",), ("quality.py", "--quick")
     ),
-    Benchmark("gpu", "Training on a CUDA GPU (bf16) against the CPU", ("gpu.py",), ("gpu.py", "--quick")),
+    Benchmark(
+        "gpu",
+        "Training on a CUDA GPU (bf16) against the CPU",
+        ("gpu.py",),
+        ("gpu.py", "--quick"),
+        needs_gpu=True,
+    ),
     Benchmark(
         "ingest",
         "Ingestion",
@@ -134,8 +149,14 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unknown benchmark(s): {', '.join(unknown)}; choose from {', '.join(names)}")
     docs = args.docs or (None if args.quick else DOCS)
     failed = []
+    gpus = None
     for benchmark in (b for b in BENCHMARKS if b.name in wanted):
         print(f"\n=== {benchmark.title} ===", flush=True)
+        if benchmark.needs_gpu and not args.quick:
+            gpus = cuda_devices() if gpus is None else gpus
+            if not gpus:
+                print(f"Skipped: no CUDA GPU on this machine; the earlier {benchmark.name} figures are kept.")
+                continue
         status, output, seconds = run(benchmark, args.quick)
         if status != 0:
             print(f"{benchmark.name} failed (exit status {status}); its previous figures are kept.")
