@@ -248,8 +248,9 @@ def build_data(n_products: int, n_users: int, seed: int = 7) -> None:
             )
     n_stores = max(20, n_products // 50)
     store_names = set()
+    # Two to four syllables: about 41,000 names, enough for the 20,000 stores of 1M products.
     while len(store_names) < n_stores:
-        store_names.add("".join(rng.choices(SYLLABLES, k=rng.randint(2, 3))).title())
+        store_names.add("".join(rng.choices(SYLLABLES, k=rng.randint(2, 4))).title())
     stores = Store.objects.bulk_create(
         Store(
             name=name, slug=name.lower(), description=f"{name} sells quality goods", rating=rng.uniform(3, 5)
