@@ -64,3 +64,30 @@ def test_stored_ids_are_found_whether_or_not_other_ids_share_their_range():
 def test_json_falls_back_for_integers_orjson_refuses():
     assert encode_json({"n": 2**70, 1: "x"}) == b'{"n":1180591620717411303424,"1":"x"}'
     assert encode_json({"n": float("nan")}) == b'{"n":null}'  # jsonb has no NaN
+
+
+@pytest.mark.django_db
+def test_ids_copy_writes_and_finds_verbatim_whatever_their_characters():
+    # Valid ids go as one text COPY and one text lookup; others (unvalidated callers) in binary.
+    odd = ["o\\N", "o\tx", "o\ny", "o,z", "o z", 'o"q', "o{}"]
+    assert copy_rows([row(event_id) for event_id in ["v-1", "v:2", *odd]]) == 9
+    assert set(Event.objects.values_list("event_id", flat=True)) == {"v-1", "v:2", *odd}
+    assert existing_event_ids(["v-1", "v-9", "v:2"]) == {"v-1", "v:2"}
+    assert existing_event_ids(["o\\N", "o\tx", "o\ny", "o,z", "o-9"]) == {"o\\N", "o\tx", "o\ny", "o,z"}
+    assert copy_rows([row("v-1"), row("o\\N"), row("v-3")]) == 1
+
+
+@pytest.mark.django_db
+def test_copy_skips_stored_ids_found_by_the_sample_or_by_the_copy_itself(caplog):
+    caplog.set_level("INFO", logger="recommendations.events.ingestion")
+    ids = [f"m-{i:05}" for i in range(3000)]
+    # A sample of 256 spread ids sees a third of them stored: every id is looked up.
+    assert copy_rows([row(event_id) for event_id in ids[::3]]) == 1000
+    assert copy_rows([row(event_id) for event_id in ids]) == 2000
+    # One stored id among 3,000 new ones is missed by the sample: the key COPY meets it and the
+    # batch is written with ON CONFLICT instead, storing the others once.
+    assert copy_rows([row("n-01500")]) == 1
+    assert "ON CONFLICT" not in caplog.text
+    assert copy_rows([row(f"n-{i:05}") for i in range(3000)]) == 2999
+    assert "missed by the sampled lookup); writing 3000 rows with ON CONFLICT" in caplog.text
+    assert Event.objects.filter(event_id__startswith="n-").count() == 3000
