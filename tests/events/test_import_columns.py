@@ -7,6 +7,7 @@ those reject they must hand back (None) so that the per-row path names the probl
 
 import csv
 import datetime as dt
+import json
 import random
 
 import pytest
@@ -17,6 +18,8 @@ from recommendations.events.importers import (
     _csv_columns,
     _csv_event,
     _CsvBatch,
+    _json_texts,
+    _read_event_file,
     import_event_file,
 )
 from recommendations.events.validation import (
@@ -220,3 +223,48 @@ def test_a_csv_import_stores_per_row_ids_and_a_bad_row_names_its_line_and_field(
     assert failure.value.errors == ["bad.csv line 14: value: the quantity must be positive"]
     assert (failure.value.first_line, failure.value.last_line) == (10, 17)
     assert Event.objects.filter(timestamp__year=2023).count() == 8
+
+
+def test_json_texts_are_the_encoders_texts():
+    raws = [
+        {"event_type": "view", "user_id": 5, "value": 1.5},
+        {"user_id": 6, "event_type": "view", "value": 2.0},  # the same keys in another order
+        {"event_type": "view", "user_id": 7, "value": 3},
+        {"event_type": 'café "x" \\', "user_id": 2**80, "value": -0.0, "query": None, "ok": True},
+        {"event_type": "view", "user_id": "8", "value": float("nan")},
+        {"event_type": "view", "user_id": "9", "value": float("inf")},
+        {"event_type": "view", "context": {"b": 1, "a": [2, {"d": 3, "c": None}]}, "value": 1},
+        {"event_type": "view", "user_id": True, "value": None},
+        {"event_type": "view", "user_id": 1, "value": 1.5},
+        {"event_type": "view", "user_id": "1", "value": 1},
+        {},
+        {"ünïcode": "\u2028 \ud83d"},
+    ]
+    assert _json_texts(raws) == [_CONTENT_ENCODER.encode(raw) for raw in raws]
+
+
+def test_jsonl_lines_parse_as_json_parses_them(tmp_path):
+    lines = [
+        '{"event_type": "view", "user_id": 5}',
+        '{"user_id": 18446744073709551616, "n": -9223372036854775809}',  # beyond 64 bits: exact
+        '{"value": NaN, "other": -Infinity, "big": 1e400}',
+        '{"query": "\\ud800"}',  # a lone surrogate
+        "   ",
+        "[1, 2]",
+        "{oops",
+        '{"a": 1,}',
+        '{"a": 1, "a": 2}',
+    ]
+    path = tmp_path / "events.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    expected = []
+    for line, text in enumerate(lines, start=1):
+        if not text.strip():
+            continue
+        try:
+            raw = json.loads(text)
+        except json.JSONDecodeError as exc:
+            expected.append((line, f"not valid JSON ({exc.msg})"))
+            continue
+        expected.append((line, raw if isinstance(raw, dict) else "each line must be a JSON object"))
+    assert repr(list(_read_event_file(path))) == repr(expected)
