@@ -481,8 +481,7 @@ def _csv_event_ids(cells: dict[str, tuple[str, ...]], columns: dict[str, Sequenc
     That id hashes the row's JSON (`_CONTENT_ENCODER.encode(raw)`). Rows whose cells are all
     filled share one key set, so their JSON is joined from the key texts and the cells encoded
     column by column, as the encoder writes them (each distinct number once); rows with a blank
-    cell, and rows with a JSON cell (whose nested keys get sorted too), go through the encoder
-    itself.
+    cell or a JSON cell become dicts for `_json_texts`.
     """
     given = cells.get("event_id")
     if given is not None and "" not in given:
@@ -490,7 +489,7 @@ def _csv_event_ids(cells: dict[str, tuple[str, ...]], columns: dict[str, Sequenc
     names = sorted(cells)  # the encoder's sort_keys
     count = len(cells[names[0]])
     if CSV_JSON_COLUMNS.intersection(names):
-        by_encoder: Iterable[int] = range(count)
+        by_encoder: Sequence[int] = range(count)
         texts = [""] * count
     else:
         # '{"a": ' cell ', "b": ' cell ... '}', joined row by row in C
@@ -499,7 +498,7 @@ def _csv_event_ids(cells: dict[str, tuple[str, ...]], columns: dict[str, Sequenc
             parts.append(repeat(f"{', ' if parts else '{'}{encode_basestring_ascii(name)}: "))
             if name in CSV_NUMBER_COLUMNS:  # by cell, not by float: "-0" and "0" are written apart
                 texts_of = {cell: _CONTENT_ENCODER.encode(float(cell)) for cell in set(cells[name]) if cell}
-                texts_of[""] = ""  # a blank cell's row goes through the encoder below
+                texts_of[""] = ""  # a blank cell's row is written by `_json_texts` below
                 parts.append(map(texts_of.__getitem__, cells[name]))
             else:
                 parts.append(map(encode_basestring_ascii, cells[name]))
@@ -508,9 +507,9 @@ def _csv_event_ids(cells: dict[str, tuple[str, ...]], columns: dict[str, Sequenc
         by_encoder = sorted(
             {i for name in names if "" in cells[name] for i, cell in enumerate(cells[name]) if not cell}
         )
-    for i in by_encoder:
-        raw = {name: columns[name][i] for name in names if columns[name][i] is not None}
-        texts[i] = _CONTENT_ENCODER.encode(raw)
+    raws = [{name: columns[name][i] for name in names if columns[name][i] is not None} for i in by_encoder]
+    for i, text in zip(by_encoder, _json_texts(raws), strict=True):
+        texts[i] = text
     ids = _content_ids(texts)
     return ids if given is None else [own or derived for own, derived in zip(given, ids, strict=True)]
 
