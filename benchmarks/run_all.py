@@ -91,6 +91,12 @@ BENCHMARKS = (
         ("serving_requests.py",),
         ("serving_requests.py", "--quick"),
     ),
+    Benchmark(
+        "serving_cpu",
+        "CPU per request in the web worker and PostgreSQL",
+        ("serving_cpu.py",),
+        ("serving_cpu.py", "--products", "5000", "--requests", "10"),
+    ),
     Benchmark("load", "Mixed load", ("load.py",), ("load.py", "--seconds", "10")),
 )
 
