@@ -133,8 +133,14 @@ def replace_block(text: str, name: str, content: str) -> str:
         return pattern.sub(lambda _: marked, text)
     if SECTION not in text:
         text = text.rstrip("\n") + f"\n\n{SECTION}\nWritten by `python benchmarks/run_all.py`.\n"
+    # A new block goes before the block of the next benchmark in BENCHMARKS order, if any ...
+    names = [b.name for b in BENCHMARKS]
+    for later in names[names.index(name) + 1 :] if name in names else []:
+        position = text.find(f"<!-- run_all:{later} -->")
+        if position != -1:
+            return f"{text[:position]}{marked}\n\n{text[position:]}"
     head, _, tail = text.partition(SECTION)
-    # New blocks go at the end of the section, before the next "## " heading.
+    # ... otherwise at the end of the section, before the next "## " heading.
     section_end = re.search(r"^## ", tail[1:], re.MULTILINE)
     cut = section_end.start() + 1 if section_end else len(tail)
     return f"{head}{SECTION}{tail[:cut].rstrip()}\n\n{marked}\n\n{tail[cut:].lstrip()}".rstrip() + "\n"

@@ -34,6 +34,13 @@ def test_new_blocks_stay_inside_the_section_when_another_follows():
     assert text.index("load figures") < text.index("## Scaling")
 
 
+def test_blocks_follow_the_order_of_the_benchmarks():
+    text = replace_block(DOC, "load", "load figures\n")
+    text = replace_block(text, "quality", "quality figures\n")
+    text = replace_block(text, "ingest", "ingest figures\n")
+    assert text.index("quality figures") < text.index("ingest figures") < text.index("load figures")
+
+
 def test_unknown_names_are_refused(capsys):
     with pytest.raises(SystemExit) as exit:
         main(["--only", "ingest,nope"])
