@@ -1,6 +1,5 @@
-"""URLs of the REST API; the host includes them under `api/`:
-
-    path("api/", include("recommendations.api.urls")),
+"""URLs of the REST API; the host includes them under `api/` with
+`path("api/", include("recommendations.api.urls"))`.
 """
 
 from django.urls import include, path
