@@ -1,4 +1,4 @@
-"""Memory of a process tree, read from /proc (Linux): peak and current resident set sizes.
+"""Memory and CPU time of process trees, read from /proc (Linux).
 
 `VmHWM` is a process's peak RSS. Shared memory (PostgreSQL's shared_buffers) appears in the
 RSS of every process that touched it, so a tree's total counts each process's private memory
@@ -42,25 +42,34 @@ def _status(pid: int) -> dict[str, float]:
     return fields
 
 
+def _stat_fields(pid: int | str) -> list[str] | None:
+    """/proc/<pid>/stat from field 3 (state) on; None if the process is gone. The command name
+    (field 2) may contain spaces, so the fields are those after its closing ')'."""
+    try:
+        return (PROC / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+
+
 def descendants(pid: int) -> list[int]:
     """`pid` and every process below it."""
     children: dict[int, list[int]] = {}
     for entry in PROC.iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            # The command name (field 2) may contain spaces; the parent pid follows its ')'.
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        parent = int(stat.rsplit(")", 1)[1].split()[1])
-        children.setdefault(parent, []).append(int(entry.name))
+        fields = _stat_fields(entry.name) if entry.name.isdigit() else None
+        if fields:
+            children.setdefault(int(fields[1]), []).append(int(entry.name))
     tree, stack = [], [pid]
     while stack:
         current = stack.pop()
         tree.append(current)
         stack.extend(children.get(current, []))
     return tree
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU time of these processes (those that have exited count 0)."""
+    ticks = sum(int(f[11]) + int(f[12]) for f in map(_stat_fields, pids) if f)
+    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 def tree_memory(pid: int) -> TreeMemory:
@@ -71,11 +80,6 @@ def tree_memory(pid: int) -> TreeMemory:
         total_mib=sum(s.get("RssAnon", 0.0) for s in statuses)
         + max((s.get("RssShmem", 0.0) for s in statuses), default=0.0),
     )
-
-
-def own_peak_mib() -> float:
-    """This process's peak RSS."""
-    return _status(os.getpid()).get("VmHWM", 0.0)
 
 
 def postgres_pid(data_dir: Path) -> int | None:

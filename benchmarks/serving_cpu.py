@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import sys
 import tempfile
 import time
@@ -24,21 +23,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks import serving  # noqa: E402 - the data, the gunicorn launcher, the HTTP client
-from benchmarks.memory import descendants, postgres_pid  # noqa: E402
+from benchmarks.memory import cpu_seconds, descendants, postgres_pid  # noqa: E402
 
 KINDS = ("for-you", "similar", "search", "trending", "bought-together", "store-products")
-
-
-def cpu_seconds(pids: list[int]) -> float:
-    """User + system CPU time of these processes (those that have exited count 0)."""
-    total = 0
-    for pid in pids:
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        total += int(fields[11]) + int(fields[12])
-    return total / os.sysconf("SC_CLK_TCK")
 
 
 async def _send(port: int, paths: list[str], headers: dict[str, str]) -> None:
