@@ -15,6 +15,7 @@ import pytest
 from recommendations.events.importers import (
     _CONTENT_ENCODER,
     ImportFailed,
+    _csv_batches,
     _csv_columns,
     _csv_event,
     _CsvBatch,
@@ -188,6 +189,48 @@ def test_csv_columns_hold_the_per_row_values_and_content_ids():
 )
 def test_csv_rows_the_column_path_leaves_to_the_per_row_path(header, rows):
     assert _csv_columns(_CsvBatch(header, list(range(2, len(rows) + 2)), rows)) is None
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "a,b\r\n1,2\r\n3,4\r\n5,6\r\n7,8\r\n9,10",  # CRLF, no newline at the end
+        "a,b\n1,2\n\n3\n4,5,6\n \n7,8\n",  # blank lines, short and long rows, a space
+        'a,b\n1,2\n3,4\n5,"x,\ny"\n7,8\n"9",10\n',  # a quoted cell spanning lines, later on
+        '"a\nb",c\n1,2\n3,4\n',  # a quoted header
+        "a,b\r1,2\r3,4\r",  # carriage returns alone
+        "a,b\n1,2\n3,\x004\n",  # a NUL character
+        "a,b\n",  # a header only
+    ],
+)
+def test_the_quote_free_csv_reader_reads_what_the_csv_module_reads(tmp_path, text):
+    path = tmp_path / "events.csv"
+    path.write_bytes(text.encode())
+    expected = []
+    with path.open(newline="") as handle:
+        reader = csv.reader(handle)
+        header = next(reader)
+        try:
+            expected = [(reader.line_num, cells) for cells in reader if cells]
+        except csv.Error:  # a NUL, in Python versions that refuse it
+            expected = None
+    try:
+        batches = list(_csv_batches(path, 2))
+    except csv.Error:
+        batches = None
+    if expected is None or batches is None:
+        assert expected is batches
+        return
+    assert all(batch.header == header for batch in batches)
+    read = [(line, list(cells)) for batch in batches for line, cells in zip(batch.lines, batch.by_row())]
+    assert read == expected
+    for batch in batches:  # by column: every row as wide as the header, or None
+        columns = batch.by_column()
+        rows = batch.by_row()
+        if columns is None:
+            assert {len(cells) for cells in rows} != {len(header)}
+        else:
+            assert [list(column) for column in columns] == [list(column) for column in zip(*rows)]
 
 
 def write_rows(path, header, rows):
