@@ -17,6 +17,7 @@ transactions), so old events fill their own months instead of the DEFAULT partit
 from __future__ import annotations
 
 import csv
+import functools
 import gc
 import hashlib
 import json
@@ -28,7 +29,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from itertools import chain, islice, repeat
 from json.encoder import encode_basestring_ascii
-from operator import attrgetter, methodcaller
+from operator import attrgetter, itemgetter, methodcaller
 from pathlib import Path
 from typing import Any
 
@@ -56,7 +57,7 @@ from recommendations.events.validation import (
     EventRow,
     EventValidationError,
     Origin,
-    stable_event_id,
+    stable_event_ids,
     validate_batch,
     validate_columns,
 )
@@ -84,6 +85,7 @@ _SCALAR_JSON: dict[type, Callable[[Any], str]] = {
 # orjson turns integers beyond 64 bits into floats, where json keeps them exact.
 _LONG_DIGITS = re.compile(r"\d{19}")
 _TIMESTAMP = attrgetter("timestamp")
+_EVENT_ROW = functools.partial(tuple.__new__, EventRow)  # EventRow(*values) without a Python call
 
 
 @dataclass
@@ -344,11 +346,14 @@ def import_dataset_events(
     def write(batch: list[InteractionSource | RowError]) -> tuple[int, int]:
         sources = [item for item in batch if not isinstance(item, RowError)]
         errors = [(item.line, item.message) for item in batch if isinstance(item, RowError)]
-        product_ids = {s.product_source_id for s in sources}
-        store_ids = {s.store_source_id for s in sources if s.store_source_id}
-        keys.load_products(product_ids)
-        keys.load_stores(store_ids)
-        if not product_ids <= keys.products.keys() or not store_ids <= keys.stores.keys():
+        # Column by column (InteractionSource's fields), each turned into the events' in C.
+        _, source_keys, user_ids, product_ids, types, stamps, values, revenues, store_ids = (
+            zip(*sources, strict=True) if sources else [()] * len(InteractionSource._fields)
+        )
+        keys.load_products(set(product_ids))
+        named_stores = set(store_ids) - {""}
+        keys.load_stores(named_stores)
+        if not keys.products.keys() >= set(product_ids) or not keys.stores.keys() >= named_stores:
             hint = f"import it first with `manage.py import_catalog --dataset {name} {folder}`"
             for s in sources:
                 if s.product_source_id not in keys.products:
@@ -357,29 +362,30 @@ def import_dataset_events(
                     errors.append((s.line, f"store {s.store_source_id} is not in the catalogue"))
         if errors:
             raise _failed(file, errors, [item.line for item in batch])
-        ensure_partitions_for([s.timestamp for s in sources])
+        ensure_partitions_for(stamps)
         with transaction.atomic():
-            created = keys.load_users({s.user_source_id for s in sources})
-            products, stores, users = keys.products, keys.stores, keys.users
-            rows = []
-            for s in sources:
-                product, store = products[s.product_source_id]
-                rows.append(
-                    EventRow(
-                        stable_event_id(name, *s.key),
-                        s.event_type,
-                        users[s.user_source_id],
-                        "",
-                        product,
-                        stores[s.store_source_id] if s.store_source_id else store,
-                        "",
-                        s.value,
-                        s.revenue,
-                        s.timestamp,
-                        context,  # one dict for all: encoded once by copy_rows
-                        "",
-                    )
-                )
+            created = keys.load_users(set(user_ids))
+            products = list(map(keys.products.__getitem__, product_ids))  # (product, its store)
+            stores = (
+                [keys.stores[s] if s else p[1] for s, p in zip(store_ids, products, strict=True)]
+                if named_stores
+                else map(itemgetter(1), products)
+            )
+            columns = (
+                stable_event_ids(name, source_keys),
+                types,
+                map(keys.users.__getitem__, user_ids),
+                repeat(""),
+                map(itemgetter(0), products),
+                stores,
+                repeat(""),
+                values,
+                revenues,
+                stamps,
+                repeat(context),  # one dict for all: encoded once by copy_rows
+                repeat(""),
+            )
+            rows = list(map(_EVENT_ROW, zip(*columns, strict=False)))  # strict=False: repeat() never ends
             return copy_rows(rows), created
 
     bar = _Progress(folder / file, progress)

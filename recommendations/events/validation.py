@@ -19,6 +19,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
+from itertools import repeat
 from types import MappingProxyType
 from typing import Any, NamedTuple
 
@@ -136,6 +137,23 @@ def stable_event_id(namespace: str, *parts: object) -> str:
         return readable
     digest = hashlib.blake2b("\x1f".join(texts).encode(), digest_size=12).hexdigest()
     return f"{namespace[:39]}:{digest}"
+
+
+def stable_event_ids(namespace: str, keys: Sequence[tuple[str, ...]]) -> list[str]:
+    """`stable_event_id(namespace, *key)` for each key (tuples of strings), for a whole batch.
+
+    Readable ids are joined in one pass and checked at once: one pattern match over all of
+    them, and the number of colons (each id has at least one per part, so the total equals
+    their count only if no part holds a colon). A batch where that fails goes id by id.
+    """
+    readable = [":".join((namespace, *key)) for key in keys]
+    if (
+        all(type(part) is str for key in keys for part in key)
+        and EVENT_ID_LINES_PATTERN.fullmatch("\n".join(readable) + "\n")
+        and sum(map(str.count, readable, repeat(":"))) == sum(map(len, keys))
+    ):
+        return readable
+    return [stable_event_id(namespace, *key) for key in keys]
 
 
 def parse_timestamp(value: Any) -> dt.datetime:

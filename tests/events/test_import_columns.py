@@ -27,6 +27,7 @@ from recommendations.events.validation import (
     EventValidationError,
     Origin,
     stable_event_id,
+    stable_event_ids,
     validate_batch,
     validate_columns,
 )
@@ -311,3 +312,17 @@ def test_jsonl_lines_parse_as_json_parses_them(tmp_path):
             continue
         expected.append((line, raw if isinstance(raw, dict) else "each line must be a JSON object"))
     assert repr(list(_read_event_file(path))) == repr(expected)
+
+
+@pytest.mark.parametrize(
+    "keys",
+    [
+        [("A1YJEY40YUW4SE", "B004756YJA"), ("R1", "A2")],  # readable
+        [("R1", "A2"), ("a:b", "c")],  # a colon in a part: that one is hashed
+        [("R1", "A2"), ("x" * 60, "y")],  # too long for a readable id
+        [("R1", "A2"), ("caf\u00e9", "mug")],  # a character ids do not allow
+        [("R1", "A2"), ("R1", "")],  # an empty part
+    ],
+)
+def test_stable_event_ids_are_the_ids_one_by_one(keys):
+    assert stable_event_ids("amazon-beauty", keys) == [stable_event_id("amazon-beauty", *key) for key in keys]
