@@ -12,8 +12,10 @@ from dataclasses import dataclass, field
 from functools import cache
 from typing import Any
 
+from django.core.exceptions import ImproperlyConfigured
 from django.db import connection
 from django.db.models import Model, Q, QuerySet
+from django.utils import timezone
 
 from recommendations.conf import rec_settings
 from recommendations.models import Event, EventType
@@ -75,7 +77,26 @@ def audience_filter(audience: Audience) -> Q | None:
 FIELDS = ("id", "event_type", "product_id", "timestamp", "value")
 
 
+def history_start() -> dt.datetime | None:
+    """The oldest moment serving reads events from (`SERVING_HISTORY_DAYS`), None for no bound.
+
+    Passed as a value rather than `now() - interval`, so that PostgreSQL prunes the older
+    monthly partitions while planning instead of probing the index of every one of them.
+    """
+    days = rec_settings.SERVING_HISTORY_DAYS
+    if days is None:
+        return None
+    if isinstance(days, bool) or not isinstance(days, int | float) or days <= 0:
+        raise ImproperlyConfigured(
+            f"RECOMMENDATIONS['SERVING_HISTORY_DAYS'] must be a number of days > 0 or None; got {days!r}."
+        )
+    return timezone.now() - dt.timedelta(days=days)
+
+
 def _latest(where: Q, size: int) -> QuerySet:
+    start = history_start()
+    if start is not None:
+        where &= Q(timestamp__gte=start)
     return (
         Event.objects.filter(where, event_type__in=PRODUCT_EVENTS)
         .exclude(product_id="")
@@ -89,7 +110,7 @@ def _column(model: type[Model], name: str) -> str:
 
 
 @cache
-def _visitor_sql(by_user: bool, with_flag: bool) -> str:
+def _visitor_sql(by_user: bool, with_flag: bool, bounded: bool) -> str:
     """The visitor's reads as one UNION ALL: latest product events, purchases, opt-out flag.
 
     Written once per shape rather than by the ORM on every request: compiling the three-part
@@ -101,11 +122,14 @@ def _visitor_sql(by_user: bool, with_flag: bool) -> str:
     columns = ", ".join(_column(Event, name) for name in FIELDS)
     who = _column(Event, "user" if by_user else "session_id")
     event_type, product = _column(Event, "event_type"), _column(Event, "product_id")
-    newest_first = f"ORDER BY {_column(Event, 'timestamp')} DESC, {_column(Event, 'id')} DESC LIMIT %s"
+    timestamp = _column(Event, "timestamp")
+    since = f"AND {timestamp} >= %s " if bounded else ""
+    newest_first = f"ORDER BY {timestamp} DESC, {_column(Event, 'id')} DESC LIMIT %s"
     parts = [
         f"(SELECT {columns}, '{LATEST}' FROM {events} WHERE {who} = %s AND {event_type} = ANY(%s) "
-        f"AND {product} <> '' {newest_first})",
-        f"(SELECT {columns}, '{BOUGHT}' FROM {events} WHERE {who} = %s AND {event_type} = %s {newest_first})",
+        f"AND {product} <> '' {since}{newest_first})",
+        f"(SELECT {columns}, '{BOUGHT}' FROM {events} WHERE {who} = %s AND {event_type} = %s "
+        f"{since}{newest_first})",
     ]
     if with_flag:
         preferences = PersonalisationPreference
@@ -140,10 +164,12 @@ def load(audience: Audience) -> None:
     bought: list[HistoryEvent] = []
     opted_out = False
     if who is not None:
-        params = [who, [str(t) for t in PRODUCT_EVENTS], rec_settings.REALTIME_HISTORY]
-        params += [who, str(EventType.PURCHASE), MAX_PURCHASES, *([user_id] if check_flag else [])]
+        start = history_start()
+        since = [] if start is None else [start]
+        params = [who, [str(t) for t in PRODUCT_EVENTS], *since, rec_settings.REALTIME_HISTORY]
+        params += [who, str(EventType.PURCHASE), *since, MAX_PURCHASES, *([user_id] if check_flag else [])]
         with connection.cursor() as cursor:
-            cursor.execute(_visitor_sql(user_id is not None, check_flag), params)
+            cursor.execute(_visitor_sql(user_id is not None, check_flag, start is not None), params)
             rows = cursor.fetchall()
         for *values, part in rows:
             if part == OPTED_OUT:
@@ -176,5 +202,6 @@ def recent_history(audience: Audience, size: int | None = None) -> History:
 
 
 def purchases(audience: Audience) -> list[HistoryEvent]:
-    """The visitor's purchase events (the latest MAX_PURCHASES), newest first."""
+    """The visitor's purchase events (the latest MAX_PURCHASES within `SERVING_HISTORY_DAYS`),
+    newest first."""
     return _loaded(audience)[1]

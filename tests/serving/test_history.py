@@ -1,0 +1,79 @@
+"""The visitor's history read by serving: bounded by SERVING_HISTORY_DAYS, pruned by month."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+from django.core.exceptions import ImproperlyConfigured
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
+
+from recommendations.events import partitions
+from recommendations.serving import history, products
+from recommendations.serving.types import Audience, Options
+from tests.serving.conftest import add_event
+
+
+def _bounded(settings, days):
+    settings.RECOMMENDATIONS = {**settings.RECOMMENDATIONS, "SERVING_HISTORY_DAYS": days}
+
+
+def test_events_older_than_the_window_are_not_read(catalog, settings):
+    _bounded(settings, 365)
+    add_event(catalog, "view", "Argan shampoo", user="bob", ago=dt.timedelta(days=400))
+    add_event(catalog, "purchase", "Cuticle oil", user="bob", ago=dt.timedelta(days=400))
+    add_event(catalog, "view", "Red nail polish", user="bob", ago=dt.timedelta(days=300))
+    bob = catalog.users["bob"]
+
+    audience = Audience(user=bob)
+    assert catalog.titles(history.recent_history(audience).product_ids) == ["Red nail polish"]
+    assert history.purchases(audience) == []
+    viewed = products.recently_viewed(Audience(user=bob), Options())
+    assert [rec.product_id for _, rec in viewed.items] == catalog.ids("Red nail polish")
+
+    _bounded(settings, None)
+    audience = Audience(user=bob)
+    assert catalog.titles(history.recent_history(audience).product_ids) == [
+        "Red nail polish",
+        "Cuticle oil",
+        "Argan shampoo",
+    ]
+    assert catalog.titles(e.product_id for e in history.purchases(audience)) == ["Cuticle oil"]
+
+
+def _partitions_in_plan(audience: Audience) -> set[str]:
+    """Month partitions the visitor's read would touch, from EXPLAIN of the SQL it ran."""
+    with CaptureQueriesContext(connection) as captured:
+        history.load(audience)
+    (query,) = captured.captured_queries
+    with connection.cursor() as cursor:
+        cursor.execute("EXPLAIN " + query["sql"])
+        plan = "\n".join(row[0] for row in cursor.fetchall())
+    return {name for name in partitions.month_partitions().values() if name in plan}
+
+
+def test_old_months_are_pruned_when_planning(catalog, settings):
+    if not partitions.is_partitioned():
+        pytest.skip("the events table is not partitioned on this database")
+    now = timezone.now()
+    partitions.ensure_partitions(partitions.months_between(now - dt.timedelta(days=3 * 365), now))
+    months = partitions.month_partitions()
+    recent = {
+        name for month, name in months.items() if month >= partitions.month_of(now - dt.timedelta(days=90))
+    }
+
+    _bounded(settings, 90)
+    touched = _partitions_in_plan(Audience(user=catalog.users["bob"]))
+    assert touched and touched <= recent
+
+    _bounded(settings, None)
+    assert len(_partitions_in_plan(Audience(user=catalog.users["bob"]))) >= 36
+
+
+@pytest.mark.parametrize("days", [0, -5, "30", True])
+def test_a_bad_window_is_a_clear_configuration_error(catalog, settings, days):
+    _bounded(settings, days)
+    with pytest.raises(ImproperlyConfigured, match="SERVING_HISTORY_DAYS"):
+        history.load(Audience(user=catalog.users["bob"]))
