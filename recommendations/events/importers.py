@@ -246,22 +246,55 @@ class _Progress:
         self.bar.close()
 
 
+class _Prefetch:
+    """Batches, each read one step ahead when `read_next` is called (by `copy_rows` while the
+    server stores the current batch), else when it is asked for. An error reading it is
+    raised when the batch is asked for, after the current one is stored."""
+
+    def __init__(self, batches: Iterator[Any]) -> None:
+        self.batches = batches
+        self.next: tuple[Any, BaseException | None] | None = None
+
+    def read_next(self) -> None:
+        if self.next is None:
+            try:
+                self.next = (next(self.batches, _END), None)
+            except Exception as exc:
+                self.next = (None, exc)
+
+    def __iter__(self) -> Iterator[Any]:
+        while True:
+            self.read_next()
+            assert self.next is not None
+            (batch, error), self.next = self.next, None
+            if error is not None:
+                raise error
+            if batch is _END:
+                return
+            yield batch
+
+
+_END = object()
+
+
 def _run(
-    batches: Iterator[list[Any]],
-    write: Callable[[list[Any]], tuple[int, int]],
+    batches: Iterator[Any],
+    write: Callable[[Any, Callable[[], None]], tuple[int, int]],
     file: str,
     progress: _Progress,
 ) -> ImportResult:
+    """Write the batches; `write` gets each with a function that reads the next one ahead."""
     result = ImportResult()
     started = time.monotonic()
     collecting = gc.isenabled()
     # A batch is tens of thousands of tuples of strings, none in a reference cycle; the cyclic
     # collector would still walk all of them again and again (a quarter of an import's time).
     gc.disable()
+    ahead = _Prefetch(batches)
     try:
-        for batch in batches:
+        for batch in ahead:
             try:
-                stored, users = write(batch)
+                stored, users = write(batch, ahead.read_next)
             except ImportFailed as failure:
                 failure.stored_before = result.stored
                 failure.result = result
@@ -343,7 +376,7 @@ def import_dataset_events(
     file = dataset.interaction_file
     context = {"source": name}
 
-    def write(batch: list[InteractionSource | RowError]) -> tuple[int, int]:
+    def write(batch: list[InteractionSource | RowError], read_next: Callable[[], None]) -> tuple[int, int]:
         sources = [item for item in batch if not isinstance(item, RowError)]
         errors = [(item.line, item.message) for item in batch if isinstance(item, RowError)]
         # Column by column (InteractionSource's fields), each turned into the events' in C.
@@ -386,7 +419,7 @@ def import_dataset_events(
                 repeat(""),
             )
             rows = list(map(_EVENT_ROW, zip(*columns, strict=False)))  # strict=False: repeat() never ends
-            return copy_rows(rows), created
+            return copy_rows(rows, while_copying=read_next), created
 
     bar = _Progress(folder / file, progress)
     return _run(_batches(dataset.interactions(folder), batch_rows), write, file, bar)
@@ -442,6 +475,17 @@ class _CsvBatch:
         if set(map(len, self.rows)) != {len(self.header)}:
             return None
         return list(zip(*self.rows, strict=True))
+
+
+@dataclass
+class _CsvRead:
+    """A batch as read, with its events by column (`_csv_columns`, None: read it row by row)."""
+
+    batch: _CsvBatch
+    columns: dict[str, Sequence[Any]] | None
+
+    def __len__(self) -> int:
+        return len(self.batch)
 
 
 def _csv_batches(path: Path, size: int) -> Iterator[_CsvBatch]:
@@ -656,7 +700,12 @@ def import_event_file(
     path = Path(path)
     file = path.name
 
-    def write(batch: list[tuple[int, dict[str, Any] | str]], *, by_columns: bool = True) -> tuple[int, int]:
+    def write(
+        batch: list[tuple[int, dict[str, Any] | str]],
+        read_next: Callable[[], None] | None = None,
+        *,
+        by_columns: bool = True,
+    ) -> tuple[int, int]:
         lines = [line for line, _ in batch]
         errors = [(line, raw) for line, raw in batch if isinstance(raw, str)]
         good = [(line, raw) for line, raw in batch if isinstance(raw, dict)]
@@ -677,24 +726,26 @@ def import_event_file(
             raise _failed(file, errors, lines)
         ensure_partitions_for(list(map(_TIMESTAMP, rows)))
         with transaction.atomic():
-            return copy_rows(rows), 0
+            return copy_rows(rows, while_copying=read_next), 0
 
-    def write_csv(batch: _CsvBatch) -> tuple[int, int]:
-        columns = _csv_columns(batch)
+    def write_csv(read: _CsvRead, read_next: Callable[[], None]) -> tuple[int, int]:
+        batch, columns = read.batch, read.columns
         rows = validate_columns(columns, len(batch)) if columns is not None else None
         if rows is None:  # row by row, to name the bad lines or read the odd ones
             events = [_csv_event(batch.header, cells) for cells in batch.by_row()]
-            return write(list(zip(batch.lines, events, strict=True)), by_columns=False)
+            return write(list(zip(batch.lines, events, strict=True)), read_next, by_columns=False)
         ensure_partitions_for(list(map(_TIMESTAMP, rows)))
         with transaction.atomic():
-            return copy_rows(rows), 0
+            return copy_rows(rows, while_copying=read_next), 0
 
     kind = _file_kind(path)
     if kind not in EVENT_FILE_KINDS:
         raise ValueError(f"{file}: use a .csv or .jsonl file (optionally gzipped).")
     if kind == ".csv":
         bar = _Progress(path, progress, header_lines=1)
-        return _run(_csv_batches(path, batch_rows), write_csv, file, bar)
+        # Read and put in columns (with content ids) ahead, while the previous batch is stored.
+        read = (_CsvRead(batch, _csv_columns(batch)) for batch in _csv_batches(path, batch_rows))
+        return _run(read, write_csv, file, bar)
     bar = _Progress(path, progress, header_lines=0)
     return _run(_batches(_read_event_file(path), batch_rows), write, file, bar)
 

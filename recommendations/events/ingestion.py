@@ -32,7 +32,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from functools import cache
 from itertools import repeat
@@ -43,6 +43,7 @@ import psycopg
 from django.db import connection, transaction
 from django.utils import timezone
 from psycopg.adapt import Dumper
+from psycopg.copy import QueuedLibpqWriter
 
 from recommendations.events.validation import EVENT_ID_LINES_PATTERN, EventRow, Origin, validate_batch
 from recommendations.models.events import Event, EventKey
@@ -224,7 +225,7 @@ def _encoded_contexts(contexts: Sequence[dict[str, Any]]) -> list[bytes]:
     return list(map(encoded.__getitem__, map(id, contexts)))
 
 
-def copy_rows(rows: Sequence[EventRow]) -> int:
+def copy_rows(rows: Sequence[EventRow], *, while_copying: Callable[[], None] | None = None) -> int:
     """Bulk-store rows with binary COPY, skipping already-stored event ids; returns how many were new.
 
     Call inside a transaction, after `partitions.ensure_partitions_for()` for rows of months
@@ -265,7 +266,10 @@ def copy_rows(rows: Sequence[EventRow]) -> int:
                     for event_id in ordered:
                         copy.write_row((event_id,))
             cursor.adapters.register_dumper(None, _EncodedJsonbDumper)  # for this cursor only
-            with cursor.copy(f"COPY {table} ({columns}) FROM STDIN (FORMAT BINARY)") as copy:
+            # With work to do meanwhile, a thread sends the rows: the server stores them while
+            # this one runs `while_copying` (it waits on the socket with the GIL released).
+            writer = QueuedLibpqWriter(cursor) if while_copying else None
+            with cursor.copy(f"COPY {table} ({columns}) FROM STDIN (FORMAT BINARY)", writer=writer) as copy:
                 copy.set_types(types)
                 # Column by column and zipped back in C: no Python step per row but write_row.
                 values = list(zip(*map(unique.__getitem__, ordered), strict=True))
@@ -273,6 +277,8 @@ def copy_rows(rows: Sequence[EventRow]) -> int:
                 values.append(repeat(timezone.now()))  # created_at
                 for row in zip(*values, strict=False):  # strict=False: repeat() never ends
                     copy.write_row(row)
+                if while_copying:
+                    while_copying()
     except psycopg.errors.UniqueViolation:
         logger.info(
             "COPY met event ids stored concurrently (or missed by the sampled lookup); "
