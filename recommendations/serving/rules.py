@@ -107,9 +107,10 @@ def _adjusted_scores(candidates: list[Candidate], factors: dict[str, float]) -> 
     by_tier: dict[int, list[float]] = {}
     for c in candidates:
         by_tier.setdefault(c.tier, []).append(c.score)
+    ranges = {tier: (min(scores), max(scores)) for tier, scores in by_tier.items()}
     out = {}
     for c in candidates:
-        low, high = min(by_tier[c.tier]), max(by_tier[c.tier])
+        low, high = ranges[c.tier]
         normalised = 1.0 if high == low else 0.05 + 0.95 * (c.score - low) / (high - low)
         out[c.product_id] = normalised * factors.get(c.product_id, 1.0)
     return out

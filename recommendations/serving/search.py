@@ -96,7 +96,7 @@ def search(query: str, audience: Audience, options: Options) -> RecommendationRe
             ).items()
         }
         feedback = [(embeddings[pid], score) for pid, score in hits[:FEEDBACK_HITS] if pid in embeddings]
-        semantic: dict[str, float] = {}
+        meaning = None
         if feedback:
             meaning = _unit(sum(score * _unit(embedding) for embedding, score in feedback))
             related = [
@@ -105,12 +105,16 @@ def search(query: str, audience: Audience, options: Options) -> RecommendationRe
             embeddings.update(
                 {pid: v.embedding for pid, v in queries.product_vectors(related, version).items()}
             )
-            semantic = {pid: float(_unit(embedding) @ meaning) for pid, embedding in embeddings.items()}
+        # Every candidate's direction at once: one matrix product per signal, not a norm per item.
+        ids = list(embeddings)
+        units = _unit(np.stack([embeddings[pid] for pid in ids])) if ids else None
+        semantic: dict[str, float] = {}
+        if meaning is not None and units is not None:
+            semantic = dict(zip(ids, (units @ meaning).tolist(), strict=True))
         taste = current_taste(version, audience)
         affinity: dict[str, float] = {}
-        if taste.vector is not None:
-            direction = _unit(taste.vector)
-            affinity = {pid: float(_unit(embedding) @ direction) for pid, embedding in embeddings.items()}
+        if taste.vector is not None and units is not None:
+            affinity = dict(zip(ids, (units @ _unit(taste.vector)).tolist(), strict=True))
         candidates = []
         for pid in dict.fromkeys([*keyword, *semantic]):
             score = (
