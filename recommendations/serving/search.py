@@ -100,7 +100,9 @@ def search(query: str, audience: Audience, options: Options) -> RecommendationRe
         if feedback:
             meaning = _unit(sum(score * _unit(embedding) for embedding, score in feedback))
             related = [
-                pid for pid, _ in queries.nearest_products(meaning, k, version) if pid not in embeddings
+                pid
+                for pid, _ in queries.nearest_products(meaning, k, version, from_items=True)
+                if pid not in embeddings
             ]
             embeddings.update(
                 {pid: v.embedding for pid, v in queries.product_vectors(related, version).items()}

@@ -92,13 +92,27 @@ def nearest_products(
     version: ModelVersion | None = None,
     exclude: Collection[str] = (),
     filter_ids: Collection[str] | None = None,
+    *,
+    from_items: bool = False,
 ) -> list[tuple[str, float]]:
     """The k products with the highest `vector . item + bias`, best first.
 
     `exclude` drops products (a shopper's history); `filter_ids` restricts the candidates
-    (a category, products in stock). Returns [] when no version is active.
+    (a category, products in stock). `from_items`: the vector is made of item vectors (the
+    meaning of a search's best hits), so it lies among the items and the shorter item search
+    (`HNSW_EF_SEARCH`) finds its neighbours. Returns [] when no version is active.
     """
-    return _nearest(ProductVector, "product_id", vector, k, version, exclude, filter_ids, kind="score")
+    return _nearest(
+        ProductVector,
+        "product_id",
+        vector,
+        k,
+        version,
+        exclude,
+        filter_ids,
+        kind="score",
+        from_user=not from_items,
+    )
 
 
 def nearest_stores(
@@ -138,6 +152,7 @@ def similar_products(
         {*exclude, product_id},
         filter_ids,
         kind="cosine",
+        from_user=False,
     )
 
 
@@ -255,9 +270,11 @@ def _nearest(
     filter_ids: Collection[str] | None,
     *,
     kind: str,
+    from_user: bool = True,
 ) -> list[tuple[str, float]]:
     """k-NN on one version's rows. `kind`: "score" (user . item + bias), "inner" (inner
-    product) or "cosine"."""
+    product) or "cosine". A user's vector lies between the clusters of what they like and
+    needs a longer search (`HNSW_EF_SEARCH_FOR_USERS`) than one from among the items."""
     version = version or active_version()
     if version is None or k <= 0:
         return []
@@ -271,8 +288,6 @@ def _nearest(
         return []
     if kind == "score":
         query = np.append(query, 1.0)
-    # A user's vector (for-you, stores) needs a longer search than an item's (similar products).
-    from_user = kind != "cosine"
     alias = vector_read_database()
     _search_settings(
         alias, rec_settings.HNSW_EF_SEARCH_FOR_USERS if from_user else rec_settings.HNSW_EF_SEARCH

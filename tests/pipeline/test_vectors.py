@@ -126,7 +126,8 @@ def test_queries_use_the_versions_hnsw_index_and_rank_by_score():
 
 @pytest.mark.django_db(transaction=True)
 def test_user_queries_search_longer_than_item_queries():
-    """A user's vector searches with HNSW_EF_SEARCH_FOR_USERS, an item's with HNSW_EF_SEARCH;
+    """A user's vector searches with HNSW_EF_SEARCH_FOR_USERS, an item's (or one made of
+    items) with HNSW_EF_SEARCH;
     each set once per connection while it does not change."""
     version = make_version(n=200)
     query = np.random.default_rng(5).normal(size=DIMS)
@@ -144,6 +145,9 @@ def test_user_queries_search_longer_than_item_queries():
         queries.nearest_stores(query, 3, version=version)
         assert ef_search() == "700"
         queries.similar_products("1", 5, version=version)
+        assert ef_search() == "60"
+        # A vector made of items (a search's meaning) lies among them: the item search length.
+        queries.nearest_products(query, 5, version=version, from_items=True)
         assert ef_search() == "60"
         with CaptureQueriesContext(connection) as executed:
             queries.similar_products("2", 5, version=version)
