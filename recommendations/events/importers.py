@@ -4,7 +4,9 @@ Rows are read in batches (50,000 by default). Each batch is checked completely, 
 in its own transaction with PostgreSQL COPY (`ingestion.copy_rows`); a batch with any bad
 row writes nothing and the import stops, naming every bad line of that batch. Event ids are
 derived from the source rows, so an interrupted or repeated import can simply be run again:
-rows already stored are skipped and nothing is stored twice.
+rows already stored are skipped and nothing is stored twice. The next batch is read (and a
+CSV batch put in columns) while the server stores the current one (`_Prefetch`); an error
+reading it surfaces once the current batch is stored.
 
 Dataset users become lightweight accounts (username `<dataset>.<source id>`, unusable
 password), created in the same transaction as their batch's events.

@@ -235,6 +235,10 @@ def copy_rows(rows: Sequence[EventRow], *, while_copying: Callable[[], None] | N
     is stored after all (by another writer in the meantime, or missed by the sample), the key
     COPY fails on its primary key; the savepoint is rolled back and the rows are written with
     `insert_rows` instead, which skips conflicts.
+
+    `while_copying` (an importer reading its next batch) runs once all rows are handed to the
+    COPY, while a thread streams them to the server: Python work that overlaps the server's.
+    It must not use the database connection, which is busy with the COPY.
     """
     if not rows:
         return 0
