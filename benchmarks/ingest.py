@@ -178,8 +178,9 @@ def rest_events(count: int, products: list[str], users: list[int], rng: random.R
 
 def bench_rest(
     count: int, products: list[str], users: list[int], rng: random.Random, clients: int
-) -> tuple[float, float, float]:
-    """`clients` threads, each with its own test client and database connection, share the batches."""
+) -> tuple[list[float], float, float]:
+    """`clients` threads, each with its own test client and database connection, share the batches;
+    returns ([events/s], text COPY, binary COPY) like the imports' lines."""
     _, key = ApiKey.objects.create_key("bench", ["events:write"])
     events = rest_events(count, products, users, rng)
     bodies = [json.dumps({"events": events[i : i + BATCH]}) for i in range(0, count, BATCH)]
@@ -201,7 +202,7 @@ def bench_rest(
         list(pool.map(send, [bodies[i::clients] for i in range(clients)]))
     rate = count / (time.perf_counter() - started)
     assert Event.objects.count() == count
-    return rate, *baselines(stored_rows())
+    return [rate], *baselines(stored_rows())
 
 
 def bench_generic_import(
@@ -262,11 +263,6 @@ def _rounds(run_import, rows: int, rounds: int) -> list[tuple[str, list[float], 
     ]
 
 
-def _single(figures: tuple[float, float, float]) -> tuple[list[float], float, float]:
-    rate, text, binary = figures
-    return [rate], text, binary
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rest-events", type=int, default=20_000)
@@ -286,7 +282,7 @@ def main() -> None:
             lines = [
                 (
                     f"REST, 500/batch, {args.clients} clients",
-                    *_single(bench_rest(args.rest_events, products, users, rng, args.clients)),
+                    *bench_rest(args.rest_events, products, users, rng, args.clients),
                 ),
                 *(
                     (f"Bulk import, CSV{label}", *figures)

@@ -88,6 +88,18 @@ def _columns(cursor, table):
     return cursor.fetchone()[0]
 
 
+def _set_aside(cursor, new_name):
+    """Lock the events table, note what it holds, and rename it to `new_name`; returns its
+    index and constraint definitions and its highest id, for the table built in its place."""
+    # Deferred foreign-key checks of rows written earlier in this transaction would block DROP.
+    cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
+    cursor.execute(f"LOCK TABLE {TABLE} IN ACCESS EXCLUSIVE MODE")
+    indexes, constraints = _definitions(cursor, TABLE)
+    last_id = _last_id(cursor)
+    cursor.execute(f"ALTER TABLE {TABLE} RENAME TO {new_name}")
+    return indexes, constraints, last_id
+
+
 def _recreate(cursor, indexes, constraints):
     for ddl in indexes:
         cursor.execute(ddl)
@@ -98,12 +110,7 @@ def _recreate(cursor, indexes, constraints):
 def partition_events(apps, schema_editor):
     old = f"{TABLE}_unpartitioned"
     with schema_editor.connection.cursor() as cursor:
-        # Deferred foreign-key checks of rows written earlier in this transaction would block DROP.
-        cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
-        cursor.execute(f"LOCK TABLE {TABLE} IN ACCESS EXCLUSIVE MODE")
-        indexes, constraints = _definitions(cursor, TABLE)
-        last_id = _last_id(cursor)
-        cursor.execute(f"ALTER TABLE {TABLE} RENAME TO {old}")
+        indexes, constraints, last_id = _set_aside(cursor, old)
         cursor.execute(f'CREATE TABLE {TABLE} (LIKE {old}) PARTITION BY RANGE ("timestamp")')
 
         cursor.execute(f"""SELECT DISTINCT date_trunc('month', "timestamp" AT TIME ZONE 'UTC')::date FROM {old}""")
@@ -146,12 +153,7 @@ def partition_events(apps, schema_editor):
 def unpartition_events(apps, schema_editor):
     partitioned = f"{TABLE}_partitioned"
     with schema_editor.connection.cursor() as cursor:
-        # Deferred foreign-key checks of rows written earlier in this transaction would block DROP.
-        cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
-        cursor.execute(f"LOCK TABLE {TABLE} IN ACCESS EXCLUSIVE MODE")
-        indexes, constraints = _definitions(cursor, TABLE)
-        last_id = _last_id(cursor)
-        cursor.execute(f"ALTER TABLE {TABLE} RENAME TO {partitioned}")
+        indexes, constraints, last_id = _set_aside(cursor, partitioned)
         cursor.execute(f"CREATE TABLE {TABLE} (LIKE {partitioned})")
         columns = _columns(cursor, partitioned)
         cursor.execute(f"INSERT INTO {TABLE} ({columns}) SELECT {columns} FROM {partitioned}")
