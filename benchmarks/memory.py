@@ -82,8 +82,14 @@ def tree_memory(pid: int) -> TreeMemory:
     )
 
 
-def postgres_pid(data_dir: Path) -> int | None:
-    """The postmaster's pid from its pid file (None when the server is not running there)."""
+def database_pid() -> int | None:
+    """The pid of the PostgreSQL server behind Django's connection, read from its pid file
+    (None when that server does not run on this machine, e.g. behind DATABASE_URL)."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW data_directory")
+        data_dir = Path(cursor.fetchone()[0])
     try:
         return int((data_dir / "postmaster.pid").read_text().split()[0])
     except (OSError, ValueError, IndexError):

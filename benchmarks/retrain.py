@@ -28,7 +28,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.memory import TreeMemory, postgres_pid, tree_memory  # noqa: E402
+from benchmarks.memory import TreeMemory, database_pid, tree_memory  # noqa: E402
 from benchmarks.quality import DATA_DIR, TWO_TOWER  # noqa: E402
 
 BENCH_DB = "bench_retrain"
@@ -147,15 +147,12 @@ def main() -> None:
 
         django.setup()
         from django.core.management import call_command
-        from django.db import connection
 
         from recommendations import tasks
 
         call_command("migrate", verbosity=0)
         import_seconds = import_dataset(args.data_dir)
-        with connection.cursor() as cursor:
-            cursor.execute("SHOW data_directory")
-            pg = postgres_pid(Path(cursor.fetchone()[0]))
+        pg = database_pid()
         worker = subprocess.Popen(
             [
                 *(sys.executable, "-m", "celery", "-A", "tasks", "worker", "-Q", "gpu,default"),

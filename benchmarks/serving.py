@@ -39,7 +39,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.memory import postgres_pid, tree_memory  # noqa: E402
+from benchmarks.memory import database_pid, tree_memory  # noqa: E402
 
 THREAD_ENV = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 TARGETS = {
@@ -691,11 +691,7 @@ def main() -> None:
 
 def database_memory() -> dict:
     """The PostgreSQL server's memory, when it runs on this machine (the embedded one)."""
-    from django.db import connection
-
-    with connection.cursor() as cursor:
-        cursor.execute("SHOW data_directory")
-        pid = postgres_pid(Path(cursor.fetchone()[0]))
+    pid = database_pid()
     return {"PostgreSQL": tree_memory(pid)} if pid else {}
 
 

@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks import serving  # noqa: E402 - the data, the gunicorn launcher, the HTTP client
-from benchmarks.memory import cpu_seconds, descendants, postgres_pid  # noqa: E402
+from benchmarks.memory import cpu_seconds, database_pid, descendants  # noqa: E402
 
 KINDS = ("for-you", "similar", "search", "trending", "bought-together", "store-products")
 
@@ -48,14 +48,12 @@ def main() -> None:
     serving.setup_django(db_name)
     if not serving.data_is_built(args.products):
         raise SystemExit(f"No benchmark data: run `python benchmarks/serving.py --products {args.products}`.")
-    from django.db import connection, connections
+    from django.db import connections
 
     from recommendations.models import ApiKey, Scope
     from shop.models import Store
 
-    with connection.cursor() as cursor:
-        cursor.execute("SHOW data_directory")
-        database = postgres_pid(Path(cursor.fetchone()[0]))
+    database = database_pid()
     api_key, raw = ApiKey.objects.create_key("serving CPU benchmark", [Scope.RECOMMENDATIONS_READ.value])
     plan = serving.request_plan(min(args.products, serving.MAX_USERS), args.products, Store.objects.count())
     connections.close_all()
