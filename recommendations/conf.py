@@ -97,13 +97,13 @@ DEFAULTS: dict[str, Any] = {
     # Real-time personalisation: the latest REALTIME_HISTORY events of a user or session are
     # blended into the stored user vector; an event REALTIME_HALF_LIFE_MINUTES old counts half.
     "REALTIME_HISTORY": 20,
+    "REALTIME_HALF_LIFE_MINUTES": 60.0,
+    # Share of the session's vector in the blend when the user also has a stored vector.
+    "REALTIME_SESSION_WEIGHT": 0.5,
     # How far back serving reads a visitor's events (recent history, and the purchases that
     # "already bought" excludes): a bound lets PostgreSQL skip older monthly partitions of the
     # events table, so a request's cost does not grow with the years kept. None reads them all.
     "SERVING_HISTORY_DAYS": 365,
-    "REALTIME_HALF_LIFE_MINUTES": 60.0,
-    # Share of the session's vector in the blend when the user also has a stored vector.
-    "REALTIME_SESSION_WEIGHT": 0.5,
     "TRENDING_HALF_LIFE_DAYS": 3.0,
     "TRENDING_WINDOW_DAYS": 30,
     "POPULAR_WINDOW_DAYS": 180,

@@ -107,16 +107,17 @@ def search(query: str, audience: Audience, options: Options) -> RecommendationRe
             embeddings.update(
                 {pid: v.embedding for pid, v in queries.product_vectors(related, version).items()}
             )
-        # Every candidate's direction at once: one matrix product per signal, not a norm per item.
-        ids = list(embeddings)
-        units = _unit(np.stack([embeddings[pid] for pid in ids])) if ids else None
-        semantic: dict[str, float] = {}
-        if meaning is not None and units is not None:
-            semantic = dict(zip(ids, (units @ meaning).tolist(), strict=True))
         taste = current_taste(version, audience)
+        semantic: dict[str, float] = {}
         affinity: dict[str, float] = {}
-        if taste.vector is not None and units is not None:
-            affinity = dict(zip(ids, (units @ _unit(taste.vector)).tolist(), strict=True))
+        ids = list(embeddings)
+        if ids and (meaning is not None or taste.vector is not None):
+            # Every candidate's direction at once: one matrix product per signal, not a norm each.
+            units = _unit(np.stack([embeddings[pid] for pid in ids]))
+            if meaning is not None:
+                semantic = dict(zip(ids, (units @ meaning).tolist(), strict=True))
+            if taste.vector is not None:
+                affinity = dict(zip(ids, (units @ _unit(taste.vector)).tolist(), strict=True))
         candidates = []
         for pid in dict.fromkeys([*keyword, *semantic]):
             score = (

@@ -27,10 +27,13 @@ from typing import Any, NamedTuple, TypeVar
 import numpy as np
 from django.db import connections, router
 from django.db.models import Model, QuerySet
+from django.db.models.sql import Query
+from pgvector import Vector
 
 from recommendations.conf import rec_settings
 from recommendations.models import ModelStatus, ModelVersion, ProductVector, StoreVector, UserVector
 from recommendations.routers import vector_read_database
+from recommendations.vectors.indexes import ScoreEmbedding, embedding_expression
 
 # Seconds a process trusts its idea of the active version. Activation keeps the previous
 # version's vectors, so a reader a few seconds behind still gets complete (old) answers.
@@ -212,15 +215,15 @@ def _rows_sql(model: type[Model], key: str, *extra: str) -> str:
 def _knn_sql(model: type[Model], key: str, dimensions: int, kind: str, filtered: bool, excluded: bool) -> str:
     """One version's k nearest rows to `%s::vector`, by the expression of its HNSW index.
 
-    The expressions are those of `indexes.embedding_expression` and `indexes.ScoreEmbedding`
-    written out; the version id is bound on the client, so the partial index's predicate
-    matches (tests/pipeline/test_vectors.py checks the plan).
+    The indexed expression is compiled from the very objects the index is built from
+    (`indexes.ScoreEmbedding`, `indexes.embedding_expression`), so the two cannot drift apart;
+    the version id is bound on the client, so the partial index's predicate matches
+    (tests/pipeline/test_vectors.py checks the plan).
     """
-    embedding = f"({_quote('embedding')})::vector({dimensions})"
-    if kind == "score":
-        indexed = f"CAST(({embedding} || ARRAY[{_quote('bias')}]::vector) AS vector({dimensions + 1}))"
-    else:
-        indexed = embedding
+    connection = connections[vector_read_database()]
+    query = Query(model)
+    expression = ScoreEmbedding(dimensions) if kind == "score" else embedding_expression(dimensions)
+    indexed, _ = query.get_compiler(connection=connection).compile(expression.resolve_expression(query))
     operator = "<=>" if kind == "cosine" else "<#>"
     where = [f"{_quote('model_version_id')} = %s"]
     if filtered:
@@ -293,7 +296,7 @@ def _nearest(
         alias, rec_settings.HNSW_EF_SEARCH_FOR_USERS if from_user else rec_settings.HNSW_EF_SEARCH
     )
     sql = _knn_sql(model, key, version.dimensions, kind, filter_ids is not None, bool(exclude))
-    params: list[Any] = [_vector_text(query), version.pk]
+    params: list[Any] = [Vector(query).to_text(), version.pk]
     params += [[str(i) for i in keys] for keys in (filter_ids, exclude) if keys]
     # A few more than k: relaxed-order scans may return neighbours slightly out of order.
     found = _fetch(sql, [*params, k * CANDIDATE_FACTOR])
@@ -301,7 +304,3 @@ def _nearest(
     scored = [(str(pk), 1.0 - dist if kind == "cosine" else -dist) for pk, dist in found]
     scored.sort(key=lambda pair: pair[1], reverse=True)
     return scored[:k]
-
-
-def _vector_text(vector: np.ndarray) -> str:
-    return "[" + ",".join(map(repr, vector.astype(np.float64).tolist())) + "]"
