@@ -19,9 +19,7 @@ transactions), so old events fill their own months instead of the DEFAULT partit
 from __future__ import annotations
 
 import csv
-import functools
 import gc
-import hashlib
 import json
 import logging
 import math
@@ -55,10 +53,12 @@ from recommendations.events.datasets import (
 from recommendations.events.ingestion import copy_rows
 from recommendations.events.partitions import ensure_partitions_for
 from recommendations.events.validation import (
+    EVENT_ROW,
     KNOWN_FIELDS,
     EventRow,
     EventValidationError,
     Origin,
+    hashed_event_id,
     stable_event_ids,
     validate_batch,
     validate_columns,
@@ -87,7 +87,6 @@ _SCALAR_JSON: dict[type, Callable[[Any], str]] = {
 # orjson turns integers beyond 64 bits into floats, where json keeps them exact.
 _LONG_DIGITS = re.compile(r"\d{19}")
 _TIMESTAMP = attrgetter("timestamp")
-_EVENT_ROW = functools.partial(tuple.__new__, EventRow)  # EventRow(*values) without a Python call
 
 
 @dataclass
@@ -420,7 +419,7 @@ def import_dataset_events(
                 repeat(context),  # one dict for all: encoded once by copy_rows
                 repeat(""),
             )
-            rows = list(map(_EVENT_ROW, zip(*columns, strict=False)))  # strict=False: repeat() never ends
+            rows = list(map(EVENT_ROW, zip(*columns, strict=False)))  # strict=False: repeat() never ends
             return copy_rows(rows, while_copying=read_next), created
 
     bar = _Progress(folder / file, progress)
@@ -625,9 +624,8 @@ def _csv_event_ids(cells: dict[str, Sequence[str]], columns: dict[str, Sequence[
 
 def _content_ids(texts: Iterable[str]) -> list[str]:
     """`stable_event_id("import", text)` for JSON object texts, which are never readable ids
-    (a `{` is not allowed in one), so each is the namespace and a blake2b of the text."""
-    blake2b = hashlib.blake2b
-    return [f"import:{blake2b(text.encode(), digest_size=12).hexdigest()}" for text in texts]
+    (a `{` is not allowed in one), so each is the namespace and a hash of the text."""
+    return [hashed_event_id("import", text) for text in texts]
 
 
 def _json_texts(raws: list[dict[str, Any]]) -> list[str]:
@@ -702,6 +700,11 @@ def import_event_file(
     path = Path(path)
     file = path.name
 
+    def store(rows: list[EventRow], read_next: Callable[[], None] | None) -> tuple[int, int]:
+        ensure_partitions_for(list(map(_TIMESTAMP, rows)))
+        with transaction.atomic():
+            return copy_rows(rows, while_copying=read_next), 0
+
     def write(
         batch: list[tuple[int, dict[str, Any] | str]],
         read_next: Callable[[], None] | None = None,
@@ -726,9 +729,7 @@ def import_event_file(
                 errors += [(e["line"], _fields(e["errors"])) for e in exc.errors]
         if errors:
             raise _failed(file, errors, lines)
-        ensure_partitions_for(list(map(_TIMESTAMP, rows)))
-        with transaction.atomic():
-            return copy_rows(rows, while_copying=read_next), 0
+        return store(rows, read_next)
 
     def write_csv(read: _CsvRead, read_next: Callable[[], None]) -> tuple[int, int]:
         batch, columns = read.batch, read.columns
@@ -736,9 +737,7 @@ def import_event_file(
         if rows is None:  # row by row, to name the bad lines or read the odd ones
             events = [_csv_event(batch.header, cells) for cells in batch.by_row()]
             return write(list(zip(batch.lines, events, strict=True)), read_next, by_columns=False)
-        ensure_partitions_for(list(map(_TIMESTAMP, rows)))
-        with transaction.atomic():
-            return copy_rows(rows, while_copying=read_next), 0
+        return store(rows, read_next)
 
     kind = _file_kind(path)
     if kind not in EVENT_FILE_KINDS:

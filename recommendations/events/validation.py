@@ -82,6 +82,10 @@ class EventRow(NamedTuple):
     recommendation_id: str
 
 
+# EventRow(*values) without a Python call per row: bulk paths build hundreds of thousands.
+EVENT_ROW = functools.partial(tuple.__new__, EventRow)
+
+
 @dataclass(frozen=True)
 class Origin:
     """Who sends the events, which decides what they may say about themselves.
@@ -135,8 +139,13 @@ def stable_event_id(namespace: str, *parts: object) -> str:
     readable = ":".join((namespace, *texts))
     if len(readable) <= 64 and readable.count(":") == len(texts) and EVENT_ID_PATTERN.fullmatch(readable):
         return readable
-    digest = hashlib.blake2b("\x1f".join(texts).encode(), digest_size=12).hexdigest()
-    return f"{namespace[:39]}:{digest}"
+    return hashed_event_id(namespace, "\x1f".join(texts))
+
+
+def hashed_event_id(namespace: str, text: str) -> str:
+    """The namespace and a blake2b of `text`: the form of `stable_event_id` when the readable
+    one does not fit (a hashed id must stay the same across imports)."""
+    return f"{namespace[:39]}:{hashlib.blake2b(text.encode(), digest_size=12).hexdigest()}"
 
 
 def stable_event_ids(namespace: str, keys: Sequence[tuple[str, ...]]) -> list[str]:
@@ -597,7 +606,7 @@ def validate_columns(
     elif str in kinds and not all(u.strip() for u in users if type(u) is str):
         return None  # only spaces: not a key
 
-    products = _product_column(get("product_id", absent), types, present)
+    products = _product_column(get("product_id", absent), types)
     values = _value_column(get("value", absent), types, present)
     revenues = _revenue_column(get("revenue", absent))
     timestamps = _timestamp_column(get("timestamp", absent), now, latest)
@@ -628,10 +637,9 @@ def validate_columns(
         store_pk = {key: str(pk) for key, (pk, _) in store_lookup.items()}
         stores = [store_pk[s] if s else p for s, p in zip(strings["store_id"], stores, strict=True)]
     user_pk = {u: user_lookup[str(u)][0] for u in set(users) if u is not None}
-    make = functools.partial(tuple.__new__, EventRow)  # EventRow(...) without a Python call per row
     return list(
         map(
-            make,
+            EVENT_ROW,
             zip(
                 ids,
                 types,
@@ -670,7 +678,7 @@ def _string_columns(columns: Mapping[str, Sequence[Any]], count: int) -> dict[st
     return strings
 
 
-def _product_column(values: Sequence[Any], types: Sequence[str], present: set[str]) -> list[str] | None:
+def _product_column(values: Sequence[Any], types: Sequence[str]) -> list[str] | None:
     """Product keys, "" where absent; None if one is not a key or an event about a product has none."""
     kinds = _kinds(values)
     if not kinds <= {str, int, _NONE}:

@@ -137,9 +137,6 @@ def _drop_expired_partitions(cutoff: dt.datetime, aggregate: bool) -> tuple[int,
                 f"DELETE FROM {q(EventKey._meta.db_table)} k USING {q(table)} e "
                 f"WHERE k.{event_id} = e.{event_id}"
             )
-            # Foreign-key checks still deferred for rows a caller's transaction wrote into this
-            # month would block DROP; run them now (a no-op in the task's own transaction).
-            cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
             cursor.execute(f"DROP TABLE {q(table)}")
         events, days, dropped = events + month_events, days + month_days, dropped + 1
         logger.info("Retention: dropped event partition %s (%d events)", table, month_events)
