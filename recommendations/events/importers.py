@@ -600,18 +600,15 @@ def _csv_event_ids(cells: dict[str, Sequence[str]], columns: dict[str, Sequence[
         by_encoder: Sequence[int] = range(count)
         texts = [""] * count
     else:
-        # '{"a": ' cell ', "b": ' cell ... '}', joined row by row in C
-        parts: list[Iterable[str]] = []
+        encoded: list[tuple[str, Iterable[str]]] = []
         for name in names:
-            parts.append(repeat(f"{', ' if parts else '{'}{encode_basestring_ascii(name)}: "))
             if name in CSV_NUMBER_COLUMNS:  # by cell, not by float: "-0" and "0" are written apart
                 texts_of = {cell: _CONTENT_ENCODER.encode(float(cell)) for cell in set(cells[name]) if cell}
                 texts_of[""] = ""  # a blank cell's row is written by `_json_texts` below
-                parts.append(map(texts_of.__getitem__, cells[name]))
+                encoded.append((name, map(texts_of.__getitem__, cells[name])))
             else:
-                parts.append(map(encode_basestring_ascii, cells[name]))
-        parts.append(repeat("}"))
-        texts = list(map("".join, zip(*parts, strict=False)))  # strict=False: repeat() never ends
+                encoded.append((name, map(encode_basestring_ascii, cells[name])))
+        texts = list(_json_objects(encoded))
         by_encoder = sorted(
             {i for name in names if "" in cells[name] for i, cell in enumerate(cells[name]) if not cell}
         )
@@ -640,7 +637,7 @@ def _json_texts(raws: list[dict[str, Any]]) -> list[str]:
     for position, raw in enumerate(raws):
         groups.setdefault(tuple(raw), []).append(position)
     for keys, positions in groups.items():
-        parts: list[Iterable[str]] = []
+        encoded: list[tuple[str, Iterable[str]]] = []
         for name in sorted(keys):  # the encoder's sort_keys
             values = [raws[position][name] for position in positions]
             kinds = set(map(type, values))
@@ -649,20 +646,29 @@ def _json_texts(raws: list[dict[str, Any]]) -> list[str]:
             ):
                 break
             writer = _SCALAR_JSON[kinds.pop()] if len(kinds) == 1 else None
-            parts.append(repeat(f"{', ' if parts else '{'}{encode_basestring_ascii(name)}: "))
-            parts.append(map(writer, values) if writer else [_SCALAR_JSON[type(v)](v) for v in values])
+            texts_of = map(writer, values) if writer else [_SCALAR_JSON[type(v)](v) for v in values]
+            encoded.append((name, texts_of))
         else:
-            if parts:
-                parts.append(repeat("}"))
-                for position, text in zip(positions, map("".join, zip(*parts, strict=False)), strict=False):
-                    texts[position] = text
-            else:
-                for position in positions:
-                    texts[position] = "{}"
+            # strict=False: no keys gives endless "{}"
+            for position, text in zip(positions, _json_objects(encoded), strict=False):
+                texts[position] = text
             continue
         for position in positions:
             texts[position] = _CONTENT_ENCODER.encode(raws[position])
     return texts
+
+
+def _json_objects(columns: Sequence[tuple[str, Iterable[str]]]) -> Iterator[str]:
+    """'{"a": ' a ', "b": ' b ... '}' per row, joined row by row in C, from each key's values
+    already written as JSON (keys in the encoder's order). Endless "{}" for no keys."""
+    if not columns:
+        return repeat("{}")
+    parts: list[Iterable[str]] = []
+    for name, values in columns:
+        parts.append(repeat(f"{', ' if parts else '{'}{encode_basestring_ascii(name)}: "))
+        parts.append(values)
+    parts.append(repeat("}"))
+    return map("".join, zip(*parts, strict=False))  # strict=False: repeat() never ends
 
 
 def _dict_columns(raws: list[dict[str, Any]]) -> dict[str, list[Any]] | None:
