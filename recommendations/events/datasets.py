@@ -26,18 +26,20 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import functools
-import gzip
 import hashlib
 import json
 import statistics
 from collections import Counter, defaultdict
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
+from itertools import islice
 from operator import itemgetter
 from pathlib import Path
-from typing import IO, NamedTuple
+from typing import NamedTuple
 from zoneinfo import ZoneInfo
+
+from recommendations.events.textfiles import CsvBatch, csv_batches, open_text
 
 SAO_PAULO = ZoneInfo("America/Sao_Paulo")
 MAX_SOURCE_ID = 64
@@ -97,22 +99,44 @@ class RowError:
 
 
 @dataclass
+class InteractionBatch:
+    """Consecutive interactions column by column (the fields of `InteractionSource`, with `keys`
+    as one column per key part), and the rows among them that could not be read.
+
+    The importer turns columns into events in C; a batch of 50,000 named tuples costs more to
+    make and take apart than the rest of its import.
+    """
+
+    lines: Sequence[int]
+    keys: Sequence[Sequence[str]]
+    user_source_ids: Sequence[str]
+    product_source_ids: Sequence[str]
+    event_types: Sequence[str]
+    timestamps: Sequence[dt.datetime]
+    values: Sequence[float | None]
+    revenues: Sequence[Decimal | None]
+    store_source_ids: Sequence[str]
+    errors: list[RowError] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        """Rows read, whether they became interactions or errors."""
+        return len(self.lines) + len(self.errors)
+
+    @classmethod
+    def of(cls, items: Iterable[InteractionSource | RowError]) -> InteractionBatch:
+        items = list(items)
+        sources = [item for item in items if not isinstance(item, RowError)]
+        empty = [()] * len(InteractionSource._fields)
+        lines, keys, *columns = zip(*sources, strict=True) if sources else empty
+        errors = [item for item in items if isinstance(item, RowError)]
+        return cls(lines, list(zip(*keys, strict=True)), *columns, errors=errors)
+
+
+@dataclass
 class Catalogue:
     stores: list[StoreSource] = field(default_factory=list)
     products: list[ProductSource] = field(default_factory=list)
     errors: list[RowError] = field(default_factory=list)
-
-
-def open_text(path: Path) -> IO[str]:
-    """Open a UTF-8 text file, gzip-compressed when it ends in .gz; a leading BOM is dropped."""
-    if path.suffix == ".gz":
-        return gzip.open(path, "rt", encoding="utf-8-sig", newline="")
-    return path.open(encoding="utf-8-sig", newline="")
-
-
-def count_lines(path: Path) -> int:
-    with open_text(path) as handle:
-        return sum(1 for _ in handle)
 
 
 def _require(folder: Path, *names: str) -> list[Path]:
@@ -134,31 +158,38 @@ def _rows(path: Path) -> Iterator[tuple[int, dict[str, str]]]:
             yield reader.line_num, dict(zip(header, cells, strict=False)) if len(cells) <= width else {}
 
 
+class _Picker:
+    """The named cells of each row, picked by position: a fraction of a dict per row, for
+    interaction files, which hold nearly all of a dataset's rows. `names` are two or more
+    columns; header names may carry a RecBole type (`user_id:token`)."""
+
+    def __init__(self, header: Sequence[str], names: Sequence[str]) -> None:
+        header = [name.split(":")[0] for name in header]
+        missing = [name for name in names if name not in header]
+        # What is wrong with every row, if anything.
+        self.problem = f"no column {', '.join(missing)} in the header" if missing else ""
+        self.positions = [] if missing else [header.index(name) for name in names]
+        self.pick = itemgetter(*self.positions) if self.positions else None
+        self.width, self.needed = len(header), max(self.positions, default=0) + 1
+
+    def __call__(self, cells: Sequence[str]) -> tuple[str, ...] | str:
+        """The named cells in that order, or what is wrong."""
+        if self.pick is None:
+            return self.problem
+        if self.needed <= len(cells) <= self.width:
+            return self.pick(cells)
+        return f"{len(cells)} cells where the header has {self.width}"
+
+
 def _cells(
     path: Path, names: Sequence[str], *, delimiter: str = ",", quoting: int = csv.QUOTE_MINIMAL
 ) -> Iterator[tuple[int, tuple[str, ...] | str]]:
-    """(line, the named cells in that order) per row of a file with a header, or (line, what is wrong).
-
-    For interaction files, which hold nearly all of a dataset's rows: cells picked by position
-    cost a fraction of a dict per row. `names` are two or more columns; header names may carry
-    a RecBole type (`user_id:token`).
-    """
+    """(line, the named cells in that order) per row of a file with a header, or (line, what is wrong)."""
     with open_text(path) as handle:
         reader = csv.reader(handle, delimiter=delimiter, quoting=quoting)
-        header = [name.split(":")[0] for name in next(reader, [])]
-        missing = [name for name in names if name not in header]
-        if missing:
-            for _ in reader:
-                yield reader.line_num, f"no column {', '.join(missing)} in the header"
-            return
-        positions = [header.index(name) for name in names]
-        pick = itemgetter(*positions)
-        width, needed = len(header), max(positions) + 1
+        pick = _Picker(next(reader, []), names)
         for cells in reader:
-            if needed <= len(cells) <= width:
-                yield reader.line_num, pick(cells)
-            else:
-                yield reader.line_num, f"{len(cells)} cells where the header has {width}"
+            yield reader.line_num, pick(cells)
 
 
 def _price(text: str) -> Decimal | None:
@@ -185,8 +216,15 @@ class Dataset:
     def catalogue(self, folder: Path) -> Catalogue:
         raise NotImplementedError
 
+    def interaction_batches(self, folder: Path, size: int) -> Iterator[InteractionBatch]:
+        """Events in file order, in batches of `size` source rows; malformed rows come as
+        `RowError`s so all can be reported."""
+        items = self.interactions(folder)
+        while batch := list(islice(items, size)):
+            yield InteractionBatch.of(batch)
+
     def interactions(self, folder: Path) -> Iterator[InteractionSource | RowError]:
-        """Events in file order; malformed rows come as `RowError`s so all can be reported."""
+        """Events row by row, for `interaction_batches` (or a dataset overrides that instead)."""
         raise NotImplementedError
 
     def username(self, user_source_id: str) -> str:
@@ -241,24 +279,62 @@ class AmazonBeauty(Dataset):
         ]
         return result
 
-    def interactions(self, folder: Path) -> Iterator[InteractionSource | RowError]:
+    def interaction_batches(self, folder: Path, size: int) -> Iterator[InteractionBatch]:
+        """Read column by column where a batch allows it (`_by_column`), else row by row."""
         (path,) = _require(folder, self.interaction_file)
-        for line, cells in _cells(path, ("reviewer_id", "asin", "timestamp")):
-            try:
-                if isinstance(cells, str):
-                    raise ValueError(cells)
-                reviewer, asin, stamp = cells
-                reviewer, asin = reviewer.strip(), asin.strip()
-                if not reviewer or not asin:
-                    raise ValueError("reviewer_id and asin are required")
-                timestamp = _unix(stamp)
-            except (ValueError, OverflowError, OSError) as exc:
-                yield RowError(path.name, line, f"unreadable interaction ({exc})")
-                continue
-            # Positional: keyword arguments cost a named tuple twice as much, on every row.
-            yield InteractionSource(
-                line, (reviewer, asin), reviewer, source_id(self.name, asin), "purchase", timestamp, 1.0
+        # A blank line is a bad row, as for the csv module (which reads it as a row without cells).
+        for batch in csv_batches(path, size, blank_rows=True):
+            pick = _Picker(batch.header, ("reviewer_id", "asin", "timestamp"))
+            yield self._by_column(batch, pick) or InteractionBatch.of(
+                self._interaction(path.name, line, pick(cells))
+                for line, cells in zip(batch.lines, batch.by_row(), strict=True)
             )
+
+    def _by_column(self, batch: CsvBatch, pick: _Picker) -> InteractionBatch | None:
+        """The interactions `_interaction` reads from the batch's rows, read a column at a time
+        (each distinct timestamp and product once); None when a row is bad, for `_interaction`
+        to name."""
+        columns = batch.by_column() if pick.pick is not None else None
+        if columns is None:
+            return None
+        reviewer, asin, stamp = pick.positions
+        reviewers, asins = list(map(str.strip, columns[reviewer])), list(map(str.strip, columns[asin]))
+        if "" in reviewers or "" in asins:
+            return None
+        try:
+            moments = {text: _unix(text) for text in set(columns[stamp])}
+        except (ValueError, OverflowError, OSError):
+            return None
+        products = {text: source_id(self.name, text) for text in set(asins)}
+        count = len(batch)
+        return InteractionBatch(
+            batch.lines,
+            [reviewers, asins],
+            reviewers,
+            list(map(products.__getitem__, asins)),
+            ["purchase"] * count,
+            list(map(moments.__getitem__, columns[stamp])),
+            [1.0] * count,
+            [None] * count,
+            [""] * count,
+        )
+
+    def _interaction(
+        self, file: str, line: int, cells: tuple[str, ...] | str
+    ) -> InteractionSource | RowError:
+        try:
+            if isinstance(cells, str):
+                raise ValueError(cells)
+            reviewer, asin, stamp = cells
+            reviewer, asin = reviewer.strip(), asin.strip()
+            if not reviewer or not asin:
+                raise ValueError("reviewer_id and asin are required")
+            timestamp = _unix(stamp)
+        except (ValueError, OverflowError, OSError) as exc:
+            return RowError(file, line, f"unreadable interaction ({exc})")
+        return InteractionSource(
+            line, (reviewer, asin), reviewer, source_id(self.name, asin), "purchase", timestamp, 1.0
+        )
 
 
 class Olist(Dataset):

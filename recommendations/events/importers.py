@@ -18,7 +18,6 @@ transactions), so old events fill their own months instead of the DEFAULT partit
 
 from __future__ import annotations
 
-import csv
 import gc
 import json
 import logging
@@ -27,9 +26,9 @@ import re
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from itertools import chain, islice, repeat
+from itertools import repeat
 from json.encoder import encode_basestring_ascii
-from operator import attrgetter, itemgetter, methodcaller
+from operator import attrgetter, itemgetter
 from pathlib import Path
 from typing import Any
 
@@ -42,16 +41,10 @@ from django.db.models import Model
 from tqdm import tqdm
 
 from recommendations.adapters import get_product_adapter, get_store_adapter
-from recommendations.events.datasets import (
-    Dataset,
-    InteractionSource,
-    RowError,
-    count_lines,
-    get_dataset,
-    open_text,
-)
+from recommendations.events.datasets import Dataset, InteractionBatch, get_dataset
 from recommendations.events.ingestion import copy_rows
 from recommendations.events.partitions import ensure_partitions_for
+from recommendations.events.textfiles import CsvBatch, count_lines, csv_batches, open_text
 from recommendations.events.validation import (
     EVENT_ROW,
     KNOWN_FIELDS,
@@ -377,27 +370,24 @@ def import_dataset_events(
     file = dataset.interaction_file
     context = {"source": name}
 
-    def write(batch: list[InteractionSource | RowError], read_next: Callable[[], None]) -> tuple[int, int]:
-        sources = [item for item in batch if not isinstance(item, RowError)]
-        errors = [(item.line, item.message) for item in batch if isinstance(item, RowError)]
-        # Column by column (InteractionSource's fields), each turned into the events' in C.
-        _, source_keys, user_ids, product_ids, types, stamps, values, revenues, store_ids = (
-            zip(*sources, strict=True) if sources else [()] * len(InteractionSource._fields)
-        )
+    def write(batch: InteractionBatch, read_next: Callable[[], None]) -> tuple[int, int]:
+        errors = [(error.line, error.message) for error in batch.errors]
+        product_ids, store_ids = batch.product_source_ids, batch.store_source_ids
         keys.load_products(set(product_ids))
         named_stores = set(store_ids) - {""}
         keys.load_stores(named_stores)
         if not keys.products.keys() >= set(product_ids) or not keys.stores.keys() >= named_stores:
             hint = f"import it first with `manage.py import_catalog --dataset {name} {folder}`"
-            for s in sources:
-                if s.product_source_id not in keys.products:
-                    errors.append((s.line, f"product {s.product_source_id} is not in the catalogue; {hint}"))
-                elif s.store_source_id and s.store_source_id not in keys.stores:
-                    errors.append((s.line, f"store {s.store_source_id} is not in the catalogue"))
+            for line, product, store in zip(batch.lines, product_ids, store_ids, strict=True):
+                if product not in keys.products:
+                    errors.append((line, f"product {product} is not in the catalogue; {hint}"))
+                elif store and store not in keys.stores:
+                    errors.append((line, f"store {store} is not in the catalogue"))
         if errors:
-            raise _failed(file, errors, [item.line for item in batch])
-        ensure_partitions_for(stamps)
+            raise _failed(file, errors, [*batch.lines, *(error.line for error in batch.errors)])
+        ensure_partitions_for(batch.timestamps)
         with transaction.atomic():
+            user_ids = batch.user_source_ids
             created = keys.load_users(set(user_ids))
             products = list(map(keys.products.__getitem__, product_ids))  # (product, its store)
             stores = (
@@ -405,17 +395,18 @@ def import_dataset_events(
                 if named_stores
                 else map(itemgetter(1), products)
             )
+            # Column by column, each turned into the events' in C.
             columns = (
-                stable_event_ids(name, source_keys),
-                types,
+                stable_event_ids(name, batch.keys),
+                batch.event_types,
                 map(keys.users.__getitem__, user_ids),
                 repeat(""),
                 map(itemgetter(0), products),
                 stores,
                 repeat(""),
-                values,
-                revenues,
-                stamps,
+                batch.values,
+                batch.revenues,
+                batch.timestamps,
                 repeat(context),  # one dict for all: encoded once by copy_rows
                 repeat(""),
             )
@@ -423,7 +414,7 @@ def import_dataset_events(
             return copy_rows(rows, while_copying=read_next), created
 
     bar = _Progress(folder / file, progress)
-    return _run(_batches(dataset.interactions(folder), batch_rows), write, file, bar)
+    return _run(dataset.interaction_batches(folder, batch_rows), write, file, bar)
 
 
 EVENT_FILE_KINDS = (".csv", ".jsonl", ".ndjson")
@@ -454,100 +445,17 @@ def _read_event_file(path: Path) -> Iterator[tuple[int, dict[str, Any] | str]]:
 
 
 @dataclass
-class _CsvBatch:
-    """Rows of a CSV file as read: the header, the line each row ended on, and the cells, by
-    row, or by column when the quote-free reader found every row as wide as the header."""
-
-    header: list[str]
-    lines: Sequence[int]
-    rows: list[Sequence[str]] = field(default_factory=list)
-    columns: list[Sequence[str]] | None = None
-
-    def __len__(self) -> int:
-        return len(self.lines)
-
-    def by_row(self) -> list[Sequence[str]]:
-        return self.rows if self.columns is None else list(zip(*self.columns, strict=True))
-
-    def by_column(self) -> list[Sequence[str]] | None:
-        """Each column's cells; None when a row has more or fewer cells than the header."""
-        if self.columns is not None:
-            return self.columns
-        if set(map(len, self.rows)) != {len(self.header)}:
-            return None
-        return list(zip(*self.rows, strict=True))
-
-
-@dataclass
 class _CsvRead:
     """A batch as read, with its events by column (`_csv_columns`, None: read it row by row)."""
 
-    batch: _CsvBatch
+    batch: CsvBatch
     columns: dict[str, Sequence[Any]] | None
 
     def __len__(self) -> int:
         return len(self.batch)
 
 
-def _csv_batches(path: Path, size: int) -> Iterator[_CsvBatch]:
-    """The rows of a .csv file (optionally .gz) in batches of up to `size`, blank lines skipped.
-
-    Chunks of `size` lines without a quote character are split with `str.split`, as the
-    `csv` module would split them, and a chunk whose lines all hold the header's number of
-    cells straight into columns (`_split_chunk`): a fraction of the `csv` reader's per-row
-    cost. From the first chunk with a quote on (a quoted cell may span lines), the `csv`
-    module reads the rest of the file.
-    """
-    with open_text(path) as handle:
-        reader = csv.reader(handle)
-        header = next(reader, [])
-        line = reader.line_num
-        while chunk := list(islice(handle, size)):
-            text = "".join(chunk)
-            if "\r" in text:
-                text = text.replace("\r\n", "\n")
-            if '"' in text or "\r" in text or "\0" in text:
-                yield from _csv_module_batches(header, chain(chunk, handle), line, size)
-                return
-            batch = _split_chunk(header, text, line)
-            line += len(chunk)
-            if batch:
-                yield batch
-
-
-def _split_chunk(header: list[str], text: str, line: int) -> _CsvBatch:
-    """Quote-free CSV text (lines ending in \\n) after line `line`, split as `csv.reader` would."""
-    texts = text.split("\n")
-    if texts[-1] == "":  # the chunk's last line ended with its newline
-        texts.pop()
-    first = line + 1
-    commas = len(header) - 1
-    if "" not in texts and set(map(methodcaller("count", ","), texts)) == {commas}:
-        cells = ",".join(texts).split(",")
-        width = commas + 1
-        columns: list[Sequence[str]] = [cells[i::width] for i in range(width)]
-        return _CsvBatch(header, range(first, first + len(texts)), columns=columns)
-    numbered = [(n, t) for n, t in enumerate(texts, start=first) if t]  # csv skips blank lines
-    return _CsvBatch(header, [n for n, _ in numbered], rows=[t.split(",") for _, t in numbered])
-
-
-def _csv_module_batches(header: list[str], lines: Iterable[str], line: int, size: int) -> Iterator[_CsvBatch]:
-    """Batches read by the `csv` module from `lines`, which follow line `line` of the file."""
-    reader = csv.reader(lines)
-    numbers: list[int] = []
-    rows: list[Sequence[str]] = []
-    for cells in reader:
-        if cells:
-            numbers.append(line + reader.line_num)
-            rows.append(cells)
-            if len(rows) >= size:
-                yield _CsvBatch(header, numbers, rows)
-                numbers, rows = [], []
-    if rows:
-        yield _CsvBatch(header, numbers, rows)
-
-
-def _csv_columns(batch: _CsvBatch) -> dict[str, Sequence[Any]] | None:
+def _csv_columns(batch: CsvBatch) -> dict[str, Sequence[Any]] | None:
     """The batch's events column by column, as `validate_columns` takes them, with their ids.
 
     The same values `_csv_event` makes row by row: a blank cell is an absent field (None),
@@ -751,7 +659,7 @@ def import_event_file(
     if kind == ".csv":
         bar = _Progress(path, progress, header_lines=1)
         # Read and put in columns (with content ids) ahead, while the previous batch is stored.
-        read = (_CsvRead(batch, _csv_columns(batch)) for batch in _csv_batches(path, batch_rows))
+        read = (_CsvRead(batch, _csv_columns(batch)) for batch in csv_batches(path, batch_rows))
         return _run(read, write_csv, file, bar)
     bar = _Progress(path, progress, header_lines=0)
     return _run(_batches(_read_event_file(path), batch_rows), write, file, bar)

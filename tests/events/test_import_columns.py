@@ -7,22 +7,23 @@ those reject they must hand back (None) so that the per-row path names the probl
 
 import csv
 import datetime as dt
+import gzip
 import json
 import random
 
 import pytest
 
+from recommendations.events.datasets import InteractionBatch, _cells, get_dataset
 from recommendations.events.importers import (
     _CONTENT_ENCODER,
     ImportFailed,
-    _csv_batches,
     _csv_columns,
     _csv_event,
-    _CsvBatch,
     _json_texts,
     _read_event_file,
     import_event_file,
 )
+from recommendations.events.textfiles import CsvBatch, csv_batches
 from recommendations.events.validation import (
     EventValidationError,
     Origin,
@@ -165,14 +166,14 @@ def test_csv_columns_hold_the_per_row_values_and_content_ids():
         (CSV_HEADER[:5], [row[:5] for row in CSV_ROWS[1:4]]),  # all cells filled: the joined JSON
         (["event_id", *CSV_HEADER[:5]], [["own-id", *CSV_ROWS[0][:5]], ["", *CSV_ROWS[1][:5]]]),
     ]:
-        columns = _csv_columns(_CsvBatch(header, list(range(2, len(rows) + 2)), rows))
+        columns = _csv_columns(CsvBatch(header, list(range(2, len(rows) + 2)), rows))
         for i, cells in enumerate(rows):
             raw = _csv_event(header, cells)
             if not raw.get("event_id"):
                 raw["event_id"] = stable_event_id("import", _CONTENT_ENCODER.encode(raw))
             assert {name: column[i] for name, column in columns.items() if column[i] is not None} == raw
     # Zero and minus zero are different rows with different ids, as before.
-    ids = _csv_columns(_CsvBatch(CSV_HEADER, [2, 3], CSV_ROWS[2:4]))["event_id"]
+    ids = _csv_columns(CsvBatch(CSV_HEADER, [2, 3], CSV_ROWS[2:4]))["event_id"]
     assert ids[0] != ids[1]
 
 
@@ -189,7 +190,7 @@ def test_csv_columns_hold_the_per_row_values_and_content_ids():
     ],
 )
 def test_csv_rows_the_column_path_leaves_to_the_per_row_path(header, rows):
-    assert _csv_columns(_CsvBatch(header, list(range(2, len(rows) + 2)), rows)) is None
+    assert _csv_columns(CsvBatch(header, list(range(2, len(rows) + 2)), rows)) is None
 
 
 @pytest.mark.parametrize(
@@ -216,7 +217,7 @@ def test_the_quote_free_csv_reader_reads_what_the_csv_module_reads(tmp_path, tex
         except csv.Error:  # a NUL, in Python versions that refuse it
             expected = None
     try:
-        batches = list(_csv_batches(path, 2))
+        batches = list(csv_batches(path, 2))
     except csv.Error:
         batches = None
     if expected is None or batches is None:
@@ -325,4 +326,57 @@ def test_jsonl_lines_parse_as_json_parses_them(tmp_path):
     ],
 )
 def test_stable_event_ids_are_the_ids_one_by_one(keys):
-    assert stable_event_ids("amazon-beauty", keys) == [stable_event_id("amazon-beauty", *key) for key in keys]
+    columns = list(zip(*keys, strict=True))
+    assert stable_event_ids("amazon-beauty", columns) == [
+        stable_event_id("amazon-beauty", *key) for key in keys
+    ]
+
+
+AMAZON_HEADER = "user_id,item_id,reviewer_id,asin,timestamp,seq_index\n"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        AMAZON_HEADER + "1,0,RVW1,B0001,1318896000,0\n2,0, RVW2 ,B0002 ,1318896000.5,1\n3,0,RVW3,B0001,5,2\n",
+        AMAZON_HEADER + "1,0,RVW1,B0001,1318896000,0\n2,0,,B0002,1318896000,1\n",  # a blank reviewer
+        AMAZON_HEADER + "1,0,RVW1,B0001,1318896000,0\n1,0,RVW1,B0002,soon,1\n",  # a bad timestamp
+        AMAZON_HEADER + "1,0,RVW1,B0001,1318896000,0\n\n2,0,RVW2,B0002,1318896000,1\n",  # a blank line
+        AMAZON_HEADER + "1,0,RVW1,B0001,1318896000\n1,0,RVW1,B0002,1318896000,1,x\n1,0,RVW1\n",  # widths
+        AMAZON_HEADER + '1,0,RVW1,B0001,1318896000,0\n1,0,"RVW,1",B0002,1318896000,1\n',  # quoted
+        AMAZON_HEADER + "1,0,RVW:1,B0001,1318896000,0\n",  # a colon: a hashed event id, later
+        "user_id,item_id,reviewer_id,asin,seq_index\n1,0,RVW1,B0001,0\n",  # no timestamp column
+    ],
+)
+def test_amazon_interactions_by_column_are_those_read_row_by_row(tmp_path, text):
+    path = tmp_path / "interactions.csv.gz"
+    with gzip.open(path, "wt", newline="") as handle:
+        handle.write(text)
+    dataset = get_dataset("amazon-beauty")
+    items = [
+        dataset._interaction(path.name, line, cells)
+        for line, cells in _cells(path, ("reviewer_id", "asin", "timestamp"))
+    ]
+    expected = [InteractionBatch.of(items[i : i + 2]) for i in range(0, len(items), 2)]
+    batches = list(dataset.interaction_batches(tmp_path, 2))
+    assert [_batch_rows(batch) for batch in batches] == [_batch_rows(batch) for batch in expected]
+    for batch in batches:
+        assert stable_event_ids(dataset.name, batch.keys) == [
+            stable_event_id(dataset.name, *key) for key in zip(*batch.keys, strict=True)
+        ]
+
+
+def _batch_rows(batch):
+    """A batch's interactions row by row, then its errors, to compare batches read both ways."""
+    columns = [
+        batch.lines,
+        list(zip(*batch.keys, strict=True)) if batch.lines else [],
+        batch.user_source_ids,
+        batch.product_source_ids,
+        batch.event_types,
+        batch.timestamps,
+        batch.values,
+        batch.revenues,
+        batch.store_source_ids,
+    ]
+    return list(zip(*columns, strict=True)), batch.errors
