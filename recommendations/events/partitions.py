@@ -150,9 +150,13 @@ def months_of(timestamps: Iterable[dt.datetime]) -> set[dt.date]:
 def _lock_timeout(cursor: CursorWrapper) -> Iterator[None]:
     """Bound lock waits for the statements inside, then restore the caller's setting: the
     transaction may be a caller's (a test's), where `SET LOCAL` would outlive this block."""
-    cursor.execute("SELECT current_setting('lock_timeout')")
+    # One round trip: the materialized CTE reads the setting before the outer query sets it.
+    cursor.execute(
+        "WITH previous AS MATERIALIZED (SELECT current_setting('lock_timeout') AS value) "
+        "SELECT value, set_config('lock_timeout', %s, true) FROM previous",
+        [LOCK_TIMEOUT],
+    )
     previous = cursor.fetchone()[0]
-    cursor.execute("SELECT set_config('lock_timeout', %s, true)", [LOCK_TIMEOUT])
     yield
     cursor.execute("SELECT set_config('lock_timeout', %s, true)", [previous])
 
@@ -163,11 +167,14 @@ def ensure_partitions(months: Iterable[dt.date]) -> list[dt.date]:
     A month that cannot be created now (a lock held too long, a concurrent run that made it
     first) is skipped with a log line: its events go to DEFAULT until a later run makes it.
     """
-    existing = month_partitions()
-    created = []
-    for month in sorted({month_of(m) for m in months} - existing.keys()):
-        if _create_partition(month):
-            created.append(month)
+    missing = sorted({month_of(m) for m in months} - month_partitions().keys())
+    if not missing:
+        return []
+    # Looked up once for all the months: an import of a dataset that spans years makes dozens.
+    default = default_partition()
+    with connection.cursor() as cursor:
+        columns = _columns(cursor)
+    created = [month for month in missing if _create_partition(month, default, columns)]
     if created:
         logger.info("Created event partitions for %s", ", ".join(f"{m:%Y-%m}" for m in created))
     return created
@@ -203,17 +210,16 @@ def _columns(cursor: CursorWrapper) -> str:
     return ", ".join(_quote(name) for (name,) in cursor.fetchall())
 
 
-def _create_partition(month: dt.date) -> bool:
-    """Create, fill from DEFAULT and attach one month's partition, in one transaction."""
+def _create_partition(month: dt.date, default: str | None, columns: str) -> bool:
+    """Create, fill from DEFAULT (`default`, its `columns`) and attach one month's partition,
+    in one transaction."""
     name, parent = partition_name(month), _quote(_table())
     start, end = month_bounds(month)
     timestamp = _quote(Event._meta.get_field("timestamp").column)
-    default = default_partition()
     try:
         with transaction.atomic(), connection.cursor() as cursor, _lock_timeout(cursor):
             cursor.execute(f"CREATE TABLE {_quote(name)} (LIKE {parent})")
             if default is not None:
-                columns = _columns(cursor)
                 # Named directly, DEFAULT's rows move without firing the events table's delete
                 # trigger: their ids stay claimed, as the events stay stored.
                 cursor.execute(
