@@ -129,7 +129,11 @@ class BaseAdapter:
         return missing
 
     def index_queryset(self) -> models.QuerySet:
-        """Objects the engine may learn from and recommend. Override to narrow it down."""
+        """Objects the engine may learn from and recommend. Override to narrow it down.
+
+        Serving compiles its SQL once per process (`serving.compiled`), so narrow it by
+        conditions that hold for the process, not ones that change from request to request.
+        """
         return self.model._default_manager.all()
 
     @staticmethod

@@ -5,12 +5,15 @@ from collections.abc import Iterator
 from django.core.cache import cache
 
 from recommendations.experiments import assignment
+from recommendations.serving import compiled
 from recommendations.vectors import queries
 
 
 def fresh_serving_state() -> Iterator[None]:
-    """Start with an empty cache, no remembered active version and no live experiment."""
+    """Start with an empty cache, no remembered active version or compiled query and no live
+    experiment."""
     cache.clear()
+    compiled.clear_cache()
     queries.clear_cache()
     assignment.clear_cache()
     yield

@@ -10,7 +10,7 @@ the limit; then records what was served and builds the reasons.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import numpy as np
@@ -22,6 +22,7 @@ from recommendations.conf import DEFAULTS, rec_settings
 from recommendations.serving import history as history_module
 from recommendations.serving import variants
 from recommendations.serving.attribution import record_served
+from recommendations.serving.compiled import KeyedQuery, keyed_query
 from recommendations.serving.types import (
     Audience,
     Candidate,
@@ -75,9 +76,10 @@ class KeyIn(Func):
     conditional = True
     output_field = BooleanField()
 
-    def __init__(self, model: type[models.Model], keys: Iterable[str]) -> None:
+    def __init__(self, model: type[models.Model], keys: list[str]) -> None:
         super().__init__(F("pk"))
-        self.model, self.keys = model, [str(key) for key in keys]
+        # The very list object becomes the parameter: `compiled.KeyedQuery` looks for it.
+        self.model, self.keys = model, keys
 
     def as_sql(self, compiler: Any, connection: Any, **extra: Any) -> tuple[str, list[Any]]:
         column, params = compiler.compile(self.source_expressions[0])
@@ -203,18 +205,36 @@ def finalize(
     pool = [c for c in dedupe(candidates) if c.product_id not in excluded]
 
     boosts = _boost_rules(kind)
-    base = adapter.index_queryset() if queryset is None else queryset
-    # Availability, grouping keys and boost flags of every candidate as plain tuples: model
-    # instances are built below only for the few that are shown.
-    rows = base.filter(adapter.available_q(), KeyIn(adapter.model, [c.product_id for c in pool]))
-    flags = {
-        f"_boost_{i}": Case(
-            When(Q(**rule["filter"]), then=Value(True)), default=False, output_field=BooleanField()
-        )
-        for i, rule in enumerate(boosts)
-    }
     columns = [_column(adapter, adapter.store_field), _column(adapter, adapter.category_field)]
-    facts = rows.annotate(**flags).values_list("pk", *[c for c in columns if c], *flags) if pool else []
+
+    def base() -> models.QuerySet:
+        return adapter.index_queryset() if queryset is None else queryset
+
+    def facts_query(keys: list[str]) -> models.QuerySet:
+        # Availability, grouping keys and boost flags of every candidate as plain tuples:
+        # model instances are built below only for the few that are shown.
+        flags = {
+            f"_boost_{i}": Case(
+                When(Q(**rule["filter"]), then=Value(True)), default=False, output_field=BooleanField()
+            )
+            for i, rule in enumerate(boosts)
+        }
+        rows = base().filter(adapter.available_q(), KeyIn(adapter.model, keys)).annotate(**flags)
+        return rows.values_list("pk", *[c for c in columns if c], *flags)
+
+    def shown_query(keys: list[str]) -> models.QuerySet:
+        return base().filter(KeyIn(adapter.model, keys)).select_related(*relations(adapter))
+
+    def compiled(name: str, build: Callable[[list[str]], models.QuerySet]) -> KeyedQuery:
+        # A host's own `queryset` (one store's products) is compiled for this call only.
+        return (
+            KeyedQuery(build)
+            if queryset is not None
+            else keyed_query((name, kind, type(adapter), adapter.model), build)
+        )
+
+    keys = [c.product_id for c in pool]
+    facts = compiled("facts", facts_query).rows(keys) if pool else []
     groups: dict[str, tuple[Any, Any]] = {}
     factors: dict[str, float] = {}
     for pk, *values in facts:
@@ -229,10 +249,8 @@ def finalize(
     adjusted = _adjusted_scores(pool, factors)
     ordered = sorted(pool, key=lambda c: (c.tier, -adjusted[c.product_id], c.product_id))
     chosen = _diversify(ordered, adjusted, groups, rules, limit)
-    shown = base.filter(KeyIn(adapter.model, [c.product_id for c in chosen])).select_related(
-        *relations(adapter)
-    )
-    objects = {adapter.key(obj.pk): obj for obj in shown} if chosen else {}
+    shown = compiled("shown", shown_query).objects([c.product_id for c in chosen]) if chosen else []
+    objects = {adapter.key(obj.pk): obj for obj in shown}
     return build_result(
         kind,
         [(objects[c.product_id], c) for c in chosen if c.product_id in objects],

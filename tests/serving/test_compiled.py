@@ -1,0 +1,66 @@
+"""Querysets compiled once and run again with other keys (`serving.compiled`)."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from recommendations.serving import compiled
+from recommendations.serving.rules import KeyIn
+from shop.models import Product
+
+
+def _titles(keys: list[str]):
+    return Product.objects.filter(KeyIn(Product, keys)).order_by("pk").values_list("pk", "title", "price")
+
+
+def _with_store(keys: list[str]):
+    return Product.objects.filter(KeyIn(Product, keys)).select_related("store", "category").order_by("pk")
+
+
+def test_rows_match_the_orm_for_every_set_of_keys(catalog):
+    query = compiled.KeyedQuery(_titles)
+    for titles in (["Argan shampoo", "Cuticle oil"], ["Vitamin C serum"], []):
+        keys = catalog.ids(*titles)
+        assert query.rows(keys) == list(_titles(keys))
+    # Values come back converted as the ORM converts them (price is a Decimal, not a string).
+    assert query.rows(catalog.ids("Argan shampoo"))[0][2] == catalog.products["Argan shampoo"].price
+
+
+def test_objects_come_with_their_related_objects_in_one_query(catalog):
+    query = compiled.KeyedQuery(_with_store)
+    keys = catalog.ids("Matte top coat", "Clay face mask")
+    with CaptureQueriesContext(connection) as captured:
+        found = query.objects(keys)
+        names = [(p.title, p.store.name, p.category.name) for p in found]
+    assert len(captured) == 1
+    assert sorted(names) == [
+        ("Clay face mask", "Face Store", "Face"),
+        ("Matte top coat", "Nails Store", "Nails"),
+    ]
+    assert found == list(_with_store(keys))
+
+
+def test_a_query_must_take_its_keys_as_one_parameter(db):
+    with pytest.raises(ValueError, match="exactly one parameter"):
+        compiled.KeyedQuery(lambda keys: Product.objects.filter(pk__in=["1", "2"]))
+
+
+def test_compiled_once_per_thread_and_shape_and_again_after_a_settings_change(catalog, settings):
+    first = compiled.keyed_query(("titles",), _titles)
+    assert compiled.keyed_query(("titles",), _titles) is first
+    assert compiled.keyed_query(("other",), _titles) is not first
+
+    elsewhere = []
+    thread = threading.Thread(target=lambda: elsewhere.append(compiled.keyed_query(("titles",), _titles)))
+    thread.start()
+    thread.join()
+    assert elsewhere[0] is not first  # a compiler belongs to its thread's connection
+
+    settings.RECOMMENDATIONS = {**settings.RECOMMENDATIONS, "BOOST_RULES": []}
+    again = compiled.keyed_query(("titles",), _titles)
+    assert again is not first
+    assert again.rows(catalog.ids("Red nail polish")) == list(_titles(catalog.ids("Red nail polish")))
