@@ -35,6 +35,7 @@ import tempfile
 import time
 from collections import defaultdict
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -374,12 +375,26 @@ def _top(scores, k: int, ids: list[str], skip: int | None = None) -> set[str]:
     return {ids[i] for i in [j for j in np.argsort(-scores)[: k + 1] if j != skip][:k]}
 
 
-def measure_recall(samples: int = 200, k: int = 10) -> list[dict[str, float]]:
+def score_index_method(version) -> str:
+    """The access method of the version's score index ("ivfflat" or "hnsw"), as built."""
+    from django.db import connection
+
+    from recommendations.vectors import indexes
+
+    name = indexes.index_name(indexes.INDEX_SPECS[0], version.pk)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT am.amname FROM pg_class c JOIN pg_am am ON am.oid = c.relam WHERE c.relname = %s", [name]
+        )
+        return cursor.fetchone()[0]
+
+
+def measure_recall(samples: int = 200, k: int = 10) -> list[dict[str, Any]]:
     """recall@k of the k-NN queries serving uses, against exact search in numpy.
 
-    First at the configured values (`HNSW_EF_SEARCH_FOR_USERS` for the inner-product index of
-    for-you, user . item + bias; `HNSW_EF_SEARCH` for the cosine index of similar products),
-    then with both set to 100 and 400, to show what the configured search length buys.
+    First at the configured search lengths (the score index of for-you, user . item + bias:
+    `IVFFLAT_PROBES` or `HNSW_EF_SEARCH_FOR_USERS`, by its kind; `HNSW_EF_SEARCH` for the
+    cosine index of similar products), then shorter and longer, to show what they buy.
     """
     import numpy as np
     from django.conf import settings
@@ -408,10 +423,13 @@ def measure_recall(samples: int = 200, k: int = 10) -> list[dict[str, float]]:
     seeds = [rng.randrange(len(ids)) for _ in users]
     exact_ip = [_top(matrix @ u + bias, k, ids) for u in users]
     exact_cos = [_top(units @ units[s], k, ids, skip=s) for s in seeds]
+    method = score_index_method(version)
+    user_length = "IVFFLAT_PROBES" if method == "ivfflat" else "HNSW_EF_SEARCH_FOR_USERS"
+    configured = (getattr(rec_settings, user_length), rec_settings.HNSW_EF_SEARCH)
+    shorter_longer = [(5, 100), (40, 400)] if method == "ivfflat" else [(100, 100), (400, 400)]
     out = []
-    configured = (rec_settings.HNSW_EF_SEARCH_FOR_USERS, rec_settings.HNSW_EF_SEARCH)
-    for ef_users, ef_items in dict.fromkeys([configured, (100, 100), (400, 400)]):
-        search = {"HNSW_EF_SEARCH_FOR_USERS": ef_users, "HNSW_EF_SEARCH": ef_items}
+    for users_length, ef_items in dict.fromkeys([configured, *shorter_longer]):
+        search = {user_length: users_length, "HNSW_EF_SEARCH": ef_items}
         with override_settings(RECOMMENDATIONS={**settings.RECOMMENDATIONS, **search}):
             started = time.perf_counter()
             ip = sum(
@@ -426,7 +444,7 @@ def measure_recall(samples: int = 200, k: int = 10) -> list[dict[str, float]]:
         total = len(users) * k
         out.append(
             {
-                "ef_users": ef_users,
+                "users_search": f"{method} {'probes' if method == 'ivfflat' else 'ef_search'} {users_length}",
                 "ef_items": ef_items,
                 "inner_product": ip / total,
                 "cosine": cos / total,
@@ -732,7 +750,7 @@ def report(n, n_users, args, seconds, recall, baseline, capacity, paced, memory)
     print("\nHNSW recall@10 against exact search (target >= 0.95); the first row is the configuration")
     for row in recall:
         print(
-            f"  for-you, ef_search {row['ef_users']:>4}: inner product {row['inner_product']:.3f} "
+            f"  for-you, {row['users_search']}: inner product {row['inner_product']:.3f} "
             f"({row['ip_ms']:.1f} ms/query); similar, ef_search {row['ef_items']:>4}: "
             f"cosine {row['cosine']:.3f}"
         )

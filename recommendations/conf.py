@@ -110,9 +110,17 @@ DEFAULTS: dict[str, Any] = {
     "PAIRS_PER_PRODUCT": 50,
     # A product counts as replenishable (buy it again) when this share of its buyers rebought it.
     "REPLENISHABLE_MIN_REPEAT_RATE": 0.1,
-    # HNSW candidate list sizes (recall against speed; see docs/benchmarks.md): item-to-item
-    # queries (similar products) start inside the data; a user's vector lies between the
-    # clusters of what they like and needs a longer search for recall@10 >= 0.95.
+    # The index that ranks products for a user (user . item + bias, an inner product):
+    # "ivfflat" (lists: the square root of the rows) or "hnsw". A user's vector lies between
+    # the clusters of what they like; the HNSW graph walk needs a long candidate list to find
+    # them all (recall@10 0.99 at ef_search 800), IVFFlat scans the nearest lists whole
+    # (1.00 at 10 of 316 lists, in under half the time; docs/benchmarks.md). Applies to
+    # versions whose indexes are built from then on.
+    "SCORE_INDEX": "ivfflat",
+    # Lists an IVFFlat search scans (recall against speed).
+    "IVFFLAT_PROBES": 20,
+    # HNSW candidate list sizes: item-to-item queries (similar products) start inside the
+    # data; a user's vector on an HNSW score index needs a longer search for recall >= 0.95.
     "HNSW_EF_SEARCH": 100,
     "HNSW_EF_SEARCH_FOR_USERS": 800,
     # Alias in DATABASES of a read replica that serving reads vectors and the active version
@@ -135,6 +143,7 @@ DEFAULTS: dict[str, Any] = {
 }
 
 IMPORT_STRINGS = {"PRODUCT_ADAPTER", "STORE_ADAPTER", "OPT_OUT_CHECK"}
+CHOICES = {"SCORE_INDEX": ("ivfflat", "hnsw")}
 
 
 class RecommendationSettings:
@@ -165,6 +174,10 @@ class RecommendationSettings:
         if name in self._cached:
             return self._cached[name]
         value = self.user_settings.get(name, DEFAULTS[name])
+        if name in CHOICES and value not in CHOICES[name]:
+            raise ImproperlyConfigured(
+                f"settings.{SETTING_NAME}[{name!r}] = {value!r} is not one of: {', '.join(CHOICES[name])}."
+            )
         if name in IMPORT_STRINGS and isinstance(value, str):
             try:
                 value = import_string(value)

@@ -56,6 +56,12 @@ def test_settings_object_has_defaults_and_follows_override_settings():
     assert rec_settings.SESSION_GAP_MINUTES == 30
 
 
+def test_a_setting_with_choices_rejects_other_values():
+    with override_settings(RECOMMENDATIONS={"SCORE_INDEX": "annoy"}):
+        with pytest.raises(ImproperlyConfigured, match="'annoy' is not one of: ivfflat, hnsw"):
+            rec_settings.SCORE_INDEX
+
+
 def test_unknown_key_is_rejected_with_the_valid_keys():
     with override_settings(RECOMMENDATIONS={"PRODUCT_MODEL": "shop.Product", "SESION_GAP": 1}):
         with pytest.raises(ImproperlyConfigured, match="Unknown key.*SESION_GAP.*Valid keys"):

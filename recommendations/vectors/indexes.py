@@ -1,4 +1,4 @@
-"""Per-version HNSW indexes on the vector tables, built after the bulk load.
+"""Per-version vector indexes on the vector tables, built after the bulk load.
 
 The vector columns have no fixed dimension (it belongs to the model version), so each
 version gets partial indexes on `embedding::vector(d)` restricted to its own rows::
@@ -12,12 +12,16 @@ than inserting into an existing one, and a version that is being written has no 
 
 Products are ranked for a user by score = user . item + bias, so their inner-product index
 is on `ScoreEmbedding`, [item, bias]: for the query [user, 1] the index orders by the exact
-score (the learning core folds the bias the same way), with no re-ranking afterwards.
+score (the learning core folds the bias the same way), with no re-ranking afterwards. That
+index is IVFFlat by default (`SCORE_INDEX`): a user's vector lies between the clusters of
+what they like, where scanning the nearest lists whole finds the best products sooner than
+an HNSW graph walk (docs/benchmarks.md). Similar products (cosine) and stores stay on HNSW.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -28,8 +32,9 @@ from django.contrib.postgres.indexes import OpClass
 from django.db import connection
 from django.db.models import F, Func, Q
 from django.db.models.functions import Cast
-from pgvector.django import HnswIndex, VectorField
+from pgvector.django import HnswIndex, IvfflatIndex, VectorField
 
+from recommendations.conf import rec_settings
 from recommendations.models import ModelVersion, ProductVector, StoreVector
 from recommendations.models.vectors import VectorBase
 
@@ -43,6 +48,7 @@ HNSW_M = 16
 # 1.0 at 128 with ef_search 800; docs/benchmarks.md).
 HNSW_EF_CONSTRUCTION = 64
 HNSW_EF_CONSTRUCTION_SCORE = 128
+MAX_IVFFLAT_LISTS = 32768  # pgvector's upper limit
 # HNSW builds are several times faster while the graph fits in maintenance_work_mem
 # (1M x 64-dim vectors need about 1 GB); parallel workers help on larger machines.
 BUILD_SETTINGS = {"maintenance_work_mem": "1GB", "max_parallel_maintenance_workers": "1"}
@@ -101,19 +107,26 @@ def index_name(spec: IndexSpec, version_id: int) -> str:
     return f"rec_{spec.short}_v{version_id}"
 
 
-def hnsw_index(spec: IndexSpec, version: ModelVersion) -> HnswIndex:
+def ivfflat_lists(rows: int) -> int:
+    """Lists of an IVFFlat index: the square root of the rows (pgvector's advice above 1M
+    rows; below it, measured better than rows / 1000 at the same recall)."""
+    return max(1, min(MAX_IVFFLAT_LISTS, round(math.sqrt(rows))))
+
+
+def vector_index(spec: IndexSpec, version: ModelVersion) -> HnswIndex | IvfflatIndex:
+    """The index of `spec` for `version`: IVFFlat for the score index when `SCORE_INDEX`
+    says so (its lists sized by the version's rows, counted now), else HNSW."""
     if spec.score:
         expression = ScoreEmbedding(version.dimensions)
     else:
         expression = embedding_expression(version.dimensions)
     # Django takes operator classes of expression indexes through OpClass, not opclasses=.
-    return HnswIndex(
-        OpClass(expression, name=spec.opclass),
-        name=index_name(spec, version.pk),
-        condition=Q(model_version_id=version.pk),
-        m=HNSW_M,
-        ef_construction=spec.ef_construction,
-    )
+    indexed = OpClass(expression, name=spec.opclass)
+    common = {"name": index_name(spec, version.pk), "condition": Q(model_version_id=version.pk)}
+    if spec.score and rec_settings.SCORE_INDEX == "ivfflat":
+        rows = spec.model.objects.filter(model_version=version).count()
+        return IvfflatIndex(indexed, lists=ivfflat_lists(rows), **common)
+    return HnswIndex(indexed, m=HNSW_M, ef_construction=spec.ef_construction, **common)
 
 
 def existing_indexes(version_id: int) -> dict[str, bool]:
@@ -133,7 +146,7 @@ def existing_indexes(version_id: int) -> dict[str, bool]:
 
 
 def build_indexes(version: ModelVersion, specs: Sequence[IndexSpec] = INDEX_SPECS) -> list[str]:
-    """Create the missing HNSW indexes of `version`; returns the names built.
+    """Create the missing vector indexes of `version`; returns the names built.
 
     Idempotent (valid indexes are kept). Outside a transaction the build is CONCURRENT so
     writes to other versions' rows (a product embedded on save) are not blocked meanwhile;
@@ -150,15 +163,17 @@ def build_indexes(version: ModelVersion, specs: Sequence[IndexSpec] = INDEX_SPEC
             # PostgreSQL refuses to build an index over a table with pending trigger events.
             editor.execute("SET CONSTRAINTS ALL IMMEDIATE")
         for spec in specs:
-            index = hnsw_index(spec, version)
-            if present.get(index.name):
+            name = index_name(spec, version.pk)
+            if present.get(name):
                 continue
+            index = vector_index(spec, version)
             if index.name in present:  # left invalid by an interrupted concurrent build
                 editor.remove_index(spec.model, index, concurrently=concurrently)
             started = time.perf_counter()
             editor.add_index(spec.model, index, concurrently=concurrently)
             logger.info(
-                "Built HNSW index %s for model version %s in %.1fs",
+                "Built %s index %s for model version %s in %.1fs",
+                index.suffix.upper(),
                 index.name,
                 version.pk,
                 time.perf_counter() - started,

@@ -2,7 +2,7 @@
 
 Every query names one model version (the active one unless given), filters on
 `model_version_id = v` and orders by a pgvector distance over `embedding::vector(d)`, the
-exact expression of that version's partial HNSW index, so the planner uses the index.
+exact expression of that version's partial vector index, so the planner uses the index.
 Filtered queries run with pgvector's iterative index scans, so a filter that rejects most
 neighbours still returns k rows.
 
@@ -45,7 +45,7 @@ MAX_EF_SEARCH = 1000  # pgvector's upper limit
 M = TypeVar("M", bound=Model)
 
 _active: tuple[float, ModelVersion | None] | None = None
-# Database connections whose session already has the search settings (and which ef_search).
+# Database connections whose session already has the search settings (and which lengths).
 _tuned: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
@@ -213,7 +213,7 @@ def _rows_sql(model: type[Model], key: str, *extra: str) -> str:
 
 @cache
 def _knn_sql(model: type[Model], key: str, dimensions: int, kind: str, filtered: bool, excluded: bool) -> str:
-    """One version's k nearest rows to `%s::vector`, by the expression of its HNSW index.
+    """One version's k nearest rows to `%s::vector`, by the expression of its vector index.
 
     The indexed expression is compiled from the very objects the index is built from
     (`indexes.ScoreEmbedding`, `indexes.embedding_expression`), so the two cannot drift apart;
@@ -237,30 +237,33 @@ def _knn_sql(model: type[Model], key: str, dimensions: int, kind: str, filtered:
 
 
 def _search_settings(alias: str, ef_search: int) -> None:
-    """`hnsw.ef_search` and iterative index scans for the session of `alias`'s connection.
+    """Search lengths (`hnsw.ef_search`, `ivfflat.probes`) and iterative index scans for the
+    session of `alias`'s connection, whichever kind of index the query meets.
 
     Iterative scans (relaxed order: the pool is re-sorted here anyway) keep walking the graph
-    until enough rows pass the filters, so exclusions and `filter_ids` still yield k rows and
-    a pool larger than ef_search is filled. Set once per connection in autocommit mode (a SET
-    per query would cost round trips; a page that mixes user and item queries switches at
-    most a few times); inside a transaction, for that transaction only,
+    or scanning lists until enough rows pass the filters, so exclusions and `filter_ids` still
+    yield k rows and a pool larger than ef_search is filled. Set once per connection in
+    autocommit mode (a SET per query would cost round trips; a page that mixes user and item
+    queries switches at most a few times); inside a transaction, for that transaction only,
     since a rollback would undo a session-level SET.
     """
     connection = connections[alias]
     connection.ensure_connection()
-    ef_search = str(min(ef_search, MAX_EF_SEARCH))
+    wanted = (str(min(ef_search, MAX_EF_SEARCH)), str(rec_settings.IVFFLAT_PROBES))
     local = connection.in_atomic_block
     raw = connection.connection
-    if not local and _tuned.get(raw) == ef_search:
+    if not local and _tuned.get(raw) == wanted:
         return
     with connection.cursor() as cursor:
         cursor.execute(
             "SELECT set_config('hnsw.ef_search', %s, %s), "
-            "set_config('hnsw.iterative_scan', 'relaxed_order', %s)",
-            [ef_search, local, local],
+            "set_config('hnsw.iterative_scan', 'relaxed_order', %s), "
+            "set_config('ivfflat.probes', %s, %s), "
+            "set_config('ivfflat.iterative_scan', 'relaxed_order', %s)",
+            [wanted[0], local, local, wanted[1], local, local],
         )
     if not local:
-        _tuned[raw] = ef_search
+        _tuned[raw] = wanted
 
 
 def _nearest(

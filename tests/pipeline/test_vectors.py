@@ -87,7 +87,11 @@ def test_bad_input_writes_nothing(ids, emb, message):
 
 
 @pytest.mark.django_db
-def test_queries_use_the_versions_hnsw_index_and_rank_by_score():
+@pytest.mark.parametrize("method", ["ivfflat", "hnsw"])
+def test_queries_use_the_versions_index_and_rank_by_score(method, settings):
+    # Probes past the lists' count (sqrt(2000) = 45) make the IVFFlat search exact, as HNSW's
+    # is at this size, so answers can be compared with the exact ranking.
+    settings.RECOMMENDATIONS = {**settings.RECOMMENDATIONS, "SCORE_INDEX": method, "IVFFLAT_PROBES": 64}
     version = make_version(n=2000)
     other = make_version(n=50, seed=9)  # another version's rows never leak into answers
     query = np.random.default_rng(5).normal(size=DIMS)
@@ -95,6 +99,11 @@ def test_queries_use_the_versions_hnsw_index_and_rank_by_score():
         queries.nearest_products(query, 10, version=version)
     knn = [q["sql"] for q in executed.captured_queries if "ORDER BY" in q["sql"]]
     assert f"Index Scan using rec_product_score_v{version.pk} " in plan_of(knn[-1])
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT indexdef FROM pg_indexes WHERE indexname = %s", [f"rec_product_score_v{version.pk}"]
+        )
+        assert f"USING {method} " in cursor.fetchone()[0]
     found = queries.nearest_products(query, 10, version=version)
     assert [p for p, _ in found] == exact_top(version, query, 10)
     scores = [s for _, s in found]
@@ -107,8 +116,10 @@ def test_queries_use_the_versions_hnsw_index_and_rank_by_score():
     within = {str(i) for i in range(1, 2001, 7)}
     filtered = queries.nearest_products(query, 10, version=version, filter_ids=within)
     assert len(filtered) == 10 and {p for p, _ in filtered} <= within
-    # Iterative index scans fill answers longer than ef_search and heavy exclusions.
-    with override_settings(RECOMMENDATIONS={**settings.RECOMMENDATIONS, "HNSW_EF_SEARCH_FOR_USERS": 100}):
+    # Iterative index scans fill answers longer than ef_search (or than one list holds) and
+    # heavy exclusions.
+    shortest = {"HNSW_EF_SEARCH_FOR_USERS": 100, "IVFFLAT_PROBES": 1}
+    with override_settings(RECOMMENDATIONS={**settings.RECOMMENDATIONS, **shortest}):
         assert len(queries.nearest_products(query, 150, version=version)) == 150
         many = [p for p, _ in queries.nearest_products(query, 300, version=version)]
         assert len(queries.nearest_products(query, 10, version=version, exclude=many)) == 10
@@ -132,16 +143,16 @@ def test_user_queries_search_longer_than_item_queries():
     version = make_version(n=200)
     query = np.random.default_rng(5).normal(size=DIMS)
 
-    def ef_search():
+    def ef_search(name="hnsw.ef_search"):
         with connection.cursor() as cursor:
-            cursor.execute("SHOW hnsw.ef_search")
+            cursor.execute(f"SHOW {name}")
             return cursor.fetchone()[0]
 
-    with override_settings(
-        RECOMMENDATIONS={**settings.RECOMMENDATIONS, "HNSW_EF_SEARCH": 60, "HNSW_EF_SEARCH_FOR_USERS": 700}
-    ):
+    lengths = {"HNSW_EF_SEARCH": 60, "HNSW_EF_SEARCH_FOR_USERS": 700, "IVFFLAT_PROBES": 7}
+    with override_settings(RECOMMENDATIONS={**settings.RECOMMENDATIONS, **lengths}):
         queries.nearest_products(query, 5, version=version)
         assert ef_search() == "700"
+        assert ef_search("ivfflat.probes") == "7"  # whichever kind the score index is
         queries.nearest_stores(query, 3, version=version)
         assert ef_search() == "700"
         queries.similar_products("1", 5, version=version)
@@ -152,6 +163,16 @@ def test_user_queries_search_longer_than_item_queries():
         with CaptureQueriesContext(connection) as executed:
             queries.similar_products("2", 5, version=version)
         assert not [q for q in executed.captured_queries if "set_config" in q["sql"]]
+
+
+def test_ivfflat_lists_are_the_square_root_of_the_rows_within_pgvectors_limits():
+    assert [indexes.ivfflat_lists(rows) for rows in (0, 12, 100_000, 1_000_000, 10**10)] == [
+        1,
+        3,
+        316,
+        1000,
+        32768,
+    ]
 
 
 @pytest.mark.django_db
