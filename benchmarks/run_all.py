@@ -66,7 +66,7 @@ BENCHMARKS = (
     ),
     Benchmark(
         "vectors",
-        "Vector writes and HNSW builds",
+        "Vector writes and index builds",
         ("vectors.py",),
         ("vectors.py", "--rows", "20000", "--sizes", "20000"),
     ),

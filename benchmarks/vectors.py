@@ -1,14 +1,15 @@
-"""Writing and indexing vectors: the COPY writer against a plain psycopg COPY, HNSW build times.
+"""Writing and indexing vectors: the COPY writer against a plain psycopg COPY, index build times.
 
 Runs on its own database of the embedded server (`bench_vectors`, dropped at the end):
 
-    python benchmarks/vectors.py                          # 1M x 64 writes; HNSW for 100k and 1M
+    python benchmarks/vectors.py                          # 1M x 64 writes; indexes for 100k and 1M
     python benchmarks/vectors.py --rows 200000 --sizes 100000
 
 Prints rows/s of `recommendations.vectors.writer.write_product_vectors` beside a raw COPY of
 the same data (psycopg's `copy.write_row` with pgvector's binary dumper, into the same
-table), the build time of each per-version HNSW index, and k-NN latency and recall@10 of
-`nearest_products` against exact search.
+table), the build time of each per-version index (the score index as HNSW and as IVFFlat, the
+cosine one as HNSW), and k-NN latency and recall@10 of `nearest_products` against exact search
+with each kind of score index. The vectors are random (no clusters): the hardest case for both.
 """
 
 from __future__ import annotations
@@ -111,40 +112,52 @@ def main() -> None:
     empty_vector_table()
 
     print(
-        f"## HNSW index builds (m={indexes.HNSW_M}, ef_construction "
+        f"## Index builds and k-NN (HNSW m={indexes.HNSW_M}, ef_construction "
         f"{indexes.HNSW_EF_CONSTRUCTION_SCORE} for the score index, {indexes.HNSW_EF_CONSTRUCTION} for "
-        "cosine; maintenance_work_mem 1GB, 1 parallel worker)"
+        "cosine; IVFFlat lists sqrt(rows); maintenance_work_mem 1GB, 1 parallel worker)"
     )
+    score_spec, cosine_spec = indexes.INDEX_SPECS[:2]  # the product indexes; store tables are small
+    # The score index (for-you: user . item + bias) of each kind, with the search lengths tried.
+    lengths = {
+        "hnsw": ("HNSW_EF_SEARCH_FOR_USERS", "ef_search", (100, 400, 1000)),
+        "ivfflat": ("IVFFLAT_PROBES", "probes", (5, 20, 40)),
+    }
     for size in sizes:
         version = ModelVersion.objects.create(dimensions=args.dims)
         writer.write_product_vectors(version, ids[:size], embeddings[:size], biases[:size])
-        for spec in indexes.INDEX_SPECS[:2]:  # the product indexes; store tables are small
-            started = time.perf_counter()
-            indexes.build_indexes(version, specs=[spec])
-            seconds = time.perf_counter() - started
-            print(f"{size:>9,} vectors, {spec.short} index ({spec.opclass}): {seconds:7.1f}s")
         queries_ = rng.normal(size=(args.queries, args.dims)).astype(np.float32)
         exact = embeddings[:size] @ queries_.T + biases[:size, None]
         truth = [{ids[i] for i in np.argpartition(-exact[:, j], 10)[:10]} for j in range(len(queries_))]
-        for ef_search in (100, 400, 1000):
-            with override_settings(RECOMMENDATIONS={**settings.RECOMMENDATIONS, "HNSW_EF_SEARCH": ef_search}):
-                latencies, recalls = [], []
-                for query, expected in zip(queries_, truth, strict=True):
-                    started = time.perf_counter()
-                    found = queries.nearest_products(query, 10, version=version)
-                    latencies.append(time.perf_counter() - started)
-                    recalls.append(len(expected & {p for p, _ in found}) / 10)
-            print(
-                f"{size:>9,} vectors, nearest_products k=10, ef_search {ef_search:>4}: "
-                f"p50 {np.median(latencies) * 1e3:.1f} ms, p95 {np.percentile(latencies, 95) * 1e3:.1f} ms, "
-                f"recall@10 {np.mean(recalls):.3f}"
-            )
-        with CaptureQueriesContext(connection) as executed:
-            queries.nearest_products(queries_[0], 10, version=version)
-        with connection.cursor() as cursor:
-            cursor.execute(f"EXPLAIN {executed.captured_queries[-1]['sql']}")
-            scan = next(row[0].strip() for row in cursor.fetchall() if "Scan" in row[0])
-        print(f"{size:>9,} vectors, plan of nearest_products: {scan.split('  (')[0]}")
+        for method, (setting, label, values) in lengths.items():
+            with override_settings(RECOMMENDATIONS={**settings.RECOMMENDATIONS, "SCORE_INDEX": method}):
+                indexes.drop_indexes(version)
+                started = time.perf_counter()
+                indexes.build_indexes(version, specs=[score_spec])
+                seconds = time.perf_counter() - started
+            print(f"{size:>9,} vectors, score index ({method}, {score_spec.opclass}): {seconds:7.1f}s")
+            for value in values:
+                with override_settings(RECOMMENDATIONS={**settings.RECOMMENDATIONS, setting: value}):
+                    latencies, recalls = [], []
+                    for query, expected in zip(queries_, truth, strict=True):
+                        started = time.perf_counter()
+                        found = queries.nearest_products(query, 10, version=version)
+                        latencies.append(time.perf_counter() - started)
+                        recalls.append(len(expected & {p for p, _ in found}) / 10)
+                p50, p95 = np.percentile(latencies, [50, 95]) * 1e3
+                print(
+                    f"{size:>9,} vectors, nearest_products k=10, {method} {label} {value:>4}: "
+                    f"p50 {p50:.1f} ms, p95 {p95:.1f} ms, recall@10 {np.mean(recalls):.3f}"
+                )
+            with CaptureQueriesContext(connection) as executed:
+                queries.nearest_products(queries_[0], 10, version=version)
+            with connection.cursor() as cursor:
+                cursor.execute(f"EXPLAIN {executed.captured_queries[-1]['sql']}")
+                scan = next(row[0].strip() for row in cursor.fetchall() if "Scan" in row[0])
+            print(f"{size:>9,} vectors, plan of nearest_products: {scan.split('  (')[0]}")
+        started = time.perf_counter()
+        indexes.build_indexes(version, specs=[cosine_spec])
+        seconds = time.perf_counter() - started
+        print(f"{size:>9,} vectors, {cosine_spec.short} index (hnsw, {cosine_spec.opclass}): {seconds:7.1f}s")
         indexes.drop_indexes(version)
         empty_vector_table()
 
