@@ -8,7 +8,7 @@ A host with a PostgreSQL streaming replica names it in two settings::
 
 `recommendations.vectors.queries` (the k-NN API every surface calls) then reads the active
 version and the product, store and user vectors from that alias, with `.using()` and the
-replica's own connection for the HNSW session settings. Nothing else moves: the pipeline
+replica's own connection for the search session settings. Nothing else moves: the pipeline
 (embedding, index builds, activation, purge) reads and writes the primary, because it reads
 back what it has just written (which products already have vectors, whether a version has
 rows before activating it, which versions to keep), and a replica lagging behind would give

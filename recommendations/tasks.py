@@ -95,7 +95,7 @@ def refresh_statistics() -> dict[str, int]:
 
 @shared_task(name="recommendations.tasks.reindex", time_limit=EMBED_TIME_LIMIT, **durable)
 def reindex(version_id: int | None = None) -> dict[str, Any]:
-    """Rebuild the HNSW indexes of a version (the active one by default)."""
+    """Rebuild the vector indexes of a version (the active one by default)."""
     version = pipeline.get_version(version_id) if version_id else queries.active_version(fresh=True)
     if version is None:
         return {"skipped": "no active model version"}

@@ -1,8 +1,8 @@
 """Embeddings per model version, stored with pgvector.
 
 The dimension belongs to the model version, so the columns are declared without one and
-each version gets partial HNSW indexes on `embedding::vector(d)` built after its bulk load
-(`recommendations.vectors.indexes`). Queries cast the column the same way so the planner
+each version gets partial vector indexes (IVFFlat, HNSW) on `embedding::vector(d)` built
+after its bulk load (`recommendations.vectors.indexes`). Queries cast the column the same way so the planner
 uses that version's index.
 """
 

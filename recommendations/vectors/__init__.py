@@ -1,2 +1,2 @@
-"""Vectors in pgvector: the COPY writer, per-version HNSW indexes, atomic activation and
+"""Vectors in pgvector: the COPY writer, per-version vector indexes, atomic activation and
 rollback, and the k-NN queries serving calls (`recommendations.vectors.queries`)."""
