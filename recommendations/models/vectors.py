@@ -2,8 +2,8 @@
 
 The dimension belongs to the model version, so the columns are declared without one and
 each version gets partial vector indexes (IVFFlat, HNSW) on `embedding::vector(d)` built
-after its bulk load (`recommendations.vectors.indexes`). Queries cast the column the same way so the planner
-uses that version's index.
+after its bulk load (`recommendations.vectors.indexes`). Queries cast the column the same
+way so the planner uses that version's index.
 """
 
 from __future__ import annotations
