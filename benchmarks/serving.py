@@ -375,26 +375,12 @@ def _top(scores, k: int, ids: list[str], skip: int | None = None) -> set[str]:
     return {ids[i] for i in [j for j in np.argsort(-scores)[: k + 1] if j != skip][:k]}
 
 
-def score_index_method(version) -> str:
-    """The access method of the version's score index ("ivfflat" or "hnsw"), as built."""
-    from django.db import connection
-
-    from recommendations.vectors import indexes
-
-    name = indexes.index_name(indexes.INDEX_SPECS[0], version.pk)
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT am.amname FROM pg_class c JOIN pg_am am ON am.oid = c.relam WHERE c.relname = %s", [name]
-        )
-        return cursor.fetchone()[0]
-
-
 def measure_recall(samples: int = 200, k: int = 10) -> list[dict[str, Any]]:
     """recall@k of the k-NN queries serving uses, against exact search in numpy.
 
-    First at the configured search lengths (the score index of for-you, user . item + bias:
-    `IVFFLAT_PROBES` or `HNSW_EF_SEARCH_FOR_USERS`, by its kind; `HNSW_EF_SEARCH` for the
-    cosine index of similar products), then shorter and longer, to show what they buy.
+    First as configured: the score index of for-you (user . item + bias) with the search
+    length tuned for the version (`ModelVersion.vector_search`), the cosine index of similar
+    products with `HNSW_EF_SEARCH`; then shorter and longer, to show what the length buys.
     """
     import numpy as np
     from django.conf import settings
@@ -402,7 +388,7 @@ def measure_recall(samples: int = 200, k: int = 10) -> list[dict[str, Any]]:
 
     from recommendations.conf import rec_settings
     from recommendations.models import ProductVector, UserVector
-    from recommendations.vectors import queries
+    from recommendations.vectors import indexes, queries, tuning
 
     version = queries.active_version(fresh=True)
     rows = ProductVector.objects.filter(model_version=version).values_list("product_id", "embedding", "bias")
@@ -423,14 +409,15 @@ def measure_recall(samples: int = 200, k: int = 10) -> list[dict[str, Any]]:
     seeds = [rng.randrange(len(ids)) for _ in users]
     exact_ip = [_top(matrix @ u + bias, k, ids) for u in users]
     exact_cos = [_top(units @ units[s], k, ids, skip=s) for s in seeds]
-    method = score_index_method(version)
-    user_length = "IVFFLAT_PROBES" if method == "ivfflat" else "HNSW_EF_SEARCH_FOR_USERS"
-    configured = (getattr(rec_settings, user_length), rec_settings.HNSW_EF_SEARCH)
-    shorter_longer = [(5, 100), (40, 400)] if method == "ivfflat" else [(100, 100), (400, 400)]
+    kind = version.vector_search.get("index") or indexes.score_index_kind(version.pk)
+    name, _ = tuning.LENGTHS[kind]
+    tuned = version.vector_search.get(name)
+    others = {"hnsw": (100, 400), "ivfflat": (5, 40)}[kind]
     out = []
-    for users_length, ef_items in dict.fromkeys([configured, *shorter_longer]):
-        search = {user_length: users_length, "HNSW_EF_SEARCH": ef_items}
-        with override_settings(RECOMMENDATIONS={**settings.RECOMMENDATIONS, **search}):
+    variants = [(tuned, rec_settings.HNSW_EF_SEARCH), *zip(others, (100, 400), strict=True)]
+    for users_length, ef_items in dict.fromkeys(variants):
+        version.vector_search = {"index": kind, name: users_length} if users_length else {}
+        with override_settings(RECOMMENDATIONS={**settings.RECOMMENDATIONS, "HNSW_EF_SEARCH": ef_items}):
             started = time.perf_counter()
             ip = sum(
                 len(e & {p for p, _ in queries.nearest_products(u, k, version)})
@@ -444,7 +431,8 @@ def measure_recall(samples: int = 200, k: int = 10) -> list[dict[str, Any]]:
         total = len(users) * k
         out.append(
             {
-                "users_search": f"{method} {'probes' if method == 'ivfflat' else 'ef_search'} {users_length}",
+                "users_search": f"{kind} {name} {users_length or 'from settings'}"
+                + (" (tuned)" if users_length and users_length == tuned else ""),
                 "ef_items": ef_items,
                 "inner_product": ip / total,
                 "cosine": cos / total,

@@ -111,16 +111,18 @@ DEFAULTS: dict[str, Any] = {
     # A product counts as replenishable (buy it again) when this share of its buyers rebought it.
     "REPLENISHABLE_MIN_REPEAT_RATE": 0.1,
     # The index that ranks products for a user (user . item + bias, an inner product):
-    # "ivfflat" (lists: the square root of the rows) or "hnsw". A user's vector lies between
-    # the clusters of what they like; the HNSW graph walk needs a long candidate list to find
-    # them all (recall@10 0.99 at ef_search 800), IVFFlat scans the nearest lists whole
-    # (1.00 at 10 of 316 lists, in under half the time; docs/benchmarks.md). Applies to
+    # "hnsw" or "ivfflat" (lists: the square root of the rows). Which is faster for a given
+    # recall depends on where users' vectors lie (docs/benchmarks.md); either way the search
+    # length is tuned per model version on a sample of its users, the shortest that finds
+    # SCORE_SEARCH_RECALL of their exact top 10 (recommendations.vectors.tuning). Applies to
     # versions whose indexes are built from then on.
-    "SCORE_INDEX": "ivfflat",
-    # Lists an IVFFlat search scans (recall against speed).
+    "SCORE_INDEX": "hnsw",
+    "SCORE_SEARCH_RECALL": 0.97,
+    # Lists an IVFFlat search scans when the version has no tuned value.
     "IVFFLAT_PROBES": 20,
     # HNSW candidate list sizes: item-to-item queries (similar products) start inside the
-    # data; a user's vector on an HNSW score index needs a longer search for recall >= 0.95.
+    # data; users' queries on an HNSW score index search longer when the version has no
+    # tuned value.
     "HNSW_EF_SEARCH": 100,
     "HNSW_EF_SEARCH_FOR_USERS": 800,
     # Alias in DATABASES of a read replica that serving reads vectors and the active version
@@ -143,7 +145,7 @@ DEFAULTS: dict[str, Any] = {
 }
 
 IMPORT_STRINGS = {"PRODUCT_ADAPTER", "STORE_ADAPTER", "OPT_OUT_CHECK"}
-CHOICES = {"SCORE_INDEX": ("ivfflat", "hnsw")}
+CHOICES = {"SCORE_INDEX": ("hnsw", "ivfflat")}
 
 
 class RecommendationSettings:

@@ -19,7 +19,7 @@ from recommendations import training
 from recommendations.locks import advisory_lock
 from recommendations.models import ModelStatus, ModelVersion
 from recommendations.progress import Progress
-from recommendations.vectors import activation, embedding, indexes, queries
+from recommendations.vectors import activation, embedding, queries, tuning
 
 logger = logging.getLogger(__name__)
 
@@ -132,14 +132,14 @@ def embed_version(version: ModelVersion, progress: Progress | None = None) -> Pi
         if not acquired:
             return PipelineResult(version=version, skipped=LOCKED)
         counts = embedding.embed_version(version, progress)
-        indexes.build_indexes(version)
+        tuning.prepare_search(version)
     return PipelineResult(version=version, vectors=counts.as_dict(), seconds=time.perf_counter() - started)
 
 
 def _embed_and_activate(version: ModelVersion, progress: Progress) -> dict[str, float]:
     counts = embedding.embed_version(version, progress)
     progress("building indexes", 0, 1)
-    indexes.build_indexes(version)
+    tuning.prepare_search(version)
     progress("activating", 0, 1)
     activation.activate(version)
     progress("done", 1, 1)

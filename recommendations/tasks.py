@@ -24,7 +24,7 @@ from recommendations.features import InsufficientData
 from recommendations.marketing.tasks import refresh_segments  # noqa: F401 - registers it with the host's worker
 from recommendations.serving import statistics
 from recommendations.serving.tasks import prune_served  # noqa: F401 - registers it with the host's worker
-from recommendations.vectors import activation, embedding, indexes, queries
+from recommendations.vectors import activation, embedding, indexes, queries, tuning
 
 logger = logging.getLogger(__name__)
 
@@ -95,11 +95,13 @@ def refresh_statistics() -> dict[str, int]:
 
 @shared_task(name="recommendations.tasks.reindex", time_limit=EMBED_TIME_LIMIT, **durable)
 def reindex(version_id: int | None = None) -> dict[str, Any]:
-    """Rebuild the vector indexes of a version (the active one by default)."""
+    """Rebuild the vector indexes of a version (the active one by default), then tune its
+    score search again: a rebuilt index answers differently."""
     version = pipeline.get_version(version_id) if version_id else queries.active_version(fresh=True)
     if version is None:
         return {"skipped": "no active model version"}
-    return {"version": version.pk, "indexes": indexes.reindex(version)}
+    rebuilt = indexes.reindex(version)
+    return {"version": version.pk, "indexes": rebuilt, "vector_search": tuning.tune_score_search(version)}
 
 
 @shared_task(name="recommendations.tasks.purge", time_limit=EMBED_TIME_LIMIT, **durable)

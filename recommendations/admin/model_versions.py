@@ -64,6 +64,7 @@ class ModelVersionAdmin(ReadOnlyAdmin):
                     ("training_time", "device"),
                     "artifact",
                     "config_display",
+                    "vector_search_display",
                     ("created_at", "activated_at"),
                 ]
             },
@@ -87,6 +88,7 @@ class ModelVersionAdmin(ReadOnlyAdmin):
         "device",
         "artifact",
         "config_display",
+        "vector_search_display",
         "created_at",
         "activated_at",
     ]
@@ -135,6 +137,10 @@ class ModelVersionAdmin(ReadOnlyAdmin):
     @admin.display(description="config")
     def config_display(self, obj: ModelVersion) -> SafeString:
         return format_html("<pre>{}</pre>", json.dumps(obj.config, indent=2, sort_keys=True))
+
+    @admin.display(description="vector search (tuned on this version's users)")
+    def vector_search_display(self, obj: ModelVersion) -> SafeString:
+        return format_html("<pre>{}</pre>", json.dumps(obj.vector_search, indent=2, sort_keys=True))
 
     # --- actions ------------------------------------------------------------------------
     @admin.action(description="Retrain now (train, evaluate, embed, activate)", permissions=["activate"])

@@ -40,6 +40,9 @@ class ModelVersion(models.Model):
     device = models.CharField(max_length=32, blank=True)
     artifact = models.FileField(upload_to="recommendations/models/", blank=True)
     error = models.TextField(blank=True)
+    # The score index's kind and the search length tuned on this version's own users
+    # (recommendations.vectors.tuning): {"index", "ef_search" or "probes", "recall", "ms", ...}.
+    vector_search = models.JSONField(default=dict, blank=True)
     # Progress of the task working on this version: {"stage", "done", "total"}.
     progress = models.JSONField(default=dict, blank=True)
     task_id = models.CharField(max_length=64, blank=True)

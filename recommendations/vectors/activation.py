@@ -18,7 +18,7 @@ from django.utils import timezone
 
 from recommendations.locks import advisory_lock
 from recommendations.models import ModelStatus, ModelVersion, ProductVector, StoreVector, UserVector
-from recommendations.vectors import indexes, queries
+from recommendations.vectors import indexes, queries, tuning
 
 logger = logging.getLogger(__name__)
 
@@ -39,7 +39,7 @@ def activate(version: ModelVersion) -> ModelVersion:
     if version.status == ModelStatus.ACTIVE:
         return version
     _check_can_serve(version)
-    indexes.build_indexes(version)
+    tuning.prepare_search(version)
     with transaction.atomic():
         # Serialise concurrent activations; the unique constraint would reject the second.
         with connection.cursor() as cursor:

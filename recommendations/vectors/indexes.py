@@ -13,9 +13,11 @@ than inserting into an existing one, and a version that is being written has no 
 Products are ranked for a user by score = user . item + bias, so their inner-product index
 is on `ScoreEmbedding`, [item, bias]: for the query [user, 1] the index orders by the exact
 score (the learning core folds the bias the same way), with no re-ranking afterwards. That
-index is IVFFlat by default (`SCORE_INDEX`): a user's vector lies between the clusters of
-what they like, where scanning the nearest lists whole finds the best products sooner than
-an HNSW graph walk (docs/benchmarks.md). Similar products (cosine) and stores stay on HNSW.
+index is HNSW, or IVFFlat with `SCORE_INDEX = "ivfflat"`: when users' vectors lie between
+the clusters of what they like, scanning the nearest lists whole finds their best products
+sooner than a graph walk; when they lie among the items, as a trained model's do, the graph
+is faster (docs/benchmarks.md). Either way its search length is tuned per version on the
+version's own users (`recommendations.vectors.tuning`). Similar products and stores use HNSW.
 """
 
 from __future__ import annotations
@@ -79,6 +81,7 @@ INDEX_SPECS = (
     IndexSpec(ProductVector, "vector_cosine_ops", "product_cos"),
     IndexSpec(StoreVector, "vector_ip_ops", "store_ip"),
 )
+SCORE_SPEC = INDEX_SPECS[0]
 
 
 def embedding_expression(dimensions: int) -> Cast:
@@ -105,6 +108,17 @@ class ScoreEmbedding(Func):
 
 def index_name(spec: IndexSpec, version_id: int) -> str:
     return f"rec_{spec.short}_v{version_id}"
+
+
+def score_index_kind(version_id: int) -> str | None:
+    """ "hnsw" or "ivfflat": how the version's score index was built (None while it is not)."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT am.amname FROM pg_class c JOIN pg_am am ON am.oid = c.relam WHERE c.relname = %s",
+            [index_name(SCORE_SPEC, version_id)],
+        )
+        row = cursor.fetchone()
+    return row[0] if row else None
 
 
 def ivfflat_lists(rows: int) -> int:

@@ -168,7 +168,7 @@ def product_vectors(ids: Iterable[str], version: ModelVersion | None = None) -> 
     if not keys:
         return {}
     rows = _fetch(_rows_sql(ProductVector, "product_id", "bias"), [version.pk, keys])
-    return {pid: ItemVector(_parse(embedding), bias) for pid, embedding, bias in rows}
+    return {pid: ItemVector(parse_vector(embedding), bias) for pid, embedding, bias in rows}
 
 
 def user_vector(user_id: int, version: ModelVersion | None = None) -> np.ndarray | None:
@@ -177,10 +177,10 @@ def user_vector(user_id: int, version: ModelVersion | None = None) -> np.ndarray
     if version is None:
         return None
     rows = _fetch(_rows_sql(UserVector, "user_id"), [version.pk, [user_id]])
-    return _parse(rows[0][1]) if rows else None
+    return parse_vector(rows[0][1]) if rows else None
 
 
-def _parse(sent: bytes) -> np.ndarray:
+def parse_vector(sent: bytes) -> np.ndarray:
     """pgvector's binary form (`vector_send`: two int16 headers, then big-endian float32s).
 
     Four times cheaper to read than the text form, which costs ~25 us per 64-d vector to parse.
@@ -236,7 +236,7 @@ def _knn_sql(model: type[Model], key: str, dimensions: int, kind: str, filtered:
     )
 
 
-def _search_settings(alias: str, ef_search: int) -> None:
+def _search_settings(alias: str, ef_search: int, probes: int) -> None:
     """Search lengths (`hnsw.ef_search`, `ivfflat.probes`) and iterative index scans for the
     session of `alias`'s connection, whichever kind of index the query meets.
 
@@ -249,7 +249,7 @@ def _search_settings(alias: str, ef_search: int) -> None:
     """
     connection = connections[alias]
     connection.ensure_connection()
-    wanted = (str(min(ef_search, MAX_EF_SEARCH)), str(rec_settings.IVFFLAT_PROBES))
+    wanted = (str(min(ef_search, MAX_EF_SEARCH)), str(probes))
     local = connection.in_atomic_block
     raw = connection.connection
     if not local and _tuned.get(raw) == wanted:
@@ -279,8 +279,9 @@ def _nearest(
     from_user: bool = True,
 ) -> list[tuple[str, float]]:
     """k-NN on one version's rows. `kind`: "score" (user . item + bias), "inner" (inner
-    product) or "cosine". A user's vector lies between the clusters of what they like and
-    needs a longer search (`HNSW_EF_SEARCH_FOR_USERS`) than one from among the items."""
+    product) or "cosine". A user's query on the score index searches as long as tuned for the
+    version (`ModelVersion.vector_search`, see `recommendations.vectors.tuning`), else with
+    the settings' lengths; queries from among the items search with `HNSW_EF_SEARCH`."""
     version = version or active_version()
     if version is None or k <= 0:
         return []
@@ -295,9 +296,11 @@ def _nearest(
     if kind == "score":
         query = np.append(query, 1.0)
     alias = vector_read_database()
-    _search_settings(
-        alias, rec_settings.HNSW_EF_SEARCH_FOR_USERS if from_user else rec_settings.HNSW_EF_SEARCH
-    )
+    tuned = version.vector_search if kind == "score" else {}
+    ef_search = rec_settings.HNSW_EF_SEARCH
+    if from_user:
+        ef_search = tuned.get("ef_search", rec_settings.HNSW_EF_SEARCH_FOR_USERS)
+    _search_settings(alias, ef_search, tuned.get("probes", rec_settings.IVFFLAT_PROBES))
     sql = _knn_sql(model, key, version.dimensions, kind, filter_ids is not None, bool(exclude))
     params: list[Any] = [Vector(query).to_text(), version.pk]
     params += [[str(i) for i in keys] for keys in (filter_ids, exclude) if keys]

@@ -37,6 +37,8 @@ def messages_of(response):
 
 def test_list_and_detail_show_metrics_curve_and_the_missing_active_version(staff):
     version = trained(1)
+    version.vector_search = {"index": "hnsw", "ef_search": 200, "recall": 0.981}
+    version.save()
     ModelVersion.objects.create(
         status=ModelStatus.TRAINING, progress={"stage": "training", "done": 3, "total": 10}
     )
@@ -51,6 +53,7 @@ def test_list_and_detail_show_metrics_curve_and_the_missing_active_version(staff
     ).content.decode()
     assert "<svg" in detail and "<polyline" in detail and "validation NDCG@10" in detail
     assert "popularity" in detail and "0.0500" in detail
+    assert "tuned on this version" in detail and "&quot;ef_search&quot;: 200" in detail
 
 
 def test_activate_action_and_rollback_button(staff):

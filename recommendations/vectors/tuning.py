@@ -1,0 +1,138 @@
+"""The score index's search length, tuned per model version on the version's own users.
+
+How long an approximate search must be for a given recall depends on where the vectors lie.
+The users of a trained two-tower model sit among the items they like: on Amazon Beauty,
+HNSW finds 0.998 of their exact top 10 at ef_search 40. Users whose tastes lie between
+distant clusters need ef_search 800 for 0.99 (docs/benchmarks.md). A fixed setting either
+wastes time on every request or misses neighbours. So once a version's score index is built,
+a sample of its user vectors is searched at growing lengths and compared with the exact
+ranking (numpy over all of the version's product vectors); the shortest length that reaches
+`SCORE_SEARCH_RECALL` is kept on the version (`ModelVersion.vector_search`) and serving
+searches with it (`queries._nearest`).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+import numpy as np
+from django.db import connection
+
+from recommendations.conf import rec_settings
+from recommendations.models import ModelVersion, ProductVector, UserVector
+from recommendations.vectors import indexes, queries
+
+logger = logging.getLogger(__name__)
+
+SAMPLE_USERS = 200
+K = 10
+# Search lengths tried, shortest first: HNSW's candidate list, IVFFlat's lists scanned.
+LENGTHS = {
+    "hnsw": ("ef_search", (40, 100, 200, 400, 800, 1000)),
+    "ivfflat": ("probes", (1, 2, 5, 10, 20, 40, 80, 160)),
+}
+# Rows of product vectors scored at once for the exact ranking (bounds the memory used).
+CHUNK = 50_000
+
+
+def prepare_search(version: ModelVersion) -> list[str]:
+    """Build the version's missing indexes, then tune its score search when that index was
+    built now or was never tuned. Returns the names of the indexes built."""
+    built = indexes.build_indexes(version)
+    if indexes.index_name(indexes.SCORE_SPEC, version.pk) in built or not version.vector_search:
+        tune_score_search(version)
+    return built
+
+
+def tune_score_search(version: ModelVersion) -> dict[str, Any]:
+    """Measure the score index on a sample of the version's users and keep the shortest search
+    that reaches `SCORE_SEARCH_RECALL` (the longest tried, with a warning, when none does)."""
+    kind = indexes.score_index_kind(version.pk)
+    users = _sample_users(version)
+    if kind is None or not len(users):
+        version.vector_search = {"index": kind, "users": 0}
+        version.save(update_fields=["vector_search"])
+        return version.vector_search
+    started = time.perf_counter()
+    exact = _exact_top(version, users)
+    target = rec_settings.SCORE_SEARCH_RECALL
+    name, lengths = LENGTHS[kind]
+    if kind == "ivfflat":
+        lists = indexes.ivfflat_lists(ProductVector.objects.filter(model_version=version).count())
+        lengths = (*(n for n in lengths if n < lists), lists)  # all lists: exact
+    for length in lengths:
+        version.vector_search = {"index": kind, name: length}
+        searched = time.perf_counter()
+        found = [{p for p, _ in queries.nearest_products(u, K, version=version)} for u in users]
+        milliseconds = (time.perf_counter() - searched) * 1000 / len(users)
+        recall = float(np.mean([len(f & e) / min(K, len(e) or 1) for f, e in zip(found, exact, strict=True)]))
+        if recall >= target:
+            break
+    version.vector_search = {
+        "index": kind,
+        name: length,
+        "recall": round(recall, 4),
+        "target": target,
+        "ms": round(milliseconds, 2),
+        "users": len(users),
+    }
+    version.save(update_fields=["vector_search"])
+    log = logger.info if recall >= target else logger.warning
+    log(
+        "Tuned the score index of model version %s: %s %s %d finds %.3f of the exact top %d "
+        "(target %.2f) in %.1f ms per query, on %d users; tuning took %.1fs",
+        version.pk,
+        kind,
+        name,
+        length,
+        recall,
+        K,
+        target,
+        milliseconds,
+        len(users),
+        time.perf_counter() - started,
+    )
+    return version.vector_search
+
+
+def _sample_users(version: ModelVersion) -> list[np.ndarray]:
+    table = connection.ops.quote_name(UserVector._meta.db_table)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT vector_send(embedding) FROM {table} WHERE model_version_id = %s "
+            "ORDER BY random() LIMIT %s",
+            [version.pk, SAMPLE_USERS],
+        )
+        return [queries.parse_vector(row[0]) for row in cursor.fetchall()]
+
+
+def _exact_top(version: ModelVersion, users: list[np.ndarray]) -> list[set[str]]:
+    """Each user's exact top K by user . item + bias over all of the version's products, read
+    in chunks so that the memory stays bounded at any catalogue size."""
+    table = connection.ops.quote_name(ProductVector._meta.db_table)
+    user_matrix = np.stack(users)
+    best_scores = np.empty((len(users), 0), dtype=np.float32)
+    best_ids = np.empty((len(users), 0), dtype=object)
+    # A server-side cursor: the rows arrive CHUNK at a time, not all at once.
+    with connection.chunked_cursor() as cursor:
+        cursor.execute(
+            f"SELECT product_id, vector_send(embedding), bias FROM {table} WHERE model_version_id = %s",
+            [version.pk],
+        )
+        while rows := cursor.fetchmany(CHUNK):
+            ids = np.array([row[0] for row in rows], dtype=object)
+            matrix = np.stack([queries.parse_vector(row[1]) for row in rows])
+            scores = user_matrix @ matrix.T + np.array([row[2] for row in rows], dtype=np.float32)
+            top = (
+                np.argsort(-scores, axis=1)[:, :K]
+                if len(ids) <= K
+                else np.argpartition(-scores, K, axis=1)[:, :K]
+            )
+            scores = np.concatenate([best_scores, np.take_along_axis(scores, top, axis=1)], axis=1)
+            candidates = np.concatenate([best_ids, ids[top]], axis=1)
+            keep = np.argsort(-scores, axis=1)[:, :K]
+            best_scores = np.take_along_axis(scores, keep, axis=1)
+            best_ids = np.take_along_axis(candidates, keep, axis=1)
+    return [set(row) for row in best_ids.tolist()]

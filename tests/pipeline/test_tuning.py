@@ -1,0 +1,113 @@
+"""The score index's search length, tuned per version on its own users (`vectors.tuning`)."""
+
+import numpy as np
+import pytest
+from django.contrib.auth import get_user_model
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from recommendations.models import ModelStatus, ModelVersion
+from recommendations.vectors import indexes, queries, tuning, writer
+
+DIMS = 16
+
+
+def clustered_version(users_between_clusters: bool, n_items=4000, n_users=60, seed=3):
+    """Items in 40 tight clusters; users either next to one item or halfway between two clusters."""
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(40, DIMS))
+    items = centres[rng.integers(0, 40, n_items)] + 0.3 * rng.normal(size=(n_items, DIMS))
+    if users_between_clusters:
+        pairs = rng.integers(0, 40, size=(n_users, 2))
+        users = centres[pairs].mean(axis=1)
+    else:
+        users = items[rng.integers(0, n_items, n_users)] + 0.05 * rng.normal(size=(n_users, DIMS))
+    version = ModelVersion.objects.create(status=ModelStatus.READY, dimensions=DIMS)
+    writer.write_product_vectors(version, [str(i) for i in range(1, n_items + 1)], items, np.zeros(n_items))
+    accounts = get_user_model().objects.bulk_create(
+        get_user_model()(username=f"u{i}") for i in range(n_users)
+    )
+    writer.write_user_vectors(version, [a.pk for a in accounts], users)
+    return version, users
+
+
+def exact_top(version, user, k=10):
+    found = queries.product_vectors([str(i) for i in range(1, 5001)], version)
+    ranked = sorted(found, key=lambda p: -(float(found[p].embedding @ user) + found[p].bias))
+    return set(ranked[:k])
+
+
+def session_setting(name):
+    with connection.cursor() as cursor:
+        cursor.execute(f"SHOW {name}")
+        return cursor.fetchone()[0]
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("between, shortest", [(False, True), (True, False)])
+def test_hnsw_search_is_as_long_as_the_versions_users_need(settings, between, shortest):
+    settings.RECOMMENDATIONS = {
+        **settings.RECOMMENDATIONS,
+        "SCORE_INDEX": "hnsw",
+        "SCORE_SEARCH_RECALL": 0.97,
+    }
+    version, users = clustered_version(users_between_clusters=between)
+    tuning.prepare_search(version)
+    tuned = ModelVersion.objects.get(pk=version.pk).vector_search
+    assert tuned["index"] == "hnsw" and tuned["users"] == len(users)
+    assert tuned["recall"] >= 0.97
+    assert (tuned["ef_search"] == 40) is shortest
+    # Serving searches with the tuned length, and finds what the tuning promised.
+    version.refresh_from_db()
+    hits = [
+        len({p for p, _ in queries.nearest_products(u, 10, version=version)} & exact_top(version, u))
+        for u in users
+    ]
+    assert session_setting("hnsw.ef_search") == str(tuned["ef_search"])
+    assert np.mean(hits) / 10 >= 0.95
+
+
+@pytest.mark.django_db
+def test_ivfflat_probes_are_tuned_and_never_past_all_lists(settings):
+    settings.RECOMMENDATIONS = {
+        **settings.RECOMMENDATIONS,
+        "SCORE_INDEX": "ivfflat",
+        "SCORE_SEARCH_RECALL": 0.99,
+    }
+    version, users = clustered_version(users_between_clusters=True)
+    tuning.prepare_search(version)
+    version.refresh_from_db()
+    tuned = version.vector_search
+    assert tuned["index"] == "ivfflat" and tuned["recall"] >= 0.99
+    assert 1 <= tuned["probes"] <= indexes.ivfflat_lists(4000) == 63
+    queries.nearest_products(users[0], 10, version=version)
+    assert session_setting("ivfflat.probes") == str(tuned["probes"])
+
+
+@pytest.mark.django_db
+def test_tuned_once_per_build_and_a_version_without_users_keeps_the_settings(settings):
+    version, _ = clustered_version(users_between_clusters=False, n_items=500, n_users=20)
+    tuning.prepare_search(version)
+    version.refresh_from_db()
+    first = version.vector_search
+    with CaptureQueriesContext(connection) as executed:
+        assert tuning.prepare_search(version) == []  # indexes there and tuned: nothing to do
+    assert not [q for q in executed.captured_queries if "random()" in q["sql"]]
+    version.refresh_from_db()
+    assert version.vector_search == first
+
+    empty = ModelVersion.objects.create(status=ModelStatus.READY, dimensions=DIMS)
+    writer.write_product_vectors(empty, ["1", "2", "3"], np.eye(3, DIMS), np.zeros(3))
+    tuning.prepare_search(empty)
+    empty.refresh_from_db()
+    assert empty.vector_search == {"index": "hnsw", "users": 0}
+    settings.RECOMMENDATIONS = {**settings.RECOMMENDATIONS, "HNSW_EF_SEARCH_FOR_USERS": 333}
+    queries.nearest_products(np.ones(DIMS), 2, version=empty)
+    assert session_setting("hnsw.ef_search") == "333"
+
+
+@pytest.mark.django_db
+def test_exact_ranking_merges_chunks_correctly(monkeypatch):
+    version, users = clustered_version(users_between_clusters=True, n_items=300, n_users=5)
+    monkeypatch.setattr(tuning, "CHUNK", 7)  # many chunks, the last one shorter than K
+    assert tuning._exact_top(version, list(users)) == [exact_top(version, u) for u in users]
