@@ -735,7 +735,7 @@ def report(n, n_users, args, seconds, recall, baseline, capacity, paced, memory)
     print("\nMemory at the end of the load phases")
     for name, usage in memory.items():
         print(f"  {name:<16}{usage.describe()}")
-    print("\nHNSW recall@10 against exact search (target >= 0.95); the first row is the configuration")
+    print("\nVector search recall@10 against exact search (target >= 0.95); first row: as configured")
     for row in recall:
         print(
             f"  for-you, {row['users_search']}: inner product {row['inner_product']:.3f} "
