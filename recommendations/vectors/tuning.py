@@ -80,9 +80,10 @@ def tune_score_search(version: ModelVersion) -> dict[str, Any]:
     }
     version.save(update_fields=["vector_search"])
     log = logger.info if recall >= target else logger.warning
+    other = "ivfflat" if kind == "hnsw" else "hnsw"
     log(
         "Tuned the score index of model version %s: %s %s %d finds %.3f of the exact top %d "
-        "(target %.2f) in %.1f ms per query, on %d users; tuning took %.1fs",
+        "(target %.2f) in %.1f ms per query, on %d users; tuning took %.1fs.%s",
         version.pk,
         kind,
         name,
@@ -93,6 +94,10 @@ def tune_score_search(version: ModelVersion) -> dict[str, Any]:
         milliseconds,
         len(users),
         time.perf_counter() - started,
+        ""
+        if recall >= target
+        else f" Below the target even at the longest search: try RECOMMENDATIONS['SCORE_INDEX'] = "
+        f"{other!r} for the next version (docs/benchmarks.md compares the two on several kinds of data).",
     )
     return version.vector_search
 

@@ -111,3 +111,19 @@ def test_exact_ranking_merges_chunks_correctly(monkeypatch):
     version, users = clustered_version(users_between_clusters=True, n_items=300, n_users=5)
     monkeypatch.setattr(tuning, "CHUNK", 7)  # many chunks, the last one shorter than K
     assert tuning._exact_top(version, list(users)) == [exact_top(version, u) for u in users]
+
+
+@pytest.mark.django_db
+def test_a_target_out_of_reach_keeps_the_longest_search_and_says_what_to_try(settings, caplog):
+    settings.RECOMMENDATIONS = {
+        **settings.RECOMMENDATIONS,
+        "SCORE_INDEX": "ivfflat",
+        "SCORE_SEARCH_RECALL": 1.01,
+    }
+    version, _ = clustered_version(users_between_clusters=True, n_items=900, n_users=10)
+    with caplog.at_level("WARNING", logger="recommendations.vectors.tuning"):
+        tuning.prepare_search(version)
+    version.refresh_from_db()
+    assert version.vector_search["probes"] == indexes.ivfflat_lists(900) == 30  # every list: exact
+    assert version.vector_search["recall"] == 1.0
+    assert "try RECOMMENDATIONS['SCORE_INDEX'] = 'hnsw'" in caplog.text
