@@ -71,6 +71,12 @@ BENCHMARKS = (
         ("vectors.py", "--rows", "20000", "--sizes", "20000"),
     ),
     Benchmark(
+        "index_kinds",
+        "HNSW against IVFFlat on trained vectors",
+        ("index_kinds.py",),
+        ("index_kinds.py", "--max-seconds", "10", "--users", "50"),
+    ),
+    Benchmark(
         "retrain",
         "End-to-end retrain through a Celery worker",
         ("retrain.py",),
