@@ -111,12 +111,13 @@ DEFAULTS: dict[str, Any] = {
     # A product counts as replenishable (buy it again) when this share of its buyers rebought it.
     "REPLENISHABLE_MIN_REPEAT_RATE": 0.1,
     # The index that ranks products for a user (user . item + bias, an inner product):
-    # "hnsw" or "ivfflat" (lists: the square root of the rows). Which is faster for a given
-    # recall depends on where users' vectors lie (docs/benchmarks.md); either way the search
-    # length is tuned per model version on a sample of its users, the shortest that finds
-    # SCORE_SEARCH_RECALL of their exact top 10 (recommendations.vectors.tuning). Applies to
-    # versions whose indexes are built from then on.
-    "SCORE_INDEX": "hnsw",
+    # "hnsw", "ivfflat" (lists: the square root of the rows) or "auto": HNSW, compared with
+    # IVFFlat when HNSW needs a long search for SCORE_SEARCH_RECALL, keeping the faster. Which
+    # kind is faster depends on where users' vectors lie (docs/benchmarks.md). Either way the
+    # search length is tuned per model version on a sample of its users: the shortest that
+    # finds SCORE_SEARCH_RECALL of their exact top 10 (recommendations.vectors.tuning).
+    # Applies to versions whose indexes are built from then on.
+    "SCORE_INDEX": "auto",
     "SCORE_SEARCH_RECALL": 0.97,
     # Lists an IVFFlat search scans when the version has no tuned value.
     "IVFFLAT_PROBES": 20,
@@ -145,7 +146,7 @@ DEFAULTS: dict[str, Any] = {
 }
 
 IMPORT_STRINGS = {"PRODUCT_ADAPTER", "STORE_ADAPTER", "OPT_OUT_CHECK"}
-CHOICES = {"SCORE_INDEX": ("hnsw", "ivfflat")}
+CHOICES = {"SCORE_INDEX": ("auto", "hnsw", "ivfflat")}
 
 
 class RecommendationSettings:

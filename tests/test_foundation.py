@@ -58,7 +58,7 @@ def test_settings_object_has_defaults_and_follows_override_settings():
 
 def test_a_setting_with_choices_rejects_other_values():
     with override_settings(RECOMMENDATIONS={"SCORE_INDEX": "annoy"}):
-        with pytest.raises(ImproperlyConfigured, match="'annoy' is not one of: hnsw, ivfflat"):
+        with pytest.raises(ImproperlyConfigured, match="'annoy' is not one of: auto, hnsw, ivfflat"):
             rec_settings.SCORE_INDEX
 
 

@@ -13,11 +13,12 @@ than inserting into an existing one, and a version that is being written has no 
 Products are ranked for a user by score = user . item + bias, so their inner-product index
 is on `ScoreEmbedding`, [item, bias]: for the query [user, 1] the index orders by the exact
 score (the learning core folds the bias the same way), with no re-ranking afterwards. That
-index is HNSW, or IVFFlat with `SCORE_INDEX = "ivfflat"`: when users' vectors lie between
-the clusters of what they like, scanning the nearest lists whole finds their best products
-sooner than a graph walk; when they lie among the items, as a trained model's do, the graph
-is faster (docs/benchmarks.md). Either way its search length is tuned per version on the
-version's own users (`recommendations.vectors.tuning`). Similar products and stores use HNSW.
+index is HNSW or IVFFlat (`SCORE_INDEX`; "auto" picks per version, see
+`recommendations.vectors.tuning`): when users' vectors lie between the clusters of what they
+like, scanning the nearest lists whole finds their best products sooner than a graph walk;
+when they lie among the items, as a trained model's do, the graph is faster
+(docs/benchmarks.md). Either way its search length is tuned per version on the version's own
+users. Similar products and stores use HNSW.
 """
 
 from __future__ import annotations
@@ -127,9 +128,12 @@ def ivfflat_lists(rows: int) -> int:
     return max(1, min(MAX_IVFFLAT_LISTS, round(math.sqrt(rows))))
 
 
-def vector_index(spec: IndexSpec, version: ModelVersion) -> HnswIndex | IvfflatIndex:
-    """The index of `spec` for `version`: IVFFlat for the score index when `SCORE_INDEX`
-    says so (its lists sized by the version's rows, counted now), else HNSW."""
+def vector_index(
+    spec: IndexSpec, version: ModelVersion, score_kind: str | None = None
+) -> HnswIndex | IvfflatIndex:
+    """The index of `spec` for `version`: IVFFlat for the score index when `score_kind` (by
+    default `SCORE_INDEX`; "auto" starts with HNSW) says so, its lists sized by the version's
+    rows counted now; else HNSW."""
     if spec.score:
         expression = ScoreEmbedding(version.dimensions)
     else:
@@ -137,7 +141,7 @@ def vector_index(spec: IndexSpec, version: ModelVersion) -> HnswIndex | IvfflatI
     # Django takes operator classes of expression indexes through OpClass, not opclasses=.
     indexed = OpClass(expression, name=spec.opclass)
     common = {"name": index_name(spec, version.pk), "condition": Q(model_version_id=version.pk)}
-    if spec.score and rec_settings.SCORE_INDEX == "ivfflat":
+    if spec.score and (score_kind or rec_settings.SCORE_INDEX) == "ivfflat":
         rows = spec.model.objects.filter(model_version=version).count()
         return IvfflatIndex(indexed, lists=ivfflat_lists(rows), **common)
     return HnswIndex(indexed, m=HNSW_M, ef_construction=spec.ef_construction, **common)
@@ -159,7 +163,9 @@ def existing_indexes(version_id: int) -> dict[str, bool]:
         return dict(cursor.fetchall())
 
 
-def build_indexes(version: ModelVersion, specs: Sequence[IndexSpec] = INDEX_SPECS) -> list[str]:
+def build_indexes(
+    version: ModelVersion, specs: Sequence[IndexSpec] = INDEX_SPECS, score_kind: str | None = None
+) -> list[str]:
     """Create the missing vector indexes of `version`; returns the names built.
 
     Idempotent (valid indexes are kept). Outside a transaction the build is CONCURRENT so
@@ -180,7 +186,7 @@ def build_indexes(version: ModelVersion, specs: Sequence[IndexSpec] = INDEX_SPEC
             name = index_name(spec, version.pk)
             if present.get(name):
                 continue
-            index = vector_index(spec, version)
+            index = vector_index(spec, version, score_kind)
             if index.name in present:  # left invalid by an interrupted concurrent build
                 editor.remove_index(spec.model, index, concurrently=concurrently)
             started = time.perf_counter()
@@ -202,13 +208,13 @@ def build_indexes(version: ModelVersion, specs: Sequence[IndexSpec] = INDEX_SPEC
     return built
 
 
-def drop_indexes(version: ModelVersion) -> list[str]:
+def drop_indexes(version: ModelVersion, specs: Sequence[IndexSpec] = INDEX_SPECS) -> list[str]:
     """Drop the vector indexes of `version` (before deleting it); returns the names dropped."""
     present = existing_indexes(version.pk)
     concurrently = not connection.in_atomic_block
     dropped = []
     with connection.schema_editor(atomic=False) as editor:
-        for spec in INDEX_SPECS:
+        for spec in specs:
             name = index_name(spec, version.pk)
             if name in present:
                 # Dropping needs only the name; the indexed expression is irrelevant here.

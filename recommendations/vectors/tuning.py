@@ -33,17 +33,54 @@ LENGTHS = {
     "hnsw": ("ef_search", (40, 100, 200, 400, 800, 1000)),
     "ivfflat": ("probes", (1, 2, 5, 10, 20, 40, 80, 160)),
 }
+# With SCORE_INDEX "auto", an HNSW search at least this long is compared with IVFFlat.
+LONG_EF_SEARCH = 400
 # Rows of product vectors scored at once for the exact ranking (bounds the memory used).
 CHUNK = 50_000
 
 
 def prepare_search(version: ModelVersion) -> list[str]:
     """Build the version's missing indexes, then tune its score search when that index was
-    built now or was never tuned. Returns the names of the indexes built."""
+    built now or was never tuned (with `SCORE_INDEX = "auto"`, choosing its kind too).
+    Returns the names of the indexes built."""
     built = indexes.build_indexes(version)
     if indexes.index_name(indexes.SCORE_SPEC, version.pk) in built or not version.vector_search:
-        tune_score_search(version)
+        tuned = tune_score_search(version)
+        if rec_settings.SCORE_INDEX == "auto" and tuned.get("index") == "hnsw" and _long(tuned):
+            _compare_with_ivfflat(version, tuned)
     return built
+
+
+def _long(tuned: dict[str, Any]) -> bool:
+    """An HNSW search worth comparing with IVFFlat: long, or short of the target."""
+    return tuned.get("users", 0) > 0 and (
+        tuned["ef_search"] >= LONG_EF_SEARCH or tuned["recall"] < tuned["target"]
+    )
+
+
+def _better(candidate: dict[str, Any], current: dict[str, Any]) -> bool:
+    """Whether `candidate` serves better: it reaches the target and is faster, or the
+    current one misses the target and the candidate finds more."""
+    if candidate["recall"] >= candidate["target"]:
+        return current["recall"] < current["target"] or candidate["ms"] < current["ms"]
+    return current["recall"] < current["target"] and candidate["recall"] > current["recall"]
+
+
+def _compare_with_ivfflat(version: ModelVersion, hnsw: dict[str, Any]) -> None:
+    """Rebuild the score index as IVFFlat (seconds even at 1M rows), tune it, and keep it when
+    it serves better; otherwise build the graph again. Only one kind exists at a time: the
+    planner, not the query, chooses between two indexes on one expression."""
+    score = [indexes.SCORE_SPEC]
+    indexes.drop_indexes(version, score)
+    indexes.build_indexes(version, score, score_kind="ivfflat")
+    ivfflat = tune_score_search(version)
+    if _better(ivfflat, hnsw):
+        logger.info("Model version %s keeps an IVFFlat score index: it serves better than HNSW", version.pk)
+        return
+    logger.info("Model version %s keeps an HNSW score index: IVFFlat did not serve better", version.pk)
+    indexes.drop_indexes(version, score)
+    indexes.build_indexes(version, score, score_kind="hnsw")
+    tune_score_search(version)
 
 
 def tune_score_search(version: ModelVersion) -> dict[str, Any]:
