@@ -117,7 +117,6 @@ def tune_score_search(version: ModelVersion) -> dict[str, Any]:
     }
     version.save(update_fields=["vector_search"])
     log = logger.info if recall >= target else logger.warning
-    other = "ivfflat" if kind == "hnsw" else "hnsw"
     log(
         "Tuned the score index of model version %s: %s %s %d finds %.3f of the exact top %d "
         "(target %.2f) in %.1f ms per query, on %d users; tuning took %.1fs.%s",
@@ -131,12 +130,20 @@ def tune_score_search(version: ModelVersion) -> dict[str, Any]:
         milliseconds,
         len(users),
         time.perf_counter() - started,
-        ""
-        if recall >= target
-        else f" Below the target even at the longest search: try RECOMMENDATIONS['SCORE_INDEX'] = "
-        f"{other!r} for the next version (docs/benchmarks.md compares the two on several kinds of data).",
+        "" if recall >= target else _missed_hint(kind),
     )
     return version.vector_search
+
+
+def _missed_hint(kind: str) -> str:
+    if rec_settings.SCORE_INDEX == "auto":
+        # "auto" compares the other kind next, or already has.
+        return " Below the target even at the longest search of this kind."
+    other = "ivfflat" if kind == "hnsw" else "hnsw"
+    return (
+        f" Below the target even at the longest search: try RECOMMENDATIONS['SCORE_INDEX'] = {other!r} "
+        "(or 'auto') for the next version; docs/benchmarks.md compares the kinds on several kinds of data."
+    )
 
 
 def _sample_users(version: ModelVersion) -> list[np.ndarray]:
