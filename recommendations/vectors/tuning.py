@@ -21,7 +21,7 @@ import numpy as np
 from django.db import connection
 
 from recommendations.conf import rec_settings
-from recommendations.models import ModelVersion, ProductVector, UserVector
+from recommendations.models import ModelStatus, ModelVersion, ProductVector, UserVector
 from recommendations.vectors import indexes, queries
 
 logger = logging.getLogger(__name__)
@@ -46,7 +46,14 @@ def prepare_search(version: ModelVersion) -> list[str]:
     built = indexes.build_indexes(version)
     if indexes.index_name(indexes.SCORE_SPEC, version.pk) in built or not version.vector_search:
         tuned = tune_score_search(version)
-        if rec_settings.SCORE_INDEX == "auto" and tuned.get("index") == "hnsw" and _long(tuned):
+        # The comparison rebuilds the index: never under a version that is serving.
+        serving = version.status == ModelStatus.ACTIVE
+        if (
+            rec_settings.SCORE_INDEX == "auto"
+            and not serving
+            and tuned.get("index") == "hnsw"
+            and _long(tuned)
+        ):
             _compare_with_ivfflat(version, tuned)
     return built
 

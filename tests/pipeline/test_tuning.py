@@ -169,3 +169,16 @@ def test_which_tuned_search_serves_better():
     assert not tuning._better(tuned(0.90, 1.0), tuned(0.97, 9.0))
     assert tuning._better(tuned(0.90, 9.0), tuned(0.80, 1.0))  # neither: more found wins
     assert not tuning._better(tuned(0.80, 1.0), tuned(0.90, 9.0))
+
+
+@pytest.mark.django_db
+def test_auto_never_rebuilds_the_index_of_the_version_that_is_serving(settings, monkeypatch):
+    settings.RECOMMENDATIONS = {**settings.RECOMMENDATIONS, "SCORE_INDEX": "auto"}
+    monkeypatch.setattr(tuning, "LONG_EF_SEARCH", 40)
+    monkeypatch.setattr(tuning, "_compare_with_ivfflat", lambda *args: pytest.fail("rebuilt a serving index"))
+    version, _ = clustered_version(users_between_clusters=True)
+    version.status = ModelStatus.ACTIVE
+    version.save()
+    tuning.prepare_search(version)
+    version.refresh_from_db()
+    assert version.vector_search["index"] == "hnsw" and version.vector_search["recall"] >= 0.97
