@@ -48,7 +48,7 @@ def main() -> None:
     from recommendations.learning.features import FeatureConfig, ItemFeaturizer
     from recommendations.learning.two_tower import TrainConfig, TwoTowerRecommender
     from recommendations.models import ModelVersion
-    from recommendations.vectors import indexes, queries, writer
+    from recommendations.vectors import indexes, tuning, writer
 
     call_command("migrate", verbosity=0)
     data, contents = load_beauty()
@@ -65,7 +65,7 @@ def main() -> None:
     users = np.random.default_rng(0).choice(train.n_users, min(args.users, train.n_users), replace=False)
     histories = [train.items[train.indptr[u] : train.indptr[u + 1]] for u in users]
     user_vectors = model.user_embeddings(histories, user_ids=users).float().cpu().numpy()
-    exact = [set(np.argsort(-(u @ embeddings.T + biases))[:10].tolist()) for u in user_vectors]
+    exact = [{str(i) for i in np.argsort(-(u @ embeddings.T + biases))[:10]} for u in user_vectors]
 
     ModelVersion.objects.all().delete()
     version = ModelVersion.objects.create(dimensions=embeddings.shape[1])
@@ -82,16 +82,8 @@ def main() -> None:
             print(f"{kind}: built in {time.perf_counter() - started:.1f}s")
         for length in lengths:
             with override_settings(RECOMMENDATIONS={**settings.RECOMMENDATIONS, setting: length}):
-                started = time.perf_counter()
-                hits = sum(
-                    len(expected & {int(p) for p, _ in queries.nearest_products(u, 10, version)})
-                    for u, expected in zip(user_vectors, exact, strict=True)
-                )
-                milliseconds = (time.perf_counter() - started) * 1000 / len(users)
-            print(
-                f"  {setting} {length:>4}: recall@10 {hits / len(users) / 10:.3f}, "
-                f"{milliseconds:.2f} ms/query"
-            )
+                recall, milliseconds = tuning.measure_search(version, user_vectors, exact)
+            print(f"  {setting} {length:>4}: recall@10 {recall:.3f}, {milliseconds:.2f} ms/query")
     ModelVersion.objects.all().delete()
 
 

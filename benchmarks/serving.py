@@ -418,12 +418,7 @@ def measure_recall(samples: int = 200, k: int = 10) -> list[dict[str, Any]]:
     for users_length, ef_items in dict.fromkeys(variants):
         version.vector_search = {"index": kind, name: users_length} if users_length else {}
         with override_settings(RECOMMENDATIONS={**settings.RECOMMENDATIONS, "HNSW_EF_SEARCH": ef_items}):
-            started = time.perf_counter()
-            ip = sum(
-                len(e & {p for p, _ in queries.nearest_products(u, k, version)})
-                for u, e in zip(users, exact_ip, strict=True)
-            )
-            ip_ms = (time.perf_counter() - started) * 1000 / len(users)
+            inner_product, ip_ms = tuning.measure_search(version, users, exact_ip, k)
             cos = sum(
                 len(e & {p for p, _ in queries.similar_products(ids[s], k, version)})
                 for s, e in zip(seeds, exact_cos, strict=True)
@@ -434,7 +429,7 @@ def measure_recall(samples: int = 200, k: int = 10) -> list[dict[str, Any]]:
                 "users_search": f"{kind} {name} {users_length or 'from settings'}"
                 + (" (tuned)" if users_length and users_length == tuned else ""),
                 "ef_items": ef_items,
-                "inner_product": ip / total,
+                "inner_product": inner_product,
                 "cosine": cos / total,
                 "ip_ms": ip_ms,
             }

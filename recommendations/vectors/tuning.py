@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -108,10 +109,7 @@ def tune_score_search(version: ModelVersion) -> dict[str, Any]:
         lengths = (*(n for n in lengths if n < lists), lists)  # all lists: exact
     for length in lengths:
         version.vector_search = {"index": kind, name: length}
-        searched = time.perf_counter()
-        found = [{p for p, _ in queries.nearest_products(u, K, version=version)} for u in users]
-        milliseconds = (time.perf_counter() - searched) * 1000 / len(users)
-        recall = float(np.mean([len(f & e) / min(K, len(e) or 1) for f, e in zip(found, exact, strict=True)]))
+        recall, milliseconds = measure_search(version, users, exact)
         if recall >= target:
             break
     version.vector_search = {
@@ -140,6 +138,19 @@ def tune_score_search(version: ModelVersion) -> dict[str, Any]:
         "" if recall >= target else _missed_hint(kind),
     )
     return version.vector_search
+
+
+def measure_search(
+    version: ModelVersion, users: Sequence[np.ndarray], exact: Sequence[set[str]], k: int = K
+) -> tuple[float, float]:
+    """recall@k of serving's score search for `users` against their `exact` top k (product
+    ids), and its milliseconds per query: as the version's `vector_search` (or the settings)
+    make it search."""
+    started = time.perf_counter()
+    found = [{p for p, _ in queries.nearest_products(u, k, version=version)} for u in users]
+    milliseconds = (time.perf_counter() - started) * 1000 / len(users)
+    recall = float(np.mean([len(f & e) / min(k, len(e) or 1) for f, e in zip(found, exact, strict=True)]))
+    return recall, milliseconds
 
 
 def _missed_hint(kind: str) -> str:
