@@ -67,7 +67,8 @@ def resolve_audience(request: Request, params: dict[str, Any]) -> Audience:
                 f"{READ_SCOPE} scope may ask for any user."
             )
         try:
-            user = get_user_model()._default_manager.filter(pk=user_id).first()
+            # Only the key: the services read other fields (rarely) on demand.
+            user = get_user_model()._default_manager.filter(pk=user_id).only("pk").first()
         except (ValueError, DjangoValidationError):
             user = None
         if user is None:

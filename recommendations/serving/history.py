@@ -32,6 +32,7 @@ PRODUCT_EVENTS = (
     EventType.RATING,
 )
 MAX_PURCHASES = 1000
+CLOCK_SKEW = dt.timedelta(days=1)
 # Which part of the visitor's UNION ALL query a row comes from.
 LATEST, BOUGHT, OPTED_OUT = "latest", "bought", "opted_out"
 
@@ -77,11 +78,13 @@ def audience_filter(audience: Audience) -> Q | None:
 FIELDS = ("id", "event_type", "product_id", "timestamp", "value")
 
 
-def history_start() -> dt.datetime | None:
-    """The oldest moment serving reads events from (`SERVING_HISTORY_DAYS`), None for no bound.
+def history_window() -> tuple[dt.datetime, dt.datetime] | None:
+    """The span serving reads events from (`SERVING_HISTORY_DAYS` back), None for no bound.
 
-    Passed as a value rather than `now() - interval`, so that PostgreSQL prunes the older
-    monthly partitions while planning instead of probing the index of every one of them.
+    Passed as values rather than `now() - interval`, so that PostgreSQL prunes the monthly
+    partitions outside it while planning instead of probing the indexes of every one of them:
+    the older ones, and the empty months made ahead. Its end allows a day of clock skew, so an
+    event stamped by a clock running ahead still counts.
     """
     days = rec_settings.SERVING_HISTORY_DAYS
     if days is None:
@@ -90,13 +93,14 @@ def history_start() -> dt.datetime | None:
         raise ImproperlyConfigured(
             f"RECOMMENDATIONS['SERVING_HISTORY_DAYS'] must be a number of days > 0 or None; got {days!r}."
         )
-    return timezone.now() - dt.timedelta(days=days)
+    now = timezone.now()
+    return now - dt.timedelta(days=days), now + CLOCK_SKEW
 
 
 def _latest(where: Q, size: int) -> QuerySet:
-    start = history_start()
-    if start is not None:
-        where &= Q(timestamp__gte=start)
+    window = history_window()
+    if window is not None:
+        where &= Q(timestamp__gte=window[0], timestamp__lt=window[1])
     return (
         Event.objects.filter(where, event_type__in=PRODUCT_EVENTS)
         .exclude(product_id="")
@@ -123,7 +127,7 @@ def _visitor_sql(by_user: bool, with_flag: bool, bounded: bool) -> str:
     who = _column(Event, "user" if by_user else "session_id")
     event_type, product = _column(Event, "event_type"), _column(Event, "product_id")
     timestamp = _column(Event, "timestamp")
-    since = f"AND {timestamp} >= %s " if bounded else ""
+    since = f"AND {timestamp} >= %s AND {timestamp} < %s " if bounded else ""
     newest_first = f"ORDER BY {timestamp} DESC, {_column(Event, 'id')} DESC LIMIT %s"
     parts = [
         f"(SELECT {columns}, '{LATEST}' FROM {events} WHERE {who} = %s AND {event_type} = ANY(%s) "
@@ -164,12 +168,12 @@ def load(audience: Audience) -> None:
     bought: list[HistoryEvent] = []
     opted_out = False
     if who is not None:
-        start = history_start()
-        since = [] if start is None else [start]
+        window = history_window()
+        since = [] if window is None else list(window)
         params = [who, [str(t) for t in PRODUCT_EVENTS], *since, rec_settings.REALTIME_HISTORY]
         params += [who, str(EventType.PURCHASE), *since, MAX_PURCHASES, *([user_id] if check_flag else [])]
         with connection.cursor() as cursor:
-            cursor.execute(_visitor_sql(user_id is not None, check_flag, start is not None), params)
+            cursor.execute(_visitor_sql(user_id is not None, check_flag, window is not None), params)
             rows = cursor.fetchall()
         for *values, part in rows:
             if part == OPTED_OUT:

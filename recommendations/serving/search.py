@@ -12,16 +12,17 @@ Without an active model the answer is keyword relevance alone.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 import numpy as np
 from django.contrib.postgres.search import SearchQuery, SearchRank, TrigramWordSimilarity
 from django.db.models import F
 
-from recommendations.models import ProductDocument
+from recommendations.models import ModelVersion, ProductDocument
 from recommendations.models.search import TEXT_SEARCH_CONFIG
 from recommendations.serving import variants
 from recommendations.serving.cache import cached
 from recommendations.serving.errors import InvalidParameters
-from recommendations.serving.history import recent_history
 from recommendations.serving.realtime import current_taste
 from recommendations.serving.rules import finalize, limit_for
 from recommendations.serving.types import Audience, Candidate, Kind, Options, RecommendationResult
@@ -77,63 +78,87 @@ def _unit(matrix: np.ndarray) -> np.ndarray:
     return matrix / np.maximum(np.linalg.norm(matrix, axis=-1, keepdims=True), 1e-9)
 
 
+@dataclass(frozen=True)
+class QueryMatches:
+    """What a query finds, the same for every visitor, so it is cached per query and version.
+
+    `keyword`: each keyword hit's relevance; `semantic`: each candidate's closeness to the
+    query's meaning; `ids`: the candidates with a vector, in the row order of `embeddings` and
+    of `units` (their directions, which the visitor's taste scores).
+    """
+
+    keyword: dict[str, float]
+    semantic: dict[str, float] = field(default_factory=dict)
+    ids: list[str] = field(default_factory=list)
+    embeddings: list[np.ndarray] = field(default_factory=list)
+    units: np.ndarray | None = None
+
+
+def query_matches(query: str, version: ModelVersion | None, k: int) -> QueryMatches:
+    """Keyword hits and, with a model, the `k` products nearest the meaning of the best ones."""
+    hits = keyword_hits(query)
+    keyword = dict(hits)
+    if version is None:
+        return QueryMatches(keyword)
+    seeds = [pid for pid, _ in hits[: max(k, FEEDBACK_HITS)]]
+    embeddings = {pid: v.embedding for pid, v in queries.product_vectors(seeds, version).items()}
+    feedback = [(embeddings[pid], score) for pid, score in hits[:FEEDBACK_HITS] if pid in embeddings]
+    meaning = None
+    if feedback:
+        meaning = _unit(sum(score * _unit(embedding) for embedding, score in feedback))
+        nearest = queries.nearest_products(meaning, k, version, from_items=True)
+        related = [pid for pid, _ in nearest if pid not in embeddings]
+        embeddings.update({pid: v.embedding for pid, v in queries.product_vectors(related, version).items()})
+    if not embeddings:
+        return QueryMatches(keyword)
+    ids = list(embeddings)
+    # Every candidate's direction at once: one matrix product per signal, not a norm each.
+    units = _unit(np.stack([embeddings[pid] for pid in ids]))
+    semantic = dict(zip(ids, (units @ meaning).tolist(), strict=True)) if meaning is not None else {}
+    return QueryMatches(keyword, semantic, ids, [embeddings[pid] for pid in ids], units)
+
+
 def search(query: str, audience: Audience, options: Options) -> RecommendationResult:
-    """Products for `query`, best first, personalised for the visitor when a model is active."""
+    """Products for `query`, best first, personalised for the visitor when a model is active.
+
+    What the query finds is shared by every visitor (`query_matches`, cached); the visitor's
+    taste only re-scores it, so a popular query costs one user-vector read per search.
+    """
     query = clean_query(query)
-    history = recent_history(audience)
     version = variants.model_version(audience)
     k = limit_for(Kind.SEARCH, options, audience) * 3 + len(options.exclude) + len(audience.shown)
-
-    def compute() -> list[Candidate]:
-        hits = keyword_hits(query)
-        keyword = dict(hits)
-        if version is None:
-            return [Candidate(pid, score, "keyword", f"Matches “{query}”") for pid, score in hits]
-        embeddings = {
-            pid: v.embedding
-            for pid, v in queries.product_vectors(
-                [pid for pid, _ in hits[: max(k, FEEDBACK_HITS)]], version
-            ).items()
-        }
-        feedback = [(embeddings[pid], score) for pid, score in hits[:FEEDBACK_HITS] if pid in embeddings]
-        meaning = None
-        if feedback:
-            meaning = _unit(sum(score * _unit(embedding) for embedding, score in feedback))
-            related = [
-                pid
-                for pid, _ in queries.nearest_products(meaning, k, version, from_items=True)
-                if pid not in embeddings
-            ]
-            embeddings.update(
-                {pid: v.embedding for pid, v in queries.product_vectors(related, version).items()}
-            )
+    matches = cached(
+        (Kind.SEARCH, query.lower(), version and version.pk, k),
+        lambda: query_matches(query, version, k),
+    )
+    affinity: dict[str, float] = {}
+    if matches.units is not None:
         taste = current_taste(version, audience)
-        semantic: dict[str, float] = {}
-        affinity: dict[str, float] = {}
-        ids = list(embeddings)
-        if ids and (meaning is not None or taste.vector is not None):
-            # Every candidate's direction at once: one matrix product per signal, not a norm each.
-            units = _unit(np.stack([embeddings[pid] for pid in ids]))
-            if meaning is not None:
-                semantic = dict(zip(ids, (units @ meaning).tolist(), strict=True))
-            if taste.vector is not None:
-                affinity = dict(zip(ids, (units @ _unit(taste.vector)).tolist(), strict=True))
-        candidates = []
-        for pid in dict.fromkeys([*keyword, *semantic]):
-            score = (
-                WEIGHTS["keyword"] * keyword.get(pid, 0.0)
-                + WEIGHTS["semantic"] * semantic.get(pid, 0.0)
-                + WEIGHTS["taste"] * affinity.get(pid, 0.0)
-            )
-            reason = f"Matches “{query}”" if pid in keyword else f"Related to “{query}”"
+        if taste.vector is not None:
+            affinity = dict(zip(matches.ids, (matches.units @ _unit(taste.vector)).tolist(), strict=True))
+    keyword, semantic = matches.keyword, matches.semantic
+    scores = {
+        pid: keyword.get(pid, 0.0)
+        if version is None
+        else WEIGHTS["keyword"] * keyword.get(pid, 0.0)
+        + WEIGHTS["semantic"] * semantic.get(pid, 0.0)
+        + WEIGHTS["taste"] * affinity.get(pid, 0.0)
+        for pid in dict.fromkeys([*keyword, *semantic])
+    }
+    # The rules need room for exclusions and diversity, not the whole keyword pool.
+    best = sorted(scores, key=scores.__getitem__, reverse=True)[: 2 * k]
+    embeddings = dict(zip(matches.ids, matches.embeddings, strict=True))
+    candidates = []
+    for pid in best:
+        reason = f"Matches “{query}”" if pid in keyword else f"Related to “{query}”"
+        if version is None:
+            source = "keyword"
+        else:
             source = "search" if affinity else "keyword" if pid in keyword else "semantic"
-            candidates.append(Candidate(pid, score, source, reason, embedding=embeddings.get(pid)))
-        return candidates
-
-    key = (Kind.SEARCH, query.lower(), variants.cache_key(audience), version and version.pk, audience.user_id)
+        candidates.append(Candidate(pid, scores[pid], source, reason, embedding=embeddings.get(pid)))
     return finalize(
         Kind.SEARCH,
-        cached((*key, audience.session_id, history.fingerprint, k), compute),
+        candidates,
         audience,
         options,
         model_version_id=version and version.pk,

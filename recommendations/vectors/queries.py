@@ -138,24 +138,20 @@ def similar_products(
 ) -> list[tuple[str, float]]:
     """Products whose vectors point the same way as `product_id`'s (cosine similarity).
 
-    Returns [] when the product has no vector in that version (unknown or inactive).
+    Returns [] when the product has no vector in that version (unknown or inactive). Its
+    vector is read inside the k-NN statement: one round trip.
     """
-    version = version or active_version()
-    if version is None:
-        return []
-    found = product_vectors([product_id], version)
-    if product_id not in found:
-        return []
     return _nearest(
         ProductVector,
         "product_id",
-        found[product_id].embedding,
+        None,
         k,
         version,
         {*exclude, product_id},
         filter_ids,
         kind="cosine",
         from_user=False,
+        seed=product_id,
     )
 
 
@@ -212,8 +208,19 @@ def _rows_sql(model: type[Model], key: str, *extra: str) -> str:
 
 
 @cache
-def _knn_sql(model: type[Model], key: str, dimensions: int, kind: str, filtered: bool, excluded: bool) -> str:
+def _knn_sql(
+    model: type[Model],
+    key: str,
+    dimensions: int,
+    kind: str,
+    filtered: bool,
+    excluded: bool,
+    seeded: bool = False,
+) -> str:
     """One version's k nearest rows to `%s::vector`, by the expression of its vector index.
+
+    `seeded`: to the vector of one of the version's own rows instead, read by a subquery that
+    PostgreSQL runs once before the index scan (params: version, key); NULL when it has none.
 
     The indexed expression is compiled from the very objects the index is built from
     (`indexes.ScoreEmbedding`, `indexes.embedding_expression`), so the two cannot drift apart;
@@ -230,9 +237,15 @@ def _knn_sql(model: type[Model], key: str, dimensions: int, kind: str, filtered:
         where.append(f"{_quote(key)} = ANY(%s)")
     if excluded:
         where.append(f"NOT ({_quote(key)} = ANY(%s))")
+    table = _quote(model._meta.db_table)
+    target = (
+        f"(SELECT {_quote('embedding')} FROM {table} WHERE {where[0]} AND {_quote(key)} = %s)"
+        if seeded
+        else "%s::vector"
+    )
     return (
-        f"SELECT {_quote(key)}, {indexed} {operator} %s::vector AS distance "
-        f"FROM {_quote(model._meta.db_table)} WHERE {' AND '.join(where)} ORDER BY distance LIMIT %s"
+        f"SELECT {_quote(key)}, {indexed} {operator} {target} AS distance "
+        f"FROM {table} WHERE {' AND '.join(where)} ORDER BY distance LIMIT %s"
     )
 
 
@@ -269,7 +282,7 @@ def _search_settings(alias: str, ef_search: int, probes: int) -> None:
 def _nearest(
     model: type[ProductVector] | type[StoreVector],
     key: str,
-    vector: np.ndarray | Iterable[float],
+    vector: np.ndarray | Iterable[float] | None,
     k: int,
     version: ModelVersion | None,
     exclude: Collection[str],
@@ -277,35 +290,45 @@ def _nearest(
     *,
     kind: str,
     from_user: bool = True,
+    seed: str | None = None,
 ) -> list[tuple[str, float]]:
     """k-NN on one version's rows. `kind`: "score" (user . item + bias), "inner" (inner
     product) or "cosine". A user's query on the score index searches as long as tuned for the
     version (`ModelVersion.vector_search`, see `recommendations.vectors.tuning`), else with
-    the settings' lengths; queries from among the items search with `HNSW_EF_SEARCH`."""
+    the settings' lengths; queries from among the items search with `HNSW_EF_SEARCH`.
+    `seed` (instead of `vector`): the key of the row whose vector is the query."""
     version = version or active_version()
     if version is None or k <= 0:
         return []
-    query = np.asarray(vector, dtype=np.float32).ravel()
-    if query.shape != (version.dimensions,) or not np.isfinite(query).all():
-        raise ValueError(
-            f"The query vector must have {version.dimensions} finite numbers (model version "
-            f"{version.pk}); got shape {query.shape}."
-        )
     if filter_ids is not None and not filter_ids:
         return []
-    if kind == "score":
-        query = np.append(query, 1.0)
+    if seed is None:
+        query = np.asarray(vector, dtype=np.float32).ravel()
+        if query.shape != (version.dimensions,) or not np.isfinite(query).all():
+            raise ValueError(
+                f"The query vector must have {version.dimensions} finite numbers (model version "
+                f"{version.pk}); got shape {query.shape}."
+            )
+        if kind == "score":
+            query = np.append(query, 1.0)
+        target: list[Any] = [Vector(query).to_text()]
+    else:
+        target = [version.pk, seed]
     alias = vector_read_database()
     tuned = version.vector_search if kind == "score" else {}
     ef_search = rec_settings.HNSW_EF_SEARCH
     if from_user:
         ef_search = tuned.get("ef_search", rec_settings.HNSW_EF_SEARCH_FOR_USERS)
     _search_settings(alias, ef_search, tuned.get("probes", rec_settings.IVFFLAT_PROBES))
-    sql = _knn_sql(model, key, version.dimensions, kind, filter_ids is not None, bool(exclude))
-    params: list[Any] = [Vector(query).to_text(), version.pk]
+    sql = _knn_sql(
+        model, key, version.dimensions, kind, filter_ids is not None, bool(exclude), seed is not None
+    )
+    params: list[Any] = [*target, version.pk]
     params += [[str(i) for i in keys] for keys in (filter_ids, exclude) if keys]
     # A few more than k: relaxed-order scans may return neighbours slightly out of order.
     found = _fetch(sql, [*params, k * CANDIDATE_FACTOR])
+    if found and found[0][1] is None:  # the seed has no vector in this version
+        return []
     # <#> is the negative inner product; <=> is 1 - cosine similarity.
     scored = [(str(pk), 1.0 - dist if kind == "cosine" else -dist) for pk, dist in found]
     scored.sort(key=lambda pair: pair[1], reverse=True)

@@ -129,7 +129,10 @@ def test_queries_use_the_versions_index_and_rank_by_score(method, settings):
     with CaptureQueriesContext(connection) as executed:
         similar = queries.similar_products("1", 5, version=version)
     assert len(similar) == 5 and "1" not in dict(similar)
+    # The seed's vector is read inside the k-NN statement, which still uses the index.
+    assert len([q for q in executed.captured_queries if "set_config" not in q["sql"]]) == 1
     assert f"Index Scan using rec_product_cos_v{version.pk} " in plan_of(executed.captured_queries[-1]["sql"])
+    assert queries.similar_products("no-such-product", 5, version=version) == []
     assert [s for _, s in queries.nearest_stores(query, 3, version=version)]
     with pytest.raises(ValueError, match="8 finite numbers"):
         queries.nearest_products(np.zeros(3), 5, version=version)

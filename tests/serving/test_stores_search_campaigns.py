@@ -114,6 +114,20 @@ def test_search_adds_semantic_matches_and_personalises(catalog, model):
     assert alice.items[0][1].reason == "Matches “mask”"
 
 
+def test_what_a_query_finds_is_shared_by_visitors_and_only_rescored_per_visitor(catalog, model):
+    """The keyword and semantic part of a search is cached per query; a second visitor's
+    search of it reads only their own taste, and a new event of theirs still re-orders it."""
+    search.search("Mask", Audience(user=catalog.users["alice"]), Options())
+    with CaptureQueriesContext(connection) as executed:
+        hair_fan = search.search("mask", Audience(session_id="fan"), Options())
+    assert not [q for q in executed.captured_queries if "websearch_to_tsquery" in q["sql"]]
+    assert catalog.titles(hair_fan.ids)[0] == "Clay face mask"  # no taste yet: keyword order
+    add_event(catalog, "view", "Argan shampoo", session="fan")
+    assert catalog.titles(search.search("mask", Audience(session_id="fan"), Options()).ids)[0] == (
+        "Hair mask repair"
+    )
+
+
 def test_campaign_ranking_hook(catalog, model):
     sets = {
         "hair-sale": catalog.ids("Argan shampoo", "Keratin conditioner"),
