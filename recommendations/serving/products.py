@@ -15,7 +15,6 @@ from collections.abc import Callable
 from django.contrib.postgres.search import TrigramSimilarity
 from django.utils import timezone
 
-from recommendations.adapters import get_product_adapter
 from recommendations.conf import rec_settings
 from recommendations.events.preprocessing import event_weight
 from recommendations.models import EventType, ModelVersion, PairKind, ProductDocument
@@ -155,6 +154,12 @@ def for_you(audience: Audience, options: Options) -> RecommendationResult:
     )
 
 
+def _seed_document(product_id: str) -> ProductDocument | None:
+    """What content similarity needs of a product: its title and categories."""
+    documents = ProductDocument.objects.filter(product_id=product_id)
+    return documents.only("product_id", "title", "categories").first()
+
+
 def _content_candidates(seed: ProductDocument | None, k: int) -> list[Candidate]:
     """Products of the seed's category with the most similar titles (trigram similarity)."""
     if seed is None:
@@ -179,11 +184,7 @@ def similar(product_id: str, audience: Audience, options: Options) -> Recommenda
     k = _pool_size(Kind.SIMILAR, options, audience)
 
     def compute() -> list[Candidate]:
-        seed = (
-            ProductDocument.objects.filter(product_id=product_id)
-            .only("product_id", "title", "categories")
-            .first()
-        )
+        seed = _seed_document(product_id)
         neighbours = queries.similar_products(product_id, k, version) if version else []
         if not neighbours:
             category = seed.categories[-1] if seed and seed.categories else None
@@ -236,7 +237,7 @@ def bought_together(product_id: str, audience: Audience, options: Options) -> Re
             k,
             lambda: statistics.paired(PairKind.BOUGHT, seed, k),
             lambda: statistics.paired(PairKind.VIEWED, seed, k),
-            lambda: _content_candidates(ProductDocument.objects.filter(product_id=product_id).first(), k),
+            lambda: _content_candidates(_seed_document(product_id), k),
         )
 
     return finalize(
@@ -323,7 +324,6 @@ def buy_again(audience: Audience, options: Options) -> RecommendationResult:
 def store_products(store_id: str, audience: Audience, options: Options) -> RecommendationResult:
     """One store's products for this visitor: by taste when known, else popular, else newest."""
     require_store(store_id)
-    adapter = get_product_adapter()
     history = recent_history(audience)
     version = variants.model_version(audience)
     k = _pool_size(Kind.STORE_PRODUCTS, options, audience)
@@ -353,7 +353,7 @@ def store_products(store_id: str, audience: Audience, options: Options) -> Recom
         audience,
         options,
         model_version_id=version and version.pk,
-        queryset=adapter.index_queryset().filter(**{adapter.store_field: store_id}),
+        store_id=store_id,
         context={"store_id": store_id},
     )
 

@@ -189,12 +189,13 @@ def finalize(
     model_version_id: int | None = None,
     context: dict[str, Any] | None = None,
     exclude: Iterable[str] = (),
-    queryset: models.QuerySet | None = None,
+    store_id: str | None = None,
 ) -> RecommendationResult:
     """Apply the rules of `kind` to candidates and return the answer in order.
 
     `exclude` holds ids the service itself leaves out (the seed product of "similar");
-    `queryset` narrows what may be shown (defaults to the adapter's `index_queryset()`).
+    `store_id` keeps only that store's products, as the host's table says (read with the
+    facts, so every store shares one compiled query).
     """
     adapter = get_product_adapter()
     rules = rules_for(kind, audience)
@@ -207,9 +208,6 @@ def finalize(
     boosts = _boost_rules(kind)
     columns = [_column(adapter, adapter.store_field), _column(adapter, adapter.category_field)]
 
-    def base() -> models.QuerySet:
-        return adapter.index_queryset() if queryset is None else queryset
-
     def facts_query(keys: list[str]) -> models.QuerySet:
         # Availability, grouping keys and boost flags of every candidate as plain tuples:
         # model instances are built below only for the few that are shown.
@@ -219,19 +217,15 @@ def finalize(
             )
             for i, rule in enumerate(boosts)
         }
-        rows = base().filter(adapter.available_q(), KeyIn(adapter.model, keys)).annotate(**flags)
+        rows = adapter.index_queryset().filter(adapter.available_q(), KeyIn(adapter.model, keys))
+        rows = rows.annotate(**flags)
         return rows.values_list("pk", *[c for c in columns if c], *flags)
 
     def shown_query(keys: list[str]) -> models.QuerySet:
-        return base().filter(KeyIn(adapter.model, keys)).select_related(*relations(adapter))
+        return adapter.index_queryset().filter(KeyIn(adapter.model, keys)).select_related(*relations(adapter))
 
     def compiled(name: str, build: Callable[[list[str]], models.QuerySet]) -> KeyedQuery:
-        # A host's own `queryset` (one store's products) is compiled for this call only.
-        return (
-            KeyedQuery(build)
-            if queryset is not None
-            else keyed_query((name, kind, type(adapter), adapter.model), build)
-        )
+        return keyed_query((name, kind, type(adapter), adapter.model), build)
 
     keys = [c.product_id for c in pool]
     facts = compiled("facts", facts_query).rows(keys) if pool else []
@@ -245,6 +239,8 @@ def finalize(
         for rule, flagged in zip(boosts, keys, strict=True):
             factor *= float(rule["factor"]) if flagged else 1.0
         factors[pid] = factor
+    if store_id is not None:
+        groups = {pid: group for pid, group in groups.items() if str(group[0]) == str(store_id)}
     pool = [c for c in pool if c.product_id in groups and factors[c.product_id] > 0]
     adjusted = _adjusted_scores(pool, factors)
     ordered = sorted(pool, key=lambda c: (c.tier, -adjusted[c.product_id], c.product_id))

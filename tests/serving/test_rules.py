@@ -61,6 +61,17 @@ def test_ids_in_the_request_are_excluded(catalog, model, settings):
     assert found[0] == "Dry shampoo spray" and not set(catalog.titles(excluded)) & set(found)
 
 
+def test_a_store_list_shows_only_what_the_host_says_is_in_that_store(catalog, model):
+    """The host's table decides, not the engine's search index: a product moved to another
+    store leaves the list at once, before the index catches up."""
+    hair = catalog.stores["Hair"]
+    moved = Product.objects.get(title="Argan shampoo")
+    Product.objects.filter(pk=moved.pk).update(store=catalog.stores["Face"])
+    found = products.store_products(str(hair.pk), Audience(session_id="x"), Options(limit=20))
+    assert "Argan shampoo" not in catalog.titles(found.ids)
+    assert set(catalog.titles(found.ids)) == set(TITLES["Hair"]) - {"Argan shampoo"}
+
+
 def test_at_most_n_per_store_and_per_category(catalog, model, settings):
     settings.RECOMMENDATIONS = {
         **settings.RECOMMENDATIONS,
