@@ -133,6 +133,9 @@ DEFAULTS: dict[str, Any] = {
     "SERVING_CACHE_SECONDS": 60,
     # Store what was recommended (one row per list) so clicks and purchases can be joined.
     "RECORD_SERVED": True,
+    # Served lists are queued and written by one thread per process, in batches, at most this
+    # many seconds later; 0 writes each in its request (one statement).
+    "SERVED_WRITE_DELAY_SECONDS": 1.0,
     "SERVED_RETENTION_DAYS": 30,
     # Template tags log errors and render nothing; with DEBUG on, this re-raises them.
     "RAISE_TEMPLATE_ERRORS": False,

@@ -36,3 +36,11 @@ errorlog = "-"
 # filesystem can stall them.
 if os.path.isdir("/dev/shm"):  # noqa: S108
     worker_tmp_dir = "/dev/shm"  # noqa: S108
+
+
+def worker_exit(server, worker):
+    """Write the served lists this worker still holds in memory before it goes (recycled by
+    max_requests, or stopped): they are queued and written in batches, a second apart."""
+    from recommendations.serving.attribution import flush_served
+
+    flush_served()

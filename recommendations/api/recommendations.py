@@ -14,7 +14,6 @@ from collections.abc import Callable
 from typing import Any, ClassVar
 
 from django.contrib.auth import get_user_model
-from django.core.exceptions import ValidationError as DjangoValidationError
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import exceptions, permissions, serializers
 from rest_framework.request import Request
@@ -33,7 +32,7 @@ from recommendations.api.throttles import ApiRateThrottle
 from recommendations.events.tracking import get_session_id
 from recommendations.models.api_keys import ApiKey, Scope
 from recommendations.serving import products, stores
-from recommendations.serving.errors import InvalidParameters, NotFound
+from recommendations.serving.errors import InvalidParameters, NotFound, lookup
 from recommendations.serving.types import Audience, Options, RecommendationResult
 
 READ_SCOPE = Scope.RECOMMENDATIONS_READ.value
@@ -66,11 +65,8 @@ def resolve_audience(request: Request, params: dict[str, Any]) -> Audience:
                 "You may only get your own recommendations; staff and API keys with the "
                 f"{READ_SCOPE} scope may ask for any user."
             )
-        try:
-            # Only the key: the services read other fields (rarely) on demand.
-            user = get_user_model()._default_manager.filter(pk=user_id).only("pk").first()
-        except (ValueError, DjangoValidationError):
-            user = None
+        # Only the key: the services read other fields (rarely) on demand.
+        user = lookup(get_user_model()._default_manager.all(), user_id, shape="user")
         if user is None:
             raise exceptions.NotFound(f"No user with id {user_id!r}.")
         return Audience(user=user)

@@ -1,20 +1,26 @@
 """Recommendation ids: what was shown, so clicks and purchases can be credited to it.
 
-One `ServedRecommendation` row per list (a single INSERT on the hot path); its id is
-the `recommendation_id` every item of the list carries, which the beacon sends back
-with impressions and clicks (`data-rec-id`).
+One `ServedRecommendation` row per list; its id is the `recommendation_id` every item of
+the list carries, which the beacon sends back with impressions and clicks (`data-rec-id`).
+A request does not write its row: it queues it, and one thread per process writes the
+queue in batches (`ServedWriter`), so serving pays neither a statement nor a commit per list.
 """
 
 from __future__ import annotations
 
+import atexit
 import datetime as dt
 import logging
+import os
+import queue
 import secrets
+import threading
+import time
 from collections.abc import Sequence
 from functools import cache
 from typing import Any
 
-from django.db import connection
+from django.db import DatabaseError, IntegrityError, connection, connections, router, transaction
 from django.utils import timezone
 
 from recommendations.conf import rec_settings
@@ -25,6 +31,12 @@ logger = logging.getLogger(__name__)
 
 
 FIELDS = ServedRecommendation._meta.concrete_fields
+# Rows one statement writes at most, rows waiting at most (a database down for long: the
+# newest are dropped, with an error in the log, rather than the web workers' memory growing),
+# and attempts at a batch before it is dropped.
+BATCH_ROWS = 500
+MAX_QUEUED = 20_000
+ATTEMPTS = 3
 
 
 @cache
@@ -59,11 +71,13 @@ def record_served(
     model_version_id: int | None,
     context: dict[str, Any],
 ) -> str:
-    """Store what is being shown and return its recommendation id (not stored when disabled).
+    """Record what is being shown and return its recommendation id (not stored when disabled).
 
-    Outside a transaction the row is committed asynchronously in one statement (see
-    `_async_insert_sql`): the request does not wait for the WAL flush, and a crash can lose
-    only the last fraction of a second of served lists, never corrupt them.
+    Inside a transaction the row is saved with it, as the caller's transaction decides.
+    Otherwise it is queued for this process's `ServedWriter`, which writes it within
+    `SERVED_WRITE_DELAY_SECONDS`; with 0, it is written here in one statement that commits
+    without waiting for the WAL flush (`_async_insert_sql`). Either way a crash can lose only
+    the last moments of served lists, never corrupt them.
     """
     recommendation_id = new_recommendation_id()
     if not (rec_settings.RECORD_SERVED and product_ids):
@@ -80,13 +94,147 @@ def record_served(
         context=context,
         created_at=timezone.now(),
     )
-    if connection.in_atomic_block:  # the caller's transaction decides durability
+    if connection.in_atomic_block:
         row.save(force_insert=True)
-        return recommendation_id
-    with connection.cursor() as cursor:
-        values = [f.get_db_prep_save(getattr(row, f.attname), connection) for f in FIELDS]
-        cursor.execute(_async_insert_sql(), values)
+    elif rec_settings.SERVED_WRITE_DELAY_SECONDS > 0:
+        ServedWriter.for_this_process().add(row)
+    else:
+        with connection.cursor() as cursor:
+            cursor.execute(_async_insert_sql(), _values(row, connection))
     return recommendation_id
+
+
+def _values(row: ServedRecommendation, on: Any) -> list[Any]:
+    return [f.get_db_prep_save(getattr(row, f.attname), on) for f in FIELDS]
+
+
+class ServedWriter:
+    """One thread per process that writes queued served lists, many rows per statement.
+
+    It waits up to `SERVED_WRITE_DELAY_SECONDS` after the first queued row for more, then
+    writes them in one transaction committed without waiting for the WAL flush, and closes
+    its connection whenever the queue is empty. A failed batch is tried `ATTEMPTS` times, a
+    second apart, then dropped with an error in the log: served lists are the record of what
+    was shown, and the requests that showed them have been answered.
+    """
+
+    _current: ServedWriter | None = None
+    _lock = threading.Lock()
+
+    def __init__(self) -> None:
+        self.pid = os.getpid()
+        self.rows: queue.Queue[ServedRecommendation | threading.Event] = queue.Queue(MAX_QUEUED)
+        self.thread = threading.Thread(target=self._run, name="served-lists", daemon=True)
+        self.thread.start()
+
+    @classmethod
+    def for_this_process(cls) -> ServedWriter:
+        """The writer of this process, started on first use (after a fork, a new one)."""
+        writer = cls._current
+        if writer is None or writer.pid != os.getpid():
+            with cls._lock:
+                writer = cls._current
+                if writer is None or writer.pid != os.getpid():
+                    writer = cls._current = cls()
+        return writer
+
+    def add(self, row: ServedRecommendation) -> None:
+        try:
+            self.rows.put_nowait(row)
+        except queue.Full:
+            logger.error("Dropped served list %s: %d lists wait to be written already", row.pk, MAX_QUEUED)
+
+    def flush(self, timeout: float = 30.0) -> bool:
+        """Write everything queued so far; False if that took longer than `timeout`."""
+        done = threading.Event()
+        self.rows.put(done)
+        return done.wait(timeout)
+
+    def _run(self) -> None:
+        while True:
+            batch: list[ServedRecommendation] = []
+            flushed: list[threading.Event] = []
+            item = self.rows.get()
+            deadline = time.monotonic() + rec_settings.SERVED_WRITE_DELAY_SECONDS
+            while True:
+                if isinstance(item, threading.Event):
+                    flushed.append(item)
+                    break
+                batch.append(item)
+                remaining = deadline - time.monotonic()
+                if len(batch) >= BATCH_ROWS or remaining <= 0:
+                    break
+                try:
+                    item = self.rows.get(timeout=remaining)
+                except queue.Empty:
+                    break
+            try:
+                if batch:
+                    self._write(batch)
+                if self.rows.empty():
+                    connections[router.db_for_write(ServedRecommendation)].close()
+            except Exception:  # a bug must not stop the thread, or the queue would only grow
+                logger.exception("Dropped %d served lists: writing them failed", len(batch))
+            finally:
+                for event in flushed:
+                    event.set()
+
+    def _write(self, batch: list[ServedRecommendation]) -> None:
+        alias = router.db_for_write(ServedRecommendation)
+        for attempt in range(1, ATTEMPTS + 1):
+            try:
+                with transaction.atomic(using=alias), connections[alias].cursor() as cursor:
+                    cursor.execute("SET LOCAL synchronous_commit = off")
+                    cursor.executemany(_insert_sql(), [_values(row, connections[alias]) for row in batch])
+                return
+            except IntegrityError:
+                # A row names a user or model version deleted since: write the others.
+                try:
+                    self._write_one_by_one(batch, alias)
+                except DatabaseError as exc:
+                    logger.error("Dropped %d served lists: %s", len(batch), exc)
+                return
+            except DatabaseError as exc:
+                connections[alias].close()
+                if attempt == ATTEMPTS:
+                    logger.error(
+                        "Dropped %d served lists after %d failed writes: %s", len(batch), attempt, exc
+                    )
+                else:
+                    time.sleep(1.0)
+
+    @staticmethod
+    def _write_one_by_one(batch: list[ServedRecommendation], alias: str) -> None:
+        dropped = 0
+        with transaction.atomic(using=alias), connections[alias].cursor() as cursor:
+            # Foreign keys are checked at commit: here, at each row, inside its savepoint.
+            cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
+            for row in batch:
+                try:
+                    with transaction.atomic(using=alias):
+                        cursor.execute(_insert_sql(), _values(row, connections[alias]))
+                except IntegrityError:
+                    dropped += 1
+        logger.warning("Dropped %d served list(s) naming a user or model version deleted since", dropped)
+
+
+@cache
+def _insert_sql() -> str:
+    quote = connection.ops.quote_name
+    columns = ", ".join(quote(f.column) for f in FIELDS)
+    placeholders = ", ".join(["%s"] * len(FIELDS))
+    return f"INSERT INTO {quote(ServedRecommendation._meta.db_table)} ({columns}) VALUES ({placeholders})"
+
+
+def flush_served(timeout: float = 30.0) -> bool:
+    """Write this process's queued served lists now (at exit, in tests); True when done."""
+    writer = ServedWriter._current
+    if writer is None or writer.pid != os.getpid() or not writer.thread.is_alive():
+        return True
+    return writer.flush(timeout)
+
+
+atexit.register(flush_served)
 
 
 def prune_served(now: dt.datetime | None = None) -> int:

@@ -5,9 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 from django.core.exceptions import ValidationError
-from django.db import models
+from django.db import connection, models
 
 from recommendations.adapters import get_product_adapter, get_store_adapter
+from recommendations.serving.compiled import keyed_query
+from recommendations.serving.rules import KeyIn
 
 
 class NotFound(LookupError):
@@ -29,17 +31,42 @@ def _get(queryset: models.QuerySet, key: Any) -> models.Model | None:
         return None
 
 
-def _exists(queryset: models.QuerySet | None, key: Any) -> bool:
-    """Whether the queryset has this key: one `SELECT 1 ... LIMIT 1`, no row or prefetch loaded."""
+def _key_value(model: type[models.Model], key: Any) -> Any:
+    """The key as the database stores it, or None when it cannot name a row of `model`
+    (malformed, or out of its integer column's range)."""
+    field = model._meta.pk
     try:
-        return queryset is not None and queryset.filter(pk=key).exists()
+        value = field.get_prep_value(field.to_python(key))
     except (ValueError, TypeError, ValidationError):
-        return False
+        return None
+    ranges = connection.ops.integer_field_ranges
+    if field.get_internal_type() in ranges:
+        low, high = ranges[field.get_internal_type()]
+        if not low <= value <= high:
+            return None
+    return value
+
+
+def lookup(queryset: models.QuerySet, key: Any, *, shape: str) -> models.Model | None:
+    """The row of `queryset` with this key, holding only its key (other fields load on first
+    use), or None. Every request that names a product, store or user asks, so the query is
+    compiled once per `shape` (`compiled.keyed_query`: the queryset must not change)."""
+    model = queryset.model
+    value = _key_value(model, key)
+    if value is None:
+        return None
+    build = lambda keys: queryset.select_related(None).filter(KeyIn(model, keys)).only("pk")  # noqa: E731
+    found = keyed_query(("lookup", shape, model), build).objects([value])
+    return found[0] if found else None
+
+
+def _exists(queryset: models.QuerySet | None, key: Any, shape: str) -> bool:
+    return queryset is not None and lookup(queryset, key, shape=shape) is not None
 
 
 def require_product(product_id: str) -> None:
     """`NotFound` naming the id unless the host has this product (available or not)."""
-    if not _exists(get_product_adapter().index_queryset(), product_id):
+    if not _exists(get_product_adapter().index_queryset(), product_id, "product"):
         raise NotFound(f"No product with id {product_id!r}.")
 
 
@@ -50,7 +77,7 @@ def _stores() -> models.QuerySet | None:
 
 def require_store(store_id: str) -> None:
     """`NotFound` unless the host has this store (also when the shop has no stores)."""
-    if not _exists(_stores(), store_id):
+    if not _exists(_stores(), store_id, "store"):
         raise NotFound(f"No store with id {store_id!r}.")
 
 

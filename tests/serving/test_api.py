@@ -107,6 +107,10 @@ def test_unknown_ids_are_404_with_a_message(client, catalog):
         ("/api/recommendations/similar-stores/999999/", "No store with id '999999'"),
         ("/api/recommendations/store-products/999999/", "No store"),
         ("/api/recommendations/for-you/?user=999999", "No user with id '999999'"),
+        ("/api/recommendations/for-you/?user=abc", "No user with id 'abc'"),
+        # Beyond the key column's range: not a database error, simply no such user or product.
+        ("/api/recommendations/for-you/?user=99999999999999999999", "No user with id"),
+        ("/api/recommendations/similar/-99999999999999999999/", "No product with id"),
     ]:
         response = client.get(path)
         assert response.status_code == 404, path

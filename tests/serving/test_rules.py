@@ -1,5 +1,7 @@
 """Business rules every list goes through, and the cost of the hot path."""
 
+import threading
+
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
@@ -165,20 +167,76 @@ def test_blocks_of_a_page_share_the_visitors_reads(catalog, model):
     assert len(vectors) == 1 and "ORDER BY" in vectors[0]  # the k-NN query; not the history's vectors
 
 
-def test_served_lists_are_written_in_one_asynchronous_statement(transactional_db, django_assert_num_queries):
+def record_one(**overrides):
     from recommendations.serving.attribution import record_served
 
-    audience = Audience(session_id="s" * 80)  # longer than the column: cut, not an error
+    return record_served(
+        **{
+            "kind": "trending",
+            "source": "trending",
+            "audience": Audience(session_id="s" * 80),  # longer than the column: cut, not an error
+            "product_ids": ["3", "1"],
+            "scores": [0.5, 0.25],
+            "model_version_id": None,
+            "context": {"category": "Hair", "sources": ["trending", "new"]},
+            **overrides,
+        }
+    )
+
+
+def test_served_lists_are_queued_and_written_in_batches_by_one_thread(
+    transactional_db, django_assert_num_queries
+):
+    from recommendations.serving.attribution import ServedWriter, flush_served
+
+    with django_assert_num_queries(0):  # the request writes nothing itself
+        ids = [record_one(product_ids=[str(i)]) for i in range(5)]
+    writer = ServedWriter.for_this_process()
+    assert writer.thread.is_alive() and writer.thread is not threading.current_thread()
+    assert flush_served()
+    assert set(ServedRecommendation.objects.values_list("pk", flat=True)) == set(ids)
+    served = ServedRecommendation.objects.get(pk=ids[3])
+    assert served.product_ids == ["3"] and served.scores == [0.5, 0.25] and served.session_id == "s" * 64
+    assert served.context["sources"] == ["trending", "new"] and served.created_at is not None
+
+
+def test_a_failed_batch_is_retried_and_then_dropped_with_an_error(transactional_db, caplog, monkeypatch):
+    from recommendations.serving import attribution
+
+    monkeypatch.setattr(attribution.time, "sleep", lambda seconds: None)
+    monkeypatch.setattr(attribution, "_insert_sql", lambda: "INSERT INTO no_such_table VALUES (%s)")
+    record_one()
+    assert attribution.flush_served()
+    assert "Dropped 1 served lists after 3 failed writes" in caplog.text
+    monkeypatch.undo()
+    kept = record_one()  # the writer carries on with the next batch
+    assert attribution.flush_served() and ServedRecommendation.objects.filter(pk=kept).exists()
+
+
+def test_a_list_naming_a_deleted_user_does_not_cost_the_rest_of_its_batch(transactional_db, caplog, settings):
+    from django.contrib.auth import get_user_model
+
+    from recommendations.serving.attribution import flush_served
+
+    settings.RECOMMENDATIONS = {**settings.RECOMMENDATIONS, "SERVED_WRITE_DELAY_SECONDS": 30}  # until flushed
+
+    gone = get_user_model().objects.create(username="gone")
+    audience = Audience(user=gone)
+    kept = record_one()
+    dropped = record_one(audience=audience)
+    gone.delete()  # before the writer's batch
+    assert flush_served()
+    assert ServedRecommendation.objects.filter(pk=kept).exists()
+    assert not ServedRecommendation.objects.filter(pk=dropped).exists()
+    assert "Dropped 1 served list(s) naming a user or model version deleted since" in caplog.text
+
+
+def test_served_lists_can_be_written_in_the_request_in_one_asynchronous_statement(
+    transactional_db, django_assert_num_queries, settings
+):
+    settings.RECOMMENDATIONS = {**settings.RECOMMENDATIONS, "SERVED_WRITE_DELAY_SECONDS": 0}
     with django_assert_num_queries(1):
-        rec_id = record_served(
-            kind="trending",
-            source="trending",
-            audience=audience,
-            product_ids=["3", "1"],
-            scores=[0.5, 0.25],
-            model_version_id=None,
-            context={"category": "Hair", "sources": ["trending", "new"]},
-        )
+        rec_id = record_one()
     served = ServedRecommendation.objects.get(pk=rec_id)
     assert served.product_ids == ["3", "1"] and served.scores == [0.5, 0.25]
     assert served.context["sources"] == ["trending", "new"] and served.session_id == "s" * 64
