@@ -107,11 +107,26 @@ def tune_score_search(version: ModelVersion) -> dict[str, Any]:
     if kind == "ivfflat":
         lists = indexes.ivfflat_lists(ProductVector.objects.filter(model_version=version).count())
         lengths = (*(n for n in lengths if n < lists), lists)  # all lists: exact
-    for length in lengths:
+
+    def measure(length: int) -> tuple[float, float]:
         version.vector_search = {"index": kind, name: length}
-        recall, milliseconds = measure_search(version, users, exact)
+        return measure_search(version, users, exact)
+
+    shorter = None  # the longest length tried that falls short
+    for length in lengths:
+        recall, milliseconds = measure(length)
         if recall >= target:
             break
+        shorter = length
+    # The ladder doubles: between the last length short of the target and the first that
+    # reaches it, look for a shorter one that also does (within an eighth).
+    while recall >= target and shorter is not None and length - shorter > max(1, shorter // 8):
+        middle = (shorter + length) // 2
+        found = measure(middle)
+        if found[0] >= target:
+            length, (recall, milliseconds) = middle, found
+        else:
+            shorter = middle
     version.vector_search = {
         "index": kind,
         name: length,

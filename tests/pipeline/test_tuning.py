@@ -87,6 +87,28 @@ def test_ivfflat_probes_are_tuned_and_never_past_all_lists(settings):
 
 
 @pytest.mark.django_db
+def test_between_two_lengths_of_the_ladder_the_shortest_that_reaches_the_target_is_found(
+    settings, monkeypatch
+):
+    """The ladder doubles (5, 10, ...); a search of 7 lists that is enough is found by halving
+    the gap, so serving does not scan 10."""
+    settings.RECOMMENDATIONS = {**settings.RECOMMENDATIONS, "SCORE_INDEX": "ivfflat"}
+    version, _ = clustered_version(users_between_clusters=True)
+    tried = []
+
+    def measure(version, users, exact):
+        probes = version.vector_search["probes"]
+        tried.append(probes)
+        return (0.99 if probes >= 7 else 0.9), float(probes)
+
+    monkeypatch.setattr(tuning, "measure_search", measure)
+    tuning.prepare_search(version)
+    version.refresh_from_db()
+    assert version.vector_search["probes"] == 7 and version.vector_search["recall"] == 0.99
+    assert tried == [1, 2, 5, 10, 7, 6]
+
+
+@pytest.mark.django_db
 def test_tuned_once_per_build_and_a_version_without_users_keeps_the_settings(settings):
     version, _ = clustered_version(users_between_clusters=False, n_items=500, n_users=20)
     tuning.prepare_search(version)
