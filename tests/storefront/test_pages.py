@@ -148,3 +148,21 @@ def test_login_page_offers_demo_shoppers_and_signs_in_with_one_click(client, dja
     assert 'value="maya.lopez"' in page and "staffer" not in page
     response = client.post(reverse("shop:login"), {"username": "maya.lopez", "password": "demo", "next": "/"})
     assert response.status_code == 302 and client.session["_auth_user_id"]
+
+
+def test_catalogue_links_are_what_reverse_gives_under_any_script_prefix(catalogue):
+    """Links are reversed once per URL name and script prefix, then filled with each slug."""
+    from django.urls import reverse, set_script_prefix
+
+    from shop.models import Category, Product, Store
+
+    product, store, category = Product.objects.first(), Store.objects.first(), Category.objects.first()
+    try:
+        for prefix in ("/", "/shop/"):
+            set_script_prefix(prefix)
+            assert product.get_absolute_url() == reverse("shop:product", args=[product.slug])
+            assert store.get_absolute_url() == reverse("shop:store", args=[store.slug])
+            assert category.get_absolute_url() == reverse("shop:category", args=[category.slug])
+            assert product.get_absolute_url().startswith(prefix)
+    finally:
+        set_script_prefix("/")
