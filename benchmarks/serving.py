@@ -8,7 +8,7 @@ shop with gunicorn on loopback and drives it with 16 concurrent clients from a s
 process, in three timed phases:
 
 1. capacity of a plain DRF view with one query (the baseline), unpaced;
-2. capacity of the recommendation mix, unpaced;
+2. capacity of the recommendation mix, unpaced (these two alternate in `--rounds` slices);
 3. latency of each endpoint at a paced 250 requests/s (the target load).
 
 and prints p50/p99 per endpoint and requests/s beside the targets, plus recall@10 of the
@@ -648,6 +648,9 @@ def main() -> None:
     )
     parser.add_argument("--rebuild", action="store_true", help="regenerate the benchmark data")
     parser.add_argument("--seconds", type=float, default=None, help="length of each load phase")
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="slices the unpaced phases alternate in (same total time)"
+    )
     parser.add_argument("--workers", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--port", type=int, default=0, help="default: a free port")
@@ -680,8 +683,16 @@ def main() -> None:
             baseline_plan = [("baseline", f"/bench/baseline/{rng.randint(1, n)}/") for _ in range(2000)]
             plan = request_plan(n_users, n, n_stores)
             load(args.port, plan[:500], headers, min(5.0, seconds), None)  # warm caches and connections
-            baseline = summarise(load(args.port, baseline_plan, {}, seconds, None), seconds)
-            capacity = summarise(load(args.port, plan, headers, seconds, None), seconds)
+            # The unpaced phases alternate in slices, so that a shared machine's slow spell
+            # falls on both sides of the ratio rather than on one phase.
+            base_runs, mix_runs, ratios = [], [], []
+            for _ in range(args.rounds):
+                base_runs.append(load(args.port, baseline_plan, {}, seconds / args.rounds, None))
+                mix_runs.append(load(args.port, plan, headers, seconds / args.rounds, None))
+                ratios.append(len(mix_runs[-1]) / max(len(base_runs[-1]), 1))
+            baseline = summarise([r for run in base_runs for r in run], seconds)
+            capacity = summarise([r for run in mix_runs for r in run], seconds)
+            capacity["_total"]["ratios"] = ratios
             paced = summarise(load(args.port, plan, headers, seconds, TARGETS["req/s"]), seconds)
             memory = {"web (gunicorn)": tree_memory(server.pid), **database_memory()}
         finally:
@@ -713,7 +724,9 @@ def report(n, n_users, args, seconds, recall, baseline, capacity, paced, memory)
     print(
         f"\nthroughput: recommendation mix {capacity['_total']['req/s']:.0f} req/s unpaced "
         f"({paced['_total']['req/s']:.0f} req/s achieved at the paced 250/s); "
-        f"baseline DRF view {baseline['_total']['req/s']:.0f} req/s"
+        f"baseline DRF view {baseline['_total']['req/s']:.0f} req/s; ratio "
+        f"{capacity['_total']['req/s'] / baseline['_total']['req/s']:.3f} "
+        f"(per round: {', '.join(f'{r:.3f}' for r in capacity['_total']['ratios'])})"
     )
     checks = {
         "for-you p50 ms": paced["for-you"]["p50"],
