@@ -55,7 +55,7 @@ def lookup(queryset: models.QuerySet, key: Any, *, shape: str) -> models.Model |
     value = _key_value(model, key)
     if value is None:
         return None
-    build = lambda keys: queryset.select_related(None).filter(KeyIn(model, keys)).only("pk")  # noqa: E731
+    build = lambda keys: queryset.select_related(None).filter(KeyIn(model, keys)).only("pk").order_by()  # noqa: E731
     found = keyed_query(("lookup", shape, model), build).objects([value])
     return found[0] if found else None
 
