@@ -477,7 +477,10 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def start_server(workdir: Path, db_name: str, port: int, workers: int, threads: int) -> subprocess.Popen:
+def start_server(
+    workdir: Path, db_name: str, port: int, workers: int, threads: int, connections: int | None = None
+) -> subprocess.Popen:
+    """gunicorn on the benchmark's data; `connections` caps each worker's open connections."""
     (workdir / "bench_urls.py").write_text(BENCH_URLS)
     (workdir / "bench_settings.py").write_text(BENCH_SETTINGS.format())
     env = {
@@ -504,6 +507,7 @@ def start_server(workdir: Path, db_name: str, port: int, workers: int, threads: 
         "gthread",
         "--threads",
         str(threads),
+        *(["--worker-connections", str(connections)] if connections else []),
         "--keep-alive",
         "30",
         "--log-level",
@@ -526,12 +530,13 @@ def start_server(workdir: Path, db_name: str, port: int, workers: int, threads: 
 
 
 # --------------------------------------------------------------------------- the load (no Django)
-async def _request(reader, writer, path: str, headers: dict[str, str]) -> int:
+async def _exchange(reader, writer, path: str, headers: dict[str, str]) -> tuple[int, bool]:
+    """One GET on an open connection: the status, and whether the server closes the connection."""
     head = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
     writer.write(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{head}\r\n".encode())
     await writer.drain()
     status_line = await reader.readline()
-    length = 0
+    length, closing = 0, False
     while True:
         line = await reader.readline()
         if line in (b"\r\n", b""):
@@ -539,8 +544,14 @@ async def _request(reader, writer, path: str, headers: dict[str, str]) -> int:
         name, _, value = line.decode("latin-1").partition(":")
         if name.lower() == "content-length":
             length = int(value)
+        elif name.lower() == "connection":
+            closing = value.strip().lower() == "close"
     await reader.readexactly(length)
-    return int(status_line.split()[1])
+    return int(status_line.split()[1]), closing
+
+
+async def _request(reader, writer, path: str, headers: dict[str, str]) -> int:
+    return (await _exchange(reader, writer, path, headers))[0]
 
 
 async def _get(host: str, port: int, path: str, headers: dict[str, str]) -> int:
@@ -566,13 +577,15 @@ async def _clients(port, plan, headers, duration, rate, results):
                 next_start += interval
             name, path = rng.choice(plan)
             started = time.perf_counter()
+            closing = False
             try:
-                status = await _request(reader, writer, path, headers)
+                status, closing = await _exchange(reader, writer, path, headers)
             except (OSError, asyncio.IncompleteReadError, ValueError):
+                status, closing = 599, True
+            results.append((name, (time.perf_counter() - started) * 1000, status))
+            if closing:  # as any HTTP client does: the next request goes on a new connection
                 writer.close()
                 reader, writer = await asyncio.open_connection("127.0.0.1", port)
-                status = 599
-            results.append((name, (time.perf_counter() - started) * 1000, status))
         writer.close()
 
     await asyncio.gather(*(one(i) for i in range(CONCURRENCY)))
@@ -677,7 +690,12 @@ def main() -> None:
 
     connections.close_all()
     with tempfile.TemporaryDirectory() as workdir:
-        server = start_server(Path(workdir), db_name, args.port, args.workers, args.threads)
+        # Each worker holds at most its share of the clients' keep-alive connections (plus its
+        # threads), as a balancer in front would spread them; a worker at its cap answers with
+        # "Connection: close" and the client reconnects. Uncapped, one worker sometimes accepted
+        # all 16 and serialised them through its two threads while a core stayed idle.
+        share = -(-CONCURRENCY // args.workers) + args.threads
+        server = start_server(Path(workdir), db_name, args.port, args.workers, args.threads, share)
         try:
             rng = random.Random(5)
             baseline_plan = [("baseline", f"/bench/baseline/{rng.randint(1, n)}/") for _ in range(2000)]
