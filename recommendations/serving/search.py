@@ -90,7 +90,7 @@ class QueryMatches:
     keyword: dict[str, float]
     semantic: dict[str, float] = field(default_factory=dict)
     ids: list[str] = field(default_factory=list)
-    embeddings: list[np.ndarray] = field(default_factory=list)
+    embeddings: np.ndarray | None = None
     units: np.ndarray | None = None
 
 
@@ -113,9 +113,11 @@ def query_matches(query: str, version: ModelVersion | None, k: int) -> QueryMatc
         return QueryMatches(keyword)
     ids = list(embeddings)
     # Every candidate's direction at once: one matrix product per signal, not a norm each.
-    units = _unit(np.stack([embeddings[pid] for pid in ids]))
+    # One matrix, not a list of vectors: the cache pickles it on every set and get.
+    matrix = np.stack([embeddings[pid] for pid in ids])
+    units = _unit(matrix)
     semantic = dict(zip(ids, (units @ meaning).tolist(), strict=True)) if meaning is not None else {}
-    return QueryMatches(keyword, semantic, ids, [embeddings[pid] for pid in ids], units)
+    return QueryMatches(keyword, semantic, ids, matrix, units)
 
 
 def search(query: str, audience: Audience, options: Options) -> RecommendationResult:
@@ -147,7 +149,7 @@ def search(query: str, audience: Audience, options: Options) -> RecommendationRe
     }
     # The rules need room for exclusions and diversity, not the whole keyword pool.
     best = sorted(scores, key=scores.__getitem__, reverse=True)[: 2 * k]
-    embeddings = dict(zip(matches.ids, matches.embeddings, strict=True))
+    embeddings = dict(zip(matches.ids, matches.embeddings, strict=True)) if matches.ids else {}
     candidates = []
     for pid in best:
         reason = f"Matches “{query}”" if pid in keyword else f"Related to “{query}”"
