@@ -22,6 +22,7 @@ from recommendations.models import Assignment, Event, SegmentMember, ServedRecom
 from recommendations.models.audit import AuditAction, AuditEntry
 from recommendations.models.preferences import PersonalisationPreference
 from recommendations.privacy import registry
+from recommendations.serving.attribution import flush_served
 
 logger = logging.getLogger(__name__)
 
@@ -58,6 +59,9 @@ def forget_user(user: Any, actor: Any = None, *, source: str = "service") -> Era
     once the deletion has committed.
     """
     started = time.monotonic()
+    # Lists shown to the person by this process and still queued are written first, so the
+    # deletion below takes them too (another process writes its queue within a second).
+    flush_served()
     with transaction.atomic():
         # Lock the person's row: inserts of events that reference it take a key-share lock and
         # wait until this commits, so nothing slips in between reading sessions and deleting.

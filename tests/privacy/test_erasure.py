@@ -264,3 +264,25 @@ def test_admin_action_needs_the_permission_to_delete_users(people, client):
     page = client.get(url)
     assert page.status_code == 200 and b"erase_personal_data" not in page.content
     assert admin.site.get_model_admin(User).get_actions(page.wsgi_request).get("erase_personal_data") is None
+
+
+@pytest.mark.django_db(transaction=True)
+def test_lists_still_queued_when_the_person_is_erased_are_erased_too():
+    """Served lists are written a moment after they are shown: erasure writes this process's
+    queue first, so a list shown just before it does not reappear after it."""
+    from recommendations.serving.attribution import flush_served, record_served
+    from recommendations.serving.types import Audience
+
+    alice = User.objects.create_user("alice-queued", "a@example.com", "pw")
+    shown = record_served(
+        kind="for_you",
+        source="two_tower",
+        audience=Audience(user=alice),
+        product_ids=["1"],
+        scores=[1.0],
+        model_version_id=None,
+        context={},
+    )
+    forget_user(alice)
+    assert flush_served()
+    assert not ServedRecommendation.objects.filter(pk=shown).exists()
