@@ -60,13 +60,14 @@ def lookup(queryset: models.QuerySet, key: Any, *, shape: str) -> models.Model |
     return found[0] if found else None
 
 
-def _exists(queryset: models.QuerySet | None, key: Any, shape: str) -> bool:
-    return queryset is not None and lookup(queryset, key, shape=shape) is not None
+def _key_of(queryset: models.QuerySet | None, key: Any, shape: str) -> str | None:
+    found = lookup(queryset, key, shape=shape) if queryset is not None else None
+    return str(found.pk) if found is not None else None
 
 
 def require_product(product_id: str) -> None:
     """`NotFound` naming the id unless the host has this product (available or not)."""
-    if not _exists(get_product_adapter().index_queryset(), product_id, "product"):
+    if _key_of(get_product_adapter().index_queryset(), product_id, "product") is None:
         raise NotFound(f"No product with id {product_id!r}.")
 
 
@@ -75,10 +76,13 @@ def _stores() -> models.QuerySet | None:
     return adapter.index_queryset() if adapter is not None else None
 
 
-def require_store(store_id: str) -> None:
-    """`NotFound` unless the host has this store (also when the shop has no stores)."""
-    if not _exists(_stores(), store_id, "store"):
+def require_store(store_id: str) -> str:
+    """The store's key as the engine writes it ("7" for "007"); `NotFound` unless the host has
+    this store (also when the shop has no stores)."""
+    key = _key_of(_stores(), store_id, "store")
+    if key is None:
         raise NotFound(f"No store with id {store_id!r}.")
+    return key
 
 
 def get_store(store_id: str) -> models.Model:

@@ -323,7 +323,7 @@ def buy_again(audience: Audience, options: Options) -> RecommendationResult:
 
 def store_products(store_id: str, audience: Audience, options: Options) -> RecommendationResult:
     """One store's products for this visitor: by taste when known, else popular, else newest."""
-    require_store(store_id)
+    store_id = require_store(store_id)
     history = recent_history(audience)
     version = variants.model_version(audience)
     k = _pool_size(Kind.STORE_PRODUCTS, options, audience)

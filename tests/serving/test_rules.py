@@ -72,6 +72,9 @@ def test_a_store_list_shows_only_what_the_host_says_is_in_that_store(catalog, mo
     found = products.store_products(str(hair.pk), Audience(session_id="x"), Options(limit=20))
     assert "Argan shampoo" not in catalog.titles(found.ids)
     assert set(catalog.titles(found.ids)) == set(TITLES["Hair"]) - {"Argan shampoo"}
+    # The store's id as a visitor may type it ("007" for 7) names the same store.
+    padded = products.store_products(f"00{hair.pk}", Audience(session_id="x"), Options(limit=20))
+    assert padded.ids == found.ids
 
 
 def test_at_most_n_per_store_and_per_category(catalog, model, settings):
