@@ -124,7 +124,8 @@ def search(query: str, audience: Audience, options: Options) -> RecommendationRe
     """Products for `query`, best first, personalised for the visitor when a model is active.
 
     What the query finds is shared by every visitor (`query_matches`, cached); the visitor's
-    taste only re-scores it, so a popular query costs one user-vector read per search.
+    taste only re-scores it, so a popular query costs only the visitor's own reads (history and
+    stored vector) and the rules.
     """
     query = clean_query(query)
     version = variants.model_version(audience)
