@@ -47,13 +47,18 @@ def _async_insert_sql() -> str:
     are cast to the column types because a SELECT list, unlike VALUES, is not typed by the
     target table.
     """
-    quote = connection.ops.quote_name
-    columns = ", ".join(quote(f.column) for f in FIELDS)
     values = ", ".join(f"%s::{f.db_type(connection)}" for f in FIELDS)
     return (
-        f"INSERT INTO {quote(ServedRecommendation._meta.db_table)} ({columns}) "
+        f"{_insert_into()} "
         f"SELECT {values} FROM (SELECT set_config('synchronous_commit', 'off', true)) AS async_commit"
     )
+
+
+def _insert_into() -> str:
+    """`INSERT INTO <served table> (<every column>)`: the head of both ways of writing rows."""
+    quote = connection.ops.quote_name
+    columns = ", ".join(quote(f.column) for f in FIELDS)
+    return f"INSERT INTO {quote(ServedRecommendation._meta.db_table)} ({columns})"
 
 
 def new_recommendation_id() -> str:
@@ -213,10 +218,7 @@ class ServedWriter:
 
 @cache
 def _insert_sql() -> str:
-    quote = connection.ops.quote_name
-    columns = ", ".join(quote(f.column) for f in FIELDS)
-    placeholders = ", ".join(["%s"] * len(FIELDS))
-    return f"INSERT INTO {quote(ServedRecommendation._meta.db_table)} ({columns}) VALUES ({placeholders})"
+    return f"{_insert_into()} VALUES ({', '.join(['%s'] * len(FIELDS))})"
 
 
 def flush_served(timeout: float = 30.0) -> bool:
