@@ -11,19 +11,9 @@ from pathlib import Path
 from django.core.exceptions import ImproperlyConfigured
 
 from shop.database import database_settings, replica_settings
+from shop.environment import env_bool
 
 BASE_DIR = Path(__file__).resolve().parent.parent
-
-
-def env_bool(name: str, default: bool) -> bool:
-    value = os.environ.get(name)
-    if value is None or value == "":
-        return default
-    if value.lower() in {"1", "true", "yes", "on"}:
-        return True
-    if value.lower() in {"0", "false", "no", "off"}:
-        return False
-    raise ImproperlyConfigured(f"{name} must be true or false, got {value!r}.")
 
 
 DEBUG = env_bool("DEBUG", True)
