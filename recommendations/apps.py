@@ -16,6 +16,8 @@ class RecommendationsConfig(AppConfig):
 
         routers.validate_configuration()
 
+        # Configuration that works, but badly: warnings in `manage.py check`.
+        from recommendations import checks  # noqa: F401
         from recommendations.events import receivers
 
         receivers.connect()

@@ -111,6 +111,9 @@ CACHES = {
     "default": {
         "BACKEND": "django.core.cache.backends.locmem.LocMemCache",
         "LOCATION": "shop",
+        # Serving keeps a list per visitor, product and query for a minute: Django's default
+        # of 300 entries would evict them within seconds (recommendations.checks).
+        "OPTIONS": {"MAX_ENTRIES": 5000},
     }
 }
 if os.environ.get("CACHE_URL"):

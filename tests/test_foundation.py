@@ -200,3 +200,59 @@ def test_migrate_on_a_fresh_embedded_server_creates_the_vector_extension(tmp_pat
         assert shell.stdout.strip() == "192MB"
     finally:
         run_manage("embedded_db", "stop", **env)
+
+
+@pytest.mark.django_db
+def test_statements_a_connection_repeats_are_prepared_on_the_server():
+    from shop.database import PREPARE_THRESHOLD
+
+    connection.ensure_connection()
+    assert connection.settings_dict["OPTIONS"]["server_side_binding"] is True
+    sql = "SELECT %s::int + 1 -- prepared statement probe"
+    with connection.cursor() as cursor:
+        for value in range(PREPARE_THRESHOLD + 1):
+            cursor.execute(sql, [value])
+            assert cursor.fetchone() == (value + 1,)
+        cursor.execute(
+            "SELECT count(*) FROM pg_prepared_statements WHERE statement LIKE %s", ["%statement probe%"]
+        )
+        assert cursor.fetchone() == (1,)
+
+
+def test_prepared_statements_can_be_turned_off_for_a_pooler():
+    from shop.database import _with_connection_options
+
+    assert _with_connection_options({}, {})["OPTIONS"] == {
+        "server_side_binding": True,
+        "prepare_threshold": 5,
+    }
+    assert _with_connection_options({}, {"DATABASE_PREPARED_STATEMENTS": "false"})["OPTIONS"] == {}
+    with pytest.raises(ImproperlyConfigured, match="DATABASE_PREPARED_STATEMENTS must be true or false"):
+        _with_connection_options({}, {"DATABASE_PREPARED_STATEMENTS": "sometimes"})
+
+
+@pytest.mark.parametrize(
+    ("backend", "options", "cache_seconds", "warned"),
+    [
+        ("django.core.cache.backends.locmem.LocMemCache", {}, 60, True),
+        ("django.core.cache.backends.locmem.LocMemCache", {"MAX_ENTRIES": 5000}, 60, False),
+        ("django.core.cache.backends.locmem.LocMemCache", {}, 0, False),
+        ("django.core.cache.backends.redis.RedisCache", {}, 60, False),
+    ],
+)
+def test_a_serving_cache_too_small_to_keep_the_lists_is_reported(
+    backend, options, cache_seconds, warned, settings
+):
+    from recommendations.checks import check_serving_cache
+
+    settings.CACHES = {"default": {"BACKEND": backend, "LOCATION": "x", "OPTIONS": options}}
+    settings.RECOMMENDATIONS = {**settings.RECOMMENDATIONS, "SERVING_CACHE_SECONDS": cache_seconds}
+    found = check_serving_cache()
+    assert [message.id for message in found] == (["recommendations.W001"] if warned else [])
+    if warned:
+        assert "300 entries" in found[0].msg and "MAX_ENTRIES" in found[0].hint
+
+
+def test_the_demo_shop_passes_its_own_checks():
+    result = run_manage("check", "--fail-level", "WARNING")
+    assert result.returncode == 0, result.stderr
