@@ -177,6 +177,34 @@ def _content_candidates(seed: ProductDocument | None, k: int) -> list[Candidate]
     ]
 
 
+def _vector_neighbours(
+    product_id: str, seed: ProductDocument | None, k: int, version: ModelVersion | None, audience: Audience
+) -> list[Candidate]:
+    """The product's nearest vectors, blended with their titles' similarity to its title
+    (k rows, not a category scan); [] without a model or a vector for the product."""
+    neighbours = queries.similar_products(product_id, k, version) if version else []
+    if not neighbours:
+        return []
+    ids = [pid for pid, _ in neighbours]
+    text_scores = dict(
+        ProductDocument.objects.filter(product_id__in=ids)
+        .annotate(similarity=TrigramSimilarity("title", seed.title if seed else ""))
+        .values_list("product_id", "similarity")
+    )
+    embeddings = _embeddings_for_mmr(Kind.SIMILAR, ids, version, audience)
+    return [
+        Candidate(
+            pid,
+            (1 - CONTENT_WEIGHT) * cosine + CONTENT_WEIGHT * float(text_scores.get(pid) or 0.0),
+            "vector",
+            "Similar to {title}",
+            product_id,
+            embeddings.get(pid),
+        )
+        for pid, cosine in neighbours
+    ]
+
+
 def similar(product_id: str, audience: Audience, options: Options) -> RecommendationResult:
     """Products like this one: vector neighbours blended with title similarity in its category."""
     require_product(product_id)
@@ -185,34 +213,16 @@ def similar(product_id: str, audience: Audience, options: Options) -> Recommenda
 
     def compute() -> list[Candidate]:
         seed = _seed_document(product_id)
-        neighbours = queries.similar_products(product_id, k, version) if version else []
-        if not neighbours:
-            category = seed.categories[-1] if seed and seed.categories else None
-            return _cascade(
-                k,
-                lambda: _content_candidates(seed, k),
-                lambda: statistics.paired(PairKind.VIEWED, {product_id: 1.0}, k),
-                lambda: statistics.trending(k, category=category),
-            )
-        # Content: title similarity of the neighbours to the seed (k rows, not a category scan).
-        ids = [pid for pid, _ in neighbours]
-        text_scores = dict(
-            ProductDocument.objects.filter(product_id__in=ids)
-            .annotate(similarity=TrigramSimilarity("title", seed.title if seed else ""))
-            .values_list("product_id", "similarity")
+        neighbours = _vector_neighbours(product_id, seed, k, version, audience)
+        if neighbours:
+            return neighbours
+        category = seed.categories[-1] if seed and seed.categories else None
+        return _cascade(
+            k,
+            lambda: _content_candidates(seed, k),
+            lambda: statistics.paired(PairKind.VIEWED, {product_id: 1.0}, k),
+            lambda: statistics.trending(k, category=category),
         )
-        embeddings = _embeddings_for_mmr(Kind.SIMILAR, ids, version, audience)
-        return [
-            Candidate(
-                pid,
-                (1 - CONTENT_WEIGHT) * cosine + CONTENT_WEIGHT * float(text_scores.get(pid) or 0.0),
-                "vector",
-                "Similar to {title}",
-                product_id,
-                embeddings.get(pid),
-            )
-            for pid, cosine in neighbours
-        ]
 
     key = (Kind.SIMILAR, variants.cache_key(audience), version and version.pk, product_id, k)
     return finalize(
@@ -227,9 +237,18 @@ def similar(product_id: str, audience: Audience, options: Options) -> Recommenda
 
 
 def bought_together(product_id: str, audience: Audience, options: Options) -> RecommendationResult:
-    """Frequently bought together (co-purchase), then viewed together, then similar in category."""
+    """Frequently bought together (co-purchase), then viewed together, then similar products.
+
+    The last tier is the vector neighbours when a model is active (an index scan), else the
+    titles most like this one in its category (a scan of the category).
+    """
     require_product(product_id)
+    version = variants.model_version(audience)
     k = _pool_size(Kind.BOUGHT_TOGETHER, options, audience)
+
+    def alike() -> list[Candidate]:
+        seed = _seed_document(product_id)
+        return _vector_neighbours(product_id, seed, k, version, audience) or _content_candidates(seed, k)
 
     def compute() -> list[Candidate]:
         seed = {product_id: 1.0}
@@ -237,12 +256,13 @@ def bought_together(product_id: str, audience: Audience, options: Options) -> Re
             k,
             lambda: statistics.paired(PairKind.BOUGHT, seed, k),
             lambda: statistics.paired(PairKind.VIEWED, seed, k),
-            lambda: _content_candidates(_seed_document(product_id), k),
+            alike,
         )
 
+    key = (Kind.BOUGHT_TOGETHER, variants.cache_key(audience), version and version.pk, product_id, k)
     return finalize(
         Kind.BOUGHT_TOGETHER,
-        cached((Kind.BOUGHT_TOGETHER, product_id, k), compute),
+        cached(key, compute),
         audience,
         options,
         exclude=[product_id],

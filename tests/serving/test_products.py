@@ -108,6 +108,24 @@ def test_bought_together_from_co_purchases(catalog):
     assert result.items[0][1].source == "co_purchase"
 
 
+def test_bought_together_falls_back_to_similar_products(catalog, model):
+    # Nobody bought or viewed the shampoo with anything: the vector neighbours fill in.
+    result = products.bought_together(catalog.id("Argan shampoo"), Audience(), EXPLAIN)
+    assert set(titles(catalog, result)[:3]) == {
+        "Keratin conditioner",
+        "Hair mask repair",
+        "Dry shampoo spray",
+    }
+    assert result.items[0][1].source == "vector"
+    assert result.items[0][1].reason == "Similar to Argan shampoo"
+
+
+def test_bought_together_without_a_model_falls_back_to_titles_in_the_category(catalog):
+    result = products.bought_together(catalog.id("Argan shampoo"), Audience(), EXPLAIN)
+    assert titles(catalog, result)[0] == "Dry shampoo spray"
+    assert result.items[0][1].source == "content"
+
+
 def test_trending_is_time_decayed_and_per_category(catalog):
     # Ten old views lose to three fresh ones.
     for _ in range(10):
