@@ -5,6 +5,7 @@ Rates come from `RECOMMENDATIONS["API_THROTTLE_RATES"]` and are counted in Djang
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from rest_framework.request import Request
@@ -15,11 +16,20 @@ from recommendations.models.api_keys import ApiKey
 
 
 class ApiRateThrottle(SimpleRateThrottle):
+    """At most N requests per window, the window opening at a client's first request.
+
+    One cache increment per request. DRF's `SimpleRateThrottle` keeps the time of every
+    request in the window and stores the whole list again on each one: at an API key's
+    6,000/minute, thousands of entries pickled per request. A window allows a burst of up to
+    twice the rate across its end, which a rate limit can live with.
+    """
+
     scope = "recommendations"
 
     def __init__(self) -> None:
         # The rate depends on who is asking, so it is chosen per request in allow_request().
         self.kind = self.ident = ""
+        self.wait_seconds: float | None = None
 
     def allow_request(self, request: Request, view: Any) -> bool:
         if isinstance(request.auth, ApiKey):
@@ -30,7 +40,26 @@ class ApiRateThrottle(SimpleRateThrottle):
             self.kind, self.ident = "anonymous", self.get_ident(request)
         self.rate = rec_settings.API_THROTTLE_RATES[self.kind]
         self.num_requests, self.duration = self.parse_rate(self.rate)
-        return super().allow_request(request, view)
+        key = self.get_cache_key(request, view)
+        if self._count(key) <= self.num_requests:
+            return True
+        opened = self.cache.get(f"{key}:opened")
+        self.wait_seconds = self.duration - (time.time() - opened) if opened else float(self.duration)
+        return False
+
+    def _count(self, key: str) -> int:
+        """This request's number in the window; a new window starts when the last expired."""
+        try:
+            return self.cache.incr(key)
+        except ValueError:  # no window open (the cache's expiry closed the last one)
+            if self.cache.add(key, 1, self.duration):
+                self.cache.set(f"{key}:opened", time.time(), self.duration)
+                return 1
+            return self.cache.incr(key)  # another request opened it meanwhile
 
     def get_cache_key(self, request: Request, view: Any) -> str:
         return f"throttle_{self.scope}_{self.kind}_{self.ident}"
+
+    def wait(self) -> float | None:
+        """Seconds until the window closes (the Retry-After header)."""
+        return None if self.wait_seconds is None else max(self.wait_seconds, 0.0)

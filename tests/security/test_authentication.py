@@ -2,6 +2,7 @@
 
 import hashlib
 import json
+import time
 
 import pytest
 from django.conf import settings
@@ -113,6 +114,15 @@ def test_throttling_counts_per_key(make_key):
         assert [first.get(FOR_YOU).status_code for _ in range(4)] == [200, 200, 200, 429]
         assert second.get(FOR_YOU).status_code == 200
         assert int(first.get(FOR_YOU)["Retry-After"]) > 0
+
+
+def test_a_throttled_client_is_served_again_when_its_window_closes(make_key):
+    client = with_key(make_key("recommendations:read"))
+    with throttled(api_key="2/second", user="100/minute", anonymous="100/minute"):
+        assert [client.get(FOR_YOU).status_code for _ in range(3)] == [200, 200, 429]
+        assert 0 < float(client.get(FOR_YOU)["Retry-After"]) <= 1
+        time.sleep(1.1)
+        assert [client.get(FOR_YOU).status_code for _ in range(3)] == [200, 200, 429]
 
 
 def test_throttling_counts_per_anonymous_client_and_ignores_forged_forwarding_headers():
