@@ -21,6 +21,7 @@ from recommendations.conf import rec_settings
 from recommendations.models import Event, EventType
 from recommendations.models.preferences import PersonalisationPreference
 from recommendations.serving.types import Audience
+from recommendations.sql import array_literal
 
 # Events that say something about a product the visitor cares about.
 PRODUCT_EVENTS = (
@@ -170,7 +171,7 @@ def load(audience: Audience) -> None:
     if who is not None:
         window = history_window()
         since = [] if window is None else list(window)
-        params = [who, [str(t) for t in PRODUCT_EVENTS], *since, rec_settings.REALTIME_HISTORY]
+        params = [who, array_literal(PRODUCT_EVENTS), *since, rec_settings.REALTIME_HISTORY]
         params += [who, str(EventType.PURCHASE), *since, MAX_PURCHASES, *([user_id] if check_flag else [])]
         with connection.cursor() as cursor:
             cursor.execute(_visitor_sql(user_id is not None, check_flag, window is not None), params)

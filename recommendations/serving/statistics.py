@@ -32,6 +32,7 @@ from recommendations.models import (
     ProductPopularity,
 )
 from recommendations.serving.types import Candidate
+from recommendations.sql import array_literal
 
 logger = logging.getLogger(__name__)
 SECONDS_PER_DAY = 86_400.0
@@ -278,7 +279,7 @@ def paired(kind: str, seeds: Mapping[str, float], k: int, *, exclude: Iterable[s
         return []
     skip = set(exclude) | set(seeds)
     with connection.cursor() as cursor:
-        cursor.execute(_pairs_sql(), [kind, list(seeds)])
+        cursor.execute(_pairs_sql(), [kind, array_literal(seeds)])
         rows = cursor.fetchall()
     totals: dict[str, float] = defaultdict(float)
     best: dict[str, tuple[float, str]] = {}

@@ -33,6 +33,7 @@ from pgvector import Vector
 from recommendations.conf import rec_settings
 from recommendations.models import ModelStatus, ModelVersion, ProductVector, StoreVector, UserVector
 from recommendations.routers import vector_read_database
+from recommendations.sql import array_literal
 from recommendations.vectors.indexes import ScoreEmbedding, embedding_expression
 
 # Seconds a process trusts its idea of the active version. Activation keeps the previous
@@ -163,7 +164,7 @@ def product_vectors(ids: Iterable[str], version: ModelVersion | None = None) -> 
     keys = [str(i) for i in ids]
     if not keys:
         return {}
-    rows = _fetch(_rows_sql(ProductVector, "product_id", "bias"), [version.pk, keys])
+    rows = _fetch(_rows_sql(ProductVector, "product_id", "bias"), [version.pk, array_literal(keys)])
     return {pid: ItemVector(parse_vector(embedding), bias) for pid, embedding, bias in rows}
 
 
@@ -172,7 +173,7 @@ def user_vector(user_id: int, version: ModelVersion | None = None) -> np.ndarray
     version = version or active_version()
     if version is None:
         return None
-    rows = _fetch(_rows_sql(UserVector, "user_id"), [version.pk, [user_id]])
+    rows = _fetch(_rows_sql(UserVector, "user_id"), [version.pk, array_literal([user_id])])
     return parse_vector(rows[0][1]) if rows else None
 
 
@@ -196,7 +197,7 @@ def _quote(name: str) -> str:
 
 # Reads on the request path are written once per shape rather than built by the ORM on every
 # call: building and compiling a k-NN queryset cost 1.3-1.8 ms of CPU against 0.4 ms for
-# running it (docs/benchmarks.md). Keys travel as one array parameter (`= ANY(%s)`).
+# running it (docs/benchmarks.md). Keys travel as one array literal (`= ANY(%s)`, `sql.array_literal`).
 @cache
 def _rows_sql(model: type[Model], key: str, *extra: str) -> str:
     """Key, embedding in binary (and `extra` columns) of one version's rows whose key is in a list."""
@@ -324,7 +325,7 @@ def _nearest(
         model, key, version.dimensions, kind, filter_ids is not None, bool(exclude), seed is not None
     )
     params: list[Any] = [*target, version.pk]
-    params += [[str(i) for i in keys] for keys in (filter_ids, exclude) if keys]
+    params += [array_literal(keys) for keys in (filter_ids, exclude) if keys]
     # A few more than k: relaxed-order scans may return neighbours slightly out of order.
     found = _fetch(sql, [*params, k * CANDIDATE_FACTOR])
     if found and found[0][1] is None:  # the seed has no vector in this version

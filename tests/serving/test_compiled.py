@@ -10,6 +10,7 @@ from django.test.utils import CaptureQueriesContext
 
 from recommendations.serving import compiled
 from recommendations.serving.rules import KeyIn
+from recommendations.sql import array_literal
 from shop.models import Product
 
 
@@ -64,3 +65,16 @@ def test_compiled_once_per_thread_and_shape_and_again_after_a_settings_change(ca
     again = compiled.keyed_query(("titles",), _titles)
     assert again is not first
     assert again.rows(catalog.ids("Red nail polish")) == list(_titles(catalog.ids("Red nail polish")))
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("sql_type", ["text", "varchar"])
+def test_keys_sent_as_one_array_literal_read_back_exactly(sql_type):
+    keys = ["1", "42", "a,b", 'say "hi"', "back\\slash", "{braces}", "with space", "NULL", ""]
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT unnest(%s::{sql_type}[])", [array_literal(keys)])
+        assert [row[0] for row in cursor.fetchall()] == keys
+        cursor.execute(
+            "SELECT 7::bigint = ANY(%s::bigint[]), 8::bigint = ANY(%s::bigint[])", [array_literal([7, 9])] * 2
+        )
+        assert cursor.fetchone() == (True, False)
