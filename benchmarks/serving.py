@@ -380,11 +380,9 @@ def measure_recall(samples: int = 200, k: int = 10) -> list[dict[str, Any]]:
 
     First as configured: the score index of for-you (user . item + bias) with the search
     length tuned for the version (`ModelVersion.vector_search`), the cosine index of similar
-    products with `HNSW_EF_SEARCH`; then shorter and longer, to show what the length buys.
+    products with its own tuned length; then shorter and longer, to show what the length buys.
     """
     import numpy as np
-    from django.conf import settings
-    from django.test import override_settings
 
     from recommendations.conf import rec_settings
     from recommendations.models import ProductVector, UserVector
@@ -414,21 +412,22 @@ def measure_recall(samples: int = 200, k: int = 10) -> list[dict[str, Any]]:
     tuned = version.vector_search.get(name)
     others = {"hnsw": (100, 400), "ivfflat": (5, 40)}[kind]
     out = []
-    variants = [(tuned, rec_settings.HNSW_EF_SEARCH), *zip(others, (100, 400), strict=True)]
+    tuned_items = version.vector_search.get(tuning.SIMILAR, {}).get("ef_search")
+    variants = [(tuned, tuned_items or rec_settings.HNSW_EF_SEARCH), *zip(others, (100, 400), strict=True)]
     for users_length, ef_items in dict.fromkeys(variants):
-        version.vector_search = {"index": kind, name: users_length} if users_length else {}
-        with override_settings(RECOMMENDATIONS={**settings.RECOMMENDATIONS, "HNSW_EF_SEARCH": ef_items}):
-            inner_product, ip_ms = tuning.measure_search(version, users, exact_ip, k)
-            cos = sum(
-                len(e & {p for p, _ in queries.similar_products(ids[s], k, version)})
-                for s, e in zip(seeds, exact_cos, strict=True)
-            )
+        score = {"index": kind, name: users_length} if users_length else {}
+        version.vector_search = {**score, tuning.SIMILAR: {"ef_search": ef_items}}
+        inner_product, ip_ms = tuning.measure_search(version, users, exact_ip, k)
+        cos = sum(
+            len(e & {p for p, _ in queries.similar_products(ids[s], k, version)})
+            for s, e in zip(seeds, exact_cos, strict=True)
+        )
         total = len(users) * k
         out.append(
             {
                 "users_search": f"{kind} {name} {users_length or 'from settings'}"
                 + (" (tuned)" if users_length and users_length == tuned else ""),
-                "ef_items": ef_items,
+                "ef_items": f"{ef_items}" + (" (tuned)" if ef_items == tuned_items else ""),
                 "inner_product": inner_product,
                 "cosine": cos / total,
                 "ip_ms": ip_ms,

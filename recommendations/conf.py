@@ -115,15 +115,16 @@ DEFAULTS: dict[str, Any] = {
     # IVFFlat when HNSW needs a long search for SCORE_SEARCH_RECALL, keeping the faster. Which
     # kind is faster depends on where users' vectors lie (docs/benchmarks.md). Either way the
     # search length is tuned per model version on a sample of its users: the shortest that
-    # finds SCORE_SEARCH_RECALL of their exact top 10 (recommendations.vectors.tuning).
+    # finds SCORE_SEARCH_RECALL of their exact top 10 (recommendations.vectors.tuning); the
+    # similar-products search likewise, on a sample of its products.
     # Applies to versions whose indexes are built from then on.
     "SCORE_INDEX": "auto",
     "SCORE_SEARCH_RECALL": 0.97,
     # Lists an IVFFlat search scans when the version has no tuned value.
     "IVFFLAT_PROBES": 20,
-    # HNSW candidate list sizes: item-to-item queries (similar products) start inside the
-    # data; users' queries on an HNSW score index search longer when the version has no
-    # tuned value.
+    # HNSW candidate list sizes when a version has no tuned value: item-to-item queries
+    # (similar products) start inside the data; users' queries on an HNSW score index search
+    # longer.
     "HNSW_EF_SEARCH": 100,
     "HNSW_EF_SEARCH_FOR_USERS": 800,
     # Alias in DATABASES of a read replica that serving reads vectors and the active version

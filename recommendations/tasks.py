@@ -96,12 +96,12 @@ def refresh_statistics() -> dict[str, int]:
 @shared_task(name="recommendations.tasks.reindex", time_limit=EMBED_TIME_LIMIT, **durable)
 def reindex(version_id: int | None = None) -> dict[str, Any]:
     """Rebuild the vector indexes of a version (the active one by default), then tune its
-    score search again: a rebuilt index answers differently."""
+    searches again: a rebuilt index answers differently."""
     version = pipeline.get_version(version_id) if version_id else queries.active_version(fresh=True)
     if version is None:
         return {"skipped": "no active model version"}
     rebuilt = indexes.reindex(version)
-    return {"version": version.pk, "indexes": rebuilt, "vector_search": tuning.tune_score_search(version)}
+    return {"version": version.pk, "indexes": rebuilt, "vector_search": tuning.tune_searches(version)}
 
 
 @shared_task(name="recommendations.tasks.purge", time_limit=EMBED_TIME_LIMIT, **durable)

@@ -82,7 +82,7 @@ INDEX_SPECS = (
     IndexSpec(ProductVector, "vector_cosine_ops", "product_cos"),
     IndexSpec(StoreVector, "vector_ip_ops", "store_ip"),
 )
-SCORE_SPEC = INDEX_SPECS[0]
+SCORE_SPEC, COSINE_SPEC = INDEX_SPECS[0], INDEX_SPECS[1]
 
 
 def embedding_expression(dimensions: int) -> Cast:

@@ -42,6 +42,8 @@ ACTIVE_VERSION_TTL = 5.0
 # Candidates fetched per answer row, re-sorted by their exact score.
 CANDIDATE_FACTOR = 2
 MAX_EF_SEARCH = 1000  # pgvector's upper limit
+# The key of `ModelVersion.vector_search` under which the similar-products search is tuned.
+SIMILAR_SEARCH = "similar"
 
 M = TypeVar("M", bound=Model)
 
@@ -296,7 +298,8 @@ def _nearest(
     """k-NN on one version's rows. `kind`: "score" (user . item + bias), "inner" (inner
     product) or "cosine". A user's query on the score index searches as long as tuned for the
     version (`ModelVersion.vector_search`, see `recommendations.vectors.tuning`), else with
-    the settings' lengths; queries from among the items search with `HNSW_EF_SEARCH`.
+    the settings' lengths; "similar products" as tuned for the version too; other queries from
+    among the items search with `HNSW_EF_SEARCH`.
     `seed` (instead of `vector`): the key of the row whose vector is the query."""
     version = version or active_version()
     if version is None or k <= 0:
@@ -320,6 +323,8 @@ def _nearest(
     ef_search = rec_settings.HNSW_EF_SEARCH
     if from_user:
         ef_search = tuned.get("ef_search", rec_settings.HNSW_EF_SEARCH_FOR_USERS)
+    elif kind == "cosine":
+        ef_search = version.vector_search.get(SIMILAR_SEARCH, {}).get("ef_search", ef_search)
     _search_settings(alias, ef_search, tuned.get("probes", rec_settings.IVFFLAT_PROBES))
     sql = _knn_sql(
         model, key, version.dimensions, kind, filter_ids is not None, bool(exclude), seed is not None

@@ -9,13 +9,17 @@ a sample of its user vectors is searched at growing lengths and compared with th
 ranking (numpy over all of the version's product vectors); the shortest length that reaches
 `SCORE_SEARCH_RECALL` is kept on the version (`ModelVersion.vector_search`) and serving
 searches with it (`queries._nearest`).
+
+The cosine index of "similar products" is tuned the same way on a sample of the version's
+own products (`vector_search["similar"]`): item-to-item queries start inside the data and
+need a short search at 100k products, a longer one at 1M.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -28,7 +32,10 @@ from recommendations.vectors import indexes, queries
 logger = logging.getLogger(__name__)
 
 SAMPLE_USERS = 200
+SAMPLE_PRODUCTS = 200
 K = 10
+# Where the version keeps the tuned "similar products" search (the rest is the score search's).
+SIMILAR = queries.SIMILAR_SEARCH
 # Search lengths tried, shortest first: HNSW's candidate list, IVFFlat's lists scanned.
 LENGTHS = {
     "hnsw": ("ef_search", (40, 100, 200, 400, 800, 1000)),
@@ -45,7 +52,7 @@ def prepare_search(version: ModelVersion) -> list[str]:
     built now or was never tuned (with `SCORE_INDEX = "auto"`, choosing its kind too).
     Returns the names of the indexes built."""
     built = indexes.build_indexes(version)
-    if indexes.index_name(indexes.SCORE_SPEC, version.pk) in built or not version.vector_search:
+    if indexes.index_name(indexes.SCORE_SPEC, version.pk) in built or "index" not in version.vector_search:
         tuned = tune_score_search(version)
         # The comparison rebuilds the index: never under a version that is serving.
         serving = version.status == ModelStatus.ACTIVE
@@ -56,7 +63,16 @@ def prepare_search(version: ModelVersion) -> list[str]:
             and _long(tuned)
         ):
             _compare_with_ivfflat(version, tuned)
+    if indexes.index_name(indexes.COSINE_SPEC, version.pk) in built or SIMILAR not in version.vector_search:
+        tune_similar_search(version)
     return built
+
+
+def tune_searches(version: ModelVersion) -> dict[str, Any]:
+    """Tune both searches again (a rebuilt index answers differently); the version's settings."""
+    tune_score_search(version)
+    tune_similar_search(version)
+    return version.vector_search
 
 
 def _long(tuned: dict[str, Any]) -> bool:
@@ -96,8 +112,9 @@ def tune_score_search(version: ModelVersion) -> dict[str, Any]:
     that reaches `SCORE_SEARCH_RECALL` (the longest tried, with a warning, when none does)."""
     kind = indexes.score_index_kind(version.pk)
     users = _sample_users(version)
+    similar = {SIMILAR: version.vector_search[SIMILAR]} if SIMILAR in version.vector_search else {}
     if kind is None or not len(users):
-        version.vector_search = {"index": kind, "users": 0}
+        version.vector_search = {"index": kind, "users": 0, **similar}
         version.save(update_fields=["vector_search"])
         return version.vector_search
     started = time.perf_counter()
@@ -109,24 +126,10 @@ def tune_score_search(version: ModelVersion) -> dict[str, Any]:
         lengths = (*(n for n in lengths if n < lists), lists)  # all lists: exact
 
     def measure(length: int) -> tuple[float, float]:
-        version.vector_search = {"index": kind, name: length}
+        version.vector_search = {"index": kind, name: length, **similar}
         return measure_search(version, users, exact)
 
-    shorter = None  # the longest length tried that falls short
-    for length in lengths:
-        recall, milliseconds = measure(length)
-        if recall >= target:
-            break
-        shorter = length
-    # The ladder doubles: between the last length short of the target and the first that
-    # reaches it, look for a shorter one that also does (within an eighth).
-    while recall >= target and shorter is not None and length - shorter > max(1, shorter // 8):
-        middle = (shorter + length) // 2
-        found = measure(middle)
-        if found[0] >= target:
-            length, (recall, milliseconds) = middle, found
-        else:
-            shorter = middle
+    length, recall, milliseconds = _shortest(lengths, measure, target)
     version.vector_search = {
         "index": kind,
         name: length,
@@ -134,6 +137,7 @@ def tune_score_search(version: ModelVersion) -> dict[str, Any]:
         "target": target,
         "ms": round(milliseconds, 2),
         "users": len(users),
+        **similar,
     }
     version.save(update_fields=["vector_search"])
     log = logger.info if recall >= target else logger.warning
@@ -155,6 +159,89 @@ def tune_score_search(version: ModelVersion) -> dict[str, Any]:
     return version.vector_search
 
 
+def _shortest(
+    lengths: Sequence[int], measure: Callable[[int], tuple[float, float]], target: float
+) -> tuple[int, float, float]:
+    """The shortest length that reaches `target` recall (the longest tried when none does),
+    with its recall and milliseconds per query. The ladder doubles: between the last length
+    short of the target and the first that reaches it, look for a shorter one that also does
+    (within an eighth)."""
+    shorter = None  # the longest length tried that falls short
+    for length in lengths:
+        recall, milliseconds = measure(length)
+        if recall >= target:
+            break
+        shorter = length
+    while recall >= target and shorter is not None and length - shorter > max(1, shorter // 8):
+        middle = (shorter + length) // 2
+        found = measure(middle)
+        if found[0] >= target:
+            length, (recall, milliseconds) = middle, found
+        else:
+            shorter = middle
+    return length, recall, milliseconds
+
+
+def tune_similar_search(version: ModelVersion) -> dict[str, Any]:
+    """Measure "similar products" (the cosine index) from a sample of the version's products
+    and keep the shortest `ef_search` that finds `SCORE_SEARCH_RECALL` of their exact
+    neighbours (`vector_search["similar"]`)."""
+    seeds = _sample_products(version)
+    cosine_index = indexes.index_name(indexes.COSINE_SPEC, version.pk)
+    if not seeds or not indexes.existing_indexes(version.pk).get(cosine_index):
+        return _save_similar(version, {"products": 0})
+    started = time.perf_counter()
+    exact = _exact_top(version, [vector for _, vector in seeds], cosine=True, skip=[pid for pid, _ in seeds])
+    target = rec_settings.SCORE_SEARCH_RECALL
+
+    def measure(length: int) -> tuple[float, float]:
+        version.vector_search = {**version.vector_search, SIMILAR: {"ef_search": length}}
+        return measure_similar(version, [pid for pid, _ in seeds], exact)
+
+    length, recall, milliseconds = _shortest(LENGTHS["hnsw"][1], measure, target)
+    tuned = {
+        "ef_search": length,
+        "recall": round(recall, 4),
+        "target": target,
+        "ms": round(milliseconds, 2),
+        "products": len(seeds),
+    }
+    (logger.info if recall >= target else logger.warning)(
+        "Tuned similar products of model version %s: hnsw ef_search %d finds %.3f of the exact top %d "
+        "(target %.2f) in %.1f ms per query, on %d products; tuning took %.1fs.",
+        version.pk,
+        length,
+        recall,
+        K,
+        target,
+        milliseconds,
+        len(seeds),
+        time.perf_counter() - started,
+    )
+    return _save_similar(version, tuned)
+
+
+def _save_similar(version: ModelVersion, tuned: dict[str, Any]) -> dict[str, Any]:
+    version.vector_search = {**version.vector_search, SIMILAR: tuned}
+    version.save(update_fields=["vector_search"])
+    return tuned
+
+
+def measure_similar(
+    version: ModelVersion, product_ids: Sequence[str], exact: Sequence[set[str]], k: int = K
+) -> tuple[float, float]:
+    """recall@k of serving's "similar products" search from `product_ids` against their exact
+    cosine neighbours, and its milliseconds per query."""
+    started = time.perf_counter()
+    found = [{p for p, _ in queries.similar_products(pid, k, version)} for pid in product_ids]
+    milliseconds = (time.perf_counter() - started) * 1000 / max(len(product_ids), 1)
+    return _recall(found, exact, k), milliseconds
+
+
+def _recall(found: Sequence[set[str]], exact: Sequence[set[str]], k: int) -> float:
+    return float(np.mean([len(f & e) / min(k, len(e) or 1) for f, e in zip(found, exact, strict=True)]))
+
+
 def measure_search(
     version: ModelVersion, users: Sequence[np.ndarray], exact: Sequence[set[str]], k: int = K
 ) -> tuple[float, float]:
@@ -164,8 +251,7 @@ def measure_search(
     started = time.perf_counter()
     found = [{p for p, _ in queries.nearest_products(u, k, version=version)} for u in users]
     milliseconds = (time.perf_counter() - started) * 1000 / len(users)
-    recall = float(np.mean([len(f & e) / min(k, len(e) or 1) for f, e in zip(found, exact, strict=True)]))
-    return recall, milliseconds
+    return _recall(found, exact, k), milliseconds
 
 
 def _missed_hint(kind: str) -> str:
@@ -190,13 +276,37 @@ def _sample_users(version: ModelVersion) -> list[np.ndarray]:
         return [queries.parse_vector(row[0]) for row in cursor.fetchall()]
 
 
-def _exact_top(version: ModelVersion, users: list[np.ndarray]) -> list[set[str]]:
-    """Each user's exact top K by user . item + bias over all of the version's products, read
-    in chunks so that the memory stays bounded at any catalogue size."""
+def _sample_products(version: ModelVersion) -> list[tuple[str, np.ndarray]]:
     table = connection.ops.quote_name(ProductVector._meta.db_table)
-    user_matrix = np.stack(users)
-    best_scores = np.empty((len(users), 0), dtype=np.float32)
-    best_ids = np.empty((len(users), 0), dtype=object)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT product_id, vector_send(embedding) FROM {table} WHERE model_version_id = %s "
+            "ORDER BY random() LIMIT %s",
+            [version.pk, SAMPLE_PRODUCTS],
+        )
+        return [(pid, queries.parse_vector(sent)) for pid, sent in cursor.fetchall()]
+
+
+def _unit(matrix: np.ndarray) -> np.ndarray:
+    return matrix / np.maximum(np.linalg.norm(matrix, axis=-1, keepdims=True), 1e-12)
+
+
+def _exact_top(
+    version: ModelVersion,
+    vectors: list[np.ndarray],
+    *,
+    cosine: bool = False,
+    skip: Sequence[str] | None = None,
+) -> list[set[str]]:
+    """Each vector's exact top K over all of the version's products, read in chunks so that
+    the memory stays bounded at any catalogue size: by vector . item + bias (a user), or with
+    `cosine` by the angle between the plain vectors (a product, leaving out `skip[i]`, the
+    product the i-th vector belongs to)."""
+    table = connection.ops.quote_name(ProductVector._meta.db_table)
+    user_matrix = _unit(np.stack(vectors)) if cosine else np.stack(vectors)
+    skipped = np.array(skip, dtype=object)[:, None] if skip is not None else None
+    best_scores = np.empty((len(vectors), 0), dtype=np.float32)
+    best_ids = np.empty((len(vectors), 0), dtype=object)
     # A server-side cursor: the rows arrive CHUNK at a time, not all at once.
     with connection.chunked_cursor() as cursor:
         cursor.execute(
@@ -206,7 +316,12 @@ def _exact_top(version: ModelVersion, users: list[np.ndarray]) -> list[set[str]]
         while rows := cursor.fetchmany(CHUNK):
             ids = np.array([row[0] for row in rows], dtype=object)
             matrix = np.stack([queries.parse_vector(row[1]) for row in rows])
-            scores = user_matrix @ matrix.T + np.array([row[2] for row in rows], dtype=np.float32)
+            if cosine:
+                scores = user_matrix @ _unit(matrix).T
+                if skipped is not None:
+                    scores[ids[None, :] == skipped] = -np.inf
+            else:
+                scores = user_matrix @ matrix.T + np.array([row[2] for row in rows], dtype=np.float32)
             top = (
                 np.argsort(-scores, axis=1)[:, :K]
                 if len(ids) <= K

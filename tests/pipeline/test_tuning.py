@@ -124,7 +124,7 @@ def test_tuned_once_per_build_and_a_version_without_users_keeps_the_settings(set
     writer.write_product_vectors(empty, ["1", "2", "3"], np.eye(3, DIMS), np.zeros(3))
     tuning.prepare_search(empty)
     empty.refresh_from_db()
-    assert empty.vector_search == {"index": "hnsw", "users": 0}
+    assert {k: v for k, v in empty.vector_search.items() if k != "similar"} == {"index": "hnsw", "users": 0}
     settings.RECOMMENDATIONS = {**settings.RECOMMENDATIONS, "HNSW_EF_SEARCH_FOR_USERS": 333}
     queries.nearest_products(np.ones(DIMS), 2, version=empty)
     assert session_setting("hnsw.ef_search") == "333"
@@ -204,3 +204,52 @@ def test_auto_never_rebuilds_the_index_of_the_version_that_is_serving(settings, 
     tuning.prepare_search(version)
     version.refresh_from_db()
     assert version.vector_search["index"] == "hnsw" and version.vector_search["recall"] >= 0.97
+
+
+@pytest.mark.django_db
+def test_similar_products_search_as_long_as_the_versions_products_need(settings):
+    settings.RECOMMENDATIONS = {**settings.RECOMMENDATIONS, "SCORE_SEARCH_RECALL": 0.99}
+    version, _ = clustered_version(users_between_clusters=False)
+    tuning.prepare_search(version)
+    version.refresh_from_db()
+    similar = version.vector_search["similar"]
+    assert similar["recall"] >= 0.99 and similar["products"] == tuning.SAMPLE_PRODUCTS
+    assert similar["ef_search"] in range(40, 1001)
+    # Serving searches that long, and finds what the tuning measured.
+    queries.similar_products("7", 10, version)
+    assert session_setting("hnsw.ef_search") == str(similar["ef_search"])
+    # The score search's own tuning keeps it.
+    tuning.tune_score_search(version)
+    version.refresh_from_db()
+    assert version.vector_search["similar"] == similar and version.vector_search["recall"] >= 0.99
+
+
+@pytest.mark.django_db
+def test_similar_tuning_keeps_the_shortest_search_that_reaches_the_target(monkeypatch):
+    version, _ = clustered_version(users_between_clusters=False, n_items=500, n_users=5)
+    indexes.build_indexes(version)
+    tried = []
+
+    def measure(version, product_ids, exact):
+        length = version.vector_search["similar"]["ef_search"]
+        tried.append(length)
+        return (0.99 if length >= 260 else 0.9), 1.0
+
+    monkeypatch.setattr(tuning, "measure_similar", measure)
+    tuning.tune_similar_search(version)
+    version.refresh_from_db()
+    assert version.vector_search["similar"]["ef_search"] == 275
+    assert tried == [40, 100, 200, 400, 300, 250, 275]
+
+
+@pytest.mark.django_db
+def test_exact_cosine_neighbours_leave_the_product_itself_out(monkeypatch):
+    version, _ = clustered_version(users_between_clusters=False, n_items=300, n_users=2)
+    monkeypatch.setattr(tuning, "CHUNK", 7)
+    found = queries.product_vectors([str(i) for i in range(1, 301)], version)
+    units = {pid: v.embedding / np.linalg.norm(v.embedding) for pid, v in found.items()}
+    seeds = ["5", "123"]
+    exact = tuning._exact_top(version, [found[p].embedding for p in seeds], cosine=True, skip=seeds)
+    for seed, top in zip(seeds, exact, strict=True):
+        ranked = sorted((p for p in units if p != seed), key=lambda p: -float(units[p] @ units[seed]))
+        assert top == set(ranked[:10]) and seed not in top
