@@ -117,8 +117,8 @@ class ServedWriter:
     """One thread per process that writes queued served lists, many rows per statement.
 
     Every `SERVED_WRITE_DELAY_SECONDS` (or when flushed) it takes what was queued and writes
-    it in one transaction committed without waiting for the WAL flush, then closes its
-    connection if nothing new came in. Queueing is an append to a deque, with no lock or
+    it in one transaction committed without waiting for the WAL flush; it closes its
+    connection after a period with nothing to write. Queueing is an append to a deque, with no lock or
     wake-up: under load, a `queue.Queue`'s notify cost the web threads more than the INSERT it
     replaced. A failed batch is tried `ATTEMPTS` times, a second apart, then dropped with an
     error in the log: served lists are the record of what was shown, and the requests that
@@ -166,10 +166,13 @@ class ServedWriter:
             self.wake.clear()
             flushed = [self.flushes.popleft() for _ in range(len(self.flushes))]
             try:
+                idle = not self.rows
                 while self.rows:
                     batch = [self.rows.popleft() for _ in range(min(len(self.rows), BATCH_ROWS))]
                     self._write(batch)
-                if not self.rows:
+                # Kept open under steady traffic (a new connection a second would cost PostgreSQL a
+                # new backend process each time), closed after a period with nothing to write.
+                if idle:
                     connections[router.db_for_write(ServedRecommendation)].close()
             except Exception:  # a bug must not stop the thread, or the queue would only grow
                 logger.exception("Writing served lists failed")

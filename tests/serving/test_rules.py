@@ -1,6 +1,7 @@
 """Business rules every list goes through, and the cost of the hot path."""
 
 import threading
+import time
 
 import pytest
 from django.db import connection
@@ -201,6 +202,32 @@ def test_served_lists_are_queued_and_written_in_batches_by_one_thread(
     served = ServedRecommendation.objects.get(pk=ids[3])
     assert served.product_ids == ["3"] and served.scores == [0.5, 0.25] and served.session_id == "s" * 64
     assert served.context["sources"] == ["trending", "new"] and served.created_at is not None
+
+
+def _other_backends() -> set[int]:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+        return {pid for (pid,) in cursor.fetchall()}
+
+
+def test_the_writer_keeps_its_connection_while_lists_come_and_closes_it_when_idle(transactional_db, settings):
+    from recommendations.serving.attribution import flush_served
+
+    settings.RECOMMENDATIONS = {**settings.RECOMMENDATIONS, "SERVED_WRITE_DELAY_SECONDS": 0.1}
+    before = _other_backends()
+    record_one()
+    assert flush_served()
+    writer_backend = _other_backends() - before
+    assert len(writer_backend) == 1
+    record_one()
+    assert flush_served()
+    assert writer_backend <= _other_backends()  # the same connection wrote the next batch
+    deadline = time.monotonic() + 5
+    while writer_backend <= _other_backends() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not writer_backend & _other_backends()
 
 
 def test_a_failed_batch_is_retried_and_then_dropped_with_an_error(transactional_db, caplog, monkeypatch):
