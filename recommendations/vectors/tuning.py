@@ -49,8 +49,8 @@ CHUNK = 50_000
 
 def prepare_search(version: ModelVersion) -> list[str]:
     """Build the version's missing indexes, then tune its score search when that index was
-    built now or was never tuned (with `SCORE_INDEX = "auto"`, choosing its kind too).
-    Returns the names of the indexes built."""
+    built now or was never tuned (with `SCORE_INDEX = "auto"`, choosing its kind too), and
+    its similar-products search likewise. Returns the names of the indexes built."""
     built = indexes.build_indexes(version)
     if indexes.index_name(indexes.SCORE_SPEC, version.pk) in built or "index" not in version.vector_search:
         tuned = tune_score_search(version)
