@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 from django.db import connection
+from django.db.models import Model
 
 from recommendations.conf import rec_settings
 from recommendations.models import ModelStatus, ModelVersion, ProductVector, UserVector
@@ -265,26 +266,24 @@ def _missed_hint(kind: str) -> str:
     )
 
 
-def _sample_users(version: ModelVersion) -> list[np.ndarray]:
-    table = connection.ops.quote_name(UserVector._meta.db_table)
+def _sample(version: ModelVersion, model: type[Model], key: str, size: int) -> list[tuple[Any, np.ndarray]]:
+    """`size` random (key, vector) rows of the version's users or products."""
+    table = connection.ops.quote_name(model._meta.db_table)
     with connection.cursor() as cursor:
         cursor.execute(
-            f"SELECT vector_send(embedding) FROM {table} WHERE model_version_id = %s "
-            "ORDER BY random() LIMIT %s",
-            [version.pk, SAMPLE_USERS],
+            f"SELECT {connection.ops.quote_name(key)}, vector_send(embedding) FROM {table} "
+            "WHERE model_version_id = %s ORDER BY random() LIMIT %s",
+            [version.pk, size],
         )
-        return [queries.parse_vector(row[0]) for row in cursor.fetchall()]
+        return [(pk, queries.parse_vector(sent)) for pk, sent in cursor.fetchall()]
+
+
+def _sample_users(version: ModelVersion) -> list[np.ndarray]:
+    return [vector for _, vector in _sample(version, UserVector, "user_id", SAMPLE_USERS)]
 
 
 def _sample_products(version: ModelVersion) -> list[tuple[str, np.ndarray]]:
-    table = connection.ops.quote_name(ProductVector._meta.db_table)
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"SELECT product_id, vector_send(embedding) FROM {table} WHERE model_version_id = %s "
-            "ORDER BY random() LIMIT %s",
-            [version.pk, SAMPLE_PRODUCTS],
-        )
-        return [(pid, queries.parse_vector(sent)) for pid, sent in cursor.fetchall()]
+    return _sample(version, ProductVector, "product_id", SAMPLE_PRODUCTS)
 
 
 def _unit(matrix: np.ndarray) -> np.ndarray:
