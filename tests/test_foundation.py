@@ -256,3 +256,19 @@ def test_a_serving_cache_too_small_to_keep_the_lists_is_reported(
 def test_the_demo_shop_passes_its_own_checks():
     result = run_manage("check", "--fail-level", "WARNING")
     assert result.returncode == 0, result.stderr
+
+
+def test_the_wsgi_entry_point_freezes_what_start_up_loaded():
+    # Full garbage collections then scan what requests leave, not Django and every view.
+    code = "import gc, sys, shop.wsgi; print(gc.get_freeze_count(), 'recommendations.api.recommendations' in sys.modules)"
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        env=os.environ.copy(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    frozen, views_loaded = result.stdout.split()[-2:]
+    assert int(frozen) > 50_000 and views_loaded == "True"
