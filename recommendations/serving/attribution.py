@@ -118,9 +118,9 @@ class ServedWriter:
 
     Every `SERVED_WRITE_DELAY_SECONDS` (or when flushed) it takes what was queued and writes
     it in one transaction committed without waiting for the WAL flush; it closes its
-    connection after a period with nothing to write. Queueing is an append to a deque, with no lock or
-    wake-up: under load, a `queue.Queue`'s notify cost the web threads more than the INSERT it
-    replaced. A failed batch is tried `ATTEMPTS` times, a second apart, then dropped with an
+    connection after a period with nothing to write. Queueing is an append to a deque, with
+    no lock or wake-up: under load, a `queue.Queue`'s notify cost the web threads more than
+    the INSERT it replaced. A failed batch is tried `ATTEMPTS` times, a second apart, then dropped with an
     error in the log: served lists are the record of what was shown, and the requests that
     showed them have been answered.
     """

@@ -178,10 +178,16 @@ def _content_candidates(seed: ProductDocument | None, k: int) -> list[Candidate]
 
 
 def _vector_neighbours(
-    product_id: str, seed: ProductDocument | None, k: int, version: ModelVersion | None, audience: Audience
+    kind: str,
+    product_id: str,
+    seed: ProductDocument | None,
+    k: int,
+    version: ModelVersion | None,
+    audience: Audience,
 ) -> list[Candidate]:
     """The product's nearest vectors, blended with their titles' similarity to its title
-    (k rows, not a category scan); [] without a model or a vector for the product."""
+    (k rows, not a category scan); [] without a model or a vector for the product. `kind`:
+    the list they are for, whose rules say whether MMR needs their vectors."""
     neighbours = queries.similar_products(product_id, k, version) if version else []
     if not neighbours:
         return []
@@ -191,7 +197,7 @@ def _vector_neighbours(
         .annotate(similarity=TrigramSimilarity("title", seed.title if seed else ""))
         .values_list("product_id", "similarity")
     )
-    embeddings = _embeddings_for_mmr(Kind.SIMILAR, ids, version, audience)
+    embeddings = _embeddings_for_mmr(kind, ids, version, audience)
     return [
         Candidate(
             pid,
@@ -213,7 +219,7 @@ def similar(product_id: str, audience: Audience, options: Options) -> Recommenda
 
     def compute() -> list[Candidate]:
         seed = _seed_document(product_id)
-        neighbours = _vector_neighbours(product_id, seed, k, version, audience)
+        neighbours = _vector_neighbours(Kind.SIMILAR, product_id, seed, k, version, audience)
         if neighbours:
             return neighbours
         category = seed.categories[-1] if seed and seed.categories else None
@@ -248,7 +254,8 @@ def bought_together(product_id: str, audience: Audience, options: Options) -> Re
 
     def alike() -> list[Candidate]:
         seed = _seed_document(product_id)
-        return _vector_neighbours(product_id, seed, k, version, audience) or _content_candidates(seed, k)
+        neighbours = _vector_neighbours(Kind.BOUGHT_TOGETHER, product_id, seed, k, version, audience)
+        return neighbours or _content_candidates(seed, k)
 
     def compute() -> list[Candidate]:
         seed = {product_id: 1.0}

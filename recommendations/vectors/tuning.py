@@ -302,7 +302,7 @@ def _exact_top(
     `cosine` by the angle between the plain vectors (a product, leaving out `skip[i]`, the
     product the i-th vector belongs to)."""
     table = connection.ops.quote_name(ProductVector._meta.db_table)
-    user_matrix = _unit(np.stack(vectors)) if cosine else np.stack(vectors)
+    targets = _unit(np.stack(vectors)) if cosine else np.stack(vectors)
     skipped = np.array(skip, dtype=object)[:, None] if skip is not None else None
     best_scores = np.empty((len(vectors), 0), dtype=np.float32)
     best_ids = np.empty((len(vectors), 0), dtype=object)
@@ -316,11 +316,11 @@ def _exact_top(
             ids = np.array([row[0] for row in rows], dtype=object)
             matrix = np.stack([queries.parse_vector(row[1]) for row in rows])
             if cosine:
-                scores = user_matrix @ _unit(matrix).T
+                scores = targets @ _unit(matrix).T
                 if skipped is not None:
                     scores[ids[None, :] == skipped] = -np.inf
             else:
-                scores = user_matrix @ matrix.T + np.array([row[2] for row in rows], dtype=np.float32)
+                scores = targets @ matrix.T + np.array([row[2] for row in rows], dtype=np.float32)
             top = (
                 np.argsort(-scores, axis=1)[:, :K]
                 if len(ids) <= K
