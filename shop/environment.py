@@ -10,11 +10,12 @@ from django.core.exceptions import ImproperlyConfigured
 
 def env_bool(name: str, default: bool, environ: Mapping[str, str] = os.environ) -> bool:
     """`name` as a boolean (true/false, 1/0, yes/no, on/off); `default` when unset or empty."""
-    value = environ.get(name)
-    if value is None or value.strip() == "":
+    value = environ.get(name, "")
+    word = value.strip().lower()
+    if not word:
         return default
-    if value.strip().lower() in {"1", "true", "yes", "on"}:
+    if word in {"1", "true", "yes", "on"}:
         return True
-    if value.strip().lower() in {"0", "false", "no", "off"}:
+    if word in {"0", "false", "no", "off"}:
         return False
     raise ImproperlyConfigured(f"{name} must be true or false, got {value!r}.")

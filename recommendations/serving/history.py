@@ -32,6 +32,7 @@ PRODUCT_EVENTS = (
     EventType.PURCHASE,
     EventType.RATING,
 )
+PRODUCT_EVENTS_ARRAY = array_literal(PRODUCT_EVENTS)  # the visitor's read sends it every time
 MAX_PURCHASES = 1000
 CLOCK_SKEW = dt.timedelta(days=1)
 # Which part of the visitor's UNION ALL query a row comes from.
@@ -171,7 +172,7 @@ def load(audience: Audience) -> None:
     if who is not None:
         window = history_window()
         since = [] if window is None else list(window)
-        params = [who, array_literal(PRODUCT_EVENTS), *since, rec_settings.REALTIME_HISTORY]
+        params = [who, PRODUCT_EVENTS_ARRAY, *since, rec_settings.REALTIME_HISTORY]
         params += [who, str(EventType.PURCHASE), *since, MAX_PURCHASES, *([user_id] if check_flag else [])]
         with connection.cursor() as cursor:
             cursor.execute(_visitor_sql(user_id is not None, check_flag, window is not None), params)
