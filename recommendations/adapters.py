@@ -193,23 +193,29 @@ class ProductAdapter(BaseAdapter):
 
     def get_text(self, obj: models.Model) -> str:
         """Free text the model reads: title and description by default."""
-        parts = [str(getattr(obj, self.title_field) or "")]
+        parts = [self.get_title(obj)]
         if self.description_field:
             parts.append(str(getattr(obj, self.description_field) or ""))
         return "\n".join(p for p in parts if p)
 
+    def get_title(self, obj: models.Model) -> str:
+        return str(getattr(obj, self.title_field) or "")
+
+    def get_price(self, obj: models.Model) -> float | None:
+        price = getattr(obj, self.price_field) if self.price_field else None
+        return float(price) if isinstance(price, int | float | Decimal) else None
+
     def to_record(self, obj: models.Model) -> ProductRecord:
         """Read one product into the engine's shape."""
-        price = getattr(obj, self.price_field) if self.price_field else None
         stock = getattr(obj, self.stock_field) if self.stock_field else None
         return ProductRecord(
             id=self.key(obj.pk),
-            title=str(getattr(obj, self.title_field) or ""),
+            title=self.get_title(obj),
             text=self.get_text(obj),
             category_path=tuple(self.get_category_path(obj)),
             store_id=self.get_store_id(obj),
             brand=str(getattr(obj, self.brand_field) or "") if self.brand_field else "",
-            price=float(price) if isinstance(price, int | float | Decimal) else None,
+            price=self.get_price(obj),
             in_stock=_in_stock(stock),
             is_active=bool(getattr(obj, self.active_field)) if self.active_field else True,
             created_at=getattr(obj, self.created_field) if self.created_field else None,

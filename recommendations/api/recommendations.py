@@ -15,7 +15,7 @@ from typing import Any, ClassVar
 
 from django.contrib.auth import get_user_model
 from drf_spectacular.utils import OpenApiResponse, extend_schema
-from rest_framework import exceptions, permissions, serializers
+from rest_framework import exceptions, permissions
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -100,16 +100,14 @@ class RecommendationView(APIView):
     authentication_classes = [ApiKeyAuthentication, CsrfSessionAuthentication]
     permission_classes = [CanReadRecommendations]
     throttle_classes = [ApiRateThrottle]
-    params_serializer: ClassVar[type[serializers.Serializer]] = ListParamsSerializer
+    params_serializer: ClassVar[type[ListParamsSerializer]] = ListParamsSerializer
     returns_stores = False
 
     def serve(self, audience: Audience, options: Options, params: dict[str, Any], **kwargs: Any):
         raise NotImplementedError
 
     def answer(self, request: Request, data: Any, **kwargs: Any) -> Response:
-        serializer = self.params_serializer(data=data)
-        serializer.is_valid(raise_exception=True)
-        params = serializer.validated_data
+        params = self.params_serializer.parse(data)
         options = Options(
             limit=params.get("limit"),
             exclude=frozenset(params.get("exclude", ())),

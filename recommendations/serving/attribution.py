@@ -54,11 +54,15 @@ def _async_insert_sql() -> str:
     )
 
 
-def _insert_into() -> str:
-    """`INSERT INTO <served table> (<every column>)`: the head of both ways of writing rows."""
+def _table_and_columns() -> str:
+    """`<served table> (<every column>)`, as every way of writing rows names them."""
     quote = connection.ops.quote_name
     columns = ", ".join(quote(f.column) for f in FIELDS)
-    return f"INSERT INTO {quote(ServedRecommendation._meta.db_table)} ({columns})"
+    return f"{quote(ServedRecommendation._meta.db_table)} ({columns})"
+
+
+def _insert_into() -> str:
+    return f"INSERT INTO {_table_and_columns()}"
 
 
 def new_recommendation_id() -> str:
@@ -114,7 +118,7 @@ def _values(row: ServedRecommendation, on: Any) -> list[Any]:
 
 
 class ServedWriter:
-    """One thread per process that writes queued served lists, many rows per statement.
+    """One thread per process that writes queued served lists, in batches (COPY).
 
     Every `SERVED_WRITE_DELAY_SECONDS` (or when flushed) it takes what was queued and writes
     it in one transaction committed without waiting for the WAL flush; it closes its
@@ -184,9 +188,13 @@ class ServedWriter:
         alias = router.db_for_write(ServedRecommendation)
         for attempt in range(1, ATTEMPTS + 1):
             try:
-                with transaction.atomic(using=alias), connections[alias].cursor() as cursor:
+                database = connections[alias]
+                with transaction.atomic(using=alias), database.cursor() as cursor:
                     cursor.execute("SET LOCAL synchronous_commit = off")
-                    cursor.executemany(_insert_sql(), [_values(row, connections[alias]) for row in batch])
+                    # COPY: a fraction of a statement's cost per row, here and in PostgreSQL.
+                    with database.wrap_database_errors, cursor.cursor.copy(_copy_sql()) as copy:
+                        for row in batch:
+                            copy.write_row(_values(row, database))
                 return
             except IntegrityError:
                 # A row names a user or model version deleted since: write the others.
@@ -222,6 +230,12 @@ class ServedWriter:
 @cache
 def _insert_sql() -> str:
     return f"{_insert_into()} VALUES ({', '.join(['%s'] * len(FIELDS))})"
+
+
+@cache
+def _copy_sql() -> str:
+    """`COPY <served table> (<every column>) FROM STDIN`: how batches are written."""
+    return f"COPY {_table_and_columns()} FROM STDIN"
 
 
 def flush_served(timeout: float = 30.0) -> bool:

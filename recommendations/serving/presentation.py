@@ -29,13 +29,14 @@ def store_name(product: models.Model) -> str | None:
 
 
 def product_card(obj: models.Model) -> dict[str, Any]:
-    record = get_product_adapter().to_record(obj)
+    """Only what a card shows (a whole `ProductRecord` also builds the text the model reads)."""
+    adapter = get_product_adapter()
     return {
-        "id": record.id,
-        "title": record.title,
-        "price": record.price,
-        "category": list(record.category_path),
-        "store_id": record.store_id,
+        "id": adapter.key(obj.pk),
+        "title": adapter.get_title(obj),
+        "price": adapter.get_price(obj),
+        "category": list(adapter.get_category_path(obj)),
+        "store_id": adapter.get_store_id(obj),
         "store": store_name(obj),
         "url": url_of(obj),
     }

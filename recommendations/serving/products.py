@@ -178,36 +178,23 @@ def _content_candidates(seed: ProductDocument | None, k: int) -> list[Candidate]
 
 
 def _vector_neighbours(
-    kind: str,
-    product_id: str,
-    seed: ProductDocument | None,
-    k: int,
-    version: ModelVersion | None,
-    audience: Audience,
+    kind: str, product_id: str, k: int, version: ModelVersion | None, audience: Audience
 ) -> list[Candidate]:
     """The product's nearest vectors, blended with their titles' similarity to its title
     (k rows, not a category scan); [] without a model or a vector for the product. `kind`:
     the list they are for, whose rules say whether MMR needs their vectors."""
-    neighbours = queries.similar_products(product_id, k, version) if version else []
-    if not neighbours:
-        return []
-    ids = [pid for pid, _ in neighbours]
-    text_scores = dict(
-        ProductDocument.objects.filter(product_id__in=ids)
-        .annotate(similarity=TrigramSimilarity("title", seed.title if seed else ""))
-        .values_list("product_id", "similarity")
-    )
-    embeddings = _embeddings_for_mmr(kind, ids, version, audience)
+    neighbours = queries.similar_products_with_titles(product_id, k, version) if version else []
+    embeddings = _embeddings_for_mmr(kind, [pid for pid, *_ in neighbours], version, audience)
     return [
         Candidate(
             pid,
-            (1 - CONTENT_WEIGHT) * cosine + CONTENT_WEIGHT * float(text_scores.get(pid) or 0.0),
+            (1 - CONTENT_WEIGHT) * cosine + CONTENT_WEIGHT * float(title_similarity),
             "vector",
             "Similar to {title}",
             product_id,
             embeddings.get(pid),
         )
-        for pid, cosine in neighbours
+        for pid, cosine, title_similarity in neighbours
     ]
 
 
@@ -218,10 +205,10 @@ def similar(product_id: str, audience: Audience, options: Options) -> Recommenda
     k = _pool_size(Kind.SIMILAR, options, audience)
 
     def compute() -> list[Candidate]:
-        seed = _seed_document(product_id)
-        neighbours = _vector_neighbours(Kind.SIMILAR, product_id, seed, k, version, audience)
+        neighbours = _vector_neighbours(Kind.SIMILAR, product_id, k, version, audience)
         if neighbours:
             return neighbours
+        seed = _seed_document(product_id)
         category = seed.categories[-1] if seed and seed.categories else None
         return _cascade(
             k,
@@ -253,9 +240,8 @@ def bought_together(product_id: str, audience: Audience, options: Options) -> Re
     k = _pool_size(Kind.BOUGHT_TOGETHER, options, audience)
 
     def alike() -> list[Candidate]:
-        seed = _seed_document(product_id)
-        neighbours = _vector_neighbours(Kind.BOUGHT_TOGETHER, product_id, seed, k, version, audience)
-        return neighbours or _content_candidates(seed, k)
+        neighbours = _vector_neighbours(Kind.BOUGHT_TOGETHER, product_id, k, version, audience)
+        return neighbours or _content_candidates(_seed_document(product_id), k)
 
     def compute() -> list[Candidate]:
         seed = {product_id: 1.0}

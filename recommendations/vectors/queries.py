@@ -31,7 +31,14 @@ from django.db.models.sql import Query
 from pgvector import Vector
 
 from recommendations.conf import rec_settings
-from recommendations.models import ModelStatus, ModelVersion, ProductVector, StoreVector, UserVector
+from recommendations.models import (
+    ModelStatus,
+    ModelVersion,
+    ProductDocument,
+    ProductVector,
+    StoreVector,
+    UserVector,
+)
 from recommendations.routers import vector_read_database
 from recommendations.sql import array_literal
 from recommendations.vectors.indexes import ScoreEmbedding, embedding_expression
@@ -158,6 +165,26 @@ def similar_products(
     )
 
 
+def similar_products_with_titles(
+    product_id: str, k: int = 10, version: ModelVersion | None = None
+) -> list[tuple[str, float, float]]:
+    """`similar_products`, each with the trigram similarity of its title to the product's
+    title (their search documents; 0 where either has none), in the same statement."""
+    return _nearest(
+        ProductVector,
+        "product_id",
+        None,
+        k,
+        version,
+        {product_id},
+        None,
+        kind="cosine",
+        from_user=False,
+        seed=product_id,
+        titles=True,
+    )
+
+
 def product_vectors(ids: Iterable[str], version: ModelVersion | None = None) -> dict[str, ItemVector]:
     """Embedding and bias of each product that has a vector (missing ids are left out)."""
     version = version or active_version()
@@ -252,34 +279,48 @@ def _knn_sql(
     )
 
 
-def _search_settings(alias: str, ef_search: int, probes: int) -> None:
-    """Search lengths (`hnsw.ef_search`, `ivfflat.probes`) and iterative index scans for the
-    session of `alias`'s connection, whichever kind of index the query meets.
+@cache
+def _with_title_similarity(knn_sql: str) -> str:
+    """`knn_sql`'s rows, each with the trigram similarity of its product's title to the title
+    of the product named by one more parameter (their search documents)."""
+    documents, key, title = (_quote(name) for name in (ProductDocument._meta.db_table, "product_id", "title"))
+    return (
+        f"SELECT near.*, COALESCE(similarity(document.{title}, seed.{title}), 0) FROM ({knn_sql}) near "
+        f"LEFT JOIN {documents} document ON document.{key} = near.{key} "
+        f"LEFT JOIN {documents} seed ON seed.{key} = %s"
+    )
+
+
+def _search_settings(alias: str, ef_search: int | None, probes: int | None) -> None:
+    """Search lengths (`hnsw.ef_search`, `ivfflat.probes`; None: the query's index does not
+    read it) and iterative index scans for the session of `alias`'s connection.
 
     Iterative scans (relaxed order: the pool is re-sorted here anyway) keep walking the graph
     or scanning lists until enough rows pass the filters, so exclusions and `filter_ids` still
-    yield k rows and a pool larger than ef_search is filled. Set once per connection in
-    autocommit mode (a SET per query would cost round trips; a page that mixes user and item
-    queries switches at most a few times); inside a transaction, for that transaction only,
-    since a rollback would undo a session-level SET.
+    yield k rows and a pool larger than ef_search is filled. Set in autocommit mode once per
+    connection, and again only when a query needs another length than the session has (a SET
+    per query would cost round trips; the score and the cosine searches read different
+    settings, so a mix of them switches nothing); inside a transaction, for that transaction
+    only, since a rollback would undo a session-level SET.
     """
     connection = connections[alias]
     connection.ensure_connection()
-    wanted = (str(min(ef_search, MAX_EF_SEARCH)), str(probes))
     local = connection.in_atomic_block
     raw = connection.connection
-    if not local and _tuned.get(raw) == wanted:
+    session = {} if local else _tuned.get(raw, {})
+    wanted = {"hnsw.iterative_scan": "relaxed_order", "ivfflat.iterative_scan": "relaxed_order"}
+    if ef_search is not None:
+        wanted["hnsw.ef_search"] = str(min(ef_search, MAX_EF_SEARCH))
+    if probes is not None:
+        wanted["ivfflat.probes"] = str(probes)
+    changes = {name: value for name, value in wanted.items() if session.get(name) != value}
+    if not changes:
         return
+    calls = ", ".join("set_config(%s, %s, %s)" for _ in changes)
     with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT set_config('hnsw.ef_search', %s, %s), "
-            "set_config('hnsw.iterative_scan', 'relaxed_order', %s), "
-            "set_config('ivfflat.probes', %s, %s), "
-            "set_config('ivfflat.iterative_scan', 'relaxed_order', %s)",
-            [wanted[0], local, local, wanted[1], local, local],
-        )
+        cursor.execute(f"SELECT {calls}", [p for item in changes.items() for p in (*item, local)])
     if not local:
-        _tuned[raw] = wanted
+        _tuned[raw] = {**session, **changes}
 
 
 def _nearest(
@@ -294,13 +335,15 @@ def _nearest(
     kind: str,
     from_user: bool = True,
     seed: str | None = None,
-) -> list[tuple[str, float]]:
+    titles: bool = False,
+) -> list[tuple[Any, ...]]:
     """k-NN on one version's rows. `kind`: "score" (user . item + bias), "inner" (inner
     product) or "cosine". A user's query on the score index searches as long as tuned for the
     version (`ModelVersion.vector_search`, see `recommendations.vectors.tuning`), else with
     the settings' lengths; "similar products" as tuned for the version too; other queries from
     among the items search with `HNSW_EF_SEARCH`.
-    `seed` (instead of `vector`): the key of the row whose vector is the query."""
+    `seed` (instead of `vector`): the key of the row whose vector is the query; `titles`: each
+    row also carries its title's similarity to the seed's (`_with_title_similarity`)."""
     version = version or active_version()
     if version is None or k <= 0:
         return []
@@ -325,17 +368,23 @@ def _nearest(
         ef_search = tuned.get("ef_search", rec_settings.HNSW_EF_SEARCH_FOR_USERS)
     elif kind == "cosine":
         ef_search = version.vector_search.get(SIMILAR_SEARCH, {}).get("ef_search", ef_search)
-    _search_settings(alias, ef_search, tuned.get("probes", rec_settings.IVFFLAT_PROBES))
+    probes = tuned.get("probes", rec_settings.IVFFLAT_PROBES)
+    # Only the score index may be IVFFlat; the tuning says which kind it is.
+    index = tuned.get("index") if kind == "score" else "hnsw"
+    _search_settings(alias, None if index == "ivfflat" else ef_search, None if index == "hnsw" else probes)
     sql = _knn_sql(
         model, key, version.dimensions, kind, filter_ids is not None, bool(exclude), seed is not None
     )
     params: list[Any] = [*target, version.pk]
     params += [array_literal(keys) for keys in (filter_ids, exclude) if keys]
     # A few more than k: relaxed-order scans may return neighbours slightly out of order.
-    found = _fetch(sql, [*params, k * CANDIDATE_FACTOR])
+    params.append(k * CANDIDATE_FACTOR)
+    if titles:
+        sql, params = _with_title_similarity(sql), [*params, seed]
+    found = _fetch(sql, params)
     if found and found[0][1] is None:  # the seed has no vector in this version
         return []
     # <#> is the negative inner product; <=> is 1 - cosine similarity.
-    scored = [(str(pk), 1.0 - dist if kind == "cosine" else -dist) for pk, dist in found]
-    scored.sort(key=lambda pair: pair[1], reverse=True)
+    scored = [(str(pk), 1.0 - dist if kind == "cosine" else -dist, *rest) for pk, dist, *rest in found]
+    scored.sort(key=lambda row: row[1], reverse=True)
     return scored[:k]

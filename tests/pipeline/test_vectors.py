@@ -166,6 +166,18 @@ def test_user_queries_search_longer_than_item_queries():
         with CaptureQueriesContext(connection) as executed:
             queries.similar_products("2", 5, version=version)
         assert not [q for q in executed.captured_queries if "set_config" in q["sql"]]
+        # Each search sets only what its index reads: a tuned IVFFlat score index reads the
+        # probes, the cosine (HNSW) index ef_search, so alternating them sets nothing more.
+        version.vector_search = {"index": "ivfflat", "probes": 3, "similar": {"ef_search": 50}}
+        queries.nearest_products(query, 5, version=version)
+        queries.similar_products("1", 5, version=version)
+        assert (ef_search(), ef_search("ivfflat.probes")) == ("50", "3")
+        with CaptureQueriesContext(connection) as executed:
+            for seed in "234":
+                queries.nearest_products(query, 5, version=version)
+                queries.similar_products(seed, 5, version=version)
+        assert len(executed.captured_queries) == 6
+        assert not [q for q in executed.captured_queries if "set_config" in q["sql"]]
 
 
 def test_ivfflat_lists_are_the_square_root_of_the_rows_within_pgvectors_limits():

@@ -3,11 +3,14 @@
 import datetime as dt
 
 import pytest
+from django.db import connection
 from django.db.models import QuerySet
+from django.test.utils import CaptureQueriesContext
 
 from recommendations.serving import products
 from recommendations.serving.statistics import refresh_statistics
 from recommendations.serving.types import Audience, Options
+from recommendations.vectors import queries
 from shop.models import Product
 from tests.serving.conftest import TITLES, add_event
 
@@ -86,6 +89,24 @@ def test_similar_blends_vectors_and_title_similarity(catalog, model):
     assert "Argan shampoo" not in found
     assert set(found[:3]) == {"Keratin conditioner", "Hair mask repair", "Dry shampoo spray"}
     assert result.items[0][1].reason == "Similar to Argan shampoo"
+
+
+def test_similar_products_with_titles_reads_pg_trgm_similarity_in_one_statement(catalog, model):
+    seed = catalog.id("Argan shampoo")
+    with CaptureQueriesContext(connection) as executed:
+        rows = queries.similar_products_with_titles(seed, 5, model)
+    assert len([q for q in executed.captured_queries if "set_config" not in q["sql"]]) == 1
+    alone = queries.similar_products(seed, 5, model)
+    assert [c for _, c, _ in rows] == [c for _, c in alone]  # (products tied at 0 in any order)
+    assert [p for p, c, _ in rows if c > 0] == [p for p, c in alone if c > 0]
+    with connection.cursor() as cursor:
+        for pid, _, title_similarity in rows:
+            cursor.execute(
+                "SELECT similarity(%s, title) FROM recommendations_productdocument WHERE product_id = %s",
+                ["Argan shampoo", pid],
+            )
+            assert title_similarity == pytest.approx(cursor.fetchone()[0])
+    assert max(t for *_, t in rows) > 0  # "Dry shampoo spray" shares a word
 
 
 def test_similar_without_a_model_uses_the_category_and_titles(catalog):

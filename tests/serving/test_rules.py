@@ -234,7 +234,7 @@ def test_a_failed_batch_is_retried_and_then_dropped_with_an_error(transactional_
     from recommendations.serving import attribution
 
     monkeypatch.setattr(attribution.time, "sleep", lambda seconds: None)
-    monkeypatch.setattr(attribution, "_insert_sql", lambda: "INSERT INTO no_such_table VALUES (%s)")
+    monkeypatch.setattr(attribution, "_copy_sql", lambda: "COPY no_such_table (id) FROM STDIN")
     record_one()
     assert attribution.flush_served()
     assert "Dropped 1 served lists after 3 failed writes" in caplog.text
