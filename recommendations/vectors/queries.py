@@ -46,8 +46,9 @@ from recommendations.vectors.indexes import ScoreEmbedding, embedding_expression
 # Seconds a process trusts its idea of the active version. Activation keeps the previous
 # version's vectors, so a reader a few seconds behind still gets complete (old) answers.
 ACTIVE_VERSION_TTL = 5.0
-# Candidates fetched per answer row, re-sorted by their exact score.
-CANDIDATE_FACTOR = 2
+# Rows fetched beyond k (at most k more), re-sorted by their exact score: relaxed-order
+# scans may return neighbours slightly out of order. Every extra row lengthens the search.
+CANDIDATE_MARGIN = 10
 MAX_EF_SEARCH = 1000  # pgvector's upper limit
 # The key of `ModelVersion.vector_search` under which the similar-products search is tuned.
 SIMILAR_SEARCH = "similar"
@@ -377,8 +378,7 @@ def _nearest(
     )
     params: list[Any] = [*target, version.pk]
     params += [array_literal(keys) for keys in (filter_ids, exclude) if keys]
-    # A few more than k: relaxed-order scans may return neighbours slightly out of order.
-    params.append(k * CANDIDATE_FACTOR)
+    params.append(k + min(k, CANDIDATE_MARGIN))
     if titles:
         sql, params = _with_title_similarity(sql), [*params, seed]
     found = _fetch(sql, params)
