@@ -15,7 +15,7 @@ from typing import Any, ClassVar
 
 from django.contrib.auth import get_user_model
 from drf_spectacular.utils import OpenApiResponse, extend_schema
-from rest_framework import exceptions, permissions
+from rest_framework import exceptions, permissions, renderers
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -28,6 +28,7 @@ from recommendations.api.recommendation_serializers import (
     StoreListSerializer,
     result_payload,
 )
+from recommendations.api.renderers import FastJSONRenderer
 from recommendations.api.throttles import ApiRateThrottle
 from recommendations.events.tracking import get_session_id
 from recommendations.models.api_keys import ApiKey, Scope
@@ -100,6 +101,7 @@ class RecommendationView(APIView):
     authentication_classes = [ApiKeyAuthentication, CsrfSessionAuthentication]
     permission_classes = [CanReadRecommendations]
     throttle_classes = [ApiRateThrottle]
+    renderer_classes = [FastJSONRenderer, renderers.BrowsableAPIRenderer]
     params_serializer: ClassVar[type[ListParamsSerializer]] = ListParamsSerializer
     returns_stores = False
 

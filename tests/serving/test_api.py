@@ -172,3 +172,21 @@ def test_schema_documents_the_endpoints_and_docs_work_offline(client, catalog):
 def test_browsable_api_renders(client, catalog):
     response = client.get("/api/recommendations/trending/", HTTP_ACCEPT="text/html")
     assert response.status_code == 200 and b"Trending" in response.content
+
+
+def test_lists_render_as_drfs_json_and_indent_on_request(client, catalog, model):
+    import datetime as dt
+    from decimal import Decimal
+
+    from django.utils.translation import gettext_lazy
+    from rest_framework.renderers import JSONRenderer
+
+    from recommendations.api.renderers import FastJSONRenderer
+
+    odd = {"price": Decimal("1.20"), "at": dt.datetime(2026, 1, 1, tzinfo=dt.UTC), "name": gettext_lazy("Shop")}
+    assert FastJSONRenderer().render(odd) == JSONRenderer().render(odd)
+    response = client.get("/api/recommendations/trending/")
+    assert response["Content-Type"] == "application/json" and response.json()["results"]
+    assert response.content.startswith(b'{"recommendation_id":"')  # compact, as DRF writes it
+    indented = client.get("/api/recommendations/trending/", HTTP_ACCEPT="application/json; indent=2")
+    assert indented.content.startswith(b'{\n  "recommendation_id"')
