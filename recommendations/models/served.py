@@ -13,8 +13,9 @@ class ServedRecommendation(models.Model):
 
     Every item of the list carries the list's id as its `recommendation_id`; an event that
     comes back with that id and a product id gives the position through `product_ids`.
-    Rows are short-lived (`RECOMMENDATIONS["SERVED_RETENTION_DAYS"]`) and written with one
-    INSERT per list, never per item, to keep the serving hot path cheap.
+    Rows are short-lived (`RECOMMENDATIONS["SERVED_RETENTION_DAYS"]`) and written one per list,
+    never per item, in batches by a thread of each web process (`serving.attribution`), to
+    keep the serving hot path cheap.
     """
 
     id = models.CharField(primary_key=True, max_length=32)

@@ -18,14 +18,16 @@ import time
 from collections import deque
 from collections.abc import Sequence
 from functools import cache
-from typing import Any
+from typing import Any, NamedTuple
 
+import orjson
 from django.db import DatabaseError, IntegrityError, connection, connections, router, transaction
 from django.utils import timezone
 
 from recommendations.conf import rec_settings
 from recommendations.models import ServedRecommendation
 from recommendations.serving.types import Audience
+from recommendations.sql import array_literal
 
 logger = logging.getLogger(__name__)
 
@@ -47,11 +49,16 @@ def _async_insert_sql() -> str:
     are cast to the column types because a SELECT list, unlike VALUES, is not typed by the
     target table.
     """
-    values = ", ".join(f"%s::{f.db_type(connection)}" for f in FIELDS)
     return (
         f"{_insert_into()} "
-        f"SELECT {values} FROM (SELECT set_config('synchronous_commit', 'off', true)) AS async_commit"
+        f"SELECT {_typed_placeholders()} "
+        "FROM (SELECT set_config('synchronous_commit', 'off', true)) AS async_commit"
     )
+
+
+def _typed_placeholders() -> str:
+    """One `%s::<column type>` per column: `ServedRow.values()` sends arrays and JSON as text."""
+    return ", ".join(f"%s::{f.db_type(connection)}" for f in FIELDS)
 
 
 def _table_and_columns() -> str:
@@ -63,6 +70,35 @@ def _table_and_columns() -> str:
 
 def _insert_into() -> str:
     return f"INSERT INTO {_table_and_columns()}"
+
+
+class ServedRow(NamedTuple):
+    """A served list on its way to the table: `ServedRecommendation`'s columns, in order.
+
+    A plain tuple rather than a model instance: every request makes one, and the writer
+    thread turns it into a COPY row without Django's per-field (per array element) preparation.
+    """
+
+    id: str
+    kind: str
+    source: str
+    user_id: Any
+    session_id: str
+    model_version_id: int | None
+    product_ids: list[str]
+    scores: list[float]
+    context: dict[str, Any]
+    created_at: dt.datetime
+
+    def values(self) -> tuple[Any, ...]:
+        """Column values as COPY and the typed placeholders take them (arrays and JSON as text)."""
+        return (
+            *self[:6],
+            array_literal(self.product_ids),
+            array_literal(self.scores),
+            orjson.dumps(self.context, default=str).decode(),
+            self.created_at,
+        )
 
 
 def new_recommendation_id() -> str:
@@ -91,30 +127,26 @@ def record_served(
     recommendation_id = new_recommendation_id()
     if not (rec_settings.RECORD_SERVED and product_ids):
         return recommendation_id
-    row = ServedRecommendation(
-        id=recommendation_id,
-        kind=kind,
-        source=source,
-        user_id=audience.user_id,
-        session_id=audience.session_id[:64],
-        model_version_id=model_version_id,
-        product_ids=list(product_ids),
-        scores=[float(s) for s in scores],
-        context=context,
-        created_at=timezone.now(),
+    row = ServedRow(
+        recommendation_id,
+        kind,
+        source,
+        audience.user_id,
+        audience.session_id[:64],
+        model_version_id,
+        list(product_ids),
+        [float(s) for s in scores],
+        context,
+        timezone.now(),
     )
     if connection.in_atomic_block:
-        row.save(force_insert=True)
+        ServedRecommendation(**row._asdict()).save(force_insert=True)
     elif rec_settings.SERVED_WRITE_DELAY_SECONDS > 0:
         ServedWriter.for_this_process().add(row)
     else:
         with connection.cursor() as cursor:
-            cursor.execute(_async_insert_sql(), _values(row, connection))
+            cursor.execute(_async_insert_sql(), row.values())
     return recommendation_id
-
-
-def _values(row: ServedRecommendation, on: Any) -> list[Any]:
-    return [f.get_db_prep_save(getattr(row, f.attname), on) for f in FIELDS]
 
 
 class ServedWriter:
@@ -134,7 +166,7 @@ class ServedWriter:
 
     def __init__(self) -> None:
         self.pid = os.getpid()
-        self.rows: deque[ServedRecommendation] = deque()
+        self.rows: deque[ServedRow] = deque()
         self.flushes: deque[threading.Event] = deque()
         self.wake = threading.Event()
         self.thread = threading.Thread(target=self._run, name="served-lists", daemon=True)
@@ -151,9 +183,9 @@ class ServedWriter:
                     writer = cls._current = cls()
         return writer
 
-    def add(self, row: ServedRecommendation) -> None:
+    def add(self, row: ServedRow) -> None:
         if len(self.rows) >= MAX_QUEUED:
-            logger.error("Dropped served list %s: %d lists wait to be written already", row.pk, MAX_QUEUED)
+            logger.error("Dropped served list %s: %d lists wait to be written already", row.id, MAX_QUEUED)
             return
         self.rows.append(row)
 
@@ -184,7 +216,7 @@ class ServedWriter:
                 for event in flushed:
                     event.set()
 
-    def _write(self, batch: list[ServedRecommendation]) -> None:
+    def _write(self, batch: list[ServedRow]) -> None:
         alias = router.db_for_write(ServedRecommendation)
         for attempt in range(1, ATTEMPTS + 1):
             try:
@@ -194,7 +226,7 @@ class ServedWriter:
                     # COPY: a fraction of a statement's cost per row, here and in PostgreSQL.
                     with database.wrap_database_errors, cursor.cursor.copy(_copy_sql()) as copy:
                         for row in batch:
-                            copy.write_row(_values(row, database))
+                            copy.write_row(row.values())
                 return
             except IntegrityError:
                 # A row names a user or model version deleted since: write the others.
@@ -213,7 +245,7 @@ class ServedWriter:
                     time.sleep(1.0)
 
     @staticmethod
-    def _write_one_by_one(batch: list[ServedRecommendation], alias: str) -> None:
+    def _write_one_by_one(batch: list[ServedRow], alias: str) -> None:
         dropped = 0
         with transaction.atomic(using=alias), connections[alias].cursor() as cursor:
             # Foreign keys are checked at commit: here, at each row, inside its savepoint.
@@ -221,7 +253,7 @@ class ServedWriter:
             for row in batch:
                 try:
                     with transaction.atomic(using=alias):
-                        cursor.execute(_insert_sql(), _values(row, connections[alias]))
+                        cursor.execute(_insert_sql(), row.values())
                 except IntegrityError:
                     dropped += 1
         logger.warning("Dropped %d served list(s) naming a user or model version deleted since", dropped)
@@ -229,7 +261,7 @@ class ServedWriter:
 
 @cache
 def _insert_sql() -> str:
-    return f"{_insert_into()} VALUES ({', '.join(['%s'] * len(FIELDS))})"
+    return f"{_insert_into()} VALUES ({_typed_placeholders()})"
 
 
 @cache
