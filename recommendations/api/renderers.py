@@ -16,6 +16,8 @@ from rest_framework import renderers
 from rest_framework.utils.encoders import JSONEncoder
 
 _encoder = JSONEncoder()
+# Dates go to DRF's encoder; integer keys (a list field's errors by index) become strings.
+OPTIONS = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_NON_STR_KEYS
 
 
 class FastJSONRenderer(renderers.JSONRenderer):
@@ -26,4 +28,4 @@ class FastJSONRenderer(renderers.JSONRenderer):
             return b""
         if self.get_indent(accepted_media_type or "", renderer_context or {}):
             return super().render(data, accepted_media_type, renderer_context)
-        return orjson.dumps(data, default=_encoder.default, option=orjson.OPT_PASSTHROUGH_DATETIME)
+        return orjson.dumps(data, default=_encoder.default, option=OPTIONS)

@@ -183,7 +183,12 @@ def test_lists_render_as_drfs_json_and_indent_on_request(client, catalog, model)
 
     from recommendations.api.renderers import FastJSONRenderer
 
-    odd = {"price": Decimal("1.20"), "at": dt.datetime(2026, 1, 1, tzinfo=dt.UTC), "name": gettext_lazy("Shop")}
+    odd = {
+        "price": Decimal("1.20"),
+        "at": dt.datetime(2026, 1, 1, tzinfo=dt.UTC),
+        "name": gettext_lazy("Shop"),
+        "product_ids": {0: ["Not a valid string."]},
+    }
     assert FastJSONRenderer().render(odd) == JSONRenderer().render(odd)
     response = client.get("/api/recommendations/trending/")
     assert response["Content-Type"] == "application/json" and response.json()["results"]
