@@ -1,9 +1,13 @@
-"""Parameters for the SQL that serving writes by hand (`= ANY(%s)` over a list of keys)."""
+"""Helpers for the SQL the app writes by hand: key lists as one parameter, and the raw
+psycopg connection under Django's for the bulk paths (COPY, binary parameters, pipelines)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from typing import Any
+
+import psycopg
+from django.db.backends.base.base import BaseDatabaseWrapper
 
 
 def array_literal(values: Iterable[Any]) -> str:
@@ -17,3 +21,15 @@ def array_literal(values: Iterable[Any]) -> str:
     """
     quoted = ('"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"' for value in values)
     return "{" + ",".join(quoted) + "}"
+
+
+def raw_connection(connection: BaseDatabaseWrapper) -> psycopg.Connection:
+    """The psycopg connection under Django's `connection`, checked as Django's own cursors are.
+
+    `ensure_connection()` alone skips the health check (`CONN_HEALTH_CHECKS`) that
+    `connection.cursor()` runs once per request: after a database restart, a thread whose
+    first statement used the raw connection kept the dropped one and failed every request.
+    """
+    connection.close_if_health_check_failed()
+    connection.ensure_connection()
+    return connection.connection

@@ -56,6 +56,7 @@ from recommendations.events.validation import (
     validate_batch,
     validate_columns,
 )
+from recommendations.sql import raw_connection
 
 logger = logging.getLogger(__name__)
 
@@ -173,8 +174,7 @@ def _user_keys(model: type[Model], usernames: set[str]) -> dict[str, Any]:
     name = quote(model._meta.get_field(model.USERNAME_FIELD).column)
     table = quote(model._meta.db_table)
     sql = f"SELECT {name}, {quote(model._meta.pk.column)} FROM {table} WHERE {name} = ANY(%b)"
-    connection.ensure_connection()
-    with psycopg.Cursor(connection.connection) as cursor:
+    with psycopg.Cursor(raw_connection(connection)) as cursor:
         cursor.execute(sql, [sorted(usernames)])
         return dict(cursor.fetchall())
 
@@ -220,8 +220,7 @@ def _create_users(model: type[Model], usernames: list[str]) -> dict[str, Any]:
         f"FROM unnest({', '.join(['%b'] * len(arrays))}) AS x({aliases}) ORDER BY x.a0 "
         f"ON CONFLICT DO NOTHING RETURNING {quote(username_field.column)}, {quote(meta.pk.column)}"
     )
-    connection.ensure_connection()
-    with psycopg.Cursor(connection.connection) as cursor:
+    with psycopg.Cursor(raw_connection(connection)) as cursor:
         cursor.execute(sql, [*constants, *arrays])
         return dict(cursor.fetchall())
 

@@ -48,6 +48,7 @@ from psycopg.copy import QueuedLibpqWriter
 from recommendations.events.validation import EVENT_ID_LINES_PATTERN, EventRow, Origin, validate_batch
 from recommendations.models.events import Event, EventKey
 from recommendations.privacy.optout import drop_opted_out
+from recommendations.sql import raw_connection
 
 logger = logging.getLogger(__name__)
 
@@ -126,8 +127,7 @@ def _insert_sql() -> str:
 
 
 def _raw_connection() -> psycopg.Connection:
-    connection.ensure_connection()
-    return connection.connection
+    return raw_connection(connection)
 
 
 def insert_rows(rows: Sequence[EventRow]) -> int:

@@ -31,6 +31,7 @@ from recommendations.adapters import get_product_adapter
 from recommendations.conf import rec_settings
 from recommendations.events.sessions import sessionise
 from recommendations.models.events import Event
+from recommendations.sql import raw_connection
 
 logger = logging.getLogger(__name__)
 
@@ -99,8 +100,7 @@ def _read_events(since: dt.datetime | None, until: dt.datetime | None) -> list[t
         f"extract(epoch FROM timestamp)::bigint, context->>'user_agent', revenue FROM {table} {where} "
         "ORDER BY timestamp, id"
     )
-    connection.ensure_connection()
-    with psycopg.Cursor(connection.connection) as cursor:
+    with psycopg.Cursor(raw_connection(connection)) as cursor:
         cursor.execute(sql, params)
         return cursor.fetchall()
 

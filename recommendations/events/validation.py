@@ -31,6 +31,7 @@ from django.db import connection, models
 from recommendations.adapters import get_product_adapter, get_product_model, get_store_model
 from recommendations.conf import rec_settings
 from recommendations.models.events import EventType, new_event_id
+from recommendations.sql import raw_connection
 
 EVENT_TYPES = frozenset(EventType.values)
 # Types that are about one product and make no sense without it.
@@ -402,8 +403,7 @@ def _existing_keys(
         queries.append((len(results) - 1, canonical, sql, [list(set(canonical.values()))]))
     if not queries:
         return results
-    connection.ensure_connection()
-    conn = connection.connection
+    conn = raw_connection(connection)
     cursors = [psycopg.Cursor(conn) for _ in queries]
     pipelined = len(queries) > 1 and psycopg.Pipeline.is_supported()
     with conn.pipeline() if pipelined else nullcontext():

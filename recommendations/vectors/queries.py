@@ -40,7 +40,7 @@ from recommendations.models import (
     UserVector,
 )
 from recommendations.routers import vector_read_database
-from recommendations.sql import array_literal
+from recommendations.sql import array_literal, raw_connection
 from recommendations.vectors.indexes import ScoreEmbedding, embedding_expression
 
 # Seconds a process trusts its idea of the active version. Activation keeps the previous
@@ -305,9 +305,8 @@ def _search_settings(alias: str, ef_search: int | None, probes: int | None) -> N
     only, since a rollback would undo a session-level SET.
     """
     connection = connections[alias]
-    connection.ensure_connection()
+    raw = raw_connection(connection)
     local = connection.in_atomic_block
-    raw = connection.connection
     session = {} if local else _tuned.get(raw, {})
     wanted = {"hnsw.iterative_scan": "relaxed_order", "ivfflat.iterative_scan": "relaxed_order"}
     if ef_search is not None:

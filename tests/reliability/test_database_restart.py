@@ -125,3 +125,23 @@ def wait_until_up(url: str, key: str, timeout: float = 60.0) -> None:
         except (urllib.error.URLError, ConnectionError):
             time.sleep(0.2)
     raise AssertionError(f"gunicorn did not answer {url} within {timeout}s")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_raw_connection_of_the_bulk_paths_is_health_checked_like_djangos_cursors():
+    """A connection the server dropped (a restart) is replaced when a request's first statement
+    takes the raw psycopg connection (COPY, binary parameters), as `connection.cursor()` does."""
+    import psycopg
+    from django.db import connection
+
+    from recommendations.sql import raw_connection
+
+    assert connection.settings_dict["CONN_HEALTH_CHECKS"]
+    connection.ensure_connection()
+    dropped = connection.connection.info.backend_pid
+    with psycopg.connect(**connection.get_connection_params(), autocommit=True) as other:
+        other.execute("SELECT pg_terminate_backend(%s)", [dropped])
+    connection.close_if_unusable_or_obsolete()  # what Django does as the next request starts
+    raw = raw_connection(connection)
+    assert raw.execute("SELECT 1").fetchone() == (1,)
+    assert raw.info.backend_pid != dropped
