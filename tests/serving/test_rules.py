@@ -270,3 +270,9 @@ def test_served_lists_can_be_written_in_the_request_in_one_asynchronous_statemen
     with connection.cursor() as cursor:  # the setting was local to that statement's transaction
         cursor.execute("SHOW synchronous_commit")
         assert cursor.fetchone()[0] == "on"
+
+
+def test_a_served_row_names_the_tables_columns_in_order():
+    from recommendations.serving.attribution import FIELDS, ServedRow
+
+    assert ServedRow._fields == tuple(field.attname for field in FIELDS)
