@@ -1,10 +1,10 @@
 """JSON written by orjson for the hot read endpoints.
 
 DRF's `JSONRenderer` encodes with the standard library; a recommendation list of 10-20
-cards cost it about as much CPU as one of the request's queries. This renderer gives the
-same compact UTF-8 JSON (DRF's defaults) through orjson, with DRF's encoder for what orjson
-leaves to it (Decimal, lazy strings, dates as DRF writes them), and DRF itself for indented output (`Accept:
-application/json; indent=2`).
+cards cost it about as much CPU as one of the request's queries. This renderer writes the
+same compact UTF-8 JSON (DRF's defaults) through orjson. What orjson leaves to it (Decimal,
+lazy strings, dates) goes through DRF's encoder, and indented output (`Accept:
+application/json; indent=2`) through DRF's renderer itself.
 """
 
 from __future__ import annotations

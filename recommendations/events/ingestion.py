@@ -126,10 +126,6 @@ def _insert_sql() -> str:
     )
 
 
-def _raw_connection() -> psycopg.Connection:
-    return raw_connection(connection)
-
-
 def insert_rows(rows: Sequence[EventRow]) -> int:
     """Insert rows with one statement, skipping event ids that are already stored; returns how many were new.
 
@@ -139,7 +135,7 @@ def insert_rows(rows: Sequence[EventRow]) -> int:
         return 0
     columns = _columns()
     unique = {row[0]: dict(zip(columns, row, strict=True)) for row in rows}
-    with psycopg.Cursor(_raw_connection()) as cursor:
+    with psycopg.Cursor(raw_connection(connection)) as cursor:
         cursor.execute(_insert_sql(), [encode_json(list(unique.values())).decode()])
         return cursor.rowcount
 
@@ -159,7 +155,7 @@ def existing_event_ids(event_ids: Iterable[str]) -> set[str]:
         return set()
     table = _quote(EventKey._meta.db_table)
     column = _quote(EventKey._meta.get_field("event_id").column)
-    with psycopg.Cursor(_raw_connection()) as cursor:
+    with psycopg.Cursor(raw_connection(connection)) as cursor:
         cursor.execute(
             f"SELECT EXISTS (SELECT FROM {table} WHERE {column} BETWEEN %s AND %s)", [min(ids), max(ids)]
         )
@@ -188,7 +184,7 @@ class _EncodedJsonbDumper(Dumper):
 def _copy_types() -> tuple[int, ...]:
     """Type oids of the COPY columns, as binary COPY needs them (one catalogue query per process)."""
     columns = [*_columns(), Event._meta.get_field("created_at").column]
-    with psycopg.Cursor(_raw_connection()) as cursor:
+    with psycopg.Cursor(raw_connection(connection)) as cursor:
         cursor.execute(
             "SELECT attname, atttypid::int FROM pg_attribute WHERE attrelid = %s::regclass AND attnum > 0",
             [_quote(Event._meta.db_table)],
@@ -259,7 +255,7 @@ def copy_rows(rows: Sequence[EventRow], *, while_copying: Callable[[], None] | N
     lines = "\n".join(ordered) + "\n"
     plain = EVENT_ID_LINES_PATTERN.fullmatch(lines) is not None
     try:
-        with transaction.atomic(), psycopg.Cursor(_raw_connection()) as cursor:
+        with transaction.atomic(), psycopg.Cursor(raw_connection(connection)) as cursor:
             with cursor.copy(
                 f"COPY {keys} (event_id) FROM STDIN{'' if plain else ' (FORMAT BINARY)'}"
             ) as copy:

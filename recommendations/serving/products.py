@@ -184,6 +184,8 @@ def _vector_neighbours(
     (k rows, not a category scan); [] without a model or a vector for the product. `kind`:
     the list they are for, whose rules say whether MMR needs their vectors."""
     neighbours = queries.similar_products_with_titles(product_id, k, version) if version else []
+    if not neighbours:
+        return []
     embeddings = _embeddings_for_mmr(kind, [pid for pid, *_ in neighbours], version, audience)
     return [
         Candidate(

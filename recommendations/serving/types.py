@@ -123,8 +123,15 @@ class Candidate:
 
     def __reduce__(self) -> tuple[type[Candidate], tuple[Any, ...]]:
         # Cached lists pickle as constructor arguments: a third of the default's load time.
-        fields = (self.product_id, self.score, self.source, self.reason, self.about, self.embedding)
-        return Candidate, (*fields, self.tier)
+        return Candidate, (
+            self.product_id,
+            self.score,
+            self.source,
+            self.reason,
+            self.about,
+            self.embedding,
+            self.tier,
+        )
 
     def explain(self, titles: dict[str, str]) -> str:
         if self.about is None:
