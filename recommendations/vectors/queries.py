@@ -152,6 +152,26 @@ def similar_products(
     Returns [] when the product has no vector in that version (unknown or inactive). Its
     vector is read inside the k-NN statement: one round trip.
     """
+    return _similar(product_id, k, version, exclude, filter_ids)
+
+
+def similar_products_with_titles(
+    product_id: str, k: int = 10, version: ModelVersion | None = None
+) -> list[tuple[str, float, float]]:
+    """`similar_products`, each with the trigram similarity of its title to the product's
+    title (their search documents; 0 where either has none), in the same statement."""
+    return _similar(product_id, k, version, titles=True)
+
+
+def _similar(
+    product_id: str,
+    k: int,
+    version: ModelVersion | None,
+    exclude: Collection[str] = (),
+    filter_ids: Collection[str] | None = None,
+    *,
+    titles: bool = False,
+) -> list[tuple[Any, ...]]:
     return _nearest(
         ProductVector,
         "product_id",
@@ -163,26 +183,7 @@ def similar_products(
         kind="cosine",
         from_user=False,
         seed=product_id,
-    )
-
-
-def similar_products_with_titles(
-    product_id: str, k: int = 10, version: ModelVersion | None = None
-) -> list[tuple[str, float, float]]:
-    """`similar_products`, each with the trigram similarity of its title to the product's
-    title (their search documents; 0 where either has none), in the same statement."""
-    return _nearest(
-        ProductVector,
-        "product_id",
-        None,
-        k,
-        version,
-        {product_id},
-        None,
-        kind="cosine",
-        from_user=False,
-        seed=product_id,
-        titles=True,
+        titles=titles,
     )
 
 
@@ -213,6 +214,11 @@ def parse_vector(sent: bytes) -> np.ndarray:
     Four times cheaper to read than the text form, which costs ~25 us per 64-d vector to parse.
     """
     return np.frombuffer(sent, dtype=">f4", offset=4).astype(np.float32)
+
+
+def unit_rows(matrix: np.ndarray) -> np.ndarray:
+    """Each row scaled to length 1 (a zero row stays zero): cosine similarity as a dot product."""
+    return matrix / np.maximum(np.linalg.norm(matrix, axis=-1, keepdims=True), 1e-9)
 
 
 def _fetch(sql: str, params: Sequence[Any]) -> list[tuple]:

@@ -286,10 +286,6 @@ def _sample_products(version: ModelVersion) -> list[tuple[str, np.ndarray]]:
     return _sample(version, ProductVector, "product_id", SAMPLE_PRODUCTS)
 
 
-def _unit(matrix: np.ndarray) -> np.ndarray:
-    return matrix / np.maximum(np.linalg.norm(matrix, axis=-1, keepdims=True), 1e-12)
-
-
 def _exact_top(
     version: ModelVersion,
     vectors: list[np.ndarray],
@@ -302,7 +298,7 @@ def _exact_top(
     `cosine` by the angle between the plain vectors (a product, leaving out `skip[i]`, the
     product the i-th vector belongs to)."""
     table = connection.ops.quote_name(ProductVector._meta.db_table)
-    targets = _unit(np.stack(vectors)) if cosine else np.stack(vectors)
+    targets = queries.unit_rows(np.stack(vectors)) if cosine else np.stack(vectors)
     skipped = np.array(skip, dtype=object)[:, None] if skip is not None else None
     best_scores = np.empty((len(vectors), 0), dtype=np.float32)
     best_ids = np.empty((len(vectors), 0), dtype=object)
@@ -316,7 +312,7 @@ def _exact_top(
             ids = np.array([row[0] for row in rows], dtype=object)
             matrix = np.stack([queries.parse_vector(row[1]) for row in rows])
             if cosine:
-                scores = targets @ _unit(matrix).T
+                scores = targets @ queries.unit_rows(matrix).T
                 if skipped is not None:
                     scores[ids[None, :] == skipped] = -np.inf
             else:
