@@ -7,7 +7,10 @@ from collections.abc import Iterable
 from typing import Any
 
 import psycopg
+from django.conf import settings
 from django.db.backends.base.base import BaseDatabaseWrapper
+from django.db.backends.utils import CursorWrapper
+from psycopg.types.datetime import TimestamptzLoader
 
 
 def array_literal(values: Iterable[Any]) -> str:
@@ -33,3 +36,19 @@ def raw_connection(connection: BaseDatabaseWrapper) -> psycopg.Connection:
     connection.close_if_health_check_failed()
     connection.ensure_connection()
     return connection.connection
+
+
+def native_timestamps(cursor: CursorWrapper) -> CursorWrapper:
+    """Let this cursor parse `timestamptz` columns with psycopg's C loader.
+
+    Django registers a Python subclass of psycopg's loader that parses each value and then
+    stamps it with the connection's time zone; the subclass also keeps psycopg from using its
+    C implementation. A served list reads some 40 timestamps (its products, the visitor's
+    events): about 4.5 us each in Python against 1 us in C. With `USE_TZ` and the connection
+    in UTC, as Django sets it by default, both give the same aware UTC datetimes; in any other
+    set-up (naive datetimes, another zone, psycopg2) the cursor is left as it is.
+    """
+    adapters = getattr(cursor.cursor, "adapters", None)
+    if adapters is not None and settings.USE_TZ and cursor.db.timezone_name == "UTC":
+        adapters.register_loader("timestamptz", TimestamptzLoader)
+    return cursor

@@ -21,6 +21,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from recommendations.api.authentication import ApiKeyAuthentication, CsrfSessionAuthentication
+from recommendations.api.negotiation import FirstRendererNegotiation
 from recommendations.api.recommendation_serializers import (
     ListParamsSerializer,
     RecommendationListSerializer,
@@ -102,6 +103,7 @@ class RecommendationView(APIView):
     permission_classes = [CanReadRecommendations]
     throttle_classes = [ApiRateThrottle]
     renderer_classes = [FastJSONRenderer, renderers.BrowsableAPIRenderer]
+    content_negotiation_class = FirstRendererNegotiation
     params_serializer: ClassVar[type[ListParamsSerializer]] = ListParamsSerializer
     returns_stores = False
 

@@ -23,7 +23,7 @@ from django.db import connections
 from django.db.models import Model, QuerySet
 from django.db.models.query import get_related_populators
 
-from recommendations.sql import array_literal
+from recommendations.sql import array_literal, native_timestamps
 
 _local = threading.local()
 # Bumped when the settings change, so every thread drops what it compiled before.
@@ -52,7 +52,7 @@ class KeyedQuery:
     def _fetch(self, keys: Sequence[str]) -> list[tuple]:
         params = list(self.params)
         params[self.slot] = array_literal(keys)
-        with connections[self.db].cursor() as cursor:
+        with native_timestamps(connections[self.db].cursor()) as cursor:
             cursor.execute(self.sql, params)
             return cursor.fetchall()
 

@@ -21,7 +21,7 @@ from recommendations.conf import rec_settings
 from recommendations.models import Event, EventType
 from recommendations.models.preferences import PersonalisationPreference
 from recommendations.serving.types import Audience
-from recommendations.sql import array_literal
+from recommendations.sql import array_literal, native_timestamps
 
 # Events that say something about a product the visitor cares about.
 PRODUCT_EVENTS = (
@@ -174,7 +174,7 @@ def load(audience: Audience) -> None:
         since = [] if window is None else list(window)
         params = [who, PRODUCT_EVENTS_ARRAY, *since, rec_settings.REALTIME_HISTORY]
         params += [who, str(EventType.PURCHASE), *since, MAX_PURCHASES, *([user_id] if check_flag else [])]
-        with connection.cursor() as cursor:
+        with native_timestamps(connection.cursor()) as cursor:
             cursor.execute(_visitor_sql(user_id is not None, check_flag, window is not None), params)
             rows = cursor.fetchall()
         for *values, part in rows:

@@ -195,3 +195,36 @@ def test_lists_render_as_drfs_json_and_indent_on_request(client, catalog, model)
     assert response.content.startswith(b'{"recommendation_id":"')  # compact, as DRF writes it
     indented = client.get("/api/recommendations/trending/", HTTP_ACCEPT="application/json; indent=2")
     assert indented.content.startswith(b'{\n  "recommendation_id"')
+
+
+@pytest.mark.parametrize(
+    ("accept", "query"),
+    [
+        ("", ""),
+        ("*/*", ""),
+        ("application/json", ""),
+        ("application/json; indent=2", ""),
+        ("text/html,application/xhtml+xml,*/*;q=0.8", ""),
+        ("*/*", "?format=api"),
+        ("application/xml", ""),
+    ],
+)
+def test_the_negotiation_shortcut_chooses_as_drf_does(rf, accept, query):
+    from rest_framework.negotiation import DefaultContentNegotiation
+    from rest_framework.request import Request
+
+    from recommendations.api.negotiation import FirstRendererNegotiation
+    from recommendations.api.recommendations import TrendingView
+
+    renderers = [renderer() for renderer in TrendingView.renderer_classes]
+    headers = {"HTTP_ACCEPT": accept} if accept else {}
+    request = Request(rf.get(f"/api/recommendations/trending/{query}", **headers))
+
+    def choose(negotiation) -> tuple[type, str] | str:
+        try:
+            renderer, media_type = negotiation().select_renderer(request, renderers)
+        except Exception as exc:  # DRF refuses what it cannot render (406): so must the shortcut
+            return type(exc).__name__
+        return type(renderer), media_type
+
+    assert choose(FirstRendererNegotiation) == choose(DefaultContentNegotiation)

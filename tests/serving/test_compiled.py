@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import datetime
 import threading
 
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
+from psycopg.postgres import types
+from psycopg.pq import Format
 
 from recommendations.serving import compiled
 from recommendations.serving.rules import KeyIn
-from recommendations.sql import array_literal
+from recommendations.sql import array_literal, native_timestamps
 from shop.models import Product
 
 
@@ -78,3 +81,29 @@ def test_keys_sent_as_one_array_literal_read_back_exactly(sql_type):
             "SELECT 7::bigint = ANY(%s::bigint[]), 8::bigint = ANY(%s::bigint[])", [array_literal([7, 9])] * 2
         )
         assert cursor.fetchone() == (True, False)
+
+
+def test_objects_read_timestamps_as_the_orm_does(catalog):
+    keys = catalog.ids("Matte top coat", "Clay face mask")
+    found = compiled.KeyedQuery(_with_store).objects(keys)
+    expected = list(_with_store(keys))
+    assert [(p.created_at, p.store.created_at) for p in found] == [
+        (p.created_at, p.store.created_at) for p in expected
+    ]
+    assert all(p.created_at.tzinfo is datetime.UTC for p in found)
+
+
+def test_native_timestamps_parse_in_c_only_where_the_result_is_the_same(db, settings):
+    def read() -> tuple[datetime.datetime, type]:
+        with native_timestamps(connection.cursor()) as cursor:
+            cursor.execute("SELECT %s::timestamptz", ["2026-03-01 10:00+02"])
+            loader = cursor.cursor.adapters.get_loader(types["timestamptz"].oid, Format.TEXT)
+            return cursor.fetchone()[0], loader
+
+    # psycopg swaps its C implementation in for its own Python class, never for Django's subclass.
+    value, loader = read()
+    assert value == datetime.datetime(2026, 3, 1, 8, tzinfo=datetime.UTC) and value.tzinfo is datetime.UTC
+    assert loader.__module__.startswith("psycopg_binary")
+    settings.USE_TZ = False  # Django's loader gives naive datetimes then: it stays
+    value, loader = read()
+    assert value.tzinfo is None and not loader.__module__.startswith("psycopg_binary")
