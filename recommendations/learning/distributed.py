@@ -20,6 +20,7 @@ so single-process training runs exactly the code it ran before.
 from __future__ import annotations
 
 import atexit
+import gc
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -171,8 +172,16 @@ def init(
 
 
 def close() -> None:
-    """Tear the process group down (no-op without one)."""
+    """Tear the process group down (no-op without one).
+
+    Garbage is collected first, so that what still holds the group's work (the DDP wrapper
+    of a finished fit, left in a reference cycle) goes while Python is whole. Freed during the
+    interpreter's shutdown instead, it aborted a rank after its training had finished
+    ("terminate called without an active exception"): 2 of 6 runs of the distributed tests,
+    against none of 14 with the collection.
+    """
     if dist.is_available() and dist.is_initialized():
+        gc.collect()
         dist.destroy_process_group()
 
 
