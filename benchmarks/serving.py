@@ -739,13 +739,14 @@ def report(n, n_users, args, seconds, recall, baseline, capacity, paced, memory)
             f"{p['errors']:>8}"
         )
     b = baseline["baseline"]
+    ratios = capacity["_total"]["ratios"]
     print(f"{'baseline (1 query)':<16} unpaced p50 {b['p50']:.1f} ms, p99 {b['p99']:.1f} ms")
     print(
         f"\nthroughput: recommendation mix {capacity['_total']['req/s']:.0f} req/s unpaced "
         f"({paced['_total']['req/s']:.0f} req/s achieved at the paced 250/s); "
         f"baseline DRF view {baseline['_total']['req/s']:.0f} req/s; ratio "
         f"{capacity['_total']['req/s'] / baseline['_total']['req/s']:.3f} "
-        f"(per round: {', '.join(f'{r:.3f}' for r in capacity['_total']['ratios'])})"
+        f"(per round: {', '.join(f'{r:.3f}' for r in ratios)}; median {statistics.median(ratios):.3f})"
     )
     checks = {
         "for-you p50 ms": paced["for-you"]["p50"],
