@@ -27,7 +27,6 @@ from recommendations.serving.realtime import current_taste
 from recommendations.serving.rules import finalize, limit_for
 from recommendations.serving.types import Audience, Candidate, Kind, Options, RecommendationResult
 from recommendations.vectors import queries
-from recommendations.vectors.queries import unit_rows
 
 MAX_QUERY_LENGTH = 200
 KEYWORD_POOL = 200
@@ -102,7 +101,9 @@ def query_matches(query: str, version: ModelVersion | None, k: int) -> QueryMatc
     feedback = [(embeddings[pid], score) for pid, score in hits[:FEEDBACK_HITS] if pid in embeddings]
     meaning = None
     if feedback:
-        meaning = unit_rows(sum(score * unit_rows(embedding) for embedding, score in feedback))
+        meaning = queries.unit_rows(
+            sum(score * queries.unit_rows(embedding) for embedding, score in feedback)
+        )
         nearest = queries.nearest_products(meaning, k, version, from_items=True)
         related = [pid for pid, _ in nearest if pid not in embeddings]
         embeddings.update({pid: v.embedding for pid, v in queries.product_vectors(related, version).items()})
@@ -112,7 +113,7 @@ def query_matches(query: str, version: ModelVersion | None, k: int) -> QueryMatc
     # Every candidate's direction at once: one matrix product per signal, not a norm each.
     # One matrix, not a list of vectors: the cache pickles it on every set and get.
     matrix = np.stack([embeddings[pid] for pid in ids])
-    units = unit_rows(matrix)
+    units = queries.unit_rows(matrix)
     semantic = dict(zip(ids, (units @ meaning).tolist(), strict=True)) if meaning is not None else {}
     return QueryMatches(keyword, semantic, ids, matrix, units)
 
@@ -135,7 +136,9 @@ def search(query: str, audience: Audience, options: Options) -> RecommendationRe
     if matches.units is not None:
         taste = current_taste(version, audience)
         if taste.vector is not None:
-            affinity = dict(zip(matches.ids, (matches.units @ unit_rows(taste.vector)).tolist(), strict=True))
+            affinity = dict(
+                zip(matches.ids, (matches.units @ queries.unit_rows(taste.vector)).tolist(), strict=True)
+            )
     keyword, semantic = matches.keyword, matches.semantic
     scores = {
         pid: keyword.get(pid, 0.0)
