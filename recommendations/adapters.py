@@ -164,6 +164,9 @@ class ProductAdapter(BaseAdapter):
     stock_field: str | None = "stock"
     active_field: str | None = "is_active"
     created_field: str | None = "created_at"
+    #: A field that changes whenever the product does (`auto_now`). Naming it lets serving
+    #: reuse a product's card between requests until it changes (`CARD_CACHE_SECONDS`).
+    updated_field: str | None = None
 
     field_attributes = (
         "title_field",
@@ -175,6 +178,7 @@ class ProductAdapter(BaseAdapter):
         "stock_field",
         "active_field",
         "created_field",
+        "updated_field",
         "source_id_field",
     )
 

@@ -132,6 +132,12 @@ DEFAULTS: dict[str, Any] = {
     "VECTOR_READ_DATABASE": None,
     # Seconds a computed list is reused (0 = off); a new event of the user starts a new one.
     "SERVING_CACHE_SECONDS": 60,
+    # Seconds a product's card (title, price, category, store, link) is reused between requests
+    # while the adapter's `updated_field` is unchanged (0 = off; needs `updated_field`): the
+    # store's name and the category path may lag this long. Stock is never taken from it.
+    "CARD_CACHE_SECONDS": 60,
+    # Cards each process keeps at most (least recently used dropped first).
+    "CARD_CACHE_SIZE": 50_000,
     # Store what was recommended (one row per list) so clicks and purchases can be joined.
     "RECORD_SERVED": True,
     # Served lists are queued and written by one thread per process, in batches, at most this

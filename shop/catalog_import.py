@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from django.db import transaction
+from django.utils import timezone
 from django.utils.text import slugify
 
 from recommendations.events.datasets import (
@@ -229,8 +230,12 @@ def write_catalogue(stores: list[StoreSource], products: list[ProductSource]) ->
                 setattr(product, name, value)
             changed.append(product)
     Product.objects.bulk_create(new, batch_size=2000)
+    # bulk_update() skips `auto_now`: stamp the change so cached recommendation cards refresh.
+    now = timezone.now()
+    for product in changed:
+        product.updated_at = now
     Product.objects.bulk_update(
-        changed, ["title", "description", "category", "store", "brand", "price"], 2000
+        changed, ["title", "description", "category", "store", "brand", "price", "updated_at"], 2000
     )
     result.products_created, result.products_updated = len(new), len(changed)
     result.seconds = time.monotonic() - started

@@ -9,6 +9,8 @@ class ProductAdapter(adapters.ProductAdapter):
     """Products: the default field names fit; the category path comes from the cached tree."""
 
     source_id_field = "sku"
+    # Saved products change it, so serving keeps their cards until they change.
+    updated_field = "updated_at"
 
     def index_queryset(self) -> models.QuerySet:
         return self.model._default_manager.all()

@@ -13,7 +13,6 @@ from typing import Any
 
 from rest_framework import serializers
 
-from recommendations.serving.presentation import product_card, store_card
 from recommendations.serving.rules import MAX_LIMIT
 from recommendations.serving.types import Recommendation, RecommendationResult
 
@@ -130,12 +129,11 @@ def _common(rec: Recommendation, explain: bool) -> dict[str, Any]:
     return data
 
 
-def result_payload(result: RecommendationResult, explain: bool, *, stores: bool = False) -> dict[str, Any]:
-    card = store_card if stores else product_card
+def result_payload(result: RecommendationResult, explain: bool) -> dict[str, Any]:
     return {
         "recommendation_id": result.recommendation_id,
         "kind": result.kind,
         "source": result.source,
         "model_version": result.model_version_id,
-        "results": [{**card(obj), **_common(rec, explain)} for obj, rec in result.items],
+        "results": [{**card, **_common(rec, explain)} for card, rec in result.cards()],
     }

@@ -105,7 +105,6 @@ class RecommendationView(APIView):
     renderer_classes = [FastJSONRenderer, renderers.BrowsableAPIRenderer]
     content_negotiation_class = FirstRendererNegotiation
     params_serializer: ClassVar[type[ListParamsSerializer]] = ListParamsSerializer
-    returns_stores = False
 
     def serve(self, audience: Audience, options: Options, params: dict[str, Any], **kwargs: Any):
         raise NotImplementedError
@@ -125,7 +124,7 @@ class RecommendationView(APIView):
             raise exceptions.NotFound(str(exc)) from exc
         except InvalidParameters as exc:
             raise exceptions.ValidationError(exc.errors) from exc
-        return Response(result_payload(result, options.explain, stores=self.returns_stores))
+        return Response(result_payload(result, options.explain))
 
     def get(self, request: Request, **kwargs: Any) -> Response:
         return self.answer(request, request.query_params, **kwargs)
@@ -181,16 +180,12 @@ class StoreProductsView(RecommendationView):
 
 @_schema("Stores for the visitor", serializer=StoreListSerializer)
 class StoresView(RecommendationView):
-    returns_stores = True
-
     def serve(self, audience, options, params):
         return stores.stores_for_user(audience, options)
 
 
 @_schema("Stores similar to a store", serializer=StoreListSerializer)
 class SimilarStoresView(RecommendationView):
-    returns_stores = True
-
     def serve(self, audience, options, params, store_id):
         return stores.similar_stores(store_id, audience, options)
 

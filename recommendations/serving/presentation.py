@@ -3,15 +3,34 @@
 The API's JSON and the template tags' cards are built from these dictionaries, so both
 show the same title, price, store and link for any host model, with no extra queries
 (the rules load products with their category and store relations).
+
+Building a card needs the host's model instance with its store and category: a query and
+three model instances per product, the largest part of what a list costs the web worker
+once its candidates are known (docs/benchmarks.md). So an answer reads its objects only
+when a surface asks for them (`ShownObjects`), and product cards are kept between requests
+(`CardCache`) when the product adapter names an `updated_field`: the rules' availability
+read returns that field for every candidate, and a card is reused while it is unchanged,
+for at most `CARD_CACHE_SECONDS` (a store's name or a category path can change without
+touching the product). Stock and `is_active` never come from a card: the rules read them
+on every request. An update that bypasses `save()` (`QuerySet.update()`) should set the
+updated field too, or its cards show the old values until they expire.
 """
 
 from __future__ import annotations
 
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterable
 from typing import Any
 
+from django.core.signals import setting_changed
 from django.db import models
 
 from recommendations.adapters import get_product_adapter, get_store_adapter
+from recommendations.conf import rec_settings
+
+Card = dict[str, Any]
 
 
 def url_of(obj: models.Model) -> str | None:
@@ -28,7 +47,7 @@ def store_name(product: models.Model) -> str | None:
     return str(getattr(store, store_adapter.name_field)) if store is not None else None
 
 
-def product_card(obj: models.Model) -> dict[str, Any]:
+def product_card(obj: models.Model) -> Card:
     """Only what a card shows (a whole `ProductRecord` also builds the text the model reads)."""
     adapter = get_product_adapter()
     return {
@@ -42,10 +61,120 @@ def product_card(obj: models.Model) -> dict[str, Any]:
     }
 
 
-def store_card(obj: models.Model) -> dict[str, Any]:
+def store_card(obj: models.Model) -> Card:
     adapter = get_store_adapter()
     return {
         "id": adapter.key(obj.pk),
         "name": str(getattr(obj, adapter.name_field)),
         "url": url_of(obj),
     }
+
+
+def card_version_field() -> str | None:
+    """The product field whose value validates a cached card; None when cards are not kept."""
+    if not rec_settings.CARD_CACHE_SECONDS or rec_settings.CARD_CACHE_SIZE <= 0:
+        return None
+    return get_product_adapter().updated_field
+
+
+class CardCache:
+    """Product cards of this process by product key, each with the updated value it was built
+    from and when it expires; the least recently used go first beyond `CARD_CACHE_SIZE`.
+
+    The cards handed out are shared: surfaces copy them (`{**card, ...}`) rather than change them.
+    """
+
+    def __init__(self) -> None:
+        self._entries: OrderedDict[str, tuple[Any, float, Card]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get_many(self, versions: dict[str, Any]) -> dict[str, Card]:
+        """The cards still valid for these products, given each one's current updated value."""
+        now = time.monotonic()
+        found = {}
+        with self._lock:
+            for key, version in versions.items():
+                entry = self._entries.get(key)
+                if entry is None:
+                    continue
+                if entry[0] == version and entry[1] > now:
+                    found[key] = entry[2]
+                    self._entries.move_to_end(key)
+                else:
+                    del self._entries[key]
+        return found
+
+    def put_many(self, cards: dict[str, Card], versions: dict[str, Any]) -> None:
+        expires = time.monotonic() + rec_settings.CARD_CACHE_SECONDS
+        size = rec_settings.CARD_CACHE_SIZE
+        with self._lock:
+            for key, card in cards.items():
+                self._entries[key] = (versions[key], expires, card)
+                self._entries.move_to_end(key)
+            while len(self._entries) > size:
+                self._entries.popitem(last=False)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+
+product_cards = CardCache()
+
+
+class ShownObjects:
+    """The host objects of one answer, read from the database when a surface first asks.
+
+    `read(keys)` returns the objects (any order; missing ones are left out), `card` turns one
+    into its card. With `versions` (product key -> updated value, from the rules' read), cards
+    come from `product_cards` where still valid, and only the others' objects are read.
+    """
+
+    def __init__(
+        self,
+        keys: Iterable[str],
+        *,
+        card: Callable[[models.Model], Card],
+        key: Callable[[Any], str],
+        read: Callable[[list[str]], Iterable[models.Model]] | None = None,
+        objects: dict[str, models.Model] | None = None,
+        versions: dict[str, Any] | None = None,
+    ) -> None:
+        self.keys = list(keys)
+        self.card, self.key, self.read, self.versions = card, key, read, versions
+        self._objects: dict[str, models.Model] = dict(objects or {})
+        self._cards: dict[str, Card] | None = None
+
+    def _load(self, keys: list[str]) -> dict[str, models.Model]:
+        wanted = [k for k in keys if k not in self._objects]
+        if wanted and self.read is not None:
+            self._objects.update({self.key(obj.pk): obj for obj in self.read(wanted)})
+        return self._objects
+
+    def objects(self) -> dict[str, models.Model]:
+        """Every object of the answer that still exists, by key (one query, the first time)."""
+        return self._load(self.keys)
+
+    def cards(self) -> dict[str, Card]:
+        """Every card of the answer by key, reading only the objects of cards not kept."""
+        if self._cards is None:
+            versions = self.versions or {}
+            kept = product_cards.get_many({k: versions[k] for k in self.keys if k in versions})
+            missing = [k for k in self.keys if k not in kept]
+            objects = self._load(missing) if missing else {}
+            made = {k: self.card(objects[k]) for k in missing if k in objects}
+            if self.versions is not None and made:
+                product_cards.put_many({k: c for k, c in made.items() if k in versions}, versions)
+            self._cards = {**kept, **made}
+        return self._cards
+
+
+def _clear_on_change(*, setting: str, **kwargs: Any) -> None:
+    if setting == "RECOMMENDATIONS":
+        product_cards.clear()
+
+
+setting_changed.connect(_clear_on_change)

@@ -23,6 +23,7 @@ from recommendations.serving import history as history_module
 from recommendations.serving import variants
 from recommendations.serving.attribution import record_served
 from recommendations.serving.compiled import KeyedQuery, keyed_query
+from recommendations.serving.presentation import ShownObjects, card_version_field, product_card
 from recommendations.serving.types import (
     Audience,
     Candidate,
@@ -207,10 +208,12 @@ def finalize(
 
     boosts = _boost_rules(kind)
     columns = [_column(adapter, adapter.store_field), _column(adapter, adapter.category_field)]
+    # With the card cache on, the same read says whether each candidate's card is still valid.
+    version_field = card_version_field()
 
     def facts_query(keys: list[str]) -> models.QuerySet:
         # Availability, grouping keys and boost flags of every candidate as plain tuples:
-        # model instances are built below only for the few that are shown.
+        # model instances are built later only for the few shown whose card is not kept.
         flags = {
             f"_boost_{i}": Case(
                 When(Q(**rule["filter"]), then=Value(True)), default=False, output_field=BooleanField()
@@ -220,22 +223,26 @@ def finalize(
         rows = adapter.index_queryset().filter(adapter.available_q(), KeyIn(adapter.model, keys))
         # Unordered: the candidates' order is decided here (a default ordering costs a sort).
         rows = rows.annotate(**flags).order_by()
-        return rows.values_list("pk", *[c for c in columns if c], *flags)
+        version = [version_field] if version_field else []
+        return rows.values_list("pk", *version, *[c for c in columns if c], *flags)
 
     def shown_query(keys: list[str]) -> models.QuerySet:
         shown = adapter.index_queryset().filter(KeyIn(adapter.model, keys)).order_by()
         return shown.select_related(*relations(adapter))
 
     def compiled(name: str, build: Callable[[list[str]], models.QuerySet]) -> KeyedQuery:
-        return keyed_query((name, kind, type(adapter), adapter.model), build)
+        return keyed_query((name, kind, type(adapter), adapter.model, version_field), build)
 
     keys = [c.product_id for c in pool]
     facts = compiled("facts", facts_query).rows(keys) if pool else []
     groups: dict[str, tuple[Any, Any]] = {}
     factors: dict[str, float] = {}
+    versions: dict[str, Any] = {}
     for pk, *values in facts:
         pid = adapter.key(pk)
         keys = iter(values)
+        if version_field:
+            versions[pid] = next(keys)
         groups[pid] = tuple(next(keys) if column else None for column in columns)
         factor = 1.0
         for rule, flagged in zip(boosts, keys, strict=True):
@@ -247,11 +254,17 @@ def finalize(
     adjusted = _adjusted_scores(pool, factors)
     ordered = sorted(pool, key=lambda c: (c.tier, -adjusted[c.product_id], c.product_id))
     chosen = _diversify(ordered, adjusted, groups, rules, limit)
-    shown = compiled("shown", shown_query).objects([c.product_id for c in chosen]) if chosen else []
-    objects = {adapter.key(obj.pk): obj for obj in shown}
+    shown = ShownObjects(
+        [c.product_id for c in chosen],
+        card=product_card,
+        key=adapter.key,
+        read=compiled("shown", shown_query).objects,
+        versions=versions if version_field else None,
+    )
     return build_result(
         kind,
-        [(objects[c.product_id], c) for c in chosen if c.product_id in objects],
+        chosen,
+        shown,
         audience,
         options,
         model_version_id=model_version_id,
@@ -262,7 +275,8 @@ def finalize(
 
 def build_result(
     kind: str,
-    chosen: list[tuple[models.Model, Candidate]],
+    chosen: list[Candidate],
+    shown: ShownObjects,
     audience: Audience,
     options: Options,
     *,
@@ -273,35 +287,35 @@ def build_result(
 ) -> RecommendationResult:
     """Record the list, mark its items as shown on the page and attach reasons.
 
-    `page_unique=False` for lists of stores, whose ids must not hide products.
+    `shown` reads the chosen objects when a surface asks for them. `page_unique=False` for
+    lists of stores, whose ids must not hide products.
     """
-    ids = [c.product_id for _, c in chosen]
-    sources = [c.source for _, c in chosen]
+    ids = [c.product_id for c in chosen]
+    sources = [c.source for c in chosen]
     source = max(set(sources), key=sources.count) if sources else "none"
     recommendation_id = record_served(
         kind=kind,
         source=source,
         audience=audience,
         product_ids=ids,
-        scores=[c.score if math.isfinite(c.score) else 0.0 for _, c in chosen],
+        scores=[c.score if math.isfinite(c.score) else 0.0 for c in chosen],
         model_version_id=model_version_id,
         context={**(context or {}), **variants.served_context(audience), "sources": sources},
     )
     if page_unique:
         audience.shown.update(ids)
-    named = titles(c.about for _, c in chosen if c.about) if options.explain else {}
-    items = [
-        (
-            obj,
-            Recommendation(
-                product_id=c.product_id,
-                score=round(float(c.score), 6),
-                source=c.source,
-                reason=c.explain(named) if options.explain else "",
-                recommendation_id=recommendation_id,
-                position=position,
-            ),
+    named = titles(c.about for c in chosen if c.about) if options.explain else {}
+    recommendations = [
+        Recommendation(
+            product_id=c.product_id,
+            score=round(float(c.score), 6),
+            source=c.source,
+            reason=c.explain(named) if options.explain else "",
+            recommendation_id=recommendation_id,
+            position=position,
         )
-        for position, (obj, c) in enumerate(chosen, start=1)
+        for position, c in enumerate(chosen, start=1)
     ]
-    return RecommendationResult(kind, recommendation_id, source, model, items, model_version_id)
+    return RecommendationResult(
+        kind, recommendation_id, source, model, recommendations, shown, model_version_id
+    )

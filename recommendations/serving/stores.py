@@ -19,6 +19,7 @@ from recommendations.serving import variants
 from recommendations.serving.cache import cached
 from recommendations.serving.errors import NotFound, get_store
 from recommendations.serving.history import recent_history
+from recommendations.serving.presentation import ShownObjects, store_card
 from recommendations.serving.realtime import current_taste
 from recommendations.serving.rules import build_result, dedupe, limit_for
 from recommendations.serving.types import Audience, Candidate, Kind, Options, RecommendationResult
@@ -37,9 +38,17 @@ def _finalize(
         for obj in adapter.index_queryset().filter(pk__in=[c.product_id for c in pool])
     }
     limit = limit_for(kind, options, audience)
-    chosen = [(objects[c.product_id], c) for c in pool if c.product_id in objects][:limit]
+    chosen = [c for c in pool if c.product_id in objects][:limit]
+    shown = ShownObjects([c.product_id for c in chosen], card=store_card, key=adapter.key, objects=objects)
     return build_result(
-        kind, chosen, audience, options, model=adapter.model, model_version_id=version_id, page_unique=False
+        kind,
+        chosen,
+        shown,
+        audience,
+        options,
+        model=adapter.model,
+        model_version_id=version_id,
+        page_unique=False,
     )
 
 

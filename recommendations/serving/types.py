@@ -8,12 +8,15 @@ host product objects in score order, each with its `Recommendation`.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.db import models
 
 from recommendations.conf import rec_settings
 from recommendations.privacy.optout import is_opted_out
+
+if TYPE_CHECKING:
+    from recommendations.serving.presentation import ShownObjects
 
 
 class Kind:
@@ -153,8 +156,11 @@ class Recommendation:
 
 @dataclass
 class RecommendationResult:
-    """An answer: host objects in order, each paired with its `Recommendation`.
+    """An answer: recommendations in order, and the host objects and cards they show.
 
+    `items` pairs each host object with its `Recommendation` (the objects are read on first
+    use); `cards()` pairs the cards, which an API answer needs instead and which often come
+    from the card cache without reading any object (`serving.presentation`).
     `queryset()` gives host code a lazy QuerySet of the same products in the same order,
     so any further ORM filter applies.
     """
@@ -163,13 +169,25 @@ class RecommendationResult:
     recommendation_id: str
     source: str
     model: type[models.Model]
-    items: list[tuple[models.Model, Recommendation]]
+    recommendations: list[Recommendation]
+    shown: ShownObjects
     model_version_id: int | None = None
+
+    @property
+    def items(self) -> list[tuple[models.Model, Recommendation]]:
+        """(host object, recommendation) in order; products deleted meanwhile are left out."""
+        objects = self.shown.objects()
+        return [(objects[rec.product_id], rec) for rec in self.recommendations if rec.product_id in objects]
+
+    def cards(self) -> list[tuple[dict[str, Any], Recommendation]]:
+        """(card, recommendation) in order; the cards are shared, so copy one to change it."""
+        cards = self.shown.cards()
+        return [(cards[rec.product_id], rec) for rec in self.recommendations if rec.product_id in cards]
 
     @property
     def ids(self) -> list[str]:
         """Engine keys (string primary keys) of the items, best first."""
-        return [rec.product_id for _, rec in self.items]
+        return [rec.product_id for rec in self.recommendations]
 
     @property
     def objects(self) -> list[models.Model]:
@@ -186,7 +204,7 @@ class RecommendationResult:
         return ordered_queryset(self.model, self.ids)
 
     def __len__(self) -> int:
-        return len(self.items)
+        return len(self.recommendations)
 
     def __iter__(self):
         return iter(self.items)

@@ -35,7 +35,6 @@ from recommendations.conf import rec_settings
 from recommendations.events.tracking import get_session_id
 from recommendations.serving import products, search, stores
 from recommendations.serving.errors import InvalidParameters
-from recommendations.serving.presentation import product_card, store_card
 from recommendations.serving.types import Audience, Options, RecommendationResult
 
 logger = logging.getLogger(__name__)
@@ -77,7 +76,6 @@ class Block:
     template_name: str
     call: Callable[..., RecommendationResult]
     argument: str | None = None
-    stores: bool = False
 
 
 class RecommendationNode(template.Node):
@@ -116,8 +114,11 @@ class RecommendationNode(template.Node):
         result = self.block.call(*args, page_audience(context), options)
         if self.target or not result.items:
             return result, ""
-        card = store_card if self.block.stores else product_card
-        items = [{"object": obj, "card": card(obj), "recommendation": rec} for obj, rec in result.items]
+        cards = result.shown.cards()
+        items = [
+            {"object": obj, "card": dict(cards[rec.product_id]), "recommendation": rec}
+            for obj, rec in result.items
+        ]
         html = render_to_string(
             self.block.template_name,
             {"result": result, "items": items, "title": kwargs.get("title"), "block": self.block.name},
@@ -175,8 +176,8 @@ BLOCKS = {
     "recently_viewed": Block("recently_viewed", PRODUCTS, products.recently_viewed),
     "buy_again": Block("buy_again", PRODUCTS, products.buy_again),
     "store_products": Block("store_products", PRODUCTS, _by_key(products.store_products), "store"),
-    "recommended_stores": Block("stores", STORES, stores.stores_for_user, stores=True),
-    "similar_stores": Block("similar_stores", STORES, _by_key(stores.similar_stores), "store", stores=True),
+    "recommended_stores": Block("stores", STORES, stores.stores_for_user),
+    "similar_stores": Block("similar_stores", STORES, _by_key(stores.similar_stores), "store"),
     "personalized_search": Block(
         "search",
         "recommendations/search_results.html",
