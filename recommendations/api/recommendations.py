@@ -13,7 +13,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, ClassVar
 
-from django.contrib.auth import get_user_model
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import exceptions, permissions, renderers
 from rest_framework.request import Request
@@ -33,8 +32,8 @@ from recommendations.api.renderers import FastJSONRenderer
 from recommendations.api.throttles import ApiRateThrottle
 from recommendations.events.tracking import get_session_id
 from recommendations.models.api_keys import ApiKey, Scope
-from recommendations.serving import products, stores
-from recommendations.serving.errors import InvalidParameters, NotFound, lookup
+from recommendations.serving import history, products, stores
+from recommendations.serving.errors import InvalidParameters, NotFound
 from recommendations.serving.types import Audience, Options, RecommendationResult
 
 READ_SCOPE = Scope.RECOMMENDATIONS_READ.value
@@ -67,11 +66,10 @@ def resolve_audience(request: Request, params: dict[str, Any]) -> Audience:
                 "You may only get your own recommendations; staff and API keys with the "
                 f"{READ_SCOPE} scope may ask for any user."
             )
-        # Only the key: the services read other fields (rarely) on demand.
-        user = lookup(get_user_model()._default_manager.all(), user_id, shape="user")
-        if user is None:
-            raise exceptions.NotFound(f"No user with id {user_id!r}.")
-        return Audience(user=user)
+        try:
+            return history.audience_for_user(user_id)
+        except NotFound as exc:
+            raise exceptions.NotFound(str(exc)) from exc
     if session_id is not None:
         if session_id != own_session and not may_read_anyone(request):
             raise exceptions.PermissionDenied(

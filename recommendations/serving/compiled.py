@@ -20,7 +20,7 @@ from typing import Any
 
 from django.core.signals import setting_changed
 from django.db import connections
-from django.db.models import Model, QuerySet
+from django.db.models import BooleanField, F, Func, Model, QuerySet
 from django.db.models.query import get_related_populators
 
 from recommendations.sql import array_literal, native_timestamps
@@ -30,11 +30,33 @@ _local = threading.local()
 _generation = 0
 
 
+class KeyIn(Func):
+    """`pk = ANY(%s::type[])`: the keys as one array parameter.
+
+    The ORM's `pk__in=[...]` prepares every key on its own (a placeholder and a Python call
+    each); a search's candidate pool has a few hundred, which made it a noticeable share of
+    the request's CPU.
+    """
+
+    conditional = True
+    output_field = BooleanField()
+
+    def __init__(self, model: type[Model], keys: list[str]) -> None:
+        super().__init__(F("pk"))
+        # The very list object becomes the parameter: `compiled.KeyedQuery` looks for it.
+        self.model, self.keys = model, keys
+
+    def as_sql(self, compiler: Any, connection: Any, **extra: Any) -> tuple[str, list[Any]]:
+        column, params = compiler.compile(self.source_expressions[0])
+        array_type = self.model._meta.pk.cast_db_type(connection)
+        return f"{column} = ANY(%s::{array_type}[])", [*params, self.keys]
+
+
 class KeyedQuery:
     """A queryset whose only varying part is one list of keys, compiled once.
 
     `build(keys)` must return the queryset for `keys`, passing that very list object on to
-    one parameter (as `rules.KeyIn` does), so the compiled parameters show where it goes.
+    one parameter (as `KeyIn` does), so the compiled parameters show where it goes.
     """
 
     def __init__(self, build: Callable[[list[str]], QuerySet]) -> None:
@@ -49,11 +71,15 @@ class KeyedQuery:
             raise ValueError("The queryset must take its keys as exactly one parameter.")
         self.slot = slots[0]
 
-    def _fetch(self, keys: Sequence[str]) -> list[tuple]:
+    def params_for(self, keys: Sequence[str]) -> list[Any]:
+        """The parameters of `sql` for these keys (to run it, or to embed it in a larger query)."""
         params = list(self.params)
         params[self.slot] = array_literal(keys)
+        return params
+
+    def _fetch(self, keys: Sequence[str]) -> list[tuple]:
         with native_timestamps(connections[self.db].cursor()) as cursor:
-            cursor.execute(self.sql, params)
+            cursor.execute(self.sql, self.params_for(keys))
             return cursor.fetchall()
 
     def rows(self, keys: Sequence[str]) -> list[tuple]:

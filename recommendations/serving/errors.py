@@ -8,8 +8,7 @@ from django.core.exceptions import ValidationError
 from django.db import connection, models
 
 from recommendations.adapters import get_product_adapter, get_store_adapter
-from recommendations.serving.compiled import keyed_query
-from recommendations.serving.rules import KeyIn
+from recommendations.serving.compiled import KeyedQuery, KeyIn, keyed_query
 
 
 class NotFound(LookupError):
@@ -31,7 +30,7 @@ def _get(queryset: models.QuerySet, key: Any) -> models.Model | None:
         return None
 
 
-def _key_value(model: type[models.Model], key: Any) -> Any:
+def key_value(model: type[models.Model], key: Any) -> Any:
     """The key as the database stores it, or None when it cannot name a row of `model`
     (malformed, or out of its integer column's range)."""
     field = model._meta.pk
@@ -51,13 +50,18 @@ def lookup(queryset: models.QuerySet, key: Any, *, shape: str) -> models.Model |
     """The row of `queryset` with this key, holding only its key (other fields load on first
     use), or None. Every request that names a product, store or user asks, so the query is
     compiled once per `shape` (`compiled.keyed_query`: the queryset must not change)."""
-    model = queryset.model
-    value = _key_value(model, key)
+    value = key_value(queryset.model, key)
     if value is None:
         return None
-    build = lambda keys: queryset.select_related(None).filter(KeyIn(model, keys)).only("pk").order_by()  # noqa: E731
-    found = keyed_query(("lookup", shape, model), build).objects([value])
+    found = lookup_query(queryset, shape=shape).objects([value])
     return found[0] if found else None
+
+
+def lookup_query(queryset: models.QuerySet, *, shape: str) -> KeyedQuery:
+    """`lookup`'s compiled query: the keys of the rows of `queryset` among the keys it is given."""
+    model = queryset.model
+    build = lambda keys: queryset.select_related(None).filter(KeyIn(model, keys)).only("pk").order_by()  # noqa: E731
+    return keyed_query(("lookup", shape, model), build)
 
 
 def _key_of(queryset: models.QuerySet | None, key: Any, shape: str) -> str | None:

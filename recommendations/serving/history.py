@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from functools import cache
 from typing import Any
 
+from django.contrib.auth import get_user_model
 from django.core.exceptions import ImproperlyConfigured
 from django.db import connection
 from django.db.models import Model, Q, QuerySet
@@ -20,6 +21,8 @@ from django.utils import timezone
 from recommendations.conf import rec_settings
 from recommendations.models import Event, EventType
 from recommendations.models.preferences import PersonalisationPreference
+from recommendations.serving.compiled import KeyedQuery
+from recommendations.serving.errors import NotFound, key_value, lookup, lookup_query
 from recommendations.serving.types import Audience
 from recommendations.sql import array_literal, native_timestamps
 
@@ -36,7 +39,7 @@ PRODUCT_EVENTS_ARRAY = array_literal(PRODUCT_EVENTS)  # the visitor's read sends
 MAX_PURCHASES = 1000
 CLOCK_SKEW = dt.timedelta(days=1)
 # Which part of the visitor's UNION ALL query a row comes from.
-LATEST, BOUGHT, OPTED_OUT = "latest", "bought", "opted_out"
+LATEST, BOUGHT, OPTED_OUT, KNOWN_USER = "latest", "bought", "opted_out", "known_user"
 
 
 @dataclass(frozen=True)
@@ -116,8 +119,9 @@ def _column(model: type[Model], name: str) -> str:
 
 
 @cache
-def _visitor_sql(by_user: bool, with_flag: bool, bounded: bool) -> str:
-    """The visitor's reads as one UNION ALL: latest product events, purchases, opt-out flag.
+def _visitor_sql(by_user: bool, with_flag: bool, bounded: bool, known_user: str | None) -> str:
+    """The visitor's reads as one UNION ALL: latest product events, purchases, opt-out flag
+    and, given the SQL of the user lookup (`known_user`), a row when the user exists.
 
     Written once per shape rather than by the ORM on every request: compiling the three-part
     union was about a third of this read's CPU. The opt-out part is the engine's own flag, as
@@ -144,16 +148,19 @@ def _visitor_sql(by_user: bool, with_flag: bool, bounded: bool) -> str:
             f"'{OPTED_OUT}' FROM {connection.ops.quote_name(preferences._meta.db_table)} "
             f"WHERE {_column(preferences, 'user')} = %s AND {_column(preferences, 'opted_out')})"
         )
+    if known_user is not None:
+        parts.append(f"(SELECT NULL, '', '', NULL, NULL, '{KNOWN_USER}' FROM ({known_user}) AS known_user)")
     return " UNION ALL ".join(parts)
 
 
-def load(audience: Audience) -> None:
+def load(audience: Audience, *, confirm_user: bool = False) -> None:
     """Read the visitor's opt-out flag, latest events and purchases in one round trip.
 
     Every service of a request asks for the visitor's history and the rules ask for their
     purchases; a page with several blocks shares one `Audience`, so this runs once per page.
     The results go to `audience.memo` ("opted_out", "events"). An opted-out user's rows are
-    read but dropped: they are served like a stranger.
+    read but dropped: they are served like a stranger. `confirm_user` also asks whether the
+    user exists (`memo["user_exists"]`; see `audience_for_user`).
     """
     user_id = audience.given_user_id
     # The engine's flag is read here unless it is known already or the host checks its own.
@@ -168,22 +175,30 @@ def load(audience: Audience) -> None:
         who = None
     latest: list[HistoryEvent] = []
     bought: list[HistoryEvent] = []
-    opted_out = False
+    opted_out = known = False
     if who is not None:
         window = history_window()
         since = [] if window is None else list(window)
         params = [who, PRODUCT_EVENTS_ARRAY, *since, rec_settings.REALTIME_HISTORY]
         params += [who, str(EventType.PURCHASE), *since, MAX_PURCHASES, *([user_id] if check_flag else [])]
+        known_user = _users() if confirm_user and user_id is not None else None
+        if known_user is not None:
+            params += known_user.params_for([user_id])
+        sql = _visitor_sql(user_id is not None, check_flag, window is not None, known_user and known_user.sql)
         with native_timestamps(connection.cursor()) as cursor:
-            cursor.execute(_visitor_sql(user_id is not None, check_flag, window is not None), params)
+            cursor.execute(sql, params)
             rows = cursor.fetchall()
         for *values, part in rows:
             if part == OPTED_OUT:
                 opted_out = True
+            elif part == KNOWN_USER:
+                known = True
             else:
                 (latest if part == LATEST else bought).append(HistoryEvent(*values))
     if check_flag:
         audience.memo["opted_out"] = opted_out
+    if confirm_user:
+        audience.memo["user_exists"] = known
     if audience.opted_out:
         latest, bought = [], []
     order = lambda e: (e.timestamp, e.id)  # noqa: E731 - UNION ALL does not keep the order
@@ -191,6 +206,34 @@ def load(audience: Audience) -> None:
         History(sorted(latest, key=order, reverse=True)),
         sorted(bought, key=order, reverse=True),
     )
+
+
+def _users() -> KeyedQuery:
+    """The compiled lookup of users by key, as the API's 404 check runs it on its own."""
+    return lookup_query(get_user_model()._default_manager.all(), shape="user")
+
+
+def audience_for_user(key: Any) -> Audience:
+    """The audience of the user with this key (as a request names it); `NotFound` if none.
+
+    The user's row is looked for in the same query as their history, so naming a user costs
+    no query of its own. A host that checks opt-outs itself (`OPT_OUT_CHECK`) is only ever
+    handed users that exist, so for it the user is looked up first.
+    """
+    users = get_user_model()._default_manager.all()
+    if rec_settings.OPT_OUT_CHECK is not None:
+        user = lookup(users, key, shape="user")
+        if user is not None:
+            return Audience(user=user)
+    else:
+        value = key_value(users.model, key)
+        if value is not None:
+            # Only the key, as `lookup` gives it: other fields load on first use.
+            audience = Audience(user=users.model.from_db(users.db, [users.model._meta.pk.attname], [value]))
+            load(audience, confirm_user=True)
+            if audience.memo["user_exists"]:
+                return audience
+    raise NotFound(f"No user with id {key!r}.")
 
 
 def _loaded(audience: Audience) -> tuple[History, list[HistoryEvent]]:

@@ -15,14 +15,14 @@ from typing import Any
 
 import numpy as np
 from django.db import models
-from django.db.models import BooleanField, Case, F, Func, Q, Value, When
+from django.db.models import BooleanField, Case, Q, Value, When
 
 from recommendations.adapters import ProductAdapter, get_product_adapter
 from recommendations.conf import DEFAULTS, rec_settings
 from recommendations.serving import history as history_module
 from recommendations.serving import variants
 from recommendations.serving.attribution import record_served
-from recommendations.serving.compiled import KeyedQuery, keyed_query
+from recommendations.serving.compiled import KeyedQuery, KeyIn, keyed_query
 from recommendations.serving.presentation import ShownObjects, card_version_field, product_card
 from recommendations.serving.types import (
     Audience,
@@ -64,28 +64,6 @@ def relations(adapter: ProductAdapter) -> list[str]:
         if name and adapter.model._meta.get_field(name).is_relation:
             names.append(name)
     return names
-
-
-class KeyIn(Func):
-    """`pk = ANY(%s::type[])`: the keys as one array parameter.
-
-    The ORM's `pk__in=[...]` prepares every key on its own (a placeholder and a Python call
-    each); a search's candidate pool has a few hundred, which made it a noticeable share of
-    the request's CPU.
-    """
-
-    conditional = True
-    output_field = BooleanField()
-
-    def __init__(self, model: type[models.Model], keys: list[str]) -> None:
-        super().__init__(F("pk"))
-        # The very list object becomes the parameter: `compiled.KeyedQuery` looks for it.
-        self.model, self.keys = model, keys
-
-    def as_sql(self, compiler: Any, connection: Any, **extra: Any) -> tuple[str, list[Any]]:
-        column, params = compiler.compile(self.source_expressions[0])
-        array_type = self.model._meta.pk.cast_db_type(connection)
-        return f"{column} = ANY(%s::{array_type}[])", [*params, self.keys]
 
 
 def _column(adapter: ProductAdapter, field: str | None) -> str | None:

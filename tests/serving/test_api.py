@@ -1,6 +1,9 @@
 """The REST surface: every endpoint, permissions, errors, schema and docs."""
 
 import pytest
+from django.contrib.auth import get_user_model
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from rest_framework.test import APIClient
 
 from recommendations.models import ApiKey, ServedRecommendation
@@ -115,6 +118,35 @@ def test_unknown_ids_are_404_with_a_message(client, catalog):
         response = client.get(path)
         assert response.status_code == 404, path
         assert text in response.json()["detail"], path
+
+
+def test_naming_a_user_costs_no_query_of_its_own(catalog, model):
+    """The user's row is looked for in the same query as their history."""
+    client = key_client("recommendations:read")
+    add_event(catalog, "view", "Vitamin C serum", user="bob")
+    for user, status in ((catalog.users["bob"].pk, 200), (999999, 404)):
+        with CaptureQueriesContext(connection) as queries:
+            response = client.get("/api/recommendations/for-you/", {"user": user, "explain": 1})
+        assert response.status_code == status, response.content
+        reads = [q["sql"] for q in queries.captured_queries if '"auth_user"' in q["sql"]]
+        assert len(reads) == 1 and "recommendations_event" in reads[0]
+        if status == 200:  # the same read gave the user's history
+            assert response.json()["results"][0]["reason"] == "Because you viewed Vitamin C serum"
+
+
+def test_a_hosts_opt_out_check_is_only_asked_about_users_that_exist(catalog, settings):
+    settings.RECOMMENDATIONS = {
+        **settings.RECOMMENDATIONS,
+        "OPT_OUT_CHECK": "tests.serving.test_api.host_check",
+    }
+    client = key_client("recommendations:read")
+    assert client.get("/api/recommendations/for-you/", {"user": 999999}).status_code == 404
+    assert client.get("/api/recommendations/for-you/", {"user": catalog.users["bob"].pk}).status_code == 200
+
+
+def host_check(user) -> bool:
+    """A host's check that reads its own user row (and fails for users that do not exist)."""
+    return get_user_model()._default_manager.get(pk=user.pk).last_name == "no-personalisation"
 
 
 def test_bad_parameters_are_400_listing_each(client, catalog):

@@ -12,7 +12,7 @@ from psycopg.postgres import types
 from psycopg.pq import Format
 
 from recommendations.serving import compiled
-from recommendations.serving.rules import KeyIn
+from recommendations.serving.compiled import KeyIn
 from recommendations.sql import array_literal, native_timestamps
 from shop.models import Product
 
