@@ -216,15 +216,25 @@ def finalize(
     groups: dict[str, tuple[Any, Any]] = {}
     factors: dict[str, float] = {}
     versions: dict[str, Any] = {}
-    for pk, *values in facts:
-        pid = adapter.key(pk)
-        keys = iter(values)
+    # Where each value sits in a row: key, [version], [store], [category], boost flags.
+    # A search sends a few hundred candidates, so this loop is kept plain.
+    at = 1 + bool(version_field)
+    store_at = at if columns[0] else None
+    category_at = at + bool(columns[0]) if columns[1] else None
+    flags_at = at + bool(columns[0]) + bool(columns[1])
+    boost_factors = [float(rule["factor"]) for rule in boosts]
+    for row in facts:
+        pid = adapter.key(row[0])
         if version_field:
-            versions[pid] = next(keys)
-        groups[pid] = tuple(next(keys) if column else None for column in columns)
+            versions[pid] = row[1]
+        groups[pid] = (
+            row[store_at] if store_at is not None else None,
+            row[category_at] if category_at is not None else None,
+        )
         factor = 1.0
-        for rule, flagged in zip(boosts, keys, strict=True):
-            factor *= float(rule["factor"]) if flagged else 1.0
+        for boost, flagged in zip(boost_factors, row[flags_at:], strict=True):
+            if flagged:
+                factor *= boost
         factors[pid] = factor
     if store_id is not None:
         groups = {pid: group for pid, group in groups.items() if str(group[0]) == str(store_id)}
