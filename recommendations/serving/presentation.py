@@ -48,13 +48,17 @@ def store_name(product: models.Model) -> str | None:
 
 
 def product_card(obj: models.Model) -> Card:
-    """Only what a card shows (a whole `ProductRecord` also builds the text the model reads)."""
+    """Only what a card shows (a whole `ProductRecord` also builds the text the model reads).
+
+    Only strings, numbers and a tuple: a kept card holds nothing the garbage collector must
+    scan, so tens of thousands of them do not slow its full collections.
+    """
     adapter = get_product_adapter()
     return {
         "id": adapter.key(obj.pk),
         "title": adapter.get_title(obj),
         "price": adapter.get_price(obj),
-        "category": list(adapter.get_category_path(obj)),
+        "category": tuple(adapter.get_category_path(obj)),
         "store_id": adapter.get_store_id(obj),
         "store": store_name(obj),
         "url": url_of(obj),
