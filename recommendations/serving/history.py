@@ -8,10 +8,12 @@ the cache so that a new event invalidates the visitor's lists in every process a
 from __future__ import annotations
 
 import datetime as dt
+import math
 from dataclasses import dataclass, field
 from functools import cache
 from typing import Any
 
+import numpy as np
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ImproperlyConfigured
 from django.db import connection
@@ -19,12 +21,13 @@ from django.db.models import Model, Q, QuerySet
 from django.utils import timezone
 
 from recommendations.conf import rec_settings
-from recommendations.models import Event, EventType
+from recommendations.models import Event, EventType, ProductVector
 from recommendations.models.preferences import PersonalisationPreference
 from recommendations.serving.compiled import KeyedQuery
 from recommendations.serving.errors import NotFound, key_value, lookup, lookup_query
 from recommendations.serving.types import Audience
 from recommendations.sql import array_literal, native_timestamps
+from recommendations.vectors.queries import active_version, parse_vector, vector_read_database
 
 # Events that say something about a product the visitor cares about.
 PRODUCT_EVENTS = (
@@ -38,6 +41,8 @@ PRODUCT_EVENTS = (
 PRODUCT_EVENTS_ARRAY = array_literal(PRODUCT_EVENTS)  # the visitor's read sends it every time
 MAX_PURCHASES = 1000
 CLOCK_SKEW = dt.timedelta(days=1)
+# Events whose decayed weight falls below this say nothing about the visitor's taste now.
+MIN_WEIGHT = 1e-3
 # Which part of the visitor's UNION ALL query a row comes from.
 LATEST, BOUGHT, OPTED_OUT, KNOWN_USER = "latest", "bought", "opted_out", "known_user"
 
@@ -53,9 +58,15 @@ class HistoryEvent:
 
 @dataclass
 class History:
-    """The latest product events of one visitor, newest first."""
+    """The latest product events of one visitor, newest first.
+
+    `vectors`: the embeddings of their products in model version `vectors_version`, when
+    the read brought them along (the active version's; `serving.realtime` uses them).
+    """
 
     events: list[HistoryEvent] = field(default_factory=list)
+    vectors: dict[str, np.ndarray] = field(default_factory=dict)
+    vectors_version: int | None = None
 
     @property
     def fingerprint(self) -> str:
@@ -119,37 +130,56 @@ def _column(model: type[Model], name: str) -> str:
 
 
 @cache
-def _visitor_sql(by_user: bool, with_flag: bool, bounded: bool, known_user: str | None) -> str:
+def _visitor_sql(
+    by_user: bool, with_flag: bool, bounded: bool, known_user: str | None, with_vectors: bool
+) -> str:
     """The visitor's reads as one UNION ALL: latest product events, purchases, opt-out flag
     and, given the SQL of the user lookup (`known_user`), a row when the user exists.
+    `with_vectors`: each latest event since a moment (the second parameter) also brings its
+    product's vector in one version (the first), which real-time personalisation would
+    otherwise read on its own; older events no longer count for it (`counting_since`).
 
     Written once per shape rather than by the ORM on every request: compiling the three-part
     union was about a third of this read's CPU. The opt-out part is the engine's own flag, as
     `privacy.optout.is_opted_out` reads it; a host that keeps its own (`OPT_OUT_CHECK`) is
     asked by the Audience instead.
     """
-    events = connection.ops.quote_name(Event._meta.db_table)
-    columns = ", ".join(_column(Event, name) for name in FIELDS)
-    who = _column(Event, "user" if by_user else "session_id")
-    event_type, product = _column(Event, "event_type"), _column(Event, "product_id")
-    timestamp = _column(Event, "timestamp")
+    quote = connection.ops.quote_name
+    events = quote(Event._meta.db_table)
+
+    def column(name: str) -> str:
+        return f"{events}.{_column(Event, name)}"
+
+    columns = ", ".join(column(name) for name in FIELDS)
+    who = column("user" if by_user else "session_id")
+    event_type, product, timestamp = column("event_type"), column("product_id"), column("timestamp")
     since = f"AND {timestamp} >= %s AND {timestamp} < %s " if bounded else ""
-    newest_first = f"ORDER BY {timestamp} DESC, {_column(Event, 'id')} DESC LIMIT %s"
+    newest_first = f"ORDER BY {timestamp} DESC, {column('id')} DESC LIMIT %s"
+    vector, no_vector, join = "", "", ""
+    if with_vectors:
+        vectors = quote(ProductVector._meta.db_table)
+        vector, no_vector = f", vector_send({vectors}.{quote('embedding')})", ", NULL"
+        join = (
+            f" LEFT JOIN {vectors} ON {vectors}.{quote('model_version_id')} = %s "
+            f"AND {vectors}.{quote('product_id')} = {product} AND {timestamp} >= %s"
+        )
     parts = [
-        f"(SELECT {columns}, '{LATEST}' FROM {events} WHERE {who} = %s AND {event_type} = ANY(%s) "
-        f"AND {product} <> '' {since}{newest_first})",
-        f"(SELECT {columns}, '{BOUGHT}' FROM {events} WHERE {who} = %s AND {event_type} = %s "
+        f"(SELECT {columns}, '{LATEST}'{vector} FROM {events}{join} WHERE {who} = %s "
+        f"AND {event_type} = ANY(%s) AND {product} <> '' {since}{newest_first})",
+        f"(SELECT {columns}, '{BOUGHT}'{no_vector} FROM {events} WHERE {who} = %s AND {event_type} = %s "
         f"{since}{newest_first})",
     ]
     if with_flag:
         preferences = PersonalisationPreference
         parts.append(
             f"(SELECT {_column(preferences, 'id')}, '', '', {_column(preferences, 'updated_at')}, NULL, "
-            f"'{OPTED_OUT}' FROM {connection.ops.quote_name(preferences._meta.db_table)} "
+            f"'{OPTED_OUT}'{no_vector} FROM {quote(preferences._meta.db_table)} "
             f"WHERE {_column(preferences, 'user')} = %s AND {_column(preferences, 'opted_out')})"
         )
     if known_user is not None:
-        parts.append(f"(SELECT NULL, '', '', NULL, NULL, '{KNOWN_USER}' FROM ({known_user}) AS known_user)")
+        parts.append(
+            f"(SELECT NULL, '', '', NULL, NULL, '{KNOWN_USER}'{no_vector} FROM ({known_user}) AS known_user)"
+        )
     return " UNION ALL ".join(parts)
 
 
@@ -176,36 +206,76 @@ def load(audience: Audience, *, confirm_user: bool = False) -> None:
     latest: list[HistoryEvent] = []
     bought: list[HistoryEvent] = []
     opted_out = known = False
+    vectors: dict[str, np.ndarray] = {}
+    vectors_version = None
     if who is not None:
         window = history_window()
         since = [] if window is None else list(window)
-        params = [who, PRODUCT_EVENTS_ARRAY, *since, rec_settings.REALTIME_HISTORY]
-        params += [who, str(EventType.PURCHASE), *since, MAX_PURCHASES, *([user_id] if check_flag else [])]
+        vectors_version = _vectors_version()
+        params = [
+            *([vectors_version, counting_since()] if vectors_version else []),
+            who,
+            PRODUCT_EVENTS_ARRAY,
+        ]
+        params += since
+        params += [rec_settings.REALTIME_HISTORY, who, str(EventType.PURCHASE), *since, MAX_PURCHASES]
+        params += [user_id] if check_flag else []
         known_user = _users() if confirm_user and user_id is not None else None
         if known_user is not None:
             params += known_user.params_for([user_id])
-        sql = _visitor_sql(user_id is not None, check_flag, window is not None, known_user and known_user.sql)
+        sql = _visitor_sql(
+            user_id is not None,
+            check_flag,
+            window is not None,
+            known_user and known_user.sql,
+            bool(vectors_version),
+        )
         with native_timestamps(connection.cursor()) as cursor:
             cursor.execute(sql, params)
             rows = cursor.fetchall()
-        for *values, part in rows:
+        for row in rows:
+            values, part = row[:5], row[5]
             if part == OPTED_OUT:
                 opted_out = True
             elif part == KNOWN_USER:
                 known = True
+            elif part == LATEST:
+                latest.append(HistoryEvent(*values))
+                if vectors_version and row[6] is not None:
+                    vectors[values[2]] = parse_vector(row[6])
             else:
-                (latest if part == LATEST else bought).append(HistoryEvent(*values))
+                bought.append(HistoryEvent(*values))
     if check_flag:
         audience.memo["opted_out"] = opted_out
     if confirm_user:
         audience.memo["user_exists"] = known
     if audience.opted_out:
-        latest, bought = [], []
+        latest, bought, vectors = [], [], {}
     order = lambda e: (e.timestamp, e.id)  # noqa: E731 - UNION ALL does not keep the order
     audience.memo["events"] = (
-        History(sorted(latest, key=order, reverse=True)),
+        History(sorted(latest, key=order, reverse=True), vectors, vectors_version),
         sorted(bought, key=order, reverse=True),
     )
+
+
+def counting_since() -> dt.datetime:
+    """Events before this moment weigh less than `MIN_WEIGHT` in the real-time taste, whatever
+    their type: `REALTIME_HALF_LIFE_MINUTES` halves them until the heaviest falls below it."""
+    weights = [*rec_settings.EVENT_WEIGHTS.values(), *rec_settings.RATING_WEIGHTS.values()]
+    heaviest = max([w for w in weights if w > 0], default=1.0)
+    half_lives = math.log2(max(heaviest / MIN_WEIGHT, 1.0))
+    return timezone.now() - dt.timedelta(
+        minutes=half_lives * max(rec_settings.REALTIME_HALF_LIFE_MINUTES, 1e-3)
+    )
+
+
+def _vectors_version() -> int | None:
+    """The version whose vectors the history read brings along: the active one, when vectors
+    are read from this database (a replica's are read there, by `serving.realtime`)."""
+    if vector_read_database() != connection.alias:
+        return None
+    version = active_version()
+    return version.pk if version is not None else None
 
 
 def _users() -> KeyedQuery:

@@ -20,12 +20,9 @@ from recommendations.conf import rec_settings
 from recommendations.events.preprocessing import event_weight
 from recommendations.models import ModelVersion
 from recommendations.serving.cache import cached
-from recommendations.serving.history import History, recent_history
+from recommendations.serving.history import MIN_WEIGHT, History, recent_history
 from recommendations.serving.types import Audience
 from recommendations.vectors import queries
-
-# Events whose decayed weight falls below this say nothing about the visitor's taste now.
-MIN_WEIGHT = 1e-3
 
 
 @dataclass
@@ -92,11 +89,12 @@ def current_taste(version: ModelVersion, audience: Audience) -> Taste:
 def _blend(version: ModelVersion, user_id: int | None, history: History) -> Taste:
     stored = stored_vector(version, user_id) if user_id is not None else None
     weights = recent_weights(history)
-    item_vectors = (
-        {k: v.embedding for k, v in queries.product_vectors(list(weights), version).items()}
-        if weights
-        else {}
-    )
+    if history.vectors_version == version.pk:  # the history read brought them
+        item_vectors = {k: history.vectors[k] for k in weights if k in history.vectors}
+    elif weights:
+        item_vectors = {k: v.embedding for k, v in queries.product_vectors(list(weights), version).items()}
+    else:
+        item_vectors = {}
     session = session_vector(weights, item_vectors)
     if session is None:
         return Taste(stored, "stored", item_vectors)

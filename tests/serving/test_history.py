@@ -11,9 +11,10 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from recommendations.events import partitions
-from recommendations.serving import history, products
+from recommendations.models import ModelStatus, ModelVersion, ProductVector
+from recommendations.serving import history, products, realtime
 from recommendations.serving.types import Audience, Options
-from tests.serving.conftest import add_event
+from tests.serving.conftest import add_event, vector_of
 
 
 def _bounded(settings, days):
@@ -47,7 +48,7 @@ def _partitions_in_plan(audience: Audience) -> set[str]:
     """Month partitions the visitor's read would touch, from EXPLAIN of the SQL it ran."""
     with CaptureQueriesContext(connection) as captured:
         history.load(audience)
-    (query,) = captured.captured_queries
+    (query,) = [q for q in captured.captured_queries if "recommendations_event" in q["sql"]]
     with connection.cursor() as cursor:
         cursor.execute("EXPLAIN " + query["sql"])
         plan = "\n".join(row[0] for row in cursor.fetchall())
@@ -77,3 +78,23 @@ def test_a_bad_window_is_a_clear_configuration_error(catalog, settings, days):
     _bounded(settings, days)
     with pytest.raises(ImproperlyConfigured, match="SERVING_HISTORY_DAYS"):
         history.load(Audience(user=catalog.users["bob"]))
+
+
+def test_the_read_brings_the_active_versions_vectors_of_the_history(catalog, model):
+    add_event(catalog, "view", "Vitamin C serum", user="bob")
+    # Too old to count in the taste: no vector is brought for it.
+    add_event(catalog, "view", "Argan shampoo", user="bob", ago=dt.timedelta(days=3))
+    serum = catalog.id("Vitamin C serum")
+    audience = Audience(user=catalog.users["bob"])
+    with CaptureQueriesContext(connection) as captured:
+        taste = realtime.current_taste(model, audience)
+    assert history.recent_history(audience).vectors.keys() == {serum}
+    assert taste.basis == "session" and list(taste.history_vectors) == [serum]
+    assert taste.history_vectors[serum].tolist() == pytest.approx(vector_of(catalog, "Vitamin C serum"))
+    reads = [q["sql"] for q in captured.captured_queries if "recommendations_productvector" in q["sql"]]
+    assert len(reads) == 1 and "recommendations_event" in reads[0]
+
+    # Another version (an experiment's) is not what the read brought: its vectors are read.
+    other = ModelVersion.objects.create(algorithm="two_tower", status=ModelStatus.READY, dimensions=4)
+    ProductVector.objects.create(model_version=other, product_id=serum, embedding=[0, 0, 0, 1])
+    assert realtime.current_taste(other, audience).history_vectors[serum].tolist() == [0, 0, 0, 1]
