@@ -23,12 +23,10 @@ from recommendations.serving.cache import cached
 from recommendations.serving.errors import require_product, require_store, valid_product_ids
 from recommendations.serving.history import History, purchases, recent_history
 from recommendations.serving.realtime import Taste, current_taste
-from recommendations.serving.rules import MAX_LIMIT, finalize, limit_for, rules_for
+from recommendations.serving.rules import MAX_LIMIT, finalize, pool_size, rules_for
 from recommendations.serving.types import Audience, Candidate, Kind, Options, RecommendationResult
 from recommendations.vectors import queries
 
-# Candidates fetched per item shown: room for stock, exclusion and diversity filters.
-OVERFETCH = 4
 CONTENT_WEIGHT = 0.3
 VERBS = {
     EventType.PURCHASE: "bought",
@@ -36,10 +34,6 @@ VERBS = {
     EventType.FAVOURITE: "saved",
     EventType.RATING: "rated",
 }
-
-
-def _pool_size(kind: str, options: Options, audience: Audience) -> int:
-    return limit_for(kind, options, audience) * OVERFETCH + len(options.exclude) + len(audience.shown)
 
 
 def _because(event_type: str) -> str:
@@ -96,7 +90,7 @@ def _cascade(k: int, *sources: Callable[[], list[Candidate]]) -> list[Candidate]
     """Candidates from each source in turn, each a tier below the last.
 
     Fallback sources cost queries, so they run only when the better ones came up short: the
-    pool `k` is OVERFETCH times what is shown, and half of it is taken as enough.
+    pool `k` is `rules.OVERFETCH` times what is shown, and half of it is taken as enough.
     """
     out: list[Candidate] = []
     for tier, source in enumerate(sources):
@@ -121,7 +115,7 @@ def for_you(audience: Audience, options: Options) -> RecommendationResult:
     # Only the default (two-tower) source reads vectors; the lists of the others name no version.
     classic = recommender in (variants.POPULAR, variants.COOCCURRENCE)
     version = None if classic else variants.model_version(audience)
-    k = _pool_size(Kind.FOR_YOU, options, audience)
+    k = pool_size(Kind.FOR_YOU, options, audience)
 
     def personal() -> list[Candidate]:
         if version is not None:
@@ -204,7 +198,7 @@ def similar(product_id: str, audience: Audience, options: Options) -> Recommenda
     """Products like this one: vector neighbours blended with title similarity in its category."""
     require_product(product_id)
     version = variants.model_version(audience)
-    k = _pool_size(Kind.SIMILAR, options, audience)
+    k = pool_size(Kind.SIMILAR, options, audience)
 
     def compute() -> list[Candidate]:
         neighbours = _vector_neighbours(Kind.SIMILAR, product_id, k, version, audience)
@@ -239,7 +233,7 @@ def bought_together(product_id: str, audience: Audience, options: Options) -> Re
     """
     require_product(product_id)
     version = variants.model_version(audience)
-    k = _pool_size(Kind.BOUGHT_TOGETHER, options, audience)
+    k = pool_size(Kind.BOUGHT_TOGETHER, options, audience)
 
     def alike() -> list[Candidate]:
         neighbours = _vector_neighbours(Kind.BOUGHT_TOGETHER, product_id, k, version, audience)
@@ -267,7 +261,7 @@ def bought_together(product_id: str, audience: Audience, options: Options) -> Re
 
 def trending(audience: Audience, options: Options) -> RecommendationResult:
     """Trending now (time-decayed popularity), overall or within `options.category`."""
-    k = _pool_size(Kind.TRENDING, options, audience)
+    k = pool_size(Kind.TRENDING, options, audience)
     candidates = cached(
         (Kind.TRENDING, options.category, k),
         # A shop with no events yet shows its newest products rather than nothing.
@@ -294,14 +288,14 @@ def _newest(k: int, category: str | None = None) -> list[Candidate]:
 
 def new_arrivals(audience: Audience, options: Options) -> RecommendationResult:
     """The newest products, overall or within `options.category`."""
-    k = _pool_size(Kind.NEW_ARRIVALS, options, audience)
+    k = pool_size(Kind.NEW_ARRIVALS, options, audience)
     candidates = cached((Kind.NEW_ARRIVALS, options.category, k), lambda: _newest(k, options.category))
     return finalize(Kind.NEW_ARRIVALS, candidates, audience, options, context={"category": options.category})
 
 
 def recently_viewed(audience: Audience, options: Options) -> RecommendationResult:
     """What the visitor looked at lately, most recent first (read fresh, never cached)."""
-    history = recent_history(audience, size=_pool_size(Kind.RECENTLY_VIEWED, options, audience))
+    history = recent_history(audience, size=pool_size(Kind.RECENTLY_VIEWED, options, audience))
     views = list(dict.fromkeys(e.product_id for e in history.of_type(EventType.VIEW, EventType.CLICK)))
     candidates = [
         Candidate(pid, 1.0 / (rank + 1), "history", "You viewed this recently")
@@ -341,7 +335,7 @@ def store_products(store_id: str, audience: Audience, options: Options) -> Recom
     store_id = require_store(store_id)
     history = recent_history(audience)
     version = variants.model_version(audience)
-    k = _pool_size(Kind.STORE_PRODUCTS, options, audience)
+    k = pool_size(Kind.STORE_PRODUCTS, options, audience)
     in_store = ProductDocument.objects.filter(store_id=store_id).values("product_id")
 
     def personal() -> list[Candidate]:

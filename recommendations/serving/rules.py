@@ -33,6 +33,8 @@ from recommendations.serving.types import (
 )
 
 MAX_LIMIT = 100
+# Candidates fetched per item shown: room for stock, exclusion and diversity filters.
+OVERFETCH = 4
 
 
 def rules_for(kind: str, audience: Audience | None = None) -> dict[str, Any]:
@@ -55,6 +57,12 @@ def rules_for(kind: str, audience: Audience | None = None) -> dict[str, Any]:
 
 def limit_for(kind: str, options: Options, audience: Audience | None = None) -> int:
     return max(1, min(options.limit or rules_for(kind, audience)["limit"], MAX_LIMIT))
+
+
+def pool_size(kind: str, options: Options, audience: Audience) -> int:
+    """Candidates a list of `kind` gathers for the rules: OVERFETCH per item shown, plus what
+    the request and the page's earlier blocks exclude."""
+    return limit_for(kind, options, audience) * OVERFETCH + len(options.exclude) + len(audience.shown)
 
 
 def relations(adapter: ProductAdapter) -> list[str]:

@@ -24,7 +24,7 @@ from recommendations.serving import variants
 from recommendations.serving.cache import cached
 from recommendations.serving.errors import InvalidParameters
 from recommendations.serving.realtime import current_taste
-from recommendations.serving.rules import finalize, limit_for
+from recommendations.serving.rules import finalize, limit_for, pool_size
 from recommendations.serving.types import Audience, Candidate, Kind, Options, RecommendationResult
 from recommendations.vectors import queries
 
@@ -149,7 +149,7 @@ def search(query: str, audience: Audience, options: Options) -> RecommendationRe
         for pid in dict.fromkeys([*keyword, *semantic])
     }
     # The rules need room for exclusions and diversity, not the whole keyword pool.
-    best = sorted(scores, key=scores.__getitem__, reverse=True)[: 2 * k]
+    best = sorted(scores, key=scores.__getitem__, reverse=True)[: pool_size(Kind.SEARCH, options, audience)]
     embeddings = dict(zip(matches.ids, matches.embeddings, strict=True)) if matches.ids else {}
     candidates = []
     for pid in best:
