@@ -28,8 +28,11 @@ graceful_timeout = 30
 # connections first and never sends a request down one gunicorn has just closed (a 502).
 keepalive = int(os.environ.get("GUNICORN_KEEPALIVE", "75"))
 # Recycle workers now and then (staggered) so slow growth of a process's memory never adds up.
-max_requests = 2000
-max_requests_jitter = 200
+# Not too often: a new worker starts with empty per-process caches (product cards, candidate
+# lists with the default LocMemCache, compiled queries), which take thousands of requests to
+# fill; each is bounded (CARD_CACHE_SIZE, the cache's MAX_ENTRIES), so memory stays flat.
+max_requests = 20_000
+max_requests_jitter = 2_000
 accesslog = "-"
 errorlog = "-"
 # Heartbeat files in memory (gunicorn makes private ones with mkstemp): a container's overlay
