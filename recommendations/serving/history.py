@@ -43,6 +43,8 @@ MAX_PURCHASES = 1000
 CLOCK_SKEW = dt.timedelta(days=1)
 # Events whose decayed weight falls below this say nothing about the visitor's taste now.
 MIN_WEIGHT = 1e-3
+# A century: a half-life set to years must not reach back past the calendar's first year.
+MAX_COUNTING_MINUTES = 100 * 366 * 24 * 60
 # Which part of the visitor's UNION ALL query a row comes from.
 LATEST, BOUGHT, OPTED_OUT, KNOWN_USER = "latest", "bought", "opted_out", "known_user"
 
@@ -264,9 +266,8 @@ def counting_since() -> dt.datetime:
     weights = [*rec_settings.EVENT_WEIGHTS.values(), *rec_settings.RATING_WEIGHTS.values()]
     heaviest = max([w for w in weights if w > 0], default=1.0)
     half_lives = math.log2(max(heaviest / MIN_WEIGHT, 1.0))
-    return timezone.now() - dt.timedelta(
-        minutes=half_lives * max(rec_settings.REALTIME_HALF_LIFE_MINUTES, 1e-3)
-    )
+    minutes = half_lives * max(rec_settings.REALTIME_HALF_LIFE_MINUTES, 1e-3)
+    return timezone.now() - dt.timedelta(minutes=min(minutes, MAX_COUNTING_MINUTES))
 
 
 def _vectors_version() -> int | None:

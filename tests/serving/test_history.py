@@ -98,3 +98,14 @@ def test_the_read_brings_the_active_versions_vectors_of_the_history(catalog, mod
     other = ModelVersion.objects.create(algorithm="two_tower", status=ModelStatus.READY, dimensions=4)
     ProductVector.objects.create(model_version=other, product_id=serum, embedding=[0, 0, 0, 1])
     assert realtime.current_taste(other, audience).history_vectors[serum].tolist() == [0, 0, 0, 1]
+
+
+@pytest.mark.parametrize("minutes", [1.0, 60.0, 1e12])
+def test_events_count_for_a_while_set_by_the_half_life(settings, minutes):
+    settings.RECOMMENDATIONS = {**settings.RECOMMENDATIONS, "REALTIME_HALF_LIFE_MINUTES": minutes}
+    span = timezone.now() - history.counting_since()
+    # The heaviest default event (a purchase, 5) takes log2(5 / 0.001) = 12.3 half-lives to fall
+    # under the weight that still counts; a half-life of ages is capped at a century.
+    assert span.total_seconds() / 60 == pytest.approx(
+        min(12.29 * minutes, history.MAX_COUNTING_MINUTES), rel=0.01
+    )
