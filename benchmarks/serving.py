@@ -409,16 +409,23 @@ def measure_recall(samples: int = 200, k: int = 10) -> list[dict[str, Any]]:
     seeds = [rng.randrange(len(ids)) for _ in users]
     exact_ip = [_top(matrix @ u + bias, k, ids) for u in users]
     exact_cos = [_top(units @ units[s], k, ids, skip=s) for s in seeds]
-    kind = version.vector_search.get("index") or indexes.score_index_kind(version.pk)
+    kind = version.vector_search.get("index") or indexes.index_kind(indexes.SCORE_SPEC, version.pk)
     name, _ = tuning.LENGTHS[kind]
     tuned = version.vector_search.get(name)
     others = {"hnsw": (100, 400), "ivfflat": (5, 40)}[kind]
     out = []
-    tuned_items = version.vector_search.get(tuning.SIMILAR, {}).get("ef_search")
-    variants = [(tuned, tuned_items or rec_settings.HNSW_EF_SEARCH), *zip(others, (100, 400), strict=True)]
+    similar = version.vector_search.get(tuning.SIMILAR, {})
+    similar_kind = similar.get("index", "hnsw")
+    similar_name, _ = tuning.LENGTHS[similar_kind]
+    tuned_items = similar.get(similar_name)
+    similar_others = {"hnsw": (100, 400), "ivfflat": (5, 40)}[similar_kind]
+    variants = [
+        (tuned, tuned_items or rec_settings.HNSW_EF_SEARCH),
+        *zip(others, similar_others, strict=True),
+    ]
     for users_length, ef_items in dict.fromkeys(variants):
         score = {"index": kind, name: users_length} if users_length else {}
-        version.vector_search = {**score, tuning.SIMILAR: {"ef_search": ef_items}}
+        version.vector_search = {**score, tuning.SIMILAR: {"index": similar_kind, similar_name: ef_items}}
         inner_product, ip_ms = tuning.measure_search(version, users, exact_ip, k)
         cos = sum(
             len(e & {p for p, _ in queries.similar_products(ids[s], k, version)})
@@ -429,7 +436,8 @@ def measure_recall(samples: int = 200, k: int = 10) -> list[dict[str, Any]]:
             {
                 "users_search": f"{kind} {name} {users_length or 'from settings'}"
                 + (" (tuned)" if users_length and users_length == tuned else ""),
-                "ef_items": f"{ef_items}" + (" (tuned)" if ef_items == tuned_items else ""),
+                "ef_items": f"{similar_kind} {similar_name} {ef_items}"
+                + (" (tuned)" if ef_items == tuned_items else ""),
                 "inner_product": inner_product,
                 "cosine": cos / total,
                 "ip_ms": ip_ms,
@@ -772,7 +780,7 @@ def report(n, n_users, args, seconds, recall, baseline, capacity, paced, memory)
     for row in recall:
         print(
             f"  for-you, {row['users_search']}: inner product {row['inner_product']:.3f} "
-            f"({row['ip_ms']:.1f} ms/query); similar, ef_search {row['ef_items']:>4}: "
+            f"({row['ip_ms']:.1f} ms/query); similar, {row['ef_items']}: "
             f"cosine {row['cosine']:.3f}"
         )
 

@@ -119,6 +119,10 @@ DEFAULTS: dict[str, Any] = {
     # similar-products search likewise, on a sample of its products.
     # Applies to versions whose indexes are built from then on.
     "SCORE_INDEX": "auto",
+    # The same choice for the cosine index of "similar products": HNSW finds an item's
+    # neighbours with a short search on most catalogues; where it needs a long one (a million
+    # products spread wide), "auto" compares it with IVFFlat and keeps the faster.
+    "SIMILAR_INDEX": "auto",
     "SCORE_SEARCH_RECALL": 0.97,
     # Lists an IVFFlat search scans when the version has no tuned value.
     "IVFFLAT_PROBES": 20,
@@ -156,7 +160,7 @@ DEFAULTS: dict[str, Any] = {
 }
 
 IMPORT_STRINGS = {"PRODUCT_ADAPTER", "STORE_ADAPTER", "OPT_OUT_CHECK"}
-CHOICES = {"SCORE_INDEX": ("auto", "hnsw", "ivfflat")}
+CHOICES = {"SCORE_INDEX": ("auto", "hnsw", "ivfflat"), "SIMILAR_INDEX": ("auto", "hnsw", "ivfflat")}
 
 
 class RecommendationSettings:

@@ -18,7 +18,8 @@ index is HNSW or IVFFlat (`SCORE_INDEX`; "auto" picks per version, see
 like, scanning the nearest lists whole finds their best products sooner than a graph walk;
 when they lie among the items, as a trained model's do, the graph is faster
 (docs/benchmarks.md). Either way its search length is tuned per version on the version's own
-users. Similar products and stores use HNSW.
+users. Similar products' cosine index is chosen the same way (`SIMILAR_INDEX`), stores'
+index is HNSW.
 """
 
 from __future__ import annotations
@@ -67,6 +68,8 @@ class IndexSpec:
     short: str
     score: bool = False
     ef_construction: int = HNSW_EF_CONSTRUCTION
+    #: The setting that chooses HNSW or IVFFlat for it (None: always HNSW).
+    kind_setting: str | None = None
 
 
 # Products for a user: inner product on the score embedding (see above); similar products:
@@ -78,8 +81,9 @@ INDEX_SPECS = (
         "product_score",
         score=True,
         ef_construction=HNSW_EF_CONSTRUCTION_SCORE,
+        kind_setting="SCORE_INDEX",
     ),
-    IndexSpec(ProductVector, "vector_cosine_ops", "product_cos"),
+    IndexSpec(ProductVector, "vector_cosine_ops", "product_cos", kind_setting="SIMILAR_INDEX"),
     IndexSpec(StoreVector, "vector_ip_ops", "store_ip"),
 )
 SCORE_SPEC, COSINE_SPEC = INDEX_SPECS[0], INDEX_SPECS[1]
@@ -111,12 +115,12 @@ def index_name(spec: IndexSpec, version_id: int) -> str:
     return f"rec_{spec.short}_v{version_id}"
 
 
-def score_index_kind(version_id: int) -> str | None:
-    """ "hnsw" or "ivfflat": how the version's score index was built (None while it is not)."""
+def index_kind(spec: IndexSpec, version_id: int) -> str | None:
+    """ "hnsw" or "ivfflat": how the version's index of `spec` was built (None while it is not)."""
     with connection.cursor() as cursor:
         cursor.execute(
             "SELECT am.amname FROM pg_class c JOIN pg_am am ON am.oid = c.relam WHERE c.relname = %s",
-            [index_name(SCORE_SPEC, version_id)],
+            [index_name(spec, version_id)],
         )
         row = cursor.fetchone()
     return row[0] if row else None
@@ -128,11 +132,9 @@ def ivfflat_lists(rows: int) -> int:
     return max(1, min(MAX_IVFFLAT_LISTS, round(math.sqrt(rows))))
 
 
-def vector_index(
-    spec: IndexSpec, version: ModelVersion, score_kind: str | None = None
-) -> HnswIndex | IvfflatIndex:
-    """The index of `spec` for `version`: IVFFlat for the score index when `score_kind` (by
-    default `SCORE_INDEX`; "auto" starts with HNSW) says so, its lists sized by the version's
+def vector_index(spec: IndexSpec, version: ModelVersion, kind: str | None = None) -> HnswIndex | IvfflatIndex:
+    """The index of `spec` for `version`: IVFFlat when the spec may be one and `kind` (by
+    default its setting; "auto" starts with HNSW) says so, its lists sized by the version's
     rows counted now; else HNSW."""
     if spec.score:
         expression = ScoreEmbedding(version.dimensions)
@@ -141,7 +143,7 @@ def vector_index(
     # Django takes operator classes of expression indexes through OpClass, not opclasses=.
     indexed = OpClass(expression, name=spec.opclass)
     common = {"name": index_name(spec, version.pk), "condition": Q(model_version_id=version.pk)}
-    if spec.score and (score_kind or rec_settings.SCORE_INDEX) == "ivfflat":
+    if spec.kind_setting and (kind or getattr(rec_settings, spec.kind_setting)) == "ivfflat":
         rows = spec.model.objects.filter(model_version=version).count()
         return IvfflatIndex(indexed, lists=ivfflat_lists(rows), **common)
     return HnswIndex(indexed, m=HNSW_M, ef_construction=spec.ef_construction, **common)
@@ -164,9 +166,10 @@ def existing_indexes(version_id: int) -> dict[str, bool]:
 
 
 def build_indexes(
-    version: ModelVersion, specs: Sequence[IndexSpec] = INDEX_SPECS, score_kind: str | None = None
+    version: ModelVersion, specs: Sequence[IndexSpec] = INDEX_SPECS, kind: str | None = None
 ) -> list[str]:
-    """Create the missing vector indexes of `version`; returns the names built.
+    """Create the missing vector indexes of `version`; returns the names built. `kind`
+    ("hnsw", "ivfflat") overrides the settings for the specs that have a choice.
 
     Idempotent (valid indexes are kept). Outside a transaction the build is CONCURRENT so
     writes to other versions' rows (a product embedded on save) are not blocked meanwhile;
@@ -186,7 +189,7 @@ def build_indexes(
             name = index_name(spec, version.pk)
             if present.get(name):
                 continue
-            index = vector_index(spec, version, score_kind)
+            index = vector_index(spec, version, kind)
             if index.name in present:  # left invalid by an interrupted concurrent build
                 editor.remove_index(spec.model, index, concurrently=concurrently)
             started = time.perf_counter()

@@ -368,15 +368,21 @@ def _nearest(
     else:
         target = [version.pk, seed]
     alias = vector_read_database()
-    tuned = version.vector_search if kind == "score" else {}
+    # The score and the similar-products indexes may each be IVFFlat or HNSW, as the version's
+    # tuning recorded (an older version's cosine index is HNSW), with tuned search lengths.
     ef_search = rec_settings.HNSW_EF_SEARCH
-    if from_user:
-        ef_search = tuned.get("ef_search", rec_settings.HNSW_EF_SEARCH_FOR_USERS)
+    if kind == "score":
+        tuned, index = version.vector_search, version.vector_search.get("index")
+        if from_user:
+            ef_search = tuned.get("ef_search", rec_settings.HNSW_EF_SEARCH_FOR_USERS)
     elif kind == "cosine":
-        ef_search = version.vector_search.get(SIMILAR_SEARCH, {}).get("ef_search", ef_search)
+        tuned = version.vector_search.get(SIMILAR_SEARCH, {})
+        index, ef_search = tuned.get("index", "hnsw"), tuned.get("ef_search", ef_search)
+    else:
+        tuned, index = {}, "hnsw"
+        if from_user:
+            ef_search = rec_settings.HNSW_EF_SEARCH_FOR_USERS
     probes = tuned.get("probes", rec_settings.IVFFLAT_PROBES)
-    # Only the score index may be IVFFlat; the tuning says which kind it is.
-    index = tuned.get("index") if kind == "score" else "hnsw"
     _search_settings(alias, None if index == "ivfflat" else ef_search, None if index == "hnsw" else probes)
     sql = _knn_sql(
         model, key, version.dimensions, kind, filter_ids is not None, bool(exclude), seed is not None

@@ -12,7 +12,8 @@ searches with it (`queries._nearest`).
 
 The cosine index of "similar products" is tuned the same way on a sample of the version's
 own products (`vector_search["similar"]`): item-to-item queries start inside the data and
-need a short search at 100k products, a longer one at 1M.
+need a short search at 100k products, a longer one at 1M. With "auto", either index is
+compared with IVFFlat when HNSW needs a long search (`SCORE_INDEX`, `SIMILAR_INDEX`).
 """
 
 from __future__ import annotations
@@ -47,7 +48,8 @@ LENGTHS = {
     "hnsw": ("ef_search", (40, 100, 200, 400, 800, 1000)),
     "ivfflat": ("probes", (1, 2, 5, 10, 20, 40, 80, 160)),
 }
-# With SCORE_INDEX "auto", an HNSW search at least this long is compared with IVFFlat.
+# With SCORE_INDEX or SIMILAR_INDEX "auto", an HNSW search at least this long is compared
+# with IVFFlat.
 LONG_EF_SEARCH = 400
 # Rows of product vectors scored at once for the exact ranking (bounds the memory used).
 CHUNK = 50_000
@@ -56,21 +58,17 @@ CHUNK = 50_000
 def prepare_search(version: ModelVersion) -> list[str]:
     """Build the version's missing indexes, then tune its score search when that index was
     built now or was never tuned (with `SCORE_INDEX = "auto"`, choosing its kind too), and
-    its similar-products search likewise. Returns the names of the indexes built."""
+    its similar-products search likewise (`SIMILAR_INDEX`). Returns the names of the indexes
+    built."""
     built = indexes.build_indexes(version)
     if indexes.index_name(indexes.SCORE_SPEC, version.pk) in built or "index" not in version.vector_search:
         tuned = tune_score_search(version)
-        # The comparison rebuilds the index: never under a version that is serving.
-        serving = version.status == ModelStatus.ACTIVE
-        if (
-            rec_settings.SCORE_INDEX == "auto"
-            and not serving
-            and tuned.get("index") == "hnsw"
-            and _long(tuned)
-        ):
-            _compare_with_ivfflat(version, tuned)
+        if _worth_comparing(version, indexes.SCORE_SPEC, tuned):
+            _compare_with_ivfflat(version, indexes.SCORE_SPEC, tune_score_search, tuned)
     if indexes.index_name(indexes.COSINE_SPEC, version.pk) in built or SIMILAR not in version.vector_search:
-        tune_similar_search(version)
+        tuned = tune_similar_search(version)
+        if _worth_comparing(version, indexes.COSINE_SPEC, tuned):
+            _compare_with_ivfflat(version, indexes.COSINE_SPEC, tune_similar_search, tuned)
     return built
 
 
@@ -81,10 +79,15 @@ def tune_searches(version: ModelVersion) -> dict[str, Any]:
     return version.vector_search
 
 
-def _long(tuned: dict[str, Any]) -> bool:
-    """An HNSW search worth comparing with IVFFlat: long, or short of the target."""
-    return tuned.get("users", 0) > 0 and (
-        tuned["ef_search"] >= LONG_EF_SEARCH or tuned["recall"] < tuned["target"]
+def _worth_comparing(version: ModelVersion, spec: indexes.IndexSpec, tuned: dict[str, Any]) -> bool:
+    """With "auto", an HNSW search that is long or short of the target, measured on a sample;
+    never under a version that is serving, since the comparison rebuilds the index."""
+    return (
+        getattr(rec_settings, spec.kind_setting or "", None) == "auto"
+        and version.status != ModelStatus.ACTIVE
+        and tuned.get("index") == "hnsw"
+        and (tuned.get("users") or tuned.get("products") or 0) > 0
+        and (tuned["ef_search"] >= LONG_EF_SEARCH or tuned["recall"] < tuned["target"])
     )
 
 
@@ -96,27 +99,35 @@ def _better(candidate: dict[str, Any], current: dict[str, Any]) -> bool:
     return current["recall"] < current["target"] and candidate["recall"] > current["recall"]
 
 
-def _compare_with_ivfflat(version: ModelVersion, hnsw: dict[str, Any]) -> None:
-    """Rebuild the score index as IVFFlat (seconds even at 1M rows), tune it, and keep it when
-    it serves better; otherwise build the graph again. Only one kind exists at a time: the
-    planner, not the query, chooses between two indexes on one expression."""
-    score = [indexes.SCORE_SPEC]
-    indexes.drop_indexes(version, score)
-    indexes.build_indexes(version, score, score_kind="ivfflat")
-    ivfflat = tune_score_search(version)
+def _compare_with_ivfflat(
+    version: ModelVersion,
+    spec: indexes.IndexSpec,
+    tune: Callable[[ModelVersion], dict[str, Any]],
+    hnsw: dict[str, Any],
+) -> None:
+    """Rebuild the index of `spec` as IVFFlat (seconds even at 1M rows), `tune` it, and keep
+    it when it serves better; otherwise build the graph again. Only one kind exists at a time:
+    the planner, not the query, chooses between two indexes on one expression."""
+    indexes.drop_indexes(version, [spec])
+    indexes.build_indexes(version, [spec], kind="ivfflat")
+    ivfflat = tune(version)
     if _better(ivfflat, hnsw):
-        logger.info("Model version %s keeps an IVFFlat score index: it serves better than HNSW", version.pk)
+        logger.info(
+            "Model version %s keeps an IVFFlat %s index: it serves better than HNSW", version.pk, spec.short
+        )
         return
-    logger.info("Model version %s keeps an HNSW score index: IVFFlat did not serve better", version.pk)
-    indexes.drop_indexes(version, score)
-    indexes.build_indexes(version, score, score_kind="hnsw")
-    tune_score_search(version)
+    logger.info(
+        "Model version %s keeps an HNSW %s index: IVFFlat did not serve better", version.pk, spec.short
+    )
+    indexes.drop_indexes(version, [spec])
+    indexes.build_indexes(version, [spec], kind="hnsw")
+    tune(version)
 
 
 def tune_score_search(version: ModelVersion) -> dict[str, Any]:
     """Measure the score index on a sample of the version's users and keep the shortest search
     that reaches `SCORE_SEARCH_RECALL` (the longest tried, with a warning, when none does)."""
-    kind = indexes.score_index_kind(version.pk)
+    kind = indexes.index_kind(indexes.SCORE_SPEC, version.pk)
     users = _sample_users(version)
     similar = {SIMILAR: version.vector_search[SIMILAR]} if SIMILAR in version.vector_search else {}
     if kind is None or not len(users):
@@ -127,9 +138,7 @@ def tune_score_search(version: ModelVersion) -> dict[str, Any]:
     exact = _exact_top(version, users)
     target = rec_settings.SCORE_SEARCH_RECALL
     name, lengths = LENGTHS[kind]
-    if kind == "ivfflat":
-        lists = indexes.ivfflat_lists(ProductVector.objects.filter(model_version=version).count())
-        lengths = (*(n for n in lengths if n < lists), lists)  # all lists: exact
+    lengths = _lengths(version, kind)
 
     def measure(length: int) -> tuple[float, float]:
         version.vector_search = {"index": kind, name: length, **similar}
@@ -165,6 +174,16 @@ def tune_score_search(version: ModelVersion) -> dict[str, Any]:
     return version.vector_search
 
 
+def _lengths(version: ModelVersion, kind: str) -> Sequence[int]:
+    """The search lengths to try on an index of this kind, shortest first (IVFFlat: up to all
+    of its lists, an exact scan)."""
+    lengths = LENGTHS[kind][1]
+    if kind == "ivfflat":
+        lists = indexes.ivfflat_lists(ProductVector.objects.filter(model_version=version).count())
+        lengths = (*(n for n in lengths if n < lists), lists)
+    return lengths
+
+
 def _shortest(
     lengths: Sequence[int], measure: Callable[[int], tuple[float, float]], target: float
 ) -> tuple[int, float, float]:
@@ -190,8 +209,8 @@ def _shortest(
 
 def tune_similar_search(version: ModelVersion) -> dict[str, Any]:
     """Measure "similar products" (the cosine index) from a sample of the version's products
-    and keep the shortest `ef_search` that finds `SCORE_SEARCH_RECALL` of their exact
-    neighbours (`vector_search["similar"]`)."""
+    and keep the shortest search (HNSW's `ef_search` or IVFFlat's `probes`) that finds
+    `SCORE_SEARCH_RECALL` of their exact neighbours (`vector_search["similar"]`)."""
     seeds = _sample_products(version)
     cosine_index = indexes.index_name(indexes.COSINE_SPEC, version.pk)
     if not seeds or not indexes.existing_indexes(version.pk).get(cosine_index):
@@ -199,23 +218,28 @@ def tune_similar_search(version: ModelVersion) -> dict[str, Any]:
     started = time.perf_counter()
     exact = _exact_top(version, [vector for _, vector in seeds], cosine=True, skip=[pid for pid, _ in seeds])
     target = rec_settings.SCORE_SEARCH_RECALL
+    kind = indexes.index_kind(indexes.COSINE_SPEC, version.pk)
+    name = LENGTHS[kind][0]
 
     def measure(length: int) -> tuple[float, float]:
-        version.vector_search = {**version.vector_search, SIMILAR: {"ef_search": length}}
+        version.vector_search = {**version.vector_search, SIMILAR: {"index": kind, name: length}}
         return measure_similar(version, [pid for pid, _ in seeds], exact)
 
-    length, recall, milliseconds = _shortest(LENGTHS["hnsw"][1], measure, target)
+    length, recall, milliseconds = _shortest(_lengths(version, kind), measure, target)
     tuned = {
-        "ef_search": length,
+        "index": kind,
+        name: length,
         "recall": round(recall, 4),
         "target": target,
         "ms": round(milliseconds, 2),
         "products": len(seeds),
     }
     (logger.info if recall >= target else logger.warning)(
-        "Tuned similar products of model version %s: hnsw ef_search %d finds %.3f of the exact top %d "
+        "Tuned similar products of model version %s: %s %s %d finds %.3f of the exact top %d "
         "(target %.2f) in %.1f ms per query, on %d products; tuning took %.1fs.",
         version.pk,
+        kind,
+        name,
         length,
         recall,
         K,

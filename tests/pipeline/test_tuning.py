@@ -158,7 +158,7 @@ def test_a_target_out_of_reach_keeps_the_longest_search_and_says_what_to_try(set
 def test_auto_compares_a_long_hnsw_search_with_ivfflat_and_keeps_the_better(
     settings, monkeypatch, ivfflat_better, kept
 ):
-    settings.RECOMMENDATIONS = {**settings.RECOMMENDATIONS, "SCORE_INDEX": "auto"}
+    settings.RECOMMENDATIONS = {**settings.RECOMMENDATIONS, "SCORE_INDEX": "auto", "SIMILAR_INDEX": "hnsw"}
     monkeypatch.setattr(tuning, "LONG_EF_SEARCH", 40)  # every HNSW search counts as long here
     compared = []
     monkeypatch.setattr(tuning, "_better", lambda new, old: compared.append((new, old)) or ivfflat_better)
@@ -167,9 +167,41 @@ def test_auto_compares_a_long_hnsw_search_with_ivfflat_and_keeps_the_better(
     version.refresh_from_db()
     [(ivfflat, hnsw)] = compared
     assert (ivfflat["index"], hnsw["index"]) == ("ivfflat", "hnsw")
-    assert version.vector_search["index"] == indexes.score_index_kind(version.pk) == kept
+    assert version.vector_search["index"] == indexes.index_kind(indexes.SCORE_SPEC, version.pk) == kept
     assert version.vector_search["recall"] >= 0.97
     assert all(indexes.existing_indexes(version.pk).values())  # the cosine and store ones too
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("ivfflat_better, kept", [(True, "ivfflat"), (False, "hnsw")])
+def test_auto_compares_a_long_similar_search_with_ivfflat_and_keeps_the_better(
+    settings, monkeypatch, ivfflat_better, kept
+):
+    settings.RECOMMENDATIONS = {**settings.RECOMMENDATIONS, "SCORE_INDEX": "hnsw", "SIMILAR_INDEX": "auto"}
+    monkeypatch.setattr(tuning, "LONG_EF_SEARCH", 40)  # every HNSW search counts as long here
+    compared = []
+    monkeypatch.setattr(tuning, "_better", lambda new, old: compared.append((new, old)) or ivfflat_better)
+    version, _ = clustered_version(users_between_clusters=False)
+    tuning.prepare_search(version)
+    version.refresh_from_db()
+    [(ivfflat, hnsw)] = compared
+    assert (ivfflat["index"], hnsw["index"]) == ("ivfflat", "hnsw") and ivfflat["products"] > 0
+    similar = version.vector_search["similar"]
+    assert similar["index"] == indexes.index_kind(indexes.COSINE_SPEC, version.pk) == kept
+    assert indexes.index_kind(indexes.SCORE_SPEC, version.pk) == "hnsw"
+    assert similar["recall"] >= 0.97
+    # Serving searches the kept index as long as it was tuned.
+    found = queries.similar_products("7", 10, version)
+    assert len(found) == 10
+    setting, length = (
+        ("ivfflat.probes", similar.get("probes"))
+        if kept == "ivfflat"
+        else (
+            "hnsw.ef_search",
+            similar.get("ef_search"),
+        )
+    )
+    assert session_setting(setting) == str(length)
 
 
 @pytest.mark.django_db
@@ -178,7 +210,7 @@ def test_auto_keeps_a_short_hnsw_search_without_trying_ivfflat(settings, monkeyp
     monkeypatch.setattr(tuning, "_compare_with_ivfflat", lambda *args: pytest.fail("compared"))
     version, _ = clustered_version(users_between_clusters=False)
     tuning.prepare_search(version)
-    assert indexes.score_index_kind(version.pk) == "hnsw"
+    assert indexes.index_kind(indexes.SCORE_SPEC, version.pk) == "hnsw"
 
 
 def test_which_tuned_search_serves_better():
