@@ -56,10 +56,11 @@ def test_settings_object_has_defaults_and_follows_override_settings():
     assert rec_settings.SESSION_GAP_MINUTES == 30
 
 
-def test_a_setting_with_choices_rejects_other_values():
-    with override_settings(RECOMMENDATIONS={"SCORE_INDEX": "annoy"}):
+@pytest.mark.parametrize("name", ["SCORE_INDEX", "SIMILAR_INDEX"])
+def test_a_setting_with_choices_rejects_other_values(name):
+    with override_settings(RECOMMENDATIONS={name: "annoy"}):
         with pytest.raises(ImproperlyConfigured, match="'annoy' is not one of: auto, hnsw, ivfflat"):
-            rec_settings.SCORE_INDEX
+            getattr(rec_settings, name)
 
 
 def test_unknown_key_is_rejected_with_the_valid_keys():
