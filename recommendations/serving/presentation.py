@@ -166,11 +166,15 @@ class ShownObjects:
         """Every card of the answer by key, reading only the objects of cards not kept."""
         if self._cards is None:
             versions = self.versions or {}
-            kept = product_cards.get_many({k: versions[k] for k in self.keys if k in versions})
+            kept = (
+                product_cards.get_many({k: versions[k] for k in self.keys if k in versions})
+                if versions
+                else {}
+            )
             missing = [k for k in self.keys if k not in kept]
             objects = self._load(missing) if missing else {}
             made = {k: self.card(objects[k]) for k in missing if k in objects}
-            if self.versions is not None and made:
+            if versions and made:
                 product_cards.put_many({k: c for k, c in made.items() if k in versions}, versions)
             self._cards = {**kept, **made}
         return self._cards

@@ -153,20 +153,31 @@ def test_a_target_out_of_reach_keeps_the_longest_search_and_says_what_to_try(set
     assert "try RECOMMENDATIONS['SCORE_INDEX'] = 'hnsw'" in caplog.text
 
 
+def prepared_with_verdict(settings, monkeypatch, auto: str, ivfflat_better: bool, **version_kwargs):
+    """A version prepared with `auto` ("SCORE_INDEX" or "SIMILAR_INDEX") the only setting on
+    "auto", every HNSW search counted as long, and the comparison's verdict forced; the
+    version and the one (IVFFlat, HNSW) pair of tuned searches that was compared."""
+    fixed = {"SCORE_INDEX": "hnsw", "SIMILAR_INDEX": "hnsw", auto: "auto"}
+    settings.RECOMMENDATIONS = {**settings.RECOMMENDATIONS, **fixed}
+    monkeypatch.setattr(tuning, "LONG_EF_SEARCH", 40)
+    compared = []
+    monkeypatch.setattr(tuning, "_better", lambda new, old: compared.append((new, old)) or ivfflat_better)
+    version, _ = clustered_version(**version_kwargs)
+    tuning.prepare_search(version)
+    version.refresh_from_db()
+    [(ivfflat, hnsw)] = compared
+    assert (ivfflat["index"], hnsw["index"]) == ("ivfflat", "hnsw")
+    return version, ivfflat
+
+
 @pytest.mark.django_db
 @pytest.mark.parametrize("ivfflat_better, kept", [(True, "ivfflat"), (False, "hnsw")])
 def test_auto_compares_a_long_hnsw_search_with_ivfflat_and_keeps_the_better(
     settings, monkeypatch, ivfflat_better, kept
 ):
-    settings.RECOMMENDATIONS = {**settings.RECOMMENDATIONS, "SCORE_INDEX": "auto", "SIMILAR_INDEX": "hnsw"}
-    monkeypatch.setattr(tuning, "LONG_EF_SEARCH", 40)  # every HNSW search counts as long here
-    compared = []
-    monkeypatch.setattr(tuning, "_better", lambda new, old: compared.append((new, old)) or ivfflat_better)
-    version, _ = clustered_version(users_between_clusters=True)
-    tuning.prepare_search(version)
-    version.refresh_from_db()
-    [(ivfflat, hnsw)] = compared
-    assert (ivfflat["index"], hnsw["index"]) == ("ivfflat", "hnsw")
+    version, _ = prepared_with_verdict(
+        settings, monkeypatch, "SCORE_INDEX", ivfflat_better, users_between_clusters=True
+    )
     assert version.vector_search["index"] == indexes.index_kind(indexes.SCORE_SPEC, version.pk) == kept
     assert version.vector_search["recall"] >= 0.97
     assert all(indexes.existing_indexes(version.pk).values())  # the cosine and store ones too
@@ -177,15 +188,10 @@ def test_auto_compares_a_long_hnsw_search_with_ivfflat_and_keeps_the_better(
 def test_auto_compares_a_long_similar_search_with_ivfflat_and_keeps_the_better(
     settings, monkeypatch, ivfflat_better, kept
 ):
-    settings.RECOMMENDATIONS = {**settings.RECOMMENDATIONS, "SCORE_INDEX": "hnsw", "SIMILAR_INDEX": "auto"}
-    monkeypatch.setattr(tuning, "LONG_EF_SEARCH", 40)  # every HNSW search counts as long here
-    compared = []
-    monkeypatch.setattr(tuning, "_better", lambda new, old: compared.append((new, old)) or ivfflat_better)
-    version, _ = clustered_version(users_between_clusters=False)
-    tuning.prepare_search(version)
-    version.refresh_from_db()
-    [(ivfflat, hnsw)] = compared
-    assert (ivfflat["index"], hnsw["index"]) == ("ivfflat", "hnsw") and ivfflat["products"] > 0
+    version, ivfflat = prepared_with_verdict(
+        settings, monkeypatch, "SIMILAR_INDEX", ivfflat_better, users_between_clusters=False
+    )
+    assert ivfflat["products"] > 0
     similar = version.vector_search["similar"]
     assert similar["index"] == indexes.index_kind(indexes.COSINE_SPEC, version.pk) == kept
     assert indexes.index_kind(indexes.SCORE_SPEC, version.pk) == "hnsw"
