@@ -21,7 +21,7 @@ from django.db.models import Model, Q, QuerySet
 from django.utils import timezone
 
 from recommendations.conf import rec_settings
-from recommendations.models import Event, EventType, ProductVector
+from recommendations.models import Event, EventType, ProductVector, UserVector
 from recommendations.models.preferences import PersonalisationPreference
 from recommendations.serving.compiled import KeyedQuery
 from recommendations.serving.errors import NotFound, key_value, lookup, lookup_query
@@ -46,7 +46,7 @@ MIN_WEIGHT = 1e-3
 # A century: a half-life set to years must not reach back past the calendar's first year.
 MAX_COUNTING_MINUTES = 100 * 366 * 24 * 60
 # Which part of the visitor's UNION ALL query a row comes from.
-LATEST, BOUGHT, OPTED_OUT, KNOWN_USER = "latest", "bought", "opted_out", "known_user"
+LATEST, BOUGHT, OPTED_OUT, KNOWN_USER, STORED = "latest", "bought", "opted_out", "known_user", "stored"
 
 
 @dataclass(frozen=True)
@@ -62,13 +62,15 @@ class HistoryEvent:
 class History:
     """The latest product events of one visitor, newest first.
 
-    `vectors`: the embeddings of their products in model version `vectors_version`, when
-    the read brought them along (the active version's; `serving.realtime` uses them).
+    `vectors`: the embeddings of their products in model version `vectors_version`, and
+    `user_vector` the user's stored one there (None: none), when the read brought them along
+    (the active version's; `serving.realtime` uses them).
     """
 
     events: list[HistoryEvent] = field(default_factory=list)
     vectors: dict[str, np.ndarray] = field(default_factory=dict)
     vectors_version: int | None = None
+    user_vector: np.ndarray | None = None
 
     @property
     def fingerprint(self) -> str:
@@ -139,7 +141,8 @@ def _visitor_sql(
     and, given the SQL of the user lookup (`known_user`), a row when the user exists.
     `with_vectors`: each latest event since a moment (the second parameter) also brings its
     product's vector in one version (the first), which real-time personalisation would
-    otherwise read on its own; older events no longer count for it (`counting_since`).
+    otherwise read on its own (older events no longer count for it: `counting_since`), and a
+    user their stored vector in that version.
 
     Written once per shape rather than by the ORM on every request: compiling the three-part
     union was about a third of this read's CPU. The opt-out part is the engine's own flag, as
@@ -171,6 +174,12 @@ def _visitor_sql(
         f"(SELECT {columns}, '{BOUGHT}'{no_vector} FROM {events} WHERE {who} = %s AND {event_type} = %s "
         f"{since}{newest_first})",
     ]
+    if with_vectors and by_user:
+        users = quote(UserVector._meta.db_table)
+        parts.append(
+            f"(SELECT NULL, '', '', NULL, NULL, '{STORED}', vector_send({quote('embedding')}) FROM {users} "
+            f"WHERE {quote('model_version_id')} = %s AND {quote('user_id')} = %s)"
+        )
     if with_flag:
         preferences = PersonalisationPreference
         parts.append(
@@ -209,7 +218,7 @@ def load(audience: Audience, *, confirm_user: bool = False) -> None:
     bought: list[HistoryEvent] = []
     opted_out = known = False
     vectors: dict[str, np.ndarray] = {}
-    vectors_version = None
+    vectors_version = user_vector = None
     if who is not None:
         window = history_window()
         since = [] if window is None else list(window)
@@ -221,6 +230,7 @@ def load(audience: Audience, *, confirm_user: bool = False) -> None:
         ]
         params += since
         params += [rec_settings.REALTIME_HISTORY, who, str(EventType.PURCHASE), *since, MAX_PURCHASES]
+        params += [vectors_version, user_id] if vectors_version and user_id is not None else []
         params += [user_id] if check_flag else []
         known_user = _users() if confirm_user and user_id is not None else None
         if known_user is not None:
@@ -241,6 +251,8 @@ def load(audience: Audience, *, confirm_user: bool = False) -> None:
                 opted_out = True
             elif part == KNOWN_USER:
                 known = True
+            elif part == STORED:
+                user_vector = parse_vector(row[6])
             elif part == LATEST:
                 latest.append(HistoryEvent(*values))
                 if vectors_version and row[6] is not None:
@@ -252,10 +264,10 @@ def load(audience: Audience, *, confirm_user: bool = False) -> None:
     if confirm_user:
         audience.memo["user_exists"] = known
     if audience.opted_out:
-        latest, bought, vectors = [], [], {}
+        latest, bought, vectors, user_vector = [], [], {}, None
     order = lambda e: (e.timestamp, e.id)  # noqa: E731 - UNION ALL does not keep the order
     audience.memo["events"] = (
-        History(sorted(latest, key=order, reverse=True), vectors, vectors_version),
+        History(sorted(latest, key=order, reverse=True), vectors, vectors_version, user_vector),
         sorted(bought, key=order, reverse=True),
     )
 

@@ -87,9 +87,12 @@ def current_taste(version: ModelVersion, audience: Audience) -> Taste:
 
 
 def _blend(version: ModelVersion, user_id: int | None, history: History) -> Taste:
-    stored = stored_vector(version, user_id) if user_id is not None else None
+    brought = history.vectors_version == version.pk  # the history read brought the vectors
+    stored = None
+    if user_id is not None:
+        stored = history.user_vector if brought else stored_vector(version, user_id)
     weights = recent_weights(history)
-    if history.vectors_version == version.pk:  # the history read brought them
+    if brought:
         item_vectors = {k: history.vectors[k] for k in weights if k in history.vectors}
     elif weights:
         item_vectors = {k: v.embedding for k, v in queries.product_vectors(list(weights), version).items()}

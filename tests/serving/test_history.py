@@ -94,6 +94,16 @@ def test_the_read_brings_the_active_versions_vectors_of_the_history(catalog, mod
     reads = [q["sql"] for q in captured.captured_queries if "recommendations_productvector" in q["sql"]]
     assert len(reads) == 1 and "recommendations_event" in reads[0]
 
+    # A user with a stored vector gets it from the same read.
+    add_event(catalog, "view", "Vitamin C serum", user="alice")
+    alice = Audience(user=catalog.users["alice"])
+    with CaptureQueriesContext(connection) as captured:
+        blended = realtime.current_taste(model, alice)
+    assert blended.basis == "realtime"
+    assert history.recent_history(alice).user_vector.tolist() == [0, 1, 0, 0]
+    (read,) = [q["sql"] for q in captured.captured_queries if "recommendations_uservector" in q["sql"]]
+    assert "recommendations_event" in read
+
     # Another version (an experiment's) is not what the read brought: its vectors are read.
     other = ModelVersion.objects.create(algorithm="two_tower", status=ModelStatus.READY, dimensions=4)
     ProductVector.objects.create(model_version=other, product_id=serum, embedding=[0, 0, 0, 1])
