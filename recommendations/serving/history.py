@@ -194,14 +194,14 @@ def _visitor_sql(
     return " UNION ALL ".join(parts)
 
 
-def load(audience: Audience, *, confirm_user: bool = False) -> None:
+def load(audience: Audience, *, known_user: KeyedQuery | None = None) -> None:
     """Read the visitor's opt-out flag, latest events and purchases in one round trip.
 
     Every service of a request asks for the visitor's history and the rules ask for their
     purchases; a page with several blocks shares one `Audience`, so this runs once per page.
     The results go to `audience.memo` ("opted_out", "events"). An opted-out user's rows are
-    read but dropped: they are served like a stranger. `confirm_user` also asks whether the
-    user exists (`memo["user_exists"]`; see `audience_for_user`).
+    read but dropped: they are served like a stranger. `known_user`, the compiled user lookup,
+    also asks whether the user exists (`memo["user_exists"]`; see `audience_for_user`).
     """
     user_id = audience.given_user_id
     # The engine's flag is read here unless it is known already or the host checks its own.
@@ -232,15 +232,12 @@ def load(audience: Audience, *, confirm_user: bool = False) -> None:
         params += [rec_settings.REALTIME_HISTORY, who, str(EventType.PURCHASE), *since, MAX_PURCHASES]
         params += [vectors_version, user_id] if vectors_version and user_id is not None else []
         params += [user_id] if check_flag else []
-        known_user = _users() if confirm_user and user_id is not None else None
-        if known_user is not None:
+        lookup_sql = None
+        if known_user is not None and user_id is not None:
             params += known_user.params_for([user_id])
+            lookup_sql = known_user.sql
         sql = _visitor_sql(
-            user_id is not None,
-            check_flag,
-            window is not None,
-            known_user and known_user.sql,
-            bool(vectors_version),
+            user_id is not None, check_flag, window is not None, lookup_sql, bool(vectors_version)
         )
         with native_timestamps(connection.cursor()) as cursor:
             cursor.execute(sql, params)
@@ -261,7 +258,7 @@ def load(audience: Audience, *, confirm_user: bool = False) -> None:
                 bought.append(HistoryEvent(*values))
     if check_flag:
         audience.memo["opted_out"] = opted_out
-    if confirm_user:
+    if known_user is not None:
         audience.memo["user_exists"] = known
     if audience.opted_out:
         latest, bought, vectors, user_vector = [], [], {}, None
@@ -272,13 +269,18 @@ def load(audience: Audience, *, confirm_user: bool = False) -> None:
     )
 
 
+def half_life_minutes() -> float:
+    """`REALTIME_HALF_LIFE_MINUTES`, kept above zero: how fast an event's weight decays."""
+    return max(rec_settings.REALTIME_HALF_LIFE_MINUTES, 1e-3)
+
+
 def counting_since() -> dt.datetime:
     """Events before this moment weigh less than `MIN_WEIGHT` in the real-time taste, whatever
     their type: `REALTIME_HALF_LIFE_MINUTES` halves them until the heaviest falls below it."""
     weights = [*rec_settings.EVENT_WEIGHTS.values(), *rec_settings.RATING_WEIGHTS.values()]
     heaviest = max([w for w in weights if w > 0], default=1.0)
     half_lives = math.log2(max(heaviest / MIN_WEIGHT, 1.0))
-    minutes = half_lives * max(rec_settings.REALTIME_HALF_LIFE_MINUTES, 1e-3)
+    minutes = half_lives * half_life_minutes()
     return timezone.now() - dt.timedelta(minutes=min(minutes, MAX_COUNTING_MINUTES))
 
 
@@ -289,11 +291,6 @@ def _vectors_version() -> int | None:
         return None
     version = active_version()
     return version.pk if version is not None else None
-
-
-def _users() -> KeyedQuery:
-    """The compiled lookup of users by key, as the API's 404 check runs it on its own."""
-    return lookup_query(get_user_model()._default_manager.all(), shape="user")
 
 
 def audience_for_user(key: Any) -> Audience:
@@ -313,7 +310,7 @@ def audience_for_user(key: Any) -> Audience:
         if value is not None:
             # Only the key, as `lookup` gives it: other fields load on first use.
             audience = Audience(user=users.model.from_db(users.db, [users.model._meta.pk.attname], [value]))
-            load(audience, confirm_user=True)
+            load(audience, known_user=lookup_query(users, shape="user"))
             if audience.memo["user_exists"]:
                 return audience
     raise NotFound(f"No user with id {key!r}.")

@@ -20,7 +20,7 @@ from recommendations.conf import rec_settings
 from recommendations.events.preprocessing import event_weight
 from recommendations.models import ModelVersion
 from recommendations.serving.cache import cached
-from recommendations.serving.history import MIN_WEIGHT, History, recent_history
+from recommendations.serving.history import MIN_WEIGHT, History, half_life_minutes, recent_history
 from recommendations.serving.types import Audience
 from recommendations.vectors import queries
 
@@ -47,7 +47,7 @@ class Taste:
 def recent_weights(history: History) -> dict[str, float]:
     """Per product: the summed event weights, decayed; events too old to matter are left out."""
     now = timezone.now()
-    half_life = max(rec_settings.REALTIME_HALF_LIFE_MINUTES, 1e-3)
+    half_life = half_life_minutes()
     weights: dict[str, float] = {}
     for event in history.events:
         age_minutes = max((now - event.timestamp).total_seconds() / 60.0, 0.0)

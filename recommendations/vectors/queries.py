@@ -370,18 +370,16 @@ def _nearest(
     alias = vector_read_database()
     # The score and the similar-products indexes may each be IVFFlat or HNSW, as the version's
     # tuning recorded (an older version's cosine index is HNSW), with tuned search lengths.
-    ef_search = rec_settings.HNSW_EF_SEARCH
+    ef_search = rec_settings.HNSW_EF_SEARCH_FOR_USERS if from_user else rec_settings.HNSW_EF_SEARCH
     if kind == "score":
         tuned, index = version.vector_search, version.vector_search.get("index")
-        if from_user:
-            ef_search = tuned.get("ef_search", rec_settings.HNSW_EF_SEARCH_FOR_USERS)
+        if from_user:  # item-to-item queries on it keep the settings' length
+            ef_search = tuned.get("ef_search", ef_search)
     elif kind == "cosine":
         tuned = version.vector_search.get(SIMILAR_SEARCH, {})
         index, ef_search = tuned.get("index", "hnsw"), tuned.get("ef_search", ef_search)
     else:
         tuned, index = {}, "hnsw"
-        if from_user:
-            ef_search = rec_settings.HNSW_EF_SEARCH_FOR_USERS
     probes = tuned.get("probes", rec_settings.IVFFLAT_PROBES)
     _search_settings(alias, None if index == "ivfflat" else ef_search, None if index == "hnsw" else probes)
     sql = _knn_sql(
