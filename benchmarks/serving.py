@@ -725,7 +725,14 @@ def main() -> None:
         finally:
             server.terminate()
             server.wait(timeout=30)
-    report(n, n_users, args, seconds, recall, baseline, capacity, paced, memory)
+    report(n, n_users, args, seconds, recall, baseline, capacity, paced, memory, built_lists())
+
+
+def built_lists() -> dict[str, Any]:
+    """What the active version's precomputed lists hold (`recommendations.vectors.lists`)."""
+    from recommendations.vectors import lists, queries
+
+    return queries.active_version(fresh=True).vector_search.get(lists.LISTS, {})
 
 
 def database_memory() -> dict:
@@ -734,7 +741,7 @@ def database_memory() -> dict:
     return {"PostgreSQL": tree_memory(pid)} if pid else {}
 
 
-def report(n, n_users, args, seconds, recall, baseline, capacity, paced, memory) -> None:
+def report(n, n_users, args, seconds, recall, baseline, capacity, paced, memory, lists) -> None:
     print(
         f"\nServing benchmark: {n:,} products, {n_users:,} users, gunicorn {args.workers} workers x "
         f"{args.threads} threads (gthread), {CONCURRENCY} clients, {seconds:.0f} s per phase, BLAS 1 thread"
@@ -783,6 +790,15 @@ def report(n, n_users, args, seconds, recall, baseline, capacity, paced, memory)
             f"({row['ip_ms']:.1f} ms/query); similar, {row['ef_items']}: "
             f"cosine {row['cosine']:.3f}"
         )
+    print("Precomputed lists (exact; read instead of the searches above where they apply)")
+    for kind, built in lists.items():
+        if built.get("rows"):
+            print(
+                f"  {kind}: {built['rows']:,} lists of {built['length']} products, "
+                f"ranked in {built['seconds']:.0f} s"
+            )
+        else:
+            print(f"  {kind}: none ({built.get('reason')}); the index serves")
 
 
 if __name__ == "__main__":

@@ -124,6 +124,15 @@ DEFAULTS: dict[str, Any] = {
     # products spread wide), "auto" compares it with IVFFlat and keeps the faster.
     "SIMILAR_INDEX": "auto",
     "SCORE_SEARCH_RECALL": 0.97,
+    # Each product's nearest products and each user's best products (by their stored vector)
+    # are ranked once per model version, exactly, and kept as lists of this many products:
+    # serving then reads one row instead of searching an index ("similar products", and
+    # "recommended for you" until the visitor's latest events move their taste). 0 = off.
+    "PRECOMPUTED_LIST_LENGTH": 64,
+    # A kind of list is computed only when it takes at most this many scores (rows x
+    # products): 2e11 is about 10 minutes on 2 CPU cores and seconds on a GPU. Larger
+    # catalogues are served from the indexes for that kind.
+    "PRECOMPUTED_LIST_MAX_SCORES": 200_000_000_000,
     # Lists an IVFFlat search scans when the version has no tuned value.
     "IVFFLAT_PROBES": 20,
     # HNSW candidate list sizes when a version has no tuned value: item-to-item queries

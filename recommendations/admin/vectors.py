@@ -1,11 +1,11 @@
-"""Embeddings per model version: browse them to check what a version stored."""
+"""Embeddings and precomputed lists per model version: browse them to check what a version stored."""
 
 from __future__ import annotations
 
 from django.contrib import admin
 
 from recommendations.admin.readonly import ReadOnlyAdmin
-from recommendations.models import ProductVector, StoreVector, UserVector
+from recommendations.models import PrecomputedList, ProductVector, StoreVector, UserVector
 
 PREVIEW_VALUES = 8
 
@@ -44,3 +44,25 @@ class UserVectorAdmin(VectorAdmin):
     list_select_related = ["model_version", "user"]
     search_fields = ["user__username", "user__email"]
     readonly_fields = ["user", *VectorAdmin.readonly_fields]
+
+
+@admin.register(PrecomputedList)
+class PrecomputedListAdmin(ReadOnlyAdmin):
+    """A product's similar products or a user's best products, as serving reads them."""
+
+    list_display = ["key", "kind", "model_version", "top"]
+    list_filter = ["kind", "model_version"]
+    list_select_related = ["model_version"]
+    search_fields = ["key"]
+    readonly_fields = ["model_version", "kind", "key", "ranked"]
+    exclude = ["product_ids", "scores"]
+
+    @admin.display(description=f"first {PREVIEW_VALUES} products")
+    def top(self, obj) -> str:
+        return ", ".join(obj.product_ids[:PREVIEW_VALUES])
+
+    @admin.display(description="products, best first (score)")
+    def ranked(self, obj) -> str:
+        return ", ".join(
+            f"{pid} ({score:.4f})" for pid, score in zip(obj.product_ids, obj.scores, strict=True)
+        )

@@ -13,7 +13,7 @@ from recommendations.models.retention import DailyEventCount
 from recommendations.models.search import ProductDocument
 from recommendations.models.served import ServedRecommendation
 from recommendations.models.statistics import PairKind, ProductPair, ProductPopularity
-from recommendations.models.vectors import ProductVector, StoreVector, UserVector
+from recommendations.models.vectors import ListKind, PrecomputedList, ProductVector, StoreVector, UserVector
 
 __all__ = [
     "ApiKey",
@@ -29,10 +29,12 @@ __all__ = [
     "EventType",
     "Experiment",
     "ExperimentStatus",
+    "ListKind",
     "ModelStatus",
     "ModelVersion",
     "PairKind",
     "PersonalisationPreference",
+    "PrecomputedList",
     "ProductDocument",
     "ProductPair",
     "ProductPopularity",

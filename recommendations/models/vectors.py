@@ -9,6 +9,7 @@ way so the planner uses that version's index.
 from __future__ import annotations
 
 from django.conf import settings
+from django.contrib.postgres.fields import ArrayField
 from django.db import models
 from pgvector.django import VectorField
 
@@ -62,3 +63,36 @@ class UserVector(VectorBase):
 
     def __str__(self) -> str:
         return f"user {self.user_id} @ v{self.model_version_id}"
+
+
+class ListKind(models.TextChoices):
+    SIMILAR = "similar", "Similar products (by product)"
+    FOR_USER = "for_user", "Products for a user (by user)"
+
+
+class PrecomputedList(models.Model):
+    """A ranked list of products computed once per model version, best first: a product's
+    nearest products, or a user's best-scoring ones (`recommendations.vectors.lists`).
+
+    Serving reads one of these rows where it would otherwise search a vector index.
+    """
+
+    # The unique constraint's index starts with the version: no index of its own.
+    model_version = models.ForeignKey(
+        ModelVersion, on_delete=models.CASCADE, related_name="+", db_index=False
+    )
+    kind = models.CharField(max_length=16, choices=ListKind.choices)
+    # The product's key, or the user's primary key, as a string.
+    key = models.CharField(max_length=64)
+    product_ids = ArrayField(models.CharField(max_length=64))
+    scores = ArrayField(models.FloatField())
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["model_version", "kind", "key"], name="rec_precomputed_list_unique"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} list of {self.key} @ v{self.model_version_id}"

@@ -21,12 +21,21 @@ from django.db.models import Model, Q, QuerySet
 from django.utils import timezone
 
 from recommendations.conf import rec_settings
-from recommendations.models import Event, EventType, ProductVector, UserVector
+from recommendations.models import (
+    Event,
+    EventType,
+    ListKind,
+    ModelVersion,
+    PrecomputedList,
+    ProductVector,
+    UserVector,
+)
 from recommendations.models.preferences import PersonalisationPreference
 from recommendations.serving.compiled import KeyedQuery
 from recommendations.serving.errors import NotFound, key_value, lookup, lookup_query
 from recommendations.serving.types import Audience
 from recommendations.sql import array_literal, native_timestamps
+from recommendations.vectors.lists import has_lists
 from recommendations.vectors.queries import active_version, parse_vector, vector_read_database
 
 # Events that say something about a product the visitor cares about.
@@ -63,14 +72,16 @@ class History:
     """The latest product events of one visitor, newest first.
 
     `vectors`: the embeddings of their products in model version `vectors_version`, and
-    `user_vector` the user's stored one there (None: none), when the read brought them along
-    (the active version's; `serving.realtime` uses them).
+    `user_vector` the user's stored one there (None: none) with `user_list`, the products it
+    scores best (precomputed, `vectors.lists`), when the read brought them along (the active
+    version's; `serving.realtime` uses them).
     """
 
     events: list[HistoryEvent] = field(default_factory=list)
     vectors: dict[str, np.ndarray] = field(default_factory=dict)
     vectors_version: int | None = None
     user_vector: np.ndarray | None = None
+    user_list: list[tuple[str, float]] = field(default_factory=list)
 
     @property
     def fingerprint(self) -> str:
@@ -135,14 +146,14 @@ def _column(model: type[Model], name: str) -> str:
 
 @cache
 def _visitor_sql(
-    by_user: bool, with_flag: bool, bounded: bool, known_user: str | None, with_vectors: bool
+    by_user: bool, with_flag: bool, bounded: bool, known_user: str | None, with_vectors: bool, with_list: bool
 ) -> str:
     """The visitor's reads as one UNION ALL: latest product events, purchases, opt-out flag
     and, given the SQL of the user lookup (`known_user`), a row when the user exists.
     `with_vectors`: each latest event since a moment (the second parameter) also brings its
     product's vector in one version (the first), which real-time personalisation would
     otherwise read on its own (older events no longer count for it: `counting_since`), and a
-    user their stored vector in that version.
+    user their stored vector in that version, and with `with_list` its precomputed list.
 
     Written once per shape rather than by the ORM on every request: compiling the three-part
     union was about a third of this read's CPU. The opt-out part is the engine's own flag, as
@@ -163,7 +174,10 @@ def _visitor_sql(
     vector, no_vector, join = "", "", ""
     if with_vectors:
         vectors = quote(ProductVector._meta.db_table)
-        vector, no_vector = f", vector_send({vectors}.{quote('embedding')})", ", NULL"
+        # Typed: UNION ALL resolves an untyped NULL as text, which an array does not match.
+        no_list = ", NULL::varchar[], NULL::double precision[]" if with_list else ""
+        vector = f", vector_send({vectors}.{quote('embedding')}){no_list}"
+        no_vector = f", NULL{no_list}"
         join = (
             f" LEFT JOIN {vectors} ON {vectors}.{quote('model_version_id')} = %s "
             f"AND {vectors}.{quote('product_id')} = {product} AND {timestamp} >= %s"
@@ -176,9 +190,19 @@ def _visitor_sql(
     ]
     if with_vectors and by_user:
         users = quote(UserVector._meta.db_table)
+        version, user = f"{users}.{quote('model_version_id')}", f"{users}.{quote('user_id')}"
+        stored, join_list = f"vector_send({users}.{quote('embedding')})", ""
+        if with_list:
+            ranked = quote(PrecomputedList._meta.db_table)
+            stored += f", {ranked}.{quote('product_ids')}, {ranked}.{quote('scores')}"
+            join_list = (
+                f" LEFT JOIN {ranked} ON {ranked}.{quote('model_version_id')} = {version} "
+                f"AND {ranked}.{quote('kind')} = '{ListKind.FOR_USER.value}' "
+                f"AND {ranked}.{quote('key')} = {user}::text"
+            )
         parts.append(
-            f"(SELECT NULL, '', '', NULL, NULL, '{STORED}', vector_send({quote('embedding')}) FROM {users} "
-            f"WHERE {quote('model_version_id')} = %s AND {quote('user_id')} = %s)"
+            f"(SELECT NULL, '', '', NULL, NULL, '{STORED}', {stored} FROM {users}{join_list} "
+            f"WHERE {version} = %s AND {user} = %s)"
         )
     if with_flag:
         preferences = PersonalisationPreference
@@ -219,10 +243,13 @@ def load(audience: Audience, *, known_user: KeyedQuery | None = None) -> None:
     opted_out = known = False
     vectors: dict[str, np.ndarray] = {}
     vectors_version = user_vector = None
+    user_list: list[tuple[str, float]] = []
     if who is not None:
         window = history_window()
         since = [] if window is None else list(window)
-        vectors_version = _vectors_version()
+        version = _vectors_version()
+        vectors_version = version and version.pk
+        with_list = version is not None and user_id is not None and has_lists(version, ListKind.FOR_USER)
         params = [
             *([vectors_version, counting_since()] if vectors_version else []),
             who,
@@ -237,7 +264,7 @@ def load(audience: Audience, *, known_user: KeyedQuery | None = None) -> None:
             params += known_user.params_for([user_id])
             lookup_sql = known_user.sql
         sql = _visitor_sql(
-            user_id is not None, check_flag, window is not None, lookup_sql, bool(vectors_version)
+            user_id is not None, check_flag, window is not None, lookup_sql, bool(vectors_version), with_list
         )
         with native_timestamps(connection.cursor()) as cursor:
             cursor.execute(sql, params)
@@ -250,6 +277,8 @@ def load(audience: Audience, *, known_user: KeyedQuery | None = None) -> None:
                 known = True
             elif part == STORED:
                 user_vector = parse_vector(row[6])
+                if with_list and row[7] is not None:
+                    user_list = list(zip(row[7], row[8], strict=True))
             elif part == LATEST:
                 latest.append(HistoryEvent(*values))
                 if vectors_version and row[6] is not None:
@@ -261,10 +290,10 @@ def load(audience: Audience, *, known_user: KeyedQuery | None = None) -> None:
     if known_user is not None:
         audience.memo["user_exists"] = known
     if audience.opted_out:
-        latest, bought, vectors, user_vector = [], [], {}, None
+        latest, bought, vectors, user_vector, user_list = [], [], {}, None, []
     order = lambda e: (e.timestamp, e.id)  # noqa: E731 - UNION ALL does not keep the order
     audience.memo["events"] = (
-        History(sorted(latest, key=order, reverse=True), vectors, vectors_version, user_vector),
+        History(sorted(latest, key=order, reverse=True), vectors, vectors_version, user_vector, user_list),
         sorted(bought, key=order, reverse=True),
     )
 
@@ -284,13 +313,12 @@ def counting_since() -> dt.datetime:
     return timezone.now() - dt.timedelta(minutes=min(minutes, MAX_COUNTING_MINUTES))
 
 
-def _vectors_version() -> int | None:
+def _vectors_version() -> ModelVersion | None:
     """The version whose vectors the history read brings along: the active one, when vectors
     are read from this database (a replica's are read there, by `serving.realtime`)."""
     if vector_read_database() != connection.alias:
         return None
-    version = active_version()
-    return version.pk if version is not None else None
+    return active_version()
 
 
 def audience_for_user(key: Any) -> Audience:

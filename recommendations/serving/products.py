@@ -25,9 +25,8 @@ from recommendations.serving.history import History, purchases, recent_history
 from recommendations.serving.realtime import Taste, current_taste
 from recommendations.serving.rules import MAX_LIMIT, finalize, pool_size, rules_for
 from recommendations.serving.types import Audience, Candidate, Kind, Options, RecommendationResult
-from recommendations.vectors import queries
+from recommendations.vectors import lists, queries
 
-CONTENT_WEIGHT = 0.3
 VERBS = {
     EventType.PURCHASE: "bought",
     EventType.ADD_TO_CART: "added {title} to your cart",
@@ -56,7 +55,10 @@ def _vector_candidates(
 ) -> list[Candidate]:
     last_type = {e.product_id: e.event_type for e in reversed(history.events)}
     source = {"stored": version.algorithm, "session": "session", "realtime": "realtime"}[taste.basis]
-    rows = queries.nearest_products(taste.vector, k + len(last_type), version)
+    wanted = k + len(last_type)
+    rows = taste.ranked[:wanted] if len(taste.ranked) >= wanted else None
+    if rows is None:
+        rows = queries.nearest_products(taste.vector, wanted, version)
     # The neighbours' own vectors name the recent product each one is closest to (explain)
     # and feed MMR; otherwise they are not fetched.
     ids = [pid for pid, _ in rows]
@@ -175,22 +177,23 @@ def _vector_neighbours(
     kind: str, product_id: str, k: int, version: ModelVersion | None, audience: Audience
 ) -> list[Candidate]:
     """The product's nearest vectors, blended with their titles' similarity to its title
-    (k rows, not a category scan); [] without a model or a vector for the product. `kind`:
-    the list they are for, whose rules say whether MMR needs their vectors."""
-    neighbours = queries.similar_products_with_titles(product_id, k, version) if version else []
+    (`lists.similar_score`): from its precomputed list, else an index search (k rows, not a
+    category scan); [] without a model or a vector for the product. `kind`: the list they
+    are for, whose rules say whether MMR needs their vectors."""
+    if version is None:
+        return []
+    neighbours = lists.similar(product_id, k, version)
+    if neighbours is None:
+        neighbours = [
+            (pid, lists.similar_score(cosine, float(title_similarity)))
+            for pid, cosine, title_similarity in queries.similar_products_with_titles(product_id, k, version)
+        ]
     if not neighbours:
         return []
-    embeddings = _embeddings_for_mmr(kind, [pid for pid, *_ in neighbours], version, audience)
+    embeddings = _embeddings_for_mmr(kind, [pid for pid, _ in neighbours], version, audience)
     return [
-        Candidate(
-            pid,
-            (1 - CONTENT_WEIGHT) * cosine + CONTENT_WEIGHT * float(title_similarity),
-            "vector",
-            "Similar to {title}",
-            product_id,
-            embeddings.get(pid),
-        )
-        for pid, cosine, title_similarity in neighbours
+        Candidate(pid, score, "vector", "Similar to {title}", product_id, embeddings.get(pid))
+        for pid, score in neighbours
     ]
 
 

@@ -33,6 +33,9 @@ class Taste:
     # "stored" (training time only), "session" (recent events only) or "realtime" (both).
     basis: str
     history_vectors: dict[str, np.ndarray] = field(default_factory=dict)
+    # With the "stored" basis: the products the stored vector scores best, best first, with
+    # their scores, when the version precomputed them (`vectors.lists`); else empty.
+    ranked: list[tuple[str, float]] = field(default_factory=list)
 
     def closest_history_item(self, embedding: np.ndarray) -> str | None:
         """The recent product most like `embedding`: what "because you viewed X" names."""
@@ -100,7 +103,7 @@ def _blend(version: ModelVersion, user_id: int | None, history: History) -> Tast
         item_vectors = {}
     session = session_vector(weights, item_vectors)
     if session is None:
-        return Taste(stored, "stored", item_vectors)
+        return Taste(stored, "stored", item_vectors, history.user_list if brought else [])
     if stored is None:
         return Taste(session.astype(np.float32), "session", item_vectors)
     # Match the session part's length to the stored vector's, so the share is what is configured.

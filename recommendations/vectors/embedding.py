@@ -26,10 +26,10 @@ from recommendations.adapters import ProductRecord, get_product_adapter
 from recommendations.artifacts import LoadedModel
 from recommendations.features import TrainingData, build_training_data, item_content
 from recommendations.learning.features import UserFeatures
-from recommendations.models import ModelVersion, ProductVector
+from recommendations.models import ListKind, ModelVersion, ProductVector
 from recommendations.progress import Progress
 from recommendations.training import resolve_device
-from recommendations.vectors import queries, writer
+from recommendations.vectors import lists, queries, writer
 
 logger = logging.getLogger(__name__)
 
@@ -177,6 +177,8 @@ def sync_products(product_ids: Iterable[str], version: ModelVersion | None = Non
         if gone:
             stale = ProductVector.objects.filter(model_version_id=version.pk, product_id__in=gone)
             result.removed = stale.delete()[0]
+        # Its neighbours changed: the product is served from the index until the next build.
+        lists.drop(version, ListKind.SIMILAR, keys)
     logger.info(
         "Synced product vectors of model version %s: %d written, %d removed",
         version.pk,

@@ -29,7 +29,7 @@ from django.db.models import Model
 
 from recommendations.conf import rec_settings
 from recommendations.models import ModelStatus, ModelVersion, ProductVector, UserVector
-from recommendations.vectors import indexes, queries
+from recommendations.vectors import indexes, lists, queries
 
 logger = logging.getLogger(__name__)
 
@@ -58,8 +58,8 @@ CHUNK = 50_000
 def prepare_search(version: ModelVersion) -> list[str]:
     """Build the version's missing indexes, then tune its score search when that index was
     built now or was never tuned (with `SCORE_INDEX = "auto"`, choosing its kind too), and
-    its similar-products search likewise (`SIMILAR_INDEX`). Returns the names of the indexes
-    built."""
+    its similar-products search likewise (`SIMILAR_INDEX`); last, its precomputed lists when
+    it has none (`lists.build_missing`). Returns the names of the indexes built."""
     built = indexes.build_indexes(version)
     if indexes.index_name(indexes.SCORE_SPEC, version.pk) in built or "index" not in version.vector_search:
         tuned = tune_score_search(version)
@@ -69,6 +69,7 @@ def prepare_search(version: ModelVersion) -> list[str]:
         tuned = tune_similar_search(version)
         if _worth_comparing(version, indexes.COSINE_SPEC, tuned):
             _compare_with_ivfflat(version, indexes.COSINE_SPEC, tune_similar_search, tuned)
+    lists.build_missing(version)
     return built
 
 
@@ -129,9 +130,10 @@ def tune_score_search(version: ModelVersion) -> dict[str, Any]:
     that reaches `SCORE_SEARCH_RECALL` (the longest tried, with a warning, when none does)."""
     kind = indexes.index_kind(indexes.SCORE_SPEC, version.pk)
     users = _sample_users(version)
-    similar = {SIMILAR: version.vector_search[SIMILAR]} if SIMILAR in version.vector_search else {}
+    # What else the version records (the similar search's tuning, its lists) is kept.
+    kept = {key: version.vector_search[key] for key in (SIMILAR, lists.LISTS) if key in version.vector_search}
     if kind is None or not len(users):
-        version.vector_search = {"index": kind, "users": 0, **similar}
+        version.vector_search = {"index": kind, "users": 0, **kept}
         version.save(update_fields=["vector_search"])
         return version.vector_search
     started = time.perf_counter()
@@ -141,7 +143,7 @@ def tune_score_search(version: ModelVersion) -> dict[str, Any]:
     lengths = _lengths(version, kind)
 
     def measure(length: int) -> tuple[float, float]:
-        version.vector_search = {"index": kind, name: length, **similar}
+        version.vector_search = {"index": kind, name: length, **kept}
         return measure_search(version, users, exact)
 
     length, recall, milliseconds = _shortest(lengths, measure, target)
@@ -152,7 +154,7 @@ def tune_score_search(version: ModelVersion) -> dict[str, Any]:
         "target": target,
         "ms": round(milliseconds, 2),
         "users": len(users),
-        **similar,
+        **kept,
     }
     version.save(update_fields=["vector_search"])
     log = logger.info if recall >= target else logger.warning

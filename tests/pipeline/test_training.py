@@ -8,8 +8,16 @@ from safetensors import safe_open
 
 from recommendations import pipeline, training
 from recommendations.features import InsufficientData
-from recommendations.models import ModelStatus, ModelVersion, ProductVector, StoreVector, UserVector
-from recommendations.vectors import activation, embedding, queries
+from recommendations.models import (
+    ListKind,
+    ModelStatus,
+    ModelVersion,
+    PrecomputedList,
+    ProductVector,
+    StoreVector,
+    UserVector,
+)
+from recommendations.vectors import activation, embedding, lists, queries
 from shop.models import Product
 from tests.pipeline.data import copy_product, tiny_settings
 from tests.pipeline.tiny import TINY_TRAINING
@@ -69,6 +77,13 @@ def test_retrain_embeds_and_activates_a_model_that_learned_the_planted_taste(sho
     assert UserVector.objects.filter(model_version=version).count() == len(shop.users)
     # Users shop 90% in one store: their own store's products dominate their top 10.
     assert own_store_share(shop, version) > 0.6
+    # Serving's lists were ranked with the indexes: every product's and every user's.
+    listed = PrecomputedList.objects.filter(model_version=version)
+    assert listed.filter(kind=ListKind.SIMILAR).count() == len(shop.products)
+    assert listed.filter(kind=ListKind.FOR_USER).count() == len(shop.users)
+    user = shop.users[0]
+    top = listed.get(kind=ListKind.FOR_USER, key=str(user.pk)).product_ids[:10]
+    assert top == [p for p, _ in queries.nearest_products(queries.user_vector(user.pk, version), 10, version)]
 
 
 def test_refresh_vectors_makes_a_new_version_with_the_same_model(shop):
@@ -84,6 +99,10 @@ def test_refresh_vectors_makes_a_new_version_with_the_same_model(shop):
 def test_new_product_is_embedded_from_its_content(shop):
     version = pipeline.retrain().version
     template = shop.products[0]
+    # A product saved again is re-embedded: its precomputed neighbours no longer hold.
+    assert lists.similar(str(template.pk), 10, version) is not None
+    embedding.sync_products([str(template.pk)])
+    assert lists.similar(str(template.pk), 10, version) is None
     product = copy_product(template, "brand-new")
     assert embedding.sync_products([str(product.pk)]).written == 1
     similar = [p for p, _ in queries.similar_products(str(product.pk), 10, version=version)]

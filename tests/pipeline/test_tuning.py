@@ -124,7 +124,10 @@ def test_tuned_once_per_build_and_a_version_without_users_keeps_the_settings(set
     writer.write_product_vectors(empty, ["1", "2", "3"], np.eye(3, DIMS), np.zeros(3))
     tuning.prepare_search(empty)
     empty.refresh_from_db()
-    assert {k: v for k, v in empty.vector_search.items() if k != "similar"} == {"index": "hnsw", "users": 0}
+    assert {k: v for k, v in empty.vector_search.items() if k not in ("similar", "lists")} == {
+        "index": "hnsw",
+        "users": 0,
+    }
     settings.RECOMMENDATIONS = {**settings.RECOMMENDATIONS, "HNSW_EF_SEARCH_FOR_USERS": 333}
     queries.nearest_products(np.ones(DIMS), 2, version=empty)
     assert session_setting("hnsw.ef_search") == "333"

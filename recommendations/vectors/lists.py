@@ -1,0 +1,320 @@
+"""Ranked lists computed once per model version, so that serving's two commonest vector
+searches become one row read.
+
+- "similar": each product's nearest products by cosine, scored as "similar products" scores
+  them (`similar_score`: the angle blended with the titles' trigram similarity);
+- "for_user": each user's best products by the two-tower score of their stored vector
+  (user . item + bias): "recommended for you" until their latest events move their taste.
+
+Both are exact: every product is scored, block by block with torch (on the GPU when the
+worker has one), so the lists hold what the vector indexes find approximately. They are
+built with the version's indexes (`tuning.prepare_search`), before it serves, and recorded
+in `ModelVersion.vector_search["lists"]`. A kind whose scores would exceed
+`PRECOMPUTED_LIST_MAX_SCORES` (products x products, users x products) is not built, and its
+index serves as before.
+
+Serving falls back to the index for anything without a list: a product embedded after the
+lists were built (its own list is dropped when it is re-embedded), a visitor whose recent
+events count in their taste, a request wanting more than `PRECOMPUTED_LIST_LENGTH`
+candidates. A product created after the build does not appear in the other products' or the
+users' lists until the next embed (the nightly retrain, or "embed only"); the rules still
+drop what went out of stock or inactive on every request.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from functools import cache
+from typing import Any
+
+import numpy as np
+from django.core.exceptions import ImproperlyConfigured
+from django.db import connection, connections, transaction
+
+from recommendations.conf import rec_settings
+from recommendations.models import (
+    ListKind,
+    ModelVersion,
+    PrecomputedList,
+    ProductDocument,
+    ProductVector,
+    UserVector,
+)
+from recommendations.vectors import queries
+
+logger = logging.getLogger(__name__)
+
+# Share of the titles' trigram similarity in a similar product's score (the rest: cosine).
+CONTENT_WEIGHT = 0.3
+# Scores held at once while ranking: a block of rows against every product (bounds memory).
+BLOCK_SCORES = 2**25
+# A word, as pg_trgm splits text: letters and digits in any script.
+WORD = re.compile(r"[^\W_]+")
+LISTS = "lists"
+
+
+def similar_score(cosine: float, title_similarity: float) -> float:
+    """How alike two products are: mostly their vectors' angle, partly their titles' words."""
+    return (1 - CONTENT_WEIGHT) * cosine + CONTENT_WEIGHT * title_similarity
+
+
+def list_length() -> int:
+    """`PRECOMPUTED_LIST_LENGTH`, checked: products per list (0: no lists)."""
+    length = rec_settings.PRECOMPUTED_LIST_LENGTH
+    if isinstance(length, bool) or not isinstance(length, int) or length < 0:
+        raise ImproperlyConfigured(
+            f"RECOMMENDATIONS['PRECOMPUTED_LIST_LENGTH'] must be a whole number >= 0 (0 turns the "
+            f"lists off); got {length!r}."
+        )
+    return length
+
+
+def _max_scores() -> float:
+    value = rec_settings.PRECOMPUTED_LIST_MAX_SCORES
+    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+        raise ImproperlyConfigured(
+            f"RECOMMENDATIONS['PRECOMPUTED_LIST_MAX_SCORES'] must be a number >= 0; got {value!r}."
+        )
+    return value
+
+
+def has_lists(version: ModelVersion, kind: str, length: int = 1) -> bool:
+    """Whether `version` has lists of this kind, `length` products long at least (serving
+    asks before reading one)."""
+    built = version.vector_search.get(LISTS, {}).get(kind, {})
+    return bool(built.get("rows")) and (built.get("complete") or built.get("length", 0) >= length)
+
+
+def build_missing(version: ModelVersion) -> dict[str, Any]:
+    """Build the version's lists unless it has a record of them (built or skipped)."""
+    if LISTS in version.vector_search:
+        return version.vector_search[LISTS]
+    return build(version)
+
+
+@dataclass(frozen=True)
+class Vectors:
+    """Every row of one vector table in a version: keys (as strings), vectors, biases."""
+
+    keys: list[str]
+    matrix: np.ndarray
+    biases: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+
+# One list: the key it belongs to, then its products and their scores, best first.
+Row = tuple[str, list[str], list[float]]
+
+
+def build(version: ModelVersion) -> dict[str, Any]:
+    """Compute and write both kinds of lists of `version`, replacing any it had; returns and
+    records what was built (rows, length, seconds) or why a kind was not."""
+    length = list_length()
+    products = _read(version, ProductVector, "product_id", with_bias=True)
+    users = _read(version, UserVector, "user_id")
+    record: dict[str, Any] = {}
+    plans = [
+        # The titles are read before the rows are: the COPY holds the connection meanwhile.
+        (ListKind.SIMILAR, products, lambda: _similar_rows(products, length, _title_trigrams())),
+        (ListKind.FOR_USER, users, lambda: _user_rows(products, users, length)),
+    ]
+    for kind, owners, rows in plans:
+        scores = len(owners) * len(products)
+        if length == 0 or not len(owners) or not len(products):
+            record[kind] = {"rows": 0, "reason": "off" if length == 0 else "no vectors"}
+        elif scores > _max_scores():
+            record[kind] = {"rows": 0, "reason": f"{scores:.3g} scores > PRECOMPUTED_LIST_MAX_SCORES"}
+            logger.info(
+                "No %s lists for model version %s: %.3g scores is more than PRECOMPUTED_LIST_MAX_SCORES "
+                "(%.3g); its index serves them",
+                kind,
+                version.pk,
+                scores,
+                _max_scores(),
+            )
+        else:
+            started = time.perf_counter()
+            written = _write(version, kind, rows())
+            seconds = round(time.perf_counter() - started, 1)
+            # A list of every other product answers any length (a small catalogue).
+            longest = len(products) - (1 if kind == ListKind.SIMILAR else 0)
+            size = min(length, longest)
+            record[kind] = {"rows": written, "length": size, "complete": size == longest, "seconds": seconds}
+            logger.info(
+                "Ranked %d %s lists of %d products for model version %s in %.1fs",
+                written,
+                kind,
+                size,
+                version.pk,
+                seconds,
+            )
+        if record[kind]["rows"] == 0:
+            PrecomputedList.objects.filter(model_version=version, kind=kind).delete()
+    if any(built["rows"] for built in record.values()):
+        # Fresh statistics, or the planner may not look a list up by its key in the visitor's read.
+        with connection.cursor() as cursor:
+            cursor.execute(f"ANALYZE {connection.ops.quote_name(PrecomputedList._meta.db_table)}")
+    version.vector_search = {**version.vector_search, LISTS: record}
+    version.save(update_fields=["vector_search"])
+    return record
+
+
+def _read(
+    version: ModelVersion, model: type[ProductVector] | type[UserVector], key: str, *, with_bias: bool = False
+) -> Vectors:
+    """Every row of the version in `model`'s table, read in chunks."""
+    table = connection.ops.quote_name(model._meta.db_table)
+    keys: list[str] = []
+    vectors: list[np.ndarray] = []
+    biases: list[float] = []
+    with connection.chunked_cursor() as cursor:
+        bias = ", bias" if with_bias else ", 0"
+        cursor.execute(
+            f"SELECT {connection.ops.quote_name(key)}, vector_send(embedding){bias} FROM {table} "
+            "WHERE model_version_id = %s",
+            [version.pk],
+        )
+        while rows := cursor.fetchmany(50_000):
+            keys += [str(row[0]) for row in rows]
+            vectors += [queries.parse_vector(row[1]) for row in rows]
+            biases += [row[2] for row in rows]
+    matrix = np.stack(vectors) if vectors else np.zeros((0, version.dimensions), np.float32)
+    return Vectors(keys, matrix, np.asarray(biases, dtype=np.float32))
+
+
+def ranked_blocks(
+    targets: np.ndarray, items: np.ndarray, k: int, *, bias: np.ndarray | None = None, skip_self: bool = False
+) -> Iterator[tuple[slice, np.ndarray, np.ndarray]]:
+    """Each target row's k best items by `target . item (+ bias)`, best first, a block of
+    rows at a time (memory stays bounded): (the block's rows, item indices, scores).
+    `skip_self`: target i is item i, which is left out of its own list."""
+    # Here, not at the top: serving reads lists through this module and never loads torch.
+    import torch
+
+    from recommendations.training import resolve_device
+
+    device = torch.device(resolve_device())
+    item_matrix = torch.from_numpy(items).to(device)
+    item_bias = torch.from_numpy(bias).to(device) if bias is not None else None
+    k = min(k, len(items) - (1 if skip_self else 0))
+    size = max(1, BLOCK_SCORES // max(len(items), 1))
+    with torch.inference_mode():
+        for start in range(0, len(targets), size):
+            block = slice(start, min(start + size, len(targets)))
+            rows = torch.from_numpy(targets[block]).to(device)
+            found = rows @ item_matrix.T
+            if item_bias is not None:
+                found += item_bias
+            if skip_self:
+                own = torch.arange(block.start, block.stop, device=device)
+                found[torch.arange(len(rows), device=device), own] = -torch.inf
+            best, where = torch.topk(found, k, dim=1)
+            yield block, where.cpu().numpy(), best.cpu().numpy()
+
+
+def _similar_rows(products: Vectors, length: int, grams: dict[str, frozenset[str]]) -> Iterator[Row]:
+    """Each product's `length` nearest by cosine, ranked by `similar_score` with the
+    similarity of their titles (`grams`: each product's title trigrams)."""
+    units = queries.unit_rows(products.matrix).astype(np.float32)
+    names = np.array(products.keys, dtype=object)
+    for block, indices, cosines in ranked_blocks(units, units, length, skip_self=True):
+        keys, neighbours = products.keys[block], names[indices]
+        titles = _title_similarities(keys, neighbours, grams)
+        blended = similar_score(cosines.astype(np.float64), titles)
+        # Ranked by the blended score, as the rules rank the live search's neighbours.
+        order = np.argsort(-blended, axis=1, kind="stable")
+        ranked = np.take_along_axis(neighbours, order, axis=1).tolist()
+        yield from zip(keys, ranked, np.take_along_axis(blended, order, axis=1).tolist(), strict=True)
+
+
+def trigrams(text: str) -> frozenset[str]:
+    """pg_trgm's trigrams of a text: lower-cased words (runs of letters and digits), each
+    padded with two spaces before and one after. Its `similarity()` costs about 6 us a pair,
+    mostly rebuilding these; a list build compares millions of pairs, so it builds each
+    title's once here (the tests check the scores against PostgreSQL's)."""
+    out: set[str] = set()
+    for word in WORD.findall(text.lower()):
+        padded = f"  {word} "
+        out.update(padded[i : i + 3] for i in range(len(padded) - 2))
+    return frozenset(out)
+
+
+def _title_trigrams() -> dict[str, frozenset[str]]:
+    """Every product's title trigrams, from its search document."""
+    documents = ProductDocument.objects.values_list("product_id", "title")
+    return {pid: trigrams(title) for pid, title in documents.iterator(chunk_size=50_000)}
+
+
+def _title_similarities(
+    keys: Sequence[str], neighbours: np.ndarray, grams: dict[str, frozenset[str]]
+) -> np.ndarray:
+    """pg_trgm's similarity of each product's title to each of its neighbours' (shared
+    trigrams over all distinct ones; 0 where either has no search document or no words)."""
+    out = np.zeros(neighbours.shape, dtype=np.float64)
+    for i, (key, row) in enumerate(zip(keys, neighbours.tolist(), strict=True)):
+        seed = grams.get(key)
+        if not seed:
+            continue
+        for j, other_key in enumerate(row):
+            other = grams.get(other_key)
+            if other:
+                shared = len(seed & other)
+                out[i, j] = shared / (len(seed) + len(other) - shared)
+    return out
+
+
+def _user_rows(products: Vectors, users: Vectors, length: int) -> Iterator[Row]:
+    """Each user's `length` best products by user . item + bias."""
+    names = np.array(products.keys, dtype=object)
+    for block, indices, scores in ranked_blocks(users.matrix, products.matrix, length, bias=products.biases):
+        yield from zip(
+            users.keys[block], names[indices].tolist(), scores.astype(np.float64).tolist(), strict=True
+        )
+
+
+def _write(version: ModelVersion, kind: str, rows: Iterator[Row]) -> int:
+    """Replace the version's lists of this kind in one transaction (COPY, as they are ranked)."""
+    table = connection.ops.quote_name(PrecomputedList._meta.db_table)
+    written = 0
+    with transaction.atomic():
+        PrecomputedList.objects.filter(model_version=version, kind=kind).delete()
+        with connection.cursor() as cursor:
+            columns = "model_version_id, kind, key, product_ids, scores"
+            with cursor.cursor.copy(f"COPY {table} ({columns}) FROM STDIN") as copy:
+                for key, ids, scores in rows:
+                    copy.write_row((version.pk, kind, key, ids, scores))
+                    written += 1
+    return written
+
+
+def drop(version: ModelVersion, kind: str, keys: Sequence[str]) -> int:
+    """Forget the lists of these keys (a re-embedded product's neighbours changed)."""
+    if not keys or not has_lists(version, kind):
+        return 0
+    deleted, _ = PrecomputedList.objects.filter(model_version=version, kind=kind, key__in=list(keys)).delete()
+    return deleted
+
+
+def similar(product_id: str, k: int, version: ModelVersion) -> list[tuple[str, float]] | None:
+    """The product's k most similar products with their scores, from its list; None when it
+    has no list long enough (serving then searches the index)."""
+    if not has_lists(version, ListKind.SIMILAR, k):
+        return None
+    with connections[queries.vector_read_database()].cursor() as cursor:
+        cursor.execute(_read_sql(), [version.pk, ListKind.SIMILAR.value, product_id])
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    return list(zip(row[0][:k], row[1][:k], strict=True))
+
+
+@cache
+def _read_sql() -> str:
+    table = connection.ops.quote_name(PrecomputedList._meta.db_table)
+    return f"SELECT product_ids, scores FROM {table} WHERE model_version_id = %s AND kind = %s AND key = %s"

@@ -1,0 +1,183 @@
+"""Precomputed lists: built exactly, read instead of an index search, and left aside
+whenever they would not give the index's answer."""
+
+import datetime as dt
+
+import numpy as np
+import pytest
+from django.core.exceptions import ImproperlyConfigured
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from recommendations.models import ListKind, PrecomputedList, UserVector
+from recommendations.serving import products
+from recommendations.serving.types import Audience, Options
+from recommendations.vectors import lists, queries, tuning
+from tests.serving.conftest import TITLES, add_event
+
+pytestmark = pytest.mark.django_db
+
+
+def build(version):
+    record = lists.build(version)
+    queries.clear_cache()  # serving re-reads the active version and its record
+    return record
+
+
+def knn_statements(captured) -> list[str]:
+    """Index searches among the captured statements (cosine or inner-product k-NN)."""
+    return [q["sql"] for q in captured.captured_queries if "<=>" in q["sql"] or "<#>" in q["sql"]]
+
+
+def live_similar(product_id, k, version):
+    return sorted(
+        (
+            (pid, lists.similar_score(cosine, float(title)))
+            for pid, cosine, title in queries.similar_products_with_titles(product_id, k, version)
+        ),
+        key=lambda row: -row[1],
+    )
+
+
+def test_build_ranks_every_product_and_user_exactly(catalog, model):
+    record = build(model)
+    n = len(catalog.products)
+    assert record[ListKind.SIMILAR] == {
+        "rows": n,
+        "length": n - 1,
+        "complete": True,
+        "seconds": record[ListKind.SIMILAR]["seconds"],
+    }
+    assert record[ListKind.FOR_USER]["rows"] == 1 and record[ListKind.FOR_USER]["complete"]
+    assert model.vector_search[lists.LISTS] == record
+    # Each product's list is what an exact search with the titles finds, scored alike.
+    for title in catalog.products:
+        pid = catalog.id(title)
+        found = lists.similar(pid, n - 1, model)
+        expected = live_similar(pid, n - 1, model)
+        scores, exact = dict(found), dict(expected)  # ties (other categories) in any order
+        assert scores.keys() == exact.keys(), title
+        assert np.allclose([scores[p] for p in exact], list(exact.values()))
+        assert [s for _, s in found] == sorted(scores.values(), reverse=True)
+    # Alice's list: every product by user . item + bias, face care first.
+    alice = PrecomputedList.objects.get(kind=ListKind.FOR_USER, key=str(catalog.users["alice"].pk))
+    vector = queries.user_vector(catalog.users["alice"].pk, model)
+    exact = queries.nearest_products(vector, n, model)
+    listed = dict(zip(alice.product_ids, alice.scores, strict=True))
+    assert listed.keys() == dict(exact).keys()
+    assert np.allclose([listed[pid] for pid, _ in exact], [score for _, score in exact])
+    assert alice.scores == sorted(alice.scores, reverse=True)
+    assert set(catalog.titles(alice.product_ids[:4])) == set(TITLES["Face"])
+
+
+@pytest.mark.parametrize(
+    "left, right",
+    [
+        ("Argan shampoo", "argan SHAMPOO!"),
+        ("Retinol night serum", "Vitamin C serum"),
+        ("Café crème brûlée", "cafe creme"),
+        ("中文 标题 测试", "中文标题"),
+        ("x_y z-w 12ab", "X Y Z W 12AB"),
+        ("Ελληνικά λέξη", "ελληνικα"),
+        ("O'Brien's 3-pack", "obrien 3 pack"),
+        ("!!!", "Nail polish"),
+    ],
+)
+def test_title_trigrams_score_as_pg_trgm_does(left, right):
+    ours = lists.trigrams(left), lists.trigrams(right)
+    shared = len(ours[0] & ours[1])
+    score = shared / (len(ours[0]) + len(ours[1]) - shared) if all(ours) else 0.0
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT similarity(%s, %s)", [left, right])
+        assert score == pytest.approx(cursor.fetchone()[0], abs=1e-6)
+
+
+def test_similar_reads_the_list_instead_of_searching(catalog, model):
+    audience, options = Audience(), Options(limit=4)
+    seed = catalog.id("Argan shampoo")
+    searched = products.similar(seed, audience, options).ids
+    build(model)
+    with CaptureQueriesContext(connection) as captured:
+        listed = products.similar(seed, Audience(), options).ids
+    assert listed == searched
+    assert not knn_statements(captured)
+    # Hair care, the other shampoo first (its title shares a word).
+    assert catalog.titles(listed)[:3] == ["Dry shampoo spray", "Keratin conditioner", "Hair mask repair"]
+
+
+def test_for_you_reads_the_users_list_with_their_history(catalog, model):
+    alice = catalog.users["alice"]
+    add_event(catalog, "purchase", "Clay face mask", user="alice", ago=dt.timedelta(days=30))
+    searched = products.for_you(Audience(user=alice), Options(limit=4)).ids
+    build(model)
+    with CaptureQueriesContext(connection) as captured:
+        listed = products.for_you(Audience(user=alice), Options(limit=4)).ids
+    assert listed == searched
+    assert catalog.id("Clay face mask") not in listed  # bought: still excluded
+    assert not knn_statements(captured)
+
+
+def test_a_fresh_event_moves_the_taste_past_the_list(catalog, model):
+    build(model)
+    add_event(catalog, "view", "Red nail polish", user="alice")
+    with CaptureQueriesContext(connection) as captured:
+        result = products.for_you(Audience(user=catalog.users["alice"]), Options(limit=3))
+    assert knn_statements(captured)  # the real-time taste is searched for
+    assert result.items[0][1].source == "realtime"
+
+
+def test_a_longer_list_than_built_is_searched_for(catalog, model, settings):
+    settings.RECOMMENDATIONS = {**settings.RECOMMENDATIONS, "PRECOMPUTED_LIST_LENGTH": 3}
+    record = build(model)
+    assert record[ListKind.SIMILAR]["length"] == 3 and not record[ListKind.SIMILAR]["complete"]
+    assert lists.similar(catalog.id("Argan shampoo"), 3, model) is not None
+    assert lists.similar(catalog.id("Argan shampoo"), 4, model) is None
+    with CaptureQueriesContext(connection) as captured:
+        products.similar(catalog.id("Argan shampoo"), Audience(), Options(limit=4))
+    assert knn_statements(captured)
+
+
+def test_a_dropped_list_falls_back_to_the_index(catalog, model):
+    build(model)
+    seed = catalog.id("Argan shampoo")
+    assert lists.drop(model, ListKind.SIMILAR, [seed]) == 1
+    assert lists.similar(seed, 4, model) is None
+    with CaptureQueriesContext(connection) as captured:
+        result = products.similar(seed, Audience(), Options(limit=3))
+    assert knn_statements(captured)
+    assert catalog.titles(result.ids) == ["Dry shampoo spray", "Keratin conditioner", "Hair mask repair"]
+
+
+def test_too_many_scores_or_length_zero_build_nothing(catalog, model, settings):
+    settings.RECOMMENDATIONS = {**settings.RECOMMENDATIONS, "PRECOMPUTED_LIST_MAX_SCORES": 100}
+    record = build(model)
+    assert record[ListKind.SIMILAR]["rows"] == 0 and "MAX_SCORES" in record[ListKind.SIMILAR]["reason"]
+    assert record[ListKind.FOR_USER]["rows"] == 1  # 1 user x 12 products fits
+    assert not PrecomputedList.objects.filter(kind=ListKind.SIMILAR).exists()
+    settings.RECOMMENDATIONS = {**settings.RECOMMENDATIONS, "PRECOMPUTED_LIST_LENGTH": 0}
+    record = build(model)
+    assert {built["reason"] for built in record.values()} == {"off"}
+    assert not PrecomputedList.objects.exists()
+    with CaptureQueriesContext(connection) as captured:
+        products.similar(catalog.id("Argan shampoo"), Audience(), Options(limit=3))
+    assert knn_statements(captured)
+
+
+@pytest.mark.parametrize(
+    "setting, value", [("PRECOMPUTED_LIST_LENGTH", -1), ("PRECOMPUTED_LIST_MAX_SCORES", "x")]
+)
+def test_bad_list_settings_are_clear_configuration_errors(catalog, model, settings, setting, value):
+    settings.RECOMMENDATIONS = {**settings.RECOMMENDATIONS, setting: value}
+    with pytest.raises(ImproperlyConfigured, match=setting):
+        lists.build(model)
+
+
+def test_lists_are_built_once_with_the_indexes_and_kept_by_retuning(catalog, model):
+    UserVector.objects.create(model_version=model, user=catalog.users["bob"], embedding=[1, 0, 0, 0])
+    tuning.prepare_search(model)
+    built = PrecomputedList.objects.count()
+    assert built == len(catalog.products) + 2
+    assert lists.build_missing(model) == model.vector_search[lists.LISTS]  # already there
+    tuning.tune_searches(model)
+    model.refresh_from_db()
+    assert lists.has_lists(model, ListKind.FOR_USER) and PrecomputedList.objects.count() == built
