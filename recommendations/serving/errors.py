@@ -89,6 +89,27 @@ def require_store(store_id: str) -> str:
     return key
 
 
+def product_key(product_id: str) -> str:
+    """The product's key as the engine writes it ("7" for "007") without reading the
+    database; `NotFound` when it cannot name a product. Whether the product exists is checked
+    later (`rules.finalize` with `seed`)."""
+    adapter = get_product_adapter()
+    value = key_value(adapter.model, product_id)
+    if value is None:
+        raise NotFound(f"No product with id {product_id!r}.")
+    return adapter.key(value)
+
+
+def store_key(store_id: str) -> str:
+    """`product_key` for a store (`rules.finalize` with `store_id` checks it exists);
+    `NotFound` also when the shop has no stores."""
+    adapter = get_store_adapter()
+    value = key_value(adapter.model, store_id) if adapter is not None else None
+    if value is None:
+        raise NotFound(f"No store with id {store_id!r}.")
+    return adapter.key(value)
+
+
 def get_store(store_id: str) -> models.Model:
     """The host store with this id, or `NotFound` (also when the shop has no stores)."""
     stores = _stores()

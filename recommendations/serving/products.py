@@ -20,7 +20,7 @@ from recommendations.events.preprocessing import event_weight
 from recommendations.models import EventType, ModelVersion, PairKind, ProductDocument
 from recommendations.serving import statistics, variants
 from recommendations.serving.cache import cached
-from recommendations.serving.errors import require_product, require_store, valid_product_ids
+from recommendations.serving.errors import product_key, store_key, valid_product_ids
 from recommendations.serving.history import History, purchases, recent_history
 from recommendations.serving.realtime import Taste, current_taste
 from recommendations.serving.rules import MAX_LIMIT, finalize, pool_size, rules_for
@@ -199,7 +199,7 @@ def _vector_neighbours(
 
 def similar(product_id: str, audience: Audience, options: Options) -> RecommendationResult:
     """Products like this one: vector neighbours blended with title similarity in its category."""
-    require_product(product_id)
+    product_id = product_key(product_id)
     version = variants.model_version(audience)
     k = pool_size(Kind.SIMILAR, options, audience)
 
@@ -223,7 +223,7 @@ def similar(product_id: str, audience: Audience, options: Options) -> Recommenda
         audience,
         options,
         model_version_id=version and version.pk,
-        exclude=[product_id],
+        seed=product_id,
         context={"product_id": product_id},
     )
 
@@ -234,7 +234,7 @@ def bought_together(product_id: str, audience: Audience, options: Options) -> Re
     The last tier is the vector neighbours when a model is active (an index scan), else the
     titles most like this one in its category (a scan of the category).
     """
-    require_product(product_id)
+    product_id = product_key(product_id)
     version = variants.model_version(audience)
     k = pool_size(Kind.BOUGHT_TOGETHER, options, audience)
 
@@ -257,7 +257,7 @@ def bought_together(product_id: str, audience: Audience, options: Options) -> Re
         cached(key, compute),
         audience,
         options,
-        exclude=[product_id],
+        seed=product_id,
         context={"product_id": product_id},
     )
 
@@ -335,7 +335,7 @@ def buy_again(audience: Audience, options: Options) -> RecommendationResult:
 
 def store_products(store_id: str, audience: Audience, options: Options) -> RecommendationResult:
     """One store's products for this visitor: by taste when known, else popular, else newest."""
-    store_id = require_store(store_id)
+    store_id = store_key(store_id)
     history = recent_history(audience)
     version = variants.model_version(audience)
     k = pool_size(Kind.STORE_PRODUCTS, options, audience)
@@ -345,10 +345,9 @@ def store_products(store_id: str, audience: Audience, options: Options) -> Recom
         taste = current_taste(version, audience) if version is not None else None
         if taste is None or taste.vector is None:
             return []
-        store_ids = list(in_store.values_list("product_id", flat=True))
         return [
             Candidate(pid, score, "realtime", "Picked for you")
-            for pid, score in queries.nearest_products(taste.vector, k, version, filter_ids=store_ids)
+            for pid, score in queries.nearest_products(taste.vector, k, version, store_id=store_id)
         ]
 
     def newest() -> list[Candidate]:

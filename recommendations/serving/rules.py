@@ -23,6 +23,7 @@ from recommendations.serving import history as history_module
 from recommendations.serving import variants
 from recommendations.serving.attribution import record_served
 from recommendations.serving.compiled import KeyedQuery, KeyIn, keyed_query
+from recommendations.serving.errors import require_product, require_store
 from recommendations.serving.presentation import ShownObjects, card_version_field, product_card
 from recommendations.serving.types import (
     Audience,
@@ -176,18 +177,22 @@ def finalize(
     model_version_id: int | None = None,
     context: dict[str, Any] | None = None,
     exclude: Iterable[str] = (),
+    seed: str | None = None,
     store_id: str | None = None,
 ) -> RecommendationResult:
     """Apply the rules of `kind` to candidates and return the answer in order.
 
-    `exclude` holds ids the service itself leaves out (the seed product of "similar");
-    `store_id` keeps only that store's products, as the host's table says (read with the
-    facts, so every store shares one compiled query).
+    `exclude` holds ids the service itself leaves out; `seed`, the product the request names
+    ("similar": left out too, and `NotFound` unless it exists); `store_id` keeps only that
+    store's products, as the host's table says (read with the facts, so every store shares
+    one compiled query), and is `NotFound` unless the store exists. Both are proven to exist
+    by the facts read (the seed among the available products, the store as one's store), so
+    a separate lookup runs only when the read does not show them.
     """
     adapter = get_product_adapter()
     rules = rules_for(kind, audience)
     limit = limit_for(kind, options, audience)
-    excluded = set(options.exclude) | set(audience.shown) | set(exclude)
+    excluded = set(options.exclude) | set(audience.shown) | set(exclude) | ({seed} if seed else set())
     if rules.get("exclude_purchased") and audience.is_known:
         excluded |= {event.product_id for event in history_module.purchases(audience)}
     pool = [c for c in dedupe(candidates) if c.product_id not in excluded]
@@ -219,8 +224,8 @@ def finalize(
     def compiled(name: str, build: Callable[[list[str]], models.QuerySet]) -> KeyedQuery:
         return keyed_query((name, kind, type(adapter), adapter.model, version_field), build)
 
-    keys = [c.product_id for c in pool]
-    facts = compiled("facts", facts_query).rows(keys) if pool else []
+    keys = [c.product_id for c in pool] + ([seed] if seed else [])
+    facts = compiled("facts", facts_query).rows(keys) if keys else []
     groups: dict[str, tuple[Any, Any]] = {}
     factors: dict[str, float] = {}
     versions: dict[str, Any] = {}
@@ -244,8 +249,12 @@ def finalize(
             if flagged:
                 factor *= boost
         factors[pid] = factor
+    if seed is not None and seed not in groups:
+        require_product(seed)  # not available now, or no such product
     if store_id is not None:
         groups = {pid: group for pid, group in groups.items() if str(group[0]) == str(store_id)}
+        if not groups:
+            require_store(store_id)
     pool = [c for c in pool if c.product_id in groups and factors[c.product_id] > 0]
     adjusted = _adjusted_scores(pool, factors)
     ordered = sorted(pool, key=lambda c: (c.tier, -adjusted[c.product_id], c.product_id))

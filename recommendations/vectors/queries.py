@@ -108,13 +108,17 @@ def nearest_products(
     filter_ids: Collection[str] | None = None,
     *,
     from_items: bool = False,
+    store_id: str | None = None,
 ) -> list[tuple[str, float]]:
     """The k products with the highest `vector . item + bias`, best first.
 
     `exclude` drops products (a shopper's history); `filter_ids` restricts the candidates
-    (a category, products in stock). `from_items`: the vector is made of item vectors (the
-    meaning of a search's best hits), so it lies among the items and the shorter item search
-    (`HNSW_EF_SEARCH`) finds its neighbours. Returns [] when no version is active.
+    (a category, products in stock); `store_id` to one store's products, by their search
+    documents, in the same statement (PostgreSQL reads a small store's through the
+    documents' store index and ranks them exactly). `from_items`: the vector is made of item
+    vectors (the meaning of a search's best hits), so it lies among the items and the
+    shorter item search (`HNSW_EF_SEARCH`) finds its neighbours. Returns [] when no version
+    is active.
     """
     return _nearest(
         ProductVector,
@@ -126,6 +130,7 @@ def nearest_products(
         filter_ids,
         kind="score",
         from_user=not from_items,
+        store_id=store_id,
     )
 
 
@@ -253,8 +258,11 @@ def _knn_sql(
     filtered: bool,
     excluded: bool,
     seeded: bool = False,
+    in_store: bool = False,
 ) -> str:
     """One version's k nearest rows to `%s::vector`, by the expression of its vector index.
+
+    `in_store`: only products whose search document names a store (one more parameter).
 
     `seeded`: to the vector of one of the version's own rows instead, read by a subquery that
     PostgreSQL runs once before the index scan (params: version, key); NULL when it has none.
@@ -272,6 +280,9 @@ def _knn_sql(
     where = [f"{_quote('model_version_id')} = %s"]
     if filtered:
         where.append(f"{_quote(key)} = ANY(%s)")
+    if in_store:
+        documents, store = _quote(ProductDocument._meta.db_table), _quote("store_id")
+        where.append(f"{_quote(key)} IN (SELECT {_quote('product_id')} FROM {documents} WHERE {store} = %s)")
     if excluded:
         where.append(f"NOT ({_quote(key)} = ANY(%s))")
     table = _quote(model._meta.db_table)
@@ -342,6 +353,7 @@ def _nearest(
     from_user: bool = True,
     seed: str | None = None,
     titles: bool = False,
+    store_id: str | None = None,
 ) -> list[tuple[Any, ...]]:
     """k-NN on one version's rows. `kind`: "score" (user . item + bias), "inner" (inner
     product) or "cosine". A user's query on the score index searches as long as tuned for the
@@ -383,10 +395,19 @@ def _nearest(
     probes = tuned.get("probes", rec_settings.IVFFLAT_PROBES)
     _search_settings(alias, None if index == "ivfflat" else ef_search, None if index == "hnsw" else probes)
     sql = _knn_sql(
-        model, key, version.dimensions, kind, filter_ids is not None, bool(exclude), seed is not None
+        model,
+        key,
+        version.dimensions,
+        kind,
+        filter_ids is not None,
+        bool(exclude),
+        seed is not None,
+        store_id is not None,
     )
     params: list[Any] = [*target, version.pk]
-    params += [array_literal(keys) for keys in (filter_ids, exclude) if keys]
+    params += [array_literal(filter_ids)] if filter_ids else []
+    params += [store_id] if store_id is not None else []
+    params += [array_literal(exclude)] if exclude else []
     params.append(k + min(k, CANDIDATE_MARGIN))
     if titles:
         sql, params = _with_title_similarity(sql), [*params, seed]

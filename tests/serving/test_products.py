@@ -8,6 +8,7 @@ from django.db.models import QuerySet
 from django.test.utils import CaptureQueriesContext
 
 from recommendations.serving import products
+from recommendations.serving.errors import NotFound
 from recommendations.serving.statistics import refresh_statistics
 from recommendations.serving.types import Audience, Options
 from recommendations.vectors import queries
@@ -226,3 +227,41 @@ def test_results_are_a_queryset_of_the_host_model_in_score_order(catalog, model)
     assert [str(p.pk) for p in queryset.filter(price__gte=12)] == [
         pid for pid in result.ids if catalog.products[catalog.title(pid)].price >= 12
     ]
+
+
+def lookups(captured) -> list[str]:
+    """Statements that only ask whether a product or store exists."""
+    return [
+        q["sql"] for q in captured.captured_queries if q["sql"].startswith('SELECT "shop_product"."id" FROM')
+    ]
+
+
+@pytest.mark.parametrize("service", [products.similar, products.bought_together])
+def test_the_named_product_is_proven_by_the_rules_read_and_looked_up_only_when_unavailable(
+    catalog, model, service
+):
+    seed = catalog.products["Argan shampoo"]
+    with CaptureQueriesContext(connection) as captured:
+        assert service(f"00{seed.pk}", Audience(), Options(limit=3)).ids  # its key, normalised
+    assert not lookups(captured)
+    Product.objects.filter(pk=seed.pk).update(stock=0)  # not available, still a product
+    with CaptureQueriesContext(connection) as captured:
+        found = service(str(seed.pk), Audience(), Options(limit=3))
+    assert found.ids and str(seed.pk) not in found.ids
+    assert len(lookups(captured)) == 1
+    for unknown in ("999999", "not-a-number", "99999999999999999999999"):
+        with pytest.raises(NotFound, match="No product"):
+            service(unknown, Audience(), Options())
+
+
+def test_a_store_is_proven_by_its_products(catalog, model):
+    nails = catalog.stores["Nails"]
+    with CaptureQueriesContext(connection) as captured:
+        assert products.store_products(str(nails.pk), Audience(), Options()).ids
+    assert not [q for q in captured.captured_queries if '"shop_store"' in q["sql"]]
+    Product.objects.filter(store=nails).update(stock=0)
+    assert (
+        products.store_products(str(nails.pk), Audience(), Options()).ids == []
+    )  # exists, sells nothing now
+    with pytest.raises(NotFound, match="No store"):
+        products.store_products("999999", Audience(), Options())

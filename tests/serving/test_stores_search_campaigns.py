@@ -22,6 +22,7 @@ from recommendations.serving.products import store_products
 from recommendations.serving.queryset import RecommendationManager, for_user
 from recommendations.serving.statistics import refresh_statistics
 from recommendations.serving.types import Audience, Options
+from recommendations.vectors import queries
 from shop.models import Product, Store
 from tests.serving.conftest import TITLES, add_event
 
@@ -86,6 +87,20 @@ def test_store_products_are_that_stores_only_ranked_for_the_user(catalog, model)
     assert set(catalog.titles(result.ids)) <= set(TITLES["Hair"]) and len(result) == 2
     nails = store_products(str(catalog.stores["Nails"].pk), Audience(session_id="x"), Options())
     assert set(catalog.titles(nails.ids)) == set(TITLES["Nails"])  # no per-store cap inside one store
+
+
+def test_a_stores_products_are_ranked_in_one_statement(catalog, model):
+    face = [0.0, 1.0, 0.0, 0.0]
+    with CaptureQueriesContext(connection) as captured:
+        ranked = queries.nearest_products(face, 3, model, store_id=str(catalog.stores["Nails"].pk))
+    # One statement besides the session's search settings (set once per connection).
+    assert len([q for q in captured.captured_queries if "set_config" not in q["sql"]]) == 1
+    assert set(catalog.titles(pid for pid, _ in ranked)) <= set(TITLES["Nails"]) and len(ranked) == 3
+    hair = queries.nearest_products(
+        face, 10, model, store_id=str(catalog.stores["Hair"].pk), exclude=[catalog.id("Argan shampoo")]
+    )
+    assert set(catalog.titles(pid for pid, _ in hair)) == set(TITLES["Hair"]) - {"Argan shampoo"}
+    assert queries.nearest_products(face, 3, model, store_id="no-such-store") == []
 
 
 def test_search_full_text_and_typos(catalog):
