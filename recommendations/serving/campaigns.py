@@ -56,8 +56,8 @@ def rank_product_sets(audience: Audience, product_sets: Mapping[Hashable, Iterab
             }
     if not item_scores:
         seeds = {pid: 1.0 / (rank + 1) for rank, pid in enumerate(history.product_ids)}
-        related = statistics.paired(PairKind.VIEWED, seeds, len(every) * 4 + 100)
-        related += statistics.paired(PairKind.BOUGHT, seeds, len(every) * 4 + 100)
+        pairs = statistics.paired_by_kind([PairKind.VIEWED, PairKind.BOUGHT], seeds, len(every) * 4 + 100)
+        related = pairs[PairKind.VIEWED] + pairs[PairKind.BOUGHT]
         popular = statistics.popularity(every)
         top = max(popular.values(), default=0.0) or 1.0
         item_scores = {pid: popular.get(pid, 0.0) / top * 0.1 for pid in every}

@@ -85,7 +85,8 @@ def _embeddings_for_mmr(kind: str, ids: list[str], version: ModelVersion, audien
 
 def _classic_candidates(history: History, k: int) -> list[Candidate]:
     seeds = _seed_weights(history)
-    return statistics.paired(PairKind.BOUGHT, seeds, k) + statistics.paired(PairKind.VIEWED, seeds, k)
+    pairs = statistics.paired_by_kind([PairKind.BOUGHT, PairKind.VIEWED], seeds, k)
+    return pairs[PairKind.BOUGHT] + pairs[PairKind.VIEWED]
 
 
 def _cascade(k: int, *sources: Callable[[], list[Candidate]]) -> list[Candidate]:
@@ -243,13 +244,8 @@ def bought_together(product_id: str, audience: Audience, options: Options) -> Re
         return neighbours or _content_candidates(_seed_document(product_id), k)
 
     def compute() -> list[Candidate]:
-        seed = {product_id: 1.0}
-        return _cascade(
-            k,
-            lambda: statistics.paired(PairKind.BOUGHT, seed, k),
-            lambda: statistics.paired(PairKind.VIEWED, seed, k),
-            alike,
-        )
+        pairs = statistics.paired_by_kind([PairKind.BOUGHT, PairKind.VIEWED], {product_id: 1.0}, k)
+        return _cascade(k, lambda: pairs[PairKind.BOUGHT], lambda: pairs[PairKind.VIEWED], alike)
 
     key = (Kind.BOUGHT_TOGETHER, variants.cache_key(audience), version and version.pk, product_id, k)
     return finalize(

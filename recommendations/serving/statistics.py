@@ -13,7 +13,7 @@ import datetime as dt
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from functools import cache
 
 from django.db import connection, transaction
@@ -263,9 +263,9 @@ def _pairs_sql() -> str:
     quote = connection.ops.quote_name
     column = lambda name: quote(ProductPair._meta.get_field(name).column)  # noqa: E731
     return (
-        f"SELECT {column('product_id')}, {column('other_id')}, {column('score')} "
+        f"SELECT {column('kind')}, {column('product_id')}, {column('other_id')}, {column('score')} "
         f"FROM {quote(ProductPair._meta.db_table)} "
-        f"WHERE {column('kind')} = %s AND {column('product_id')} = ANY(%s)"
+        f"WHERE {column('kind')} = ANY(%s) AND {column('product_id')} = ANY(%s)"
     )
 
 
@@ -275,25 +275,36 @@ def paired(kind: str, seeds: Mapping[str, float], k: int, *, exclude: Iterable[s
     score(j) = sum over seeds i of weight(i) * pair_score(i, j); the reason names the seed
     that contributed most.
     """
+    return paired_by_kind([kind], seeds, k, exclude=exclude)[kind]
+
+
+def paired_by_kind(
+    kinds: Sequence[str], seeds: Mapping[str, float], k: int, *, exclude: Iterable[str] = ()
+) -> dict[str, list[Candidate]]:
+    """`paired` for several kinds of pairs read in one statement (a list that falls back from
+    one kind to the next would otherwise read twice)."""
     if not seeds:
-        return []
+        return {kind: [] for kind in kinds}
     skip = set(exclude) | set(seeds)
     with connection.cursor() as cursor:
-        cursor.execute(_pairs_sql(), [kind, array_literal(seeds)])
+        cursor.execute(_pairs_sql(), [array_literal(kinds), array_literal(seeds)])
         rows = cursor.fetchall()
-    totals: dict[str, float] = defaultdict(float)
-    best: dict[str, tuple[float, str]] = {}
-    for seed, other, score in rows:
+    totals: dict[str, dict[str, float]] = {kind: defaultdict(float) for kind in kinds}
+    best: dict[str, dict[str, tuple[float, str]]] = {kind: {} for kind in kinds}
+    for kind, seed, other, score in rows:
         if other in skip:
             continue
         contribution = seeds[seed] * score
-        totals[other] += contribution
-        if contribution > best.get(other, (float("-inf"), ""))[0]:
-            best[other] = (contribution, seed)
-    ranked = sorted(totals.items(), key=lambda item: (-item[1], item[0]))[:k]
-    source = "co_purchase" if kind == PairKind.BOUGHT else "co_view"
-    reason = "Bought together with {title}" if kind == PairKind.BOUGHT else "Viewed together with {title}"
-    return [Candidate(pid, score, source, reason, about=best[pid][1]) for pid, score in ranked]
+        totals[kind][other] += contribution
+        if contribution > best[kind].get(other, (float("-inf"), ""))[0]:
+            best[kind][other] = (contribution, seed)
+    out = {}
+    for kind in kinds:
+        ranked = sorted(totals[kind].items(), key=lambda item: (-item[1], item[0]))[:k]
+        source = "co_purchase" if kind == PairKind.BOUGHT else "co_view"
+        reason = "Bought together with {title}" if kind == PairKind.BOUGHT else "Viewed together with {title}"
+        out[kind] = [Candidate(pid, score, source, reason, about=best[kind][pid][1]) for pid, score in ranked]
+    return out
 
 
 def popularity(product_ids: Iterable[str]) -> dict[str, float]:

@@ -124,8 +124,11 @@ def test_bought_together_from_co_purchases(catalog):
         add_event(catalog, "purchase", "Matte top coat", user=user)
     add_event(catalog, "purchase", "Cuticle oil", user="bob")
     refresh_statistics()
-    result = products.bought_together(catalog.id("Red nail polish"), Audience(), EXPLAIN)
+    with CaptureQueriesContext(connection) as captured:
+        result = products.bought_together(catalog.id("Red nail polish"), Audience(), EXPLAIN)
     assert titles(catalog, result)[:2] == ["Matte top coat", "Cuticle oil"]
+    # Bought together, then viewed together: both kinds of pairs in one read.
+    assert len([q for q in captured.captured_queries if "recommendations_productpair" in q["sql"]]) == 1
     assert result.items[0][1].reason == "Bought together with Red nail polish"
     assert result.items[0][1].source == "co_purchase"
 
