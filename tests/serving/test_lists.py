@@ -181,3 +181,21 @@ def test_lists_are_built_once_with_the_indexes_and_kept_by_retuning(catalog, mod
     tuning.tune_searches(model)
     model.refresh_from_db()
     assert lists.has_lists(model, ListKind.FOR_USER) and PrecomputedList.objects.count() == built
+
+
+@pytest.mark.parametrize("skip_self", [False, True])
+def test_ranking_in_blocks_is_exact(monkeypatch, skip_self):
+    monkeypatch.setattr(lists, "BLOCK_SCORES", 3 * 40)  # three rows of 40 products a block
+    rng = np.random.default_rng(4)
+    items = rng.normal(size=(40, 5)).astype(np.float32)
+    targets = items if skip_self else rng.normal(size=(10, 5)).astype(np.float32)
+    bias = None if skip_self else rng.normal(size=40).astype(np.float32)
+    scores = targets @ items.T + (0 if bias is None else bias)
+    if skip_self:
+        np.fill_diagonal(scores, -np.inf)
+    blocks = list(lists.ranked_blocks(targets, items, 6, bias=bias, skip_self=skip_self))
+    indices = np.concatenate([found for _, found, _ in blocks])
+    ranked = np.concatenate([best for _, _, best in blocks])
+    assert [block.start for block, _, _ in blocks] == list(range(0, len(targets), 3))
+    assert (indices == np.argsort(-scores, axis=1)[:, :6]).all()
+    assert np.allclose(ranked, np.sort(scores, axis=1)[:, ::-1][:, :6])
