@@ -18,7 +18,10 @@ lists were built (its own list is dropped when it is re-embedded), a visitor who
 events count in their taste, a request wanting more than `PRECOMPUTED_LIST_LENGTH`
 candidates. A product created after the build does not appear in the other products' or the
 users' lists until the next embed (the nightly retrain, or "embed only"); the rules still
-drop what went out of stock or inactive on every request.
+drop what went out of stock or inactive on every request. A user's list comes with their
+history read, so only where vectors are read from the default database (with
+`VECTOR_READ_DATABASE`, "for you" searches the replica's index). Settings apply to versions
+prepared from then on.
 """
 
 from __future__ import annotations
