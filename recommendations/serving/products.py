@@ -17,7 +17,7 @@ from django.utils import timezone
 
 from recommendations.conf import rec_settings
 from recommendations.events.preprocessing import event_weight
-from recommendations.models import EventType, ModelVersion, PairKind, ProductDocument
+from recommendations.models import EventType, ListKind, ModelVersion, PairKind, ProductDocument
 from recommendations.serving import statistics, variants
 from recommendations.serving.cache import cached
 from recommendations.serving.errors import product_key, store_key, valid_product_ids
@@ -56,8 +56,9 @@ def _vector_candidates(
     last_type = {e.product_id: e.event_type for e in reversed(history.events)}
     source = {"stored": version.algorithm, "session": "session", "realtime": "realtime"}[taste.basis]
     wanted = k + len(last_type)
-    rows = taste.ranked[:wanted] if len(taste.ranked) >= wanted else None
-    if rows is None:
+    if taste.ranked and lists.has_lists(version, ListKind.FOR_USER, wanted):
+        rows = taste.ranked[:wanted]  # precomputed: every product, or at least `wanted`
+    else:
         rows = queries.nearest_products(taste.vector, wanted, version)
     # The neighbours' own vectors name the recent product each one is closest to (explain)
     # and feed MMR; otherwise they are not fetched.

@@ -5,6 +5,7 @@ import datetime as dt
 
 import numpy as np
 import pytest
+from django.core.cache import cache
 from django.core.exceptions import ImproperlyConfigured
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
@@ -21,6 +22,7 @@ pytestmark = pytest.mark.django_db
 def build(version):
     record = lists.build(version)
     queries.clear_cache()  # serving re-reads the active version and its record
+    cache.clear()  # and computes its answers again rather than reusing those from before
     return record
 
 
