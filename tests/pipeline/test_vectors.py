@@ -9,7 +9,14 @@ from django.db import connection, transaction
 from django.test import override_settings
 from django.test.utils import CaptureQueriesContext
 
-from recommendations.models import ModelStatus, ModelVersion, ProductVector, StoreVector, UserVector
+from recommendations.models import (
+    ModelStatus,
+    ModelVersion,
+    PrecomputedList,
+    ProductVector,
+    StoreVector,
+    UserVector,
+)
 from recommendations.vectors import activation, indexes, queries, writer
 
 DIMS = 8
@@ -284,11 +291,14 @@ def test_purge_keeps_the_active_and_previous_versions():
     assert statuses[versions[1].pk] == ModelStatus.READY
     assert statuses[versions[0].pk] == statuses[versions[3].pk] == ModelStatus.RETIRED
     assert statuses[stale.pk] == ModelStatus.FAILED
-    for model in (ProductVector, StoreVector, UserVector):
+    for model in (ProductVector, StoreVector, UserVector, PrecomputedList):
         assert set(model.objects.values_list("model_version_id", flat=True).distinct()) <= {
             versions[1].pk,
             versions[2].pk,
         }
+    assert PrecomputedList.objects.filter(model_version=versions[2]).exists()  # kept with the active one
     assert indexes.existing_indexes(versions[0].pk) == {}
+    versions[0].refresh_from_db()
+    assert "lists" not in versions[0].vector_search
     with pytest.raises(activation.ActivationError, match="is retired"):
         activation.activate(versions[0])
