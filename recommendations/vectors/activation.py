@@ -17,14 +17,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from recommendations.locks import advisory_lock
-from recommendations.models import (
-    ModelStatus,
-    ModelVersion,
-    PrecomputedList,
-    ProductVector,
-    StoreVector,
-    UserVector,
-)
+from recommendations.models import ModelStatus, ModelVersion, ProductVector, StoreVector, UserVector
 from recommendations.vectors import indexes, lists, queries, tuning
 
 logger = logging.getLogger(__name__)
@@ -135,8 +128,7 @@ def retire(version: ModelVersion) -> int:
     with transaction.atomic():
         for model in (ProductVector, StoreVector, UserVector):
             deleted += model.objects.filter(model_version_id=version.pk).delete()[0]
-        PrecomputedList.objects.filter(model_version_id=version.pk).delete()
-        version.vector_search.pop(lists.LISTS, None)
+        lists.forget(version)
         if version.status == ModelStatus.TRAINING:  # no pipeline holds the lock: its worker died
             version.status = ModelStatus.FAILED
             version.error = version.error or "Interrupted: the worker stopped before training finished."
@@ -144,7 +136,7 @@ def retire(version: ModelVersion) -> int:
             version.status = ModelStatus.RETIRED
         name = version.artifact.name
         version.artifact = ""
-        version.save(update_fields=["status", "error", "artifact", "vector_search"])
+        version.save(update_fields=["status", "error", "artifact"])
         shared = ModelVersion.objects.filter(artifact=name).exists() if name else True
         if not shared:
             storage = ModelVersion._meta.get_field("artifact").storage

@@ -98,6 +98,8 @@ def embed_version(
     progress("writing vectors", 2, 3)
     user_ids, user_vectors = _user_vectors(loaded, data)
     counts.users = writer.write_user_vectors(version, user_ids, user_vectors)
+    # Lists ranked from vectors written before (a retried task) would not match these.
+    lists.forget(version)
     progress("writing vectors", 3, 3)
     counts.seconds = time.perf_counter() - started
     logger.info(

@@ -296,6 +296,14 @@ def _write(version: ModelVersion, kind: str, rows: Iterator[Row]) -> int:
     return written
 
 
+def forget(version: ModelVersion) -> None:
+    """Delete the version's lists and their record: its vectors were written again (the next
+    `build_missing` ranks them anew) or it is retired."""
+    PrecomputedList.objects.filter(model_version_id=version.pk).delete()
+    if version.vector_search.pop(LISTS, None) is not None:
+        version.save(update_fields=["vector_search"])
+
+
 def drop(version: ModelVersion, kind: str, keys: Sequence[str]) -> int:
     """Forget the lists of these keys (a re-embedded product's neighbours changed)."""
     if not keys or not has_lists(version, kind):

@@ -17,7 +17,7 @@ from recommendations.models import (
     StoreVector,
     UserVector,
 )
-from recommendations.vectors import activation, embedding, lists, queries
+from recommendations.vectors import activation, embedding, lists, queries, tuning
 from shop.models import Product
 from tests.pipeline.data import copy_product, tiny_settings
 from tests.pipeline.tiny import TINY_TRAINING
@@ -84,6 +84,18 @@ def test_retrain_embeds_and_activates_a_model_that_learned_the_planted_taste(sho
     user = shop.users[0]
     top = listed.get(kind=ListKind.FOR_USER, key=str(user.pk)).product_ids[:10]
     assert top == [p for p, _ in queries.nearest_products(queries.user_vector(user.pk, version), 10, version)]
+
+
+def test_vectors_written_again_are_ranked_again(shop):
+    version = pipeline.retrain().version
+    embedding.embed_version(version)  # as a retried task does
+    version.refresh_from_db()
+    assert lists.LISTS not in version.vector_search
+    assert not PrecomputedList.objects.filter(model_version=version).exists()
+    tuning.prepare_search(version)
+    assert PrecomputedList.objects.filter(model_version=version).count() == len(shop.products) + len(
+        shop.users
+    )
 
 
 def test_refresh_vectors_makes_a_new_version_with_the_same_model(shop):
