@@ -93,20 +93,19 @@ def product_key(product_id: str) -> str:
     """The product's key as the engine writes it ("7" for "007") without reading the
     database; `NotFound` when it cannot name a product. Whether the product exists is checked
     later (`rules.finalize` with `seed`)."""
-    adapter = get_product_adapter()
-    value = key_value(adapter.model, product_id)
-    if value is None:
-        raise NotFound(f"No product with id {product_id!r}.")
-    return adapter.key(value)
+    return _normalised(get_product_adapter(), product_id, "product")
 
 
 def store_key(store_id: str) -> str:
     """`product_key` for a store (`rules.finalize` with `store_id` checks it exists);
     `NotFound` also when the shop has no stores."""
-    adapter = get_store_adapter()
-    value = key_value(adapter.model, store_id) if adapter is not None else None
+    return _normalised(get_store_adapter(), store_id, "store")
+
+
+def _normalised(adapter: Any, key: str, what: str) -> str:
+    value = key_value(adapter.model, key) if adapter is not None else None
     if value is None:
-        raise NotFound(f"No store with id {store_id!r}.")
+        raise NotFound(f"No {what} with id {key!r}.")
     return adapter.key(value)
 
 
