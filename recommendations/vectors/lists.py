@@ -119,7 +119,7 @@ def build(version: ModelVersion) -> dict[str, Any]:
     """Compute and write both kinds of lists of `version`, replacing any it had; returns and
     records what was built (rows, length, seconds) or why a kind was not."""
     length = list_length()
-    products = _read(version, ProductVector, "product_id", with_bias=True)
+    products = _read(version, ProductVector, "product_id")
     users = _read(version, UserVector, "user_id")
     record: dict[str, Any] = {}
     plans = [
@@ -168,27 +168,16 @@ def build(version: ModelVersion) -> dict[str, Any]:
     return record
 
 
-def _read(
-    version: ModelVersion, model: type[ProductVector] | type[UserVector], key: str, *, with_bias: bool = False
-) -> Vectors:
-    """Every row of the version in `model`'s table, read in chunks."""
-    table = connection.ops.quote_name(model._meta.db_table)
-    keys: list[str] = []
-    vectors: list[np.ndarray] = []
-    biases: list[float] = []
-    with connection.chunked_cursor() as cursor:
-        bias = ", bias" if with_bias else ", 0"
-        cursor.execute(
-            f"SELECT {connection.ops.quote_name(key)}, vector_send(embedding){bias} FROM {table} "
-            "WHERE model_version_id = %s",
-            [version.pk],
-        )
-        while rows := cursor.fetchmany(50_000):
-            keys += [str(row[0]) for row in rows]
-            vectors += [queries.parse_vector(row[1]) for row in rows]
-            biases += [row[2] for row in rows]
-    matrix = np.stack(vectors) if vectors else np.zeros((0, version.dimensions), np.float32)
-    return Vectors(keys, matrix, np.asarray(biases, dtype=np.float32))
+def _read(version: ModelVersion, model: type[ProductVector] | type[UserVector], key: str) -> Vectors:
+    """Every row of the version in `model`'s table."""
+    chunks = list(queries.vector_chunks(version, model, key))
+    if not chunks:
+        return Vectors([], np.zeros((0, version.dimensions), np.float32), np.zeros(0, np.float32))
+    return Vectors(
+        [str(k) for keys, _, _ in chunks for k in keys],
+        np.concatenate([matrix for _, matrix, _ in chunks]),
+        np.concatenate([biases for _, _, biases in chunks]),
+    )
 
 
 def ranked_blocks(

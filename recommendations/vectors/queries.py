@@ -20,12 +20,12 @@ from __future__ import annotations
 
 import time
 import weakref
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from functools import cache
 from typing import Any, NamedTuple, TypeVar
 
 import numpy as np
-from django.db import connections, router
+from django.db import connection, connections, router
 from django.db.models import Model, QuerySet
 from django.db.models.sql import Query
 from pgvector import Vector
@@ -211,6 +211,26 @@ def user_vector(user_id: int, version: ModelVersion | None = None) -> np.ndarray
         return None
     rows = _fetch(_rows_sql(UserVector, "user_id"), [version.pk, array_literal([user_id])])
     return parse_vector(rows[0][1]) if rows else None
+
+
+def vector_chunks(
+    version: ModelVersion, model: type[Model], key: str, size: int = 50_000
+) -> Iterator[tuple[list[Any], np.ndarray, np.ndarray]]:
+    """Every row of `version` in a vector table, `size` rows at a time from a server-side
+    cursor on the default database (batch work, not serving): keys, vectors, biases."""
+    table = connection.ops.quote_name(model._meta.db_table)
+    with connection.chunked_cursor() as cursor:
+        cursor.execute(
+            f"SELECT {connection.ops.quote_name(key)}, vector_send(embedding), bias FROM {table} "
+            "WHERE model_version_id = %s",
+            [version.pk],
+        )
+        while rows := cursor.fetchmany(size):
+            yield (
+                [row[0] for row in rows],
+                np.stack([parse_vector(row[1]) for row in rows]),
+                np.array([row[2] for row in rows], dtype=np.float32),
+            )
 
 
 def parse_vector(sent: bytes) -> np.ndarray:

@@ -328,34 +328,27 @@ def _exact_top(
     the memory stays bounded at any catalogue size: by vector . item + bias (a user), or with
     `cosine` by the angle between the plain vectors (a product, leaving out `skip[i]`, the
     product the i-th vector belongs to)."""
-    table = connection.ops.quote_name(ProductVector._meta.db_table)
     targets = queries.unit_rows(np.stack(vectors)) if cosine else np.stack(vectors)
     skipped = np.array(skip, dtype=object)[:, None] if skip is not None else None
     best_scores = np.empty((len(vectors), 0), dtype=np.float32)
     best_ids = np.empty((len(vectors), 0), dtype=object)
-    # A server-side cursor: the rows arrive CHUNK at a time, not all at once.
-    with connection.chunked_cursor() as cursor:
-        cursor.execute(
-            f"SELECT product_id, vector_send(embedding), bias FROM {table} WHERE model_version_id = %s",
-            [version.pk],
+    # The rows arrive CHUNK at a time, not all at once.
+    for keys, matrix, biases in queries.vector_chunks(version, ProductVector, "product_id", CHUNK):
+        ids = np.array(keys, dtype=object)
+        if cosine:
+            scores = targets @ queries.unit_rows(matrix).T
+            if skipped is not None:
+                scores[ids[None, :] == skipped] = -np.inf
+        else:
+            scores = targets @ matrix.T + biases
+        top = (
+            np.argsort(-scores, axis=1)[:, :K]
+            if len(ids) <= K
+            else np.argpartition(-scores, K, axis=1)[:, :K]
         )
-        while rows := cursor.fetchmany(CHUNK):
-            ids = np.array([row[0] for row in rows], dtype=object)
-            matrix = np.stack([queries.parse_vector(row[1]) for row in rows])
-            if cosine:
-                scores = targets @ queries.unit_rows(matrix).T
-                if skipped is not None:
-                    scores[ids[None, :] == skipped] = -np.inf
-            else:
-                scores = targets @ matrix.T + np.array([row[2] for row in rows], dtype=np.float32)
-            top = (
-                np.argsort(-scores, axis=1)[:, :K]
-                if len(ids) <= K
-                else np.argpartition(-scores, K, axis=1)[:, :K]
-            )
-            scores = np.concatenate([best_scores, np.take_along_axis(scores, top, axis=1)], axis=1)
-            candidates = np.concatenate([best_ids, ids[top]], axis=1)
-            keep = np.argsort(-scores, axis=1)[:, :K]
-            best_scores = np.take_along_axis(scores, keep, axis=1)
-            best_ids = np.take_along_axis(candidates, keep, axis=1)
+        scores = np.concatenate([best_scores, np.take_along_axis(scores, top, axis=1)], axis=1)
+        candidates = np.concatenate([best_ids, ids[top]], axis=1)
+        keep = np.argsort(-scores, axis=1)[:, :K]
+        best_scores = np.take_along_axis(scores, keep, axis=1)
+        best_ids = np.take_along_axis(candidates, keep, axis=1)
     return [set(row) for row in best_ids.tolist()]
