@@ -12,7 +12,7 @@ Without an active model the answer is keyword relevance alone.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 from django.contrib.postgres.search import SearchQuery, SearchRank, TrigramWordSimilarity
@@ -21,7 +21,7 @@ from django.db.models import F
 from recommendations.models import ModelVersion, ProductDocument
 from recommendations.models.search import TEXT_SEARCH_CONFIG
 from recommendations.serving import variants
-from recommendations.serving.cache import cached
+from recommendations.serving.cache import ProcessCache
 from recommendations.serving.errors import InvalidParameters
 from recommendations.serving.realtime import current_taste
 from recommendations.serving.rules import finalize, limit_for, pool_size
@@ -76,17 +76,21 @@ def keyword_hits(query: str, k: int = KEYWORD_POOL) -> list[tuple[str, float]]:
 
 @dataclass(frozen=True)
 class QueryMatches:
-    """What a query finds, the same for every visitor, so it is cached per query and version.
+    """What a query finds, the same for every visitor, so it is kept per query and version.
 
-    `keyword`: each keyword hit's relevance; `semantic`: each candidate's closeness to the
-    query's meaning; `ids`: the candidates with a vector, in the row order of `embeddings` and
-    of `units` (their directions, which the visitor's taste scores).
+    `ids`: the candidates, keyword hits first (best first), then the products near the query's
+    meaning; `scores`: each one's score before the visitor's taste; `matched`: whether it is a
+    keyword hit. `units`: the directions of the candidates with a vector (the visitor's taste
+    scores them; diversity compares them); `rows`: where each of those sits in `ids`, and
+    `row_of`: each candidate's row in `units` (-1: none). Arrays, not dicts: a request
+    re-scores the candidates with two vector operations.
     """
 
-    keyword: dict[str, float]
-    semantic: dict[str, float] = field(default_factory=dict)
-    ids: list[str] = field(default_factory=list)
-    embeddings: np.ndarray | None = None
+    ids: list[str]
+    scores: np.ndarray
+    matched: np.ndarray
+    rows: np.ndarray
+    row_of: np.ndarray
     units: np.ndarray | None = None
 
 
@@ -95,7 +99,7 @@ def query_matches(query: str, version: ModelVersion | None, k: int) -> QueryMatc
     hits = keyword_hits(query)
     keyword = dict(hits)
     if version is None:
-        return QueryMatches(keyword)
+        return _matches(keyword, {}, [], None)
     seeds = [pid for pid, _ in hits[: max(k, FEEDBACK_HITS)]]
     embeddings = {pid: v.embedding for pid, v in queries.product_vectors(seeds, version).items()}
     feedback = [(embeddings[pid], score) for pid, score in hits[:FEEDBACK_HITS] if pid in embeddings]
@@ -108,57 +112,84 @@ def query_matches(query: str, version: ModelVersion | None, k: int) -> QueryMatc
         related = [pid for pid, _ in nearest if pid not in embeddings]
         embeddings.update({pid: v.embedding for pid, v in queries.product_vectors(related, version).items()})
     if not embeddings:
-        return QueryMatches(keyword)
+        return _matches(keyword, {}, [], None, weighted=True)
     ids = list(embeddings)
     # Every candidate's direction at once: one matrix product per signal, not a norm each.
-    # One matrix, not a list of vectors: the cache pickles it on every set and get.
-    matrix = np.stack([embeddings[pid] for pid in ids])
-    units = queries.unit_rows(matrix)
+    units = queries.unit_rows(np.stack([embeddings[pid] for pid in ids]))
     semantic = dict(zip(ids, (units @ meaning).tolist(), strict=True)) if meaning is not None else {}
-    return QueryMatches(keyword, semantic, ids, matrix, units)
+    return _matches(keyword, semantic, ids, units, weighted=True)
+
+
+def _matches(
+    keyword: dict[str, float],
+    semantic: dict[str, float],
+    vector_ids: list[str],
+    units: np.ndarray | None,
+    *,
+    weighted: bool = False,
+) -> QueryMatches:
+    """The candidates in order with their scores before taste (`weighted`: blended as with a
+    model; else keyword relevance alone)."""
+    ids = list(dict.fromkeys([*keyword, *semantic]))
+    scores = [
+        WEIGHTS["keyword"] * keyword.get(pid, 0.0) + WEIGHTS["semantic"] * semantic.get(pid, 0.0)
+        if weighted
+        else keyword[pid]
+        for pid in ids
+    ]
+    position = {pid: i for i, pid in enumerate(ids)}
+    rows = np.array([position[pid] for pid in vector_ids], dtype=np.intp)
+    row_of = np.full(len(ids), -1, dtype=np.intp)
+    row_of[rows] = np.arange(len(rows))
+    matched = np.array([pid in keyword for pid in ids], dtype=bool)
+    return QueryMatches(ids, np.array(scores, dtype=np.float64), matched, rows, row_of, units)
+
+
+# Queries' matches kept in each process: about 70 KB each with 64-d vectors.
+kept_matches = ProcessCache(size=256)
 
 
 def search(query: str, audience: Audience, options: Options) -> RecommendationResult:
     """Products for `query`, best first, personalised for the visitor when a model is active.
 
-    What the query finds is shared by every visitor (`query_matches`, cached); the visitor's
-    taste only re-scores it, so a popular query costs only the visitor's own reads (history and
-    stored vector) and the rules.
+    What the query finds is shared by every visitor (`query_matches`, kept in the process);
+    the visitor's taste only re-scores it, so a popular query costs only the visitor's own
+    reads (history and stored vector) and the rules.
     """
     query = clean_query(query)
     version = variants.model_version(audience)
     k = limit_for(Kind.SEARCH, options, audience) * 3 + len(options.exclude) + len(audience.shown)
-    matches = cached(
-        (Kind.SEARCH, query.lower(), version and version.pk, k),
-        lambda: query_matches(query, version, k),
+    matches = kept_matches.get(
+        (query.lower(), version and version.pk, k), lambda: query_matches(query, version, k)
     )
-    affinity: dict[str, float] = {}
+    scores, personal = matches.scores, False
     if matches.units is not None:
         taste = current_taste(version, audience)
         if taste.vector is not None:
-            affinity = dict(
-                zip(matches.ids, (matches.units @ queries.unit_rows(taste.vector)).tolist(), strict=True)
-            )
-    keyword, semantic = matches.keyword, matches.semantic
-    scores = {
-        pid: keyword.get(pid, 0.0)
-        if version is None
-        else WEIGHTS["keyword"] * keyword.get(pid, 0.0)
-        + WEIGHTS["semantic"] * semantic.get(pid, 0.0)
-        + WEIGHTS["taste"] * affinity.get(pid, 0.0)
-        for pid in dict.fromkeys([*keyword, *semantic])
-    }
+            affinity = matches.units @ queries.unit_rows(taste.vector)
+            scores = scores.copy()
+            scores[matches.rows] += WEIGHTS["taste"] * affinity.astype(np.float64)
+            personal = True
     # The rules need room for exclusions and diversity, not the whole keyword pool.
-    best = sorted(scores, key=scores.__getitem__, reverse=True)[: pool_size(Kind.SEARCH, options, audience)]
-    embeddings = dict(zip(matches.ids, matches.embeddings, strict=True)) if matches.ids else {}
+    best = np.argsort(-scores, kind="stable")[: pool_size(Kind.SEARCH, options, audience)]
+    found, units = f"Matches “{query}”", matches.units
+    related = f"Related to “{query}”"
     candidates = []
-    for pid in best:
-        reason = f"Matches “{query}”" if pid in keyword else f"Related to “{query}”"
+    for at, score, matched, row in zip(
+        best.tolist(),
+        scores[best].tolist(),
+        matches.matched[best].tolist(),
+        matches.row_of[best].tolist(),
+        strict=True,
+    ):
         if version is None:
             source = "keyword"
         else:
-            source = "search" if affinity else "keyword" if pid in keyword else "semantic"
-        candidates.append(Candidate(pid, scores[pid], source, reason, embedding=embeddings.get(pid)))
+            source = "search" if personal else "keyword" if matched else "semantic"
+        embedding = units[row] if row >= 0 and units is not None else None
+        candidates.append(
+            Candidate(matches.ids[at], score, source, found if matched else related, embedding=embedding)
+        )
     return finalize(
         Kind.SEARCH,
         candidates,

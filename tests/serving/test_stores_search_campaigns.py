@@ -15,7 +15,9 @@ from recommendations.models import (
     ProductPopularity,
     ServedRecommendation,
 )
+from recommendations.serving import cache as cache_module
 from recommendations.serving import campaigns, products, search, stores
+from recommendations.serving.cache import ProcessCache
 from recommendations.serving.catalog import index_products
 from recommendations.serving.errors import InvalidParameters
 from recommendations.serving.products import store_products
@@ -141,6 +143,35 @@ def test_what_a_query_finds_is_shared_by_visitors_and_only_rescored_per_visitor(
     assert catalog.titles(search.search("mask", Audience(session_id="fan"), Options()).ids)[0] == (
         "Hair mask repair"
     )
+
+
+def test_a_querys_matches_are_kept_in_the_process_as_they_are(catalog, model, settings, monkeypatch):
+    """No copy per request (unpickling them was a seventh of a search's CPU), for
+    SERVING_CACHE_SECONDS, per query, model version and pool length."""
+    alice = Audience(user=catalog.users["alice"])
+    search.search("mask", alice, Options())
+    (kept,) = search.kept_matches._entries.values()
+    search.search("MASK", Audience(session_id="other"), Options())
+    assert len(search.kept_matches) == 1 and next(iter(search.kept_matches._entries.values())) is kept
+    search.search("mask", alice, Options(limit=3))  # a shorter pool: its own entry
+    assert len(search.kept_matches) == 2
+
+    later = cache_module.time.monotonic() + settings.RECOMMENDATIONS.get("SERVING_CACHE_SECONDS", 60) + 1
+    monkeypatch.setattr(cache_module.time, "monotonic", lambda: later)
+    with CaptureQueriesContext(connection) as executed:
+        search.search("mask", alice, Options())
+    assert [q for q in executed.captured_queries if "websearch_to_tsquery" in q["sql"]]  # expired
+
+
+def test_the_process_cache_is_bounded_and_off_without_seconds(settings):
+    kept = ProcessCache(size=2)
+    for key in "abc":
+        assert kept.get(key, lambda key=key: key.upper()) == key.upper()
+    assert list(kept._entries) == ["b", "c"]  # the least recently used went first
+    assert kept.get("b", lambda: "computed again") == "B"
+    settings.RECOMMENDATIONS = {**settings.RECOMMENDATIONS, "SERVING_CACHE_SECONDS": 0}
+    assert len(kept) == 0  # a settings change empties it
+    assert kept.get("b", lambda: "computed") == "computed" and len(kept) == 0
 
 
 def test_campaign_ranking_hook(catalog, model):
