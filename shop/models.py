@@ -59,7 +59,12 @@ class Category(models.Model):
 
     @property
     def names(self) -> list[str]:
-        return self.path.split(" > ")
+        return self.names_of(self.path)
+
+    @staticmethod
+    def names_of(path: str) -> list[str]:
+        """The names from the root down in a category's `path`."""
+        return path.split(" > ")
 
     def descendants_and_self(self) -> models.QuerySet[Category]:
         return Category.objects.filter(models.Q(pk=self.pk) | models.Q(path__startswith=f"{self.path} > "))

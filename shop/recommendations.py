@@ -1,8 +1,11 @@
 """How the recommendations app reads this shop's catalogue."""
 
+from typing import Any
+
 from django.db import models
 
 from recommendations import adapters
+from shop.models import Category, slug_url
 
 
 class ProductAdapter(adapters.ProductAdapter):
@@ -15,8 +18,22 @@ class ProductAdapter(adapters.ProductAdapter):
     def index_queryset(self) -> models.QuerySet:
         return self.model._default_manager.all()
 
+    # Cards are built from these values: no Product, Category and Store instances per card.
+    card_values = ("title", "price", "slug", "category__path", "store_id", "store__name")
+
     def get_category_path(self, obj: models.Model) -> list[str]:
         return obj.category.names if obj.category_id else []
+
+    def card_from_values(self, values: dict[str, Any]) -> dict[str, Any]:
+        path, store_id = values["category__path"], values["store_id"]
+        return {
+            "title": str(values["title"] or ""),
+            "price": adapters.price_of(values["price"]),
+            "category": Category.names_of(path) if path is not None else [],
+            "store_id": self.key(store_id) if store_id is not None else None,
+            "store": str(values["store__name"]) if store_id is not None else None,
+            "url": slug_url("shop:product", values["slug"]),
+        }
 
 
 class StoreAdapter(adapters.StoreAdapter):

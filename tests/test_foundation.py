@@ -81,6 +81,31 @@ def test_adapter_naming_absent_fields_is_reported():
             adapters.validate_configuration()
 
 
+class CardValuesWithoutBuilder(adapters.ProductAdapter):
+    card_values = ("title", "store__name")
+
+
+class CardValuesOfAbsentFields(adapters.ProductAdapter):
+    card_values = ("title", "colour", "store__name")
+
+    def card_from_values(self, values):
+        return {}
+
+
+@pytest.mark.parametrize(
+    ("adapter", "message"),
+    [
+        ("CardValuesWithoutBuilder", "card_values is set.*define card_from_values"),
+        ("CardValuesOfAbsentFields", r"CardValuesOfAbsentFields.card_values: 'colour'"),
+    ],
+)
+def test_card_values_need_their_builder_and_real_fields(adapter, message):
+    settings = {"PRODUCT_MODEL": "shop.Product", "PRODUCT_ADAPTER": f"tests.test_foundation.{adapter}"}
+    with override_settings(RECOMMENDATIONS=settings):
+        with pytest.raises(ImproperlyConfigured, match=message):
+            adapters.validate_configuration()
+
+
 def test_adapter_path_that_cannot_be_imported():
     settings = {"PRODUCT_MODEL": "shop.Product", "PRODUCT_ADAPTER": "nowhere.Adapter"}
     with override_settings(RECOMMENDATIONS=settings):

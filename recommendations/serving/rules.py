@@ -24,7 +24,13 @@ from recommendations.serving import variants
 from recommendations.serving.attribution import record_served
 from recommendations.serving.compiled import KeyedQuery, KeyIn, keyed_query
 from recommendations.serving.errors import require_product, require_store
-from recommendations.serving.presentation import ShownObjects, card_version_field, product_card
+from recommendations.serving.presentation import (
+    Card,
+    ShownObjects,
+    card_from_row,
+    card_version_field,
+    product_card,
+)
 from recommendations.serving.types import (
     Audience,
     Candidate,
@@ -221,6 +227,14 @@ def finalize(
         shown = adapter.index_queryset().filter(KeyIn(adapter.model, keys)).order_by()
         return shown.select_related(*relations(adapter))
 
+    def cards_query(keys: list[str]) -> models.QuerySet:
+        shown = adapter.index_queryset().filter(KeyIn(adapter.model, keys)).order_by()
+        return shown.values_list("pk", *adapter.card_values)
+
+    def read_cards(keys: list[str]) -> dict[str, Card]:
+        rows = compiled("cards", cards_query).rows(keys)
+        return {card["id"]: card for card in map(card_from_row, rows)}
+
     def compiled(name: str, build: Callable[[list[str]], models.QuerySet]) -> KeyedQuery:
         return keyed_query((name, kind, type(adapter), adapter.model, version_field), build)
 
@@ -264,6 +278,7 @@ def finalize(
         card=product_card,
         key=adapter.key,
         read=compiled("shown", shown_query).objects,
+        read_cards=read_cards if adapter.card_values else None,
         versions=versions if version_field else None,
     )
     return build_result(

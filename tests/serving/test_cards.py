@@ -12,13 +12,14 @@ from rest_framework.test import APIClient
 from recommendations.serving import presentation
 from recommendations.serving.statistics import refresh_statistics
 from shop.models import Product
+from shop.recommendations import ProductAdapter as ShopProductAdapter
 from tests.serving.conftest import add_event
 
 pytestmark = pytest.mark.django_db
 
 TRENDING = "/api/recommendations/trending/"
-# Only the read of the shown products selects their description (the rules' own read does not).
-SHOWN_READ = '"shop_product"."description"'
+# Only the read of the shown products' cards selects their store's name (the rules' own read does not).
+SHOWN_READ = '"shop_store"."name"'
 
 
 @pytest.fixture
@@ -105,3 +106,43 @@ def test_template_blocks_render_kept_cards_as_they_render_new_ones(trending, rf)
     fresh = render()
     assert len(presentation.product_cards) == 3
     assert render() == fresh and "Argan shampoo" in fresh and "Face Store" in fresh
+
+
+def test_cards_from_values_show_what_cards_from_instances_show(catalog):
+    """The shop's adapter names card_values: its cards must not differ from the getters'."""
+    from recommendations.adapters import get_product_adapter
+
+    adapter = get_product_adapter()
+    assert adapter.card_values
+    rows = Product.objects.order_by("pk").values_list("pk", *adapter.card_values)
+    instances = Product.objects.order_by("pk").select_related("category", "store")
+    from_values = [presentation.card_from_row(row) for row in rows]
+    assert from_values == [presentation.product_card(product) for product in instances]
+    assert len(from_values) == len(catalog.products) and from_values[0]["url"].startswith("/")
+
+
+def test_shown_cards_are_one_read_of_values_not_instances(trending):
+    body, sql = answer()
+    (card_read,) = [s for s in sql if SHOWN_READ in s]
+    # The named values only: not the description, stock or the store's other columns.
+    assert '"shop_product"."description"' not in card_read and '"shop_store"."rating"' not in card_read
+    assert body["results"][0]["title"] == "Argan shampoo" and body["results"][0]["category"] == [
+        "Beauty",
+        "Hair",
+    ]
+
+
+class InstanceCards(ShopProductAdapter):
+    """The shop's adapter as a host that names no card values: cards come from instances."""
+
+    card_values = ()
+
+
+def test_an_adapter_without_card_values_shows_the_same_cards_from_instances(trending, settings):
+    from_values, _ = answer()
+    presentation.product_cards.clear()
+    settings.RECOMMENDATIONS = {**settings.RECOMMENDATIONS, "PRODUCT_ADAPTER": f"{__name__}.InstanceCards"}
+    from_instances, sql = answer()
+    assert any('"shop_product"."description"' in s for s in sql)  # whole instances were read
+    strip = lambda body: [{k: v for k, v in i.items() if k != "recommendation_id"} for i in body["results"]]  # noqa: E731
+    assert strip(from_instances) == strip(from_values)
