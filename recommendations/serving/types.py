@@ -7,9 +7,11 @@ host product objects in score order, each with its `Recommendation`.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 from django.db import models
 
 from recommendations.conf import rec_settings
@@ -110,6 +112,15 @@ class Options:
     category: str | None = None
 
 
+def _candidate(
+    product_id: str, score: float, source: str, reason: str, about: str | None, embedding: Any, tier: int
+) -> Candidate:
+    """A pickled `Candidate` again (its vector read-only: cached lists are never changed)."""
+    if isinstance(embedding, tuple):
+        embedding = np.frombuffer(embedding[0], dtype=embedding[1])
+    return Candidate(product_id, score, source, reason, about, embedding, tier)
+
+
 @dataclass
 class Candidate:
     """A product proposed by one source, before business rules."""
@@ -124,17 +135,14 @@ class Candidate:
     # Lists are ordered by tier first: a fallback source (tier 1) fills in after the main one.
     tier: int = 0
 
-    def __reduce__(self) -> tuple[type[Candidate], tuple[Any, ...]]:
-        # Cached lists pickle as constructor arguments: a third of the default's load time.
-        return Candidate, (
-            self.product_id,
-            self.score,
-            self.source,
-            self.reason,
-            self.about,
-            self.embedding,
-            self.tier,
-        )
+    def __reduce__(self) -> tuple[Callable[..., Candidate], tuple[Any, ...]]:
+        # Cached lists pickle as constructor arguments, a vector as its bytes: a list of 40 with
+        # 64-d vectors pickles in a third of the time numpy's own form takes, and loads faster.
+        embedding = self.embedding
+        if isinstance(embedding, np.ndarray) and embedding.ndim == 1:
+            embedding = (embedding.tobytes(), embedding.dtype.str)
+        fields = (self.product_id, self.score, self.source, self.reason, self.about, embedding, self.tier)
+        return _candidate, fields
 
     def explain(self, titles: dict[str, str]) -> str:
         if self.about is None:

@@ -1,8 +1,10 @@
 """Business rules every list goes through, and the cost of the hot path."""
 
+import pickle
 import threading
 import time
 
+import numpy as np
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
@@ -11,7 +13,7 @@ from recommendations.models import ServedRecommendation
 from recommendations.serving import products
 from recommendations.serving.rules import rules_for
 from recommendations.serving.statistics import refresh_statistics
-from recommendations.serving.types import Audience, Options
+from recommendations.serving.types import Audience, Candidate, Options
 from shop.models import Product
 from tests.serving.conftest import TITLES, add_event
 
@@ -276,3 +278,32 @@ def test_a_served_row_names_the_tables_columns_in_order():
     from recommendations.serving.attribution import FIELDS, ServedRow
 
     assert ServedRow._fields == tuple(field.attname for field in FIELDS)
+
+
+def test_cached_candidates_come_back_whole_with_their_vectors():
+    """Cached lists pickle a candidate's vector as its bytes (cheaper than numpy's form)."""
+    kept = [
+        Candidate(
+            "1", 0.5, "vector", "Similar to {title}", about="7", embedding=np.arange(4, dtype=np.float32)
+        ),
+        Candidate(
+            "2", 0.25, "realtime", "Picked for you", embedding=np.array([0.1, -2.0], dtype=np.float64), tier=1
+        ),
+        Candidate("3", 0.0, "popular"),
+        Candidate("4", 0.1, "odd", embedding=np.ones((2, 2))),  # not a vector: numpy's own form
+    ]
+    back = pickle.loads(pickle.dumps(kept, pickle.HIGHEST_PROTOCOL))
+    for original, copy in zip(kept, back, strict=True):
+        assert (copy.product_id, copy.score, copy.source, copy.reason, copy.about, copy.tier) == (
+            original.product_id,
+            original.score,
+            original.source,
+            original.reason,
+            original.about,
+            original.tier,
+        )
+        if original.embedding is None:
+            assert copy.embedding is None
+        else:
+            assert copy.embedding.dtype == original.embedding.dtype
+            assert np.array_equal(copy.embedding, original.embedding)
