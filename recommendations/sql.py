@@ -22,7 +22,12 @@ def array_literal(values: Iterable[Any]) -> str:
     column's array type. Every element is quoted, so any key (digits, UUIDs, text with commas,
     braces or quotes) reads back exactly.
     """
-    quoted = ('"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"' for value in values)
+    texts = list(map(str, values))
+    if not texts:
+        return "{}"
+    if '"' not in (plain := "".join(texts)) and "\\" not in plain:  # keys: nothing to escape
+        return '{"' + '","'.join(texts) + '"}'
+    quoted = ('"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"' for text in texts)
     return "{" + ",".join(quoted) + "}"
 
 
