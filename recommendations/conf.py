@@ -129,9 +129,10 @@ DEFAULTS: dict[str, Any] = {
     # serving then reads one row instead of searching an index ("similar products", and
     # "recommended for you" until the visitor's latest events move their taste). 0 = off.
     "PRECOMPUTED_LIST_LENGTH": 64,
-    # A kind of list is computed only when it takes at most this many scores (rows x
-    # products): 2e11 is about 10 minutes on 2 CPU cores and seconds on a GPU. Larger
-    # catalogues are served from the indexes for that kind.
+    # A kind of list is ranked exactly when it takes at most this many scores (rows x
+    # products): 2e11 is about 10 minutes on 2 CPU cores and seconds on a GPU. Past it,
+    # "similar" lists are ranked by cluster (as IVFFlat searches, probing as many clusters as
+    # reach SCORE_SEARCH_RECALL) when that fits, and users' lists are left to their index.
     "PRECOMPUTED_LIST_MAX_SCORES": 200_000_000_000,
     # Lists an IVFFlat search scans when the version has no tuned value.
     "IVFFLAT_PROBES": 20,

@@ -6,12 +6,16 @@ searches become one row read.
 - "for_user": each user's best products by the two-tower score of their stored vector
   (user . item + bias): "recommended for you" until their latest events move their taste.
 
-Both are exact: every product is scored, block by block with torch (on the GPU when the
-worker has one), so the lists hold what the vector indexes find approximately. They are
-built with the version's indexes (`tuning.prepare_search`), before it serves, and recorded
-in `ModelVersion.vector_search["lists"]`. A kind whose scores would exceed
-`PRECOMPUTED_LIST_MAX_SCORES` (products x products, users x products) is not built, and its
-index serves as before.
+Both are exact where the scores fit `PRECOMPUTED_LIST_MAX_SCORES` (products x products,
+users x products): every product is scored, block by block with torch (on the GPU when the
+worker has one), so the lists hold what the vector indexes find approximately. Past it, the
+"similar" lists are ranked the way an IVFFlat index searches (`clustered_blocks`): the
+products are clustered by direction, and each cluster's products are ranked against those
+of its nearest clusters only, with as many clusters probed as reach `SCORE_SEARCH_RECALL` of
+the exact neighbours on a sample (measured, and recorded with the lists). Users' lists past
+the budget are not built; their index serves. Lists are built with the version's indexes
+(`tuning.prepare_search`), before it serves, and recorded in
+`ModelVersion.vector_search["lists"]`.
 
 Serving falls back to the index for anything without a list: a product embedded after the
 lists were built (its own list is dropped when it is re-embedded), a visitor whose recent
@@ -55,6 +59,11 @@ logger = logging.getLogger(__name__)
 CONTENT_WEIGHT = 0.3
 # Scores held at once while ranking: a block of rows against every product (bounds memory).
 BLOCK_SCORES = 2**25
+BLOCK_ROWS = 65_536
+# Clusters probed when "similar" lists are ranked by cluster, tried in turn; the sample of
+# products whose exact neighbours the fewest enough is chosen on.
+PROBES_TRIED = (4, 8, 16, 32, 64, 128)
+RECALL_SAMPLE = 1000
 # A word, as pg_trgm splits text: letters and digits in any script.
 WORD = re.compile(r"[^\W_]+")
 LISTS = "lists"
@@ -122,13 +131,22 @@ def build(version: ModelVersion) -> dict[str, Any]:
     products = _read(version, ProductVector, "product_id")
     users = _read(version, UserVector, "user_id")
     record: dict[str, Any] = {}
+    units = queries.unit_rows(products.matrix).astype(np.float32)
+    clustered = _clustered_plan(units, length) if len(products) ** 2 > _max_scores() and length else None
+    neighbours = (
+        ranked_blocks(units, units, length, skip_self=True)
+        if clustered is None
+        else clustered_blocks(units, length, clustered.centroids, clustered.probes)
+    )
     plans = [
         # The titles are read before the rows are: the COPY holds the connection meanwhile.
-        (ListKind.SIMILAR, products, lambda: _similar_rows(products, length, _title_trigrams())),
+        (ListKind.SIMILAR, products, lambda: _similar_rows(products, neighbours, _title_trigrams())),
         (ListKind.FOR_USER, users, lambda: _user_rows(products, users, length)),
     ]
     for kind, owners, rows in plans:
         scores = len(owners) * len(products)
+        if kind == ListKind.SIMILAR and clustered is not None:
+            scores = clustered.scores
         if length == 0 or not len(owners) or not len(products):
             record[kind] = {"rows": 0, "reason": "off" if length == 0 else "no vectors"}
         elif scores > _max_scores():
@@ -149,6 +167,8 @@ def build(version: ModelVersion) -> dict[str, Any]:
             longest = len(products) - (1 if kind == ListKind.SIMILAR else 0)
             size = min(length, longest)
             record[kind] = {"rows": written, "length": size, "complete": size == longest, "seconds": seconds}
+            if kind == ListKind.SIMILAR and clustered is not None:
+                record[kind] |= clustered.record()
             logger.info(
                 "Ranked %d %s lists of %d products for model version %s in %.1fs",
                 written,
@@ -210,19 +230,136 @@ def ranked_blocks(
             yield block, where.cpu().numpy(), best.cpu().numpy()
 
 
-def _similar_rows(products: Vectors, length: int, grams: dict[str, frozenset[str]]) -> Iterator[Row]:
-    """Each product's `length` nearest by cosine, ranked by `similar_score` with the
-    similarity of their titles (`grams`: each product's title trigrams)."""
-    units = queries.unit_rows(products.matrix).astype(np.float32)
+# Ranked neighbours, a block of rows at a time: (the rows, their neighbours' indices, scores).
+Ranked = Iterator[tuple[Any, np.ndarray, np.ndarray]]
+
+
+def _similar_rows(products: Vectors, neighbours: Ranked, grams: dict[str, frozenset[str]]) -> Iterator[Row]:
+    """Each product's nearest by cosine (`neighbours`: rows, their neighbours, cosines), ranked
+    by `similar_score` with the similarity of their titles (`grams`: each product's trigrams)."""
     names = np.array(products.keys, dtype=object)
-    for block, indices, cosines in ranked_blocks(units, units, length, skip_self=True):
-        keys, neighbours = products.keys[block], names[indices]
-        titles = _title_similarities(keys, neighbours, grams)
+    for rows, indices, cosines in neighbours:
+        keys, neighbours_of = names[rows].tolist(), names[indices]
+        titles = _title_similarities(keys, neighbours_of, grams)
         blended = similar_score(cosines.astype(np.float64), titles)
         # Ranked by the blended score, as the rules rank the live search's neighbours.
         order = np.argsort(-blended, axis=1, kind="stable")
-        ranked = np.take_along_axis(neighbours, order, axis=1).tolist()
+        ranked = np.take_along_axis(neighbours_of, order, axis=1).tolist()
         yield from zip(keys, ranked, np.take_along_axis(blended, order, axis=1).tolist(), strict=True)
+
+
+@dataclass(frozen=True)
+class ClusteredPlan:
+    """How `clustered_blocks` ranks a catalogue too large to score exactly."""
+
+    centroids: np.ndarray
+    probes: int
+    recall: float
+    scores: float
+
+    def record(self) -> dict[str, Any]:
+        return {"exact": False, "clusters": len(self.centroids), "probes": self.probes, "recall": self.recall}
+
+
+def _clustered_plan(units: np.ndarray, length: int) -> ClusteredPlan:
+    """Clusters for `units` (the square root of their number, as IVFFlat's lists) and the
+    fewest probed clusters that find `SCORE_SEARCH_RECALL` of a sample's exact 10 nearest
+    (the most tried when none does)."""
+    clusters = max(1, round(len(units) ** 0.5))
+    centroids = spherical_kmeans(units, clusters)
+    rng = np.random.default_rng(0)
+    sample = np.sort(rng.choice(len(units), size=min(RECALL_SAMPLE, len(units)), replace=False))
+    k = min(10, len(units) - 1)
+    ranked = [row for _, found, _ in ranked_blocks(units[sample], units, k + 1) for row in found.tolist()]
+    exact = [set([i for i in row if i != own][:k]) for row, own in zip(ranked, sample.tolist(), strict=True)]
+    target, recall, probes = rec_settings.SCORE_SEARCH_RECALL, 0.0, 1
+    for probes in PROBES_TRIED:
+        probes = min(probes, clusters)
+        hits = 0
+        for rows, found, _ in clustered_blocks(units, k, centroids, probes, only=sample):
+            for own, row in zip(rows.tolist(), found.tolist(), strict=True):
+                hits += len(exact[int(np.searchsorted(sample, own))] & set(row))
+        recall = hits / max(sum(len(e) for e in exact), 1)
+        if recall >= target or probes == clusters:
+            break
+    if recall < target:
+        logger.warning(
+            "Clustered similar lists find %.3f of the exact neighbours with %d of %d clusters probed "
+            "(SCORE_SEARCH_RECALL is %.2f)",
+            recall,
+            probes,
+            clusters,
+            target,
+        )
+    scores = float(len(units)) * len(units) * probes / clusters
+    return ClusteredPlan(centroids, probes, round(recall, 4), scores)
+
+
+def spherical_kmeans(units: np.ndarray, clusters: int, iterations: int = 12, seed: int = 0) -> np.ndarray:
+    """`clusters` unit centroids of the directions in `units` (k-means on cosine), trained on
+    a sample of 64 rows per cluster."""
+    import torch
+
+    rng = np.random.default_rng(seed)
+    sample = units[rng.choice(len(units), size=min(len(units), 64 * clusters), replace=False)]
+    data = torch.from_numpy(np.ascontiguousarray(sample))
+    centroids = data[torch.from_numpy(rng.choice(len(sample), size=clusters, replace=False))].clone()
+    with torch.inference_mode():
+        for _ in range(iterations):
+            assigned = torch.cat([(part @ centroids.T).argmax(dim=1) for part in data.split(BLOCK_ROWS)])
+            sums = torch.zeros_like(centroids).index_add_(0, assigned, data)
+            empty = torch.bincount(assigned, minlength=clusters) == 0
+            # An empty cluster starts again from a random row.
+            sums[empty] = data[torch.from_numpy(rng.choice(len(data), size=int(empty.sum()), replace=True))]
+            centroids = sums / sums.norm(dim=1, keepdim=True).clamp_min(1e-9)
+    return centroids.numpy()
+
+
+def clustered_blocks(
+    units: np.ndarray,
+    k: int,
+    centroids: np.ndarray,
+    probes: int,
+    *,
+    only: np.ndarray | None = None,
+) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Each row's k nearest other rows by cosine, among the rows of the `probes` clusters
+    nearest its own (more when those hold fewer than k others): IVFFlat's search, done for a
+    cluster's rows at once. Yields (rows, their neighbours' indices, cosines), best first;
+    `only`: just these rows (sorted indices)."""
+    import torch
+
+    from recommendations.training import resolve_device
+
+    device = torch.device(resolve_device())
+    data = torch.from_numpy(units).to(device)
+    middles = torch.from_numpy(centroids).to(device)
+    with torch.inference_mode():
+        assigned = torch.cat([(part @ middles.T).argmax(dim=1) for part in data.split(BLOCK_ROWS)])
+        order = torch.argsort(assigned, stable=True)
+        counts = torch.bincount(assigned, minlength=len(middles)).tolist()
+        starts = np.concatenate([[0], np.cumsum(counts)]).tolist()
+        nearest = torch.argsort(middles @ middles.T, dim=1, descending=True).cpu().numpy()
+        wanted = torch.from_numpy(only).to(device) if only is not None else None
+        for cluster in range(len(middles)):
+            members = order[starts[cluster] : starts[cluster + 1]]
+            if wanted is not None:
+                members = members[torch.isin(members, wanted)]
+            if not len(members):
+                continue
+            probed, held = [], 0
+            for other in nearest[cluster]:
+                if len(probed) >= probes and held > k:
+                    break
+                probed.append(order[starts[other] : starts[other + 1]])
+                held += counts[other]
+            candidates = torch.cat(probed)
+            size = min(k, len(candidates) - 1)
+            for part in members.split(max(1, BLOCK_SCORES // len(candidates))):
+                found = data[part] @ data[candidates].T
+                found[part[:, None] == candidates[None, :]] = -torch.inf
+                best, where = torch.topk(found, size, dim=1)
+                yield part.cpu().numpy(), candidates[where].cpu().numpy(), best.cpu().numpy()
 
 
 def trigrams(text: str) -> frozenset[str]:

@@ -10,7 +10,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from recommendations.models import ListKind, PrecomputedList, UserVector
+from recommendations.models import ListKind, PrecomputedList, ProductVector, UserVector
 from recommendations.serving import products
 from recommendations.serving.types import Audience, Options
 from recommendations.vectors import lists, queries, tuning
@@ -201,3 +201,62 @@ def test_ranking_in_blocks_is_exact(monkeypatch, skip_self):
     assert [block.start for block, _, _ in blocks] == list(range(0, len(targets), 3))
     assert (indices == np.argsort(-scores, axis=1)[:, :6]).all()
     assert np.allclose(ranked, np.sort(scores, axis=1)[:, ::-1][:, :6])
+
+
+def clustered_directions(n: int, dimensions: int = 16, centres: int = 25, seed: int = 3) -> np.ndarray:
+    """Unit vectors around a few directions, as trained item vectors lie."""
+    rng = np.random.default_rng(seed)
+    middles = rng.normal(size=(centres, dimensions))
+    points = middles[rng.integers(centres, size=n)] + 0.6 * rng.normal(size=(n, dimensions))
+    return queries.unit_rows(points).astype(np.float32)
+
+
+def exact_neighbours(units: np.ndarray, k: int) -> list[set[int]]:
+    scores = units @ units.T
+    np.fill_diagonal(scores, -np.inf)
+    return [set(row) for row in np.argsort(-scores, axis=1)[:, :k].tolist()]
+
+
+def test_clustered_ranking_finds_the_exact_neighbours_as_it_probes_more():
+    units = clustered_directions(2000)
+    exact = exact_neighbours(units, 10)
+    centroids = lists.spherical_kmeans(units, 45)
+    recalls = []
+    for probes in (1, 8, 45):
+        found: dict[int, list[int]] = {}
+        for rows, neighbours, cosines in lists.clustered_blocks(units, 10, centroids, probes):
+            assert (np.diff(cosines, axis=1) <= 1e-6).all()  # best first
+            found.update(zip(rows.tolist(), neighbours.tolist(), strict=True))
+        assert sorted(found) == list(range(2000)) and all(
+            row not in found[row] for row in found
+        )  # never itself
+        recalls.append(sum(len(exact[row] & set(found[row])) for row in found) / (10 * 2000))
+    assert recalls[0] < recalls[1] < 1.0 and recalls[1] >= 0.9
+    assert recalls[2] == 1.0  # every cluster probed: exact
+
+
+def test_a_catalogue_over_the_budget_gets_clustered_similar_lists(catalog, model, settings):
+    """Past PRECOMPUTED_LIST_MAX_SCORES for an exact ranking, "similar" lists are ranked by
+    cluster, probing as many clusters as reach SCORE_SEARCH_RECALL on a sample."""
+    units = clustered_directions(900, dimensions=4, centres=12)
+    ProductVector.objects.filter(model_version=model).delete()
+    ProductVector.objects.bulk_create(
+        ProductVector(model_version=model, product_id=str(10_000 + i), embedding=v.tolist())
+        for i, v in enumerate(units)
+    )
+    settings.RECOMMENDATIONS = {
+        **settings.RECOMMENDATIONS,
+        "PRECOMPUTED_LIST_MAX_SCORES": 400_000,  # 900 x 900 exact scores would be 810,000
+        "PRECOMPUTED_LIST_LENGTH": 10,
+        "SCORE_SEARCH_RECALL": 0.9,
+    }
+    record = build(model)[ListKind.SIMILAR]
+    assert record["rows"] == 900 and record["exact"] is False and record["clusters"] == 30
+    assert record["probes"] < 30 and record["recall"] >= 0.9
+    exact = exact_neighbours(units, 10)
+    kept = PrecomputedList.objects.filter(model_version=model, kind=ListKind.SIMILAR)
+    found = {int(row.key) - 10_000: {int(pid) - 10_000 for pid in row.product_ids} for row in kept}
+    assert sum(len(exact[i] & found[i]) for i in found) / 9000 >= 0.85
+    settings.RECOMMENDATIONS = {**settings.RECOMMENDATIONS, "PRECOMPUTED_LIST_MAX_SCORES": 1_000}
+    record = build(model)[ListKind.SIMILAR]
+    assert record["rows"] == 0 and "MAX_SCORES" in record["reason"]  # even clustered, too many
