@@ -6,7 +6,7 @@ process at once, with no invalidation messages: this works with a per-process ca
 Business rules (stock, exclusions, the page's shown set) run after the cache, per request.
 
 What every visitor shares and a request reads whole (a search query's matches, with their
-vectors) is kept in the process instead (`kept_in_process`), as it is: unpickling it from
+vectors) is kept in the process instead (`ProcessCache`), as it is: unpickling it from
 Django's cache on every request cost a search a seventh of its CPU.
 """
 

@@ -132,7 +132,7 @@ def build(version: ModelVersion) -> dict[str, Any]:
     users = _read(version, UserVector, "user_id")
     record: dict[str, Any] = {}
     units = queries.unit_rows(products.matrix).astype(np.float32)
-    clustered = _clustered_plan(units, length) if len(products) ** 2 > _max_scores() and length else None
+    clustered = _clustered_plan(units) if len(products) ** 2 > _max_scores() and length else None
     neighbours = (
         ranked_blocks(units, units, length, skip_self=True)
         if clustered is None
@@ -261,7 +261,7 @@ class ClusteredPlan:
         return {"exact": False, "clusters": len(self.centroids), "probes": self.probes, "recall": self.recall}
 
 
-def _clustered_plan(units: np.ndarray, length: int) -> ClusteredPlan:
+def _clustered_plan(units: np.ndarray) -> ClusteredPlan:
     """Clusters for `units` (the square root of their number, as IVFFlat's lists) and the
     fewest probed clusters that find `SCORE_SEARCH_RECALL` of a sample's exact 10 nearest
     (the most tried when none does)."""
