@@ -131,11 +131,6 @@ class BaseAdapter:
                 self.model._meta.get_field(name.split("__")[0])
             except FieldDoesNotExist:
                 missing.append(f"{type(self).__name__}.{attribute} = {name!r}")
-        for lookup in getattr(self, "card_values", ()):
-            try:
-                self.model._meta.get_field(lookup.split("__")[0])
-            except FieldDoesNotExist:
-                missing.append(f"{type(self).__name__}.card_values: {lookup!r}")
         return missing
 
     def index_queryset(self) -> models.QuerySet:
@@ -196,6 +191,15 @@ class ProductAdapter(BaseAdapter):
         "updated_field",
         "source_id_field",
     )
+
+    def check_fields(self) -> list[str]:
+        missing = super().check_fields()
+        for lookup in self.card_values:
+            try:
+                self.model._meta.get_field(lookup.split("__")[0])
+            except FieldDoesNotExist:
+                missing.append(f"{type(self).__name__}.card_values: {lookup!r}")
+        return missing
 
     def get_category_path(self, obj: models.Model) -> list[str]:
         """Category names from the root down. The default uses the category's `str()`."""

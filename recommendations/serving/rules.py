@@ -223,13 +223,14 @@ def finalize(
         version = [version_field] if version_field else []
         return rows.values_list("pk", *version, *[c for c in columns if c], *flags)
 
+    def keyed(keys: list[str]) -> models.QuerySet:
+        return adapter.index_queryset().filter(KeyIn(adapter.model, keys)).order_by()
+
     def shown_query(keys: list[str]) -> models.QuerySet:
-        shown = adapter.index_queryset().filter(KeyIn(adapter.model, keys)).order_by()
-        return shown.select_related(*relations(adapter))
+        return keyed(keys).select_related(*relations(adapter))
 
     def cards_query(keys: list[str]) -> models.QuerySet:
-        shown = adapter.index_queryset().filter(KeyIn(adapter.model, keys)).order_by()
-        return shown.values_list("pk", *adapter.card_values)
+        return keyed(keys).values_list("pk", *adapter.card_values)
 
     def read_cards(keys: list[str]) -> dict[str, Card]:
         rows = compiled("cards", cards_query).rows(keys)
