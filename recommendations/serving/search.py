@@ -172,8 +172,7 @@ def search(query: str, audience: Audience, options: Options) -> RecommendationRe
             personal = True
     # The rules need room for exclusions and diversity, not the whole keyword pool.
     best = np.argsort(-scores, kind="stable")[: pool_size(Kind.SEARCH, options, audience)]
-    found, units = f"Matches “{query}”", matches.units
-    related = f"Related to “{query}”"
+    units, matching, related = matches.units, f"Matches “{query}”", f"Related to “{query}”"
     candidates = []
     for at, score, matched, row in zip(
         best.tolist(),
@@ -188,7 +187,7 @@ def search(query: str, audience: Audience, options: Options) -> RecommendationRe
             source = "search" if personal else "keyword" if matched else "semantic"
         embedding = units[row] if row >= 0 and units is not None else None
         candidates.append(
-            Candidate(matches.ids[at], score, source, found if matched else related, embedding=embedding)
+            Candidate(matches.ids[at], score, source, matching if matched else related, embedding=embedding)
         )
     return finalize(
         Kind.SEARCH,
