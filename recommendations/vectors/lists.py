@@ -136,7 +136,9 @@ def build(version: ModelVersion) -> dict[str, Any]:
     neighbours = (
         ranked_blocks(units, units, length, skip_self=True)
         if clustered is None
-        else clustered_blocks(units, length, clustered.centroids, clustered.probes)
+        else clustered_blocks(
+            units, length, clustered.centroids, clustered.probes, assigned=clustered.assigned
+        )
     )
     plans = [
         # The titles are read before the rows are: the COPY holds the connection meanwhile.
@@ -256,6 +258,7 @@ class ClusteredPlan:
     """How `clustered_blocks` ranks a catalogue too large to score exactly."""
 
     centroids: np.ndarray
+    assigned: np.ndarray  # each product's cluster
     probes: int
     recall: float
     scores: float
@@ -272,6 +275,7 @@ def _clustered_plan(units: np.ndarray) -> ClusteredPlan:
     started = time.perf_counter()
     clusters = max(1, round(len(units) ** 0.5))
     centroids = spherical_kmeans(units, clusters)
+    assigned = assign_clusters(units, centroids)
     rng = np.random.default_rng(0)
     sample = np.sort(rng.choice(len(units), size=min(RECALL_SAMPLE, len(units)), replace=False))
     k = min(10, len(units) - 1)
@@ -281,7 +285,7 @@ def _clustered_plan(units: np.ndarray) -> ClusteredPlan:
     for probes in PROBES_TRIED:
         probes = min(probes, clusters)
         hits = 0
-        for rows, found, _ in clustered_blocks(units, k, centroids, probes, only=sample):
+        for rows, found, _ in clustered_blocks(units, k, centroids, probes, assigned=assigned, only=sample):
             for own, row in zip(rows.tolist(), found.tolist(), strict=True):
                 hits += len(exact[int(np.searchsorted(sample, own))] & set(row))
         recall = hits / max(sum(len(e) for e in exact), 1)
@@ -297,7 +301,7 @@ def _clustered_plan(units: np.ndarray) -> ClusteredPlan:
             target,
         )
     scores = float(len(units)) * len(units) * probes / clusters
-    return ClusteredPlan(centroids, probes, round(recall, 4), scores, time.perf_counter() - started)
+    return ClusteredPlan(centroids, assigned, probes, round(recall, 4), scores, time.perf_counter() - started)
 
 
 def spherical_kmeans(units: np.ndarray, clusters: int, iterations: int = 12, seed: int = 0) -> np.ndarray:
@@ -311,7 +315,7 @@ def spherical_kmeans(units: np.ndarray, clusters: int, iterations: int = 12, see
     centroids = data[torch.from_numpy(rng.choice(len(sample), size=clusters, replace=False))].clone()
     with torch.inference_mode():
         for _ in range(iterations):
-            assigned = torch.cat([(part @ centroids.T).argmax(dim=1) for part in data.split(BLOCK_ROWS)])
+            assigned = _nearest_centroids(data, centroids)
             sums = torch.zeros_like(centroids).index_add_(0, assigned, data)
             empty = torch.bincount(assigned, minlength=clusters) == 0
             # An empty cluster starts again from a random row.
@@ -320,18 +324,35 @@ def spherical_kmeans(units: np.ndarray, clusters: int, iterations: int = 12, see
     return centroids.numpy()
 
 
+def _nearest_centroids(data: Any, centroids: Any) -> Any:
+    """Each row's cluster (torch tensors in, a tensor out), a block of rows at a time."""
+    import torch
+
+    return torch.cat([(part @ centroids.T).argmax(dim=1) for part in data.split(BLOCK_ROWS)])
+
+
+def assign_clusters(units: np.ndarray, centroids: np.ndarray) -> np.ndarray:
+    """Each row's cluster: the centroid nearest its direction."""
+    import torch
+
+    with torch.inference_mode():
+        return _nearest_centroids(torch.from_numpy(units), torch.from_numpy(centroids)).numpy()
+
+
 def clustered_blocks(
     units: np.ndarray,
     k: int,
     centroids: np.ndarray,
     probes: int,
     *,
+    assigned: np.ndarray | None = None,
     only: np.ndarray | None = None,
 ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """Each row's k nearest other rows by cosine, among the rows of the `probes` clusters
     nearest its own (more when those hold fewer than k others): IVFFlat's search, done for a
     cluster's rows at once. Yields (rows, their neighbours' indices, cosines), best first;
-    `only`: just these rows (sorted indices)."""
+    `assigned`: each row's cluster when already known (`assign_clusters`); `only`: just these
+    rows (sorted indices)."""
     import torch
 
     from recommendations.training import resolve_device
@@ -340,9 +361,11 @@ def clustered_blocks(
     data = torch.from_numpy(units).to(device)
     middles = torch.from_numpy(centroids).to(device)
     with torch.inference_mode():
-        assigned = torch.cat([(part @ middles.T).argmax(dim=1) for part in data.split(BLOCK_ROWS)])
-        order = torch.argsort(assigned, stable=True)
-        counts = torch.bincount(assigned, minlength=len(middles)).tolist()
+        clusters = (
+            _nearest_centroids(data, middles) if assigned is None else torch.from_numpy(assigned).to(device)
+        )
+        order = torch.argsort(clusters, stable=True)
+        counts = torch.bincount(clusters, minlength=len(middles)).tolist()
         starts = np.concatenate([[0], np.cumsum(counts)]).tolist()
         nearest = torch.argsort(middles @ middles.T, dim=1, descending=True).cpu().numpy()
         wanted = torch.from_numpy(only).to(device) if only is not None else None
