@@ -3,14 +3,16 @@
 import pytest
 
 from recommendations.serving.attribution import flush_served
-from recommendations.serving.cache import clear_process_caches
+from recommendations.serving.cache import clear_process_caches, wait_for_refreshes
 
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_teardown(item, nextitem):
-    """Served lists are written by a thread, a moment after the request: write what a test
-    queued before its fixtures are torn down (a transactional test's tables are emptied then)."""
+    """Served lists are written, and expired kept values recomputed, by threads a moment after
+    the request: finish what a test started before its fixtures are torn down (a transactional
+    test's tables are emptied then)."""
     assert flush_served(), "The served-list writer did not finish within 30 s"
+    assert wait_for_refreshes(), "The process-cache refresh did not finish within 30 s"
     return (yield)
 
 

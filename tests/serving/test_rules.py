@@ -1,5 +1,6 @@
 """Business rules every list goes through, and the cost of the hot path."""
 
+import os
 import pickle
 import threading
 import time
@@ -10,7 +11,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from recommendations.models import ServedRecommendation
-from recommendations.serving import products
+from recommendations.serving import attribution, products
 from recommendations.serving.rules import rules_for
 from recommendations.serving.statistics import refresh_statistics
 from recommendations.serving.types import Audience, Candidate, Options
@@ -307,3 +308,28 @@ def test_cached_candidates_come_back_whole_with_their_vectors():
         else:
             assert copy.embedding.dtype == original.embedding.dtype
             assert np.array_equal(copy.embedding, original.embedding)
+
+
+def test_recommendation_ids_are_unique_across_threads_and_forks():
+    """Ids come from a per-thread pool of random bytes: no two threads, and no forked child
+    (a web or Celery worker), may hand out the same ones."""
+    ids = [attribution.new_recommendation_id() for _ in range(1000)]  # several pools
+    others: list[str] = []
+    thread = threading.Thread(
+        target=lambda: others.extend(attribution.new_recommendation_id() for _ in range(500))
+    )
+    thread.start()
+    thread.join()
+    read_end, write_end = os.pipe()
+    child = os.fork()
+    if child == 0:  # pragma: no cover - the child's part
+        os.write(write_end, attribution.new_recommendation_id().encode())
+        os._exit(0)
+    os.waitpid(child, 0)
+    from_child = os.read(read_end, 64).decode()
+    os.close(read_end)
+    os.close(write_end)
+    parents_next = attribution.new_recommendation_id()
+    everything = [*ids, *others, from_child, parents_next]
+    assert all(len(i) == 20 and int(i, 16) >= 0 for i in everything)
+    assert len(set(everything)) == len(everything)

@@ -1,6 +1,7 @@
 """Stores, search, the campaign ranking hook, the QuerySet API and the tables behind them."""
 
 import datetime as dt
+import threading
 
 import pytest
 from django.db import connection
@@ -8,6 +9,7 @@ from django.db.models import QuerySet
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
+from recommendations.conf import rec_settings
 from recommendations.models import (
     PairKind,
     ProductDocument,
@@ -156,11 +158,61 @@ def test_a_querys_matches_are_kept_in_the_process_as_they_are(catalog, model, se
     search.search("mask", alice, Options(limit=3))  # a shorter pool: its own entry
     assert len(search.kept_matches) == 2
 
-    later = cache_module.time.monotonic() + settings.RECOMMENDATIONS.get("SERVING_CACHE_SECONDS", 60) + 1
+    seconds = settings.RECOMMENDATIONS.get("SERVING_CACHE_SECONDS", 60)
+    later = cache_module.time.monotonic() + 2 * seconds + 1
     monkeypatch.setattr(cache_module.time, "monotonic", lambda: later)
     with CaptureQueriesContext(connection) as executed:
         search.search("mask", alice, Options())
-    assert [q for q in executed.captured_queries if "websearch_to_tsquery" in q["sql"]]  # expired
+    assert [q for q in executed.captured_queries if "websearch_to_tsquery" in q["sql"]]  # long expired
+
+
+@pytest.mark.django_db(transaction=True)  # the refresh thread reads through its own connection
+def test_an_expired_querys_matches_are_served_while_a_thread_recomputes_them(catalog, model, monkeypatch):
+    """Stale-while-revalidate: the read after expiry answers at once from the old matches;
+    the process's refresh thread runs the keyword search and keeps new ones."""
+
+    def alice():  # a new page each time: nothing shown on it yet
+        return Audience(user=catalog.users["alice"])
+
+    first = search.search("mask", alice(), Options())
+    ((_, kept),) = search.kept_matches._entries.values()
+    later = cache_module.time.monotonic() + rec_settings.SERVING_CACHE_SECONDS + 1
+    monkeypatch.setattr(cache_module.time, "monotonic", lambda: later)
+    with CaptureQueriesContext(connection) as executed:
+        stale = search.search("mask", alice(), Options())
+    assert not [q for q in executed.captured_queries if "websearch_to_tsquery" in q["sql"]]
+    assert stale.ids == first.ids
+    assert cache_module.wait_for_refreshes()
+    ((_, refreshed),) = search.kept_matches._entries.values()
+    assert refreshed is not kept and refreshed.ids == kept.ids
+    assert search.search("mask", alice(), Options()).ids == first.ids
+
+
+def test_a_failed_refresh_keeps_the_old_value_and_a_clear_wins_over_a_refresh(monkeypatch, caplog):
+    kept = ProcessCache(size=4)
+    assert kept.get("k", lambda: "first") == "first"
+    later = cache_module.time.monotonic() + rec_settings.SERVING_CACHE_SECONDS + 1
+    monkeypatch.setattr(cache_module.time, "monotonic", lambda: later)
+
+    def broken():
+        raise RuntimeError("database down")
+
+    assert kept.get("k", broken) == "first"  # stale: answered at once, refreshed in the background
+    assert cache_module.wait_for_refreshes()
+    assert "Recomputing a kept value failed" in caplog.text
+
+    gate = threading.Event()
+
+    def slow():
+        gate.wait(10)
+        return "second"
+
+    assert kept.get("k", slow) == "first"  # the failure freed the key: a new refresh starts
+    kept.clear()  # e.g. the settings changed while it ran
+    gate.set()
+    assert cache_module.wait_for_refreshes()
+    assert len(kept) == 0  # what the refresh computed under the old settings was not kept
+    assert kept.get("k", lambda: "third") == "third"
 
 
 def test_the_process_cache_is_bounded_and_off_without_seconds(settings):
