@@ -9,7 +9,7 @@ process, in three timed phases:
 
 1. capacity of a plain DRF view with one query (the baseline), unpaced;
 2. capacity of the recommendation mix, unpaced (these two alternate in `--rounds` slices);
-3. latency of each endpoint at a paced 250 requests/s (the target load).
+3. latency of each endpoint at a paced 250 requests/s (the target load; `--rate` sets another).
 
 and prints p50/p99 per endpoint and requests/s beside the targets, plus recall@10 of the
 HNSW queries against exact search. BLAS is pinned to one thread in every worker.
@@ -684,6 +684,13 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--port", type=int, default=0, help="default: a free port")
+    parser.add_argument(
+        "--rate",
+        type=float,
+        default=TARGETS["req/s"],
+        help="requests/s of the paced phase (the targets are set at 250; a machine slower than the "
+        "issue's, whose one-query view serves under 600 req/s, may compare sizes at a rate both sustain)",
+    )
     args = parser.parse_args()
     n = 5_000 if args.quick else args.products
     n_users = min(n, MAX_USERS)
@@ -730,7 +737,7 @@ def main() -> None:
             baseline = summarise([r for run in base_runs for r in run], seconds)
             capacity = summarise([r for run in mix_runs for r in run], seconds)
             capacity["_total"]["ratios"] = ratios
-            paced = summarise(load(args.port, plan, headers, seconds, TARGETS["req/s"], "paced"), seconds)
+            paced = summarise(load(args.port, plan, headers, seconds, args.rate, "paced"), seconds)
             memory = {"web (gunicorn)": tree_memory(server.pid), **database_memory()}
         finally:
             server.terminate()
@@ -756,7 +763,8 @@ def report(n, n_users, args, seconds, recall, baseline, capacity, paced, memory,
         f"\nServing benchmark: {n:,} products, {n_users:,} users, gunicorn {args.workers} workers x "
         f"{args.threads} threads (gthread), {CONCURRENCY} clients, {seconds:.0f} s per phase, BLAS 1 thread"
     )
-    print(f"{'endpoint':<16}{'paced 250/s p50':>16}{'p99':>8}{'unpaced p50':>13}{'p99':>8}{'errors':>8}")
+    paced_at = f"paced {args.rate:.0f}/s p50"
+    print(f"{'endpoint':<16}{paced_at:>16}{'p99':>8}{'unpaced p50':>13}{'p99':>8}{'errors':>8}")
     for name in sorted(k for k in paced if not k.startswith("_")):
         p, c = paced[name], capacity.get(name, {"p50": float("nan"), "p99": float("nan")})
         print(
@@ -768,7 +776,7 @@ def report(n, n_users, args, seconds, recall, baseline, capacity, paced, memory,
     print(f"{'baseline (1 query)':<16} unpaced p50 {b['p50']:.1f} ms, p99 {b['p99']:.1f} ms")
     print(
         f"\nthroughput: recommendation mix {capacity['_total']['req/s']:.0f} req/s unpaced "
-        f"({paced['_total']['req/s']:.0f} req/s achieved at the paced 250/s); "
+        f"({paced['_total']['req/s']:.0f} req/s achieved at the paced {args.rate:.0f}/s); "
         f"baseline DRF view {baseline['_total']['req/s']:.0f} req/s; ratio "
         f"{capacity['_total']['req/s'] / baseline['_total']['req/s']:.3f} "
         f"(per round: {', '.join(f'{r:.3f}' for r in ratios)}; median {statistics.median(ratios):.3f})"
@@ -781,6 +789,8 @@ def report(n, n_users, args, seconds, recall, baseline, capacity, paced, memory,
     }
     for name, value in checks.items():
         verdict = "ok" if value <= TARGETS[name] else "MISSED"
+        if args.rate != TARGETS["req/s"]:
+            verdict = f"(set for {TARGETS['req/s']}/s; paced at {args.rate:.0f}/s here)"
         print(f"  {name:<16}{value:>8.1f}   target <= {TARGETS[name]:<5} {verdict}")
     rate = capacity["_total"]["req/s"]
     verdict = "ok" if rate >= TARGETS["req/s"] else "MISSED"
