@@ -23,6 +23,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
+from functools import partial
 from typing import Any, TypeVar
 
 from django.core.cache import cache
@@ -80,7 +81,8 @@ class ProcessCache:
                 self._entries.move_to_end(key)
                 if now >= entry[0] and key not in self._refreshing:
                     self._refreshing.add(key)
-                    Refresher.for_this_process().submit(self, key, compute, self._generation)
+                    refresh = partial(self._refresh, key, compute, self._generation)
+                    Refresher.for_this_process().submit(refresh)
                 return entry[1]
             generation = self._generation
         value = compute()  # outside the lock: two threads may compute one key, never block each other
@@ -97,9 +99,17 @@ class ProcessCache:
             while len(self._entries) > self.size:
                 self._entries.popitem(last=False)
 
-    def _refresh_failed(self, key: Hashable) -> None:
-        with self._lock:
-            self._refreshing.discard(key)
+    def _refresh(self, key: Hashable, compute: Callable[[], Any], generation: int) -> None:
+        started = time.perf_counter()
+        try:
+            value = compute()
+        except Exception:
+            with self._lock:
+                self._refreshing.discard(key)
+            logger.exception("Recomputing a kept value failed; the old one is served until it expires")
+            return
+        self._keep(key, value, generation)
+        logger.debug("Recomputed a kept value in %.1f ms", (time.perf_counter() - started) * 1000)
 
     def clear(self) -> None:
         with self._lock:
@@ -142,19 +152,8 @@ class Refresher:
                     refresher = cls._current = cls()
         return refresher
 
-    def submit(self, kept: ProcessCache, key: Hashable, compute: Callable[[], Any], generation: int) -> None:
-        def refresh() -> None:
-            started = time.perf_counter()
-            try:
-                value = compute()
-            except Exception:
-                kept._refresh_failed(key)
-                logger.exception("Recomputing a kept value failed; the old one is served until it expires")
-                return
-            kept._keep(key, value, generation)
-            logger.debug("Recomputed a kept value in %.1f ms", (time.perf_counter() - started) * 1000)
-
-        self.jobs.put((refresh, None))
+    def submit(self, job: Callable[[], None]) -> None:
+        self.jobs.put((job, None))
 
     def wait(self, timeout: float = 30.0) -> bool:
         """Finish what was submitted so far and close the thread's connections (tests: before
