@@ -25,6 +25,7 @@ from django.utils import timezone
 
 from recommendations.conf import rec_settings
 from recommendations.models import ServedRecommendation
+from recommendations.serving.process import PerProcess
 from recommendations.serving.types import Audience
 from recommendations.sql import array_literal
 
@@ -169,7 +170,7 @@ def record_served(
     return recommendation_id
 
 
-class ServedWriter:
+class ServedWriter(PerProcess):
     """One thread per process that writes queued served lists, in batches (COPY).
 
     Every `SERVED_WRITE_DELAY_SECONDS` (or when flushed) it takes what was queued and writes
@@ -181,27 +182,13 @@ class ServedWriter:
     showed them have been answered.
     """
 
-    _current: ServedWriter | None = None
-    _lock = threading.Lock()
-
     def __init__(self) -> None:
-        self.pid = os.getpid()
+        super().__init__()
         self.rows: deque[ServedRow] = deque()
         self.flushes: deque[threading.Event] = deque()
         self.wake = threading.Event()
         self.thread = threading.Thread(target=self._run, name="served-lists", daemon=True)
         self.thread.start()
-
-    @classmethod
-    def for_this_process(cls) -> ServedWriter:
-        """The writer of this process, started on first use (after a fork, a new one)."""
-        writer = cls._current
-        if writer is None or writer.pid != os.getpid():
-            with cls._lock:
-                writer = cls._current
-                if writer is None or writer.pid != os.getpid():
-                    writer = cls._current = cls()
-        return writer
 
     def add(self, row: ServedRow) -> None:
         if len(self.rows) >= MAX_QUEUED:
@@ -292,8 +279,8 @@ def _copy_sql() -> str:
 
 def flush_served(timeout: float = 30.0) -> bool:
     """Write this process's queued served lists now (at exit, in tests); True when done."""
-    writer = ServedWriter._current
-    if writer is None or writer.pid != os.getpid() or not writer.thread.is_alive():
+    writer = ServedWriter.running()
+    if writer is None or not writer.thread.is_alive():
         return True
     return writer.flush(timeout)
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 import queue
 import threading
 import time
@@ -31,6 +30,7 @@ from django.core.signals import setting_changed
 from django.db import close_old_connections, connections
 
 from recommendations.conf import rec_settings
+from recommendations.serving.process import PerProcess
 
 logger = logging.getLogger(__name__)
 
@@ -121,7 +121,7 @@ class ProcessCache:
         return len(self._entries)
 
 
-class Refresher:
+class Refresher(PerProcess):
     """One thread per process that recomputes expired `ProcessCache` values, one at a time.
 
     It runs each computation as a request would, between `close_old_connections()` calls,
@@ -130,27 +130,14 @@ class Refresher:
     """
 
     IDLE_SECONDS = 5.0
-    _current: Refresher | None = None
-    _lock = threading.Lock()
 
     def __init__(self) -> None:
-        self.pid = os.getpid()
+        super().__init__()
         self.jobs: queue.SimpleQueue[tuple[Callable[[], None] | None, threading.Event | None]] = (
             queue.SimpleQueue()
         )
         self.thread = threading.Thread(target=self._run, name="process-cache-refresh", daemon=True)
         self.thread.start()
-
-    @classmethod
-    def for_this_process(cls) -> Refresher:
-        """The refresher of this process, started on first use (after a fork, a new one)."""
-        refresher = cls._current
-        if refresher is None or refresher.pid != os.getpid():
-            with cls._lock:
-                refresher = cls._current
-                if refresher is None or refresher.pid != os.getpid():
-                    refresher = cls._current = cls()
-        return refresher
 
     def submit(self, job: Callable[[], None]) -> None:
         self.jobs.put((job, None))
@@ -185,8 +172,8 @@ _process_caches: list[ProcessCache] = []
 
 def wait_for_refreshes(timeout: float = 30.0) -> bool:
     """Finish this process's background recomputations, if any (`Refresher.wait`)."""
-    refresher = Refresher._current
-    return refresher is None or refresher.pid != os.getpid() or refresher.wait(timeout)
+    refresher = Refresher.running()
+    return refresher is None or refresher.wait(timeout)
 
 
 def clear_process_caches() -> None:

@@ -333,3 +333,29 @@ def test_recommendation_ids_are_unique_across_threads_and_forks():
     everything = [*ids, *others, from_child, parents_next]
     assert all(len(i) == 20 and int(i, 16) >= 0 for i in everything)
     assert len(set(everything)) == len(everything)
+
+
+def test_thread_owners_are_made_once_per_process_and_again_in_a_forked_child():
+    from recommendations.serving.process import PerProcess
+
+    class Owner(PerProcess):
+        pass
+
+    class Other(PerProcess):
+        pass
+
+    assert Owner.running() is None
+    owner = Owner.for_this_process()
+    assert Owner.for_this_process() is owner and Owner.running() is owner
+    assert Other.running() is None and Other.for_this_process() is not owner
+    read_end, write_end = os.pipe()
+    child = os.fork()
+    if child == 0:  # pragma: no cover - the child's part
+        fresh = Owner.running() is None and Owner.for_this_process() is not owner
+        os.write(write_end, b"fresh" if fresh else b"inherited")
+        os._exit(0)
+    os.waitpid(child, 0)
+    assert os.read(read_end, 16) == b"fresh"
+    os.close(read_end)
+    os.close(write_end)
+    assert Owner.for_this_process() is owner
