@@ -133,32 +133,31 @@ class Refresher(PerProcess):
 
     def __init__(self) -> None:
         super().__init__()
-        self.jobs: queue.SimpleQueue[tuple[Callable[[], None] | None, threading.Event | None]] = (
-            queue.SimpleQueue()
-        )
+        self.jobs: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
         self.thread = threading.Thread(target=self._run, name="process-cache-refresh", daemon=True)
         self.thread.start()
 
     def submit(self, job: Callable[[], None]) -> None:
-        self.jobs.put((job, None))
+        self.jobs.put(job)
 
     def wait(self, timeout: float = 30.0) -> bool:
         """Finish what was submitted so far and close the thread's connections (tests: before
         the database is emptied); False if that took longer than `timeout`."""
         done = threading.Event()
-        self.jobs.put((None, done))
+
+        def close_and_signal() -> None:  # runs in the thread: its own connections
+            connections.close_all()
+            done.set()
+
+        self.jobs.put(close_and_signal)
         return done.wait(timeout)
 
     def _run(self) -> None:
         while True:
             try:
-                job, done = self.jobs.get(timeout=self.IDLE_SECONDS)
+                job = self.jobs.get(timeout=self.IDLE_SECONDS)
             except queue.Empty:
                 connections.close_all()  # this thread's own
-                continue
-            if done is not None:
-                connections.close_all()
-                done.set()
                 continue
             close_old_connections()
             try:
