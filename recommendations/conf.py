@@ -146,6 +146,12 @@ DEFAULTS: dict[str, Any] = {
     "VECTOR_READ_DATABASE": None,
     # Seconds a computed list is reused (0 = off); a new event of the user starts a new one.
     "SERVING_CACHE_SECONDS": 60,
+    # Seconds each process reuses what a search query finds (its keyword hits and the products
+    # near their meaning, the same for every visitor), then as long again serving it while a
+    # thread recomputes it; 0 = every search reads it anew. A product's changed title reaches
+    # search this much later; stock and `is_active` are checked on every request. Longer than
+    # lists: at 1M products a common word's ranking costs PostgreSQL 20-130 ms.
+    "SEARCH_CACHE_SECONDS": 300,
     # Seconds a product's card (title, price, category, store, link) is reused between requests
     # while the adapter's `updated_field` is unchanged (0 = off; needs `updated_field`): the
     # store's name and the category path may lag this long. Stock is never taken from it.

@@ -7,7 +7,9 @@ Business rules (stock, exclusions, the page's shown set) run after the cache, pe
 
 What every visitor shares and a request reads whole (a search query's matches, with their
 vectors) is kept in the process instead (`ProcessCache`), as it is: unpickling it from
-Django's cache on every request cost a search a seventh of its CPU. What is read again after
+Django's cache on every request cost a search a seventh of its CPU (for `SEARCH_CACHE_SECONDS`,
+five minutes: at 1M products the recomputations in three processes took PostgreSQL a
+seventh of a core with the lists' one minute). What is read again after
 it expired is served once more while a thread of the process recomputes it, so a popular
 query never waits for its recomputation (at 1M products, ranking "shampoo"'s 20,000
 keyword matches takes PostgreSQL 20-35 ms).
@@ -52,16 +54,18 @@ def cached(key: tuple[Hashable, ...], compute: Callable[[], T]) -> T:
 
 
 class ProcessCache:
-    """Values by key in this process, not copied, each fresh for `SERVING_CACHE_SECONDS`; the
-    least recently used go first beyond `size`. Values must not be changed by whoever reads them.
+    """Values by key in this process, not copied, each fresh for the seconds that the setting
+    `lifetime` names (0: not kept); the least recently used go first beyond `size`. Values
+    must not be changed by whoever reads them.
 
-    A value read in the next `SERVING_CACHE_SECONDS` after it expired is returned as it is
-    while the process's refresh thread recomputes it (stale-while-revalidate); one read later
-    still computes it in the request. A failed refresh is logged and leaves the old value.
+    A value read within as many seconds again after it expired is returned as it is while the
+    process's refresh thread recomputes it (stale-while-revalidate); one read later still
+    computes it in the request. A failed refresh is logged and leaves the old value.
     """
 
-    def __init__(self, size: int) -> None:
+    def __init__(self, size: int, lifetime: str = "SERVING_CACHE_SECONDS") -> None:
         self.size = size
+        self.lifetime = lifetime
         self._entries: OrderedDict[Hashable, tuple[float, Any]] = OrderedDict()
         self._lock = threading.Lock()
         self._refreshing: set[Hashable] = set()
@@ -71,7 +75,7 @@ class ProcessCache:
 
     def get(self, key: Hashable, compute: Callable[[], T]) -> T:
         """The value kept for `key`, else `compute()` (kept when caching is on)."""
-        seconds = rec_settings.SERVING_CACHE_SECONDS
+        seconds = getattr(rec_settings, self.lifetime)
         if not seconds:
             return compute()
         now = time.monotonic()
@@ -94,7 +98,7 @@ class ProcessCache:
             self._refreshing.discard(key)
             if generation != self._generation:
                 return
-            self._entries[key] = (time.monotonic() + rec_settings.SERVING_CACHE_SECONDS, value)
+            self._entries[key] = (time.monotonic() + getattr(rec_settings, self.lifetime), value)
             self._entries.move_to_end(key)
             while len(self._entries) > self.size:
                 self._entries.popitem(last=False)

@@ -146,7 +146,7 @@ def _matches(
 
 
 # Queries' matches kept in each process: about 70 KB each with 64-d vectors.
-kept_matches = ProcessCache(size=256)
+kept_matches = ProcessCache(size=256, lifetime="SEARCH_CACHE_SECONDS")
 
 
 def search(query: str, audience: Audience, options: Options) -> RecommendationResult:

@@ -149,7 +149,9 @@ def test_what_a_query_finds_is_shared_by_visitors_and_only_rescored_per_visitor(
 
 def test_a_querys_matches_are_kept_in_the_process_as_they_are(catalog, model, settings, monkeypatch):
     """No copy per request (unpickling them was a seventh of a search's CPU), for
-    SERVING_CACHE_SECONDS, per query, model version and pool length."""
+    SEARCH_CACHE_SECONDS (not the lists' SERVING_CACHE_SECONDS), per query, model version and
+    pool length."""
+    settings.RECOMMENDATIONS = {**settings.RECOMMENDATIONS, "SERVING_CACHE_SECONDS": 0}
     alice = Audience(user=catalog.users["alice"])
     search.search("mask", alice, Options())
     (kept,) = search.kept_matches._entries.values()
@@ -158,12 +160,18 @@ def test_a_querys_matches_are_kept_in_the_process_as_they_are(catalog, model, se
     search.search("mask", alice, Options(limit=3))  # a shorter pool: its own entry
     assert len(search.kept_matches) == 2
 
-    seconds = settings.RECOMMENDATIONS.get("SERVING_CACHE_SECONDS", 60)
+    seconds = rec_settings.SEARCH_CACHE_SECONDS
     later = cache_module.time.monotonic() + 2 * seconds + 1
     monkeypatch.setattr(cache_module.time, "monotonic", lambda: later)
     with CaptureQueriesContext(connection) as executed:
         search.search("mask", alice, Options())
     assert [q for q in executed.captured_queries if "websearch_to_tsquery" in q["sql"]]  # long expired
+
+    settings.RECOMMENDATIONS = {**settings.RECOMMENDATIONS, "SEARCH_CACHE_SECONDS": 0}
+    with CaptureQueriesContext(connection) as executed:
+        search.search("mask", alice, Options())
+    assert [q for q in executed.captured_queries if "websearch_to_tsquery" in q["sql"]]  # not kept
+    assert len(search.kept_matches) == 0
 
 
 @pytest.mark.django_db(transaction=True)  # the refresh thread reads through its own connection
@@ -176,7 +184,7 @@ def test_an_expired_querys_matches_are_served_while_a_thread_recomputes_them(cat
 
     first = search.search("mask", alice(), Options())
     ((_, kept),) = search.kept_matches._entries.values()
-    later = cache_module.time.monotonic() + rec_settings.SERVING_CACHE_SECONDS + 1
+    later = cache_module.time.monotonic() + rec_settings.SEARCH_CACHE_SECONDS + 1
     monkeypatch.setattr(cache_module.time, "monotonic", lambda: later)
     with CaptureQueriesContext(connection) as executed:
         stale = search.search("mask", alice(), Options())
