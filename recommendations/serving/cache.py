@@ -7,12 +7,12 @@ Business rules (stock, exclusions, the page's shown set) run after the cache, pe
 
 What every visitor shares and a request reads whole (a search query's matches, with their
 vectors) is kept in the process instead (`ProcessCache`), as it is: unpickling it from
-Django's cache on every request cost a search a seventh of its CPU (for `SEARCH_CACHE_SECONDS`,
-five minutes: at 1M products the recomputations in three processes took PostgreSQL a
-seventh of a core with the lists' one minute). What is read again after
+Django's cache on every request cost a search a seventh of its CPU. What is read again after
 it expired is served once more while a thread of the process recomputes it, so a popular
 query never waits for its recomputation (at 1M products, ranking "shampoo"'s 20,000
-keyword matches takes PostgreSQL 20-35 ms).
+keyword matches takes PostgreSQL 20-35 ms). Search matches have their own, longer lifetime
+(`SEARCH_CACHE_SECONDS`): with the lists' minute, three processes' recomputations took a
+seventh of a core at 1M products and held up other requests' statements.
 """
 
 from __future__ import annotations
