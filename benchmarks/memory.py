@@ -1,4 +1,4 @@
-"""Memory and CPU time of process trees, read from /proc (Linux).
+"""Memory and CPU time of process trees and of the machine, read from /proc (Linux).
 
 `VmHWM` is a process's peak RSS. Shared memory (PostgreSQL's shared_buffers) appears in the
 RSS of every process that touched it, so a tree's total counts each process's private memory
@@ -70,6 +70,23 @@ def cpu_seconds(pids: list[int]) -> float:
     """User + system CPU time of these processes (those that have exited count 0)."""
     ticks = sum(int(f[11]) + int(f[12]) for f in map(_stat_fields, pids) if f)
     return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """User + system CPU time of `pid` and every process below it, those that have exited and
+    been waited for included (a parent's counts of its waited-for children): unlike
+    `cpu_seconds` over a list of processes, it never goes down as PostgreSQL's backends or
+    gunicorn's workers come and go."""
+    fields = (_stat_fields(p) for p in descendants(pid))
+    ticks = sum(int(f[11]) + int(f[12]) + int(f[13]) + int(f[14]) for f in fields if f)
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def machine_cpu_seconds() -> float:
+    """CPU time the whole machine has spent busy since boot (every core: user, system, interrupts)."""
+    fields = (PROC / "stat").read_text().split("\n", 1)[0].split()[1:]
+    user, nice, system, _idle, _iowait, irq, softirq = map(int, fields[:7])
+    return (user + nice + system + irq + softirq) / os.sysconf("SC_CLK_TCK")
 
 
 def tree_memory(pid: int) -> TreeMemory:

@@ -40,7 +40,12 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.memory import database_pid, tree_memory  # noqa: E402
+from benchmarks.memory import (  # noqa: E402
+    database_pid,
+    machine_cpu_seconds,
+    tree_cpu_seconds,
+    tree_memory,
+)
 
 THREAD_ENV = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 TARGETS = {
@@ -728,21 +733,58 @@ def main() -> None:
             # The unpaced phases alternate in slices, so that a shared machine's slow spell
             # falls on both sides of the ratio rather than on one phase.
             base_runs, mix_runs, ratios = [], [], []
+            base_cpu, mix_cpu = CpuSplit(server.pid), CpuSplit(server.pid)
             for round_ in range(args.rounds):
-                base_runs.append(
-                    load(args.port, baseline_plan, {}, seconds / args.rounds, None, f"view {round_}")
-                )
-                mix_runs.append(load(args.port, plan, headers, seconds / args.rounds, None, f"mix {round_}"))
+                with base_cpu:
+                    base_runs.append(
+                        load(args.port, baseline_plan, {}, seconds / args.rounds, None, f"view {round_}")
+                    )
+                with mix_cpu:
+                    mix_runs.append(
+                        load(args.port, plan, headers, seconds / args.rounds, None, f"mix {round_}")
+                    )
                 ratios.append(len(mix_runs[-1]) / max(len(base_runs[-1]), 1))
             baseline = summarise([r for run in base_runs for r in run], seconds)
             capacity = summarise([r for run in mix_runs for r in run], seconds)
             capacity["_total"]["ratios"] = ratios
+            baseline["_total"]["cpu"] = base_cpu.per_request(sum(map(len, base_runs)))
+            capacity["_total"]["cpu"] = mix_cpu.per_request(sum(map(len, mix_runs)))
             paced = summarise(load(args.port, plan, headers, seconds, args.rate, "paced"), seconds)
             memory = {"web (gunicorn)": tree_memory(server.pid), **database_memory()}
         finally:
             server.terminate()
             server.wait(timeout=30)
     report(n, n_users, args, seconds, recall, baseline, capacity, paced, memory, built_lists())
+
+
+class CpuSplit:
+    """CPU time spent inside `with` blocks by the web server's processes, PostgreSQL's (when it
+    runs on this machine) and everything else on the machine (the load clients, the kernel),
+    summed over the blocks: where a phase's requests cost their CPU."""
+
+    def __init__(self, server_pid: int) -> None:
+        self.server_pid, self.database_pid = server_pid, database_pid()
+        self.totals = [0.0, 0.0, 0.0]
+
+    def _now(self) -> tuple[float, float, float]:
+        database = tree_cpu_seconds(self.database_pid) if self.database_pid else 0.0
+        return tree_cpu_seconds(self.server_pid), database, machine_cpu_seconds()
+
+    def __enter__(self) -> None:
+        self.started = self._now()
+
+    def __exit__(self, *exc: object) -> None:
+        for index, (end, start) in enumerate(zip(self._now(), self.started, strict=True)):
+            self.totals[index] += end - start
+
+    def per_request(self, requests: int) -> dict[str, float | None]:
+        """Milliseconds of CPU per request: web, database (None: not on this machine), rest."""
+        web, database, machine = (total * 1000 / max(requests, 1) for total in self.totals)
+        return {
+            "web": web,
+            "database": database if self.database_pid else None,
+            "rest": machine - web - database,
+        }
 
 
 def built_lists() -> dict[str, Any]:
@@ -800,6 +842,15 @@ def report(n, n_users, args, seconds, recall, baseline, capacity, paced, memory,
         f"  (where the one-query view serves the issue's {REFERENCE_BASELINE} req/s, this ratio "
         f"means about {projected:.0f} req/s)"
     )
+    print(
+        "\nCPU per request in the unpaced phases, ms: "
+        "web server / PostgreSQL / the rest (load clients, kernel)"
+    )
+    for name, phase in (("one-query view", baseline), ("recommendation mix", capacity)):
+        cpu = phase["_total"]["cpu"]
+        database = "n/a" if cpu["database"] is None else f"{cpu['database']:.2f}"
+        total = cpu["web"] + (cpu["database"] or 0.0) + cpu["rest"]
+        print(f"  {name:<20}{cpu['web']:.2f} / {database} / {cpu['rest']:.2f}   (total {total:.2f})")
     print("\nMemory at the end of the load phases")
     for name, usage in memory.items():
         print(f"  {name:<16}{usage.describe()}")
