@@ -11,7 +11,8 @@ process, in three timed phases:
 2. capacity of the recommendation mix, unpaced (these two alternate in `--rounds` slices);
 3. latency of each endpoint at a paced 250 requests/s (the target load; `--rate` sets another).
 
-and prints p50/p99 per endpoint and requests/s beside the targets, plus recall@10 of the
+and prints p50/p99 per endpoint and requests/s beside the targets, the CPU per request of
+the unpaced phases (web server / PostgreSQL / the rest of the machine), plus recall@10 of the
 HNSW queries against exact search. BLAS is pinned to one thread in every worker.
 
     python benchmarks/serving.py                  # full run (first run builds the data: ~10 min)
