@@ -66,17 +66,10 @@ def descendants(pid: int) -> list[int]:
     return tree
 
 
-def cpu_seconds(pids: list[int]) -> float:
-    """User + system CPU time of these processes (those that have exited count 0)."""
-    ticks = sum(int(f[11]) + int(f[12]) for f in map(_stat_fields, pids) if f)
-    return ticks / os.sysconf("SC_CLK_TCK")
-
-
 def tree_cpu_seconds(pid: int) -> float:
     """User + system CPU time of `pid` and every process below it, those that have exited and
-    been waited for included (a parent's counts of its waited-for children): unlike
-    `cpu_seconds` over a list of processes, it never goes down as PostgreSQL's backends or
-    gunicorn's workers come and go."""
+    been waited for included (a parent's counts of its waited-for children), so it never goes
+    down as PostgreSQL's backends or gunicorn's workers come and go."""
     fields = (_stat_fields(p) for p in descendants(pid))
     ticks = sum(int(f[11]) + int(f[12]) + int(f[13]) + int(f[14]) for f in fields if f)
     return ticks / os.sysconf("SC_CLK_TCK")

@@ -3,8 +3,9 @@
 Latency under load on a shared 2-core machine mostly measures the queue; CPU seconds per
 request say what a given throughput needs. This starts gunicorn with one sync worker on the
 data of `benchmarks/serving.py` (build it first), sends each endpoint's requests one after
-another on a keep-alive connection, and reads the CPU time of the worker and of every
-PostgreSQL process from /proc before and after. The plain one-query view is the baseline.
+another on a keep-alive connection, and reads the CPU time of gunicorn's processes and of
+PostgreSQL's (with their exited children) from /proc before and after. The plain one-query view
+is the baseline.
 
     python benchmarks/serving.py --products 100000 && python benchmarks/serving_cpu.py
     python benchmarks/serving_cpu.py --products 1000000 --requests 100
@@ -23,7 +24,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks import serving  # noqa: E402 - the data, the gunicorn launcher, the HTTP client
-from benchmarks.memory import cpu_seconds, database_pid, descendants  # noqa: E402
+from benchmarks.memory import database_pid, tree_cpu_seconds  # noqa: E402
 
 KINDS = ("for-you", "similar", "search", "trending", "bought-together", "store-products")
 
@@ -54,6 +55,10 @@ def main() -> None:
     from shop.models import Store
 
     database = database_pid()
+
+    def database_cpu() -> float:
+        return tree_cpu_seconds(database) if database else 0.0
+
     api_key, raw = ApiKey.objects.create_key("serving CPU benchmark", [Scope.RECOMMENDATIONS_READ.value])
     plan = serving.request_plan(min(args.products, serving.MAX_USERS), args.products, Store.objects.count())
     connections.close_all()
@@ -64,20 +69,18 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as workdir:
             server = serving.start_server(Path(workdir), db_name, port, workers=1, threads=1)
             try:
-                worker = [pid for pid in descendants(server.pid) if pid != server.pid]
                 kinds = {"baseline": [f"/bench/baseline/{i}/" for i in range(1, args.requests + 6)]}
                 kinds |= {kind: [p for k, p in plan if k == kind][: args.requests + 5] for kind in KINDS}
                 for kind, paths in kinds.items():
                     asyncio.run(_send(port, paths[:5], headers))
-                    pids = descendants(database) if database else []
-                    web, db, started = cpu_seconds(worker), cpu_seconds(pids), time.perf_counter()
+                    web, db, started = tree_cpu_seconds(server.pid), database_cpu(), time.perf_counter()
                     asyncio.run(_send(port, paths[5:], headers))
                     n = len(paths) - 5
                     rows.append(
                         (
                             kind,
-                            (cpu_seconds(worker) - web) * 1000 / n,
-                            (cpu_seconds(pids) - db) * 1000 / n if database else float("nan"),
+                            (tree_cpu_seconds(server.pid) - web) * 1000 / n,
+                            (database_cpu() - db) * 1000 / n if database else float("nan"),
                             (time.perf_counter() - started) * 1000 / n,
                         )
                     )
