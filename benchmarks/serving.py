@@ -691,6 +691,12 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--port", type=int, default=0, help="default: a free port")
     parser.add_argument(
+        "--cache-url",
+        default=os.environ.get("CACHE_URL"),
+        help="Django's cache shared by the web processes, as a cluster would have it (e.g. "
+        "redis://127.0.0.1:6379/3, emptied first); default: $CACHE_URL, else each process's own memory",
+    )
+    parser.add_argument(
         "--rate",
         type=float,
         default=TARGETS["req/s"],
@@ -702,8 +708,14 @@ def main() -> None:
     n_users = min(n, MAX_USERS)
     seconds = args.seconds or (8 if args.quick else 30)
     db_name = f"bench_serving_{n}"
+    if args.cache_url:
+        os.environ["CACHE_URL"] = args.cache_url  # this process's settings and the server's
     setup_django(db_name)
+    from django.core.cache import cache
     from django.core.management import call_command
+
+    if args.cache_url:
+        cache.clear()  # a previous run's search matches would start this one warm
 
     call_command("migrate", verbosity=0)
     if args.rebuild or not data_is_built(n):
@@ -806,6 +818,7 @@ def report(n, n_users, args, seconds, recall, baseline, capacity, paced, memory,
         f"\nServing benchmark: {n:,} products, {n_users:,} users, gunicorn {args.workers} workers x "
         f"{args.threads} threads (gthread), {CONCURRENCY} clients, {seconds:.0f} s per phase, BLAS 1 thread"
     )
+    print(f"Django's cache: {args.cache_url or 'each process its own memory'}")
     paced_at = f"paced {args.rate:.0f}/s p50"
     print(f"{'endpoint':<16}{paced_at:>16}{'p99':>8}{'unpaced p50':>13}{'p99':>8}{'errors':>8}")
     for name in sorted(k for k in paced if not k.startswith("_")):

@@ -147,7 +147,8 @@ DEFAULTS: dict[str, Any] = {
     # Seconds a computed list is reused (0 = off); a new event of the user starts a new one.
     "SERVING_CACHE_SECONDS": 60,
     # Seconds each process reuses what a search query finds (its keyword hits and the products
-    # near their meaning, the same for every visitor), then as long again serving it while a
+    # near their meaning, the same for every visitor; other processes take a copy from Django's
+    # cache), counted from when it was computed, then as long again serving it while a
     # thread recomputes it; 0 = every search reads it anew. A product's changed title reaches
     # search this much later; stock and `is_active` are checked on every request. Longer than
     # lists: at 1M products a common word's ranking costs PostgreSQL 20-130 ms.

@@ -1,6 +1,7 @@
 """Hooks for every test."""
 
 import pytest
+from django.core.cache import cache
 
 from recommendations.serving.attribution import flush_served
 from recommendations.serving.cache import clear_process_caches, wait_for_refreshes
@@ -18,6 +19,8 @@ def pytest_runtest_teardown(item, nextitem):
 
 @pytest.fixture(autouse=True)
 def fresh_process_caches():
-    """What a process keeps as it is (a query's matches) must not outlive the test's data."""
+    """What a process keeps as it is (a query's matches), and its copies in Django's cache,
+    must not outlive the test's data."""
+    cache.clear()
     clear_process_caches()
     yield

@@ -20,13 +20,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
-from django.core.cache import cache
 from django.db.models import BooleanField, Q
 from django.db.models.expressions import RawSQL
 
 from recommendations.adapters import ProductRecord, get_product_adapter
 from recommendations.marketing.inventory import slow_sellers
 from recommendations.models import Campaign, ProductDocument
+from recommendations.serving.cache import from_cache
 
 CACHE_SECONDS = 600
 CACHE_PREFIX = "recommendations:campaign-products:"
@@ -57,12 +57,7 @@ class CampaignScope:
 def _cached(campaign: Campaign, part: str, compute: Callable[[], T]) -> T:
     """Reuse a result per campaign for CACHE_SECONDS; editing the campaign starts afresh."""
     stamp = campaign.updated_at.timestamp() if campaign.updated_at else 0
-    key = f"{CACHE_PREFIX}{part}:{campaign.pk}:{stamp}"
-    found = cache.get(key)
-    if found is None:
-        found = compute()
-        cache.set(key, found, CACHE_SECONDS)
-    return found
+    return from_cache(f"{CACHE_PREFIX}{part}:{campaign.pk}:{stamp}", compute, CACHE_SECONDS)
 
 
 def _matching_ids(scope: CampaignScope, available_only: bool) -> list[str]:

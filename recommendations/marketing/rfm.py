@@ -21,12 +21,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from django.core.cache import cache
 from django.db.models import Count, Max, QuerySet, Sum
 from django.db.models.functions import Coalesce, TruncDate
 from django.utils import timezone
 
 from recommendations.models import Event, EventType
+from recommendations.serving.cache import from_cache
 
 THRESHOLD_CACHE_KEY = "recommendations:rfm:high-spend"
 THRESHOLD_CACHE_SECONDS = 3600
@@ -88,12 +88,12 @@ def _quantile(spends: Iterable[Any], q: float) -> float:
 
 def high_spend_threshold(thresholds: RfmThresholds = RfmThresholds()) -> float:
     """Spend at the configured quantile of all customers (cached; 0 with no customers)."""
-    key = f"{THRESHOLD_CACHE_KEY}:{thresholds.high_spend_quantile}"
-    value = cache.get(key)
-    if value is None:
-        value = _quantile(_per_customer().values_list("spend", flat=True), thresholds.high_spend_quantile)
-        cache.set(key, value, THRESHOLD_CACHE_SECONDS)
-    return value
+    quantile = thresholds.high_spend_quantile
+    return from_cache(
+        f"{THRESHOLD_CACHE_KEY}:{quantile}",
+        lambda: _quantile(_per_customer().values_list("spend", flat=True), quantile),
+        THRESHOLD_CACHE_SECONDS,
+    )
 
 
 def _row(row: dict[str, Any], now: dt.datetime, high_spend: float, thresholds: RfmThresholds) -> CustomerRfm:

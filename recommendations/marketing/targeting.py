@@ -18,7 +18,6 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from django.core.cache import cache
 from django.core.exceptions import ValidationError
 from django.db.models import Count
 from django.db.models.fields.json import KT
@@ -28,6 +27,7 @@ from recommendations.marketing.products import interest_scope, offer
 from recommendations.marketing.rfm import customer_rfm
 from recommendations.models import Campaign, CampaignKind, Event, EventType
 from recommendations.models.marketing import CAMPAIGN_CONTEXT_KEY
+from recommendations.serving.cache import from_cache
 from recommendations.serving.campaigns import rank_product_sets
 from recommendations.serving.types import Audience
 from recommendations.vectors.queries import active_version
@@ -59,9 +59,8 @@ def views_so_far(campaigns: Sequence[Campaign]) -> dict[int, int]:
     ids = sorted(c.pk for c in campaigns)
     if not ids:
         return {}
-    key = "recommendations:campaign-views:" + ",".join(map(str, ids))
-    counts = cache.get(key)
-    if counts is None:
+
+    def count() -> dict[int, int]:
         rows = (
             Event.objects.filter(event_type=EventType.CAMPAIGN_VIEW)
             .annotate(campaign=KT(f"context__{CAMPAIGN_CONTEXT_KEY}"))
@@ -69,9 +68,9 @@ def views_so_far(campaigns: Sequence[Campaign]) -> dict[int, int]:
             .values("campaign")
             .annotate(n=Count("id"))
         )
-        counts = {int(row["campaign"]): row["n"] for row in rows}
-        cache.set(key, counts, VIEWS_CACHE_SECONDS)
-    return counts
+        return {int(row["campaign"]): row["n"] for row in rows}
+
+    return from_cache("recommendations:campaign-views:" + ",".join(map(str, ids)), count, VIEWS_CACHE_SECONDS)
 
 
 def _valid(campaign: Campaign) -> bool:

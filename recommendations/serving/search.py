@@ -145,14 +145,16 @@ def _matches(
     return QueryMatches(ids, np.array(scores, dtype=np.float64), matched, rows, row_of, units)
 
 
-# Queries' matches kept in each process: about 70 KB each with 64-d vectors.
-kept_matches = ProcessCache(size=256, lifetime="SEARCH_CACHE_SECONDS")
+# Queries' matches kept in each process, and shared with the others through Django's cache:
+# about 70 KB each with 64-d vectors. The prefix names the layout of `QueryMatches`.
+kept_matches = ProcessCache(size=256, lifetime="SEARCH_CACHE_SECONDS", shared_as="recommendations:search:1:")
 
 
 def search(query: str, audience: Audience, options: Options) -> RecommendationResult:
     """Products for `query`, best first, personalised for the visitor when a model is active.
 
-    What the query finds is shared by every visitor (`query_matches`, kept in the process);
+    What the query finds is shared by every visitor (`query_matches`, kept in the process and
+    shared between processes through Django's cache);
     the visitor's taste only re-scores it, so a popular query costs only the visitor's own
     reads (history and stored vector) and the rules.
     """

@@ -1,9 +1,12 @@
 """Stores, search, the campaign ranking hook, the QuerySet API and the tables behind them."""
 
 import datetime as dt
+import os
 import threading
+import uuid
 
 import pytest
+from django.core.cache import cache as django_cache
 from django.db import connection
 from django.db.models import QuerySet
 from django.test.utils import CaptureQueriesContext
@@ -161,8 +164,9 @@ def test_a_querys_matches_are_kept_in_the_process_as_they_are(catalog, model, se
     assert len(search.kept_matches) == 2
 
     seconds = rec_settings.SEARCH_CACHE_SECONDS
-    later = cache_module.time.monotonic() + 2 * seconds + 1
+    later, wall = cache_module.time.monotonic() + 2 * seconds + 1, cache_module.time.time() + 2 * seconds + 1
     monkeypatch.setattr(cache_module.time, "monotonic", lambda: later)
+    monkeypatch.setattr(cache_module.time, "time", lambda: wall)  # the shared copy is as old
     with CaptureQueriesContext(connection) as executed:
         search.search("mask", alice, Options())
     assert [q for q in executed.captured_queries if "websearch_to_tsquery" in q["sql"]]  # long expired
@@ -184,8 +188,10 @@ def test_an_expired_querys_matches_are_served_while_a_thread_recomputes_them(cat
 
     first = search.search("mask", alice(), Options())
     ((_, kept),) = search.kept_matches._entries.values()
-    later = cache_module.time.monotonic() + rec_settings.SEARCH_CACHE_SECONDS + 1
+    seconds = rec_settings.SEARCH_CACHE_SECONDS
+    later, wall = cache_module.time.monotonic() + seconds + 1, cache_module.time.time() + seconds + 1
     monkeypatch.setattr(cache_module.time, "monotonic", lambda: later)
+    monkeypatch.setattr(cache_module.time, "time", lambda: wall)  # the shared copy expired too
     with CaptureQueriesContext(connection) as executed:
         stale = search.search("mask", alice(), Options())
     assert not [q for q in executed.captured_queries if "websearch_to_tsquery" in q["sql"]]
@@ -194,6 +200,90 @@ def test_an_expired_querys_matches_are_served_while_a_thread_recomputes_them(cat
     ((_, refreshed),) = search.kept_matches._entries.values()
     assert refreshed is not kept and refreshed.ids == kept.ids
     assert search.search("mask", alice(), Options()).ids == first.ids
+
+
+def test_a_process_without_a_querys_matches_takes_the_copy_another_process_shared(
+    catalog, model, monkeypatch
+):
+    """A restarted process (its own cache empty) reads the matches that another process put in
+    Django's cache instead of running the keyword search, and they expire when the first
+    process's do: the lifetime runs from when they were computed."""
+    alice = Audience(user=catalog.users["alice"])
+    first = search.search("mask", alice, Options())
+    ((computed_until, _),) = search.kept_matches._entries.values()
+    search.kept_matches.clear()  # another process, or this one restarted
+
+    seconds = rec_settings.SEARCH_CACHE_SECONDS
+    wall = cache_module.time.time() + seconds / 2  # half its lifetime later
+    monkeypatch.setattr(cache_module.time, "time", lambda: wall)
+    with CaptureQueriesContext(connection) as executed:
+        again = search.search("mask", Audience(user=catalog.users["alice"]), Options())
+    assert not [q for q in executed.captured_queries if "websearch_to_tsquery" in q["sql"]]
+    assert again.ids == first.ids
+    ((copied_until, _),) = search.kept_matches._entries.values()
+    assert copied_until == pytest.approx(computed_until - seconds / 2, abs=1.0)
+
+    search.kept_matches.clear()
+    wall += seconds  # the shared copy is past its lifetime: computed anew
+    with CaptureQueriesContext(connection) as executed:
+        assert search.search("mask", Audience(user=catalog.users["alice"]), Options()).ids == first.ids
+    assert [q for q in executed.captured_queries if "websearch_to_tsquery" in q["sql"]]
+
+
+REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/8")
+
+
+@pytest.fixture
+def redis_cache(settings):
+    """Django's cache on a real Redis, as a cluster of web processes would share it."""
+    redis = pytest.importorskip("redis")
+    try:
+        redis.Redis.from_url(REDIS_URL, socket_connect_timeout=1).ping()
+    except redis.ConnectionError as error:
+        pytest.skip(f"no Redis at {REDIS_URL} ({error}); set TEST_REDIS_URL")
+    settings.CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_URL,
+            "KEY_PREFIX": f"test-{uuid.uuid4().hex}",
+        }
+    }
+    yield
+    django_cache.clear()
+
+
+def test_a_querys_matches_travel_between_processes_through_redis(catalog, model, redis_cache):
+    alice = Audience(user=catalog.users["alice"])
+    first = search.search("mask", alice, Options())
+    ((_, computed),) = search.kept_matches._entries.values()
+    search.kept_matches.clear()
+    with CaptureQueriesContext(connection) as executed:
+        again = search.search("mask", Audience(user=catalog.users["alice"]), Options())
+    assert not [q for q in executed.captured_queries if "websearch_to_tsquery" in q["sql"]]
+    assert again.ids == first.ids
+    ((_, copied),) = search.kept_matches._entries.values()
+    assert copied is not computed and copied.ids == computed.ids
+    assert (copied.scores == computed.scores).all() and (copied.units == computed.units).all()
+
+
+def test_search_and_lists_answer_when_djangos_cache_is_down(catalog, model, settings, caplog):
+    """The cache is an optimisation: with Redis unreachable the answers are computed, the same
+    as with a cache, and the failure logged, nothing raised."""
+
+    def answers() -> tuple[list[str], list[str]]:
+        alice = Audience(user=catalog.users["alice"])
+        return search.search("mask", alice, Options()).ids, products.trending(Audience(), Options()).ids
+
+    with_cache = answers()
+    settings.CACHES = {  # clears the process caches too
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": "redis://127.0.0.1:9/0",
+        }
+    }
+    assert answers() == with_cache and with_cache[0] and with_cache[1]
+    assert "Django's cache could not be read (ConnectionError" in caplog.text
+    assert "Django's cache could not be written (ConnectionError" in caplog.text
 
 
 def test_a_failed_refresh_keeps_the_old_value_and_a_clear_wins_over_a_refresh(monkeypatch, caplog):
