@@ -99,6 +99,13 @@ def price_of(value: Any) -> float | None:
     return float(value) if isinstance(value, int | float | Decimal) else None
 
 
+def key_order(key: str) -> tuple[int, str]:
+    """Sort key of an engine key (`BaseAdapter.key`): numeric keys by value ("9" before "10"),
+    others by length, then text. Equal scores are ordered by it everywhere, so an answer does
+    not depend on the order in which an index or a table returned its ties."""
+    return len(key), key
+
+
 def _in_stock(stock: Any) -> bool:
     if stock is None:
         return True

@@ -17,7 +17,7 @@ import numpy as np
 from django.db import models
 from django.db.models import BooleanField, Case, Q, Value, When
 
-from recommendations.adapters import ProductAdapter, get_product_adapter
+from recommendations.adapters import ProductAdapter, get_product_adapter, key_order
 from recommendations.conf import DEFAULTS, rec_settings
 from recommendations.serving import history as history_module
 from recommendations.serving import variants
@@ -272,7 +272,7 @@ def finalize(
             require_store(store_id)
     pool = [c for c in pool if c.product_id in groups and factors[c.product_id] > 0]
     adjusted = _adjusted_scores(pool, factors)
-    ordered = sorted(pool, key=lambda c: (c.tier, -adjusted[c.product_id], c.product_id))
+    ordered = sorted(pool, key=lambda c: (c.tier, -adjusted[c.product_id], key_order(c.product_id)))
     chosen = _diversify(ordered, adjusted, groups, rules, limit)
     shown = ShownObjects(
         [c.product_id for c in chosen],

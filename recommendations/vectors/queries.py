@@ -30,6 +30,7 @@ from django.db.models import Model, QuerySet
 from django.db.models.sql import Query
 from pgvector import Vector
 
+from recommendations.adapters import key_order
 from recommendations.conf import rec_settings
 from recommendations.models import (
     ModelStatus,
@@ -436,5 +437,7 @@ def _nearest(
         return []
     # <#> is the negative inner product; <=> is 1 - cosine similarity.
     scored = [(str(pk), 1.0 - dist if kind == "cosine" else -dist, *rest) for pk, dist, *rest in found]
-    scored.sort(key=lambda row: row[1], reverse=True)
+    # Equal scores in key order: the index returns ties in whatever order its pages hold them,
+    # and an answer must not change with that.
+    scored.sort(key=lambda row: (-row[1], key_order(row[0])))
     return scored[:k]

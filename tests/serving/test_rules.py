@@ -10,11 +10,12 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from recommendations.models import ServedRecommendation
+from recommendations.models import ProductVector, ServedRecommendation
 from recommendations.serving import attribution, products
-from recommendations.serving.rules import rules_for
+from recommendations.serving.rules import finalize, rules_for
 from recommendations.serving.statistics import refresh_statistics
-from recommendations.serving.types import Audience, Candidate, Options
+from recommendations.serving.types import Audience, Candidate, Kind, Options
+from recommendations.vectors import queries
 from shop.models import Product
 from tests.serving.conftest import TITLES, add_event
 
@@ -98,6 +99,31 @@ def test_at_most_n_per_store_and_per_category(catalog, model, settings):
     assert len(trending) == 3 and {next(c for c, ts in TITLES.items() if t in ts) for t in trending} == set(
         TITLES
     )
+
+
+def test_equal_scores_come_in_key_order_with_numeric_keys_by_value(catalog, model):
+    """Two products with one vector: 999999 comes before 1000000 from the k-NN read and in the
+    list, whichever order the index returned them in ("1000000" sorts first as text)."""
+    hair = catalog.products["Argan shampoo"]
+    twins = [
+        Product.objects.create(
+            pk=pk,
+            title=f"Twin {pk}",
+            slug=f"twin-{pk}",
+            category=hair.category,
+            store=hair.store,
+            price=5,
+            stock=5,
+        )
+        for pk in (1_000_000, 999_999)
+    ]
+    ProductVector.objects.bulk_create(
+        ProductVector(model_version=model, product_id=str(twin.pk), embedding=[0, 0, 0, 5.0])
+        for twin in twins
+    )
+    assert [pid for pid, _ in queries.nearest_products([0, 0, 0, 1], 2, model)] == ["999999", "1000000"]
+    tied = [Candidate("1000000", 1.0, "test", ""), Candidate("999999", 1.0, "test", "")]
+    assert finalize(Kind.FOR_YOU, tied, Audience(), Options()).ids == ["999999", "1000000"]
 
 
 def test_mmr_trades_relevance_for_novelty(catalog, model, settings):
