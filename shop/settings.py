@@ -120,6 +120,9 @@ if os.environ.get("CACHE_URL"):
     CACHES["default"] = {
         "BACKEND": "django.core.cache.backends.redis.RedisCache",
         "LOCATION": os.environ["CACHE_URL"],
+        # An unreachable Redis costs a request at most this long before serving computes what
+        # it would have read (redis-py waits for the operating system's timeout otherwise).
+        "OPTIONS": {"socket_connect_timeout": 0.25, "socket_timeout": 0.5},
     }
 
 REST_FRAMEWORK = {

@@ -1,10 +1,13 @@
 """Request-rate limits: per API key, per signed-in user, per anonymous client address.
 
 Rates come from `RECOMMENDATIONS["API_THROTTLE_RATES"]` and are counted in Django's cache.
+While that cache cannot be reached the limits are not applied (each refusal to count is
+logged): an outage of the cache must not take the shop's recommendations down with it.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import Any
 
@@ -13,6 +16,8 @@ from rest_framework.throttling import SimpleRateThrottle
 
 from recommendations.conf import rec_settings
 from recommendations.models.api_keys import ApiKey
+
+logger = logging.getLogger(__name__)
 
 
 class ApiRateThrottle(SimpleRateThrottle):
@@ -41,9 +46,17 @@ class ApiRateThrottle(SimpleRateThrottle):
         self.rate = rec_settings.API_THROTTLE_RATES[self.kind]
         self.num_requests, self.duration = self.parse_rate(self.rate)
         key = self.get_cache_key(request, view)
-        if self._count(key) <= self.num_requests:
+        try:
+            if self._count(key) <= self.num_requests:
+                return True
+            opened = self.cache.get(f"{key}:opened")
+        except Exception as error:  # the cache backend's own errors (redis, pymemcache) vary
+            logger.warning(
+                "Request not rate-limited: Django's cache could not be reached (%s: %s)",
+                type(error).__name__,
+                error,
+            )
             return True
-        opened = self.cache.get(f"{key}:opened")
         self.wait_seconds = self.duration - (time.time() - opened) if opened else float(self.duration)
         return False
 

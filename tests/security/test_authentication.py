@@ -125,6 +125,21 @@ def test_a_throttled_client_is_served_again_when_its_window_closes(make_key):
         assert [client.get(FOR_YOU).status_code for _ in range(3)] == [200, 200, 429]
 
 
+def test_a_cache_outage_lifts_the_limits_and_says_so(make_key, settings, caplog):
+    """Rates are counted in Django's cache: with it unreachable the API still answers (the
+    lists computed rather than read from the cache), unthrottled, and each miss is logged."""
+    client = with_key(make_key("recommendations:read"))
+    settings.CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": "redis://127.0.0.1:9/0",
+        }
+    }
+    with throttled(api_key="2/minute", user="100/minute", anonymous="100/minute"):
+        assert [client.get(FOR_YOU).status_code for _ in range(3)] == [200, 200, 200]
+    assert caplog.text.count("Request not rate-limited: Django's cache could not be reached") == 3
+
+
 def test_throttling_counts_per_anonymous_client_and_ignores_forged_forwarding_headers():
     with throttled(api_key="100/minute", user="100/minute", anonymous="3/minute"):
         client = Client(REMOTE_ADDR="203.0.113.9")
