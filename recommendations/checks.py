@@ -18,16 +18,27 @@ SERVING_CACHE_ENTRIES = 5000
 
 @checks.register(checks.Tags.caches)
 def check_serving_cache(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
-    """Warn when serving's lists go to a per-process cache too small to keep them.
+    """Report a serving cache that does not exist, or a per-process one too small to keep
+    the lists.
 
     Django's LocMemCache keeps 300 entries unless told otherwise. Serving stores a list per
-    visitor, product and search query, so under traffic the shared lists (a popular query's
-    matches, trending) are evicted within a second or two and recomputed on nearly every
-    request.
+    visitor, product and search query, so under traffic the shared lists (a popular product's
+    similar products, trending) are evicted within a second or two and recomputed on nearly
+    every request.
     """
     if not rec_settings.SERVING_CACHE_SECONDS:
         return []
-    config = settings.CACHES.get("default", {})
+    alias = rec_settings.SERVING_CACHE_ALIAS
+    if alias not in settings.CACHES:
+        return [
+            checks.Error(
+                f"RECOMMENDATIONS['SERVING_CACHE_ALIAS'] is {alias!r}, which is not in settings.CACHES "
+                f"({', '.join(map(repr, settings.CACHES)) or 'none'}).",
+                hint="Name one of settings.CACHES, or add that cache.",
+                id="recommendations.E001",
+            )
+        ]
+    config = settings.CACHES[alias]
     if config.get("BACKEND") != LOCMEM:
         return []
     entries = int(config.get("OPTIONS", {}).get("MAX_ENTRIES", 300))
@@ -35,12 +46,9 @@ def check_serving_cache(app_configs: Any = None, **kwargs: Any) -> list[checks.C
         return []
     return [
         checks.Warning(
-            f"The default cache is a LocMemCache of {entries} entries: recommendation lists are "
-            "evicted within seconds under traffic and recomputed on most requests.",
-            hint=(
-                f"Set CACHES['default']['OPTIONS'] = {{'MAX_ENTRIES': {SERVING_CACHE_ENTRIES}}} or more, "
-                "or use a shared cache such as Redis."
-            ),
+            f"The {alias!r} cache, which keeps serving's lists, is a LocMemCache of {entries} entries: "
+            "recommendation lists are evicted within seconds under traffic and recomputed on most requests.",
+            hint=f"Set CACHES[{alias!r}]['OPTIONS'] = {{'MAX_ENTRIES': {SERVING_CACHE_ENTRIES}}} or more.",
             id="recommendations.W001",
         )
     ]

@@ -111,10 +111,16 @@ CACHES = {
     "default": {
         "BACKEND": "django.core.cache.backends.locmem.LocMemCache",
         "LOCATION": "shop",
-        # Serving keeps a list per visitor, product and query for a minute: Django's default
-        # of 300 entries would evict them within seconds (recommendations.checks).
         "OPTIONS": {"MAX_ENTRIES": 5000},
-    }
+    },
+    # Serving's computed lists stay in each process even when "default" is Redis
+    # (RECOMMENDATIONS["SERVING_CACHE_ALIAS"]): a list per visitor, product and query for a
+    # minute, so Django's default of 300 entries would evict them within seconds.
+    "serving": {
+        "BACKEND": "django.core.cache.backends.locmem.LocMemCache",
+        "LOCATION": "serving",
+        "OPTIONS": {"MAX_ENTRIES": 5000},
+    },
 }
 if os.environ.get("CACHE_URL"):
     CACHES["default"] = {
@@ -185,6 +191,7 @@ RECOMMENDATIONS = {
     "PRODUCT_MODEL": "shop.Product",
     "STORE_MODEL": "shop.Store",
     "VECTOR_READ_DATABASE": "replica" if "replica" in DATABASES else None,
+    "SERVING_CACHE_ALIAS": "serving",
 }
 
 LOGGING = {

@@ -1,10 +1,10 @@
 """Hooks for every test."""
 
 import pytest
-from django.core.cache import cache
 
 from recommendations.serving.attribution import flush_served
 from recommendations.serving.cache import clear_process_caches, wait_for_refreshes
+from tests.state import clear_all_caches
 
 
 @pytest.hookimpl(wrapper=True)
@@ -21,6 +21,6 @@ def pytest_runtest_teardown(item, nextitem):
 def fresh_process_caches():
     """What a process keeps as it is (a query's matches), and its copies in Django's cache,
     must not outlive the test's data."""
-    cache.clear()
+    clear_all_caches()
     clear_process_caches()
     yield

@@ -271,12 +271,26 @@ def test_a_serving_cache_too_small_to_keep_the_lists_is_reported(
 ):
     from recommendations.checks import check_serving_cache
 
-    settings.CACHES = {"default": {"BACKEND": backend, "LOCATION": "x", "OPTIONS": options}}
-    settings.RECOMMENDATIONS = {**settings.RECOMMENDATIONS, "SERVING_CACHE_SECONDS": cache_seconds}
+    redis = {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": "redis://127.0.0.1:6379/0"}
+    settings.CACHES = {"default": redis, "lists": {"BACKEND": backend, "LOCATION": "x", "OPTIONS": options}}
+    settings.RECOMMENDATIONS = {
+        **settings.RECOMMENDATIONS,
+        "SERVING_CACHE_SECONDS": cache_seconds,
+        "SERVING_CACHE_ALIAS": "lists",
+    }
     found = check_serving_cache()
     assert [message.id for message in found] == (["recommendations.W001"] if warned else [])
     if warned:
-        assert "300 entries" in found[0].msg and "MAX_ENTRIES" in found[0].hint
+        assert "'lists' cache" in found[0].msg and "300 entries" in found[0].msg
+        assert "CACHES['lists']['OPTIONS']" in found[0].hint
+
+
+def test_a_serving_cache_alias_missing_from_caches_is_an_error(settings):
+    from recommendations.checks import check_serving_cache
+
+    settings.RECOMMENDATIONS = {**settings.RECOMMENDATIONS, "SERVING_CACHE_ALIAS": "lists"}
+    (found,) = check_serving_cache()
+    assert found.id == "recommendations.E001" and "'lists', which is not in settings.CACHES" in found.msg
 
 
 def test_the_demo_shop_passes_its_own_checks():

@@ -1,4 +1,5 @@
-"""Short-lived caching of computed candidate lists (Django's cache).
+"""Short-lived caching of computed candidate lists (the Django cache that
+`SERVING_CACHE_ALIAS` names: a per-process one is cheapest, see `conf`).
 
 Keys of personal lists include the visitor's history fingerprint (the newest event id) and
 the active model version, so a new event or an activation starts a new entry in every
@@ -36,7 +37,7 @@ from collections.abc import Callable, Hashable
 from functools import partial
 from typing import Any, TypeVar
 
-from django.core.cache import cache
+from django.core.cache import DEFAULT_CACHE_ALIAS, caches
 from django.core.signals import setting_changed
 from django.db import close_old_connections, connections
 
@@ -50,21 +51,22 @@ PREFIX = "recommendations:candidates:"
 
 
 def cached(key: tuple[Hashable, ...], compute: Callable[[], T]) -> T:
-    """`compute()` once per `SERVING_CACHE_SECONDS` for this key (always when 0)."""
+    """`compute()` once per `SERVING_CACHE_SECONDS` for this key (always when 0), kept in the
+    cache that `SERVING_CACHE_ALIAS` names."""
     seconds = rec_settings.SERVING_CACHE_SECONDS
     if not seconds:
         return compute()
-    return from_cache(_digest(PREFIX, key), compute, seconds)
+    return from_cache(_digest(PREFIX, key), compute, seconds, alias=rec_settings.SERVING_CACHE_ALIAS)
 
 
-def from_cache(key: str, compute: Callable[[], T], seconds: float) -> T:
+def from_cache(key: str, compute: Callable[[], T], seconds: float, *, alias: str = DEFAULT_CACHE_ALIAS) -> T:
     """Django's cache's value for `key`, else `compute()`'s, kept there `seconds`. With the
     cache unreachable the value is computed and the failure logged: a cache outage slows
     answers down rather than failing them."""
-    value = _read_shared(key)
+    value = _read_shared(key, alias)
     if value is None:
         value = compute()
-        _write_shared(key, value, seconds)
+        _write_shared(key, value, seconds, alias)
     return value
 
 
@@ -72,10 +74,10 @@ def _digest(prefix: str, key: Hashable) -> str:
     return prefix + hashlib.blake2b(repr(key).encode(), digest_size=16).hexdigest()
 
 
-def _read_shared(digest: str) -> Any:
-    """Django's cache's value for `digest`; None when absent or when the cache is down."""
+def _read_shared(digest: str, alias: str = DEFAULT_CACHE_ALIAS) -> Any:
+    """The value for `digest` in Django's cache `alias`; None when absent or the cache is down."""
     try:
-        return cache.get(digest)
+        return caches[alias].get(digest)
     except Exception as error:  # the cache backend's own errors (redis, pymemcache) vary
         logger.warning(
             "Django's cache could not be read (%s: %s); computing instead", type(error).__name__, error
@@ -83,9 +85,9 @@ def _read_shared(digest: str) -> Any:
         return None
 
 
-def _write_shared(digest: str, value: Any, seconds: float) -> None:
+def _write_shared(digest: str, value: Any, seconds: float, alias: str = DEFAULT_CACHE_ALIAS) -> None:
     try:
-        cache.set(digest, value, seconds)
+        caches[alias].set(digest, value, seconds)
     except Exception as error:
         logger.warning("Django's cache could not be written (%s: %s)", type(error).__name__, error)
 

@@ -11,6 +11,7 @@ from django.test import Client, override_settings
 
 from recommendations.models import ApiKey, Event
 from tests.security.clients import browser, with_key
+from tests.state import UNREACHABLE_CACHES
 
 pytestmark = pytest.mark.django_db
 EVENTS = "/api/events/"
@@ -129,12 +130,7 @@ def test_a_cache_outage_lifts_the_limits_and_says_so(make_key, settings, caplog)
     """Rates are counted in Django's cache: with it unreachable the API still answers (the
     lists computed rather than read from the cache), unthrottled, and each miss is logged."""
     client = with_key(make_key("recommendations:read"))
-    settings.CACHES = {
-        "default": {
-            "BACKEND": "django.core.cache.backends.redis.RedisCache",
-            "LOCATION": "redis://127.0.0.1:9/0",
-        }
-    }
+    settings.CACHES = UNREACHABLE_CACHES
     with throttled(api_key="2/minute", user="100/minute", anonymous="100/minute"):
         assert [client.get(FOR_YOU).status_code for _ in range(3)] == [200, 200, 200]
     assert caplog.text.count("Request not rate-limited: Django's cache could not be reached") == 3

@@ -5,7 +5,6 @@ import datetime as dt
 
 import numpy as np
 import pytest
-from django.core.cache import cache
 from django.core.exceptions import ImproperlyConfigured
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
@@ -15,6 +14,7 @@ from recommendations.serving import products
 from recommendations.serving.types import Audience, Options
 from recommendations.vectors import lists, queries, tuning
 from tests.serving.conftest import TITLES, add_event
+from tests.state import clear_all_caches
 
 pytestmark = pytest.mark.django_db
 
@@ -22,7 +22,7 @@ pytestmark = pytest.mark.django_db
 def build(version):
     record = lists.build(version)
     queries.clear_cache()  # serving re-reads the active version and its record
-    cache.clear()  # and computes its answers again rather than reusing those from before
+    clear_all_caches()  # and computes its answers again rather than reusing those from before
     return record
 
 

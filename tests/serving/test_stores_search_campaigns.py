@@ -7,6 +7,7 @@ import uuid
 
 import pytest
 from django.core.cache import cache as django_cache
+from django.core.cache import caches
 from django.db import connection
 from django.db.models import QuerySet
 from django.test.utils import CaptureQueriesContext
@@ -32,6 +33,7 @@ from recommendations.serving.types import Audience, Options
 from recommendations.vectors import queries
 from shop.models import Product, Store
 from tests.serving.conftest import TITLES, add_event
+from tests.state import UNREACHABLE_CACHES, clear_all_caches
 
 pytestmark = pytest.mark.django_db
 
@@ -246,7 +248,8 @@ def redis_cache(settings):
             "BACKEND": "django.core.cache.backends.redis.RedisCache",
             "LOCATION": REDIS_URL,
             "KEY_PREFIX": f"test-{uuid.uuid4().hex}",
-        }
+        },
+        "serving": settings.CACHES["serving"],
     }
     yield
     django_cache.clear()
@@ -275,15 +278,25 @@ def test_search_and_lists_answer_when_djangos_cache_is_down(catalog, model, sett
         return search.search("mask", alice, Options()).ids, products.trending(Audience(), Options()).ids
 
     with_cache = answers()
-    settings.CACHES = {  # clears the process caches too
-        "default": {
-            "BACKEND": "django.core.cache.backends.redis.RedisCache",
-            "LOCATION": "redis://127.0.0.1:9/0",
-        }
-    }
+    settings.CACHES = UNREACHABLE_CACHES  # clears the process caches too
     assert answers() == with_cache and with_cache[0] and with_cache[1]
     assert "Django's cache could not be read (ConnectionError" in caplog.text
     assert "Django's cache could not be written (ConnectionError" in caplog.text
+
+
+def test_lists_are_kept_in_the_cache_that_serving_cache_alias_names(catalog, model, settings):
+    """The shop keeps lists in each process ("serving") while search matches are shared
+    through "default"; pointing the setting at "default" moves the lists there."""
+    lists_cache, shared_cache = caches["serving"], caches["default"]
+    products.trending(Audience(), Options())
+    assert lists_cache._cache and not shared_cache._cache  # LocMemCache's own store
+    search.search("mask", Audience(), Options())
+    assert any(key.startswith(":1:recommendations:search:") for key in shared_cache._cache)
+
+    clear_all_caches()
+    settings.RECOMMENDATIONS = {**settings.RECOMMENDATIONS, "SERVING_CACHE_ALIAS": "default"}
+    products.trending(Audience(), Options())
+    assert shared_cache._cache and not lists_cache._cache
 
 
 def test_a_failed_refresh_keeps_the_old_value_and_a_clear_wins_over_a_refresh(monkeypatch, caplog):
