@@ -16,11 +16,15 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import functools
 import os
 import re
+import socket
 import subprocess
 import sys
 import time
+import urllib.parse
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,13 +32,28 @@ ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs" / "benchmarks.md"
 SECTION = "## Latest run"
 SERVING_SIZES = (10_000, 100_000, 1_000_000)
+# The Redis that the shared-cache serving benchmark uses as Django's cache (emptied first).
+SHARED_CACHE_URL = os.environ.get("BENCH_CACHE_URL", "redis://127.0.0.1:6379/3")
 
 
-def cuda_devices() -> int:
-    """GPUs torch sees (asked in a child process: this one never imports torch)."""
+@functools.cache
+def no_gpu() -> str | None:
+    """Why the GPU benchmark cannot run here, if it cannot (torch is asked in a child process:
+    this one never imports it)."""
     command = [sys.executable, "-c", "import torch; print(torch.cuda.device_count())"]
     result = subprocess.run(command, capture_output=True, text=True, check=False)
-    return int(result.stdout.strip() or 0) if result.returncode == 0 else 0
+    gpus = int(result.stdout.strip() or 0) if result.returncode == 0 else 0
+    return None if gpus else "no CUDA GPU on this machine"
+
+
+def no_redis() -> str | None:
+    """Why the shared-cache benchmark cannot run here, if it cannot."""
+    url = urllib.parse.urlsplit(SHARED_CACHE_URL)
+    try:
+        socket.create_connection((url.hostname, url.port or 6379), timeout=1).close()
+    except OSError as error:
+        return f"no Redis at {SHARED_CACHE_URL} ({error}; set BENCH_CACHE_URL)"
+    return None
 
 
 @dataclass(frozen=True)
@@ -43,8 +62,10 @@ class Benchmark:
     title: str
     args: tuple[str, ...]
     quick_args: tuple[str, ...]
-    # A full run is skipped (its earlier figures kept) when this says the machine cannot run it.
-    needs_gpu: bool = False
+    # The run is skipped (its earlier figures kept) when this names what the machine lacks;
+    # a --quick run too unless `quick_runs_without` (the GPU benchmark's runs on the CPU).
+    missing: Callable[[], str | None] | None = None
+    quick_runs_without: bool = False
 
 
 BENCHMARKS = (
@@ -56,7 +77,8 @@ BENCHMARKS = (
         "Training on a CUDA GPU (bf16) against the CPU",
         ("gpu.py",),
         ("gpu.py", "--quick"),
-        needs_gpu=True,
+        missing=no_gpu,
+        quick_runs_without=True,
     ),
     Benchmark(
         "ingest",
@@ -90,6 +112,13 @@ BENCHMARKS = (
             ("serving.py", "--quick"),
         )
         for size in SERVING_SIZES
+    ),
+    Benchmark(
+        "serving_shared_cache",
+        "Serving at 100,000 products with Redis as Django's cache",
+        ("serving.py", "--products", "100000", "--cache-url", SHARED_CACHE_URL),
+        ("serving.py", "--quick", "--cache-url", SHARED_CACHE_URL),
+        missing=no_redis,
     ),
     Benchmark(
         "requests",
@@ -167,14 +196,13 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unknown benchmark(s): {', '.join(unknown)}; choose from {', '.join(names)}")
     docs = args.docs or (None if args.quick else DOCS)
     failed = []
-    gpus = None
     for benchmark in (b for b in BENCHMARKS if b.name in wanted):
         print(f"\n=== {benchmark.title} ===", flush=True)
-        if benchmark.needs_gpu and not args.quick:
-            gpus = cuda_devices() if gpus is None else gpus
-            if not gpus:
-                print(f"Skipped: no CUDA GPU on this machine; the earlier {benchmark.name} figures are kept.")
-                continue
+        checked = benchmark.missing and not (args.quick and benchmark.quick_runs_without)
+        lacking = benchmark.missing() if checked else None
+        if lacking:
+            print(f"Skipped: {lacking}; the earlier {benchmark.name} figures are kept.")
+            continue
         status, output, seconds = run(benchmark, args.quick)
         if status != 0:
             print(f"{benchmark.name} failed (exit status {status}); its previous figures are kept.")

@@ -1,7 +1,10 @@
 """The benchmark runner rewrites only its own marked blocks of docs/benchmarks.md."""
 
+import socket
+
 import pytest
 
+from benchmarks import run_all
 from benchmarks.run_all import BENCHMARKS, SECTION, main, replace_block
 
 DOC = "# Benchmarks\n\n## Quality\nAnalysis written by hand.\n"
@@ -47,3 +50,22 @@ def test_unknown_names_are_refused(capsys):
     assert exit.value.code == 2
     assert "unknown benchmark(s): nope" in capsys.readouterr().err
     assert {"quality", "gpu", "ingest", "vectors", "retrain", "load"} <= {b.name for b in BENCHMARKS}
+
+
+def test_a_benchmark_that_the_machine_cannot_run_is_skipped_and_its_figures_kept(
+    tmp_path, monkeypatch, capsys
+):
+    """No Redis where the shared-cache benchmark looks for one: it says so, runs nothing and
+    leaves the earlier block in place."""
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))  # bound, never listening: connecting is refused
+    monkeypatch.setattr(run_all, "SHARED_CACHE_URL", f"redis://127.0.0.1:{closed.getsockname()[1]}/0")
+    docs = tmp_path / "benchmarks.md"
+    docs.write_text(replace_block(DOC, "serving_shared_cache", "earlier figures\n"))
+    monkeypatch.setattr(run_all, "run", lambda *args: pytest.fail("the benchmark ran"))
+    try:
+        assert main(["--only", "serving_shared_cache", "--docs", str(docs)]) == 0
+    finally:
+        closed.close()
+    assert "Skipped: no Redis at redis://127.0.0.1:" in capsys.readouterr().out
+    assert "earlier figures" in docs.read_text()
