@@ -1,6 +1,10 @@
-"""Hooks for every test."""
+"""Hooks and fixtures for every test."""
+
+import os
+import uuid
 
 import pytest
+from django.core.cache import caches
 
 from recommendations.serving.attribution import flush_served
 from recommendations.serving.cache import clear_process_caches, wait_for_refreshes
@@ -24,3 +28,28 @@ def fresh_process_caches():
     clear_all_caches()
     clear_process_caches()
     yield
+
+
+REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/8")
+
+
+@pytest.fixture
+def redis_cache(settings):
+    """Django's default cache on a real Redis, as a cluster of web processes shares it (serving's
+    lists stay in the process); yields a client of that Redis. Skipped where none answers."""
+    redis = pytest.importorskip("redis")
+    client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=1)
+    try:
+        client.ping()
+    except redis.ConnectionError as error:
+        pytest.skip(f"no Redis at {REDIS_URL} ({error}); set TEST_REDIS_URL")
+    settings.CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_URL,
+            "KEY_PREFIX": f"test-{uuid.uuid4().hex}",
+        },
+        "serving": settings.CACHES["serving"],
+    }
+    yield client
+    caches["default"].clear()

@@ -3,6 +3,7 @@
 import hashlib
 import json
 import time
+from collections import Counter
 
 import pytest
 from django.conf import settings
@@ -134,6 +135,26 @@ def test_a_cache_outage_lifts_the_limits_and_says_so(make_key, settings, caplog)
     with throttled(api_key="2/minute", user="100/minute", anonymous="100/minute"):
         assert [client.get(FOR_YOU).status_code for _ in range(3)] == [200, 200, 200]
     assert caplog.text.count("Request not rate-limited: Django's cache could not be reached") == 3
+
+
+def test_on_redis_a_request_is_counted_in_one_round_trip_and_every_window_expires(make_key, redis_cache):
+    client = with_key(make_key("recommendations:read"))
+
+    def calls() -> Counter:
+        stats = redis_cache.info("commandstats")
+        return Counter({name.removeprefix("cmdstat_"): entry["calls"] for name, entry in stats.items()})
+
+    with throttled(api_key="3/minute", user="100/minute", anonymous="100/minute"):
+        assert client.get(FOR_YOU).status_code == 200  # opens the window (and loads the script)
+        before = calls()
+        assert client.get(FOR_YOU).status_code == 200
+        sent = calls() - before
+        # One script call (its INCR runs in the server), not Django's EXISTS then INCR.
+        assert sent["evalsha"] == 1 and sent["exists"] == 0 and sent["get"] == sent["set"] == 0
+        assert [client.get(FOR_YOU).status_code for _ in range(2)] == [200, 429]
+        assert 55 < int(client.get(FOR_YOU)["Retry-After"]) <= 60
+    counters = [key for key in redis_cache.scan_iter("test-*throttle_*")]
+    assert len(counters) == 2 and all(0 < redis_cache.ttl(key) <= 60 for key in counters)
 
 
 def test_throttling_counts_per_anonymous_client_and_ignores_forged_forwarding_headers():

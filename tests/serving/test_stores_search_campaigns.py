@@ -1,12 +1,9 @@
 """Stores, search, the campaign ranking hook, the QuerySet API and the tables behind them."""
 
 import datetime as dt
-import os
 import threading
-import uuid
 
 import pytest
-from django.core.cache import cache as django_cache
 from django.core.cache import caches
 from django.db import connection
 from django.db.models import QuerySet
@@ -230,29 +227,6 @@ def test_a_process_without_a_querys_matches_takes_the_copy_another_process_share
     with CaptureQueriesContext(connection) as executed:
         assert search.search("mask", Audience(user=catalog.users["alice"]), Options()).ids == first.ids
     assert [q for q in executed.captured_queries if "websearch_to_tsquery" in q["sql"]]
-
-
-REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/8")
-
-
-@pytest.fixture
-def redis_cache(settings):
-    """Django's cache on a real Redis, as a cluster of web processes would share it."""
-    redis = pytest.importorskip("redis")
-    try:
-        redis.Redis.from_url(REDIS_URL, socket_connect_timeout=1).ping()
-    except redis.ConnectionError as error:
-        pytest.skip(f"no Redis at {REDIS_URL} ({error}); set TEST_REDIS_URL")
-    settings.CACHES = {
-        "default": {
-            "BACKEND": "django.core.cache.backends.redis.RedisCache",
-            "LOCATION": REDIS_URL,
-            "KEY_PREFIX": f"test-{uuid.uuid4().hex}",
-        },
-        "serving": settings.CACHES["serving"],
-    }
-    yield
-    django_cache.clear()
 
 
 def test_a_querys_matches_travel_between_processes_through_redis(catalog, model, redis_cache):
