@@ -14,6 +14,7 @@ from typing import Any
 from weakref import WeakKeyDictionary
 
 from django.core.cache import DEFAULT_CACHE_ALIAS, caches
+from django.core.cache.backends.base import BaseCache
 from django.core.cache.backends.redis import RedisCache
 from rest_framework.request import Request
 from rest_framework.throttling import SimpleRateThrottle
@@ -51,10 +52,11 @@ class ApiRateThrottle(SimpleRateThrottle):
         self.rate = rec_settings.API_THROTTLE_RATES[self.kind]
         self.num_requests, self.duration = self.parse_rate(self.rate)
         key = self.get_cache_key(request, view)
+        backend = caches[DEFAULT_CACHE_ALIAS]  # what DRF's `self.cache` stands for
         try:
-            if self._count(key) <= self.num_requests:
+            if self._count(backend, key) <= self.num_requests:
                 return True
-            opened = self.cache.get(f"{key}:opened")
+            opened = backend.get(f"{key}:opened")
         except Exception as error:  # the cache backend's own errors (redis, pymemcache) vary
             logger.warning(
                 "Request not rate-limited: Django's cache could not be reached (%s: %s)",
@@ -66,10 +68,9 @@ class ApiRateThrottle(SimpleRateThrottle):
         self.wait_seconds = self.duration - elapsed
         return False
 
-    def _count(self, key: str) -> int:
+    def _count(self, backend: BaseCache, key: str) -> int:
         """This request's number in the window; a new window starts when the last expired and
         notes when it opened (integer milliseconds, which every cache backend keeps as is)."""
-        backend = caches[DEFAULT_CACHE_ALIAS]  # what DRF's `self.cache` stands for
         now_ms = int(time.time() * 1000)
         if isinstance(backend, RedisCache):
             return _count_on_redis(backend, key, self.duration, now_ms)
