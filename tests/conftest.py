@@ -4,7 +4,6 @@ import os
 import uuid
 
 import pytest
-from django.core.cache import caches
 
 from recommendations.serving.attribution import flush_served
 from recommendations.serving.cache import clear_process_caches, wait_for_refreshes
@@ -43,13 +42,15 @@ def redis_cache(settings):
         client.ping()
     except redis.ConnectionError as error:
         pytest.skip(f"no Redis at {REDIS_URL} ({error}); set TEST_REDIS_URL")
+    prefix = f"test-{uuid.uuid4().hex}"  # this test's keys only: another run may share the Redis
     settings.CACHES = {
         "default": {
             "BACKEND": "django.core.cache.backends.redis.RedisCache",
             "LOCATION": REDIS_URL,
-            "KEY_PREFIX": f"test-{uuid.uuid4().hex}",
+            "KEY_PREFIX": prefix,
         },
         "serving": settings.CACHES["serving"],
     }
     yield client
-    caches["default"].clear()
+    for key in client.scan_iter(f"{prefix}:*"):
+        client.delete(key)

@@ -153,7 +153,7 @@ def test_on_redis_a_request_is_counted_in_one_round_trip_and_every_window_expire
         assert sent["evalsha"] == 1 and sent["exists"] == 0 and sent["get"] == sent["set"] == 0
         assert [client.get(FOR_YOU).status_code for _ in range(2)] == [200, 429]
         assert 55 < int(client.get(FOR_YOU)["Retry-After"]) <= 60
-    counters = [key for key in redis_cache.scan_iter("test-*throttle_*")]
+    counters = list(redis_cache.scan_iter(f"{settings.CACHES['default']['KEY_PREFIX']}:*throttle_*"))
     assert len(counters) == 2 and all(0 < redis_cache.ttl(key) <= 60 for key in counters)
 
 
