@@ -60,7 +60,8 @@ DEFAULTS: dict[str, Any] = {
     "MAX_BATCH_BYTES": 1_000_000,
     "MAX_EVENT_FUTURE_SECONDS": 300,
     # Requests per period for the REST API, per API key, per signed-in user and per anonymous
-    # client address (DRF rate strings: "N/second|minute|hour|day").
+    # client address (DRF rate strings: "N/second|minute|hour|day"; None: not limited, and not
+    # counted, e.g. where a proxy in front limits rates: a count is a cache round trip).
     "API_THROTTLE_RATES": {"api_key": "6000/minute", "user": "600/minute", "anonymous": "300/minute"},
     # Learning: "auto" picks CUDA when present, else CPU.
     "DEVICE": "auto",

@@ -50,19 +50,22 @@ class ApiRateThrottle(SimpleRateThrottle):
         else:
             self.kind, self.ident = "anonymous", self.get_ident(request)
         self.rate = rec_settings.API_THROTTLE_RATES[self.kind]
+        if self.rate is None:  # not limited: nothing to count
+            return True
         self.num_requests, self.duration = self.parse_rate(self.rate)
         key = self.get_cache_key(request, view)
         backend = caches[DEFAULT_CACHE_ALIAS]  # what DRF's `self.cache` stands for
         try:
-            if self._count(backend, key) <= self.num_requests:
-                return True
-            opened = backend.get(f"{key}:opened")
+            count = self._count(backend, key)
+            opened = backend.get(f"{key}:opened") if count > self.num_requests else None
         except Exception as error:  # the cache backend's own errors (redis, pymemcache) vary
             logger.warning(
                 "Request not rate-limited: Django's cache could not be reached (%s: %s)",
                 type(error).__name__,
                 error,
             )
+            return True
+        if count <= self.num_requests:
             return True
         elapsed = time.time() - opened / 1000 if opened else 0.0
         self.wait_seconds = self.duration - elapsed

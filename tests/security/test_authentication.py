@@ -7,6 +7,7 @@ from collections import Counter
 
 import pytest
 from django.conf import settings
+from django.core.cache import cache
 from django.db import connection
 from django.test import Client, override_settings
 
@@ -116,6 +117,13 @@ def test_throttling_counts_per_key(make_key):
         assert [first.get(FOR_YOU).status_code for _ in range(4)] == [200, 200, 200, 429]
         assert second.get(FOR_YOU).status_code == 200
         assert int(first.get(FOR_YOU)["Retry-After"]) > 0
+
+
+def test_a_rate_of_none_is_not_limited_nor_counted(make_key):
+    client = with_key(make_key("recommendations:read"))
+    with throttled(api_key=None, user="1/minute", anonymous="1/minute"):
+        assert [client.get(FOR_YOU).status_code for _ in range(3)] == [200, 200, 200]
+    assert not [key for key in cache._cache if "throttle_" in key]  # LocMemCache's own store
 
 
 def test_a_throttled_client_is_served_again_when_its_window_closes(make_key):
