@@ -149,7 +149,7 @@ DEFAULTS: dict[str, Any] = {
     "SERVING_CACHE_SECONDS": 60,
     # Which of settings.CACHES keeps those lists. A visitor's lists change with each of their
     # events, so another process seldom reads one again: a cache in each process's memory
-    # loses little and costs a request 1.1-1.5 ms of CPU less than Redis (measured). Search
+    # loses little and costs a request 1.3-1.5 ms of CPU less than Redis (measured). Search
     # matches, marketing's figures and the rate counters stay in the "default" cache.
     "SERVING_CACHE_ALIAS": "default",
     # Seconds each process reuses what a search query finds (its keyword hits and the products

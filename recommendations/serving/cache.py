@@ -74,7 +74,7 @@ def _digest(prefix: str, key: Hashable) -> str:
     return prefix + hashlib.blake2b(repr(key).encode(), digest_size=16).hexdigest()
 
 
-def _read_shared(digest: str, alias: str = DEFAULT_CACHE_ALIAS) -> Any:
+def _read_shared(digest: str, alias: str) -> Any:
     """The value for `digest` in Django's cache `alias`; None when absent or the cache is down."""
     try:
         return caches[alias].get(digest)
@@ -85,7 +85,7 @@ def _read_shared(digest: str, alias: str = DEFAULT_CACHE_ALIAS) -> Any:
         return None
 
 
-def _write_shared(digest: str, value: Any, seconds: float, alias: str = DEFAULT_CACHE_ALIAS) -> None:
+def _write_shared(digest: str, value: Any, seconds: float, alias: str) -> None:
     try:
         caches[alias].set(digest, value, seconds)
     except Exception as error:
@@ -147,15 +147,17 @@ class ProcessCache:
         it is fresh (`shared_as`), else `compute()`'s, which is then shared."""
         if self.shared_as is None:
             return compute(), 0.0
+        # Not `from_cache`: a copy stored a moment after it was computed outlives its lifetime
+        # by that moment in Django's cache, and must not be taken as fresh then.
         digest = _digest(self.shared_as, key)
-        stored = _read_shared(digest)
+        stored = _read_shared(digest, DEFAULT_CACHE_ALIAS)
         if stored is not None:
             computed_at, value = stored
             age = time.time() - computed_at
             if 0 <= age < seconds:
                 return value, age
         value = compute()
-        _write_shared(digest, (time.time(), value), seconds)
+        _write_shared(digest, (time.time(), value), seconds, DEFAULT_CACHE_ALIAS)
         return value, 0.0
 
     def _keep(self, key: Hashable, value: Any, generation: int, age: float = 0.0) -> None:
