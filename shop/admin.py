@@ -1,4 +1,5 @@
 from django.contrib import admin
+from django.db import models
 
 from shop.models import Category, Order, OrderLine, Product, Store
 
@@ -31,6 +32,8 @@ class ProductAdmin(admin.ModelAdmin):
     autocomplete_fields = ["category", "store"]
     prepopulated_fields = {"slug": ["title"]}
     date_hierarchy = "created_at"
+    # An image address typed without a scheme is taken as https (Django 6's default).
+    formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
 
 
 class OrderLineInline(admin.TabularInline):

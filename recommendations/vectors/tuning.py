@@ -138,29 +138,39 @@ def tune_score_search(version: ModelVersion) -> dict[str, Any]:
         return version.vector_search
     started = time.perf_counter()
     exact = _exact_top(version, users)
-    target = rec_settings.SCORE_SEARCH_RECALL
-    name, lengths = LENGTHS[kind]
-    lengths = _lengths(version, kind)
+    name = LENGTHS[kind][0]
 
     def measure(length: int) -> tuple[float, float]:
         version.vector_search = {"index": kind, name: length, **kept}
         return measure_search(version, users, exact)
 
-    length, recall, milliseconds = _shortest(lengths, measure, target)
-    version.vector_search = {
-        "index": kind,
-        name: length,
-        "recall": round(recall, 4),
-        "target": target,
-        "ms": round(milliseconds, 2),
-        "users": len(users),
-        **kept,
-    }
+    sample = ("users", len(users))
+    tuned = _tune(version, "the score index", kind, measure, sample, started, _missed_hint(kind))
+    version.vector_search = {**tuned, **kept}
     version.save(update_fields=["vector_search"])
-    log = logger.info if recall >= target else logger.warning
-    log(
-        "Tuned the score index of model version %s: %s %s %d finds %.3f of the exact top %d "
-        "(target %.2f) in %.1f ms per query, on %d users; tuning took %.1fs.%s",
+    return version.vector_search
+
+
+def _tune(
+    version: ModelVersion,
+    what: str,
+    kind: str,
+    measure: Callable[[int], tuple[float, float]],
+    sample: tuple[str, int],
+    started: float,
+    missed_hint: str = "",
+) -> dict[str, Any]:
+    """Find the shortest search of an index of `kind` that reaches `SCORE_SEARCH_RECALL`, log
+    it (a warning, with `missed_hint`, when none does) and return what the version records."""
+    target = rec_settings.SCORE_SEARCH_RECALL
+    name = LENGTHS[kind][0]
+    length, recall, milliseconds = _shortest(_lengths(version, kind), measure, target)
+    reached = recall >= target
+    noun, count = sample
+    (logger.info if reached else logger.warning)(
+        "Tuned %s of model version %s: %s %s %d finds %.3f of the exact top %d "
+        "(target %.2f) in %.1f ms per query, on %d %s; tuning took %.1fs.%s",
+        what,
         version.pk,
         kind,
         name,
@@ -169,11 +179,19 @@ def tune_score_search(version: ModelVersion) -> dict[str, Any]:
         K,
         target,
         milliseconds,
-        len(users),
+        count,
+        noun,
         time.perf_counter() - started,
-        "" if recall >= target else _missed_hint(kind),
+        "" if reached else missed_hint,
     )
-    return version.vector_search
+    return {
+        "index": kind,
+        name: length,
+        "recall": round(recall, 4),
+        "target": target,
+        "ms": round(milliseconds, 2),
+        noun: count,
+    }
 
 
 def _lengths(version: ModelVersion, kind: str) -> Sequence[int]:
@@ -219,7 +237,6 @@ def tune_similar_search(version: ModelVersion) -> dict[str, Any]:
         return _save_similar(version, {"products": 0})
     started = time.perf_counter()
     exact = _exact_top(version, [vector for _, vector in seeds], cosine=True, skip=[pid for pid, _ in seeds])
-    target = rec_settings.SCORE_SEARCH_RECALL
     kind = indexes.index_kind(indexes.COSINE_SPEC, version.pk)
     name = LENGTHS[kind][0]
 
@@ -227,29 +244,7 @@ def tune_similar_search(version: ModelVersion) -> dict[str, Any]:
         version.vector_search = {**version.vector_search, SIMILAR: {"index": kind, name: length}}
         return measure_similar(version, [pid for pid, _ in seeds], exact)
 
-    length, recall, milliseconds = _shortest(_lengths(version, kind), measure, target)
-    tuned = {
-        "index": kind,
-        name: length,
-        "recall": round(recall, 4),
-        "target": target,
-        "ms": round(milliseconds, 2),
-        "products": len(seeds),
-    }
-    (logger.info if recall >= target else logger.warning)(
-        "Tuned similar products of model version %s: %s %s %d finds %.3f of the exact top %d "
-        "(target %.2f) in %.1f ms per query, on %d products; tuning took %.1fs.",
-        version.pk,
-        kind,
-        name,
-        length,
-        recall,
-        K,
-        target,
-        milliseconds,
-        len(seeds),
-        time.perf_counter() - started,
-    )
+    tuned = _tune(version, "similar products", kind, measure, ("products", len(seeds)), started)
     return _save_similar(version, tuned)
 
 

@@ -20,3 +20,8 @@ DATABASES["replica"] = {**DATABASES["default"], "TEST": {"MIRROR": "default"}}
 if not os.environ.get("CELERY_BROKER_URL") and not os.environ.get("CELERY_BROKER_FOLDER"):
     CELERY_BROKER_URL = "memory://"
     CELERY_BROKER_TRANSPORT_OPTIONS = {}
+
+# Static files come from the apps' folders, as in development (`collectstatic` is a deployment
+# step, and WhiteNoise would otherwise warn on every request that `staticfiles/` is missing).
+WHITENOISE_USE_FINDERS = True
+WHITENOISE_AUTOREFRESH = True
