@@ -6,6 +6,7 @@ embedded PostgreSQL starts by itself. Production (`DEBUG=false`) refuses to star
 """
 
 import os
+import sys
 from pathlib import Path
 
 from django.core.exceptions import ImproperlyConfigured
@@ -84,6 +85,12 @@ _replica = replica_settings(os.environ)
 if _replica is not None:
     DATABASES["replica"] = _replica
     DATABASE_ROUTERS = ["recommendations.routers.VectorReplicaRouter"]
+if sys.argv[1:2] == ["runserver"]:
+    # The development server serves each browser connection on a new thread and never closes
+    # that thread's database connection; kept for reuse, they pile up until PostgreSQL refuses
+    # new clients. Django's advice: no persistent connections with it.
+    for _database in DATABASES.values():
+        _database["CONN_MAX_AGE"] = 0
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [
