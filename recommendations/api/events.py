@@ -98,7 +98,7 @@ class EventInSchema(serializers.Serializer):
     revenue = serializers.DecimalField(max_digits=12, decimal_places=2, required=False)
     timestamp = serializers.DateTimeField(
         required=False,
-        help_text="ISO 8601 or unix seconds; default now; at most a few minutes in the future.",
+        help_text="ISO 8601 or unix seconds, after 1970; default now; at most a few minutes in the future.",
     )
     recommendation_id = serializers.CharField(required=False, max_length=64)
     context = serializers.DictField(required=False, help_text="page, device, referrer, review text, ...")

@@ -47,6 +47,12 @@ EVENT_ID_PATTERN = re.compile(r"[A-Za-z0-9_.:\-]{1,64}")
 EVENT_ID_LINES_PATTERN = re.compile(r"(?:[A-Za-z0-9_.:\-]{1,64}\n)*")
 STRING_LIMITS = {"session_id": 64, "store_id": 64, "query": 255, "recommendation_id": 64}
 NO_STRINGS = MappingProxyType(dict.fromkeys(STRING_LIMITS, ""))  # an event with none of them
+# PostgreSQL stores no NUL character in text or jsonb: refused here, by field, not by the COPY.
+NUL = "\x00"
+NUL_ERROR = "must not contain NUL characters (\\u0000)"
+# Times up to here are mistakes (a zero, a missing year); before year 1 PostgreSQL cannot read
+# them back.
+EARLIEST_EVENT = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 KNOWN_FIELDS = frozenset(
     {
         "event_id",
@@ -191,7 +197,7 @@ def parse_timestamp(value: Any) -> dt.datetime:
 def _as_key(value: Any) -> str | None:
     """Host primary keys arrive as strings or integers; anything else is not a key."""
     if isinstance(value, str):
-        return value.strip() or None
+        return None if NUL in value else value.strip() or None
     if isinstance(value, int) and not isinstance(value, bool):
         return str(value)
     return None
@@ -212,15 +218,30 @@ def _strings(raw: Mapping[str, Any], errors: dict[str, list[str]]) -> dict[str, 
         value = raw.get(name)
         if value is None:
             strings[name] = ""
-        elif isinstance(value, str) and len(value) <= limit:
+        elif isinstance(value, str) and len(value) <= limit and NUL not in value:
             strings[name] = value.strip()
         elif isinstance(value, int) and not isinstance(value, bool) and name == "store_id":
             strings[name] = str(value)
         else:
             errors[name] = [
-                "must be a string" if not isinstance(value, str) else f"must be at most {limit} characters"
+                "must be a string"
+                if not isinstance(value, str)
+                else NUL_ERROR
+                if NUL in value
+                else f"must be at most {limit} characters"
             ]
     return strings
+
+
+def _contains_nul(value: Any) -> bool:
+    """Whether a JSON value holds a NUL character in any string or key, at any depth."""
+    if isinstance(value, str):
+        return NUL in value
+    if isinstance(value, dict):
+        return any(NUL in key or _contains_nul(item) for key, item in value.items())
+    if isinstance(value, list):
+        return any(map(_contains_nul, value))
+    return False
 
 
 def _validate_event(
@@ -247,7 +268,7 @@ def _validate_event(
     if not isinstance(event_type, str) or event_type not in EVENT_TYPES:
         errors["event_type"] = [
             f"{event_type!r} is not an event type; use one of {', '.join(sorted(EVENT_TYPES))}"
-            if event_type
+            if event_type not in (None, "")
             else "this field is required"
         ]
         event_type = None  # unknown (or not even a string): the type-specific checks below do not apply
@@ -328,12 +349,16 @@ def _validate_event(
                     f"is {(timestamp - now).total_seconds():.0f}s in the future; "
                     f"at most {rec_settings.MAX_EVENT_FUTURE_SECONDS}s of clock skew is accepted"
                 ]
+            elif timestamp <= EARLIEST_EVENT:
+                errors["timestamp"] = [f"must be after {EARLIEST_EVENT:%Y-%m-%d} (unix time 0)"]
 
     context = get("context")
     if context is None:
         context = {**origin.context} if origin.context else {}
     elif not isinstance(context, dict):
         errors["context"] = ["must be a JSON object"]
+    elif _contains_nul(context):
+        errors["context"] = [NUL_ERROR]
     elif origin.context:
         context = {**origin.context, **context}
 
@@ -604,10 +629,10 @@ def validate_columns(
     if not kinds <= {str, int, _NONE}:
         return None
     if kinds == {str}:
-        if not all(map(str.strip, users)):
+        if not all(map(str.strip, users)) or any(NUL in u for u in users):
             return None
-    elif str in kinds and not all(u.strip() for u in users if type(u) is str):
-        return None  # only spaces: not a key
+    elif str in kinds and not all(u.strip() and NUL not in u for u in users if type(u) is str):
+        return None  # only spaces (or a NUL): not a key
 
     products = _product_column(get("product_id", absent), types)
     values = _value_column(get("value", absent), types, present)
@@ -675,7 +700,7 @@ def _string_columns(columns: Mapping[str, Sequence[Any]], count: int) -> dict[st
             return None
         if _NONE in kinds:
             values = ["" if v is None else v for v in values]
-        if max(map(len, values)) > limit:
+        if max(map(len, values)) > limit or any(NUL in v for v in values):
             return None
         strings[name] = list(map(str.strip, values))
     return strings
@@ -695,7 +720,7 @@ def _product_column(values: Sequence[Any], types: Sequence[str]) -> list[str] | 
         if not key
     ):
         return None  # only spaces (not a key), or a product event without its product
-    if max(map(len, keys)) > 64:
+    if max(map(len, keys)) > 64 or any(NUL in key for key in keys):
         return None
     return keys
 
@@ -749,7 +774,8 @@ def _revenue_column(values: Sequence[Any]) -> list[Decimal | None] | None:
 def _timestamp_column(
     values: Sequence[Any], now: dt.datetime, latest: dt.datetime
 ) -> list[dt.datetime] | None:
-    """Timestamps as aware datetimes (`now` where absent); None if one is unreadable or too far ahead."""
+    """Timestamps as aware datetimes (`now` where absent); None if one is unreadable, too far
+    ahead or too far back."""
     kinds = _kinds(values)
     if kinds == {_NONE}:
         return [now] * len(values)
@@ -763,14 +789,16 @@ def _timestamp_column(
             stamps = [now if v is None else parse_timestamp(v) for v in values]
     except (ValueError, OverflowError, OSError):
         return None
-    return stamps if max(stamps) <= latest else None
+    return stamps if max(stamps) <= latest and min(stamps) > EARLIEST_EVENT else None
 
 
 def _context_column(values: Sequence[Any]) -> list[dict[str, Any]] | None:
-    """Contexts, {} where absent; None if one is not an object or lists products."""
+    """Contexts, {} where absent; None if one is not an object, lists products or holds a NUL."""
     kinds = _kinds(values)
     if kinds == {_NONE}:
         return [{} for _ in values]  # one dict each, as validate_batch makes them
-    if not kinds <= {dict, _NONE} or any(v is not None and "products" in v for v in values):
+    if not kinds <= {dict, _NONE} or any(
+        v is not None and ("products" in v or _contains_nul(v)) for v in values
+    ):
         return None
     return [{} if v is None else v for v in values]

@@ -49,15 +49,15 @@ def field_choices(catalogue, shopper):
         "event_id": [["e-1", "import:abc", "x" * 64], [ABSENT, "bad id!", "", "x" * 65, 7]],
         "user_id": [
             [ABSENT, shopper.pk, str(shopper.pk), f" {shopper.pk} ", None],
-            ["  ", "", 424242, "424242", True, [1]],
+            ["  ", "", 424242, "424242", True, [1], f"{shopper.pk}\x00"],
         ],
-        "session_id": [[ABSENT, "s1", "  s2 ", "", None], ["x" * 65, 3]],
+        "session_id": [[ABSENT, "s1", "  s2 ", "", None], ["x" * 65, 3, "s\x00"]],
         "product_id": [
             [ABSENT, product.pk, str(product.pk), f" {product.pk}", str(catalogue[3].pk), ""],
-            ["   ", "424242", "x" * 65, 1.5],
+            ["   ", "424242", "x" * 65, 1.5, f"{product.pk}\x00"],
         ],
         "store_id": [[ABSENT, str(store.pk), f"{store.pk} ", ""], [store.pk, "999999", "  ", "x" * 65]],
-        "query": [[ABSENT, "mug", " red mug "], ["  ", "x" * 256, 4]],
+        "query": [[ABSENT, "mug", " red mug "], ["  ", "x" * 256, 4, "mu\x00g"]],
         "value": [[ABSENT, 1, 2.5, 3.0, 5, None], [0, -1, 6, float("nan"), "3", True]],
         "revenue": [[ABSENT, "12.345", 3, 4.5, " 7.10 ", "0"], ["-1", "abc", "1e20", [1]]],
         "timestamp": [
@@ -69,11 +69,14 @@ def field_choices(catalogue, shopper):
                 1704103200,
                 1704103200.5,
             ],
-            ["yesterday", "2999-01-01T00:00:00Z", True, float("inf"), ""],
+            ["yesterday", "2999-01-01T00:00:00Z", True, float("inf"), "", "0001-01-01T00:00:00+05:00", -1],
         ],
-        "context": [[ABSENT, {"page": "/p/"}, {"a": {"b": 1}}, None], [{"products": [product.pk]}, "x", [1]]],
+        "context": [
+            [ABSENT, {"page": "/p/"}, {"a": {"b": 1}}, None],
+            [{"products": [product.pk]}, "x", [1], {"a": [{"b": "\x00"}]}, {"k\x00": 1}],
+        ],
         "products": [[ABSENT], [[product.pk], [], "x"]],
-        "recommendation_id": [[ABSENT, "r1"], ["x" * 65]],
+        "recommendation_id": [[ABSENT, "r1"], ["x" * 65, "r\x00"]],
         "colour": [[ABSENT], ["red"]],
     }
 

@@ -171,6 +171,30 @@ def test_invalid_events_get_per_event_per_field_errors_and_nothing_is_written(cl
 
 
 @pytest.mark.django_db
+def test_what_postgresql_cannot_store_is_refused_by_field_not_by_the_database(client, catalogue, api_key):
+    """A NUL character (text and jsonb refuse it) and a time before 1970 (before year 1 it cannot
+    even be read back) get the batch's 400 naming the event and field, not a 500 at COPY time."""
+    events = [
+        view(catalogue[0], event_id="ok-1"),
+        {"event_type": "search", "query": "a\u0000b"},
+        view(catalogue[0], context={"review": {"text\u0000": "fine"}}),
+        view(catalogue[0], session_id="s\u0000", recommendation_id="r\u0000"),
+        {"event_type": "view", "product_id": f"{catalogue[0].pk}\u0000"},
+        view(catalogue[0], timestamp="0001-01-01T00:00:00+05:00"),
+        view(catalogue[0], timestamp=0),
+    ]
+    response = post(client, {"events": events}, api_key)  # json.dumps writes NUL as \\u0000
+    assert response.status_code == 400, response.content[:300]
+    errors = {e["index"]: e["errors"] for e in response.json()["errors"]}
+    assert set(errors) == {1, 2, 3, 4, 5, 6}
+    assert "NUL" in errors[1]["query"][0] and "NUL" in errors[2]["context"][0]
+    assert set(errors[3]) == {"session_id", "recommendation_id"}
+    assert "product" in errors[4]["product_id"][0]
+    assert "1970" in errors[5]["timestamp"][0] and "1970" in errors[6]["timestamp"][0]
+    assert not Event.objects.exists()
+
+
+@pytest.mark.django_db
 @override_settings(
     RECOMMENDATIONS={"PRODUCT_MODEL": "shop.Product", "STORE_MODEL": "shop.Store", "MAX_BATCH_BYTES": 2000}
 )
