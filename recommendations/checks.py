@@ -8,6 +8,7 @@ from django.conf import settings
 from django.core import checks
 
 from recommendations.conf import rec_settings
+from recommendations.serving.rule_sets import rule_set_errors
 
 LOCMEM = "django.core.cache.backends.locmem.LocMemCache"
 # Entries serving needs in a per-process cache: at about 100 requests/s per process, most
@@ -51,4 +52,18 @@ def check_serving_cache(app_configs: Any = None, **kwargs: Any) -> list[checks.C
             hint=f"Set CACHES[{alias!r}]['OPTIONS'] = {{'MAX_ENTRIES': {SERVING_CACHE_ENTRIES}}} or more.",
             id="recommendations.W001",
         )
+    ]
+
+
+@checks.register()
+def check_serving_rules(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    """Refuse `SERVING_RULES` that serving cannot apply: a misspelt rule would otherwise be
+    ignored without a word, and a value of the wrong type fail every list of its type."""
+    return [
+        checks.Error(
+            f"RECOMMENDATIONS['SERVING_RULES']: {error}",
+            hint="See the SERVING_RULES defaults in recommendations/conf.py.",
+            id="recommendations.E002",
+        )
+        for error in rule_set_errors(rec_settings.SERVING_RULES)
     ]

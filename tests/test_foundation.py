@@ -293,6 +293,26 @@ def test_a_serving_cache_alias_missing_from_caches_is_an_error(settings):
     assert found.id == "recommendations.E001" and "'lists', which is not in settings.CACHES" in found.msg
 
 
+def test_serving_rules_serving_cannot_apply_are_errors(settings):
+    from recommendations.checks import check_serving_rules
+
+    assert check_serving_rules() == []
+    settings.RECOMMENDATIONS = {
+        **settings.RECOMMENDATIONS,
+        "SERVING_RULES": {
+            "default": {"limit": 0, "max_per_store": None},
+            "similar": {"exclude_bought": True},
+        },
+    }
+    found = check_serving_rules()
+    assert {message.id for message in found} == {"recommendations.E002"}
+    assert [message.msg for message in found] == [
+        "RECOMMENDATIONS['SERVING_RULES']: default: limit must be an integer from 1 to 100, not 0.",
+        "RECOMMENDATIONS['SERVING_RULES']: similar: 'exclude_bought' is not a rule; use one of limit, "
+        "exclude_purchased, max_per_store, max_per_category, mmr_lambda.",
+    ]
+
+
 def test_the_demo_shop_passes_its_own_checks():
     result = run_manage("check", "--fail-level", "WARNING")
     assert result.returncode == 0, result.stderr

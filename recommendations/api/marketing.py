@@ -120,7 +120,7 @@ class CampaignSerializer(ModelCleanMixin, serializers.ModelSerializer):
         read_only_fields = ["created_at", "updated_at"]
 
 
-class VariantSerializer(serializers.ModelSerializer):
+class VariantSerializer(ModelCleanMixin, serializers.ModelSerializer):
     class Meta:
         model = Variant
         fields = ["id", "key", "name", "is_control", "traffic_share", "model_version", "recommender", "rules"]

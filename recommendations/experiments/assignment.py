@@ -33,6 +33,7 @@ from recommendations.models import (
     ModelVersion,
     Variant,
 )
+from recommendations.serving.rule_sets import rule_set_errors
 from recommendations.vectors.queries import active_version
 
 logger = logging.getLogger(__name__)
@@ -93,9 +94,25 @@ def _choice(variant: Variant, *, is_default: bool = False) -> VariantChoice:
         model_version_id=variant.model_version_id,
         model_version=variant.model_version,
         recommender=variant.recommender,
-        rules=dict(variant.rules or {}),
+        rules=_servable_rules(variant),
         is_default=is_default,
     )
+
+
+def _servable_rules(variant: Variant) -> dict[str, Any]:
+    """The variant's rules, or none when serving cannot apply them: a variant saved around
+    `Variant.clean()` (a raw update, an old row) must not fail every visitor's lists."""
+    errors = rule_set_errors(variant.rules)
+    if errors:
+        logger.error(
+            "Variant %s of experiment %s is served without its rules, which serving cannot apply: %s "
+            "Fix them in the admin.",
+            variant.key,
+            variant.experiment.key,
+            " ".join(errors),
+        )
+        return {}
+    return dict(variant.rules)
 
 
 def _load_live() -> LiveExperiment | None:

@@ -129,8 +129,11 @@ class Variant(models.Model):
         return f"{self.experiment.key}/{self.key}"
 
     def clean(self) -> None:
-        if not isinstance(self.rules, dict):
-            raise ValidationError({"rules": 'Rules must be a JSON object, e.g. {"default": {"limit": 8}}.'})
+        from recommendations.serving.rule_sets import rule_set_errors  # serving imports the models
+
+        errors = rule_set_errors(self.rules)
+        if errors:
+            raise ValidationError({"rules": errors})
 
     @property
     def label(self) -> str:

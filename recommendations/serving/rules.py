@@ -31,6 +31,7 @@ from recommendations.serving.presentation import (
     card_version_field,
     product_card,
 )
+from recommendations.serving.rule_sets import MAX_LIMIT
 from recommendations.serving.types import (
     Audience,
     Candidate,
@@ -39,7 +40,6 @@ from recommendations.serving.types import (
     RecommendationResult,
 )
 
-MAX_LIMIT = 100
 # Candidates fetched per item shown: room for stock, exclusion and diversity filters.
 OVERFETCH = 4
 

@@ -151,6 +151,9 @@ def test_experiment_form_refuses_shares_that_do_not_sum_to_100(admin_client):
     no_control = admin_client.post(url, experiment_form(50, 50, control=None))
     assert "exactly one variant as the control" in errors_of(no_control)
     assert not Experiment.objects.exists()
+    bad_rules = experiment_form(70, 30) | {"variants-1-rules": '{"default": {"limit": "abc"}}'}
+    assert "default: limit must be an integer from 1 to 100" in errors_of(admin_client.post(url, bad_rules))
+    assert not Experiment.objects.exists()
     assert admin_client.post(url, experiment_form(70, 30)).status_code == 302
     assert list(Variant.objects.values_list("key", "traffic_share")) == [("v0", 70), ("v1", 30)]
 

@@ -180,6 +180,27 @@ def test_experiment_shares_must_sum_to_100(staff):
     assert created.status_code == 201 and len(created.json()["variants"]) == 3
 
 
+@pytest.mark.parametrize(
+    ("rules", "message"),
+    [
+        ("oops", "must be a JSON object of recommendation types"),
+        ({"homepage": {"limit": 4}}, "'homepage' is not a recommendation type"),
+        ({"default": {"limit": "abc"}}, "default: limit must be an integer from 1 to 100, not 'abc'."),
+        ({"similar": {"max_per_shop": 1}}, "similar: 'max_per_shop' is not a rule"),
+        ({"for_you": {"mmr_lambda": 2}}, "for_you: mmr_lambda must be null or a number from 0 to 1"),
+        ({"trending": []}, "The rules of 'trending' must be a JSON object"),
+    ],
+)
+def test_variant_rules_serving_cannot_apply_are_a_400(staff, rules, message):
+    body = experiment_body(50, 50)
+    body["variants"][1]["rules"] = rules
+    response = client_for(staff).post("/api/experiments/", body, content_type="application/json")
+    assert response.status_code == 400
+    (problems,) = response.json()["variants"]["1"]["rules"]  # the second variant's
+    assert message in problems
+    assert not Experiment.objects.exists()
+
+
 def test_experiment_lifecycle_through_the_api(staff, db):
     client = client_for(staff)
     experiment_id = client.post(

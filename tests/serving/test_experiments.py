@@ -129,6 +129,21 @@ def test_variant_rules_layer_over_the_configured_rules(catalog, model, shoppers,
     assert len(stores_shown) == 2 and len(set(stores_shown)) == 2
 
 
+def test_a_variant_saved_with_rules_serving_cannot_apply_is_served_without_them(
+    catalog, model, shoppers, caplog
+):
+    """A row saved around `Variant.clean()` (a raw update, a row from before it checked) must
+    not fail the lists of every visitor in the experiment, the control's included."""
+    experiment = start_experiment(plain={}, broken={})
+    experiment.variants.filter(key="broken").update(rules={"default": {"limit": "abc"}})
+    assignment.clear_cache()
+    response = APIClient().get("/api/recommendations/trending/")
+    assert response.status_code == 200 and response.json()["results"]
+    assert "served without its rules" in caplog.text and "limit must be an integer" in caplog.text
+    for user in shoppers[:6]:
+        assert rules_for("trending", Audience(user=user))["limit"] == 10
+
+
 def test_a_cached_list_does_not_outlive_a_change_of_variant(catalog, model, shoppers):
     user = shoppers[0]
     before = products.for_you(Audience(user=user), Options(limit=3))
