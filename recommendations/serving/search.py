@@ -12,6 +12,7 @@ Without an active model the answer is keyword relevance alone.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -33,6 +34,9 @@ KEYWORD_POOL = 200
 # Keyword hits whose vectors define the query's meaning.
 FEEDBACK_HITS = 10
 WEIGHTS = {"keyword": 0.6, "semantic": 0.25, "taste": 0.15}
+# Several "-" (web search's NOT) in a row, spaces between them or not: PostgreSQL nests one NOT
+# in another for each, and about thirty overflow its parser ("tsquery stack too small").
+REPEATED_NOT = re.compile(r"-[\s-]*-")
 
 
 def clean_query(query: str | None) -> str:
@@ -52,7 +56,8 @@ def keyword_hits(query: str, k: int = KEYWORD_POOL) -> list[tuple[str, float]]:
     does trigram word similarity on titles (GIN index) add near matches: typos cost the
     second query, correctly spelled queries do not.
     """
-    search_query = SearchQuery(query, search_type="websearch", config=TEXT_SEARCH_CONFIG)
+    words = REPEATED_NOT.sub("-", query)  # "t--shirt" is a t-shirt, "--x" one NOT
+    search_query = SearchQuery(words, search_type="websearch", config=TEXT_SEARCH_CONFIG)
     # ts_rank with normalization 32 lies in [0, 1).
     exact = list(
         ProductDocument.objects.filter(search_vector=search_query)
