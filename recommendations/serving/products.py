@@ -149,6 +149,7 @@ def for_you(audience: Audience, options: Options) -> RecommendationResult:
         options,
         model_version_id=version and version.pk,
         exclude=history.product_ids,
+        backfill=lambda: _popular(k),
     )
 
 
@@ -156,6 +157,11 @@ def _seed_document(product_id: str) -> ProductDocument | None:
     """What content similarity needs of a product: its title and categories."""
     documents = ProductDocument.objects.filter(product_id=product_id)
     return documents.only("product_id", "title", "categories").first()
+
+
+def _category_of(seed: ProductDocument | None) -> str | None:
+    """The product's own (deepest) category."""
+    return seed.categories[-1] if seed and seed.categories else None
 
 
 def _content_candidates(seed: ProductDocument | None, k: int) -> list[Candidate]:
@@ -210,12 +216,11 @@ def similar(product_id: str, audience: Audience, options: Options) -> Recommenda
         if neighbours:
             return neighbours
         seed = _seed_document(product_id)
-        category = seed.categories[-1] if seed and seed.categories else None
         return _cascade(
             k,
             lambda: _content_candidates(seed, k),
             lambda: statistics.paired(PairKind.VIEWED, {product_id: 1.0}, k),
-            lambda: statistics.trending(k, category=category),
+            lambda: statistics.trending(k, category=_category_of(seed)),
         )
 
     key = (Kind.SIMILAR, variants.cache_key(audience), version and version.pk, product_id, k)
@@ -227,6 +232,7 @@ def similar(product_id: str, audience: Audience, options: Options) -> Recommenda
         model_version_id=version and version.pk,
         seed=product_id,
         context={"product_id": product_id},
+        backfill=lambda: _popular(k, _category_of(_seed_document(product_id))),
     )
 
 
@@ -262,14 +268,18 @@ def bought_together(product_id: str, audience: Audience, options: Options) -> Re
 def trending(audience: Audience, options: Options) -> RecommendationResult:
     """Trending now (time-decayed popularity), overall or within `options.category`."""
     k = pool_size(Kind.TRENDING, options, audience)
-    candidates = cached(
-        (Kind.TRENDING, options.category, k),
-        # A shop with no events yet shows its newest products rather than nothing.
-        lambda: _cascade(
-            k, lambda: statistics.trending(k, category=options.category), lambda: _newest(k, options.category)
-        ),
-    )
+    candidates = _popular(k, options.category)
     return finalize(Kind.TRENDING, candidates, audience, options, context={"category": options.category})
+
+
+def _popular(k: int, category: str | None = None) -> list[Candidate]:
+    """Trending (overall or in `category`), then the newest products: the trending list, and
+    what fills a personal list that the rules left short."""
+    return cached(
+        (Kind.TRENDING, category, k),
+        # A shop with no events yet shows its newest products rather than nothing.
+        lambda: _cascade(k, lambda: statistics.trending(k, category=category), lambda: _newest(k, category)),
+    )
 
 
 def _newest(k: int, category: str | None = None) -> list[Candidate]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -185,6 +186,7 @@ def finalize(
     exclude: Iterable[str] = (),
     seed: str | None = None,
     store_id: str | None = None,
+    backfill: Callable[[], Sequence[Candidate]] | None = None,
 ) -> RecommendationResult:
     """Apply the rules of `kind` to candidates and return the answer in order.
 
@@ -193,7 +195,10 @@ def finalize(
     store's products, as the host's table says (read with the facts, so every store shares
     one compiled query), and is `NotFound` unless the store exists. Both are proven to exist
     by the facts read (the seed among the available products, the store as one's store), so
-    a separate lookup runs only when the read does not show them.
+    a separate lookup runs only when the read does not show them. `backfill` gives the
+    candidates that fill a list the rules left short (stock, per-store caps), ranked after
+    all the others: the fallback tiers a service's cascade skipped because its own tiers
+    looked like enough before the rules ran.
     """
     adapter = get_product_adapter()
     rules = rules_for(kind, audience)
@@ -239,41 +244,55 @@ def finalize(
     def compiled(name: str, build: Callable[[list[str]], models.QuerySet]) -> KeyedQuery:
         return keyed_query((name, kind, type(adapter), adapter.model, version_field), build)
 
-    keys = [c.product_id for c in pool] + ([seed] if seed else [])
-    facts = compiled("facts", facts_query).rows(keys) if keys else []
-    groups: dict[str, tuple[Any, Any]] = {}
-    factors: dict[str, float] = {}
-    versions: dict[str, Any] = {}
     # Where each value sits in a row: key, [version], [store], [category], boost flags.
-    # A search sends a few hundred candidates, so this loop is kept plain.
     at = 1 + bool(version_field)
     store_at = at if columns[0] else None
     category_at = at + bool(columns[0]) if columns[1] else None
     flags_at = at + bool(columns[0]) + bool(columns[1])
     boost_factors = [float(rule["factor"]) for rule in boosts]
-    for row in facts:
-        pid = adapter.key(row[0])
-        if version_field:
-            versions[pid] = row[1]
-        groups[pid] = (
-            row[store_at] if store_at is not None else None,
-            row[category_at] if category_at is not None else None,
-        )
-        factor = 1.0
-        for boost, flagged in zip(boost_factors, row[flags_at:], strict=True):
-            if flagged:
-                factor *= boost
-        factors[pid] = factor
-    if seed is not None and seed not in groups:
-        require_product(seed)  # not available now, or no such product
-    if store_id is not None:
-        groups = {pid: group for pid, group in groups.items() if str(group[0]) == str(store_id)}
-        if not groups:
-            require_store(store_id)
-    pool = [c for c in pool if c.product_id in groups and factors[c.product_id] > 0]
-    adjusted = _adjusted_scores(pool, factors)
-    ordered = sorted(pool, key=lambda c: (c.tier, -adjusted[c.product_id], key_order(c.product_id)))
-    chosen = _diversify(ordered, adjusted, groups, rules, limit)
+    versions: dict[str, Any] = {}
+
+    def choose(pool: list[Candidate]) -> list[Candidate]:
+        keys = [c.product_id for c in pool] + ([seed] if seed else [])
+        facts = compiled("facts", facts_query).rows(keys) if keys else []
+        groups: dict[str, tuple[Any, Any]] = {}
+        factors: dict[str, float] = {}
+        # A search sends a few hundred candidates, so this loop is kept plain.
+        for row in facts:
+            pid = adapter.key(row[0])
+            if version_field:
+                versions[pid] = row[1]
+            groups[pid] = (
+                row[store_at] if store_at is not None else None,
+                row[category_at] if category_at is not None else None,
+            )
+            factor = 1.0
+            for boost, flagged in zip(boost_factors, row[flags_at:], strict=True):
+                if flagged:
+                    factor *= boost
+            factors[pid] = factor
+        if seed is not None and seed not in groups:
+            require_product(seed)  # not available now, or no such product
+        if store_id is not None:
+            groups = {pid: group for pid, group in groups.items() if str(group[0]) == str(store_id)}
+            if not groups:
+                require_store(store_id)
+        pool = [c for c in pool if c.product_id in groups and factors[c.product_id] > 0]
+        adjusted = _adjusted_scores(pool, factors)
+        ordered = sorted(pool, key=lambda c: (c.tier, -adjusted[c.product_id], key_order(c.product_id)))
+        return _diversify(ordered, adjusted, groups, rules, limit)
+
+    chosen = choose(pool)
+    if len(chosen) < limit and backfill is not None:
+        proposed = {c.product_id for c in pool}
+        after = 1 + max((c.tier for c in pool), default=0)
+        extra = [
+            replace(c, tier=after)  # a copy: the backfill list may be a cached one
+            for c in dedupe(backfill())
+            if c.product_id not in excluded and c.product_id not in proposed
+        ]
+        if extra:
+            chosen = choose(pool + extra)
     shown = ShownObjects(
         [c.product_id for c in chosen],
         card=product_card,

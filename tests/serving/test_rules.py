@@ -9,14 +9,15 @@ import numpy as np
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
 
-from recommendations.models import ProductVector, ServedRecommendation
+from recommendations.models import Event, ProductVector, ServedRecommendation
 from recommendations.serving import attribution, products
 from recommendations.serving.rules import finalize, rules_for
 from recommendations.serving.statistics import refresh_statistics
 from recommendations.serving.types import Audience, Candidate, Kind, Options
 from recommendations.vectors import queries
-from shop.models import Product
+from shop.models import Product, Store
 from tests.serving.conftest import TITLES, add_event
 
 pytestmark = pytest.mark.django_db
@@ -385,3 +386,55 @@ def test_thread_owners_are_made_once_per_process_and_again_in_a_forked_child():
     os.close(read_end)
     os.close(write_end)
     assert Owner.for_this_process() is owner
+
+
+def test_a_list_the_rules_leave_short_is_filled_from_the_backfill(catalog, settings):
+    settings.RECOMMENDATIONS = {
+        **settings.RECOMMENDATIONS,
+        "SERVING_RULES": {"default": {"max_per_store": 2}},
+    }
+    hair = [
+        Candidate(catalog.id(title), 1.0 - i / 10, "vector", "") for i, title in enumerate(TITLES["Hair"])
+    ]
+    face, nails = catalog.id("Vitamin C serum"), catalog.id("Red nail polish")
+    backfill = [Candidate(face, 5.0, "trending", ""), Candidate(hair[3].product_id, 9.0, "trending", "")]
+    backfill.append(Candidate(nails, 4.0, "trending", ""))
+    options = Options(limit=4)
+
+    # Two per store: the hair tier alone gives half the list.
+    assert len(finalize(Kind.FOR_YOU, hair, Audience(), options).ids) == 2
+    filled = finalize(Kind.FOR_YOU, hair, Audience(), options, backfill=lambda: backfill)
+    # After every proposed candidate, whatever their scores; a product already proposed once.
+    assert filled.ids == [hair[0].product_id, hair[1].product_id, face, nails]
+    assert [c.tier for c in backfill] == [0, 0, 0]  # the (possibly cached) backfill is not changed
+
+    def unused():
+        raise AssertionError("a full list needs no backfill")
+
+    assert len(finalize(Kind.FOR_YOU, hair, Audience(), Options(limit=2), backfill=unused).ids) == 2
+
+
+def test_recommended_for_you_is_filled_with_trending_when_the_caps_leave_it_short(catalog, model, settings):
+    """The visitor's nearest products are plenty before the rules, so trending is not asked
+    for; one per store leaves three of four, and trending's product of a fourth store fills it."""
+    settings.RECOMMENDATIONS = {
+        **settings.RECOMMENDATIONS,
+        "SERVING_RULES": {"default": {"max_per_store": 1}},
+    }
+    gifts = Store.objects.create(name="Gifts", slug="gifts")
+    gift = Product.objects.create(
+        title="Gift box", slug="gift-box", category=catalog.products["Argan shampoo"].category, store=gifts,
+        price=20, stock=5,
+    )  # fmt: skip
+    Event.objects.create(
+        event_type="purchase",
+        session_id="someone",
+        product_id=str(gift.pk),
+        value=1,
+        timestamp=timezone.now(),
+    )
+    refresh_statistics()
+    add_event(catalog, "view", "Argan shampoo", session="hair")
+    found = products.for_you(Audience(session_id="hair"), Options(limit=4))
+    assert len(found.ids) == 4 and found.ids[-1] == str(gift.pk)
+    assert [recommendation.source for _, recommendation in found.cards()][-1] == "trending"
