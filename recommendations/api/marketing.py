@@ -209,7 +209,7 @@ class CampaignMatchSerializer(serializers.Serializer):
     name = serializers.CharField(source="campaign.name")
     kind = serializers.CharField(source="campaign.kind")
     discount_text = serializers.CharField(source="campaign.discount_text")
-    link_url = serializers.CharField(source="campaign.link_url")
+    link_url = serializers.CharField(source="campaign.href", help_text='"#" when the campaign has no link.')
     ends_at = serializers.DateTimeField(source="campaign.ends_at")
     score = serializers.FloatField()
     reason = serializers.CharField()

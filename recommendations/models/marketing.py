@@ -13,6 +13,7 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.postgres.fields import ArrayField
 from django.core.exceptions import ValidationError
+from django.core.validators import URLValidator
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
@@ -37,6 +38,26 @@ def unknown_keys(model: type[models.Model] | None, keys: list[str]) -> list[str]
             bad.append(key)
     found = set(model._default_manager.filter(pk__in=list(parsed)).values_list("pk", flat=True))
     return bad + [key for value, key in parsed.items() if value not in found]
+
+
+def validate_campaign_link(value: str) -> None:
+    """A path on this site or an http(s) address: what shoppers click must not run script
+    (`javascript:`) or open another scheme."""
+    if not is_safe_link(value):
+        raise ValidationError(
+            "Enter a path on this site (/offers/tea/) or an address starting with http:// or https://.",
+            code="invalid_link",
+        )
+
+
+def is_safe_link(value: str) -> bool:
+    if value.startswith("/") and not value.startswith(("//", "/\\")):
+        return True
+    try:
+        URLValidator(schemes=["http", "https"])(value)
+    except ValidationError:
+        return False
+    return True
 
 
 class CampaignKind(models.TextChoices):
@@ -81,7 +102,10 @@ class Campaign(models.Model):
         max_length=200, blank=True, help_text='What shoppers read, e.g. "-20% on tea".'
     )
     link_url = models.CharField(
-        max_length=500, blank=True, help_text="Where the campaign leads (a path or URL)."
+        max_length=500,
+        blank=True,
+        validators=[validate_campaign_link],
+        help_text="Where the campaign leads: a path on this site (/offers/tea/) or an http(s) address.",
     )
     starts_at = models.DateTimeField(default=timezone.now)
     ends_at = models.DateTimeField(null=True, blank=True, help_text="Empty for an open-ended campaign.")
@@ -104,6 +128,12 @@ class Campaign(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    @property
+    def href(self) -> str:
+        """The link as pages show it: "#" for one the form would refuse (a row saved before
+        links were checked must not run script in shoppers' browsers)."""
+        return self.link_url if self.link_url and is_safe_link(self.link_url) else "#"
 
     @property
     def rules(self) -> AudienceRules:

@@ -137,7 +137,19 @@ def test_campaign_validation_errors_in_the_api(shop, staff):
     )
     assert unknown.status_code == 400
     assert unknown.json()["product_ids"] == ["No such product: abc, 999999. Give primary keys."]
-    created = client.post("/api/campaigns/", base, content_type="application/json")
+    for link in (
+        "javascript:alert(document.cookie)",
+        " JavaScript:alert(1)",
+        "//evil.example/",
+        "ftp://x.example/",
+    ):
+        refused = client.post("/api/campaigns/", {**base, "link_url": link}, content_type="application/json")
+        assert refused.status_code == 400, link
+        assert "a path on this site" in refused.json()["link_url"][0]
+    assert not Campaign.objects.exists()
+    created = client.post(
+        "/api/campaigns/", {**base, "link_url": "/offers/garden/"}, content_type="application/json"
+    )
     assert created.status_code == 201 and Campaign.objects.filter(name="Spring").exists()
     # A change that reverses the window is refused too, and nothing is written.
     campaign_id = created.json()["id"]

@@ -32,6 +32,17 @@ def test_the_block_shows_the_visitors_campaigns(shop):
     assert "recommendations/campaigns.js" in html
 
 
+def test_the_link_is_shown_only_as_a_path_or_an_http_address(shop):
+    tea = Campaign.objects.create(
+        name="Tea week", category_names=["Tea"], link_url="https://shop.example/tea"
+    )
+    links = lambda: render("{% personalized_campaigns %}", user=shop.users["tea_lover"])  # noqa: E731
+    assert 'href="https://shop.example/tea"' in links()
+    # A row saved before links were checked (the form refuses this one) links nowhere.
+    Campaign.objects.filter(pk=tea.pk).update(link_url="javascript:alert(document.cookie)")
+    assert "javascript:" not in links() and 'href="#"' in links()
+
+
 def test_the_as_form_gives_the_matches(shop):
     Campaign.objects.create(name="Garden week", category_names=["Garden"])
     add_event("view", session="anon-g", product=shop.products["Garden"][0])
