@@ -22,7 +22,7 @@ from recommendations.events.tracking import get_session_id
 from recommendations.serving.products import rerank
 from recommendations.serving.types import Audience, Options, Recommendation
 from shop import placeholders
-from shop.cart import Cart, CartError
+from shop.cart import MAX_QUANTITY, Cart, CartError
 from shop.checkout import place_order
 from shop.demo_data import DEMO_EMAIL_DOMAIN, DEMO_PASSWORD
 from shop.forms import CartChangeForm, CheckoutForm, SearchForm
@@ -140,6 +140,8 @@ def product(request: HttpRequest, slug: str) -> HttpResponse:
             "product": item,
             "form": form,
             "in_cart": cart.quantity_of(item),
+            # The browser's own check, as the cart's: no more than in stock, nor than a line holds.
+            "quantity_limit": max(1, min(item.stock, MAX_QUANTITY)),
             "ancestors": [*_ancestors(item.category), item.category],
         },
     )

@@ -29,6 +29,7 @@ class ProductPopularity(models.Model):
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
+        verbose_name_plural = "product popularity"
         indexes = [
             models.Index(fields=["-trending_score"], name="rec_pop_trending"),
             models.Index(fields=["-popular_score"], name="rec_pop_popular"),

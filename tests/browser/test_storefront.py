@@ -171,6 +171,10 @@ def test_a_click_on_a_recommendation_is_attributed_and_a_purchase_recorded(page,
     page.get_by_text("to your cart").wait_for()
     assert page.get_by_test_id("cart-count").inner_text() == "1"
     page.goto("/cart/")
+    page.set_viewport_size({"width": 375, "height": 740})  # a phone: the cart fits its width
+    assert page.evaluate("document.documentElement.scrollWidth") <= 375
+    page.screenshot(path=str(artifacts / "cart-phone.png"), full_page=True)
+    page.set_viewport_size({"width": 1280, "height": 900})
     page.get_by_test_id("checkout").click()
     page.get_by_label("Full name").fill("Ada Shopper")
     page.get_by_label("Email").fill("ada@example.com")

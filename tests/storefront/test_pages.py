@@ -9,6 +9,7 @@ from django.urls import reverse
 from recommendations.models import ModelVersion
 from recommendations.serving.catalog import index_products
 from recommendations.serving.statistics import refresh_statistics
+from shop.models import Product
 from tests.storefront.conftest import event
 
 REC_BLOCK = re.compile(r'data-rec-impression data-rec-id="([0-9a-f]+)"')
@@ -107,6 +108,17 @@ def test_product_page_marks_the_view_for_the_beacon_and_carries_the_recommendati
     assert "recommendations/beacon.js" in html
 
 
+def test_the_quantity_box_allows_what_the_cart_accepts(client, history):
+    def limit() -> str:
+        html = client.get(history[0].get_absolute_url()).content.decode()
+        return re.search(r'name="quantity"[^>]* max="(\d+)"', html)[1]
+
+    Product.objects.filter(pk=history[0].pk).update(stock=3)
+    assert limit() == "3"
+    Product.objects.filter(pk=history[0].pk).update(stock=500)
+    assert limit() == "99"  # a cart line holds at most 99
+
+
 def test_store_page_marks_the_store_view(client, history):
     store = history[0].store
     html = client.get(reverse("shop:store", args=[store.slug])).content.decode()
@@ -122,6 +134,12 @@ def test_search_shows_personalised_results_and_records_the_search(client, histor
     from recommendations.models import Event
 
     assert Event.objects.filter(event_type="search", query="stoneware").count() == 1
+
+
+def test_a_search_too_long_says_so(client, indexed):
+    html = client.get(reverse("shop:search"), {"q": "mug " * 60}).content.decode()
+    assert "at most 200 characters (it has 239)" in html and "Shorten your search" in html
+    assert 'maxlength="200"' in html  # the search box stops there in the first place
 
 
 def test_unknown_pages_are_404(client, indexed):
