@@ -211,6 +211,14 @@ class SegmentAdmin(admin.ModelAdmin):
 class SegmentMemberAdmin(ReadOnlyAdmin):
     """Members of every segment (rewritten by each refresh)."""
 
+    def has_delete_permission(self, request: HttpRequest, obj: SegmentMember | None = None) -> bool:
+        # Members go with their segment: whoever may delete segments deletes theirs. The
+        # admin asks this of every member a segment's deletion takes along.
+        return request.user.has_perm("recommendations.delete_segment")
+
+    def get_actions(self, request: HttpRequest) -> dict:
+        return {}  # no bulk delete here: a refresh rewrites the members
+
     list_display = ["segment", "user", "score"]
     list_filter = ["segment"]
     list_select_related = ["segment", "user"]

@@ -218,7 +218,16 @@ class Segment(models.Model):
 
     def clean(self) -> None:
         if self.campaign is None:
-            raise ValidationError({"campaign": "Choose the campaign this audience is for."})
+            if self._state.adding:
+                raise ValidationError({"campaign": "Choose the campaign this audience is for."})
+            if self.auto_refresh:
+                raise ValidationError(
+                    {
+                        "campaign": "This audience's campaign was deleted: choose another, or turn "
+                        "auto-refresh off to keep its members as they are."
+                    }
+                )
+            return  # kept as it was last computed
         problem = self.campaign.targeting_error()
         if problem:
             raise ValidationError({"campaign": problem})

@@ -10,7 +10,7 @@ from django.urls import reverse
 
 from recommendations.experiments import variant_for
 from recommendations.marketing.audiences import create_segment
-from recommendations.models import Campaign, Experiment, ExperimentStatus, Segment, Variant
+from recommendations.models import Campaign, Experiment, ExperimentStatus, Segment, SegmentMember, Variant
 
 
 @pytest.fixture
@@ -116,6 +116,27 @@ def test_segment_csv_export_action(admin_client, shop):
         ("Garden", "gardener"),
         ("Garden", "lapsing"),
     }
+
+
+def test_a_segment_is_deleted_with_its_members_and_outlives_its_campaign(admin_client, shop):
+    tea = Campaign.objects.create(name="Tea week", category_names=["Tea"])
+    kept, deleted = create_segment(tea, name="Kept"), create_segment(tea, name="Deleted")
+    assert deleted.size == 2
+    confirm = reverse("admin:recommendations_segment_delete", args=[deleted.pk])
+    assert admin_client.post(confirm, {"post": "yes"}).status_code == 302
+    assert not Segment.objects.filter(pk=deleted.pk).exists()
+    assert not SegmentMember.objects.filter(segment_id=deleted.pk).exists()
+
+    tea.delete()  # the segment stays, with the members it had
+    change = reverse("admin:recommendations_segment_change", args=[kept.pk])
+    form = {"name": "Kept", "campaign": "", "max_size": "", "auto_refresh": "on"}
+    assert "campaign was deleted: choose another, or turn auto-refresh off" in errors_of(
+        admin_client.post(change, form)
+    )
+    del form["auto_refresh"]
+    assert admin_client.post(change, form).status_code == 302
+    kept.refresh_from_db()
+    assert not kept.auto_refresh and kept.users().count() == 2
 
 
 def experiment_form(*shares, control=0) -> dict:
