@@ -58,8 +58,8 @@ class CsrfSessionAuthentication(authentication.BaseAuthentication):
         reason = check.process_view(django_request, None, (), {})
         if reason:
             raise exceptions.PermissionDenied(
-                f"CSRF failed: {reason}. Send the csrftoken cookie's value in the X-CSRFToken header "
-                "(or as csrf_token in the body), or authenticate with an API key."
+                f"CSRF failed: {reason.rstrip('.')}. Send the csrftoken cookie's value in the X-CSRFToken "
+                "header (or as csrf_token in the body), or authenticate with an API key."
             )
         user = getattr(django_request, "user", None)
         return (user if user is not None else AnonymousUser()), None

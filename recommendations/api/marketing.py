@@ -29,6 +29,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from recommendations.api.authentication import ApiKeyAuthentication, CsrfSessionAuthentication
+from recommendations.api.recommendation_serializers import QueryParamsSerializer
 from recommendations.api.recommendations import CanReadRecommendations, resolve_audience
 from recommendations.api.throttles import ApiRateThrottle
 from recommendations.experiments import lifecycle
@@ -61,11 +62,10 @@ class StaffOrScope(permissions.BasePermission):
         if isinstance(request.auth, ApiKey):
             allowed = bool(required) and request.method in permissions.SAFE_METHODS
             if not (allowed and request.auth.has_scopes(required)):
-                self.message = (
-                    f"This API key may not do this: it needs the {', '.join(required) or 'staff'} scope"
-                    + ("" if request.method in permissions.SAFE_METHODS else " and changes need a staff user")
-                    + "."
-                )
+                if not allowed:
+                    self.message = "API keys may not do this: sign in as a staff user."
+                else:
+                    self.message = f"This API key may not do this: it needs the {', '.join(required)} scope."
                 return False
             return True
         self.message = "Sign in as a staff user" + (
@@ -194,7 +194,7 @@ class ExperimentSerializer(ModelCleanMixin, serializers.ModelSerializer):
         return instance
 
 
-class ForMeParamsSerializer(serializers.Serializer):
+class ForMeParamsSerializer(QueryParamsSerializer):
     limit = serializers.IntegerField(min_value=1, max_value=MAX_FOR_ME, default=3)
     user = serializers.CharField(
         required=False, help_text="Another user: staff and API keys with recommendations:read."
@@ -251,15 +251,23 @@ class AudienceCSVRenderer(renderers.BaseRenderer):
         if isinstance(data, dict) and "results" in data:
             write_csv(data["results"], out)
         else:
-            write_csv(
-                [{"error": str(data.get("detail", data)) if isinstance(data, dict) else str(data)}],
-                out,
-                ["error"],
-            )
+            write_csv([{"error": _error_text(data)}], out, ["error"])
         return out.getvalue()
 
 
-class AudienceParamsSerializer(serializers.Serializer):
+def _error_text(data: Any) -> str:
+    """An error response as one line: its detail, or each bad parameter with its messages."""
+    if not isinstance(data, dict):
+        return str(data)
+    if "detail" in data:
+        return str(data["detail"])
+    return "; ".join(
+        f"{name}: {' '.join(map(str, problems)) if isinstance(problems, list) else problems}"
+        for name, problems in data.items()
+    )
+
+
+class AudienceParamsSerializer(QueryParamsSerializer):
     limit = serializers.IntegerField(min_value=1, max_value=MAX_AUDIENCE_ROWS, required=False)
     format = serializers.ChoiceField(choices=["json", "csv", "api"], required=False)
 

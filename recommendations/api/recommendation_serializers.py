@@ -25,17 +25,8 @@ class CommaSeparatedField(serializers.CharField):
         return [part.strip() for part in text.split(",") if part.strip()]
 
 
-class ListParamsSerializer(serializers.Serializer):
-    limit = serializers.IntegerField(min_value=1, max_value=MAX_LIMIT, required=False)
-    exclude = CommaSeparatedField(required=False, help_text="Product ids to leave out, comma-separated.")
-    explain = serializers.BooleanField(required=False, default=False, help_text="Add a reason to each item.")
-    user = serializers.CharField(
-        required=False, help_text="Another user's id: staff and API keys with recommendations:read only."
-    )
-    session_id = serializers.CharField(
-        required=False, max_length=64, help_text="An anonymous session: staff and API keys only."
-    )
-    category = serializers.CharField(required=False, max_length=200, help_text="A category name.")
+class QueryParamsSerializer(serializers.Serializer):
+    """Query parameters, whose unknown names are a 400 (a typo is never a silent default)."""
 
     # Query parameters any DRF view accepts.
     IGNORED = frozenset({"format"})
@@ -48,6 +39,18 @@ class ListParamsSerializer(serializers.Serializer):
                 {name: [f"Unknown parameter. Allowed: {', '.join(sorted(self.fields))}."] for name in unknown}
             )
         return super().to_internal_value(data)
+
+
+class ListParamsSerializer(QueryParamsSerializer):
+    limit = serializers.IntegerField(min_value=1, max_value=MAX_LIMIT, required=False)
+    exclude = CommaSeparatedField(required=False, help_text="Product ids to leave out, comma-separated.")
+    explain = serializers.BooleanField(required=False, default=False, help_text="Add a reason to each item.")
+    user = serializers.CharField(
+        required=False, help_text="Another user's id: staff and API keys with recommendations:read only."
+    )
+    session_id = serializers.CharField(
+        required=False, max_length=64, help_text="An anonymous session: staff and API keys only."
+    )
 
     @classmethod
     def parse(cls, data: Any) -> dict[str, Any]:
@@ -65,6 +68,13 @@ def _validator(serializer_class: type[ListParamsSerializer]) -> ListParamsSerial
     validator = serializer_class()
     validator.fields  # noqa: B018 (bind the fields now, not in the first request's threads)
     return validator
+
+
+class CategoryListParamsSerializer(ListParamsSerializer):
+    """The lists that can keep to one category (trending, new arrivals); elsewhere `category`
+    is an unknown parameter rather than one silently ignored."""
+
+    category = serializers.CharField(required=False, max_length=200, help_text="A category name.")
 
 
 class SearchParamsSerializer(ListParamsSerializer):

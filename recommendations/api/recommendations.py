@@ -22,6 +22,7 @@ from rest_framework.views import APIView
 from recommendations.api.authentication import ApiKeyAuthentication, CsrfSessionAuthentication
 from recommendations.api.negotiation import FirstRendererNegotiation
 from recommendations.api.recommendation_serializers import (
+    CategoryListParamsSerializer,
     ListParamsSerializer,
     RecommendationListSerializer,
     RerankSerializer,
@@ -80,10 +81,16 @@ def resolve_audience(request: Request, params: dict[str, Any]) -> Audience:
     return Audience(user=own_user, session_id=own_session)
 
 
-def _schema(summary: str, *, serializer: type = RecommendationListSerializer, **extra: Any) -> Callable:
+def _schema(
+    summary: str,
+    *,
+    serializer: type = RecommendationListSerializer,
+    params: type[ListParamsSerializer] = ListParamsSerializer,
+    **extra: Any,
+) -> Callable:
     return extend_schema(
         summary=summary,
-        parameters=[ListParamsSerializer],
+        parameters=[params],
         responses={
             200: serializer,
             400: OpenApiResponse(description="Bad parameters, each listed with what to send."),
@@ -146,14 +153,26 @@ class BoughtTogetherView(RecommendationView):
         return products.bought_together(product_id, audience, options)
 
 
-@_schema("Trending products", description="Time-decayed popularity, overall or in `category`.")
+@_schema(
+    "Trending products",
+    description="Time-decayed popularity, overall or in `category`.",
+    params=CategoryListParamsSerializer,
+)
 class TrendingView(RecommendationView):
+    params_serializer = CategoryListParamsSerializer
+
     def serve(self, audience, options, params):
         return products.trending(audience, options)
 
 
-@_schema("New arrivals", description="The newest products, overall or in `category`.")
+@_schema(
+    "New arrivals",
+    description="The newest products, overall or in `category`.",
+    params=CategoryListParamsSerializer,
+)
 class NewArrivalsView(RecommendationView):
+    params_serializer = CategoryListParamsSerializer
+
     def serve(self, audience, options, params):
         return products.new_arrivals(audience, options)
 

@@ -76,7 +76,8 @@ def rollback() -> ModelVersion:
     if target is None:
         raise ActivationError(
             "There is no previously active model version to roll back to. Activate a ready "
-            "version by id instead (python manage.py activate_model <id>)."
+            'version instead: the admin\'s "Activate the selected version" action, or '
+            "python manage.py activate_model <id>."
         )
     logger.info("Rolling back to model version %s", target.pk)
     return activate(target)

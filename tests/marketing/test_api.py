@@ -71,6 +71,8 @@ def test_for_me_refuses_other_users_and_bad_parameters(shop, tea, staff):
     assert client_for(staff).get(FOR_ME, {"user": other}).status_code == 200
     bad = client_for(shop.users["tea_lover"]).get(FOR_ME, {"limit": 0})
     assert bad.status_code == 400 and "limit" in bad.json()
+    typo = client_for(shop.users["tea_lover"]).get(FOR_ME, {"limt": 5})
+    assert typo.status_code == 400 and "Unknown parameter" in typo.json()["limt"][0]
 
 
 def test_audience_endpoint_refuses_everyone_but_staff_and_scoped_keys(shop, tea):
@@ -90,6 +92,8 @@ def test_audience_as_json_then_csv_from_the_saved_segment(shop, tea, staff):
 
     segment = create_segment(tea, name="Tea newsletter")
     api = key_client("audiences:read")
+    bad = api.get(audience_url(tea), {"format": "csv", "limit": "abc"})
+    assert bad.status_code == 400 and read_csv(bad) == [{"error": "limit: A valid integer is required."}]
     response = api.get(audience_url(tea), {"format": "csv"})
     assert response.status_code == 200 and response["Content-Type"].startswith("text/csv")
     assert f"campaign-{tea.pk}-audience.csv" in response["Content-Disposition"]
@@ -233,4 +237,7 @@ def test_experiment_lifecycle_through_the_api(staff, db):
     experiment = Experiment.objects.get(pk=experiment_id)
     assert stopped.status_code == 200 and experiment.status == ExperimentStatus.STOPPED
     assert experiment.winner.key == "v1"
-    assert key_client("audiences:read").get("/api/experiments/").status_code == 403
+    refused = key_client("audiences:read").get("/api/experiments/")
+    assert refused.status_code == 403 and refused.json()["detail"] == (
+        "API keys may not do this: sign in as a staff user."
+    )

@@ -157,6 +157,11 @@ def test_bad_parameters_are_400_listing_each(client, catalog):
     response = client.get("/api/recommendations/trending/", {"limit": "0", "explain": "maybe"})
     assert set(response.json()) == {"limit", "explain"}
     assert client.get("/api/search/").status_code == 400
+    # Only the lists that keep to a category take one; the others say so rather than ignore it.
+    trending = client.get("/api/recommendations/trending/", {"category": "Hair"})
+    assert trending.status_code == 200 and {r["category"][-1] for r in trending.json()["results"]} == {"Hair"}
+    similar = client.get(f"/api/recommendations/similar/{catalog.id('Argan shampoo')}/", {"category": "Face"})
+    assert similar.status_code == 400 and "Unknown parameter" in similar.json()["category"][0]
     long_query = client.get("/api/search/", {"q": "x" * 300})
     assert long_query.status_code == 400 and "q" in long_query.json()
 
