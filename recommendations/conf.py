@@ -84,7 +84,11 @@ DEFAULTS: dict[str, Any] = {
             "max_per_category": None,
             # 0..1: weight of relevance against novelty in MMR re-ranking; None = off.
             "mmr_lambda": None,
+            # 0..1: leave out the main source's candidates scoring below this share of its best
+            # one (a list of close matches rather than a full one padded with unrelated ones).
+            "min_relative_score": None,
         },
+        "similar": {"min_relative_score": 0.5},
         "recently_viewed": {"exclude_purchased": False, "max_per_store": None},
         "buy_again": {"exclude_purchased": False, "max_per_store": None},
         "rerank": {"exclude_purchased": False, "max_per_store": None},

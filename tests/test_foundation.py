@@ -309,7 +309,7 @@ def test_serving_rules_serving_cannot_apply_are_errors(settings):
     assert [message.msg for message in found] == [
         "RECOMMENDATIONS['SERVING_RULES']: default: limit must be an integer from 1 to 100, not 0.",
         "RECOMMENDATIONS['SERVING_RULES']: similar: 'exclude_bought' is not a rule; use one of limit, "
-        "exclude_purchased, max_per_store, max_per_category, mmr_lambda.",
+        "exclude_purchased, max_per_store, max_per_category, mmr_lambda, min_relative_score.",
     ]
 
 

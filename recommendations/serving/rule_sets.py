@@ -35,6 +35,7 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "max_per_store": (_positive_or_none, "null or an integer of at least 1"),
     "max_per_category": (_positive_or_none, "null or an integer of at least 1"),
     "mmr_lambda": (_fraction_or_none, "null or a number from 0 to 1"),
+    "min_relative_score": (_fraction_or_none, "null or a number from 0 to 1"),
 }
 
 

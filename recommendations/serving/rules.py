@@ -207,6 +207,11 @@ def finalize(
     if rules.get("exclude_purchased") and audience.is_known:
         excluded |= {event.product_id for event in history_module.purchases(audience)}
     pool = [c for c in dedupe(candidates) if c.product_id not in excluded]
+    floor = rules.get("min_relative_score")
+    if floor:
+        best = max((c.score for c in pool if c.tier == 0), default=0.0)
+        if best > 0:  # the main source's scale; fallback tiers score on their own
+            pool = [c for c in pool if c.tier or c.score >= floor * best]
 
     boosts = _boost_rules(kind)
     columns = [_column(adapter, adapter.store_field), _column(adapter, adapter.category_field)]

@@ -438,3 +438,15 @@ def test_recommended_for_you_is_filled_with_trending_when_the_caps_leave_it_shor
     found = products.for_you(Audience(session_id="hair"), Options(limit=4))
     assert len(found.ids) == 4 and found.ids[-1] == str(gift.pk)
     assert [recommendation.source for _, recommendation in found.cards()][-1] == "trending"
+
+
+def test_similar_products_are_close_matches_not_a_full_list_padded_with_others(catalog, model, settings):
+    argan = catalog.id("Argan shampoo")
+    similar = lambda: catalog.titles(products.similar(argan, Audience(), Options(limit=6)).ids)  # noqa: E731
+    # The other hair products are the close matches; face and nail care score next to nothing.
+    assert sorted(similar()) == sorted(set(TITLES["Hair"]) - {"Argan shampoo"})
+    settings.RECOMMENDATIONS = {
+        **settings.RECOMMENDATIONS,
+        "SERVING_RULES": {"similar": {"min_relative_score": None}},
+    }
+    assert len(similar()) == 6 and not set(similar()) <= set(TITLES["Hair"])

@@ -28,7 +28,8 @@ def busy_shop(catalog):
 def test_blocks_of_one_page_never_repeat_a_product(busy_shop, model):
     catalog = busy_shop
     html = render(
-        # 11 of the catalogue's 12 products, so that every block has some left to show.
+        # Up to 11 of the catalogue's 12 products, so that every block has some left to show;
+        # "similar" keeps to close matches, the face products "for you" has not shown.
         "{% recommended_products limit=3 %}"
         "{% similar_products product limit=3 %}"
         "{% bought_together product limit=3 %}"
@@ -38,7 +39,7 @@ def test_blocks_of_one_page_never_repeat_a_product(busy_shop, model):
     )
     ids = product_ids(html)
     assert len(blocks(html)) == 4
-    assert len(ids) >= 10
+    assert len(ids) >= 9
     assert len(ids) == len(set(ids)), "a product appeared in two blocks"
 
 
