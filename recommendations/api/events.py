@@ -22,6 +22,7 @@ from rest_framework.views import APIView
 
 from recommendations.api.authentication import ApiKeyAuthentication, CsrfSessionAuthentication
 from recommendations.api.permissions import HasScope, IsBrowserSession
+from recommendations.api.schema import AUTH_AND_RATE_ERRORS
 from recommendations.api.throttles import ApiRateThrottle
 from recommendations.conf import rec_settings
 from recommendations.events.ingestion import ingest
@@ -165,10 +166,9 @@ class EventBatchView(APIView):
         responses={
             200: EventBatchResultSchema,
             400: OpenApiResponse(EventBatchErrorSchema, description="Invalid JSON or invalid events."),
-            401: OpenApiResponse(description="Unknown or revoked API key."),
             403: OpenApiResponse(description="Missing scope or failed CSRF check."),
             413: OpenApiResponse(description="Body larger than the byte cap."),
-            429: OpenApiResponse(description="Too many requests."),
+            **AUTH_AND_RATE_ERRORS,
         },
         examples=[
             OpenApiExample(

@@ -31,6 +31,7 @@ from rest_framework.views import APIView
 from recommendations.api.authentication import ApiKeyAuthentication, CsrfSessionAuthentication
 from recommendations.api.recommendation_serializers import QueryParamsSerializer
 from recommendations.api.recommendations import CanReadRecommendations, resolve_audience
+from recommendations.api.schema import AUTH_AND_RATE_ERRORS
 from recommendations.api.throttles import ApiRateThrottle
 from recommendations.experiments import lifecycle
 from recommendations.experiments.results import METRICS, ExperimentResults, experiment_results
@@ -229,6 +230,8 @@ class CampaignsForMeView(ApiView):
         responses={
             200: CampaignMatchSerializer(many=True),
             400: OpenApiResponse(description="Bad parameters."),
+            403: OpenApiResponse(description="Another user's campaigns without permission."),
+            **AUTH_AND_RATE_ERRORS,
         },
     )
     def get(self, request: Request) -> Response:
@@ -286,6 +289,7 @@ class CampaignAudienceView(ApiView):
                 description="The campaign targets nothing: add products, categories or stores."
             ),
             403: OpenApiResponse(description=f"Not staff, and no API key with {AUDIENCES_SCOPE}."),
+            **AUTH_AND_RATE_ERRORS,
         },
     )
     def get(self, request: Request, pk: int) -> Response:

@@ -30,6 +30,7 @@ from recommendations.api.recommendation_serializers import (
     result_payload,
 )
 from recommendations.api.renderers import FastJSONRenderer
+from recommendations.api.schema import AUTH_AND_RATE_ERRORS
 from recommendations.api.throttles import ApiRateThrottle
 from recommendations.events.tracking import get_session_id
 from recommendations.models.api_keys import ApiKey, Scope
@@ -96,6 +97,7 @@ def _schema(
             400: OpenApiResponse(description="Bad parameters, each listed with what to send."),
             403: OpenApiResponse(description="Another user's recommendations without permission."),
             404: OpenApiResponse(description="Unknown product, store or user."),
+            **AUTH_AND_RATE_ERRORS,
         },
         **extra,
     )
@@ -222,7 +224,9 @@ class RerankView(RecommendationView):
         responses={
             200: RecommendationListSerializer,
             400: OpenApiResponse(description="Bad body."),
-            404: None,
+            403: OpenApiResponse(description="Another user's ranking without permission."),
+            404: OpenApiResponse(description="Unknown product ids, named in `detail`."),
+            **AUTH_AND_RATE_ERRORS,
         },
     )
     def post(self, request: Request) -> Response:

@@ -11,6 +11,13 @@ from typing import Any
 
 from django.conf import settings
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
+from drf_spectacular.utils import OpenApiResponse
+
+# What any call may answer besides its own responses: every view authenticates and throttles.
+AUTH_AND_RATE_ERRORS = {
+    401: OpenApiResponse(description="An unknown, malformed or revoked API key."),
+    429: OpenApiResponse(description="Too many requests: retry after the Retry-After header's seconds."),
+}
 
 
 class ApiKeyScheme(OpenApiAuthenticationExtension):

@@ -9,6 +9,7 @@ from recommendations.api.recommendation_serializers import (
     SearchParamsSerializer,
 )
 from recommendations.api.recommendations import RecommendationView
+from recommendations.api.schema import AUTH_AND_RATE_ERRORS
 from recommendations.serving import search
 
 
@@ -23,6 +24,7 @@ from recommendations.serving import search
         200: RecommendationListSerializer,
         400: OpenApiResponse(description="Missing or too long `q`, or other bad parameters."),
         403: OpenApiResponse(description="Another user's search without permission."),
+        **AUTH_AND_RATE_ERRORS,
     },
 )
 class SearchView(RecommendationView):

@@ -200,7 +200,17 @@ def test_schema_documents_the_endpoints_and_docs_work_offline(client, catalog):
     ):
         assert path in schema["paths"], path
     params = {p["name"] for p in schema["paths"]["/api/search/"]["get"]["parameters"]}
-    assert {"q", "limit", "explain", "user"} <= params
+    assert {"q", "limit", "explain", "user"} <= params and "category" not in params
+    trending = {p["name"] for p in schema["paths"]["/api/recommendations/trending/"]["get"]["parameters"]}
+    assert "category" in trending
+    # What every call may answer, besides its own responses.
+    for path, methods in schema["paths"].items():
+        for method, operation in methods.items():
+            if path.startswith(
+                ("/api/recommendations/", "/api/search/", "/api/events/", "/api/campaigns/for-me/")
+            ):
+                assert {"401", "429"} <= set(operation["responses"]), (method, path)
+    assert {"403", "404"} <= set(schema["paths"]["/api/recommendations/rerank/"]["post"]["responses"])
     for page in ("/api/docs/", "/api/redoc/"):
         html = client.get(page).content.decode()
         assert "drf_spectacular_sidecar" in html and "cdn." not in html, page
