@@ -135,6 +135,7 @@ def test_viewing_products_changes_the_home_page_recommendations(page, shop, arti
     after = for_you_ids(page)
     assert after != before
     assert after[0] in tea_ids and after[0] not in {str(shop["tea"][0].pk), str(shop["tea"][1].pk)}
+    assert "Based on what you have viewed" in page.locator("#for-you").inner_text()
     # The first card explains itself, naming a product the visitor looked at.
     first = page.locator("#for-you .card").first
     first.locator("summary").click()

@@ -74,6 +74,8 @@ def test_home_shows_blocks_with_recommendation_ids_and_reasons(client, history):
     assert f'data-product-id="{history[2].pk}"' in html
     assert "Why you&#x27;re seeing this" in html or "Why you're seeing this" in html
     assert "4.5 (4)" in html  # mug 2's ratings on its card
+    # A new visitor's shelf is the best sellers, and says so (the browser test sees it change).
+    assert "Popular right now" in html and "Based on what you have viewed" not in html
 
 
 def test_a_product_appears_once_per_page(client, history):
