@@ -32,9 +32,11 @@ class InputFilter(admin.SimpleListFilter):
         return ((),)
 
     def choices(self, changelist):
-        # The template needs the other active parameters to keep them in its form.
-        query = changelist.get_filters_params()
-        query.pop(self.parameter_name, None)
+        # The template keeps the other parameters in its form: the other filters, and the
+        # search box and sort order too (which `get_filters_params()` leaves out).
+        query = {
+            key: values for key, values in changelist.filter_params.items() if key != self.parameter_name
+        }
         yield {
             "value": self.value() or "",
             "others": [(key, value) for key, values in query.items() for value in values],

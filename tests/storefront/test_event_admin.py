@@ -54,6 +54,14 @@ def test_filters(admin_client, log, catalogue, params, expected):
     assert listed(response) == {log[name].pk for name in expected}
 
 
+def test_a_typed_filter_keeps_the_search_sort_and_other_filters(admin_client, log):
+    params = {"q": "mug", "o": "-2", "event_type__exact": "view", "session": "abc"}
+    html = admin_client.get(URL, params).content.decode()
+    user_form = html.split('name="user"')[0].rsplit("<form", 1)[1]  # the "by user" box's form
+    for key, value in params.items():
+        assert f'<input type="hidden" name="{key}" value="{value}">' in user_form, key
+
+
 def test_date_filter_keeps_recent_events(admin_client, log):
     # What the "Today" link of Django's date filter sends: local midnight with its offset.
     midnight = timezone.localtime(log["shopper_view"].timestamp).replace(
