@@ -32,11 +32,9 @@ execute_from_command_line(sys.argv)
 """
 
 
-def other_connections() -> int:
+def connections_of(application: str) -> int:
     with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
-        )
+        cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE application_name = %s", [application])
         return cursor.fetchone()[0]
 
 
@@ -47,6 +45,7 @@ def test_each_request_thread_closes_its_database_connection(tmp_path):
         **{k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "DJANGO_SETTINGS_MODULE"}},
         "DJANGO_SETTINGS_MODULE": "shop.settings",
         "EMBEDDED_POSTGRES_DB": connection.settings_dict["NAME"],  # this test's database
+        "PGAPPNAME": f"runserver-{port}",  # libpq names the server's connections, and only those
     }
     log = (tmp_path / "runserver.log").open("w")
     server = subprocess.Popen(
@@ -63,7 +62,7 @@ def test_each_request_thread_closes_its_database_connection(tmp_path):
             with urllib.request.urlopen(url, timeout=30) as response:
                 assert response.status == 200
         # One connection at most stays: the thread that writes served lists in batches.
-        assert other_connections() <= 1, (tmp_path / "runserver.log").read_text()[-2000:]
+        assert connections_of(f"runserver-{port}") <= 1, (tmp_path / "runserver.log").read_text()[-2000:]
     finally:
         server.terminate()
         server.wait(timeout=30)
