@@ -51,6 +51,7 @@ def validate_campaign_link(value: str) -> None:
 
 
 def is_safe_link(value: str) -> bool:
+    """Whether `value` is a path on this site or an http(s) address."""
     if value.startswith("/") and not value.startswith(("//", "/\\")):
         return True
     try:
