@@ -60,6 +60,10 @@ class ListParamsSerializer(QueryParamsSerializer):
         declared fields, which cost ten times the validation itself on every request. The
         shared instance is only read (its fields are bound when it is made).
         """
+        if not isinstance(data, Mapping):  # a JSON body of null, false or a list
+            raise serializers.ValidationError(
+                {"non_field_errors": [f"Send a JSON object of parameters, not {type(data).__name__}."]}
+            )
         return _validator(cls).run_validation(data)
 
 

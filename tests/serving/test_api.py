@@ -176,6 +176,9 @@ def test_rerank_endpoint(client, catalog, model):
     assert unknown.status_code == 404 and "999999" in unknown.json()["detail"]
     empty = client.post("/api/recommendations/rerank/", {"product_ids": []}, format="json")
     assert empty.status_code == 400 and "product_ids" in empty.json()
+    for body in ("null", "false", "[1, 2]"):
+        wrong = client.post("/api/recommendations/rerank/", body, content_type="application/json")
+        assert wrong.status_code == 400 and "Send a JSON object" in wrong.json()["non_field_errors"][0], body
 
 
 def test_exclude_parameter(client, catalog, model):
