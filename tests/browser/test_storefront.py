@@ -230,3 +230,17 @@ def test_admin_preview_shows_the_users_blocks_and_the_dashboard_renders(
     page.locator("#events-per-day svg.rec-chart").wait_for()
     assert page.locator("#top-products tbody tr").count() > 0
     page.screenshot(path=str(artifacts / "admin-dashboard.png"), full_page=True)
+
+
+def test_a_listing_taller_than_the_screen_is_counted_as_seen(page, shop):
+    """Half of a tall block never fits on screen at once; half a screen of it is enough."""
+    page.set_viewport_size({"width": 375, "height": 600})
+    page.goto("/category/kitchen/")
+    grid = page.locator(".grid[data-rec-impression]")
+    recommendation_id = grid.get_attribute("data-rec-id")
+    assert grid.bounding_box()["height"] > 2 * 600, "the listing is taller than two screens"
+    page.mouse.wheel(0, 900)  # well into the listing, far from its end
+    wait_for(
+        lambda: Event.objects.filter(event_type="impression", recommendation_id=recommendation_id).exists(),
+        what="the impression of the category listing",
+    )

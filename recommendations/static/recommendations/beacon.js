@@ -150,16 +150,25 @@
       }
       return;
     }
+    // Seen: half of the block is on screen, or half a screen of it when the block is taller
+    // than that (a listing of 24 cards never shows half of itself at once, least on a phone).
+    // The callback runs at each twentieth of the block crossed, up to blocks of ten screens.
+    var steps = [];
+    for (var step = 0; step <= 20; step++) {
+      steps.push(step / 20);
+    }
     var observer = new IntersectionObserver(
       function (entries) {
         entries.forEach(function (entry) {
-          if (entry.isIntersecting) {
+          var screen = entry.rootBounds ? entry.rootBounds.height : window.innerHeight;
+          var needed = Math.min(entry.boundingClientRect.height, screen) / 2;
+          if (entry.isIntersecting && entry.intersectionRect.height >= needed) {
             impression(entry.target);
             observer.unobserve(entry.target);
           }
         });
       },
-      { threshold: 0.5 }
+      { threshold: steps }
     );
     for (var j = 0; j < containers.length; j++) {
       observer.observe(containers[j]);
