@@ -22,7 +22,7 @@ from django.utils.html import escape
 from django.utils.safestring import SafeString, mark_safe
 
 from recommendations.admin.charts import PALETTE, nice_ceiling
-from recommendations.admin.readonly import ReadOnlyAdmin
+from recommendations.admin.readonly import DeletedWithParentAdmin
 from recommendations.experiments import lifecycle
 from recommendations.experiments.results import (
     METRIC_LABELS,
@@ -211,8 +211,10 @@ class ExperimentAdmin(admin.ModelAdmin):
 
 
 @admin.register(Variant)
-class VariantAdmin(ReadOnlyAdmin):
+class VariantAdmin(DeletedWithParentAdmin):
     """Every variant across experiments (edit them on their experiment's page)."""
+
+    parent_delete_permission = "recommendations.delete_experiment"
 
     list_display = ["__str__", "name", "is_control", "traffic_share", "model_version", "recommender"]
     list_filter = ["experiment__status", "is_control"]
@@ -221,8 +223,10 @@ class VariantAdmin(ReadOnlyAdmin):
 
 
 @admin.register(Assignment)
-class AssignmentAdmin(ReadOnlyAdmin):
+class AssignmentAdmin(DeletedWithParentAdmin):
     """Who was exposed to which variant, and when (written by `variant_for`)."""
+
+    parent_delete_permission = "recommendations.delete_experiment"
 
     list_display = ["experiment", "variant", "user", "session_id", "assigned_at"]
     list_filter = ["experiment", ("assigned_at", admin.DateFieldListFilter)]

@@ -21,7 +21,7 @@ from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
-from recommendations.admin.readonly import ReadOnlyAdmin
+from recommendations.admin.readonly import DeletedWithParentAdmin
 from recommendations.marketing.audiences import build_audience, create_segment, refresh_segment
 from recommendations.marketing.export import FIELDS, audience_rows, segment_rows, write_csv
 from recommendations.models import Campaign, Segment, SegmentMember
@@ -208,16 +208,10 @@ class SegmentAdmin(admin.ModelAdmin):
 
 
 @admin.register(SegmentMember)
-class SegmentMemberAdmin(ReadOnlyAdmin):
+class SegmentMemberAdmin(DeletedWithParentAdmin):
     """Members of every segment (rewritten by each refresh)."""
 
-    def has_delete_permission(self, request: HttpRequest, obj: SegmentMember | None = None) -> bool:
-        # Members go with their segment: whoever may delete segments deletes theirs. The
-        # admin asks this of every member a segment's deletion takes along.
-        return request.user.has_perm("recommendations.delete_segment")
-
-    def get_actions(self, request: HttpRequest) -> dict:
-        return {}  # no bulk delete here: a refresh rewrites the members
+    parent_delete_permission = "recommendations.delete_segment"
 
     list_display = ["segment", "user", "score"]
     list_filter = ["segment"]

@@ -27,6 +27,28 @@ class ReadOnlyAdmin(admin.ModelAdmin):
         return False
 
 
+class DeletedWithParentAdmin(ReadOnlyAdmin):
+    """Read-only rows that belong to a parent the admin deletes (an experiment's variants and
+    assignments, a segment's members). Django deletes them along with the parent only if the
+    user may delete them too, so whoever may delete the parent may; they are not deleted on
+    their own (no action, no button)."""
+
+    parent_delete_permission: str
+
+    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
+        return request.user.has_perm(self.parent_delete_permission)
+
+    def get_actions(self, request: HttpRequest) -> dict:
+        return {}
+
+    def change_view(
+        self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: dict | None = None
+    ) -> HttpResponse:
+        return super().change_view(
+            request, object_id, form_url, {**(extra_context or {}), "show_delete": False}
+        )
+
+
 class AdminPage(ReadOnlyAdmin):
     """A page of the admin hung off a proxy model (`models/admin_pages.py`): a view, not a list.
 

@@ -129,11 +129,21 @@ class Variant(models.Model):
         return f"{self.experiment.key}/{self.key}"
 
     def clean(self) -> None:
-        from recommendations.serving.rule_sets import rule_set_errors  # serving imports the models
+        # Serving imports the models, so these are imported here.
+        from recommendations.serving.rule_sets import rule_set_errors
+        from recommendations.serving.variants import RECOMMENDERS
 
+        problems = {}
+        if self.recommender and self.recommender not in RECOMMENDERS:
+            problems["recommender"] = (
+                f"{self.recommender!r} is not a recommender; use one of {', '.join(RECOMMENDERS)}, "
+                "or leave it empty for the default."
+            )
         errors = rule_set_errors(self.rules)
         if errors:
-            raise ValidationError({"rules": errors})
+            problems["rules"] = errors
+        if problems:
+            raise ValidationError(problems)
 
     @property
     def label(self) -> str:

@@ -179,6 +179,22 @@ def test_experiment_form_refuses_shares_that_do_not_sum_to_100(admin_client):
     assert list(Variant.objects.values_list("key", "traffic_share")) == [("v0", 70), ("v1", 30)]
 
 
+def test_an_experiment_is_deleted_with_its_variants_and_assignments(admin_client, shop):
+    admin_client.post(reverse("admin:recommendations_experiment_add"), experiment_form(50, 50))
+    experiment = Experiment.objects.get()
+    admin_client.post(reverse("admin:recommendations_experiment_lifecycle", args=[experiment.pk, "start"]))
+    variant_for(shop.users["tea_lover"])
+    assert experiment.assignments.count() == 1
+    # Variants and assignments go only with their experiment: no delete of their own.
+    variant = reverse("admin:recommendations_variant_change", args=[experiment.variants.first().pk])
+    assert b"deletelink" not in admin_client.get(variant).content
+    confirm = reverse("admin:recommendations_experiment_delete", args=[experiment.pk])
+    assert admin_client.post(confirm, {"post": "yes"}).status_code == 403  # running: stop it first
+    admin_client.post(reverse("admin:recommendations_experiment_lifecycle", args=[experiment.pk, "stop"]))
+    assert admin_client.post(confirm, {"post": "yes"}).status_code == 302
+    assert not Experiment.objects.exists() and not Variant.objects.exists()
+
+
 def test_experiment_page_shows_results_chart_and_promotes(admin_client, db):
     admin_client.post(reverse("admin:recommendations_experiment_add"), experiment_form(50, 50))
     experiment = Experiment.objects.get()

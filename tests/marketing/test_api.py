@@ -196,6 +196,17 @@ def test_experiment_shares_must_sum_to_100(staff):
     assert created.status_code == 201 and len(created.json()["variants"]) == 3
 
 
+def test_a_variant_names_a_recommender_serving_knows(staff):
+    body = experiment_body(50, 50)
+    body["variants"][1]["recommender"] = "populer"
+    response = client_for(staff).post("/api/experiments/", body, content_type="application/json")
+    assert response.status_code == 400
+    assert (
+        "'populer' is not a recommender; use one of two_tower"
+        in response.json()["variants"]["1"]["recommender"][0]
+    )
+
+
 @pytest.mark.parametrize(
     ("rules", "message"),
     [
