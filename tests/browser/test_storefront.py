@@ -124,6 +124,8 @@ def visit_product(page, product):
 
 def test_viewing_products_changes_the_home_page_recommendations(page, shop, artifacts):
     page.goto("/")
+    page.keyboard.press("Tab")  # keyboard users first meet a way past the header
+    assert page.evaluate("document.activeElement.textContent") == "Skip to content"
     before = for_you_ids(page)
     mug_ids = {str(p.pk) for p in shop["mug"]}
     tea_ids = {str(p.pk) for p in shop["tea"]}

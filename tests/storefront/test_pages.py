@@ -46,6 +46,8 @@ def test_pages_render_with_an_empty_history_and_no_model(client, indexed):
         assert response.status_code == 200, url
     home = client.get(reverse("shop:home")).content.decode()
     assert "Shop by category" in home and "Kitchen" in home
+    assert '<a class="skip-link" href="#content">' in home and '<main id="content"' in home
+    assert 'aria-label="Cart, 0 items"' in home
 
 
 def test_pages_render_when_the_active_model_has_no_vectors(client, indexed):
@@ -107,6 +109,9 @@ def test_product_page_marks_the_view_for_the_beacon_and_carries_the_recommendati
     html = client.get(history[0].get_absolute_url() + "?rec=abc123").content.decode()
     assert f'data-rec-view="product" data-product-id="{history[0].pk}"' in html
     assert 'name="recommendation_id" value="abc123"' in html
+    # Mug 0 was never bought with anything: the shelf does not claim it was.
+    assert "Goes well with this product." in html
+    assert "Shoppers who bought this also bought." not in html
     assert "recommendations/beacon.js" in html
 
 
