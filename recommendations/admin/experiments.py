@@ -32,6 +32,27 @@ from recommendations.experiments.results import (
 )
 from recommendations.models import Assignment, Experiment, ExperimentStatus, Variant
 from recommendations.models.experiments import validate_shares
+from recommendations.serving.variants import RECOMMENDERS
+
+
+class VariantForm(forms.ModelForm):
+    """A variant's row: the recommender picked from those serving knows, and boxes narrow
+    enough for the table to fit a laptop's screen."""
+
+    recommender = forms.ChoiceField(
+        choices=[("", "default"), *((name, name) for name in RECOMMENDERS)],
+        required=False,
+    )
+
+    class Meta:
+        model = Variant
+        fields = ["key", "name", "is_control", "traffic_share", "model_version", "recommender", "rules"]
+        widgets = {
+            "key": forms.TextInput(attrs={"style": "width: 8em"}),
+            "name": forms.TextInput(attrs={"style": "width: 8em"}),
+            "traffic_share": forms.NumberInput(attrs={"style": "width: 5em"}),
+            "rules": forms.Textarea(attrs={"rows": 2, "cols": 18}),
+        }
 
 
 class VariantFormSet(forms.BaseInlineFormSet):
@@ -49,10 +70,11 @@ class VariantFormSet(forms.BaseInlineFormSet):
 
 class VariantInline(admin.TabularInline):
     model = Variant
+    form = VariantForm
     formset = VariantFormSet
     extra = 0
     min_num = 2
-    fields = ["key", "name", "is_control", "traffic_share", "model_version", "recommender", "rules"]
+    fields = VariantForm.Meta.fields
 
     def _editable(self, obj: Experiment | None) -> bool:
         return obj is None or obj.status == ExperimentStatus.DRAFT

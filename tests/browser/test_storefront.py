@@ -233,6 +233,10 @@ def test_admin_preview_shows_the_users_blocks_and_the_dashboard_renders(
     assert page.locator("#top-products tbody tr").count() > 0
     page.screenshot(path=str(artifacts / "admin-dashboard.png"), full_page=True)
 
+    page.set_viewport_size({"width": 1366, "height": 800})  # a laptop: the variants table fits
+    page.goto("/admin/recommendations/experiment/add/")
+    assert page.evaluate("document.documentElement.scrollWidth") <= 1366
+
 
 def test_a_listing_taller_than_the_screen_is_counted_as_seen(page, shop):
     """Half of a tall block never fits on screen at once; half a screen of it is enough."""
