@@ -16,10 +16,11 @@ cached for `CACHE_SECONDS` per campaign version.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TypeVar
 
+from django.db import connection
 from django.db.models import BooleanField, Q
 from django.db.models.expressions import RawSQL
 
@@ -78,6 +79,22 @@ def _matching_ids(scope: CampaignScope, available_only: bool) -> list[str]:
         shown = adapter.available_queryset().filter(pk__in=list(found)).values_list("pk", flat=True)
         found = {adapter.key(pk) for pk in shown}
     return sorted(found)
+
+
+def unknown_categories(names: Iterable[str]) -> list[str]:
+    """The names (any case) in no indexed product's category path, in the order given."""
+    wanted = {name.lower(): name for name in names}
+    if not wanted:
+        return []
+    table = connection.ops.quote_name(ProductDocument._meta.db_table)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT DISTINCT lower(name) FROM {table}, unnest(categories) AS name "
+            "WHERE lower(name) = ANY(%s)",
+            [list(wanted)],
+        )
+        found = {lowered for (lowered,) in cursor.fetchall()}
+    return [name for lowered, name in wanted.items() if lowered not in found]
 
 
 def explicit_scope(campaign: Campaign) -> CampaignScope:

@@ -125,6 +125,8 @@ def campaigns_for(audience: Audience, limit: int = 3, now: dt.datetime | None = 
             if segment is None or segment not in rules.rfm_segments:
                 continue
             match = CampaignMatch(campaign, 1.0, SEGMENT_REASONS[segment], "rfm")
+        elif not offer(campaign):
+            continue  # nothing of it can be bought now (sold out, or a category with no products)
         else:
             score, reason, method = interest.get(campaign.pk, (0.0, "Current offer", "affinity"))
             match = CampaignMatch(campaign, score, reason, method)

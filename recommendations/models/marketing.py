@@ -152,6 +152,15 @@ class Campaign(models.Model):
             if unknown:
                 names = ", ".join(unknown[:10])
                 errors[field] = [f"No such {model._meta.verbose_name}: {names}. Give primary keys."]
+        from recommendations.marketing.products import unknown_categories  # it reads these models
+
+        unknown = unknown_categories(self.category_names or [])
+        if unknown:
+            errors["category_names"] = [
+                f"No product is in the category {', '.join(map(repr, unknown[:10]))}: check the spelling "
+                "(names as in the category path, e.g. 'Tea'). After loading a catalogue, run "
+                "manage.py refresh_serving so that its categories are known."
+            ]
         try:
             rules = parse_rules(self.audience_rules)
         except ValidationError as exc:

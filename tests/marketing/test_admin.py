@@ -46,13 +46,15 @@ def errors_of(response) -> str:
     return " ".join(m for e in errors for m in ([e] if isinstance(e, str) else e))
 
 
-def test_campaign_form_refuses_reversed_dates_and_unknown_rules(admin_client):
+def test_campaign_form_refuses_reversed_dates_unknown_rules_and_unknown_categories(admin_client, shop):
     url = reverse("admin:recommendations_campaign_add")
     reversed_dates = admin_client.post(url, campaign_form(ends_at_0="2026-05-01", ends_at_1="00:00:00"))
     assert reversed_dates.status_code == 200
     assert "ends (2026-05-01 00:00) before it starts (2026-05-10 00:00)" in errors_of(reversed_dates)
     bad_rules = admin_client.post(url, campaign_form(audience_rules='{"rfm_segments": ["vip"]}'))
     assert "rfm_segments must be a list of: loyal_high_spender" in errors_of(bad_rules)
+    misspelt = admin_client.post(url, campaign_form(category_names="Garden, Gardn"))
+    assert "No product is in the category 'Gardn': check the spelling" in errors_of(misspelt)
     assert not Campaign.objects.exists()
     assert admin_client.post(url, campaign_form()).status_code == 302
     assert Campaign.objects.get().category_names == ["Garden"]

@@ -122,6 +122,15 @@ def test_for_me_ranks_by_priority_then_interest(shop):
     assert matches[1].method == "affinity"
 
 
+def test_a_campaign_with_nothing_to_buy_now_is_not_shown(shop):
+    tea = promotion(name="Tea week", category_names=["Tea"])
+    promotion(name="Typo week", category_names=["Pantri"])  # saved around the form's check
+    sold_out = promotion(name="Gone", product_ids=shop.ids("Garden")[:1])
+    type(shop.products["Garden"][0]).objects.filter(pk=shop.products["Garden"][0].pk).update(stock=0)
+    matches = campaigns_for(Audience(user=shop.users["tea_lover"]), limit=5)
+    assert [m.campaign for m in matches] == [tea] and sold_out not in [m.campaign for m in matches]
+
+
 def test_for_me_follows_an_anonymous_session(shop):
     tea = promotion(name="Tea week", category_names=["Tea"])
     coffee = promotion(name="Coffee week", category_names=["Coffee"])
