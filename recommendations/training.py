@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
+import re
 import time
 import traceback
 from collections.abc import Callable, Sequence
@@ -49,6 +51,7 @@ from recommendations.progress import Progress
 logger = logging.getLogger(__name__)
 
 SPLITS = ("leave_one_out", "temporal")
+DEVICE_PATTERN = re.compile(r"cpu|cuda(:\d+)?")
 # EASE inverts a dense n_items x n_items matrix: beyond this it needs too much memory.
 EASE_MAX_ITEMS = 15_000
 BASELINE_METRICS = ("HR@10", "NDCG@10", "HR@20", "NDCG@20")
@@ -63,6 +66,8 @@ def resolve_device(requested: str | None = None) -> str:
     device = requested or rec_settings.DEVICE or "auto"
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
+    if not DEVICE_PATTERN.fullmatch(device):
+        raise ValueError(f"The device is {device!r}: use 'auto', 'cpu', 'cuda' or 'cuda:N' (a GPU's number).")
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise TrainingFailed(
             f"DEVICE is {device!r} but torch sees no CUDA GPU on this machine. Install a CUDA build of "
@@ -99,7 +104,14 @@ def model_config(overrides: dict[str, Any] | None = None, device: str | None = N
             f"Unknown training option(s) {', '.join(unknown)} (in RECOMMENDATIONS['TRAINING'] or the "
             f"overrides). Valid options: {', '.join(sorted(known))}."
         )
-    return TrainConfig.from_dict({**values, "device": resolve_device(device or values.get("device"))})
+    config = TrainConfig.from_dict({**values, "device": resolve_device(device or values.get("device"))})
+    problems = config.problems()
+    if problems:
+        raise ValueError(
+            f"Training option(s) out of range: {'; '.join(problems)} (set in RECOMMENDATIONS['TRAINING'], "
+            "--config or the command's flags)."
+        )
+    return config
 
 
 def train_model(
@@ -119,6 +131,10 @@ def train_model(
     """
     progress = progress or Progress()
     cfg = model_config(config, device)
+    if window_days is not None and not (math.isfinite(window_days) and window_days > 0):
+        raise ValueError(
+            f"The window is {window_days!r} days: give a number of days > 0, or none for all events."
+        )
     data = build_training_data(window_days)
     with lead(training_processes(cfg.device), cfg.device) as team:
         version = ModelVersion.objects.create(

@@ -39,6 +39,25 @@ def test_train_embed_activate_and_roll_back(shop):
     assert "Embedded 0 product(s)" in run("embed", "--missing")
 
 
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--epochs", "0"], "epochs must be a whole number >= 1, not 0"),
+        (["--dimensions", "-8"], "dim must be a whole number >= 1, not -8"),
+        (["--config", '{"lr": "x", "epochs": 1.5}'], "epochs must be .*, not 1.5; lr must be a number > 0"),
+        (["--config", '{"dim": 10, "n_heads": 4}'], r"dim \(10\) must be a multiple of n_heads \(4\)"),
+        (["--device", "tpu"], "use 'auto', 'cpu', 'cuda' or 'cuda:N'"),
+        (["--window-days", "0"], "give a number of days > 0"),
+        (["--window-days", "inf"], "give a number of days > 0"),
+    ],
+)
+def test_bad_training_options_are_refused_before_a_version_exists(shop, args, message):
+    active = queries.active_version(fresh=True)
+    with pytest.raises(CommandError, match=message):
+        run("train_model", "--activate", *args)
+    assert not ModelVersion.objects.exists() and queries.active_version(fresh=True) == active
+
+
 def test_evaluate_prints_one_table(shop):
     out = run("evaluate", "--models", "popularity,item_knn,two_tower", "--epochs", "1")
     table = [line for line in out.splitlines() if line.startswith("| ")]
