@@ -1,12 +1,20 @@
 """Management commands: train, evaluate, embed, activate and roll back, with clear errors."""
 
+import os
+import signal
+import subprocess
+import sys
 from io import StringIO
+from pathlib import Path
 
 import pytest
 from django.core.management import CommandError, call_command
+from django.db import connection
 
 from recommendations.models import ModelStatus, ModelVersion
 from recommendations.vectors import queries
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def run(*args, **options):
@@ -79,3 +87,31 @@ def test_evaluate_prints_one_table(shop):
 def test_errors_say_what_to_do(args, message):
     with pytest.raises(CommandError, match=message):
         run(*args)
+
+
+def test_a_training_stopped_by_sigterm_is_marked_failed_and_changes_nothing(committed_shop, tmp_path):
+    """docker stop, systemd and timeout send SIGTERM: the version must not stay "training"."""
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "tests.pipeline.worker_settings",
+        "PIPELINE_TEST_DB": connection.settings_dict["NAME"],
+        "MEDIA_ROOT": str(tmp_path),
+        "PYTHONUNBUFFERED": "1",
+    }
+    endless = '{"epochs": 100000, "patience": 100000, "min_epochs": 100000}'
+    command = [sys.executable, "manage.py", "train_model", "--activate", "--config", endless]
+    process = subprocess.Popen(
+        command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    lines = []
+    for line in process.stdout:  # until training is under way
+        lines.append(line)
+        if "epoch 2/" in line:
+            break
+    process.send_signal(signal.SIGTERM)
+    output = "".join(lines) + process.stdout.read()
+    assert process.wait(timeout=60) == 1, output
+    assert "Interrupted: the model version being trained is marked failed" in output
+    assert "Traceback" not in output
+    version = ModelVersion.objects.get()
+    assert version.status == ModelStatus.FAILED and queries.active_version(fresh=True) is None

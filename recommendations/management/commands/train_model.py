@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
@@ -53,6 +54,9 @@ class Command(BaseCommand):
             progress=progress,
             log=bar.write,
         )
+        # SIGTERM (docker stop, systemd, timeout) ends training as Ctrl-C does: the version is
+        # marked failed rather than left "training" until the next purge.
+        previous_handler = signal.signal(signal.SIGTERM, _interrupt)
         try:
             device = training.model_config(config, options["device"]).device
             if launch.is_follower():
@@ -70,7 +74,13 @@ class Command(BaseCommand):
                     version = training.train_model(**run)
         except (InsufficientData, training.TrainingFailed, ActivationError, ValueError) as exc:
             raise CommandError(str(exc)) from exc
+        except KeyboardInterrupt:
+            raise CommandError(
+                "Interrupted: the model version being trained is marked failed, and the version that "
+                "served before still serves."
+            ) from None
         finally:
+            signal.signal(signal.SIGTERM, previous_handler)
             bar.close()
         self.stdout.write(training.metrics_summary(version.metrics))
         state = "active: it serves now" if options["activate"] else "ready (activate_model to serve it)"
@@ -93,6 +103,10 @@ class Command(BaseCommand):
             self.stdout.write(f"{rank}: rank 0 had nothing to train; its output says why.")
         else:
             self.stdout.write(f"{rank}: trained in step with rank 0, which stores the model version.")
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
 
 
 def _overrides(options: dict[str, Any]) -> dict[str, Any]:
