@@ -139,7 +139,8 @@ class Catalogue:
     errors: list[RowError] = field(default_factory=list)
 
 
-def _require(folder: Path, *names: str) -> list[Path]:
+def require_files(folder: Path, *names: str) -> list[Path]:
+    """The paths of the dataset's files in `folder`; FileNotFoundError naming those missing."""
     paths = [folder / name for name in names]
     missing = [p.name for p in paths if not p.is_file()]
     if missing:
@@ -240,7 +241,7 @@ class AmazonBeauty(Dataset):
         return source_id(self.name, "brand", brand or "unbranded")
 
     def catalogue(self, folder: Path) -> Catalogue:
-        (items,) = _require(folder, "items.csv")
+        (items,) = require_files(folder, "items.csv")
         result = Catalogue()
         brands: set[str] = set()
         for line, row in _rows(items):
@@ -281,7 +282,7 @@ class AmazonBeauty(Dataset):
 
     def interaction_batches(self, folder: Path, size: int) -> Iterator[InteractionBatch]:
         """Read column by column where a batch allows it (`_by_column`), else row by row."""
-        (path,) = _require(folder, self.interaction_file)
+        (path,) = require_files(folder, self.interaction_file)
         # A blank line is a bad row, as for the csv module (which reads it as a row without cells).
         for batch in csv_batches(path, size, blank_rows=True):
             pick = _Picker(batch.header, ("reviewer_id", "asin", "timestamp"))
@@ -343,7 +344,7 @@ class Olist(Dataset):
     SKIPPED_STATUSES = frozenset({"canceled", "unavailable"})
 
     def catalogue(self, folder: Path) -> Catalogue:
-        sellers, products, items, translation = _require(
+        sellers, products, items, translation = require_files(
             folder, "sellers.csv", "products.csv", "order_items.csv", "product_category_name_translation.csv"
         )
         result = Catalogue()
@@ -395,7 +396,7 @@ class Olist(Dataset):
         return result
 
     def interactions(self, folder: Path) -> Iterator[InteractionSource | RowError]:
-        items, orders, customers = _require(folder, self.interaction_file, "orders.csv", "customers.csv")
+        items, orders, customers = require_files(folder, self.interaction_file, "orders.csv", "customers.csv")
         person = {r["customer_id"]: r["customer_unique_id"] for _, r in _rows(customers)}
         placed: dict[str, tuple[str, dt.datetime] | None] = {}
         for line, row in _rows(orders):
@@ -455,7 +456,7 @@ class MovieLens(Dataset):
                 yield reader.line_num, dict(zip(header, row, strict=False))
 
     def catalogue(self, folder: Path) -> Catalogue:
-        (items,) = _require(folder, "ml-100k.item")
+        (items,) = require_files(folder, "ml-100k.item")
         result = Catalogue(stores=[StoreSource(self.STORE, "MovieLens", "Movies rated on MovieLens 100K.")])
         for line, row in self._tsv(items):
             item, title = row.get("item_id", "").strip(), row.get("movie_title", "").strip()
@@ -477,7 +478,7 @@ class MovieLens(Dataset):
         return result
 
     def interactions(self, folder: Path) -> Iterator[InteractionSource | RowError]:
-        (path,) = _require(folder, self.interaction_file)
+        (path,) = require_files(folder, self.interaction_file)
         columns = ("user_id", "item_id", "rating", "timestamp")
         for line, cells in _cells(path, columns, delimiter="\t", quoting=csv.QUOTE_NONE):
             try:

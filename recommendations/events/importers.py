@@ -41,7 +41,7 @@ from django.db.models import Model
 from tqdm import tqdm
 
 from recommendations.adapters import get_product_adapter, get_store_adapter
-from recommendations.events.datasets import Dataset, InteractionBatch, get_dataset
+from recommendations.events.datasets import Dataset, InteractionBatch, get_dataset, require_files
 from recommendations.events.ingestion import copy_rows
 from recommendations.events.partitions import ensure_partitions_for
 from recommendations.events.textfiles import CsvBatch, count_lines, csv_batches, open_text
@@ -412,6 +412,7 @@ def import_dataset_events(
             rows = list(map(EVENT_ROW, zip(*columns, strict=False)))  # strict=False: repeat() never ends
             return copy_rows(rows, while_copying=read_next), created
 
+    require_files(folder, file)  # before the progress bar counts its lines
     bar = _Progress(folder / file, progress)
     return _run(dataset.interaction_batches(folder, batch_rows), write, file, bar)
 
@@ -588,8 +589,8 @@ def _dict_columns(raws: list[dict[str, Any]]) -> dict[str, list[Any]] | None:
 
 def _csv_event(header: list[str], cells: Sequence[str]) -> dict[str, Any] | str:
     """A CSV row as the event's JSON shape: empty cells are absent, some cells are numbers or JSON."""
-    if len(cells) > len(header):
-        return "more cells than header columns"
+    if len(cells) != len(header):  # a row cut short would otherwise be an event of "now"
+        return f"{len(cells)} cells under a header of {len(header)} columns"
     raw: dict[str, Any] = {column: cell for column, cell in zip(header, cells, strict=False) if cell}
     for column in CSV_CONVERTED_COLUMNS.intersection(raw):
         try:
@@ -646,6 +647,9 @@ def import_event_file(
 
     def write_csv(read: _CsvRead, read_next: Callable[[], None]) -> tuple[int, int]:
         batch, columns = read.batch, read.columns
+        repeated = sorted({name for name in batch.header if batch.header.count(name) > 1})
+        if repeated:
+            raise ValueError(f"{file}: the header names {', '.join(repeated)} more than once.")
         rows = validate_columns(columns, len(batch)) if columns is not None else None
         if rows is None:  # row by row, to name the bad lines or read the odd ones
             events = [_csv_event(batch.header, cells) for cells in batch.by_row()]

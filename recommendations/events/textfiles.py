@@ -24,6 +24,30 @@ def open_text(path: Path) -> IO[str]:
     return path.open(encoding="utf-8-sig", newline="")
 
 
+# What can go wrong reading an import file, beyond its rows' contents.
+READ_ERRORS = (OSError, EOFError, csv.Error, UnicodeDecodeError)
+
+
+def unreadable(path: Path, exc: BaseException) -> str:
+    """What went wrong reading `path` (one of `READ_ERRORS`) and what to do, for an import
+    command's error. A problem past the first batch leaves the batches before it stored."""
+    again = " Batches before the problem were stored; once it is fixed, re-running the import skips them."
+    if isinstance(exc, IsADirectoryError):
+        return f"{path} is a folder: give a file, or --dataset NAME with the dataset's folder."
+    if isinstance(exc, gzip.BadGzipFile):
+        return f"{path} ends in .gz but is not gzip-compressed: compress it, or rename it without .gz."
+    if isinstance(exc, EOFError):
+        return f"{path} is cut short: the compressed data ends early. Copy or download it again." + again
+    if isinstance(exc, UnicodeDecodeError):
+        return f"{path} is not UTF-8 text ({exc.reason}): save it as UTF-8." + again
+    if isinstance(exc, csv.Error) and "field limit" in str(exc):
+        return (
+            f"{path} has a CSV cell over {csv.field_size_limit():,} characters: use JSONL for long texts."
+            + again
+        )
+    return f"Could not read {path}: {exc}." + again
+
+
 def count_lines(path: Path) -> int:
     with open_text(path) as handle:
         return sum(1 for _ in handle)

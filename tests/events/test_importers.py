@@ -4,8 +4,11 @@ import csv
 import datetime as dt
 import gzip
 import json
+import subprocess
+import sys
 from decimal import Decimal
 from io import StringIO
+from pathlib import Path
 
 import pytest
 from django.contrib.auth import get_user_model
@@ -352,3 +355,38 @@ def test_generic_catalogue_file_is_all_or_nothing(tmp_path):
     with pytest.raises(CommandError, match=r"bad.csv line 3: missing title; price 'cheap' is not an amount"):
         call_command("import_catalog", str(bad), stdout=StringIO())
     assert not Product.objects.filter(sku="SKU-3").exists()
+
+
+@pytest.mark.django_db
+def test_files_that_cannot_be_read_say_why_and_what_to_do(tmp_path, catalogue):
+    def refused(*args, **options) -> str:
+        with pytest.raises(CommandError) as failure:
+            call_command("import_events", *map(str, args), no_progress=True, stdout=StringIO(), **options)
+        return str(failure.value)
+
+    header = "event_type,product_id,timestamp\n"
+    good = f"view,{catalogue[0].pk},2024-01-01T10:00:00Z\n"
+    (tmp_path / "events.csv").mkdir()
+    assert "is a folder: give a file, or --dataset NAME" in refused(tmp_path / "events.csv")
+    (tmp_path / "plain.csv.gz").write_text(header + good)
+    assert "ends in .gz but is not gzip-compressed" in refused(tmp_path / "plain.csv.gz")
+    (tmp_path / "cut.csv.gz").write_bytes(gzip.compress((header + good * 500).encode())[:-40])
+    assert "is cut short" in refused(tmp_path / "cut.csv.gz")
+    (tmp_path / "latin.csv").write_bytes((header + good).encode() + "search,,caf\xe9\n".encode("latin-1"))
+    assert "is not UTF-8 text" in refused(tmp_path / "latin.csv")
+    (tmp_path / "short.csv").write_text(header + good + "view,6\n")
+    assert "short.csv line 3: 2 cells under a header of 3 columns" in refused(tmp_path / "short.csv")
+    (tmp_path / "twice.csv").write_text("event_type,product_id,product_id\n" + "view,1,2\n")
+    assert "the header names product_id more than once" in refused(tmp_path / "twice.csv")
+    # A dataset's file instead of its folder: said before the progress bar reads anything.
+    with pytest.raises(CommandError, match="lacks ml-100k.inter; give the dataset's folder as PATH"):
+        call_command("import_events", str(tmp_path / "short.csv"), dataset="movielens", stdout=StringIO())
+    assert not Event.objects.exists()
+
+
+def test_batch_rows_must_be_a_whole_number(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "manage.py", "import_events", str(tmp_path), "--batch-rows", "0"],
+        cwd=Path(__file__).resolve().parents[2], capture_output=True, text=True,
+    )  # fmt: skip
+    assert result.returncode != 0 and "'0' is not a whole number >= 1" in result.stderr

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,14 @@ from recommendations.events.importers import (
     import_dataset_events,
     import_event_file,
 )
+from recommendations.events.textfiles import READ_ERRORS, unreadable
+
+
+def batch_size(text: str) -> int:
+    """argparse type of --batch-rows: a whole number >= 1."""
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number >= 1")
+    return int(text)
 
 
 class Command(BaseCommand):
@@ -25,7 +34,9 @@ class Command(BaseCommand):
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("path", help="a .csv/.jsonl file (optionally .gz), or the dataset's folder")
         parser.add_argument("--dataset", choices=sorted(DATASETS), help="read PATH as this public dataset")
-        parser.add_argument("--batch-rows", type=int, default=DEFAULT_BATCH_ROWS, help="rows per transaction")
+        parser.add_argument(
+            "--batch-rows", type=batch_size, default=DEFAULT_BATCH_ROWS, help="rows per transaction"
+        )
         parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
     def handle(self, *args: Any, path: str, dataset: str | None, batch_rows: int, **options: Any) -> None:
@@ -38,7 +49,11 @@ class Command(BaseCommand):
                 result = import_dataset_events(dataset, source, batch_rows=batch_rows, progress=progress)
             else:
                 result = import_event_file(source, batch_rows=batch_rows, progress=progress)
-        except (ImportFailed, ValueError, FileNotFoundError) as exc:
+        except (ImportFailed, FileNotFoundError) as exc:
+            raise CommandError(str(exc)) from exc
+        except READ_ERRORS as exc:  # before ValueError: a UnicodeDecodeError is one
+            raise CommandError(unreadable(source, exc)) from exc
+        except ValueError as exc:
             raise CommandError(str(exc)) from exc
         self.stdout.write(
             self.style.SUCCESS(

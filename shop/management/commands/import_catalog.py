@@ -8,6 +8,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from recommendations.events.datasets import DATASETS
+from recommendations.events.textfiles import READ_ERRORS, unreadable
 from shop.catalog_import import CatalogImportFailed, import_catalog_file, import_dataset_catalog
 
 
@@ -28,7 +29,11 @@ class Command(BaseCommand):
             raise CommandError(f"{source} does not exist.")
         try:
             result = import_dataset_catalog(dataset, source) if dataset else import_catalog_file(source)
-        except (CatalogImportFailed, ValueError, FileNotFoundError) as exc:
+        except (CatalogImportFailed, FileNotFoundError) as exc:
+            raise CommandError(str(exc)) from exc
+        except READ_ERRORS as exc:  # before ValueError: a UnicodeDecodeError is one
+            raise CommandError(unreadable(source, exc)) from exc
+        except ValueError as exc:
             raise CommandError(str(exc)) from exc
         self.stdout.write(
             self.style.SUCCESS(
