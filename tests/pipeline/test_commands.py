@@ -11,6 +11,7 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.db import connection
 
+from recommendations.locks import advisory_lock
 from recommendations.models import ModelStatus, ModelVersion
 from recommendations.vectors import queries
 
@@ -64,6 +65,16 @@ def test_bad_training_options_are_refused_before_a_version_exists(shop, args, me
     with pytest.raises(CommandError, match=message):
         run("train_model", "--activate", *args)
     assert not ModelVersion.objects.exists() and queries.active_version(fresh=True) == active
+
+
+@pytest.mark.parametrize("activate", [[], ["--activate"]])
+def test_a_training_waits_for_no_one_while_another_holds_the_pipeline(shop, activate):
+    """Both ways train under the pipeline lock, so the purge never takes a live one for dead."""
+    with advisory_lock() as acquired:  # as if the nightly retrain were running
+        assert acquired
+        with pytest.raises(CommandError, match="Not trained: another retrain or embed is running"):
+            run("train_model", *activate)
+    assert not ModelVersion.objects.exists()
 
 
 def test_evaluate_prints_one_table(shop):

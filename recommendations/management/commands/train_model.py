@@ -65,13 +65,12 @@ class Command(BaseCommand):
             # Under torchrun, leading here releases the other ranks however this ends (the
             # pipeline lock held, too little data): the training service leads inside it.
             with launch.lead(device=device):
-                if options["activate"]:
-                    result = pipeline.retrain(**run)
-                    if result.skipped:
-                        raise CommandError(f"Not trained: {result.skipped}.")
-                    version = result.version
-                else:
-                    version = training.train_model(**run)
+                # Under the pipeline lock either way: a retrain already running (the nightly
+                # task) makes this one exit, and the daily purge sees this one is alive.
+                result = pipeline.retrain(activate=options["activate"], **run)
+                if result.skipped:
+                    raise CommandError(f"Not trained: {result.skipped}.")
+                version = result.version
         except (InsufficientData, training.TrainingFailed, ActivationError, ValueError) as exc:
             raise CommandError(str(exc)) from exc
         except KeyboardInterrupt:
