@@ -39,6 +39,7 @@ logger = logging.getLogger(__name__)
 DEFAULT_STOCK = 100
 CATALOG_FIELDS = ("sku", "title", "category", "store", "store_name", "description", "brand", "price")
 REQUIRED_FIELDS = ("sku", "title", "category", "store", "price")
+MAX_PRICE = Decimal("99999999.99")  # Product.price: 10 digits, 2 after the point
 
 
 @dataclass
@@ -133,13 +134,19 @@ def read_catalog_file(path: Path) -> Catalogue:
             problems.append(f"unknown column(s) {', '.join(map(str, unknown)) or '(extra cells)'}")
         try:
             price = Decimal(values["price"] or "0").quantize(Decimal("0.01"))
-            if price < 0:
+            if not 0 <= price <= MAX_PRICE:
                 raise InvalidOperation
         except InvalidOperation:
-            problems.append(f"price {values['price']!r} is not an amount")
+            problems.append(f"price {values['price']!r} is not an amount from 0 to {MAX_PRICE}")
             price = None
         if len(values["sku"]) > 64 or len(values["store"]) > 64:
             problems.append("sku and store must be at most 64 characters")
+        category_path = tuple(p.strip() for p in values["category"].split(">") if p.strip())
+        if values["category"] and not category_path:
+            problems.append(f"category {values['category']!r} names no category (e.g. 'Kitchen > Mugs')")
+        nul = [k for k, v in values.items() if "\x00" in v]
+        if nul:
+            problems.append(f"NUL characters in {', '.join(nul)}")
         if problems:
             result.errors.append(RowError(path.name, line, "; ".join(problems)))
             continue
@@ -150,7 +157,7 @@ def read_catalog_file(path: Path) -> Catalogue:
             ProductSource(
                 source_id=values["sku"],
                 title=values["title"][:300],
-                category_path=tuple(p.strip() for p in values["category"].split(">") if p.strip()),
+                category_path=category_path,
                 store_source_id=values["store"],
                 description=values["description"],
                 brand=values["brand"][:120],

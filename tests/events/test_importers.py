@@ -350,10 +350,16 @@ def test_generic_catalogue_file_is_all_or_nothing(tmp_path):
         [
             ["SKU-3", "Green mug", "Kitchen > Mugs", "acme", "7"],
             ["SKU-4", "", "Kitchen > Mugs", "acme", "cheap"],
+            ["SKU-5", "Huge mug", ">", "acme", "100000000000"],
+            ["SKU-6", "Odd\x00mug", "Kitchen > Mugs", "acme", "3"],
         ],
     )
-    with pytest.raises(CommandError, match=r"bad.csv line 3: missing title; price 'cheap' is not an amount"):
+    with pytest.raises(CommandError) as failure:
         call_command("import_catalog", str(bad), stdout=StringIO())
+    message = str(failure.value)
+    assert "bad.csv line 3: missing title; price 'cheap' is not an amount from 0 to 99999999.99" in message
+    assert "line 4: price '100000000000' is not an amount" in message
+    assert "category '>' names no category" in message and "line 5: NUL characters in title" in message
     assert not Product.objects.filter(sku="SKU-3").exists()
 
 
