@@ -2,6 +2,7 @@
 
 import datetime as dt
 import json
+from io import StringIO
 
 import pytest
 from django.apps import apps
@@ -232,10 +233,15 @@ def test_command_refuses_unknown_or_ambiguous_names_and_erases_nothing(people):
     _alice, bob = people
     with pytest.raises(CommandError, match="No user has the primary key or username 'nobody'"):
         call_command("forget_user", "alice", "nobody")
-    User.objects.create_user(str(bob.pk))  # a username that is also Bob's primary key
-    with pytest.raises(CommandError, match="username of user .* and the primary key of another"):
+    namesake = User.objects.create_user(str(bob.pk))  # a username that is also Bob's primary key
+    with pytest.raises(CommandError, match=f"primary key of user {bob.pk} .*Add --by username or --by pk"):
         call_command("forget_user", str(bob.pk))
     assert Event.objects.count() == 7 and not AuditEntry.objects.exists()
+    # Either can be named: --by says how to read the name.
+    call_command("forget_user", str(bob.pk), by="username", stdout=StringIO())
+    assert AuditEntry.objects.get().counts and Event.objects.count() == 7  # the namesake had none
+    call_command("forget_user", str(bob.pk), by="pk", stdout=StringIO())
+    assert not Event.objects.filter(user=bob).exists() and namesake.pk != bob.pk
 
 
 def test_admin_action_asks_first_then_erases(people, client):
