@@ -309,9 +309,10 @@ def evaluate(
             chosen = {name: chosen[name] for name in models}
         if len(splits) > 1:
             say(f"Fold {i}/{len(splits)}")
-        runs.append(compare(chosen, part, log=None))
+        runs.append(compare(chosen, part, log=say))  # a line per model as it is done, then the table
     rows = _average(runs)
-    say(format_table(rows))
+    if len(runs) > 1:
+        say(f"Mean over the {len(runs)} folds:\n{format_table(rows)}")
     return rows
 
 

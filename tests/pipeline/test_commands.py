@@ -83,6 +83,13 @@ def test_evaluate_prints_one_table(shop):
     assert [line.split("|")[1].strip() for line in table[1:]] == ["popularity", "item_knn", "two_tower"]
 
 
+def test_evaluate_reports_each_model_as_it_is_done_and_the_mean_of_folds(shop):
+    out = run("evaluate", "--models", "popularity,item_knn", "--folds", "2")
+    assert out.index("Fold 1/2") < out.index("popularity: HR@10=") < out.index("Fold 2/2")
+    assert out.count("item_knn: HR@10=") == 2
+    assert "Mean over the 2 folds:" in out and out.rstrip().splitlines()[-1].startswith("| item_knn |")
+
+
 @pytest.mark.django_db
 @pytest.mark.parametrize(
     "args, message",
