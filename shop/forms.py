@@ -7,6 +7,9 @@ from django import forms
 from shop.cart import MAX_QUANTITY
 from shop.models import Order
 
+SEARCH_PAGE = 24  # results a search shows, and how many more each "show more" adds
+SEARCH_MAX = 96
+
 
 class CartChangeForm(forms.Form):
     """Add a product to the cart, or set a line's quantity (0 removes it)."""
@@ -33,3 +36,5 @@ class CheckoutForm(forms.ModelForm):
 
 class SearchForm(forms.Form):
     q = forms.CharField(max_length=200, required=False, strip=True)
+    # "Show more" asks for the next SEARCH_PAGE results with the ones already shown.
+    shown = forms.IntegerField(min_value=SEARCH_PAGE, max_value=SEARCH_MAX, required=False)

@@ -25,7 +25,7 @@ from shop import placeholders
 from shop.cart import MAX_QUANTITY, Cart, CartError
 from shop.checkout import place_order
 from shop.demo_data import DEMO_EMAIL_DOMAIN, DEMO_PASSWORD
-from shop.forms import CartChangeForm, CheckoutForm, SearchForm
+from shop.forms import SEARCH_PAGE, CartChangeForm, CheckoutForm, SearchForm
 from shop.models import Category, Order, Product, Store
 from shop.ratings import with_ratings
 
@@ -156,12 +156,14 @@ def store(request: HttpRequest, slug: str) -> HttpResponse:
 
 def search(request: HttpRequest) -> HttpResponse:
     form = SearchForm(request.GET)
-    query = form.cleaned_data["q"] if form.is_valid() else ""
-    if query and request.GET.get("page", "1") == "1":
+    form.is_valid()  # each field apart: a bad "shown" falls back to the first page
+    query = form.cleaned_data.get("q", "")
+    shown = form.cleaned_data.get("shown") or SEARCH_PAGE
+    if query and shown == SEARCH_PAGE:
         # The personalised results are rendered by the template tag, which returns the list
-        # it showed; recording the search itself needs no result list.
+        # it showed; recording the search itself (once, not per "show more") needs no list.
         searched.send(sender=None, request=request, query=query)
-    return render(request, "shop/search.html", {"query": query, "form": form})
+    return render(request, "shop/search.html", {"query": query, "form": form, "shown": shown})
 
 
 @require_GET

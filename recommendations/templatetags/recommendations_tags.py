@@ -121,7 +121,13 @@ class RecommendationNode(template.Node):
         ]
         html = render_to_string(
             self.block.template_name,
-            {"result": result, "items": items, "title": kwargs.get("title"), "block": self.block.name},
+            {
+                "result": result,
+                "items": items,
+                "title": kwargs.get("title"),
+                "block": self.block.name,
+                "limit": options.limit,
+            },
             request=context.get("request"),
         )
         return result, html

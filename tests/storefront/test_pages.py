@@ -143,6 +143,28 @@ def test_search_shows_personalised_results_and_records_the_search(client, histor
     assert Event.objects.filter(event_type="search", query="stoneware").count() == 1
 
 
+def test_a_search_shows_the_best_matches_then_more_on_request(client, indexed):
+    mug = indexed[0]
+    for i in range(30):
+        Product.objects.create(
+            title=f"Stoneware mug {i + 10}",
+            slug=f"more-{i}",
+            category=mug.category,
+            store=mug.store,
+            price=9,
+            stock=3,
+        )
+    index_products()
+    first = client.get(reverse("shop:search"), {"q": "stoneware"}).content.decode()
+    assert "The 24 best matches" in first and 'href="?q=stoneware&amp;shown=48"' in first
+    more = client.get(reverse("shop:search"), {"q": "stoneware", "shown": "48"}).content.decode()
+    shown = len(re.findall(r'class="card-inner" data-product-id', more))
+    assert 24 < shown < 48 and f"{shown} results" in more and "show-more" not in more
+    from recommendations.models import Event
+
+    assert Event.objects.filter(event_type="search", query="stoneware").count() == 1  # the search, once
+
+
 def test_a_search_too_long_says_so(client, indexed):
     html = client.get(reverse("shop:search"), {"q": "mug " * 60}).content.decode()
     assert "at most 200 characters (it has 239)" in html and "Shorten your search" in html
