@@ -88,7 +88,9 @@ DEFAULTS: dict[str, Any] = {
             # one (a list of close matches rather than a full one padded with unrelated ones).
             "min_relative_score": None,
         },
-        "similar": {"min_relative_score": 0.5},
+        # Close matches from one store are still close matches: the per-store cap would
+        # replace them with worse ones from other stores.
+        "similar": {"min_relative_score": 0.5, "max_per_store": None},
         "recently_viewed": {"exclude_purchased": False, "max_per_store": None},
         "buy_again": {"exclude_purchased": False, "max_per_store": None},
         "rerank": {"exclude_purchased": False, "max_per_store": None},
