@@ -35,6 +35,11 @@ VERBS = {
 }
 
 
+# A product is explained by the recent product it is most like when its cosine to it is at
+# least this share of the likest product's in the list (the rest read "Picked for you").
+EXPLAINED_SHARE = 0.6
+
+
 def _because(event_type: str) -> str:
     verb = VERBS.get(event_type, "viewed")
     return f"Because you {verb}" + ("" if "{title}" in verb else " {title}")
@@ -68,12 +73,16 @@ def _vector_candidates(
         if explain and taste.history_vectors
         else _embeddings_for_mmr(Kind.FOR_YOU, ids, version, audience)
     )
+    closest = {pid: taste.closest_history_item(v) for pid, v in embeddings.items() if v is not None}
+    # "Because you viewed X" only for products about as like X as the list's likest one: the
+    # taste's nearest products also hold some that are not like anything the visitor touched.
+    likest = max((found[1] for found in closest.values() if found), default=0.0)
     out = []
     for pid, score in rows:
-        embedding = embeddings.get(pid)
-        about = taste.closest_history_item(embedding) if embedding is not None else None
+        found = closest.get(pid)
+        about = found[0] if found and found[1] >= EXPLAINED_SHARE * likest else None
         reason = _because(last_type[about]) if about else "Picked for you"
-        out.append(Candidate(pid, score, source, reason, about=about, embedding=embedding))
+        out.append(Candidate(pid, score, source, reason, about=about, embedding=embeddings.get(pid)))
     return out
 
 

@@ -37,14 +37,17 @@ class Taste:
     # their scores, when the version precomputed them (`vectors.lists`); else empty.
     ranked: list[tuple[str, float]] = field(default_factory=list)
 
-    def closest_history_item(self, embedding: np.ndarray) -> str | None:
-        """The recent product most like `embedding`: what "because you viewed X" names."""
+    def closest_history_item(self, embedding: np.ndarray) -> tuple[str, float] | None:
+        """The recent product most like `embedding`, with its cosine: what "because you viewed
+        X" names, and how much like X the product is."""
         if not self.history_vectors:
             return None
         keys = list(self.history_vectors)
         matrix = np.stack([self.history_vectors[k] for k in keys])
         norms = np.linalg.norm(matrix, axis=1) * (np.linalg.norm(embedding) or 1.0)
-        return keys[int(np.argmax(matrix @ embedding / np.maximum(norms, 1e-9)))]
+        cosines = matrix @ embedding / np.maximum(norms, 1e-9)
+        best = int(np.argmax(cosines))
+        return keys[best], float(cosines[best])
 
 
 def recent_weights(history: History) -> dict[str, float]:

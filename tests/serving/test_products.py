@@ -58,6 +58,15 @@ def test_anonymous_session_is_personalised_from_its_events(catalog, model):
     assert titles(catalog, result)[:3] == ["Keratin conditioner", "Hair mask repair", "Dry shampoo spray"]
     assert result.items[0][1].reason == "Because you viewed Argan shampoo"
     assert result.items[0][1].source == "session"
+    # Only what is like the shampoo says so; the taste's other nearest products do not.
+    reasons = {
+        catalog.titles([pid])[0]: rec.reason
+        for pid, rec in zip(result.ids, result.recommendations, strict=True)
+    }
+    assert {title for title, reason in reasons.items() if reason.startswith("Because")} == set(
+        TITLES["Hair"]
+    ) - {"Argan shampoo"}
+    assert all(reason == "Picked for you" for title, reason in reasons.items() if title not in TITLES["Hair"])
 
 
 def test_new_visitor_gets_trending(catalog, model):
