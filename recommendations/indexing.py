@@ -23,6 +23,7 @@ from django.db import models, transaction
 from django.db.models.signals import post_delete, post_save
 from django.utils.module_loading import import_string
 
+from recommendations import queues
 from recommendations.adapters import get_product_adapter, get_product_model
 from recommendations.conf import rec_settings
 from recommendations.vectors.queries import active_version
@@ -92,7 +93,7 @@ def enqueue_embedding(product_ids: list[str]) -> bool:
     if active_version() is None:
         return False
     try:
-        current_app.send_task(EMBED_PRODUCTS_TASK, args=[product_ids], retry=False)
+        current_app.send_task(EMBED_PRODUCTS_TASK, args=[product_ids], queue=queues.DEFAULT, retry=False)
     except Exception as exc:  # the broker is down or misconfigured: the save itself stands
         logger.error(
             "Could not queue embedding of %d product(s) %s: %s. The products are saved; the next "

@@ -1,7 +1,8 @@
 """Celery tasks: thin doors into the pipeline services, for workers and beat.
 
-Routing (the host's `CELERY_TASK_ROUTES`): `retrain` and `embed` need the model on whole
-catalogues and go to the `gpu` queue; the rest are light and go to `default`. On a `gpu`
+Routing (`recommendations.queues.TASK_ROUTES`, in the host's `CELERY_TASK_ROUTES`): `retrain`
+and `embed` need the model on whole catalogues and go to the `gpu` queue; the rest are light
+and go to `default`. On a `gpu`
 worker with several GPUs, `retrain` trains on all of them: the task's process stays rank 0 (task
 id, lock, progress, retries unchanged) and starts one training process per other GPU
 (`RECOMMENDATIONS["TRAINING_PROCESSES"]`, `recommendations.learning.launch`).

@@ -11,6 +11,8 @@ from pathlib import Path
 
 from django.core.exceptions import ImproperlyConfigured
 
+from recommendations.queues import DEFAULT as DEFAULT_QUEUE
+from recommendations.queues import TASK_ROUTES
 from shop.database import database_settings, replica_settings
 from shop.environment import env_bool
 
@@ -183,11 +185,9 @@ CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_TIMEZONE = TIME_ZONE
 # Training and embedding whole catalogues go to workers started with `-Q gpu` (on a GPU
 # machine); everything else, embedding one saved product included, to `default`.
-CELERY_TASK_DEFAULT_QUEUE = "default"
-CELERY_TASK_ROUTES = {
-    "recommendations.tasks.retrain": {"queue": "gpu"},
-    "recommendations.tasks.embed": {"queue": "gpu"},
-}
+# Training and embedding to the "gpu" queue, the rest to "default" (`recommendations.queues`).
+CELERY_TASK_DEFAULT_QUEUE = DEFAULT_QUEUE
+CELERY_TASK_ROUTES = TASK_ROUTES
 # Long tasks: a worker takes one at a time, so a killed worker loses (and re-runs) only one.
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 
