@@ -44,6 +44,10 @@ if os.path.isdir("/dev/shm"):  # noqa: S108
 def worker_exit(server, worker):
     """Write the served lists this worker still holds in memory before it goes (recycled by
     max_requests, or stopped): they are queued and written in batches, a second apart."""
+    from django.apps import apps
+
+    if not apps.ready:  # the worker never started (bad settings, said above): nothing was queued
+        return
     from recommendations.serving.attribution import flush_served
 
     flush_served()

@@ -30,7 +30,12 @@ if not SECRET_KEY:
     SECRET_KEY = "django-insecure-development-only-key"  # noqa: S105 - development default
 
 ALLOWED_HOSTS = [h.strip() for h in os.environ.get("ALLOWED_HOSTS", "").split(",") if h.strip()]
-if DEBUG and not ALLOWED_HOSTS:
+if not ALLOWED_HOSTS:
+    if not DEBUG:  # every request would be a 400
+        raise ImproperlyConfigured(
+            "ALLOWED_HOSTS is not set and DEBUG is false. Set it to the site's host names, e.g. "
+            "ALLOWED_HOSTS=shop.example.com,www.shop.example.com."
+        )
     ALLOWED_HOSTS = ["127.0.0.1", "localhost", "testserver", "[::1]"]
 
 INSTALLED_APPS = [
@@ -108,7 +113,7 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "static/"
-STATIC_ROOT = BASE_DIR / "staticfiles"
+STATIC_ROOT = Path(os.environ.get("STATIC_ROOT", BASE_DIR / "staticfiles"))
 MEDIA_URL = "media/"
 MEDIA_ROOT = Path(os.environ.get("MEDIA_ROOT", BASE_DIR / ".data" / "media"))
 
@@ -209,12 +214,21 @@ LOGGING = {
     "loggers": {
         "recommendations": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
         "shop": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
+        # Django's errors (a 500's traceback, a refused Host header) whatever DEBUG says: by
+        # default it prints them only in DEBUG, and mails them to ADMINS otherwise.
+        "django": {"handlers": ["console"], "level": "WARNING", "propagate": False},
     },
 }
 
 if not DEBUG:
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
     SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", True)
+    SECURE_REDIRECT_EXEMPT = [r"^healthz$"]  # a balancer checks over plain HTTP
+    # collectstatic also writes gzip (and Brotli, when installed) copies, which WhiteNoise serves.
+    STORAGES = {
+        "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+        "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
+    }
     SESSION_COOKIE_SECURE = True
     CSRF_COOKIE_SECURE = True
     SECURE_HSTS_SECONDS = int(os.environ.get("SECURE_HSTS_SECONDS", "31536000"))

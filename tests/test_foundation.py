@@ -199,6 +199,29 @@ def test_production_mode_requires_a_secret_key():
     assert "SECRET_KEY is not set and DEBUG is false" in result.stderr
 
 
+def test_production_mode_requires_the_site_host_names():
+    result = run_manage("check", DEBUG="false", SECRET_KEY="x" * 50, ALLOWED_HOSTS="")
+    assert result.returncode != 0
+    assert "ALLOWED_HOSTS is not set and DEBUG is false" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_djangos_own_errors_are_logged_in_production_too():
+    """Django prints them only in DEBUG by default (and mails ADMINS otherwise): a refused
+    Host header or a 500 would leave no trace in a production log."""
+    request = "from django.test import Client; print(Client().get('/', HTTP_HOST='evil.example').status_code)"
+    production = {"DEBUG": "false", "SECRET_KEY": "x" * 50, "ALLOWED_HOSTS": "shop.example.com"}
+    result = run_manage("shell", "-c", request, **production)
+    assert result.stdout.strip().endswith("400"), result.stderr
+    assert "Invalid HTTP_HOST header: 'evil.example'" in result.stderr
+
+
+@pytest.mark.django_db
+def test_the_health_check_answers_while_the_database_does(client):
+    response = client.get("/healthz")
+    assert response.status_code == 200 and response.json() == {"status": "ok"}
+    assert "no-cache" in response["Cache-Control"]
+
+
 def test_embedded_shared_buffers_is_a_quarter_of_memory_within_bounds_or_as_configured():
     from shop.database import SHARED_BUFFERS_MB, shared_buffers
 
