@@ -189,8 +189,8 @@ CELERY_TASK_TRACK_STARTED = True
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_TIMEZONE = TIME_ZONE
 # Training and embedding whole catalogues go to workers started with `-Q gpu` (on a GPU
-# machine); everything else, embedding one saved product included, to `default`.
-# Training and embedding to the "gpu" queue, the rest to "default" (`recommendations.queues`).
+# machine); everything else, embedding one saved product included, to `default`
+# (`recommendations.queues`).
 CELERY_TASK_DEFAULT_QUEUE = DEFAULT_QUEUE
 CELERY_TASK_ROUTES = TASK_ROUTES
 # Long tasks: a worker takes one at a time, so a killed worker loses (and re-runs) only one.
