@@ -93,12 +93,14 @@ def showable_campaigns(now: dt.datetime | None = None) -> list[Campaign]:
     return [c for c in campaigns if c.impression_cap is None or views.get(c.pk, 0) < c.impression_cap]
 
 
-def _interest(audience: Audience, campaigns: list[Campaign]) -> dict[int, tuple[float, str, str]]:
+def _interest(
+    audience: Audience, campaigns: list[Campaign], offers: dict[int, list[str]]
+) -> dict[int, tuple[float, str, str]]:
     """(score, reason, method) per campaign id for promotions and flash sales."""
     if not campaigns:
         return {}
     if active_version() is not None:
-        ranked = rank_product_sets(audience, {c.pk: offer(c) for c in campaigns})
+        ranked = rank_product_sets(audience, {c.pk: offers[c.pk] for c in campaigns})
         return {r.key: (r.score, r.reason, "model") for r in ranked}
     scores = visitor_affinity(audience, {c.pk: interest_scope(c) for c in campaigns})
     return {
@@ -112,7 +114,10 @@ def campaigns_for(audience: Audience, limit: int = 3, now: dt.datetime | None = 
     campaigns = showable_campaigns(now)
     signed_in = audience.user_id is not None
     campaigns = [c for c in campaigns if signed_in or not c.rules.logged_in_only]
-    interest = _interest(audience, [c for c in campaigns if c.kind != CampaignKind.MEMBER_BENEFIT])
+    offers = {c.pk: offer(c) for c in campaigns if c.kind != CampaignKind.MEMBER_BENEFIT}
+    # A promotion with nothing to buy now (sold out, a category with no products) is not shown.
+    campaigns = [c for c in campaigns if c.kind == CampaignKind.MEMBER_BENEFIT or offers[c.pk]]
+    interest = _interest(audience, [c for c in campaigns if c.kind != CampaignKind.MEMBER_BENEFIT], offers)
     segment = None
     if signed_in and any(c.kind == CampaignKind.MEMBER_BENEFIT for c in campaigns):
         rfm = customer_rfm(audience.user_id, now)
@@ -125,8 +130,6 @@ def campaigns_for(audience: Audience, limit: int = 3, now: dt.datetime | None = 
             if segment is None or segment not in rules.rfm_segments:
                 continue
             match = CampaignMatch(campaign, 1.0, SEGMENT_REASONS[segment], "rfm")
-        elif not offer(campaign):
-            continue  # nothing of it can be bought now (sold out, or a category with no products)
         else:
             score, reason, method = interest.get(campaign.pk, (0.0, "Current offer", "affinity"))
             match = CampaignMatch(campaign, score, reason, method)
