@@ -18,7 +18,6 @@ from django.views.decorators.http import require_GET, require_POST
 
 import recommendations
 from recommendations.events.signals import searched
-from recommendations.events.tracking import get_session_id
 from recommendations.serving.products import rerank
 from recommendations.serving.types import Audience, Options, Recommendation
 from shop import placeholders
@@ -62,11 +61,6 @@ def home(request: HttpRequest) -> HttpResponse:
     return render(request, "shop/home.html", {"categories": categories})
 
 
-def _audience(request: HttpRequest) -> Audience:
-    user = request.user if request.user.is_authenticated else None
-    return Audience(user=user, session_id=get_session_id(request))
-
-
 def _ranked_for_visitor(request: HttpRequest, ids: list[str]) -> tuple[list[str], dict[str, Recommendation]]:
     """The category's products with the first `RERANK_WINDOW` in this visitor's order.
 
@@ -76,9 +70,10 @@ def _ranked_for_visitor(request: HttpRequest, ids: list[str]) -> tuple[list[str]
     head = ids[:RERANK_WINDOW]
     if not head:
         return ids, {}
-    result = rerank(head, _audience(request), Options(limit=len(head), explain=True))
+    result = rerank(head, Audience.for_request(request), Options(limit=len(head), explain=True))
     ranked = result.ids
-    order = [*ranked, *(pid for pid in head if pid not in set(ranked)), *ids[RERANK_WINDOW:]]
+    ranked_set = set(ranked)
+    order = [*ranked, *(pid for pid in head if pid not in ranked_set), *ids[RERANK_WINDOW:]]
     return order, {rec.product_id: rec for _, rec in result.items}
 
 
@@ -110,7 +105,7 @@ def category(request: HttpRequest, slug: str) -> HttpResponse:
             "category": node,
             "page": page,
             "sort": sort,
-            "sorts": ["recommended", "price", "-price", "newest"],
+            "sorts": list(SORTS),
             "children": node.children.all(),
             "ancestors": ancestors,
             "active_category": (ancestors[0] if ancestors else node).slug,

@@ -55,15 +55,20 @@ def preview_blocks(user) -> list[PreviewBlock]:
     """Every block `user` can get: the home page's, then a product page's for their last product.
 
     Each block is computed on its own (not with the page's shared "already shown" set), so
-    the preview shows each list in full.
+    the preview shows each list in full. Previews serve the user's experiment variant
+    without recording an exposure: looking at a shopper must not count them as a visitor.
     """
     options = Options(explain=True)
+
+    def audience() -> Audience:
+        return Audience(user=user, record_exposure=False)
+
     blocks = [
-        _block("Recommended for you", lambda: products.for_you(Audience(user=user), options)),
-        _block("Trending now", lambda: products.trending(Audience(user=user), options)),
-        _block("Stores you may like", lambda: stores.stores_for_user(Audience(user=user), options)),
-        _block("Recently viewed", lambda: products.recently_viewed(Audience(user=user), options)),
-        _block("Buy it again", lambda: products.buy_again(Audience(user=user), options)),
+        _block("Recommended for you", lambda: products.for_you(audience(), options)),
+        _block("Trending now", lambda: products.trending(audience(), options)),
+        _block("Stores you may like", lambda: stores.stores_for_user(audience(), options)),
+        _block("Recently viewed", lambda: products.recently_viewed(audience(), options)),
+        _block("Buy it again", lambda: products.buy_again(audience(), options)),
     ]
     last = (
         Event.objects.filter(user=user, event_type__in=[EventType.VIEW, EventType.CLICK, EventType.PURCHASE])
@@ -75,10 +80,10 @@ def preview_blocks(user) -> list[PreviewBlock]:
     seed = get_product_adapter().by_keys([last]).first() if last else None
     if seed is not None:
         blocks += [
-            _block(f"Similar to {seed}", lambda: products.similar(last, Audience(user=user), options)),
+            _block(f"Similar to {seed}", lambda: products.similar(last, audience(), options)),
             _block(
                 f"Bought together with {seed}",
-                lambda: products.bought_together(last, Audience(user=user), options),
+                lambda: products.bought_together(last, audience(), options),
             ),
         ]
     return blocks

@@ -32,7 +32,6 @@ from recommendations.api.recommendation_serializers import (
 from recommendations.api.renderers import FastJSONRenderer
 from recommendations.api.schema import AUTH_AND_RATE_ERRORS
 from recommendations.api.throttles import ApiRateThrottle
-from recommendations.events.tracking import get_session_id
 from recommendations.models.api_keys import ApiKey, Scope
 from recommendations.serving import history, products, stores
 from recommendations.serving.errors import InvalidParameters, NotFound
@@ -60,10 +59,10 @@ class CanReadRecommendations(permissions.BasePermission):
 def resolve_audience(request: Request, params: dict[str, Any]) -> Audience:
     """Whose recommendations: the caller's own, or (when allowed) the `user`/`session_id` asked for."""
     user_id, session_id = params.get("user"), params.get("session_id")
-    own_user = request.user if request.user and request.user.is_authenticated else None
-    own_session = get_session_id(request._request, create=False)
+    own = Audience.for_request(request._request)
     if user_id is not None:
-        if not (may_read_anyone(request) or (own_user is not None and str(own_user.pk) == user_id)):
+        own_request = own.given_user is not None and str(own.given_user_id) == user_id
+        if not (own_request or may_read_anyone(request)):
             raise exceptions.PermissionDenied(
                 "You may only get your own recommendations; staff and API keys with the "
                 f"{READ_SCOPE} scope may ask for any user."
@@ -73,13 +72,13 @@ def resolve_audience(request: Request, params: dict[str, Any]) -> Audience:
         except NotFound as exc:
             raise exceptions.NotFound(str(exc)) from exc
     if session_id is not None:
-        if session_id != own_session and not may_read_anyone(request):
+        if session_id != own.given_session_id and not may_read_anyone(request):
             raise exceptions.PermissionDenied(
                 "You may only get your own session's recommendations; staff and API keys with the "
                 f"{READ_SCOPE} scope may ask for any session."
             )
         return Audience(session_id=session_id)
-    return Audience(user=own_user, session_id=own_session)
+    return own
 
 
 def _schema(

@@ -217,10 +217,14 @@ def variant_for(who: Any, *, record: bool = True) -> VariantChoice | None:
     return choice
 
 
-def model_version_for(who: Any) -> ModelVersion | None:
+def model_version_for(who: Any, *, record: bool = True) -> ModelVersion | None:
     """The model version to serve this visitor: the variant's when it still has vectors
     (ready or active), else the active one."""
-    choice = variant_for(who)
+    return version_to_serve(variant_for(who, record=record))
+
+
+def version_to_serve(choice: VariantChoice | None) -> ModelVersion | None:
+    """The model version a variant choice serves: its own while it has vectors, else the active one."""
     version = choice.model_version if choice is not None else None
     if version is not None and version.status in (ModelStatus.READY, ModelStatus.ACTIVE):
         return version

@@ -42,10 +42,6 @@ def ordered_queryset(model: type[models.Model], ids: Iterable[str]) -> models.Qu
     )
 
 
-def _audience(user: Any = None, session_id: str = "") -> Audience:
-    return Audience(user=user if user is not None and user.is_authenticated else None, session_id=session_id)
-
-
 class RecommendationManager(models.Manager):
     """A manager of product recommendations; attach it to the host's product model."""
 
@@ -57,7 +53,7 @@ class RecommendationManager(models.Manager):
     ) -> models.QuerySet:
         from recommendations.serving import products
 
-        return self._ordered(products.for_you(_audience(user, session_id), Options(limit=limit)))
+        return self._ordered(products.for_you(Audience(user, session_id), Options(limit=limit)))
 
     def similar_to(self, product: models.Model, *, limit: int | None = None) -> models.QuerySet:
         from recommendations.serving import products
@@ -77,14 +73,14 @@ class RecommendationManager(models.Manager):
     def search(self, query: str, user: Any = None, *, limit: int | None = None) -> models.QuerySet:
         from recommendations.serving import search
 
-        return self._ordered(search.search(query, _audience(user), Options(limit=limit)))
+        return self._ordered(search.search(query, Audience(user), Options(limit=limit)))
 
     def rerank(self, products: Iterable[Any], user: Any = None, *, session_id: str = "") -> models.QuerySet:
         """`products` as objects or ids, most relevant to the visitor first."""
         from recommendations.serving import products as services
 
         ids = [str(getattr(p, "pk", p)) for p in products]
-        return self._ordered(services.rerank(ids, _audience(user, session_id), Options()))
+        return self._ordered(services.rerank(ids, Audience(user, session_id), Options()))
 
 
 def for_user(user: Any = None, *, session_id: str = "", limit: int | None = None) -> models.QuerySet:

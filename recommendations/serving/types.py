@@ -15,10 +15,16 @@ import numpy as np
 from django.db import models
 
 from recommendations.conf import rec_settings
+from recommendations.events.tracking import get_session_id
 from recommendations.privacy.optout import is_opted_out
 
 if TYPE_CHECKING:
+    from django.http import HttpRequest
+
     from recommendations.serving.presentation import ShownObjects
+
+# Where `Audience.for_request` keeps the request's audience.
+REQUEST_ATTRIBUTE = "_recommendations_audience"
 
 
 class Kind:
@@ -51,6 +57,9 @@ class Audience:
     like an unknown visitor: `user` reads None and `session_id` "". The flag is read on first
     use, in the same query as the visitor's history (`serving.history`), unless the host checks
     it itself (`OPT_OUT_CHECK`).
+
+    `record_exposure=False` serves the visitor's experiment variant without counting them as
+    exposed to it: staff previewing a shopper must not change the experiment's results.
     """
 
     def __init__(
@@ -58,11 +67,29 @@ class Audience:
         user: Any = None,
         session_id: str = "",
         shown: set[str] | None = None,
+        *,
+        record_exposure: bool = True,
     ) -> None:
         self.given_user = user if user is not None and getattr(user, "is_authenticated", False) else None
         self.given_session_id = session_id or ""
         self.shown = set() if shown is None else shown
+        self.record_exposure = record_exposure
         self.memo: dict[str, Any] = {}
+
+    @classmethod
+    def for_request(cls, request: HttpRequest) -> Audience:
+        """The visitor of this request, one per request: every block, view and tag shares it.
+
+        Sharing keeps a product to one block of the page and reads the visitor's history and
+        variant once. An anonymous visitor is known by the engine's session id once an event
+        created it; a request creates none, so crawlers cost no session rows.
+        """
+        audience = request.__dict__.get(REQUEST_ATTRIBUTE)
+        if audience is None:
+            session_id = get_session_id(request, create=False)
+            audience = cls(user=getattr(request, "user", None), session_id=session_id)
+            request.__dict__[REQUEST_ATTRIBUTE] = audience
+        return audience
 
     def __repr__(self) -> str:
         return f"Audience(user_id={self.given_user_id!r}, session_id={self.given_session_id!r})"

@@ -4,7 +4,8 @@ An experiment's variant may name a model version, a recommender and rule overrid
 visitor must see that variant on every surface (API, template tags, the manager, campaign
 ranking). So no service reads the active version itself: each asks this module, which asks
 `recommendations.experiments` once per `Audience` (the answer is kept in `audience.memo`,
-shared by the blocks of a page); the first ask records the visitor's exposure.
+shared by the blocks of a page); the first ask records the visitor's exposure, unless the
+audience is a preview (`record_exposure=False`).
 
 Without a live experiment everything here means "the defaults": the active version, the
 built-in recommender cascade, `SERVING_RULES`.
@@ -15,7 +16,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from recommendations.experiments import VariantChoice, model_version_for, variant_for
+from recommendations.experiments.assignment import VariantChoice, variant_for, version_to_serve
 from recommendations.models import ModelVersion
 from recommendations.serving.types import Audience
 
@@ -29,14 +30,14 @@ RECOMMENDERS = (TWO_TOWER, COOCCURRENCE, POPULAR)
 def variant(audience: Audience) -> VariantChoice | None:
     """The visitor's variant of the live experiment (None: no experiment, or nobody to bucket)."""
     if "variant" not in audience.memo:
-        audience.memo["variant"] = variant_for(audience)
+        audience.memo["variant"] = variant_for(audience, record=audience.record_exposure)
     return audience.memo["variant"]
 
 
 def model_version(audience: Audience) -> ModelVersion | None:
     """The model version to serve this visitor: their variant's when it has vectors, else the active one."""
     if "model_version" not in audience.memo:
-        audience.memo["model_version"] = model_version_for(audience)
+        audience.memo["model_version"] = version_to_serve(variant(audience))
     return audience.memo["model_version"]
 
 

@@ -32,7 +32,6 @@ from django.template.base import FilterExpression, Parser, Token
 from django.template.loader import render_to_string
 
 from recommendations.conf import rec_settings
-from recommendations.events.tracking import get_session_id
 from recommendations.serving import products, search, stores
 from recommendations.serving.errors import InvalidParameters
 from recommendations.serving.types import Audience, Options, RecommendationResult
@@ -47,20 +46,16 @@ OPTION_NAMES = {"limit", "exclude", "category", "title"}
 def page_audience(context: template.Context) -> Audience:
     """The visitor, with a "shown" set shared by every block rendered for this request.
 
-    It lives on the request (so separately rendered fragments share it too), or without a
-    request on the root of this render's context.
+    It is the request's audience (`Audience.for_request`, which views share too), or without
+    a request one kept on the root of this render's context.
     """
     request = context.get("request")
-    store = request.__dict__ if request is not None else context.render_context.dicts[0]
-    audience = store.get(AUDIENCE_ATTRIBUTE)
-    if audience is None:
-        user = getattr(request, "user", None)
-        audience = Audience(
-            user=user if user is not None and user.is_authenticated else None,
-            session_id=get_session_id(request, create=False) if request is not None else "",
-        )
-        store[AUDIENCE_ATTRIBUTE] = audience
-    return audience
+    if request is not None:
+        return Audience.for_request(request)
+    store = context.render_context.dicts[0]
+    if AUDIENCE_ATTRIBUTE not in store:
+        store[AUDIENCE_ATTRIBUTE] = Audience()
+    return store[AUDIENCE_ATTRIBUTE]
 
 
 def _key(value: Any) -> str:

@@ -1,10 +1,15 @@
 """ "Preview as user" shows the blocks the serving layer computes for that shopper, with reasons."""
 
+from decimal import Decimal
+
 import pytest
 from django.urls import reverse
 
+from recommendations.experiments import lifecycle, variant_for
+from recommendations.models import Assignment, Experiment, Variant
 from recommendations.serving.catalog import index_products
 from recommendations.serving.statistics import refresh_statistics
+from tests.state import fresh_serving_state
 from tests.storefront.conftest import event
 
 URL = reverse("admin:recommendations_userpreview_changelist")
@@ -55,3 +60,27 @@ def test_preview_of_a_shopper_without_history_shows_cold_start(admin_client, sho
     assert response.status_code == 200
     assert "cold-start" in response.content.decode()
     assert all(not block.error for block in response.context["blocks"])
+
+
+@pytest.fixture
+def no_live_experiment_after():
+    yield from fresh_serving_state()
+
+
+def test_preview_serves_the_users_variant_without_counting_them_as_exposed(
+    admin_client, shopper, history, no_live_experiment_after
+):
+    experiment = Experiment.objects.create(key="preview", name="preview")
+    for key in ("a", "b"):
+        Variant.objects.create(
+            experiment=experiment, key=key, traffic_share=Decimal(50), is_control=key == "a"
+        )
+    lifecycle.start(experiment)
+    response = admin_client.get(URL, {"user": "shopper"})
+    assert response.status_code == 200
+    assert all(not block.error for block in response.context["blocks"])
+    assert not Assignment.objects.exists()
+    # The shopper's own visit is an exposure.
+    choice = variant_for(shopper)
+    assert Assignment.objects.get().user_id == shopper.pk
+    assert Assignment.objects.get().variant.key == choice.variant_key
