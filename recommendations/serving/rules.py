@@ -126,10 +126,11 @@ def _diversify(
     groups: dict[str, tuple[Any, Any]],
     rules: dict[str, Any],
     limit: int,
-) -> list[Candidate]:
+) -> tuple[list[Candidate], list[Candidate]]:
     """Greedy pick: MMR when `mmr_lambda` is set, and per-store / per-category caps.
 
-    `groups` maps each product to its (store, category) keys.
+    `groups` maps each product to its (store, category) keys. Returns the chosen candidates
+    and, in pick order, those the caps held back (they complete a list nothing else fills).
     """
     stores = {pid: store for pid, (store, _) in groups.items()}
     categories = {pid: category for pid, (_, category) in groups.items()}
@@ -139,6 +140,7 @@ def _diversify(
     category_counts: dict[Any, int] = {}
     remaining = list(ordered)
     chosen: list[Candidate] = []
+    held_back: list[Candidate] = []
     while remaining and len(chosen) < limit:
         if mmr is None:
             pick = remaining[0]
@@ -155,14 +157,15 @@ def _diversify(
             )
         remaining.remove(pick)
         store, category = stores[pick.product_id], categories[pick.product_id]
-        if max_store and store is not None and store_counts.get(store, 0) >= max_store:
-            continue
-        if max_category and category is not None and category_counts.get(category, 0) >= max_category:
+        if (max_store and store is not None and store_counts.get(store, 0) >= max_store) or (
+            max_category and category is not None and category_counts.get(category, 0) >= max_category
+        ):
+            held_back.append(pick)
             continue
         store_counts[store] = store_counts.get(store, 0) + 1
         category_counts[category] = category_counts.get(category, 0) + 1
         chosen.append(pick)
-    return chosen
+    return chosen, held_back
 
 
 def titles(product_ids: Iterable[str]) -> dict[str, str]:
@@ -198,7 +201,8 @@ def finalize(
     a separate lookup runs only when the read does not show them. `backfill` gives the
     candidates that fill a list the rules left short (stock, per-store caps), ranked after
     all the others: the fallback tiers a service's cascade skipped because its own tiers
-    looked like enough before the rules ran.
+    looked like enough before the rules ran. The per-store and per-category caps order the
+    list rather than shorten it: a list still short ends with the products they held back.
     """
     adapter = get_product_adapter()
     rules = rules_for(kind, audience)
@@ -257,7 +261,7 @@ def finalize(
     boost_factors = [float(rule["factor"]) for rule in boosts]
     versions: dict[str, Any] = {}
 
-    def choose(pool: list[Candidate]) -> list[Candidate]:
+    def choose(pool: list[Candidate]) -> tuple[list[Candidate], list[Candidate]]:
         keys = [c.product_id for c in pool] + ([seed] if seed else [])
         facts = compiled("facts", facts_query).rows(keys) if keys else []
         groups: dict[str, tuple[Any, Any]] = {}
@@ -287,7 +291,7 @@ def finalize(
         ordered = sorted(pool, key=lambda c: (c.tier, -adjusted[c.product_id], key_order(c.product_id)))
         return _diversify(ordered, adjusted, groups, rules, limit)
 
-    chosen = choose(pool)
+    chosen, held_back = choose(pool)
     if len(chosen) < limit and backfill is not None:
         proposed = {c.product_id for c in pool}
         after = 1 + max((c.tier for c in pool), default=0)
@@ -297,7 +301,9 @@ def finalize(
             if c.product_id not in excluded and c.product_id not in proposed
         ]
         if extra:
-            chosen = choose(pool + extra)
+            chosen, held_back = choose(pool + extra)
+    # The caps ask for variety, not for a short list: what they held back comes last.
+    chosen += held_back[: limit - len(chosen)]
     shown = ShownObjects(
         [c.product_id for c in chosen],
         card=product_card,

@@ -92,14 +92,17 @@ def test_at_most_n_per_store_and_per_category(catalog, model, settings):
         },
     }
     found = hair_for(catalog)
-    assert sum(t in TITLES["Hair"] for t in found) == 2
+    category = {t: c for c, ts in TITLES.items() for t in ts}  # each category is one store
+    # Two of each store first; the caps order the list, so the held-back ones complete it.
+    assert sorted(category[t] for t in found[:6]) == sorted(list(TITLES) * 2)
+    assert found[:2] == ["Keratin conditioner", "Hair mask repair"] and found[6] == "Dry shampoo spray"
+    assert len(found) == 10
     for title in catalog.products:
         add_event(catalog, "view", title, session="everyone")
     refresh_statistics()
-    trending = catalog.titles(products.trending(Audience(), Options()).ids)
-    assert len(trending) == 3 and {next(c for c, ts in TITLES.items() if t in ts) for t in trending} == set(
-        TITLES
-    )
+    trending = catalog.titles(products.trending(Audience(), Options(limit=5)).ids)
+    # One of each category first; the caps order the list, so it is still five long.
+    assert {category[t] for t in trending[:3]} == set(TITLES) and len(trending) == 5
 
 
 def test_equal_scores_come_in_key_order_with_numeric_keys_by_value(catalog, model):
@@ -401,11 +404,16 @@ def test_a_list_the_rules_leave_short_is_filled_from_the_backfill(catalog, setti
     backfill.append(Candidate(nails, 4.0, "trending", ""))
     options = Options(limit=4)
 
-    # Two per store: the hair tier alone gives half the list.
-    assert len(finalize(Kind.FOR_YOU, hair, Audience(), options).ids) == 2
+    # Two per store: without a backfill, the held-back hair products complete the list.
+    hair_ids = [c.product_id for c in hair]
+    assert finalize(Kind.FOR_YOU, hair, Audience(), options).ids == hair_ids
     filled = finalize(Kind.FOR_YOU, hair, Audience(), options, backfill=lambda: backfill)
     # After every proposed candidate, whatever their scores; a product already proposed once.
     assert filled.ids == [hair[0].product_id, hair[1].product_id, face, nails]
+    # Still short after the backfill: the held-back ones come last.
+    assert finalize(Kind.FOR_YOU, hair, Audience(), Options(limit=6), backfill=lambda: backfill).ids == [
+        *hair_ids[:2], face, nails, *hair_ids[2:]
+    ]
     assert [c.tier for c in backfill] == [0, 0, 0]  # the (possibly cached) backfill is not changed
 
     def unused():
