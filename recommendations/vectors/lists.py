@@ -42,6 +42,7 @@ import numpy as np
 from django.core.exceptions import ImproperlyConfigured
 from django.db import connection, connections, transaction
 
+from recommendations.adapters import get_product_adapter
 from recommendations.conf import rec_settings
 from recommendations.models import (
     ListKind,
@@ -64,6 +65,8 @@ BLOCK_ROWS = 65_536
 # products whose exact neighbours the fewest enough is chosen on.
 PROBES_TRIED = (4, 8, 16, 32, 64, 128)
 RECALL_SAMPLE = 1000
+# Products whose titles are read through the adapter at once (those without a search document).
+TITLE_BATCH = 10_000
 # A word, as pg_trgm splits text: letters and digits in any script.
 WORD = re.compile(r"[^\W_]+")
 LISTS = "lists"
@@ -142,7 +145,11 @@ def build(version: ModelVersion) -> dict[str, Any]:
     )
     plans = [
         # The titles are read before the rows are: the COPY holds the connection meanwhile.
-        (ListKind.SIMILAR, products, lambda: _similar_rows(products, neighbours, _title_trigrams())),
+        (
+            ListKind.SIMILAR,
+            products,
+            lambda: _similar_rows(products, neighbours, _title_trigrams(products.keys)),
+        ),
         (ListKind.FOR_USER, users, lambda: _user_rows(products, users, length)),
     ]
     for kind, owners, rows in plans:
@@ -402,10 +409,30 @@ def trigrams(text: str) -> frozenset[str]:
     return frozenset(out)
 
 
-def _title_trigrams() -> dict[str, frozenset[str]]:
-    """Every product's title trigrams, from its search document."""
+def _title_trigrams(keys: Sequence[str]) -> dict[str, frozenset[str]]:
+    """The title trigrams of these products, from their search documents.
+
+    A product without one (the catalogue was loaded after the index was last refreshed)
+    has its title read through the adapter instead: a list built without titles would rank
+    differently from the live query, which blends them.
+    """
     documents = ProductDocument.objects.values_list("product_id", "title")
-    return {pid: trigrams(title) for pid, title in documents.iterator(chunk_size=50_000)}
+    grams = {pid: trigrams(title) for pid, title in documents.iterator(chunk_size=50_000)}
+    missing = [key for key in keys if key not in grams]
+    if missing:
+        started = time.perf_counter()
+        adapter = get_product_adapter()
+        for start in range(0, len(missing), TITLE_BATCH):
+            chunk = adapter.by_keys(missing[start : start + TITLE_BATCH])
+            grams.update((record.id, trigrams(record.title)) for record in adapter.records(chunk))
+        logger.warning(
+            "%d of %d products have no search document; read their titles from the catalogue in %.1fs. "
+            "Run `manage.py refresh_serving` after loading a catalogue so search finds them too.",
+            len(missing),
+            len(keys),
+            time.perf_counter() - started,
+        )
+    return grams
 
 
 def _title_similarities(

@@ -9,7 +9,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from recommendations.models import ListKind, PrecomputedList, ProductVector, UserVector
+from recommendations.models import ListKind, PrecomputedList, ProductDocument, ProductVector, UserVector
 from recommendations.serving import products
 from recommendations.serving.types import Audience, Options
 from recommendations.vectors import lists, queries, tuning
@@ -260,3 +260,15 @@ def test_a_catalogue_over_the_budget_gets_clustered_similar_lists(catalog, model
     settings.RECOMMENDATIONS = {**settings.RECOMMENDATIONS, "PRECOMPUTED_LIST_MAX_SCORES": 1_000}
     record = build(model)[ListKind.SIMILAR]
     assert record["rows"] == 0 and "MAX_SCORES" in record["reason"]  # even clustered, too many
+
+
+def test_products_without_a_search_document_are_ranked_with_their_titles_all_the_same(catalog, model, caplog):
+    """A catalogue loaded after the search index was built: the lists read those titles
+    through the adapter, so they rank as the live query will once the index is refreshed."""
+    build(model)
+    pid = catalog.id("Argan shampoo")
+    with_documents = lists.similar(pid, 5, model)
+    ProductDocument.objects.filter(product_id__in=[pid, catalog.id("Dry shampoo spray")]).delete()
+    build(model)
+    assert lists.similar(pid, 5, model) == with_documents
+    assert "2 of 12 products have no search document" in caplog.text

@@ -35,9 +35,10 @@ class Command(BaseCommand):
             call_command("seed_demo", seed=seed, stdout=self.stdout)
         else:
             self.stdout.write("Demo catalogue already loaded; use --force to reload it.")
-        self._train(seeded, train_seconds)
-        # The storefront's blocks read the search index and the popularity / pair tables.
+        # The storefront's blocks read the search index and the popularity / pair tables, and
+        # the model's "similar" lists blend in the titles of the search index: build it first.
         call_command("refresh_serving", stdout=self.stdout)
+        self._train(seeded, train_seconds)
         if settings.DEBUG:
             self._ensure_admin()
             login = f"admin: http://127.0.0.1:8000/admin/ as {ADMIN_USERNAME} / {ADMIN_PASSWORD}"
