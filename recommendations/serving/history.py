@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cache
 from typing import Any
 
@@ -17,7 +17,7 @@ import numpy as np
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ImproperlyConfigured
 from django.db import connection
-from django.db.models import Model, Q, QuerySet
+from django.db.models import Max, Model, Q, QuerySet
 from django.utils import timezone
 
 from recommendations.conf import rec_settings
@@ -38,11 +38,13 @@ from recommendations.sql import array_literal, native_timestamps
 from recommendations.vectors.lists import has_lists
 from recommendations.vectors.queries import active_version, parse_vector, vector_read_database
 
-# Events that say something about a product the visitor cares about.
+# Events that say something about a product the visitor cares about (a removal from the
+# cart says what an earlier add no longer does).
 PRODUCT_EVENTS = (
     EventType.VIEW,
     EventType.CLICK,
     EventType.ADD_TO_CART,
+    EventType.REMOVE_FROM_CART,
     EventType.FAVOURITE,
     EventType.PURCHASE,
     EventType.RATING,
@@ -82,11 +84,33 @@ class History:
     vectors_version: int | None = None
     user_vector: np.ndarray | None = None
     user_list: list[tuple[str, float]] = field(default_factory=list)
+    newest_id: int = 0
+
+    @classmethod
+    def of(cls, events: list[HistoryEvent], **vectors: Any) -> History:
+        """The history of these events (newest first), with the cart settled: an add to the
+        cart that removals took back reads as a view (the shopper looked at it, no more),
+        and the removals themselves are left out, though they still change the fingerprint."""
+        net: dict[str, float] = {}
+        for event in events:
+            if event.event_type in (EventType.ADD_TO_CART, EventType.REMOVE_FROM_CART):
+                units = event.value if event.value is not None and event.value > 0 else 1.0
+                sign = 1 if event.event_type == EventType.ADD_TO_CART else -1
+                net[event.product_id] = net.get(event.product_id, 0.0) + sign * units
+        emptied = {pid for pid, units in net.items() if units <= 0}
+        settled = [
+            replace(event, event_type=EventType.VIEW, value=None)
+            if event.event_type == EventType.ADD_TO_CART and event.product_id in emptied
+            else event
+            for event in events
+            if event.event_type != EventType.REMOVE_FROM_CART
+        ]
+        return cls(settled, newest_id=max((e.id for e in events), default=0), **vectors)
 
     @property
     def fingerprint(self) -> str:
         """Changes whenever the visitor does something new (the newest event's id)."""
-        return str(max((e.id for e in self.events), default=0))
+        return str(max(self.newest_id, max((e.id for e in self.events), default=0)))
 
     @property
     def product_ids(self) -> list[str]:
@@ -128,16 +152,35 @@ def history_window() -> tuple[dt.datetime, dt.datetime] | None:
     return now - dt.timedelta(days=days), now + CLOCK_SKEW
 
 
-def _latest(where: Q, size: int) -> QuerySet:
+def _in_window(where: Q, *types: str) -> QuerySet:
+    """The visitor's product events of these types within the serving window."""
     window = history_window()
     if window is not None:
         where &= Q(timestamp__gte=window[0], timestamp__lt=window[1])
-    return (
-        Event.objects.filter(where, event_type__in=PRODUCT_EVENTS)
-        .exclude(product_id="")
-        .order_by("-timestamp", "-id")
-        .values_list(*FIELDS)[:size]
+    return Event.objects.filter(where, event_type__in=types).exclude(product_id="")
+
+
+def _latest(where: Q, size: int) -> QuerySet:
+    return _in_window(where, *PRODUCT_EVENTS).order_by("-timestamp", "-id").values_list(*FIELDS)[:size]
+
+
+def viewed_products(audience: Audience, size: int) -> list[str]:
+    """The last `size` distinct products the visitor viewed, most recent first.
+
+    Grouped by product rather than read as the latest events, so that viewing one product
+    again and again does not push the others out of "recently viewed".
+    """
+    where = audience_filter(audience)
+    if where is None:
+        return []
+    rows = (
+        _in_window(where, EventType.VIEW, EventType.CLICK)
+        .values("product_id")
+        .annotate(last_seen=Max("timestamp"))
+        .order_by("-last_seen", "product_id")
+        .values_list("product_id", flat=True)[:size]
     )
+    return list(rows)
 
 
 def _column(model: type[Model], name: str) -> str:
@@ -293,7 +336,13 @@ def load(audience: Audience, *, known_user: KeyedQuery | None = None) -> None:
         latest, bought, vectors, user_vector, user_list = [], [], {}, None, []
     order = lambda e: (e.timestamp, e.id)  # noqa: E731 - UNION ALL does not keep the order
     audience.memo["events"] = (
-        History(sorted(latest, key=order, reverse=True), vectors, vectors_version, user_vector, user_list),
+        History.of(
+            sorted(latest, key=order, reverse=True),
+            vectors=vectors,
+            vectors_version=vectors_version,
+            user_vector=user_vector,
+            user_list=user_list,
+        ),
         sorted(bought, key=order, reverse=True),
     )
 
@@ -355,7 +404,7 @@ def recent_history(audience: Audience, size: int | None = None) -> History:
     if size is None or size == rec_settings.REALTIME_HISTORY:
         return _loaded(audience)[0]
     where = audience_filter(audience)
-    return History([HistoryEvent(*row) for row in _latest(where, size)] if where is not None else [])
+    return History.of([HistoryEvent(*row) for row in _latest(where, size)] if where is not None else [])
 
 
 def purchases(audience: Audience) -> list[HistoryEvent]:

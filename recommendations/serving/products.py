@@ -21,7 +21,7 @@ from recommendations.models import EventType, ListKind, ModelVersion, PairKind, 
 from recommendations.serving import statistics, variants
 from recommendations.serving.cache import cached
 from recommendations.serving.errors import product_key, store_key, valid_product_ids
-from recommendations.serving.history import History, purchases, recent_history
+from recommendations.serving.history import History, purchases, recent_history, viewed_products
 from recommendations.serving.realtime import Taste, current_taste
 from recommendations.serving.rules import MAX_LIMIT, finalize, pool_size, rules_for
 from recommendations.serving.types import Audience, Candidate, Kind, Options, RecommendationResult
@@ -271,6 +271,9 @@ def bought_together(product_id: str, audience: Audience, options: Options) -> Re
         options,
         seed=product_id,
         context={"product_id": product_id},
+        # The pairs may all come from one store, which its cap thins out: like products, then
+        # the category's popular ones fill the shelf.
+        backfill=lambda: [*alike(), *_popular(k, _category_of(_seed_document(product_id)))],
     )
 
 
@@ -314,8 +317,7 @@ def new_arrivals(audience: Audience, options: Options) -> RecommendationResult:
 
 def recently_viewed(audience: Audience, options: Options) -> RecommendationResult:
     """What the visitor looked at lately, most recent first (read fresh, never cached)."""
-    history = recent_history(audience, size=pool_size(Kind.RECENTLY_VIEWED, options, audience))
-    views = list(dict.fromkeys(e.product_id for e in history.of_type(EventType.VIEW, EventType.CLICK)))
+    views = viewed_products(audience, pool_size(Kind.RECENTLY_VIEWED, options, audience))
     candidates = [
         Candidate(pid, 1.0 / (rank + 1), "history", "You viewed this recently")
         for rank, pid in enumerate(views)
@@ -395,6 +397,7 @@ def rerank(product_ids: list[str], audience: Audience, options: Options) -> Reco
     history = recent_history(audience)
     version = variants.model_version(audience)
     scores: dict[str, float] = {}
+    reasons: dict[str, str] = {}
     source = "popular"
     if version is not None:
         taste = current_taste(version, audience)
@@ -414,8 +417,10 @@ def rerank(product_ids: list[str], audience: Audience, options: Options) -> Reco
             for pid in ids
             if pid in popular or pid in affinity
         }
+        # Nothing the visitor did ranks these: they are in the order of their popularity.
+        reasons = {pid: "Popular with shoppers" for pid in scores if pid not in affinity}
     candidates = [
-        Candidate(pid, scores[pid], source, "Ranked for you")
+        Candidate(pid, scores[pid], source, reasons.get(pid, "Ranked for you"))
         if pid in scores
         # Unscored products keep their given order, after the scored ones.
         else Candidate(pid, -float(rank), "given", "", tier=1)

@@ -119,3 +119,30 @@ def test_events_count_for_a_while_set_by_the_half_life(settings, minutes):
     assert span.total_seconds() / 60 == pytest.approx(
         min(12.29 * minutes, history.MAX_COUNTING_MINUTES), rel=0.01
     )
+
+
+def test_the_cart_is_settled_by_units_newest_add_kept():
+    now = timezone.now()
+
+    def e(pk, kind, product, value=None):
+        return history.HistoryEvent(pk, kind, product, now - dt.timedelta(minutes=10 - pk), value)
+
+    events = [  # newest first
+        e(6, "add_to_cart", "b"),
+        e(5, "remove_from_cart", "b", 1),
+        e(4, "add_to_cart", "b"),
+        e(3, "remove_from_cart", "a", 1),
+        e(2, "add_to_cart", "a", 2),
+        e(1, "view", "a"),
+    ]
+    settled = history.History.of(events)
+    # Two of "a" went in and one came out: it is still in the cart. "b" went in, out and in.
+    assert [(x.id, x.event_type) for x in settled.events] == [
+        (6, "add_to_cart"),
+        (4, "add_to_cart"),
+        (2, "add_to_cart"),
+        (1, "view"),
+    ]
+    emptied = history.History.of([e(3, "remove_from_cart", "a", 2), e(2, "add_to_cart", "a", 2)])
+    assert [(x.id, x.event_type, x.value) for x in emptied.events] == [(2, "view", None)]
+    assert emptied.fingerprint == "3"

@@ -7,7 +7,8 @@ from django.db import connection
 from django.db.models import QuerySet
 from django.test.utils import CaptureQueriesContext
 
-from recommendations.serving import products
+from recommendations.serving import history, products
+from recommendations.serving.catalog import index_products
 from recommendations.serving.errors import NotFound
 from recommendations.serving.statistics import refresh_statistics
 from recommendations.serving.types import Audience, Options
@@ -50,6 +51,14 @@ def test_a_view_changes_the_next_answer_without_retraining(catalog, model, setti
     top = result.items[0][1]
     assert top.source == "realtime"
     assert top.reason == "Because you added Red nail polish to your cart"
+
+    # She takes it out of the cart again: it was a look, no more, and the reason says so.
+    removal = add_event(catalog, "remove_from_cart", "Red nail polish", user="alice", value=1)
+    again = products.for_you(Audience(user=catalog.users["alice"]), EXPLAIN)
+    assert again.items[0][1].reason == "Because you viewed Red nail polish"
+    settled = history.recent_history(Audience(user=catalog.users["alice"]))
+    assert [e.event_type for e in settled.events] == ["view", "view"]
+    assert settled.fingerprint == str(removal.pk)  # the removal is news: cached lists are not reused
 
 
 def test_anonymous_session_is_personalised_from_its_events(catalog, model):
@@ -154,6 +163,37 @@ def test_bought_together_falls_back_to_similar_products(catalog, model):
     assert result.items[0][1].reason == "Similar to Argan shampoo"
 
 
+def test_bought_together_is_filled_from_other_stores_when_its_pairs_are_one_stores(catalog, settings):
+    """Everything bought with the shampoo comes from its store, which the cap of one thins
+    out: the category's popular product of another store fills the shelf before the
+    held-back pairs would."""
+    settings.RECOMMENDATIONS = {
+        **settings.RECOMMENDATIONS,
+        "SERVING_RULES": {"default": {"max_per_store": 1}},
+    }
+    hair, face = catalog.categories["Hair"], catalog.stores["Face"]
+    for title, store in (("Scalp scrub", catalog.stores["Hair"]), ("Hair clips", catalog.stores["Hair"])):
+        catalog.products[title] = Product.objects.create(
+            title=title, slug=title.lower().replace(" ", "-"), category=hair, store=store, price=5, stock=5
+        )
+    elsewhere = Product.objects.create(
+        title="Silk hair wrap", slug="silk-hair-wrap", category=hair, store=face, price=5, stock=5
+    )
+    catalog.products["Silk hair wrap"] = elsewhere
+    index_products()
+    for n, title in enumerate(
+        ["Keratin conditioner", "Hair mask repair", "Dry shampoo spray", "Scalp scrub", "Hair clips"]
+    ):
+        add_event(catalog, "purchase", "Argan shampoo", session=f"buyer{n}")
+        add_event(catalog, "purchase", title, session=f"buyer{n}")
+    add_event(catalog, "purchase", "Silk hair wrap", session="someone")
+    refresh_statistics()
+    result = products.bought_together(catalog.id("Argan shampoo"), Audience(), Options(limit=2))
+    assert len(result.ids) == 2
+    assert result.items[0][1].source == "co_purchase"
+    assert result.ids[1] == str(elsewhere.pk)
+
+
 def test_bought_together_without_a_model_falls_back_to_titles_in_the_category(catalog):
     result = products.bought_together(catalog.id("Argan shampoo"), Audience(), EXPLAIN)
     assert titles(catalog, result)[0] == "Dry shampoo spray"
@@ -201,6 +241,15 @@ def test_recently_viewed_most_recent_first(catalog):
     assert titles(catalog, result) == ["Argan shampoo", "Cuticle oil"]
 
 
+def test_recently_viewed_holds_products_however_often_one_was_viewed(catalog):
+    add_event(catalog, "view", "Argan shampoo", user="bob", ago=dt.timedelta(minutes=30))
+    add_event(catalog, "view", "Cuticle oil", user="bob", ago=dt.timedelta(minutes=29))
+    for minutes in range(20, 0, -1):  # back and forth on one product page
+        add_event(catalog, "view", "Clay face mask", user="bob", ago=dt.timedelta(minutes=minutes))
+    result = products.recently_viewed(Audience(user=catalog.users["bob"]), Options(limit=3))
+    assert titles(catalog, result) == ["Clay face mask", "Cuticle oil", "Argan shampoo"]
+
+
 def test_buy_again_keeps_replenishable_products_due_first(catalog):
     # Other shoppers rebuy shampoo about every 30 days; nobody rebuys the top coat.
     for days in (60, 30):
@@ -228,8 +277,10 @@ def test_rerank_without_a_model_uses_popularity_and_keeps_the_rest_in_order(cata
     add_event(catalog, "purchase", "Red nail polish", session="x")
     refresh_statistics()
     given = catalog.ids("Argan shampoo", "Cuticle oil", "Red nail polish")
-    result = products.rerank(given, Audience(), Options())
+    result = products.rerank(given, Audience(), EXPLAIN)
     assert titles(catalog, result) == ["Red nail polish", "Argan shampoo", "Cuticle oil"]
+    # A stranger's order is the shop's popularity, and the reason says so.
+    assert result.items[0][1].reason == "Popular with shoppers"
 
 
 def test_results_are_a_queryset_of_the_host_model_in_score_order(catalog, model):

@@ -109,8 +109,9 @@ def test_product_page_marks_the_view_for_the_beacon_and_carries_the_recommendati
     html = client.get(history[0].get_absolute_url() + "?rec=abc123").content.decode()
     assert f'data-rec-view="product" data-product-id="{history[0].pk}"' in html
     assert 'name="recommendation_id" value="abc123"' in html
-    # Mug 0 was never bought with anything: the shelf does not claim it was.
-    assert "Goes well with this product." in html
+    # Mug 0 was never bought with anything, but viewed with knife 3, which leads the shelf:
+    # the subtitle says what its first product is there for.
+    assert "Shoppers who looked at this also looked at." in html
     assert "Shoppers who bought this also bought." not in html
     assert "recommendations/beacon.js" in html
 
