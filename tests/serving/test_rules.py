@@ -411,9 +411,8 @@ def test_a_list_the_rules_leave_short_is_filled_from_the_backfill(catalog, setti
     # After every proposed candidate, whatever their scores; a product already proposed once.
     assert filled.ids == [hair[0].product_id, hair[1].product_id, face, nails]
     # Still short after the backfill: the held-back ones come last.
-    assert finalize(Kind.FOR_YOU, hair, Audience(), Options(limit=6), backfill=lambda: backfill).ids == [
-        *hair_ids[:2], face, nails, *hair_ids[2:]
-    ]
+    longer = finalize(Kind.FOR_YOU, hair, Audience(), Options(limit=6), backfill=lambda: backfill)
+    assert longer.ids == [*hair_ids[:2], face, nails, *hair_ids[2:]]
     assert [c.tier for c in backfill] == [0, 0, 0]  # the (possibly cached) backfill is not changed
 
     def unused():
