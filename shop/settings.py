@@ -211,9 +211,12 @@ LOGGING = {
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    # The app's lines reach the console through the root logger, once: a Celery worker puts
+    # its own handler there instead, which a handler of their own would print beside.
+    "root": {"handlers": ["console"], "level": "WARNING"},
     "loggers": {
-        "recommendations": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
-        "shop": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
+        "recommendations": {"level": os.environ.get("LOG_LEVEL", "INFO")},
+        "shop": {"level": os.environ.get("LOG_LEVEL", "INFO")},
         # Django's errors (a 500's traceback, a refused Host header) whatever DEBUG says: by
         # default it prints them only in DEBUG, and mails them to ADMINS otherwise.
         "django": {"handlers": ["console"], "level": "WARNING", "propagate": False},
