@@ -37,6 +37,13 @@ WEIGHTS = {"keyword": 0.6, "semantic": 0.25, "taste": 0.15}
 # Several "-" (web search's NOT) in a row, spaces between them or not: PostgreSQL nests one NOT
 # in another for each, and about thirty overflow its parser ("tsquery stack too small").
 REPEATED_NOT = re.compile(r"-[\s-]*-")
+# A word or quoted phrase the query excludes (web search's "-word", '-"two words"').
+NEGATED = re.compile(r'(?:^|\s)-+("[^"]*"|[^\s"]+)')
+# A near match's share of its similarity when the query has exact hits too: below the
+# semantic neighbours (whose weight is WEIGHTS["semantic"]), above nothing.
+NEAR_SHARE_BESIDE_EXACT = 0.1
+# How each candidate relates to the words of the query.
+EXACT, NEAR, RELATED = 2, 1, 0
 
 
 def clean_query(query: str | None) -> str:
@@ -49,34 +56,56 @@ def clean_query(query: str | None) -> str:
     return query
 
 
-def keyword_hits(query: str, k: int = KEYWORD_POOL) -> list[tuple[str, float]]:
-    """(product id, relevance in 0..1) for products matching the words, or nearly the words.
+def _search_query(query: str) -> SearchQuery:
+    words = REPEATED_NOT.sub("-", query)  # "t--shirt" is a t-shirt, "--x" one NOT
+    return SearchQuery(words, search_type="websearch", config=TEXT_SEARCH_CONFIG)
+
+
+def keyword_hits(query: str, k: int = KEYWORD_POOL) -> tuple[dict[str, float], dict[str, float]]:
+    """Products matching the words, and products nearly matching them: (id -> relevance in
+    0..1) each, exact hits scoring above near ones.
 
     Full-text search first (GIN index, stemmed words). Only when it finds fewer than k products
     does trigram word similarity on titles (GIN index) add near matches: typos cost the
-    second query, correctly spelled queries do not.
+    second query, correctly spelled queries do not. A near match is what a typo needs when
+    nothing matches; beside exact hits it is a longer word sharing letters ("tea" and
+    "teaser"), so it then scores below what the query's meaning finds too.
     """
-    words = REPEATED_NOT.sub("-", query)  # "t--shirt" is a t-shirt, "--x" one NOT
-    search_query = SearchQuery(words, search_type="websearch", config=TEXT_SEARCH_CONFIG)
+    search_query = _search_query(query)
     # ts_rank with normalization 32 lies in [0, 1).
-    exact = list(
-        ProductDocument.objects.filter(search_vector=search_query)
+    exact = {
+        pid: 0.5 + float(rank) / 2
+        for pid, rank in ProductDocument.objects.filter(search_vector=search_query)
         .annotate(rank=SearchRank(F("search_vector"), search_query, normalization=32))
         .order_by("-rank", "product_id")
         .values_list("product_id", "rank")[:k]
-    )
-    hits = {pid: 0.5 + float(rank) / 2 for pid, rank in exact}
-    if len(hits) < k:
-        near = (
+    }
+    near: dict[str, float] = {}
+    if len(exact) < k:
+        rows = (
             ProductDocument.objects.filter(title__trigram_word_similar=query)
-            .exclude(product_id__in=list(hits))
+            .exclude(product_id__in=list(exact))
             .annotate(similarity=TrigramWordSimilarity(query, "title"))
             .order_by("-similarity", "product_id")
-            .values_list("product_id", "similarity")[: k - len(hits)]
+            .values_list("product_id", "similarity")[: k - len(exact)]
         )
-        # Near matches rank below every exact one.
-        hits.update({pid: float(similarity) / 2 for pid, similarity in near})
-    return sorted(hits.items(), key=lambda item: -item[1])
+        share = NEAR_SHARE_BESIDE_EXACT if exact else 0.5
+        near = {pid: float(similarity) * share for pid, similarity in rows}
+        # Trigrams know no NOT: "shampoo -dry" is near "Dry shampoo spray".
+        for pid in negated_hits(query, list(near)):
+            del near[pid]
+    return exact, near
+
+
+def negated_hits(query: str, product_ids: list[str]) -> set[str]:
+    """Those of `product_ids` that match a word the query excludes ("-bassline")."""
+    excluded = [term.lstrip("-") for term in NEGATED.findall(query)]
+    excluded = [term for term in excluded if term.strip('"')]
+    if not excluded or not product_ids:
+        return set()
+    any_excluded = _search_query(" or ".join(excluded))
+    matching = ProductDocument.objects.filter(product_id__in=product_ids, search_vector=any_excluded)
+    return set(matching.values_list("product_id", flat=True))
 
 
 @dataclass(frozen=True)
@@ -84,8 +113,9 @@ class QueryMatches:
     """What a query finds, the same for every visitor, so it is kept per query and version.
 
     `ids`: the candidates, keyword hits first (best first), then the products near the query's
-    meaning; `scores`: each one's score before the visitor's taste; `matched`: whether it is a
-    keyword hit. `units`: the directions of the candidates with a vector (the visitor's taste
+    meaning; `scores`: each one's score before the visitor's taste; `matched`: EXACT for a
+    keyword hit, NEAR for a near match of the words, RELATED for a product of like meaning.
+    `units`: the directions of the candidates with a vector (the visitor's taste
     scores them; diversity compares them); `rows`: where each of those sits in `ids`, and
     `row_of`: each candidate's row in `units` (-1: none). Arrays, not dicts: a request
     re-scores the candidates with two vector operations.
@@ -101,10 +131,11 @@ class QueryMatches:
 
 def query_matches(query: str, version: ModelVersion | None, k: int) -> QueryMatches:
     """Keyword hits and, with a model, the `k` products nearest the meaning of the best ones."""
-    hits = keyword_hits(query)
-    keyword = dict(hits)
+    exact, near = keyword_hits(query)
+    keyword = {**exact, **near}
+    hits = sorted(keyword.items(), key=lambda item: -item[1])
     if version is None:
-        return _matches(keyword, {}, [], None)
+        return _matches(keyword, exact, {}, [], None)
     seeds = [pid for pid, _ in hits[: max(k, FEEDBACK_HITS)]]
     embeddings = {pid: v.embedding for pid, v in queries.product_vectors(seeds, version).items()}
     feedback = [(embeddings[pid], score) for pid, score in hits[:FEEDBACK_HITS] if pid in embeddings]
@@ -115,18 +146,22 @@ def query_matches(query: str, version: ModelVersion | None, k: int) -> QueryMatc
         )
         nearest = queries.nearest_products(meaning, k, version, from_items=True)
         related = [pid for pid, _ in nearest if pid not in embeddings]
+        # The meaning of "headphones -bassline" is near Bassline's headphones too.
+        unwanted = negated_hits(query, related)
+        related = [pid for pid in related if pid not in unwanted]
         embeddings.update({pid: v.embedding for pid, v in queries.product_vectors(related, version).items()})
     if not embeddings:
-        return _matches(keyword, {}, [], None, weighted=True)
+        return _matches(keyword, exact, {}, [], None, weighted=True)
     ids = list(embeddings)
     # Every candidate's direction at once: one matrix product per signal, not a norm each.
     units = queries.unit_rows(np.stack([embeddings[pid] for pid in ids]))
     semantic = dict(zip(ids, (units @ meaning).tolist(), strict=True)) if meaning is not None else {}
-    return _matches(keyword, semantic, ids, units, weighted=True)
+    return _matches(keyword, exact, semantic, ids, units, weighted=True)
 
 
 def _matches(
     keyword: dict[str, float],
+    exact: dict[str, float],
     semantic: dict[str, float],
     vector_ids: list[str],
     units: np.ndarray | None,
@@ -146,13 +181,15 @@ def _matches(
     rows = np.array([position[pid] for pid in vector_ids], dtype=np.intp)
     row_of = np.full(len(ids), -1, dtype=np.intp)
     row_of[rows] = np.arange(len(rows))
-    matched = np.array([pid in keyword for pid in ids], dtype=bool)
+    matched = np.array(
+        [EXACT if pid in exact else NEAR if pid in keyword else RELATED for pid in ids], dtype=np.int8
+    )
     return QueryMatches(ids, np.array(scores, dtype=np.float64), matched, rows, row_of, units)
 
 
 # Queries' matches kept in each process, and shared with the others through Django's cache:
 # about 70 KB each with 64-d vectors. The prefix names the layout of `QueryMatches`.
-kept_matches = ProcessCache(size=256, lifetime="SEARCH_CACHE_SECONDS", shared_as="recommendations:search:1:")
+kept_matches = ProcessCache(size=256, lifetime="SEARCH_CACHE_SECONDS", shared_as="recommendations:search:2:")
 
 
 def search(query: str, audience: Audience, options: Options) -> RecommendationResult:
@@ -179,7 +216,8 @@ def search(query: str, audience: Audience, options: Options) -> RecommendationRe
             personal = True
     # The rules need room for exclusions and diversity, not the whole keyword pool.
     best = np.argsort(-scores, kind="stable")[: pool_size(Kind.SEARCH, options, audience)]
-    units, matching, related = matches.units, f"Matches “{query}”", f"Related to “{query}”"
+    units = matches.units
+    reasons = {EXACT: f"Matches “{query}”", NEAR: f"Close to “{query}”", RELATED: f"Related to “{query}”"}
     candidates = []
     for at, score, matched, row in zip(
         best.tolist(),
@@ -191,11 +229,9 @@ def search(query: str, audience: Audience, options: Options) -> RecommendationRe
         if version is None:
             source = "keyword"
         else:
-            source = "search" if personal else "keyword" if matched else "semantic"
+            source = "search" if personal else "keyword" if matched != RELATED else "semantic"
         embedding = units[row] if row >= 0 and units is not None else None
-        candidates.append(
-            Candidate(matches.ids[at], score, source, matching if matched else related, embedding=embedding)
-        )
+        candidates.append(Candidate(matches.ids[at], score, source, reasons[matched], embedding=embedding))
     return finalize(
         Kind.SEARCH,
         candidates,

@@ -138,6 +138,29 @@ def test_search_adds_semantic_matches_and_personalises(catalog, model):
     assert alice.items[0][1].reason == "Matches “mask”"
 
 
+def test_a_word_the_query_excludes_is_excluded_from_its_meaning_too(catalog, model):
+    found = catalog.titles(search.search("shampoo -dry", Audience(), Options()).ids)
+    # The dry shampoo is near the argan shampoo's meaning, but the query said no.
+    assert found[0] == "Argan shampoo" and "Dry shampoo spray" not in found
+    assert {"Keratin conditioner", "Hair mask repair"} <= set(found)
+
+
+def test_a_longer_word_sharing_letters_is_close_not_a_match_and_comes_after_the_meaning(catalog, model):
+    hair = catalog.products["Argan shampoo"]
+    Product.objects.create(
+        title="Argano lip tint", slug="argano", category=hair.category, store=hair.store, price=5, stock=5
+    )
+    index_products()
+    result = search.search("argan", Audience(), Options(explain=True))
+    reasons = {product.title: rec.reason for product, rec in result.items}
+    order = list(reasons)
+    assert order[0] == "Argan shampoo" and reasons["Argan shampoo"] == "Matches “argan”"
+    assert reasons["Keratin conditioner"] == "Related to “argan”"
+    assert reasons["Argano lip tint"] == "Close to “argan”"
+    # Hair products like the argan shampoo first, then the near spelling.
+    assert all(order.index(title) < order.index("Argano lip tint") for title in TITLES["Hair"])
+
+
 def test_what_a_query_finds_is_shared_by_visitors_and_only_rescored_per_visitor(catalog, model):
     """The keyword and semantic part of a search is cached per query; a second visitor's
     search of it reads only their own taste, and a new event of theirs still re-orders it."""
