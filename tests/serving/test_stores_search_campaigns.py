@@ -371,6 +371,18 @@ def test_manager_and_helper_return_querysets_in_order(catalog, model):
     assert [p.title for p in ranked] == ["Clay face mask", "Argan shampoo"]
     assert [p.title for p in ranked.filter(price__gt=10)] == ["Clay face mask"]
     assert manager.search("nail polish").first().title == "Red nail polish"
+    # An anonymous visitor's search follows their session's taste.
+    add_event(catalog, "view", "Argan shampoo", session="hair-fan")
+    assert manager.search("mask", session_id="hair-fan").first().title == "Hair mask repair"
+    for user in ("alice", "bob"):
+        add_event(catalog, "purchase", "Red nail polish", user=user)
+        add_event(catalog, "purchase", "Matte top coat", user=user)
+    refresh_statistics()
+    assert manager.bought_with(catalog.products["Red nail polish"], limit=1).get().title == "Matte top coat"
+    assert [p.title for p in manager.trending(category="Nails", limit=2)] == [
+        "Matte top coat",
+        "Red nail polish",
+    ]
 
 
 def test_statistics_refresh_scores_and_pairs(catalog):
