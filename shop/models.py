@@ -155,10 +155,6 @@ class Order(models.Model):
     def __str__(self) -> str:
         return f"Order #{self.pk}"
 
-    @property
-    def item_count(self) -> int:
-        return sum(line.quantity for line in self.lines.all())
-
 
 class OrderLine(models.Model):
     """One product of an order; title and unit price are copied so later edits don't rewrite history."""
