@@ -4,13 +4,13 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from celery import current_app
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
-from django.http import HttpRequest, HttpResponseNotAllowed, HttpResponseRedirect
+from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed, HttpResponseRedirect
 from django.urls import path, reverse
 from django.utils.html import escape, format_html, format_html_join
 from django.utils.safestring import SafeString, mark_safe
@@ -205,13 +205,16 @@ class ModelVersionAdmin(ReadOnlyAdmin):
             *super().get_urls(),
         ]
 
-    def retrain_view(self, request: HttpRequest) -> HttpResponseRedirect:
+    def retrain_view(self, request: HttpRequest) -> HttpResponse:
         return self._button(request, self.retrain_now)
 
-    def rollback_view(self, request: HttpRequest) -> HttpResponseRedirect:
+    def rollback_view(self, request: HttpRequest) -> HttpResponse:
         return self._button(request, self.roll_back)
 
-    def _button(self, request: HttpRequest, action) -> HttpResponseRedirect:
+    def _button(
+        self, request: HttpRequest, action: Callable[[HttpRequest, QuerySet | None], None]
+    ) -> HttpResponse:
+        """Run an action that needs no selection: POST only, then back to the list."""
         if request.method != "POST":
             return HttpResponseNotAllowed(["POST"])
         if not self.has_activate_permission(request):
