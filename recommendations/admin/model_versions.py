@@ -18,6 +18,7 @@ from django.utils.safestring import SafeString, mark_safe
 from recommendations.admin.readonly import ReadOnlyAdmin
 from recommendations.locks import is_locked
 from recommendations.models import ModelStatus, ModelVersion
+from recommendations.models.registry import format_metric
 from recommendations.vectors import activation
 
 RETRAIN_TASK = "recommendations.tasks.retrain"
@@ -103,11 +104,11 @@ class ModelVersionAdmin(ReadOnlyAdmin):
     # --- columns ------------------------------------------------------------------------
     @admin.display(description="NDCG@10")
     def ndcg10(self, obj: ModelVersion) -> str:
-        return _metric(obj.metrics, "NDCG@10")
+        return format_metric(obj.metrics, "NDCG@10")
 
     @admin.display(description="HR@10")
     def hr10(self, obj: ModelVersion) -> str:
-        return _metric(obj.metrics, "HR@10")
+        return format_metric(obj.metrics, "HR@10")
 
     @admin.display(description="training time", ordering="training_seconds")
     def training_time(self, obj: ModelVersion) -> str:
@@ -171,28 +172,26 @@ class ModelVersionAdmin(ReadOnlyAdmin):
                 request, f"Select exactly one version to activate ({count} selected).", messages.WARNING
             )
             return
-        previous = ModelVersion.objects.filter(status=ModelStatus.ACTIVE).first()
         try:
-            version = activation.activate(queryset.get())
+            result = activation.activate(queryset.get())
         except activation.ActivationError as exc:
             self.message_user(request, str(exc), messages.ERROR)
             return
-        kept = (
-            f" Version {previous.pk} is kept for rollback." if previous and previous.pk != version.pk else ""
+        kept = f" Version {result.previous.pk} is kept for rollback." if result.previous else ""
+        self.message_user(
+            request, f"Activated 1 version: {result.version} now serves.{kept}", messages.SUCCESS
         )
-        self.message_user(request, f"Activated 1 version: {version} now serves.{kept}", messages.SUCCESS)
 
     @admin.action(description="Roll back to the previously active version", permissions=["activate"])
     def roll_back(self, request: HttpRequest, queryset: QuerySet | None = None) -> None:
-        current = ModelVersion.objects.filter(status=ModelStatus.ACTIVE).first()
         try:
-            version = activation.rollback()
+            result = activation.rollback()
         except activation.ActivationError as exc:
             self.message_user(request, str(exc), messages.ERROR)
             return
-        replaced = f" (version {current.pk} is ready again)" if current else ""
+        replaced = f" (version {result.previous.pk} is ready again)" if result.previous else ""
         self.message_user(
-            request, f"Rolled back 1 version: {version} serves again{replaced}.", messages.SUCCESS
+            request, f"Rolled back 1 version: {result.version} serves again{replaced}.", messages.SUCCESS
         )
 
     # --- buttons above the list (actions without a selection) ---------------------------
@@ -242,11 +241,6 @@ class ModelVersionAdmin(ReadOnlyAdmin):
         return super().changelist_view(request, extra_context)
 
 
-def _metric(metrics: dict, name: str) -> str:
-    value = (metrics or {}).get(name)
-    return f"{value:.4f}" if isinstance(value, int | float) else "—"
-
-
 def metrics_table(metrics: dict) -> SafeString:
     """The model's headline metrics beside the baselines evaluated in the same run."""
     columns = {"this model": metrics, **(metrics.get("baselines") or {})}
@@ -261,7 +255,7 @@ def metrics_table(metrics: dict) -> SafeString:
             (
                 name,
                 format_html_join(
-                    "", '<td class="num">{}</td>', ((_metric(c, name),) for c in columns.values())
+                    "", '<td class="num">{}</td>', ((format_metric(c, name),) for c in columns.values())
                 ),
             )
             for name in names
