@@ -23,14 +23,24 @@ class Command(BaseCommand):
         parser.add_argument(
             "--rollback", action="store_true", help="re-activate the previously active version"
         )
-        parser.add_argument("--list", action="store_true", help="list model versions")
+        parser.add_argument(
+            "--list", action="store_true", dest="list_versions", help="list model versions, changing nothing"
+        )
 
-    def handle(self, *args: Any, version: int | None, rollback: bool, list: bool, **options: Any) -> None:
-        if list or (version is None and not rollback):
+    def handle(
+        self, *args: Any, version: int | None, rollback: bool, list_versions: bool, **options: Any
+    ) -> None:
+        if list_versions:
+            if version is not None or rollback:
+                raise CommandError(
+                    "--list only lists the versions and changes nothing: give it alone, or drop it to "
+                    "activate a version id or --rollback."
+                )
             self._list()
-            if not list:
-                raise CommandError("Give a version id to activate, or --rollback.")
             return
+        if version is None and not rollback:
+            self._list()
+            raise CommandError("Give a version id to activate, or --rollback.")
         if version is not None and rollback:
             raise CommandError("Give either a version id or --rollback, not both.")
         try:
