@@ -18,10 +18,9 @@ from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.urls import path, reverse
-from django.utils.html import escape
-from django.utils.safestring import SafeString, mark_safe
+from django.utils.safestring import SafeString
 
-from recommendations.admin.charts import PALETTE, nice_ceiling
+from recommendations.admin.charts import interval_bars
 from recommendations.admin.readonly import DeletedWithParentAdmin
 from recommendations.experiments import lifecycle
 from recommendations.experiments.results import (
@@ -89,50 +88,15 @@ class VariantInline(admin.TabularInline):
         return self._editable(obj) and super().has_delete_permission(request, obj)
 
 
-def interval_chart(
-    rows: Sequence[VariantResult], metric: str = PRIMARY_METRIC, width: int = 560
-) -> SafeString:
-    """Horizontal bars of one metric per variant with their confidence intervals as whiskers."""
-    label_w, value_w, row_h = 150, 70, 34
-    plot_w = width - label_w - value_w
-    shown = [(r, r.metrics[metric]) for r in rows]
-    top = nice_ceiling(
-        max((m.interval.high if m.interval else m.value or 0) for _, m in shown) if shown else 0
-    )
-    height = len(shown) * row_h + 24
-    parts = []
-    for i, (row, m) in enumerate(shown):
-        y = 6 + i * row_h
-        color = PALETTE[i % len(PALETTE)]
-        value = m.value or 0.0
-        bar = value / top * plot_w
+def interval_chart(rows: Sequence[VariantResult], metric: str = PRIMARY_METRIC) -> SafeString:
+    """One metric per variant with its 95% interval; the control is named as such."""
+    bars = []
+    for row in rows:
+        m = row.metrics[metric]
         control = row.funnel.is_control and "control" not in row.funnel.label.lower()
-        label = escape(row.funnel.label + (" (control)" if control else ""))
-        text = "-" if m.value is None else f"{value:.1%}"
-        parts.append(
-            f'<text x="{label_w - 8}" y="{y + 18}" text-anchor="end" class="label">{label}</text>'
-            f'<rect x="{label_w}" y="{y + 6}" width="{bar:.1f}" height="16" rx="3" fill="{color}" '
-            f'opacity=".85"><title>{label}: {escape(text)}</title></rect>'
-        )
-        if m.interval is not None:
-            low, high = (label_w + v / top * plot_w for v in (m.interval.low, m.interval.high))
-            parts.append(
-                f'<path d="M{low:.1f} {y + 14}H{high:.1f}M{low:.1f} {y + 8}V{y + 20}'
-                f'M{high:.1f} {y + 8}V{y + 20}" stroke="#101828" stroke-width="1.5" fill="none">'
-                f"<title>95% interval {m.interval.low:.1%} to {m.interval.high:.1%}</title></path>"
-            )
-        parts.append(f'<text x="{width - value_w + 6}" y="{y + 18}" class="value">{escape(text)}</text>')
-    parts.append(
-        f'<text x="{label_w}" y="{height - 4}" class="tick">0%</text>'
-        f'<text x="{label_w + plot_w}" y="{height - 4}" text-anchor="end" class="tick">{top:.0%}</text>'
-    )
-    title = escape(f"{METRIC_LABELS[metric]} by variant, with 95% intervals")
-    return mark_safe(  # noqa: S308 - labels and numbers above are escaped or formatted by us
-        f'<svg class="rec-chart" xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" '
-        f'width="100%" role="img"><title>{title}</title>'
-        "<style>.label,.value,.tick{font:11px system-ui,sans-serif;fill:#475467}"
-        ".value{fill:#101828;font-weight:600}</style>" + "".join(parts) + "</svg>"
-    )
+        label = row.funnel.label + (" (control)" if control else "")
+        bars.append((label, m.value, (m.interval.low, m.interval.high) if m.interval else None))
+    return interval_bars(bars, title=f"{METRIC_LABELS[metric]} by variant, with 95% intervals")
 
 
 @admin.register(Experiment)
