@@ -20,6 +20,7 @@ from django.shortcuts import get_object_or_404
 from django.urls import path, reverse
 from django.utils.safestring import SafeString
 
+from recommendations.admin.actions import run_each
 from recommendations.admin.charts import interval_bars
 from recommendations.admin.readonly import DeletedWithParentAdmin
 from recommendations.experiments import lifecycle
@@ -177,22 +178,16 @@ class ExperimentAdmin(admin.ModelAdmin):
 
     @admin.action(description="Start the selected experiments")
     def start_selected(self, request: HttpRequest, queryset: QuerySet[Experiment]) -> None:
-        self._each(request, queryset, lifecycle.start, "Started")
+        run_each(self, request, queryset, lifecycle.start, "Started {count} experiment(s).")
 
     @admin.action(description="Stop the selected experiments and promote their winners")
     def stop_and_promote_selected(self, request: HttpRequest, queryset: QuerySet[Experiment]) -> None:
-        self._each(request, queryset, lifecycle.stop_and_promote_winner, "Stopped and promoted the winner of")
-
-    def _each(self, request: HttpRequest, queryset: QuerySet[Experiment], action: Any, verb: str) -> None:
-        done = 0
-        for experiment in queryset:
-            try:
-                action(experiment)
-                done += 1
-            except ValidationError as exc:
-                self.message_user(request, " ".join(exc.messages), messages.ERROR)
-        self.message_user(
-            request, f"{verb} {done} experiment(s).", messages.SUCCESS if done else messages.WARNING
+        run_each(
+            self,
+            request,
+            queryset,
+            lifecycle.stop_and_promote_winner,
+            "Stopped and promoted the winner of {count} experiment(s).",
         )
 
 

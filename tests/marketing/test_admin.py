@@ -228,3 +228,29 @@ def test_every_marketing_list_renders_with_rows(admin_client, shop):
         response = admin_client.get(reverse(f"admin:recommendations_{model}_changelist"))
         assert response.status_code == 200, model
         assert response.context["cl"].result_count >= 1, model
+
+
+def test_bulk_actions_report_the_count_then_each_failure_by_name(admin_client, shop):
+    tea = Campaign.objects.create(name="Tea week", category_names=["Tea"])
+    empty = Campaign.objects.create(name="Nothing yet")
+    url = reverse("admin:recommendations_campaign_changelist")
+    saved = admin_client.post(
+        url, {"action": "save_audiences", "_selected_action": [tea.pk, empty.pk]}, follow=True
+    )
+    shown = [str(m) for m in saved.context["messages"]]
+    assert shown[0] == "Saved 1 segment(s)."
+    assert shown[1].startswith("Nothing yet: Campaign 'Nothing yet' promotes nothing")
+    assert list(Segment.objects.values_list("campaign", flat=True)) == [tea.pk]
+
+    admin_client.post(reverse("admin:recommendations_experiment_add"), experiment_form(50, 50), follow=True)
+    experiment = Experiment.objects.get()
+    url = reverse("admin:recommendations_experiment_changelist")
+    selected = {"_selected_action": [experiment.pk]}
+    started = admin_client.post(url, {"action": "start_selected", **selected}, follow=True)
+    assert [str(m) for m in started.context["messages"]] == ["Started 1 experiment(s)."]
+    again = admin_client.post(url, {"action": "start_selected", **selected}, follow=True)
+    assert [str(m) for m in again.context["messages"]] == [
+        "Started 0 experiment(s).",
+        "Home: Experiment 'home' is running; only a draft can start. Create a new experiment "
+        "(with a new key) to test again.",
+    ]
