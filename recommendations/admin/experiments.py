@@ -9,6 +9,7 @@ has its minimum of visitors. Buttons start it, stop it, or stop it and promote a
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import partial
 from typing import Any
 
 from django import forms
@@ -31,7 +32,7 @@ from recommendations.experiments.results import (
     experiment_results,
 )
 from recommendations.models import Assignment, Experiment, ExperimentStatus, Variant
-from recommendations.models.experiments import validate_shares
+from recommendations.models.experiments import validate_variant_set
 from recommendations.serving.variants import RECOMMENDERS
 
 
@@ -56,16 +57,16 @@ class VariantForm(forms.ModelForm):
 
 
 class VariantFormSet(forms.BaseInlineFormSet):
-    """Shares must add up to 100% and exactly one variant is the control."""
+    """The variants as a set (shares, one control, distinct keys), as the API checks them."""
 
     def clean(self) -> None:
+        # Before Django's own duplicate check, so a repeated key gets the API's message too.
+        if not any(self.errors):
+            # Each valid form has already copied its values onto its (unsaved) instance.
+            validate_variant_set(
+                [f.instance for f in self.forms if f.cleaned_data and not f.cleaned_data.get("DELETE")]
+            )
         super().clean()
-        if any(self.errors):
-            return
-        kept = [f.cleaned_data for f in self.forms if f.cleaned_data and not f.cleaned_data.get("DELETE")]
-        validate_shares([data.get("traffic_share") for data in kept])
-        if sum(bool(data.get("is_control")) for data in kept) != 1:
-            raise ValidationError("Mark exactly one variant as the control: the others are compared with it.")
 
 
 class VariantInline(admin.TabularInline):
@@ -77,7 +78,7 @@ class VariantInline(admin.TabularInline):
     fields = VariantForm.Meta.fields
 
     def _editable(self, obj: Experiment | None) -> bool:
-        return obj is None or obj.status == ExperimentStatus.DRAFT
+        return obj is None or obj.is_editable
 
     def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return self._editable(obj) and super().has_add_permission(request, obj)
@@ -122,8 +123,7 @@ class ExperimentAdmin(admin.ModelAdmin):
 
     def get_readonly_fields(self, request: HttpRequest, obj: Experiment | None = None) -> list[str]:
         fields = list(super().get_readonly_fields(request, obj))
-        # The key salts the bucketing: changing it on a started experiment would reshuffle visitors.
-        return [*fields, "key"] if obj is not None and obj.status != ExperimentStatus.DRAFT else fields
+        return [*fields, *obj.locked_fields()] if obj is not None else fields
 
     def get_urls(self) -> list:
         view = self.admin_site.admin_view(self.lifecycle_view)
@@ -168,11 +168,7 @@ class ExperimentAdmin(admin.ModelAdmin):
             lifecycle.stop(experiment)
             return f"Stopped “{experiment}”; everyone gets the default recommendations again."
         if verb == "promote":
-            if variant_key == "winner":
-                variant = lifecycle.stop_and_promote_winner(experiment)
-            else:
-                variant = get_object_or_404(experiment.variants, key=variant_key)
-                lifecycle.stop(experiment, promote=variant)
+            variant = lifecycle.stop(experiment, promote=variant_key)
             return f"Stopped “{experiment}” and made {variant.label} the default for everyone."
         raise ValidationError(f"Unknown action {verb!r}: use start, stop or promote.")
 
@@ -186,7 +182,7 @@ class ExperimentAdmin(admin.ModelAdmin):
             self,
             request,
             queryset,
-            lifecycle.stop_and_promote_winner,
+            partial(lifecycle.stop, promote=lifecycle.WINNER),
             "Stopped and promoted the winner of {count} experiment(s).",
         )
 

@@ -39,9 +39,9 @@ from recommendations.marketing.audiences import build_audience
 from recommendations.marketing.export import audience_rows, segment_rows, write_csv
 from recommendations.marketing.products import offer
 from recommendations.marketing.targeting import campaigns_for
-from recommendations.models import Campaign, Experiment, ExperimentStatus, Variant
+from recommendations.models import Campaign, Experiment, Variant
 from recommendations.models.api_keys import ApiKey, Scope
-from recommendations.models.experiments import validate_shares
+from recommendations.models.experiments import validate_variant_set
 
 AUDIENCES_SCOPE = Scope.AUDIENCES_READ.value
 MAX_FOR_ME = 20
@@ -149,26 +149,21 @@ class ExperimentSerializer(ModelCleanMixin, serializers.ModelSerializer):
         read_only_fields = ["status", "started_at", "stopped_at", "winner", "created_at"]
 
     def validate_key(self, key: str) -> str:
-        if (
-            self.instance is not None
-            and self.instance.status != ExperimentStatus.DRAFT
-            and key != self.instance.key
-        ):
+        if self.instance is not None and "key" in self.instance.locked_fields() and key != self.instance.key:
             raise serializers.ValidationError(
                 "The key salts the bucketing of a started experiment; it cannot change."
             )
         return key
 
     def validate_variants(self, variants: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        if self.instance is not None and not self.instance.is_editable:
+            raise serializers.ValidationError(
+                "Variants of a started experiment cannot change; create a new experiment."
+            )
         try:
-            validate_shares([v.get("traffic_share") for v in variants])
+            validate_variant_set([Variant(**v) for v in variants])
         except DjangoValidationError as exc:
             raise serializers.ValidationError(exc.messages) from exc
-        keys = [v["key"] for v in variants]
-        if len(set(keys)) != len(keys):
-            raise serializers.ValidationError("Variant keys must differ within an experiment.")
-        if sum(bool(v.get("is_control")) for v in variants) != 1:
-            raise serializers.ValidationError("Mark exactly one variant as the control.")
         return variants
 
     def _write_variants(self, experiment: Experiment, variants: list[dict[str, Any]]) -> None:
@@ -185,10 +180,6 @@ class ExperimentSerializer(ModelCleanMixin, serializers.ModelSerializer):
     @transaction.atomic
     def update(self, instance: Experiment, validated_data: dict[str, Any]) -> Experiment:
         variants = validated_data.pop("variants", None)
-        if variants is not None and instance.status != ExperimentStatus.DRAFT:
-            raise serializers.ValidationError(
-                {"variants": ["Variants of a started experiment cannot change; create a new experiment."]}
-            )
         instance = super().update(instance, validated_data)
         if variants is not None:
             self._write_variants(instance, variants)
@@ -375,7 +366,9 @@ def _results_payload(results: ExperimentResults) -> dict[str, Any]:
 
 class StopSerializer(serializers.Serializer):
     promote = serializers.CharField(
-        required=False, allow_null=True, help_text='A variant key, or "winner" for the suggested winner.'
+        required=False,
+        allow_null=True,
+        help_text=f'A variant key, or "{lifecycle.WINNER}" for the suggested winner.',
     )
 
 
@@ -409,13 +402,8 @@ class ExperimentViewSet(viewsets.ModelViewSet):
         experiment = self.get_object()
         body = StopSerializer(data=request.data)
         body.is_valid(raise_exception=True)
-        promote = body.validated_data.get("promote")
         try:
-            if promote == "winner":
-                lifecycle.stop_and_promote_winner(experiment)
-            else:
-                variant = get_object_or_404(experiment.variants, key=promote) if promote else None
-                lifecycle.stop(experiment, promote=variant)
+            lifecycle.stop(experiment, promote=body.validated_data.get("promote"))
         except DjangoValidationError as exc:
             raise exceptions.ValidationError({"detail": exc.messages}) from exc
         experiment.refresh_from_db()

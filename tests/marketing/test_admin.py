@@ -166,7 +166,7 @@ def experiment_form(*shares, control=0) -> dict:
     return data
 
 
-def test_experiment_form_refuses_shares_that_do_not_sum_to_100(admin_client):
+def test_experiment_form_refuses_bad_shares_controls_keys_and_rules(admin_client):
     url = reverse("admin:recommendations_experiment_add")
     refused = admin_client.post(url, experiment_form(60, 30))
     assert refused.status_code == 200
@@ -174,6 +174,9 @@ def test_experiment_form_refuses_shares_that_do_not_sum_to_100(admin_client):
     no_control = admin_client.post(url, experiment_form(50, 50, control=None))
     assert "exactly one variant as the control" in errors_of(no_control)
     assert not Experiment.objects.exists()
+    same_keys = admin_client.post(url, experiment_form(50, 50) | {"variants-1-key": "v0"})
+    assert same_keys.status_code == 200  # a form error, not the database's IntegrityError
+    assert "Variant key(s) 'v0' used more than once" in errors_of(same_keys)
     bad_rules = experiment_form(70, 30) | {"variants-1-rules": '{"default": {"limit": "abc"}}'}
     assert "default: limit must be an integer from 1 to 100" in errors_of(admin_client.post(url, bad_rules))
     assert not Experiment.objects.exists()
@@ -212,6 +215,10 @@ def test_experiment_page_shows_results_chart_and_promotes(admin_client, db):
     promote = reverse("admin:recommendations_experiment_lifecycle", args=[experiment.pk, "promote"])
     refused = admin_client.post(promote, {"variant": "winner"}, follow=True)
     assert "No winner to promote" in " ".join(str(m) for m in refused.context["messages"])
+    unknown = admin_client.post(promote, {"variant": "v9"}, follow=True)
+    assert "has no variant 'v9': promote one of v0, v1, or \"winner\"" in " ".join(
+        str(m) for m in unknown.context["messages"]
+    )
     admin_client.post(promote, {"variant": "v1"})
     experiment.refresh_from_db()
     assert experiment.status == ExperimentStatus.STOPPED and experiment.winner.key == "v1"
