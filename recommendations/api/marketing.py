@@ -22,15 +22,16 @@ from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import transaction
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiResponse, extend_schema
-from rest_framework import exceptions, permissions, renderers, serializers, viewsets
+from rest_framework import exceptions, renderers, serializers, viewsets
 from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from recommendations.api.audience import resolve_audience
 from recommendations.api.authentication import ApiKeyAuthentication, CsrfSessionAuthentication
+from recommendations.api.permissions import CanReadRecommendations, StaffOrScope
 from recommendations.api.recommendation_serializers import QueryParamsSerializer
-from recommendations.api.recommendations import CanReadRecommendations, resolve_audience
 from recommendations.api.schema import AUTH_AND_RATE_ERRORS
 from recommendations.api.throttles import ApiRateThrottle
 from recommendations.experiments import lifecycle
@@ -40,7 +41,7 @@ from recommendations.marketing.export import audience_rows, segment_rows, write_
 from recommendations.marketing.products import offer
 from recommendations.marketing.targeting import campaigns_for
 from recommendations.models import Campaign, Experiment, Variant
-from recommendations.models.api_keys import ApiKey, Scope
+from recommendations.models.api_keys import Scope
 from recommendations.models.experiments import validate_variant_set
 
 AUDIENCES_SCOPE = Scope.AUDIENCES_READ.value
@@ -51,28 +52,6 @@ MAX_AUDIENCE_ROWS = 10_000
 
 def _django_errors(exc: DjangoValidationError) -> Any:
     return exc.message_dict if hasattr(exc, "error_dict") else exc.messages
-
-
-class StaffOrScope(permissions.BasePermission):
-    """Staff users, or an API key with the view's `required_scopes`; writes are staff only."""
-
-    def has_permission(self, request: Request, view: Any) -> bool:
-        if request.user and request.user.is_staff:
-            return True
-        required = tuple(getattr(view, "required_scopes", ()))
-        if isinstance(request.auth, ApiKey):
-            allowed = bool(required) and request.method in permissions.SAFE_METHODS
-            if not (allowed and request.auth.has_scopes(required)):
-                if not allowed:
-                    self.message = "API keys may not do this: sign in as a staff user."
-                else:
-                    self.message = f"This API key may not do this: it needs the {', '.join(required)} scope."
-                return False
-            return True
-        self.message = "Sign in as a staff user" + (
-            f", or send an API key with the {', '.join(required)} scope." if required else "."
-        )
-        return False
 
 
 class ApiView(APIView):
