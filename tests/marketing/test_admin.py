@@ -261,3 +261,25 @@ def test_bulk_actions_report_the_count_then_each_failure_by_name(admin_client, s
         "Home: Experiment 'home' is running; only a draft can start. Create a new experiment "
         "(with a new key) to test again.",
     ]
+
+
+def test_a_started_experiment_keeps_its_key_and_variants_in_the_admin(admin_client, db):
+    admin_client.post(reverse("admin:recommendations_experiment_add"), experiment_form(50, 50))
+    experiment = Experiment.objects.get()
+    admin_client.post(reverse("admin:recommendations_experiment_lifecycle", args=[experiment.pk, "start"]))
+    change = reverse("admin:recommendations_experiment_change", args=[experiment.pk])
+    page = admin_client.get(change)
+    assert "key" not in page.context["adminform"].form.fields  # shown read-only
+    assert not page.context["inline_admin_formsets"][0].has_change_permission
+    form = experiment_form(60, 40) | {
+        "name": "Home v2",
+        "key": "other",
+        "variants-TOTAL_FORMS": "2",
+        "variants-INITIAL_FORMS": "2",
+    }
+    for i, variant in enumerate(experiment.variants.order_by("key")):
+        form |= {f"variants-{i}-id": str(variant.pk), f"variants-{i}-experiment": str(experiment.pk)}
+    assert admin_client.post(change, form).status_code == 302
+    experiment.refresh_from_db()
+    assert (experiment.name, experiment.key) == ("Home v2", "home")
+    assert list(experiment.variants.values_list("key", "traffic_share")) == [("v0", 50), ("v1", 50)]
