@@ -39,14 +39,19 @@ class ApiKeyAdmin(admin.ModelAdmin):
         return ", ".join(obj.scopes)
 
     def save_model(self, request: HttpRequest, obj: ApiKey, form: Any, change: bool) -> None:
-        raw = None if change else obj.set_new_key()
-        super().save_model(request, obj, form, change)
-        if raw:
-            messages.warning(
-                request,
-                f"The new API key is {raw} — copy it now: only its hash is stored, so it cannot be "
-                f"shown again. Clients send it as 'Authorization: Api-Key {raw}'.",
-            )
+        """A new key is made by `ApiKey.objects.create_key`, the one place that issues keys."""
+        if change:
+            super().save_model(request, obj, form, change)
+            return
+        created, raw = ApiKey.objects.create_key(obj.name, obj.scopes)
+        # The admin logs the addition and redirects using `obj`: make it the new row.
+        obj.pk = created.pk
+        obj.refresh_from_db()
+        messages.warning(
+            request,
+            f"The new API key is {raw} — copy it now: only its hash is stored, so it cannot be "
+            f"shown again. Clients send it as 'Authorization: Api-Key {raw}'.",
+        )
 
     @admin.action(description="Revoke selected API keys")
     def revoke(self, request: HttpRequest, queryset: QuerySet[ApiKey]) -> None:

@@ -125,6 +125,103 @@ def horizontal_bars(
     return _svg(width, height, title, parts)
 
 
+def interval_bars(
+    rows: Sequence[tuple[str, float | None, tuple[float, float] | None]],
+    *,
+    width: int = 560,
+    title: str = "",
+) -> SafeString:
+    """One bar per row for a rate (0 to 1, printed as a percentage), with its confidence
+    interval as a whisker: `(label, rate or None when unknown, (low, high) or None)`.
+
+    Every row shares one scale from 0, so bars of different variants compare at a glance.
+    """
+    label_w, value_w, row_h = 150, 70, 34
+    plot_w = width - label_w - value_w
+    top = nice_ceiling(
+        max((interval[1] if interval else value or 0) for _, value, interval in rows) if rows else 0
+    )
+    height = len(rows) * row_h + 24
+    parts = []
+    for i, (label, value, interval) in enumerate(rows):
+        y = 6 + i * row_h
+        bar = (value or 0.0) / top * plot_w
+        text = "-" if value is None else f"{value:.1%}"
+        parts.append(
+            f'<text x="{label_w - 8}" y="{y + 18}" text-anchor="end" class="label">{escape(label)}</text>'
+            f'<rect x="{label_w}" y="{y + 6}" width="{bar:.1f}" height="16" rx="3" '
+            f'fill="{PALETTE[i % len(PALETTE)]}" opacity=".85"><title>{escape(label)}: {text}</title></rect>'
+        )
+        if interval is not None:
+            low, high = (label_w + v / top * plot_w for v in interval)
+            parts.append(
+                f'<path d="M{low:.1f} {y + 14}H{high:.1f}M{low:.1f} {y + 8}V{y + 20}'
+                f'M{high:.1f} {y + 8}V{y + 20}" stroke="#101828" stroke-width="1.5" fill="none">'
+                f"<title>95% interval {interval[0]:.1%} to {interval[1]:.1%}</title></path>"
+            )
+        parts.append(f'<text x="{width - value_w + 6}" y="{y + 18}" class="value">{text}</text>')
+    parts.append(
+        f'<text x="{label_w}" y="{height - 4}" class="tick">0%</text>'
+        f'<text x="{label_w + plot_w}" y="{height - 4}" text-anchor="end" class="tick">{top:.0%}</text>'
+    )
+    return _svg(width, height, title, parts)
+
+
+def line_chart(
+    xs: Sequence[int],
+    series: Sequence[Series],
+    *,
+    x_label: str,
+    width: int = 640,
+    height: int = 220,
+    title: str = "",
+) -> SafeString:
+    """One line per series over the same x values, each scaled to its own range.
+
+    Meant for two series of different magnitudes (training loss and validation NDCG): the
+    first series' range is printed on the left axis, the second's on the right, each in its
+    colour. Values that are not finite (NaN for "not measured that epoch") are skipped.
+    """
+    left, right, top, bottom = 56, 56, 12, 28
+    plot_w, plot_h = width - left - right, height - top - bottom
+    first, span_x = min(xs), (max(xs) - min(xs)) or 1
+    parts = []
+    for i, line in enumerate(series):
+        points = [(x, v) for x, v in zip(xs, line.values, strict=True) if math.isfinite(v)]
+        if not points:
+            continue
+        low, high = min(v for _, v in points), max(v for _, v in points)
+        span = (high - low) or 1.0
+        placed = [
+            (x, v, left + (x - first) / span_x * plot_w, top + plot_h - (v - low) / span * plot_h)
+            for x, v in points
+        ]
+        coords = " ".join(f"{px:.1f},{py:.1f}" for _, _, px, py in placed)
+        parts.append(f'<polyline points="{coords}" fill="none" stroke="{line.color}" stroke-width="2"/>')
+        parts += [
+            f'<circle cx="{px:.1f}" cy="{py:.1f}" r="3" fill="{line.color}">'
+            f"<title>{escape(x_label)} {x}: {escape(line.label)} {v:.4f}</title></circle>"
+            for x, v, px, py in placed
+        ]
+        axis_x, anchor = (left - 6, "end") if i == 0 else (left + plot_w + 6, "start")
+        # An inline style, not a fill attribute: the chart's `.tick` rule would override that.
+        for value, y in ((low, top + plot_h), (high, top)):
+            parts.append(
+                f'<text x="{axis_x}" y="{y + 4:.1f}" text-anchor="{anchor}" class="tick" '
+                f'style="fill:{line.color}">{value:.4g}</text>'
+            )
+    bottom_y = height - 8
+    legend = "   ".join(f'<tspan style="fill:{s.color}">— {escape(s.label)}</tspan>' for s in series)
+    parts.append(
+        f'<line x1="{left}" x2="{left + plot_w}" y1="{top + plot_h}" y2="{top + plot_h}" class="grid"/>'
+        f'<text x="{left}" y="{bottom_y}" class="tick">{escape(x_label)} {first}</text>'
+        f'<text x="{left + plot_w}" y="{bottom_y}" text-anchor="end" class="tick">'
+        f"{escape(x_label)} {max(xs)}</text>"
+        f'<text x="{left + plot_w / 2}" y="{bottom_y}" text-anchor="middle" class="tick">{legend}</text>'
+    )
+    return _svg(width, height, title, parts)
+
+
 def _axes(left: float, top: float, plot_w: float, plot_h: float, y_max: float) -> str:
     lines = []
     for step in range(5):

@@ -9,6 +9,7 @@ has its minimum of visitors. Buttons start it, stop it, or stop it and promote a
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import partial
 from typing import Any
 
 from django import forms
@@ -18,10 +19,10 @@ from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.urls import path, reverse
-from django.utils.html import escape
-from django.utils.safestring import SafeString, mark_safe
+from django.utils.safestring import SafeString
 
-from recommendations.admin.charts import PALETTE, nice_ceiling
+from recommendations.admin.actions import run_each
+from recommendations.admin.charts import interval_bars
 from recommendations.admin.readonly import DeletedWithParentAdmin
 from recommendations.experiments import lifecycle
 from recommendations.experiments.results import (
@@ -31,7 +32,7 @@ from recommendations.experiments.results import (
     experiment_results,
 )
 from recommendations.models import Assignment, Experiment, ExperimentStatus, Variant
-from recommendations.models.experiments import validate_shares
+from recommendations.models.experiments import validate_variant_set
 from recommendations.serving.variants import RECOMMENDERS
 
 
@@ -56,16 +57,16 @@ class VariantForm(forms.ModelForm):
 
 
 class VariantFormSet(forms.BaseInlineFormSet):
-    """Shares must add up to 100% and exactly one variant is the control."""
+    """The variants as a set (shares, one control, distinct keys), as the API checks them."""
 
     def clean(self) -> None:
+        # Before Django's own duplicate check, so a repeated key gets the API's message too.
+        if not any(self.errors):
+            # Each valid form has already copied its values onto its (unsaved) instance.
+            validate_variant_set(
+                [f.instance for f in self.forms if f.cleaned_data and not f.cleaned_data.get("DELETE")]
+            )
         super().clean()
-        if any(self.errors):
-            return
-        kept = [f.cleaned_data for f in self.forms if f.cleaned_data and not f.cleaned_data.get("DELETE")]
-        validate_shares([data.get("traffic_share") for data in kept])
-        if sum(bool(data.get("is_control")) for data in kept) != 1:
-            raise ValidationError("Mark exactly one variant as the control: the others are compared with it.")
 
 
 class VariantInline(admin.TabularInline):
@@ -77,7 +78,7 @@ class VariantInline(admin.TabularInline):
     fields = VariantForm.Meta.fields
 
     def _editable(self, obj: Experiment | None) -> bool:
-        return obj is None or obj.status == ExperimentStatus.DRAFT
+        return obj is None or obj.is_editable
 
     def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return self._editable(obj) and super().has_add_permission(request, obj)
@@ -89,50 +90,15 @@ class VariantInline(admin.TabularInline):
         return self._editable(obj) and super().has_delete_permission(request, obj)
 
 
-def interval_chart(
-    rows: Sequence[VariantResult], metric: str = PRIMARY_METRIC, width: int = 560
-) -> SafeString:
-    """Horizontal bars of one metric per variant with their confidence intervals as whiskers."""
-    label_w, value_w, row_h = 150, 70, 34
-    plot_w = width - label_w - value_w
-    shown = [(r, r.metrics[metric]) for r in rows]
-    top = nice_ceiling(
-        max((m.interval.high if m.interval else m.value or 0) for _, m in shown) if shown else 0
-    )
-    height = len(shown) * row_h + 24
-    parts = []
-    for i, (row, m) in enumerate(shown):
-        y = 6 + i * row_h
-        color = PALETTE[i % len(PALETTE)]
-        value = m.value or 0.0
-        bar = value / top * plot_w
+def interval_chart(rows: Sequence[VariantResult], metric: str = PRIMARY_METRIC) -> SafeString:
+    """One metric per variant with its 95% interval; the control is named as such."""
+    bars = []
+    for row in rows:
+        m = row.metrics[metric]
         control = row.funnel.is_control and "control" not in row.funnel.label.lower()
-        label = escape(row.funnel.label + (" (control)" if control else ""))
-        text = "-" if m.value is None else f"{value:.1%}"
-        parts.append(
-            f'<text x="{label_w - 8}" y="{y + 18}" text-anchor="end" class="label">{label}</text>'
-            f'<rect x="{label_w}" y="{y + 6}" width="{bar:.1f}" height="16" rx="3" fill="{color}" '
-            f'opacity=".85"><title>{label}: {escape(text)}</title></rect>'
-        )
-        if m.interval is not None:
-            low, high = (label_w + v / top * plot_w for v in (m.interval.low, m.interval.high))
-            parts.append(
-                f'<path d="M{low:.1f} {y + 14}H{high:.1f}M{low:.1f} {y + 8}V{y + 20}'
-                f'M{high:.1f} {y + 8}V{y + 20}" stroke="#101828" stroke-width="1.5" fill="none">'
-                f"<title>95% interval {m.interval.low:.1%} to {m.interval.high:.1%}</title></path>"
-            )
-        parts.append(f'<text x="{width - value_w + 6}" y="{y + 18}" class="value">{escape(text)}</text>')
-    parts.append(
-        f'<text x="{label_w}" y="{height - 4}" class="tick">0%</text>'
-        f'<text x="{label_w + plot_w}" y="{height - 4}" text-anchor="end" class="tick">{top:.0%}</text>'
-    )
-    title = escape(f"{METRIC_LABELS[metric]} by variant, with 95% intervals")
-    return mark_safe(  # noqa: S308 - labels and numbers above are escaped or formatted by us
-        f'<svg class="rec-chart" xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" '
-        f'width="100%" role="img"><title>{title}</title>'
-        "<style>.label,.value,.tick{font:11px system-ui,sans-serif;fill:#475467}"
-        ".value{fill:#101828;font-weight:600}</style>" + "".join(parts) + "</svg>"
-    )
+        label = row.funnel.label + (" (control)" if control else "")
+        bars.append((label, m.value, (m.interval.low, m.interval.high) if m.interval else None))
+    return interval_bars(bars, title=f"{METRIC_LABELS[metric]} by variant, with 95% intervals")
 
 
 @admin.register(Experiment)
@@ -157,8 +123,7 @@ class ExperimentAdmin(admin.ModelAdmin):
 
     def get_readonly_fields(self, request: HttpRequest, obj: Experiment | None = None) -> list[str]:
         fields = list(super().get_readonly_fields(request, obj))
-        # The key salts the bucketing: changing it on a started experiment would reshuffle visitors.
-        return [*fields, "key"] if obj is not None and obj.status != ExperimentStatus.DRAFT else fields
+        return [*fields, *obj.locked_fields()] if obj is not None else fields
 
     def get_urls(self) -> list:
         view = self.admin_site.admin_view(self.lifecycle_view)
@@ -203,32 +168,22 @@ class ExperimentAdmin(admin.ModelAdmin):
             lifecycle.stop(experiment)
             return f"Stopped “{experiment}”; everyone gets the default recommendations again."
         if verb == "promote":
-            if variant_key == "winner":
-                variant = lifecycle.stop_and_promote_winner(experiment)
-            else:
-                variant = get_object_or_404(experiment.variants, key=variant_key)
-                lifecycle.stop(experiment, promote=variant)
+            variant = lifecycle.stop(experiment, promote=variant_key)
             return f"Stopped “{experiment}” and made {variant.label} the default for everyone."
         raise ValidationError(f"Unknown action {verb!r}: use start, stop or promote.")
 
     @admin.action(description="Start the selected experiments")
     def start_selected(self, request: HttpRequest, queryset: QuerySet[Experiment]) -> None:
-        self._each(request, queryset, lifecycle.start, "Started")
+        run_each(self, request, queryset, lifecycle.start, "Started {count} experiment(s).")
 
     @admin.action(description="Stop the selected experiments and promote their winners")
     def stop_and_promote_selected(self, request: HttpRequest, queryset: QuerySet[Experiment]) -> None:
-        self._each(request, queryset, lifecycle.stop_and_promote_winner, "Stopped and promoted the winner of")
-
-    def _each(self, request: HttpRequest, queryset: QuerySet[Experiment], action: Any, verb: str) -> None:
-        done = 0
-        for experiment in queryset:
-            try:
-                action(experiment)
-                done += 1
-            except ValidationError as exc:
-                self.message_user(request, " ".join(exc.messages), messages.ERROR)
-        self.message_user(
-            request, f"{verb} {done} experiment(s).", messages.SUCCESS if done else messages.WARNING
+        run_each(
+            self,
+            request,
+            queryset,
+            partial(lifecycle.stop, promote=lifecycle.WINNER),
+            "Stopped and promoted the winner of {count} experiment(s).",
         )
 
 

@@ -12,7 +12,7 @@ import itertools
 from typing import Any
 
 from django.contrib import admin, messages
-from django.core.exceptions import ImproperlyConfigured, PermissionDenied, ValidationError
+from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
@@ -21,25 +21,13 @@ from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
+from recommendations.admin.actions import EXPECTED_PROBLEMS, problem_text, run_each
 from recommendations.admin.readonly import DeletedWithParentAdmin
 from recommendations.marketing.audiences import build_audience, create_segment, refresh_segment
 from recommendations.marketing.export import FIELDS, audience_rows, segment_rows, write_csv
 from recommendations.models import Campaign, Segment, SegmentMember
 
 PREVIEW_ROWS = 50
-
-
-def _problem(exc: Exception) -> str:
-    return " ".join(exc.messages) if isinstance(exc, ValidationError) else str(exc)
-
-
-def _report(
-    model_admin: admin.ModelAdmin, request: HttpRequest, summary: str, done: int, problems: list
-) -> None:
-    """One message with the count, then one error per item that failed (and why)."""
-    model_admin.message_user(request, summary, messages.SUCCESS if done else messages.WARNING)
-    for problem in problems:
-        model_admin.message_user(request, problem, messages.ERROR)
 
 
 @admin.register(Campaign)
@@ -102,8 +90,8 @@ class CampaignAdmin(admin.ModelAdmin):
         }
         try:
             audience = build_audience(campaign, limit=PREVIEW_ROWS)
-        except (ValidationError, ImproperlyConfigured) as exc:
-            context["problem"] = _problem(exc)
+        except EXPECTED_PROBLEMS as exc:
+            context["problem"] = problem_text(exc)
         else:
             context.update(method=audience.method, rows=audience_rows(audience.members))
         return TemplateResponse(request, "admin/recommendations/campaign_preview.html", context)
@@ -111,8 +99,8 @@ class CampaignAdmin(admin.ModelAdmin):
     def _save_segment(self, request: HttpRequest, campaign: Campaign) -> HttpResponse:
         try:
             segment = create_segment(campaign, name=f"{campaign.name} ({timezone.localdate():%Y-%m-%d})")
-        except (ValidationError, ImproperlyConfigured) as exc:
-            self.message_user(request, _problem(exc), messages.ERROR)
+        except EXPECTED_PROBLEMS as exc:
+            self.message_user(request, problem_text(exc), messages.ERROR)
             return HttpResponseRedirect(request.path)
         self.message_user(
             request, f"Saved {segment.size} users as segment “{segment.name}”.", messages.SUCCESS
@@ -121,18 +109,7 @@ class CampaignAdmin(admin.ModelAdmin):
 
     @admin.action(description="Save each campaign's audience as a segment")
     def save_audiences(self, request: HttpRequest, queryset: QuerySet[Campaign]) -> None:
-        saved, problems = 0, []
-        for campaign in queryset:
-            try:
-                create_segment(campaign)
-                saved += 1
-            except (ValidationError, ImproperlyConfigured) as exc:
-                problems.append(_problem(exc))
-        self.message_user(
-            request, f"Saved {saved} segment(s).", messages.SUCCESS if saved else messages.WARNING
-        )
-        for problem in problems:
-            self.message_user(request, problem, messages.ERROR)
+        run_each(self, request, queryset, create_segment, "Saved {count} segment(s).")
 
 
 @admin.register(Segment)
@@ -169,27 +146,22 @@ class SegmentAdmin(admin.ModelAdmin):
         super().save_model(request, obj, form, change)
         try:
             refresh_segment(obj)
-        except (ValidationError, ImproperlyConfigured) as exc:
+        except EXPECTED_PROBLEMS as exc:
             self.message_user(
-                request, f"Saved, but the members were not computed: {_problem(exc)}", messages.ERROR
+                request, f"Saved, but the members were not computed: {problem_text(exc)}", messages.ERROR
             )
         else:
             self.message_user(request, f"{obj.size} users in “{obj.name}” (scored by {obj.method}).")
 
     @admin.action(description="Refresh the members of the selected segments now")
     def refresh(self, request: HttpRequest, queryset: QuerySet[Segment]) -> None:
-        done, failed = 0, []
-        for segment in queryset.select_related("campaign"):
-            try:
-                refresh_segment(segment)
-                done += 1
-            except (ValidationError, ImproperlyConfigured) as exc:
-                failed.append(f"{segment.name}: {_problem(exc)}")
-        self.message_user(
-            request, f"Refreshed {done} segment(s).", messages.SUCCESS if done else messages.WARNING
+        run_each(
+            self,
+            request,
+            queryset.select_related("campaign"),
+            refresh_segment,
+            "Refreshed {count} segment(s).",
         )
-        for problem in failed:
-            self.message_user(request, problem, messages.ERROR)
 
     @admin.action(description="Export the selected segments as CSV")
     def export_csv(self, request: HttpRequest, queryset: QuerySet[Segment]) -> HttpResponse:

@@ -4,20 +4,23 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+import math
+from collections.abc import Callable, Sequence
 
 from celery import current_app
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
-from django.http import HttpRequest, HttpResponseNotAllowed, HttpResponseRedirect
+from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed, HttpResponseRedirect
 from django.urls import path, reverse
-from django.utils.html import escape, format_html, format_html_join
+from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString, mark_safe
 
+from recommendations.admin.charts import PALETTE, Series, line_chart
 from recommendations.admin.readonly import ReadOnlyAdmin
 from recommendations.locks import is_locked
 from recommendations.models import ModelStatus, ModelVersion
+from recommendations.models.registry import format_metric
 from recommendations.vectors import activation
 
 RETRAIN_TASK = "recommendations.tasks.retrain"
@@ -103,11 +106,11 @@ class ModelVersionAdmin(ReadOnlyAdmin):
     # --- columns ------------------------------------------------------------------------
     @admin.display(description="NDCG@10")
     def ndcg10(self, obj: ModelVersion) -> str:
-        return _metric(obj.metrics, "NDCG@10")
+        return format_metric(obj.metrics, "NDCG@10")
 
     @admin.display(description="HR@10")
     def hr10(self, obj: ModelVersion) -> str:
-        return _metric(obj.metrics, "HR@10")
+        return format_metric(obj.metrics, "HR@10")
 
     @admin.display(description="training time", ordering="training_seconds")
     def training_time(self, obj: ModelVersion) -> str:
@@ -171,28 +174,26 @@ class ModelVersionAdmin(ReadOnlyAdmin):
                 request, f"Select exactly one version to activate ({count} selected).", messages.WARNING
             )
             return
-        previous = ModelVersion.objects.filter(status=ModelStatus.ACTIVE).first()
         try:
-            version = activation.activate(queryset.get())
+            result = activation.activate(queryset.get())
         except activation.ActivationError as exc:
             self.message_user(request, str(exc), messages.ERROR)
             return
-        kept = (
-            f" Version {previous.pk} is kept for rollback." if previous and previous.pk != version.pk else ""
+        kept = f" Version {result.previous.pk} is kept for rollback." if result.previous else ""
+        self.message_user(
+            request, f"Activated 1 version: {result.version} now serves.{kept}", messages.SUCCESS
         )
-        self.message_user(request, f"Activated 1 version: {version} now serves.{kept}", messages.SUCCESS)
 
     @admin.action(description="Roll back to the previously active version", permissions=["activate"])
     def roll_back(self, request: HttpRequest, queryset: QuerySet | None = None) -> None:
-        current = ModelVersion.objects.filter(status=ModelStatus.ACTIVE).first()
         try:
-            version = activation.rollback()
+            result = activation.rollback()
         except activation.ActivationError as exc:
             self.message_user(request, str(exc), messages.ERROR)
             return
-        replaced = f" (version {current.pk} is ready again)" if current else ""
+        replaced = f" (version {result.previous.pk} is ready again)" if result.previous else ""
         self.message_user(
-            request, f"Rolled back 1 version: {version} serves again{replaced}.", messages.SUCCESS
+            request, f"Rolled back 1 version: {result.version} serves again{replaced}.", messages.SUCCESS
         )
 
     # --- buttons above the list (actions without a selection) ---------------------------
@@ -205,13 +206,16 @@ class ModelVersionAdmin(ReadOnlyAdmin):
             *super().get_urls(),
         ]
 
-    def retrain_view(self, request: HttpRequest) -> HttpResponseRedirect:
+    def retrain_view(self, request: HttpRequest) -> HttpResponse:
         return self._button(request, self.retrain_now)
 
-    def rollback_view(self, request: HttpRequest) -> HttpResponseRedirect:
+    def rollback_view(self, request: HttpRequest) -> HttpResponse:
         return self._button(request, self.roll_back)
 
-    def _button(self, request: HttpRequest, action) -> HttpResponseRedirect:
+    def _button(
+        self, request: HttpRequest, action: Callable[[HttpRequest, QuerySet | None], None]
+    ) -> HttpResponse:
+        """Run an action that needs no selection: POST only, then back to the list."""
         if request.method != "POST":
             return HttpResponseNotAllowed(["POST"])
         if not self.has_activate_permission(request):
@@ -239,11 +243,6 @@ class ModelVersionAdmin(ReadOnlyAdmin):
         return super().changelist_view(request, extra_context)
 
 
-def _metric(metrics: dict, name: str) -> str:
-    value = (metrics or {}).get(name)
-    return f"{value:.4f}" if isinstance(value, int | float) else "—"
-
-
 def metrics_table(metrics: dict) -> SafeString:
     """The model's headline metrics beside the baselines evaluated in the same run."""
     columns = {"this model": metrics, **(metrics.get("baselines") or {})}
@@ -258,7 +257,7 @@ def metrics_table(metrics: dict) -> SafeString:
             (
                 name,
                 format_html_join(
-                    "", '<td class="num">{}</td>', ((_metric(c, name),) for c in columns.values())
+                    "", '<td class="num">{}</td>', ((format_metric(c, name),) for c in columns.values())
                 ),
             )
             for name in names
@@ -276,55 +275,22 @@ def metrics_table(metrics: dict) -> SafeString:
     )
 
 
-CURVE_SERIES = (("loss", "#0072B2", "end"), ("val_ndcg10", "#D55E00", "start"))
+# Loss and validation NDCG@10 differ by orders of magnitude: each gets its own axis.
+CURVE_SERIES = (("loss", "loss", PALETTE[0]), ("val_ndcg10", "validation NDCG@10", PALETTE[3]))
 
 
-def training_curve_svg(curve: Sequence[dict], width: int = 640, height: int = 220) -> SafeString:
-    """Loss (left axis) and validation NDCG@10 (right axis) per epoch, as inline SVG."""
+def training_curve_svg(curve: Sequence[dict]) -> SafeString:
+    """Loss (left axis) and validation NDCG@10 (right axis) per epoch."""
     if not curve:
         return mark_safe('<p class="rec-empty">No epochs recorded.</p>')
-    left, right, top, bottom = 56, 56, 12, 28
-    plot_w, plot_h = width - left - right, height - top - bottom
-    epochs = [int(p.get("epoch", i + 1)) for i, p in enumerate(curve)]
-    first, span_e = min(epochs), (max(epochs) - min(epochs)) or 1
-    xs = {e: left + (e - first) / span_e * plot_w for e in epochs}
-    parts = []
-    for key, color, anchor in CURVE_SERIES:
-        points = [(e, float(p[key])) for e, p in zip(epochs, curve, strict=True) if _is_number(p.get(key))]
-        if not points:
-            continue
-        low, high = min(v for _, v in points), max(v for _, v in points)
-        span = (high - low) or 1.0
-        ys = [top + plot_h - (v - low) / span * plot_h for _, v in points]
-        coords = " ".join(f"{xs[e]:.1f},{y:.1f}" for (e, _), y in zip(points, ys, strict=True))
-        parts.append(f'<polyline points="{coords}" fill="none" stroke="{color}" stroke-width="2"/>')
-        parts += [
-            f'<circle cx="{xs[e]:.1f}" cy="{y:.1f}" r="3" fill="{color}">'
-            f"<title>epoch {e}: {escape(key)} {v:.4f}</title></circle>"
-            for (e, v), y in zip(points, ys, strict=True)
-        ]
-        axis_x = left - 6 if anchor == "end" else left + plot_w + 6
-        for value, y in ((low, top + plot_h), (high, top)):
-            parts.append(
-                f'<text x="{axis_x}" y="{y + 4:.1f}" text-anchor="{anchor}" class="tick" '
-                f'fill="{color}">{value:.4g}</text>'
-            )
-    bottom_y = height - 8
-    parts.append(
-        f'<line x1="{left}" x2="{left + plot_w}" y1="{top + plot_h}" y2="{top + plot_h}" class="grid"/>'
-        f'<text x="{left}" y="{bottom_y}" class="tick">epoch {first}</text>'
-        f'<text x="{left + plot_w}" y="{bottom_y}" text-anchor="end" class="tick">epoch {max(epochs)}</text>'
-        f'<text x="{left + plot_w / 2}" y="{bottom_y}" text-anchor="middle" class="tick">'
-        '<tspan fill="#0072B2">— loss</tspan>   <tspan fill="#D55E00">— validation NDCG@10</tspan></text>'
-    )
-    return mark_safe(  # noqa: S308 - numbers only; the metric names are escaped
-        f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" width="{width}" role="img">'
-        "<title>Training curve</title>"
-        "<style>.grid{stroke:#d0d5dd}.tick{font:11px system-ui,sans-serif}</style>"
-        + "".join(parts)
-        + "</svg>"
-    )
+    epochs = [int(point.get("epoch", i + 1)) for i, point in enumerate(curve)]
+    series = [
+        Series(label, [_number_or_nan(point.get(key)) for point in curve], color)
+        for key, label, color in CURVE_SERIES
+    ]
+    return line_chart(epochs, series, x_label="epoch", title="Training curve")
 
 
-def _is_number(value: object) -> bool:
-    return isinstance(value, int | float) and value == value  # NaN fails the comparison
+def _number_or_nan(value: object) -> float:
+    """NaN (skipped by the chart) for an epoch without that value, e.g. no validation run."""
+    return float(value) if isinstance(value, int | float) else math.nan

@@ -22,15 +22,16 @@ from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import transaction
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiResponse, extend_schema
-from rest_framework import exceptions, permissions, renderers, serializers, viewsets
+from rest_framework import exceptions, renderers, serializers, viewsets
 from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from recommendations.api.audience import resolve_audience
 from recommendations.api.authentication import ApiKeyAuthentication, CsrfSessionAuthentication
+from recommendations.api.permissions import CanReadRecommendations, StaffOrScope
 from recommendations.api.recommendation_serializers import QueryParamsSerializer
-from recommendations.api.recommendations import CanReadRecommendations, resolve_audience
 from recommendations.api.schema import AUTH_AND_RATE_ERRORS
 from recommendations.api.throttles import ApiRateThrottle
 from recommendations.experiments import lifecycle
@@ -39,9 +40,9 @@ from recommendations.marketing.audiences import build_audience
 from recommendations.marketing.export import audience_rows, segment_rows, write_csv
 from recommendations.marketing.products import offer
 from recommendations.marketing.targeting import campaigns_for
-from recommendations.models import Campaign, Experiment, ExperimentStatus, Variant
-from recommendations.models.api_keys import ApiKey, Scope
-from recommendations.models.experiments import validate_shares
+from recommendations.models import Campaign, Experiment, Variant
+from recommendations.models.api_keys import Scope
+from recommendations.models.experiments import validate_variant_set
 
 AUDIENCES_SCOPE = Scope.AUDIENCES_READ.value
 MAX_FOR_ME = 20
@@ -51,28 +52,6 @@ MAX_AUDIENCE_ROWS = 10_000
 
 def _django_errors(exc: DjangoValidationError) -> Any:
     return exc.message_dict if hasattr(exc, "error_dict") else exc.messages
-
-
-class StaffOrScope(permissions.BasePermission):
-    """Staff users, or an API key with the view's `required_scopes`; writes are staff only."""
-
-    def has_permission(self, request: Request, view: Any) -> bool:
-        if request.user and request.user.is_staff:
-            return True
-        required = tuple(getattr(view, "required_scopes", ()))
-        if isinstance(request.auth, ApiKey):
-            allowed = bool(required) and request.method in permissions.SAFE_METHODS
-            if not (allowed and request.auth.has_scopes(required)):
-                if not allowed:
-                    self.message = "API keys may not do this: sign in as a staff user."
-                else:
-                    self.message = f"This API key may not do this: it needs the {', '.join(required)} scope."
-                return False
-            return True
-        self.message = "Sign in as a staff user" + (
-            f", or send an API key with the {', '.join(required)} scope." if required else "."
-        )
-        return False
 
 
 class ApiView(APIView):
@@ -149,26 +128,21 @@ class ExperimentSerializer(ModelCleanMixin, serializers.ModelSerializer):
         read_only_fields = ["status", "started_at", "stopped_at", "winner", "created_at"]
 
     def validate_key(self, key: str) -> str:
-        if (
-            self.instance is not None
-            and self.instance.status != ExperimentStatus.DRAFT
-            and key != self.instance.key
-        ):
+        if self.instance is not None and "key" in self.instance.locked_fields() and key != self.instance.key:
             raise serializers.ValidationError(
                 "The key salts the bucketing of a started experiment; it cannot change."
             )
         return key
 
     def validate_variants(self, variants: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        if self.instance is not None and not self.instance.is_editable:
+            raise serializers.ValidationError(
+                "Variants of a started experiment cannot change; create a new experiment."
+            )
         try:
-            validate_shares([v.get("traffic_share") for v in variants])
+            validate_variant_set([Variant(**v) for v in variants])
         except DjangoValidationError as exc:
             raise serializers.ValidationError(exc.messages) from exc
-        keys = [v["key"] for v in variants]
-        if len(set(keys)) != len(keys):
-            raise serializers.ValidationError("Variant keys must differ within an experiment.")
-        if sum(bool(v.get("is_control")) for v in variants) != 1:
-            raise serializers.ValidationError("Mark exactly one variant as the control.")
         return variants
 
     def _write_variants(self, experiment: Experiment, variants: list[dict[str, Any]]) -> None:
@@ -185,10 +159,6 @@ class ExperimentSerializer(ModelCleanMixin, serializers.ModelSerializer):
     @transaction.atomic
     def update(self, instance: Experiment, validated_data: dict[str, Any]) -> Experiment:
         variants = validated_data.pop("variants", None)
-        if variants is not None and instance.status != ExperimentStatus.DRAFT:
-            raise serializers.ValidationError(
-                {"variants": ["Variants of a started experiment cannot change; create a new experiment."]}
-            )
         instance = super().update(instance, validated_data)
         if variants is not None:
             self._write_variants(instance, variants)
@@ -375,7 +345,9 @@ def _results_payload(results: ExperimentResults) -> dict[str, Any]:
 
 class StopSerializer(serializers.Serializer):
     promote = serializers.CharField(
-        required=False, allow_null=True, help_text='A variant key, or "winner" for the suggested winner.'
+        required=False,
+        allow_null=True,
+        help_text=f'A variant key, or "{lifecycle.WINNER}" for the suggested winner.',
     )
 
 
@@ -409,13 +381,8 @@ class ExperimentViewSet(viewsets.ModelViewSet):
         experiment = self.get_object()
         body = StopSerializer(data=request.data)
         body.is_valid(raise_exception=True)
-        promote = body.validated_data.get("promote")
         try:
-            if promote == "winner":
-                lifecycle.stop_and_promote_winner(experiment)
-            else:
-                variant = get_object_or_404(experiment.variants, key=promote) if promote else None
-                lifecycle.stop(experiment, promote=variant)
+            lifecycle.stop(experiment, promote=body.validated_data.get("promote"))
         except DjangoValidationError as exc:
             raise exceptions.ValidationError({"detail": exc.messages}) from exc
         experiment.refresh_from_db()

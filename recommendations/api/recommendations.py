@@ -14,13 +14,15 @@ from collections.abc import Callable
 from typing import Any, ClassVar
 
 from drf_spectacular.utils import OpenApiResponse, extend_schema
-from rest_framework import exceptions, permissions, renderers
+from rest_framework import exceptions, renderers
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from recommendations.api.audience import resolve_audience
 from recommendations.api.authentication import ApiKeyAuthentication, CsrfSessionAuthentication
 from recommendations.api.negotiation import FirstRendererNegotiation
+from recommendations.api.permissions import CanReadRecommendations
 from recommendations.api.recommendation_serializers import (
     CategoryListParamsSerializer,
     ListParamsSerializer,
@@ -32,53 +34,9 @@ from recommendations.api.recommendation_serializers import (
 from recommendations.api.renderers import FastJSONRenderer
 from recommendations.api.schema import AUTH_AND_RATE_ERRORS
 from recommendations.api.throttles import ApiRateThrottle
-from recommendations.models.api_keys import ApiKey, Scope
-from recommendations.serving import history, products, stores
+from recommendations.serving import products, stores
 from recommendations.serving.errors import InvalidParameters, NotFound
 from recommendations.serving.types import Audience, Options, RecommendationResult
-
-READ_SCOPE = Scope.RECOMMENDATIONS_READ.value
-
-
-def may_read_anyone(request: Request) -> bool:
-    """Staff, or an API key holding the read scope."""
-    if isinstance(request.auth, ApiKey):
-        return request.auth.has_scopes((READ_SCOPE,))
-    return bool(request.user and request.user.is_staff)
-
-
-class CanReadRecommendations(permissions.BasePermission):
-    """Browsers always (what they see is checked per parameter); API keys need the read scope."""
-
-    message = f"This API key lacks the {READ_SCOPE} scope; add it in the admin."
-
-    def has_permission(self, request: Request, view: Any) -> bool:
-        return not isinstance(request.auth, ApiKey) or request.auth.has_scopes((READ_SCOPE,))
-
-
-def resolve_audience(request: Request, params: dict[str, Any]) -> Audience:
-    """Whose recommendations: the caller's own, or (when allowed) the `user`/`session_id` asked for."""
-    user_id, session_id = params.get("user"), params.get("session_id")
-    own = Audience.for_request(request._request)
-    if user_id is not None:
-        own_request = own.given_user is not None and str(own.given_user_id) == user_id
-        if not (own_request or may_read_anyone(request)):
-            raise exceptions.PermissionDenied(
-                "You may only get your own recommendations; staff and API keys with the "
-                f"{READ_SCOPE} scope may ask for any user."
-            )
-        try:
-            return history.audience_for_user(user_id)
-        except NotFound as exc:
-            raise exceptions.NotFound(str(exc)) from exc
-    if session_id is not None:
-        if session_id != own.given_session_id and not may_read_anyone(request):
-            raise exceptions.PermissionDenied(
-                "You may only get your own session's recommendations; staff and API keys with the "
-                f"{READ_SCOPE} scope may ask for any session."
-            )
-        return Audience(session_id=session_id)
-    return own
 
 
 def _schema(

@@ -8,7 +8,7 @@ Serving asks one question per request::
     version = model_version_for(request)   # the variant's model version, else the active one
 
 `results.experiment_results(experiment)` gives the per-variant funnel with intervals and
-tests; `lifecycle.start/stop/stop_and_promote_winner` change an experiment's status.
+tests; `lifecycle.start/stop` change an experiment's status.
 
 The names above are loaded on first use, so importing this package does not need the app
 registry to be ready.

@@ -16,18 +16,13 @@ from django.utils import timezone
 from recommendations.experiments.assignment import clear_cache
 from recommendations.experiments.results import experiment_results
 from recommendations.models import Experiment, ExperimentStatus, Variant
-from recommendations.models.experiments import validate_shares
+from recommendations.models.experiments import validate_variant_set
 
 logger = logging.getLogger(__name__)
 
 
-def check_ready(experiment: Experiment) -> None:
-    """Raise a `ValidationError` naming what keeps this experiment from starting."""
-    variants = list(experiment.variants.all())
-    validate_shares([v.traffic_share for v in variants])
-    controls = [v for v in variants if v.is_control]
-    if len(controls) != 1:
-        raise ValidationError("Mark exactly one variant as the control: the others are compared with it.")
+# `promote="winner"` asks for the variant the results suggest (see `stop`).
+WINNER = "winner"
 
 
 def start(experiment: Experiment) -> Experiment:
@@ -37,7 +32,7 @@ def start(experiment: Experiment) -> Experiment:
             f"Experiment {experiment.key!r} is {experiment.get_status_display().lower()}; only a draft can "
             "start. Create a new experiment (with a new key) to test again."
         )
-    check_ready(experiment)
+    validate_variant_set(list(experiment.variants.all()))
     with transaction.atomic():
         running = Experiment.objects.select_for_update().filter(status=ExperimentStatus.RUNNING).first()
         if running is not None:
@@ -50,33 +45,47 @@ def start(experiment: Experiment) -> Experiment:
     return experiment
 
 
-def stop(experiment: Experiment, promote: Variant | None = None) -> Experiment:
-    """Stop the experiment; with `promote`, that variant becomes the default for everyone."""
+def stop(experiment: Experiment, promote: Variant | str | None = None) -> Variant | None:
+    """Stop the experiment; a promoted variant becomes the default for everyone.
+
+    `promote` is the variant, its key, or `WINNER` for the suggested winner (refused while
+    the results name none). Returns the promoted variant, or None.
+    """
     if experiment.status != ExperimentStatus.RUNNING:
         raise ValidationError(f"Experiment {experiment.key!r} is not running, so it cannot be stopped.")
-    if promote is not None and promote.experiment_id != experiment.pk:
-        raise ValidationError(f"Variant {promote} does not belong to experiment {experiment.key!r}.")
+    variant = _variant_to_promote(experiment, promote)
     experiment.status = ExperimentStatus.STOPPED
     experiment.stopped_at = timezone.now()
-    experiment.winner = promote
+    experiment.winner = variant
     experiment.save(update_fields=["status", "stopped_at", "winner"])
     clear_cache()
-    if promote is None:
+    if variant is None:
         logger.info("Stopped experiment %r without promoting a variant", experiment.key)
     else:
-        logger.info("Stopped experiment %r and promoted %r to default", experiment.key, promote.key)
-    return experiment
+        logger.info("Stopped experiment %r and promoted %r to default", experiment.key, variant.key)
+    return variant
 
 
-def stop_and_promote_winner(experiment: Experiment) -> Variant:
-    """Stop and promote the suggested winner; refuses while there is no clear winner."""
-    results = experiment_results(experiment)
-    winner = results.suggested_winner
-    if winner is None:
+def _variant_to_promote(experiment: Experiment, promote: Variant | str | None) -> Variant | None:
+    if promote is None:
+        return None
+    if isinstance(promote, Variant):
+        if promote.experiment_id != experiment.pk:
+            raise ValidationError(f"Variant {promote} does not belong to experiment {experiment.key!r}.")
+        return promote
+    if promote == WINNER:
+        results = experiment_results(experiment)
+        if results.suggested_winner is None:
+            raise ValidationError(
+                f"No winner to promote in {experiment.key!r}. {results.status_line} Keep it running, "
+                "or stop it without promoting, or promote a variant by hand."
+            )
+        return experiment.variants.get(pk=results.suggested_winner.funnel.variant_id)
+    variant = experiment.variants.filter(key=promote).first()
+    if variant is None:
+        keys = ", ".join(experiment.variants.values_list("key", flat=True))
         raise ValidationError(
-            f"No winner to promote in {experiment.key!r}. {results.status_line} Keep it running, "
-            "or stop it without promoting, or promote a variant by hand."
+            f"Experiment {experiment.key!r} has no variant {promote!r}: promote one of {keys}, "
+            f'or "{WINNER}" for the suggested winner.'
         )
-    variant = experiment.variants.get(pk=winner.funnel.variant_id)
-    stop(experiment, promote=variant)
     return variant

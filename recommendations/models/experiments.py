@@ -8,7 +8,7 @@ when, which is the denominator of "revenue per visitor" and the start of attribu
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Sequence
 from decimal import Decimal
 
 from django.conf import settings
@@ -28,17 +28,35 @@ class ExperimentStatus(models.TextChoices):
     STOPPED = "stopped", "Stopped"
 
 
-def validate_shares(shares: Iterable[Decimal | int | float | None]) -> None:
-    """Traffic shares (percent) must add up to exactly 100; raises a `ValidationError` saying by how much."""
-    values = [Decimal(str(share)) for share in shares if share is not None]
-    if len(values) < 2:
-        raise ValidationError("An experiment needs at least two variants (a control and a challenger).")
-    total = sum(values, Decimal(0))
-    if total != FULL_TRAFFIC:
-        raise ValidationError(
+def validate_variant_set(variants: Sequence[Variant]) -> None:
+    """Check the variants of one experiment as a whole, which no single row can: at least two,
+    traffic shares (percent) adding up to exactly 100, exactly one control, distinct keys.
+
+    The admin's inline formset, the REST serializer and `lifecycle.start` all call this, so
+    each refuses the same sets with the same words. Raises one `ValidationError` listing
+    every problem; each row's own fields are checked by `Variant.clean()`.
+    """
+    problems = []
+    shares = [Decimal(str(v.traffic_share)) for v in variants if v.traffic_share is not None]
+    total = sum(shares, Decimal(0))
+    if len(shares) < 2:
+        problems.append("An experiment needs at least two variants (a control and a challenger).")
+    elif total != FULL_TRAFFIC:
+        problems.append(
             f"Traffic shares add up to {total.normalize():f}%, not 100%. "
-            f"Adjust them ({', '.join(f'{v.normalize():f}' for v in values)}) so that they sum to 100."
+            f"Adjust them ({', '.join(f'{v.normalize():f}' for v in shares)}) so that they sum to 100."
         )
+    if sum(bool(v.is_control) for v in variants) != 1:
+        problems.append("Mark exactly one variant as the control: the others are compared with it.")
+    keys = [v.key for v in variants]
+    repeated = sorted({key for key in keys if keys.count(key) > 1})
+    if repeated:
+        problems.append(
+            f"Variant key(s) {', '.join(map(repr, repeated))} used more than once: give each variant "
+            "of an experiment its own key."
+        )
+    if problems:
+        raise ValidationError(problems)
 
 
 class Experiment(models.Model):
@@ -85,7 +103,18 @@ class Experiment(models.Model):
 
     def clean(self) -> None:
         if self.pk and self.status == ExperimentStatus.RUNNING:
-            validate_shares(self.variants.values_list("traffic_share", flat=True))
+            validate_variant_set(list(self.variants.all()))
+
+    @property
+    def is_editable(self) -> bool:
+        """Only a draft's variants may change: once visitors are bucketed, changing an arm
+        would mix two treatments in one set of results."""
+        return self.status == ExperimentStatus.DRAFT
+
+    def locked_fields(self) -> list[str]:
+        """Fields that can no longer change: the key salts the bucketing, so a new key on a
+        started experiment would move visitors to other variants."""
+        return [] if self.is_editable else ["key"]
 
 
 class Variant(models.Model):

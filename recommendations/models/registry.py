@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from django.db import models
 from django.db.models import Q
 
@@ -12,6 +14,13 @@ class ModelStatus(models.TextChoices):
     ACTIVE = "active", "Active"
     FAILED = "failed", "Failed"
     RETIRED = "retired", "Retired"
+
+
+def format_metric(metrics: Mapping[str, object] | None, name: str) -> str:
+    """One metric to four decimals, or "—" when it was not evaluated (too few shoppers with
+    enough history, or an older version), for the admin and `activate_model --list` alike."""
+    value = (metrics or {}).get(name)
+    return f"{value:.4f}" if isinstance(value, int | float) else "—"
 
 
 class ModelVersion(models.Model):

@@ -29,15 +29,24 @@ class ActivationError(Exception):
     """The version cannot serve (not trained, no vectors, purged); the message says why."""
 
 
-def activate(version: ModelVersion) -> ModelVersion:
+@dataclass(frozen=True)
+class ActivationResult:
+    """The version that serves now, and the one it replaced (now `ready`, the rollback
+    target), so the admin and the command report the switch without reading it again."""
+
+    version: ModelVersion
+    previous: ModelVersion | None = None
+
+
+def activate(version: ModelVersion) -> ActivationResult:
     """Make `version` the one that serves; the previously active one becomes `ready`.
 
     Builds the version's indexes first if they are missing (outside the switch, so readers
-    never wait for a build). Activating the active version is a no-op.
+    never wait for a build). Activating the active version is a no-op that replaces nothing.
     """
     version.refresh_from_db()
     if version.status == ModelStatus.ACTIVE:
-        return version
+        return ActivationResult(version)
     _check_can_serve(version)
     tuning.prepare_search(version)
     with transaction.atomic():
@@ -46,9 +55,11 @@ def activate(version: ModelVersion) -> ModelVersion:
             cursor.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", [ACTIVATION_LOCK])
         locked = ModelVersion.objects.select_for_update().get(pk=version.pk)
         _check_can_serve(locked)
-        current = ModelVersion.objects.select_for_update().filter(status=ModelStatus.ACTIVE)
-        previous = list(current.values_list("pk", flat=True))
-        ModelVersion.objects.filter(pk__in=previous).update(status=ModelStatus.READY)
+        # At most one is active (rec_one_active_model_version).
+        previous = ModelVersion.objects.select_for_update().filter(status=ModelStatus.ACTIVE).first()
+        if previous is not None:
+            ModelVersion.objects.filter(pk=previous.pk).update(status=ModelStatus.READY)
+            previous.status = ModelStatus.READY
         locked.status = ModelStatus.ACTIVE
         locked.activated_at = timezone.now()
         locked.save(update_fields=["status", "activated_at"])
@@ -56,9 +67,9 @@ def activate(version: ModelVersion) -> ModelVersion:
     logger.info(
         "Activated model version %s (previously active: %s)",
         locked.pk,
-        ", ".join(map(str, previous)) or "none",
+        previous.pk if previous is not None else "none",
     )
-    return locked
+    return ActivationResult(locked, previous)
 
 
 def previous_version() -> ModelVersion | None:
@@ -70,7 +81,7 @@ def previous_version() -> ModelVersion | None:
     )
 
 
-def rollback() -> ModelVersion:
+def rollback() -> ActivationResult:
     """Re-activate the previously active version; the current one becomes `ready`."""
     target = previous_version()
     if target is None:

@@ -3,6 +3,7 @@
 import hashlib
 
 import pytest
+from django.contrib.admin.models import LogEntry
 
 from recommendations.models import ApiKey
 
@@ -29,8 +30,10 @@ def test_admin_shows_the_new_key_once_and_revokes_keys(admin_client):
         follow=True,
     )
     assert response.status_code == 200
-    api_key = ApiKey.objects.get(name="warehouse")
-    assert api_key.scopes == ["events:write", "audiences:read"]
+    api_key = ApiKey.objects.get()  # one row, made by create_key
+    assert (api_key.name, api_key.scopes) == ("warehouse", ["events:write", "audiences:read"])
+    added = LogEntry.objects.get()
+    assert (added.object_id, added.object_repr) == (str(api_key.pk), str(api_key))
     shown = [str(m) for m in response.context["messages"]]
     raw = next(m for m in shown if "copy it now" in m).split("The new API key is ")[1].split(" ")[0]
     assert ApiKey.objects.get_for_raw_key(raw) == api_key

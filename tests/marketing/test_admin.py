@@ -166,7 +166,7 @@ def experiment_form(*shares, control=0) -> dict:
     return data
 
 
-def test_experiment_form_refuses_shares_that_do_not_sum_to_100(admin_client):
+def test_experiment_form_refuses_bad_shares_controls_keys_and_rules(admin_client):
     url = reverse("admin:recommendations_experiment_add")
     refused = admin_client.post(url, experiment_form(60, 30))
     assert refused.status_code == 200
@@ -174,6 +174,9 @@ def test_experiment_form_refuses_shares_that_do_not_sum_to_100(admin_client):
     no_control = admin_client.post(url, experiment_form(50, 50, control=None))
     assert "exactly one variant as the control" in errors_of(no_control)
     assert not Experiment.objects.exists()
+    same_keys = admin_client.post(url, experiment_form(50, 50) | {"variants-1-key": "v0"})
+    assert same_keys.status_code == 200  # a form error, not the database's IntegrityError
+    assert "Variant key(s) 'v0' used more than once" in errors_of(same_keys)
     bad_rules = experiment_form(70, 30) | {"variants-1-rules": '{"default": {"limit": "abc"}}'}
     assert "default: limit must be an integer from 1 to 100" in errors_of(admin_client.post(url, bad_rules))
     assert not Experiment.objects.exists()
@@ -212,6 +215,10 @@ def test_experiment_page_shows_results_chart_and_promotes(admin_client, db):
     promote = reverse("admin:recommendations_experiment_lifecycle", args=[experiment.pk, "promote"])
     refused = admin_client.post(promote, {"variant": "winner"}, follow=True)
     assert "No winner to promote" in " ".join(str(m) for m in refused.context["messages"])
+    unknown = admin_client.post(promote, {"variant": "v9"}, follow=True)
+    assert "has no variant 'v9': promote one of v0, v1, or \"winner\"" in " ".join(
+        str(m) for m in unknown.context["messages"]
+    )
     admin_client.post(promote, {"variant": "v1"})
     experiment.refresh_from_db()
     assert experiment.status == ExperimentStatus.STOPPED and experiment.winner.key == "v1"
@@ -228,3 +235,51 @@ def test_every_marketing_list_renders_with_rows(admin_client, shop):
         response = admin_client.get(reverse(f"admin:recommendations_{model}_changelist"))
         assert response.status_code == 200, model
         assert response.context["cl"].result_count >= 1, model
+
+
+def test_bulk_actions_report_the_count_then_each_failure_by_name(admin_client, shop):
+    tea = Campaign.objects.create(name="Tea week", category_names=["Tea"])
+    empty = Campaign.objects.create(name="Nothing yet")
+    url = reverse("admin:recommendations_campaign_changelist")
+    saved = admin_client.post(
+        url, {"action": "save_audiences", "_selected_action": [tea.pk, empty.pk]}, follow=True
+    )
+    shown = [str(m) for m in saved.context["messages"]]
+    assert shown[0] == "Saved 1 segment(s)."
+    assert shown[1].startswith("Nothing yet: Campaign 'Nothing yet' promotes nothing")
+    assert list(Segment.objects.values_list("campaign", flat=True)) == [tea.pk]
+
+    admin_client.post(reverse("admin:recommendations_experiment_add"), experiment_form(50, 50), follow=True)
+    experiment = Experiment.objects.get()
+    url = reverse("admin:recommendations_experiment_changelist")
+    selected = {"_selected_action": [experiment.pk]}
+    started = admin_client.post(url, {"action": "start_selected", **selected}, follow=True)
+    assert [str(m) for m in started.context["messages"]] == ["Started 1 experiment(s)."]
+    again = admin_client.post(url, {"action": "start_selected", **selected}, follow=True)
+    assert [str(m) for m in again.context["messages"]] == [
+        "Started 0 experiment(s).",
+        "Home: Experiment 'home' is running; only a draft can start. Create a new experiment "
+        "(with a new key) to test again.",
+    ]
+
+
+def test_a_started_experiment_keeps_its_key_and_variants_in_the_admin(admin_client, db):
+    admin_client.post(reverse("admin:recommendations_experiment_add"), experiment_form(50, 50))
+    experiment = Experiment.objects.get()
+    admin_client.post(reverse("admin:recommendations_experiment_lifecycle", args=[experiment.pk, "start"]))
+    change = reverse("admin:recommendations_experiment_change", args=[experiment.pk])
+    page = admin_client.get(change)
+    assert "key" not in page.context["adminform"].form.fields  # shown read-only
+    assert not page.context["inline_admin_formsets"][0].has_change_permission
+    form = experiment_form(60, 40) | {
+        "name": "Home v2",
+        "key": "other",
+        "variants-TOTAL_FORMS": "2",
+        "variants-INITIAL_FORMS": "2",
+    }
+    for i, variant in enumerate(experiment.variants.order_by("key")):
+        form |= {f"variants-{i}-id": str(variant.pk), f"variants-{i}-experiment": str(experiment.pk)}
+    assert admin_client.post(change, form).status_code == 302
+    experiment.refresh_from_db()
+    assert (experiment.name, experiment.key) == ("Home v2", "home")
+    assert list(experiment.variants.values_list("key", "traffic_share")) == [("v0", 50), ("v1", 50)]

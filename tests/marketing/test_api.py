@@ -196,6 +196,37 @@ def test_experiment_shares_must_sum_to_100(staff):
     assert created.status_code == 201 and len(created.json()["variants"]) == 3
 
 
+def test_experiment_variants_need_one_control_and_distinct_keys(staff):
+    body = experiment_body(50, 50, key="keys")
+    body["variants"][1] |= {"key": "v0", "is_control": True}
+    response = client_for(staff).post("/api/experiments/", body, content_type="application/json")
+    assert response.status_code == 400
+    assert response.json()["variants"] == [
+        "Mark exactly one variant as the control: the others are compared with it.",
+        "Variant key(s) 'v0' used more than once: give each variant of an experiment its own key.",
+    ]
+    assert not Experiment.objects.exists()
+
+
+def test_a_started_experiment_keeps_its_key_and_variants(staff, db):
+    client = client_for(staff)
+    created = client.post("/api/experiments/", experiment_body(50, 50), content_type="application/json")
+    url = f"/api/experiments/{created.json()['id']}/"
+    client.post(f"{url}start/")
+    renamed = client.patch(url, {"name": "Home v2", "key": "home"}, content_type="application/json")
+    assert renamed.status_code == 200 and renamed.json()["name"] == "Home v2"
+    rekeyed = client.patch(url, {"key": "home2"}, content_type="application/json")
+    assert rekeyed.status_code == 400 and "cannot change" in rekeyed.json()["key"][0]
+    reshared = client.patch(
+        url, {"variants": experiment_body(60, 40)["variants"]}, content_type="application/json"
+    )
+    assert reshared.status_code == 400
+    assert reshared.json()["variants"] == [
+        "Variants of a started experiment cannot change; create a new experiment."
+    ]
+    assert Experiment.objects.get().key == "home"
+
+
 def test_a_variant_names_a_recommender_serving_knows(staff):
     body = experiment_body(50, 50)
     body["variants"][1]["recommender"] = "populer"
@@ -242,6 +273,10 @@ def test_experiment_lifecycle_through_the_api(staff, db):
         f"/api/experiments/{experiment_id}/stop/", {"promote": "winner"}, content_type="application/json"
     )
     assert no_winner.status_code == 400 and "No winner to promote" in no_winner.json()["detail"][0]
+    unknown = client.post(
+        f"/api/experiments/{experiment_id}/stop/", {"promote": "v9"}, content_type="application/json"
+    )
+    assert unknown.status_code == 400 and "has no variant 'v9'" in unknown.json()["detail"][0]
     stopped = client.post(
         f"/api/experiments/{experiment_id}/stop/", {"promote": "v1"}, content_type="application/json"
     )

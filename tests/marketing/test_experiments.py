@@ -80,8 +80,9 @@ def test_starting_checks_shares_control_and_that_nothing_else_runs(users):
 
 def test_promoting_makes_the_winner_everyones_default(users):
     experiment = lifecycle.start(make_experiment())
-    winner = experiment.variants.get(key="v1")
-    lifecycle.stop(experiment, promote=winner)
+    with pytest.raises(ValidationError, match=r"has no variant .+v7.+: promote one of v0, v1"):
+        lifecycle.stop(experiment, promote="v7")
+    assert lifecycle.stop(experiment, promote="v1") == experiment.variants.get(key="v1")
     for user in users[:50]:
         choice = variant_for(user)
         assert (choice.variant_key, choice.is_default) == ("v1", True)
@@ -92,7 +93,7 @@ def test_promoting_makes_the_winner_everyones_default(users):
 
 def test_stopping_without_promotion_returns_everyone_to_the_defaults(users):
     experiment = lifecycle.start(make_experiment())
-    lifecycle.stop(experiment)
+    assert lifecycle.stop(experiment) is None
     assert variant_for(users[0]) is None
 
 

@@ -99,6 +99,8 @@ def test_evaluate_reports_each_model_as_it_is_done_and_the_mean_of_folds(shop):
         (["evaluate", "--folds", "1"], "at least 2"),
         (["activate_model", "999"], "no model version 999"),
         (["activate_model", "--rollback"], "no previously active"),
+        (["activate_model", "--list", "12"], "--list only lists the versions and changes nothing"),
+        (["activate_model", "--list", "--rollback"], "--list only lists the versions"),
         (["embed"], "No model version is active"),
     ],
 )

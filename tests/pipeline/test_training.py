@@ -105,7 +105,7 @@ def test_refresh_vectors_makes_a_new_version_with_the_same_model(shop):
     assert queries.active_version(fresh=True).pk == second.pk
     first.refresh_from_db()
     assert first.status == ModelStatus.READY  # kept for rollback
-    assert activation.rollback().pk == first.pk
+    assert activation.rollback().version.pk == first.pk
 
 
 def test_new_product_is_embedded_from_its_content(shop):

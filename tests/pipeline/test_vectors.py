@@ -264,9 +264,13 @@ def test_rollback_and_activation_errors():
     with pytest.raises(activation.ActivationError, match="no previously active"):
         activation.rollback()
     first, second = make_version(seed=1), make_version(seed=2)
-    activation.activate(first)
-    activation.activate(second)
-    assert activation.rollback().pk == first.pk
+    assert activation.activate(first).previous is None
+    switched = activation.activate(second)
+    assert (switched.version.pk, switched.previous.pk) == (second.pk, first.pk)
+    assert switched.previous.status == ModelStatus.READY
+    assert activation.activate(second).previous is None  # already active: nothing replaced
+    back = activation.rollback()
+    assert (back.version.pk, back.previous.pk) == (first.pk, second.pk)
     second.refresh_from_db()
     assert second.status == ModelStatus.READY
     empty = ModelVersion.objects.create(status=ModelStatus.READY, dimensions=DIMS)

@@ -8,6 +8,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from recommendations import pipeline
 from recommendations.models import ModelVersion
+from recommendations.models.registry import format_metric
 from recommendations.vectors import activation
 
 
@@ -22,34 +23,37 @@ class Command(BaseCommand):
         parser.add_argument(
             "--rollback", action="store_true", help="re-activate the previously active version"
         )
-        parser.add_argument("--list", action="store_true", help="list model versions")
+        parser.add_argument(
+            "--list", action="store_true", dest="list_versions", help="list model versions, changing nothing"
+        )
 
-    def handle(self, *args: Any, version: int | None, rollback: bool, list: bool, **options: Any) -> None:
-        if list or (version is None and not rollback):
+    def handle(
+        self, *args: Any, version: int | None, rollback: bool, list_versions: bool, **options: Any
+    ) -> None:
+        if list_versions:
+            if version is not None or rollback:
+                raise CommandError(
+                    "--list only lists the versions and changes nothing: give it alone, or drop it to "
+                    "activate a version id or --rollback."
+                )
             self._list()
-            if not list:
-                raise CommandError("Give a version id to activate, or --rollback.")
             return
+        if version is None and not rollback:
+            self._list()
+            raise CommandError("Give a version id to activate, or --rollback.")
         if version is not None and rollback:
             raise CommandError("Give either a version id or --rollback, not both.")
-        previous = ModelVersion.objects.filter(status="active").first()
         try:
-            target = activation.rollback() if rollback else activation.activate(pipeline.get_version(version))
+            result = activation.rollback() if rollback else activation.activate(pipeline.get_version(version))
         except (activation.ActivationError, ValueError) as exc:
             raise CommandError(str(exc)) from exc
-        kept = (
-            f"; version {previous.pk} is kept for rollback" if previous and previous.pk != target.pk else ""
-        )
-        self.stdout.write(self.style.SUCCESS(f"Model version {target.pk} is active{kept}."))
+        kept = f"; version {result.previous.pk} is kept for rollback" if result.previous else ""
+        self.stdout.write(self.style.SUCCESS(f"Model version {result.version.pk} is active{kept}."))
 
     def _list(self) -> None:
         self.stdout.write(f"{'id':>5}  {'status':9} {'NDCG@10':>8} {'HR@10':>7}  {'created':16}  algorithm")
         for v in ModelVersion.objects.all()[:50]:
-            ndcg, hr = _number(v.metrics.get("NDCG@10")), _number(v.metrics.get("HR@10"))
+            ndcg, hr = format_metric(v.metrics, "NDCG@10"), format_metric(v.metrics, "HR@10")
             self.stdout.write(
                 f"{v.pk:>5}  {v.status:9} {ndcg:>8} {hr:>7}  {v.created_at:%Y-%m-%d %H:%M}  {v.algorithm}"
             )
-
-
-def _number(value: Any) -> str:
-    return f"{value:.4f}" if isinstance(value, int | float) else "-"

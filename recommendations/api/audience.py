@@ -1,0 +1,38 @@
+"""Whose recommendations a REST request asks for, shared by every endpoint that serves a visitor."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rest_framework import exceptions
+from rest_framework.request import Request
+
+from recommendations.api.permissions import READ_SCOPE, may_read_anyone
+from recommendations.serving import history
+from recommendations.serving.errors import NotFound
+from recommendations.serving.types import Audience
+
+
+def resolve_audience(request: Request, params: dict[str, Any]) -> Audience:
+    """Whose recommendations: the caller's own, or (when allowed) the `user`/`session_id` asked for."""
+    user_id, session_id = params.get("user"), params.get("session_id")
+    own = Audience.for_request(request._request)
+    if user_id is not None:
+        own_request = own.given_user is not None and str(own.given_user_id) == user_id
+        if not (own_request or may_read_anyone(request)):
+            raise exceptions.PermissionDenied(
+                "You may only get your own recommendations; staff and API keys with the "
+                f"{READ_SCOPE} scope may ask for any user."
+            )
+        try:
+            return history.audience_for_user(user_id)
+        except NotFound as exc:
+            raise exceptions.NotFound(str(exc)) from exc
+    if session_id is not None:
+        if session_id != own.given_session_id and not may_read_anyone(request):
+            raise exceptions.PermissionDenied(
+                "You may only get your own session's recommendations; staff and API keys with the "
+                f"{READ_SCOPE} scope may ask for any session."
+            )
+        return Audience(session_id=session_id)
+    return own
