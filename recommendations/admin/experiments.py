@@ -121,6 +121,13 @@ class ExperimentAdmin(admin.ModelAdmin):
         running = obj is not None and obj.status == ExperimentStatus.RUNNING
         return not running and super().has_delete_permission(request, obj)
 
+    def delete_model(self, request: HttpRequest, obj: Experiment) -> None:
+        lifecycle.delete(obj)
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Experiment]) -> None:
+        for experiment in queryset:
+            lifecycle.delete(experiment)
+
     def get_readonly_fields(self, request: HttpRequest, obj: Experiment | None = None) -> list[str]:
         fields = list(super().get_readonly_fields(request, obj))
         return [*fields, *obj.locked_fields()] if obj is not None else fields

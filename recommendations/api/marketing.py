@@ -360,6 +360,12 @@ class ExperimentViewSet(viewsets.ModelViewSet):
     throttle_classes = ApiView.throttle_classes
     permission_classes = [StaffOrScope]
 
+    def perform_destroy(self, instance: Experiment) -> None:
+        try:
+            lifecycle.delete(instance)
+        except DjangoValidationError as exc:
+            raise exceptions.ValidationError({"detail": exc.messages}) from exc
+
     @extend_schema(summary="Funnels, intervals and tests per variant", responses={200: OpenApiResponse()})
     @action(detail=True, methods=["get"])
     def results(self, request: Request, pk: str) -> Response:

@@ -1,4 +1,4 @@
-"""Starting, stopping and promoting experiments: the only code that changes their status.
+"""Starting, stopping, promoting and deleting experiments: the only code that changes their status.
 
 Each function checks everything first and then writes in one transaction, so a refused
 action changes nothing; each clears this process's live-experiment snapshot so the change
@@ -64,6 +64,19 @@ def stop(experiment: Experiment, promote: Variant | str | None = None) -> Varian
     else:
         logger.info("Stopped experiment %r and promoted %r to default", experiment.key, variant.key)
     return variant
+
+
+def delete(experiment: Experiment) -> None:
+    """Delete the experiment with its variants and exposures; refused while it runs (visitors
+    are being bucketed into its variants, and its results would go with it)."""
+    if experiment.status == ExperimentStatus.RUNNING:
+        raise ValidationError(
+            f"Experiment {experiment.key!r} is running; stop it before deleting it (its results go with it)."
+        )
+    key = experiment.key
+    experiment.delete()
+    clear_cache()  # a stopped experiment's promoted variant was served as the default
+    logger.info("Deleted experiment %r", key)
 
 
 def _variant_to_promote(experiment: Experiment, promote: Variant | str | None) -> Variant | None:

@@ -8,6 +8,7 @@ from django.contrib.auth import get_user_model
 from django.test import Client
 
 from recommendations.events.tracking import SESSION_KEY
+from recommendations.experiments import variant_for
 from recommendations.marketing.audiences import create_segment
 from recommendations.models import ApiKey, Campaign, CampaignKind, Experiment, ExperimentStatus
 from tests.marketing.conftest import add_event
@@ -273,6 +274,10 @@ def test_experiment_lifecycle_through_the_api(staff, db):
         f"/api/experiments/{experiment_id}/stop/", {"promote": "winner"}, content_type="application/json"
     )
     assert no_winner.status_code == 400 and "No winner to promote" in no_winner.json()["detail"][0]
+    # Visitors are being bucketed into it: the admin refuses to delete it, and so does the API.
+    running = client.delete(f"/api/experiments/{experiment_id}/")
+    assert running.status_code == 400 and "stop it before deleting it" in running.json()["detail"][0]
+    assert Experiment.objects.filter(pk=experiment_id).exists()
     unknown = client.post(
         f"/api/experiments/{experiment_id}/stop/", {"promote": "v9"}, content_type="application/json"
     )
@@ -283,6 +288,10 @@ def test_experiment_lifecycle_through_the_api(staff, db):
     experiment = Experiment.objects.get(pk=experiment_id)
     assert stopped.status_code == 200 and experiment.status == ExperimentStatus.STOPPED
     assert experiment.winner.key == "v1"
+    # Its promoted variant is everyone's default until it is deleted, which ends that at once.
+    assert variant_for("anyone").variant_key == "v1"
+    assert client.delete(f"/api/experiments/{experiment_id}/").status_code == 204
+    assert variant_for("anyone") is None
     refused = key_client("audiences:read").get("/api/experiments/")
     assert refused.status_code == 403 and refused.json()["detail"] == (
         "API keys may not do this: sign in as a staff user."
