@@ -21,7 +21,6 @@ from typing import Any
 from celery import current_app
 from django.db import models, transaction
 from django.db.models.signals import post_delete, post_save
-from django.utils.module_loading import import_string
 
 from recommendations import queues
 from recommendations.adapters import get_product_adapter, get_product_model
@@ -116,9 +115,8 @@ def setup() -> BaseSignalProcessor | None:
     if _processor is not None:
         _processor.teardown()
         _processor = None
-    path = rec_settings.SIGNAL_PROCESSOR
-    if path:
-        processor_class = import_string(path) if isinstance(path, str) else path
+    processor_class = rec_settings.SIGNAL_PROCESSOR  # imported, or ImproperlyConfigured naming it
+    if processor_class is not None:
         _processor = processor_class()
         _processor.setup()
     return _processor
