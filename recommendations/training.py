@@ -14,6 +14,7 @@ and alone writes the version (`recommendations.learning.launch`).
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import math
 import re
@@ -92,6 +93,24 @@ def training_processes(device: str) -> int:
             f'{torch.cuda.device_count()} GPU(s): use "auto" (one per GPU) or at most that many.'
         )
     return value
+
+
+def config_overrides(
+    config_json: str = "{}", *, epochs: int | None = None, dimensions: int | None = None
+) -> dict[str, Any]:
+    """The two-tower overrides a command's flags give: `--config` JSON, then `--epochs` and
+    `--dimensions` on top. `ValueError` when the JSON is not an object (commands report it)."""
+    try:
+        config = json.loads(config_json)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"--config must be a JSON object: {exc}") from exc
+    if not isinstance(config, dict):
+        raise ValueError("--config must be a JSON object, e.g. '{\"lr\": 0.001}'.")
+    if epochs is not None:
+        config["epochs"] = epochs
+    if dimensions is not None:
+        config["dim"] = dimensions
+    return config
 
 
 def model_config(overrides: dict[str, Any] | None = None, device: str | None = None) -> TrainConfig:

@@ -96,6 +96,7 @@ def test_evaluate_reports_each_model_as_it_is_done_and_the_mean_of_folds(shop):
     [
         (["train_model"], "catalogue is empty"),
         (["train_model", "--config", "[1]"], "must be a JSON object"),
+        (["evaluate", "--config", "{lr: 1}"], "--config must be a JSON object: Expecting property name"),
         (["evaluate", "--folds", "1"], "at least 2"),
         (["activate_model", "999"], "no model version 999"),
         (["activate_model", "--rollback"], "no previously active"),
