@@ -28,7 +28,7 @@ from recommendations.features import TrainingData, build_training_data, item_con
 from recommendations.learning.features import UserFeatures
 from recommendations.models import ListKind, ModelVersion, ProductVector
 from recommendations.progress import Progress
-from recommendations.training import resolve_device
+from recommendations.training import configured_device
 from recommendations.vectors import lists, queries, writer
 
 logger = logging.getLogger(__name__)
@@ -38,7 +38,7 @@ EMBED_BATCH = 20_000
 
 def load_model(version: ModelVersion) -> LoadedModel:
     """The version's model on this worker's device (cached)."""
-    return artifacts.load(version, resolve_device())
+    return artifacts.load(version, configured_device())
 
 
 def product_embeddings(
