@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -106,9 +107,8 @@ def _run(
     `activate`) embed, index and activate it."""
     started = time.perf_counter()
     progress = progress or Progress()
-    with advisory_lock() as acquired:
+    with _pipeline_lock(what) as acquired:
         if not acquired:
-            logger.warning("%s skipped: %s.", what, LOCKED)
             return PipelineResult(skipped=LOCKED)
         version = _resume(task_id)
         if version is None:
@@ -119,7 +119,7 @@ def _run(
             )
         result = PipelineResult(version=version)
         if activate:
-            result.vectors = _embed_and_activate(version, progress)
+            result.vectors = _embed(version, progress, activate=True)
             result.activated = True
     result.seconds = time.perf_counter() - started
     return result
@@ -128,20 +128,32 @@ def _run(
 def embed_version(version: ModelVersion, progress: Progress | None = None) -> PipelineResult:
     """Write the vectors and indexes of a ready version without activating it."""
     started = time.perf_counter()
-    with advisory_lock() as acquired:
+    with _pipeline_lock("Embed") as acquired:
         if not acquired:
             return PipelineResult(version=version, skipped=LOCKED)
-        counts = embedding.embed_version(version, progress)
-        tuning.prepare_search(version)
-    return PipelineResult(version=version, vectors=counts.as_dict(), seconds=time.perf_counter() - started)
+        counts = _embed(version, progress or Progress(), activate=False)
+    return PipelineResult(version=version, vectors=counts, seconds=time.perf_counter() - started)
 
 
-def _embed_and_activate(version: ModelVersion, progress: Progress) -> dict[str, float]:
+@contextmanager
+def _pipeline_lock(what: str) -> Iterator[bool]:
+    """The pipeline lock, without waiting; yields whether it was taken. A run that finds it
+    held is logged here, so a worker's skipped task leaves a line whichever service it ran."""
+    with advisory_lock() as acquired:
+        if not acquired:
+            logger.warning("%s skipped: %s.", what, LOCKED)
+        yield acquired
+
+
+def _embed(version: ModelVersion, progress: Progress, *, activate: bool) -> dict[str, float]:
+    """Write the version's vectors, build and tune its indexes, and with `activate` make it
+    the version that serves; returns the vector counts."""
     counts = embedding.embed_version(version, progress)
     progress("building indexes", 0, 1)
     tuning.prepare_search(version)
-    progress("activating", 0, 1)
-    activation.activate(version)
+    if activate:
+        progress("activating", 0, 1)
+        activation.activate(version)
     progress("done", 1, 1)
     return counts.as_dict()
 
