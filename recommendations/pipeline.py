@@ -1,6 +1,7 @@
-"""The background pipeline: retrain (train -> evaluate -> embed -> activate) and re-embed.
+"""The background pipeline: retrain (train -> evaluate -> embed -> activate), re-embed, and
+rebuild the active version's indexes.
 
-Both run under one PostgreSQL advisory lock, so two never overlap on any number of workers;
+All run under one PostgreSQL advisory lock, so two never overlap on any number of workers;
 a second one exits at once with a logged reason. Both are safe to retry after the worker
 died: a retried task finds the version its first attempt trained (by Celery task id) and
 carries on from there, and every vector write replaces the version's rows in a transaction.
@@ -20,7 +21,7 @@ from recommendations import training
 from recommendations.locks import advisory_lock
 from recommendations.models import ModelStatus, ModelVersion
 from recommendations.progress import Progress
-from recommendations.vectors import activation, embedding, queries, tuning
+from recommendations.vectors import activation, embedding, indexes, queries, tuning
 
 logger = logging.getLogger(__name__)
 
@@ -33,6 +34,7 @@ class PipelineResult:
     skipped: str = ""
     activated: bool = False
     vectors: dict[str, float] = field(default_factory=dict)
+    indexes: list[str] = field(default_factory=list)
     seconds: float = 0.0
 
     def as_dict(self) -> dict[str, Any]:
@@ -42,6 +44,7 @@ class PipelineResult:
             "activated": self.activated,
             "skipped": self.skipped,
             "vectors": self.vectors,
+            "indexes": self.indexes,
             "seconds": round(self.seconds, 2),
         }
 
@@ -85,15 +88,28 @@ def refresh_vectors(*, task_id: str = "", progress: Progress | None = None) -> P
     weights, fresh vectors) and activate it; the old one stays for rollback."""
 
     def copy_active(progress: Progress) -> ModelVersion:
-        active = queries.active_version(fresh=True)
-        if active is None:
-            raise activation.ActivationError(
-                "No model version is active, so there is no model to embed with. Train one first: "
-                "`python manage.py train_model --activate`."
-            )
-        return _copy_of(active, task_id)
+        return _copy_of(_active_version("no model to embed with"), task_id)
 
     return _run("Embed", task_id, progress, copy_active, activate=True)
+
+
+def reindex(*, progress: Progress | None = None) -> PipelineResult:
+    """Rebuild the active version's vector indexes from scratch, then tune its searches again
+    (a rebuilt index answers differently). For after very many single-product saves and
+    deletes, which change the indexes in place. Readers keep using the indexes while they are
+    rebuilt (`REINDEX CONCURRENTLY` outside a transaction)."""
+    started = time.perf_counter()
+    progress = progress or Progress()
+    with _pipeline_lock("Reindex") as acquired:
+        if not acquired:
+            return PipelineResult(skipped=LOCKED)
+        version = _active_version("no index to rebuild")
+        progress("rebuilding indexes", 0, 1)
+        rebuilt = indexes.reindex(version)
+        progress("tuning searches", 0, 1)
+        tuning.tune_searches(version)
+        progress("done", 1, 1)
+    return PipelineResult(version=version, indexes=rebuilt, seconds=time.perf_counter() - started)
 
 
 def _run(
@@ -143,6 +159,17 @@ def _pipeline_lock(what: str) -> Iterator[bool]:
         if not acquired:
             logger.warning("%s skipped: %s.", what, LOCKED)
         yield acquired
+
+
+def _active_version(needed_for: str) -> ModelVersion:
+    """The version that serves now; `ActivationError` saying how to get one when none does."""
+    version = queries.active_version(fresh=True)
+    if version is None:
+        raise activation.ActivationError(
+            f"No model version is active, so there is {needed_for}. Train one first: "
+            "`python manage.py train_model --activate`."
+        )
+    return version
 
 
 def _embed(version: ModelVersion, progress: Progress, *, activate: bool) -> dict[str, float]:
