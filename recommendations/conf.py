@@ -71,7 +71,7 @@ DEFAULTS: dict[str, Any] = {
     # where it rarely beats one process's threads. Under torchrun, its process count applies.
     "TRAINING_PROCESSES": "auto",
     # Keeps product vectors in step with catalogue saves: a class with setup()/teardown()
-    # (see recommendations.indexing); None turns embedding on save off.
+    # (see recommendations.signal_processors and .indexing); None turns embedding on save off.
     "SIGNAL_PROCESSOR": "recommendations.indexing.OnCommitSignalProcessor",
     # Serving: business rules per recommendation type ("default" applies to every type; a
     # type's own dict overrides it). Types: for_you, similar, bought_together, trending,
