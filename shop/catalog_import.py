@@ -10,7 +10,6 @@ row writes nothing.
 from __future__ import annotations
 
 import csv
-import json
 import logging
 import time
 from collections.abc import Iterable, Iterator
@@ -29,8 +28,8 @@ from recommendations.events.datasets import (
     RowError,
     StoreSource,
     get_dataset,
-    open_text,
 )
+from recommendations.events.textfiles import error_lines, file_kind, open_text, read_jsonl
 from shop.models import Category, Product, Store
 
 logger = logging.getLogger(__name__)
@@ -56,10 +55,8 @@ class CatalogImportFailed(Exception):
     """The source had bad rows; nothing was written."""
 
     def __init__(self, errors: list[str]) -> None:
-        shown = "\n  ".join(errors[:20])
-        more = f"\n  ... and {len(errors) - 20} more" if len(errors) > 20 else ""
         super().__init__(
-            f"{len(errors)} bad row(s); nothing was imported. Fix them and run again:\n  {shown}{more}"
+            f"{len(errors)} bad row(s); nothing was imported. Fix them and run again:{error_lines(errors)}"
         )
         self.errors = errors
 
@@ -99,32 +96,22 @@ def import_catalog_file(path: Path | str) -> CatalogResult:
 
 
 def _catalog_rows(path: Path) -> Iterator[tuple[int, dict[str, Any] | str]]:
-    suffixes = [s for s in path.suffixes if s != ".gz"]
-    if suffixes and suffixes[-1] == ".csv":
-        with open_text(path) as handle:
-            reader = csv.DictReader(handle)
-            for row in reader:
-                yield reader.line_num, row
-    elif suffixes and suffixes[-1] in (".jsonl", ".ndjson"):
-        with open_text(path) as handle:
-            for line, text in enumerate(handle, start=1):
-                if text.strip():
-                    try:
-                        yield line, json.loads(text)
-                    except json.JSONDecodeError as exc:
-                        yield line, f"not valid JSON ({exc.msg})"
-    else:
-        raise ValueError(f"{path.name}: use a .csv or .jsonl file (optionally gzipped).")
+    """(line, row) of a .csv or .jsonl file; a string in place of the row says what is wrong."""
+    if file_kind(path) == ".jsonl":
+        yield from read_jsonl(path)
+        return
+    with open_text(path) as handle:
+        reader = csv.DictReader(handle)
+        for row in reader:
+            yield reader.line_num, row
 
 
 def read_catalog_file(path: Path) -> Catalogue:
     result = Catalogue()
     stores: dict[str, StoreSource] = {}
     for line, row in _catalog_rows(path):
-        if not isinstance(row, dict):
-            result.errors.append(
-                RowError(path.name, line, row if isinstance(row, str) else "not a JSON object")
-            )
+        if isinstance(row, str):
+            result.errors.append(RowError(path.name, line, row))
             continue
         values = {k: str(row.get(k) or "").strip() for k in CATALOG_FIELDS}
         missing = [k for k in REQUIRED_FIELDS if not values[k]]

@@ -20,10 +20,9 @@ from recommendations.events.importers import (
     _csv_columns,
     _csv_event,
     _json_texts,
-    _read_event_file,
     import_event_file,
 )
-from recommendations.events.textfiles import CsvBatch, csv_batches
+from recommendations.events.textfiles import CsvBatch, csv_batches, read_jsonl
 from recommendations.events.validation import (
     EventValidationError,
     Origin,
@@ -315,7 +314,7 @@ def test_jsonl_lines_parse_as_json_parses_them(tmp_path):
             expected.append((line, f"not valid JSON ({exc.msg})"))
             continue
         expected.append((line, raw if isinstance(raw, dict) else "each line must be a JSON object"))
-    assert repr(list(_read_event_file(path))) == repr(expected)
+    assert repr(list(read_jsonl(path))) == repr(expected)
 
 
 @pytest.mark.parametrize(

@@ -364,6 +364,24 @@ def test_generic_catalogue_file_is_all_or_nothing(tmp_path):
 
 
 @pytest.mark.django_db
+def test_catalogue_json_lines_and_file_kinds_are_read_as_events_are(tmp_path):
+    bad = tmp_path / "catalogue.ndjson"
+    bad.write_text("[1]\n{oops\n" + "".join(f'{{"sku": "S{i}"}}\n' for i in range(25)))
+    with pytest.raises(CommandError) as failure:
+        call_command("import_catalog", str(bad), stdout=StringIO())
+    message = str(failure.value)
+    assert message.startswith("27 bad row(s); nothing was imported.")
+    assert "catalogue.ndjson line 1: each line must be a JSON object" in message
+    assert "line 2: not valid JSON (Expecting property name enclosed in double quotes)" in message
+    assert message.endswith("\n  ... and 7 more") and not Product.objects.exists()
+    other = tmp_path / "catalogue.txt"
+    other.write_text("sku\n")
+    for command in ("import_catalog", "import_events"):
+        with pytest.raises(CommandError, match=r"catalogue.txt: use a .csv or .jsonl file"):
+            call_command(command, str(other), stdout=StringIO())
+
+
+@pytest.mark.django_db
 def test_files_that_cannot_be_read_say_why_and_what_to_do(tmp_path, catalogue):
     def refused(*args, **options) -> str:
         with pytest.raises(CommandError) as failure:
