@@ -30,6 +30,7 @@ from recommendations.events.datasets import (
     get_dataset,
 )
 from recommendations.events.textfiles import error_lines, file_kind, open_text, read_jsonl
+from recommendations.progress import Progress
 from shop.models import Category, Product, Store
 
 logger = logging.getLogger(__name__)
@@ -39,6 +40,9 @@ DEFAULT_STOCK = 100
 CATALOG_FIELDS = ("sku", "title", "category", "store", "store_name", "description", "brand", "price")
 REQUIRED_FIELDS = ("sku", "title", "category", "store", "price")
 MAX_PRICE = Decimal("99999999.99")  # Product.price: 10 digits, 2 after the point
+WRITE_BATCH = 2000  # rows per INSERT or UPDATE statement
+# What a re-import changes on a product it finds by sku.
+UPDATED_FIELDS = ["title", "description", "category", "store", "brand", "price", "updated_at"]
 
 
 @dataclass
@@ -78,21 +82,25 @@ class UniqueSlugs:
         return slug
 
 
-def import_dataset_catalog(name: str, folder: Path | str) -> CatalogResult:
+def import_dataset_catalog(name: str, folder: Path | str, progress: Progress | None = None) -> CatalogResult:
     """Stores, categories and products of a public dataset (see `recommendations.events.datasets`)."""
+    progress = progress or Progress()
+    progress(f"reading {name}", 0, 1)
     catalogue = get_dataset(name).catalogue(Path(folder))
     if catalogue.errors:
         raise CatalogImportFailed([str(e) for e in catalogue.errors])
-    return write_catalogue(catalogue.stores, catalogue.products)
+    return write_catalogue(catalogue.stores, catalogue.products, progress)
 
 
-def import_catalog_file(path: Path | str) -> CatalogResult:
+def import_catalog_file(path: Path | str, progress: Progress | None = None) -> CatalogResult:
     """Products from CSV or JSONL with columns sku, title, category ("Root > Leaf"), store
     (the store's id in your system), price, and optionally store_name, description, brand."""
+    progress = progress or Progress()
+    progress(f"reading {Path(path).name}", 0, 1)
     catalogue = read_catalog_file(Path(path))
     if catalogue.errors:
         raise CatalogImportFailed([str(e) for e in catalogue.errors])
-    return write_catalogue(catalogue.stores, catalogue.products)
+    return write_catalogue(catalogue.stores, catalogue.products, progress)
 
 
 def _catalog_rows(path: Path) -> Iterator[tuple[int, dict[str, Any] | str]]:
@@ -179,22 +187,26 @@ def _write_stores(sources: list[StoreSource], result: CatalogResult) -> dict[str
         if (store.name, store.description) != (source.name[:200], source.description):
             store.name, store.description = source.name[:200], source.description
             changed.append(store)
-    Store.objects.bulk_update(changed, ["name", "description"], batch_size=2000)
+    Store.objects.bulk_update(changed, ["name", "description"], batch_size=WRITE_BATCH)
     slugs = UniqueSlugs(Store.objects.values_list("slug", flat=True), 220)
     new = [
         Store(external_id=s.source_id, name=s.name[:200], slug=slugs(s.name), description=s.description)
         for source_id, s in wanted.items()
         if source_id not in existing
     ]
-    Store.objects.bulk_create(new, batch_size=2000)
+    Store.objects.bulk_create(new, batch_size=WRITE_BATCH)
     result.stores_created += len(new)
     result.stores_updated += len(changed)
     return {s.external_id: s for s in Store.objects.filter(external_id__in=wanted)}
 
 
 @transaction.atomic
-def write_catalogue(stores: list[StoreSource], products: list[ProductSource]) -> CatalogResult:
-    """Upsert stores and products by source id, in one transaction."""
+def write_catalogue(
+    stores: list[StoreSource], products: list[ProductSource], progress: Progress | None = None
+) -> CatalogResult:
+    """Upsert stores and products by source id, in one transaction; `progress` hears of each
+    batch of products written."""
+    progress = progress or Progress()
     started = time.monotonic()
     result = CatalogResult()
     store_rows = _write_stores(stores, result)
@@ -223,14 +235,19 @@ def write_catalogue(stores: list[StoreSource], products: list[ProductSource]) ->
             for name, value in values.items():
                 setattr(product, name, value)
             changed.append(product)
-    Product.objects.bulk_create(new, batch_size=2000)
     # bulk_update() skips `auto_now`: stamp the change so cached recommendation cards refresh.
     now = timezone.now()
     for product in changed:
         product.updated_at = now
-    Product.objects.bulk_update(
-        changed, ["title", "description", "category", "store", "brand", "price", "updated_at"], 2000
-    )
+    total, done = len(new) + len(changed), 0
+    for start in range(0, len(new), WRITE_BATCH):
+        done += len(Product.objects.bulk_create(new[start : start + WRITE_BATCH]))
+        progress("writing products", done, total)
+    for start in range(0, len(changed), WRITE_BATCH):
+        batch = changed[start : start + WRITE_BATCH]
+        Product.objects.bulk_update(batch, UPDATED_FIELDS)
+        done += len(batch)
+        progress("writing products", done, total)
     result.products_created, result.products_updated = len(new), len(changed)
     result.seconds = time.monotonic() - started
     logger.info(

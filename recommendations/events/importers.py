@@ -36,7 +36,6 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.hashers import make_password
 from django.db import connection, transaction
 from django.db.models import Model
-from tqdm import tqdm
 
 from recommendations.adapters import get_product_adapter, get_store_adapter
 from recommendations.events.datasets import Dataset, InteractionBatch, get_dataset, require_files
@@ -61,6 +60,7 @@ from recommendations.events.validation import (
     validate_batch,
     validate_columns,
 )
+from recommendations.progress import Progress
 from recommendations.sql import raw_connection
 
 logger = logging.getLogger(__name__)
@@ -223,18 +223,14 @@ def _create_users(model: type[Model], usernames: list[str]) -> dict[str, Any]:
         return dict(cursor.fetchall())
 
 
-class _Progress:
-    """A tqdm bar over source rows, updated every few thousand rows to stay cheap."""
-
-    def __init__(self, path: Path, enabled: bool, header_lines: int = 1) -> None:
-        total = max(count_lines(path) - header_lines, 0) if enabled else None
-        self.bar = tqdm(total=total, unit=" rows", desc=f"Importing {path.name}", disable=not enabled)
-
-    def update(self, rows: int) -> None:
-        self.bar.update(rows)
-
-    def close(self) -> None:
-        self.bar.close()
+def _reporter(path: Path, progress: Progress | None, header_lines: int) -> Callable[[int], None]:
+    """What `_run` calls with the rows read so far: tells `progress` how far through the file
+    the import is. The file's rows are counted (a pass over it) only when someone listens."""
+    if progress is None:
+        return lambda rows: None
+    total = max(count_lines(path) - header_lines, 0)
+    stage = f"importing {path.name}"
+    return lambda rows: progress(stage, rows, total)
 
 
 class _Prefetch:
@@ -272,7 +268,7 @@ def _run(
     batches: Iterator[Any],
     write: Callable[[Any, Callable[[], None]], tuple[int, int]],
     file: str,
-    progress: _Progress,
+    report: Callable[[int], None],
 ) -> ImportResult:
     """Write the batches; `write` gets each with a function that reads the next one ahead."""
     result = ImportResult()
@@ -293,11 +289,10 @@ def _run(
             result.read += len(batch)
             result.stored += stored
             result.users_created += users
-            progress.update(len(batch))
+            report(result.read)
     finally:
         if collecting:
             gc.enable()
-        progress.close()
         result.seconds = time.monotonic() - started
     logger.info(
         "Imported %s: %d rows read, %d events stored, %d already present, %d users created "
@@ -358,7 +353,7 @@ class _CatalogueKeys:
 
 
 def import_dataset_events(
-    name: str, folder: Path | str, *, batch_rows: int = DEFAULT_BATCH_ROWS, progress: bool = True
+    name: str, folder: Path | str, *, batch_rows: int = DEFAULT_BATCH_ROWS, progress: Progress | None = None
 ) -> ImportResult:
     """Import a public dataset's interactions (see `datasets`); the catalogue must be imported first."""
     dataset = get_dataset(name)
@@ -410,9 +405,9 @@ def import_dataset_events(
             rows = list(map(EVENT_ROW, zip(*columns, strict=False)))  # strict=False: repeat() never ends
             return copy_rows(rows, while_copying=read_next), created
 
-    require_files(folder, file)  # before the progress bar counts its lines
-    bar = _Progress(folder / file, progress)
-    return _run(dataset.interaction_batches(folder, batch_rows), write, file, bar)
+    require_files(folder, file)  # before its lines are counted for `progress`
+    report = _reporter(folder / file, progress, header_lines=1)
+    return _run(dataset.interaction_batches(folder, batch_rows), write, file, report)
 
 
 @dataclass
@@ -572,7 +567,7 @@ def _csv_event(header: list[str], cells: Sequence[str]) -> dict[str, Any] | str:
 
 
 def import_event_file(
-    path: Path | str, *, batch_rows: int = DEFAULT_BATCH_ROWS, progress: bool = True
+    path: Path | str, *, batch_rows: int = DEFAULT_BATCH_ROWS, progress: Progress | None = None
 ) -> ImportResult:
     """Import events in the REST API's JSON shape from CSV (one column per field) or JSONL.
 
@@ -628,12 +623,12 @@ def import_event_file(
         return store(rows, read_next)
 
     if file_kind(path) == ".csv":
-        bar = _Progress(path, progress, header_lines=1)
+        report = _reporter(path, progress, header_lines=1)
         # Read and put in columns (with content ids) ahead, while the previous batch is stored.
         read = (_CsvRead(batch, _csv_columns(batch)) for batch in csv_batches(path, batch_rows))
-        return _run(read, write_csv, file, bar)
-    bar = _Progress(path, progress, header_lines=0)
-    return _run(_batches(read_jsonl(path), batch_rows), write, file, bar)
+        return _run(read, write_csv, file, report)
+    report = _reporter(path, progress, header_lines=0)
+    return _run(_batches(read_jsonl(path), batch_rows), write, file, report)
 
 
 def _fields(errors: dict[str, list[str]]) -> str:

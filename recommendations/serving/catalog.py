@@ -14,10 +14,10 @@ from collections.abc import Iterable
 
 from django.db import transaction
 from django.utils import timezone
-from tqdm import tqdm
 
 from recommendations.adapters import ProductRecord, get_product_adapter
 from recommendations.models import ProductDocument
+from recommendations.progress import Progress
 from recommendations.signal_processors import PendingKeysProcessor
 
 logger = logging.getLogger(__name__)
@@ -38,13 +38,14 @@ def _document(record: ProductRecord) -> ProductDocument:
     )
 
 
-def index_products(keys: Iterable[str] | None = None) -> int:
+def index_products(keys: Iterable[str] | None = None, progress: Progress | None = None) -> int:
     """Write search documents for these products (all when None); returns how many.
 
     Products among `keys` that the host no longer has (or no longer indexes) lose their
     document. Each batch is one transaction, so a failure leaves earlier batches in place
-    and no batch half-written.
+    and no batch half-written. `progress` hears of each batch written.
     """
+    progress = progress or Progress()
     started = time.monotonic()
     since = timezone.now()
     adapter = get_product_adapter()
@@ -55,15 +56,15 @@ def index_products(keys: Iterable[str] | None = None) -> int:
     total = queryset.count()
     seen: set[str] = set()
     batch: list[ProductDocument] = []
-    for record in tqdm(
-        adapter.records(queryset), total=total, desc="search index", disable=None, leave=False
-    ):
+    for record in adapter.records(queryset):
         batch.append(_document(record))
         seen.add(record.id)
         if len(batch) >= BATCH_SIZE:
             _write(batch)
             batch = []
+            progress("search index", len(seen), total)
     _write(batch)
+    progress("search index", len(seen), total)
     if wanted is None:  # every document written now has a newer `updated_at`
         stale = ProductDocument.objects.filter(updated_at__lt=since)
     else:

@@ -190,9 +190,11 @@ def sync_products(product_ids: Iterable[str], version: ModelVersion | None = Non
     return result
 
 
-def sync_all_products(version: ModelVersion | None = None) -> SyncResult:
+def sync_all_products(version: ModelVersion | None = None, progress: Progress | None = None) -> SyncResult:
     """Find active products without a vector and vectors of products that are gone or
-    inactive, and fix both: picks up saves whose task could not be queued."""
+    inactive, and fix both: picks up saves whose task could not be queued. `progress`
+    hears of each batch embedded."""
+    progress = progress or Progress()
     version = version or queries.active_version(fresh=True)
     if version is None:
         return SyncResult(skipped="no model version is active")
@@ -205,7 +207,9 @@ def sync_all_products(version: ModelVersion | None = None) -> SyncResult:
     changed = sorted((wanted - have) | (have - wanted))
     result = SyncResult()
     for start in range(0, len(changed), EMBED_BATCH):
+        progress("embedding products", start, len(changed))
         part = sync_products(changed[start : start + EMBED_BATCH], version)
         result.written += part.written
         result.removed += part.removed
+    progress("embedding products", len(changed), len(changed))
     return result

@@ -42,7 +42,7 @@ class Command(BaseCommand):
         progress = Progress(listeners=(bar,))
         try:
             if options["products"] or options["missing"]:
-                message = self._sync(options["products"])
+                message = self._sync(options["products"], progress)
             elif options["reindex"]:
                 message = self._reindex(progress)
             else:
@@ -53,8 +53,11 @@ class Command(BaseCommand):
             bar.close()
         self.stdout.write(self.style.SUCCESS(message))
 
-    def _sync(self, products: list[str] | None) -> str:
-        result = embedding.sync_products(products) if products else embedding.sync_all_products()
+    def _sync(self, products: list[str] | None, progress: Progress) -> str:
+        if products:
+            result = embedding.sync_products(products)
+        else:
+            result = embedding.sync_all_products(progress=progress)
         if result.skipped:
             raise CommandError(f"Nothing embedded: {result.skipped}. Train a model first.")
         return f"Embedded {result.written} product(s), removed {result.removed} vector(s)."

@@ -16,6 +16,7 @@ from recommendations.events.importers import (
     import_event_file,
 )
 from recommendations.events.textfiles import command_errors
+from recommendations.progress import Progress, ProgressBar
 
 
 def batch_size(text: str) -> int:
@@ -41,12 +42,16 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, path: str, dataset: str | None, batch_rows: int, **options: Any) -> None:
         source = Path(path)
-        progress = not options["no_progress"]
+        bar = ProgressBar(self.stdout)
+        progress = None if options["no_progress"] else Progress(listeners=(bar,))
         with command_errors(source, ImportFailed):
-            if dataset:
-                result = import_dataset_events(dataset, source, batch_rows=batch_rows, progress=progress)
-            else:
-                result = import_event_file(source, batch_rows=batch_rows, progress=progress)
+            try:
+                if dataset:
+                    result = import_dataset_events(dataset, source, batch_rows=batch_rows, progress=progress)
+                else:
+                    result = import_event_file(source, batch_rows=batch_rows, progress=progress)
+            finally:
+                bar.close()
         self.stdout.write(
             self.style.SUCCESS(
                 f"Read {result.read} rows in {result.seconds:.1f}s ({result.rate:,.0f} rows/s): "

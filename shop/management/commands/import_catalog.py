@@ -9,6 +9,7 @@ from django.core.management.base import BaseCommand, CommandParser
 
 from recommendations.events.datasets import DATASETS
 from recommendations.events.textfiles import command_errors
+from recommendations.progress import Progress, ProgressBar
 from shop.catalog_import import CatalogImportFailed, import_catalog_file, import_dataset_catalog
 
 
@@ -25,8 +26,16 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, path: str, dataset: str | None, **options: Any) -> None:
         source = Path(path)
+        bar = ProgressBar(self.stdout)
+        progress = Progress(listeners=(bar,))
         with command_errors(source, CatalogImportFailed):
-            result = import_dataset_catalog(dataset, source) if dataset else import_catalog_file(source)
+            try:
+                if dataset:
+                    result = import_dataset_catalog(dataset, source, progress)
+                else:
+                    result = import_catalog_file(source, progress)
+            finally:
+                bar.close()
         self.stdout.write(
             self.style.SUCCESS(
                 f"Catalogue imported in {result.seconds:.1f}s: {result.products_created} products created, "
