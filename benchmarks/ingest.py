@@ -216,7 +216,7 @@ def bench_generic_import(
         for i in range(rows):
             when = (start + dt.timedelta(seconds=37 * i)).isoformat()
             writer.writerow(["purchase", rng.choice(products), rng.choice(users), 1, when])
-    return _rounds(lambda: import_event_file(path, progress=False), rows, rounds)
+    return _rounds(lambda: import_event_file(path), rows, rounds)
 
 
 def bench_dataset_import(folder: Path, rows: int, products: int, rounds: int):
@@ -236,7 +236,7 @@ def bench_dataset_import(folder: Path, rows: int, products: int, rounds: int):
                     i % 9,
                 ]
             )
-    return _rounds(lambda: import_dataset_events("amazon-beauty", folder, progress=False), rows, rounds)
+    return _rounds(lambda: import_dataset_events("amazon-beauty", folder), rows, rounds)
 
 
 def _rounds(run_import, rows: int, rounds: int) -> list[tuple[str, list[float], float, float]]:

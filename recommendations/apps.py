@@ -31,12 +31,11 @@ class RecommendationsConfig(AppConfig):
         privacy.setup()
         install_erase_action()
 
-        # Embed saved products within seconds, from their content (recommendations.indexing).
-        from recommendations import indexing
+        # Embed saved products within seconds, from their content (recommendations.indexing),
+        # and keep their search documents fresh (recommendations.serving.catalog).
+        from recommendations import signal_processors
+        from recommendations.conf import rec_settings
+        from recommendations.serving.catalog import SearchIndexProcessor
 
-        indexing.setup()
-
-        # Keep saved products' search documents fresh (recommendations.serving.catalog).
-        from recommendations.serving import catalog
-
-        catalog.connect_search_index()
+        signal_processors.install("embedding", rec_settings.SIGNAL_PROCESSOR)
+        signal_processors.install("search index", SearchIndexProcessor)

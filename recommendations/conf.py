@@ -71,7 +71,7 @@ DEFAULTS: dict[str, Any] = {
     # where it rarely beats one process's threads. Under torchrun, its process count applies.
     "TRAINING_PROCESSES": "auto",
     # Keeps product vectors in step with catalogue saves: a class with setup()/teardown()
-    # (see recommendations.indexing); None turns embedding on save off.
+    # (see recommendations.signal_processors and .indexing); None turns embedding on save off.
     "SIGNAL_PROCESSOR": "recommendations.indexing.OnCommitSignalProcessor",
     # Serving: business rules per recommendation type ("default" applies to every type; a
     # type's own dict overrides it). Types: for_you, similar, bought_together, trending,
@@ -188,7 +188,14 @@ DEFAULTS: dict[str, Any] = {
     "EVENT_RETENTION_AGGREGATE": True,
 }
 
-IMPORT_STRINGS = {"PRODUCT_ADAPTER", "STORE_ADAPTER", "OPT_OUT_CHECK"}
+# Settings that hold a dotted path, imported on first use; each with an example for the error
+# message when it cannot be imported.
+IMPORT_STRINGS = {
+    "PRODUCT_ADAPTER": "catalog.recommendations.ProductAdapter",
+    "STORE_ADAPTER": "catalog.recommendations.StoreAdapter",
+    "OPT_OUT_CHECK": "accounts.privacy.has_opted_out",
+    "SIGNAL_PROCESSOR": "recommendations.indexing.OnCommitSignalProcessor",
+}
 CHOICES = {"SCORE_INDEX": ("auto", "hnsw", "ivfflat"), "SIMILAR_INDEX": ("auto", "hnsw", "ivfflat")}
 
 
@@ -230,7 +237,7 @@ class RecommendationSettings:
             except ImportError as exc:
                 raise ImproperlyConfigured(
                     f"settings.{SETTING_NAME}[{name!r}] = {value!r} cannot be imported: {exc}. "
-                    "Give the dotted path of a class, e.g. 'catalog.recommendations.ProductAdapter'."
+                    f"Give the dotted path of a class or function, e.g. {IMPORT_STRINGS[name]!r}."
                 ) from exc
         self._cached[name] = value
         return value

@@ -1,6 +1,7 @@
-"""The background pipeline: retrain (train -> evaluate -> embed -> activate) and re-embed.
+"""The background pipeline: retrain (train -> evaluate -> embed -> activate), re-embed, and
+rebuild the active version's indexes.
 
-Both run under one PostgreSQL advisory lock, so two never overlap on any number of workers;
+All run under one PostgreSQL advisory lock, so two never overlap on any number of workers;
 a second one exits at once with a logged reason. Both are safe to retry after the worker
 died: a retried task finds the version its first attempt trained (by Celery task id) and
 carries on from there, and every vector write replaces the version's rows in a transaction.
@@ -11,7 +12,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,7 +21,7 @@ from recommendations import training
 from recommendations.locks import advisory_lock
 from recommendations.models import ModelStatus, ModelVersion
 from recommendations.progress import Progress
-from recommendations.vectors import activation, embedding, queries, tuning
+from recommendations.vectors import activation, embedding, indexes, queries, tuning
 
 logger = logging.getLogger(__name__)
 
@@ -32,6 +34,7 @@ class PipelineResult:
     skipped: str = ""
     activated: bool = False
     vectors: dict[str, float] = field(default_factory=dict)
+    indexes: list[str] = field(default_factory=list)
     seconds: float = 0.0
 
     def as_dict(self) -> dict[str, Any]:
@@ -41,6 +44,7 @@ class PipelineResult:
             "activated": self.activated,
             "skipped": self.skipped,
             "vectors": self.vectors,
+            "indexes": self.indexes,
             "seconds": round(self.seconds, 2),
         }
 
@@ -84,15 +88,28 @@ def refresh_vectors(*, task_id: str = "", progress: Progress | None = None) -> P
     weights, fresh vectors) and activate it; the old one stays for rollback."""
 
     def copy_active(progress: Progress) -> ModelVersion:
-        active = queries.active_version(fresh=True)
-        if active is None:
-            raise activation.ActivationError(
-                "No model version is active, so there is no model to embed with. Train one first: "
-                "`python manage.py train_model --activate`."
-            )
-        return _copy_of(active, task_id)
+        return _copy_of(_active_version("no model to embed with"), task_id)
 
     return _run("Embed", task_id, progress, copy_active, activate=True)
+
+
+def reindex(*, progress: Progress | None = None) -> PipelineResult:
+    """Rebuild the active version's vector indexes from scratch, then tune its searches again
+    (a rebuilt index answers differently). For after very many single-product saves and
+    deletes, which change the indexes in place. Readers keep using the indexes while they are
+    rebuilt (`REINDEX CONCURRENTLY` outside a transaction)."""
+    started = time.perf_counter()
+    progress = progress or Progress()
+    with _pipeline_lock("Reindex") as acquired:
+        if not acquired:
+            return PipelineResult(skipped=LOCKED)
+        version = _active_version("no index to rebuild")
+        progress("rebuilding indexes", 0, 1)
+        rebuilt = indexes.reindex(version)
+        progress("tuning searches", 0, 1)
+        tuning.tune_searches(version)
+        progress("done", 1, 1)
+    return PipelineResult(version=version, indexes=rebuilt, seconds=time.perf_counter() - started)
 
 
 def _run(
@@ -106,9 +123,8 @@ def _run(
     `activate`) embed, index and activate it."""
     started = time.perf_counter()
     progress = progress or Progress()
-    with advisory_lock() as acquired:
+    with _pipeline_lock(what) as acquired:
         if not acquired:
-            logger.warning("%s skipped: %s.", what, LOCKED)
             return PipelineResult(skipped=LOCKED)
         version = _resume(task_id)
         if version is None:
@@ -119,7 +135,7 @@ def _run(
             )
         result = PipelineResult(version=version)
         if activate:
-            result.vectors = _embed_and_activate(version, progress)
+            result.vectors = _embed(version, progress, activate=True)
             result.activated = True
     result.seconds = time.perf_counter() - started
     return result
@@ -128,20 +144,43 @@ def _run(
 def embed_version(version: ModelVersion, progress: Progress | None = None) -> PipelineResult:
     """Write the vectors and indexes of a ready version without activating it."""
     started = time.perf_counter()
-    with advisory_lock() as acquired:
+    with _pipeline_lock("Embed") as acquired:
         if not acquired:
             return PipelineResult(version=version, skipped=LOCKED)
-        counts = embedding.embed_version(version, progress)
-        tuning.prepare_search(version)
-    return PipelineResult(version=version, vectors=counts.as_dict(), seconds=time.perf_counter() - started)
+        counts = _embed(version, progress or Progress(), activate=False)
+    return PipelineResult(version=version, vectors=counts, seconds=time.perf_counter() - started)
 
 
-def _embed_and_activate(version: ModelVersion, progress: Progress) -> dict[str, float]:
+@contextmanager
+def _pipeline_lock(what: str) -> Iterator[bool]:
+    """The pipeline lock, without waiting; yields whether it was taken. A run that finds it
+    held is logged here, so a worker's skipped task leaves a line whichever service it ran."""
+    with advisory_lock() as acquired:
+        if not acquired:
+            logger.warning("%s skipped: %s.", what, LOCKED)
+        yield acquired
+
+
+def _active_version(needed_for: str) -> ModelVersion:
+    """The version that serves now; `ActivationError` saying how to get one when none does."""
+    version = queries.active_version(fresh=True)
+    if version is None:
+        raise activation.ActivationError(
+            f"No model version is active, so there is {needed_for}. Train one first: "
+            "`python manage.py train_model --activate`."
+        )
+    return version
+
+
+def _embed(version: ModelVersion, progress: Progress, *, activate: bool) -> dict[str, float]:
+    """Write the version's vectors, build and tune its indexes, and with `activate` make it
+    the version that serves; returns the vector counts."""
     counts = embedding.embed_version(version, progress)
     progress("building indexes", 0, 1)
     tuning.prepare_search(version)
-    progress("activating", 0, 1)
-    activation.activate(version)
+    if activate:
+        progress("activating", 0, 1)
+        activation.activate(version)
     progress("done", 1, 1)
     return counts.as_dict()
 

@@ -1,5 +1,10 @@
-"""Progress of long pipeline work, reported where people look: the model version row (the
-admin shows it), the Celery task state, and a progress bar in management commands."""
+"""Progress of long work, reported where people look: the model version row (the admin shows
+it), the Celery task state, and a progress bar in management commands.
+
+Services (the pipeline, the importers, serving's search index and statistics) take an optional
+`Progress` and report to it; they never draw anything themselves, since they also run in
+workers and web processes. A command passes one with a `ProgressBar` listener.
+"""
 
 from __future__ import annotations
 

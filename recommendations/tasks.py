@@ -25,7 +25,7 @@ from recommendations.features import InsufficientData
 from recommendations.marketing.tasks import refresh_segments  # noqa: F401 - registers it with the host's worker
 from recommendations.serving import statistics
 from recommendations.serving.tasks import prune_served  # noqa: F401 - registers it with the host's worker
-from recommendations.vectors import activation, embedding, indexes, queries, tuning
+from recommendations.vectors import activation, embedding
 
 logger = logging.getLogger(__name__)
 
@@ -92,17 +92,6 @@ def sync_product_vectors() -> dict[str, int]:
 def refresh_statistics() -> dict[str, int]:
     """Hourly: the popularity and co-occurrence tables serving falls back on."""
     return statistics.refresh_statistics()
-
-
-@shared_task(name="recommendations.tasks.reindex", time_limit=EMBED_TIME_LIMIT, **durable)
-def reindex(version_id: int | None = None) -> dict[str, Any]:
-    """Rebuild the vector indexes of a version (the active one by default), then tune its
-    searches again: a rebuilt index answers differently."""
-    version = pipeline.get_version(version_id) if version_id else queries.active_version(fresh=True)
-    if version is None:
-        return {"skipped": "no active model version"}
-    rebuilt = indexes.reindex(version)
-    return {"version": version.pk, "indexes": rebuilt, "vector_search": tuning.tune_searches(version)}
 
 
 @shared_task(name="recommendations.tasks.purge", time_limit=EMBED_TIME_LIMIT, **durable)

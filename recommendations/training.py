@@ -14,6 +14,7 @@ and alone writes the version (`recommendations.learning.launch`).
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import math
 import re
@@ -44,7 +45,13 @@ from recommendations.learning.evaluation import (
     evaluate as evaluate_model,
 )
 from recommendations.learning.launch import Work, lead
-from recommendations.learning.two_tower import EpochLog, TrainConfig, TrainingError, TwoTowerRecommender
+from recommendations.learning.two_tower import (
+    EpochLog,
+    TrainConfig,
+    TrainingError,
+    TwoTowerRecommender,
+    resolve_device,
+)
 from recommendations.models import ModelStatus, ModelVersion
 from recommendations.progress import Progress
 
@@ -61,19 +68,19 @@ class TrainingFailed(Exception):
     """Training ran but produced no usable model (e.g. the loss diverged); says why."""
 
 
-def resolve_device(requested: str | None = None) -> str:
-    """`requested`, else `RECOMMENDATIONS["DEVICE"]`; "auto" is CUDA when present, else CPU."""
+def configured_device(requested: str | None = None) -> str:
+    """The device name to train and embed on: `requested`, else `RECOMMENDATIONS["DEVICE"]`,
+    resolved by the learning core ("auto" is CUDA when present, else CPU). Checked here, so a
+    typo or a missing GPU is a message that says what to set rather than an error from torch."""
     device = requested or rec_settings.DEVICE or "auto"
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if not DEVICE_PATTERN.fullmatch(device):
+    if device != "auto" and not DEVICE_PATTERN.fullmatch(device):
         raise ValueError(f"The device is {device!r}: use 'auto', 'cpu', 'cuda' or 'cuda:N' (a GPU's number).")
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise TrainingFailed(
             f"DEVICE is {device!r} but torch sees no CUDA GPU on this machine. Install a CUDA build of "
             "torch (see the README), or set RECOMMENDATIONS['DEVICE'] to 'auto' or 'cpu'."
         )
-    return device
+    return str(resolve_device(device))
 
 
 def training_processes(device: str) -> int:
@@ -94,6 +101,24 @@ def training_processes(device: str) -> int:
     return value
 
 
+def config_overrides(
+    config_json: str = "{}", *, epochs: int | None = None, dimensions: int | None = None
+) -> dict[str, Any]:
+    """The two-tower overrides a command's flags give: `--config` JSON, then `--epochs` and
+    `--dimensions` on top. `ValueError` when the JSON is not an object (commands report it)."""
+    try:
+        config = json.loads(config_json)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"--config must be a JSON object: {exc}") from exc
+    if not isinstance(config, dict):
+        raise ValueError("--config must be a JSON object, e.g. '{\"lr\": 0.001}'.")
+    if epochs is not None:
+        config["epochs"] = epochs
+    if dimensions is not None:
+        config["dim"] = dimensions
+    return config
+
+
 def model_config(overrides: dict[str, Any] | None = None, device: str | None = None) -> TrainConfig:
     """The two-tower configuration: defaults, then `RECOMMENDATIONS["TRAINING"]`, then overrides."""
     values = {**(rec_settings.TRAINING or {}), **(overrides or {})}
@@ -104,7 +129,7 @@ def model_config(overrides: dict[str, Any] | None = None, device: str | None = N
             f"Unknown training option(s) {', '.join(unknown)} (in RECOMMENDATIONS['TRAINING'] or the "
             f"overrides). Valid options: {', '.join(sorted(known))}."
         )
-    config = TrainConfig.from_dict({**values, "device": resolve_device(device or values.get("device"))})
+    config = TrainConfig.from_dict({**values, "device": configured_device(device or values.get("device"))})
     problems = config.problems()
     if problems:
         raise ValueError(

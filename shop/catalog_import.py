@@ -10,7 +10,6 @@ row writes nothing.
 from __future__ import annotations
 
 import csv
-import json
 import logging
 import time
 from collections.abc import Iterable, Iterator
@@ -29,8 +28,9 @@ from recommendations.events.datasets import (
     RowError,
     StoreSource,
     get_dataset,
-    open_text,
 )
+from recommendations.events.textfiles import error_lines, file_kind, open_text, read_jsonl
+from recommendations.progress import Progress
 from shop.models import Category, Product, Store
 
 logger = logging.getLogger(__name__)
@@ -40,6 +40,9 @@ DEFAULT_STOCK = 100
 CATALOG_FIELDS = ("sku", "title", "category", "store", "store_name", "description", "brand", "price")
 REQUIRED_FIELDS = ("sku", "title", "category", "store", "price")
 MAX_PRICE = Decimal("99999999.99")  # Product.price: 10 digits, 2 after the point
+WRITE_BATCH = 2000  # rows per INSERT or UPDATE statement
+# What a re-import changes on a product it finds by sku.
+UPDATED_FIELDS = ["title", "description", "category", "store", "brand", "price", "updated_at"]
 
 
 @dataclass
@@ -56,10 +59,8 @@ class CatalogImportFailed(Exception):
     """The source had bad rows; nothing was written."""
 
     def __init__(self, errors: list[str]) -> None:
-        shown = "\n  ".join(errors[:20])
-        more = f"\n  ... and {len(errors) - 20} more" if len(errors) > 20 else ""
         super().__init__(
-            f"{len(errors)} bad row(s); nothing was imported. Fix them and run again:\n  {shown}{more}"
+            f"{len(errors)} bad row(s); nothing was imported. Fix them and run again:{error_lines(errors)}"
         )
         self.errors = errors
 
@@ -81,50 +82,44 @@ class UniqueSlugs:
         return slug
 
 
-def import_dataset_catalog(name: str, folder: Path | str) -> CatalogResult:
+def import_dataset_catalog(name: str, folder: Path | str, progress: Progress | None = None) -> CatalogResult:
     """Stores, categories and products of a public dataset (see `recommendations.events.datasets`)."""
+    progress = progress or Progress()
+    progress(f"reading {name}", 0, 1)
     catalogue = get_dataset(name).catalogue(Path(folder))
     if catalogue.errors:
         raise CatalogImportFailed([str(e) for e in catalogue.errors])
-    return write_catalogue(catalogue.stores, catalogue.products)
+    return write_catalogue(catalogue.stores, catalogue.products, progress)
 
 
-def import_catalog_file(path: Path | str) -> CatalogResult:
+def import_catalog_file(path: Path | str, progress: Progress | None = None) -> CatalogResult:
     """Products from CSV or JSONL with columns sku, title, category ("Root > Leaf"), store
     (the store's id in your system), price, and optionally store_name, description, brand."""
+    progress = progress or Progress()
+    progress(f"reading {Path(path).name}", 0, 1)
     catalogue = read_catalog_file(Path(path))
     if catalogue.errors:
         raise CatalogImportFailed([str(e) for e in catalogue.errors])
-    return write_catalogue(catalogue.stores, catalogue.products)
+    return write_catalogue(catalogue.stores, catalogue.products, progress)
 
 
 def _catalog_rows(path: Path) -> Iterator[tuple[int, dict[str, Any] | str]]:
-    suffixes = [s for s in path.suffixes if s != ".gz"]
-    if suffixes and suffixes[-1] == ".csv":
-        with open_text(path) as handle:
-            reader = csv.DictReader(handle)
-            for row in reader:
-                yield reader.line_num, row
-    elif suffixes and suffixes[-1] in (".jsonl", ".ndjson"):
-        with open_text(path) as handle:
-            for line, text in enumerate(handle, start=1):
-                if text.strip():
-                    try:
-                        yield line, json.loads(text)
-                    except json.JSONDecodeError as exc:
-                        yield line, f"not valid JSON ({exc.msg})"
-    else:
-        raise ValueError(f"{path.name}: use a .csv or .jsonl file (optionally gzipped).")
+    """(line, row) of a .csv or .jsonl file; a string in place of the row says what is wrong."""
+    if file_kind(path) == ".jsonl":
+        yield from read_jsonl(path)
+        return
+    with open_text(path) as handle:
+        reader = csv.DictReader(handle)
+        for row in reader:
+            yield reader.line_num, row
 
 
 def read_catalog_file(path: Path) -> Catalogue:
     result = Catalogue()
     stores: dict[str, StoreSource] = {}
     for line, row in _catalog_rows(path):
-        if not isinstance(row, dict):
-            result.errors.append(
-                RowError(path.name, line, row if isinstance(row, str) else "not a JSON object")
-            )
+        if isinstance(row, str):
+            result.errors.append(RowError(path.name, line, row))
             continue
         values = {k: str(row.get(k) or "").strip() for k in CATALOG_FIELDS}
         missing = [k for k in REQUIRED_FIELDS if not values[k]]
@@ -192,22 +187,26 @@ def _write_stores(sources: list[StoreSource], result: CatalogResult) -> dict[str
         if (store.name, store.description) != (source.name[:200], source.description):
             store.name, store.description = source.name[:200], source.description
             changed.append(store)
-    Store.objects.bulk_update(changed, ["name", "description"], batch_size=2000)
+    Store.objects.bulk_update(changed, ["name", "description"], batch_size=WRITE_BATCH)
     slugs = UniqueSlugs(Store.objects.values_list("slug", flat=True), 220)
     new = [
         Store(external_id=s.source_id, name=s.name[:200], slug=slugs(s.name), description=s.description)
         for source_id, s in wanted.items()
         if source_id not in existing
     ]
-    Store.objects.bulk_create(new, batch_size=2000)
+    Store.objects.bulk_create(new, batch_size=WRITE_BATCH)
     result.stores_created += len(new)
     result.stores_updated += len(changed)
     return {s.external_id: s for s in Store.objects.filter(external_id__in=wanted)}
 
 
 @transaction.atomic
-def write_catalogue(stores: list[StoreSource], products: list[ProductSource]) -> CatalogResult:
-    """Upsert stores and products by source id, in one transaction."""
+def write_catalogue(
+    stores: list[StoreSource], products: list[ProductSource], progress: Progress | None = None
+) -> CatalogResult:
+    """Upsert stores and products by source id, in one transaction; `progress` hears of each
+    batch of products written."""
+    progress = progress or Progress()
     started = time.monotonic()
     result = CatalogResult()
     store_rows = _write_stores(stores, result)
@@ -236,14 +235,19 @@ def write_catalogue(stores: list[StoreSource], products: list[ProductSource]) ->
             for name, value in values.items():
                 setattr(product, name, value)
             changed.append(product)
-    Product.objects.bulk_create(new, batch_size=2000)
     # bulk_update() skips `auto_now`: stamp the change so cached recommendation cards refresh.
     now = timezone.now()
     for product in changed:
         product.updated_at = now
-    Product.objects.bulk_update(
-        changed, ["title", "description", "category", "store", "brand", "price", "updated_at"], 2000
-    )
+    total, done = len(new) + len(changed), 0
+    for start in range(0, len(new), WRITE_BATCH):
+        done += len(Product.objects.bulk_create(new[start : start + WRITE_BATCH]))
+        progress("writing products", done, total)
+    for start in range(0, len(changed), WRITE_BATCH):
+        batch = changed[start : start + WRITE_BATCH]
+        Product.objects.bulk_update(batch, UPDATED_FIELDS)
+        done += len(batch)
+        progress("writing products", done, total)
     result.products_created, result.products_updated = len(new), len(changed)
     result.seconds = time.monotonic() - started
     logger.info(

@@ -177,6 +177,11 @@ def test_engine_migrations_never_reference_host_models():
     [
         ("tests.config.unknown_key", "Unknown key(s) in settings.RECOMMENDATIONS: PRODUCT_MODLE"),
         ("tests.config.missing_model", "refers to model 'shop.Produce', which is not installed"),
+        (
+            "tests.config.bad_signal_processor",
+            "settings.RECOMMENDATIONS['SIGNAL_PROCESSOR'] = "
+            "'recommendations.indexing.OnCommitSignalProcesor' cannot be imported",
+        ),
     ],
 )
 def test_bad_configuration_fails_at_start_up_with_one_clear_message(settings_module, message):

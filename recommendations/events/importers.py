@@ -22,7 +22,6 @@ import gc
 import json
 import logging
 import math
-import re
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -32,19 +31,24 @@ from operator import attrgetter, itemgetter
 from pathlib import Path
 from typing import Any
 
-import orjson
 import psycopg
 from django.contrib.auth import get_user_model
 from django.contrib.auth.hashers import make_password
 from django.db import connection, transaction
 from django.db.models import Model
-from tqdm import tqdm
 
 from recommendations.adapters import get_product_adapter, get_store_adapter
 from recommendations.events.datasets import Dataset, InteractionBatch, get_dataset, require_files
 from recommendations.events.ingestion import copy_rows
 from recommendations.events.partitions import ensure_partitions_for
-from recommendations.events.textfiles import CsvBatch, count_lines, csv_batches, open_text
+from recommendations.events.textfiles import (
+    CsvBatch,
+    count_lines,
+    csv_batches,
+    error_lines,
+    file_kind,
+    read_jsonl,
+)
 from recommendations.events.validation import (
     EVENT_ROW,
     KNOWN_FIELDS,
@@ -56,12 +60,12 @@ from recommendations.events.validation import (
     validate_batch,
     validate_columns,
 )
+from recommendations.progress import Progress
 from recommendations.sql import raw_connection
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_BATCH_ROWS = 50_000
-MAX_REPORTED_ERRORS = 20
 # CSV cells are text; these columns hold numbers or JSON in the event's JSON shape.
 CSV_NUMBER_COLUMNS = {"value"}
 CSV_JSON_COLUMNS = {"context", "products"}
@@ -77,9 +81,6 @@ _SCALAR_JSON: dict[type, Callable[[Any], str]] = {
     bool: lambda value: "true" if value else "false",
     type(None): lambda value: "null",
 }
-# JSON lines are parsed by orjson (3x faster than json) unless they hold a run of 19 digits:
-# orjson turns integers beyond 64 bits into floats, where json keeps them exact.
-_LONG_DIGITS = re.compile(r"\d{19}")
 _TIMESTAMP = attrgetter("timestamp")
 
 
@@ -114,8 +115,6 @@ class ImportFailed(Exception):
     result: ImportResult = field(default_factory=ImportResult)
 
     def __str__(self) -> str:
-        shown = "\n  ".join(self.errors[:MAX_REPORTED_ERRORS])
-        more = len(self.errors) - MAX_REPORTED_ERRORS
         earlier = (
             f" Events from earlier lines were stored ({self.stored_before} new); fix the file and run the "
             "same command again: stored events are skipped."
@@ -129,8 +128,7 @@ class ImportFailed(Exception):
         )
         return (
             f"{self.file}: {len(self.errors)} bad row(s) in {span}; "
-            f"nothing from those lines was stored.{earlier}\n  {shown}"
-            + (f"\n  ... and {more} more" if more > 0 else "")
+            f"nothing from those lines was stored.{earlier}{error_lines(self.errors)}"
         )
 
 
@@ -225,18 +223,14 @@ def _create_users(model: type[Model], usernames: list[str]) -> dict[str, Any]:
         return dict(cursor.fetchall())
 
 
-class _Progress:
-    """A tqdm bar over source rows, updated every few thousand rows to stay cheap."""
-
-    def __init__(self, path: Path, enabled: bool, header_lines: int = 1) -> None:
-        total = max(count_lines(path) - header_lines, 0) if enabled else None
-        self.bar = tqdm(total=total, unit=" rows", desc=f"Importing {path.name}", disable=not enabled)
-
-    def update(self, rows: int) -> None:
-        self.bar.update(rows)
-
-    def close(self) -> None:
-        self.bar.close()
+def _reporter(path: Path, progress: Progress | None, header_lines: int) -> Callable[[int], None]:
+    """What `_run` calls with the rows read so far: tells `progress` how far through the file
+    the import is. The file's rows are counted (a pass over it) only when someone listens."""
+    if progress is None:
+        return lambda rows: None
+    total = max(count_lines(path) - header_lines, 0)
+    stage = f"importing {path.name}"
+    return lambda rows: progress(stage, rows, total)
 
 
 class _Prefetch:
@@ -274,7 +268,7 @@ def _run(
     batches: Iterator[Any],
     write: Callable[[Any, Callable[[], None]], tuple[int, int]],
     file: str,
-    progress: _Progress,
+    report: Callable[[int], None],
 ) -> ImportResult:
     """Write the batches; `write` gets each with a function that reads the next one ahead."""
     result = ImportResult()
@@ -295,11 +289,10 @@ def _run(
             result.read += len(batch)
             result.stored += stored
             result.users_created += users
-            progress.update(len(batch))
+            report(result.read)
     finally:
         if collecting:
             gc.enable()
-        progress.close()
         result.seconds = time.monotonic() - started
     logger.info(
         "Imported %s: %d rows read, %d events stored, %d already present, %d users created "
@@ -360,7 +353,7 @@ class _CatalogueKeys:
 
 
 def import_dataset_events(
-    name: str, folder: Path | str, *, batch_rows: int = DEFAULT_BATCH_ROWS, progress: bool = True
+    name: str, folder: Path | str, *, batch_rows: int = DEFAULT_BATCH_ROWS, progress: Progress | None = None
 ) -> ImportResult:
     """Import a public dataset's interactions (see `datasets`); the catalogue must be imported first."""
     dataset = get_dataset(name)
@@ -412,36 +405,9 @@ def import_dataset_events(
             rows = list(map(EVENT_ROW, zip(*columns, strict=False)))  # strict=False: repeat() never ends
             return copy_rows(rows, while_copying=read_next), created
 
-    require_files(folder, file)  # before the progress bar counts its lines
-    bar = _Progress(folder / file, progress)
-    return _run(dataset.interaction_batches(folder, batch_rows), write, file, bar)
-
-
-EVENT_FILE_KINDS = (".csv", ".jsonl", ".ndjson")
-
-
-def _file_kind(path: Path) -> str:
-    suffixes = [s for s in path.suffixes if s != ".gz"]
-    return suffixes[-1] if suffixes else ""
-
-
-def _read_event_file(path: Path) -> Iterator[tuple[int, dict[str, Any] | str]]:
-    """(line, raw event) from a .jsonl file (optionally .gz); a string is the line's parse error."""
-    loads = orjson.loads
-    with open_text(path) as handle:
-        for line, text in enumerate(handle, start=1):
-            if not text.strip():
-                continue
-            try:
-                raw = json.loads(text) if _LONG_DIGITS.search(text) else loads(text)
-            except orjson.JSONDecodeError:
-                # json may take what orjson refuses (NaN, lone surrogates); its message is the one reported.
-                try:
-                    raw = json.loads(text)
-                except json.JSONDecodeError as exc:
-                    yield line, f"not valid JSON ({exc.msg})"
-                    continue
-            yield line, raw if isinstance(raw, dict) else "each line must be a JSON object"
+    require_files(folder, file)  # before its lines are counted for `progress`
+    report = _reporter(folder / file, progress, header_lines=1)
+    return _run(dataset.interaction_batches(folder, batch_rows), write, file, report)
 
 
 @dataclass
@@ -601,7 +567,7 @@ def _csv_event(header: list[str], cells: Sequence[str]) -> dict[str, Any] | str:
 
 
 def import_event_file(
-    path: Path | str, *, batch_rows: int = DEFAULT_BATCH_ROWS, progress: bool = True
+    path: Path | str, *, batch_rows: int = DEFAULT_BATCH_ROWS, progress: Progress | None = None
 ) -> ImportResult:
     """Import events in the REST API's JSON shape from CSV (one column per field) or JSONL.
 
@@ -656,16 +622,13 @@ def import_event_file(
             return write(list(zip(batch.lines, events, strict=True)), read_next, by_columns=False)
         return store(rows, read_next)
 
-    kind = _file_kind(path)
-    if kind not in EVENT_FILE_KINDS:
-        raise ValueError(f"{file}: use a .csv or .jsonl file (optionally gzipped).")
-    if kind == ".csv":
-        bar = _Progress(path, progress, header_lines=1)
+    if file_kind(path) == ".csv":
+        report = _reporter(path, progress, header_lines=1)
         # Read and put in columns (with content ids) ahead, while the previous batch is stored.
         read = (_CsvRead(batch, _csv_columns(batch)) for batch in csv_batches(path, batch_rows))
-        return _run(read, write_csv, file, bar)
-    bar = _Progress(path, progress, header_lines=0)
-    return _run(_batches(_read_event_file(path), batch_rows), write, file, bar)
+        return _run(read, write_csv, file, report)
+    report = _reporter(path, progress, header_lines=0)
+    return _run(_batches(read_jsonl(path), batch_rows), write, file, report)
 
 
 def _fields(errors: dict[str, list[str]]) -> str:

@@ -1,4 +1,5 @@
-"""Import files as text: opened (gzipped or not), counted, and CSV read in batches of rows.
+"""Import files as text: opened (gzipped or not), counted, told apart by kind, read as JSON
+lines or as CSV in batches of rows, and their problems reported to the import commands.
 
 Both importers read CSV through `csv_batches`: chunks without a quote are split by `str.split`
 straight into columns, a fraction of the `csv` module's cost per row, which matters for
@@ -9,12 +10,24 @@ from __future__ import annotations
 
 import csv
 import gzip
+import json
+import re
 from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from itertools import chain, islice
 from operator import methodcaller
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
+
+import orjson
+from django.core.management.base import CommandError
+
+# A failed import lists this many bad rows, then how many more there are.
+MAX_REPORTED_ERRORS = 20
+# JSON lines are parsed by orjson (3x faster than json) unless they hold a run of 19 digits:
+# orjson turns integers beyond 64 bits into floats, where json keeps them exact.
+_LONG_DIGITS = re.compile(r"\d{19}")
 
 
 def open_text(path: Path) -> IO[str]:
@@ -51,6 +64,63 @@ def unreadable(path: Path, exc: BaseException) -> str:
 def count_lines(path: Path) -> int:
     with open_text(path) as handle:
         return sum(1 for _ in handle)
+
+
+def file_kind(path: Path) -> str:
+    """ ".csv" or ".jsonl" (also for .ndjson), from the name's last suffix other than .gz;
+    `ValueError` saying which files are read for any other name."""
+    suffixes = [s for s in path.suffixes if s != ".gz"]
+    kind = suffixes[-1] if suffixes else ""
+    if kind == ".csv":
+        return kind
+    if kind in (".jsonl", ".ndjson"):
+        return ".jsonl"
+    raise ValueError(f"{path.name}: use a .csv or .jsonl file (optionally gzipped).")
+
+
+def read_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any] | str]]:
+    """(line number, object) for each non-blank line of a .jsonl file (optionally .gz); in
+    place of the object, a string says what is wrong with the line (reported with the others)."""
+    loads = orjson.loads
+    with open_text(path) as handle:
+        for line, text in enumerate(handle, start=1):
+            if not text.strip():
+                continue
+            try:
+                raw = json.loads(text) if _LONG_DIGITS.search(text) else loads(text)
+            except orjson.JSONDecodeError:
+                # json may take what orjson refuses (NaN, lone surrogates); its message is the one reported.
+                try:
+                    raw = json.loads(text)
+                except json.JSONDecodeError as exc:
+                    yield line, f"not valid JSON ({exc.msg})"
+                    continue
+            yield line, raw if isinstance(raw, dict) else "each line must be a JSON object"
+
+
+def error_lines(errors: Sequence[str]) -> str:
+    """The first `MAX_REPORTED_ERRORS` errors, each on an indented line of its own, then how
+    many more: a file with thousands of bad rows still gives a message one can read."""
+    shown = "".join(f"\n  {error}" for error in errors[:MAX_REPORTED_ERRORS])
+    more = len(errors) - MAX_REPORTED_ERRORS
+    return shown + (f"\n  ... and {more} more" if more > 0 else "")
+
+
+@contextmanager
+def command_errors(source: Path, *failures: type[Exception]) -> Iterator[None]:
+    """Run an import command's work on `source`, turning what can go wrong into a
+    `CommandError` that says what to do: a missing file, the importer's own `failures` (bad
+    rows, whose message lists them), an unreadable file (`unreadable`), a bad value."""
+    if not source.exists():
+        raise CommandError(f"{source} does not exist.")
+    try:
+        yield
+    except (*failures, FileNotFoundError) as exc:
+        raise CommandError(str(exc)) from exc
+    except READ_ERRORS as exc:  # before ValueError: a UnicodeDecodeError is one
+        raise CommandError(unreadable(source, exc)) from exc
+    except ValueError as exc:
+        raise CommandError(str(exc)) from exc
 
 
 @dataclass

@@ -180,10 +180,14 @@ class EpochLog:
 
 
 def resolve_device(device: str | torch.device | None = None) -> torch.device:
-    """The requested device, else CUDA when available, else CPU."""
-    if device is not None:
-        return torch.device(device)
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    """The requested device; None or "auto" is CUDA when torch sees a GPU, else the CPU.
+
+    The one place the engine chooses between CPU and GPU: callers that read a device name from
+    settings pass it here rather than deciding "auto" themselves.
+    """
+    if device is None or device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
 
 
 def seed_everything(seed: int) -> None:

@@ -20,7 +20,6 @@ from django.db import connection, transaction
 from django.db.models import Case, F, FloatField, Q, QuerySet, Sum, Value, When
 from django.db.models.functions import Extract, Power
 from django.utils import timezone
-from tqdm import tqdm
 
 from recommendations.conf import rec_settings
 from recommendations.models import (
@@ -31,6 +30,7 @@ from recommendations.models import (
     ProductPair,
     ProductPopularity,
 )
+from recommendations.progress import Progress
 from recommendations.serving.types import Candidate
 from recommendations.sql import array_literal
 
@@ -147,11 +147,15 @@ PAIR_SOURCES = {
 }
 
 
-def refresh_statistics(now: dt.datetime | None = None) -> dict[str, int]:
+def refresh_statistics(now: dt.datetime | None = None, progress: Progress | None = None) -> dict[str, int]:
     """Rebuild popularity and pair tables from events; readers see old or new, never half.
 
-    Returns row counts per table. Called by the pipeline's periodic task and by tests.
+    Returns row counts per table. Called by the pipeline's periodic task, `refresh_serving`
+    (which passes `progress`: it hears of each table rebuilt) and tests.
     """
+    progress = progress or Progress()
+    steps = 2 + len(PAIR_SOURCES)  # the scores read, popularity written, each kind of pair
+    progress("serving statistics", 0, steps)
     started = time.monotonic()
     now = now or timezone.now()
     scores = {row["product_id"]: row for row in decayed_scores(now)}
@@ -165,8 +169,9 @@ def refresh_statistics(now: dt.datetime | None = None) -> dict[str, int]:
         ).iterator(chunk_size=10_000)
         if pid in scores
     }
+    progress("serving statistics", 1, steps)
     rows = []
-    for product_id, row in tqdm(scores.items(), desc="popularity", disable=None, leave=False):
+    for product_id, row in scores.items():
         buyers, repeat_rate, repurchase_days = repeats.get(product_id, (0, 0.0, None))
         categories, store_id = documents.get(product_id, ([], ""))
         rows.append(
@@ -185,9 +190,10 @@ def refresh_statistics(now: dt.datetime | None = None) -> dict[str, int]:
     with transaction.atomic():
         ProductPopularity.objects.all().delete()
         ProductPopularity.objects.bulk_create(rows, batch_size=5000)
+        progress("serving statistics", 2, steps)
         ProductPair.objects.all().delete()
         with connection.cursor() as cursor:
-            for kind, (event_types, shopper) in PAIR_SOURCES.items():
+            for done, (kind, (event_types, shopper)) in enumerate(PAIR_SOURCES.items(), start=3):
                 sql = PAIRS_SQL.format(
                     pairs=ProductPair._meta.db_table, events=Event._meta.db_table, shopper=shopper
                 )
@@ -201,6 +207,7 @@ def refresh_statistics(now: dt.datetime | None = None) -> dict[str, int]:
                         rec_settings.PAIRS_PER_PRODUCT,
                     ],
                 )
+                progress("serving statistics", done, steps)
     counts = {"popularity": len(rows), "pairs": ProductPair.objects.count()}
     logger.info(
         "Refreshed serving statistics: %d products, %d pairs in %.1f s",

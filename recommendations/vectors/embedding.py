@@ -28,7 +28,7 @@ from recommendations.features import TrainingData, build_training_data, item_con
 from recommendations.learning.features import UserFeatures
 from recommendations.models import ListKind, ModelVersion, ProductVector
 from recommendations.progress import Progress
-from recommendations.training import resolve_device
+from recommendations.training import configured_device
 from recommendations.vectors import lists, queries, writer
 
 logger = logging.getLogger(__name__)
@@ -38,7 +38,7 @@ EMBED_BATCH = 20_000
 
 def load_model(version: ModelVersion) -> LoadedModel:
     """The version's model on this worker's device (cached)."""
-    return artifacts.load(version, resolve_device())
+    return artifacts.load(version, configured_device())
 
 
 def product_embeddings(
@@ -190,9 +190,11 @@ def sync_products(product_ids: Iterable[str], version: ModelVersion | None = Non
     return result
 
 
-def sync_all_products(version: ModelVersion | None = None) -> SyncResult:
+def sync_all_products(version: ModelVersion | None = None, progress: Progress | None = None) -> SyncResult:
     """Find active products without a vector and vectors of products that are gone or
-    inactive, and fix both: picks up saves whose task could not be queued."""
+    inactive, and fix both: picks up saves whose task could not be queued. `progress`
+    hears of each batch embedded."""
+    progress = progress or Progress()
     version = version or queries.active_version(fresh=True)
     if version is None:
         return SyncResult(skipped="no model version is active")
@@ -205,7 +207,9 @@ def sync_all_products(version: ModelVersion | None = None) -> SyncResult:
     changed = sorted((wanted - have) | (have - wanted))
     result = SyncResult()
     for start in range(0, len(changed), EMBED_BATCH):
+        progress("embedding products", start, len(changed))
         part = sync_products(changed[start : start + EMBED_BATCH], version)
         result.written += part.written
         result.removed += part.removed
+    progress("embedding products", len(changed), len(changed))
     return result

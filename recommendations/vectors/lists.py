@@ -221,9 +221,10 @@ def ranked_blocks(
     # Here, not at the top: serving reads lists through this module and never loads torch.
     import torch
 
-    from recommendations.training import resolve_device
+    from recommendations.learning.two_tower import resolve_device
+    from recommendations.training import configured_device
 
-    device = torch.device(resolve_device())
+    device = resolve_device(configured_device())
     item_matrix = torch.from_numpy(items).to(device)
     item_bias = torch.from_numpy(bias).to(device) if bias is not None else None
     k = min(k, len(items) - (1 if skip_self else 0))
@@ -362,9 +363,10 @@ def clustered_blocks(
     rows (sorted indices)."""
     import torch
 
-    from recommendations.training import resolve_device
+    from recommendations.learning.two_tower import resolve_device
+    from recommendations.training import configured_device
 
-    device = torch.device(resolve_device())
+    device = resolve_device(configured_device())
     data = torch.from_numpy(units).to(device)
     middles = torch.from_numpy(centroids).to(device)
     with torch.inference_mode():

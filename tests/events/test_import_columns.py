@@ -20,10 +20,9 @@ from recommendations.events.importers import (
     _csv_columns,
     _csv_event,
     _json_texts,
-    _read_event_file,
     import_event_file,
 )
-from recommendations.events.textfiles import CsvBatch, csv_batches
+from recommendations.events.textfiles import CsvBatch, csv_batches, read_jsonl
 from recommendations.events.validation import (
     EventValidationError,
     Origin,
@@ -254,20 +253,20 @@ def test_a_csv_import_stores_per_row_ids_and_a_bad_row_names_its_line_and_field(
     ]
     good = tmp_path / "events.csv"
     write_rows(good, header, rows)
-    assert import_event_file(good, batch_rows=8, progress=False).stored == 30
+    assert import_event_file(good, batch_rows=8).stored == 30
     expected = set()
     for cells in rows:
         raw = _csv_event(header, [str(c) for c in cells])
         expected.add(stable_event_id("import", _CONTENT_ENCODER.encode(raw)))
     assert set(Event.objects.values_list("event_id", flat=True)) == expected
-    assert import_event_file(good, batch_rows=8, progress=False).stored == 0
+    assert import_event_file(good, batch_rows=8).stored == 0
 
     # Line 14 (row 13) is in the second batch of 8: the first batch is stored, the second is not.
     rows[12][3] = "-2"
     bad = tmp_path / "bad.csv"
     write_rows(bad, header, [[*r[:4], r[4].replace("2024", "2023")] for r in rows])
     with pytest.raises(ImportFailed) as failure:
-        import_event_file(bad, batch_rows=8, progress=False)
+        import_event_file(bad, batch_rows=8)
     assert failure.value.errors == ["bad.csv line 14: value: the quantity must be positive"]
     assert (failure.value.first_line, failure.value.last_line) == (10, 17)
     assert Event.objects.filter(timestamp__year=2023).count() == 8
@@ -315,7 +314,7 @@ def test_jsonl_lines_parse_as_json_parses_them(tmp_path):
             expected.append((line, f"not valid JSON ({exc.msg})"))
             continue
         expected.append((line, raw if isinstance(raw, dict) else "each line must be a JSON object"))
-    assert repr(list(_read_event_file(path))) == repr(expected)
+    assert repr(list(read_jsonl(path))) == repr(expected)
 
 
 @pytest.mark.parametrize(

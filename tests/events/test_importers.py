@@ -21,6 +21,7 @@ from recommendations.events.importers import (
     import_event_file,
 )
 from recommendations.models import Event
+from recommendations.progress import Progress
 from shop.models import Product, Store
 
 
@@ -130,7 +131,7 @@ def test_malformed_rows_report_their_lines_and_the_batch_writes_nothing(amazon):
         gzip.open,
     )
     with pytest.raises(ImportFailed) as failure:
-        import_dataset_events("amazon-beauty", amazon, batch_rows=10, progress=False)
+        import_dataset_events("amazon-beauty", amazon, batch_rows=10)
     message = str(failure.value)
     assert "2 bad row(s) in lines 2-6; nothing from those lines was stored" in message
     assert "interactions.csv.gz line 5: unreadable interaction" in message
@@ -145,7 +146,7 @@ def test_a_missing_column_is_named_on_each_line(amazon):
     header = ["user_id", "item_id", "reviewer_id", "asin", "seq_index"]
     write_csv(amazon / "interactions.csv.gz", header, [[1, 1, "RVW1", "B0001", 0]] * 2, gzip.open)
     with pytest.raises(ImportFailed) as failure:
-        import_dataset_events("amazon-beauty", amazon, progress=False)
+        import_dataset_events("amazon-beauty", amazon)
     assert failure.value.errors == [
         f"interactions.csv.gz line {line}: unreadable interaction (no column timestamp in the header)"
         for line in (2, 3)
@@ -173,12 +174,12 @@ def test_a_bad_later_batch_keeps_earlier_batches_and_a_rerun_resumes(amazon):
     header = ["user_id", "item_id", "reviewer_id", "asin", "timestamp", "seq_index"]
     write_csv(amazon / "interactions.csv.gz", header, [*good, [9, 9, "RVW9", "B0001", "soon", 0]], gzip.open)
     with pytest.raises(ImportFailed, match="1 bad row.s. in line 6; .* earlier lines were stored .4 new."):
-        import_dataset_events("amazon-beauty", amazon, batch_rows=2, progress=False)
+        import_dataset_events("amazon-beauty", amazon, batch_rows=2)
     assert Event.objects.count() == 4  # the batches of lines 2-3 and 4-5
     write_csv(
         amazon / "interactions.csv.gz", header, [*good, [9, 9, "RVW9", "B0001", 1318896000, 0]], gzip.open
     )
-    result = import_dataset_events("amazon-beauty", amazon, batch_rows=2, progress=False)
+    result = import_dataset_events("amazon-beauty", amazon, batch_rows=2)
     assert (result.read, result.stored, result.skipped) == (5, 1, 4)
 
 
@@ -308,9 +309,11 @@ def test_generic_csv_and_jsonl_event_files(tmp_path, catalogue, shopper):
         json.dumps({"event_id": "j-1", "event_type": "search", "query": "mug", "timestamp": 1704103200})
         + "\n\n"
     )
-    assert import_event_file(csv_file, progress=False).stored == 2
-    assert import_event_file(jsonl_file, progress=False).stored == 1
-    assert import_event_file(csv_file, progress=False).stored == 0  # ids derive from the rows
+    heard = []
+    assert import_event_file(csv_file, progress=Progress(listeners=(lambda *a: heard.append(a),))).stored == 2
+    assert heard == [("importing events.csv", 2, 2)]
+    assert import_event_file(jsonl_file).stored == 1
+    assert import_event_file(csv_file).stored == 0  # ids derive from the rows
     rating = Event.objects.get(event_type="rating")
     assert (rating.value, rating.user_id, rating.store_id) == (4, shopper.pk, str(catalogue[1].store_id))
 
@@ -320,7 +323,7 @@ def test_generic_csv_and_jsonl_event_files(tmp_path, catalogue, shopper):
         "{oops\n" + json.dumps({"event_type": "view", "product_id": "424242"}) + "\n"
     )
     with pytest.raises(ImportFailed) as failure:
-        import_event_file(bad, progress=False)
+        import_event_file(bad)
     assert failure.value.errors == [
         "bad.jsonl line 2: not valid JSON (Expecting property name enclosed in double quotes)",
         "bad.jsonl line 3: product_id: no product has the primary key '424242'",
@@ -339,7 +342,9 @@ def test_generic_catalogue_file_is_all_or_nothing(tmp_path):
             ["SKU-2", "Red mug", "Kitchen > Mugs", "acme", "Acme Kitchen", "8", ""],
         ],
     )
-    call_command("import_catalog", str(good), stdout=StringIO())
+    out = StringIO()
+    call_command("import_catalog", str(good), stdout=out)
+    assert "writing products" in out.getvalue()  # the progress bar's stage
     assert Product.objects.get(sku="SKU-1").category.path == "Kitchen > Mugs"
     assert Store.objects.get(external_id="acme").name == "Acme Kitchen"
 
@@ -361,6 +366,24 @@ def test_generic_catalogue_file_is_all_or_nothing(tmp_path):
     assert "line 4: price '100000000000' is not an amount" in message
     assert "category '>' names no category" in message and "line 5: NUL characters in title" in message
     assert not Product.objects.filter(sku="SKU-3").exists()
+
+
+@pytest.mark.django_db
+def test_catalogue_json_lines_and_file_kinds_are_read_as_events_are(tmp_path):
+    bad = tmp_path / "catalogue.ndjson"
+    bad.write_text("[1]\n{oops\n" + "".join(f'{{"sku": "S{i}"}}\n' for i in range(25)))
+    with pytest.raises(CommandError) as failure:
+        call_command("import_catalog", str(bad), stdout=StringIO())
+    message = str(failure.value)
+    assert message.startswith("27 bad row(s); nothing was imported.")
+    assert "catalogue.ndjson line 1: each line must be a JSON object" in message
+    assert "line 2: not valid JSON (Expecting property name enclosed in double quotes)" in message
+    assert message.endswith("\n  ... and 7 more") and not Product.objects.exists()
+    other = tmp_path / "catalogue.txt"
+    other.write_text("sku\n")
+    for command in ("import_catalog", "import_events"):
+        with pytest.raises(CommandError, match=r"catalogue.txt: use a .csv or .jsonl file"):
+            call_command(command, str(other), stdout=StringIO())
 
 
 @pytest.mark.django_db

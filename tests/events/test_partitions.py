@@ -83,7 +83,7 @@ def test_an_import_creates_the_months_of_its_rows_before_writing_them(tmp_path):
     ]
     path.write_text("".join(json.dumps(line) + "\n" for line in lines))
 
-    assert import_event_file(path, progress=False).stored == 3
+    assert import_event_file(path).stored == 3
 
     months = partitions.month_partitions()
     assert {dt.date(2019, 3, 1), dt.date(2021, 7, 1)} <= months.keys()

@@ -188,6 +188,7 @@ def test_sampled_softmax_with_every_item_once_equals_full_softmax():
 def test_device_resolution():
     expected = "cuda" if torch.cuda.is_available() else "cpu"
     assert resolve_device().type == expected
+    assert resolve_device("auto").type == expected
     assert resolve_device("cpu").type == "cpu"
 
 

@@ -13,7 +13,7 @@ from django.db import connection
 
 from recommendations.locks import advisory_lock
 from recommendations.models import ModelStatus, ModelVersion
-from recommendations.vectors import queries
+from recommendations.vectors import indexes, queries
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -43,9 +43,14 @@ def test_train_embed_activate_and_roll_back(shop):
     listing = run("activate_model", "--list")
     assert f"{first.pk:>5}  active" in listing and f"{second.pk:>5}  ready" in listing
     out = run("embed")
-    assert queries.active_version(fresh=True).config["embedded_from"] == first.pk
+    active = queries.active_version(fresh=True)
+    assert active.config["embedded_from"] == first.pk
     assert "product" in out and "user vectors" in out
     assert "Embedded 0 product(s)" in run("embed", "--missing")
+    out = run("embed", "--reindex")
+    assert f"Rebuilt {len(indexes.INDEX_SPECS)} vector index(es) of model version {active.pk}" in out
+    assert queries.active_version(fresh=True) == active
+    assert all(indexes.existing_indexes(active.pk).values())
 
 
 @pytest.mark.parametrize(
@@ -77,6 +82,14 @@ def test_a_training_waits_for_no_one_while_another_holds_the_pipeline(shop, acti
     assert not ModelVersion.objects.exists()
 
 
+@pytest.mark.django_db
+def test_a_reindex_waits_for_no_one_while_another_holds_the_pipeline():
+    with advisory_lock() as acquired:
+        assert acquired
+        with pytest.raises(CommandError, match="Not reindexed: another retrain or embed is running"):
+            run("embed", "--reindex")
+
+
 def test_evaluate_prints_one_table(shop):
     out = run("evaluate", "--models", "popularity,item_knn,two_tower", "--epochs", "1")
     table = [line for line in out.splitlines() if line.startswith("| ")]
@@ -96,12 +109,14 @@ def test_evaluate_reports_each_model_as_it_is_done_and_the_mean_of_folds(shop):
     [
         (["train_model"], "catalogue is empty"),
         (["train_model", "--config", "[1]"], "must be a JSON object"),
+        (["evaluate", "--config", "{lr: 1}"], "--config must be a JSON object: Expecting property name"),
         (["evaluate", "--folds", "1"], "at least 2"),
         (["activate_model", "999"], "no model version 999"),
         (["activate_model", "--rollback"], "no previously active"),
         (["activate_model", "--list", "12"], "--list only lists the versions and changes nothing"),
         (["activate_model", "--list", "--rollback"], "--list only lists the versions"),
         (["embed"], "No model version is active"),
+        (["embed", "--reindex"], "No model version is active, so there is no index to rebuild"),
     ],
 )
 def test_errors_say_what_to_do(args, message):

@@ -8,6 +8,7 @@ from safetensors import safe_open
 
 from recommendations import pipeline, training
 from recommendations.features import InsufficientData
+from recommendations.locks import advisory_lock
 from recommendations.models import (
     ListKind,
     ModelStatus,
@@ -55,6 +56,15 @@ def test_too_little_data_creates_no_version():
     with pytest.raises(InsufficientData, match="catalogue is empty"):
         training.train_model()
     assert not ModelVersion.objects.exists()
+
+
+@pytest.mark.django_db
+def test_an_embed_that_finds_the_pipeline_locked_logs_why(caplog):
+    version = ModelVersion.objects.create(status=ModelStatus.READY)
+    with advisory_lock():
+        result = pipeline.embed_version(version)
+    assert result.skipped == pipeline.LOCKED and not ProductVector.objects.exists()
+    assert "Embed skipped: another retrain or embed is running" in caplog.text
 
 
 def test_diverging_loss_fails_the_version_and_keeps_the_active_one(shop):

@@ -5,8 +5,10 @@ import logging
 import pytest
 from django.db import connection, transaction
 
+from recommendations import signal_processors
 from recommendations.models import ProductDocument
 from recommendations.serving import search
+from recommendations.serving.catalog import SearchIndexProcessor
 from recommendations.serving.types import Audience, Options
 from shop.models import Product
 
@@ -70,3 +72,13 @@ def test_a_failing_index_never_fails_the_save(catalog, django_capture_on_commit_
             product.save()
     assert Product.objects.get(pk=product.pk).title == "Glossy top coat"
     assert "Could not update the search documents" in caplog.text and "refresh_serving" in caplog.text
+
+
+def test_installing_the_processor_again_replaces_it(catalog, django_capture_on_commit_callbacks):
+    """`ready()` may run twice (tests, reloads): a save must still be indexed once."""
+    installed = signal_processors.install("search index", SearchIndexProcessor)
+    product = catalog.products["Argan shampoo"]
+    with django_capture_on_commit_callbacks(execute=True) as callbacks:
+        product.save()
+    flushes = [c for c in callbacks if isinstance(getattr(c, "__self__", None), SearchIndexProcessor)]
+    assert [c.__self__ for c in flushes] == [installed]

@@ -18,6 +18,7 @@ from recommendations.models import (
     ProductPopularity,
     ServedRecommendation,
 )
+from recommendations.progress import Progress
 from recommendations.serving import cache as cache_module
 from recommendations.serving import campaigns, products, search, stores
 from recommendations.serving.cache import ProcessCache
@@ -417,7 +418,9 @@ def test_search_index_follows_the_catalogue(catalog):
     assert index_products([str(product.pk), gone_id]) == 1
     assert ProductDocument.objects.get(product_id=str(product.pk)).title == "Cuticle balm"
     assert not ProductDocument.objects.filter(product_id=gone_id).exists()
-    assert index_products() == 11 and ProductDocument.objects.count() == 11
+    heard = []
+    assert index_products(progress=Progress(listeners=(lambda *a: heard.append(a),))) == 11
+    assert ProductDocument.objects.count() == 11 and heard == [("search index", 11, 11)]
 
 
 def test_refresh_serving_command(catalog):
@@ -437,3 +440,4 @@ def test_refresh_serving_command(catalog):
     assert "Search index: 12 products." in out.getvalue() and "Popularity: 1 products" in out.getvalue()
     assert ProductDocument.objects.count() == 12 and ProductPopularity.objects.count() == 1
     assert "Served lists pruned: 1." in out.getvalue() and ServedRecommendation.objects.count() == 1
+    assert "search index" in out.getvalue() and "serving statistics" in out.getvalue()  # progress bars

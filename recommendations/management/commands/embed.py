@@ -1,4 +1,5 @@
-"""`manage.py embed`: recompute vectors with the active model, or for some products."""
+"""`manage.py embed`: recompute vectors with the active model, or for some products, or
+rebuild the active version's indexes."""
 
 from __future__ import annotations
 
@@ -18,7 +19,8 @@ class Command(BaseCommand):
         "Recompute product, store and user vectors with the active model into a new version and "
         "activate it (the old one is kept for rollback). --model-version N only writes the vectors and "
         "indexes of version N; --products embeds some products into the active version; --missing "
-        "embeds every product that has no vector yet."
+        "embeds every product that has no vector yet; --reindex rebuilds the active version's vector "
+        "indexes and tunes its searches again."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -28,41 +30,58 @@ class Command(BaseCommand):
         )
         target.add_argument("--products", nargs="+", metavar="ID", help="embed these products (primary keys)")
         target.add_argument("--missing", action="store_true", help="embed products without a vector")
+        target.add_argument(
+            "--reindex",
+            action="store_true",
+            help="rebuild the active version's vector indexes and tune its searches again "
+            "(after many single-product updates)",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         bar = ProgressBar(self.stdout)
         progress = Progress(listeners=(bar,))
         try:
             if options["products"] or options["missing"]:
-                result = (
-                    embedding.sync_products(options["products"])
-                    if options["products"]
-                    else embedding.sync_all_products()
-                )
-                if result.skipped:
-                    raise CommandError(f"Nothing embedded: {result.skipped}. Train a model first.")
-                self.stdout.write(
-                    self.style.SUCCESS(
-                        f"Embedded {result.written} product(s), removed {result.removed} vector(s)."
-                    )
-                )
-                return
-            if options["model_version"]:
-                outcome = pipeline.embed_version(pipeline.get_version(options["model_version"]), progress)
+                message = self._sync(options["products"], progress)
+            elif options["reindex"]:
+                message = self._reindex(progress)
             else:
-                outcome = pipeline.refresh_vectors(progress=progress)
+                message = self._embed(options["model_version"], progress)
         except (InsufficientData, ActivationError, ValueError) as exc:
             raise CommandError(str(exc)) from exc
         finally:
             bar.close()
+        self.stdout.write(self.style.SUCCESS(message))
+
+    def _sync(self, products: list[str] | None, progress: Progress) -> str:
+        if products:
+            result = embedding.sync_products(products)
+        else:
+            result = embedding.sync_all_products(progress=progress)
+        if result.skipped:
+            raise CommandError(f"Nothing embedded: {result.skipped}. Train a model first.")
+        return f"Embedded {result.written} product(s), removed {result.removed} vector(s)."
+
+    def _reindex(self, progress: Progress) -> str:
+        outcome = pipeline.reindex(progress=progress)
+        if outcome.skipped:
+            raise CommandError(f"Not reindexed: {outcome.skipped}.")
+        return (
+            f"Rebuilt {len(outcome.indexes)} vector index(es) of model version {outcome.version.pk} "
+            f"and tuned its searches again in {outcome.seconds:.1f}s."
+        )
+
+    def _embed(self, version_id: int | None, progress: Progress) -> str:
+        if version_id:
+            outcome = pipeline.embed_version(pipeline.get_version(version_id), progress)
+        else:
+            outcome = pipeline.refresh_vectors(progress=progress)
         if outcome.skipped:
             raise CommandError(f"Not embedded: {outcome.skipped}.")
         counts = outcome.vectors
         state = "active" if outcome.activated else "ready (not activated)"
-        self.stdout.write(
-            self.style.SUCCESS(
-                f"Model version {outcome.version.pk} is {state}: {counts['products']:.0f} product, "
-                f"{counts['stores']:.0f} store and {counts['users']:.0f} user vectors "
-                f"in {outcome.seconds:.1f}s."
-            )
+        return (
+            f"Model version {outcome.version.pk} is {state}: {counts['products']:.0f} product, "
+            f"{counts['stores']:.0f} store and {counts['users']:.0f} user vectors "
+            f"in {outcome.seconds:.1f}s."
         )

@@ -8,7 +8,6 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from recommendations import training
 from recommendations.features import InsufficientData
-from recommendations.management.commands.train_model import _overrides
 
 
 class Command(BaseCommand):
@@ -42,7 +41,9 @@ class Command(BaseCommand):
                 split=options["split"].replace("-", "_"),
                 folds=options["folds"],
                 models=models,
-                config=_overrides(options),
+                config=training.config_overrides(
+                    options["config"], epochs=options["epochs"], dimensions=options["dimensions"]
+                ),
                 window_days=options["window_days"],
                 device=options["device"],
                 log=self.stdout.write,

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import BaseCommand, CommandParser
 
 from recommendations.events.datasets import DATASETS
 from recommendations.events.importers import (
@@ -15,7 +15,8 @@ from recommendations.events.importers import (
     import_dataset_events,
     import_event_file,
 )
-from recommendations.events.textfiles import READ_ERRORS, unreadable
+from recommendations.events.textfiles import command_errors
+from recommendations.progress import Progress, ProgressBar
 
 
 def batch_size(text: str) -> int:
@@ -41,20 +42,16 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, path: str, dataset: str | None, batch_rows: int, **options: Any) -> None:
         source = Path(path)
-        if not source.exists():
-            raise CommandError(f"{source} does not exist.")
-        progress = not options["no_progress"]
-        try:
-            if dataset:
-                result = import_dataset_events(dataset, source, batch_rows=batch_rows, progress=progress)
-            else:
-                result = import_event_file(source, batch_rows=batch_rows, progress=progress)
-        except (ImportFailed, FileNotFoundError) as exc:
-            raise CommandError(str(exc)) from exc
-        except READ_ERRORS as exc:  # before ValueError: a UnicodeDecodeError is one
-            raise CommandError(unreadable(source, exc)) from exc
-        except ValueError as exc:
-            raise CommandError(str(exc)) from exc
+        bar = ProgressBar(self.stdout)
+        progress = None if options["no_progress"] else Progress(listeners=(bar,))
+        with command_errors(source, ImportFailed):
+            try:
+                if dataset:
+                    result = import_dataset_events(dataset, source, batch_rows=batch_rows, progress=progress)
+                else:
+                    result = import_event_file(source, batch_rows=batch_rows, progress=progress)
+            finally:
+                bar.close()
         self.stdout.write(
             self.style.SUCCESS(
                 f"Read {result.read} rows in {result.seconds:.1f}s ({result.rate:,.0f} rows/s): "

@@ -12,6 +12,7 @@ import time
 
 from django.core.management.base import BaseCommand
 
+from recommendations.progress import Progress, ProgressBar
 from recommendations.serving.attribution import prune_served
 from recommendations.serving.catalog import index_products
 from recommendations.serving.statistics import refresh_statistics
@@ -28,11 +29,15 @@ class Command(BaseCommand):
 
     def handle(self, *args, skip_index: bool = False, skip_statistics: bool = False, **options) -> None:
         started = time.monotonic()
+        bar = ProgressBar(self.stdout)
+        progress = Progress(listeners=(bar,))
         if not skip_index:
-            indexed = index_products()
+            indexed = index_products(progress=progress)
+            bar.close()
             self.stdout.write(f"Search index: {indexed} products.")
         if not skip_statistics:
-            counts = refresh_statistics()
+            counts = refresh_statistics(progress=progress)
+            bar.close()
             self.stdout.write(f"Popularity: {counts['popularity']} products; pairs: {counts['pairs']}.")
         self.stdout.write(f"Served lists pruned: {prune_served()}.")
         self.stdout.write(self.style.SUCCESS(f"Done in {time.monotonic() - started:.1f} s."))

@@ -10,7 +10,6 @@ entry point, because the command already resolves the settings and options every
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 from typing import Any
@@ -44,20 +43,22 @@ class Command(BaseCommand):
         parser.add_argument("--device", help="cpu, cuda, cuda:1 or auto (default: RECOMMENDATIONS['DEVICE'])")
 
     def handle(self, *args: Any, **options: Any) -> None:
-        config = _overrides(options)
         bar = ProgressBar(self.stdout)
         progress = Progress(listeners=(bar,))
-        run = dict(
-            config=config,
-            window_days=options["window_days"],
-            device=options["device"],
-            progress=progress,
-            log=bar.write,
-        )
         # SIGTERM (docker stop, systemd, timeout) ends training as Ctrl-C does: the version is
         # marked failed rather than left "training" until the next purge.
         previous_handler = signal.signal(signal.SIGTERM, _interrupt)
         try:
+            config = training.config_overrides(
+                options["config"], epochs=options["epochs"], dimensions=options["dimensions"]
+            )
+            run = dict(
+                config=config,
+                window_days=options["window_days"],
+                device=options["device"],
+                progress=progress,
+                log=bar.write,
+            )
             device = training.model_config(config, options["device"]).device
             if launch.is_follower():
                 self._follow(device)
@@ -106,16 +107,3 @@ class Command(BaseCommand):
 
 def _interrupt(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt
-
-
-def _overrides(options: dict[str, Any]) -> dict[str, Any]:
-    try:
-        config = json.loads(options["config"])
-    except json.JSONDecodeError as exc:
-        raise CommandError(f"--config must be a JSON object: {exc}") from exc
-    if not isinstance(config, dict):
-        raise CommandError("--config must be a JSON object, e.g. '{\"lr\": 0.001}'.")
-    for name in ("epochs", "dimensions"):
-        if options.get(name) is not None:
-            config["dim" if name == "dimensions" else name] = options[name]
-    return config

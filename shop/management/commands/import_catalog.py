@@ -5,10 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import BaseCommand, CommandParser
 
 from recommendations.events.datasets import DATASETS
-from recommendations.events.textfiles import READ_ERRORS, unreadable
+from recommendations.events.textfiles import command_errors
+from recommendations.progress import Progress, ProgressBar
 from shop.catalog_import import CatalogImportFailed, import_catalog_file, import_dataset_catalog
 
 
@@ -25,16 +26,16 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, path: str, dataset: str | None, **options: Any) -> None:
         source = Path(path)
-        if not source.exists():
-            raise CommandError(f"{source} does not exist.")
-        try:
-            result = import_dataset_catalog(dataset, source) if dataset else import_catalog_file(source)
-        except (CatalogImportFailed, FileNotFoundError) as exc:
-            raise CommandError(str(exc)) from exc
-        except READ_ERRORS as exc:  # before ValueError: a UnicodeDecodeError is one
-            raise CommandError(unreadable(source, exc)) from exc
-        except ValueError as exc:
-            raise CommandError(str(exc)) from exc
+        bar = ProgressBar(self.stdout)
+        progress = Progress(listeners=(bar,))
+        with command_errors(source, CatalogImportFailed):
+            try:
+                if dataset:
+                    result = import_dataset_catalog(dataset, source, progress)
+                else:
+                    result = import_catalog_file(source, progress)
+            finally:
+                bar.close()
         self.stdout.write(
             self.style.SUCCESS(
                 f"Catalogue imported in {result.seconds:.1f}s: {result.products_created} products created, "
