@@ -5,8 +5,10 @@ Add "recommendations" to INSTALLED_APPS and configure `RECOMMENDATIONS = {...}`;
 `recommendations.conf` for the keys and `recommendations.adapters` for the catalogue contract.
 """
 
+from typing import Any
 
-def __getattr__(name: str):
+
+def __getattr__(name: str) -> Any:
     # `recommendations.track` without importing models when the package is imported (settings).
     if name == "track":
         from recommendations.events.tracking import track

@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from celery import shared_task
+from celery import Task, shared_task
 
 from recommendations import pipeline
 from recommendations.features import InsufficientData
@@ -47,7 +47,7 @@ durable = {"acks_late": True, "reject_on_worker_lost": True}
     time_limit=RETRAIN_TIME_LIMIT,
     **durable,
 )
-def retrain(self, activate: bool = True, window_days: float | None = None) -> dict[str, Any]:
+def retrain(self: Task, activate: bool = True, window_days: float | None = None) -> dict[str, Any]:
     """Nightly: train -> evaluate -> embed -> activate. Skips (logged) if one already runs."""
     try:
         result = pipeline.retrain(
@@ -69,7 +69,7 @@ def retrain(self, activate: bool = True, window_days: float | None = None) -> di
     time_limit=EMBED_TIME_LIMIT,
     **durable,
 )
-def embed(self) -> dict[str, Any]:
+def embed(self: Task) -> dict[str, Any]:
     """Recompute product, store and user vectors with the active model (a new version)."""
     result = pipeline.refresh_vectors(task_id=self.request.id or "", progress=pipeline.task_progress(self))
     return result.as_dict()

@@ -7,6 +7,7 @@ so machines can be added behind the balancer at will.
 """
 
 import os
+from typing import Any
 
 # One BLAS/OpenMP thread per process. Serving's numpy work is small matrix products that
 # gain nothing from more threads, and W workers x T threads each starting one BLAS thread per
@@ -41,7 +42,7 @@ if os.path.isdir("/dev/shm"):  # noqa: S108
     worker_tmp_dir = "/dev/shm"  # noqa: S108
 
 
-def worker_exit(server, worker):
+def worker_exit(server: Any, worker: Any) -> None:
     """Write the served lists this worker still holds in memory before it goes (recycled by
     max_requests, or stopped): they are queued and written in batches, a second apart."""
     from django.apps import apps

@@ -4,6 +4,8 @@ fetch the page's own content, change the cart and record what the server alone k
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.contrib import messages
 from django.contrib.auth import get_user_model, logout
 from django.contrib.auth import views as auth_views
@@ -253,7 +255,7 @@ class LoginView(auth_views.LoginView):
     template_name = "shop/login.html"
     redirect_authenticated_user = True
 
-    def get_context_data(self, **kwargs) -> dict:
+    def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
         shoppers = (
             get_user_model()
             ._default_manager.filter(email__endswith=f"@{DEMO_EMAIL_DOMAIN}", is_staff=False)

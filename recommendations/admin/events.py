@@ -7,6 +7,8 @@ the catalogue adapter once per page instead of once per row.
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.contrib import admin
 from django.contrib.admin.views.main import ChangeList
 from django.http import HttpRequest
@@ -60,7 +62,7 @@ class EventAdmin(admin.ModelAdmin):
         ("Attribution and context", {"fields": ["recommendation_id", "context", "event_id", "created_at"]}),
     ]
 
-    def get_changelist(self, request: HttpRequest, **kwargs) -> type[ChangeList]:
+    def get_changelist(self, request: HttpRequest, **kwargs: Any) -> type[ChangeList]:
         return EventChangeList
 
     def has_add_permission(self, request: HttpRequest) -> bool:

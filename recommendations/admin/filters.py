@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from typing import Any
+
 from django.contrib import admin
+from django.contrib.admin.views.main import ChangeList
 from django.contrib.auth import get_user_model
 from django.db.models import Q, QuerySet
 from django.http import HttpRequest
@@ -31,7 +35,7 @@ class InputFilter(admin.SimpleListFilter):
         # Django only shows filters that have lookups; a dummy one keeps this filter visible.
         return ((),)
 
-    def choices(self, changelist):
+    def choices(self, changelist: ChangeList) -> Iterator[dict[str, Any]]:
         # The template keeps the other parameters in its form: the other filters, and the
         # search box and sort order too (which `get_filters_params()` leaves out).
         query = {

@@ -15,6 +15,7 @@ from typing import Any
 
 from django.contrib import admin
 from django.contrib.auth import get_user_model
+from django.contrib.auth.base_user import AbstractBaseUser
 from django.db.models import Max
 from django.http import HttpRequest
 
@@ -51,7 +52,7 @@ def _block(title: str, compute: Callable[[], RecommendationResult]) -> PreviewBl
     return PreviewBlock(title, result, milliseconds=(time.monotonic() - started) * 1000)
 
 
-def preview_blocks(user) -> list[PreviewBlock]:
+def preview_blocks(user: AbstractBaseUser) -> list[PreviewBlock]:
     """Every block `user` can get: the home page's, then a product page's for their last product.
 
     Each block is computed on its own (not with the page's shared "already shown" set), so
@@ -89,7 +90,7 @@ def preview_blocks(user) -> list[PreviewBlock]:
     return blocks
 
 
-def recent_events(user) -> list[Event]:
+def recent_events(user: AbstractBaseUser) -> list[Event]:
     events = list(Event.objects.filter(user=user).order_by("-timestamp")[:RECENT_EVENTS])
     attach_product_titles(events)
     return events

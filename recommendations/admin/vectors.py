@@ -17,11 +17,11 @@ class VectorAdmin(ReadOnlyAdmin):
     exclude = ["embedding"]
 
     @admin.display(description="dimensions")
-    def dimensions(self, obj) -> int:
+    def dimensions(self, obj: ProductVector | StoreVector | UserVector) -> int:
         return len(obj.embedding)
 
     @admin.display(description=f"embedding (first {PREVIEW_VALUES} values)")
-    def embedding_preview(self, obj) -> str:
+    def embedding_preview(self, obj: ProductVector | StoreVector | UserVector) -> str:
         values = ", ".join(f"{v:.4f}" for v in list(obj.embedding)[:PREVIEW_VALUES])
         return f"[{values}, …]"
 
@@ -58,11 +58,11 @@ class PrecomputedListAdmin(ReadOnlyAdmin):
     exclude = ["product_ids", "scores"]
 
     @admin.display(description=f"first {PREVIEW_VALUES} products")
-    def top(self, obj) -> str:
+    def top(self, obj: PrecomputedList) -> str:
         return ", ".join(obj.product_ids[:PREVIEW_VALUES])
 
     @admin.display(description="products, best first (score)")
-    def ranked(self, obj) -> str:
+    def ranked(self, obj: PrecomputedList) -> str:
         return ", ".join(
             f"{pid} ({score:.4f})" for pid, score in zip(obj.product_ids, obj.scores, strict=True)
         )

@@ -70,7 +70,9 @@ class RecommendationView(APIView):
     content_negotiation_class = FirstRendererNegotiation
     params_serializer: ClassVar[type[ListParamsSerializer]] = ListParamsSerializer
 
-    def serve(self, audience: Audience, options: Options, params: dict[str, Any], **kwargs: Any):
+    def serve(
+        self, audience: Audience, options: Options, params: dict[str, Any], **kwargs: Any
+    ) -> RecommendationResult:
         raise NotImplementedError
 
     def answer(self, request: Request, data: Any, **kwargs: Any) -> Response:
@@ -96,19 +98,23 @@ class RecommendationView(APIView):
 
 @_schema("Recommended for you", description="The visitor's taste, updated by every event, else trending.")
 class ForYouView(RecommendationView):
-    def serve(self, audience, options, params):
+    def serve(self, audience: Audience, options: Options, params: dict[str, Any]) -> RecommendationResult:
         return products.for_you(audience, options)
 
 
 @_schema("Products similar to a product")
 class SimilarView(RecommendationView):
-    def serve(self, audience, options, params, product_id):
+    def serve(
+        self, audience: Audience, options: Options, params: dict[str, Any], product_id: str
+    ) -> RecommendationResult:
         return products.similar(product_id, audience, options)
 
 
 @_schema("Frequently bought together with a product")
 class BoughtTogetherView(RecommendationView):
-    def serve(self, audience, options, params, product_id):
+    def serve(
+        self, audience: Audience, options: Options, params: dict[str, Any], product_id: str
+    ) -> RecommendationResult:
         return products.bought_together(product_id, audience, options)
 
 
@@ -120,7 +126,7 @@ class BoughtTogetherView(RecommendationView):
 class TrendingView(RecommendationView):
     params_serializer = CategoryListParamsSerializer
 
-    def serve(self, audience, options, params):
+    def serve(self, audience: Audience, options: Options, params: dict[str, Any]) -> RecommendationResult:
         return products.trending(audience, options)
 
 
@@ -132,37 +138,41 @@ class TrendingView(RecommendationView):
 class NewArrivalsView(RecommendationView):
     params_serializer = CategoryListParamsSerializer
 
-    def serve(self, audience, options, params):
+    def serve(self, audience: Audience, options: Options, params: dict[str, Any]) -> RecommendationResult:
         return products.new_arrivals(audience, options)
 
 
 @_schema("Recently viewed")
 class RecentlyViewedView(RecommendationView):
-    def serve(self, audience, options, params):
+    def serve(self, audience: Audience, options: Options, params: dict[str, Any]) -> RecommendationResult:
         return products.recently_viewed(audience, options)
 
 
 @_schema("Buy it again", description="Replenishable products the visitor bought, those due first.")
 class BuyAgainView(RecommendationView):
-    def serve(self, audience, options, params):
+    def serve(self, audience: Audience, options: Options, params: dict[str, Any]) -> RecommendationResult:
         return products.buy_again(audience, options)
 
 
 @_schema("Top products of a store for the visitor")
 class StoreProductsView(RecommendationView):
-    def serve(self, audience, options, params, store_id):
+    def serve(
+        self, audience: Audience, options: Options, params: dict[str, Any], store_id: str
+    ) -> RecommendationResult:
         return products.store_products(store_id, audience, options)
 
 
 @_schema("Stores for the visitor", serializer=StoreListSerializer)
 class StoresView(RecommendationView):
-    def serve(self, audience, options, params):
+    def serve(self, audience: Audience, options: Options, params: dict[str, Any]) -> RecommendationResult:
         return stores.stores_for_user(audience, options)
 
 
 @_schema("Stores similar to a store", serializer=StoreListSerializer)
 class SimilarStoresView(RecommendationView):
-    def serve(self, audience, options, params, store_id):
+    def serve(
+        self, audience: Audience, options: Options, params: dict[str, Any], store_id: str
+    ) -> RecommendationResult:
         return stores.similar_stores(store_id, audience, options)
 
 
@@ -172,7 +182,7 @@ class RerankView(RecommendationView):
     params_serializer = RerankSerializer
     http_method_names = ["post", "options"]
 
-    def serve(self, audience, options, params):
+    def serve(self, audience: Audience, options: Options, params: dict[str, Any]) -> RecommendationResult:
         return products.rerank(params["product_ids"], audience, options)
 
     @extend_schema(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 
 from recommendations.api.recommendation_serializers import (
@@ -11,6 +13,7 @@ from recommendations.api.recommendation_serializers import (
 from recommendations.api.recommendations import RecommendationView
 from recommendations.api.schema import AUTH_AND_RATE_ERRORS
 from recommendations.serving import search
+from recommendations.serving.types import Audience, Options, RecommendationResult
 
 
 @extend_schema(
@@ -30,5 +33,5 @@ from recommendations.serving import search
 class SearchView(RecommendationView):
     params_serializer = SearchParamsSerializer
 
-    def serve(self, audience, options, params):
+    def serve(self, audience: Audience, options: Options, params: dict[str, Any]) -> RecommendationResult:
         return search.search(params["q"], audience, options)

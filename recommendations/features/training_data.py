@@ -140,7 +140,7 @@ def _check_enough(events: Interactions, item_of: np.ndarray, window_days: float 
         )
 
 
-def _rfm(events: Interactions, actor_of: np.ndarray, n_actors: int, now: dt.datetime):
+def _rfm(events: Interactions, actor_of: np.ndarray, n_actors: int, now: dt.datetime) -> np.ndarray:
     last_seen = np.full(n_actors, np.nan)
     np.fmax.at(last_seen, actor_of, events.timestamps)
     frequency = np.bincount(actor_of, minlength=n_actors).astype(np.float64)

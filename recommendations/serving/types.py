@@ -7,7 +7,7 @@ host product objects in score order, each with its `Recommendation`.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -241,5 +241,5 @@ class RecommendationResult:
     def __len__(self) -> int:
         return len(self.recommendations)
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[tuple[models.Model, Recommendation]]:
         return iter(self.items)

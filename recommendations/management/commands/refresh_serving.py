@@ -9,8 +9,9 @@ the periodic `refresh_statistics` task keeps popularity fresh.
 from __future__ import annotations
 
 import time
+from typing import Any
 
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandParser
 
 from recommendations.progress import Progress, ProgressBar
 from recommendations.serving.attribution import prune_served
@@ -21,13 +22,15 @@ from recommendations.serving.statistics import refresh_statistics
 class Command(BaseCommand):
     help = "Rebuild the search index and the popularity / co-occurrence tables that serving reads."
 
-    def add_arguments(self, parser) -> None:
+    def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--skip-index", action="store_true", help="leave the search index as it is")
         parser.add_argument(
             "--skip-statistics", action="store_true", help="leave popularity and pairs as they are"
         )
 
-    def handle(self, *args, skip_index: bool = False, skip_statistics: bool = False, **options) -> None:
+    def handle(
+        self, *args: Any, skip_index: bool = False, skip_statistics: bool = False, **options: Any
+    ) -> None:
         started = time.monotonic()
         bar = ProgressBar(self.stdout)
         progress = Progress(listeners=(bar,))

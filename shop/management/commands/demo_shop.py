@@ -2,11 +2,12 @@
 
 import json
 import time
+from typing import Any
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management import call_command
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandParser
 
 from recommendations.models import ModelStatus, ModelVersion
 from shop.models import Product
@@ -18,7 +19,7 @@ ADMIN_PASSWORD = "admin"  # noqa: S105 - printed for the local demo only
 class Command(BaseCommand):
     help = "Load the demo shop (once), train recommendations, and create the admin login."
 
-    def add_arguments(self, parser) -> None:
+    def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--seed", type=int, default=7)
         parser.add_argument("--force", action="store_true", help="Reload even if products exist.")
         parser.add_argument(
@@ -28,7 +29,7 @@ class Command(BaseCommand):
             help="training budget of the demo model (default 60; the nightly retrain has none)",
         )
 
-    def handle(self, *args, seed: int, force: bool, train_seconds: float, **options) -> None:
+    def handle(self, *args: Any, seed: int, force: bool, train_seconds: float, **options: Any) -> None:
         started = time.monotonic()
         seeded = force or not Product.objects.exists()
         if seeded:

