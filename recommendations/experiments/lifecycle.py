@@ -13,7 +13,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
-from recommendations.experiments.assignment import clear_cache
+from recommendations.experiments.assignment import SERVABLE_STATUSES, clear_cache
 from recommendations.experiments.results import experiment_results
 from recommendations.models import Experiment, ExperimentStatus, Variant
 from recommendations.models.experiments import validate_shares
@@ -23,11 +23,20 @@ logger = logging.getLogger(__name__)
 
 def check_ready(experiment: Experiment) -> None:
     """Raise a `ValidationError` naming what keeps this experiment from starting."""
-    variants = list(experiment.variants.all())
+    variants = list(experiment.variants.select_related("model_version"))
     validate_shares([v.traffic_share for v in variants])
     controls = [v for v in variants if v.is_control]
     if len(controls) != 1:
         raise ValidationError("Mark exactly one variant as the control: the others are compared with it.")
+    for variant in variants:
+        version = variant.model_version
+        # A version without vectors would quietly serve the active model: the test would compare nothing.
+        if version is not None and version.status not in SERVABLE_STATUSES:
+            raise ValidationError(
+                f"Variant {variant.key!r} names model version {version.pk}, which is {version.status} and "
+                "cannot serve. Choose a ready or active version for it, or clear its model version to "
+                "serve the active one."
+            )
 
 
 def start(experiment: Experiment) -> Experiment:
