@@ -37,7 +37,6 @@ from recommendations.experiments import lifecycle
 from recommendations.experiments.results import METRICS, ExperimentResults, experiment_results
 from recommendations.marketing.audiences import build_audience
 from recommendations.marketing.export import audience_rows, segment_rows, write_csv
-from recommendations.marketing.products import offer
 from recommendations.marketing.targeting import campaigns_for
 from recommendations.models import Campaign, Experiment, ExperimentStatus, Variant
 from recommendations.models.api_keys import ApiKey, Scope
@@ -218,7 +217,7 @@ class CampaignMatchSerializer(serializers.Serializer):
     product_ids = serializers.SerializerMethodField()
 
     def get_product_ids(self, match: Any) -> list[str]:
-        return offer(match.campaign)[:MAX_FOR_ME]
+        return list(match.product_ids[:MAX_FOR_ME])
 
 
 class CampaignsForMeView(ApiView):

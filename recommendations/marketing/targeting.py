@@ -23,7 +23,7 @@ from django.db.models import Count
 from django.db.models.fields.json import KT
 
 from recommendations.marketing.affinity import visitor_affinity
-from recommendations.marketing.products import interest_scope, offer
+from recommendations.marketing.products import interest_scope, offers
 from recommendations.marketing.rfm import customer_rfm
 from recommendations.models import Campaign, CampaignKind, Event, EventType
 from recommendations.models.marketing import CAMPAIGN_CONTEXT_KEY
@@ -52,6 +52,8 @@ class CampaignMatch:
     reason: str
     # "model" (taste vectors via serving), "affinity" (events), "rfm" (customer segment).
     method: str
+    # The products it offers, available when it was chosen (`products.offers`).
+    product_ids: Sequence[str] = ()
 
 
 def views_so_far(campaigns: Sequence[Campaign]) -> dict[int, int]:
@@ -94,13 +96,13 @@ def showable_campaigns(now: dt.datetime | None = None) -> list[Campaign]:
 
 
 def _interest(
-    audience: Audience, campaigns: list[Campaign], offers: dict[int, list[str]]
+    audience: Audience, campaigns: list[Campaign], offered: dict[int, list[str]]
 ) -> dict[int, tuple[float, str, str]]:
     """(score, reason, method) per campaign id for promotions and flash sales."""
     if not campaigns:
         return {}
     if active_version() is not None:
-        ranked = rank_product_sets(audience, {c.pk: offers[c.pk] for c in campaigns})
+        ranked = rank_product_sets(audience, {c.pk: offered[c.pk] for c in campaigns})
         return {r.key: (r.score, r.reason, "model") for r in ranked}
     scores = visitor_affinity(audience, {c.pk: interest_scope(c) for c in campaigns})
     return {
@@ -114,10 +116,10 @@ def campaigns_for(audience: Audience, limit: int = 3, now: dt.datetime | None = 
     campaigns = showable_campaigns(now)
     signed_in = audience.user_id is not None
     campaigns = [c for c in campaigns if signed_in or not c.rules.logged_in_only]
-    offers = {c.pk: offer(c) for c in campaigns if c.kind != CampaignKind.MEMBER_BENEFIT}
+    offered = offers(campaigns)  # stock is read now: a sold-out sale is gone at once
     # A promotion with nothing to buy now (sold out, a category with no products) is not shown.
-    campaigns = [c for c in campaigns if c.kind == CampaignKind.MEMBER_BENEFIT or offers[c.pk]]
-    interest = _interest(audience, [c for c in campaigns if c.kind != CampaignKind.MEMBER_BENEFIT], offers)
+    campaigns = [c for c in campaigns if c.kind == CampaignKind.MEMBER_BENEFIT or offered[c.pk]]
+    interest = _interest(audience, [c for c in campaigns if c.kind != CampaignKind.MEMBER_BENEFIT], offered)
     segment = None
     if signed_in and any(c.kind == CampaignKind.MEMBER_BENEFIT for c in campaigns):
         rfm = customer_rfm(audience.user_id, now)
@@ -129,10 +131,10 @@ def campaigns_for(audience: Audience, limit: int = 3, now: dt.datetime | None = 
         if campaign.kind == CampaignKind.MEMBER_BENEFIT:
             if segment is None or segment not in rules.rfm_segments:
                 continue
-            match = CampaignMatch(campaign, 1.0, SEGMENT_REASONS[segment], "rfm")
+            match = CampaignMatch(campaign, 1.0, SEGMENT_REASONS[segment], "rfm", offered[campaign.pk])
         else:
             score, reason, method = interest.get(campaign.pk, (0.0, "Current offer", "affinity"))
-            match = CampaignMatch(campaign, score, reason, method)
+            match = CampaignMatch(campaign, score, reason, method, offered[campaign.pk])
         if rules.min_score is not None and match.score < rules.min_score:
             continue
         matches.append(match)

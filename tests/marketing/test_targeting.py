@@ -131,6 +131,31 @@ def test_a_campaign_with_nothing_to_buy_now_is_not_shown(shop):
     assert [m.campaign for m in matches] == [tea] and sold_out not in [m.campaign for m in matches]
 
 
+def test_a_sale_that_sells_out_disappears_at_once(shop):
+    """Checkout lowers stock with an update that touches no campaign, so the offer's cache must
+    not hold availability: the next request already sees the product gone."""
+    last_units = shop.products["Garden"][0]
+    flash = Campaign.objects.create(
+        name="Last units", kind=CampaignKind.FLASH_SALE, product_ids=[str(last_units.pk)], priority=9
+    )
+    clearance = Campaign.objects.create(
+        name="Garden clearance",
+        kind=CampaignKind.FLASH_SALE,
+        category_names=["Garden"],
+        audience_rules={"inventory": {"min_stock": 100, "max_units_sold": 0}},
+    )
+    visitor = Audience(user=shop.users["gardener"])
+    assert [m.campaign for m in campaigns_for(visitor, limit=5)] == [flash, clearance]
+    assert offer(clearance) == [shop.slow_seller("Garden")]
+    Product = type(last_units)
+    Product.objects.filter(pk__in=[last_units.pk, shop.slow_seller("Garden")]).update(stock=0)
+    assert campaigns_for(visitor, limit=5) == []
+    assert offer(flash) == offer(clearance) == []
+    Product.objects.filter(pk=last_units.pk).update(stock=1)  # restocked: back at once too
+    match = campaigns_for(visitor, limit=5)[0]
+    assert (match.campaign, list(match.product_ids)) == (flash, [str(last_units.pk)])
+
+
 def test_for_me_follows_an_anonymous_session(shop):
     tea = promotion(name="Tea week", category_names=["Tea"])
     coffee = promotion(name="Coffee week", category_names=["Coffee"])
