@@ -5,8 +5,8 @@
   taste vector against the campaign's products); without one, by category/store affinity
   from the visitor's events (`affinity`).
 - Member benefits go to signed-in customers whose RFM segment the campaign names.
-- A campaign that reached its impression cap (counted from `campaign_view` events) is not
-  shown; `logged_in_only` and `min_score` rules are applied last.
+- A campaign that reached its impression cap (distinct visitors with a `campaign_view` event
+  of it) is not shown; `logged_in_only` and `min_score` rules are applied last.
 
 Campaigns are ordered by priority, then score: priority is the shop's word, score breaks ties.
 """
@@ -19,8 +19,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from django.core.exceptions import ValidationError
-from django.db.models import Count
+from django.db.models import CharField, Count
 from django.db.models.fields.json import KT
+from django.db.models.functions import Cast, Coalesce
 
 from recommendations.marketing.affinity import visitor_affinity
 from recommendations.marketing.products import interest_scope, offers
@@ -57,7 +58,12 @@ class CampaignMatch:
 
 
 def views_so_far(campaigns: Sequence[Campaign]) -> dict[int, int]:
-    """`campaign_view` events per campaign (for impression caps), cached for a minute."""
+    """Visitors who viewed each campaign (for impression caps), cached for a minute.
+
+    A visitor (the user, else the session) counts once however many `campaign_view` events
+    they send: the beacon endpoint is public, so counting raw events would let one request
+    of 500 events spend a campaign's whole budget.
+    """
     ids = sorted(c.pk for c in campaigns)
     if not ids:
         return {}
@@ -68,7 +74,7 @@ def views_so_far(campaigns: Sequence[Campaign]) -> dict[int, int]:
             .annotate(campaign=KT(f"context__{CAMPAIGN_CONTEXT_KEY}"))
             .filter(campaign__in=[str(pk) for pk in ids])
             .values("campaign")
-            .annotate(n=Count("id"))
+            .annotate(n=Count(Coalesce(Cast("user_id", CharField()), "session_id"), distinct=True))
         )
         return {int(row["campaign"]): row["n"] for row in rows}
 

@@ -111,7 +111,10 @@ class Campaign(models.Model):
     starts_at = models.DateTimeField(default=timezone.now)
     ends_at = models.DateTimeField(null=True, blank=True, help_text="Empty for an open-ended campaign.")
     impression_cap = models.PositiveIntegerField(
-        null=True, blank=True, help_text="Stop showing the campaign after this many views (its budget)."
+        null=True,
+        blank=True,
+        help_text="Stop showing the campaign once this many visitors have seen it (its budget); "
+        "each visitor counts once, however often they see it.",
     )
     audience_rules = models.JSONField(
         default=dict, blank=True, help_text="See recommendations.marketing.rules."

@@ -3,6 +3,7 @@
 import datetime as dt
 
 import pytest
+from django.core.cache import cache
 from django.core.exceptions import ValidationError
 
 from recommendations.marketing.audiences import build_audience
@@ -10,7 +11,7 @@ from recommendations.marketing.inventory import slow_sellers
 from recommendations.marketing.products import offer
 from recommendations.marketing.rfm import customer_rfm, customers
 from recommendations.marketing.rules import InventoryRule
-from recommendations.marketing.targeting import campaigns_for
+from recommendations.marketing.targeting import campaigns_for, views_so_far
 from recommendations.models import Campaign, CampaignKind
 from recommendations.serving.types import Audience
 from tests.marketing.conftest import add_event
@@ -156,6 +157,22 @@ def test_a_sale_that_sells_out_disappears_at_once(shop):
     assert (match.campaign, list(match.product_ids)) == (flash, [str(last_units.pk)])
 
 
+def test_an_impression_cap_counts_each_visitor_once(shop):
+    """The beacon endpoint is public: one visitor posting 500 views must not spend the budget."""
+    capped = promotion(name="Capped", category_names=["Tea"], impression_cap=3)
+    views = {"campaign": str(capped.pk)}
+    for _ in range(500):
+        add_event("campaign_view", session="greedy", context=views)
+    add_event("campaign_view", user=shop.users["tea_lover"], session="tea-phone", context=views)
+    add_event("campaign_view", user=shop.users["tea_lover"], session="tea-laptop", context=views)
+    assert views_so_far([capped]) == {capped.pk: 2}
+    assert [m.campaign for m in campaigns_for(Audience(session_id="someone"))] == [capped]
+    add_event("campaign_view", session="another", context=views)
+    cache.clear()  # the count is cached for VIEWS_CACHE_SECONDS
+    assert views_so_far([capped]) == {capped.pk: 3}
+    assert campaigns_for(Audience(session_id="someone")) == []
+
+
 def test_for_me_follows_an_anonymous_session(shop):
     tea = promotion(name="Tea week", category_names=["Tea"])
     coffee = promotion(name="Coffee week", category_names=["Coffee"])
@@ -187,8 +204,8 @@ def test_for_me_rules_caps_windows_and_member_benefits(shop):
         kind=CampaignKind.MEMBER_BENEFIT,
         audience_rules={"rfm_segments": ["loyal_high_spender"]},
     )
-    for _ in range(2):
-        add_event("campaign_view", session="s", context={"campaign": str(capped.pk)})
+    for session in ("s1", "s2"):
+        add_event("campaign_view", session=session, context={"campaign": str(capped.pk)})
 
     loyal = {m.campaign for m in campaigns_for(Audience(user=shop.users["loyal"]), limit=10)}
     assert loyal == {members_only, points}
