@@ -17,7 +17,7 @@ import copy
 import io
 from typing import Any
 
-from django.core.exceptions import ImproperlyConfigured
+from django.core.exceptions import NON_FIELD_ERRORS, ImproperlyConfigured
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import transaction
 from django.shortcuts import get_object_or_404
@@ -26,6 +26,7 @@ from rest_framework import exceptions, permissions, renderers, serializers, view
 from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
+from rest_framework.settings import api_settings
 from rest_framework.views import APIView
 
 from recommendations.api.authentication import ApiKeyAuthentication, CsrfSessionAuthentication
@@ -49,7 +50,13 @@ MAX_AUDIENCE_ROWS = 10_000
 
 
 def _django_errors(exc: DjangoValidationError) -> Any:
-    return exc.message_dict if hasattr(exc, "error_dict") else exc.messages
+    """A model's errors as DRF words them: Django's `__all__` becomes `non_field_errors`."""
+    if not hasattr(exc, "error_dict"):
+        return exc.messages
+    return {
+        (api_settings.NON_FIELD_ERRORS_KEY if field == NON_FIELD_ERRORS else field): messages
+        for field, messages in exc.message_dict.items()
+    }
 
 
 class StaffOrScope(permissions.BasePermission):

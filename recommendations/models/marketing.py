@@ -12,7 +12,7 @@ import datetime as dt
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.postgres.fields import ArrayField
-from django.core.exceptions import ValidationError
+from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
 from django.core.validators import URLValidator
 from django.db import models
 from django.db.models import Q
@@ -173,11 +173,17 @@ class Campaign(models.Model):
                 errors["audience_rules"] = ["rfm_segments applies to member benefits only; change the kind."]
             if rules.inventory and self.kind != CampaignKind.FLASH_SALE:
                 errors["audience_rules"] = ["inventory applies to flash sales only; change the kind."]
+            problem = self.targeting_error() if self.is_active and "audience_rules" not in errors else None
+            if problem:
+                # Saved active, it would never be shown and nobody would be told why.
+                field = "audience_rules" if self.kind == CampaignKind.MEMBER_BENEFIT else NON_FIELD_ERRORS
+                errors[field] = [f"{problem} Or make it inactive to keep it as a draft until it does."]
         if errors:
             raise ValidationError(errors)
 
     def targeting_error(self) -> str | None:
-        """Why no audience can be built for this campaign, or None when it targets something."""
+        """Why the campaign can reach nobody (no audience, never shown), or None when it
+        targets something. `clean()` refuses it for an active campaign."""
         rules = parse_rules(self.audience_rules)
         if self.kind == CampaignKind.MEMBER_BENEFIT:
             if not rules.rfm_segments:
@@ -191,7 +197,7 @@ class Campaign(models.Model):
         return (
             f"Campaign {self.name!r} promotes nothing: add products, categories or stores"
             + (' (or an "inventory" rule)' if self.kind == CampaignKind.FLASH_SALE else "")
-            + " before building its audience."
+            + "."
         )
 
     def is_running(self, now: dt.datetime | None = None) -> bool:
