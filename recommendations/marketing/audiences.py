@@ -53,13 +53,19 @@ def _by_rfm(campaign: Campaign, limit: int, now: dt.datetime | None) -> list[tup
 def build_audience(
     campaign: Campaign, limit: int | None = None, now: dt.datetime | None = None
 ) -> AudienceList:
-    """The campaign's audience (not saved). Raises `ValidationError` for a campaign that
-    targets nothing, naming what to add."""
+    """The campaign's audience (not saved), at most `limit` users (None: the campaign's
+    `max_audience`). Raises `ValidationError` for a campaign that targets nothing, naming
+    what to add, and for a limit below 1 (a segment saved before sizes were checked)."""
     problem = campaign.targeting_error()
     if problem:
         raise ValidationError(problem)
+    if limit is not None and limit < 1:
+        raise ValidationError(
+            f"An audience of at most {limit} users is empty. Give a size of at least 1, or leave it "
+            "empty to use the campaign's max_audience rule."
+        )
     rules = campaign.rules
-    limit = limit or rules.max_audience
+    limit = limit if limit is not None else rules.max_audience
     if campaign.kind == CampaignKind.MEMBER_BENEFIT:
         method, members = "rfm", _by_rfm(campaign, limit, now)
     else:

@@ -13,13 +13,13 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.postgres.fields import ArrayField
 from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
-from django.core.validators import URLValidator
+from django.core.validators import MaxValueValidator, MinValueValidator, URLValidator
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
 from recommendations.adapters import get_product_model, get_store_model
-from recommendations.marketing.rules import AudienceRules, parse_rules
+from recommendations.marketing.rules import MAX_AUDIENCE_LIMIT, AudienceRules, parse_rules
 
 # Campaign views and clicks are events whose context names the campaign under this key.
 CAMPAIGN_CONTEXT_KEY = "campaign"
@@ -220,7 +220,9 @@ class Segment(models.Model):
     max_size = models.PositiveIntegerField(
         null=True,
         blank=True,
-        help_text="At most this many users; empty uses the campaign's max_audience rule.",
+        # 0 would read as "no limit" to anyone who tests it for truth: refuse it instead.
+        validators=[MinValueValidator(1), MaxValueValidator(MAX_AUDIENCE_LIMIT)],
+        help_text="At most this many users (at least 1); empty uses the campaign's max_audience rule.",
     )
     auto_refresh = models.BooleanField(default=True, help_text="Refreshed by the periodic task.")
     refreshed_at = models.DateTimeField(null=True, blank=True, editable=False)

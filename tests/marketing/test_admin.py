@@ -73,6 +73,16 @@ def test_campaign_form_refuses_an_active_campaign_that_targets_nobody(admin_clie
     assert admin_client.post(url, {**no_segment, "is_active": ""}).status_code == 302  # a draft
 
 
+def test_segment_form_refuses_a_size_of_zero(admin_client, shop):
+    tea = Campaign.objects.create(name="Tea week", category_names=["Tea"])
+    url = reverse("admin:recommendations_segment_add")
+    form = {"name": "Newsletter", "campaign": tea.pk, "max_size": "0", "auto_refresh": "on"}
+    refused = admin_client.post(url, form)
+    assert "greater than or equal to 1" in errors_of(refused) and not Segment.objects.exists()
+    assert admin_client.post(url, {**form, "max_size": "1"}).status_code == 302
+    assert Segment.objects.get().size == 1
+
+
 def test_campaign_preview_lists_who_would_see_it_and_saves_a_segment(admin_client, shop):
     tea = Campaign.objects.create(name="Tea week", category_names=["Tea"])
     url = reverse("admin:recommendations_campaign_preview", args=[tea.pk])

@@ -6,13 +6,13 @@ import pytest
 from django.core.cache import cache
 from django.core.exceptions import ValidationError
 
-from recommendations.marketing.audiences import build_audience
+from recommendations.marketing.audiences import build_audience, refresh_segment
 from recommendations.marketing.inventory import slow_sellers
 from recommendations.marketing.products import offer
 from recommendations.marketing.rfm import customer_rfm, customers
 from recommendations.marketing.rules import InventoryRule
 from recommendations.marketing.targeting import campaigns_for, views_so_far
-from recommendations.models import Campaign, CampaignKind
+from recommendations.models import Campaign, CampaignKind, Segment
 from recommendations.serving.types import Audience
 from tests.marketing.conftest import add_event
 
@@ -102,6 +102,18 @@ def test_min_score_and_max_audience_rules(shop):
     assert users_of(build_audience(tea)) == [shop.users["tea_lover"].pk]
     strict = promotion(category_names=["Tea"], audience_rules={"min_score": 0.7})
     assert users_of(build_audience(strict)) == [shop.users["tea_lover"].pk]
+
+
+def test_a_size_of_zero_never_means_no_limit(shop):
+    tea = promotion(category_names=["Tea"])
+    assert len(build_audience(tea, limit=None)) == 2  # None: the campaign's max_audience
+    assert len(build_audience(tea, limit=1)) == 1
+    with pytest.raises(ValidationError, match="at most 0 users is empty. Give a size of at least 1"):
+        build_audience(tea, limit=0)
+    legacy = Segment.objects.create(name="Saved before sizes were checked", campaign=tea, max_size=0)
+    with pytest.raises(ValidationError, match="at most 0 users is empty"):
+        refresh_segment(legacy)
+    assert not legacy.members.exists()
 
 
 def test_an_audience_for_an_empty_campaign_is_refused(shop):
