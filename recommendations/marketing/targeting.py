@@ -1,10 +1,11 @@
 """Which running campaigns one visitor should see, best first.
 
-- Promotions and flash sales are ranked by the visitor's interest in what they offer: with
-  an active model, through serving's ranking hook (`serving.campaigns.rank_product_sets`,
-  taste vector against the campaign's products); without one, by category/store affinity
-  from the visitor's events (`affinity`).
-- Member benefits go to signed-in customers whose RFM segment the campaign names.
+- Promotions and flash sales are ranked by the visitor's interest in what they offer, on the
+  0-1 scale a saved audience uses: with a model, the cosine of the visitor's current taste
+  (`serving.realtime.current_taste`) to the campaign's products (`interest`); without one,
+  or for a campaign whose products have no vectors, category/store affinity from the
+  visitor's events (`affinity`).
+- Member benefits go to signed-in customers whose RFM segment the campaign names (score 1).
 - A campaign that reached its impression cap (distinct visitors with a `campaign_view` event
   of it) is not shown; `logged_in_only` and `min_score` rules are applied last.
 
@@ -24,14 +25,16 @@ from django.db.models.fields.json import KT
 from django.db.models.functions import Cast, Coalesce
 
 from recommendations.marketing.affinity import visitor_affinity
+from recommendations.marketing.interest import campaign_vectors, visitor_interest
 from recommendations.marketing.products import interest_scope, offers
 from recommendations.marketing.rfm import customer_rfm
+from recommendations.marketing.rules import MEMBER_SCORE
 from recommendations.models import Campaign, CampaignKind, Event, EventType
 from recommendations.models.marketing import CAMPAIGN_CONTEXT_KEY
+from recommendations.serving import variants
 from recommendations.serving.cache import from_cache
-from recommendations.serving.campaigns import rank_product_sets
+from recommendations.serving.realtime import current_taste
 from recommendations.serving.types import Audience
-from recommendations.vectors.queries import active_version
 
 logger = logging.getLogger(__name__)
 
@@ -104,17 +107,26 @@ def showable_campaigns(now: dt.datetime | None = None) -> list[Campaign]:
 def _interest(
     audience: Audience, campaigns: list[Campaign], offered: dict[int, list[str]]
 ) -> dict[int, tuple[float, str, str]]:
-    """(score, reason, method) per campaign id for promotions and flash sales."""
+    """(score, reason, method) per campaign id for promotions and flash sales, measured as the
+    campaign's saved audience measures it (`build_audience`), so `min_score` means one thing:
+    with a model, the cosine of the visitor's taste to the campaign (`interest`); for a
+    campaign whose products have no vectors, or with no model, event affinity (`affinity`)."""
     if not campaigns:
         return {}
-    if active_version() is not None:
-        ranked = rank_product_sets(audience, {c.pk: offered[c.pk] for c in campaigns})
-        return {r.key: (r.score, r.reason, "model") for r in ranked}
-    scores = visitor_affinity(audience, {c.pk: interest_scope(c) for c in campaigns})
-    return {
-        pk: (score, "Matches what you looked at" if score > 0 else "Current offer", "affinity")
-        for pk, score in scores.items()
-    }
+    scores: dict[int, tuple[float, str, str]] = {}
+    version = variants.model_version(audience)
+    if version is not None:
+        directions = campaign_vectors({c.pk: offered[c.pk] for c in campaigns}, version)
+        taste = current_taste(version, audience).vector if directions else None
+        for pk, direction in directions.items():
+            score = visitor_interest(taste, direction)
+            scores[pk] = (score, "Matches what you like" if score > 0 else "Current offer", "model")
+    rest = {c.pk: interest_scope(c) for c in campaigns if c.pk not in scores}
+    if rest:
+        for pk, score in visitor_affinity(audience, rest).items():
+            reason = "Matches what you looked at" if score > 0 else "Current offer"
+            scores[pk] = (score, reason, "affinity")
+    return scores
 
 
 def campaigns_for(audience: Audience, limit: int = 3, now: dt.datetime | None = None) -> list[CampaignMatch]:
@@ -137,7 +149,9 @@ def campaigns_for(audience: Audience, limit: int = 3, now: dt.datetime | None = 
         if campaign.kind == CampaignKind.MEMBER_BENEFIT:
             if segment is None or segment not in rules.rfm_segments:
                 continue
-            match = CampaignMatch(campaign, 1.0, SEGMENT_REASONS[segment], "rfm", offered[campaign.pk])
+            match = CampaignMatch(
+                campaign, MEMBER_SCORE, SEGMENT_REASONS[segment], "rfm", offered[campaign.pk]
+            )
         else:
             score, reason, method = interest.get(campaign.pk, (0.0, "Current offer", "affinity"))
             match = CampaignMatch(campaign, score, reason, method, offered[campaign.pk])

@@ -173,6 +173,11 @@ class Campaign(models.Model):
                 errors["audience_rules"] = ["rfm_segments applies to member benefits only; change the kind."]
             if rules.inventory and self.kind != CampaignKind.FLASH_SALE:
                 errors["audience_rules"] = ["inventory applies to flash sales only; change the kind."]
+            if rules.min_score is not None and self.kind == CampaignKind.MEMBER_BENEFIT:
+                errors["audience_rules"] = [
+                    "min_score applies to promotions and flash sales; a member benefit goes to everyone "
+                    "in its rfm_segments. Remove min_score, or narrow the segments."
+                ]
             problem = self.targeting_error() if self.is_active and "audience_rules" not in errors else None
             if problem:
                 # Saved active, it would never be shown and nobody would be told why.

@@ -10,9 +10,9 @@ from recommendations.marketing.audiences import build_audience, refresh_segment
 from recommendations.marketing.inventory import slow_sellers
 from recommendations.marketing.products import offer
 from recommendations.marketing.rfm import customer_rfm, customers
-from recommendations.marketing.rules import InventoryRule
+from recommendations.marketing.rules import InventoryRule, parse_rules
 from recommendations.marketing.targeting import campaigns_for, views_so_far
-from recommendations.models import Campaign, CampaignKind, Segment
+from recommendations.models import Campaign, CampaignKind, Segment, UserVector
 from recommendations.serving.types import Audience
 from tests.marketing.conftest import add_event
 
@@ -116,6 +116,56 @@ def test_a_size_of_zero_never_means_no_limit(shop):
     assert not legacy.members.exists()
 
 
+def shown_to(campaign, audience) -> bool:
+    return any(m.campaign == campaign for m in campaigns_for(audience, limit=10))
+
+
+def test_min_score_selects_the_same_people_on_the_storefront_and_in_the_audience(shop, model):
+    """One scale (0-1) on every path: a heavy coffee shopper's long vector has a big inner
+    product with everything, but points away from tea, so neither path counts it as tea interest."""
+    UserVector.objects.filter(user=shop.users["coffee_lover"]).update(embedding=[1.0, 10.0, 1.0, 1.0])
+    tea = promotion(name="Tea", product_ids=shop.ids("Tea"), audience_rules={"min_score": 0.5})
+    audience = dict(build_audience(tea).members)
+    assert list(audience) == [shop.users["tea_lover"].pk]
+    for name, user in shop.users.items():
+        assert shown_to(tea, Audience(user=user)) == (user.pk in audience), name
+    match = next(m for m in campaigns_for(Audience(user=shop.users["tea_lover"])) if m.campaign == tea)
+    assert match.method == "model" and match.score == pytest.approx(
+        audience[shop.users["tea_lover"].pk], abs=0.02
+    )
+    assert not shown_to(tea, Audience(session_id="newcomer"))  # no taste yet: no interest
+    assert all(0 <= m.score <= 1 for m in campaigns_for(Audience(user=shop.users["gardener"]), limit=10))
+
+
+def test_member_benefits_score_one_on_both_paths(shop):
+    """A benefit goes to its whole segment: a min_score saved before it was refused for benefits
+    must not keep small spenders out of the newsletter while the site shows them the offer."""
+    perk = Campaign.objects.create(
+        name="Perk",
+        kind=CampaignKind.MEMBER_BENEFIT,
+        audience_rules={"rfm_segments": ["loyal_high_spender", "new_customer"], "min_score": 0.5},
+    )
+    audience = build_audience(perk)
+    members = ("loyal", "newbie", "tea_lover", "coffee_lover", "gardener")  # one order each: new
+    assert set(users_of(audience)) == shop.user_ids(*members)
+    assert users_of(audience)[:2] == [
+        shop.users["loyal"].pk,
+        shop.users["newbie"].pk,
+    ]  # biggest spenders first
+    assert {score for _, score in audience.members} == {1.0}
+    for name in members:
+        assert shown_to(perk, Audience(user=shop.users[name])), name
+    with pytest.raises(ValidationError, match="min_score applies to promotions and flash sales"):
+        perk.full_clean()
+
+
+@pytest.mark.parametrize("value", [-0.1, 1.5, 5, float("nan"), "0.5", True])
+def test_min_score_must_lie_between_0_and_1(value):
+    with pytest.raises(ValidationError, match="min_score must be a number from 0 to 1"):
+        parse_rules({"min_score": value})
+    assert parse_rules({"min_score": 0}).min_score == 0.0 and parse_rules({"min_score": 1}).min_score == 1.0
+
+
 def test_an_audience_for_an_empty_campaign_is_refused(shop):
     empty = promotion(name="Nothing")
     with pytest.raises(ValidationError, match="promotes nothing: add products, categories or stores"):
@@ -192,7 +242,7 @@ def test_for_me_follows_an_anonymous_session(shop):
     assert [m.campaign for m in campaigns_for(Audience(session_id="anon-1"))] == [coffee, tea]
 
 
-def test_for_me_with_a_model_uses_the_serving_ranking_hook(shop, model):
+def test_for_me_with_a_model_uses_the_visitors_taste(shop, model):
     tea = promotion(name="Tea week", product_ids=shop.ids("Tea"))
     garden = promotion(name="Garden week", product_ids=shop.ids("Garden"))
     matches = campaigns_for(Audience(user=shop.users["gardener"]))
