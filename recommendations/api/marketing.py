@@ -17,7 +17,7 @@ import copy
 import io
 from typing import Any
 
-from django.core.exceptions import ImproperlyConfigured
+from django.core.exceptions import NON_FIELD_ERRORS, ImproperlyConfigured
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import transaction
 from django.shortcuts import get_object_or_404
@@ -26,6 +26,7 @@ from rest_framework import exceptions, renderers, serializers, viewsets
 from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
+from rest_framework.settings import api_settings
 from rest_framework.views import APIView
 
 from recommendations.api.audience import resolve_audience
@@ -38,7 +39,6 @@ from recommendations.experiments import lifecycle
 from recommendations.experiments.results import METRICS, ExperimentResults, experiment_results
 from recommendations.marketing.audiences import build_audience
 from recommendations.marketing.export import audience_rows, segment_rows, write_csv
-from recommendations.marketing.products import offer
 from recommendations.marketing.targeting import campaigns_for
 from recommendations.models import Campaign, Experiment, Variant
 from recommendations.models.api_keys import Scope
@@ -51,7 +51,13 @@ MAX_AUDIENCE_ROWS = 10_000
 
 
 def _django_errors(exc: DjangoValidationError) -> Any:
-    return exc.message_dict if hasattr(exc, "error_dict") else exc.messages
+    """A model's errors as DRF words them: Django's `__all__` becomes `non_field_errors`."""
+    if not hasattr(exc, "error_dict"):
+        return exc.messages
+    return {
+        (api_settings.NON_FIELD_ERRORS_KEY if field == NON_FIELD_ERRORS else field): messages
+        for field, messages in exc.message_dict.items()
+    }
 
 
 class ApiView(APIView):
@@ -188,7 +194,7 @@ class CampaignMatchSerializer(serializers.Serializer):
     product_ids = serializers.SerializerMethodField()
 
     def get_product_ids(self, match: Any) -> list[str]:
-        return offer(match.campaign)[:MAX_FOR_ME]
+        return list(match.product_ids[:MAX_FOR_ME])
 
 
 class CampaignsForMeView(ApiView):

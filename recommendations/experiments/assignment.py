@@ -38,6 +38,9 @@ from recommendations.vectors.queries import active_version
 
 logger = logging.getLogger(__name__)
 
+# A version serves only while it has vectors: `ready` (trained, or the rollback target) or `active`.
+SERVABLE_STATUSES = (ModelStatus.READY, ModelStatus.ACTIVE)
+
 # Seconds a process trusts its snapshot of the live experiment; start/stop clear it at once
 # in the process that makes the change, other processes follow within this delay.
 LIVE_TTL = 5.0
@@ -136,6 +139,28 @@ def _load_live() -> LiveExperiment | None:
     )
 
 
+def model_versions_in_use() -> set[int]:
+    """Ids of the model versions experiments serve or may serve again: every variant of the
+    running experiment, and the promoted winner that is everyone's default once none runs.
+
+    The purge keeps these, so a challenger never silently falls back to the control's model.
+    """
+    in_use = set(
+        Variant.objects.filter(
+            experiment__status=ExperimentStatus.RUNNING, model_version__isnull=False
+        ).values_list("model_version_id", flat=True)
+    )
+    promoted = (
+        Experiment.objects.filter(status=ExperimentStatus.STOPPED, winner__isnull=False)
+        .order_by("-stopped_at")
+        .values_list("winner__model_version_id", flat=True)
+        .first()
+    )
+    if promoted is not None:
+        in_use.add(promoted)
+    return in_use
+
+
 def live_experiment() -> LiveExperiment | None:
     """The running experiment (or the promoted default), cached for `LIVE_TTL` seconds."""
     global _snapshot
@@ -147,11 +172,13 @@ def live_experiment() -> LiveExperiment | None:
 
 
 def clear_cache() -> None:
-    """Forget the live snapshot and the exposures already recorded (after start/stop/promote)."""
+    """Forget the live snapshot, the exposures already recorded and the fallbacks already
+    reported (after start/stop/promote)."""
     global _snapshot
     with _lock:
         _snapshot = None
     _record_exposure.cache_clear()
+    _warn_fallback.cache_clear()
 
 
 def visitor_of(who: Any) -> Visitor:
@@ -226,6 +253,24 @@ def model_version_for(who: Any, *, record: bool = True) -> ModelVersion | None:
 def version_to_serve(choice: VariantChoice | None) -> ModelVersion | None:
     """The model version a variant choice serves: its own while it has vectors, else the active one."""
     version = choice.model_version if choice is not None else None
-    if version is not None and version.status in (ModelStatus.READY, ModelStatus.ACTIVE):
+    if version is None:
+        return active_version()
+    if version.status in SERVABLE_STATUSES:
         return version
+    _warn_fallback(choice.experiment_key, choice.variant_key, version.pk, version.status)
     return active_version()
+
+
+@lru_cache(maxsize=256)
+def _warn_fallback(experiment_key: str, variant_key: str, version_id: int, status: str) -> None:
+    """Say once per process that a variant serves the active model instead of its own: its
+    results then measure the control's model, which nobody would otherwise notice."""
+    logger.warning(
+        "Variant %s of experiment %s names model version %s, which is %s and cannot serve; its "
+        "visitors get the active version, so the experiment no longer tests that model. Stop the "
+        "experiment and start a new one with a ready version.",
+        variant_key,
+        experiment_key,
+        version_id,
+        status,
+    )

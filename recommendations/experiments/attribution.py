@@ -1,15 +1,22 @@
 """Attribution: the funnel of each variant, from the event log.
 
 The visitors of a variant are its `Assignment`s (users by account, anonymous visitors by
-session). Within the experiment's window, for each variant:
+session). A session whose events were merged into an account at login (or that went on
+after it) is that person: it is not counted again, and an account with no assignment of
+its own takes the session's variant. Within the experiment's window, for each variant:
 
-- impressions: distinct recommendation ids of impression events of its visitors;
+- impressions: distinct recommendation ids of impression events of its lists;
 - clicked impressions / clicks: click events carrying one of those recommendation ids;
 - add-to-carts: add_to_cart events carrying one of those ids;
-- purchases: purchase events of its visitors that carry one of those ids, or that buy a
-  product the same visitor clicked in one of its lists within `attribution_window_hours`
-  before (shops rarely pass the recommendation id through checkout). Purchases may happen
-  up to the window after the experiment stopped.
+- purchases: purchase events that carry one of those ids, or that buy a product the same
+  visitor clicked in one of its lists within `attribution_window_hours` before (shops rarely
+  pass the recommendation id through checkout). Purchases may happen up to the window after
+  the experiment stopped.
+
+A list belongs to the variant that served it, as its `ServedRecommendation.context` records,
+whoever the visitor is bucketed into later (a sign-in may move them to another variant).
+An event whose list is unknown there (no id, or the served row has expired) goes to the
+visitor's variant.
 
 Everything is counted in one pass over the visitors' events, so a hand-computed scenario
 can be checked line by line (see tests/marketing/test_attribution.py).
@@ -23,11 +30,12 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from django.db.models import Q
+from django.db.models import OuterRef, Q, Subquery
+from django.db.models.fields.json import KT
 from django.utils import timezone
 
 from recommendations.experiments.statistics import MeanSummary
-from recommendations.models import Assignment, Event, EventType, Experiment
+from recommendations.models import Assignment, Event, EventType, Experiment, ServedRecommendation
 
 FUNNEL_TYPES = (EventType.IMPRESSION, EventType.CLICK, EventType.ADD_TO_CART, EventType.PURCHASE)
 
@@ -69,55 +77,115 @@ def experiment_window(
     return start, end
 
 
-def _visitor_maps(experiment: Experiment) -> tuple[dict[Any, int], dict[str, int], dict[int, int]]:
-    by_user: dict[Any, int] = {}
-    by_session: dict[str, int] = {}
-    visitors: dict[int, int] = defaultdict(int)
+@dataclass
+class _Visitors:
+    """Who is in the experiment, and in which variant (ids), each person counted once."""
+
+    by_user: dict[Any, int] = field(default_factory=dict)
+    by_session: dict[str, int] = field(default_factory=dict)
+    counts: dict[int, int] = field(default_factory=lambda: defaultdict(int))
+    # Accounts with no assignment of their own that took their session's.
+    signed_in_users: set[Any] = field(default_factory=set)
+
+    def variant_of(self, user_id: Any, session_id: str) -> int | None:
+        return self.by_user.get(user_id) if user_id is not None else self.by_session.get(session_id)
+
+
+def _visitors(experiment: Experiment, start: dt.datetime, end: dt.datetime) -> _Visitors:
+    """The assignments, with each anonymous session that signed in counted as its account.
+
+    Login merges the session's events into the account (`merge_session_into_user`), so
+    an assigned session with events of a user between `start` and `end` is that user: not a
+    second visitor when the account has an assignment too, else the account's assignment.
+    """
+    visitors = _Visitors()
     rows = Assignment.objects.filter(experiment=experiment).values_list("variant_id", "user_id", "session_id")
     for variant_id, user_id, session_id in rows.iterator(chunk_size=5000):
         if user_id is not None:
-            by_user[user_id] = variant_id
+            visitors.by_user[user_id] = variant_id
         else:
-            by_session[session_id] = variant_id
-        visitors[variant_id] += 1
-    return by_user, by_session, visitors
+            visitors.by_session[session_id] = variant_id
+        visitors.counts[variant_id] += 1
+    signed_in = (
+        Event.objects.filter(
+            timestamp__gte=start,
+            timestamp__lte=end,
+            user__isnull=False,
+            session_id__in=Assignment.objects.filter(experiment=experiment, user__isnull=True).values(
+                "session_id"
+            ),
+        )
+        .values_list("session_id", "user_id")
+        .distinct()
+    )
+    for session_id, user_id in signed_in.iterator(chunk_size=5000):
+        variant_id = visitors.by_session.pop(session_id, None)
+        if variant_id is None:  # a session that signed in to two accounts: one of them keeps it
+            continue
+        if user_id in visitors.by_user:
+            visitors.counts[variant_id] -= 1
+        else:
+            visitors.by_user[user_id] = variant_id
+            visitors.signed_in_users.add(user_id)
+    return visitors
 
 
 def funnels(experiment: Experiment, now: dt.datetime | None = None) -> list[VariantFunnel]:
     """One `VariantFunnel` per variant, the control first."""
     variants = list(experiment.variants.order_by("-is_control", "key"))
     out = {v.pk: VariantFunnel(v.pk, v.key, v.label, v.is_control) for v in variants}
-    by_user, by_session, visitors = _visitor_maps(experiment)
-    for variant_id, count in visitors.items():
-        if variant_id in out:
-            out[variant_id].visitors = count
+    by_key = {v.key: v.pk for v in variants}
     start, end = experiment_window(experiment, now)
     window = dt.timedelta(hours=experiment.attribution_window_hours)
+    visitors = _visitors(experiment, start, end + window)
+    for variant_id, count in visitors.counts.items():
+        if variant_id in out:
+            out[variant_id].visitors = count
     assigned = Assignment.objects.filter(experiment=experiment)
+    # The variant that served the event's list: one index look-up per event, in the same query.
+    served_by = ServedRecommendation.objects.filter(
+        pk=OuterRef("recommendation_id"), context__experiment=experiment.key
+    ).values_list(KT("context__variant"))[:1]
     events = (
         Event.objects.filter(event_type__in=FUNNEL_TYPES, timestamp__gte=start, timestamp__lte=end + window)
         .filter(
             Q(user_id__in=assigned.filter(user__isnull=False).values("user_id"))
-            | Q(user__isnull=True, session_id__in=assigned.filter(user__isnull=True).values("session_id"))
+            | Q(user_id__in=visitors.signed_in_users)
+            | Q(session_id__in=assigned.filter(user__isnull=True).values("session_id"))
         )
+        .annotate(served_variant=Subquery(served_by))
         .order_by("timestamp", "id")
         .values_list(
-            "event_type", "user_id", "session_id", "product_id", "recommendation_id", "timestamp", "revenue"
+            "event_type",
+            "user_id",
+            "session_id",
+            "product_id",
+            "recommendation_id",
+            "timestamp",
+            "revenue",
+            "served_variant",
         )
     )
 
     shown: dict[int, set[str]] = defaultdict(set)  # recommendation ids each variant showed
     clicked: dict[int, set[str]] = defaultdict(set)
-    # (variant, visitor, product) -> time of the latest click on it in one of the variant's lists
-    last_click: dict[tuple[int, str, str], dt.datetime] = {}
-    for event_type, user_id, session_id, product_id, rec_id, timestamp, revenue in events.iterator(
+    # (visitor, product) -> (time, variant) of the latest click on it in a variant's list
+    last_click: dict[tuple[str, str], tuple[dt.datetime, int]] = {}
+    for event_type, user_id, session_id, product_id, rec_id, timestamp, revenue, served in events.iterator(
         chunk_size=5000
     ):
-        variant_id = by_user.get(user_id) if user_id is not None else by_session.get(session_id)
+        visitor = f"u:{user_id}" if user_id is not None else f"s:{session_id}"
+        variant_id = by_key.get(served) if served else visitors.variant_of(user_id, session_id)
+        if event_type == EventType.PURCHASE and not (
+            rec_id and variant_id in out and rec_id in shown[variant_id]
+        ):
+            # Bought without a list's id: the variant of the list it was clicked in, if recently.
+            click_time, variant_id = last_click.get((visitor, product_id), (None, None))
+            if click_time is None or timestamp - click_time > window:
+                continue
         if variant_id not in out:
             continue
         funnel = out[variant_id]
-        visitor = f"u:{user_id}" if user_id is not None else f"s:{session_id}"
         in_variant_list = bool(rec_id) and rec_id in shown[variant_id]
         if event_type == EventType.IMPRESSION:
             if rec_id and timestamp <= end:
@@ -126,20 +194,15 @@ def funnels(experiment: Experiment, now: dt.datetime | None = None) -> list[Vari
             if in_variant_list and timestamp <= end:
                 funnel.clicks += 1
                 clicked[variant_id].add(rec_id)
-                last_click[(variant_id, visitor, product_id)] = timestamp
+                last_click[(visitor, product_id)] = (timestamp, variant_id)
         elif event_type == EventType.ADD_TO_CART:
             if in_variant_list and timestamp <= end:
                 funnel.add_to_carts += 1
         elif event_type == EventType.PURCHASE:
-            click_time = last_click.get((variant_id, visitor, product_id))
-            after_click = click_time is not None and timestamp - click_time <= window
-            if in_variant_list or after_click:
-                amount = revenue or Decimal(0)
-                funnel.purchases += 1
-                funnel.revenue += amount
-                funnel.revenue_by_visitor[visitor] = (
-                    funnel.revenue_by_visitor.get(visitor, Decimal(0)) + amount
-                )
+            amount = revenue or Decimal(0)
+            funnel.purchases += 1
+            funnel.revenue += amount
+            funnel.revenue_by_visitor[visitor] = funnel.revenue_by_visitor.get(visitor, Decimal(0)) + amount
     for variant_id, funnel in out.items():
         funnel.impressions = len(shown[variant_id])
         funnel.clicked_impressions = len(clicked[variant_id])

@@ -13,7 +13,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
-from recommendations.experiments.assignment import clear_cache
+from recommendations.experiments.assignment import SERVABLE_STATUSES, clear_cache
 from recommendations.experiments.results import experiment_results
 from recommendations.models import Experiment, ExperimentStatus, Variant
 from recommendations.models.experiments import validate_variant_set
@@ -25,6 +25,19 @@ logger = logging.getLogger(__name__)
 WINNER = "winner"
 
 
+def _check_versions_can_serve(variants: list[Variant]) -> None:
+    """Raise a `ValidationError` for a variant whose model version cannot serve: without
+    vectors it would quietly serve the active model, and the test would compare nothing."""
+    for variant in variants:
+        version = variant.model_version
+        if version is not None and version.status not in SERVABLE_STATUSES:
+            raise ValidationError(
+                f"Variant {variant.key!r} names model version {version.pk}, which is {version.status} and "
+                "cannot serve. Choose a ready or active version for it, or clear its model version to "
+                "serve the active one."
+            )
+
+
 def start(experiment: Experiment) -> Experiment:
     """Start bucketing visitors into the experiment's variants."""
     if experiment.status != ExperimentStatus.DRAFT:
@@ -32,7 +45,9 @@ def start(experiment: Experiment) -> Experiment:
             f"Experiment {experiment.key!r} is {experiment.get_status_display().lower()}; only a draft can "
             "start. Create a new experiment (with a new key) to test again."
         )
-    validate_variant_set(list(experiment.variants.all()))
+    variants = list(experiment.variants.select_related("model_version"))
+    validate_variant_set(variants)
+    _check_versions_can_serve(variants)
     with transaction.atomic():
         running = Experiment.objects.select_for_update().filter(status=ExperimentStatus.RUNNING).first()
         if running is not None:

@@ -8,6 +8,9 @@ transaction, so a reader never sees half an audience. The method depends on the 
 - promotions and flash sales: users whose model taste vector is closest to the campaign's
   products (`interest`), or, with no active model or no vectors for those products, users
   with the most recent behaviour in its products, stores and categories (`affinity`).
+
+Scores are on one scale, 0 to 1, the one the storefront uses for the same visitor
+(`targeting.campaigns_for`), so the `min_score` rule selects the same people on both.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from django.utils import timezone
 from recommendations.marketing.affinity import users_by_affinity
 from recommendations.marketing.interest import users_by_interest
 from recommendations.marketing.rfm import customers
+from recommendations.marketing.rules import MEMBER_SCORE
 from recommendations.models import Campaign, CampaignKind, Segment, SegmentMember
 from recommendations.vectors.queries import active_version
 
@@ -43,23 +47,30 @@ class AudienceList:
 
 
 def _by_rfm(campaign: Campaign, limit: int, now: dt.datetime | None) -> list[tuple[Any, float]]:
+    """Everyone in the named segments qualifies fully (score 1, as on the storefront), the
+    biggest spenders first."""
     wanted = set(campaign.rules.rfm_segments)
     chosen = [c for c in customers(now) if c.segment in wanted]
-    top = max((c.monetary for c in chosen), default=0.0) or 1.0
     chosen.sort(key=lambda c: (-c.monetary, str(c.user_id)))
-    return [(c.user_id, c.monetary / top) for c in chosen[:limit]]
+    return [(c.user_id, MEMBER_SCORE) for c in chosen[:limit]]
 
 
 def build_audience(
     campaign: Campaign, limit: int | None = None, now: dt.datetime | None = None
 ) -> AudienceList:
-    """The campaign's audience (not saved). Raises `ValidationError` for a campaign that
-    targets nothing, naming what to add."""
+    """The campaign's audience (not saved), at most `limit` users (None: the campaign's
+    `max_audience`). Raises `ValidationError` for a campaign that targets nothing, naming
+    what to add, and for a limit below 1 (a segment saved before sizes were checked)."""
     problem = campaign.targeting_error()
     if problem:
         raise ValidationError(problem)
+    if limit is not None and limit < 1:
+        raise ValidationError(
+            f"An audience of at most {limit} users is empty. Give a size of at least 1, or leave it "
+            "empty to use the campaign's max_audience rule."
+        )
     rules = campaign.rules
-    limit = limit or rules.max_audience
+    limit = limit if limit is not None else rules.max_audience
     if campaign.kind == CampaignKind.MEMBER_BENEFIT:
         method, members = "rfm", _by_rfm(campaign, limit, now)
     else:

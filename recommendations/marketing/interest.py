@@ -5,10 +5,16 @@ by cosine similarity between their stored vector and that mean, an exact scan of
 version's user vectors in PostgreSQL (a batch job, so no index is needed). Cosine rather
 than inner product, so that heavy shoppers with long vectors do not crowd out everyone
 whose taste fits better.
+
+Interest is on the scale of the campaign's `min_score` rule, 0 to 1: the cosine, 0 when the
+taste points away from the campaign. The storefront (`targeting.campaigns_for`) scores one
+visitor with `visitor_interest` on the same scale, so a campaign's saved audience and the
+shoppers it is shown to on the site agree.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -25,19 +31,46 @@ MAX_CAMPAIGN_PRODUCTS = 500
 
 def campaign_vector(campaign: Campaign, version: ModelVersion) -> np.ndarray | None:
     """Unit-length mean of the offer's product vectors, or None when none has a vector."""
-    found = product_vectors(offer(campaign)[:MAX_CAMPAIGN_PRODUCTS], version)
-    if not found:
-        return None
-    mean = np.mean(np.stack([v.embedding for v in found.values()]), axis=0)
-    norm = float(np.linalg.norm(mean))
-    return mean / norm if norm > 0 else None
+    return campaign_vectors({campaign.pk: offer(campaign)}, version).get(campaign.pk)
+
+
+def campaign_vectors(offers: Mapping[int, Sequence[str]], version: ModelVersion) -> dict[int, np.ndarray]:
+    """`campaign_vector` of each offer (campaign id -> product ids) in one query; campaigns
+    whose products have no vector are left out."""
+    offers = {pk: list(ids[:MAX_CAMPAIGN_PRODUCTS]) for pk, ids in offers.items()}
+    found = product_vectors({pid for ids in offers.values() for pid in ids}, version)
+    directions = {}
+    for pk, ids in offers.items():
+        embeddings = [found[pid].embedding for pid in ids if pid in found]
+        if not embeddings:
+            continue
+        mean = np.mean(np.stack(embeddings), axis=0)
+        norm = float(np.linalg.norm(mean))
+        if norm > 0:
+            directions[pk] = mean / norm
+    return directions
+
+
+def to_interest(cosine: float) -> float:
+    """A cosine as interest on the 0-1 scale of `min_score`: pointing away counts as none."""
+    return min(max(float(cosine), 0.0), 1.0)
+
+
+def visitor_interest(taste: np.ndarray | None, direction: np.ndarray) -> float:
+    """One visitor's interest in a campaign (`campaign_vector`): what `users_by_interest`
+    gives them, from the taste serving uses now; 0 without a taste vector."""
+    if taste is None:
+        return 0.0
+    norm = float(np.linalg.norm(taste))
+    return to_interest(float(taste @ direction) / norm) if norm > 0 else 0.0
 
 
 def users_by_interest(
     campaign: Campaign, version: ModelVersion, limit: int
 ) -> list[tuple[Any, float]] | None:
     """The `limit` users most aligned with the campaign (user id, cosine), or None when the
-    campaign's products have no vectors in this version (the caller falls back)."""
+    campaign's products have no vectors in this version (the caller falls back). Users
+    whose taste points away from the campaign score 0 (`to_interest`)."""
     target = campaign_vector(campaign, version)
     if target is None:
         return None
@@ -49,4 +82,4 @@ def users_by_interest(
         .order_by("distance", "user_id")
         .values_list("user_id", "distance")[:limit]
     )
-    return [(user_id, 1.0 - float(dist)) for user_id, dist in rows]
+    return [(user_id, to_interest(1.0 - float(dist))) for user_id, dist in rows]

@@ -9,14 +9,16 @@ A campaign names products, category names and stores. Targeting needs two views 
   product, store or category), which is how interest is measured without a model.
 
 Category names are matched case-insensitively against the category paths of serving's
-search index (`ProductDocument`, kept in step with the catalogue), stores through the
-adapter's store field, and availability is always checked on the host's table. Results are
-cached for `CACHE_SECONDS` per campaign version.
+search index (`ProductDocument`, kept in step with the catalogue), and stores through the
+adapter's store field. What a campaign may offer (its scope, a flash sale's slow sellers) is
+cached for `CACHE_SECONDS` per campaign version; availability is read from the host's table
+on every call, because checkout changes stock without touching the campaign, and a sold-out
+sale must disappear at once.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -61,8 +63,8 @@ def _cached(campaign: Campaign, part: str, compute: Callable[[], T]) -> T:
     return from_cache(f"{CACHE_PREFIX}{part}:{campaign.pk}:{stamp}", compute, CACHE_SECONDS)
 
 
-def _matching_ids(scope: CampaignScope, available_only: bool) -> list[str]:
-    """Ids of the products in the scope (only those that may be shown now, if asked), sorted."""
+def _matching_ids(scope: CampaignScope) -> list[str]:
+    """Ids of the products in the scope, available or not, sorted."""
     adapter = get_product_adapter()
     found = set(scope.product_ids)
     if scope.store_ids and adapter.store_field:
@@ -75,10 +77,16 @@ def _matching_ids(scope: CampaignScope, available_only: bool) -> list[str]:
             output_field=BooleanField(),
         )
         found.update(ProductDocument.objects.filter(Q(in_category)).values_list("product_id", flat=True))
-    if available_only and found:
-        shown = adapter.available_queryset().filter(pk__in=list(found)).values_list("pk", flat=True)
-        found = {adapter.key(pk) for pk in shown}
     return sorted(found)
+
+
+def _available(product_ids: Collection[str]) -> set[str]:
+    """Those of the ids that may be shown now (active, in stock): one query on the host's table."""
+    if not product_ids:
+        return set()
+    adapter = get_product_adapter()
+    shown = adapter.available_queryset().filter(pk__in=list(product_ids)).values_list("pk", flat=True)
+    return {adapter.key(pk) for pk in shown}
 
 
 def unknown_categories(names: Iterable[str]) -> list[str]:
@@ -106,17 +114,31 @@ def explicit_scope(campaign: Campaign) -> CampaignScope:
     )
 
 
-def offer(campaign: Campaign) -> list[str]:
-    """Available products the campaign shows; for an inventory flash sale, its slow sellers."""
+def _candidates(campaign: Campaign) -> list[str]:
+    """What the campaign may offer before availability, in offer order: its scope's products,
+    or an inventory flash sale's slow sellers (the slow part, so it is cached)."""
 
     def compute() -> list[str]:
         scope = explicit_scope(campaign)
         inventory = campaign.rules.inventory
         if inventory is not None:
-            return slow_sellers(inventory, within=None if scope.is_empty else _matching_ids(scope, True))
-        return [] if scope.is_empty else _matching_ids(scope, available_only=True)
+            return slow_sellers(inventory, within=None if scope.is_empty else _matching_ids(scope))
+        return [] if scope.is_empty else _matching_ids(scope)
 
-    return _cached(campaign, "offer", compute)
+    return _cached(campaign, "candidates", compute)
+
+
+def offers(campaigns: Iterable[Campaign]) -> dict[int, list[str]]:
+    """Available products each campaign shows now, by campaign id; for an inventory flash
+    sale, its slow sellers. Availability is one query for all the campaigns, on every call."""
+    candidates = {campaign.pk: _candidates(campaign) for campaign in campaigns}
+    available = _available(set().union(*candidates.values()))
+    return {pk: [p for p in ids if p in available] for pk, ids in candidates.items()}
+
+
+def offer(campaign: Campaign) -> list[str]:
+    """Available products the campaign shows now; for an inventory flash sale, its slow sellers."""
+    return offers([campaign])[campaign.pk]
 
 
 def interest_scope(campaign: Campaign) -> CampaignScope:
@@ -142,4 +164,4 @@ def interest_scope(campaign: Campaign) -> CampaignScope:
 
 def scope_product_ids(campaign: Campaign) -> list[str]:
     """Every product (available or not) in the campaign's interest scope, for event queries."""
-    return _cached(campaign, "scope", lambda: _matching_ids(interest_scope(campaign), available_only=False))
+    return _cached(campaign, "scope", lambda: _matching_ids(interest_scope(campaign)))

@@ -7,13 +7,19 @@ keys instead of a rule that silently does nothing::
     {
         "rfm_segments": ["loyal_high_spender"],   # member benefits: who qualifies
         "logged_in_only": true,                  # anonymous visitors never see it
-        "min_score": 0.5,                        # interest needed to qualify (default: none)
+        "min_score": 0.5,                        # interest needed to qualify, 0 to 1 (default: none)
         "max_audience": 5000,                    # size of a saved audience (Segment)
         "inventory": {"min_stock": 50, "max_units_sold": 2, "days": 30, "limit": 100}
     }
 
 `inventory` makes a flash sale pick its own products: well-stocked items that sold at most
 `max_units_sold` units in the last `days` days.
+
+`min_score` is on one scale, 0 (no sign of interest) to 1, on the storefront and in a saved
+audience alike: with a model the cosine of the shopper's taste to the campaign's products
+(0 when it points away), without one (or for products with no vectors) the affinity of
+their recent events to the campaign. Member benefits qualify by segment alone (score 1),
+so `min_score` is for promotions and flash sales.
 """
 
 from __future__ import annotations
@@ -26,6 +32,9 @@ from django.core.exceptions import ValidationError
 
 RFM_SEGMENTS = ("loyal_high_spender", "lapsing", "new_customer", "occasional")
 DEFAULT_MAX_AUDIENCE = 1000
+# Interest scores (and so `min_score`) lie in [0, 1]; a member in a benefit's segment scores 1.
+MIN_SCORE_RANGE = (0.0, 1.0)
+MEMBER_SCORE = 1.0
 MAX_AUDIENCE_LIMIT = 1_000_000
 
 
@@ -106,8 +115,14 @@ def parse_rules(raw: Any) -> AudienceRules:
     if not isinstance(logged_in_only, bool):
         errors.append(f"logged_in_only must be true or false, got {logged_in_only!r}.")
     min_score = raw.get("min_score")
-    if min_score is not None and (isinstance(min_score, bool) or not isinstance(min_score, int | float)):
-        errors.append(f"min_score must be a number, got {min_score!r}.")
+    low, high = MIN_SCORE_RANGE
+    if min_score is not None and (
+        isinstance(min_score, bool) or not isinstance(min_score, int | float) or not low <= min_score <= high
+    ):
+        errors.append(
+            f"min_score must be a number from {low:g} to {high:g} (the share of interest needed, e.g. 0.3), "
+            f"got {min_score!r}."
+        )
         min_score = None
     max_audience = _int(
         raw.get("max_audience", DEFAULT_MAX_AUDIENCE), "max_audience", 1, MAX_AUDIENCE_LIMIT, errors

@@ -1,12 +1,13 @@
 """Which running campaigns one visitor should see, best first.
 
-- Promotions and flash sales are ranked by the visitor's interest in what they offer: with
-  an active model, through serving's ranking hook (`serving.campaigns.rank_product_sets`,
-  taste vector against the campaign's products); without one, by category/store affinity
-  from the visitor's events (`affinity`).
-- Member benefits go to signed-in customers whose RFM segment the campaign names.
-- A campaign that reached its impression cap (counted from `campaign_view` events) is not
-  shown; `logged_in_only` and `min_score` rules are applied last.
+- Promotions and flash sales are ranked by the visitor's interest in what they offer, on the
+  0-1 scale a saved audience uses: with a model, the cosine of the visitor's current taste
+  (`serving.realtime.current_taste`) to the campaign's products (`interest`); without one,
+  or for a campaign whose products have no vectors, category/store affinity from the
+  visitor's events (`affinity`).
+- Member benefits go to signed-in customers whose RFM segment the campaign names (score 1).
+- A campaign that reached its impression cap (distinct visitors with a `campaign_view` event
+  of it) is not shown; `logged_in_only` and `min_score` rules are applied last.
 
 Campaigns are ordered by priority, then score: priority is the shop's word, score breaks ties.
 """
@@ -19,18 +20,21 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from django.core.exceptions import ValidationError
-from django.db.models import Count
+from django.db.models import CharField, Count
 from django.db.models.fields.json import KT
+from django.db.models.functions import Cast, Coalesce
 
 from recommendations.marketing.affinity import visitor_affinity
-from recommendations.marketing.products import interest_scope, offer
+from recommendations.marketing.interest import campaign_vectors, visitor_interest
+from recommendations.marketing.products import interest_scope, offers
 from recommendations.marketing.rfm import customer_rfm
+from recommendations.marketing.rules import MEMBER_SCORE
 from recommendations.models import Campaign, CampaignKind, Event, EventType
 from recommendations.models.marketing import CAMPAIGN_CONTEXT_KEY
+from recommendations.serving import variants
 from recommendations.serving.cache import from_cache
-from recommendations.serving.campaigns import rank_product_sets
+from recommendations.serving.realtime import current_taste
 from recommendations.serving.types import Audience
-from recommendations.vectors.queries import active_version
 
 logger = logging.getLogger(__name__)
 
@@ -52,10 +56,17 @@ class CampaignMatch:
     reason: str
     # "model" (taste vectors via serving), "affinity" (events), "rfm" (customer segment).
     method: str
+    # The products it offers, available when it was chosen (`products.offers`).
+    product_ids: Sequence[str] = ()
 
 
 def views_so_far(campaigns: Sequence[Campaign]) -> dict[int, int]:
-    """`campaign_view` events per campaign (for impression caps), cached for a minute."""
+    """Visitors who viewed each campaign (for impression caps), cached for a minute.
+
+    A visitor (the user, else the session) counts once however many `campaign_view` events
+    they send: the beacon endpoint is public, so counting raw events would let one request
+    of 500 events spend a campaign's whole budget.
+    """
     ids = sorted(c.pk for c in campaigns)
     if not ids:
         return {}
@@ -66,7 +77,7 @@ def views_so_far(campaigns: Sequence[Campaign]) -> dict[int, int]:
             .annotate(campaign=KT(f"context__{CAMPAIGN_CONTEXT_KEY}"))
             .filter(campaign__in=[str(pk) for pk in ids])
             .values("campaign")
-            .annotate(n=Count("id"))
+            .annotate(n=Count(Coalesce(Cast("user_id", CharField()), "session_id"), distinct=True))
         )
         return {int(row["campaign"]): row["n"] for row in rows}
 
@@ -94,19 +105,28 @@ def showable_campaigns(now: dt.datetime | None = None) -> list[Campaign]:
 
 
 def _interest(
-    audience: Audience, campaigns: list[Campaign], offers: dict[int, list[str]]
+    audience: Audience, campaigns: list[Campaign], offered: dict[int, list[str]]
 ) -> dict[int, tuple[float, str, str]]:
-    """(score, reason, method) per campaign id for promotions and flash sales."""
+    """(score, reason, method) per campaign id for promotions and flash sales, measured as the
+    campaign's saved audience measures it (`build_audience`), so `min_score` means one thing:
+    with a model, the cosine of the visitor's taste to the campaign (`interest`); for a
+    campaign whose products have no vectors, or with no model, event affinity (`affinity`)."""
     if not campaigns:
         return {}
-    if active_version() is not None:
-        ranked = rank_product_sets(audience, {c.pk: offers[c.pk] for c in campaigns})
-        return {r.key: (r.score, r.reason, "model") for r in ranked}
-    scores = visitor_affinity(audience, {c.pk: interest_scope(c) for c in campaigns})
-    return {
-        pk: (score, "Matches what you looked at" if score > 0 else "Current offer", "affinity")
-        for pk, score in scores.items()
-    }
+    scores: dict[int, tuple[float, str, str]] = {}
+    version = variants.model_version(audience)
+    if version is not None:
+        directions = campaign_vectors({c.pk: offered[c.pk] for c in campaigns}, version)
+        taste = current_taste(version, audience).vector if directions else None
+        for pk, direction in directions.items():
+            score = visitor_interest(taste, direction)
+            scores[pk] = (score, "Matches what you like" if score > 0 else "Current offer", "model")
+    rest = {c.pk: interest_scope(c) for c in campaigns if c.pk not in scores}
+    if rest:
+        for pk, score in visitor_affinity(audience, rest).items():
+            reason = "Matches what you looked at" if score > 0 else "Current offer"
+            scores[pk] = (score, reason, "affinity")
+    return scores
 
 
 def campaigns_for(audience: Audience, limit: int = 3, now: dt.datetime | None = None) -> list[CampaignMatch]:
@@ -114,10 +134,10 @@ def campaigns_for(audience: Audience, limit: int = 3, now: dt.datetime | None = 
     campaigns = showable_campaigns(now)
     signed_in = audience.user_id is not None
     campaigns = [c for c in campaigns if signed_in or not c.rules.logged_in_only]
-    offers = {c.pk: offer(c) for c in campaigns if c.kind != CampaignKind.MEMBER_BENEFIT}
+    offered = offers(campaigns)  # stock is read now: a sold-out sale is gone at once
     # A promotion with nothing to buy now (sold out, a category with no products) is not shown.
-    campaigns = [c for c in campaigns if c.kind == CampaignKind.MEMBER_BENEFIT or offers[c.pk]]
-    interest = _interest(audience, [c for c in campaigns if c.kind != CampaignKind.MEMBER_BENEFIT], offers)
+    campaigns = [c for c in campaigns if c.kind == CampaignKind.MEMBER_BENEFIT or offered[c.pk]]
+    interest = _interest(audience, [c for c in campaigns if c.kind != CampaignKind.MEMBER_BENEFIT], offered)
     segment = None
     if signed_in and any(c.kind == CampaignKind.MEMBER_BENEFIT for c in campaigns):
         rfm = customer_rfm(audience.user_id, now)
@@ -129,10 +149,12 @@ def campaigns_for(audience: Audience, limit: int = 3, now: dt.datetime | None = 
         if campaign.kind == CampaignKind.MEMBER_BENEFIT:
             if segment is None or segment not in rules.rfm_segments:
                 continue
-            match = CampaignMatch(campaign, 1.0, SEGMENT_REASONS[segment], "rfm")
+            match = CampaignMatch(
+                campaign, MEMBER_SCORE, SEGMENT_REASONS[segment], "rfm", offered[campaign.pk]
+            )
         else:
             score, reason, method = interest.get(campaign.pk, (0.0, "Current offer", "affinity"))
-            match = CampaignMatch(campaign, score, reason, method)
+            match = CampaignMatch(campaign, score, reason, method, offered[campaign.pk])
         if rules.min_score is not None and match.score < rules.min_score:
             continue
         matches.append(match)

@@ -12,14 +12,14 @@ import datetime as dt
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.postgres.fields import ArrayField
-from django.core.exceptions import ValidationError
-from django.core.validators import URLValidator
+from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
+from django.core.validators import MaxValueValidator, MinValueValidator, URLValidator
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
 from recommendations.adapters import get_product_model, get_store_model
-from recommendations.marketing.rules import AudienceRules, parse_rules
+from recommendations.marketing.rules import MAX_AUDIENCE_LIMIT, AudienceRules, parse_rules
 
 # Campaign views and clicks are events whose context names the campaign under this key.
 CAMPAIGN_CONTEXT_KEY = "campaign"
@@ -111,7 +111,10 @@ class Campaign(models.Model):
     starts_at = models.DateTimeField(default=timezone.now)
     ends_at = models.DateTimeField(null=True, blank=True, help_text="Empty for an open-ended campaign.")
     impression_cap = models.PositiveIntegerField(
-        null=True, blank=True, help_text="Stop showing the campaign after this many views (its budget)."
+        null=True,
+        blank=True,
+        help_text="Stop showing the campaign once this many visitors have seen it (its budget); "
+        "each visitor counts once, however often they see it.",
     )
     audience_rules = models.JSONField(
         default=dict, blank=True, help_text="See recommendations.marketing.rules."
@@ -170,11 +173,22 @@ class Campaign(models.Model):
                 errors["audience_rules"] = ["rfm_segments applies to member benefits only; change the kind."]
             if rules.inventory and self.kind != CampaignKind.FLASH_SALE:
                 errors["audience_rules"] = ["inventory applies to flash sales only; change the kind."]
+            if rules.min_score is not None and self.kind == CampaignKind.MEMBER_BENEFIT:
+                errors["audience_rules"] = [
+                    "min_score applies to promotions and flash sales; a member benefit goes to everyone "
+                    "in its rfm_segments. Remove min_score, or narrow the segments."
+                ]
+            problem = self.targeting_error() if self.is_active and "audience_rules" not in errors else None
+            if problem:
+                # Saved active, it would never be shown and nobody would be told why.
+                field = "audience_rules" if self.kind == CampaignKind.MEMBER_BENEFIT else NON_FIELD_ERRORS
+                errors[field] = [f"{problem} Or make it inactive to keep it as a draft until it does."]
         if errors:
             raise ValidationError(errors)
 
     def targeting_error(self) -> str | None:
-        """Why no audience can be built for this campaign, or None when it targets something."""
+        """Why the campaign can reach nobody (no audience, never shown), or None when it
+        targets something. `clean()` refuses it for an active campaign."""
         rules = parse_rules(self.audience_rules)
         if self.kind == CampaignKind.MEMBER_BENEFIT:
             if not rules.rfm_segments:
@@ -188,7 +202,7 @@ class Campaign(models.Model):
         return (
             f"Campaign {self.name!r} promotes nothing: add products, categories or stores"
             + (' (or an "inventory" rule)' if self.kind == CampaignKind.FLASH_SALE else "")
-            + " before building its audience."
+            + "."
         )
 
     def is_running(self, now: dt.datetime | None = None) -> bool:
@@ -211,7 +225,9 @@ class Segment(models.Model):
     max_size = models.PositiveIntegerField(
         null=True,
         blank=True,
-        help_text="At most this many users; empty uses the campaign's max_audience rule.",
+        # 0 would read as "no limit" to anyone who tests it for truth: refuse it instead.
+        validators=[MinValueValidator(1), MaxValueValidator(MAX_AUDIENCE_LIMIT)],
+        help_text="At most this many users (at least 1); empty uses the campaign's max_audience rule.",
     )
     auto_refresh = models.BooleanField(default=True, help_text="Refreshed by the periodic task.")
     refreshed_at = models.DateTimeField(null=True, blank=True, editable=False)

@@ -1,8 +1,10 @@
-"""The ranking hook for marketing: which of several product sets suits a visitor best.
+"""A ranking hook: which of several product sets suits a visitor best.
 
-A campaign (promotion, flash sale, member benefit) is judged by the products it features;
-the marketing layer passes each campaign's products (or a sample of them) and gets the
-campaigns back in order of affinity, each with its score and a short reason.
+A host passes each set's products (or a sample of them) and gets the sets back in order of
+affinity, each with its score and a short reason. The scores order the sets of one visitor
+and are not on a fixed scale; campaign targeting (`marketing.targeting`) scores with
+`marketing.interest` instead, so that a campaign's `min_score` means the same on the
+storefront and in its saved audience.
 """
 
 from __future__ import annotations

@@ -6,8 +6,8 @@
 
 The block renders `recommendations/campaigns.html` (override it in your templates); each
 campaign carries `data-campaign-id`, which `recommendations/campaigns.js` reports as
-`campaign_view` (half visible) and `campaign_click` events: the views count towards the
-campaign's impression cap. Like the recommendation blocks, it shares the page's visitor and
+`campaign_view` (half visible) and `campaign_click` events: each visitor who viewed it counts
+once towards the campaign's impression cap. Like the recommendation blocks, it shares the page's visitor and
 renders empty (logging why) if anything fails; `RECOMMENDATIONS["RAISE_TEMPLATE_ERRORS"]`
 with DEBUG raises instead.
 """

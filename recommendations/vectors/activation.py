@@ -4,7 +4,7 @@ Serving reads the vectors of the one `active` version. A new version is trained,
 and indexed while it is `ready`, then `activate()` flips the two status rows in one
 transaction: a reader sees the old version until the commit and the complete new one after
 it, never a mix. The previous version stays `ready` with its vectors so `rollback()` is
-instant; `purge()` retires everything older.
+instant; `purge()` retires everything older that no experiment serves.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from django.db import connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from recommendations.experiments.assignment import model_versions_in_use
 from recommendations.locks import advisory_lock
 from recommendations.models import ModelStatus, ModelVersion, ProductVector, StoreVector, UserVector
 from recommendations.vectors import indexes, lists, queries, tuning
@@ -102,9 +103,9 @@ class PurgeResult:
 
 
 def purge() -> PurgeResult:
-    """Retire every version except the active and the previous one: drop their indexes,
-    delete their vectors and artifact files. The rows stay (status `retired`, metrics kept)
-    so the admin still shows the history.
+    """Retire every version except the active one, the previous one and those experiments
+    serve (`model_versions_in_use`): drop their indexes, delete their vectors and artifact
+    files. The rows stay (status `retired`, metrics kept) so the admin still shows the history.
 
     Takes the pipeline lock, so a version being trained or embedded right now is never
     touched; when a retrain holds the lock the purge is skipped with a logged reason.
@@ -116,6 +117,7 @@ def purge() -> PurgeResult:
             logger.info("Purge skipped: %s", result.skipped)
             return result
         keep = {v.pk for v in (queries.active_version(fresh=True), previous_version()) if v is not None}
+        keep |= model_versions_in_use()  # a running test's candidate, the promoted winner
         stale = ModelVersion.objects.exclude(pk__in=keep).exclude(
             Q(status=ModelStatus.RETIRED) | Q(status=ModelStatus.FAILED, artifact="")
         )

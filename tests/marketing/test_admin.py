@@ -60,6 +60,29 @@ def test_campaign_form_refuses_reversed_dates_unknown_rules_and_unknown_categori
     assert Campaign.objects.get().category_names == ["Garden"]
 
 
+def test_campaign_form_refuses_an_active_campaign_that_targets_nobody(admin_client, shop):
+    url = reverse("admin:recommendations_campaign_add")
+    no_segment = campaign_form(
+        kind="member_benefit", category_names="", audience_rules='{"rfm_segments": []}', is_active="on"
+    )
+    refused = admin_client.post(url, no_segment)
+    assert refused.status_code == 200 and "names no customer segment" in errors_of(refused)
+    nothing = admin_client.post(url, campaign_form(category_names="", is_active="on"))
+    assert "promotes nothing: add products, categories or stores" in errors_of(nothing)
+    assert not Campaign.objects.exists()
+    assert admin_client.post(url, {**no_segment, "is_active": ""}).status_code == 302  # a draft
+
+
+def test_segment_form_refuses_a_size_of_zero(admin_client, shop):
+    tea = Campaign.objects.create(name="Tea week", category_names=["Tea"])
+    url = reverse("admin:recommendations_segment_add")
+    form = {"name": "Newsletter", "campaign": tea.pk, "max_size": "0", "auto_refresh": "on"}
+    refused = admin_client.post(url, form)
+    assert "greater than or equal to 1" in errors_of(refused) and not Segment.objects.exists()
+    assert admin_client.post(url, {**form, "max_size": "1"}).status_code == 302
+    assert Segment.objects.get().size == 1
+
+
 def test_campaign_preview_lists_who_would_see_it_and_saves_a_segment(admin_client, shop):
     tea = Campaign.objects.create(name="Tea week", category_names=["Tea"])
     url = reverse("admin:recommendations_campaign_preview", args=[tea.pk])

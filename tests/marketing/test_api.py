@@ -164,6 +164,29 @@ def test_campaign_validation_errors_in_the_api(shop, staff):
     assert patched.status_code == 400 and Campaign.objects.get(pk=campaign_id).ends_at is None
 
 
+def test_an_active_campaign_that_targets_nobody_is_refused_a_draft_is_kept(shop, staff):
+    client = client_for(staff)
+    benefit = {"name": "Perk", "kind": "member_benefit", "audience_rules": {}}
+    refused = client.post("/api/campaigns/", benefit, content_type="application/json")
+    assert refused.status_code == 400
+    assert refused.json()["audience_rules"] == [
+        "Member benefit 'Perk' names no customer segment. Add \"rfm_segments\" to its audience rules, "
+        'e.g. ["loyal_high_spender"]. Or make it inactive to keep it as a draft until it does.'
+    ]
+    empty = client.post(
+        "/api/campaigns/", {"name": "Promo", "kind": "promotion"}, content_type="application/json"
+    )
+    assert empty.status_code == 400
+    assert "Campaign 'Promo' promotes nothing: add products" in empty.json()["non_field_errors"][0]
+    assert not Campaign.objects.exists()
+    draft = client.post("/api/campaigns/", {**benefit, "is_active": False}, content_type="application/json")
+    assert draft.status_code == 201
+    activated = client.patch(
+        f"/api/campaigns/{draft.json()['id']}/", {"is_active": True}, content_type="application/json"
+    )
+    assert activated.status_code == 400 and not Campaign.objects.get().is_active
+
+
 def test_campaign_writes_are_staff_only(shop, tea):
     reader = key_client("audiences:read")
     assert reader.get("/api/campaigns/").status_code == 200

@@ -7,9 +7,17 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.utils import timezone
 
+from recommendations.events.sessions import merge_session_into_user
 from recommendations.experiments.attribution import funnels
 from recommendations.experiments.results import experiment_results
-from recommendations.models import Assignment, Event, Experiment, ExperimentStatus, Variant
+from recommendations.models import (
+    Assignment,
+    Event,
+    Experiment,
+    ExperimentStatus,
+    ServedRecommendation,
+    Variant,
+)
 
 HOUR = dt.timedelta(hours=1)
 
@@ -105,6 +113,69 @@ def test_attribution_matches_the_hand_computed_scenario(scenario):
     assert (b.impressions, b.clicked_impressions, b.clicks) == (2, 1, 2)
     assert (b.add_to_carts, b.purchases, b.revenue, b.converted_visitors) == (0, 1, Decimal("40.00"), 1)
     assert b.revenue_summary().mean == 20.0  # 40 over two visitors
+
+
+def test_a_list_counts_for_the_variant_that_served_it_and_a_signed_in_session_is_its_user(db):
+    """An anonymous visitor is shown control's list, clicks, then signs in to an account that is
+    bucketed into b and buys: the list, its click and the purchase are control's, and the
+    session is not a second (empty) visitor next to the account."""
+    start = timezone.now() - dt.timedelta(days=2)
+    experiment, control, b = running_experiment(start, key="login")
+    User = get_user_model()
+    hana, lee, other = (User.objects.create_user(n) for n in ("hana", "lee", "other"))
+    Assignment.objects.bulk_create(
+        [
+            Assignment(experiment=experiment, variant=control, session_id="anon-hana"),
+            Assignment(experiment=experiment, variant=b, user=hana),
+            Assignment(experiment=experiment, variant=b, session_id="anon-lee"),  # lee never assigned
+            Assignment(experiment=experiment, variant=b, user=other),
+        ]
+    )
+    served = {"R-hana": "control", "R-lee": "b", "R-other": "b"}
+    ServedRecommendation.objects.bulk_create(
+        [
+            ServedRecommendation(
+                id=rec, kind="for_you", source="two_tower", context={"experiment": "login", "variant": v}
+            )
+            for rec, v in served.items()
+        ]
+        + [
+            ServedRecommendation(
+                id="R-old", kind="for_you", source="two_tower", context={"experiment": "x", "variant": "b"}
+            )
+        ]
+    )
+    t = start + HOUR
+    Event.objects.bulk_create(
+        [
+            event("impression", "anon-hana", t, "R-hana", "p1"),
+            event("click", "anon-hana", t + HOUR, "R-hana", "p1"),
+            event("impression", "anon-lee", t, "R-lee", "p2"),
+            event("click", "anon-lee", t + HOUR, "R-lee", "p2"),
+            event("impression", other, t, "R-other", "p3"),
+        ]
+    )
+    assert merge_session_into_user("anon-hana", hana) == 2
+    assert merge_session_into_user("anon-lee", lee) == 2
+    Event.objects.bulk_create(
+        [
+            event("purchase", hana, t + 2 * HOUR, "", "p1", "50.00"),
+            event("purchase", lee, t + 2 * HOUR, "R-lee", "p2", "30.00"),
+            # A served id of another experiment says nothing here: other's own variant decides.
+            event("impression", other, t, "R-old", "p4"),
+        ]
+    )
+    control_funnel, b_funnel = funnels(experiment)
+    assert (control_funnel.visitors, b_funnel.visitors) == (0, 3)  # hana, lee, other: once each
+    assert (control_funnel.impressions, control_funnel.clicks, control_funnel.purchases) == (1, 1, 1)
+    assert control_funnel.revenue_by_visitor == {f"u:{hana.pk}": Decimal("50.00")}
+    assert (b_funnel.impressions, b_funnel.clicks, b_funnel.purchases) == (3, 1, 1)
+    assert b_funnel.revenue_by_visitor == {f"u:{lee.pk}": Decimal("30.00")}
+
+
+def test_attribution_reads_the_events_in_a_fixed_number_of_queries(scenario, django_assert_max_num_queries):
+    with django_assert_max_num_queries(4):  # variants, assignments, signed-in sessions, events
+        funnels(scenario)
 
 
 def test_small_experiments_say_not_enough_data_yet(scenario):

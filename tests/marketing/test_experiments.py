@@ -97,7 +97,16 @@ def test_stopping_without_promotion_returns_everyone_to_the_defaults(users):
     assert variant_for(users[0]) is None
 
 
-def test_the_variant_chooses_the_model_version(users):
+def test_starting_refuses_a_variant_whose_model_version_cannot_serve(users):
+    retired = ModelVersion.objects.create(status=ModelStatus.RETIRED, dimensions=4)
+    experiment = make_experiment()
+    experiment.variants.filter(key="v1").update(model_version=retired)
+    with pytest.raises(ValidationError, match=rf"'v1' names model version {retired.pk}, which is retired"):
+        lifecycle.start(experiment)
+    assert Experiment.objects.get(pk=experiment.pk).status == "draft"
+
+
+def test_the_variant_chooses_the_model_version(users, caplog):
     active = ModelVersion.objects.create(status=ModelStatus.ACTIVE, dimensions=4)
     candidate = ModelVersion.objects.create(status=ModelStatus.READY, dimensions=4)
     experiment = make_experiment(shares=(50, 50))
@@ -108,4 +117,9 @@ def test_the_variant_chooses_the_model_version(users):
     candidate.status = ModelStatus.RETIRED  # its vectors may be gone: serve the active one
     candidate.save()
     lifecycle.stop(experiment, promote=experiment.variants.get(key="v1"))
-    assert model_version_for(users[0]) == active
+    with caplog.at_level("WARNING", logger="recommendations.experiments.assignment"):
+        assert model_version_for(users[0]) == active
+        assert model_version_for(users[1]) == active
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1  # once per process, not once per request
+    assert f"names model version {candidate.pk}, which is retired" in warnings[0]

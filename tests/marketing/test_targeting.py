@@ -3,15 +3,16 @@
 import datetime as dt
 
 import pytest
+from django.core.cache import cache
 from django.core.exceptions import ValidationError
 
-from recommendations.marketing.audiences import build_audience
+from recommendations.marketing.audiences import build_audience, refresh_segment
 from recommendations.marketing.inventory import slow_sellers
 from recommendations.marketing.products import offer
 from recommendations.marketing.rfm import customer_rfm, customers
-from recommendations.marketing.rules import InventoryRule
-from recommendations.marketing.targeting import campaigns_for
-from recommendations.models import Campaign, CampaignKind
+from recommendations.marketing.rules import InventoryRule, parse_rules
+from recommendations.marketing.targeting import campaigns_for, views_so_far
+from recommendations.models import Campaign, CampaignKind, Segment, UserVector
 from recommendations.serving.types import Audience
 from tests.marketing.conftest import add_event
 
@@ -103,6 +104,68 @@ def test_min_score_and_max_audience_rules(shop):
     assert users_of(build_audience(strict)) == [shop.users["tea_lover"].pk]
 
 
+def test_a_size_of_zero_never_means_no_limit(shop):
+    tea = promotion(category_names=["Tea"])
+    assert len(build_audience(tea, limit=None)) == 2  # None: the campaign's max_audience
+    assert len(build_audience(tea, limit=1)) == 1
+    with pytest.raises(ValidationError, match="at most 0 users is empty. Give a size of at least 1"):
+        build_audience(tea, limit=0)
+    legacy = Segment.objects.create(name="Saved before sizes were checked", campaign=tea, max_size=0)
+    with pytest.raises(ValidationError, match="at most 0 users is empty"):
+        refresh_segment(legacy)
+    assert not legacy.members.exists()
+
+
+def shown_to(campaign, audience) -> bool:
+    return any(m.campaign == campaign for m in campaigns_for(audience, limit=10))
+
+
+def test_min_score_selects_the_same_people_on_the_storefront_and_in_the_audience(shop, model):
+    """One scale (0-1) on every path: a heavy coffee shopper's long vector has a big inner
+    product with everything, but points away from tea, so neither path counts it as tea interest."""
+    UserVector.objects.filter(user=shop.users["coffee_lover"]).update(embedding=[1.0, 10.0, 1.0, 1.0])
+    tea = promotion(name="Tea", product_ids=shop.ids("Tea"), audience_rules={"min_score": 0.5})
+    audience = dict(build_audience(tea).members)
+    assert list(audience) == [shop.users["tea_lover"].pk]
+    for name, user in shop.users.items():
+        assert shown_to(tea, Audience(user=user)) == (user.pk in audience), name
+    match = next(m for m in campaigns_for(Audience(user=shop.users["tea_lover"])) if m.campaign == tea)
+    assert match.method == "model" and match.score == pytest.approx(
+        audience[shop.users["tea_lover"].pk], abs=0.02
+    )
+    assert not shown_to(tea, Audience(session_id="newcomer"))  # no taste yet: no interest
+    assert all(0 <= m.score <= 1 for m in campaigns_for(Audience(user=shop.users["gardener"]), limit=10))
+
+
+def test_member_benefits_score_one_on_both_paths(shop):
+    """A benefit goes to its whole segment: a min_score saved before it was refused for benefits
+    must not keep small spenders out of the newsletter while the site shows them the offer."""
+    perk = Campaign.objects.create(
+        name="Perk",
+        kind=CampaignKind.MEMBER_BENEFIT,
+        audience_rules={"rfm_segments": ["loyal_high_spender", "new_customer"], "min_score": 0.5},
+    )
+    audience = build_audience(perk)
+    members = ("loyal", "newbie", "tea_lover", "coffee_lover", "gardener")  # one order each: new
+    assert set(users_of(audience)) == shop.user_ids(*members)
+    assert users_of(audience)[:2] == [
+        shop.users["loyal"].pk,
+        shop.users["newbie"].pk,
+    ]  # biggest spenders first
+    assert {score for _, score in audience.members} == {1.0}
+    for name in members:
+        assert shown_to(perk, Audience(user=shop.users[name])), name
+    with pytest.raises(ValidationError, match="min_score applies to promotions and flash sales"):
+        perk.full_clean()
+
+
+@pytest.mark.parametrize("value", [-0.1, 1.5, 5, float("nan"), "0.5", True])
+def test_min_score_must_lie_between_0_and_1(value):
+    with pytest.raises(ValidationError, match="min_score must be a number from 0 to 1"):
+        parse_rules({"min_score": value})
+    assert parse_rules({"min_score": 0}).min_score == 0.0 and parse_rules({"min_score": 1}).min_score == 1.0
+
+
 def test_an_audience_for_an_empty_campaign_is_refused(shop):
     empty = promotion(name="Nothing")
     with pytest.raises(ValidationError, match="promotes nothing: add products, categories or stores"):
@@ -131,6 +194,47 @@ def test_a_campaign_with_nothing_to_buy_now_is_not_shown(shop):
     assert [m.campaign for m in matches] == [tea] and sold_out not in [m.campaign for m in matches]
 
 
+def test_a_sale_that_sells_out_disappears_at_once(shop):
+    """Checkout lowers stock with an update that touches no campaign, so the offer's cache must
+    not hold availability: the next request already sees the product gone."""
+    last_units = shop.products["Garden"][0]
+    flash = Campaign.objects.create(
+        name="Last units", kind=CampaignKind.FLASH_SALE, product_ids=[str(last_units.pk)], priority=9
+    )
+    clearance = Campaign.objects.create(
+        name="Garden clearance",
+        kind=CampaignKind.FLASH_SALE,
+        category_names=["Garden"],
+        audience_rules={"inventory": {"min_stock": 100, "max_units_sold": 0}},
+    )
+    visitor = Audience(user=shop.users["gardener"])
+    assert [m.campaign for m in campaigns_for(visitor, limit=5)] == [flash, clearance]
+    assert offer(clearance) == [shop.slow_seller("Garden")]
+    Product = type(last_units)
+    Product.objects.filter(pk__in=[last_units.pk, shop.slow_seller("Garden")]).update(stock=0)
+    assert campaigns_for(visitor, limit=5) == []
+    assert offer(flash) == offer(clearance) == []
+    Product.objects.filter(pk=last_units.pk).update(stock=1)  # restocked: back at once too
+    match = campaigns_for(visitor, limit=5)[0]
+    assert (match.campaign, list(match.product_ids)) == (flash, [str(last_units.pk)])
+
+
+def test_an_impression_cap_counts_each_visitor_once(shop):
+    """The beacon endpoint is public: one visitor posting 500 views must not spend the budget."""
+    capped = promotion(name="Capped", category_names=["Tea"], impression_cap=3)
+    views = {"campaign": str(capped.pk)}
+    for _ in range(500):
+        add_event("campaign_view", session="greedy", context=views)
+    add_event("campaign_view", user=shop.users["tea_lover"], session="tea-phone", context=views)
+    add_event("campaign_view", user=shop.users["tea_lover"], session="tea-laptop", context=views)
+    assert views_so_far([capped]) == {capped.pk: 2}
+    assert [m.campaign for m in campaigns_for(Audience(session_id="someone"))] == [capped]
+    add_event("campaign_view", session="another", context=views)
+    cache.clear()  # the count is cached for VIEWS_CACHE_SECONDS
+    assert views_so_far([capped]) == {capped.pk: 3}
+    assert campaigns_for(Audience(session_id="someone")) == []
+
+
 def test_for_me_follows_an_anonymous_session(shop):
     tea = promotion(name="Tea week", category_names=["Tea"])
     coffee = promotion(name="Coffee week", category_names=["Coffee"])
@@ -138,7 +242,7 @@ def test_for_me_follows_an_anonymous_session(shop):
     assert [m.campaign for m in campaigns_for(Audience(session_id="anon-1"))] == [coffee, tea]
 
 
-def test_for_me_with_a_model_uses_the_serving_ranking_hook(shop, model):
+def test_for_me_with_a_model_uses_the_visitors_taste(shop, model):
     tea = promotion(name="Tea week", product_ids=shop.ids("Tea"))
     garden = promotion(name="Garden week", product_ids=shop.ids("Garden"))
     matches = campaigns_for(Audience(user=shop.users["gardener"]))
@@ -162,8 +266,8 @@ def test_for_me_rules_caps_windows_and_member_benefits(shop):
         kind=CampaignKind.MEMBER_BENEFIT,
         audience_rules={"rfm_segments": ["loyal_high_spender"]},
     )
-    for _ in range(2):
-        add_event("campaign_view", session="s", context={"campaign": str(capped.pk)})
+    for session in ("s1", "s2"):
+        add_event("campaign_view", session=session, context={"campaign": str(capped.pk)})
 
     loyal = {m.campaign for m in campaigns_for(Audience(user=shop.users["loyal"]), limit=10)}
     assert loyal == {members_only, points}

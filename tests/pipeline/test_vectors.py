@@ -306,3 +306,28 @@ def test_purge_keeps_the_active_and_previous_versions():
     assert "lists" not in versions[0].vector_search
     with pytest.raises(activation.ActivationError, match="is retired"):
         activation.activate(versions[0])
+
+
+@pytest.mark.django_db(transaction=True)
+def test_purge_keeps_the_versions_experiments_serve():
+    """A candidate trained without --activate is never activated, yet a running experiment
+    tests it; a promoted winner's version is everyone's default once no experiment runs."""
+    from recommendations.experiments import lifecycle
+    from recommendations.models import Experiment, Variant
+
+    active, candidate, winner, stale = (make_version(n=20, seed=i) for i in range(4))
+    activation.activate(active)
+    won = Experiment.objects.create(key="won", name="won")
+    Variant.objects.create(experiment=won, key="control", is_control=True, traffic_share=50)
+    Variant.objects.create(experiment=won, key="b", traffic_share=50, model_version=winner)
+    lifecycle.start(won)
+    lifecycle.stop(won, promote=won.variants.get(key="b"))
+    running = Experiment.objects.create(key="running", name="running")
+    Variant.objects.create(experiment=running, key="control", is_control=True, traffic_share=50)
+    Variant.objects.create(experiment=running, key="candidate", traffic_share=50, model_version=candidate)
+    lifecycle.start(running)
+
+    assert activation.purge().retired == [stale.pk]
+    statuses = dict(ModelVersion.objects.values_list("pk", "status"))
+    assert statuses[candidate.pk] == statuses[winner.pk] == ModelStatus.READY
+    assert ProductVector.objects.filter(model_version=candidate).count() == 20
