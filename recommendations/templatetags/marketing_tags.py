@@ -15,17 +15,13 @@ with DEBUG raises instead.
 from __future__ import annotations
 
 import logging
-from contextlib import nullcontext
 from typing import Any
 
 from django import template
-from django.conf import settings
-from django.db import connection, transaction
 from django.template.loader import render_to_string
 
-from recommendations.conf import rec_settings
 from recommendations.marketing.targeting import CampaignMatch, campaigns_for
-from recommendations.templatetags.recommendations_tags import page_audience
+from recommendations.templatetags.recommendations_tags import page_audience, render_safely
 
 logger = logging.getLogger(__name__)
 register = template.Library()
@@ -36,15 +32,11 @@ DEFAULT_LIMIT = 3
 
 def _matches(context: template.Context, limit: Any) -> list[CampaignMatch] | None:
     """The visitor's campaigns, or None when choosing them failed (logged)."""
-    try:
-        # A database error must not poison the page's transaction: roll back only this block.
-        with transaction.atomic() if connection.in_atomic_block else nullcontext():
-            return campaigns_for(page_audience(context), limit=int(limit or DEFAULT_LIMIT))
-    except Exception:
-        if settings.DEBUG and rec_settings.RAISE_TEMPLATE_ERRORS:
-            raise
-        logger.exception("The personalised campaigns block failed; rendering it empty")
-        return None
+    return render_safely(
+        "personalised campaigns",
+        lambda: campaigns_for(page_audience(context), limit=int(limit or DEFAULT_LIMIT)),
+        None,
+    )
 
 
 @register.simple_tag(takes_context=True)

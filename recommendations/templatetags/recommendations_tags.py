@@ -23,7 +23,7 @@ import logging
 from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from django import template
 from django.conf import settings
@@ -41,6 +41,7 @@ register = template.Library()
 
 AUDIENCE_ATTRIBUTE = "_recommendations_audience"
 OPTION_NAMES = {"limit", "exclude", "category", "title"}
+T = TypeVar("T")
 
 
 def page_audience(context: template.Context) -> Audience:
@@ -56,6 +57,25 @@ def page_audience(context: template.Context) -> Audience:
     if AUDIENCE_ATTRIBUTE not in store:
         store[AUDIENCE_ATTRIBUTE] = Audience()
     return store[AUDIENCE_ATTRIBUTE]
+
+
+def render_safely(name: str, compute: Callable[[], T], fallback: T) -> T:
+    """`compute()`, or `fallback` when it fails: a block must never break the page.
+
+    The failure is logged (re-raised with DEBUG and `RAISE_TEMPLATE_ERRORS`). A database
+    error inside a transaction (ATOMIC_REQUESTS, tests) must not poison the rest of the page
+    either: a savepoint rolls back only this block's queries.
+    """
+    try:
+        with transaction.atomic() if connection.in_atomic_block else nullcontext():
+            return compute()
+    except InvalidParameters as exc:  # e.g. an empty search box: nothing to show, no traceback
+        logger.info("The %s block has nothing to show: %s", name, exc)
+    except Exception:
+        if settings.DEBUG and rec_settings.RAISE_TEMPLATE_ERRORS:
+            raise
+        logger.exception("The %s block failed; rendering it empty", name)
+    return fallback
 
 
 def _key(value: Any) -> str:
@@ -78,19 +98,7 @@ class RecommendationNode(template.Node):
         self.block, self.args, self.kwargs, self.target = block, args, kwargs, target
 
     def render(self, context: template.Context) -> str:
-        try:
-            # A database error inside a transaction (ATOMIC_REQUESTS, tests) must not poison
-            # the rest of the page: the savepoint rolls back only this block's queries.
-            with transaction.atomic() if connection.in_atomic_block else nullcontext():
-                result, html = self._render(context)
-        except InvalidParameters as exc:  # e.g. an empty search box: nothing to show, no traceback
-            logger.info("The %s block has nothing to show: %s", self.block.name, exc)
-            result, html = None, ""
-        except Exception:
-            if settings.DEBUG and rec_settings.RAISE_TEMPLATE_ERRORS:
-                raise
-            logger.exception("The %s block failed; rendering it empty", self.block.name)
-            result, html = None, ""
+        result, html = render_safely(self.block.name, lambda: self._render(context), (None, ""))
         if self.target:
             context[self.target] = result.objects if result is not None else []
             return ""
