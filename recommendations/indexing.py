@@ -8,12 +8,15 @@ worker embeds them from their content features within seconds. `None` turns on-s
 embedding off; the scheduled `sync_product_vectors` then catches up.
 
 If the broker is down the save still succeeds: the failure is logged and the next scheduled
-sync gives the product its vector.
+sync gives the product its vector. Finding the broker down costs a save a few seconds (the
+client's connection attempts), so for `BROKER_BACKOFF_SECONDS` after a failure saves do not
+try again: an outage slows one save every half minute, not every save.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 
 from celery import current_app
 
@@ -24,8 +27,11 @@ from recommendations.signal_processors import BaseSignalProcessor, PendingKeysPr
 from recommendations.vectors.queries import active_version
 
 EMBED_PRODUCTS_TASK = "recommendations.tasks.embed_products"
+BROKER_BACKOFF_SECONDS = 30.0
 
 logger = logging.getLogger(__name__)
+# When the broker last failed us: until BROKER_BACKOFF_SECONDS later, nothing is sent.
+_broker_failed_at: float | None = None
 
 
 class OnCommitSignalProcessor(PendingKeysProcessor):
@@ -41,18 +47,31 @@ def enqueue_embedding(product_ids: list[str]) -> bool:
     Sent by name, so a web process never imports the training code (torch) to save a
     product. Skipped while no model is active: there is nothing to embed with yet.
     """
+    global _broker_failed_at
     if active_version() is None:
+        return False
+    if _broker_failed_at is not None and time.monotonic() - _broker_failed_at < BROKER_BACKOFF_SECONDS:
+        logger.info(
+            "Not queuing embedding of %d product(s): the broker was down %.0f s ago; the next scheduled "
+            "sync_product_vectors gives them vectors.",
+            len(product_ids),
+            time.monotonic() - _broker_failed_at,
+        )
         return False
     try:
         current_app.send_task(EMBED_PRODUCTS_TASK, args=[product_ids], queue=queues.DEFAULT, retry=False)
     except Exception as exc:  # the broker is down or misconfigured: the save itself stands
+        _broker_failed_at = time.monotonic()
         logger.error(
             "Could not queue embedding of %d product(s) %s: %s. The products are saved; the next "
-            "scheduled sync_product_vectors gives them vectors. Check CELERY_BROKER_URL.",
+            "scheduled sync_product_vectors gives them vectors. Saves do not try again for %.0f s. "
+            "Check CELERY_BROKER_URL.",
             len(product_ids),
             ", ".join(product_ids[:10]),
             exc,
+            BROKER_BACKOFF_SECONDS,
         )
         return False
+    _broker_failed_at = None
     logger.debug("Queued embedding of product(s) %s", ", ".join(product_ids[:10]))
     return True

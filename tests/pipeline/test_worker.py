@@ -127,13 +127,17 @@ def test_broker_down_on_save_is_logged_and_the_scheduled_sync_catches_up(worker,
         f"p = Product.objects.create(title='Offline lipstick', slug='offline', category_id={category.pk}, "
         f"store_id={store.pk}, price=9, stock=1)\n"
         "print(p.pk)\n"
+        # The next save does not wait for the broker's connection attempts again.
+        f"Product.objects.create(title='Offline gloss', slug='offline-2', category_id={category.pk}, "
+        f"store_id={store.pk}, price=9, stock=1)\n"
     )
     env = {**worker.env, "CELERY_BROKER_URL": "redis://127.0.0.1:1/0"}  # nothing listens there
     done = subprocess.run(
         [sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
     )
     assert done.returncode == 0, done.stderr
-    assert "Could not queue embedding of 1 product(s)" in done.stderr
+    assert done.stderr.count("Could not queue embedding of 1 product(s)") == 1
+    assert "Not queuing embedding of 1 product(s): the broker was down" in done.stderr
     product_id = done.stdout.strip().splitlines()[-1]
     assert Product.objects.filter(pk=product_id).exists()
     assert not ProductVector.objects.filter(product_id=product_id).exists()
