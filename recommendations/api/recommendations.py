@@ -70,10 +70,14 @@ class RecommendationView(APIView):
     content_negotiation_class = FirstRendererNegotiation
     params_serializer: ClassVar[type[ListParamsSerializer]] = ListParamsSerializer
 
+    # The service that answers: called with the URL's id (a product or a store) if it has one,
+    # then the visitor and the options. Views whose answer needs the parameters override `serve`.
+    service: ClassVar[Callable[..., RecommendationResult]]
+
     def serve(
         self, audience: Audience, options: Options, params: dict[str, Any], **kwargs: Any
     ) -> RecommendationResult:
-        raise NotImplementedError
+        return self.service(*kwargs.values(), audience, options)
 
     def answer(self, request: Request, data: Any, **kwargs: Any) -> Response:
         params = self.params_serializer.parse(data)
@@ -98,24 +102,17 @@ class RecommendationView(APIView):
 
 @_schema("Recommended for you", description="The visitor's taste, updated by every event, else trending.")
 class ForYouView(RecommendationView):
-    def serve(self, audience: Audience, options: Options, params: dict[str, Any]) -> RecommendationResult:
-        return products.for_you(audience, options)
+    service = staticmethod(products.for_you)
 
 
 @_schema("Products similar to a product")
 class SimilarView(RecommendationView):
-    def serve(
-        self, audience: Audience, options: Options, params: dict[str, Any], product_id: str
-    ) -> RecommendationResult:
-        return products.similar(product_id, audience, options)
+    service = staticmethod(products.similar)
 
 
 @_schema("Frequently bought together with a product")
 class BoughtTogetherView(RecommendationView):
-    def serve(
-        self, audience: Audience, options: Options, params: dict[str, Any], product_id: str
-    ) -> RecommendationResult:
-        return products.bought_together(product_id, audience, options)
+    service = staticmethod(products.bought_together)
 
 
 @_schema(
@@ -125,9 +122,7 @@ class BoughtTogetherView(RecommendationView):
 )
 class TrendingView(RecommendationView):
     params_serializer = CategoryListParamsSerializer
-
-    def serve(self, audience: Audience, options: Options, params: dict[str, Any]) -> RecommendationResult:
-        return products.trending(audience, options)
+    service = staticmethod(products.trending)
 
 
 @_schema(
@@ -137,43 +132,32 @@ class TrendingView(RecommendationView):
 )
 class NewArrivalsView(RecommendationView):
     params_serializer = CategoryListParamsSerializer
-
-    def serve(self, audience: Audience, options: Options, params: dict[str, Any]) -> RecommendationResult:
-        return products.new_arrivals(audience, options)
+    service = staticmethod(products.new_arrivals)
 
 
 @_schema("Recently viewed")
 class RecentlyViewedView(RecommendationView):
-    def serve(self, audience: Audience, options: Options, params: dict[str, Any]) -> RecommendationResult:
-        return products.recently_viewed(audience, options)
+    service = staticmethod(products.recently_viewed)
 
 
 @_schema("Buy it again", description="Replenishable products the visitor bought, those due first.")
 class BuyAgainView(RecommendationView):
-    def serve(self, audience: Audience, options: Options, params: dict[str, Any]) -> RecommendationResult:
-        return products.buy_again(audience, options)
+    service = staticmethod(products.buy_again)
 
 
 @_schema("Top products of a store for the visitor")
 class StoreProductsView(RecommendationView):
-    def serve(
-        self, audience: Audience, options: Options, params: dict[str, Any], store_id: str
-    ) -> RecommendationResult:
-        return products.store_products(store_id, audience, options)
+    service = staticmethod(products.store_products)
 
 
 @_schema("Stores for the visitor", serializer=StoreListSerializer)
 class StoresView(RecommendationView):
-    def serve(self, audience: Audience, options: Options, params: dict[str, Any]) -> RecommendationResult:
-        return stores.stores_for_user(audience, options)
+    service = staticmethod(stores.stores_for_user)
 
 
 @_schema("Stores similar to a store", serializer=StoreListSerializer)
 class SimilarStoresView(RecommendationView):
-    def serve(
-        self, audience: Audience, options: Options, params: dict[str, Any], store_id: str
-    ) -> RecommendationResult:
-        return stores.similar_stores(store_id, audience, options)
+    service = staticmethod(stores.similar_stores)
 
 
 class RerankView(RecommendationView):
