@@ -232,6 +232,7 @@ def build_data(n_products: int, n_users: int, seed: int = 7) -> None:
     import numpy as np
     from django.contrib.auth import get_user_model
     from django.db import connection
+    from django.utils import timezone
     from tqdm import tqdm
 
     from recommendations.models import Event, ModelStatus, ModelVersion
@@ -351,6 +352,7 @@ def build_data(n_products: int, n_users: int, seed: int = 7) -> None:
         store_vectors[store_rows[p.store_id]] += vector
     writer.write_store_vectors(version, [str(s.pk) for s in stores], store_vectors / 50)
     writer.write_user_vectors(version, [u.pk for u in users], user_vectors)
+    ModelVersion.objects.filter(pk=version.pk).update(embedded_at=timezone.now())  # all written
     activation.activate(version)
     index_products()
     refresh_statistics()

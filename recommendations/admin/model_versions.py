@@ -69,7 +69,7 @@ class ModelVersionAdmin(ReadOnlyAdmin):
                     "artifact",
                     "config_display",
                     "vector_search_display",
-                    ("created_at", "activated_at"),
+                    ("created_at", "embedded_at", "activated_at"),
                 ]
             },
         ),
@@ -94,6 +94,7 @@ class ModelVersionAdmin(ReadOnlyAdmin):
         "config_display",
         "vector_search_display",
         "created_at",
+        "embedded_at",
         "activated_at",
     ]
 

@@ -55,6 +55,10 @@ class ModelVersion(models.Model):
     # Progress of the task working on this version: {"stage", "done", "total"}.
     progress = models.JSONField(default=dict, blank=True)
     task_id = models.CharField(max_length=64, blank=True)
+    # When its embed wrote the last of its vectors; cleared when an embed starts. A version
+    # whose embed was interrupted (a killed worker) has some vectors but no time here, and
+    # cannot be activated: it would serve without user or store vectors.
+    embedded_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     activated_at = models.DateTimeField(null=True, blank=True)
 

@@ -169,3 +169,9 @@ def _check_can_serve(version: ModelVersion) -> None:
             f"Model version {version.pk} has no product vectors yet. Embed it first with "
             f"`python manage.py embed --model-version {version.pk}`."
         )
+    if version.embedded_at is None:  # some vectors, but the embed never finished writing them
+        raise ActivationError(
+            f"Model version {version.pk} was not fully embedded (its embed was interrupted, so it "
+            f"may lack user or store vectors). Run `python manage.py embed --model-version "
+            f"{version.pk}` first."
+        )

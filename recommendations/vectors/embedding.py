@@ -14,6 +14,7 @@ import logging
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
+from datetime import datetime
 from typing import Any
 
 import numpy as np
@@ -91,6 +92,9 @@ def embed_version(
     embeddings = np.concatenate([p[0] for p in parts])
     biases = np.concatenate([p[1] for p in parts])
     progress("writing vectors", 0, 3)
+    # Unfinished from the first write until the last: a kill in between leaves a version that
+    # activation refuses (`embedded_at`), not one that serves without user vectors.
+    _mark_embedded(version, None)
     counts = EmbedCounts()
     counts.products = writer.write_product_vectors(version, [p.id for p in products], embeddings, biases)
     store_ids, store_vectors = _store_vectors(products, embeddings)
@@ -100,6 +104,7 @@ def embed_version(
     counts.users = writer.write_user_vectors(version, user_ids, user_vectors)
     # Lists ranked from vectors written before (a retried task) would not match these.
     lists.forget(version)
+    _mark_embedded(version, timezone.now())
     progress("writing vectors", 3, 3)
     counts.seconds = time.perf_counter() - started
     logger.info(
@@ -111,6 +116,12 @@ def embed_version(
         counts.seconds,
     )
     return counts
+
+
+def _mark_embedded(version: ModelVersion, when: datetime | None) -> None:
+    """Record when the version's embed finished (None: it is under way or was interrupted)."""
+    version.embedded_at = when
+    ModelVersion.objects.filter(pk=version.pk).update(embedded_at=when)
 
 
 def _store_vectors(products: Sequence[ProductRecord], embeddings: np.ndarray) -> tuple[list[str], np.ndarray]:

@@ -18,7 +18,7 @@ from recommendations.models import (
     StoreVector,
     UserVector,
 )
-from recommendations.vectors import activation, embedding, lists, queries, tuning
+from recommendations.vectors import activation, embedding, lists, queries, tuning, writer
 from shop.models import Product
 from tests.pipeline.data import copy_product, tiny_settings
 from tests.pipeline.tiny import TINY_TRAINING
@@ -106,6 +106,30 @@ def test_vectors_written_again_are_ranked_again(shop):
     assert PrecomputedList.objects.filter(model_version=version).count() == len(shop.products) + len(
         shop.users
     )
+
+
+def test_an_interrupted_embed_leaves_a_version_that_cannot_be_activated(shop, monkeypatch):
+    version = training.train_model()
+
+    def worker_killed(*args, **kwargs):
+        raise KeyboardInterrupt  # after the product and store vectors, before the user vectors
+
+    monkeypatch.setattr(writer, "write_user_vectors", worker_killed)
+    with pytest.raises(KeyboardInterrupt):
+        embedding.embed_version(version)
+    version.refresh_from_db()
+    assert version.embedded_at is None and ProductVector.objects.filter(model_version=version).exists()
+    with pytest.raises(
+        activation.ActivationError, match=rf"not fully embedded.*embed --model-version {version.pk}`"
+    ):
+        activation.activate(version)
+
+    monkeypatch.undo()  # run again, as the message says
+    embedding.embed_version(version)
+    version.refresh_from_db()
+    assert version.embedded_at is not None
+    assert activation.activate(version).version.status == ModelStatus.ACTIVE
+    assert UserVector.objects.filter(model_version=version).count() == len(shop.users)
 
 
 def test_refresh_vectors_makes_a_new_version_with_the_same_model(shop):

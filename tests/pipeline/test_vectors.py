@@ -1,13 +1,16 @@
 """Vectors in pgvector: the COPY writer, per-version indexes, queries, activation, rollback, purge."""
 
+import importlib
 import threading
 
 import numpy as np
 import pytest
+from django.apps import apps as django_apps
 from django.conf import settings
 from django.db import connection, transaction
 from django.test import override_settings
 from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
 
 from recommendations.models import (
     ModelStatus,
@@ -23,12 +26,14 @@ DIMS = 8
 
 
 def make_version(n=300, seed=0, status=ModelStatus.READY, **fields):
-    """A version with n random product vectors, 3 store vectors and indexes."""
+    """A version with n random product vectors, 3 store vectors and indexes, fully embedded."""
     version = ModelVersion.objects.create(status=status, dimensions=DIMS, **fields)
     rng = np.random.default_rng(seed)
     ids = [str(i) for i in range(1, n + 1)]
     writer.write_product_vectors(version, ids, rng.normal(size=(n, DIMS)), rng.normal(0, 0.1, n))
     writer.write_store_vectors(version, ["1", "2", "3"], rng.normal(size=(3, DIMS)))
+    version.embedded_at = timezone.now()
+    version.save(update_fields=["embedded_at"])
     indexes.build_indexes(version)
     return version
 
@@ -280,6 +285,25 @@ def test_rollback_and_activation_errors():
     with pytest.raises(activation.ActivationError, match="is failed"):
         activation.activate(failed)
     assert ModelVersion.objects.get(status=ModelStatus.ACTIVE).pk == first.pk
+
+
+@pytest.mark.django_db
+def test_the_migration_marks_versions_embedded_before_the_field_existed():
+    migration = importlib.import_module("recommendations.migrations.0020_model_version_embedded_at")
+    done, stuck, active = make_version(n=5, seed=1), make_version(n=5, seed=2), make_version(n=5, seed=3)
+    stuck.progress = {"stage": "writing vectors", "done": 0, "total": 3}  # its worker was killed there
+    stuck.save()
+    active.progress = {"stage": "writing vectors", "done": 0, "total": 3}  # active: it serves anyway
+    active.status = ModelStatus.ACTIVE
+    active.save()
+    never = ModelVersion.objects.create(status=ModelStatus.READY, dimensions=DIMS)  # trained only
+    ModelVersion.objects.update(embedded_at=None)
+
+    migration.mark_embedded(django_apps, None)
+
+    embedded = dict(ModelVersion.objects.values_list("pk", "embedded_at"))
+    assert embedded[done.pk] and embedded[active.pk]
+    assert embedded[stuck.pk] is None and embedded[never.pk] is None
 
 
 @pytest.mark.django_db(transaction=True)

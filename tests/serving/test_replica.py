@@ -9,6 +9,7 @@ import pytest
 from django.core.exceptions import ImproperlyConfigured
 from django.db import connections, router
 from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
 
 from recommendations import routers
 from recommendations.models import ModelStatus, ModelVersion, ProductVector, ServedRecommendation
@@ -130,7 +131,9 @@ def test_the_pipeline_asks_the_primary_which_version_is_active(catalog, model, r
 
 @uses_replica
 def test_serving_follows_an_activation_made_on_the_primary(catalog, model, replica):
-    newer = ModelVersion.objects.create(algorithm="two_tower", status=ModelStatus.READY, dimensions=4)
+    newer = ModelVersion.objects.create(
+        algorithm="two_tower", status=ModelStatus.READY, dimensions=4, embedded_at=timezone.now()
+    )
     ProductVector.objects.bulk_create(
         ProductVector(model_version=newer, product_id=catalog.id(title), embedding=[0, 0, 1, 0.1 * i])
         for i, title in enumerate(TITLES["Nails"])
