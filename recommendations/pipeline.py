@@ -127,6 +127,7 @@ def _run(
         if not acquired:
             return PipelineResult(skipped=LOCKED)
         version = _resume(task_id)
+        training.fail_interrupted()  # others still "training" lost their worker: we hold the lock
         if version is None:
             version = new_version(progress)
         else:

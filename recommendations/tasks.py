@@ -10,7 +10,10 @@ id, lock, progress, retries unchanged) and starts one training process per other
 Every task is safe to run twice: writes are delete-then-copy per model version, activation
 is one transaction, and a retried `retrain` resumes the version its first attempt trained.
 Long tasks acknowledge their message only at the end (`acks_late`) and are requeued if the
-worker process dies (`reject_on_worker_lost`), so a killed worker's task runs again.
+worker process dies (`reject_on_worker_lost`), so a killed worker's task runs again, except
+with the demo's filesystem broker when the whole worker dies: that broker keeps unacknowledged
+tasks in the worker's memory only. Then the next retrain marks what the lost one left
+`training` failed, and activation refuses a version whose embed did not finish.
 """
 
 from __future__ import annotations

@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from django.db import DatabaseError, connections, router
 
 from recommendations import artifacts
 from recommendations.conf import rec_settings
@@ -62,6 +63,7 @@ DEVICE_PATTERN = re.compile(r"cpu|cuda(:\d+)?")
 # EASE inverts a dense n_items x n_items matrix: beyond this it needs too much memory.
 EASE_MAX_ITEMS = 15_000
 BASELINE_METRICS = ("HR@10", "NDCG@10", "HR@20", "NDCG@20")
+INTERRUPTED = "Interrupted: its worker stopped before training finished; a later retrain or embed found it."
 
 
 class TrainingFailed(Exception):
@@ -242,18 +244,65 @@ def _metrics(model: TwoTowerRecommender, split: Split) -> dict[str, Any]:
 
 
 def _fail(version: ModelVersion, exc: BaseException, seconds: float, curve: list) -> None:
+    """Log why training of `version` failed and record it on the row.
+
+    Never raises a database error of its own: when the database went away mid-training, that
+    would hide the real cause behind a second traceback and leave the version `training`. A
+    dropped connection is reopened once; if the database is still unreachable, the next
+    retrain marks the version failed (`fail_interrupted`).
+    """
     if isinstance(exc, TrainingFailed):
         reason = str(exc)
     elif isinstance(exc, KeyboardInterrupt | SystemExit) or type(exc).__name__ == "SoftTimeLimitExceeded":
         reason = f"Interrupted ({type(exc).__name__}) after {seconds:.0f}s; the active version is unchanged."
     else:
         reason = f"{type(exc).__name__}: {exc}\n\n{traceback.format_exc(limit=8)}"
+    logger.error("Training of model version %s failed: %s", version.pk, reason.splitlines()[0])
     version.status = ModelStatus.FAILED
     version.error = reason
     version.training_seconds = seconds
     version.training_curve = curve
-    version.save(update_fields=["status", "error", "training_seconds", "training_curve"])
-    logger.error("Training of model version %s failed: %s", version.pk, reason.splitlines()[0])
+    fields = ["status", "error", "training_seconds", "training_curve"]
+    try:
+        version.save(update_fields=fields)
+        return
+    except DatabaseError:
+        # The same outage may have broken this connection: drop it, and try once on a new one.
+        connections[router.db_for_write(ModelVersion, instance=version)].close()
+    try:
+        version.save(update_fields=fields)
+    except DatabaseError as error:
+        logger.error(
+            "Could not mark model version %s failed (database unreachable: %s); the next retrain will.",
+            version.pk,
+            first_line(error),
+        )
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message (database errors add context lines), or its type."""
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
+
+
+def fail_interrupted() -> list[int]:
+    """Mark failed every version still `training`; returns their ids.
+
+    Only for a caller that holds the pipeline lock: every training runs under it, so a version
+    left `training` then is one whose worker died (SIGKILL, a lost machine, a database outage
+    that kept `_fail` from recording it) and whose task will not run again.
+    """
+    orphans = list(ModelVersion.objects.filter(status=ModelStatus.TRAINING).values_list("pk", flat=True))
+    if orphans:
+        ModelVersion.objects.filter(pk__in=orphans, status=ModelStatus.TRAINING).update(
+            status=ModelStatus.FAILED,
+            error=INTERRUPTED,
+        )
+        logger.warning(
+            "Marked model version(s) %s failed: still 'training' while no training ran (the worker stopped)",
+            ", ".join(map(str, orphans)),
+        )
+    return orphans
 
 
 def metrics_summary(metrics: dict[str, Any]) -> str:

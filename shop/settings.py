@@ -168,7 +168,8 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
 }
 
-# Celery: with no broker configured, a filesystem transport under .data/ needs no server.
+# Celery: with no broker configured, a filesystem transport under .data/ needs no server. For the
+# demo only: it loses a task whose whole worker is killed (README, "Production").
 CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", "filesystem://")
 # Redis hands an unacknowledged task to another worker after this many seconds, so it must
 # outlast the longest task (a retrain; see recommendations.tasks) or it would run twice.

@@ -15,6 +15,7 @@ import signal
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.db import InterfaceError, OperationalError
 
 from recommendations import pipeline, training
 from recommendations.features import InsufficientData
@@ -74,6 +75,8 @@ class Command(BaseCommand):
                 version = result.version
         except (InsufficientData, training.TrainingFailed, ActivationError, ValueError) as exc:
             raise CommandError(str(exc)) from exc
+        except (OperationalError, InterfaceError) as exc:  # the database went away mid-run
+            raise CommandError(_database_lost(progress.version_id, exc)) from None
         except KeyboardInterrupt:
             raise CommandError(
                 "Interrupted: the model version being trained is marked failed, and the version that "
@@ -103,6 +106,21 @@ class Command(BaseCommand):
             self.stdout.write(f"{rank}: rank 0 had nothing to train; its output says why.")
         else:
             self.stdout.write(f"{rank}: trained in step with rank 0, which stores the model version.")
+
+
+def _database_lost(version_id: int | None, exc: Exception) -> str:
+    """One line for a database outage, naming the version it hit (its row may be unreachable)."""
+    cause = training.first_line(exc)
+    if version_id is None:
+        return (
+            f"The database connection was lost before a model version was created ({cause}). Check "
+            "that PostgreSQL is up, then run the command again."
+        )
+    return (
+        f"The database connection was lost while working on model version {version_id} ({cause}). "
+        f"Check that PostgreSQL is up, then run the command again; version {version_id} does not "
+        "serve, and the next retrain marks it failed if it was still training."
+    )
 
 
 def _interrupt(signum: int, frame: Any) -> None:

@@ -1,0 +1,99 @@
+"""What a killed worker, a database outage or Ctrl-C leaves behind, and what says so: versions
+are never left `training` for good, and the commands name the version and its real state."""
+
+import logging
+from io import StringIO
+
+import pytest
+from django.core.management import CommandError, call_command
+from django.db import OperationalError, connection, connections
+
+from recommendations import pipeline, training
+from recommendations.models import ModelStatus, ModelVersion
+
+
+def run(*args):
+    out = StringIO()
+    call_command(*args, stdout=out)
+    return out.getvalue()
+
+
+def terminate(wrapper):
+    """End a connection's server process from another connection, as a database restart does."""
+    pid = wrapper.connection.info.backend_pid
+    with connections.create_connection("default").cursor() as cursor:
+        cursor.execute("SELECT pg_terminate_backend(%s)", [pid])
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_failure_is_recorded_on_a_connection_the_outage_broke(caplog):
+    version = ModelVersion.objects.create(status=ModelStatus.TRAINING)
+    terminate(connection)
+    with caplog.at_level(logging.ERROR, "recommendations.training"):
+        training._fail(version, OperationalError("the connection is closed"), 5.0, [])
+    version.refresh_from_db()
+    assert version.status == ModelStatus.FAILED and version.error.startswith("OperationalError")
+    assert f"Training of model version {version.pk} failed: OperationalError" in caplog.text
+
+
+@pytest.mark.django_db
+def test_a_failure_the_database_cannot_record_is_logged_for_the_next_retrain(monkeypatch, caplog):
+    version = ModelVersion.objects.create(status=ModelStatus.TRAINING)
+
+    def unreachable(*args, **kwargs):
+        raise OperationalError("connection refused")
+
+    monkeypatch.setattr(ModelVersion, "save", unreachable)
+    with caplog.at_level(logging.ERROR, "recommendations.training"):
+        training._fail(version, OperationalError("the connection is closed"), 5.0, [])  # does not raise
+    assert f"Training of model version {version.pk} failed" in caplog.text
+    assert (
+        f"Could not mark model version {version.pk} failed (database unreachable: connection refused); "
+        "the next retrain will." in caplog.text
+    )
+
+
+@pytest.mark.django_db
+def test_the_next_run_marks_versions_whose_worker_died_failed(monkeypatch):
+    """Every training runs under the pipeline lock: one still `training` when a run takes the
+    lock lost its worker (a SIGKILL, or the filesystem broker that never redelivers)."""
+    killed = ModelVersion.objects.create(status=ModelStatus.TRAINING, task_id="dead-task")
+    untracked = ModelVersion.objects.create(status=ModelStatus.TRAINING)  # a killed train_model
+    retried = ModelVersion.objects.create(status=ModelStatus.TRAINING, task_id="this-task")
+    new = ModelVersion.objects.create(status=ModelStatus.READY)
+    monkeypatch.setattr(training, "train_model", lambda **kwargs: new)
+
+    result = pipeline.retrain(task_id="this-task", activate=False)
+
+    assert result.version == new
+    errors = dict(ModelVersion.objects.filter(status=ModelStatus.FAILED).values_list("pk", "error"))
+    assert errors[killed.pk] == errors[untracked.pk] == training.INTERRUPTED
+    assert "the task was retried" in errors[retried.pk]  # this task's own first attempt
+
+
+def fake_retrain(status, *, embedded=False, error=KeyboardInterrupt):
+    """A pipeline.retrain that gets as far as a version in `status`, then is stopped by `error`."""
+
+    def retrain(*, progress, **kwargs):
+        version = ModelVersion.objects.create(status=status, dimensions=4)
+        if embedded:
+            ModelVersion.objects.filter(pk=version.pk).update(embedded_at=version.created_at)
+        progress.bind(version)
+        raise error
+
+    return retrain, lambda: ModelVersion.objects.get().pk
+
+
+@pytest.mark.django_db
+def test_a_database_outage_is_one_line_that_names_the_version(monkeypatch):
+    error = OperationalError("the connection is closed\nDETAIL: server closed the connection")
+    retrain, pk = fake_retrain(ModelStatus.TRAINING, error=error)
+    monkeypatch.setattr(pipeline, "retrain", retrain)
+    with pytest.raises(CommandError) as raised:
+        run("train_model")
+    assert str(raised.value) == (
+        f"The database connection was lost while working on model version {pk()} (the connection is "
+        f"closed). Check that PostgreSQL is up, then run the command again; version {pk()} does not "
+        "serve, and the next retrain marks it failed if it was still training."
+    )
+    assert raised.value.__cause__ is None and raised.value.__suppress_context__
