@@ -44,6 +44,8 @@ def activate(version: ModelVersion) -> ActivationResult:
 
     Builds the version's indexes first if they are missing (outside the switch, so readers
     never wait for a build). Activating the active version is a no-op that replaces nothing.
+    `version` itself is updated too (status, activation time), so a caller reporting it says
+    "active".
     """
     version.refresh_from_db()
     if version.status == ModelStatus.ACTIVE:
@@ -65,6 +67,7 @@ def activate(version: ModelVersion) -> ActivationResult:
         locked.activated_at = timezone.now()
         locked.save(update_fields=["status", "activated_at"])
         transaction.on_commit(queries.clear_cache)
+    version.status, version.activated_at = locked.status, locked.activated_at
     logger.info(
         "Activated model version %s (previously active: %s)",
         locked.pk,

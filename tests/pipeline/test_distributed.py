@@ -54,7 +54,7 @@ def test_torchrun_runs_the_command_on_two_ranks_and_rank_0_alone_writes(committe
     assert version.status == ModelStatus.READY and version.config["processes"] == 2
     # Rank 0 alone logs progress and reports; rank 1 says what it did.
     assert result.stdout.count("epoch 2/2") == 1
-    assert result.stdout.count(f"Model version {version.pk} is ready (activate_model") == 1
+    assert result.stdout.count(f"Model version {version.pk} is trained, not embedded") == 1
     assert "Rank 1 of 2: trained in step with rank 0" in result.stdout
     assert [p.name for p in tmp_path.rglob("*") if p.is_file()] == [Path(version.artifact.name).name]
 

@@ -10,6 +10,7 @@ from django.db import OperationalError, connection, connections
 
 from recommendations import pipeline, training
 from recommendations.models import ModelStatus, ModelVersion
+from recommendations.vectors import queries
 
 
 def run(*args):
@@ -85,6 +86,37 @@ def fake_retrain(status, *, embedded=False, error=KeyboardInterrupt):
 
 
 @pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("status", "embedded", "parts"),
+    [
+        (ModelStatus.FAILED, False, ["Interrupted: model version {pk} is marked failed, and the version"]),
+        (
+            ModelStatus.READY,
+            False,
+            [
+                "Interrupted: model version {pk} is trained but not embedded, and the version that served "
+                "before still serves.",
+                "To serve it: `python manage.py embed --model-version {pk}` then "
+                "`python manage.py activate_model {pk}`; or retrain.",
+            ],
+        ),
+        (
+            ModelStatus.READY,
+            True,
+            ["model version {pk} is embedded but not active", "`python manage.py activate_model {pk}`"],
+        ),
+    ],
+)
+def test_an_interrupted_train_model_says_what_state_it_left(monkeypatch, status, embedded, parts):
+    retrain, pk = fake_retrain(status, embedded=embedded)
+    monkeypatch.setattr(pipeline, "retrain", retrain)
+    with pytest.raises(CommandError) as raised:
+        run("train_model", "--activate")
+    for part in parts:
+        assert part.format(pk=pk()) in str(raised.value)
+
+
+@pytest.mark.django_db
 def test_a_database_outage_is_one_line_that_names_the_version(monkeypatch):
     error = OperationalError("the connection is closed\nDETAIL: server closed the connection")
     retrain, pk = fake_retrain(ModelStatus.TRAINING, error=error)
@@ -97,3 +129,19 @@ def test_a_database_outage_is_one_line_that_names_the_version(monkeypatch):
         "serve, and the next retrain marks it failed if it was still training."
     )
     assert raised.value.__cause__ is None and raised.value.__suppress_context__
+
+
+def test_a_plain_train_model_says_how_to_serve_it(shop):
+    out = run("train_model", "--epochs", "1")
+    version = ModelVersion.objects.get()
+    assert (
+        f"Model version {version.pk} is trained, not embedded: to serve it, `python manage.py embed "
+        f"--model-version {version.pk}` then `python manage.py activate_model {version.pk}`." in out
+    )
+
+
+def test_the_pipeline_result_reports_the_status_after_activation(shop):
+    result = pipeline.retrain()
+    assert queries.active_version(fresh=True).pk == result.version.pk
+    assert result.as_dict()["status"] == ModelStatus.ACTIVE  # not the "ready" it had before
+    assert result.version.activated_at is not None

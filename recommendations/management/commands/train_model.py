@@ -15,12 +15,13 @@ import signal
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
-from django.db import InterfaceError, OperationalError
+from django.db import DatabaseError, InterfaceError, OperationalError
 
 from recommendations import pipeline, training
 from recommendations.features import InsufficientData
 from recommendations.learning import launch
 from recommendations.learning.two_tower import TrainingError
+from recommendations.models import ModelStatus, ModelVersion
 from recommendations.progress import Progress, ProgressBar
 from recommendations.vectors.activation import ActivationError
 
@@ -78,15 +79,18 @@ class Command(BaseCommand):
         except (OperationalError, InterfaceError) as exc:  # the database went away mid-run
             raise CommandError(_database_lost(progress.version_id, exc)) from None
         except KeyboardInterrupt:
-            raise CommandError(
-                "Interrupted: the model version being trained is marked failed, and the version that "
-                "served before still serves."
-            ) from None
+            raise CommandError(_interrupted(progress.version_id)) from None
         finally:
             signal.signal(signal.SIGTERM, previous_handler)
             bar.close()
         self.stdout.write(training.metrics_summary(version.metrics))
-        state = "active: it serves now" if options["activate"] else "ready (activate_model to serve it)"
+        if options["activate"]:
+            state = "active: it serves now"
+        else:
+            state = (
+                f"trained, not embedded: to serve it, `python manage.py embed --model-version {version.pk}`"
+                f" then `python manage.py activate_model {version.pk}`"
+            )
         self.stdout.write(
             self.style.SUCCESS(
                 f"Model version {version.pk} is {state}. Trained in {version.training_seconds:.1f}s on "
@@ -106,6 +110,34 @@ class Command(BaseCommand):
             self.stdout.write(f"{rank}: rank 0 had nothing to train; its output says why.")
         else:
             self.stdout.write(f"{rank}: trained in step with rank 0, which stores the model version.")
+
+
+def _interrupted(version_id: int | None) -> str:
+    """What an interruption left behind, read back from the version's row: it depends on the
+    stage (training marks the version failed; embedding leaves it trained but not embedded)."""
+    served = "the version that served before still serves"
+    if version_id is None:
+        return f"Interrupted before a model version was created; {served}."
+    try:
+        version = ModelVersion.objects.filter(pk=version_id).first()
+    except DatabaseError:  # interrupted mid-statement, the connection may be unusable
+        return f"Interrupted while working on model version {version_id}; {served}."
+    if version is None or version.status == ModelStatus.FAILED:
+        return f"Interrupted: model version {version_id} is marked failed, and {served}."
+    if version.status == ModelStatus.ACTIVE:
+        return f"Interrupted after model version {version_id} was activated: it serves now."
+    if version.status == ModelStatus.READY and version.embedded_at is None:
+        return (
+            f"Interrupted: model version {version_id} is trained but not embedded, and {served}. To "
+            f"serve it: `python manage.py embed --model-version {version_id}` then `python manage.py "
+            f"activate_model {version_id}`; or retrain."
+        )
+    if version.status == ModelStatus.READY:
+        return (
+            f"Interrupted: model version {version_id} is embedded but not active, and {served}. "
+            f"`python manage.py activate_model {version_id}` makes it serve."
+        )
+    return f"Interrupted: model version {version_id} is {version.status}, and {served}."
 
 
 def _database_lost(version_id: int | None, exc: Exception) -> str:
