@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import struct
 import tempfile
 from collections import OrderedDict
@@ -19,7 +20,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from django.conf import settings
 from django.core.files.base import ContentFile
+from django.core.files.storage import FileSystemStorage
 from safetensors.torch import load_file
 from safetensors.torch import save as save_tensors
 
@@ -112,11 +115,30 @@ def load(version: ModelVersion, device: str = "cpu") -> LoadedModel:
         raise ValueError(
             f"Model version {version.pk} has no stored model ({version.status}); train it first."
         )
-    with version.artifact.open("rb") as fh:
-        model, items, featurizer = loads(fh.read(), device)
+    try:
+        with version.artifact.open("rb") as fh:
+            payload = fh.read()
+    except OSError as exc:  # the file was moved or deleted, or the storage is unreachable
+        raise ValueError(_unreadable(version, exc)) from exc
+    model, items, featurizer = loads(payload, device)
     loaded = LoadedModel(version.pk, model, items, featurizer)
     _loaded[key] = loaded
     while len(_loaded) > _CACHE_SIZE:
         _loaded.popitem(last=False)
     logger.info("Loaded model version %s (%d items) on %s", version.pk, len(items), device)
     return loaded
+
+
+def _unreadable(version: ModelVersion, exc: OSError) -> str:
+    """Which file of which version could not be read, from where, and what to do about it."""
+    storage = version.artifact.storage
+    location = getattr(storage, "location", None)
+    if isinstance(storage, FileSystemStorage) and location == os.path.abspath(settings.MEDIA_ROOT):
+        where = f"MEDIA_ROOT ({location})"
+    else:
+        where = f"the {type(storage).__name__} storage" + (f" ({location})" if location else "")
+    problem = "is missing from" if isinstance(exc, FileNotFoundError) else f"could not be read ({exc}) from"
+    return (
+        f"The model file of version {version.pk} ({version.artifact.name}) {problem} {where}. Restore "
+        "it, or retrain: `python manage.py train_model --activate`."
+    )

@@ -203,7 +203,12 @@ def _resume(task_id: str) -> ModelVersion | None:
 
 
 def _copy_of(active: ModelVersion, task_id: str) -> ModelVersion:
-    """A new ready version with the active one's model (the artifact file is shared)."""
+    """A new ready version with the active one's model (the artifact file is shared).
+
+    The model is loaded first, so a missing or unreadable file is reported before there is a
+    new version row to leave behind empty.
+    """
+    embedding.load_model(active)
     return ModelVersion.objects.create(
         algorithm=active.algorithm,
         status=ModelStatus.READY,

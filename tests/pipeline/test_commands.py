@@ -11,6 +11,7 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.db import connection
 
+from recommendations import artifacts, pipeline
 from recommendations.locks import advisory_lock
 from recommendations.models import ModelStatus, ModelVersion
 from recommendations.vectors import indexes, queries
@@ -88,6 +89,21 @@ def test_a_reindex_waits_for_no_one_while_another_holds_the_pipeline():
         assert acquired
         with pytest.raises(CommandError, match="Not reindexed: another retrain or embed is running"):
             run("embed", "--reindex")
+
+
+def test_a_missing_model_file_is_one_line_and_leaves_no_empty_version(shop, settings, monkeypatch):
+    active = pipeline.retrain().version
+    Path(active.artifact.path).rename(Path(active.artifact.path).with_suffix(".moved"))
+    monkeypatch.setattr(artifacts, "_loaded", type(artifacts._loaded)())  # as in a fresh process
+    missing = (
+        f"The model file of version {active.pk} ({active.artifact.name}) is missing from MEDIA_ROOT "
+        f"({settings.MEDIA_ROOT}). Restore it, or retrain: `python manage.py train_model --activate`."
+    )
+    for args in (["embed"], ["embed", "--products", str(shop.products[0].pk)]):
+        with pytest.raises(CommandError) as raised:
+            run(*args)
+        assert str(raised.value) == missing
+    assert list(ModelVersion.objects.values_list("pk", flat=True)) == [active.pk]
 
 
 def test_evaluate_prints_one_table(shop):
