@@ -26,8 +26,9 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -149,20 +150,40 @@ def vector_index(spec: IndexSpec, version: ModelVersion, kind: str | None = None
     return HnswIndex(indexed, m=HNSW_M, ef_construction=spec.ef_construction, **common)
 
 
+# `<index>_ccnew`, `<index>_ccold1`, ...: what an interrupted REINDEX CONCURRENTLY leaves; the
+# group is the index it copies. The same syntax in Python and in PostgreSQL's `substring`.
+LEFTOVER_PATTERN = r"^(.+)_cc(?:new|old)[0-9]*$"
+LEFTOVER = re.compile(LEFTOVER_PATTERN)
+
+
 def existing_indexes(version_id: int) -> dict[str, bool]:
     """Names of this version's vector indexes in the database, mapped to 'is valid'.
 
     An interrupted `CREATE INDEX CONCURRENTLY` leaves an invalid index behind that the
-    planner ignores; `build_indexes` drops and rebuilds it.
+    planner ignores; `build_indexes` drops and rebuilds it. An interrupted `REINDEX
+    CONCURRENTLY` leaves a copy beside the index, named `<index>_ccnew` (before the swap) or
+    `<index>_ccold` (after it), with a number when one was there already: those are listed
+    too (`leftovers`), so that `drop_indexes` and `reindex` remove them.
     """
     names = [index_name(spec, version_id) for spec in INDEX_SPECS]
     with connection.cursor() as cursor:
         cursor.execute(
             "SELECT c.relname, i.indisvalid FROM pg_class c JOIN pg_index i ON i.indexrelid = c.oid "
-            "WHERE c.relname = ANY(%s)",
-            [names],
+            "WHERE c.relname = ANY(%s) OR substring(c.relname FROM %s) = ANY(%s)",
+            [names, LEFTOVER_PATTERN, names],
         )
         return dict(cursor.fetchall())
+
+
+def leftovers(present: Iterable[str]) -> list[str]:
+    """The names among `present` that an interrupted REINDEX CONCURRENTLY left behind."""
+    return [name for name in present if LEFTOVER.match(name)]
+
+
+def _of_index(name: str) -> str:
+    """The index a name belongs to: itself, or the one a leftover was a copy of."""
+    match = LEFTOVER.match(name)
+    return match[1] if match else name
 
 
 def build_indexes(
@@ -211,27 +232,39 @@ def build_indexes(
     return built
 
 
-def drop_indexes(version: ModelVersion, specs: Sequence[IndexSpec] = INDEX_SPECS) -> list[str]:
-    """Drop the vector indexes of `version` (before deleting it); returns the names dropped."""
+def drop_indexes(
+    version: ModelVersion, specs: Sequence[IndexSpec] = INDEX_SPECS, *, only_leftovers: bool = False
+) -> list[str]:
+    """Drop the vector indexes of `version` (before deleting it), with any leftovers of an
+    interrupted REINDEX; returns the names dropped. `only_leftovers` keeps the indexes."""
     present = existing_indexes(version.pk)
     concurrently = not connection.in_atomic_block
     dropped = []
     with connection.schema_editor(atomic=False) as editor:
         for spec in specs:
             name = index_name(spec, version.pk)
-            if name in present:
+            for found in sorted(present):
+                if _of_index(found) != name or (only_leftovers and found == name):
+                    continue
                 # Dropping needs only the name; the indexed expression is irrelevant here.
-                index = HnswIndex("embedding", name=name)
+                index = HnswIndex("embedding", name=found)
                 editor.remove_index(spec.model, index, concurrently=concurrently)
-                dropped.append(name)
+                dropped.append(found)
     if dropped:
-        logger.info("Dropped %d vector index(es) of model version %s", len(dropped), version.pk)
+        names = ", ".join(dropped)
+        logger.info("Dropped %d vector index(es) of model version %s: %s", len(dropped), version.pk, names)
     return dropped
 
 
 def reindex(version: ModelVersion) -> list[str]:
-    """Rebuild the indexes of `version` from scratch (after many single-product updates)."""
+    """Rebuild the indexes of `version` from scratch (after many single-product updates).
+
+    Leftovers of an earlier, interrupted REINDEX CONCURRENTLY are dropped first: each retry
+    would otherwise add another `_ccnew` copy that nothing ever removes.
+    """
     concurrently = not connection.in_atomic_block
+    if leftovers(existing_indexes(version.pk)):
+        drop_indexes(version, only_leftovers=True)
     present = existing_indexes(version.pk)
     names = [n for n in (index_name(spec, version.pk) for spec in INDEX_SPECS) if n in present]
     with _build_settings(concurrently), connection.cursor() as cursor:

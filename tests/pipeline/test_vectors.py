@@ -212,6 +212,36 @@ def test_index_build_is_idempotent_and_drop_removes_them():
     assert len(indexes.reindex(version)) == len(indexes.INDEX_SPECS)
 
 
+def leave_reindex_leftovers(version, spec=indexes.SCORE_SPEC, suffixes=("_ccnew", "_ccnew1", "_ccold")):
+    """Indexes named as an interrupted REINDEX CONCURRENTLY leaves them (what they index does
+    not matter here); returns their names."""
+    names = [indexes.index_name(spec, version.pk) + suffix for suffix in suffixes]
+    with connection.cursor() as cursor:
+        for name in names:
+            cursor.execute(
+                f'CREATE INDEX "{name}" ON {spec.model._meta.db_table} (model_version_id) '
+                f"WHERE model_version_id = {int(version.pk)}"
+            )
+    return names
+
+
+@pytest.mark.django_db
+def test_leftovers_of_an_interrupted_reindex_are_found_and_dropped():
+    version, other = make_version(n=50), make_version(n=20, seed=1)
+    leftovers = leave_reindex_leftovers(version)
+    assert set(leftovers) <= set(indexes.existing_indexes(version.pk))
+    assert not set(leftovers) & set(indexes.existing_indexes(other.pk))
+
+    rebuilt = indexes.reindex(version)  # a retried reindex starts clean
+    assert sorted(indexes.existing_indexes(version.pk)) == sorted(rebuilt)
+    assert len(rebuilt) == len(indexes.INDEX_SPECS)
+
+    leftovers = leave_reindex_leftovers(version, indexes.COSINE_SPEC)
+    dropped = indexes.drop_indexes(version)  # retiring the version
+    assert set(leftovers) < set(dropped) and indexes.existing_indexes(version.pk) == {}
+    assert len(indexes.existing_indexes(other.pk)) == len(indexes.INDEX_SPECS)
+
+
 @pytest.mark.django_db(transaction=True)
 def test_activation_is_atomic_for_readers_in_another_connection(monkeypatch):
     monkeypatch.setattr(queries, "ACTIVE_VERSION_TTL", 0.0)
