@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
-from django.db import connection, transaction
+from django.db import OperationalError, connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
@@ -24,6 +24,7 @@ from recommendations.vectors import indexes, lists, queries, tuning
 logger = logging.getLogger(__name__)
 
 ACTIVATION_LOCK = "recommendations.activation"
+DEADLOCK = "40P01"  # PostgreSQL's deadlock_detected
 
 
 class ActivationError(Exception):
@@ -51,7 +52,18 @@ def activate(version: ModelVersion) -> ActivationResult:
     if version.status == ModelStatus.ACTIVE:
         return ActivationResult(version)
     _check_can_serve(version)
-    tuning.prepare_search(version)
+    try:
+        tuning.prepare_search(version)
+    except indexes.IndexBuildInProgress as exc:
+        raise ActivationError(str(exc)) from exc
+    except OperationalError as exc:
+        if getattr(exc.__cause__, "sqlstate", None) != DEADLOCK:
+            raise
+        raise ActivationError(
+            f"Another activation or retrain was building the indexes of model version {version.pk} "
+            "at the same time (deadlock detected). Try again when it has finished; the admin's "
+            "model versions page shows its progress."
+        ) from exc
     with transaction.atomic():
         # Serialise concurrent activations; the unique constraint would reject the second.
         with connection.cursor() as cursor:

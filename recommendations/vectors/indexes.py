@@ -40,6 +40,7 @@ from django.db.models.functions import Cast
 from pgvector.django import HnswIndex, IvfflatIndex, VectorField
 
 from recommendations.conf import rec_settings
+from recommendations.locks import advisory_lock
 from recommendations.models import ModelVersion, ProductVector, StoreVector
 from recommendations.models.vectors import VectorBase
 
@@ -57,6 +58,19 @@ MAX_IVFFLAT_LISTS = 32768  # pgvector's upper limit
 # HNSW builds are several times faster while the graph fits in maintenance_work_mem
 # (1M x 64-dim vectors need about 1 GB); parallel workers help on larger machines.
 BUILD_SETTINGS = {"maintenance_work_mem": "1GB", "max_parallel_maintenance_workers": "1"}
+
+
+class IndexBuildInProgress(Exception):
+    """Another connection is building this index now; the message says which and what to do."""
+
+
+@contextmanager
+def build_lock(version_id: int) -> Iterator[None]:
+    """Hold the version's index lock: one process at a time builds, drops or tunes the
+    indexes of a version (two activations, or an activation and a retrain, of the same
+    version); the second waits, then finds the indexes built."""
+    with advisory_lock(f"recommendations.indexes.{version_id}", wait=True):
+        yield
 
 
 @dataclass(frozen=True)
@@ -211,7 +225,8 @@ def build_indexes(
             if present.get(name):
                 continue
             index = vector_index(spec, version, kind)
-            if index.name in present:  # left invalid by an interrupted concurrent build
+            if index.name in present:  # invalid: left by an interrupted build, or being built now
+                _check_not_being_built(index.name, version.pk)
                 editor.remove_index(spec.model, index, concurrently=concurrently)
             started = time.perf_counter()
             editor.add_index(spec.model, index, concurrently=concurrently)
@@ -230,6 +245,24 @@ def build_indexes(
         for table in dict.fromkeys(spec.model._meta.db_table for spec in specs):
             editor.execute(f"ANALYZE {editor.quote_name(table)}")
     return built
+
+
+def _check_not_being_built(name: str, version_id: int) -> None:
+    """Refuse to drop an invalid index that another backend is building right now: it is
+    invalid only until that build ends, and dropping it would deadlock with the build."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT p.pid FROM pg_stat_progress_create_index p JOIN pg_class c ON c.oid = p.index_relid "
+            "WHERE c.relname = %s AND p.pid <> pg_backend_pid()",
+            [name],
+        )
+        row = cursor.fetchone()
+    if row:
+        raise IndexBuildInProgress(
+            f"Index {name} of model version {version_id} is being built right now by another "
+            f"connection (PostgreSQL process {row[0]}), e.g. a retrain or another activation. Try "
+            "again when it has finished."
+        )
 
 
 def drop_indexes(

@@ -59,7 +59,17 @@ def prepare_search(version: ModelVersion) -> list[str]:
     """Build the version's missing indexes, then tune its score search when that index was
     built now or was never tuned (with `SCORE_INDEX = "auto"`, choosing its kind too), and
     its similar-products search likewise (`SIMILAR_INDEX`); last, its precomputed lists when
-    it has none (`lists.build_missing`). Returns the names of the indexes built."""
+    it has none (`lists.build_missing`). Returns the names of the indexes built.
+
+    Under the version's index lock (`indexes.build_lock`), so a second caller for the same
+    version waits for the first and then finds everything done.
+    """
+    with indexes.build_lock(version.pk):
+        version.refresh_from_db(fields=["vector_search"])  # a caller before us may have tuned it
+        return _prepare_search(version)
+
+
+def _prepare_search(version: ModelVersion) -> list[str]:
     built = indexes.build_indexes(version)
     if indexes.index_name(indexes.SCORE_SPEC, version.pk) in built or "index" not in version.vector_search:
         tuned = tune_score_search(version)

@@ -4,10 +4,11 @@ import importlib
 import threading
 
 import numpy as np
+import psycopg
 import pytest
 from django.apps import apps as django_apps
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import OperationalError, connection, connections, transaction
 from django.test import override_settings
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
@@ -20,7 +21,7 @@ from recommendations.models import (
     StoreVector,
     UserVector,
 )
-from recommendations.vectors import activation, indexes, queries, writer
+from recommendations.vectors import activation, indexes, queries, tuning, writer
 
 DIMS = 8
 
@@ -385,3 +386,78 @@ def test_purge_keeps_the_versions_experiments_serve():
     statuses = dict(ModelVersion.objects.values_list("pk", "status"))
     assert statuses[candidate.pk] == statuses[winner.pk] == ModelStatus.READY
     assert ProductVector.objects.filter(model_version=candidate).count() == 20
+
+
+def start_thread(fn):
+    """Run `fn` on a connection of its own; returns the thread and a list that gets its result
+    (or the exception it raised)."""
+    out = []
+
+    def target():
+        try:
+            out.append(fn())
+        except Exception as exc:  # handed to the test to assert on
+            out.append(exc)
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=target)
+    thread.start()
+    return thread, out
+
+
+@pytest.mark.django_db(transaction=True)
+def test_activations_of_one_version_build_its_indexes_one_at_a_time():
+    version = make_version(n=50)
+    indexes.drop_indexes(version)  # as a kill between embedding and index building leaves it
+    with indexes.build_lock(version.pk):  # another activation (or a retrain) is building them
+        thread, out = start_thread(lambda: activation.activate(version))
+        thread.join(1.5)
+        assert thread.is_alive() and indexes.existing_indexes(version.pk) == {}  # it waits
+    thread.join(60)
+    assert out[0].version.status == ModelStatus.ACTIVE, out
+    assert len(indexes.existing_indexes(version.pk)) == len(indexes.INDEX_SPECS)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_index_another_connection_is_building_is_not_taken_for_an_interrupted_one():
+    version = make_version(n=50)
+    indexes.drop_indexes(version)
+    name = indexes.index_name(indexes.SCORE_SPEC, version.pk)
+    writer_ = connections.create_connection("default")  # a writer the concurrent build waits for
+    writer_.set_autocommit(False)
+    try:
+        with writer_.cursor() as cursor:
+            cursor.execute(f"LOCK TABLE {ProductVector._meta.db_table} IN ROW EXCLUSIVE MODE")
+        thread, out = start_thread(lambda: indexes.build_indexes(version, [indexes.SCORE_SPEC]))
+        for _ in range(100):  # until its CREATE INDEX CONCURRENTLY has made the (invalid) index
+            if indexes.existing_indexes(version.pk).get(name) is False:
+                break
+            thread.join(0.1)
+        assert indexes.existing_indexes(version.pk) == {name: False}
+        with connection.cursor() as cursor:
+            cursor.execute("SET lock_timeout = '5s'")  # dropping it would wait for that build
+        with pytest.raises(indexes.IndexBuildInProgress, match=f"Index {name} of model version"):
+            indexes.build_indexes(version)
+        with pytest.raises(activation.ActivationError, match="is being built right now"):
+            activation.activate(version)
+    finally:
+        writer_.rollback()
+        writer_.close()
+    thread.join(60)
+    assert out == [[name]] and indexes.existing_indexes(version.pk) == {name: True}
+
+
+@pytest.mark.django_db
+def test_a_deadlock_while_building_indexes_is_an_activation_error(monkeypatch):
+    version = make_version(n=10)
+
+    def deadlocked(version):
+        try:
+            raise psycopg.errors.DeadlockDetected("deadlock detected")
+        except psycopg.Error as exc:
+            raise OperationalError(*exc.args) from exc
+
+    monkeypatch.setattr(tuning, "prepare_search", deadlocked)
+    with pytest.raises(activation.ActivationError, match=f"indexes of model version {version.pk}.*Try again"):
+        activation.activate(version)
