@@ -99,6 +99,6 @@ def refresh_statistics() -> dict[str, int]:
 
 @shared_task(name="recommendations.tasks.purge", time_limit=EMBED_TIME_LIMIT, **durable)
 def purge() -> dict[str, Any]:
-    """Daily: retire model versions other than the active and the previous one."""
+    """Daily: retire model versions other than the active, the previous, and those experiments serve."""
     result = activation.purge()
     return {"retired": result.retired, "vectors_deleted": result.vectors_deleted, "skipped": result.skipped}

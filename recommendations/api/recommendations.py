@@ -61,7 +61,7 @@ def _schema(
 
 
 class RecommendationView(APIView):
-    """Shared request handling; subclasses name the service in `serve()`."""
+    """Shared request handling; subclasses name their `service` (and its URL argument, if any)."""
 
     authentication_classes = [ApiKeyAuthentication, CsrfSessionAuthentication]
     permission_classes = [CanReadRecommendations]
@@ -70,14 +70,17 @@ class RecommendationView(APIView):
     content_negotiation_class = FirstRendererNegotiation
     params_serializer: ClassVar[type[ListParamsSerializer]] = ListParamsSerializer
 
-    # The service that answers: called with the URL's id (a product or a store) if it has one,
-    # then the visitor and the options. Views whose answer needs the parameters override `serve`.
+    # The service that answers: called with the URL argument named by `url_argument` (a product
+    # or a store id) if any, then the visitor and the options. Views whose answer needs the
+    # request's parameters override `serve` instead.
     service: ClassVar[Callable[..., RecommendationResult]]
+    url_argument: ClassVar[str | None] = None
 
     def serve(
         self, audience: Audience, options: Options, params: dict[str, Any], **kwargs: Any
     ) -> RecommendationResult:
-        return self.service(*kwargs.values(), audience, options)
+        seed = () if self.url_argument is None else (kwargs[self.url_argument],)
+        return self.service(*seed, audience, options)
 
     def answer(self, request: Request, data: Any, **kwargs: Any) -> Response:
         params = self.params_serializer.parse(data)
@@ -108,11 +111,13 @@ class ForYouView(RecommendationView):
 @_schema("Products similar to a product")
 class SimilarView(RecommendationView):
     service = staticmethod(products.similar)
+    url_argument = "product_id"
 
 
 @_schema("Frequently bought together with a product")
 class BoughtTogetherView(RecommendationView):
     service = staticmethod(products.bought_together)
+    url_argument = "product_id"
 
 
 @_schema(
@@ -148,6 +153,7 @@ class BuyAgainView(RecommendationView):
 @_schema("Top products of a store for the visitor")
 class StoreProductsView(RecommendationView):
     service = staticmethod(products.store_products)
+    url_argument = "store_id"
 
 
 @_schema("Stores for the visitor", serializer=StoreListSerializer)
@@ -158,6 +164,7 @@ class StoresView(RecommendationView):
 @_schema("Stores similar to a store", serializer=StoreListSerializer)
 class SimilarStoresView(RecommendationView):
     service = staticmethod(stores.similar_stores)
+    url_argument = "store_id"
 
 
 class RerankView(RecommendationView):

@@ -7,8 +7,6 @@ manager, the admin preview) with an `Audience` and `Options` (`serving.types`):
   `recently_viewed`, `buy_again`, `store_products`, `rerank`
 - `stores.stores_for_user`, `similar_stores`
 - `search.search`
-- `campaigns.rank_product_sets` (orders product sets for a visitor; campaign targeting scores
-  with `marketing.interest` instead, on the 0-1 scale of its saved audiences)
 
 Each returns a `RecommendationResult`: host objects in order with a recommendation id,
 score, source and reason each, and `.queryset()` for further ORM filtering. The visitor's

@@ -51,6 +51,8 @@ PRODUCT_EVENTS = (
 )
 PRODUCT_EVENTS_ARRAY = array_literal(PRODUCT_EVENTS)  # the visitor's read sends it every time
 MAX_PURCHASES = 1000
+# Views read per product "recently viewed" asks for, before it groups views by product.
+VIEWS_READ_PER_PRODUCT = 5
 CLOCK_SKEW = dt.timedelta(days=1)
 # Events whose decayed weight falls below this say nothing about the visitor's taste now.
 MIN_WEIGHT = 1e-3
@@ -88,21 +90,31 @@ class History:
 
     @classmethod
     def of(cls, events: list[HistoryEvent], **vectors: Any) -> History:
-        """The history of these events (newest first), with the cart settled: an add to the
-        cart that removals took back reads as a view (the shopper looked at it, no more),
-        and the removals themselves are left out, though they still change the fingerprint."""
-        net: dict[str, float] = {}
-        for event in events:
-            if event.event_type in (EventType.ADD_TO_CART, EventType.REMOVE_FROM_CART):
-                units = event.value if event.value is not None and event.value > 0 else 1.0
-                sign = 1 if event.event_type == EventType.ADD_TO_CART else -1
-                net[event.product_id] = net.get(event.product_id, 0.0) + sign * units
-        emptied = {pid for pid, units in net.items() if units <= 0}
+        """The history of these events (newest first), with the cart settled.
+
+        Each removal from the cart takes back the latest earlier adds of that product, unit
+        by unit; an add taken back whole reads as a view (the shopper looked at it, no more).
+        The removals themselves are left out, though they still change the fingerprint.
+        """
+        open_adds: dict[str, list[list[Any]]] = {}  # per product: [event index, units left]
+        taken_back: set[int] = set()
+        for index in range(len(events) - 1, -1, -1):  # oldest first
+            event = events[index]
+            units = event.value if event.value is not None and event.value > 0 else 1.0
+            if event.event_type == EventType.ADD_TO_CART:
+                open_adds.setdefault(event.product_id, []).append([index, units])
+            elif event.event_type == EventType.REMOVE_FROM_CART:
+                adds = open_adds.get(event.product_id, [])
+                while units > 0 and adds:
+                    latest = adds[-1]
+                    used = min(units, latest[1])
+                    latest[1] -= used
+                    units -= used
+                    if latest[1] <= 0:
+                        taken_back.add(adds.pop()[0])
         settled = [
-            replace(event, event_type=EventType.VIEW, value=None)
-            if event.event_type == EventType.ADD_TO_CART and event.product_id in emptied
-            else event
-            for event in events
+            replace(event, event_type=EventType.VIEW, value=None) if index in taken_back else event
+            for index, event in enumerate(events)
             if event.event_type != EventType.REMOVE_FROM_CART
         ]
         return cls(settled, newest_id=max((e.id for e in events), default=0), **vectors)
@@ -167,20 +179,27 @@ def _latest(where: Q, size: int) -> QuerySet:
 def viewed_products(audience: Audience, size: int) -> list[str]:
     """The last `size` distinct products the visitor viewed, most recent first.
 
-    Grouped by product rather than read as the latest events, so that viewing one product
-    again and again does not push the others out of "recently viewed".
+    Viewing one product again and again must not push the others out, so this reads
+    VIEWS_READ_PER_PRODUCT views per product asked for (the latest, an index scan) and
+    keeps each product once; only a visitor who viewed fewer products than that many times
+    over has their views grouped by product, a scan of the serving window.
     """
     where = audience_filter(audience)
     if where is None:
         return []
-    rows = (
-        _in_window(where, EventType.VIEW, EventType.CLICK)
-        .values("product_id")
+    views = _in_window(where, EventType.VIEW, EventType.CLICK)
+    read = size * VIEWS_READ_PER_PRODUCT
+    latest = list(views.order_by("-timestamp", "-id").values_list("product_id", flat=True)[:read])
+    products = list(dict.fromkeys(latest))
+    if len(products) >= size or len(latest) < read:
+        return products[:size]
+    grouped = (
+        views.values("product_id")
         .annotate(last_seen=Max("timestamp"))
         .order_by("-last_seen", "product_id")
         .values_list("product_id", flat=True)[:size]
     )
-    return list(rows)
+    return list(grouped)
 
 
 def _column(model: type[Model], name: str) -> str:

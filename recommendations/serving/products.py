@@ -241,7 +241,14 @@ def similar(product_id: str, audience: Audience, options: Options) -> Recommenda
         model_version_id=version and version.pk,
         seed=product_id,
         context={"product_id": product_id},
-        backfill=lambda: _popular(k, _category_of(_seed_document(product_id))),
+        backfill=lambda: _popular_like(product_id, k),
+    )
+
+
+def _popular_like(product_id: str, k: int) -> list[Candidate]:
+    """Trending in the product's own category: what fills a product page's list."""
+    return cached(
+        (Kind.TRENDING, "like", product_id, k), lambda: _popular(k, _category_of(_seed_document(product_id)))
     )
 
 
@@ -272,8 +279,9 @@ def bought_together(product_id: str, audience: Audience, options: Options) -> Re
         seed=product_id,
         context={"product_id": product_id},
         # The pairs may all come from one store, which its cap thins out: like products, then
-        # the category's popular ones fill the shelf.
-        backfill=lambda: [*alike(), *_popular(k, _category_of(_seed_document(product_id)))],
+        # the category's popular ones fill the shelf (kept like the list: a short list is
+        # short on every request).
+        backfill=lambda: cached((*key, "backfill"), lambda: [*alike(), *_popular_like(product_id, k)]),
     )
 
 

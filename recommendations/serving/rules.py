@@ -3,8 +3,9 @@
 `finalize()` takes candidates from any source and applies, in this order: exclusions (ids
 in the request, products already on the page, products already bought when the type's
 rule says so), availability on the host's table (`available_q()`, one query that also
-loads the objects), boost/bury rules, diversity (MMR and at most N per store/category),
-the limit; then records what was served and builds the reasons.
+loads the objects), boost/bury rules, diversity (MMR; per-store and per-category caps,
+which order the list and let what they held back complete it), the limit; then records
+what was served and builds the reasons.
 """
 
 from __future__ import annotations

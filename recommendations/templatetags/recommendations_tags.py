@@ -39,7 +39,8 @@ from recommendations.serving.types import Audience, Options, RecommendationResul
 logger = logging.getLogger(__name__)
 register = template.Library()
 
-AUDIENCE_ATTRIBUTE = "_recommendations_audience"
+# Where a render without a request keeps its audience (in the root of its render context).
+RENDER_CONTEXT_AUDIENCE = "recommendations_audience"
 OPTION_NAMES = {"limit", "exclude", "category", "title"}
 T = TypeVar("T")
 
@@ -54,9 +55,9 @@ def page_audience(context: template.Context) -> Audience:
     if request is not None:
         return Audience.for_request(request)
     store = context.render_context.dicts[0]
-    if AUDIENCE_ATTRIBUTE not in store:
-        store[AUDIENCE_ATTRIBUTE] = Audience()
-    return store[AUDIENCE_ATTRIBUTE]
+    if RENDER_CONTEXT_AUDIENCE not in store:
+        store[RENDER_CONTEXT_AUDIENCE] = Audience()
+    return store[RENDER_CONTEXT_AUDIENCE]
 
 
 def render_safely(name: str, compute: Callable[[], T], fallback: T) -> T:

@@ -121,28 +121,31 @@ def test_events_count_for_a_while_set_by_the_half_life(settings, minutes):
     )
 
 
-def test_the_cart_is_settled_by_units_newest_add_kept():
+def test_a_removal_takes_back_the_latest_adds_of_its_product_unit_by_unit():
     now = timezone.now()
 
     def e(pk, kind, product, value=None):
         return history.HistoryEvent(pk, kind, product, now - dt.timedelta(minutes=10 - pk), value)
 
     events = [  # newest first
-        e(6, "add_to_cart", "b"),
-        e(5, "remove_from_cart", "b", 1),
-        e(4, "add_to_cart", "b"),
-        e(3, "remove_from_cart", "a", 1),
+        e(7, "add_to_cart", "b"),
+        e(6, "remove_from_cart", "b", 1),
+        e(5, "add_to_cart", "b"),
+        e(4, "remove_from_cart", "a", 1),
+        e(3, "add_to_cart", "a", 1),
         e(2, "add_to_cart", "a", 2),
         e(1, "view", "a"),
     ]
     settled = history.History.of(events)
-    # Two of "a" went in and one came out: it is still in the cart. "b" went in, out and in.
+    # The removal of "a" took back its latest add (one unit); the two units before stay in
+    # the cart. "b" went in, out, and in again: only the last add stands.
     assert [(x.id, x.event_type) for x in settled.events] == [
-        (6, "add_to_cart"),
-        (4, "add_to_cart"),
+        (7, "add_to_cart"),
+        (5, "view"),
+        (3, "view"),
         (2, "add_to_cart"),
         (1, "view"),
     ]
-    emptied = history.History.of([e(3, "remove_from_cart", "a", 2), e(2, "add_to_cart", "a", 2)])
-    assert [(x.id, x.event_type, x.value) for x in emptied.events] == [(2, "view", None)]
-    assert emptied.fingerprint == "3"
+    partly = history.History.of([e(3, "remove_from_cart", "a", 1), e(2, "add_to_cart", "a", 2)])
+    assert [(x.id, x.event_type, x.value) for x in partly.events] == [(2, "add_to_cart", 2)]
+    assert partly.fingerprint == "3"

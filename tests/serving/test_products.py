@@ -192,6 +192,16 @@ def test_bought_together_is_filled_from_other_stores_when_its_pairs_are_one_stor
     assert len(result.ids) == 2
     assert result.items[0][1].source == "co_purchase"
     assert result.ids[1] == str(elsewhere.pk)
+    # The list is short on every request: its backfill is kept like the list is.
+    with CaptureQueriesContext(connection) as captured:
+        again = products.bought_together(catalog.id("Argan shampoo"), Audience(), Options(limit=2))
+    assert again.ids == result.ids
+    tables = (
+        "recommendations_productdocument",
+        "recommendations_productpair",
+        "recommendations_productpopularity",
+    )
+    assert not [q["sql"] for q in captured.captured_queries if any(t in q["sql"] for t in tables)]
 
 
 def test_bought_together_without_a_model_falls_back_to_titles_in_the_category(catalog):
@@ -248,6 +258,11 @@ def test_recently_viewed_holds_products_however_often_one_was_viewed(catalog):
         add_event(catalog, "view", "Clay face mask", user="bob", ago=dt.timedelta(minutes=minutes))
     result = products.recently_viewed(Audience(user=catalog.users["bob"]), Options(limit=3))
     assert titles(catalog, result) == ["Clay face mask", "Cuticle oil", "Argan shampoo"]
+    # More views of it than the latest views read: the views are grouped by product instead.
+    for seconds in range(100, 0, -1):
+        add_event(catalog, "view", "Clay face mask", user="bob", ago=dt.timedelta(seconds=seconds))
+    again = products.recently_viewed(Audience(user=catalog.users["bob"]), Options(limit=3))
+    assert titles(catalog, again) == ["Clay face mask", "Cuticle oil", "Argan shampoo"]
 
 
 def test_buy_again_keeps_replenishable_products_due_first(catalog):

@@ -20,7 +20,7 @@ from recommendations.models import (
 )
 from recommendations.progress import Progress
 from recommendations.serving import cache as cache_module
-from recommendations.serving import campaigns, products, search, stores
+from recommendations.serving import products, search, stores
 from recommendations.serving.cache import ProcessCache
 from recommendations.serving.catalog import index_products
 from recommendations.serving.errors import InvalidParameters
@@ -336,26 +336,6 @@ def test_the_process_cache_is_bounded_and_off_without_seconds(settings):
     settings.RECOMMENDATIONS = {**settings.RECOMMENDATIONS, "SERVING_CACHE_SECONDS": 0}
     assert len(kept) == 0  # a settings change empties it
     assert kept.get("b", lambda: "computed") == "computed" and len(kept) == 0
-
-
-def test_campaign_ranking_hook(catalog, model):
-    sets = {
-        "hair-sale": catalog.ids("Argan shampoo", "Keratin conditioner"),
-        "face-week": catalog.ids("Vitamin C serum"),
-        "empty": [],
-    }
-    ranked = campaigns.rank_product_sets(Audience(user=catalog.users["alice"]), sets)
-    assert [r.key for r in ranked] == ["face-week", "hair-sale", "empty"]
-    assert ranked[-1].score == 0
-
-
-def test_campaign_ranking_without_a_model_uses_behaviour(catalog):
-    add_event(catalog, "view", "Red nail polish", session="s")
-    ranked = campaigns.rank_product_sets(
-        Audience(session_id="s"),
-        {"hair": catalog.ids("Argan shampoo"), "nails": catalog.ids("Red nail polish")},
-    )
-    assert ranked[0].key == "nails"
 
 
 def test_manager_and_helper_return_querysets_in_order(catalog, model):
