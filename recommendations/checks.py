@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from django.conf import settings
@@ -66,4 +67,43 @@ def check_serving_rules(app_configs: Any = None, **kwargs: Any) -> list[checks.C
             id="recommendations.E002",
         )
         for error in rule_set_errors(rec_settings.SERVING_RULES)
+    ]
+
+
+@checks.register()
+def check_model_files_folder(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    """Warn when MEDIA_ROOT is unset or relative: trained model files would be written under
+    whatever folder a command or worker was started in, and the next process started
+    elsewhere would not find them."""
+    root = str(settings.MEDIA_ROOT or "")
+    if root and Path(root).is_absolute():
+        return []
+    return [
+        checks.Warning(
+            f"MEDIA_ROOT is {root!r}: trained model files go to a folder relative to where each process "
+            "starts, so a worker started elsewhere cannot load the active model.",
+            hint="Set MEDIA_ROOT to an absolute folder that every web process and worker sees, "
+            'e.g. MEDIA_ROOT = BASE_DIR / "media".',
+            id="recommendations.W002",
+        )
+    ]
+
+
+@checks.register()
+def check_celery_broker(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    """Warn when no Celery broker is configured: Celery would fall back to its own default,
+    a RabbitMQ on localhost, and the app's tasks (embedding saved products, retraining) would
+    go wherever that is, or nowhere."""
+    from celery import current_app
+
+    if current_app.conf.broker_url or getattr(settings, "CELERY_BROKER_URL", None):
+        return []
+    return [
+        checks.Warning(
+            "No Celery broker is configured, so the app's tasks would go to Celery's default "
+            "(a RabbitMQ on localhost) or fail to be queued.",
+            hint='Set CELERY_BROKER_URL (e.g. "redis://127.0.0.1:6379/0"), and load your Celery app '
+            "from your project's __init__.py as Celery's Django guide shows.",
+            id="recommendations.W003",
+        )
     ]

@@ -2,8 +2,10 @@
 
 import os
 import re
+import shutil
 import subprocess
 import sys
+import zipfile
 from io import StringIO
 from pathlib import Path
 
@@ -364,3 +366,67 @@ def test_the_wsgi_entry_point_freezes_start_up_and_collects_fully_less_often():
     full_collection_threshold, frozen, views_loaded = result.stdout.split()[-3:]
     assert int(frozen) > 50_000 and views_loaded == "True"
     assert full_collection_threshold == "100"  # full collections a tenth as often as by default
+
+
+def test_the_app_installs_as_a_package_of_its_own(tmp_path):
+    """`pip install <checkout>` gives a host the `recommendations` package with its templates,
+    static files, migrations and type information, and nothing of the demo shop."""
+    root = Path(__file__).resolve().parents[1]
+    source = tmp_path / "source"
+    source.mkdir()
+    (source / "pyproject.toml").write_text((root / "pyproject.toml").read_text())
+    shutil.copytree(
+        root / "recommendations", source / "recommendations", ignore=shutil.ignore_patterns("__pycache__")
+    )
+    built = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "-q",
+            str(source),
+            "-w",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert built.returncode == 0, built.stderr
+    (wheel,) = tmp_path.glob("shop_recommendations-*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    packages = {name.split("/")[0] for name in names if not name.startswith("shop_recommendations-")}
+    assert packages == {"recommendations"}
+    for expected in (
+        "recommendations/py.typed",
+        "recommendations/migrations/0001_initial.py",
+        "recommendations/templates/recommendations/products.html",
+        "recommendations/static/recommendations/beacon.js",
+    ):
+        assert expected in names, expected
+    metadata = zipfile.ZipFile(wheel).read(next(n for n in names if n.endswith("/METADATA"))).decode()
+    assert "Requires-Dist: Django<6,>=5.2" in metadata and "Requires-Dist: torch>=2.2" in metadata
+
+
+@pytest.mark.parametrize(("media_root", "warned"), [("", True), ("media", True), ("/srv/shop/media", False)])
+def test_a_model_files_folder_relative_to_where_a_process_starts_is_reported(media_root, warned, settings):
+    from recommendations.checks import check_model_files_folder
+
+    settings.MEDIA_ROOT = media_root
+    found = check_model_files_folder()
+    assert [message.id for message in found] == (["recommendations.W002"] if warned else [])
+
+
+def test_a_project_without_a_celery_broker_is_told_so(settings, monkeypatch):
+    from celery import current_app
+
+    from recommendations.checks import check_celery_broker
+
+    assert check_celery_broker() == []  # the test settings name one
+    monkeypatch.setattr(current_app.conf, "broker_url", None)
+    del settings.CELERY_BROKER_URL
+    (warning,) = check_celery_broker()
+    assert warning.id == "recommendations.W003" and "CELERY_BROKER_URL" in warning.hint
