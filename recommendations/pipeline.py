@@ -97,7 +97,8 @@ def reindex(*, progress: Progress | None = None) -> PipelineResult:
     """Rebuild the active version's vector indexes from scratch, then tune its searches again
     (a rebuilt index answers differently). For after very many single-product saves and
     deletes, which change the indexes in place. Readers keep using the indexes while they are
-    rebuilt (`REINDEX CONCURRENTLY` outside a transaction)."""
+    rebuilt (`REINDEX CONCURRENTLY` outside a transaction). Under the pipeline lock and the
+    version's index lock (`indexes.build_lock`)."""
     started = time.perf_counter()
     progress = progress or Progress()
     with _pipeline_lock("Reindex") as acquired:
@@ -105,9 +106,10 @@ def reindex(*, progress: Progress | None = None) -> PipelineResult:
             return PipelineResult(skipped=LOCKED)
         version = _active_version("no index to rebuild")
         progress("rebuilding indexes", 0, 1)
-        rebuilt = indexes.reindex(version)
-        progress("tuning searches", 0, 1)
-        tuning.tune_searches(version)
+        with indexes.build_lock(version.pk):  # nobody else builds, drops or tunes them meanwhile
+            rebuilt = indexes.reindex(version)
+            progress("tuning searches", 0, 1)
+            tuning.tune_searches(version)
         progress("done", 1, 1)
     return PipelineResult(version=version, indexes=rebuilt, seconds=time.perf_counter() - started)
 

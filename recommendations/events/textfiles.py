@@ -1,5 +1,6 @@
 """Import files as text: opened (gzipped or not), counted, told apart by kind, read as JSON
-lines or as CSV in batches of rows, and their problems reported to the import commands.
+lines or as CSV in batches of rows, and their problems put in words (the import commands
+turn them into command errors: `management.errors`).
 
 Both importers read CSV through `csv_batches`: chunks without a quote are split by `str.split`
 straight into columns, a fraction of the `csv` module's cost per row, which matters for
@@ -13,7 +14,6 @@ import gzip
 import json
 import re
 from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from itertools import chain, islice
 from operator import methodcaller
@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import IO, Any
 
 import orjson
-from django.core.management.base import CommandError
 
 # A failed import lists this many bad rows, then how many more there are.
 MAX_REPORTED_ERRORS = 20
@@ -104,23 +103,6 @@ def error_lines(errors: Sequence[str]) -> str:
     shown = "".join(f"\n  {error}" for error in errors[:MAX_REPORTED_ERRORS])
     more = len(errors) - MAX_REPORTED_ERRORS
     return shown + (f"\n  ... and {more} more" if more > 0 else "")
-
-
-@contextmanager
-def command_errors(source: Path, *failures: type[Exception]) -> Iterator[None]:
-    """Run an import command's work on `source`, turning what can go wrong into a
-    `CommandError` that says what to do: a missing file, the importer's own `failures` (bad
-    rows, whose message lists them), an unreadable file (`unreadable`), a bad value."""
-    if not source.exists():
-        raise CommandError(f"{source} does not exist.")
-    try:
-        yield
-    except (*failures, FileNotFoundError) as exc:
-        raise CommandError(str(exc)) from exc
-    except READ_ERRORS as exc:  # before ValueError: a UnicodeDecodeError is one
-        raise CommandError(unreadable(source, exc)) from exc
-    except ValueError as exc:
-        raise CommandError(str(exc)) from exc
 
 
 @dataclass

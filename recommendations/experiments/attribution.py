@@ -16,7 +16,10 @@ its own takes the session's variant. Within the experiment's window, for each va
 A list belongs to the variant that served it, as its `ServedRecommendation.context` records,
 whoever the visitor is bucketed into later (a sign-in may move them to another variant).
 An event whose list is unknown there (no id, or the served row has expired) goes to the
-visitor's variant.
+visitor's variant. A person whom a variant credits with an event is one of its visitors even
+when they are bucketed into another, so no variant counts more buyers than visitors (the
+conversion's Wilson interval needs buyers <= visitors); such a person, rare, is then a
+visitor of both variants.
 
 Everything is counted in one pass over the visitors' events, so a hand-computed scenario
 can be checked line by line (see tests/marketing/test_attribution.py).
@@ -168,6 +171,8 @@ def funnels(experiment: Experiment, now: dt.datetime | None = None) -> list[Vari
     )
 
     shown: dict[int, set[str]] = defaultdict(set)  # recommendation ids each variant showed
+    # Visitors a variant credits with an event who are bucketed into another (or none).
+    guests: dict[int, set[str]] = defaultdict(set)
     clicked: dict[int, set[str]] = defaultdict(set)
     # (visitor, product) -> (time, variant) of the latest click on it in a variant's list
     last_click: dict[tuple[str, str], tuple[dt.datetime, int]] = {}
@@ -175,7 +180,8 @@ def funnels(experiment: Experiment, now: dt.datetime | None = None) -> list[Vari
         chunk_size=5000
     ):
         visitor = f"u:{user_id}" if user_id is not None else f"s:{session_id}"
-        variant_id = by_key.get(served) if served else visitors.variant_of(user_id, session_id)
+        own_variant = visitors.variant_of(user_id, session_id)
+        variant_id = by_key.get(served) if served else own_variant
         if event_type == EventType.PURCHASE and not (
             rec_id and variant_id in out and rec_id in shown[variant_id]
         ):
@@ -187,23 +193,30 @@ def funnels(experiment: Experiment, now: dt.datetime | None = None) -> list[Vari
             continue
         funnel = out[variant_id]
         in_variant_list = bool(rec_id) and rec_id in shown[variant_id]
+        credited = True
         if event_type == EventType.IMPRESSION:
-            if rec_id and timestamp <= end:
+            credited = bool(rec_id) and timestamp <= end
+            if credited:
                 shown[variant_id].add(rec_id)
         elif event_type == EventType.CLICK:
-            if in_variant_list and timestamp <= end:
+            credited = in_variant_list and timestamp <= end
+            if credited:
                 funnel.clicks += 1
                 clicked[variant_id].add(rec_id)
                 last_click[(visitor, product_id)] = (timestamp, variant_id)
         elif event_type == EventType.ADD_TO_CART:
-            if in_variant_list and timestamp <= end:
+            credited = in_variant_list and timestamp <= end
+            if credited:
                 funnel.add_to_carts += 1
         elif event_type == EventType.PURCHASE:
             amount = revenue or Decimal(0)
             funnel.purchases += 1
             funnel.revenue += amount
             funnel.revenue_by_visitor[visitor] = funnel.revenue_by_visitor.get(visitor, Decimal(0)) + amount
+        if credited and variant_id != own_variant:
+            guests[variant_id].add(visitor)
     for variant_id, funnel in out.items():
+        funnel.visitors += len(guests[variant_id])
         funnel.impressions = len(shown[variant_id])
         funnel.clicked_impressions = len(clicked[variant_id])
     return list(out.values())

@@ -1,7 +1,7 @@
 """Interest with a model: users whose taste vectors point towards a campaign's products.
 
-The campaign is summarised by the mean vector of the products it offers; users are ranked
-by cosine similarity between their stored vector and that mean, an exact scan of the
+The campaign is summarised by the mean vector of the products it offers (its direction); users
+are ranked by cosine similarity between their stored vector and that mean, an exact scan of the
 version's user vectors in PostgreSQL (a batch job, so no index is needed). Cosine rather
 than inner product, so that heavy shoppers with long vectors do not crowd out everyone
 whose taste fits better.
@@ -9,24 +9,30 @@ whose taste fits better.
 Interest is on the scale of the campaign's `min_score` rule, 0 to 1: the cosine, 0 when the
 taste points away from the campaign. The storefront (`targeting.campaigns_for`) scores one
 visitor with `visitor_interest` on the same scale, so a campaign's saved audience and the
-shoppers it is shown to on the site agree.
+shoppers it is shown to on the site agree. The storefront asks on every page, so it reads each
+campaign's direction from the cache (`campaign_directions`).
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
+from django.db.models import Exists
 from pgvector.django import CosineDistance
 
-from recommendations.marketing.products import offer
-from recommendations.models import Campaign, ModelVersion, UserVector
+from recommendations.marketing.products import CACHE_SECONDS, cache_key, offer
+from recommendations.models import Campaign, ModelVersion, ProductVector, UserVector
+from recommendations.serving.cache import many_from_cache
 from recommendations.vectors.indexes import embedding_expression
 from recommendations.vectors.queries import product_vectors, vector_rows
 
 # Products whose vectors describe a campaign (the first ones of its offer).
 MAX_CAMPAIGN_PRODUCTS = 500
+# The cached direction of a campaign whose products have no vectors (None reads as not cached).
+_NO_DIRECTION = np.zeros(0, dtype=np.float32)
 
 
 def campaign_vector(campaign: Campaign, version: ModelVersion) -> np.ndarray | None:
@@ -49,6 +55,52 @@ def campaign_vectors(offers: Mapping[int, Sequence[str]], version: ModelVersion)
         if norm > 0:
             directions[pk] = mean / norm
     return directions
+
+
+def campaign_directions(
+    campaigns: Sequence[Campaign], offered: Mapping[int, Sequence[str]], version: ModelVersion
+) -> dict[int, np.ndarray]:
+    """`campaign_vectors` of the campaigns (campaign id -> the products offered now), each
+    cached for `CACHE_SECONDS` per campaign edit, model version and products offered, the only
+    things a direction depends on; those not cached are read in one query. Campaigns whose
+    products have no vector are left out."""
+    keys = {c.pk: _direction_key(c, "direction", version, offered[c.pk]) for c in campaigns}
+
+    def compute(missing: list[int]) -> dict[int, np.ndarray]:
+        found = campaign_vectors({pk: offered[pk] for pk in missing}, version)
+        return {pk: found.get(pk, _NO_DIRECTION) for pk in missing}
+
+    directions = many_from_cache(keys, compute, CACHE_SECONDS)
+    return {pk: direction for pk, direction in directions.items() if direction.size}
+
+
+def campaigns_with_vectors(
+    campaigns: Sequence[Campaign], offered: Mapping[int, Sequence[str]], version: ModelVersion
+) -> set[int]:
+    """Ids of the campaigns that have a direction (`campaign_directions`), without reading a
+    vector: whether one of the products offered has one, an EXISTS per campaign in one query,
+    cached as the directions are. A visitor without a taste needs no more."""
+    keys = {c.pk: _direction_key(c, "with-vectors", version, offered[c.pk]) for c in campaigns}
+
+    def compute(missing: list[int]) -> dict[int, bool]:
+        checks = {
+            f"c{pk}": Exists(
+                ProductVector.objects.filter(
+                    model_version_id=version.pk, product_id__in=list(offered[pk][:MAX_CAMPAIGN_PRODUCTS])
+                )
+            )
+            for pk in missing
+        }
+        found = ModelVersion.objects.filter(pk=version.pk).values(**checks).first() or {}
+        return {pk: bool(found.get(f"c{pk}")) for pk in missing}
+
+    return {pk for pk, with_vectors in many_from_cache(keys, compute, CACHE_SECONDS).items() if with_vectors}
+
+
+def _direction_key(campaign: Campaign, part: str, version: ModelVersion, product_ids: Sequence[str]) -> str:
+    """Per campaign edit, model version and the products that make the direction (a digest)."""
+    products = hashlib.blake2b("\n".join(product_ids[:MAX_CAMPAIGN_PRODUCTS]).encode(), digest_size=16)
+    return f"{cache_key(campaign, part)}:{version.pk}:{products.hexdigest()}"
 
 
 def to_interest(cosine: float) -> float:

@@ -57,10 +57,16 @@ class CampaignScope:
         return not (self.product_ids or self.store_ids or self.categories)
 
 
-def _cached(campaign: Campaign, part: str, compute: Callable[[], T]) -> T:
-    """Reuse a result per campaign for CACHE_SECONDS; editing the campaign starts afresh."""
+def cache_key(campaign: Campaign, part: str) -> str:
+    """The cache key of one result (`part`) about the campaign as it is now: editing the
+    campaign starts afresh."""
     stamp = campaign.updated_at.timestamp() if campaign.updated_at else 0
-    return from_cache(f"{CACHE_PREFIX}{part}:{campaign.pk}:{stamp}", compute, CACHE_SECONDS)
+    return f"{CACHE_PREFIX}{part}:{campaign.pk}:{stamp}"
+
+
+def _cached(campaign: Campaign, part: str, compute: Callable[[], T]) -> T:
+    """Reuse a result per campaign for CACHE_SECONDS."""
+    return from_cache(cache_key(campaign, part), compute, CACHE_SECONDS)
 
 
 def _matching_ids(scope: CampaignScope) -> list[str]:

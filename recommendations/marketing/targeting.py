@@ -2,9 +2,9 @@
 
 - Promotions and flash sales are ranked by the visitor's interest in what they offer, on the
   0-1 scale a saved audience uses: with a model, the cosine of the visitor's current taste
-  (`serving.realtime.current_taste`) to the campaign's products (`interest`); without one,
-  or for a campaign whose products have no vectors, category/store affinity from the
-  visitor's events (`affinity`).
+  (`serving.realtime.current_taste`) to the campaign's products (`interest`), 0 for a visitor
+  with no taste yet; without a model, or for a campaign whose products have no vectors,
+  category/store affinity from the visitor's events (`affinity`).
 - Member benefits go to signed-in customers whose RFM segment the campaign names (score 1).
 - A campaign that reached its impression cap (distinct visitors with a `campaign_view` event
   of it) is not shown; `logged_in_only` and `min_score` rules are applied last.
@@ -25,7 +25,7 @@ from django.db.models.fields.json import KT
 from django.db.models.functions import Cast, Coalesce
 
 from recommendations.marketing.affinity import visitor_affinity
-from recommendations.marketing.interest import campaign_vectors, visitor_interest
+from recommendations.marketing.interest import campaign_directions, campaigns_with_vectors, visitor_interest
 from recommendations.marketing.products import interest_scope, offers
 from recommendations.marketing.rfm import customer_rfm
 from recommendations.marketing.rules import MEMBER_SCORE
@@ -116,11 +116,16 @@ def _interest(
     scores: dict[int, tuple[float, str, str]] = {}
     version = variants.model_version(audience)
     if version is not None:
-        directions = campaign_vectors({c.pk: offered[c.pk] for c in campaigns}, version)
-        taste = current_taste(version, audience).vector if directions else None
-        for pk, direction in directions.items():
-            score = visitor_interest(taste, direction)
-            scores[pk] = (score, "Matches what you like" if score > 0 else "Current offer", "model")
+        taste = current_taste(version, audience).vector
+        if taste is None:
+            # Most storefront traffic (new sessions, crawlers): interest 0, as in the saved
+            # audience, and no campaign's vectors to read for that.
+            for pk in campaigns_with_vectors(campaigns, offered, version):
+                scores[pk] = (0.0, "Current offer", "model")
+        else:
+            for pk, direction in campaign_directions(campaigns, offered, version).items():
+                score = visitor_interest(taste, direction)
+                scores[pk] = (score, "Matches what you like" if score > 0 else "Current offer", "model")
     rest = {c.pk: interest_scope(c) for c in campaigns if c.pk not in scores}
     if rest:
         for pk, score in visitor_affinity(audience, rest).items():

@@ -33,7 +33,7 @@ import queue
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Mapping
 from functools import partial
 from typing import Any, TypeVar
 
@@ -47,6 +47,7 @@ from recommendations.serving.process import PerProcess
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
+K = TypeVar("K", bound=Hashable)
 PREFIX = "recommendations:candidates:"
 
 
@@ -68,6 +69,35 @@ def from_cache(key: str, compute: Callable[[], T], seconds: float, *, alias: str
         value = compute()
         _write_shared(key, value, seconds, alias)
     return value
+
+
+def many_from_cache(
+    keys: Mapping[K, str],
+    compute: Callable[[list[K]], Mapping[K, T]],
+    seconds: float,
+    *,
+    alias: str = DEFAULT_CACHE_ALIAS,
+) -> dict[K, T]:
+    """`from_cache` for several values at once (your key -> the cache's key): one read and one
+    write of Django's cache, and one `compute(missing)` for those absent, which must answer
+    each of them (None reads as absent: cache a value that says "nothing" instead)."""
+    try:
+        stored = caches[alias].get_many(list(keys.values()))
+    except Exception as error:  # as _read_shared
+        logger.warning(
+            "Django's cache could not be read (%s: %s); computing instead", type(error).__name__, error
+        )
+        stored = {}
+    values = {k: stored[key] for k, key in keys.items() if stored.get(key) is not None}
+    missing = [k for k in keys if k not in values]
+    if missing:
+        computed = compute(missing)
+        values.update((k, computed[k]) for k in missing)
+        try:
+            caches[alias].set_many({keys[k]: computed[k] for k in missing}, seconds)
+        except Exception as error:
+            logger.warning("Django's cache could not be written (%s: %s)", type(error).__name__, error)
+    return values
 
 
 def _digest(prefix: str, key: Hashable) -> str:

@@ -137,8 +137,10 @@ def purge() -> PurgeResult:
             Q(status=ModelStatus.RETIRED) | Q(status=ModelStatus.FAILED, artifact="")
         )
         for version in stale:
-            result.vectors_deleted += retire(version)
-            result.retired.append(version.pk)
+            deleted = retire(version)
+            if deleted is not None:
+                result.vectors_deleted += deleted
+                result.retired.append(version.pk)
     logger.info(
         "Purged %d model version(s) %s and %d vectors; kept %s",
         len(result.retired),
@@ -149,9 +151,23 @@ def purge() -> PurgeResult:
     return result
 
 
-def retire(version: ModelVersion) -> int:
+def retire(version: ModelVersion) -> int | None:
     """Free what `version` holds in the database and storage (vectors, indexes, precomputed
-    lists, the artifact); returns the vectors deleted."""
+    lists, the artifact); returns the vectors deleted.
+
+    Under the version's index lock (`indexes.build_lock`): an activation that is building the
+    version's indexes finishes first. When it made the version active meanwhile, nothing is
+    touched and None is returned.
+    """
+    with indexes.build_lock(version.pk):
+        version.refresh_from_db(fields=["status"])
+        if version.status == ModelStatus.ACTIVE:
+            logger.info("Model version %s was activated while it waited to be retired: kept", version.pk)
+            return None
+        return _retire(version)
+
+
+def _retire(version: ModelVersion) -> int:
     indexes.drop_indexes(version)
     deleted = 0
     with transaction.atomic():

@@ -62,9 +62,12 @@ def prepare_search(version: ModelVersion) -> list[str]:
     it has none (`lists.build_missing`). Returns the names of the indexes built.
 
     Under the version's index lock (`indexes.build_lock`), so a second caller for the same
-    version waits for the first and then finds everything done.
+    version waits for the first and then finds everything done; or, when a purge retired the
+    version meanwhile (`activation.retire`), builds nothing on its deleted vectors.
     """
     with indexes.build_lock(version.pk):
+        if ModelVersion.objects.filter(pk=version.pk, status=ModelStatus.RETIRED).exists():
+            return []
         version.refresh_from_db(fields=["vector_search"])  # a caller before us may have tuned it
         return _prepare_search(version)
 

@@ -382,3 +382,17 @@ def _batch_rows(batch):
         batch.store_source_ids,
     ]
     return list(zip(*columns, strict=True)), batch.errors
+
+
+def test_reading_import_files_does_not_load_the_management_commands():
+    """Services (the importers, the shop's catalogue import) read files through `textfiles`;
+    turning failures into `CommandError`s is the commands' business (`management.errors`)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import recommendations.events.textfiles, sys; "
+        "assert 'django.core.management' not in sys.modules; print('ok')"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert result.stdout.strip() == "ok", result.stderr

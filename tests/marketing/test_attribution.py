@@ -117,8 +117,9 @@ def test_attribution_matches_the_hand_computed_scenario(scenario):
 
 def test_a_list_counts_for_the_variant_that_served_it_and_a_signed_in_session_is_its_user(db):
     """An anonymous visitor is shown control's list, clicks, then signs in to an account that is
-    bucketed into b and buys: the list, its click and the purchase are control's, and the
-    session is not a second (empty) visitor next to the account."""
+    bucketed into b and buys: the list, its click and the purchase are control's, and so is the
+    person, as a visitor of both variants; the session is not a second visitor next to the
+    account."""
     start = timezone.now() - dt.timedelta(days=2)
     experiment, control, b = running_experiment(start, key="login")
     User = get_user_model()
@@ -166,11 +167,66 @@ def test_a_list_counts_for_the_variant_that_served_it_and_a_signed_in_session_is
         ]
     )
     control_funnel, b_funnel = funnels(experiment)
-    assert (control_funnel.visitors, b_funnel.visitors) == (0, 3)  # hana, lee, other: once each
+    assert (control_funnel.visitors, b_funnel.visitors) == (1, 3)  # hana; hana, lee, other: once each
     assert (control_funnel.impressions, control_funnel.clicks, control_funnel.purchases) == (1, 1, 1)
     assert control_funnel.revenue_by_visitor == {f"u:{hana.pk}": Decimal("50.00")}
     assert (b_funnel.impressions, b_funnel.clicks, b_funnel.purchases) == (3, 1, 1)
     assert b_funnel.revenue_by_visitor == {f"u:{lee.pk}": Decimal("30.00")}
+
+
+def test_a_variant_never_counts_more_buyers_than_visitors(db):
+    """Two anonymous sessions of control click control's lists, sign in to accounts bucketed
+    into b and buy: control credits both purchases, so it counts both people as visitors next
+    to its own c0, and its conversion is 2 of 3 (not 2 of 1, which the interval refuses)."""
+    start = timezone.now() - dt.timedelta(days=2)
+    experiment, control, b = running_experiment(start, key="movers")
+    User = get_user_model()
+    c0, u1, u2 = (User.objects.create_user(n) for n in ("c0", "u1", "u2"))
+    Assignment.objects.bulk_create(
+        [
+            Assignment(experiment=experiment, variant=control, user=c0),
+            Assignment(experiment=experiment, variant=control, session_id="s1"),
+            Assignment(experiment=experiment, variant=control, session_id="s2"),
+            Assignment(experiment=experiment, variant=b, user=u1),
+            Assignment(experiment=experiment, variant=b, user=u2),
+        ]
+    )
+    ServedRecommendation.objects.bulk_create(
+        [
+            ServedRecommendation(
+                id=rec,
+                kind="for_you",
+                source="two_tower",
+                context={"experiment": "movers", "variant": "control"},
+            )
+            for rec in ("R1", "R2")
+        ]
+    )
+    t = start + HOUR
+    Event.objects.bulk_create(
+        [
+            event("impression", "s1", t, "R1", "p1"),
+            event("click", "s1", t + HOUR, "R1", "p1"),
+            event("impression", "s2", t, "R2", "p2"),
+            event("click", "s2", t + HOUR, "R2", "p2"),
+        ]
+    )
+    merge_session_into_user("s1", u1)
+    merge_session_into_user("s2", u2)
+    Event.objects.bulk_create(
+        [
+            event("purchase", u1, t + 2 * HOUR, "", "p1", "10.00"),
+            event("purchase", u2, t + 2 * HOUR, "", "p2", "10.00"),
+        ]
+    )
+    control_funnel, b_funnel = funnels(experiment)
+    assert (control_funnel.visitors, control_funnel.converted_visitors) == (3, 2)
+    assert (b_funnel.visitors, b_funnel.converted_visitors) == (2, 0)
+    results = experiment_results(experiment)
+    conversion = results.control.metrics["conversion"]
+    assert conversion.value == pytest.approx(2 / 3)
+    assert conversion.interval.low < 2 / 3 < conversion.interval.high
+    assert results.variants[1].metrics["conversion"].lift == -1.0
 
 
 def test_attribution_reads_the_events_in_a_fixed_number_of_queries(scenario, django_assert_max_num_queries):

@@ -3,8 +3,11 @@
 import datetime as dt
 
 import pytest
+from django.contrib.auth import get_user_model
 from django.core.cache import cache
 from django.core.exceptions import ValidationError
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
 from recommendations.marketing.audiences import build_audience, refresh_segment
 from recommendations.marketing.inventory import slow_sellers
@@ -15,6 +18,7 @@ from recommendations.marketing.targeting import campaigns_for, views_so_far
 from recommendations.models import Campaign, CampaignKind, Segment, UserVector
 from recommendations.serving.types import Audience
 from tests.marketing.conftest import add_event
+from tests.state import UNREACHABLE_CACHES
 
 
 def promotion(**fields) -> Campaign:
@@ -248,6 +252,65 @@ def test_for_me_with_a_model_uses_the_visitors_taste(shop, model):
     matches = campaigns_for(Audience(user=shop.users["gardener"]))
     assert [m.campaign for m in matches] == [garden, tea]
     assert matches[0].method == "model"
+
+
+def reads_product_vectors(queries: CaptureQueriesContext) -> bool:
+    """Whether a query read vectors from the product table (not a history's join, an EXISTS)."""
+    return any(
+        "vector_send(" in q["sql"] and 'FROM "recommendations_productvector" WHERE' in q["sql"]
+        for q in queries.captured_queries
+    )
+
+
+def test_a_visitor_without_a_taste_reads_no_campaign_vectors(shop, model):
+    """Most storefront traffic (new sessions, crawlers) has no taste to compare a campaign
+    with: its campaigns score 0 without parsing their products' vectors."""
+    tea = promotion(name="Tea week", product_ids=shop.ids("Tea"))
+    coffee = promotion(name="Coffee week", product_ids=shop.ids("Coffee"))
+    with CaptureQueriesContext(connection) as newcomer:
+        matches = campaigns_for(Audience(session_id="newcomer"))
+    assert [(m.campaign, m.score, m.method) for m in matches] == [(tea, 0.0, "model"), (coffee, 0.0, "model")]
+    assert not reads_product_vectors(newcomer)
+
+
+def test_a_campaigns_direction_is_read_once_per_campaign_edit(shop, model):
+    """A direction depends only on the campaign, the model version and the products offered:
+    the next page of a visitor with a taste reuses it; editing the campaign reads it again."""
+    fan = get_user_model().objects.create_user("garden-fan")  # a stored taste, no events
+    UserVector.objects.create(model_version=model, user=fan, embedding=[0.1, 0.1, 1.0, 0.1])
+    promotion(name="Tea week", product_ids=shop.ids("Tea"))
+    garden = promotion(name="Garden week", product_ids=shop.ids("Garden"))
+    with CaptureQueriesContext(connection) as first:
+        matches = campaigns_for(Audience(user=fan))
+    assert (matches[0].campaign, matches[0].method) == (garden, "model") and matches[0].score > 0.9
+    assert reads_product_vectors(first)
+    with CaptureQueriesContext(connection) as again:
+        assert campaigns_for(Audience(user=fan)) == matches
+    assert not reads_product_vectors(again)
+    garden.name = "Garden fortnight"
+    garden.save()
+    with CaptureQueriesContext(connection) as edited:
+        campaigns_for(Audience(user=fan))
+    assert reads_product_vectors(edited)
+
+
+def test_campaigns_answer_when_djangos_cache_is_down(shop, model, settings, caplog):
+    """The directions' cache is an optimisation too: without it they are read, not refused."""
+    promotion(name="Tea week", product_ids=shop.ids("Tea"))
+    promotion(name="Garden week", product_ids=shop.ids("Garden"))
+
+    def answers() -> list[tuple[str, float, str]]:
+        return [
+            (m.campaign.name, round(m.score, 6), m.method)
+            for who in (Audience(user=shop.users["gardener"]), Audience(session_id="newcomer"))
+            for m in campaigns_for(who)
+        ]
+
+    with_cache = answers()
+    settings.CACHES = UNREACHABLE_CACHES
+    assert answers() == with_cache
+    assert with_cache[0] == ("Garden week", pytest.approx(0.99, abs=0.01), "model")
+    assert "Django's cache could not be read (ConnectionError" in caplog.text
 
 
 def test_for_me_rules_caps_windows_and_member_benefits(shop):

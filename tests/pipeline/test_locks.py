@@ -95,25 +95,36 @@ def test_the_lock_is_released_when_the_block_raises():
     assert not is_locked()
 
 
+def holder_pids(name: str) -> list[int]:
+    """The backends that hold the lock now (pg_locks is live, not a snapshot)."""
+    with connections["default"].cursor() as cursor:
+        cursor.execute(
+            "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND objid = %s AND granted",
+            [locks.lock_key(name)],
+        )
+        return [pid for (pid,) in cursor.fetchall()]
+
+
 def test_a_waiting_lock_blocks_until_the_holder_lets_go():
     name = "recommendations.test.waiting"
-    order = []
-    released = threading.Event()
+    got = []
 
     def second():
         try:
             with advisory_lock(name, wait=True) as acquired:
-                order.append(("second", acquired, released.is_set()))
+                got.append((acquired, holder_pids(name)))  # who holds it the moment it is ours
         finally:
             connections.close_all()
 
     with advisory_lock(name) as first:
         assert first
+        [first_pid] = holder_pids(name)
         thread = threading.Thread(target=second)
         thread.start()
         thread.join(0.5)
-        assert thread.is_alive() and not order  # waiting for us
-        released.set()
+        assert thread.is_alive() and not got  # waiting for us
     thread.join(10)
-    assert order == [("second", True, True)]
+    [(acquired, pids)] = got
+    # Only the waiter's own backend: it got the lock after the first holder's transaction ended.
+    assert acquired and len(pids) == 1 and pids != [first_pid]
     assert not is_locked(name)

@@ -13,6 +13,7 @@ from django.test import override_settings
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
+from recommendations import pipeline
 from recommendations.models import (
     ModelStatus,
     ModelVersion,
@@ -417,6 +418,61 @@ def test_activations_of_one_version_build_its_indexes_one_at_a_time():
     thread.join(60)
     assert out[0].version.status == ModelStatus.ACTIVE, out
     assert len(indexes.existing_indexes(version.pk)) == len(indexes.INDEX_SPECS)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_purge_waits_for_whoever_builds_a_versions_indexes():
+    """The admin's "activate" holds only the version's index lock, not the pipeline's: the
+    daily purge must not drop the indexes it is building, nor delete their vectors."""
+    version = make_version(n=50)
+    with indexes.build_lock(version.pk):  # an activation of this stale version is building them
+        thread, out = start_thread(activation.purge)
+        thread.join(1.5)
+        assert thread.is_alive()  # it waits
+        assert len(indexes.existing_indexes(version.pk)) == len(indexes.INDEX_SPECS)
+        assert ProductVector.objects.filter(model_version=version).count() == 50
+    thread.join(60)
+    assert out[0].retired == [version.pk], out
+    assert indexes.existing_indexes(version.pk) == {}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_version_activated_while_the_purge_waited_is_kept():
+    version = make_version(n=50)
+    with indexes.build_lock(version.pk):
+        thread, out = start_thread(activation.purge)
+        thread.join(1.5)
+        assert thread.is_alive()  # it listed the version as stale, and waits for the lock
+        ModelVersion.objects.filter(pk=version.pk).update(status=ModelStatus.ACTIVE)  # as activate() does
+    thread.join(60)
+    assert out[0].retired == [] and out[0].vectors_deleted == 0, out
+    assert len(indexes.existing_indexes(version.pk)) == len(indexes.INDEX_SPECS)
+    assert ProductVector.objects.filter(model_version=version).count() == 50
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_activation_that_waited_for_a_purge_builds_nothing_on_its_deleted_vectors():
+    version = make_version(n=50)
+    with indexes.build_lock(version.pk):  # the purge is retiring it
+        thread, out = start_thread(lambda: activation.activate(version))
+        thread.join(0.5)
+        assert thread.is_alive()
+        activation._retire(version)  # what retire() does once it holds the lock
+    thread.join(60)
+    assert isinstance(out[0], activation.ActivationError) and "is retired" in str(out[0]), out
+    assert indexes.existing_indexes(version.pk) == {}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_reindex_waits_for_whoever_builds_the_versions_indexes():
+    version = make_version(n=50)
+    activation.activate(version)
+    with indexes.build_lock(version.pk):
+        thread, out = start_thread(pipeline.reindex)
+        thread.join(1.5)
+        assert thread.is_alive()  # it waits
+    thread.join(60)
+    assert len(out[0].indexes) == len(indexes.INDEX_SPECS), out
 
 
 @pytest.mark.django_db(transaction=True)

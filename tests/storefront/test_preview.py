@@ -5,7 +5,7 @@ from decimal import Decimal
 import pytest
 from django.urls import reverse
 
-from recommendations.experiments import lifecycle, variant_for
+from recommendations.experiments import assignment, lifecycle, variant_for
 from recommendations.models import Assignment, Experiment, Variant
 from recommendations.serving.catalog import index_products
 from recommendations.serving.statistics import refresh_statistics
@@ -76,9 +76,18 @@ def test_preview_serves_the_users_variant_without_counting_them_as_exposed(
             experiment=experiment, key=key, traffic_share=Decimal(50), is_control=key == "a"
         )
     lifecycle.start(experiment)
+    # The shopper's variant serves the popular products, where the default ranks what was
+    # bought together with the viewed mug.
+    mine = variant_for(shopper, record=False).variant_key
+    experiment.variants.filter(key=mine).update(recommender="popular")
+    assignment.clear_cache()
     response = admin_client.get(URL, {"user": "shopper"})
     assert response.status_code == 200
-    assert all(not block.error for block in response.context["blocks"])
+    blocks = {block.title: block for block in response.context["blocks"]}
+    assert all(not block.error for block in blocks.values())
+    for_you = blocks["Recommended for you"].result
+    sources = [rec.source for _, rec in for_you.items]
+    assert sources[0] == "trending" and not any(source.startswith("co_") for source in sources), sources
     assert not Assignment.objects.exists()
     # The shopper's own visit is an exposure.
     choice = variant_for(shopper)

@@ -15,7 +15,7 @@ from recommendations.events.importers import (
     import_dataset_events,
     import_event_file,
 )
-from recommendations.events.textfiles import command_errors
+from recommendations.management.errors import command_errors
 from recommendations.progress import Progress, ProgressBar
 
 

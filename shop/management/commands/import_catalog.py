@@ -8,7 +8,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandParser
 
 from recommendations.events.datasets import DATASETS
-from recommendations.events.textfiles import command_errors
+from recommendations.management.errors import command_errors
 from recommendations.progress import Progress, ProgressBar
 from shop.catalog_import import CatalogImportFailed, import_catalog_file, import_dataset_catalog
 
