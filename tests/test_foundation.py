@@ -427,6 +427,7 @@ def test_a_project_without_a_celery_broker_is_told_so(settings, monkeypatch):
 
     assert check_celery_broker() == []  # the test settings name one
     monkeypatch.setattr(current_app.conf, "broker_url", None)
+    monkeypatch.delenv("CELERY_BROKER_URL", raising=False)  # Celery reads it before its settings
     del settings.CELERY_BROKER_URL
     (warning,) = check_celery_broker()
     assert warning.id == "recommendations.W003" and "CELERY_BROKER_URL" in warning.hint
