@@ -7,14 +7,19 @@ from typing import Any
 from rest_framework import exceptions
 from rest_framework.request import Request
 
-from recommendations.api.permissions import READ_SCOPE, may_read_anyone
+from recommendations.api.permissions import READ_SCOPE, api_key, may_read_anyone
 from recommendations.serving import history
 from recommendations.serving.errors import NotFound
 from recommendations.serving.types import Audience
 
 
 def resolve_audience(request: Request, params: dict[str, Any]) -> Audience:
-    """Whose recommendations: the caller's own, or (when allowed) the `user`/`session_id` asked for."""
+    """Whose recommendations: the caller's own, or (when allowed) the `user`/`session_id` asked for.
+
+    A server with an API key serves the lists it asks for to that visitor, so they count as
+    the visitor's exposure to an experiment; staff signed in to look at someone else's lists
+    are not that visitor, and their look is not counted.
+    """
     user_id, session_id = params.get("user"), params.get("session_id")
     own = Audience.for_request(request._request)
     if user_id is not None:
@@ -25,14 +30,17 @@ def resolve_audience(request: Request, params: dict[str, Any]) -> Audience:
                 f"{READ_SCOPE} scope may ask for any user."
             )
         try:
-            return history.audience_for_user(user_id)
+            audience = history.audience_for_user(user_id)
         except NotFound as exc:
             raise exceptions.NotFound(str(exc)) from exc
+        audience.record_exposure = own_request or api_key(request) is not None
+        return audience
     if session_id is not None:
-        if session_id != own.given_session_id and not may_read_anyone(request):
+        own_session = session_id == own.given_session_id
+        if not (own_session or may_read_anyone(request)):
             raise exceptions.PermissionDenied(
                 "You may only get your own session's recommendations; staff and API keys with the "
                 f"{READ_SCOPE} scope may ask for any session."
             )
-        return Audience(session_id=session_id)
+        return Audience(session_id=session_id, record_exposure=own_session or api_key(request) is not None)
     return own

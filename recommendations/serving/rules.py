@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -127,11 +126,13 @@ def _diversify(
     groups: dict[str, tuple[Any, Any]],
     rules: dict[str, Any],
     limit: int,
-) -> tuple[list[Candidate], list[Candidate]]:
+) -> list[Candidate]:
     """Greedy pick: MMR when `mmr_lambda` is set, and per-store / per-category caps.
 
-    `groups` maps each product to its (store, category) keys. Returns the chosen candidates
-    and, in pick order, those the caps held back (they complete a list nothing else fills).
+    `groups` maps each product to its (store, category) keys. The caps ask for variety, not
+    for a short list: the candidates they hold back follow the rest of their tier, before
+    any candidate of a fallback tier (a product like the visitor's taste beats a trending
+    one).
     """
     stores = {pid: store for pid, (store, _) in groups.items()}
     categories = {pid: category for pid, (_, category) in groups.items()}
@@ -143,11 +144,16 @@ def _diversify(
     chosen: list[Candidate] = []
     held_back: list[Candidate] = []
     while remaining and len(chosen) < limit:
+        # Tiers stay in order: a tier's held-back candidates come before the next tier.
+        tier = remaining[0].tier
+        if held_back and held_back[0].tier != tier:
+            chosen += held_back[: limit - len(chosen)]
+            held_back.clear()
+            continue
         if mmr is None:
             pick = remaining[0]
         else:
-            # Tiers stay in order; within the first remaining tier, trade relevance for novelty.
-            tier = remaining[0].tier
+            # Within the first remaining tier, trade relevance for novelty.
             pool = [c for c in remaining if c.tier == tier]
             pick = max(
                 pool,
@@ -166,7 +172,7 @@ def _diversify(
         store_counts[store] = store_counts.get(store, 0) + 1
         category_counts[category] = category_counts.get(category, 0) + 1
         chosen.append(pick)
-    return chosen, held_back
+    return chosen + held_back[: limit - len(chosen)]
 
 
 def titles(product_ids: Iterable[str]) -> dict[str, str]:
@@ -203,7 +209,8 @@ def finalize(
     candidates that fill a list the rules left short (stock, per-store caps), ranked after
     all the others: the fallback tiers a service's cascade skipped because its own tiers
     looked like enough before the rules ran. The per-store and per-category caps order the
-    list rather than shorten it: a list still short ends with the products they held back.
+    list rather than shorten it (`_diversify`): the products they hold back follow the rest
+    of their tier, before lower tiers and the backfill.
     """
     adapter = get_product_adapter()
     rules = rules_for(kind, audience)
@@ -262,7 +269,7 @@ def finalize(
     boost_factors = [float(rule["factor"]) for rule in boosts]
     versions: dict[str, Any] = {}
 
-    def choose(pool: list[Candidate]) -> tuple[list[Candidate], list[Candidate]]:
+    def choose(pool: list[Candidate]) -> list[Candidate]:
         keys = [c.product_id for c in pool] + ([seed] if seed else [])
         facts = compiled("facts", facts_query).rows(keys) if keys else []
         groups: dict[str, tuple[Any, Any]] = {}
@@ -292,19 +299,15 @@ def finalize(
         ordered = sorted(pool, key=lambda c: (c.tier, -adjusted[c.product_id], key_order(c.product_id)))
         return _diversify(ordered, adjusted, groups, rules, limit)
 
-    chosen, held_back = choose(pool)
+    chosen = choose(pool)
     if len(chosen) < limit and backfill is not None:
+        # After every proposed candidate, whatever the backfill's scores.
         proposed = {c.product_id for c in pool}
-        after = 1 + max((c.tier for c in pool), default=0)
         extra = [
-            replace(c, tier=after)  # a copy: the backfill list may be a cached one
-            for c in dedupe(backfill())
-            if c.product_id not in excluded and c.product_id not in proposed
+            c for c in dedupe(backfill()) if c.product_id not in excluded and c.product_id not in proposed
         ]
         if extra:
-            chosen, held_back = choose(pool + extra)
-    # The caps ask for variety, not for a short list: what they held back comes last.
-    chosen += held_back[: limit - len(chosen)]
+            chosen += choose(extra)[: limit - len(chosen)]
     shown = ShownObjects(
         [c.product_id for c in chosen],
         card=product_card,

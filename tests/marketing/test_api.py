@@ -10,7 +10,7 @@ from django.test import Client
 from recommendations.events.tracking import SESSION_KEY
 from recommendations.experiments import variant_for
 from recommendations.marketing.audiences import create_segment
-from recommendations.models import ApiKey, Campaign, CampaignKind, Experiment, ExperimentStatus
+from recommendations.models import ApiKey, Assignment, Campaign, CampaignKind, Experiment, ExperimentStatus
 from tests.marketing.conftest import add_event
 
 FOR_ME = "/api/campaigns/for-me/"
@@ -319,3 +319,23 @@ def test_experiment_lifecycle_through_the_api(staff, db):
     assert refused.status_code == 403 and refused.json()["detail"] == (
         "API keys may not do this: sign in as a staff user."
     )
+
+
+def test_staff_looking_at_a_shoppers_lists_are_not_the_shoppers_exposure(staff, shop):
+    """A server with an API key renders what it asks for to the shopper, so that counts; a
+    signed-in staff member looking is not the shopper."""
+    client = client_for(staff)
+    experiment_id = client.post(
+        "/api/experiments/", experiment_body(50, 50), content_type="application/json"
+    ).json()["id"]
+    assert client.post(f"/api/experiments/{experiment_id}/start/").status_code == 200
+    shopper = shop.users["tea_lover"]
+    for url in ("/api/recommendations/for-you/", FOR_ME):
+        assert client.get(url, {"user": shopper.pk}).status_code == 200
+    assert not Assignment.objects.exists()
+    server = key_client("recommendations:read")
+    assert server.get("/api/recommendations/for-you/", {"user": shopper.pk}).status_code == 200
+    assert list(Assignment.objects.values_list("user_id", flat=True)) == [shopper.pk]
+    # The shopper's own visit counts too (once per shopper and experiment).
+    assert client_for(shopper).get("/api/recommendations/for-you/").status_code == 200
+    assert Assignment.objects.count() == 1

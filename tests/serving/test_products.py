@@ -163,36 +163,35 @@ def test_bought_together_falls_back_to_similar_products(catalog, model):
     assert result.items[0][1].reason == "Similar to Argan shampoo"
 
 
-def test_bought_together_is_filled_from_other_stores_when_its_pairs_are_one_stores(catalog, settings):
-    """Everything bought with the shampoo comes from its store, which the cap of one thins
-    out: the category's popular product of another store fills the shelf before the
-    held-back pairs would."""
-    settings.RECOMMENDATIONS = {
-        **settings.RECOMMENDATIONS,
-        "SERVING_RULES": {"default": {"max_per_store": 1}},
-    }
-    hair, face = catalog.categories["Hair"], catalog.stores["Face"]
-    for title, store in (("Scalp scrub", catalog.stores["Hair"]), ("Hair clips", catalog.stores["Hair"])):
+def test_bought_together_is_filled_when_its_pairs_sell_out(catalog, settings):
+    """Five products were bought with the shampoo: plenty for a shelf of two, so nothing else
+    is gathered. Four of them sell out: the backfill (like products, then the category's
+    popular ones) fills the shelf, and is kept like the list, so a shelf short on every
+    request does not gather it again each time."""
+    hair = catalog.categories["Hair"]
+    for title in ("Scalp scrub", "Hair clips"):
         catalog.products[title] = Product.objects.create(
-            title=title, slug=title.lower().replace(" ", "-"), category=hair, store=store, price=5, stock=5
-        )
+            title=title, slug=title.lower().replace(" ", "-"), category=hair, store=catalog.stores["Hair"],
+            price=5, stock=5,
+        )  # fmt: skip
     elsewhere = Product.objects.create(
-        title="Silk hair wrap", slug="silk-hair-wrap", category=hair, store=face, price=5, stock=5
+        title="Silk hair wrap",
+        slug="silk-hair-wrap",
+        category=hair,
+        store=catalog.stores["Face"],
+        price=5,
+        stock=5,
     )
-    catalog.products["Silk hair wrap"] = elsewhere
     index_products()
-    for n, title in enumerate(
-        ["Keratin conditioner", "Hair mask repair", "Dry shampoo spray", "Scalp scrub", "Hair clips"]
-    ):
+    pairs = ["Keratin conditioner", "Hair mask repair", "Dry shampoo spray", "Scalp scrub", "Hair clips"]
+    for n, title in enumerate(pairs):
         add_event(catalog, "purchase", "Argan shampoo", session=f"buyer{n}")
         add_event(catalog, "purchase", title, session=f"buyer{n}")
-    add_event(catalog, "purchase", "Silk hair wrap", session="someone")
     refresh_statistics()
+    Product.objects.filter(title__in=pairs[1:]).update(stock=0)
     result = products.bought_together(catalog.id("Argan shampoo"), Audience(), Options(limit=2))
-    assert len(result.ids) == 2
+    assert result.ids == [catalog.id("Keratin conditioner"), str(elsewhere.pk)]
     assert result.items[0][1].source == "co_purchase"
-    assert result.ids[1] == str(elsewhere.pk)
-    # The list is short on every request: its backfill is kept like the list is.
     with CaptureQueriesContext(connection) as captured:
         again = products.bought_together(catalog.id("Argan shampoo"), Audience(), Options(limit=2))
     assert again.ids == result.ids
@@ -202,6 +201,21 @@ def test_bought_together_is_filled_from_other_stores_when_its_pairs_are_one_stor
         "recommendations_productpopularity",
     )
     assert not [q["sql"] for q in captured.captured_queries if any(t in q["sql"] for t in tables)]
+
+
+def test_held_back_pairs_come_before_fallback_products(catalog, settings):
+    """The cap of one per store orders the pairs (one, then the other stores' products of
+    their tier) but does not cut them: all five pairs come before the like products."""
+    settings.RECOMMENDATIONS = {
+        **settings.RECOMMENDATIONS,
+        "SERVING_RULES": {"default": {"max_per_store": 1}},
+    }
+    for n, title in enumerate(["Keratin conditioner", "Hair mask repair", "Dry shampoo spray"]):
+        add_event(catalog, "purchase", "Argan shampoo", session=f"buyer{n}")
+        add_event(catalog, "purchase", title, session=f"buyer{n}")
+    refresh_statistics()
+    result = products.bought_together(catalog.id("Argan shampoo"), Audience(), Options(limit=4))
+    assert [rec.source for _, rec in result.items][:3] == ["co_purchase"] * 3
 
 
 def test_bought_together_without_a_model_falls_back_to_titles_in_the_category(catalog):

@@ -404,15 +404,17 @@ def test_a_list_the_rules_leave_short_is_filled_from_the_backfill(catalog, setti
     backfill.append(Candidate(nails, 4.0, "trending", ""))
     options = Options(limit=4)
 
-    # Two per store: without a backfill, the held-back hair products complete the list.
+    # Two per store: the held-back hair products complete the list, before any backfill.
     hair_ids = [c.product_id for c in hair]
-    assert finalize(Kind.FOR_YOU, hair, Audience(), options).ids == hair_ids
-    filled = finalize(Kind.FOR_YOU, hair, Audience(), options, backfill=lambda: backfill)
-    # After every proposed candidate, whatever their scores; a product already proposed once.
-    assert filled.ids == [hair[0].product_id, hair[1].product_id, face, nails]
-    # Still short after the backfill: the held-back ones come last.
+
+    def unused():
+        raise AssertionError("a list its own candidates fill needs no backfill")
+
+    assert finalize(Kind.FOR_YOU, hair, Audience(), options, backfill=unused).ids == hair_ids
+    # Longer than every proposed candidate: the backfill comes after them, whatever its
+    # scores, and a product already proposed comes once.
     longer = finalize(Kind.FOR_YOU, hair, Audience(), Options(limit=6), backfill=lambda: backfill)
-    assert longer.ids == [*hair_ids[:2], face, nails, *hair_ids[2:]]
+    assert longer.ids == [*hair_ids, face, nails]
     assert [c.tier for c in backfill] == [0, 0, 0]  # the (possibly cached) backfill is not changed
 
     def unused():
@@ -421,9 +423,12 @@ def test_a_list_the_rules_leave_short_is_filled_from_the_backfill(catalog, setti
     assert len(finalize(Kind.FOR_YOU, hair, Audience(), Options(limit=2), backfill=unused).ids) == 2
 
 
-def test_recommended_for_you_is_filled_with_trending_when_the_caps_leave_it_short(catalog, model, settings):
+def test_recommended_for_you_is_filled_with_trending_when_its_own_candidates_run_out(
+    catalog, model, settings
+):
     """The visitor's nearest products are plenty before the rules, so trending is not asked
-    for; one per store leaves three of four, and trending's product of a fourth store fills it."""
+    for; one per store puts one of each store first, the held-back ones follow, and only then
+    trending's product of a fourth store completes the list."""
     settings.RECOMMENDATIONS = {
         **settings.RECOMMENDATIONS,
         "SERVING_RULES": {"default": {"max_per_store": 1}},
@@ -442,8 +447,10 @@ def test_recommended_for_you_is_filled_with_trending_when_the_caps_leave_it_shor
     )
     refresh_statistics()
     add_event(catalog, "view", "Argan shampoo", session="hair")
-    found = products.for_you(Audience(session_id="hair"), Options(limit=4))
-    assert len(found.ids) == 4 and found.ids[-1] == str(gift.pk)
+    found = products.for_you(Audience(session_id="hair"), Options(limit=12))
+    # The eleven other catalogue products, one of each store first, then the gift box.
+    assert len(found.ids) == 12 and found.ids[-1] == str(gift.pk)
+    assert len({catalog.products[t].store_id for t in catalog.titles(found.ids[:3])}) == 3
     assert [recommendation.source for _, recommendation in found.cards()][-1] == "trending"
 
 
