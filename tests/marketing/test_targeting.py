@@ -1,6 +1,7 @@
 """Each targeting rule picks the planted users (see conftest.py for who did what)."""
 
 import datetime as dt
+import importlib
 
 import pytest
 from django.contrib.auth import get_user_model
@@ -341,3 +342,34 @@ def test_for_me_rules_caps_windows_and_member_benefits(shop):
     tea_lover = {m.campaign for m in campaigns_for(Audience(user=shop.users["tea_lover"]), limit=10)}
     assert tea_lover == {members_only}
     assert campaigns_for(Audience(session_id="someone"), limit=10) == []
+
+
+def test_the_migration_removes_min_scores_of_the_old_scale(shop):
+    """Saved before min_score was 0-1: 3.0 (the storefront's old raw scores) and a member
+    benefit's threshold no longer parse, and would hide the campaign and refuse every edit."""
+    from django.apps import apps as django_apps
+
+    migration = importlib.import_module("recommendations.migrations.0021_campaign_min_score_on_one_scale")
+    old = Campaign.objects.create(name="Old scale", category_names=["Tea"])
+    kept = Campaign.objects.create(
+        name="New scale", category_names=["Tea"], audience_rules={"min_score": 0.4}
+    )
+    benefit = Campaign.objects.create(
+        name="Members", kind=CampaignKind.MEMBER_BENEFIT, audience_rules={"rfm_segments": ["loyal_high_spender"]}
+    )
+    Campaign.objects.filter(pk=old.pk).update(audience_rules={"min_score": 3.0, "logged_in_only": True})
+    Campaign.objects.filter(pk=benefit.pk).update(
+        audience_rules={"rfm_segments": ["loyal_high_spender"], "min_score": 0.5}
+    )
+
+    migration.drop_unusable_min_scores(django_apps, None)
+
+    rules = dict(Campaign.objects.values_list("name", "audience_rules"))
+    assert rules == {
+        "Old scale": {"logged_in_only": True},
+        "New scale": {"min_score": 0.4},
+        "Members": {"rfm_segments": ["loyal_high_spender"]},
+    }
+    for campaign in Campaign.objects.all():
+        campaign.is_active = False
+        campaign.full_clean()  # each can be edited (and switched off) again
