@@ -355,7 +355,9 @@ def test_the_migration_removes_min_scores_of_the_old_scale(shop):
         name="New scale", category_names=["Tea"], audience_rules={"min_score": 0.4}
     )
     benefit = Campaign.objects.create(
-        name="Members", kind=CampaignKind.MEMBER_BENEFIT, audience_rules={"rfm_segments": ["loyal_high_spender"]}
+        name="Members",
+        kind=CampaignKind.MEMBER_BENEFIT,
+        audience_rules={"rfm_segments": ["loyal_high_spender"]},
     )
     Campaign.objects.filter(pk=old.pk).update(audience_rules={"min_score": 3.0, "logged_in_only": True})
     Campaign.objects.filter(pk=benefit.pk).update(
