@@ -351,9 +351,7 @@ def test_the_migration_removes_min_scores_of_the_old_scale(shop):
 
     migration = importlib.import_module("recommendations.migrations.0021_campaign_min_score_on_one_scale")
     old = Campaign.objects.create(name="Old scale", category_names=["Tea"])
-    kept = Campaign.objects.create(
-        name="New scale", category_names=["Tea"], audience_rules={"min_score": 0.4}
-    )
+    Campaign.objects.create(name="New scale", category_names=["Tea"], audience_rules={"min_score": 0.4})
     benefit = Campaign.objects.create(
         name="Members",
         kind=CampaignKind.MEMBER_BENEFIT,
