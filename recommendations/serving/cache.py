@@ -81,22 +81,14 @@ def many_from_cache(
     """`from_cache` for several values at once (your key -> the cache's key): one read and one
     write of Django's cache, and one `compute(missing)` for those absent, which must answer
     each of them (None reads as absent: cache a value that says "nothing" instead)."""
-    try:
-        stored = caches[alias].get_many(list(keys.values()))
-    except Exception as error:  # as _read_shared
-        logger.warning(
-            "Django's cache could not be read (%s: %s); computing instead", type(error).__name__, error
-        )
-        stored = {}
+    digests = list(keys.values())
+    stored = _shared(lambda: caches[alias].get_many(digests), "read", {})
     values = {k: stored[key] for k, key in keys.items() if stored.get(key) is not None}
     missing = [k for k in keys if k not in values]
     if missing:
         computed = compute(missing)
         values.update((k, computed[k]) for k in missing)
-        try:
-            caches[alias].set_many({keys[k]: computed[k] for k in missing}, seconds)
-        except Exception as error:
-            logger.warning("Django's cache could not be written (%s: %s)", type(error).__name__, error)
+        _shared(lambda: caches[alias].set_many({keys[k]: computed[k] for k in missing}, seconds), "written")
     return values
 
 
@@ -104,22 +96,23 @@ def _digest(prefix: str, key: Hashable) -> str:
     return prefix + hashlib.blake2b(repr(key).encode(), digest_size=16).hexdigest()
 
 
+def _shared(operation: Callable[[], T], done: str, failed: T = None) -> T:
+    """Django's cache `operation`, or `failed` when the cache is down (logged): a cache outage
+    slows answers down rather than failing them. `done` says what failed ("read", "written")."""
+    try:
+        return operation()
+    except Exception as error:  # the cache backend's own errors (redis, pymemcache) vary
+        logger.warning("Django's cache could not be %s (%s: %s)", done, type(error).__name__, error)
+        return failed
+
+
 def _read_shared(digest: str, alias: str) -> Any:
     """The value for `digest` in Django's cache `alias`; None when absent or the cache is down."""
-    try:
-        return caches[alias].get(digest)
-    except Exception as error:  # the cache backend's own errors (redis, pymemcache) vary
-        logger.warning(
-            "Django's cache could not be read (%s: %s); computing instead", type(error).__name__, error
-        )
-        return None
+    return _shared(lambda: caches[alias].get(digest), "read")
 
 
 def _write_shared(digest: str, value: Any, seconds: float, alias: str) -> None:
-    try:
-        caches[alias].set(digest, value, seconds)
-    except Exception as error:
-        logger.warning("Django's cache could not be written (%s: %s)", type(error).__name__, error)
+    _shared(lambda: caches[alias].set(digest, value, seconds), "written")
 
 
 class ProcessCache:
