@@ -14,10 +14,12 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from django.contrib.postgres.search import SearchQuery, SearchRank, TrigramWordSimilarity
-from django.db.models import F
+from django.db import connection, transaction
+from django.db.models import F, QuerySet
 
 from recommendations.models import ModelVersion, ProductDocument
 from recommendations.models.search import TEXT_SEARCH_CONFIG
@@ -42,6 +44,9 @@ NEGATED = re.compile(r'(?:^|\s)-+("[^"]*"|[^\s"]+)')
 # A near match's share of its similarity when the query has exact hits too: below the
 # semantic neighbours (whose weight is WEIGHTS["semantic"]), above nothing.
 NEAR_SHARE_BESIDE_EXACT = 0.1
+# The word similarity a title needs when nothing matches the query's words (pg_trgm's
+# default, 0.6, misses common typos: "cutcle" is 0.5 like "Cuticle oil").
+TYPO_WORD_SIMILARITY = 0.45
 # How each candidate relates to the words of the query.
 EXACT, NEAR, RELATED = 2, 1, 0
 
@@ -82,19 +87,33 @@ def keyword_hits(query: str, k: int = KEYWORD_POOL) -> tuple[dict[str, float], d
     }
     near: dict[str, float] = {}
     if len(exact) < k:
-        rows = (
+        similar_titles = (
             ProductDocument.objects.filter(title__trigram_word_similar=query)
             .exclude(product_id__in=list(exact))
             .annotate(similarity=TrigramWordSimilarity(query, "title"))
             .order_by("-similarity", "product_id")
             .values_list("product_id", "similarity")[: k - len(exact)]
         )
+        # Nothing matched: a typo ("cutcle", "polsh") is all there is to go on, so take
+        # spellings further off than pg_trgm's default cut-off (0.6) lets through.
+        rows = list(similar_titles) if exact else _with_word_similarity(TYPO_WORD_SIMILARITY, similar_titles)
         share = NEAR_SHARE_BESIDE_EXACT if exact else 0.5
         near = {pid: float(similarity) * share for pid, similarity in rows}
         # Trigrams know no NOT: "shampoo -dry" is near "Dry shampoo spray".
         for pid in negated_hits(query, list(near)):
             del near[pid]
     return exact, near
+
+
+def _with_word_similarity(threshold: float, rows: QuerySet) -> list[Any]:
+    """`rows`, read with pg_trgm's word-similarity cut-off (what `%>` and the title index
+    test) at `threshold` for this read alone."""
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("SELECT set_config('pg_trgm.word_similarity_threshold', %s, true)", [str(threshold)])
+        found = list(rows)
+        # LOCAL lasts to the end of the outermost transaction, which may be the request's.
+        cursor.execute("SET LOCAL pg_trgm.word_similarity_threshold TO DEFAULT")
+    return found
 
 
 def negated_hits(query: str, product_ids: list[str]) -> set[str]:

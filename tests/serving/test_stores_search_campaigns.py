@@ -115,6 +115,11 @@ def test_search_full_text_and_typos(catalog):
     assert set(found("serum")) == {"Retinol night serum", "Vitamin C serum"}
     assert set(found("serums")) == {"Retinol night serum", "Vitamin C serum"}  # stemming
     assert "Retinol night serum" in found("retinl")  # typo
+    # Typos further off than pg_trgm's default cut-off, when nothing matches the words.
+    assert found("cutcle") == ["Cuticle oil"] and found("polsh") == ["Red nail polish"]
+    with connection.cursor() as cursor:  # the lower cut-off was for those reads alone
+        cursor.execute("SHOW pg_trgm.word_similarity_threshold")
+        assert cursor.fetchone()[0] == "0.6"
     assert found("nail polish")[0] == "Red nail polish"
     assert found("zzzz qqqq") == []
     # "-" is web search's NOT; PostgreSQL nests repeated ones, and about thirty overflowed it.
