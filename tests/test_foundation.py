@@ -240,7 +240,7 @@ def test_embedded_shared_buffers_is_a_quarter_of_memory_within_bounds_or_as_conf
         shared_buffers("lots")
 
 
-def test_migrate_on_a_fresh_embedded_server_creates_the_vector_extension(tmp_path):
+def test_migrate_on_a_fresh_embedded_server_creates_the_extensions(tmp_path):
     env = {
         "EMBEDDED_POSTGRES_DIR": str(tmp_path / "pg"),
         "EMBEDDED_POSTGRES_DB": "fresh",
@@ -250,7 +250,7 @@ def test_migrate_on_a_fresh_embedded_server_creates_the_vector_extension(tmp_pat
         migrate = run_manage("migrate", "--no-input", **env)
         assert migrate.returncode == 0, migrate.stderr
         shell = run_manage("dbshell", "--", "-Atc", "SELECT extname FROM pg_extension ORDER BY 1", **env)
-        assert shell.stdout.split() == ["pg_trgm", "plpgsql", "vector"]
+        assert shell.stdout.split() == ["pg_trgm", "plpgsql", "unaccent", "vector"]
         # The fresh server was restarted with its buffer cache sized as configured.
         shell = run_manage("dbshell", "--", "-Atc", "SHOW shared_buffers", **env)
         assert shell.stdout.strip() == "192MB"

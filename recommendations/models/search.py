@@ -15,8 +15,10 @@ from django.db import models
 from django.db.models.functions import Coalesce
 
 # The text search configuration is frozen into the generated column; changing it needs a
-# migration, so it is a constant here rather than a setting.
-TEXT_SEARCH_CONFIG = "english"
+# migration, so it is a constant here rather than a setting. It is PostgreSQL's "english" with
+# accents folded first (the `unaccent` dictionary, migration 0022), so "cafe" finds "Café"
+# and "crème" finds "creme".
+TEXT_SEARCH_CONFIG = "recommendations_english"
 
 
 class ProductDocument(models.Model):

@@ -129,6 +129,16 @@ def test_search_full_text_and_typos(catalog):
         search.search("   ", Audience(), Options())
 
 
+def test_search_folds_accents_both_ways(catalog):
+    balm = catalog.id("Hydrating face cream")
+    Product.objects.filter(pk=balm).update(title="Hydrating crème brûlée balm")
+    index_products()
+    first = lambda q: search.search(q, Audience(), Options()).ids[0]  # noqa: E731
+    assert first("creme brulee") == balm
+    assert first("CRÈME") == balm
+    assert first("vitámin") == catalog.id("Vitamin C serum")
+
+
 def test_search_adds_semantic_matches_and_personalises(catalog, model):
     bob = catalog.titles(search.search("shampoo", Audience(session_id="bob"), Options(explain=True)).ids)
     # The two keyword matches first, then hair products that do not say "shampoo".
