@@ -69,9 +69,12 @@ class ProgressBar:
         if stage != self.stage or self.bar is None:
             self.close()
             self.stage = stage
-            self.bar = tqdm(total=total, desc=stage, file=self.stream, leave=False, dynamic_ncols=True)
-        self.bar.n = done
-        self.bar.refresh()
+            self.bar = tqdm(
+                total=total, initial=done, desc=stage, file=self.stream, leave=False, dynamic_ncols=True
+            )
+        else:
+            # tqdm's update() redraws at most every 0.1 s: a log file gets a few lines, not one per batch.
+            self.bar.update(done - self.bar.n)
 
     def write(self, line: str) -> None:
         """Print a line without breaking the bar (per-epoch log lines)."""

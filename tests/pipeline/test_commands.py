@@ -14,6 +14,7 @@ from django.db import connection
 from recommendations import artifacts, pipeline
 from recommendations.locks import advisory_lock
 from recommendations.models import ModelStatus, ModelVersion
+from recommendations.progress import ProgressBar
 from recommendations.vectors import indexes, queries
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -166,3 +167,17 @@ def test_a_training_stopped_by_sigterm_is_marked_failed_and_changes_nothing(comm
     assert f"Interrupted: model version {version.pk} is marked failed" in output
     assert "Traceback" not in output
     assert version.status == ModelStatus.FAILED and queries.active_version(fresh=True) is None
+
+
+def test_a_progress_bar_starts_each_stage_once_and_draws_a_few_lines_not_one_per_batch():
+    out = StringIO()
+    bar = ProgressBar(out)
+    for done in range(1001):
+        bar("Writing vectors", done, 1000)
+    bar("Indexing", 0, 3)
+    bar.close()
+    drawn = [line for line in out.getvalue().split("\r") if line.strip()]
+    starts = [line for line in drawn if " 0%" in line]
+    assert [line.split(":")[0] for line in starts] == ["Writing vectors", "Indexing"]
+    # A log file (no terminal) gets a few lines, not one per batch.
+    assert len(drawn) < 20
