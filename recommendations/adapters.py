@@ -153,6 +153,10 @@ class BaseAdapter:
         """The engine stores host primary keys as strings, so int and UUID keys both work."""
         return str(pk)
 
+    def by_keys(self, keys: Iterable[str]) -> models.QuerySet:
+        """The objects with these engine keys (string primary keys)."""
+        return self.model._default_manager.filter(pk__in=list(keys))
+
     def keys_by_source_id(self, source_ids: Iterable[str]) -> dict[str, str]:
         """Engine keys of the objects with these source ids (those that exist), by source id."""
         if not self.source_id_field:
@@ -278,10 +282,6 @@ class ProductAdapter(BaseAdapter):
 
     def available_queryset(self) -> models.QuerySet:
         return self.index_queryset().filter(self.available_q())
-
-    def by_keys(self, keys: Iterable[str]) -> models.QuerySet:
-        """Products with these engine keys (string primary keys)."""
-        return self.model._default_manager.filter(pk__in=list(keys))
 
 
 class StoreAdapter(BaseAdapter):

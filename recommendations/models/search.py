@@ -28,11 +28,16 @@ class ProductDocument(models.Model):
     brand = models.CharField(max_length=200, blank=True)
     categories = ArrayField(models.CharField(max_length=200), default=list, blank=True)
     store_id = models.CharField(max_length=64, blank=True)
+    # The category path and the store's name as words, so that "Bedding" or a store's name
+    # finds its products (an array cannot be in the generated column: array_to_string() is
+    # not immutable).
+    placement = models.TextField(blank=True)
     price = models.FloatField(null=True, blank=True)
     created_at = models.DateTimeField(null=True, blank=True)
     search_vector = models.GeneratedField(
         expression=SearchVector("title", weight="A", config=TEXT_SEARCH_CONFIG)
         + SearchVector(Coalesce("brand", models.Value("")), weight="B", config=TEXT_SEARCH_CONFIG)
+        + SearchVector("placement", weight="B", config=TEXT_SEARCH_CONFIG)
         + SearchVector("text", weight="C", config=TEXT_SEARCH_CONFIG),
         output_field=SearchVectorField(),
         db_persist=True,

@@ -15,17 +15,27 @@ from collections.abc import Iterable
 from django.db import transaction
 from django.utils import timezone
 
-from recommendations.adapters import ProductRecord, get_product_adapter
+from recommendations.adapters import ProductRecord, get_product_adapter, get_store_adapter
 from recommendations.models import ProductDocument
 from recommendations.progress import Progress
 from recommendations.signal_processors import PendingKeysProcessor
 
 logger = logging.getLogger(__name__)
 BATCH_SIZE = 2000
-UPDATE_FIELDS = ["title", "text", "brand", "categories", "store_id", "price", "created_at", "updated_at"]
+UPDATE_FIELDS = [
+    "title",
+    "text",
+    "brand",
+    "categories",
+    "store_id",
+    "placement",
+    "price",
+    "created_at",
+    "updated_at",
+]
 
 
-def _document(record: ProductRecord) -> ProductDocument:
+def _document(record: ProductRecord, store_names: dict[str, str]) -> ProductDocument:
     return ProductDocument(
         product_id=record.id,
         title=record.title[:500],
@@ -33,6 +43,7 @@ def _document(record: ProductRecord) -> ProductDocument:
         brand=record.brand[:200],
         categories=[c[:200] for c in record.category_path],
         store_id=record.store_id or "",
+        placement=" ".join([*record.category_path, store_names.get(record.store_id or "", "")]).strip(),
         price=record.price,
         created_at=record.created_at,
     )
@@ -55,15 +66,16 @@ def index_products(keys: Iterable[str] | None = None, progress: Progress | None 
         queryset = queryset.filter(pk__in=list(wanted))
     total = queryset.count()
     seen: set[str] = set()
-    batch: list[ProductDocument] = []
+    batch: list[ProductRecord] = []
+    store_names: dict[str, str] = {}
     for record in adapter.records(queryset):
-        batch.append(_document(record))
+        batch.append(record)
         seen.add(record.id)
         if len(batch) >= BATCH_SIZE:
-            _write(batch)
+            _write(batch, store_names)
             batch = []
             progress("search index", len(seen), total)
-    _write(batch)
+    _write(batch, store_names)
     progress("search index", len(seen), total)
     if wanted is None:  # every document written now has a newer `updated_at`
         stale = ProductDocument.objects.filter(updated_at__lt=since)
@@ -79,13 +91,25 @@ def index_products(keys: Iterable[str] | None = None, progress: Progress | None 
     return len(seen)
 
 
-def _write(batch: list[ProductDocument]) -> None:
+def _write(batch: list[ProductRecord], store_names: dict[str, str]) -> None:
+    """Upsert the batch's documents; `store_names` keeps the names read so far (one read per
+    store however many batches it has products in)."""
     if not batch:
         return
+    _read_store_names({r.store_id for r in batch if r.store_id} - store_names.keys(), store_names)
+    documents = [_document(record, store_names) for record in batch]
     with transaction.atomic():
         ProductDocument.objects.bulk_create(
-            batch, update_conflicts=True, unique_fields=["product_id"], update_fields=UPDATE_FIELDS
+            documents, update_conflicts=True, unique_fields=["product_id"], update_fields=UPDATE_FIELDS
         )
+
+
+def _read_store_names(store_ids: set[str], into: dict[str, str]) -> None:
+    adapter = get_store_adapter()
+    if adapter is None or not store_ids:
+        return
+    into.update({store_id: "" for store_id in store_ids})  # a store the host no longer has
+    into.update({store.id: store.name for store in adapter.records(adapter.by_keys(store_ids))})
 
 
 class SearchIndexProcessor(PendingKeysProcessor):

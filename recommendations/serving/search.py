@@ -13,14 +13,21 @@ Without an active model the answer is keyword relevance alone.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from django.contrib.postgres.search import SearchQuery, SearchRank, TrigramWordSimilarity
+from django.contrib.postgres.search import (
+    SearchQuery,
+    SearchRank,
+    TrigramStrictWordSimilarity,
+    TrigramWordSimilarity,
+)
 from django.db import connection, transaction
 from django.db.models import F, QuerySet
 
+from recommendations.adapters import get_product_adapter
 from recommendations.models import ModelVersion, ProductDocument
 from recommendations.models.search import TEXT_SEARCH_CONFIG
 from recommendations.serving import variants
@@ -41,12 +48,22 @@ WEIGHTS = {"keyword": 0.6, "semantic": 0.25, "taste": 0.15}
 REPEATED_NOT = re.compile(r"-[\s-]*-")
 # A word or quoted phrase the query excludes (web search's "-word", '-"two words"').
 NEGATED = re.compile(r'(?:^|\s)-+("[^"]*"|[^\s"]+)')
-# A near match's share of its similarity when the query has exact hits too: below the
-# semantic neighbours (whose weight is WEIGHTS["semantic"]), above nothing.
+# What a near match scores (exact hits score 0.5 to 1): a typo, when nothing that can be shown
+# matches the query's words, half its word similarity; beside exact hits, a respelling of a
+# word ("moisturizer" and "Moisturiser": strict word similarity at least RESPELLING) from
+# RESPELLING_SCORE up to the weakest exact hit, above what the meaning alone finds
+# (0.6 x 0.45 > WEIGHTS["semantic"]); a longer word that starts with a word of the query
+# ("tea" and "teaser", "argan" and "Argano") a tenth of its similarity, below the meaning.
+NEAR_SHARE = 0.5
 NEAR_SHARE_BESIDE_EXACT = 0.1
+RESPELLING = 0.5
+RESPELLING_SCORE = 0.45
 # The word similarity a title needs when nothing matches the query's words (pg_trgm's
-# default, 0.6, misses common typos: "cutcle" is 0.5 like "Cuticle oil").
+# default, 0.6, misses common typos: "cutcle" is 0.5 like "Cuticle oil"), for a query with a
+# word of TYPO_MIN_LETTERS or more: a short word shares half its trigrams with any word of
+# the same first two letters ("rug" and "Running").
 TYPO_WORD_SIMILARITY = 0.45
+TYPO_MIN_LETTERS = 5
 # How each candidate relates to the words of the query.
 EXACT, NEAR, RELATED = 2, 1, 0
 
@@ -70,39 +87,76 @@ def keyword_hits(query: str, k: int = KEYWORD_POOL) -> tuple[dict[str, float], d
     """Products matching the words, and products nearly matching them: (id -> relevance in
     0..1) each, exact hits scoring above near ones.
 
-    Full-text search first (GIN index, stemmed words). Only when it finds fewer than k products
-    does trigram word similarity on titles (GIN index) add near matches: typos cost the
-    second query, correctly spelled queries do not. A near match is what a typo needs when
-    nothing matches; beside exact hits it is a longer word sharing letters ("tea" and
-    "teaser"), so it then scores below what the query's meaning finds too.
+    Full-text search first (GIN index, stemmed words; title, then brand, category path and
+    store name, then description). Only when it finds fewer than k products does trigram word
+    similarity on titles (GIN index) add near matches: typos cost the second query, correctly
+    spelled queries do not. A near match is what a typo needs when nothing that can be shown
+    matches; beside exact hits it is a respelling of a word or a longer word sharing letters
+    ("tea" and "teaser"), which then scores below what the query's meaning finds too.
     """
     search_query = _search_query(query)
-    # ts_rank with normalization 32 lies in [0, 1).
-    exact = {
-        pid: 0.5 + float(rank) / 2
-        for pid, rank in ProductDocument.objects.filter(search_vector=search_query)
+    ranked = list(
+        ProductDocument.objects.filter(search_vector=search_query)
         .annotate(rank=SearchRank(F("search_vector"), search_query, normalization=32))
         .order_by("-rank", "product_id")
         .values_list("product_id", "rank")[:k]
-    }
+    )
+    # Relative to the best hit, so a title match stays well ahead of a word in a description
+    # (ts_rank with normalization 32 squeezes both into [0, 1)).
+    best = max((float(rank) for _, rank in ranked), default=0.0) or 1.0
+    exact = {pid: 0.5 + float(rank) / best / 2 for pid, rank in ranked}
     near: dict[str, float] = {}
     if len(exact) < k:
         similar_titles = (
             ProductDocument.objects.filter(title__trigram_word_similar=query)
             .exclude(product_id__in=list(exact))
-            .annotate(similarity=TrigramWordSimilarity(query, "title"))
+            .annotate(
+                similarity=TrigramWordSimilarity(query, "title"),
+                strict=TrigramStrictWordSimilarity(query, "title"),
+            )
             .order_by("-similarity", "product_id")
-            .values_list("product_id", "similarity")[: k - len(exact)]
+            .values_list("product_id", "similarity", "strict", "title")[: k - len(exact)]
         )
-        # Nothing matched: a typo ("cutcle", "polsh") is all there is to go on, so take
-        # spellings further off than pg_trgm's default cut-off (0.6) lets through.
-        rows = list(similar_titles) if exact else _with_word_similarity(TYPO_WORD_SIMILARITY, similar_titles)
-        share = NEAR_SHARE_BESIDE_EXACT if exact else 0.5
-        near = {pid: float(similarity) * share for pid, similarity in rows}
+        # Sold-out exact hits still lend the query their meaning, but cannot answer it.
+        answered = _any_available(exact)
+        if answered or max(map(len, query.split())) < TYPO_MIN_LETTERS:
+            rows = list(similar_titles)
+        else:
+            # A typo ("cutcle", "polsh") is all there is to go on, so take spellings further
+            # off than pg_trgm's default cut-off (0.6) lets through.
+            rows = _with_word_similarity(TYPO_WORD_SIMILARITY, similar_titles)
+        words = query.lower().split()
+        near = {
+            pid: _near_score(float(similarity), answered, _respells(title, strict, words))
+            for pid, similarity, strict, title in rows
+        }
         # Trigrams know no NOT: "shampoo -dry" is near "Dry shampoo spray".
         for pid in negated_hits(query, list(near)):
             del near[pid]
     return exact, near
+
+
+def _near_score(similarity: float, answered: bool, respelling: bool) -> float:
+    if not answered:
+        return similarity * NEAR_SHARE
+    if respelling:
+        return RESPELLING_SCORE + similarity * (0.5 - RESPELLING_SCORE)
+    return similarity * NEAR_SHARE_BESIDE_EXACT
+
+
+def _respells(title: str, strict_similarity: float, query_words: list[str]) -> bool:
+    """Whether a title near the query spells one of its words another way, rather than
+    holding a longer word that starts with one."""
+    if strict_similarity < RESPELLING:
+        return False
+    title_words = title.lower().split()
+    return not any(t.startswith(q) and t != q for t in title_words for q in query_words)
+
+
+def _any_available(product_ids: Iterable[str]) -> bool:
+    """Whether any of these products may be shown now (active and in stock)."""
+    keys = list(product_ids)
+    return bool(keys) and get_product_adapter().available_queryset().filter(pk__in=keys).exists()
 
 
 def _with_word_similarity(threshold: float, rows: QuerySet) -> list[Any]:

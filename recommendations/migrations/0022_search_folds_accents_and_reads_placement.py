@@ -1,4 +1,7 @@
-"""Search folds accents: "cafe" finds "Café" and "crème" finds "creme".
+"""Search folds accents ("cafe" finds "Café", "crème" finds "creme") and reads where a product
+is placed: its category path and its store's name, so "Bedding" or a store's name finds its
+products. The categories already indexed fill `placement` in here; the stores' names follow
+at the next `refresh_serving` (or the product's next save).
 
 A text search configuration, `recommendations_english`, is PostgreSQL's "english" with the
 `unaccent` dictionary in front of the stemmer for words with non-ASCII letters. PostgreSQL
@@ -21,6 +24,7 @@ def search_vector(config: str) -> models.GeneratedField:
         db_persist=True,
         expression=search.SearchVector("title", config=config, weight="A")
         + search.SearchVector(Coalesce("brand", models.Value("")), config=config, weight="B")
+        + search.SearchVector("placement", config=config, weight="B")
         + search.SearchVector("text", config=config, weight="C"),
         output_field=search.SearchVectorField(),
     )
@@ -43,7 +47,14 @@ class Migration(migrations.Migration):
         ),
         migrations.RemoveIndex(model_name="productdocument", name="rec_doc_search"),
         migrations.RemoveField(model_name="productdocument", name="search_vector"),
+        migrations.AddField(
+            model_name="productdocument", name="placement", field=models.TextField(blank=True)
+        ),
         migrations.AddField(model_name="productdocument", name="search_vector", field=search_vector(CONFIG)),
+        migrations.RunSQL(
+            "UPDATE recommendations_productdocument SET placement = array_to_string(categories, ' ')",
+            reverse_sql=migrations.RunSQL.noop,
+        ),
         migrations.AddIndex(
             model_name="productdocument",
             index=django.contrib.postgres.indexes.GinIndex(fields=["search_vector"], name="rec_doc_search"),
