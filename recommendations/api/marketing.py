@@ -187,7 +187,9 @@ class CampaignMatchSerializer(serializers.Serializer):
     kind = serializers.CharField(source="campaign.kind")
     discount_text = serializers.CharField(source="campaign.discount_text")
     link_url = serializers.CharField(source="campaign.href", help_text='"#" when the campaign has no link.')
-    ends_at = serializers.DateTimeField(source="campaign.ends_at")
+    ends_at = serializers.DateTimeField(
+        source="campaign.ends_at", allow_null=True, help_text="null: no end date."
+    )
     score = serializers.FloatField()
     reason = serializers.CharField()
     method = serializers.CharField()
@@ -197,6 +199,10 @@ class CampaignMatchSerializer(serializers.Serializer):
         return list(match.product_ids[:MAX_FOR_ME])
 
 
+class CampaignMatchListSerializer(serializers.Serializer):
+    results = CampaignMatchSerializer(many=True)
+
+
 class CampaignsForMeView(ApiView):
     permission_classes = [CanReadRecommendations]
 
@@ -204,7 +210,7 @@ class CampaignsForMeView(ApiView):
         summary="Campaigns for the visitor",
         parameters=[ForMeParamsSerializer],
         responses={
-            200: CampaignMatchSerializer(many=True),
+            200: CampaignMatchListSerializer,
             400: OpenApiResponse(description="Bad parameters."),
             403: OpenApiResponse(description="Another user's campaigns without permission."),
             **AUTH_AND_RATE_ERRORS,
@@ -215,7 +221,7 @@ class CampaignsForMeView(ApiView):
         params.is_valid(raise_exception=True)
         audience = resolve_audience(request, params.validated_data)
         matches = campaigns_for(audience, limit=params.validated_data["limit"])
-        return Response({"results": CampaignMatchSerializer(matches, many=True).data})
+        return Response(CampaignMatchListSerializer({"results": matches}).data)
 
 
 class AudienceCSVRenderer(renderers.BaseRenderer):
