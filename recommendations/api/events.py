@@ -22,7 +22,7 @@ from rest_framework.views import APIView
 
 from recommendations.api.authentication import ApiKeyAuthentication, CsrfSessionAuthentication
 from recommendations.api.permissions import HasScope, IsBrowserSession
-from recommendations.api.schema import AUTH_AND_RATE_ERRORS
+from recommendations.api.schema import error_responses
 from recommendations.api.throttles import ApiRateThrottle
 from recommendations.conf import rec_settings
 from recommendations.events.ingestion import ingest
@@ -166,9 +166,9 @@ class EventBatchView(APIView):
         responses={
             200: EventBatchResultSchema,
             400: OpenApiResponse(EventBatchErrorSchema, description="Invalid JSON or invalid events."),
-            403: OpenApiResponse(description="Missing scope or failed CSRF check."),
-            413: OpenApiResponse(description="Body larger than the byte cap."),
-            **AUTH_AND_RATE_ERRORS,
+            **error_responses(
+                {403: "Missing scope or failed CSRF check.", 413: "Body larger than the byte cap."}
+            ),
         },
         examples=[
             OpenApiExample(

@@ -15,13 +15,15 @@ from __future__ import annotations
 
 import copy
 import io
+from collections.abc import Callable
 from typing import Any
 
 from django.core.exceptions import NON_FIELD_ERRORS, ImproperlyConfigured
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import transaction
 from django.shortcuts import get_object_or_404
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import exceptions, renderers, serializers, viewsets
 from rest_framework.decorators import action
 from rest_framework.request import Request
@@ -33,7 +35,7 @@ from recommendations.api.audience import resolve_audience
 from recommendations.api.authentication import ApiKeyAuthentication, CsrfSessionAuthentication
 from recommendations.api.permissions import CanReadRecommendations, StaffOrScope
 from recommendations.api.recommendation_serializers import QueryParamsSerializer
-from recommendations.api.schema import AUTH_AND_RATE_ERRORS
+from recommendations.api.schema import error_responses
 from recommendations.api.throttles import ApiRateThrottle
 from recommendations.experiments import lifecycle
 from recommendations.experiments.results import METRICS, ExperimentResults, experiment_results
@@ -48,6 +50,8 @@ AUDIENCES_SCOPE = Scope.AUDIENCES_READ.value
 MAX_FOR_ME = 20
 DEFAULT_AUDIENCE_ROWS = 100
 MAX_AUDIENCE_ROWS = 10_000
+NO_SUCH_ID = "No object with this id."
+NOT_JSON = "The body is neither JSON nor a form: send Content-Type: application/json."
 
 
 def _django_errors(exc: DjangoValidationError) -> Any:
@@ -187,7 +191,9 @@ class CampaignMatchSerializer(serializers.Serializer):
     kind = serializers.CharField(source="campaign.kind")
     discount_text = serializers.CharField(source="campaign.discount_text")
     link_url = serializers.CharField(source="campaign.href", help_text='"#" when the campaign has no link.')
-    ends_at = serializers.DateTimeField(source="campaign.ends_at")
+    ends_at = serializers.DateTimeField(
+        source="campaign.ends_at", allow_null=True, help_text="null: no end date."
+    )
     score = serializers.FloatField()
     reason = serializers.CharField()
     method = serializers.CharField()
@@ -197,6 +203,10 @@ class CampaignMatchSerializer(serializers.Serializer):
         return list(match.product_ids[:MAX_FOR_ME])
 
 
+class CampaignMatchListSerializer(serializers.Serializer):
+    results = CampaignMatchSerializer(many=True)
+
+
 class CampaignsForMeView(ApiView):
     permission_classes = [CanReadRecommendations]
 
@@ -204,10 +214,15 @@ class CampaignsForMeView(ApiView):
         summary="Campaigns for the visitor",
         parameters=[ForMeParamsSerializer],
         responses={
-            200: CampaignMatchSerializer(many=True),
-            400: OpenApiResponse(description="Bad parameters."),
-            403: OpenApiResponse(description="Another user's campaigns without permission."),
-            **AUTH_AND_RATE_ERRORS,
+            200: CampaignMatchListSerializer,
+            **error_responses(
+                {
+                    400: "Bad parameters, each listed with what to send.",
+                    403: "Another user's campaigns without permission, or an API key without "
+                    "recommendations:read.",
+                    404: "Unknown user.",
+                }
+            ),
         },
     )
     def get(self, request: Request) -> Response:
@@ -215,7 +230,7 @@ class CampaignsForMeView(ApiView):
         params.is_valid(raise_exception=True)
         audience = resolve_audience(request, params.validated_data)
         matches = campaigns_for(audience, limit=params.validated_data["limit"])
-        return Response({"results": CampaignMatchSerializer(matches, many=True).data})
+        return Response(CampaignMatchListSerializer({"results": matches}).data)
 
 
 class AudienceCSVRenderer(renderers.BaseRenderer):
@@ -251,6 +266,39 @@ class AudienceParamsSerializer(QueryParamsSerializer):
     format = serializers.ChoiceField(choices=["json", "csv", "api"], required=False)
 
 
+class AudienceMemberSerializer(serializers.Serializer):
+    user_id = serializers.IntegerField()
+    username = serializers.CharField()
+    email = serializers.CharField()
+    score = serializers.FloatField(help_text="How engaged: the best first.")
+
+
+class AudienceSerializer(serializers.Serializer):
+    """Documents the JSON audience (the view builds it); CSV has the `results` rows alone."""
+
+    campaign = serializers.IntegerField()
+    source = serializers.CharField(help_text='"segment" (saved) or "live" (computed now).')
+    segment = serializers.IntegerField(
+        allow_null=True, help_text="The saved segment; null when computed now."
+    )
+    method = serializers.CharField(help_text="How the audience was chosen: rfm, affinity or vectors.")
+    refreshed_at = serializers.DateTimeField(allow_null=True, help_text="When the segment was saved.")
+    count = serializers.IntegerField()
+    results = AudienceMemberSerializer(many=True)
+
+
+def _json_or_csv(responses: dict[int, Any]) -> dict[tuple[int, str], Any]:
+    """The audience's answers as JSON, each also as CSV (an error as one `error` column)."""
+    return {
+        key: answer
+        for status, response in responses.items()
+        for key, answer in (
+            ((status, "application/json"), response),
+            ((status, "text/csv"), OpenApiTypes.STR),
+        )
+    }
+
+
 class CampaignAudienceView(ApiView):
     permission_classes = [StaffOrScope]
     required_scopes = (AUDIENCES_SCOPE,)
@@ -259,14 +307,22 @@ class CampaignAudienceView(ApiView):
     @extend_schema(
         summary="Who a campaign should reach",
         parameters=[AudienceParamsSerializer],
-        responses={
-            200: OpenApiResponse(description="The latest saved segment, else the audience computed now."),
-            400: OpenApiResponse(
-                description="The campaign targets nothing: add products, categories or stores."
-            ),
-            403: OpenApiResponse(description=f"Not staff, and no API key with {AUDIENCES_SCOPE}."),
-            **AUTH_AND_RATE_ERRORS,
-        },
+        responses=_json_or_csv(
+            {
+                200: OpenApiResponse(
+                    AudienceSerializer,
+                    description="The latest saved segment, else the audience computed now.",
+                ),
+                **error_responses(
+                    {
+                        400: "Bad parameters, or the campaign targets nothing: add products, "
+                        "categories or stores.",
+                        403: f"Not staff, and no API key with {AUDIENCES_SCOPE}.",
+                        404: "Unknown campaign.",
+                    }
+                ),
+            }
+        ),
     )
     def get(self, request: Request, pk: int) -> Response:
         campaign = get_object_or_404(Campaign, pk=pk)
@@ -296,6 +352,33 @@ class CampaignAudienceView(ApiView):
         )
 
 
+def _model_schema(
+    serializer: type[serializers.Serializer], *, readers: str, delete_refused: str | None = None
+) -> Callable[[type], type]:
+    """The answers of a model viewset's operations, errors included: `readers` may read, staff
+    may change, and `delete_refused` says when deleting is a 400."""
+    read = {403: f"Not {readers}."}
+    staff_only = {403: "Not staff: only staff may change these."}
+    write = {**staff_only, 415: NOT_JSON}
+    invalid = {400: "Bad fields, each listed with what to send, or values the model refuses."}
+    one = {404: NO_SUCH_ID}
+    change = extend_schema(responses={200: serializer, **error_responses({**invalid, **write, **one})})
+    return extend_schema_view(
+        list=extend_schema(responses={200: serializer, **error_responses(read)}),
+        retrieve=extend_schema(responses={200: serializer, **error_responses({**read, **one})}),
+        create=extend_schema(responses={201: serializer, **error_responses({**invalid, **write})}),
+        update=change,
+        partial_update=change,
+        destroy=extend_schema(
+            responses={
+                204: None,
+                **error_responses({**({400: delete_refused} if delete_refused else {}), **staff_only, **one}),
+            }
+        ),
+    )
+
+
+@_model_schema(CampaignSerializer, readers=f"staff, and no API key with {AUDIENCES_SCOPE}")
 class CampaignViewSet(viewsets.ModelViewSet):
     """Campaigns: staff change them; staff and API keys with audiences:read read them."""
 
@@ -305,6 +388,46 @@ class CampaignViewSet(viewsets.ModelViewSet):
     throttle_classes = ApiView.throttle_classes
     permission_classes = [StaffOrScope]
     required_scopes = (AUDIENCES_SCOPE,)
+
+
+class MetricSerializer(serializers.Serializer):
+    """One metric of a variant; null where there is no data yet (or, for the control, no comparison)."""
+
+    value = serializers.FloatField(allow_null=True)
+    interval = serializers.ListField(
+        child=serializers.FloatField(allow_null=True),
+        allow_null=True,
+        min_length=2,
+        max_length=2,
+        help_text="[low, high] of the 95% interval.",
+    )
+    lift = serializers.FloatField(allow_null=True, help_text="Relative to the control.")
+    p_value = serializers.FloatField(allow_null=True)
+    significant = serializers.BooleanField(allow_null=True)
+
+
+class VariantResultsSerializer(serializers.Serializer):
+    key = serializers.CharField()
+    label = serializers.CharField()
+    is_control = serializers.BooleanField()
+    visitors = serializers.IntegerField()
+    impressions = serializers.IntegerField()
+    clicked_impressions = serializers.IntegerField()
+    clicks = serializers.IntegerField()
+    add_to_carts = serializers.IntegerField()
+    purchases = serializers.IntegerField()
+    converted_visitors = serializers.IntegerField()
+    revenue = serializers.CharField(help_text="A decimal, as a string.")
+    metrics = serializers.DictField(child=MetricSerializer(), help_text=f"By name: {', '.join(METRICS)}.")
+
+
+class ExperimentResultsSerializer(serializers.Serializer):
+    """Documents `_results_payload`'s answer."""
+
+    enough_data = serializers.BooleanField()
+    status = serializers.CharField()
+    suggested_winner = serializers.CharField(allow_null=True, help_text="A variant key.")
+    variants = VariantResultsSerializer(many=True)
 
 
 def _results_payload(results: ExperimentResults) -> dict[str, Any]:
@@ -357,6 +480,14 @@ class StopSerializer(serializers.Serializer):
     )
 
 
+STAFF_ONLY = {403: "Not staff: experiments are staff only."}
+
+
+@_model_schema(
+    ExperimentSerializer,
+    readers="staff",
+    delete_refused="The experiment is running: stop it before deleting it.",
+)
 class ExperimentViewSet(viewsets.ModelViewSet):
     """Experiments with their variants (staff only)."""
 
@@ -372,12 +503,22 @@ class ExperimentViewSet(viewsets.ModelViewSet):
         except DjangoValidationError as exc:
             raise exceptions.ValidationError({"detail": exc.messages}) from exc
 
-    @extend_schema(summary="Funnels, intervals and tests per variant", responses={200: OpenApiResponse()})
+    @extend_schema(
+        summary="Funnels, intervals and tests per variant",
+        responses={200: ExperimentResultsSerializer, **error_responses({**STAFF_ONLY, 404: NO_SUCH_ID})},
+    )
     @action(detail=True, methods=["get"])
     def results(self, request: Request, pk: str) -> Response:
         return Response(_results_payload(experiment_results(self.get_object())))
 
-    @extend_schema(summary="Start bucketing visitors", request=None, responses={200: ExperimentSerializer})
+    @extend_schema(
+        summary="Start bucketing visitors",
+        request=None,
+        responses={
+            200: ExperimentSerializer,
+            **error_responses({400: "Only a draft can start, one at a time.", **STAFF_ONLY, 404: NO_SUCH_ID}),
+        },
+    )
     @action(detail=True, methods=["post"])
     def start(self, request: Request, pk: str) -> Response:
         experiment = self.get_object()
@@ -387,7 +528,21 @@ class ExperimentViewSet(viewsets.ModelViewSet):
             raise exceptions.ValidationError({"detail": exc.messages}) from exc
         return Response(self.get_serializer(experiment).data)
 
-    @extend_schema(summary="Stop, optionally promoting a variant to default", request=StopSerializer)
+    @extend_schema(
+        summary="Stop, optionally promoting a variant to default",
+        request=StopSerializer,
+        responses={
+            200: ExperimentSerializer,
+            **error_responses(
+                {
+                    400: "Not running, or `promote` names no variant of it (or there is no winner yet).",
+                    **STAFF_ONLY,
+                    404: NO_SUCH_ID,
+                    415: NOT_JSON,
+                }
+            ),
+        },
+    )
     @action(detail=True, methods=["post"])
     def stop(self, request: Request, pk: str) -> Response:
         experiment = self.get_object()

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, ClassVar
 
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from drf_spectacular.utils import extend_schema
 from rest_framework import exceptions, renderers
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -32,7 +32,7 @@ from recommendations.api.recommendation_serializers import (
     result_payload,
 )
 from recommendations.api.renderers import FastJSONRenderer
-from recommendations.api.schema import AUTH_AND_RATE_ERRORS
+from recommendations.api.schema import error_responses
 from recommendations.api.throttles import ApiRateThrottle
 from recommendations.serving import products, stores
 from recommendations.serving.errors import InvalidParameters, NotFound
@@ -51,10 +51,14 @@ def _schema(
         parameters=[params],
         responses={
             200: serializer,
-            400: OpenApiResponse(description="Bad parameters, each listed with what to send."),
-            403: OpenApiResponse(description="Another user's recommendations without permission."),
-            404: OpenApiResponse(description="Unknown product, store or user."),
-            **AUTH_AND_RATE_ERRORS,
+            **error_responses(
+                {
+                    400: "Bad parameters, each listed with what to send.",
+                    403: "Another user's recommendations without permission, or an API key "
+                    "without recommendations:read.",
+                    404: "Unknown product, store or user.",
+                }
+            ),
         },
         **extra,
     )
@@ -181,10 +185,15 @@ class RerankView(RecommendationView):
         request=RerankSerializer,
         responses={
             200: RecommendationListSerializer,
-            400: OpenApiResponse(description="Bad body."),
-            403: OpenApiResponse(description="Another user's ranking without permission."),
-            404: OpenApiResponse(description="Unknown product ids, named in `detail`."),
-            **AUTH_AND_RATE_ERRORS,
+            **error_responses(
+                {
+                    400: "Bad body.",
+                    403: "Another user's ranking without permission, or an API key without "
+                    "recommendations:read.",
+                    404: "Unknown product ids (named in `detail`) or user.",
+                    415: "The body is not JSON or a form: send Content-Type: application/json.",
+                }
+            ),
         },
     )
     def post(self, request: Request) -> Response:

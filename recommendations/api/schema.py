@@ -1,23 +1,74 @@
-"""How the OpenAPI schema describes the API's two ways in (drf-spectacular extensions).
+"""How the OpenAPI schema describes the API's two ways in and its errors (drf-spectacular).
 
 drf-spectacular looks an authentication class up by its dotted path; without these it warns
 on every operation (and `check --deploy` is not clean) and the schema says nothing about
 `Authorization: Api-Key <key>`. Imported by `api.urls`, so the schema always has them.
+
+Error answers are documented once, here: every view declares its statuses with
+`error_responses()`, which gives each the body the exception handler writes
+(`api.exceptions`: DRF's, plus 503 for a database outage).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from django.conf import settings
-from drf_spectacular.extensions import OpenApiAuthenticationExtension
+from drf_spectacular.extensions import OpenApiAuthenticationExtension, OpenApiSerializerExtension
 from drf_spectacular.utils import OpenApiResponse
+from rest_framework import serializers
 
-# What any call may answer besides its own responses: every view authenticates and throttles.
-AUTH_AND_RATE_ERRORS = {
-    401: OpenApiResponse(description="An unknown, malformed or revoked API key."),
-    429: OpenApiResponse(description="Too many requests: retry after the Retry-After header's seconds."),
+# What any call may answer besides its own responses: every view authenticates and throttles,
+# and any of them may lose its database connection.
+COMMON_ERRORS = {
+    401: "An unknown, malformed or revoked API key.",
+    429: "Too many requests: retry after the Retry-After header's seconds.",
+    503: "The database is unavailable right now: retry after the Retry-After header's seconds.",
 }
+
+
+class ErrorSerializer(serializers.Serializer):
+    """The body of every error but a 400: DRF's `{"detail": ...}`."""
+
+    detail = serializers.CharField(help_text="What went wrong, and what to do about it.")
+
+
+class ValidationErrorSerializer(serializers.Serializer):
+    """The body of a 400; its schema is `ValidationErrorScheme`'s (a serializer cannot say
+    "any other key"), the shape of DRF's `ValidationError` and `ParseError`."""
+
+
+class ValidationErrorScheme(OpenApiSerializerExtension):
+    target_class = ValidationErrorSerializer
+
+    def map_serializer(self, auto_schema: Any, direction: str) -> dict[str, Any]:
+        messages = {"type": "array", "items": {"type": "string"}}
+        return {
+            "type": "object",
+            "description": "Each bad field, by name, with its messages; a nested field's errors nest "
+            "the same way (by key, or by position in a list). A body that cannot be read at all, "
+            "or an action the object's state refuses, is explained in `detail` instead.",
+            "properties": {
+                "detail": {"oneOf": [{"type": "string"}, messages]},
+                "non_field_errors": {**messages, "description": "Problems of the input as a whole."},
+            },
+            "additionalProperties": {"anyOf": [messages, {"type": "object"}]},
+        }
+
+
+def error_responses(described: Mapping[int, str]) -> dict[int, OpenApiResponse]:
+    """An operation's error answers, each with its body's schema: the statuses `described`
+    (status -> when this operation answers it), and those any call may answer (401, 429, 503).
+
+    A 400 lists what was wrong with the input; any other error explains itself in `detail`.
+    """
+    return {
+        status: OpenApiResponse(
+            ValidationErrorSerializer if status == 400 else ErrorSerializer, description=description
+        )
+        for status, description in sorted({**described, **COMMON_ERRORS}.items())
+    }
 
 
 class ApiKeyScheme(OpenApiAuthenticationExtension):

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from drf_spectacular.utils import extend_schema
 
 from recommendations.api.recommendation_serializers import (
     RecommendationListSerializer,
     SearchParamsSerializer,
 )
 from recommendations.api.recommendations import RecommendationView
-from recommendations.api.schema import AUTH_AND_RATE_ERRORS
+from recommendations.api.schema import error_responses
 from recommendations.serving import search
 from recommendations.serving.types import Audience, Options, RecommendationResult
 
@@ -25,9 +25,13 @@ from recommendations.serving.types import Audience, Options, RecommendationResul
     parameters=[SearchParamsSerializer],
     responses={
         200: RecommendationListSerializer,
-        400: OpenApiResponse(description="Missing or too long `q`, or other bad parameters."),
-        403: OpenApiResponse(description="Another user's search without permission."),
-        **AUTH_AND_RATE_ERRORS,
+        **error_responses(
+            {
+                400: "Missing or too long `q`, or other bad parameters.",
+                403: "Another user's search without permission, or an API key without recommendations:read.",
+                404: "Unknown user.",
+            }
+        ),
     },
 )
 class SearchView(RecommendationView):

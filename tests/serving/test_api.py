@@ -1,5 +1,8 @@
 """The REST surface: every endpoint, permissions, errors, schema and docs."""
 
+import re
+
+import jsonschema
 import pytest
 from django.contrib.auth import get_user_model
 from django.db import connection
@@ -217,6 +220,176 @@ def test_schema_documents_the_endpoints_and_docs_work_offline(client, catalog):
     for page in ("/api/docs/", "/api/redoc/"):
         html = client.get(page).content.decode()
         assert "drf_spectacular_sidecar" in html and "cdn." not in html, page
+
+
+def json_schema(node):
+    """OpenAPI 3.0's schema objects as JSON Schema: `nullable: true` becomes "or null", and an
+    object takes only the properties it names (drf-spectacular leaves that open)."""
+    if isinstance(node, list):
+        return [json_schema(item) for item in node]
+    if not isinstance(node, dict):
+        return node
+    node = {key: json_schema(value) for key, value in node.items()}
+    if "properties" in node:
+        node.setdefault("additionalProperties", False)
+    if node.pop("nullable", False):
+        return {"anyOf": [node, {"type": "null"}]}
+    return node
+
+
+class PublishedSchema:
+    """/api/schema/ as a client generated from it reads it: each answer must be a documented
+    status and media type of its operation, and a JSON body must match that response's schema,
+    with no field the schema does not name."""
+
+    def __init__(self, document: dict):
+        self.document = document
+        self.components = json_schema(document["components"])
+        self.checked: set[tuple[str, str, int]] = set()
+
+    def operation(self, method: str, path: str) -> tuple[str, dict]:
+        # A literal path (campaigns/for-me/) wins over a template (campaigns/{id}/).
+        for template in sorted(self.document["paths"], key=lambda t: t.count("{")):
+            if re.fullmatch(re.sub(r"\{[^}]+\}", "[^/]+", template), path):
+                return template, self.document["paths"][template][method]
+        raise AssertionError(f"{method.upper()} {path} is not in the schema")
+
+    def check(self, response, status: int) -> None:
+        method, path = response.request["REQUEST_METHOD"].lower(), response.request["PATH_INFO"]
+        where = f"{method.upper()} {path}"
+        assert response.status_code == status, (where, response.content[:500])
+        template, operation = self.operation(method, path)
+        documented = operation["responses"].get(str(status))
+        assert documented is not None, f"{where}: {status} is not documented"
+        self.checked.add((method, template, status))
+        if not response.content:
+            assert "content" not in documented, f"{where}: documents a body, answered none"
+            return
+        media_type = response["Content-Type"].split(";")[0]
+        content = documented.get("content", {})
+        assert media_type in content, f"{where}: {status} {media_type} is not documented"
+        if media_type == "application/json":
+            schema = {"allOf": [json_schema(content[media_type]["schema"])], "components": self.components}
+            errors = [e.message for e in jsonschema.Draft4Validator(schema).iter_errors(response.json())]
+            assert not errors, (where, status, errors)
+
+
+def test_every_answer_matches_the_published_schema(catalog, model, settings):
+    """Every operation, its success and the errors it really answers, against /api/schema/."""
+    schema = PublishedSchema(APIClient().get("/api/schema/", HTTP_ACCEPT="application/json").json())
+    alice, staff, anonymous = APIClient(), APIClient(), APIClient()
+    alice.force_login(catalog.users["alice"])
+    staff.force_login(catalog.users["staff"])
+    read_key, events_key = key_client("recommendations:read"), key_client("events:write")
+    audiences_key = key_client("audiences:read")
+    bad_key = APIClient()
+    bad_key.credentials(HTTP_AUTHORIZATION="Api-Key not-a-key")
+    product, store = catalog.id("Argan shampoo"), catalog.stores["Face"].pk
+    add_event(catalog, "purchase", "Argan shampoo", user="alice")
+    add_event(catalog, "view", "Vitamin C serum", user="alice")
+    refresh_statistics()
+
+    # Recommendations and search: each list, then each kind of refusal.
+    for path in ENDPOINTS:
+        url = path.format(product=product, store=store)
+        schema.check(alice.get(url), 200)
+        schema.check(alice.get(f"{url}{'&' if '?' in url else '?'}explain=1"), 200)
+    schema.check(alice.post("/api/recommendations/rerank/", {"product_ids": [product]}, format="json"), 200)
+    schema.check(anonymous.get("/api/recommendations/trending/", {"limit": "0", "limt": "1"}), 400)
+    schema.check(read_key.get("/api/recommendations/for-you/", {"user": 999999}), 404)
+    schema.check(alice.get("/api/recommendations/similar/999999/"), 404)
+    schema.check(alice.get("/api/recommendations/for-you/", {"user": catalog.users["bob"].pk}), 403)
+    schema.check(events_key.get("/api/recommendations/trending/"), 403)
+    schema.check(bad_key.get("/api/recommendations/trending/"), 401)
+    schema.check(alice.post("/api/recommendations/rerank/", {"product_ids": []}, format="json"), 400)
+    schema.check(alice.post("/api/recommendations/rerank/", {"product_ids": ["999999"]}, format="json"), 404)
+    schema.check(alice.post("/api/recommendations/rerank/", "x", content_type="text/plain"), 415)
+    schema.check(alice.get("/api/search/"), 400)
+    schema.check(read_key.get("/api/search/", {"q": "x", "user": 999999}), 404)
+
+    # Events.
+    events = {"events": [{"event_type": "view", "product_id": product}]}
+    schema.check(events_key.post("/api/events/", events, format="json"), 200)
+    schema.check(events_key.post("/api/events/", {"events": [{"event_type": "?"}]}, format="json"), 400)
+    schema.check(events_key.post("/api/events/", "not json", content_type="application/json"), 400)
+    schema.check(read_key.post("/api/events/", events, format="json"), 403)
+    too_big = {"events": [{"event_type": "view", "product_id": "1" * 1_000_000}]}
+    schema.check(events_key.post("/api/events/", too_big, format="json"), 413)
+
+    # Campaigns: a promotion with no end date, shown to anyone.
+    promotion = {"name": "Face week", "kind": "promotion", "category_names": ["Face"]}
+    created = staff.post("/api/campaigns/", promotion, format="json")
+    schema.check(created, 201)
+    campaign = f"/api/campaigns/{created.json()['id']}/"
+    for_me = anonymous.get("/api/campaigns/for-me/")
+    schema.check(for_me, 200)
+    assert [match["ends_at"] for match in for_me.json()["results"]] == [None]
+    schema.check(read_key.get("/api/campaigns/for-me/", {"user": 999999}), 404)
+    schema.check(alice.get("/api/campaigns/for-me/", {"user": catalog.users["bob"].pk}), 403)
+    schema.check(alice.get("/api/campaigns/for-me/", {"limit": "0"}), 400)
+    schema.check(staff.post("/api/campaigns/", {**promotion, "priority": "high"}, format="json"), 400)
+    schema.check(staff.post("/api/campaigns/", "name=x", content_type="text/plain"), 415)
+    schema.check(audiences_key.post("/api/campaigns/", promotion, format="json"), 403)
+    schema.check(audiences_key.get("/api/campaigns/"), 200)
+    schema.check(anonymous.get("/api/campaigns/"), 403)
+    schema.check(bad_key.get("/api/campaigns/"), 401)
+    schema.check(staff.get(campaign), 200)
+    schema.check(staff.get("/api/campaigns/999999/"), 404)
+    schema.check(staff.put(campaign, {**promotion, "priority": 2}, format="json"), 200)
+    schema.check(staff.patch(campaign, {"discount_text": "-10%"}, format="json"), 200)
+    schema.check(staff.patch(campaign, {"starts_at": "soon"}, format="json"), 400)
+    schema.check(staff.patch("/api/campaigns/999999/", {"name": "x"}, format="json"), 404)
+    schema.check(staff.get(f"{campaign}audience/"), 200)
+    schema.check(audiences_key.get(f"{campaign}audience/", {"format": "csv"}), 200)
+    schema.check(audiences_key.get(f"{campaign}audience/", {"format": "csv", "limit": "abc"}), 400)
+    schema.check(staff.get(f"{campaign}audience/", {"limit": "abc"}), 400)
+    schema.check(read_key.get(f"{campaign}audience/"), 403)
+    schema.check(staff.get("/api/campaigns/999999/audience/"), 404)
+    schema.check(audiences_key.delete(campaign), 403)
+    schema.check(staff.delete(campaign), 204)
+    schema.check(staff.delete(campaign), 404)
+
+    # Experiments, through their lifecycle.
+    variants = [{"key": "a", "traffic_share": "50", "is_control": True}, {"key": "b", "traffic_share": "50"}]
+    body = {"key": "home", "name": "Home page", "variants": variants}
+    created = staff.post("/api/experiments/", body, format="json")
+    schema.check(created, 201)
+    experiment = f"/api/experiments/{created.json()['id']}/"
+    uneven = [{**variants[0], "traffic_share": "60"}, variants[1]]
+    schema.check(staff.post("/api/experiments/", {**body, "variants": uneven}, format="json"), 400)
+    schema.check(staff.post("/api/experiments/", "key=x", content_type="text/plain"), 415)
+    schema.check(audiences_key.get("/api/experiments/"), 403)
+    schema.check(staff.get("/api/experiments/"), 200)
+    schema.check(staff.get(experiment), 200)
+    schema.check(staff.get("/api/experiments/999999/"), 404)
+    schema.check(staff.put(experiment, {**body, "name": "Home"}, format="json"), 200)
+    schema.check(staff.patch(experiment, {"description": "Which list sells more"}, format="json"), 200)
+    schema.check(staff.post(f"{experiment}start/"), 200)
+    schema.check(staff.post(f"{experiment}start/"), 400)
+    schema.check(staff.post("/api/experiments/999999/start/"), 404)
+    schema.check(staff.get(f"{experiment}results/"), 200)
+    schema.check(staff.get("/api/experiments/999999/results/"), 404)
+    schema.check(staff.delete(experiment), 400)
+    schema.check(staff.post(f"{experiment}stop/", {"promote": "z"}, format="json"), 400)
+    schema.check(staff.post(f"{experiment}stop/", "promote=a", content_type="text/plain"), 415)
+    schema.check(audiences_key.post(f"{experiment}stop/", {}, format="json"), 403)
+    schema.check(staff.post(f"{experiment}stop/", {"promote": "b"}, format="json"), 200)
+    schema.check(staff.get(f"{experiment}results/"), 200)
+    schema.check(staff.delete(experiment), 204)
+
+    # Too many requests.
+    settings.RECOMMENDATIONS = {
+        **settings.RECOMMENDATIONS,
+        "API_THROTTLE_RATES": {"api_key": "1/minute", "user": "1/minute", "anonymous": "1/minute"},
+    }
+    throttled = key_client("recommendations:read")
+    schema.check(throttled.get("/api/recommendations/trending/"), 200)
+    schema.check(throttled.get("/api/recommendations/trending/"), 429)
+
+    # Every operation was seen to succeed: a new endpoint cannot escape this test.
+    operations = {(method, path) for path, methods in schema.document["paths"].items() for method in methods}
+    succeeded = {(method, path) for method, path, status in schema.checked if status < 300}
+    assert operations == succeeded, operations - succeeded
 
 
 def test_browsable_api_renders(client, catalog):
