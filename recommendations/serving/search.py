@@ -78,9 +78,23 @@ def clean_query(query: str | None) -> str:
     return query
 
 
+def _search_words(query: str) -> str:
+    return REPEATED_NOT.sub("-", query)  # "t--shirt" is a t-shirt, "--x" one NOT
+
+
 def _search_query(query: str) -> SearchQuery:
-    words = REPEATED_NOT.sub("-", query)  # "t--shirt" is a t-shirt, "--x" one NOT
-    return SearchQuery(words, search_type="websearch", config=TEXT_SEARCH_CONFIG)
+    return SearchQuery(_search_words(query), search_type="websearch", config=TEXT_SEARCH_CONFIG)
+
+
+def _only_stop_words(query: str) -> bool:
+    """Whether full-text search reads no word in the query ("the", "a and"): nothing can
+    match it, and a near spelling of "the" is any title with "Theory" in it."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT numnode(websearch_to_tsquery(%s::regconfig, %s)) = 0",
+            [TEXT_SEARCH_CONFIG, _search_words(query)],
+        )
+        return cursor.fetchone()[0]
 
 
 def keyword_hits(query: str, k: int = KEYWORD_POOL) -> tuple[dict[str, float], dict[str, float]]:
@@ -106,7 +120,7 @@ def keyword_hits(query: str, k: int = KEYWORD_POOL) -> tuple[dict[str, float], d
     best = max((float(rank) for _, rank in ranked), default=0.0) or 1.0
     exact = {pid: 0.5 + float(rank) / best / 2 for pid, rank in ranked}
     near: dict[str, float] = {}
-    if len(exact) < k:
+    if len(exact) < k and (exact or not _only_stop_words(query)):
         similar_titles = (
             ProductDocument.objects.filter(title__trigram_word_similar=query)
             .exclude(product_id__in=list(exact))

@@ -162,6 +162,9 @@ def test_a_title_match_comes_before_the_word_in_descriptions(catalog, model):
 def test_short_words_are_not_stretched_into_typos(catalog):
     found = lambda q: catalog.titles(search.search(q, Audience(), Options()).ids)  # noqa: E731
     assert found("nap") == []  # not "Nail strengthener", which shares "na" (similarity 0.5)
+    Product.objects.filter(pk=catalog.id("Argan shampoo")).update(title="Theory argan shampoo")
+    index_products()
+    assert found("the") == found("The and a") == []  # stop words: no "Theory"
     assert found("cutcle") == ["Cuticle oil"]
 
 
