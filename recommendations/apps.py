@@ -34,8 +34,10 @@ class RecommendationsConfig(AppConfig):
         # Embed saved products within seconds, from their content (recommendations.indexing),
         # and keep their search documents fresh (recommendations.serving.catalog).
         from recommendations import signal_processors
+        from recommendations.adapters import get_store_model
         from recommendations.conf import rec_settings
-        from recommendations.serving.catalog import SearchIndexProcessor
+        from recommendations.serving.catalog import SearchIndexProcessor, StoreSearchProcessor
 
         signal_processors.install("embedding", rec_settings.SIGNAL_PROCESSOR)
         signal_processors.install("search index", SearchIndexProcessor)
+        signal_processors.install("search index: stores", StoreSearchProcessor if get_store_model() else None)

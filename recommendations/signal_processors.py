@@ -6,7 +6,9 @@ products a transaction saved or deleted and hands them to `process()` once, afte
 so a rolled-back save changes nothing. Two subclasses use it: the pipeline's
 `indexing.OnCommitSignalProcessor` (queues the products' embedding; configurable as
 `RECOMMENDATIONS["SIGNAL_PROCESSOR"]`) and serving's `catalog.SearchIndexProcessor` (rewrites
-their search documents). `install()` puts one in place from the app's `ready()`.
+their search documents), besides `catalog.StoreSearchProcessor`, which watches the store model
+(a renamed store's products are found under the new name). `install()` puts one in place from
+the app's `ready()`.
 """
 
 from __future__ import annotations
@@ -24,7 +26,11 @@ class BaseSignalProcessor:
     """Connects nothing; subclass and override `setup`/`teardown` and the handlers."""
 
     def __init__(self) -> None:
-        self.model = get_product_model()
+        self.model = self.watched_model()
+
+    def watched_model(self) -> type[models.Model]:
+        """The model whose saves and deletes this processor hears of: the product model."""
+        return get_product_model()
 
     def setup(self) -> None:
         """Connect signal handlers (called once from the app's `ready()`)."""
@@ -37,8 +43,9 @@ class BaseSignalProcessor:
 
 
 class PendingKeysProcessor(BaseSignalProcessor):
-    """Gathers the keys of saved and deleted products per transaction; subclasses implement
-    `process(keys)`, called once per committed transaction that changed any."""
+    """Gathers the keys of saved and deleted objects (products, unless `watched_model` says
+    otherwise) per transaction; subclasses implement `process(keys)`, called once per
+    committed transaction that changed any."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -72,7 +79,7 @@ class PendingKeysProcessor(BaseSignalProcessor):
             self.process(sorted(keys))
 
     def process(self, keys: list[str]) -> None:
-        """Bring the derived data of these products up to date; runs after the commit."""
+        """Bring the derived data of these objects up to date; runs after the commit."""
         raise NotImplementedError
 
 

@@ -3,7 +3,8 @@
 Everything is read through the product adapter (`to_record`), so any host model works.
 `index_products()` upserts the given products (or all) and deletes documents of products
 that no longer exist. `SearchIndexProcessor` (installed in the app's `ready()`) calls it for
-the products a transaction saved or deleted once it commits; `refresh_serving` rebuilds it all.
+the products a transaction saved or deleted once it commits, and `StoreSearchProcessor` for
+the products of a saved store; `refresh_serving` rebuilds it all.
 """
 
 from __future__ import annotations
@@ -12,10 +13,10 @@ import logging
 import time
 from collections.abc import Iterable
 
-from django.db import transaction
+from django.db import models, transaction
 from django.utils import timezone
 
-from recommendations.adapters import ProductRecord, get_product_adapter, get_store_adapter
+from recommendations.adapters import ProductRecord, get_product_adapter, get_store_adapter, get_store_model
 from recommendations.models import ProductDocument
 from recommendations.progress import Progress
 from recommendations.signal_processors import PendingKeysProcessor
@@ -129,3 +130,22 @@ class SearchIndexProcessor(PendingKeysProcessor):
                 "Run `python manage.py refresh_serving` once the cause is fixed.",
                 ", ".join(keys[:10]),
             )
+
+
+class StoreSearchProcessor(SearchIndexProcessor):
+    """Rewrites the search documents of a saved store's products, whose documents hold the
+    store's name (a shopper searches a store by its new name at once)."""
+
+    def watched_model(self) -> type[models.Model]:
+        store_model = get_store_model()
+        assert store_model is not None, "installed only for a shop with a store model"
+        return store_model
+
+    def process(self, keys: list[str]) -> None:
+        adapter = get_product_adapter()
+        if not adapter.store_field:
+            return
+        products = adapter.index_queryset().filter(**{f"{adapter.store_field}__in": keys})
+        product_keys = [adapter.key(pk) for pk in products.values_list("pk", flat=True)]
+        if product_keys:
+            super().process(product_keys)

@@ -11,6 +11,7 @@ from recommendations.serving import search
 from recommendations.serving.catalog import SearchIndexProcessor
 from recommendations.serving.types import Audience, Options
 from shop.models import Product
+from tests.serving.conftest import TITLES
 
 pytestmark = pytest.mark.django_db
 
@@ -82,3 +83,11 @@ def test_installing_the_processor_again_replaces_it(catalog, django_capture_on_c
         product.save()
     flushes = [c for c in callbacks if isinstance(getattr(c, "__self__", None), SearchIndexProcessor)]
     assert [c.__self__ for c in flushes] == [installed]
+
+
+def test_a_renamed_store_is_found_under_its_new_name(catalog, django_capture_on_commit_callbacks):
+    store = catalog.stores["Nails"]
+    store.name = "Northwind Lacquer"
+    with django_capture_on_commit_callbacks(execute=True):
+        store.save()
+    assert set(catalog.titles(found("northwind"))) == set(TITLES["Nails"])
