@@ -119,7 +119,12 @@ class EventBatchSchema(serializers.Serializer):
 class EventBatchResultSchema(serializers.Serializer):
     received = serializers.IntegerField()
     stored = serializers.IntegerField()
-    duplicates = serializers.IntegerField(help_text="Events whose event_id was already stored.")
+    duplicates = serializers.IntegerField(
+        help_text="Events whose event_id was already stored (or repeated within the batch)."
+    )
+    opted_out = serializers.IntegerField(
+        help_text="Events not stored because their user opted out of personalisation."
+    )
 
 
 class EventErrorSchema(serializers.Serializer):
@@ -204,5 +209,10 @@ class EventBatchView(APIView):
         except EventValidationError as exc:
             return Response({"detail": exc.summary, "errors": exc.errors}, status=400)
         return Response(
-            {"received": result.received, "stored": result.stored, "duplicates": result.duplicates}
+            {
+                "received": result.received,
+                "stored": result.stored,
+                "duplicates": result.duplicates,
+                "opted_out": result.opted_out,
+            }
         )
