@@ -77,7 +77,12 @@ def read_batch(request: HttpRequest) -> dict[str, Any]:
 
 class EventInSchema(serializers.Serializer):
     event_id = serializers.CharField(
-        required=False, max_length=64, help_text="Idempotency key; generated when absent. Stored once."
+        required=False,
+        max_length=64,
+        help_text=(
+            "Idempotency key; generated when absent. Stored once. From a browser session it is "
+            "scoped to that session: stored as `browser:` and a hash of the session and the id."
+        ),
     )
     event_type = serializers.ChoiceField(choices=EventType.choices)
     product_id = serializers.CharField(

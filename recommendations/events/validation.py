@@ -43,6 +43,9 @@ MAX_LISTED_PRODUCTS = 200
 MAX_REVENUE = Decimal("9999999999.99")
 CENT = Decimal("0.01")
 EVENT_ID_PATTERN = re.compile(r"[A-Za-z0-9_.:\-]{1,64}")
+# Ids a browser session chooses are stored as `browser:<hash of session and id>`
+# (`session_event_id`), apart from the ids server code and importers derive from their data.
+BROWSER_EVENT_NAMESPACE = "browser"
 # Ids one per line, all checked by one match: the ids of a whole import batch in a single C call.
 EVENT_ID_LINES_PATTERN = re.compile(r"(?:[A-Za-z0-9_.:\-]{1,64}\n)*")
 STRING_LIMITS = {"session_id": 64, "store_id": 64, "query": 255, "recommendation_id": 64}
@@ -147,6 +150,18 @@ def stable_event_id(namespace: str, *parts: object) -> str:
     if len(readable) <= 64 and readable.count(":") == len(texts) and EVENT_ID_PATTERN.fullmatch(readable):
         return readable
     return hashed_event_id(namespace, "\x1f".join(texts))
+
+
+def session_event_id(session_id: str, event_id: str) -> str:
+    """The id stored for an `event_id` a browser session chose: its own namespace and a hash.
+
+    Server code and importers derive ids from their data (`order:<order pk>:<product pk>`),
+    which a visitor can guess. Stored as sent, a browser's ids would share that space, and a
+    visitor could claim the ids of orders not yet placed so that their purchases are never
+    stored. Hashed with the session, they cannot collide with another sender's ids, and a
+    session's retries (the beacon's) still store each event once.
+    """
+    return hashed_event_id(BROWSER_EVENT_NAMESPACE, f"{session_id}\x1f{event_id}")
 
 
 def hashed_event_id(namespace: str, text: str) -> str:
@@ -278,6 +293,8 @@ def _validate_event(
         event_id = new_event_id()
     elif not isinstance(event_id, str) or not EVENT_ID_PATTERN.fullmatch(event_id):
         errors["event_id"] = ["must be 1-64 characters of letters, digits, '_', '-', '.' or ':'"]
+    elif not origin.trusted:
+        event_id = session_event_id(origin.session_id, event_id)
 
     strings: Mapping[str, str] = NO_STRINGS if STRING_LIMITS.keys().isdisjoint(raw) else _strings(raw, errors)
 
