@@ -104,12 +104,18 @@ class Origin:
     `user_id` and `session_id` from the request. Server code, API keys and importers are
     `trusted` and may set them per event. `context` is merged under each event's context
     (the user agent of the request, for example).
+
+    `sent_at` is the sender's clock when it sent the batch (the batch's `sent_at`). Event
+    timestamps come from that same clock, which on a phone or PC may be minutes or days off,
+    so each one is moved by the difference between `sent_at` and the server's clock. Without
+    it (server code, importers) timestamps are stored as given.
     """
 
     trusted: bool = True
     user_id: Any = None
     session_id: str = ""
     context: Mapping[str, Any] = field(default_factory=dict)
+    sent_at: dt.datetime | None = None
 
 
 @dataclass
@@ -260,9 +266,10 @@ def _contains_nul(value: Any) -> bool:
 
 
 def _validate_event(
-    raw: Any, origin: Origin, now: dt.datetime, latest: dt.datetime
+    raw: Any, origin: Origin, now: dt.datetime, latest: dt.datetime, skew: dt.timedelta | None = None
 ) -> tuple[EventRow | None, dict[str, list[str]]]:
-    """Check one event's shape and values (no database access).
+    """Check one event's shape and values (no database access); `skew` moves a given timestamp
+    onto the server's clock (see `Origin.sent_at`).
 
     Runs for every event of every batch and import, so the common case (a valid event with
     few fields) takes the fewest steps: each field is read once and checked with plain
@@ -358,6 +365,8 @@ def _validate_event(
     else:
         try:
             timestamp = parse_timestamp(timestamp)
+            if skew:
+                timestamp += skew
         except (ValueError, OverflowError, OSError) as exc:
             errors["timestamp"] = [str(exc)]
         else:
@@ -553,12 +562,13 @@ def validate_batch(
     origin = origin or Origin()
     now = now or dt.datetime.now(dt.UTC)
     latest = now + dt.timedelta(seconds=rec_settings.MAX_EVENT_FUTURE_SECONDS)
+    skew = now - origin.sent_at if origin.sent_at is not None else None
     raw_list = raw_events if isinstance(raw_events, list) else list(raw_events)
     rows: list[EventRow] = []
     row_positions: list[int] = []
     errors: dict[int, tuple[Any, dict[str, list[str]]]] = {}
     for i, raw in enumerate(raw_list):
-        row, problems = _validate_event(raw, origin, now, latest)
+        row, problems = _validate_event(raw, origin, now, latest, skew)
         if row is None:
             errors[i] = (raw, problems)
         else:

@@ -124,6 +124,21 @@ def test_session_may_not_claim_another_user_or_session(catalogue, shopper):
 
 
 @pytest.mark.django_db
+@pytest.mark.parametrize("skew", [dt.timedelta(minutes=10), -dt.timedelta(days=400)], ids=["fast", "slow"])
+def test_a_wrong_device_clock_is_corrected_by_the_batchs_sent_at(browser, catalogue, skew):
+    """The beacon times events by the shopper's clock and sends that clock's time with the batch:
+    a clock 10 minutes fast is not refused as "in the future", one 400 days slow is not backdated."""
+    server_now = dt.datetime.now(dt.UTC)
+    device_now = server_now + skew
+    events = [view(catalogue[0], timestamp=(device_now - dt.timedelta(seconds=30)).isoformat())]
+    body = {"csrf_token": CSRF_SECRET, "sent_at": device_now.isoformat(), "events": events}
+    response = post(browser, body, content_type="text/plain;charset=UTF-8")
+    assert response.status_code == 200, response.content
+    stored = Event.objects.get().timestamp
+    assert abs(stored - (server_now - dt.timedelta(seconds=30))) < dt.timedelta(seconds=5)
+
+
+@pytest.mark.django_db
 @pytest.mark.parametrize(
     ("header", "status"),
     [("Api-Key nope.nope", 401), ("Api-Key", 401), ("Api-Key a b", 401)],
@@ -224,6 +239,7 @@ def test_oversize_body_is_413_before_parsing(client, catalogue, api_key):
         ('{"events": {}}', '"events" list'),
         ('{"events": []}', "empty"),
         ('{"events": [], "extra": 1}', "Unknown top-level"),
+        ('{"events": [{"event_type": "search", "query": "q"}], "sent_at": "soon"}', "sent_at 'soon' is not"),
         ('{"events": [{"event_type": "search", "query": "q", "value": NaN}]}', "not valid JSON"),
     ],
 )

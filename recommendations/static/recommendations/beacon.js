@@ -25,6 +25,9 @@
  * comes from data-csrf-token or else the csrftoken cookie; using {{ csrf_token }} in the
  * template makes Django set that cookie. Events carry random event ids, so a batch sent twice
  * is stored once.
+ *
+ * Each batch carries `sent_at`, the browser's clock when it was sent: the server moves the
+ * events' timestamps by how far that clock is off its own.
  */
 (function () {
   "use strict";
@@ -55,19 +58,21 @@
 
   function send(events) {
     var token = csrfToken();
-    var body = JSON.stringify({ csrf_token: token, events: events });
+    var batch = { csrf_token: token, sent_at: new Date().toISOString(), events: events };
+    var body = JSON.stringify(batch);
     var sent = false;
     if (navigator.sendBeacon) {
       // text/plain is a "simple" content type: no preflight, and the server reads JSON anyway.
       sent = navigator.sendBeacon(endpoint, new Blob([body], { type: "text/plain;charset=UTF-8" }));
     }
     if (!sent && window.fetch) {
+      delete batch.csrf_token;
       window.fetch(endpoint, {
         method: "POST",
         keepalive: true,
         credentials: "same-origin",
         headers: { "Content-Type": "application/json", "X-CSRFToken": token },
-        body: JSON.stringify({ events: events })
+        body: JSON.stringify(batch)
       });
     }
   }
