@@ -1,4 +1,4 @@
-"""The beacon in a real Chromium: what it sends when the shopper's clock is wrong."""
+"""The beacon in a real Chromium: wrong device clocks, failures and big batches."""
 
 import datetime as dt
 
@@ -20,6 +20,13 @@ SHIFTED_CLOCK = """(() => {
 })();"""
 
 
+def page_errors(page) -> list[str]:
+    """Uncaught errors of the page (a promise rejection nobody caught among them)."""
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    return errors
+
+
 @pytest.mark.parametrize("shift", [dt.timedelta(minutes=10), -dt.timedelta(days=400)], ids=["fast", "slow"])
 def test_events_are_timed_by_the_servers_clock_when_the_shoppers_is_wrong(page, shop, shift):
     page.add_init_script(SHIFTED_CLOCK.replace("SHIFT", str(int(shift.total_seconds() * 1000))))
@@ -30,3 +37,44 @@ def test_events_are_timed_by_the_servers_clock_when_the_shoppers_is_wrong(page, 
         what="the view sent with a wrong clock",
     )
     assert abs(view.timestamp - timezone.now()) < dt.timedelta(minutes=1)
+
+
+def test_failures_are_silent_without_sendbeacon_and_with_the_endpoint_down(page, shop):
+    errors = page_errors(page)
+    page.add_init_script("delete Navigator.prototype.sendBeacon;")
+    attempts = []
+
+    def refuse(route):
+        attempts.append(route.request.method)
+        route.abort("connectionrefused")
+
+    page.route("**/api/events/", refuse)
+    page.goto(shop["tea"][0].get_absolute_url())
+    page.evaluate("window.recommendationsBeacon.flush()")
+    page.wait_for_timeout(1000)
+    assert attempts, "the beacon tried to send"
+    assert errors == []
+
+
+def test_a_batch_too_big_for_one_request_is_split_and_stored_whole(page, shop):
+    errors = page_errors(page)
+    page.goto("/")
+    shown = [str(p.pk) for kind in ("mug", "tea", "knife") for p in shop[kind]]
+    # 50 events of about 1.5 KB: 75 KB, over the 64 KB sendBeacon and keepalive fetch accept.
+    page.evaluate(
+        """(shown) => {
+          for (let i = 0; i < 50; i++) {
+            window.recommendationsBeacon.track({
+              event_type: "impression", products: shown, recommendation_id: "big-" + i,
+              context: { pad: "x".repeat(1400) }
+            });
+          }
+          window.recommendationsBeacon.flush();
+        }""",
+        shown,
+    )
+    wait_for(
+        lambda: Event.objects.filter(recommendation_id__startswith="big-").count() == 50,
+        what="all 50 events of the big batch",
+    )
+    assert errors == []

@@ -27,7 +27,8 @@
  * is stored once.
  *
  * Each batch carries `sent_at`, the browser's clock when it was sent: the server moves the
- * events' timestamps by how far that clock is off its own.
+ * events' timestamps by how far that clock is off its own. Batches stay under MAX_BYTES (both
+ * sendBeacon and keepalive fetch refuse bodies over 64 KB); failures are silent.
  */
 (function () {
   "use strict";
@@ -35,6 +36,8 @@
   var script = document.currentScript;
   var endpoint = (script && script.getAttribute("data-endpoint")) || "/api/events/";
   var MAX_BATCH = 50;
+  // Bytes per request: keepalive requests share a 64 KB budget while in flight, so two fit.
+  var MAX_BYTES = 30000;
   var FLUSH_DELAY_MS = 2000;
   var queue = [];
   var timer = null;
@@ -56,6 +59,21 @@
     return Date.now().toString(36) + "-" + Math.random().toString(36).slice(2, 12);
   }
 
+  function byteLength(text) {
+    // Without TextEncoder: at most 3 bytes per UTF-16 unit.
+    return window.TextEncoder ? new TextEncoder().encode(text).length : text.length * 3;
+  }
+
+  function post(body, token, keepalive) {
+    return window.fetch(endpoint, {
+      method: "POST",
+      keepalive: keepalive,
+      credentials: "same-origin",
+      headers: { "Content-Type": "application/json", "X-CSRFToken": token },
+      body: body
+    });
+  }
+
   function send(events) {
     var token = csrfToken();
     var batch = { csrf_token: token, sent_at: new Date().toISOString(), events: events };
@@ -63,27 +81,46 @@
     var sent = false;
     if (navigator.sendBeacon) {
       // text/plain is a "simple" content type: no preflight, and the server reads JSON anyway.
-      sent = navigator.sendBeacon(endpoint, new Blob([body], { type: "text/plain;charset=UTF-8" }));
+      try {
+        sent = navigator.sendBeacon(endpoint, new Blob([body], { type: "text/plain;charset=UTF-8" }));
+      } catch (e) {
+        sent = false;
+      }
     }
     if (!sent && window.fetch) {
       delete batch.csrf_token;
-      window.fetch(endpoint, {
-        method: "POST",
-        keepalive: true,
-        credentials: "same-origin",
-        headers: { "Content-Type": "application/json", "X-CSRFToken": token },
-        body: JSON.stringify(batch)
-      });
+      body = JSON.stringify(batch);
+      // keepalive survives leaving the page but refuses big bodies (or too many at once):
+      // then a plain request, which is sent while the page stays open.
+      post(body, token, true)
+        .catch(function () {
+          return post(body, token, false);
+        })
+        .catch(function () {});
     }
   }
 
+  // The queue as batches of at most MAX_BATCH events and (but for a single bigger event) MAX_BYTES.
   function flush() {
     if (timer) {
       clearTimeout(timer);
       timer = null;
     }
+    var batch = [];
+    var bytes = 0;
     while (queue.length) {
-      send(queue.splice(0, MAX_BATCH));
+      var event = queue.shift();
+      var size = byteLength(JSON.stringify(event)) + 1;
+      if (batch.length && (batch.length >= MAX_BATCH || bytes + size > MAX_BYTES)) {
+        send(batch);
+        batch = [];
+        bytes = 0;
+      }
+      batch.push(event);
+      bytes += size;
+    }
+    if (batch.length) {
+      send(batch);
     }
   }
 
