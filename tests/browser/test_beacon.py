@@ -1,4 +1,5 @@
-"""The beacon in a real Chromium: wrong device clocks, failures and big batches."""
+"""The beacon in a real Chromium: wrong device clocks, failures, big batches and where the
+page-view markup may be."""
 
 import datetime as dt
 
@@ -78,3 +79,25 @@ def test_a_batch_too_big_for_one_request_is_split_and_stored_whole(page, shop):
         what="all 50 events of the big batch",
     )
     assert errors == []
+
+
+def test_the_product_view_markup_may_be_on_any_element(page, shop):
+    product = shop["mug"][2]
+    page.goto("/")  # the csrftoken cookie, as any page of the shop sets it
+    page.route(
+        "**/host-page/",
+        lambda route: route.fulfill(
+            content_type="text/html",
+            body=(
+                "<!doctype html><html><body><main>"
+                f'<div data-rec-view="product" data-product-id="{product.pk}"><h1>{product.title}</h1></div>'
+                '</main><script src="/static/recommendations/beacon.js"></script></body></html>'
+            ),
+        ),
+    )
+    page.goto("/host-page/")
+    page.evaluate("window.recommendationsBeacon.flush()")
+    wait_for(
+        lambda: Event.objects.filter(event_type="view", product_id=str(product.pk)).exists(),
+        what="the view marked on a <div>",
+    )

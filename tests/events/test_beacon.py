@@ -40,6 +40,7 @@ globalThis.document = {
   readyState: "complete",
   visibilityState: "visible",
   body: { getAttribute: attrs({ "data-rec-view": "product", "data-product-id": viewed }) },
+  querySelector: (sel) => (sel === "[data-rec-view]" ? document.body : null),
   querySelectorAll: (sel) => (sel === "[data-rec-impression]" ? [container] : []),
   addEventListener: (type, fn) => { handlers[type] = fn; },
 };

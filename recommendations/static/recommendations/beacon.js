@@ -11,6 +11,7 @@
  *
  *   <body data-rec-view="product" data-product-id="{{ product.pk }}">      a product view on load
  *   <body data-rec-view="store" data-store-id="{{ store.pk }}">            a store view on load
+ *     (on <body> or any other element: the first one with data-rec-view counts)
  *   <section data-rec-impression data-rec-id="{{ recommendation_id }}">   an impression when half visible
  *     <a href="..." data-product-id="{{ p.pk }}">...</a>                   a click on a recommendation
  *   (optional: data-rec-kind="similar" on the section, data-rec-position="3" on a product)
@@ -236,12 +237,12 @@
   }
 
   function pageView() {
-    var body = document.body;
-    var kind = body && body.getAttribute("data-rec-view");
-    if (kind === "product" && body.getAttribute("data-product-id")) {
-      track({ event_type: "view", product_id: body.getAttribute("data-product-id") });
-    } else if (kind === "store" && body.getAttribute("data-store-id")) {
-      track({ event_type: "store_view", store_id: body.getAttribute("data-store-id") });
+    var element = document.querySelector("[data-rec-view]");
+    var kind = element && element.getAttribute("data-rec-view");
+    if (kind === "product" && element.getAttribute("data-product-id")) {
+      track({ event_type: "view", product_id: element.getAttribute("data-product-id") });
+    } else if (kind === "store" && element.getAttribute("data-store-id")) {
+      track({ event_type: "store_view", store_id: element.getAttribute("data-store-id") });
     }
   }
 
