@@ -101,9 +101,17 @@ class EventInSchema(serializers.Serializer):
     products = serializers.ListField(
         child=serializers.CharField(),
         required=False,
-        help_text="Products shown (impression, search results); required for impressions.",
+        help_text="Products shown (impression, search results); impressions need these or `stores`.",
     )
-    store_id = serializers.CharField(required=False, help_text="Store primary key; required for store_view.")
+    stores = serializers.ListField(
+        child=serializers.CharField(),
+        required=False,
+        help_text="Stores shown (an impression of a list of stores).",
+    )
+    store_id = serializers.CharField(
+        required=False,
+        help_text="Store primary key; required for store_view, and for a click on a store (no product_id).",
+    )
     query = serializers.CharField(
         required=False, max_length=255, help_text="Search text; required for search."
     )

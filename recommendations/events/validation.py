@@ -71,6 +71,7 @@ KNOWN_FIELDS = frozenset(
         "context",
         "recommendation_id",
         "products",
+        "stores",
     }
 )
 
@@ -330,8 +331,13 @@ def _validate_event(
             ]
     else:
         product_id = ""
-        if event_type in PRODUCT_EVENT_TYPES:
-            errors["product_id"] = [f"is required for {event_type} events"]
+        # A click on a recommended store names the store instead.
+        if event_type in PRODUCT_EVENT_TYPES and not (event_type == "click" and strings.get("store_id")):
+            errors["product_id"] = [
+                "is required for click events (or store_id, for a click on a store)"
+                if event_type == "click"
+                else f"is required for {event_type} events"
+            ]
     if event_type == "store_view" and not strings.get("store_id") and "store_id" not in errors:
         errors["store_id"] = ["is required for store_view events"]
     elif event_type == "search" and not strings.get("query") and "query" not in errors:
@@ -388,18 +394,22 @@ def _validate_event(
     elif origin.context:
         context = {**origin.context, **context}
 
-    # The products shown (impressions, search results) may come as a field or in the context.
-    products = get("products")
-    if products is None and isinstance(context, dict):
-        products = context.get("products")
-    if products is not None:
-        keys = [_as_key(p) for p in products] if isinstance(products, list) else [None]
+    # The products or stores shown (impressions, search results) may come as a field or in the context.
+    shown = False
+    for name, what in (("products", "product"), ("stores", "store")):
+        listed = get(name)
+        if listed is None and isinstance(context, dict):
+            listed = context.get(name)
+        if listed is None:
+            continue
+        shown = True
+        keys = [_as_key(p) for p in listed] if isinstance(listed, list) else [None]
         if not keys or None in keys or len(keys) > MAX_LISTED_PRODUCTS:
-            errors["products"] = [f"must be a list of 1-{MAX_LISTED_PRODUCTS} product primary keys"]
+            errors[name] = [f"must be a list of 1-{MAX_LISTED_PRODUCTS} {what} primary keys"]
         elif isinstance(context, dict):
-            context = {**context, "products": keys}
-    elif event_type == "impression":
-        errors["products"] = ["is required for impression events: the products that were shown"]
+            context = {**context, name: keys}
+    if event_type == "impression" and not shown:
+        errors["products"] = ["is required for impression events: the products (or `stores`) that were shown"]
 
     if errors:
         return None, errors
@@ -474,12 +484,14 @@ def check_references(rows: Sequence[EventRow]) -> tuple[list[EventRow], dict[int
     key as the database types it) and the errors by position in `rows`.
     """
     product_keys = {r.product_id for r in rows if r.product_id}
+    store_keys = {r.store_id for r in rows if r.store_id}
     for row in rows:
         product_keys.update(row.context.get("products", ()))
+        store_keys.update(row.context.get("stores", ()))
     # The product's store comes with the same query, so every product event knows its store.
     product_lookup, stores, users = _existing_keys(
         (get_product_model(), product_keys, get_product_adapter().store_field),
-        (get_store_model(), {r.store_id for r in rows if r.store_id}, None),
+        (get_store_model(), store_keys, None),
         (get_user_model(), {str(r.user_id) for r in rows if r.user_id is not None}, None),
     )
     products = {key: (str(pk), store) for key, (pk, store) in product_lookup.items()}
@@ -493,11 +505,13 @@ def check_references(rows: Sequence[EventRow]) -> tuple[list[EventRow], dict[int
         store = stores.get(store_id) if store_id else None
         user = users.get(str(user_id)) if user_id is not None else None
         listed = context.get("products")
+        listed_stores = context.get("stores")
         if (
             (product_id and product is None)
             or (store_id and store is None)
             or (user_id is not None and user is None)
             or (listed is not None and not products.keys() >= set(listed))
+            or (listed_stores is not None and not stores.keys() >= set(listed_stores))
         ):
             errors[position] = _unknown_references(row, products, stores, users)
             checked.append(row)
@@ -510,6 +524,8 @@ def check_references(rows: Sequence[EventRow]) -> tuple[list[EventRow], dict[int
                 store_id = str(product[1])
         if listed is not None and any(products[k][0] != k for k in listed):
             context = {**context, "products": [products[k][0] for k in listed]}
+        if listed_stores is not None and any(str(stores[k][0]) != k for k in listed_stores):
+            context = {**context, "stores": [str(stores[k][0]) for k in listed_stores]}
         checked.append(
             EventRow(
                 event_id,
@@ -541,6 +557,9 @@ def _unknown_references(
         problems["products"] = [f"unknown product(s): {', '.join(missing[:5])}"]
     if row.store_id and row.store_id not in stores:
         problems["store_id"] = [f"no store has the primary key {row.store_id!r}"]
+    missing = [key for key in row.context.get("stores") or () if key not in stores]
+    if missing:
+        problems["stores"] = [f"unknown store(s): {', '.join(missing[:5])}"]
     if row.user_id is not None and str(row.user_id) not in users:
         problems["user_id"] = [f"no user has the primary key {row.user_id!r}"]
     return problems
@@ -639,8 +658,9 @@ def validate_columns(
     ids = get("event_id", absent)
     if _kinds(ids) != {str} or not EVENT_ID_LINES_PATTERN.fullmatch("\n".join(ids) + "\n"):
         return None  # importers give every event an id; new random ids are validate_batch's
-    if _kinds(get("products", absent)) != {_NONE} or "impression" in present:
-        return None  # listed products: checked event by event
+    listed = _kinds(get("products", absent)) | _kinds(get("stores", absent))
+    if listed != {_NONE} or "impression" in present:
+        return None  # listed products or stores: checked event by event
 
     strings = _string_columns(columns, count)
     if strings is None:

@@ -1,12 +1,14 @@
-"""The beacon in a real Chromium: wrong device clocks, failures, big batches and where the
-page-view markup may be."""
+"""The beacon in a real Chromium: wrong device clocks, failures, big batches, store blocks and
+where the page-view markup may be."""
 
 import datetime as dt
 
 import pytest
 from django.utils import timezone
 
-from recommendations.models import Event
+from recommendations.analytics import block_funnels
+from recommendations.models import Event, ServedRecommendation
+from recommendations.serving.attribution import flush_served
 from tests.browser.conftest import wait_for
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -79,6 +81,32 @@ def test_a_batch_too_big_for_one_request_is_split_and_stored_whole(page, shop):
         what="all 50 events of the big batch",
     )
     assert errors == []
+
+
+def test_a_store_block_gets_impressions_and_clicks_that_the_funnel_counts(page, shop):
+    since = timezone.now() - dt.timedelta(minutes=1)
+    page.goto("/")
+    block = page.locator("#stores [data-rec-impression]")
+    block.scroll_into_view_if_needed()
+    recommendation_id = block.get_attribute("data-rec-id")
+    listed = block.locator("[data-store-id]").evaluate_all("nodes => nodes.map(n => n.dataset.storeId)")
+    impression = wait_for(
+        lambda: Event.objects.filter(event_type="impression", recommendation_id=recommendation_id).first(),
+        what="the impression of the stores block",
+    )
+    assert impression.context["stores"] == listed
+
+    block.locator("[data-store-id] a").first.click()
+    click = wait_for(
+        lambda: Event.objects.filter(event_type="click", recommendation_id=recommendation_id).first(),
+        what="the click on a recommended store",
+    )
+    assert (click.store_id, click.product_id, click.context["position"]) == (listed[0], "", 1)
+
+    assert flush_served()
+    kind = ServedRecommendation.objects.get(pk=recommendation_id).kind
+    funnel = next(f for f in block_funnels(since) if f.block == kind)
+    assert (funnel.impressions, funnel.clicks) == (1, 1)
 
 
 def test_the_product_view_markup_may_be_on_any_element(page, shop):

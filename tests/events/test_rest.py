@@ -139,6 +139,28 @@ def test_a_wrong_device_clock_is_corrected_by_the_batchs_sent_at(browser, catalo
 
 
 @pytest.mark.django_db
+def test_a_store_block_is_measured_by_store_impressions_and_clicks(browser, catalogue):
+    stores = [str(catalogue[0].store_id), str(catalogue[1].store_id)]
+    events = [
+        {"event_type": "impression", "stores": stores, "recommendation_id": "r-stores"},
+        {"event_type": "click", "store_id": stores[1], "recommendation_id": "r-stores"},
+    ]
+    response = post(browser, {"events": events}, HTTP_X_CSRFTOKEN=CSRF_SECRET)
+    assert response.status_code == 200, response.content
+    assert Event.objects.get(event_type="impression").context["stores"] == stores
+    click = Event.objects.get(event_type="click")
+    assert (click.store_id, click.product_id, click.recommendation_id) == (stores[1], "", "r-stores")
+
+    bad = [
+        {"event_type": "impression", "stores": ["999999"]},
+        {"event_type": "click", "recommendation_id": "r"},
+    ]
+    errors = post(browser, {"events": bad}, HTTP_X_CSRFTOKEN=CSRF_SECRET).json()["errors"]
+    assert "999999" in errors[0]["errors"]["stores"][0]
+    assert "store_id" in errors[1]["errors"]["product_id"][0]
+
+
+@pytest.mark.django_db
 @pytest.mark.parametrize(
     ("header", "status"),
     [("Api-Key nope.nope", 401), ("Api-Key", 401), ("Api-Key a b", 401)],

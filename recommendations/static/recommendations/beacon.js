@@ -1,6 +1,6 @@
 /*
  * Recommendations beacon: sends product views, clicks and impressions to POST /api/events/.
- * No dependencies; about 4.5 KB without comments and whitespace.
+ * No dependencies; about 5.5 KB without comments and whitespace.
  *
  * Include it once per page, after the elements it watches (or with `defer`):
  *
@@ -13,8 +13,9 @@
  *   <body data-rec-view="store" data-store-id="{{ store.pk }}">            a store view on load
  *     (on <body> or any other element: the first one with data-rec-view counts)
  *   <section data-rec-impression data-rec-id="{{ recommendation_id }}">   an impression when half visible
- *     <a href="..." data-product-id="{{ p.pk }}">...</a>                   a click on a recommendation
- *   (optional: data-rec-kind="similar" on the section, data-rec-position="3" on a product)
+ *     <a href="..." data-product-id="{{ p.pk }}">...</a>                   a click on a recommended product
+ *     <a href="..." data-store-id="{{ s.pk }}">...</a>                     a click on a recommended store
+ *   (optional: data-rec-kind="similar" on the section, data-rec-position="3" on a product or store)
  *   </section>
  *
  * Optional attributes of the script tag: data-endpoint (default "/api/events/").
@@ -158,11 +159,12 @@
     return context;
   }
 
-  function productIds(container) {
+  // The values of `attribute` on the block's elements: the products (or stores) it shows.
+  function shownIds(container, attribute) {
     var ids = [];
-    var nodes = container.querySelectorAll("[data-product-id]");
+    var nodes = container.querySelectorAll("[" + attribute + "]");
     for (var i = 0; i < nodes.length; i++) {
-      ids.push(nodes[i].getAttribute("data-product-id"));
+      ids.push(nodes[i].getAttribute(attribute));
     }
     return ids;
   }
@@ -174,14 +176,21 @@
       }
       seen.add(container);
     }
-    var ids = productIds(container);
-    if (ids.length) {
-      track({
-        event_type: "impression",
-        products: ids,
-        recommendation_id: container.getAttribute("data-rec-id") || "",
-        context: extras(container, null)
-      });
+    var event = {
+      event_type: "impression",
+      recommendation_id: container.getAttribute("data-rec-id") || "",
+      context: extras(container, null)
+    };
+    var products = shownIds(container, "data-product-id");
+    var stores = shownIds(container, "data-store-id");
+    if (products.length) {
+      event.products = products;
+    }
+    if (stores.length) {
+      event.stores = stores;
+    }
+    if (products.length || stores.length) {
+      track(event);
     }
   }
 
@@ -219,21 +228,23 @@
   }
 
   function onClick(e) {
-    var target = e.target && e.target.closest ? e.target.closest("[data-product-id]") : null;
+    var target = e.target && e.target.closest ? e.target.closest("[data-product-id], [data-store-id]") : null;
     var container = target ? target.closest("[data-rec-impression]") : null;
     if (!container) {
       return;
     }
+    var event = {
+      event_type: "click",
+      recommendation_id: container.getAttribute("data-rec-id") || "",
+      context: extras(container, target)
+    };
+    if (target.hasAttribute("data-product-id")) {
+      event.product_id = target.getAttribute("data-product-id");
+    } else {
+      event.store_id = target.getAttribute("data-store-id");
+    }
     // The page is about to change: send now, not on a timer.
-    track(
-      {
-        event_type: "click",
-        product_id: target.getAttribute("data-product-id"),
-        recommendation_id: container.getAttribute("data-rec-id") || "",
-        context: extras(container, target)
-      },
-      true
-    );
+    track(event, true);
   }
 
   function pageView() {
