@@ -27,11 +27,11 @@ from recommendations.api.throttles import ApiRateThrottle
 from recommendations.conf import rec_settings
 from recommendations.events.ingestion import ingest
 from recommendations.events.tracking import client_context, get_session_id, request_user_id
-from recommendations.events.validation import EventValidationError, Origin
+from recommendations.events.validation import EventValidationError, Origin, parse_timestamp
 from recommendations.models.api_keys import ApiKey, Scope
 from recommendations.models.events import EventType
 
-BATCH_FIELDS = {"events", "csrf_token"}
+BATCH_FIELDS = {"events", "csrf_token", "sent_at"}
 
 
 class PayloadTooLarge(APIException):
@@ -62,12 +62,21 @@ def read_batch(request: HttpRequest) -> dict[str, Any]:
     unknown = payload.keys() - BATCH_FIELDS
     if unknown:
         raise ParseError(
-            f"Unknown top-level field(s): {', '.join(sorted(unknown))}. Allowed: events, csrf_token."
+            f"Unknown top-level field(s): {', '.join(sorted(unknown))}. "
+            f"Allowed: {', '.join(sorted(BATCH_FIELDS))}."
         )
     if not payload["events"]:
         raise ParseError("The batch is empty; send at least one event.")
     if len(payload["events"]) > rec_settings.MAX_BATCH_EVENTS:
         raise ParseError(f"The batch has {len(payload['events'])} events. {split_hint}")
+    if payload.get("sent_at") is not None:
+        try:
+            payload["sent_at"] = parse_timestamp(payload["sent_at"])
+        except (ValueError, OverflowError, OSError) as exc:
+            raise ParseError(
+                f"sent_at {exc}; send the sender's clock when it sent the batch, e.g. "
+                "new Date().toISOString()."
+            ) from None
     token = payload.get("csrf_token")
     if isinstance(token, str) and "HTTP_X_CSRFTOKEN" not in request.META:
         # navigator.sendBeacon cannot set headers, so the beacon may send the token in the body.
@@ -77,7 +86,12 @@ def read_batch(request: HttpRequest) -> dict[str, Any]:
 
 class EventInSchema(serializers.Serializer):
     event_id = serializers.CharField(
-        required=False, max_length=64, help_text="Idempotency key; generated when absent. Stored once."
+        required=False,
+        max_length=64,
+        help_text=(
+            "Idempotency key; generated when absent. Stored once. From a browser session it is "
+            "scoped to that session: stored as `browser:` and a hash of the session and the id."
+        ),
     )
     event_type = serializers.ChoiceField(choices=EventType.choices)
     product_id = serializers.CharField(
@@ -87,9 +101,17 @@ class EventInSchema(serializers.Serializer):
     products = serializers.ListField(
         child=serializers.CharField(),
         required=False,
-        help_text="Products shown (impression, search results); required for impressions.",
+        help_text="Products shown (impression, search results); impressions need these or `stores`.",
     )
-    store_id = serializers.CharField(required=False, help_text="Store primary key; required for store_view.")
+    stores = serializers.ListField(
+        child=serializers.CharField(),
+        required=False,
+        help_text="Stores shown (an impression of a list of stores).",
+    )
+    store_id = serializers.CharField(
+        required=False,
+        help_text="Store primary key; required for store_view, and for a click on a store (no product_id).",
+    )
     query = serializers.CharField(
         required=False, max_length=255, help_text="Search text; required for search."
     )
@@ -99,7 +121,10 @@ class EventInSchema(serializers.Serializer):
     revenue = serializers.DecimalField(max_digits=12, decimal_places=2, required=False)
     timestamp = serializers.DateTimeField(
         required=False,
-        help_text="ISO 8601 or unix seconds, after 1970; default now; at most a few minutes in the future.",
+        help_text=(
+            "ISO 8601 or unix seconds, after 1970; default now; at most a few minutes in the future "
+            "(after the batch's `sent_at` correction)."
+        ),
     )
     recommendation_id = serializers.CharField(required=False, max_length=64)
     context = serializers.DictField(required=False, help_text="page, device, referrer, review text, ...")
@@ -114,12 +139,25 @@ class EventBatchSchema(serializers.Serializer):
     csrf_token = serializers.CharField(
         required=False, help_text="For navigator.sendBeacon, which cannot set headers."
     )
+    sent_at = serializers.DateTimeField(
+        required=False,
+        help_text=(
+            "The sender's clock when it sent the batch, on the same clock as the events' timestamps "
+            "(a browser's or phone's, which may be wrong). Each timestamp is moved by the difference "
+            "with the server's clock. Without it, timestamps are stored as given."
+        ),
+    )
 
 
 class EventBatchResultSchema(serializers.Serializer):
     received = serializers.IntegerField()
     stored = serializers.IntegerField()
-    duplicates = serializers.IntegerField(help_text="Events whose event_id was already stored.")
+    duplicates = serializers.IntegerField(
+        help_text="Events whose event_id was already stored (or repeated within the batch)."
+    )
+    opted_out = serializers.IntegerField(
+        help_text="Events not stored because their user opted out of personalisation."
+    )
 
 
 class EventErrorSchema(serializers.Serializer):
@@ -190,7 +228,7 @@ class EventBatchView(APIView):
     )
     def post(self, request: Request) -> Response:
         if isinstance(request.auth, ApiKey):
-            origin = Origin(trusted=True)
+            origin = Origin(trusted=True, sent_at=self.batch.get("sent_at"))
         else:
             django_request = request._request
             origin = Origin(
@@ -198,11 +236,17 @@ class EventBatchView(APIView):
                 user_id=request_user_id(django_request),
                 session_id=get_session_id(django_request),
                 context=client_context(django_request),
+                sent_at=self.batch.get("sent_at"),
             )
         try:
             result = ingest(self.batch["events"], origin)
         except EventValidationError as exc:
             return Response({"detail": exc.summary, "errors": exc.errors}, status=400)
         return Response(
-            {"received": result.received, "stored": result.stored, "duplicates": result.duplicates}
+            {
+                "received": result.received,
+                "stored": result.stored,
+                "duplicates": result.duplicates,
+                "opted_out": result.opted_out,
+            }
         )

@@ -68,7 +68,7 @@ logger = logging.getLogger(__name__)
 DEFAULT_BATCH_ROWS = 50_000
 # CSV cells are text; these columns hold numbers or JSON in the event's JSON shape.
 CSV_NUMBER_COLUMNS = {"value"}
-CSV_JSON_COLUMNS = {"context", "products"}
+CSV_JSON_COLUMNS = {"context", "products", "stores"}
 CSV_CONVERTED_COLUMNS = frozenset(CSV_NUMBER_COLUMNS | CSV_JSON_COLUMNS)
 # Ids of events without one derive from their content, as `json.dumps(raw, sort_keys=True,
 # default=str)` writes it (so ids match earlier imports); one encoder instead of one per row.

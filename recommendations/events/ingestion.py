@@ -61,14 +61,17 @@ CONTEXT = COLUMNS.index("context")
 
 @dataclass(frozen=True)
 class IngestResult:
-    """How many events arrived and how many were new (the rest were already stored)."""
+    """How many events arrived, how many were new, and how many were dropped unstored
+    because their user opted out of personalisation; the rest were duplicates."""
 
     received: int
     stored: int
+    opted_out: int = 0
 
     @property
     def duplicates(self) -> int:
-        return self.received - self.stored
+        """Events whose id was already stored (or repeated within the batch)."""
+        return self.received - self.opted_out - self.stored
 
 
 def ingest(raw_events: Sequence[Any], origin: Origin | None = None) -> IngestResult:
@@ -76,10 +79,10 @@ def ingest(raw_events: Sequence[Any], origin: Origin | None = None) -> IngestRes
     rows = validate_batch(raw_events, origin)
     received = len(rows)
     # Privacy (recommendations.privacy.optout): nothing is stored for users who opted out of
-    # personalisation; their events count as received, not stored.
+    # personalisation; their events count as received and opted out, not as duplicates.
     rows = drop_opted_out(rows)
     # One statement: atomic by itself, and part of the caller's transaction when there is one.
-    return IngestResult(received=received, stored=insert_rows(rows))
+    return IngestResult(received=received, stored=insert_rows(rows), opted_out=received - len(rows))
 
 
 def encode_json(value: Any) -> bytes:

@@ -43,6 +43,9 @@ MAX_LISTED_PRODUCTS = 200
 MAX_REVENUE = Decimal("9999999999.99")
 CENT = Decimal("0.01")
 EVENT_ID_PATTERN = re.compile(r"[A-Za-z0-9_.:\-]{1,64}")
+# Ids a browser session chooses are stored as `browser:<hash of session and id>`
+# (`session_event_id`), apart from the ids server code and importers derive from their data.
+BROWSER_EVENT_NAMESPACE = "browser"
 # Ids one per line, all checked by one match: the ids of a whole import batch in a single C call.
 EVENT_ID_LINES_PATTERN = re.compile(r"(?:[A-Za-z0-9_.:\-]{1,64}\n)*")
 STRING_LIMITS = {"session_id": 64, "store_id": 64, "query": 255, "recommendation_id": 64}
@@ -68,6 +71,7 @@ KNOWN_FIELDS = frozenset(
         "context",
         "recommendation_id",
         "products",
+        "stores",
     }
 )
 
@@ -101,12 +105,18 @@ class Origin:
     `user_id` and `session_id` from the request. Server code, API keys and importers are
     `trusted` and may set them per event. `context` is merged under each event's context
     (the user agent of the request, for example).
+
+    `sent_at` is the sender's clock when it sent the batch (the batch's `sent_at`). Event
+    timestamps come from that same clock, which on a phone or PC may be minutes or days off,
+    so each one is moved by the difference between `sent_at` and the server's clock. Without
+    it (server code, importers) timestamps are stored as given.
     """
 
     trusted: bool = True
     user_id: Any = None
     session_id: str = ""
     context: Mapping[str, Any] = field(default_factory=dict)
+    sent_at: dt.datetime | None = None
 
 
 @dataclass
@@ -147,6 +157,18 @@ def stable_event_id(namespace: str, *parts: object) -> str:
     if len(readable) <= 64 and readable.count(":") == len(texts) and EVENT_ID_PATTERN.fullmatch(readable):
         return readable
     return hashed_event_id(namespace, "\x1f".join(texts))
+
+
+def session_event_id(session_id: str, event_id: str) -> str:
+    """The id stored for an `event_id` a browser session chose: its own namespace and a hash.
+
+    Server code and importers derive ids from their data (`order:<order pk>:<product pk>`),
+    which a visitor can guess. Stored as sent, a browser's ids would share that space, and a
+    visitor could claim the ids of orders not yet placed so that their purchases are never
+    stored. Hashed with the session, they cannot collide with another sender's ids, and a
+    session's retries (the beacon's) still store each event once.
+    """
+    return hashed_event_id(BROWSER_EVENT_NAMESPACE, f"{session_id}\x1f{event_id}")
 
 
 def hashed_event_id(namespace: str, text: str) -> str:
@@ -245,9 +267,10 @@ def _contains_nul(value: Any) -> bool:
 
 
 def _validate_event(
-    raw: Any, origin: Origin, now: dt.datetime, latest: dt.datetime
+    raw: Any, origin: Origin, now: dt.datetime, latest: dt.datetime, skew: dt.timedelta | None = None
 ) -> tuple[EventRow | None, dict[str, list[str]]]:
-    """Check one event's shape and values (no database access).
+    """Check one event's shape and values (no database access); `skew` moves a given timestamp
+    onto the server's clock (see `Origin.sent_at`).
 
     Runs for every event of every batch and import, so the common case (a valid event with
     few fields) takes the fewest steps: each field is read once and checked with plain
@@ -278,6 +301,8 @@ def _validate_event(
         event_id = new_event_id()
     elif not isinstance(event_id, str) or not EVENT_ID_PATTERN.fullmatch(event_id):
         errors["event_id"] = ["must be 1-64 characters of letters, digits, '_', '-', '.' or ':'"]
+    elif not origin.trusted:
+        event_id = session_event_id(origin.session_id, event_id)
 
     strings: Mapping[str, str] = NO_STRINGS if STRING_LIMITS.keys().isdisjoint(raw) else _strings(raw, errors)
 
@@ -306,8 +331,13 @@ def _validate_event(
             ]
     else:
         product_id = ""
-        if event_type in PRODUCT_EVENT_TYPES:
-            errors["product_id"] = [f"is required for {event_type} events"]
+        # A click on a recommended store names the store instead.
+        if event_type in PRODUCT_EVENT_TYPES and not (event_type == "click" and strings.get("store_id")):
+            errors["product_id"] = [
+                "is required for click events (or store_id, for a click on a store)"
+                if event_type == "click"
+                else f"is required for {event_type} events"
+            ]
     if event_type == "store_view" and not strings.get("store_id") and "store_id" not in errors:
         errors["store_id"] = ["is required for store_view events"]
     elif event_type == "search" and not strings.get("query") and "query" not in errors:
@@ -341,6 +371,8 @@ def _validate_event(
     else:
         try:
             timestamp = parse_timestamp(timestamp)
+            if skew:
+                timestamp += skew
         except (ValueError, OverflowError, OSError) as exc:
             errors["timestamp"] = [str(exc)]
         else:
@@ -362,18 +394,22 @@ def _validate_event(
     elif origin.context:
         context = {**origin.context, **context}
 
-    # The products shown (impressions, search results) may come as a field or in the context.
-    products = get("products")
-    if products is None and isinstance(context, dict):
-        products = context.get("products")
-    if products is not None:
-        keys = [_as_key(p) for p in products] if isinstance(products, list) else [None]
+    # The products or stores shown (impressions, search results) may come as a field or in the context.
+    shown = False
+    for name, what in (("products", "product"), ("stores", "store")):
+        listed = get(name)
+        if listed is None and isinstance(context, dict):
+            listed = context.get(name)
+        if listed is None:
+            continue
+        shown = True
+        keys = [_as_key(p) for p in listed] if isinstance(listed, list) else [None]
         if not keys or None in keys or len(keys) > MAX_LISTED_PRODUCTS:
-            errors["products"] = [f"must be a list of 1-{MAX_LISTED_PRODUCTS} product primary keys"]
+            errors[name] = [f"must be a list of 1-{MAX_LISTED_PRODUCTS} {what} primary keys"]
         elif isinstance(context, dict):
-            context = {**context, "products": keys}
-    elif event_type == "impression":
-        errors["products"] = ["is required for impression events: the products that were shown"]
+            context = {**context, name: keys}
+    if event_type == "impression" and not shown:
+        errors["products"] = ["is required for impression events: the products (or `stores`) that were shown"]
 
     if errors:
         return None, errors
@@ -448,12 +484,14 @@ def check_references(rows: Sequence[EventRow]) -> tuple[list[EventRow], dict[int
     key as the database types it) and the errors by position in `rows`.
     """
     product_keys = {r.product_id for r in rows if r.product_id}
+    store_keys = {r.store_id for r in rows if r.store_id}
     for row in rows:
         product_keys.update(row.context.get("products", ()))
+        store_keys.update(row.context.get("stores", ()))
     # The product's store comes with the same query, so every product event knows its store.
     product_lookup, stores, users = _existing_keys(
         (get_product_model(), product_keys, get_product_adapter().store_field),
-        (get_store_model(), {r.store_id for r in rows if r.store_id}, None),
+        (get_store_model(), store_keys, None),
         (get_user_model(), {str(r.user_id) for r in rows if r.user_id is not None}, None),
     )
     products = {key: (str(pk), store) for key, (pk, store) in product_lookup.items()}
@@ -467,11 +505,13 @@ def check_references(rows: Sequence[EventRow]) -> tuple[list[EventRow], dict[int
         store = stores.get(store_id) if store_id else None
         user = users.get(str(user_id)) if user_id is not None else None
         listed = context.get("products")
+        listed_stores = context.get("stores")
         if (
             (product_id and product is None)
             or (store_id and store is None)
             or (user_id is not None and user is None)
             or (listed is not None and not products.keys() >= set(listed))
+            or (listed_stores is not None and not stores.keys() >= set(listed_stores))
         ):
             errors[position] = _unknown_references(row, products, stores, users)
             checked.append(row)
@@ -484,6 +524,8 @@ def check_references(rows: Sequence[EventRow]) -> tuple[list[EventRow], dict[int
                 store_id = str(product[1])
         if listed is not None and any(products[k][0] != k for k in listed):
             context = {**context, "products": [products[k][0] for k in listed]}
+        if listed_stores is not None and any(str(stores[k][0]) != k for k in listed_stores):
+            context = {**context, "stores": [str(stores[k][0]) for k in listed_stores]}
         checked.append(
             EventRow(
                 event_id,
@@ -515,6 +557,9 @@ def _unknown_references(
         problems["products"] = [f"unknown product(s): {', '.join(missing[:5])}"]
     if row.store_id and row.store_id not in stores:
         problems["store_id"] = [f"no store has the primary key {row.store_id!r}"]
+    missing = [key for key in row.context.get("stores") or () if key not in stores]
+    if missing:
+        problems["stores"] = [f"unknown store(s): {', '.join(missing[:5])}"]
     if row.user_id is not None and str(row.user_id) not in users:
         problems["user_id"] = [f"no user has the primary key {row.user_id!r}"]
     return problems
@@ -536,12 +581,13 @@ def validate_batch(
     origin = origin or Origin()
     now = now or dt.datetime.now(dt.UTC)
     latest = now + dt.timedelta(seconds=rec_settings.MAX_EVENT_FUTURE_SECONDS)
+    skew = now - origin.sent_at if origin.sent_at is not None else None
     raw_list = raw_events if isinstance(raw_events, list) else list(raw_events)
     rows: list[EventRow] = []
     row_positions: list[int] = []
     errors: dict[int, tuple[Any, dict[str, list[str]]]] = {}
     for i, raw in enumerate(raw_list):
-        row, problems = _validate_event(raw, origin, now, latest)
+        row, problems = _validate_event(raw, origin, now, latest, skew)
         if row is None:
             errors[i] = (raw, problems)
         else:
@@ -612,8 +658,9 @@ def validate_columns(
     ids = get("event_id", absent)
     if _kinds(ids) != {str} or not EVENT_ID_LINES_PATTERN.fullmatch("\n".join(ids) + "\n"):
         return None  # importers give every event an id; new random ids are validate_batch's
-    if _kinds(get("products", absent)) != {_NONE} or "impression" in present:
-        return None  # listed products: checked event by event
+    listed = _kinds(get("products", absent)) | _kinds(get("stores", absent))
+    if listed != {_NONE} or "impression" in present:
+        return None  # listed products or stores: checked event by event
 
     strings = _string_columns(columns, count)
     if strings is None:

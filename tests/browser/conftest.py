@@ -5,10 +5,19 @@ downloads are never used. Without /usr/bin/chromium every browser test is skippe
 reason. Screenshots go to test-artifacts/ (git-ignored).
 """
 
+import datetime as dt
 import os
+import time
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
+from django.utils import timezone
+
+from recommendations.models import Event
+from recommendations.serving.catalog import index_products
+from recommendations.serving.statistics import refresh_statistics
+from shop.models import Category, Product, Store
 
 # Serving caches lists in this process, which the live server shares: start each test afresh.
 from tests.storefront.conftest import fresh_caches  # noqa: F401
@@ -72,3 +81,91 @@ def page(browser, live_server):
 def artifacts() -> Path:
     ARTIFACTS.mkdir(exist_ok=True)
     return ARTIFACTS
+
+
+def wait_for(condition, timeout=10.0, what="the condition"):
+    """Poll the database until the beacon's events have landed (it batches for up to 2 s)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        result = condition()
+        if result:
+            return result
+        time.sleep(0.1)
+    raise AssertionError(f"Timed out after {timeout}s waiting for {what}")
+
+
+@pytest.fixture
+def shop(django_user_model):
+    """Mugs, teas and knives from three stores; past shoppers made mugs the best sellers and
+    bought teas together with teas. Returns the products by kind."""
+    kitchen = Category.objects.create(name="Kitchen", slug="kitchen")
+    groups = {
+        "mug": Category.objects.create(name="Mugs", slug="mugs", parent=kitchen),
+        "tea": Category.objects.create(name="Tea", slug="tea", parent=kitchen),
+        "knife": Category.objects.create(name="Knives", slug="knives", parent=kitchen),
+    }
+    stores = {
+        "mug": Store.objects.create(
+            name="Clay & Co", slug="clay-co", rating=Decimal("4.7"), description="Studio pottery."
+        ),
+        "tea": Store.objects.create(
+            name="Leaf House", slug="leaf-house", rating=Decimal("4.5"), description="Loose tea."
+        ),
+        "knife": Store.objects.create(name="Steel Works", slug="steel-works", rating=Decimal("4.2")),
+    }
+    names = {
+        "mug": [
+            "Speckled stoneware mug",
+            "Glazed espresso cup",
+            "Tall latte mug",
+            "Enamel camp mug",
+            "Porcelain tea cup",
+            "Hand thrown tumbler",
+        ],
+        "tea": [
+            "Assam breakfast tea",
+            "Darjeeling first flush",
+            "Jasmine green tea",
+            "Earl Grey loose leaf",
+            "Sencha green tea",
+            "Chamomile herbal tea",
+        ],
+        "knife": [
+            "Chef knife 20 cm",
+            "Paring knife",
+            "Bread knife",
+            "Santoku knife",
+            "Utility knife",
+            "Carving knife",
+        ],
+    }
+    products = {
+        kind: [
+            Product.objects.create(
+                title=title,
+                slug=f"{kind}-{i}",
+                description=f"A {title.lower()} for every day.",
+                category=groups[kind],
+                store=stores[kind],
+                price=Decimal(8 + 3 * i),
+                stock=20,
+            )
+            for i, title in enumerate(titles)
+        ]
+        for kind, titles in names.items()
+    }
+    past = timezone.now() - dt.timedelta(days=2)
+    for n in range(6):
+        buyer = django_user_model.objects.create_user(f"past{n}")
+        # Everyone bought mugs (the best sellers); pairs of teas were bought together.
+        for mug in products["mug"][:4]:
+            Event.objects.create(
+                event_type="purchase", user=buyer, product_id=str(mug.pk), value=1, timestamp=past
+            )
+        for tea in (products["tea"][n % 3], products["tea"][3 + n % 3]):
+            Event.objects.create(
+                event_type="purchase", user=buyer, product_id=str(tea.pk), value=1, timestamp=past
+            )
+    index_products()
+    refresh_statistics()
+    return products

@@ -6,107 +6,16 @@ you", and after looking at two teas gets other teas, with no retrain (no model i
 here: the classic recommenders answer).
 """
 
-import datetime as dt
-import time
-from decimal import Decimal
-
 import pytest
 from django.utils import timezone
 
 from recommendations.models import Event
-from recommendations.serving.catalog import index_products
-from recommendations.serving.statistics import refresh_statistics
-from shop.models import Category, Order, Product, Store
+from shop.models import Order, Product
+from tests.browser.conftest import wait_for
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 FOR_YOU = "#for-you [data-rec-impression] [data-product-id]"
-
-
-def wait_for(condition, timeout=10.0, what="the condition"):
-    """Poll the database until the beacon's events have landed (it batches for up to 2 s)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        result = condition()
-        if result:
-            return result
-        time.sleep(0.1)
-    raise AssertionError(f"Timed out after {timeout}s waiting for {what}")
-
-
-@pytest.fixture
-def shop(django_user_model):
-    kitchen = Category.objects.create(name="Kitchen", slug="kitchen")
-    groups = {
-        "mug": Category.objects.create(name="Mugs", slug="mugs", parent=kitchen),
-        "tea": Category.objects.create(name="Tea", slug="tea", parent=kitchen),
-        "knife": Category.objects.create(name="Knives", slug="knives", parent=kitchen),
-    }
-    stores = {
-        "mug": Store.objects.create(
-            name="Clay & Co", slug="clay-co", rating=Decimal("4.7"), description="Studio pottery."
-        ),
-        "tea": Store.objects.create(
-            name="Leaf House", slug="leaf-house", rating=Decimal("4.5"), description="Loose tea."
-        ),
-        "knife": Store.objects.create(name="Steel Works", slug="steel-works", rating=Decimal("4.2")),
-    }
-    names = {
-        "mug": [
-            "Speckled stoneware mug",
-            "Glazed espresso cup",
-            "Tall latte mug",
-            "Enamel camp mug",
-            "Porcelain tea cup",
-            "Hand thrown tumbler",
-        ],
-        "tea": [
-            "Assam breakfast tea",
-            "Darjeeling first flush",
-            "Jasmine green tea",
-            "Earl Grey loose leaf",
-            "Sencha green tea",
-            "Chamomile herbal tea",
-        ],
-        "knife": [
-            "Chef knife 20 cm",
-            "Paring knife",
-            "Bread knife",
-            "Santoku knife",
-            "Utility knife",
-            "Carving knife",
-        ],
-    }
-    products = {
-        kind: [
-            Product.objects.create(
-                title=title,
-                slug=f"{kind}-{i}",
-                description=f"A {title.lower()} for every day.",
-                category=groups[kind],
-                store=stores[kind],
-                price=Decimal(8 + 3 * i),
-                stock=20,
-            )
-            for i, title in enumerate(titles)
-        ]
-        for kind, titles in names.items()
-    }
-    past = timezone.now() - dt.timedelta(days=2)
-    for n in range(6):
-        buyer = django_user_model.objects.create_user(f"past{n}")
-        # Everyone bought mugs (the best sellers); pairs of teas were bought together.
-        for mug in products["mug"][:4]:
-            Event.objects.create(
-                event_type="purchase", user=buyer, product_id=str(mug.pk), value=1, timestamp=past
-            )
-        for tea in (products["tea"][n % 3], products["tea"][3 + n % 3]):
-            Event.objects.create(
-                event_type="purchase", user=buyer, product_id=str(tea.pk), value=1, timestamp=past
-            )
-    index_products()
-    refresh_statistics()
-    return products
 
 
 def for_you_ids(page) -> list[str]:

@@ -23,12 +23,14 @@ const fs = require("fs");
 const [source, token, viewed, shown] = process.argv.slice(1);  // node -e: no script path in argv
 const sent = [], handlers = {}, timers = [];
 const attrs = (map) => (name) => (name in map ? map[name] : null);
-const products = JSON.parse(shown).map((id, i) => ({
-  getAttribute: attrs({ "data-product-id": id, "data-rec-position": String(i + 1) }),
-}));
+const has = (map) => (name) => name in map;
+const products = JSON.parse(shown).map((id, i) => {
+  const map = { "data-product-id": id, "data-rec-position": String(i + 1) };
+  return { getAttribute: attrs(map), hasAttribute: has(map) };
+});
 const container = {
   getAttribute: attrs({ "data-rec-id": "rec-42", "data-rec-kind": "similar" }),
-  querySelectorAll: () => products,
+  querySelectorAll: (sel) => (sel === "[data-product-id]" ? products : []),
 };
 products.forEach((p) => { p.closest = (sel) => (sel === "[data-rec-impression]" ? container : p); });
 globalThis.window = globalThis;
@@ -40,6 +42,7 @@ globalThis.document = {
   readyState: "complete",
   visibilityState: "visible",
   body: { getAttribute: attrs({ "data-rec-view": "product", "data-product-id": viewed }) },
+  querySelector: (sel) => (sel === "[data-rec-view]" ? document.body : null),
   querySelectorAll: (sel) => (sel === "[data-rec-impression]" ? [container] : []),
   addEventListener: (type, fn) => { handlers[type] = fn; },
 };

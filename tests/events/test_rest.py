@@ -46,7 +46,7 @@ def test_api_key_batch_is_stored_with_every_field(client, catalogue, api_key, sh
     ]
     response = post(client, {"events": events}, api_key)
     assert response.status_code == 200, response.content
-    assert response.json() == {"received": 6, "stored": 6, "duplicates": 0}
+    assert response.json() == {"received": 6, "stored": 6, "duplicates": 0, "opted_out": 0}
     first = Event.objects.get(event_id="e-1")
     assert (first.user_id, first.session_id, first.store_id) == (shopper.pk, "s1", str(catalogue[0].store_id))
     purchase = Event.objects.get(event_id="e-2")
@@ -61,7 +61,12 @@ def test_api_key_batch_is_stored_with_every_field(client, catalogue, api_key, sh
 def test_replayed_batch_is_stored_once(client, catalogue, api_key):
     batch = {"events": [view(catalogue[0], event_id="same-1"), view(catalogue[1], event_id="same-2")]}
     assert post(client, batch, api_key).json()["stored"] == 2
-    assert post(client, batch, api_key).json() == {"received": 2, "stored": 0, "duplicates": 2}
+    assert post(client, batch, api_key).json() == {
+        "received": 2,
+        "stored": 0,
+        "duplicates": 2,
+        "opted_out": 0,
+    }
     assert Event.objects.count() == 2
 
 
@@ -116,6 +121,43 @@ def test_session_may_not_claim_another_user_or_session(catalogue, shopper):
     response = post(browser, {"events": [view(catalogue[0], user_id=shopper.pk, session_id="x")]})
     assert response.status_code == 400
     assert set(response.json()["errors"][0]["errors"]) == {"user_id", "session_id"}
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("skew", [dt.timedelta(minutes=10), -dt.timedelta(days=400)], ids=["fast", "slow"])
+def test_a_wrong_device_clock_is_corrected_by_the_batchs_sent_at(browser, catalogue, skew):
+    """The beacon times events by the shopper's clock and sends that clock's time with the batch:
+    a clock 10 minutes fast is not refused as "in the future", one 400 days slow is not backdated."""
+    server_now = dt.datetime.now(dt.UTC)
+    device_now = server_now + skew
+    events = [view(catalogue[0], timestamp=(device_now - dt.timedelta(seconds=30)).isoformat())]
+    body = {"csrf_token": CSRF_SECRET, "sent_at": device_now.isoformat(), "events": events}
+    response = post(browser, body, content_type="text/plain;charset=UTF-8")
+    assert response.status_code == 200, response.content
+    stored = Event.objects.get().timestamp
+    assert abs(stored - (server_now - dt.timedelta(seconds=30))) < dt.timedelta(seconds=5)
+
+
+@pytest.mark.django_db
+def test_a_store_block_is_measured_by_store_impressions_and_clicks(browser, catalogue):
+    stores = [str(catalogue[0].store_id), str(catalogue[1].store_id)]
+    events = [
+        {"event_type": "impression", "stores": stores, "recommendation_id": "r-stores"},
+        {"event_type": "click", "store_id": stores[1], "recommendation_id": "r-stores"},
+    ]
+    response = post(browser, {"events": events}, HTTP_X_CSRFTOKEN=CSRF_SECRET)
+    assert response.status_code == 200, response.content
+    assert Event.objects.get(event_type="impression").context["stores"] == stores
+    click = Event.objects.get(event_type="click")
+    assert (click.store_id, click.product_id, click.recommendation_id) == (stores[1], "", "r-stores")
+
+    bad = [
+        {"event_type": "impression", "stores": ["999999"]},
+        {"event_type": "click", "recommendation_id": "r"},
+    ]
+    errors = post(browser, {"events": bad}, HTTP_X_CSRFTOKEN=CSRF_SECRET).json()["errors"]
+    assert "999999" in errors[0]["errors"]["stores"][0]
+    assert "store_id" in errors[1]["errors"]["product_id"][0]
 
 
 @pytest.mark.django_db
@@ -219,6 +261,7 @@ def test_oversize_body_is_413_before_parsing(client, catalogue, api_key):
         ('{"events": {}}', '"events" list'),
         ('{"events": []}', "empty"),
         ('{"events": [], "extra": 1}', "Unknown top-level"),
+        ('{"events": [{"event_type": "search", "query": "q"}], "sent_at": "soon"}', "sent_at 'soon' is not"),
         ('{"events": [{"event_type": "search", "query": "q", "value": NaN}]}', "not valid JSON"),
     ],
 )

@@ -10,7 +10,10 @@ from django.contrib.auth import get_user_model
 from django.test import Client
 from django.urls import reverse
 
+from recommendations.events.tracking import SESSION_KEY
+from recommendations.events.validation import stable_event_id
 from recommendations.models import Campaign, Event
+from shop.models import Order
 from tests.security.clients import browser, with_key
 
 pytestmark = pytest.mark.django_db
@@ -49,6 +52,39 @@ def test_a_shopper_cannot_write_events_as_someone_else(alice, bob, products):
         name for error in response.json()["errors"] for name in error["errors"]
     }
     assert not Event.objects.exists()
+
+
+def test_a_visitor_cannot_take_the_event_ids_of_purchases_to_come(products):
+    """A purchase's id is `order:<order pk>:<product pk>`, and order numbers are shown to every
+    buyer. A browser's ids are kept apart, so claiming them first cannot stop a sale being stored."""
+    details = {"name": "A", "email": "a@example.com", "address": "1 St", "city": "X", "postcode": "1"}
+
+    def buy(client, product):
+        client.post(reverse("shop:cart_add"), {"product": product.pk, "quantity": 1})
+        assert client.post(reverse("shop:checkout"), details).status_code == 302
+        return Order.objects.latest("pk")
+
+    attacker, buyer, stranger = browser(), browser(), browser()
+    next_order = buy(attacker, products[0]).pk + 1
+    claims = [
+        {"event_id": f"order:{next_order + n}:{p.pk}", "event_type": "view", "product_id": p.pk}
+        for n in range(3)
+        for p in products
+    ]
+    batch = json.dumps({"events": claims})
+    first = attacker.post("/api/events/", batch, content_type="application/json")
+    assert first.json() == {"received": 9, "stored": 9, "duplicates": 0, "opted_out": 0}
+    retried = attacker.post("/api/events/", batch, content_type="text/plain")  # the beacon's retry
+    assert retried.json()["duplicates"] == 9, "a session's own ids are still stored once"
+    other = stranger.post("/api/events/", batch, content_type="application/json")
+    assert other.json()["stored"] == 9, "another session's ids do not collide with these"
+
+    order = buy(buyer, products[1])
+    assert order.pk == next_order
+    purchase = Event.objects.get(event_id=stable_event_id("order", order.pk, products[1].pk))
+    assert purchase.event_type == "purchase"
+    assert purchase.session_id == buyer.session[SESSION_KEY]
+    assert not Event.objects.filter(event_type="view", event_id__startswith="order:").exists()
 
 
 def test_audiences_are_for_staff_and_audience_keys_only(alice, staff, make_key):

@@ -1,6 +1,6 @@
 /*
  * Recommendations beacon: sends product views, clicks and impressions to POST /api/events/.
- * No dependencies; about 4.5 KB without comments and whitespace.
+ * No dependencies; about 5.5 KB without comments and whitespace.
  *
  * Include it once per page, after the elements it watches (or with `defer`):
  *
@@ -11,9 +11,11 @@
  *
  *   <body data-rec-view="product" data-product-id="{{ product.pk }}">      a product view on load
  *   <body data-rec-view="store" data-store-id="{{ store.pk }}">            a store view on load
+ *     (on <body> or any other element: the first one with data-rec-view counts)
  *   <section data-rec-impression data-rec-id="{{ recommendation_id }}">   an impression when half visible
- *     <a href="..." data-product-id="{{ p.pk }}">...</a>                   a click on a recommendation
- *   (optional: data-rec-kind="similar" on the section, data-rec-position="3" on a product)
+ *     <a href="..." data-product-id="{{ p.pk }}">...</a>                   a click on a recommended product
+ *     <a href="..." data-store-id="{{ s.pk }}">...</a>                     a click on a recommended store
+ *   (optional: data-rec-kind="similar" on the section, data-rec-position="3" on a product or store)
  *   </section>
  *
  * Optional attributes of the script tag: data-endpoint (default "/api/events/").
@@ -25,6 +27,10 @@
  * comes from data-csrf-token or else the csrftoken cookie; using {{ csrf_token }} in the
  * template makes Django set that cookie. Events carry random event ids, so a batch sent twice
  * is stored once.
+ *
+ * Each batch carries `sent_at`, the browser's clock when it was sent: the server moves the
+ * events' timestamps by how far that clock is off its own. Batches stay under MAX_BYTES (both
+ * sendBeacon and keepalive fetch refuse bodies over 64 KB); failures are silent.
  */
 (function () {
   "use strict";
@@ -32,6 +38,8 @@
   var script = document.currentScript;
   var endpoint = (script && script.getAttribute("data-endpoint")) || "/api/events/";
   var MAX_BATCH = 50;
+  // Bytes per request: keepalive requests share a 64 KB budget while in flight, so two fit.
+  var MAX_BYTES = 30000;
   var FLUSH_DELAY_MS = 2000;
   var queue = [];
   var timer = null;
@@ -53,32 +61,68 @@
     return Date.now().toString(36) + "-" + Math.random().toString(36).slice(2, 12);
   }
 
+  function byteLength(text) {
+    // Without TextEncoder: at most 3 bytes per UTF-16 unit.
+    return window.TextEncoder ? new TextEncoder().encode(text).length : text.length * 3;
+  }
+
+  function post(body, token, keepalive) {
+    return window.fetch(endpoint, {
+      method: "POST",
+      keepalive: keepalive,
+      credentials: "same-origin",
+      headers: { "Content-Type": "application/json", "X-CSRFToken": token },
+      body: body
+    });
+  }
+
   function send(events) {
     var token = csrfToken();
-    var body = JSON.stringify({ csrf_token: token, events: events });
+    var batch = { csrf_token: token, sent_at: new Date().toISOString(), events: events };
+    var body = JSON.stringify(batch);
     var sent = false;
     if (navigator.sendBeacon) {
       // text/plain is a "simple" content type: no preflight, and the server reads JSON anyway.
-      sent = navigator.sendBeacon(endpoint, new Blob([body], { type: "text/plain;charset=UTF-8" }));
+      try {
+        sent = navigator.sendBeacon(endpoint, new Blob([body], { type: "text/plain;charset=UTF-8" }));
+      } catch (e) {
+        sent = false;
+      }
     }
     if (!sent && window.fetch) {
-      window.fetch(endpoint, {
-        method: "POST",
-        keepalive: true,
-        credentials: "same-origin",
-        headers: { "Content-Type": "application/json", "X-CSRFToken": token },
-        body: JSON.stringify({ events: events })
-      });
+      delete batch.csrf_token;
+      body = JSON.stringify(batch);
+      // keepalive survives leaving the page but refuses big bodies (or too many at once):
+      // then a plain request, which is sent while the page stays open.
+      post(body, token, true)
+        .catch(function () {
+          return post(body, token, false);
+        })
+        .catch(function () {});
     }
   }
 
+  // The queue as batches of at most MAX_BATCH events and (but for a single bigger event) MAX_BYTES.
   function flush() {
     if (timer) {
       clearTimeout(timer);
       timer = null;
     }
+    var batch = [];
+    var bytes = 0;
     while (queue.length) {
-      send(queue.splice(0, MAX_BATCH));
+      var event = queue.shift();
+      var size = byteLength(JSON.stringify(event)) + 1;
+      if (batch.length && (batch.length >= MAX_BATCH || bytes + size > MAX_BYTES)) {
+        send(batch);
+        batch = [];
+        bytes = 0;
+      }
+      batch.push(event);
+      bytes += size;
+    }
+    if (batch.length) {
+      send(batch);
     }
   }
 
@@ -115,11 +159,12 @@
     return context;
   }
 
-  function productIds(container) {
+  // The values of `attribute` on the block's elements: the products (or stores) it shows.
+  function shownIds(container, attribute) {
     var ids = [];
-    var nodes = container.querySelectorAll("[data-product-id]");
+    var nodes = container.querySelectorAll("[" + attribute + "]");
     for (var i = 0; i < nodes.length; i++) {
-      ids.push(nodes[i].getAttribute("data-product-id"));
+      ids.push(nodes[i].getAttribute(attribute));
     }
     return ids;
   }
@@ -131,14 +176,21 @@
       }
       seen.add(container);
     }
-    var ids = productIds(container);
-    if (ids.length) {
-      track({
-        event_type: "impression",
-        products: ids,
-        recommendation_id: container.getAttribute("data-rec-id") || "",
-        context: extras(container, null)
-      });
+    var event = {
+      event_type: "impression",
+      recommendation_id: container.getAttribute("data-rec-id") || "",
+      context: extras(container, null)
+    };
+    var products = shownIds(container, "data-product-id");
+    var stores = shownIds(container, "data-store-id");
+    if (products.length) {
+      event.products = products;
+    }
+    if (stores.length) {
+      event.stores = stores;
+    }
+    if (products.length || stores.length) {
+      track(event);
     }
   }
 
@@ -176,30 +228,32 @@
   }
 
   function onClick(e) {
-    var target = e.target && e.target.closest ? e.target.closest("[data-product-id]") : null;
+    var target = e.target && e.target.closest ? e.target.closest("[data-product-id], [data-store-id]") : null;
     var container = target ? target.closest("[data-rec-impression]") : null;
     if (!container) {
       return;
     }
+    var event = {
+      event_type: "click",
+      recommendation_id: container.getAttribute("data-rec-id") || "",
+      context: extras(container, target)
+    };
+    if (target.hasAttribute("data-product-id")) {
+      event.product_id = target.getAttribute("data-product-id");
+    } else {
+      event.store_id = target.getAttribute("data-store-id");
+    }
     // The page is about to change: send now, not on a timer.
-    track(
-      {
-        event_type: "click",
-        product_id: target.getAttribute("data-product-id"),
-        recommendation_id: container.getAttribute("data-rec-id") || "",
-        context: extras(container, target)
-      },
-      true
-    );
+    track(event, true);
   }
 
   function pageView() {
-    var body = document.body;
-    var kind = body && body.getAttribute("data-rec-view");
-    if (kind === "product" && body.getAttribute("data-product-id")) {
-      track({ event_type: "view", product_id: body.getAttribute("data-product-id") });
-    } else if (kind === "store" && body.getAttribute("data-store-id")) {
-      track({ event_type: "store_view", store_id: body.getAttribute("data-store-id") });
+    var element = document.querySelector("[data-rec-view]");
+    var kind = element && element.getAttribute("data-rec-view");
+    if (kind === "product" && element.getAttribute("data-product-id")) {
+      track({ event_type: "view", product_id: element.getAttribute("data-product-id") });
+    } else if (kind === "store" && element.getAttribute("data-store-id")) {
+      track({ event_type: "store_view", store_id: element.getAttribute("data-store-id") });
     }
   }
 

@@ -1,0 +1,131 @@
+"""The beacon in a real Chromium: wrong device clocks, failures, big batches, store blocks and
+where the page-view markup may be."""
+
+import datetime as dt
+
+import pytest
+from django.utils import timezone
+
+from recommendations.analytics import block_funnels
+from recommendations.models import Event, ServedRecommendation
+from recommendations.serving.attribution import flush_served
+from tests.browser.conftest import wait_for
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+# The page's clock moved by SHIFT milliseconds, as on a device whose time is set wrong.
+SHIFTED_CLOCK = """(() => {
+  const Real = Date, shift = SHIFT;
+  window.Date = class extends Real {
+    constructor(...args) { super(...(args.length ? args : [Real.now() + shift])); }
+    static now() { return Real.now() + shift; }
+  };
+})();"""
+
+
+def page_errors(page) -> list[str]:
+    """Uncaught errors of the page (a promise rejection nobody caught among them)."""
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    return errors
+
+
+@pytest.mark.parametrize("shift", [dt.timedelta(minutes=10), -dt.timedelta(days=400)], ids=["fast", "slow"])
+def test_events_are_timed_by_the_servers_clock_when_the_shoppers_is_wrong(page, shop, shift):
+    page.add_init_script(SHIFTED_CLOCK.replace("SHIFT", str(int(shift.total_seconds() * 1000))))
+    product = shop["tea"][0]
+    page.goto(product.get_absolute_url())
+    view = wait_for(
+        lambda: Event.objects.filter(event_type="view", product_id=str(product.pk)).first(),
+        what="the view sent with a wrong clock",
+    )
+    assert abs(view.timestamp - timezone.now()) < dt.timedelta(minutes=1)
+
+
+def test_failures_are_silent_without_sendbeacon_and_with_the_endpoint_down(page, shop):
+    errors = page_errors(page)
+    page.add_init_script("delete Navigator.prototype.sendBeacon;")
+    attempts = []
+
+    def refuse(route):
+        attempts.append(route.request.method)
+        route.abort("connectionrefused")
+
+    page.route("**/api/events/", refuse)
+    page.goto(shop["tea"][0].get_absolute_url())
+    page.evaluate("window.recommendationsBeacon.flush()")
+    page.wait_for_timeout(1000)
+    assert attempts, "the beacon tried to send"
+    assert errors == []
+
+
+def test_a_batch_too_big_for_one_request_is_split_and_stored_whole(page, shop):
+    errors = page_errors(page)
+    page.goto("/")
+    shown = [str(p.pk) for kind in ("mug", "tea", "knife") for p in shop[kind]]
+    # 50 events of about 1.5 KB: 75 KB, over the 64 KB sendBeacon and keepalive fetch accept.
+    page.evaluate(
+        """(shown) => {
+          for (let i = 0; i < 50; i++) {
+            window.recommendationsBeacon.track({
+              event_type: "impression", products: shown, recommendation_id: "big-" + i,
+              context: { pad: "x".repeat(1400) }
+            });
+          }
+          window.recommendationsBeacon.flush();
+        }""",
+        shown,
+    )
+    wait_for(
+        lambda: Event.objects.filter(recommendation_id__startswith="big-").count() == 50,
+        what="all 50 events of the big batch",
+    )
+    assert errors == []
+
+
+def test_a_store_block_gets_impressions_and_clicks_that_the_funnel_counts(page, shop):
+    since = timezone.now() - dt.timedelta(minutes=1)
+    page.goto("/")
+    block = page.locator("#stores [data-rec-impression]")
+    block.scroll_into_view_if_needed()
+    recommendation_id = block.get_attribute("data-rec-id")
+    listed = block.locator("[data-store-id]").evaluate_all("nodes => nodes.map(n => n.dataset.storeId)")
+    impression = wait_for(
+        lambda: Event.objects.filter(event_type="impression", recommendation_id=recommendation_id).first(),
+        what="the impression of the stores block",
+    )
+    assert impression.context["stores"] == listed
+
+    block.locator("[data-store-id] a").first.click()
+    click = wait_for(
+        lambda: Event.objects.filter(event_type="click", recommendation_id=recommendation_id).first(),
+        what="the click on a recommended store",
+    )
+    assert (click.store_id, click.product_id, click.context["position"]) == (listed[0], "", 1)
+
+    assert flush_served()
+    kind = ServedRecommendation.objects.get(pk=recommendation_id).kind
+    funnel = next(f for f in block_funnels(since) if f.block == kind)
+    assert (funnel.impressions, funnel.clicks) == (1, 1)
+
+
+def test_the_product_view_markup_may_be_on_any_element(page, shop):
+    product = shop["mug"][2]
+    page.goto("/")  # the csrftoken cookie, as any page of the shop sets it
+    page.route(
+        "**/host-page/",
+        lambda route: route.fulfill(
+            content_type="text/html",
+            body=(
+                "<!doctype html><html><body><main>"
+                f'<div data-rec-view="product" data-product-id="{product.pk}"><h1>{product.title}</h1></div>'
+                '</main><script src="/static/recommendations/beacon.js"></script></body></html>'
+            ),
+        ),
+    )
+    page.goto("/host-page/")
+    page.evaluate("window.recommendationsBeacon.flush()")
+    wait_for(
+        lambda: Event.objects.filter(event_type="view", product_id=str(product.pk)).exists(),
+        what="the view marked on a <div>",
+    )
