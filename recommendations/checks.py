@@ -8,6 +8,7 @@ from typing import Any
 from django.conf import settings
 from django.core import checks
 
+from recommendations.api.throttles import rate_errors
 from recommendations.conf import rec_settings
 from recommendations.serving.rule_sets import rule_set_errors
 
@@ -106,4 +107,19 @@ def check_celery_broker(app_configs: Any = None, **kwargs: Any) -> list[checks.C
             "from your project's __init__.py as Celery's Django guide shows.",
             id="recommendations.W003",
         )
+    ]
+
+
+@checks.register()
+def check_throttle_rates(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    """Refuse `API_THROTTLE_RATES` the API cannot apply: a misspelt kind would be ignored
+    without a word (its clients keeping the default rate), and a bad rate fail every request
+    of its kind."""
+    return [
+        checks.Error(
+            f"RECOMMENDATIONS['API_THROTTLE_RATES']: {error}",
+            hint="See the API_THROTTLE_RATES default in recommendations/conf.py; kinds left out keep it.",
+            id="recommendations.E003",
+        )
+        for error in rate_errors(rec_settings.API_THROTTLE_RATES)
     ]

@@ -7,8 +7,9 @@ The host project configures the app with one dict in its settings::
         "PRODUCT_ADAPTER": "catalog.recommendations.ProductAdapter",
     }
 
-`rec_settings.PRODUCT_MODEL` reads a value, falling back to `DEFAULTS`; dotted paths named
-in `IMPORT_STRINGS` are imported on first use. Unknown keys raise `ImproperlyConfigured`
+`rec_settings.PRODUCT_MODEL` reads a value, falling back to `DEFAULTS` (a dict named in
+`MERGED_DICTS` is laid over its default); dotted paths named in `IMPORT_STRINGS` are imported
+on first use. Unknown keys raise `ImproperlyConfigured`
 (a typo must not silently fall back to a default), and the object reloads on Django's
 `setting_changed` signal so `override_settings(RECOMMENDATIONS=...)` works in tests.
 """
@@ -62,6 +63,7 @@ DEFAULTS: dict[str, Any] = {
     # Requests per period for the REST API, per API key, per signed-in user and per anonymous
     # client address (DRF rate strings: "N/second|minute|hour|day"; None: not limited, and not
     # counted, e.g. where a proxy in front limits rates: a count is a cache round trip).
+    # Kinds left out keep these rates; `manage.py check` refuses unknown kinds and bad rates.
     "API_THROTTLE_RATES": {"api_key": "6000/minute", "user": "600/minute", "anonymous": "300/minute"},
     # Learning: "auto" picks CUDA when present, else CPU.
     "DEVICE": "auto",
@@ -196,6 +198,9 @@ IMPORT_STRINGS = {
     "OPT_OUT_CHECK": "accounts.privacy.has_opted_out",
     "SIGNAL_PROCESSOR": "recommendations.indexing.OnCommitSignalProcessor",
 }
+# Dict settings read entry by entry, each entry needed: the host's dict is laid over the
+# default, so a host that sets one entry keeps the others (rather than losing them).
+MERGED_DICTS = frozenset({"API_THROTTLE_RATES"})
 CHOICES = {"SCORE_INDEX": ("auto", "hnsw", "ivfflat"), "SIMILAR_INDEX": ("auto", "hnsw", "ivfflat")}
 
 
@@ -227,6 +232,8 @@ class RecommendationSettings:
         if name in self._cached:
             return self._cached[name]
         value = self.user_settings.get(name, DEFAULTS[name])
+        if name in MERGED_DICTS and isinstance(value, dict):
+            value = {**DEFAULTS[name], **value}
         if name in CHOICES and value not in CHOICES[name]:
             raise ImproperlyConfigured(
                 f"settings.{SETTING_NAME}[{name!r}] = {value!r} is not one of: {', '.join(CHOICES[name])}."

@@ -343,6 +343,27 @@ def test_serving_rules_serving_cannot_apply_are_errors(settings):
     ]
 
 
+def test_throttle_rates_the_api_cannot_apply_are_errors(settings):
+    from recommendations.checks import check_throttle_rates
+
+    assert check_throttle_rates() == []
+    settings.RECOMMENDATIONS = {**settings.RECOMMENDATIONS, "API_THROTTLE_RATES": {"anonymous": None}}
+    assert check_throttle_rates() == []  # the kinds left out keep their defaults
+    settings.RECOMMENDATIONS = {
+        **settings.RECOMMENDATIONS,
+        "API_THROTTLE_RATES": {"users": "60/minute", "api_key": "600 per minute", "anonymous": "10/week"},
+    }
+    found = check_throttle_rates()
+    assert {message.id for message in found} == {"recommendations.E003"}
+    assert [message.msg for message in found] == [
+        "RECOMMENDATIONS['API_THROTTLE_RATES']: api_key: '600 per minute' is not a rate; give N/second, "
+        'N/minute, N/hour or N/day (e.g. "600/minute"), or None for no limit.',
+        "RECOMMENDATIONS['API_THROTTLE_RATES']: anonymous: '10/week' is not a rate; give N/second, "
+        'N/minute, N/hour or N/day (e.g. "600/minute"), or None for no limit.',
+        "RECOMMENDATIONS['API_THROTTLE_RATES']: 'users' is not a kind of client; use one of api_key, user, anonymous.",
+    ]
+
+
 def test_the_demo_shop_passes_its_own_checks():
     result = run_manage("check", "--fail-level", "WARNING")
     assert result.returncode == 0, result.stderr

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import re
 import time
 from typing import Any
 from weakref import WeakKeyDictionary
@@ -23,6 +24,29 @@ from recommendations.conf import rec_settings
 from recommendations.models.api_keys import ApiKey
 
 logger = logging.getLogger(__name__)
+
+# Who a rate applies to, as `API_THROTTLE_RATES` names them.
+KINDS = ("api_key", "user", "anonymous")
+# A rate as DRF's `parse_rate` reads it, in the forms its documentation gives.
+RATE = re.compile(r"[1-9][0-9]*/(second|minute|hour|day|sec|min|s|m|h|d)")
+
+
+def rate_errors(rates: Any) -> list[str]:
+    """What is wrong with `API_THROTTLE_RATES`, one line each; empty when nothing is. Checked
+    by `manage.py check`, as a bad rate would otherwise fail every request of its kind."""
+    example = '{"api_key": "6000/minute", "user": "600/minute", "anonymous": None}'
+    if not isinstance(rates, dict):
+        return [f"Rates must be a dict of kinds of client and rates, e.g. {example}."]
+    errors = []
+    for kind, rate in rates.items():
+        if kind not in KINDS:
+            errors.append(f"{kind!r} is not a kind of client; use one of {', '.join(KINDS)}.")
+        elif rate is not None and not (isinstance(rate, str) and RATE.fullmatch(rate)):
+            errors.append(
+                f"{kind}: {rate!r} is not a rate; give N/second, N/minute, N/hour or N/day "
+                '(e.g. "600/minute"), or None for no limit.'
+            )
+    return errors
 
 
 class ApiRateThrottle(SimpleRateThrottle):

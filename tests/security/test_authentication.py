@@ -126,6 +126,28 @@ def test_a_rate_of_none_is_not_limited_nor_counted(make_key):
     assert not [key for key in cache._cache if "throttle_" in key]  # LocMemCache's own store
 
 
+def test_rates_set_for_some_kinds_keep_the_default_for_the_others(make_key, alice):
+    """A host that lifts only the anonymous limit still serves signed-in shoppers and API keys,
+    each counted at its own rate (given, or the default)."""
+    anonymous, shopper = browser(), browser(alice)
+    server = with_key(make_key("recommendations:read"))
+    with override_settings(
+        RECOMMENDATIONS={
+            **settings.RECOMMENDATIONS,
+            "API_THROTTLE_RATES": {"anonymous": None, "user": "2/minute"},
+        }
+    ):
+        assert [anonymous.get(FOR_YOU).status_code for _ in range(3)] == [200, 200, 200]
+        assert [shopper.get(FOR_YOU).status_code for _ in range(3)] == [200, 200, 429]
+        assert [server.get(FOR_YOU).status_code for _ in range(3)] == [200, 200, 200]
+    counted = {
+        key.split("throttle_recommendations_")[1].rsplit("_", 1)[0]
+        for key in cache._cache
+        if "throttle_" in key
+    }
+    assert counted == {"user", "api_key"}  # the key at its default rate, 6000/minute
+
+
 def test_a_throttled_client_is_served_again_when_its_window_closes(make_key):
     client = with_key(make_key("recommendations:read"))
     with throttled(api_key="2/second", user="100/minute", anonymous="100/minute"):
