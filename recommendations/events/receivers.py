@@ -1,7 +1,9 @@
 """Receivers that turn the host's domain signals (and Django's login) into stored events.
 
 `connect()` runs in the app's `ready()`. Each receiver is a thin door into `track()` or
-`sessions`, so the same validation and idempotency apply as for every other way in.
+`sessions`, so the same validation and idempotency apply as for every other way in. Every
+host signal takes `request=` or, from code without one (a task, a webhook, a management
+command), `user=`, as `track()` does.
 """
 
 from __future__ import annotations
@@ -21,15 +23,27 @@ from recommendations.events.validation import stable_event_id
 
 
 def on_product_viewed(
-    sender: Any, *, request: HttpRequest, product: models.Model, recommendation_id: str = "", **kwargs: Any
+    sender: Any,
+    *,
+    product: models.Model,
+    recommendation_id: str = "",
+    request: HttpRequest | None = None,
+    user: models.Model | None = None,
+    **kwargs: Any,
 ) -> None:
-    track(request, "view", product=product, recommendation_id=recommendation_id)
+    track(request, "view", product=product, recommendation_id=recommendation_id, user=user)
 
 
 def on_added_to_cart(
-    sender: Any, *, request: HttpRequest, product: models.Model, quantity: int = 1, **kwargs: Any
+    sender: Any,
+    *,
+    product: models.Model,
+    quantity: int = 1,
+    request: HttpRequest | None = None,
+    user: models.Model | None = None,
+    **kwargs: Any,
 ) -> None:
-    track(request, "add_to_cart", product=product, value=quantity)
+    track(request, "add_to_cart", product=product, value=quantity, user=user)
 
 
 def on_order_placed(
@@ -57,10 +71,16 @@ def on_order_placed(
 
 
 def on_searched(
-    sender: Any, *, request: HttpRequest, query: str, results: Iterable[models.Model] = (), **kwargs: Any
+    sender: Any,
+    *,
+    query: str,
+    results: Iterable[models.Model] = (),
+    request: HttpRequest | None = None,
+    user: models.Model | None = None,
+    **kwargs: Any,
 ) -> None:
     shown = list(results)
-    track(request, "search", query=query[:255], products=shown or None, results_count=len(shown))
+    track(request, "search", query=query[:255], products=shown or None, results_count=len(shown), user=user)
 
 
 def on_review_added(

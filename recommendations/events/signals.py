@@ -13,19 +13,20 @@ Send them from your views (or tasks), with the request when there is one::
     signals.searched.send(sender=None, request=request, query=q, results=page_of_products)
     signals.review_added.send(sender=Review, request=request, product=product, rating=4, text="...")
 
-Without a request (an order confirmed by a payment webhook), pass `user=` instead. The
-receivers live in `receivers.py` and are connected in the app's `ready()`.
+Without a request (an order confirmed by a payment webhook, a view recorded by a task), pass
+`user=` instead, to any of them. The receivers live in `receivers.py` and are connected in the
+app's `ready()`.
 """
 
 from django.dispatch import Signal
 
-#: kwargs: request, product, recommendation_id="" (when the visit came from a recommendation)
+#: kwargs: request (or user), product, recommendation_id="" (when the visit came from a recommendation)
 product_viewed = Signal()
-#: kwargs: request, product, quantity=1
+#: kwargs: request (or user), product, quantity=1
 added_to_cart = Signal()
 #: kwargs: request (or user), order_id, lines: iterable of (product, quantity, unit_price)
 order_placed = Signal()
-#: kwargs: request, query, results: the products shown (optional)
+#: kwargs: request (or user), query, results: the products shown (optional)
 searched = Signal()
 #: kwargs: request (or user), product, rating (1-5), text=""
 review_added = Signal()

@@ -83,6 +83,25 @@ def test_product_viewed_and_added_to_cart_signals(request_for, catalogue, shoppe
 
 
 @pytest.mark.django_db
+def test_every_host_signal_takes_a_user_where_there_is_no_request(catalogue, shopper):
+    """Code without a request (a Celery task, a management command, a webhook) sends the same
+    signals with `user=`, and the events are the user's."""
+    signals.product_viewed.send(sender=None, user=shopper, product=catalogue[0])
+    signals.added_to_cart.send(sender=None, user=shopper, product=catalogue[1], quantity=2)
+    signals.searched.send(sender=None, user=shopper, query="steel mug", results=catalogue[:2])
+    signals.order_placed.send(sender=None, user=shopper, order_id=5, lines=[(catalogue[1], 2, Decimal("3"))])
+    signals.review_added.send(sender=None, user=shopper, product=catalogue[1], rating=4)
+    recorded = Event.objects.order_by("event_type")
+    assert [(e.event_type, e.user_id, e.product_id) for e in recorded] == [
+        ("add_to_cart", shopper.pk, str(catalogue[1].pk)),
+        ("purchase", shopper.pk, str(catalogue[1].pk)),
+        ("rating", shopper.pk, str(catalogue[1].pk)),
+        ("search", shopper.pk, ""),
+        ("view", shopper.pk, str(catalogue[0].pk)),
+    ]
+
+
+@pytest.mark.django_db
 def test_order_placed_signal_records_each_line_once_even_when_resent(catalogue, shopper):
     lines = [(catalogue[0], 2, Decimal("10.00")), (catalogue[1], 1, Decimal("11.50"))]
     for _ in range(2):
