@@ -12,6 +12,7 @@ import itertools
 from typing import Any
 
 from django.contrib import admin, messages
+from django.contrib.admin.views.main import ChangeList
 from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
@@ -25,6 +26,7 @@ from recommendations.admin.actions import EXPECTED_PROBLEMS, problem_text, run_e
 from recommendations.admin.readonly import DeletedWithParentAdmin
 from recommendations.marketing.audiences import build_audience, create_segment, refresh_segment
 from recommendations.marketing.export import FIELDS, audience_rows, segment_rows, write_csv
+from recommendations.marketing.targeting import CampaignStatus, campaign_status
 from recommendations.models import Campaign, Segment, SegmentMember
 
 PREVIEW_ROWS = 50
@@ -39,7 +41,7 @@ class CampaignAdmin(admin.ModelAdmin):
         "is_active",
         "starts_at",
         "ends_at",
-        "running",
+        "shown_status",
         "audience",
     ]
     list_filter = ["kind", "is_active"]
@@ -57,9 +59,21 @@ class CampaignAdmin(admin.ModelAdmin):
     ]
     actions = ["save_audiences"]
 
-    @admin.display(boolean=True, description="running now")
-    def running(self, obj: Campaign) -> bool:
-        return obj.is_running()
+    def get_changelist_instance(self, request: HttpRequest) -> ChangeList:
+        """The page's rows with their status, read for all of them at once (one query for the
+        impression caps' views, cached as the storefront caches it)."""
+        changelist = super().get_changelist_instance(request)
+        campaigns = list(changelist.result_list)  # evaluated once: the template shows these objects
+        status = campaign_status(campaigns)
+        for campaign in campaigns:
+            campaign.status_now = status[campaign.pk]
+        return changelist
+
+    @admin.display(description="shown to shoppers")
+    def shown_status(self, obj: Campaign) -> str:
+        """What shoppers get now, as the storefront decides it (`targeting.campaign_status`):
+        a campaign whose impression cap is reached reads "used up", not running."""
+        return CampaignStatus(getattr(obj, "status_now", None) or campaign_status([obj])[obj.pk]).label
 
     @admin.display(description="audience")
     def audience(self, obj: Campaign) -> str:

@@ -10,7 +10,9 @@ from django.urls import reverse
 
 from recommendations.experiments import variant_for
 from recommendations.marketing.audiences import create_segment
+from recommendations.marketing.targeting import showable_campaigns
 from recommendations.models import Campaign, Experiment, ExperimentStatus, Segment, SegmentMember, Variant
+from tests.marketing.conftest import add_event
 
 
 @pytest.fixture
@@ -71,6 +73,30 @@ def test_campaign_form_refuses_an_active_campaign_that_targets_nobody(admin_clie
     assert "promotes nothing: add products, categories or stores" in errors_of(nothing)
     assert not Campaign.objects.exists()
     assert admin_client.post(url, {**no_segment, "is_active": ""}).status_code == 302  # a draft
+
+
+def test_the_campaign_list_says_a_used_up_campaign_is_no_longer_shown(admin_client, shop):
+    """The list's "shown to shoppers" is what the storefront does: a campaign whose
+    impression cap is reached is "used up", not running."""
+    tea = Campaign.objects.create(name="Tea week", category_names=["Tea"], impression_cap=1)
+    garden = Campaign.objects.create(name="Garden week", category_names=["Garden"], impression_cap=5)
+    Campaign.objects.create(name="Draft", category_names=["Garden"], is_active=False)
+    add_event("campaign_view", session="s1", context={"campaign": str(tea.pk)})
+    assert showable_campaigns() == [garden]
+    page = admin_client.get(reverse("admin:recommendations_campaign_changelist")).content.decode()
+    rows = {row.split("</a>")[0].rsplit(">", 1)[1]: row for row in page.split('<th class="field-name">')[1:]}
+    cell = '<td class="field-shown_status">{}</td>'
+    assert cell.format("used up: its impression cap is reached") in rows["Tea week"]
+    assert cell.format("shown now") in rows["Garden week"]
+    assert cell.format("inactive") in rows["Draft"]
+
+
+def test_campaign_form_refuses_an_impression_cap_of_zero(admin_client, shop):
+    url = reverse("admin:recommendations_campaign_add")
+    refused = admin_client.post(url, campaign_form(impression_cap="0", is_active="on"))
+    assert "A cap of 0 visitors would never show the campaign. Give at least 1" in errors_of(refused)
+    assert not Campaign.objects.exists()
+    assert admin_client.post(url, campaign_form(impression_cap="1", is_active="on")).status_code == 302
 
 
 def test_segment_form_refuses_a_size_of_zero(admin_client, shop):
