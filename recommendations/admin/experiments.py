@@ -105,6 +105,8 @@ def interval_chart(rows: Sequence[VariantResult], metric: str = PRIMARY_METRIC) 
 class ExperimentAdmin(admin.ModelAdmin):
     inlines = [VariantInline]
     list_display = ["name", "key", "status", "started_at", "stopped_at", "winner"]
+    # The winner is shown as "<experiment key>/<variant key>": both in the list's one query.
+    list_select_related = ["winner__experiment"]
     list_filter = ["status"]
     search_fields = ["name", "key"]
     readonly_fields = ["status", "started_at", "stopped_at", "winner", "created_at"]

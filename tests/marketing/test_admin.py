@@ -5,7 +5,9 @@ import io
 
 import pytest
 from django.contrib.auth import get_user_model
+from django.db import connection
 from django.test import Client
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from recommendations.experiments import variant_for
@@ -310,6 +312,31 @@ def test_bulk_actions_report_the_count_then_each_failure_by_name(admin_client, s
         "Home: Experiment 'home' is running; only a draft can start. Create a new experiment "
         "(with a new key) to test again.",
     ]
+
+
+def stopped_with_a_winner(key: str) -> Experiment:
+    experiment = Experiment.objects.create(key=key, name=key, status=ExperimentStatus.STOPPED)
+    Variant.objects.create(experiment=experiment, key="control", is_control=True, traffic_share=50)
+    winner = Variant.objects.create(experiment=experiment, key="new", traffic_share=50)
+    Experiment.objects.filter(pk=experiment.pk).update(winner=winner)
+    return experiment
+
+
+def test_the_experiment_list_reads_the_winners_with_the_rows(admin_client, db):
+    url = reverse("admin:recommendations_experiment_changelist")
+
+    def queries_for_the_list() -> int:
+        with CaptureQueriesContext(connection) as queries:
+            assert admin_client.get(url).status_code == 200
+        return len(queries)
+
+    stopped_with_a_winner("first")
+    one_row = queries_for_the_list()
+    for i in range(10):
+        stopped_with_a_winner(f"more-{i}")
+    page = admin_client.get(url)
+    assert page.context["cl"].result_count == 11 and b"more-9/new" in page.content
+    assert queries_for_the_list() == one_row
 
 
 def test_a_started_experiment_keeps_its_key_and_variants_in_the_admin(admin_client, db):
