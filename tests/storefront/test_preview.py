@@ -6,7 +6,7 @@ import pytest
 from django.urls import reverse
 
 from recommendations.experiments import assignment, lifecycle, variant_for
-from recommendations.models import Assignment, Experiment, Variant
+from recommendations.models import Assignment, Experiment, ServedRecommendation, Variant
 from recommendations.serving.catalog import index_products
 from recommendations.serving.statistics import refresh_statistics
 from tests.state import fresh_serving_state
@@ -44,6 +44,17 @@ def test_preview_lists_every_block_with_reasons(admin_client, shopper, history):
     html = response.content.decode()
     assert history[2].title in html and "no active model" in html
     assert blocks["Recently viewed"].result.ids == [str(history[0].pk)]
+
+
+def test_preview_records_nothing_as_served_to_the_shopper(admin_client, client, shopper, history):
+    """Staff looking at a shopper's lists is not the shopper being shown them: no served
+    lists in their name, none counted in the dashboard's coverage."""
+    response = admin_client.get(URL, {"user": "shopper"})
+    assert response.status_code == 200 and response.context["blocks"][0].result.ids
+    assert not ServedRecommendation.objects.exists()
+    client.force_login(shopper)
+    assert client.get("/").status_code == 200  # the shopper's own visit is recorded
+    assert ServedRecommendation.objects.filter(user=shopper).exists()
 
 
 def test_preview_finds_users_by_email_or_id_and_says_when_none_matches(admin_client, shopper, catalogue):
