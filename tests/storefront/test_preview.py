@@ -60,9 +60,10 @@ def test_preview_records_nothing_as_served_to_the_shopper(admin_client, client, 
 def test_preview_finds_users_by_email_or_id_and_says_when_none_matches(admin_client, shopper, catalogue):
     assert admin_client.get(URL, {"user": "SHOPPER@example.com"}).context["previewed"] == shopper
     assert admin_client.get(URL, {"user": str(shopper.pk)}).context["previewed"] == shopper
-    response = admin_client.get(URL, {"user": "ghost"})
-    assert response.context["previewed"] is None
-    assert "No user matches" in response.content.decode()
+    for nobody in ("ghost", "²", "sho\x00pper"):  # a Unicode digit or a NUL is no id (was a 500)
+        response = admin_client.get(URL, {"user": nobody})
+        assert response.status_code == 200 and response.context["previewed"] is None
+        assert "No user matches" in response.content.decode()
 
 
 def test_preview_of_a_shopper_without_history_shows_cold_start(admin_client, shopper, catalogue):
