@@ -251,6 +251,27 @@ def test_an_experiment_is_deleted_with_its_variants_and_assignments(admin_client
     assert not Experiment.objects.exists() and not Variant.objects.exists()
 
 
+def test_bulk_delete_of_experiments_says_to_stop_a_running_one_first(admin_client, db):
+    stopped = stopped_with_a_winner("old")
+    admin_client.post(reverse("admin:recommendations_experiment_add"), experiment_form(50, 50))
+    running = Experiment.objects.get(key="home")
+    lifecycle = reverse("admin:recommendations_experiment_lifecycle", args=[running.pk, "start"])
+    admin_client.post(lifecycle)
+    url = reverse("admin:recommendations_experiment_changelist")
+    selected = {"action": "delete_selected", "_selected_action": [stopped.pk, running.pk]}
+    refused = admin_client.post(url, selected, follow=True)
+    assert [str(m) for m in refused.context["messages"]][-1] == (
+        "Nothing was deleted. Experiment 'home' is running; stop it before deleting it "
+        "(its results go with it)."
+    )
+    assert Experiment.objects.count() == 2
+    admin_client.post(lifecycle.replace("/start/", "/stop/"))
+    confirm = admin_client.post(url, selected)
+    assert confirm.status_code == 200 and not confirm.context["perms_lacking"]
+    assert admin_client.post(url, {**selected, "post": "yes"}).status_code == 302
+    assert not Experiment.objects.exists()
+
+
 def test_experiment_page_shows_results_chart_and_promotes(admin_client, db):
     admin_client.post(reverse("admin:recommendations_experiment_add"), experiment_form(50, 50))
     experiment = Experiment.objects.get()
