@@ -13,6 +13,8 @@ from typing import Any
 
 from django.contrib import admin, messages
 from django.contrib.admin.views.main import ChangeList
+from django.contrib.postgres.fields import ArrayField
+from django.contrib.postgres.forms import SimpleArrayField
 from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
@@ -32,8 +34,20 @@ from recommendations.models import Campaign, Segment, SegmentMember
 PREVIEW_ROWS = 50
 
 
+class CommaSeparatedField(SimpleArrayField):
+    """A comma-separated list that leaves out empty items: "1, 2," is ["1", "2"]. A trailing
+    comma is a slip, not an item: refusing it also hid the products from `Campaign.clean()`,
+    which then said the campaign promotes nothing."""
+
+    def to_python(self, value: Any) -> list[Any]:
+        if isinstance(value, str):
+            value = self.delimiter.join(item for item in value.split(self.delimiter) if item.strip())
+        return super().to_python(value)
+
+
 @admin.register(Campaign)
 class CampaignAdmin(admin.ModelAdmin):
+    formfield_overrides = {ArrayField: {"form_class": CommaSeparatedField}}
     list_display = [
         "name",
         "kind",

@@ -93,6 +93,14 @@ def test_the_campaign_list_says_a_used_up_campaign_is_no_longer_shown(admin_clie
     assert cell.format("inactive") in rows["Draft"]
 
 
+def test_campaign_form_takes_lists_with_a_trailing_comma(admin_client, shop):
+    url = reverse("admin:recommendations_campaign_add")
+    tea = shop.ids("Tea")[:2]
+    form = campaign_form(product_ids=f"{tea[0]}, {tea[1]},", category_names="Garden, ,", is_active="on")
+    assert admin_client.post(url, form).status_code == 302
+    assert (Campaign.objects.get().product_ids, Campaign.objects.get().category_names) == (tea, ["Garden"])
+
+
 def test_campaign_form_refuses_an_impression_cap_of_zero(admin_client, shop):
     url = reverse("admin:recommendations_campaign_add")
     refused = admin_client.post(url, campaign_form(impression_cap="0", is_active="on"))
