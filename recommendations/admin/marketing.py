@@ -170,8 +170,17 @@ class SegmentAdmin(admin.ModelAdmin):
         )
 
     def save_model(self, request: HttpRequest, obj: Segment, form: Any, change: bool) -> None:
-        """Saving computes the members (the form already checked the campaign targets something)."""
+        """Saving computes the members (the form already checked the campaign targets something),
+        except for a segment whose campaign was deleted: `Segment.clean()` lets it be saved
+        only with auto-refresh off, to keep its members as they are."""
         super().save_model(request, obj, form, change)
+        if obj.campaign is None:
+            self.message_user(
+                request,
+                f"Kept the {obj.size} members of “{obj.name}” as they were: it has no campaign to "
+                "compute them from. Choose one to refresh them.",
+            )
+            return
         try:
             refresh_segment(obj)
         except EXPECTED_PROBLEMS as exc:

@@ -195,7 +195,10 @@ def test_a_segment_is_deleted_with_its_members_and_outlives_its_campaign(admin_c
         admin_client.post(change, form)
     )
     del form["auto_refresh"]
-    assert admin_client.post(change, form).status_code == 302
+    saved = admin_client.post(change, form, follow=True)
+    shown = list(saved.context["messages"])
+    assert [m.level_tag for m in shown] == ["info", "success"]  # no error
+    assert "Kept the 2 members of “Kept” as they were" in str(shown[0])
     kept.refresh_from_db()
     assert not kept.auto_refresh and kept.users().count() == 2
 
