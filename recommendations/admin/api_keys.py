@@ -55,8 +55,9 @@ class ApiKeyAdmin(admin.ModelAdmin):
 
     @admin.action(description="Revoke selected API keys")
     def revoke(self, request: HttpRequest, queryset: QuerySet[ApiKey]) -> None:
+        # Counted before the update: a list filtered on "Revoked at: empty" would select none after.
+        selected = queryset.count()
         revoked = queryset.filter(revoked_at__isnull=True).update(revoked_at=timezone.now())
         forget_verified_keys()
-        self.message_user(
-            request, f"Revoked {revoked} API key(s); {queryset.count() - revoked} were already revoked."
-        )
+        already = f"; {selected - revoked} were already revoked" if selected > revoked else ""
+        self.message_user(request, f"Revoked {revoked} API key(s){already}.")

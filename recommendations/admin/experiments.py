@@ -14,6 +14,7 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin.actions import delete_selected
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
@@ -105,6 +106,8 @@ def interval_chart(rows: Sequence[VariantResult], metric: str = PRIMARY_METRIC) 
 class ExperimentAdmin(admin.ModelAdmin):
     inlines = [VariantInline]
     list_display = ["name", "key", "status", "started_at", "stopped_at", "winner"]
+    # The winner is shown as "<experiment key>/<variant key>": both in the list's one query.
+    list_select_related = ["winner__experiment"]
     list_filter = ["status"]
     search_fields = ["name", "key"]
     readonly_fields = ["status", "started_at", "stopped_at", "winner", "created_at"]
@@ -114,12 +117,27 @@ class ExperimentAdmin(admin.ModelAdmin):
         ("Status", {"fields": ["status", "started_at", "stopped_at", "winner", "created_at"]}),
     ]
     change_form_template = "admin/recommendations/experiment_change_form.html"
-    actions = ["start_selected", "stop_and_promote_selected"]
+    actions = ["start_selected", "stop_and_promote_selected", "delete_selected"]
 
     def has_delete_permission(self, request: HttpRequest, obj: Experiment | None = None) -> bool:
         # Visitors are being bucketed into a running experiment's variants: stop it first.
         running = obj is not None and obj.status == ExperimentStatus.RUNNING
         return not running and super().has_delete_permission(request, obj)
+
+    @admin.action(permissions=["delete"], description=delete_selected.short_description)
+    def delete_selected(self, request: HttpRequest, queryset: QuerySet[Experiment]) -> HttpResponse | None:
+        """Django's "Delete selected", which would blame a running experiment on the user's
+        permissions (`has_delete_permission` is False for it): say to stop it first instead."""
+        problems = []
+        for experiment in queryset:
+            try:
+                lifecycle.check_deletable(experiment)
+            except ValidationError as exc:
+                problems.append(" ".join(exc.messages))
+        if problems:
+            self.message_user(request, f"Nothing was deleted. {' '.join(problems)}", messages.ERROR)
+            return None
+        return delete_selected(self, request, queryset)
 
     def delete_model(self, request: HttpRequest, obj: Experiment) -> None:
         lifecycle.delete(obj)

@@ -3,23 +3,31 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import suppress
 from typing import Any
 
 from django.contrib import admin
 from django.contrib.admin.views.main import ChangeList
 from django.contrib.auth import get_user_model
+from django.core.exceptions import ValidationError
 from django.db.models import Q, QuerySet
 from django.http import HttpRequest
+
+# PostgreSQL text cannot hold this character, so no row holds it: a box that has it matches none.
+NUL = "\x00"
 
 
 def matching_users(value: str) -> QuerySet:
     """Users whose username or e-mail is `value` (any case), or whose id it is."""
     User = get_user_model()
+    if NUL in value:
+        return User._default_manager.none()
     match = Q(**{f"{User.USERNAME_FIELD}__iexact": value})
     if hasattr(User, "email"):
         match |= Q(email__iexact=value)
-    if value.isdigit():
-        match |= Q(pk=int(value))
+    # The primary key field says what an id is: "²" passes str.isdigit() but is no integer.
+    with suppress(ValidationError):
+        match |= Q(pk=User._meta.pk.to_python(value))
     return User._default_manager.filter(match)
 
 
@@ -49,6 +57,8 @@ class InputFilter(admin.SimpleListFilter):
 
     def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
         value = (self.value() or "").strip()
+        if NUL in value:
+            return queryset.none()
         return self.filter_value(queryset, value) if value else queryset
 
     def filter_value(self, queryset: QuerySet, value: str) -> QuerySet:

@@ -12,6 +12,9 @@ import itertools
 from typing import Any
 
 from django.contrib import admin, messages
+from django.contrib.admin.views.main import ChangeList
+from django.contrib.postgres.fields import ArrayField
+from django.contrib.postgres.forms import SimpleArrayField
 from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
@@ -25,13 +28,26 @@ from recommendations.admin.actions import EXPECTED_PROBLEMS, problem_text, run_e
 from recommendations.admin.readonly import DeletedWithParentAdmin
 from recommendations.marketing.audiences import build_audience, create_segment, refresh_segment
 from recommendations.marketing.export import FIELDS, audience_rows, segment_rows, write_csv
+from recommendations.marketing.targeting import CampaignStatus, campaign_status
 from recommendations.models import Campaign, Segment, SegmentMember
 
 PREVIEW_ROWS = 50
 
 
+class CommaSeparatedField(SimpleArrayField):
+    """A comma-separated list that leaves out empty items: "1, 2," is ["1", "2"]. A trailing
+    comma is a slip, not an item: refusing it also hid the products from `Campaign.clean()`,
+    which then said the campaign promotes nothing."""
+
+    def to_python(self, value: Any) -> list[Any]:
+        if isinstance(value, str):
+            value = self.delimiter.join(item for item in value.split(self.delimiter) if item.strip())
+        return super().to_python(value)
+
+
 @admin.register(Campaign)
 class CampaignAdmin(admin.ModelAdmin):
+    formfield_overrides = {ArrayField: {"form_class": CommaSeparatedField}}
     list_display = [
         "name",
         "kind",
@@ -39,7 +55,7 @@ class CampaignAdmin(admin.ModelAdmin):
         "is_active",
         "starts_at",
         "ends_at",
-        "running",
+        "shown_status",
         "audience",
     ]
     list_filter = ["kind", "is_active"]
@@ -57,9 +73,21 @@ class CampaignAdmin(admin.ModelAdmin):
     ]
     actions = ["save_audiences"]
 
-    @admin.display(boolean=True, description="running now")
-    def running(self, obj: Campaign) -> bool:
-        return obj.is_running()
+    def get_changelist_instance(self, request: HttpRequest) -> ChangeList:
+        """The page's rows with their status, read for all of them at once (one query for the
+        impression caps' views, cached as the storefront caches it)."""
+        changelist = super().get_changelist_instance(request)
+        campaigns = list(changelist.result_list)  # evaluated once: the template shows these objects
+        status = campaign_status(campaigns)
+        for campaign in campaigns:
+            campaign.status_now = status[campaign.pk]
+        return changelist
+
+    @admin.display(description="shown to shoppers")
+    def shown_status(self, obj: Campaign) -> str:
+        """What shoppers get now, as the storefront decides it (`targeting.campaign_status`):
+        a campaign whose impression cap is reached reads "used up", not running."""
+        return CampaignStatus(getattr(obj, "status_now", None) or campaign_status([obj])[obj.pk]).label
 
     @admin.display(description="audience")
     def audience(self, obj: Campaign) -> str:
@@ -142,8 +170,17 @@ class SegmentAdmin(admin.ModelAdmin):
         )
 
     def save_model(self, request: HttpRequest, obj: Segment, form: Any, change: bool) -> None:
-        """Saving computes the members (the form already checked the campaign targets something)."""
+        """Saving computes the members (the form already checked the campaign targets something),
+        except for a segment whose campaign was deleted: `Segment.clean()` lets it be saved
+        only with auto-refresh off, to keep its members as they are."""
         super().save_model(request, obj, form, change)
+        if obj.campaign is None:
+            self.message_user(
+                request,
+                f"Kept the {obj.size} members of “{obj.name}” as they were: it has no campaign to "
+                "compute them from. Choose one to refresh them.",
+            )
+            return
         try:
             refresh_segment(obj)
         except EXPECTED_PROBLEMS as exc:

@@ -181,6 +181,9 @@ class ModelVersionAdmin(ReadOnlyAdmin):
         except activation.ActivationError as exc:
             self.message_user(request, str(exc), messages.ERROR)
             return
+        if result.already_active:
+            self.message_user(request, f"Nothing changed: {result.version} already serves.", messages.WARNING)
+            return
         kept = f" Version {result.previous.pk} is kept for rollback." if result.previous else ""
         self.message_user(
             request, f"Activated 1 version: {result.version} now serves.{kept}", messages.SUCCESS

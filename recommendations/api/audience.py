@@ -18,7 +18,7 @@ def resolve_audience(request: Request, params: dict[str, Any]) -> Audience:
 
     A server with an API key serves the lists it asks for to that visitor, so they count as
     the visitor's exposure to an experiment; staff signed in to look at someone else's lists
-    are not that visitor, and their look is not counted.
+    are not that visitor, and their look is neither counted nor recorded as a served list.
     """
     user_id, session_id = params.get("user"), params.get("session_id")
     own = Audience.for_request(request._request)

@@ -81,13 +81,18 @@ def stop(experiment: Experiment, promote: Variant | str | None = None) -> Varian
     return variant
 
 
-def delete(experiment: Experiment) -> None:
-    """Delete the experiment with its variants and exposures; refused while it runs (visitors
-    are being bucketed into its variants, and its results would go with it)."""
+def check_deletable(experiment: Experiment) -> None:
+    """Raise `ValidationError` saying why the experiment cannot be deleted now: it runs
+    (visitors are being bucketed into its variants, and its results would go with it)."""
     if experiment.status == ExperimentStatus.RUNNING:
         raise ValidationError(
             f"Experiment {experiment.key!r} is running; stop it before deleting it (its results go with it)."
         )
+
+
+def delete(experiment: Experiment) -> None:
+    """Delete the experiment with its variants and exposures; refused while it runs."""
+    check_deletable(experiment)
     key = experiment.key
     experiment.delete()
     clear_cache()  # a stopped experiment's promoted variant was served as the default

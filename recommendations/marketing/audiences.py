@@ -23,6 +23,8 @@ from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.db import transaction
+from django.db.models import Count, OuterRef, Subquery
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from recommendations.marketing.affinity import users_by_affinity
@@ -113,6 +115,21 @@ def refresh_segment(segment: Segment, now: dt.datetime | None = None) -> Segment
         time.monotonic() - started,
     )
     return segment
+
+
+def leave_segments(user_pk: Any) -> int:
+    """Take the user out of every segment (erasure, a deleted user) and recount those segments,
+    so that `Segment.size` stays the number of members whether or not they auto-refresh.
+    Returns the memberships deleted."""
+    memberships = SegmentMember.objects.filter(user_id=user_pk)
+    segment_ids = set(memberships.values_list("segment_id", flat=True))
+    deleted = memberships.delete()[0]
+    if segment_ids:
+        members = SegmentMember.objects.filter(segment=OuterRef("pk")).order_by().values("segment")
+        Segment.objects.filter(pk__in=segment_ids).update(
+            size=Coalesce(Subquery(members.annotate(n=Count("pk")).values("n")), 0)
+        )
+    return deleted
 
 
 def create_segment(campaign: Campaign, name: str = "", max_size: int | None = None) -> Segment:

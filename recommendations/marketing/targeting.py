@@ -8,6 +8,7 @@
 - Member benefits go to signed-in customers whose RFM segment the campaign names (score 1).
 - A campaign that reached its impression cap (distinct visitors with a `campaign_view` event
   of it) is not shown; `logged_in_only` and `min_score` rules are applied last.
+  `campaign_status` says which campaigns are shown at all, and why not; the admin lists it.
 
 Campaigns are ordered by priority, then score: priority is the shop's word, score breaks ties.
 """
@@ -20,9 +21,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from django.core.exceptions import ValidationError
-from django.db.models import CharField, Count
+from django.db.models import CharField, Count, TextChoices
 from django.db.models.fields.json import KT
 from django.db.models.functions import Cast, Coalesce
+from django.utils import timezone
 
 from recommendations.marketing.affinity import visitor_affinity
 from recommendations.marketing.interest import campaign_directions, campaigns_with_vectors, visitor_interest
@@ -84,6 +86,17 @@ def views_so_far(campaigns: Sequence[Campaign]) -> dict[int, int]:
     return from_cache("recommendations:campaign-views:" + ",".join(map(str, ids)), count, VIEWS_CACHE_SECONDS)
 
 
+class CampaignStatus(TextChoices):
+    """Whether shoppers are shown a campaign now and, if not, why (`campaign_status`)."""
+
+    SHOWN = "shown", "shown now"
+    USED_UP = "used_up", "used up: its impression cap is reached"
+    INVALID_RULES = "invalid_rules", "not shown: its audience rules are invalid"
+    NOT_STARTED = "not_started", "not started yet"
+    ENDED = "ended", "ended"
+    INACTIVE = "inactive", "inactive"
+
+
 def _valid(campaign: Campaign) -> bool:
     """Rules written around `clean()` (a raw update, an import) skip the campaign, not the page."""
     try:
@@ -96,12 +109,42 @@ def _valid(campaign: Campaign) -> bool:
     return True
 
 
-def showable_campaigns(now: dt.datetime | None = None) -> list[Campaign]:
-    """Running campaigns with valid rules that have not reached their impression cap."""
-    campaigns = [c for c in Campaign.objects.running(now) if _valid(c)]
+def used_up(campaigns: Sequence[Campaign]) -> set[int]:
+    """Ids of the campaigns whose impression cap is reached (a cap of 0 from before caps were
+    checked counts as reached): they are not shown again."""
     capped = [c for c in campaigns if c.impression_cap is not None]
     views = views_so_far(capped)
-    return [c for c in campaigns if c.impression_cap is None or views.get(c.pk, 0) < c.impression_cap]
+    return {c.pk for c in capped if views.get(c.pk, 0) >= c.impression_cap}
+
+
+def campaign_status(campaigns: Sequence[Campaign], now: dt.datetime | None = None) -> dict[int, str]:
+    """A `CampaignStatus` per campaign id: the one definition of "shown to shoppers", which
+    `showable_campaigns` serves and the admin's list reports, so the two cannot disagree."""
+    now = now or timezone.now()
+    status: dict[int, str] = {}
+    for campaign in campaigns:
+        if not campaign.is_active:
+            status[campaign.pk] = CampaignStatus.INACTIVE
+        elif campaign.starts_at > now:
+            status[campaign.pk] = CampaignStatus.NOT_STARTED
+        elif not campaign.is_running(now):
+            status[campaign.pk] = CampaignStatus.ENDED
+        elif not _valid(campaign):
+            status[campaign.pk] = CampaignStatus.INVALID_RULES
+        else:
+            status[campaign.pk] = CampaignStatus.SHOWN
+    shown = [c for c in campaigns if status[c.pk] == CampaignStatus.SHOWN]
+    for pk in used_up(shown):
+        status[pk] = CampaignStatus.USED_UP
+    return status
+
+
+def showable_campaigns(now: dt.datetime | None = None) -> list[Campaign]:
+    """Running campaigns with valid rules that have not reached their impression cap."""
+    now = now or timezone.now()
+    campaigns = list(Campaign.objects.running(now))
+    status = campaign_status(campaigns, now)
+    return [c for c in campaigns if status[c.pk] == CampaignStatus.SHOWN]
 
 
 def _interest(

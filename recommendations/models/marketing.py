@@ -150,6 +150,11 @@ class Campaign(models.Model):
                 f"The campaign ends ({self.ends_at:%Y-%m-%d %H:%M}) before it starts "
                 f"({self.starts_at:%Y-%m-%d %H:%M}). Set an end after the start, or leave it empty."
             ]
+        if self.impression_cap == 0:
+            errors["impression_cap"] = [
+                "A cap of 0 visitors would never show the campaign. Give at least 1, leave it empty "
+                "for no cap, or untick Is active to keep it as a draft."
+            ]
         for field, model in (("product_ids", get_product_model()), ("store_ids", get_store_model())):
             unknown = unknown_keys(model, list(getattr(self, field) or []))
             if unknown:
@@ -206,6 +211,8 @@ class Campaign(models.Model):
         )
 
     def is_running(self, now: dt.datetime | None = None) -> bool:
+        """Active and within its dates. Shown to shoppers also needs valid rules and an
+        impression cap not yet reached: `marketing.targeting.campaign_status` says that."""
         now = now or timezone.now()
         return self.is_active and self.starts_at <= now and (self.ends_at is None or now < self.ends_at)
 

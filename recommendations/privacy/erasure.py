@@ -18,6 +18,7 @@ from typing import Any
 from django.contrib.auth import get_user_model
 from django.db import transaction
 
+from recommendations.marketing.audiences import leave_segments
 from recommendations.models import Assignment, Event, SegmentMember, ServedRecommendation, UserVector
 from recommendations.models.audit import AuditAction, AuditEntry
 from recommendations.models.preferences import PersonalisationPreference
@@ -31,7 +32,8 @@ logger = logging.getLogger(__name__)
 registry.register_model(Event, session_field="session_id", name="events")
 registry.register_model(UserVector, name="user_vectors")
 registry.register_model(ServedRecommendation, session_field="session_id", name="served_lists")
-registry.register_model(SegmentMember, name="segment_memberships")
+# Segments count their members: leaving them recounts them too.
+registry.register("segment_memberships", lambda subject: leave_segments(subject.user_pk), model=SegmentMember)
 registry.register_model(Assignment, session_field="session_id", name="experiment_assignments")
 registry.keep(
     PersonalisationPreference,

@@ -137,7 +137,8 @@ def record_served(
     model_version_id: int | None,
     context: dict[str, Any],
 ) -> str:
-    """Record what is being shown and return its recommendation id (not stored when disabled).
+    """Record what is being shown and return its recommendation id (not stored when disabled,
+    nor for an audience that records nothing: staff looking at someone's lists).
 
     Inside a transaction the row is saved with it, as the caller's transaction decides.
     Otherwise it is queued for this process's `ServedWriter`, which writes it within
@@ -146,7 +147,7 @@ def record_served(
     the last moments of served lists, never corrupt them.
     """
     recommendation_id = new_recommendation_id()
-    if not (rec_settings.RECORD_SERVED and product_ids):
+    if not (rec_settings.RECORD_SERVED and product_ids and audience.record_exposure):
         return recommendation_id
     row = ServedRow(
         recommendation_id,

@@ -58,8 +58,10 @@ class Audience:
     use, in the same query as the visitor's history (`serving.history`), unless the host checks
     it itself (`OPT_OUT_CHECK`).
 
-    `record_exposure=False` serves the visitor's experiment variant without counting them as
-    exposed to it: staff previewing a shopper must not change the experiment's results.
+    `record_exposure=False` serves the visitor's lists without recording that they saw them:
+    no exposure to their experiment variant, no served list (`attribution.record_served`).
+    Staff previewing a shopper must change neither the experiment's results nor what the
+    shopper was shown (the served lists, the dashboard's coverage).
     """
 
     def __init__(

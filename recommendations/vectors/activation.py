@@ -38,6 +38,8 @@ class ActivationResult:
 
     version: ModelVersion
     previous: ModelVersion | None = None
+    # True when `version` was active already: nothing changed, and callers must not say "activated".
+    already_active: bool = False
 
 
 def activate(version: ModelVersion) -> ActivationResult:
@@ -50,7 +52,7 @@ def activate(version: ModelVersion) -> ActivationResult:
     """
     version.refresh_from_db()
     if version.status == ModelStatus.ACTIVE:
-        return ActivationResult(version)
+        return ActivationResult(version, already_active=True)
     _check_can_serve(version)
     try:
         tuning.prepare_search(version)

@@ -48,3 +48,19 @@ def test_admin_shows_the_new_key_once_and_revokes_keys(admin_client):
     assert "Revoked 1 API key(s)" in response.content.decode()
     api_key.refresh_from_db()
     assert not api_key.is_active
+
+
+@pytest.mark.django_db
+def test_revoking_from_the_list_of_active_keys_counts_the_keys_it_revoked(admin_client):
+    """The action's selection carries the list's filter: "Revoked at: empty" selects no key
+    once they are revoked, so the keys are counted before."""
+    keys = [ApiKey.objects.create_key(name, ["events:write"])[0] for name in ("a", "b", "c")]
+    keys[2].revoke()
+    selected = {"action": "revoke", "_selected_action": [k.pk for k in keys]}
+    active_only = admin_client.post(
+        "/admin/recommendations/apikey/?revoked_at__isempty=1", selected, follow=True
+    )
+    assert [str(m) for m in active_only.context["messages"]] == ["Revoked 2 API key(s)."]
+    again = admin_client.post("/admin/recommendations/apikey/", selected, follow=True)
+    assert [str(m) for m in again.context["messages"]] == ["Revoked 0 API key(s); 3 were already revoked."]
+    assert not ApiKey.objects.filter(revoked_at__isnull=True).exists()

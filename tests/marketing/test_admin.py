@@ -5,12 +5,16 @@ import io
 
 import pytest
 from django.contrib.auth import get_user_model
+from django.db import connection
 from django.test import Client
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from recommendations.experiments import variant_for
 from recommendations.marketing.audiences import create_segment
+from recommendations.marketing.targeting import showable_campaigns
 from recommendations.models import Campaign, Experiment, ExperimentStatus, Segment, SegmentMember, Variant
+from tests.marketing.conftest import add_event
 
 
 @pytest.fixture
@@ -71,6 +75,38 @@ def test_campaign_form_refuses_an_active_campaign_that_targets_nobody(admin_clie
     assert "promotes nothing: add products, categories or stores" in errors_of(nothing)
     assert not Campaign.objects.exists()
     assert admin_client.post(url, {**no_segment, "is_active": ""}).status_code == 302  # a draft
+
+
+def test_the_campaign_list_says_a_used_up_campaign_is_no_longer_shown(admin_client, shop):
+    """The list's "shown to shoppers" is what the storefront does: a campaign whose
+    impression cap is reached is "used up", not running."""
+    tea = Campaign.objects.create(name="Tea week", category_names=["Tea"], impression_cap=1)
+    garden = Campaign.objects.create(name="Garden week", category_names=["Garden"], impression_cap=5)
+    Campaign.objects.create(name="Draft", category_names=["Garden"], is_active=False)
+    add_event("campaign_view", session="s1", context={"campaign": str(tea.pk)})
+    assert showable_campaigns() == [garden]
+    page = admin_client.get(reverse("admin:recommendations_campaign_changelist")).content.decode()
+    rows = {row.split("</a>")[0].rsplit(">", 1)[1]: row for row in page.split('<th class="field-name">')[1:]}
+    cell = '<td class="field-shown_status">{}</td>'
+    assert cell.format("used up: its impression cap is reached") in rows["Tea week"]
+    assert cell.format("shown now") in rows["Garden week"]
+    assert cell.format("inactive") in rows["Draft"]
+
+
+def test_campaign_form_takes_lists_with_a_trailing_comma(admin_client, shop):
+    url = reverse("admin:recommendations_campaign_add")
+    tea = shop.ids("Tea")[:2]
+    form = campaign_form(product_ids=f"{tea[0]}, {tea[1]},", category_names="Garden, ,", is_active="on")
+    assert admin_client.post(url, form).status_code == 302
+    assert (Campaign.objects.get().product_ids, Campaign.objects.get().category_names) == (tea, ["Garden"])
+
+
+def test_campaign_form_refuses_an_impression_cap_of_zero(admin_client, shop):
+    url = reverse("admin:recommendations_campaign_add")
+    refused = admin_client.post(url, campaign_form(impression_cap="0", is_active="on"))
+    assert "A cap of 0 visitors would never show the campaign. Give at least 1" in errors_of(refused)
+    assert not Campaign.objects.exists()
+    assert admin_client.post(url, campaign_form(impression_cap="1", is_active="on")).status_code == 302
 
 
 def test_segment_form_refuses_a_size_of_zero(admin_client, shop):
@@ -159,7 +195,10 @@ def test_a_segment_is_deleted_with_its_members_and_outlives_its_campaign(admin_c
         admin_client.post(change, form)
     )
     del form["auto_refresh"]
-    assert admin_client.post(change, form).status_code == 302
+    saved = admin_client.post(change, form, follow=True)
+    shown = list(saved.context["messages"])
+    assert [m.level_tag for m in shown] == ["info", "success"]  # no error
+    assert "Kept the 2 members of “Kept” as they were" in str(shown[0])
     kept.refresh_from_db()
     assert not kept.auto_refresh and kept.users().count() == 2
 
@@ -223,6 +262,27 @@ def test_an_experiment_is_deleted_with_its_variants_and_assignments(admin_client
     assert not Experiment.objects.exists() and not Variant.objects.exists()
 
 
+def test_bulk_delete_of_experiments_says_to_stop_a_running_one_first(admin_client, db):
+    stopped = stopped_with_a_winner("old")
+    admin_client.post(reverse("admin:recommendations_experiment_add"), experiment_form(50, 50))
+    running = Experiment.objects.get(key="home")
+    lifecycle = reverse("admin:recommendations_experiment_lifecycle", args=[running.pk, "start"])
+    admin_client.post(lifecycle)
+    url = reverse("admin:recommendations_experiment_changelist")
+    selected = {"action": "delete_selected", "_selected_action": [stopped.pk, running.pk]}
+    refused = admin_client.post(url, selected, follow=True)
+    assert [str(m) for m in refused.context["messages"]][-1] == (
+        "Nothing was deleted. Experiment 'home' is running; stop it before deleting it "
+        "(its results go with it)."
+    )
+    assert Experiment.objects.count() == 2
+    admin_client.post(lifecycle.replace("/start/", "/stop/"))
+    confirm = admin_client.post(url, selected)
+    assert confirm.status_code == 200 and not confirm.context["perms_lacking"]
+    assert admin_client.post(url, {**selected, "post": "yes"}).status_code == 302
+    assert not Experiment.objects.exists()
+
+
 def test_experiment_page_shows_results_chart_and_promotes(admin_client, db):
     admin_client.post(reverse("admin:recommendations_experiment_add"), experiment_form(50, 50))
     experiment = Experiment.objects.get()
@@ -284,6 +344,31 @@ def test_bulk_actions_report_the_count_then_each_failure_by_name(admin_client, s
         "Home: Experiment 'home' is running; only a draft can start. Create a new experiment "
         "(with a new key) to test again.",
     ]
+
+
+def stopped_with_a_winner(key: str) -> Experiment:
+    experiment = Experiment.objects.create(key=key, name=key, status=ExperimentStatus.STOPPED)
+    Variant.objects.create(experiment=experiment, key="control", is_control=True, traffic_share=50)
+    winner = Variant.objects.create(experiment=experiment, key="new", traffic_share=50)
+    Experiment.objects.filter(pk=experiment.pk).update(winner=winner)
+    return experiment
+
+
+def test_the_experiment_list_reads_the_winners_with_the_rows(admin_client, db):
+    url = reverse("admin:recommendations_experiment_changelist")
+
+    def queries_for_the_list() -> int:
+        with CaptureQueriesContext(connection) as queries:
+            assert admin_client.get(url).status_code == 200
+        return len(queries)
+
+    stopped_with_a_winner("first")
+    one_row = queries_for_the_list()
+    for i in range(10):
+        stopped_with_a_winner(f"more-{i}")
+    page = admin_client.get(url)
+    assert page.context["cl"].result_count == 11 and b"more-9/new" in page.content
+    assert queries_for_the_list() == one_row
 
 
 def test_a_started_experiment_keeps_its_key_and_variants_in_the_admin(admin_client, db):

@@ -69,6 +69,8 @@ def test_activate_action_and_rollback_button(staff):
         f"Activated 1 version: two_tower v{second.pk} (active) now serves. Version {first.pk} is kept"
         in (messages_of(done)[0])
     )
+    again = staff.post(url, {"action": "activate_selected", "_selected_action": [second.pk]}, follow=True)
+    assert messages_of(again) == [f"Nothing changed: two_tower v{second.pk} (active) already serves."]
     back = staff.post(reverse("admin:recommendations_modelversion_rollback"), follow=True)
     assert (
         f"Rolled back 1 version: two_tower v{first.pk} (active) serves again (version {second.pk}"

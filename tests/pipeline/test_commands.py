@@ -42,6 +42,9 @@ def test_train_embed_activate_and_roll_back(shop):
         "activate_model", str(second.pk)
     )
     assert f"Model version {first.pk} is active" in run("activate_model", "--rollback")
+    assert f"Model version {first.pk} is active already; nothing changed." in run(
+        "activate_model", str(first.pk)
+    )
     listing = run("activate_model", "--list")
     assert f"{first.pk:>5}  active" in listing and f"{second.pk:>5}  ready" in listing
     out = run("embed")

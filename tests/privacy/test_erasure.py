@@ -261,6 +261,22 @@ def test_admin_action_asks_first_then_erases(people, client):
     assert AuditEntry.objects.get().actor_id == str(staff.pk)
 
 
+def test_segments_keep_their_size_true_when_members_are_erased_or_deleted(people, client):
+    """A segment's size is what the admin shows: it must not wait for a refresh (one with
+    auto-refresh off would never get one) to drop the people who are gone."""
+    alice, bob = people
+    Segment.objects.update(size=2, auto_refresh=False)  # as its last refresh saved it
+    client.force_login(User.objects.create_superuser("admin", "admin@example.com", "pw"))
+    users = reverse(f"admin:{User._meta.app_label}_{User._meta.model_name}_changelist")
+    segments = reverse("admin:recommendations_segment_changelist")
+
+    client.post(users, {"action": "erase_personal_data", "_selected_action": [alice.pk], "post": "yes"})
+    assert '<td class="field-size">1</td>' in client.get(segments).content.decode()
+    bob.delete()
+    assert '<td class="field-size">0</td>' in client.get(segments).content.decode()
+    assert Segment.objects.get().size == SegmentMember.objects.count() == 0
+
+
 def test_admin_action_needs_the_permission_to_delete_users(people, client):
     _alice, _ = people
     viewer = User.objects.create_user("viewer", is_staff=True)

@@ -45,6 +45,13 @@ def test_lists_events_with_product_titles_and_who(admin_client, log, catalogue):
         ({"attributed": "yes"}, {"anonymous_search"}),
         ({"user": "shopper", "event_type__exact": "purchase"}, {"shopper_buy"}),
         ({"user": "nobody"}, set()),
+        # Typed text that is no id or no text PostgreSQL can hold matches nothing (was a 500).
+        ({"user": "²"}, set()),
+        ({"user": "①"}, set()),
+        ({"user": "99999999999999999999"}, set()),
+        ({"user": "shop\x00per"}, set()),
+        ({"product": "1\x00"}, set()),
+        ({"session": "abc\x00"}, set()),
     ],
 )
 def test_filters(admin_client, log, catalogue, params, expected):

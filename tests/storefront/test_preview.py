@@ -6,7 +6,7 @@ import pytest
 from django.urls import reverse
 
 from recommendations.experiments import assignment, lifecycle, variant_for
-from recommendations.models import Assignment, Experiment, Variant
+from recommendations.models import Assignment, Experiment, ServedRecommendation, Variant
 from recommendations.serving.catalog import index_products
 from recommendations.serving.statistics import refresh_statistics
 from tests.state import fresh_serving_state
@@ -46,12 +46,24 @@ def test_preview_lists_every_block_with_reasons(admin_client, shopper, history):
     assert blocks["Recently viewed"].result.ids == [str(history[0].pk)]
 
 
+def test_preview_records_nothing_as_served_to_the_shopper(admin_client, client, shopper, history):
+    """Staff looking at a shopper's lists is not the shopper being shown them: no served
+    lists in their name, none counted in the dashboard's coverage."""
+    response = admin_client.get(URL, {"user": "shopper"})
+    assert response.status_code == 200 and response.context["blocks"][0].result.ids
+    assert not ServedRecommendation.objects.exists()
+    client.force_login(shopper)
+    assert client.get("/").status_code == 200  # the shopper's own visit is recorded
+    assert ServedRecommendation.objects.filter(user=shopper).exists()
+
+
 def test_preview_finds_users_by_email_or_id_and_says_when_none_matches(admin_client, shopper, catalogue):
     assert admin_client.get(URL, {"user": "SHOPPER@example.com"}).context["previewed"] == shopper
     assert admin_client.get(URL, {"user": str(shopper.pk)}).context["previewed"] == shopper
-    response = admin_client.get(URL, {"user": "ghost"})
-    assert response.context["previewed"] is None
-    assert "No user matches" in response.content.decode()
+    for nobody in ("ghost", "²", "sho\x00pper"):  # a Unicode digit or a NUL is no id (was a 500)
+        response = admin_client.get(URL, {"user": nobody})
+        assert response.status_code == 200 and response.context["previewed"] is None
+        assert "No user matches" in response.content.decode()
 
 
 def test_preview_of_a_shopper_without_history_shows_cold_start(admin_client, shopper, catalogue):

@@ -47,6 +47,9 @@ class Command(BaseCommand):
             result = activation.rollback() if rollback else activation.activate(pipeline.get_version(version))
         except (activation.ActivationError, ValueError) as exc:
             raise CommandError(str(exc)) from exc
+        if result.already_active:
+            self.stdout.write(f"Model version {result.version.pk} is active already; nothing changed.")
+            return
         kept = f"; version {result.previous.pk} is kept for rollback" if result.previous else ""
         self.stdout.write(self.style.SUCCESS(f"Model version {result.version.pk} is active{kept}."))
 
