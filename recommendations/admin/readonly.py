@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib import admin
+from django.contrib.auth import get_permission_codename, get_user_model
 from django.core.exceptions import PermissionDenied
 from django.db.models import Model
 from django.http import HttpRequest, HttpResponse
@@ -48,6 +49,16 @@ class DeletedWithParentAdmin(ReadOnlyAdmin):
         return super().change_view(
             request, object_id, form_url, {**(extra_context or {}), "show_delete": False}
         )
+
+
+class DeletedWithUserAdmin(DeletedWithParentAdmin):
+    """Read-only rows of one user (served lists, user vectors): whoever may delete users may
+    delete a user with them, which Django's delete page otherwise refuses even a superuser."""
+
+    @property
+    def parent_delete_permission(self) -> str:
+        options = get_user_model()._meta
+        return f"{options.app_label}.{get_permission_codename('delete', options)}"
 
 
 class AdminPage(ReadOnlyAdmin):

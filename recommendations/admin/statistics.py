@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from django.contrib import admin
 
-from recommendations.admin.readonly import ReadOnlyAdmin
+from recommendations.admin.readonly import DeletedWithUserAdmin, ReadOnlyAdmin
 from recommendations.models import (
     DailyEventCount,
     ProductDocument,
@@ -16,7 +16,7 @@ from recommendations.models import (
 
 
 @admin.register(ServedRecommendation)
-class ServedRecommendationAdmin(ReadOnlyAdmin):
+class ServedRecommendationAdmin(DeletedWithUserAdmin):
     list_display = [
         "id",
         "kind",

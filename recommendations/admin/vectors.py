@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.contrib import admin
 
-from recommendations.admin.readonly import ReadOnlyAdmin
+from recommendations.admin.readonly import DeletedWithUserAdmin, ReadOnlyAdmin
 from recommendations.models import PrecomputedList, ProductVector, StoreVector, UserVector
 
 PREVIEW_VALUES = 8
@@ -39,7 +39,7 @@ class StoreVectorAdmin(VectorAdmin):
 
 
 @admin.register(UserVector)
-class UserVectorAdmin(VectorAdmin):
+class UserVectorAdmin(DeletedWithUserAdmin, VectorAdmin):
     list_display = ["user", "model_version", "updated_at"]
     list_select_related = ["model_version", "user"]
     search_fields = ["user__username", "user__email"]

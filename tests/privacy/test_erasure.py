@@ -277,6 +277,20 @@ def test_segments_keep_their_size_true_when_members_are_erased_or_deleted(people
     assert Segment.objects.get().size == SegmentMember.objects.count() == 0
 
 
+def test_an_admin_who_may_delete_users_deletes_one_with_all_their_rows(people, client):
+    """The engine's read-only pages (served lists, user vectors) must not stop the admin's
+    own "Delete" of a user: Django asks every registered admin of the rows it would cascade."""
+    alice, bob = people
+    client.force_login(User.objects.create_superuser("admin", "admin@example.com", "pw"))
+    url = reverse(f"admin:{User._meta.app_label}_{User._meta.model_name}_delete", args=[alice.pk])
+    confirm = client.get(url)
+    assert confirm.status_code == 200 and b"Are you sure you want to delete" in confirm.content
+    done = client.post(url, {"post": "yes"}, follow=True)
+    assert done.status_code == 200 and not User.objects.filter(pk=alice.pk).exists()
+    assert not UserVector.objects.filter(user_id=alice.pk).exists()
+    assert UserVector.objects.filter(user=bob).exists()
+
+
 def test_admin_action_needs_the_permission_to_delete_users(people, client):
     _alice, _ = people
     viewer = User.objects.create_user("viewer", is_staff=True)
