@@ -25,7 +25,7 @@ from django.contrib.postgres.search import (
     TrigramWordSimilarity,
 )
 from django.db import connection, transaction
-from django.db.models import F, QuerySet
+from django.db.models import F, Q, QuerySet
 
 from recommendations.adapters import get_product_adapter
 from recommendations.models import ModelVersion, ProductDocument
@@ -49,21 +49,28 @@ REPEATED_NOT = re.compile(r"-[\s-]*-")
 # A word or quoted phrase the query excludes (web search's "-word", '-"two words"').
 NEGATED = re.compile(r'(?:^|\s)-+("[^"]*"|[^\s"]+)')
 # What a near match scores (exact hits score 0.5 to 1): a typo, when nothing that can be shown
-# matches the query's words, half its word similarity; beside exact hits, a respelling of a
-# word ("moisturizer" and "Moisturiser": strict word similarity at least RESPELLING) from
-# RESPELLING_SCORE up to the weakest exact hit, above what the meaning alone finds
-# (0.6 x 0.45 > WEIGHTS["semantic"]); a longer word that starts with a word of the query
-# ("tea" and "teaser", "argan" and "Argano") a tenth of its similarity, below the meaning.
+# matches the query's words, half its word similarity; beside exact hits, a title that holds
+# every word of the query, one at least spelt another way ("moisturizer" and "Moisturiser":
+# word trigram similarity at least RESPELLING), from RESPELLING_SCORE up to the weakest exact
+# hit, above what the meaning alone finds (0.6 x 0.45 > WEIGHTS["semantic"]); any other, such
+# as a longer word that starts with a word of the query ("tea" and "teaser") or a title with
+# only some of its words ("green tea" and "Green Thumb"), a tenth of its similarity.
 NEAR_SHARE = 0.5
 NEAR_SHARE_BESIDE_EXACT = 0.1
 RESPELLING = 0.5
 RESPELLING_SCORE = 0.45
 # The word similarity a title needs when nothing matches the query's words (pg_trgm's
 # default, 0.6, misses common typos: "cutcle" is 0.5 like "Cuticle oil"), for a query with a
-# word of TYPO_MIN_LETTERS or more: a short word shares half its trigrams with any word of
-# the same first two letters ("rug" and "Running").
+# word of TYPO_MIN_LETTERS or more (a short word shares half its trigrams with any word of
+# the same first two letters: "rug" and "Running"), and then with a strict word similarity
+# (whole words) of TYPO_STRICT_SIMILARITY: "polsh" and "polish" 0.44, "headp" and
+# "Headphones" 0.42, but "dress" and "Press" 0.33, "table" and "Adjustable" 0.31.
 TYPO_WORD_SIMILARITY = 0.45
 TYPO_MIN_LETTERS = 5
+TYPO_STRICT_SIMILARITY = 0.4
+# Runs of Chinese, Japanese or Korean characters: the full-text parser reads a run as one
+# word, so a query's run is also looked for inside titles.
+CJK_RUN = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff]+")
 # How each candidate relates to the words of the query.
 EXACT, NEAR, RELATED = 2, 1, 0
 
@@ -102,16 +109,20 @@ def keyword_hits(query: str, k: int = KEYWORD_POOL) -> tuple[dict[str, float], d
     0..1) each, exact hits scoring above near ones.
 
     Full-text search first (GIN index, stemmed words; title, then brand, category path and
-    store name, then description). Only when it finds fewer than k products does trigram word
-    similarity on titles (GIN index) add near matches: typos cost the second query, correctly
-    spelled queries do not. A near match is what a typo needs when nothing that can be shown
-    matches; beside exact hits it is a respelling of a word or a longer word sharing letters
-    ("tea" and "teaser"), which then scores below what the query's meaning finds too.
+    store name, then description), plus titles holding a query's Chinese, Japanese or Korean
+    text. Only when that finds fewer than k products does trigram word similarity on titles
+    (GIN index) add near matches: typos cost the second query, correctly spelled queries do
+    not. A near match is what a typo needs when nothing that can be shown matches; beside
+    exact hits it is a respelling of a word, or a title that shares only letters or some
+    words with the query, which then scores below what the query's meaning finds too.
     """
     search_query = _search_query(query)
+    # A NOT gives every hit the same tiny rank (1e-20): rank by what the query asks for.
+    wanted = NEGATED.sub(" ", query).strip()
+    rank_query = _search_query(wanted) if wanted and wanted != query else search_query
     ranked = list(
         ProductDocument.objects.filter(search_vector=search_query)
-        .annotate(rank=SearchRank(F("search_vector"), search_query, normalization=32))
+        .annotate(rank=SearchRank(F("search_vector"), rank_query, normalization=32))
         .order_by("-rank", "product_id")
         .values_list("product_id", "rank")[:k]
     )
@@ -119,35 +130,51 @@ def keyword_hits(query: str, k: int = KEYWORD_POOL) -> tuple[dict[str, float], d
     # (ts_rank with normalization 32 squeezes both into [0, 1)).
     best = max((float(rank) for _, rank in ranked), default=0.0) or 1.0
     exact = {pid: 0.5 + float(rank) / best / 2 for pid, rank in ranked}
+    runs = CJK_RUN.findall(wanted)
+    if runs and len(exact) < k:
+        titles = ProductDocument.objects.filter(*(Q(title__contains=run) for run in runs))
+        found = titles.exclude(product_id__in=list(exact)).order_by("product_id")
+        exact.update(dict.fromkeys(found.values_list("product_id", flat=True)[: k - len(exact)], 1.0))
     near: dict[str, float] = {}
     if len(exact) < k and (exact or not _only_stop_words(query)):
-        similar_titles = (
-            ProductDocument.objects.filter(title__trigram_word_similar=query)
-            .exclude(product_id__in=list(exact))
-            .annotate(
-                similarity=TrigramWordSimilarity(query, "title"),
-                strict=TrigramStrictWordSimilarity(query, "title"),
-            )
-            .order_by("-similarity", "product_id")
-            .values_list("product_id", "similarity", "strict", "title")[: k - len(exact)]
-        )
-        # Sold-out exact hits still lend the query their meaning, but cannot answer it.
-        answered = _any_available(exact)
-        if answered or max(map(len, query.split())) < TYPO_MIN_LETTERS:
-            rows = list(similar_titles)
-        else:
-            # A typo ("cutcle", "polsh") is all there is to go on, so take spellings further
-            # off than pg_trgm's default cut-off (0.6) lets through.
-            rows = _with_word_similarity(TYPO_WORD_SIMILARITY, similar_titles)
-        words = query.lower().split()
-        near = {
-            pid: _near_score(float(similarity), answered, _respells(title, strict, words))
-            for pid, similarity, strict, title in rows
-        }
-        # Trigrams know no NOT: "shampoo -dry" is near "Dry shampoo spray".
-        for pid in negated_hits(query, list(near)):
-            del near[pid]
+        near = _near_matches(query, wanted, exact, k - len(exact))
     return exact, near
+
+
+def _near_matches(query: str, wanted: str, exact: dict[str, float], k: int) -> dict[str, float]:
+    """Up to k titles near the query's words (not among `exact`), scored as the constants above say."""
+    similar_titles = (
+        ProductDocument.objects.filter(title__trigram_word_similar=query)
+        .exclude(product_id__in=list(exact))
+        .annotate(
+            similarity=TrigramWordSimilarity(query, "title"),
+            strict=TrigramStrictWordSimilarity(query, "title"),
+        )
+        .order_by("-similarity", "product_id")
+        .values_list("product_id", "similarity", "strict", "title")[:k]
+    )
+    # Sold-out exact hits still lend the query their meaning, but cannot answer it.
+    answered = _any_available(exact)
+    if answered or max(map(len, query.split())) < TYPO_MIN_LETTERS:
+        rows = list(similar_titles)
+    else:
+        # A typo ("cutcle", "polsh") is all there is to go on, so take spellings further off
+        # than pg_trgm's default cut-off lets through, if they are alike as whole words (not
+        # "table" inside "Adjustable").
+        rows = [
+            row
+            for row in _with_word_similarity(TYPO_WORD_SIMILARITY, similar_titles)
+            if row[2] >= TYPO_STRICT_SIMILARITY
+        ]
+    words = _words(wanted)
+    near = {
+        pid: _near_score(float(similarity), answered, _respells(title, words))
+        for pid, similarity, _strict, title in rows
+    }
+    # Trigrams know no NOT: "shampoo -dry" is near "Dry shampoo spray".
+    for pid in negated_hits(query, list(near)):
+        del near[pid]
+    return near
 
 
 def _near_score(similarity: float, answered: bool, respelling: bool) -> float:
@@ -158,13 +185,37 @@ def _near_score(similarity: float, answered: bool, respelling: bool) -> float:
     return similarity * NEAR_SHARE_BESIDE_EXACT
 
 
-def _respells(title: str, strict_similarity: float, query_words: list[str]) -> bool:
-    """Whether a title near the query spells one of its words another way, rather than
-    holding a longer word that starts with one."""
-    if strict_similarity < RESPELLING:
-        return False
-    title_words = title.lower().split()
-    return not any(t.startswith(q) and t != q for t in title_words for q in query_words)
+def _respells(title: str, query_words: list[str]) -> bool:
+    """Whether the title holds every word of the query, one at least spelt another way
+    ("daily moisturizer" and "Daily Moisturiser"), rather than only some of them ("green
+    tea" and "Green Thumb") or a longer word that starts with one ("tea" and "teaser")."""
+    title_words = set(_words(title))
+    respelt = False
+    for word in query_words:
+        if word in title_words:
+            continue
+        if not any(
+            not other.startswith(word) and _trigram_similarity(word, other) >= RESPELLING
+            for other in title_words
+        ):
+            return False
+        respelt = True
+    return respelt
+
+
+def _words(text: str) -> list[str]:
+    return re.findall(r"\w+", text.lower())
+
+
+def _trigram_similarity(word: str, other: str) -> float:
+    """pg_trgm's similarity of two single words: shared trigrams of the padded words over all."""
+    first, second = _trigrams(word), _trigrams(other)
+    return len(first & second) / len(first | second)
+
+
+def _trigrams(word: str) -> set[str]:
+    padded = f"  {word} "
+    return {padded[i : i + 3] for i in range(len(padded) - 2)}
 
 
 def _any_available(product_ids: Iterable[str]) -> bool:

@@ -189,6 +189,41 @@ def test_a_respelling_beside_exact_hits_comes_before_the_meaning(catalog, model)
     assert order[2] == "Matte top coat"  # the product, under the title the fixture gave it
 
 
+def test_a_title_with_only_some_of_the_words_is_not_a_respelling(catalog, model):
+    """ "green tea": "Green Thumb gloves" holds one word of two (word similarity 0.7), so it
+    comes after what the meaning of the real match finds (face care), not before it."""
+    Product.objects.filter(pk=catalog.id("Vitamin C serum")).update(title="Green tea serum")
+    Product.objects.filter(pk=catalog.id("Keratin conditioner")).update(title="Green Thumb gloves")
+    index_products()
+    order = catalog.titles(search.search("green tea", Audience(), Options()).ids)
+    assert order[0] == "Vitamin C serum"
+    assert order.index("Keratin conditioner") > order.index("Hydrating face cream")
+
+
+def test_a_negated_word_leaves_the_title_match_first(catalog, model):
+    for title in TITLES["Face"]:
+        Product.objects.filter(pk=catalog.id(title)).update(description=f"{title}: soft as socks")
+    Product.objects.filter(pk=catalog.id("Cuticle oil")).update(title="Cotton socks")
+    index_products()
+    assert search.search("socks -wool", Audience(), Options()).ids[0] == catalog.id("Cuticle oil")
+
+
+def test_long_typos_must_be_alike_as_whole_words(catalog):
+    found = lambda q: catalog.titles(search.search(q, Audience(), Options()).ids)  # noqa: E731
+    assert found("vmask") == []  # like "mask" in its letters, not as a word: strict similarity 0.33
+    Product.objects.filter(pk=catalog.id("Clay face mask")).update(title="Adjustable face mask")
+    index_products()
+    assert found("table") == []  # inside "Adjustable" (word similarity 0.67), not a word like it
+    assert found("polsh") == ["Red nail polish"]
+
+
+def test_chinese_text_inside_a_title_is_found(catalog):
+    Product.objects.filter(pk=catalog.id("Dry shampoo spray")).update(title="静音降噪蓝牙耳机 黑色")
+    index_products()
+    assert search.search("耳机", Audience(), Options()).ids == [catalog.id("Dry shampoo spray")]
+    assert search.search("蓝牙耳机", Audience(), Options()).ids == [catalog.id("Dry shampoo spray")]
+
+
 def test_search_adds_semantic_matches_and_personalises(catalog, model):
     bob = catalog.titles(search.search("shampoo", Audience(session_id="bob"), Options(explain=True)).ids)
     # The two keyword matches first, then hair products that do not say "shampoo".
