@@ -355,6 +355,10 @@ def test_throttle_rates_the_api_cannot_apply_are_errors(settings):
     assert check_throttle_rates() == []
     settings.RECOMMENDATIONS = {**settings.RECOMMENDATIONS, "API_THROTTLE_RATES": {"anonymous": None}}
     assert check_throttle_rates() == []  # the kinds left out keep their defaults
+    # Every form DRF reads: only the period's first letter counts.
+    forms = {"api_key": "6000/minutes", "user": "100/hours", "anonymous": "10/d"}
+    settings.RECOMMENDATIONS = {**settings.RECOMMENDATIONS, "API_THROTTLE_RATES": forms}
+    assert check_throttle_rates() == []
     settings.RECOMMENDATIONS = {
         **settings.RECOMMENDATIONS,
         "API_THROTTLE_RATES": {"users": "60/minute", "api_key": "600 per minute", "anonymous": "10/week"},

@@ -27,8 +27,9 @@ logger = logging.getLogger(__name__)
 
 # Who a rate applies to, as `API_THROTTLE_RATES` names them.
 KINDS = ("api_key", "user", "anonymous")
-# A rate as DRF's `parse_rate` reads it, in the forms its documentation gives.
-RATE = re.compile(r"[1-9][0-9]*/(second|minute|hour|day|sec|min|s|m|h|d)")
+# A rate as DRF's `parse_rate` reads it: a count, then a period of which only the first letter
+# counts ("600/minute", "100/hours", "10/d").
+RATE = re.compile(r"[1-9][0-9]*/[smhd][a-z]*")
 
 
 def rate_errors(rates: Any) -> list[str]:
