@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import stat
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -175,7 +176,18 @@ def _runtime_dir(data_dir: Path) -> Path:
     beside = data_dir.parent / "run"
     if len(f"{beside}{WHEEL_SOCKET_SUFFIX}") <= SOCKET_PATH_MAX:
         return beside
-    return Path(tempfile.gettempdir()) / f"embedded-postgres-{os.getuid()}"
+    short = Path(tempfile.gettempdir()) / f"embedded-postgres-{os.getuid()}"
+    short.mkdir(mode=0o700, exist_ok=True)
+    # Another user of a shared machine could have made it first, to take the socket. (The wheel
+    # opens it to be read by the system user it runs the server as, when run as root.)
+    found = short.lstat()
+    if found.st_uid != os.getuid() or found.st_mode & 0o022 or not stat.S_ISDIR(found.st_mode):
+        raise ImproperlyConfigured(
+            f"{short} is not a folder of this user that only it may write to, so the embedded "
+            "PostgreSQL cannot keep its socket there. Remove it, set XDG_RUNTIME_DIR to a private "
+            "folder, or move the checkout to a shorter path."
+        )
+    return short
 
 
 def _set_shared_buffers(connection: psycopg.Connection, buffers: str) -> bool:

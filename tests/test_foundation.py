@@ -240,6 +240,19 @@ def test_embedded_shared_buffers_is_a_quarter_of_memory_within_bounds_or_as_conf
         shared_buffers("lots")
 
 
+def test_a_runtime_folder_for_the_socket_must_be_private(tmp_path, monkeypatch):
+    from shop.database import _runtime_dir
+
+    monkeypatch.setattr("tempfile.gettempdir", lambda: str(tmp_path))
+    deep = tmp_path / ("deep-" * 20) / "pg"
+    assert _runtime_dir(Path("/srv/shop/.data/pg")) == Path("/srv/shop/.data/run")  # beside the data
+    short = _runtime_dir(deep)
+    assert short.parent == tmp_path and short.stat().st_mode & 0o777 == 0o700  # made private
+    short.chmod(0o777)  # as another user of the machine could have made it
+    with pytest.raises(ImproperlyConfigured, match="is not a folder of this user that only it may write to"):
+        _runtime_dir(deep)
+
+
 def test_migrate_on_a_fresh_embedded_server_creates_the_extensions(tmp_path, monkeypatch):
     # A checkout deep in a home folder: the data folder's path is too long for a socket.
     data_dir = tmp_path / ("deep-" * 20) / "pg"
