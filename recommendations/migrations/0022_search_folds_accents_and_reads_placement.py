@@ -50,11 +50,13 @@ class Migration(migrations.Migration):
         migrations.AddField(
             model_name="productdocument", name="placement", field=models.TextField(blank=True)
         ),
-        migrations.AddField(model_name="productdocument", name="search_vector", field=search_vector(CONFIG)),
+        # Before the search column is added back, so that the table is written twice, not three times.
         migrations.RunSQL(
-            "UPDATE recommendations_productdocument SET placement = array_to_string(categories, ' ')",
+            "UPDATE recommendations_productdocument "
+            "SET placement = array_to_string(array_remove(categories, ''), ' ')",
             reverse_sql=migrations.RunSQL.noop,
         ),
+        migrations.AddField(model_name="productdocument", name="search_vector", field=search_vector(CONFIG)),
         migrations.AddIndex(
             model_name="productdocument",
             index=django.contrib.postgres.indexes.GinIndex(fields=["search_vector"], name="rec_doc_search"),

@@ -13,7 +13,7 @@ import logging
 import time
 from collections.abc import Iterable
 
-from django.db import models, transaction
+from django.db import connection, models, transaction
 from django.utils import timezone
 
 from recommendations.adapters import ProductRecord, get_product_adapter, get_store_adapter, get_store_model
@@ -36,15 +36,25 @@ UPDATE_FIELDS = [
 ]
 
 
+# A document's `placement`: its categories and its store's name, the empty ones left out; in
+# SQL (the store's name as the parameter) for rewriting a store's name in place.
+PLACEMENT_SQL = "concat_ws(' ', VARIADIC array_remove(array_append(categories, %s::text), ''))"
+
+
+def _placement(categories: list[str], store_name: str) -> str:
+    return " ".join(part for part in (*categories, store_name) if part)
+
+
 def _document(record: ProductRecord, store_names: dict[str, str]) -> ProductDocument:
+    categories = [c[:200] for c in record.category_path]
     return ProductDocument(
         product_id=record.id,
         title=record.title[:500],
         text=record.text,
         brand=record.brand[:200],
-        categories=[c[:200] for c in record.category_path],
+        categories=categories,
         store_id=record.store_id or "",
-        placement=" ".join([*record.category_path, store_names.get(record.store_id or "", "")]).strip(),
+        placement=_placement(categories, store_names.get(record.store_id or "", "")),
         price=record.price,
         created_at=record.created_at,
     )
@@ -132,9 +142,33 @@ class SearchIndexProcessor(PendingKeysProcessor):
             )
 
 
-class StoreSearchProcessor(SearchIndexProcessor):
-    """Rewrites the search documents of a saved store's products, whose documents hold the
-    store's name (a shopper searches a store by its new name at once)."""
+def write_store_names(store_ids: list[str]) -> int:
+    """Write these stores' names into their products' search documents, in place (one UPDATE
+    a store, of the documents that hold another name); returns how many changed."""
+    adapter = get_store_adapter()
+    if adapter is None:
+        return 0
+    names = {store_id: "" for store_id in store_ids}  # a deleted store: its name goes
+    names.update({store.id: store.name for store in adapter.records(adapter.by_keys(store_ids))})
+    changed = 0
+    table = ProductDocument._meta.db_table
+    with transaction.atomic(), connection.cursor() as cursor:
+        for store_id, name in names.items():
+            cursor.execute(
+                f"UPDATE {table} SET placement = {PLACEMENT_SQL}, updated_at = now() "
+                f"WHERE store_id = %s AND placement IS DISTINCT FROM {PLACEMENT_SQL}",
+                [name, store_id, name],
+            )
+            changed += cursor.rowcount
+    return changed
+
+
+class StoreSearchProcessor(PendingKeysProcessor):
+    """Writes a saved store's name into its products' search documents when its transaction
+    commits, so a renamed store is found under its new name at once. One UPDATE of that store's
+    documents that hold another name: any other change of a store writes nothing, and a store
+    of 100,000 products is renamed in the database, not product by product in the request.
+    A failure is logged and never fails the save; `refresh_serving` rewrites every document."""
 
     def watched_model(self) -> type[models.Model]:
         store_model = get_store_model()
@@ -142,10 +176,16 @@ class StoreSearchProcessor(SearchIndexProcessor):
         return store_model
 
     def process(self, keys: list[str]) -> None:
-        adapter = get_product_adapter()
-        if not adapter.store_field:
+        try:
+            changed = write_store_names(keys)
+        except Exception:  # the store is saved either way
+            logger.exception(
+                "Could not write the names of store(s) %s into the search documents; the stores are "
+                "saved. Run `python manage.py refresh_serving` once the cause is fixed.",
+                ", ".join(keys[:10]),
+            )
             return
-        products = adapter.index_queryset().filter(**{f"{adapter.store_field}__in": keys})
-        product_keys = [adapter.key(pk) for pk in products.values_list("pk", flat=True)]
-        if product_keys:
-            super().process(product_keys)
+        if changed:
+            logger.info(
+                "Wrote the names of store(s) %s into %d search documents", ", ".join(keys[:10]), changed
+            )

@@ -1,8 +1,9 @@
 """Personalised product search.
 
 Three signals, blended:
-- keyword relevance: PostgreSQL full-text search (weighted title > brand > text) plus
-  trigram word similarity on titles, which forgives typos ("shampo", "sampoo");
+- keyword relevance: PostgreSQL full-text search (weighted title > brand, category path and
+  store name > description, accents folded) plus trigram word similarity on titles, which
+  forgives typos ("shampo", "sampoo");
 - semantic similarity: the mean vector of the best keyword hits (pseudo-relevance feedback
   in the item tower's space) finds products that match the meaning but not the words, and
   scores every candidate by closeness to that meaning;

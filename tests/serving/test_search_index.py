@@ -91,3 +91,8 @@ def test_a_renamed_store_is_found_under_its_new_name(catalog, django_capture_on_
     with django_capture_on_commit_callbacks(execute=True):
         store.save()
     assert set(catalog.titles(found("northwind"))) == set(TITLES["Nails"])
+    written = dict(ProductDocument.objects.values_list("product_id", "updated_at"))
+    store.description = "Lacquers since 1990"  # not a name: no document changes
+    with django_capture_on_commit_callbacks(execute=True):
+        store.save()
+    assert dict(ProductDocument.objects.values_list("product_id", "updated_at")) == written
