@@ -131,15 +131,29 @@ def keyword_hits(query: str, k: int = KEYWORD_POOL) -> tuple[dict[str, float], d
     # (ts_rank with normalization 32 squeezes both into [0, 1)).
     best = max((float(rank) for _, rank in ranked), default=0.0) or 1.0
     exact = {pid: 0.5 + float(rank) / best / 2 for pid, rank in ranked}
-    runs = CJK_RUN.findall(wanted)
-    if runs and len(exact) < k:
-        titles = ProductDocument.objects.filter(*(Q(title__contains=run) for run in runs))
-        found = titles.exclude(product_id__in=list(exact)).order_by("product_id")
-        exact.update(dict.fromkeys(found.values_list("product_id", flat=True)[: k - len(exact)], 1.0))
+    if CJK_RUN.search(wanted) and len(exact) < k:
+        exact.update(dict.fromkeys(_titles_holding(query, wanted, exact, k - len(exact)), 1.0))
     near: dict[str, float] = {}
     if len(exact) < k and (exact or not _only_stop_words(query)):
         near = _near_matches(query, wanted, exact, k - len(exact))
     return exact, near
+
+
+def _titles_holding(query: str, wanted: str, exact: dict[str, float], k: int) -> list[str]:
+    """Up to k titles (not among `exact`) holding the query's Chinese, Japanese or Korean text,
+    and matching its other words, without what it excludes: the full-text parser reads
+    "静音降噪蓝牙耳机" as one word, so "耳机" is looked for inside it."""
+    titles = ProductDocument.objects.filter(*(Q(title__contains=run) for run in CJK_RUN.findall(wanted)))
+    other_words = CJK_RUN.sub(" ", wanted).strip()
+    if other_words:
+        titles = titles.filter(search_vector=_search_query(other_words))
+    found = list(
+        titles.exclude(product_id__in=list(exact))
+        .order_by("product_id")
+        .values_list("product_id", flat=True)[:k]
+    )
+    unwanted = negated_hits(query, found)
+    return [pid for pid in found if pid not in unwanted]
 
 
 def _near_matches(query: str, wanted: str, exact: dict[str, float], k: int) -> dict[str, float]:
@@ -237,13 +251,16 @@ def _with_word_similarity(threshold: float, rows: QuerySet) -> list[Any]:
 
 
 def negated_hits(query: str, product_ids: list[str]) -> set[str]:
-    """Those of `product_ids` that match a word the query excludes ("-bassline")."""
+    """Those of `product_ids` that match a word the query excludes ("-bassline"), or whose
+    title holds Chinese, Japanese or Korean text it excludes ("-蓝牙")."""
     excluded = [term.lstrip("-") for term in NEGATED.findall(query)]
     excluded = [term for term in excluded if term.strip('"')]
     if not excluded or not product_ids:
         return set()
-    any_excluded = _search_query(" or ".join(excluded))
-    matching = ProductDocument.objects.filter(product_id__in=product_ids, search_vector=any_excluded)
+    matches = Q(search_vector=_search_query(" or ".join(excluded)))
+    for run in CJK_RUN.findall(" ".join(excluded)):
+        matches |= Q(title__contains=run)
+    matching = ProductDocument.objects.filter(matches, product_id__in=product_ids)
     return set(matching.values_list("product_id", flat=True))
 
 
