@@ -19,6 +19,7 @@ from django.db import models
 from django.http import HttpRequest
 
 from recommendations.adapters import BaseAdapter
+from recommendations.conf import rec_settings
 from recommendations.events.ingestion import ingest
 from recommendations.events.validation import Origin
 from recommendations.models.events import new_event_id
@@ -39,6 +40,15 @@ def get_session_id(request: HttpRequest, *, create: bool = True) -> str:
         session_id = uuid.uuid4().hex
         session[SESSION_KEY] = session_id
     return session_id
+
+
+def is_bot(request: HttpRequest) -> bool:
+    """Whether the request's user agent matches `BOT_USER_AGENT_PATTERNS`. A bot's events are
+    kept (training drops them) but it gets no session: crawlers cost no session rows."""
+    user_agent = request.META.get("HTTP_USER_AGENT", "")
+    return bool(user_agent) and any(
+        re.search(pattern, user_agent, re.IGNORECASE) for pattern in rec_settings.BOT_USER_AGENT_PATTERNS
+    )
 
 
 def client_context(request: HttpRequest) -> dict[str, str]:
@@ -114,7 +124,7 @@ def track(
         raw["products"] = [_key(p) for p in products]
     origin = Origin(
         trusted=True,
-        session_id=get_session_id(request) if request is not None else "",
+        session_id=get_session_id(request, create=not is_bot(request)) if request is not None else "",
         context=page_context(request) if request is not None else {},
     )
     ingest([raw], origin)

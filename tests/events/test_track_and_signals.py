@@ -59,6 +59,19 @@ def test_track_keeps_one_session_id_per_browser_and_stores_an_event_id_once(requ
 
 
 @pytest.mark.django_db
+def test_a_crawler_gets_no_session_but_its_event_is_kept(client, catalogue):
+    from django.contrib.sessions.models import Session
+
+    for _ in range(3):
+        client.cookies.clear()
+        client.get("/search/?q=mug", HTTP_USER_AGENT="Mozilla/5.0 (compatible; Googlebot/2.1)")
+    assert Session.objects.count() == 0
+    assert list(Event.objects.values_list("event_type", "session_id")) == [("search", "")] * 3
+    client.get("/search/?q=mug", HTTP_USER_AGENT="Mozilla/5.0 (iPhone)")  # a shopper gets one
+    assert Session.objects.count() == 1
+
+
+@pytest.mark.django_db
 def test_track_rejects_bad_input_and_writes_nothing(request_for, catalogue):
     with pytest.raises(EventValidationError, match="product_id: no product has the primary key '424242'"):
         recommendations.track(request_for(), "view", product=424242)
