@@ -19,6 +19,7 @@ from django.contrib.auth.base_user import AbstractBaseUser
 from django.db.models import Max
 from django.http import HttpRequest
 
+from recommendations.access import may_preview_shoppers
 from recommendations.adapters import get_product_adapter
 from recommendations.admin.events import attach_product_titles
 from recommendations.admin.filters import matching_users
@@ -112,6 +113,11 @@ class UserPreviewAdmin(AdminPage):
 
     title = "Preview recommendations as a user"
     template_name = "admin/recommendations/preview.html"
+
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        """The rule the API's `?user=` asks too (`access.may_preview_shoppers`): both show a
+        shopper's lists and history, so no one sees through one what the other refuses."""
+        return may_preview_shoppers(request.user)
 
     def page_context(self, request: HttpRequest) -> dict[str, Any]:
         query = request.GET.get("user", "").strip()

@@ -1,12 +1,14 @@
 """`/api/campaigns/...` and `/api/experiments/...`: marketing and A/B tests over REST.
 
 - `GET /api/campaigns/for-me/`: the campaigns for the visitor (any visitor; `?user=` for
-  someone else needs staff or an API key with `recommendations:read`, as elsewhere).
+  someone else needs staff who may preview shoppers or an API key with `recommendations:read`,
+  as elsewhere).
 - `GET /api/campaigns/{id}/audience/`: who the campaign should reach, from its latest saved
-  segment or computed live; JSON, or CSV with `?format=csv` / `Accept: text/csv`. Staff, or
-  an API key with `audiences:read`.
-- `/api/campaigns/` and `/api/experiments/`: create, read, change (staff; reading campaigns
-  also with `audiences:read`). Model validation (dates, rules, traffic shares) answers 400.
+  segment or computed live; JSON, or CSV with `?format=csv` / `Accept: text/csv`. Staff who may
+  view campaigns, segments and users, or an API key with `audiences:read`.
+- `/api/campaigns/` and `/api/experiments/`: create, read, change (staff with the model
+  permission the admin asks for each; reading campaigns also with `audiences:read`). Model
+  validation (dates, rules, traffic shares) answers 400.
 - `GET /api/experiments/{id}/results/`, `POST .../start/`, `POST .../stop/` with
   `{"promote": "<variant key>" | "winner"}` to make a variant the default.
 """
@@ -33,7 +35,11 @@ from rest_framework.views import APIView
 
 from recommendations.api.audience import resolve_audience
 from recommendations.api.authentication import ApiKeyAuthentication, CsrfSessionAuthentication
-from recommendations.api.permissions import CanReadRecommendations, StaffOrScope
+from recommendations.api.permissions import (
+    AudiencePermission,
+    CanReadRecommendations,
+    ModelPermissionsOrScope,
+)
 from recommendations.api.recommendation_serializers import QueryParamsSerializer
 from recommendations.api.schema import error_responses
 from recommendations.api.throttles import ApiRateThrottle
@@ -178,10 +184,12 @@ class ExperimentSerializer(ModelCleanMixin, serializers.ModelSerializer):
 class ForMeParamsSerializer(QueryParamsSerializer):
     limit = serializers.IntegerField(min_value=1, max_value=MAX_FOR_ME, default=3)
     user = serializers.CharField(
-        required=False, help_text="Another user: staff and API keys with recommendations:read."
+        required=False,
+        help_text='Another user: staff with the "preview as user" permission, API keys with '
+        "recommendations:read.",
     )
     session_id = serializers.CharField(
-        required=False, max_length=64, help_text="An anonymous session (staff, API keys)."
+        required=False, max_length=64, help_text="An anonymous session (the same callers as `user`)."
     )
 
 
@@ -300,7 +308,7 @@ def _json_or_csv(responses: dict[int, Any]) -> dict[tuple[int, str], Any]:
 
 
 class CampaignAudienceView(ApiView):
-    permission_classes = [StaffOrScope]
+    permission_classes = [AudiencePermission]
     required_scopes = (AUDIENCES_SCOPE,)
     renderer_classes = [renderers.JSONRenderer, renderers.BrowsableAPIRenderer, AudienceCSVRenderer]
 
@@ -317,7 +325,8 @@ class CampaignAudienceView(ApiView):
                     {
                         400: "Bad parameters, or the campaign targets nothing: add products, "
                         "categories or stores.",
-                        403: f"Not staff, and no API key with {AUDIENCES_SCOPE}.",
+                        403: "Neither staff who may view campaigns, segments and users, nor an "
+                        f"API key with {AUDIENCES_SCOPE}.",
                         404: "Unknown campaign.",
                     }
                 ),
@@ -353,40 +362,54 @@ class CampaignAudienceView(ApiView):
 
 
 def _model_schema(
-    serializer: type[serializers.Serializer], *, readers: str, delete_refused: str | None = None
+    serializer: type[serializers.ModelSerializer],
+    *,
+    key_scope: str | None = None,
+    delete_refused: str | None = None,
 ) -> Callable[[type], type]:
-    """The answers of a model viewset's operations, errors included: `readers` may read, staff
-    may change, and `delete_refused` says when deleting is a 400."""
-    read = {403: f"Not {readers}."}
-    staff_only = {403: "Not staff: only staff may change these."}
-    write = {**staff_only, 415: NOT_JSON}
+    """The answers of a model viewset's operations, errors included: staff with the model's
+    permission for each (`ModelPermissionsOrScope`), API keys with `key_scope` may read, and
+    `delete_refused` says when deleting is a 400."""
+    plural = serializer.Meta.model._meta.verbose_name_plural
+
+    def refused(permission: str, or_key: str = "") -> dict[int, str]:
+        return {403: f"Not staff with the {permission} permission of {plural}{or_key}."}
+
+    read = refused("view (or change)", f", nor an API key with {key_scope}" if key_scope else "")
     invalid = {400: "Bad fields, each listed with what to send, or values the model refuses."}
     one = {404: NO_SUCH_ID}
-    change = extend_schema(responses={200: serializer, **error_responses({**invalid, **write, **one})})
+    edit = extend_schema(
+        responses={200: serializer, **error_responses({**invalid, **refused("change"), 415: NOT_JSON, **one})}
+    )
     return extend_schema_view(
         list=extend_schema(responses={200: serializer, **error_responses(read)}),
         retrieve=extend_schema(responses={200: serializer, **error_responses({**read, **one})}),
-        create=extend_schema(responses={201: serializer, **error_responses({**invalid, **write})}),
-        update=change,
-        partial_update=change,
+        create=extend_schema(
+            responses={201: serializer, **error_responses({**invalid, **refused("add"), 415: NOT_JSON})}
+        ),
+        update=edit,
+        partial_update=edit,
         destroy=extend_schema(
             responses={
                 204: None,
-                **error_responses({**({400: delete_refused} if delete_refused else {}), **staff_only, **one}),
+                **error_responses(
+                    {**({400: delete_refused} if delete_refused else {}), **refused("delete"), **one}
+                ),
             }
         ),
     )
 
 
-@_model_schema(CampaignSerializer, readers=f"staff, and no API key with {AUDIENCES_SCOPE}")
+@_model_schema(CampaignSerializer, key_scope=AUDIENCES_SCOPE)
 class CampaignViewSet(viewsets.ModelViewSet):
-    """Campaigns: staff change them; staff and API keys with audiences:read read them."""
+    """Campaigns: staff with the admin's campaign permissions read and change them; API keys
+    with audiences:read read them."""
 
     queryset = Campaign.objects.all()
     serializer_class = CampaignSerializer
     authentication_classes = ApiView.authentication_classes
     throttle_classes = ApiView.throttle_classes
-    permission_classes = [StaffOrScope]
+    permission_classes = [ModelPermissionsOrScope]
     required_scopes = (AUDIENCES_SCOPE,)
 
 
@@ -480,22 +503,23 @@ class StopSerializer(serializers.Serializer):
     )
 
 
-STAFF_ONLY = {403: "Not staff: experiments are staff only."}
+READERS_ONLY = {403: "Not staff with the view (or change) permission of experiments."}
+CHANGERS_ONLY = {403: "Not staff with the change permission of experiments."}
 
 
 @_model_schema(
     ExperimentSerializer,
-    readers="staff",
     delete_refused="The experiment is running: stop it before deleting it.",
 )
 class ExperimentViewSet(viewsets.ModelViewSet):
-    """Experiments with their variants (staff only)."""
+    """Experiments with their variants: staff only, with the admin's experiment permissions
+    (starting and stopping one changes it)."""
 
     queryset = Experiment.objects.prefetch_related("variants")
     serializer_class = ExperimentSerializer
     authentication_classes = ApiView.authentication_classes
     throttle_classes = ApiView.throttle_classes
-    permission_classes = [StaffOrScope]
+    permission_classes = [ModelPermissionsOrScope]
 
     def perform_destroy(self, instance: Experiment) -> None:
         try:
@@ -505,7 +529,7 @@ class ExperimentViewSet(viewsets.ModelViewSet):
 
     @extend_schema(
         summary="Funnels, intervals and tests per variant",
-        responses={200: ExperimentResultsSerializer, **error_responses({**STAFF_ONLY, 404: NO_SUCH_ID})},
+        responses={200: ExperimentResultsSerializer, **error_responses({**READERS_ONLY, 404: NO_SUCH_ID})},
     )
     @action(detail=True, methods=["get"])
     def results(self, request: Request, pk: str) -> Response:
@@ -516,7 +540,9 @@ class ExperimentViewSet(viewsets.ModelViewSet):
         request=None,
         responses={
             200: ExperimentSerializer,
-            **error_responses({400: "Only a draft can start, one at a time.", **STAFF_ONLY, 404: NO_SUCH_ID}),
+            **error_responses(
+                {400: "Only a draft can start, one at a time.", **CHANGERS_ONLY, 404: NO_SUCH_ID}
+            ),
         },
     )
     @action(detail=True, methods=["post"])
@@ -536,7 +562,7 @@ class ExperimentViewSet(viewsets.ModelViewSet):
             **error_responses(
                 {
                     400: "Not running, or `promote` names no variant of it (or there is no winner yet).",
-                    **STAFF_ONLY,
+                    **CHANGERS_ONLY,
                     404: NO_SUCH_ID,
                     415: NOT_JSON,
                 }

@@ -46,10 +46,12 @@ class ListParamsSerializer(QueryParamsSerializer):
     exclude = CommaSeparatedField(required=False, help_text="Product ids to leave out, comma-separated.")
     explain = serializers.BooleanField(required=False, default=False, help_text="Add a reason to each item.")
     user = serializers.CharField(
-        required=False, help_text="Another user's id: staff and API keys with recommendations:read only."
+        required=False,
+        help_text='Another user\'s id: staff with the "preview as user" permission and API keys with '
+        "recommendations:read only.",
     )
     session_id = serializers.CharField(
-        required=False, max_length=64, help_text="An anonymous session: staff and API keys only."
+        required=False, max_length=64, help_text="An anonymous session: the same callers as `user` only."
     )
 
     @classmethod

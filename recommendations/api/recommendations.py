@@ -4,7 +4,8 @@ Each view is a thin door into one service function (`recommendations.serving`): 
 validates the query parameters, works out whose recommendations are asked for, calls the
 service and serialises the answer. Who may ask for whom:
 - a visitor gets their own (signed-in user, else their anonymous session);
-- `?user=<id>` / `?session_id=...` for someone else needs staff, or an API key with the
+- `?user=<id>` / `?session_id=...` for someone else needs staff with the admin's "preview as
+  user" permission (the page that shows the same), or an API key with the
   `recommendations:read` scope. API keys without that scope are refused everywhere.
 """
 

@@ -5,6 +5,7 @@ import io
 
 import pytest
 from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Permission
 from django.test import Client
 
 from recommendations.events.tracking import SESSION_KEY
@@ -34,7 +35,8 @@ def key_client(*scopes: str) -> Client:
 
 @pytest.fixture
 def staff(db):
-    return get_user_model().objects.create_user("boss", password="pw", is_staff=True)
+    """A superuser: what staff need of each permission is `tests/security/test_access.py`'s."""
+    return get_user_model().objects.create_user("boss", password="pw", is_staff=True, is_superuser=True)
 
 
 @pytest.fixture
@@ -84,6 +86,13 @@ def test_audience_endpoint_refuses_everyone_but_staff_and_scoped_keys(shop, tea)
     wrong_scope = key_client("recommendations:read").get(audience_url(tea))
     assert wrong_scope.status_code == 403 and "audiences:read" in wrong_scope.json()["detail"]
     assert key_client("audiences:read").get(audience_url(tea)).status_code == 200
+    # Staff need to be allowed to see the people too, not only the campaign and its segments.
+    clerk = get_user_model().objects.create_user("clerk", is_staff=True)
+    clerk.user_permissions.add(*Permission.objects.filter(codename__in=["view_campaign", "view_segment"]))
+    no_people = client_for(clerk).get(audience_url(tea), {"format": "csv"})
+    assert no_people.status_code == 403 and "auth.view_user" in read_csv(no_people)[0]["error"]
+    clerk.user_permissions.add(Permission.objects.get(codename="view_user"))
+    assert client_for(clerk).get(audience_url(tea), {"format": "csv"}).status_code == 200
 
 
 def test_audience_as_json_then_csv_from_the_saved_segment(shop, tea, staff):
@@ -193,6 +202,19 @@ def test_campaign_writes_are_staff_only(shop, tea):
     refused = reader.post("/api/campaigns/", {"name": "x"}, content_type="application/json")
     assert refused.status_code == 403 and "staff" in refused.json()["detail"]
     assert client_for(shop.users["tea_lover"]).get("/api/campaigns/").status_code == 403
+    # Staff who may only view campaigns in the admin may only read them here.
+    viewer = get_user_model().objects.create_user("viewer", is_staff=True)
+    viewer.user_permissions.add(Permission.objects.get(codename="view_campaign"))
+    assert client_for(viewer).get(f"/api/campaigns/{tea.pk}/").status_code == 200
+    for write in (
+        client_for(viewer).post("/api/campaigns/", {"name": "x"}, content_type="application/json"),
+        client_for(viewer).patch(
+            f"/api/campaigns/{tea.pk}/", {"priority": 9}, content_type="application/json"
+        ),
+        client_for(viewer).delete(f"/api/campaigns/{tea.pk}/"),
+    ):
+        assert write.status_code == 403 and "ask a superuser to grant them" in write.json()["detail"]
+    assert list(Campaign.objects.values_list("name", "priority")) == [(tea.name, tea.priority)]
 
 
 def experiment_body(*shares, key="home") -> dict:

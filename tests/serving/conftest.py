@@ -86,7 +86,8 @@ def catalog(db) -> Catalog:
             products[title] = product
     User = get_user_model()
     users = {name: User.objects.create_user(name, password="pw") for name in ("alice", "bob")}
-    users["staff"] = User.objects.create_user("staff", password="pw", is_staff=True)
+    # A superuser: what staff need of each permission is `tests/security/test_access.py`'s.
+    users["staff"] = User.objects.create_user("staff", password="pw", is_staff=True, is_superuser=True)
     index_products()
     return Catalog(categories, stores, products, users)
 

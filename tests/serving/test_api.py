@@ -5,6 +5,7 @@ import re
 import jsonschema
 import pytest
 from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Permission
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from rest_framework.test import APIClient
@@ -89,6 +90,14 @@ def test_other_users_recommendations_need_staff_or_scope(client, catalog, model)
     assert client.get("/api/recommendations/for-you/", {"session_id": "someone-else"}).status_code == 403
 
     client.force_login(catalog.users["staff"])
+    assert client.get("/api/recommendations/for-you/", {"user": alice}).status_code == 200
+
+    # Staff need what the admin's "preview as user" needs: it shows the same lists.
+    clerk = get_user_model().objects.create_user("clerk", is_staff=True)
+    client.force_login(clerk)
+    refused = client.get("/api/recommendations/for-you/", {"user": alice})
+    assert refused.status_code == 403 and "recommendations.view_userpreview" in refused.json()["detail"]
+    clerk.user_permissions.add(Permission.objects.get(codename="view_userpreview"))
     assert client.get("/api/recommendations/for-you/", {"user": alice}).status_code == 200
 
     client.force_login(catalog.users["alice"])
