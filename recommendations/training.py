@@ -193,7 +193,7 @@ def train_model(
                 say(_epoch_line(log, cfg.epochs))
 
             progress("training", 0, cfg.epochs)
-            # Early stopping needs shoppers with 3+ interactions; without any, train all epochs.
+            # Early stopping needs shoppers with 3+ different products; without any, train all epochs.
             validation = split.validation if split.validation is not None and len(split.validation) else None
             team.share(Work(cfg, split.train, validation))  # the other ranks, if any, train with us
             model = TwoTowerRecommender(cfg).fit(split.train, validation, callback=on_epoch)
@@ -230,7 +230,7 @@ def _epoch_line(log: EpochLog, epochs: int) -> str:
 def _metrics(model: TwoTowerRecommender, split: Split) -> dict[str, Any]:
     """The model's full-ranking test metrics, with the popularity baseline beside them."""
     if not len(split.test):
-        return {"protocol": split.info.get("protocol", ""), "note": "no shopper has 3+ interactions"}
+        return {"protocol": split.info.get("protocol", ""), "note": "no shopper has 3+ different products"}
     probs = item_probabilities(split.train)
     n_items = split.train.n_items
     metrics: dict[str, Any] = evaluate_model(model, split.test, n_items, item_probs=probs)
@@ -374,7 +374,7 @@ def evaluate(
     runs = []
     for i, part in enumerate(splits, start=1):
         if not len(part.test):
-            raise ValueError("No shopper can be evaluated: each needs at least 3 interactions.")
+            raise ValueError("No shopper can be evaluated: each needs at least 3 different products.")
         chosen = recommenders(data.interactions.n_items, cfg)
         if models:
             unknown = sorted(set(models) - set(chosen))
