@@ -16,6 +16,7 @@ from recommendations.locks import advisory_lock
 from recommendations.models import ModelStatus, ModelVersion
 from recommendations.progress import ProgressBar
 from recommendations.vectors import indexes, queries
+from tests.pipeline.data import make_shop
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -121,6 +122,21 @@ def test_evaluate_reports_each_model_as_it_is_done_and_the_mean_of_folds(shop):
     assert out.index("Fold 1/2") < out.index("popularity: HR@10=") < out.index("Fold 2/2")
     assert out.count("item_knn: HR@10=") == 2
     assert "Mean over the 2 folds:" in out and out.rstrip().splitlines()[-1].startswith("| item_knn |")
+
+
+@pytest.mark.parametrize("n_products", [5, 15])
+def test_a_catalogue_smaller_than_the_top_k_trains_and_evaluates(db, n_products):
+    """HR@10 and HR@20 rank the whole catalogue when it is smaller than 10 or 20 products."""
+    make_shop(n_stores=1, products_per_store=n_products, n_users=8, events_per_user=6)
+    out = run("train_model", "--epochs", "2")
+    version = ModelVersion.objects.get()
+    assert version.status == ModelStatus.READY and "is ready" in out
+    # Top 20 holds every product outside the history, and the target is never in the history.
+    assert version.metrics["HR@20"] == 1.0
+    out = run("evaluate", "--epochs", "1")
+    table = [line for line in out.splitlines() if line.startswith("| ")]
+    names = [line.split("|")[1].strip() for line in table[1:]]
+    assert names == ["two_tower", "popularity", "item_knn", "ease", "als"]
 
 
 @pytest.mark.django_db
