@@ -16,7 +16,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import math
 import re
 import time
 import traceback
@@ -158,11 +157,7 @@ def train_model(
     """
     progress = progress or Progress()
     cfg = model_config(config, device)
-    if window_days is not None and not (math.isfinite(window_days) and window_days > 0):
-        raise ValueError(
-            f"The window is {window_days!r} days: give a number of days > 0, or none for all events."
-        )
-    data = build_training_data(window_days)
+    data = build_training_data(window_days)  # refuses a window that is not a number of days > 0
     with lead(training_processes(cfg.device), cfg.device) as team:
         version = ModelVersion.objects.create(
             algorithm="two_tower",
@@ -356,14 +351,15 @@ def evaluate(
     """Fit and evaluate the two-tower model and each classic recommender on the same split
     of the database's interactions; returns one row of metrics per model (fold averages).
 
-    `split` is "leave_one_out" (last item per shopper is the test) or "temporal" (the latest
-    10% of events); `folds=k` holds out k disjoint groups of shoppers in turn instead.
+    `split` is "leave_one_out" (the last new product per shopper is the test) or "temporal" (the
+    latest 10% of events); `folds=k` holds out k disjoint groups of shoppers in turn instead.
+    Options are checked as `train_model` checks them (`ValueError` naming the fix).
     """
     if split not in SPLITS:
         raise ValueError(f"Unknown split {split!r}; use one of {', '.join(SPLITS)}.")
     cfg = model_config(config, device)
     data = build_training_data(window_days)
-    if folds:
+    if folds is not None:
         splits = kfold_user_split(data.interactions, k=folds)
     elif split == "temporal":
         splits = [temporal_split(data.interactions)]

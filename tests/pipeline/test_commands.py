@@ -139,6 +139,11 @@ def test_a_catalogue_smaller_than_the_top_k_trains_and_evaluates(db, n_products)
     assert names == ["two_tower", "popularity", "item_knn", "ease", "als"]
 
 
+def test_evaluate_refuses_more_folds_than_shoppers_to_evaluate(shop):
+    with pytest.raises(CommandError, match="61 folds need 61 shoppers .* there are 60: use at most 60 folds"):
+        run("evaluate", "--folds", "61")
+
+
 @pytest.mark.django_db
 @pytest.mark.parametrize(
     "args, message",
@@ -147,6 +152,8 @@ def test_a_catalogue_smaller_than_the_top_k_trains_and_evaluates(db, n_products)
         (["train_model", "--config", "[1]"], "must be a JSON object"),
         (["evaluate", "--config", "{lr: 1}"], "--config must be a JSON object: Expecting property name"),
         (["evaluate", "--folds", "1"], "at least 2"),
+        (["evaluate", "--window-days", "0"], "The window is 0.0 days: give a number of days > 0"),
+        (["evaluate", "--window-days", "nan"], "The window is nan days: give a number of days > 0"),
         (["activate_model", "999"], "no model version 999"),
         (["activate_model", "--rollback"], "no previously active"),
         (["activate_model", "--list", "12"], "--list only lists the versions and changes nothing"),
