@@ -16,7 +16,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import math
 import re
 import time
 import traceback
@@ -158,11 +157,7 @@ def train_model(
     """
     progress = progress or Progress()
     cfg = model_config(config, device)
-    if window_days is not None and not (math.isfinite(window_days) and window_days > 0):
-        raise ValueError(
-            f"The window is {window_days!r} days: give a number of days > 0, or none for all events."
-        )
-    data = build_training_data(window_days)
+    data = build_training_data(window_days)  # refuses a window that is not a number of days > 0
     with lead(training_processes(cfg.device), cfg.device) as team:
         version = ModelVersion.objects.create(
             algorithm="two_tower",
@@ -193,7 +188,7 @@ def train_model(
                 say(_epoch_line(log, cfg.epochs))
 
             progress("training", 0, cfg.epochs)
-            # Early stopping needs shoppers with 3+ interactions; without any, train all epochs.
+            # Early stopping needs shoppers with 3+ different products; without any, train all epochs.
             validation = split.validation if split.validation is not None and len(split.validation) else None
             team.share(Work(cfg, split.train, validation))  # the other ranks, if any, train with us
             model = TwoTowerRecommender(cfg).fit(split.train, validation, callback=on_epoch)
@@ -230,7 +225,7 @@ def _epoch_line(log: EpochLog, epochs: int) -> str:
 def _metrics(model: TwoTowerRecommender, split: Split) -> dict[str, Any]:
     """The model's full-ranking test metrics, with the popularity baseline beside them."""
     if not len(split.test):
-        return {"protocol": split.info.get("protocol", ""), "note": "no shopper has 3+ interactions"}
+        return {"protocol": split.info.get("protocol", ""), "note": "no shopper has 3+ different products"}
     probs = item_probabilities(split.train)
     n_items = split.train.n_items
     metrics: dict[str, Any] = evaluate_model(model, split.test, n_items, item_probs=probs)
@@ -356,14 +351,15 @@ def evaluate(
     """Fit and evaluate the two-tower model and each classic recommender on the same split
     of the database's interactions; returns one row of metrics per model (fold averages).
 
-    `split` is "leave_one_out" (last item per shopper is the test) or "temporal" (the latest
-    10% of events); `folds=k` holds out k disjoint groups of shoppers in turn instead.
+    `split` is "leave_one_out" (the last new product per shopper is the test) or "temporal" (the
+    latest 10% of events); `folds=k` holds out k disjoint groups of shoppers in turn instead.
+    Options are checked as `train_model` checks them (`ValueError` naming the fix).
     """
     if split not in SPLITS:
         raise ValueError(f"Unknown split {split!r}; use one of {', '.join(SPLITS)}.")
     cfg = model_config(config, device)
     data = build_training_data(window_days)
-    if folds:
+    if folds is not None:
         splits = kfold_user_split(data.interactions, k=folds)
     elif split == "temporal":
         splits = [temporal_split(data.interactions)]
@@ -374,7 +370,7 @@ def evaluate(
     runs = []
     for i, part in enumerate(splits, start=1):
         if not len(part.test):
-            raise ValueError("No shopper can be evaluated: each needs at least 3 interactions.")
+            raise ValueError("No shopper can be evaluated: each needs at least 3 different products.")
         chosen = recommenders(data.interactions.n_items, cfg)
         if models:
             unknown = sorted(set(models) - set(chosen))

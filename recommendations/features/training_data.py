@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import math
 import time
 from dataclasses import dataclass
 
@@ -59,11 +60,14 @@ def build_training_data(
     """Read the catalogue and the last `window_days` of events (all when None).
 
     Shoppers with fewer than `min_history` interactions are left out. Raises
-    `InsufficientData` when there is nothing a model could learn.
+    `InsufficientData` when there is nothing a model could learn, and `ValueError` for a window
+    that is not a number of days > 0 (0 or NaN would otherwise read as "all events" or fail
+    deep in datetime arithmetic).
     """
+    check_window_days(window_days)
     started = time.perf_counter()
     end = now or timezone.now()
-    start = end - dt.timedelta(days=window_days) if window_days else None
+    start = end - dt.timedelta(days=window_days) if window_days is not None else None
     catalogue = load_catalogue()
     if not catalogue.products:
         raise InsufficientData(
@@ -114,8 +118,16 @@ def build_training_data(
     return data
 
 
+def check_window_days(window_days: float | None) -> None:
+    """`ValueError` unless `window_days` is None (all events) or a finite number of days > 0."""
+    if window_days is not None and not (math.isfinite(window_days) and window_days > 0):
+        raise ValueError(
+            f"The window is {window_days!r} days: give a number of days > 0, or none for all events."
+        )
+
+
 def _check_enough(events: Interactions, item_of: np.ndarray, window_days: float | None) -> None:
-    window = f"in the last {window_days:g} days" if window_days else "at all"
+    window = f"in the last {window_days:g} days" if window_days is not None else "at all"
     if not len(events):
         raise InsufficientData(
             f"There are no product events {window} to learn from (views, carts, purchases of "

@@ -188,24 +188,57 @@ class Split:
 
 
 def leave_one_out_split(data: InteractionData, min_interactions: int = 3) -> Split:
-    """The sequential-recommendation protocol: last item = test, second to last = validation.
+    """The sequential-recommendation protocol on distinct products: the last new product is the
+    test target, the one before it the validation target (see `last_new_items`).
 
-    Users with fewer than `min_interactions` events go entirely to training. The validation
-    item is part of the test history (it is known at test time) but never a training target.
+    Shoppers with fewer than `min_interactions` different products go entirely to training. The
+    validation target and the events up to the test target are part of the test history (known
+    at test time) but never training data; the events after the test target, all repeats, are
+    left out.
     """
-    lengths = data.lengths()
-    evaluated = lengths >= min_interactions
-    keep = np.ones(data.n_interactions, dtype=bool)
-    ends = data.indptr[1:]
-    keep[ends[evaluated] - 1] = False
-    known_at_test = data.select(keep)
-    keep[ends[evaluated] - 2] = False
+    user_of = data.user_of_interaction()
+    evaluated, validation_at, test_at = last_new_items(data, min_interactions)
+    position = np.arange(data.n_interactions)
+    after = np.full(data.n_users, np.iinfo(np.int64).max)
+    after[evaluated] = test_at[evaluated]
+    known_at_test = data.select(position < after[user_of])
+    after[evaluated] = validation_at[evaluated]
     users = np.flatnonzero(evaluated)
-    seqs = [data.sequence(u) for u in users]
-    validation = EvalSet(users, [s[:-2] for s in seqs], [s[-2:-1] for s in seqs])
-    test = EvalSet(users, [s[:-1] for s in seqs], [s[-1:] for s in seqs])
     info = {"protocol": "leave_one_out"}
-    return Split(data.select(keep), test, validation, known_at_test, info)
+    validation, test = _eval_sets(data, users, validation_at, test_at)
+    return Split(data.select(position < after[user_of]), test, validation, known_at_test, info)
+
+
+def last_new_items(
+    data: InteractionData, min_interactions: int = 3
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per user: whether they are evaluated, and where (flat index into `data.items`) their
+    validation and test targets are: the last two products of their sequence of distinct
+    products, each at its first occurrence.
+
+    Evaluation masks the history, so a target the shopper had already touched (viewed, carted,
+    then bought) could never be hit: targets are taken from the sequence with repeats removed.
+    Like RecBole, it keeps each product's first occurrence, not its last: the target is then
+    the product the shopper came to last, with everything before it as the history, which is
+    what serving faces when it recommends products not yet seen. Keeping the last occurrence
+    would make a product found long ago and bought today the target, and hide its earlier
+    events from the history. Histories and training data still hold every event before the
+    target, repeats included: they carry the event weights (a purchase after a view) and are
+    what serving feeds the user tower. A user is evaluated with at least `min_interactions`
+    different products (one to learn from, plus the two targets).
+    """
+    user_of = data.user_of_interaction()
+    # Events are sorted by (user, time): np.unique's first index of a pair is its first event.
+    _, first = np.unique(user_of * max(data.n_items, 1) + data.items, return_index=True)
+    first = np.sort(first)
+    distinct = np.bincount(user_of[first], minlength=data.n_users)
+    ends = np.cumsum(distinct)  # the user's last first-occurrence is first[ends[u] - 1]
+    evaluated = distinct >= max(min_interactions, 2)
+    test_at = np.full(data.n_users, -1, dtype=np.int64)
+    validation_at = np.full(data.n_users, -1, dtype=np.int64)
+    test_at[evaluated] = first[ends[evaluated] - 1]
+    validation_at[evaluated] = first[ends[evaluated] - 2]
+    return evaluated, validation_at, test_at
 
 
 def temporal_split(
@@ -235,25 +268,50 @@ def kfold_user_split(
     """k splits over disjoint user folds: each fold's users are held out of training entirely.
 
     Measures strong generalisation (users the model never saw), which is what a sequence encoder
-    faces for new shoppers. Held-out users are judged leave-one-out style on their last item.
+    faces for new shoppers. Only users who can be evaluated (`min_interactions` different
+    products) are dealt into folds, so no fold is empty; the others always train. Held-out users
+    are judged as in `leave_one_out_split`, on their last new product.
     """
     if k < 2:
         raise ValueError("k must be at least 2")
+    evaluated, validation_at, test_at = last_new_items(data, min_interactions)
+    candidates = np.flatnonzero(evaluated)
+    if k > len(candidates):
+        fix = f": use at most {len(candidates)} folds" if len(candidates) >= 2 else ""
+        raise ValueError(
+            f"{k} folds need {k} shoppers with {min_interactions}+ different products (one per fold) "
+            f"and there are {len(candidates)}{fix}."
+        )
     rng = np.random.default_rng(seed)
-    folds = np.array_split(rng.permutation(data.n_users), k)
+    folds = np.array_split(rng.permutation(candidates), k)
     user_of = data.user_of_interaction()
     splits = []
     for i, fold in enumerate(folds):
         held_out = np.zeros(data.n_users, dtype=bool)
         held_out[fold] = True
-        users = np.sort(fold[data.lengths()[fold] >= min_interactions])
-        seqs = [data.sequence(u) for u in users]
-        validation = EvalSet(users, [s[:-2] for s in seqs], [s[-2:-1] for s in seqs])
-        test = EvalSet(users, [s[:-1] for s in seqs], [s[-1:] for s in seqs])
+        validation, test = _eval_sets(data, np.sort(fold), validation_at, test_at)
         info = {"protocol": "kfold_user", "fold": i, "k": k}
         train = data.select(~held_out[user_of])
         splits.append(Split(train, test, validation, train, info))
     return splits
+
+
+def _eval_sets(
+    data: InteractionData, users: np.ndarray, validation_at: np.ndarray, test_at: np.ndarray
+) -> tuple[EvalSet, EvalSet]:
+    """Validation and test sets of `users`: each target with every event before it as history."""
+    starts = data.indptr[users]
+    validation = EvalSet(
+        users,
+        [data.items[lo:at] for lo, at in zip(starts, validation_at[users], strict=True)],
+        [data.items[at : at + 1] for at in validation_at[users]],
+    )
+    test = EvalSet(
+        users,
+        [data.items[lo:at] for lo, at in zip(starts, test_at[users], strict=True)],
+        [data.items[at : at + 1] for at in test_at[users]],
+    )
+    return validation, test
 
 
 def _period_eval_set(data: InteractionData, start: float, end: float) -> EvalSet:

@@ -30,11 +30,23 @@ def item_probabilities(train: InteractionData) -> np.ndarray:
 
 
 def top_k(scores: np.ndarray, k: int) -> np.ndarray:
-    """Indices of the k highest scores per row, best first."""
+    """Indices of the k highest scores per row, best first (fewer columns if fewer items)."""
     k = min(k, scores.shape[1])
     part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
     order = np.argsort(-np.take_along_axis(scores, part, axis=1), axis=1, kind="stable")
     return np.take_along_axis(part, order, axis=1)
+
+
+def ranked_lists(scores: np.ndarray, k: int) -> np.ndarray:
+    """The top-k lists that are evaluated: `top_k`, with -1 where a masked (-inf) item would be.
+
+    When the catalogue minus a user's history is smaller than k, `top_k` fills the list with
+    masked history items; counting those would inflate coverage and novelty (and a masked
+    target would count as a hit), so they become empty slots.
+    """
+    top = top_k(scores, k)
+    top[np.isneginf(np.take_along_axis(scores, top, axis=1))] = -1
+    return top
 
 
 def ranking_metrics(
@@ -50,9 +62,16 @@ def ranking_metrics(
     precision@k (hits / k), recall@k (hits / |targets|), MAP@k (sum of precision at each hit /
     min(k, |targets|)), coverage@k (share of the catalogue recommended to anyone) and novelty@k
     (mean -log2 p(item) over recommended items, p from `item_probs`).
+
+    A list may be shorter than k, or hold -1 in empty slots: the catalogue minus the user's
+    history can be smaller than k (see `ranked_lists`). Empty slots are misses and are left out
+    of coverage and novelty; precision@k still divides by k.
     """
     n = len(targets)
     kmax = max(ks)
+    top_items = np.asarray(top_items, dtype=np.int64)
+    if top_items.shape[1] < kmax:  # a catalogue smaller than k
+        top_items = np.pad(top_items, ((0, 0), (0, kmax - top_items.shape[1])), constant_values=-1)
     rel = np.zeros((n, kmax), dtype=bool)
     n_targets = np.zeros(n, dtype=np.float64)
     for j, t in enumerate(targets):
@@ -72,9 +91,11 @@ def ranking_metrics(
         out[f"precision@{k}"] = float(np.mean(hits / k))
         out[f"recall@{k}"] = float(np.mean(hits / n_targets))
         out[f"MAP@{k}"] = float(np.mean((prec_at * r).sum(1) / ideal))
-        out[f"coverage@{k}"] = float(len(np.unique(top_items[:, :k])) / n_items)
+        listed = top_items[:, :k][top_items[:, :k] >= 0]
+        out[f"coverage@{k}"] = float(len(np.unique(listed)) / n_items)
         if item_probs is not None:
-            out[f"novelty@{k}"] = float(np.mean(-np.log2(item_probs[top_items[:, :k]])))
+            novelty = -np.log2(item_probs[listed])
+            out[f"novelty@{k}"] = float(np.mean(novelty)) if len(novelty) else float("nan")
     out["n_users"] = float(n)
     return out
 
@@ -105,7 +126,7 @@ def evaluate(
             rows = np.repeat(np.arange(len(hist)), [len(h) for h in hist])
             cols = np.concatenate(hist).astype(np.int64) if hist else np.zeros(0, np.int64)
             scores[rows, cols] = -np.inf
-        tops.append(top_k(scores, kmax))
+        tops.append(ranked_lists(scores, kmax))
     return ranking_metrics(np.concatenate(tops), targets, n_items, ks, item_probs)
 
 

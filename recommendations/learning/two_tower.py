@@ -734,7 +734,9 @@ class TwoTowerRecommender(Recommender):
             cols = np.concatenate(hist) if len(rows) else np.zeros(0, np.int64)
             r, c = (torch.as_tensor(a, dtype=torch.int64, device=self.device) for a in (rows, cols))
             scores[r, c] = -torch.inf
-            tops.append(torch.topk(scores, k, dim=1).indices.cpu().numpy())
+            # As evaluation.ranked_lists: at most the catalogue, masked items are empty slots.
+            best = torch.topk(scores, min(k, scores.shape[1]), dim=1)
+            tops.append(best.indices.masked_fill(torch.isneginf(best.values), -1).cpu().numpy())
         ndcg = 0.0
         if tops:
             targets = [validation.targets[r] for r in mine]

@@ -57,6 +57,35 @@ def test_leave_one_out():
     assert [full.sequence(u).tolist() for u in range(3)] == [[0, 1, 2, 3], [5, 6], [7, 8]]
 
 
+def repeat_data() -> InteractionData:
+    """Shoppers who come back to products they already touched (a view, then a purchase)."""
+    return InteractionData.from_sequences(
+        [[0, 1, 2, 1], [5, 5, 5, 5, 5], [0, 3, 0, 4, 4], [6, 7, 6]],
+        n_items=8,
+        weights=[[1, 1, 1, 3], [1, 1, 1, 1, 3], [1, 1, 3, 1, 3], [1, 1, 3]],
+    )
+
+
+def test_leave_one_out_holds_out_the_last_new_product_never_a_repeat():
+    split = leave_one_out_split(repeat_data())
+    # Distinct products, first occurrence kept: user 0 [0, 1, 2], user 2 [0, 3, 4]. User 1 has
+    # one product and user 3 two: too few to evaluate, all their events train.
+    assert split.test.users.tolist() == [0, 2]
+    assert [t.tolist() for t in split.test.targets] == [[2], [4]]
+    assert [h.tolist() for h in split.test.histories] == [[0, 1], [0, 3, 0]]
+    assert [t.tolist() for t in split.validation.targets] == [[1], [3]]
+    assert [h.tolist() for h in split.validation.histories] == [[0], [0]]
+    for eval_set in (split.test, split.validation):
+        for history, target in zip(eval_set.histories, eval_set.targets, strict=True):
+            assert target[0] not in history  # masked from the ranking otherwise: a sure miss
+    train = split.train
+    assert [train.sequence(u).tolist() for u in range(4)] == [[0], [5, 5, 5, 5, 5], [0], [6, 7, 6]]
+    full = split.train_with_validation
+    assert [full.sequence(u).tolist() for u in range(4)] == [[0, 1], [5, 5, 5, 5, 5], [0, 3, 0], [6, 7, 6]]
+    # The repeat of product 0 before the validation target keeps its purchase weight.
+    assert full.weights[full.indptr[2] : full.indptr[3]].tolist() == [1, 1, 3]
+
+
 def test_temporal_split_uses_global_cutoffs():
     split = temporal_split(small_data(), test_fraction=0.3, validation_fraction=0.2)
     t_val, t_test = split.info["t_validation"], split.info["t_test"]
@@ -85,3 +114,20 @@ def test_kfold_user_split_holds_out_whole_users():
         assert [t.tolist() for t in split.test.targets] == [[data.sequence(u)[-1]] for u in held]
         seen.extend(held.tolist())
     assert sorted(seen) == list(range(20))
+
+
+def test_kfold_judges_held_out_shoppers_on_their_last_new_product():
+    splits = kfold_user_split(repeat_data(), k=2, seed=0)
+    held = sorted(u for split in splits for u in split.test.users.tolist())
+    assert held == [0, 2]  # only shoppers who can be evaluated are dealt into folds
+    for split in splits:
+        (user,) = split.test.users.tolist()
+        assert split.test.targets[0].tolist() == {0: [2], 2: [4]}[user]
+        assert split.validation.targets[0].tolist() == {0: [1], 2: [3]}[user]
+        assert len(split.train.sequence(user)) == 0
+        assert [len(split.train.sequence(u)) for u in (1, 3)] == [5, 3]  # never evaluated: always train
+
+
+def test_kfold_refuses_more_folds_than_shoppers_to_evaluate():
+    with pytest.raises(ValueError, match=r"3 folds need 3 shoppers .* there are 2: use at most 2 folds"):
+        kfold_user_split(repeat_data(), k=3)

@@ -9,6 +9,7 @@ from recommendations.learning.evaluation import (
     compare,
     evaluate,
     item_probabilities,
+    ranked_lists,
     ranking_metrics,
     top_k,
 )
@@ -71,6 +72,36 @@ def test_evaluate_masks_history_and_batches():
     assert m["NDCG@2"] == pytest.approx((1 + 1 + L3) / 3)
     unmasked = evaluate(FixedScorer(5), eval_set, 5, ks=(1,), exclude_history=False)
     assert unmasked["HR@1"] == pytest.approx(1 / 3)
+
+
+def test_a_catalogue_smaller_than_k_is_ranked_whole():
+    eval_set = EvalSet(np.array([0, 1]), [np.array([0]), np.array([1])], [np.array([3]), np.array([2])])
+    m = evaluate(FixedScorer(4), eval_set, n_items=4, ks=(10, 20))
+    # user 0: 1, 2, 3 -> hit at 3; user 1: 0, 2, 3 -> hit at 2
+    assert m["HR@10"] == m["HR@20"] == pytest.approx(1.0)
+    assert m["NDCG@10"] == pytest.approx((0.5 + L3) / 2)
+    assert m["precision@10"] == pytest.approx(0.1)
+
+
+def test_coverage_and_novelty_leave_out_masked_history_items():
+    # 4 products; both shoppers have seen product 0, so only 1, 2 and 3 can be recommended.
+    eval_set = EvalSet(np.array([0, 1]), [np.array([0, 1]), np.array([0])], [np.array([2]), np.array([3])])
+    probs = np.array([1.0, 0.5, 0.25, 0.125])  # -log2: 0, 1, 2, 3
+    m = evaluate(FixedScorer(4), eval_set, n_items=4, ks=(4,), item_probs=probs)
+    assert m["coverage@4"] == pytest.approx(3 / 4)
+    assert m["novelty@4"] == pytest.approx((2 + 3 + 1 + 2 + 3) / 5)
+    assert m["HR@4"] == pytest.approx(1.0)
+
+
+def test_ranked_lists_leave_masked_items_out():
+    scores = np.array([[-np.inf, 0.5, -np.inf], [0.1, 0.2, 0.3]], dtype=np.float32)
+    assert ranked_lists(scores, 5).tolist() == [[1, -1, -1], [2, 1, 0]]
+
+
+def test_a_target_in_the_history_is_never_a_hit():
+    eval_set = EvalSet(np.array([0]), [np.array([0])], [np.array([0])])
+    m = evaluate(FixedScorer(2), eval_set, n_items=2, ks=(2,))
+    assert m["HR@2"] == 0.0 and m["coverage@2"] == pytest.approx(1 / 2)
 
 
 def test_item_probabilities_count_distinct_users():

@@ -129,6 +129,15 @@ def test_early_stopping_callback_and_best_weights(store_data):
     assert model._validate(split.validation) == pytest.approx(best, abs=1e-6)
 
 
+@pytest.mark.parametrize("n_items", [5, 15])
+def test_early_stopping_on_a_catalogue_smaller_than_metric_k(n_items):
+    rng = np.random.default_rng(0)
+    data = InteractionData.from_sequences([rng.permutation(n_items)[:4] for _ in range(12)], n_items)
+    split = leave_one_out_split(data)
+    model = fit_small(split.train, split.validation, epochs=2)  # metric_k is 10
+    assert model.best_metric is not None and 0 < model.best_metric <= 1
+
+
 def test_diverging_loss_raises_training_error(store_data):
     data, _, _ = store_data
     with pytest.raises(TrainingError, match="Lower the learning rate"):

@@ -74,7 +74,7 @@ def make_shop(
     for u, user in enumerate(users):
         store_index = u % n_stores
         taste[user.pk] = store_index
-        favourites = rng.sample(by_store[store_index], 12)
+        favourites = rng.sample(by_store[store_index], min(12, products_per_store))
         for e in range(events_per_user):
             product = rng.choice(favourites) if rng.random() < 0.9 else rng.choice(products)
             kind = "purchase" if e % 5 == 4 else "view"

@@ -16,6 +16,7 @@ from recommendations.locks import advisory_lock
 from recommendations.models import ModelStatus, ModelVersion
 from recommendations.progress import ProgressBar
 from recommendations.vectors import indexes, queries
+from tests.pipeline.data import make_shop
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -123,6 +124,26 @@ def test_evaluate_reports_each_model_as_it_is_done_and_the_mean_of_folds(shop):
     assert "Mean over the 2 folds:" in out and out.rstrip().splitlines()[-1].startswith("| item_knn |")
 
 
+@pytest.mark.parametrize("n_products", [5, 15])
+def test_a_catalogue_smaller_than_the_top_k_trains_and_evaluates(db, n_products):
+    """HR@10 and HR@20 rank the whole catalogue when it is smaller than 10 or 20 products."""
+    make_shop(n_stores=1, products_per_store=n_products, n_users=8, events_per_user=6)
+    out = run("train_model", "--epochs", "2")
+    version = ModelVersion.objects.get()
+    assert version.status == ModelStatus.READY and "is ready" in out
+    # Top 20 holds every product outside the history, and the target is never in the history.
+    assert version.metrics["HR@20"] == 1.0
+    out = run("evaluate", "--epochs", "1")
+    table = [line for line in out.splitlines() if line.startswith("| ")]
+    names = [line.split("|")[1].strip() for line in table[1:]]
+    assert names == ["two_tower", "popularity", "item_knn", "ease", "als"]
+
+
+def test_evaluate_refuses_more_folds_than_shoppers_to_evaluate(shop):
+    with pytest.raises(CommandError, match="61 folds need 61 shoppers .* there are 60: use at most 60 folds"):
+        run("evaluate", "--folds", "61")
+
+
 @pytest.mark.django_db
 @pytest.mark.parametrize(
     "args, message",
@@ -131,6 +152,8 @@ def test_evaluate_reports_each_model_as_it_is_done_and_the_mean_of_folds(shop):
         (["train_model", "--config", "[1]"], "must be a JSON object"),
         (["evaluate", "--config", "{lr: 1}"], "--config must be a JSON object: Expecting property name"),
         (["evaluate", "--folds", "1"], "at least 2"),
+        (["evaluate", "--window-days", "0"], "The window is 0.0 days: give a number of days > 0"),
+        (["evaluate", "--window-days", "nan"], "The window is nan days: give a number of days > 0"),
         (["activate_model", "999"], "no model version 999"),
         (["activate_model", "--rollback"], "no previously active"),
         (["activate_model", "--list", "12"], "--list only lists the versions and changes nothing"),

@@ -22,7 +22,7 @@ class Command(BaseCommand):
             "--split",
             choices=["leave-one-out", "temporal"],
             default="leave-one-out",
-            help="last item per shopper (default), or the latest 10%% of events",
+            help="last new product per shopper (default), or the latest 10%% of events",
         )
         parser.add_argument("--folds", type=int, help="k-fold over shoppers instead (held-out users)")
         parser.add_argument("--models", help="comma-separated subset, e.g. two_tower,ease")
