@@ -20,14 +20,23 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from recommendations.api.authentication import ApiKeyAuthentication, CsrfSessionAuthentication
+from recommendations.api.authentication import (
+    ApiKeyAuthentication,
+    CsrfSessionAuthentication,
+    sends_api_key,
+)
 from recommendations.api.permissions import HasScope, IsBrowserSession
 from recommendations.api.schema import error_responses
 from recommendations.api.throttles import ApiRateThrottle
 from recommendations.conf import rec_settings
 from recommendations.events.ingestion import ingest
 from recommendations.events.tracking import client_context, get_session_id, request_user_id
-from recommendations.events.validation import EventValidationError, Origin, parse_timestamp
+from recommendations.events.validation import (
+    MAX_CONTEXT_DEPTH,
+    EventValidationError,
+    Origin,
+    parse_timestamp,
+)
 from recommendations.models.api_keys import ApiKey, Scope
 from recommendations.models.events import EventType
 
@@ -40,9 +49,19 @@ class PayloadTooLarge(APIException):
 
 
 def read_batch(request: HttpRequest) -> dict[str, Any]:
-    """The parsed body, after the byte cap (413) and shape checks (400)."""
-    limit = rec_settings.MAX_BATCH_BYTES
-    split_hint = f"Split it into batches of at most {rec_settings.MAX_BATCH_EVENTS} events."
+    """The parsed body, after the byte cap (413) and shape checks (400).
+
+    A browser session's cap (`MAX_BROWSER_BATCH_BYTES`, what sendBeacon sends at most) is
+    far below an API key's (`MAX_BATCH_BYTES`, which bounds both): from the public beacon
+    endpoint, a megabyte a request let one address fill the events table by hundreds of
+    megabytes a minute.
+    """
+    if sends_api_key(request):
+        limit = rec_settings.MAX_BATCH_BYTES
+        split_hint = f"Split it into batches of at most {rec_settings.MAX_BATCH_EVENTS} events."
+    else:
+        limit = min(rec_settings.MAX_BROWSER_BATCH_BYTES, rec_settings.MAX_BATCH_BYTES)
+        split_hint = "A browser session sends smaller batches (the beacon's are 30 KB at most)."
     try:
         declared = int(request.META.get("CONTENT_LENGTH") or 0)
     except ValueError:
@@ -127,7 +146,14 @@ class EventInSchema(serializers.Serializer):
         ),
     )
     recommendation_id = serializers.CharField(required=False, max_length=64)
-    context = serializers.DictField(required=False, help_text="page, device, referrer, review text, ...")
+    context = serializers.DictField(
+        required=False,
+        help_text=(
+            f"page, device, referrer, review text, ...; nested at most {MAX_CONTEXT_DEPTH} levels "
+            f"deep. From a browser session at most {rec_settings.MAX_BROWSER_CONTEXT_BYTES} bytes as "
+            "JSON (`MAX_BROWSER_CONTEXT_BYTES`; listed products and stores not counted)."
+        ),
+    )
     user_id = serializers.CharField(
         required=False, help_text="API keys only; sessions use the signed-in user."
     )
@@ -196,7 +222,8 @@ class EventBatchView(APIView):
         summary="Send behaviour events",
         description=(
             f"Up to {rec_settings.MAX_BATCH_EVENTS} events and {rec_settings.MAX_BATCH_BYTES} bytes per "
-            "request. Authenticate with `Authorization: Api-Key <key>` (scope events:write) or a browser "
+            f"request ({rec_settings.MAX_BROWSER_BATCH_BYTES} bytes from a browser session). "
+            "Authenticate with `Authorization: Api-Key <key>` (scope events:write) or a browser "
             "session plus its CSRF token. If any event is invalid the answer lists every problem and "
             "nothing is stored. Replaying an event_id stores nothing new."
         ),

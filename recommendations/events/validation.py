@@ -23,6 +23,7 @@ from itertools import repeat
 from types import MappingProxyType
 from typing import Any, NamedTuple
 
+import orjson
 import psycopg
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
@@ -53,6 +54,13 @@ NO_STRINGS = MappingProxyType(dict.fromkeys(STRING_LIMITS, ""))  # an event with
 # PostgreSQL stores no NUL character in text or jsonb: refused here, by field, not by the COPY.
 NUL = "\x00"
 NUL_ERROR = "must not contain NUL characters (\\u0000)"
+# A context is a flat object (page, referrer, kind, position), an order's or a review's
+# details a level or two down at most. Deeper is refused, from every sender: without a bound,
+# a 2 KB body nested 320 deep took the server's recursion limit (a 500).
+MAX_CONTEXT_DEPTH = 8
+# Keys of a context that list products or stores: capped by count (MAX_LISTED_PRODUCTS), so
+# left out of its size (MAX_BROWSER_CONTEXT_BYTES).
+LISTED_KEYS = ("products", "stores")
 # Times up to here are mistakes (a zero, a missing year); before year 1 PostgreSQL cannot read
 # them back.
 EARLIEST_EVENT = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
@@ -255,15 +263,41 @@ def _strings(raw: Mapping[str, Any], errors: dict[str, list[str]]) -> dict[str, 
     return strings
 
 
-def _contains_nul(value: Any) -> bool:
-    """Whether a JSON value holds a NUL character in any string or key, at any depth."""
-    if isinstance(value, str):
-        return NUL in value
-    if isinstance(value, dict):
-        return any(NUL in key or _contains_nul(item) for key, item in value.items())
-    if isinstance(value, list):
-        return any(map(_contains_nul, value))
-    return False
+def _context_error(context: dict[Any, Any]) -> str | None:
+    """Why a context cannot be stored, or None: a NUL character in a string or key at any
+    depth, or nesting deeper than `MAX_CONTEXT_DEPTH` (the context itself is level 1).
+
+    A loop over a stack rather than recursion: orjson reads JSON nested up to 1024 deep,
+    and a recursive walk reached Python's recursion limit at about 320.
+    """
+    stack: list[tuple[dict[Any, Any] | list[Any], int]] = [(context, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, dict):
+            if any(isinstance(key, str) and NUL in key for key in value):
+                return NUL_ERROR
+            items: Iterable[Any] = value.values()
+        else:
+            items = value
+        for item in items:
+            if isinstance(item, str):
+                if NUL in item:
+                    return NUL_ERROR
+            elif isinstance(item, dict | list):
+                if depth == MAX_CONTEXT_DEPTH:
+                    return (
+                        f"must be nested at most {MAX_CONTEXT_DEPTH} levels deep (the context object "
+                        "is level 1); send a flatter object"
+                    )
+                stack.append((item, depth + 1))
+    return None
+
+
+def _context_bytes(context: dict[str, Any]) -> int:
+    """A context's size as JSON, without the products or stores it lists (capped by count)."""
+    if not context.keys().isdisjoint(LISTED_KEYS):
+        context = {key: value for key, value in context.items() if key not in LISTED_KEYS}
+    return len(orjson.dumps(context))
 
 
 def _validate_event(
@@ -389,8 +423,14 @@ def _validate_event(
         context = {**origin.context} if origin.context else {}
     elif not isinstance(context, dict):
         errors["context"] = ["must be a JSON object"]
-    elif _contains_nul(context):
-        errors["context"] = [NUL_ERROR]
+    elif (problem := _context_error(context)) is not None:
+        errors["context"] = [problem]
+    elif not origin.trusted and (size := _context_bytes(context)) > rec_settings.MAX_BROWSER_CONTEXT_BYTES:
+        errors["context"] = [
+            f"is {size} bytes as JSON; a browser session may send at most "
+            f"{rec_settings.MAX_BROWSER_CONTEXT_BYTES} (page, referrer, kind, position); send bigger "
+            "contexts from the server or with an API key"
+        ]
     elif origin.context:
         context = {**origin.context, **context}
 
@@ -840,12 +880,13 @@ def _timestamp_column(
 
 
 def _context_column(values: Sequence[Any]) -> list[dict[str, Any]] | None:
-    """Contexts, {} where absent; None if one is not an object, lists products or holds a NUL."""
+    """Contexts, {} where absent; None if one is not an object, lists products, holds a NUL or
+    is nested too deep."""
     kinds = _kinds(values)
     if kinds == {_NONE}:
         return [{} for _ in values]  # one dict each, as validate_batch makes them
     if not kinds <= {dict, _NONE} or any(
-        v is not None and ("products" in v or _contains_nul(v)) for v in values
+        v is not None and ("products" in v or _context_error(v) is not None) for v in values
     ):
         return None
     return [{} if v is None else v for v in values]

@@ -1,0 +1,103 @@
+"""What a browser session may send to POST /api/events/, over real HTTP (the test client).
+
+The endpoint is public: anyone with a session cookie and its CSRF token can post. A browser
+reports what it saw in small contexts, and no input may cost a 500.
+"""
+
+import json
+
+import pytest
+from django.conf import settings
+from django.test import Client, override_settings
+
+from recommendations.events.validation import MAX_CONTEXT_DEPTH
+from recommendations.models import Event
+from tests.events.conftest import CSRF_SECRET
+
+pytestmark = pytest.mark.django_db
+
+URL = "/api/events/"
+
+
+def post(client, events, key=None, **extra):
+    if key:
+        extra["HTTP_AUTHORIZATION"] = f"Api-Key {key}"
+    else:
+        extra["HTTP_X_CSRFTOKEN"] = CSRF_SECRET
+    return client.post(URL, json.dumps({"events": events}), content_type="application/json", **extra)
+
+
+def nested(depth):
+    """A context `depth` levels deep, the context object being level 1."""
+    context = {"a": 1}
+    for _ in range(depth - 1):
+        context = {"a": context}
+    return context
+
+
+def test_a_browsers_context_is_capped_in_bytes(browser, catalogue):
+    """The review stored 30 contexts of 933 KB from one anonymous session."""
+    product = str(catalogue[0].pk)
+    big = {"page": "/", "x": "y" * 4100}
+    response = post(browser, [{"event_type": "view", "product_id": product, "context": big}])
+    assert response.status_code == 400
+    message = response.json()["errors"][0]["errors"]["context"][0]
+    assert "a browser session may send at most 4096" in message and "API key" in message
+    # What the beacon sends fits with room to spare: page and referrer of 500 characters, its
+    # extras, and the products it lists, which are capped by count instead.
+    fits = {
+        "page": "/" + "p" * 499,
+        "referrer": "https://shop.example/" + "r" * 479,
+        "kind": "similar",
+        "position": 3,
+        "products": [product] * 200,
+    }
+    response = post(browser, [{"event_type": "impression", "context": fits}])
+    assert response.status_code == 200, response.content
+    with override_settings(RECOMMENDATIONS={**settings.RECOMMENDATIONS, "MAX_BROWSER_CONTEXT_BYTES": 10_000}):
+        assert (
+            post(browser, [{"event_type": "view", "product_id": product, "context": big}]).status_code == 200
+        )
+    assert Event.objects.count() == 2
+
+
+def test_an_api_keys_context_is_not_capped_in_bytes(client, catalogue, api_key):
+    event = {"event_type": "view", "product_id": str(catalogue[0].pk), "context": {"x": "y" * 50_000}}
+    assert post(client, [event], api_key).status_code == 200
+
+
+def test_a_browsers_batch_is_capped_at_what_sendbeacon_sends(browser, catalogue, api_key):
+    """Per event alone, 500 events of 2 KB would still store a megabyte a request."""
+    events = [{"event_type": "view", "product_id": str(catalogue[0].pk), "context": {"x": "y" * 2000}}] * 40
+    response = post(browser, events)
+    assert response.status_code == 413
+    assert "at most 65536 bytes" in response.json()["detail"]
+    assert post(browser, events[:30]).status_code == 200
+    assert post(Client(), events, api_key).status_code == 200, "API keys keep MAX_BATCH_BYTES"
+    assert Event.objects.count() == 70
+
+
+@pytest.mark.parametrize("depth", [MAX_CONTEXT_DEPTH + 1, 320, 500])
+def test_a_context_nested_too_deep_is_a_400_not_a_500(browser, client, catalogue, api_key, depth):
+    """A 2 KB body nested 320 deep reached Python's recursion limit: a 500 and a long traceback."""
+    event = {"event_type": "view", "product_id": str(catalogue[0].pk), "context": nested(depth)}
+    for response in (post(browser, [event]), post(client, [event], api_key)):
+        assert response.status_code == 400, response.content[:200]
+        message = response.json()["errors"][0]["errors"]["context"][0]
+        assert f"nested at most {MAX_CONTEXT_DEPTH} levels deep" in message
+    assert not Event.objects.exists()
+
+
+def test_a_context_as_deep_as_allowed_is_stored(browser, catalogue):
+    event = {"event_type": "view", "product_id": str(catalogue[0].pk), "context": nested(MAX_CONTEXT_DEPTH)}
+    event["context"]["list"] = [[["x"]]]  # lists nest too: level 4
+    assert post(browser, [event]).status_code == 200
+    assert Event.objects.get().context["a"] == nested(MAX_CONTEXT_DEPTH)["a"]
+
+
+def test_a_nul_deep_in_a_context_is_still_found(browser, catalogue):
+    context = {"a": [{"b": ["ok", {"c\u0000": 1}]}]}
+    event = {"event_type": "view", "product_id": str(catalogue[0].pk), "context": context}
+    response = post(browser, [event])
+    assert response.status_code == 400
+    assert "NUL" in response.json()["errors"][0]["errors"]["context"][0]
