@@ -32,6 +32,7 @@ from recommendations.conf import rec_settings
 from recommendations.events.ingestion import ingest
 from recommendations.events.tracking import client_context, get_session_id, request_user_id
 from recommendations.events.validation import (
+    BROWSER_EVENT_TYPES,
     MAX_CONTEXT_DEPTH,
     EventValidationError,
     Origin,
@@ -112,7 +113,14 @@ class EventInSchema(serializers.Serializer):
             "scoped to that session: stored as `browser:` and a hash of the session and the id."
         ),
     )
-    event_type = serializers.ChoiceField(choices=EventType.choices)
+    event_type = serializers.ChoiceField(
+        choices=EventType.choices,
+        help_text=(
+            f"From a browser session only {', '.join(sorted(BROWSER_EVENT_TYPES))}: purchases and "
+            "ratings are recorded by the server (the order_placed and review_added signals, or "
+            "track()) or sent with an API key."
+        ),
+    )
     product_id = serializers.CharField(
         required=False,
         help_text="Product primary key; required for view, click, cart, purchase, rating, favourite.",
@@ -137,7 +145,9 @@ class EventInSchema(serializers.Serializer):
     value = serializers.FloatField(
         required=False, help_text="Rating 1-5, or quantity for cart and purchase events."
     )
-    revenue = serializers.DecimalField(max_digits=12, decimal_places=2, required=False)
+    revenue = serializers.DecimalField(
+        max_digits=12, decimal_places=2, required=False, help_text="API keys only, like purchases."
+    )
     timestamp = serializers.DateTimeField(
         required=False,
         help_text=(

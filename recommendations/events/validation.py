@@ -40,6 +40,26 @@ PRODUCT_EVENT_TYPES = frozenset(
     {"view", "click", "add_to_cart", "remove_from_cart", "purchase", "rating", "favourite"}
 )
 QUANTITY_EVENT_TYPES = frozenset({"add_to_cart", "remove_from_cart", "purchase"})
+# What a browser session may say: what the beacon (views, impressions, clicks), campaigns.js
+# (campaign views and clicks) and a storefront's own scripts (a favourite, a cart or a search
+# handled in JS) see. Purchases and ratings are the server's facts (an order placed, a review
+# saved): sent by a browser they would put any revenue on the dashboard and on experiments.
+BROWSER_EVENT_TYPES = frozenset(
+    {
+        "view",
+        "store_view",
+        "impression",
+        "click",
+        "campaign_view",
+        "campaign_click",
+        "favourite",
+        "add_to_cart",
+        "remove_from_cart",
+        "search",
+    }
+)
+# Where the server records the types a browser may not send, for the browser's 400.
+SERVER_EVENT_SOURCES = {"purchase": "the order_placed signal", "rating": "the review_added signal"}
 MAX_LISTED_PRODUCTS = 200
 MAX_REVENUE = Decimal("9999999999.99")
 CENT = Decimal("0.01")
@@ -355,6 +375,18 @@ def _validate_event(
                     "is set by the server from the signed-in session; send it only with an API key"
                 ]
         user_id, session_id = origin.user_id, origin.session_id
+        if event_type is not None and event_type not in BROWSER_EVENT_TYPES:
+            source = SERVER_EVENT_SOURCES.get(event_type, "recommendations.track()")
+            errors["event_type"] = [
+                f"{event_type} events are recorded by the server ({source} or recommendations.track()) "
+                f"or sent with an API key, not by a browser session, which may send "
+                f"{', '.join(sorted(BROWSER_EVENT_TYPES))}"
+            ]
+        if get("revenue") is not None:
+            errors["revenue"] = [
+                "is recorded by the server with the purchase (the order_placed signal or "
+                "recommendations.track()) or sent with an API key, not by a browser session"
+            ]
 
     product_id = get("product_id")
     if product_id is not None and product_id != "":

@@ -1,7 +1,8 @@
 """What a browser session may send to POST /api/events/, over real HTTP (the test client).
 
 The endpoint is public: anyone with a session cookie and its CSRF token can post. A browser
-reports what it saw in small contexts, and no input may cost a 500.
+may report what it saw (views, impressions, clicks, campaign views...) in small contexts;
+purchases, ratings and revenue are the server's, and no input may cost a 500.
 """
 
 import json
@@ -10,7 +11,7 @@ import pytest
 from django.conf import settings
 from django.test import Client, override_settings
 
-from recommendations.events.validation import MAX_CONTEXT_DEPTH
+from recommendations.events.validation import BROWSER_EVENT_TYPES, MAX_CONTEXT_DEPTH
 from recommendations.models import Event
 from tests.events.conftest import CSRF_SECRET
 
@@ -33,6 +34,51 @@ def nested(depth):
     for _ in range(depth - 1):
         context = {"a": context}
     return context
+
+
+def test_a_browser_may_not_send_purchases_ratings_or_revenue(browser, catalogue):
+    """The review's forged sale: revenue 9,999,999,999.99 on the dashboard from one request."""
+    product = str(catalogue[0].pk)
+    forged = [
+        {"event_type": "purchase", "product_id": product, "value": 1, "revenue": "9999999999.99"},
+        {"event_type": "rating", "product_id": product, "value": 5},
+        {"event_type": "add_to_cart", "product_id": product, "revenue": "10.00"},
+    ]
+    response = post(browser, forged)
+    assert response.status_code == 400, response.content
+    errors = [e["errors"] for e in response.json()["errors"]]
+    assert "purchase events are recorded by the server (the order_placed signal" in errors[0]["event_type"][0]
+    assert "or sent with an API key" in errors[0]["event_type"][0]
+    assert "recorded by the server" in errors[0]["revenue"][0]
+    assert "review_added signal" in errors[1]["event_type"][0]
+    assert set(errors[2]) == {"revenue"}, "a cart event is a browser's; its revenue is not"
+    assert not Event.objects.exists()
+
+
+def test_an_api_key_still_sends_purchases_with_revenue(client, catalogue, api_key):
+    purchase = {"event_type": "purchase", "product_id": str(catalogue[0].pk), "revenue": "12.50"}
+    assert post(client, [purchase], api_key).status_code == 200
+    assert str(Event.objects.get().revenue) == "12.50"
+
+
+def test_a_browser_may_send_what_the_beacon_and_storefront_scripts_send(browser, catalogue):
+    product, store = str(catalogue[0].pk), str(catalogue[0].store_id)
+    sent = [
+        {"event_type": "view", "product_id": product},
+        {"event_type": "store_view", "store_id": store},
+        {"event_type": "impression", "products": [product]},
+        {"event_type": "click", "product_id": product},
+        {"event_type": "campaign_view", "context": {"campaign": "1"}},
+        {"event_type": "campaign_click", "context": {"campaign": "1"}},
+        {"event_type": "favourite", "product_id": product},
+        {"event_type": "add_to_cart", "product_id": product, "value": 2},
+        {"event_type": "remove_from_cart", "product_id": product},
+        {"event_type": "search", "query": "mug"},
+    ]
+    assert {e["event_type"] for e in sent} == BROWSER_EVENT_TYPES
+    response = post(browser, sent)
+    assert response.status_code == 200, response.content
+    assert response.json()["stored"] == len(sent)
 
 
 def test_a_browsers_context_is_capped_in_bytes(browser, catalogue):
