@@ -155,7 +155,15 @@ class EventInSchema(serializers.Serializer):
             "(after the batch's `sent_at` correction)."
         ),
     )
-    recommendation_id = serializers.CharField(required=False, max_length=64)
+    recommendation_id = serializers.CharField(
+        required=False,
+        max_length=64,
+        help_text=(
+            "The list the event is about (impressions, clicks, carts). From a browser session it is "
+            "kept only when it names a list served to that session or user; otherwise the event is "
+            "stored without it."
+        ),
+    )
     context = serializers.DictField(
         required=False,
         help_text=(
@@ -235,7 +243,8 @@ class EventBatchView(APIView):
             f"request ({rec_settings.MAX_BROWSER_BATCH_BYTES} bytes from a browser session). "
             "Authenticate with `Authorization: Api-Key <key>` (scope events:write) or a browser "
             "session plus its CSRF token. If any event is invalid the answer lists every problem and "
-            "nothing is stored. Replaying an event_id stores nothing new."
+            "nothing is stored. Replaying an event_id stores nothing new. A browser session's "
+            "`recommendation_id` is kept only when it names a list served to that session or user."
         ),
         request=EventBatchSchema,
         responses={

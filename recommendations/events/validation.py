@@ -32,6 +32,7 @@ from django.db import connection, models
 from recommendations.adapters import get_product_adapter, get_product_model, get_store_model
 from recommendations.conf import rec_settings
 from recommendations.models.events import EventType, new_event_id
+from recommendations.serving.attribution import lists_served_to
 from recommendations.sql import raw_connection
 
 EVENT_TYPES = frozenset(EventType.values)
@@ -637,6 +638,28 @@ def _unknown_references(
     return problems
 
 
+def claimable_by_browser(rows: list[EventRow], origin: Origin) -> list[EventRow]:
+    """The rows of a browser session, each keeping its `recommendation_id` only if that names
+    a list shown to this session or user (`serving.attribution.lists_served_to`: one
+    statement for the whole batch).
+
+    Dashboards and experiments credit a list with the impressions, clicks and carts that name
+    it: with any id it has seen, a script could add them to another visitor's list, or from
+    many fresh sessions to one list. An id the session cannot claim is dropped and the event
+    stored without it, rather than refused: a batch is all or nothing, and a click sent the
+    moment its page showed may name a list another web process has not written yet; refusing
+    it would lose the visitor's views and clicks for the lack of a credit.
+    """
+    ids = {row.recommendation_id for row in rows if row.recommendation_id}
+    if not ids:
+        return rows
+    served = lists_served_to(ids, user_id=origin.user_id, session_id=origin.session_id)
+    if len(served) == len(ids):
+        return rows
+    foreign = ids - served.keys()
+    return [row._replace(recommendation_id="") if row.recommendation_id in foreign else row for row in rows]
+
+
 def validate_batch(
     raw_events: Iterable[Any],
     origin: Origin | None = None,
@@ -648,7 +671,8 @@ def validate_batch(
     """Validate a batch: every event is valid and refers to existing objects, or nothing is.
 
     `positions` and `position_name` say how errors locate an event: its `index` in the
-    batch (default) or, for importers, the `line` of the file it came from.
+    batch (default) or, for importers, the `line` of the file it came from. A browser
+    session's rows keep only the recommendation ids it may claim (`claimable_by_browser`).
     """
     origin = origin or Origin()
     now = now or dt.datetime.now(dt.UTC)
@@ -684,7 +708,7 @@ def validate_batch(
             ],
             total=len(raw_list),
         )
-    return rows
+    return rows if origin.trusted else claimable_by_browser(rows, origin)
 
 
 def _kinds(values: Iterable[Any]) -> set[type]:

@@ -1,18 +1,26 @@
 """What a browser session may send to POST /api/events/, over real HTTP (the test client).
 
 The endpoint is public: anyone with a session cookie and its CSRF token can post. A browser
-may report what it saw (views, impressions, clicks, campaign views...) in small contexts;
-purchases, ratings and revenue are the server's, and no input may cost a 500.
+may report what it saw (views, impressions, clicks, campaign views...) in small contexts,
+crediting only the lists it was shown; purchases, ratings and revenue are the server's, and
+no input may cost a 500.
 """
 
+import datetime as dt
 import json
 
 import pytest
 from django.conf import settings
+from django.db import connection
 from django.test import Client, override_settings
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
 
+from recommendations.analytics import block_funnels
 from recommendations.events.validation import BROWSER_EVENT_TYPES, MAX_CONTEXT_DEPTH
-from recommendations.models import Event
+from recommendations.models import Event, ServedRecommendation
+from recommendations.serving.catalog import index_products
+from recommendations.serving.statistics import refresh_statistics
 from tests.events.conftest import CSRF_SECRET
 
 pytestmark = pytest.mark.django_db
@@ -147,3 +155,109 @@ def test_a_nul_deep_in_a_context_is_still_found(browser, catalogue):
     response = post(browser, [event])
     assert response.status_code == 400
     assert "NUL" in response.json()["errors"][0]["errors"]["context"][0]
+
+
+# Recommendation ids: a browser may claim only the lists it was shown.
+
+
+@pytest.fixture
+def shelf(catalogue):
+    """The catalogue, indexed for serving: the API serves lists of it."""
+    index_products()
+    refresh_statistics()
+    return catalogue
+
+
+def shown_list(client, path="/api/recommendations/new/"):
+    """A list the API serves this client: (its recommendation id, its product ids)."""
+    body = client.get(path, {"limit": 3}).json()
+    assert body["results"], body
+    return body["recommendation_id"], [item["id"] for item in body["results"]]
+
+
+def seen_and_clicked(recommendation_id, products):
+    return [
+        {"event_type": "impression", "products": products, "recommendation_id": recommendation_id},
+        {"event_type": "click", "product_id": products[0], "recommendation_id": recommendation_id},
+    ]
+
+
+def credited(recommendation_id):
+    return Event.objects.filter(recommendation_id=recommendation_id).count()
+
+
+def test_a_browser_claims_the_lists_it_was_shown_and_no_others(browser, shelf):
+    """A visitor's first page is served before they have a session: its lists name nobody,
+    and the first session to send their id takes them."""
+    first_page, products = shown_list(browser)
+    assert post(browser, seen_and_clicked(first_page, products)).status_code == 200
+    assert credited(first_page) == 2
+    later_page, _ = shown_list(browser)  # the visitor now has a session: served to it
+    assert post(browser, seen_and_clicked(later_page, products)).status_code == 200
+    assert credited(later_page) == 2
+
+    # A script replaying those ids from fresh sessions, or ids it made up, credits nothing;
+    # the events are stored without them.
+    for recommendation_id in (first_page, later_page, "0a8c3a1f3c33d12f456b"):
+        other = Client(enforce_csrf_checks=True)
+        other.cookies["csrftoken"] = CSRF_SECRET
+        response = post(other, seen_and_clicked(recommendation_id, products))
+        assert response.status_code == 200 and response.json()["stored"] == 2
+    assert (credited(first_page), credited(later_page)) == (2, 2)
+    assert Event.objects.filter(recommendation_id="").count() == 6
+
+
+def test_a_signed_in_shopper_claims_their_lists_from_any_of_their_sessions(browser, shelf, shopper):
+    phone = Client(enforce_csrf_checks=True)
+    phone.force_login(shopper)
+    recommendation_id, products = shown_list(phone)
+    browser.force_login(shopper)  # the same person on another device
+    assert post(browser, seen_and_clicked(recommendation_id, products)).status_code == 200
+    assert credited(recommendation_id) == 2
+
+
+def test_an_api_key_sends_recommendation_ids_as_they_are(client, catalogue, api_key):
+    """Servers are trusted with the ids they send (a mobile app's own lists, an import)."""
+    events = seen_and_clicked("r-from-the-app", [str(catalogue[0].pk)])
+    assert post(client, events, api_key).status_code == 200
+    assert credited("r-from-the-app") == 2
+
+
+def test_a_batch_claims_its_lists_with_one_statement(browser, shelf):
+    lists = [shown_list(browser) for _ in range(5)]
+    events = [
+        event
+        for recommendation_id, products in lists
+        for event in seen_and_clicked(recommendation_id, products)
+    ]
+    events += seen_and_clicked("never-served", lists[0][1])
+    with CaptureQueriesContext(connection) as queries:
+        assert post(browser, events).status_code == 200
+    served = [q for q in queries.captured_queries if ServedRecommendation._meta.db_table in q["sql"]]
+    assert len(served) == 1
+    assert all(credited(recommendation_id) == 2 for recommendation_id, _ in lists)
+    assert credited("never-served") == 0
+
+
+def test_the_forged_clicks_of_another_session_do_not_reach_the_dashboard(browser, shelf):
+    since = timezone.now() - dt.timedelta(minutes=1)
+    recommendation_id, products = shown_list(browser)
+    assert post(browser, seen_and_clicked(recommendation_id, products)).status_code == 200
+    for _ in range(3):  # fresh cookie jars, as the review's script used
+        other = Client(enforce_csrf_checks=True)
+        other.cookies["csrftoken"] = CSRF_SECRET
+        post(other, seen_and_clicked(recommendation_id, products))
+    (funnel,) = block_funnels(since)
+    assert (funnel.block, funnel.impressions, funnel.clicks) == ("new_arrivals", 1, 1)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_click_sent_before_its_list_is_written_still_claims_it(shelf, settings):
+    """Lists are written by a thread a moment after they are shown; a click can come first."""
+    settings.RECOMMENDATIONS = {**settings.RECOMMENDATIONS, "SERVED_WRITE_DELAY_SECONDS": 30}
+    browser = Client(enforce_csrf_checks=True)
+    browser.cookies["csrftoken"] = CSRF_SECRET
+    recommendation_id, products = shown_list(browser)
+    assert not ServedRecommendation.objects.filter(pk=recommendation_id).exists(), "still queued"
+    assert post(browser, seen_and_clicked(recommendation_id, products)).status_code == 200
+    assert credited(recommendation_id) == 2
