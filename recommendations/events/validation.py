@@ -32,6 +32,7 @@ from django.db import connection, models
 from recommendations.adapters import get_product_adapter, get_product_model, get_store_model
 from recommendations.conf import rec_settings
 from recommendations.models.events import EventType, new_event_id
+from recommendations.models.marketing import CAMPAIGN_CONTEXT_KEY, CAMPAIGN_LIST_KIND, UNVERIFIED_CAMPAIGN_KEY
 from recommendations.serving.attribution import lists_served_to
 from recommendations.sql import raw_connection
 
@@ -41,6 +42,7 @@ PRODUCT_EVENT_TYPES = frozenset(
     {"view", "click", "add_to_cart", "remove_from_cart", "purchase", "rating", "favourite"}
 )
 QUANTITY_EVENT_TYPES = frozenset({"add_to_cart", "remove_from_cart", "purchase"})
+CAMPAIGN_EVENT_TYPES = frozenset({"campaign_view", "campaign_click"})
 # What a browser session may say: what the beacon (views, impressions, clicks), campaigns.js
 # (campaign views and clicks) and a storefront's own scripts (a favourite, a cart or a search
 # handled in JS) see. Purchases and ratings are the server's facts (an order placed, a review
@@ -639,25 +641,40 @@ def _unknown_references(
 
 
 def claimable_by_browser(rows: list[EventRow], origin: Origin) -> list[EventRow]:
-    """The rows of a browser session, each keeping its `recommendation_id` only if that names
-    a list shown to this session or user (`serving.attribution.lists_served_to`: one
-    statement for the whole batch).
+    """The rows of a browser session with only what it may claim: each keeps its
+    `recommendation_id` only if that names a list shown to this session or user
+    (`serving.attribution.lists_served_to`: one statement for the whole batch), and a campaign
+    view or click keeps its campaign only if that list showed it (`targeting.show_campaigns`).
 
     Dashboards and experiments credit a list with the impressions, clicks and carts that name
-    it: with any id it has seen, a script could add them to another visitor's list, or from
-    many fresh sessions to one list. An id the session cannot claim is dropped and the event
-    stored without it, rather than refused: a batch is all or nothing, and a click sent the
-    moment its page showed may name a list another web process has not written yet; refusing
-    it would lose the visitor's views and clicks for the lack of a credit.
+    it, and impression caps count the visitors who viewed a campaign: with any id it has seen,
+    a script could add clicks to another visitor's list, or from many fresh sessions use up a
+    campaign's cap. What the session cannot claim is dropped and the event stored without it
+    (a campaign under `UNVERIFIED_CAMPAIGN_KEY`, which nothing counts), rather than refused: a
+    batch is all or nothing, and a click sent the moment its page showed may name a list
+    another web process has not written yet; refusing it would lose the visitor's views and
+    clicks for the lack of a credit.
     """
     ids = {row.recommendation_id for row in rows if row.recommendation_id}
-    if not ids:
+    campaigns = any(row.event_type in CAMPAIGN_EVENT_TYPES for row in rows)
+    if not ids and not campaigns:
         return rows
     served = lists_served_to(ids, user_id=origin.user_id, session_id=origin.session_id)
-    if len(served) == len(ids):
+    if len(served) == len(ids) and not campaigns:
         return rows
-    foreign = ids - served.keys()
-    return [row._replace(recommendation_id="") if row.recommendation_id in foreign else row for row in rows]
+    claimed = []
+    for row in rows:
+        shown = served.get(row.recommendation_id)
+        if row.recommendation_id and shown is None:
+            row = row._replace(recommendation_id="")
+        campaign = row.context.get(CAMPAIGN_CONTEXT_KEY) if row.event_type in CAMPAIGN_EVENT_TYPES else None
+        if campaign is not None and not (
+            shown is not None and shown.kind == CAMPAIGN_LIST_KIND and str(campaign) in shown.item_ids
+        ):
+            context = {key: value for key, value in row.context.items() if key != CAMPAIGN_CONTEXT_KEY}
+            row = row._replace(context={**context, UNVERIFIED_CAMPAIGN_KEY: campaign})
+        claimed.append(row)
+    return claimed
 
 
 def validate_batch(
@@ -672,7 +689,8 @@ def validate_batch(
 
     `positions` and `position_name` say how errors locate an event: its `index` in the
     batch (default) or, for importers, the `line` of the file it came from. A browser
-    session's rows keep only the recommendation ids it may claim (`claimable_by_browser`).
+    session's rows keep only the recommendation ids and campaigns it may claim
+    (`claimable_by_browser`).
     """
     origin = origin or Origin()
     now = now or dt.datetime.now(dt.UTC)

@@ -8,9 +8,11 @@ no input may cost a 500.
 
 import datetime as dt
 import json
+import re
 
 import pytest
 from django.conf import settings
+from django.core.cache import cache
 from django.db import connection
 from django.test import Client, override_settings
 from django.test.utils import CaptureQueriesContext
@@ -18,7 +20,8 @@ from django.utils import timezone
 
 from recommendations.analytics import block_funnels
 from recommendations.events.validation import BROWSER_EVENT_TYPES, MAX_CONTEXT_DEPTH
-from recommendations.models import Event, ServedRecommendation
+from recommendations.marketing.targeting import views_so_far
+from recommendations.models import Campaign, CampaignKind, Event, ServedRecommendation
 from recommendations.serving.catalog import index_products
 from recommendations.serving.statistics import refresh_statistics
 from tests.events.conftest import CSRF_SECRET
@@ -261,3 +264,82 @@ def test_a_click_sent_before_its_list_is_written_still_claims_it(shelf, settings
     assert not ServedRecommendation.objects.filter(pk=recommendation_id).exists(), "still queued"
     assert post(browser, seen_and_clicked(recommendation_id, products)).status_code == 200
     assert credited(recommendation_id) == 2
+
+
+# Campaign views: the review used up a capped campaign with five posts from fresh sessions.
+
+
+def capped_campaign(catalogue, cap=5, name="Mug week"):
+    return Campaign.objects.create(
+        name=name,
+        kind=CampaignKind.PROMOTION,
+        product_ids=[str(p.pk) for p in catalogue[:2]],
+        impression_cap=cap,
+    )
+
+
+def campaign_view(campaign, recommendation_id=""):
+    event = {"event_type": "campaign_view", "context": {"campaign": str(campaign.pk)}}
+    if recommendation_id:
+        event["recommendation_id"] = recommendation_id
+    return event
+
+
+def fresh_browser():
+    client = Client(enforce_csrf_checks=True)
+    client.cookies["csrftoken"] = CSRF_SECRET
+    return client
+
+
+def shown_campaigns(client):
+    """The campaigns /api/campaigns/for-me/ shows this client: {campaign pk: recommendation id}."""
+    return {
+        match["id"]: match["recommendation_id"]
+        for match in client.get("/api/campaigns/for-me/").json()["results"]
+    }
+
+
+def test_campaign_views_from_sessions_never_shown_the_campaign_do_not_use_up_its_cap(catalogue):
+    capped = capped_campaign(catalogue)
+    for _ in range(5):
+        assert post(fresh_browser(), [campaign_view(capped)]).status_code == 200
+    cache.clear()  # views_so_far is cached for a minute
+    assert views_so_far([capped]) == {}
+    assert capped.pk in shown_campaigns(fresh_browser()), "still shown to a new visitor"
+    # The claims are kept for the record, under a key nothing counts.
+    assert {e.context["unverified_campaign"] for e in Event.objects.all()} == {str(capped.pk)}
+
+
+def test_a_campaign_view_counts_with_the_id_of_the_list_that_showed_it(catalogue):
+    capped = capped_campaign(catalogue, cap=2)
+    other = capped_campaign(catalogue, cap=2, name="Other week")
+    visitor = fresh_browser()
+    shown = shown_campaigns(visitor)
+    assert set(shown) == {capped.pk, other.pk}
+    recommendation_id = shown[capped.pk]
+    assert ServedRecommendation.objects.get(pk=recommendation_id).kind == "campaigns"
+    assert post(visitor, [campaign_view(capped, recommendation_id)]).status_code == 200
+    # Replayed from other sessions, the same id counts for nobody.
+    for _ in range(3):
+        post(fresh_browser(), [campaign_view(capped, recommendation_id)])
+    # A campaign the list did not show cannot borrow its id.
+    hidden = capped_campaign(catalogue, name="Hidden week")
+    post(visitor, [campaign_view(hidden, recommendation_id)])
+    cache.clear()
+    assert views_so_far([capped, other, hidden]) == {capped.pk: 1}
+
+    second = fresh_browser()
+    assert post(second, [campaign_view(capped, shown_campaigns(second)[capped.pk])]).status_code == 200
+    cache.clear()
+    assert capped.pk not in shown_campaigns(fresh_browser()), "two visitors saw it: its cap of 2 is reached"
+
+
+def test_the_storefront_block_carries_the_id_its_views_send(catalogue):
+    capped = capped_campaign(catalogue, cap=1)
+    visitor = fresh_browser()
+    html = visitor.get("/").content.decode()
+    match = re.search(rf'data-campaign-id="{capped.pk}" data-rec-id="([0-9a-f]+)"', html)
+    assert match, "the home page shows the campaign with its list's id"
+    assert post(visitor, [campaign_view(capped, match.group(1))]).status_code == 200
+    cache.clear()
+    assert views_so_far([capped]) == {capped.pk: 1}
