@@ -23,6 +23,7 @@ from django.utils import timezone
 
 from recommendations.adapters import get_product_adapter
 from recommendations.models import Event, EventType, ModelStatus, ProductVector, ServedRecommendation
+from recommendations.models.marketing import CAMPAIGN_LIST_KIND
 
 # The funnel's steps: event type -> the `BlockFunnel` counter it adds to.
 FUNNEL_STEPS = {
@@ -177,9 +178,11 @@ def catalogue_coverage(since: dt.datetime) -> Coverage:
             .count()
         )
 
-    # A served list holds its products in an array; unnest them in PostgreSQL.
+    # A served list holds its products in an array; unnest them in PostgreSQL. Lists of
+    # campaigns hold campaigns.
     recommended = (
         ServedRecommendation.objects.filter(created_at__gte=since)
+        .exclude(kind=CAMPAIGN_LIST_KIND)
         .annotate(item=Func("product_ids", function="unnest"))
         .values("item")
         .distinct()

@@ -60,6 +60,14 @@ DEFAULTS: dict[str, Any] = {
     "MAX_BATCH_EVENTS": 500,
     "MAX_BATCH_BYTES": 1_000_000,
     "MAX_EVENT_FUTURE_SECONDS": 300,
+    # Browser sessions (the beacon) send small things: a context (page, referrer, kind,
+    # position; the products or stores it lists not counted) of at most this many bytes as
+    # JSON, else a 400. API keys and server code are not capped.
+    "MAX_BROWSER_CONTEXT_BYTES": 4096,
+    # ...and a batch of at most this many bytes (413 above it; MAX_BATCH_BYTES is the API keys'
+    # cap): sendBeacon and keepalive fetch refuse more than 64 KB, and the beacon sends 30 KB at
+    # most. Per event alone, a cap would still let one request store a megabyte.
+    "MAX_BROWSER_BATCH_BYTES": 65_536,
     # Requests per period for the REST API, per API key, per signed-in user and per anonymous
     # client address (DRF rate strings: "N/second|minute|hour|day"; None: not limited, and not
     # counted, e.g. where a proxy in front limits rates: a count is a cache round trip).

@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib.auth.models import AnonymousUser
+from django.http import HttpRequest
 from django.middleware.csrf import CsrfViewMiddleware
 from rest_framework import authentication, exceptions
 from rest_framework.request import Request
@@ -22,10 +23,22 @@ from recommendations.models.api_keys import ApiKey
 KEYWORD = "Api-Key"
 
 
+def _api_key_header(request: Request | HttpRequest) -> tuple[str, str]:
+    """The Authorization header's keyword and the rest."""
+    header = authentication.get_authorization_header(request).decode("latin-1")
+    keyword, _, raw = header.partition(" ")
+    return keyword, raw
+
+
+def sends_api_key(request: Request | HttpRequest) -> bool:
+    """Whether the request claims an API key (before it is checked): which caps apply to it
+    before authentication runs. A wrong key is refused by `ApiKeyAuthentication` anyway."""
+    return _api_key_header(request)[0] == KEYWORD
+
+
 class ApiKeyAuthentication(authentication.BaseAuthentication):
     def authenticate(self, request: Request) -> tuple[AnonymousUser, ApiKey] | None:
-        header = authentication.get_authorization_header(request).decode("latin-1")
-        keyword, _, raw = header.partition(" ")
+        keyword, raw = _api_key_header(request)
         if keyword != KEYWORD:
             return None
         raw = raw.strip()

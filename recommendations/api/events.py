@@ -20,14 +20,24 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from recommendations.api.authentication import ApiKeyAuthentication, CsrfSessionAuthentication
+from recommendations.api.authentication import (
+    ApiKeyAuthentication,
+    CsrfSessionAuthentication,
+    sends_api_key,
+)
 from recommendations.api.permissions import HasScope, IsBrowserSession
 from recommendations.api.schema import error_responses
 from recommendations.api.throttles import ApiRateThrottle
 from recommendations.conf import rec_settings
 from recommendations.events.ingestion import ingest
 from recommendations.events.tracking import client_context, get_session_id, request_user_id
-from recommendations.events.validation import EventValidationError, Origin, parse_timestamp
+from recommendations.events.validation import (
+    BROWSER_EVENT_TYPES,
+    MAX_CONTEXT_DEPTH,
+    EventValidationError,
+    Origin,
+    parse_timestamp,
+)
 from recommendations.models.api_keys import ApiKey, Scope
 from recommendations.models.events import EventType
 
@@ -40,9 +50,19 @@ class PayloadTooLarge(APIException):
 
 
 def read_batch(request: HttpRequest) -> dict[str, Any]:
-    """The parsed body, after the byte cap (413) and shape checks (400)."""
-    limit = rec_settings.MAX_BATCH_BYTES
-    split_hint = f"Split it into batches of at most {rec_settings.MAX_BATCH_EVENTS} events."
+    """The parsed body, after the byte cap (413) and shape checks (400).
+
+    A browser session's cap (`MAX_BROWSER_BATCH_BYTES`, what sendBeacon sends at most) is
+    far below an API key's (`MAX_BATCH_BYTES`, which bounds both): from the public beacon
+    endpoint, a megabyte a request let one address fill the events table by hundreds of
+    megabytes a minute.
+    """
+    if sends_api_key(request):
+        limit = rec_settings.MAX_BATCH_BYTES
+        split_hint = f"Split it into batches of at most {rec_settings.MAX_BATCH_EVENTS} events."
+    else:
+        limit = min(rec_settings.MAX_BROWSER_BATCH_BYTES, rec_settings.MAX_BATCH_BYTES)
+        split_hint = "A browser session sends smaller batches (the beacon's are 30 KB at most)."
     try:
         declared = int(request.META.get("CONTENT_LENGTH") or 0)
     except ValueError:
@@ -93,7 +113,14 @@ class EventInSchema(serializers.Serializer):
             "scoped to that session: stored as `browser:` and a hash of the session and the id."
         ),
     )
-    event_type = serializers.ChoiceField(choices=EventType.choices)
+    event_type = serializers.ChoiceField(
+        choices=EventType.choices,
+        help_text=(
+            f"From a browser session only {', '.join(sorted(BROWSER_EVENT_TYPES))}: purchases and "
+            "ratings are recorded by the server (the order_placed and review_added signals, or "
+            "track()) or sent with an API key."
+        ),
+    )
     product_id = serializers.CharField(
         required=False,
         help_text="Product primary key; required for view, click, cart, purchase, rating, favourite.",
@@ -118,7 +145,9 @@ class EventInSchema(serializers.Serializer):
     value = serializers.FloatField(
         required=False, help_text="Rating 1-5, or quantity for cart and purchase events."
     )
-    revenue = serializers.DecimalField(max_digits=12, decimal_places=2, required=False)
+    revenue = serializers.DecimalField(
+        max_digits=12, decimal_places=2, required=False, help_text="API keys only, like purchases."
+    )
     timestamp = serializers.DateTimeField(
         required=False,
         help_text=(
@@ -126,8 +155,23 @@ class EventInSchema(serializers.Serializer):
             "(after the batch's `sent_at` correction)."
         ),
     )
-    recommendation_id = serializers.CharField(required=False, max_length=64)
-    context = serializers.DictField(required=False, help_text="page, device, referrer, review text, ...")
+    recommendation_id = serializers.CharField(
+        required=False,
+        max_length=64,
+        help_text=(
+            "The list the event is about (impressions, clicks, carts). From a browser session it is "
+            "kept only when it names a list served to that session or user; otherwise the event is "
+            "stored without it."
+        ),
+    )
+    context = serializers.DictField(
+        required=False,
+        help_text=(
+            f"page, device, referrer, review text, ...; nested at most {MAX_CONTEXT_DEPTH} levels "
+            f"deep. From a browser session at most {rec_settings.MAX_BROWSER_CONTEXT_BYTES} bytes as "
+            "JSON (`MAX_BROWSER_CONTEXT_BYTES`; listed products and stores not counted)."
+        ),
+    )
     user_id = serializers.CharField(
         required=False, help_text="API keys only; sessions use the signed-in user."
     )
@@ -196,9 +240,11 @@ class EventBatchView(APIView):
         summary="Send behaviour events",
         description=(
             f"Up to {rec_settings.MAX_BATCH_EVENTS} events and {rec_settings.MAX_BATCH_BYTES} bytes per "
-            "request. Authenticate with `Authorization: Api-Key <key>` (scope events:write) or a browser "
+            f"request ({rec_settings.MAX_BROWSER_BATCH_BYTES} bytes from a browser session). "
+            "Authenticate with `Authorization: Api-Key <key>` (scope events:write) or a browser "
             "session plus its CSRF token. If any event is invalid the answer lists every problem and "
-            "nothing is stored. Replaying an event_id stores nothing new."
+            "nothing is stored. Replaying an event_id stores nothing new. A browser session's "
+            "`recommendation_id` is kept only when it names a list served to that session or user."
         ),
         request=EventBatchSchema,
         responses={

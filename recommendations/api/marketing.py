@@ -47,7 +47,7 @@ from recommendations.experiments import lifecycle
 from recommendations.experiments.results import METRICS, ExperimentResults, experiment_results
 from recommendations.marketing.audiences import build_audience
 from recommendations.marketing.export import audience_rows, segment_rows, write_csv
-from recommendations.marketing.targeting import campaigns_for
+from recommendations.marketing.targeting import show_campaigns
 from recommendations.models import Campaign, Experiment, Variant
 from recommendations.models.api_keys import Scope
 from recommendations.models.experiments import validate_variant_set
@@ -206,6 +206,12 @@ class CampaignMatchSerializer(serializers.Serializer):
     reason = serializers.CharField()
     method = serializers.CharField()
     product_ids = serializers.SerializerMethodField()
+    recommendation_id = serializers.CharField(
+        help_text=(
+            "Send it back with the campaign_view and campaign_click events of this campaign: a "
+            "browser's view counts towards the impression cap only with it."
+        )
+    )
 
     def get_product_ids(self, match: Any) -> list[str]:
         return list(match.product_ids[:MAX_FOR_ME])
@@ -237,7 +243,7 @@ class CampaignsForMeView(ApiView):
         params = ForMeParamsSerializer(data=request.query_params)
         params.is_valid(raise_exception=True)
         audience = resolve_audience(request, params.validated_data)
-        matches = campaigns_for(audience, limit=params.validated_data["limit"])
+        matches = show_campaigns(audience, limit=params.validated_data["limit"])
         return Response(CampaignMatchListSerializer({"results": matches}).data)
 
 

@@ -23,6 +23,7 @@ from itertools import repeat
 from types import MappingProxyType
 from typing import Any, NamedTuple
 
+import orjson
 import psycopg
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
@@ -31,6 +32,8 @@ from django.db import connection, models
 from recommendations.adapters import get_product_adapter, get_product_model, get_store_model
 from recommendations.conf import rec_settings
 from recommendations.models.events import EventType, new_event_id
+from recommendations.models.marketing import CAMPAIGN_CONTEXT_KEY, CAMPAIGN_LIST_KIND, UNVERIFIED_CAMPAIGN_KEY
+from recommendations.serving.attribution import lists_served_to
 from recommendations.sql import raw_connection
 
 EVENT_TYPES = frozenset(EventType.values)
@@ -39,6 +42,27 @@ PRODUCT_EVENT_TYPES = frozenset(
     {"view", "click", "add_to_cart", "remove_from_cart", "purchase", "rating", "favourite"}
 )
 QUANTITY_EVENT_TYPES = frozenset({"add_to_cart", "remove_from_cart", "purchase"})
+CAMPAIGN_EVENT_TYPES = frozenset({"campaign_view", "campaign_click"})
+# What a browser session may say: what the beacon (views, impressions, clicks), campaigns.js
+# (campaign views and clicks) and a storefront's own scripts (a favourite, a cart or a search
+# handled in JS) see. Purchases and ratings are the server's facts (an order placed, a review
+# saved): sent by a browser they would put any revenue on the dashboard and on experiments.
+BROWSER_EVENT_TYPES = frozenset(
+    {
+        "view",
+        "store_view",
+        "impression",
+        "click",
+        "campaign_view",
+        "campaign_click",
+        "favourite",
+        "add_to_cart",
+        "remove_from_cart",
+        "search",
+    }
+)
+# Where the server records the types a browser may not send, for the browser's 400.
+SERVER_EVENT_SOURCES = {"purchase": "the order_placed signal", "rating": "the review_added signal"}
 MAX_LISTED_PRODUCTS = 200
 MAX_REVENUE = Decimal("9999999999.99")
 CENT = Decimal("0.01")
@@ -53,6 +77,13 @@ NO_STRINGS = MappingProxyType(dict.fromkeys(STRING_LIMITS, ""))  # an event with
 # PostgreSQL stores no NUL character in text or jsonb: refused here, by field, not by the COPY.
 NUL = "\x00"
 NUL_ERROR = "must not contain NUL characters (\\u0000)"
+# A context is a flat object (page, referrer, kind, position), an order's or a review's
+# details a level or two down at most. Deeper is refused, from every sender: without a bound,
+# a 2 KB body nested 320 deep took the server's recursion limit (a 500).
+MAX_CONTEXT_DEPTH = 8
+# Keys of a context that list products or stores: capped by count (MAX_LISTED_PRODUCTS), so
+# left out of its size (MAX_BROWSER_CONTEXT_BYTES).
+LISTED_KEYS = ("products", "stores")
 # Times up to here are mistakes (a zero, a missing year); before year 1 PostgreSQL cannot read
 # them back.
 EARLIEST_EVENT = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
@@ -255,15 +286,41 @@ def _strings(raw: Mapping[str, Any], errors: dict[str, list[str]]) -> dict[str, 
     return strings
 
 
-def _contains_nul(value: Any) -> bool:
-    """Whether a JSON value holds a NUL character in any string or key, at any depth."""
-    if isinstance(value, str):
-        return NUL in value
-    if isinstance(value, dict):
-        return any(NUL in key or _contains_nul(item) for key, item in value.items())
-    if isinstance(value, list):
-        return any(map(_contains_nul, value))
-    return False
+def _context_error(context: dict[Any, Any]) -> str | None:
+    """Why a context cannot be stored, or None: a NUL character in a string or key at any
+    depth, or nesting deeper than `MAX_CONTEXT_DEPTH` (the context itself is level 1).
+
+    A loop over a stack rather than recursion: orjson reads JSON nested up to 1024 deep,
+    and a recursive walk reached Python's recursion limit at about 320.
+    """
+    stack: list[tuple[dict[Any, Any] | list[Any], int]] = [(context, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, dict):
+            if any(isinstance(key, str) and NUL in key for key in value):
+                return NUL_ERROR
+            items: Iterable[Any] = value.values()
+        else:
+            items = value
+        for item in items:
+            if isinstance(item, str):
+                if NUL in item:
+                    return NUL_ERROR
+            elif isinstance(item, dict | list):
+                if depth == MAX_CONTEXT_DEPTH:
+                    return (
+                        f"must be nested at most {MAX_CONTEXT_DEPTH} levels deep (the context object "
+                        "is level 1); send a flatter object"
+                    )
+                stack.append((item, depth + 1))
+    return None
+
+
+def _context_bytes(context: dict[str, Any]) -> int:
+    """A context's size as JSON, without the products or stores it lists (capped by count)."""
+    if not context.keys().isdisjoint(LISTED_KEYS):
+        context = {key: value for key, value in context.items() if key not in LISTED_KEYS}
+    return len(orjson.dumps(context))
 
 
 def _validate_event(
@@ -321,6 +378,18 @@ def _validate_event(
                     "is set by the server from the signed-in session; send it only with an API key"
                 ]
         user_id, session_id = origin.user_id, origin.session_id
+        if event_type is not None and event_type not in BROWSER_EVENT_TYPES:
+            source = SERVER_EVENT_SOURCES.get(event_type, "recommendations.track()")
+            errors["event_type"] = [
+                f"{event_type} events are recorded by the server ({source} or recommendations.track()) "
+                f"or sent with an API key, not by a browser session, which may send "
+                f"{', '.join(sorted(BROWSER_EVENT_TYPES))}"
+            ]
+        if get("revenue") is not None:
+            errors["revenue"] = [
+                "is recorded by the server with the purchase (the order_placed signal or "
+                "recommendations.track()) or sent with an API key, not by a browser session"
+            ]
 
     product_id = get("product_id")
     if product_id is not None and product_id != "":
@@ -389,8 +458,14 @@ def _validate_event(
         context = {**origin.context} if origin.context else {}
     elif not isinstance(context, dict):
         errors["context"] = ["must be a JSON object"]
-    elif _contains_nul(context):
-        errors["context"] = [NUL_ERROR]
+    elif (problem := _context_error(context)) is not None:
+        errors["context"] = [problem]
+    elif not origin.trusted and (size := _context_bytes(context)) > rec_settings.MAX_BROWSER_CONTEXT_BYTES:
+        errors["context"] = [
+            f"is {size} bytes as JSON; a browser session may send at most "
+            f"{rec_settings.MAX_BROWSER_CONTEXT_BYTES} (page, referrer, kind, position); send bigger "
+            "contexts from the server or with an API key"
+        ]
     elif origin.context:
         context = {**origin.context, **context}
 
@@ -565,6 +640,43 @@ def _unknown_references(
     return problems
 
 
+def claimable_by_browser(rows: list[EventRow], origin: Origin) -> list[EventRow]:
+    """The rows of a browser session with only what it may claim: each keeps its
+    `recommendation_id` only if that names a list shown to this session or user
+    (`serving.attribution.lists_served_to`: one statement for the whole batch), and a campaign
+    view or click keeps its campaign only if that list showed it (`targeting.show_campaigns`).
+
+    Dashboards and experiments credit a list with the impressions, clicks and carts that name
+    it, and impression caps count the visitors who viewed a campaign: with any id it has seen,
+    a script could add clicks to another visitor's list, or from many fresh sessions use up a
+    campaign's cap. What the session cannot claim is dropped and the event stored without it
+    (a campaign under `UNVERIFIED_CAMPAIGN_KEY`, which nothing counts), rather than refused: a
+    batch is all or nothing, and a click sent the moment its page showed may name a list
+    another web process has not written yet; refusing it would lose the visitor's views and
+    clicks for the lack of a credit.
+    """
+    ids = {row.recommendation_id for row in rows if row.recommendation_id}
+    campaigns = any(row.event_type in CAMPAIGN_EVENT_TYPES for row in rows)
+    if not ids and not campaigns:
+        return rows
+    served = lists_served_to(ids, user_id=origin.user_id, session_id=origin.session_id)
+    if len(served) == len(ids) and not campaigns:
+        return rows
+    claimed = []
+    for row in rows:
+        shown = served.get(row.recommendation_id)
+        if row.recommendation_id and shown is None:
+            row = row._replace(recommendation_id="")
+        campaign = row.context.get(CAMPAIGN_CONTEXT_KEY) if row.event_type in CAMPAIGN_EVENT_TYPES else None
+        if campaign is not None and not (
+            shown is not None and shown.kind == CAMPAIGN_LIST_KIND and str(campaign) in shown.item_ids
+        ):
+            context = {key: value for key, value in row.context.items() if key != CAMPAIGN_CONTEXT_KEY}
+            row = row._replace(context={**context, UNVERIFIED_CAMPAIGN_KEY: campaign})
+        claimed.append(row)
+    return claimed
+
+
 def validate_batch(
     raw_events: Iterable[Any],
     origin: Origin | None = None,
@@ -576,7 +688,9 @@ def validate_batch(
     """Validate a batch: every event is valid and refers to existing objects, or nothing is.
 
     `positions` and `position_name` say how errors locate an event: its `index` in the
-    batch (default) or, for importers, the `line` of the file it came from.
+    batch (default) or, for importers, the `line` of the file it came from. A browser
+    session's rows keep only the recommendation ids and campaigns it may claim
+    (`claimable_by_browser`).
     """
     origin = origin or Origin()
     now = now or dt.datetime.now(dt.UTC)
@@ -612,7 +726,7 @@ def validate_batch(
             ],
             total=len(raw_list),
         )
-    return rows
+    return rows if origin.trusted else claimable_by_browser(rows, origin)
 
 
 def _kinds(values: Iterable[Any]) -> set[type]:
@@ -840,12 +954,13 @@ def _timestamp_column(
 
 
 def _context_column(values: Sequence[Any]) -> list[dict[str, Any]] | None:
-    """Contexts, {} where absent; None if one is not an object, lists products or holds a NUL."""
+    """Contexts, {} where absent; None if one is not an object, lists products, holds a NUL or
+    is nested too deep."""
     kinds = _kinds(values)
     if kinds == {_NONE}:
         return [{} for _ in values]  # one dict each, as validate_batch makes them
     if not kinds <= {dict, _NONE} or any(
-        v is not None and ("products" in v or _contains_nul(v)) for v in values
+        v is not None and ("products" in v or _context_error(v) is not None) for v in values
     ):
         return None
     return [{} if v is None else v for v in values]

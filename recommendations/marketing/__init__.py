@@ -1,6 +1,7 @@
 """Personalised marketing: which campaigns a visitor sees, and who a campaign should reach.
 
-- `targeting.campaigns_for(audience)`: the running campaigns for one visitor, best first;
+- `targeting.campaigns_for(audience)`: the running campaigns for one visitor, best first
+  (`show_campaigns`: the same, recorded as shown, as pages and the API show them);
 - `audiences.build_audience(campaign)` / `audiences.refresh_segment(segment)`: the users most
   likely to engage with a campaign, saved as a `Segment`; `export.write_csv` for newsletters;
 - `rfm` (member benefits by recency, frequency and spend) and `inventory` (slow sellers for

@@ -9,6 +9,9 @@
 - A campaign that reached its impression cap (distinct visitors with a `campaign_view` event
   of it) is not shown; `logged_in_only` and `min_score` rules are applied last.
   `campaign_status` says which campaigns are shown at all, and why not; the admin lists it.
+- `show_campaigns` is what pages and the API call: `campaigns_for`, recorded as a served list
+  whose id the campaign views carry back, so that a browser's view counts towards a cap only
+  for a campaign it was shown (`events.validation.claimable_by_browser`).
 
 Campaigns are ordered by priority, then score: priority is the shop's word, score breaks ties.
 """
@@ -18,7 +21,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from django.core.exceptions import ValidationError
 from django.db.models import CharField, Count, TextChoices
@@ -32,8 +35,9 @@ from recommendations.marketing.products import interest_scope, offers
 from recommendations.marketing.rfm import customer_rfm
 from recommendations.marketing.rules import MEMBER_SCORE
 from recommendations.models import Campaign, CampaignKind, Event, EventType
-from recommendations.models.marketing import CAMPAIGN_CONTEXT_KEY
+from recommendations.models.marketing import CAMPAIGN_CONTEXT_KEY, CAMPAIGN_LIST_KIND
 from recommendations.serving import variants
+from recommendations.serving.attribution import record_served
 from recommendations.serving.cache import from_cache
 from recommendations.serving.realtime import current_taste
 from recommendations.serving.types import Audience
@@ -60,6 +64,8 @@ class CampaignMatch:
     method: str
     # The products it offers, available when it was chosen (`products.offers`).
     product_ids: Sequence[str] = ()
+    # The served list it was shown in (`show_campaigns`): its views and clicks send it back.
+    recommendation_id: str = ""
 
 
 def views_so_far(campaigns: Sequence[Campaign]) -> dict[int, int]:
@@ -67,7 +73,8 @@ def views_so_far(campaigns: Sequence[Campaign]) -> dict[int, int]:
 
     A visitor (the user, else the session) counts once however many `campaign_view` events
     they send: the beacon endpoint is public, so counting raw events would let one request
-    of 500 events spend a campaign's whole budget.
+    of 500 events spend a campaign's whole budget. Nor may a browser claim a view of a
+    campaign it was not shown (`show_campaigns`): such a view is stored without the campaign.
     """
     ids = sorted(c.pk for c in campaigns)
     if not ids:
@@ -208,3 +215,27 @@ def campaigns_for(audience: Audience, limit: int = 3, now: dt.datetime | None = 
         matches.append(match)
     matches.sort(key=lambda m: (-m.campaign.priority, -m.score, m.campaign.pk))
     return matches[:limit]
+
+
+def show_campaigns(audience: Audience, limit: int = 3, now: dt.datetime | None = None) -> list[CampaignMatch]:
+    """`campaigns_for`, recorded as shown: one served list (kind `CAMPAIGN_LIST_KIND`, the
+    campaigns' primary keys as its items) whose id each match carries as `recommendation_id`.
+
+    Pages and the for-me API show campaigns through this; their `campaign_view` events send
+    the id back, and a browser's view counts towards an impression cap only for a campaign of
+    a list served to it, so that fresh sessions cannot use up a cap by posting views of a
+    campaign they never saw. Nothing is recorded for a preview (`record_exposure=False`).
+    """
+    matches = campaigns_for(audience, limit=limit, now=now)
+    if not matches:
+        return matches
+    recommendation_id = record_served(
+        kind=CAMPAIGN_LIST_KIND,
+        source=CAMPAIGN_LIST_KIND,
+        audience=audience,
+        product_ids=[str(m.campaign.pk) for m in matches],
+        scores=[m.score for m in matches],
+        model_version_id=None,
+        context={},
+    )
+    return [replace(m, recommendation_id=recommendation_id) for m in matches]

@@ -23,6 +23,11 @@ from recommendations.marketing.rules import MAX_AUDIENCE_LIMIT, AudienceRules, p
 
 # Campaign views and clicks are events whose context names the campaign under this key.
 CAMPAIGN_CONTEXT_KEY = "campaign"
+# The campaigns shown to a visitor are recorded as a served list of this kind, the campaigns'
+# primary keys as its items: a campaign view from a browser counts only with that list's id.
+CAMPAIGN_LIST_KIND = "campaigns"
+# Where a browser's campaign view or click keeps a campaign it cannot show it was shown.
+UNVERIFIED_CAMPAIGN_KEY = "unverified_campaign"
 
 
 def unknown_keys(model: type[models.Model] | None, keys: list[str]) -> list[str]:

@@ -4,6 +4,7 @@ One `ServedRecommendation` row per list; its id is the `recommendation_id` every
 the list carries, which the beacon sends back with impressions and clicks (`data-rec-id`).
 A request does not write its row: it queues it, and one thread per process writes the
 queue in batches (`ServedWriter`), so serving pays neither a statement nor a commit per list.
+`lists_served_to` says which ids a browser may claim: those of lists shown to it.
 """
 
 from __future__ import annotations
@@ -15,9 +16,9 @@ import os
 import threading
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from functools import cache
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import orjson
 from django.db import DatabaseError, IntegrityError, connection, connections, router, transaction
@@ -26,8 +27,10 @@ from django.utils import timezone
 from recommendations.conf import rec_settings
 from recommendations.models import ServedRecommendation
 from recommendations.serving.process import PerProcess
-from recommendations.serving.types import Audience
 from recommendations.sql import array_literal
+
+if TYPE_CHECKING:  # serving.types imports events.tracking, whose validation imports this module
+    from recommendations.serving.types import Audience
 
 logger = logging.getLogger(__name__)
 
@@ -287,6 +290,57 @@ def flush_served(timeout: float = 30.0) -> bool:
 
 
 atexit.register(flush_served)
+
+
+class ServedList(NamedTuple):
+    """What an event naming a served list needs to know of it."""
+
+    kind: str
+    item_ids: list[str]  # products, or stores or campaigns in lists of those
+
+
+def lists_served_to(
+    recommendation_ids: Collection[str], *, user_id: Any, session_id: str
+) -> dict[str, ServedList]:
+    """The lists among `recommendation_ids` that were shown to this visitor, by id.
+
+    A browser's events may claim only these (`events.validation`): with another visitor's
+    list, or one never shown, a script could add clicks and impressions to any list. A list
+    is the visitor's when it was served to their user or to their session. A visitor's first
+    page is served before they have a session (serving creates none, see
+    `Audience.for_request`), so its lists name nobody: the first session to claim one takes
+    it (its row gets that session), and it is no other session's from then on.
+
+    Lists this process has queued and not written yet are written first, so a click sent the
+    moment its page showed finds its list; another web process's queue is written within
+    `SERVED_WRITE_DELAY_SECONDS`, and an event naming a list still in it is not credited.
+    One statement, whatever the number of ids.
+    """
+    ids = sorted(set(recommendation_ids))
+    if not ids:
+        return {}
+    writer = ServedWriter.running()
+    if writer is not None and writer.rows and not {row.id for row in tuple(writer.rows)}.isdisjoint(ids):
+        flush_served()
+    database = connections[router.db_for_write(ServedRecommendation)]  # where the writer writes
+    quote = database.ops.quote_name
+    table = quote(ServedRecommendation._meta.db_table)
+    pk, kind, items, user, session = (
+        quote(ServedRecommendation._meta.get_field(name).column)
+        for name in ("id", "kind", "product_ids", "user", "session_id")
+    )
+    columns = f"{pk}, {kind}, {items}"
+    # The UPDATE's rows are not seen by the SELECT (one snapshot): each list comes back once.
+    sql = (
+        f"WITH taken AS (UPDATE {table} SET {session} = %(session)s WHERE {pk} = ANY(%(ids)s) "
+        f"AND {session} = '' AND {user} IS NULL AND %(session)s <> '' RETURNING {columns}) "
+        f"SELECT {columns} FROM {table} WHERE {pk} = ANY(%(ids)s) "
+        f"AND (({session} = %(session)s AND %(session)s <> '') OR {user} = %(user)s) "
+        f"UNION ALL SELECT {columns} FROM taken"
+    )
+    with database.cursor() as cursor:
+        cursor.execute(sql, {"ids": ids, "session": session_id, "user": user_id})
+        return {row[0]: ServedList(row[1], row[2]) for row in cursor.fetchall()}
 
 
 def prune_served(now: dt.datetime | None = None) -> int:

@@ -5,11 +5,14 @@
     {% get_personalized_campaigns limit=2 as offers %}   {# CampaignMatch list: render it yourself #}
 
 The block renders `recommendations/campaigns.html` (override it in your templates); each
-campaign carries `data-campaign-id`, which `recommendations/campaigns.js` reports as
-`campaign_view` (half visible) and `campaign_click` events: each visitor who viewed it counts
-once towards the campaign's impression cap. Like the recommendation blocks, it shares the page's visitor and
-renders empty (logging why) if anything fails; `RECOMMENDATIONS["RAISE_TEMPLATE_ERRORS"]`
-with DEBUG raises instead.
+campaign carries `data-campaign-id` and `data-rec-id` (the match's `recommendation_id`: the
+campaigns are recorded as shown, `targeting.show_campaigns`), which
+`recommendations/campaigns.js` reports as `campaign_view` (half visible) and `campaign_click`
+events: each visitor who viewed it counts once towards the campaign's impression cap. A view
+from a browser without the id of a list that showed the campaign does not count: markup of your
+own (`get_personalized_campaigns`) needs both attributes. Like the recommendation blocks, it
+shares the page's visitor and renders empty (logging why) if anything fails;
+`RECOMMENDATIONS["RAISE_TEMPLATE_ERRORS"]` with DEBUG raises instead.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from typing import Any
 from django import template
 from django.template.loader import render_to_string
 
-from recommendations.marketing.targeting import CampaignMatch, campaigns_for
+from recommendations.marketing.targeting import CampaignMatch, show_campaigns
 from recommendations.templatetags.recommendations_tags import page_audience, render_safely
 
 logger = logging.getLogger(__name__)
@@ -34,7 +37,7 @@ def _matches(context: template.Context, limit: Any) -> list[CampaignMatch] | Non
     """The visitor's campaigns, or None when choosing them failed (logged)."""
     return render_safely(
         "personalised campaigns",
-        lambda: campaigns_for(page_audience(context), limit=int(limit or DEFAULT_LIMIT)),
+        lambda: show_campaigns(page_audience(context), limit=int(limit or DEFAULT_LIMIT)),
         None,
     )
 
@@ -54,5 +57,6 @@ def personalized_campaigns(context: template.Context, limit: Any = DEFAULT_LIMIT
 
 @register.simple_tag(takes_context=True)
 def get_personalized_campaigns(context: template.Context, limit: Any = DEFAULT_LIMIT) -> list[CampaignMatch]:
-    """The visitor's `CampaignMatch`es (campaign, score, reason), for `{% ... as name %}`."""
+    """The visitor's `CampaignMatch`es (campaign, score, reason, recommendation_id), for
+    `{% ... as name %}`."""
     return _matches(context, limit) or []

@@ -1,13 +1,15 @@
-"""The beacon in a real Chromium: wrong device clocks, failures, big batches, store blocks and
-where the page-view markup may be."""
+"""The beacon in a real Chromium: wrong device clocks, failures, big batches, store blocks,
+where the page-view markup may be, and campaign views."""
 
 import datetime as dt
 
 import pytest
+from django.core.cache import cache
 from django.utils import timezone
 
 from recommendations.analytics import block_funnels
-from recommendations.models import Event, ServedRecommendation
+from recommendations.marketing.targeting import views_so_far
+from recommendations.models import Campaign, CampaignKind, Event, ServedRecommendation
 from recommendations.serving.attribution import flush_served
 from tests.browser.conftest import wait_for
 
@@ -68,8 +70,7 @@ def test_a_batch_too_big_for_one_request_is_split_and_stored_whole(page, shop):
         """(shown) => {
           for (let i = 0; i < 50; i++) {
             window.recommendationsBeacon.track({
-              event_type: "impression", products: shown, recommendation_id: "big-" + i,
-              context: { pad: "x".repeat(1400) }
+              event_type: "impression", products: shown, context: { pad: "x".repeat(1400) }
             });
           }
           window.recommendationsBeacon.flush();
@@ -77,7 +78,7 @@ def test_a_batch_too_big_for_one_request_is_split_and_stored_whole(page, shop):
         shown,
     )
     wait_for(
-        lambda: Event.objects.filter(recommendation_id__startswith="big-").count() == 50,
+        lambda: Event.objects.filter(event_type="impression", context__has_key="pad").count() == 50,
         what="all 50 events of the big batch",
     )
     assert errors == []
@@ -129,3 +130,27 @@ def test_the_product_view_markup_may_be_on_any_element(page, shop):
         lambda: Event.objects.filter(event_type="view", product_id=str(product.pk)).exists(),
         what="the view marked on a <div>",
     )
+
+
+def test_a_campaign_seen_on_the_home_page_counts_towards_its_cap(page, shop):
+    """campaigns.js sends the block's recommendation id with the view, which is what lets a
+    browser's view count (a view without it, from a session never shown the campaign, does not)."""
+    capped = Campaign.objects.create(
+        name="Mug week",
+        kind=CampaignKind.PROMOTION,
+        product_ids=[str(p.pk) for p in shop["mug"]],
+        impression_cap=1,
+    )
+    page.goto("/")
+    card = page.locator(f'[data-campaign-id="{capped.pk}"]')
+    card.scroll_into_view_if_needed()
+    recommendation_id = card.get_attribute("data-rec-id")
+    view = wait_for(
+        lambda: Event.objects.filter(event_type="campaign_view", recommendation_id=recommendation_id).first(),
+        what="the campaign view",
+    )
+    assert view.context["campaign"] == str(capped.pk)
+    cache.clear()  # the count is cached for a minute
+    assert views_so_far([capped]) == {capped.pk: 1}
+    page.reload()
+    assert page.locator("[data-campaign-id]").count() == 0, "its cap of one visitor is reached"

@@ -13,7 +13,7 @@ import pytest
 from django.contrib.staticfiles import finders
 from django.test import Client
 
-from recommendations.models import Event
+from recommendations.models import Event, ServedRecommendation
 from tests.events.conftest import CSRF_SECRET
 
 BEACON = Path(finders.find("recommendations/beacon.js"))
@@ -83,6 +83,10 @@ def test_what_the_beacon_sends_is_accepted(browser, catalogue, shopper):
     assert beacons[0]["type"].startswith("text/plain")
 
     browser.force_login(shopper)
+    # The block the beacon reports was served to this shopper, so its clicks may credit it.
+    ServedRecommendation.objects.create(
+        id="rec-42", kind="similar", source="test", user=shopper, product_ids=shown
+    )
     for beacon in beacons:
         response = browser.post(beacon["url"], beacon["body"], content_type=beacon["type"])
         assert response.status_code == 200, response.content

@@ -6,7 +6,7 @@ import json
 import pytest
 from django.test import Client, override_settings
 
-from recommendations.models import ApiKey, Event
+from recommendations.models import ApiKey, Event, ServedRecommendation
 from tests.events.conftest import CSRF_SECRET
 
 URL = "/api/events/"
@@ -141,6 +141,8 @@ def test_a_wrong_device_clock_is_corrected_by_the_batchs_sent_at(browser, catalo
 @pytest.mark.django_db
 def test_a_store_block_is_measured_by_store_impressions_and_clicks(browser, catalogue):
     stores = [str(catalogue[0].store_id), str(catalogue[1].store_id)]
+    # Shown on the visitor's first page, before they had a session: their first batch claims it.
+    ServedRecommendation.objects.create(id="r-stores", kind="stores", source="test", product_ids=stores)
     events = [
         {"event_type": "impression", "stores": stores, "recommendation_id": "r-stores"},
         {"event_type": "click", "store_id": stores[1], "recommendation_id": "r-stores"},

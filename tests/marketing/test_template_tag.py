@@ -1,6 +1,7 @@
 """{% personalized_campaigns %} renders the visitor's campaigns, and an empty block on failure."""
 
 import logging
+import re
 
 from django.contrib.auth.models import AnonymousUser
 from django.contrib.sessions.backends.db import SessionStore
@@ -9,7 +10,7 @@ from django.template import Context, Template
 from django.test import RequestFactory
 
 from recommendations.events.tracking import SESSION_KEY
-from recommendations.models import Campaign
+from recommendations.models import Campaign, ServedRecommendation
 from tests.marketing.conftest import add_event
 
 
@@ -30,6 +31,24 @@ def test_the_block_shows_the_visitors_campaigns(shop):
     assert "Garden week" not in html
     assert "-20% &lt;b&gt;tea&lt;/b&gt;" in html  # campaign text is escaped
     assert "recommendations/campaigns.js" in html
+
+
+def test_the_block_is_recorded_as_shown_and_carries_its_lists_id(shop):
+    """Views count towards a cap only with the id of the list that showed the campaign."""
+    tea = Campaign.objects.create(name="Tea week", category_names=["Tea"])
+    html = render("{% personalized_campaigns %}", user=shop.users["tea_lover"])
+    recommendation_id = re.search(rf'data-campaign-id="{tea.pk}" data-rec-id="(\w+)"', html).group(1)
+    served = ServedRecommendation.objects.get(pk=recommendation_id)
+    assert (served.kind, served.user, served.product_ids) == (
+        "campaigns",
+        shop.users["tea_lover"],
+        [str(tea.pk)],
+    )
+    ids = render(
+        "{% get_personalized_campaigns as offers %}{% for m in offers %}{{ m.recommendation_id }}{% endfor %}",
+        user=shop.users["tea_lover"],
+    )
+    assert ServedRecommendation.objects.filter(pk=ids, kind="campaigns").exists()
 
 
 def test_the_link_is_shown_only_as_a_path_or_an_http_address(shop):

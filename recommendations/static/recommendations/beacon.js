@@ -129,9 +129,11 @@
   function track(event, immediately) {
     event.event_id = event.event_id || newId();
     event.timestamp = event.timestamp || new Date().toISOString();
-    var context = { page: location.pathname };
+    // Page and referrer cut to 500 characters, as the server's own page context: a browser's
+    // context must stay under the server's cap (MAX_BROWSER_CONTEXT_BYTES, 4 KB).
+    var context = { page: location.pathname.slice(0, 500) };
     if (document.referrer) {
-      context.referrer = document.referrer;
+      context.referrer = document.referrer.slice(0, 500);
     }
     for (var key in event.context || {}) {
       context[key] = event.context[key];

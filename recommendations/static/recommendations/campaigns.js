@@ -2,11 +2,12 @@
  * Campaign views and clicks for the {% personalized_campaigns %} block, sent through the
  * recommendations beacon (include recommendations/beacon.js on the page as well).
  *
- *   <article data-campaign-id="12">...</article>
+ *   <article data-campaign-id="12" data-rec-id="{{ match.recommendation_id }}">...</article>
  *
  * A campaign_view is sent once per element when half of it is visible, a campaign_click on a
  * click inside it; both carry {"campaign": "<id>"} in their context, which is how impression
- * caps and campaign statistics find them.
+ * caps and campaign statistics find them, and the recommendation id of the campaigns shown,
+ * without which the server does not count a browser's view towards a cap.
  */
 (function () {
   "use strict";
@@ -23,7 +24,14 @@
     if (!beacon) {
       return;
     }
-    beacon.track({ event_type: type, context: { campaign: element.getAttribute("data-campaign-id") } }, immediately);
+    beacon.track(
+      {
+        event_type: type,
+        recommendation_id: element.getAttribute("data-rec-id") || "",
+        context: { campaign: element.getAttribute("data-campaign-id") }
+      },
+      immediately
+    );
   }
 
   function viewed(element) {
