@@ -148,11 +148,21 @@ def require_files(folder: Path, *names: str) -> list[Path]:
     return paths
 
 
-def _rows(path: Path) -> Iterator[tuple[int, dict[str, str]]]:
-    """(line number, row) for a CSV with a header; line numbers count the header as line 1."""
+def _rows(path: Path, required: Sequence[str] = ()) -> Iterator[tuple[int, dict[str, str]]]:
+    """(line number, row) for a CSV with a header; line numbers count the header as line 1.
+
+    A header without a `required` column raises `ValueError` naming the file, the column and
+    the columns found, once, instead of a bad row per line.
+    """
     with open_text(path) as handle:
         reader = csv.reader(handle)
         header = next(reader, [])
+        missing = [name for name in required if name not in header]
+        if missing:
+            raise ValueError(
+                f"{path.name} has no column {', '.join(missing)}; its header has "
+                f"{', '.join(header) or 'no columns'}. Rename the column, or give the dataset's own file."
+            )
         width = len(header)
         for cells in reader:
             # A short row lacks columns (a KeyError, reported with its line); faster than DictReader.
@@ -244,14 +254,21 @@ class AmazonBeauty(Dataset):
         (items,) = require_files(folder, "items.csv")
         result = Catalogue()
         brands: set[str] = set()
-        for line, row in _rows(items):
+        for line, row in _rows(items, required=("asin", "categories", "price")):
             try:
                 asin = row["asin"].strip()
                 path = tuple(json.loads(row["categories"]))
                 price = _price(row["price"])
                 if not asin or not path:
                     raise ValueError("asin and categories are required")
-            except (KeyError, ValueError, InvalidOperation, TypeError, AttributeError) as exc:
+            except KeyError:  # the header has the column: this row is short or long
+                result.errors.append(
+                    RowError(
+                        items.name, line, "unreadable item (its cells do not match the header's columns)"
+                    )
+                )
+                continue
+            except (ValueError, InvalidOperation, TypeError, AttributeError) as exc:
                 result.errors.append(RowError(items.name, line, f"unreadable item ({exc or 'bad value'})"))
                 continue
             brand = row.get("brand", "").strip()
@@ -348,18 +365,17 @@ class Olist(Dataset):
             folder, "sellers.csv", "products.csv", "order_items.csv", "product_category_name_translation.csv"
         )
         result = Catalogue()
-        english = {
-            r["product_category_name"]: r["product_category_name_english"] for _, r in _rows(translation)
-        }
+        names = ("product_category_name", "product_category_name_english")
+        english = {r[names[0]]: r[names[1]] for _, r in _rows(translation, required=names)}
         sold_by: dict[str, Counter] = defaultdict(Counter)
         prices: dict[str, list[Decimal]] = defaultdict(list)
-        for line, row in _rows(items):
+        for line, row in _rows(items, required=("product_id", "seller_id", "price")):
             try:
                 sold_by[row["product_id"]][row["seller_id"]] += 1
                 prices[row["product_id"]].append(_price(row["price"]) or Decimal(0))
             except (KeyError, InvalidOperation, TypeError, AttributeError):
                 result.errors.append(RowError(items.name, line, "unreadable order line"))
-        for _, row in _rows(sellers):
+        for _, row in _rows(sellers, required=("seller_id",)):
             seller = row["seller_id"]
             city = row.get("seller_city", "").title()
             result.stores.append(
@@ -369,7 +385,7 @@ class Olist(Dataset):
                     f"Olist marketplace seller from {city}, {row.get('seller_state', '')}.",
                 )
             )
-        for line, row in _rows(products):
+        for line, row in _rows(products, required=("product_id",)):
             product = row.get("product_id", "")
             if product not in sold_by:
                 continue
@@ -397,9 +413,11 @@ class Olist(Dataset):
 
     def interactions(self, folder: Path) -> Iterator[InteractionSource | RowError]:
         items, orders, customers = require_files(folder, self.interaction_file, "orders.csv", "customers.csv")
-        person = {r["customer_id"]: r["customer_unique_id"] for _, r in _rows(customers)}
+        people = ("customer_id", "customer_unique_id")
+        person = {r[people[0]]: r[people[1]] for _, r in _rows(customers, required=people)}
         placed: dict[str, tuple[str, dt.datetime] | None] = {}
-        for line, row in _rows(orders):
+        order_columns = ("order_id", "customer_id", "order_status", "order_purchase_timestamp")
+        for line, row in _rows(orders, required=order_columns):
             try:
                 if row["order_status"] in self.SKIPPED_STATUSES:
                     placed[row["order_id"]] = None

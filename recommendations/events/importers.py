@@ -43,6 +43,7 @@ from recommendations.events.ingestion import copy_rows
 from recommendations.events.partitions import ensure_partitions_for
 from recommendations.events.textfiles import (
     CsvBatch,
+    UnreadableFile,
     count_lines,
     csv_batches,
     error_lines,
@@ -290,6 +291,13 @@ def _run(
             result.stored += stored
             result.users_created += users
             report(result.read)
+    except UnreadableFile as unreadable:  # reading a batch after those stored
+        if result.read:
+            unreadable.outcome = (
+                f"The first {result.read:,} rows were imported ({result.stored:,} new events); "
+                "once it is fixed, running the import again skips them."
+            )
+        raise
     finally:
         if collecting:
             gc.enable()

@@ -419,3 +419,59 @@ def test_batch_rows_must_be_a_whole_number(tmp_path):
         cwd=Path(__file__).resolve().parents[2], capture_output=True, text=True,
     )  # fmt: skip
     assert result.returncode != 0 and "'0' is not a whole number >= 1" in result.stderr
+
+
+@pytest.mark.django_db
+def test_a_dataset_file_that_cannot_be_read_is_named_with_what_was_stored(amazon):
+    items = (amazon / "items.csv").read_text()
+    (amazon / "items.csv").write_bytes(
+        items.encode() + '4,B0004,"Crème",,"[""Beauty""]",1,,\n'.encode("latin-1")
+    )
+    with pytest.raises(CommandError) as failure:
+        call_command("import_catalog", str(amazon), dataset="amazon-beauty", stdout=StringIO())
+    assert str(failure.value) == (
+        f"{amazon / 'items.csv'} is not UTF-8 text (invalid continuation byte): save it as UTF-8. "
+        "Nothing was imported."
+    )
+    assert not Product.objects.exists()
+
+    (amazon / "items.csv").write_text(items)
+    call_command("import_catalog", str(amazon), dataset="amazon-beauty", stdout=StringIO())
+    header = ["user_id", "item_id", "reviewer_id", "asin", "timestamp", "seq_index"]
+    rows = [[i, 1, f"RVW{i * 7919 % 10007}", "B0001", 1318896000 + i * 3571, i] for i in range(3000)]
+    whole = amazon / "whole.csv.gz"
+    write_csv(whole, header, rows, gzip.open)
+    (amazon / "interactions.csv.gz").write_bytes(whole.read_bytes()[:-200])  # cut short
+
+    def refused(**options) -> str:
+        with pytest.raises(CommandError) as failure:
+            call_command("import_events", str(amazon), dataset="amazon-beauty", stdout=StringIO(), **options)
+        return str(failure.value)
+
+    cut = (
+        f"{amazon / 'interactions.csv.gz'} is cut short: the compressed data ends early. "
+        "Copy or download it again."
+    )
+    # The progress bar counts the rows first: nothing is stored before the problem shows.
+    assert refused() == f"{cut} Nothing was imported."
+    assert not Event.objects.exists()
+    message = refused(no_progress=True, batch_rows=500)
+    stored = Event.objects.count()
+    assert stored and stored % 500 == 0
+    assert message == (
+        f"{cut} The first {stored:,} rows were imported ({stored:,} new events); once it is fixed, "
+        "running the import again skips them."
+    )
+
+
+@pytest.mark.django_db
+def test_a_dataset_file_without_a_column_names_it_and_the_columns_found(amazon):
+    items = amazon / "items.csv"
+    items.write_text(items.read_text().replace("categories", "category", 1))
+    with pytest.raises(CommandError) as failure:
+        call_command("import_catalog", str(amazon), dataset="amazon-beauty", stdout=StringIO())
+    assert str(failure.value) == (
+        "items.csv has no column categories; its header has item_id, asin, title, brand, category, "
+        "price, sales_rank, sales_type. Rename the column, or give the dataset's own file."
+    )
+    assert not Product.objects.exists()
