@@ -31,7 +31,7 @@ import json
 import statistics
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from decimal import Decimal, InvalidOperation
 from itertools import islice
 from operator import itemgetter
@@ -134,9 +134,39 @@ class InteractionBatch:
 
 @dataclass
 class Catalogue:
+    """Stores and products as read, the rows that could not be read, and the rows that
+    repeated an earlier row's product (`add_product`)."""
+
     stores: list[StoreSource] = field(default_factory=list)
     products: list[ProductSource] = field(default_factory=list)
     errors: list[RowError] = field(default_factory=list)
+    # Rows whose product (source id) an earlier row had; the first row's is kept.
+    repeated: int = 0
+    # Those of them with other values, which the import leaves out: the host should hear of them.
+    conflicts: list[RowError] = field(default_factory=list)
+    _first: dict[str, tuple[int, ProductSource]] = field(default_factory=dict, repr=False)
+
+    def add_product(self, product: ProductSource, file: str, line: int) -> None:
+        """Add the product read from `file` at `line`, unless an earlier row had its source id:
+        then the first row's is kept, and this one counted as repeated, as a conflict when any
+        value differs (which ones, and the first row's line, are named)."""
+        first = self._first.get(product.source_id)
+        if first is None:
+            self._first[product.source_id] = (line, product)
+            self.products.append(product)
+            return
+        self.repeated += 1
+        first_line, kept = first
+        differ = [f.name for f in fields(ProductSource) if getattr(kept, f.name) != getattr(product, f.name)]
+        if differ:
+            self.conflicts.append(
+                RowError(
+                    file,
+                    line,
+                    f"sku {product.source_id} is that of line {first_line}, with another "
+                    f"{', '.join(differ)}; line {first_line}'s product is imported",
+                )
+            )
 
 
 def require_files(folder: Path, *names: str) -> list[Path]:
@@ -278,7 +308,7 @@ class AmazonBeauty(Dataset):
             description = f"{title}. {' / '.join(path)}."
             if rank:
                 description += f" Sales rank #{int(rank):,} in {row.get('sales_type', '') or 'Beauty'}."
-            result.products.append(
+            result.add_product(
                 ProductSource(
                     source_id=source_id(self.name, asin),
                     title=title[:300],
@@ -287,7 +317,9 @@ class AmazonBeauty(Dataset):
                     description=description,
                     brand=brand[:120],
                     price=price,
-                )
+                ),
+                items.name,
+                line,
             )
         result.stores = [
             StoreSource(
@@ -399,7 +431,7 @@ class Olist(Dataset):
             except ValueError:
                 result.errors.append(RowError(products.name, line, "weight and photo count must be numbers"))
                 continue
-            result.products.append(
+            result.add_product(
                 ProductSource(
                     source_id=source_id(self.name, product),
                     title=f"{label} #{product[:6]}",
@@ -407,7 +439,9 @@ class Olist(Dataset):
                     store_source_id=source_id(self.name, seller),
                     description=f"{label}. Weight {weight} g, {photos} photo(s).",
                     price=Decimal(statistics.fmean(prices[product])).quantize(Decimal("0.01")),
-                )
+                ),
+                products.name,
+                line,
             )
         return result
 
@@ -483,7 +517,7 @@ class MovieLens(Dataset):
                 continue
             genres = row.get("class", "").split() or ["Unknown"]
             year = row.get("release_year", "").strip()
-            result.products.append(
+            result.add_product(
                 ProductSource(
                     source_id=source_id(self.name, item),
                     title=f"{title} ({year})" if year else title,
@@ -491,7 +525,9 @@ class MovieLens(Dataset):
                     store_source_id=self.STORE,
                     description=f"Genres: {', '.join(genres)}." + (f" Released {year}." if year else ""),
                     price=Decimal("0.00"),
-                )
+                ),
+                items.name,
+                line,
             )
         return result
 

@@ -122,11 +122,12 @@ def read_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any] | str]]:
             yield line, raw if isinstance(raw, dict) else "each line must be a JSON object"
 
 
-def error_lines(errors: Sequence[str]) -> str:
+def error_lines(errors: Sequence[str], total: int | None = None) -> str:
     """The first `MAX_REPORTED_ERRORS` errors, each on an indented line of its own, then how
-    many more: a file with thousands of bad rows still gives a message one can read."""
+    many more of the `total` (default: all given): a file with thousands of bad rows still
+    gives a message one can read."""
     shown = "".join(f"\n  {error}" for error in errors[:MAX_REPORTED_ERRORS])
-    more = len(errors) - MAX_REPORTED_ERRORS
+    more = (len(errors) if total is None else total) - min(len(errors), MAX_REPORTED_ERRORS)
     return shown + (f"\n  ... and {more} more" if more > 0 else "")
 
 
