@@ -8,9 +8,12 @@ workers and web processes. A command passes one with a `ProgressBar` listener.
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Callable
 from typing import Any
+
+from django.core.management.base import OutputWrapper
 
 from recommendations.models import ModelVersion
 
@@ -56,33 +59,73 @@ class Progress:
 
 
 class ProgressBar:
-    """A tqdm bar per stage, for management commands: `Progress(listeners=(bar,))`."""
+    """Progress for management commands: `Progress(listeners=(bar,))`.
+
+    On a terminal, a tqdm bar per stage, redrawn in place. Anywhere else (a log file, cron,
+    CI) redraws would only pile up as lines around the command's own, so each stage gets one
+    line when it starts and nothing more (tqdm itself disables its bar off a terminal when
+    given `disable=None`).
+    """
 
     def __init__(self, stream: Any = None) -> None:
-        self.stream = stream
+        self.stream = stream if stream is not None else sys.stderr  # tqdm's default
+        self.terminal = _is_terminal(self.stream)
+        self.unended = _Unended(self.stream)  # one object: tqdm.write() clears the bars drawn on it
         self.bar: Any = None
         self.stage = ""
 
     def __call__(self, stage: str, done: int, total: int) -> None:
+        if stage == self.stage:
+            if self.bar is not None:
+                # tqdm's update() redraws at most every 0.1 s, not once per batch.
+                self.bar.update(done - self.bar.n)
+            return
+        self.close()
+        self.stage = stage
+        if not self.terminal:
+            self.write(f"{stage}: {done:,}/{total:,}")
+            return
         from tqdm import tqdm
 
-        if stage != self.stage or self.bar is None:
-            self.close()
-            self.stage = stage
-            self.bar = tqdm(
-                total=total, initial=done, desc=stage, file=self.stream, leave=False, dynamic_ncols=True
-            )
-        else:
-            # tqdm's update() redraws at most every 0.1 s: a log file gets a few lines, not one per batch.
-            self.bar.update(done - self.bar.n)
+        self.bar = tqdm(
+            total=total, initial=done, desc=stage, file=self.unended, leave=False, dynamic_ncols=True
+        )
 
     def write(self, line: str) -> None:
         """Print a line without breaking the bar (per-epoch log lines)."""
-        from tqdm import tqdm
+        if self.bar is not None:
+            from tqdm import tqdm
 
-        tqdm.write(line, file=self.stream)
+            tqdm.write(line, file=self.unended)
+            return
+        self.stream.write(line if line.endswith("\n") else line + "\n")
+        self.stream.flush()  # a log file shows each line as it happens, not at exit
 
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
             self.bar = None
+        self.stage = ""
+
+
+def _is_terminal(stream: Any) -> bool:
+    isatty = getattr(stream, "isatty", None)
+    return bool(isatty and isatty())
+
+
+class _Unended:
+    """A stream whose writes are passed on as they are. Django's `OutputWrapper` (a command's
+    stdout) ends each write with a newline unless told otherwise, which would turn each of
+    tqdm's in-place redraws ("\\r" then the bar) into a line of its own."""
+
+    def __init__(self, stream: Any) -> None:
+        self.stream = stream
+
+    def write(self, text: str) -> None:
+        if isinstance(self.stream, OutputWrapper):
+            self.stream.write(text, ending="")
+        else:
+            self.stream.write(text)
+
+    def flush(self) -> None:
+        self.stream.flush()

@@ -4,7 +4,8 @@ The dataset readers live in the engine (`recommendations.events.datasets`); this
 writes what they read into the shop's own models. Source ids go into `Store.external_id`
 and `Product.sku`, which is how the event importer finds the products again. Re-running
 updates names, prices and categories in place and creates nothing twice. A file with any bad
-row writes nothing.
+row writes nothing. A row repeating an earlier row's sku is left out (the first row's product
+is imported) and counted; those with other values are named in the result.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import csv
 import logging
 import time
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
@@ -47,12 +48,17 @@ UPDATED_FIELDS = ["title", "description", "category", "store", "brand", "price",
 
 @dataclass
 class CatalogResult:
+    """What an import wrote, and the rows that repeated an earlier row's sku (the first row's
+    product is imported): how many, and those with other values ("<file> line N: ...")."""
+
     stores_created: int = 0
     stores_updated: int = 0
     categories_created: int = 0
     products_created: int = 0
     products_updated: int = 0
     seconds: float = 0.0
+    repeated: int = 0
+    conflicts: list[str] = field(default_factory=list)
 
 
 class CatalogImportFailed(Exception):
@@ -86,10 +92,7 @@ def import_dataset_catalog(name: str, folder: Path | str, progress: Progress | N
     """Stores, categories and products of a public dataset (see `recommendations.events.datasets`)."""
     progress = progress or Progress()
     progress(f"reading {name}", 0, 1)
-    catalogue = get_dataset(name).catalogue(Path(folder))
-    if catalogue.errors:
-        raise CatalogImportFailed([str(e) for e in catalogue.errors])
-    return write_catalogue(catalogue.stores, catalogue.products, progress)
+    return _write_read(get_dataset(name).catalogue(Path(folder)), progress)
 
 
 def import_catalog_file(path: Path | str, progress: Progress | None = None) -> CatalogResult:
@@ -97,10 +100,17 @@ def import_catalog_file(path: Path | str, progress: Progress | None = None) -> C
     (the store's id in your system), price, and optionally store_name, description, brand."""
     progress = progress or Progress()
     progress(f"reading {Path(path).name}", 0, 1)
-    catalogue = read_catalog_file(Path(path))
+    return _write_read(read_catalog_file(Path(path)), progress)
+
+
+def _write_read(catalogue: Catalogue, progress: Progress) -> CatalogResult:
+    """Write a catalogue as read, unless a row was bad; its repeated skus go in the result."""
     if catalogue.errors:
         raise CatalogImportFailed([str(e) for e in catalogue.errors])
-    return write_catalogue(catalogue.stores, catalogue.products, progress)
+    result = write_catalogue(catalogue.stores, catalogue.products, progress)
+    result.repeated = catalogue.repeated
+    result.conflicts = [str(conflict) for conflict in catalogue.conflicts]
+    return result
 
 
 def _catalog_rows(path: Path) -> Iterator[tuple[int, dict[str, Any] | str]]:
@@ -148,7 +158,7 @@ def read_catalog_file(path: Path) -> Catalogue:
         stores.setdefault(
             values["store"], StoreSource(values["store"], values["store_name"] or values["store"])
         )
-        result.products.append(
+        result.add_product(
             ProductSource(
                 source_id=values["sku"],
                 title=values["title"][:300],
@@ -157,7 +167,9 @@ def read_catalog_file(path: Path) -> Catalogue:
                 description=values["description"],
                 brand=values["brand"][:120],
                 price=price,
-            )
+            ),
+            path.name,
+            line,
         )
     result.stores = list(stores.values())
     return result

@@ -133,7 +133,7 @@ class ModelVersionAdmin(ReadOnlyAdmin):
 
     @admin.display(description="metrics")
     def metrics_table(self, obj: ModelVersion) -> SafeString:
-        return metrics_table(obj.metrics or {})
+        return metrics_table(obj.metrics or {}, not_evaluated=not_evaluated_reason(obj))
 
     @admin.display(description="training curve")
     def training_curve_chart(self, obj: ModelVersion) -> SafeString:
@@ -250,12 +250,27 @@ class ModelVersionAdmin(ReadOnlyAdmin):
         return super().changelist_view(request, extra_context)
 
 
-def metrics_table(metrics: dict) -> SafeString:
-    """The model's headline metrics beside the baselines evaluated in the same run."""
+def not_evaluated_reason(version: ModelVersion) -> str:
+    """Why a version has no metrics, from its own row: a failed version's error (its first
+    line; the "error" field above holds the rest), training still under way, or the note that
+    evaluation left (too few shoppers to evaluate)."""
+    if version.status == ModelStatus.FAILED:
+        error = version.error.strip()
+        reason = error.splitlines()[0] if error else "no reason was recorded."
+        return f"Not evaluated, because training failed: {reason}"
+    if version.status == ModelStatus.TRAINING:
+        return "Not evaluated yet: training is under way."
+    note = (version.metrics or {}).get("note")
+    return f"Not evaluated: {note}." if note else "Not evaluated."
+
+
+def metrics_table(metrics: dict, not_evaluated: str = "Not evaluated.") -> SafeString:
+    """The model's headline metrics beside the baselines evaluated in the same run, or
+    `not_evaluated` when there are none."""
     columns = {"this model": metrics, **(metrics.get("baselines") or {})}
     names = [m for m in HEADLINE_METRICS if any(m in c for c in columns.values())]
     if not names:
-        return mark_safe('<p class="rec-empty">Not evaluated (too few shoppers with 3+ interactions).</p>')
+        return format_html('<p class="rec-empty">{}</p>', not_evaluated)
     head = format_html_join("", '<th class="num">{}</th>', ((c,) for c in columns))
     body = format_html_join(
         "",

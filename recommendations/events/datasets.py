@@ -31,7 +31,7 @@ import json
 import statistics
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from decimal import Decimal, InvalidOperation
 from itertools import islice
 from operator import itemgetter
@@ -134,9 +134,39 @@ class InteractionBatch:
 
 @dataclass
 class Catalogue:
+    """Stores and products as read, the rows that could not be read, and the rows that
+    repeated an earlier row's product (`add_product`)."""
+
     stores: list[StoreSource] = field(default_factory=list)
     products: list[ProductSource] = field(default_factory=list)
     errors: list[RowError] = field(default_factory=list)
+    # Rows whose product (source id) an earlier row had; the first row's is kept.
+    repeated: int = 0
+    # Those of them with other values, which the import leaves out: the host should hear of them.
+    conflicts: list[RowError] = field(default_factory=list)
+    _first: dict[str, tuple[int, ProductSource]] = field(default_factory=dict, repr=False)
+
+    def add_product(self, product: ProductSource, file: str, line: int) -> None:
+        """Add the product read from `file` at `line`, unless an earlier row had its source id:
+        then the first row's is kept, and this one counted as repeated, as a conflict when any
+        value differs (which ones, and the first row's line, are named)."""
+        first = self._first.get(product.source_id)
+        if first is None:
+            self._first[product.source_id] = (line, product)
+            self.products.append(product)
+            return
+        self.repeated += 1
+        first_line, kept = first
+        differ = [f.name for f in fields(ProductSource) if getattr(kept, f.name) != getattr(product, f.name)]
+        if differ:
+            self.conflicts.append(
+                RowError(
+                    file,
+                    line,
+                    f"sku {product.source_id} is that of line {first_line}, with another "
+                    f"{', '.join(differ)}; line {first_line}'s product is imported",
+                )
+            )
 
 
 def require_files(folder: Path, *names: str) -> list[Path]:
@@ -148,11 +178,21 @@ def require_files(folder: Path, *names: str) -> list[Path]:
     return paths
 
 
-def _rows(path: Path) -> Iterator[tuple[int, dict[str, str]]]:
-    """(line number, row) for a CSV with a header; line numbers count the header as line 1."""
+def _rows(path: Path, required: Sequence[str] = ()) -> Iterator[tuple[int, dict[str, str]]]:
+    """(line number, row) for a CSV with a header; line numbers count the header as line 1.
+
+    A header without a `required` column raises `ValueError` naming the file, the column and
+    the columns found, once, instead of a bad row per line.
+    """
     with open_text(path) as handle:
         reader = csv.reader(handle)
         header = next(reader, [])
+        missing = [name for name in required if name not in header]
+        if missing:
+            raise ValueError(
+                f"{path.name} has no column {', '.join(missing)}; its header has "
+                f"{', '.join(header) or 'no columns'}. Rename the column, or give the dataset's own file."
+            )
         width = len(header)
         for cells in reader:
             # A short row lacks columns (a KeyError, reported with its line); faster than DictReader.
@@ -244,14 +284,21 @@ class AmazonBeauty(Dataset):
         (items,) = require_files(folder, "items.csv")
         result = Catalogue()
         brands: set[str] = set()
-        for line, row in _rows(items):
+        for line, row in _rows(items, required=("asin", "categories", "price")):
             try:
                 asin = row["asin"].strip()
                 path = tuple(json.loads(row["categories"]))
                 price = _price(row["price"])
                 if not asin or not path:
                     raise ValueError("asin and categories are required")
-            except (KeyError, ValueError, InvalidOperation, TypeError, AttributeError) as exc:
+            except KeyError:  # the header has the column: this row is short or long
+                result.errors.append(
+                    RowError(
+                        items.name, line, "unreadable item (its cells do not match the header's columns)"
+                    )
+                )
+                continue
+            except (ValueError, InvalidOperation, TypeError, AttributeError) as exc:
                 result.errors.append(RowError(items.name, line, f"unreadable item ({exc or 'bad value'})"))
                 continue
             brand = row.get("brand", "").strip()
@@ -261,7 +308,7 @@ class AmazonBeauty(Dataset):
             description = f"{title}. {' / '.join(path)}."
             if rank:
                 description += f" Sales rank #{int(rank):,} in {row.get('sales_type', '') or 'Beauty'}."
-            result.products.append(
+            result.add_product(
                 ProductSource(
                     source_id=source_id(self.name, asin),
                     title=title[:300],
@@ -270,7 +317,9 @@ class AmazonBeauty(Dataset):
                     description=description,
                     brand=brand[:120],
                     price=price,
-                )
+                ),
+                items.name,
+                line,
             )
         result.stores = [
             StoreSource(
@@ -348,18 +397,17 @@ class Olist(Dataset):
             folder, "sellers.csv", "products.csv", "order_items.csv", "product_category_name_translation.csv"
         )
         result = Catalogue()
-        english = {
-            r["product_category_name"]: r["product_category_name_english"] for _, r in _rows(translation)
-        }
+        names = ("product_category_name", "product_category_name_english")
+        english = {r[names[0]]: r[names[1]] for _, r in _rows(translation, required=names)}
         sold_by: dict[str, Counter] = defaultdict(Counter)
         prices: dict[str, list[Decimal]] = defaultdict(list)
-        for line, row in _rows(items):
+        for line, row in _rows(items, required=("product_id", "seller_id", "price")):
             try:
                 sold_by[row["product_id"]][row["seller_id"]] += 1
                 prices[row["product_id"]].append(_price(row["price"]) or Decimal(0))
             except (KeyError, InvalidOperation, TypeError, AttributeError):
                 result.errors.append(RowError(items.name, line, "unreadable order line"))
-        for _, row in _rows(sellers):
+        for _, row in _rows(sellers, required=("seller_id",)):
             seller = row["seller_id"]
             city = row.get("seller_city", "").title()
             result.stores.append(
@@ -369,7 +417,7 @@ class Olist(Dataset):
                     f"Olist marketplace seller from {city}, {row.get('seller_state', '')}.",
                 )
             )
-        for line, row in _rows(products):
+        for line, row in _rows(products, required=("product_id",)):
             product = row.get("product_id", "")
             if product not in sold_by:
                 continue
@@ -383,7 +431,7 @@ class Olist(Dataset):
             except ValueError:
                 result.errors.append(RowError(products.name, line, "weight and photo count must be numbers"))
                 continue
-            result.products.append(
+            result.add_product(
                 ProductSource(
                     source_id=source_id(self.name, product),
                     title=f"{label} #{product[:6]}",
@@ -391,15 +439,19 @@ class Olist(Dataset):
                     store_source_id=source_id(self.name, seller),
                     description=f"{label}. Weight {weight} g, {photos} photo(s).",
                     price=Decimal(statistics.fmean(prices[product])).quantize(Decimal("0.01")),
-                )
+                ),
+                products.name,
+                line,
             )
         return result
 
     def interactions(self, folder: Path) -> Iterator[InteractionSource | RowError]:
         items, orders, customers = require_files(folder, self.interaction_file, "orders.csv", "customers.csv")
-        person = {r["customer_id"]: r["customer_unique_id"] for _, r in _rows(customers)}
+        people = ("customer_id", "customer_unique_id")
+        person = {r[people[0]]: r[people[1]] for _, r in _rows(customers, required=people)}
         placed: dict[str, tuple[str, dt.datetime] | None] = {}
-        for line, row in _rows(orders):
+        order_columns = ("order_id", "customer_id", "order_status", "order_purchase_timestamp")
+        for line, row in _rows(orders, required=order_columns):
             try:
                 if row["order_status"] in self.SKIPPED_STATUSES:
                     placed[row["order_id"]] = None
@@ -465,7 +517,7 @@ class MovieLens(Dataset):
                 continue
             genres = row.get("class", "").split() or ["Unknown"]
             year = row.get("release_year", "").strip()
-            result.products.append(
+            result.add_product(
                 ProductSource(
                     source_id=source_id(self.name, item),
                     title=f"{title} ({year})" if year else title,
@@ -473,7 +525,9 @@ class MovieLens(Dataset):
                     store_source_id=self.STORE,
                     description=f"Genres: {', '.join(genres)}." + (f" Released {year}." if year else ""),
                     price=Decimal("0.00"),
-                )
+                ),
+                items.name,
+                line,
             )
         return result
 

@@ -4,9 +4,11 @@ Rows are read in batches (50,000 by default). Each batch is checked completely, 
 in its own transaction with PostgreSQL COPY (`ingestion.copy_rows`); a batch with any bad
 row writes nothing and the import stops, naming every bad line of that batch. Event ids are
 derived from the source rows, so an interrupted or repeated import can simply be run again:
-rows already stored are skipped and nothing is stored twice. The next batch is read (and a
-CSV batch put in columns) while the server stores the current one (`_Prefetch`); an error
-reading it surfaces once the current batch is stored.
+rows already stored are skipped and nothing is stored twice. A row repeating an earlier row's
+event id is not stored either; it is counted apart (`_Repeats`), and named when its values
+differ from the stored event's. The next batch is read (and a CSV batch put in columns) while
+the server stores the current one (`_Prefetch`); an error reading it surfaces once the current
+batch is stored.
 
 Dataset users become lightweight accounts (username `<dataset>.<source id>`, unusable
 password), created in the same transaction as their batch's events.
@@ -31,6 +33,7 @@ from operator import attrgetter, itemgetter
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import psycopg
 from django.contrib.auth import get_user_model
 from django.contrib.auth.hashers import make_password
@@ -39,10 +42,12 @@ from django.db.models import Model
 
 from recommendations.adapters import get_product_adapter, get_store_adapter
 from recommendations.events.datasets import Dataset, InteractionBatch, get_dataset, require_files
-from recommendations.events.ingestion import copy_rows
+from recommendations.events.ingestion import copy_rows, differences_from_stored
 from recommendations.events.partitions import ensure_partitions_for
 from recommendations.events.textfiles import (
+    MAX_REPORTED_ERRORS,
     CsvBatch,
+    UnreadableFile,
     count_lines,
     csv_batches,
     error_lines,
@@ -82,21 +87,30 @@ _SCALAR_JSON: dict[type, Callable[[Any], str]] = {
     type(None): lambda value: "null",
 }
 _TIMESTAMP = attrgetter("timestamp")
+_EVENT_ID = itemgetter(0)
 
 
 @dataclass
 class ImportResult:
-    """What an import did: rows read from the source, events newly stored, time taken."""
+    """What an import did: rows read from the source, events newly stored, rows that repeated
+    an earlier row's event id (not stored again), and time taken.
+
+    `conflicts` names the first of the `conflicting` repeats, those whose values differ from
+    the stored event (`MAX_REPORTED_ERRORS` of them, each "<file> line N: ...").
+    """
 
     read: int = 0
     stored: int = 0
+    repeated: int = 0
+    conflicting: int = 0
+    conflicts: list[str] = field(default_factory=list)
     seconds: float = 0.0
     users_created: int = 0
 
     @property
     def skipped(self) -> int:
-        """Rows whose events were already stored (a re-run) or repeated within the source."""
-        return self.read - self.stored
+        """Rows whose event was stored before this import (a re-run), repeats within the source aside."""
+        return self.read - self.stored - self.repeated
 
     @property
     def rate(self) -> float:
@@ -264,14 +278,76 @@ class _Prefetch:
 _END = object()
 
 
+class _Repeats:
+    """The rows of an import that repeat the event id of an earlier row of its file.
+
+    Such a row is not stored (`copy_rows` keeps a batch's first row of an id, and a later
+    batch's row finds the id stored), so the import counts it apart from the events stored
+    before it began, and names those that differ from the stored event: an order id given as
+    the event_id of each of the order's lines loses all lines but the first.
+
+    Ids are remembered as 64-bit hashes beside the line of their first row, in sorted arrays:
+    16 bytes a row, where a set of the ids would take over 100 (imports run to millions of
+    rows). Two ids of one hash would count a row as repeated (for ten million rows, a chance
+    of a few in a million); what is stored never depends on it.
+    """
+
+    def __init__(self, file: str) -> None:
+        self.file = file
+        self.hashes = np.empty(0, dtype=np.int64)
+        self.lines = np.empty(0, dtype=np.int64)
+        self.count = 0
+        self.conflicting = 0
+        self.conflicts: list[str] = []
+
+    def find(self, rows: Sequence[EventRow], lines: Sequence[int]) -> list[tuple[EventRow, int, int]]:
+        """(row, its line, the line of its id's first row) for each of `rows` whose id an earlier
+        row had, in this batch or an earlier one; the batch's new ids are remembered."""
+        hashes = np.fromiter(map(hash, map(_EVENT_ID, rows)), dtype=np.int64, count=len(rows))
+        unique, first, inverse = np.unique(hashes, return_index=True, return_inverse=True)
+        line_of = np.asarray(lines, dtype=np.int64)
+        first_lines = line_of[first]
+        at = np.searchsorted(self.hashes, unique)
+        known = np.zeros(len(unique), dtype=bool)
+        if len(self.hashes):
+            inside = np.minimum(at, len(self.hashes) - 1)
+            known = self.hashes[inside] == unique
+            first_lines = np.where(known, self.lines[inside], first_lines)
+        new = ~known
+        self.hashes = np.insert(self.hashes, at[new], unique[new])
+        self.lines = np.insert(self.lines, at[new], first_lines[new])
+        repeated = np.ones(len(rows), dtype=bool)
+        repeated[first[new]] = False
+        return [(rows[i], lines[i], int(first_lines[inverse[i]])) for i in np.flatnonzero(repeated).tolist()]
+
+    def check(self, repeated: list[tuple[EventRow, int, int]]) -> None:
+        """Count the batch's repeats (`find`) once it is stored, naming those whose values
+        differ from the stored event."""
+        if not repeated:
+            return
+        self.count += len(repeated)
+        differences = differences_from_stored([row for row, _, _ in repeated])
+        for (row, line, first), fields in zip(repeated, differences, strict=True):
+            if not fields:
+                continue
+            self.conflicting += 1
+            if len(self.conflicts) < MAX_REPORTED_ERRORS:
+                self.conflicts.append(
+                    f"{self.file} line {line}: event_id {row.event_id} is that of line {first}, "
+                    f"with another {', '.join(fields)}; not stored"
+                )
+
+
 def _run(
     batches: Iterator[Any],
     write: Callable[[Any, Callable[[], None]], tuple[int, int]],
     file: str,
     report: Callable[[int], None],
+    repeats: _Repeats,
 ) -> ImportResult:
-    """Write the batches; `write` gets each with a function that reads the next one ahead."""
-    result = ImportResult()
+    """Write the batches; `write` gets each with a function that reads the next one ahead,
+    and stores its rows through `_store` with `repeats`."""
+    result = ImportResult(conflicts=repeats.conflicts)  # the list the batches add to
     started = time.monotonic()
     collecting = gc.isenabled()
     # A batch is tens of thousands of tuples of strings, none in a reference cycle; the cyclic
@@ -289,23 +365,45 @@ def _run(
             result.read += len(batch)
             result.stored += stored
             result.users_created += users
+            result.repeated, result.conflicting = repeats.count, repeats.conflicting
             report(result.read)
+    except UnreadableFile as unreadable:  # reading a batch after those stored
+        if result.read:
+            unreadable.outcome = (
+                f"The first {result.read:,} rows were imported ({result.stored:,} new events); "
+                "once it is fixed, running the import again skips them."
+            )
+        raise
     finally:
         if collecting:
             gc.enable()
         result.seconds = time.monotonic() - started
     logger.info(
-        "Imported %s: %d rows read, %d events stored, %d already present, %d users created "
-        "in %.1fs (%.0f rows/s)",
+        "Imported %s: %d rows read, %d events stored, %d already present, %d repeated within the "
+        "file (%d with other values), %d users created in %.1fs (%.0f rows/s)",
         file,
         result.read,
         result.stored,
         result.skipped,
+        result.repeated,
+        result.conflicting,
         result.users_created,
         result.seconds,
         result.rate,
     )
     return result
+
+
+def _store(
+    rows: list[EventRow], lines: Sequence[int], repeats: _Repeats, read_next: Callable[[], None] | None
+) -> int:
+    """Store a batch's valid rows (`lines`: the line of each) with `copy_rows`, which skips
+    ids already stored; returns how many were new. Rows repeating an earlier row's id go to
+    `repeats`."""
+    repeated = repeats.find(rows, lines)
+    stored = copy_rows(rows, while_copying=read_next)
+    repeats.check(repeated)
+    return stored
 
 
 def _failed(file: str, errors: list[tuple[int, str]], lines: list[int]) -> ImportFailed:
@@ -403,11 +501,12 @@ def import_dataset_events(
                 repeat(""),
             )
             rows = list(map(EVENT_ROW, zip(*columns, strict=False)))  # strict=False: repeat() never ends
-            return copy_rows(rows, while_copying=read_next), created
+            return _store(rows, batch.lines, repeats, read_next), created
 
     require_files(folder, file)  # before its lines are counted for `progress`
     report = _reporter(folder / file, progress, header_lines=1)
-    return _run(dataset.interaction_batches(folder, batch_rows), write, file, report)
+    repeats = _Repeats(file)
+    return _run(dataset.interaction_batches(folder, batch_rows), write, file, report, repeats)
 
 
 @dataclass
@@ -580,10 +679,14 @@ def import_event_file(
     path = Path(path)
     file = path.name
 
-    def store(rows: list[EventRow], read_next: Callable[[], None] | None) -> tuple[int, int]:
+    repeats = _Repeats(file)
+
+    def store(
+        rows: list[EventRow], lines: Sequence[int], read_next: Callable[[], None] | None
+    ) -> tuple[int, int]:
         ensure_partitions_for(list(map(_TIMESTAMP, rows)))
         with transaction.atomic():
-            return copy_rows(rows, while_copying=read_next), 0
+            return _store(rows, lines, repeats, read_next), 0
 
     def write(
         batch: list[tuple[int, dict[str, Any] | str]],
@@ -609,7 +712,7 @@ def import_event_file(
                 errors += [(e["line"], _fields(e["errors"])) for e in exc.errors]
         if errors:
             raise _failed(file, errors, lines)
-        return store(rows, read_next)
+        return store(rows, [line for line, _ in good], read_next)
 
     def write_csv(read: _CsvRead, read_next: Callable[[], None]) -> tuple[int, int]:
         batch, columns = read.batch, read.columns
@@ -620,15 +723,15 @@ def import_event_file(
         if rows is None:  # row by row, to name the bad lines or read the odd ones
             events = [_csv_event(batch.header, cells) for cells in batch.by_row()]
             return write(list(zip(batch.lines, events, strict=True)), read_next, by_columns=False)
-        return store(rows, read_next)
+        return store(rows, batch.lines, read_next)
 
     if file_kind(path) == ".csv":
         report = _reporter(path, progress, header_lines=1)
         # Read and put in columns (with content ids) ahead, while the previous batch is stored.
         read = (_CsvRead(batch, _csv_columns(batch)) for batch in csv_batches(path, batch_rows))
-        return _run(read, write_csv, file, report)
+        return _run(read, write_csv, file, report, repeats)
     report = _reporter(path, progress, header_lines=0)
-    return _run(_batches(read_jsonl(path), batch_rows), write, file, report)
+    return _run(_batches(read_jsonl(path), batch_rows), write, file, report, repeats)
 
 
 def _fields(errors: dict[str, list[str]]) -> str:

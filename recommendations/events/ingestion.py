@@ -235,13 +235,16 @@ def copy_rows(rows: Sequence[EventRow], *, while_copying: Callable[[], None] | N
     COPY fails on its primary key; the savepoint is rolled back and the rows are written with
     `insert_rows` instead, which skips conflicts.
 
+    Rows repeating an event id within `rows` are stored once (the first one).
+
     `while_copying` (an importer reading its next batch) runs once all rows are handed to the
     COPY, while a thread streams them to the server: Python work that overlaps the server's.
     It must not use the database connection, which is busy with the COPY.
     """
     if not rows:
         return 0
-    unique = {row[0]: row for row in rows}
+    # The first row of each id, as a later batch's row with a stored id is skipped.
+    unique = {row[0]: row for row in reversed(rows)}
     # In event-id order the key index is filled left to right, not at random pages.
     ordered = sorted(unique)
     stored = _stored_among(ordered)
@@ -290,3 +293,38 @@ def copy_rows(rows: Sequence[EventRow], *, while_copying: Callable[[], None] | N
         )
         return insert_rows(list(unique.values()))
     return len(unique)
+
+
+def differences_from_stored(rows: Sequence[EventRow]) -> list[list[str]]:
+    """For each row, the fields in which the stored event with its id differs from it (none:
+    the same event), for an importer to report rows that repeat an earlier row's id with other
+    values.
+
+    Events are looked up by id among those at the rows' timestamps, which each monthly
+    partition's timestamp index finds (there is no index by event id); an id stored at another
+    time differs in `timestamp`, whatever else does.
+    """
+    if not rows:
+        return []
+    names = [name for name in COLUMNS if name != "event_id"]
+    event_id, *columns = map(_quote, _columns())
+    timestamp = _quote(Event._meta.get_field("timestamp").column)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT {event_id}, {', '.join(columns)} FROM {_quote(Event._meta.db_table)} "
+            f"WHERE {timestamp} = ANY(%s) AND {event_id} = ANY(%s)",
+            [sorted({row.timestamp for row in rows}), sorted({row.event_id for row in rows})],
+        )
+        stored = {found[0]: dict(zip(names, found[1:], strict=True)) for found in cursor.fetchall()}
+    differences = []
+    for row in rows:
+        event = stored.get(row.event_id)
+        if event is None:
+            differences.append(["timestamp"])
+            continue
+        given = row._asdict()
+        given["context"] = orjson.loads(encode_json(row.context or {}))  # as jsonb holds it
+        if isinstance(event["context"], str):  # Django's cursors leave jsonb as text
+            event["context"] = orjson.loads(event["context"])
+        differences.append([name for name in names if given[name] != event[name]])
+    return differences

@@ -14,6 +14,7 @@ import gzip
 import json
 import re
 from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from itertools import chain, islice
 from operator import methodcaller
@@ -29,35 +30,59 @@ MAX_REPORTED_ERRORS = 20
 _LONG_DIGITS = re.compile(r"\d{19}")
 
 
-def open_text(path: Path) -> IO[str]:
-    """Open a UTF-8 text file, gzip-compressed when it ends in .gz; a leading BOM is dropped."""
-    if path.suffix == ".gz":
-        return gzip.open(path, "rt", encoding="utf-8-sig", newline="")
-    return path.open(encoding="utf-8-sig", newline="")
-
-
 # What can go wrong reading an import file, beyond its rows' contents.
 READ_ERRORS = (OSError, EOFError, csv.Error, UnicodeDecodeError)
 
 
+class UnreadableFile(Exception):
+    """A file that could not be read as text (`cause`, one of `READ_ERRORS`); the message
+    names the file, what is wrong and what to do, then `outcome`: what the import had stored
+    by then. Nothing, unless the reader says otherwise (the event importer stores batch by
+    batch and says how far it came)."""
+
+    def __init__(self, path: Path, cause: BaseException) -> None:
+        super().__init__(path, cause)
+        self.path = path
+        self.cause = cause
+        self.outcome = "Nothing was imported."
+
+    def __str__(self) -> str:
+        return f"{unreadable(self.path, self.cause)} {self.outcome}"
+
+
+@contextmanager
+def open_text(path: Path) -> Iterator[IO[str]]:
+    """Open a UTF-8 text file, gzip-compressed when it ends in .gz; a leading BOM is dropped.
+
+    A problem opening or reading it (but a missing file) is raised as `UnreadableFile`, which
+    names this file: a dataset's folder holds several, and the command only knows the folder.
+    """
+    try:
+        with (
+            gzip.open(path, "rt", encoding="utf-8-sig", newline="")
+            if path.suffix == ".gz"
+            else path.open(encoding="utf-8-sig", newline="")
+        ) as handle:
+            yield handle
+    except FileNotFoundError:  # the commands say "does not exist"
+        raise
+    except READ_ERRORS as exc:
+        raise UnreadableFile(path, exc) from exc
+
+
 def unreadable(path: Path, exc: BaseException) -> str:
-    """What went wrong reading `path` (one of `READ_ERRORS`) and what to do, for an import
-    command's error. A problem past the first batch leaves the batches before it stored."""
-    again = " Batches before the problem were stored; once it is fixed, re-running the import skips them."
+    """What went wrong reading `path` (one of `READ_ERRORS`) and what to do."""
     if isinstance(exc, IsADirectoryError):
         return f"{path} is a folder: give a file, or --dataset NAME with the dataset's folder."
     if isinstance(exc, gzip.BadGzipFile):
         return f"{path} ends in .gz but is not gzip-compressed: compress it, or rename it without .gz."
     if isinstance(exc, EOFError):
-        return f"{path} is cut short: the compressed data ends early. Copy or download it again." + again
+        return f"{path} is cut short: the compressed data ends early. Copy or download it again."
     if isinstance(exc, UnicodeDecodeError):
-        return f"{path} is not UTF-8 text ({exc.reason}): save it as UTF-8." + again
+        return f"{path} is not UTF-8 text ({exc.reason}): save it as UTF-8."
     if isinstance(exc, csv.Error) and "field limit" in str(exc):
-        return (
-            f"{path} has a CSV cell over {csv.field_size_limit():,} characters: use JSONL for long texts."
-            + again
-        )
-    return f"Could not read {path}: {exc}." + again
+        return f"{path} has a CSV cell over {csv.field_size_limit():,} characters: use JSONL for long texts."
+    return f"Could not read {path}: {exc}."
 
 
 def count_lines(path: Path) -> int:
@@ -97,11 +122,12 @@ def read_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any] | str]]:
             yield line, raw if isinstance(raw, dict) else "each line must be a JSON object"
 
 
-def error_lines(errors: Sequence[str]) -> str:
+def error_lines(errors: Sequence[str], total: int | None = None) -> str:
     """The first `MAX_REPORTED_ERRORS` errors, each on an indented line of its own, then how
-    many more: a file with thousands of bad rows still gives a message one can read."""
+    many more of the `total` (default: all given): a file with thousands of bad rows still
+    gives a message one can read."""
     shown = "".join(f"\n  {error}" for error in errors[:MAX_REPORTED_ERRORS])
-    more = len(errors) - MAX_REPORTED_ERRORS
+    more = (len(errors) if total is None else total) - min(len(errors), MAX_REPORTED_ERRORS)
     return shown + (f"\n  ... and {more} more" if more > 0 else "")
 
 

@@ -33,6 +33,8 @@ class TrainingData:
 
     Item index i is `catalogue.items.keys[i]`; shopper index u is `actors.keys[u]`, a
     signed-in user ("u:<pk>", `user_ids[u]` = pk) or an anonymous session (`user_ids[u]` = None).
+    `window_start` and `window_end` are the times of the oldest and newest event trained on:
+    the data the model saw, whatever window was asked for (imported history may end years ago).
     """
 
     interactions: InteractionData
@@ -40,7 +42,7 @@ class TrainingData:
     actors: KeyIndex
     user_ids: np.ndarray
     featurizer: ItemFeaturizer
-    window_start: dt.datetime | None
+    window_start: dt.datetime
     window_end: dt.datetime
 
     @property
@@ -111,8 +113,8 @@ def build_training_data(
         actors=KeyIndex(actors),
         user_ids=user_ids,
         featurizer=featurizer,
-        window_start=start or _as_datetime(events.timestamps.min()),
-        window_end=end,
+        window_start=_as_datetime(events.timestamps.min()),
+        window_end=_as_datetime(events.timestamps.max()),
     )
     logger.info("Built training data in %.1fs: %s", time.perf_counter() - started, data.describe())
     return data

@@ -13,21 +13,18 @@ from pathlib import Path
 
 from django.core.management.base import CommandError
 
-from recommendations.events.textfiles import READ_ERRORS, unreadable
+from recommendations.events.textfiles import UnreadableFile
 
 
 @contextmanager
 def command_errors(source: Path, *failures: type[Exception]) -> Iterator[None]:
     """Run an import command's work on `source`, turning what can go wrong into a
     `CommandError` that says what to do: a missing file, the importer's own `failures` (bad
-    rows, whose message lists them), an unreadable file (`unreadable`), a bad value."""
+    rows, whose message lists them), a file that cannot be read (`UnreadableFile`, which names
+    the file in a dataset's folder and says what was stored), a bad value (a missing column)."""
     if not source.exists():
         raise CommandError(f"{source} does not exist.")
     try:
         yield
-    except (*failures, FileNotFoundError) as exc:
-        raise CommandError(str(exc)) from exc
-    except READ_ERRORS as exc:  # before ValueError: a UnicodeDecodeError is one
-        raise CommandError(unreadable(source, exc)) from exc
-    except ValueError as exc:
+    except (*failures, FileNotFoundError, UnreadableFile, ValueError) as exc:
         raise CommandError(str(exc)) from exc

@@ -36,8 +36,11 @@ class ModelVersion(models.Model):
         max_length=12, choices=ModelStatus.choices, default=ModelStatus.TRAINING, db_index=True
     )
     config = models.JSONField(default=dict, blank=True)
-    data_window_start = models.DateTimeField(null=True, blank=True)
-    data_window_end = models.DateTimeField(null=True, blank=True)
+    # The times of the oldest and newest event trained on: the data the model saw, which for
+    # imported history may end years before the run (`created_at`). Empty on versions trained
+    # before this was recorded (migration 0023).
+    data_window_start = models.DateTimeField("oldest event trained on", null=True, blank=True)
+    data_window_end = models.DateTimeField("newest event trained on", null=True, blank=True)
     n_users = models.PositiveIntegerField(default=0)
     n_items = models.PositiveIntegerField(default=0)
     n_events = models.PositiveBigIntegerField(default=0)

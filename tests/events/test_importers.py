@@ -419,3 +419,150 @@ def test_batch_rows_must_be_a_whole_number(tmp_path):
         cwd=Path(__file__).resolve().parents[2], capture_output=True, text=True,
     )  # fmt: skip
     assert result.returncode != 0 and "'0' is not a whole number >= 1" in result.stderr
+
+
+@pytest.mark.django_db
+def test_a_dataset_file_that_cannot_be_read_is_named_with_what_was_stored(amazon):
+    items = (amazon / "items.csv").read_text()
+    (amazon / "items.csv").write_bytes(
+        items.encode() + '4,B0004,"Crème",,"[""Beauty""]",1,,\n'.encode("latin-1")
+    )
+    with pytest.raises(CommandError) as failure:
+        call_command("import_catalog", str(amazon), dataset="amazon-beauty", stdout=StringIO())
+    assert str(failure.value) == (
+        f"{amazon / 'items.csv'} is not UTF-8 text (invalid continuation byte): save it as UTF-8. "
+        "Nothing was imported."
+    )
+    assert not Product.objects.exists()
+
+    (amazon / "items.csv").write_text(items)
+    call_command("import_catalog", str(amazon), dataset="amazon-beauty", stdout=StringIO())
+    header = ["user_id", "item_id", "reviewer_id", "asin", "timestamp", "seq_index"]
+    rows = [[i, 1, f"RVW{i * 7919 % 10007}", "B0001", 1318896000 + i * 3571, i] for i in range(3000)]
+    whole = amazon / "whole.csv.gz"
+    write_csv(whole, header, rows, gzip.open)
+    (amazon / "interactions.csv.gz").write_bytes(whole.read_bytes()[:-200])  # cut short
+
+    def refused(**options) -> str:
+        with pytest.raises(CommandError) as failure:
+            call_command("import_events", str(amazon), dataset="amazon-beauty", stdout=StringIO(), **options)
+        return str(failure.value)
+
+    cut = (
+        f"{amazon / 'interactions.csv.gz'} is cut short: the compressed data ends early. "
+        "Copy or download it again."
+    )
+    # The progress bar counts the rows first: nothing is stored before the problem shows.
+    assert refused() == f"{cut} Nothing was imported."
+    assert not Event.objects.exists()
+    message = refused(no_progress=True, batch_rows=500)
+    stored = Event.objects.count()
+    assert stored and stored % 500 == 0
+    assert message == (
+        f"{cut} The first {stored:,} rows were imported ({stored:,} new events); once it is fixed, "
+        "running the import again skips them."
+    )
+
+
+@pytest.mark.django_db
+def test_a_dataset_file_without_a_column_names_it_and_the_columns_found(amazon):
+    items = amazon / "items.csv"
+    items.write_text(items.read_text().replace("categories", "category", 1))
+    with pytest.raises(CommandError) as failure:
+        call_command("import_catalog", str(amazon), dataset="amazon-beauty", stdout=StringIO())
+    assert str(failure.value) == (
+        "items.csv has no column categories; its header has item_id, asin, title, brand, category, "
+        "price, sales_rank, sales_type. Rename the column, or give the dataset's own file."
+    )
+    assert not Product.objects.exists()
+
+
+@pytest.mark.django_db
+def test_rows_repeating_an_event_id_are_counted_apart_and_those_that_differ_named(tmp_path, catalogue):
+    first, second = (str(p.pk) for p in catalogue[:2])
+    events = tmp_path / "orders.csv"
+    write_csv(
+        events,
+        ["event_id", "event_type", "product_id", "timestamp"],
+        [
+            ["order-1", "purchase", first, "2024-01-01T10:00:00Z"],  # line 2
+            ["order-1", "purchase", second, "2024-01-01T10:00:00Z"],  # an order id on each line
+            ["view-1", "view", first, "2024-01-02T10:00:00Z"],
+            ["view-1", "view", first, "2024-01-02T10:00:00Z"],  # the same row twice
+            ["order-1", "purchase", first, "2024-01-03T10:00:00Z"],  # in a later batch
+        ],
+    )
+
+    def imported() -> str:
+        out = StringIO()
+        call_command("import_events", str(events), batch_rows=2, no_progress=True, stdout=out)
+        return out.getvalue()
+
+    output = imported()
+    assert "stored 2 new events, skipped 0 already stored, 3 repeated within the file." in output
+    assert (
+        "2 row(s) repeat the event_id of an earlier row with other values; only the earlier row's "
+        "event is stored. Give each event its own event_id and import those rows again.\n"
+        "  orders.csv line 3: event_id order-1 is that of line 2, with another product_id, store_id; not stored\n"
+        "  orders.csv line 6: event_id order-1 is that of line 2, with another timestamp; not stored\n"
+    ) in output
+    assert Event.objects.get(event_id="order-1").product_id == first  # the first row's
+    assert Event.objects.count() == 2
+    rerun = imported()
+    assert "stored 0 new events, skipped 2 already stored, 3 repeated within the file." in rerun
+    assert "orders.csv line 3: event_id order-1 is that of line 2" in rerun
+
+
+@pytest.mark.django_db
+def test_a_dataset_row_repeating_another_is_counted_apart(amazon):
+    call_command("import_catalog", str(amazon), dataset="amazon-beauty", stdout=StringIO())
+    header = ["user_id", "item_id", "reviewer_id", "asin", "timestamp", "seq_index"]
+    rows = [
+        [1, 1, "RVW1", "B0001", 1318896000, 0],
+        [1, 2, "RVW1", "B0002", 1318896000, 1],
+        [1, 1, "RVW1", "B0001", 1391040000, 2],  # reviewed again later: the same key
+    ]
+    write_csv(amazon / "interactions.csv.gz", header, rows, gzip.open)
+    out = StringIO()
+    call_command("import_events", str(amazon), dataset="amazon-beauty", no_progress=True, stdout=out)
+    assert "stored 2 new events, skipped 0 already stored, 1 repeated within the file" in out.getvalue()
+    assert (
+        "1 row(s) repeat the event_id of an earlier row with other values; only the earlier row's event "
+        "is stored.\n  interactions.csv.gz line 4: event_id amazon-beauty:RVW1:B0001 is that of line 2, "
+        "with another timestamp; not stored"
+    ) in out.getvalue()
+
+
+@pytest.mark.django_db
+def test_catalogue_rows_repeating_a_sku_are_reported_and_the_first_is_imported(tmp_path, amazon):
+    catalogue = tmp_path / "catalogue.csv"
+    write_csv(
+        catalogue,
+        ["sku", "title", "category", "store", "price"],
+        [
+            ["D-1", "First", "Kitchen > Mugs", "acme", "1.00"],
+            ["D-2", "Plate", "Kitchen > Plates", "acme", "3.00"],
+            ["D-1", "Second title", "Kitchen > Mugs", "acme", "2.00"],
+            ["D-2", "Plate", "Kitchen > Plates", "acme", "3"],  # the same product again
+        ],
+    )
+    out = StringIO()
+    call_command("import_catalog", str(catalogue), stdout=out)
+    assert "2 products created" in out.getvalue()
+    assert "categories created; 2 rows repeated an earlier row's sku." in out.getvalue()
+    assert (
+        "1 row(s) repeat the sku of an earlier row with other values; only the earlier row's product "
+        "is imported. Keep one row per sku (or give each product its own) and import again.\n"
+        "  catalogue.csv line 4: sku D-1 is that of line 2, with another title, price; line 2's "
+        "product is imported\n"
+    ) in out.getvalue()
+    assert Product.objects.get(sku="D-1").title == "First"
+
+    items = amazon / "items.csv"
+    items.write_text(items.read_text() + '4,B0001,OPI Nail Lacquer,OPI,"[""Beauty""]",12.0,,\n')
+    out = StringIO()
+    call_command("import_catalog", str(amazon), dataset="amazon-beauty", stdout=out)
+    assert (
+        "only the earlier row's product is imported.\n  items.csv line 5: sku amazon-beauty:B0001 is that "
+        "of line 2, with another title, category_path, description; line 2's product is imported"
+    ) in out.getvalue()

@@ -1,11 +1,18 @@
 """The model registry admin: metrics, training curve, progress, and the actions."""
 
-import pytest
-from django.contrib.auth import get_user_model
-from django.urls import reverse
+import datetime as dt
+import importlib
 
+import pytest
+from django.apps import apps as django_apps
+from django.contrib.auth import get_user_model
+from django.db.models import F, Max, Min
+from django.urls import reverse
+from django.utils import formats, timezone
+
+from recommendations import training
 from recommendations.locks import advisory_lock
-from recommendations.models import ModelStatus, ModelVersion
+from recommendations.models import Event, ModelStatus, ModelVersion
 from recommendations.vectors import activation
 from tests.pipeline.test_vectors import make_version
 
@@ -94,3 +101,71 @@ def test_buttons_need_the_change_permission(client, db):
     viewer = get_user_model().objects.create_user("viewer", password="pw", is_staff=True)
     client.force_login(viewer)
     assert client.post(reverse("admin:recommendations_modelversion_rollback")).status_code == 403
+
+
+def detail(staff, version):
+    url = reverse("admin:recommendations_modelversion_change", args=[version.pk])
+    return staff.get(url).content.decode()
+
+
+def test_a_version_without_metrics_says_why_from_its_own_row(staff):
+    interrupted = ModelVersion.objects.create(
+        status=ModelStatus.FAILED,
+        error="Interrupted (KeyboardInterrupt) after 12s; the active version is unchanged.",
+    )
+    crashed = ModelVersion.objects.create(
+        status=ModelStatus.FAILED,
+        error="ValueError: could not broadcast input array\n\nTraceback (most recent call last): ...",
+    )
+    running = ModelVersion.objects.create(status=ModelStatus.TRAINING)
+    few = ModelVersion.objects.create(
+        status=ModelStatus.READY,
+        metrics={"protocol": "leave_one_out", "note": "no shopper has 3+ interactions"},
+    )
+    pages = {version: detail(staff, version) for version in (interrupted, crashed, running, few)}
+    assert (
+        "Not evaluated, because training failed: Interrupted (KeyboardInterrupt) after 12s; "
+        "the active version is unchanged." in pages[interrupted]
+    )
+    assert (
+        "Not evaluated, because training failed: ValueError: could not broadcast input array<"
+        in (pages[crashed])
+    )
+    assert "Not evaluated yet: training is under way." in pages[running]
+    assert "Not evaluated: no shopper has 3+ interactions." in pages[few]
+    assert not any("too few shoppers" in page for page in pages.values())
+
+
+def test_a_version_shows_the_oldest_and_newest_event_it_was_trained_on(staff, shop):
+    # Imported history that ended years before the run.
+    Event.objects.update(timestamp=F("timestamp") - dt.timedelta(days=4000))
+    oldest, newest = Event.objects.aggregate(Min("timestamp"), Max("timestamp")).values()
+    version = training.train_model()
+    assert abs(version.data_window_start - oldest) < dt.timedelta(seconds=1)  # read to the second
+    assert abs(version.data_window_end - newest) < dt.timedelta(seconds=1)  # read to the second
+    page = detail(staff, version)
+    today = formats.date_format(timezone.localtime(), "DATE_FORMAT")
+    for label, moment in (("Oldest event trained on", oldest), ("Newest event trained on", newest)):
+        shown = page[page.index(label) :].split('<div class="readonly">')[1].split("</div>")[0]
+        assert formats.date_format(timezone.localtime(moment), "DATE_FORMAT") in shown
+        assert today not in shown  # not the time of the run
+
+
+@pytest.mark.django_db
+def test_the_migration_clears_the_run_times_older_versions_recorded_as_their_window():
+    migration = importlib.import_module(
+        "recommendations.migrations.0023_model_version_window_of_events_trained_on"
+    )
+    run = timezone.now()
+    first_event = run - dt.timedelta(days=4000)
+    all_events = ModelVersion.objects.create(
+        config={"window_days": None}, data_window_start=first_event, data_window_end=run
+    )
+    last_month = ModelVersion.objects.create(
+        config={"window_days": 30}, data_window_start=run - dt.timedelta(days=30), data_window_end=run
+    )
+    migration.clear_run_times(django_apps, None)
+    all_events.refresh_from_db()
+    last_month.refresh_from_db()
+    assert (all_events.data_window_start, all_events.data_window_end) == (first_event, None)
+    assert (last_month.data_window_start, last_month.data_window_end) == (None, None)

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from django.core.management import CommandError, call_command
+from django.core.management.base import OutputWrapper
 from django.db import connection
 
 from recommendations import artifacts, pipeline
@@ -195,15 +196,29 @@ def test_a_training_stopped_by_sigterm_is_marked_failed_and_changes_nothing(comm
     assert version.status == ModelStatus.FAILED and queries.active_version(fresh=True) is None
 
 
-def test_a_progress_bar_starts_each_stage_once_and_draws_a_few_lines_not_one_per_batch():
-    out = StringIO()
-    bar = ProgressBar(out)
+class Terminal(StringIO):
+    def isatty(self):
+        return True
+
+
+def draw_progress(stream):
+    """What a command's progress bar leaves on `stream`: two stages, a line written mid-way."""
+    bar = ProgressBar(OutputWrapper(stream))  # as a command's self.stdout
     for done in range(1001):
         bar("Writing vectors", done, 1000)
+        if done == 500:
+            bar.write("halfway")
     bar("Indexing", 0, 3)
     bar.close()
-    drawn = [line for line in out.getvalue().split("\r") if line.strip()]
-    starts = [line for line in drawn if " 0%" in line]
-    assert [line.split(":")[0] for line in starts] == ["Writing vectors", "Indexing"]
-    # A log file (no terminal) gets a few lines, not one per batch.
-    assert len(drawn) < 20
+    return stream.getvalue()
+
+
+def test_a_progress_bar_writes_one_line_per_stage_to_a_log_and_draws_in_place_on_a_terminal():
+    # A log file (cron, CI: no terminal) gets each stage's start and the command's own lines,
+    # no redraws of a bar.
+    assert draw_progress(StringIO()).splitlines() == ["Writing vectors: 0/1,000", "halfway", "Indexing: 0/3"]
+    # A terminal gets a bar per stage, redrawn in place: only the written line ends a line.
+    drawn = draw_progress(Terminal())
+    assert drawn.count("\n") == 1 and "halfway\n" in drawn
+    starts = [part for part in drawn.split("\r") if " 0%|" in part]
+    assert [part.split(":")[0] for part in starts] == ["Writing vectors", "Indexing"]

@@ -15,6 +15,7 @@ from recommendations.events.importers import (
     import_dataset_events,
     import_event_file,
 )
+from recommendations.events.textfiles import error_lines
 from recommendations.management.errors import command_errors
 from recommendations.progress import Progress, ProgressBar
 
@@ -52,10 +53,21 @@ class Command(BaseCommand):
                     result = import_event_file(source, batch_rows=batch_rows, progress=progress)
             finally:
                 bar.close()
+        repeated = f", {result.repeated} repeated within the file" if result.repeated else ""
         self.stdout.write(
             self.style.SUCCESS(
                 f"Read {result.read} rows in {result.seconds:.1f}s ({result.rate:,.0f} rows/s): "
-                f"stored {result.stored} new events, skipped {result.skipped} already stored"
+                f"stored {result.stored} new events, skipped {result.skipped} already stored{repeated}"
                 + (f", created {result.users_created} users." if result.users_created else ".")
             )
         )
+        if result.conflicting:
+            # A dataset's event ids derive from its own keys; a file's are the file's to fix.
+            fix = "" if dataset else " Give each event its own event_id and import those rows again."
+            self.stdout.write(
+                self.style.WARNING(
+                    f"{result.conflicting} row(s) repeat the event_id of an earlier row with other values; "
+                    f"only the earlier row's event is stored.{fix}"
+                    + error_lines(result.conflicts, total=result.conflicting)
+                )
+            )

@@ -8,6 +8,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandParser
 
 from recommendations.events.datasets import DATASETS
+from recommendations.events.textfiles import error_lines
 from recommendations.management.errors import command_errors
 from recommendations.progress import Progress, ProgressBar
 from shop.catalog_import import CatalogImportFailed, import_catalog_file, import_dataset_catalog
@@ -36,10 +37,20 @@ class Command(BaseCommand):
                     result = import_catalog_file(source, progress)
             finally:
                 bar.close()
+        repeated = f"; {result.repeated} rows repeated an earlier row's sku" if result.repeated else ""
         self.stdout.write(
             self.style.SUCCESS(
                 f"Catalogue imported in {result.seconds:.1f}s: {result.products_created} products created, "
                 f"{result.products_updated} updated; {result.stores_created} stores created, "
-                f"{result.stores_updated} updated; {result.categories_created} categories created."
+                f"{result.stores_updated} updated; {result.categories_created} categories created{repeated}."
             )
         )
+        if result.conflicts:
+            # A dataset's skus are its own ids; a file's are the file's to fix.
+            fix = "" if dataset else " Keep one row per sku (or give each product its own) and import again."
+            self.stdout.write(
+                self.style.WARNING(
+                    f"{len(result.conflicts)} row(s) repeat the sku of an earlier row with other values; "
+                    f"only the earlier row's product is imported.{fix}{error_lines(result.conflicts)}"
+                )
+            )
