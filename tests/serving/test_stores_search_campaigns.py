@@ -149,14 +149,20 @@ def test_store_and_category_names_find_their_products(catalog):
     assert found("skin care") == set(TITLES["Face"])
 
 
-def test_a_title_match_comes_before_the_word_in_descriptions(catalog, model):
-    """The query's meaning is mostly that of the many description hits, yet the one product
-    named by the query leads."""
+def socks_in_one_title_and_four_descriptions(catalog) -> str:
+    """The face products say "socks" in their descriptions; the one titled so is returned."""
     for title in TITLES["Face"]:
         Product.objects.filter(pk=catalog.id(title)).update(description=f"{title}: soft as socks")
     Product.objects.filter(pk=catalog.id("Cuticle oil")).update(title="Cotton socks")
     index_products()
-    assert search.search("socks", Audience(), Options()).ids[0] == catalog.id("Cuticle oil")
+    return catalog.id("Cuticle oil")
+
+
+def test_a_title_match_comes_before_the_word_in_descriptions(catalog, model):
+    """The query's meaning is mostly that of the many description hits, yet the one product
+    named by the query leads."""
+    socks = socks_in_one_title_and_four_descriptions(catalog)
+    assert search.search("socks", Audience(), Options()).ids[0] == socks
 
 
 def test_short_words_are_not_stretched_into_typos(catalog):
@@ -201,11 +207,8 @@ def test_a_title_with_only_some_of_the_words_is_not_a_respelling(catalog, model)
 
 
 def test_a_negated_word_leaves_the_title_match_first(catalog, model):
-    for title in TITLES["Face"]:
-        Product.objects.filter(pk=catalog.id(title)).update(description=f"{title}: soft as socks")
-    Product.objects.filter(pk=catalog.id("Cuticle oil")).update(title="Cotton socks")
-    index_products()
-    assert search.search("socks -wool", Audience(), Options()).ids[0] == catalog.id("Cuticle oil")
+    socks = socks_in_one_title_and_four_descriptions(catalog)
+    assert search.search("socks -wool", Audience(), Options()).ids[0] == socks
 
 
 def test_long_typos_must_be_alike_as_whole_words(catalog):
