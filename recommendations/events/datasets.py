@@ -199,6 +199,20 @@ def _rows(path: Path, required: Sequence[str] = ()) -> Iterator[tuple[int, dict[
             yield reader.line_num, dict(zip(header, cells, strict=False)) if len(cells) <= width else {}
 
 
+def _lookup(path: Path, key: str, value: str) -> dict[str, str]:
+    """A lookup table (`key` -> `value`) from two columns of a CSV. The import depends on the
+    whole table, so a row without both (a cell too few or too many) is an error naming it."""
+    table = {}
+    for line, row in _rows(path, required=(key, value)):
+        if key not in row or value not in row:
+            raise ValueError(
+                f"{path.name} line {line} does not have the header's columns (a cell too few or too many); "
+                "fix or remove that row."
+            )
+        table[row[key]] = row[value]
+    return table
+
+
 class _Picker:
     """The named cells of each row, picked by position: a fraction of a dict per row, for
     interaction files, which hold nearly all of a dataset's rows. `names` are two or more
@@ -397,8 +411,7 @@ class Olist(Dataset):
             folder, "sellers.csv", "products.csv", "order_items.csv", "product_category_name_translation.csv"
         )
         result = Catalogue()
-        names = ("product_category_name", "product_category_name_english")
-        english = {r[names[0]]: r[names[1]] for _, r in _rows(translation, required=names)}
+        english = _lookup(translation, "product_category_name", "product_category_name_english")
         sold_by: dict[str, Counter] = defaultdict(Counter)
         prices: dict[str, list[Decimal]] = defaultdict(list)
         for line, row in _rows(items, required=("product_id", "seller_id", "price")):
@@ -407,8 +420,11 @@ class Olist(Dataset):
                 prices[row["product_id"]].append(_price(row["price"]) or Decimal(0))
             except (KeyError, InvalidOperation, TypeError, AttributeError):
                 result.errors.append(RowError(items.name, line, "unreadable order line"))
-        for _, row in _rows(sellers, required=("seller_id",)):
-            seller = row["seller_id"]
+        for line, row in _rows(sellers, required=("seller_id",)):
+            seller = row.get("seller_id")
+            if not seller:
+                result.errors.append(RowError(sellers.name, line, "a seller row without its seller_id"))
+                continue
             city = row.get("seller_city", "").title()
             result.stores.append(
                 StoreSource(
@@ -447,8 +463,7 @@ class Olist(Dataset):
 
     def interactions(self, folder: Path) -> Iterator[InteractionSource | RowError]:
         items, orders, customers = require_files(folder, self.interaction_file, "orders.csv", "customers.csv")
-        people = ("customer_id", "customer_unique_id")
-        person = {r[people[0]]: r[people[1]] for _, r in _rows(customers, required=people)}
+        person = _lookup(customers, "customer_id", "customer_unique_id")
         placed: dict[str, tuple[str, dt.datetime] | None] = {}
         order_columns = ("order_id", "customer_id", "order_status", "order_purchase_timestamp")
         for line, row in _rows(orders, required=order_columns):

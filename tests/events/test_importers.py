@@ -183,8 +183,8 @@ def test_a_bad_later_batch_keeps_earlier_batches_and_a_rerun_resumes(amazon):
     assert (result.read, result.stored, result.skipped) == (5, 1, 4)
 
 
-@pytest.mark.django_db
-def test_olist_sellers_are_stores_and_order_lines_are_purchases(tmp_path):
+def olist_folder(tmp_path):
+    """A small Olist folder: three sellers, three products, three orders of two people."""
     folder = tmp_path / "olist"
     folder.mkdir()
     (folder / "product_category_name_translation.csv").write_text(
@@ -249,6 +249,12 @@ def test_olist_sellers_are_stores_and_order_lines_are_purchases(tmp_path):
         [["c1", "person-a"], ["c2", "person-a"], ["c3", "person-b"]],
     )
 
+    return folder
+
+
+@pytest.mark.django_db
+def test_olist_sellers_are_stores_and_order_lines_are_purchases(tmp_path):
+    folder = olist_folder(tmp_path)
     import_both("olist", folder)
 
     assert Store.objects.count() == 3  # every seller
@@ -266,6 +272,22 @@ def test_olist_sellers_are_stores_and_order_lines_are_purchases(tmp_path):
     assert {e.user.username for e in purchases} == {"olist.person-a"}  # one person, two orders
     assert purchases[0].timestamp == dt.datetime(2017, 10, 2, 13, 56, 33, tzinfo=dt.UTC)  # São Paulo time
     assert purchases[2].store_id == str(products["olist:p2"].store_id)
+
+
+@pytest.mark.django_db
+def test_a_broken_row_of_an_olist_lookup_file_is_named_not_a_key_error(tmp_path):
+    folder = olist_folder(tmp_path)
+    with open(folder / "customers.csv", "a", encoding="utf-8") as handle:
+        handle.write("c4\n")  # a cell too few
+    sellers = (folder / "sellers.csv").read_text(encoding="utf-8")
+    (folder / "sellers.csv").write_text(sellers + "s4,1,x,SP,extra\n", encoding="utf-8")  # a cell too many
+    with pytest.raises(CommandError, match="sellers.csv line 5: a seller row without its seller_id"):
+        call_command("import_catalog", str(folder), dataset="olist", stdout=StringIO())
+    (folder / "sellers.csv").write_text(sellers, encoding="utf-8")
+    call_command("import_catalog", str(folder), dataset="olist", stdout=StringIO())
+    with pytest.raises(CommandError, match="customers.csv line 5 does not have the header's columns"):
+        call_command("import_events", str(folder), dataset="olist", no_progress=True, stdout=StringIO())
+    assert not Event.objects.exists()
 
 
 @pytest.mark.django_db
