@@ -105,6 +105,8 @@ class ServedRow(NamedTuple):
 
 
 ID_BYTES = 10
+# The writer's connection is closed after this long with nothing to write.
+IDLE_CLOSE_SECONDS = 1.0
 _random = threading.local()
 
 
@@ -208,6 +210,7 @@ class ServedWriter(PerProcess):
         return done.wait(timeout)
 
     def _run(self) -> None:
+        last_write = time.monotonic()
         while True:
             self.wake.wait(rec_settings.SERVED_WRITE_DELAY_SECONDS)
             self.wake.clear()
@@ -217,9 +220,10 @@ class ServedWriter(PerProcess):
                 while self.rows:
                     batch = [self.rows.popleft() for _ in range(min(len(self.rows), BATCH_ROWS))]
                     self._write(batch)
-                # Kept open under steady traffic (a new connection a second would cost PostgreSQL a
-                # new backend process each time), closed after a period with nothing to write.
-                if idle:
+                    last_write = time.monotonic()
+                # Kept open under steady traffic (a new connection each time would cost PostgreSQL
+                # a new backend process), closed after IDLE_CLOSE_SECONDS with nothing to write.
+                if idle and time.monotonic() - last_write >= IDLE_CLOSE_SECONDS:
                     connections[router.db_for_write(ServedRecommendation)].close()
             except Exception:  # a bug must not stop the thread, or the queue would only grow
                 logger.exception("Writing served lists failed")
@@ -313,7 +317,8 @@ def lists_served_to(
 
     Lists this process has queued and not written yet are written first, so a click sent the
     moment its page showed finds its list; another web process's queue is written within
-    `SERVED_WRITE_DELAY_SECONDS`, and an event naming a list still in it is not credited.
+    `SERVED_WRITE_DELAY_SECONDS` (a quarter of a second, less than a shopper takes to click
+    what a page shows), and an event naming a list still in it is not credited.
     One statement, whatever the number of ids.
     """
     ids = sorted(set(recommendation_ids))
