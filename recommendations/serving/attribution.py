@@ -105,8 +105,6 @@ class ServedRow(NamedTuple):
 
 
 ID_BYTES = 10
-# The writer's connection is closed after this long with nothing to write.
-IDLE_CLOSE_SECONDS = 1.0
 _random = threading.local()
 
 
@@ -210,7 +208,6 @@ class ServedWriter(PerProcess):
         return done.wait(timeout)
 
     def _run(self) -> None:
-        last_write = time.monotonic()
         while True:
             self.wake.wait(rec_settings.SERVED_WRITE_DELAY_SECONDS)
             self.wake.clear()
@@ -220,10 +217,9 @@ class ServedWriter(PerProcess):
                 while self.rows:
                     batch = [self.rows.popleft() for _ in range(min(len(self.rows), BATCH_ROWS))]
                     self._write(batch)
-                    last_write = time.monotonic()
-                # Kept open under steady traffic (a new connection each time would cost PostgreSQL
-                # a new backend process), closed after IDLE_CLOSE_SECONDS with nothing to write.
-                if idle and time.monotonic() - last_write >= IDLE_CLOSE_SECONDS:
+                # Kept open under steady traffic (a new connection each time would cost PostgreSQL a
+                # new backend process), closed after a period with nothing to write.
+                if idle:
                     connections[router.db_for_write(ServedRecommendation)].close()
             except Exception:  # a bug must not stop the thread, or the queue would only grow
                 logger.exception("Writing served lists failed")
