@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import re
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -30,6 +29,7 @@ from django.db import connection
 from recommendations.adapters import get_product_adapter
 from recommendations.conf import rec_settings
 from recommendations.events.sessions import sessionise
+from recommendations.events.tracking import bot_user_agents
 from recommendations.models.events import Event
 from recommendations.sql import raw_connection
 
@@ -148,7 +148,7 @@ def clean_events(
     """
     started = time.monotonic()
     rows = _read_events(since, until)
-    bot_pattern = re.compile("|".join(rec_settings.BOT_USER_AGENT_PATTERNS) or r"(?!)", re.IGNORECASE)
+    bot_pattern = bot_user_agents()
     products = _active_product_keys()
     dropped = {"unknown_or_inactive_product": 0, "bot_user_agent": 0, "bot_rate": 0, "duplicate": 0}
 

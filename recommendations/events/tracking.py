@@ -42,13 +42,16 @@ def get_session_id(request: HttpRequest, *, create: bool = True) -> str:
     return session_id
 
 
+def bot_user_agents() -> re.Pattern[str]:
+    """`BOT_USER_AGENT_PATTERNS` as one pattern (one that matches nothing when there are none)."""
+    return re.compile("|".join(rec_settings.BOT_USER_AGENT_PATTERNS) or r"(?!)", re.IGNORECASE)
+
+
 def is_bot(request: HttpRequest) -> bool:
-    """Whether the request's user agent matches `BOT_USER_AGENT_PATTERNS`. A bot's events are
-    kept (training drops them) but it gets no session: crawlers cost no session rows."""
+    """Whether the request's user agent is a bot's. A bot's events are kept (training drops
+    them, `preprocessing`) but it gets no session: crawlers cost no session rows."""
     user_agent = request.META.get("HTTP_USER_AGENT", "")
-    return bool(user_agent) and any(
-        re.search(pattern, user_agent, re.IGNORECASE) for pattern in rec_settings.BOT_USER_AGENT_PATTERNS
-    )
+    return bool(user_agent) and bool(bot_user_agents().search(user_agent))
 
 
 def client_context(request: HttpRequest) -> dict[str, str]:
