@@ -28,6 +28,9 @@ class ProductDocument(models.Model):
     brand = models.CharField(max_length=200, blank=True)
     categories = ArrayField(models.CharField(max_length=200), default=list, blank=True)
     store_id = models.CharField(max_length=64, blank=True)
+    # Kept beside `placement` so that a renamed category can rewrite `placement` in place,
+    # in SQL, without reading each product's store (serving.catalog.write_category_paths).
+    store_name = models.TextField(blank=True)
     # The category path and the store's name as words, so that "Bedding" or a store's name
     # finds its products (an array cannot be in the generated column: array_to_string() is
     # not immutable).

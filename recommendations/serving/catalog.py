@@ -3,15 +3,18 @@
 Everything is read through the product adapter (`to_record`), so any host model works.
 `index_products()` upserts the given products (or all) and deletes documents of products
 that no longer exist. `SearchIndexProcessor` (installed in the app's `ready()`) calls it for
-the products a transaction saved or deleted once it commits, and `StoreSearchProcessor` for
-the products of a saved store; `refresh_serving` rebuilds it all.
+the products a transaction saved or deleted once it commits, and `StoreSearchProcessor`
+rewrites the store name of the products of a saved store in place; `refresh_serving`
+rebuilds it all.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 from django.db import connection, models, transaction
 from django.utils import timezone
@@ -29,6 +32,7 @@ UPDATE_FIELDS = [
     "brand",
     "categories",
     "store_id",
+    "store_name",
     "placement",
     "price",
     "created_at",
@@ -36,17 +40,23 @@ UPDATE_FIELDS = [
 ]
 
 
-# A document's `placement`: its categories and its store's name, the empty ones left out; in
-# SQL (the store's name as the parameter) for rewriting a store's name in place.
-PLACEMENT_SQL = "concat_ws(' ', VARIADIC array_remove(array_append(categories, %s::text), ''))"
-
-
 def _placement(categories: list[str], store_name: str) -> str:
+    """A document's `placement`: its categories and its store's name, the empty ones left out
+    (`_placement_sql` is the same in SQL)."""
     return " ".join(part for part in (*categories, store_name) if part)
 
 
+def _placement_sql(categories: str = "d.categories", store_name: str = "d.store_name") -> str:
+    return f"concat_ws(' ', VARIADIC array_remove(array_append({categories}, {store_name}), ''))"
+
+
+def _categories(path: Iterable[str]) -> list[str]:
+    return [c[:200] for c in path]
+
+
 def _document(record: ProductRecord, store_names: dict[str, str]) -> ProductDocument:
-    categories = [c[:200] for c in record.category_path]
+    categories = _categories(record.category_path)
+    store_name = store_names.get(record.store_id or "", "")
     return ProductDocument(
         product_id=record.id,
         title=record.title[:500],
@@ -54,7 +64,8 @@ def _document(record: ProductRecord, store_names: dict[str, str]) -> ProductDocu
         brand=record.brand[:200],
         categories=categories,
         store_id=record.store_id or "",
-        placement=_placement(categories, store_names.get(record.store_id or "", "")),
+        store_name=store_name,
+        placement=_placement(categories, store_name),
         price=record.price,
         created_at=record.created_at,
     )
@@ -142,50 +153,84 @@ class SearchIndexProcessor(PendingKeysProcessor):
             )
 
 
+def _write_placement(column: str, values: dict[str, Any], of_key: str, params: Sequence[Any] = ()) -> int:
+    """Give the documents of each key of `values` that key's value as their `column` (the
+    store's name, or the categories) and their `placement` with it, in one UPDATE of the
+    documents that hold another value; returns how many changed. `of_key` is the SQL (with
+    its `params`) that holds when document `d` is one of key `v.key`."""
+    if not values:
+        return 0
+    value_type = ProductDocument._meta.get_field(column).db_type(connection)
+    rows = json.dumps([{"key": key, "value": value} for key, value in values.items()])
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {ProductDocument._meta.db_table} AS d "
+            f"SET {column} = v.value, placement = {_placement_sql(**{column: 'v.value'})}, "
+            "updated_at = now() "
+            f"FROM jsonb_to_recordset(%s::jsonb) AS v(key text, value {value_type}) "
+            f"WHERE ({of_key}) AND d.{column} IS DISTINCT FROM v.value",
+            [rows, *params],
+        )
+        return cursor.rowcount
+
+
 def write_store_names(store_ids: list[str]) -> int:
-    """Write these stores' names into their products' search documents, in place (one UPDATE
-    a store, of the documents that hold another name); returns how many changed."""
+    """Write these stores' names into their products' search documents, in place; returns
+    how many changed."""
     adapter = get_store_adapter()
     if adapter is None:
         return 0
     names = {store_id: "" for store_id in store_ids}  # a deleted store: its name goes
     names.update({store.id: store.name for store in adapter.records(adapter.by_keys(store_ids))})
-    changed = 0
-    table = ProductDocument._meta.db_table
-    with transaction.atomic(), connection.cursor() as cursor:
-        for store_id, name in names.items():
-            cursor.execute(
-                f"UPDATE {table} SET placement = {PLACEMENT_SQL}, updated_at = now() "
-                f"WHERE store_id = %s AND placement IS DISTINCT FROM {PLACEMENT_SQL}",
-                [name, store_id, name],
+    return _write_placement("store_name", names, "d.store_id = v.key")
+
+
+class PlacementProcessor(PendingKeysProcessor):
+    """Rewrites, once a transaction that saved or deleted objects of the watched model (a
+    store, a category) commits, what those objects put in their products' search documents:
+    a renamed store or category is found under its new name at once. One UPDATE of the
+    documents that hold another value, so any other change writes nothing, and 100,000
+    products are renamed in the database, not product by product in the request. A failure
+    is logged and never fails the save; `refresh_serving` rewrites every document."""
+
+    #: What `write` writes, for the log: "names of store(s)".
+    written = ""
+
+    def handle_change(self, sender: type[models.Model], instance: models.Model, **kwargs: Any) -> None:
+        if not kwargs.get("created"):  # a new store or category has no products yet
+            super().handle_change(sender, instance, **kwargs)
+
+    def write(self, keys: list[str]) -> int:
+        """Write into the search documents; returns how many changed."""
+        raise NotImplementedError
+
+    def process(self, keys: list[str]) -> None:
+        try:
+            with transaction.atomic():  # a failure cannot break a caller's transaction
+                changed = self.write(keys)
+        except Exception:  # saved either way
+            logger.exception(
+                "Could not write the %s %s into the search documents; they are saved. "
+                "Run `python manage.py refresh_serving` once the cause is fixed.",
+                self.written,
+                ", ".join(keys[:10]),
             )
-            changed += cursor.rowcount
-    return changed
+            return
+        if changed:
+            logger.info(
+                "Wrote the %s %s into %d search documents", self.written, ", ".join(keys[:10]), changed
+            )
 
 
-class StoreSearchProcessor(PendingKeysProcessor):
-    """Writes a saved store's name into its products' search documents when its transaction
-    commits, so a renamed store is found under its new name at once. One UPDATE of that store's
-    documents that hold another name: any other change of a store writes nothing, and a store
-    of 100,000 products is renamed in the database, not product by product in the request.
-    A failure is logged and never fails the save; `refresh_serving` rewrites every document."""
+class StoreSearchProcessor(PlacementProcessor):
+    """Writes saved stores' names into their products' search documents."""
+
+    written = "names of store(s)"
 
     def watched_model(self) -> type[models.Model]:
         store_model = get_store_model()
         assert store_model is not None, "installed only for a shop with a store model"
         return store_model
 
-    def process(self, keys: list[str]) -> None:
-        try:
-            changed = write_store_names(keys)
-        except Exception:  # the store is saved either way
-            logger.exception(
-                "Could not write the names of store(s) %s into the search documents; the stores are "
-                "saved. Run `python manage.py refresh_serving` once the cause is fixed.",
-                ", ".join(keys[:10]),
-            )
-            return
-        if changed:
-            logger.info(
-                "Wrote the names of store(s) %s into %d search documents", ", ".join(keys[:10]), changed
-            )
+    def write(self, keys: list[str]) -> int:
+        return write_store_names(keys)
