@@ -183,6 +183,10 @@ class ProductAdapter(BaseAdapter):
     #: A field that changes whenever the product does (`auto_now`). Naming it lets serving
     #: reuse a product's card between requests until it changes (`CARD_CACHE_SECONDS`).
     updated_field: str | None = None
+    #: The category model's field that names a category's parent, when the categories form a
+    #: tree: renaming or moving a category then rewrites the category paths in the search
+    #: documents of the products under it too (None: only those of its own products).
+    category_parent_field: str | None = None
     #: Optional, for speed: the values (ORM lookups such as "store__name") that
     #: `card_from_values()` builds a card from. Naming them lets serving read one row of values
     #: per shown product instead of the instance with its category and store (a third of the
@@ -210,10 +214,49 @@ class ProductAdapter(BaseAdapter):
                 self.model._meta.get_field(lookup.split("__")[0])
             except FieldDoesNotExist:
                 missing.append(f"{type(self).__name__}.card_values: {lookup!r}")
+        if self.category_parent_field and self._category_parent() is None:
+            missing.append(
+                f"{type(self).__name__}.category_parent_field = {self.category_parent_field!r} "
+                "(a ForeignKey of the category model to itself)"
+            )
         return missing
 
+    def category_model(self) -> type[models.Model] | None:
+        """The model `category_field` points at; None when the products have no category
+        field, or it is not a ForeignKey (its saves are then not watched)."""
+        try:
+            field = self.model._meta.get_field(self.category_field) if self.category_field else None
+        except FieldDoesNotExist:  # reported by `check_fields`
+            return None
+        return field.related_model if field is not None and (field.many_to_one or field.one_to_one) else None
+
+    def _category_parent(self) -> models.Field | None:
+        model = self.category_model()
+        if model is None or not self.category_parent_field:
+            return None
+        try:
+            field = model._meta.get_field(self.category_parent_field)
+        except FieldDoesNotExist:
+            return None
+        return field if field.many_to_one and field.related_model is model else None
+
+    def categories_under(self, keys: Iterable[str]) -> set[str]:
+        """These categories' keys and those of every category below them (through
+        `category_parent_field`; one query a level). Override for a tree that answers in one
+        query (django-mptt's `get_descendants()`, treebeard)."""
+        found = level = set(keys)
+        parent = self._category_parent()
+        while parent is not None and level:
+            children = parent.model._default_manager.filter(**{f"{parent.name}__in": list(level)})
+            level = {self.key(pk) for pk in children.values_list("pk", flat=True)} - found
+            found = found | level
+        return found
+
     def get_category_path(self, obj: models.Model) -> list[str]:
-        """Category names from the root down. The default uses the category's `str()`."""
+        """Category names from the root down. The default uses the category's `str()`.
+
+        It must be the same for every product of a category: a saved category's path is read
+        from one of its products and written into the search documents of them all."""
         if not self.category_field:
             return []
         category = getattr(obj, self.category_field)

@@ -34,10 +34,18 @@ class RecommendationsConfig(AppConfig):
         # Embed saved products within seconds, from their content (recommendations.indexing),
         # and keep their search documents fresh (recommendations.serving.catalog).
         from recommendations import signal_processors
-        from recommendations.adapters import get_store_model
+        from recommendations.adapters import get_product_adapter, get_store_model
         from recommendations.conf import rec_settings
-        from recommendations.serving.catalog import SearchIndexProcessor, StoreSearchProcessor
+        from recommendations.serving.catalog import (
+            CategorySearchProcessor,
+            SearchIndexProcessor,
+            StoreSearchProcessor,
+        )
 
         signal_processors.install("embedding", rec_settings.SIGNAL_PROCESSOR)
         signal_processors.install("search index", SearchIndexProcessor)
         signal_processors.install("search index: stores", StoreSearchProcessor if get_store_model() else None)
+        has_categories = get_product_adapter().category_model() is not None
+        signal_processors.install(
+            "search index: categories", CategorySearchProcessor if has_categories else None
+        )

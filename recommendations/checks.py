@@ -8,6 +8,7 @@ from typing import Any
 from django.conf import settings
 from django.core import checks
 
+from recommendations.adapters import get_product_adapter
 from recommendations.api.throttles import rate_errors
 from recommendations.conf import rec_settings
 from recommendations.serving.rule_sets import rule_set_errors
@@ -122,4 +123,27 @@ def check_throttle_rates(app_configs: Any = None, **kwargs: Any) -> list[checks.
             id="recommendations.E003",
         )
         for error in rate_errors(rec_settings.API_THROTTLE_RATES)
+    ]
+
+
+@checks.register()
+def check_category_tree(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    """Warn when the category model is a tree the product adapter does not name the parent of:
+    renaming or moving a category would then reach the search documents of its own products
+    only, not of those in the categories under it (until their next save or refresh_serving)."""
+    adapter = get_product_adapter()
+    model = adapter.category_model()
+    if model is None or adapter.category_parent_field:
+        return []
+    parents = [f.name for f in model._meta.get_fields() if f.many_to_one and f.related_model is model]
+    if not parents:
+        return []
+    return [
+        checks.Warning(
+            f"{model._meta.label} refers to itself ({parents[0]!r}), but {type(adapter).__name__}."
+            "category_parent_field is not set: a renamed or moved category is not found under its "
+            "new name in the products of the categories under it.",
+            hint=f"Set category_parent_field = {parents[0]!r} in your product adapter.",
+            id="recommendations.W004",
+        )
     ]

@@ -6,9 +6,10 @@ products a transaction saved or deleted and hands them to `process()` once, afte
 so a rolled-back save changes nothing. Two subclasses use it: the pipeline's
 `indexing.OnCommitSignalProcessor` (queues the products' embedding; configurable as
 `RECOMMENDATIONS["SIGNAL_PROCESSOR"]`) and serving's `catalog.SearchIndexProcessor` (rewrites
-their search documents), besides `catalog.StoreSearchProcessor`, which watches the store model
-(a renamed store's products are found under the new name). `install()` puts one in place from
-the app's `ready()`.
+their search documents), besides `catalog.StoreSearchProcessor` and
+`catalog.CategorySearchProcessor`, which watch the store and category models (a renamed
+store's or category's products are found under the new name). `install()` puts one in place
+from the app's `ready()`.
 """
 
 from __future__ import annotations

@@ -12,6 +12,8 @@ class ProductAdapter(adapters.ProductAdapter):
     """Products: the default field names fit; the category path comes from the cached tree."""
 
     source_id_field = "sku"
+    # A renamed or moved category rewrites the search documents of the products under it.
+    category_parent_field = "parent"
     # Saved products change it, so serving keeps their cards until they change.
     updated_field = "updated_at"
 

@@ -475,3 +475,36 @@ def test_a_project_without_a_celery_broker_is_told_so(settings, monkeypatch):
     del settings.CELERY_BROKER_URL
     (warning,) = check_celery_broker()
     assert warning.id == "recommendations.W003" and "CELERY_BROKER_URL" in warning.hint
+
+
+class CategoryTreeAdapter(adapters.ProductAdapter):
+    category_parent_field = "parent"
+
+
+class CategoryParentNotATree(adapters.ProductAdapter):
+    category_parent_field = "slug"
+
+
+@pytest.mark.parametrize(
+    ("adapter", "warned"),
+    [("recommendations.adapters.ProductAdapter", True), ("tests.test_foundation.CategoryTreeAdapter", False)],
+)
+def test_a_category_tree_whose_parent_is_not_named_is_reported(adapter, warned):
+    from recommendations.checks import check_category_tree
+
+    with override_settings(RECOMMENDATIONS={"PRODUCT_MODEL": "shop.Product", "PRODUCT_ADAPTER": adapter}):
+        found = check_category_tree()
+    hint = "Set category_parent_field = 'parent' in your product adapter."
+    assert [(message.id, message.hint) for message in found] == (
+        [("recommendations.W004", hint)] if warned else []
+    )
+
+
+def test_a_category_parent_field_must_point_at_the_category_model():
+    settings = {
+        "PRODUCT_MODEL": "shop.Product",
+        "PRODUCT_ADAPTER": "tests.test_foundation.CategoryParentNotATree",
+    }
+    with override_settings(RECOMMENDATIONS=settings):
+        with pytest.raises(ImproperlyConfigured, match="category_parent_field = 'slug'"):
+            adapters.validate_configuration()

@@ -3,9 +3,9 @@
 Everything is read through the product adapter (`to_record`), so any host model works.
 `index_products()` upserts the given products (or all) and deletes documents of products
 that no longer exist. `SearchIndexProcessor` (installed in the app's `ready()`) calls it for
-the products a transaction saved or deleted once it commits, and `StoreSearchProcessor`
-rewrites the store name of the products of a saved store in place; `refresh_serving`
-rebuilds it all.
+the products a transaction saved or deleted once it commits; `StoreSearchProcessor` and
+`CategorySearchProcessor` rewrite, in place, the store names and category paths of the
+products of saved stores and categories; `refresh_serving` rebuilds it all.
 """
 
 from __future__ import annotations
@@ -17,6 +17,8 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from django.db import connection, models, transaction
+from django.db.models import TextField
+from django.db.models.functions import Cast
 from django.utils import timezone
 
 from recommendations.adapters import ProductRecord, get_product_adapter, get_store_adapter, get_store_model
@@ -185,6 +187,28 @@ def write_store_names(store_ids: list[str]) -> int:
     return _write_placement("store_name", names, "d.store_id = v.key")
 
 
+def write_category_paths(category_ids: list[str]) -> int:
+    """Write the category paths of these categories, and of every category under them, into
+    their products' search documents, in place; returns how many changed.
+
+    A category's path is read through the adapter from one of its products (the same for
+    all of them), so it is what `index_products()` writes, however the host builds it.
+    """
+    adapter = get_product_adapter()
+    category = adapter.model._meta.get_field(adapter.category_field).attname
+    categories = sorted(adapter.categories_under(category_ids))
+    products = adapter.index_queryset().filter(**{f"{category}__in": categories}).order_by()
+    first = products.order_by(category, "pk").distinct(category).values_list("pk", category)
+    category_of = {adapter.key(pk): adapter.key(category_id) for pk, category_id in first}
+    paths = {
+        category_of[record.id]: _categories(record.category_path)
+        for record in adapter.records(products.filter(pk__in=list(category_of)))
+    }
+    documents = products.values_list(Cast("pk", TextField()), Cast(category, TextField()))
+    sql, params = documents.query.sql_with_params()
+    return _write_placement("categories", paths, f"(d.product_id, v.key) IN ({sql})", params)
+
+
 class PlacementProcessor(PendingKeysProcessor):
     """Rewrites, once a transaction that saved or deleted objects of the watched model (a
     store, a category) commits, what those objects put in their products' search documents:
@@ -234,3 +258,18 @@ class StoreSearchProcessor(PlacementProcessor):
 
     def write(self, keys: list[str]) -> int:
         return write_store_names(keys)
+
+
+class CategorySearchProcessor(PlacementProcessor):
+    """Writes saved categories' paths into the search documents of their products and of
+    the products in the categories under them (a renamed parent renames its children's paths)."""
+
+    written = "paths of category(ies)"
+
+    def watched_model(self) -> type[models.Model]:
+        category_model = get_product_adapter().category_model()
+        assert category_model is not None, "installed only for products with a category ForeignKey"
+        return category_model
+
+    def write(self, keys: list[str]) -> int:
+        return write_category_paths(keys)

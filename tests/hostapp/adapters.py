@@ -11,6 +11,14 @@ class GadgetAdapter(adapters.ProductAdapter):
     stock_field = "on_hand"
     active_field = "published"
     created_field = "listed_on"
+    category_parent_field = "parent"
+
+    def get_category_path(self, obj):
+        path, section = [], obj.section
+        while section is not None:  # no save of a section touches the sections under it
+            path.insert(0, section.label)
+            section = section.parent
+        return path
 
     def to_record(self, obj):
         record = super().to_record(obj)

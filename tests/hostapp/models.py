@@ -7,6 +7,7 @@ from django.db import models
 
 class Section(models.Model):
     label = models.CharField(max_length=100)
+    parent = models.ForeignKey("self", null=True, blank=True, on_delete=models.CASCADE)
 
     def __str__(self) -> str:
         return self.label

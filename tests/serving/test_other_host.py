@@ -4,8 +4,10 @@ lookups, store checks and the search index work for any primary key type."""
 import pytest
 from django.test import override_settings
 
+from recommendations import signal_processors
+from recommendations.models import ProductDocument
 from recommendations.serving import products, search
-from recommendations.serving.catalog import index_products
+from recommendations.serving.catalog import CategorySearchProcessor, index_products
 from recommendations.serving.errors import NotFound
 from recommendations.serving.types import Audience, Options
 from tests.hostapp.models import Gadget, Section, Seller
@@ -46,3 +48,32 @@ def test_lists_and_search_with_uuid_keys(gadgets):
         products.store_products("not-a-uuid", Audience(), Options())
     with pytest.raises(NotFound, match="No product"):
         products.similar("00000000-0000-0000-0000-000000000000", Audience(), Options())
+
+
+@pytest.fixture
+def section_processor():
+    """The category processor as the host's `ready()` would install it: watching sections."""
+    with override_settings(RECOMMENDATIONS=HOST):
+        yield signal_processors.install("search index: categories", CategorySearchProcessor)
+    signal_processors.install("search index: categories", CategorySearchProcessor)  # the shop's again
+
+
+def test_a_renamed_or_moved_section_renames_the_paths_under_it(
+    section_processor, django_capture_on_commit_callbacks
+):
+    """Saving a section saves none under it here: the engine finds them by their parent field."""
+    electronics = Section.objects.create(label="Electronics")
+    audio = Section.objects.create(label="Audio", parent=electronics)
+    made = Gadget.objects.create(name="Wireless earbuds", section=audio, cost_cents=999, on_hand=3)
+    index_products()
+    assert ProductDocument.objects.get(product_id=str(made.pk)).categories == ["Electronics", "Audio"]
+    electronics.label = "Gear"
+    with django_capture_on_commit_callbacks(execute=True):
+        electronics.save()
+    assert [obj for obj, _ in search.search("gear", Audience(), Options())] == [made]
+    assert search.search("electronics", Audience(), Options()).ids == []
+    audio.parent = Section.objects.create(label="Sound")
+    with django_capture_on_commit_callbacks(execute=True):
+        audio.save()
+    assert [obj for obj, _ in search.search("sound", Audience(), Options())] == [made]
+    assert ProductDocument.objects.get(product_id=str(made.pk)).placement == "Sound Audio"

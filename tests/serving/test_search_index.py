@@ -4,6 +4,7 @@ import logging
 
 import pytest
 from django.db import connection, transaction
+from rest_framework.test import APIClient
 
 from recommendations import signal_processors
 from recommendations.models import ProductDocument
@@ -95,4 +96,22 @@ def test_a_renamed_store_is_found_under_its_new_name(catalog, django_capture_on_
     store.description = "Lacquers since 1990"  # not a name: no document changes
     with django_capture_on_commit_callbacks(execute=True):
         store.save()
+    assert dict(ProductDocument.objects.values_list("product_id", "updated_at")) == written
+
+
+def test_a_renamed_parent_category_is_found_under_its_new_name(catalog, django_capture_on_commit_callbacks):
+    """The products of the categories under "Beauty" are found by its new name in one search
+    through the API, not by the old one; saving it again unchanged writes no document."""
+    beauty = catalog.categories["Hair"].parent
+    beauty.name = "Cosmetics"
+    with django_capture_on_commit_callbacks(execute=True):
+        beauty.save()
+    api = APIClient()
+    hits = api.get("/api/search/", {"q": "cosmetics", "limit": 20}).json()["results"]
+    assert {hit["title"] for hit in hits} == {title for titles in TITLES.values() for title in titles}
+    assert api.get("/api/search/", {"q": "beauty"}).json()["results"] == []
+    assert document(catalog.products["Cuticle oil"]).placement == "Cosmetics Nails Nails Store"
+    written = dict(ProductDocument.objects.values_list("product_id", "updated_at"))
+    with django_capture_on_commit_callbacks(execute=True):
+        beauty.save()
     assert dict(ProductDocument.objects.values_list("product_id", "updated_at")) == written
