@@ -41,7 +41,7 @@ from recommendations.api.permissions import (
     ModelPermissionsOrScope,
 )
 from recommendations.api.recommendation_serializers import QueryParamsSerializer
-from recommendations.api.schema import error_responses
+from recommendations.api.schema import error_responses, user_key_field
 from recommendations.api.throttles import ApiRateThrottle
 from recommendations.experiments import lifecycle
 from recommendations.experiments.results import METRICS, ExperimentResults, experiment_results
@@ -281,10 +281,13 @@ class AudienceParamsSerializer(QueryParamsSerializer):
 
 
 class AudienceMemberSerializer(serializers.Serializer):
-    user_id = serializers.IntegerField()
     username = serializers.CharField()
     email = serializers.CharField()
     score = serializers.FloatField(help_text="How engaged: the best first.")
+
+    def get_fields(self) -> dict[str, serializers.Field]:
+        # The user model is the host's: its key may be an integer, a UUID or text.
+        return {"user_id": user_key_field(), **super().get_fields()}
 
 
 class AudienceSerializer(serializers.Serializer):

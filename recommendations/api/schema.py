@@ -15,9 +15,11 @@ from collections.abc import Mapping
 from typing import Any
 
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from drf_spectacular.extensions import OpenApiAuthenticationExtension, OpenApiSerializerExtension
 from drf_spectacular.utils import OpenApiResponse
 from rest_framework import serializers
+from rest_framework.utils.field_mapping import ClassLookupDict
 
 # What any call may answer besides its own responses: every view authenticates and throttles,
 # and any of them may lose its database connection.
@@ -69,6 +71,20 @@ def error_responses(described: Mapping[int, str]) -> dict[int, OpenApiResponse]:
         )
         for status, description in sorted({**described, **COMMON_ERRORS}.items())
     }
+
+
+def user_key_field(**kwargs: Any) -> serializers.Field:
+    """A field of the type of the host user model's primary key (an integer, a UUID, text),
+    so that the schema documents user ids as the API answers them. Call it when the schema is
+    built (a serializer's `get_fields()`), not at import, to follow `AUTH_USER_MODEL`."""
+    key = get_user_model()._meta.pk
+    while key.is_relation:  # a user model that extends another: its key is the parent's
+        key = key.target_field
+    try:
+        field_class = ClassLookupDict(serializers.ModelSerializer.serializer_field_mapping)[key]
+    except KeyError:  # a custom field type: its value is written out as text
+        field_class = serializers.CharField
+    return field_class(**kwargs)
 
 
 class ApiKeyScheme(OpenApiAuthenticationExtension):

@@ -2,6 +2,7 @@
 
 import uuid
 
+from django.contrib.auth.base_user import AbstractBaseUser
 from django.db import models
 
 
@@ -35,3 +36,12 @@ class Gadget(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+
+class Member(AbstractBaseUser):
+    """A user model keyed by UUID, for tests that set it as AUTH_USER_MODEL."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4)
+    email = models.EmailField(unique=True)
+
+    USERNAME_FIELD = "email"
