@@ -36,7 +36,12 @@ MOBILE_USER_AGENT = re.compile(r"mobi|android|iphone|ipad", re.IGNORECASE)
 
 
 def get_session_id(request: HttpRequest, *, create: bool = True) -> str:
-    """The engine's id for this browser session ("" without session middleware)."""
+    """The engine's id for this browser session ("" without session middleware).
+
+    Two requests a new browser sends before a response has set its session cookie each create
+    one, and only one cookie stays: the beacon never sends beside a form submission (see
+    beacon.js), whose response may be what starts the visitor's session.
+    """
     session = getattr(request, "session", None)
     if session is None:
         return ""
