@@ -10,8 +10,8 @@ from typing import Any
 
 def __getattr__(name: str) -> Any:
     # `recommendations.track` without importing models when the package is imported (settings).
-    if name == "track":
-        from recommendations.events.tracking import track
+    if name in ("track", "claim_recommendation"):
+        from recommendations.events import tracking
 
-        return track
+        return getattr(tracking, name)
     raise AttributeError(f"module 'recommendations' has no attribute {name!r}")

@@ -16,7 +16,8 @@ class CartChangeForm(forms.Form):
 
     product = forms.IntegerField(min_value=1, widget=forms.HiddenInput)
     quantity = forms.IntegerField(min_value=0, max_value=MAX_QUANTITY, initial=1)
-    # The recommendation the shopper came from, so a later purchase is attributed to it.
+    # The recommendation the shopper came from, so a later purchase is attributed to it; the
+    # browser's word until `recommendations.claim_recommendation` checks it (shop.views.cart_add).
     recommendation_id = forms.CharField(max_length=64, required=False, widget=forms.HiddenInput)
 
 

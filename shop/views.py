@@ -178,17 +178,18 @@ def cart_add(request: HttpRequest) -> HttpResponse:
         return redirect(_safe_next(request, reverse("shop:cart")))
     item = get_object_or_404(Product, pk=form.cleaned_data["product"])
     quantity = form.cleaned_data["quantity"]
+    # The posted id is the browser's word: credited (now and at checkout) only for a list
+    # this visitor was shown with this product in it.
+    recommendation_id = recommendations.claim_recommendation(
+        request, form.cleaned_data["recommendation_id"], item
+    )
     try:
-        Cart(request.session).add(item, quantity, form.cleaned_data["recommendation_id"])
+        Cart(request.session).add(item, quantity, recommendation_id)
     except CartError as error:
         messages.error(request, str(error))
         return redirect(_safe_next(request, item.get_absolute_url()))
     recommendations.track(
-        request,
-        "add_to_cart",
-        product=item,
-        value=quantity,
-        recommendation_id=form.cleaned_data["recommendation_id"],
+        request, "add_to_cart", product=item, value=quantity, recommendation_id=recommendation_id
     )
     messages.success(request, f"Added {quantity} x {item.title} to your cart.")
     return redirect(_safe_next(request, reverse("shop:cart")))

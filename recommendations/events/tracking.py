@@ -5,6 +5,9 @@ import recommendations
 recommendations.track(request, "view", product=product)
 recommendations.track(request, "purchase", product=p, value=2, revenue=p.price * 2)
 recommendations.track(request, "search", query="red shoes", products=results[:20])
+
+A recommendation id that comes from the browser (a form's hidden field, a `?rec=` link) is
+checked with `claim_recommendation` before server code records it.
 """
 
 from __future__ import annotations
@@ -23,6 +26,8 @@ from recommendations.conf import rec_settings
 from recommendations.events.ingestion import ingest
 from recommendations.events.validation import Origin
 from recommendations.models.events import new_event_id
+from recommendations.models.marketing import CAMPAIGN_LIST_KIND
+from recommendations.serving.attribution import lists_served_to
 
 #: Where the engine keeps its anonymous session id in the Django session. Its value survives
 #: the session key change at login, which is how anonymous events find their user.
@@ -31,7 +36,12 @@ MOBILE_USER_AGENT = re.compile(r"mobi|android|iphone|ipad", re.IGNORECASE)
 
 
 def get_session_id(request: HttpRequest, *, create: bool = True) -> str:
-    """The engine's id for this browser session ("" without session middleware)."""
+    """The engine's id for this browser session ("" without session middleware).
+
+    Two requests a new browser sends before a response has set its session cookie each create
+    one, and only one cookie stays: the beacon never sends beside a form submission (see
+    beacon.js), whose response may be what starts the visitor's session.
+    """
     session = getattr(request, "session", None)
     if session is None:
         return ""
@@ -132,3 +142,33 @@ def track(
     )
     ingest([raw], origin)
     return raw["event_id"]
+
+
+def claim_recommendation(
+    request: HttpRequest, recommendation_id: str, product: models.Model | str | int
+) -> str:
+    """`recommendation_id` if this visitor may credit `product` to that list, else "".
+
+    For an id the browser sent (a form's hidden field, a `?rec=` link) that server code then
+    records as its own: `track()` trusts its caller, and a cart line keeps the id so that the
+    purchase is credited to it later. Unchecked, any POST could credit another visitor's list,
+    or one that never showed the product, with a cart and a sale. As for the beacon's events
+    (`validation.claimable_by_browser`), the list must have been shown to this visitor's user
+    or session (`lists_served_to`: an unclaimed first-page list becomes this session's); and
+    it must be a list of products that holds `product`. An id that fails is dropped, not
+    refused: the shopper's action still counts, unattributed.
+    """
+    from recommendations.serving.types import Kind  # serving.types imports this module
+
+    if not recommendation_id:
+        return ""
+    session_id = get_session_id(request, create=not is_bot(request))
+    served = lists_served_to([recommendation_id], user_id=request_user_id(request), session_id=session_id)
+    shown = served.get(recommendation_id)
+    if (
+        shown is None
+        or shown.kind in (Kind.STORES, Kind.SIMILAR_STORES, CAMPAIGN_LIST_KIND)
+        or _key(product) not in shown.item_ids
+    ):
+        return ""
+    return recommendation_id

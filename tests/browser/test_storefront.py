@@ -7,6 +7,7 @@ here: the classic recommenders answer).
 """
 
 import pytest
+from django.contrib.sessions.models import Session
 from django.utils import timezone
 
 from recommendations.models import Event
@@ -103,6 +104,37 @@ def test_a_click_on_a_recommendation_is_attributed_and_a_purchase_recorded(page,
     assert purchase.recommendation_id == recommendation_id, "the sale is credited to the recommendation"
     assert order.total == product.price and product.stock == 19
     assert page.get_by_test_id("cart-count").inner_text() == "0"
+
+
+def test_a_new_visitors_first_click_is_an_add_to_cart_in_the_session_of_its_impression_and_click(page, shop):
+    """A first action before any cookie: the beacon's click and the cart's form start one session.
+
+    Sent beside the form, the beacon's batch had no session cookie either: two sessions, the
+    first impression and click outside the visitor's, and the browser kept one of the two
+    cookies (the cart's, or the events' with an empty cart).
+    """
+    beacons = []
+    page.on("request", lambda request: request.url.endswith("/api/events/") and beacons.append(request))
+    page.goto("/")
+    block = page.locator("#for-you [data-rec-impression]")
+    recommendation_id = block.get_attribute("data-rec-id")
+    card = block.locator("[data-product-id]").first
+    product_id = card.get_attribute("data-product-id")
+    assert not beacons, "the beacon sent its first batch before the click: there was no race to test"
+    card.locator(".add-btn").click()
+    page.locator(".messages .success").wait_for()
+    click, cart = (
+        wait_for(lambda: Event.objects.filter(event_type=kind).first(), what=f"the {kind} event")
+        for kind in ("click", "add_to_cart")
+    )
+    visitor = Event.objects.exclude(event_type="purchase")  # the shop's past sales have no session
+    sessions = sorted(visitor.values_list("session_id", "event_type").distinct())
+    assert len({session for session, _ in sessions}) == 1, sessions
+    assert (click.product_id, cart.product_id) == (product_id, product_id)
+    assert click.recommendation_id == cart.recommendation_id == recommendation_id
+    assert Session.objects.count() == 1
+    page.goto("/cart/")
+    assert page.get_by_test_id("cart-count").inner_text() == "1", "the browser kept the cart's session"
 
 
 def test_admin_preview_shows_the_users_blocks_and_the_dashboard_renders(

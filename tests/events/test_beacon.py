@@ -18,7 +18,7 @@ from tests.events.conftest import CSRF_SECRET
 
 BEACON = Path(finders.find("recommendations/beacon.js"))
 
-HARNESS = r"""
+DOM = r"""
 const fs = require("fs");
 const [source, token, viewed, shown] = process.argv.slice(1);  // node -e: no script path in argv
 const sent = [], handlers = {}, timers = [];
@@ -48,15 +48,34 @@ globalThis.document = {
 };
 globalThis.addEventListener = (type, fn) => { handlers[type] = fn; };
 globalThis.setTimeout = (fn) => { timers.push(fn); return timers.length; };
-globalThis.clearTimeout = () => {};
+globalThis.clearTimeout = (id) => { if (id) timers[id - 1] = null; };
+const runTimers = () => timers.forEach((fn, i) => { timers[i] = null; if (fn) fn(); });
 globalThis.Blob = class { constructor(parts, options) { this.body = parts.join(""); this.type = options.type; } };
 globalThis.navigator = { sendBeacon: (url, blob) => { sent.push({ url, type: blob.type, body: blob.body }); return true; } };
 eval(fs.readFileSync(source, "utf8"));
-handlers.click({ target: products[1] });      // a click on a recommended product: sent at once
+"""
+HARNESS = (
+    DOM
+    + r"""
+handlers.click({ target: products[1] });      // a click on a recommended product...
+runTimers();                                   // ...is sent once its handlers have run
 document.visibilityState = "hidden";
 handlers.visibilitychange();                   // leaving the page flushes the rest
 process.stdout.write(JSON.stringify(sent));
 """
+)
+# A click on a button in a recommended card that submits the card's form (add to cart).
+SUBMIT_HARNESS = (
+    DOM
+    + r"""
+handlers.click({ target: products[1] });
+if (handlers.submit) handlers.submit({ defaultPrevented: false });
+runTimers();
+const beforeTheResponse = sent.length;
+handlers.pagehide();                           // the form's response replaces the page
+process.stdout.write(JSON.stringify({ beforeTheResponse, after: sent.length }));
+"""
+)
 
 
 @pytest.mark.django_db
@@ -67,18 +86,23 @@ def test_beacon_is_served_as_a_static_file():
     assert b"navigator.sendBeacon" in body and b"csrf_token" in body
 
 
-@pytest.mark.django_db
-@pytest.mark.skipif(shutil.which("node") is None, reason="needs Node.js to run the beacon")
-def test_what_the_beacon_sends_is_accepted(browser, catalogue, shopper):
-    shown = [str(p.pk) for p in catalogue[:3]]
+def run_beacon(harness, viewed="1", shown=("2", "3", "4")):
+    """What `harness` prints after running the beacon with the stand-in DOM."""
     result = subprocess.run(
-        ["node", "-e", HARNESS, str(BEACON), CSRF_SECRET, str(catalogue[0].pk), json.dumps(shown)],
+        ["node", "-e", harness, str(BEACON), CSRF_SECRET, viewed, json.dumps(list(shown))],
         capture_output=True,
         text=True,
         timeout=30,
         check=True,
     )
-    beacons = json.loads(result.stdout)
+    return json.loads(result.stdout)
+
+
+@pytest.mark.django_db
+@pytest.mark.skipif(shutil.which("node") is None, reason="needs Node.js to run the beacon")
+def test_what_the_beacon_sends_is_accepted(browser, catalogue, shopper):
+    shown = [str(p.pk) for p in catalogue[:3]]
+    beacons = run_beacon(HARNESS, str(catalogue[0].pk), shown)
     assert [b["url"] for b in beacons] == ["/api/events/"]
     assert beacons[0]["type"].startswith("text/plain")
 
@@ -102,3 +126,10 @@ def test_what_the_beacon_sends_is_accepted(browser, catalogue, shopper):
     assert (events["click"].context["kind"], events["click"].context["position"]) == ("similar", 2)
     assert events["impression"].context["kind"] == "similar"
     assert all(e.user_id == shopper.pk for e in events.values())
+
+
+@pytest.mark.skipif(shutil.which("node") is None, reason="needs Node.js to run the beacon")
+def test_a_click_that_submits_a_form_is_sent_after_the_forms_response():
+    """So that it carries the session cookie a new visitor's form response sets (the browser
+    test `test_a_new_visitors_first_click_is_an_add_to_cart_in_the_session_of_its_impression_and_click`)."""
+    assert run_beacon(SUBMIT_HARNESS) == {"beforeTheResponse": 0, "after": 1}

@@ -7,7 +7,8 @@ from django.test import Client
 from django.urls import reverse
 
 from recommendations.events.tracking import SESSION_KEY as ENGINE_SESSION_KEY
-from recommendations.models import Event
+from recommendations.models import Event, ServedRecommendation
+from recommendations.serving.attribution import new_recommendation_id
 from shop.models import Order, Product
 
 DETAILS = {
@@ -31,15 +32,70 @@ def mug(catalogue):
     return catalogue[0]
 
 
+def served(*products, kind="for_you", session_id="", user=None):
+    """The id of a list of `products` served to that session or user (to nobody: a first page)."""
+    return ServedRecommendation.objects.create(
+        id=new_recommendation_id(),
+        kind=kind,
+        source="trending",
+        session_id=session_id,
+        user=user,
+        product_ids=[str(p.pk) for p in products],
+        scores=[1.0] * len(products),
+    ).pk
+
+
 def test_add_to_cart_records_an_attributed_event_and_shows_in_the_cart(client, mug):
-    response = add(client, mug, 2, recommendation_id="rec123")
+    shelf = served(mug)  # the visitor's first page, served before they had a session
+    response = add(client, mug, 2, recommendation_id=shelf)
     assert response.status_code == 302
     event = Event.objects.get(event_type="add_to_cart")
-    assert (event.product_id, event.value, event.recommendation_id) == (str(mug.pk), 2.0, "rec123")
+    assert (event.product_id, event.value, event.recommendation_id) == (str(mug.pk), 2.0, shelf)
     assert event.session_id == client.session[ENGINE_SESSION_KEY]
     page = client.get(reverse("shop:cart"))
     assert page.context["total"] == mug.price * 2
     assert 'data-testid="cart-count">2<' in page.content.decode()
+
+
+def test_a_posted_recommendation_is_credited_only_for_a_list_this_visitor_saw_with_the_product(
+    client, catalogue
+):
+    """The form's hidden field is the browser's word: a script could post any list's id."""
+    mug, knife = catalogue[0], catalogue[2]
+    add(client, knife, recommendation_id=served(knife))  # the first page: now this session's
+    own = client.session[ENGINE_SESSION_KEY]
+    forged = {
+        "another visitor's list": served(mug, session_id="someone-else"),
+        "a list without the mug": served(knife, session_id=own),
+        "a list of stores": served(mug, kind="stores", session_id=own),
+        "an id never served": "0a8c3a1f3c33d12f456b",
+    }
+    for recommendation_id in forged.values():
+        assert add(client, mug, recommendation_id=recommendation_id).status_code == 302
+    carts = Event.objects.filter(event_type="add_to_cart", product_id=str(mug.pk))
+    assert carts.count() == len(forged), "each add still counts"
+    assert set(carts.values_list("recommendation_id", flat=True)) == {""}, "credited to no list"
+    client.post(reverse("shop:checkout"), DETAILS)
+    assert Event.objects.get(event_type="purchase", product_id=str(mug.pk)).recommendation_id == ""
+
+
+def test_a_first_page_list_is_the_first_sessions_to_add_from_it(client, mug, shopper):
+    shelf = served(mug)
+    add(client, mug, recommendation_id=shelf)
+    elsewhere = Client()  # another browser replaying the id
+    add(elsewhere, mug, recommendation_id=shelf)
+    phone = Client()  # a signed-in shopper's list counts from any of their sessions
+    phone.force_login(shopper)
+    theirs = served(mug, user=shopper)
+    add(phone, mug, recommendation_id=theirs)
+    credited = Event.objects.filter(event_type="add_to_cart").values_list("session_id", "recommendation_id")
+    assert sorted(credited) == sorted(
+        [
+            (client.session[ENGINE_SESSION_KEY], shelf),
+            (elsewhere.session[ENGINE_SESSION_KEY], ""),
+            (phone.session[ENGINE_SESSION_KEY], theirs),
+        ]
+    )
 
 
 @pytest.mark.parametrize(
@@ -73,7 +129,8 @@ def test_changing_quantities_records_cart_events(client, mug):
 def test_checkout_places_the_order_records_purchases_and_empties_the_cart(client, catalogue, shopper):
     client.force_login(shopper)
     mug, knife = catalogue[0], catalogue[1]
-    add(client, mug, 2, recommendation_id="rec-mug")
+    shelf = served(mug, knife, user=shopper)
+    add(client, mug, 2, recommendation_id=shelf)
     add(client, knife, 1)
     response = client.post(reverse("shop:checkout"), DETAILS)
     order = Order.objects.get()
@@ -83,7 +140,7 @@ def test_checkout_places_the_order_records_purchases_and_empties_the_cart(client
     assert Product.objects.get(pk=mug.pk).stock == 3
     purchases = {e.product_id: e for e in Event.objects.filter(event_type="purchase")}
     assert purchases[str(mug.pk)].revenue == mug.price * 2
-    assert purchases[str(mug.pk)].recommendation_id == "rec-mug"
+    assert purchases[str(mug.pk)].recommendation_id == shelf
     assert purchases[str(knife.pk)].user == shopper and purchases[str(knife.pk)].value == 1
     assert client.get(reverse("shop:cart")).context["lines"] == []
     confirmation = client.get(response.url)

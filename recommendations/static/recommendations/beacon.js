@@ -31,6 +31,19 @@
  * Each batch carries `sent_at`, the browser's clock when it was sent: the server moves the
  * events' timestamps by how far that clock is off its own. Batches stay under MAX_BYTES (both
  * sendBeacon and keepalive fetch refuse bodies over 64 KB); failures are silent.
+ *
+ * A click sends the queue as soon as its handlers have run (the page is about to change),
+ * except a click that submits a form: then the queue waits for the page to hide, by when the
+ * form's response has come. A new visitor has no session cookie until a response sets one,
+ * and their first form may be what starts their session (an add-to-cart button on a
+ * recommended card): a batch sent beside it would carry no cookie either and start a second
+ * session on the server, so that the first impressions and clicks fell outside the visitor's
+ * session and experiment variant, and the browser kept whichever session cookie came last
+ * (the cart's session, or the events'). Sent after the response, the batch carries the cookie
+ * the form's response set. This is fixed here rather than by merging sessions on the server:
+ * once two exist, which cookie the browser kept (and so where the cart is) depends on the order
+ * the responses came in; and a session started by the first page itself would cost a session
+ * row for every page a crawler fetches.
  */
 (function () {
   "use strict";
@@ -140,10 +153,27 @@
     }
     event.context = context;
     queue.push(event);
-    if (immediately || queue.length >= MAX_BATCH) {
+    if (queue.length >= MAX_BATCH) {
       flush();
+    } else if (immediately) {
+      // Once the click's default action has begun: a form it submits cancels this (onSubmit).
+      flushIn(0);
     } else if (!timer) {
-      timer = setTimeout(flush, FLUSH_DELAY_MS);
+      flushIn(FLUSH_DELAY_MS);
+    }
+  }
+
+  function flushIn(delay) {
+    clearTimeout(timer);
+    timer = setTimeout(flush, delay);
+  }
+
+  // A form is being submitted: the queue waits for the page to hide (see the top of the file).
+  // If the form does not leave the page, the next event's timer or leaving the page sends it.
+  function onSubmit(e) {
+    if (timer && !e.defaultPrevented) {
+      clearTimeout(timer);
+      timer = null;
     }
   }
 
@@ -245,7 +275,7 @@
     } else {
       event.store_id = target.getAttribute("data-store-id");
     }
-    // The page is about to change: send now, not on a timer.
+    // The page is about to change: send now, not on a timer (unless the click submits a form).
     track(event, true);
   }
 
@@ -263,6 +293,7 @@
     pageView();
     watchImpressions();
     document.addEventListener("click", onClick, true);
+    document.addEventListener("submit", onSubmit);
     document.addEventListener("visibilitychange", function () {
       if (document.visibilityState === "hidden") {
         flush();
