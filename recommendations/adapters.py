@@ -168,6 +168,12 @@ class BaseAdapter:
         return {str(source): self.key(pk) for source, pk in rows.values_list(self.source_id_field, "pk")}
 
 
+def key_of(value: Any) -> str:
+    """The engine key of a host object given as the object or as its primary key: the template
+    tags, `track()` and the manager's `rerank` take either."""
+    return BaseAdapter.key(getattr(value, "pk", value))
+
+
 class ProductAdapter(BaseAdapter):
     """Maps a host product model onto `ProductRecord`. Override attributes or methods."""
 

@@ -146,7 +146,7 @@ def test_second_host_app_with_other_names_and_uuid_keys():
         assert adapters.get_product_model() is Gadget
         adapter = adapters.get_product_adapter()
         record = adapter.to_record(live)
-        assert record.id == str(live.code)
+        assert record.id == str(live.code) == adapters.key_of(live) == adapters.key_of(live.code)
         assert record.title == "Wireless earbuds"
         assert record.text == "Wireless earbuds\nNoise cancelling"
         assert record.category_path == ("Audio",)
