@@ -108,6 +108,22 @@ def test_card_values_need_their_builder_and_real_fields(adapter, message):
             adapters.validate_configuration()
 
 
+class CardValuesOfAbsentFieldsWithoutBuilder(adapters.ProductAdapter):
+    card_values = ("title", "colour")
+
+
+def test_every_adapter_problem_is_named_in_one_error():
+    settings = {
+        "PRODUCT_MODEL": "shop.Product",
+        "PRODUCT_ADAPTER": "tests.test_foundation.CardValuesOfAbsentFieldsWithoutBuilder",
+    }
+    with override_settings(RECOMMENDATIONS=settings):
+        with pytest.raises(ImproperlyConfigured) as raised:
+            adapters.validate_configuration()
+    builder, fields = str(raised.value).splitlines()
+    assert "define card_from_values" in builder and "card_values: 'colour'" in fields
+
+
 def test_adapter_path_that_cannot_be_imported():
     settings = {"PRODUCT_MODEL": "shop.Product", "PRODUCT_ADAPTER": "nowhere.Adapter"}
     with override_settings(RECOMMENDATIONS=settings):
