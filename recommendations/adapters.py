@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from decimal import Decimal
 from functools import cache
 from typing import Any
@@ -46,7 +46,6 @@ class ProductRecord:
     in_stock: bool = True
     is_active: bool = True
     created_at: dt.datetime | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -166,6 +165,12 @@ class BaseAdapter:
             )
         rows = self.model._default_manager.filter(**{f"{self.source_id_field}__in": list(source_ids)})
         return {str(source): self.key(pk) for source, pk in rows.values_list(self.source_id_field, "pk")}
+
+
+def key_of(value: Any) -> str:
+    """The engine key of a host object given as the object or as its primary key: the template
+    tags, `track()` and the manager's `rerank` take either."""
+    return BaseAdapter.key(getattr(value, "pk", value))
 
 
 class ProductAdapter(BaseAdapter):
@@ -378,26 +383,30 @@ def clear_cache() -> None:
 
 
 def validate_configuration() -> None:
-    """Raise one `ImproperlyConfigured` naming every problem with the catalogue settings."""
+    """Raise one `ImproperlyConfigured` naming every problem with the catalogue settings, so
+    a host fixes them in one go rather than one start-up at a time."""
     rec_settings.validate()
     adapter = get_product_adapter()
+    problems = []
     if not isinstance(adapter, ProductAdapter):
-        raise ImproperlyConfigured(
+        problems.append(
             f"settings.{SETTING_NAME}['PRODUCT_ADAPTER'] must subclass "
             "recommendations.adapters.ProductAdapter."
         )
-    if adapter.card_values and type(adapter).card_from_values is ProductAdapter.card_from_values:
-        raise ImproperlyConfigured(
+    elif adapter.card_values and type(adapter).card_from_values is ProductAdapter.card_from_values:
+        problems.append(
             f"{type(adapter).__name__}.card_values is set, so serving builds cards from those values: "
             "define card_from_values(values) in the adapter too, or leave card_values empty."
         )
-    missing = adapter.check_fields()
+    missing = adapter.check_fields() if isinstance(adapter, BaseAdapter) else []
     store_adapter = get_store_adapter()
     if store_adapter is not None:
         missing += store_adapter.check_fields()
     if missing:
-        raise ImproperlyConfigured(
+        problems.append(
             "The catalogue adapters name fields that do not exist: "
             + "; ".join(missing)
             + ". Set these attributes to your model's field names (or None) in your adapter."
         )
+    if problems:
+        raise ImproperlyConfigured("\n".join(problems))

@@ -21,9 +21,7 @@ import time
 from celery import current_app
 
 from recommendations import queues
-
-# BaseSignalProcessor: hosts' own SIGNAL_PROCESSOR classes subclass it from here, too.
-from recommendations.signal_processors import BaseSignalProcessor, PendingKeysProcessor  # noqa: F401
+from recommendations.signal_processors import PendingKeysProcessor
 from recommendations.vectors.queries import active_version
 
 EMBED_PRODUCTS_TASK = "recommendations.tasks.embed_products"

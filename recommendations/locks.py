@@ -15,6 +15,10 @@ The holder's transaction is idle for as long as the work runs. It turns off Post
 `idle_in_transaction_session_timeout` and `transaction_timeout` for itself (SET LOCAL), so a
 role's default cannot end it mid-retrain; a pooler's own limit (PgBouncer's
 `idle_transaction_timeout`) must be off or longer than a retrain (README, "Production").
+
+`transaction_lock` takes a lock inside the caller's own transaction instead, for a short
+critical section that must commit together with the lock (activating a model version). Both
+use `lock_key`, so `is_locked` sees either.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from contextlib import contextmanager, suppress
 
 from django.db import DatabaseError, connections
 from django.db.backends.base.base import BaseDatabaseWrapper
+from django.db.transaction import TransactionManagementError
 
 logger = logging.getLogger(__name__)
 
@@ -71,6 +76,24 @@ def advisory_lock(name: str = PIPELINE_LOCK, using: str = "default", *, wait: bo
         yield acquired
     finally:
         _release(holder, name)
+
+
+def transaction_lock(name: str, using: str = "default") -> None:
+    """Take the named lock in the caller's transaction: it is released when that transaction
+    commits or rolls back. Waits for another holder, polling as `advisory_lock` does (a
+    statement that waits keeps a snapshot a concurrent index build would wait for)."""
+    connection = connections[using]
+    if not connection.in_atomic_block:
+        raise TransactionManagementError(
+            f"transaction_lock({name!r}) holds its lock until the transaction ends; call it inside "
+            "transaction.atomic() (outside one, autocommit would release it at once)."
+        )
+    with connection.cursor() as cursor:
+        while True:
+            cursor.execute(f"SELECT pg_try_advisory_xact_lock({int(lock_key(name))})")
+            if cursor.fetchone()[0]:
+                return
+            time.sleep(WAIT_INTERVAL)
 
 
 def _hold_no_snapshot(holder: BaseDatabaseWrapper) -> None:

@@ -49,9 +49,9 @@ class PipelineResult:
         }
 
 
-def task_progress(task: Any, *listeners: Callable[[str, int, int], None]) -> Progress:
+def task_progress(task: Any) -> Progress:
     """Progress that also updates the Celery task's state (PROGRESS, with stage and counts)."""
-    return Progress(task=task, listeners=listeners)
+    return Progress(task=task)
 
 
 def get_version(pk: int) -> ModelVersion:

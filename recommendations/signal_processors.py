@@ -2,22 +2,24 @@
 
 In the style of haystack's signal processors: a processor connects handlers for the adapted
 product model only (never for every model). `PendingKeysProcessor` gathers the keys of the
-products a transaction saved or deleted and hands them to `process()` once, after it commits,
-so a rolled-back save changes nothing. Two subclasses use it: the pipeline's
-`indexing.OnCommitSignalProcessor` (queues the products' embedding; configurable as
-`RECOMMENDATIONS["SIGNAL_PROCESSOR"]`) and serving's `catalog.SearchIndexProcessor` (rewrites
-their search documents), besides `catalog.StoreSearchProcessor` and
-`catalog.CategorySearchProcessor`, which watch the store and category models (a renamed
-store's or category's products are found under the new name). `install()` puts one in place
-from the app's `ready()`.
+products a transaction saved or deleted and hands them to `process()` once, after it commits; a
+save rolled back, with its transaction or with a savepoint, is never handed on. Two subclasses
+use it: the pipeline's `indexing.OnCommitSignalProcessor` (queues the products' embedding;
+configurable as `RECOMMENDATIONS["SIGNAL_PROCESSOR"]`) and serving's
+`catalog.SearchIndexProcessor` (rewrites their search documents), besides
+`catalog.StoreSearchProcessor` and `catalog.CategorySearchProcessor`, which watch the store and
+category models (a renamed store's or category's products are found under the new name).
+`install()` puts one in place from the app's `ready()`.
 """
 
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
+from functools import partial
 from typing import Any
 
-from django.db import models, transaction
+from django.db import DEFAULT_DB_ALIAS, models, transaction
 from django.db.models.signals import post_delete, post_save
 
 from recommendations.adapters import get_product_adapter, get_product_model
@@ -46,11 +48,11 @@ class BaseSignalProcessor:
 class PendingKeysProcessor(BaseSignalProcessor):
     """Gathers the keys of saved and deleted objects (products, unless `watched_model` says
     otherwise) per transaction; subclasses implement `process(keys)`, called once per
-    committed transaction that changed any."""
+    committed transaction that changed any, and never for a rolled-back change."""
 
     def __init__(self) -> None:
         super().__init__()
-        self._pending = threading.local()  # each thread has its own transaction
+        self._pending = _OpenTransactions()
         cls = type(self)
         self.dispatch_uid = f"{cls.__module__}.{cls.__qualname__}.{self.model._meta.label_lower}"
 
@@ -62,26 +64,74 @@ class PendingKeysProcessor(BaseSignalProcessor):
         post_save.disconnect(sender=self.model, dispatch_uid=f"{self.dispatch_uid}.save")
         post_delete.disconnect(sender=self.model, dispatch_uid=f"{self.dispatch_uid}.delete")
 
-    def handle_change(self, sender: type[models.Model], instance: models.Model, **kwargs: Any) -> None:
+    def handle_change(
+        self, sender: type[models.Model], instance: models.Model, using: str = DEFAULT_DB_ALIAS, **kwargs: Any
+    ) -> None:
         if kwargs.get("raw"):  # loaddata: fixtures are caught up in bulk (sync, refresh_serving)
             return
-        keys = getattr(self._pending, "keys", None)
-        if keys is None:
-            keys = self._pending.keys = set()
-        keys.add(get_product_adapter().key(instance.pk))
-        # Registered on every change: a rolled-back transaction drops its callbacks, and the first
-        # flush after a commit takes every key gathered so far (at once in autocommit mode).
-        transaction.on_commit(self.flush)
-
-    def flush(self) -> None:
-        """Hand the keys gathered so far to `process` (a later flush finds none left)."""
-        keys, self._pending.keys = getattr(self._pending, "keys", None), None
-        if keys:
-            self.process(sorted(keys))
+        key = get_product_adapter().key(instance.pk)
+        connection = transaction.get_connection(using)
+        if not connection.in_atomic_block:  # autocommit: the change is committed already
+            self.process([key])
+            return
+        batch = self._pending.by_alias.get(using)
+        if batch is None or not batch.is_open():  # committed, or rolled back with its hooks
+            batch = self._pending.by_alias[using] = TransactionKeys(self, using)
+        batch.add(key)
 
     def process(self, keys: list[str]) -> None:
         """Bring the derived data of these objects up to date; runs after the commit."""
         raise NotImplementedError
+
+
+class _OpenTransactions(threading.local):
+    """A thread's open transaction per database alias (connections are per thread)."""
+
+    def __init__(self) -> None:
+        self.by_alias: dict[str, TransactionKeys] = {}
+
+
+class TransactionKeys:
+    """The keys one transaction changed, for one processor.
+
+    Each change registers an on_commit hook that confirms its key, which Django drops when the
+    change's savepoint or transaction rolls back. After it goes a flush hook outside every
+    savepoint, so that a savepoint rolled back later cannot drop it; only the last one appended
+    hands the confirmed keys on: `process` runs once, after every confirmation has run.
+    """
+
+    def __init__(self, processor: PendingKeysProcessor, using: str) -> None:
+        self.processor = processor
+        self.using = using
+        self.confirmed: set[str] = set()
+        self.last_flush: Callable[[], None] | None = None
+
+    def add(self, key: str) -> None:
+        transaction.on_commit(partial(self.confirm, key), using=self.using)
+
+        def flush() -> None:
+            if flush is self.last_flush:  # the transaction's last flush hook; earlier ones wait for it
+                self.flush()
+
+        self.last_flush = flush
+        # What on_commit() appends (the list captureOnCommitCallbacks reads too), less the
+        # savepoint ids, which on_commit() cannot leave out: Django drops this hook only with
+        # the whole transaction. Robust: a failing `process` is
+        # logged and cannot stop the caller's other hooks.
+        transaction.get_connection(self.using).run_on_commit.append((set(), flush, True))
+
+    def confirm(self, key: str) -> None:
+        self.confirmed.add(key)
+
+    def is_open(self) -> bool:
+        """Whether the transaction is still to commit (its last flush hook still waits)."""
+        hooks = transaction.get_connection(self.using).run_on_commit
+        return self.last_flush is not None and any(hook is self.last_flush for _, hook, _ in reversed(hooks))
+
+    def flush(self) -> None:
+        keys, self.confirmed, self.last_flush = sorted(self.confirmed), set(), None
+        if keys:
+            self.processor.process(keys)
 
 
 _installed: dict[str, BaseSignalProcessor] = {}

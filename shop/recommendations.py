@@ -17,9 +17,6 @@ class ProductAdapter(adapters.ProductAdapter):
     # Saved products change it, so serving keeps their cards until they change.
     updated_field = "updated_at"
 
-    def index_queryset(self) -> models.QuerySet:
-        return self.model._default_manager.all()
-
     # Cards are built from these values: no Product, Category and Store instances per card.
     card_values = ("title", "price", "slug", "category__path", "store_id", "store__name")
 

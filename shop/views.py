@@ -19,6 +19,7 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_POST
 
 import recommendations
+from recommendations.adapters import get_product_adapter
 from recommendations.events.signals import searched
 from recommendations.serving.products import rerank
 from recommendations.serving.types import Audience, Options, Recommendation
@@ -46,9 +47,8 @@ DEMO_ACCOUNTS = 4
 
 
 def available_products() -> QuerySet[Product]:
-    return with_ratings(
-        Product.objects.filter(is_active=True, stock__gt=0).select_related("store", "category")
-    )
+    """What may be sold now, as the recommendations adapter says: the shop and its lists agree."""
+    return with_ratings(get_product_adapter().available_queryset().select_related("store", "category"))
 
 
 def _safe_next(request: HttpRequest, fallback: str) -> str:

@@ -108,6 +108,22 @@ def test_card_values_need_their_builder_and_real_fields(adapter, message):
             adapters.validate_configuration()
 
 
+class CardValuesOfAbsentFieldsWithoutBuilder(adapters.ProductAdapter):
+    card_values = ("title", "colour")
+
+
+def test_every_adapter_problem_is_named_in_one_error():
+    settings = {
+        "PRODUCT_MODEL": "shop.Product",
+        "PRODUCT_ADAPTER": "tests.test_foundation.CardValuesOfAbsentFieldsWithoutBuilder",
+    }
+    with override_settings(RECOMMENDATIONS=settings):
+        with pytest.raises(ImproperlyConfigured) as raised:
+            adapters.validate_configuration()
+    builder, fields = str(raised.value).splitlines()
+    assert "define card_from_values" in builder and "card_values: 'colour'" in fields
+
+
 def test_adapter_path_that_cannot_be_imported():
     settings = {"PRODUCT_MODEL": "shop.Product", "PRODUCT_ADAPTER": "nowhere.Adapter"}
     with override_settings(RECOMMENDATIONS=settings):
@@ -146,7 +162,7 @@ def test_second_host_app_with_other_names_and_uuid_keys():
         assert adapters.get_product_model() is Gadget
         adapter = adapters.get_product_adapter()
         record = adapter.to_record(live)
-        assert record.id == str(live.code)
+        assert record.id == str(live.code) == adapters.key_of(live) == adapters.key_of(live.code)
         assert record.title == "Wireless earbuds"
         assert record.text == "Wireless earbuds\nNoise cancelling"
         assert record.category_path == ("Audio",)

@@ -21,7 +21,7 @@ from typing import Any
 from django.db import models
 from django.http import HttpRequest
 
-from recommendations.adapters import BaseAdapter
+from recommendations.adapters import key_of
 from recommendations.conf import rec_settings
 from recommendations.events.ingestion import ingest
 from recommendations.events.validation import Origin
@@ -90,9 +90,7 @@ def request_user_id(request: HttpRequest | None) -> Any:
 
 
 def _key(obj: Any) -> str | None:
-    if obj is None:
-        return None
-    return BaseAdapter.key(obj.pk if isinstance(obj, models.Model) else obj)
+    return None if obj is None else key_of(obj)
 
 
 def track(

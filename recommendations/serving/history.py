@@ -129,9 +129,6 @@ class History:
         """Distinct products, most recent first."""
         return list(dict.fromkeys(e.product_id for e in self.events))
 
-    def of_type(self, *types: str) -> list[HistoryEvent]:
-        return [e for e in self.events if e.event_type in types]
-
 
 def audience_filter(audience: Audience) -> Q | None:
     """Events of this visitor: the user's (any session) or, when anonymous, the session's."""

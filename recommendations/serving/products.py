@@ -141,16 +141,7 @@ def for_you(audience: Audience, options: Options) -> RecommendationResult:
         popular = (lambda: statistics.trending(k), lambda: _newest(k))
         return _cascade(k, *popular) if recommender == variants.POPULAR else _cascade(k, personal, *popular)
 
-    key = (
-        Kind.FOR_YOU,
-        variants.cache_key(audience),
-        version and version.pk,
-        audience.user_id,
-        audience.session_id,
-        history.fingerprint,
-        k,
-        options.explain,
-    )
+    key = variants.list_key(Kind.FOR_YOU, audience, version, k, options.explain, history=history)
     return finalize(
         Kind.FOR_YOU,
         cached(key, compute),
@@ -232,7 +223,7 @@ def similar(product_id: str, audience: Audience, options: Options) -> Recommenda
             lambda: statistics.trending(k, category=_category_of(seed)),
         )
 
-    key = (Kind.SIMILAR, variants.cache_key(audience), version and version.pk, product_id, k)
+    key = variants.list_key(Kind.SIMILAR, audience, version, product_id, k)
     return finalize(
         Kind.SIMILAR,
         cached(key, compute),
@@ -270,7 +261,7 @@ def bought_together(product_id: str, audience: Audience, options: Options) -> Re
         pairs = statistics.paired_by_kind([PairKind.BOUGHT, PairKind.VIEWED], {product_id: 1.0}, k)
         return _cascade(k, lambda: pairs[PairKind.BOUGHT], lambda: pairs[PairKind.VIEWED], alike)
 
-    key = (Kind.BOUGHT_TOGETHER, variants.cache_key(audience), version and version.pk, product_id, k)
+    key = variants.list_key(Kind.BOUGHT_TOGETHER, audience, version, product_id, k)
     return finalize(
         Kind.BOUGHT_TOGETHER,
         cached(key, compute),
@@ -383,10 +374,10 @@ def store_products(store_id: str, audience: Audience, options: Options) -> Recom
     def compute() -> list[Candidate]:
         return _cascade(k, personal, lambda: statistics.trending(k, store_id=store_id, popular=True), newest)
 
-    key = (Kind.STORE_PRODUCTS, store_id, variants.cache_key(audience), version and version.pk)
+    key = variants.list_key(Kind.STORE_PRODUCTS, audience, version, store_id, k, history=history)
     return finalize(
         Kind.STORE_PRODUCTS,
-        cached((*key, audience.user_id, audience.session_id, history.fingerprint, k), compute),
+        cached(key, compute),
         audience,
         options,
         model_version_id=version and version.pk,

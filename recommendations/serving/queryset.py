@@ -28,7 +28,7 @@ from django.db import models
 from django.db.models import Func, TextField, Value
 from django.db.models.functions import Cast
 
-from recommendations.adapters import get_product_model
+from recommendations.adapters import get_product_model, key_of
 from recommendations.serving.types import Audience, Options, RecommendationResult
 
 
@@ -91,7 +91,7 @@ class RecommendationManager(models.Manager):
 
     def rerank(self, products: Iterable[Any], user: Any = None, *, session_id: str = "") -> models.QuerySet:
         """`products` as objects or ids, most relevant to the visitor first."""
-        ids = [str(getattr(p, "pk", p)) for p in products]
+        ids = [key_of(p) for p in products]
         return self._ordered(_services().rerank(ids, Audience(user, session_id), Options()))
 
 

@@ -108,15 +108,7 @@ def stores_for_user(audience: Audience, options: Options) -> RecommendationResul
         popular = cached((Kind.STORES, "popular", k), lambda: _popular_stores(k))
         return candidates + [Candidate(c.product_id, c.score, c.source, c.reason, tier=2) for c in popular]
 
-    key = (
-        Kind.STORES,
-        variants.cache_key(audience),
-        version and version.pk,
-        audience.user_id,
-        audience.session_id,
-        history.fingerprint,
-        k,
-    )
+    key = variants.list_key(Kind.STORES, audience, version, k, history=history)
     return _finalize(Kind.STORES, cached(key, compute), audience, options, version and version.pk)
 
 
@@ -161,7 +153,7 @@ def similar_stores(store_id: str, audience: Audience, options: Options) -> Recom
         popular = _popular_stores(k + 1, exclude=store_id)
         return candidates + [Candidate(c.product_id, c.score, c.source, c.reason, tier=3) for c in popular]
 
-    key = (Kind.SIMILAR_STORES, variants.cache_key(audience), version and version.pk, store_id, k)
+    key = variants.list_key(Kind.SIMILAR_STORES, audience, version, store_id, k)
     result_options = Options(options.limit, options.exclude | {store_id}, options.explain, options.category)
     return _finalize(
         Kind.SIMILAR_STORES, cached(key, compute), audience, result_options, version and version.pk

@@ -14,11 +14,15 @@ built-in recommender cascade, `SERVING_RULES`.
 from __future__ import annotations
 
 import logging
-from typing import Any
+from collections.abc import Hashable
+from typing import TYPE_CHECKING, Any
 
 from recommendations.experiments.assignment import VariantChoice, variant_for, version_to_serve
 from recommendations.models import ModelVersion
 from recommendations.serving.types import Audience
+
+if TYPE_CHECKING:
+    from recommendations.serving.history import History
 
 logger = logging.getLogger(__name__)
 
@@ -66,10 +70,21 @@ def rule_layers(audience: Audience | None, kind: str) -> list[dict[str, Any]]:
     return [choice.rules.get("default", {}), choice.rules.get(kind, {})]
 
 
-def cache_key(audience: Audience) -> str:
-    """What keys cached lists per variant ("" without an experiment)."""
+def list_key(
+    kind: str,
+    audience: Audience,
+    version: ModelVersion | None,
+    *parts: Hashable,
+    history: History | None = None,
+) -> tuple[Hashable, ...]:
+    """The cache key of a computed list: its kind, the visitor's variant and the model version
+    that ranked it, for a personal list (`history` given) the visitor and their history's
+    fingerprint, then the list's own `parts`. A new variant, activation or event makes a new
+    key, so nothing has to be invalidated (see `serving.cache`)."""
     choice = variant(audience)
-    return f"{choice.experiment_key}/{choice.variant_key}" if choice is not None else ""
+    variant_key = f"{choice.experiment_key}/{choice.variant_key}" if choice is not None else ""
+    visitor = (audience.user_id, audience.session_id, history.fingerprint) if history is not None else ()
+    return (kind, variant_key, version and version.pk, *visitor, *parts)
 
 
 def served_context(audience: Audience) -> dict[str, str]:

@@ -23,7 +23,7 @@ import logging
 from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from django import template
 from django.conf import settings
@@ -31,6 +31,7 @@ from django.db import connection, transaction
 from django.template.base import FilterExpression, Parser, Token
 from django.template.loader import render_to_string
 
+from recommendations.adapters import key_of
 from recommendations.conf import rec_settings
 from recommendations.serving import products, search, stores
 from recommendations.serving.errors import InvalidParameters
@@ -79,11 +80,6 @@ def render_safely(name: str, compute: Callable[[], T], fallback: T) -> T:
     return fallback
 
 
-def _key(value: Any) -> str:
-    """A product or store given as an object or as its id."""
-    return str(getattr(value, "pk", value))
-
-
 @dataclass(frozen=True)
 class Block:
     """One kind of block: its service, its template, and its one positional argument if any."""
@@ -111,7 +107,7 @@ class RecommendationNode(template.Node):
         exclude = kwargs.get("exclude") or ()
         options = Options(
             limit=int(kwargs["limit"]) if kwargs.get("limit") else None,
-            exclude=frozenset(_key(e) for e in ([exclude] if isinstance(exclude, str) else exclude)),
+            exclude=frozenset(key_of(e) for e in ([exclude] if isinstance(exclude, str) else exclude)),
             explain=True,
             category=kwargs.get("category"),
         )
@@ -172,7 +168,7 @@ def _compile(block: Block) -> Callable[[Parser, Token], RecommendationNode]:
 def _by_key(call: Callable) -> Callable:
     """Adapt a service that takes an id to a tag given an object (or an id)."""
 
-    return lambda product, audience, options: call(_key(product), audience, options)
+    return lambda product, audience, options: call(key_of(product), audience, options)
 
 
 PRODUCTS = "recommendations/products.html"

@@ -12,12 +12,12 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
-from django.db import OperationalError, connection, transaction
+from django.db import OperationalError, transaction
 from django.db.models import Q
 from django.utils import timezone
 
 from recommendations.experiments.assignment import model_versions_in_use
-from recommendations.locks import advisory_lock
+from recommendations.locks import advisory_lock, transaction_lock
 from recommendations.models import ModelStatus, ModelVersion, ProductVector, StoreVector, UserVector
 from recommendations.vectors import indexes, lists, queries, tuning
 
@@ -68,8 +68,7 @@ def activate(version: ModelVersion) -> ActivationResult:
         ) from exc
     with transaction.atomic():
         # Serialise concurrent activations; the unique constraint would reject the second.
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", [ACTIVATION_LOCK])
+        transaction_lock(ACTIVATION_LOCK)
         locked = ModelVersion.objects.select_for_update().get(pk=version.pk)
         _check_can_serve(locked)
         # At most one is active (rec_one_active_model_version).

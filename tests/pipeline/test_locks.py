@@ -4,10 +4,11 @@ block ends, including where a pooler keeps the server connection open after `clo
 import threading
 
 import pytest
-from django.db import connections
+from django.db import connections, transaction
+from django.db.transaction import TransactionManagementError
 
 from recommendations import locks
-from recommendations.locks import advisory_lock, is_locked
+from recommendations.locks import advisory_lock, is_locked, transaction_lock
 
 pytestmark = pytest.mark.django_db
 
@@ -128,3 +129,34 @@ def test_a_waiting_lock_blocks_until_the_holder_lets_go():
     # Only the waiter's own backend: it got the lock after the first holder's transaction ended.
     assert acquired and len(pids) == 1 and pids != [first_pid]
     assert not is_locked(name)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_transaction_lock_is_seen_by_is_locked_and_ends_with_its_transaction():
+    name = "recommendations.test.transaction"
+    held, release = threading.Event(), threading.Event()
+
+    def holder():
+        try:
+            with transaction.atomic():
+                transaction_lock(name)
+                held.set()
+                release.wait(10)
+        finally:
+            connections.close_all()
+
+    thread = threading.Thread(target=holder)
+    thread.start()
+    assert held.wait(10)
+    assert is_locked(name)
+    with advisory_lock(name) as other:  # one key scheme: the two kinds exclude each other
+        assert not other
+    release.set()
+    thread.join(10)
+    assert not is_locked(name)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_transaction_lock_outside_a_transaction_is_refused():
+    with pytest.raises(TransactionManagementError, match="inside transaction.atomic"):
+        transaction_lock("recommendations.test.autocommit")

@@ -14,6 +14,7 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from recommendations import pipeline
+from recommendations.locks import advisory_lock
 from recommendations.models import (
     ModelStatus,
     ModelVersion,
@@ -418,6 +419,19 @@ def test_activations_of_one_version_build_its_indexes_one_at_a_time():
     thread.join(60)
     assert out[0].version.status == ModelStatus.ACTIVE, out
     assert len(indexes.existing_indexes(version.pk)) == len(indexes.INDEX_SPECS)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_activation_waits_for_the_activation_lock_held_by_the_locks_key_scheme():
+    """One key scheme: what `is_locked` sees, and `advisory_lock` takes, an activation waits for."""
+    version = make_version(n=50)
+    with advisory_lock(activation.ACTIVATION_LOCK) as held:  # another activation is switching
+        assert held
+        thread, out = start_thread(lambda: activation.activate(version))
+        thread.join(1.5)
+        assert thread.is_alive() and not out  # it waits
+    thread.join(60)
+    assert out[0].version.status == ModelStatus.ACTIVE, out
 
 
 @pytest.mark.django_db(transaction=True)

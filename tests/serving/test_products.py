@@ -7,11 +7,11 @@ from django.db import connection
 from django.db.models import QuerySet
 from django.test.utils import CaptureQueriesContext
 
-from recommendations.serving import history, products
+from recommendations.serving import history, products, variants
 from recommendations.serving.catalog import index_products
 from recommendations.serving.errors import NotFound
 from recommendations.serving.statistics import refresh_statistics
-from recommendations.serving.types import Audience, Options
+from recommendations.serving.types import Audience, Kind, Options
 from recommendations.vectors import queries
 from shop.models import Product
 from tests.serving.conftest import TITLES, add_event
@@ -358,3 +358,18 @@ def test_a_store_is_proven_by_its_products(catalog, model):
     )  # exists, sells nothing now
     with pytest.raises(NotFound, match="No store"):
         products.store_products("999999", Audience(), Options())
+
+
+def test_a_personal_lists_cache_key_names_the_visitor_and_changes_with_their_history(catalog):
+    def keys(session: str) -> tuple:
+        audience = Audience(session_id=session)
+        shared = variants.list_key(Kind.SIMILAR, audience, None, "1", 10)
+        return shared, variants.list_key(
+            Kind.STORES, audience, None, 10, history=history.recent_history(audience)
+        )
+
+    (shared_a, personal_a), (shared_b, personal_b) = keys("a"), keys("b")
+    assert shared_a == shared_b and personal_a != personal_b
+    add_event(catalog, "view", "Argan shampoo", session="a")
+    shared, personal = keys("a")
+    assert shared == shared_a and personal != personal_a  # a new event: a new key, nothing to invalidate

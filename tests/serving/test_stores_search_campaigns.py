@@ -517,6 +517,8 @@ def test_refresh_serving_command(catalog):
 
     from django.core.management import call_command
 
+    from recommendations.management.commands.refresh_serving import Command as RefreshServing
+
     ProductDocument.objects.all().delete()
     add_event(catalog, "purchase", "Cuticle oil", session="x")
     old = products.trending(Audience(), Options())
@@ -530,3 +532,5 @@ def test_refresh_serving_command(catalog):
     assert ProductDocument.objects.count() == 12 and ProductPopularity.objects.count() == 1
     assert "Served lists pruned: 1." in out.getvalue() and ServedRecommendation.objects.count() == 1
     assert "search index" in out.getvalue() and "serving statistics" in out.getvalue()  # progress bars
+    usage = " ".join(RefreshServing().create_parser("manage.py", "refresh_serving").format_help().split())
+    assert "delete served lists older than SERVED_RETENTION_DAYS" in usage  # what it deletes, said up front

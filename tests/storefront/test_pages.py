@@ -10,6 +10,7 @@ from recommendations.models import ModelVersion
 from recommendations.serving.catalog import index_products
 from recommendations.serving.statistics import refresh_statistics
 from shop.models import Product
+from shop.recommendations import ProductAdapter
 from tests.storefront.conftest import event
 
 REC_BLOCK = re.compile(r'data-rec-impression data-rec-id="([0-9a-f]+)"')
@@ -170,6 +171,18 @@ def test_a_search_too_long_says_so(client, indexed):
     html = client.get(reverse("shop:search"), {"q": "mug " * 60}).content.decode()
     assert "at most 200 characters (it has 239)" in html and "Shorten your search" in html
     assert 'maxlength="200"' in html  # the search box stops there in the first place
+
+
+class SellsBackorders(ProductAdapter):
+    stock_field = None  # out-of-stock products are for sale too
+
+
+def test_the_storefront_sells_what_the_adapter_calls_available(client, indexed, settings):
+    settings.RECOMMENDATIONS = {
+        **settings.RECOMMENDATIONS,
+        "PRODUCT_ADAPTER": "tests.storefront.test_pages.SellsBackorders",
+    }
+    assert client.get(indexed[7].get_absolute_url()).status_code == 200  # out of stock, on backorder
 
 
 def test_unknown_pages_are_404(client, indexed):

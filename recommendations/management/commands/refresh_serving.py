@@ -2,8 +2,10 @@
 
 The search index (`ProductDocument`, from the catalogue through the adapter) and the
 popularity and bought/viewed-together tables (from events); served lists older than
-`SERVED_RETENTION_DAYS` are deleted. Run it after loading a catalogue or importing events;
-the periodic `refresh_statistics` task keeps popularity fresh.
+`SERVED_RETENTION_DAYS` are deleted too, as the daily `prune_served` task does, so a shop
+that runs this command from cron rather than Celery beat keeps them in bounds. Run it after
+loading a catalogue or importing events; the periodic `refresh_statistics` task keeps
+popularity fresh.
 """
 
 from __future__ import annotations
@@ -20,7 +22,10 @@ from recommendations.serving.statistics import refresh_statistics
 
 
 class Command(BaseCommand):
-    help = "Rebuild the search index and the popularity / co-occurrence tables that serving reads."
+    help = (
+        "Rebuild the search index and the popularity / co-occurrence tables that serving reads, and "
+        "delete served lists older than SERVED_RETENTION_DAYS (as the daily prune_served task does)."
+    )
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--skip-index", action="store_true", help="leave the search index as it is")
