@@ -11,6 +11,7 @@ from django.core import checks
 from recommendations.api.throttles import rate_errors
 from recommendations.conf import rec_settings
 from recommendations.serving.rule_sets import rule_set_errors
+from recommendations.serving.rules import boost_rule_errors
 
 LOCMEM = "django.core.cache.backends.locmem.LocMemCache"
 # Entries serving needs in a per-process cache: at about 100 requests/s per process, most
@@ -68,6 +69,23 @@ def check_serving_rules(app_configs: Any = None, **kwargs: Any) -> list[checks.C
             id="recommendations.E002",
         )
         for error in rule_set_errors(rec_settings.SERVING_RULES)
+    ]
+
+
+@checks.register()
+def check_boost_rules(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    """Refuse `BOOST_RULES` that serving cannot apply: a rule whose filter names a field the
+    product model lacks, or whose factor is not a number, would fail every list of its types
+    (the template tags then render those blocks empty), and a misspelt type is ignored."""
+    return [
+        checks.Error(
+            f"RECOMMENDATIONS['BOOST_RULES']: {error}",
+            hint='Each rule is {"filter": {...}, "factor": 1.5, "types": [...]}: "filter" holds ORM lookups '
+            'on the product model (e.g. {"brand": "Acme"}), "factor" is above 1 to boost, below 1 to bury, '
+            '0 to remove, and "types" (optional) names the lists it applies to.',
+            id="recommendations.E004",
+        )
+        for error in boost_rule_errors(rec_settings.BOOST_RULES)
     ]
 
 

@@ -362,6 +362,49 @@ def test_serving_rules_serving_cannot_apply_are_errors(settings):
     ]
 
 
+def test_boost_rules_serving_cannot_apply_are_errors(settings):
+    from recommendations.checks import check_boost_rules
+
+    settings.RECOMMENDATIONS = {
+        **settings.RECOMMENDATIONS,
+        "BOOST_RULES": [
+            {
+                "filter": {"brand": "Acme", "store__name": "Shop"},
+                "factor": 1.5,
+                "types": ["for_you", "search"],
+            },
+            {"filter": {"price__lt": 10}, "factor": 0},
+        ],
+    }
+    assert check_boost_rules() == []
+    settings.RECOMMENDATIONS = {
+        **settings.RECOMMENDATIONS,
+        "BOOST_RULES": [
+            {"filter": {"no_such_field": 1}, "factor": "x", "types": ["for_yuo"]},
+            {"filter": {"price": "cheap"}, "factor": -1, "type": ["for_you"]},
+            {"factor": 2, "types": "for_you"},
+        ],
+    }
+    found = check_boost_rules()
+    assert {message.id for message in found} == {"recommendations.E004"}
+    assert "ORM lookups on the product model" in found[0].hint
+    messages = [message.msg.removeprefix("RECOMMENDATIONS['BOOST_RULES']: ") for message in found]
+    assert messages[0].startswith(
+        "rule 1: filter {'no_such_field': 1} is not a lookup on shop.Product: Cannot resolve keyword "
+        "'no_such_field' into field. Choices are: brand, "
+    )
+    assert messages[1:] == [
+        "rule 1: factor must be a number >= 0 (above 1 boosts, below 1 buries, 0 removes), not 'x'.",
+        "rule 1: 'for_yuo' is not a list of products; use one of bought_together, buy_again, for_you, "
+        "new_arrivals, recently_viewed, rerank, search, similar, store_products, trending.",
+        "rule 2: 'type' is not part of a rule; use filter, factor, types.",
+        "rule 2: filter {'price': 'cheap'} is not a lookup on shop.Product: “cheap” value must be a decimal number.",
+        "rule 2: factor must be a number >= 0 (above 1 boosts, below 1 buries, 0 removes), not -1.",
+        "rule 3: filter must be a dict of lookups on shop.Product, not None.",
+        "rule 3: types must be a list of recommendation types, not 'for_you'.",
+    ]
+
+
 def test_throttle_rates_the_api_cannot_apply_are_errors(settings):
     from recommendations.checks import check_throttle_rates
 
