@@ -10,6 +10,7 @@ from django.core import checks
 
 from recommendations.api.throttles import rate_errors
 from recommendations.conf import rec_settings
+from recommendations.events.preprocessing import WEIGHT_KEYS, weight_errors
 from recommendations.serving.rule_sets import rule_set_errors
 from recommendations.serving.rules import boost_rule_errors
 
@@ -140,4 +141,21 @@ def check_throttle_rates(app_configs: Any = None, **kwargs: Any) -> list[checks.
             id="recommendations.E003",
         )
         for error in rate_errors(rec_settings.API_THROTTLE_RATES)
+    ]
+
+
+@checks.register()
+def check_weights(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    """Refuse `EVENT_WEIGHTS` and `RATING_WEIGHTS` that training cannot use: a misspelt event
+    type would be ignored without a word (its events not trained on), and a weight that is
+    not a number fail every retrain."""
+    return [
+        checks.Error(
+            f"RECOMMENDATIONS[{name!r}]: {error}",
+            hint=f"Give only the weights to change: the others keep their defaults ({name} in "
+            "recommendations/conf.py), and a weight of 0 stops a kind of event from counting.",
+            id="recommendations.E005",
+        )
+        for name in WEIGHT_KEYS
+        for error in weight_errors(name, getattr(rec_settings, name))
     ]

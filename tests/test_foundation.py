@@ -16,7 +16,7 @@ from django.db import connection
 from django.test import override_settings
 
 from recommendations import adapters
-from recommendations.conf import rec_settings
+from recommendations.conf import DEFAULTS, rec_settings
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -56,6 +56,47 @@ def test_settings_object_has_defaults_and_follows_override_settings():
     with override_settings(RECOMMENDATIONS={"PRODUCT_MODEL": "shop.Product", "SESSION_GAP_MINUTES": 10}):
         assert rec_settings.SESSION_GAP_MINUTES == 10
     assert rec_settings.SESSION_GAP_MINUTES == 30
+
+
+def test_every_dict_setting_is_laid_over_its_default():
+    """A host that sets one weight or one rule keeps the others: one rule for every dict."""
+    from recommendations.serving.rules import rules_for
+
+    configured = {
+        "PRODUCT_MODEL": "shop.Product",
+        "EVENT_WEIGHTS": {"purchase": 10},
+        "RATING_WEIGHTS": {5: 8},
+        "TRAINING": {"epochs": 3},
+        "API_THROTTLE_RATES": {"anonymous": None},
+        "SERVING_RULES": {"default": {"limit": 6}, "similar": {"max_per_store": 2}},
+    }
+    with override_settings(RECOMMENDATIONS=configured):
+        assert rec_settings.EVENT_WEIGHTS == {
+            "view": 1.0,
+            "click": 1.0,
+            "add_to_cart": 3.0,
+            "favourite": 3.0,
+            "purchase": 10,
+            "rating": 0.0,
+        }
+        assert rec_settings.RATING_WEIGHTS == {1: -1.0, 2: 0.0, 3: 1.0, 4: 3.0, 5: 8}
+        assert rec_settings.TRAINING == {"epochs": 3}
+        assert rec_settings.API_THROTTLE_RATES == {
+            "api_key": "6000/minute",
+            "user": "600/minute",
+            "anonymous": None,
+        }
+        rules = rec_settings.SERVING_RULES
+        assert rules["default"] == {**DEFAULTS["SERVING_RULES"]["default"], "limit": 6}
+        assert rules["similar"] == {"min_relative_score": 0.5, "max_per_store": 2}  # rule by rule
+        assert rules["search"] == DEFAULTS["SERVING_RULES"]["search"]
+        assert rules_for("similar") == {
+            **DEFAULTS["SERVING_RULES"]["default"],
+            "limit": 6,
+            "min_relative_score": 0.5,
+            "max_per_store": 2,
+        }
+    assert rec_settings.EVENT_WEIGHTS["purchase"] == 5.0
 
 
 @pytest.mark.parametrize("name", ["SCORE_INDEX", "SIMILAR_INDEX"])
@@ -402,6 +443,28 @@ def test_boost_rules_serving_cannot_apply_are_errors(settings):
         "rule 2: factor must be a number >= 0 (above 1 boosts, below 1 buries, 0 removes), not -1.",
         "rule 3: filter must be a dict of lookups on shop.Product, not None.",
         "rule 3: types must be a list of recommendation types, not 'for_you'.",
+    ]
+
+
+def test_weights_training_cannot_use_are_errors(settings):
+    from recommendations.checks import check_weights
+
+    assert check_weights() == []
+    settings.RECOMMENDATIONS = {
+        **settings.RECOMMENDATIONS,
+        "EVENT_WEIGHTS": {"purchase": 10, "purchace": 3, "view": "high"},
+        "RATING_WEIGHTS": {6: 1.0, 1: None},
+    }
+    found = check_weights()
+    assert {message.id for message in found} == {"recommendations.E005"}
+    assert "the others keep their defaults" in found[0].hint
+    assert [message.msg for message in found] == [
+        "RECOMMENDATIONS['EVENT_WEIGHTS']: 'view': the weight must be a number, not 'high'.",
+        "RECOMMENDATIONS['EVENT_WEIGHTS']: 'purchace' is not an event type; use one of 'view', 'click', "
+        "'add_to_cart', 'remove_from_cart', 'purchase', 'search', 'rating', 'favourite', 'store_view', "
+        "'campaign_view', 'campaign_click', 'impression'.",
+        "RECOMMENDATIONS['RATING_WEIGHTS']: 1: the weight must be a number, not None.",
+        "RECOMMENDATIONS['RATING_WEIGHTS']: 6 is not a rating; use one of 1, 2, 3, 4, 5.",
     ]
 
 

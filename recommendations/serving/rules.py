@@ -20,7 +20,7 @@ from django.db import models
 from django.db.models import BooleanField, Case, Q, Value, When
 
 from recommendations.adapters import ProductAdapter, get_product_adapter, key_order
-from recommendations.conf import DEFAULTS, rec_settings
+from recommendations.conf import rec_settings
 from recommendations.serving import history as history_module
 from recommendations.serving import variants
 from recommendations.serving.attribution import record_served
@@ -51,19 +51,12 @@ BOOST_RULE_KEYS = ("filter", "factor", "types")
 
 
 def rules_for(kind: str, audience: Audience | None = None) -> dict[str, Any]:
-    """The rule set of one type, each layer over the last: built-in defaults, host "default",
-    built-in type, host type, then (for an audience in an experiment) the variant's "default"
-    and the variant's type."""
-    built_in = DEFAULTS["SERVING_RULES"]
-    configured = rec_settings.SERVING_RULES
+    """The rule set of one type, each layer over the last: "default", the type's own rules
+    (each the host's laid over the built-in ones by the settings object), then (for an
+    audience in an experiment) the variant's "default" and the variant's type."""
+    rule_sets = rec_settings.SERVING_RULES
     merged: dict[str, Any] = {}
-    for layer in (
-        built_in["default"],
-        configured.get("default", {}),
-        built_in.get(kind, {}),
-        configured.get(kind, {}),
-        *variants.rule_layers(audience, kind),
-    ):
+    for layer in (rule_sets["default"], rule_sets.get(kind, {}), *variants.rule_layers(audience, kind)):
         merged.update(layer)
     return merged
 
