@@ -11,6 +11,7 @@ from django.core import checks
 from recommendations.api.throttles import rate_errors
 from recommendations.conf import rec_settings
 from recommendations.events.preprocessing import WEIGHT_KEYS, weight_errors
+from recommendations.learning.config import device_error, option_errors, processes_error
 from recommendations.serving.rule_sets import rule_set_errors
 from recommendations.serving.rules import boost_rule_errors
 
@@ -19,6 +20,13 @@ LOCMEM = "django.core.cache.backends.locmem.LocMemCache"
 # of them storing a list (one per visitor, product or query), this holds a minute of them,
 # the default SERVING_CACHE_SECONDS (docs/benchmarks.md, "Sixth session").
 SERVING_CACHE_ENTRIES = 5000
+# What to do about each training setting `check_training` refuses.
+TRAINING_HINTS = {
+    "TRAINING": "TrainConfig in recommendations/learning/config.py lists the options, their defaults and "
+    "what each may be.",
+    "DEVICE": "'auto' trains and embeds on CUDA where torch sees a GPU, else on the CPU.",
+    "TRAINING_PROCESSES": '"auto" starts one process per GPU when training on CUDA; 1 trains in one process.',
+}
 
 
 @checks.register(checks.Tags.caches)
@@ -158,4 +166,24 @@ def check_weights(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMe
         )
         for name in WEIGHT_KEYS
         for error in weight_errors(name, getattr(rec_settings, name))
+    ]
+
+
+@checks.register()
+def check_training(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    """Refuse `TRAINING`, `DEVICE` and `TRAINING_PROCESSES` values no retrain can use, here
+    rather than in the nightly retrain. Whether this machine has the GPU asked for is left to
+    where training and embedding run: web machines share the settings of GPU workers."""
+    errors = [("TRAINING", error) for error in option_errors(rec_settings.TRAINING)]
+    for name, error in (
+        ("DEVICE", device_error(rec_settings.DEVICE)),
+        ("TRAINING_PROCESSES", processes_error(rec_settings.TRAINING_PROCESSES)),
+    ):
+        if error:
+            errors.append((name, error))
+    return [
+        checks.Error(
+            f"RECOMMENDATIONS[{name!r}]: {error}", hint=TRAINING_HINTS[name], id="recommendations.E006"
+        )
+        for name, error in errors
     ]

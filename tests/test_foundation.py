@@ -468,6 +468,53 @@ def test_weights_training_cannot_use_are_errors(settings):
     ]
 
 
+def test_training_settings_no_retrain_can_use_are_errors(settings):
+    """Refused by `manage.py check`, not first by the nightly retrain."""
+    from recommendations.checks import check_training
+
+    assert check_training() == []
+    # What depends on the machine is left to where training runs: web machines have no GPU.
+    settings.RECOMMENDATIONS = {**settings.RECOMMENDATIONS, "DEVICE": "cuda:1", "TRAINING_PROCESSES": 8}
+    assert check_training() == []
+    settings.RECOMMENDATIONS = {
+        **settings.RECOMMENDATIONS,
+        "TRAINING": {"epohcs": 3, "lr": -1, "device": "tpu"},
+        "DEVICE": "gpu",
+        "TRAINING_PROCESSES": 0,
+    }
+    found = check_training()
+    assert {message.id for message in found} == {"recommendations.E006"}
+    assert "recommendations/learning/config.py" in found[0].hint
+    assert [message.msg for message in found] == [
+        "RECOMMENDATIONS['TRAINING']: 'epohcs' is not a training option (use one of batch_size, device, dim, "
+        "distributed, dropout, epochs, eval_every, ffn_dim, full_softmax_max_items, grad_clip, id_dropout, "
+        "loss, lr, lr_schedule, max_len, max_seconds, metric_k, min_epochs, n_heads, n_layers, n_negatives, "
+        "num_threads, patience, seed, softmax_chunk, use_item_features, use_user_features, validation_users, "
+        "warmup_steps, weight_decay)",
+        "RECOMMENDATIONS['TRAINING']: lr must be a number > 0, not -1",
+        "RECOMMENDATIONS['TRAINING']: device must be null, 'auto', 'cpu', 'cuda' or 'cuda:N' (a GPU's number), "
+        "not 'tpu'",
+        "RECOMMENDATIONS['DEVICE']: The device is 'gpu': use 'auto', 'cpu', 'cuda' or 'cuda:N' (a GPU's number).",
+        "RECOMMENDATIONS['TRAINING_PROCESSES']: 0 is not a number of processes; use \"auto\" (one per GPU) or a "
+        "whole number >= 1.",
+    ]
+
+
+def test_checking_the_settings_loads_no_torch():
+    """Every manage.py command runs the checks: loading torch would slow each by seconds."""
+    code = "import django, sys; django.setup(); from django.core import checks; checks.run_checks(); print('torch' in sys.modules)"
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        env=os.environ.copy(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split()[-1] == "False"
+
+
 def test_throttle_rates_the_api_cannot_apply_are_errors(settings):
     from recommendations.checks import check_throttle_rates
 
