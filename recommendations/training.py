@@ -26,6 +26,7 @@ from django.db import DatabaseError, connections, router
 
 from recommendations import artifacts
 from recommendations.conf import rec_settings
+from recommendations.devices import DeviceError, configured_device
 from recommendations.features import build_training_data
 from recommendations.learning.classic import (
     ALSRecommender,
@@ -33,7 +34,7 @@ from recommendations.learning.classic import (
     ItemKNNRecommender,
     PopularityRecommender,
 )
-from recommendations.learning.config import device_error, option_errors, processes_error
+from recommendations.learning.config import option_errors, processes_error
 from recommendations.learning.dataset import Split, kfold_user_split, leave_one_out_split, temporal_split
 from recommendations.learning.evaluation import (
     compare,
@@ -49,7 +50,6 @@ from recommendations.learning.two_tower import (
     TrainConfig,
     TrainingError,
     TwoTowerRecommender,
-    resolve_device,
 )
 from recommendations.models import ModelStatus, ModelVersion
 from recommendations.progress import Progress
@@ -67,22 +67,6 @@ class TrainingFailed(Exception):
     """Training ran but produced no usable model (e.g. the loss diverged); says why."""
 
 
-def configured_device(requested: str | None = None) -> str:
-    """The device name to train and embed on: `requested`, else `RECOMMENDATIONS["DEVICE"]`,
-    resolved by the learning core ("auto" is CUDA when present, else CPU). Checked here, so a
-    typo or a missing GPU is a message that says what to set rather than an error from torch."""
-    device = requested or rec_settings.DEVICE or "auto"
-    error = device_error(device)
-    if error:
-        raise ValueError(error)
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise TrainingFailed(
-            f"DEVICE is {device!r} but torch sees no CUDA GPU on this machine. Install a CUDA build of "
-            "torch (see the README), or set RECOMMENDATIONS['DEVICE'] to 'auto' or 'cpu'."
-        )
-    return str(resolve_device(device))
-
-
 def training_processes(device: str) -> int:
     """How many processes train one model: `RECOMMENDATIONS["TRAINING_PROCESSES"]`, where
     "auto" is one per visible GPU when `device` is "cuda" (a named GPU such as "cuda:1": one)."""
@@ -93,7 +77,7 @@ def training_processes(device: str) -> int:
     if value == "auto":
         return max(torch.cuda.device_count(), 1) if device == "cuda" else 1
     if device.startswith("cuda") and value > torch.cuda.device_count():
-        raise ValueError(
+        raise DeviceError(
             f"RECOMMENDATIONS['TRAINING_PROCESSES'] is {value} but torch sees "
             f'{torch.cuda.device_count()} GPU(s): use "auto" (one per GPU) or at most that many.'
         )
