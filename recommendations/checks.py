@@ -11,13 +11,23 @@ from django.core import checks
 from recommendations.adapters import get_product_adapter
 from recommendations.api.throttles import rate_errors
 from recommendations.conf import rec_settings
+from recommendations.events.preprocessing import WEIGHT_KEYS, weight_errors
+from recommendations.learning.config import device_error, option_errors, processes_error
 from recommendations.serving.rule_sets import rule_set_errors
+from recommendations.serving.rules import boost_rule_errors
 
 LOCMEM = "django.core.cache.backends.locmem.LocMemCache"
 # Entries serving needs in a per-process cache: at about 100 requests/s per process, most
 # of them storing a list (one per visitor, product or query), this holds a minute of them,
 # the default SERVING_CACHE_SECONDS (docs/benchmarks.md, "Sixth session").
 SERVING_CACHE_ENTRIES = 5000
+# What to do about each training setting `check_training` refuses.
+TRAINING_HINTS = {
+    "TRAINING": "TrainConfig in recommendations/learning/config.py lists the options, their defaults and "
+    "what each may be.",
+    "DEVICE": "'auto' trains and embeds on CUDA where torch sees a GPU, else on the CPU.",
+    "TRAINING_PROCESSES": '"auto" starts one process per GPU when training on CUDA; 1 trains in one process.',
+}
 
 
 @checks.register(checks.Tags.caches)
@@ -69,6 +79,23 @@ def check_serving_rules(app_configs: Any = None, **kwargs: Any) -> list[checks.C
             id="recommendations.E002",
         )
         for error in rule_set_errors(rec_settings.SERVING_RULES)
+    ]
+
+
+@checks.register()
+def check_boost_rules(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    """Refuse `BOOST_RULES` that serving cannot apply: a rule whose filter names a field the
+    product model lacks, or whose factor is not a number, would fail every list of its types
+    (the template tags then render those blocks empty), and a misspelt type is ignored."""
+    return [
+        checks.Error(
+            f"RECOMMENDATIONS['BOOST_RULES']: {error}",
+            hint='Each rule is {"filter": {...}, "factor": 1.5, "types": [...]}: "filter" holds ORM lookups '
+            'on the product model (e.g. {"brand": "Acme"}), "factor" is above 1 to boost, below 1 to bury, '
+            '0 to remove, and "types" (optional) names the lists it applies to.',
+            id="recommendations.E004",
+        )
+        for error in boost_rule_errors(rec_settings.BOOST_RULES)
     ]
 
 
@@ -146,4 +173,41 @@ def check_category_tree(app_configs: Any = None, **kwargs: Any) -> list[checks.C
             hint=f"Set category_parent_field = {parents[0]!r} in your product adapter.",
             id="recommendations.W004",
         )
+    ]
+
+
+@checks.register()
+def check_weights(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    """Refuse `EVENT_WEIGHTS` and `RATING_WEIGHTS` that training cannot use: a misspelt event
+    type would be ignored without a word (its events not trained on), and a weight that is
+    not a number fail every retrain."""
+    return [
+        checks.Error(
+            f"RECOMMENDATIONS[{name!r}]: {error}",
+            hint=f"Give only the weights to change: the others keep their defaults ({name} in "
+            "recommendations/conf.py), and a weight of 0 stops a kind of event from counting.",
+            id="recommendations.E005",
+        )
+        for name in WEIGHT_KEYS
+        for error in weight_errors(name, getattr(rec_settings, name))
+    ]
+
+
+@checks.register()
+def check_training(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    """Refuse `TRAINING`, `DEVICE` and `TRAINING_PROCESSES` values no retrain can use, here
+    rather than in the nightly retrain. Whether this machine has the GPU asked for is left to
+    where training and embedding run: web machines share the settings of GPU workers."""
+    errors = [("TRAINING", error) for error in option_errors(rec_settings.TRAINING)]
+    for name, error in (
+        ("DEVICE", device_error(rec_settings.DEVICE)),
+        ("TRAINING_PROCESSES", processes_error(rec_settings.TRAINING_PROCESSES)),
+    ):
+        if error:
+            errors.append((name, error))
+    return [
+        checks.Error(
+            f"RECOMMENDATIONS[{name!r}]: {error}", hint=TRAINING_HINTS[name], id="recommendations.E006"
+        )
+        for name, error in errors
     ]

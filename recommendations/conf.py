@@ -7,9 +7,11 @@ The host project configures the app with one dict in its settings::
         "PRODUCT_ADAPTER": "catalog.recommendations.ProductAdapter",
     }
 
-`rec_settings.PRODUCT_MODEL` reads a value, falling back to `DEFAULTS` (a dict named in
-`MERGED_DICTS` is laid over its default); dotted paths named in `IMPORT_STRINGS` are imported
-on first use. Unknown keys raise `ImproperlyConfigured`
+`rec_settings.PRODUCT_MODEL` reads a value, falling back to `DEFAULTS`; dotted paths named in
+`IMPORT_STRINGS` are imported on first use. A dict setting is laid over its default
+(`laid_over`): the entries a host leaves out keep their defaults, so that setting one weight or
+one rule never drops the others; `manage.py check` (recommendations.checks) refuses entries
+the defaults do not know. Unknown keys raise `ImproperlyConfigured`
 (a typo must not silently fall back to a default), and the object reloads on Django's
 `setting_changed` signal so `override_settings(RECOMMENDATIONS=...)` works in tests.
 """
@@ -32,7 +34,8 @@ DEFAULTS: dict[str, Any] = {
     "PRODUCT_ADAPTER": "recommendations.adapters.ProductAdapter",
     "STORE_ADAPTER": "recommendations.adapters.StoreAdapter",
     # Behaviour events: how much each kind says about a shopper's taste. A rating's weight
-    # is RATING_WEIGHTS[value]; events not listed here are kept but not trained on.
+    # is RATING_WEIGHTS[value]. Like every dict setting, a host's dict is laid over this one:
+    # types left out keep these weights, and a weight of 0 stops a type from counting.
     "EVENT_WEIGHTS": {
         "view": 1.0,
         "click": 1.0,
@@ -84,8 +87,9 @@ DEFAULTS: dict[str, Any] = {
     # (see recommendations.signal_processors and .indexing); None turns embedding on save off.
     "SIGNAL_PROCESSOR": "recommendations.indexing.OnCommitSignalProcessor",
     # Serving: business rules per recommendation type ("default" applies to every type; a
-    # type's own dict overrides it). Types: for_you, similar, bought_together, trending,
-    # new_arrivals, recently_viewed, buy_again, store_products, search, rerank.
+    # type's own dict overrides it). A host's rules are laid over these, type by type and rule
+    # by rule. Types: for_you, similar, bought_together, trending, new_arrivals,
+    # recently_viewed, buy_again, store_products, search, rerank.
     "SERVING_RULES": {
         "default": {
             "limit": 10,
@@ -208,10 +212,18 @@ IMPORT_STRINGS = {
     "OPT_OUT_CHECK": "accounts.privacy.has_opted_out",
     "SIGNAL_PROCESSOR": "recommendations.indexing.OnCommitSignalProcessor",
 }
-# Dict settings read entry by entry, each entry needed: the host's dict is laid over the
-# default, so a host that sets one entry keeps the others (rather than losing them).
-MERGED_DICTS = frozenset({"API_THROTTLE_RATES"})
 CHOICES = {"SCORE_INDEX": ("auto", "hnsw", "ivfflat"), "SIMILAR_INDEX": ("auto", "hnsw", "ivfflat")}
+
+
+def laid_over(default: dict[Any, Any], configured: dict[Any, Any]) -> dict[Any, Any]:
+    """`configured` laid over `default`, entry by entry: an entry left out keeps its default,
+    and an entry that is a dict in both is laid over in turn (a type's serving rules)."""
+    merged = dict(default)
+    for key, value in configured.items():
+        if isinstance(value, dict) and isinstance(default.get(key), dict):
+            value = laid_over(default[key], value)
+        merged[key] = value
+    return merged
 
 
 class RecommendationSettings:
@@ -242,8 +254,8 @@ class RecommendationSettings:
         if name in self._cached:
             return self._cached[name]
         value = self.user_settings.get(name, DEFAULTS[name])
-        if name in MERGED_DICTS and isinstance(value, dict):
-            value = {**DEFAULTS[name], **value}
+        if isinstance(DEFAULTS[name], dict) and isinstance(value, dict):
+            value = laid_over(DEFAULTS[name], value)
         if name in CHOICES and value not in CHOICES[name]:
             raise ImproperlyConfigured(
                 f"settings.{SETTING_NAME}[{name!r}] = {value!r} is not one of: {', '.join(CHOICES[name])}."

@@ -13,10 +13,8 @@ and alone writes the version (`recommendations.learning.launch`).
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
-import re
 import time
 import traceback
 from collections.abc import Callable, Sequence
@@ -28,6 +26,7 @@ from django.db import DatabaseError, connections, router
 
 from recommendations import artifacts
 from recommendations.conf import rec_settings
+from recommendations.devices import DeviceError, configured_device
 from recommendations.features import build_training_data
 from recommendations.learning.classic import (
     ALSRecommender,
@@ -35,6 +34,7 @@ from recommendations.learning.classic import (
     ItemKNNRecommender,
     PopularityRecommender,
 )
+from recommendations.learning.config import option_errors, processes_error
 from recommendations.learning.dataset import Split, kfold_user_split, leave_one_out_split, temporal_split
 from recommendations.learning.evaluation import (
     compare,
@@ -50,7 +50,6 @@ from recommendations.learning.two_tower import (
     TrainConfig,
     TrainingError,
     TwoTowerRecommender,
-    resolve_device,
 )
 from recommendations.models import ModelStatus, ModelVersion
 from recommendations.progress import Progress
@@ -58,7 +57,6 @@ from recommendations.progress import Progress
 logger = logging.getLogger(__name__)
 
 SPLITS = ("leave_one_out", "temporal")
-DEVICE_PATTERN = re.compile(r"cpu|cuda(:\d+)?")
 # EASE inverts a dense n_items x n_items matrix: beyond this it needs too much memory.
 EASE_MAX_ITEMS = 15_000
 BASELINE_METRICS = ("HR@10", "NDCG@10", "HR@20", "NDCG@20")
@@ -69,33 +67,17 @@ class TrainingFailed(Exception):
     """Training ran but produced no usable model (e.g. the loss diverged); says why."""
 
 
-def configured_device(requested: str | None = None) -> str:
-    """The device name to train and embed on: `requested`, else `RECOMMENDATIONS["DEVICE"]`,
-    resolved by the learning core ("auto" is CUDA when present, else CPU). Checked here, so a
-    typo or a missing GPU is a message that says what to set rather than an error from torch."""
-    device = requested or rec_settings.DEVICE or "auto"
-    if device != "auto" and not DEVICE_PATTERN.fullmatch(device):
-        raise ValueError(f"The device is {device!r}: use 'auto', 'cpu', 'cuda' or 'cuda:N' (a GPU's number).")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise TrainingFailed(
-            f"DEVICE is {device!r} but torch sees no CUDA GPU on this machine. Install a CUDA build of "
-            "torch (see the README), or set RECOMMENDATIONS['DEVICE'] to 'auto' or 'cpu'."
-        )
-    return str(resolve_device(device))
-
-
 def training_processes(device: str) -> int:
     """How many processes train one model: `RECOMMENDATIONS["TRAINING_PROCESSES"]`, where
     "auto" is one per visible GPU when `device` is "cuda" (a named GPU such as "cuda:1": one)."""
     value = rec_settings.TRAINING_PROCESSES
+    error = processes_error(value)  # `manage.py check` refuses it too
+    if error:
+        raise ValueError(f"RECOMMENDATIONS['TRAINING_PROCESSES']: {error}")
     if value == "auto":
         return max(torch.cuda.device_count(), 1) if device == "cuda" else 1
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise ValueError(
-            f"RECOMMENDATIONS['TRAINING_PROCESSES'] is {value!r}; use \"auto\" or a whole number >= 1."
-        )
     if device.startswith("cuda") and value > torch.cuda.device_count():
-        raise ValueError(
+        raise DeviceError(
             f"RECOMMENDATIONS['TRAINING_PROCESSES'] is {value} but torch sees "
             f'{torch.cuda.device_count()} GPU(s): use "auto" (one per GPU) or at most that many.'
         )
@@ -121,23 +103,16 @@ def config_overrides(
 
 
 def model_config(overrides: dict[str, Any] | None = None, device: str | None = None) -> TrainConfig:
-    """The two-tower configuration: defaults, then `RECOMMENDATIONS["TRAINING"]`, then overrides."""
-    values = {**(rec_settings.TRAINING or {}), **(overrides or {})}
-    known = {f.name for f in dataclasses.fields(TrainConfig)}
-    unknown = sorted(set(values) - known)
-    if unknown:
+    """The two-tower configuration: defaults, then `RECOMMENDATIONS["TRAINING"]`, then overrides.
+    `manage.py check` refuses bad settings; the overrides (a command's flags) are checked here."""
+    values = {**rec_settings.TRAINING, **(overrides or {})}
+    errors = option_errors(values)
+    if errors:
         raise ValueError(
-            f"Unknown training option(s) {', '.join(unknown)} (in RECOMMENDATIONS['TRAINING'] or the "
-            f"overrides). Valid options: {', '.join(sorted(known))}."
+            f"Bad training option(s): {'; '.join(errors)} (set in RECOMMENDATIONS['TRAINING'], --config or "
+            "the command's flags)."
         )
-    config = TrainConfig.from_dict({**values, "device": configured_device(device or values.get("device"))})
-    problems = config.problems()
-    if problems:
-        raise ValueError(
-            f"Training option(s) out of range: {'; '.join(problems)} (set in RECOMMENDATIONS['TRAINING'], "
-            "--config or the command's flags)."
-        )
-    return config
+    return TrainConfig.from_dict({**values, "device": configured_device(device or values.get("device"))})
 
 
 def train_model(

@@ -16,7 +16,7 @@ from django.db import connection
 from django.test import override_settings
 
 from recommendations import adapters
-from recommendations.conf import rec_settings
+from recommendations.conf import DEFAULTS, rec_settings
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -56,6 +56,47 @@ def test_settings_object_has_defaults_and_follows_override_settings():
     with override_settings(RECOMMENDATIONS={"PRODUCT_MODEL": "shop.Product", "SESSION_GAP_MINUTES": 10}):
         assert rec_settings.SESSION_GAP_MINUTES == 10
     assert rec_settings.SESSION_GAP_MINUTES == 30
+
+
+def test_every_dict_setting_is_laid_over_its_default():
+    """A host that sets one weight or one rule keeps the others: one rule for every dict."""
+    from recommendations.serving.rules import rules_for
+
+    configured = {
+        "PRODUCT_MODEL": "shop.Product",
+        "EVENT_WEIGHTS": {"purchase": 10},
+        "RATING_WEIGHTS": {5: 8},
+        "TRAINING": {"epochs": 3},
+        "API_THROTTLE_RATES": {"anonymous": None},
+        "SERVING_RULES": {"default": {"limit": 6}, "similar": {"max_per_store": 2}},
+    }
+    with override_settings(RECOMMENDATIONS=configured):
+        assert rec_settings.EVENT_WEIGHTS == {
+            "view": 1.0,
+            "click": 1.0,
+            "add_to_cart": 3.0,
+            "favourite": 3.0,
+            "purchase": 10,
+            "rating": 0.0,
+        }
+        assert rec_settings.RATING_WEIGHTS == {1: -1.0, 2: 0.0, 3: 1.0, 4: 3.0, 5: 8}
+        assert rec_settings.TRAINING == {"epochs": 3}
+        assert rec_settings.API_THROTTLE_RATES == {
+            "api_key": "6000/minute",
+            "user": "600/minute",
+            "anonymous": None,
+        }
+        rules = rec_settings.SERVING_RULES
+        assert rules["default"] == {**DEFAULTS["SERVING_RULES"]["default"], "limit": 6}
+        assert rules["similar"] == {"min_relative_score": 0.5, "max_per_store": 2}  # rule by rule
+        assert rules["search"] == DEFAULTS["SERVING_RULES"]["search"]
+        assert rules_for("similar") == {
+            **DEFAULTS["SERVING_RULES"]["default"],
+            "limit": 6,
+            "min_relative_score": 0.5,
+            "max_per_store": 2,
+        }
+    assert rec_settings.EVENT_WEIGHTS["purchase"] == 5.0
 
 
 @pytest.mark.parametrize("name", ["SCORE_INDEX", "SIMILAR_INDEX"])
@@ -376,6 +417,118 @@ def test_serving_rules_serving_cannot_apply_are_errors(settings):
         "RECOMMENDATIONS['SERVING_RULES']: similar: 'exclude_bought' is not a rule; use one of limit, "
         "exclude_purchased, max_per_store, max_per_category, mmr_lambda, min_relative_score.",
     ]
+
+
+def test_boost_rules_serving_cannot_apply_are_errors(settings):
+    from recommendations.checks import check_boost_rules
+
+    settings.RECOMMENDATIONS = {
+        **settings.RECOMMENDATIONS,
+        "BOOST_RULES": [
+            {
+                "filter": {"brand": "Acme", "store__name": "Shop"},
+                "factor": 1.5,
+                "types": ["for_you", "search"],
+            },
+            {"filter": {"price__lt": 10}, "factor": 0},
+        ],
+    }
+    assert check_boost_rules() == []
+    settings.RECOMMENDATIONS = {
+        **settings.RECOMMENDATIONS,
+        "BOOST_RULES": [
+            {"filter": {"no_such_field": 1}, "factor": "x", "types": ["for_yuo"]},
+            {"filter": {"price": "cheap"}, "factor": -1, "type": ["for_you"]},
+            {"factor": 2, "types": "for_you"},
+        ],
+    }
+    found = check_boost_rules()
+    assert {message.id for message in found} == {"recommendations.E004"}
+    assert "ORM lookups on the product model" in found[0].hint
+    messages = [message.msg.removeprefix("RECOMMENDATIONS['BOOST_RULES']: ") for message in found]
+    assert messages[0].startswith(
+        "rule 1: filter {'no_such_field': 1} is not a lookup on shop.Product: Cannot resolve keyword "
+        "'no_such_field' into field. Choices are: brand, "
+    )
+    assert messages[1:] == [
+        "rule 1: factor must be a number >= 0 (above 1 boosts, below 1 buries, 0 removes), not 'x'.",
+        "rule 1: 'for_yuo' is not a list of products; use one of bought_together, buy_again, for_you, "
+        "new_arrivals, recently_viewed, rerank, search, similar, store_products, trending.",
+        "rule 2: 'type' is not part of a rule; use filter, factor, types.",
+        "rule 2: filter {'price': 'cheap'} is not a lookup on shop.Product: “cheap” value must be a decimal number.",
+        "rule 2: factor must be a number >= 0 (above 1 boosts, below 1 buries, 0 removes), not -1.",
+        "rule 3: filter must be a dict of lookups on shop.Product, not None.",
+        "rule 3: types must be a list of recommendation types, not 'for_you'.",
+    ]
+
+
+def test_weights_training_cannot_use_are_errors(settings):
+    from recommendations.checks import check_weights
+
+    assert check_weights() == []
+    settings.RECOMMENDATIONS = {
+        **settings.RECOMMENDATIONS,
+        "EVENT_WEIGHTS": {"purchase": 10, "purchace": 3, "view": "high"},
+        "RATING_WEIGHTS": {6: 1.0, 1: None},
+    }
+    found = check_weights()
+    assert {message.id for message in found} == {"recommendations.E005"}
+    assert "the others keep their defaults" in found[0].hint
+    assert [message.msg for message in found] == [
+        "RECOMMENDATIONS['EVENT_WEIGHTS']: 'view': the weight must be a number, not 'high'.",
+        "RECOMMENDATIONS['EVENT_WEIGHTS']: 'purchace' is not an event type; use one of 'view', 'click', "
+        "'add_to_cart', 'remove_from_cart', 'purchase', 'search', 'rating', 'favourite', 'store_view', "
+        "'campaign_view', 'campaign_click', 'impression'.",
+        "RECOMMENDATIONS['RATING_WEIGHTS']: 1: the weight must be a number, not None.",
+        "RECOMMENDATIONS['RATING_WEIGHTS']: 6 is not a rating; use one of 1, 2, 3, 4, 5.",
+    ]
+
+
+def test_training_settings_no_retrain_can_use_are_errors(settings):
+    """Refused by `manage.py check`, not first by the nightly retrain."""
+    from recommendations.checks import check_training
+
+    assert check_training() == []
+    # What depends on the machine is left to where training runs: web machines have no GPU.
+    settings.RECOMMENDATIONS = {**settings.RECOMMENDATIONS, "DEVICE": "cuda:1", "TRAINING_PROCESSES": 8}
+    assert check_training() == []
+    settings.RECOMMENDATIONS = {
+        **settings.RECOMMENDATIONS,
+        "TRAINING": {"epohcs": 3, "lr": -1, "device": "tpu"},
+        "DEVICE": "gpu",
+        "TRAINING_PROCESSES": 0,
+    }
+    found = check_training()
+    assert {message.id for message in found} == {"recommendations.E006"}
+    assert "recommendations/learning/config.py" in found[0].hint
+    assert [message.msg for message in found] == [
+        "RECOMMENDATIONS['TRAINING']: 'epohcs' is not a training option (use one of batch_size, device, dim, "
+        "distributed, dropout, epochs, eval_every, ffn_dim, full_softmax_max_items, grad_clip, id_dropout, "
+        "loss, lr, lr_schedule, max_len, max_seconds, metric_k, min_epochs, n_heads, n_layers, n_negatives, "
+        "num_threads, patience, seed, softmax_chunk, use_item_features, use_user_features, validation_users, "
+        "warmup_steps, weight_decay)",
+        "RECOMMENDATIONS['TRAINING']: lr must be a number > 0, not -1",
+        "RECOMMENDATIONS['TRAINING']: device must be null, 'auto', 'cpu', 'cuda' or 'cuda:N' (a GPU's number), "
+        "not 'tpu'",
+        "RECOMMENDATIONS['DEVICE']: The device is 'gpu': use 'auto', 'cpu', 'cuda' or 'cuda:N' (a GPU's number).",
+        "RECOMMENDATIONS['TRAINING_PROCESSES']: 0 is not a number of processes; use \"auto\" (one per GPU) or a "
+        "whole number >= 1.",
+    ]
+
+
+def test_checking_the_settings_loads_no_torch():
+    """Every manage.py command runs the checks: loading torch would slow each by seconds."""
+    code = "import django, sys; django.setup(); from django.core import checks; checks.run_checks(); print('torch' in sys.modules)"
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        env=os.environ.copy(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split()[-1] == "False"
 
 
 def test_throttle_rates_the_api_cannot_apply_are_errors(settings):

@@ -30,12 +30,18 @@ from recommendations.adapters import get_product_adapter
 from recommendations.conf import rec_settings
 from recommendations.events.sessions import sessionise
 from recommendations.events.tracking import bot_user_agents
-from recommendations.models.events import Event
+from recommendations.models.events import Event, EventType
 from recommendations.sql import raw_connection
 
 logger = logging.getLogger(__name__)
 
 SECONDS_PER_DAY = 86_400.0
+# What each weights setting is keyed by, in words and as the keys: event types, and rating
+# values (a rating is 1 to 5).
+WEIGHT_KEYS: dict[str, tuple[str, tuple[Any, ...]]] = {
+    "EVENT_WEIGHTS": ("an event type", tuple(EventType.values)),
+    "RATING_WEIGHTS": ("a rating", (1, 2, 3, 4, 5)),
+}
 
 
 def event_weight(event_type: str, value: float | None = None) -> float:
@@ -45,6 +51,22 @@ def event_weight(event_type: str, value: float | None = None) -> float:
             return 0.0
         return float(rec_settings.RATING_WEIGHTS.get(round(value), 0.0))
     return float(rec_settings.EVENT_WEIGHTS.get(event_type, 0.0))
+
+
+def weight_errors(name: str, weights: Any) -> list[str]:
+    """What is wrong with the weights setting `name` (a key of `WEIGHT_KEYS`), one line each;
+    empty when nothing is. Checked by `manage.py check`: a misspelt event type would weigh
+    nothing without a word, and a weight that is not a number fail every retrain."""
+    what, keys = WEIGHT_KEYS[name]
+    if not isinstance(weights, dict):
+        return [f"Weights must be a dict, e.g. {{{keys[-1]!r}: 1.0}}, not {weights!r}."]
+    errors = []
+    for key, weight in weights.items():
+        if key not in keys:
+            errors.append(f"{key!r} is not {what}; use one of {', '.join(map(repr, keys))}.")
+        elif not (isinstance(weight, int | float) and not isinstance(weight, bool) and np.isfinite(weight)):
+            errors.append(f"{key!r}: the weight must be a number, not {weight!r}.")
+    return errors
 
 
 def decay(ages_seconds: np.ndarray, half_life_days: float | None = None) -> np.ndarray:

@@ -6,7 +6,8 @@ calls these modules with arrays:
 - `dataset`: `InteractionData` (per-user ordered events) and the leave-one-out, temporal and
   k-fold user splits;
 - `features`: hashed content features of items (`ItemFeaturizer`) and RFM user features;
-- `two_tower`: the two-tower model (`TrainConfig`, `TwoTowerRecommender`, `TrainingError`);
+- `config`: the two-tower model's options (`TrainConfig`) and their checks, without torch;
+- `two_tower`: the two-tower model (`TwoTowerRecommender`, `TrainingError`);
 - `distributed`: data-parallel training across processes (DDP over NCCL or gloo), which
   `fit` uses under torchrun; `launch`: rank 0 hands the data to the other ranks, which it
   starts itself on this machine or torchrun starts;

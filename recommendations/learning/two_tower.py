@@ -29,8 +29,8 @@ import os
 import random
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, fields
-from typing import Any, Self
+from dataclasses import dataclass
+from typing import Self
 
 import numpy as np
 import scipy.sparse as sp
@@ -41,6 +41,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from . import distributed
 from .classic import Recommender
+from .config import TrainConfig
 from .dataset import EvalSet, InteractionData
 from .evaluation import ranking_metrics
 from .features import ItemFeatures, UserFeatures
@@ -50,120 +51,6 @@ _Bag = tuple[torch.Tensor, torch.Tensor]  # (ids, weights) of an EmbeddingBag in
 
 class TrainingError(RuntimeError):
     """Training diverged or cannot proceed; the message says why."""
-
-
-@dataclass
-class TrainConfig:
-    """All hyper-parameters of the two-tower model and its training loop."""
-
-    # architecture
-    dim: int = 64
-    n_layers: int = 2
-    n_heads: int = 1
-    ffn_dim: int = 256
-    max_len: int = 50
-    dropout: float = 0.3
-    id_dropout: float = 0.2
-    use_item_features: bool = True
-    use_user_features: bool = True
-    # optimisation
-    epochs: int = 200
-    batch_size: int = 256
-    lr: float = 1e-3
-    weight_decay: float = 0.01
-    grad_clip: float | None = 5.0
-    # "constant", or "linear"/"cosine" decay to 0 at the end of training, which is `epochs` or
-    # `max_seconds`, whichever comes first (a time budget is then used to the full).
-    lr_schedule: str = "constant"
-    warmup_steps: int = 0
-    loss: str = "auto"  # "full", "sampled" or "auto" (full up to full_softmax_max_items)
-    full_softmax_max_items: int = 50_000
-    n_negatives: int = 4096
-    softmax_chunk: int = 256
-    # early stopping and budget
-    metric_k: int = 10
-    eval_every: int = 1
-    patience: int = 5
-    min_epochs: int = 1
-    max_seconds: float | None = None
-    validation_users: int | None = None
-    # runtime
-    seed: int = 42
-    device: str | None = None  # None: cuda if available, else cpu
-    num_threads: int | None = None  # CPU threads; None: all cores (shared by the ranks on CPU)
-    # Data-parallel training: None joins torchrun's process group (WORLD_SIZE > 1) or one set
-    # up by the caller; False trains alone even then; True requires one. `batch_size` is per
-    # process, so the batch of one step is batch_size x processes.
-    distributed: bool | None = None
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict) -> TrainConfig:
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in known})
-
-    def problems(self) -> list[str]:
-        """What is wrong with these values, one line each (empty when nothing is): checked
-        before a version is created, so a typo never trains, fails late or serves."""
-        found = [
-            f"{name} must be {want}, not {getattr(self, name)!r}"
-            for name, (check, want) in CONFIG_CHECKS.items()
-            if not check(getattr(self, name))
-        ]
-        if not found and self.dim % self.n_heads:
-            found.append(f"dim ({self.dim}) must be a multiple of n_heads ({self.n_heads})")
-        return found
-
-
-def _whole(low: int) -> Callable[[Any], bool]:
-    return lambda value: isinstance(value, int) and not isinstance(value, bool) and value >= low
-
-
-def _number(low: float, high: float = math.inf, *, high_included: bool = True) -> Callable[[Any], bool]:
-    def check(value: Any) -> bool:
-        if not isinstance(value, int | float) or isinstance(value, bool) or not math.isfinite(value):
-            return False
-        return low <= value and (value <= high if high_included else value < high)
-
-    return check
-
-
-def _optional(check: Callable[[Any], bool]) -> Callable[[Any], bool]:
-    return lambda value: value is None or check(value)
-
-
-def _boolean(value: Any) -> bool:
-    return isinstance(value, bool)
-
-
-# TrainConfig's fields and what each must be, as a test and in words.
-POSITIVE_WHOLE = (
-    "dim", "n_layers", "n_heads", "ffn_dim", "max_len", "epochs", "batch_size", "full_softmax_max_items",
-    "n_negatives", "softmax_chunk", "metric_k", "eval_every", "min_epochs",
-)  # fmt: skip
-FRACTION = (_number(0, 1, high_included=False), "a number from 0 up to (not including) 1")
-CONFIG_CHECKS: dict[str, tuple[Callable[[Any], bool], str]] = {
-    **{name: (_whole(1), "a whole number >= 1") for name in POSITIVE_WHOLE},
-    **{name: (_whole(0), "a whole number >= 0") for name in ("warmup_steps", "patience", "seed")},
-    "dropout": FRACTION,
-    "id_dropout": FRACTION,
-    "lr": (_number(1e-12), "a number > 0"),
-    "weight_decay": (_number(0), "a number >= 0"),
-    "grad_clip": (_optional(_number(1e-12)), "null or a number > 0"),
-    "max_seconds": (_optional(_number(1e-3)), "null or a number of seconds > 0"),
-    "validation_users": (_optional(_whole(1)), "null or a whole number >= 1"),
-    "num_threads": (_optional(_whole(1)), "null or a whole number >= 1"),
-    "lr_schedule": (
-        lambda value: value in ("constant", "linear", "cosine"),
-        'one of "constant", "linear", "cosine"',
-    ),
-    "loss": (lambda value: value in ("auto", "full", "sampled"), '"auto", "full" or "sampled"'),
-    "use_item_features": (_boolean, "true or false"),
-    "use_user_features": (_boolean, "true or false"),
-    "distributed": (_optional(_boolean), "null, true or false"),
-}
 
 
 @dataclass

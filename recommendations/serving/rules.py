@@ -15,11 +15,12 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import numpy as np
+from django.core.exceptions import FieldError, ValidationError
 from django.db import models
 from django.db.models import BooleanField, Case, Q, Value, When
 
 from recommendations.adapters import ProductAdapter, get_product_adapter, key_order
-from recommendations.conf import DEFAULTS, rec_settings
+from recommendations.conf import rec_settings
 from recommendations.serving import history as history_module
 from recommendations.serving import variants
 from recommendations.serving.attribution import record_served
@@ -32,10 +33,11 @@ from recommendations.serving.presentation import (
     card_version_field,
     product_card,
 )
-from recommendations.serving.rule_sets import MAX_LIMIT
+from recommendations.serving.rule_sets import KINDS, MAX_LIMIT
 from recommendations.serving.types import (
     Audience,
     Candidate,
+    Kind,
     Options,
     Recommendation,
     RecommendationResult,
@@ -43,22 +45,18 @@ from recommendations.serving.types import (
 
 # Candidates fetched per item shown: room for stock, exclusion and diversity filters.
 OVERFETCH = 4
+# The lists that boost rules apply to: those of products (store lists rank stores).
+PRODUCT_KINDS = KINDS - {"default", Kind.STORES, Kind.SIMILAR_STORES}
+BOOST_RULE_KEYS = ("filter", "factor", "types")
 
 
 def rules_for(kind: str, audience: Audience | None = None) -> dict[str, Any]:
-    """The rule set of one type, each layer over the last: built-in defaults, host "default",
-    built-in type, host type, then (for an audience in an experiment) the variant's "default"
-    and the variant's type."""
-    built_in = DEFAULTS["SERVING_RULES"]
-    configured = rec_settings.SERVING_RULES
+    """The rule set of one type, each layer over the last: "default", the type's own rules
+    (each the host's laid over the built-in ones by the settings object), then (for an
+    audience in an experiment) the variant's "default" and the variant's type."""
+    rule_sets = rec_settings.SERVING_RULES
     merged: dict[str, Any] = {}
-    for layer in (
-        built_in["default"],
-        configured.get("default", {}),
-        built_in.get(kind, {}),
-        configured.get(kind, {}),
-        *variants.rule_layers(audience, kind),
-    ):
+    for layer in (rule_sets["default"], rule_sets.get(kind, {}), *variants.rule_layers(audience, kind)):
         merged.update(layer)
     return merged
 
@@ -89,6 +87,65 @@ def _column(adapter: ProductAdapter, field: str | None) -> str | None:
 
 def _boost_rules(kind: str) -> list[dict[str, Any]]:
     return [rule for rule in rec_settings.BOOST_RULES if kind in rule.get("types", [kind])]
+
+
+def _boost_flags(boosts: Sequence[dict[str, Any]]) -> dict[str, Case]:
+    """One annotation per rule: whether a product matches the rule's filter."""
+    return {
+        f"_boost_{i}": Case(
+            When(Q(**rule["filter"]), then=Value(True)), default=False, output_field=BooleanField()
+        )
+        for i, rule in enumerate(boosts)
+    }
+
+
+def boost_rule_errors(boosts: Any) -> list[str]:
+    """What is wrong with `BOOST_RULES`, one line each; empty when nothing is. Checked by
+    `manage.py check`: serving applies each rule to every list of its types, so a rule it
+    cannot apply fails them all, and a misspelt type is ignored without a word."""
+    example = '{"filter": {"brand": "Acme"}, "factor": 1.5, "types": ["for_you"]}'
+    if not isinstance(boosts, list | tuple):
+        return [f"Boost rules must be a list of rules, e.g. [{example}]."]
+    adapter = get_product_adapter()
+    model = adapter.model._meta.label
+    errors = []
+    for number, rule in enumerate(boosts, start=1):
+        if not isinstance(rule, dict):
+            errors.append(f"rule {number} must be a dict, e.g. {example}, not {rule!r}.")
+            continue
+        errors += [
+            f"rule {number}: {key!r} is not part of a rule; use {', '.join(BOOST_RULE_KEYS)}."
+            for key in rule
+            if key not in BOOST_RULE_KEYS
+        ]
+        lookups = rule.get("filter")
+        if not isinstance(lookups, dict):
+            errors.append(f"rule {number}: filter must be a dict of lookups on {model}, not {lookups!r}.")
+        else:
+            # Built as serving builds it, so that whatever would fail there fails here.
+            try:
+                adapter.index_queryset().annotate(**_boost_flags([rule]))
+            except (FieldError, ValidationError, ValueError, TypeError) as exc:
+                reason = "; ".join(exc.messages) if isinstance(exc, ValidationError) else str(exc)
+                errors.append(f"rule {number}: filter {lookups!r} is not a lookup on {model}: {reason}")
+        factor = rule.get("factor")
+        if not (isinstance(factor, int | float) and not isinstance(factor, bool) and 0 <= factor < math.inf):
+            given = repr(factor) if "factor" in rule else "missing"
+            errors.append(
+                f"rule {number}: factor must be a number >= 0 (above 1 boosts, below 1 buries, 0 removes), "
+                f"not {given}."
+            )
+        types = rule.get("types", [])
+        if not isinstance(types, list | tuple):
+            errors.append(f"rule {number}: types must be a list of recommendation types, not {types!r}.")
+        else:
+            kinds = ", ".join(sorted(PRODUCT_KINDS))
+            errors += [
+                f"rule {number}: {kind!r} is not a list of products; use one of {kinds}."
+                for kind in types
+                if not isinstance(kind, str) or kind not in PRODUCT_KINDS
+            ]
+    return errors
 
 
 def dedupe(candidates: Iterable[Candidate]) -> list[Candidate]:
@@ -233,12 +290,7 @@ def finalize(
     def facts_query(keys: list[str]) -> models.QuerySet:
         # Availability, grouping keys and boost flags of every candidate as plain tuples:
         # model instances are built later only for the few shown whose card is not kept.
-        flags = {
-            f"_boost_{i}": Case(
-                When(Q(**rule["filter"]), then=Value(True)), default=False, output_field=BooleanField()
-            )
-            for i, rule in enumerate(boosts)
-        }
+        flags = _boost_flags(boosts)
         rows = adapter.index_queryset().filter(adapter.available_q(), KeyIn(adapter.model, keys))
         # Unordered: the candidates' order is decided here (a default ordering costs a sort).
         rows = rows.annotate(**flags).order_by()

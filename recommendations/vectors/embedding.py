@@ -25,11 +25,11 @@ from django.utils import timezone
 from recommendations import artifacts
 from recommendations.adapters import ProductRecord, get_product_adapter
 from recommendations.artifacts import LoadedModel
+from recommendations.devices import configured_device
 from recommendations.features import TrainingData, build_training_data, item_content
 from recommendations.learning.features import UserFeatures
 from recommendations.models import ListKind, ModelVersion, ProductVector
 from recommendations.progress import Progress
-from recommendations.training import configured_device
 from recommendations.vectors import lists, queries, writer
 
 logger = logging.getLogger(__name__)

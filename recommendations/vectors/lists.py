@@ -221,8 +221,8 @@ def ranked_blocks(
     # Here, not at the top: serving reads lists through this module and never loads torch.
     import torch
 
+    from recommendations.devices import configured_device
     from recommendations.learning.two_tower import resolve_device
-    from recommendations.training import configured_device
 
     device = resolve_device(configured_device())
     item_matrix = torch.from_numpy(items).to(device)
@@ -363,8 +363,8 @@ def clustered_blocks(
     rows (sorted indices)."""
     import torch
 
+    from recommendations.devices import configured_device
     from recommendations.learning.two_tower import resolve_device
-    from recommendations.training import configured_device
 
     device = resolve_device(configured_device())
     data = torch.from_numpy(units).to(device)

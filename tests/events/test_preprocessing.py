@@ -117,5 +117,9 @@ def test_event_weight_reads_the_settings():
     assert event_weight("rating", 4) == 3.0
     assert event_weight("rating", None) == 0.0
     assert event_weight("impression") == 0.0
-    with override_settings(RECOMMENDATIONS={"PRODUCT_MODEL": "shop.Product", "EVENT_WEIGHTS": {"view": 2.5}}):
-        assert event_weight("view") == 2.5
+    with override_settings(
+        RECOMMENDATIONS={"PRODUCT_MODEL": "shop.Product", "EVENT_WEIGHTS": {"purchase": 10}}
+    ):
+        assert event_weight("purchase") == 10.0
+        # The types left out keep their weights: they still count in training.
+        assert [event_weight(kind) for kind in ("view", "click", "add_to_cart")] == [1.0, 1.0, 3.0]

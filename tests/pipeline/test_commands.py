@@ -11,13 +11,14 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.core.management.base import OutputWrapper
 from django.db import connection
+from django.test import override_settings
 
 from recommendations import artifacts, pipeline
 from recommendations.locks import advisory_lock
 from recommendations.models import ModelStatus, ModelVersion
 from recommendations.progress import ProgressBar
 from recommendations.vectors import indexes, queries
-from tests.pipeline.data import make_shop
+from tests.pipeline.data import make_shop, tiny_settings
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -110,6 +111,27 @@ def test_a_missing_model_file_is_one_line_and_leaves_no_empty_version(shop, sett
             run(*args)
         assert str(raised.value) == missing
     assert list(ModelVersion.objects.values_list("pk", flat=True)) == [active.pk]
+
+
+def test_a_device_this_machine_lacks_is_one_line_from_every_command_that_trains_or_embeds(shop):
+    """cuda:99: no machine here has a hundred GPUs, and one without CUDA says so the same way."""
+    active = pipeline.retrain().version
+    versions = ModelVersion.objects.count()
+    product = str(shop.products[0].pk)
+    with override_settings(RECOMMENDATIONS=tiny_settings(DEVICE="cuda:99")):
+        for args in (
+            ["embed"],
+            ["embed", "--products", product],
+            ["embed", "--model-version", str(active.pk)],
+            ["train_model"],
+            ["evaluate", "--models", "popularity"],
+        ):
+            with pytest.raises(CommandError) as raised:
+                run(*args)
+            message = str(raised.value)
+            assert message.startswith("The device is 'cuda:99' but torch sees "), (args, message)
+            assert "set RECOMMENDATIONS['DEVICE'] (or the command's --device) to 'auto' or 'cpu'." in message
+    assert ModelVersion.objects.count() == versions
 
 
 def test_evaluate_prints_one_table(shop):
