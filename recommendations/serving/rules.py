@@ -126,13 +126,15 @@ def _diversify(
     groups: dict[str, tuple[Any, Any]],
     rules: dict[str, Any],
     limit: int,
+    taken: Sequence[Candidate] = (),
 ) -> list[Candidate]:
     """Greedy pick: MMR when `mmr_lambda` is set, and per-store / per-category caps.
 
-    `groups` maps each product to its (store, category) keys. The caps ask for variety, not
-    for a short list: the candidates they hold back follow the rest of their tier, before
-    any candidate of a fallback tier (a product like the visitor's taste beats a trending
-    one).
+    `groups` maps each product to its (store, category) keys. `taken` is what the list already
+    holds when the backfill tops it up: it counts against the caps, and MMR's novelty.
+    The caps ask for variety, not for a short list: the candidates they hold back follow the
+    rest of their tier, before any candidate of a fallback tier (a product like the visitor's
+    taste beats a trending one).
     """
     stores = {pid: store for pid, (store, _) in groups.items()}
     categories = {pid: category for pid, (_, category) in groups.items()}
@@ -140,6 +142,10 @@ def _diversify(
     mmr = rules.get("mmr_lambda")
     store_counts: dict[Any, int] = {}
     category_counts: dict[Any, int] = {}
+    for candidate in taken:
+        store, category = groups[candidate.product_id]
+        store_counts[store] = store_counts.get(store, 0) + 1
+        category_counts[category] = category_counts.get(category, 0) + 1
     remaining = list(ordered)
     chosen: list[Candidate] = []
     held_back: list[Candidate] = []
@@ -159,7 +165,7 @@ def _diversify(
                 pool,
                 key=lambda c: (
                     mmr * adjusted[c.product_id]
-                    - (1 - mmr) * max((_similarity(c, s, categories) for s in chosen), default=0.0)
+                    - (1 - mmr) * max((_similarity(c, s, categories) for s in (*taken, *chosen)), default=0.0)
                 ),
             )
         remaining.remove(pick)
@@ -210,7 +216,8 @@ def finalize(
     all the others: the fallback tiers a service's cascade skipped because its own tiers
     looked like enough before the rules ran. The per-store and per-category caps order the
     list rather than shorten it (`_diversify`): the products they hold back follow the rest
-    of their tier, before lower tiers and the backfill.
+    of their tier, before lower tiers and the backfill, whose own products the caps count
+    with what the list already holds.
     """
     adapter = get_product_adapter()
     rules = rules_for(kind, audience)
@@ -268,8 +275,10 @@ def finalize(
     flags_at = at + bool(columns[0]) + bool(columns[1])
     boost_factors = [float(rule["factor"]) for rule in boosts]
     versions: dict[str, Any] = {}
+    # (store, category) of every candidate read: a list the backfill tops up counts its own.
+    groups_read: dict[str, tuple[Any, Any]] = {}
 
-    def choose(pool: list[Candidate]) -> list[Candidate]:
+    def choose(pool: list[Candidate], taken: Sequence[Candidate] = ()) -> list[Candidate]:
         keys = [c.product_id for c in pool] + ([seed] if seed else [])
         facts = compiled("facts", facts_query).rows(keys) if keys else []
         groups: dict[str, tuple[Any, Any]] = {}
@@ -288,6 +297,7 @@ def finalize(
                 if flagged:
                     factor *= boost
             factors[pid] = factor
+        groups_read.update(groups)
         if seed is not None and seed not in groups:
             require_product(seed)  # not available now, or no such product
         if store_id is not None:
@@ -297,7 +307,7 @@ def finalize(
         pool = [c for c in pool if c.product_id in groups and factors[c.product_id] > 0]
         adjusted = _adjusted_scores(pool, factors)
         ordered = sorted(pool, key=lambda c: (c.tier, -adjusted[c.product_id], key_order(c.product_id)))
-        return _diversify(ordered, adjusted, groups, rules, limit)
+        return _diversify(ordered, adjusted, groups_read, rules, limit - len(taken), taken)
 
     chosen = choose(pool)
     if len(chosen) < limit and backfill is not None:
@@ -307,7 +317,7 @@ def finalize(
             c for c in dedupe(backfill()) if c.product_id not in excluded and c.product_id not in proposed
         ]
         if extra:
-            chosen += choose(extra)[: limit - len(chosen)]
+            chosen += choose(extra, taken=chosen)
     shown = ShownObjects(
         [c.product_id for c in chosen],
         card=product_card,
