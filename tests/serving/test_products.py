@@ -5,8 +5,10 @@ import datetime as dt
 import pytest
 from django.db import connection
 from django.db.models import QuerySet
+from django.test import Client
 from django.test.utils import CaptureQueriesContext
 
+from recommendations.models import PairKind, ProductPair
 from recommendations.serving import history, products
 from recommendations.serving.catalog import index_products
 from recommendations.serving.errors import NotFound
@@ -149,6 +151,27 @@ def test_bought_together_from_co_purchases(catalog):
     assert len([q for q in captured.captured_queries if "recommendations_productpair" in q["sql"]]) == 1
     assert result.items[0][1].reason == "Bought together with Red nail polish"
     assert result.items[0][1].source == "co_purchase"
+
+
+def test_cart_adds_a_browser_sends_are_not_bought_together(catalog):
+    """Three browsers put the shampoo and the cuticle oil in their carts through the beacon
+    (and take the oil out again): nobody bought either, so neither the pairs nor the shelf
+    says they were bought together."""
+    for _ in range(3):
+        browser = Client()
+        sent = [
+            {"event_type": "add_to_cart", "product_id": catalog.id(title), "value": 1}
+            for title in ("Argan shampoo", "Cuticle oil")
+        ]
+        sent.append({"event_type": "remove_from_cart", "product_id": catalog.id("Cuticle oil"), "value": 1})
+        response = browser.post("/api/events/", {"events": sent}, content_type="application/json")
+        assert response.status_code == 200, response.content
+    refresh_statistics()
+    assert not ProductPair.objects.filter(kind=PairKind.BOUGHT).exists()
+    result = products.bought_together(catalog.id("Argan shampoo"), Audience(), EXPLAIN)
+    assert "co_purchase" not in [rec.source for rec in result.recommendations]
+    page = Client().get(catalog.products["Argan shampoo"].get_absolute_url()).content.decode()
+    assert "Shoppers who bought this also bought." not in page
 
 
 def test_bought_together_falls_back_to_similar_products(catalog, model):
