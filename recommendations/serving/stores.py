@@ -17,7 +17,7 @@ from recommendations.events.preprocessing import event_weight
 from recommendations.models import ModelVersion, ProductDocument, ProductPopularity, StoreVector
 from recommendations.serving import variants
 from recommendations.serving.cache import cached
-from recommendations.serving.errors import NotFound, get_store
+from recommendations.serving.errors import NotFound, get_store, store_key
 from recommendations.serving.history import recent_history
 from recommendations.serving.presentation import ShownObjects, store_card
 from recommendations.serving.realtime import current_taste
@@ -122,6 +122,8 @@ def stores_for_user(audience: Audience, options: Options) -> RecommendationResul
 
 def similar_stores(store_id: str, audience: Audience, options: Options) -> RecommendationResult:
     """Stores like this one: store-vector neighbours, else stores selling in its categories."""
+    # Its key as vectors, documents and exclusions hold it ("7" for "07"), as products' are.
+    store_id = store_key(store_id)
     store = get_store(store_id)
     version = variants.model_version(audience)
     k = limit_for(Kind.SIMILAR_STORES, options, audience) * 2 + len(options.exclude)
