@@ -99,6 +99,16 @@ def dedupe(candidates: Iterable[Candidate]) -> list[Candidate]:
     return list(best.values())
 
 
+def close_matches(candidates: list[Candidate], share: float | None) -> list[Candidate]:
+    """Those scoring at least `share` of the best one's score (`min_relative_score`): close
+    matches rather than a full list padded with unrelated products. All of them when `share`
+    is unset or none scores above 0 (no scale to judge by)."""
+    best = max((c.score for c in candidates), default=0.0)
+    if not share or best <= 0:
+        return candidates
+    return [c for c in candidates if c.score >= share * best]
+
+
 def _adjusted_scores(candidates: list[Candidate], factors: dict[str, float]) -> dict[str, float]:
     """Scores normalised to (0, 1] within each tier, times the boost/bury factor."""
     by_tier: dict[int, list[float]] = {}
@@ -226,11 +236,9 @@ def finalize(
     if rules.get("exclude_purchased") and audience.is_known:
         excluded |= {event.product_id for event in history_module.purchases(audience)}
     pool = [c for c in dedupe(candidates) if c.product_id not in excluded]
-    floor = rules.get("min_relative_score")
-    if floor:
-        best = max((c.score for c in pool if c.tier == 0), default=0.0)
-        if best > 0:  # the main source's scale; fallback tiers score on their own
-            pool = [c for c in pool if c.tier or c.score >= floor * best]
+    # The main source's scale; fallback tiers score on their own.
+    main = close_matches([c for c in pool if c.tier == 0], rules.get("min_relative_score"))
+    pool = [*main, *(c for c in pool if c.tier)]
 
     boosts = _boost_rules(kind)
     columns = [_column(adapter, adapter.store_field), _column(adapter, adapter.category_field)]
