@@ -9,7 +9,7 @@ from typing import Any
 from django.contrib import messages
 from django.contrib.auth import get_user_model, logout
 from django.contrib.auth import views as auth_views
-from django.core.paginator import Paginator
+from django.core.paginator import Page, Paginator
 from django.db.models import Count, QuerySet
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
@@ -34,6 +34,8 @@ from shop.ratings import with_ratings
 PAGE_SIZE = 24
 # How many of a category's products are put in the visitor's order (the serving limit is 100).
 RERANK_WINDOW = 96
+# Where the "Recommended" order of the listing the visitor browses is kept (`_recommended_page`).
+LISTING_ORDER_KEY = "listing_order"
 SORTS = {
     "recommended": None,
     "price": "price",
@@ -63,20 +65,55 @@ def home(request: HttpRequest) -> HttpResponse:
     return render(request, "shop/home.html", {"categories": categories})
 
 
-def _ranked_for_visitor(request: HttpRequest, ids: list[str]) -> tuple[list[str], dict[str, Recommendation]]:
-    """The category's products with the first `RERANK_WINDOW` in this visitor's order.
-
-    Re-ranking the head of the list is what the shopper sees; the long tail keeps the shop's
-    order. Returns the ids in their new order and the recommendation of each re-ranked one.
-    """
-    head = ids[:RERANK_WINDOW]
-    if not head:
-        return ids, {}
-    result = rerank(head, Audience.for_request(request), Options(limit=len(head), explain=True))
-    ranked = result.ids
-    ranked_set = set(ranked)
-    order = [*ranked, *(pid for pid in head if pid not in ranked_set), *ids[RERANK_WINDOW:]]
+def _in_visitor_order(
+    request: HttpRequest, ranked: list[str], rest: list[str]
+) -> tuple[list[str], dict[str, Recommendation]]:
+    """`ranked` in this visitor's order, then `rest` as given; and the recommendation of each
+    product ranked."""
+    if not ranked:
+        return rest, {}
+    result = rerank(ranked, Audience.for_request(request), Options(limit=len(ranked), explain=True))
+    found = set(result.ids)
+    order = [*result.ids, *(pid for pid in ranked if pid not in found), *rest]
     return order, {rec.product_id: rec for _, rec in result.items}
+
+
+def _recommended_page(
+    request: HttpRequest, listing: str, ids: list[str]
+) -> tuple[Page, dict[str, Recommendation]]:
+    """A page of a listing (`ids` in the shop's order) sorted "Recommended", and the
+    recommendation of each of its products put in the visitor's order.
+
+    The first `RERANK_WINDOW` products are put in the visitor's order; the long tail keeps the
+    shop's. That order changes with every product the visitor opens, so pages cut from the
+    order of each request repeated products and skipped others. Instead, the visitor's browse
+    of a listing keeps one order: opening it (a URL without a page, as menus and the sort links
+    give) ranks it and keeps the ranked ids in the session (one listing at a time, a few
+    hundred bytes); the pager's links, which name a page, cut theirs from the kept order, so
+    each product appears once across the pages. Personalisation still follows the visitor:
+    a page cut from a kept order shows its ranked products in their order of the moment.
+    Products that arrived since follow the kept ones, in the shop's order; those gone are left
+    out. Nothing is kept for a visitor the engine does not know (no session is written for a
+    crawler): their order, by popularity, is the same on every request.
+    """
+    kept = request.session.get(LISTING_ORDER_KEY) if "page" in request.GET else None
+    if kept and kept["listing"] == listing:
+        listed = set(ids)
+        ranked = [pid for pid in kept["ids"] if pid in listed]
+        seen = set(ranked)
+        page = Paginator([*ranked, *(pid for pid in ids if pid not in seen)], PAGE_SIZE).get_page(
+            request.GET.get("page")
+        )
+        on_page = list(page.object_list)
+        page.object_list, recommendations = _in_visitor_order(
+            request, [pid for pid in on_page if pid in seen], [pid for pid in on_page if pid not in seen]
+        )
+        return page, recommendations
+    head = ids[:RERANK_WINDOW]
+    order, recommendations = _in_visitor_order(request, head, ids[RERANK_WINDOW:])
+    if Audience.for_request(request).is_known:
+        request.session[LISTING_ORDER_KEY] = {"listing": listing, "ids": order[: len(head)]}
+    return Paginator(order, PAGE_SIZE).get_page(request.GET.get("page")), recommendations
 
 
 def category(request: HttpRequest, slug: str) -> HttpResponse:
@@ -87,12 +124,10 @@ def category(request: HttpRequest, slug: str) -> HttpResponse:
     products = available_products().filter(category__in=node.descendants_and_self())
     recommendations_by_id: dict[str, Recommendation] = {}
     if SORTS[sort]:
-        listing = products.order_by(SORTS[sort], "pk")
+        page = Paginator(products.order_by(SORTS[sort], "pk"), PAGE_SIZE).get_page(request.GET.get("page"))
     else:
         ids = [str(pk) for pk in products.order_by("-created_at", "pk").values_list("pk", flat=True)]
-        listing, recommendations_by_id = _ranked_for_visitor(request, ids)
-    page = Paginator(listing, PAGE_SIZE).get_page(request.GET.get("page"))
-    if not SORTS[sort]:
+        page, recommendations_by_id = _recommended_page(request, node.slug, ids)
         # The page holds ids: fetch its products, in order, with their recommendation.
         by_id = {str(p.pk): p for p in products.filter(pk__in=list(page.object_list))}
         page.object_list = [by_id[pid] for pid in page.object_list if pid in by_id]

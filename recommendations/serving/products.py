@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from collections import Counter
 from collections.abc import Callable
+from dataclasses import replace
 
 from django.contrib.postgres.search import TrigramSimilarity
 from django.utils import timezone
@@ -23,7 +24,7 @@ from recommendations.serving.cache import cached
 from recommendations.serving.errors import product_key, store_key, valid_product_ids
 from recommendations.serving.history import History, purchases, recent_history, viewed_products
 from recommendations.serving.realtime import Taste, current_taste
-from recommendations.serving.rules import MAX_LIMIT, finalize, pool_size, rules_for
+from recommendations.serving.rules import MAX_LIMIT, close_matches, finalize, pool_size, rules_for
 from recommendations.serving.types import Audience, Candidate, Kind, Options, RecommendationResult
 from recommendations.vectors import lists, queries
 
@@ -165,13 +166,17 @@ def _category_of(seed: ProductDocument | None) -> str | None:
 
 
 def _content_candidates(seed: ProductDocument | None, k: int) -> list[Candidate]:
-    """Products of the seed's category with the most similar titles (trigram similarity)."""
+    """Products of the seed's category with the most similar titles (trigram similarity).
+
+    A title that shares no trigram with the seed's is not like it: such products are left to
+    the fallbacks (the category's popular products), whose reasons say why they are there."""
     if seed is None:
         return []
     rows = (
         ProductDocument.objects.filter(categories=seed.categories)
         .exclude(product_id=seed.product_id)
         .annotate(similarity=TrigramSimilarity("title", seed.title))
+        .filter(similarity__gt=0)
         .order_by("-similarity", "product_id")
         .values_list("product_id", "similarity")[:k]
     )
@@ -247,7 +252,9 @@ def bought_together(product_id: str, audience: Audience, options: Options) -> Re
     """Frequently bought together (co-purchase), then viewed together, then similar products.
 
     The last tier is the vector neighbours when a model is active (an index scan), else the
-    titles most like this one in its category (a scan of the category).
+    titles most like this one in its category (a scan of the category). They are "Similar to"
+    this product, so only close matches are taken, as "similar" takes them (its
+    `min_relative_score`); the category's popular products fill the rest, saying so.
     """
     product_id = product_key(product_id)
     version = variants.model_version(audience)
@@ -255,7 +262,8 @@ def bought_together(product_id: str, audience: Audience, options: Options) -> Re
 
     def alike() -> list[Candidate]:
         neighbours = _vector_neighbours(Kind.BOUGHT_TOGETHER, product_id, k, version, audience)
-        return neighbours or _content_candidates(_seed_document(product_id), k)
+        neighbours = neighbours or _content_candidates(_seed_document(product_id), k)
+        return close_matches(neighbours, rules_for(Kind.SIMILAR, audience).get("min_relative_score"))
 
     def compute() -> list[Candidate]:
         pairs = statistics.paired_by_kind([PairKind.BOUGHT, PairKind.VIEWED], {product_id: 1.0}, k)
@@ -271,8 +279,12 @@ def bought_together(product_id: str, audience: Audience, options: Options) -> Re
         context={"product_id": product_id},
         # The pairs may all come from one store, which its cap thins out: like products, then
         # the category's popular ones fill the shelf (kept like the list: a short list is
-        # short on every request).
-        backfill=lambda: cached((*key, "backfill"), lambda: [*alike(), *_popular_like(product_id, k)]),
+        # short on every request). A tier below the like products, the popular ones follow
+        # even those the cap holds back.
+        backfill=lambda: cached(
+            (*key, "backfill"),
+            lambda: [*alike(), *(replace(c, tier=c.tier + 1) for c in _popular_like(product_id, k))],
+        ),
     )
 
 

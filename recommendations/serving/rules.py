@@ -156,6 +156,16 @@ def dedupe(candidates: Iterable[Candidate]) -> list[Candidate]:
     return list(best.values())
 
 
+def close_matches(candidates: list[Candidate], share: float | None) -> list[Candidate]:
+    """Those scoring at least `share` of the best one's score (`min_relative_score`): close
+    matches rather than a full list padded with unrelated products. All of them when `share`
+    is unset or none scores above 0 (no scale to judge by)."""
+    best = max((c.score for c in candidates), default=0.0)
+    if not share or best <= 0:
+        return candidates
+    return [c for c in candidates if c.score >= share * best]
+
+
 def _adjusted_scores(candidates: list[Candidate], factors: dict[str, float]) -> dict[str, float]:
     """Scores normalised to (0, 1] within each tier, times the boost/bury factor."""
     by_tier: dict[int, list[float]] = {}
@@ -183,13 +193,15 @@ def _diversify(
     groups: dict[str, tuple[Any, Any]],
     rules: dict[str, Any],
     limit: int,
+    taken: Sequence[Candidate] = (),
 ) -> list[Candidate]:
     """Greedy pick: MMR when `mmr_lambda` is set, and per-store / per-category caps.
 
-    `groups` maps each product to its (store, category) keys. The caps ask for variety, not
-    for a short list: the candidates they hold back follow the rest of their tier, before
-    any candidate of a fallback tier (a product like the visitor's taste beats a trending
-    one).
+    `groups` maps each product to its (store, category) keys. `taken` is what the list already
+    holds when the backfill tops it up: it counts against the caps, and MMR's novelty.
+    The caps ask for variety, not for a short list: the candidates they hold back follow the
+    rest of their tier, before any candidate of a fallback tier (a product like the visitor's
+    taste beats a trending one).
     """
     stores = {pid: store for pid, (store, _) in groups.items()}
     categories = {pid: category for pid, (_, category) in groups.items()}
@@ -197,6 +209,10 @@ def _diversify(
     mmr = rules.get("mmr_lambda")
     store_counts: dict[Any, int] = {}
     category_counts: dict[Any, int] = {}
+    for candidate in taken:
+        store, category = groups[candidate.product_id]
+        store_counts[store] = store_counts.get(store, 0) + 1
+        category_counts[category] = category_counts.get(category, 0) + 1
     remaining = list(ordered)
     chosen: list[Candidate] = []
     held_back: list[Candidate] = []
@@ -216,7 +232,7 @@ def _diversify(
                 pool,
                 key=lambda c: (
                     mmr * adjusted[c.product_id]
-                    - (1 - mmr) * max((_similarity(c, s, categories) for s in chosen), default=0.0)
+                    - (1 - mmr) * max((_similarity(c, s, categories) for s in (*taken, *chosen)), default=0.0)
                 ),
             )
         remaining.remove(pick)
@@ -267,7 +283,8 @@ def finalize(
     all the others: the fallback tiers a service's cascade skipped because its own tiers
     looked like enough before the rules ran. The per-store and per-category caps order the
     list rather than shorten it (`_diversify`): the products they hold back follow the rest
-    of their tier, before lower tiers and the backfill.
+    of their tier, before lower tiers and the backfill, whose own products the caps count
+    with what the list already holds.
     """
     adapter = get_product_adapter()
     rules = rules_for(kind, audience)
@@ -276,11 +293,9 @@ def finalize(
     if rules.get("exclude_purchased") and audience.is_known:
         excluded |= {event.product_id for event in history_module.purchases(audience)}
     pool = [c for c in dedupe(candidates) if c.product_id not in excluded]
-    floor = rules.get("min_relative_score")
-    if floor:
-        best = max((c.score for c in pool if c.tier == 0), default=0.0)
-        if best > 0:  # the main source's scale; fallback tiers score on their own
-            pool = [c for c in pool if c.tier or c.score >= floor * best]
+    # The main source's scale; fallback tiers score on their own.
+    main = close_matches([c for c in pool if c.tier == 0], rules.get("min_relative_score"))
+    pool = [*main, *(c for c in pool if c.tier)]
 
     boosts = _boost_rules(kind)
     columns = [_column(adapter, adapter.store_field), _column(adapter, adapter.category_field)]
@@ -320,8 +335,10 @@ def finalize(
     flags_at = at + bool(columns[0]) + bool(columns[1])
     boost_factors = [float(rule["factor"]) for rule in boosts]
     versions: dict[str, Any] = {}
+    # (store, category) of every candidate read: a list the backfill tops up counts its own.
+    groups_read: dict[str, tuple[Any, Any]] = {}
 
-    def choose(pool: list[Candidate]) -> list[Candidate]:
+    def choose(pool: list[Candidate], taken: Sequence[Candidate] = ()) -> list[Candidate]:
         keys = [c.product_id for c in pool] + ([seed] if seed else [])
         facts = compiled("facts", facts_query).rows(keys) if keys else []
         groups: dict[str, tuple[Any, Any]] = {}
@@ -340,6 +357,7 @@ def finalize(
                 if flagged:
                     factor *= boost
             factors[pid] = factor
+        groups_read.update(groups)
         if seed is not None and seed not in groups:
             require_product(seed)  # not available now, or no such product
         if store_id is not None:
@@ -349,7 +367,7 @@ def finalize(
         pool = [c for c in pool if c.product_id in groups and factors[c.product_id] > 0]
         adjusted = _adjusted_scores(pool, factors)
         ordered = sorted(pool, key=lambda c: (c.tier, -adjusted[c.product_id], key_order(c.product_id)))
-        return _diversify(ordered, adjusted, groups, rules, limit)
+        return _diversify(ordered, adjusted, groups_read, rules, limit - len(taken), taken)
 
     chosen = choose(pool)
     if len(chosen) < limit and backfill is not None:
@@ -359,7 +377,7 @@ def finalize(
             c for c in dedupe(backfill()) if c.product_id not in excluded and c.product_id not in proposed
         ]
         if extra:
-            chosen += choose(extra)[: limit - len(chosen)]
+            chosen += choose(extra, taken=chosen)
     shown = ShownObjects(
         [c.product_id for c in chosen],
         card=product_card,

@@ -137,11 +137,10 @@ SELECT %s, product_id, other_id, n, score FROM scored WHERE rank <= %s
 """
 
 PAIR_SOURCES = {
-    # Bought together: purchases of one shopper over the popularity window.
-    PairKind.BOUGHT: (
-        [EventType.PURCHASE, EventType.ADD_TO_CART],
-        "COALESCE(user_id::text, 's:' || session_id)",
-    ),
+    # Bought together: purchases of one shopper over the popularity window. Only purchases:
+    # the server alone records them, while a browser may send cart adds (and take them back),
+    # so a script could otherwise make pairs that lists present as what shoppers bought.
+    PairKind.BOUGHT: ([EventType.PURCHASE], "COALESCE(user_id::text, 's:' || session_id)"),
     # Viewed together: products looked at in the same session.
     PairKind.VIEWED: ([EventType.VIEW, EventType.CLICK], "session_id"),
 }

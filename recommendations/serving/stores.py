@@ -17,9 +17,10 @@ from recommendations.events.preprocessing import event_weight
 from recommendations.models import ModelVersion, ProductDocument, ProductPopularity, StoreVector
 from recommendations.serving import variants
 from recommendations.serving.cache import cached
-from recommendations.serving.errors import NotFound, get_store
+from recommendations.serving.errors import NotFound, get_store, store_key
 from recommendations.serving.history import recent_history
 from recommendations.serving.presentation import ShownObjects, store_card
+from recommendations.serving.products import EXPLAINED_SHARE
 from recommendations.serving.realtime import current_taste
 from recommendations.serving.rules import build_result, dedupe, limit_for
 from recommendations.serving.types import Audience, Candidate, Kind, Options, RecommendationResult
@@ -72,7 +73,8 @@ def _popular_stores(k: int, categories: list[str] | None = None, exclude: str = 
 
 
 def stores_for_user(audience: Audience, options: Options) -> RecommendationResult:
-    """Stores this visitor is likely to shop at."""
+    """Stores this visitor is likely to shop at: those their taste matches, then those whose
+    products they touched, then popular ones, then the rest of the nearest to their taste."""
     history = recent_history(audience)
     version = variants.model_version(audience)
     k = limit_for(Kind.STORES, options, audience) * 2 + len(options.exclude)
@@ -82,9 +84,17 @@ def stores_for_user(audience: Audience, options: Options) -> RecommendationResul
         if version is not None:
             taste = current_taste(version, audience)
             if taste.vector is not None:
+                nearest = queries.nearest_stores(taste.vector, k, version)
+                # As "for you" decides "because you viewed X": a store matches the visitor's
+                # taste when it scores about as well as their best match. The others are not
+                # stores they lean towards (a score of 0 is no affinity at all): they say no
+                # more than "Picked for you" and come last, after popular stores, which say so.
+                best = max((score for _, score in nearest), default=0.0)
                 candidates = [
                     Candidate(sid, score, "realtime", "Matches what you like")
-                    for sid, score in queries.nearest_stores(taste.vector, k, version)
+                    if score > 0 and score >= EXPLAINED_SHARE * best
+                    else Candidate(sid, score, "realtime", "Picked for you", tier=3)
+                    for sid, score in nearest
                 ]
         # Stores whose products the visitor touched lately, weighted like the events.
         stores = dict(
@@ -114,6 +124,8 @@ def stores_for_user(audience: Audience, options: Options) -> RecommendationResul
 
 def similar_stores(store_id: str, audience: Audience, options: Options) -> RecommendationResult:
     """Stores like this one: store-vector neighbours, else stores selling in its categories."""
+    # Its key as vectors, documents and exclusions hold it ("7" for "07"), as products' are.
+    store_id = store_key(store_id)
     store = get_store(store_id)
     version = variants.model_version(audience)
     k = limit_for(Kind.SIMILAR_STORES, options, audience) * 2 + len(options.exclude)

@@ -132,6 +132,22 @@ def test_unknown_ids_are_404_with_a_message(client, catalog):
         assert text in response.json()["detail"], path
 
 
+def test_a_store_named_with_leading_zeros_is_not_like_itself(client, catalog, model):
+    for title in catalog.products:  # every store is popular, this one too
+        add_event(catalog, "purchase", title, session="shopper")
+    refresh_statistics()
+    hair = catalog.stores["Hair"].pk
+
+    def similar(key: str) -> list[tuple[str, str]]:
+        body = client.get(f"/api/recommendations/similar-stores/{key}/", {"explain": "1"}).json()
+        return [(item["id"], item["reason"]) for item in body["results"]]
+
+    found = similar(f"0{hair}")
+    assert str(hair) not in [store for store, _ in found]
+    assert found == similar(str(hair))
+    assert {reason for _, reason in found} == {"Similar to Hair Store"}
+
+
 def test_naming_a_user_costs_no_query_of_its_own(catalog, model):
     """The user's row is looked for in the same query as their history."""
     client = key_client("recommendations:read")

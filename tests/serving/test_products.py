@@ -5,8 +5,10 @@ import datetime as dt
 import pytest
 from django.db import connection
 from django.db.models import QuerySet
+from django.test import Client
 from django.test.utils import CaptureQueriesContext
 
+from recommendations.models import PairKind, ProductPair
 from recommendations.serving import history, products, variants
 from recommendations.serving.catalog import index_products
 from recommendations.serving.errors import NotFound
@@ -151,6 +153,27 @@ def test_bought_together_from_co_purchases(catalog):
     assert result.items[0][1].source == "co_purchase"
 
 
+def test_cart_adds_a_browser_sends_are_not_bought_together(catalog):
+    """Three browsers put the shampoo and the cuticle oil in their carts through the beacon
+    (and take the oil out again): nobody bought either, so neither the pairs nor the shelf
+    says they were bought together."""
+    for _ in range(3):
+        browser = Client()
+        sent = [
+            {"event_type": "add_to_cart", "product_id": catalog.id(title), "value": 1}
+            for title in ("Argan shampoo", "Cuticle oil")
+        ]
+        sent.append({"event_type": "remove_from_cart", "product_id": catalog.id("Cuticle oil"), "value": 1})
+        response = browser.post("/api/events/", {"events": sent}, content_type="application/json")
+        assert response.status_code == 200, response.content
+    refresh_statistics()
+    assert not ProductPair.objects.filter(kind=PairKind.BOUGHT).exists()
+    result = products.bought_together(catalog.id("Argan shampoo"), Audience(), EXPLAIN)
+    assert "co_purchase" not in [rec.source for rec in result.recommendations]
+    page = Client().get(catalog.products["Argan shampoo"].get_absolute_url()).content.decode()
+    assert "Shoppers who bought this also bought." not in page
+
+
 def test_bought_together_falls_back_to_similar_products(catalog, model):
     # Nobody bought or viewed the shampoo with anything: the vector neighbours fill in.
     result = products.bought_together(catalog.id("Argan shampoo"), Audience(), EXPLAIN)
@@ -161,6 +184,64 @@ def test_bought_together_falls_back_to_similar_products(catalog, model):
     }
     assert result.items[0][1].source == "vector"
     assert result.items[0][1].reason == "Similar to Argan shampoo"
+
+
+def hair_wrap(catalog, store: str = "Face") -> Product:
+    """A hair product with no vector in the model, which shoppers bought: popular in Hair."""
+    wrap = Product.objects.create(
+        title="Silk hair wrap", slug="silk-hair-wrap", category=catalog.categories["Hair"],
+        store=catalog.stores[store], price=5, stock=5,
+    )  # fmt: skip
+    index_products()
+    catalog.products[wrap.title] = wrap
+    add_event(catalog, "purchase", wrap.title, session="someone")
+    refresh_statistics()
+    return wrap
+
+
+def test_bought_together_pads_with_close_matches_only_and_says_why_the_rest_is_there(catalog, model):
+    """Nobody bought the shampoo with anything: its close matches (the hair products) fill
+    in, not the face and nail care that merely come next among its neighbours; then the
+    category's popular product, which says it is popular rather than similar."""
+    hair_wrap(catalog)
+    result = products.bought_together(catalog.id("Argan shampoo"), Audience(), Options(limit=6, explain=True))
+    assert [(catalog.title(rec.product_id), rec.reason) for rec in result.recommendations] == [
+        ("Dry shampoo spray", "Similar to Argan shampoo"),
+        ("Keratin conditioner", "Similar to Argan shampoo"),
+        ("Hair mask repair", "Similar to Argan shampoo"),
+        ("Silk hair wrap", "Popular in Hair"),
+    ]
+
+
+def test_bought_together_calls_no_title_that_shares_nothing_with_this_one_similar(catalog):
+    result = products.bought_together(catalog.id("Argan shampoo"), Audience(), Options(limit=6, explain=True))
+    similar = [catalog.title(r.product_id) for r in result.recommendations if r.reason.startswith("Similar")]
+    assert similar == ["Dry shampoo spray"]  # the only other title with "shampoo" in it
+    assert len(result) == 3  # the other hair products, as what is new in the category
+
+
+def test_the_store_cap_puts_like_products_before_the_categorys_popular_ones(catalog, model, settings):
+    """Eight products were bought with the shampoo, enough for the shelf: like products are
+    not gathered. Seven sell out; the backfill tops the shelf up. One per store holds back the
+    second like product (all are the hair store's), but not behind the popular hair wrap of a
+    store with nothing on the shelf yet: like products come first."""
+    settings.RECOMMENDATIONS = {
+        **settings.RECOMMENDATIONS,
+        "SERVING_RULES": {"bought_together": {"max_per_store": 1}},
+    }
+    hair_wrap(catalog, store="Nails")
+    others = [*TITLES["Face"], *TITLES["Nails"]]
+    for n, title in enumerate(others):
+        add_event(catalog, "purchase", "Argan shampoo", session=f"buyer{n}")
+        add_event(catalog, "purchase", title, session=f"buyer{n}")
+    refresh_statistics()
+    Product.objects.filter(title__in=others[1:]).update(stock=0)
+    result = products.bought_together(catalog.id("Argan shampoo"), Audience(), Options(limit=3, explain=True))
+    assert [(catalog.title(rec.product_id), rec.source) for rec in result.recommendations] == [
+        ("Retinol night serum", "co_purchase"),
+        ("Dry shampoo spray", "vector"),
+        ("Keratin conditioner", "vector"),
+    ]
 
 
 def test_bought_together_is_filled_when_its_pairs_sell_out(catalog, settings):
@@ -175,8 +256,8 @@ def test_bought_together_is_filled_when_its_pairs_sell_out(catalog, settings):
             price=5, stock=5,
         )  # fmt: skip
     elsewhere = Product.objects.create(
-        title="Silk hair wrap",
-        slug="silk-hair-wrap",
+        title="Argan hair oil",
+        slug="argan-hair-oil",
         category=hair,
         store=catalog.stores["Face"],
         price=5,

@@ -423,6 +423,28 @@ def test_a_list_the_rules_leave_short_is_filled_from_the_backfill(catalog, setti
     assert len(finalize(Kind.FOR_YOU, hair, Audience(), Options(limit=2), backfill=unused).ids) == 2
 
 
+@pytest.mark.parametrize("cap", [1, None])  # None: the built-in cap (3)
+def test_the_backfill_counts_what_the_list_already_holds_against_the_caps(catalog, settings, cap):
+    """One hair product is proposed; the backfill's best are the other hair products. The
+    cap counts the one already on the list, so the face and nail products the backfill holds
+    come before the hair products beyond the cap."""
+    if cap:
+        settings.RECOMMENDATIONS = {
+            **settings.RECOMMENDATIONS,
+            "SERVING_RULES": {"default": {"max_per_store": cap}},
+        }
+    cap = cap or rules_for(Kind.FOR_YOU)["max_per_store"]
+    hair = catalog.ids(*TITLES["Hair"])
+    backfill = [Candidate(pid, 9.0 - i, "trending", "") for i, pid in enumerate(hair[1:])]
+    backfill += [Candidate(catalog.id("Vitamin C serum"), 1.0, "trending", "")]
+    backfill += [Candidate(catalog.id("Red nail polish"), 0.5, "trending", "")]
+    proposed = [Candidate(hair[0], 1.0, "vector", "")]
+    found = finalize(
+        Kind.FOR_YOU, proposed, Audience(), Options(limit=cap + 2), backfill=lambda: backfill
+    ).ids
+    assert found == [*hair[:cap], catalog.id("Vitamin C serum"), catalog.id("Red nail polish")]
+
+
 def test_recommended_for_you_is_filled_with_trending_when_its_own_candidates_run_out(
     catalog, model, settings
 ):

@@ -47,6 +47,20 @@ def test_stores_for_a_user_follow_the_store_vectors(catalog, model):
     assert isinstance(result.queryset().first(), Store)
 
 
+def test_only_stores_the_visitors_taste_leans_towards_match_what_they_like(catalog, model):
+    """The visitor viewed nail polish: the nails store matches their taste; the others score
+    0 against it. The hair store is popular and says so; the face store is neither."""
+    add_event(catalog, "purchase", "Argan shampoo", session="someone")
+    refresh_statistics()
+    add_event(catalog, "view", "Red nail polish", session="me")
+    result = stores.stores_for_user(Audience(session_id="me"), Options(explain=True))
+    assert [(str(store), rec.reason) for store, rec in result.items] == [
+        ("Nails Store", "Matches what you like"),
+        ("Hair Store", "Popular with shoppers"),
+        ("Face Store", "Picked for you"),
+    ]
+
+
 def test_shop_wide_store_popularity_is_read_only_when_the_list_is_short(catalog, model):
     with CaptureQueriesContext(connection) as captured:
         result = stores.stores_for_user(Audience(user=catalog.users["alice"]), Options(limit=1))

@@ -1,0 +1,82 @@
+"""A category sorted "Recommended", page after page: every product once, still personal."""
+
+import re
+
+import numpy as np
+import pytest
+from django.urls import reverse
+
+from recommendations.models import ModelStatus, ModelVersion, ProductVector
+from shop.models import Category, Product, Store
+from shop.views import PAGE_SIZE
+
+CLUSTERS = 4
+CARD = re.compile(r'class="card-inner" data-product-id="(\d+)"')
+NEXT = re.compile(r'href="(\?[^"]*)">Next')
+
+
+@pytest.fixture
+def outdoor(db):
+    """61 products (three pages) in four clusters of taste: product i's vector points along
+    axis i % 4, so a visitor who views one leans towards its cluster."""
+    category = Category.objects.create(name="Outdoor")
+    store = Store.objects.create(name="Trail Supply", slug="trail-supply")
+    products = [
+        Product.objects.create(
+            title=f"Trail item {i}", slug=f"trail-item-{i}", category=category, store=store, price=10, stock=5
+        )
+        for i in range(2 * PAGE_SIZE + 13)
+    ]
+    version = ModelVersion.objects.create(
+        algorithm="two_tower", status=ModelStatus.ACTIVE, dimensions=CLUSTERS
+    )
+    ProductVector.objects.bulk_create(
+        ProductVector(
+            model_version=version, product_id=str(p.pk), embedding=np.eye(CLUSTERS)[i % CLUSTERS].tolist()
+        )
+        for i, p in enumerate(products)
+    )
+    return products
+
+
+def cluster(outdoor, product_id: str) -> int:
+    return next(i for i, p in enumerate(outdoor) if str(p.pk) == product_id) % CLUSTERS
+
+
+def view(client, *product_ids: str) -> None:
+    """The beacon's views, sent the way the beacon sends them."""
+    events = [{"event_type": "view", "product_id": pid} for pid in product_ids]
+    if not events:
+        return
+    response = client.post("/api/events/", {"events": events}, content_type="application/json")
+    assert response.status_code == 200, response.content
+
+
+def test_recommended_pages_show_each_product_once_while_the_visitor_browses(client, outdoor):
+    url = reverse("shop:category", args=["outdoor"])
+    view(client, str(outdoor[0].pk))  # cluster 0
+    html = client.get(url).content.decode()
+    pages = [CARD.findall(html)]
+    assert {cluster(outdoor, pid) for pid in pages[0][: PAGE_SIZE // 2]} == {0}  # their taste first
+    for _ in range(2):
+        # They open the products of cluster 1 the page shows, then follow the pager's link.
+        view(client, *[pid for pid in pages[-1] if cluster(outdoor, pid) == 1])
+        html = client.get(url + NEXT.search(html)[1].replace("&amp;", "&")).content.decode()
+        pages.append(CARD.findall(html))
+    assert not NEXT.search(html)
+    shown = [pid for page in pages for pid in page]
+    assert sorted(shown) == sorted(str(p.pk) for p in outdoor)
+    # Each later page shows its own products in their taste of the moment: cluster 1 first.
+    for page in pages[1:]:
+        clusters = [cluster(outdoor, pid) for pid in page]
+        assert 1 in clusters and clusters == sorted(clusters, key=lambda c: c != 1)
+    # Opening the listing again ranks it afresh: cluster 1 is what they like now.
+    again = CARD.findall(client.get(url).content.decode())
+    assert {cluster(outdoor, pid) for pid in again[: PAGE_SIZE // 2]} == {1}
+
+
+def test_a_visitor_the_engine_does_not_know_gets_the_same_order_and_no_session(client, outdoor):
+    url = reverse("shop:category", args=["outdoor"])
+    pages = [CARD.findall(client.get(url, {"page": n}).content.decode()) for n in (1, 2, 3)]
+    assert sorted(pid for page in pages for pid in page) == sorted(str(p.pk) for p in outdoor)
+    assert "sessionid" not in client.cookies  # a crawler costs no session row
