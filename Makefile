@@ -3,6 +3,8 @@ PYTHON ?= python3.11
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# The demo's web port: `make demo PORT=8080` when 8000 is taken.
+PORT ?= 8000
 
 .PHONY: demo test install lint serve migrate clean-db
 
@@ -14,11 +16,12 @@ $(STAMP): requirements.txt requirements-dev.txt
 
 install: $(STAMP)
 
-## Run the demo shop on the embedded PostgreSQL at http://127.0.0.1:8000, with a Celery worker and beat
+## Run the demo shop on the embedded PostgreSQL at http://127.0.0.1:$(PORT), with a Celery worker and beat
 demo: install
+	@$(BIN)/python scripts/run_demo.py --check-port --port $(PORT)
 	$(BIN)/python manage.py migrate --no-input
-	$(BIN)/python manage.py demo_shop
-	$(BIN)/python scripts/run_demo.py --port 8000
+	$(BIN)/python manage.py demo_shop --port $(PORT)
+	$(BIN)/python scripts/run_demo.py --port $(PORT)
 
 ## Run the whole test suite (lint included) on a throwaway embedded database
 test: install

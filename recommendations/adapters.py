@@ -257,6 +257,15 @@ class ProductAdapter(BaseAdapter):
             found = found | level
         return found
 
+    def related_fields(self) -> list[str]:
+        """The category and store fields that are relations, to `select_related`: a category
+        kept as plain text (a CharField) is read from the product's own row."""
+        return [
+            name
+            for name in (self.category_field, self.store_field)
+            if name and self.model._meta.get_field(name).is_relation
+        ]
+
     def get_category_path(self, obj: models.Model) -> list[str]:
         """Category names from the root down. The default uses the category's `str()`.
 
@@ -313,7 +322,7 @@ class ProductAdapter(BaseAdapter):
     ) -> Iterator[ProductRecord]:
         """All recommendable products as records, streamed in chunks."""
         queryset = self.index_queryset() if queryset is None else queryset
-        related = [f for f in (self.category_field, self.store_field) if f]
+        related = self.related_fields()
         if related:
             queryset = queryset.select_related(*related)
         for obj in queryset.iterator(chunk_size=chunk_size):

@@ -1,18 +1,22 @@
 """Run the demo shop: web server, a Celery worker on both queues, and beat, until Ctrl-C.
 
-    python scripts/run_demo.py [--port 8000]
+    python scripts/run_demo.py [--port 8000] [--check-port]
 
 Starts `celery -A tasks worker -Q default,gpu`, `celery -A tasks beat` and `manage.py
 runserver` as child processes with their output interleaved, and stops all three when one
 exits or on Ctrl-C / SIGTERM. With CELERY_BROKER_URL unset the broker is a folder under
-.data/, so nothing else has to be running.
+.data/, so nothing else has to be running. With the port taken it starts nothing and says
+which `make demo PORT=...` to run instead; `--check-port` only does that check (`make demo`
+runs it before it loads the demo data, so "ready" is never printed for a port it cannot use).
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -20,6 +24,42 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 STOP_TIMEOUT_SECONDS = 15
+HOST = "127.0.0.1"
+# How far above a taken port to look for a free one to suggest.
+PORTS_TO_SUGGEST = 100
+
+
+def port_is_free(port: int) -> bool:
+    """Whether the web server could listen on `port` now. Bound as runserver binds (with
+    SO_REUSEADDR), so a port whose last connections are closing still counts as free."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((HOST, port))
+        except OSError as error:
+            if error.errno == errno.EADDRINUSE:
+                return False
+            raise
+    return True
+
+
+def port_problem(port: int) -> str | None:
+    """Why the demo cannot be served on `port`, with the command to run instead; None if it can."""
+    try:
+        if port_is_free(port):
+            return None
+        reason = "is in use"
+    except (OSError, OverflowError) as error:  # a port below 1024 without root, or above 65535
+        reason = f"cannot be used ({error})"
+    return f"port {port} {reason}: run `make demo PORT={free_port_after(port)}`"
+
+
+def free_port_after(taken: int) -> str:
+    """A free port to offer instead of `taken`: the next one above it (from 8000 when it is not
+    a port a user may listen on)."""
+    start = taken + 1 if 1024 <= taken < 65535 else 8000
+    candidates = range(start, min(start + PORTS_TO_SUGGEST, 65536))
+    return str(next(filter(port_is_free, candidates), "<a free port>"))
 
 
 def commands(port: int) -> dict[str, list[str]]:
@@ -41,7 +81,7 @@ def commands(port: int) -> dict[str, list[str]]:
         ],
         "beat": [python, "-m", "celery", "-A", "tasks", "beat", "-l", "INFO"],
         # --noreload: one process, so stopping it stops the server (no orphaned reloader child).
-        "web": [python, "manage.py", "runserver", "--noreload", f"127.0.0.1:{port}"],
+        "web": [python, "manage.py", "runserver", "--noreload", f"{HOST}:{port}"],
     }
 
 
@@ -50,7 +90,14 @@ def main() -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument("--check-port", action="store_true", help="only check that the port is free")
     args = parser.parse_args()
+    problem = port_problem(args.port)
+    if problem:
+        print(f"[run_demo] {problem}", file=sys.stderr, flush=True)
+        return 1
+    if args.check_port:
+        return 0
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     env.setdefault("DJANGO_SETTINGS_MODULE", "shop.settings")
     children: dict[str, subprocess.Popen] = {}

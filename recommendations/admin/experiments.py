@@ -24,6 +24,7 @@ from django.utils.safestring import SafeString
 
 from recommendations.admin.actions import run_each
 from recommendations.admin.charts import interval_bars
+from recommendations.admin.filters import SearchByUser
 from recommendations.admin.readonly import DeletedWithParentAdmin
 from recommendations.experiments import lifecycle
 from recommendations.experiments.results import (
@@ -225,7 +226,7 @@ class VariantAdmin(DeletedWithParentAdmin):
 
 
 @admin.register(Assignment)
-class AssignmentAdmin(DeletedWithParentAdmin):
+class AssignmentAdmin(SearchByUser, DeletedWithParentAdmin):
     """Who was exposed to which variant, and when (written by `variant_for`)."""
 
     parent_delete_permission = "recommendations.delete_experiment"
@@ -233,4 +234,4 @@ class AssignmentAdmin(DeletedWithParentAdmin):
     list_display = ["experiment", "variant", "user", "session_id", "assigned_at"]
     list_filter = ["experiment", ("assigned_at", admin.DateFieldListFilter)]
     list_select_related = ["experiment", "variant__experiment", "user"]
-    search_fields = ["user__username", "session_id"]
+    search_fields = ["session_id"]

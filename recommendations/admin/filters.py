@@ -31,6 +31,25 @@ def matching_users(value: str) -> QuerySet:
     return User._default_manager.filter(match)
 
 
+def user_lookups(relation: str) -> list[str]:
+    """The lookups through `relation` that find a user by name: the user model's USERNAME_FIELD
+    and its e-mail field where it has one. A host's own user model may have no `username` (one
+    signing in by e-mail), where a hard-coded `user__username` made every search a 500."""
+    User = get_user_model()
+    fields = {field.name for field in User._meta.get_fields()}
+    names = dict.fromkeys((User.USERNAME_FIELD, User.get_email_field_name()))
+    return [f"{relation}__{name}" for name in names if name in fields]
+
+
+class SearchByUser:
+    """For a model admin of rows that belong to a user: its search box also finds the rows by
+    the user's name or e-mail (`user_lookups`). Added per request rather than in
+    `search_fields`, since the user model is the host's, known once the apps are loaded."""
+
+    def get_search_fields(self, request: HttpRequest) -> list[str]:
+        return [*super().get_search_fields(request), *user_lookups("user")]  # type: ignore[misc]
+
+
 class InputFilter(admin.SimpleListFilter):
     """A list filter shown as a text box; the typed value is the lookup.
 

@@ -25,6 +25,7 @@ from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
 from recommendations.admin.actions import EXPECTED_PROBLEMS, problem_text, run_each
+from recommendations.admin.filters import SearchByUser
 from recommendations.admin.readonly import DeletedWithParentAdmin
 from recommendations.marketing.audiences import build_audience, create_segment, refresh_segment
 from recommendations.marketing.export import FIELDS, audience_rows, segment_rows, write_csv
@@ -217,7 +218,7 @@ class SegmentAdmin(admin.ModelAdmin):
 
 
 @admin.register(SegmentMember)
-class SegmentMemberAdmin(DeletedWithParentAdmin):
+class SegmentMemberAdmin(SearchByUser, DeletedWithParentAdmin):
     """Members of every segment (rewritten by each refresh)."""
 
     parent_delete_permission = "recommendations.delete_segment"
@@ -225,5 +226,5 @@ class SegmentMemberAdmin(DeletedWithParentAdmin):
     list_display = ["segment", "user", "score"]
     list_filter = ["segment"]
     list_select_related = ["segment", "user"]
-    search_fields = ["user__username", "segment__name"]
+    search_fields = ["segment__name"]
     ordering = ["segment", "-score"]

@@ -20,7 +20,7 @@ from django.db.models import Max
 from django.http import HttpRequest
 
 from recommendations.access import may_preview_shoppers
-from recommendations.adapters import get_product_adapter
+from recommendations.adapters import get_product_adapter, get_store_model
 from recommendations.admin.events import attach_product_titles
 from recommendations.admin.filters import matching_users
 from recommendations.admin.readonly import AdminPage
@@ -65,10 +65,16 @@ def preview_blocks(user: AbstractBaseUser) -> list[PreviewBlock]:
     def audience() -> Audience:
         return Audience(user=user, record_exposure=False)
 
+    # Stores are optional (STORE_MODEL): a shop without them gets no store block, not a failed one.
+    store_blocks = (
+        [_block("Stores you may like", lambda: stores.stores_for_user(audience(), options))]
+        if get_store_model() is not None
+        else []
+    )
     blocks = [
         _block("Recommended for you", lambda: products.for_you(audience(), options)),
         _block("Trending now", lambda: products.trending(audience(), options)),
-        _block("Stores you may like", lambda: stores.stores_for_user(audience(), options)),
+        *store_blocks,
         _block("Recently viewed", lambda: products.recently_viewed(audience(), options)),
         _block("Buy it again", lambda: products.buy_again(audience(), options)),
     ]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from django.contrib import admin
 
+from recommendations.admin.filters import SearchByUser
 from recommendations.admin.readonly import DeletedWithUserAdmin, ReadOnlyAdmin
 from recommendations.models import (
     DailyEventCount,
@@ -16,7 +17,7 @@ from recommendations.models import (
 
 
 @admin.register(ServedRecommendation)
-class ServedRecommendationAdmin(DeletedWithUserAdmin):
+class ServedRecommendationAdmin(SearchByUser, DeletedWithUserAdmin):
     list_display = [
         "id",
         "kind",
@@ -29,7 +30,7 @@ class ServedRecommendationAdmin(DeletedWithUserAdmin):
     ]
     list_filter = ["kind", "source", ("created_at", admin.DateFieldListFilter)]
     list_select_related = ["user"]
-    search_fields = ["id", "user__username", "session_id"]
+    search_fields = ["id", "session_id"]
     date_hierarchy = "created_at"
     ordering = ["-created_at"]
 

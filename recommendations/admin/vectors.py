@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from django.contrib import admin
 
+from recommendations.admin.filters import SearchByUser
 from recommendations.admin.readonly import DeletedWithUserAdmin, ReadOnlyAdmin
 from recommendations.models import PrecomputedList, ProductVector, StoreVector, UserVector
 
@@ -39,10 +40,9 @@ class StoreVectorAdmin(VectorAdmin):
 
 
 @admin.register(UserVector)
-class UserVectorAdmin(DeletedWithUserAdmin, VectorAdmin):
+class UserVectorAdmin(SearchByUser, DeletedWithUserAdmin, VectorAdmin):
     list_display = ["user", "model_version", "updated_at"]
     list_select_related = ["model_version", "user"]
-    search_fields = ["user__username", "user__email"]
     readonly_fields = ["user", *VectorAdmin.readonly_fields]
 
 

@@ -15,6 +15,7 @@ import functools
 import hashlib
 import math
 import re
+import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, field
@@ -248,10 +249,11 @@ def parse_timestamp(value: Any) -> dt.datetime:
 
 
 def _as_key(value: Any) -> str | None:
-    """Host primary keys arrive as strings or integers; anything else is not a key."""
+    """Host primary keys arrive as strings, integers or UUIDs (server code passes `user.pk` or
+    `product.pk` as the model has it); anything else is not a key."""
     if isinstance(value, str):
         return None if NUL in value else value.strip() or None
-    if isinstance(value, int) and not isinstance(value, bool):
+    if isinstance(value, int | uuid.UUID) and not isinstance(value, bool):
         return str(value)
     return None
 
@@ -636,7 +638,7 @@ def _unknown_references(
     if missing:
         problems["stores"] = [f"unknown store(s): {', '.join(missing[:5])}"]
     if row.user_id is not None and str(row.user_id) not in users:
-        problems["user_id"] = [f"no user has the primary key {row.user_id!r}"]
+        problems["user_id"] = [f"no user has the primary key {str(row.user_id)!r}"]  # a UUID too
     return problems
 
 

@@ -71,15 +71,6 @@ def pool_size(kind: str, options: Options, audience: Audience) -> int:
     return limit_for(kind, options, audience) * OVERFETCH + len(options.exclude) + len(audience.shown)
 
 
-def relations(adapter: ProductAdapter) -> list[str]:
-    """The adapter's category and store fields that are relations (to select_related)."""
-    names = []
-    for name in (adapter.category_field, adapter.store_field):
-        if name and adapter.model._meta.get_field(name).is_relation:
-            names.append(name)
-    return names
-
-
 def _column(adapter: ProductAdapter, field: str | None) -> str | None:
     """The column to group by for diversity: a foreign key's id or the plain field."""
     return adapter.model._meta.get_field(field).attname if field else None
@@ -316,7 +307,7 @@ def finalize(
         return adapter.index_queryset().filter(KeyIn(adapter.model, keys)).order_by()
 
     def shown_query(keys: list[str]) -> models.QuerySet:
-        return keyed(keys).select_related(*relations(adapter))
+        return keyed(keys).select_related(*adapter.related_fields())
 
     def cards_query(keys: list[str]) -> models.QuerySet:
         return keyed(keys).values_list("pk", *adapter.card_values)

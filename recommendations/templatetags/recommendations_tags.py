@@ -14,7 +14,8 @@ Each tag renders `recommendations/<block>.html` (override it in your templates) 
 for impressions and clicks. Blocks of one page share the request's "already shown" set, so
 a product appears once per page. Any error is logged and the block renders empty (with
 `as`, the variable is an empty list): a recommendation must never break a page. Set
-`RECOMMENDATIONS["RAISE_TEMPLATE_ERRORS"] = True` with DEBUG to see the error instead.
+`RECOMMENDATIONS["RAISE_TEMPLATE_ERRORS"] = True` with DEBUG to see the error instead. In a
+shop without stores (no `STORE_MODEL`) the store tags render nothing, with nothing logged.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from django.db import connection, transaction
 from django.template.base import FilterExpression, Parser, Token
 from django.template.loader import render_to_string
 
-from recommendations.adapters import key_of
+from recommendations.adapters import get_store_model, key_of
 from recommendations.conf import rec_settings
 from recommendations.serving import products, search, stores
 from recommendations.serving.errors import InvalidParameters
@@ -88,6 +89,9 @@ class Block:
     template_name: str
     call: Callable[..., RecommendationResult]
     argument: str | None = None
+    #: A block of stores, or of a store's products: empty in a shop without stores (STORE_MODEL
+    #: is optional), where computing it would only log a NotFound on every page.
+    needs_stores: bool = False
 
 
 class RecommendationNode(template.Node):
@@ -95,7 +99,10 @@ class RecommendationNode(template.Node):
         self.block, self.args, self.kwargs, self.target = block, args, kwargs, target
 
     def render(self, context: template.Context) -> str:
-        result, html = render_safely(self.block.name, lambda: self._render(context), (None, ""))
+        if self.block.needs_stores and get_store_model() is None:
+            result, html = None, ""
+        else:
+            result, html = render_safely(self.block.name, lambda: self._render(context), (None, ""))
         if self.target:
             context[self.target] = result.objects if result is not None else []
             return ""
@@ -181,9 +188,13 @@ BLOCKS = {
     "new_arrivals": Block("new_arrivals", PRODUCTS, products.new_arrivals),
     "recently_viewed": Block("recently_viewed", PRODUCTS, products.recently_viewed),
     "buy_again": Block("buy_again", PRODUCTS, products.buy_again),
-    "store_products": Block("store_products", PRODUCTS, _by_key(products.store_products), "store"),
-    "recommended_stores": Block("stores", STORES, stores.stores_for_user),
-    "similar_stores": Block("similar_stores", STORES, _by_key(stores.similar_stores), "store"),
+    "store_products": Block(
+        "store_products", PRODUCTS, _by_key(products.store_products), "store", needs_stores=True
+    ),
+    "recommended_stores": Block("stores", STORES, stores.stores_for_user, needs_stores=True),
+    "similar_stores": Block(
+        "similar_stores", STORES, _by_key(stores.similar_stores), "store", needs_stores=True
+    ),
     "personalized_search": Block(
         "search",
         "recommendations/search_results.html",

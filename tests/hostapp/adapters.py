@@ -30,3 +30,15 @@ class SellerAdapter(adapters.StoreAdapter):
     name_field = "shop_name"
     description_field = "about"
     rating_field = None
+
+
+class ListingAdapter(adapters.ProductAdapter):
+    """A host with a plain-text category and no stores: the default getters read both."""
+
+    title_field = "name"
+    description_field = None
+    store_field = None
+    brand_field = None
+    price_field = None
+    stock_field = None
+    active_field = None

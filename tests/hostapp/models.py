@@ -2,7 +2,6 @@
 
 import uuid
 
-from django.contrib.auth.base_user import AbstractBaseUser
 from django.db import models
 
 
@@ -38,10 +37,14 @@ class Gadget(models.Model):
         return self.name
 
 
-class Member(AbstractBaseUser):
-    """A user model keyed by UUID, for tests that set it as AUTH_USER_MODEL."""
+class Listing(models.Model):
+    """A product as a plainer host keeps it: a UUID key, a `name`, its category as text (no
+    category model) and no stores."""
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4)
-    email = models.EmailField(unique=True)
+    name = models.CharField(max_length=200)
+    category = models.CharField(max_length=100)
+    created_at = models.DateTimeField(auto_now_add=True)
 
-    USERNAME_FIELD = "email"
+    def __str__(self) -> str:
+        return self.name

@@ -417,26 +417,6 @@ def test_every_answer_matches_the_published_schema(catalog, model, settings):
     assert operations == succeeded, operations - succeeded
 
 
-def test_audience_user_ids_are_documented_as_the_user_models_key(settings):
-    """A host whose users have UUID keys (tests/hostapp's Member) is told that the audience's
-    user ids are UUIDs, as its answers hold them, not integers."""
-    settings.AUTH_USER_MODEL = "hostapp.Member"
-    schema = PublishedSchema(APIClient().get("/api/schema/", HTTP_ACCEPT="application/json").json())
-    member = {"allOf": [{"$ref": "#/components/schemas/AudienceMember"}], "components": schema.components}
-    row = {
-        "user_id": "0b9d7e64-5c1f-4a3e-9a51-2f0c8e0a7d11",
-        "username": "ada",
-        "email": "a@b.c",
-        "score": 1.0,
-    }
-    assert list(jsonschema.Draft4Validator(member).iter_errors(row)) == []
-    assert list(jsonschema.Draft4Validator(member).iter_errors({**row, "user_id": 7}))
-    assert schema.document["components"]["schemas"]["AudienceMember"]["properties"]["user_id"] == {
-        "type": "string",
-        "format": "uuid",
-    }
-
-
 def test_browsable_api_renders(client, catalog):
     response = client.get("/api/recommendations/trending/", HTTP_ACCEPT="text/html")
     assert response.status_code == 200 and b"Trending" in response.content

@@ -28,8 +28,11 @@ class Command(BaseCommand):
             default=60,
             help="training budget of the demo model (default 60; the nightly retrain has none)",
         )
+        parser.add_argument("--port", type=int, default=8000, help="the web port the addresses printed name")
 
-    def handle(self, *args: Any, seed: int, force: bool, train_seconds: float, **options: Any) -> None:
+    def handle(
+        self, *args: Any, seed: int, force: bool, train_seconds: float, port: int, **options: Any
+    ) -> None:
         started = time.monotonic()
         seeded = force or not Product.objects.exists()
         if seeded:
@@ -42,12 +45,12 @@ class Command(BaseCommand):
         self._train(seeded, train_seconds)
         if settings.DEBUG:
             self._ensure_admin()
-            login = f"admin: http://127.0.0.1:8000/admin/ as {ADMIN_USERNAME} / {ADMIN_PASSWORD}"
+            login = f"admin: http://127.0.0.1:{port}/admin/ as {ADMIN_USERNAME} / {ADMIN_PASSWORD}"
         else:  # a deployed site gets no well-known password
             login = "no admin login made with DEBUG false: run manage.py createsuperuser"
         self.stdout.write(
             self.style.SUCCESS(
-                f"Demo shop ready in {time.monotonic() - started:.1f}s: http://127.0.0.1:8000/ ({login})"
+                f"Demo shop ready in {time.monotonic() - started:.1f}s: http://127.0.0.1:{port}/ ({login})"
             )
         )
 
