@@ -39,7 +39,8 @@ def get_session_id(request: HttpRequest, *, create: bool = True) -> str:
 
     Two requests a new browser sends before a response has set its session cookie each create
     one, and only one cookie stays: the beacon never sends beside a form submission (see
-    beacon.js), whose response may be what starts the visitor's session.
+    beacon.js), whose response may be what starts the visitor's session, nor a page's second
+    batch before its first has had its response.
     """
     session = getattr(request, "session", None)
     if session is None:
