@@ -13,8 +13,7 @@ from django.db import transaction
 from django.db.models import F
 from django.http import HttpRequest
 
-import recommendations
-from recommendations.events.validation import stable_event_id
+from recommendations.events import signals
 from shop.cart import Cart, CartError
 from shop.models import Order, OrderLine, Product
 
@@ -26,7 +25,8 @@ def place_order(request: HttpRequest, cart: Cart, details: dict[str, str]) -> Or
 
     Raises `CartError` (with a message for the shopper) when the cart is empty or a product
     no longer has the quantity asked for. Each line is recorded as a purchase event carrying
-    the recommendation that brought the product to the cart, so the sale is attributed.
+    the recommendation that brought the product to the cart, so the sale is attributed: the
+    engine's `order_placed` signal, as any host would send it.
     """
     started = time.monotonic()
     lines = cart.lines()
@@ -64,17 +64,17 @@ def place_order(request: HttpRequest, cart: Cart, details: dict[str, str]) -> Or
         )
         for line in lines:
             Product.objects.filter(pk=line.product.pk).update(stock=F("stock") - line.quantity)
-            recommendations.track(
-                request,
-                "purchase",
-                product=line.product,
-                value=line.quantity,
-                revenue=line.line_total,
-                recommendation_id=line.recommendation_id,
-                # Derived from the order, so a retried checkout cannot record a sale twice.
-                event_id=stable_event_id("order", order.pk, line.product.pk),
-                order_id=str(order.pk),
-            )
+        # Inside the transaction: purchases that cannot be stored undo the order. The lines'
+        # ids were checked when they were added (`cart_add`); the signal trusts them.
+        signals.order_placed.send(
+            sender=Order,
+            request=request,
+            order_id=order.pk,
+            lines=[
+                signals.OrderLine(line.product, line.quantity, line.product.price, line.recommendation_id)
+                for line in lines
+            ],
+        )
     cart.clear()
     logger.info(
         "Order %s placed: %d lines, total %s, in %.0f ms",

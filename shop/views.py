@@ -20,7 +20,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 import recommendations
 from recommendations.adapters import get_product_adapter
-from recommendations.events.signals import searched
+from recommendations.events.signals import added_to_cart, searched
 from recommendations.serving.products import rerank
 from recommendations.serving.types import Audience, Options, Recommendation
 from shop import placeholders
@@ -223,8 +223,8 @@ def cart_add(request: HttpRequest) -> HttpResponse:
     except CartError as error:
         messages.error(request, str(error))
         return redirect(_safe_next(request, item.get_absolute_url()))
-    recommendations.track(
-        request, "add_to_cart", product=item, value=quantity, recommendation_id=recommendation_id
+    added_to_cart.send(
+        sender=Product, request=request, product=item, quantity=quantity, recommendation_id=recommendation_id
     )
     messages.success(request, f"Added {quantity} x {item.title} to your cart.")
     return redirect(_safe_next(request, reverse("shop:cart")))

@@ -18,8 +18,17 @@ from django.http import HttpRequest
 
 from recommendations.events import signals
 from recommendations.events.sessions import merge_session_into_user
-from recommendations.events.tracking import get_session_id, track
+from recommendations.events.tracking import claim_recommendation, get_session_id, track
 from recommendations.events.validation import stable_event_id
+
+
+def _claimed(request: HttpRequest | None, recommendation_id: str, product: models.Model) -> str:
+    """The id a signal carries, checked when it comes with a request: the host took it from
+    the browser (a `?rec=` link, a form's field), which could name any list. Without a request
+    it is server code's, trusted as `track()` trusts it."""
+    if request is None:
+        return recommendation_id
+    return claim_recommendation(request, recommendation_id, product)
 
 
 def on_product_viewed(
@@ -31,6 +40,7 @@ def on_product_viewed(
     user: models.Model | None = None,
     **kwargs: Any,
 ) -> None:
+    recommendation_id = _claimed(request, recommendation_id, product)
     track(request, "view", product=product, recommendation_id=recommendation_id, user=user)
 
 
@@ -39,33 +49,45 @@ def on_added_to_cart(
     *,
     product: models.Model,
     quantity: int = 1,
+    recommendation_id: str = "",
     request: HttpRequest | None = None,
     user: models.Model | None = None,
     **kwargs: Any,
 ) -> None:
-    track(request, "add_to_cart", product=product, value=quantity, user=user)
+    recommendation_id = _claimed(request, recommendation_id, product)
+    track(
+        request,
+        "add_to_cart",
+        product=product,
+        value=quantity,
+        recommendation_id=recommendation_id,
+        user=user,
+    )
 
 
 def on_order_placed(
     sender: Any,
     *,
     order_id: Any,
-    lines: Iterable[tuple[models.Model, int, Any]],
+    lines: Iterable[signals.OrderLine | tuple[models.Model, int, Any]],
     request: HttpRequest | None = None,
     user: models.Model | None = None,
     **kwargs: Any,
 ) -> None:
-    """One purchase event per order line; ids derive from the order so a re-sent signal is harmless."""
-    for product, quantity, unit_price in lines:
-        revenue = Decimal(str(unit_price)) * quantity if unit_price is not None else None
+    """One purchase event per order line, credited to the line's recommendation (trusted: see
+    `signals`); ids derive from the order so a re-sent signal is harmless."""
+    for given in lines:
+        line = signals.OrderLine(*given)  # a 3-tuple gets no recommendation
+        revenue = Decimal(str(line.unit_price)) * line.quantity if line.unit_price is not None else None
         track(
             request,
             "purchase",
-            product=product,
-            value=quantity,
+            product=line.product,
+            value=line.quantity,
             revenue=revenue,
+            recommendation_id=line.recommendation_id,
             user=user,
-            event_id=stable_event_id("order", order_id, product.pk),
+            event_id=stable_event_id("order", order_id, line.product.pk),
             order_id=str(order_id),
         )
 

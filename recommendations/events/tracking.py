@@ -26,7 +26,6 @@ from recommendations.conf import rec_settings
 from recommendations.events.ingestion import ingest
 from recommendations.events.validation import Origin
 from recommendations.models.events import new_event_id
-from recommendations.models.marketing import CAMPAIGN_LIST_KIND
 from recommendations.serving.attribution import lists_served_to
 
 #: Where the engine keeps its anonymous session id in the Django session. Its value survives
@@ -40,7 +39,8 @@ def get_session_id(request: HttpRequest, *, create: bool = True) -> str:
 
     Two requests a new browser sends before a response has set its session cookie each create
     one, and only one cookie stays: the beacon never sends beside a form submission (see
-    beacon.js), whose response may be what starts the visitor's session.
+    beacon.js), whose response may be what starts the visitor's session, nor a page's second
+    batch before its first has had its response.
     """
     session = getattr(request, "session", None)
     if session is None:
@@ -153,20 +153,14 @@ def claim_recommendation(
     or one that never showed the product, with a cart and a sale. As for the beacon's events
     (`validation.claimable_by_browser`), the list must have been shown to this visitor's user
     or session (`lists_served_to`: an unclaimed first-page list becomes this session's); and
-    it must be a list of products that holds `product`. An id that fails is dropped, not
-    refused: the shopper's action still counts, unattributed.
+    it must be a list of products that holds `product` (`ServedList.holds_product`, the
+    beacon's rule too). An id that fails is dropped, not refused: the shopper's action still
+    counts, unattributed. The `product_viewed` and `added_to_cart` signals call it for the id
+    they carry when they are sent with a request.
     """
-    from recommendations.serving.types import Kind  # serving.types imports this module
-
     if not recommendation_id:
         return ""
     session_id = get_session_id(request, create=not is_bot(request))
     served = lists_served_to([recommendation_id], user_id=request_user_id(request), session_id=session_id)
     shown = served.get(recommendation_id)
-    if (
-        shown is None
-        or shown.kind in (Kind.STORES, Kind.SIMILAR_STORES, CAMPAIGN_LIST_KIND)
-        or _key(product) not in shown.item_ids
-    ):
-        return ""
-    return recommendation_id
+    return recommendation_id if shown is not None and shown.holds_product(_key(product)) else ""

@@ -645,8 +645,10 @@ def _unknown_references(
 def claimable_by_browser(rows: list[EventRow], origin: Origin) -> list[EventRow]:
     """The rows of a browser session with only what it may claim: each keeps its
     `recommendation_id` only if that names a list shown to this session or user
-    (`serving.attribution.lists_served_to`: one statement for the whole batch), and a campaign
-    view or click keeps its campaign only if that list showed it (`targeting.show_campaigns`).
+    (`serving.attribution.lists_served_to`: one statement for the whole batch) and, for an
+    event about a product (a click, a cart change), a list of products that showed it
+    (`ServedList.holds_product`, as `claim_recommendation`); a campaign view or click keeps
+    its campaign only if that list showed it (`targeting.show_campaigns`).
 
     Dashboards and experiments credit a list with the impressions, clicks and carts that name
     it, and impression caps count the visitors who viewed a campaign: with any id it has seen,
@@ -662,12 +664,12 @@ def claimable_by_browser(rows: list[EventRow], origin: Origin) -> list[EventRow]
     if not ids and not campaigns:
         return rows
     served = lists_served_to(ids, user_id=origin.user_id, session_id=origin.session_id)
-    if len(served) == len(ids) and not campaigns:
-        return rows
     claimed = []
     for row in rows:
         shown = served.get(row.recommendation_id)
-        if row.recommendation_id and shown is None:
+        if row.recommendation_id and (
+            shown is None or (row.product_id and not shown.holds_product(row.product_id))
+        ):
             row = row._replace(recommendation_id="")
         campaign = row.context.get(CAMPAIGN_CONTEXT_KEY) if row.event_type in CAMPAIGN_EVENT_TYPES else None
         if campaign is not None and not (

@@ -26,6 +26,7 @@ from django.utils import timezone
 
 from recommendations.conf import rec_settings
 from recommendations.models import ServedRecommendation
+from recommendations.models.marketing import CAMPAIGN_LIST_KIND
 from recommendations.serving.process import PerProcess
 from recommendations.sql import array_literal
 
@@ -297,6 +298,19 @@ class ServedList(NamedTuple):
 
     kind: str
     item_ids: list[str]  # products, or stores or campaigns in lists of those
+
+    def holds_product(self, product_id: str | None) -> bool:
+        """Whether an event about `product_id` may credit this list: a list of products that
+        showed it. The one rule for the beacon's events (`events.validation.claimable_by_browser`)
+        and for the ids server code takes from the browser (`claim_recommendation`); a store's
+        or a campaign's key may equal a product's, so lists of those credit no product."""
+        # serving.types imports events.tracking, whose validation imports this module.
+        from recommendations.serving.types import Kind
+
+        return (
+            self.kind not in (Kind.STORES, Kind.SIMILAR_STORES, CAMPAIGN_LIST_KIND)
+            and product_id in self.item_ids
+        )
 
 
 def lists_served_to(

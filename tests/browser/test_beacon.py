@@ -154,3 +154,33 @@ def test_a_campaign_seen_on_the_home_page_counts_towards_its_cap(page, shop):
     assert views_so_far([capped]) == {capped.pk: 1}
     page.reload()
     assert page.locator("[data-campaign-id]").count() == 0, "its cap of one visitor is reached"
+
+
+def test_a_new_visitors_campaign_click_is_in_the_session_of_its_view(page, shop):
+    """The first batch of a new visitor's page carries no session cookie, and its response sets
+    one. A click sent before that response came started a second session, without the
+    campaigns' list: the click was stored uncredited (`unverified_campaign`). On a slow network
+    (each response a second late) the beacon holds the click until the response has come."""
+    campaign = Campaign.objects.create(
+        name="Mug week", kind=CampaignKind.PROMOTION, product_ids=[str(p.pk) for p in shop["mug"]]
+    )
+    page.goto("/")
+    assert "sessionid" not in {c["name"] for c in page.context.cookies()}, "a new visitor"
+    network = page.context.new_cdp_session(page)
+    network.send("Network.enable")
+    network.send(
+        "Network.emulateNetworkConditions",
+        {"offline": False, "latency": 1000, "downloadThroughput": -1, "uploadThroughput": -1},
+    )
+    card = page.locator(f'[data-campaign-id="{campaign.pk}"]')
+    card.scroll_into_view_if_needed()
+    with page.expect_request("**/api/events/"):  # the campaign view, 2 s after it was seen
+        pass
+    card.dispatch_event("click")  # on the card, not its link: the page stays
+    click = wait_for(
+        lambda: Event.objects.filter(event_type="campaign_click").first(), what="the campaign click"
+    )
+    view = Event.objects.get(event_type="campaign_view")
+    assert click.session_id == view.session_id != ""
+    assert click.recommendation_id == view.recommendation_id == card.get_attribute("data-rec-id")
+    assert click.context["campaign"] == str(campaign.pk) and "unverified_campaign" not in click.context

@@ -254,6 +254,30 @@ def test_the_forged_clicks_of_another_session_do_not_reach_the_dashboard(browser
     assert (funnel.block, funnel.impressions, funnel.clicks) == ("new_arrivals", 1, 1)
 
 
+def test_a_browsers_click_or_cart_credits_a_list_only_for_a_product_the_list_showed(browser, shelf):
+    """The rule `claim_recommendation` applies to a posted form: a list shown to this session
+    is not enough, the product must be in it (a script could otherwise put every cart of the
+    visit on the one list it was shown)."""
+    body = browser.get("/api/recommendations/new/", {"limit": 2}).json()
+    recommendation_id, listed = body["recommendation_id"], [item["id"] for item in body["results"]]
+    unlisted = next(str(p.pk) for p in shelf if str(p.pk) not in listed)
+    events = [
+        {"event_type": "click", "product_id": listed[0], "recommendation_id": recommendation_id},
+        {"event_type": "click", "product_id": unlisted, "recommendation_id": recommendation_id},
+        {
+            "event_type": "add_to_cart",
+            "product_id": unlisted,
+            "value": 1,
+            "recommendation_id": recommendation_id,
+        },
+    ]
+    assert post(browser, events).status_code == 200
+    assert [
+        (e.event_type, e.product_id) for e in Event.objects.filter(recommendation_id=recommendation_id)
+    ] == [("click", listed[0])]
+    assert Event.objects.filter(recommendation_id="", product_id=unlisted).count() == 2
+
+
 @pytest.mark.django_db(transaction=True)
 def test_a_click_sent_before_its_list_is_written_still_claims_it(shelf, settings):
     """Lists are written by a thread a moment after they are shown; a click can come first."""

@@ -9,7 +9,8 @@ import recommendations
 from recommendations.events import signals
 from recommendations.events.tracking import SESSION_KEY
 from recommendations.events.validation import EventValidationError
-from recommendations.models import Event
+from recommendations.models import Event, ServedRecommendation
+from recommendations.serving.attribution import new_recommendation_id
 
 
 @pytest.fixture
@@ -80,19 +81,76 @@ def test_track_rejects_bad_input_and_writes_nothing(request_for, catalogue):
     assert not Event.objects.exists()
 
 
+def served_to(products, **audience):
+    """The id of a list of `products` shown to that user (or session)."""
+    return ServedRecommendation.objects.create(
+        id=new_recommendation_id(),
+        kind="similar",
+        source="test",
+        product_ids=[str(p.pk) for p in products],
+        **audience,
+    ).pk
+
+
 @pytest.mark.django_db
-def test_product_viewed_and_added_to_cart_signals(request_for, catalogue, shopper):
+def test_product_viewed_and_added_to_cart_signals_carry_their_recommendation(request_for, catalogue, shopper):
     request = request_for(shopper)
-    signals.product_viewed.send(sender=None, request=request, product=catalogue[0], recommendation_id="r-2")
-    signals.added_to_cart.send(sender=None, request=request, product=catalogue[1], quantity=3)
+    shelf = served_to(catalogue[:2], user=shopper)
+    signals.product_viewed.send(sender=None, request=request, product=catalogue[0], recommendation_id=shelf)
+    signals.added_to_cart.send(
+        sender=None, request=request, product=catalogue[1], quantity=3, recommendation_id=shelf
+    )
     view = Event.objects.get(event_type="view")
     cart = Event.objects.get(event_type="add_to_cart")
     assert (view.product_id, view.recommendation_id, view.user_id) == (
         str(catalogue[0].pk),
-        "r-2",
+        shelf,
         shopper.pk,
     )
-    assert (cart.product_id, cart.value) == (str(catalogue[1].pk), 3)
+    assert (cart.product_id, cart.value, cart.recommendation_id) == (str(catalogue[1].pk), 3, shelf)
+
+
+@pytest.mark.django_db
+def test_signals_sent_with_a_request_check_the_browsers_recommendation_id(request_for, catalogue, shopper):
+    """A host takes the id from `?rec=` or a form's field: any visitor could put another
+    visitor's list there, or a list that never showed the product."""
+    mug, knife = catalogue[0], catalogue[1]
+    forged = [
+        served_to([mug], session_id="someone-else"),
+        served_to([knife], user=shopper),  # theirs, but without the mug
+        "0a8c3a1f3c33d12f456b",
+    ]
+    for recommendation_id in forged:
+        request = request_for(shopper)
+        signals.product_viewed.send(
+            sender=None, request=request, product=mug, recommendation_id=recommendation_id
+        )
+        signals.added_to_cart.send(
+            sender=None, request=request, product=mug, recommendation_id=recommendation_id
+        )
+    assert Event.objects.count() == 2 * len(forged), "each still counts"
+    assert set(Event.objects.values_list("recommendation_id", flat=True)) == {""}, "credited to no list"
+
+    # Server code without a request (a task replaying a log) is trusted, as track() is.
+    signals.product_viewed.send(sender=None, user=shopper, product=mug, recommendation_id="r-from-a-task")
+    assert Event.objects.filter(recommendation_id="r-from-a-task").count() == 1
+
+
+@pytest.mark.django_db
+def test_order_placed_lines_may_carry_the_recommendation_that_sold_them(request_for, catalogue, shopper):
+    """Trusted as given: the host kept on the cart line the id `claim_recommendation` returned."""
+    lines = [
+        signals.OrderLine(catalogue[0], 2, Decimal("10.00"), "r-cart"),
+        (catalogue[1], 1, Decimal("11.50"), "r-other"),
+        (catalogue[2], 1, Decimal("12.00")),
+    ]
+    signals.order_placed.send(sender=None, request=request_for(shopper), order_id=78, lines=lines)
+    purchases = Event.objects.filter(event_type="purchase")
+    assert {p.product_id: (p.revenue, p.recommendation_id) for p in purchases} == {
+        str(catalogue[0].pk): (Decimal("20.00"), "r-cart"),
+        str(catalogue[1].pk): (Decimal("11.50"), "r-other"),
+        str(catalogue[2].pk): (Decimal("12.00"), ""),
+    }
 
 
 @pytest.mark.django_db

@@ -6,6 +6,7 @@ import pytest
 from django.test import Client
 from django.urls import reverse
 
+from recommendations.events import signals
 from recommendations.events.tracking import SESSION_KEY as ENGINE_SESSION_KEY
 from recommendations.models import Event, ServedRecommendation
 from recommendations.serving.attribution import new_recommendation_id
@@ -145,6 +146,31 @@ def test_checkout_places_the_order_records_purchases_and_empties_the_cart(client
     assert client.get(reverse("shop:cart")).context["lines"] == []
     confirmation = client.get(response.url)
     assert confirmation.status_code == 200 and f"Order #{order.pk}" in confirmation.content.decode()
+
+
+def test_the_shop_records_carts_and_orders_through_the_engines_signals(client, mug):
+    """The demo is a host like any other: what it records goes through `added_to_cart` and
+    `order_placed`, with the checked recommendation on each line, so a host's own receivers
+    hear its carts and orders too."""
+    heard = []
+
+    def listen(signal, sender, **kwargs):
+        heard.append((signal, kwargs))
+
+    shelf = served(mug)
+    signals.added_to_cart.connect(listen)
+    signals.order_placed.connect(listen)
+    try:
+        add(client, mug, 2, recommendation_id=shelf)
+        client.post(reverse("shop:checkout"), DETAILS)
+    finally:
+        signals.added_to_cart.disconnect(listen)
+        signals.order_placed.disconnect(listen)
+    (_, cart), (_, order) = heard
+    assert (cart["product"], cart["quantity"], cart["recommendation_id"]) == (mug, 2, shelf)
+    assert order["order_id"] == Order.objects.get().pk
+    assert order["lines"] == [signals.OrderLine(mug, 2, mug.price, shelf)]
+    assert Event.objects.get(event_type="purchase").recommendation_id == shelf
 
 
 def test_checkout_that_runs_out_of_stock_writes_nothing(client, mug):

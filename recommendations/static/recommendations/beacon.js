@@ -1,6 +1,6 @@
 /*
  * Recommendations beacon: sends product views, clicks and impressions to POST /api/events/.
- * No dependencies; about 5.5 KB without comments and whitespace.
+ * No dependencies; about 6 KB without comments and whitespace.
  *
  * Include it once per page, after the elements it watches (or with `defer`):
  *
@@ -44,6 +44,14 @@
  * once two exist, which cookie the browser kept (and so where the cart is) depends on the order
  * the responses came in; and a session started by the first page itself would cost a session
  * row for every page a crawler fetches.
+ *
+ * For the same reason the beacon's own batches go one at a time until one has had its response:
+ * on a new visitor's first page, the impressions sent after 2 seconds and a click a moment later
+ * would each reach the server without a cookie and start a session of their own (the click in
+ * one without its list, so uncredited). The session cookie is HttpOnly, so the beacon cannot see
+ * whether there is one: each page sends its first batch by fetch and holds later batches until
+ * the response, which set the cookie if there was none, has come back; then it sends as usual.
+ * When the page hides there is no time to wait, and everything held goes at once.
  */
 (function () {
   "use strict";
@@ -56,6 +64,13 @@
   var FLUSH_DELAY_MS = 2000;
   var queue = [];
   var timer = null;
+  // Whether a response from the endpoint has come back to this page: it set the session cookie
+  // if the visitor had none (an HttpOnly cookie, which the beacon cannot read). Until then one
+  // batch at a time is sent (see the top of the file): `inFlight` while it is on its way,
+  // `held` when a flush was asked for meanwhile.
+  var sessionKnown = false;
+  var inFlight = false;
+  var held = false;
   var seen = typeof WeakSet === "function" ? new WeakSet() : null;
 
   function cookie(name) {
@@ -89,12 +104,20 @@
     });
   }
 
+  // Resolves with the response. keepalive survives leaving the page but refuses big bodies (or
+  // too many at once): then a plain request, which is sent while the page stays open.
+  function fetchBatch(events, token) {
+    var body = JSON.stringify({ sent_at: new Date().toISOString(), events: events });
+    return post(body, token, true).catch(function () {
+      return post(body, token, false);
+    });
+  }
+
   function send(events) {
     var token = csrfToken();
-    var batch = { csrf_token: token, sent_at: new Date().toISOString(), events: events };
-    var body = JSON.stringify(batch);
     var sent = false;
     if (navigator.sendBeacon) {
+      var body = JSON.stringify({ csrf_token: token, sent_at: new Date().toISOString(), events: events });
       // text/plain is a "simple" content type: no preflight, and the server reads JSON anyway.
       try {
         sent = navigator.sendBeacon(endpoint, new Blob([body], { type: "text/plain;charset=UTF-8" }));
@@ -103,39 +126,65 @@
       }
     }
     if (!sent && window.fetch) {
-      delete batch.csrf_token;
-      body = JSON.stringify(batch);
-      // keepalive survives leaving the page but refuses big bodies (or too many at once):
-      // then a plain request, which is sent while the page stays open.
-      post(body, token, true)
-        .catch(function () {
-          return post(body, token, false);
-        })
-        .catch(function () {});
+      fetchBatch(events, token).catch(function () {});
     }
   }
 
-  // The queue as batches of at most MAX_BATCH events and (but for a single bigger event) MAX_BYTES.
-  function flush() {
+  // A batch of the page sent before any response: by fetch, whose response (and so the cookie
+  // it may set) this waits for before the batches held meanwhile go. A failure releases them
+  // too, the next one going alone again.
+  function sendFirst(events) {
+    inFlight = true;
+    fetchBatch(events, csrfToken())
+      .then(
+        function (response) {
+          sessionKnown = response.ok;
+        },
+        function () {}
+      )
+      .then(function () {
+        inFlight = false;
+        if (held) {
+          held = false;
+          flush();
+        }
+      });
+  }
+
+  // Takes from the queue a batch of at most MAX_BATCH events and (but for a single bigger
+  // event) MAX_BYTES.
+  function nextBatch() {
+    var batch = [];
+    var bytes = 0;
+    while (queue.length) {
+      var size = byteLength(JSON.stringify(queue[0])) + 1;
+      if (batch.length && (batch.length >= MAX_BATCH || bytes + size > MAX_BYTES)) {
+        break;
+      }
+      batch.push(queue.shift());
+      bytes += size;
+    }
+    return batch;
+  }
+
+  // Sends the queue; `urgent` when the page is hiding, which leaves no time to wait for a
+  // response: everything goes at once.
+  function flush(urgent) {
     if (timer) {
       clearTimeout(timer);
       timer = null;
     }
-    var batch = [];
-    var bytes = 0;
-    while (queue.length) {
-      var event = queue.shift();
-      var size = byteLength(JSON.stringify(event)) + 1;
-      if (batch.length && (batch.length >= MAX_BATCH || bytes + size > MAX_BYTES)) {
-        send(batch);
-        batch = [];
-        bytes = 0;
-      }
-      batch.push(event);
-      bytes += size;
+    if (!urgent && inFlight) {
+      held = queue.length > 0;
+      return;
     }
-    if (batch.length) {
-      send(batch);
+    if (!urgent && !sessionKnown && window.fetch && queue.length) {
+      sendFirst(nextBatch());
+      held = queue.length > 0;
+      return;
+    }
+    while (queue.length) {
+      send(nextBatch());
     }
   }
 
@@ -171,9 +220,10 @@
   // A form is being submitted: the queue waits for the page to hide (see the top of the file).
   // If the form does not leave the page, the next event's timer or leaving the page sends it.
   function onSubmit(e) {
-    if (timer && !e.defaultPrevented) {
+    if (!e.defaultPrevented) {
       clearTimeout(timer);
       timer = null;
+      held = false;
     }
   }
 
@@ -296,10 +346,12 @@
     document.addEventListener("submit", onSubmit);
     document.addEventListener("visibilitychange", function () {
       if (document.visibilityState === "hidden") {
-        flush();
+        flush(true);
       }
     });
-    window.addEventListener("pagehide", flush);
+    window.addEventListener("pagehide", function () {
+      flush(true);
+    });
   }
 
   window.recommendationsBeacon = { track: track, flush: flush };
