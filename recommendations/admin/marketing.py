@@ -11,12 +11,13 @@ import io
 import itertools
 from typing import Any
 
+from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.views.main import ChangeList
 from django.contrib.postgres.fields import ArrayField
 from django.contrib.postgres.forms import SimpleArrayField
 from django.core.exceptions import PermissionDenied
-from django.db.models import QuerySet
+from django.db.models import JSONField, QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
@@ -45,9 +46,20 @@ class CommaSeparatedField(SimpleArrayField):
         return super().to_python(value)
 
 
+class JSONObjectField(forms.JSONField):
+    """An empty box is no rules, {}: the column holds an object (null would not save), as the
+    API's default when the field is left out. A typed `null` is refused by the rules' check."""
+
+    def to_python(self, value: Any) -> Any:
+        return {} if value in self.empty_values else super().to_python(value)
+
+
 @admin.register(Campaign)
 class CampaignAdmin(admin.ModelAdmin):
-    formfield_overrides = {ArrayField: {"form_class": CommaSeparatedField}}
+    formfield_overrides = {
+        ArrayField: {"form_class": CommaSeparatedField},
+        JSONField: {"form_class": JSONObjectField},
+    }
     list_display = [
         "name",
         "kind",

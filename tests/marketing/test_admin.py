@@ -391,3 +391,17 @@ def test_a_started_experiment_keeps_its_key_and_variants_in_the_admin(admin_clie
     experiment.refresh_from_db()
     assert (experiment.name, experiment.key) == ("Home v2", "home")
     assert list(experiment.variants.values_list("key", "traffic_share")) == [("v0", 50), ("v1", 50)]
+
+
+def test_an_empty_audience_rules_box_is_no_rules_and_a_typed_null_is_refused(admin_client, shop):
+    """An empty box was null, which the column refuses: a 500 (IntegrityError) on save. The
+    API answers 400 for null; an empty box is the form's way of leaving the field out: {}."""
+    url = reverse("admin:recommendations_campaign_add")
+    assert admin_client.post(url, campaign_form(audience_rules="", is_active="on")).status_code == 302
+    assert Campaign.objects.get().audience_rules == {}
+    typed_null = admin_client.post(url, campaign_form(name="Null", audience_rules="null"))
+    assert typed_null.status_code == 200
+    assert 'must be a JSON object, e.g. {"rfm_segments": ["lapsing"]}, or {} for none' in errors_of(
+        typed_null
+    )
+    assert Campaign.objects.count() == 1

@@ -361,3 +361,13 @@ def test_staff_looking_at_a_shoppers_lists_are_not_the_shoppers_exposure(staff, 
     # The shopper's own visit counts too (once per shopper and experiment).
     assert client_for(shopper).get("/api/recommendations/for-you/").status_code == 200
     assert Assignment.objects.count() == 1
+
+
+def test_null_audience_rules_are_a_400_as_in_the_admin(shop, staff):
+    body = {"name": "Spring", "category_names": ["Garden"], "audience_rules": None}
+    refused = client_for(staff).post("/api/campaigns/", body, content_type="application/json")
+    assert refused.status_code == 400 and refused.json()["audience_rules"] == ["This field may not be null."]
+    left_out = client_for(staff).post(
+        "/api/campaigns/", {"name": "Spring", "category_names": ["Garden"]}, content_type="application/json"
+    )
+    assert left_out.status_code == 201 and Campaign.objects.get().audience_rules == {}
