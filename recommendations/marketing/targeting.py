@@ -187,14 +187,15 @@ def _interest(
 def campaigns_for(audience: Audience, limit: int = 3, now: dt.datetime | None = None) -> list[CampaignMatch]:
     """The campaigns to show this visitor now, best first (at most `limit`)."""
     campaigns = showable_campaigns(now)
-    signed_in = audience.user_id is not None
+    # Signed in is signed in, opted out or not; only their profile (interest, RFM) is not read.
+    signed_in = audience.given_user is not None
     campaigns = [c for c in campaigns if signed_in or not c.rules.logged_in_only]
     offered = offers(campaigns)  # stock is read now: a sold-out sale is gone at once
     # A promotion with nothing to buy now (sold out, a category with no products) is not shown.
     campaigns = [c for c in campaigns if c.kind == CampaignKind.MEMBER_BENEFIT or offered[c.pk]]
     interest = _interest(audience, [c for c in campaigns if c.kind != CampaignKind.MEMBER_BENEFIT], offered)
     segment = None
-    if signed_in and any(c.kind == CampaignKind.MEMBER_BENEFIT for c in campaigns):
+    if audience.user_id is not None and any(c.kind == CampaignKind.MEMBER_BENEFIT for c in campaigns):
         rfm = customer_rfm(audience.user_id, now)
         segment = rfm.segment if rfm else None
 

@@ -17,6 +17,7 @@ from recommendations.marketing.rfm import customer_rfm, customers
 from recommendations.marketing.rules import InventoryRule, parse_rules
 from recommendations.marketing.targeting import campaigns_for, views_so_far
 from recommendations.models import Campaign, CampaignKind, Segment, UserVector
+from recommendations.privacy.optout import set_opted_out
 from recommendations.serving.types import Audience
 from tests.marketing.conftest import add_event
 from tests.state import UNREACHABLE_CACHES
@@ -373,3 +374,19 @@ def test_the_migration_removes_min_scores_of_the_old_scale(shop):
     for campaign in Campaign.objects.all():
         campaign.is_active = False
         campaign.full_clean()  # each can be edited (and switched off) again
+
+
+def test_a_signed_in_shopper_who_opted_out_still_sees_logged_in_only_campaigns(shop):
+    """Opting out of personalisation is not signing out: only their profile is not read."""
+    members_only = promotion(name="Members", category_names=["Tea"], audience_rules={"logged_in_only": True})
+    points = Campaign.objects.create(
+        name="Points",
+        kind=CampaignKind.MEMBER_BENEFIT,
+        audience_rules={"rfm_segments": ["loyal_high_spender"]},
+    )
+    loyal = shop.users["loyal"]
+    assert {m.campaign for m in campaigns_for(Audience(user=loyal))} == {members_only, points}
+    set_opted_out(loyal)
+    matches = campaigns_for(Audience(user=get_user_model().objects.get(pk=loyal.pk)))
+    assert [(m.campaign, m.score, m.method) for m in matches] == [(members_only, 0.0, "affinity")]
+    assert campaigns_for(Audience(session_id="anonymous")) == []
