@@ -7,7 +7,7 @@
   category/store affinity from the visitor's events (`affinity`).
 - Member benefits go to signed-in customers whose RFM segment the campaign names (score 1).
 - A campaign that reached its impression cap (distinct visitors with a `campaign_view` event
-  of it) is not shown; `logged_in_only` and `min_score` rules are applied last.
+  of it, `caps`) is not shown; `logged_in_only` and `min_score` rules are applied last.
   `campaign_status` says which campaigns are shown at all, and why not; the admin lists it.
 - `show_campaigns` is what pages and the API call: `campaigns_for`, recorded as a served list
   whose id the campaign views carry back, so that a browser's view counts towards a cap only
@@ -24,27 +24,24 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 from django.core.exceptions import ValidationError
-from django.db.models import CharField, Count, TextChoices
-from django.db.models.fields.json import KT
-from django.db.models.functions import Cast, Coalesce
+from django.db.models import TextChoices
 from django.utils import timezone
 
 from recommendations.marketing.affinity import visitor_affinity
+from recommendations.marketing.caps import views_so_far
 from recommendations.marketing.interest import campaign_directions, campaigns_with_vectors, visitor_interest
 from recommendations.marketing.products import interest_scope, offers
 from recommendations.marketing.rfm import customer_rfm
 from recommendations.marketing.rules import MEMBER_SCORE
-from recommendations.models import Campaign, CampaignKind, Event, EventType
-from recommendations.models.marketing import CAMPAIGN_CONTEXT_KEY, CAMPAIGN_LIST_KIND
+from recommendations.models import Campaign, CampaignKind
+from recommendations.models.marketing import CAMPAIGN_LIST_KIND
 from recommendations.serving import variants
 from recommendations.serving.attribution import record_served
-from recommendations.serving.cache import from_cache
 from recommendations.serving.realtime import current_taste
 from recommendations.serving.types import Audience
 
 logger = logging.getLogger(__name__)
 
-VIEWS_CACHE_SECONDS = 60
 SEGMENT_REASONS = {
     "loyal_high_spender": "A thank-you for one of our best customers",
     "lapsing": "We miss you: an offer to welcome you back",
@@ -66,31 +63,6 @@ class CampaignMatch:
     product_ids: Sequence[str] = ()
     # The served list it was shown in (`show_campaigns`): its views and clicks send it back.
     recommendation_id: str = ""
-
-
-def views_so_far(campaigns: Sequence[Campaign]) -> dict[int, int]:
-    """Visitors who viewed each campaign (for impression caps), cached for a minute.
-
-    A visitor (the user, else the session) counts once however many `campaign_view` events
-    they send: the beacon endpoint is public, so counting raw events would let one request
-    of 500 events spend a campaign's whole budget. Nor may a browser claim a view of a
-    campaign it was not shown (`show_campaigns`): such a view is stored without the campaign.
-    """
-    ids = sorted(c.pk for c in campaigns)
-    if not ids:
-        return {}
-
-    def count() -> dict[int, int]:
-        rows = (
-            Event.objects.filter(event_type=EventType.CAMPAIGN_VIEW)
-            .annotate(campaign=KT(f"context__{CAMPAIGN_CONTEXT_KEY}"))
-            .filter(campaign__in=[str(pk) for pk in ids])
-            .values("campaign")
-            .annotate(n=Count(Coalesce(Cast("user_id", CharField()), "session_id"), distinct=True))
-        )
-        return {int(row["campaign"]): row["n"] for row in rows}
-
-    return from_cache("recommendations:campaign-views:" + ",".join(map(str, ids)), count, VIEWS_CACHE_SECONDS)
 
 
 class CampaignStatus(TextChoices):

@@ -8,6 +8,7 @@ host's catalogue. Who should see it is decided by `recommendations.marketing.tar
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
@@ -137,6 +138,13 @@ class Campaign(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        super().save(*args, **kwargs)
+        from recommendations.marketing.caps import forget_views  # it reads these models
+
+        # An edited campaign is judged on a fresh count of its viewers (a cap just changed).
+        forget_views([self.pk])
 
     @property
     def href(self) -> str:
