@@ -10,7 +10,8 @@ transaction, so a reader never sees half an audience. The method depends on the 
   with the most recent behaviour in its products, stores and categories (`affinity`).
 
 Scores are on one scale, 0 to 1, the one the storefront uses for the same visitor
-(`targeting.campaigns_for`), so the `min_score` rule selects the same people on both.
+(`targeting.campaigns_for`), so the `min_score` rule selects the same people on both. As on
+the storefront, users who opted out of personalisation are in no audience.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,10 +30,11 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from recommendations.marketing.affinity import users_by_affinity
-from recommendations.marketing.interest import users_by_interest
+from recommendations.marketing.interest import campaign_vector, users_by_interest
 from recommendations.marketing.rfm import customers
 from recommendations.marketing.rules import MEMBER_SCORE
 from recommendations.models import Campaign, CampaignKind, Segment, SegmentMember
+from recommendations.privacy.optout import opted_out_user_ids
 from recommendations.vectors.queries import active_version
 
 logger = logging.getLogger(__name__)
@@ -46,6 +49,20 @@ class AudienceList:
 
     def __len__(self) -> int:
         return len(self.members)
+
+
+def _consenting(fetch: Callable[[int], list[tuple[Any, float]]], limit: int) -> list[tuple[Any, float]]:
+    """The first `limit` members that `fetch(n)` (the best n) ranks, leaving out users who
+    opted out of personalisation: the storefront does not profile them, so neither may a
+    newsletter. Fetches more as long as opted-out users took places (they are few)."""
+    size = limit
+    while True:
+        members = fetch(size)
+        opted_out = opted_out_user_ids(user_id for user_id, _ in members)
+        kept = [member for member in members if str(member[0]) not in opted_out]
+        if len(kept) >= limit or len(members) < size:
+            return kept[:limit]
+        size += limit - len(kept)
 
 
 def _by_rfm(campaign: Campaign, limit: int, now: dt.datetime | None) -> list[tuple[Any, float]]:
@@ -74,14 +91,16 @@ def build_audience(
     rules = campaign.rules
     limit = limit if limit is not None else rules.max_audience
     if campaign.kind == CampaignKind.MEMBER_BENEFIT:
-        method, members = "rfm", _by_rfm(campaign, limit, now)
+        method, members = "rfm", _consenting(lambda n: _by_rfm(campaign, n, now), limit)
     else:
         version = active_version()
-        found = users_by_interest(campaign, version, limit) if version is not None else None
-        if found is None:
-            method, members = "affinity", users_by_affinity(campaign, limit, now)
+        # With no model, or no vectors for the campaign's products, interest is affinity.
+        target = campaign_vector(campaign, version) if version is not None else None
+        if target is None:
+            method, fetch = "affinity", lambda n: users_by_affinity(campaign, n, now)
         else:
-            method, members = "vectors", found
+            method, fetch = "vectors", lambda n: users_by_interest(target, version, n)
+        members = _consenting(fetch, limit)
     if rules.min_score is not None:
         members = [(user_id, score) for user_id, score in members if score >= rules.min_score]
     return AudienceList(method, members)

@@ -10,8 +10,9 @@ from django.core.exceptions import ValidationError
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from recommendations.marketing.audiences import build_audience, refresh_segment
+from recommendations.marketing.audiences import build_audience, create_segment, refresh_segment
 from recommendations.marketing.caps import views_so_far
+from recommendations.marketing.export import segment_rows
 from recommendations.marketing.inventory import slow_sellers
 from recommendations.marketing.products import offer
 from recommendations.marketing.rfm import customer_rfm, customers
@@ -378,6 +379,56 @@ def test_the_migration_removes_min_scores_of_the_old_scale(shop):
     for campaign in Campaign.objects.all():
         campaign.is_active = False
         campaign.full_clean()  # each can be edited (and switched off) again
+
+
+def test_users_who_opted_out_are_in_no_audience(shop):
+    """The storefront treats them as unknown; a newsletter must not profile them either. The
+    next best users take their places, up to the size asked for."""
+    tea_lover, newbie = shop.users["tea_lover"], shop.users["newbie"]
+    tea = promotion(name="Tea", category_names=["Tea"])
+    welcome = Campaign.objects.create(
+        name="Welcome", kind=CampaignKind.MEMBER_BENEFIT, audience_rules={"rfm_segments": ["new_customer"]}
+    )
+    assert users_of(build_audience(tea, limit=1)) == [tea_lover.pk]
+    assert tea_lover.pk in users_of(build_audience(welcome))
+    set_opted_out(tea_lover)
+
+    assert users_of(build_audience(tea, limit=1)) == [newbie.pk]
+    new_customers = shop.user_ids("newbie", "coffee_lover", "gardener")  # filled up from the rest
+    assert set(users_of(build_audience(welcome, limit=3))) == new_customers
+    segment = create_segment(tea)
+    assert segment.size == 1 and list(segment.users()) == [newbie]
+
+
+def test_users_who_opted_out_are_in_no_audience_by_taste_vectors(shop, model):
+    tea = promotion(name="Tea", category_names=["Tea"])
+    assert users_of(build_audience(tea, limit=1)) == [shop.users["tea_lover"].pk]
+    set_opted_out(shop.users["tea_lover"])
+    audience = build_audience(tea, limit=1)
+    assert audience.method == "vectors" and users_of(audience) == [shop.users["coffee_lover"].pk]
+
+
+def test_opting_out_leaves_the_saved_segments(shop):
+    tea = promotion(name="Tea", category_names=["Tea"])
+    segment = create_segment(tea)
+    assert segment.size == 2
+    set_opted_out(shop.users["tea_lover"])
+    segment.refresh_from_db()
+    assert segment.size == 1 and list(segment.users()) == [shop.users["newbie"]]
+
+
+def test_a_segment_export_leaves_out_users_a_host_flags_as_opted_out(shop, settings):
+    """A host keeping its own flag (OPT_OUT_CHECK) tells nobody when it changes."""
+    segment = create_segment(promotion(name="Tea", category_names=["Tea"]))
+    settings.RECOMMENDATIONS = {
+        **settings.RECOMMENDATIONS,
+        "OPT_OUT_CHECK": "tests.marketing.test_targeting.tea_lover_opted_out",
+    }
+    assert [row["username"] for row in segment_rows(segment)] == ["newbie"]
+
+
+def tea_lover_opted_out(user) -> bool:
+    return user.username == "tea_lover"
 
 
 def test_a_signed_in_shopper_who_opted_out_still_sees_logged_in_only_campaigns(shop):
