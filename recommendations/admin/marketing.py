@@ -128,6 +128,9 @@ class CampaignAdmin(admin.ModelAdmin):
             "campaign": campaign,
             "title": f"Who would see “{campaign.name}”",
         }
+        status = campaign_status([campaign])[campaign.pk]
+        if status != CampaignStatus.SHOWN:
+            context["not_shown"] = CampaignStatus(status).label
         try:
             audience = build_audience(campaign, limit=PREVIEW_ROWS)
         except EXPECTED_PROBLEMS as exc:

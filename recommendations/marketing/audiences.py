@@ -11,7 +11,8 @@ transaction, so a reader never sees half an audience. The method depends on the 
 
 Scores are on one scale, 0 to 1, the one the storefront uses for the same visitor
 (`targeting.campaigns_for`), so the `min_score` rule selects the same people on both. As on
-the storefront, users who opted out of personalisation are in no audience.
+the storefront, users who opted out of personalisation are in no audience, and a promotion or
+flash sale with nothing to offer now (`targeting.CampaignStatus.NOTHING_TO_OFFER`) has none.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from django.utils import timezone
 
 from recommendations.marketing.affinity import users_by_affinity
 from recommendations.marketing.interest import campaign_vector, users_by_interest
+from recommendations.marketing.products import nothing_to_offer, offer
 from recommendations.marketing.rfm import customers
 from recommendations.marketing.rules import MEMBER_SCORE
 from recommendations.models import Campaign, CampaignKind, Segment, SegmentMember
@@ -79,10 +81,13 @@ def build_audience(
 ) -> AudienceList:
     """The campaign's audience (not saved), at most `limit` users (None: the campaign's
     `max_audience`). Raises `ValidationError` for a campaign that targets nothing, naming
-    what to add, and for a limit below 1 (a segment saved before sizes were checked)."""
+    what to add, for one with nothing to offer now, saying why, and for a limit below 1 (a
+    segment saved before sizes were checked)."""
     problem = campaign.targeting_error()
     if problem:
         raise ValidationError(problem)
+    if campaign.kind != CampaignKind.MEMBER_BENEFIT and not offer(campaign):
+        raise ValidationError(nothing_to_offer(campaign))
     if limit is not None and limit < 1:
         raise ValidationError(
             f"An audience of at most {limit} users is empty. Give a size of at least 1, or leave it "

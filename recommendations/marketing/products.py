@@ -147,6 +147,24 @@ def offer(campaign: Campaign) -> list[str]:
     return offers([campaign])[campaign.pk]
 
 
+def nothing_to_offer(campaign: Campaign) -> str:
+    """Why a promotion or flash sale whose `offer` is empty is not shown, and what to do."""
+    inventory = campaign.rules.inventory
+    if inventory is not None:
+        why = (
+            f"no available product in its scope has at least {inventory.min_stock} units in stock and "
+            f"sold at most {inventory.max_units_sold} in the last {inventory.days} days"
+        )
+        fix = "Loosen its inventory rule, or add products, categories or stores."
+    else:
+        why = "its products are sold out or inactive"
+        fix = "Restock them, or add products, categories or stores that are available."
+    return (
+        f"Campaign {campaign.name!r} has nothing to offer now: {why}. Shoppers are not shown it, so "
+        f"it has no audience. {fix}"
+    )
+
+
 def interest_scope(campaign: Campaign) -> CampaignScope:
     """What counts as interest in the campaign: its own scope, and for an inventory flash
     sale also the categories of its slow sellers (they rarely sell, so few shoppers touched

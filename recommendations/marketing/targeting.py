@@ -7,7 +7,8 @@
   category/store affinity from the visitor's events (`affinity`).
 - Member benefits go to signed-in customers whose RFM segment the campaign names (score 1).
 - A campaign that reached its impression cap (distinct visitors with a `campaign_view` event
-  of it, `caps`) is not shown; `logged_in_only` and `min_score` rules are applied last.
+  of it, `caps`) is not shown, nor a promotion or flash sale with nothing to buy now (sold
+  out, no product matches); `logged_in_only` and `min_score` rules are applied last.
   `campaign_status` says which campaigns are shown at all, and why not; the admin lists it.
 - `show_campaigns` is what pages and the API call: `campaigns_for`, recorded as a served list
   whose id the campaign views carry back, so that a browser's view counts towards a cap only
@@ -70,6 +71,7 @@ class CampaignStatus(TextChoices):
 
     SHOWN = "shown", "shown now"
     USED_UP = "used_up", "used up: its impression cap is reached"
+    NOTHING_TO_OFFER = "nothing_to_offer", "not shown: nothing to offer (sold out, or no product matches)"
     INVALID_RULES = "invalid_rules", "not shown: its audience rules are invalid"
     NOT_STARTED = "not_started", "not started yet"
     ENDED = "ended", "ended"
@@ -96,9 +98,11 @@ def used_up(campaigns: Sequence[Campaign]) -> set[int]:
     return {c.pk for c in capped if views.get(c.pk, 0) >= c.impression_cap}
 
 
-def campaign_status(campaigns: Sequence[Campaign], now: dt.datetime | None = None) -> dict[int, str]:
-    """A `CampaignStatus` per campaign id: the one definition of "shown to shoppers", which
-    `showable_campaigns` serves and the admin's list reports, so the two cannot disagree."""
+def _status_and_offers(
+    campaigns: Sequence[Campaign], now: dt.datetime | None
+) -> tuple[dict[int, str], dict[int, list[str]]]:
+    """`campaign_status`, and the products each campaign shown offers now (`products.offers`;
+    stock is read now, so a sold-out sale is gone at once)."""
     now = now or timezone.now()
     status: dict[int, str] = {}
     for campaign in campaigns:
@@ -115,15 +119,31 @@ def campaign_status(campaigns: Sequence[Campaign], now: dt.datetime | None = Non
     shown = [c for c in campaigns if status[c.pk] == CampaignStatus.SHOWN]
     for pk in used_up(shown):
         status[pk] = CampaignStatus.USED_UP
-    return status
+    shown = [c for c in shown if status[c.pk] == CampaignStatus.SHOWN]
+    offered = offers(shown)
+    for campaign in shown:
+        if campaign.kind != CampaignKind.MEMBER_BENEFIT and not offered[campaign.pk]:
+            status[campaign.pk] = CampaignStatus.NOTHING_TO_OFFER
+    return status, offered
+
+
+def campaign_status(campaigns: Sequence[Campaign], now: dt.datetime | None = None) -> dict[int, str]:
+    """A `CampaignStatus` per campaign id: the one definition of "shown to shoppers", which
+    `campaigns_for` serves and the admin's list reports, so the two cannot disagree."""
+    return _status_and_offers(campaigns, now)[0]
+
+
+def _showable(now: dt.datetime | None) -> tuple[list[Campaign], dict[int, list[str]]]:
+    """The running campaigns shown to shoppers now, with the products each offers."""
+    campaigns = list(Campaign.objects.running(now))
+    status, offered = _status_and_offers(campaigns, now)
+    return [c for c in campaigns if status[c.pk] == CampaignStatus.SHOWN], offered
 
 
 def showable_campaigns(now: dt.datetime | None = None) -> list[Campaign]:
-    """Running campaigns with valid rules that have not reached their impression cap."""
-    now = now or timezone.now()
-    campaigns = list(Campaign.objects.running(now))
-    status = campaign_status(campaigns, now)
-    return [c for c in campaigns if status[c.pk] == CampaignStatus.SHOWN]
+    """Running campaigns with valid rules, something to offer and their impression cap not
+    reached."""
+    return _showable(now)[0]
 
 
 def _interest(
@@ -158,13 +178,10 @@ def _interest(
 
 def campaigns_for(audience: Audience, limit: int = 3, now: dt.datetime | None = None) -> list[CampaignMatch]:
     """The campaigns to show this visitor now, best first (at most `limit`)."""
-    campaigns = showable_campaigns(now)
+    campaigns, offered = _showable(now)
     # Signed in is signed in, opted out or not; only their profile (interest, RFM) is not read.
     signed_in = audience.given_user is not None
     campaigns = [c for c in campaigns if signed_in or not c.rules.logged_in_only]
-    offered = offers(campaigns)  # stock is read now: a sold-out sale is gone at once
-    # A promotion with nothing to buy now (sold out, a category with no products) is not shown.
-    campaigns = [c for c in campaigns if c.kind == CampaignKind.MEMBER_BENEFIT or offered[c.pk]]
     interest = _interest(audience, [c for c in campaigns if c.kind != CampaignKind.MEMBER_BENEFIT], offered)
     segment = None
     if audience.user_id is not None and any(c.kind == CampaignKind.MEMBER_BENEFIT for c in campaigns):

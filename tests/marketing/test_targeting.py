@@ -17,7 +17,7 @@ from recommendations.marketing.inventory import slow_sellers
 from recommendations.marketing.products import offer
 from recommendations.marketing.rfm import customer_rfm, customers
 from recommendations.marketing.rules import InventoryRule, parse_rules
-from recommendations.marketing.targeting import campaigns_for
+from recommendations.marketing.targeting import CampaignStatus, campaign_status, campaigns_for
 from recommendations.models import Campaign, CampaignKind, Event, Segment, UserVector
 from recommendations.privacy.optout import set_opted_out
 from recommendations.serving.types import Audience
@@ -445,3 +445,20 @@ def test_a_signed_in_shopper_who_opted_out_still_sees_logged_in_only_campaigns(s
     matches = campaigns_for(Audience(user=get_user_model().objects.get(pk=loyal.pk)))
     assert [(m.campaign, m.score, m.method) for m in matches] == [(members_only, 0.0, "affinity")]
     assert campaigns_for(Audience(session_id="anonymous")) == []
+
+
+def test_a_promotion_with_nothing_to_offer_is_neither_shown_nor_given_an_audience(shop):
+    sold_out = promotion(name="Gone", product_ids=shop.ids("Garden")[:1])
+    type(shop.products["Garden"][0]).objects.filter(pk=shop.products["Garden"][0].pk).update(stock=0)
+    assert campaign_status([sold_out]) == {sold_out.pk: CampaignStatus.NOTHING_TO_OFFER}
+    assert not shown_to(sold_out, Audience(user=shop.users["gardener"]))
+    with pytest.raises(ValidationError, match="'Gone' has nothing to offer now: its products are sold out"):
+        build_audience(sold_out)
+    clearance = Campaign.objects.create(
+        name="Clearance",
+        kind=CampaignKind.FLASH_SALE,
+        audience_rules={"inventory": {"min_stock": 100_000}},
+        starts_at=shop.now + dt.timedelta(days=1),
+    )
+    with pytest.raises(ValidationError, match="no available product in its scope has at least 100000 units"):
+        build_audience(clearance)
