@@ -4,8 +4,9 @@
   someone else needs staff who may preview shoppers or an API key with `recommendations:read`,
   as elsewhere).
 - `GET /api/campaigns/{id}/audience/`: who the campaign should reach, from its latest saved
-  segment or computed live; JSON, or CSV with `?format=csv` / `Accept: text/csv`. Staff who may
-  view campaigns, segments and users, or an API key with `audiences:read`.
+  segment that matches the campaign as it is now, or computed live; JSON, or CSV with
+  `?format=csv` / `Accept: text/csv`. Staff who may view campaigns, segments and users, or an
+  API key with `audiences:read`.
 - `/api/campaigns/` and `/api/experiments/`: create, read, change (staff with the model
   permission the admin asks for each; reading campaigns also with `audiences:read`). Model
   validation (dates, rules, traffic shares) answers 400.
@@ -51,6 +52,7 @@ from recommendations.marketing.targeting import show_campaigns
 from recommendations.models import Campaign, Experiment, Variant
 from recommendations.models.api_keys import Scope
 from recommendations.models.experiments import validate_variant_set
+from recommendations.models.marketing import audience_digest
 
 AUDIENCES_SCOPE = Scope.AUDIENCES_READ.value
 MAX_FOR_ME = 20
@@ -325,12 +327,13 @@ class CampaignAudienceView(ApiView):
             {
                 200: OpenApiResponse(
                     AudienceSerializer,
-                    description="The latest saved segment, else the audience computed now.",
+                    description="The latest saved segment computed for the campaign as it is now "
+                    "(what it promotes and its audience rules), else the audience computed now.",
                 ),
                 **error_responses(
                     {
-                        400: "Bad parameters, or the campaign targets nothing: add products, "
-                        "categories or stores.",
+                        400: "Bad parameters, or the campaign has no audience: it targets "
+                        "nothing (add products, categories or stores) or has nothing to offer now.",
                         403: "Neither staff who may view campaigns, segments and users, nor an "
                         f"API key with {AUDIENCES_SCOPE}.",
                         404: "Unknown campaign.",
@@ -345,7 +348,12 @@ class CampaignAudienceView(ApiView):
         params.is_valid(raise_exception=True)
         csv_wanted = request.accepted_renderer.format == "csv"
         limit = params.validated_data.get("limit") or (None if csv_wanted else DEFAULT_AUDIENCE_ROWS)
-        segment = campaign.segments.filter(refreshed_at__isnull=False).order_by("-refreshed_at").first()
+        # A segment computed before the campaign's targeting changed is not its audience.
+        segment = (
+            campaign.segments.filter(refreshed_at__isnull=False, rules_digest=audience_digest(campaign))
+            .order_by("-refreshed_at")
+            .first()
+        )
         if segment is not None:
             rows = segment_rows(segment)
             results = [row for _, row in zip(range(limit), rows, strict=False)] if limit else list(rows)

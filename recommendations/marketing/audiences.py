@@ -1,8 +1,10 @@
 """Audiences: for one campaign, the signed-in users most likely to engage, best first.
 
 `build_audience()` computes the list without saving it (admin preview, the API when no
-segment exists); `refresh_segment()` saves it as a `Segment` by replacing the members in one
-transaction, so a reader never sees half an audience. The method depends on the campaign:
+segment matches the campaign as it is now); `refresh_segment()` saves it as a `Segment` by
+replacing the members in one transaction, so a reader never sees half an audience, and
+records what the campaign targeted then (`Segment.rules_digest`). The method depends on the
+campaign:
 
 - member benefits: customers in the named RFM segments, biggest spenders first;
 - promotions and flash sales: users whose model taste vector is closest to the campaign's
@@ -36,6 +38,7 @@ from recommendations.marketing.products import nothing_to_offer, offer
 from recommendations.marketing.rfm import customers
 from recommendations.marketing.rules import MEMBER_SCORE
 from recommendations.models import Campaign, CampaignKind, Segment, SegmentMember
+from recommendations.models.marketing import audience_digest
 from recommendations.privacy.optout import opted_out_user_ids
 from recommendations.vectors.queries import active_version
 
@@ -128,8 +131,9 @@ def refresh_segment(segment: Segment, now: dt.datetime | None = None) -> Segment
         )
         segment.size = len(audience)
         segment.method = audience.method
+        segment.rules_digest = audience_digest(segment.campaign)
         segment.refreshed_at = timezone.now()
-        segment.save(update_fields=["size", "method", "refreshed_at"])
+        segment.save(update_fields=["size", "method", "rules_digest", "refreshed_at"])
     logger.info(
         "Refreshed segment %r for campaign %r: %d users by %s in %.2fs",
         segment.name,

@@ -437,3 +437,20 @@ def test_the_preview_says_when_shoppers_are_not_shown_the_campaign(admin_client,
     page = admin_client.get(reverse("admin:recommendations_campaign_preview", args=[later.pk]))
     assert b"Shoppers are not shown this campaign now (not started yet)" in page.content
     assert [row["username"] for row in page.context["rows"]] == ["tea_lover", "newbie"]
+
+
+def test_the_segment_list_says_which_segments_match_their_campaign(admin_client, shop):
+    tea = Campaign.objects.create(name="Tea week", category_names=["Tea"])
+    segment = create_segment(tea)
+    url = reverse("admin:recommendations_segment_changelist")
+    assert (
+        'class="field-up_to_date"><img src="/static/admin/img/icon-yes.svg"'
+        in admin_client.get(url).content.decode()
+    )
+    tea.category_names = ["Coffee"]
+    tea.save()
+    assert not Segment.objects.get(pk=segment.pk).is_current
+    assert (
+        'class="field-up_to_date"><img src="/static/admin/img/icon-no.svg"'
+        in admin_client.get(url).content.decode()
+    )

@@ -10,8 +10,16 @@ from django.test import Client
 
 from recommendations.events.tracking import SESSION_KEY
 from recommendations.experiments import variant_for
-from recommendations.marketing.audiences import create_segment
-from recommendations.models import ApiKey, Assignment, Campaign, CampaignKind, Experiment, ExperimentStatus
+from recommendations.marketing.audiences import create_segment, refresh_segment
+from recommendations.models import (
+    ApiKey,
+    Assignment,
+    Campaign,
+    CampaignKind,
+    Experiment,
+    ExperimentStatus,
+    Segment,
+)
 from tests.marketing.conftest import add_event
 
 FOR_ME = "/api/campaigns/for-me/"
@@ -361,6 +369,33 @@ def test_staff_looking_at_a_shoppers_lists_are_not_the_shoppers_exposure(staff, 
     # The shopper's own visit counts too (once per shopper and experiment).
     assert client_for(shopper).get("/api/recommendations/for-you/").status_code == 200
     assert Assignment.objects.count() == 1
+
+
+def test_editing_what_a_campaign_targets_leaves_its_old_segment_out_of_the_audience(shop, tea, staff):
+    """The review changed Headphones week to Speakers and was still served the headphone fans."""
+    segment = create_segment(tea)
+    client = client_for(staff)
+    assert client.get(audience_url(tea)).json()["segment"] == segment.pk
+    banner = client.patch(
+        f"/api/campaigns/{tea.pk}/", {"discount_text": "-25%"}, content_type="application/json"
+    )
+    assert banner.status_code == 200
+    assert client.get(audience_url(tea)).json()["segment"] == segment.pk  # a text edit changes no one
+
+    patched = client.patch(
+        f"/api/campaigns/{tea.pk}/", {"category_names": ["Coffee"]}, content_type="application/json"
+    )
+    assert patched.status_code == 200
+    live = client.get(audience_url(tea)).json()
+    assert (live["source"], live["segment"]) == ("live", None)
+    assert {row["username"] for row in live["results"]} == {"coffee_lover", "loyal"}
+    as_csv = read_csv(client.get(audience_url(tea), {"format": "csv"}))
+    assert {row["username"] for row in as_csv} == {"coffee_lover", "loyal"}
+
+    refresh_segment(Segment.objects.get(pk=segment.pk))  # as the periodic task does
+    again = client.get(audience_url(tea)).json()
+    assert (again["source"], again["segment"]) == ("segment", segment.pk)
+    assert {row["username"] for row in again["results"]} == {"coffee_lover", "loyal"}
 
 
 def test_null_audience_rules_are_a_400_as_in_the_admin(shop, staff):

@@ -447,6 +447,46 @@ def test_a_signed_in_shopper_who_opted_out_still_sees_logged_in_only_campaigns(s
     assert campaigns_for(Audience(session_id="anonymous")) == []
 
 
+def test_a_flash_sale_keeps_its_products_while_it_runs(shop):
+    """Chosen afresh, a slow seller that starts to sell (what the sale is for) would leave it."""
+    Product = type(shop.products["Tea"][0])
+    Product.objects.filter(pk=shop.products["Tea"][0].pk).update(stock=300)  # sold once, yesterday
+    rule = {"min_stock": 100, "max_units_sold": 1, "days": 30}
+    sale = Campaign.objects.create(
+        name="Tea clearance",
+        kind=CampaignKind.FLASH_SALE,
+        category_names=["Tea"],
+        audience_rules={"inventory": rule},
+        starts_at=shop.now + dt.timedelta(days=1),
+    )
+    first, slow = str(shop.products["Tea"][0].pk), shop.slow_seller("Tea")
+    assert offer(sale) == [slow, first]  # not started: the slow sellers of now
+    sale.starts_at = shop.now - dt.timedelta(minutes=1)
+    sale.save()
+    assert offer(sale) == [slow, first]
+    for buyer in ("gardener", "bystander", "loyal"):
+        add_event("purchase", user=shop.users[buyer], product=shop.products["Tea"][-1], value=1)
+    assert slow not in slow_sellers(InventoryRule(**rule))
+    sale.discount_text = "-50% on tea"  # a banner edit is no new sale
+    sale.save()
+    for campaign in (sale, Campaign.objects.get(pk=sale.pk)):
+        assert offer(campaign) == [slow, first]
+    assert shown_to(sale, Audience(user=shop.users["tea_lover"]))
+    Product.objects.filter(pk=first).update(stock=0)  # sold out: gone at once
+    assert offer(Campaign.objects.get(pk=sale.pk)) == [slow]
+    Product.objects.filter(pk=slow).update(stock=0)
+    with pytest.raises(
+        ValidationError, match="nothing to offer now: the slow sellers it started with are sold"
+    ):
+        build_audience(Campaign.objects.get(pk=sale.pk))
+
+    Product.objects.filter(pk__in=[first, slow]).update(stock=200)
+    sale.audience_rules = {"inventory": {**rule, "max_units_sold": 0}}  # new targeting: chosen again
+    sale.save()
+    assert offer(Campaign.objects.get(pk=sale.pk)) == []  # both sold since the sale started
+    assert Campaign.objects.get(pk=sale.pk).sale_product_ids == []
+
+
 def test_a_promotion_with_nothing_to_offer_is_neither_shown_nor_given_an_audience(shop):
     sold_out = promotion(name="Gone", product_ids=shop.ids("Garden")[:1])
     type(shop.products["Garden"][0]).objects.filter(pk=shop.products["Garden"][0].pk).update(stock=0)
