@@ -20,6 +20,7 @@ from recommendations.models import (
     ExperimentStatus,
     Segment,
 )
+from recommendations.privacy.optout import set_opted_out
 from tests.marketing.conftest import add_event
 
 FOR_ME = "/api/campaigns/for-me/"
@@ -387,7 +388,7 @@ def test_editing_what_a_campaign_targets_leaves_its_old_segment_out_of_the_audie
     )
     assert patched.status_code == 200
     live = client.get(audience_url(tea)).json()
-    assert (live["source"], live["segment"]) == ("live", None)
+    assert (live["source"], live["segment"], live["count"]) == ("live", None, 2)
     assert {row["username"] for row in live["results"]} == {"coffee_lover", "loyal"}
     as_csv = read_csv(client.get(audience_url(tea), {"format": "csv"}))
     assert {row["username"] for row in as_csv} == {"coffee_lover", "loyal"}
@@ -396,6 +397,29 @@ def test_editing_what_a_campaign_targets_leaves_its_old_segment_out_of_the_audie
     again = client.get(audience_url(tea)).json()
     assert (again["source"], again["segment"]) == ("segment", segment.pk)
     assert {row["username"] for row in again["results"]} == {"coffee_lover", "loyal"}
+
+
+@pytest.mark.parametrize("saved", [False, True])
+def test_the_audience_count_is_its_size_and_limit_and_offset_page_through_it(shop, staff, saved):
+    """`count` was the rows answered (the first 100 of 118); opted-out users count in neither."""
+    welcome = Campaign.objects.create(
+        name="Welcome", kind=CampaignKind.MEMBER_BENEFIT, audience_rules={"rfm_segments": ["new_customer"]}
+    )
+    set_opted_out(shop.users["tea_lover"])
+    if saved:
+        create_segment(welcome)
+    client = client_for(staff)
+    first = client.get(audience_url(welcome), {"limit": 2}).json()
+    rest = client.get(audience_url(welcome), {"limit": 2, "offset": 2}).json()
+    assert (first["source"], first["count"], rest["count"]) == ("segment" if saved else "live", 3, 3)
+    assert (len(first["results"]), len(rest["results"])) == (2, 1)
+    everyone = [row["username"] for row in first["results"] + rest["results"]]
+    assert sorted(everyone) == ["coffee_lover", "gardener", "newbie"]
+    assert [
+        row["username"] for row in read_csv(client.get(audience_url(welcome), {"format": "csv"}))
+    ] == everyone
+    negative = client.get(audience_url(welcome), {"offset": -1})
+    assert negative.status_code == 400 and "offset" in negative.json()
 
 
 def test_null_audience_rules_are_a_400_as_in_the_admin(shop, staff):
