@@ -502,3 +502,20 @@ def test_a_promotion_with_nothing_to_offer_is_neither_shown_nor_given_an_audienc
     )
     with pytest.raises(ValidationError, match="no available product in its scope has at least 100000 units"):
         build_audience(clearance)
+
+
+def test_the_migration_takes_saved_segments_to_match_their_campaigns_as_they_are(shop):
+    """Nothing recorded what a segment saved before digests was computed for: it goes on being
+    served (as it was) until its campaign changes."""
+    from django.apps import apps as django_apps
+
+    migration = importlib.import_module(
+        "recommendations.migrations.0024_campaign_sale_products_segment_rules_digest"
+    )
+    tea = promotion(name="Tea", category_names=["Tea"])
+    saved = create_segment(tea)
+    orphan = Segment.objects.create(name="Orphan", auto_refresh=False)
+    Segment.objects.update(rules_digest="")
+    migration.record_rules_of_saved_segments(django_apps, None)
+    assert Segment.objects.get(pk=saved.pk).is_current
+    assert Segment.objects.get(pk=orphan.pk).rules_digest == ""
