@@ -11,12 +11,13 @@ import io
 import itertools
 from typing import Any
 
+from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.views.main import ChangeList
 from django.contrib.postgres.fields import ArrayField
 from django.contrib.postgres.forms import SimpleArrayField
 from django.core.exceptions import PermissionDenied
-from django.db.models import QuerySet
+from django.db.models import JSONField, QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
@@ -46,9 +47,20 @@ class CommaSeparatedField(SimpleArrayField):
         return super().to_python(value)
 
 
+class JSONObjectField(forms.JSONField):
+    """An empty box is no rules, {}: the column holds an object (null would not save), as the
+    API's default when the field is left out. A typed `null` is refused by the rules' check."""
+
+    def to_python(self, value: Any) -> Any:
+        return {} if value in self.empty_values else super().to_python(value)
+
+
 @admin.register(Campaign)
 class CampaignAdmin(admin.ModelAdmin):
-    formfield_overrides = {ArrayField: {"form_class": CommaSeparatedField}}
+    formfield_overrides = {
+        ArrayField: {"form_class": CommaSeparatedField},
+        JSONField: {"form_class": JSONObjectField},
+    }
     list_display = [
         "name",
         "kind",
@@ -61,10 +73,10 @@ class CampaignAdmin(admin.ModelAdmin):
     ]
     list_filter = ["kind", "is_active"]
     search_fields = ["name", "discount_text"]
-    readonly_fields = ["created_at", "updated_at"]
+    readonly_fields = ["sale_products", "created_at", "updated_at"]
     fieldsets = [
         (None, {"fields": ["name", "kind", "discount_text", "link_url"]}),
-        ("What it promotes", {"fields": ["product_ids", "category_names", "store_ids"]}),
+        ("What it promotes", {"fields": ["product_ids", "category_names", "store_ids", "sale_products"]}),
         (
             "When and how much",
             {"fields": ["starts_at", "ends_at", "impression_cap", "priority", "is_active"]},
@@ -89,6 +101,13 @@ class CampaignAdmin(admin.ModelAdmin):
         """What shoppers get now, as the storefront decides it (`targeting.campaign_status`):
         a campaign whose impression cap is reached reads "used up", not running."""
         return CampaignStatus(getattr(obj, "status_now", None) or campaign_status([obj])[obj.pk]).label
+
+    @admin.display(description="flash sale's products")
+    def sale_products(self, obj: Campaign) -> str:
+        """An inventory flash sale's slow sellers, kept from its start (`marketing.products`)."""
+        if obj.sale_product_ids:
+            return ", ".join(obj.sale_product_ids)
+        return "Chosen among the slow sellers when an inventory flash sale starts, and kept until it ends."
 
     @admin.display(description="audience")
     def audience(self, obj: Campaign) -> str:
@@ -117,6 +136,9 @@ class CampaignAdmin(admin.ModelAdmin):
             "campaign": campaign,
             "title": f"Who would see “{campaign.name}”",
         }
+        status = campaign_status([campaign])[campaign.pk]
+        if status != CampaignStatus.SHOWN:
+            context["not_shown"] = CampaignStatus(status).label
         try:
             audience = build_audience(campaign, limit=PREVIEW_ROWS)
         except EXPECTED_PROBLEMS as exc:
@@ -143,7 +165,7 @@ class CampaignAdmin(admin.ModelAdmin):
 
 @admin.register(Segment)
 class SegmentAdmin(admin.ModelAdmin):
-    list_display = ["name", "campaign", "size", "method", "refreshed_at", "auto_refresh"]
+    list_display = ["name", "campaign", "size", "method", "refreshed_at", "up_to_date", "auto_refresh"]
     list_filter = ["auto_refresh", "method"]
     list_select_related = ["campaign"]
     search_fields = ["name", "campaign__name"]
@@ -153,6 +175,12 @@ class SegmentAdmin(admin.ModelAdmin):
         ("Members", {"fields": ["size", "method", "refreshed_at", "members_preview"]}),
     ]
     actions = ["refresh", "export_csv"]
+
+    @admin.display(description="matches its campaign", boolean=True)
+    def up_to_date(self, obj: Segment) -> bool:
+        """False once the campaign's targeting or audience rules changed: the API then serves
+        the live audience until the segment is refreshed."""
+        return obj.is_current
 
     @admin.display(description=f"first {PREVIEW_ROWS} members")
     def members_preview(self, obj: Segment) -> str:

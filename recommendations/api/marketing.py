@@ -4,8 +4,10 @@
   someone else needs staff who may preview shoppers or an API key with `recommendations:read`,
   as elsewhere).
 - `GET /api/campaigns/{id}/audience/`: who the campaign should reach, from its latest saved
-  segment or computed live; JSON, or CSV with `?format=csv` / `Accept: text/csv`. Staff who may
-  view campaigns, segments and users, or an API key with `audiences:read`.
+  segment that matches the campaign as it is now, or computed live; `count` is the audience's
+  size, `limit` and `offset` choose the rows; JSON, or CSV with `?format=csv` / `Accept:
+  text/csv`. Staff who may view campaigns, segments and users, or an API key with
+  `audiences:read`.
 - `/api/campaigns/` and `/api/experiments/`: create, read, change (staff with the model
   permission the admin asks for each; reading campaigns also with `audiences:read`). Model
   validation (dates, rules, traffic shares) answers 400.
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import copy
 import io
+import itertools
 from collections.abc import Callable
 from typing import Any
 
@@ -51,6 +54,7 @@ from recommendations.marketing.targeting import show_campaigns
 from recommendations.models import Campaign, Experiment, Variant
 from recommendations.models.api_keys import Scope
 from recommendations.models.experiments import validate_variant_set
+from recommendations.models.marketing import audience_digest
 
 AUDIENCES_SCOPE = Scope.AUDIENCES_READ.value
 MAX_FOR_ME = 20
@@ -276,7 +280,15 @@ def _error_text(data: Any) -> str:
 
 
 class AudienceParamsSerializer(QueryParamsSerializer):
-    limit = serializers.IntegerField(min_value=1, max_value=MAX_AUDIENCE_ROWS, required=False)
+    limit = serializers.IntegerField(
+        min_value=1,
+        max_value=MAX_AUDIENCE_ROWS,
+        required=False,
+        help_text=f"Rows to answer at most: JSON {DEFAULT_AUDIENCE_ROWS} by default, CSV all of them.",
+    )
+    offset = serializers.IntegerField(
+        min_value=0, default=0, help_text="Rows to skip first (the next page: offset + limit)."
+    )
     format = serializers.ChoiceField(choices=["json", "csv", "api"], required=False)
 
 
@@ -300,8 +312,11 @@ class AudienceSerializer(serializers.Serializer):
     )
     method = serializers.CharField(help_text="How the audience was chosen: rfm, affinity or vectors.")
     refreshed_at = serializers.DateTimeField(allow_null=True, help_text="When the segment was saved.")
-    count = serializers.IntegerField()
-    results = AudienceMemberSerializer(many=True)
+    count = serializers.IntegerField(
+        help_text="The audience's size: all its users, not only the rows of this answer (see "
+        "`limit` and `offset`)."
+    )
+    results = AudienceMemberSerializer(many=True, help_text="Rows `offset` to `offset + limit`.")
 
 
 def _json_or_csv(responses: dict[int, Any]) -> dict[tuple[int, str], Any]:
@@ -328,12 +343,13 @@ class CampaignAudienceView(ApiView):
             {
                 200: OpenApiResponse(
                     AudienceSerializer,
-                    description="The latest saved segment, else the audience computed now.",
+                    description="The latest saved segment computed for the campaign as it is now "
+                    "(what it promotes and its audience rules), else the audience computed now.",
                 ),
                 **error_responses(
                     {
-                        400: "Bad parameters, or the campaign targets nothing: add products, "
-                        "categories or stores.",
+                        400: "Bad parameters, or the campaign has no audience: it targets "
+                        "nothing (add products, categories or stores) or has nothing to offer now.",
                         403: "Neither staff who may view campaigns, segments and users, nor an "
                         f"API key with {AUDIENCES_SCOPE}.",
                         404: "Unknown campaign.",
@@ -348,24 +364,41 @@ class CampaignAudienceView(ApiView):
         params.is_valid(raise_exception=True)
         csv_wanted = request.accepted_renderer.format == "csv"
         limit = params.validated_data.get("limit") or (None if csv_wanted else DEFAULT_AUDIENCE_ROWS)
-        segment = campaign.segments.filter(refreshed_at__isnull=False).order_by("-refreshed_at").first()
+        offset = params.validated_data["offset"]
+        end = offset + limit if limit else None
+        # A segment computed before the campaign's targeting changed is not its audience.
+        segment = (
+            campaign.segments.filter(refreshed_at__isnull=False, rules_digest=audience_digest(campaign))
+            .order_by("-refreshed_at")
+            .first()
+        )
         if segment is not None:
-            rows = segment_rows(segment)
-            results = [row for _, row in zip(range(limit), rows, strict=False)] if limit else list(rows)
-            payload = {"source": "segment", "segment": segment.pk, "method": segment.method}
-            payload["refreshed_at"] = segment.refreshed_at
+            results = list(itertools.islice(segment_rows(segment), offset, end))
+            payload = {
+                "source": "segment",
+                "segment": segment.pk,
+                "method": segment.method,
+                "refreshed_at": segment.refreshed_at,
+                "count": segment.size,
+            }
         else:
             try:
-                audience = build_audience(campaign, limit=limit)
+                audience = build_audience(campaign)
             except DjangoValidationError as exc:
                 raise exceptions.ValidationError({"detail": exc.messages}) from exc
             except ImproperlyConfigured as exc:
                 raise exceptions.ValidationError({"detail": [str(exc)]}) from exc
-            results = audience_rows(audience.members)
-            payload = {"source": "live", "segment": None, "method": audience.method, "refreshed_at": None}
+            results = audience_rows(audience.members[offset:end])
+            payload = {
+                "source": "live",
+                "segment": None,
+                "method": audience.method,
+                "refreshed_at": None,
+                "count": len(audience),
+            }
         headers = {"Content-Disposition": f'attachment; filename="campaign-{campaign.pk}-audience.csv"'}
         return Response(
-            {"campaign": campaign.pk, **payload, "count": len(results), "results": results},
+            {"campaign": campaign.pk, **payload, "results": results},
             headers=headers if csv_wanted else None,
         )
 

@@ -34,7 +34,7 @@ import json
 import logging
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, partial
 from itertools import repeat
 from typing import Any
 
@@ -46,6 +46,7 @@ from psycopg.adapt import Dumper
 from psycopg.copy import QueuedLibpqWriter
 
 from recommendations.events.validation import EVENT_ID_LINES_PATTERN, EventRow, Origin, validate_batch
+from recommendations.marketing.caps import add_viewers, first_views
 from recommendations.models.events import Event, EventKey
 from recommendations.privacy.optout import drop_opted_out
 from recommendations.sql import raw_connection
@@ -81,8 +82,14 @@ def ingest(raw_events: Sequence[Any], origin: Origin | None = None) -> IngestRes
     # Privacy (recommendations.privacy.optout): nothing is stored for users who opted out of
     # personalisation; their events count as received and opted out, not as duplicates.
     rows = drop_opted_out(rows)
+    # Impression caps count visitors: who views a campaign for the first time is known only
+    # before their view is stored, and their cached count follows once it is committed.
+    new_viewers = first_views(rows)
     # One statement: atomic by itself, and part of the caller's transaction when there is one.
-    return IngestResult(received=received, stored=insert_rows(rows), opted_out=received - len(rows))
+    stored = insert_rows(rows)
+    if new_viewers:
+        transaction.on_commit(partial(add_viewers, new_viewers))
+    return IngestResult(received=received, stored=stored, opted_out=received - len(rows))
 
 
 def encode_json(value: Any) -> bytes:

@@ -1,8 +1,10 @@
 """Audiences: for one campaign, the signed-in users most likely to engage, best first.
 
 `build_audience()` computes the list without saving it (admin preview, the API when no
-segment exists); `refresh_segment()` saves it as a `Segment` by replacing the members in one
-transaction, so a reader never sees half an audience. The method depends on the campaign:
+segment matches the campaign as it is now); `refresh_segment()` saves it as a `Segment` by
+replacing the members in one transaction, so a reader never sees half an audience, and
+records what the campaign targeted then (`Segment.rules_digest`). The method depends on the
+campaign:
 
 - member benefits: customers in the named RFM segments, biggest spenders first;
 - promotions and flash sales: users whose model taste vector is closest to the campaign's
@@ -10,7 +12,9 @@ transaction, so a reader never sees half an audience. The method depends on the 
   with the most recent behaviour in its products, stores and categories (`affinity`).
 
 Scores are on one scale, 0 to 1, the one the storefront uses for the same visitor
-(`targeting.campaigns_for`), so the `min_score` rule selects the same people on both.
+(`targeting.campaigns_for`), so the `min_score` rule selects the same people on both. As on
+the storefront, users who opted out of personalisation are in no audience, and a promotion or
+flash sale with nothing to offer now (`targeting.CampaignStatus.NOTHING_TO_OFFER`) has none.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,10 +33,13 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from recommendations.marketing.affinity import users_by_affinity
-from recommendations.marketing.interest import users_by_interest
+from recommendations.marketing.interest import campaign_vector, users_by_interest
+from recommendations.marketing.products import nothing_to_offer, offer
 from recommendations.marketing.rfm import customers
 from recommendations.marketing.rules import MEMBER_SCORE
 from recommendations.models import Campaign, CampaignKind, Segment, SegmentMember
+from recommendations.models.marketing import audience_digest
+from recommendations.privacy.optout import opted_out_user_ids
 from recommendations.vectors.queries import active_version
 
 logger = logging.getLogger(__name__)
@@ -48,6 +56,20 @@ class AudienceList:
         return len(self.members)
 
 
+def _consenting(fetch: Callable[[int], list[tuple[Any, float]]], limit: int) -> list[tuple[Any, float]]:
+    """The first `limit` members that `fetch(n)` (the best n) ranks, leaving out users who
+    opted out of personalisation: the storefront does not profile them, so neither may a
+    newsletter. Fetches more as long as opted-out users took places (they are few)."""
+    size = limit
+    while True:
+        members = fetch(size)
+        opted_out = opted_out_user_ids(user_id for user_id, _ in members)
+        kept = [member for member in members if str(member[0]) not in opted_out]
+        if len(kept) >= limit or len(members) < size:
+            return kept[:limit]
+        size += limit - len(kept)
+
+
 def _by_rfm(campaign: Campaign, limit: int, now: dt.datetime | None) -> list[tuple[Any, float]]:
     """Everyone in the named segments qualifies fully (score 1, as on the storefront), the
     biggest spenders first."""
@@ -62,10 +84,13 @@ def build_audience(
 ) -> AudienceList:
     """The campaign's audience (not saved), at most `limit` users (None: the campaign's
     `max_audience`). Raises `ValidationError` for a campaign that targets nothing, naming
-    what to add, and for a limit below 1 (a segment saved before sizes were checked)."""
+    what to add, for one with nothing to offer now, saying why, and for a limit below 1 (a
+    segment saved before sizes were checked)."""
     problem = campaign.targeting_error()
     if problem:
         raise ValidationError(problem)
+    if campaign.kind != CampaignKind.MEMBER_BENEFIT and not offer(campaign):
+        raise ValidationError(nothing_to_offer(campaign))
     if limit is not None and limit < 1:
         raise ValidationError(
             f"An audience of at most {limit} users is empty. Give a size of at least 1, or leave it "
@@ -74,14 +99,16 @@ def build_audience(
     rules = campaign.rules
     limit = limit if limit is not None else rules.max_audience
     if campaign.kind == CampaignKind.MEMBER_BENEFIT:
-        method, members = "rfm", _by_rfm(campaign, limit, now)
+        method, members = "rfm", _consenting(lambda n: _by_rfm(campaign, n, now), limit)
     else:
         version = active_version()
-        found = users_by_interest(campaign, version, limit) if version is not None else None
-        if found is None:
-            method, members = "affinity", users_by_affinity(campaign, limit, now)
+        # With no model, or no vectors for the campaign's products, interest is affinity.
+        target = campaign_vector(campaign, version) if version is not None else None
+        if target is None:
+            method, fetch = "affinity", lambda n: users_by_affinity(campaign, n, now)
         else:
-            method, members = "vectors", found
+            method, fetch = "vectors", lambda n: users_by_interest(target, version, n)
+        members = _consenting(fetch, limit)
     if rules.min_score is not None:
         members = [(user_id, score) for user_id, score in members if score >= rules.min_score]
     return AudienceList(method, members)
@@ -104,8 +131,9 @@ def refresh_segment(segment: Segment, now: dt.datetime | None = None) -> Segment
         )
         segment.size = len(audience)
         segment.method = audience.method
+        segment.rules_digest = audience_digest(segment.campaign)
         segment.refreshed_at = timezone.now()
-        segment.save(update_fields=["size", "method", "refreshed_at"])
+        segment.save(update_fields=["size", "method", "rules_digest", "refreshed_at"])
     logger.info(
         "Refreshed segment %r for campaign %r: %d users by %s in %.2fs",
         segment.name,

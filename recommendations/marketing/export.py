@@ -8,15 +8,18 @@ with a quote: user names are user input.
 from __future__ import annotations
 
 import csv
+import itertools
 from collections.abc import Iterable, Iterator, Sequence
 from typing import IO, Any
 
 from django.contrib.auth import get_user_model
 
 from recommendations.models import Segment, SegmentMember
+from recommendations.privacy.optout import opted_out_user_ids
 
 FIELDS = ("user_id", "username", "email", "score")
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+CHUNK = 5000
 
 
 def _user_fields() -> tuple[str, str]:
@@ -47,15 +50,21 @@ def audience_rows(members: Iterable[tuple[Any, float]]) -> list[dict[str, Any]]:
 
 
 def segment_rows(segment: Segment) -> Iterator[dict[str, Any]]:
-    """The segment's members with their details, most engaged first (streamed)."""
+    """The segment's members with their details, most engaged first (streamed), but those who
+    opted out of personalisation since it was computed: opting out takes a user out of saved
+    segments (`privacy.signals`), but a host's own flag (`OPT_OUT_CHECK`) tells nobody."""
     username, email = _user_fields()
     rows = (
         SegmentMember.objects.filter(segment=segment)
         .order_by("-score", "user_id")
         .values_list("user_id", f"user__{username}", f"user__{email}", "score")
+        .iterator(chunk_size=CHUNK)
     )
-    for user_id, name, address, score in rows.iterator(chunk_size=5000):
-        yield {"user_id": user_id, "username": name, "email": address, "score": score}
+    while chunk := list(itertools.islice(rows, CHUNK)):
+        opted_out = opted_out_user_ids(row[0] for row in chunk)
+        for user_id, name, address, score in chunk:
+            if str(user_id) not in opted_out:
+                yield {"user_id": user_id, "username": name, "email": address, "score": score}
 
 
 def _cell(value: Any) -> Any:

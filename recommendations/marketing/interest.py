@@ -117,15 +117,9 @@ def visitor_interest(taste: np.ndarray | None, direction: np.ndarray) -> float:
     return to_interest(float(taste @ direction) / norm) if norm > 0 else 0.0
 
 
-def users_by_interest(
-    campaign: Campaign, version: ModelVersion, limit: int
-) -> list[tuple[Any, float]] | None:
-    """The `limit` users most aligned with the campaign (user id, cosine), or None when the
-    campaign's products have no vectors in this version (the caller falls back). Users
-    whose taste points away from the campaign score 0 (`to_interest`)."""
-    target = campaign_vector(campaign, version)
-    if target is None:
-        return None
+def users_by_interest(target: np.ndarray, version: ModelVersion, limit: int) -> list[tuple[Any, float]]:
+    """The `limit` users most aligned with a campaign's direction (`campaign_vector`), as
+    (user id, cosine). Users whose taste points away from the campaign score 0 (`to_interest`)."""
     distance = CosineDistance(embedding_expression(version.dimensions), target.tolist())
     rows = (
         vector_rows(UserVector)

@@ -14,6 +14,11 @@ adapter's store field. What a campaign may offer (its scope, a flash sale's slow
 cached for `CACHE_SECONDS` per campaign version; availability is read from the host's table
 on every call, because checkout changes stock without touching the campaign, and a sold-out
 sale must disappear at once.
+
+An inventory flash sale picks its products when it starts and keeps them until it ends:
+they are stored on the campaign (`sale_product_ids`), so that the slow sellers that start to
+sell, as the sale means them to, stay in it. Only an edit of what it promotes or of its
+inventory rule chooses them again; sold-out ones still leave it at once.
 """
 
 from __future__ import annotations
@@ -59,9 +64,9 @@ class CampaignScope:
 
 def cache_key(campaign: Campaign, part: str) -> str:
     """The cache key of one result (`part`) about the campaign as it is now: editing the
-    campaign starts afresh."""
+    campaign, or a flash sale choosing its products, starts afresh."""
     stamp = campaign.updated_at.timestamp() if campaign.updated_at else 0
-    return f"{CACHE_PREFIX}{part}:{campaign.pk}:{stamp}"
+    return f"{CACHE_PREFIX}{part}:{campaign.pk}:{stamp}:{campaign.sale_products_digest}"
 
 
 def _cached(campaign: Campaign, part: str, compute: Callable[[], T]) -> T:
@@ -120,23 +125,41 @@ def explicit_scope(campaign: Campaign) -> CampaignScope:
     )
 
 
-def _candidates(campaign: Campaign) -> list[str]:
+def _chosen(campaign: Campaign) -> list[str]:
     """What the campaign may offer before availability, in offer order: its scope's products,
-    or an inventory flash sale's slow sellers (the slow part, so it is cached)."""
+    or an inventory flash sale's slow sellers among them."""
+    scope = explicit_scope(campaign)
+    inventory = campaign.rules.inventory
+    if inventory is not None:
+        return slow_sellers(inventory, within=None if scope.is_empty else _matching_ids(scope))
+    return [] if scope.is_empty else _matching_ids(scope)
 
-    def compute() -> list[str]:
-        scope = explicit_scope(campaign)
-        inventory = campaign.rules.inventory
-        if inventory is not None:
-            return slow_sellers(inventory, within=None if scope.is_empty else _matching_ids(scope))
-        return [] if scope.is_empty else _matching_ids(scope)
 
-    return _cached(campaign, "candidates", compute)
+def _sale_products(campaign: Campaign) -> list[str]:
+    """A running inventory flash sale's slow sellers: chosen on its first request, stored on
+    the campaign and kept while its targeting is the same (`Campaign.offer_digest`). Chosen
+    afresh on every request, a product that sells during the sale would leave it."""
+    wanted = campaign.offer_digest()
+    if campaign.sale_products_digest != wanted:
+        chosen = _chosen(campaign)
+        # An update, not save(): the campaign is not edited (its caches stay valid).
+        Campaign.objects.filter(pk=campaign.pk).update(sale_product_ids=chosen, sale_products_digest=wanted)
+        campaign.sale_product_ids, campaign.sale_products_digest = chosen, wanted
+    return list(campaign.sale_product_ids)
+
+
+def _candidates(campaign: Campaign) -> list[str]:
+    """`_chosen`, cached (the slow part), except that a running inventory flash sale keeps the
+    products it started with (`_sale_products`)."""
+    if campaign.rules.inventory is not None and campaign.is_running():
+        return _sale_products(campaign)
+    return _cached(campaign, "candidates", lambda: _chosen(campaign))
 
 
 def offers(campaigns: Iterable[Campaign]) -> dict[int, list[str]]:
     """Available products each campaign shows now, by campaign id; for an inventory flash
-    sale, its slow sellers. Availability is one query for all the campaigns, on every call."""
+    sale, its slow sellers (once it runs, those it started with that are still available).
+    Availability is one query for all the campaigns, on every call."""
     candidates = {campaign.pk: _candidates(campaign) for campaign in campaigns}
     available = _available(set().union(*candidates.values()))
     return {pk: [p for p in ids if p in available] for pk, ids in candidates.items()}
@@ -145,6 +168,26 @@ def offers(campaigns: Iterable[Campaign]) -> dict[int, list[str]]:
 def offer(campaign: Campaign) -> list[str]:
     """Available products the campaign shows now; for an inventory flash sale, its slow sellers."""
     return offers([campaign])[campaign.pk]
+
+
+def nothing_to_offer(campaign: Campaign) -> str:
+    """Why a promotion or flash sale whose `offer` is empty is not shown, and what to do."""
+    inventory = campaign.rules.inventory
+    if inventory is not None:
+        why = (
+            "the slow sellers it started with are sold out or inactive"
+            if campaign.is_running() and campaign.sale_product_ids
+            else f"no available product in its scope has at least {inventory.min_stock} units in stock and "
+            f"sold at most {inventory.max_units_sold} in the last {inventory.days} days"
+        )
+        fix = "Loosen its inventory rule, or add products, categories or stores."
+    else:
+        why = "its products are sold out or inactive"
+        fix = "Restock them, or add products, categories or stores that are available."
+    return (
+        f"Campaign {campaign.name!r} has nothing to offer now: {why}. Shoppers are not shown it, so "
+        f"it has no audience. {fix}"
+    )
 
 
 def interest_scope(campaign: Campaign) -> CampaignScope:

@@ -95,10 +95,13 @@ def _inventory(raw: Any, errors: list[str]) -> InventoryRule | None:
 
 def parse_rules(raw: Any) -> AudienceRules:
     """Parse a campaign's `audience_rules`; raises one `ValidationError` listing every problem."""
-    if raw in (None, ""):
+    if raw == "":
         return AudienceRules()
     if not isinstance(raw, Mapping):
-        raise ValidationError('Audience rules must be a JSON object, e.g. {"rfm_segments": ["lapsing"]}.')
+        # null too: the column holds an object, {} when there are no rules.
+        raise ValidationError(
+            'Audience rules must be a JSON object, e.g. {"rfm_segments": ["lapsing"]}, or {} for none.'
+        )
     errors: list[str] = []
     known = {"rfm_segments", "logged_in_only", "min_score", "max_audience", "inventory"}
     unknown = sorted(set(raw) - known)

@@ -7,7 +7,8 @@
   category/store affinity from the visitor's events (`affinity`).
 - Member benefits go to signed-in customers whose RFM segment the campaign names (score 1).
 - A campaign that reached its impression cap (distinct visitors with a `campaign_view` event
-  of it) is not shown; `logged_in_only` and `min_score` rules are applied last.
+  of it, `caps`) is not shown, nor a promotion or flash sale with nothing to buy now (sold
+  out, no product matches); `logged_in_only` and `min_score` rules are applied last.
   `campaign_status` says which campaigns are shown at all, and why not; the admin lists it.
 - `show_campaigns` is what pages and the API call: `campaigns_for`, recorded as a served list
   whose id the campaign views carry back, so that a browser's view counts towards a cap only
@@ -24,27 +25,24 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 from django.core.exceptions import ValidationError
-from django.db.models import CharField, Count, TextChoices
-from django.db.models.fields.json import KT
-from django.db.models.functions import Cast, Coalesce
+from django.db.models import TextChoices
 from django.utils import timezone
 
 from recommendations.marketing.affinity import visitor_affinity
+from recommendations.marketing.caps import views_so_far
 from recommendations.marketing.interest import campaign_directions, campaigns_with_vectors, visitor_interest
 from recommendations.marketing.products import interest_scope, offers
 from recommendations.marketing.rfm import customer_rfm
 from recommendations.marketing.rules import MEMBER_SCORE
-from recommendations.models import Campaign, CampaignKind, Event, EventType
-from recommendations.models.marketing import CAMPAIGN_CONTEXT_KEY, CAMPAIGN_LIST_KIND
+from recommendations.models import Campaign, CampaignKind
+from recommendations.models.marketing import CAMPAIGN_LIST_KIND
 from recommendations.serving import variants
 from recommendations.serving.attribution import record_served
-from recommendations.serving.cache import from_cache
 from recommendations.serving.realtime import current_taste
 from recommendations.serving.types import Audience
 
 logger = logging.getLogger(__name__)
 
-VIEWS_CACHE_SECONDS = 60
 SEGMENT_REASONS = {
     "loyal_high_spender": "A thank-you for one of our best customers",
     "lapsing": "We miss you: an offer to welcome you back",
@@ -68,36 +66,12 @@ class CampaignMatch:
     recommendation_id: str = ""
 
 
-def views_so_far(campaigns: Sequence[Campaign]) -> dict[int, int]:
-    """Visitors who viewed each campaign (for impression caps), cached for a minute.
-
-    A visitor (the user, else the session) counts once however many `campaign_view` events
-    they send: the beacon endpoint is public, so counting raw events would let one request
-    of 500 events spend a campaign's whole budget. Nor may a browser claim a view of a
-    campaign it was not shown (`show_campaigns`): such a view is stored without the campaign.
-    """
-    ids = sorted(c.pk for c in campaigns)
-    if not ids:
-        return {}
-
-    def count() -> dict[int, int]:
-        rows = (
-            Event.objects.filter(event_type=EventType.CAMPAIGN_VIEW)
-            .annotate(campaign=KT(f"context__{CAMPAIGN_CONTEXT_KEY}"))
-            .filter(campaign__in=[str(pk) for pk in ids])
-            .values("campaign")
-            .annotate(n=Count(Coalesce(Cast("user_id", CharField()), "session_id"), distinct=True))
-        )
-        return {int(row["campaign"]): row["n"] for row in rows}
-
-    return from_cache("recommendations:campaign-views:" + ",".join(map(str, ids)), count, VIEWS_CACHE_SECONDS)
-
-
 class CampaignStatus(TextChoices):
     """Whether shoppers are shown a campaign now and, if not, why (`campaign_status`)."""
 
     SHOWN = "shown", "shown now"
     USED_UP = "used_up", "used up: its impression cap is reached"
+    NOTHING_TO_OFFER = "nothing_to_offer", "not shown: nothing to offer (sold out, or no product matches)"
     INVALID_RULES = "invalid_rules", "not shown: its audience rules are invalid"
     NOT_STARTED = "not_started", "not started yet"
     ENDED = "ended", "ended"
@@ -124,9 +98,11 @@ def used_up(campaigns: Sequence[Campaign]) -> set[int]:
     return {c.pk for c in capped if views.get(c.pk, 0) >= c.impression_cap}
 
 
-def campaign_status(campaigns: Sequence[Campaign], now: dt.datetime | None = None) -> dict[int, str]:
-    """A `CampaignStatus` per campaign id: the one definition of "shown to shoppers", which
-    `showable_campaigns` serves and the admin's list reports, so the two cannot disagree."""
+def _status_and_offers(
+    campaigns: Sequence[Campaign], now: dt.datetime | None
+) -> tuple[dict[int, str], dict[int, list[str]]]:
+    """`campaign_status`, and the products each campaign shown offers now (`products.offers`;
+    stock is read now, so a sold-out sale is gone at once)."""
     now = now or timezone.now()
     status: dict[int, str] = {}
     for campaign in campaigns:
@@ -143,15 +119,31 @@ def campaign_status(campaigns: Sequence[Campaign], now: dt.datetime | None = Non
     shown = [c for c in campaigns if status[c.pk] == CampaignStatus.SHOWN]
     for pk in used_up(shown):
         status[pk] = CampaignStatus.USED_UP
-    return status
+    shown = [c for c in shown if status[c.pk] == CampaignStatus.SHOWN]
+    offered = offers(shown)
+    for campaign in shown:
+        if campaign.kind != CampaignKind.MEMBER_BENEFIT and not offered[campaign.pk]:
+            status[campaign.pk] = CampaignStatus.NOTHING_TO_OFFER
+    return status, offered
+
+
+def campaign_status(campaigns: Sequence[Campaign], now: dt.datetime | None = None) -> dict[int, str]:
+    """A `CampaignStatus` per campaign id: the one definition of "shown to shoppers", which
+    `campaigns_for` serves and the admin's list reports, so the two cannot disagree."""
+    return _status_and_offers(campaigns, now)[0]
+
+
+def _showable(now: dt.datetime | None) -> tuple[list[Campaign], dict[int, list[str]]]:
+    """The running campaigns shown to shoppers now, with the products each offers."""
+    campaigns = list(Campaign.objects.running(now))
+    status, offered = _status_and_offers(campaigns, now)
+    return [c for c in campaigns if status[c.pk] == CampaignStatus.SHOWN], offered
 
 
 def showable_campaigns(now: dt.datetime | None = None) -> list[Campaign]:
-    """Running campaigns with valid rules that have not reached their impression cap."""
-    now = now or timezone.now()
-    campaigns = list(Campaign.objects.running(now))
-    status = campaign_status(campaigns, now)
-    return [c for c in campaigns if status[c.pk] == CampaignStatus.SHOWN]
+    """Running campaigns with valid rules, something to offer and their impression cap not
+    reached."""
+    return _showable(now)[0]
 
 
 def _interest(
@@ -186,15 +178,13 @@ def _interest(
 
 def campaigns_for(audience: Audience, limit: int = 3, now: dt.datetime | None = None) -> list[CampaignMatch]:
     """The campaigns to show this visitor now, best first (at most `limit`)."""
-    campaigns = showable_campaigns(now)
-    signed_in = audience.user_id is not None
+    campaigns, offered = _showable(now)
+    # Signed in is signed in, opted out or not; only their profile (interest, RFM) is not read.
+    signed_in = audience.given_user is not None
     campaigns = [c for c in campaigns if signed_in or not c.rules.logged_in_only]
-    offered = offers(campaigns)  # stock is read now: a sold-out sale is gone at once
-    # A promotion with nothing to buy now (sold out, a category with no products) is not shown.
-    campaigns = [c for c in campaigns if c.kind == CampaignKind.MEMBER_BENEFIT or offered[c.pk]]
     interest = _interest(audience, [c for c in campaigns if c.kind != CampaignKind.MEMBER_BENEFIT], offered)
     segment = None
-    if signed_in and any(c.kind == CampaignKind.MEMBER_BENEFIT for c in campaigns):
+    if audience.user_id is not None and any(c.kind == CampaignKind.MEMBER_BENEFIT for c in campaigns):
         rfm = customer_rfm(audience.user_id, now)
         segment = rfm.segment if rfm else None
 

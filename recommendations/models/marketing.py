@@ -8,6 +8,10 @@ host's catalogue. Who should see it is decided by `recommendations.marketing.tar
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import json
+from dataclasses import asdict
+from typing import Any
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
@@ -28,6 +32,25 @@ CAMPAIGN_CONTEXT_KEY = "campaign"
 CAMPAIGN_LIST_KIND = "campaigns"
 # Where a browser's campaign view or click keeps a campaign it cannot show it was shown.
 UNVERIFIED_CAMPAIGN_KEY = "unverified_campaign"
+
+
+def digest(*parts: Any) -> str:
+    """A short fingerprint of JSON values: what a stored result was computed from."""
+    text = json.dumps(parts, sort_keys=True, default=str)
+    return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
+
+
+def audience_digest(campaign: Any) -> str:
+    """What a campaign's audience depends on (kind, what it promotes, its audience rules) as
+    a fingerprint: a `Segment` computed under another one no longer matches the campaign.
+    Reads plain fields, so that migrations can call it with their historical models."""
+    return digest(
+        campaign.kind,
+        sorted(campaign.product_ids),
+        sorted(name.lower() for name in campaign.category_names),
+        sorted(campaign.store_ids),
+        campaign.audience_rules,
+    )
 
 
 def unknown_keys(model: type[models.Model] | None, keys: list[str]) -> list[str]:
@@ -105,7 +128,10 @@ class Campaign(models.Model):
         help_text="Store primary keys, comma-separated.",
     )
     discount_text = models.CharField(
-        max_length=200, blank=True, help_text='What shoppers read, e.g. "-20% on tea".'
+        max_length=200,
+        blank=True,
+        help_text='What shoppers read, e.g. "-20% on tea". Display only: prices are the shop\'s '
+        "to change (a sale price or a coupon its checkout applies).",
     )
     link_url = models.CharField(
         max_length=500,
@@ -126,6 +152,18 @@ class Campaign(models.Model):
     )
     priority = models.SmallIntegerField(default=0, help_text="Higher first, before relevance.")
     is_active = models.BooleanField(default=True)
+    # An inventory flash sale's slow sellers, chosen when it starts and kept for the rest of
+    # it (`marketing.products`), so that a product that sells during the sale stays in it;
+    # chosen again when its targeting changes (`sale_products_digest` is `offer_digest()`).
+    sale_product_ids = ArrayField(
+        models.CharField(max_length=64),
+        default=list,
+        blank=True,
+        editable=False,
+        verbose_name="sale's products",
+        help_text="An inventory flash sale's slow sellers, chosen when it started.",
+    )
+    sale_products_digest = models.CharField(max_length=32, blank=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -138,6 +176,13 @@ class Campaign(models.Model):
     def __str__(self) -> str:
         return self.name
 
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        super().save(*args, **kwargs)
+        from recommendations.marketing.caps import forget_views  # it reads these models
+
+        # An edited campaign is judged on a fresh count of its viewers (a cap just changed).
+        forget_views([self.pk])
+
     @property
     def href(self) -> str:
         """The link as pages show it: "#" for one the form would refuse (a row saved before
@@ -147,6 +192,17 @@ class Campaign(models.Model):
     @property
     def rules(self) -> AudienceRules:
         return parse_rules(self.audience_rules)
+
+    def offer_digest(self) -> str:
+        """What an inventory flash sale's products are chosen from (what it promotes and its
+        inventory rule) as a fingerprint: a banner's text or dates can change, the products stay."""
+        inventory = self.rules.inventory
+        return digest(
+            sorted(self.product_ids),
+            sorted(name.lower() for name in self.category_names),
+            sorted(self.store_ids),
+            asdict(inventory) if inventory else None,
+        )
 
     def clean(self) -> None:
         errors: dict[str, list[str]] = {}
@@ -246,6 +302,9 @@ class Segment(models.Model):
     size = models.PositiveIntegerField(default=0, editable=False)
     # How the members were scored at the last refresh (user vectors, event affinity, RFM).
     method = models.CharField(max_length=20, blank=True, editable=False)
+    # The campaign's `audience_digest` at the last refresh: the members match the campaign
+    # only while it is the same (`is_current`).
+    rules_digest = models.CharField(max_length=32, blank=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -269,6 +328,12 @@ class Segment(models.Model):
         problem = self.campaign.targeting_error()
         if problem:
             raise ValidationError({"campaign": problem})
+
+    @property
+    def is_current(self) -> bool:
+        """Whether the members were computed for the campaign as it is now (an edit of what it
+        promotes or of its audience rules leaves them out of date until the next refresh)."""
+        return self.campaign is not None and self.rules_digest == audience_digest(self.campaign)
 
     def users(self) -> models.QuerySet:
         """The members as a QuerySet of the user model, most engaged first."""

@@ -27,13 +27,14 @@ the failure logged, and the request is answered as without a cache.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import queue
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Hashable, Mapping
+from collections.abc import Callable, Hashable, Iterable, Mapping
 from functools import partial
 from typing import Any, TypeVar
 
@@ -90,6 +91,29 @@ def many_from_cache(
         values.update((k, computed[k]) for k in missing)
         _shared(lambda: caches[alias].set_many({keys[k]: computed[k] for k in missing}, seconds), "written")
     return values
+
+
+def cached_keys(keys: Iterable[str], *, alias: str = DEFAULT_CACHE_ALIAS) -> set[str]:
+    """Which of `keys` Django's cache holds now (none while it is down)."""
+    keys = list(keys)
+    return set(_shared(lambda: caches[alias].get_many(keys), "read", {}))
+
+
+def add_to_cached(key: str, delta: int, *, alias: str = DEFAULT_CACHE_ALIAS) -> None:
+    """Add `delta` to a number Django's cache holds (atomically where the cache is shared);
+    nothing when it holds none: the number is computed afresh when next read."""
+
+    def add() -> None:
+        with contextlib.suppress(ValueError):  # not cached (or expired meanwhile)
+            caches[alias].incr(key, delta)
+
+    _shared(add, "written")
+
+
+def forget(keys: Iterable[str], *, alias: str = DEFAULT_CACHE_ALIAS) -> None:
+    """Drop `keys` from Django's cache: their values are computed afresh when next read."""
+    keys = list(keys)
+    _shared(lambda: caches[alias].delete_many(keys), "written")
 
 
 def _digest(prefix: str, key: Hashable) -> str:

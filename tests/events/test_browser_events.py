@@ -358,6 +358,26 @@ def test_a_campaign_view_counts_with_the_id_of_the_list_that_showed_it(catalogue
     assert capped.pk not in shown_campaigns(fresh_browser()), "two visitors saw it: its cap of 2 is reached"
 
 
+def test_a_campaign_is_hidden_once_the_view_that_reaches_its_cap_is_stored(
+    catalogue, django_capture_on_commit_callbacks
+):
+    """The review's cap of 2 let six new visitors in a row see the campaign: the count was
+    read once and cached for a minute. Each view stored now counts at once."""
+    capped = capped_campaign(catalogue, cap=2)
+    shown = []
+    for i in range(6):
+        visitor = fresh_browser()
+        recommendation_id = shown_campaigns(visitor).get(capped.pk)
+        if recommendation_id:
+            shown.append(i)
+            view = campaign_view(capped, recommendation_id)
+            with django_capture_on_commit_callbacks(execute=True):
+                assert post(visitor, [view, view]).status_code == 200
+                assert post(visitor, [view]).status_code == 200  # the same visitor again
+    assert shown == [0, 1]
+    assert views_so_far([capped]) == {capped.pk: 2}
+
+
 def test_the_storefront_block_carries_the_id_its_views_send(catalogue):
     capped = capped_campaign(catalogue, cap=1)
     visitor = fresh_browser()

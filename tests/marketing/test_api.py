@@ -10,8 +10,17 @@ from django.test import Client
 
 from recommendations.events.tracking import SESSION_KEY
 from recommendations.experiments import variant_for
-from recommendations.marketing.audiences import create_segment
-from recommendations.models import ApiKey, Assignment, Campaign, CampaignKind, Experiment, ExperimentStatus
+from recommendations.marketing.audiences import create_segment, refresh_segment
+from recommendations.models import (
+    ApiKey,
+    Assignment,
+    Campaign,
+    CampaignKind,
+    Experiment,
+    ExperimentStatus,
+    Segment,
+)
+from recommendations.privacy.optout import set_opted_out
 from tests.marketing.conftest import add_event
 
 FOR_ME = "/api/campaigns/for-me/"
@@ -361,3 +370,63 @@ def test_staff_looking_at_a_shoppers_lists_are_not_the_shoppers_exposure(staff, 
     # The shopper's own visit counts too (once per shopper and experiment).
     assert client_for(shopper).get("/api/recommendations/for-you/").status_code == 200
     assert Assignment.objects.count() == 1
+
+
+def test_editing_what_a_campaign_targets_leaves_its_old_segment_out_of_the_audience(shop, tea, staff):
+    """The review changed Headphones week to Speakers and was still served the headphone fans."""
+    segment = create_segment(tea)
+    client = client_for(staff)
+    assert client.get(audience_url(tea)).json()["segment"] == segment.pk
+    banner = client.patch(
+        f"/api/campaigns/{tea.pk}/", {"discount_text": "-25%"}, content_type="application/json"
+    )
+    assert banner.status_code == 200
+    assert client.get(audience_url(tea)).json()["segment"] == segment.pk  # a text edit changes no one
+
+    patched = client.patch(
+        f"/api/campaigns/{tea.pk}/", {"category_names": ["Coffee"]}, content_type="application/json"
+    )
+    assert patched.status_code == 200
+    live = client.get(audience_url(tea)).json()
+    assert (live["source"], live["segment"], live["count"]) == ("live", None, 2)
+    assert {row["username"] for row in live["results"]} == {"coffee_lover", "loyal"}
+    as_csv = read_csv(client.get(audience_url(tea), {"format": "csv"}))
+    assert {row["username"] for row in as_csv} == {"coffee_lover", "loyal"}
+
+    refresh_segment(Segment.objects.get(pk=segment.pk))  # as the periodic task does
+    again = client.get(audience_url(tea)).json()
+    assert (again["source"], again["segment"]) == ("segment", segment.pk)
+    assert {row["username"] for row in again["results"]} == {"coffee_lover", "loyal"}
+
+
+@pytest.mark.parametrize("saved", [False, True])
+def test_the_audience_count_is_its_size_and_limit_and_offset_page_through_it(shop, staff, saved):
+    """`count` was the rows answered (the first 100 of 118); opted-out users count in neither."""
+    welcome = Campaign.objects.create(
+        name="Welcome", kind=CampaignKind.MEMBER_BENEFIT, audience_rules={"rfm_segments": ["new_customer"]}
+    )
+    set_opted_out(shop.users["tea_lover"])
+    if saved:
+        create_segment(welcome)
+    client = client_for(staff)
+    first = client.get(audience_url(welcome), {"limit": 2}).json()
+    rest = client.get(audience_url(welcome), {"limit": 2, "offset": 2}).json()
+    assert (first["source"], first["count"], rest["count"]) == ("segment" if saved else "live", 3, 3)
+    assert (len(first["results"]), len(rest["results"])) == (2, 1)
+    everyone = [row["username"] for row in first["results"] + rest["results"]]
+    assert sorted(everyone) == ["coffee_lover", "gardener", "newbie"]
+    assert [
+        row["username"] for row in read_csv(client.get(audience_url(welcome), {"format": "csv"}))
+    ] == everyone
+    negative = client.get(audience_url(welcome), {"offset": -1})
+    assert negative.status_code == 400 and "offset" in negative.json()
+
+
+def test_null_audience_rules_are_a_400_as_in_the_admin(shop, staff):
+    body = {"name": "Spring", "category_names": ["Garden"], "audience_rules": None}
+    refused = client_for(staff).post("/api/campaigns/", body, content_type="application/json")
+    assert refused.status_code == 400 and refused.json()["audience_rules"] == ["This field may not be null."]
+    left_out = client_for(staff).post(
+        "/api/campaigns/", {"name": "Spring", "category_names": ["Garden"]}, content_type="application/json"
+    )
+    assert left_out.status_code == 201 and Campaign.objects.get().audience_rules == {}

@@ -10,13 +10,16 @@ from django.core.exceptions import ValidationError
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from recommendations.marketing.audiences import build_audience, refresh_segment
+from recommendations.marketing.audiences import build_audience, create_segment, refresh_segment
+from recommendations.marketing.caps import views_so_far
+from recommendations.marketing.export import segment_rows
 from recommendations.marketing.inventory import slow_sellers
 from recommendations.marketing.products import offer
 from recommendations.marketing.rfm import customer_rfm, customers
 from recommendations.marketing.rules import InventoryRule, parse_rules
-from recommendations.marketing.targeting import campaigns_for, views_so_far
-from recommendations.models import Campaign, CampaignKind, Segment, UserVector
+from recommendations.marketing.targeting import CampaignStatus, campaign_status, campaigns_for
+from recommendations.models import Campaign, CampaignKind, Event, Segment, UserVector
+from recommendations.privacy.optout import set_opted_out
 from recommendations.serving.types import Audience
 from tests.marketing.conftest import add_event
 from tests.state import UNREACHABLE_CACHES
@@ -235,9 +238,12 @@ def test_an_impression_cap_counts_each_visitor_once(shop):
     assert views_so_far([capped]) == {capped.pk: 2}
     assert [m.campaign for m in campaigns_for(Audience(session_id="someone"))] == [capped]
     add_event("campaign_view", session="another", context=views)
-    cache.clear()  # the count is cached for VIEWS_CACHE_SECONDS
+    cache.clear()  # the count is cached for VIEWS_CACHE_SECONDS (ingest() keeps it current)
     assert views_so_far([capped]) == {capped.pk: 3}
     assert campaigns_for(Audience(session_id="someone")) == []
+    Event.objects.filter(session_id="another").delete()  # erased
+    capped.save()  # an edit is judged on a fresh count
+    assert [m.campaign for m in campaigns_for(Audience(session_id="someone"))] == [capped]
 
 
 def test_for_me_follows_an_anonymous_session(shop):
@@ -373,3 +379,143 @@ def test_the_migration_removes_min_scores_of_the_old_scale(shop):
     for campaign in Campaign.objects.all():
         campaign.is_active = False
         campaign.full_clean()  # each can be edited (and switched off) again
+
+
+def test_users_who_opted_out_are_in_no_audience(shop):
+    """The storefront treats them as unknown; a newsletter must not profile them either. The
+    next best users take their places, up to the size asked for."""
+    tea_lover, newbie = shop.users["tea_lover"], shop.users["newbie"]
+    tea = promotion(name="Tea", category_names=["Tea"])
+    welcome = Campaign.objects.create(
+        name="Welcome", kind=CampaignKind.MEMBER_BENEFIT, audience_rules={"rfm_segments": ["new_customer"]}
+    )
+    assert users_of(build_audience(tea, limit=1)) == [tea_lover.pk]
+    assert tea_lover.pk in users_of(build_audience(welcome))
+    set_opted_out(tea_lover)
+
+    assert users_of(build_audience(tea, limit=1)) == [newbie.pk]
+    new_customers = shop.user_ids("newbie", "coffee_lover", "gardener")  # filled up from the rest
+    assert set(users_of(build_audience(welcome, limit=3))) == new_customers
+    segment = create_segment(tea)
+    assert segment.size == 1 and list(segment.users()) == [newbie]
+
+
+def test_users_who_opted_out_are_in_no_audience_by_taste_vectors(shop, model):
+    tea = promotion(name="Tea", category_names=["Tea"])
+    assert users_of(build_audience(tea, limit=1)) == [shop.users["tea_lover"].pk]
+    set_opted_out(shop.users["tea_lover"])
+    audience = build_audience(tea, limit=1)
+    assert audience.method == "vectors" and users_of(audience) == [shop.users["coffee_lover"].pk]
+
+
+def test_opting_out_leaves_the_saved_segments(shop):
+    tea = promotion(name="Tea", category_names=["Tea"])
+    segment = create_segment(tea)
+    assert segment.size == 2
+    set_opted_out(shop.users["tea_lover"])
+    segment.refresh_from_db()
+    assert segment.size == 1 and list(segment.users()) == [shop.users["newbie"]]
+
+
+def test_a_segment_export_leaves_out_users_a_host_flags_as_opted_out(shop, settings):
+    """A host keeping its own flag (OPT_OUT_CHECK) tells nobody when it changes."""
+    segment = create_segment(promotion(name="Tea", category_names=["Tea"]))
+    settings.RECOMMENDATIONS = {
+        **settings.RECOMMENDATIONS,
+        "OPT_OUT_CHECK": "tests.marketing.test_targeting.tea_lover_opted_out",
+    }
+    assert [row["username"] for row in segment_rows(segment)] == ["newbie"]
+
+
+def tea_lover_opted_out(user) -> bool:
+    return user.username == "tea_lover"
+
+
+def test_a_signed_in_shopper_who_opted_out_still_sees_logged_in_only_campaigns(shop):
+    """Opting out of personalisation is not signing out: only their profile is not read."""
+    members_only = promotion(name="Members", category_names=["Tea"], audience_rules={"logged_in_only": True})
+    points = Campaign.objects.create(
+        name="Points",
+        kind=CampaignKind.MEMBER_BENEFIT,
+        audience_rules={"rfm_segments": ["loyal_high_spender"]},
+    )
+    loyal = shop.users["loyal"]
+    assert {m.campaign for m in campaigns_for(Audience(user=loyal))} == {members_only, points}
+    set_opted_out(loyal)
+    matches = campaigns_for(Audience(user=get_user_model().objects.get(pk=loyal.pk)))
+    assert [(m.campaign, m.score, m.method) for m in matches] == [(members_only, 0.0, "affinity")]
+    assert campaigns_for(Audience(session_id="anonymous")) == []
+
+
+def test_a_flash_sale_keeps_its_products_while_it_runs(shop):
+    """Chosen afresh, a slow seller that starts to sell (what the sale is for) would leave it."""
+    Product = type(shop.products["Tea"][0])
+    Product.objects.filter(pk=shop.products["Tea"][0].pk).update(stock=300)  # sold once, yesterday
+    rule = {"min_stock": 100, "max_units_sold": 1, "days": 30}
+    sale = Campaign.objects.create(
+        name="Tea clearance",
+        kind=CampaignKind.FLASH_SALE,
+        category_names=["Tea"],
+        audience_rules={"inventory": rule},
+        starts_at=shop.now + dt.timedelta(days=1),
+    )
+    first, slow = str(shop.products["Tea"][0].pk), shop.slow_seller("Tea")
+    assert offer(sale) == [slow, first]  # not started: the slow sellers of now
+    sale.starts_at = shop.now - dt.timedelta(minutes=1)
+    sale.save()
+    assert offer(sale) == [slow, first]
+    for buyer in ("gardener", "bystander", "loyal"):
+        add_event("purchase", user=shop.users[buyer], product=shop.products["Tea"][-1], value=1)
+    assert slow not in slow_sellers(InventoryRule(**rule))
+    sale.discount_text = "-50% on tea"  # a banner edit is no new sale
+    sale.save()
+    for campaign in (sale, Campaign.objects.get(pk=sale.pk)):
+        assert offer(campaign) == [slow, first]
+    assert shown_to(sale, Audience(user=shop.users["tea_lover"]))
+    Product.objects.filter(pk=first).update(stock=0)  # sold out: gone at once
+    assert offer(Campaign.objects.get(pk=sale.pk)) == [slow]
+    Product.objects.filter(pk=slow).update(stock=0)
+    with pytest.raises(
+        ValidationError, match="nothing to offer now: the slow sellers it started with are sold"
+    ):
+        build_audience(Campaign.objects.get(pk=sale.pk))
+
+    Product.objects.filter(pk__in=[first, slow]).update(stock=200)
+    sale.audience_rules = {"inventory": {**rule, "max_units_sold": 0}}  # new targeting: chosen again
+    sale.save()
+    assert offer(Campaign.objects.get(pk=sale.pk)) == []  # both sold since the sale started
+    assert Campaign.objects.get(pk=sale.pk).sale_product_ids == []
+
+
+def test_a_promotion_with_nothing_to_offer_is_neither_shown_nor_given_an_audience(shop):
+    sold_out = promotion(name="Gone", product_ids=shop.ids("Garden")[:1])
+    type(shop.products["Garden"][0]).objects.filter(pk=shop.products["Garden"][0].pk).update(stock=0)
+    assert campaign_status([sold_out]) == {sold_out.pk: CampaignStatus.NOTHING_TO_OFFER}
+    assert not shown_to(sold_out, Audience(user=shop.users["gardener"]))
+    with pytest.raises(ValidationError, match="'Gone' has nothing to offer now: its products are sold out"):
+        build_audience(sold_out)
+    clearance = Campaign.objects.create(
+        name="Clearance",
+        kind=CampaignKind.FLASH_SALE,
+        audience_rules={"inventory": {"min_stock": 100_000}},
+        starts_at=shop.now + dt.timedelta(days=1),
+    )
+    with pytest.raises(ValidationError, match="no available product in its scope has at least 100000 units"):
+        build_audience(clearance)
+
+
+def test_the_migration_takes_saved_segments_to_match_their_campaigns_as_they_are(shop):
+    """Nothing recorded what a segment saved before digests was computed for: it goes on being
+    served (as it was) until its campaign changes."""
+    from django.apps import apps as django_apps
+
+    migration = importlib.import_module(
+        "recommendations.migrations.0024_campaign_sale_products_segment_rules_digest"
+    )
+    tea = promotion(name="Tea", category_names=["Tea"])
+    saved = create_segment(tea)
+    orphan = Segment.objects.create(name="Orphan", auto_refresh=False)
+    Segment.objects.update(rules_digest="")
+    migration.record_rules_of_saved_segments(django_apps, None)
+    assert Segment.objects.get(pk=saved.pk).is_current
+    assert Segment.objects.get(pk=orphan.pk).rules_digest == ""

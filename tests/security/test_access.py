@@ -91,8 +91,8 @@ def test_a_visitor_cannot_take_the_event_ids_of_purchases_to_come(products):
     assert not Event.objects.filter(event_type="view", event_id__startswith="order:").exists()
 
 
-def test_audiences_are_for_staff_and_audience_keys_only(alice, staff, make_key):
-    campaign = Campaign.objects.create(name="Spring", product_ids=["1"])
+def test_audiences_are_for_staff_and_audience_keys_only(alice, staff, make_key, products):
+    campaign = Campaign.objects.create(name="Spring", product_ids=[str(products[0].pk)])
     url, missing = f"/api/campaigns/{campaign.pk}/audience/", f"/api/campaigns/{MISSING}/audience/"
     refused = {
         "anonymous": Client(),
