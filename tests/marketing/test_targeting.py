@@ -510,7 +510,7 @@ def test_the_migration_takes_saved_segments_to_match_their_campaigns_as_they_are
     from django.apps import apps as django_apps
 
     migration = importlib.import_module(
-        "recommendations.migrations.0024_campaign_sale_products_segment_rules_digest"
+        "recommendations.migrations.0025_campaign_sale_products_segment_rules_digest"
     )
     tea = promotion(name="Tea", category_names=["Tea"])
     saved = create_segment(tea)

@@ -19,7 +19,7 @@ def record_rules_of_saved_segments(apps, schema_editor) -> None:
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('recommendations', '0023_model_version_window_of_events_trained_on'),
+        ('recommendations', '0024_product_document_store_name'),
     ]
 
     operations = [
