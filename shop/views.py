@@ -36,6 +36,7 @@ PAGE_SIZE = 24
 RERANK_WINDOW = 96
 # Where the "Recommended" order of the listing the visitor browses is kept (`_recommended_page`).
 LISTING_ORDER_KEY = "listing_order"
+KEPT_LISTINGS = 4  # listings whose order a session keeps: a few tabs' worth
 SORTS = {
     "recommended": None,
     "price": "price",
@@ -88,18 +89,19 @@ def _recommended_page(
     shop's. That order changes with every product the visitor opens, so pages cut from the
     order of each request repeated products and skipped others. Instead, the visitor's browse
     of a listing keeps one order: opening it (a URL without a page, as menus and the sort links
-    give) ranks it and keeps the ranked ids in the session (one listing at a time, a few
-    hundred bytes); the pager's links, which name a page, cut theirs from the kept order, so
+    give) ranks it and keeps the ranked ids in the session (for the last `KEPT_LISTINGS`
+    listings, so another tab or a look at another category keeps this one's order; a few
+    hundred bytes each); the pager's links, which name a page, cut theirs from the kept order, so
     each product appears once across the pages. Personalisation still follows the visitor:
     a page cut from a kept order shows its ranked products in their order of the moment.
     Products that arrived since follow the kept ones, in the shop's order; those gone are left
     out. Nothing is kept for a visitor the engine does not know (no session is written for a
     crawler): their order, by popularity, is the same on every request.
     """
-    kept = request.session.get(LISTING_ORDER_KEY) if "page" in request.GET else None
-    if kept and kept["listing"] == listing:
+    kept: dict[str, list[str]] = request.session.get(LISTING_ORDER_KEY, {})
+    if "page" in request.GET and listing in kept:
         listed = set(ids)
-        ranked = [pid for pid in kept["ids"] if pid in listed]
+        ranked = [pid for pid in kept[listing] if pid in listed]
         seen = set(ranked)
         page = Paginator([*ranked, *(pid for pid in ids if pid not in seen)], PAGE_SIZE).get_page(
             request.GET.get("page")
@@ -112,7 +114,9 @@ def _recommended_page(
     head = ids[:RERANK_WINDOW]
     order, recommendations = _in_visitor_order(request, head, ids[RERANK_WINDOW:])
     if Audience.for_request(request).is_known:
-        request.session[LISTING_ORDER_KEY] = {"listing": listing, "ids": order[: len(head)]}
+        listings = {name: order for name, order in kept.items() if name != listing}
+        listings[listing] = order[: len(head)]  # the newest last: the oldest go first
+        request.session[LISTING_ORDER_KEY] = dict(list(listings.items())[-KEPT_LISTINGS:])
     return Paginator(order, PAGE_SIZE).get_page(request.GET.get("page")), recommendations
 
 

@@ -52,13 +52,21 @@ def view(client, *product_ids: str) -> None:
     assert response.status_code == 200, response.content
 
 
-def test_recommended_pages_show_each_product_once_while_the_visitor_browses(client, outdoor):
+@pytest.mark.parametrize("other_tab", [False, True], ids=["one listing", "another category between pages"])
+def test_recommended_pages_show_each_product_once_while_the_visitor_browses(client, outdoor, other_tab):
     url = reverse("shop:category", args=["outdoor"])
+    indoor = Category.objects.create(name="Indoor")
+    for i in range(5):
+        Product.objects.create(
+            title=f"Lamp {i}", slug=f"lamp-{i}", category=indoor, store=outdoor[0].store, price=10, stock=5
+        )
     view(client, str(outdoor[0].pk))  # cluster 0
     html = client.get(url).content.decode()
     pages = [CARD.findall(html)]
     assert {cluster(outdoor, pid) for pid in pages[0][: PAGE_SIZE // 2]} == {0}  # their taste first
     for _ in range(2):
+        if other_tab:  # a look at another listing (another tab, or the menu and Back) keeps this one's order
+            client.get(reverse("shop:category", args=[indoor.slug]))
         # They open the products of cluster 1 the page shows, then follow the pager's link.
         view(client, *[pid for pid in pages[-1] if cluster(outdoor, pid) == 1])
         html = client.get(url + NEXT.search(html)[1].replace("&amp;", "&")).content.decode()
