@@ -98,6 +98,10 @@ def test_requests_fail_cleanly_while_the_database_restarts_and_recover(database,
             status, headers, answer = call(url, key, body)
             assert status == 503, answer
             assert int(headers["Retry-After"]) > 0 and "Retry" in answer["detail"]
+        # A storefront page through the whole middleware stack: the 503 page, not Django's 500.
+        with pytest.raises(urllib.error.HTTPError) as page:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=30)
+        assert page.value.code == 503 and int(page.value.headers["Retry-After"]) > 0
 
         pg_ctl(
             ["-w", "-o", '-h ""', "-o", f"-k {info.socket_dir}", "-l", str(server.log), "start"],
