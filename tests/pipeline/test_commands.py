@@ -1,6 +1,7 @@
 """Management commands: train, evaluate, embed, activate and roll back, with clear errors."""
 
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -110,6 +111,25 @@ def test_a_missing_model_file_is_one_line_and_leaves_no_empty_version(shop, sett
         with pytest.raises(CommandError) as raised:
             run(*args)
         assert str(raised.value) == missing
+    assert list(ModelVersion.objects.values_list("pk", flat=True)) == [active.pk]
+
+
+def test_a_damaged_model_file_is_one_line_naming_the_file_and_version(shop, monkeypatch):
+    """Empty, cut short or overwritten: the same advice as a missing file, not safetensors' traceback."""
+    active = pipeline.retrain().version
+    path = Path(active.artifact.path)
+    whole = path.read_bytes()
+    for damaged in (b"", whole[: len(whole) // 2], whole[:100], random.Random(7).randbytes(4096)):
+        path.write_bytes(damaged)
+        monkeypatch.setattr(artifacts, "_loaded", type(artifacts._loaded)())  # as in a fresh process
+        with pytest.raises(CommandError) as raised:
+            run("embed")
+        message = str(raised.value)
+        assert message.startswith(
+            f"The model file of version {active.pk} ({active.artifact.name}) is damaged: "
+        )
+        assert message.endswith("Restore it, or retrain: `python manage.py train_model --activate`.")
+        assert "\n" not in message
     assert list(ModelVersion.objects.values_list("pk", flat=True)) == [active.pk]
 
 
