@@ -182,6 +182,12 @@ def test_a_catalogue_smaller_than_the_top_k_trains_and_evaluates(db, n_products)
     assert names == ["two_tower", "popularity", "item_knn", "ease", "als"]
 
 
+@pytest.mark.parametrize("models", [",", " , ", ""])
+def test_evaluate_refuses_a_list_of_no_models_rather_than_running_every_one(shop, models):
+    with pytest.raises(CommandError, match=r"Give at least one model \(choices: als, ease, item_knn, "):
+        run("evaluate", "--models", models)
+
+
 def test_evaluate_refuses_more_folds_than_shoppers_to_evaluate(shop):
     with pytest.raises(CommandError, match="61 folds need 61 shoppers .* there are 60: use at most 60 folds"):
         run("evaluate", "--folds", "61")
