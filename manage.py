@@ -10,7 +10,10 @@ def main() -> None:
     from django.core.exceptions import ImproperlyConfigured
     from django.core.management import execute_from_command_line
 
+    from shop.database import check_external_databases
+
     try:
+        check_external_databases(os.environ)
         execute_from_command_line(sys.argv)
     except ImproperlyConfigured as exc:
         # Configuration problems get one clear line, not a traceback.

@@ -23,9 +23,11 @@ import numpy as np
 from django.conf import settings
 from django.core.files.base import ContentFile
 from django.core.files.storage import FileSystemStorage
+from safetensors import SafetensorError
 from safetensors.torch import load_file
 from safetensors.torch import save as save_tensors
 
+from recommendations.devices import DeviceError
 from recommendations.features import KeyIndex, TrainingData
 from recommendations.learning import artifacts as core
 from recommendations.learning.features import ItemFeaturizer
@@ -102,6 +104,7 @@ def save(version: ModelVersion, model: TwoTowerRecommender, data: TrainingData) 
     version.artifact.save(f"two_tower_v{version.pk}.safetensors", ContentFile(dumps(model, data)), save=False)
 
 
+RETRAIN = "`python manage.py train_model --activate`."
 _loaded: OrderedDict[tuple[int, str], LoadedModel] = OrderedDict()
 
 
@@ -120,7 +123,15 @@ def load(version: ModelVersion, device: str = "cpu") -> LoadedModel:
             payload = fh.read()
     except OSError as exc:  # the file was moved or deleted, or the storage is unreachable
         raise ValueError(_unreadable(version, exc)) from exc
-    model, items, featurizer = loads(payload, device)
+    try:
+        model, items, featurizer = loads(payload, device)
+    except DeviceError:
+        raise
+    except (ValueError, KeyError, SafetensorError) as exc:  # empty, cut short, or another file's bytes
+        raise ValueError(
+            f"The model file of version {version.pk} ({version.artifact.name}) is damaged: "
+            f"{str(exc).strip() or type(exc).__name__}. Restore it, or retrain: {RETRAIN}"
+        ) from exc
     loaded = LoadedModel(version.pk, model, items, featurizer)
     _loaded[key] = loaded
     while len(_loaded) > _CACHE_SIZE:
@@ -140,5 +151,5 @@ def _unreadable(version: ModelVersion, exc: OSError) -> str:
     problem = "is missing from" if isinstance(exc, FileNotFoundError) else f"could not be read ({exc}) from"
     return (
         f"The model file of version {version.pk} ({version.artifact.name}) {problem} {where}. Restore "
-        "it, or retrain: `python manage.py train_model --activate`."
+        f"it, or retrain: {RETRAIN}"
     )

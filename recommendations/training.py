@@ -347,8 +347,10 @@ def evaluate(
         if not len(part.test):
             raise ValueError("No shopper can be evaluated: each needs at least 3 different products.")
         chosen = recommenders(data.interactions.n_items, cfg)
-        if models:
+        if models is not None:  # an empty list is a mistake ("--models ,"), not "every model"
             unknown = sorted(set(models) - set(chosen))
+            if not models:
+                raise ValueError(f"Give at least one model (choices: {', '.join(sorted(chosen))}).")
             if unknown:
                 raise ValueError(f"Unknown recommender(s) {unknown}; choose from {sorted(chosen)}.")
             chosen = {name: chosen[name] for name in models}

@@ -11,7 +11,11 @@ catalogue, and every k-NN then rereads them from the OS cache.
 `DATABASE_REPLICA_URL` optionally names a streaming replica of that database, from which
 serving reads vectors (`recommendations.routers`).
 
-Every way this can go wrong ends in one `ImproperlyConfigured` that says what to fix.
+Every way this can go wrong ends in one `ImproperlyConfigured` that says what to fix. An
+external server is checked once as a process tree starts (`check_external_databases()`, from
+manage.py, gunicorn's master and Celery's), never while loading settings: a gunicorn worker
+that starts while the database is down must come up and answer 503 until it is back, not fail
+to boot (which makes gunicorn's master stop every worker).
 """
 
 from __future__ import annotations
@@ -103,9 +107,19 @@ def _external_settings(url: str, source: str, fallback: str) -> dict[str, Any]:
             f"{source} must be a PostgreSQL URL (postgres://user:pass@host:5432/name), "
             f"got {url.split(':', 1)[0]!r}. {fallback}"
         )
-    config = dj_database_url.parse(url)
-    _check_reachable(_conninfo(config), source, fallback)
-    return config
+    return dj_database_url.parse(url)
+
+
+def check_external_databases(environ: os._Environ | dict[str, str]) -> None:
+    """Raise `ImproperlyConfigured` when `DATABASE_URL` or `DATABASE_REPLICA_URL` names a
+    server that cannot be reached or lacks pgvector. Run once as a process tree starts."""
+    for source, fallback in (
+        ("DATABASE_URL", "Unset it to use the embedded PostgreSQL."),
+        ("DATABASE_REPLICA_URL", "Unset it to read vectors from the primary."),
+    ):
+        url = environ.get(source, "").strip()
+        if url:
+            _check_reachable(_conninfo(_external_settings(url, source, fallback)), source, fallback)
 
 
 def shared_buffers(configured: str = "") -> str:

@@ -42,6 +42,21 @@ if os.path.isdir("/dev/shm"):  # noqa: S108
     worker_tmp_dir = "/dev/shm"  # noqa: S108
 
 
+def on_starting(server: Any) -> None:
+    """Check `DATABASE_URL` once, in the master: an unreachable one stops start-up with one
+    line. Never in a worker: one booting while the database is down (a recycled worker) must
+    come up and answer 503 until it is back, as gunicorn stops every worker when one fails
+    to boot."""
+    from django.core.exceptions import ImproperlyConfigured
+
+    from shop.database import check_external_databases
+
+    try:
+        check_external_databases(os.environ)
+    except ImproperlyConfigured as exc:
+        raise RuntimeError(f"Configuration error: {exc}") from exc  # gunicorn prints "Error: <this>"
+
+
 def worker_exit(server: Any, worker: Any) -> None:
     """Write the served lists this worker still holds in memory before it goes (recycled by
     max_requests, or stopped): they are queued and written in batches, a second apart."""

@@ -41,6 +41,7 @@ from django.db import connection, transaction
 from django.db.models import Model
 
 from recommendations.adapters import get_product_adapter, get_store_adapter
+from recommendations.api.exceptions import TRANSIENT_ERRORS
 from recommendations.events.datasets import Dataset, InteractionBatch, get_dataset, require_files
 from recommendations.events.ingestion import copy_rows, differences_from_stored
 from recommendations.events.partitions import ensure_partitions_for
@@ -144,6 +145,25 @@ class ImportFailed(Exception):
             f"{self.file}: {len(self.errors)} bad row(s) in {span}; "
             f"nothing from those lines was stored.{earlier}{error_lines(self.errors)}"
         )
+
+
+@dataclass
+class DatabaseLost(Exception):
+    """The database went away mid-import: the batch being written was rolled back, those
+    before it are stored, and a re-run skips them."""
+
+    file: str
+    reason: str
+    result: ImportResult
+
+    def __str__(self) -> str:
+        done = (
+            f"The first {self.result.read:,} rows were imported ({self.result.stored:,} new events); "
+            "once it is back, running the same command again skips them."
+            if self.result.read
+            else "Nothing was imported; run the same command again once it is back."
+        )
+        return f"The database was lost while importing {self.file} ({self.reason}). {done}"
 
 
 def _batches(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
@@ -374,6 +394,9 @@ def _run(
                 "once it is fixed, running the import again skips them."
             )
         raise
+    except TRANSIENT_ERRORS as exc:  # a restart, a lost network: the batch written rolled back
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise DatabaseLost(file, reason, result) from exc
     finally:
         if collecting:
             gc.enable()

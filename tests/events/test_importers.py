@@ -10,11 +10,14 @@ from decimal import Decimal
 from io import StringIO
 from pathlib import Path
 
+import psycopg
 import pytest
 from django.contrib.auth import get_user_model
 from django.core.management import CommandError, call_command
+from django.db import connection
 
 from recommendations.events.importers import (
+    DatabaseLost,
     ImportFailed,
     ensure_users,
     import_dataset_events,
@@ -588,3 +591,33 @@ def test_catalogue_rows_repeating_a_sku_are_reported_and_the_first_is_imported(t
         "only the earlier row's product is imported.\n  items.csv line 5: sku amazon-beauty:B0001 is that "
         "of line 2, with another title, category_path, description; line 2's product is imported"
     ) in out.getvalue()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_losing_the_database_mid_file_says_what_was_stored_and_a_rerun_resumes(tmp_path):
+    """The server drops the import's connection (a restart) after its first batch."""
+    events = tmp_path / "events.jsonl"
+    events.write_text(
+        "".join(
+            json.dumps({"event_id": f"s-{n}", "event_type": "search", "query": "mug"}) + "\n"
+            for n in range(30)
+        )
+    )
+
+    def drop_connection_after_the_first_batch(stage, done, total):
+        if done == 10:
+            with psycopg.connect(**connection.get_connection_params(), autocommit=True) as other:
+                other.execute("SELECT pg_terminate_backend(%s)", [connection.connection.info.backend_pid])
+
+    with pytest.raises(DatabaseLost) as lost:
+        import_event_file(
+            events, batch_rows=10, progress=Progress(listeners=(drop_connection_after_the_first_batch,))
+        )
+    assert str(lost.value).startswith("The database was lost while importing events.jsonl (")
+    assert str(lost.value).endswith(
+        "). The first 10 rows were imported (10 new events); once it is back, running the same "
+        "command again skips them."
+    )
+    connection.close()
+    assert Event.objects.count() == 10
+    assert import_event_file(events, batch_rows=10).stored == 20

@@ -1,6 +1,7 @@
 """Management commands: train, evaluate, embed, activate and roll back, with clear errors."""
 
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -113,6 +114,25 @@ def test_a_missing_model_file_is_one_line_and_leaves_no_empty_version(shop, sett
     assert list(ModelVersion.objects.values_list("pk", flat=True)) == [active.pk]
 
 
+def test_a_damaged_model_file_is_one_line_naming_the_file_and_version(shop, monkeypatch):
+    """Empty, cut short or overwritten: the same advice as a missing file, not safetensors' traceback."""
+    active = pipeline.retrain().version
+    path = Path(active.artifact.path)
+    whole = path.read_bytes()
+    for damaged in (b"", whole[: len(whole) // 2], whole[:100], random.Random(7).randbytes(4096)):
+        path.write_bytes(damaged)
+        monkeypatch.setattr(artifacts, "_loaded", type(artifacts._loaded)())  # as in a fresh process
+        with pytest.raises(CommandError) as raised:
+            run("embed")
+        message = str(raised.value)
+        assert message.startswith(
+            f"The model file of version {active.pk} ({active.artifact.name}) is damaged: "
+        )
+        assert message.endswith("Restore it, or retrain: `python manage.py train_model --activate`.")
+        assert "\n" not in message
+    assert list(ModelVersion.objects.values_list("pk", flat=True)) == [active.pk]
+
+
 def test_a_device_this_machine_lacks_is_one_line_from_every_command_that_trains_or_embeds(shop):
     """cuda:99: no machine here has a hundred GPUs, and one without CUDA says so the same way."""
     active = pipeline.retrain().version
@@ -160,6 +180,12 @@ def test_a_catalogue_smaller_than_the_top_k_trains_and_evaluates(db, n_products)
     table = [line for line in out.splitlines() if line.startswith("| ")]
     names = [line.split("|")[1].strip() for line in table[1:]]
     assert names == ["two_tower", "popularity", "item_knn", "ease", "als"]
+
+
+@pytest.mark.parametrize("models", [",", " , ", ""])
+def test_evaluate_refuses_a_list_of_no_models_rather_than_running_every_one(shop, models):
+    with pytest.raises(CommandError, match=r"Give at least one model \(choices: als, ease, item_knn, "):
+        run("evaluate", "--models", models)
 
 
 def test_evaluate_refuses_more_folds_than_shoppers_to_evaluate(shop):

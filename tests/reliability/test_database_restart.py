@@ -98,6 +98,10 @@ def test_requests_fail_cleanly_while_the_database_restarts_and_recover(database,
             status, headers, answer = call(url, key, body)
             assert status == 503, answer
             assert int(headers["Retry-After"]) > 0 and "Retry" in answer["detail"]
+        # A storefront page through the whole middleware stack: the 503 page, not Django's 500.
+        with pytest.raises(urllib.error.HTTPError) as page:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=30)
+        assert page.value.code == 503 and int(page.value.headers["Retry-After"]) > 0
 
         pg_ctl(
             ["-w", "-o", '-h ""', "-o", f"-k {info.socket_dir}", "-l", str(server.log), "start"],
@@ -145,3 +149,62 @@ def test_the_raw_connection_of_the_bulk_paths_is_health_checked_like_djangos_cur
     raw = raw_connection(connection)
     assert raw.execute("SELECT 1").fetchone() == (1,)
     assert raw.info.backend_pid != dropped
+
+
+def test_a_worker_recycled_while_the_database_is_down_boots_and_answers_503(database, tmp_path):
+    """With `DATABASE_URL` and the production config, a worker that starts while the database
+    is down (recycled by max_requests) comes up and answers 503; it used to fail to boot, and
+    gunicorn's master then stopped every worker for good."""
+    env, key, server = database
+    url = subprocess.run(
+        [sys.executable, "manage.py", "embedded_db", "url"], cwd=ROOT, env=env, capture_output=True, text=True
+    ).stdout.strip()
+    env = {**env, "DATABASE_URL": url}
+    port = free_port()
+    log = (tmp_path / "gunicorn.log").open("w")
+    app = subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", "-c", "shop/gunicorn.conf.py", "--bind", f"127.0.0.1:{port}",
+         "--workers", "1", "--threads", "1", "--max-requests", "2", "--max-requests-jitter", "0"],
+        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    serving, health = (
+        f"http://127.0.0.1:{port}/api/recommendations/trending/",
+        f"http://127.0.0.1:{port}/healthz",
+    )
+    try:
+        wait_until_up(serving, key)
+        info = server.get_postmaster_info()
+        pg_ctl(["-w", "-m", "fast", "stop"], pgdata=server.pgdata, user=server.system_user, timeout=30)
+        for _ in range(6):  # three workers' lives, two of them started with the database down
+            assert call(serving, key)[0] == 503
+        with pytest.raises(urllib.error.HTTPError) as answer:
+            urllib.request.urlopen(health, timeout=30)
+        assert answer.value.code == 503
+        assert app.poll() is None, (tmp_path / "gunicorn.log").read_text()[-3000:]
+
+        pg_ctl(
+            ["-w", "-o", '-h ""', "-o", f"-k {info.socket_dir}", "-l", str(server.log), "start"],
+            pgdata=server.pgdata, user=server.system_user, timeout=30,
+        )  # fmt: skip
+        assert call(serving, key)[0] == 200
+        assert app.poll() is None
+    finally:
+        app.terminate()
+        app.wait(timeout=30)
+        log.close()
+
+
+def test_gunicorn_with_an_unreachable_database_url_stops_with_one_line():
+    env = {
+        **os.environ,
+        "DATABASE_URL": "postgres://shop@127.0.0.1:1/shop",
+        "DJANGO_SETTINGS_MODULE": "shop.settings",
+    }
+    started = subprocess.run(
+        [sys.executable, "-m", "gunicorn", "-c", "shop/gunicorn.conf.py", "--bind", f"127.0.0.1:{free_port()}"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert started.returncode != 0
+    assert "Traceback" not in started.stderr
+    assert "Error: Configuration error: The database in DATABASE_URL" in started.stderr
+    assert "cannot be reached" in started.stderr

@@ -35,7 +35,11 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         if options["folds"] is not None and options["folds"] < 2:
             raise CommandError("--folds must be at least 2.")
-        models = [m.strip() for m in options["models"].split(",") if m.strip()] if options["models"] else None
+        models = (
+            None
+            if options["models"] is None
+            else [m.strip() for m in options["models"].split(",") if m.strip()]
+        )
         try:
             training.evaluate(
                 split=options["split"].replace("-", "_"),

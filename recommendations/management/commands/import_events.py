@@ -11,6 +11,7 @@ from django.core.management.base import BaseCommand, CommandParser
 from recommendations.events.datasets import DATASETS
 from recommendations.events.importers import (
     DEFAULT_BATCH_ROWS,
+    DatabaseLost,
     ImportFailed,
     import_dataset_events,
     import_event_file,
@@ -45,7 +46,7 @@ class Command(BaseCommand):
         source = Path(path)
         bar = ProgressBar(self.stdout)
         progress = None if options["no_progress"] else Progress(listeners=(bar,))
-        with command_errors(source, ImportFailed):
+        with command_errors(source, ImportFailed, DatabaseLost):
             try:
                 if dataset:
                     result = import_dataset_events(dataset, source, batch_rows=batch_rows, progress=progress)
