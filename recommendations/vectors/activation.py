@@ -78,7 +78,10 @@ def activate(version: ModelVersion) -> ActivationResult:
             previous.status = ModelStatus.READY
         locked.status = ModelStatus.ACTIVE
         locked.activated_at = timezone.now()
-        locked.save(update_fields=["status", "activated_at"])
+        # An embed killed after its last stage began left that stage behind; whatever it had
+        # left undone, prepare_search() above has finished, so the admin must not show it stuck.
+        locked.progress = {"stage": "done", "done": 1, "total": 1}
+        locked.save(update_fields=["status", "activated_at", "progress"])
         transaction.on_commit(queries.clear_cache)
     version.status, version.activated_at = locked.status, locked.activated_at
     logger.info(

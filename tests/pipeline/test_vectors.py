@@ -320,6 +320,18 @@ def test_rollback_and_activation_errors():
     assert ModelVersion.objects.get(status=ModelStatus.ACTIVE).pk == first.pk
 
 
+@pytest.mark.django_db(transaction=True)
+def test_an_activation_that_finished_a_killed_embed_shows_it_done():
+    from django.contrib.admin.sites import site
+
+    version = make_version(n=5, seed=4)
+    version.progress = {"stage": "building indexes", "done": 0, "total": 1}  # its embed was killed there
+    version.save()
+    activation.activate(version)
+    version.refresh_from_db()
+    assert site._registry[ModelVersion].progress_display(version) == "done"
+
+
 @pytest.mark.django_db
 def test_the_migration_marks_versions_embedded_before_the_field_existed():
     migration = importlib.import_module("recommendations.migrations.0020_model_version_embedded_at")
