@@ -258,8 +258,12 @@ def _price(text: str) -> Decimal | None:
 
 @functools.lru_cache(maxsize=65_536)
 def _unix(text: str) -> dt.datetime:
-    # Cached: datasets repeat timestamps a lot (Amazon's are whole days).
-    return dt.datetime.fromtimestamp(int(float(text)), tz=dt.UTC)
+    """A Unix time in seconds; a ValueError naming the cell when it is none (a bad timestamp
+    beside a good rating must not read as a bad rating)."""
+    try:
+        return dt.datetime.fromtimestamp(int(float(text)), tz=dt.UTC)
+    except (ValueError, OverflowError, OSError) as exc:
+        raise ValueError(f"timestamp {text.strip()!r} is not a Unix time in seconds ({exc})") from exc
 
 
 class Dataset:
@@ -367,7 +371,7 @@ class AmazonBeauty(Dataset):
             return None
         try:
             moments = {text: _unix(text) for text in set(columns[stamp])}
-        except (ValueError, OverflowError, OSError):
+        except ValueError:
             return None
         products = {text: source_id(self.name, text) for text in set(asins)}
         count = len(batch)
@@ -394,7 +398,7 @@ class AmazonBeauty(Dataset):
             if not reviewer or not asin:
                 raise ValueError("reviewer_id and asin are required")
             timestamp = _unix(stamp)
-        except (ValueError, OverflowError, OSError) as exc:
+        except ValueError as exc:
             return RowError(file, line, f"unreadable interaction ({exc})")
         return InteractionSource(
             line, (reviewer, asin), reviewer, source_id(self.name, asin), "purchase", timestamp, 1.0
@@ -558,8 +562,8 @@ class MovieLens(Dataset):
                 if not user or not item or not 1 <= rating <= 5:
                     raise ValueError("needs user_id, item_id and a rating from 1 to 5")
                 timestamp = _unix(stamp)
-            except (ValueError, OverflowError, OSError) as exc:
-                yield RowError(path.name, line, f"unreadable rating ({exc})")
+            except ValueError as exc:
+                yield RowError(path.name, line, f"unreadable rating row ({exc})")
                 continue
             yield InteractionSource(
                 line, (user, item), user, source_id(self.name, item), "rating", timestamp, rating

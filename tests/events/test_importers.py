@@ -318,6 +318,19 @@ def test_movielens_movies_and_ratings(tmp_path):
     assert ratings[0].user.username == "movielens.196"
 
 
+def test_a_movielens_row_says_which_cell_is_bad(tmp_path):
+    from recommendations.events.datasets import MovieLens, RowError
+
+    (tmp_path / "ml-100k.inter").write_text(
+        "user_id:token\titem_id:token\trating:float\ttimestamp:float\n"
+        "196\t1\t3\t99999999999999999\n196\t2\t9\t881250950\n"
+    )
+    errors = [str(row) for row in MovieLens().interactions(tmp_path) if isinstance(row, RowError)]
+    assert len(errors) == 2
+    assert "line 2" in errors[0] and "timestamp '99999999999999999' is not a Unix time" in errors[0]
+    assert "line 3" in errors[1] and "a rating from 1 to 5" in errors[1] and "timestamp" not in errors[1]
+
+
 @pytest.mark.django_db
 def test_generic_csv_and_jsonl_event_files(tmp_path, catalogue, shopper):
     csv_file = tmp_path / "events.csv"
