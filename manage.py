@@ -10,8 +10,10 @@ def main() -> None:
     from django.core.exceptions import ImproperlyConfigured
     from django.core.management import execute_from_command_line
 
-    from shop.database import check_external_databases
+    from shop.database import NO_START_ENV, check_external_databases
 
+    if sys.argv[1:3] in (["embedded_db", "status"], ["embedded_db", "stop"]):
+        os.environ.setdefault(NO_START_ENV, "1")  # loading the settings must not start the server
     try:
         check_external_databases(os.environ)
         execute_from_command_line(sys.argv)

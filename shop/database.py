@@ -45,15 +45,25 @@ SHARED_BUFFERS_MB = (128, 2048)
 # socket in a runtime folder is this much below it.
 SOCKET_PATH_MAX = 103
 WHEEL_SOCKET_SUFFIX = "/python_PostgresServer/0123456789/.s.PGSQL.5432"
+# Set for the commands that inspect the embedded server without starting it (manage.py).
+NO_START_ENV = "EMBEDDED_POSTGRES_NO_START"
 # A statement is prepared on a connection when it runs for this time (psycopg's default).
 PREPARE_THRESHOLD = 5
 
 
 def database_settings(base_dir: Path, environ: os._Environ | dict[str, str]) -> dict[str, Any]:
-    """Return Django's `DATABASES["default"]` for `DATABASE_URL` or the embedded server."""
+    """Return Django's `DATABASES["default"]` for `DATABASE_URL` or the embedded server.
+
+    With `NO_START_ENV` set (by manage.py for `embedded_db status` and `stop`), the embedded
+    server is named, not started: asking whether it runs must not start it."""
     url = environ.get("DATABASE_URL", "").strip()
     if url:
         config = _external_settings(url, "DATABASE_URL", "Unset it to use the embedded PostgreSQL.")
+    elif environ.get(NO_START_ENV):
+        config = {
+            "ENGINE": "django.db.backends.postgresql",
+            "NAME": environ.get("EMBEDDED_POSTGRES_DB", DEFAULT_DATABASE_NAME),
+        }
     else:
         config = embedded_settings(
             embedded_data_dir(base_dir, environ),

@@ -328,10 +328,18 @@ def test_migrate_on_a_fresh_embedded_server_creates_the_extensions(tmp_path, mon
         shell = run_manage("dbshell", "--", "-Atc", "SHOW shared_buffers", **env)
         assert shell.stdout.strip() == "192MB"
         status = run_manage("embedded_db", "status", **env)
-        assert f"data in {data_dir}" in status.stdout, status.stderr
+        assert status.stdout.startswith("running") and f"data in {data_dir}" in status.stdout, status.stderr
     finally:
         stop = run_manage("embedded_db", "stop", **env)
     assert stop.returncode == 0, stop.stderr
+    # Asking about a stopped server, or stopping it again, does not start it.
+    status = run_manage("embedded_db", "status", **env)
+    assert status.stdout.strip() == f"stopped, data in {data_dir}", status.stderr
+    again = run_manage("embedded_db", "stop", **env)
+    assert "is not running" in again.stdout and not (data_dir / "postmaster.pid").exists()
+    # A mistyped folder is not initialised as a new server.
+    typo = run_manage("embedded_db", "status", **{**env, "EMBEDDED_POSTGRES_DIR": str(tmp_path / "typo")})
+    assert "There is no embedded server" in typo.stderr and not (tmp_path / "typo").exists()
 
 
 @pytest.mark.django_db
