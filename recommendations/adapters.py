@@ -257,6 +257,17 @@ class ProductAdapter(BaseAdapter):
             found = found | level
         return found
 
+    def plain_store_field(self) -> bool:
+        """Whether `store_field` names a plain field (a CharField, an IntegerField) rather than a
+        ForeignKey. Unlike a category's text, such a value is no store: the engine reads a
+        product's store as the key of a store row (`<field>_id`), and cards read its name
+        through the relation, so start-up refuses it."""
+        try:
+            field = self.model._meta.get_field(self.store_field) if self.store_field else None
+        except FieldDoesNotExist:  # reported by `check_fields`
+            return False
+        return field is not None and not (field.many_to_one or field.one_to_one)
+
     def related_fields(self) -> list[str]:
         """The category and store fields that are relations, to `select_related`: a category
         kept as plain text (a CharField) is read from the product's own row."""
@@ -406,6 +417,13 @@ def validate_configuration() -> None:
         problems.append(
             f"{type(adapter).__name__}.card_values is set, so serving builds cards from those values: "
             "define card_from_values(values) in the adapter too, or leave card_values empty."
+        )
+    if isinstance(adapter, ProductAdapter) and adapter.plain_store_field():
+        problems.append(
+            f"{type(adapter).__name__}.store_field = {adapter.store_field!r} is not a ForeignKey: the "
+            "engine reads a product's store as a relation to your store model (STORE_MODEL). Make it a "
+            "ForeignKey to that model (when the column holds your stores' primary keys, db_column and "
+            "db_constraint=False keep it as it is), or set store_field = None."
         )
     missing = adapter.check_fields() if isinstance(adapter, BaseAdapter) else []
     store_adapter = get_store_adapter()

@@ -20,7 +20,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 import recommendations
 from recommendations.adapters import get_product_adapter
-from recommendations.events.signals import added_to_cart, searched
+from recommendations.events.signals import added_to_cart, removed_from_cart, searched
 from recommendations.serving.products import rerank
 from recommendations.serving.types import Audience, Options, Recommendation
 from shop import placeholders
@@ -250,9 +250,9 @@ def cart_update(request: HttpRequest) -> HttpResponse:
         return redirect("shop:cart")
     after = cart.quantity_of(item)
     if after < before:
-        recommendations.track(request, "remove_from_cart", product=item, value=before - after)
+        removed_from_cart.send(sender=Product, request=request, product=item, quantity=before - after)
     elif after > before:
-        recommendations.track(request, "add_to_cart", product=item, value=after - before)
+        added_to_cart.send(sender=Product, request=request, product=item, quantity=after - before)
     return redirect("shop:cart")
 
 

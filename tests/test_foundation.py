@@ -241,6 +241,10 @@ def test_engine_migrations_never_reference_host_models():
             "settings.RECOMMENDATIONS['SIGNAL_PROCESSOR'] = "
             "'recommendations.indexing.OnCommitSignalProcesor' cannot be imported",
         ),
+        (
+            "tests.config.plain_store",
+            "PlainStoreListingAdapter.store_field = 'category' is not a ForeignKey",
+        ),
     ],
 )
 def test_bad_configuration_fails_at_start_up_with_one_clear_message(settings_module, message):

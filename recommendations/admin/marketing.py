@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import itertools
+from collections.abc import Iterable
 from typing import Any
 
 from django import forms
@@ -29,11 +30,16 @@ from recommendations.admin.actions import EXPECTED_PROBLEMS, problem_text, run_e
 from recommendations.admin.filters import SearchByUser
 from recommendations.admin.readonly import DeletedWithParentAdmin
 from recommendations.marketing.audiences import build_audience, create_segment, refresh_segment
-from recommendations.marketing.export import FIELDS, audience_rows, segment_rows, write_csv
+from recommendations.marketing.export import FIELDS, audience_rows, segment_rows, user_labels, write_csv
 from recommendations.marketing.targeting import CampaignStatus, campaign_status
 from recommendations.models import Campaign, Segment, SegmentMember
 
 PREVIEW_ROWS = 50
+
+
+def _cells(tag: str, values: Iterable[Any]) -> str:
+    """One table row's cells, escaped."""
+    return format_html_join("", f"<{tag}>{{}}</{tag}>", ((value,) for value in values))
 
 
 class CommaSeparatedField(SimpleArrayField):
@@ -144,7 +150,13 @@ class CampaignAdmin(admin.ModelAdmin):
         except EXPECTED_PROBLEMS as exc:
             context["problem"] = problem_text(exc)
         else:
-            context.update(method=audience.method, rows=audience_rows(audience.members))
+            name_label, email_label = user_labels()
+            context.update(
+                method=audience.method,
+                rows=audience_rows(audience.members),
+                name_label=name_label,
+                email_label=email_label,
+            )
         return TemplateResponse(request, "admin/recommendations/campaign_preview.html", context)
 
     def _save_segment(self, request: HttpRequest, campaign: Campaign) -> HttpResponse:
@@ -187,15 +199,15 @@ class SegmentAdmin(admin.ModelAdmin):
         rows = list(itertools.islice(segment_rows(obj), PREVIEW_ROWS)) if obj.pk else []
         if not rows:
             return "No members yet: they are computed when the segment is saved or refreshed."
-        body = format_html_join(
-            "",
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-            ((r["user_id"], r["username"], r["email"], f"{r['score']:.3f}") for r in rows),
-        )
+        name_label, email_label = user_labels()
+        labels = {"user_id": "User id", "username": name_label, "email": email_label, "score": "Score"}
+        # No e-mail column when the sign-in field is the address already (its label is then "").
+        columns = [key for key, label in labels.items() if label]
+        cells = ([f"{row[k]:.3f}" if k == "score" else row[k] for k in columns] for row in rows)
         return format_html(
-            '<table class="rec-members"><thead><tr><th>User id</th><th>Username</th><th>Email</th>'
-            "<th>Score</th></tr></thead><tbody>{}</tbody></table>",
-            body,
+            '<table class="rec-members"><thead><tr>{}</tr></thead><tbody>{}</tbody></table>',
+            _cells("th", [labels[key] for key in columns]),
+            format_html_join("", "<tr>{}</tr>", ((_cells("td", row),) for row in cells)),
         )
 
     def save_model(self, request: HttpRequest, obj: Segment, form: Any, change: bool) -> None:

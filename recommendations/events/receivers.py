@@ -44,6 +44,26 @@ def on_product_viewed(
     track(request, "view", product=product, recommendation_id=recommendation_id, user=user)
 
 
+def _cart_change(
+    event_type: str,
+    product: models.Model,
+    quantity: int,
+    recommendation_id: str,
+    request: HttpRequest | None,
+    user: models.Model | None,
+) -> None:
+    """`quantity` units put in or taken out of the cart; a browser's recommendation id is checked."""
+    recommendation_id = _claimed(request, recommendation_id, product)
+    track(
+        request,
+        event_type,
+        product=product,
+        value=quantity,
+        recommendation_id=recommendation_id,
+        user=user,
+    )
+
+
 def on_added_to_cart(
     sender: Any,
     *,
@@ -54,15 +74,20 @@ def on_added_to_cart(
     user: models.Model | None = None,
     **kwargs: Any,
 ) -> None:
-    recommendation_id = _claimed(request, recommendation_id, product)
-    track(
-        request,
-        "add_to_cart",
-        product=product,
-        value=quantity,
-        recommendation_id=recommendation_id,
-        user=user,
-    )
+    _cart_change("add_to_cart", product, quantity, recommendation_id, request, user)
+
+
+def on_removed_from_cart(
+    sender: Any,
+    *,
+    product: models.Model,
+    quantity: int = 1,
+    recommendation_id: str = "",
+    request: HttpRequest | None = None,
+    user: models.Model | None = None,
+    **kwargs: Any,
+) -> None:
+    _cart_change("remove_from_cart", product, quantity, recommendation_id, request, user)
 
 
 def on_order_placed(
@@ -129,6 +154,7 @@ def connect() -> None:
     pairs = [
         (signals.product_viewed, on_product_viewed),
         (signals.added_to_cart, on_added_to_cart),
+        (signals.removed_from_cart, on_removed_from_cart),
         (signals.order_placed, on_order_placed),
         (signals.searched, on_searched),
         (signals.review_added, on_review_added),

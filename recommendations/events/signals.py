@@ -10,6 +10,7 @@ Send them from your views (or tasks), with the request when there is one::
     signals.added_to_cart.send(
         sender=Product, request=request, product=product, quantity=2, recommendation_id=posted_id
     )
+    signals.removed_from_cart.send(sender=Product, request=request, product=product, quantity=1)
     signals.order_placed.send(
         sender=Order, request=request, order_id=order.pk,
         lines=[
@@ -24,8 +25,9 @@ Without a request (an order confirmed by a payment webhook, a view recorded by a
 `user=` instead, to any of them. The receivers live in `receivers.py` and are connected in the
 app's `ready()`.
 
-Recommendation ids: `product_viewed` and `added_to_cart` sent with a request take theirs from
-the browser (a `?rec=` link, a form's hidden field), so their receivers keep it only when
+Recommendation ids: `product_viewed`, `added_to_cart` and `removed_from_cart` sent with a
+request take theirs from the browser (a `?rec=` link, a form's hidden field), so their
+receivers keep it only when
 `claim_recommendation` says this visitor was shown that list with that product; a cart line
 should keep the id that check returns (`claim_recommendation` itself), because `order_placed`
 trusts its lines' ids: by checkout the list may be past its retention, and an order confirmed
@@ -54,6 +56,8 @@ class OrderLine(NamedTuple):
 product_viewed = Signal()
 #: kwargs: request (or user), product, quantity=1, recommendation_id="" (when added from a recommendation)
 added_to_cart = Signal()
+#: kwargs: request (or user), product, quantity=1 (how many were taken out), recommendation_id=""
+removed_from_cart = Signal()
 #: kwargs: request (or user), order_id, lines: iterable of `OrderLine`s or (product, quantity, unit_price)
 order_placed = Signal()
 #: kwargs: request (or user), query, results: the products shown (optional)

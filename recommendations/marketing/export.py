@@ -13,6 +13,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from typing import IO, Any
 
 from django.contrib.auth import get_user_model
+from django.utils.text import capfirst
 
 from recommendations.models import Segment, SegmentMember
 from recommendations.privacy.optout import opted_out_user_ids
@@ -25,6 +26,16 @@ CHUNK = 5000
 def _user_fields() -> tuple[str, str]:
     model = get_user_model()
     return model.USERNAME_FIELD, model.get_email_field_name()
+
+
+def user_labels() -> tuple[str, str]:
+    """Headings of the admin's user columns, by the user model's own field names: its sign-in
+    field ("Email" where shoppers sign in by e-mail, not "Username") and its e-mail field, ""
+    when that is the sign-in field, whose column already shows the address."""
+    meta = get_user_model()._meta
+    username, email = _user_fields()
+    email_label = "" if email == username else capfirst(meta.get_field(email).verbose_name)
+    return capfirst(meta.get_field(username).verbose_name), email_label
 
 
 def audience_rows(members: Iterable[tuple[Any, float]]) -> list[dict[str, Any]]:

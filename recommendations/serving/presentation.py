@@ -23,8 +23,8 @@ from __future__ import annotations
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterable
-from typing import Any
+from collections.abc import Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Any
 
 from django.core.signals import setting_changed
 from django.db import models
@@ -32,7 +32,14 @@ from django.db import models
 from recommendations.adapters import get_product_adapter, get_store_adapter
 from recommendations.conf import rec_settings
 
+if TYPE_CHECKING:
+    from recommendations.serving.types import Recommendation
+
 Card = dict[str, Any]
+
+#: Sources that fill a list whose own ran out: the shop's (or a category's) popular and newest
+#: products, whose reasons say so ("Popular in Hair", "New in Hair").
+FILL_SOURCES = frozenset({"trending", "popular", "new"})
 
 
 def url_of(obj: models.Model) -> str | None:
@@ -89,6 +96,16 @@ def store_card(obj: models.Model) -> Card:
         "name": str(getattr(obj, adapter.name_field)),
         "url": url_of(obj),
     }
+
+
+def fill_heading(recommendations: Sequence[Recommendation]) -> str:
+    """The heading of a list about a product (bought together, similar) that holds only fill:
+    its first product's reason ("Popular in Hair"), so that a shelf titled "Frequently bought
+    together" does not claim products that nobody bought with this one. "" when any product is
+    there for the list's own reason, or without reasons (`Options.explain` off)."""
+    if recommendations and all(rec.source in FILL_SOURCES for rec in recommendations):
+        return recommendations[0].reason
+    return ""
 
 
 def card_version_field() -> str | None:

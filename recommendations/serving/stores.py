@@ -1,8 +1,11 @@
 """Store recommendations: stores for a visitor and stores like a store.
 
 Store vectors come from the active model; without one, stores are ranked by the visitor's
-recent products and by the popularity of their products. Lists of stores skip the product
-rules (stock, diversity) but keep exclusions, limits, recording and reasons.
+recent products and by the popularity of their products. A store is listed only while it has
+a product a shopper can buy (the product adapter's `available_queryset()`, read on every
+request as products' stock is): a shop does not send shoppers to empty shelves. Otherwise
+lists of stores skip the product rules (diversity) but keep exclusions, limits, recording and
+reasons.
 """
 
 from __future__ import annotations
@@ -10,9 +13,9 @@ from __future__ import annotations
 from collections import defaultdict
 
 import numpy as np
-from django.db.models import Count, Sum
+from django.db.models import Count, Exists, OuterRef, QuerySet, Sum
 
-from recommendations.adapters import get_store_adapter
+from recommendations.adapters import get_product_adapter, get_store_adapter
 from recommendations.events.preprocessing import event_weight
 from recommendations.models import ModelVersion, ProductDocument, ProductPopularity, StoreVector
 from recommendations.serving import variants
@@ -27,6 +30,17 @@ from recommendations.serving.types import Audience, Candidate, Kind, Options, Re
 from recommendations.vectors import queries
 
 
+def _with_products_to_buy(stores: QuerySet) -> QuerySet:
+    """The stores that have an available product, in the same query (a semi-join on the
+    products' store column). With no store field the products name no store, so every store
+    is kept."""
+    adapter = get_product_adapter()
+    if not adapter.store_field:
+        return stores
+    available = adapter.available_queryset().filter(**{adapter.store_field: OuterRef("pk")})
+    return stores.filter(Exists(available))
+
+
 def _finalize(
     kind: str, candidates: list[Candidate], audience: Audience, options: Options, version_id: int | None
 ) -> RecommendationResult:
@@ -36,7 +50,7 @@ def _finalize(
     pool = [c for c in dedupe(candidates) if c.product_id not in options.exclude]
     objects = {
         adapter.key(obj.pk): obj
-        for obj in adapter.index_queryset().filter(pk__in=[c.product_id for c in pool])
+        for obj in _with_products_to_buy(adapter.index_queryset().filter(pk__in=[c.product_id for c in pool]))
     }
     limit = limit_for(kind, options, audience)
     chosen = [c for c in pool if c.product_id in objects][:limit]

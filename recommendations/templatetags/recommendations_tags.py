@@ -36,6 +36,7 @@ from recommendations.adapters import get_store_model, key_of
 from recommendations.conf import rec_settings
 from recommendations.serving import products, search, stores
 from recommendations.serving.errors import InvalidParameters
+from recommendations.serving.presentation import fill_heading
 from recommendations.serving.types import Audience, Options, RecommendationResult
 
 logger = logging.getLogger(__name__)
@@ -126,12 +127,15 @@ class RecommendationNode(template.Node):
             {"object": obj, "card": dict(cards[rec.product_id]), "recommendation": rec}
             for obj, rec in result.items
         ]
+        # A list about a product that found nothing of its own says what it holds instead.
+        heading = fill_heading(result.recommendations) if self.block.argument == "product" else ""
         html = render_to_string(
             self.block.template_name,
             {
                 "result": result,
                 "items": items,
                 "title": kwargs.get("title"),
+                "fill_heading": heading,
                 "block": self.block.name,
                 "limit": options.limit,
             },

@@ -93,21 +93,31 @@ def served_to(products, **audience):
 
 
 @pytest.mark.django_db
-def test_product_viewed_and_added_to_cart_signals_carry_their_recommendation(request_for, catalogue, shopper):
+def test_product_viewed_and_cart_signals_carry_their_recommendation(request_for, catalogue, shopper):
     request = request_for(shopper)
     shelf = served_to(catalogue[:2], user=shopper)
     signals.product_viewed.send(sender=None, request=request, product=catalogue[0], recommendation_id=shelf)
     signals.added_to_cart.send(
         sender=None, request=request, product=catalogue[1], quantity=3, recommendation_id=shelf
     )
+    signals.removed_from_cart.send(
+        sender=None, request=request, product=catalogue[1], quantity=2, recommendation_id=shelf
+    )
     view = Event.objects.get(event_type="view")
     cart = Event.objects.get(event_type="add_to_cart")
+    removal = Event.objects.get(event_type="remove_from_cart")
     assert (view.product_id, view.recommendation_id, view.user_id) == (
         str(catalogue[0].pk),
         shelf,
         shopper.pk,
     )
     assert (cart.product_id, cart.value, cart.recommendation_id) == (str(catalogue[1].pk), 3, shelf)
+    assert (removal.product_id, removal.value, removal.recommendation_id, removal.user_id) == (
+        str(catalogue[1].pk),
+        2,
+        shelf,
+        shopper.pk,
+    )
 
 
 @pytest.mark.django_db
@@ -128,7 +138,10 @@ def test_signals_sent_with_a_request_check_the_browsers_recommendation_id(reques
         signals.added_to_cart.send(
             sender=None, request=request, product=mug, recommendation_id=recommendation_id
         )
-    assert Event.objects.count() == 2 * len(forged), "each still counts"
+        signals.removed_from_cart.send(
+            sender=None, request=request, product=mug, recommendation_id=recommendation_id
+        )
+    assert Event.objects.count() == 3 * len(forged), "each still counts"
     assert set(Event.objects.values_list("recommendation_id", flat=True)) == {""}, "credited to no list"
 
     # Server code without a request (a task replaying a log) is trusted, as track() is.
@@ -159,6 +172,7 @@ def test_every_host_signal_takes_a_user_where_there_is_no_request(catalogue, sho
     signals with `user=`, and the events are the user's."""
     signals.product_viewed.send(sender=None, user=shopper, product=catalogue[0])
     signals.added_to_cart.send(sender=None, user=shopper, product=catalogue[1], quantity=2)
+    signals.removed_from_cart.send(sender=None, user=shopper, product=catalogue[1])
     signals.searched.send(sender=None, user=shopper, query="steel mug", results=catalogue[:2])
     signals.order_placed.send(sender=None, user=shopper, order_id=5, lines=[(catalogue[1], 2, Decimal("3"))])
     signals.review_added.send(sender=None, user=shopper, product=catalogue[1], rating=4)
@@ -167,6 +181,7 @@ def test_every_host_signal_takes_a_user_where_there_is_no_request(catalogue, sho
         ("add_to_cart", shopper.pk, str(catalogue[1].pk)),
         ("purchase", shopper.pk, str(catalogue[1].pk)),
         ("rating", shopper.pk, str(catalogue[1].pk)),
+        ("remove_from_cart", shopper.pk, str(catalogue[1].pk)),
         ("search", shopper.pk, ""),
         ("view", shopper.pk, str(catalogue[0].pk)),
     ]

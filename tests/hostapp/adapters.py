@@ -42,3 +42,10 @@ class ListingAdapter(adapters.ProductAdapter):
     price_field = None
     stock_field = None
     active_field = None
+
+
+class PlainStoreListingAdapter(ListingAdapter):
+    """A host that names each listing's seller in a text field (its category's, here) rather
+    than a ForeignKey: start-up refuses it (tests.config.plain_store)."""
+
+    store_field = "category"

@@ -127,6 +127,7 @@ def test_campaign_preview_lists_who_would_see_it_and_saves_a_segment(admin_clien
     assert page.status_code == 200
     assert [row["username"] for row in page.context["rows"]] == ["tea_lover", "newbie"]
     assert b"tea_lover@example.com" in page.content and page.context["method"] == "affinity"
+    assert b"<th>Username</th><th>Email address</th>" in page.content  # the user model's own names
     saved = admin_client.post(url)
     segment = Segment.objects.get(campaign=tea)
     assert saved.status_code == 302 and saved["Location"].endswith(f"/segment/{segment.pk}/change/")
@@ -157,6 +158,7 @@ def test_segment_form_refuses_an_empty_campaign_and_computes_members_on_save(adm
     assert (segment.size, segment.method) == (2, "affinity") and segment.refreshed_at is not None
     change = admin_client.get(reverse("admin:recommendations_segment_change", args=[segment.pk]))
     assert b"tea_lover@example.com" in change.content  # the members preview
+    assert b"<th>Username</th><th>Email address</th>" in change.content
 
 
 def test_segment_csv_export_action(admin_client, shop):

@@ -12,6 +12,7 @@ from rest_framework.test import APIClient
 
 from recommendations.models import ApiKey, ServedRecommendation
 from recommendations.serving.statistics import refresh_statistics
+from shop.models import Product
 from tests.serving.conftest import TITLES, add_event
 
 pytestmark = pytest.mark.django_db
@@ -146,6 +147,35 @@ def test_a_store_named_with_leading_zeros_is_not_like_itself(client, catalog, mo
     assert str(hair) not in [store for store, _ in found]
     assert found == similar(str(hair))
     assert {reason for _, reason in found} == {"Similar to Hair Store"}
+
+
+@pytest.mark.parametrize("with_model", [True, False], ids=["model", "no-model"])
+def test_a_store_with_nothing_to_buy_is_not_recommended(client, catalog, request, with_model):
+    """The hair store is the most popular, but its products are sold out or withdrawn: no list
+    of stores sends shoppers there, until one is back in stock."""
+    if with_model:
+        request.getfixturevalue("model")
+    for title in catalog.products:
+        add_event(catalog, "purchase", title, session="shopper")
+    for title in TITLES["Hair"]:
+        add_event(catalog, "purchase", title, session="fan")
+    refresh_statistics()
+    hair, face = str(catalog.stores["Hair"].pk), catalog.stores["Face"].pk
+    Product.objects.filter(store=catalog.stores["Hair"]).update(stock=0)
+    Product.objects.filter(title="Argan shampoo").update(stock=4, is_active=False)
+
+    def listed() -> dict[str, list[str]]:
+        paths = {
+            "stores": "/api/recommendations/stores/",
+            "similar": f"/api/recommendations/similar-stores/{face}/",
+        }
+        return {
+            name: [item["id"] for item in client.get(path).json()["results"]] for name, path in paths.items()
+        }
+
+    assert all(hair not in ids and ids for ids in listed().values())
+    Product.objects.filter(title="Keratin conditioner").update(stock=2)
+    assert all(hair in ids for ids in listed().values())
 
 
 def test_naming_a_user_costs_no_query_of_its_own(catalog, model):

@@ -17,6 +17,7 @@ from recommendations.serving.types import Audience, Kind, Options
 from recommendations.vectors import queries
 from shop.models import Product
 from tests.serving.conftest import TITLES, add_event
+from tests.state import clear_all_caches
 
 pytestmark = pytest.mark.django_db
 
@@ -211,6 +212,28 @@ def test_bought_together_pads_with_close_matches_only_and_says_why_the_rest_is_t
         ("Hair mask repair", "Similar to Argan shampoo"),
         ("Silk hair wrap", "Popular in Hair"),
     ]
+
+
+def test_a_shelf_of_only_the_categorys_popular_products_is_headed_by_what_it_holds(catalog):
+    """Nobody bought or viewed the conditioner with anything and no hair product's title is like
+    its own: its bought-together shelf holds the category's popular products, and the page heads
+    it "Popular in Hair", not "Frequently bought together" nor "Goes well with this product"."""
+    for title in ("Argan shampoo", "Hair mask repair"):
+        add_event(catalog, "purchase", title, session="someone")
+    refresh_statistics()
+    page = Client().get(catalog.products["Keratin conditioner"].get_absolute_url()).content.decode()
+    shelf = page.split('id="bought-together"')[1].split("</section>")[0]
+    assert "<h2>Popular in Hair</h2>" in shelf
+    assert "Frequently bought together" not in shelf and "Goes well with" not in shelf
+    # Once it was bought with something (and the kept list expired), the title holds again.
+    for session in ("a", "b"):
+        for title in ("Keratin conditioner", "Cuticle oil"):
+            add_event(catalog, "purchase", title, session=session)
+    refresh_statistics()
+    clear_all_caches()
+    page = Client().get(catalog.products["Keratin conditioner"].get_absolute_url()).content.decode()
+    shelf = page.split('id="bought-together"')[1].split("</section>")[0]
+    assert "<h2>Frequently bought together</h2>" in shelf and "Shoppers who bought this also bought." in shelf
 
 
 def test_bought_together_calls_no_title_that_shares_nothing_with_this_one_similar(catalog):

@@ -71,6 +71,24 @@ def test_cards_show_title_price_store_and_why(catalog, model, app_templates):
     assert 'data-rec-impression data-rec-id="' in html
 
 
+def test_a_block_about_a_product_with_only_popular_products_is_headed_by_them(catalog, app_templates):
+    """Nothing was bought or viewed with the conditioner and no title is like it: both blocks
+    about it hold only the category's popular products, and their heading says so. A trending
+    block keeps the host's title: popular products are what it is about."""
+    add_event(catalog, "purchase", "Argan shampoo", session="someone")
+    refresh_statistics()
+    source = '{% bought_together product title="Frequently bought together" %}'
+    html = render(source, product=catalog.products["Keratin conditioner"])
+    assert '<h2 class="rec-title">Popular in Hair</h2>' in html
+    html = render(
+        '{% similar_products product title="Similar products" %}',
+        product=catalog.products["Keratin conditioner"],
+    )
+    assert '<h2 class="rec-title">Popular in Hair</h2>' in html
+    html = render('{% trending_products category="Hair" title="Hair favourites" %}')
+    assert '<h2 class="rec-title">Hair favourites</h2>' in html
+
+
 def test_as_variable_form(catalog):
     add_event(catalog, "view", "Cuticle oil", session="x")
     refresh_statistics()

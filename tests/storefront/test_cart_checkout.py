@@ -149,27 +149,32 @@ def test_checkout_places_the_order_records_purchases_and_empties_the_cart(client
 
 
 def test_the_shop_records_carts_and_orders_through_the_engines_signals(client, mug):
-    """The demo is a host like any other: what it records goes through `added_to_cart` and
-    `order_placed`, with the checked recommendation on each line, so a host's own receivers
-    hear its carts and orders too."""
+    """The demo is a host like any other: what it records goes through `added_to_cart`,
+    `removed_from_cart` and `order_placed`, with the checked recommendation on each line, so a
+    host's own receivers hear its carts and orders too."""
     heard = []
 
     def listen(signal, sender, **kwargs):
         heard.append((signal, kwargs))
 
     shelf = served(mug)
-    signals.added_to_cart.connect(listen)
-    signals.order_placed.connect(listen)
+    watched = (signals.added_to_cart, signals.removed_from_cart, signals.order_placed)
+    for signal in watched:
+        signal.connect(listen)
     try:
-        add(client, mug, 2, recommendation_id=shelf)
+        add(client, mug, 3, recommendation_id=shelf)
+        client.post(reverse("shop:cart_update"), {"product": mug.pk, "quantity": 1})
+        client.post(reverse("shop:cart_update"), {"product": mug.pk, "quantity": 2})
         client.post(reverse("shop:checkout"), DETAILS)
     finally:
-        signals.added_to_cart.disconnect(listen)
-        signals.order_placed.disconnect(listen)
-    (_, cart), (_, order) = heard
-    assert (cart["product"], cart["quantity"], cart["recommendation_id"]) == (mug, 2, shelf)
+        for signal in watched:
+            signal.disconnect(listen)
+    (_, cart), (removed, removal), (added, more), (_, order) = heard
+    assert (cart["product"], cart["quantity"], cart["recommendation_id"]) == (mug, 3, shelf)
+    assert (removed, removal["product"], removal["quantity"]) == (signals.removed_from_cart, mug, 2)
+    assert (added, more["product"], more["quantity"]) == (signals.added_to_cart, mug, 1)
     assert order["order_id"] == Order.objects.get().pk
-    assert order["lines"] == [signals.OrderLine(mug, 2, mug.price, shelf)]
+    assert order["lines"] == [signals.OrderLine(mug, 2, mug.price, shelf)]  # 3, less 2, plus 1
     assert Event.objects.get(event_type="purchase").recommendation_id == shelf
 
 

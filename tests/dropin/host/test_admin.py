@@ -1,9 +1,13 @@
 """The admin of a host whose user model signs in by e-mail, with no `username`."""
 
+import re
+
 import pytest
 from django.urls import reverse
 
-from recommendations.models import ServedRecommendation
+from recommendations.marketing.audiences import create_segment
+from recommendations.models import Campaign, ServedRecommendation
+from recommendations.serving.catalog import index_products
 
 USER_ROWS = ["assignment", "segmentmember", "servedrecommendation", "uservector"]
 
@@ -21,3 +25,21 @@ def test_a_served_list_is_found_by_its_shoppers_email(admin_client, shopper, dja
     url = reverse("admin:recommendations_servedrecommendation_changelist")
     response = admin_client.get(url, {"q": "TEA.LOVER@example"})
     assert [row.pk for row in response.context["cl"].result_list] == ["mine"]
+
+
+def test_member_tables_name_the_user_column_after_the_sign_in_field(admin_client, history, shopper):
+    """Shoppers sign in by e-mail: the campaign preview and the segment's members show the
+    address once, under its own name, not under "Username" beside a copy of itself."""
+    index_products()
+    tea = Campaign.objects.create(name="Tea week", category_names=["Tea"])
+    segment = create_segment(tea, name="Tea drinkers")
+    pages = [
+        admin_client.get(reverse("admin:recommendations_campaign_preview", args=[tea.pk])),
+        admin_client.get(reverse("admin:recommendations_segment_change", args=[segment.pk])),
+    ]
+    for page in pages:
+        html = page.content.decode()
+        assert page.status_code == 200 and "tea.lover@example.com" in html
+        headings = re.findall(r"<th[^>]*>([^<]*)</th>", html.split("<tbody>")[0].split("User id")[-1])
+        assert headings[:1] == ["Email"] and "Username" not in html
+        assert html.count("tea.lover@example.com") == 1
