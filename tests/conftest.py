@@ -1,7 +1,10 @@
 """Hooks and fixtures for every test."""
 
 import os
+import shutil
+import tempfile
 import uuid
+from pathlib import Path
 
 import pytest
 
@@ -54,3 +57,13 @@ def redis_cache(settings):
     yield client
     for key in client.scan_iter(f"{prefix}:*"):
         client.delete(key)
+
+
+@pytest.fixture
+def server_dir():
+    """A folder for a private embedded PostgreSQL, outside pytest's temporary root: run as root,
+    the server runs as another system user, and every pytest session starting makes that root
+    private again, which would lock the server of a test in a concurrent session out of its data."""
+    path = Path(tempfile.mkdtemp(prefix="shop-test-pg-"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)

@@ -314,9 +314,9 @@ def test_a_runtime_folder_for_the_socket_must_be_private(tmp_path, monkeypatch):
         _runtime_dir(deep)
 
 
-def test_migrate_on_a_fresh_embedded_server_creates_the_extensions(tmp_path, monkeypatch):
+def test_migrate_on_a_fresh_embedded_server_creates_the_extensions(server_dir, monkeypatch):
     # A checkout deep in a home folder: the data folder's path is too long for a socket.
-    data_dir = tmp_path / ("deep-" * 20) / "pg"
+    data_dir = server_dir / ("deep-" * 20) / "pg"
     monkeypatch.delenv("XDG_RUNTIME_DIR", raising=False)
     env = {
         "EMBEDDED_POSTGRES_DIR": str(data_dir),
@@ -342,8 +342,8 @@ def test_migrate_on_a_fresh_embedded_server_creates_the_extensions(tmp_path, mon
     again = run_manage("embedded_db", "stop", **env)
     assert "is not running" in again.stdout and not (data_dir / "postmaster.pid").exists()
     # A mistyped folder is not initialised as a new server.
-    typo = run_manage("embedded_db", "status", **{**env, "EMBEDDED_POSTGRES_DIR": str(tmp_path / "typo")})
-    assert "There is no embedded server" in typo.stderr and not (tmp_path / "typo").exists()
+    typo = run_manage("embedded_db", "status", **{**env, "EMBEDDED_POSTGRES_DIR": str(server_dir / "typo")})
+    assert "There is no embedded server" in typo.stderr and not (server_dir / "typo").exists()
 
 
 @pytest.mark.django_db

@@ -52,9 +52,9 @@ def call(url: str, key: str, body: dict | None = None) -> tuple[int, dict, dict]
 
 
 @pytest.fixture
-def database(tmp_path):
+def database(server_dir):
     """A private embedded PostgreSQL (PostgreSQL 18 + pgvector), migrated, with a product and a key."""
-    pgdata = tmp_path / "pg"
+    pgdata = server_dir / "pg"
     env = {
         **{k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "DJANGO_SETTINGS_MODULE"}},
         "EMBEDDED_POSTGRES_DIR": str(pgdata),
