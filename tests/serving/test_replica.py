@@ -17,7 +17,7 @@ from recommendations.serving import products, stores
 from recommendations.serving.attribution import flush_served
 from recommendations.serving.types import Audience, Options
 from recommendations.vectors import activation, queries
-from shop.database import replica_settings
+from shop.database import check_external_databases, replica_settings
 from tests.serving.conftest import TITLES
 
 uses_replica = pytest.mark.django_db(transaction=True, databases=["default", "replica"])
@@ -170,8 +170,12 @@ def test_a_read_database_without_the_router_stops_start_up(settings):
 
 def test_replica_url_is_optional_and_checked_when_set():
     assert replica_settings({}) is None
+    # Reached once as the processes start (manage.py, gunicorn's master, Celery), not at every
+    # settings import: a worker booting while the replica is down must still come up.
+    unreachable = {"DATABASE_REPLICA_URL": "postgres://shop@127.0.0.1:1/shop"}
+    assert replica_settings(unreachable)["PORT"] == 1
     with pytest.raises(ImproperlyConfigured, match="DATABASE_REPLICA_URL.*cannot be reached"):
-        replica_settings({"DATABASE_REPLICA_URL": "postgres://shop@127.0.0.1:1/shop"})
+        check_external_databases(unreachable)
     with pytest.raises(ImproperlyConfigured, match="DATABASE_REPLICA_URL must be a PostgreSQL URL"):
         replica_settings({"DATABASE_REPLICA_URL": "mysql://shop@db/shop"})
 
