@@ -237,15 +237,154 @@ def _context_bytes(context: dict[str, Any]) -> int:
     return len(orjson.dumps(context))
 
 
+def _product_id(
+    value: Any, event_type: str | None, strings: Mapping[str, str], errors: dict[str, list[str]]
+) -> str:
+    """The product's key ("" without one), and what each type of event requires: a product
+    for events about one, a store for a store view, a query for a search."""
+    if value is not None and value != "":
+        product_id = _as_key(value) or ""
+        if not product_id or len(product_id) > 64:
+            errors["product_id"] = [
+                "must be a product's primary key (string or integer, at most 64 characters)"
+            ]
+    else:
+        product_id = ""
+        # A click on a recommended store names the store instead.
+        if event_type in PRODUCT_EVENT_TYPES and not (event_type == "click" and strings.get("store_id")):
+            errors["product_id"] = [
+                "is required for click events (or store_id, for a click on a store)"
+                if event_type == "click"
+                else f"is required for {event_type} events"
+            ]
+    if event_type == "store_view" and not strings.get("store_id") and "store_id" not in errors:
+        errors["store_id"] = ["is required for store_view events"]
+    elif event_type == "search" and not strings.get("query") and "query" not in errors:
+        errors["query"] = ["is required for search events"]
+    return product_id
+
+
+def _value(value: Any, event_type: str | None, errors: dict[str, list[str]]) -> float | None:
+    """The value as a float: a rating from 1 to 5, a positive quantity (a purchase without one: 1)."""
+    if value is not None:
+        value = _number(value)
+        if value is None:
+            errors["value"] = ["must be a number"]
+    if event_type == "rating" and "value" not in errors and (value is None or not 1 <= value <= 5):
+        errors["value"] = ["a rating needs a value from 1 to 5"]
+    elif event_type in QUANTITY_EVENT_TYPES and value is not None and value <= 0:
+        errors["value"] = ["the quantity must be positive"]
+    elif event_type == "purchase" and value is None:
+        value = 1.0
+    return value
+
+
+def _check_browser_claims(
+    raw: Mapping[str, Any], event_type: str | None, errors: dict[str, list[str]]
+) -> None:
+    """What a browser session may not say: who it is (the server knows), the server's event
+    types, revenue."""
+    for name in ("user_id", "session_id"):
+        if raw.get(name) not in (None, ""):
+            errors[name] = ["is set by the server from the signed-in session; send it only with an API key"]
+    if event_type is not None and event_type not in BROWSER_EVENT_TYPES:
+        source = SERVER_EVENT_SOURCES.get(event_type, "recommendations.track()")
+        errors["event_type"] = [
+            f"{event_type} events are recorded by the server ({source} or recommendations.track()) "
+            f"or sent with an API key, not by a browser session, which may send "
+            f"{', '.join(sorted(BROWSER_EVENT_TYPES))}"
+        ]
+    if raw.get("revenue") is not None:
+        errors["revenue"] = [
+            "is recorded by the server with the purchase (the order_placed signal or "
+            "recommendations.track()) or sent with an API key, not by a browser session"
+        ]
+
+
+def _revenue(value: Any, errors: dict[str, list[str]]) -> Decimal | None:
+    """A given revenue in Decimal cents, from 0 to MAX_REVENUE (floats through their text)."""
+    try:
+        revenue = Decimal(str(value) if isinstance(value, int | float) else value)
+        if not revenue.is_finite() or not 0 <= revenue <= MAX_REVENUE:
+            raise InvalidOperation
+        return revenue.quantize(CENT)
+    except (InvalidOperation, TypeError, ValueError):
+        errors["revenue"] = [f"must be a decimal amount from 0 to {MAX_REVENUE}"]
+        return None
+
+
+def _timestamp(
+    value: Any, now: dt.datetime, latest: dt.datetime, skew: dt.timedelta | None, errors: dict[str, list[str]]
+) -> dt.datetime | None:
+    """A given timestamp on the server's clock (`skew`), from after EARLIEST_EVENT to `latest`."""
+    try:
+        timestamp = parse_timestamp(value)
+        if skew:
+            timestamp += skew
+    except (ValueError, OverflowError, OSError) as exc:
+        errors["timestamp"] = [str(exc)]
+        return None
+    if timestamp > latest:
+        errors["timestamp"] = [
+            f"is {(timestamp - now).total_seconds():.0f}s in the future; "
+            f"at most {rec_settings.MAX_EVENT_FUTURE_SECONDS}s of clock skew is accepted"
+        ]
+    elif timestamp <= EARLIEST_EVENT:
+        errors["timestamp"] = [f"must be after {EARLIEST_EVENT:%Y-%m-%d} (unix time 0)"]
+    return timestamp
+
+
+def _context(context: Any, origin: Origin, errors: dict[str, list[str]]) -> Any:
+    """A given context under the origin's: an object, storable (`context_error`), and from a
+    browser at most MAX_BROWSER_CONTEXT_BYTES."""
+    if not isinstance(context, dict):
+        errors["context"] = ["must be a JSON object"]
+    elif (problem := context_error(context)) is not None:
+        errors["context"] = [problem]
+    elif not origin.trusted and (size := _context_bytes(context)) > rec_settings.MAX_BROWSER_CONTEXT_BYTES:
+        errors["context"] = [
+            f"is {size} bytes as JSON; a browser session may send at most "
+            f"{rec_settings.MAX_BROWSER_CONTEXT_BYTES} (page, referrer, kind, position); send bigger "
+            "contexts from the server or with an API key"
+        ]
+    elif origin.context:
+        return {**origin.context, **context}
+    return context
+
+
+def _listed(
+    raw: Mapping[str, Any], context: Any, event_type: str | None, errors: dict[str, list[str]]
+) -> Any:
+    """The context with the products or stores shown (impressions, search results) as keys:
+    they may come as a field or in the context. An impression needs one or the other."""
+    shown = False
+    for name, what in (("products", "product"), ("stores", "store")):
+        listed = raw.get(name)
+        if listed is None and isinstance(context, dict):
+            listed = context.get(name)
+        if listed is None:
+            continue
+        shown = True
+        keys = [_as_key(p) for p in listed] if isinstance(listed, list) else [None]
+        if not keys or None in keys or len(keys) > MAX_LISTED_PRODUCTS:
+            errors[name] = [f"must be a list of 1-{MAX_LISTED_PRODUCTS} {what} primary keys"]
+        elif isinstance(context, dict):
+            context = {**context, name: keys}
+    if event_type == "impression" and not shown:
+        errors["products"] = ["is required for impression events: the products (or `stores`) that were shown"]
+    return context
+
+
 def _validate_event(
     raw: Any, origin: Origin, now: dt.datetime, latest: dt.datetime, skew: dt.timedelta | None = None
 ) -> tuple[EventRow | None, dict[str, list[str]]]:
-    """Check one event's shape and values (no database access); `skew` moves a given timestamp
-    onto the server's clock (see `Origin.sent_at`).
+    """Check one event's shape and values (no database access), one field's rule after the
+    other; `skew` moves a given timestamp onto the server's clock (see `Origin.sent_at`).
 
     Runs for every event of every batch and import, so the common case (a valid event with
-    few fields) takes the fewest steps: each field is read once and checked with plain
-    comparisons before any error text is built.
+    few fields) takes few steps: each field is read once and checked with plain comparisons
+    before any error text is built, and the rules of a browser's claims, revenue, timestamp
+    and context run only for the events they concern.
     """
     if type(raw) is not dict and not isinstance(raw, Mapping):  # the ABC check only when needed
         return None, {"non_field_errors": ["each event must be a JSON object"]}
@@ -286,119 +425,22 @@ def _validate_event(
             errors["user_id"] = ["must be a user's primary key"]
         session_id = session_id or origin.session_id
     else:
-        for name in ("user_id", "session_id"):
-            if get(name) not in (None, ""):
-                errors[name] = [
-                    "is set by the server from the signed-in session; send it only with an API key"
-                ]
+        _check_browser_claims(raw, event_type, errors)
         user_id, session_id = origin.user_id, origin.session_id
-        if event_type is not None and event_type not in BROWSER_EVENT_TYPES:
-            source = SERVER_EVENT_SOURCES.get(event_type, "recommendations.track()")
-            errors["event_type"] = [
-                f"{event_type} events are recorded by the server ({source} or recommendations.track()) "
-                f"or sent with an API key, not by a browser session, which may send "
-                f"{', '.join(sorted(BROWSER_EVENT_TYPES))}"
-            ]
-        if get("revenue") is not None:
-            errors["revenue"] = [
-                "is recorded by the server with the purchase (the order_placed signal or "
-                "recommendations.track()) or sent with an API key, not by a browser session"
-            ]
 
-    product_id = get("product_id")
-    if product_id is not None and product_id != "":
-        product_id = _as_key(product_id) or ""
-        if not product_id or len(product_id) > 64:
-            errors["product_id"] = [
-                "must be a product's primary key (string or integer, at most 64 characters)"
-            ]
-    else:
-        product_id = ""
-        # A click on a recommended store names the store instead.
-        if event_type in PRODUCT_EVENT_TYPES and not (event_type == "click" and strings.get("store_id")):
-            errors["product_id"] = [
-                "is required for click events (or store_id, for a click on a store)"
-                if event_type == "click"
-                else f"is required for {event_type} events"
-            ]
-    if event_type == "store_view" and not strings.get("store_id") and "store_id" not in errors:
-        errors["store_id"] = ["is required for store_view events"]
-    elif event_type == "search" and not strings.get("query") and "query" not in errors:
-        errors["query"] = ["is required for search events"]
-
-    value = get("value")
-    if value is not None:
-        value = _number(value)
-        if value is None:
-            errors["value"] = ["must be a number"]
-    if event_type == "rating" and "value" not in errors and (value is None or not 1 <= value <= 5):
-        errors["value"] = ["a rating needs a value from 1 to 5"]
-    elif event_type in QUANTITY_EVENT_TYPES and value is not None and value <= 0:
-        errors["value"] = ["the quantity must be positive"]
-    elif event_type == "purchase" and value is None:
-        value = 1.0
-
+    product_id = _product_id(get("product_id"), event_type, strings, errors)
+    value = _value(get("value"), event_type, errors)
     revenue = get("revenue")
     if revenue is not None:
-        try:
-            revenue = Decimal(str(revenue) if isinstance(revenue, int | float) else revenue)
-            if not revenue.is_finite() or not 0 <= revenue <= MAX_REVENUE:
-                raise InvalidOperation
-            revenue = revenue.quantize(CENT)
-        except (InvalidOperation, TypeError, ValueError):
-            errors["revenue"] = [f"must be a decimal amount from 0 to {MAX_REVENUE}"]
-
+        revenue = _revenue(revenue, errors)
     timestamp = get("timestamp")
-    if timestamp is None:
-        timestamp = now
-    else:
-        try:
-            timestamp = parse_timestamp(timestamp)
-            if skew:
-                timestamp += skew
-        except (ValueError, OverflowError, OSError) as exc:
-            errors["timestamp"] = [str(exc)]
-        else:
-            if timestamp > latest:
-                errors["timestamp"] = [
-                    f"is {(timestamp - now).total_seconds():.0f}s in the future; "
-                    f"at most {rec_settings.MAX_EVENT_FUTURE_SECONDS}s of clock skew is accepted"
-                ]
-            elif timestamp <= EARLIEST_EVENT:
-                errors["timestamp"] = [f"must be after {EARLIEST_EVENT:%Y-%m-%d} (unix time 0)"]
-
+    timestamp = now if timestamp is None else _timestamp(timestamp, now, latest, skew, errors)
     context = get("context")
     if context is None:
         context = {**origin.context} if origin.context else {}
-    elif not isinstance(context, dict):
-        errors["context"] = ["must be a JSON object"]
-    elif (problem := context_error(context)) is not None:
-        errors["context"] = [problem]
-    elif not origin.trusted and (size := _context_bytes(context)) > rec_settings.MAX_BROWSER_CONTEXT_BYTES:
-        errors["context"] = [
-            f"is {size} bytes as JSON; a browser session may send at most "
-            f"{rec_settings.MAX_BROWSER_CONTEXT_BYTES} (page, referrer, kind, position); send bigger "
-            "contexts from the server or with an API key"
-        ]
-    elif origin.context:
-        context = {**origin.context, **context}
-
-    # The products or stores shown (impressions, search results) may come as a field or in the context.
-    shown = False
-    for name, what in (("products", "product"), ("stores", "store")):
-        listed = get(name)
-        if listed is None and isinstance(context, dict):
-            listed = context.get(name)
-        if listed is None:
-            continue
-        shown = True
-        keys = [_as_key(p) for p in listed] if isinstance(listed, list) else [None]
-        if not keys or None in keys or len(keys) > MAX_LISTED_PRODUCTS:
-            errors[name] = [f"must be a list of 1-{MAX_LISTED_PRODUCTS} {what} primary keys"]
-        elif isinstance(context, dict):
-            context = {**context, name: keys}
-    if event_type == "impression" and not shown:
-        errors["products"] = ["is required for impression events: the products (or `stores`) that were shown"]
+    else:
+        context = _context(context, origin, errors)
+    context = _listed(raw, context, event_type, errors)
 
     if errors:
         return None, errors
