@@ -173,8 +173,12 @@ def _as_key(value: Any) -> str | None:
 def _number(value: Any) -> float | None:
     if type(value) is float:  # the usual case: one type check
         return value if math.isfinite(value) else None
-    if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
-        return float(value)
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        try:
+            number = float(value)
+        except OverflowError:  # an integer beyond float (JSON lines read exactly by `json`)
+            return None
+        return number if math.isfinite(number) else None
     return None
 
 
