@@ -59,7 +59,7 @@ from django.utils import timezone  # noqa: E402
 from psycopg.types.json import Jsonb  # noqa: E402
 
 from recommendations.events.importers import import_dataset_events, import_event_file  # noqa: E402
-from recommendations.events.validation import EventRow  # noqa: E402
+from recommendations.events.rows import EventRow  # noqa: E402
 from recommendations.models import ApiKey, Event, EventKey  # noqa: E402
 from shop.catalog_import import import_dataset_catalog  # noqa: E402
 

@@ -1,10 +1,11 @@
 """Stored models: one safetensors file per model version, through Django's storage API.
 
-The learning core saves a model as a directory (`model.safetensors` + `config.json`, see
-`recommendations.learning.artifacts`). A model version keeps both in ONE file, so storage
-(local disk, S3, ...) holds one object per version that is written or replaced at once: the
-core's tensors, with its `config.json` (plus the item order and the feature-hashing settings)
-in the safetensors header's metadata. Loading parses JSON and raw tensors only; nothing is
+The learning core turns a model into tensors and a JSON config (`to_tensors`), which it can save
+as a directory (`model.safetensors` + `config.json`, see `recommendations.learning.artifacts`).
+A model version keeps both in ONE file, made in memory, so storage (local disk, S3, ...) holds
+one object per version that is written or replaced at once: the core's tensors, with its config
+(plus the item order and the feature-hashing settings) as `config.json` in the safetensors
+header's metadata. Loading parses JSON and raw tensors only; nothing is
 unpickled, so a tampered file cannot run code.
 """
 
@@ -14,17 +15,15 @@ import json
 import logging
 import os
 import struct
-import tempfile
 from collections import OrderedDict
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 from django.conf import settings
 from django.core.files.base import ContentFile
 from django.core.files.storage import FileSystemStorage
 from safetensors import SafetensorError
-from safetensors.torch import load_file
+from safetensors.torch import load as load_tensors
 from safetensors.torch import save as save_tensors
 
 from recommendations.devices import DeviceError
@@ -60,16 +59,11 @@ class LoadedModel:
 
 def dumps(model: TwoTowerRecommender, data: TrainingData) -> bytes:
     """The model and what embedding needs from its training data, as one safetensors file."""
-    with tempfile.TemporaryDirectory() as folder:
-        core.save_model(
-            folder,
-            model,
-            featurizer_config=data.featurizer.to_dict(),
-            metadata={"item_keys": data.catalogue.items.keys},
-        )
-        tensors = load_file(str(Path(folder) / core.WEIGHTS_FILE))
-        config = (Path(folder) / core.CONFIG_FILE).read_text()
-    return save_tensors(tensors, metadata={"format": FORMAT, core.CONFIG_FILE: config})
+    tensors, config = core.to_tensors(
+        model, featurizer_config=data.featurizer.to_dict(), metadata={"item_keys": data.catalogue.items.keys}
+    )
+    text = json.dumps(config, indent=2, sort_keys=True)  # as the core's config.json
+    return save_tensors(tensors, metadata={"format": FORMAT, core.CONFIG_FILE: text})
 
 
 def loads(payload: bytes, device: str = "cpu") -> tuple[TwoTowerRecommender, KeyIndex, ItemFeaturizer]:
@@ -79,11 +73,8 @@ def loads(payload: bytes, device: str = "cpu") -> tuple[TwoTowerRecommender, Key
         raise ValueError(
             f"Not a stored two-tower model: format {metadata.get('format')!r}, expected {FORMAT!r}."
         )
-    with tempfile.TemporaryDirectory() as folder:
-        (Path(folder) / core.WEIGHTS_FILE).write_bytes(payload)
-        (Path(folder) / core.CONFIG_FILE).write_text(metadata[core.CONFIG_FILE])
-        config = core.load_config(folder)
-        model = core.load_model(folder, device)
+    config = json.loads(metadata[core.CONFIG_FILE])
+    model = core.from_tensors(load_tensors(payload), config, device)  # checks the config
     return model, KeyIndex(config["metadata"]["item_keys"]), ItemFeaturizer.from_dict(config["featurizer"])
 
 

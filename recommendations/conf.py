@@ -189,7 +189,7 @@ DEFAULTS: dict[str, Any] = {
     "RECORD_SERVED": True,
     # Served lists are queued and written by one thread per process, in batches, at most this
     # many seconds later; 0 writes each in its request (one statement). A browser's click
-    # credits a list only once it is written (events.validation.claimable_by_browser), so this
+    # credits a list only once it is written (events.references.claimable_by_browser), so this
     # stays below the time a shopper takes to click what a page shows.
     "SERVED_WRITE_DELAY_SECONDS": 0.25,
     "SERVED_RETENTION_DAYS": 30,

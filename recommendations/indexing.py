@@ -20,11 +20,10 @@ import time
 
 from celery import current_app
 
-from recommendations import queues
+from recommendations import queues, task_names
 from recommendations.signal_processors import PendingKeysProcessor
 from recommendations.vectors.queries import active_version
 
-EMBED_PRODUCTS_TASK = "recommendations.tasks.embed_products"
 BROKER_BACKOFF_SECONDS = 30.0
 
 logger = logging.getLogger(__name__)
@@ -57,7 +56,9 @@ def enqueue_embedding(product_ids: list[str]) -> bool:
         )
         return False
     try:
-        current_app.send_task(EMBED_PRODUCTS_TASK, args=[product_ids], queue=queues.DEFAULT, retry=False)
+        current_app.send_task(
+            task_names.EMBED_PRODUCTS, args=[product_ids], queue=queues.DEFAULT, retry=False
+        )
     except Exception as exc:  # the broker is down or misconfigured: the save itself stands
         _broker_failed_at = time.monotonic()
         logger.error(

@@ -2,13 +2,16 @@
 (a worker on a GPU machine), everything else to `default`. A worker started with
 `-Q default,gpu` takes them all.
 
-The host routes them in its settings (this module imports nothing, so settings may import it):
+The host routes them in its settings (this module imports only `task_names`, which imports
+nothing, so settings may import it):
 `CELERY_TASK_DEFAULT_QUEUE = "default"` and `CELERY_TASK_ROUTES = TASK_ROUTES`.
 """
+
+from recommendations import task_names
 
 DEFAULT = "default"
 GPU = "gpu"
 TASK_ROUTES = {
-    "recommendations.tasks.retrain": {"queue": GPU},
-    "recommendations.tasks.embed": {"queue": GPU},
+    task_names.RETRAIN: {"queue": GPU},
+    task_names.EMBED: {"queue": GPU},
 }

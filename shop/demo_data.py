@@ -30,7 +30,7 @@ from django.db import transaction
 
 from recommendations.events.ingestion import copy_rows
 from recommendations.events.partitions import ensure_partitions, months_between
-from recommendations.events.validation import EventRow
+from recommendations.events.rows import EventRow
 from recommendations.models.events import Event
 from shop.catalog_import import UniqueSlugs
 from shop.demo_catalogue import (

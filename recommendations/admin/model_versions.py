@@ -17,6 +17,7 @@ from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString, mark_safe
 
+from recommendations import task_names
 from recommendations.admin.charts import PALETTE, Series, line_chart
 from recommendations.admin.readonly import ReadOnlyAdmin
 from recommendations.locks import is_locked
@@ -24,7 +25,6 @@ from recommendations.models import ModelStatus, ModelVersion
 from recommendations.models.registry import format_metric
 from recommendations.vectors import activation
 
-RETRAIN_TASK = "recommendations.tasks.retrain"
 HEADLINE_METRICS = (
     "HR@10",
     "NDCG@10",
@@ -152,7 +152,7 @@ class ModelVersionAdmin(ReadOnlyAdmin):
     def retrain_now(self, request: HttpRequest, queryset: QuerySet | None = None) -> None:
         try:
             # By name: the web process need not import the training code to queue it.
-            result = current_app.send_task(RETRAIN_TASK, retry=False)
+            result = current_app.send_task(task_names.RETRAIN, retry=False)
         except Exception as exc:  # broker unreachable
             self.message_user(
                 request,

@@ -42,9 +42,12 @@ from django.db.models import Model
 
 from recommendations.adapters import get_product_adapter, get_store_adapter
 from recommendations.api.exceptions import TRANSIENT_ERRORS
+from recommendations.events.columns import validate_columns
 from recommendations.events.datasets import Dataset, InteractionBatch, get_dataset, require_files
+from recommendations.events.ids import hashed_event_id, stable_event_ids
 from recommendations.events.ingestion import copy_rows, differences_from_stored
 from recommendations.events.partitions import ensure_partitions_for
+from recommendations.events.rows import EVENT_ROW, EventRow
 from recommendations.events.textfiles import (
     MAX_REPORTED_ERRORS,
     CsvBatch,
@@ -55,17 +58,7 @@ from recommendations.events.textfiles import (
     file_kind,
     read_jsonl,
 )
-from recommendations.events.validation import (
-    EVENT_ROW,
-    KNOWN_FIELDS,
-    EventRow,
-    EventValidationError,
-    Origin,
-    hashed_event_id,
-    stable_event_ids,
-    validate_batch,
-    validate_columns,
-)
+from recommendations.events.validation import KNOWN_FIELDS, EventValidationError, Origin, validate_batch
 from recommendations.progress import Progress
 from recommendations.sql import raw_connection
 

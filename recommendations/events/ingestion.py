@@ -45,7 +45,9 @@ from django.utils import timezone
 from psycopg.adapt import Dumper
 from psycopg.copy import QueuedLibpqWriter
 
-from recommendations.events.validation import EVENT_ID_LINES_PATTERN, EventRow, Origin, validate_batch
+from recommendations.events.ids import EVENT_ID_LINES_PATTERN
+from recommendations.events.rows import EventRow
+from recommendations.events.validation import Origin, validate_batch
 from recommendations.marketing.caps import add_viewers, first_views
 from recommendations.models.events import Event, EventKey
 from recommendations.privacy.optout import drop_opted_out

@@ -10,7 +10,7 @@ instead of deleting their rows one by one (`privacy.retention`). Event ids stay 
 Partitions are made:
 
 - for the current month and the next `MONTHS_AHEAD` by the daily maintenance task
-  (`privacy.tasks.purge_expired_events`), so live traffic never lands in DEFAULT;
+  (`recommendations.tasks.purge_expired_events`), so live traffic never lands in DEFAULT;
 - by the importers, for the months of each batch, before the batch is written, so a
   dataset that spans years fills its own months rather than DEFAULT;
 - by the migration that partitioned the table, for every month that held events.

@@ -17,9 +17,9 @@ from django.db import models
 from django.http import HttpRequest
 
 from recommendations.events import signals
+from recommendations.events.ids import stable_event_id
 from recommendations.events.sessions import merge_session_into_user
 from recommendations.events.tracking import claim_recommendation, get_session_id, track
-from recommendations.events.validation import stable_event_id
 
 
 def _claimed(request: HttpRequest | None, recommendation_id: str, product: models.Model) -> str:

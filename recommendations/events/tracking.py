@@ -151,7 +151,7 @@ def claim_recommendation(
     records as its own: `track()` trusts its caller, and a cart line keeps the id so that the
     purchase is credited to it later. Unchecked, any POST could credit another visitor's list,
     or one that never showed the product, with a cart and a sale. As for the beacon's events
-    (`validation.claimable_by_browser`), the list must have been shown to this visitor's user
+    (`references.claimable_by_browser`), the list must have been shown to this visitor's user
     or session (`lists_served_to`: an unclaimed first-page list becomes this session's); and
     it must be a list of products that holds `product` (`ServedList.holds_product`, the
     beacon's rule too). An id that fails is dropped, not refused: the shopper's action still

@@ -1,14 +1,17 @@
 """Save and load trained two-tower models without pickle.
 
-A model directory holds `model.safetensors` (every tensor, including the item feature ids the
-item tower was trained with) and `config.json` (hyper-parameters, sizes, the featurizer's
-settings and free-form metadata). Loading parses JSON and raw tensors only, so a tampered
-artifact cannot execute code, unlike `torch.load` of a pickle.
+A model is its tensors (every weight, including the item feature ids the item tower was
+trained with) and a JSON config (hyper-parameters, sizes, the featurizer's settings and
+free-form metadata): `to_tensors` and `from_tensors` convert, in memory. A model directory holds
+them as `model.safetensors` and `config.json` (`save_model`, `load_model`); the app keeps both in
+one file per model version (`recommendations.artifacts`). Loading parses JSON and raw tensors
+only, so a tampered artifact cannot execute code, unlike `torch.load` of a pickle.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -26,29 +29,21 @@ WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
 
 
-def save_model(
-    path: str | Path,
+def to_tensors(
     model: TwoTowerRecommender,
     featurizer_config: dict | None = None,
     metadata: dict[str, Any] | None = None,
-) -> Path:
-    """Write `model` to the directory `path` (created if missing) and return it.
+) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """`model` as (tensors on the CPU, for safetensors; its JSON-serialisable config).
 
     `featurizer_config` (`ItemFeaturizer.to_dict()`) lets serving hash new items exactly as
     in training; `metadata` (JSON-serialisable) is stored as is, e.g. id mappings or metrics.
-    Under data-parallel training only rank 0 writes (every rank holds the same weights), so a
-    script that torchrun runs on every rank does not race on one file.
     """
     net = model._require_net()
-    path = Path(path)
-    if not is_main_process():
-        return path
-    path.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
     if model.user_features is not None:
         tensors["user_features.ids"] = torch.as_tensor(model.user_features.ids)
         tensors["user_features.weights"] = torch.as_tensor(model.user_features.weights)
-    save_file(tensors, str(path / WEIGHTS_FILE), metadata={"format": FORMAT})
     config = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -63,24 +58,16 @@ def save_model(
         "featurizer": featurizer_config,
         "metadata": metadata or {},
     }
-    (path / CONFIG_FILE).write_text(json.dumps(config, indent=2, sort_keys=True))
-    return path
+    return tensors, config
 
 
-def load_config(path: str | Path) -> dict[str, Any]:
-    """The JSON side of a saved model (featurizer settings, metadata, sizes)."""
-    config = json.loads((Path(path) / CONFIG_FILE).read_text())
-    if config.get("format") != FORMAT:
-        raise ValueError(f"{path} is not a saved two-tower model")
-    if config.get("format_version", 0) > FORMAT_VERSION:
-        raise ValueError(f"{path} was saved by a newer version (format {config['format_version']})")
-    return config
-
-
-def load_model(path: str | Path, device: str | None = None) -> TwoTowerRecommender:
-    """Rebuild a `TwoTowerRecommender` ready for scoring, on `device` (default: auto)."""
-    config = load_config(path)
-    tensors = load_file(str(Path(path) / WEIGHTS_FILE))
+def from_tensors(
+    tensors: Mapping[str, torch.Tensor], config: Any, device: str | None = None
+) -> TwoTowerRecommender:
+    """Rebuild a `TwoTowerRecommender` ready for scoring from `to_tensors` output, on `device`
+    (default: auto); `ValueError` for a config that is not a two-tower model's."""
+    config = check_config(config, "the model's config")
+    tensors = dict(tensors)  # the user features are taken out; the caller's mapping stays whole
     train_config = TrainConfig.from_dict(config["train_config"])
     train_config.device = device
     item_features = None
@@ -104,3 +91,47 @@ def load_model(path: str | Path, device: str | None = None) -> TwoTowerRecommend
     model.best_epoch = config.get("best_epoch", 0)
     model.best_metric = config.get("best_metric")
     return model
+
+
+def check_config(config: Any, source: object) -> dict[str, Any]:
+    """`config` if it is a two-tower model's in a format this version reads; else `ValueError`
+    naming `source` (a path, a file)."""
+    if not isinstance(config, dict) or config.get("format") != FORMAT:
+        raise ValueError(f"{source} is not a saved two-tower model")
+    if config.get("format_version", 0) > FORMAT_VERSION:
+        raise ValueError(f"{source} was saved by a newer version (format {config['format_version']})")
+    return config
+
+
+def save_model(
+    path: str | Path,
+    model: TwoTowerRecommender,
+    featurizer_config: dict | None = None,
+    metadata: dict[str, Any] | None = None,
+) -> Path:
+    """Write `model` to the directory `path` (created if missing) and return it (arguments as
+    `to_tensors`'s).
+
+    Under data-parallel training only rank 0 writes (every rank holds the same weights), so a
+    script that torchrun runs on every rank does not race on one file.
+    """
+    model._require_net()
+    path = Path(path)
+    if not is_main_process():
+        return path
+    path.mkdir(parents=True, exist_ok=True)
+    tensors, config = to_tensors(model, featurizer_config, metadata)
+    save_file(tensors, str(path / WEIGHTS_FILE), metadata={"format": FORMAT})
+    (path / CONFIG_FILE).write_text(json.dumps(config, indent=2, sort_keys=True))
+    return path
+
+
+def load_config(path: str | Path) -> dict[str, Any]:
+    """The JSON side of a saved model (featurizer settings, metadata, sizes)."""
+    return check_config(json.loads((Path(path) / CONFIG_FILE).read_text()), path)
+
+
+def load_model(path: str | Path, device: str | None = None) -> TwoTowerRecommender:
+    """Rebuild a `TwoTowerRecommender` ready for scoring, on `device` (default: auto)."""
+    config = load_config(path)
+    return from_tensors(load_file(str(Path(path) / WEIGHTS_FILE)), config, device)

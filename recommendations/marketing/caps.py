@@ -27,7 +27,7 @@ from django.db.models import CharField, Count, Q, QuerySet
 from django.db.models.fields.json import KT
 from django.db.models.functions import Cast, Coalesce
 
-from recommendations.events.validation import EventRow
+from recommendations.events.rows import EventRow
 from recommendations.models import Campaign, Event, EventType
 from recommendations.models.marketing import CAMPAIGN_CONTEXT_KEY
 from recommendations.serving.cache import add_to_cached, cached_keys, forget, many_from_cache

@@ -12,7 +12,7 @@
   `campaign_status` says which campaigns are shown at all, and why not; the admin lists it.
 - `show_campaigns` is what pages and the API call: `campaigns_for`, recorded as a served list
   whose id the campaign views carry back, so that a browser's view counts towards a cap only
-  for a campaign it was shown (`events.validation.claimable_by_browser`).
+  for a campaign it was shown (`events.references.claimable_by_browser`).
 
 Campaigns are ordered by priority, then score: priority is the shop's word, score breaks ties.
 """

@@ -12,6 +12,6 @@ from __future__ import annotations
 
 def setup() -> None:
     """Connect what must run in every process; called once from the app's `ready()`."""
-    from recommendations.privacy import erasure, signals, tasks  # noqa: F401 - registers deleters and tasks
+    from recommendations.privacy import erasure, signals  # noqa: F401 - registers the deleters
 
     signals.connect()

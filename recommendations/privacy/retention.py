@@ -1,6 +1,6 @@
 """Retention: behaviour events are kept for `EVENT_RETENTION_DAYS`, then deleted.
 
-A daily beat task (`tasks.purge_expired_events`) calls `purge_expired_events()`. With
+A daily beat task (`recommendations.tasks.purge_expired_events`) calls `purge_expired_events()`. With
 `EVENT_RETENTION_AGGREGATE` expired events are first added up into `DailyEventCount` (per UTC
 day, event type, product and store; never per person, and search text is dropped).
 

@@ -12,6 +12,6 @@ Each returns a `RecommendationResult`: host objects in order with a recommendati
 score, source and reason each, and `.queryset()` for further ORM filtering. The visitor's
 experiment variant (model version, recommender, rules) comes from `variants`. Tables behind
 them are refreshed by `statistics.refresh_statistics()` and `catalog.index_products()` (also
-on each product save, `catalog.SearchIndexProcessor`); `tasks.prune_served` keeps served
-lists for `SERVED_RETENTION_DAYS`.
+on each product save, `catalog.SearchIndexProcessor`); the `prune_served` task
+(`recommendations.tasks`) keeps served lists for `SERVED_RETENTION_DAYS`.
 """

@@ -30,7 +30,7 @@ from recommendations.models.marketing import CAMPAIGN_LIST_KIND
 from recommendations.serving.process import PerProcess
 from recommendations.sql import array_literal
 
-if TYPE_CHECKING:  # serving.types imports events.tracking, whose validation imports this module
+if TYPE_CHECKING:  # serving.types imports events.tracking, whose validation's references import this module
     from recommendations.serving.types import Audience
 
 logger = logging.getLogger(__name__)
@@ -301,10 +301,10 @@ class ServedList(NamedTuple):
 
     def holds_product(self, product_id: str | None) -> bool:
         """Whether an event about `product_id` may credit this list: a list of products that
-        showed it. The one rule for the beacon's events (`events.validation.claimable_by_browser`)
+        showed it. The one rule for the beacon's events (`events.references.claimable_by_browser`)
         and for the ids server code takes from the browser (`claim_recommendation`); a store's
         or a campaign's key may equal a product's, so lists of those credit no product."""
-        # serving.types imports events.tracking, whose validation imports this module.
+        # serving.types imports events.tracking, whose validation's references import this module.
         from recommendations.serving.types import Kind
 
         return (
@@ -318,7 +318,7 @@ def lists_served_to(
 ) -> dict[str, ServedList]:
     """The lists among `recommendation_ids` that were shown to this visitor, by id.
 
-    A browser's events may claim only these (`events.validation`): with another visitor's
+    A browser's events may claim only these (`events.references`): with another visitor's
     list, or one never shown, a script could add clicks and impressions to any list. A list
     is the visitor's when it was served to their user or to their session. A visitor's first
     page is served before they have a session (serving creates none, see

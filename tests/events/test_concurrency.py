@@ -75,7 +75,7 @@ def test_concurrent_imports_of_overlapping_rows_store_each_event_once(caplog):
     from django.db import transaction
 
     from recommendations.events.ingestion import copy_rows
-    from recommendations.events.validation import EventRow
+    from recommendations.events.rows import EventRow
 
     caplog.set_level("INFO", logger="recommendations.events.ingestion")
     now = dt.datetime.now(dt.UTC)

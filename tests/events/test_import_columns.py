@@ -13,7 +13,9 @@ import random
 
 import pytest
 
+from recommendations.events.columns import validate_columns
 from recommendations.events.datasets import InteractionBatch, _cells, get_dataset
+from recommendations.events.ids import stable_event_id, stable_event_ids
 from recommendations.events.importers import (
     _CONTENT_ENCODER,
     ImportFailed,
@@ -23,14 +25,7 @@ from recommendations.events.importers import (
     import_event_file,
 )
 from recommendations.events.textfiles import CsvBatch, csv_batches, read_jsonl
-from recommendations.events.validation import (
-    EventValidationError,
-    Origin,
-    stable_event_id,
-    stable_event_ids,
-    validate_batch,
-    validate_columns,
-)
+from recommendations.events.validation import EventValidationError, Origin, validate_batch
 from recommendations.models import Event
 
 NOW = dt.datetime(2024, 6, 1, 12, 0, tzinfo=dt.UTC)

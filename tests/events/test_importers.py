@@ -370,6 +370,20 @@ def test_generic_csv_and_jsonl_event_files(tmp_path, catalogue, shopper):
 
 
 @pytest.mark.django_db
+def test_a_number_beyond_a_float_is_a_bad_value_not_a_crash(tmp_path, catalogue):
+    """JSON lines with a long run of digits are read exactly (json, not orjson), so a value can
+    be an integer no float holds: its line is named, as any other value that is not a number."""
+    events = tmp_path / "huge.jsonl"
+    events.write_text(
+        json.dumps({"event_type": "rating", "product_id": str(catalogue[0].pk), "value": 10**400}) + "\n"
+    )
+    with pytest.raises(ImportFailed) as failure:
+        import_event_file(events)
+    assert failure.value.errors == ["huge.jsonl line 1: value: must be a number"]
+    assert not Event.objects.exists()
+
+
+@pytest.mark.django_db
 def test_generic_catalogue_file_is_all_or_nothing(tmp_path):
     good = tmp_path / "catalogue.csv"
     write_csv(

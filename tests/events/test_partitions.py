@@ -12,7 +12,8 @@ from django.utils import timezone
 from recommendations.events import partitions
 from recommendations.events.importers import import_event_file
 from recommendations.events.ingestion import copy_rows, ingest, insert_rows
-from recommendations.events.validation import EventRow, Origin
+from recommendations.events.rows import EventRow
+from recommendations.events.validation import Origin
 from recommendations.models import Event, EventKey
 
 pytestmark = pytest.mark.django_db

@@ -6,7 +6,7 @@ from decimal import Decimal
 import pytest
 
 from recommendations.events.ingestion import copy_rows, encode_json, existing_event_ids, insert_rows
-from recommendations.events.validation import EventRow
+from recommendations.events.rows import EventRow
 from recommendations.models import Event
 
 NOW = dt.datetime(2024, 3, 1, 12, 30, 15, 123456, tzinfo=dt.UTC)

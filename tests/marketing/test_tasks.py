@@ -9,8 +9,8 @@ from pathlib import Path
 from django_celery_beat.models import PeriodicTask
 
 from recommendations.marketing.audiences import create_segment
-from recommendations.marketing.tasks import refresh_segments
 from recommendations.models import Campaign
+from recommendations.tasks import refresh_segments
 from tests.marketing.conftest import add_event
 
 

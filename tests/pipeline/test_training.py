@@ -6,7 +6,7 @@ import pytest
 from django.test import override_settings
 from safetensors import safe_open
 
-from recommendations import pipeline, training
+from recommendations import artifacts, pipeline, training
 from recommendations.features import InsufficientData
 from recommendations.locks import advisory_lock
 from recommendations.models import (
@@ -170,3 +170,13 @@ def test_evaluate_compares_every_recommender_on_one_split(shop):
     assert [r["model"] for r in folds] == ["popularity", "item_knn"]
     with pytest.raises(ValueError, match="Unknown split"):
         training.evaluate(split="random")
+
+
+def test_the_model_is_stored_whatever_rank_the_environment_names(shop, monkeypatch):
+    """Only the writer of a model directory skips on a rank other than 0 (every rank holds the
+    same weights); the version's file is made in memory, so a process whose environment says
+    RANK=1 (a scheduler's variable, torchrun's) still stores and loads it."""
+    monkeypatch.setenv("RANK", "1")
+    version = training.train_model()
+    loaded = artifacts.load(version)
+    assert sorted(loaded.items.keys) == sorted(str(p.pk) for p in shop.products)

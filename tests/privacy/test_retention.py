@@ -17,7 +17,7 @@ from django_celery_beat.models import PeriodicTask
 from recommendations.events import partitions
 from recommendations.models import AuditAction, AuditEntry, DailyEventCount, Event, EventKey
 from recommendations.privacy.retention import purge_expired_events, retention_cutoff
-from recommendations.privacy.tasks import purge_expired_events as purge_task
+from recommendations.tasks import purge_expired_events as purge_task
 
 pytestmark = pytest.mark.django_db
 ROOT = Path(__file__).resolve().parents[2]
@@ -101,7 +101,7 @@ def test_retention_off_keeps_everything():
 
 
 def test_a_worker_registers_the_task_without_the_host_naming_the_module():
-    """The host's Celery app autodiscovers `<app>.tasks`; ours lives deeper and is found via ready()."""
+    """The host's Celery app autodiscovers `<app>.tasks`, which defines every task of the app."""
     code = "from tasks.celery import app; app.loader.import_default_modules(); print(sorted(app.tasks))"
     env = {**os.environ, "DJANGO_SETTINGS_MODULE": "tests.config.settings"}
     result = subprocess.run(

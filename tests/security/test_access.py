@@ -13,8 +13,8 @@ from django.contrib.auth.models import Permission
 from django.test import Client
 from django.urls import reverse
 
+from recommendations.events.ids import stable_event_id
 from recommendations.events.tracking import SESSION_KEY
-from recommendations.events.validation import stable_event_id
 from recommendations.experiments import lifecycle
 from recommendations.models import Campaign, Event, Experiment, ExperimentStatus, Variant
 from shop.models import Order

@@ -11,7 +11,7 @@ from django.utils import timezone
 from django_celery_beat.models import PeriodicTask
 
 from recommendations.models import ServedRecommendation
-from recommendations.serving.tasks import prune_served
+from recommendations.tasks import prune_served
 
 pytestmark = pytest.mark.django_db
 
