@@ -15,11 +15,15 @@ its own takes the session's variant. Within the experiment's window, for each va
 
 A list belongs to the variant that served it, as its `ServedRecommendation.context` records,
 whoever the visitor is bucketed into later (a sign-in may move them to another variant).
-An event whose list is unknown there (no id, or the served row has expired) goes to the
-visitor's variant. A person whom a variant credits with an event is one of its visitors even
-when they are bucketed into another, so no variant counts more buyers than visitors (the
-conversion's Wilson interval needs buyers <= visitors); such a person, rare, is then a
-visitor of both variants.
+A list served outside this experiment (its row names no variant of it: shown before the
+visitor had a session to bucket, before the start, under a promoted default or another
+experiment) belongs to no variant: its events are not the treatment's. Only an event whose
+list is unknown (no id, or the served row has expired) goes to the visitor's variant.
+
+A person whom a variant credits with an event is one of its visitors even when they are
+bucketed into another, so no variant counts more buyers than visitors (the conversion's
+Wilson interval needs buyers <= visitors); such a person, rare, is then a visitor of both
+variants.
 
 Everything is counted in one pass over the visitors' events, so a hand-computed scenario
 can be checked line by line (see tests/marketing/test_attribution.py).
@@ -33,7 +37,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from django.db.models import OuterRef, Q, Subquery
+from django.db.models import Case, CharField, OuterRef, Q, Subquery, Value, When
 from django.db.models.fields.json import KT
 from django.utils import timezone
 
@@ -145,10 +149,19 @@ def funnels(experiment: Experiment, now: dt.datetime | None = None) -> list[Vari
         if variant_id in out:
             out[variant_id].visitors = count
     assigned = Assignment.objects.filter(experiment=experiment)
-    # The variant that served the event's list: one index look-up per event, in the same query.
-    served_by = ServedRecommendation.objects.filter(
-        pk=OuterRef("recommendation_id"), context__experiment=experiment.key
-    ).values_list(KT("context__variant"))[:1]
+    # The variant that served the event's list, "" for a list served outside this experiment,
+    # None for no row: one index look-up per event, in the same query.
+    served_by = (
+        ServedRecommendation.objects.filter(pk=OuterRef("recommendation_id"))
+        .annotate(
+            variant=Case(
+                When(context__experiment=experiment.key, then=KT("context__variant")),
+                default=Value(""),
+                output_field=CharField(),
+            )
+        )
+        .values_list("variant")[:1]
+    )
     events = (
         Event.objects.filter(event_type__in=FUNNEL_TYPES, timestamp__gte=start, timestamp__lte=end + window)
         .filter(
@@ -181,7 +194,7 @@ def funnels(experiment: Experiment, now: dt.datetime | None = None) -> list[Vari
     ):
         visitor = f"u:{user_id}" if user_id is not None else f"s:{session_id}"
         own_variant = visitors.variant_of(user_id, session_id)
-        variant_id = by_key.get(served) if served else own_variant
+        variant_id = own_variant if served is None else by_key.get(served)
         if event_type == EventType.PURCHASE and not (
             rec_id and variant_id in out and rec_id in shown[variant_id]
         ):

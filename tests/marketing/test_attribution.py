@@ -162,7 +162,7 @@ def test_a_list_counts_for_the_variant_that_served_it_and_a_signed_in_session_is
         [
             event("purchase", hana, t + 2 * HOUR, "", "p1", "50.00"),
             event("purchase", lee, t + 2 * HOUR, "R-lee", "p2", "30.00"),
-            # A served id of another experiment says nothing here: other's own variant decides.
+            # A list another experiment served is no variant's here, whoever saw it.
             event("impression", other, t, "R-old", "p4"),
         ]
     )
@@ -170,8 +170,56 @@ def test_a_list_counts_for_the_variant_that_served_it_and_a_signed_in_session_is
     assert (control_funnel.visitors, b_funnel.visitors) == (1, 3)  # hana; hana, lee, other: once each
     assert (control_funnel.impressions, control_funnel.clicks, control_funnel.purchases) == (1, 1, 1)
     assert control_funnel.revenue_by_visitor == {f"u:{hana.pk}": Decimal("50.00")}
-    assert (b_funnel.impressions, b_funnel.clicks, b_funnel.purchases) == (3, 1, 1)
+    assert (b_funnel.impressions, b_funnel.clicks, b_funnel.purchases) == (2, 1, 1)
     assert b_funnel.revenue_by_visitor == {f"u:{lee.pk}": Decimal("30.00")}
+
+
+def test_lists_served_outside_the_experiment_belong_to_no_variant(db):
+    """A visitor bucketed into b uses lists that b did not serve: the landing page's, served
+    before they had a session to bucket (no experiment in its context), and one served under
+    the promoted default of an earlier experiment. Neither counts for b (nor for the control);
+    only a list whose served row has expired falls back to the visitor's variant."""
+    start = timezone.now() - dt.timedelta(days=2)
+    experiment, _, b = running_experiment(start, key="outside")
+    Assignment.objects.create(experiment=experiment, variant=b, session_id="anon")
+    contexts = {
+        "R-landing": {},
+        "R-promoted": {"experiment": "earlier", "variant": "winner"},
+        "R-b": {"experiment": "outside", "variant": "b"},
+    }
+    ServedRecommendation.objects.bulk_create(
+        [
+            ServedRecommendation(id=rec, kind="trending", source="popular", context=c)
+            for rec, c in contexts.items()
+        ]
+    )
+    t = start + HOUR
+    Event.objects.bulk_create(
+        [
+            event(event_type, "anon", t + i * HOUR, rec, product)
+            for rec, product in [
+                ("R-landing", "p1"),
+                ("R-promoted", "p2"),
+                ("R-b", "p3"),
+                ("R-expired", "p4"),
+            ]
+            for i, event_type in enumerate(["impression", "click"])
+        ]
+        + [
+            event("purchase", "anon", t + 3 * HOUR, "R-landing", "p1", "10.00"),
+            event("purchase", "anon", t + 3 * HOUR, "", "p2", "20.00"),
+            event("purchase", "anon", t + 3 * HOUR, "R-b", "p3", "30.00"),
+        ]
+    )
+    control_funnel, b_funnel = funnels(experiment)
+    assert (b_funnel.impressions, b_funnel.clicks, b_funnel.purchases, b_funnel.revenue) == (
+        2,
+        2,
+        1,
+        Decimal("30.00"),
+    )
+    assert (control_funnel.impressions, control_funnel.clicks, control_funnel.purchases) == (0, 0, 0)
+    assert (control_funnel.visitors, b_funnel.visitors) == (0, 1)
 
 
 def test_a_variant_never_counts_more_buyers_than_visitors(db):
