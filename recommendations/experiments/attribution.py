@@ -32,7 +32,7 @@ can be checked line by line (see tests/marketing/test_attribution.py).
 from __future__ import annotations
 
 import datetime as dt
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -41,7 +41,7 @@ from django.db.models import Case, CharField, OuterRef, Q, Subquery, Value, When
 from django.db.models.fields.json import KT
 from django.utils import timezone
 
-from recommendations.experiments.statistics import MeanSummary
+from recommendations.experiments.statistics import MeanSummary, RatioSummary
 from recommendations.models import Assignment, Event, EventType, Experiment, ServedRecommendation
 
 FUNNEL_TYPES = (EventType.IMPRESSION, EventType.CLICK, EventType.ADD_TO_CART, EventType.PURCHASE)
@@ -63,6 +63,10 @@ class VariantFunnel:
     purchases: int = 0
     revenue: Decimal = Decimal(0)
     revenue_by_visitor: dict[str, Decimal] = field(default_factory=dict)
+    # Lists shown to each visitor, and how many of them they clicked: visitors, not lists,
+    # are randomised, so click-through's variance is measured per visitor.
+    lists_by_visitor: Counter[str] = field(default_factory=Counter)
+    clicked_by_visitor: Counter[str] = field(default_factory=Counter)
 
     @property
     def converted_visitors(self) -> int:
@@ -72,6 +76,10 @@ class VariantFunnel:
         """Revenue per visitor, zeros included, as n / sum / sum of squares."""
         values = [float(v) for v in self.revenue_by_visitor.values()]
         return MeanSummary(self.visitors, sum(values), sum(v * v for v in values))
+
+    def ctr_summary(self) -> RatioSummary:
+        """Clicked lists over lists shown, summed per visitor who was shown one."""
+        return RatioSummary.of([(self.clicked_by_visitor[v], n) for v, n in self.lists_by_visitor.items()])
 
 
 def experiment_window(
@@ -183,7 +191,8 @@ def funnels(experiment: Experiment, now: dt.datetime | None = None) -> list[Vari
         )
     )
 
-    shown: dict[int, set[str]] = defaultdict(set)  # recommendation ids each variant showed
+    # The recommendation ids each variant showed, with the visitor each was shown to.
+    shown: dict[int, dict[str, str]] = defaultdict(dict)
     # Visitors a variant credits with an event who are bucketed into another (or none).
     guests: dict[int, set[str]] = defaultdict(set)
     clicked: dict[int, set[str]] = defaultdict(set)
@@ -209,13 +218,16 @@ def funnels(experiment: Experiment, now: dt.datetime | None = None) -> list[Vari
         credited = True
         if event_type == EventType.IMPRESSION:
             credited = bool(rec_id) and timestamp <= end
-            if credited:
-                shown[variant_id].add(rec_id)
+            if credited and not in_variant_list:
+                shown[variant_id][rec_id] = visitor
+                funnel.lists_by_visitor[visitor] += 1
         elif event_type == EventType.CLICK:
             credited = in_variant_list and timestamp <= end
             if credited:
                 funnel.clicks += 1
-                clicked[variant_id].add(rec_id)
+                if rec_id not in clicked[variant_id]:
+                    clicked[variant_id].add(rec_id)
+                    funnel.clicked_by_visitor[shown[variant_id][rec_id]] += 1
                 last_click[(visitor, product_id)] = (timestamp, variant_id)
         elif event_type == EventType.ADD_TO_CART:
             credited = in_variant_list and timestamp <= end

@@ -10,12 +10,14 @@ from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
+from django.utils import timezone
 
 from recommendations.experiments import variant_for
 from recommendations.marketing.audiences import create_segment
 from recommendations.marketing.targeting import showable_campaigns
 from recommendations.models import Campaign, Experiment, ExperimentStatus, Segment, SegmentMember, Variant
 from tests.marketing.conftest import add_event
+from tests.marketing.test_attribution import planted, running_experiment, three_challengers
 
 
 @pytest.fixture
@@ -307,6 +309,27 @@ def test_experiment_page_shows_results_chart_and_promotes(admin_client, db):
     experiment.refresh_from_db()
     assert experiment.status == ExperimentStatus.STOPPED and experiment.winner.key == "v1"
     assert variant_for("any-visitor").variant_key == "v1"
+
+
+def test_experiment_page_names_each_test_and_the_adjustment_for_several_challengers(admin_client):
+    experiment = three_challengers()
+    page = admin_client.get(reverse("admin:recommendations_experiment_change", args=[experiment.pk]))
+    html = page.content.decode()
+    assert "No variant beats the control on conversion (p &lt; 0.05, adjusted for 3 comparisons)." in html
+    assert "p = 0.0882<br>two-proportion z-test, adjusted for 3 comparisons" in html  # b's conversion
+    assert "Welch&#x27;s t-test, adjusted for 3 comparisons" in html  # revenue per visitor
+    assert "adjusted for the number of comparisons (Holm)" in html
+
+
+def test_experiment_page_shows_a_winner_over_a_control_that_converted_nobody(admin_client):
+    start = timezone.now() - dt.timedelta(days=3)
+    experiment, control, b = running_experiment(start, key="zero", min_visitors=100)
+    planted(experiment, control, 200, 0, start=start)
+    planted(experiment, b, 200, 12, start=start)
+    html = admin_client.get(reverse("admin:recommendations_experiment_change", args=[experiment.pk])).content
+    assert "Two-tower v2 beats the control on conversion with 6.0% against 0%" in html.decode()
+    assert b">n/a</span> <small>p = 0.0004 \xe2\x9c\x94" in html
+    assert b'value="Stop and promote the winner">' in html  # not disabled
 
 
 def test_every_marketing_list_renders_with_rows(admin_client, shop):

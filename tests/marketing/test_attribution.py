@@ -10,6 +10,7 @@ from django.utils import timezone
 from recommendations.events.sessions import merge_session_into_user
 from recommendations.experiments.attribution import funnels
 from recommendations.experiments.results import experiment_results
+from recommendations.experiments.statistics import RatioSummary
 from recommendations.models import (
     Assignment,
     Event,
@@ -113,6 +114,9 @@ def test_attribution_matches_the_hand_computed_scenario(scenario):
     assert (b.impressions, b.clicked_impressions, b.clicks) == (2, 1, 2)
     assert (b.add_to_carts, b.purchases, b.revenue, b.converted_visitors) == (0, 1, Decimal("40.00"), 1)
     assert b.revenue_summary().mean == 20.0  # 40 over two visitors
+    # Click-through per visitor (clicked lists, lists shown): u1 (1, 1), u2 (1, 2), anon-1 (1, 1).
+    assert control.ctr_summary() == RatioSummary.of([(1, 1), (1, 2), (1, 1)])
+    assert b.ctr_summary() == RatioSummary.of([(1, 1), (0, 1)])  # u3, u4
 
 
 def test_a_list_counts_for_the_variant_that_served_it_and_a_signed_in_session_is_its_user(db):
@@ -336,3 +340,62 @@ def test_no_difference_means_no_winner(db):
     results = experiment_results(experiment)
     assert results.enough_data and results.suggested_winner is None
     assert results.status_line == "No variant beats the control on conversion (p < 0.05)."
+
+
+def test_a_control_that_converted_nobody_can_be_beaten(db):
+    start = timezone.now() - dt.timedelta(days=3)
+    experiment, control, b = running_experiment(start, key="zero", min_visitors=100)
+    planted(experiment, control, 200, 0, start=start)
+    planted(experiment, b, 200, 12, start=start)  # 6%: z-test p = 0.0004
+    results = experiment_results(experiment)
+    conversion = results.variants[1].metrics["conversion"]
+    assert conversion.lift is None and conversion.difference == pytest.approx(0.06)
+    assert conversion.test.p_value == pytest.approx(0.00044, abs=1e-5)
+    assert results.suggested_winner.funnel.key == "b"
+    assert results.status_line == (
+        "Two-tower v2 beats the control on conversion with 6.0% against 0% (p = 0.0004, two-proportion z-test)."
+    )
+
+
+def test_a_small_experiment_is_judged_with_the_exact_test(db):
+    start = timezone.now() - dt.timedelta(days=3)
+    experiment, control, b = running_experiment(start, key="small", min_visitors=10)
+    planted(experiment, control, 10, 1, start=start)
+    planted(experiment, b, 10, 6, start=start)  # the z-test would call p = 0.019 a winner
+    results = experiment_results(experiment)
+    test = results.variants[1].metrics["conversion"].test
+    assert (test.method, round(test.p_value, 4)) == ("Fisher's exact test", 0.0573)
+    assert results.enough_data and results.suggested_winner is None
+
+
+def three_challengers() -> Experiment:
+    """Conversion of 200 visitors each: control 20, b 35 (a winner alone: z-test p = 0.029),
+    c 20, d 21."""
+    start = timezone.now() - dt.timedelta(days=3)
+    experiment, control, b = running_experiment(start, key="abn", min_visitors=150)
+    for variant, buyers in [
+        (control, 20),
+        (b, 35),
+        (Variant.objects.create(experiment=experiment, key="c", traffic_share=25), 20),
+        (Variant.objects.create(experiment=experiment, key="d", traffic_share=25), 21),
+    ]:
+        planted(experiment, variant, 200, buyers, start=start)
+    return experiment
+
+
+def test_several_challengers_are_judged_on_holm_adjusted_p_values(db):
+    """b alone would win (p = 0.029 < 0.05), but it is one of three challengers: its p-value
+    adjusted for three comparisons is 3 x 0.029 = 0.088, and nothing wins."""
+    results = experiment_results(three_challengers())
+    test = results.variants[1].metrics["conversion"].test
+    assert test.p_value == pytest.approx(0.0294, abs=1e-4)
+    assert test.comparisons == 3 and test.adjusted_p_value == pytest.approx(3 * test.p_value)
+    assert not test.significant and results.suggested_winner is None
+    assert (
+        results.status_line
+        == "No variant beats the control on conversion (p < 0.05, adjusted for 3 comparisons)."
+    )
+    assert (
+        test.summary
+        == f"p = 0.0882 adjusted for 3 comparisons (Holm; unadjusted {test.p_value:.4f}), two-proportion z-test"
+    )
