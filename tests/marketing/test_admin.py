@@ -311,6 +311,27 @@ def test_experiment_page_shows_results_chart_and_promotes(admin_client, db):
     assert variant_for("any-visitor").variant_key == "v1"
 
 
+def test_stopping_in_the_admin_says_what_everyone_gets_now(admin_client):
+    def lifecycle_post(experiment, verb, **data) -> str:
+        url = reverse("admin:recommendations_experiment_lifecycle", args=[experiment.pk, verb])
+        return " ".join(str(m) for m in admin_client.post(url, data, follow=True).context["messages"])
+
+    first = Experiment.objects.create(key="first", name="First")
+    Variant.objects.create(experiment=first, key="a", is_control=True, traffic_share=50)
+    Variant.objects.create(experiment=first, key="b", name="Popular", traffic_share=50, recommender="popular")
+    lifecycle_post(first, "start")
+    assert "gets the built-in default recommendations again" in lifecycle_post(first, "stop")
+    second = Experiment.objects.create(key="second", name="Second")
+    Variant.objects.create(experiment=second, key="a", is_control=True, traffic_share=50)
+    Variant.objects.create(experiment=second, key="b", traffic_share=50)
+    Experiment.objects.filter(pk=first.pk).update(winner=first.variants.get(key="b"))  # promoted earlier
+    lifecycle_post(second, "start")
+    assert lifecycle_post(second, "stop") == (
+        "Stopped “Second” without promoting a variant; everyone gets the promoted default again: "
+        "Popular of “First”."
+    )
+
+
 def test_experiment_page_names_each_test_and_the_adjustment_for_several_challengers(admin_client):
     experiment = three_challengers()
     page = admin_client.get(reverse("admin:recommendations_experiment_change", args=[experiment.pk]))

@@ -97,6 +97,47 @@ def test_stopping_without_promotion_returns_everyone_to_the_defaults(users):
     assert variant_for(users[0]) is None
 
 
+def test_a_later_experiment_serves_the_promoted_default_where_its_variants_are_empty(users):
+    """After a promotion the winner is production: the next experiment's control, left empty,
+    is that (not the built-in defaults), a challenger changes only what it names, and
+    promoting the control keeps it."""
+    candidate = ModelVersion.objects.create(status=ModelStatus.READY, dimensions=4)
+    first = make_experiment("first")
+    rules = {"default": {"max_per_store": 1}}
+    first.variants.filter(key="v1").update(recommender="popular", rules=rules, model_version=candidate)
+    lifecycle.start(first)
+    lifecycle.stop(first, promote="v1")
+    second = make_experiment("second")
+    second.variants.filter(key="v1").update(recommender="two_tower")
+    lifecycle.start(second)
+    served = {
+        (c.variant_key, c.recommender, c.model_version_id, str(c.rules))
+        for c in (variant_for(u) for u in users[:40])
+    }
+    assert served == {
+        ("v0", "popular", candidate.pk, str(rules)),
+        ("v1", "two_tower", candidate.pk, str(rules)),
+    }
+    assert lifecycle.stop(second, promote="v0").recommender == "popular"
+    control = Variant.objects.get(experiment=second, key="v0")
+    assert (control.recommender, control.model_version_id, control.rules) == ("popular", candidate.pk, rules)
+    choice = variant_for(users[0])
+    assert (choice.experiment_key, choice.variant_key, choice.recommender) == ("second", "v0", "popular")
+    assert (choice.model_version_id, choice.rules, choice.is_default) == (candidate.pk, rules, True)
+
+
+def test_stopping_without_promotion_keeps_the_earlier_promoted_default(users):
+    first = make_experiment("first")
+    first.variants.filter(key="v1").update(recommender="popular")
+    lifecycle.start(first)
+    lifecycle.stop(first, promote="v1")
+    second = lifecycle.start(make_experiment("second"))
+    assert {variant_for(u).recommender for u in users[:20]} == {"popular"}
+    assert lifecycle.stop(second) is None
+    choice = variant_for(users[0])
+    assert (choice.experiment_key, choice.variant_key, choice.recommender) == ("first", "v1", "popular")
+
+
 def test_starting_refuses_a_variant_whose_model_version_cannot_serve(users):
     retired = ModelVersion.objects.create(status=ModelStatus.RETIRED, dimensions=4)
     experiment = make_experiment()
