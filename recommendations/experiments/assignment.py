@@ -25,7 +25,7 @@ from typing import Any
 
 from django.db import DatabaseError, transaction
 
-from recommendations.events.tracking import get_session_id
+from recommendations.events.tracking import get_session_id, is_bot
 from recommendations.experiments.bucketing import assign
 from recommendations.models import (
     Assignment,
@@ -35,6 +35,7 @@ from recommendations.models import (
     ModelVersion,
     Variant,
 )
+from recommendations.privacy.optout import is_opted_out
 from recommendations.serving.rule_sets import rule_set_errors
 from recommendations.vectors.queries import active_version
 
@@ -208,7 +209,10 @@ def clear_cache() -> None:
 
 
 def visitor_of(who: Any) -> Visitor:
-    """Who is asking, from a request (Django or DRF), a user, an `Audience`, or a session id."""
+    """Who is asking, from a request (Django or DRF), a user, an `Audience`, or a session id.
+
+    As serving does (`Audience`), a user who opted out of personalisation and a crawler are
+    nobody to bucket: no variant, no exposure, and a crawler gets no session."""
     if who is None:
         return Visitor()
     if isinstance(who, str):
@@ -218,10 +222,12 @@ def visitor_of(who: Any) -> Visitor:
     if hasattr(who, "META") or hasattr(who, "_request"):  # HttpRequest or DRF Request
         user = getattr(who, "user", None)
         if user is not None and user.is_authenticated:
-            return Visitor(user.pk)
+            return Visitor() if is_opted_out(user) else Visitor(user.pk)
+        if is_bot(who):
+            return Visitor()
         return Visitor(session_id=get_session_id(who))
     if hasattr(who, "is_authenticated"):  # a user, or AnonymousUser
-        return Visitor(who.pk) if who.is_authenticated else Visitor()
+        return Visitor(who.pk) if who.is_authenticated and not is_opted_out(who) else Visitor()
     raise TypeError(
         f"variant_for() takes a request, a user, an Audience or a session id, not {type(who).__name__}."
     )

@@ -12,7 +12,9 @@ from django.test import RequestFactory
 from recommendations.events.tracking import SESSION_KEY
 from recommendations.experiments import lifecycle, model_version_for, variant_for
 from recommendations.models import Assignment, Experiment, ModelStatus, ModelVersion, Variant
+from recommendations.privacy.optout import set_opted_out
 from recommendations.serving.types import Audience
+from tests.events.test_sessions import GOOGLEBOT
 
 
 def make_experiment(key="home", shares=(50, 50), control=0) -> Experiment:
@@ -64,6 +66,24 @@ def test_anonymous_visitors_are_bucketed_by_their_session(users):
     assert variant_for(AnonymousUser()) is None  # nobody to bucket
     variant_for("anon-43", record=False)
     assert Assignment.objects.count() == 1
+
+
+def test_opted_out_users_and_crawlers_are_not_bucketed(users):
+    """As serving's Audience does: no variant, no exposure, and a crawler gets no session."""
+    lifecycle.start(make_experiment())
+    private = users[0]
+    set_opted_out(private)
+    request = RequestFactory().get("/")
+    request.user, request.session = private, SessionStore()
+    assert variant_for(request) is None and variant_for(private) is None
+    assert variant_for(Audience.for_request(request)) is None
+    for _ in range(5):
+        crawler = RequestFactory().get("/", HTTP_USER_AGENT=GOOGLEBOT)
+        crawler.user, crawler.session = AnonymousUser(), SessionStore()
+        assert variant_for(crawler) is None
+        assert SESSION_KEY not in crawler.session
+    assert not Assignment.objects.exists()
+    assert variant_for(users[1]) is not None  # everyone else is bucketed as before
 
 
 def test_starting_checks_shares_control_and_that_nothing_else_runs(users):
