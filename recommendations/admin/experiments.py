@@ -27,6 +27,7 @@ from recommendations.admin.charts import interval_bars
 from recommendations.admin.filters import SearchByUser
 from recommendations.admin.readonly import DeletedWithParentAdmin
 from recommendations.experiments import lifecycle
+from recommendations.experiments.assignment import promoted_default
 from recommendations.experiments.results import (
     METRIC_LABELS,
     PRIMARY_METRIC,
@@ -192,7 +193,13 @@ class ExperimentAdmin(admin.ModelAdmin):
             return f"Started “{experiment}”: visitors are now bucketed into its variants."
         if verb == "stop":
             lifecycle.stop(experiment)
-            return f"Stopped “{experiment}”; everyone gets the default recommendations again."
+            default = promoted_default()
+            if default is None:
+                return f"Stopped “{experiment}”; everyone gets the built-in default recommendations again."
+            return (
+                f"Stopped “{experiment}” without promoting a variant; everyone gets the promoted default "
+                f"again: {default.label} of “{default.experiment}”."
+            )
         if verb == "promote":
             variant = lifecycle.stop(experiment, promote=variant_key)
             return f"Stopped “{experiment}” and made {variant.label} the default for everyone."

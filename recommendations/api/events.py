@@ -30,7 +30,7 @@ from recommendations.api.schema import error_responses
 from recommendations.api.throttles import ApiRateThrottle
 from recommendations.conf import rec_settings
 from recommendations.events.ingestion import ingest
-from recommendations.events.tracking import client_context, get_session_id, request_user_id
+from recommendations.events.tracking import client_context, get_session_id, is_bot, request_user_id
 from recommendations.events.validation import (
     BROWSER_EVENT_TYPES,
     MAX_CONTEXT_DEPTH,
@@ -280,7 +280,8 @@ class EventBatchView(APIView):
             origin = Origin(
                 trusted=False,
                 user_id=request_user_id(django_request),
-                session_id=get_session_id(django_request),
+                # A crawler's events are kept (training drops them) but it gets no session.
+                session_id=get_session_id(django_request, create=not is_bot(django_request)),
                 context=client_context(django_request),
                 sent_at=self.batch.get("sent_at"),
             )

@@ -466,8 +466,23 @@ class MetricSerializer(serializers.Serializer):
         max_length=2,
         help_text="[low, high] of the 95% interval.",
     )
-    lift = serializers.FloatField(allow_null=True, help_text="Relative to the control.")
-    p_value = serializers.FloatField(allow_null=True)
+    lift = serializers.FloatField(
+        allow_null=True, help_text="Relative to the control; null when the control's value is 0."
+    )
+    difference = serializers.FloatField(allow_null=True, help_text="The value minus the control's.")
+    test = serializers.CharField(
+        allow_null=True,
+        help_text='The test against the control: "two-proportion z-test", "Fisher\'s exact test" '
+        "(conversion with small counts), \"Welch's t-test\", or for click-through Welch's t-test on "
+        "visitor-level (delta method) variance.",
+    )
+    p_value = serializers.FloatField(allow_null=True, help_text="Unadjusted.")
+    adjusted_p_value = serializers.FloatField(
+        allow_null=True, help_text="Holm-adjusted for `comparisons` challengers; `significant` rests on it."
+    )
+    comparisons = serializers.IntegerField(
+        allow_null=True, help_text="Challengers tested against the control on this metric."
+    )
     significant = serializers.BooleanField(allow_null=True)
 
 
@@ -509,7 +524,11 @@ def _results_payload(results: ExperimentResults) -> dict[str, Any]:
                 "value": number(m.value),
                 "interval": [number(m.interval.low), number(m.interval.high)] if m.interval else None,
                 "lift": number(m.lift),
+                "difference": number(m.difference),
+                "test": m.test.method if m.test else None,
                 "p_value": number(m.test.p_value) if m.test else None,
+                "adjusted_p_value": number(m.test.decisive_p_value) if m.test else None,
+                "comparisons": m.test.comparisons if m.test else None,
                 "significant": m.test.significant if m.test else None,
             }
         variants.append(

@@ -8,7 +8,9 @@ variant on every page and in the API. A user who signs in mid-visit is bucketed 
 from then on (their variant may change once; the account's is the one that counts).
 
 When no experiment runs, the winner of the most recently promoted experiment is the
-default for everyone: that is what "promote" means.
+default for everyone: that is what "promote" means. It stays what production serves while a
+later experiment runs: a variant's empty fields (model version, recommender, rules) take the
+promoted default's, so a control left empty is "as now", not the built-in defaults.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from typing import Any
 
 from django.db import DatabaseError, transaction
 
-from recommendations.events.tracking import get_session_id
+from recommendations.events.tracking import get_session_id, is_bot
 from recommendations.experiments.bucketing import assign
 from recommendations.models import (
     Assignment,
@@ -33,6 +35,7 @@ from recommendations.models import (
     ModelVersion,
     Variant,
 )
+from recommendations.privacy.optout import is_opted_out
 from recommendations.serving.rule_sets import rule_set_errors
 from recommendations.vectors.queries import active_version
 
@@ -102,6 +105,36 @@ def _choice(variant: Variant, *, is_default: bool = False) -> VariantChoice:
     )
 
 
+def promoted_default() -> Variant | None:
+    """The winner of the most recently promoted experiment: what everyone is served outside
+    an experiment, and what a running experiment's empty fields stand for."""
+    promoted = (
+        Experiment.objects.filter(status=ExperimentStatus.STOPPED, winner__isnull=False)
+        .select_related("winner__experiment", "winner__model_version")
+        .order_by("-stopped_at")
+        .first()
+    )
+    return promoted.winner if promoted is not None else None
+
+
+def inherit_default(variant: Variant, default: Variant | None) -> list[str]:
+    """Fill the variant's empty fields (in memory) from the promoted default; returns the names
+    of the fields filled. A variant serves what it names, and production for the rest."""
+    if default is None:
+        return []
+    filled = []
+    if variant.model_version_id is None and default.model_version_id is not None:
+        variant.model_version = default.model_version
+        filled.append("model_version")
+    if not variant.recommender and default.recommender:
+        variant.recommender = default.recommender
+        filled.append("recommender")
+    if not variant.rules and default.rules:
+        variant.rules = dict(default.rules)
+        filled.append("rules")
+    return filled
+
+
 def _servable_rules(variant: Variant) -> dict[str, Any]:
     """The variant's rules, or none when serving cannot apply them: a variant saved around
     `Variant.clean()` (a raw update, an old row) must not fail every visitor's lists."""
@@ -119,23 +152,22 @@ def _servable_rules(variant: Variant) -> dict[str, Any]:
 
 
 def _load_live() -> LiveExperiment | None:
+    default = promoted_default()
     running = Experiment.objects.filter(status=ExperimentStatus.RUNNING).first()
     if running is not None:
-        variants = running.variants.select_related("experiment", "model_version").order_by("pk")
+        variants = list(running.variants.select_related("experiment", "model_version").order_by("pk"))
+        for variant in variants:
+            inherit_default(variant, default)
         return LiveExperiment(
             running.pk, running.key, True, tuple((_choice(v), v.traffic_share) for v in variants)
         )
-    promoted = (
-        Experiment.objects.filter(status=ExperimentStatus.STOPPED, winner__isnull=False)
-        .select_related("winner__experiment", "winner__model_version")
-        .order_by("-stopped_at")
-        .first()
-    )
-    if promoted is None:
+    if default is None:
         return None
-    winner = promoted.winner
     return LiveExperiment(
-        promoted.pk, promoted.key, False, ((_choice(winner, is_default=True), Decimal(100)),)
+        default.experiment_id,
+        default.experiment.key,
+        False,
+        ((_choice(default, is_default=True), Decimal(100)),),
     )
 
 
@@ -150,14 +182,9 @@ def model_versions_in_use() -> set[int]:
             experiment__status=ExperimentStatus.RUNNING, model_version__isnull=False
         ).values_list("model_version_id", flat=True)
     )
-    promoted = (
-        Experiment.objects.filter(status=ExperimentStatus.STOPPED, winner__isnull=False)
-        .order_by("-stopped_at")
-        .values_list("winner__model_version_id", flat=True)
-        .first()
-    )
-    if promoted is not None:
-        in_use.add(promoted)
+    default = promoted_default()
+    if default is not None and default.model_version_id is not None:
+        in_use.add(default.model_version_id)
     return in_use
 
 
@@ -182,7 +209,10 @@ def clear_cache() -> None:
 
 
 def visitor_of(who: Any) -> Visitor:
-    """Who is asking, from a request (Django or DRF), a user, an `Audience`, or a session id."""
+    """Who is asking, from a request (Django or DRF), a user, an `Audience`, or a session id.
+
+    As serving does (`Audience`), a user who opted out of personalisation and a crawler are
+    nobody to bucket: no variant, no exposure, and a crawler gets no session."""
     if who is None:
         return Visitor()
     if isinstance(who, str):
@@ -192,10 +222,12 @@ def visitor_of(who: Any) -> Visitor:
     if hasattr(who, "META") or hasattr(who, "_request"):  # HttpRequest or DRF Request
         user = getattr(who, "user", None)
         if user is not None and user.is_authenticated:
-            return Visitor(user.pk)
+            return Visitor() if is_opted_out(user) else Visitor(user.pk)
+        if is_bot(who):
+            return Visitor()
         return Visitor(session_id=get_session_id(who))
     if hasattr(who, "is_authenticated"):  # a user, or AnonymousUser
-        return Visitor(who.pk) if who.is_authenticated else Visitor()
+        return Visitor(who.pk) if who.is_authenticated and not is_opted_out(who) else Visitor()
     raise TypeError(
         f"variant_for() takes a request, a user, an Audience or a session id, not {type(who).__name__}."
     )

@@ -15,11 +15,15 @@ its own takes the session's variant. Within the experiment's window, for each va
 
 A list belongs to the variant that served it, as its `ServedRecommendation.context` records,
 whoever the visitor is bucketed into later (a sign-in may move them to another variant).
-An event whose list is unknown there (no id, or the served row has expired) goes to the
-visitor's variant. A person whom a variant credits with an event is one of its visitors even
-when they are bucketed into another, so no variant counts more buyers than visitors (the
-conversion's Wilson interval needs buyers <= visitors); such a person, rare, is then a
-visitor of both variants.
+A list served outside this experiment (its row names no variant of it: shown before the
+visitor had a session to bucket, before the start, under a promoted default or another
+experiment) belongs to no variant: its events are not the treatment's. Only an event whose
+list is unknown (no id, or the served row has expired) goes to the visitor's variant.
+
+A person whom a variant credits with an event is one of its visitors even when they are
+bucketed into another, so no variant counts more buyers than visitors (the conversion's
+Wilson interval needs buyers <= visitors); such a person, rare, is then a visitor of both
+variants.
 
 Everything is counted in one pass over the visitors' events, so a hand-computed scenario
 can be checked line by line (see tests/marketing/test_attribution.py).
@@ -28,16 +32,16 @@ can be checked line by line (see tests/marketing/test_attribution.py).
 from __future__ import annotations
 
 import datetime as dt
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from django.db.models import OuterRef, Q, Subquery
+from django.db.models import Case, CharField, OuterRef, Q, Subquery, Value, When
 from django.db.models.fields.json import KT
 from django.utils import timezone
 
-from recommendations.experiments.statistics import MeanSummary
+from recommendations.experiments.statistics import MeanSummary, RatioSummary
 from recommendations.models import Assignment, Event, EventType, Experiment, ServedRecommendation
 
 FUNNEL_TYPES = (EventType.IMPRESSION, EventType.CLICK, EventType.ADD_TO_CART, EventType.PURCHASE)
@@ -59,6 +63,10 @@ class VariantFunnel:
     purchases: int = 0
     revenue: Decimal = Decimal(0)
     revenue_by_visitor: dict[str, Decimal] = field(default_factory=dict)
+    # Lists shown to each visitor, and how many of them they clicked: visitors, not lists,
+    # are randomised, so click-through's variance is measured per visitor.
+    lists_by_visitor: Counter[str] = field(default_factory=Counter)
+    clicked_by_visitor: Counter[str] = field(default_factory=Counter)
 
     @property
     def converted_visitors(self) -> int:
@@ -68,6 +76,10 @@ class VariantFunnel:
         """Revenue per visitor, zeros included, as n / sum / sum of squares."""
         values = [float(v) for v in self.revenue_by_visitor.values()]
         return MeanSummary(self.visitors, sum(values), sum(v * v for v in values))
+
+    def ctr_summary(self) -> RatioSummary:
+        """Clicked lists over lists shown, summed per visitor who was shown one."""
+        return RatioSummary.of([(self.clicked_by_visitor[v], n) for v, n in self.lists_by_visitor.items()])
 
 
 def experiment_window(
@@ -145,10 +157,19 @@ def funnels(experiment: Experiment, now: dt.datetime | None = None) -> list[Vari
         if variant_id in out:
             out[variant_id].visitors = count
     assigned = Assignment.objects.filter(experiment=experiment)
-    # The variant that served the event's list: one index look-up per event, in the same query.
-    served_by = ServedRecommendation.objects.filter(
-        pk=OuterRef("recommendation_id"), context__experiment=experiment.key
-    ).values_list(KT("context__variant"))[:1]
+    # The variant that served the event's list, "" for a list served outside this experiment,
+    # None for no row: one index look-up per event, in the same query.
+    served_by = (
+        ServedRecommendation.objects.filter(pk=OuterRef("recommendation_id"))
+        .annotate(
+            variant=Case(
+                When(context__experiment=experiment.key, then=KT("context__variant")),
+                default=Value(""),
+                output_field=CharField(),
+            )
+        )
+        .values_list("variant")[:1]
+    )
     events = (
         Event.objects.filter(event_type__in=FUNNEL_TYPES, timestamp__gte=start, timestamp__lte=end + window)
         .filter(
@@ -170,7 +191,8 @@ def funnels(experiment: Experiment, now: dt.datetime | None = None) -> list[Vari
         )
     )
 
-    shown: dict[int, set[str]] = defaultdict(set)  # recommendation ids each variant showed
+    # The recommendation ids each variant showed, with the visitor each was shown to.
+    shown: dict[int, dict[str, str]] = defaultdict(dict)
     # Visitors a variant credits with an event who are bucketed into another (or none).
     guests: dict[int, set[str]] = defaultdict(set)
     clicked: dict[int, set[str]] = defaultdict(set)
@@ -181,7 +203,7 @@ def funnels(experiment: Experiment, now: dt.datetime | None = None) -> list[Vari
     ):
         visitor = f"u:{user_id}" if user_id is not None else f"s:{session_id}"
         own_variant = visitors.variant_of(user_id, session_id)
-        variant_id = by_key.get(served) if served else own_variant
+        variant_id = own_variant if served is None else by_key.get(served)
         if event_type == EventType.PURCHASE and not (
             rec_id and variant_id in out and rec_id in shown[variant_id]
         ):
@@ -196,13 +218,16 @@ def funnels(experiment: Experiment, now: dt.datetime | None = None) -> list[Vari
         credited = True
         if event_type == EventType.IMPRESSION:
             credited = bool(rec_id) and timestamp <= end
-            if credited:
-                shown[variant_id].add(rec_id)
+            if credited and not in_variant_list:
+                shown[variant_id][rec_id] = visitor
+                funnel.lists_by_visitor[visitor] += 1
         elif event_type == EventType.CLICK:
             credited = in_variant_list and timestamp <= end
             if credited:
                 funnel.clicks += 1
-                clicked[variant_id].add(rec_id)
+                if rec_id not in clicked[variant_id]:
+                    clicked[variant_id].add(rec_id)
+                    funnel.clicked_by_visitor[shown[variant_id][rec_id]] += 1
                 last_click[(visitor, product_id)] = (timestamp, variant_id)
         elif event_type == EventType.ADD_TO_CART:
             credited = in_variant_list and timestamp <= end

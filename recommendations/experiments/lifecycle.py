@@ -13,7 +13,12 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
-from recommendations.experiments.assignment import SERVABLE_STATUSES, clear_cache
+from recommendations.experiments.assignment import (
+    SERVABLE_STATUSES,
+    clear_cache,
+    inherit_default,
+    promoted_default,
+)
 from recommendations.experiments.results import experiment_results
 from recommendations.models import Experiment, ExperimentStatus, Variant
 from recommendations.models.experiments import validate_variant_set
@@ -61,7 +66,8 @@ def start(experiment: Experiment) -> Experiment:
 
 
 def stop(experiment: Experiment, promote: Variant | str | None = None) -> Variant | None:
-    """Stop the experiment; a promoted variant becomes the default for everyone.
+    """Stop the experiment; a promoted variant becomes the default for everyone. Without one,
+    the earlier promoted default (`assignment.promoted_default`), if any, stays.
 
     `promote` is the variant, its key, or `WINNER` for the suggested winner (refused while
     the results name none). Returns the promoted variant, or None.
@@ -69,10 +75,17 @@ def stop(experiment: Experiment, promote: Variant | str | None = None) -> Varian
     if experiment.status != ExperimentStatus.RUNNING:
         raise ValidationError(f"Experiment {experiment.key!r} is not running, so it cannot be stopped.")
     variant = _variant_to_promote(experiment, promote)
-    experiment.status = ExperimentStatus.STOPPED
-    experiment.stopped_at = timezone.now()
-    experiment.winner = variant
-    experiment.save(update_fields=["status", "stopped_at", "winner"])
+    with transaction.atomic():
+        if variant is not None:
+            # Where its fields were empty the variant served the earlier default's: it keeps
+            # them, so promoting a control left "as now" does not drop the production config.
+            inherited = inherit_default(variant, promoted_default())
+            if inherited:
+                variant.save(update_fields=inherited)
+        experiment.status = ExperimentStatus.STOPPED
+        experiment.stopped_at = timezone.now()
+        experiment.winner = variant
+        experiment.save(update_fields=["status", "stopped_at", "winner"])
     clear_cache()
     if variant is None:
         logger.info("Stopped experiment %r without promoting a variant", experiment.key)

@@ -2,9 +2,19 @@
 
 Three metrics, each with the test that suits it:
 
-- CTR (clicked lists / lists shown): Wilson interval, two-proportion z-test;
-- conversion (visitors who bought / visitors): Wilson interval, two-proportion z-test;
+- CTR (clicked lists / lists shown): visitors, not lists, are randomised and one visitor's
+  lists are alike, so the variance is measured per visitor (delta method): a Wilson interval
+  on the effective number of lists, Welch's t-test on the visitors' linearised values;
+- conversion (visitors who bought / visitors): Wilson interval; two-proportion z-test, or
+  Fisher's exact test when a group expects fewer than 5 buyers or non-buyers (the z-test's
+  p-values are too small there);
 - revenue per visitor (zeros included): t interval, Welch's t-test.
+
+With several challengers, each metric's p-values are adjusted together (Holm): a challenger
+is significant, and may win, only on its adjusted p-value, so an A/B/n test finds a false
+winner no more often than an A/B test. A challenger beats the control when its conversion
+is higher and significantly so, also against a control that converted nobody (which has no
+relative lift to show).
 
 Until every variant has `experiment.min_visitors` visitors and the control has shown a
 list, the results say "not enough data yet" and no winner is suggested: peeking at early
@@ -14,15 +24,18 @@ p-values is how A/B tests produce false winners.
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from recommendations.experiments.attribution import VariantFunnel, funnels
 from recommendations.experiments.statistics import (
     DEFAULT_ALPHA,
     Interval,
     TestResult,
+    holm,
     mean_interval,
-    two_proportion_z_test,
+    proportion_test,
+    ratio_interval,
+    ratio_t_test,
     welch_t_test,
     wilson_interval,
 )
@@ -42,9 +55,11 @@ PRIMARY_METRIC = "conversion"
 class Metric:
     value: float | None
     interval: Interval | None
-    # Compared with the control (None for the control itself or without data).
+    # Compared with the control (None for the control itself or without data); the lift is
+    # relative, so also None when the control's value is 0, where the difference still says.
     lift: float | None = None
     test: TestResult | None = None
+    difference: float | None = None
 
 
 @dataclass
@@ -56,7 +71,7 @@ class VariantResult:
     def beats_control(self) -> bool:
         """Significantly better than the control on the primary metric."""
         metric = self.metrics.get(PRIMARY_METRIC)
-        return bool(metric and metric.test and metric.test.significant and (metric.lift or 0) > 0)
+        return bool(metric and metric.test and metric.test.significant and (metric.difference or 0) > 0)
 
 
 @dataclass
@@ -81,64 +96,77 @@ class ExperimentResults:
         return max(winners, key=lambda v: v.metrics[PRIMARY_METRIC].value or 0.0, default=None)
 
     @property
+    def comparisons(self) -> int:
+        """How many challengers were tested against the control on the primary metric."""
+        return sum(1 for v in self.variants if v.metrics[PRIMARY_METRIC].test is not None)
+
+    @property
     def status_line(self) -> str:
         if not self.enough_data:
             return "Not enough data yet: " + "; ".join(self.shortfalls) + "."
+        metric_name = METRIC_LABELS[PRIMARY_METRIC].lower()
         winner = self.suggested_winner
         if winner is None:
-            return (
-                f"No variant beats the control on {METRIC_LABELS[PRIMARY_METRIC].lower()} (p < {self.alpha})."
-            )
-        lift = winner.metrics[PRIMARY_METRIC].lift or 0.0
-        p_value = winner.metrics[PRIMARY_METRIC].test.p_value  # type: ignore[union-attr]
-        return (
-            f"{winner.funnel.label} beats the control on {METRIC_LABELS[PRIMARY_METRIC].lower()} "
-            f"by {lift:+.1%} (p = {p_value:.4f})."
+            adjusted = f", adjusted for {self.comparisons} comparisons" if self.comparisons > 1 else ""
+            return f"No variant beats the control on {metric_name} (p < {self.alpha}{adjusted})."
+        metric = winner.metrics[PRIMARY_METRIC]
+        assert metric.test is not None and metric.value is not None  # a winner has both
+        change = (
+            f"by {metric.lift:+.1%}" if metric.lift is not None else f"with {metric.value:.1%} against 0%"
         )
+        return f"{winner.funnel.label} beats the control on {metric_name} {change} ({metric.test.summary})."
 
 
-def _lift(value: float | None, baseline: float | None) -> float | None:
-    if value is None or not baseline:
-        return None
-    return (value - baseline) / baseline
+def _compare(value: float | None, baseline: float | None) -> tuple[float | None, float | None]:
+    """(relative lift, difference) of a value against the control's; no lift from a baseline of 0."""
+    if value is None or baseline is None:
+        return None, None
+    return ((value - baseline) / baseline if baseline else None), value - baseline
 
 
 def _metrics(funnel: VariantFunnel, control: VariantFunnel | None, alpha: float) -> dict[str, Metric]:
     compare = control is not None and control.variant_id != funnel.variant_id
-    ctr = funnel.clicked_impressions / funnel.impressions if funnel.impressions else None
+    ctr = funnel.ctr_summary()
     conversion = funnel.converted_visitors / funnel.visitors if funnel.visitors else None
     revenue = funnel.revenue_summary()
     rpv = revenue.mean if funnel.visitors else None
     metrics = {
-        "ctr": Metric(ctr, wilson_interval(funnel.clicked_impressions, funnel.impressions, alpha)),
+        "ctr": Metric(ctr.ratio if ctr.trials else None, ratio_interval(ctr, alpha)),
         "conversion": Metric(conversion, wilson_interval(funnel.converted_visitors, funnel.visitors, alpha)),
         "revenue_per_visitor": Metric(rpv, mean_interval(revenue, alpha)),
     }
     if not compare:
         return metrics
     assert control is not None
+    control_ctr = control.ctr_summary()
     control_values = {
-        "ctr": control.clicked_impressions / control.impressions if control.impressions else None,
+        "ctr": control_ctr.ratio if control_ctr.trials else None,
         "conversion": control.converted_visitors / control.visitors if control.visitors else None,
         "revenue_per_visitor": control.revenue_summary().mean if control.visitors else None,
     }
     tests = {
-        "ctr": two_proportion_z_test(
-            funnel.clicked_impressions,
-            funnel.impressions,
-            control.clicked_impressions,
-            control.impressions,
-            alpha,
-        ),
-        "conversion": two_proportion_z_test(
+        "ctr": ratio_t_test(ctr, control_ctr, alpha),
+        "conversion": proportion_test(
             funnel.converted_visitors, funnel.visitors, control.converted_visitors, control.visitors, alpha
         ),
         "revenue_per_visitor": welch_t_test(revenue, control.revenue_summary(), alpha),
     }
-    return {
-        name: Metric(m.value, m.interval, _lift(m.value, control_values[name]), tests[name])
-        for name, m in metrics.items()
-    }
+    compared = {}
+    for name, m in metrics.items():
+        lift, difference = _compare(m.value, control_values[name])
+        compared[name] = Metric(m.value, m.interval, lift, tests[name], difference)
+    return compared
+
+
+def _adjust_for_comparisons(variants: list[VariantResult]) -> None:
+    """Holm-adjust each metric's p-values across the challengers tested on it (see the module
+    docstring); with one challenger the adjusted p-value is its own."""
+    for name in METRICS:
+        tested = [(v, test) for v in variants if (test := v.metrics[name].test) is not None]
+        adjusted = holm([test.p_value for _, test in tested])
+        for (variant, test), p_value in zip(tested, adjusted, strict=True):
+            adjusted_test = replace(test, adjusted_p_value=p_value, comparisons=len(tested))
+            variant.metrics[name] = replace(variant.metrics[name], test=adjusted_test)
 
 
 def _shortfalls(experiment: Experiment, rows: list[VariantFunnel]) -> list[str]:
@@ -163,9 +191,11 @@ def experiment_results(
     rows = funnels(experiment, now)
     control = next((f for f in rows if f.is_control), None)
     shortfalls = _shortfalls(experiment, rows)
+    variants = [VariantResult(f, _metrics(f, control, alpha)) for f in rows]
+    _adjust_for_comparisons(variants)
     return ExperimentResults(
         experiment=experiment,
-        variants=[VariantResult(f, _metrics(f, control, alpha)) for f in rows],
+        variants=variants,
         enough_data=not shortfalls,
         shortfalls=shortfalls,
         alpha=alpha,

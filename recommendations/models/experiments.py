@@ -118,7 +118,9 @@ class Experiment(models.Model):
 
 
 class Variant(models.Model):
-    """One arm of an experiment. Empty fields mean "as serving does by default"."""
+    """One arm of an experiment. Empty fields mean "as production serves": the promoted
+    default's (the last promoted winner, `experiments.assignment.promoted_default`), else
+    serving's built-in defaults."""
 
     experiment = models.ForeignKey(Experiment, on_delete=models.CASCADE, related_name="variants")
     key = models.SlugField(max_length=40)

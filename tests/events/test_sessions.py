@@ -2,11 +2,14 @@
 
 import numpy as np
 import pytest
+from django.contrib.sessions.models import Session
 from django.test import Client
 
 from recommendations.events.sessions import sessionise
 from recommendations.models import Event
 from tests.events.conftest import CSRF_SECRET
+
+GOOGLEBOT = "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)"
 
 
 @pytest.mark.django_db
@@ -34,6 +37,24 @@ def test_anonymous_events_merge_into_the_user_at_login(browser, catalogue, shopp
         content_type="application/json",
     )
     assert Event.objects.filter(user=shopper).values("session_id").distinct().count() == 1
+
+
+@pytest.mark.django_db
+def test_a_crawler_posting_the_beacon_gets_no_session(catalogue):
+    crawler = Client(enforce_csrf_checks=True, HTTP_USER_AGENT=GOOGLEBOT)
+    crawler.cookies["csrftoken"] = CSRF_SECRET
+    events = {
+        "csrf_token": CSRF_SECRET,
+        "events": [{"event_type": "view", "product_id": str(catalogue[0].pk)}],
+    }
+    for _ in range(3):
+        assert crawler.post("/api/events/", events, content_type="application/json").status_code == 200
+    assert list(Event.objects.values_list("session_id", flat=True)) == [
+        "",
+        "",
+        "",
+    ]  # kept, for training to drop
+    assert not Session.objects.exists() and "sessionid" not in crawler.cookies
 
 
 def test_sessionise_cuts_on_gaps_per_actor_in_any_order():

@@ -10,12 +10,14 @@ from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
+from django.utils import timezone
 
 from recommendations.experiments import variant_for
 from recommendations.marketing.audiences import create_segment
 from recommendations.marketing.targeting import showable_campaigns
 from recommendations.models import Campaign, Experiment, ExperimentStatus, Segment, SegmentMember, Variant
 from tests.marketing.conftest import add_event
+from tests.marketing.test_attribution import planted, running_experiment, three_challengers
 
 
 @pytest.fixture
@@ -309,6 +311,48 @@ def test_experiment_page_shows_results_chart_and_promotes(admin_client, db):
     experiment.refresh_from_db()
     assert experiment.status == ExperimentStatus.STOPPED and experiment.winner.key == "v1"
     assert variant_for("any-visitor").variant_key == "v1"
+
+
+def test_stopping_in_the_admin_says_what_everyone_gets_now(admin_client):
+    def lifecycle_post(experiment, verb, **data) -> str:
+        url = reverse("admin:recommendations_experiment_lifecycle", args=[experiment.pk, verb])
+        return " ".join(str(m) for m in admin_client.post(url, data, follow=True).context["messages"])
+
+    first = Experiment.objects.create(key="first", name="First")
+    Variant.objects.create(experiment=first, key="a", is_control=True, traffic_share=50)
+    Variant.objects.create(experiment=first, key="b", name="Popular", traffic_share=50, recommender="popular")
+    lifecycle_post(first, "start")
+    assert "gets the built-in default recommendations again" in lifecycle_post(first, "stop")
+    second = Experiment.objects.create(key="second", name="Second")
+    Variant.objects.create(experiment=second, key="a", is_control=True, traffic_share=50)
+    Variant.objects.create(experiment=second, key="b", traffic_share=50)
+    Experiment.objects.filter(pk=first.pk).update(winner=first.variants.get(key="b"))  # promoted earlier
+    lifecycle_post(second, "start")
+    assert lifecycle_post(second, "stop") == (
+        "Stopped “Second” without promoting a variant; everyone gets the promoted default again: "
+        "Popular of “First”."
+    )
+
+
+def test_experiment_page_names_each_test_and_the_adjustment_for_several_challengers(admin_client):
+    experiment = three_challengers()
+    page = admin_client.get(reverse("admin:recommendations_experiment_change", args=[experiment.pk]))
+    html = page.content.decode()
+    assert "No variant beats the control on conversion (p &lt; 0.05, adjusted for 3 comparisons)." in html
+    assert "p = 0.0882<br>two-proportion z-test, adjusted for 3 comparisons" in html  # b's conversion
+    assert "Welch&#x27;s t-test, adjusted for 3 comparisons" in html  # revenue per visitor
+    assert "adjusted for the number of comparisons (Holm)" in html
+
+
+def test_experiment_page_shows_a_winner_over_a_control_that_converted_nobody(admin_client):
+    start = timezone.now() - dt.timedelta(days=3)
+    experiment, control, b = running_experiment(start, key="zero", min_visitors=100)
+    planted(experiment, control, 200, 0, start=start)
+    planted(experiment, b, 200, 12, start=start)
+    html = admin_client.get(reverse("admin:recommendations_experiment_change", args=[experiment.pk])).content
+    assert "Two-tower v2 beats the control on conversion with 6.0% against 0%" in html.decode()
+    assert b">n/a</span> <small>p = 0.0004 \xe2\x9c\x94" in html
+    assert b'value="Stop and promote the winner">' in html  # not disabled
 
 
 def test_every_marketing_list_renders_with_rows(admin_client, shop):

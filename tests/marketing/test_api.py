@@ -22,6 +22,7 @@ from recommendations.models import (
 )
 from recommendations.privacy.optout import set_opted_out
 from tests.marketing.conftest import add_event
+from tests.marketing.test_attribution import three_challengers
 
 FOR_ME = "/api/campaigns/for-me/"
 
@@ -312,6 +313,22 @@ def test_variant_rules_serving_cannot_apply_are_a_400(staff, rules, message):
     (problems,) = response.json()["variants"]["1"]["rules"]  # the second variant's
     assert message in problems
     assert not Experiment.objects.exists()
+
+
+def test_experiment_results_name_the_test_and_the_adjusted_p_value(staff):
+    experiment = three_challengers()
+    results = client_for(staff).get(f"/api/experiments/{experiment.pk}/results/").json()
+    assert (
+        results["status"]
+        == "No variant beats the control on conversion (p < 0.05, adjusted for 3 comparisons)."
+    )
+    conversion = results["variants"][1]["metrics"]["conversion"]
+    assert conversion["test"] == "two-proportion z-test"
+    assert conversion["comparisons"] == 3 and conversion["significant"] is False
+    assert conversion["p_value"] == pytest.approx(0.0294, abs=1e-4)
+    assert conversion["adjusted_p_value"] == pytest.approx(3 * conversion["p_value"], abs=1e-5)
+    assert conversion["difference"] == pytest.approx(0.075)
+    assert results["variants"][0]["metrics"]["conversion"]["test"] is None  # the control
 
 
 def test_experiment_lifecycle_through_the_api(staff, db):

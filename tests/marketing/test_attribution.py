@@ -10,6 +10,7 @@ from django.utils import timezone
 from recommendations.events.sessions import merge_session_into_user
 from recommendations.experiments.attribution import funnels
 from recommendations.experiments.results import experiment_results
+from recommendations.experiments.statistics import RatioSummary
 from recommendations.models import (
     Assignment,
     Event,
@@ -113,6 +114,9 @@ def test_attribution_matches_the_hand_computed_scenario(scenario):
     assert (b.impressions, b.clicked_impressions, b.clicks) == (2, 1, 2)
     assert (b.add_to_carts, b.purchases, b.revenue, b.converted_visitors) == (0, 1, Decimal("40.00"), 1)
     assert b.revenue_summary().mean == 20.0  # 40 over two visitors
+    # Click-through per visitor (clicked lists, lists shown): u1 (1, 1), u2 (1, 2), anon-1 (1, 1).
+    assert control.ctr_summary() == RatioSummary.of([(1, 1), (1, 2), (1, 1)])
+    assert b.ctr_summary() == RatioSummary.of([(1, 1), (0, 1)])  # u3, u4
 
 
 def test_a_list_counts_for_the_variant_that_served_it_and_a_signed_in_session_is_its_user(db):
@@ -162,7 +166,7 @@ def test_a_list_counts_for_the_variant_that_served_it_and_a_signed_in_session_is
         [
             event("purchase", hana, t + 2 * HOUR, "", "p1", "50.00"),
             event("purchase", lee, t + 2 * HOUR, "R-lee", "p2", "30.00"),
-            # A served id of another experiment says nothing here: other's own variant decides.
+            # A list another experiment served is no variant's here, whoever saw it.
             event("impression", other, t, "R-old", "p4"),
         ]
     )
@@ -170,8 +174,56 @@ def test_a_list_counts_for_the_variant_that_served_it_and_a_signed_in_session_is
     assert (control_funnel.visitors, b_funnel.visitors) == (1, 3)  # hana; hana, lee, other: once each
     assert (control_funnel.impressions, control_funnel.clicks, control_funnel.purchases) == (1, 1, 1)
     assert control_funnel.revenue_by_visitor == {f"u:{hana.pk}": Decimal("50.00")}
-    assert (b_funnel.impressions, b_funnel.clicks, b_funnel.purchases) == (3, 1, 1)
+    assert (b_funnel.impressions, b_funnel.clicks, b_funnel.purchases) == (2, 1, 1)
     assert b_funnel.revenue_by_visitor == {f"u:{lee.pk}": Decimal("30.00")}
+
+
+def test_lists_served_outside_the_experiment_belong_to_no_variant(db):
+    """A visitor bucketed into b uses lists that b did not serve: the landing page's, served
+    before they had a session to bucket (no experiment in its context), and one served under
+    the promoted default of an earlier experiment. Neither counts for b (nor for the control);
+    only a list whose served row has expired falls back to the visitor's variant."""
+    start = timezone.now() - dt.timedelta(days=2)
+    experiment, _, b = running_experiment(start, key="outside")
+    Assignment.objects.create(experiment=experiment, variant=b, session_id="anon")
+    contexts = {
+        "R-landing": {},
+        "R-promoted": {"experiment": "earlier", "variant": "winner"},
+        "R-b": {"experiment": "outside", "variant": "b"},
+    }
+    ServedRecommendation.objects.bulk_create(
+        [
+            ServedRecommendation(id=rec, kind="trending", source="popular", context=c)
+            for rec, c in contexts.items()
+        ]
+    )
+    t = start + HOUR
+    Event.objects.bulk_create(
+        [
+            event(event_type, "anon", t + i * HOUR, rec, product)
+            for rec, product in [
+                ("R-landing", "p1"),
+                ("R-promoted", "p2"),
+                ("R-b", "p3"),
+                ("R-expired", "p4"),
+            ]
+            for i, event_type in enumerate(["impression", "click"])
+        ]
+        + [
+            event("purchase", "anon", t + 3 * HOUR, "R-landing", "p1", "10.00"),
+            event("purchase", "anon", t + 3 * HOUR, "", "p2", "20.00"),
+            event("purchase", "anon", t + 3 * HOUR, "R-b", "p3", "30.00"),
+        ]
+    )
+    control_funnel, b_funnel = funnels(experiment)
+    assert (b_funnel.impressions, b_funnel.clicks, b_funnel.purchases, b_funnel.revenue) == (
+        2,
+        2,
+        1,
+        Decimal("30.00"),
+    )
+    assert (control_funnel.impressions, control_funnel.clicks, control_funnel.purchases) == (0, 0, 0)
+    assert (control_funnel.visitors, b_funnel.visitors) == (0, 1)
 
 
 def test_a_variant_never_counts_more_buyers_than_visitors(db):
@@ -288,3 +340,62 @@ def test_no_difference_means_no_winner(db):
     results = experiment_results(experiment)
     assert results.enough_data and results.suggested_winner is None
     assert results.status_line == "No variant beats the control on conversion (p < 0.05)."
+
+
+def test_a_control_that_converted_nobody_can_be_beaten(db):
+    start = timezone.now() - dt.timedelta(days=3)
+    experiment, control, b = running_experiment(start, key="zero", min_visitors=100)
+    planted(experiment, control, 200, 0, start=start)
+    planted(experiment, b, 200, 12, start=start)  # 6%: z-test p = 0.0004
+    results = experiment_results(experiment)
+    conversion = results.variants[1].metrics["conversion"]
+    assert conversion.lift is None and conversion.difference == pytest.approx(0.06)
+    assert conversion.test.p_value == pytest.approx(0.00044, abs=1e-5)
+    assert results.suggested_winner.funnel.key == "b"
+    assert results.status_line == (
+        "Two-tower v2 beats the control on conversion with 6.0% against 0% (p = 0.0004, two-proportion z-test)."
+    )
+
+
+def test_a_small_experiment_is_judged_with_the_exact_test(db):
+    start = timezone.now() - dt.timedelta(days=3)
+    experiment, control, b = running_experiment(start, key="small", min_visitors=10)
+    planted(experiment, control, 10, 1, start=start)
+    planted(experiment, b, 10, 6, start=start)  # the z-test would call p = 0.019 a winner
+    results = experiment_results(experiment)
+    test = results.variants[1].metrics["conversion"].test
+    assert (test.method, round(test.p_value, 4)) == ("Fisher's exact test", 0.0573)
+    assert results.enough_data and results.suggested_winner is None
+
+
+def three_challengers() -> Experiment:
+    """Conversion of 200 visitors each: control 20, b 35 (a winner alone: z-test p = 0.029),
+    c 20, d 21."""
+    start = timezone.now() - dt.timedelta(days=3)
+    experiment, control, b = running_experiment(start, key="abn", min_visitors=150)
+    for variant, buyers in [
+        (control, 20),
+        (b, 35),
+        (Variant.objects.create(experiment=experiment, key="c", traffic_share=25), 20),
+        (Variant.objects.create(experiment=experiment, key="d", traffic_share=25), 21),
+    ]:
+        planted(experiment, variant, 200, buyers, start=start)
+    return experiment
+
+
+def test_several_challengers_are_judged_on_holm_adjusted_p_values(db):
+    """b alone would win (p = 0.029 < 0.05), but it is one of three challengers: its p-value
+    adjusted for three comparisons is 3 x 0.029 = 0.088, and nothing wins."""
+    results = experiment_results(three_challengers())
+    test = results.variants[1].metrics["conversion"].test
+    assert test.p_value == pytest.approx(0.0294, abs=1e-4)
+    assert test.comparisons == 3 and test.adjusted_p_value == pytest.approx(3 * test.p_value)
+    assert not test.significant and results.suggested_winner is None
+    assert (
+        results.status_line
+        == "No variant beats the control on conversion (p < 0.05, adjusted for 3 comparisons)."
+    )
+    assert (
+        test.summary
+        == f"p = 0.0882 adjusted for 3 comparisons (Holm; unadjusted {test.p_value:.4f}), two-proportion z-test"
+    )

@@ -12,7 +12,9 @@ from django.test import RequestFactory
 from recommendations.events.tracking import SESSION_KEY
 from recommendations.experiments import lifecycle, model_version_for, variant_for
 from recommendations.models import Assignment, Experiment, ModelStatus, ModelVersion, Variant
+from recommendations.privacy.optout import set_opted_out
 from recommendations.serving.types import Audience
+from tests.events.test_sessions import GOOGLEBOT
 
 
 def make_experiment(key="home", shares=(50, 50), control=0) -> Experiment:
@@ -66,6 +68,24 @@ def test_anonymous_visitors_are_bucketed_by_their_session(users):
     assert Assignment.objects.count() == 1
 
 
+def test_opted_out_users_and_crawlers_are_not_bucketed(users):
+    """As serving's Audience does: no variant, no exposure, and a crawler gets no session."""
+    lifecycle.start(make_experiment())
+    private = users[0]
+    set_opted_out(private)
+    request = RequestFactory().get("/")
+    request.user, request.session = private, SessionStore()
+    assert variant_for(request) is None and variant_for(private) is None
+    assert variant_for(Audience.for_request(request)) is None
+    for _ in range(5):
+        crawler = RequestFactory().get("/", HTTP_USER_AGENT=GOOGLEBOT)
+        crawler.user, crawler.session = AnonymousUser(), SessionStore()
+        assert variant_for(crawler) is None
+        assert SESSION_KEY not in crawler.session
+    assert not Assignment.objects.exists()
+    assert variant_for(users[1]) is not None  # everyone else is bucketed as before
+
+
 def test_starting_checks_shares_control_and_that_nothing_else_runs(users):
     with pytest.raises(ValidationError, match=r"add up to 90%, not 100%"):
         lifecycle.start(make_experiment("short", shares=(60, 30)))
@@ -95,6 +115,47 @@ def test_stopping_without_promotion_returns_everyone_to_the_defaults(users):
     experiment = lifecycle.start(make_experiment())
     assert lifecycle.stop(experiment) is None
     assert variant_for(users[0]) is None
+
+
+def test_a_later_experiment_serves_the_promoted_default_where_its_variants_are_empty(users):
+    """After a promotion the winner is production: the next experiment's control, left empty,
+    is that (not the built-in defaults), a challenger changes only what it names, and
+    promoting the control keeps it."""
+    candidate = ModelVersion.objects.create(status=ModelStatus.READY, dimensions=4)
+    first = make_experiment("first")
+    rules = {"default": {"max_per_store": 1}}
+    first.variants.filter(key="v1").update(recommender="popular", rules=rules, model_version=candidate)
+    lifecycle.start(first)
+    lifecycle.stop(first, promote="v1")
+    second = make_experiment("second")
+    second.variants.filter(key="v1").update(recommender="two_tower")
+    lifecycle.start(second)
+    served = {
+        (c.variant_key, c.recommender, c.model_version_id, str(c.rules))
+        for c in (variant_for(u) for u in users[:40])
+    }
+    assert served == {
+        ("v0", "popular", candidate.pk, str(rules)),
+        ("v1", "two_tower", candidate.pk, str(rules)),
+    }
+    assert lifecycle.stop(second, promote="v0").recommender == "popular"
+    control = Variant.objects.get(experiment=second, key="v0")
+    assert (control.recommender, control.model_version_id, control.rules) == ("popular", candidate.pk, rules)
+    choice = variant_for(users[0])
+    assert (choice.experiment_key, choice.variant_key, choice.recommender) == ("second", "v0", "popular")
+    assert (choice.model_version_id, choice.rules, choice.is_default) == (candidate.pk, rules, True)
+
+
+def test_stopping_without_promotion_keeps_the_earlier_promoted_default(users):
+    first = make_experiment("first")
+    first.variants.filter(key="v1").update(recommender="popular")
+    lifecycle.start(first)
+    lifecycle.stop(first, promote="v1")
+    second = lifecycle.start(make_experiment("second"))
+    assert {variant_for(u).recommender for u in users[:20]} == {"popular"}
+    assert lifecycle.stop(second) is None
+    choice = variant_for(users[0])
+    assert (choice.experiment_key, choice.variant_key, choice.recommender) == ("first", "v1", "popular")
 
 
 def test_starting_refuses_a_variant_whose_model_version_cannot_serve(users):
