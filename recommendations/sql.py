@@ -8,6 +8,8 @@ from typing import Any
 
 import psycopg
 from django.conf import settings
+from django.db import connection as default_connection
+from django.db import models
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.backends.utils import CursorWrapper
 from psycopg.types.datetime import TimestamptzLoader
@@ -29,6 +31,25 @@ def array_literal(values: Iterable[Any]) -> str:
         return '{"' + '","'.join(texts) + '"}'
     quoted = ('"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"' for text in texts)
     return "{" + ",".join(quoted) + "}"
+
+
+def existing_keys(model: type[models.Model], keys: Iterable[Any], *, lock: str = "") -> set[str]:
+    """The keys among these that are primary keys of `model`'s rows, as strings (one query).
+
+    `lock` (e.g. "FOR KEY SHARE") locks those rows, in key order, until the transaction ends.
+    """
+    wanted = {str(key) for key in keys if key is not None}
+    if not wanted:
+        return set()
+    quote = default_connection.ops.quote_name
+    pk = quote(model._meta.pk.column)
+    order = f" ORDER BY 1 {lock}" if lock else ""
+    with default_connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT {pk} FROM {quote(model._meta.db_table)} WHERE {pk} = ANY(%s){order}",
+            [array_literal(wanted)],
+        )
+        return {str(key) for (key,) in cursor.fetchall()}
 
 
 def raw_connection(connection: BaseDatabaseWrapper) -> psycopg.Connection:

@@ -23,6 +23,15 @@ writer claims each id there in the same statement or transaction as the event.
   lookup, the key COPY fails on the key table's primary key, its savepoint is rolled back and
   the rows go through `insert_rows()`.
 
+Events have no foreign key to the users (`Event.user`), so both writers lock the users of
+their batch `FOR KEY SHARE` in the transaction that writes the events, with one set-based
+statement (`insert_rows`: inside its own statement), as a foreign key would row by row.
+Erasure (`privacy.erasure.forget_user`) locks the person's row `FOR UPDATE`: a writer that
+comes first makes the erasure wait until its events are committed, and the erasure deletes
+them; a writer that comes second waits for the erasure and, if the user was deleted, stores
+nothing of theirs (those rows count as not stored). Otherwise a batch written while a user's
+deletion was still uncommitted left events of a user who no longer exists.
+
 Contexts are encoded with orjson (about 20x faster than `json.dumps` on small dicts); one
 context object shared by many rows (an importer's `{"source": ...}`) is encoded once.
 """
@@ -41,6 +50,7 @@ from typing import Any
 import orjson
 import psycopg
 from django.db import connection, transaction
+from django.db.models import Model
 from django.utils import timezone
 from psycopg.adapt import Dumper
 from psycopg.copy import QueuedLibpqWriter
@@ -51,7 +61,7 @@ from recommendations.events.validation import Origin, validate_batch
 from recommendations.marketing.caps import add_viewers, first_views
 from recommendations.models.events import Event, EventKey
 from recommendations.privacy.optout import drop_opted_out
-from recommendations.sql import raw_connection
+from recommendations.sql import existing_keys, raw_connection
 
 logger = logging.getLogger(__name__)
 
@@ -127,21 +137,48 @@ def _insert_sql() -> str:
     table, keys = _quote(Event._meta.db_table), _quote(EventKey._meta.db_table)
     names = list(map(_quote, _columns()))
     event_id = _quote(Event._meta.get_field("event_id").column)
+    user_id = _quote(Event._meta.get_field("user").column)
     created = _quote(Event._meta.get_field("created_at").column)
+    users = _users_model()
+    user_pk = _quote(users._meta.pk.column)
     return (
         f"WITH batch AS (SELECT {', '.join(names)} FROM jsonb_populate_recordset(NULL::{table}, %s::jsonb)), "
-        f"claimed AS (INSERT INTO {keys} (event_id) SELECT {event_id} FROM batch ORDER BY 1 "
+        # The batch's users, locked as `lock_users` does (an array, so that they are looked up
+        # by the primary key's index); a user deleted meanwhile is not found.
+        f"live_users AS (SELECT u.{user_pk} FROM {_quote(users._meta.db_table)} u "
+        f"WHERE u.{user_pk} = ANY(ARRAY(SELECT DISTINCT {user_id} FROM batch)) "
+        "ORDER BY 1 FOR KEY SHARE OF u), "
+        f"kept AS (SELECT * FROM batch WHERE {user_id} IS NULL "
+        f"OR {user_id} IN (SELECT {user_pk} FROM live_users)), "
+        f"claimed AS (INSERT INTO {keys} (event_id) SELECT {event_id} FROM kept ORDER BY 1 "
         "ON CONFLICT DO NOTHING RETURNING event_id) "
         f"INSERT INTO {table} ({', '.join(names)}, {created}) "
         f"SELECT {', '.join(f'b.{name}' for name in names)}, now() "
-        f"FROM batch b JOIN claimed c ON c.event_id = b.{event_id}"
+        f"FROM kept b JOIN claimed c ON c.event_id = b.{event_id}"
     )
+
+
+def _users_model() -> type[Model]:
+    return Event._meta.get_field("user").related_model
+
+
+def lock_users(rows: Sequence[EventRow]) -> list[EventRow]:
+    """The rows whose user exists (rows without one are kept), with those users' rows locked
+    `FOR KEY SHARE` until the transaction ends (see the module's docstring); one statement."""
+    users = {row.user_id for row in rows if row.user_id is not None}
+    if not users:
+        return list(rows)
+    found = existing_keys(_users_model(), users, lock="FOR KEY SHARE")
+    if len(found) == len(users):
+        return list(rows)
+    return [row for row in rows if row.user_id is None or str(row.user_id) in found]
 
 
 def insert_rows(rows: Sequence[EventRow]) -> int:
     """Insert rows with one statement, skipping event ids that are already stored; returns how many were new.
 
-    Rows repeating an event id within `rows` are stored once (the last one).
+    Rows repeating an event id within `rows` are stored once (the last one). Rows of a user
+    deleted meanwhile are not stored (see the module's docstring).
     """
     if not rows:
         return 0
@@ -244,12 +281,15 @@ def copy_rows(rows: Sequence[EventRow], *, while_copying: Callable[[], None] | N
     COPY fails on its primary key; the savepoint is rolled back and the rows are written with
     `insert_rows` instead, which skips conflicts.
 
-    Rows repeating an event id within `rows` are stored once (the first one).
+    Rows repeating an event id within `rows` are stored once (the first one). The rows' users
+    are locked first (`lock_users`, one statement); rows of a user deleted meanwhile are not
+    stored.
 
     `while_copying` (an importer reading its next batch) runs once all rows are handed to the
     COPY, while a thread streams them to the server: Python work that overlaps the server's.
     It must not use the database connection, which is busy with the COPY.
     """
+    rows = lock_users(rows)
     if not rows:
         return 0
     # The first row of each id, as a later batch's row with a stored id is skipped.

@@ -65,8 +65,10 @@ def forget_user(user: Any, actor: Any = None, *, source: str = "service") -> Era
     # deletion below takes them too (another process writes its queue within a second).
     flush_served()
     with transaction.atomic():
-        # Lock the person's row: inserts of events that reference it take a key-share lock and
-        # wait until this commits, so nothing slips in between reading sessions and deleting.
+        # Lock the person's row. Events have no foreign key to it, so their writers lock the
+        # users of each batch FOR KEY SHARE themselves (`events.ingestion`): a batch written
+        # before this lock is committed before it is granted, and deleted below; one written
+        # after waits until this commits (and stores nothing if the user was deleted with it).
         list(get_user_model()._default_manager.select_for_update().filter(pk=user.pk).values_list("pk"))
         subject = registry.Subject(user.pk, frozenset(_sessions_of(user.pk)))
         counts: dict[str, int] = {}

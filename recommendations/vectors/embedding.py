@@ -18,6 +18,7 @@ from datetime import datetime
 from typing import Any
 
 import numpy as np
+from django.contrib.auth import get_user_model
 from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
@@ -30,6 +31,7 @@ from recommendations.features import TrainingData, build_training_data, item_con
 from recommendations.learning.features import UserFeatures
 from recommendations.models import ListKind, ModelVersion, ProductVector
 from recommendations.progress import Progress
+from recommendations.sql import existing_keys
 from recommendations.vectors import lists, queries, writer
 
 logger = logging.getLogger(__name__)
@@ -137,8 +139,13 @@ def _store_vectors(products: Sequence[ProductRecord], embeddings: np.ndarray) ->
 
 def _user_vectors(loaded: LoadedModel, data: TrainingData) -> tuple[list[int], np.ndarray]:
     """User-tower vectors of signed-in shoppers from their histories (anonymous sessions get
-    theirs in real time from serving)."""
-    users = np.flatnonzero([pk is not None for pk in data.user_ids])
+    theirs in real time from serving).
+
+    Only of users who still exist: events have no foreign key to their user, so events of a
+    deleted user may remain, and the user vectors' foreign key would fail the whole embed.
+    """
+    existing = existing_keys(get_user_model(), (pk for pk in data.user_ids if pk is not None))
+    users = np.flatnonzero([pk is not None and str(pk) in existing for pk in data.user_ids])
     if not len(users):
         return [], np.zeros((0, loaded.model.config.dim), np.float32)
     # Item indices of the current catalogue -> the model's (-1: created after training).

@@ -1,15 +1,19 @@
 """The training service and the pipeline, in process: versions, metrics, artifacts, failures,
 embedding, activation, and single products embedded from content."""
 
+import datetime as dt
+
 import numpy as np
 import pytest
 from django.test import override_settings
+from django.utils import timezone
 from safetensors import safe_open
 
 from recommendations import artifacts, pipeline, training
 from recommendations.features import InsufficientData
 from recommendations.locks import advisory_lock
 from recommendations.models import (
+    Event,
     ListKind,
     ModelStatus,
     ModelVersion,
@@ -106,6 +110,29 @@ def test_vectors_written_again_are_ranked_again(shop):
     assert PrecomputedList.objects.filter(model_version=version).count() == len(shop.products) + len(
         shop.users
     )
+
+
+def test_events_of_a_user_who_no_longer_exists_do_not_fail_the_retrain(shop):
+    """Events have no foreign key to their user, so some may outlive a deleted user (stored
+    before writers locked the users of a batch): the embed writes no vector for such a user
+    instead of failing every retrain on the user vectors' foreign key."""
+    gone = max(user.pk for user in shop.users) + 1000
+    now = timezone.now()
+    Event.objects.bulk_create(
+        Event(
+            event_type="purchase",
+            user_id=gone,
+            product_id=str(product.pk),
+            timestamp=now - dt.timedelta(hours=i),
+        )
+        for i, product in enumerate(shop.products[:5])
+    )
+
+    result = pipeline.retrain()
+
+    assert result.version.status == ModelStatus.ACTIVE
+    vectors = UserVector.objects.filter(model_version=result.version)
+    assert vectors.count() == len(shop.users) and not vectors.filter(user_id=gone).exists()
 
 
 def test_an_interrupted_embed_leaves_a_version_that_cannot_be_activated(shop, monkeypatch):
