@@ -8,6 +8,7 @@ import numpy as np
 from django.db import models
 
 from recommendations.models.events import Event
+from recommendations.privacy.optout import is_opted_out
 
 logger = logging.getLogger(__name__)
 
@@ -15,11 +16,22 @@ logger = logging.getLogger(__name__)
 def merge_session_into_user(session_id: str, user: models.Model) -> int:
     """Give the user every anonymous event of this session; returns how many were merged.
 
-    Called at login, so what a shopper did before signing in counts for their account.
+    Called at login, so what a shopper did before signing in counts for their account. For a
+    user who opted out of personalisation the session's anonymous events are deleted instead:
+    the engine stores no behaviour it knows to be theirs (`privacy.optout`), and left
+    anonymous they would still train models, out of reach of the person's erasure.
     """
     if not session_id:
         return 0
-    merged = Event.objects.filter(session_id=session_id, user__isnull=True).update(user=user)
+    anonymous = Event.objects.filter(session_id=session_id, user__isnull=True)
+    if is_opted_out(user):
+        dropped = anonymous.delete()[0]
+        if dropped:
+            logger.info(
+                "Dropped %d anonymous events of session %s… of an opted-out user", dropped, session_id[:8]
+            )
+        return 0
+    merged = anonymous.update(user=user)
     if merged:
         logger.info("Merged %d anonymous events of session %s… into user %s", merged, session_id[:8], user.pk)
     return merged

@@ -2,7 +2,8 @@
 
 An opted-out user gets only non-personal recommendations (serving asks `is_opted_out` once,
 in its entry point) and the engine stores no new behaviour of theirs (ingestion drops their
-events with `drop_opted_out`). Orders stay the shop's business: the host keeps them in its own
+events with `drop_opted_out`; signing in deletes their browser's anonymous events instead of
+merging them, `events.sessions`). Orders stay the shop's business: the host keeps them in its own
 tables; only the engine's copy of the behaviour is not recorded.
 
 The flag lives in `PersonalisationPreference` unless the host keeps its own and points

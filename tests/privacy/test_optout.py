@@ -5,10 +5,11 @@ import json
 import pytest
 from django.conf import settings
 from django.contrib.auth import get_user_model
+from django.contrib.auth.models import AnonymousUser
 from django.core.exceptions import ImproperlyConfigured
 from django.test import RequestFactory, override_settings
 
-from recommendations.events.tracking import track
+from recommendations.events.tracking import SESSION_KEY, track
 from recommendations.models import ApiKey, Event, ServedRecommendation
 from recommendations.privacy.optout import is_opted_out, opted_out_user_ids, set_opted_out
 from recommendations.serving import products
@@ -116,3 +117,28 @@ def test_an_opted_out_user_gets_only_non_personal_recommendations(users, product
     assert products.recently_viewed(audience, Options()).ids == []
     assert products.for_you(audience, Options()).ids == products.for_you(Audience(), Options()).ids
     assert ServedRecommendation.objects.filter(user=private).count() == served_to_them
+
+
+@pytest.mark.parametrize("flag", ["preference", "host"])
+def test_signing_in_after_opting_out_attaches_no_behaviour_to_the_account(users, product, client, flag):
+    """The anonymous events of the browser an opted-out user signs in on are theirs: they are
+    dropped, not merged into the account (nor left for a retrain as an anonymous visitor's)."""
+    private, _ = users
+    private.set_password("pw")
+    private.last_name = "no-personalisation" if flag == "host" else ""
+    private.save()
+    if flag == "preference":
+        set_opted_out(private)
+    session = client.session
+    session[SESSION_KEY] = "their-browser"
+    session.save()
+    for session_id in ("their-browser", "another-browser"):
+        anonymous = request_for(AnonymousUser())
+        anonymous.session[SESSION_KEY] = session_id
+        track(anonymous, "view", product=product)
+
+    with override_settings(RECOMMENDATIONS=HOST_CHECK if flag == "host" else settings.RECOMMENDATIONS):
+        assert client.login(username="private", password="pw")
+
+    assert not Event.objects.filter(user=private).exists()
+    assert list(Event.objects.values_list("session_id", "user_id")) == [("another-browser", None)]
