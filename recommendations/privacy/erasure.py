@@ -17,9 +17,18 @@ from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.db import transaction
+from django.db.models import Q
 
 from recommendations.marketing.audiences import leave_segments
-from recommendations.models import Assignment, Event, SegmentMember, ServedRecommendation, UserVector
+from recommendations.models import (
+    Assignment,
+    Event,
+    ListKind,
+    PrecomputedList,
+    SegmentMember,
+    ServedRecommendation,
+    UserVector,
+)
 from recommendations.models.audit import AuditAction, AuditEntry
 from recommendations.models.preferences import PersonalisationPreference
 from recommendations.privacy import registry
@@ -35,9 +44,18 @@ registry.register_model(ServedRecommendation, session_field="session_id", name="
 # Segments count their members: leaving them recounts them too.
 registry.register("segment_memberships", lambda subject: leave_segments(subject.user_pk), model=SegmentMember)
 registry.register_model(Assignment, session_field="session_id", name="experiment_assignments")
+# Each model version's "for you" list of the person, keyed by their primary key (no relation).
+registry.register_model(
+    PrecomputedList, user_field="key", where=Q(kind=ListKind.FOR_USER), name="for_user_lists"
+)
 registry.keep(
     PersonalisationPreference,
     "the person's own opt-out choice must survive erasure; it goes when the user is deleted",
+)
+registry.keep(
+    AuditEntry,
+    "the audit trail keeps the id of the staff member who acted (`actor_id`); it holds nothing "
+    "of the person erased",
 )
 
 

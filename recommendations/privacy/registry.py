@@ -7,6 +7,8 @@ own code, so that erasure never silently misses a new feature's data::
 
     registry.register_model(SegmentMembership)                       # rows with user = the person
     registry.register_model(Assignment, session_field="visitor_key")  # ... or one of their sessions
+    # ... or with the person's primary key in a plain field, among the rows `where` selects
+    registry.register_model(PrecomputedList, user_field="key", where=Q(kind="for_user"))
 
     @registry.personal_data("newsletter_scores")
     def delete_scores(subject: registry.Subject) -> int:
@@ -14,8 +16,9 @@ own code, so that erasure never silently misses a new feature's data::
 
 A table with a relation to the user model that deliberately survives erasure (e.g. the
 person's own opt-out choice) is declared with `keep(model, reason)`; a test fails for any
-model of the app that does neither. This module imports no models, so models modules may
-register themselves at import time.
+model of the app that does neither, and for any table of its list of those that hold a user's
+key in a plain field. This module imports no models, so models modules may register
+themselves at import time.
 """
 
 from __future__ import annotations
@@ -48,6 +51,10 @@ class Registration:
     model: type[models.Model] | None = None
     # For tables that link a user to sessions: the session ids the user is known by there.
     sessions_of: Callable[[Any], set[str]] | None = None
+    # For `register_model`: the field holding the person (a relation, or their key in a plain
+    # field) and which rows it names them in (None: all).
+    user_field: str | None = None
+    where: models.Q | None = None
 
 
 _registrations: dict[str, Registration] = {}
@@ -61,6 +68,8 @@ def register(
     after_commit: bool = False,
     model: type[models.Model] | None = None,
     sessions_of: Callable[[Any], set[str]] | None = None,
+    user_field: str | None = None,
+    where: models.Q | None = None,
 ) -> None:
     """Register `delete(subject) -> rows deleted` under `name` (the key in audit counts)."""
     existing = _registrations.get(name)
@@ -68,7 +77,7 @@ def register(
     same_model = model is not None and existing is not None and existing.model is model
     if existing is not None and existing.delete is not delete and not same_model:
         raise ValueError(f"A personal-data deleter named {name!r} is already registered; pick another name.")
-    _registrations[name] = Registration(name, delete, after_commit, model, sessions_of)
+    _registrations[name] = Registration(name, delete, after_commit, model, sessions_of, user_field, where)
 
 
 def personal_data(name: str, *, after_commit: bool = False) -> Callable[[Deleter], Deleter]:
@@ -87,21 +96,30 @@ def register_model(
     user_field: str | None = "user",
     session_field: str | None = None,
     name: str | None = None,
+    where: models.Q | None = None,
 ) -> None:
-    """Erase rows of `model` whose `user_field` is the person or whose `session_field` is one of theirs."""
+    """Erase rows of `model` whose `user_field` is the person or whose `session_field` is one of theirs.
+
+    `user_field` is a relation to the user model or a plain field holding the user's primary
+    key (as a string in a text field); `where` limits erasure to the rows it selects (a table
+    keyed by products or users, say).
+    """
     if user_field is None and session_field is None:
         raise ValueError(f"register_model({model.__name__}) needs a user_field, a session_field or both.")
 
     def delete(subject: Subject) -> int:
-        where = models.Q(pk__in=[])
+        theirs = models.Q(pk__in=[])
         if user_field is not None:
-            where |= models.Q(**{user_field: subject.user_pk})
+            theirs |= models.Q(**{user_field: subject.user_pk})
         if session_field is not None and subject.session_ids:
             # Only the anonymous rows of those sessions: another person who signed in on the
             # same browser later keeps their own data.
             anonymous = {f"{user_field}__isnull": True} if user_field is not None else {}
-            where |= models.Q(**{f"{session_field}__in": subject.session_ids}, **anonymous)
-        return model._default_manager.filter(where).delete()[1].get(model._meta.label, 0)
+            theirs |= models.Q(**{f"{session_field}__in": subject.session_ids}, **anonymous)
+        rows = model._default_manager.filter(theirs)
+        if where is not None:
+            rows = rows.filter(where)
+        return rows.delete()[1].get(model._meta.label, 0)
 
     def sessions_of(user_pk: Any) -> set[str]:
         rows = model._default_manager.filter(**{user_field: user_pk}).exclude(**{session_field: ""})
@@ -109,7 +127,14 @@ def register_model(
 
     label = name or model._meta.verbose_name_plural.replace(" ", "_")
     linked = user_field is not None and session_field is not None
-    register(str(label), delete, model=model, sessions_of=sessions_of if linked else None)
+    register(
+        str(label),
+        delete,
+        model=model,
+        sessions_of=sessions_of if linked else None,
+        user_field=user_field,
+        where=where,
+    )
 
 
 def keep(model: type[models.Model], reason: str) -> None:

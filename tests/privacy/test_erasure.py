@@ -26,7 +26,9 @@ from recommendations.models import (
     AuditEntry,
     Event,
     Experiment,
+    ListKind,
     ModelVersion,
+    PrecomputedList,
     Segment,
     SegmentMember,
     ServedRecommendation,
@@ -97,6 +99,15 @@ def people():
     for version in versions:
         UserVector.objects.create(model_version=version, user=alice, embedding=[1, 0])
         UserVector.objects.create(model_version=version, user=bob, embedding=[0, 1])
+        for kind, key in (
+            (ListKind.FOR_USER, alice.pk),
+            (ListKind.FOR_USER, bob.pk),
+            (ListKind.SIMILAR, alice.pk),
+        ):
+            # The last: a product whose key happens to be Alice's primary key keeps its list.
+            PrecomputedList.objects.create(
+                model_version=version, kind=kind, key=str(key), product_ids=["1"], scores=[1.0]
+            )
     ServedRecommendation.objects.create(
         id="r1", kind="for_you", source="two_tower", user=alice, session_id="s-alice"
     )
@@ -120,6 +131,7 @@ def bobs_and_strangers_rows():
         "served": sorted(ServedRecommendation.objects.values_list("id", flat=True)),
         "members": SegmentMember.objects.count(),
         "assignments": Assignment.objects.count(),
+        "lists": sorted(PrecomputedList.objects.values_list("kind", "key")),
     }
 
 
@@ -135,6 +147,7 @@ def test_forget_user_deletes_every_personal_table_and_nothing_else(people):
         "served_lists": 2,
         "segment_memberships": 1,
         "experiment_assignments": 2,
+        "for_user_lists": 2,  # one per model version
         "sessions": 2,
     }
     assert bobs_and_strangers_rows() == {
@@ -143,6 +156,7 @@ def test_forget_user_deletes_every_personal_table_and_nothing_else(people):
         "served": ["r3"],
         "members": 1,
         "assignments": 1,
+        "lists": [("for_user", str(_bob.pk))] * 2 + [("similar", str(alice.pk))] * 2,
     }
     assert not Event.objects.filter(user=alice).exists()
     assert User.objects.filter(pk=alice.pk).exists(), "erasure keeps the account"
@@ -178,11 +192,13 @@ def test_erasure_is_all_or_nothing(people, monkeypatch):
 
 def test_deleting_the_user_erases_their_sessions_too_and_audits(people):
     alice, bob = people
+    alices_key = str(alice.pk)
     alice.delete()
 
     assert remaining() == ["5", "6", "7"]
     assert not Assignment.objects.filter(session_id="s-alice").exists()
     assert not ServedRecommendation.objects.filter(session_id="s-alice").exists()
+    assert not PrecomputedList.objects.filter(kind=ListKind.FOR_USER, key=alices_key).exists()
     entry = AuditEntry.objects.get()
     assert entry.source == "user_deleted" and entry.counts["events"] == 4
     # Bulk deletion through a QuerySet sends the signal per user as well.
@@ -294,10 +310,20 @@ def test_a_later_retrain_sees_nothing_of_the_erased_user(people):
     assert labels(set(after.products.tolist())) == ["5", "6", "7"]
 
 
+# Tables that hold a user's primary key in a plain field, which no relation shows: (model,
+# field, which rows). A new one belongs here, and in the registry or `keep`.
+KEYED_BY_USER_IN_A_PLAIN_FIELD = [
+    (PrecomputedList, "key", models.Q(kind=ListKind.FOR_USER)),  # "for you" lists
+    (AuditEntry, "actor_id", None),  # the staff member who acted
+]
+
+
 def test_every_table_that_points_at_users_is_erased_or_deliberately_kept():
-    """A new model with a relation to the user model must register a deleter (or say why not)."""
+    """A new model with a relation to the user model, or a user's key in a plain field, must
+    register a deleter (or say why not)."""
     user_model = apps.get_model(settings.AUTH_USER_MODEL)
-    covered = registry.registered_models() | set(registry.kept_models())
+    kept = set(registry.kept_models())
+    covered = registry.registered_models() | kept
     missing = [
         model._meta.label
         for model in apps.get_app_config("recommendations").get_models()
@@ -308,10 +334,24 @@ def test_every_table_that_points_at_users_is_erased_or_deliberately_kept():
         )
         and model not in covered
     ]
+    erased_by_key = [
+        (r.model, r.user_field, r.where)
+        for r in registry.registrations()
+        if r.model is not None
+        and r.user_field is not None
+        and not r.model._meta.get_field(r.user_field).is_relation
+    ]
+    missing += [
+        f"{model._meta.label}.{field}"
+        for model, field, rows in KEYED_BY_USER_IN_A_PLAIN_FIELD
+        if (model, field, rows) not in erased_by_key and model not in kept
+    ]
     assert missing == [], (
         f"{missing} hold(s) personal data: call recommendations.privacy.registry.register_model() "
-        "for it, or registry.keep(model, reason)"
+        "for it (user_field= and where= for a key in a plain field), or registry.keep(model, reason)"
     )
+    # And the list knows every such registration.
+    assert [r for r in erased_by_key if r not in KEYED_BY_USER_IN_A_PLAIN_FIELD] == []
 
 
 def test_command_by_username_and_by_id(people, capsys):
