@@ -10,7 +10,9 @@ filter something to catch.
 Everything derives from one `random.Random(seed)`, so the same seed, sizes and end date give
 the same shop. Re-running replaces the previous demo data (products with a `demo-` SKU,
 stores with a `demo-` external id, events with a `demo:` id) and reuses the shoppers' accounts
-(`@demo.example.com` addresses). Events are written with the engine's COPY path (`ingestion.copy_rows`).
+(`@demo.example.com` addresses). Events are written with the engine's COPY path
+(`ingestion.copy_rows`), except those of shoppers who opted out of personalisation
+(`privacy.optout`), as for real events.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from recommendations.events.ingestion import copy_rows
 from recommendations.events.partitions import ensure_partitions, months_between
 from recommendations.events.rows import EventRow
 from recommendations.models.events import Event
+from recommendations.privacy.optout import drop_opted_out
 from shop.catalog_import import UniqueSlugs
 from shop.demo_catalogue import (
     BOT_USER_AGENT,
@@ -477,14 +480,19 @@ def seed_demo(
             simulation.crawler(
                 _visit_start(rng, first_day + dt.timedelta(days=rng.randrange(days))), catalogue
             )
-        for index in range(0, len(events.rows), WRITE_BATCH):
-            copy_rows(events.rows[index : index + WRITE_BATCH])
+        rows = drop_opted_out(events.rows)
+        if len(rows) < len(events.rows):
+            log(
+                f"{len(events.rows) - len(rows)} events of shoppers who opted out of personalisation dropped."
+            )
+        for index in range(0, len(rows), WRITE_BATCH):
+            copy_rows(rows[index : index + WRITE_BATCH])
     summary = DemoSummary(
         stores=len(STORES),
         categories=len(categories),
         products=len(catalogue),
         users=len(shoppers),
-        events=len(events.rows),
+        events=len(rows),
         seconds=time.monotonic() - started,
     )
     log(f"Demo shop seeded in {summary.seconds:.1f}s: {summary.events} events over {days} days.")

@@ -6,9 +6,10 @@ row writes nothing and the import stops, naming every bad line of that batch. Ev
 derived from the source rows, so an interrupted or repeated import can simply be run again:
 rows already stored are skipped and nothing is stored twice. A row repeating an earlier row's
 event id is not stored either; it is counted apart (`_Repeats`), and named when its values
-differ from the stored event's. The next batch is read (and a CSV batch put in columns) while
-the server stores the current one (`_Prefetch`); an error reading it surfaces once the current
-batch is stored.
+differ from the stored event's. Rows of users who opted out of personalisation are dropped
+and counted, as `ingestion.ingest()` drops them (`privacy.optout`). The next batch is read
+(and a CSV batch put in columns) while the server stores the current one (`_Prefetch`); an
+error reading it surfaces once the current batch is stored.
 
 Dataset users become lightweight accounts (username `<dataset>.<source id>`, unusable
 password), created in the same transaction as their batch's events.
@@ -45,7 +46,7 @@ from recommendations.api.exceptions import TRANSIENT_ERRORS
 from recommendations.events.columns import validate_columns
 from recommendations.events.datasets import Dataset, InteractionBatch, get_dataset, require_files
 from recommendations.events.ids import hashed_event_id, stable_event_ids
-from recommendations.events.ingestion import copy_rows, differences_from_stored
+from recommendations.events.ingestion import IngestResult, copy_rows, differences_from_stored
 from recommendations.events.partitions import ensure_partitions_for
 from recommendations.events.rows import EVENT_ROW, EventRow
 from recommendations.events.textfiles import (
@@ -59,6 +60,7 @@ from recommendations.events.textfiles import (
     read_jsonl,
 )
 from recommendations.events.validation import KNOWN_FIELDS, EventValidationError, Origin, validate_batch
+from recommendations.privacy.optout import opted_out_user_ids
 from recommendations.progress import Progress
 from recommendations.sql import raw_connection
 
@@ -81,13 +83,15 @@ _SCALAR_JSON: dict[type, Callable[[Any], str]] = {
     type(None): lambda value: "null",
 }
 _TIMESTAMP = attrgetter("timestamp")
+_USER_ID = attrgetter("user_id")
 _EVENT_ID = itemgetter(0)
 
 
 @dataclass
 class ImportResult:
     """What an import did: rows read from the source, events newly stored, rows that repeated
-    an earlier row's event id (not stored again), and time taken.
+    an earlier row's event id (not stored again), rows dropped because their user opted out of
+    personalisation, and time taken.
 
     `conflicts` names the first of the `conflicting` repeats, those whose values differ from
     the stored event (`MAX_REPORTED_ERRORS` of them, each "<file> line N: ...").
@@ -100,11 +104,13 @@ class ImportResult:
     conflicts: list[str] = field(default_factory=list)
     seconds: float = 0.0
     users_created: int = 0
+    opted_out: int = 0
 
     @property
     def skipped(self) -> int:
-        """Rows whose event was stored before this import (a re-run), repeats within the source aside."""
-        return self.read - self.stored - self.repeated
+        """Rows whose event was stored before this import (a re-run), repeats within the source
+        and rows of users who opted out aside."""
+        return self.read - self.stored - self.repeated - self.opted_out
 
     @property
     def rate(self) -> float:
@@ -353,7 +359,7 @@ class _Repeats:
 
 def _run(
     batches: Iterator[Any],
-    write: Callable[[Any, Callable[[], None]], tuple[int, int]],
+    write: Callable[[Any, Callable[[], None]], tuple[IngestResult, int]],
     file: str,
     report: Callable[[int], None],
     repeats: _Repeats,
@@ -370,13 +376,14 @@ def _run(
     try:
         for batch in ahead:
             try:
-                stored, users = write(batch, ahead.read_next)
+                written, users = write(batch, ahead.read_next)
             except ImportFailed as failure:
                 failure.stored_before = result.stored
                 failure.result = result
                 raise
             result.read += len(batch)
-            result.stored += stored
+            result.stored += written.stored
+            result.opted_out += written.opted_out
             result.users_created += users
             result.repeated, result.conflicting = repeats.count, repeats.conflicting
             report(result.read)
@@ -396,13 +403,15 @@ def _run(
         result.seconds = time.monotonic() - started
     logger.info(
         "Imported %s: %d rows read, %d events stored, %d already present, %d repeated within the "
-        "file (%d with other values), %d users created in %.1fs (%.0f rows/s)",
+        "file (%d with other values), %d dropped (users opted out), %d users created in %.1fs "
+        "(%.0f rows/s)",
         file,
         result.read,
         result.stored,
         result.skipped,
         result.repeated,
         result.conflicting,
+        result.opted_out,
         result.users_created,
         result.seconds,
         result.rate,
@@ -412,14 +421,19 @@ def _run(
 
 def _store(
     rows: list[EventRow], lines: Sequence[int], repeats: _Repeats, read_next: Callable[[], None] | None
-) -> int:
+) -> IngestResult:
     """Store a batch's valid rows (`lines`: the line of each) with `copy_rows`, which skips
-    ids already stored; returns how many were new. Rows repeating an earlier row's id go to
-    `repeats`."""
+    ids already stored. Rows of users who opted out are dropped first (one query for the
+    batch's users); rows repeating an earlier row's id go to `repeats`."""
+    received = len(rows)
+    opted_out = opted_out_user_ids(set(map(_USER_ID, rows)))
+    if opted_out:
+        kept = [i for i, row in enumerate(rows) if row.user_id is None or str(row.user_id) not in opted_out]
+        rows, lines = [rows[i] for i in kept], [lines[i] for i in kept]
     repeated = repeats.find(rows, lines)
     stored = copy_rows(rows, while_copying=read_next)
     repeats.check(repeated)
-    return stored
+    return IngestResult(received=received, stored=stored, opted_out=received - len(rows))
 
 
 def _failed(file: str, errors: list[tuple[int, str]], lines: list[int]) -> ImportFailed:
@@ -476,7 +490,7 @@ def import_dataset_events(
     file = dataset.interaction_file
     context = {"source": name}
 
-    def write(batch: InteractionBatch, read_next: Callable[[], None]) -> tuple[int, int]:
+    def write(batch: InteractionBatch, read_next: Callable[[], None]) -> tuple[IngestResult, int]:
         errors = [(error.line, error.message) for error in batch.errors]
         product_ids, store_ids = batch.product_source_ids, batch.store_source_ids
         keys.load_products(set(product_ids))
@@ -699,7 +713,7 @@ def import_event_file(
 
     def store(
         rows: list[EventRow], lines: Sequence[int], read_next: Callable[[], None] | None
-    ) -> tuple[int, int]:
+    ) -> tuple[IngestResult, int]:
         ensure_partitions_for(list(map(_TIMESTAMP, rows)))
         with transaction.atomic():
             return _store(rows, lines, repeats, read_next), 0
@@ -709,7 +723,7 @@ def import_event_file(
         read_next: Callable[[], None] | None = None,
         *,
         by_columns: bool = True,
-    ) -> tuple[int, int]:
+    ) -> tuple[IngestResult, int]:
         lines = [line for line, _ in batch]
         errors = [(line, raw) for line, raw in batch if isinstance(raw, str)]
         good = [(line, raw) for line, raw in batch if isinstance(raw, dict)]
@@ -730,7 +744,7 @@ def import_event_file(
             raise _failed(file, errors, lines)
         return store(rows, [line for line, _ in good], read_next)
 
-    def write_csv(read: _CsvRead, read_next: Callable[[], None]) -> tuple[int, int]:
+    def write_csv(read: _CsvRead, read_next: Callable[[], None]) -> tuple[IngestResult, int]:
         batch, columns = read.batch, read.columns
         repeated = sorted({name for name in batch.header if batch.header.count(name) > 1})
         if repeated:

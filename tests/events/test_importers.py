@@ -24,6 +24,7 @@ from recommendations.events.importers import (
     import_event_file,
 )
 from recommendations.models import Event
+from recommendations.privacy.optout import set_opted_out
 from recommendations.progress import Progress
 from shop.models import Product, Store
 
@@ -648,3 +649,50 @@ def test_losing_the_database_mid_file_says_what_was_stored_and_a_rerun_resumes(t
     connection.close()
     assert Event.objects.count() == 10
     assert import_event_file(events, batch_rows=10).stored == 20
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("kind", ["csv", "jsonl"])
+def test_an_import_stores_nothing_of_users_who_opted_out(tmp_path, catalogue, shopper, kind):
+    """As `ingest()` does, the importers drop the events of users who opted out of
+    personalisation, and the summary counts them."""
+    private = get_user_model().objects.create_user("private")
+    set_opted_out(private)
+    product = str(catalogue[0].pk)
+    events = [
+        {"event_type": "view", "product_id": product, "user_id": shopper.pk},
+        {"event_type": "view", "product_id": product, "user_id": private.pk},
+        {"event_type": "rating", "product_id": product, "user_id": private.pk, "value": 2},
+        {"event_type": "search", "query": "mug"},
+    ]
+    path = tmp_path / f"events.{kind}"
+    if kind == "csv":
+        header = ["event_type", "product_id", "user_id", "value", "query"]
+        write_csv(path, header, [[event.get(name, "") for name in header] for event in events])
+    else:
+        path.write_text("".join(json.dumps(event) + "\n" for event in events))
+
+    def imported() -> str:
+        out = StringIO()
+        call_command("import_events", str(path), no_progress=True, stdout=out)
+        return out.getvalue()
+
+    assert "stored 2 new events, skipped 0 already stored, 2 dropped: users opted out." in imported()
+    assert sorted(Event.objects.values_list("event_type", "user_id")) == [
+        ("search", None),
+        ("view", shopper.pk),
+    ]
+    assert "stored 0 new events, skipped 2 already stored, 2 dropped: users opted out." in imported()
+
+
+@pytest.mark.django_db
+def test_a_dataset_import_stores_nothing_of_users_who_opted_out(amazon):
+    import_both("amazon-beauty", amazon)
+    reviewer = get_user_model().objects.get(username="amazon-beauty.RVW1")
+    set_opted_out(reviewer)
+    Event.objects.all().delete()
+
+    result = import_dataset_events("amazon-beauty", amazon)
+
+    assert (result.read, result.stored, result.opted_out, result.skipped) == (5, 3, 2, 0)
+    assert not Event.objects.filter(user=reviewer).exists() and Event.objects.count() == 3

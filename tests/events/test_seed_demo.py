@@ -10,6 +10,7 @@ from django.core.management import call_command
 
 from recommendations.events.preprocessing import clean_events
 from recommendations.models import Event
+from recommendations.privacy.optout import set_opted_out
 from shop.models import Product, Store
 
 END = dt.date(2025, 12, 31)
@@ -64,3 +65,15 @@ def test_seed_demo_is_deterministic_and_replaces_its_own_data():
     assert Product.objects.count() == 80
     seed(4)
     assert snapshot()[1] != first[1]
+
+
+@pytest.mark.django_db
+def test_seed_demo_stores_nothing_of_a_shopper_who_opted_out():
+    """Demo accounts are reused when the shop is seeded again: one who opted out of
+    personalisation gets no generated behaviour, as `ingest()` would store none of theirs."""
+    seed()
+    shopper = get_user_model().objects.filter(recommendation_events__isnull=False).first()
+    set_opted_out(shopper)
+    seed()
+    assert not Event.objects.filter(user=shopper).exists()
+    assert Event.objects.filter(user__isnull=False).exists()
