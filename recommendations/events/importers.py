@@ -46,7 +46,7 @@ from recommendations.api.exceptions import TRANSIENT_ERRORS
 from recommendations.events.columns import validate_columns
 from recommendations.events.datasets import Dataset, InteractionBatch, get_dataset, require_files
 from recommendations.events.ids import hashed_event_id, stable_event_ids
-from recommendations.events.ingestion import IngestResult, copy_rows, differences_from_stored
+from recommendations.events.ingestion import USER_ID, IngestResult, copy_rows, differences_from_stored
 from recommendations.events.partitions import ensure_partitions_for
 from recommendations.events.rows import EVENT_ROW, EventRow
 from recommendations.events.textfiles import (
@@ -83,7 +83,6 @@ _SCALAR_JSON: dict[type, Callable[[Any], str]] = {
     type(None): lambda value: "null",
 }
 _TIMESTAMP = attrgetter("timestamp")
-_USER_ID = attrgetter("user_id")
 _EVENT_ID = itemgetter(0)
 
 
@@ -426,7 +425,7 @@ def _store(
     ids already stored. Rows of users who opted out are dropped first (one query for the
     batch's users); rows repeating an earlier row's id go to `repeats`."""
     received = len(rows)
-    opted_out = opted_out_user_ids(set(map(_USER_ID, rows)))
+    opted_out = opted_out_user_ids(set(map(USER_ID, rows)))
     if opted_out:
         kept = [i for i, row in enumerate(rows) if row.user_id is None or str(row.user_id) not in opted_out]
         rows, lines = [rows[i] for i in kept], [lines[i] for i in kept]

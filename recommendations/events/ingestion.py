@@ -45,6 +45,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from functools import cache, partial
 from itertools import repeat
+from operator import itemgetter
 from typing import Any
 
 import orjson
@@ -70,12 +71,14 @@ COLUMNS = EventRow._fields
 # find some already stored (see `_stored_among`).
 PROBE_SAMPLE = 256
 CONTEXT = COLUMNS.index("context")
+USER_ID = itemgetter(COLUMNS.index("user_id"))
 
 
 @dataclass(frozen=True)
 class IngestResult:
     """How many events arrived, how many were new, and how many were dropped unstored
-    because their user opted out of personalisation; the rest were duplicates."""
+    because their user opted out of personalisation; the rest were duplicates (or, rarely, of
+    a user deleted while the batch was written)."""
 
     received: int
     stored: int
@@ -165,7 +168,8 @@ def _users_model() -> type[Model]:
 def lock_users(rows: Sequence[EventRow]) -> list[EventRow]:
     """The rows whose user exists (rows without one are kept), with those users' rows locked
     `FOR KEY SHARE` until the transaction ends (see the module's docstring); one statement."""
-    users = {row.user_id for row in rows if row.user_id is not None}
+    users = set(map(USER_ID, rows))
+    users.discard(None)
     if not users:
         return list(rows)
     found = existing_keys(_users_model(), users, lock="FOR KEY SHARE")

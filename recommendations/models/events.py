@@ -118,8 +118,8 @@ class Event(models.Model):
         db_index=False,  # rec_event_user_time serves lookups by user
         # No database constraint: checking it row by row halved COPY into this table (38,000
         # against 61,000-85,000 rows/s, docs/benchmarks.md). Every writer checks the users of
-        # a batch in one query and locks them FOR KEY SHARE in one more, as the constraint
-        # would row by row, so a batch and its user's deletion cannot interleave
+        # a batch in one query and locks them FOR KEY SHARE set-based while writing it, as the
+        # constraint would row by row, so a batch and its user's deletion cannot interleave
         # (`events.ingestion`); deleting a user still deletes their events (Django's cascade,
         # and the privacy erasure).
         db_constraint=False,

@@ -136,7 +136,7 @@ def bobs_and_strangers_rows():
 
 
 def test_forget_user_deletes_every_personal_table_and_nothing_else(people):
-    alice, _bob = people
+    alice, bob = people
     staff = User.objects.create_user("dpo", is_staff=True)
 
     report = forget_user(alice, actor=staff, source="test")
@@ -156,7 +156,7 @@ def test_forget_user_deletes_every_personal_table_and_nothing_else(people):
         "served": ["r3"],
         "members": 1,
         "assignments": 1,
-        "lists": [("for_user", str(_bob.pk))] * 2 + [("similar", str(alice.pk))] * 2,
+        "lists": [("for_user", str(bob.pk))] * 2 + [("similar", str(alice.pk))] * 2,
     }
     assert not Event.objects.filter(user=alice).exists()
     assert User.objects.filter(pk=alice.pk).exists(), "erasure keeps the account"
