@@ -18,7 +18,8 @@ from django.urls import reverse
 from django.utils import timezone
 
 from recommendations.events.ingestion import copy_rows, ingest
-from recommendations.events.validation import EventRow, Origin
+from recommendations.events.rows import EventRow
+from recommendations.events.validation import Origin
 from recommendations.features.interactions import load_interactions
 from recommendations.models import (
     Assignment,
