@@ -4,6 +4,7 @@ fetch the page's own content, change the cart and record what the server alone k
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 from django.contrib import messages
@@ -25,7 +26,7 @@ from recommendations.serving.products import rerank
 from recommendations.serving.types import Audience, Options, Recommendation
 from shop import placeholders
 from shop.cart import MAX_QUANTITY, Cart, CartError
-from shop.checkout import place_order
+from shop.checkout import place_order, placed_order
 from shop.demo_data import DEMO_EMAIL_DOMAIN, DEMO_PASSWORD
 from shop.forms import SEARCH_PAGE, CartChangeForm, CheckoutForm, SearchForm
 from shop.models import Category, Order, Product, Store
@@ -258,6 +259,12 @@ def cart_update(request: HttpRequest) -> HttpResponse:
 
 def checkout(request: HttpRequest) -> HttpResponse:
     cart = Cart(request.session)
+    if request.method == "POST":
+        # A form sent again after its order was placed (a double click: the first answer is
+        # dropped, the cart is already empty) shows that order, not "Your cart is empty".
+        repeated = placed_order(request, _checkout_token(request))
+        if repeated is not None:
+            return _show_placed_order(request, cart, repeated)
     lines = cart.lines()
     if not lines:
         messages.info(request, "Your cart is empty.")
@@ -265,18 +272,37 @@ def checkout(request: HttpRequest) -> HttpResponse:
     if request.method == "POST":
         form = CheckoutForm(request.POST)
         if form.is_valid():
+            details = dict(form.cleaned_data)
+            token = details.pop("checkout_token")
             try:
-                order = place_order(request, cart, form.cleaned_data)
+                order = place_order(request, cart, details, token)
             except CartError as error:
                 messages.error(request, str(error))
                 return redirect("shop:cart")
-            request.session[ORDERS_SESSION_KEY] = [*request.session.get(ORDERS_SESSION_KEY, []), order.pk]
-            return redirect("shop:order", pk=order.pk)
+            return _show_placed_order(request, cart, order)
     else:
         user = request.user
         initial = {"name": user.get_full_name(), "email": user.email} if user.is_authenticated else {}
-        form = CheckoutForm(initial=initial)
+        form = CheckoutForm(initial={**initial, "checkout_token": uuid.uuid4()})
     return render(request, "shop/checkout.html", {"form": form, "lines": lines, "total": cart.total(lines)})
+
+
+def _checkout_token(request: HttpRequest) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(request.POST.get("checkout_token", ""))
+    except ValueError:
+        return None
+
+
+def _show_placed_order(request: HttpRequest, cart: Cart, order: Order) -> HttpResponse:
+    """Redirect to `order`'s page, which this session may then see. A request that finds its
+    order placed by another (sent at the same time) empties the cart as that one did: else its
+    session, saved last, would bring the bought cart back."""
+    orders = request.session.get(ORDERS_SESSION_KEY, [])
+    if order.pk not in orders:
+        cart.clear()
+        request.session[ORDERS_SESSION_KEY] = [*orders, order.pk]
+    return redirect("shop:order", pk=order.pk)
 
 
 def order_detail(request: HttpRequest, pk: int) -> HttpResponse:
