@@ -25,7 +25,7 @@ from recommendations.events.signals import added_to_cart, removed_from_cart, sea
 from recommendations.serving.products import rerank
 from recommendations.serving.types import Audience, Options, Recommendation
 from shop import placeholders
-from shop.cart import MAX_QUANTITY, Cart, CartError
+from shop.cart import Cart, CartError, CartLine, quantity_limit
 from shop.checkout import place_order, placed_order
 from shop.demo_data import DEMO_EMAIL_DOMAIN, DEMO_PASSWORD
 from shop.forms import SEARCH_PAGE, CartChangeForm, CheckoutForm, SearchForm
@@ -165,7 +165,11 @@ def _ancestors(node: Category) -> list[Category]:
 
 
 def product(request: HttpRequest, slug: str) -> HttpResponse:
-    item = get_object_or_404(available_products(), slug=slug)
+    # A sold-out product keeps its page (links from orders, carts and search engines stay
+    # good) and says so; one no longer sold is gone. Recommendations never show either.
+    item = get_object_or_404(
+        with_ratings(Product.objects.filter(is_active=True).select_related("store", "category")), slug=slug
+    )
     cart = Cart(request.session)
     form = CartChangeForm(
         initial={"product": item.pk, "quantity": 1, "recommendation_id": request.GET.get("rec", "")}
@@ -178,7 +182,7 @@ def product(request: HttpRequest, slug: str) -> HttpResponse:
             "form": form,
             "in_cart": cart.quantity_of(item),
             # The browser's own check, as the cart's: no more than in stock, nor than a line holds.
-            "quantity_limit": max(1, min(item.stock, MAX_QUANTITY)),
+            "quantity_limit": quantity_limit(item),
             "ancestors": [*_ancestors(item.category), item.category],
         },
     )
@@ -203,11 +207,21 @@ def search(request: HttpRequest) -> HttpResponse:
     return render(request, "shop/search.html", {"query": query, "form": form, "shown": shown})
 
 
+def _cart_lines(request: HttpRequest, cart: Cart) -> list[CartLine]:
+    """The cart's lines; the shopper is told of each product dropped as no longer sold."""
+    lines = cart.lines()
+    for title in cart.removed:
+        messages.warning(request, f"{title} is no longer sold and was removed from your cart.")
+    return lines
+
+
 @require_GET
 def cart_view(request: HttpRequest) -> HttpResponse:
     cart = Cart(request.session)
-    lines = cart.lines()
-    return render(request, "shop/cart.html", {"lines": lines, "total": cart.total(lines)})
+    lines = _cart_lines(request, cart)
+    can_check_out = not any(line.shortage for line in lines)
+    context = {"lines": lines, "total": cart.total(lines), "can_check_out": can_check_out}
+    return render(request, "shop/cart.html", context)
 
 
 @require_POST
@@ -265,7 +279,7 @@ def checkout(request: HttpRequest) -> HttpResponse:
         repeated = placed_order(request, _checkout_token(request))
         if repeated is not None:
             return _show_placed_order(request, cart, repeated)
-    lines = cart.lines()
+    lines = _cart_lines(request, cart)
     if not lines:
         messages.info(request, "Your cart is empty.")
         return redirect("shop:cart")
