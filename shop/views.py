@@ -4,6 +4,7 @@ fetch the page's own content, change the cart and record what the server alone k
 
 from __future__ import annotations
 
+import time
 import uuid
 from typing import Any
 
@@ -12,7 +13,7 @@ from django.contrib.auth import get_user_model, logout
 from django.contrib.auth import views as auth_views
 from django.core.paginator import Page, Paginator
 from django.db.models import Count, QuerySet
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils.cache import patch_cache_control
@@ -22,6 +23,7 @@ from django.views.decorators.http import require_GET, require_POST
 import recommendations
 from recommendations.adapters import get_product_adapter
 from recommendations.events.signals import added_to_cart, removed_from_cart, searched
+from recommendations.events.tracking import is_bot
 from recommendations.serving.products import rerank
 from recommendations.serving.types import Audience, Options, Recommendation
 from shop import placeholders
@@ -47,6 +49,8 @@ SORTS = {
 # Generated pictures never change for a given product, so browsers may keep them a day.
 IMAGE_MAX_AGE = 86400
 ORDERS_SESSION_KEY = "orders"
+LAST_SEARCH_KEY = "last_search"
+SEARCH_REPEAT_SECONDS = 600  # the same search again within this is the same search
 DEMO_ACCOUNTS = 4
 
 
@@ -140,6 +144,10 @@ def category(request: HttpRequest, slug: str) -> HttpResponse:
             item.recommendation = recommendations_by_id.get(str(item.pk))
     block_id = next(iter(recommendations_by_id.values())).recommendation_id if recommendations_by_id else ""
     ancestors = _ancestors(node)
+    # Where a card's add form returns without JavaScript: this page, named, so that it is cut
+    # from the kept order (`_recommended_page`) instead of ranking the listing anew.
+    back = request.GET.copy()
+    back["page"] = page.number
     return render(
         request,
         "shop/category.html",
@@ -152,6 +160,7 @@ def category(request: HttpRequest, slug: str) -> HttpResponse:
             "ancestors": ancestors,
             "active_category": (ancestors[0] if ancestors else node).slug,
             "recommendation_id": block_id,
+            "card_next": f"{request.path}?{back.urlencode()}",
         },
     )
 
@@ -195,12 +204,28 @@ def store(request: HttpRequest, slug: str) -> HttpResponse:
     return render(request, "shop/store.html", {"store": seller, "page": page})
 
 
+def _searched_just_now(request: HttpRequest, query: str) -> bool:
+    """Whether this session searched `query` in the last `SEARCH_REPEAT_SECONDS`; notes this
+    search if not. The results page comes back without a new search when the shopper adds to
+    the cart without JavaScript (the form redirects back), reloads or returns to it: recorded
+    again, one search would count as several. A crawler's searches are not noted: it gets no
+    session (`is_bot`)."""
+    if is_bot(request):
+        return False
+    now = time.time()
+    last = request.session.get(LAST_SEARCH_KEY)
+    if last and last["query"] == query.casefold() and now - last["at"] < SEARCH_REPEAT_SECONDS:
+        return True
+    request.session[LAST_SEARCH_KEY] = {"query": query.casefold(), "at": now}
+    return False
+
+
 def search(request: HttpRequest) -> HttpResponse:
     form = SearchForm(request.GET)
     form.is_valid()  # each field apart: a bad "shown" falls back to the first page
     query = form.cleaned_data.get("q", "")
     shown = form.cleaned_data.get("shown") or SEARCH_PAGE
-    if query and shown == SEARCH_PAGE:
+    if query and shown == SEARCH_PAGE and not _searched_just_now(request, query):
         # The personalised results are rendered by the template tag, which returns the list
         # it showed; recording the search itself (once, not per "show more") needs no list.
         searched.send(sender=None, request=request, query=query)
@@ -224,12 +249,27 @@ def cart_view(request: HttpRequest) -> HttpResponse:
     return render(request, "shop/cart.html", context)
 
 
+def _wants_json(request: HttpRequest) -> bool:
+    """Whether the add-to-cart form was sent by the shop's script (cart.js), which shows the
+    answer on the page, rather than by the browser, which follows a redirect back."""
+    return "application/json" in request.headers.get("Accept", "")
+
+
+def _cart_add_answer(request: HttpRequest, message: str, *, ok: bool, fallback: str) -> HttpResponse:
+    if _wants_json(request):
+        answer = {"message": message, "count": len(Cart(request.session))}
+        return JsonResponse(answer, status=200 if ok else 400)
+    (messages.success if ok else messages.error)(request, message)
+    return redirect(_safe_next(request, fallback))
+
+
 @require_POST
 def cart_add(request: HttpRequest) -> HttpResponse:
     form = CartChangeForm(request.POST)
     if not form.is_valid():
-        messages.error(request, "Choose a quantity between 1 and 99.")
-        return redirect(_safe_next(request, reverse("shop:cart")))
+        return _cart_add_answer(
+            request, "Choose a quantity between 1 and 99.", ok=False, fallback=reverse("shop:cart")
+        )
     item = get_object_or_404(Product, pk=form.cleaned_data["product"])
     quantity = form.cleaned_data["quantity"]
     # The posted id is the browser's word: credited (now and at checkout) only for a list
@@ -240,13 +280,13 @@ def cart_add(request: HttpRequest) -> HttpResponse:
     try:
         Cart(request.session).add(item, quantity, recommendation_id)
     except CartError as error:
-        messages.error(request, str(error))
-        return redirect(_safe_next(request, item.get_absolute_url()))
+        return _cart_add_answer(request, str(error), ok=False, fallback=item.get_absolute_url())
     added_to_cart.send(
         sender=Product, request=request, product=item, quantity=quantity, recommendation_id=recommendation_id
     )
-    messages.success(request, f"Added {quantity} x {item.title} to your cart.")
-    return redirect(_safe_next(request, reverse("shop:cart")))
+    return _cart_add_answer(
+        request, f"Added {quantity} x {item.title} to your cart.", ok=True, fallback=reverse("shop:cart")
+    )
 
 
 @require_POST

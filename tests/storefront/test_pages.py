@@ -145,6 +145,16 @@ def test_search_shows_personalised_results_and_records_the_search(client, histor
     assert Event.objects.filter(event_type="search", query="stoneware").count() == 1
 
 
+def test_the_same_search_again_within_minutes_is_recorded_once(client, history):
+    """Back to the results after adding to the cart without JavaScript, or a reload."""
+    from recommendations.models import Event
+
+    for query in ("stoneware", "Stoneware", "knife", "stoneware"):
+        client.get(reverse("shop:search"), {"q": query})
+    searches = Event.objects.filter(event_type="search").order_by("id").values_list("query", flat=True)
+    assert list(searches) == ["stoneware", "knife", "stoneware"]
+
+
 def test_a_search_shows_the_best_matches_then_more_on_request(client, indexed):
     mug = indexed[0]
     for i in range(30):
