@@ -239,3 +239,24 @@ def test_catalogue_links_are_what_reverse_gives_under_any_script_prefix(catalogu
             assert product.get_absolute_url().startswith(prefix)
     finally:
         set_script_prefix("/")
+
+
+BOT = "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)"
+CANONICAL = re.compile(r'<link rel="canonical" href="([^"]+)">')
+
+
+def test_pages_name_their_canonical_address_and_crawlers_get_product_links_without_rec(client, indexed):
+    """A `?rec=` id is new on every visit: to a crawler, every product page was a new address."""
+    mug = indexed[0]
+    pages = {
+        f"{mug.get_absolute_url()}?rec=0a8c3a1f3c33d12f456b": mug.get_absolute_url(),
+        f"{mug.category.get_absolute_url()}?sort=price&page=2": f"{mug.category.get_absolute_url()}?page=2",
+        f"{reverse('shop:search')}?q=mug&shown=48": f"{reverse('shop:search')}?q=mug",
+        f"{mug.store.get_absolute_url()}?page=1": f"{mug.store.get_absolute_url()}?page=1",
+    }
+    for url, canonical in pages.items():
+        assert CANONICAL.findall(client.get(url).content.decode()) == [f"http://testserver{canonical}"], url
+    listing = mug.category.get_absolute_url()
+    assert "?rec=" in client.get(listing).content.decode()
+    crawled = client.get(listing, HTTP_USER_AGENT=BOT).content.decode()
+    assert 'class="card-title"' in crawled and "?rec=" not in crawled
