@@ -168,9 +168,11 @@ def test_a_search_shows_the_best_matches_then_more_on_request(client, indexed):
         )
     index_products()
     first = client.get(reverse("shop:search"), {"q": "stoneware"}).content.decode()
-    assert "The 24 best matches" in first and 'href="?q=stoneware&amp;shown=48"' in first
+    # "Show more" lands on the first new result, not back at the top.
+    assert "The 24 best matches" in first and 'href="?q=stoneware&amp;shown=48#result-25"' in first
     more = client.get(reverse("shop:search"), {"q": "stoneware", "shown": "48"}).content.decode()
     shown = len(re.findall(r'class="card-inner" data-product-id', more))
+    assert re.findall(r'<article class="card" id="(result-\d+)"', more)[24] == "result-25"
     assert 24 < shown < 48 and f"{shown} results" in more and "show-more" not in more
     from recommendations.models import Event
 
@@ -260,3 +262,12 @@ def test_pages_name_their_canonical_address_and_crawlers_get_product_links_witho
     assert "?rec=" in client.get(listing).content.decode()
     crawled = client.get(listing, HTTP_USER_AGENT=BOT).content.decode()
     assert 'class="card-title"' in crawled and "?rec=" not in crawled
+
+
+def test_the_chosen_sort_and_category_are_marked_current(client, indexed):
+    kitchen = indexed[0].category.parent
+    html = client.get(kitchen.get_absolute_url(), {"sort": "price"}).content.decode()
+    assert re.findall(r'<a href="\?sort=([^"]+)" class="on" aria-current="true">', html) == ["price"]
+    assert f'href="{kitchen.get_absolute_url()}" class="active" aria-current="page">' in html
+    below = client.get(indexed[0].category.get_absolute_url()).content.decode()
+    assert f'href="{kitchen.get_absolute_url()}" class="active" aria-current="true">' in below
