@@ -32,6 +32,25 @@ class CartLine:
     def line_total(self) -> Decimal:
         return self.product.price * self.quantity
 
+    @property
+    def quantity_limit(self) -> int:
+        return quantity_limit(self.product)
+
+    @property
+    def shortage(self) -> str:
+        """What stops this line from being bought as it is ("" when nothing does), shown on
+        the cart before checkout refuses it."""
+        if not self.product.stock:
+            return "Sold out: remove it to check out."
+        if self.quantity > self.product.stock:
+            return f"Only {self.product.stock} left: lower the quantity to check out."
+        return ""
+
+
+def quantity_limit(product: Product) -> int:
+    """The most of `product` one cart line may hold now: its stock, up to `MAX_QUANTITY`."""
+    return min(product.stock, MAX_QUANTITY)
+
 
 class Cart:
     """A session's cart: `{product pk: {"quantity": n, "recommendation_id": id}}`."""
@@ -39,6 +58,8 @@ class Cart:
     def __init__(self, session: SessionBase) -> None:
         self.session = session
         self._items: dict[str, dict] = session.get(SESSION_KEY, {})
+        # Titles of the lines `lines()` dropped, for the shopper to be told (views do).
+        self.removed: list[str] = []
 
     def __len__(self) -> int:
         """The number of items (quantities added up), as shown on the cart badge."""
@@ -79,12 +100,17 @@ class Cart:
         return removed
 
     def lines(self) -> list[CartLine]:
-        """The cart's lines with current catalogue data; products no longer for sale are dropped."""
+        """The cart's lines with current catalogue data. Products no longer for sale (switched
+        off or deleted) are dropped and named in `removed`; sold-out ones stay, marked by
+        `CartLine.shortage`, as the shopper may wait or remove them."""
         products = Product.objects.filter(pk__in=self._items.keys(), is_active=True).select_related(
             "store", "category"
         )
         by_key = {str(p.pk): p for p in products}
-        if set(by_key) != set(self._items):
+        gone = set(self._items) - set(by_key)
+        if gone:
+            titles = dict(Product.objects.filter(pk__in=gone).values_list("pk", "title"))
+            self.removed += [titles.get(int(key), "A product") for key in gone]
             self._items = {key: item for key, item in self._items.items() if key in by_key}
             self._save()
         return [

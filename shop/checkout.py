@@ -1,27 +1,45 @@
 """Placing an order: the cart becomes an `Order`, stock goes down, purchases are recorded.
 
 All of it happens in one transaction: if any product ran out or the purchase events cannot
-be stored, nothing is written and the cart is left as it was.
+be stored, nothing is written and the cart is left as it was. The checkout form carries a
+token: the same form sent twice (a double click, a retry after a slow answer, two requests at
+once) places one order, and the repeat is answered with that order.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+import uuid
 
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.http import HttpRequest
 
 from recommendations.events import signals
-from shop.cart import Cart, CartError
+from shop.cart import Cart, CartError, CartLine
 from shop.models import Order, OrderLine, Product
 
 logger = logging.getLogger(__name__)
 
 
-def place_order(request: HttpRequest, cart: Cart, details: dict[str, str]) -> Order:
+def placed_order(request: HttpRequest, token: uuid.UUID | None) -> Order | None:
+    """The order this session already placed with the checkout form's `token`, if any.
+
+    Only the session that placed it gets it: a token copied into another browser's form
+    neither shows that order nor places a second one there (the constraint refuses it)."""
+    if token is None or not request.session.session_key:
+        return None
+    return Order.objects.filter(checkout_token=token, session_key=request.session.session_key).first()
+
+
+def place_order(
+    request: HttpRequest, cart: Cart, details: dict[str, str], token: uuid.UUID | None = None
+) -> Order:
     """Turn the cart into an order for `details` (name, email, address, city, postcode).
+
+    With the checkout form's `token`, a form sent again returns the order it placed instead
+    of placing another (and taking the stock twice); the cart is emptied either way.
 
     Raises `CartError` (with a message for the shopper) when the cart is empty or a product
     no longer has the quantity asked for. Each line is recorded as a purchase event carrying
@@ -33,6 +51,31 @@ def place_order(request: HttpRequest, cart: Cart, details: dict[str, str]) -> Or
     if not lines:
         raise CartError("Your cart is empty.")
     user = request.user if request.user.is_authenticated else None
+    try:
+        order = _create_order(request, cart, lines, details, token, user)
+    except IntegrityError as error:
+        # The token is another session's order's (a form copied between browsers): requests
+        # of one session lock the same products, so theirs are told apart above.
+        raise CartError("This checkout page was already used. Please go to checkout again.") from error
+    cart.clear()
+    logger.info(
+        "Order %s placed: %d lines, total %s, in %.0f ms",
+        order.pk,
+        len(lines),
+        order.total,
+        (time.monotonic() - started) * 1000,
+    )
+    return order
+
+
+def _create_order(
+    request: HttpRequest,
+    cart: Cart,
+    lines: list[CartLine],
+    details: dict[str, str],
+    token: uuid.UUID | None,
+    user: object,
+) -> Order:
     with transaction.atomic():
         # Lock the rows so two checkouts cannot sell the same last item twice.
         stock = dict(
@@ -40,6 +83,10 @@ def place_order(request: HttpRequest, cart: Cart, details: dict[str, str]) -> Or
             .filter(pk__in=[line.product.pk for line in lines])
             .values_list("pk", "stock")
         )
+        # Read after the lock: a request sent with the same form waited here for the first.
+        repeated = placed_order(request, token)
+        if repeated is not None:
+            return repeated
         for line in lines:
             if stock.get(line.product.pk, 0) < line.quantity:
                 raise CartError(
@@ -50,6 +97,7 @@ def place_order(request: HttpRequest, cart: Cart, details: dict[str, str]) -> Or
             user=user,
             session_key=request.session.session_key or "",
             total=cart.total(lines),
+            checkout_token=token,
             **details,
         )
         OrderLine.objects.bulk_create(
@@ -75,12 +123,4 @@ def place_order(request: HttpRequest, cart: Cart, details: dict[str, str]) -> Or
                 for line in lines
             ],
         )
-    cart.clear()
-    logger.info(
-        "Order %s placed: %d lines, total %s, in %.0f ms",
-        order.pk,
-        len(lines),
-        order.total,
-        (time.monotonic() - started) * 1000,
-    )
     return order

@@ -22,6 +22,9 @@ class CartChangeForm(forms.Form):
 
 
 class CheckoutForm(forms.ModelForm):
+    # One per checkout page shown: the same form sent twice names the order it placed (place_order).
+    checkout_token = forms.UUIDField(required=False, widget=forms.HiddenInput)
+
     class Meta:
         model = Order
         fields = ["name", "email", "address", "city", "postcode"]

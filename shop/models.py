@@ -149,6 +149,8 @@ class Order(models.Model):
     postcode = models.CharField(max_length=20)
     total = models.DecimalField(max_digits=12, decimal_places=2)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    # The checkout form's token: a form sent twice (a double click, a retry) places one order.
+    checkout_token = models.UUIDField(null=True, blank=True, unique=True, editable=False)
 
     class Meta:
         ordering = ["-created_at"]

@@ -4,6 +4,8 @@ fetch the page's own content, change the cart and record what the server alone k
 
 from __future__ import annotations
 
+import time
+import uuid
 from typing import Any
 
 from django.contrib import messages
@@ -11,7 +13,7 @@ from django.contrib.auth import get_user_model, logout
 from django.contrib.auth import views as auth_views
 from django.core.paginator import Page, Paginator
 from django.db.models import Count, QuerySet
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils.cache import patch_cache_control
@@ -21,11 +23,12 @@ from django.views.decorators.http import require_GET, require_POST
 import recommendations
 from recommendations.adapters import get_product_adapter
 from recommendations.events.signals import added_to_cart, removed_from_cart, searched
+from recommendations.events.tracking import is_bot
 from recommendations.serving.products import rerank
 from recommendations.serving.types import Audience, Options, Recommendation
 from shop import placeholders
-from shop.cart import MAX_QUANTITY, Cart, CartError
-from shop.checkout import place_order
+from shop.cart import Cart, CartError, CartLine, quantity_limit
+from shop.checkout import place_order, placed_order
 from shop.demo_data import DEMO_EMAIL_DOMAIN, DEMO_PASSWORD
 from shop.forms import SEARCH_PAGE, CartChangeForm, CheckoutForm, SearchForm
 from shop.models import Category, Order, Product, Store
@@ -46,6 +49,8 @@ SORTS = {
 # Generated pictures never change for a given product, so browsers may keep them a day.
 IMAGE_MAX_AGE = 86400
 ORDERS_SESSION_KEY = "orders"
+LAST_SEARCH_KEY = "last_search"
+SEARCH_REPEAT_SECONDS = 600  # the same search again within this is the same search
 DEMO_ACCOUNTS = 4
 
 
@@ -139,6 +144,10 @@ def category(request: HttpRequest, slug: str) -> HttpResponse:
             item.recommendation = recommendations_by_id.get(str(item.pk))
     block_id = next(iter(recommendations_by_id.values())).recommendation_id if recommendations_by_id else ""
     ancestors = _ancestors(node)
+    # Where a card's add form returns without JavaScript: this page, named, so that it is cut
+    # from the kept order (`_recommended_page`) instead of ranking the listing anew.
+    back = request.GET.copy()
+    back["page"] = page.number
     return render(
         request,
         "shop/category.html",
@@ -151,6 +160,7 @@ def category(request: HttpRequest, slug: str) -> HttpResponse:
             "ancestors": ancestors,
             "active_category": (ancestors[0] if ancestors else node).slug,
             "recommendation_id": block_id,
+            "card_next": f"{request.path}?{back.urlencode()}",
         },
     )
 
@@ -164,7 +174,11 @@ def _ancestors(node: Category) -> list[Category]:
 
 
 def product(request: HttpRequest, slug: str) -> HttpResponse:
-    item = get_object_or_404(available_products(), slug=slug)
+    # A sold-out product keeps its page (links from orders, carts and search engines stay
+    # good) and says so; one no longer sold is gone. Recommendations never show either.
+    item = get_object_or_404(
+        with_ratings(Product.objects.filter(is_active=True).select_related("store", "category")), slug=slug
+    )
     cart = Cart(request.session)
     form = CartChangeForm(
         initial={"product": item.pk, "quantity": 1, "recommendation_id": request.GET.get("rec", "")}
@@ -177,7 +191,7 @@ def product(request: HttpRequest, slug: str) -> HttpResponse:
             "form": form,
             "in_cart": cart.quantity_of(item),
             # The browser's own check, as the cart's: no more than in stock, nor than a line holds.
-            "quantity_limit": max(1, min(item.stock, MAX_QUANTITY)),
+            "quantity_limit": quantity_limit(item),
             "ancestors": [*_ancestors(item.category), item.category],
         },
     )
@@ -190,31 +204,72 @@ def store(request: HttpRequest, slug: str) -> HttpResponse:
     return render(request, "shop/store.html", {"store": seller, "page": page})
 
 
+def _searched_just_now(request: HttpRequest, query: str) -> bool:
+    """Whether this session searched `query` in the last `SEARCH_REPEAT_SECONDS`; notes this
+    search if not. The results page comes back without a new search when the shopper adds to
+    the cart without JavaScript (the form redirects back), reloads or returns to it: recorded
+    again, one search would count as several. A crawler's searches are not noted: it gets no
+    session (`is_bot`)."""
+    if is_bot(request):
+        return False
+    now = time.time()
+    last = request.session.get(LAST_SEARCH_KEY)
+    if last and last["query"] == query.casefold() and now - last["at"] < SEARCH_REPEAT_SECONDS:
+        return True
+    request.session[LAST_SEARCH_KEY] = {"query": query.casefold(), "at": now}
+    return False
+
+
 def search(request: HttpRequest) -> HttpResponse:
     form = SearchForm(request.GET)
     form.is_valid()  # each field apart: a bad "shown" falls back to the first page
     query = form.cleaned_data.get("q", "")
     shown = form.cleaned_data.get("shown") or SEARCH_PAGE
-    if query and shown == SEARCH_PAGE:
+    if query and shown == SEARCH_PAGE and not _searched_just_now(request, query):
         # The personalised results are rendered by the template tag, which returns the list
         # it showed; recording the search itself (once, not per "show more") needs no list.
         searched.send(sender=None, request=request, query=query)
     return render(request, "shop/search.html", {"query": query, "form": form, "shown": shown})
 
 
+def _cart_lines(request: HttpRequest, cart: Cart) -> list[CartLine]:
+    """The cart's lines; the shopper is told of each product dropped as no longer sold."""
+    lines = cart.lines()
+    for title in cart.removed:
+        messages.warning(request, f"{title} is no longer sold and was removed from your cart.")
+    return lines
+
+
 @require_GET
 def cart_view(request: HttpRequest) -> HttpResponse:
     cart = Cart(request.session)
-    lines = cart.lines()
-    return render(request, "shop/cart.html", {"lines": lines, "total": cart.total(lines)})
+    lines = _cart_lines(request, cart)
+    can_check_out = not any(line.shortage for line in lines)
+    context = {"lines": lines, "total": cart.total(lines), "can_check_out": can_check_out}
+    return render(request, "shop/cart.html", context)
+
+
+def _wants_json(request: HttpRequest) -> bool:
+    """Whether the add-to-cart form was sent by the shop's script (cart.js), which shows the
+    answer on the page, rather than by the browser, which follows a redirect back."""
+    return "application/json" in request.headers.get("Accept", "")
+
+
+def _cart_add_answer(request: HttpRequest, message: str, *, ok: bool, fallback: str) -> HttpResponse:
+    if _wants_json(request):
+        answer = {"message": message, "count": len(Cart(request.session))}
+        return JsonResponse(answer, status=200 if ok else 400)
+    (messages.success if ok else messages.error)(request, message)
+    return redirect(_safe_next(request, fallback))
 
 
 @require_POST
 def cart_add(request: HttpRequest) -> HttpResponse:
     form = CartChangeForm(request.POST)
     if not form.is_valid():
-        messages.error(request, "Choose a quantity between 1 and 99.")
-        return redirect(_safe_next(request, reverse("shop:cart")))
+        return _cart_add_answer(
+            request, "Choose a quantity between 1 and 99.", ok=False, fallback=reverse("shop:cart")
+        )
     item = get_object_or_404(Product, pk=form.cleaned_data["product"])
     quantity = form.cleaned_data["quantity"]
     # The posted id is the browser's word: credited (now and at checkout) only for a list
@@ -225,13 +280,13 @@ def cart_add(request: HttpRequest) -> HttpResponse:
     try:
         Cart(request.session).add(item, quantity, recommendation_id)
     except CartError as error:
-        messages.error(request, str(error))
-        return redirect(_safe_next(request, item.get_absolute_url()))
+        return _cart_add_answer(request, str(error), ok=False, fallback=item.get_absolute_url())
     added_to_cart.send(
         sender=Product, request=request, product=item, quantity=quantity, recommendation_id=recommendation_id
     )
-    messages.success(request, f"Added {quantity} x {item.title} to your cart.")
-    return redirect(_safe_next(request, reverse("shop:cart")))
+    return _cart_add_answer(
+        request, f"Added {quantity} x {item.title} to your cart.", ok=True, fallback=reverse("shop:cart")
+    )
 
 
 @require_POST
@@ -258,25 +313,50 @@ def cart_update(request: HttpRequest) -> HttpResponse:
 
 def checkout(request: HttpRequest) -> HttpResponse:
     cart = Cart(request.session)
-    lines = cart.lines()
+    if request.method == "POST":
+        # A form sent again after its order was placed (a double click: the first answer is
+        # dropped, the cart is already empty) shows that order, not "Your cart is empty".
+        repeated = placed_order(request, _checkout_token(request))
+        if repeated is not None:
+            return _show_placed_order(request, cart, repeated)
+    lines = _cart_lines(request, cart)
     if not lines:
         messages.info(request, "Your cart is empty.")
         return redirect("shop:cart")
     if request.method == "POST":
         form = CheckoutForm(request.POST)
         if form.is_valid():
+            details = dict(form.cleaned_data)
+            token = details.pop("checkout_token")
             try:
-                order = place_order(request, cart, form.cleaned_data)
+                order = place_order(request, cart, details, token)
             except CartError as error:
                 messages.error(request, str(error))
                 return redirect("shop:cart")
-            request.session[ORDERS_SESSION_KEY] = [*request.session.get(ORDERS_SESSION_KEY, []), order.pk]
-            return redirect("shop:order", pk=order.pk)
+            return _show_placed_order(request, cart, order)
     else:
         user = request.user
         initial = {"name": user.get_full_name(), "email": user.email} if user.is_authenticated else {}
-        form = CheckoutForm(initial=initial)
+        form = CheckoutForm(initial={**initial, "checkout_token": uuid.uuid4()})
     return render(request, "shop/checkout.html", {"form": form, "lines": lines, "total": cart.total(lines)})
+
+
+def _checkout_token(request: HttpRequest) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(request.POST.get("checkout_token", ""))
+    except ValueError:
+        return None
+
+
+def _show_placed_order(request: HttpRequest, cart: Cart, order: Order) -> HttpResponse:
+    """Redirect to `order`'s page, which this session may then see. A request that finds its
+    order placed by another (sent at the same time) empties the cart as that one did: else its
+    session, saved last, would bring the bought cart back."""
+    orders = request.session.get(ORDERS_SESSION_KEY, [])
+    if order.pk not in orders:
+        cart.clear()
+        request.session[ORDERS_SESSION_KEY] = [*orders, order.pk]
+    return redirect("shop:order", pk=order.pk)
 
 
 def order_detail(request: HttpRequest, pk: int) -> HttpResponse:

@@ -4,14 +4,41 @@ from __future__ import annotations
 
 from django import template
 from django.db.models import QuerySet
+from django.http import QueryDict
 from django.urls import reverse
 
+from recommendations.events.tracking import is_bot
+from recommendations.serving.types import Recommendation
 from shop import placeholders
 from shop.cart import Cart
 from shop.models import Category, Product, Store
 from shop.ratings import attach_ratings
 
 register = template.Library()
+
+
+@register.simple_tag(takes_context=True)
+def product_link(context: template.Context, product: Product, recommendation: Recommendation | str) -> str:
+    """The product's address, with the list it is shown in (`?rec=`, for the click's credit).
+    Not for a crawler: a new id on every visit made each product page a new address to it.
+    (A card outside any list has none: the template gives "".)"""
+    request = context.get("request")
+    if not recommendation or (request is not None and is_bot(request)):
+        return product.get_absolute_url()
+    return f"{product.get_absolute_url()}?rec={recommendation.recommendation_id}"
+
+
+@register.simple_tag(takes_context=True)
+def canonical_url(context: template.Context, *keep: str) -> str:
+    """This page's address for search engines: its path with only the parameters in `keep`
+    (a page number, a query), without `?rec=`, a sort or "show more"."""
+    request = context["request"]
+    params = QueryDict(mutable=True)
+    for name in keep:
+        if request.GET.get(name):
+            params[name] = request.GET[name]
+    query = params.urlencode()
+    return request.build_absolute_uri(f"{request.path}?{query}" if query else request.path)
 
 
 @register.filter

@@ -122,7 +122,7 @@ def test_a_new_visitors_first_click_is_an_add_to_cart_in_the_session_of_its_impr
     product_id = card.get_attribute("data-product-id")
     assert not beacons, "the beacon sent its first batch before the click: there was no race to test"
     card.locator(".add-btn").click()
-    page.locator(".messages .success").wait_for()
+    page.get_by_test_id("cart-status").get_by_text("to your cart").wait_for()
     click, cart = (
         wait_for(lambda: Event.objects.filter(event_type=kind).first(), what=f"the {kind} event")
         for kind in ("click", "add_to_cart")
@@ -191,3 +191,44 @@ def test_a_listing_taller_than_the_screen_is_counted_as_seen(page, shop):
         lambda: Event.objects.filter(event_type="impression", recommendation_id=recommendation_id).exists(),
         what="the impression of the category listing",
     )
+
+
+def test_adding_to_the_cart_from_a_card_stays_on_the_page(page, shop):
+    """A reload after "+" ranked a listing anew and recorded the search (or the view) again."""
+    page.goto("/search/?q=tea")
+    page.evaluate("window.stillHere = true")
+    first = page.locator("#search-results .card").first
+    product_id = first.locator("[data-product-id]").get_attribute("data-product-id")
+    first.locator(".add-btn").click()
+    page.get_by_test_id("cart-status").get_by_text("to your cart").wait_for()
+    assert page.evaluate("window.stillHere") is True, "the page was reloaded"
+    assert page.get_by_test_id("cart-count").inner_text() == "1"
+    assert page.locator(".cart-link").get_attribute("aria-label") == "Cart, 1 item"
+    wait_for(lambda: Event.objects.filter(event_type="add_to_cart", product_id=product_id).exists())
+    assert Event.objects.filter(event_type="search").count() == 1
+
+
+# Scrolls the link to just under the header's bottom edge, as reading down and tabbing back
+# up leaves it, and focuses it: the browser scrolls it into view only if it counts it hidden.
+HIDDEN_BY_HEADER = """el => {
+    const header = document.querySelector('.site-header');
+    window.scrollBy(0, el.getBoundingClientRect().top - header.getBoundingClientRect().bottom + 10);
+    el.focus();
+    return getComputedStyle(header).position === 'sticky'
+        && el.getBoundingClientRect().top < header.getBoundingClientRect().bottom;
+}"""
+
+
+@pytest.mark.parametrize("width", [1280, 320])
+def test_keyboard_focus_is_never_under_the_header_and_the_header_reads_in_order(page, shop, width):
+    page.set_viewport_size({"width": width, "height": 700})
+    page.goto("/category/kitchen/")
+    for link in page.locator(".card-title").all()[-6:]:
+        assert not link.evaluate(HIDDEN_BY_HEADER), f"focus hidden under the header at {width}px"
+    # The sort pills keep their words on one line.
+    for pill in page.locator(".sort a").all():
+        assert pill.evaluate("el => el.getClientRects().length") == 1
+        assert pill.bounding_box()["height"] < 40
+    # Keyboard order is reading order: the search box before "Sign in" and the cart.
+    search, cart = (page.locator(s).bounding_box() for s in (".search", ".cart-link"))
+    assert (search["y"], search["x"]) < (cart["y"], cart["x"]) if width < 900 else search["x"] < cart["x"]

@@ -251,3 +251,18 @@ def test_revenue_is_exact(client, mug):
     add(client, mug, 3)
     client.post(reverse("shop:checkout"), DETAILS)
     assert Event.objects.get(event_type="purchase").revenue == Decimal("59.97")
+
+
+def test_the_shops_script_gets_the_answer_as_json_and_no_message_for_the_next_page(client, mug):
+    """cart.js adds without leaving the page: the badge's count and the message come back."""
+    json = {"HTTP_ACCEPT": "application/json"}
+    answer = client.post(reverse("shop:cart_add"), {"product": mug.pk, "quantity": 2}, **json)
+    assert answer.status_code == 200
+    assert answer.json() == {"message": f"Added 2 x {mug.title} to your cart.", "count": 2}
+    refused = client.post(reverse("shop:cart_add"), {"product": mug.pk, "quantity": 4}, **json)
+    assert refused.status_code == 400 and refused.json() == {
+        "message": f"Only 5 of {mug.title} in stock.",
+        "count": 2,
+    }
+    assert "to your cart" not in client.get(reverse("shop:cart")).content.decode()
+    assert Event.objects.filter(event_type="add_to_cart").count() == 1

@@ -88,3 +88,17 @@ def test_a_visitor_the_engine_does_not_know_gets_the_same_order_and_no_session(c
     pages = [CARD.findall(client.get(url, {"page": n}).content.decode()) for n in (1, 2, 3)]
     assert sorted(pid for page in pages for pid in page) == sorted(str(p.pk) for p in outdoor)
     assert "sessionid" not in client.cookies  # a crawler costs no session row
+
+
+def test_adding_from_a_card_without_javascript_comes_back_to_the_same_products(client, outdoor):
+    """The card's form redirects back; to the listing's URL it would rank the listing anew,
+    and the shopper, whose taste moved meanwhile, would find other products there."""
+    url = reverse("shop:category", args=["outdoor"])
+    view(client, str(outdoor[0].pk))  # cluster 0
+    html = client.get(url).content.decode()
+    before = CARD.findall(html)
+    back = re.search(r'name="next" value="([^"]*)"', html)[1].replace("&amp;", "&")
+    view(client, *[str(p.pk) for i, p in enumerate(outdoor) if i % CLUSTERS == 1][:6])  # now cluster 1
+    response = client.post(reverse("shop:cart_add"), {"product": before[0], "quantity": 1, "next": back})
+    assert response.status_code == 302 and response.url == back
+    assert sorted(CARD.findall(client.get(response.url).content.decode())) == sorted(before)

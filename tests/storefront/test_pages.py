@@ -145,6 +145,16 @@ def test_search_shows_personalised_results_and_records_the_search(client, histor
     assert Event.objects.filter(event_type="search", query="stoneware").count() == 1
 
 
+def test_the_same_search_again_within_minutes_is_recorded_once(client, history):
+    """Back to the results after adding to the cart without JavaScript, or a reload."""
+    from recommendations.models import Event
+
+    for query in ("stoneware", "Stoneware", "knife", "stoneware"):
+        client.get(reverse("shop:search"), {"q": query})
+    searches = Event.objects.filter(event_type="search").order_by("id").values_list("query", flat=True)
+    assert list(searches) == ["stoneware", "knife", "stoneware"]
+
+
 def test_a_search_shows_the_best_matches_then_more_on_request(client, indexed):
     mug = indexed[0]
     for i in range(30):
@@ -158,9 +168,11 @@ def test_a_search_shows_the_best_matches_then_more_on_request(client, indexed):
         )
     index_products()
     first = client.get(reverse("shop:search"), {"q": "stoneware"}).content.decode()
-    assert "The 24 best matches" in first and 'href="?q=stoneware&amp;shown=48"' in first
+    # "Show more" lands on the first new result, not back at the top.
+    assert "The 24 best matches" in first and 'href="?q=stoneware&amp;shown=48#result-25"' in first
     more = client.get(reverse("shop:search"), {"q": "stoneware", "shown": "48"}).content.decode()
     shown = len(re.findall(r'class="card-inner" data-product-id', more))
+    assert re.findall(r'<article class="card" id="(result-\d+)"', more)[24] == "result-25"
     assert 24 < shown < 48 and f"{shown} results" in more and "show-more" not in more
     from recommendations.models import Event
 
@@ -189,7 +201,9 @@ def test_unknown_pages_are_404(client, indexed):
     assert client.get(reverse("shop:product", args=["nope"])).status_code == 404
     assert client.get(reverse("shop:category", args=["nope"])).status_code == 404
     assert client.get(reverse("shop:store", args=["nope"])).status_code == 404
-    assert client.get(indexed[7].get_absolute_url()).status_code == 404  # out of stock
+    # Out of stock keeps its page (test_sold_out); no longer sold has none.
+    Product.objects.filter(pk=indexed[7].pk).update(is_active=False)
+    assert client.get(indexed[7].get_absolute_url()).status_code == 404
 
 
 def test_login_and_logout(client, shopper, indexed):
@@ -227,3 +241,33 @@ def test_catalogue_links_are_what_reverse_gives_under_any_script_prefix(catalogu
             assert product.get_absolute_url().startswith(prefix)
     finally:
         set_script_prefix("/")
+
+
+BOT = "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)"
+CANONICAL = re.compile(r'<link rel="canonical" href="([^"]+)">')
+
+
+def test_pages_name_their_canonical_address_and_crawlers_get_product_links_without_rec(client, indexed):
+    """A `?rec=` id is new on every visit: to a crawler, every product page was a new address."""
+    mug = indexed[0]
+    pages = {
+        f"{mug.get_absolute_url()}?rec=0a8c3a1f3c33d12f456b": mug.get_absolute_url(),
+        f"{mug.category.get_absolute_url()}?sort=price&page=2": f"{mug.category.get_absolute_url()}?page=2",
+        f"{reverse('shop:search')}?q=mug&shown=48": f"{reverse('shop:search')}?q=mug",
+        f"{mug.store.get_absolute_url()}?page=1": f"{mug.store.get_absolute_url()}?page=1",
+    }
+    for url, canonical in pages.items():
+        assert CANONICAL.findall(client.get(url).content.decode()) == [f"http://testserver{canonical}"], url
+    listing = mug.category.get_absolute_url()
+    assert "?rec=" in client.get(listing).content.decode()
+    crawled = client.get(listing, HTTP_USER_AGENT=BOT).content.decode()
+    assert 'class="card-title"' in crawled and "?rec=" not in crawled
+
+
+def test_the_chosen_sort_and_category_are_marked_current(client, indexed):
+    kitchen = indexed[0].category.parent
+    html = client.get(kitchen.get_absolute_url(), {"sort": "price"}).content.decode()
+    assert re.findall(r'<a href="\?sort=([^"]+)" class="on" aria-current="true">', html) == ["price"]
+    assert f'href="{kitchen.get_absolute_url()}" class="active" aria-current="page">' in html
+    below = client.get(indexed[0].category.get_absolute_url()).content.decode()
+    assert f'href="{kitchen.get_absolute_url()}" class="active" aria-current="true">' in below
