@@ -202,6 +202,10 @@ class EventBatchResultSchema(serializers.Serializer):
     opted_out = serializers.IntegerField(
         help_text="Events not stored because their user opted out of personalisation."
     )
+    bots = serializers.IntegerField(
+        help_text="Events not stored because the request's user agent is a crawler's "
+        "(BOT_USER_AGENT_PATTERNS)."
+    )
 
 
 class EventErrorSchema(serializers.Serializer):
@@ -295,5 +299,6 @@ class EventBatchView(APIView):
                 "stored": result.stored,
                 "duplicates": result.duplicates,
                 "opted_out": result.opted_out,
+                "bots": result.bots,
             }
         )

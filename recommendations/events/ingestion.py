@@ -56,6 +56,7 @@ from django.utils import timezone
 from psycopg.adapt import Dumper
 from psycopg.copy import QueuedLibpqWriter
 
+from recommendations.events.bots import is_bot_agent
 from recommendations.events.ids import EVENT_ID_LINES_PATTERN
 from recommendations.events.rows import EventRow
 from recommendations.events.validation import Origin, validate_batch
@@ -77,17 +78,18 @@ USER_ID = itemgetter(COLUMNS.index("user_id"))
 @dataclass(frozen=True)
 class IngestResult:
     """How many events arrived, how many were new, and how many were dropped unstored
-    because their user opted out of personalisation; the rest were duplicates (or, rarely, of
-    a user deleted while the batch was written)."""
+    because their user opted out of personalisation or they came from a crawler; the rest were
+    duplicates (or, rarely, of a user deleted while the batch was written)."""
 
     received: int
     stored: int
     opted_out: int = 0
+    bots: int = 0
 
     @property
     def duplicates(self) -> int:
         """Events whose id was already stored (or repeated within the batch)."""
-        return self.received - self.opted_out - self.stored
+        return self.received - self.opted_out - self.bots - self.stored
 
 
 def ingest(raw_events: Sequence[Any], origin: Origin | None = None) -> IngestResult:
@@ -97,6 +99,10 @@ def ingest(raw_events: Sequence[Any], origin: Origin | None = None) -> IngestRes
     # Privacy (recommendations.privacy.optout): nothing is stored for users who opted out of
     # personalisation; their events count as received and opted out, not as duplicates.
     rows = drop_opted_out(rows)
+    opted_out = received - len(rows)
+    # A crawler's events (`events.bots`) are no shopper's behaviour, and trending, pairs and
+    # the analytics read events as they are stored.
+    rows = _without_crawlers(rows)
     # Impression caps count visitors: who views a campaign for the first time is known only
     # before their view is stored, and their cached count follows once it is committed.
     new_viewers = first_views(rows)
@@ -104,7 +110,25 @@ def ingest(raw_events: Sequence[Any], origin: Origin | None = None) -> IngestRes
     stored = insert_rows(rows)
     if new_viewers:
         transaction.on_commit(partial(add_viewers, new_viewers))
-    return IngestResult(received=received, stored=stored, opted_out=received - len(rows))
+    return IngestResult(
+        received=received, stored=stored, opted_out=opted_out, bots=received - opted_out - len(rows)
+    )
+
+
+def _without_crawlers(rows: list[EventRow]) -> list[EventRow]:
+    """The rows whose user agent (`context["user_agent"]`) is not a crawler's; each agent is
+    matched once (a request's batch has one)."""
+    verdicts: dict[str, bool] = {}
+    kept = []
+    for row in rows:
+        agent = row.context.get("user_agent") if row.context else None
+        if agent:
+            if agent not in verdicts:
+                verdicts[agent] = is_bot_agent(agent)
+            if verdicts[agent]:
+                continue
+        kept.append(row)
+    return kept
 
 
 def encode_json(value: Any) -> bytes:

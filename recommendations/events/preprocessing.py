@@ -28,8 +28,8 @@ from django.db import connection
 
 from recommendations.adapters import get_product_adapter
 from recommendations.conf import rec_settings
+from recommendations.events.bots import bot_user_agents
 from recommendations.events.sessions import sessionise
-from recommendations.events.tracking import bot_user_agents
 from recommendations.models.events import Event, EventType
 from recommendations.sql import raw_connection
 

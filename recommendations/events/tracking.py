@@ -22,7 +22,7 @@ from django.db import models
 from django.http import HttpRequest
 
 from recommendations.adapters import key_of
-from recommendations.conf import rec_settings
+from recommendations.events.bots import is_bot_agent
 from recommendations.events.ingestion import ingest
 from recommendations.events.validation import Origin
 from recommendations.models.events import new_event_id
@@ -52,16 +52,10 @@ def get_session_id(request: HttpRequest, *, create: bool = True) -> str:
     return session_id
 
 
-def bot_user_agents() -> re.Pattern[str]:
-    """`BOT_USER_AGENT_PATTERNS` as one pattern (one that matches nothing when there are none)."""
-    return re.compile("|".join(rec_settings.BOT_USER_AGENT_PATTERNS) or r"(?!)", re.IGNORECASE)
-
-
 def is_bot(request: HttpRequest) -> bool:
-    """Whether the request's user agent is a bot's. A bot's events are kept (training drops
-    them, `preprocessing`) but it gets no session: crawlers cost no session rows."""
-    user_agent = request.META.get("HTTP_USER_AGENT", "")
-    return bool(user_agent) and bool(bot_user_agents().search(user_agent))
+    """Whether the request is a crawler's (`events.bots`): it gets no session, and its events
+    are not stored."""
+    return is_bot_agent(request.META.get("HTTP_USER_AGENT", ""))
 
 
 def client_context(request: HttpRequest) -> dict[str, str]:

@@ -46,7 +46,7 @@ def test_api_key_batch_is_stored_with_every_field(client, catalogue, api_key, sh
     ]
     response = post(client, {"events": events}, api_key)
     assert response.status_code == 200, response.content
-    assert response.json() == {"received": 6, "stored": 6, "duplicates": 0, "opted_out": 0}
+    assert response.json() == {"received": 6, "stored": 6, "duplicates": 0, "opted_out": 0, "bots": 0}
     first = Event.objects.get(event_id="e-1")
     assert (first.user_id, first.session_id, first.store_id) == (shopper.pk, "s1", str(catalogue[0].store_id))
     purchase = Event.objects.get(event_id="e-2")
@@ -66,6 +66,7 @@ def test_replayed_batch_is_stored_once(client, catalogue, api_key):
         "stored": 0,
         "duplicates": 2,
         "opted_out": 0,
+        "bots": 0,
     }
     assert Event.objects.count() == 2
 

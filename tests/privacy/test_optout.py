@@ -97,7 +97,7 @@ def test_a_server_batch_drops_only_the_opted_out_users_events(users, product, cl
     )
     assert response.status_code in (200, 201), response.content
     # The dropped event is reported as opted out: no id collided, so there is no duplicate.
-    assert response.json() == {"received": 3, "stored": 2, "duplicates": 0, "opted_out": 1}
+    assert response.json() == {"received": 3, "stored": 2, "duplicates": 0, "opted_out": 1, "bots": 0}
     assert sorted(Event.objects.values_list("session_id", "user_id")) == [
         ("", public.pk),
         ("anonymous-1", None),
