@@ -59,7 +59,7 @@ def on_starting(server: Any) -> None:
 
 def worker_exit(server: Any, worker: Any) -> None:
     """Write the served lists this worker still holds in memory before it goes (recycled by
-    max_requests, or stopped): they are queued and written in batches, a second apart."""
+    max_requests, or stopped): they are queued and written in batches, `SERVED_WRITE_DELAY_SECONDS` apart."""
     from django.apps import apps
 
     if not apps.ready:  # the worker never started (bad settings, said above): nothing was queued
