@@ -208,6 +208,30 @@ def test_adding_to_the_cart_from_a_card_stays_on_the_page(page, shop):
     assert Event.objects.filter(event_type="search").count() == 1
 
 
+def test_a_new_visitors_quick_adds_on_a_slow_network_fill_one_cart(page, shop):
+    """Two adds sent before the first answer came (which starts a new visitor's session) each
+    started a session: the browser kept one cookie, and the other product left the cart."""
+    page.goto("/")
+    network = page.context.new_cdp_session(page)
+    network.send("Network.enable")
+    network.send(
+        "Network.emulateNetworkConditions",
+        {"offline": False, "latency": 400, "downloadThroughput": -1, "uploadThroughput": -1},
+    )
+    buttons = page.locator("form[data-cart-add] [type=submit]")
+    products = {
+        buttons.nth(i).locator("xpath=ancestor::*[@data-product-id][1]").get_attribute("data-product-id")
+        for i in (0, 1)
+    }
+    buttons.nth(0).click()
+    buttons.nth(1).click()
+    wait_for(lambda: Event.objects.filter(event_type="add_to_cart").count() == 2, what="both adds")
+    page.wait_for_function("document.querySelector('[data-testid=cart-count]').textContent === '2'")
+    adds = Event.objects.filter(event_type="add_to_cart")
+    assert {e.product_id for e in adds} == products and len({e.session_id for e in adds}) == 1
+    assert Session.objects.count() == 1
+
+
 # Scrolls the link to just under the header's bottom edge, as reading down and tabbing back
 # up leaves it, and focuses it: the browser scrolls it into view only if it counts it hidden.
 HIDDEN_BY_HEADER = """el => {

@@ -11,6 +11,10 @@
  * The listener is on window, so it runs after the beacon's (on document): the beacon sees a
  * form being sent and holds its events until the form's response has come, which may be what
  * gives a new visitor their session cookie (see beacon.js); then they are sent.
+ *
+ * Adds go one after another, each once the one before has its answer: a new visitor's first add
+ * starts their session, and two sent before that answer came would each start one; the browser
+ * keeps one cookie, and the other add's cart (and its events) would be lost.
  */
 (function () {
   "use strict";
@@ -40,6 +44,8 @@
     }
   }
 
+  var queue = Promise.resolve(); // the adds still to be answered, in the order they were made
+
   window.addEventListener("submit", function (e) {
     var form = e.target;
     if (e.defaultPrevented || !form.matches || !form.matches("form[data-cart-add]")) {
@@ -48,26 +54,29 @@
     e.preventDefault();
     var button = form.querySelector("[type=submit]");
     button.disabled = true; // a second click while this one is on its way adds nothing
-    fetch(form.action, {
-      method: "POST",
-      body: new FormData(form),
-      headers: { Accept: "application/json" },
-      credentials: "same-origin"
-    })
-      .then(function (response) {
-        return response.json().then(function (answer) {
-          showCount(answer.count);
-          show(answer.message, !response.ok);
+    var body = new FormData(form);
+    queue = queue.then(function () {
+      return fetch(form.action, {
+        method: "POST",
+        body: body,
+        headers: { Accept: "application/json" },
+        credentials: "same-origin"
+      })
+        .then(function (response) {
+          return response.json().then(function (answer) {
+            showCount(answer.count);
+            show(answer.message, !response.ok);
+          });
+        })
+        .catch(function () {
+          form.submit();
+        })
+        .then(function () {
+          button.disabled = false;
+          if (window.recommendationsBeacon) {
+            window.recommendationsBeacon.flush();
+          }
         });
-      })
-      .catch(function () {
-        form.submit();
-      })
-      .then(function () {
-        button.disabled = false;
-        if (window.recommendationsBeacon) {
-          window.recommendationsBeacon.flush();
-        }
-      });
+    });
   });
 })();
