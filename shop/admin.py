@@ -1,5 +1,8 @@
 from django.contrib import admin
 from django.db import models
+from django.http import HttpRequest
+from django_celery_beat.admin import PeriodicTaskAdmin as BeatPeriodicTaskAdmin
+from django_celery_beat.models import PeriodicTask
 
 from shop.models import Category, Order, OrderLine, Product, Store
 
@@ -63,3 +66,19 @@ class OrderLineAdmin(admin.ModelAdmin):
     list_select_related = ["order", "product"]
     search_fields = ["title", "order__email"]
     autocomplete_fields = ["product", "order"]
+
+
+admin.site.unregister(PeriodicTask)
+
+
+@admin.register(PeriodicTask)
+class PeriodicTaskAdmin(BeatPeriodicTaskAdmin):
+    """django-celery-beat's admin, whose actions (enable, disable, toggle, run tasks) declare no
+    permission, so Django offered them to staff who may only view the schedule."""
+
+    def get_actions(self, request: HttpRequest) -> dict:
+        actions = super().get_actions(request)
+        if self.has_change_permission(request):
+            return actions
+        # Those that declare permissions (delete) were already checked by Django.
+        return {name: action for name, action in actions.items() if hasattr(action[0], "allowed_permissions")}

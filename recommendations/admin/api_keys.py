@@ -53,7 +53,7 @@ class ApiKeyAdmin(admin.ModelAdmin):
             f"shown again. Clients send it as 'Authorization: Api-Key {raw}'.",
         )
 
-    @admin.action(description="Revoke selected API keys")
+    @admin.action(description="Revoke selected API keys", permissions=["change"])
     def revoke(self, request: HttpRequest, queryset: QuerySet[ApiKey]) -> None:
         # Counted before the update: a list filtered on "Revoked at: empty" would select none after.
         selected = queryset.count()

@@ -205,11 +205,13 @@ class ExperimentAdmin(admin.ModelAdmin):
             return f"Stopped “{experiment}” and made {variant.label} the default for everyone."
         raise ValidationError(f"Unknown action {verb!r}: use start, stop or promote.")
 
-    @admin.action(description="Start the selected experiments")
+    @admin.action(description="Start the selected experiments", permissions=["change"])
     def start_selected(self, request: HttpRequest, queryset: QuerySet[Experiment]) -> None:
         run_each(self, request, queryset, lifecycle.start, "Started {count} experiment(s).")
 
-    @admin.action(description="Stop the selected experiments and promote their winners")
+    @admin.action(
+        description="Stop the selected experiments and promote their winners", permissions=["change"]
+    )
     def stop_and_promote_selected(self, request: HttpRequest, queryset: QuerySet[Experiment]) -> None:
         run_each(
             self,

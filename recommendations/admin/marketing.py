@@ -133,7 +133,7 @@ class CampaignAdmin(admin.ModelAdmin):
         if not self.has_view_permission(request, campaign):
             raise PermissionDenied
         if request.method == "POST":
-            if not request.user.has_perm("recommendations.add_segment"):
+            if not self.has_add_segment_permission(request):
                 raise PermissionDenied
             return self._save_segment(request, campaign)
         context: dict[str, Any] = {
@@ -170,7 +170,11 @@ class CampaignAdmin(admin.ModelAdmin):
         )
         return HttpResponseRedirect(reverse("admin:recommendations_segment_change", args=[segment.pk]))
 
-    @admin.action(description="Save each campaign's audience as a segment")
+    def has_add_segment_permission(self, request: HttpRequest) -> bool:
+        """Saving an audience adds a segment: the preview's button and the bulk action ask this."""
+        return request.user.has_perm("recommendations.add_segment")
+
+    @admin.action(description="Save each campaign's audience as a segment", permissions=["add_segment"])
     def save_audiences(self, request: HttpRequest, queryset: QuerySet[Campaign]) -> None:
         run_each(self, request, queryset, create_segment, "Saved {count} segment(s).")
 
@@ -231,7 +235,7 @@ class SegmentAdmin(admin.ModelAdmin):
         else:
             self.message_user(request, f"{obj.size} users in “{obj.name}” (scored by {obj.method}).")
 
-    @admin.action(description="Refresh the members of the selected segments now")
+    @admin.action(description="Refresh the members of the selected segments now", permissions=["change"])
     def refresh(self, request: HttpRequest, queryset: QuerySet[Segment]) -> None:
         run_each(
             self,
