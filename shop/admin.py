@@ -40,11 +40,20 @@ class ProductAdmin(admin.ModelAdmin):
 
 
 class OrderLineInline(admin.TabularInline):
+    """An order's lines as bought: a line changed after purchase would no longer add up to the
+    order's total (and its purchase events). There is no other admin of lines."""
+
     model = OrderLine
     extra = 0
     fields = ["product", "title", "unit_price", "quantity"]
     readonly_fields = fields
     can_delete = False
+
+    def has_add_permission(self, request: HttpRequest, obj: Order | None = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Order | None = None) -> bool:
+        return False
 
 
 @admin.register(Order)
@@ -58,14 +67,6 @@ class OrderAdmin(admin.ModelAdmin):
     date_hierarchy = "created_at"
     readonly_fields = ["user", "session_key", "total", "created_at"]
     inlines = [OrderLineInline]
-
-
-@admin.register(OrderLine)
-class OrderLineAdmin(admin.ModelAdmin):
-    list_display = ["title", "order", "product", "unit_price", "quantity"]
-    list_select_related = ["order", "product"]
-    search_fields = ["title", "order__email"]
-    autocomplete_fields = ["product", "order"]
 
 
 admin.site.unregister(PeriodicTask)
