@@ -68,6 +68,10 @@ class OrderAdmin(admin.ModelAdmin):
     readonly_fields = ["user", "session_key", "total", "created_at"]
     inlines = [OrderLineInline]
 
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        # An order is the checkout's (`checkout.place_order`): its lines, total and stock taken.
+        return False
+
 
 admin.site.unregister(PeriodicTask)
 

@@ -39,3 +39,12 @@ def test_an_order_line_cannot_be_rewritten_after_purchase(admin_client, order):
     assert page.status_code == 200 and b"Stoneware mug 0" in page.content
     lines = page.context["inline_admin_formsets"][0]
     assert not lines.has_add_permission and not lines.has_change_permission
+
+
+def test_orders_are_not_added_in_the_admin(admin_client, catalogue):
+    """The total is the checkout's sum of the lines: an order added here had none (a 500)."""
+    details = {"name": "Sam", "email": "sam@example.com", "address": "1 High St", "city": "Leeds"}
+    assert admin_client.get("/admin/shop/order/add/").status_code == 403
+    assert admin_client.post("/admin/shop/order/add/", {**details, "postcode": "LS1"}).status_code == 403
+    assert not Order.objects.exists()
+    assert not admin_client.get("/admin/shop/order/").context["has_add_permission"]
