@@ -4,6 +4,7 @@ from django.http import HttpRequest
 from django_celery_beat.admin import PeriodicTaskAdmin as BeatPeriodicTaskAdmin
 from django_celery_beat.models import PeriodicTask
 
+from recommendations.admin.readonly import DeletedWithParentAdmin
 from shop.models import Category, Order, OrderLine, Product, Store
 
 
@@ -41,7 +42,7 @@ class ProductAdmin(admin.ModelAdmin):
 
 class OrderLineInline(admin.TabularInline):
     """An order's lines as bought: a line changed after purchase would no longer add up to the
-    order's total (and its purchase events). There is no other admin of lines."""
+    order's total (and its purchase events)."""
 
     model = OrderLine
     extra = 0
@@ -71,6 +72,17 @@ class OrderAdmin(admin.ModelAdmin):
     def has_add_permission(self, request: HttpRequest) -> bool:
         # An order is the checkout's (`checkout.place_order`): its lines, total and stock taken.
         return False
+
+
+@admin.register(OrderLine)
+class OrderLineAdmin(DeletedWithParentAdmin):
+    """Every line sold, read-only as on its order's page; deleted with its order."""
+
+    parent_delete_permission = "shop.delete_order"
+
+    list_display = ["title", "order", "product", "unit_price", "quantity"]
+    list_select_related = ["order", "product"]
+    search_fields = ["title", "order__email"]
 
 
 admin.site.unregister(PeriodicTask)

@@ -31,7 +31,7 @@ def test_an_order_line_cannot_be_rewritten_after_purchase(admin_client, order):
     rewritten = {"order": order.pk, "product": line.product_id, "title": line.title}
     rewritten |= {"unit_price": "1.00", "quantity": "9"}
     response = admin_client.post(f"/admin/shop/orderline/{line.pk}/change/", rewritten)
-    assert response.status_code == 404
+    assert response.status_code == 403
     line.refresh_from_db()
     assert (line.unit_price, line.quantity) == (Decimal("12.00"), 2)
 
@@ -48,3 +48,9 @@ def test_orders_are_not_added_in_the_admin(admin_client, catalogue):
     assert admin_client.post("/admin/shop/order/add/", {**details, "postcode": "LS1"}).status_code == 403
     assert not Order.objects.exists()
     assert not admin_client.get("/admin/shop/order/").context["has_add_permission"]
+
+
+def test_deleting_an_order_deletes_its_lines(admin_client, order):
+    page = f"/admin/shop/order/{order.pk}/delete/"
+    assert admin_client.post(page, {"post": "yes"}).status_code == 302
+    assert not Order.objects.exists() and not OrderLine.objects.exists()
