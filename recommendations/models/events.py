@@ -7,7 +7,9 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from django.conf import settings
+from django.contrib.postgres.indexes import GinIndex, OpClass
 from django.db import connections, models, router, transaction
+from django.db.models.functions import Upper
 
 
 class EventType(models.TextChoices):
@@ -148,6 +150,13 @@ class Event(models.Model):
                 fields=["recommendation_id"],
                 name="rec_event_recommendation",
                 condition=~models.Q(recommendation_id=""),
+            ),
+            # The event browser's search within search queries, in any case (`icontains` compares
+            # UPPER()s). Only searches carry a query, so other events cost no index entry.
+            GinIndex(
+                OpClass(Upper("query"), name="gin_trgm_ops"),
+                name="rec_event_query_trgm",
+                condition=~models.Q(query=""),
             ),
         ]
 

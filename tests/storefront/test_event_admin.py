@@ -2,6 +2,7 @@
 
 import pytest
 from django.contrib import admin
+from django.db import connection, transaction
 from django.urls import reverse
 from django.utils import timezone
 
@@ -59,6 +60,43 @@ def test_filters(admin_client, log, catalogue, params, expected):
     response = admin_client.get(URL, params)
     assert response.status_code == 200
     assert listed(response) == {log[name].pk for name in expected}
+
+
+@pytest.mark.parametrize(
+    ("term", "expected"),
+    [
+        ("r1", {"anonymous_search"}),  # a recommendation id
+        ("MUG", {"anonymous_search"}),  # within a search's query, in any case
+        ("r", set()),  # ids match whole, not in part
+        ("nothing like it", set()),
+    ],
+)
+def test_search_finds_ids_whole_and_text_within_queries(admin_client, log, catalogue, term, expected):
+    response = admin_client.get(URL, {"q": term})
+    assert listed(response) == {log[name].pk for name in expected}
+    assert "exact event id, recommendation id or product id" in response.content.decode()
+
+
+def test_search_finds_an_event_and_a_products_events_by_their_ids(admin_client, log, catalogue):
+    by_event = admin_client.get(URL, {"q": log["other_view"].event_id})
+    assert listed(by_event) == {log["other_view"].pk}
+    by_product = admin_client.get(URL, {"q": str(catalogue[1].pk)})
+    assert listed(by_product) == {log["shopper_buy"].pk, log["other_view"].pk}
+
+
+def test_a_search_reads_indexes_not_the_whole_log(admin_client, log):
+    """With sequential scans priced out, a search the indexes cannot answer still reads the
+    tables row by row: the plan shows it whatever the size of the test's log."""
+    model_admin = admin.site._registry[Event]
+    request = admin_client.get(URL).wsgi_request
+    for term in ("nothing like it", "r1"):
+        found, _ = model_admin.get_search_results(request, Event.objects.all(), term)
+        sql, params = found.query.sql_with_params()
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute("SET LOCAL enable_seqscan = off")
+            cursor.execute(f"EXPLAIN {sql}", params)
+            plan = "\n".join(row[0] for row in cursor.fetchall())
+        assert "Seq Scan" not in plan, plan
 
 
 def test_a_typed_filter_keeps_the_search_sort_and_other_filters(admin_client, log):
