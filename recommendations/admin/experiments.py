@@ -3,7 +3,9 @@
 The change page of an experiment shows its results under the form: per variant the funnel,
 CTR, conversion and revenue per visitor with 95% intervals and the test against the control,
 an SVG chart of conversion with its intervals, and "Not enough data yet" until every variant
-has its minimum of visitors. Buttons start it, stop it, or stop it and promote a variant.
+has its minimum of visitors. The results are computed at most once a minute (`recent_results`),
+with the time shown and a button that recomputes them. Buttons start it, stop it, or stop it
+and promote a variant.
 """
 
 from __future__ import annotations
@@ -32,7 +34,8 @@ from recommendations.experiments.results import (
     METRIC_LABELS,
     PRIMARY_METRIC,
     VariantResult,
-    experiment_results,
+    forget_recent_results,
+    recent_results,
 )
 from recommendations.models import Assignment, Experiment, ExperimentStatus, Variant
 from recommendations.models.experiments import validate_variant_set
@@ -154,8 +157,10 @@ class ExperimentAdmin(admin.ModelAdmin):
 
     def get_urls(self) -> list:
         view = self.admin_site.admin_view(self.lifecycle_view)
+        recompute = self.admin_site.admin_view(self.recompute_view)
         return [
             path("<int:pk>/lifecycle/<str:verb>/", view, name="recommendations_experiment_lifecycle"),
+            path("<int:pk>/recompute/", recompute, name="recommendations_experiment_recompute"),
             *super().get_urls(),
         ]
 
@@ -165,9 +170,11 @@ class ExperimentAdmin(admin.ModelAdmin):
         experiment = self.get_object(request, object_id)
         extra = dict(extra_context or {})
         if experiment is not None and experiment.status != ExperimentStatus.DRAFT:
-            results = experiment_results(experiment)
+            recent = recent_results(experiment)
+            results = recent.results
             extra.update(
                 results=results,
+                results_computed_at=recent.computed_at,
                 metric_labels=METRIC_LABELS,
                 chart=interval_chart(results.variants),
                 ctr_chart=interval_chart(results.variants, "ctr"),
@@ -185,6 +192,14 @@ class ExperimentAdmin(admin.ModelAdmin):
             self.message_user(request, " ".join(exc.messages), messages.ERROR)
         else:
             self.message_user(request, message, messages.SUCCESS)
+        return HttpResponseRedirect(reverse("admin:recommendations_experiment_change", args=[experiment.pk]))
+
+    def recompute_view(self, request: HttpRequest, pk: int) -> HttpResponse:
+        """POST: compute the results afresh, before the page's copy expires."""
+        experiment = get_object_or_404(Experiment, pk=pk)
+        if request.method != "POST" or not self.has_view_permission(request, experiment):
+            raise PermissionDenied
+        forget_recent_results(experiment)
         return HttpResponseRedirect(reverse("admin:recommendations_experiment_change", args=[experiment.pk]))
 
     def _apply(self, experiment: Experiment, verb: str, variant_key: str) -> str:
