@@ -49,7 +49,7 @@ DEFAULTS: dict[str, Any] = {
     "DECAY_HALF_LIFE_DAYS": 60.0,
     "SESSION_GAP_MINUTES": 30,
     "BOT_USER_AGENT_PATTERNS": [
-        r"bot\b",
+        r"(?<!cu)bot\b",  # Googlebot, bingbot, AhrefsBot...; not Cubot phones ("Cubot Note 20")
         r"crawl",
         r"spider",
         r"slurp",

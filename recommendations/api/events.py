@@ -284,7 +284,7 @@ class EventBatchView(APIView):
             origin = Origin(
                 trusted=False,
                 user_id=request_user_id(django_request),
-                # A crawler's events are kept (training drops them) but it gets no session.
+                # A crawler gets no session, and its events are not stored (events.bots).
                 session_id=get_session_id(django_request, create=not is_bot(django_request)),
                 context=client_context(django_request),
                 sent_at=self.batch.get("sent_at"),

@@ -2,7 +2,8 @@
 
 A crawler's visit is not a shopper's behaviour: its events are not stored (`ingestion.ingest`),
 so they count in no trending list, pair, analytics figure or model, and it gets no session
-(`tracking.is_bot`), so crawling the shop writes no session rows. Training still drops events of
+(`tracking.is_bot`), so crawling the shop writes no session rows. A user agent is only a guess:
+a signed-in user's events and purchases are stored whatever it says. Training still drops events of
 such agents that came in another way (an import, or patterns added since: `preprocessing`).
 """
 

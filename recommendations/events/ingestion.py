@@ -61,7 +61,7 @@ from recommendations.events.ids import EVENT_ID_LINES_PATTERN
 from recommendations.events.rows import EventRow
 from recommendations.events.validation import Origin, validate_batch
 from recommendations.marketing.caps import add_viewers, first_views
-from recommendations.models.events import Event, EventKey
+from recommendations.models.events import Event, EventKey, EventType
 from recommendations.privacy.optout import drop_opted_out
 from recommendations.sql import existing_keys, raw_connection
 
@@ -117,12 +117,14 @@ def ingest(raw_events: Sequence[Any], origin: Origin | None = None) -> IngestRes
 
 def _without_crawlers(rows: list[EventRow]) -> list[EventRow]:
     """The rows whose user agent (`context["user_agent"]`) is not a crawler's; each agent is
-    matched once (a request's batch has one)."""
+    matched once (a request's batch has one). A user agent is only a guess: the events of a
+    signed-in user and purchases (which the server records) are kept whatever it says, so a
+    shopper whose phone's name looks like a crawler's loses no order."""
     verdicts: dict[str, bool] = {}
     kept = []
     for row in rows:
         agent = row.context.get("user_agent") if row.context else None
-        if agent:
+        if agent and row.user_id is None and row.event_type != EventType.PURCHASE:
             if agent not in verdicts:
                 verdicts[agent] = is_bot_agent(agent)
             if verdicts[agent]:

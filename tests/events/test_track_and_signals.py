@@ -75,6 +75,29 @@ def test_a_crawler_gets_no_session_and_its_events_are_not_stored(client, catalog
 
 
 @pytest.mark.django_db
+def test_a_user_agent_is_only_a_guess_shoppers_purchases_and_signed_in_events_are_kept(
+    request_for, catalogue, shopper
+):
+    """A phone named like a crawler (Cubot) is a shopper; and should a real shopper's agent match
+    a pattern, what the server records of them (a purchase, a signed-in visit) is still kept."""
+    from recommendations.events.bots import is_bot_agent
+
+    cubot = "Mozilla/5.0 (Linux; Android 11; Cubot Note 20 Pro) AppleWebKit/537.36 Chrome/120 Mobile Safari/537.36"
+    assert not is_bot_agent(cubot)
+    assert is_bot_agent("Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)")
+    anonymous, signed_in = request_for(), request_for(shopper)
+    for request in (anonymous, signed_in):
+        request.META["HTTP_USER_AGENT"] = "Mozilla/5.0 (compatible; bingbot/2.0)"
+    recommendations.track(anonymous, "view", product=catalogue[0])
+    recommendations.track(anonymous, "purchase", product=catalogue[0], value=1, revenue=5)
+    recommendations.track(signed_in, "view", product=catalogue[1])
+    assert sorted(Event.objects.values_list("event_type", "user_id")) == [
+        ("purchase", None),
+        ("view", shopper.pk),
+    ]
+
+
+@pytest.mark.django_db
 def test_track_rejects_bad_input_and_writes_nothing(request_for, catalogue):
     with pytest.raises(EventValidationError, match="product_id: no product has the primary key '424242'"):
         recommendations.track(request_for(), "view", product=424242)
