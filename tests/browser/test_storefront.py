@@ -232,6 +232,39 @@ def test_a_new_visitors_quick_adds_on_a_slow_network_fill_one_cart(page, shop):
     assert Session.objects.count() == 1
 
 
+def test_an_add_that_falls_back_to_posting_holds_the_adds_behind_it(page, shop):
+    """When an add's fetch fails, its form is posted the ordinary way; an add queued behind it
+    that went at once started a second session beside that post, losing one product."""
+    page.goto("/")
+    fetches = []
+
+    def fail_the_first_fetch(route, request):
+        if request.resource_type == "fetch":
+            fetches.append(request)
+            if len(fetches) == 1:
+                page.wait_for_timeout(300)
+                return route.abort()
+        return route.continue_()
+
+    page.route(lambda url: "/cart/add/" in url, fail_the_first_fetch)
+    buttons = page.locator("form[data-cart-add] [type=submit]")
+    first = buttons.nth(0).locator("xpath=ancestor::*[@data-product-id][1]").get_attribute("data-product-id")
+    buttons.nth(0).click()
+    buttons.nth(1).click()
+    # Waiting in Playwright, which runs the route's handler meanwhile (a plain sleep would not).
+    for _ in range(50):
+        page.wait_for_timeout(200)
+        if Event.objects.filter(event_type="add_to_cart").exists():
+            break
+    page.wait_for_load_state()  # the post's answer, back on the page it was sent from
+    page.wait_for_timeout(1000)  # time enough for a queued add to go, were it not held
+    adds = Event.objects.filter(event_type="add_to_cart")
+    assert [e.product_id for e in adds] == [first] and len(fetches) == 1
+    assert Session.objects.count() == 1
+    page.goto("/cart/")
+    assert page.get_by_test_id("cart-count").inner_text() == "1"
+
+
 # Scrolls the link to just under the header's bottom edge, as reading down and tabbing back
 # up leaves it, and focuses it: the browser scrolls it into view only if it counts it hidden.
 HIDDEN_BY_HEADER = """el => {

@@ -70,6 +70,9 @@
         })
         .catch(function () {
           form.submit();
+          // The page is leaving by that post: the adds waiting behind it must not go beside it
+          // (a new visitor's two requests would each start a session), so the queue stops here.
+          return new Promise(function () {});
         })
         .then(function () {
           button.disabled = false;
