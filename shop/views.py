@@ -54,9 +54,14 @@ SEARCH_REPEAT_SECONDS = 600  # the same search again within this is the same sea
 DEMO_ACCOUNTS = 4
 
 
+def _for_pages(products: QuerySet[Product]) -> QuerySet[Product]:
+    """Products as pages show them: with their store, category and ratings."""
+    return with_ratings(products.select_related("store", "category"))
+
+
 def available_products() -> QuerySet[Product]:
     """What may be sold now, as the recommendations adapter says: the shop and its lists agree."""
-    return with_ratings(get_product_adapter().available_queryset().select_related("store", "category"))
+    return _for_pages(get_product_adapter().available_queryset())
 
 
 def _safe_next(request: HttpRequest, fallback: str) -> str:
@@ -176,9 +181,7 @@ def _ancestors(node: Category) -> list[Category]:
 def product(request: HttpRequest, slug: str) -> HttpResponse:
     # A sold-out product keeps its page (links from orders, carts and search engines stay
     # good) and says so; one no longer sold is gone. Recommendations never show either.
-    item = get_object_or_404(
-        with_ratings(Product.objects.filter(is_active=True).select_related("store", "category")), slug=slug
-    )
+    item = get_object_or_404(_for_pages(Product.objects.filter(is_active=True)), slug=slug)
     cart = Cart(request.session)
     form = CartChangeForm(
         initial={"product": item.pk, "quantity": 1, "recommendation_id": request.GET.get("rec", "")}
