@@ -22,8 +22,13 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def run_manage(*args: str, **env: str) -> subprocess.CompletedProcess:
+    return run_python("manage.py", *args, **env)
+
+
+def run_python(*args: str, **env: str) -> subprocess.CompletedProcess:
+    """Python in a new process, in the checkout, as a command line would run it."""
     return subprocess.run(
-        [sys.executable, "manage.py", *args],
+        [sys.executable, *args],
         cwd=ROOT,
         env={**os.environ, **env},
         capture_output=True,
@@ -531,14 +536,7 @@ def test_training_settings_no_retrain_can_use_are_errors(settings):
 def test_checking_the_settings_loads_no_torch():
     """Every manage.py command runs the checks: loading torch would slow each by seconds."""
     code = "import django, sys; django.setup(); from django.core import checks; checks.run_checks(); print('torch' in sys.modules)"
-    result = subprocess.run(
-        [sys.executable, "-c", code],
-        cwd=ROOT,
-        env=os.environ.copy(),
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    result = run_python("-c", code)
     assert result.returncode == 0, result.stderr
     assert result.stdout.split()[-1] == "False"
 
@@ -579,14 +577,7 @@ def test_the_wsgi_entry_point_freezes_start_up_and_collects_fully_less_often():
         "import gc, sys, shop.wsgi; "
         "print(gc.get_threshold()[2], gc.get_freeze_count(), 'recommendations.api.recommendations' in sys.modules)"
     )
-    result = subprocess.run(
-        [sys.executable, "-c", code],
-        cwd=ROOT,
-        env=os.environ.copy(),
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    result = run_python("-c", code)
     assert result.returncode == 0, result.stderr
     full_collection_threshold, frozen, views_loaded = result.stdout.split()[-3:]
     assert int(frozen) > 50_000 and views_loaded == "True"
