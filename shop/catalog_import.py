@@ -5,7 +5,8 @@ writes what they read into the shop's own models. Source ids go into `Store.exte
 and `Product.sku`, which is how the event importer finds the products again. Re-running
 updates names, prices and categories in place and creates nothing twice. A file with any bad
 row writes nothing. A row repeating an earlier row's sku is left out (the first row's product
-is imported) and counted; those with other values are named in the result.
+is imported) and counted; those with other values are named in the result. A category name
+longer than `Category.name` holds (120 characters) is cut to it, as titles and brands are.
 """
 
 from __future__ import annotations
@@ -41,6 +42,8 @@ DEFAULT_STOCK = 100
 CATALOG_FIELDS = ("sku", "title", "category", "store", "store_name", "description", "brand", "price")
 REQUIRED_FIELDS = ("sku", "title", "category", "store", "price")
 MAX_PRICE = Decimal("99999999.99")  # Product.price: 10 digits, 2 after the point
+#: Longer category names are cut to this (`Category.name`); names alike up to it are one category.
+CATEGORY_NAME_LENGTH = Category._meta.get_field("name").max_length
 WRITE_BATCH = 2000  # rows per INSERT or UPDATE statement
 # What a re-import changes on a product it finds by sku.
 UPDATED_FIELDS = ["title", "description", "category", "store", "brand", "price", "updated_at"]
@@ -175,19 +178,25 @@ def read_catalog_file(path: Path) -> Catalogue:
     return result
 
 
+def _stored_names(path: tuple[str, ...]) -> tuple[str, ...]:
+    """A source path's names as `Category.name` holds them: cut to the field's length."""
+    return tuple(name[:CATEGORY_NAME_LENGTH] for name in path)
+
+
 def _ensure_categories(paths: set[tuple[str, ...]], result: CatalogResult) -> dict[tuple[str, ...], Category]:
-    """The category of every path, creating missing nodes parents-first."""
+    """The category of every source path, creating missing nodes parents-first. Nodes are
+    looked up by their names as stored (cut), so a re-import finds the nodes it created."""
     nodes = {tuple(c.names): c for c in Category.objects.all()}
     slugs = UniqueSlugs(Category.objects.values_list("slug", flat=True), 140)
-    for path in sorted(paths):
-        for depth in range(1, len(path) + 1):
-            prefix = path[:depth]
+    for names in sorted({_stored_names(path) for path in paths}):
+        for depth in range(1, len(names) + 1):
+            prefix = names[:depth]
             if prefix not in nodes:
                 nodes[prefix] = Category.objects.create(
-                    name=prefix[-1][:120], slug=slugs(" ".join(prefix)), parent=nodes.get(prefix[:-1])
+                    name=prefix[-1], slug=slugs(" ".join(prefix)), parent=nodes.get(prefix[:-1])
                 )
                 result.categories_created += 1
-    return nodes
+    return {path: nodes[_stored_names(path)] for path in paths}
 
 
 def _write_stores(sources: list[StoreSource], result: CatalogResult) -> dict[str, Store]:

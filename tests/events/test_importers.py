@@ -26,7 +26,7 @@ from recommendations.events.importers import (
 from recommendations.models import Event
 from recommendations.privacy.optout import set_opted_out
 from recommendations.progress import Progress
-from shop.models import Product, Store
+from shop.models import Category, Product, Store
 
 
 def write_csv(path, header, rows, opener=open):
@@ -419,6 +419,28 @@ def test_generic_catalogue_file_is_all_or_nothing(tmp_path):
     assert "line 4: price '100000000000' is not an amount" in message
     assert "category '>' names no category" in message and "line 5: NUL characters in title" in message
     assert not Product.objects.filter(sku="SKU-3").exists()
+
+
+def import_catalogue_rows(path, rows) -> str:
+    """`import_catalog` of a CSV file of (sku, title, category, store, price) rows; its output."""
+    write_csv(path, ["sku", "title", "category", "store", "price"], rows)
+    out = StringIO()
+    call_command("import_catalog", str(path), stdout=out)
+    return out.getvalue()
+
+
+@pytest.mark.django_db
+def test_a_category_name_over_120_characters_is_cut_and_found_again_on_a_rerun(tmp_path):
+    """The review's 140-character name made a category on every import (looked up whole,
+    stored cut to 120) and moved the product to it."""
+    long_name = "很长的类目名称" * 20
+    rows = [["SKU-1", "乌龙茶", f"食品饮料 > {long_name}", "acme", "9"]]
+    assert "2 categories created" in import_catalogue_rows(tmp_path / "cat.csv", rows)
+    category = Product.objects.get(sku="SKU-1").category
+    assert category.names == ["食品饮料", long_name[:120]]
+    for _ in range(2):
+        assert "0 categories created" in import_catalogue_rows(tmp_path / "cat.csv", rows)
+    assert Category.objects.count() == 2 and Product.objects.get(sku="SKU-1").category == category
 
 
 @pytest.mark.django_db
