@@ -38,7 +38,8 @@ class Category(models.Model):
     parent = models.ForeignKey(
         "self", null=True, blank=True, on_delete=models.CASCADE, related_name="children"
     )
-    path = models.CharField(max_length=500, editable=False, default="")
+    # Unbounded: a tree may be any depth, and a cut path would no longer be its names.
+    path = models.TextField(editable=False, default="")
 
     class Meta:
         verbose_name_plural = "categories"

@@ -444,6 +444,16 @@ def test_a_category_name_over_120_characters_is_cut_and_found_again_on_a_rerun(t
 
 
 @pytest.mark.django_db
+def test_a_category_path_over_500_characters_is_imported_and_found_again(tmp_path):
+    """Five levels of 110-character names (a path of 562) failed with a database error."""
+    names = [f"Level {i} " + "x" * 102 for i in range(5)]
+    rows = [["SKU-1", "Deep item", " > ".join(names), "acme", "9"]]
+    assert "5 categories created" in import_catalogue_rows(tmp_path / "deep.csv", rows)
+    assert "0 categories created" in import_catalogue_rows(tmp_path / "deep.csv", rows)
+    assert Product.objects.get(sku="SKU-1").category.names == names
+
+
+@pytest.mark.django_db
 def test_catalogue_json_lines_and_file_kinds_are_read_as_events_are(tmp_path):
     bad = tmp_path / "catalogue.ndjson"
     bad.write_text("[1]\n{oops\n" + "".join(f'{{"sku": "S{i}"}}\n' for i in range(25)))
