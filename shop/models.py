@@ -148,7 +148,9 @@ class Order(models.Model):
     address = models.CharField(max_length=300)
     city = models.CharField(max_length=120)
     postcode = models.CharField(max_length=20)
-    total = models.DecimalField(max_digits=12, decimal_places=2)
+    # Room for any cart: a line is at most 99 x 99,999,999.99, and a session could not hold the
+    # hundred million lines that would fill 18 digits.
+    total = models.DecimalField(max_digits=20, decimal_places=2)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     # The checkout form's token: a form sent twice (a double click, a retry) places one order.
     checkout_token = models.UUIDField(null=True, blank=True, unique=True, editable=False)

@@ -10,6 +10,8 @@ from recommendations.events import signals
 from recommendations.events.tracking import SESSION_KEY as ENGINE_SESSION_KEY
 from recommendations.models import Event, ServedRecommendation
 from recommendations.serving.attribution import new_recommendation_id
+from shop.cart import MAX_QUANTITY
+from shop.catalog_import import MAX_PRICE
 from shop.models import Order, Product
 
 DETAILS = {
@@ -266,3 +268,16 @@ def test_the_shops_script_gets_the_answer_as_json_and_no_message_for_the_next_pa
     }
     assert "to your cart" not in client.get(reverse("shop:cart")).content.decode()
     assert Event.objects.filter(event_type="add_to_cart").count() == 1
+
+
+def test_a_cart_of_the_most_at_the_highest_price_is_ordered(client, catalogue):
+    """Two products at the highest price, 99 of each, overflowed the order's total: a 500."""
+    top = catalogue[:2]
+    Product.objects.filter(pk__in=[p.pk for p in top]).update(price=MAX_PRICE, stock=MAX_QUANTITY)
+    for product in top:
+        add(client, product, MAX_QUANTITY)
+    response = client.post(reverse("shop:checkout"), DETAILS)
+    order = Order.objects.get()
+    assert response.status_code == 302 and response.url == reverse("shop:order", args=[order.pk])
+    assert order.total == MAX_PRICE * MAX_QUANTITY * 2 == Decimal("19799999998.02")
+    assert "19799999998.02" in client.get(response.url).content.decode()
