@@ -1,5 +1,6 @@
 """{% personalized_campaigns %} renders the visitor's campaigns, and an empty block on failure."""
 
+import datetime as dt
 import logging
 import re
 
@@ -96,3 +97,14 @@ def test_a_campaign_with_broken_rules_is_skipped_not_fatal(shop, caplog):
         html = render("{% personalized_campaigns %}", user=shop.users["tea_lover"])
     assert "Tea week" in html and "Broken" not in html
     assert "Unknown audience rule(s): max_audiance" in caplog.text
+
+
+def test_the_apps_own_block_dates_the_end_in_the_active_language(shop, settings):
+    """The block (not the demo shop's override) wrote "Ends 1 十二月, 20:37" in Chinese."""
+    settings.TEMPLATES = [{**settings.TEMPLATES[0], "DIRS": []}]
+    settings.LANGUAGE_CODE = "zh-hans"
+    Campaign.objects.create(
+        name="Tea week", category_names=["Tea"], ends_at=dt.datetime(2099, 12, 1, 20, 37, tzinfo=dt.UTC)
+    )
+    html = render("{% personalized_campaigns %}", user=shop.users["tea_lover"])
+    assert '<p class="rec-campaign-ends">Ends 2099年12月1日 20:37</p>' in html

@@ -1,12 +1,13 @@
 """Every storefront page renders, with fallbacks, before any model is trained and when the
 active model's vector tables are empty; recommendation blocks carry what the beacon needs."""
 
+import datetime as dt
 import re
 
 import pytest
 from django.urls import reverse
 
-from recommendations.models import ModelVersion
+from recommendations.models import Campaign, CampaignKind, ModelVersion
 from recommendations.serving.catalog import index_products
 from recommendations.serving.statistics import refresh_statistics
 from shop.models import Product
@@ -271,3 +272,17 @@ def test_the_chosen_sort_and_category_are_marked_current(client, indexed):
     assert f'href="{kitchen.get_absolute_url()}" class="active" aria-current="page">' in html
     below = client.get(indexed[0].category.get_absolute_url()).content.decode()
     assert f'href="{kitchen.get_absolute_url()}" class="active" aria-current="true">' in below
+
+
+def test_pages_follow_the_active_language(client, indexed, settings):
+    """In Chinese the page still said lang="en", and a campaign "Ends 1 十二月, 20:37"."""
+    settings.LANGUAGE_CODE = "zh-hans"
+    Campaign.objects.create(
+        name="Mug week",
+        kind=CampaignKind.PROMOTION,
+        product_ids=[str(indexed[0].pk)],
+        ends_at=dt.datetime(2099, 12, 1, 20, 37, tzinfo=dt.UTC),
+    )
+    html = client.get(reverse("shop:home")).content.decode()
+    assert '<html lang="zh-hans">' in html
+    assert "Ends 2099年12月1日 20:37" in html
