@@ -8,7 +8,8 @@ use it: the pipeline's `indexing.OnCommitSignalProcessor` (queues the products' 
 configurable as `RECOMMENDATIONS["SIGNAL_PROCESSOR"]`) and serving's
 `catalog.SearchIndexProcessor` (rewrites their search documents), besides
 `catalog.StoreSearchProcessor` and `catalog.CategorySearchProcessor`, which watch the store and
-category models (a renamed store's or category's products are found under the new name).
+category models (a renamed store's or category's products are found under the new name; a
+deleted category's products, found before it goes, are handed to `pend()`).
 `install()` puts one in place from the app's `ready()`.
 """
 
@@ -69,15 +70,20 @@ class PendingKeysProcessor(BaseSignalProcessor):
     ) -> None:
         if kwargs.get("raw"):  # loaddata: fixtures are caught up in bulk (sync, refresh_serving)
             return
-        key = get_product_adapter().key(instance.pk)
-        connection = transaction.get_connection(using)
-        if not connection.in_atomic_block:  # autocommit: the change is committed already
-            self.process([key])
+        self.pend([get_product_adapter().key(instance.pk)], using)
+
+    def pend(self, keys: list[str], using: str = DEFAULT_DB_ALIAS) -> None:
+        """Hand these keys to `process` once the current transaction commits (at once in
+        autocommit, where the change is committed already); not if it rolls back."""
+        if not keys:
+            return
+        if not transaction.get_connection(using).in_atomic_block:
+            self.process(keys)
             return
         batch = self._pending.by_alias.get(using)
         if batch is None or not batch.is_open():  # committed, or rolled back with its hooks
             batch = self._pending.by_alias[using] = TransactionKeys(self, using)
-        batch.add(key)
+        batch.add(keys)
 
     def process(self, keys: list[str]) -> None:
         """Bring the derived data of these objects up to date; runs after the commit."""
@@ -94,7 +100,7 @@ class _OpenTransactions(threading.local):
 class TransactionKeys:
     """The keys one transaction changed, for one processor.
 
-    Each change registers an on_commit hook that confirms its key, which Django drops when the
+    Each change registers an on_commit hook that confirms its keys, which Django drops when the
     change's savepoint or transaction rolls back. After it goes a flush hook outside every
     savepoint, so that a savepoint rolled back later cannot drop it; only the last one appended
     hands the confirmed keys on: `process` runs once, after every confirmation has run.
@@ -106,8 +112,8 @@ class TransactionKeys:
         self.confirmed: set[str] = set()
         self.last_flush: Callable[[], None] | None = None
 
-    def add(self, key: str) -> None:
-        transaction.on_commit(partial(self.confirm, key), using=self.using)
+    def add(self, keys: list[str]) -> None:
+        transaction.on_commit(partial(self.confirm, keys), using=self.using)
 
         def flush() -> None:
             if flush is self.last_flush:  # the transaction's last flush hook; earlier ones wait for it
@@ -120,8 +126,8 @@ class TransactionKeys:
         # logged and cannot stop the caller's other hooks.
         transaction.get_connection(self.using).run_on_commit.append((set(), flush, True))
 
-    def confirm(self, key: str) -> None:
-        self.confirmed.add(key)
+    def confirm(self, keys: list[str]) -> None:
+        self.confirmed.update(keys)
 
     def is_open(self) -> bool:
         """Whether the transaction is still to commit (its last flush hook still waits)."""

@@ -11,6 +11,7 @@ from typing import Any
 from django.contrib import messages
 from django.contrib.auth import get_user_model, logout
 from django.contrib.auth import views as auth_views
+from django.core.exceptions import ValidationError
 from django.core.paginator import Page, Paginator
 from django.db.models import Count, QuerySet
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
@@ -183,21 +184,33 @@ def product(request: HttpRequest, slug: str) -> HttpResponse:
     # good) and says so; one no longer sold is gone. Recommendations never show either.
     item = get_object_or_404(_for_pages(Product.objects.filter(is_active=True)), slug=slug)
     cart = Cart(request.session)
-    form = CartChangeForm(
-        initial={"product": item.pk, "quantity": 1, "recommendation_id": request.GET.get("rec", "")}
-    )
+    recommendation_id = _opened_from(request)
+    form = CartChangeForm(initial={"product": item.pk, "quantity": 1, "recommendation_id": recommendation_id})
     return render(
         request,
         "shop/product.html",
         {
             "product": item,
             "form": form,
+            "recommendation_id": recommendation_id,  # the beacon credits the view to it
             "in_cart": cart.quantity_of(item),
             # The browser's own check, as the cart's: no more than in stock, nor than a line holds.
             "quantity_limit": quantity_limit(item),
             "ancestors": [*_ancestors(item.category), item.category],
         },
     )
+
+
+def _opened_from(request: HttpRequest) -> str:
+    """The recommendation id of the link that opened this page (`?rec=`), which the add form
+    and the beacon's view carry: the browser's word, credited only for a list this visitor was
+    shown. "" for a value no id can be (too long, a NUL), which the form's field and the events
+    API refuse: the add would fail, and the beacon's batch (the view and the page's
+    impressions) would be lost."""
+    try:
+        return CartChangeForm.base_fields["recommendation_id"].clean(request.GET.get("rec", ""))
+    except ValidationError:
+        return ""
 
 
 def store(request: HttpRequest, slug: str) -> HttpResponse:

@@ -17,7 +17,13 @@ from django.urls import NoReverseMatch, reverse
 from django.utils.html import format_html
 
 from recommendations.adapters import get_product_adapter
-from recommendations.admin.filters import AttributedFilter, ProductFilter, SessionFilter, UserFilter
+from recommendations.admin.filters import (
+    AttributedFilter,
+    ProductFilter,
+    SessionFilter,
+    UserFilter,
+    about_product,
+)
 from recommendations.admin.readonly import ReadOnlyAdmin
 from recommendations.models import Event, EventKey
 from recommendations.serving.rules import titles
@@ -32,11 +38,12 @@ def attach_product_titles(events: list[Event]) -> None:
 
 def matching_events(term: str) -> Q:
     """Events the browser's search finds for `term`, each test served by an index (a test
-    without one made every search read the whole log): the exact recommendation or product
-    id, a search query containing the term in any case (trigram index), and the exact event
-    id. The events table has no index on `event_id` (`EventKey` holds the ids), so that test
-    is added only when the id is stored: a search for an unknown id stays an index lookup."""
-    matches = Q(recommendation_id=term) | Q(product_id=term) | (Q(query__icontains=term) & ~Q(query=""))
+    without one made every search read the whole log): the exact recommendation id, the
+    product id in any case (`about_product`), a search query containing the term in any case
+    (trigram index), and the exact event id. The events table has no index on `event_id`
+    (`EventKey` holds the ids), so that test is added only when the id is stored: a search for
+    an unknown id stays an index lookup."""
+    matches = Q(recommendation_id=term) | about_product(term) | (Q(query__icontains=term) & ~Q(query=""))
     if EventKey.objects.filter(event_id=term).exists():
         matches |= Q(event_id=term)
     return matches
@@ -65,8 +72,8 @@ class EventAdmin(admin.ModelAdmin):
     # Searched by `get_search_results`; named so that Django shows the search box.
     search_fields = ["query"]
     search_help_text = (
-        "Finds an exact event id, recommendation id or product id, or searches whose query "
-        "contains the text (in any case)."
+        "Finds an exact event id or recommendation id, a product id (in any case), or searches "
+        "whose query contains the text (in any case)."
     )
     date_hierarchy = "timestamp"
     ordering = ["-timestamp"]

@@ -146,6 +146,11 @@ class Event(models.Model):
             models.Index(fields=["session_id"], name="rec_event_session", condition=~models.Q(session_id="")),
             models.Index(fields=["user", "timestamp"], name="rec_event_user_time"),
             models.Index(fields=["product_id", "event_type"], name="rec_event_product_type"),
+            # The event browser's product id search and filter, in any case (`iexact` compares
+            # UPPER()s): a host's SKU typed in another case. Events without a product skip it.
+            models.Index(
+                Upper("product_id"), name="rec_event_product_upper", condition=~models.Q(product_id="")
+            ),
             models.Index(
                 fields=["recommendation_id"],
                 name="rec_event_recommendation",

@@ -16,9 +16,10 @@ import time
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from django.db import connection, models, transaction
+from django.db import DEFAULT_DB_ALIAS, connection, models, transaction
 from django.db.models import TextField
 from django.db.models.functions import Cast
+from django.db.models.signals import post_save, pre_delete
 from django.utils import timezone
 
 from recommendations.adapters import ProductRecord, get_product_adapter, get_store_adapter, get_store_model
@@ -187,6 +188,15 @@ def write_store_names(store_ids: list[str]) -> int:
     return _write_placement("store_name", names, "d.store_id = v.key")
 
 
+def _products_under(category_ids: list[str]) -> tuple[models.QuerySet, str]:
+    """The indexed products in these categories and in every category under them, and the
+    name of their category column."""
+    adapter = get_product_adapter()
+    category = adapter.model._meta.get_field(adapter.category_field).attname
+    categories = sorted(adapter.categories_under(category_ids))
+    return adapter.index_queryset().filter(**{f"{category}__in": categories}).order_by(), category
+
+
 def write_category_paths(category_ids: list[str]) -> int:
     """Write the category paths of these categories, and of every category under them, into
     their products' search documents, in place; returns how many changed.
@@ -195,9 +205,7 @@ def write_category_paths(category_ids: list[str]) -> int:
     all of them), so it is what `index_products()` writes, however the host builds it.
     """
     adapter = get_product_adapter()
-    category = adapter.model._meta.get_field(adapter.category_field).attname
-    categories = sorted(adapter.categories_under(category_ids))
-    products = adapter.index_queryset().filter(**{f"{category}__in": categories}).order_by()
+    products, category = _products_under(category_ids)
     first = products.order_by(category, "pk").distinct(category).values_list("pk", category)
     category_of = {adapter.key(pk): adapter.key(category_id) for pk, category_id in first}
     paths = {
@@ -262,14 +270,52 @@ class StoreSearchProcessor(PlacementProcessor):
 
 class CategorySearchProcessor(PlacementProcessor):
     """Writes saved categories' paths into the search documents of their products and of
-    the products in the categories under them (a renamed parent renames its children's paths)."""
+    the products in the categories under them (a renamed parent renames its children's paths).
+
+    A deleted category changes its products' paths with no save of theirs: the database's
+    `SET_NULL` empties their category, and the categories under it go too (`CASCADE`) or
+    become roots (`SET_NULL`). Its products cannot be found by category once it is gone, so
+    they are looked up before (`pre_delete`) and their documents rewritten whole
+    (`index_products`) once the deletion commits."""
 
     written = "paths of category(ies)"
+
+    def __init__(self) -> None:
+        super().__init__()
+        # Hears no signal: it rewrites the documents of the products `handle_delete` hands it.
+        self.products = SearchIndexProcessor()
 
     def watched_model(self) -> type[models.Model]:
         category_model = get_product_adapter().category_model()
         assert category_model is not None, "installed only for products with a category ForeignKey"
         return category_model
+
+    def setup(self) -> None:
+        post_save.connect(self.handle_change, sender=self.model, dispatch_uid=f"{self.dispatch_uid}.save")
+        pre_delete.connect(self.handle_delete, sender=self.model, dispatch_uid=f"{self.dispatch_uid}.delete")
+
+    def teardown(self) -> None:
+        post_save.disconnect(sender=self.model, dispatch_uid=f"{self.dispatch_uid}.save")
+        pre_delete.disconnect(sender=self.model, dispatch_uid=f"{self.dispatch_uid}.delete")
+
+    def handle_delete(
+        self, sender: type[models.Model], instance: models.Model, using: str = DEFAULT_DB_ALIAS, **kwargs: Any
+    ) -> None:
+        """Before a category is deleted: hand on the products in it and in the categories
+        under it. A failure is logged and never fails the deletion."""
+        try:
+            with transaction.atomic(using=using):  # a failed query cannot break the deletion's transaction
+                adapter = get_product_adapter()
+                products, _ = _products_under([adapter.key(instance.pk)])
+                keys = [adapter.key(pk) for pk in products.values_list("pk", flat=True)]
+        except Exception:
+            logger.exception(
+                "Could not find the products of deleted category %s; their search documents keep "
+                "its path. Run `python manage.py refresh_serving` once the cause is fixed.",
+                instance.pk,
+            )
+            return
+        self.products.pend(keys, using)
 
     def write(self, keys: list[str]) -> int:
         return write_category_paths(keys)

@@ -61,7 +61,9 @@ def test_viewing_products_changes_the_home_page_recommendations(page, shop, arti
     assert for_you_ids(page)[0] in mug_ids
 
 
-def test_a_click_on_a_recommendation_is_attributed_and_a_purchase_recorded(page, shop, artifacts):
+def test_a_click_on_a_recommendation_and_the_view_it_opens_are_attributed_and_a_purchase_recorded(
+    page, shop, artifacts
+):
     page.goto("/")
     block = page.locator("#for-you [data-rec-impression]")
     recommendation_id = block.get_attribute("data-rec-id")
@@ -78,6 +80,11 @@ def test_a_click_on_a_recommendation_is_attributed_and_a_purchase_recorded(page,
         what="the attributed click",
     )
     assert click.product_id == product_id
+    view = wait_for(
+        lambda: Event.objects.filter(event_type="view", product_id=product_id).first(),
+        what="the view of the product page the click opened",
+    )
+    assert view.recommendation_id == recommendation_id, "the view is credited to the list it came from"
     page.screenshot(path=str(artifacts / "product.png"), full_page=True)
 
     page.get_by_test_id("add-to-cart").click()

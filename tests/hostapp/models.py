@@ -25,7 +25,8 @@ class Gadget(models.Model):
     code = models.UUIDField(primary_key=True, default=uuid.uuid4)
     name = models.CharField(max_length=200)
     blurb = models.TextField(blank=True)
-    section = models.ForeignKey(Section, on_delete=models.CASCADE)
+    # A deleted section leaves its gadgets on sale, uncategorised.
+    section = models.ForeignKey(Section, null=True, on_delete=models.SET_NULL)
     seller = models.ForeignKey(Seller, null=True, on_delete=models.SET_NULL)
     maker = models.CharField(max_length=100, blank=True)
     cost_cents = models.PositiveIntegerField()

@@ -77,3 +77,28 @@ def test_a_renamed_or_moved_section_renames_the_paths_under_it(
         audio.save()
     assert [obj for obj, _ in search.search("sound", Audience(), Options())] == [made]
     assert ProductDocument.objects.get(product_id=str(made.pk)).placement == "Sound Audio"
+
+
+def test_a_deleted_section_leaves_no_path_in_its_gadgets_documents(
+    section_processor, django_capture_on_commit_callbacks
+):
+    """Deleting a section empties its gadgets' section (SET_NULL) and deletes the sections
+    under it (CASCADE) with no save of either: their gadgets are searched without its path."""
+    electronics = Section.objects.create(label="Electronics")
+    audio = Section.objects.create(label="Audio", parent=electronics)
+    made = [
+        Gadget.objects.create(name="Wireless earbuds", section=audio, cost_cents=999, on_hand=3),
+        Gadget.objects.create(name="Phone charger", section=electronics, cost_cents=999, on_hand=3),
+    ]
+    kept = Gadget.objects.create(
+        name="Garden hose", section=Section.objects.create(label="Garden"), cost_cents=1, on_hand=1
+    )
+    index_products()
+    with django_capture_on_commit_callbacks(execute=True):
+        electronics.delete()
+    documents = ProductDocument.objects.filter(product_id__in=[str(g.pk) for g in made])
+    assert sorted(documents.values_list("categories", "placement")) == [([], ""), ([], "")]
+    assert search.search("electronics", Audience(), Options()).ids == []
+    assert search.search("audio", Audience(), Options()).ids == []
+    assert [obj for obj, _ in search.search("earbuds", Audience(), Options())] == [made[0]]
+    assert ProductDocument.objects.get(product_id=str(kept.pk)).categories == ["Garden"]

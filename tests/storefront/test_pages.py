@@ -109,8 +109,13 @@ def test_category_page_is_reranked_for_the_visitor(client, history):
 
 def test_product_page_marks_the_view_for_the_beacon_and_carries_the_recommendation(client, history):
     html = client.get(history[0].get_absolute_url() + "?rec=abc123").content.decode()
-    assert f'data-rec-view="product" data-product-id="{history[0].pk}"' in html
+    assert f'data-rec-view="product" data-product-id="{history[0].pk}" data-rec-id="abc123"' in html
     assert 'name="recommendation_id" value="abc123"' in html
+    # No id is that long: the view and the add form carry none (the events API and the form
+    # would refuse it, losing the beacon's batch and the add).
+    mangled = client.get(history[0].get_absolute_url() + "?rec=" + "a" * 65).content.decode()
+    assert "data-rec-id" not in mangled.split("<body", 1)[1].split(">", 1)[0]
+    assert '<input type="hidden" name="recommendation_id" id="id_recommendation_id">' in mangled
     # Mug 0 was never bought with anything, but viewed with knife 3, which leads the shelf:
     # the subtitle says what its first product is there for.
     assert "Shoppers who looked at this also looked at." in html

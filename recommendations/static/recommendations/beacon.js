@@ -11,7 +11,9 @@
  *
  *   <body data-rec-view="product" data-product-id="{{ product.pk }}">      a product view on load
  *   <body data-rec-view="store" data-store-id="{{ store.pk }}">            a store view on load
- *     (on <body> or any other element: the first one with data-rec-view counts)
+ *     (on <body> or any other element: the first one with data-rec-view counts; with
+ *     data-rec-id="{{ request.GET.rec }}" when a recommendation's link opened the page, the
+ *     view is credited to that list, as its click is)
  *   <section data-rec-impression data-rec-id="{{ recommendation_id }}">   an impression when half visible
  *     <a href="..." data-product-id="{{ p.pk }}">...</a>                   a click on a recommended product
  *     <a href="..." data-store-id="{{ s.pk }}">...</a>                     a click on a recommended store
@@ -329,13 +331,20 @@
     track(event, true);
   }
 
+  // The page's view, credited to the list whose link opened the page (the element's
+  // data-rec-id; the server keeps it only if this visitor was shown that list).
   function pageView() {
     var element = document.querySelector("[data-rec-view]");
     var kind = element && element.getAttribute("data-rec-view");
+    var event = null;
     if (kind === "product" && element.getAttribute("data-product-id")) {
-      track({ event_type: "view", product_id: element.getAttribute("data-product-id") });
+      event = { event_type: "view", product_id: element.getAttribute("data-product-id") };
     } else if (kind === "store" && element.getAttribute("data-store-id")) {
-      track({ event_type: "store_view", store_id: element.getAttribute("data-store-id") });
+      event = { event_type: "store_view", store_id: element.getAttribute("data-store-id") };
+    }
+    if (event) {
+      event.recommendation_id = element.getAttribute("data-rec-id") || "";
+      track(event);
     }
   }
 
