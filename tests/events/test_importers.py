@@ -385,6 +385,18 @@ def test_a_number_beyond_a_float_is_a_bad_value_not_a_crash(tmp_path, catalogue)
 
 
 @pytest.mark.django_db
+def test_a_key_beyond_its_integer_column_is_an_unknown_key_not_a_crash(tmp_path, catalogue):
+    """PostgreSQL refused the lookup of the whole batch for a key too large for its column."""
+    events = tmp_path / "huge-keys.jsonl"
+    events.write_text(json.dumps({"event_type": "view", "product_id": 2**63}) + "\n")
+    with pytest.raises(ImportFailed) as failure:
+        import_event_file(events)
+    assert failure.value.errors == [
+        "huge-keys.jsonl line 1: product_id: no product has the primary key '9223372036854775808'"
+    ]
+
+
+@pytest.mark.django_db
 def test_generic_catalogue_file_is_all_or_nothing(tmp_path):
     good = tmp_path / "catalogue.csv"
     write_csv(
