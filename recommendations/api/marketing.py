@@ -50,6 +50,7 @@ from recommendations.experiments import lifecycle
 from recommendations.experiments.results import METRICS, ExperimentResults, experiment_results
 from recommendations.marketing.audiences import build_audience
 from recommendations.marketing.export import audience_rows, segment_rows, write_csv
+from recommendations.marketing.rules import MAX_AUDIENCE_LIMIT
 from recommendations.marketing.targeting import show_campaigns
 from recommendations.models import Campaign, Experiment, Variant
 from recommendations.models.api_keys import Scope
@@ -287,7 +288,12 @@ class AudienceParamsSerializer(QueryParamsSerializer):
         help_text=f"Rows to answer at most: JSON {DEFAULT_AUDIENCE_ROWS} by default, CSV all of them.",
     )
     offset = serializers.IntegerField(
-        min_value=0, default=0, help_text="Rows to skip first (the next page: offset + limit)."
+        min_value=0,
+        # No audience is larger (`max_audience`): a bigger offset would only answer no rows.
+        max_value=MAX_AUDIENCE_LIMIT,
+        default=0,
+        help_text=f"Rows to skip first (the next page: offset + limit); at most {MAX_AUDIENCE_LIMIT}, "
+        "the largest audience.",
     )
     format = serializers.ChoiceField(choices=["json", "csv", "api"], required=False)
 

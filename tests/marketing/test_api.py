@@ -437,6 +437,10 @@ def test_the_audience_count_is_its_size_and_limit_and_offset_page_through_it(sho
     ] == everyone
     negative = client.get(audience_url(welcome), {"offset": -1})
     assert negative.status_code == 400 and "offset" in negative.json()
+    # Past the largest audience: a 400, where itertools.islice's ValueError on a saved segment was a 500.
+    past = client.get(audience_url(welcome), {"offset": "99999999999999999999"})
+    assert past.status_code == 400 and "less than or equal to 1000000" in past.json()["offset"][0]
+    assert client.get(audience_url(welcome), {"offset": 1_000_000}).json()["results"] == []
 
 
 def test_null_audience_rules_are_a_400_as_in_the_admin(shop, staff):
