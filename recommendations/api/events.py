@@ -167,9 +167,11 @@ class EventInSchema(serializers.Serializer):
     context = serializers.DictField(
         required=False,
         help_text=(
-            f"page, device, referrer, review text, ...; nested at most {MAX_CONTEXT_DEPTH} levels "
-            f"deep. From a browser session at most {rec_settings.MAX_BROWSER_CONTEXT_BYTES} bytes as "
-            "JSON (`MAX_BROWSER_CONTEXT_BYTES`; listed products and stores not counted)."
+            "page, device, referrer, review text, ...; campaign_view and campaign_click events need "
+            '`campaign`, the campaign\'s id (as /api/campaigns/for-me/ answers it): {"campaign": "12"}. '
+            f"Nested at most {MAX_CONTEXT_DEPTH} levels deep. From a browser session at most "
+            f"{rec_settings.MAX_BROWSER_CONTEXT_BYTES} bytes as JSON (`MAX_BROWSER_CONTEXT_BYTES`; "
+            "listed products and stores not counted)."
         ),
     )
     user_id = serializers.CharField(

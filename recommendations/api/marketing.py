@@ -199,7 +199,10 @@ class ForMeParamsSerializer(QueryParamsSerializer):
 
 
 class CampaignMatchSerializer(serializers.Serializer):
-    id = serializers.IntegerField(source="campaign.pk")
+    id = serializers.IntegerField(
+        source="campaign.pk",
+        help_text='Send it as the context\'s "campaign" of the campaign_view and campaign_click events.',
+    )
     name = serializers.CharField(source="campaign.name")
     kind = serializers.CharField(source="campaign.kind")
     discount_text = serializers.CharField(source="campaign.discount_text")

@@ -323,6 +323,27 @@ def shown_campaigns(client):
     }
 
 
+@pytest.mark.parametrize("sender", ["browser", "api_key"])
+def test_a_campaign_view_or_click_must_name_its_campaign(catalogue, api_key, sender):
+    """Caps and campaign statistics find a campaign in the event's context: without it, the
+    event was stored and counted for nothing, and the sender never knew."""
+    missing = [
+        {"event_type": "campaign_view"},
+        {"event_type": "campaign_click", "context": {"page": "/"}},
+        {"event_type": "campaign_view", "context": {"campaign": " "}},
+    ]
+    response = post(fresh_browser(), missing) if sender == "browser" else post(Client(), missing, api_key)
+    assert response.status_code == 400, response.content
+    errors = [e["errors"] for e in response.json()["errors"]]
+    required = (
+        "context.campaign is required for {} events: the campaign's id, as /api/campaigns/for-me/ answers it"
+    )
+    assert errors == [
+        {"context": [required.format(kind)]} for kind in ("campaign_view", "campaign_click", "campaign_view")
+    ]
+    assert not Event.objects.exists()
+
+
 def test_campaign_views_from_sessions_never_shown_the_campaign_do_not_use_up_its_cap(catalogue):
     capped = capped_campaign(catalogue)
     for _ in range(5):
