@@ -75,6 +75,13 @@ def _django_errors(exc: DjangoValidationError) -> Any:
     }
 
 
+def _refused(exc: DjangoValidationError | ImproperlyConfigured) -> exceptions.ValidationError:
+    """A 400 for what the object's state or the set-up refuses (a draft that cannot start, a
+    campaign with no audience): `{"detail": "..."}`, one text, as every error's `detail` is."""
+    messages = exc.messages if isinstance(exc, DjangoValidationError) else [str(exc)]
+    return exceptions.ValidationError({"detail": " ".join(messages)})
+
+
 class ApiView(APIView):
     authentication_classes = [ApiKeyAuthentication, CsrfSessionAuthentication]
     throttle_classes = [ApiRateThrottle]
@@ -393,10 +400,8 @@ class CampaignAudienceView(ApiView):
         else:
             try:
                 audience = build_audience(campaign)
-            except DjangoValidationError as exc:
-                raise exceptions.ValidationError({"detail": exc.messages}) from exc
-            except ImproperlyConfigured as exc:
-                raise exceptions.ValidationError({"detail": [str(exc)]}) from exc
+            except (DjangoValidationError, ImproperlyConfigured) as exc:
+                raise _refused(exc) from exc
             results = audience_rows(audience.members[offset:end])
             payload = {
                 "source": "live",
@@ -595,7 +600,7 @@ class ExperimentViewSet(viewsets.ModelViewSet):
         try:
             lifecycle.delete(instance)
         except DjangoValidationError as exc:
-            raise exceptions.ValidationError({"detail": exc.messages}) from exc
+            raise _refused(exc) from exc
 
     @extend_schema(
         summary="Funnels, intervals and tests per variant",
@@ -621,7 +626,7 @@ class ExperimentViewSet(viewsets.ModelViewSet):
         try:
             lifecycle.start(experiment)
         except DjangoValidationError as exc:
-            raise exceptions.ValidationError({"detail": exc.messages}) from exc
+            raise _refused(exc) from exc
         return Response(self.get_serializer(experiment).data)
 
     @extend_schema(
@@ -647,6 +652,6 @@ class ExperimentViewSet(viewsets.ModelViewSet):
         try:
             lifecycle.stop(experiment, promote=body.validated_data.get("promote"))
         except DjangoValidationError as exc:
-            raise exceptions.ValidationError({"detail": exc.messages}) from exc
+            raise _refused(exc) from exc
         experiment.refresh_from_db()
         return Response(self.get_serializer(experiment).data)
