@@ -88,7 +88,10 @@ def read_batch(request: HttpRequest) -> dict[str, Any]:
     if not payload["events"]:
         raise ParseError("The batch is empty; send at least one event.")
     if len(payload["events"]) > rec_settings.MAX_BATCH_EVENTS:
-        raise ParseError(f"The batch has {len(payload['events'])} events. {split_hint}")
+        raise ParseError(
+            f"The batch has {len(payload['events'])} events; at most {rec_settings.MAX_BATCH_EVENTS} "
+            "are accepted per request: split it into smaller batches."
+        )
     if payload.get("sent_at") is not None:
         try:
             payload["sent_at"] = parse_timestamp(payload["sent_at"])

@@ -92,6 +92,16 @@ def test_a_browser_may_send_what_the_beacon_and_storefront_scripts_send(browser,
     assert response.json()["stored"] == len(sent)
 
 
+def test_a_browsers_batch_of_too_many_events_is_told_the_cap(browser, catalogue):
+    """The answer said only that a browser sends smaller batches, not that 500 is the cap."""
+    events = [{"event_type": "view", "product_id": str(catalogue[0].pk)}] * 501
+    response = post(browser, events)
+    assert response.status_code == 400
+    assert response.json()["detail"] == (
+        "The batch has 501 events; at most 500 are accepted per request: split it into smaller batches."
+    )
+
+
 def test_a_browsers_context_is_capped_in_bytes(browser, catalogue):
     """The review stored 30 contexts of 933 KB from one anonymous session."""
     product = str(catalogue[0].pk)
