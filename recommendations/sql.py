@@ -1,5 +1,6 @@
-"""Helpers for the SQL the app writes by hand: key lists as one parameter, and the raw
-psycopg connection under Django's for the bulk paths (COPY, binary parameters, pipelines)."""
+"""Helpers for the SQL the app writes by hand: keys from requests as parameters, key lists as
+one parameter, and the raw psycopg connection under Django's for the bulk paths (COPY, binary
+parameters, pipelines)."""
 
 from __future__ import annotations
 
@@ -8,11 +9,31 @@ from typing import Any
 
 import psycopg
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import connection as default_connection
 from django.db import models
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.backends.utils import CursorWrapper
 from psycopg.types.datetime import TimestamptzLoader
+
+
+def key_value(model: type[models.Model], key: Any) -> Any:
+    """The key as `model`'s primary key column stores it, or None when it cannot name a row:
+    malformed, or out of its integer column's range. A key from a request goes into SQL as a
+    parameter, and PostgreSQL refuses a whole statement with one beyond the column's type
+    ("bigint out of range"): it names nothing, like any other unknown key."""
+    field = model._meta.pk
+    try:
+        value = field.get_prep_value(field.to_python(key))
+    except (ValueError, TypeError, ValidationError):
+        return None
+    column = field
+    while column.is_relation:  # a parent link or one-to-one primary key: the key it copies
+        column = column.target_field
+    low, high = default_connection.ops.integer_field_ranges.get(column.get_internal_type(), (None, None))
+    if low is not None and not low <= value <= high:
+        return None
+    return value
 
 
 def array_literal(values: Iterable[Any]) -> str:

@@ -23,23 +23,25 @@ from recommendations.models.api_keys import ApiKey
 KEYWORD = "Api-Key"
 
 
-def _api_key_header(request: Request | HttpRequest) -> tuple[str, str]:
-    """The Authorization header's keyword and the rest."""
+def _api_key_header(request: Request | HttpRequest) -> tuple[bool, str]:
+    """Whether the Authorization header names the Api-Key scheme, and the rest. Schemes are
+    case-insensitive (RFC 7235): "api-key <key>" was ignored, and the request treated as
+    anonymous."""
     header = authentication.get_authorization_header(request).decode("latin-1")
     keyword, _, raw = header.partition(" ")
-    return keyword, raw
+    return keyword.lower() == KEYWORD.lower(), raw
 
 
 def sends_api_key(request: Request | HttpRequest) -> bool:
     """Whether the request claims an API key (before it is checked): which caps apply to it
     before authentication runs. A wrong key is refused by `ApiKeyAuthentication` anyway."""
-    return _api_key_header(request)[0] == KEYWORD
+    return _api_key_header(request)[0]
 
 
 class ApiKeyAuthentication(authentication.BaseAuthentication):
     def authenticate(self, request: Request) -> tuple[AnonymousUser, ApiKey] | None:
-        keyword, raw = _api_key_header(request)
-        if keyword != KEYWORD:
+        claimed, raw = _api_key_header(request)
+        if not claimed:
             return None
         raw = raw.strip()
         if not raw or " " in raw:

@@ -88,7 +88,10 @@ def read_batch(request: HttpRequest) -> dict[str, Any]:
     if not payload["events"]:
         raise ParseError("The batch is empty; send at least one event.")
     if len(payload["events"]) > rec_settings.MAX_BATCH_EVENTS:
-        raise ParseError(f"The batch has {len(payload['events'])} events. {split_hint}")
+        raise ParseError(
+            f"The batch has {len(payload['events'])} events; at most {rec_settings.MAX_BATCH_EVENTS} "
+            "are accepted per request: split it into smaller batches."
+        )
     if payload.get("sent_at") is not None:
         try:
             payload["sent_at"] = parse_timestamp(payload["sent_at"])
@@ -167,9 +170,11 @@ class EventInSchema(serializers.Serializer):
     context = serializers.DictField(
         required=False,
         help_text=(
-            f"page, device, referrer, review text, ...; nested at most {MAX_CONTEXT_DEPTH} levels "
-            f"deep. From a browser session at most {rec_settings.MAX_BROWSER_CONTEXT_BYTES} bytes as "
-            "JSON (`MAX_BROWSER_CONTEXT_BYTES`; listed products and stores not counted)."
+            "page, device, referrer, review text, ...; campaign_view and campaign_click events need "
+            '`campaign`, the campaign\'s id (as /api/campaigns/for-me/ answers it): {"campaign": "12"}. '
+            f"Nested at most {MAX_CONTEXT_DEPTH} levels deep. From a browser session at most "
+            f"{rec_settings.MAX_BROWSER_CONTEXT_BYTES} bytes as JSON (`MAX_BROWSER_CONTEXT_BYTES`; "
+            "listed products and stores not counted)."
         ),
     )
     user_id = serializers.CharField(

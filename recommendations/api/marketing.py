@@ -50,6 +50,7 @@ from recommendations.experiments import lifecycle
 from recommendations.experiments.results import METRICS, ExperimentResults, experiment_results
 from recommendations.marketing.audiences import build_audience
 from recommendations.marketing.export import audience_rows, segment_rows, write_csv
+from recommendations.marketing.rules import MAX_AUDIENCE_LIMIT
 from recommendations.marketing.targeting import show_campaigns
 from recommendations.models import Campaign, Experiment, Variant
 from recommendations.models.api_keys import Scope
@@ -72,6 +73,13 @@ def _django_errors(exc: DjangoValidationError) -> Any:
         (api_settings.NON_FIELD_ERRORS_KEY if field == NON_FIELD_ERRORS else field): messages
         for field, messages in exc.message_dict.items()
     }
+
+
+def _refused(exc: DjangoValidationError | ImproperlyConfigured) -> exceptions.ValidationError:
+    """A 400 for what the object's state or the set-up refuses (a draft that cannot start, a
+    campaign with no audience): `{"detail": "..."}`, one text, as every error's `detail` is."""
+    messages = exc.messages if isinstance(exc, DjangoValidationError) else [str(exc)]
+    return exceptions.ValidationError({"detail": " ".join(messages)})
 
 
 class ApiView(APIView):
@@ -198,7 +206,10 @@ class ForMeParamsSerializer(QueryParamsSerializer):
 
 
 class CampaignMatchSerializer(serializers.Serializer):
-    id = serializers.IntegerField(source="campaign.pk")
+    id = serializers.IntegerField(
+        source="campaign.pk",
+        help_text='Send it as the context\'s "campaign" of the campaign_view and campaign_click events.',
+    )
     name = serializers.CharField(source="campaign.name")
     kind = serializers.CharField(source="campaign.kind")
     discount_text = serializers.CharField(source="campaign.discount_text")
@@ -287,7 +298,12 @@ class AudienceParamsSerializer(QueryParamsSerializer):
         help_text=f"Rows to answer at most: JSON {DEFAULT_AUDIENCE_ROWS} by default, CSV all of them.",
     )
     offset = serializers.IntegerField(
-        min_value=0, default=0, help_text="Rows to skip first (the next page: offset + limit)."
+        min_value=0,
+        # No audience is larger (`max_audience`): a bigger offset would only answer no rows.
+        max_value=MAX_AUDIENCE_LIMIT,
+        default=0,
+        help_text=f"Rows to skip first (the next page: offset + limit); at most {MAX_AUDIENCE_LIMIT}, "
+        "the largest audience.",
     )
     format = serializers.ChoiceField(choices=["json", "csv", "api"], required=False)
 
@@ -384,10 +400,8 @@ class CampaignAudienceView(ApiView):
         else:
             try:
                 audience = build_audience(campaign)
-            except DjangoValidationError as exc:
-                raise exceptions.ValidationError({"detail": exc.messages}) from exc
-            except ImproperlyConfigured as exc:
-                raise exceptions.ValidationError({"detail": [str(exc)]}) from exc
+            except (DjangoValidationError, ImproperlyConfigured) as exc:
+                raise _refused(exc) from exc
             results = audience_rows(audience.members[offset:end])
             payload = {
                 "source": "live",
@@ -586,7 +600,7 @@ class ExperimentViewSet(viewsets.ModelViewSet):
         try:
             lifecycle.delete(instance)
         except DjangoValidationError as exc:
-            raise exceptions.ValidationError({"detail": exc.messages}) from exc
+            raise _refused(exc) from exc
 
     @extend_schema(
         summary="Funnels, intervals and tests per variant",
@@ -612,7 +626,7 @@ class ExperimentViewSet(viewsets.ModelViewSet):
         try:
             lifecycle.start(experiment)
         except DjangoValidationError as exc:
-            raise exceptions.ValidationError({"detail": exc.messages}) from exc
+            raise _refused(exc) from exc
         return Response(self.get_serializer(experiment).data)
 
     @extend_schema(
@@ -638,6 +652,6 @@ class ExperimentViewSet(viewsets.ModelViewSet):
         try:
             lifecycle.stop(experiment, promote=body.validated_data.get("promote"))
         except DjangoValidationError as exc:
-            raise exceptions.ValidationError({"detail": exc.messages}) from exc
+            raise _refused(exc) from exc
         experiment.refresh_from_db()
         return Response(self.get_serializer(experiment).data)

@@ -52,7 +52,7 @@ class ValidationErrorScheme(OpenApiSerializerExtension):
             "the same way (by key, or by position in a list). A body that cannot be read at all, "
             "or an action the object's state refuses, is explained in `detail` instead.",
             "properties": {
-                "detail": {"oneOf": [{"type": "string"}, messages]},
+                "detail": {"type": "string"},
                 "non_field_errors": {**messages, "description": "Problems of the input as a whole."},
             },
             "additionalProperties": {"anyOf": [messages, {"type": "object"}]},

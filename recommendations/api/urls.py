@@ -1,8 +1,10 @@
 """URLs of the REST API; the host includes them under `api/` with
-`path("api/", include("recommendations.api.urls"))`.
+`path("api/", include("recommendations.api.urls"))`. The last pattern answers every other
+path under that prefix with a JSON 404 (`api.not_found`), so the host's own paths there come
+before this include.
 """
 
-from django.urls import include, path
+from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 from rest_framework.routers import SimpleRouter
 
@@ -15,6 +17,7 @@ from recommendations.api.marketing import (
     CampaignViewSet,
     ExperimentViewSet,
 )
+from recommendations.api.not_found import not_found
 from recommendations.api.search import SearchView
 
 app_name = "recommendations_api"
@@ -56,4 +59,5 @@ urlpatterns = [
     path("campaigns/for-me/", CampaignsForMeView.as_view(), name="campaigns-for-me"),
     path("campaigns/<int:pk>/audience/", CampaignAudienceView.as_view(), name="campaign-audience"),
     path("", include(marketing_router.urls)),
+    re_path(r"", not_found, name="not-found"),  # last: any other path, with or without its slash
 ]

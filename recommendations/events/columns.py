@@ -24,7 +24,7 @@ from typing import Any
 
 from recommendations.conf import rec_settings
 from recommendations.events.ids import EVENT_ID_LINES_PATTERN
-from recommendations.events.references import existing_references
+from recommendations.events.references import CAMPAIGN_EVENT_TYPES, existing_references
 from recommendations.events.rows import EVENT_ROW, EventRow
 from recommendations.events.validation import (
     CENT,
@@ -37,6 +37,7 @@ from recommendations.events.validation import (
     QUANTITY_EVENT_TYPES,
     STRING_LIMITS,
     context_error,
+    names_campaign,
     parse_timestamp,
 )
 
@@ -109,6 +110,10 @@ def validate_columns(
     contexts = _context_column(get("context", absent))
     if products is None or values is None or revenues is None or timestamps is None or contexts is None:
         return None
+    if not CAMPAIGN_EVENT_TYPES.isdisjoint(present) and not all(
+        names_campaign(c) for t, c in zip(types, contexts, strict=True) if t in CAMPAIGN_EVENT_TYPES
+    ):
+        return None  # a campaign view or click without its campaign
 
     # The references, as check_references looks them up; any unknown one is validate_batch's to name.
     product_keys = set(products) - {""}

@@ -13,14 +13,13 @@ from typing import Any
 
 import psycopg
 from django.contrib.auth import get_user_model
-from django.core.exceptions import ValidationError
 from django.db import connection, models
 
 from recommendations.adapters import get_product_adapter, get_product_model, get_store_model
 from recommendations.events.rows import EventRow
 from recommendations.models.marketing import CAMPAIGN_CONTEXT_KEY, CAMPAIGN_LIST_KIND, UNVERIFIED_CAMPAIGN_KEY
 from recommendations.serving.attribution import lists_served_to
-from recommendations.sql import raw_connection
+from recommendations.sql import key_value, raw_connection
 
 # The types of the events that name a campaign (in their context).
 CAMPAIGN_EVENT_TYPES = frozenset({"campaign_view", "campaign_click"})
@@ -58,12 +57,8 @@ def _existing_keys(
         if model is None or not keys:
             continue
         pk_field = model._meta.pk
-        canonical: dict[str, Any] = {}
-        for key in keys:
-            try:
-                canonical[key] = pk_field.to_python(key)
-            except (ValidationError, ValueError, TypeError):
-                continue
+        # A key that cannot name a row (malformed, beyond its integer column) is not looked for.
+        canonical = {key: value for key in keys if (value := key_value(model, key)) is not None}
         columns = [quote(pk_field.column)]
         if extra_field:
             columns.append(quote(model._meta.get_field(extra_field).column))

@@ -24,9 +24,10 @@ import orjson
 
 from recommendations.conf import rec_settings
 from recommendations.events.ids import EVENT_ID_PATTERN, session_event_id
-from recommendations.events.references import check_references, claimable_by_browser
+from recommendations.events.references import CAMPAIGN_EVENT_TYPES, check_references, claimable_by_browser
 from recommendations.events.rows import EventRow
 from recommendations.models.events import EventType, new_event_id
+from recommendations.models.marketing import CAMPAIGN_CONTEXT_KEY
 
 EVENT_TYPES = frozenset(EventType.values)
 # Types that are about one product and make no sense without it.
@@ -232,6 +233,12 @@ def context_error(context: dict[Any, Any]) -> str | None:
                     )
                 stack.append((item, depth + 1))
     return None
+
+
+def names_campaign(context: Mapping[str, Any]) -> bool:
+    """Whether a context names a campaign (its id, text or integer): a campaign view or click
+    without one counts towards no impression cap and no campaign's statistics."""
+    return _as_key(context.get(CAMPAIGN_CONTEXT_KEY)) is not None
 
 
 def _context_bytes(context: dict[str, Any]) -> int:
@@ -445,6 +452,11 @@ def _validate_event(
     else:
         context = _context(context, origin, errors)
     context = _listed(raw, context, event_type, errors)
+    if event_type in CAMPAIGN_EVENT_TYPES and "context" not in errors and not names_campaign(context):
+        errors["context"] = [
+            f"context.campaign is required for {event_type} events: the campaign's id, as "
+            "/api/campaigns/for-me/ answers it"
+        ]
 
     if errors:
         return None, errors

@@ -5,10 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 from django.core.exceptions import ValidationError
-from django.db import connection, models
+from django.db import models
 
 from recommendations.adapters import get_product_adapter, get_store_adapter
 from recommendations.serving.compiled import KeyedQuery, KeyIn, keyed_query
+from recommendations.sql import key_value
 
 
 class NotFound(LookupError):
@@ -28,22 +29,6 @@ def _get(queryset: models.QuerySet, key: Any) -> models.Model | None:
         return queryset.filter(pk=key).first()
     except (ValueError, TypeError, ValidationError):  # not even a valid key for this model
         return None
-
-
-def key_value(model: type[models.Model], key: Any) -> Any:
-    """The key as the database stores it, or None when it cannot name a row of `model`
-    (malformed, or out of its integer column's range)."""
-    field = model._meta.pk
-    try:
-        value = field.get_prep_value(field.to_python(key))
-    except (ValueError, TypeError, ValidationError):
-        return None
-    ranges = connection.ops.integer_field_ranges
-    if field.get_internal_type() in ranges:
-        low, high = ranges[field.get_internal_type()]
-        if not low <= value <= high:
-            return None
-    return value
 
 
 def lookup(queryset: models.QuerySet, key: Any, *, shape: str) -> models.Model | None:

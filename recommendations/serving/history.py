@@ -32,9 +32,9 @@ from recommendations.models import (
 )
 from recommendations.models.preferences import PersonalisationPreference
 from recommendations.serving.compiled import KeyedQuery
-from recommendations.serving.errors import NotFound, key_value, lookup, lookup_query
+from recommendations.serving.errors import NotFound, lookup, lookup_query
 from recommendations.serving.types import Audience
-from recommendations.sql import array_literal, native_timestamps
+from recommendations.sql import array_literal, key_value, native_timestamps
 from recommendations.vectors.lists import has_lists
 from recommendations.vectors.queries import active_version, parse_vector, vector_read_database
 

@@ -92,6 +92,16 @@ def test_a_browser_may_send_what_the_beacon_and_storefront_scripts_send(browser,
     assert response.json()["stored"] == len(sent)
 
 
+def test_a_browsers_batch_of_too_many_events_is_told_the_cap(browser, catalogue):
+    """The answer said only that a browser sends smaller batches, not that 500 is the cap."""
+    events = [{"event_type": "view", "product_id": str(catalogue[0].pk)}] * 501
+    response = post(browser, events)
+    assert response.status_code == 400
+    assert response.json()["detail"] == (
+        "The batch has 501 events; at most 500 are accepted per request: split it into smaller batches."
+    )
+
+
 def test_a_browsers_context_is_capped_in_bytes(browser, catalogue):
     """The review stored 30 contexts of 933 KB from one anonymous session."""
     product = str(catalogue[0].pk)
@@ -321,6 +331,27 @@ def shown_campaigns(client):
         match["id"]: match["recommendation_id"]
         for match in client.get("/api/campaigns/for-me/").json()["results"]
     }
+
+
+@pytest.mark.parametrize("sender", ["browser", "api_key"])
+def test_a_campaign_view_or_click_must_name_its_campaign(catalogue, api_key, sender):
+    """Caps and campaign statistics find a campaign in the event's context: without it, the
+    event was stored and counted for nothing, and the sender never knew."""
+    missing = [
+        {"event_type": "campaign_view"},
+        {"event_type": "campaign_click", "context": {"page": "/"}},
+        {"event_type": "campaign_view", "context": {"campaign": " "}},
+    ]
+    response = post(fresh_browser(), missing) if sender == "browser" else post(Client(), missing, api_key)
+    assert response.status_code == 400, response.content
+    errors = [e["errors"] for e in response.json()["errors"]]
+    required = (
+        "context.campaign is required for {} events: the campaign's id, as /api/campaigns/for-me/ answers it"
+    )
+    assert errors == [
+        {"context": [required.format(kind)]} for kind in ("campaign_view", "campaign_click", "campaign_view")
+    ]
+    assert not Event.objects.exists()
 
 
 def test_campaign_views_from_sessions_never_shown_the_campaign_do_not_use_up_its_cap(catalogue):

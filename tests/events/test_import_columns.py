@@ -37,7 +37,7 @@ def field_choices(catalogue, shopper):
     product, store = catalogue[0], catalogue[1].store
     return {
         "event_type": [
-            ["view", "purchase", "rating", "search", "store_view", "add_to_cart", "click"],
+            ["view", "purchase", "rating", "search", "store_view", "add_to_cart", "click", "campaign_view"],
             [ABSENT, "impression", "bogus", 5, None, ""],
         ],
         "event_id": [["e-1", "import:abc", "x" * 64], [ABSENT, "bad id!", "", "x" * 65, 7]],
@@ -66,7 +66,7 @@ def field_choices(catalogue, shopper):
             ["yesterday", "2999-01-01T00:00:00Z", True, float("inf"), "", "0001-01-01T00:00:00+05:00", -1],
         ],
         "context": [
-            [ABSENT, {"page": "/p/"}, {"a": {"b": 1}}, None],
+            [ABSENT, {"page": "/p/"}, {"a": {"b": 1}}, None, {"campaign": "7"}],
             [{"products": [product.pk]}, "x", [1], {"a": [{"b": "\x00"}]}, {"k\x00": 1}],
         ],
         "products": [[ABSENT], [[product.pk], [], "x"]],
@@ -87,6 +87,7 @@ def random_event(rng, choices, index):
             "rating": ("value", 4),
             "search": ("query", "mug"),
             "store_view": ("store_id", choices["store_id"][0][1]),
+            "campaign_view": ("context", {"campaign": 7}),
         }
         name, value = required.get(event.get("event_type"), ("product_id", choices["product_id"][0][1]))
         event[name] = value
@@ -119,6 +120,15 @@ def test_columns_accept_only_what_validate_batch_accepts_and_give_the_same_rows(
             accepted += 1
     # Both outcomes are exercised, and the column path takes most valid batches.
     assert accepted > 120 and rejected > 120
+
+
+@pytest.mark.django_db
+def test_columns_leave_a_campaign_event_without_its_campaign_to_the_per_event_path(catalogue):
+    named = {"event_id": "c-1", "event_type": "campaign_view", "context": {"campaign": "7"}}
+    unnamed = {"event_id": "c-2", "event_type": "campaign_click", "context": {"page": "/"}}
+    assert validate_columns(columns_of([named, unnamed]), 2, now=NOW) is None
+    expected = validate_batch([named], Origin(trusted=True), now=NOW)
+    assert repr(validate_columns(columns_of([named]), 1, now=NOW)) == repr(expected)
 
 
 @pytest.mark.django_db

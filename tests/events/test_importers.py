@@ -385,6 +385,36 @@ def test_a_number_beyond_a_float_is_a_bad_value_not_a_crash(tmp_path, catalogue)
 
 
 @pytest.mark.django_db
+def test_a_key_beyond_its_integer_column_is_an_unknown_key_not_a_crash(tmp_path, catalogue):
+    """PostgreSQL refused the lookup of the whole batch for a key too large for its column."""
+    events = tmp_path / "huge-keys.jsonl"
+    events.write_text(json.dumps({"event_type": "view", "product_id": 2**63}) + "\n")
+    with pytest.raises(ImportFailed) as failure:
+        import_event_file(events)
+    assert failure.value.errors == [
+        "huge-keys.jsonl line 1: product_id: no product has the primary key '9223372036854775808'"
+    ]
+
+
+@pytest.mark.django_db
+def test_an_imported_campaign_view_or_click_must_name_its_campaign(tmp_path, catalogue):
+    """Without it a campaign event counts for nothing: refused by line, as the API refuses it."""
+    events = tmp_path / "campaigns.jsonl"
+    lines = [
+        {"event_id": "c-1", "event_type": "campaign_view", "context": {"campaign": "7"}},
+        {"event_id": "c-2", "event_type": "campaign_click"},
+    ]
+    events.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    with pytest.raises(ImportFailed) as failure:
+        import_event_file(events)
+    assert failure.value.errors == [
+        "campaigns.jsonl line 2: context: context.campaign is required for campaign_click events: the "
+        "campaign's id, as /api/campaigns/for-me/ answers it"
+    ]
+    assert not Event.objects.exists()
+
+
+@pytest.mark.django_db
 def test_generic_catalogue_file_is_all_or_nothing(tmp_path):
     good = tmp_path / "catalogue.csv"
     write_csv(

@@ -242,6 +242,29 @@ def test_what_postgresql_cannot_store_is_refused_by_field_not_by_the_database(cl
 
 
 @pytest.mark.django_db
+def test_keys_beyond_their_integer_columns_are_unknown_keys_not_a_500(client, catalogue, api_key):
+    """PostgreSQL refused the whole lookup ("bigint out of range") for one key too large for
+    its column (products and stores: bigint; users: integer), and the batch was a 500."""
+    beyond_bigint, beyond_integer = str(2**63), str(2**31)
+    events = [
+        {"event_type": "store_view", "store_id": "99999999999999999999"},
+        {"event_type": "impression", "products": [str(catalogue[0].pk), "99999999999999999999"]},
+        {"event_type": "view", "product_id": beyond_bigint},
+        view(catalogue[0], user_id=beyond_integer),
+    ]
+    response = post(client, {"events": events}, api_key)
+    assert response.status_code == 400, response.content[:300]
+    errors = [e["errors"] for e in response.json()["errors"]]
+    assert errors == [
+        {"store_id": ["no store has the primary key '99999999999999999999'"]},
+        {"products": ["unknown product(s): 99999999999999999999"]},
+        {"product_id": [f"no product has the primary key '{beyond_bigint}'"]},
+        {"user_id": [f"no user has the primary key '{beyond_integer}'"]},
+    ]
+    assert not Event.objects.exists()
+
+
+@pytest.mark.django_db
 @override_settings(
     RECOMMENDATIONS={"PRODUCT_MODEL": "shop.Product", "STORE_MODEL": "shop.Store", "MAX_BATCH_BYTES": 2000}
 )

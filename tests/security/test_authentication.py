@@ -48,6 +48,14 @@ def test_each_scope_opens_only_its_own_door(make_key, products):
     assert Event.objects.count() == 1
 
 
+@pytest.mark.parametrize("scheme", ["api-key", "API-KEY", "Api-Key"])
+def test_the_scheme_is_matched_in_any_case(make_key, products, scheme):
+    """RFC 7235: "api-key <key>" was ignored, and the batch refused as a browser's without CSRF."""
+    raw = make_key("events:write")
+    assert post_events(Client(), products[0], HTTP_AUTHORIZATION=f"{scheme} {raw}").status_code == 200
+    assert Client(HTTP_AUTHORIZATION=f"{scheme} deadbeef.not-a-key").get(FOR_YOU).status_code == 401
+
+
 def test_revoked_unknown_and_malformed_keys_get_the_same_401(make_key, products):
     raw = make_key("events:write", "recommendations:read")
     ApiKey.objects.get().revoke()

@@ -133,6 +133,25 @@ def test_unknown_ids_are_404_with_a_message(client, catalog):
         assert text in response.json()["detail"], path
 
 
+@pytest.mark.parametrize("debug", [False, True])
+def test_paths_that_name_no_endpoint_are_a_json_404(client, catalog, settings, debug):
+    """Django answered these with its HTML 404 page, and a POST without its trailing slash with
+    APPEND_SLASH's redirect (301; under DEBUG a RuntimeError, a 500)."""
+    settings.DEBUG = debug
+    docs = "The API's endpoints are listed at /api/docs/."
+    slash = "API paths end in /: did you mean {}/?"
+    for method, path, hint in [
+        ("get", "/api/campaigns/abc/audience/", docs),
+        ("get", "/api/recommendations/similar/", docs),
+        ("delete", "/api/nothing-here", docs),
+        ("post", "/api/events", slash.format("/api/events")),
+        ("get", "/api/recommendations/trending", slash.format("/api/recommendations/trending")),
+    ]:
+        response = getattr(client, method)(path)
+        assert response.status_code == 404, path
+        assert response.json() == {"detail": f"Not found: {method.upper()} {path}. {hint}"}
+
+
 def test_a_store_named_with_leading_zeros_is_not_like_itself(client, catalog, model):
     for title in catalog.products:  # every store is popular, this one too
         add_event(catalog, "purchase", title, session="shopper")
