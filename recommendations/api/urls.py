@@ -1,7 +1,7 @@
 """URLs of the REST API; the host includes them under `api/` with
-`path("api/", include("recommendations.api.urls"))`. The last pattern answers every other
-path under that prefix with a JSON 404 (`api.not_found`), so the host's own paths there come
-before this include.
+`path("api/", include("recommendations.api.urls"))`. The last pattern answers any other path
+under the API's own first segments (`events`, `recommendations`, `campaigns`, ...) with a JSON
+404 (`api.not_found`); other paths under the prefix are left to the host's URLs after this include.
 """
 
 from django.urls import include, path, re_path
@@ -59,5 +59,8 @@ urlpatterns = [
     path("campaigns/for-me/", CampaignsForMeView.as_view(), name="campaigns-for-me"),
     path("campaigns/<int:pk>/audience/", CampaignAudienceView.as_view(), name="campaign-audience"),
     path("", include(marketing_router.urls)),
-    re_path(r"", not_found, name="not-found"),  # last: any other path, with or without its slash
 ]
+# Last: any other path under the API's own first segments, with or without its slash.
+_segments = {str(pattern.pattern).split("/")[0] for pattern in urlpatterns} - {""}
+_segments |= {prefix for prefix, _viewset, _basename in marketing_router.registry}
+urlpatterns.append(re_path(rf"^(?:{'|'.join(sorted(_segments))})(?:/.*)?$", not_found, name="not-found"))

@@ -143,13 +143,21 @@ def test_paths_that_name_no_endpoint_are_a_json_404(client, catalog, settings, d
     for method, path, hint in [
         ("get", "/api/campaigns/abc/audience/", docs),
         ("get", "/api/recommendations/similar/", docs),
-        ("delete", "/api/nothing-here", docs),
+        ("delete", "/api/recommendations/nothing-here", docs),
         ("post", "/api/events", slash.format("/api/events")),
         ("get", "/api/recommendations/trending", slash.format("/api/recommendations/trending")),
     ]:
         response = getattr(client, method)(path)
         assert response.status_code == 404, path
         assert response.json() == {"detail": f"Not found: {method.upper()} {path}. {hint}"}
+
+
+def test_paths_outside_the_apis_own_segments_are_left_to_the_host(client):
+    """The JSON 404 answers only under the API's own first segments: a host's paths of its own
+    under `api/`, after the include, still reach the host's URLs."""
+    response = client.get("/api/host-endpoint/")
+    assert response.status_code == 404
+    assert not response.headers["Content-Type"].startswith("application/json")
 
 
 def test_a_store_named_with_leading_zeros_is_not_like_itself(client, catalog, model):
