@@ -110,7 +110,9 @@ def track(
     User, session, page, referrer and user agent come from `request`; without a request
     (a task, a webhook) pass `user`. Extra keyword arguments go into the event's context.
     Raises `EventValidationError` for bad input (an unknown product, a rating out of range).
-    Sending the same `event_id` twice stores the event once.
+    Sending the same `event_id` twice stores the event once. A naive `timestamp` is in the
+    current time zone (`TIME_ZONE`), as Django's ORM reads one; naive ISO text sent to the
+    API or imported is UTC.
     """
     raw: dict[str, Any] = {
         "event_id": event_id or new_event_id(),

@@ -21,6 +21,7 @@ from types import MappingProxyType
 from typing import Any
 
 import orjson
+from django.utils import timezone
 
 from recommendations.conf import rec_settings
 from recommendations.events.ids import EVENT_ID_PATTERN, session_event_id
@@ -143,7 +144,9 @@ def _describe(error: dict[str, Any]) -> str:
 
 
 def parse_timestamp(value: Any) -> dt.datetime:
-    """ISO 8601 text (naive means UTC) or unix seconds; raises ValueError with a usable message."""
+    """ISO 8601 text (naive means UTC), unix seconds, or a datetime from Python code (naive
+    means the current time zone, where Django's ORM puts it); raises ValueError with a
+    usable message."""
     if isinstance(value, str):  # the usual case first
         try:
             parsed = dt.datetime.fromisoformat(value)
@@ -157,7 +160,7 @@ def parse_timestamp(value: Any) -> dt.datetime:
             raise ValueError("must be a finite number of unix seconds")
         return dt.datetime.fromtimestamp(value, tz=dt.UTC)
     if isinstance(value, dt.datetime):
-        return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
+        return value if value.tzinfo else timezone.make_aware(value)
     raise ValueError("must be an ISO 8601 date-time or unix seconds")
 
 

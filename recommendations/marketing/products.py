@@ -8,12 +8,12 @@ A campaign names products, category names and stores. Targeting needs two views 
 - the *match*: whether a product a shopper touched belongs to the campaign's world (same
   product, store or category), which is how interest is measured without a model.
 
-Category names are matched case-insensitively against the category paths of serving's
-search index (`ProductDocument`, kept in step with the catalogue), and stores through the
-adapter's store field. What a campaign may offer (its scope, a flash sale's slow sellers) is
-cached for `CACHE_SECONDS` per campaign version; availability is read from the host's table
-on every call, because checkout changes stock without touching the campaign, and a sold-out
-sale must disappear at once.
+Category names are matched case-insensitively (a Greek final sigma as any sigma) against the
+category paths of serving's search index (`ProductDocument`, kept in step with the
+catalogue), and stores through the adapter's store field. What a campaign may offer (its
+scope, a flash sale's slow sellers) is cached for `CACHE_SECONDS` per campaign version;
+availability is read from the host's table on every call, because checkout changes stock
+without touching the campaign, and a sold-out sale must disappear at once.
 
 An inventory flash sale picks its products when it starts and keeps them until it ends:
 they are stored on the campaign (`sale_product_ids`), so that the slow sellers that start to
@@ -28,8 +28,6 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from django.db import connection
-from django.db.models import BooleanField, Q
-from django.db.models.expressions import RawSQL
 
 from recommendations.adapters import ProductRecord, get_product_adapter
 from recommendations.marketing.inventory import slow_sellers
@@ -39,11 +37,25 @@ from recommendations.serving.cache import from_cache
 CACHE_SECONDS = 600
 CACHE_PREFIX = "recommendations:campaign-products:"
 T = TypeVar("T")
+# Category names compare lower-cased, with the final sigma as the other one: Python's lower()
+# makes "ΚΑΦΕΣ" "καφες" and PostgreSQL's makes it "καφεσ", while "Καφές" is "καφές" in both.
+# SQL folds both sides itself (`_folded`), so the database's lower() meets only its own.
+FINAL_SIGMA, SIGMA = "\u03c2", "\u03c3"
+
+
+def _fold_category(name: str) -> str:
+    """A category name as the campaign scope's Python side compares it."""
+    return name.lower().replace(FINAL_SIGMA, SIGMA)
+
+
+def _folded(sql: str) -> str:
+    """`_fold_category` of an SQL text expression, in SQL."""
+    return f"translate(lower({sql}), '{FINAL_SIGMA}', '{SIGMA}')"
 
 
 @dataclass(frozen=True)
 class CampaignScope:
-    """The campaign's products, stores and categories (lower-cased) as sets, for matching."""
+    """The campaign's products, stores and categories (`_fold_category`) as sets, for matching."""
 
     product_ids: frozenset[str]
     store_ids: frozenset[str]
@@ -54,7 +66,7 @@ class CampaignScope:
         return (
             record.id in self.product_ids
             or (record.store_id is not None and record.store_id in self.store_ids)
-            or any(name.lower() in self.categories for name in record.category_path)
+            or any(_fold_category(name) in self.categories for name in record.category_path)
         )
 
     @property
@@ -82,12 +94,15 @@ def _matching_ids(scope: CampaignScope) -> list[str]:
         stores = adapter.index_queryset().filter(**{f"{adapter.store_field}__in": list(scope.store_ids)})
         found.update(adapter.key(pk) for pk in stores.values_list("pk", flat=True))
     if scope.categories:
-        in_category = RawSQL(
-            "EXISTS (SELECT 1 FROM unnest(categories) AS name WHERE lower(name) = ANY(%s))",
-            [sorted(scope.categories)],
-            output_field=BooleanField(),
-        )
-        found.update(ProductDocument.objects.filter(Q(in_category)).values_list("product_id", flat=True))
+        table = connection.ops.quote_name(ProductDocument._meta.db_table)
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"SELECT product_id FROM {table} WHERE EXISTS ("
+                f"SELECT 1 FROM unnest(categories) AS name WHERE {_folded('name')} = ANY("
+                f"ARRAY(SELECT {_folded('given')} FROM unnest(%s::text[]) AS given)))",
+                [sorted(scope.categories)],
+            )
+            found.update(product_id for (product_id,) in cursor.fetchall())
     return sorted(found)
 
 
@@ -102,18 +117,18 @@ def _available(product_ids: Collection[str]) -> set[str]:
 
 def unknown_categories(names: Iterable[str]) -> list[str]:
     """The names (any case) in no indexed product's category path, in the order given."""
-    wanted = {name.lower(): name for name in names}
+    wanted = {_fold_category(name): name for name in names}
     if not wanted:
         return []
     table = connection.ops.quote_name(ProductDocument._meta.db_table)
     with connection.cursor() as cursor:
         cursor.execute(
-            f"SELECT DISTINCT lower(name) FROM {table}, unnest(categories) AS name "
-            "WHERE lower(name) = ANY(%s)",
+            f"SELECT given FROM unnest(%s::text[]) AS given WHERE {_folded('given')} IN "
+            f"(SELECT {_folded('name')} FROM {table}, unnest(categories) AS name)",
             [list(wanted)],
         )
-        found = {lowered for (lowered,) in cursor.fetchall()}
-    return [name for lowered, name in wanted.items() if lowered not in found]
+        found = {folded for (folded,) in cursor.fetchall()}
+    return [name for folded, name in wanted.items() if folded not in found]
 
 
 def explicit_scope(campaign: Campaign) -> CampaignScope:
@@ -121,7 +136,7 @@ def explicit_scope(campaign: Campaign) -> CampaignScope:
     return CampaignScope(
         frozenset(campaign.product_ids),
         frozenset(campaign.store_ids),
-        frozenset(name.lower() for name in campaign.category_names),
+        frozenset(_fold_category(name) for name in campaign.category_names),
     )
 
 
@@ -202,7 +217,9 @@ def interest_scope(campaign: Campaign) -> CampaignScope:
         adapter = get_product_adapter()
         products = offer(campaign)
         leaves = {
-            r.category_path[-1].lower() for r in adapter.records(adapter.by_keys(products)) if r.category_path
+            _fold_category(r.category_path[-1])
+            for r in adapter.records(adapter.by_keys(products))
+            if r.category_path
         }
         return CampaignScope(
             scope.product_ids | frozenset(products), scope.store_ids, scope.categories | leaves

@@ -8,6 +8,7 @@ way the audit trail itself never needs erasing and can prove that an erasure hap
 from __future__ import annotations
 
 from django.db import models
+from django.utils import timezone
 
 
 class AuditAction(models.TextChoices):
@@ -31,4 +32,4 @@ class AuditEntry(models.Model):
         verbose_name_plural = "audit entries"
 
     def __str__(self) -> str:
-        return f"{self.get_action_display()} at {self.created_at:%Y-%m-%d %H:%M}"
+        return f"{self.get_action_display()} at {timezone.localtime(self.created_at):%Y-%m-%d %H:%M}"

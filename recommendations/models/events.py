@@ -10,6 +10,7 @@ from django.conf import settings
 from django.contrib.postgres.indexes import GinIndex, OpClass
 from django.db import connections, models, router, transaction
 from django.db.models.functions import Upper
+from django.utils import timezone
 
 
 class EventType(models.TextChoices):
@@ -167,7 +168,7 @@ class Event(models.Model):
 
     def __str__(self) -> str:
         who = f"user {self.user_id}" if self.user_id else f"session {self.session_id[:8]}"
-        return f"{self.event_type} by {who} at {self.timestamp:%Y-%m-%d %H:%M}"
+        return f"{self.event_type} by {who} at {timezone.localtime(self.timestamp):%Y-%m-%d %H:%M}"
 
     def save(self, *args: Any, **kwargs: Any) -> None:
         """Claims `event_id` when the event is new: a stored id raises `IntegrityError`."""

@@ -8,6 +8,8 @@ the host's table at query time, so a stale row never shows a sold-out product.
 
 from __future__ import annotations
 
+import unicodedata
+
 from django.contrib.postgres.fields import ArrayField
 from django.contrib.postgres.indexes import GinIndex
 from django.contrib.postgres.search import SearchVector, SearchVectorField
@@ -19,6 +21,14 @@ from django.db.models.functions import Coalesce
 # accents folded first (the `unaccent` dictionary, migration 0022), so "cafe" finds "Café"
 # and "crème" finds "creme".
 TEXT_SEARCH_CONFIG = "recommendations_english"
+
+
+def search_form(text: str) -> str:
+    """`text` as documents store it and queries look for it: NFKC, so that the width and
+    compatibility forms a shop or a shopper types are one (half-width "ｺｰﾋｰ" is "コーヒー",
+    full-width digits and Latin letters are ASCII ones); the text search configuration only
+    sees what it is given."""
+    return unicodedata.normalize("NFKC", text)
 
 
 class ProductDocument(models.Model):

@@ -24,6 +24,7 @@ from django.utils import timezone
 
 from recommendations.adapters import ProductRecord, get_product_adapter, get_store_adapter, get_store_model
 from recommendations.models import ProductDocument
+from recommendations.models.search import search_form
 from recommendations.progress import Progress
 from recommendations.signal_processors import PendingKeysProcessor
 
@@ -62,9 +63,9 @@ def _document(record: ProductRecord, store_names: dict[str, str]) -> ProductDocu
     store_name = store_names.get(record.store_id or "", "")
     return ProductDocument(
         product_id=record.id,
-        title=record.title[:500],
-        text=record.text,
-        brand=record.brand[:200],
+        title=search_form(record.title)[:500],
+        text=search_form(record.text),
+        brand=search_form(record.brand)[:200],
         categories=categories,
         store_id=record.store_id or "",
         store_name=store_name,

@@ -30,7 +30,7 @@ from django.db.models import F, Q, QuerySet
 
 from recommendations.adapters import get_product_adapter
 from recommendations.models import ModelVersion, ProductDocument
-from recommendations.models.search import TEXT_SEARCH_CONFIG
+from recommendations.models.search import TEXT_SEARCH_CONFIG, search_form
 from recommendations.serving import variants
 from recommendations.serving.cache import ProcessCache
 from recommendations.serving.errors import InvalidParameters
@@ -77,8 +77,9 @@ EXACT, NEAR, RELATED = 2, 1, 0
 
 
 def clean_query(query: str | None) -> str:
-    """The query trimmed; `InvalidParameters` when it is empty or too long."""
-    query = " ".join((query or "").split())
+    """The query trimmed, in the form documents store (`search_form`: "ｺｰﾋｰ" finds
+    "コーヒー"); `InvalidParameters` when it is empty or too long."""
+    query = " ".join(search_form(query or "").split())
     if not query:
         raise InvalidParameters({"q": "Give a search query, e.g. ?q=running shoes."})
     if len(query) > MAX_QUERY_LENGTH:

@@ -52,6 +52,7 @@ from recommendations.models import (
     ProductVector,
     UserVector,
 )
+from recommendations.models.search import search_form
 from recommendations.vectors import queries
 
 logger = logging.getLogger(__name__)
@@ -415,8 +416,8 @@ def _title_trigrams(keys: Sequence[str]) -> dict[str, frozenset[str]]:
     """The title trigrams of these products, from their search documents.
 
     A product without one (the catalogue was loaded after the index was last refreshed)
-    has its title read through the adapter instead: a list built without titles would rank
-    differently from the live query, which blends them.
+    has its title read through the adapter instead (in the form documents store it): a list
+    built without titles would rank differently from the live query, which blends them.
     """
     documents = ProductDocument.objects.values_list("product_id", "title")
     grams = {pid: trigrams(title) for pid, title in documents.iterator(chunk_size=50_000)}
@@ -426,7 +427,8 @@ def _title_trigrams(keys: Sequence[str]) -> dict[str, frozenset[str]]:
         adapter = get_product_adapter()
         for start in range(0, len(missing), TITLE_BATCH):
             chunk = adapter.by_keys(missing[start : start + TITLE_BATCH])
-            grams.update((record.id, trigrams(record.title)) for record in adapter.records(chunk))
+            records = adapter.records(chunk)
+            grams.update((record.id, trigrams(search_form(record.title))) for record in records)
         logger.warning(
             "%d of %d products have no search document; read their titles from the catalogue in %.1fs. "
             "Run `manage.py refresh_serving` after loading a catalogue so search finds them too.",

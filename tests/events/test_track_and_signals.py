@@ -1,9 +1,12 @@
 """The Python ways in: recommendations.track() and the host's domain signals."""
 
+import datetime as dt
 from decimal import Decimal
+from zoneinfo import ZoneInfo
 
 import pytest
 from django.test import RequestFactory
+from django.utils import timezone
 
 import recommendations
 from recommendations.events import signals
@@ -57,6 +60,19 @@ def test_track_keeps_one_session_id_per_browser_and_stores_an_event_id_once(requ
     recommendations.track(request, "search", query="mugs", products=catalogue[:2])
     assert Event.objects.count() == 2
     assert len(set(Event.objects.values_list("session_id", flat=True))) == 1
+
+
+@pytest.mark.django_db
+def test_a_naive_timestamp_is_in_the_shops_time_zone_as_the_orm_reads_it(catalogue, shopper, settings):
+    """track(timestamp=datetime(...)) without a tzinfo is the shop's local time, where a
+    model's DateTimeField would put it, not UTC (8 hours later in Shanghai)."""
+    settings.TIME_ZONE = "Asia/Shanghai"
+    local = timezone.localtime() - dt.timedelta(hours=10)  # read as UTC it is still in the past
+    naive = local.replace(tzinfo=None, microsecond=0)
+    event_id = recommendations.track(None, "view", product=catalogue[0], user=shopper, timestamp=naive)
+    stored = Event.objects.get(event_id=event_id).timestamp
+    assert stored == naive.replace(tzinfo=ZoneInfo("Asia/Shanghai"))
+    assert timezone.localtime(stored).replace(tzinfo=None) == naive
 
 
 @pytest.mark.django_db

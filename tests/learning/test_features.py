@@ -36,6 +36,28 @@ def test_cjk_text_gives_ngrams():
     assert len(a & b) > len(a & c)
 
 
+def test_combining_marks_stay_inside_their_words():
+    """Devanagari, Thai and Arabic write vowels as combining marks (Unicode Mn/Mc), which
+    `\\w` does not match: a word must not break into letters at each of them."""
+    assert text_tokens("हिन्दी किताब", ())[0] == ["हिन्दी", "किताब"]
+    assert text_tokens("ชาเขียว", ())[0] == ["ชาเขียว"]
+    words, ngrams = text_tokens("Nail Polish 深层保湿面霜", (3,))  # Latin and CJK as before
+    assert words == ["nail", "polish", "深层", "层保", "保湿", "湿面", "面霜"]
+    assert "<na" in ngrams and "保" in ngrams
+
+
+def test_vowelled_and_plain_arabic_are_one_word():
+    """Arabic is mostly written without its vowel marks (harakat) and sometimes with them,
+    or stretched with a tatweel: all are the same word."""
+    plain = text_tokens("قهوة عربية", (3,))
+    assert text_tokens("قَهْوَة عَرَبِيَّة", (3,)) == plain == text_tokens("قهــوة عربية", (3,))
+    assert plain[0] == ["قهوة", "عربية"]
+    f = ItemFeaturizer()
+    assert f.item_tokens(ItemContent(title="قهوة", brand="قَهْوَة")) == f.item_tokens(
+        ItemContent(title="قَهْوَة", brand="قهوة")
+    )
+
+
 def test_category_prefixes_brand_and_field_weights():
     f = ItemFeaturizer()
     item = ItemContent(title="red lipstick", category_path=["Beauty", "Makeup", "Lips"], brand="ACME")

@@ -14,12 +14,13 @@ from recommendations.marketing.audiences import build_audience, create_segment, 
 from recommendations.marketing.caps import views_so_far
 from recommendations.marketing.export import segment_rows
 from recommendations.marketing.inventory import slow_sellers
-from recommendations.marketing.products import offer
+from recommendations.marketing.products import offer, scope_product_ids
 from recommendations.marketing.rfm import customer_rfm, customers
 from recommendations.marketing.rules import InventoryRule, parse_rules
 from recommendations.marketing.targeting import CampaignStatus, campaign_status, campaigns_for
 from recommendations.models import Campaign, CampaignKind, Event, Segment, UserVector
 from recommendations.privacy.optout import set_opted_out
+from recommendations.serving.catalog import index_products
 from recommendations.serving.types import Audience
 from tests.marketing.conftest import add_event
 from tests.state import UNREACHABLE_CACHES
@@ -63,6 +64,23 @@ def test_model_without_vectors_for_the_campaign_falls_back_to_affinity(shop, mod
     audience = build_audience(promotion(category_names=["tea"]))  # names match case-insensitively
     assert audience.method == "affinity"
     assert set(users_of(audience)) == shop.user_ids("tea_lover", "newbie")
+
+
+@pytest.mark.parametrize(
+    ("stored", "named"),
+    [("ΚΑΦΕΣ", "ΚΑΦΕΣ"), ("ΚΑΦΕΣ", "Καφες"), ("Καφές", "ΚΑΦΈΣ"), ("Καφές", "καφέσ")],
+)
+def test_greek_category_names_match_in_any_case(shop, stored, named):
+    """A final sigma: Python's lower() makes "ΚΑΦΕΣ" "καφες", PostgreSQL's "καφεσ", so the
+    shop's own spelling was refused; the two sigmas are one letter in every comparison."""
+    interested = users_of(build_audience(promotion(name="Coffee", category_names=["Coffee"])))
+    shop.categories["Coffee"].name = stored
+    shop.categories["Coffee"].save()
+    index_products()
+    coffee = promotion(name="Καφές", category_names=[named])
+    coffee.full_clean()  # the category is known
+    assert set(offer(coffee)) == set(scope_product_ids(coffee)) == set(shop.ids("Coffee"))
+    assert users_of(build_audience(coffee)) == interested
 
 
 def test_member_benefits_follow_rfm_segments(shop):

@@ -246,6 +246,19 @@ def test_chinese_text_inside_a_title_is_found(catalog):
     assert found("耳机 argan") == {"Argan shampoo"}  # every word, as everywhere else
 
 
+def test_half_width_and_full_width_katakana_find_each_other(catalog, client):
+    """Japanese shops write katakana full-width (コーヒー) or half-width (ｺｰﾋｰ), and so do
+    shoppers: both sides are read in NFKC form, so either spelling finds the other."""
+    Product.objects.filter(pk=catalog.id("Dry shampoo spray")).update(title="アイスコーヒー 無糖 1L")
+    Product.objects.filter(pk=catalog.id("Argan shampoo")).update(title="ﾐﾙｸﾃｨｰ ﾎｯﾄ")
+    index_products()
+    found = lambda q: {item["id"] for item in client.get("/api/search/", {"q": q}).json()["results"]}  # noqa: E731
+    assert found("ｺｰﾋｰ") == found("コーヒー") == {catalog.id("Dry shampoo spray")}
+    assert found("ミルクティー") == found("ﾐﾙｸﾃｨｰ") == {catalog.id("Argan shampoo")}
+    full_width_1l = "\uff11\uff2c"  # digits and Latin letters are written full-width too
+    assert found(f"ｺｰﾋｰ {full_width_1l}") == {catalog.id("Dry shampoo spray")}
+
+
 def test_search_adds_semantic_matches_and_personalises(catalog, model):
     bob = catalog.titles(search.search("shampoo", Audience(session_id="bob"), Options(explain=True)).ids)
     # The two keyword matches first, then hair products that do not say "shampoo".

@@ -7,7 +7,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from recommendations.admin.filters import ProductFilter
-from recommendations.models import Event
+from recommendations.models import AuditEntry, Event
 from tests.storefront.conftest import event
 
 URL = reverse("admin:recommendations_event_changelist")
@@ -134,6 +134,18 @@ def test_date_filter_keeps_recent_events(admin_client, log):
     response = admin_client.get(URL, {"timestamp__gte": str(midnight)})
     assert log["other_view"].pk not in listed(response)
     assert log["shopper_view"].pk in listed(response)
+
+
+def test_an_events_and_an_audit_entrys_headings_show_local_time(admin_client, log, settings):
+    """The page's heading says the time the fields beside it say: the shop's, not UTC."""
+    settings.TIME_ZONE = "Asia/Shanghai"
+    entry = AuditEntry.objects.create(action="retention", source="task")
+    for obj, name in ((log["shopper_view"], "event"), (entry, "auditentry")):
+        moment = obj.timestamp if name == "event" else obj.created_at
+        response = admin_client.get(reverse(f"admin:recommendations_{name}_change", args=[obj.pk]))
+        heading = response.context["subtitle"]
+        assert heading.endswith(f" at {timezone.localtime(moment):%Y-%m-%d %H:%M}"), heading
+        assert f"<h2>{heading}</h2>" in response.content.decode()
 
 
 def test_events_are_read_only(admin_client, log):
