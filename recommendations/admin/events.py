@@ -18,6 +18,7 @@ from django.utils.html import format_html
 
 from recommendations.adapters import get_product_adapter
 from recommendations.admin.filters import AttributedFilter, ProductFilter, SessionFilter, UserFilter
+from recommendations.admin.pagination import EstimatedCountPaginator
 from recommendations.admin.readonly import ReadOnlyAdmin
 from recommendations.models import Event, EventKey
 from recommendations.serving.rules import titles
@@ -68,11 +69,13 @@ class EventAdmin(admin.ModelAdmin):
         "Finds an exact event id, recommendation id or product id, or searches whose query "
         "contains the text (in any case)."
     )
-    date_hierarchy = "timestamp"
+    # No `date_hierarchy`: it read the month of every event (DISTINCT DATE_TRUNC) on each page;
+    # the date filter picks a period through the timestamp index.
     ordering = ["-timestamp"]
     list_per_page = 50
     # Counting a large log on every page is slow and tells the reader little.
     show_full_result_count = False
+    paginator = EstimatedCountPaginator
     readonly_fields = [f.name for f in Event._meta.fields]
     fieldsets = [
         (None, {"fields": ["event_type", "timestamp", "user", "session_id"]}),
