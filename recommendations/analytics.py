@@ -214,8 +214,9 @@ def top_products(since: dt.datetime, limit: int = 10) -> list[TopProduct]:
         .order_by("-purchases", "-views", "product_id")[:limit]
     )
     adapter = get_product_adapter()
+    # The title alone: a whole record read each product's category, one query a product.
     titles = {
-        adapter.key(obj.pk): adapter.to_record(obj).title
+        adapter.key(obj.pk): adapter.get_title(obj)
         for obj in adapter.by_keys(row["product_id"] for row in rows)
     }
     return [

@@ -3,6 +3,8 @@
 from decimal import Decimal
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from recommendations import analytics
@@ -70,6 +72,13 @@ def test_coverage_and_top_products(scenario):
     top = analytics.top_products(since)
     assert [t.title for t in top] == [scenario[0].title, scenario[3].title, scenario[1].title]
     assert (top[0].views, top[0].purchases, top[0].revenue) == (3, 1, Decimal("24.00"))
+
+
+def test_top_products_read_their_titles_in_one_query(scenario):
+    """Each product's whole record read its category too: one more query a product."""
+    with CaptureQueriesContext(connection) as queries:
+        top = analytics.top_products(analytics.window_start(30))
+    assert len(top) == 3 and len(queries) == 2  # the events' figures, the products' titles
 
 
 def test_window_must_hold_a_day():
