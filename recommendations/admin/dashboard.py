@@ -1,7 +1,8 @@
 """The admin dashboard: behaviour, the recommendation funnel, coverage and top products.
 
-The figures come from `recommendations.analytics`; this module only picks the window and
-turns them into charts (server-side SVG, see `charts`).
+The figures come from `recommendations.analytics`, computed at most once a minute per window
+(`recent_overview`); this module only picks the window and turns them into charts
+(server-side SVG, see `charts`).
 """
 
 from __future__ import annotations
@@ -54,7 +55,7 @@ class DashboardAdmin(AdminPage):
 
     def page_context(self, request: HttpRequest) -> dict[str, Any]:
         days = window_from(request)
-        overview = analytics.overview(days)
+        overview = analytics.recent_overview(days)
         daily = overview.daily
         series = charts.colored({EVENT_LABELS.get(t, t): values for t, values in daily.counts.items()})
         for funnel in overview.funnels:

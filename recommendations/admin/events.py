@@ -24,6 +24,7 @@ from recommendations.admin.filters import (
     UserFilter,
     about_product,
 )
+from recommendations.admin.pagination import EstimatedCountPaginator
 from recommendations.admin.readonly import ReadOnlyAdmin
 from recommendations.models import Event, EventKey
 from recommendations.serving.rules import titles
@@ -75,11 +76,13 @@ class EventAdmin(admin.ModelAdmin):
         "Finds an exact event id or recommendation id, a product id (in any case), or searches "
         "whose query contains the text (in any case)."
     )
-    date_hierarchy = "timestamp"
+    # No `date_hierarchy`: it read the month of every event (DISTINCT DATE_TRUNC) on each page;
+    # the date filter picks a period through the timestamp index.
     ordering = ["-timestamp"]
     list_per_page = 50
     # Counting a large log on every page is slow and tells the reader little.
     show_full_result_count = False
+    paginator = EstimatedCountPaginator
     readonly_fields = [f.name for f in Event._meta.fields]
     fieldsets = [
         (None, {"fields": ["event_type", "timestamp", "user", "session_id"]}),

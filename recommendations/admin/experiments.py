@@ -11,7 +11,7 @@ and promote a variant.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from functools import partial
+from functools import cached_property, partial
 from typing import Any
 
 from django import forms
@@ -65,6 +65,16 @@ class VariantForm(forms.ModelForm):
 class VariantFormSet(forms.BaseInlineFormSet):
     """The variants as a set (shares, one control, distinct keys), as the API checks them."""
 
+    @cached_property
+    def model_version_choices(self) -> list:
+        """The model versions to pick from, read once for every row: each row's select read
+        them again (8 variants, 8 queries)."""
+        return list(self.form.base_fields["model_version"].choices)
+
+    def add_fields(self, form: forms.Form, index: int | None) -> None:
+        super().add_fields(form, index)
+        form.fields["model_version"].choices = self.model_version_choices
+
     def clean(self) -> None:
         # Before Django's own duplicate check, so a repeated key gets the API's message too.
         if not any(self.errors):
@@ -82,6 +92,11 @@ class VariantInline(admin.TabularInline):
     extra = 0
     min_num = 2
     fields = VariantForm.Meta.fields
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Variant]:
+        # Each row is titled with `Variant.__str__`, which names the experiment, and a started
+        # experiment's rows show their model version: both read with the rows.
+        return super().get_queryset(request).select_related("experiment", "model_version")
 
     def _editable(self, obj: Experiment | None) -> bool:
         return obj is None or obj.is_editable

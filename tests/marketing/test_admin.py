@@ -15,7 +15,15 @@ from django.utils import timezone
 from recommendations.experiments import variant_for
 from recommendations.marketing.audiences import create_segment
 from recommendations.marketing.targeting import showable_campaigns
-from recommendations.models import Campaign, Experiment, ExperimentStatus, Segment, SegmentMember, Variant
+from recommendations.models import (
+    Campaign,
+    Experiment,
+    ExperimentStatus,
+    ModelVersion,
+    Segment,
+    SegmentMember,
+    Variant,
+)
 from tests.marketing.conftest import add_event
 from tests.marketing.test_attribution import planted, running_experiment, three_challengers
 
@@ -416,6 +424,36 @@ def test_the_experiment_list_reads_the_winners_with_the_rows(admin_client, db):
     page = admin_client.get(url)
     assert page.context["cl"].result_count == 11 and b"more-9/new" in page.content
     assert queries_for_the_list() == one_row
+
+
+@pytest.mark.parametrize("status", [ExperimentStatus.DRAFT, ExperimentStatus.STOPPED])
+def test_the_experiment_page_reads_its_variants_with_a_fixed_number_of_queries(admin_client, status):
+    """Each variant's row read its experiment (for its title) and the model versions (for its
+    select) again: 11 queries with 2 variants, 22 with 8."""
+    version = ModelVersion.objects.create()
+
+    def queries_for_the_page(variants: int) -> int:
+        experiment = Experiment.objects.create(key=f"with-{variants}", name="Many")
+        for i in range(variants):
+            Variant.objects.create(
+                experiment=experiment,
+                key=f"v{i}",
+                is_control=i == 0,
+                traffic_share=100 / variants,
+                model_version=version,
+            )
+        Experiment.objects.filter(pk=experiment.pk).update(status=status)
+        url = reverse("admin:recommendations_experiment_change", args=[experiment.pk])
+        admin_client.get(url)  # a started experiment's results, then kept for a minute
+        with CaptureQueriesContext(connection) as queries:
+            page = admin_client.get(url)
+        html = page.content.decode()
+        assert page.status_code == 200 and f"with-{variants}/v{variants - 1}" in html
+        if status == ExperimentStatus.DRAFT:  # each row's select shows its variant's version
+            assert html.count(f'<option value="{version.pk}" selected>') == variants
+        return len(queries)
+
+    assert queries_for_the_page(2) == queries_for_the_page(8)
 
 
 def test_a_started_experiment_keeps_its_key_and_variants_in_the_admin(admin_client, db):

@@ -3,7 +3,10 @@
 from decimal import Decimal
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
+from django.utils import timezone
 
 from recommendations import analytics
 from recommendations.models import ServedRecommendation
@@ -72,6 +75,13 @@ def test_coverage_and_top_products(scenario):
     assert (top[0].views, top[0].purchases, top[0].revenue) == (3, 1, Decimal("24.00"))
 
 
+def test_top_products_read_their_titles_in_one_query(scenario):
+    """Each product's whole record read its category too: one more query a product."""
+    with CaptureQueriesContext(connection) as queries:
+        top = analytics.top_products(analytics.window_start(30))
+    assert len(top) == 3 and len(queries) == 2  # the events' figures, the products' titles
+
+
 def test_window_must_hold_a_day():
     with pytest.raises(ValueError, match="at least one day"):
         analytics.window_start(0)
@@ -85,6 +95,23 @@ def test_dashboard_page_shows_the_figures_and_svg_charts(admin_client, scenario)
     assert "Recommended for you" in html and "50.0%" in html
     assert scenario[0].title in html
     assert "<b>3</b> of 7" in html  # coverage of the recommended products
+
+
+def test_dashboard_shows_the_figures_it_computed_within_the_minute(admin_client, scenario):
+    """Its figures read every event of the window (400-500 ms for 30 days at 315,000 events)."""
+    url = reverse("admin:recommendations_dashboard_changelist")
+    first = admin_client.get(url, {"days": 7})
+    computed_at = first.context["overview"].computed_at
+    assert f"computed at {timezone.localtime(computed_at):%H:%M:%S}, figures up to a minute old" in (
+        first.content.decode()
+    )
+    event("view", product=scenario[1])
+    with CaptureQueriesContext(connection) as queries:
+        again = admin_client.get(url, {"days": 7})
+    assert again.context["overview"].totals == first.context["overview"].totals
+    assert not [query["sql"] for query in queries if "recommendations_event" in query["sql"]]
+    other_window = admin_client.get(url, {"days": 14}).context["overview"]
+    assert other_window.totals["events"] == first.context["overview"].totals["events"] + 1
 
 
 def test_dashboard_with_no_events_explains_what_is_missing(admin_client, catalogue):

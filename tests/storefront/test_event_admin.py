@@ -1,13 +1,17 @@
 """The event browser and the admin registrations of the engine's and the shop's tables."""
 
+import datetime as dt
+
 import pytest
 from django.contrib import admin
 from django.db import connection, transaction
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
 from recommendations.admin.filters import ProductFilter
-from recommendations.models import AuditEntry, Event
+from recommendations.admin.pagination import EstimatedCountPaginator
+from recommendations.models import AuditEntry, DailyEventCount, Event, ProductPair, ServedRecommendation
 from tests.storefront.conftest import event
 
 URL = reverse("admin:recommendations_event_changelist")
@@ -110,11 +114,7 @@ def test_a_search_and_the_product_filter_read_indexes_not_the_whole_log(admin_cl
     ]
     by_product = ProductFilter(request, {"product": ["Mug-Blue-XL"]}, Event, model_admin)
     for found in [*searches, by_product.queryset(request, Event.objects.all())]:
-        sql, params = found.query.sql_with_params()
-        with transaction.atomic(), connection.cursor() as cursor:
-            cursor.execute("SET LOCAL enable_seqscan = off")
-            cursor.execute(f"EXPLAIN {sql}", params)
-            plan = "\n".join(row[0] for row in cursor.fetchall())
+        plan = plan_of(*found.query.sql_with_params())
         assert "Seq Scan" not in plan, plan
 
 
@@ -170,3 +170,56 @@ def test_every_model_is_registered_and_its_list_renders(admin_client, catalogue,
         for model in apps.get_app_config(app).get_models():
             url = reverse(f"admin:{model._meta.app_label}_{model._meta.model_name}_changelist")
             assert admin_client.get(url).status_code == 200, url
+
+
+def plan_of(sql: str, params) -> str:
+    """PostgreSQL's plan for a statement with sequential scans priced out: what it would do
+    with a table too big to read whole, whatever the size of the test's."""
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("SET LOCAL enable_seqscan = off")
+        cursor.execute(f"EXPLAIN {sql}", params)
+        return "\n".join(row[0] for row in cursor.fetchall())
+
+
+@pytest.fixture
+def growing_tables(log):
+    """A row in each table that grows with traffic."""
+    ServedRecommendation.objects.create(id="s1", kind="for_you", source="popular", product_ids=["1"])
+    DailyEventCount.objects.create(day=dt.date(2024, 3, 5), event_type="view", product_id="1", count=4)
+    ProductPair.objects.create(kind="bought", product_id="1", other_id="2", count=3, score=0.5)
+
+
+@pytest.mark.parametrize("model", [Event, ServedRecommendation, DailyEventCount, ProductPair])
+def test_lists_of_growing_tables_neither_count_every_row_nor_read_every_date(
+    admin_client, growing_tables, model
+):
+    """Django counts every matching row to number the pages (51-92 ms at 315,000 events),
+    and its date drill-down read every row's month (DISTINCT DATE_TRUNC, 88-106 ms)."""
+    url = reverse(f"admin:recommendations_{model._meta.model_name}_changelist")
+    with CaptureQueriesContext(connection) as queries:
+        response = admin_client.get(url)
+    assert response.status_code == 200 and len(response.context["cl"].result_list) >= 1
+    statements = [query["sql"] for query in queries]
+    counts = [sql for sql in statements if "COUNT(" in sql]
+    assert counts and all(f"LIMIT {EstimatedCountPaginator.exact_up_to + 1}" in sql for sql in counts), counts
+    assert not [sql for sql in statements if "DATE_TRUNC" in sql]
+
+
+def test_a_list_longer_than_it_counts_says_about_how_long_it_is(admin_client, log, monkeypatch):
+    monkeypatch.setattr(EstimatedCountPaginator, "exact_up_to", 2)
+    monkeypatch.setattr(admin.site._registry[Event], "list_per_page", 3)
+    first = admin_client.get(URL)
+    cl = first.context["cl"]
+    assert cl.paginator.estimated and cl.result_count > 2  # the planner's figure, at least what was counted
+    assert f"about {cl.result_count:,} events" in first.content.decode()
+    second = admin_client.get(URL, {"p": 2})
+    assert len(listed(first) | listed(second)) == 4
+    filtered = admin_client.get(URL, {"event_type__exact": "view"})  # counted in full: 2 rows
+    assert not filtered.context["cl"].paginator.estimated and "2 events" in filtered.content.decode()
+
+
+def test_product_pairs_are_listed_in_the_order_of_their_index(admin_client, growing_tables):
+    """Another order sorted every pair for each page (57 ms at 389,000 pairs)."""
+    page = admin_client.get(reverse("admin:recommendations_productpair_changelist"))
+    plan = plan_of(*page.context["cl"].queryset[:50].query.sql_with_params())
+    assert "rec_pair_lookup" in plan and "\n  ->  Sort" not in plan, plan

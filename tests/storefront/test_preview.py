@@ -3,6 +3,8 @@
 from decimal import Decimal
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from recommendations.experiments import assignment, lifecycle, variant_for
@@ -105,3 +107,17 @@ def test_preview_serves_the_users_variant_without_counting_them_as_exposed(
     choice = variant_for(shopper)
     assert Assignment.objects.get().user_id == shopper.pk
     assert Assignment.objects.get().variant.key == choice.variant_key
+
+
+def test_preview_offers_the_latest_shoppers_from_the_newest_events_only(
+    admin_client, shopper, history, django_user_model
+):
+    """Every user's latest event (MAX over the whole log, grouped by user) took 104-250 ms
+    at 315,000 events on every load of the page."""
+    event("view", product=history[3], user=django_user_model.objects.create_user("latest"))
+    with CaptureQueriesContext(connection) as queries:
+        response = admin_client.get(URL)
+    names = [user.get_username() for user in response.context["shoppers"]]
+    assert names == ["latest", "shopper", "buyer2", "buyer1", "buyer0"]
+    reads = [query["sql"] for query in queries if "recommendations_event" in query["sql"]]
+    assert reads and all("GROUP BY" not in sql and "LIMIT" in sql for sql in reads), reads
