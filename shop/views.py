@@ -32,7 +32,7 @@ from shop.checkout import place_order, placed_order
 from shop.demo_data import DEMO_EMAIL_DOMAIN, DEMO_PASSWORD
 from shop.forms import SEARCH_PAGE, CartChangeForm, CheckoutForm, SearchForm
 from shop.models import Category, Order, Product, Store
-from shop.ratings import with_ratings
+from shop.ratings import attach_ratings
 
 PAGE_SIZE = 24
 # How many of a category's products are put in the visitor's order (the serving limit is 100).
@@ -55,8 +55,16 @@ DEMO_ACCOUNTS = 4
 
 
 def _for_pages(products: QuerySet[Product]) -> QuerySet[Product]:
-    """Products as pages show them: with their store, category and ratings."""
-    return with_ratings(products.select_related("store", "category"))
+    """Products as pages show them: with their store and category. Their ratings are read for
+    the products a page shows, once it is cut (`_rated`)."""
+    return products.select_related("store", "category")
+
+
+def _rated(page: Page) -> Page:
+    """`page` with its products' ratings, in one query for them alone (`attach_ratings`)."""
+    page.object_list = list(page.object_list)
+    attach_ratings(page.object_list)
+    return page
 
 
 def available_products() -> QuerySet[Product]:
@@ -147,6 +155,7 @@ def category(request: HttpRequest, slug: str) -> HttpResponse:
         page.object_list = [by_id[pid] for pid in page.object_list if pid in by_id]
         for item in page.object_list:
             item.recommendation = recommendations_by_id.get(str(item.pk))
+    page = _rated(page)
     block_id = next(iter(recommendations_by_id.values())).recommendation_id if recommendations_by_id else ""
     ancestors = _ancestors(node)
     # Where a card's add form returns without JavaScript: this page, named, so that it is cut
@@ -182,6 +191,7 @@ def product(request: HttpRequest, slug: str) -> HttpResponse:
     # A sold-out product keeps its page (links from orders, carts and search engines stay
     # good) and says so; one no longer sold is gone. Recommendations never show either.
     item = get_object_or_404(_for_pages(Product.objects.filter(is_active=True)), slug=slug)
+    attach_ratings([item])
     cart = Cart(request.session)
     form = CartChangeForm(
         initial={"product": item.pk, "quantity": 1, "recommendation_id": request.GET.get("rec", "")}
@@ -203,7 +213,7 @@ def product(request: HttpRequest, slug: str) -> HttpResponse:
 def store(request: HttpRequest, slug: str) -> HttpResponse:
     seller = get_object_or_404(Store.objects.prefetch_related("categories"), slug=slug)
     products = available_products().filter(store=seller)
-    page = Paginator(products, PAGE_SIZE).get_page(request.GET.get("page"))
+    page = _rated(Paginator(products, PAGE_SIZE).get_page(request.GET.get("page")))
     return render(request, "shop/store.html", {"store": seller, "page": page})
 
 

@@ -5,6 +5,8 @@ import datetime as dt
 import re
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from recommendations.models import Campaign, CampaignKind, ModelVersion
@@ -286,3 +288,29 @@ def test_pages_follow_the_active_language(client, indexed, settings):
     html = client.get(reverse("shop:home")).content.decode()
     assert '<html lang="zh-hans">' in html
     assert "Ends 2099年12月1日 20:37" in html
+
+
+def test_listings_read_ratings_for_the_products_of_the_page_once_it_is_cut(client, catalogue):
+    """Ratings were two correlated subqueries on the events table in the listing's query,
+    computed for every product before OFFSET: 3.5 s for the last page of 61,000 products."""
+    mug, other_mug = catalogue[0], catalogue[2]
+    for value in (4, 5):
+        event("rating", product=mug, value=value)
+    pages = {
+        reverse("shop:store", args=[mug.store.slug]): "4.5 (2)",
+        reverse("shop:category", args=["kitchen"]): "4.5 (2)",
+        reverse("shop:category", args=["mugs"]) + "?sort=price": "4.5 (2)",
+        reverse("shop:category", args=["kitchen"]) + "?sort=newest": "4.5 (2)",
+        mug.get_absolute_url(): "4.5 · 2 reviews",
+    }
+    for url, shown in pages.items():
+        with CaptureQueriesContext(connection) as executed:
+            html = client.get(url).content.decode()
+        assert shown in html, url
+        statements = [q["sql"] for q in executed.captured_queries]
+        listing = [sql for sql in statements if 'FROM "shop_product"' in sql]
+        assert listing and not [sql for sql in listing if '"recommendations_event"' in sql], url
+        ratings = [sql for sql in statements if 'AVG("recommendations_event"."value")' in sql]
+        assert len(ratings) == 1 and f"'{mug.pk}'" in ratings[0], url  # one query, the page's products
+        if url != mug.get_absolute_url():
+            assert f"'{other_mug.pk}'" in ratings[0], url
