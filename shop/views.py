@@ -9,10 +9,10 @@ import uuid
 from typing import Any
 
 from django.contrib import messages
-from django.contrib.auth import get_user_model, logout
+from django.contrib.auth import logout
 from django.contrib.auth import views as auth_views
 from django.core.paginator import Page, Paginator
-from django.db.models import Count, QuerySet
+from django.db.models import QuerySet
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
@@ -29,7 +29,8 @@ from recommendations.serving.types import Audience, Options, Recommendation
 from shop import placeholders
 from shop.cart import Cart, CartError, CartLine, quantity_limit
 from shop.checkout import place_order, placed_order
-from shop.demo_data import DEMO_EMAIL_DOMAIN, DEMO_PASSWORD
+from shop.demo_accounts import demo_shoppers
+from shop.demo_data import DEMO_PASSWORD
 from shop.forms import SEARCH_PAGE, CartChangeForm, CheckoutForm, SearchForm
 from shop.models import Category, Order, Product, Store
 from shop.ratings import attach_ratings
@@ -410,15 +411,9 @@ class LoginView(auth_views.LoginView):
     redirect_authenticated_user = True
 
     def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
-        shoppers = (
-            get_user_model()
-            ._default_manager.filter(email__endswith=f"@{DEMO_EMAIL_DOMAIN}", is_staff=False)
-            .annotate(n=Count("recommendation_events"))
-            .order_by("-n", "username")[:DEMO_ACCOUNTS]
-        )
         return {
             **super().get_context_data(**kwargs),
-            "demo_accounts": shoppers,
+            "demo_accounts": demo_shoppers(DEMO_ACCOUNTS),
             "demo_password": DEMO_PASSWORD,
         }
 
