@@ -13,7 +13,7 @@ import time
 import uuid
 
 from django.db import IntegrityError, transaction
-from django.db.models import F
+from django.db.models import Case, F, Value, When
 from django.http import HttpRequest
 
 from recommendations.events import signals
@@ -110,8 +110,11 @@ def _create_order(
             )
             for line in lines
         )
-        for line in lines:
-            Product.objects.filter(pk=line.product.pk).update(stock=F("stock") - line.quantity)
+        # One statement for the whole cart (one per line made a 20-line checkout 33 queries);
+        # the rows are locked and checked above, so no line can take a stock below zero.
+        Product.objects.filter(pk__in=[line.product.pk for line in lines]).update(
+            stock=F("stock") - Case(*(When(pk=line.product.pk, then=Value(line.quantity)) for line in lines))
+        )
         # Inside the transaction: purchases that cannot be stored undo the order. The lines'
         # ids were checked when they were added (`cart_add`); the signal trusts them.
         signals.order_placed.send(

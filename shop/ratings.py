@@ -1,47 +1,30 @@
 """Product ratings (average and count) from the engine's rating events.
 
-Listings annotate their QuerySet (`with_ratings`); recommendation blocks, which get their
-products from the serving layer, attach them in one query per block (`attach_ratings`).
+Pages attach them to the products they show, in one query (`attach_ratings`): a listing once
+it is cut into a page, a recommendation block once serving gave its products. Annotated on a
+listing's QuerySet instead, they were computed for every product its OFFSET skipped (3.5 s
+for the last page of a 61,000-product category).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 
-from django.db.models import Avg, CharField, Count, IntegerField, OuterRef, QuerySet, Subquery
-from django.db.models.functions import Cast
+from django.db.models import Avg, Count
 
 from recommendations.models import Event, EventType
 from shop.models import Product
 
 
-def _rating_events() -> QuerySet[Event]:
-    return Event.objects.filter(event_type=EventType.RATING)
-
-
-def with_ratings(products: QuerySet[Product]) -> QuerySet[Product]:
-    """Annotate `rating` (average 1-5, None without ratings) and `rating_count`."""
-    ratings = (
-        _rating_events()
-        .filter(product_id=Cast(OuterRef("pk"), output_field=CharField()))
-        .values("product_id")
-        .annotate(avg=Avg("value"), n=Count("id"))
-    )
-    return products.annotate(
-        rating=Subquery(ratings.values("avg")[:1]),
-        rating_count=Subquery(ratings.values("n")[:1], output_field=IntegerField()),
-    )
-
-
 def attach_ratings(products: Iterable[Product]) -> None:
-    """Set `rating` and `rating_count` on products that lack them, with one query."""
+    """Set `rating` (average 1-5, None without ratings) and `rating_count` on products that
+    lack them, with one query."""
     missing = {str(p.pk): p for p in products if not hasattr(p, "rating_count")}
     if not missing:
         return
     stats = {
         row["product_id"]: row
-        for row in _rating_events()
-        .filter(product_id__in=missing)
+        for row in Event.objects.filter(event_type=EventType.RATING, product_id__in=missing)
         .values("product_id")
         .annotate(avg=Avg("value"), n=Count("id"))
     }

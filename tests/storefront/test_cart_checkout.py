@@ -3,7 +3,9 @@
 from decimal import Decimal
 
 import pytest
+from django.db import connection
 from django.test import Client
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from recommendations.events import signals
@@ -281,3 +283,23 @@ def test_a_cart_of_the_most_at_the_highest_price_is_ordered(client, catalogue):
     assert response.status_code == 302 and response.url == reverse("shop:order", args=[order.pk])
     assert order.total == MAX_PRICE * MAX_QUANTITY * 2 == Decimal("19799999998.02")
     assert "19799999998.02" in client.get(response.url).content.decode()
+
+
+def test_a_checkout_takes_the_stock_of_every_line_in_one_statement(client, catalogue):
+    """One UPDATE per cart line: 14 statements for one line, 33 for twenty."""
+    in_stock = [p for p in catalogue if p.stock]
+    quantity = {p.pk: 1 + i % 2 for i, p in enumerate(in_stock)}  # lines that differ
+    statements = []
+    for products in (in_stock[:1], in_stock):
+        for product in products:
+            add(client, product, quantity[product.pk])
+        with CaptureQueriesContext(connection) as executed:
+            response = client.post(reverse("shop:checkout"), DETAILS)
+        assert response.url == reverse("shop:order", args=[Order.objects.latest("pk").pk])
+        statements.append([q["sql"] for q in executed.captured_queries])
+    one_line, many = statements
+    assert len(many) == len(one_line)
+    assert len([sql for sql in many if sql.startswith('UPDATE "shop_product"')]) == 1
+    quantity[in_stock[0].pk] *= 2  # in both orders
+    stock = dict(Product.objects.values_list("pk", "stock"))
+    assert {p.pk: stock[p.pk] for p in in_stock} == {p.pk: p.stock - quantity[p.pk] for p in in_stock}
