@@ -1,5 +1,6 @@
-"""Migration 0026 adds its index to the partitioned events table without blocking event writes
-(`events.partition_indexes`), and a run that was interrupted is finished by running it again."""
+"""Migrations 0026 and 0027 add their indexes to the partitioned events table without blocking
+event writes (`events.partition_indexes`), and a run that was interrupted is finished by
+running it again."""
 
 import datetime as dt
 import threading
@@ -22,6 +23,7 @@ TABLE = Event._meta.db_table
 #: (`<partition>_<suffix>`): both index an upper(), so the second to take the name gets a 1.
 MIGRATIONS = {
     "rec_event_query_trgm": ("0026_event_query_trigram_index", "upper_idx"),
+    "rec_event_product_upper": ("0027_event_product_id_any_case_index", "upper_idx1"),
 }
 
 
