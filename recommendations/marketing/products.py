@@ -17,7 +17,11 @@ once, and those missing computed together (one query for their stores, one for t
 categories), so a cold cache costs the same with 30 campaigns as with one.
 
 Availability is read from the host's table on every call, because checkout changes stock
-without touching the campaign, and a sold-out sale must disappear at once.
+without touching the campaign, and a sold-out sale must disappear at once; but only for the
+products a caller uses (`offers`' size: the first ones of each campaign, more only where
+those are sold out), with the ids as one array parameter. Checking a whole scope on every
+page cost 0.6 s with 30 campaigns over 12,000 products, and failed past 65,535 products (a
+statement's limit of parameters).
 
 An inventory flash sale picks its products when it starts and keeps them until it ends:
 they are stored on the campaign (`sale_product_ids`), so that the slow sellers that start to
@@ -39,11 +43,17 @@ from recommendations.marketing.inventory import slow_sellers
 from recommendations.models import Campaign, ProductDocument
 from recommendations.models.search import FOLD_CATEGORIES
 from recommendations.serving.cache import from_cache, many_from_cache
+from recommendations.serving.compiled import KeyIn
+from recommendations.sql import array_literal
 
 CACHE_SECONDS = 600
 CACHE_PREFIX = "recommendations:campaign-products:"
 T = TypeVar("T")
 K = TypeVar("K", bound=Hashable)
+# `offers` first reads the stock of this many times the products asked for, then of this many
+# times as many again, and so on, only for the campaigns whose products read so far were too
+# often sold out.
+READ_AHEAD = 4
 # Category names compare lower-cased, with the final sigma as the other one: Python's lower()
 # makes "ΚΑΦΕΣ" "καφες" and PostgreSQL's makes it "καφεσ", while "Καφές" is "καφές" in both.
 # SQL folds both sides itself (`_folded`), so the database's lower() meets only its own.
@@ -141,12 +151,13 @@ def _in_categories(names: Collection[str]) -> dict[str, list[str]]:
 
 
 def _available(product_ids: Collection[str]) -> set[str]:
-    """Those of the ids that may be shown now (active, in stock): one query on the host's table."""
+    """Those of the ids that may be shown now (active, in stock): one query on the host's
+    table, the ids as one array parameter."""
     if not product_ids:
         return set()
     adapter = get_product_adapter()
-    shown = adapter.available_queryset().filter(pk__in=list(product_ids)).values_list("pk", flat=True)
-    return {adapter.key(pk) for pk in shown}
+    shown = adapter.available_queryset().filter(KeyIn(adapter.model, array_literal(product_ids)))
+    return {adapter.key(pk) for pk in shown.order_by().values_list("pk", flat=True)}
 
 
 def unknown_categories(names: Iterable[str]) -> list[str]:
@@ -217,18 +228,36 @@ def _candidates(campaigns: Sequence[Campaign]) -> dict[int, list[str]]:
     return {c.pk: sales[c.pk] if c.pk in sales else chosen[c.pk] for c in campaigns}
 
 
-def offers(campaigns: Iterable[Campaign]) -> dict[int, list[str]]:
-    """Available products each campaign shows now, by campaign id; for an inventory flash
-    sale, its slow sellers (once it runs, those it started with that are still available).
-    Availability is one query for all the campaigns, on every call."""
+def offers(campaigns: Iterable[Campaign], size: int | None = None) -> dict[int, list[str]]:
+    """The first `size` (None: all) available products each campaign shows now, in its offer
+    order, by campaign id; for an inventory flash sale, its slow sellers (once it runs, those
+    it started with that are still available).
+
+    Stock is read on every call, in one query for all the campaigns, and only as far as needed:
+    their first `READ_AHEAD` times `size` products, then `READ_AHEAD` times as many more for
+    those that still lack some, until each has `size` or none is left. A page that shows a few
+    products of each campaign does not read the stock of a big store's 70,000.
+    """
     candidates = _candidates(list(campaigns))
-    available = _available(set().union(*candidates.values()))
-    return {pk: [p for p in ids if p in available] for pk, ids in candidates.items()}
+    offered: dict[int, list[str]] = {pk: [] for pk in candidates}
+    start, step = 0, READ_AHEAD * size if size else max(map(len, candidates.values()), default=0)
+    wanted = [pk for pk, ids in candidates.items() if ids]
+    while wanted:
+        window = {pk: candidates[pk][start : start + step] for pk in wanted}
+        available = _available(set().union(*window.values()))
+        for pk, ids in window.items():
+            offered[pk].extend(pid for pid in ids if pid in available)
+        start, step = start + step, step * READ_AHEAD
+        wanted = [
+            pk for pk in wanted if len(candidates[pk]) > start and (size is None or len(offered[pk]) < size)
+        ]
+    return {pk: ids[:size] for pk, ids in offered.items()}
 
 
-def offer(campaign: Campaign) -> list[str]:
-    """Available products the campaign shows now; for an inventory flash sale, its slow sellers."""
-    return offers([campaign])[campaign.pk]
+def offer(campaign: Campaign, size: int | None = None) -> list[str]:
+    """The first `size` (None: all) available products the campaign shows now; for an
+    inventory flash sale, its slow sellers."""
+    return offers([campaign], size)[campaign.pk]
 
 
 def nothing_to_offer(campaign: Campaign) -> str:
