@@ -51,7 +51,7 @@ from recommendations.experiments.results import METRICS, ExperimentResults, expe
 from recommendations.marketing.audiences import build_audience
 from recommendations.marketing.export import audience_rows, segment_rows, write_csv
 from recommendations.marketing.rules import MAX_AUDIENCE_LIMIT
-from recommendations.marketing.targeting import show_campaigns
+from recommendations.marketing.targeting import PRODUCTS_PER_MATCH, show_campaigns
 from recommendations.models import Campaign, Experiment, Variant
 from recommendations.models.api_keys import Scope
 from recommendations.models.experiments import validate_variant_set
@@ -220,7 +220,9 @@ class CampaignMatchSerializer(serializers.Serializer):
     score = serializers.FloatField()
     reason = serializers.CharField()
     method = serializers.CharField()
-    product_ids = serializers.SerializerMethodField()
+    product_ids = serializers.SerializerMethodField(
+        help_text=f"The first {PRODUCTS_PER_MATCH} products it offers, in stock now."
+    )
     recommendation_id = serializers.CharField(
         help_text=(
             "Send it back with the campaign_view and campaign_click events of this campaign: a "
@@ -229,7 +231,7 @@ class CampaignMatchSerializer(serializers.Serializer):
     )
 
     def get_product_ids(self, match: Any) -> list[str]:
-        return list(match.product_ids[:MAX_FOR_ME])
+        return list(match.product_ids)
 
 
 class CampaignMatchListSerializer(serializers.Serializer):

@@ -24,9 +24,11 @@ from recommendations.conf import rec_settings
 from recommendations.events.preprocessing import decay, event_weight
 from recommendations.marketing.products import CampaignScope, interest_scope, scope_product_ids
 from recommendations.models import Campaign, Event
+from recommendations.serving.compiled import KeyIn
 from recommendations.serving.history import recent_history
 from recommendations.serving.statistics import event_weight_expression
 from recommendations.serving.types import Audience
+from recommendations.sql import array_literal
 
 SATURATION = 5.0
 # Events older than this many half-lives weigh under 2% and are not read.
@@ -64,11 +66,12 @@ def visitor_affinity(
 def users_by_affinity(
     campaign: Campaign, limit: int, now: dt.datetime | None = None
 ) -> list[tuple[Any, float]]:
-    """The signed-in users with the most weighted, recent events in the campaign's scope."""
+    """The signed-in users with the most weighted, recent events in the campaign's scope (its
+    products as one array parameter: a big store's are more than a statement's 65,535)."""
     now = now or timezone.now()
     half_life = rec_settings.DECAY_HALF_LIFE_DAYS
     scope = interest_scope(campaign)
-    where = Q(product_id__in=scope_product_ids(campaign))
+    where = Q(KeyIn(Event, array_literal(scope_product_ids(campaign)), field="product_id"))
     if scope.store_ids:
         where |= Q(store_id__in=list(scope.store_ids))
     age_days = Extract(Value(now) - F("timestamp"), "epoch") / 86_400.0

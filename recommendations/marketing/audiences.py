@@ -89,7 +89,7 @@ def build_audience(
     problem = campaign.targeting_error()
     if problem:
         raise ValidationError(problem)
-    if campaign.kind != CampaignKind.MEMBER_BENEFIT and not offer(campaign):
+    if campaign.kind != CampaignKind.MEMBER_BENEFIT and not offer(campaign, size=1):
         raise ValidationError(nothing_to_offer(campaign))
     if limit is not None and limit < 1:
         raise ValidationError(

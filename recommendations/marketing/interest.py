@@ -10,12 +10,13 @@ Interest is on the scale of the campaign's `min_score` rule, 0 to 1: the cosine,
 taste points away from the campaign. The storefront (`targeting.campaigns_for`) scores one
 visitor with `visitor_interest` on the same scale, so a campaign's saved audience and the
 shoppers it is shown to on the site agree. The storefront asks on every page, so it reads each
-campaign's direction from the cache (`campaign_directions`).
+campaign's direction from the cache (`campaign_directions`), made of the products the campaign
+offered when it was computed: keyed by the products offered now, it read the stock of 500
+products of every campaign on every page.
 """
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -23,9 +24,11 @@ import numpy as np
 from django.db.models import Exists
 from pgvector.django import CosineDistance
 
-from recommendations.marketing.products import CACHE_SECONDS, cache_key, offer
+from recommendations.marketing.products import CACHE_SECONDS, cache_key, offer, offers
 from recommendations.models import Campaign, ModelVersion, ProductVector, UserVector
 from recommendations.serving.cache import many_from_cache
+from recommendations.serving.compiled import KeyIn
+from recommendations.sql import array_literal
 from recommendations.vectors.indexes import embedding_expression
 from recommendations.vectors.queries import product_vectors, vector_rows
 
@@ -37,16 +40,16 @@ _NO_DIRECTION = np.zeros(0, dtype=np.float32)
 
 def campaign_vector(campaign: Campaign, version: ModelVersion) -> np.ndarray | None:
     """Unit-length mean of the offer's product vectors, or None when none has a vector."""
-    return campaign_vectors({campaign.pk: offer(campaign)}, version).get(campaign.pk)
+    return campaign_vectors({campaign.pk: offer(campaign, MAX_CAMPAIGN_PRODUCTS)}, version).get(campaign.pk)
 
 
-def campaign_vectors(offers: Mapping[int, Sequence[str]], version: ModelVersion) -> dict[int, np.ndarray]:
+def campaign_vectors(offered: Mapping[int, Sequence[str]], version: ModelVersion) -> dict[int, np.ndarray]:
     """`campaign_vector` of each offer (campaign id -> product ids) in one query; campaigns
     whose products have no vector are left out."""
-    offers = {pk: list(ids[:MAX_CAMPAIGN_PRODUCTS]) for pk, ids in offers.items()}
-    found = product_vectors({pid for ids in offers.values() for pid in ids}, version)
+    offered = {pk: list(ids[:MAX_CAMPAIGN_PRODUCTS]) for pk, ids in offered.items()}
+    found = product_vectors({pid for ids in offered.values() for pid in ids}, version)
     directions = {}
-    for pk, ids in offers.items():
+    for pk, ids in offered.items():
         embeddings = [found[pid].embedding for pid in ids if pid in found]
         if not embeddings:
             continue
@@ -57,36 +60,36 @@ def campaign_vectors(offers: Mapping[int, Sequence[str]], version: ModelVersion)
     return directions
 
 
-def campaign_directions(
-    campaigns: Sequence[Campaign], offered: Mapping[int, Sequence[str]], version: ModelVersion
-) -> dict[int, np.ndarray]:
-    """`campaign_vectors` of the campaigns (campaign id -> the products offered now), each
-    cached for `CACHE_SECONDS` per campaign edit, model version and products offered, the only
-    things a direction depends on; those not cached are read in one query. Campaigns whose
-    products have no vector are left out."""
-    keys = {c.pk: _direction_key(c, "direction", version, offered[c.pk]) for c in campaigns}
+def campaign_directions(campaigns: Sequence[Campaign], version: ModelVersion) -> dict[int, np.ndarray]:
+    """`campaign_vector` of each campaign, cached for `CACHE_SECONDS` per campaign edit and
+    model version; those not cached are read together (their offers, then one query for the
+    vectors). Campaigns whose products have no vector are left out."""
+    keys = {c.pk: _direction_key(c, "direction", version) for c in campaigns}
+    by_pk = {c.pk: c for c in campaigns}
 
     def compute(missing: list[int]) -> dict[int, np.ndarray]:
-        found = campaign_vectors({pk: offered[pk] for pk in missing}, version)
+        offered = offers([by_pk[pk] for pk in missing], MAX_CAMPAIGN_PRODUCTS)
+        found = campaign_vectors(offered, version)
         return {pk: found.get(pk, _NO_DIRECTION) for pk in missing}
 
     directions = many_from_cache(keys, compute, CACHE_SECONDS)
     return {pk: direction for pk, direction in directions.items() if direction.size}
 
 
-def campaigns_with_vectors(
-    campaigns: Sequence[Campaign], offered: Mapping[int, Sequence[str]], version: ModelVersion
-) -> set[int]:
+def campaigns_with_vectors(campaigns: Sequence[Campaign], version: ModelVersion) -> set[int]:
     """Ids of the campaigns that have a direction (`campaign_directions`), without reading a
     vector: whether one of the products offered has one, an EXISTS per campaign in one query,
     cached as the directions are. A visitor without a taste needs no more."""
-    keys = {c.pk: _direction_key(c, "with-vectors", version, offered[c.pk]) for c in campaigns}
+    keys = {c.pk: _direction_key(c, "with-vectors", version) for c in campaigns}
+    by_pk = {c.pk: c for c in campaigns}
 
     def compute(missing: list[int]) -> dict[int, bool]:
+        offered = offers([by_pk[pk] for pk in missing], MAX_CAMPAIGN_PRODUCTS)
         checks = {
             f"c{pk}": Exists(
                 ProductVector.objects.filter(
-                    model_version_id=version.pk, product_id__in=list(offered[pk][:MAX_CAMPAIGN_PRODUCTS])
+                    KeyIn(ProductVector, array_literal(offered[pk]), field="product_id"),
+                    model_version_id=version.pk,
                 )
             )
             for pk in missing
@@ -97,10 +100,9 @@ def campaigns_with_vectors(
     return {pk for pk, with_vectors in many_from_cache(keys, compute, CACHE_SECONDS).items() if with_vectors}
 
 
-def _direction_key(campaign: Campaign, part: str, version: ModelVersion, product_ids: Sequence[str]) -> str:
-    """Per campaign edit, model version and the products that make the direction (a digest)."""
-    products = hashlib.blake2b("\n".join(product_ids[:MAX_CAMPAIGN_PRODUCTS]).encode(), digest_size=16)
-    return f"{cache_key(campaign, part)}:{version.pk}:{products.hexdigest()}"
+def _direction_key(campaign: Campaign, part: str, version: ModelVersion) -> str:
+    """Per campaign edit (a flash sale's choice of products included) and model version."""
+    return f"{cache_key(campaign, part)}:{version.pk}"
 
 
 def to_interest(cosine: float) -> float:

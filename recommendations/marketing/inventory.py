@@ -17,6 +17,8 @@ from django.utils import timezone
 from recommendations.adapters import get_product_adapter
 from recommendations.marketing.rules import InventoryRule
 from recommendations.models import Event, EventType
+from recommendations.serving.compiled import KeyIn
+from recommendations.sql import array_literal
 
 # Slow sellers are looked for among the best-stocked products, at most this many.
 MAX_CANDIDATES = 5000
@@ -40,7 +42,8 @@ def slow_sellers(
     """Available products with at least `rule.min_stock` units in stock that sold at most
     `rule.max_units_sold` units in the last `rule.days` days, most stock first.
 
-    `within` narrows the search to these product ids (a campaign's categories or stores).
+    `within` narrows the search to these product ids (a campaign's categories or stores), sent
+    as one array parameter: a big store's scope is more than a statement's 65,535 parameters.
     """
     adapter = get_product_adapter()
     if not adapter.stock_field:
@@ -50,7 +53,7 @@ def slow_sellers(
         )
     queryset = adapter.available_queryset().filter(**{f"{adapter.stock_field}__gte": rule.min_stock})
     if within is not None:
-        queryset = queryset.filter(pk__in=list(within))
+        queryset = queryset.filter(KeyIn(adapter.model, array_literal(within)))
     stocked = [
         adapter.key(pk)
         for pk in queryset.order_by(f"-{adapter.stock_field}", "pk").values_list("pk", flat=True)[

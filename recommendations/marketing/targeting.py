@@ -43,6 +43,10 @@ from recommendations.serving.types import Audience
 
 logger = logging.getLogger(__name__)
 
+# A campaign chosen for a visitor carries the first this many products it offers (the for-me
+# API lists them): their stock is read on every page, not that of the whole scope.
+PRODUCTS_PER_MATCH = 20
+
 SEGMENT_REASONS = {
     "loyal_high_spender": "A thank-you for one of our best customers",
     "lapsing": "We miss you: an offer to welcome you back",
@@ -60,7 +64,8 @@ class CampaignMatch:
     reason: str
     # "model" (taste vectors via serving), "affinity" (events), "rfm" (customer segment).
     method: str
-    # The products it offers, available when it was chosen (`products.offers`).
+    # The first `PRODUCTS_PER_MATCH` products it offers, available when it was chosen
+    # (`products.offers`).
     product_ids: Sequence[str] = ()
     # The served list it was shown in (`show_campaigns`): its views and clicks send it back.
     recommendation_id: str = ""
@@ -101,8 +106,8 @@ def used_up(campaigns: Sequence[Campaign]) -> set[int]:
 def _status_and_offers(
     campaigns: Sequence[Campaign], now: dt.datetime | None
 ) -> tuple[dict[int, str], dict[int, list[str]]]:
-    """`campaign_status`, and the products each campaign shown offers now (`products.offers`;
-    stock is read now, so a sold-out sale is gone at once)."""
+    """`campaign_status`, and the first `PRODUCTS_PER_MATCH` products each campaign shown offers
+    now (`products.offers`; stock is read now, so a sold-out sale is gone at once)."""
     now = now or timezone.now()
     status: dict[int, str] = {}
     for campaign in campaigns:
@@ -120,7 +125,7 @@ def _status_and_offers(
     for pk in used_up(shown):
         status[pk] = CampaignStatus.USED_UP
     shown = [c for c in shown if status[c.pk] == CampaignStatus.SHOWN]
-    offered = offers(shown)
+    offered = offers(shown, PRODUCTS_PER_MATCH)
     for campaign in shown:
         if campaign.kind != CampaignKind.MEMBER_BENEFIT and not offered[campaign.pk]:
             status[campaign.pk] = CampaignStatus.NOTHING_TO_OFFER
@@ -134,7 +139,7 @@ def campaign_status(campaigns: Sequence[Campaign], now: dt.datetime | None = Non
 
 
 def _showable(now: dt.datetime | None) -> tuple[list[Campaign], dict[int, list[str]]]:
-    """The running campaigns shown to shoppers now, with the products each offers."""
+    """The running campaigns shown to shoppers now, with the first products each offers."""
     campaigns = list(Campaign.objects.running(now))
     status, offered = _status_and_offers(campaigns, now)
     return [c for c in campaigns if status[c.pk] == CampaignStatus.SHOWN], offered
@@ -146,9 +151,7 @@ def showable_campaigns(now: dt.datetime | None = None) -> list[Campaign]:
     return _showable(now)[0]
 
 
-def _interest(
-    audience: Audience, campaigns: list[Campaign], offered: dict[int, list[str]]
-) -> dict[int, tuple[float, str, str]]:
+def _interest(audience: Audience, campaigns: list[Campaign]) -> dict[int, tuple[float, str, str]]:
     """(score, reason, method) per campaign id for promotions and flash sales, measured as the
     campaign's saved audience measures it (`build_audience`), so `min_score` means one thing:
     with a model, the cosine of the visitor's taste to the campaign (`interest`); for a
@@ -162,10 +165,10 @@ def _interest(
         if taste is None:
             # Most storefront traffic (new sessions, crawlers): interest 0, as in the saved
             # audience, and no campaign's vectors to read for that.
-            for pk in campaigns_with_vectors(campaigns, offered, version):
+            for pk in campaigns_with_vectors(campaigns, version):
                 scores[pk] = (0.0, "Current offer", "model")
         else:
-            for pk, direction in campaign_directions(campaigns, offered, version).items():
+            for pk, direction in campaign_directions(campaigns, version).items():
                 score = visitor_interest(taste, direction)
                 scores[pk] = (score, "Matches what you like" if score > 0 else "Current offer", "model")
     rest = {c.pk: interest_scope(c) for c in campaigns if c.pk not in scores}
@@ -182,7 +185,7 @@ def campaigns_for(audience: Audience, limit: int = 3, now: dt.datetime | None = 
     # Signed in is signed in, opted out or not; only their profile (interest, RFM) is not read.
     signed_in = audience.given_user is not None
     campaigns = [c for c in campaigns if signed_in or not c.rules.logged_in_only]
-    interest = _interest(audience, [c for c in campaigns if c.kind != CampaignKind.MEMBER_BENEFIT], offered)
+    interest = _interest(audience, [c for c in campaigns if c.kind != CampaignKind.MEMBER_BENEFIT])
     segment = None
     if audience.user_id is not None and any(c.kind == CampaignKind.MEMBER_BENEFIT for c in campaigns):
         rfm = customer_rfm(audience.user_id, now)

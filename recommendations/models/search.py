@@ -21,6 +21,10 @@ from django.db.models.functions import Coalesce
 # accents folded first (the `unaccent` dictionary, migration 0022), so "cafe" finds "Café"
 # and "crème" finds "creme".
 TEXT_SEARCH_CONFIG = "recommendations_english"
+# An SQL function (migration 0029) of a text array: each name lower-cased, a Greek final sigma
+# as the other sigma, as campaigns compare category names (`marketing.products`). Indexed on
+# `categories`, so that a campaign's categories find their products through the index.
+FOLD_CATEGORIES = "recommendations_fold_categories"
 
 
 def search_form(text: str) -> str:
@@ -62,6 +66,7 @@ class ProductDocument(models.Model):
             GinIndex(fields=["search_vector"], name="rec_doc_search"),
             GinIndex(fields=["title"], name="rec_doc_title_trgm", opclasses=["gin_trgm_ops"]),
             GinIndex(fields=["categories"], name="rec_doc_categories"),
+            GinIndex(models.Func("categories", function=FOLD_CATEGORIES), name="rec_doc_categories_folded"),
             models.Index(fields=["store_id"], name="rec_doc_store"),
             models.Index(fields=["-created_at"], name="rec_doc_created"),
         ]

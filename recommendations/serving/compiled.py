@@ -31,25 +31,28 @@ _generation = 0
 
 
 class KeyIn(Func):
-    """`pk = ANY(%s::type[])`: the keys as one array parameter.
+    """`pk = ANY(%s::type[])` (or another `field`'s column): the keys as one array parameter.
 
     The ORM's `pk__in=[...]` prepares every key on its own (a placeholder and a Python call
     each); a search's candidate pool has a few hundred, which made it a noticeable share of
-    the request's CPU.
+    the request's CPU. A statement also takes at most 65,535 parameters, so a list that grows
+    with the catalogue (a campaign's scope) must be one. `keys` is a list, or its
+    `sql.array_literal` (cheaper to send when long).
     """
 
     conditional = True
     output_field = BooleanField()
 
-    def __init__(self, model: type[Model], keys: list[str]) -> None:
-        super().__init__(F("pk"))
+    def __init__(self, model: type[Model], keys: list[str] | str, field: str = "pk") -> None:
+        super().__init__(F(field))
         # The very list object becomes the parameter: `compiled.KeyedQuery` looks for it.
-        self.model, self.keys = model, keys
+        self.model, self.keys, self.key_field = model, keys, field
 
     def as_sql(self, compiler: Any, connection: Any, **extra: Any) -> tuple[str, list[Any]]:
         column, params = compiler.compile(self.source_expressions[0])
-        array_type = self.model._meta.pk.cast_db_type(connection)
-        return f"{column} = ANY(%s::{array_type}[])", [*params, self.keys]
+        meta = self.model._meta
+        target = meta.pk if self.key_field == "pk" else meta.get_field(self.key_field)
+        return f"{column} = ANY(%s::{target.cast_db_type(connection)}[])", [*params, self.keys]
 
 
 class KeyedQuery:
