@@ -13,6 +13,7 @@ import csv
 import gzip
 import json
 import re
+import zlib
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -30,8 +31,9 @@ MAX_REPORTED_ERRORS = 20
 _LONG_DIGITS = re.compile(r"\d{19}")
 
 
-# What can go wrong reading an import file, beyond its rows' contents.
-READ_ERRORS = (OSError, EOFError, csv.Error, UnicodeDecodeError)
+# What can go wrong reading an import file, beyond its rows' contents (zlib.error: a gzip file's
+# compressed data is damaged mid-file).
+READ_ERRORS = (OSError, EOFError, zlib.error, csv.Error, UnicodeDecodeError)
 
 
 class UnreadableFile(Exception):
@@ -78,6 +80,8 @@ def unreadable(path: Path, exc: BaseException) -> str:
         return f"{path} ends in .gz but is not gzip-compressed: compress it, or rename it without .gz."
     if isinstance(exc, EOFError):
         return f"{path} is cut short: the compressed data ends early. Copy or download it again."
+    if isinstance(exc, zlib.error):
+        return f"{path} is corrupt: its compressed data is damaged ({exc}). Copy or download it again."
     if isinstance(exc, UnicodeDecodeError):
         return f"{path} is not UTF-8 text ({exc.reason}): save it as UTF-8."
     if isinstance(exc, csv.Error) and "field limit" in str(exc):

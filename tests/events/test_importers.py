@@ -6,6 +6,7 @@ import gzip
 import json
 import subprocess
 import sys
+import zlib
 from decimal import Decimal
 from io import StringIO
 from pathlib import Path
@@ -577,6 +578,42 @@ def test_a_dataset_file_that_cannot_be_read_is_named_with_what_was_stored(amazon
         f"{cut} The first {stored:,} rows were imported ({stored:,} new events); once it is fixed, "
         "running the import again skips them."
     )
+
+
+def corrupt_gzip(good: str, bad: str) -> bytes:
+    """A gzip file whose compressed data holds `good`, then a block of an invalid type (a
+    damaged copy), then `bad`: reading it fails after `good`, with zlib's "invalid block type"."""
+    compressor = zlib.compressobj(wbits=31)  # 31: the gzip format
+    start = compressor.compress(good.encode()) + compressor.flush(zlib.Z_FULL_FLUSH)
+    # A block header is 3 bits from a byte boundary after a full flush: not final, type 3 (none).
+    return start + bytes([0b110]) + compressor.compress(bad.encode()) + compressor.flush()
+
+
+@pytest.mark.django_db
+def test_a_corrupt_gzip_file_is_named_with_what_was_stored(tmp_path, catalogue):
+    header = "event_type,product_id,timestamp\n"
+    rows = [
+        f"view,{catalogue[i % 2].pk},2024-01-01T10:{i // 60 % 60:02d}:{i % 60:02d}Z\n" for i in range(3000)
+    ]
+    events = tmp_path / "events.csv.gz"
+    events.write_bytes(corrupt_gzip(header + "".join(rows[:2000]), "".join(rows[2000:])))
+    with pytest.raises(CommandError) as failure:
+        call_command("import_events", str(events), no_progress=True, batch_rows=500, stdout=StringIO())
+    stored = Event.objects.count()
+    assert stored and stored % 500 == 0
+    assert str(failure.value) == (
+        f"{events} is corrupt: its compressed data is damaged (Error -3 while decompressing data: invalid "
+        f"block type). Copy or download it again. The first {stored:,} rows were imported ({stored:,} new "
+        "events); once it is fixed, running the import again skips them."
+    )
+
+    products = tmp_path / "catalogue.csv.gz"
+    products.write_bytes(
+        corrupt_gzip("sku,title,category,store,price\nC-1,Cup,Kitchen,acme,2\n", "C-2,Jug,Kitchen,acme,3\n")
+    )
+    with pytest.raises(CommandError, match=r"catalogue.csv.gz is corrupt: .* Nothing was imported.$"):
+        call_command("import_catalog", str(products), stdout=StringIO())
+    assert not Product.objects.filter(sku__startswith="C-").exists()
 
 
 @pytest.mark.django_db
