@@ -4,6 +4,7 @@ import datetime as dt
 from decimal import Decimal
 
 import numpy as np
+import pytest
 from django.utils import timezone
 
 from recommendations import training
@@ -48,3 +49,26 @@ def test_a_test_target_changes_nothing_the_two_tower_model_is_fitted_or_scored_w
         event_type="purchase", revenue=Decimal("4000.00"), timestamp=event.timestamp + dt.timedelta(minutes=1)
     )
     assert np.array_equal(evaluated_scores(now), before)
+
+
+def test_the_popularity_baseline_decays_events_once_by_the_half_life(shop):
+    """The pipeline's weights are already decayed by DECAY_HALF_LIFE_DAYS (60 days)."""
+    Event.objects.all().delete()
+    products = shop.products
+    newest = timezone.now() - dt.timedelta(days=1)
+    half_life_ago = newest - dt.timedelta(days=60)
+    Event.objects.bulk_create(
+        Event(event_type="view", session_id=session, product_id=str(products[p].pk), timestamp=moment)
+        for session, p, moment in [
+            ("a", 0, half_life_ago),
+            ("a", 1, newest),
+            ("b", 0, half_life_ago),
+            ("b", 2, newest),
+        ]
+    )
+    data = build_training_data()
+    n_items = data.interactions.n_items
+    popularity = training.recommenders(n_items, training.model_config())["popularity"].fit(data.interactions)
+    scores = dict(zip(data.catalogue.items.keys, popularity.item_scores, strict=True))
+    # Two views one half-life old weigh as much as one view of today.
+    assert scores[str(products[0].pk)] == pytest.approx(scores[str(products[1].pk)], rel=1e-4)
