@@ -16,7 +16,8 @@ Datasets:
 - `olist` (folder with the Olist CSVs): sellers are stores; products are those sold in the
   order lines (every product needs a seller), with the English category and the mean
   price paid; each order line is a `purchase` with its price as revenue, timed at the
-  order's purchase time (São Paulo); cancelled and unavailable orders are skipped.
+  order's purchase time (São Paulo); the lines of cancelled and unavailable orders are skipped
+  (and counted in the import's summary).
 - `movielens` (folder with `ml-100k.item`, `ml-100k.inter`): movies are products in one
   store "MovieLens", categorised by their first genre; ratings are `rating` events.
 """
@@ -98,10 +99,18 @@ class RowError:
         return f"{self.file} line {self.line}: {self.message}"
 
 
+class Skipped(NamedTuple):
+    """A source row the dataset's rules leave out (not an error), and why: counted, not stored."""
+
+    line: int
+    reason: str
+
+
 @dataclass
 class InteractionBatch:
     """Consecutive interactions column by column (the fields of `InteractionSource`, with `keys`
-    as one column per key part), and the rows among them that could not be read.
+    as one column per key part), the rows among them that could not be read, and how many
+    the dataset's rules skipped, by reason.
 
     The importer turns columns into events in C; a batch of 50,000 named tuples costs more to
     make and take apart than the rest of its import.
@@ -117,19 +126,21 @@ class InteractionBatch:
     revenues: Sequence[Decimal | None]
     store_source_ids: Sequence[str]
     errors: list[RowError] = field(default_factory=list)
+    skipped: Counter[str] = field(default_factory=Counter)
 
     def __len__(self) -> int:
-        """Rows read, whether they became interactions or errors."""
-        return len(self.lines) + len(self.errors)
+        """Rows read, whether they became interactions, errors or were skipped."""
+        return len(self.lines) + len(self.errors) + self.skipped.total()
 
     @classmethod
-    def of(cls, items: Iterable[InteractionSource | RowError]) -> InteractionBatch:
+    def of(cls, items: Iterable[InteractionSource | RowError | Skipped]) -> InteractionBatch:
         items = list(items)
-        sources = [item for item in items if not isinstance(item, RowError)]
+        sources = [item for item in items if isinstance(item, InteractionSource)]
         empty = [()] * len(InteractionSource._fields)
         lines, keys, *columns = zip(*sources, strict=True) if sources else empty
         errors = [item for item in items if isinstance(item, RowError)]
-        return cls(lines, list(zip(*keys, strict=True)), *columns, errors=errors)
+        skipped = Counter(item.reason for item in items if isinstance(item, Skipped))
+        return cls(lines, list(zip(*keys, strict=True)), *columns, errors=errors, skipped=skipped)
 
 
 @dataclass
@@ -296,12 +307,12 @@ class Dataset:
 
     def interaction_batches(self, folder: Path, size: int) -> Iterator[InteractionBatch]:
         """Events in file order, in batches of `size` source rows; malformed rows come as
-        `RowError`s so all can be reported."""
+        `RowError`s so all can be reported, rows the dataset leaves out as `Skipped`."""
         items = self.interactions(folder)
         while batch := list(islice(items, size)):
             yield InteractionBatch.of(batch)
 
-    def interactions(self, folder: Path) -> Iterator[InteractionSource | RowError]:
+    def interactions(self, folder: Path) -> Iterator[InteractionSource | RowError | Skipped]:
         """Events row by row, for `interaction_batches` (or a dataset overrides that instead)."""
         raise NotImplementedError
 
@@ -423,6 +434,7 @@ class Olist(Dataset):
     name = "olist"
     interaction_file = "order_items.csv"
     SKIPPED_STATUSES = frozenset({"canceled", "unavailable"})
+    SKIPPED = "cancelled or unavailable orders"
 
     def catalogue(self, folder: Path) -> Catalogue:
         sellers, products, items, translation = require_files(
@@ -491,7 +503,7 @@ class Olist(Dataset):
             )
         return result
 
-    def interactions(self, folder: Path) -> Iterator[InteractionSource | RowError]:
+    def interactions(self, folder: Path) -> Iterator[InteractionSource | RowError | Skipped]:
         items, orders, customers = require_files(folder, self.interaction_file, "orders.csv", "customers.csv")
         person = _lookup(customers, "customer_id", "customer_unique_id")
         placed: dict[str, tuple[str, dt.datetime] | None] = {}
@@ -517,6 +529,7 @@ class Olist(Dataset):
             try:
                 order = placed[order_id]
                 if order is None:
+                    yield Skipped(line, self.SKIPPED)
                     continue
                 customer, moment = order
                 if not customer:

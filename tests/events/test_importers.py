@@ -261,7 +261,16 @@ def olist_folder(tmp_path):
 @pytest.mark.django_db
 def test_olist_sellers_are_stores_and_order_lines_are_purchases(tmp_path):
     folder = olist_folder(tmp_path)
-    import_both("olist", folder)
+    output = import_both("olist", folder)
+    # Every line of order_items.csv is read and accounted for: the cancelled order's is said to be skipped.
+    assert "Read 4 rows" in output
+    assert (
+        "stored 3 new events, skipped 0 already stored, 1 skipped: cancelled or unavailable orders" in output
+    )
+    out = StringIO()  # again, a row per batch: the cancelled order's line is a batch of its own
+    call_command("import_events", str(folder), dataset="olist", no_progress=True, batch_rows=1, stdout=out)
+    assert "Read 4 rows" in out.getvalue()
+    assert "stored 0 new events, skipped 3 already stored, 1 skipped: cancelled" in out.getvalue()
 
     assert Store.objects.count() == 3  # every seller
     products = {p.sku: p for p in Product.objects.select_related("store", "category")}
