@@ -25,9 +25,9 @@ class InteractionData:
     caller's event-type weight times time decay; `timestamps` are unix seconds; `revenue`, when
     given, the money of each interaction.
 
-    With a `user_featurizer` the user features are derived from these interactions, again for
-    every part `select` takes: the training part of a split, or what is known when a held-out
-    target is predicted, then describes its own events only, never the held-out ones.
+    With a `user_featurizer`, the user features are derived from these interactions, and again
+    for every part `select` takes (a split's training events, those known when a held-out target
+    is predicted): a part's features never describe events it left out.
     """
 
     indptr: np.ndarray
