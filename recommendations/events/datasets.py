@@ -16,7 +16,8 @@ Datasets:
 - `olist` (folder with the Olist CSVs): sellers are stores; products are those sold in the
   order lines (every product needs a seller), with the English category and the mean
   price paid; each order line is a `purchase` with its price as revenue, timed at the
-  order's purchase time (São Paulo); cancelled and unavailable orders are skipped.
+  order's purchase time (São Paulo); the lines of cancelled and unavailable orders are skipped
+  (and counted in the import's summary).
 - `movielens` (folder with `ml-100k.item`, `ml-100k.inter`): movies are products in one
   store "MovieLens", categorised by their first genre; ratings are `rating` events.
 """
@@ -98,10 +99,18 @@ class RowError:
         return f"{self.file} line {self.line}: {self.message}"
 
 
+class Skipped(NamedTuple):
+    """A source row the dataset's rules leave out (not an error), and why: counted, not stored."""
+
+    line: int
+    reason: str
+
+
 @dataclass
 class InteractionBatch:
     """Consecutive interactions column by column (the fields of `InteractionSource`, with `keys`
-    as one column per key part), and the rows among them that could not be read.
+    as one column per key part), the rows among them that could not be read, and how many
+    the dataset's rules skipped, by reason.
 
     The importer turns columns into events in C; a batch of 50,000 named tuples costs more to
     make and take apart than the rest of its import.
@@ -117,19 +126,21 @@ class InteractionBatch:
     revenues: Sequence[Decimal | None]
     store_source_ids: Sequence[str]
     errors: list[RowError] = field(default_factory=list)
+    skipped: Counter[str] = field(default_factory=Counter)
 
     def __len__(self) -> int:
-        """Rows read, whether they became interactions or errors."""
-        return len(self.lines) + len(self.errors)
+        """Rows read, whether they became interactions, errors or were skipped."""
+        return len(self.lines) + len(self.errors) + self.skipped.total()
 
     @classmethod
-    def of(cls, items: Iterable[InteractionSource | RowError]) -> InteractionBatch:
+    def of(cls, items: Iterable[InteractionSource | RowError | Skipped]) -> InteractionBatch:
         items = list(items)
-        sources = [item for item in items if not isinstance(item, RowError)]
+        sources = [item for item in items if isinstance(item, InteractionSource)]
         empty = [()] * len(InteractionSource._fields)
         lines, keys, *columns = zip(*sources, strict=True) if sources else empty
         errors = [item for item in items if isinstance(item, RowError)]
-        return cls(lines, list(zip(*keys, strict=True)), *columns, errors=errors)
+        skipped = Counter(item.reason for item in items if isinstance(item, Skipped))
+        return cls(lines, list(zip(*keys, strict=True)), *columns, errors=errors, skipped=skipped)
 
 
 @dataclass
@@ -178,15 +189,26 @@ def require_files(folder: Path, *names: str) -> list[Path]:
     return paths
 
 
-def _rows(path: Path, required: Sequence[str] = ()) -> Iterator[tuple[int, dict[str, str]]]:
-    """(line number, row) for a CSV with a header; line numbers count the header as line 1.
+def _rows(
+    path: Path,
+    required: Sequence[str] = (),
+    *,
+    delimiter: str = ",",
+    quoting: int = csv.QUOTE_MINIMAL,
+    whole_lines: bool = True,
+) -> Iterator[tuple[int, dict[str, str] | str]]:
+    """(line number, row by column name) for a file with a header; line numbers count the
+    header as line 1, and header names may carry a RecBole type (`user_id:token`).
 
     A header without a `required` column raises `ValueError` naming the file, the column and
-    the columns found, once, instead of a bad row per line.
+    the columns found, once, instead of a bad row per line. A row with fewer or more cells than
+    the header comes as a string saying so, for the caller to report with its line: a row cut
+    short has lost its last value and may hold a cut one. The datasets' files end with a line
+    break, so a last line without one is refused (`open_text`) unless `whole_lines` is False.
     """
-    with open_text(path) as handle:
-        reader = csv.reader(handle)
-        header = next(reader, [])
+    with open_text(path, whole_lines=whole_lines) as handle:
+        reader = csv.reader(handle, delimiter=delimiter, quoting=quoting)
+        header = [name.split(":")[0] for name in next(reader, [])]
         missing = [name for name in required if name not in header]
         if missing:
             raise ValueError(
@@ -194,20 +216,26 @@ def _rows(path: Path, required: Sequence[str] = ()) -> Iterator[tuple[int, dict[
                 f"{', '.join(header) or 'no columns'}. Rename the column, or give the dataset's own file."
             )
         width = len(header)
-        for cells in reader:
-            # A short row lacks columns (a KeyError, reported with its line); faster than DictReader.
-            yield reader.line_num, dict(zip(header, cells, strict=False)) if len(cells) <= width else {}
+        for cells in reader:  # faster than DictReader
+            row = (
+                dict(zip(header, cells, strict=True)) if len(cells) == width else _width_problem(cells, width)
+            )
+            yield reader.line_num, row
 
 
-def _lookup(path: Path, key: str, value: str) -> dict[str, str]:
-    """A lookup table (`key` -> `value`) from two columns of a CSV. The import depends on the
-    whole table, so a row without both (a cell too few or too many) is an error naming it."""
+def _width_problem(cells: Sequence[str], width: int) -> str:
+    return f"{len(cells)} cell{'' if len(cells) == 1 else 's'} where the header has {width}"
+
+
+def _lookup(path: Path, key: str, value: str, *, whole_lines: bool = True) -> dict[str, str]:
+    """A lookup table (`key` -> `value`) from two columns of a CSV (`whole_lines`: as `_rows`).
+    The import depends on the whole table, so a row without the header's columns is an error
+    naming it."""
     table = {}
-    for line, row in _rows(path, required=(key, value)):
-        if key not in row or value not in row:
+    for line, row in _rows(path, required=(key, value), whole_lines=whole_lines):
+        if isinstance(row, str):
             raise ValueError(
-                f"{path.name} line {line} does not have the header's columns (a cell too few or too many); "
-                "fix or remove that row."
+                f"{path.name} line {line} does not have the header's columns ({row}); fix or remove that row."
             )
         table[row[key]] = row[value]
     return table
@@ -225,22 +253,24 @@ class _Picker:
         self.problem = f"no column {', '.join(missing)} in the header" if missing else ""
         self.positions = [] if missing else [header.index(name) for name in names]
         self.pick = itemgetter(*self.positions) if self.positions else None
-        self.width, self.needed = len(header), max(self.positions, default=0) + 1
+        self.width = len(header)
 
     def __call__(self, cells: Sequence[str]) -> tuple[str, ...] | str:
-        """The named cells in that order, or what is wrong."""
+        """The named cells in that order, or what is wrong (as for `_rows`, a row with fewer or
+        more cells than the header)."""
         if self.pick is None:
             return self.problem
-        if self.needed <= len(cells) <= self.width:
+        if len(cells) == self.width:
             return self.pick(cells)
-        return f"{len(cells)} cells where the header has {self.width}"
+        return _width_problem(cells, self.width)
 
 
 def _cells(
     path: Path, names: Sequence[str], *, delimiter: str = ",", quoting: int = csv.QUOTE_MINIMAL
 ) -> Iterator[tuple[int, tuple[str, ...] | str]]:
-    """(line, the named cells in that order) per row of a file with a header, or (line, what is wrong)."""
-    with open_text(path) as handle:
+    """(line, the named cells in that order) per row of a file with a header, or (line, what is
+    wrong); a last line without a line break is refused, as by `_rows`."""
+    with open_text(path, whole_lines=True) as handle:
         reader = csv.reader(handle, delimiter=delimiter, quoting=quoting)
         pick = _Picker(next(reader, []), names)
         for cells in reader:
@@ -277,12 +307,12 @@ class Dataset:
 
     def interaction_batches(self, folder: Path, size: int) -> Iterator[InteractionBatch]:
         """Events in file order, in batches of `size` source rows; malformed rows come as
-        `RowError`s so all can be reported."""
+        `RowError`s so all can be reported, rows the dataset leaves out as `Skipped`."""
         items = self.interactions(folder)
         while batch := list(islice(items, size)):
             yield InteractionBatch.of(batch)
 
-    def interactions(self, folder: Path) -> Iterator[InteractionSource | RowError]:
+    def interactions(self, folder: Path) -> Iterator[InteractionSource | RowError | Skipped]:
         """Events row by row, for `interaction_batches` (or a dataset overrides that instead)."""
         raise NotImplementedError
 
@@ -304,18 +334,13 @@ class AmazonBeauty(Dataset):
         brands: set[str] = set()
         for line, row in _rows(items, required=("asin", "categories", "price")):
             try:
+                if isinstance(row, str):
+                    raise ValueError(row)
                 asin = row["asin"].strip()
                 path = tuple(json.loads(row["categories"]))
                 price = _price(row["price"])
                 if not asin or not path:
                     raise ValueError("asin and categories are required")
-            except KeyError:  # the header has the column: this row is short or long
-                result.errors.append(
-                    RowError(
-                        items.name, line, "unreadable item (its cells do not match the header's columns)"
-                    )
-                )
-                continue
             except (ValueError, InvalidOperation, TypeError, AttributeError) as exc:
                 result.errors.append(RowError(items.name, line, f"unreadable item ({exc or 'bad value'})"))
                 continue
@@ -351,7 +376,7 @@ class AmazonBeauty(Dataset):
         """Read column by column where a batch allows it (`_by_column`), else row by row."""
         (path,) = require_files(folder, self.interaction_file)
         # A blank line is a bad row, as for the csv module (which reads it as a row without cells).
-        for batch in csv_batches(path, size, blank_rows=True):
+        for batch in csv_batches(path, size, blank_rows=True, whole_lines=True):
             pick = _Picker(batch.header, ("reviewer_id", "asin", "timestamp"))
             yield self._by_column(batch, pick) or InteractionBatch.of(
                 self._interaction(path.name, line, pick(cells))
@@ -409,26 +434,36 @@ class Olist(Dataset):
     name = "olist"
     interaction_file = "order_items.csv"
     SKIPPED_STATUSES = frozenset({"canceled", "unavailable"})
+    SKIPPED = "cancelled or unavailable orders"
 
     def catalogue(self, folder: Path) -> Catalogue:
         sellers, products, items, translation = require_files(
             folder, "sellers.csv", "products.csv", "order_items.csv", "product_category_name_translation.csv"
         )
         result = Catalogue()
-        english = _lookup(translation, "product_category_name", "product_category_name_english")
+        # Olist publishes its category translation without a line break after the last line.
+        english = _lookup(
+            translation, "product_category_name", "product_category_name_english", whole_lines=False
+        )
         sold_by: dict[str, Counter] = defaultdict(Counter)
         prices: dict[str, list[Decimal]] = defaultdict(list)
         for line, row in _rows(items, required=("product_id", "seller_id", "price")):
-            try:
-                sold_by[row["product_id"]][row["seller_id"]] += 1
-                prices[row["product_id"]].append(_price(row["price"]) or Decimal(0))
-            except (KeyError, InvalidOperation, TypeError, AttributeError):
-                result.errors.append(RowError(items.name, line, "unreadable order line"))
-        for line, row in _rows(sellers, required=("seller_id",)):
-            seller = row.get("seller_id")
-            if not seller:
-                result.errors.append(RowError(sellers.name, line, "a seller row without its seller_id"))
+            if isinstance(row, str):
+                result.errors.append(RowError(items.name, line, f"unreadable order line ({row})"))
                 continue
+            try:
+                price = _price(row["price"]) or Decimal(0)
+            except InvalidOperation:
+                result.errors.append(RowError(items.name, line, "unreadable order line (bad price)"))
+                continue
+            sold_by[row["product_id"]][row["seller_id"]] += 1
+            prices[row["product_id"]].append(price)
+        for line, row in _rows(sellers, required=("seller_id",)):
+            if isinstance(row, str) or not row["seller_id"]:
+                why = f"({row})" if isinstance(row, str) else "without its seller_id"
+                result.errors.append(RowError(sellers.name, line, f"a seller row {why}"))
+                continue
+            seller = row["seller_id"]
             city = row.get("seller_city", "").title()
             result.stores.append(
                 StoreSource(
@@ -438,7 +473,10 @@ class Olist(Dataset):
                 )
             )
         for line, row in _rows(products, required=("product_id",)):
-            product = row.get("product_id", "")
+            if isinstance(row, str):
+                result.errors.append(RowError(products.name, line, f"unreadable product ({row})"))
+                continue
+            product = row["product_id"]
             if product not in sold_by:
                 continue
             raw_category = row.get("product_category_name", "")
@@ -465,13 +503,15 @@ class Olist(Dataset):
             )
         return result
 
-    def interactions(self, folder: Path) -> Iterator[InteractionSource | RowError]:
+    def interactions(self, folder: Path) -> Iterator[InteractionSource | RowError | Skipped]:
         items, orders, customers = require_files(folder, self.interaction_file, "orders.csv", "customers.csv")
         person = _lookup(customers, "customer_id", "customer_unique_id")
         placed: dict[str, tuple[str, dt.datetime] | None] = {}
         order_columns = ("order_id", "customer_id", "order_status", "order_purchase_timestamp")
         for line, row in _rows(orders, required=order_columns):
             try:
+                if isinstance(row, str):
+                    raise ValueError(row)
                 if row["order_status"] in self.SKIPPED_STATUSES:
                     placed[row["order_id"]] = None
                     continue
@@ -489,6 +529,7 @@ class Olist(Dataset):
             try:
                 order = placed[order_id]
                 if order is None:
+                    yield Skipped(line, self.SKIPPED)
                     continue
                 customer, moment = order
                 if not customer:
@@ -518,18 +559,14 @@ class MovieLens(Dataset):
     interaction_file = "ml-100k.inter"
     STORE = "movielens:store"
 
-    def _tsv(self, path: Path) -> Iterator[tuple[int, dict[str, str]]]:
-        # RecBole headers are "name:type"; titles contain quotes, so quoting is off.
-        with open_text(path) as handle:
-            reader = csv.reader(handle, delimiter="\t", quoting=csv.QUOTE_NONE)
-            header = [name.split(":")[0] for name in next(reader, [])]
-            for row in reader:
-                yield reader.line_num, dict(zip(header, row, strict=False))
-
     def catalogue(self, folder: Path) -> Catalogue:
         (items,) = require_files(folder, "ml-100k.item")
         result = Catalogue(stores=[StoreSource(self.STORE, "MovieLens", "Movies rated on MovieLens 100K.")])
-        for line, row in self._tsv(items):
+        # Titles contain quotes, so quoting is off.
+        for line, row in _rows(items, delimiter="\t", quoting=csv.QUOTE_NONE):
+            if isinstance(row, str):
+                result.errors.append(RowError(items.name, line, f"unreadable movie ({row})"))
+                continue
             item, title = row.get("item_id", "").strip(), row.get("movie_title", "").strip()
             if not item or not title:
                 result.errors.append(RowError(items.name, line, "item_id and movie_title are required"))

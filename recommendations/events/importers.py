@@ -26,6 +26,7 @@ import json
 import logging
 import math
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from itertools import repeat
@@ -90,7 +91,8 @@ _EVENT_ID = itemgetter(0)
 class ImportResult:
     """What an import did: rows read from the source, events newly stored, rows that repeated
     an earlier row's event id (not stored again), rows dropped because their user opted out of
-    personalisation, and time taken.
+    personalisation, rows a dataset's rules leave out (by reason: Olist's lines of cancelled
+    orders), and time taken.
 
     `conflicts` names the first of the `conflicting` repeats, those whose values differ from
     the stored event (`MAX_REPORTED_ERRORS` of them, each "<file> line N: ...").
@@ -104,12 +106,13 @@ class ImportResult:
     seconds: float = 0.0
     users_created: int = 0
     opted_out: int = 0
+    left_out: Counter[str] = field(default_factory=Counter)
 
     @property
     def skipped(self) -> int:
-        """Rows whose event was stored before this import (a re-run), repeats within the source
-        and rows of users who opted out aside."""
-        return self.read - self.stored - self.repeated - self.opted_out
+        """Rows whose event was stored before this import (a re-run), repeats within the source,
+        rows of users who opted out and rows left out aside."""
+        return self.read - self.stored - self.repeated - self.opted_out - self.left_out.total()
 
     @property
     def rate(self) -> float:
@@ -362,10 +365,13 @@ def _run(
     file: str,
     report: Callable[[int], None],
     repeats: _Repeats,
+    left_out: Counter[str] | None = None,
 ) -> ImportResult:
     """Write the batches; `write` gets each with a function that reads the next one ahead,
-    and stores its rows through `_store` with `repeats`."""
-    result = ImportResult(conflicts=repeats.conflicts)  # the list the batches add to
+    and stores its rows through `_store` with `repeats` (and counts the rows it leaves out
+    in `left_out`)."""
+    # The list and the counter the batches add to.
+    result = ImportResult(conflicts=repeats.conflicts, left_out=Counter() if left_out is None else left_out)
     started = time.monotonic()
     collecting = gc.isenabled()
     # A batch is tens of thousands of tuples of strings, none in a reference cycle; the cyclic
@@ -488,6 +494,7 @@ def import_dataset_events(
     keys = _CatalogueKeys(dataset)
     file = dataset.interaction_file
     context = {"source": name}
+    left_out: Counter[str] = Counter()
 
     def write(batch: InteractionBatch, read_next: Callable[[], None]) -> tuple[IngestResult, int]:
         errors = [(error.line, error.message) for error in batch.errors]
@@ -530,12 +537,14 @@ def import_dataset_events(
                 repeat(""),
             )
             rows = list(map(EVENT_ROW, zip(*columns, strict=False)))  # strict=False: repeat() never ends
-            return _store(rows, batch.lines, repeats, read_next), created
+            stored = _store(rows, batch.lines, repeats, read_next)
+        left_out.update(batch.skipped)  # with the batch's rows read, once it is stored
+        return stored, created
 
     require_files(folder, file)  # before its lines are counted for `progress`
     report = _reporter(folder / file, progress, header_lines=1)
     repeats = _Repeats(file)
-    return _run(dataset.interaction_batches(folder, batch_rows), write, file, report, repeats)
+    return _run(dataset.interaction_batches(folder, batch_rows), write, file, report, repeats, left_out)
 
 
 @dataclass

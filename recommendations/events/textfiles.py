@@ -13,13 +13,14 @@ import csv
 import gzip
 import json
 import re
+import zlib
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from itertools import chain, islice
 from operator import methodcaller
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import orjson
 
@@ -30,8 +31,19 @@ MAX_REPORTED_ERRORS = 20
 _LONG_DIGITS = re.compile(r"\d{19}")
 
 
-# What can go wrong reading an import file, beyond its rows' contents.
-READ_ERRORS = (OSError, EOFError, csv.Error, UnicodeDecodeError)
+# What can go wrong reading an import file, beyond its rows' contents (zlib.error: a gzip file's
+# compressed data is damaged mid-file).
+READ_ERRORS = (OSError, EOFError, zlib.error, csv.Error, UnicodeDecodeError)
+
+
+class CutMidLine(EOFError):
+    """The file's last line, `line`, ends without a line break: the file was most likely cut
+    short in that line, and its last value with it (a timestamp 881250949 read as 88)."""
+
+    def __init__(self, line: int, text: str) -> None:
+        super().__init__(line, text)
+        self.line = line
+        self.text = text
 
 
 class UnreadableFile(Exception):
@@ -51,11 +63,14 @@ class UnreadableFile(Exception):
 
 
 @contextmanager
-def open_text(path: Path) -> Iterator[IO[str]]:
+def open_text(path: Path, *, whole_lines: bool = False) -> Iterator[Iterator[str]]:
     """Open a UTF-8 text file, gzip-compressed when it ends in .gz; a leading BOM is dropped.
 
     A problem opening or reading it (but a missing file) is raised as `UnreadableFile`, which
     names this file: a dataset's folder holds several, and the command only knows the folder.
+    With `whole_lines` (a file known to end with a line break, as the public datasets' do), a
+    last line without one is such a problem (`CutMidLine`): a file cut short mid-line would
+    otherwise be read with its last value cut.
     """
     try:
         with (
@@ -63,11 +78,19 @@ def open_text(path: Path) -> Iterator[IO[str]]:
             if path.suffix == ".gz"
             else path.open(encoding="utf-8-sig", newline="")
         ) as handle:
-            yield handle
+            yield _whole_lines(handle) if whole_lines else handle
     except FileNotFoundError:  # the commands say "does not exist"
         raise
     except READ_ERRORS as exc:
         raise UnreadableFile(path, exc) from exc
+
+
+def _whole_lines(lines: Iterable[str]) -> Iterator[str]:
+    """`lines`, each ending with its line break; `CutMidLine` for one without (the last)."""
+    for number, text in enumerate(lines, start=1):
+        if not text.endswith(("\n", "\r")):
+            raise CutMidLine(number, text)
+        yield text
 
 
 def unreadable(path: Path, exc: BaseException) -> str:
@@ -76,8 +99,16 @@ def unreadable(path: Path, exc: BaseException) -> str:
         return f"{path} is a folder: give a file, or --dataset NAME with the dataset's folder."
     if isinstance(exc, gzip.BadGzipFile):
         return f"{path} ends in .gz but is not gzip-compressed: compress it, or rename it without .gz."
+    if isinstance(exc, CutMidLine):
+        return (
+            f"{path} is cut short mid-line: its last line, line {exc.line} ({exc.text!r}), ends without a "
+            "line break, so its last value may be cut. Copy or download it again (or, if that line is "
+            "whole, end it with a line break)."
+        )
     if isinstance(exc, EOFError):
         return f"{path} is cut short: the compressed data ends early. Copy or download it again."
+    if isinstance(exc, zlib.error):
+        return f"{path} is corrupt: its compressed data is damaged ({exc}). Copy or download it again."
     if isinstance(exc, UnicodeDecodeError):
         return f"{path} is not UTF-8 text ({exc.reason}): save it as UTF-8."
     if isinstance(exc, csv.Error) and "field limit" in str(exc):
@@ -156,8 +187,11 @@ class CsvBatch:
         return list(zip(*self.rows, strict=True))
 
 
-def csv_batches(path: Path, size: int, *, blank_rows: bool = False) -> Iterator[CsvBatch]:
-    """The rows of a .csv file (optionally .gz) in batches of up to `size`.
+def csv_batches(
+    path: Path, size: int, *, blank_rows: bool = False, whole_lines: bool = False
+) -> Iterator[CsvBatch]:
+    """The rows of a .csv file (optionally .gz) in batches of up to `size` (`whole_lines`: as
+    `open_text`).
 
     Blank lines are skipped, as `csv.DictReader` skips them, or kept as rows without cells
     (`blank_rows`), as `csv.reader` reads them. Chunks of `size` lines without a quote
@@ -166,7 +200,7 @@ def csv_batches(path: Path, size: int, *, blank_rows: bool = False) -> Iterator[
     From the first chunk with a quote on (a quoted cell may span lines), the `csv` module
     reads the rest of the file.
     """
-    with open_text(path) as handle:
+    with open_text(path, whole_lines=whole_lines) as handle:
         reader = csv.reader(handle)
         header = next(reader, [])
         line = reader.line_num

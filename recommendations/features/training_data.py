@@ -15,7 +15,7 @@ from recommendations.features.catalogue import Catalogue, load_catalogue
 from recommendations.features.interactions import Interactions, load_interactions
 from recommendations.features.keys import KeyIndex
 from recommendations.learning.dataset import InteractionData
-from recommendations.learning.features import ItemFeaturizer, rfm_user_features
+from recommendations.learning.features import ItemFeaturizer, RFMFeaturizer
 
 logger = logging.getLogger(__name__)
 
@@ -105,7 +105,10 @@ def build_training_data(
         n_users=len(actors),
         n_items=len(catalogue.items),
         item_features=item_features,
-        user_features=_rfm(events, actor_of, len(actors), end),
+        revenue=events.revenue,
+        # Derived again for every part of the events a split takes, so that a held-out event
+        # never reaches the features the evaluation fits or scores with; serving gets these.
+        user_featurizer=RFMFeaturizer(now=end.timestamp(), spend=bool(events.revenue.any())),
     )
     data = TrainingData(
         interactions=interactions,
@@ -152,14 +155,6 @@ def _check_enough(events: Interactions, item_of: np.ndarray, window_days: float 
             f"No shopper has more than one product event {window}: the model learns what people do "
             "next, so it needs shoppers with at least two."
         )
-
-
-def _rfm(events: Interactions, actor_of: np.ndarray, n_actors: int, now: dt.datetime) -> np.ndarray:
-    last_seen = np.full(n_actors, np.nan)
-    np.fmax.at(last_seen, actor_of, events.timestamps)
-    frequency = np.bincount(actor_of, minlength=n_actors).astype(np.float64)
-    spend = np.bincount(actor_of, weights=events.revenue, minlength=n_actors)
-    return rfm_user_features(last_seen, frequency, spend if spend.any() else None, now.timestamp())
 
 
 def _as_datetime(timestamp: float) -> dt.datetime:

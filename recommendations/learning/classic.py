@@ -17,6 +17,7 @@ import scipy.sparse as sp
 from scipy.linalg import lapack
 
 from .dataset import EvalSet, InteractionData
+from .features import UserFeatures
 
 SECONDS_PER_DAY = 86_400.0
 
@@ -54,8 +55,13 @@ class Recommender:
             self._fit(matrix, None)
         return self
 
-    def score_users(self, user_ids: np.ndarray, histories: Sequence[np.ndarray]) -> np.ndarray:
-        """Dense `[len(histories), n_items]` float32 scores (history items are not masked)."""
+    def score_users(
+        self, user_ids: np.ndarray, histories: Sequence[np.ndarray], user_features: UserFeatures | None = None
+    ) -> np.ndarray:
+        """Dense `[len(histories), n_items]` float32 scores (history items are not masked).
+
+        `user_features` are accepted for interface parity with models that read them; unused here.
+        """
         return self._score(history_matrix(histories, self.n_items), np.asarray(user_ids))
 
     def recommend(

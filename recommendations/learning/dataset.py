@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import scipy.sparse as sp
 
-from .features import ItemFeatures, UserFeatures
+from .features import ItemFeatures, RFMFeaturizer, UserFeatures
 
 
 @dataclass
@@ -22,7 +22,12 @@ class InteractionData:
 
     User `u`'s interactions are `items[indptr[u]:indptr[u + 1]]`, oldest first. A flat layout
     keeps memory small and slicing cheap for millions of events. `weights` carry the
-    caller's event-type weight times time decay; `timestamps` are unix seconds.
+    caller's event-type weight times time decay; `timestamps` are unix seconds; `revenue`, when
+    given, the money of each interaction.
+
+    With a `user_featurizer`, the user features are derived from these interactions, and again
+    for every part `select` takes (a split's training events, those known when a held-out target
+    is predicted): a part's features never describe events it left out.
     """
 
     indptr: np.ndarray
@@ -32,6 +37,8 @@ class InteractionData:
     n_items: int
     item_features: ItemFeatures | None = None
     user_features: UserFeatures | None = None
+    revenue: np.ndarray | None = None
+    user_featurizer: RFMFeaturizer | None = None
 
     def __post_init__(self) -> None:
         self.indptr = np.asarray(self.indptr, dtype=np.int64)
@@ -47,6 +54,14 @@ class InteractionData:
             raise ValueError(f"item indices must lie in [0, {self.n_items})")
         if self.item_features is not None and self.item_features.n_items != self.n_items:
             raise ValueError("item_features must have one row per item")
+        if self.revenue is not None:
+            self.revenue = np.asarray(self.revenue, dtype=np.float64)
+            if len(self.revenue) != n:
+                raise ValueError("revenue must have one entry per interaction")
+        if self.user_featurizer is not None:
+            self.user_features = self.user_featurizer.transform(
+                self.user_of_interaction(), self.timestamps, self.revenue, self.n_users
+            )
 
     # --- construction -------------------------------------------------------------------
     @classmethod
@@ -61,6 +76,8 @@ class InteractionData:
         n_items: int | None = None,
         item_features: ItemFeatures | None = None,
         user_features: UserFeatures | None = None,
+        revenue: np.ndarray | None = None,
+        user_featurizer: RFMFeaturizer | None = None,
     ) -> InteractionData:
         """Build from parallel event arrays (any order); events are sorted by (user, time).
 
@@ -78,7 +95,8 @@ class InteractionData:
         counts = np.bincount(user_ids, minlength=n_users)
         indptr = np.concatenate([[0], np.cumsum(counts)])
         items, w, ts = item_ids[order], w[order], ts[order]
-        return cls(indptr, items, w, ts, n_items, item_features, user_features)
+        money = None if revenue is None else np.asarray(revenue, np.float64)[order]
+        return cls(indptr, items, w, ts, n_items, item_features, user_features, money, user_featurizer)
 
     @classmethod
     def from_sequences(
@@ -140,7 +158,8 @@ class InteractionData:
         return np.asarray((self.to_csr(binary=True) > 0).sum(axis=0)).ravel().astype(np.int64)
 
     def select(self, keep: np.ndarray) -> InteractionData:
-        """Keep only the interactions where the boolean mask `keep` is true (users stay)."""
+        """Keep only the interactions where the boolean mask `keep` is true (users stay; derived
+        user features become those of the kept interactions)."""
         keep = np.asarray(keep, dtype=bool)
         users = self.user_of_interaction()[keep]
         counts = np.bincount(users, minlength=self.n_users)
@@ -153,6 +172,8 @@ class InteractionData:
             self.n_items,
             self.item_features,
             self.user_features,
+            None if self.revenue is None else self.revenue[keep],
+            self.user_featurizer,
         )
 
 
@@ -161,15 +182,27 @@ class EvalSet:
     """Users to evaluate, what is known about each of them, and what they did next.
 
     `histories[j]` is the ordered item sequence available when predicting for `users[j]`
-    (masked out of the ranking); `targets[j]` are the held-out items to find.
+    (masked out of the ranking); `targets[j]` are the held-out items to find. `user_features`
+    (rows aligned with `users`, when the data has them) are derived from the same events as the
+    histories: what is known of each user then, not the model's training rows.
     """
 
     users: np.ndarray
     histories: list[np.ndarray]
     targets: list[np.ndarray]
+    user_features: UserFeatures | None = None
 
     def __len__(self) -> int:
         return len(self.users)
+
+    def take(self, rows: np.ndarray) -> EvalSet:
+        """The users at positions `rows`, with their histories, targets and features."""
+        return EvalSet(
+            self.users[rows],
+            [self.histories[r] for r in rows],
+            [self.targets[r] for r in rows],
+            None if self.user_features is None else self.user_features.rows(rows),
+        )
 
 
 @dataclass
@@ -194,19 +227,16 @@ def leave_one_out_split(data: InteractionData, min_interactions: int = 3) -> Spl
     Shoppers with fewer than `min_interactions` different products go entirely to training. The
     validation target and the events up to the test target are part of the test history (known
     at test time) but never training data; the events after the test target, all repeats, are
-    left out.
+    left out. User features are those of the events known at each step: the training events
+    for training and validation, the training and validation events for the test.
     """
-    user_of = data.user_of_interaction()
     evaluated, validation_at, test_at = last_new_items(data, min_interactions)
-    position = np.arange(data.n_interactions)
-    after = np.full(data.n_users, np.iinfo(np.int64).max)
-    after[evaluated] = test_at[evaluated]
-    known_at_test = data.select(position < after[user_of])
-    after[evaluated] = validation_at[evaluated]
     users = np.flatnonzero(evaluated)
-    info = {"protocol": "leave_one_out"}
-    validation, test = _eval_sets(data, users, validation_at, test_at)
-    return Split(data.select(position < after[user_of]), test, validation, known_at_test, info)
+    train = _known_before(data, evaluated, validation_at)
+    known_at_test = _known_before(data, evaluated, test_at)
+    validation = _eval_set(data, users, validation_at, train)
+    test = _eval_set(data, users, test_at, known_at_test)
+    return Split(train, test, validation, known_at_test, {"protocol": "leave_one_out"})
 
 
 def last_new_items(
@@ -248,7 +278,8 @@ def temporal_split(
 
     Closer to production than leave-one-out (no look into the future for any user). Test users
     are those with events after the test cut-off and at least one event before it; their history
-    is everything before the cut-off. Targets are the distinct not-yet-seen items they touched.
+    (and user features) is everything before the cut-off. Targets are the distinct not-yet-seen
+    items they touched.
     """
     if not 0 < test_fraction < 1 or not 0 <= validation_fraction < 1 - test_fraction:
         raise ValueError("fractions must satisfy 0 < test, 0 <= validation, test + val < 1")
@@ -256,10 +287,11 @@ def temporal_split(
     t_test = np.quantile(ts, 1 - test_fraction)
     t_val = np.quantile(ts, 1 - test_fraction - validation_fraction)
     train = data.select(ts < t_val)
-    validation = _period_eval_set(data, t_val, t_test) if validation_fraction > 0 else None
-    test = _period_eval_set(data, t_test, np.inf)
+    known_at_test = data.select(ts < t_test)
+    validation = _period_eval_set(data, train, t_val, t_test) if validation_fraction > 0 else None
+    test = _period_eval_set(data, known_at_test, t_test, np.inf)
     info = {"protocol": "temporal", "t_validation": float(t_val), "t_test": float(t_test)}
-    return Split(train, test, validation, data.select(ts < t_test), info)
+    return Split(train, test, validation, known_at_test, info)
 
 
 def kfold_user_split(
@@ -270,7 +302,8 @@ def kfold_user_split(
     Measures strong generalisation (users the model never saw), which is what a sequence encoder
     faces for new shoppers. Only users who can be evaluated (`min_interactions` different
     products) are dealt into folds, so no fold is empty; the others always train. Held-out users
-    are judged as in `leave_one_out_split`, on their last new product.
+    are judged as in `leave_one_out_split`, on their last new product, with the user features
+    of their events before it.
     """
     if k < 2:
         raise ValueError("k must be at least 2")
@@ -285,52 +318,63 @@ def kfold_user_split(
     rng = np.random.default_rng(seed)
     folds = np.array_split(rng.permutation(candidates), k)
     user_of = data.user_of_interaction()
+    known_at_validation = _known_before(data, evaluated, validation_at)
+    known_at_test = _known_before(data, evaluated, test_at)
     splits = []
     for i, fold in enumerate(folds):
         held_out = np.zeros(data.n_users, dtype=bool)
         held_out[fold] = True
-        validation, test = _eval_sets(data, np.sort(fold), validation_at, test_at)
+        users = np.sort(fold)
+        validation = _eval_set(data, users, validation_at, known_at_validation)
+        test = _eval_set(data, users, test_at, known_at_test)
         info = {"protocol": "kfold_user", "fold": i, "k": k}
         train = data.select(~held_out[user_of])
         splits.append(Split(train, test, validation, train, info))
     return splits
 
 
-def _eval_sets(
-    data: InteractionData, users: np.ndarray, validation_at: np.ndarray, test_at: np.ndarray
-) -> tuple[EvalSet, EvalSet]:
-    """Validation and test sets of `users`: each target with every event before it as history."""
-    starts = data.indptr[users]
-    validation = EvalSet(
-        users,
-        [data.items[lo:at] for lo, at in zip(starts, validation_at[users], strict=True)],
-        [data.items[at : at + 1] for at in validation_at[users]],
-    )
-    test = EvalSet(
-        users,
-        [data.items[lo:at] for lo, at in zip(starts, test_at[users], strict=True)],
-        [data.items[at : at + 1] for at in test_at[users]],
-    )
-    return validation, test
+def _known_before(data: InteractionData, evaluated: np.ndarray, at: np.ndarray) -> InteractionData:
+    """What is known when the targets at `at` (flat indices) are predicted: every evaluated
+    user's events before their target, and all events of the other users."""
+    after = np.full(data.n_users, np.iinfo(np.int64).max)
+    after[evaluated] = at[evaluated]
+    return data.select(np.arange(data.n_interactions) < after[data.user_of_interaction()])
 
 
-def _period_eval_set(data: InteractionData, start: float, end: float) -> EvalSet:
+def _eval_set(data: InteractionData, users: np.ndarray, at: np.ndarray, known: InteractionData) -> EvalSet:
+    """`users`' targets at `at`, each with what `known` (`_known_before` those targets) holds of
+    the user as history and user features: the events before the target."""
+    return EvalSet(
+        users,
+        [known.sequence(u) for u in users],
+        [data.items[a : a + 1] for a in at[users]],
+        _rows(known.user_features, users),
+    )
+
+
+def _period_eval_set(data: InteractionData, known: InteractionData, start: float, end: float) -> EvalSet:
+    """Users with events in [start, end) and before it, with `known` (the events before `start`)
+    as their history and user features, and the new items of the period as targets."""
     users, histories, targets = [], [], []
     for u in range(data.n_users):
         lo, hi = data.indptr[u], data.indptr[u + 1]
         ts = data.timestamps[lo:hi]
-        before = ts < start
         within = (ts >= start) & (ts < end)
-        if not before.any() or not within.any():
+        history = known.sequence(u)
+        if not len(history) or not within.any():
             continue
-        history = data.items[lo:hi][before]
         seen = set(history.tolist())
         new = [i for i in dict.fromkeys(data.items[lo:hi][within].tolist()) if i not in seen]
         if new:
             users.append(u)
             histories.append(history)
             targets.append(np.array(new, dtype=np.int64))
-    return EvalSet(np.array(users, dtype=np.int64), histories, targets)
+    chosen = np.array(users, dtype=np.int64)
+    return EvalSet(chosen, histories, targets, _rows(known.user_features, chosen))
+
+
+def _rows(features: UserFeatures | None, users: np.ndarray) -> UserFeatures | None:
+    return None if features is None else features.rows(users)
 
 
 def _concat(parts: Iterable[Sequence], dtype: type) -> np.ndarray:

@@ -2,7 +2,8 @@
 
 Every candidate item is ranked (no sampled negatives, which overstate quality and can reorder
 models), and items already in the user's history are removed from the ranking. Any object
-with `score_users(user_ids, histories) -> [n_users, n_items]` can be evaluated.
+with `score_users(user_ids, histories) -> [n_users, n_items]` can be evaluated; when the
+evaluation set carries user features it is also given them, as `user_features=`.
 """
 
 from __future__ import annotations
@@ -14,11 +15,15 @@ from typing import Protocol
 import numpy as np
 
 from .dataset import EvalSet, InteractionData, Split
+from .features import UserFeatures
 
 
 class Scorer(Protocol):
-    def score_users(self, user_ids: np.ndarray, histories: Sequence[np.ndarray]) -> np.ndarray:
-        """Scores of every item for each user (higher = more relevant)."""
+    def score_users(
+        self, user_ids: np.ndarray, histories: Sequence[np.ndarray], user_features: UserFeatures | None = None
+    ) -> np.ndarray:
+        """Scores of every item for each user (higher = more relevant). `user_features` (rows
+        aligned with the users) are what is known of them when their targets are predicted."""
         ...
 
 
@@ -109,25 +114,24 @@ def evaluate(
     batch_size: int = 1024,
     exclude_history: bool = True,
 ) -> dict[str, float]:
-    """Full-ranking metrics of `model` on `eval_set`, scoring users in batches."""
-    keep = np.array([len(t) > 0 for t in eval_set.targets], dtype=bool)
-    users = eval_set.users[keep]
-    histories = [h for h, k in zip(eval_set.histories, keep, strict=True) if k]
-    targets = [t for t, k in zip(eval_set.targets, keep, strict=True) if k]
-    if not len(users):
+    """Full-ranking metrics of `model` on `eval_set`, scoring users in batches, with the user
+    features of the evaluation set (those known at each target), never the model's own rows."""
+    eval_set = eval_set.take(np.flatnonzero([len(t) > 0 for t in eval_set.targets]))
+    if not len(eval_set):
         raise ValueError("nothing to evaluate: no user has a target item")
     kmax = max(ks)
     tops = []
-    for start in range(0, len(users), batch_size):
-        stop = start + batch_size
-        hist = histories[start:stop]
-        scores = np.array(model.score_users(users[start:stop], hist), dtype=np.float32)
+    for start in range(0, len(eval_set), batch_size):
+        batch = eval_set.take(np.arange(start, min(start + batch_size, len(eval_set))))
+        hist = batch.histories
+        known = {} if batch.user_features is None else {"user_features": batch.user_features}
+        scores = np.array(model.score_users(batch.users, hist, **known), dtype=np.float32)
         if exclude_history:
             rows = np.repeat(np.arange(len(hist)), [len(h) for h in hist])
             cols = np.concatenate(hist).astype(np.int64) if hist else np.zeros(0, np.int64)
             scores[rows, cols] = -np.inf
         tops.append(ranked_lists(scores, kmax))
-    return ranking_metrics(np.concatenate(tops), targets, n_items, ks, item_probs)
+    return ranking_metrics(np.concatenate(tops), eval_set.targets, n_items, ks, item_probs)
 
 
 def compare(

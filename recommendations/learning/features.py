@@ -76,6 +76,10 @@ class UserFeatures:
     def mask(self) -> np.ndarray:
         return self.weights > 0
 
+    def rows(self, index: np.ndarray | slice) -> UserFeatures:
+        """The features of the users at `index` (positions in these rows)."""
+        return UserFeatures(self.ids[index], self.weights[index], self.n_features)
+
 
 @dataclass
 class FeatureConfig:
@@ -320,6 +324,33 @@ def rfm_user_features(
     ids = np.stack([c + o for c, o in zip(columns, offsets, strict=True)], axis=1)
     weights = np.ones((n, len(columns)), dtype=np.float32)
     return UserFeatures(ids.astype(np.int64), weights, int(1 + sum(sizes)))
+
+
+@dataclass(frozen=True)
+class RFMFeaturizer:
+    """Derives each user's RFM features from their events, so that any part of the events (a
+    split's training events, those known when a held-out target is predicted) gets features of
+    its own events and never of the events it leaves out.
+
+    `now` is the moment recency is measured from and `spend` whether the shop has prices; both
+    hold for the whole data set, so every part gets features with the same ids.
+    """
+
+    now: float
+    spend: bool
+
+    def transform(
+        self, users: np.ndarray, timestamps: np.ndarray, revenue: np.ndarray | None, n_users: int
+    ) -> UserFeatures:
+        """Features of users 0..n_users-1 from parallel event arrays (a user without events:
+        recency unknown, frequency and spend 0)."""
+        last_seen = np.full(n_users, np.nan)
+        np.fmax.at(last_seen, users, np.asarray(timestamps, np.float64))
+        frequency = np.bincount(users, minlength=n_users).astype(np.float64)
+        if self.spend and revenue is None:
+            raise ValueError("the spend feature needs the revenue of every event")
+        spend = np.bincount(users, weights=revenue, minlength=n_users) if self.spend else None
+        return rfm_user_features(last_seen, frequency, spend, self.now)
 
 
 def _bucketize(values: np.ndarray, edges: Sequence[float], right: bool = False) -> np.ndarray:

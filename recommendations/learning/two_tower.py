@@ -614,8 +614,9 @@ class TwoTowerRecommender(Recommender):
         tops = []
         for start in range(0, len(mine), 2048):
             part = mine[start : start + 2048]
-            hist = [validation.histories[r] for r in part]
-            users = self.user_embeddings(hist, validation.users[part], table=emb)
+            batch = validation.take(part)
+            hist = batch.histories
+            users = self.user_embeddings(hist, batch.users, batch.user_features, table=emb)
             scores = users @ emb.T + bias
             rows = np.repeat(np.arange(len(hist)), [len(h) for h in hist])
             cols = np.concatenate(hist) if len(rows) else np.zeros(0, np.int64)
@@ -689,10 +690,13 @@ class TwoTowerRecommender(Recommender):
         return out
 
     @torch.no_grad()
-    def score_users(self, user_ids: np.ndarray, histories: Sequence[np.ndarray]) -> np.ndarray:
-        """[n_users, n_items] scores (logits; sigmoid gives a probability)."""
+    def score_users(
+        self, user_ids: np.ndarray, histories: Sequence[np.ndarray], user_features: UserFeatures | None = None
+    ) -> np.ndarray:
+        """[n_users, n_items] scores (logits; sigmoid gives a probability). User features come
+        from `user_features` (rows aligned with the users) or else the training data's rows."""
         net = self._require_net()
-        users = self.user_embeddings(histories, user_ids)
+        users = self.user_embeddings(histories, user_ids, user_features)
         emb, bias = net.item_table()
         return (users @ emb.T + bias).cpu().numpy()
 
@@ -791,9 +795,4 @@ def _sampling_log_probs(data: InteractionData) -> torch.Tensor:
 def _subsample(validation: EvalSet | None, n: int | None, seed: int) -> EvalSet | None:
     if validation is None or n is None or len(validation) <= n:
         return validation
-    rows = np.sort(np.random.default_rng(seed).choice(len(validation), n, replace=False))
-    return EvalSet(
-        validation.users[rows],
-        [validation.histories[r] for r in rows],
-        [validation.targets[r] for r in rows],
-    )
+    return validation.take(np.sort(np.random.default_rng(seed).choice(len(validation), n, replace=False)))

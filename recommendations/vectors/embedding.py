@@ -28,7 +28,6 @@ from recommendations.adapters import ProductRecord, get_product_adapter
 from recommendations.artifacts import LoadedModel
 from recommendations.devices import configured_device
 from recommendations.features import TrainingData, build_training_data, item_content
-from recommendations.learning.features import UserFeatures
 from recommendations.models import ListKind, ModelVersion, ProductVector
 from recommendations.progress import Progress
 from recommendations.sql import existing_keys
@@ -154,11 +153,10 @@ def _user_vectors(loaded: LoadedModel, data: TrainingData) -> tuple[list[int], n
     for u in users:
         mapped = to_model[data.interactions.sequence(u)]
         histories.append(mapped[mapped >= 0])
+    # Features of all events: at serving time every event is known.
     user_features = data.interactions.user_features
     if user_features is not None:
-        user_features = UserFeatures(
-            user_features.ids[users], user_features.weights[users], user_features.n_features
-        )
+        user_features = user_features.rows(users)
     # The core appends a constant 1 (matching the folded item bias); the database does not.
     vectors = np.asarray(loaded.model.user_vectors(histories, user_features), np.float32)[:, :-1]
     return [data.user_ids[u] for u in users], vectors

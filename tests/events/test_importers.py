@@ -6,6 +6,7 @@ import gzip
 import json
 import subprocess
 import sys
+import zlib
 from decimal import Decimal
 from io import StringIO
 from pathlib import Path
@@ -191,8 +192,9 @@ def olist_folder(tmp_path):
     """A small Olist folder: three sellers, three products, three orders of two people."""
     folder = tmp_path / "olist"
     folder.mkdir()
+    # As Olist publishes it: with a byte-order mark, and no line break after the last line.
     (folder / "product_category_name_translation.csv").write_text(
-        "\ufeffproduct_category_name,product_category_name_english\nbeleza_saude,health_beauty\n",
+        "\ufeffproduct_category_name,product_category_name_english\nbeleza_saude,health_beauty",
         encoding="utf-8",
     )
     write_csv(
@@ -259,7 +261,16 @@ def olist_folder(tmp_path):
 @pytest.mark.django_db
 def test_olist_sellers_are_stores_and_order_lines_are_purchases(tmp_path):
     folder = olist_folder(tmp_path)
-    import_both("olist", folder)
+    output = import_both("olist", folder)
+    # Every line of order_items.csv is read and accounted for: the cancelled order's is said to be skipped.
+    assert "Read 4 rows" in output
+    assert (
+        "stored 3 new events, skipped 0 already stored, 1 skipped: cancelled or unavailable orders" in output
+    )
+    out = StringIO()  # again, a row per batch: the cancelled order's line is a batch of its own
+    call_command("import_events", str(folder), dataset="olist", no_progress=True, batch_rows=1, stdout=out)
+    assert "Read 4 rows" in out.getvalue()
+    assert "stored 0 new events, skipped 3 already stored, 1 skipped: cancelled" in out.getvalue()
 
     assert Store.objects.count() == 3  # every seller
     products = {p.sku: p for p in Product.objects.select_related("store", "category")}
@@ -285,11 +296,16 @@ def test_a_broken_row_of_an_olist_lookup_file_is_named_not_a_key_error(tmp_path)
         handle.write("c4\n")  # a cell too few
     sellers = (folder / "sellers.csv").read_text(encoding="utf-8")
     (folder / "sellers.csv").write_text(sellers + "s4,1,x,SP,extra\n", encoding="utf-8")  # a cell too many
-    with pytest.raises(CommandError, match="sellers.csv line 5: a seller row without its seller_id"):
+    with pytest.raises(
+        CommandError, match=r"sellers.csv line 5: a seller row \(5 cells where the header has 4\)"
+    ):
         call_command("import_catalog", str(folder), dataset="olist", stdout=StringIO())
     (folder / "sellers.csv").write_text(sellers, encoding="utf-8")
     call_command("import_catalog", str(folder), dataset="olist", stdout=StringIO())
-    with pytest.raises(CommandError, match="customers.csv line 5 does not have the header's columns"):
+    with pytest.raises(
+        CommandError,
+        match=r"customers.csv line 5 does not have the header's columns \(1 cell where the header has 2\)",
+    ):
         call_command("import_events", str(folder), dataset="olist", no_progress=True, stdout=StringIO())
     assert not Event.objects.exists()
 
@@ -317,6 +333,45 @@ def test_movielens_movies_and_ratings(tmp_path):
     ratings = Event.objects.filter(event_type="rating").order_by("timestamp")
     assert [r.value for r in ratings] == [3, 1, 5]
     assert ratings[0].user.username == "movielens.196"
+
+
+@pytest.mark.django_db
+def test_a_dataset_file_cut_short_mid_line_is_refused_not_read_as_a_shorter_value(tmp_path):
+    folder = tmp_path / "ml"
+    folder.mkdir()
+    (folder / "ml-100k.item").write_text("item_id:token\tmovie_title:token_seq\n1\tToy Story\n2\tHeat\n")
+    inter = folder / "ml-100k.inter"
+    # head -c of the real file: the last timestamp, 881250949, is cut to 88 (1970-01-01).
+    inter.write_text(
+        "user_id:token\titem_id:token\trating:float\ttimestamp:float\n196\t1\t3\t881250949\n196\t2\t1\t88"
+    )
+    call_command("import_catalog", str(folder), dataset="movielens", stdout=StringIO())
+    with pytest.raises(CommandError) as failure:
+        call_command("import_events", str(folder), dataset="movielens", no_progress=True, stdout=StringIO())
+    assert str(failure.value) == (
+        f"{inter} is cut short mid-line: its last line, line 3 ('196\\t2\\t1\\t88'), ends without a line "
+        "break, so its last value may be cut. Copy or download it again (or, if that line is whole, end "
+        "it with a line break). Nothing was imported."
+    )
+    assert not Event.objects.exists()
+
+
+@pytest.mark.django_db
+def test_a_dataset_row_with_fewer_cells_than_the_header_is_a_bad_row(amazon):
+    items = amazon / "items.csv"
+    whole = items.read_text()
+    # A row short of its last cell: its sales rank would read as its sales type's column.
+    items.write_text(whole + '4,B0004,Cut product,OPI,"[""Beauty""]",3.5,3442\n')
+    with pytest.raises(CommandError) as failure:
+        call_command("import_catalog", str(amazon), dataset="amazon-beauty", stdout=StringIO())
+    assert "items.csv line 5: unreadable item (7 cells where the header has 8)" in str(failure.value)
+    # Cut short in its last line: refused as a whole, whatever the line holds.
+    items.write_text(whole + '4,B0004,Cut product,OPI,"[""Beauty""]",3.5,3442')
+    with pytest.raises(
+        CommandError, match=r"items.csv is cut short mid-line: its last line, line 5 \('4,B0004"
+    ):
+        call_command("import_catalog", str(amazon), dataset="amazon-beauty", stdout=StringIO())
+    assert not Product.objects.exists()
 
 
 def test_a_movielens_row_says_which_cell_is_bad(tmp_path):
@@ -577,6 +632,42 @@ def test_a_dataset_file_that_cannot_be_read_is_named_with_what_was_stored(amazon
         f"{cut} The first {stored:,} rows were imported ({stored:,} new events); once it is fixed, "
         "running the import again skips them."
     )
+
+
+def corrupt_gzip(good: str, bad: str) -> bytes:
+    """A gzip file whose compressed data holds `good`, then a block of an invalid type (a
+    damaged copy), then `bad`: reading it fails after `good`, with zlib's "invalid block type"."""
+    compressor = zlib.compressobj(wbits=31)  # 31: the gzip format
+    start = compressor.compress(good.encode()) + compressor.flush(zlib.Z_FULL_FLUSH)
+    # A block header is 3 bits from a byte boundary after a full flush: not final, type 3 (none).
+    return start + bytes([0b110]) + compressor.compress(bad.encode()) + compressor.flush()
+
+
+@pytest.mark.django_db
+def test_a_corrupt_gzip_file_is_named_with_what_was_stored(tmp_path, catalogue):
+    header = "event_type,product_id,timestamp\n"
+    rows = [
+        f"view,{catalogue[i % 2].pk},2024-01-01T10:{i // 60 % 60:02d}:{i % 60:02d}Z\n" for i in range(3000)
+    ]
+    events = tmp_path / "events.csv.gz"
+    events.write_bytes(corrupt_gzip(header + "".join(rows[:2000]), "".join(rows[2000:])))
+    with pytest.raises(CommandError) as failure:
+        call_command("import_events", str(events), no_progress=True, batch_rows=500, stdout=StringIO())
+    stored = Event.objects.count()
+    assert stored and stored % 500 == 0
+    assert str(failure.value) == (
+        f"{events} is corrupt: its compressed data is damaged (Error -3 while decompressing data: invalid "
+        f"block type). Copy or download it again. The first {stored:,} rows were imported ({stored:,} new "
+        "events); once it is fixed, running the import again skips them."
+    )
+
+    products = tmp_path / "catalogue.csv.gz"
+    products.write_bytes(
+        corrupt_gzip("sku,title,category,store,price\nC-1,Cup,Kitchen,acme,2\n", "C-2,Jug,Kitchen,acme,3\n")
+    )
+    with pytest.raises(CommandError, match=r"catalogue.csv.gz is corrupt: .* Nothing was imported.$"):
+        call_command("import_catalog", str(products), stdout=StringIO())
+    assert not Product.objects.filter(sku__startswith="C-").exists()
 
 
 @pytest.mark.django_db

@@ -3,10 +3,13 @@ import pytest
 
 from recommendations.learning.dataset import (
     InteractionData,
+    Split,
     kfold_user_split,
+    last_new_items,
     leave_one_out_split,
     temporal_split,
 )
+from recommendations.learning.features import RFMFeaturizer, rfm_user_features
 
 
 def small_data() -> InteractionData:
@@ -131,3 +134,94 @@ def test_kfold_judges_held_out_shoppers_on_their_last_new_product():
 def test_kfold_refuses_more_folds_than_shoppers_to_evaluate():
     with pytest.raises(ValueError, match=r"3 folds need 3 shoppers .* there are 2: use at most 2 folds"):
         kfold_user_split(repeat_data(), k=3)
+
+
+DAY = 86_400
+
+
+def shop_events(timestamps: np.ndarray | None = None, revenue: np.ndarray | None = None) -> InteractionData:
+    """Eight shoppers with 4-7 events each, interleaved in time over a month, with spend; user
+    features derived from the events (RFM as of the day after the last event)."""
+    rng = np.random.default_rng(5)
+    users = np.repeat(np.arange(8), [4, 5, 6, 7, 4, 5, 6, 7])
+    position = np.concatenate([np.arange(n) for n in np.bincount(users)])
+    items = np.concatenate([rng.choice(12, n, replace=False) for n in np.bincount(users)])
+    if timestamps is None:
+        timestamps = position * 4 * DAY + users * 3_600
+    if revenue is None:
+        revenue = rng.integers(1, 40, len(users)) * 5.0
+    return InteractionData.from_arrays(
+        users,
+        items,
+        timestamps,
+        n_items=12,
+        revenue=revenue,
+        user_featurizer=RFMFeaturizer(now=30 * DAY, spend=True),
+    )
+
+
+def split_inputs(split: Split) -> list:
+    """Everything a model is fitted or scored with on `split` (what evaluation may depend on)."""
+    inputs: list = []
+    for part in (split.train, split.train_with_validation):
+        arrays = (
+            part.indptr,
+            part.items,
+            part.weights,
+            part.timestamps,
+            part.revenue,
+            part.user_features.ids,
+        )
+        inputs += [a.tolist() for a in arrays]
+    for eval_set in (split.validation, split.test):
+        inputs += [eval_set.users.tolist(), [h.tolist() for h in eval_set.histories]]
+        inputs += [[t.tolist() for t in eval_set.targets], eval_set.user_features.ids.tolist()]
+    return inputs
+
+
+def held_out_at_test(data: InteractionData, split: Split) -> np.ndarray:
+    """Flat indices (in `shop_events` order, which `from_arrays` keeps) of the test targets."""
+    if split.info["protocol"] == "temporal":
+        return np.flatnonzero(data.timestamps > split.info["t_test"])
+    _, _, test_at = last_new_items(data)
+    return test_at[split.test.users]
+
+
+SPLITS = {
+    "leave_one_out": lambda data: [leave_one_out_split(data)],
+    "temporal": lambda data: [temporal_split(data)],
+    "kfold_user": lambda data: kfold_user_split(data, k=2),
+}
+
+
+@pytest.mark.parametrize("protocol", SPLITS)
+def test_test_targets_change_nothing_a_model_is_fitted_or_scored_with(protocol):
+    data = shop_events()
+    for fold, split in enumerate(SPLITS[protocol](data)):
+        held_out = held_out_at_test(data, split)
+        assert len(held_out)
+        # Later (still in order) and a hundred times dearer: the features of all events would move.
+        timestamps, revenue = data.timestamps.copy(), data.revenue.copy()
+        timestamps[held_out] += 3_600
+        revenue[held_out] *= 100
+        changed = shop_events(timestamps, revenue)
+        assert changed.user_features.ids.tolist() != data.user_features.ids.tolist()
+        assert split_inputs(SPLITS[protocol](changed)[fold]) == split_inputs(split)
+
+
+def test_leave_one_out_user_features_are_those_of_the_events_before_each_target():
+    data = shop_events()
+    split = leave_one_out_split(data)
+    known = {"validation": split.train, "test": split.train_with_validation}
+    for name, eval_set in (("validation", split.validation), ("test", split.test)):
+        for j, user in enumerate(eval_set.users):
+            lo, hi = data.indptr[user], data.indptr[user] + len(eval_set.histories[j])
+            expected = rfm_user_features(
+                last_seen=data.timestamps[hi - 1 : hi],
+                frequency=np.array([hi - lo]),
+                spend=data.revenue[lo:hi].sum(keepdims=True),
+                now=30 * DAY,
+            )
+            assert eval_set.user_features.ids[j].tolist() == expected.ids[0].tolist()
+        # What the model trains on (training) and the baselines learn from (test) agree.
+        assert eval_set.user_features.ids.tolist() == known[name].user_features.ids[eval_set.users].tolist()

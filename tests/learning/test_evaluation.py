@@ -13,6 +13,7 @@ from recommendations.learning.evaluation import (
     ranking_metrics,
     top_k,
 )
+from recommendations.learning.features import UserFeatures
 
 L3 = 1 / math.log2(3)
 L5 = 1 / math.log2(5)
@@ -72,6 +73,29 @@ def test_evaluate_masks_history_and_batches():
     assert m["NDCG@2"] == pytest.approx((1 + 1 + L3) / 3)
     unmasked = evaluate(FixedScorer(5), eval_set, 5, ks=(1,), exclude_history=False)
     assert unmasked["HR@1"] == pytest.approx(1 / 3)
+
+
+class FeatureScorer:
+    """Ranks first the item named by the user's first feature id: shows which features it got."""
+
+    def score_users(self, user_ids, histories, user_features):
+        scores = np.zeros((len(histories), 6), np.float32)
+        scores[np.arange(len(histories)), user_features.ids[:, 0]] = 1.0
+        return scores
+
+
+def test_evaluate_scores_with_the_eval_sets_own_user_features():
+    # Features as known at each target; user 1 has no target and is left out.
+    features = UserFeatures(np.array([[3], [0], [5], [2]]), np.ones((4, 1), np.float32), 6)
+    eval_set = EvalSet(
+        users=np.array([7, 8, 9, 10]),
+        histories=[np.array([0])] * 4,
+        targets=[np.array([3]), np.array([], dtype=np.int64), np.array([5]), np.array([4])],
+        user_features=features,
+    )
+    m = evaluate(FeatureScorer(), eval_set, n_items=6, ks=(1,), batch_size=2)
+    assert m["n_users"] == 3
+    assert m["HR@1"] == pytest.approx(2 / 3)  # users 7 and 9: their own feature names the target
 
 
 def test_a_catalogue_smaller_than_k_is_ranked_whole():

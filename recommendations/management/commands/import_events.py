@@ -56,11 +56,12 @@ class Command(BaseCommand):
                 bar.close()
         repeated = f", {result.repeated} repeated within the file" if result.repeated else ""
         opted_out = f", {result.opted_out} dropped: users opted out" if result.opted_out else ""
+        left_out = "".join(f", {count} skipped: {reason}" for reason, count in result.left_out.items())
         self.stdout.write(
             self.style.SUCCESS(
                 f"Read {result.read} rows in {result.seconds:.1f}s ({result.rate:,.0f} rows/s): "
                 f"stored {result.stored} new events, skipped {result.skipped} already stored"
-                f"{repeated}{opted_out}"
+                f"{repeated}{opted_out}{left_out}"
                 + (f", created {result.users_created} users." if result.users_created else ".")
             )
         )
