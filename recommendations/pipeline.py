@@ -4,7 +4,8 @@ rebuild the active version's indexes.
 All run under one PostgreSQL advisory lock, so two never overlap on any number of workers;
 a second one exits at once with a logged reason. Both are safe to retry after the worker
 died: a retried task finds the version its first attempt trained (by Celery task id) and
-carries on from there, and every vector write replaces the version's rows in a transaction.
+carries on from there (activating it only if no other version was activated after it was
+made), and every vector write replaces the version's rows in a transaction.
 The active version changes only in the final one-transaction `activate()`.
 """
 
@@ -128,7 +129,7 @@ def _run(
     with _pipeline_lock(what) as acquired:
         if not acquired:
             return PipelineResult(skipped=LOCKED)
-        version = _resume(task_id)
+        resumed = version = _resume(task_id)
         training.fail_interrupted()  # others still "training" lost their worker: we hold the lock
         if version is None:
             version = new_version(progress)
@@ -138,8 +139,21 @@ def _run(
             )
         result = PipelineResult(version=version)
         if activate:
-            result.vectors = _embed(version, progress, activate=True)
-            result.activated = True
+            result.vectors = _embed(version, progress)
+            newer = _activated_since(resumed) if resumed is not None else None
+            if newer is None:
+                progress("activating", 0, 1)
+                activation.activate(version)
+                result.activated = True
+            else:
+                result.skipped = f"superseded by version {newer.pk}"
+                logger.warning(
+                    "Not activating resumed model version %s: version %s was activated after it was "
+                    "made (by an operator while its worker was down); it stays ready.",
+                    version.pk,
+                    newer.pk,
+                )
+            progress("done", 1, 1)
     result.seconds = time.perf_counter() - started
     return result
 
@@ -150,7 +164,9 @@ def embed_version(version: ModelVersion, progress: Progress | None = None) -> Pi
     with _pipeline_lock("Embed") as acquired:
         if not acquired:
             return PipelineResult(version=version, skipped=LOCKED)
-        counts = _embed(version, progress or Progress(), activate=False)
+        progress = progress or Progress()
+        counts = _embed(version, progress)
+        progress("done", 1, 1)
     return PipelineResult(version=version, vectors=counts, seconds=time.perf_counter() - started)
 
 
@@ -175,17 +191,24 @@ def _active_version(needed_for: str) -> ModelVersion:
     return version
 
 
-def _embed(version: ModelVersion, progress: Progress, *, activate: bool) -> dict[str, float]:
-    """Write the version's vectors, build and tune its indexes, and with `activate` make it
-    the version that serves; returns the vector counts."""
+def _embed(version: ModelVersion, progress: Progress) -> dict[str, float]:
+    """Write the version's vectors, build and tune its indexes; returns the vector counts."""
     counts = embedding.embed_version(version, progress)
     progress("building indexes", 0, 1)
     tuning.prepare_search(version)
-    if activate:
-        progress("activating", 0, 1)
-        activation.activate(version)
-    progress("done", 1, 1)
     return counts.as_dict()
+
+
+def _activated_since(version: ModelVersion) -> ModelVersion | None:
+    """The active version, when it is another one activated after `version` was made.
+
+    A redelivered retrain resumes a version made before its worker died; an operator who
+    activated a newer one meanwhile chose it, and the resumed version must not replace it.
+    """
+    active = queries.active_version(fresh=True)
+    if active is None or active.pk == version.pk or active.activated_at is None:
+        return None
+    return active if active.activated_at > version.created_at else None
 
 
 def _resume(task_id: str) -> ModelVersion | None:

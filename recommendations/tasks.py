@@ -11,14 +11,16 @@ worker with several GPUs, `retrain` trains on all of them: the task's process st
 id, lock, progress, retries unchanged) and starts one training process per other GPU
 (`RECOMMENDATIONS["TRAINING_PROCESSES"]`, `recommendations.learning.launch`).
 
-Every task is safe to run twice: writes are delete-then-copy per model version, activation
-is one transaction, and a retried `retrain` resumes the version its first attempt trained;
-segments, served lists and expired events are rewritten or deleted in transactions. So every
-task acknowledges its message only at the end (`acks_late`) and is requeued if the worker
-process dies (`reject_on_worker_lost`), so a killed worker's task runs again, except
-with the demo's filesystem broker when the whole worker dies: that broker keeps unacknowledged
-tasks in the worker's memory only. Then the next retrain marks what the lost one left
-`training` failed, and activation refuses a version whose embed did not finish.
+Every task is safe to run twice: writes are delete-then-copy per model version, activation is
+one transaction, and a retried `retrain` (or `embed`) resumes the version its first attempt
+made, activating it only if no other version was activated after it was made (an operator's
+newer choice stays; the result says `skipped: superseded by version N`); segments, served
+lists and expired events are rewritten or deleted in transactions. So every task acknowledges
+its message only at the end (`acks_late`) and is requeued if the worker process dies
+(`reject_on_worker_lost`), so a killed worker's task runs again, except with the demo's
+filesystem broker when the whole worker dies: that broker keeps unacknowledged tasks in the
+worker's memory only. Then the next retrain marks what the lost one left `training` failed,
+and activation refuses a version whose embed did not finish.
 
 Each task has a hard time limit by the work it does (below), so a stuck task frees its worker;
 only `retrain` and `embed` have a soft one too, which lets them record the version they leave

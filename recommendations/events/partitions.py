@@ -38,6 +38,7 @@ from django.db.backends.utils import CursorWrapper
 from django.utils import timezone
 from psycopg.errors import DuplicateTable, LockNotAvailable
 
+from recommendations.locks import transaction_lock
 from recommendations.models.events import Event
 
 logger = logging.getLogger(__name__)
@@ -164,8 +165,9 @@ def _lock_timeout(cursor: CursorWrapper) -> Iterator[None]:
 def ensure_partitions(months: Iterable[dt.date]) -> list[dt.date]:
     """Create the month partitions that do not exist yet; returns the months created.
 
-    A month that cannot be created now (a lock held too long, a concurrent run that made it
-    first) is skipped with a log line: its events go to DEFAULT until a later run makes it.
+    A month that cannot be created now (a lock held too long) is skipped with a log line: its
+    events go to DEFAULT until a later run makes it. Two runs needing the same month take
+    turns: the second finds it made by the first.
     """
     missing = sorted({month_of(m) for m in months} - month_partitions().keys())
     if not missing:
@@ -218,6 +220,8 @@ def _create_partition(month: dt.date, default: str | None, columns: str) -> bool
     timestamp = _quote(Event._meta.get_field("timestamp").column)
     try:
         with transaction.atomic(), connection.cursor() as cursor, _lock_timeout(cursor):
+            if not _claim(cursor, name):
+                return False
             cursor.execute(f"CREATE TABLE {_quote(name)} (LIKE {parent})")
             if default is not None:
                 # Named directly, DEFAULT's rows move without firing the events table's delete
@@ -242,12 +246,25 @@ def _create_partition(month: dt.date, default: str | None, columns: str) -> bool
                 f"FOR VALUES FROM ('{start.isoformat()}') TO ('{end.isoformat()}')"
             )
     except (OperationalError, ProgrammingError) as exc:
-        # A lock not granted in time, or a concurrent run that created the table first.
+        # A lock not granted in time, or a table made outside this module first.
         if not isinstance(exc.__cause__, LockNotAvailable | DuplicateTable):
             raise
         logger.warning(
             "Event partition %s not created now (%s); its events go to DEFAULT meanwhile", name, exc
         )
+        return False
+    return True
+
+
+def _claim(cursor: CursorWrapper, name: str) -> bool:
+    """Take the partition's turn in the caller's transaction; False when a concurrent run (two
+    imports needing the same month) made it while this one waited. Without turns the second
+    `CREATE TABLE` failed on the first's uncommitted one (a unique violation in `pg_type`).
+    The turn is polled for (`transaction_lock`), so the lock timeout bounds only the DDL."""
+    transaction_lock(f"recommendations.events.partition.{name}")
+    cursor.execute("SELECT to_regclass(%s) IS NOT NULL", [_quote(name)])
+    if cursor.fetchone()[0]:
+        logger.info("Event partition %s was made by a concurrent run meanwhile", name)
         return False
     return True
 

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.core.exceptions import ValidationError
-from django.db import transaction
+from django.db import DatabaseError, transaction
 from django.db.models import Count, OuterRef, Subquery
 from django.db.models.functions import Coalesce
 from django.utils import timezone
@@ -121,6 +121,11 @@ def refresh_segment(segment: Segment, now: dt.datetime | None = None) -> Segment
     started = time.monotonic()
     audience = build_audience(segment.campaign, segment.max_size, now)
     with transaction.atomic():
+        # Two refreshes of one segment (the hourly task, the admin's action) take turns on its
+        # row: in READ COMMITTED the second's delete missed the first's new members, and its
+        # insert failed on them.
+        if not Segment.objects.select_for_update().filter(pk=segment.pk).exists():
+            raise ValidationError(f"Segment {segment.name!r} was deleted while it was refreshed.")
         SegmentMember.objects.filter(segment=segment).delete()
         SegmentMember.objects.bulk_create(
             [
@@ -181,4 +186,11 @@ def refresh_due_segments() -> dict[str, int]:
         except ValidationError as exc:
             failed += 1
             logger.warning("Segment %r was not refreshed: %s", segment.name, " ".join(exc.messages))
+        except DatabaseError as exc:  # a lock wait that timed out, a dropped connection
+            failed += 1
+            logger.warning(
+                "Segment %r was not refreshed (database error: %s); the next run tries again.",
+                segment.name,
+                exc,
+            )
     return {"refreshed": done, "failed": failed}

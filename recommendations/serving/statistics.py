@@ -22,6 +22,7 @@ from django.db.models.functions import Extract, Power
 from django.utils import timezone
 
 from recommendations.conf import rec_settings
+from recommendations.locks import transaction_lock
 from recommendations.models import (
     Event,
     EventType,
@@ -38,6 +39,7 @@ logger = logging.getLogger(__name__)
 SECONDS_PER_DAY = 86_400.0
 # Per shopper, only the latest events of a kind form pairs: bounds the self-join's size.
 PAIR_EVENTS_PER_SHOPPER = 50
+STATISTICS_LOCK = "recommendations.statistics"
 
 
 def event_weight_expression() -> Case:
@@ -187,6 +189,10 @@ def refresh_statistics(now: dt.datetime | None = None, progress: Progress | None
         )
     since = now - dt.timedelta(days=rec_settings.POPULAR_WINDOW_DAYS)
     with transaction.atomic():
+        # Two refreshes at once (the periodic task and `refresh_serving`) take turns: in READ
+        # COMMITTED the second's delete missed the first's new rows, and its insert failed on
+        # them. Waiting suits: the turn lasts only the write, and each caller gets its counts.
+        transaction_lock(STATISTICS_LOCK)
         ProductPopularity.objects.all().delete()
         ProductPopularity.objects.bulk_create(rows, batch_size=5000)
         progress("serving statistics", 2, steps)

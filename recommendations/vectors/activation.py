@@ -13,7 +13,7 @@ import logging
 from dataclasses import dataclass, field
 
 from django.db import OperationalError, transaction
-from django.db.models import Q
+from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 
 from recommendations.experiments.assignment import model_versions_in_use
@@ -137,8 +137,11 @@ def purge() -> PurgeResult:
             return result
         keep = {v.pk for v in (queries.active_version(fresh=True), previous_version()) if v is not None}
         keep |= model_versions_in_use()  # a running test's candidate, the promoted winner
+        # A retired version with vectors left is one an interrupted purge marked: finish it.
+        leftovers = Exists(ProductVector.objects.filter(model_version_id=OuterRef("pk")))
         stale = ModelVersion.objects.exclude(pk__in=keep).exclude(
-            Q(status=ModelStatus.RETIRED) | Q(status=ModelStatus.FAILED, artifact="")
+            Q(status=ModelStatus.RETIRED, artifact="") & ~leftovers
+            | Q(status=ModelStatus.FAILED, artifact="")
         )
         for version in stale:
             deleted = retire(version)
@@ -157,35 +160,57 @@ def purge() -> PurgeResult:
 
 def retire(version: ModelVersion) -> int | None:
     """Free what `version` holds in the database and storage (vectors, indexes, precomputed
-    lists, the artifact); returns the vectors deleted.
+    lists, the artifact); returns the vectors deleted, or None when it was kept.
 
     Under the version's index lock (`indexes.build_lock`): an activation that is building the
-    version's indexes finishes first. When it made the version active meanwhile, nothing is
-    touched and None is returned.
+    version's indexes finishes first. The version is then marked retired in a transaction of
+    its own, under the activation lock, before anything is deleted: an activation either made
+    it active first (then nothing is touched and None is returned) or finds it retired and
+    refuses. Marking it at the end instead let an activation that committed meanwhile be
+    overwritten, leaving no version active.
     """
     with indexes.build_lock(version.pk):
-        version.refresh_from_db(fields=["status"])
-        if version.status == ModelStatus.ACTIVE:
-            logger.info("Model version %s was activated while it waited to be retired: kept", version.pk)
+        if not _mark_retired(version):
+            logger.info(
+                "Model version %s serves, or is the rollback target, since an activation ran while "
+                "it waited to be retired: kept",
+                version.pk,
+            )
             return None
         return _retire(version)
 
 
+def _mark_retired(version: ModelVersion) -> bool:
+    """Under the activation lock, mark `version` retired (failed, when its training worker
+    died) unless it serves now or is the rollback target; returns whether it was marked."""
+    with transaction.atomic():
+        transaction_lock(ACTIVATION_LOCK)
+        locked = ModelVersion.objects.select_for_update().get(pk=version.pk)
+        target = previous_version()
+        if locked.status == ModelStatus.ACTIVE or (target is not None and target.pk == locked.pk):
+            return False
+        if locked.status == ModelStatus.TRAINING:  # no pipeline holds the lock: its worker died
+            locked.status = ModelStatus.FAILED
+            locked.error = locked.error or "Interrupted: the worker stopped before training finished."
+        elif locked.status != ModelStatus.FAILED:
+            locked.status = ModelStatus.RETIRED
+        locked.save(update_fields=["status", "error"])
+    version.status, version.error = locked.status, locked.error
+    return True
+
+
 def _retire(version: ModelVersion) -> int:
+    """Delete what the (already marked) `version` holds. A purge interrupted here leaves it
+    retired with vectors; the next purge finds it by them and finishes."""
     indexes.drop_indexes(version)
     deleted = 0
     with transaction.atomic():
         for model in (ProductVector, StoreVector, UserVector):
             deleted += model.objects.filter(model_version_id=version.pk).delete()[0]
         lists.forget(version)
-        if version.status == ModelStatus.TRAINING:  # no pipeline holds the lock: its worker died
-            version.status = ModelStatus.FAILED
-            version.error = version.error or "Interrupted: the worker stopped before training finished."
-        elif version.status != ModelStatus.FAILED:
-            version.status = ModelStatus.RETIRED
         name = version.artifact.name
         version.artifact = ""
-        version.save(update_fields=["status", "error", "artifact"])
+        version.save(update_fields=["artifact"])
         shared = ModelVersion.objects.filter(artifact=name).exists() if name else True
         if not shared:
             storage = ModelVersion._meta.get_field("artifact").storage
@@ -194,6 +219,12 @@ def _retire(version: ModelVersion) -> int:
 
 
 def _check_can_serve(version: ModelVersion) -> None:
+    if version.status == ModelStatus.RETIRED:
+        raise ActivationError(
+            f"Model version {version.pk} is retired: a purge deleted (or is deleting) its vectors "
+            "and indexes, so it cannot serve again. Activate a ready version (`python manage.py "
+            "activate_model --list`) or train a new one with `python manage.py train_model --activate`."
+        )
     if version.status not in (ModelStatus.READY, ModelStatus.ACTIVE):
         raise ActivationError(
             f"Model version {version.pk} is {version.status}; only a ready version can be "

@@ -3,10 +3,11 @@
 import datetime as dt
 import importlib
 import json
+import threading
 from types import SimpleNamespace
 
 import pytest
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, connection, connections, transaction
 from django.utils import timezone
 
 from recommendations.events import partitions
@@ -15,6 +16,7 @@ from recommendations.events.ingestion import copy_rows, ingest, insert_rows
 from recommendations.events.rows import EventRow
 from recommendations.events.validation import Origin
 from recommendations.models import Event, EventKey
+from tests.waiting import wait_for_waiters
 
 pytestmark = pytest.mark.django_db
 TABLE = Event._meta.db_table
@@ -111,6 +113,47 @@ def test_an_event_far_in_the_past_or_future_is_kept_and_moves_into_its_month_whe
     # Moved, not re-written: its id is still claimed, so a replay stores nothing.
     assert insert_rows([row("far", future)]) == 0
     assert Event.objects.count() == EventKey.objects.count() == 2
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_runs_needing_the_same_new_month_take_turns():
+    """Two imports of events of one new month at once: the second `CREATE TABLE` met the
+    first's uncommitted table and failed (a unique violation in pg_type), failing its import."""
+    month = dt.date(2003, 5, 1)
+    name = partitions.partition_name(month)
+    assert insert_rows([row("early", dt.datetime(2003, 5, 2, tzinfo=dt.UTC))]) == 1  # in DEFAULT
+    reader = connections.create_connection("default")  # a long read of DEFAULT: the attach waits
+    reader.set_autocommit(False)
+    created, errors = [], []
+
+    def ensure():
+        try:
+            created.append(partitions.ensure_partitions([month]))
+        except Exception as exc:  # reported by the main thread
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=ensure) for _ in range(2)]
+    try:
+        with reader.cursor() as cursor:
+            cursor.execute(f"SELECT 1 FROM {partitions.default_partition()} LIMIT 1")
+        for thread in threads:
+            thread.start()
+        wait_for_waiters(2, f"recommendations.events.partition.{name}")  # both are at it
+        reader.rollback()
+        for thread in threads:
+            thread.join(timeout=60)
+        assert not errors, errors
+        assert sorted(created) == [[], [month]]
+        assert partition_of("early") == [name]
+    finally:
+        reader.close()
+        # A transactional test keeps the tables it made.
+        if month in partitions.month_partitions():
+            assert partitions.detach_partition(month)
+        with connection.cursor() as cursor:
+            cursor.execute(f"DROP TABLE IF EXISTS {name}")
 
 
 @pytest.mark.parametrize("write", [insert_rows, copy_rows])

@@ -4,14 +4,18 @@ import logging
 import os
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
+import pytest
+from django.db import connection, connections
 from django_celery_beat.models import PeriodicTask
 
-from recommendations.marketing.audiences import create_segment
-from recommendations.models import Campaign
+from recommendations.marketing.audiences import create_segment, refresh_segment
+from recommendations.models import Campaign, Segment, SegmentMember
 from recommendations.tasks import refresh_segments
 from tests.marketing.conftest import add_event
+from tests.waiting import wait_for_waiters
 
 
 def test_refresh_picks_up_new_behaviour_and_skips_broken_segments(shop, caplog):
@@ -39,6 +43,72 @@ def test_refresh_picks_up_new_behaviour_and_skips_broken_segments(shop, caplog):
     assert segment.size == 3
     assert segment.users().first().username == "bystander"  # four recent purchases outweigh the rest
     assert manual.users().count() == 2  # not auto-refreshed
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_refreshes_of_one_segment_at_once_both_finish(shop):
+    """The hourly task and the admin's action at the same moment: in READ COMMITTED the second
+    delete missed the first's new members and its insert failed on them (IntegrityError)."""
+    segment = create_segment(Campaign.objects.create(name="Tea week", category_names=["Tea"]), name="Tea")
+    reader = connections.create_connection("default")  # holds the members both refreshes replace
+    reader.set_autocommit(False)
+    errors = []
+
+    def refresh():
+        try:
+            refresh_segment(Segment.objects.select_related("campaign").get(pk=segment.pk))
+        except Exception as exc:  # reported by the main thread
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=refresh) for _ in range(2)]
+    try:
+        with reader.cursor() as cursor:
+            cursor.execute(
+                f"SELECT 1 FROM {SegmentMember._meta.db_table} WHERE segment_id = %s FOR UPDATE", [segment.pk]
+            )
+        for thread in threads:
+            thread.start()
+        wait_for_waiters(2)  # both are at their write
+    finally:
+        reader.rollback()
+        reader.close()
+    for thread in threads:
+        thread.join(timeout=60)
+
+    assert not errors, errors
+    segment.refresh_from_db()
+    assert set(segment.users().values_list("username", flat=True)) == {"tea_lover", "newbie"}
+    assert segment.size == 2
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_database_error_of_one_segment_does_not_stop_the_others(shop, caplog):
+    tea = create_segment(Campaign.objects.create(name="Tea week", category_names=["Tea"]), name="Tea")
+    coffee = create_segment(
+        Campaign.objects.create(name="Coffee week", category_names=["Coffee"]), name="Coffee"
+    )
+    editor = connections.create_connection("default")  # someone saving the tea segment, for long
+    editor.set_autocommit(False)
+    try:
+        with editor.cursor() as cursor:
+            cursor.execute(f"SELECT 1 FROM {Segment._meta.db_table} WHERE id = %s FOR UPDATE", [tea.pk])
+        with connection.cursor() as cursor:
+            cursor.execute("SET lock_timeout = '200ms'")  # as a database role may set it
+        with caplog.at_level(logging.WARNING, logger="recommendations.marketing.audiences"):
+            assert refresh_segments.apply().get() == {"refreshed": 1, "failed": 1}
+    finally:
+        editor.rollback()
+        editor.close()
+        with connection.cursor() as cursor:
+            cursor.execute("RESET lock_timeout")
+    assert (
+        "Segment 'Tea' was not refreshed (database error: canceling statement due to lock timeout"
+        in caplog.text
+    )
+    assert Segment.objects.get(pk=tea.pk).refreshed_at == tea.refreshed_at
+    assert Segment.objects.get(pk=coffee.pk).refreshed_at > coffee.refreshed_at
 
 
 def test_a_worker_registers_the_task_and_beat_runs_it_hourly(db):

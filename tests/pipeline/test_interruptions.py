@@ -145,3 +145,32 @@ def test_the_pipeline_result_reports_the_status_after_activation(shop):
     assert queries.active_version(fresh=True).pk == result.version.pk
     assert result.as_dict()["status"] == ModelStatus.ACTIVE  # not the "ready" it had before
     assert result.version.activated_at is not None
+
+
+def test_a_redelivered_retrain_does_not_activate_its_version_over_one_activated_since(shop, caplog):
+    """Its worker was killed with the version trained; while it was down an operator ran
+    `train_model --activate`. The redelivered task resumes its version, embeds it, and leaves
+    the operator's version serving (it activated the older one over it before)."""
+    mine = training.train_model(task_id="redelivered")  # what the killed attempt had trained
+    operators = pipeline.retrain().version
+    caplog.set_level(logging.INFO, logger="recommendations")
+    result = pipeline.retrain(task_id="redelivered")
+    assert result.version.pk == mine.pk and not result.activated
+    assert result.as_dict()["skipped"] == f"superseded by version {operators.pk}"
+    assert queries.active_version(fresh=True).pk == operators.pk
+    mine.refresh_from_db()
+    assert mine.status == ModelStatus.READY and mine.embedded_at is not None  # ready to activate by hand
+    assert f"Resuming model version {mine.pk}" in caplog.text
+    assert (
+        f"Not activating resumed model version {mine.pk}: version {operators.pk} was activated" in caplog.text
+    )
+
+
+def test_a_redelivered_retrain_activates_its_version_over_one_activated_before_it_was_made(shop):
+    older = pipeline.retrain().version
+    mine = training.train_model(task_id="redelivered")
+    result = pipeline.retrain(task_id="redelivered")
+    assert result.version.pk == mine.pk and result.activated and not result.skipped
+    assert queries.active_version(fresh=True).pk == mine.pk
+    older.refresh_from_db()
+    assert older.status == ModelStatus.READY

@@ -14,7 +14,7 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from recommendations import pipeline
-from recommendations.locks import advisory_lock
+from recommendations.locks import advisory_lock, lock_key
 from recommendations.models import (
     ModelStatus,
     ModelVersion,
@@ -24,6 +24,7 @@ from recommendations.models import (
     UserVector,
 )
 from recommendations.vectors import activation, indexes, queries, tuning, writer
+from tests.waiting import wait_for_waiters
 
 DIMS = 8
 
@@ -483,10 +484,64 @@ def test_an_activation_that_waited_for_a_purge_builds_nothing_on_its_deleted_vec
         thread, out = start_thread(lambda: activation.activate(version))
         thread.join(0.5)
         assert thread.is_alive()
-        activation._retire(version)  # what retire() does once it holds the lock
+        assert activation._mark_retired(version)  # what retire() does once it holds the lock
+        activation._retire(version)
     thread.join(60)
     assert isinstance(out[0], activation.ActivationError) and "is retired" in str(out[0]), out
     assert indexes.existing_indexes(version.pk) == {}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_purge_racing_an_activation_of_the_version_it_retires_leaves_one_version_serving():
+    """The purge once read the version's status unlocked and wrote `retired` at the end, over
+    an activation that committed meanwhile: no version served. Now whichever takes the
+    activation lock first wins, and one version serves, with its vectors."""
+    serving, stale = make_version(n=50, seed=1), make_version(n=50, seed=2)
+    activation.activate(serving)
+    holder = connections.create_connection("default")  # another activation is switching
+    reader = connections.create_connection("default")  # something holds a row of the stale vectors
+    try:
+        for each in (holder, reader):
+            each.set_autocommit(False)
+        with holder.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [lock_key(activation.ACTIVATION_LOCK)])
+        with reader.cursor() as cursor:
+            cursor.execute(
+                "SELECT 1 FROM recommendations_productvector WHERE model_version_id = %s LIMIT 1 FOR UPDATE",
+                [stale.pk],
+            )
+        activating, activated = start_thread(lambda: activation.activate(stale))
+        wait_for_waiters(1, activation.ACTIVATION_LOCK)
+        purging, purged = start_thread(activation.purge)
+        wait_for_waiters(2, activation.ACTIVATION_LOCK)  # the purge is under way too
+        holder.rollback()
+        activating.join(60)
+    finally:
+        for each in (holder, reader):
+            each.rollback()
+            each.close()
+    purging.join(60)
+
+    active = ModelVersion.objects.get(status=ModelStatus.ACTIVE)
+    assert ProductVector.objects.filter(model_version=active).count() == 50
+    if active.pk == stale.pk:  # the activation won: the purge kept it
+        assert purged[0].retired == [], purged
+    else:  # the purge won: the activation was refused
+        assert active.pk == serving.pk
+        assert isinstance(activated[0], activation.ActivationError), activated
+        assert f"Model version {stale.pk} is retired" in str(activated[0])
+        assert purged[0].retired == [stale.pk], purged
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_purge_interrupted_after_marking_a_version_retired_is_finished_by_the_next():
+    serving, stale = make_version(n=20, seed=1), make_version(n=20, seed=2)
+    activation.activate(serving)
+    ModelVersion.objects.filter(pk=stale.pk).update(status=ModelStatus.RETIRED)  # killed before deleting
+    assert activation.purge().retired == [stale.pk]
+    assert not ProductVector.objects.filter(model_version=stale).exists()
+    assert indexes.existing_indexes(stale.pk) == {}
+    assert activation.purge().retired == []  # done: the next purge leaves it alone
 
 
 @pytest.mark.django_db(transaction=True)
