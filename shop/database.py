@@ -257,9 +257,10 @@ def _check_reachable(conninfo: dict[str, Any], source: str, fallback: str) -> No
             ).fetchone()
     except psycopg.Error as exc:
         where = f"{conninfo.get('host') or 'localhost'}:{conninfo.get('port') or 5432}"
+        cause = " ".join(str(exc).split())  # psycopg's message spans lines; start-up errors are one
         raise ImproperlyConfigured(
             f"The database in {source} ({where}/{conninfo['dbname']}) cannot be reached: "
-            f"{str(exc).strip()}. Start that server or fix {source}. {fallback}"
+            f"{cause}. Start that server or fix {source}. {fallback}"
         ) from exc
     if not available:
         raise ImproperlyConfigured(

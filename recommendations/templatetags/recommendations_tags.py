@@ -4,7 +4,7 @@
     {% recommended_products limit=8 title="Picked for you" %}
     {% similar_products product limit=6 %}
     {% bought_together product %}
-    {% trending_products category="Hair" %}
+    {% trending_products category="Hair Care" %}
     {% recommended_stores %}
     {% personalized_search query %}
     {% recommended_products limit=4 as picks %}   {# the objects, each with .recommendation #}
