@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,11 @@ TRAINING_HINTS = {
     "DEVICE": "'auto' trains and embeds on CUDA where torch sees a GPU, else on the CPU.",
     "TRAINING_PROCESSES": '"auto" starts one process per GPU when training on CUDA; 1 trains in one process.',
 }
+
+
+def _refused(name: str, errors: Iterable[str], hint: str, id: str) -> list[checks.CheckMessage]:
+    """One Error per reason `RECOMMENDATIONS[name]` cannot be applied, each naming the setting."""
+    return [checks.Error(f"RECOMMENDATIONS[{name!r}]: {error}", hint=hint, id=id) for error in errors]
 
 
 @checks.register(checks.Tags.caches)
@@ -72,14 +78,12 @@ def check_serving_cache(app_configs: Any = None, **kwargs: Any) -> list[checks.C
 def check_serving_rules(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
     """Refuse `SERVING_RULES` that serving cannot apply: a misspelt rule would otherwise be
     ignored without a word, and a value of the wrong type fail every list of its type."""
-    return [
-        checks.Error(
-            f"RECOMMENDATIONS['SERVING_RULES']: {error}",
-            hint="See the SERVING_RULES defaults in recommendations/conf.py.",
-            id="recommendations.E002",
-        )
-        for error in rule_set_errors(rec_settings.SERVING_RULES)
-    ]
+    return _refused(
+        "SERVING_RULES",
+        rule_set_errors(rec_settings.SERVING_RULES),
+        hint="See the SERVING_RULES defaults in recommendations/conf.py.",
+        id="recommendations.E002",
+    )
 
 
 @checks.register()
@@ -87,16 +91,14 @@ def check_boost_rules(app_configs: Any = None, **kwargs: Any) -> list[checks.Che
     """Refuse `BOOST_RULES` that serving cannot apply: a rule whose filter names a field the
     product model lacks, or whose factor is not a number, would fail every list of its types
     (the template tags then render those blocks empty), and a misspelt type is ignored."""
-    return [
-        checks.Error(
-            f"RECOMMENDATIONS['BOOST_RULES']: {error}",
-            hint='Each rule is {"filter": {...}, "factor": 1.5, "types": [...]}: "filter" holds ORM lookups '
-            'on the product model (e.g. {"brand": "Acme"}), "factor" is above 1 to boost, below 1 to bury, '
-            '0 to remove, and "types" (optional) names the lists it applies to.',
-            id="recommendations.E004",
-        )
-        for error in boost_rule_errors(rec_settings.BOOST_RULES)
-    ]
+    return _refused(
+        "BOOST_RULES",
+        boost_rule_errors(rec_settings.BOOST_RULES),
+        hint='Each rule is {"filter": {...}, "factor": 1.5, "types": [...]}: "filter" holds ORM lookups '
+        'on the product model (e.g. {"brand": "Acme"}), "factor" is above 1 to boost, below 1 to bury, '
+        '0 to remove, and "types" (optional) names the lists it applies to.',
+        id="recommendations.E004",
+    )
 
 
 @checks.register()
@@ -143,14 +145,12 @@ def check_throttle_rates(app_configs: Any = None, **kwargs: Any) -> list[checks.
     """Refuse `API_THROTTLE_RATES` the API cannot apply: a misspelt kind would be ignored
     without a word (its clients keeping the default rate), and a bad rate fail every request
     of its kind."""
-    return [
-        checks.Error(
-            f"RECOMMENDATIONS['API_THROTTLE_RATES']: {error}",
-            hint="See the API_THROTTLE_RATES default in recommendations/conf.py; kinds left out keep it.",
-            id="recommendations.E003",
-        )
-        for error in rate_errors(rec_settings.API_THROTTLE_RATES)
-    ]
+    return _refused(
+        "API_THROTTLE_RATES",
+        rate_errors(rec_settings.API_THROTTLE_RATES),
+        hint="See the API_THROTTLE_RATES default in recommendations/conf.py; kinds left out keep it.",
+        id="recommendations.E003",
+    )
 
 
 @checks.register()
@@ -182,14 +182,15 @@ def check_weights(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMe
     type would be ignored without a word (its events not trained on), and a weight that is
     not a number fail every retrain."""
     return [
-        checks.Error(
-            f"RECOMMENDATIONS[{name!r}]: {error}",
+        refusal
+        for name in WEIGHT_KEYS
+        for refusal in _refused(
+            name,
+            weight_errors(name, getattr(rec_settings, name)),
             hint=f"Give only the weights to change: the others keep their defaults ({name} in "
             "recommendations/conf.py), and a weight of 0 stops a kind of event from counting.",
             id="recommendations.E005",
         )
-        for name in WEIGHT_KEYS
-        for error in weight_errors(name, getattr(rec_settings, name))
     ]
 
 
@@ -198,16 +199,14 @@ def check_training(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
     """Refuse `TRAINING`, `DEVICE` and `TRAINING_PROCESSES` values no retrain can use, here
     rather than in the nightly retrain. Whether this machine has the GPU asked for is left to
     where training and embedding run: web machines share the settings of GPU workers."""
-    errors = [("TRAINING", error) for error in option_errors(rec_settings.TRAINING)]
-    for name, error in (
-        ("DEVICE", device_error(rec_settings.DEVICE)),
-        ("TRAINING_PROCESSES", processes_error(rec_settings.TRAINING_PROCESSES)),
-    ):
-        if error:
-            errors.append((name, error))
+    device, processes = device_error(rec_settings.DEVICE), processes_error(rec_settings.TRAINING_PROCESSES)
+    errors = {
+        "TRAINING": option_errors(rec_settings.TRAINING),
+        "DEVICE": [device] if device else [],
+        "TRAINING_PROCESSES": [processes] if processes else [],
+    }
     return [
-        checks.Error(
-            f"RECOMMENDATIONS[{name!r}]: {error}", hint=TRAINING_HINTS[name], id="recommendations.E006"
-        )
-        for name, error in errors
+        refusal
+        for name, found in errors.items()
+        for refusal in _refused(name, found, hint=TRAINING_HINTS[name], id="recommendations.E006")
     ]

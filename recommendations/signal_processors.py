@@ -21,26 +21,40 @@ from functools import partial
 from typing import Any
 
 from django.db import DEFAULT_DB_ALIAS, models, transaction
-from django.db.models.signals import post_delete, post_save
+from django.db.models.signals import ModelSignal, post_delete, post_save
 
 from recommendations.adapters import get_product_adapter, get_product_model
 
+# What a processor connects: a model signal, its handler, and a name unique to the processor.
+Receiver = tuple[ModelSignal, Callable[..., None], str]
+
 
 class BaseSignalProcessor:
-    """Connects nothing; subclass and override `setup`/`teardown` and the handlers."""
+    """Connects nothing; subclass and override `receivers` (or `setup`/`teardown`) and the handlers."""
 
     def __init__(self) -> None:
         self.model = self.watched_model()
+        cls = type(self)
+        self.dispatch_uid = f"{cls.__module__}.{cls.__qualname__}.{self.model._meta.label_lower}"
 
     def watched_model(self) -> type[models.Model]:
         """The model whose saves and deletes this processor hears of: the product model."""
         return get_product_model()
 
+    def receivers(self) -> list[Receiver]:
+        """(signal, handler, name) for each handler `setup` connects for the watched model; the
+        name tells its dispatch_uid apart from the others', so `teardown` disconnects it alone."""
+        return []
+
     def setup(self) -> None:
         """Connect signal handlers (called once from the app's `ready()`)."""
+        for signal, handler, name in self.receivers():
+            signal.connect(handler, sender=self.model, dispatch_uid=f"{self.dispatch_uid}.{name}")
 
     def teardown(self) -> None:
         """Disconnect what `setup` connected (tests, reconfiguration)."""
+        for signal, _, name in self.receivers():
+            signal.disconnect(sender=self.model, dispatch_uid=f"{self.dispatch_uid}.{name}")
 
     def handle_change(self, sender: type[models.Model], instance: models.Model, **kwargs: Any) -> None:
         """A product was saved or deleted."""
@@ -54,16 +68,9 @@ class PendingKeysProcessor(BaseSignalProcessor):
     def __init__(self) -> None:
         super().__init__()
         self._pending = _OpenTransactions()
-        cls = type(self)
-        self.dispatch_uid = f"{cls.__module__}.{cls.__qualname__}.{self.model._meta.label_lower}"
 
-    def setup(self) -> None:
-        post_save.connect(self.handle_change, sender=self.model, dispatch_uid=f"{self.dispatch_uid}.save")
-        post_delete.connect(self.handle_change, sender=self.model, dispatch_uid=f"{self.dispatch_uid}.delete")
-
-    def teardown(self) -> None:
-        post_save.disconnect(sender=self.model, dispatch_uid=f"{self.dispatch_uid}.save")
-        post_delete.disconnect(sender=self.model, dispatch_uid=f"{self.dispatch_uid}.delete")
+    def receivers(self) -> list[Receiver]:
+        return [(post_save, self.handle_change, "save"), (post_delete, self.handle_change, "delete")]
 
     def handle_change(
         self, sender: type[models.Model], instance: models.Model, using: str = DEFAULT_DB_ALIAS, **kwargs: Any

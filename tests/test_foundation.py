@@ -17,6 +17,7 @@ from django.test import override_settings
 
 from recommendations import adapters
 from recommendations.conf import DEFAULTS, rec_settings
+from tests.hostapp.adapters import HOST_SETTINGS
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -175,14 +176,6 @@ def test_adapter_path_that_cannot_be_imported():
     with override_settings(RECOMMENDATIONS=settings):
         with pytest.raises(ImproperlyConfigured, match="nowhere.Adapter.*cannot be imported"):
             adapters.validate_configuration()
-
-
-HOST_SETTINGS = {
-    "PRODUCT_MODEL": "hostapp.Gadget",
-    "PRODUCT_ADAPTER": "tests.hostapp.adapters.GadgetAdapter",
-    "STORE_MODEL": "hostapp.Seller",
-    "STORE_ADAPTER": "tests.hostapp.adapters.SellerAdapter",
-}
 
 
 @pytest.mark.django_db

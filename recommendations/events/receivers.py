@@ -14,6 +14,7 @@ from typing import Any
 
 from django.contrib.auth.signals import user_logged_in
 from django.db import models
+from django.dispatch import Signal
 from django.http import HttpRequest
 
 from recommendations.events import signals
@@ -44,50 +45,32 @@ def on_product_viewed(
     track(request, "view", product=product, recommendation_id=recommendation_id, user=user)
 
 
-def _cart_change(
-    event_type: str,
+# The event each cart signal records: one receiver hears both.
+_CART_EVENTS = {signals.added_to_cart: "add_to_cart", signals.removed_from_cart: "remove_from_cart"}
+
+
+def on_cart_changed(
+    sender: Any,
+    *,
+    signal: Signal,
     product: models.Model,
-    quantity: int,
-    recommendation_id: str,
-    request: HttpRequest | None,
-    user: models.Model | None,
+    quantity: int = 1,
+    recommendation_id: str = "",
+    request: HttpRequest | None = None,
+    user: models.Model | None = None,
+    **kwargs: Any,
 ) -> None:
-    """`quantity` units put in or taken out of the cart; a browser's recommendation id is checked."""
+    """`quantity` units put in (`added_to_cart`) or taken out of (`removed_from_cart`) the
+    cart; a browser's recommendation id is checked."""
     recommendation_id = _claimed(request, recommendation_id, product)
     track(
         request,
-        event_type,
+        _CART_EVENTS[signal],
         product=product,
         value=quantity,
         recommendation_id=recommendation_id,
         user=user,
     )
-
-
-def on_added_to_cart(
-    sender: Any,
-    *,
-    product: models.Model,
-    quantity: int = 1,
-    recommendation_id: str = "",
-    request: HttpRequest | None = None,
-    user: models.Model | None = None,
-    **kwargs: Any,
-) -> None:
-    _cart_change("add_to_cart", product, quantity, recommendation_id, request, user)
-
-
-def on_removed_from_cart(
-    sender: Any,
-    *,
-    product: models.Model,
-    quantity: int = 1,
-    recommendation_id: str = "",
-    request: HttpRequest | None = None,
-    user: models.Model | None = None,
-    **kwargs: Any,
-) -> None:
-    _cart_change("remove_from_cart", product, quantity, recommendation_id, request, user)
 
 
 def on_order_placed(
@@ -153,8 +136,7 @@ def connect() -> None:
     """Connect every receiver once (dispatch_uid guards against double connection)."""
     pairs = [
         (signals.product_viewed, on_product_viewed),
-        (signals.added_to_cart, on_added_to_cart),
-        (signals.removed_from_cart, on_removed_from_cart),
+        *((signal, on_cart_changed) for signal in _CART_EVENTS),
         (signals.order_placed, on_order_placed),
         (signals.searched, on_searched),
         (signals.review_added, on_review_added),

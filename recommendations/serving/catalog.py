@@ -26,7 +26,7 @@ from recommendations.adapters import ProductRecord, get_product_adapter, get_sto
 from recommendations.models import ProductDocument
 from recommendations.models.search import search_form
 from recommendations.progress import Progress
-from recommendations.signal_processors import PendingKeysProcessor
+from recommendations.signal_processors import PendingKeysProcessor, Receiver
 
 logger = logging.getLogger(__name__)
 BATCH_SIZE = 2000
@@ -291,13 +291,8 @@ class CategorySearchProcessor(PlacementProcessor):
         assert category_model is not None, "installed only for products with a category ForeignKey"
         return category_model
 
-    def setup(self) -> None:
-        post_save.connect(self.handle_change, sender=self.model, dispatch_uid=f"{self.dispatch_uid}.save")
-        pre_delete.connect(self.handle_delete, sender=self.model, dispatch_uid=f"{self.dispatch_uid}.delete")
-
-    def teardown(self) -> None:
-        post_save.disconnect(sender=self.model, dispatch_uid=f"{self.dispatch_uid}.save")
-        pre_delete.disconnect(sender=self.model, dispatch_uid=f"{self.dispatch_uid}.delete")
+    def receivers(self) -> list[Receiver]:
+        return [(post_save, self.handle_change, "save"), (pre_delete, self.handle_delete, "delete")]
 
     def handle_delete(
         self, sender: type[models.Model], instance: models.Model, using: str = DEFAULT_DB_ALIAS, **kwargs: Any

@@ -9,6 +9,7 @@ from django.test import Client
 
 from recommendations.models import ApiKey, Event
 from shop.models import Category, Product, Store
+from tests.waiting import run_behind_transaction
 
 
 @pytest.mark.django_db(transaction=True)
@@ -70,7 +71,6 @@ def test_concurrent_imports_of_overlapping_rows_store_each_event_once(caplog):
     """Importer B looks for stored ids while A's COPY is still uncommitted, so its own COPY waits on
     A's keys and then hits the unique index; it falls back to INSERT ... ON CONFLICT and skips A's rows."""
     import datetime as dt
-    import time
 
     from django.db import transaction
 
@@ -83,46 +83,12 @@ def test_concurrent_imports_of_overlapping_rows_store_each_event_once(caplog):
     def rows(ids):
         return [EventRow(f"imp-{i}", "search", None, "", "", "", "q", None, None, now, {}, "") for i in ids]
 
-    a_copied, release_a, stored, errors = threading.Event(), threading.Event(), {}, []
-
-    def importer_a():
-        try:
-            with transaction.atomic():
-                stored["a"] = copy_rows(rows(range(0, 60)))
-                a_copied.set()
-                release_a.wait(timeout=30)  # commit only once B is stuck behind these keys
-        except BaseException as exc:  # reported by the main thread
-            errors.append(exc)
-            a_copied.set()
-        finally:
-            connection.close()
-
     def importer_b():
-        try:
-            a_copied.wait(timeout=30)
-            with transaction.atomic():
-                stored["b"] = copy_rows(rows(range(40, 100)))
-        except BaseException as exc:  # reported by the main thread
-            errors.append(exc)
-        finally:
-            connection.close()
+        with transaction.atomic():
+            return copy_rows(rows(range(40, 100)))
 
-    threads = [threading.Thread(target=importer_a), threading.Thread(target=importer_b)]
-    for thread in threads:
-        thread.start()
-    deadline = time.monotonic() + 30
-    with connection.cursor() as cursor:
-        while time.monotonic() < deadline:
-            cursor.execute(
-                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'"
-            )
-            if cursor.fetchone()[0]:
-                break
-            time.sleep(0.05)
-    release_a.set()
-    for thread in threads:
-        thread.join(timeout=60)
-    assert not errors, errors
-    assert stored == {"a": 60, "b": 40}
+    # B starts once A's COPY is in, uncommitted; A commits only once B is stuck behind its keys.
+    stored = run_behind_transaction(lambda: copy_rows(rows(range(0, 60))), importer_b)
+    assert stored == (60, 40)
     assert Event.objects.count() == 100
     assert "COPY met event ids stored concurrently" in caplog.text

@@ -3,11 +3,10 @@
 import datetime as dt
 import importlib
 import json
-import threading
 from types import SimpleNamespace
 
 import pytest
-from django.db import IntegrityError, connection, connections, transaction
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from recommendations.events import partitions
@@ -16,7 +15,7 @@ from recommendations.events.ingestion import copy_rows, ingest, insert_rows
 from recommendations.events.rows import EventRow
 from recommendations.events.validation import Origin
 from recommendations.models import Event, EventKey
-from tests.waiting import wait_for_waiters
+from tests.waiting import run_behind_lock
 
 pytestmark = pytest.mark.django_db
 TABLE = Event._meta.db_table
@@ -122,33 +121,17 @@ def test_two_runs_needing_the_same_new_month_take_turns():
     month = dt.date(2003, 5, 1)
     name = partitions.partition_name(month)
     assert insert_rows([row("early", dt.datetime(2003, 5, 2, tzinfo=dt.UTC))]) == 1  # in DEFAULT
-    reader = connections.create_connection("default")  # a long read of DEFAULT: the attach waits
-    reader.set_autocommit(False)
-    created, errors = [], []
-
-    def ensure():
-        try:
-            created.append(partitions.ensure_partitions([month]))
-        except Exception as exc:  # reported by the main thread
-            errors.append(exc)
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=ensure) for _ in range(2)]
     try:
-        with reader.cursor() as cursor:
-            cursor.execute(f"SELECT 1 FROM {partitions.default_partition()} LIMIT 1")
-        for thread in threads:
-            thread.start()
-        wait_for_waiters(2, f"recommendations.events.partition.{name}")  # both are at it
-        reader.rollback()
-        for thread in threads:
-            thread.join(timeout=60)
+        # Another connection's long read of DEFAULT holds the attach back until both are at it.
+        created, errors = run_behind_lock(
+            lambda: partitions.ensure_partitions([month]),
+            f"SELECT 1 FROM {partitions.default_partition()} LIMIT 1",
+            lock=f"recommendations.events.partition.{name}",
+        )
         assert not errors, errors
         assert sorted(created) == [[], [month]]
         assert partition_of("early") == [name]
     finally:
-        reader.close()
         # A transactional test keeps the tables it made.
         if month in partitions.month_partitions():
             assert partitions.detach_partition(month)

@@ -14,6 +14,7 @@ from recommendations.events.tracking import SESSION_KEY
 from recommendations.events.validation import EventValidationError
 from recommendations.models import Event, ServedRecommendation
 from recommendations.serving.attribution import new_recommendation_id
+from tests.hostapp.adapters import HOST_SETTINGS
 
 
 @pytest.fixture
@@ -261,14 +262,6 @@ def test_track_is_importable_without_loading_models():
     code = "import recommendations, sys; assert 'recommendations.models' not in sys.modules; print('ok')"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert result.stdout.strip() == "ok", result.stderr
-
-
-HOST_SETTINGS = {
-    "PRODUCT_MODEL": "hostapp.Gadget",
-    "PRODUCT_ADAPTER": "tests.hostapp.adapters.GadgetAdapter",
-    "STORE_MODEL": "hostapp.Seller",
-    "STORE_ADAPTER": "tests.hostapp.adapters.SellerAdapter",
-}
 
 
 @pytest.mark.django_db

@@ -49,3 +49,12 @@ class PlainStoreListingAdapter(ListingAdapter):
     than a ForeignKey: start-up refuses it (tests.config.plain_store)."""
 
     store_field = "category"
+
+
+# RECOMMENDATIONS that make this app, with its sellers, the host.
+HOST_SETTINGS = {
+    "PRODUCT_MODEL": "hostapp.Gadget",
+    "PRODUCT_ADAPTER": "tests.hostapp.adapters.GadgetAdapter",
+    "STORE_MODEL": "hostapp.Seller",
+    "STORE_ADAPTER": "tests.hostapp.adapters.SellerAdapter",
+}

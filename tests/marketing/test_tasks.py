@@ -4,7 +4,6 @@ import logging
 import os
 import subprocess
 import sys
-import threading
 from pathlib import Path
 
 import pytest
@@ -15,7 +14,7 @@ from recommendations.marketing.audiences import create_segment, refresh_segment
 from recommendations.models import Campaign, Segment, SegmentMember
 from recommendations.tasks import refresh_segments
 from tests.marketing.conftest import add_event
-from tests.waiting import wait_for_waiters
+from tests.waiting import run_behind_lock
 
 
 def test_refresh_picks_up_new_behaviour_and_skips_broken_segments(shop, caplog):
@@ -50,32 +49,12 @@ def test_two_refreshes_of_one_segment_at_once_both_finish(shop):
     """The hourly task and the admin's action at the same moment: in READ COMMITTED the second
     delete missed the first's new members and its insert failed on them (IntegrityError)."""
     segment = create_segment(Campaign.objects.create(name="Tea week", category_names=["Tea"]), name="Tea")
-    reader = connections.create_connection("default")  # holds the members both refreshes replace
-    reader.set_autocommit(False)
-    errors = []
-
-    def refresh():
-        try:
-            refresh_segment(Segment.objects.select_related("campaign").get(pk=segment.pk))
-        except Exception as exc:  # reported by the main thread
-            errors.append(exc)
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=refresh) for _ in range(2)]
-    try:
-        with reader.cursor() as cursor:
-            cursor.execute(
-                f"SELECT 1 FROM {SegmentMember._meta.db_table} WHERE segment_id = %s FOR UPDATE", [segment.pk]
-            )
-        for thread in threads:
-            thread.start()
-        wait_for_waiters(2)  # both are at their write
-    finally:
-        reader.rollback()
-        reader.close()
-    for thread in threads:
-        thread.join(timeout=60)
+    # Another connection holds the members both refreshes replace, until both are at their write.
+    _, errors = run_behind_lock(
+        lambda: refresh_segment(Segment.objects.select_related("campaign").get(pk=segment.pk)),
+        f"SELECT 1 FROM {SegmentMember._meta.db_table} WHERE segment_id = %s FOR UPDATE",
+        [segment.pk],
+    )
 
     assert not errors, errors
     segment.refresh_from_db()

@@ -2,8 +2,6 @@
 
 import datetime as dt
 import json
-import threading
-import time
 from io import StringIO
 
 import pytest
@@ -13,7 +11,7 @@ from django.contrib import admin
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Permission
 from django.core.management import CommandError, call_command
-from django.db import connection, models, transaction
+from django.db import models, transaction
 from django.urls import reverse
 from django.utils import timezone
 
@@ -39,6 +37,7 @@ from recommendations.models import (
 from recommendations.privacy import registry
 from recommendations.privacy.erasure import forget_user
 from shop.models import Category, Product, Store
+from tests.waiting import run_behind_transaction
 
 pytestmark = pytest.mark.django_db
 User = get_user_model()
@@ -208,52 +207,6 @@ def test_deleting_the_user_erases_their_sessions_too_and_audits(people):
     assert AuditEntry.objects.count() == 2
 
 
-def _race(first, second):
-    """Run `first` in a transaction that stays open until `second`, in another thread, has
-    returned or waits for a lock; returns what `second` returned."""
-    started, release, result, errors = threading.Event(), threading.Event(), {}, []
-
-    def run_first():
-        try:
-            with transaction.atomic():
-                first()
-                started.set()
-                release.wait(timeout=30)
-        except BaseException as exc:  # reported by the main thread
-            errors.append(exc)
-            started.set()
-        finally:
-            connection.close()
-
-    def run_second():
-        try:
-            started.wait(timeout=30)
-            result["second"] = second()
-        except BaseException as exc:  # reported by the main thread
-            errors.append(exc)
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=run_first), threading.Thread(target=run_second)]
-    for thread in threads:
-        thread.start()
-    deadline = time.monotonic() + 30
-    with connection.cursor() as cursor:
-        while threads[1].is_alive() and time.monotonic() < deadline:
-            cursor.execute(
-                "SELECT count(*) FROM pg_stat_activity "
-                "WHERE datname = current_database() AND wait_event_type = 'Lock'"
-            )
-            if cursor.fetchone()[0]:
-                break
-            time.sleep(0.02)
-    release.set()
-    for thread in threads:
-        thread.join(timeout=60)
-    assert not errors, errors
-    return result.get("second")
-
-
 @pytest.fixture
 def leaving():
     """A user about to be deleted, and one event of theirs as a batch of each writer would store it."""
@@ -263,7 +216,7 @@ def leaving():
     row = EventRow("late-1", "view", user.pk, "s-leaving", PRODUCTS["2"], "", "", None, None, NOW, {}, "")
     writers = {
         "beacon": lambda: ingest([raw], Origin(trusted=True)).stored,
-        "import": lambda: copy_rows([row]),  # in the transaction _race gives it, or its own
+        "import": lambda: copy_rows([row]),  # in the transaction run_behind_transaction gives it, or its own
     }
     return user, writers
 
@@ -280,7 +233,8 @@ def test_events_sent_while_the_user_is_deleted_do_not_outlive_them(leaving, writ
         with transaction.atomic():
             return writers[writer]()
 
-    assert _race(lambda: User.objects.get(pk=user.pk).delete(), write) == 0
+    _, stored = run_behind_transaction(lambda: User.objects.get(pk=user.pk).delete(), write)
+    assert stored == 0
     assert not User.objects.filter(pk=user.pk).exists()
     assert not Event.objects.filter(user_id=user.pk).exists()
 
@@ -292,7 +246,7 @@ def test_a_batch_still_uncommitted_when_the_user_is_deleted_is_erased_with_them(
     import's transaction), and then erases it too."""
     user, writers = leaving
 
-    _race(writers[writer], lambda: User.objects.get(pk=user.pk).delete())
+    run_behind_transaction(writers[writer], lambda: User.objects.get(pk=user.pk).delete())
 
     assert not User.objects.filter(pk=user.pk).exists()
     assert not Event.objects.filter(user_id=user.pk).exists()

@@ -10,16 +10,10 @@ from recommendations.serving import products, search
 from recommendations.serving.catalog import CategorySearchProcessor, index_products
 from recommendations.serving.errors import NotFound
 from recommendations.serving.types import Audience, Options
+from tests.hostapp.adapters import HOST_SETTINGS
 from tests.hostapp.models import Gadget, Section, Seller
 
 pytestmark = pytest.mark.django_db
-
-HOST = {
-    "PRODUCT_MODEL": "hostapp.Gadget",
-    "PRODUCT_ADAPTER": "tests.hostapp.adapters.GadgetAdapter",
-    "STORE_MODEL": "hostapp.Seller",
-    "STORE_ADAPTER": "tests.hostapp.adapters.SellerAdapter",
-}
 
 
 @pytest.fixture
@@ -30,7 +24,7 @@ def gadgets():
         name: Gadget.objects.create(name=name, section=section, seller=seller, cost_cents=999, on_hand=stock)
         for name, stock in [("Wireless earbuds", 3), ("Bluetooth speaker", 2), ("Sold out earbuds", 0)]
     }
-    with override_settings(RECOMMENDATIONS=HOST):
+    with override_settings(RECOMMENDATIONS=HOST_SETTINGS):
         index_products()
         yield made, seller
 
@@ -53,7 +47,7 @@ def test_lists_and_search_with_uuid_keys(gadgets):
 @pytest.fixture
 def section_processor():
     """The category processor as the host's `ready()` would install it: watching sections."""
-    with override_settings(RECOMMENDATIONS=HOST):
+    with override_settings(RECOMMENDATIONS=HOST_SETTINGS):
         yield signal_processors.install("search index: categories", CategorySearchProcessor)
     signal_processors.install("search index: categories", CategorySearchProcessor)  # the shop's again
 

@@ -1,14 +1,11 @@
 """Rebuilding the serving statistics while another rebuild runs."""
 
-import threading
-
 import pytest
-from django.db import connection, connections
 
 from recommendations.models import ProductPopularity
 from recommendations.serving.statistics import STATISTICS_LOCK, refresh_statistics
 from tests.serving.conftest import add_event
-from tests.waiting import wait_for_waiters
+from tests.waiting import run_behind_lock
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -20,30 +17,12 @@ def test_two_refreshes_at_once_both_finish_and_leave_one_set_of_rows(catalog):
         for _ in range(views):
             add_event(catalog, "view", title, user="bob")
     refresh_statistics()
-    reader = connections.create_connection("default")  # holds the rows both refreshes replace
-    reader.set_autocommit(False)
-    results, errors = [], []
-
-    def refresh():
-        try:
-            results.append(refresh_statistics())
-        except Exception as exc:  # reported by the main thread
-            errors.append(exc)
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=refresh) for _ in range(2)]
-    try:
-        with reader.cursor() as cursor:
-            cursor.execute(f"SELECT 1 FROM {ProductPopularity._meta.db_table} FOR UPDATE")
-        for thread in threads:
-            thread.start()
-        wait_for_waiters(2, STATISTICS_LOCK)  # both are at their write
-    finally:
-        reader.rollback()
-        reader.close()
-    for thread in threads:
-        thread.join(timeout=60)
+    # Another connection holds the rows both refreshes replace, until both are at their write.
+    results, errors = run_behind_lock(
+        refresh_statistics,
+        f"SELECT 1 FROM {ProductPopularity._meta.db_table} FOR UPDATE",
+        lock=STATISTICS_LOCK,
+    )
 
     assert not errors, errors
     assert [counts["popularity"] for counts in results] == [2, 2]
