@@ -22,6 +22,7 @@ from recommendations.models import (
     StoreVector,
     UserVector,
 )
+from recommendations.progress import Progress
 from recommendations.vectors import activation, embedding, lists, queries, tuning, writer
 from shop.models import Product
 from tests.pipeline.data import copy_product, tiny_settings
@@ -185,6 +186,41 @@ def test_new_product_is_embedded_from_its_content(shop):
     Product.objects.filter(pk=product.pk).update(is_active=False)
     assert embedding.sync_products([str(product.pk)]).removed == 1
     assert embedding.sync_all_products().as_dict() == {"written": 0, "removed": 0, "skipped": ""}
+
+
+def vector_of(product, version):
+    return np.asarray(ProductVector.objects.get(model_version=version, product_id=str(product.pk)).embedding)
+
+
+def test_the_scheduled_sync_re_embeds_a_product_saved_since_its_vector(shop):
+    """Broker down on save: the save stands and the next scheduled sync gives the product its
+    new content's vector. (The test's transaction never commits, so no on-commit embed runs.)"""
+    version = pipeline.retrain().version
+    product = copy_product(shop.products[0], "late-arrival")  # after training: embedded from content
+    assert embedding.sync_all_products().as_dict() == {"written": 1, "removed": 0, "skipped": ""}
+    before = vector_of(product, version)
+    elsewhere = shop.products[-1]  # another store's product: other words, category and brand
+    for name in ("title", "description", "category", "store", "brand", "price"):
+        setattr(product, name, getattr(elsewhere, name))
+    product.save()
+    assert embedding.sync_all_products().as_dict() == {"written": 1, "removed": 0, "skipped": ""}
+    assert not np.allclose(vector_of(product, version), before)
+    assert embedding.sync_all_products().written == 0  # up to date now
+
+
+def test_a_product_saved_while_an_embed_ran_is_stale_in_its_vectors(shop):
+    """The vectors are stamped with when the catalogue was read, not when they were written."""
+    pipeline.retrain()
+    product = shop.products[3]
+
+    def save_meanwhile(stage, done, total):
+        if stage == "writing vectors" and done == 0:
+            product.title = "Renamed while the vectors were computed"
+            product.save()
+
+    pipeline.refresh_vectors(progress=Progress(listeners=(save_meanwhile,)))
+    assert embedding.sync_all_products().as_dict() == {"written": 1, "removed": 0, "skipped": ""}
+    assert embedding.sync_all_products().written == 0
 
 
 def test_evaluate_compares_every_recommender_on_one_split(shop):

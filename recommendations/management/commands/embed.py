@@ -37,8 +37,8 @@ class Command(BaseCommand):
         "Recompute product, store and user vectors with the active model into a new version and "
         "activate it (the old one is kept for rollback). --model-version N only writes the vectors and "
         "indexes of version N; --products embeds some products into the active version; --missing "
-        "embeds every product that has no vector yet; --reindex rebuilds the active version's vector "
-        "indexes and tunes its searches again."
+        "embeds every product that has no vector yet or was saved since it was computed; --reindex "
+        "rebuilds the active version's vector indexes and tunes its searches again."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -50,7 +50,12 @@ class Command(BaseCommand):
             help="write the vectors of this ready (or the active) version; activates nothing",
         )
         target.add_argument("--products", nargs="+", metavar="ID", help="embed these products (primary keys)")
-        target.add_argument("--missing", action="store_true", help="embed products without a vector")
+        target.add_argument(
+            "--missing",
+            action="store_true",
+            help="embed products without a vector or saved since theirs was computed, as the scheduled "
+            "sync does",
+        )
         target.add_argument(
             "--reindex",
             action="store_true",
