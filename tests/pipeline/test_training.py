@@ -2,14 +2,16 @@
 embedding, activation, and single products embedded from content."""
 
 import datetime as dt
+import time
 
 import numpy as np
 import pytest
+from celery import current_app
 from django.test import override_settings
 from django.utils import timezone
 from safetensors import safe_open
 
-from recommendations import artifacts, pipeline, training
+from recommendations import artifacts, indexing, pipeline, queues, tasks, training
 from recommendations.features import InsufficientData
 from recommendations.locks import advisory_lock
 from recommendations.models import (
@@ -221,6 +223,71 @@ def test_a_product_saved_while_an_embed_ran_is_stale_in_its_vectors(shop):
     pipeline.refresh_vectors(progress=Progress(listeners=(save_meanwhile,)))
     assert embedding.sync_all_products().as_dict() == {"written": 1, "removed": 0, "skipped": ""}
     assert embedding.sync_all_products().written == 0
+
+
+@pytest.fixture
+def default_queue(monkeypatch):
+    """The tests' in-memory broker's `default` queue, as a worker would read it, emptied first."""
+    monkeypatch.setattr(indexing, "_broker_failed_at", None)  # another test's broker outage
+    with current_app.connection_for_write() as connection:
+        queue = connection.SimpleQueue(queues.DEFAULT)
+        queue.clear()
+        yield queue
+        queue.clear()
+        queue.close()
+
+
+def run_queued(queue):
+    """Take the next message off `queue` and run its task (one of `tasks`) here, as a worker would."""
+    message = queue.get(timeout=1)
+    message.ack()
+    args, kwargs, _ = message.decode()
+    return message.headers["task"], current_app.tasks[message.headers["task"]].apply(args, kwargs).get()
+
+
+def test_activation_queues_a_sync_that_embeds_the_products_saved_meanwhile(
+    shop, default_queue, django_capture_on_commit_callbacks
+):
+    """Saves while a version is made go to the version that serves then; once the new one is
+    activated, the sync it queues gives it their vectors, before the scheduled one runs."""
+    serving = pipeline.retrain().version
+    made = pipeline.retrain(activate=False).version
+    pipeline.embed_version(made)
+    created = copy_product(shop.products[0], "created-meanwhile")
+    edited = shop.products[1]
+    edited.title = "Edited meanwhile"
+    edited.save()
+    embedding.sync_products([str(created.pk), str(edited.pk)], serving)  # their on-save embed
+    assert not ProductVector.objects.filter(model_version=made, product_id=str(created.pk)).exists()
+    with django_capture_on_commit_callbacks(execute=True):
+        activation.activate(made)
+    task, result = run_queued(default_queue)
+    assert task == tasks.sync_product_vectors.name
+    assert result == {"written": 2, "removed": 0, "skipped": ""}
+    assert ProductVector.objects.filter(model_version=made, product_id=str(created.pk)).exists()
+    with django_capture_on_commit_callbacks(execute=True):
+        activation.activate(made)  # active already: nothing changes, nothing is queued
+    assert default_queue.qsize() == 0
+
+
+def test_an_activation_while_the_broker_is_down_serves_and_leaves_the_sync_to_the_schedule(
+    shop, default_queue, django_capture_on_commit_callbacks, caplog
+):
+    pipeline.retrain()
+    made = pipeline.retrain(activate=False).version
+    pipeline.embed_version(made)
+    indexing._broker_failed_at = time.monotonic()  # a save found the broker down a moment ago
+    with django_capture_on_commit_callbacks(execute=True):
+        activation.activate(made)
+    assert queries.active_version(fresh=True).pk == made.pk
+    assert default_queue.qsize() == 0
+    assert (
+        f"Not queuing a sync of the product vectors of model version {made.pk}: the broker was down"
+        in caplog.text
+    )
+    assert (
+        "the next scheduled sync_product_vectors embeds the products saved while it was made" in caplog.text
+    )
 
 
 def test_evaluate_compares_every_recommender_on_one_split(shop):
