@@ -10,7 +10,7 @@ Products saved while a version was trained and embedded got their on-save vector
 version that served then, so the new one lacks them or holds their old content. Once an
 activation commits, `version_activated` is sent; the embedding processor
 (`recommendations.indexing`) answers it by queuing a product vector sync, so they become
-recommendable within minutes. A signal rather than a call: vectors sit above the
+recommendable soon after the switch. A signal rather than a call: vectors sit above the
 background tasks and do not import them.
 """
 
