@@ -26,8 +26,8 @@ def version_number(value: str) -> int:
     if number < 1:
         raise ArgumentTypeError(
             f"{value!r} is not a model version: --model-version takes a version id (a whole number "
-            ">= 1, see `python manage.py activate_model --list`); leave it out to re-embed with the "
-            "active version."
+            ">= 1, see `python manage.py activate_model --list`); leave it out to re-embed everything "
+            "with the active model into a new version."
         )
     return number
 
