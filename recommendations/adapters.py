@@ -186,7 +186,8 @@ class ProductAdapter(BaseAdapter):
     active_field: str | None = "is_active"
     created_field: str | None = "created_at"
     #: A field that changes whenever the product does (`auto_now`). Naming it lets serving
-    #: reuse a product's card between requests until it changes (`CARD_CACHE_SECONDS`).
+    #: reuse a product's card between requests until it changes (`CARD_CACHE_SECONDS`), and the
+    #: scheduled vector sync re-embed products saved after their vector was computed.
     updated_field: str | None = None
     #: The category model's field that names a category's parent, when the categories form a
     #: tree: renaming or moving a category then rewrites the category paths in the search

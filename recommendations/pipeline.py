@@ -159,7 +159,16 @@ def _run(
 
 
 def embed_version(version: ModelVersion, progress: Progress | None = None) -> PipelineResult:
-    """Write the vectors and indexes of a ready version without activating it."""
+    """Write the vectors and indexes of a ready (or the active) version without activating it.
+
+    A failed, retired or still-training version is refused: none of them can serve, so
+    vectors written for it would only take space."""
+    if version.status not in (ModelStatus.READY, ModelStatus.ACTIVE):
+        raise activation.ActivationError(
+            f"Model version {version.pk} is {version.status}; only a ready or the active version can "
+            "be embedded. `python manage.py activate_model --list` lists them; or train a new one: "
+            "`python manage.py train_model --activate`."
+        )
     started = time.perf_counter()
     with _pipeline_lock("Embed") as acquired:
         if not acquired:
@@ -185,10 +194,27 @@ def _active_version(needed_for: str) -> ModelVersion:
     version = queries.active_version(fresh=True)
     if version is None:
         raise activation.ActivationError(
-            f"No model version is active, so there is {needed_for}. Train one first: "
-            "`python manage.py train_model --activate`."
+            f"No model version is active, so there is {needed_for}. {how_to_activate()}"
         )
     return version
+
+
+def how_to_activate() -> str:
+    """What an operator can do when no version is active: activate the newest ready one that
+    can serve, embed one that cannot yet, or train one."""
+    train = "`python manage.py train_model --activate`"
+    ready = ModelVersion.objects.filter(status=ModelStatus.READY).order_by("-pk").first()
+    if ready is None:
+        return f"Train one first: {train}."
+    if ready.embedded_at is None:
+        return (
+            f"Embed the ready version {ready.pk} and activate it: `python manage.py embed --model-version "
+            f"{ready.pk}`, then `python manage.py activate_model {ready.pk}`; or train a new one: {train}."
+        )
+    return (
+        f"Activate a ready version: `python manage.py activate_model {ready.pk}` (the newest; "
+        f"`--list` lists them all), or train a new one: {train}."
+    )
 
 
 def _embed(version: ModelVersion, progress: Progress) -> dict[str, float]:

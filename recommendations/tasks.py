@@ -105,8 +105,9 @@ def embed_products(product_ids: list[str]) -> dict[str, int]:
 
 @shared_task(name=task_names.SYNC_PRODUCT_VECTORS, **light)
 def sync_product_vectors() -> dict[str, int]:
-    """Scheduled: embed products that have no vector yet (e.g. saved while the broker was down)
-    and drop vectors of products that are gone or inactive."""
+    """Scheduled: embed products that have no vector yet or were saved since theirs was
+    computed (e.g. while the broker was down) and drop vectors of products that are gone or
+    inactive."""
     return embedding.sync_all_products().as_dict()
 
 

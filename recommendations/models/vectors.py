@@ -21,6 +21,8 @@ class VectorBase(models.Model):
     embedding = VectorField()
     # Item bias of the two-tower score (score = user . item + bias); 0 for users.
     bias = models.FloatField(default=0.0)
+    # When the content the vector was computed from was read (the writer's `as_of`): a product
+    # saved after it has a stale vector, which `embedding.sync_all_products` recomputes.
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:

@@ -5,15 +5,24 @@ and indexed while it is `ready`, then `activate()` flips the two status rows in 
 transaction: a reader sees the old version until the commit and the complete new one after
 it, never a mix. The previous version stays `ready` with its vectors so `rollback()` is
 instant; `purge()` retires everything older that no experiment serves.
+
+Products saved while a version was trained and embedded got their on-save vectors in the
+version that served then, so the new one lacks them or holds their old content. Once an
+activation commits, `version_activated` is sent; the embedding processor
+(`recommendations.indexing`) answers it by queuing a product vector sync, so they become
+recommendable soon after the switch. A signal rather than a call: vectors sit above the
+background tasks and do not import them.
 """
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from functools import partial
 
 from django.db import OperationalError, transaction
 from django.db.models import Exists, OuterRef, Q
+from django.dispatch import Signal
 from django.utils import timezone
 
 from recommendations.experiments.assignment import model_versions_in_use
@@ -25,6 +34,11 @@ logger = logging.getLogger(__name__)
 
 ACTIVATION_LOCK = "recommendations.activation"
 DEADLOCK = "40P01"  # PostgreSQL's deadlock_detected
+
+
+#: Sent with `version` (now active) when an activation or rollback commits; not for a
+#: version that was active already.
+version_activated = Signal()
 
 
 class ActivationError(Exception):
@@ -83,6 +97,9 @@ def activate(version: ModelVersion) -> ActivationResult:
         locked.progress = {"stage": "done", "done": 1, "total": 1}
         locked.save(update_fields=["status", "activated_at", "progress"])
         transaction.on_commit(queries.clear_cache)
+        transaction.on_commit(
+            partial(version_activated.send, sender=ModelVersion, version=locked), robust=True
+        )
     version.status, version.activated_at = locked.status, locked.activated_at
     logger.info(
         "Activated model version %s (previously active: %s)",

@@ -10,17 +10,17 @@ tower over each shopper's recent history.
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
-from datetime import datetime
 from typing import Any
 
 import numpy as np
 from django.contrib.auth import get_user_model
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import Min, Q, QuerySet
 from django.utils import timezone
 
 from recommendations import artifacts
@@ -75,16 +75,18 @@ class EmbedCounts:
         return asdict(self)
 
 
-def embed_version(
-    version: ModelVersion, progress: Progress | None = None, data: TrainingData | None = None
-) -> EmbedCounts:
+def embed_version(version: ModelVersion, progress: Progress | None = None) -> EmbedCounts:
     """Compute and write every product, store and user vector of `version` from the current
-    catalogue and events. Idempotent: each table's rows of the version are replaced."""
+    catalogue and events. Idempotent: each table's rows of the version are replaced.
+
+    The vectors are stamped with the time the catalogue was read, so a product saved while
+    the embed ran is found stale by the next `sync_all_products`."""
     progress = progress or Progress()
     progress.bind(version)
     started = time.perf_counter()
     loaded = load_model(version)
-    data = data or build_training_data(version.config.get("window_days"))
+    read_at = dt.datetime.now(dt.UTC)
+    data = build_training_data(version.config.get("window_days"))
     products = [p for p in data.catalogue.products if p.is_active]
     parts = []
     for start in range(0, len(products), EMBED_BATCH):
@@ -97,12 +99,14 @@ def embed_version(
     # activation refuses (`embedded_at`), not one that serves without user vectors.
     _mark_embedded(version, None)
     counts = EmbedCounts()
-    counts.products = writer.write_product_vectors(version, [p.id for p in products], embeddings, biases)
+    counts.products = writer.write_product_vectors(
+        version, [p.id for p in products], embeddings, biases, as_of=read_at
+    )
     store_ids, store_vectors = _store_vectors(products, embeddings)
-    counts.stores = writer.write_store_vectors(version, store_ids, store_vectors)
+    counts.stores = writer.write_store_vectors(version, store_ids, store_vectors, as_of=read_at)
     progress("writing vectors", 2, 3)
     user_ids, user_vectors = _user_vectors(loaded, data)
-    counts.users = writer.write_user_vectors(version, user_ids, user_vectors)
+    counts.users = writer.write_user_vectors(version, user_ids, user_vectors, as_of=read_at)
     # Lists ranked from vectors written before (a retried task) would not match these.
     lists.forget(version)
     _mark_embedded(version, timezone.now())
@@ -119,7 +123,7 @@ def embed_version(
     return counts
 
 
-def _mark_embedded(version: ModelVersion, when: datetime | None) -> None:
+def _mark_embedded(version: ModelVersion, when: dt.datetime | None) -> None:
     """Record when the version's embed finished (None: it is under way or was interrupted)."""
     version.embedded_at = when
     ModelVersion.objects.filter(pk=version.pk).update(embedded_at=when)
@@ -183,13 +187,14 @@ def sync_products(product_ids: Iterable[str], version: ModelVersion | None = Non
     if not keys:
         return SyncResult()
     adapter = get_product_adapter()
+    read_at = dt.datetime.now(dt.UTC)
     records = [r for r in adapter.records(adapter.index_queryset().filter(pk__in=keys)) if r.is_active]
     result = SyncResult()
     with transaction.atomic():
         if records:
             embeddings, biases = product_embeddings(load_model(version), records)
             result.written = writer.write_product_vectors(
-                version, [r.id for r in records], embeddings, biases, replace_all=False
+                version, [r.id for r in records], embeddings, biases, replace_all=False, as_of=read_at
             )
         gone = set(keys) - {r.id for r in records}
         if gone:
@@ -207,9 +212,11 @@ def sync_products(product_ids: Iterable[str], version: ModelVersion | None = Non
 
 
 def sync_all_products(version: ModelVersion | None = None, progress: Progress | None = None) -> SyncResult:
-    """Find active products without a vector and vectors of products that are gone or
-    inactive, and fix both: picks up saves whose task could not be queued. `progress`
-    hears of each batch embedded."""
+    """Embed active products that have no vector or were saved since theirs was computed,
+    and remove the vectors of products that are gone or inactive: picks up saves whose
+    task could not be queued (the broker was down) and those made while the version was
+    trained and embedded. Saved products are found by the adapter's `updated_field`; without
+    one, only missing vectors are. `progress` hears of each batch embedded."""
     progress = progress or Progress()
     version = version or queries.active_version(fresh=True)
     if version is None:
@@ -220,7 +227,7 @@ def sync_all_products(version: ModelVersion | None = None, progress: Progress | 
         active = active.filter(Q(**{adapter.active_field: True}))
     wanted = {adapter.key(pk) for pk in active.values_list("pk", flat=True)}
     have = set(ProductVector.objects.filter(model_version_id=version.pk).values_list("product_id", flat=True))
-    changed = sorted((wanted - have) | (have - wanted))
+    changed = sorted((wanted - have) | (have - wanted) | _saved_since_embedded(active, version))
     result = SyncResult()
     for start in range(0, len(changed), EMBED_BATCH):
         progress("embedding products", start, len(changed))
@@ -229,3 +236,24 @@ def sync_all_products(version: ModelVersion | None = None, progress: Progress | 
         result.removed += part.removed
     progress("embedding products", len(changed), len(changed))
     return result
+
+
+def _saved_since_embedded(products: QuerySet, version: ModelVersion) -> set[str]:
+    """Keys of these products whose `updated_field` is later than their vector's `updated_at`
+    (when their content was read for it). Only products saved since the version's oldest
+    vector are read, so after a full embed this is the few saved since, not the catalogue."""
+    adapter = get_product_adapter()
+    if not adapter.updated_field:
+        return set()
+    vectors = ProductVector.objects.filter(model_version_id=version.pk)
+    oldest = vectors.aggregate(oldest=Min("updated_at"))["oldest"]
+    if oldest is None:
+        return set()
+    saved = products.filter(**{f"{adapter.updated_field}__gt": oldest}).values_list(
+        "pk", adapter.updated_field
+    )
+    saved_at = {adapter.key(pk): at for pk, at in saved}
+    if not saved_at:
+        return set()
+    stamps = vectors.filter(product_id__in=list(saved_at)).values_list("product_id", "updated_at")
+    return {key for key, embedded_at in stamps if saved_at[key] > embedded_at}

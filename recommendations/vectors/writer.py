@@ -80,13 +80,18 @@ def write_product_vectors(
     biases: np.ndarray | None = None,
     *,
     replace_all: bool = True,
+    as_of: dt.datetime | None = None,
 ) -> int:
     """Write the vectors of products (host primary keys as strings); returns the row count.
 
     `replace_all` replaces every product vector of `version` (a full embed); otherwise only
-    the rows of `product_ids` are replaced (embedding new or changed products).
+    the rows of `product_ids` are replaced (embedding new or changed products). `as_of` is
+    when the products were read (now when None), stored as each row's `updated_at`: a
+    product saved after it has a stale vector (`embedding.sync_all_products`).
     """
-    return write_vectors(PRODUCTS, version, product_ids, embeddings, biases, replace_all=replace_all)
+    return write_vectors(
+        PRODUCTS, version, product_ids, embeddings, biases, replace_all=replace_all, as_of=as_of
+    )
 
 
 def write_store_vectors(
@@ -95,9 +100,10 @@ def write_store_vectors(
     embeddings: np.ndarray,
     *,
     replace_all: bool = True,
+    as_of: dt.datetime | None = None,
 ) -> int:
     """Write the vectors of stores; see `write_product_vectors`."""
-    return write_vectors(STORES, version, store_ids, embeddings, None, replace_all=replace_all)
+    return write_vectors(STORES, version, store_ids, embeddings, None, replace_all=replace_all, as_of=as_of)
 
 
 def write_user_vectors(
@@ -106,9 +112,10 @@ def write_user_vectors(
     embeddings: np.ndarray,
     *,
     replace_all: bool = True,
+    as_of: dt.datetime | None = None,
 ) -> int:
     """Write the vectors of users (primary keys of the user model); see `write_product_vectors`."""
-    return write_vectors(USERS, version, user_ids, embeddings, None, replace_all=replace_all)
+    return write_vectors(USERS, version, user_ids, embeddings, None, replace_all=replace_all, as_of=as_of)
 
 
 def write_vectors(
@@ -119,8 +126,10 @@ def write_vectors(
     biases: np.ndarray | None = None,
     *,
     replace_all: bool = True,
+    as_of: dt.datetime | None = None,
 ) -> int:
-    """Delete-then-COPY `keys`' vectors of `version` in one transaction.
+    """Delete-then-COPY `keys`' vectors of `version` in one transaction, each row's
+    `updated_at` set to `as_of` (now when None).
 
     Bad input (shape mismatch, NaN, wrong dimension) raises `ValueError` before anything is
     written; duplicate keys are caught by the table's unique key and roll the write back.
@@ -128,7 +137,7 @@ def write_vectors(
     embeddings, biases, encoded = _validate(table, version, keys, embeddings, biases)
     started = time.perf_counter()
     try:
-        deleted = _replace(table, version, keys, encoded, embeddings, biases, replace_all)
+        deleted = _replace(table, version, keys, encoded, embeddings, biases, replace_all, as_of)
     except UniqueViolation as exc:  # checking 1M keys in Python would cost a second
         raise ValueError(
             "Each key may appear only once in a vector write (found duplicates); nothing was written."
@@ -154,6 +163,7 @@ def _replace(
     embeddings: np.ndarray,
     biases: np.ndarray,
     replace_all: bool,
+    as_of: dt.datetime | None,
 ) -> int:
     """Delete the old rows and COPY the new ones in one transaction; returns the rows deleted."""
     model = table.model
@@ -161,7 +171,8 @@ def _replace(
     copy_sql = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)").format(
         sql.Identifier(model._meta.db_table), sql.SQL(", ").join(sql.Identifier(c) for c in columns)
     )
-    now_us = int((dt.datetime.now(dt.UTC) - _PG_EPOCH).total_seconds() * 1_000_000)
+    stamp = as_of or dt.datetime.now(dt.UTC)
+    stamp_us = (stamp - _PG_EPOCH) // dt.timedelta(microseconds=1)
     with transaction.atomic():
         stale = model.objects.filter(model_version_id=version.pk)
         if not replace_all:
@@ -169,7 +180,7 @@ def _replace(
         deleted, _ = stale.delete()
         with connection.cursor() as cursor, cursor.cursor.copy(copy_sql) as copy:
             copy.write(_COPY_HEADER)
-            for block in encode_rows(version.pk, encoded, embeddings, biases, now_us):
+            for block in encode_rows(version.pk, encoded, embeddings, biases, stamp_us):
                 copy.write(block)
             copy.write(_COPY_TRAILER)
     return deleted
@@ -208,7 +219,7 @@ def encode_rows(
     keys: list[bytes] | np.ndarray,
     embeddings: np.ndarray,
     biases: np.ndarray,
-    now_us: int,
+    updated_us: int,
     chunk_rows: int = CHUNK_ROWS,
 ) -> Iterator[bytes]:
     """COPY BINARY tuples (without header/trailer) of (version, bias, updated_at, vector, key).
@@ -253,7 +264,7 @@ def encode_rows(
             block["l_bias"] = 8
             block["bias"] = biases[part]
             block["l_updated"] = 8
-            block["updated"] = now_us
+            block["updated"] = updated_us
             block["l_vector"] = 4 + 4 * dims
             block["dims"] = dims
             block["unused"] = 0

@@ -2,6 +2,7 @@
 
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -60,6 +61,49 @@ def test_train_embed_activate_and_roll_back(shop):
     assert f"Rebuilt {len(indexes.INDEX_SPECS)} vector index(es) of model version {active.pk}" in out
     assert queries.active_version(fresh=True) == active
     assert all(indexes.existing_indexes(active.pk).values())
+
+
+@pytest.mark.parametrize("number", ["0", "-3", "two"])
+def test_embed_refuses_a_model_version_that_is_no_version_id(shop, number):
+    """0 used to read as "no version given" and re-embedded the active one into a new version."""
+    active = pipeline.retrain().version
+    with pytest.raises(CommandError, match="--model-version takes a version id .*leave it out to re-embed"):
+        run("embed", "--model-version", number)
+    assert list(ModelVersion.objects.values_list("pk", flat=True)) == [active.pk]
+
+
+def test_embed_says_what_to_do_while_no_version_is_active(shop):
+    with pytest.raises(
+        CommandError, match="No model version is active.*Train one first: `python manage.py train"
+    ):
+        run("embed")
+    run("train_model", "--epochs", "1")
+    ready = ModelVersion.objects.get()
+    embed_it = f"Embed the ready version {ready.pk} and activate it: `python manage.py embed --model-version {ready.pk}`"
+    for args in (["embed"], ["embed", "--missing"], ["embed", "--reindex"]):
+        with pytest.raises(CommandError, match=re.escape(embed_it)):
+            run(*args)
+    out = run("embed", "--model-version", str(ready.pk))
+    assert f"Model version {ready.pk} is ready (not activated)" in out
+    assert f"Make it serve with `python manage.py activate_model {ready.pk}`." in out
+    with pytest.raises(
+        CommandError,
+        match=re.escape(f"Activate a ready version: `python manage.py activate_model {ready.pk}`"),
+    ):
+        run("embed")
+    run("activate_model", str(ready.pk))
+    out = run("embed", "--model-version", str(ready.pk))  # the active one: it stays active
+    assert f"Model version {ready.pk} is active: " in out and "activate_model" not in out
+    assert queries.active_version(fresh=True).pk == ready.pk
+
+
+def test_embed_refuses_a_version_that_cannot_serve(shop):
+    version = pipeline.retrain().version
+    ModelVersion.objects.filter(pk=version.pk).update(status=ModelStatus.FAILED)
+    with pytest.raises(
+        CommandError, match=f"Model version {version.pk} is failed; only a ready or the active"
+    ):
+        run("embed", "--model-version", str(version.pk))
 
 
 @pytest.mark.parametrize(

@@ -2,14 +2,16 @@
 embedding, activation, and single products embedded from content."""
 
 import datetime as dt
+import time
 
 import numpy as np
 import pytest
+from celery import current_app
 from django.test import override_settings
 from django.utils import timezone
 from safetensors import safe_open
 
-from recommendations import artifacts, pipeline, training
+from recommendations import artifacts, indexing, pipeline, queues, tasks, training
 from recommendations.features import InsufficientData
 from recommendations.locks import advisory_lock
 from recommendations.models import (
@@ -22,6 +24,7 @@ from recommendations.models import (
     StoreVector,
     UserVector,
 )
+from recommendations.progress import Progress
 from recommendations.vectors import activation, embedding, lists, queries, tuning, writer
 from shop.models import Product
 from tests.pipeline.data import copy_product, tiny_settings
@@ -185,6 +188,106 @@ def test_new_product_is_embedded_from_its_content(shop):
     Product.objects.filter(pk=product.pk).update(is_active=False)
     assert embedding.sync_products([str(product.pk)]).removed == 1
     assert embedding.sync_all_products().as_dict() == {"written": 0, "removed": 0, "skipped": ""}
+
+
+def vector_of(product, version):
+    return np.asarray(ProductVector.objects.get(model_version=version, product_id=str(product.pk)).embedding)
+
+
+def test_the_scheduled_sync_re_embeds_a_product_saved_since_its_vector(shop):
+    """Broker down on save: the save stands and the next scheduled sync gives the product its
+    new content's vector. (The test's transaction never commits, so no on-commit embed runs.)"""
+    version = pipeline.retrain().version
+    product = copy_product(shop.products[0], "late-arrival")  # after training: embedded from content
+    assert embedding.sync_all_products().as_dict() == {"written": 1, "removed": 0, "skipped": ""}
+    before = vector_of(product, version)
+    elsewhere = shop.products[-1]  # another store's product: other words, category and brand
+    for name in ("title", "description", "category", "store", "brand", "price"):
+        setattr(product, name, getattr(elsewhere, name))
+    product.save()
+    assert embedding.sync_all_products().as_dict() == {"written": 1, "removed": 0, "skipped": ""}
+    assert not np.allclose(vector_of(product, version), before)
+    assert embedding.sync_all_products().written == 0  # up to date now
+
+
+def test_a_product_saved_while_an_embed_ran_is_stale_in_its_vectors(shop):
+    """The vectors are stamped with when the catalogue was read, not when they were written."""
+    pipeline.retrain()
+    product = shop.products[3]
+
+    def save_meanwhile(stage, done, total):
+        if stage == "writing vectors" and done == 0:
+            product.title = "Renamed while the vectors were computed"
+            product.save()
+
+    pipeline.refresh_vectors(progress=Progress(listeners=(save_meanwhile,)))
+    assert embedding.sync_all_products().as_dict() == {"written": 1, "removed": 0, "skipped": ""}
+    assert embedding.sync_all_products().written == 0
+
+
+@pytest.fixture
+def default_queue(monkeypatch):
+    """The tests' in-memory broker's `default` queue, as a worker would read it, emptied first."""
+    monkeypatch.setattr(indexing, "_broker_failed_at", None)  # another test's broker outage
+    with current_app.connection_for_write() as connection:
+        queue = connection.SimpleQueue(queues.DEFAULT)
+        queue.clear()
+        yield queue
+        queue.clear()
+        queue.close()
+
+
+def run_queued(queue):
+    """Take the next message off `queue` and run its task (one of `tasks`) here, as a worker would."""
+    message = queue.get(timeout=1)
+    message.ack()
+    args, kwargs, _ = message.decode()
+    return message.headers["task"], current_app.tasks[message.headers["task"]].apply(args, kwargs).get()
+
+
+def test_activation_queues_a_sync_that_embeds_the_products_saved_meanwhile(
+    shop, default_queue, django_capture_on_commit_callbacks
+):
+    """Saves while a version is made go to the version that serves then; once the new one is
+    activated, the sync it queues gives it their vectors, before the scheduled one runs."""
+    serving = pipeline.retrain().version
+    made = pipeline.retrain(activate=False).version
+    pipeline.embed_version(made)
+    created = copy_product(shop.products[0], "created-meanwhile")
+    edited = shop.products[1]
+    edited.title = "Edited meanwhile"
+    edited.save()
+    embedding.sync_products([str(created.pk), str(edited.pk)], serving)  # their on-save embed
+    assert not ProductVector.objects.filter(model_version=made, product_id=str(created.pk)).exists()
+    with django_capture_on_commit_callbacks(execute=True):
+        activation.activate(made)
+    task, result = run_queued(default_queue)
+    assert task == tasks.sync_product_vectors.name
+    assert result == {"written": 2, "removed": 0, "skipped": ""}
+    assert ProductVector.objects.filter(model_version=made, product_id=str(created.pk)).exists()
+    with django_capture_on_commit_callbacks(execute=True):
+        activation.activate(made)  # active already: nothing changes, nothing is queued
+    assert default_queue.qsize() == 0
+
+
+def test_an_activation_while_the_broker_is_down_serves_and_leaves_the_sync_to_the_schedule(
+    shop, default_queue, django_capture_on_commit_callbacks, caplog
+):
+    pipeline.retrain()
+    made = pipeline.retrain(activate=False).version
+    pipeline.embed_version(made)
+    indexing._broker_failed_at = time.monotonic()  # a save found the broker down a moment ago
+    with django_capture_on_commit_callbacks(execute=True):
+        activation.activate(made)
+    assert queries.active_version(fresh=True).pk == made.pk
+    assert default_queue.qsize() == 0
+    assert (
+        f"Not queuing a sync of the product vectors of model version {made.pk}: the broker was down"
+        in caplog.text
+    )
+    assert (
+        "the next scheduled sync_product_vectors embeds the products saved while it was made" in caplog.text
+    )
 
 
 def test_evaluate_compares_every_recommender_on_one_split(shop):

@@ -3,15 +3,33 @@ rebuild the active version's indexes."""
 
 from __future__ import annotations
 
+from argparse import ArgumentTypeError
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from recommendations import pipeline
 from recommendations.features import InsufficientData
+from recommendations.models import ModelStatus
 from recommendations.progress import Progress, ProgressBar
 from recommendations.vectors import embedding
 from recommendations.vectors.activation import ActivationError
+
+
+def version_number(value: str) -> int:
+    """A model version id: a whole number >= 1. Ids start at 1, and 0 must not quietly mean
+    "no version given" (the active one)."""
+    try:
+        number = int(value)
+    except ValueError:
+        number = 0
+    if number < 1:
+        raise ArgumentTypeError(
+            f"{value!r} is not a model version: --model-version takes a version id (a whole number "
+            ">= 1, see `python manage.py activate_model --list`); leave it out to re-embed everything "
+            "with the active model into a new version."
+        )
+    return number
 
 
 class Command(BaseCommand):
@@ -19,17 +37,25 @@ class Command(BaseCommand):
         "Recompute product, store and user vectors with the active model into a new version and "
         "activate it (the old one is kept for rollback). --model-version N only writes the vectors and "
         "indexes of version N; --products embeds some products into the active version; --missing "
-        "embeds every product that has no vector yet; --reindex rebuilds the active version's vector "
-        "indexes and tunes its searches again."
+        "embeds every product that has no vector yet or was saved since it was computed; --reindex "
+        "rebuilds the active version's vector indexes and tunes its searches again."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
         target = parser.add_mutually_exclusive_group()
         target.add_argument(
-            "--model-version", type=int, help="write the vectors of this ready version, no activation"
+            "--model-version",
+            type=version_number,
+            metavar="ID",
+            help="write the vectors of this ready (or the active) version; activates nothing",
         )
         target.add_argument("--products", nargs="+", metavar="ID", help="embed these products (primary keys)")
-        target.add_argument("--missing", action="store_true", help="embed products without a vector")
+        target.add_argument(
+            "--missing",
+            action="store_true",
+            help="embed products without a vector or saved since theirs was computed, as the scheduled "
+            "sync does",
+        )
         target.add_argument(
             "--reindex",
             action="store_true",
@@ -59,7 +85,7 @@ class Command(BaseCommand):
         else:
             result = embedding.sync_all_products(progress=progress)
         if result.skipped:
-            raise CommandError(f"Nothing embedded: {result.skipped}. Train a model first.")
+            raise CommandError(f"Nothing embedded: {result.skipped}. {pipeline.how_to_activate()}")
         return f"Embedded {result.written} product(s), removed {result.removed} vector(s)."
 
     def _reindex(self, progress: Progress) -> str:
@@ -72,16 +98,19 @@ class Command(BaseCommand):
         )
 
     def _embed(self, version_id: int | None, progress: Progress) -> str:
-        if version_id:
+        if version_id is not None:
             outcome = pipeline.embed_version(pipeline.get_version(version_id), progress)
         else:
             outcome = pipeline.refresh_vectors(progress=progress)
         if outcome.skipped:
             raise CommandError(f"Not embedded: {outcome.skipped}.")
         counts = outcome.vectors
-        state = "active" if outcome.activated else "ready (not activated)"
+        version = outcome.version
+        active = outcome.activated or version.status == ModelStatus.ACTIVE
+        state = "active" if active else "ready (not activated)"
+        advice = "" if active else f" Make it serve with `python manage.py activate_model {version.pk}`."
         return (
-            f"Model version {outcome.version.pk} is {state}: {counts['products']:.0f} product, "
+            f"Model version {version.pk} is {state}: {counts['products']:.0f} product, "
             f"{counts['stores']:.0f} store and {counts['users']:.0f} user vectors "
-            f"in {outcome.seconds:.1f}s."
+            f"in {outcome.seconds:.1f}s.{advice}"
         )
