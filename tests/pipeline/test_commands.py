@@ -66,7 +66,12 @@ def test_train_embed_activate_and_roll_back(shop):
     ("args", "message"),
     [
         (["--epochs", "0"], "epochs must be a whole number >= 1, not 0"),
-        (["--dimensions", "-8"], "dim must be a whole number >= 1, not -8"),
+        (["--dimensions", "-8"], r"dim must be a whole number from 1 to 1999 \(.*\), not -8"),
+        (
+            ["--dimensions", "2000"],
+            r"dim must be a whole number from 1 to 1999 \(pgvector indexes vectors of at most 2,000 "
+            r"dimensions, and products' score vectors add the bias to them: choose a smaller dim\), not 2000",
+        ),
         (["--config", '{"lr": "x", "epochs": 1.5}'], "epochs must be .*, not 1.5; lr must be a number > 0"),
         (["--config", '{"dim": 10, "n_heads": 4}'], r"dim \(10\) must be a multiple of n_heads \(4\)"),
         (["--device", "tpu"], "use 'auto', 'cpu', 'cuda' or 'cuda:N'"),
@@ -79,6 +84,13 @@ def test_bad_training_options_are_refused_before_a_version_exists(shop, args, me
     with pytest.raises(CommandError, match=message):
         run("train_model", "--activate", *args)
     assert not ModelVersion.objects.exists() and queries.active_version(fresh=True) == active
+
+
+def test_the_widest_model_pgvector_can_index_trains_and_serves(shop):
+    """dim 1999: products' score vectors are 2,000 wide with the bias, pgvector's index limit."""
+    run("train_model", "--activate", "--dimensions", "1999", "--epochs", "1")
+    active = queries.active_version(fresh=True)
+    assert active.dimensions == 1999 and all(indexes.existing_indexes(active.pk).values())
 
 
 @pytest.mark.parametrize("activate", [[], ["--activate"]])
