@@ -1,5 +1,6 @@
 """Management commands: train, evaluate, embed, activate and roll back, with clear errors."""
 
+import datetime as dt
 import os
 import random
 import signal
@@ -13,10 +14,11 @@ from django.core.management import CommandError, call_command
 from django.core.management.base import OutputWrapper
 from django.db import connection
 from django.test import override_settings
+from django.utils import timezone
 
-from recommendations import artifacts, pipeline
+from recommendations import artifacts, pipeline, training
 from recommendations.locks import advisory_lock
-from recommendations.models import ModelStatus, ModelVersion
+from recommendations.models import Event, ModelStatus, ModelVersion
 from recommendations.progress import ProgressBar
 from recommendations.vectors import indexes, queries
 from tests.pipeline.data import make_shop, tiny_settings
@@ -198,6 +200,43 @@ def test_a_catalogue_smaller_than_the_top_k_trains_and_evaluates(db, n_products)
 def test_evaluate_refuses_a_list_of_no_models_rather_than_running_every_one(shop, models):
     with pytest.raises(CommandError, match=r"Give at least one model \(choices: als, ease, item_knn, "):
         run("evaluate", "--models", models)
+
+
+def test_evaluate_says_why_the_two_tower_model_could_not_train_in_one_line(shop):
+    with pytest.raises(CommandError) as raised:
+        run("evaluate", "--models", "popularity,two_tower", "--config", '{"lr": 1e30}')
+    message = str(raised.value)
+    assert message.startswith("training loss became ") and "Lower the learning rate (lr=1e+30)" in message
+    assert message.endswith(
+        "(RECOMMENDATIONS['TRAINING'] sets the training options; a command's --config overrides them once.)"
+    )
+    assert isinstance(raised.value.__cause__, training.TrainingFailed)
+
+
+@pytest.mark.django_db
+def test_evaluate_on_a_split_that_leaves_nothing_to_learn_from_is_one_line():
+    """Every shopper's second product comes at the same latest moment: a temporal split holds
+    them all out, and no shopper has two products before it to learn a sequence from."""
+    shop = make_shop(n_stores=1, products_per_store=10, n_users=8, events_per_user=1)
+    first = dict(Event.objects.values_list("user_id", "product_id"))
+    latest = timezone.now() - dt.timedelta(hours=1)
+    Event.objects.bulk_create(
+        Event(
+            user=user,
+            session_id=f"late-{user.pk}",
+            event_type="view",
+            timestamp=latest,
+            product_id=str(next(p.pk for p in shop.products if str(p.pk) != first[user.pk])),
+        )
+        for user in shop.users
+    )
+    with pytest.raises(CommandError) as raised:
+        run("evaluate", "--split", "temporal", "--models", "two_tower", "--epochs", "1")
+    assert str(raised.value).startswith(
+        "no user has two or more interactions to learn from (the model learns from each user's sequence): "
+        "train on more interactions per user, e.g. a longer window of events or an evaluation split that "
+        "keeps more of them for training (RECOMMENDATIONS['TRAINING'] sets"
+    )
 
 
 def test_evaluate_refuses_more_folds_than_shoppers_to_evaluate(shop):
