@@ -343,12 +343,19 @@ def evaluate(
     of the database's interactions; returns one row of metrics per model (fold averages).
 
     `split` is "leave_one_out" (the last new product per shopper is the test) or "temporal" (the
-    latest 10% of events); `folds=k` holds out k disjoint groups of shoppers in turn instead.
+    latest 10% of events); `folds=k` holds out k disjoint groups of shoppers in turn, each judged
+    on its last new product as leave-one-out does, so it refuses the temporal split.
     Options are checked as `train_model` checks them (`ValueError` naming the fix); a two-tower
     model that cannot train is `TrainingFailed`, as in `train_model`.
     """
     if split not in SPLITS:
         raise ValueError(f"Unknown split {split!r}; use one of {', '.join(SPLITS)}.")
+    if folds is not None and split != "leave_one_out":
+        raise ValueError(
+            f"Folds hold out groups of shoppers and judge each on their last new product, as the "
+            f"leave-one-out split does; they do not apply to the {split} split. Give folds (--folds) or "
+            f"the {split} split (--split), not both."
+        )
     cfg = model_config(config, device)
     data = build_training_data(window_days)
     if folds is not None:

@@ -252,6 +252,7 @@ def test_evaluate_refuses_more_folds_than_shoppers_to_evaluate(shop):
         (["train_model", "--config", "[1]"], "must be a JSON object"),
         (["evaluate", "--config", "{lr: 1}"], "--config must be a JSON object: Expecting property name"),
         (["evaluate", "--folds", "1"], "at least 2"),
+        (["evaluate", "--folds", "3", "--split", "temporal"], "they do not apply to the temporal split"),
         (["evaluate", "--window-days", "0"], "The window is 0.0 days: give a number of days > 0"),
         (["evaluate", "--window-days", "nan"], "The window is nan days: give a number of days > 0"),
         (["activate_model", "999"], "no model version 999"),

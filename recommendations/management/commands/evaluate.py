@@ -24,7 +24,12 @@ class Command(BaseCommand):
             default="leave-one-out",
             help="last new product per shopper (default), or the latest 10%% of events",
         )
-        parser.add_argument("--folds", type=int, help="k-fold over shoppers instead (held-out users)")
+        parser.add_argument(
+            "--folds",
+            type=int,
+            help="k-fold over shoppers instead: each fold's shoppers are held out and judged on their last "
+            "new product (leave-one-out; not with --split temporal)",
+        )
         parser.add_argument("--models", help="comma-separated subset, e.g. two_tower,ease")
         parser.add_argument("--window-days", type=float, help="use the last N days of events (default: all)")
         parser.add_argument("--epochs", type=int, help="override TRAINING['epochs']")
