@@ -1,20 +1,25 @@
 """Management commands: train, evaluate, embed, activate and roll back, with clear errors."""
 
 import datetime as dt
+import json
 import os
 import random
 import signal
+import struct
 import subprocess
 import sys
 from io import StringIO
 from pathlib import Path
 
 import pytest
+import torch
 from django.core.management import CommandError, call_command
 from django.core.management.base import OutputWrapper
 from django.db import connection
 from django.test import override_settings
 from django.utils import timezone
+from safetensors.torch import load as load_tensors
+from safetensors.torch import save as save_tensors
 
 from recommendations import artifacts, pipeline, training
 from recommendations.locks import advisory_lock
@@ -119,7 +124,8 @@ def test_a_missing_model_file_is_one_line_and_leaves_no_empty_version(shop, sett
     monkeypatch.setattr(artifacts, "_loaded", type(artifacts._loaded)())  # as in a fresh process
     missing = (
         f"The model file of version {active.pk} ({active.artifact.name}) is missing from MEDIA_ROOT "
-        f"({settings.MEDIA_ROOT}). Restore it, or retrain: `python manage.py train_model --activate`."
+        f"({settings.MEDIA_ROOT}). Restore it, roll back to the version that served before (`python manage.py "
+        "activate_model --rollback`), or retrain: `python manage.py train_model --activate`."
     )
     for args in (["embed"], ["embed", "--products", str(shop.products[0].pk)]):
         with pytest.raises(CommandError) as raised:
@@ -128,21 +134,42 @@ def test_a_missing_model_file_is_one_line_and_leaves_no_empty_version(shop, sett
     assert list(ModelVersion.objects.values_list("pk", flat=True)) == [active.pk]
 
 
+def altered(whole: bytes, **tensors) -> bytes:
+    """A stored model whose header still says it is one, with some tensors replaced."""
+    (length,) = struct.unpack("<Q", whole[:8])
+    metadata = json.loads(whole[8 : 8 + length])["__metadata__"]
+    return save_tensors({**load_tensors(whole), **tensors}, metadata=metadata)
+
+
 def test_a_damaged_model_file_is_one_line_naming_the_file_and_version(shop, monkeypatch):
-    """Empty, cut short or overwritten: the same advice as a missing file, not safetensors' traceback."""
+    """Empty, cut short, overwritten or with tensors of other shapes: the same advice as a
+    missing file, not safetensors' or torch's traceback."""
     active = pipeline.retrain().version
     path = Path(active.artifact.path)
     whole = path.read_bytes()
-    for damaged in (b"", whole[: len(whole) // 2], whole[:100], random.Random(7).randbytes(4096)):
+    shapes = {
+        b"": "The stored model file is empty or truncated",
+        whole[: len(whole) // 2]: "",
+        whole[:100]: "",
+        random.Random(7).randbytes(4096): "",
+        altered(
+            whole, item_bias=torch.zeros(3)
+        ): f"tensor item_bias is [3], its config makes it [{active.n_items}]",
+        altered(whole, **{"position.weight": torch.zeros(2, 2)}): "tensor position.weight is [2, 2]",
+    }
+    for damaged, reason in shapes.items():
         path.write_bytes(damaged)
         monkeypatch.setattr(artifacts, "_loaded", type(artifacts._loaded)())  # as in a fresh process
         with pytest.raises(CommandError) as raised:
             run("embed")
         message = str(raised.value)
         assert message.startswith(
-            f"The model file of version {active.pk} ({active.artifact.name}) is damaged: "
+            f"The model file of version {active.pk} ({active.artifact.name}) is damaged: {reason}"
         )
-        assert message.endswith("Restore it, or retrain: `python manage.py train_model --activate`.")
+        assert message.endswith(
+            "Restore it, roll back to the version that served before (`python manage.py activate_model "
+            "--rollback`), or retrain: `python manage.py train_model --activate`."
+        )
         assert "\n" not in message
     assert list(ModelVersion.objects.values_list("pk", flat=True)) == [active.pk]
 
