@@ -8,6 +8,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from recommendations import training
 from recommendations.features import InsufficientData
+from recommendations.management.errors import database_errors
 
 
 class Command(BaseCommand):
@@ -46,16 +47,17 @@ class Command(BaseCommand):
             else [m.strip() for m in options["models"].split(",") if m.strip()]
         )
         try:
-            training.evaluate(
-                split=options["split"].replace("-", "_"),
-                folds=options["folds"],
-                models=models,
-                config=training.config_overrides(
-                    options["config"], epochs=options["epochs"], dimensions=options["dimensions"]
-                ),
-                window_days=options["window_days"],
-                device=options["device"],
-                log=self.stdout.write,
-            )
+            with database_errors("Evaluating stores nothing."):
+                training.evaluate(
+                    split=options["split"].replace("-", "_"),
+                    folds=options["folds"],
+                    models=models,
+                    config=training.config_overrides(
+                        options["config"], epochs=options["epochs"], dimensions=options["dimensions"]
+                    ),
+                    window_days=options["window_days"],
+                    device=options["device"],
+                    log=self.stdout.write,
+                )
         except (InsufficientData, training.TrainingFailed, ValueError) as exc:
             raise CommandError(str(exc)) from exc
