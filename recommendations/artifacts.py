@@ -66,16 +66,26 @@ def dumps(model: TwoTowerRecommender, data: TrainingData) -> bytes:
     return save_tensors(tensors, metadata={"format": FORMAT, core.CONFIG_FILE: text})
 
 
-def loads(payload: bytes, device: str = "cpu") -> tuple[TwoTowerRecommender, KeyIndex, ItemFeaturizer]:
-    """Rebuild the model from `dumps` output on `device`; `ValueError` for anything else."""
+def loads(
+    payload: bytes, device: str = "cpu", source: str = "The stored model"
+) -> tuple[TwoTowerRecommender, KeyIndex, ItemFeaturizer]:
+    """Rebuild the model from `dumps` output on `device`; `ValueError` for anything else
+    (`core.ArtifactError` naming `source` when the file is a model's but does not make one)."""
     metadata = _header_metadata(payload)
     if metadata.get("format") != FORMAT or core.CONFIG_FILE not in metadata:
         raise ValueError(
             f"Not a stored two-tower model: format {metadata.get('format')!r}, expected {FORMAT!r}."
         )
     config = json.loads(metadata[core.CONFIG_FILE])
-    model = core.from_tensors(load_tensors(payload), config, device)  # checks the config
-    return model, KeyIndex(config["metadata"]["item_keys"]), ItemFeaturizer.from_dict(config["featurizer"])
+    model = core.from_tensors(load_tensors(payload), config, device, source)  # checks the config
+    keys = (config.get("metadata") or {}).get("item_keys")
+    if not isinstance(keys, list) or len(set(map(str, keys))) != model.n_items:
+        raise core.ArtifactError(
+            source, f"its product keys are not {model.n_items} distinct keys, one per item"
+        )
+    if not isinstance(config.get("featurizer"), dict):
+        raise core.ArtifactError(source, "its feature-hashing settings are missing")
+    return model, KeyIndex(keys), ItemFeaturizer.from_dict(config["featurizer"])
 
 
 def _header_metadata(payload: bytes) -> dict[str, str]:
@@ -95,7 +105,10 @@ def save(version: ModelVersion, model: TwoTowerRecommender, data: TrainingData) 
     version.artifact.save(f"two_tower_v{version.pk}.safetensors", ContentFile(dumps(model, data)), save=False)
 
 
-RETRAIN = "`python manage.py train_model --activate`."
+ADVICE = (
+    "Restore it, roll back to the version that served before (`python manage.py activate_model "
+    "--rollback`), or retrain: `python manage.py train_model --activate`."
+)
 _loaded: OrderedDict[tuple[int, str], LoadedModel] = OrderedDict()
 
 
@@ -114,15 +127,15 @@ def load(version: ModelVersion, device: str = "cpu") -> LoadedModel:
             payload = fh.read()
     except OSError as exc:  # the file was moved or deleted, or the storage is unreachable
         raise ValueError(_unreadable(version, exc)) from exc
+    source = f"The model file of version {version.pk} ({version.artifact.name})"
     try:
-        model, items, featurizer = loads(payload, device)
+        model, items, featurizer = loads(payload, device, source)
     except DeviceError:
         raise
-    except (ValueError, KeyError, SafetensorError) as exc:  # empty, cut short, or another file's bytes
-        raise ValueError(
-            f"The model file of version {version.pk} ({version.artifact.name}) is damaged: "
-            f"{str(exc).strip() or type(exc).__name__}. Restore it, or retrain: {RETRAIN}"
-        ) from exc
+    except core.ArtifactError as exc:  # a model's file whose parts do not fit together
+        raise core.ArtifactError(source, exc.reason, ADVICE) from exc
+    except (ValueError, TypeError, SafetensorError) as exc:  # empty, cut short, another file's bytes
+        raise core.ArtifactError(source, str(exc).strip() or type(exc).__name__, ADVICE) from exc
     loaded = LoadedModel(version.pk, model, items, featurizer)
     _loaded[key] = loaded
     while len(_loaded) > _CACHE_SIZE:
@@ -140,7 +153,4 @@ def _unreadable(version: ModelVersion, exc: OSError) -> str:
     else:
         where = f"the {type(storage).__name__} storage" + (f" ({location})" if location else "")
     problem = "is missing from" if isinstance(exc, FileNotFoundError) else f"could not be read ({exc}) from"
-    return (
-        f"The model file of version {version.pk} ({version.artifact.name}) {problem} {where}. Restore "
-        f"it, or retrain: {RETRAIN}"
-    )
+    return f"The model file of version {version.pk} ({version.artifact.name}) {problem} {where}. {ADVICE}"

@@ -66,6 +66,15 @@ INTERRUPTED = "Interrupted: its worker stopped before training finished; a later
 class TrainingFailed(Exception):
     """Training ran but produced no usable model (e.g. the loss diverged); says why."""
 
+    @classmethod
+    def of(cls, error: TrainingError) -> TrainingFailed:
+        """The learning core's `TrainingError` (whose message says what to change), with where
+        the options it names are set."""
+        return cls(
+            f"{error} (RECOMMENDATIONS['TRAINING'] sets the training options; a command's --config "
+            "overrides them once.)"
+        )
+
 
 def training_processes(device: str) -> int:
     """How many processes train one model: `RECOMMENDATIONS["TRAINING_PROCESSES"]`, where
@@ -179,7 +188,7 @@ def train_model(
             version.progress = {"stage": "trained", "done": 1, "total": 1}
             version.save()
         except TrainingError as exc:  # e.g. the loss diverged; the core's message says what to change
-            failure = TrainingFailed(f"{exc} (RECOMMENDATIONS['TRAINING'] sets the training options.)")
+            failure = TrainingFailed.of(exc)
             _fail(version, failure, time.perf_counter() - started, curve)
             raise failure from exc
         except BaseException as exc:  # interrupted (time limit, Ctrl-C) counts as failed, too
@@ -334,11 +343,19 @@ def evaluate(
     of the database's interactions; returns one row of metrics per model (fold averages).
 
     `split` is "leave_one_out" (the last new product per shopper is the test) or "temporal" (the
-    latest 10% of events); `folds=k` holds out k disjoint groups of shoppers in turn instead.
-    Options are checked as `train_model` checks them (`ValueError` naming the fix).
+    latest 10% of events); `folds=k` holds out k disjoint groups of shoppers in turn, each judged
+    on its last new product as leave-one-out does, so it refuses the temporal split.
+    Options are checked as `train_model` checks them (`ValueError` naming the fix); a two-tower
+    model that cannot train is `TrainingFailed`, as in `train_model`.
     """
     if split not in SPLITS:
         raise ValueError(f"Unknown split {split!r}; use one of {', '.join(SPLITS)}.")
+    if folds is not None and split != "leave_one_out":
+        raise ValueError(
+            f"Folds hold out groups of shoppers and judge each on their last new product, as the "
+            f"leave-one-out split does; they do not apply to the {split} split. Give folds (--folds) or "
+            f"the {split} split (--split), not both."
+        )
     cfg = model_config(config, device)
     data = build_training_data(window_days)
     if folds is not None:
@@ -363,7 +380,10 @@ def evaluate(
             chosen = {name: chosen[name] for name in models}
         if len(splits) > 1:
             say(f"Fold {i}/{len(splits)}")
-        runs.append(compare(chosen, part, log=say))  # a line per model as it is done, then the table
+        try:
+            runs.append(compare(chosen, part, log=say))  # a line per model as it is done, then the table
+        except TrainingError as exc:  # e.g. the loss diverged, or the split left nothing to learn from
+            raise TrainingFailed.of(exc) from exc
     rows = _average(runs)
     if len(runs) > 1:
         say(f"Mean over the {len(runs)} folds:\n{format_table(rows)}")

@@ -528,6 +528,19 @@ def test_training_settings_no_retrain_can_use_are_errors(settings):
     ]
 
 
+def test_a_model_too_wide_for_pgvector_indexes_is_a_settings_error(settings):
+    from recommendations.checks import check_training
+
+    settings.RECOMMENDATIONS = {**settings.RECOMMENDATIONS, "TRAINING": {"dim": 1999}}
+    assert check_training() == []
+    settings.RECOMMENDATIONS = {**settings.RECOMMENDATIONS, "TRAINING": {"dim": 2048}}
+    assert [message.msg for message in check_training()] == [
+        "RECOMMENDATIONS['TRAINING']: dim must be a whole number from 1 to 1999 (pgvector indexes vectors "
+        "of at most 2,000 dimensions, and products' score vectors add the bias to them: choose a smaller "
+        "dim), not 2048"
+    ]
+
+
 def test_checking_the_settings_loads_no_torch():
     """Every manage.py command runs the checks: loading torch would slow each by seconds."""
     code = "import django, sys; django.setup(); from django.core import checks; checks.run_checks(); print('torch' in sys.modules)"

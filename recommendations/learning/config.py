@@ -15,6 +15,10 @@ from typing import Any
 # CPU), "cpu", "cuda" or "cuda:N" (one GPU, by number).
 DEVICE_PATTERN = re.compile(r"auto|cpu|cuda(:\d+)?")
 DEVICES = "'auto', 'cpu', 'cuda' or 'cuda:N' (a GPU's number)"
+# pgvector's HNSW and IVFFlat indexes take vectors of at most 2,000 dimensions, and products'
+# score index holds each vector with its bias appended (dim + 1): a wider model would train for
+# hours, then fail when its first index is built.
+MAX_DIM = 1999
 
 
 @dataclass
@@ -109,12 +113,17 @@ def _device(value: Any) -> bool:
 
 # TrainConfig's fields and what each must be, as a test and in words.
 POSITIVE_WHOLE = (
-    "dim", "n_layers", "n_heads", "ffn_dim", "max_len", "epochs", "batch_size", "full_softmax_max_items",
+    "n_layers", "n_heads", "ffn_dim", "max_len", "epochs", "batch_size", "full_softmax_max_items",
     "n_negatives", "softmax_chunk", "metric_k", "eval_every", "min_epochs",
 )  # fmt: skip
 FRACTION = (_number(0, 1, high_included=False), "a number from 0 up to (not including) 1")
 CONFIG_CHECKS: dict[str, tuple[Callable[[Any], bool], str]] = {
     **{name: (_whole(1), "a whole number >= 1") for name in POSITIVE_WHOLE},
+    "dim": (
+        lambda value: _whole(1)(value) and value <= MAX_DIM,
+        f"a whole number from 1 to {MAX_DIM} (pgvector indexes vectors of at most 2,000 dimensions, "
+        "and products' score vectors add the bias to them: choose a smaller dim)",
+    ),
     **{name: (_whole(0), "a whole number >= 0") for name in ("warmup_steps", "patience", "seed")},
     "dropout": FRACTION,
     "id_dropout": FRACTION,

@@ -470,7 +470,11 @@ class TwoTowerRecommender(Recommender):
         seqs = _training_sequences(train, cfg.max_len)
         _check_same_data(group, seqs, train.n_items)
         if not len(seqs.users):
-            raise TrainingError("no user has two or more interactions to learn from")
+            raise TrainingError(
+                "no user has two or more interactions to learn from (the model learns from each "
+                "user's sequence): train on more interactions per user, e.g. a longer window of events "
+                "or an evaluation split that keeps more of them for training"
+            )
         self.n_items = train.n_items
         features = train.item_features if cfg.use_item_features else None
         use_users = cfg.use_user_features and train.user_features is not None

@@ -1,8 +1,8 @@
-"""What the import commands tell an operator when an import fails: each failure as one
+"""What the commands tell an operator when their work fails: each failure as one
 `CommandError` that says what to do, with no traceback.
 
-It lives with the commands because it speaks their language (`CommandError`); the files'
-reading (`events.textfiles`), which services such as the importers share, stays free of it.
+It lives with the commands because it speaks their language (`CommandError`); the services
+they call (the importers, training, activation) raise their own errors and stay free of it.
 """
 
 from __future__ import annotations
@@ -12,8 +12,16 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from django.core.management.base import CommandError
+from django.db import InterfaceError, OperationalError
 
 from recommendations.events.textfiles import UnreadableFile
+
+# The version that serves changes in one transaction at the end of an activation, an embed or
+# a retrain with --activate: an outage before it leaves the previous one serving.
+SERVING_AFTER_AN_OUTAGE = (
+    "The version that serves changes only in the final switch: `python manage.py activate_model "
+    "--list` shows which one serves once the database is back."
+)
 
 
 @contextmanager
@@ -28,3 +36,24 @@ def command_errors(source: Path, *failures: type[Exception]) -> Iterator[None]:
         yield
     except (*failures, FileNotFoundError, UnreadableFile, ValueError) as exc:
         raise CommandError(str(exc)) from exc
+
+
+@contextmanager
+def database_errors(outcome: str = "") -> Iterator[None]:
+    """Run a command's work, turning a database that cannot be reached or drops the connection
+    into one line (`database_lost`) rather than psycopg's traceback of several lines."""
+    try:
+        yield
+    except (OperationalError, InterfaceError) as exc:
+        raise database_lost(exc, outcome) from None
+
+
+def database_lost(exc: Exception, outcome: str = "") -> CommandError:
+    """A database error as one line: its cause, what to check, then `outcome` (what the outage
+    left behind, when the command knows)."""
+    cause = " ".join(str(exc).split()) or type(exc).__name__  # psycopg's message spans lines
+    return CommandError(
+        f"The database could not be reached or dropped the connection ({cause}). Check that PostgreSQL "
+        "is running and that settings.DATABASES (DATABASE_URL) points to it, then run the command again."
+        + (f" {outcome}" if outcome else "")
+    )

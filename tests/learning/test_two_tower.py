@@ -1,5 +1,6 @@
 import json
 import pickle
+import re
 
 import numpy as np
 import pytest
@@ -233,6 +234,61 @@ def test_loading_refuses_foreign_files(tmp_path):
     (tmp_path / "config.json").write_text(json.dumps({"format": "something else"}))
     with pytest.raises(ValueError):
         artifacts.load_model(tmp_path)
+
+
+def damage(tensors, config):
+    """Ways a saved model's parts stop fitting together, each with what loading must say."""
+    n_items = config["n_items"]
+    dim = config["train_config"]["dim"]
+    yield (
+        {k: v for k, v in tensors.items() if k != "item_bias"},
+        config,
+        r"1 tensor\(s\) missing \(item_bias\)",
+    )
+    yield (
+        {**tensors, "extra.weight": torch.zeros(2)},
+        config,
+        r"1 tensor\(s\) its config has no place for \(extra.weight\)",
+    )
+    yield (
+        {**tensors, "item_id.weight": torch.zeros(n_items - 1, dim)},
+        config,
+        rf"tensor item_id.weight is \[{n_items - 1}, {dim}\], its config makes it \[{n_items}, {dim}\]",
+    )
+    yield {**tensors, "item_bias": torch.full((n_items,), float("nan"))}, config, "item_bias holds NaN"
+    yield tensors, {**config, "n_items": "many"}, "its config's n_items is 'many', not a whole number >= 1"
+    yield tensors, {**config, "n_items": n_items + 5}, "feature_ids .* are not one table of"
+    no_features = {k: v for k, v in tensors.items() if k != "feature_ids"}
+    yield no_features, config, r"1 tensor\(s\) missing \(feature_ids\)"
+    yield (
+        tensors,
+        {**config, "train_config": {**config["train_config"], "dim": "x"}},
+        "does not make a network",
+    )
+
+
+def test_a_model_whose_parts_do_not_fit_is_an_artifact_error_naming_it(trained):
+    model, _, featurizer = trained
+    tensors, config = artifacts.to_tensors(model, featurizer.to_dict())
+    for bad_tensors, bad_config, reason in damage(tensors, config):
+        with pytest.raises(artifacts.ArtifactError) as raised:
+            artifacts.from_tensors(bad_tensors, bad_config, "cpu", source="Model 7")
+        message = str(raised.value)
+        assert message.startswith("Model 7 is damaged: ") and "\n" not in message
+        assert message.endswith(". Retrain the model, or go back to an earlier one that loads.")
+        assert re.search(reason, message), message
+    artifacts.from_tensors(tensors, config, "cpu")  # the caller's tensors were left whole
+
+
+def test_a_cut_short_weights_file_is_an_artifact_error_naming_it(trained, tmp_path):
+    model, _, featurizer = trained
+    path = artifacts.save_model(tmp_path / "m", model, featurizer.to_dict())
+    weights = path / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:-100])
+    with pytest.raises(
+        artifacts.ArtifactError, match=f"^{weights} is damaged: it is not a whole safetensors"
+    ):
+        artifacts.load_model(path)
 
 
 def test_time_budget_stops_training_mid_epoch(store_data):

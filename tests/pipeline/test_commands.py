@@ -1,23 +1,30 @@
 """Management commands: train, evaluate, embed, activate and roll back, with clear errors."""
 
+import datetime as dt
+import json
 import os
 import random
 import re
 import signal
+import struct
 import subprocess
 import sys
 from io import StringIO
 from pathlib import Path
 
 import pytest
+import torch
 from django.core.management import CommandError, call_command
 from django.core.management.base import OutputWrapper
 from django.db import connection
 from django.test import override_settings
+from django.utils import timezone
+from safetensors.torch import load as load_tensors
+from safetensors.torch import save as save_tensors
 
-from recommendations import artifacts, pipeline
+from recommendations import artifacts, pipeline, training
 from recommendations.locks import advisory_lock
-from recommendations.models import ModelStatus, ModelVersion
+from recommendations.models import Event, ModelStatus, ModelVersion
 from recommendations.progress import ProgressBar
 from recommendations.vectors import indexes, queries
 from tests.pipeline.data import make_shop, tiny_settings
@@ -110,7 +117,12 @@ def test_embed_refuses_a_version_that_cannot_serve(shop):
     ("args", "message"),
     [
         (["--epochs", "0"], "epochs must be a whole number >= 1, not 0"),
-        (["--dimensions", "-8"], "dim must be a whole number >= 1, not -8"),
+        (["--dimensions", "-8"], r"dim must be a whole number from 1 to 1999 \(.*\), not -8"),
+        (
+            ["--dimensions", "2000"],
+            r"dim must be a whole number from 1 to 1999 \(pgvector indexes vectors of at most 2,000 "
+            r"dimensions, and products' score vectors add the bias to them: choose a smaller dim\), not 2000",
+        ),
         (["--config", '{"lr": "x", "epochs": 1.5}'], "epochs must be .*, not 1.5; lr must be a number > 0"),
         (["--config", '{"dim": 10, "n_heads": 4}'], r"dim \(10\) must be a multiple of n_heads \(4\)"),
         (["--device", "tpu"], "use 'auto', 'cpu', 'cuda' or 'cuda:N'"),
@@ -123,6 +135,13 @@ def test_bad_training_options_are_refused_before_a_version_exists(shop, args, me
     with pytest.raises(CommandError, match=message):
         run("train_model", "--activate", *args)
     assert not ModelVersion.objects.exists() and queries.active_version(fresh=True) == active
+
+
+def test_the_widest_model_pgvector_can_index_trains_and_serves(shop):
+    """dim 1999: products' score vectors are 2,000 wide with the bias, pgvector's index limit."""
+    run("train_model", "--activate", "--dimensions", "1999", "--epochs", "1")
+    active = queries.active_version(fresh=True)
+    assert active.dimensions == 1999 and all(indexes.existing_indexes(active.pk).values())
 
 
 @pytest.mark.parametrize("activate", [[], ["--activate"]])
@@ -149,7 +168,8 @@ def test_a_missing_model_file_is_one_line_and_leaves_no_empty_version(shop, sett
     monkeypatch.setattr(artifacts, "_loaded", type(artifacts._loaded)())  # as in a fresh process
     missing = (
         f"The model file of version {active.pk} ({active.artifact.name}) is missing from MEDIA_ROOT "
-        f"({settings.MEDIA_ROOT}). Restore it, or retrain: `python manage.py train_model --activate`."
+        f"({settings.MEDIA_ROOT}). Restore it, roll back to the version that served before (`python manage.py "
+        "activate_model --rollback`), or retrain: `python manage.py train_model --activate`."
     )
     for args in (["embed"], ["embed", "--products", str(shop.products[0].pk)]):
         with pytest.raises(CommandError) as raised:
@@ -158,21 +178,42 @@ def test_a_missing_model_file_is_one_line_and_leaves_no_empty_version(shop, sett
     assert list(ModelVersion.objects.values_list("pk", flat=True)) == [active.pk]
 
 
+def altered(whole: bytes, **tensors) -> bytes:
+    """A stored model whose header still says it is one, with some tensors replaced."""
+    (length,) = struct.unpack("<Q", whole[:8])
+    metadata = json.loads(whole[8 : 8 + length])["__metadata__"]
+    return save_tensors({**load_tensors(whole), **tensors}, metadata=metadata)
+
+
 def test_a_damaged_model_file_is_one_line_naming_the_file_and_version(shop, monkeypatch):
-    """Empty, cut short or overwritten: the same advice as a missing file, not safetensors' traceback."""
+    """Empty, cut short, overwritten or with tensors of other shapes: the same advice as a
+    missing file, not safetensors' or torch's traceback."""
     active = pipeline.retrain().version
     path = Path(active.artifact.path)
     whole = path.read_bytes()
-    for damaged in (b"", whole[: len(whole) // 2], whole[:100], random.Random(7).randbytes(4096)):
+    shapes = {
+        b"": "The stored model file is empty or truncated",
+        whole[: len(whole) // 2]: "",
+        whole[:100]: "",
+        random.Random(7).randbytes(4096): "",
+        altered(
+            whole, item_bias=torch.zeros(3)
+        ): f"tensor item_bias is [3], its config makes it [{active.n_items}]",
+        altered(whole, **{"position.weight": torch.zeros(2, 2)}): "tensor position.weight is [2, 2]",
+    }
+    for damaged, reason in shapes.items():
         path.write_bytes(damaged)
         monkeypatch.setattr(artifacts, "_loaded", type(artifacts._loaded)())  # as in a fresh process
         with pytest.raises(CommandError) as raised:
             run("embed")
         message = str(raised.value)
         assert message.startswith(
-            f"The model file of version {active.pk} ({active.artifact.name}) is damaged: "
+            f"The model file of version {active.pk} ({active.artifact.name}) is damaged: {reason}"
         )
-        assert message.endswith("Restore it, or retrain: `python manage.py train_model --activate`.")
+        assert message.endswith(
+            "Restore it, roll back to the version that served before (`python manage.py activate_model "
+            "--rollback`), or retrain: `python manage.py train_model --activate`."
+        )
         assert "\n" not in message
     assert list(ModelVersion.objects.values_list("pk", flat=True)) == [active.pk]
 
@@ -232,6 +273,43 @@ def test_evaluate_refuses_a_list_of_no_models_rather_than_running_every_one(shop
         run("evaluate", "--models", models)
 
 
+def test_evaluate_says_why_the_two_tower_model_could_not_train_in_one_line(shop):
+    with pytest.raises(CommandError) as raised:
+        run("evaluate", "--models", "popularity,two_tower", "--config", '{"lr": 1e30}')
+    message = str(raised.value)
+    assert message.startswith("training loss became ") and "Lower the learning rate (lr=1e+30)" in message
+    assert message.endswith(
+        "(RECOMMENDATIONS['TRAINING'] sets the training options; a command's --config overrides them once.)"
+    )
+    assert isinstance(raised.value.__cause__, training.TrainingFailed)
+
+
+@pytest.mark.django_db
+def test_evaluate_on_a_split_that_leaves_nothing_to_learn_from_is_one_line():
+    """Every shopper's second product comes at the same latest moment: a temporal split holds
+    them all out, and no shopper has two products before it to learn a sequence from."""
+    shop = make_shop(n_stores=1, products_per_store=10, n_users=8, events_per_user=1)
+    first = dict(Event.objects.values_list("user_id", "product_id"))
+    latest = timezone.now() - dt.timedelta(hours=1)
+    Event.objects.bulk_create(
+        Event(
+            user=user,
+            session_id=f"late-{user.pk}",
+            event_type="view",
+            timestamp=latest,
+            product_id=str(next(p.pk for p in shop.products if str(p.pk) != first[user.pk])),
+        )
+        for user in shop.users
+    )
+    with pytest.raises(CommandError) as raised:
+        run("evaluate", "--split", "temporal", "--models", "two_tower", "--epochs", "1")
+    assert str(raised.value).startswith(
+        "no user has two or more interactions to learn from (the model learns from each user's sequence): "
+        "train on more interactions per user, e.g. a longer window of events or an evaluation split that "
+        "keeps more of them for training (RECOMMENDATIONS['TRAINING'] sets"
+    )
+
+
 def test_evaluate_refuses_more_folds_than_shoppers_to_evaluate(shop):
     with pytest.raises(CommandError, match="61 folds need 61 shoppers .* there are 60: use at most 60 folds"):
         run("evaluate", "--folds", "61")
@@ -245,6 +323,7 @@ def test_evaluate_refuses_more_folds_than_shoppers_to_evaluate(shop):
         (["train_model", "--config", "[1]"], "must be a JSON object"),
         (["evaluate", "--config", "{lr: 1}"], "--config must be a JSON object: Expecting property name"),
         (["evaluate", "--folds", "1"], "at least 2"),
+        (["evaluate", "--folds", "3", "--split", "temporal"], "they do not apply to the temporal split"),
         (["evaluate", "--window-days", "0"], "The window is 0.0 days: give a number of days > 0"),
         (["evaluate", "--window-days", "nan"], "The window is nan days: give a number of days > 0"),
         (["activate_model", "999"], "no model version 999"),

@@ -124,11 +124,59 @@ def test_a_database_outage_is_one_line_that_names_the_version(monkeypatch):
     with pytest.raises(CommandError) as raised:
         run("train_model")
     assert str(raised.value) == (
-        f"The database connection was lost while working on model version {pk()} (the connection is "
-        f"closed). Check that PostgreSQL is up, then run the command again; version {pk()} does not "
-        "serve, and the next retrain marks it failed if it was still training."
+        "The database could not be reached or dropped the connection (the connection is closed DETAIL: "
+        "server closed the connection). Check that PostgreSQL is running and that settings.DATABASES "
+        "(DATABASE_URL) points to it, then run the command again. Model version "
+        f"{pk()} does not serve, and the next retrain marks it failed if it was still training."
     )
     assert raised.value.__cause__ is None and raised.value.__suppress_context__
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize(
+    ("args", "outcome"),
+    [
+        (["activate_model", "--list"], "`python manage.py activate_model --list` shows which one serves"),
+        (["activate_model", "--rollback"], "The version that serves changes only in the final switch"),
+        (["embed"], "The version that serves changes only in the final switch"),
+        (["evaluate"], "Evaluating stores nothing."),
+    ],
+)
+def test_a_connection_the_database_dropped_is_one_line_from_the_ml_commands(args, outcome):
+    """The server ends the command's connection (as a restart does): the command printed
+    psycopg's traceback."""
+    connection.ensure_connection()
+    terminate(connection)
+    try:
+        with pytest.raises(CommandError) as raised:
+            run(*args)
+    finally:
+        connection.close()  # the next test connects anew
+    message = str(raised.value)
+    assert message.startswith("The database could not be reached or dropped the connection (")
+    assert (
+        "Check that PostgreSQL is running and that settings.DATABASES (DATABASE_URL) points to it" in message
+    )
+    assert outcome in message
+    assert "\n" not in message and raised.value.__cause__ is None and raised.value.__suppress_context__
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_server_that_refuses_connections_is_one_line_with_psycopgs_hint_joined():
+    """Nothing listens where the settings point (a stopped server): psycopg's message spans
+    lines, its hint on the second."""
+    connection.close()
+    port = connection.settings_dict["PORT"]
+    connection.settings_dict["PORT"] = "1"  # no PostgreSQL there, by TCP or by socket
+    try:
+        with pytest.raises(CommandError) as raised:
+            run("activate_model", "--list")
+    finally:
+        connection.settings_dict["PORT"] = port
+        connection.close()
+    message = str(raised.value)
+    assert message.startswith("The database could not be reached or dropped the connection (connection")
+    assert "Is the server running" in message and "\n" not in message and "\t" not in message
 
 
 def test_a_plain_train_model_says_how_to_serve_it(shop):

@@ -302,6 +302,19 @@ def test_evaluate_compares_every_recommender_on_one_split(shop):
         training.evaluate(split="random")
 
 
+@pytest.mark.django_db
+def test_evaluate_refuses_folds_with_the_temporal_split_which_they_would_replace():
+    """Folds judge held-out shoppers on their last new product: with them, "temporal" was
+    silently ignored. Refused before anything is read."""
+    with pytest.raises(ValueError) as raised:
+        training.evaluate(split="temporal", folds=3)
+    assert str(raised.value) == (
+        "Folds hold out groups of shoppers and judge each on their last new product, as the leave-one-out "
+        "split does; they do not apply to the temporal split. Give folds (--folds) or the temporal split "
+        "(--split), not both."
+    )
+
+
 def test_the_model_is_stored_whatever_rank_the_environment_names(shop, monkeypatch):
     """Only the writer of a model directory skips on a rank other than 0 (every rank holds the
     same weights); the version's file is made in memory, so a process whose environment says

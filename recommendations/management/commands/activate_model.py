@@ -7,6 +7,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from recommendations import pipeline
+from recommendations.management.errors import SERVING_AFTER_AN_OUTAGE, database_errors
 from recommendations.models import ModelVersion
 from recommendations.models.registry import format_metric
 from recommendations.vectors import activation
@@ -30,6 +31,10 @@ class Command(BaseCommand):
     def handle(
         self, *args: Any, version: int | None, rollback: bool, list_versions: bool, **options: Any
     ) -> None:
+        with database_errors(SERVING_AFTER_AN_OUTAGE):
+            self._handle(version, rollback, list_versions)
+
+    def _handle(self, version: int | None, rollback: bool, list_versions: bool) -> None:
         if list_versions:
             if version is not None or rollback:
                 raise CommandError(

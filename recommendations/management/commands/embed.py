@@ -10,6 +10,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from recommendations import pipeline
 from recommendations.features import InsufficientData
+from recommendations.management.errors import SERVING_AFTER_AN_OUTAGE, database_errors
 from recommendations.models import ModelStatus
 from recommendations.progress import Progress, ProgressBar
 from recommendations.vectors import embedding
@@ -67,12 +68,13 @@ class Command(BaseCommand):
         bar = ProgressBar(self.stdout)
         progress = Progress(listeners=(bar,))
         try:
-            if options["products"] or options["missing"]:
-                message = self._sync(options["products"], progress)
-            elif options["reindex"]:
-                message = self._reindex(progress)
-            else:
-                message = self._embed(options["model_version"], progress)
+            with database_errors(SERVING_AFTER_AN_OUTAGE):
+                if options["products"] or options["missing"]:
+                    message = self._sync(options["products"], progress)
+                elif options["reindex"]:
+                    message = self._reindex(progress)
+                else:
+                    message = self._embed(options["model_version"], progress)
         except (InsufficientData, ActivationError, ValueError) as exc:
             raise CommandError(str(exc)) from exc
         finally:

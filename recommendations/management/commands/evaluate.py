@@ -8,6 +8,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from recommendations import training
 from recommendations.features import InsufficientData
+from recommendations.management.errors import database_errors
 
 
 class Command(BaseCommand):
@@ -24,7 +25,12 @@ class Command(BaseCommand):
             default="leave-one-out",
             help="last new product per shopper (default), or the latest 10%% of events",
         )
-        parser.add_argument("--folds", type=int, help="k-fold over shoppers instead (held-out users)")
+        parser.add_argument(
+            "--folds",
+            type=int,
+            help="k-fold over shoppers instead: each fold's shoppers are held out and judged on their last "
+            "new product (leave-one-out; not with --split temporal)",
+        )
         parser.add_argument("--models", help="comma-separated subset, e.g. two_tower,ease")
         parser.add_argument("--window-days", type=float, help="use the last N days of events (default: all)")
         parser.add_argument("--epochs", type=int, help="override TRAINING['epochs']")
@@ -41,16 +47,17 @@ class Command(BaseCommand):
             else [m.strip() for m in options["models"].split(",") if m.strip()]
         )
         try:
-            training.evaluate(
-                split=options["split"].replace("-", "_"),
-                folds=options["folds"],
-                models=models,
-                config=training.config_overrides(
-                    options["config"], epochs=options["epochs"], dimensions=options["dimensions"]
-                ),
-                window_days=options["window_days"],
-                device=options["device"],
-                log=self.stdout.write,
-            )
+            with database_errors("Evaluating stores nothing."):
+                training.evaluate(
+                    split=options["split"].replace("-", "_"),
+                    folds=options["folds"],
+                    models=models,
+                    config=training.config_overrides(
+                        options["config"], epochs=options["epochs"], dimensions=options["dimensions"]
+                    ),
+                    window_days=options["window_days"],
+                    device=options["device"],
+                    log=self.stdout.write,
+                )
         except (InsufficientData, training.TrainingFailed, ValueError) as exc:
             raise CommandError(str(exc)) from exc

@@ -21,6 +21,7 @@ from recommendations import pipeline, training
 from recommendations.features import InsufficientData
 from recommendations.learning import launch
 from recommendations.learning.two_tower import TrainingError
+from recommendations.management.errors import database_lost
 from recommendations.models import ModelStatus, ModelVersion
 from recommendations.progress import Progress, ProgressBar
 from recommendations.vectors.activation import ActivationError
@@ -77,7 +78,7 @@ class Command(BaseCommand):
         except (InsufficientData, training.TrainingFailed, ActivationError, ValueError) as exc:
             raise CommandError(str(exc)) from exc
         except (OperationalError, InterfaceError) as exc:  # the database went away mid-run
-            raise CommandError(_database_lost(progress.version_id, exc)) from None
+            raise database_lost(exc, _left_by_outage(progress.version_id)) from None
         except KeyboardInterrupt:
             raise CommandError(_interrupted(progress.version_id)) from None
         finally:
@@ -140,18 +141,13 @@ def _interrupted(version_id: int | None) -> str:
     return f"Interrupted: model version {version_id} is {version.status}, and {served}."
 
 
-def _database_lost(version_id: int | None, exc: Exception) -> str:
-    """One line for a database outage, naming the version it hit (its row may be unreachable)."""
-    cause = training.first_line(exc)
+def _left_by_outage(version_id: int | None) -> str:
+    """What a database outage left, naming the version it hit (its row may be unreachable)."""
     if version_id is None:
-        return (
-            f"The database connection was lost before a model version was created ({cause}). Check "
-            "that PostgreSQL is up, then run the command again."
-        )
+        return "No model version was created."
     return (
-        f"The database connection was lost while working on model version {version_id} ({cause}). "
-        f"Check that PostgreSQL is up, then run the command again; version {version_id} does not "
-        "serve, and the next retrain marks it failed if it was still training."
+        f"Model version {version_id} does not serve, and the next retrain marks it failed if it was "
+        "still training."
     )
 
 
