@@ -140,18 +140,17 @@ def _run(
         result = PipelineResult(version=version)
         if activate:
             result.vectors = _embed(version, progress)
-            newer = _activated_since(resumed) if resumed is not None else None
-            if newer is None:
-                progress("activating", 0, 1)
-                activation.activate(version)
+            progress("activating", 0, 1)
+            switch = activation.activate(version, yield_to_newer=resumed is not None)
+            if switch.superseded_by is None:
                 result.activated = True
             else:
-                result.skipped = f"superseded by version {newer.pk}"
+                result.skipped = f"superseded by version {switch.superseded_by.pk}"
                 logger.warning(
                     "Not activating resumed model version %s: version %s was activated after it was "
                     "made (by an operator while its worker was down); it stays ready.",
                     version.pk,
-                    newer.pk,
+                    switch.superseded_by.pk,
                 )
             progress("done", 1, 1)
     result.seconds = time.perf_counter() - started
@@ -223,18 +222,6 @@ def _embed(version: ModelVersion, progress: Progress) -> dict[str, float]:
     progress("building indexes", 0, 1)
     tuning.prepare_search(version)
     return counts.as_dict()
-
-
-def _activated_since(version: ModelVersion) -> ModelVersion | None:
-    """The active version, when it is another one activated after `version` was made.
-
-    A redelivered retrain resumes a version made before its worker died; an operator who
-    activated a newer one meanwhile chose it, and the resumed version must not replace it.
-    """
-    active = queries.active_version(fresh=True)
-    if active is None or active.pk == version.pk or active.activated_at is None:
-        return None
-    return active if active.activated_at > version.created_at else None
 
 
 def _resume(task_id: str) -> ModelVersion | None:

@@ -54,10 +54,17 @@ class ActivationResult:
     previous: ModelVersion | None = None
     # True when `version` was active already: nothing changed, and callers must not say "activated".
     already_active: bool = False
+    # Set when `yield_to_newer` kept this active version (activated after `version` was made).
+    superseded_by: ModelVersion | None = None
 
 
-def activate(version: ModelVersion) -> ActivationResult:
+def activate(version: ModelVersion, *, yield_to_newer: bool = False) -> ActivationResult:
     """Make `version` the one that serves; the previously active one becomes `ready`.
+
+    With `yield_to_newer`, a version activated after `version` was made keeps serving
+    (`superseded_by` names it): a redelivered retrain resuming an old version must not replace
+    what an operator chose meanwhile. Checked under the activation lock, so no activation can
+    slip in between the check and the switch.
 
     Builds the version's indexes first if they are missing (outside the switch, so readers
     never wait for a build). Activating the active version is a no-op that replaces nothing.
@@ -87,6 +94,8 @@ def activate(version: ModelVersion) -> ActivationResult:
         _check_can_serve(locked)
         # At most one is active (rec_one_active_model_version).
         previous = ModelVersion.objects.select_for_update().filter(status=ModelStatus.ACTIVE).first()
+        if yield_to_newer and _activated_after(previous, locked):
+            return ActivationResult(locked, superseded_by=previous)
         if previous is not None:
             ModelVersion.objects.filter(pk=previous.pk).update(status=ModelStatus.READY)
             previous.status = ModelStatus.READY
@@ -107,6 +116,10 @@ def activate(version: ModelVersion) -> ActivationResult:
         previous.pk if previous is not None else "none",
     )
     return ActivationResult(locked, previous)
+
+
+def _activated_after(active: ModelVersion | None, version: ModelVersion) -> bool:
+    return active is not None and active.activated_at is not None and active.activated_at > version.created_at
 
 
 def previous_version() -> ModelVersion | None:

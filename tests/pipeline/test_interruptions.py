@@ -10,7 +10,7 @@ from django.db import OperationalError, connection, connections
 
 from recommendations import pipeline, training
 from recommendations.models import ModelStatus, ModelVersion
-from recommendations.vectors import queries
+from recommendations.vectors import activation, queries
 
 
 def run(*args):
@@ -212,6 +212,20 @@ def test_a_redelivered_retrain_does_not_activate_its_version_over_one_activated_
     assert (
         f"Not activating resumed model version {mine.pk}: version {operators.pk} was activated" in caplog.text
     )
+
+
+def test_yielding_to_a_newer_version_is_decided_under_the_activation_lock(shop):
+    """The check and the switch are one locked step: an older version asked to yield keeps the
+    newer active one serving, and is left ready with its vectors."""
+    older = training.train_model()
+    pipeline.embed_version(older)
+    newer = pipeline.retrain().version
+    result = activation.activate(older, yield_to_newer=True)
+    assert result.superseded_by.pk == newer.pk
+    assert queries.active_version(fresh=True).pk == newer.pk
+    older.refresh_from_db()
+    assert older.status == ModelStatus.READY
+    assert activation.activate(older).version.pk == older.pk  # without yielding it switches
 
 
 def test_a_redelivered_retrain_activates_its_version_over_one_activated_before_it_was_made(shop):
