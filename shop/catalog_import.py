@@ -98,12 +98,16 @@ def import_dataset_catalog(name: str, folder: Path | str, progress: Progress | N
     return _write_read(get_dataset(name).catalogue(Path(folder)), progress)
 
 
-def import_catalog_file(path: Path | str, progress: Progress | None = None) -> CatalogResult:
+def import_catalog_file(
+    path: Path | str, progress: Progress | None = None, *, whole_lines: bool = True
+) -> CatalogResult:
     """Products from CSV or JSONL with columns sku, title, category ("Root > Leaf"), store
-    (the store's id in your system), price, and optionally store_name, description, brand."""
+    (the store's id in your system), price, and optionally store_name, description, brand.
+    A CSV file whose last line ends without a line break looks cut short and is refused
+    (`open_text`) unless `whole_lines` is False."""
     progress = progress or Progress()
     progress(f"reading {Path(path).name}", 0, 1)
-    return _write_read(read_catalog_file(Path(path)), progress)
+    return _write_read(read_catalog_file(Path(path), whole_lines=whole_lines), progress)
 
 
 def _write_read(catalogue: Catalogue, progress: Progress) -> CatalogResult:
@@ -116,21 +120,22 @@ def _write_read(catalogue: Catalogue, progress: Progress) -> CatalogResult:
     return result
 
 
-def _catalog_rows(path: Path) -> Iterator[tuple[int, dict[str, Any] | str]]:
-    """(line, row) of a .csv or .jsonl file; a string in place of the row says what is wrong."""
+def _catalog_rows(path: Path, whole_lines: bool) -> Iterator[tuple[int, dict[str, Any] | str]]:
+    """(line, row) of a .csv or .jsonl file; a string in place of the row says what is wrong.
+    `whole_lines` is for CSV (`open_text`): a JSON line cut short is not JSON, a bad line."""
     if file_kind(path) == ".jsonl":
         yield from read_jsonl(path)
         return
-    with open_text(path) as handle:
+    with open_text(path, whole_lines=whole_lines) as handle:
         reader = csv.DictReader(handle)
         for row in reader:
             yield reader.line_num, row
 
 
-def read_catalog_file(path: Path) -> Catalogue:
+def read_catalog_file(path: Path, *, whole_lines: bool = True) -> Catalogue:
     result = Catalogue()
     stores: dict[str, StoreSource] = {}
-    for line, row in _catalog_rows(path):
+    for line, row in _catalog_rows(path, whole_lines):
         if isinstance(row, str):
             result.errors.append(RowError(path.name, line, row))
             continue
