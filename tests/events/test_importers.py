@@ -551,6 +551,35 @@ def import_catalogue_rows(path, rows) -> str:
 
 
 @pytest.mark.django_db
+def test_names_are_stored_in_one_form_without_control_characters(tmp_path):
+    """Names came as exported: full-width letters, a unit separator (chr(31), which also splits
+    the category names that campaigns fold), a tab or a line break inside a cell."""
+    path = tmp_path / "catalogue.csv"
+    write_csv(
+        path,
+        ["sku", "title", "category", "store", "store_name", "price", "brand"],
+        [
+            [
+                "SKU-1",
+                "\uff22\uff4c\uff55\uff45\x1fmug",  # full-width "Blue"
+                "Kitchen > Mugs\x1fCups",
+                "acme",
+                "Acme\tKitchen\n",
+                "9.50",
+                "\uff21\uff23\uff2d\uff25\x7f",
+            ],
+            ["SKU-2", "Red mug", "Kitchen > Mugs Cups", "acme", "Acme\tKitchen\n", "8", ""],
+        ],
+    )
+    for _ in range(2):  # a re-import finds what the first made
+        call_command("import_catalog", str(path), stdout=StringIO())
+    blue = Product.objects.select_related("category", "store").get(sku="SKU-1")
+    assert (blue.title, blue.brand, blue.store.name) == ("Blue mug", "ACME", "Acme Kitchen")
+    assert blue.category == Product.objects.get(sku="SKU-2").category
+    assert list(Category.objects.values_list("path", flat=True)) == ["Kitchen", "Kitchen > Mugs Cups"]
+
+
+@pytest.mark.django_db
 def test_a_category_name_over_120_characters_is_cut_and_found_again_on_a_rerun(tmp_path):
     """The review's 140-character name made a category on every import (looked up whole,
     stored cut to 120) and moved the product to it."""
