@@ -16,7 +16,7 @@ rebuilt CONCURRENTLY, outside a transaction, so documents are written meanwhile;
 done the index holds the old folding, which differs only for names with those letters.
 
 The marks are written out here, as this migration runs them whatever the code says later;
-`tests/serving/test_search_marks.py` checks that they are `UNWRITTEN_MARKS`.
+the tests check that they are `recommendations.text.UNWRITTEN_MARKS`.
 """
 
 from django.db import migrations
