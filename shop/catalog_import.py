@@ -5,8 +5,10 @@ writes what they read into the shop's own models. Source ids go into `Store.exte
 and `Product.sku`, which is how the event importer finds the products again. Re-running
 updates names, prices and categories in place and creates nothing twice. A file with any bad
 row writes nothing. A row repeating an earlier row's sku is left out (the first row's product
-is imported) and counted; those with other values are named in the result. A category name
-longer than `Category.name` holds (120 characters) is cut to it, as titles and brands are.
+is imported) and counted; those with other values are named in the result. Names (of stores,
+categories, products and brands) are stored clean (`recommendations.text.clean_name`: NFKC,
+control characters as spaces), whichever reader read them. A category name longer than
+`Category.name` holds (120 characters) is cut to it, as titles and brands are.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from recommendations.events.datasets import (
 )
 from recommendations.events.textfiles import error_lines, file_kind, open_text, read_jsonl
 from recommendations.progress import Progress
+from recommendations.text import clean_name
 from shop.models import Category, Product, Store
 
 logger = logging.getLogger(__name__)
@@ -44,6 +47,9 @@ REQUIRED_FIELDS = ("sku", "title", "category", "store", "price")
 MAX_PRICE = Decimal("99999999.99")  # Product.price: 10 digits, 2 after the point
 #: Longer category names are cut to this (`Category.name`); names alike up to it are one category.
 CATEGORY_NAME_LENGTH = Category._meta.get_field("name").max_length
+STORE_NAME_LENGTH = Store._meta.get_field("name").max_length
+TITLE_LENGTH = Product._meta.get_field("title").max_length
+BRAND_LENGTH = Product._meta.get_field("brand").max_length
 WRITE_BATCH = 2000  # rows per INSERT or UPDATE statement
 # What a re-import changes on a product it finds by sku.
 UPDATED_FIELDS = ["title", "description", "category", "store", "brand", "price", "updated_at"]
@@ -98,12 +104,16 @@ def import_dataset_catalog(name: str, folder: Path | str, progress: Progress | N
     return _write_read(get_dataset(name).catalogue(Path(folder)), progress)
 
 
-def import_catalog_file(path: Path | str, progress: Progress | None = None) -> CatalogResult:
+def import_catalog_file(
+    path: Path | str, progress: Progress | None = None, *, whole_lines: bool = True
+) -> CatalogResult:
     """Products from CSV or JSONL with columns sku, title, category ("Root > Leaf"), store
-    (the store's id in your system), price, and optionally store_name, description, brand."""
+    (the store's id in your system), price, and optionally store_name, description, brand.
+    A CSV file whose last line ends without a line break looks cut short and is refused
+    (`open_text`) unless `whole_lines` is False."""
     progress = progress or Progress()
     progress(f"reading {Path(path).name}", 0, 1)
-    return _write_read(read_catalog_file(Path(path)), progress)
+    return _write_read(read_catalog_file(Path(path), whole_lines=whole_lines), progress)
 
 
 def _write_read(catalogue: Catalogue, progress: Progress) -> CatalogResult:
@@ -116,21 +126,22 @@ def _write_read(catalogue: Catalogue, progress: Progress) -> CatalogResult:
     return result
 
 
-def _catalog_rows(path: Path) -> Iterator[tuple[int, dict[str, Any] | str]]:
-    """(line, row) of a .csv or .jsonl file; a string in place of the row says what is wrong."""
+def _catalog_rows(path: Path, whole_lines: bool) -> Iterator[tuple[int, dict[str, Any] | str]]:
+    """(line, row) of a .csv or .jsonl file; a string in place of the row says what is wrong.
+    `whole_lines` is for CSV (`open_text`): a JSON line cut short is not JSON, a bad line."""
     if file_kind(path) == ".jsonl":
         yield from read_jsonl(path)
         return
-    with open_text(path) as handle:
+    with open_text(path, whole_lines=whole_lines) as handle:
         reader = csv.DictReader(handle)
         for row in reader:
             yield reader.line_num, row
 
 
-def read_catalog_file(path: Path) -> Catalogue:
+def read_catalog_file(path: Path, *, whole_lines: bool = True) -> Catalogue:
     result = Catalogue()
     stores: dict[str, StoreSource] = {}
-    for line, row in _catalog_rows(path):
+    for line, row in _catalog_rows(path, whole_lines):
         if isinstance(row, str):
             result.errors.append(RowError(path.name, line, row))
             continue
@@ -179,8 +190,8 @@ def read_catalog_file(path: Path) -> Catalogue:
 
 
 def _stored_names(path: tuple[str, ...]) -> tuple[str, ...]:
-    """A source path's names as `Category.name` holds them: cut to the field's length."""
-    return tuple(name[:CATEGORY_NAME_LENGTH] for name in path)
+    """A source path's names as `Category.name` holds them: clean, cut to the field's length."""
+    return tuple(clean_name(name)[:CATEGORY_NAME_LENGTH] for name in path)
 
 
 def _ensure_categories(paths: set[tuple[str, ...]], result: CatalogResult) -> dict[tuple[str, ...], Category]:
@@ -201,17 +212,23 @@ def _ensure_categories(paths: set[tuple[str, ...]], result: CatalogResult) -> di
 
 def _write_stores(sources: list[StoreSource], result: CatalogResult) -> dict[str, Store]:
     wanted = {s.source_id: s for s in sources}
+    names = {source_id: clean_name(s.name)[:STORE_NAME_LENGTH] for source_id, s in wanted.items()}
     existing = {s.external_id: s for s in Store.objects.filter(external_id__in=wanted)}
     changed = []
     for source_id, store in existing.items():
         source = wanted[source_id]
-        if (store.name, store.description) != (source.name[:200], source.description):
-            store.name, store.description = source.name[:200], source.description
+        if (store.name, store.description) != (names[source_id], source.description):
+            store.name, store.description = names[source_id], source.description
             changed.append(store)
     Store.objects.bulk_update(changed, ["name", "description"], batch_size=WRITE_BATCH)
     slugs = UniqueSlugs(Store.objects.values_list("slug", flat=True), 220)
     new = [
-        Store(external_id=s.source_id, name=s.name[:200], slug=slugs(s.name), description=s.description)
+        Store(
+            external_id=source_id,
+            name=names[source_id],
+            slug=slugs(names[source_id]),
+            description=s.description,
+        )
         for source_id, s in wanted.items()
         if source_id not in existing
     ]
@@ -242,16 +259,16 @@ def write_catalogue(
     new, changed = [], []
     for sku, source in wanted.items():
         values = {
-            "title": source.title,
+            "title": clean_name(source.title)[:TITLE_LENGTH],
             "description": source.description,
             "category": categories[source.category_path],
             "store": store_rows[source.store_source_id],
-            "brand": source.brand,
+            "brand": clean_name(source.brand)[:BRAND_LENGTH],
             "price": source.price if source.price is not None else Decimal("0.00"),
         }
         product = existing.get(sku)
         if product is None:
-            new.append(Product(sku=sku, slug=slugs(source.title), stock=DEFAULT_STOCK, **values))
+            new.append(Product(sku=sku, slug=slugs(values["title"]), stock=DEFAULT_STOCK, **values))
         else:
             for name, value in values.items():
                 setattr(product, name, value)

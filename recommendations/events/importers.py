@@ -704,12 +704,19 @@ def _csv_event(header: list[str], cells: Sequence[str]) -> dict[str, Any] | str:
 
 
 def import_event_file(
-    path: Path | str, *, batch_rows: int = DEFAULT_BATCH_ROWS, progress: Progress | None = None
+    path: Path | str,
+    *,
+    batch_rows: int = DEFAULT_BATCH_ROWS,
+    progress: Progress | None = None,
+    whole_lines: bool = True,
 ) -> ImportResult:
     """Import events in the REST API's JSON shape from CSV (one column per field) or JSONL.
 
     `product_id`, `store_id` and `user_id` are primary keys in this shop. Rows without an
-    `event_id` get one derived from their content, so a re-run stores nothing twice.
+    `event_id` get one derived from their content, so a re-run stores nothing twice. A CSV
+    file whose last line ends without a line break looks cut short, its last value with it,
+    and is refused (`open_text`) unless `whole_lines` is False; a JSON line cut short is not
+    JSON, a bad line either way.
 
     A batch is first validated column by column (`validate_columns`); a batch that this does
     not cover or that has a bad row is validated event by event, which names each bad line.
@@ -766,7 +773,10 @@ def import_event_file(
     if file_kind(path) == ".csv":
         report = _reporter(path, progress, header_lines=1)
         # Read and put in columns (with content ids) ahead, while the previous batch is stored.
-        read = (_CsvRead(batch, _csv_columns(batch)) for batch in csv_batches(path, batch_rows))
+        read = (
+            _CsvRead(batch, _csv_columns(batch))
+            for batch in csv_batches(path, batch_rows, whole_lines=whole_lines)
+        )
         return _run(read, write_csv, file, report, repeats)
     report = _reporter(path, progress, header_lines=0)
     return _run(_batches(read_jsonl(path), batch_rows), write, file, report, repeats)

@@ -38,12 +38,15 @@ READ_ERRORS = (OSError, EOFError, zlib.error, csv.Error, UnicodeDecodeError)
 
 class CutMidLine(EOFError):
     """The file's last line, `line`, ends without a line break: the file was most likely cut
-    short in that line, and its last value with it (a timestamp 881250949 read as 88)."""
+    short in that line, and its last value with it (a timestamp 881250949 read as 88).
+    `override`, when the caller has one, is how to import the file as it is (a command's
+    option): the message offers it."""
 
     def __init__(self, line: int, text: str) -> None:
         super().__init__(line, text)
         self.line = line
         self.text = text
+        self.override = ""
 
 
 class UnreadableFile(Exception):
@@ -100,10 +103,11 @@ def unreadable(path: Path, exc: BaseException) -> str:
     if isinstance(exc, gzip.BadGzipFile):
         return f"{path} ends in .gz but is not gzip-compressed: compress it, or rename it without .gz."
     if isinstance(exc, CutMidLine):
+        override = f" or import it with {exc.override}" if exc.override else ""
         return (
             f"{path} is cut short mid-line: its last line, line {exc.line} ({exc.text!r}), ends without a "
             "line break, so its last value may be cut. Copy or download it again (or, if that line is "
-            "whole, end it with a line break)."
+            f"whole, end it with a line break{override})."
         )
     if isinstance(exc, EOFError):
         return f"{path} is cut short: the compressed data ends early. Copy or download it again."

@@ -20,9 +20,8 @@ from itertools import chain, groupby
 
 import numpy as np
 
-# Arabic vowel marks (harakat, U+064B-065F), the superscript alef (U+0670) and the tatweel
-# that stretches letters (U+0640): mostly left out in writing, they never make another word.
-_ARABIC_MARKS_RE = re.compile("[\u0640\u064b-\u065f\u0670]")
+from recommendations.text import without_marks
+
 # Han, Hiragana, Katakana, Hangul (syllables and jamo), CJK compatibility ideographs.
 _CJK_RE = re.compile(
     "[\u1100-\u11ff\u3040-\u30ff\u3130-\u318f\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff]+"
@@ -225,8 +224,9 @@ def _bucket(token: str, salt: str, size: int) -> int:
 
 
 def normalize_text(text: str) -> str:
-    """NFKC, case-folded, without Arabic vowel marks: the forms one word is written in are one token."""
-    return _ARABIC_MARKS_RE.sub("", unicodedata.normalize("NFKC", text).casefold()).strip()
+    """NFKC, case-folded, without the marks writing leaves out (Hebrew points, Arabic vowel
+    marks: `without_marks`): the forms one word is written in are one token."""
+    return without_marks(unicodedata.normalize("NFKC", text).casefold()).strip()
 
 
 @lru_cache(maxsize=1)

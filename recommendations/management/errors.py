@@ -11,10 +11,24 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from django.core.management.base import CommandError
+from django.core.management.base import CommandError, CommandParser
 from django.db import InterfaceError, OperationalError
 
-from recommendations.events.textfiles import UnreadableFile
+from recommendations.events.textfiles import CutMidLine, UnreadableFile
+
+#: The import commands' option that reads a file whose last line ends without a line break.
+LAST_LINE_IS_WHOLE = "--last-line-is-whole"
+
+
+def add_last_line_option(parser: CommandParser) -> None:
+    """`LAST_LINE_IS_WHOLE`, for a command that imports a file (`cut_short_override`)."""
+    parser.add_argument(
+        LAST_LINE_IS_WHOLE,
+        action="store_true",
+        help="import a CSV file (not a --dataset) whose last line ends without a line break (refused by "
+        "default: a file cut short in its last line would import that row cut)",
+    )
+
 
 # The version that serves changes in one transaction at the end of an activation, an embed or
 # a retrain with --activate: an outage before it leaves the previous one serving.
@@ -25,16 +39,22 @@ SERVING_AFTER_AN_OUTAGE = (
 
 
 @contextmanager
-def command_errors(source: Path, *failures: type[Exception]) -> Iterator[None]:
+def command_errors(
+    source: Path, *failures: type[Exception], cut_short_override: bool = False
+) -> Iterator[None]:
     """Run an import command's work on `source`, turning what can go wrong into a
     `CommandError` that says what to do: a missing file, the importer's own `failures` (bad
     rows, whose message lists them), a file that cannot be read (`UnreadableFile`, which names
-    the file in a dataset's folder and says what was stored), a bad value (a missing column)."""
+    the file in a dataset's folder and says what was stored), a bad value (a missing column).
+    `cut_short_override`: the command reads the file with `LAST_LINE_IS_WHOLE`, which a file
+    cut short mid-line (`CutMidLine`) is then told of."""
     if not source.exists():
         raise CommandError(f"{source} does not exist.")
     try:
         yield
     except (*failures, FileNotFoundError, UnreadableFile, ValueError) as exc:
+        if cut_short_override and isinstance(exc, UnreadableFile) and isinstance(exc.cause, CutMidLine):
+            exc.cause.override = LAST_LINE_IS_WHOLE
         raise CommandError(str(exc)) from exc
 
 

@@ -45,6 +45,7 @@ from recommendations.models.search import FOLD_CATEGORIES
 from recommendations.serving.cache import from_cache, many_from_cache
 from recommendations.serving.compiled import KeyIn
 from recommendations.sql import array_literal
+from recommendations.text import fold_category
 
 CACHE_SECONDS = 600
 CACHE_PREFIX = "recommendations:campaign-products:"
@@ -54,26 +55,18 @@ K = TypeVar("K", bound=Hashable)
 # times as many again, and so on, only for the campaigns whose products read so far were too
 # often sold out.
 READ_AHEAD = 4
-# Category names compare lower-cased, with the final sigma as the other one: Python's lower()
-# makes "ΚΑΦΕΣ" "καφες" and PostgreSQL's makes it "καφεσ", while "Καφές" is "καφές" in both.
-# SQL folds both sides itself (`_folded`), so the database's lower() meets only its own.
-FINAL_SIGMA, SIGMA = "\u03c2", "\u03c3"
-
-
-def _fold_category(name: str) -> str:
-    """A category name as the campaign scope's Python side compares it."""
-    return name.lower().replace(FINAL_SIGMA, SIGMA)
 
 
 def _folded(sql: str) -> str:
-    """`_fold_category` of each name of an SQL text array, in SQL: the function that the search
-    index's `rec_doc_categories_folded` keeps of `categories`."""
+    """`fold_category` of each name of an SQL text array, in SQL: the function that the search
+    index's `rec_doc_categories_folded` keeps of `categories`. It folds the names Python folded
+    (`CampaignScope.categories`) as they are, so they meet the documents' names folded in SQL."""
     return f"{FOLD_CATEGORIES}({sql})"
 
 
 @dataclass(frozen=True)
 class CampaignScope:
-    """The campaign's products, stores and categories (`_fold_category`) as sets, for matching."""
+    """The campaign's products, stores and categories (`fold_category`) as sets, for matching."""
 
     product_ids: frozenset[str]
     store_ids: frozenset[str]
@@ -84,7 +77,7 @@ class CampaignScope:
         return (
             record.id in self.product_ids
             or (record.store_id is not None and record.store_id in self.store_ids)
-            or any(_fold_category(name) in self.categories for name in record.category_path)
+            or any(fold_category(name) in self.categories for name in record.category_path)
         )
 
     @property
@@ -133,7 +126,7 @@ def _in_stores(store_ids: Collection[str]) -> dict[str, list[str]]:
 
 
 def _in_categories(names: Collection[str]) -> dict[str, list[str]]:
-    """The products whose category path names one of these (`_fold_category`) names, by name:
+    """The products whose category path names one of these (`fold_category`) names, by name:
     for each name, an overlap with the folded paths, which their GIN index answers."""
     found: dict[str, list[str]] = defaultdict(list)
     if not names:
@@ -162,7 +155,7 @@ def _available(product_ids: Collection[str]) -> set[str]:
 
 def unknown_categories(names: Iterable[str]) -> list[str]:
     """The names (any case) in no indexed product's category path, in the order given."""
-    wanted = {_fold_category(name): name for name in names}
+    wanted = {fold_category(name): name for name in names}
     if not wanted:
         return []
     table = connection.ops.quote_name(ProductDocument._meta.db_table)
@@ -181,7 +174,7 @@ def explicit_scope(campaign: Campaign) -> CampaignScope:
     return CampaignScope(
         frozenset(campaign.product_ids),
         frozenset(campaign.store_ids),
-        frozenset(_fold_category(name) for name in campaign.category_names),
+        frozenset(fold_category(name) for name in campaign.category_names),
     )
 
 
@@ -292,7 +285,7 @@ def interest_scope(campaign: Campaign) -> CampaignScope:
         adapter = get_product_adapter()
         products = offer(campaign)
         leaves = {
-            _fold_category(r.category_path[-1])
+            fold_category(r.category_path[-1])
             for r in adapter.records(adapter.by_keys(products))
             if r.category_path
         }

@@ -24,6 +24,7 @@ from django.utils import timezone
 
 from recommendations.adapters import get_product_model, get_store_model
 from recommendations.marketing.rules import MAX_AUDIENCE_LIMIT, AudienceRules, parse_rules
+from recommendations.text import fold_category
 
 # Campaign views and clicks are events whose context names the campaign under this key.
 CAMPAIGN_CONTEXT_KEY = "campaign"
@@ -47,7 +48,7 @@ def audience_digest(campaign: Any) -> str:
     return digest(
         campaign.kind,
         sorted(campaign.product_ids),
-        sorted(name.lower() for name in campaign.category_names),
+        sorted(map(fold_category, campaign.category_names)),
         sorted(campaign.store_ids),
         campaign.audience_rules,
     )
@@ -199,7 +200,7 @@ class Campaign(models.Model):
         inventory = self.rules.inventory
         return digest(
             sorted(self.product_ids),
-            sorted(name.lower() for name in self.category_names),
+            sorted(map(fold_category, self.category_names)),
             sorted(self.store_ids),
             asdict(inventory) if inventory else None,
         )

@@ -16,23 +16,28 @@ from django.contrib.postgres.search import SearchVector, SearchVectorField
 from django.db import models
 from django.db.models.functions import Coalesce
 
+from recommendations.text import without_marks
+
 # The text search configuration is frozen into the generated column; changing it needs a
 # migration, so it is a constant here rather than a setting. It is PostgreSQL's "english" with
 # accents folded first (the `unaccent` dictionary, migration 0022), so "cafe" finds "Café"
 # and "crème" finds "creme".
 TEXT_SEARCH_CONFIG = "recommendations_english"
-# An SQL function (migration 0029) of a text array: each name lower-cased, a Greek final sigma
-# as the other sigma, as campaigns compare category names (`marketing.products`). Indexed on
-# `categories`, so that a campaign's categories find their products through the index.
+# An SQL function (migrations 0029 and 0030) of a text array: each name folded as campaigns
+# compare category names (`recommendations.text.fold_category`). Indexed on `categories`, so
+# that a campaign's categories find their products through the index.
 FOLD_CATEGORIES = "recommendations_fold_categories"
+# `search_form` in SQL (migration 0030), for the documents' text that SQL writes (`placement`).
+SEARCH_FORM = "recommendations_search_form"
 
 
 def search_form(text: str) -> str:
     """`text` as documents store it and queries look for it: NFKC, so that the width and
     compatibility forms a shop or a shopper types are one (half-width "ｺｰﾋｰ" is "コーヒー",
-    full-width digits and Latin letters are ASCII ones); the text search configuration only
-    sees what it is given."""
-    return unicodedata.normalize("NFKC", text)
+    full-width digits and Latin letters are ASCII ones), without the marks writing leaves out
+    (`without_marks`: "שלום" finds "שָׁלוֹם", whose points the `unaccent` dictionary keeps);
+    the text search configuration only sees what it is given."""
+    return without_marks(unicodedata.normalize("NFKC", text))
 
 
 class ProductDocument(models.Model):

@@ -24,7 +24,7 @@ from django.utils import timezone
 
 from recommendations.adapters import ProductRecord, get_product_adapter, get_store_adapter, get_store_model
 from recommendations.models import ProductDocument
-from recommendations.models.search import search_form
+from recommendations.models.search import SEARCH_FORM, search_form
 from recommendations.progress import Progress
 from recommendations.signal_processors import PendingKeysProcessor, Receiver
 
@@ -45,13 +45,14 @@ UPDATE_FIELDS = [
 
 
 def _placement(categories: list[str], store_name: str) -> str:
-    """A document's `placement`: its categories and its store's name, the empty ones left out
-    (`_placement_sql` is the same in SQL)."""
-    return " ".join(part for part in (*categories, store_name) if part)
+    """A document's `placement`: its categories and its store's name, the empty ones left out,
+    in `search_form` as the other searched text (`_placement_sql` is the same in SQL)."""
+    return search_form(" ".join(part for part in (*categories, store_name) if part))
 
 
 def _placement_sql(categories: str = "d.categories", store_name: str = "d.store_name") -> str:
-    return f"concat_ws(' ', VARIADIC array_remove(array_append({categories}, {store_name}), ''))"
+    parts = f"array_remove(array_append({categories}, {store_name}), '')"
+    return f"{SEARCH_FORM}(concat_ws(' ', VARIADIC {parts}))"
 
 
 def _categories(path: Iterable[str]) -> list[str]:

@@ -357,6 +357,42 @@ def test_a_dataset_file_cut_short_mid_line_is_refused_not_read_as_a_shorter_valu
 
 
 @pytest.mark.django_db
+def test_a_csv_file_cut_short_mid_line_is_refused_unless_its_last_line_is_said_to_be_whole(
+    tmp_path, catalogue, shopper
+):
+    """A download cut short imported its last row cut: a timestamp, a price or a title shorter
+    than it is. A file that merely lacks the last line break is imported with the option."""
+    events = tmp_path / "events.csv"
+    events.write_text(
+        "event_type,product_id,user_id,timestamp\n"
+        f"view,{catalogue[0].pk},{shopper.pk},2024-01-01T10:00:00Z\n"
+        f"view,{catalogue[1].pk},{shopper.pk},2024-01-01T10:05:00Z"
+    )
+    products = tmp_path / "products.csv"
+    products.write_text(
+        "sku,title,category,store,price\nSKU-1,Blue mug,Kitchen > Mugs,acme,9.50\nSKU-2,Red m"
+    )
+    for command, path in (("import_events", events), ("import_catalog", products)):
+        with pytest.raises(CommandError) as failure:
+            call_command(command, str(path), stdout=StringIO())
+        assert f"{path} is cut short mid-line: its last line, line 3" in str(failure.value)
+        assert (
+            "(or, if that line is whole, end it with a line break or import it with --last-line-is-whole). "
+            "Nothing was imported." in str(failure.value)
+        )
+    assert not Event.objects.exists() and not Product.objects.filter(sku__startswith="SKU-").exists()
+    call_command("import_events", str(events), last_line_is_whole=True, no_progress=True, stdout=StringIO())
+    assert Event.objects.count() == 2
+    products.write_text(products.read_text() + "ug,Kitchen > Mugs,acme,8")
+    call_command("import_catalog", str(products), last_line_is_whole=True, stdout=StringIO())
+    assert Product.objects.get(sku="SKU-2").title == "Red mug"
+    # A JSON line cut short is no JSON (a bad line), so a whole one needs no line break after it.
+    jsonl = tmp_path / "events.jsonl"
+    jsonl.write_text(json.dumps({"event_type": "search", "query": "mug", "timestamp": 1704103200}))
+    assert import_event_file(jsonl).stored == 1
+
+
+@pytest.mark.django_db
 def test_a_dataset_row_with_fewer_cells_than_the_header_is_a_bad_row(amazon):
     items = amazon / "items.csv"
     whole = items.read_text()
@@ -512,6 +548,35 @@ def import_catalogue_rows(path, rows) -> str:
     out = StringIO()
     call_command("import_catalog", str(path), stdout=out)
     return out.getvalue()
+
+
+@pytest.mark.django_db
+def test_names_are_stored_in_one_form_without_control_characters(tmp_path):
+    """Names came as exported: full-width letters, a unit separator (chr(31), which also splits
+    the category names that campaigns fold), a tab or a line break inside a cell."""
+    path = tmp_path / "catalogue.csv"
+    write_csv(
+        path,
+        ["sku", "title", "category", "store", "store_name", "price", "brand"],
+        [
+            [
+                "SKU-1",
+                "\uff22\uff4c\uff55\uff45\x1fmug",  # full-width "Blue"
+                "Kitchen > Mugs\x1fCups",
+                "acme",
+                "Acme\tKitchen\n",
+                "9.50",
+                "\uff21\uff23\uff2d\uff25\x7f",
+            ],
+            ["SKU-2", "Red mug", "Kitchen > Mugs Cups", "acme", "Acme\tKitchen\n", "8", ""],
+        ],
+    )
+    for _ in range(2):  # a re-import finds what the first made
+        call_command("import_catalog", str(path), stdout=StringIO())
+    blue = Product.objects.select_related("category", "store").get(sku="SKU-1")
+    assert (blue.title, blue.brand, blue.store.name) == ("Blue mug", "ACME", "Acme Kitchen")
+    assert blue.category == Product.objects.get(sku="SKU-2").category
+    assert list(Category.objects.values_list("path", flat=True)) == ["Kitchen", "Kitchen > Mugs Cups"]
 
 
 @pytest.mark.django_db

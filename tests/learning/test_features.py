@@ -58,6 +58,15 @@ def test_vowelled_and_plain_arabic_are_one_word():
     )
 
 
+def test_pointed_and_plain_hebrew_are_one_word():
+    """Hebrew is mostly written without its points (niqqud) and cantillation: the same word,
+    as search reads it (`recommendations.text.without_marks`)."""
+    plain = text_tokens("\u05e9\u05dc\u05d5\u05dd \u05e2\u05d5\u05dc\u05dd", (3,))  # "שלום עולם"
+    pointed = "\u05e9\u05c1\u05b8\u05dc\u05d5\u05b9\u05dd \u05e2\u05d5\u05b9\u05dc\u05b8\u05dd"
+    assert text_tokens(pointed, (3,)) == plain
+    assert plain[0] == ["\u05e9\u05dc\u05d5\u05dd", "\u05e2\u05d5\u05dc\u05dd"]
+
+
 def test_category_prefixes_brand_and_field_weights():
     f = ItemFeaturizer()
     item = ItemContent(title="red lipstick", category_path=["Beauty", "Makeup", "Lips"], brand="ACME")

@@ -4,7 +4,7 @@ import re
 
 import numpy as np
 import pytest
-from django.db import connection
+from django.db import connection, transaction
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
@@ -113,7 +113,7 @@ def reads_the_listing_whole(sql: str) -> bool:
     nor narrows to ids named."""
     return (
         'FROM "shop_product"' in sql
-        and '"shop_product"."category_id" IN (SELECT' in sql
+        and '"shop_product"."category_id" IN (' in sql
         and "LIMIT" not in sql
         and "COUNT(*)" not in sql
         and '"shop_product"."id" IN (' not in sql
@@ -154,3 +154,42 @@ def test_a_long_listing_ranks_its_window_and_pages_the_rest_in_the_database(clie
     numbers = range(1, len(in_shop_order) // PAGE_SIZE + 2)
     pages = [CARD.findall(stranger.get(url, {"page": n}).content.decode()) for n in numbers]
     assert [pid for page in pages for pid in page][window:] == in_shop_order[window:]
+
+
+def plan_of(sql: str) -> str:
+    """PostgreSQL's plan for a statement as run, with sequential scans priced out: what it
+    would do with a table too big to read whole, whatever the size of the test's."""
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("SET LOCAL enable_seqscan = off")
+        cursor.execute(f"EXPLAIN {sql}")
+        return "\n".join(row[0] for row in cursor.fetchall())
+
+
+@pytest.mark.parametrize("sort", ["newest", "recommended"])
+def test_a_category_is_read_newest_first_from_its_index_without_sorting_it(client, outdoor, sort):
+    """Newest first is the "Newest" sort and the order "Recommended" ranks from; the category's
+    products were all read and sorted on each page (11 ms at 200,000 products, 0.3 ms from the
+    index)."""
+    with CaptureQueriesContext(connection) as executed:
+        response = client.get(reverse("shop:category", args=["outdoor"]), {"sort": sort})
+    assert response.status_code == 200
+    listings = [
+        query["sql"]
+        for query in executed.captured_queries
+        if 'FROM "shop_product"' in query["sql"]
+        and 'ORDER BY "shop_product"."created_at" DESC' in query["sql"]
+        and "LIMIT" in query["sql"]
+    ]
+    assert listings
+    for sql in listings:
+        plan = plan_of(sql)
+        assert "shop_product_category_newest" in plan and "Sort" not in plan, plan
+
+
+def test_a_products_category_has_one_index_the_newest_first_one(db):
+    """The composite index serves the foreign key's lookups (a category's deletion checks its
+    products) too: a second index on the category alone would only slow writes."""
+    with connection.cursor() as cursor:
+        constraints = connection.introspection.get_constraints(cursor, Product._meta.db_table)
+    leading = [name for name, c in constraints.items() if c["index"] and c["columns"][0] == "category_id"]
+    assert leading == ["shop_product_category_newest"]

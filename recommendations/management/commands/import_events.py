@@ -17,7 +17,7 @@ from recommendations.events.importers import (
     import_event_file,
 )
 from recommendations.events.textfiles import error_lines
-from recommendations.management.errors import command_errors
+from recommendations.management.errors import add_last_line_option, command_errors
 from recommendations.progress import Progress, ProgressBar
 
 
@@ -41,17 +41,23 @@ class Command(BaseCommand):
             "--batch-rows", type=batch_size, default=DEFAULT_BATCH_ROWS, help="rows per transaction"
         )
         parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+        add_last_line_option(parser)
 
     def handle(self, *args: Any, path: str, dataset: str | None, batch_rows: int, **options: Any) -> None:
         source = Path(path)
         bar = ProgressBar(self.stdout)
         progress = None if options["no_progress"] else Progress(listeners=(bar,))
-        with command_errors(source, ImportFailed, DatabaseLost):
+        with command_errors(source, ImportFailed, DatabaseLost, cut_short_override=not dataset):
             try:
                 if dataset:
                     result = import_dataset_events(dataset, source, batch_rows=batch_rows, progress=progress)
                 else:
-                    result = import_event_file(source, batch_rows=batch_rows, progress=progress)
+                    result = import_event_file(
+                        source,
+                        batch_rows=batch_rows,
+                        progress=progress,
+                        whole_lines=not options["last_line_is_whole"],
+                    )
             finally:
                 bar.close()
         repeated = f", {result.repeated} repeated within the file" if result.repeated else ""

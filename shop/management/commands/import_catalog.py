@@ -9,7 +9,7 @@ from django.core.management.base import BaseCommand, CommandParser
 
 from recommendations.events.datasets import DATASETS
 from recommendations.events.textfiles import error_lines
-from recommendations.management.errors import command_errors
+from recommendations.management.errors import add_last_line_option, command_errors
 from recommendations.progress import Progress, ProgressBar
 from shop.catalog_import import CatalogImportFailed, import_catalog_file, import_dataset_catalog
 
@@ -25,17 +25,20 @@ class Command(BaseCommand):
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("path", help="a .csv/.jsonl file, or the dataset's folder")
         parser.add_argument("--dataset", choices=sorted(DATASETS), help="read PATH as this public dataset")
+        add_last_line_option(parser)
 
     def handle(self, *args: Any, path: str, dataset: str | None, **options: Any) -> None:
         source = Path(path)
         bar = ProgressBar(self.stdout)
         progress = Progress(listeners=(bar,))
-        with command_errors(source, CatalogImportFailed):
+        with command_errors(source, CatalogImportFailed, cut_short_override=not dataset):
             try:
                 if dataset:
                     result = import_dataset_catalog(dataset, source, progress)
                 else:
-                    result = import_catalog_file(source, progress)
+                    result = import_catalog_file(
+                        source, progress, whole_lines=not options["last_line_is_whole"]
+                    )
             finally:
                 bar.close()
         repeated = f"; {result.repeated} rows repeated an earlier row's sku" if result.repeated else ""

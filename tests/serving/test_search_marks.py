@@ -1,0 +1,104 @@
+"""Words pointed or not: Hebrew points and cantillation and Arabic vowel marks, which writing
+mostly leaves out, are left out of what search and campaigns compare, in Python and in SQL alike."""
+
+import importlib
+
+import pytest
+from django.db import connection
+
+from recommendations.models import ProductDocument
+from recommendations.serving.cache import clear_process_caches
+from recommendations.serving.catalog import index_products
+from recommendations.text import UNWRITTEN_MARKS, fold_category
+from shop.models import Product, Store
+from tests.state import clear_all_caches
+
+pytestmark = pytest.mark.django_db
+
+MIGRATION = importlib.import_module(
+    "recommendations.migrations.0030_search_and_campaigns_read_words_pointed_or_not"
+)
+SHALOM_POINTED = "\u05e9\u05c1\u05b8\u05dc\u05d5\u05b9\u05dd"  # "שָׁלוֹם"
+SHALOM = "\u05e9\u05dc\u05d5\u05dd"  # "שלום"
+KITAB_VOWELLED = "\u0643\u0650\u062a\u064e\u0627\u0628"  # "كِتَاب"
+KITAB = "\u0643\u062a\u0627\u0628"  # "كتاب"
+
+
+def found(client, query: str) -> set[str]:
+    response = client.get("/api/search/", {"q": query})
+    assert response.status_code == 200, response.content
+    return {item["id"] for item in response.json()["results"]}
+
+
+def test_a_word_pointed_or_not_finds_the_other(catalog, client):
+    """The `unaccent` dictionary keeps Hebrew points: "שלום" did not find "שָׁלוֹם"."""
+    pointed, plain = catalog.id("Dry shampoo spray"), catalog.id("Argan shampoo")
+    Product.objects.filter(pk=pointed).update(title=f"{SHALOM_POINTED} candle")
+    Product.objects.filter(pk=plain).update(title=f"{KITAB} stand")
+    index_products()
+    assert found(client, SHALOM) == found(client, SHALOM_POINTED) == {pointed}
+    assert found(client, KITAB_VOWELLED) == found(client, KITAB) == {plain}
+
+
+def test_a_store_renamed_with_points_is_found_without_them(
+    catalog, client, django_capture_on_commit_callbacks
+):
+    """A renamed store's name is written into its products' documents by SQL
+    (`recommendations_search_form`), in the form Python writes."""
+    store = Store.objects.get(pk=catalog.stores["Nails"].pk)
+    store.name = f"{SHALOM_POINTED} Lacquer"
+    with django_capture_on_commit_callbacks(execute=True):
+        store.save()  # the store's processor rewrites `placement` in SQL, once it commits
+    products = {str(pk) for pk in Product.objects.filter(store=store).values_list("pk", flat=True)}
+    assert found(client, f"{SHALOM} lacquer") == products
+    placements = set(
+        ProductDocument.objects.filter(product_id__in=products).values_list("placement", flat=True)
+    )
+    index_products(products)  # as Python writes them
+    assert set(
+        ProductDocument.objects.filter(product_id__in=products).values_list("placement", flat=True)
+    ) == (placements)
+
+
+def test_sql_and_python_fold_alike():
+    samples = [
+        f"{SHALOM_POINTED} {KITAB_VOWELLED}",
+        f"a{UNWRITTEN_MARKS}b",
+        "\u05be\u05c0\u05c3\u05c6",  # maqaf, paseq, sof pasuq, nun hafukha: punctuation, kept
+        "\uff8f\uff99\uff78 \uff11\uff2c \ufb01",  # half-width katakana, full-width "1L", a ligature
+        "\u0130STANBUL Kahve",
+        "\u039a\u0391\u03a6\u0395\u03a3",  # "ΚΑΦΕΣ"
+    ]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT recommendations_search_form(s), recommendations_fold_categories(ARRAY[s]) "
+            "FROM unnest(%s::text[]) AS s",
+            [samples],
+        )
+        in_sql = cursor.fetchall()
+    from recommendations.models.search import search_form
+
+    assert in_sql == [(search_form(s), [fold_category(s)]) for s in samples]
+    # Either side may fold a name the other folded.
+    assert [fold_category(folded) for _, (folded,) in in_sql] == [folded for _, (folded,) in in_sql]
+
+
+def test_the_migration_removes_the_marks_the_code_does():
+    """It runs with the marks written out, whatever the code says later."""
+    assert MIGRATION.MARKS == UNWRITTEN_MARKS
+
+
+def test_documents_stored_before_are_rewritten_in_the_new_form(catalog, client):
+    pointed = catalog.id("Dry shampoo spray")
+    ProductDocument.objects.filter(product_id=pointed).update(
+        title=f"{SHALOM_POINTED} candle", placement=f"Hair {SHALOM_POINTED}"
+    )
+    assert found(client, SHALOM) == set()  # stored pointed, before the migration
+    clear_process_caches()  # what the query matched, and its copy in Django's cache
+    clear_all_caches()
+    with connection.cursor() as cursor:
+        cursor.execute(MIGRATION.Migration.operations[1].sql)
+        assert cursor.rowcount == 1  # only the documents whose text changes
+    document = ProductDocument.objects.get(product_id=pointed)
+    assert (document.title, document.placement) == (f"{SHALOM} candle", f"Hair {SHALOM}")
+    assert found(client, SHALOM) == {pointed}
