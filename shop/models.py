@@ -128,6 +128,9 @@ class Product(models.Model):
             # A category's page, newest first (also the order "Recommended" ranks from): read in
             # order from the index, not every product of the category sorted.
             models.Index(fields=["category", "-created_at", "id"], name="shop_product_category_newest"),
+            # The admin's list, newest first (its `-pk` tie-break included): a page read in order
+            # from the index, not every product sorted.
+            models.Index(fields=["-created_at", "-id"], name="shop_product_newest"),
         ]
 
     def __str__(self) -> str:

@@ -5,6 +5,7 @@ from decimal import Decimal
 
 import pytest
 from django.core.cache import cache
+from django.db import connection, transaction
 from django.utils import timezone
 
 from recommendations.models import Event
@@ -69,3 +70,16 @@ def event(event_type, *, product=None, user=None, session="s1", days_ago=0.0, **
         timestamp=timezone.now() - dt.timedelta(days=days_ago),
         **fields,
     )
+
+
+def plan_of(sql: str, params: tuple = (), *, sorts: bool = True) -> str:
+    """PostgreSQL's plan for a statement as run, with sequential scans priced out: what it
+    would do with a table too big to read whole, whatever the size of the test's. With
+    `sorts=False` sorting is priced out too: a plan that still sorts has no index to read
+    the order from (a small table's joins are otherwise cheaper sorted)."""
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("SET LOCAL enable_seqscan = off")
+        if not sorts:
+            cursor.execute("SET LOCAL enable_sort = off")
+        cursor.execute(f"EXPLAIN {sql}", params)
+        return "\n".join(row[0] for row in cursor.fetchall())

@@ -4,7 +4,7 @@ import re
 
 import numpy as np
 import pytest
-from django.db import connection, transaction
+from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
@@ -13,6 +13,7 @@ from recommendations.models import ModelStatus, ModelVersion, ProductVector
 from shop import views
 from shop.models import Category, Product, Store
 from shop.views import PAGE_SIZE, RERANK_WINDOW
+from tests.storefront.conftest import plan_of
 
 CLUSTERS = 4
 CARD = re.compile(r'class="card-inner" data-product-id="(\d+)"')
@@ -154,15 +155,6 @@ def test_a_long_listing_ranks_its_window_and_pages_the_rest_in_the_database(clie
     numbers = range(1, len(in_shop_order) // PAGE_SIZE + 2)
     pages = [CARD.findall(stranger.get(url, {"page": n}).content.decode()) for n in numbers]
     assert [pid for page in pages for pid in page][window:] == in_shop_order[window:]
-
-
-def plan_of(sql: str) -> str:
-    """PostgreSQL's plan for a statement as run, with sequential scans priced out: what it
-    would do with a table too big to read whole, whatever the size of the test's."""
-    with transaction.atomic(), connection.cursor() as cursor:
-        cursor.execute("SET LOCAL enable_seqscan = off")
-        cursor.execute(f"EXPLAIN {sql}")
-        return "\n".join(row[0] for row in cursor.fetchall())
 
 
 @pytest.mark.parametrize("sort", ["newest", "recommended"])

@@ -1,10 +1,11 @@
 """The event browser and the admin registrations of the engine's and the shop's tables."""
 
 import datetime as dt
+import re
 
 import pytest
 from django.contrib import admin
-from django.db import connection, transaction
+from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
@@ -13,7 +14,7 @@ from recommendations.admin.filters import ProductFilter
 from recommendations.admin.pagination import EstimatedCountPaginator
 from recommendations.models import AuditEntry, DailyEventCount, Event, ProductPair, ServedRecommendation
 from shop.models import Order, Product
-from tests.storefront.conftest import event
+from tests.storefront.conftest import event, plan_of
 
 URL = reverse("admin:recommendations_event_changelist")
 
@@ -173,15 +174,6 @@ def test_every_model_is_registered_and_its_list_renders(admin_client, catalogue,
             assert admin_client.get(url).status_code == 200, url
 
 
-def plan_of(sql: str, params) -> str:
-    """PostgreSQL's plan for a statement with sequential scans priced out: what it would do
-    with a table too big to read whole, whatever the size of the test's."""
-    with transaction.atomic(), connection.cursor() as cursor:
-        cursor.execute("SET LOCAL enable_seqscan = off")
-        cursor.execute(f"EXPLAIN {sql}", params)
-        return "\n".join(row[0] for row in cursor.fetchall())
-
-
 @pytest.fixture
 def growing_tables(log):
     """A row in each table that grows with traffic."""
@@ -237,6 +229,10 @@ def test_lists_of_orders_products_and_audit_entries_neither_count_every_row_nor_
     assert not [sql for sql in statements if "DATE_TRUNC" in sql]
     # The dates are still filtered, through the index.
     assert "created_at__gte" in response.content.decode()
+    # And a page is read newest first from an index, not every row sorted (an incremental
+    # sort only orders rows of the same time by id).
+    plan = plan_of(*response.context["cl"].queryset[:100].query.sql_with_params(), sorts=False)
+    assert not re.search(r"(?<!Incremental )Sort  \(", plan), plan
 
 
 def test_the_shops_lists_say_about_how_long_they_are_when_the_count_is_estimated(
