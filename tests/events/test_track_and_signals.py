@@ -280,3 +280,54 @@ def test_a_host_with_uuid_keys_and_other_field_names(request_for):
             recommendations.track(request_for(), "view", product="not-a-uuid")
     event = Event.objects.get()
     assert (event.product_id, event.store_id) == (str(gadget.code), str(seller.pk))
+
+
+@pytest.mark.django_db
+def test_events_stored_before_their_agent_was_called_a_crawlers_are_forgotten_by_the_command(
+    catalogue, shopper, settings
+):
+    """A pattern added later stops new events at ingestion; `forget_crawlers` deletes the ones
+    already stored, by the same rule (a signed-in user's events and purchases stay)."""
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    spy = {"user_agent": "ShopSpy/3.1 (+https://shopspy.example)"}
+    now = timezone.now()
+    gone = [
+        Event.objects.create(
+            event_type=kind, product_id=str(catalogue[0].pk), session_id="s1", context=spy, timestamp=now
+        )
+        for kind in ("view", "search", "click")
+    ]
+    kept = [
+        Event.objects.create(
+            event_type="purchase",
+            product_id=str(catalogue[0].pk),
+            session_id="s1",
+            context=spy,
+            timestamp=now,
+        ),
+        Event.objects.create(
+            event_type="view", product_id=str(catalogue[1].pk), user=shopper, context=spy, timestamp=now
+        ),
+        Event.objects.create(
+            event_type="view",
+            product_id=str(catalogue[1].pk),
+            session_id="s2",
+            context={"user_agent": "Mozilla/5.0 (iPhone)"},
+            timestamp=now,
+        ),
+        Event.objects.create(
+            event_type="view", product_id=str(catalogue[1].pk), session_id="s3", timestamp=now
+        ),
+    ]
+    out = StringIO()
+    call_command("forget_crawlers", stdout=out)  # ShopSpy is no crawler yet
+    assert Event.objects.count() == 7 and "Deleted 0 event(s) of 0 crawler user agent(s)" in out.getvalue()
+
+    settings.RECOMMENDATIONS = {**settings.RECOMMENDATIONS, "BOT_USER_AGENT_PATTERNS": [r"shopspy"]}
+    call_command("forget_crawlers", stdout=out)
+    assert "Deleted 3 event(s) of 1 crawler user agent(s)" in out.getvalue()
+    assert sorted(Event.objects.values_list("pk", flat=True)) == sorted(e.pk for e in kept)
+    assert not Event.objects.filter(pk__in=[e.pk for e in gone]).exists()
