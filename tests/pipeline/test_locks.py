@@ -12,6 +12,9 @@ from recommendations.locks import advisory_lock, is_locked, transaction_lock
 
 pytestmark = pytest.mark.django_db
 
+# Advisory locks are per database; another test run on the same server holds its own.
+IN_THIS_DATABASE = " AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+
 
 def holder_state(name=locks.PIPELINE_LOCK):
     """The state (pg_stat_activity) of the backend that holds the lock, or None."""
@@ -19,7 +22,7 @@ def holder_state(name=locks.PIPELINE_LOCK):
         cursor.execute("SELECT pg_stat_clear_snapshot()")  # the test's transaction keeps one
         cursor.execute(
             "SELECT a.state FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
-            "WHERE l.locktype = 'advisory' AND l.objid = %s AND l.granted",
+            "WHERE l.locktype = 'advisory' AND l.objid = %s AND l.granted" + IN_THIS_DATABASE,
             [locks.lock_key(name)],
         )
         row = cursor.fetchone()
@@ -56,7 +59,7 @@ def test_the_holder_keeps_no_snapshot_that_a_concurrent_index_build_would_wait_f
                 cursor.execute("SELECT pg_stat_clear_snapshot()")  # the test's transaction keeps one
                 cursor.execute(
                     "SELECT a.backend_xmin FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
-                    "WHERE l.locktype = 'advisory' AND l.objid = %s AND l.granted",
+                    "WHERE l.locktype = 'advisory' AND l.objid = %s AND l.granted" + IN_THIS_DATABASE,
                     [locks.lock_key(locks.PIPELINE_LOCK)],
                 )
                 assert cursor.fetchall() == [(None,)]
