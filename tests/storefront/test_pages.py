@@ -4,45 +4,18 @@ active model's vector tables are empty; recommendation blocks carry what the bea
 import datetime as dt
 import re
 
-import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from recommendations.models import Campaign, CampaignKind, Event, ModelVersion
 from recommendations.serving.catalog import index_products
-from recommendations.serving.statistics import refresh_statistics
 from shop import demo_accounts
 from shop.models import Product
 from shop.recommendations import ProductAdapter
-from tests.storefront.conftest import event
+from tests.storefront.conftest import event, page_urls
 
 REC_BLOCK = re.compile(r'data-rec-impression data-rec-id="([0-9a-f]+)"')
-
-
-def page_urls(catalogue):
-    mug = catalogue[0]
-    return [
-        reverse("shop:home"),
-        reverse("shop:category", args=["kitchen"]),
-        reverse("shop:category", args=["mugs"]) + "?sort=price",
-        reverse("shop:category", args=["mugs"]) + "?sort=-price&page=9",
-        reverse("shop:category", args=["knives"]) + "?sort=newest",
-        reverse("shop:category", args=["knives"]) + "?sort=bogus",
-        mug.get_absolute_url(),
-        reverse("shop:store", args=[mug.store.slug]),
-        reverse("shop:search") + "?q=mug",
-        reverse("shop:search") + "?q=",
-        reverse("shop:search") + "?q=zzzzqqqq",
-        reverse("shop:cart"),
-        reverse("shop:login"),
-    ]
-
-
-@pytest.fixture
-def indexed(catalogue):
-    index_products()
-    return catalogue
 
 
 def test_pages_render_with_an_empty_history_and_no_model(client, indexed):
@@ -59,19 +32,6 @@ def test_pages_render_when_the_active_model_has_no_vectors(client, indexed):
     ModelVersion.objects.create(status="active", algorithm="two_tower", dimensions=8)
     for url in page_urls(indexed):
         assert client.get(url).status_code == 200, url
-
-
-@pytest.fixture
-def history(indexed, django_user_model):
-    """Shoppers viewed mug 0 with knife 3, and bought mug 2 most."""
-    for n in range(4):
-        user = django_user_model.objects.create_user(f"past{n}")
-        event("view", product=indexed[0], user=user, days_ago=1)
-        event("view", product=indexed[3], user=user, days_ago=1)
-        event("purchase", product=indexed[2], user=user, value=1, days_ago=1)
-        event("rating", product=indexed[2], user=user, value=4 + n % 2, days_ago=1)
-    refresh_statistics()
-    return indexed
 
 
 def test_home_shows_blocks_with_recommendation_ids_and_reasons(client, history):
