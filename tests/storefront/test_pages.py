@@ -3,6 +3,7 @@ active model's vector tables are empty; recommendation blocks carry what the bea
 
 import datetime as dt
 import re
+from collections import Counter
 
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
@@ -14,6 +15,7 @@ from shop import demo_accounts
 from shop.models import Product
 from shop.recommendations import ProductAdapter
 from tests.storefront.conftest import event, page_urls
+from tests.storefront.test_cart_checkout import DETAILS
 
 REC_BLOCK = re.compile(r'data-rec-impression data-rec-id="([0-9a-f]+)"')
 
@@ -306,3 +308,37 @@ def test_listings_read_ratings_for_the_products_of_the_page_once_it_is_cut(clien
         assert len(ratings) == 1 and f"'{mug.pk}'" in ratings[0], url  # one query, the page's products
         if url != mug.get_absolute_url():
             assert f"'{other_mug.pk}'" in ratings[0], url
+
+
+# At most four recommendation blocks are on a page (the home page's and the product page's).
+MOST_BLOCKS = 4
+
+
+def statement_shape(sql: str) -> str:
+    """The statement without its values: the same query for another product has the same shape."""
+    sql = re.sub(r"'(?:[^']|'')*'|\b\d+(?:\.\d+)?\b", "?", sql)
+    return re.sub(r'\((?:\?, )*\?\)|"s\w+_x\w+"', "(?)", sql)
+
+
+def test_no_page_queries_once_per_product_it_shows(client, history, shopper):
+    """Each statement runs at most once per block: never once per card or cart line."""
+    client.force_login(shopper)
+    for product in history[:6]:
+        client.post(reverse("shop:cart_add"), {"product": product.pk, "quantity": 1})
+    urls = [url for url in page_urls(history) if url != reverse("shop:login")]
+    shown = {}
+
+    def check(url: str) -> None:
+        client.get(url)  # the first visit of a listing or a search writes to the session
+        with CaptureQueriesContext(connection) as executed:
+            html = client.get(url).content.decode()
+        repeated = Counter(statement_shape(q["sql"]) for q in executed.captured_queries).most_common(1)
+        assert repeated[0][1] <= MOST_BLOCKS, (url, repeated)
+        shown[url] = html.count("data-product-id=")
+
+    for url in [*urls, reverse("shop:checkout")]:
+        check(url)
+    check(client.post(reverse("shop:checkout"), DETAILS).url)  # the order's page
+    # Enough cards and lines that a statement per product would show.
+    pages = (reverse("shop:home"), reverse("shop:cart"), history[0].get_absolute_url())
+    assert all(shown[url] > MOST_BLOCKS for url in pages), shown
