@@ -61,6 +61,13 @@ def test_viewing_products_changes_the_home_page_recommendations(page, shop, arti
     assert for_you_ids(page)[0] in mug_ids
 
 
+def test_a_shop_with_nothing_to_recommend_shows_no_empty_shelf_nor_a_link_to_one(page):
+    """A new install, before `make demo` loads the catalogue."""
+    page.goto("/")
+    assert page.locator(".shelf:visible h2").all_inner_texts() == ["Shop by category"]
+    assert not page.get_by_role("link", name="See your picks").is_visible()
+
+
 def test_a_click_on_a_recommendation_and_the_view_it_opens_are_attributed_and_a_purchase_recorded(
     page, shop, artifacts
 ):
