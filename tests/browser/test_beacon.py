@@ -184,3 +184,19 @@ def test_a_new_visitors_campaign_click_is_in_the_session_of_its_view(page, shop)
     assert click.session_id == view.session_id != ""
     assert click.recommendation_id == view.recommendation_id == card.get_attribute("data-rec-id")
     assert click.context["campaign"] == str(campaign.pk) and "unverified_campaign" not in click.context
+
+
+def test_opening_why_a_campaign_is_shown_is_not_a_click_on_it(page, shop):
+    """The "i" of a campaign is inside its element: opening it was sent as a campaign_click."""
+    campaign = Campaign.objects.create(
+        name="Mug week", kind=CampaignKind.PROMOTION, product_ids=[str(p.pk) for p in shop["mug"]]
+    )
+    page.goto("/")
+    card = page.locator(f'[data-campaign-id="{campaign.pk}"]')
+    card.locator("summary").click()
+    assert card.locator(".why-pop").is_visible()
+    card.locator("h3").click()  # a click on the campaign itself, sent after the one on "i"
+    wait_for(lambda: Event.objects.filter(event_type="campaign_click").exists(), what="the campaign click")
+    page.evaluate("window.recommendationsBeacon.flush(true)")
+    page.wait_for_timeout(500)
+    assert Event.objects.filter(event_type="campaign_click").count() == 1
