@@ -19,8 +19,12 @@ def review(client, urls: list[str]) -> dict[str, list[str]]:
     return {url: found for url, found in pages.items() if found}
 
 
-def test_the_pages_of_a_new_shop_pass_the_review(client, indexed):
-    urls = [*page_urls(indexed), indexed[7].get_absolute_url()]  # and a sold-out product
+def test_the_pages_of_a_new_shop_pass_the_review(client, indexed, django_user_model):
+    django_user_model.objects.create_user(
+        "maya.lopez", email="maya.lopez@demo.example.com"
+    )  # on the login page
+    too_long = reverse("shop:search") + "?q=" + "mug " * 60
+    urls = [*page_urls(indexed), indexed[7].get_absolute_url(), too_long]  # and a sold-out product
     assert review(client, urls) == {}
 
 
