@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
 
@@ -29,7 +30,7 @@ class Node:
     parent: Node | None = None
     children: list[Node | str] = field(default_factory=list)
 
-    def walk(self):
+    def walk(self) -> Iterator[Node]:
         yield self
         for child in self.children:
             if isinstance(child, Node):
@@ -49,7 +50,7 @@ class Node:
         """Its accessible name: aria-label, else its text."""
         return self.attrs.get("aria-label", "").strip() or self.text()
 
-    def ancestors(self):
+    def ancestors(self) -> Iterator[Node]:
         node = self.parent
         while node is not None:
             yield node
@@ -159,7 +160,9 @@ def _headings(nodes: list[Node]) -> list[str]:
         found.append(f"the page needs one <h1>, has {levels.count(1)}")
     previous = 0
     for level, node in headings:
-        if level > previous + 1:
+        if level > 1 and not previous:
+            found.append(f"<h{level}> {node.text()!r} comes before the <h1>")
+        elif level > previous + 1:
             found.append(f"<h{level}> {node.text()!r} follows <h{previous}>: a level is skipped")
         if not node.text():
             found.append(f"<h{level}> is empty")

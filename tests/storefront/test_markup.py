@@ -20,9 +20,8 @@ def review(client, urls: list[str]) -> dict[str, list[str]]:
 
 
 def test_the_pages_of_a_new_shop_pass_the_review(client, indexed, django_user_model):
-    django_user_model.objects.create_user(
-        "maya.lopez", email="maya.lopez@demo.example.com"
-    )  # on the login page
+    # A demo shopper, whom the login page offers to sign in as.
+    django_user_model.objects.create_user("maya.lopez", email="maya.lopez@demo.example.com")
     too_long = reverse("shop:search") + "?q=" + "mug " * 60
     urls = [*page_urls(indexed), indexed[7].get_absolute_url(), too_long]  # and a sold-out product
     assert review(client, urls) == {}
@@ -47,6 +46,7 @@ def test_the_pages_with_recommendations_a_cart_and_an_order_pass_the_review(clie
     ("html", "problem"),
     [
         ("<h1>A</h1><h3>B</h3><p>x</p>", "<h3> 'B' follows <h1>: a level is skipped"),
+        ("<h2>B</h2><p>x</p><h1>A</h1><p>y</p>", "<h2> 'B' comes before the <h1>"),
         ("<h1>A</h1><h2>Picks</h2><h2>B</h2><p>x</p>", "<h2> 'Picks' heads nothing"),
         ('<h1>A</h1><p id="x"></p><p id="x">y</p>', 'id="x" is used 2 times'),
         ('<h1>A</h1><img src="/p.svg"><p>x</p>', "<img src='/p.svg'> needs an alt"),
