@@ -8,11 +8,12 @@ The block renders `recommendations/campaigns.html` (override it in your template
 campaign carries `data-campaign-id` and `data-rec-id` (the match's `recommendation_id`: the
 campaigns are recorded as shown, `targeting.show_campaigns`), which
 `recommendations/campaigns.js` reports as `campaign_view` (half visible) and `campaign_click`
-events: each visitor who viewed it counts once towards the campaign's impression cap. A view
-from a browser without the id of a list that showed the campaign does not count: markup of your
-own (`get_personalized_campaigns`) needs both attributes. Like the recommendation blocks, it
-shares the page's visitor and renders empty (logging why) if anything fails;
-`RECOMMENDATIONS["RAISE_TEMPLATE_ERRORS"]` with DEBUG raises instead.
+(a click inside it, but on a <summary> such as the "why" one) events: each visitor who viewed
+it counts once towards the campaign's impression cap. A view from a browser without the id of
+a list that showed the campaign does not count: markup of your own (`get_personalized_campaigns`)
+needs both attributes. Like the recommendation blocks, it shares the page's visitor and renders
+empty (logging why) if anything fails; `RECOMMENDATIONS["RAISE_TEMPLATE_ERRORS"]` with DEBUG
+raises instead.
 """
 
 from __future__ import annotations

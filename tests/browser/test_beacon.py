@@ -184,3 +184,50 @@ def test_a_new_visitors_campaign_click_is_in_the_session_of_its_view(page, shop)
     assert click.session_id == view.session_id != ""
     assert click.recommendation_id == view.recommendation_id == card.get_attribute("data-rec-id")
     assert click.context["campaign"] == str(campaign.pk) and "unverified_campaign" not in click.context
+
+
+def test_opening_why_a_campaign_is_shown_is_not_a_click_on_it(page, shop):
+    """The "i" of a campaign is inside its element: opening it was sent as a campaign_click."""
+    campaign = Campaign.objects.create(
+        name="Mug week", kind=CampaignKind.PROMOTION, product_ids=[str(p.pk) for p in shop["mug"]]
+    )
+    page.goto("/")
+    card = page.locator(f'[data-campaign-id="{campaign.pk}"]')
+    card.locator("summary").click()
+    assert card.locator(".why-pop").is_visible()
+    card.locator("h3").click()  # a click on the campaign itself, sent after the one on "i"
+    wait_for(lambda: Event.objects.filter(event_type="campaign_click").exists(), what="the campaign click")
+    page.evaluate("window.recommendationsBeacon.flush(true)")
+    page.wait_for_timeout(500)
+    assert Event.objects.filter(event_type="campaign_click").count() == 1
+
+
+def test_opening_why_a_product_is_recommended_is_not_a_click_on_it(page):
+    """The app's own cards (recommendations/_product_card.html) hold their "Why?" inside the
+    element with data-product-id: opening it was sent as a click on the recommendation."""
+    page.add_init_script("delete Navigator.prototype.sendBeacon;")  # every batch by fetch, seen here
+    sent = []
+
+    def record(route):
+        sent.extend(event["event_type"] for event in route.request.post_data_json["events"])
+        route.fulfill(status=202, json={})
+
+    page.route("**/api/events/", record)
+    page.route(
+        "**/host-page/",
+        lambda route: route.fulfill(
+            content_type="text/html",
+            body=(
+                '<!doctype html><html lang="en"><body><main><section data-rec-impression data-rec-id="ab12">'
+                '<article class="rec-card" data-product-id="7"><span class="rec-name">Mug</span>'
+                '<details class="rec-why"><summary>Why?</summary>Popular this week</details></article>'
+                '</section></main><script src="/static/recommendations/beacon.js"></script></body></html>'
+            ),
+        ),
+    )
+    page.goto("/host-page/")
+    page.get_by_text("Why?").click()
+    page.get_by_text("Mug").click()  # a click on the product itself, sent after the one on "Why?"
+    page.evaluate("window.recommendationsBeacon.flush(true)")
+    page.wait_for_timeout(500)
+    assert sent.count("click") == 1, sent

@@ -61,6 +61,13 @@ def test_viewing_products_changes_the_home_page_recommendations(page, shop, arti
     assert for_you_ids(page)[0] in mug_ids
 
 
+def test_a_shop_with_nothing_to_recommend_shows_no_empty_shelf_nor_a_link_to_one(page):
+    """A new install, before `make demo` loads the catalogue."""
+    page.goto("/")
+    assert page.locator(".shelf:visible h2").all_inner_texts() == ["Shop by category"]
+    assert not page.get_by_role("link", name="See your picks").is_visible()
+
+
 def test_a_click_on_a_recommendation_and_the_view_it_opens_are_attributed_and_a_purchase_recorded(
     page, shop, artifacts
 ):
@@ -213,6 +220,40 @@ def test_adding_to_the_cart_from_a_card_stays_on_the_page(page, shop):
     assert page.locator(".cart-link").get_attribute("aria-label") == "Cart, 1 item"
     wait_for(lambda: Event.objects.filter(event_type="add_to_cart", product_id=product_id).exists())
     assert Event.objects.filter(event_type="search").count() == 1
+
+
+# The focused element and whether its focus ring shows (an outline, which the CSS keeps for
+# keyboard focus on every control).
+FOCUSED = """() => {
+    const el = document.activeElement, style = getComputedStyle(el);
+    return {tag: el.tagName, cls: el.className, ring: style.outlineStyle !== 'none' && parseFloat(style.outlineWidth) > 0};
+}"""
+
+
+def test_a_keyboard_user_sees_the_focus_and_keeps_it_on_the_add_button(page, shop):
+    """A disabled button loses the focus: after "+" by keyboard the next Tab started again
+    from the top of the page."""
+    page.goto("/")
+    for _ in range(30):
+        page.keyboard.press("Tab")
+        focused = page.evaluate(FOCUSED)
+        assert focused["ring"], f"no focus ring on {focused}"
+        if focused["cls"] == "add-btn":
+            break
+    else:
+        raise AssertionError("Tab never reached an add button")
+    product_id = page.evaluate("document.activeElement.form.product.value")
+    page.keyboard.press("Enter")
+    page.keyboard.press("Enter")  # again before the answer: adds nothing more
+    page.get_by_test_id("cart-status").get_by_text("to your cart").wait_for()
+    assert (
+        page.evaluate("document.activeElement.form && document.activeElement.form.product.value")
+        == product_id
+    )
+    page.keyboard.press("Tab")
+    assert page.evaluate(FOCUSED)["cls"] != "skip-link", "the focus went back to the top"
+    assert page.get_by_test_id("cart-count").inner_text() == "1"
+    assert Event.objects.filter(event_type="add_to_cart", product_id=product_id).count() == 1
 
 
 def test_a_new_visitors_quick_adds_on_a_slow_network_fill_one_cart(page, shop):

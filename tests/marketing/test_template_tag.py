@@ -7,10 +7,11 @@ import re
 from django.contrib.auth.models import AnonymousUser
 from django.contrib.sessions.backends.db import SessionStore
 from django.db import connection
-from django.template import Context, Template
+from django.template import Context, Engine, Template
 from django.test import RequestFactory
 
 from recommendations.events.tracking import SESSION_KEY
+from recommendations.marketing.targeting import CampaignMatch
 from recommendations.models import Campaign, ServedRecommendation
 from tests.marketing.conftest import add_event
 
@@ -58,9 +59,24 @@ def test_the_link_is_shown_only_as_a_path_or_an_http_address(shop):
     )
     links = lambda: render("{% personalized_campaigns %}", user=shop.users["tea_lover"])  # noqa: E731
     assert 'href="https://shop.example/tea"' in links()
-    # A row saved before links were checked (the form refuses this one) links nowhere.
+    # A row saved before links were checked (the form refuses this one) is shown as a banner,
+    # as one without a link is: not as a link that goes nowhere (href="#").
     Campaign.objects.filter(pk=tea.pk).update(link_url="javascript:alert(document.cookie)")
-    assert "javascript:" not in links() and 'href="#"' in links()
+    assert "javascript:" not in links() and "<a " not in links() and "Tea week" in links()
+
+
+def test_the_apps_own_campaigns_template_shows_a_campaign_without_a_link_as_no_link(db):
+    """The app's recommendations/campaigns.html, which the demo shop's templates override."""
+    engine = Engine(app_dirs=True, libraries={"static": "django.templatetags.static"})
+    template = engine.get_template("recommendations/campaigns.html")
+
+    def shown(link_url: str) -> str:
+        campaign = Campaign(pk=7, name="Tea week", link_url=link_url)
+        match = CampaignMatch(campaign=campaign, score=1.0, reason="", method="affinity")
+        return template.render(Context({"matches": [match]}))
+
+    assert 'href="/offers/tea/"' in shown("/offers/tea/")
+    assert "<a " not in shown("") and "Tea week" in shown("")
 
 
 def test_the_as_form_gives_the_matches(shop):

@@ -6,9 +6,11 @@ import re
 import pytest
 from django.db import connection
 from django.template import TemplateSyntaxError
+from django.template.loader import render_to_string
 
 from recommendations.models import ProductPopularity
 from recommendations.serving.statistics import refresh_statistics
+from recommendations.serving.types import Recommendation
 from tests.serving.conftest import TITLES, add_event, blocks, product_ids, render
 
 pytestmark = pytest.mark.django_db
@@ -69,6 +71,24 @@ def test_cards_show_title_price_store_and_why(catalog, model, app_templates):
     assert "Hair Store" in html and "Why?" in html and "Similar to Argan shampoo" in html
     assert re.search(r'class="rec-price">\d+\.00<', html)
     assert 'data-rec-impression data-rec-id="' in html
+
+
+def test_a_product_or_store_without_an_address_is_named_not_linked_to_nowhere(app_templates):
+    """A host's model without get_absolute_url: its card was a link to "#", which a keyboard
+    reaches and a screen reader calls a link, and which leads nowhere."""
+    recommendation = Recommendation(
+        "7", score=1.0, source="trending", reason="", recommendation_id="ab", position=0
+    )
+    for template, card in (
+        ("recommendations/_product_card.html", {"id": "7", "title": "Gadget", "url": None}),
+        ("recommendations/stores.html", {"id": "7", "name": "Seller", "url": None}),
+    ):
+        item = {"object": None, "card": card, "recommendation": recommendation}
+        html = render_to_string(template, {"item": item, "items": [item]})
+        assert "<a " not in html and (card.get("title") or card.get("name")) in html, template
+    card = {"id": "7", "title": "Gadget", "url": "/gadgets/7/"}
+    html = render_to_string("recommendations/_product_card.html", {"item": {"card": card}})
+    assert '<a class="rec-link" href="/gadgets/7/">' in html
 
 
 def test_a_block_about_a_product_with_only_popular_products_is_headed_by_them(catalog, app_templates):

@@ -6,9 +6,12 @@ from decimal import Decimal
 import pytest
 from django.core.cache import cache
 from django.db import connection, transaction
+from django.urls import reverse
 from django.utils import timezone
 
 from recommendations.models import Event
+from recommendations.serving.catalog import index_products
+from recommendations.serving.statistics import refresh_statistics
 from recommendations.vectors import queries
 from shop.models import Category, Product, Store
 
@@ -60,6 +63,25 @@ def admin_client(client, django_user_model):
     return client
 
 
+@pytest.fixture
+def indexed(catalogue):
+    index_products()
+    return catalogue
+
+
+@pytest.fixture
+def history(indexed, django_user_model):
+    """Shoppers viewed mug 0 with knife 3, and bought mug 2 most."""
+    for n in range(4):
+        user = django_user_model.objects.create_user(f"past{n}")
+        event("view", product=indexed[0], user=user, days_ago=1)
+        event("view", product=indexed[3], user=user, days_ago=1)
+        event("purchase", product=indexed[2], user=user, value=1, days_ago=1)
+        event("rating", product=indexed[2], user=user, value=4 + n % 2, days_ago=1)
+    refresh_statistics()
+    return indexed
+
+
 def event(event_type, *, product=None, user=None, session="s1", days_ago=0.0, **fields):
     """Store one event directly (the analytics read rows, however they arrived)."""
     return Event.objects.create(
@@ -83,3 +105,23 @@ def plan_of(sql: str, params: tuple = (), *, sorts: bool = True) -> str:
             cursor.execute("SET LOCAL enable_sort = off")
         cursor.execute(f"EXPLAIN {sql}", params)
         return "\n".join(row[0] for row in cursor.fetchall())
+
+
+def page_urls(catalogue: list[Product]) -> list[str]:
+    """The storefront pages every visitor may open, with the query strings that change them."""
+    mug = catalogue[0]
+    return [
+        reverse("shop:home"),
+        reverse("shop:category", args=["kitchen"]),
+        reverse("shop:category", args=["mugs"]) + "?sort=price",
+        reverse("shop:category", args=["mugs"]) + "?sort=-price&page=9",
+        reverse("shop:category", args=["knives"]) + "?sort=newest",
+        reverse("shop:category", args=["knives"]) + "?sort=bogus",
+        mug.get_absolute_url(),
+        reverse("shop:store", args=[mug.store.slug]),
+        reverse("shop:search") + "?q=mug",
+        reverse("shop:search") + "?q=",
+        reverse("shop:search") + "?q=zzzzqqqq",
+        reverse("shop:cart"),
+        reverse("shop:login"),
+    ]

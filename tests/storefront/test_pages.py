@@ -3,46 +3,21 @@ active model's vector tables are empty; recommendation blocks carry what the bea
 
 import datetime as dt
 import re
+from collections import Counter
 
-import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from recommendations.models import Campaign, CampaignKind, Event, ModelVersion
 from recommendations.serving.catalog import index_products
-from recommendations.serving.statistics import refresh_statistics
 from shop import demo_accounts
 from shop.models import Product
 from shop.recommendations import ProductAdapter
-from tests.storefront.conftest import event
+from tests.storefront.conftest import event, page_urls
+from tests.storefront.test_cart_checkout import DETAILS
 
 REC_BLOCK = re.compile(r'data-rec-impression data-rec-id="([0-9a-f]+)"')
-
-
-def page_urls(catalogue):
-    mug = catalogue[0]
-    return [
-        reverse("shop:home"),
-        reverse("shop:category", args=["kitchen"]),
-        reverse("shop:category", args=["mugs"]) + "?sort=price",
-        reverse("shop:category", args=["mugs"]) + "?sort=-price&page=9",
-        reverse("shop:category", args=["knives"]) + "?sort=newest",
-        reverse("shop:category", args=["knives"]) + "?sort=bogus",
-        mug.get_absolute_url(),
-        reverse("shop:store", args=[mug.store.slug]),
-        reverse("shop:search") + "?q=mug",
-        reverse("shop:search") + "?q=",
-        reverse("shop:search") + "?q=zzzzqqqq",
-        reverse("shop:cart"),
-        reverse("shop:login"),
-    ]
-
-
-@pytest.fixture
-def indexed(catalogue):
-    index_products()
-    return catalogue
 
 
 def test_pages_render_with_an_empty_history_and_no_model(client, indexed):
@@ -59,19 +34,6 @@ def test_pages_render_when_the_active_model_has_no_vectors(client, indexed):
     ModelVersion.objects.create(status="active", algorithm="two_tower", dimensions=8)
     for url in page_urls(indexed):
         assert client.get(url).status_code == 200, url
-
-
-@pytest.fixture
-def history(indexed, django_user_model):
-    """Shoppers viewed mug 0 with knife 3, and bought mug 2 most."""
-    for n in range(4):
-        user = django_user_model.objects.create_user(f"past{n}")
-        event("view", product=indexed[0], user=user, days_ago=1)
-        event("view", product=indexed[3], user=user, days_ago=1)
-        event("purchase", product=indexed[2], user=user, value=1, days_ago=1)
-        event("rating", product=indexed[2], user=user, value=4 + n % 2, days_ago=1)
-    refresh_statistics()
-    return indexed
 
 
 def test_home_shows_blocks_with_recommendation_ids_and_reasons(client, history):
@@ -346,3 +308,37 @@ def test_listings_read_ratings_for_the_products_of_the_page_once_it_is_cut(clien
         assert len(ratings) == 1 and f"'{mug.pk}'" in ratings[0], url  # one query, the page's products
         if url != mug.get_absolute_url():
             assert f"'{other_mug.pk}'" in ratings[0], url
+
+
+# At most four recommendation blocks are on a page (the home page's and the product page's).
+MOST_BLOCKS = 4
+
+
+def statement_shape(sql: str) -> str:
+    """The statement without its values: the same query for another product has the same shape."""
+    sql = re.sub(r"'(?:[^']|'')*'|\b\d+(?:\.\d+)?\b", "?", sql)
+    return re.sub(r'\((?:\?, )*\?\)|"s\w+_x\w+"', "(?)", sql)
+
+
+def test_no_page_queries_once_per_product_it_shows(client, history, shopper):
+    """Each statement runs at most once per block: never once per card or cart line."""
+    client.force_login(shopper)
+    for product in history[:6]:
+        client.post(reverse("shop:cart_add"), {"product": product.pk, "quantity": 1})
+    urls = [url for url in page_urls(history) if url != reverse("shop:login")]
+    shown = {}
+
+    def check(url: str) -> None:
+        client.get(url)  # the first visit of a listing or a search writes to the session
+        with CaptureQueriesContext(connection) as executed:
+            html = client.get(url).content.decode()
+        repeated = Counter(statement_shape(q["sql"]) for q in executed.captured_queries).most_common(1)
+        assert repeated[0][1] <= MOST_BLOCKS, (url, repeated)
+        shown[url] = html.count("data-product-id=")
+
+    for url in [*urls, reverse("shop:checkout")]:
+        check(url)
+    check(client.post(reverse("shop:checkout"), DETAILS).url)  # the order's page
+    # Enough cards and lines that a statement per product would show.
+    pages = (reverse("shop:home"), reverse("shop:cart"), history[0].get_absolute_url())
+    assert all(shown[url] > MOST_BLOCKS for url in pages), shown

@@ -16,6 +16,7 @@
  *     view is credited to that list, as its click is)
  *   <section data-rec-impression data-rec-id="{{ recommendation_id }}">   an impression when half visible
  *     <a href="..." data-product-id="{{ p.pk }}">...</a>                   a click on a recommended product
+ *       (but on a <summary> inside it, such as a "Why?" that opens the reason)
  *     <a href="..." data-store-id="{{ s.pk }}">...</a>                     a click on a recommended store
  *   (optional: data-rec-kind="similar" on the section, data-rec-position="3" on a product or store)
  *   </section>
@@ -312,6 +313,10 @@
   }
 
   function onClick(e) {
+    // Opening a disclosure inside a card (a "Why?" <summary>) is not a click on the recommendation.
+    if (e.target && e.target.closest && e.target.closest("summary")) {
+      return;
+    }
     var target = e.target && e.target.closest ? e.target.closest("[data-product-id], [data-store-id]") : null;
     var container = target ? target.closest("[data-rec-impression]") : null;
     if (!container) {

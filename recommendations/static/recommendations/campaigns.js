@@ -5,7 +5,7 @@
  *   <article data-campaign-id="12" data-rec-id="{{ match.recommendation_id }}">...</article>
  *
  * A campaign_view is sent once per element when half of it is visible, a campaign_click on a
- * click inside it; both carry {"campaign": "<id>"} in their context, which is how impression
+ * click inside it (but on a <summary>, which opens its "why"); both carry {"campaign": "<id>"} in their context, which is how impression
  * caps and campaign statistics find them, and the recommendation id of the campaigns shown,
  * without which the server does not count a browser's view towards a cap.
  */
@@ -70,7 +70,9 @@
       "click",
       function (e) {
         var element = e.target && e.target.closest ? e.target.closest("[data-campaign-id]") : null;
-        if (element) {
+        // Opening a disclosure inside it (the "Why am I seeing this?" <summary>) is not a click on
+        // the campaign: it leads nowhere and would count towards the campaign's click-through.
+        if (element && !e.target.closest("summary")) {
           send(element, "campaign_click", true);
         }
       },

@@ -53,7 +53,12 @@
     }
     e.preventDefault();
     var button = form.querySelector("[type=submit]");
-    button.disabled = true; // a second click while this one is on its way adds nothing
+    // A second click while this one is on its way adds nothing. Marked, not `disabled`: a
+    // disabled button loses the keyboard focus, and the next Tab would start at the top.
+    if (button.getAttribute("aria-disabled") === "true") {
+      return;
+    }
+    button.setAttribute("aria-disabled", "true");
     var body = new FormData(form);
     queue = queue.then(function () {
       return fetch(form.action, {
@@ -75,7 +80,7 @@
           return new Promise(function () {});
         })
         .then(function () {
-          button.disabled = false;
+          button.removeAttribute("aria-disabled");
           if (window.recommendationsBeacon) {
             window.recommendationsBeacon.flush();
           }
