@@ -21,6 +21,9 @@ UNLABELLED_TYPES = {"hidden", "submit", "button", "reset", "image"}
 INTERACTIVE = {"a", "button", "details", "input", "select", "textarea", "label"}
 # Content a heading may head: text, or something a person sees or uses.
 CONTENT = {"img", "svg", "a", "button", "input", "select", "textarea", "form", "ul", "ol", "dl", "table"}
+# What may stand directly in <body>: landmarks (a screen reader's list of regions), scripts,
+# and live regions that speak for themselves. Anything else is text no region holds.
+BODY_CHILDREN = {"header", "nav", "main", "aside", "footer", "script", "template", "noscript"}
 
 
 @dataclass(eq=False)
@@ -139,6 +142,16 @@ def _document(by_tag: dict[str, list[Node]]) -> list[str]:
         found.append("<html> needs a lang attribute")
     if len(by_tag.get("main", [])) != 1:
         found.append(f"the page needs one <main>, has {len(by_tag.get('main', []))}")
+    for body in by_tag.get("body", []):
+        found += [
+            f"<{child.tag}> {child.text()[:40]!r} is in no landmark: put it in <header>, <main>, <aside> or <footer>"
+            for child in body.children
+            if isinstance(child, Node)
+            and child.tag not in BODY_CHILDREN
+            and "skip-link" not in child.classes()
+            and child.attrs.get("role") not in ("status", "alert")
+            and child.text()
+        ]
     navs = by_tag.get("nav", [])
     if not navs:
         found.append("the page has no <nav>")
