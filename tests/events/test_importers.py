@@ -580,6 +580,19 @@ def test_names_are_stored_in_one_form_without_control_characters(tmp_path):
 
 
 @pytest.mark.django_db
+def test_a_category_stored_before_names_were_cleaned_is_found_again(tmp_path):
+    """An import before names were stored clean made full-width "Kitchen" as read: a re-import
+    of the same file finds it (as NFKC) rather than making "Kitchen" beside it and moving its
+    products there."""
+    full_width = "\uff2b\uff49\uff54\uff43\uff48\uff45\uff4e"
+    root = Category.objects.create(name=full_width, slug="kitchen")
+    mugs = Category.objects.create(name="Mugs", slug="kitchen-mugs", parent=root)
+    rows = [["SKU-1", "Blue mug", f"{full_width} > Mugs", "acme", "9"]]
+    assert "0 categories created" in import_catalogue_rows(tmp_path / "cat.csv", rows)
+    assert Product.objects.get(sku="SKU-1").category == mugs and Category.objects.count() == 2
+
+
+@pytest.mark.django_db
 def test_a_category_name_over_120_characters_is_cut_and_found_again_on_a_rerun(tmp_path):
     """The review's 140-character name made a category on every import (looked up whole,
     stored cut to 120) and moved the product to it."""
