@@ -7,7 +7,9 @@ import time
 import numpy as np
 import pytest
 from celery import current_app
+from django.db import connection
 from django.test import override_settings
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 from safetensors import safe_open
 
@@ -208,6 +210,20 @@ def test_the_scheduled_sync_re_embeds_a_product_saved_since_its_vector(shop):
     assert embedding.sync_all_products().as_dict() == {"written": 1, "removed": 0, "skipped": ""}
     assert not np.allclose(vector_of(product, version), before)
     assert embedding.sync_all_products().written == 0  # up to date now
+
+
+def test_the_scheduled_sync_reads_the_versions_vectors_once_and_their_times_only_for_saved_products(shop):
+    """The vector table holds every version's rows: besides the keys it always read, the sync
+    reads the stamps of the few products saved since the version was made, not a MIN over all."""
+    version = pipeline.retrain().version
+    product = shop.products[2]
+    product.title = "Renamed after the embed"
+    product.save()
+    with CaptureQueriesContext(connection) as queries:
+        assert embedding.sync_all_products(version).written == 1
+    table = ProductVector._meta.db_table
+    reads = [q["sql"] for q in queries if f'FROM "{table}"' in q["sql"] and q["sql"].startswith("SELECT")]
+    assert len(reads) == 2 and not [sql for sql in reads if "MIN(" in sql.upper()], reads
 
 
 def test_a_product_saved_while_an_embed_ran_is_stale_in_its_vectors(shop):
