@@ -215,8 +215,8 @@ def sync_all_products(version: ModelVersion | None = None, progress: Progress | 
     """Embed active products that have no vector or were saved since theirs was computed,
     and remove the vectors of products that are gone or inactive: picks up saves whose
     task could not be queued (the broker was down) and those made while the version was
-    trained and embedded. Saved products are found by the adapter's `updated_field`; without
-    one, only missing vectors are. `progress` hears of each batch embedded."""
+    trained and embedded. Saved products are found by the adapter's `updated_field` (a
+    DateTimeField); without one, only missing vectors are. `progress` hears of each batch embedded."""
     progress = progress or Progress()
     version = version or queries.active_version(fresh=True)
     if version is None:
@@ -244,11 +244,10 @@ def _saved_since_embedded(products: QuerySet, version: ModelVersion) -> set[str]
     read, and only their vectors' times (every vector of it was computed after it was made):
     the few saved since, not the catalogue, and no read of all the version's vectors."""
     adapter = get_product_adapter()
-    if not adapter.updated_field:
+    updated = adapter.updated_time_field()
+    if updated is None:
         return set()
-    saved = products.filter(**{f"{adapter.updated_field}__gt": version.created_at}).values_list(
-        "pk", adapter.updated_field
-    )
+    saved = products.filter(**{f"{updated}__gt": version.created_at}).values_list("pk", updated)
     saved_at = {adapter.key(pk): at for pk, at in saved}
     if not saved_at:
         return set()
