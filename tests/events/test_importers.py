@@ -386,6 +386,9 @@ def test_a_csv_file_cut_short_mid_line_is_refused_unless_its_last_line_is_said_t
     products.write_text(products.read_text() + "ug,Kitchen > Mugs,acme,8")
     call_command("import_catalog", str(products), last_line_is_whole=True, stdout=StringIO())
     assert Product.objects.get(sku="SKU-2").title == "Red mug"
+    for command in ("import_events", "import_catalog"):  # a dataset's files are read by its rules
+        with pytest.raises(CommandError, match="--last-line-is-whole: not allowed with argument --dataset"):
+            call_command(command, str(tmp_path), "--dataset", "olist", "--last-line-is-whole")
     # A JSON line cut short is no JSON (a bad line), so a whole one needs no line break after it.
     jsonl = tmp_path / "events.jsonl"
     jsonl.write_text(json.dumps({"event_type": "search", "query": "mug", "timestamp": 1704103200}))
