@@ -186,8 +186,9 @@ class ProductAdapter(BaseAdapter):
     active_field: str | None = "is_active"
     created_field: str | None = "created_at"
     #: A field that changes whenever the product does (`auto_now`). Naming it lets serving
-    #: reuse a product's card between requests until it changes (`CARD_CACHE_SECONDS`), and the
-    #: scheduled vector sync re-embed products saved after their vector was computed.
+    #: reuse a product's card between requests until it changes (`CARD_CACHE_SECONDS`), and,
+    #: when it is a time (a DateTimeField), the scheduled vector sync re-embed products saved
+    #: after their vector was computed.
     updated_field: str | None = None
     #: The category model's field that names a category's parent, when the categories form a
     #: tree: renaming or moving a category then rewrites the category paths in the search
@@ -226,6 +227,18 @@ class ProductAdapter(BaseAdapter):
                 "(a ForeignKey of the category model to itself)"
             )
         return missing
+
+    def updated_time_field(self) -> str | None:
+        """`updated_field` when it holds the time of the last save (a DateTimeField), which
+        can be compared with when a vector was computed; None otherwise (a revision number or
+        a date tells when apart only for cards)."""
+        if not self.updated_field:
+            return None
+        try:
+            field = self.model._meta.get_field(self.updated_field)
+        except FieldDoesNotExist:  # reported by `check_fields`
+            return None
+        return self.updated_field if isinstance(field, models.DateTimeField) else None
 
     def category_model(self) -> type[models.Model] | None:
         """The model `category_field` points at; None when the products have no category

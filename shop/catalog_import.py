@@ -196,8 +196,11 @@ def _stored_names(path: tuple[str, ...]) -> tuple[str, ...]:
 
 def _ensure_categories(paths: set[tuple[str, ...]], result: CatalogResult) -> dict[tuple[str, ...], Category]:
     """The category of every source path, creating missing nodes parents-first. Nodes are
-    looked up by their names as stored (cut), so a re-import finds the nodes it created."""
-    nodes = {tuple(c.names): c for c in Category.objects.all()}
+    looked up by their names as stored (clean, cut), so a re-import finds the nodes it created,
+    also those an import made before names were cleaned (a node named exactly so comes first)."""
+    existing = list(Category.objects.all())
+    nodes = {_stored_names(tuple(c.names)): c for c in existing}
+    nodes.update((tuple(c.names), c) for c in existing)
     slugs = UniqueSlugs(Category.objects.values_list("slug", flat=True), 140)
     for names in sorted({_stored_names(path) for path in paths}):
         for depth in range(1, len(names) + 1):

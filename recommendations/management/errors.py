@@ -14,18 +14,22 @@ from pathlib import Path
 from django.core.management.base import CommandError, CommandParser
 from django.db import InterfaceError, OperationalError
 
+from recommendations.events.datasets import DATASETS
 from recommendations.events.textfiles import CutMidLine, UnreadableFile
 
 #: The import commands' option that reads a file whose last line ends without a line break.
 LAST_LINE_IS_WHOLE = "--last-line-is-whole"
 
 
-def add_last_line_option(parser: CommandParser) -> None:
-    """`LAST_LINE_IS_WHOLE`, for a command that imports a file (`cut_short_override`)."""
-    parser.add_argument(
+def add_source_options(parser: CommandParser) -> None:
+    """An import command's `--dataset` and `LAST_LINE_IS_WHOLE` (`cut_short_override`), one or
+    the other: a dataset's files are read by its own rules, so the option would be ignored."""
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument("--dataset", choices=sorted(DATASETS), help="read PATH as this public dataset")
+    source.add_argument(
         LAST_LINE_IS_WHOLE,
         action="store_true",
-        help="import a CSV file (not a --dataset) whose last line ends without a line break (refused by "
+        help="import a CSV file whose last line ends without a line break (refused by "
         "default: a file cut short in its last line would import that row cut)",
     )
 

@@ -15,6 +15,10 @@ folded in Python and then in SQL, missed the documents' names folded in SQL alon
 rebuilt CONCURRENTLY, outside a transaction, so documents are written meanwhile; until it is
 done the index holds the old folding, which differs only for names with those letters.
 
+Each step commits on its own, so an interrupted run (a lock timeout, a killed `migrate`) leaves
+the ones before it done: the function is created or replaced, and the copy an interrupted
+REINDEX CONCURRENTLY leaves beside the index is dropped, so `migrate` again finishes it.
+
 The marks are written out here, as this migration runs them whatever the code says later;
 the tests check that they are `recommendations.text.UNWRITTEN_MARKS`.
 """
@@ -44,6 +48,24 @@ LOWER_CASED_NAMES = (
     "translate(lower(array_to_string(names, chr(31))), '\u03c2', '\u03c3'), chr(31)) $$"
 )
 COLUMNS = ("title", "text", "brand", "placement")
+# What an interrupted REINDEX CONCURRENTLY leaves beside the index (`<index>_ccnew`,
+# `<index>_ccold`, numbered when one was there already); a rerun would add another.
+LEFTOVERS = f"^{INDEX}_cc(new|old)[0-9]*$"
+
+
+def refold(function: str):
+    """(Re)define the folding function, then rebuild its index, dropping the copies an
+    interrupted run of this left: `migrate` again finishes it either way."""
+
+    def run(apps, schema_editor):
+        with schema_editor.connection.cursor() as cursor:
+            cursor.execute(function)
+            cursor.execute("SELECT relname FROM pg_class WHERE relkind = 'i' AND relname ~ %s", [LEFTOVERS])
+            for (name,) in cursor.fetchall():
+                cursor.execute(f'DROP INDEX CONCURRENTLY IF EXISTS "{name}"')
+            cursor.execute(f"REINDEX INDEX CONCURRENTLY {INDEX}")
+
+    return run
 
 
 class Migration(migrations.Migration):
@@ -55,7 +77,7 @@ class Migration(migrations.Migration):
 
     operations = [
         migrations.RunSQL(
-            f"CREATE FUNCTION {SEARCH_FORM}(value text) RETURNS text "
+            f"CREATE OR REPLACE FUNCTION {SEARCH_FORM}(value text) RETURNS text "
             "LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE "
             f"AS $$ SELECT translate(normalize(value, NFKC), '{MARKS}', '') $$",
             reverse_sql=f"DROP FUNCTION {SEARCH_FORM}(text)",
@@ -67,8 +89,5 @@ class Migration(migrations.Migration):
             + " OR ".join(f'"{c}" IS DISTINCT FROM {SEARCH_FORM}("{c}")' for c in COLUMNS),
             reverse_sql=migrations.RunSQL.noop,
         ),
-        migrations.RunSQL(
-            [FOLDED_NAMES, f"REINDEX INDEX CONCURRENTLY {INDEX}"],
-            reverse_sql=[LOWER_CASED_NAMES, f"REINDEX INDEX CONCURRENTLY {INDEX}"],
-        ),
+        migrations.RunPython(refold(FOLDED_NAMES), refold(LOWER_CASED_NAMES)),
     ]

@@ -91,6 +91,9 @@ def activate(version: ModelVersion, *, yield_to_newer: bool = False) -> Activati
         # Serialise concurrent activations; the unique constraint would reject the second.
         transaction_lock(ACTIVATION_LOCK)
         locked = ModelVersion.objects.select_for_update().get(pk=version.pk)
+        if locked.status == ModelStatus.ACTIVE:  # another activation of it switched while we waited
+            version.status, version.activated_at = locked.status, locked.activated_at
+            return ActivationResult(locked, already_active=True)
         _check_can_serve(locked)
         # At most one is active (rec_one_active_model_version).
         previous = ModelVersion.objects.select_for_update().filter(status=ModelStatus.ACTIVE).first()

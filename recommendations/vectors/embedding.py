@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 from django.contrib.auth import get_user_model
 from django.db import transaction
-from django.db.models import Min, Q, QuerySet
+from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from recommendations import artifacts
@@ -215,8 +215,8 @@ def sync_all_products(version: ModelVersion | None = None, progress: Progress | 
     """Embed active products that have no vector or were saved since theirs was computed,
     and remove the vectors of products that are gone or inactive: picks up saves whose
     task could not be queued (the broker was down) and those made while the version was
-    trained and embedded. Saved products are found by the adapter's `updated_field`; without
-    one, only missing vectors are. `progress` hears of each batch embedded."""
+    trained and embedded. Saved products are found by the adapter's `updated_field` (a
+    DateTimeField); without one, only missing vectors are. `progress` hears of each batch embedded."""
     progress = progress or Progress()
     version = version or queries.active_version(fresh=True)
     if version is None:
@@ -240,20 +240,18 @@ def sync_all_products(version: ModelVersion | None = None, progress: Progress | 
 
 def _saved_since_embedded(products: QuerySet, version: ModelVersion) -> set[str]:
     """Keys of these products whose `updated_field` is later than their vector's `updated_at`
-    (when their content was read for it). Only products saved since the version's oldest
-    vector are read, so after a full embed this is the few saved since, not the catalogue."""
+    (when their content was read for it). Only products saved since the version was made are
+    read, and only their vectors' times (every vector of it was computed after it was made):
+    the few saved since, not the catalogue, and no read of all the version's vectors."""
     adapter = get_product_adapter()
-    if not adapter.updated_field:
+    updated = adapter.updated_time_field()
+    if updated is None:
         return set()
-    vectors = ProductVector.objects.filter(model_version_id=version.pk)
-    oldest = vectors.aggregate(oldest=Min("updated_at"))["oldest"]
-    if oldest is None:
-        return set()
-    saved = products.filter(**{f"{adapter.updated_field}__gt": oldest}).values_list(
-        "pk", adapter.updated_field
-    )
+    saved = products.filter(**{f"{updated}__gt": version.created_at}).values_list("pk", updated)
     saved_at = {adapter.key(pk): at for pk, at in saved}
     if not saved_at:
         return set()
-    stamps = vectors.filter(product_id__in=list(saved_at)).values_list("product_id", "updated_at")
+    stamps = ProductVector.objects.filter(
+        model_version_id=version.pk, product_id__in=list(saved_at)
+    ).values_list("product_id", "updated_at")
     return {key for key, embedded_at in stamps if saved_at[key] > embedded_at}

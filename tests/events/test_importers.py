@@ -386,6 +386,9 @@ def test_a_csv_file_cut_short_mid_line_is_refused_unless_its_last_line_is_said_t
     products.write_text(products.read_text() + "ug,Kitchen > Mugs,acme,8")
     call_command("import_catalog", str(products), last_line_is_whole=True, stdout=StringIO())
     assert Product.objects.get(sku="SKU-2").title == "Red mug"
+    for command in ("import_events", "import_catalog"):  # a dataset's files are read by its rules
+        with pytest.raises(CommandError, match="--last-line-is-whole: not allowed with argument --dataset"):
+            call_command(command, str(tmp_path), "--dataset", "olist", "--last-line-is-whole")
     # A JSON line cut short is no JSON (a bad line), so a whole one needs no line break after it.
     jsonl = tmp_path / "events.jsonl"
     jsonl.write_text(json.dumps({"event_type": "search", "query": "mug", "timestamp": 1704103200}))
@@ -577,6 +580,19 @@ def test_names_are_stored_in_one_form_without_control_characters(tmp_path):
     assert (blue.title, blue.brand, blue.store.name) == ("Blue mug", "ACME", "Acme Kitchen")
     assert blue.category == Product.objects.get(sku="SKU-2").category
     assert list(Category.objects.values_list("path", flat=True)) == ["Kitchen", "Kitchen > Mugs Cups"]
+
+
+@pytest.mark.django_db
+def test_a_category_stored_before_names_were_cleaned_is_found_again(tmp_path):
+    """An import before names were stored clean made full-width "Kitchen" as read: a re-import
+    of the same file finds it (as NFKC) rather than making "Kitchen" beside it and moving its
+    products there."""
+    full_width = "\uff2b\uff49\uff54\uff43\uff48\uff45\uff4e"
+    root = Category.objects.create(name=full_width, slug="kitchen")
+    mugs = Category.objects.create(name="Mugs", slug="kitchen-mugs", parent=root)
+    rows = [["SKU-1", "Blue mug", f"{full_width} > Mugs", "acme", "9"]]
+    assert "0 categories created" in import_catalogue_rows(tmp_path / "cat.csv", rows)
+    assert Product.objects.get(sku="SKU-1").category == mugs and Category.objects.count() == 2
 
 
 @pytest.mark.django_db

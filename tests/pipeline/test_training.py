@@ -7,7 +7,9 @@ import time
 import numpy as np
 import pytest
 from celery import current_app
+from django.db import connection
 from django.test import override_settings
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 from safetensors import safe_open
 
@@ -27,6 +29,7 @@ from recommendations.models import (
 from recommendations.progress import Progress
 from recommendations.vectors import activation, embedding, lists, queries, tuning, writer
 from shop.models import Product
+from shop.recommendations import ProductAdapter as ShopProductAdapter
 from tests.pipeline.data import copy_product, tiny_settings
 from tests.pipeline.tiny import TINY_TRAINING
 
@@ -208,6 +211,43 @@ def test_the_scheduled_sync_re_embeds_a_product_saved_since_its_vector(shop):
     assert embedding.sync_all_products().as_dict() == {"written": 1, "removed": 0, "skipped": ""}
     assert not np.allclose(vector_of(product, version), before)
     assert embedding.sync_all_products().written == 0  # up to date now
+
+
+class RevisionNumbered(ShopProductAdapter):
+    """A host whose `updated_field` is a revision number (as django-concurrency's
+    IntegerVersionField is), which cards compare for equality; the shop's `stock` stands in."""
+
+    updated_field = "stock"
+
+
+def test_an_updated_field_that_is_no_time_leaves_the_sync_to_missing_vectors(shop, settings):
+    """Only a time can be compared with when a vector was computed: a revision number (or a
+    date) made every scheduled sync fail."""
+    version = pipeline.retrain().version
+    settings.RECOMMENDATIONS = {
+        **settings.RECOMMENDATIONS,
+        "PRODUCT_ADAPTER": "tests.pipeline.test_training.RevisionNumbered",
+    }
+    product = shop.products[2]
+    product.title, product.stock = "Renamed after the embed", product.stock + 1
+    product.save()
+    created = copy_product(shop.products[0], "late-arrival")
+    assert embedding.sync_all_products(version).written == 1  # the new one only
+    assert ProductVector.objects.filter(model_version=version, product_id=str(created.pk)).exists()
+
+
+def test_the_scheduled_sync_reads_the_versions_vectors_once_and_their_times_only_for_saved_products(shop):
+    """The vector table holds every version's rows: besides the keys it always read, the sync
+    reads the stamps of the few products saved since the version was made, not a MIN over all."""
+    version = pipeline.retrain().version
+    product = shop.products[2]
+    product.title = "Renamed after the embed"
+    product.save()
+    with CaptureQueriesContext(connection) as queries:
+        assert embedding.sync_all_products(version).written == 1
+    table = ProductVector._meta.db_table
+    reads = [q["sql"] for q in queries if f'FROM "{table}"' in q["sql"] and q["sql"].startswith("SELECT")]
+    assert len(reads) == 2 and not [sql for sql in reads if "MIN(" in sql.upper()], reads
 
 
 def test_a_product_saved_while_an_embed_ran_is_stale_in_its_vectors(shop):

@@ -448,6 +448,39 @@ def test_an_activation_waits_for_the_activation_lock_held_by_the_locks_key_schem
 
 
 @pytest.mark.django_db(transaction=True)
+def test_two_activations_of_one_version_switch_once_and_announce_it_once():
+    """Both found the version ready and waited for the switch; the second finds it active under
+    the lock: nothing to replace, no second `version_activated` (a second sync queued), and its
+    activation time stays the first's."""
+    serving, version = make_version(n=50), make_version(n=50, seed=1)
+    activation.activate(serving)
+    heard = []
+
+    def hear(sender, version, **kwargs):
+        heard.append(version.pk)
+
+    activation.version_activated.connect(hear)
+    try:
+        with advisory_lock(activation.ACTIVATION_LOCK):  # another activation is switching
+            threads = [start_thread(lambda: activation.activate(version)) for _ in range(2)]
+            wait_for_waiters(2, activation.ACTIVATION_LOCK)
+        for thread, _ in threads:
+            thread.join(60)
+    finally:
+        activation.version_activated.disconnect(hear)
+    results = [out[0] for _, out in threads]
+    assert not [r for r in results if isinstance(r, Exception)], results
+    assert sorted(r.already_active for r in results) == [False, True]
+    switched = next(r for r in results if not r.already_active)
+    assert switched.previous.pk == serving.pk
+    assert heard == [version.pk]
+    version.refresh_from_db()
+    assert version.status == ModelStatus.ACTIVE and version.activated_at == switched.version.activated_at
+    serving.refresh_from_db()
+    assert activation.previous_version().pk == serving.pk
+
+
+@pytest.mark.django_db(transaction=True)
 def test_a_purge_waits_for_whoever_builds_a_versions_indexes():
     """The admin's "activate" holds only the version's index lock, not the pipeline's: the
     daily purge must not drop the indexes it is building, nor delete their vectors."""

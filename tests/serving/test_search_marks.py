@@ -5,6 +5,7 @@ import importlib
 
 import pytest
 from django.db import connection
+from django.db.migrations.executor import MigrationExecutor
 
 from recommendations.models import ProductDocument
 from recommendations.serving.cache import clear_process_caches
@@ -102,3 +103,52 @@ def test_documents_stored_before_are_rewritten_in_the_new_form(catalog, client):
     document = ProductDocument.objects.get(product_id=pointed)
     assert (document.title, document.placement) == (f"{SHALOM} candle", f"Hair {SHALOM}")
     assert found(client, SHALOM) == {pointed}
+
+
+def migrate_to(target: str) -> None:
+    executor = MigrationExecutor(connection)
+    executor.migrate([("recommendations", target)])
+
+
+def folded_categories_found(name: str) -> set[str]:
+    """Documents whose folded category names hold `name`, through the index when it serves."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT product_id FROM recommendations_productdocument "
+            f"WHERE {MIGRATION.FOLD}(categories) && {MIGRATION.FOLD}(ARRAY[%s])",
+            [name],
+        )
+        return {row[0] for row in cursor.fetchall()}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_migration_goes_back_and_forth_on_stored_documents_and_again_after_an_interruption():
+    """Back to 0029 (the old folding, the function dropped) and forward again on documents
+    stored before; and forward once more after an interruption left its function behind, as a
+    failed UPDATE or REINDEX does (it runs outside a transaction): `migrate` again finishes it."""
+    last = MigrationExecutor(connection).loader.graph.leaf_nodes("recommendations")[0][1]
+    ProductDocument.objects.create(
+        product_id="1", title="Candle", categories=["\u0130stanbul", SHALOM_POINTED]
+    )
+    try:
+        migrate_to("0029_product_document_folded_categories_index")
+        ProductDocument.objects.filter(product_id="1").update(title=f"{SHALOM_POINTED} candle")
+        assert folded_categories_found(SHALOM) == set()  # the old folding kept the points
+        migrate_to(MIGRATION.__name__.rsplit(".", 1)[1])
+        assert ProductDocument.objects.get(product_id="1").title == f"{SHALOM} candle"
+        assert folded_categories_found(SHALOM) == folded_categories_found("istanbul") == {"1"}
+        migrate_to("0029_product_document_folded_categories_index")
+        with connection.cursor() as cursor:  # what an interrupted forward run leaves behind
+            cursor.execute(MIGRATION.Migration.operations[0].sql)
+            cursor.execute(MIGRATION.FOLDED_NAMES)
+            cursor.execute(  # the copy an interrupted REINDEX CONCURRENTLY makes
+                f"CREATE INDEX {MIGRATION.INDEX}_ccnew ON {MIGRATION.TABLE} "
+                f"USING gin ({MIGRATION.FOLD}(categories))"
+            )
+        migrate_to(MIGRATION.__name__.rsplit(".", 1)[1])
+        assert folded_categories_found(SHALOM) == {"1"}
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT relname FROM pg_class WHERE relname LIKE %s", [f"{MIGRATION.INDEX}%"])
+            assert [name for (name,) in cursor.fetchall()] == [MIGRATION.INDEX]
+    finally:
+        migrate_to(last)

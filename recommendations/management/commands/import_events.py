@@ -8,7 +8,6 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandParser
 
-from recommendations.events.datasets import DATASETS
 from recommendations.events.importers import (
     DEFAULT_BATCH_ROWS,
     DatabaseLost,
@@ -17,7 +16,7 @@ from recommendations.events.importers import (
     import_event_file,
 )
 from recommendations.events.textfiles import error_lines
-from recommendations.management.errors import add_last_line_option, command_errors
+from recommendations.management.errors import add_source_options, command_errors
 from recommendations.progress import Progress, ProgressBar
 
 
@@ -36,12 +35,11 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("path", help="a .csv/.jsonl file (optionally .gz), or the dataset's folder")
-        parser.add_argument("--dataset", choices=sorted(DATASETS), help="read PATH as this public dataset")
         parser.add_argument(
             "--batch-rows", type=batch_size, default=DEFAULT_BATCH_ROWS, help="rows per transaction"
         )
         parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
-        add_last_line_option(parser)
+        add_source_options(parser)
 
     def handle(self, *args: Any, path: str, dataset: str | None, batch_rows: int, **options: Any) -> None:
         source = Path(path)

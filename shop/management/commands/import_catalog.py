@@ -7,9 +7,8 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandParser
 
-from recommendations.events.datasets import DATASETS
 from recommendations.events.textfiles import error_lines
-from recommendations.management.errors import add_last_line_option, command_errors
+from recommendations.management.errors import add_source_options, command_errors
 from recommendations.progress import Progress, ProgressBar
 from shop.catalog_import import CatalogImportFailed, import_catalog_file, import_dataset_catalog
 
@@ -24,8 +23,7 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("path", help="a .csv/.jsonl file, or the dataset's folder")
-        parser.add_argument("--dataset", choices=sorted(DATASETS), help="read PATH as this public dataset")
-        add_last_line_option(parser)
+        add_source_options(parser)
 
     def handle(self, *args: Any, path: str, dataset: str | None, **options: Any) -> None:
         source = Path(path)
