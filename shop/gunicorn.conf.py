@@ -9,6 +9,13 @@ so machines can be added behind the balancer at will.
 import os
 from typing import Any
 
+# This is the production entry point: DEBUG unset means false here (the settings' default of
+# true is for `manage.py runserver`), so a missing SECRET_KEY or ALLOWED_HOSTS stops start-up
+# instead of serving debug pages signed with the public development key. Set DEBUG=true to
+# run gunicorn for development.
+if not os.environ.get("DEBUG", "").strip():  # unset or empty, which the settings read as unset
+    os.environ["DEBUG"] = "false"
+
 # One BLAS/OpenMP thread per process. Serving's numpy work is small matrix products that
 # gain nothing from more threads, and W workers x T threads each starting one BLAS thread per
 # core would fight over the cores. Set here, before the workers import numpy.

@@ -1,7 +1,8 @@
 """Settings of the demo shop, read from the environment.
 
 Development needs nothing set: DEBUG is on, a development secret key is used and the
-embedded PostgreSQL starts by itself. Production (`DEBUG=false`) refuses to start without
+embedded PostgreSQL starts by itself. Production (`DEBUG=false`, what the production entry
+point `shop/gunicorn.conf.py` assumes when DEBUG is unset) refuses to start without
 `SECRET_KEY`.
 """
 

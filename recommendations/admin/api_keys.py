@@ -1,14 +1,21 @@
-"""Admin for API keys: the raw key is shown once, right after it is created."""
+"""Admin for API keys: the raw key is shown once, on the page that answers the form creating it.
+
+Not as a message for the next page: messages travel in a cookie (signed, not encrypted) or in
+the session row, so the key would be stored outside its hash, and sent with every request to
+the site until shown.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
 from django import forms
-from django.contrib import admin, messages
+from django.contrib import admin
 from django.db.models import QuerySet
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse
+from django.template.response import TemplateResponse
 from django.utils import timezone
+from django.utils.cache import add_never_cache_headers
 
 from recommendations.models.api_keys import ApiKey, Scope, forget_verified_keys
 
@@ -44,14 +51,25 @@ class ApiKeyAdmin(admin.ModelAdmin):
             super().save_model(request, obj, form, change)
             return
         created, raw = ApiKey.objects.create_key(obj.name, obj.scopes)
-        # The admin logs the addition and redirects using `obj`: make it the new row.
+        # The admin logs the addition and answers using `obj`: make it the new row.
         obj.pk = created.pk
         obj.refresh_from_db()
-        messages.warning(
-            request,
-            f"The new API key is {raw} — copy it now: only its hash is stored, so it cannot be "
-            f"shown again. Clients send it as 'Authorization: Api-Key {raw}'.",
-        )
+        obj.raw_key = raw  # for `response_add` alone; never saved
+
+    def response_add(
+        self, request: HttpRequest, obj: ApiKey, post_url_continue: str | None = None
+    ) -> HttpResponse:
+        """The new key on this answer's own page, which no cache may keep."""
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "title": f"API key “{obj.name}” created",
+            "api_key": obj,
+            "raw_key": obj.raw_key,
+        }
+        response = TemplateResponse(request, "admin/recommendations/api_key_created.html", context)
+        add_never_cache_headers(response)
+        return response
 
     @admin.action(description="Revoke selected API keys", permissions=["change"])
     def revoke(self, request: HttpRequest, queryset: QuerySet[ApiKey]) -> None:

@@ -38,6 +38,7 @@ from rest_framework.views import APIView
 
 from recommendations.api.audience import resolve_audience
 from recommendations.api.authentication import ApiKeyAuthentication, CsrfSessionAuthentication
+from recommendations.api.parsers import PARSERS
 from recommendations.api.permissions import (
     AudiencePermission,
     CanReadRecommendations,
@@ -84,6 +85,7 @@ def _refused(exc: DjangoValidationError | ImproperlyConfigured) -> exceptions.Va
 
 class ApiView(APIView):
     authentication_classes = [ApiKeyAuthentication, CsrfSessionAuthentication]
+    parser_classes = PARSERS
     throttle_classes = [ApiRateThrottle]
 
 
@@ -466,6 +468,7 @@ class CampaignViewSet(viewsets.ModelViewSet):
     queryset = Campaign.objects.all()
     serializer_class = CampaignSerializer
     authentication_classes = ApiView.authentication_classes
+    parser_classes = ApiView.parser_classes
     throttle_classes = ApiView.throttle_classes
     permission_classes = [ModelPermissionsOrScope]
     required_scopes = (AUDIENCES_SCOPE,)
@@ -595,6 +598,7 @@ class ExperimentViewSet(viewsets.ModelViewSet):
     queryset = Experiment.objects.prefetch_related("variants")
     serializer_class = ExperimentSerializer
     authentication_classes = ApiView.authentication_classes
+    parser_classes = ApiView.parser_classes
     throttle_classes = ApiView.throttle_classes
     permission_classes = [ModelPermissionsOrScope]
 

@@ -23,6 +23,7 @@ from rest_framework.views import APIView
 from recommendations.api.audience import resolve_audience
 from recommendations.api.authentication import ApiKeyAuthentication, CsrfSessionAuthentication
 from recommendations.api.negotiation import FirstRendererNegotiation
+from recommendations.api.parsers import PARSERS
 from recommendations.api.permissions import CanReadRecommendations
 from recommendations.api.recommendation_serializers import (
     CategoryListParamsSerializer,
@@ -72,6 +73,7 @@ class RecommendationView(APIView):
     permission_classes = [CanReadRecommendations]
     throttle_classes = [ApiRateThrottle]
     renderer_classes = [FastJSONRenderer, renderers.BrowsableAPIRenderer]
+    parser_classes = PARSERS
     content_negotiation_class = FirstRendererNegotiation
     params_serializer: ClassVar[type[ListParamsSerializer]] = ListParamsSerializer
 

@@ -159,7 +159,7 @@ def test_a_worker_recycled_while_the_database_is_down_boots_and_answers_503(data
     url = subprocess.run(
         [sys.executable, "manage.py", "embedded_db", "url"], cwd=ROOT, env=env, capture_output=True, text=True
     ).stdout.strip()
-    env = {**env, "DATABASE_URL": url}
+    env = {**env, "DATABASE_URL": url, "DEBUG": "true"}  # plain HTTP on loopback, no SECRET_KEY
     port = free_port()
     log = (tmp_path / "gunicorn.log").open("w")
     app = subprocess.Popen(

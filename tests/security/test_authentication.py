@@ -2,11 +2,13 @@
 
 import hashlib
 import json
+import re
 import time
 from collections import Counter
 
 import pytest
 from django.conf import settings
+from django.contrib.sessions.models import Session
 from django.core.cache import cache
 from django.db import connection
 from django.test import Client, override_settings
@@ -36,6 +38,24 @@ def test_keys_are_stored_only_as_a_hash(make_key):
         cursor.execute(f"SELECT * FROM {ApiKey._meta.db_table}")
         row = " ".join(map(str, cursor.fetchone()))
     assert raw not in row and raw.split(".", 1)[1] not in row
+
+
+def test_a_new_keys_raw_value_travels_only_in_the_page_that_shows_it(admin_client):
+    """The admin shows a new key on the answer to its form, uncached. As a message for the
+    next page it travelled in the `messages` cookie (signed, not encrypted: readable by anyone
+    who sees the browser's cookies or a proxy's log of them, and sent with every request to
+    the site until shown) or, with session messages, in the session row."""
+    response = admin_client.post(
+        "/admin/recommendations/apikey/add/", {"name": "warehouse", "scopes": ["events:write"]}
+    )
+    assert response.status_code == 200
+    assert "no-store" in response["Cache-Control"]
+    raw = re.search(r"[0-9a-f]{8}\.[A-Za-z0-9_-]{43}", response.content.decode()).group()
+    assert ApiKey.objects.get_for_raw_key(raw) == ApiKey.objects.get()
+    secret = raw.split(".", 1)[1]
+    assert secret not in str(response.cookies) and secret not in str(admin_client.cookies)
+    assert not any(secret in str(s.get_decoded()) for s in Session.objects.all())
+    assert secret not in admin_client.get("/admin/recommendations/apikey/").content.decode()
 
 
 def test_each_scope_opens_only_its_own_door(make_key, products):

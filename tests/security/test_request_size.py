@@ -7,7 +7,7 @@ from django.conf import settings
 from django.test import override_settings
 
 from recommendations.models import Event
-from tests.security.clients import with_key
+from tests.security.clients import browser, with_key
 
 pytestmark = pytest.mark.django_db
 SMALL_CAP = {**settings.RECOMMENDATIONS, "MAX_BATCH_BYTES": 4000, "MAX_BATCH_EVENTS": 20}
@@ -59,3 +59,19 @@ def test_bodies_past_djangos_upload_limit_are_a_clean_4xx(make_key):
     for url in ("/api/recommendations/rerank/", "/api/events/"):
         response = client.post(url, huge, content_type="application/json")
         assert 400 <= response.status_code < 500, url
+
+
+def test_json_nested_too_deep_is_a_400_not_a_500(staff):
+    """Python's json module recurses once per level: a 10 KB body of brackets raised
+    RecursionError, a 500, from the re-ranking any browser session may post (and from the
+    campaign and experiment APIs)."""
+    nested = "[" * 5000 + "]" * 5000
+    anonymous, admin = browser(), browser(staff)
+    for client, url, field in (
+        (anonymous, "/api/recommendations/rerank/", "product_ids"),
+        (admin, "/api/campaigns/", "name"),
+        (admin, "/api/experiments/", "name"),
+    ):
+        response = client.post(url, f'{{"{field}": {nested}}}', content_type="application/json")
+        assert response.status_code == 400, url
+        assert "nested too deeply" in response.json()["detail"], url
