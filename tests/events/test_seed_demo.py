@@ -1,6 +1,7 @@
 """The demo data generator: a believable, deterministic shop written through the COPY path."""
 
 import datetime as dt
+import re
 from collections import Counter
 from io import StringIO
 
@@ -77,3 +78,13 @@ def test_seed_demo_stores_nothing_of_a_shopper_who_opted_out():
     seed()
     assert not Event.objects.filter(user=shopper).exists()
     assert Event.objects.filter(user__isnull=False).exists()
+
+
+@pytest.mark.django_db
+def test_seed_demo_says_once_what_it_made():
+    output = StringIO()
+    call_command("seed_demo", seed=3, products=80, users=40, days=60, end=END, stdout=output)
+    summaries = [line for line in output.getvalue().splitlines() if "seeded" in line.lower()]
+    assert len(summaries) == 1, output.getvalue()
+    made = r"Seeded 80 products, 40 shoppers \(password 'demo'\) and \d+ events over 60 days in [\d.]+s\."
+    assert re.fullmatch(made, summaries[0])

@@ -362,7 +362,9 @@ def test_a_training_stopped_by_sigterm_is_marked_failed_and_changes_nothing(comm
     output = "".join(lines) + process.stdout.read()
     assert process.wait(timeout=60) == 1, output
     version = ModelVersion.objects.get()
-    assert f"Interrupted: model version {version.pk} is marked failed" in output
+    assert (
+        f"Interrupted: model version {version.pk} is marked failed, and no model version serves yet" in output
+    )
     assert "Traceback" not in output
     assert version.status == ModelStatus.FAILED and queries.active_version(fresh=True) is None
 

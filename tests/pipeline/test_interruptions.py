@@ -89,13 +89,12 @@ def fake_retrain(status, *, embedded=False, error=KeyboardInterrupt):
 @pytest.mark.parametrize(
     ("status", "embedded", "parts"),
     [
-        (ModelStatus.FAILED, False, ["Interrupted: model version {pk} is marked failed, and the version"]),
+        (ModelStatus.FAILED, False, ["Interrupted: model version {pk} is marked failed, and no model"]),
         (
             ModelStatus.READY,
             False,
             [
-                "Interrupted: model version {pk} is trained but not embedded, and the version that served "
-                "before still serves.",
+                "Interrupted: model version {pk} is trained but not embedded, and no model version serves yet.",
                 "To serve it: `python manage.py embed --model-version {pk}` then "
                 "`python manage.py activate_model {pk}`; or retrain.",
             ],
@@ -114,6 +113,15 @@ def test_an_interrupted_train_model_says_what_state_it_left(monkeypatch, status,
         run("train_model", "--activate")
     for part in parts:
         assert part.format(pk=pk()) in str(raised.value)
+
+
+@pytest.mark.django_db
+def test_an_interrupted_retrain_names_the_version_that_still_serves(monkeypatch):
+    serving = ModelVersion.objects.create(status=ModelStatus.ACTIVE, dimensions=4)
+    monkeypatch.setattr(pipeline, "retrain", fake_retrain(ModelStatus.FAILED)[0])
+    with pytest.raises(CommandError) as raised:
+        run("train_model", "--activate")
+    assert str(raised.value).endswith(f"is marked failed, and model version {serving.pk} still serves.")
 
 
 @pytest.mark.django_db

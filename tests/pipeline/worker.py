@@ -60,7 +60,7 @@ def configure_broker(folder: Path) -> dict[str, str]:
         env = {"CELERY_BROKER_URL": url}
         options = dict(settings.CELERY_BROKER_TRANSPORT_OPTIONS)
     else:
-        url = "filesystem://"
+        url = "filesystem://localhost/"  # with a host, as shop.settings names it
         for sub in ("out", "processed", "control"):
             (folder / sub).mkdir(parents=True, exist_ok=True)
         env = {"CELERY_BROKER_FOLDER": str(folder)}

@@ -26,6 +26,9 @@ from recommendations.models import ModelStatus, ModelVersion
 from recommendations.progress import Progress, ProgressBar
 from recommendations.vectors.activation import ActivationError
 
+# What serves after an interruption, when the database cannot say which version it is.
+SERVED_BEFORE = "the version that served before still serves"
+
 
 class Command(BaseCommand):
     help = (
@@ -116,13 +119,13 @@ class Command(BaseCommand):
 def _interrupted(version_id: int | None) -> str:
     """What an interruption left behind, read back from the version's row: it depends on the
     stage (training marks the version failed; embedding leaves it trained but not embedded)."""
-    served = "the version that served before still serves"
     if version_id is None:
-        return f"Interrupted before a model version was created; {served}."
+        return f"Interrupted before a model version was created; {_serving()}."
     try:
         version = ModelVersion.objects.filter(pk=version_id).first()
     except DatabaseError:  # interrupted mid-statement, the connection may be unusable
-        return f"Interrupted while working on model version {version_id}; {served}."
+        return f"Interrupted while working on model version {version_id}; {SERVED_BEFORE}."
+    served = _serving()
     if version is None or version.status == ModelStatus.FAILED:
         return f"Interrupted: model version {version_id} is marked failed, and {served}."
     if version.status == ModelStatus.ACTIVE:
@@ -139,6 +142,16 @@ def _interrupted(version_id: int | None) -> str:
             f"`python manage.py activate_model {version_id}` makes it serve."
         )
     return f"Interrupted: model version {version_id} is {version.status}, and {served}."
+
+
+def _serving() -> str:
+    """Which version serves after the interruption: none yet when it stopped the first training
+    (`make demo` interrupted), not "the one that served before"."""
+    try:
+        active = ModelVersion.objects.filter(status=ModelStatus.ACTIVE).values_list("pk", flat=True).first()
+    except DatabaseError:
+        return SERVED_BEFORE
+    return f"model version {active} still serves" if active else "no model version serves yet"
 
 
 def _left_by_outage(version_id: int | None) -> str:

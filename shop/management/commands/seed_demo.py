@@ -38,6 +38,6 @@ class Command(BaseCommand):
         self.stdout.write(
             self.style.SUCCESS(
                 f"Seeded {summary.products} products, {summary.users} shoppers (password "
-                f"{DEMO_PASSWORD!r}) and {summary.events} events in {summary.seconds:.1f}s."
+                f"{DEMO_PASSWORD!r}) and {summary.events} events over {days} days in {summary.seconds:.1f}s."
             )
         )
