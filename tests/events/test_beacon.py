@@ -33,7 +33,8 @@ const container = {
   getAttribute: attrs({ "data-rec-id": "rec-42", "data-rec-kind": "similar" }),
   querySelectorAll: (sel) => (sel === "[data-product-id]" ? products : []),
 };
-products.forEach((p) => { p.closest = (sel) => (sel === "[data-rec-impression]" ? container : p); });
+const ancestors = (p) => ({ "[data-rec-impression]": container, "[data-product-id], [data-store-id]": p });
+products.forEach((p) => { p.closest = (sel) => ancestors(p)[sel] || null; });  // no <summary> above
 globalThis.window = globalThis;
 globalThis.location = { pathname: "/product/blue-mug/" };
 globalThis.document = {

@@ -174,7 +174,9 @@ def test_a_category_is_read_newest_first_from_its_index_without_sorting_it(clien
     ]
     assert listings
     for sql in listings:
-        plan = plan_of(sql)
+        # Sorting priced out too: on a table this small another index plus a sort can cost the
+        # same, and the planner's pick between them would depend on the statistics of the run.
+        plan = plan_of(sql, sorts=False)
         assert "shop_product_category_newest" in plan and "Sort" not in plan, plan
 
 
