@@ -1,5 +1,6 @@
 """The skeleton: database, settings object, drop-in contract, start-up errors, migrations."""
 
+import ast
 import os
 import re
 import shutil
@@ -696,3 +697,30 @@ def test_a_category_parent_field_must_point_at_the_category_model():
     with override_settings(RECOMMENDATIONS=settings):
         with pytest.raises(ImproperlyConfigured, match="category_parent_field = 'slug'"):
             adapters.validate_configuration()
+
+
+def test_every_test_the_docs_cite_exists():
+    """The docs name the test that fails when a protection breaks; a renamed or deleted test
+    would leave them citing nothing. `tests/x.py::test_a, ::test_b` cites both in that file."""
+    citation = re.compile(r"(tests/[\w/]+\.py)?::(\w+)|(tests/[\w/]+\.py)")
+    missing = []
+    for doc in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]:
+        for number, line in enumerate(doc.read_text().splitlines(), 1):
+            module = None
+            for found in citation.finditer(line):
+                named_module, test, bare_module = found.groups()
+                module = named_module or bare_module or module
+                where = f"{doc.relative_to(ROOT)}:{number}"
+                if not module:
+                    continue  # a "::" that follows no test file (SQL's ::vector cast)
+                path = ROOT / module
+                if not path.exists():
+                    missing.append(f"{where} {module}")
+                elif test and test not in _defined_names(path):
+                    missing.append(f"{where} {module}::{test}")
+    assert not missing, "The docs cite tests that do not exist:\n" + "\n".join(missing)
+
+
+def _defined_names(path: Path) -> set[str]:
+    nodes = ast.walk(ast.parse(path.read_text()))
+    return {node.name for node in nodes if isinstance(node, ast.FunctionDef | ast.ClassDef)}

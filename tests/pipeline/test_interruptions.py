@@ -148,6 +148,7 @@ def test_a_database_outage_is_one_line_that_names_the_version(monkeypatch):
         (["activate_model", "--rollback"], "The version that serves changes only in the final switch"),
         (["embed"], "The version that serves changes only in the final switch"),
         (["evaluate"], "Evaluating stores nothing."),
+        (["forget_crawlers"], "then run the command again."),
     ],
 )
 def test_a_connection_the_database_dropped_is_one_line_from_the_ml_commands(args, outcome):
