@@ -20,12 +20,11 @@ HEADER = "Content-Security-Policy"
 
 
 def policy_for(path: str) -> str:
-    """The header's value for a page at `path` (the longest matching prefix's changes apply)."""
-    directives = dict(settings.CONTENT_SECURITY_POLICY)
-    prefixes = [prefix for prefix in settings.CONTENT_SECURITY_POLICY_PATHS if path.startswith(prefix)]
-    if prefixes:
-        directives.update(settings.CONTENT_SECURITY_POLICY_PATHS[max(prefixes, key=len)])
-    return "; ".join(f"{name} {sources}".strip() for name, sources in directives.items())
+    """The header's value for a page at `path`."""
+    paths = settings.CONTENT_SECURITY_POLICY_PATHS.items()
+    changes = next((changes for prefix, changes in paths if path.startswith(prefix)), {})
+    directives = {**settings.CONTENT_SECURITY_POLICY, **changes}
+    return "; ".join(f"{name} {sources}" for name, sources in directives.items())
 
 
 class ContentSecurityPolicyMiddleware:
