@@ -58,6 +58,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "recommendations.middleware.DatabaseUnavailableMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    "shop.csp.ContentSecurityPolicyMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -121,6 +122,10 @@ MEDIA_ROOT = Path(os.environ.get("MEDIA_ROOT", BASE_DIR / ".data" / "media"))
 LOGIN_URL = "/accounts/login/"
 LOGIN_REDIRECT_URL = "/"
 LOGOUT_REDIRECT_URL = "/"
+# The shop's sign-in form refuses a username from an address after this many failures within
+# the window (shop.login_throttle), until the window closes.
+LOGIN_FAILURE_LIMIT = int(os.environ.get("LOGIN_FAILURE_LIMIT", "5"))
+LOGIN_FAILURE_WINDOW_SECONDS = int(os.environ.get("LOGIN_FAILURE_WINDOW_SECONDS", str(15 * 60)))
 
 CACHES = {
     "default": {
@@ -167,6 +172,33 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+}
+
+# Content-Security-Policy of every response (shop.csp): scripts and styles from the shop's own
+# files only, pictures from any HTTPS host too.
+CONTENT_SECURITY_POLICY = {
+    "default-src": "'self'",
+    "img-src": "'self' data: https:",
+    "script-src": "'self'",
+    "style-src": "'self'",
+    "object-src": "'none'",
+    "base-uri": "'self'",
+    "form-action": "'self'",
+    "frame-ancestors": "'none'",
+}
+# Directives replaced under a path prefix.
+CONTENT_SECURITY_POLICY_PATHS = {
+    # The engine's admin pages style themselves inline (a <style> block, SVG charts, the widths
+    # of bars); their scripts are files, as Django's admin's.
+    "/admin/": {"style-src": "'self' 'unsafe-inline'"},
+    # Swagger UI and Redoc write <style> elements; Redoc asks for Google's fonts and searches in
+    # a blob: worker.
+    "/api/docs/": {"style-src": "'self' 'unsafe-inline'"},
+    "/api/redoc/": {
+        "style-src": "'self' 'unsafe-inline' https://fonts.googleapis.com",
+        "font-src": "'self' https://fonts.gstatic.com",
+        "worker-src": "'self' blob:",
+    },
 }
 
 # Celery: with no broker configured, a filesystem transport under .data/ needs no server. For the

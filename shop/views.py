@@ -8,6 +8,7 @@ import time
 import uuid
 from typing import Any
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import logout
 from django.contrib.auth import views as auth_views
@@ -16,6 +17,7 @@ from django.core.paginator import Page, Paginator
 from django.db.models import QuerySet
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.template.defaultfilters import pluralize
 from django.urls import reverse
 from django.utils.cache import patch_cache_control
 from django.utils.http import url_has_allowed_host_and_scheme
@@ -27,7 +29,7 @@ from recommendations.events.signals import added_to_cart, removed_from_cart, sea
 from recommendations.events.tracking import is_bot
 from recommendations.serving.products import rerank
 from recommendations.serving.types import Audience, Options, Recommendation
-from shop import placeholders
+from shop import login_throttle, placeholders
 from shop.cart import Cart, CartError, CartLine, quantity_limit
 from shop.checkout import place_order, placed_order
 from shop.demo_accounts import demo_shoppers
@@ -433,6 +435,30 @@ class LoginView(auth_views.LoginView):
             "demo_accounts": demo_shoppers(DEMO_ACCOUNTS),
             "demo_password": DEMO_PASSWORD,
         }
+
+    def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        """Refuse, unchecked, a username that failed too often from this address (429)."""
+        username = request.POST.get("username", "")
+        if not login_throttle.is_locked(request, username):
+            return super().post(request, *args, **kwargs)
+        minutes = -(-settings.LOGIN_FAILURE_WINDOW_SECONDS // 60)
+        refusal = (
+            f"Too many failed sign-ins for this account. Wait up to {minutes} "
+            f"minute{pluralize(minutes)} and try again, or sign in as someone else."
+        )
+        # An unbound form: a bound one would check the password as it shows its errors.
+        form = self.get_form_class()(request, initial={"username": username})
+        response = self.render_to_response(self.get_context_data(form=form, refusal=refusal), status=429)
+        response["Retry-After"] = str(settings.LOGIN_FAILURE_WINDOW_SECONDS)
+        return response
+
+    def form_valid(self, form: Any) -> HttpResponse:
+        login_throttle.clear(self.request, self.request.POST.get("username", ""))
+        return super().form_valid(form)
+
+    def form_invalid(self, form: Any) -> HttpResponse:
+        login_throttle.record_failure(self.request, self.request.POST.get("username", ""))
+        return super().form_invalid(form)
 
 
 @require_POST

@@ -58,17 +58,20 @@ def store_logo(store: Store) -> str:
     return reverse("shop:store_logo", args=[store.pk])
 
 
-@register.filter
-def stars_width(rating: float | None) -> str:
-    """An average rating (1-5) as the filled width of five stars."""
-    return f"{min(max(float(rating or 0), 0), 5) * 20:.0f}%"
+@register.inclusion_tag("shop/_stars.html")
+def stars(rating: float | None) -> dict[str, str]:
+    """Five stars filled to an average rating (1-5): the filled ones are clipped by an inner
+    <svg> as wide as the rating. SVG, as its widths are attributes: the Content-Security-Policy
+    (shop.csp) refuses style attributes."""
+    return {"width": f"{min(max(float(rating or 0), 0), 5) * 20:.0f}%"}
 
 
 @register.filter
-def category_color(category: Category) -> str:
-    """The category's tile colour; products of a category share its hue (see placeholders)."""
+def category_colors(category: Category) -> tuple[str, str]:
+    """The two colours of the category's tile gradient; products of a category share its hue
+    (see placeholders)."""
     hue = placeholders.hue_for(category.names[0])
-    return f"linear-gradient(135deg, hsl({hue} 50% 42%), hsl({(hue + 30) % 360} 55% 32%))"
+    return f"hsl({hue}, 50%, 42%)", f"hsl({(hue + 30) % 360}, 55%, 32%)"
 
 
 @register.simple_tag

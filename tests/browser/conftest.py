@@ -73,8 +73,15 @@ def page(browser, live_server):
     )
     context.set_default_timeout(15_000)
     tab = context.new_page()
+    # Chromium reports what the Content-Security-Policy blocked as console errors.
+    blocked = []
+    tab.on(
+        "console",
+        lambda message: "Content Security Policy" in message.text and blocked.append(message.text),
+    )
     yield tab
     context.close()
+    assert not blocked, "the Content-Security-Policy blocked:\n" + "\n".join(blocked)
 
 
 @pytest.fixture(scope="session")
