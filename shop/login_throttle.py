@@ -1,7 +1,12 @@
 """Failed sign-ins counted per username and client address, so a password cannot be guessed
-without end: after `LOGIN_FAILURE_LIMIT` failures within `LOGIN_FAILURE_WINDOW_SECONDS` the
-sign-in form refuses that username from that address until the window closes (the window
-opens at the first failure); a successful sign-in clears the count.
+without end: after `LOGIN_FAILURE_LIMIT` failures within `LOGIN_FAILURE_WINDOW_SECONDS` that
+username is refused from that address until the window closes (the window opens at the first
+failure); a successful sign-in clears the count.
+
+Counted and refused where every sign-in passes (the shop's form, the admin's, the browsable
+API's): Django's `user_login_failed` and `user_logged_in` signals count, and the
+authentication backend `ThrottledModelBackend` refuses. The shop's form also answers a refused
+sign-in with 429 and says how long to wait (`views.LoginView`).
 
 Counted in Django's cache. While it cannot be reached sign-ins are not limited (and each one
 says so in the log), as the API's rate limits do: a cache outage must not lock shoppers out.
@@ -11,9 +16,14 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from typing import Any
 
 from django.conf import settings
+from django.contrib.auth.backends import ModelBackend
+from django.contrib.auth.signals import user_logged_in, user_login_failed
 from django.core.cache import cache
+from django.core.exceptions import PermissionDenied
+from django.dispatch import receiver
 from django.http import HttpRequest
 from rest_framework.throttling import BaseThrottle
 
@@ -53,6 +63,35 @@ def clear(request: HttpRequest, username: str) -> None:
         cache.delete(_key(request, username))
     except Exception as error:
         _log_outage(error)
+
+
+class ThrottledModelBackend(ModelBackend):
+    """Django's `ModelBackend`, refusing unchecked a username locked out from this address."""
+
+    def authenticate(
+        self,
+        request: HttpRequest | None,
+        username: str | None = None,
+        password: str | None = None,
+        **kwargs: Any,
+    ) -> Any:
+        if request is not None and username and is_locked(request, username):
+            raise PermissionDenied  # authenticate() tries no other backend and reports a failure
+        return super().authenticate(request, username, password, **kwargs)
+
+
+@receiver(user_login_failed, dispatch_uid="shop.login_throttle.count_failure")
+def count_failure(
+    sender: Any, credentials: dict[str, Any], request: HttpRequest | None = None, **kwargs: Any
+) -> None:
+    if request is not None:
+        record_failure(request, str(credentials.get("username", "")))
+
+
+@receiver(user_logged_in, dispatch_uid="shop.login_throttle.clear_failures")
+def clear_failures(sender: Any, request: HttpRequest | None, user: Any, **kwargs: Any) -> None:
+    if request is not None:
+        clear(request, user.get_username())
 
 
 def _log_outage(error: Exception) -> None:

@@ -122,8 +122,9 @@ MEDIA_ROOT = Path(os.environ.get("MEDIA_ROOT", BASE_DIR / ".data" / "media"))
 LOGIN_URL = "/accounts/login/"
 LOGIN_REDIRECT_URL = "/"
 LOGOUT_REDIRECT_URL = "/"
-# The shop's sign-in form refuses a username from an address after this many failures within
-# the window (shop.login_throttle), until the window closes.
+# Every sign-in (the shop's form, the admin's, the browsable API's) refuses a username from an
+# address after this many failures within the window (shop.login_throttle), until it closes.
+AUTHENTICATION_BACKENDS = ["shop.login_throttle.ThrottledModelBackend"]
 LOGIN_FAILURE_LIMIT = int(os.environ.get("LOGIN_FAILURE_LIMIT", "5"))
 LOGIN_FAILURE_WINDOW_SECONDS = int(os.environ.get("LOGIN_FAILURE_WINDOW_SECONDS", str(15 * 60)))
 

@@ -452,14 +452,6 @@ class LoginView(auth_views.LoginView):
         response["Retry-After"] = str(settings.LOGIN_FAILURE_WINDOW_SECONDS)
         return response
 
-    def form_valid(self, form: Any) -> HttpResponse:
-        login_throttle.clear(self.request, self.request.POST.get("username", ""))
-        return super().form_valid(form)
-
-    def form_invalid(self, form: Any) -> HttpResponse:
-        login_throttle.record_failure(self.request, self.request.POST.get("username", ""))
-        return super().form_invalid(form)
-
 
 @require_POST
 def new_visitor(request: HttpRequest) -> HttpResponse:

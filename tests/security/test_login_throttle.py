@@ -1,4 +1,5 @@
-"""The shop's sign-in form limits password guesses per username and client address."""
+"""Sign-ins limit password guesses per username and client address: the shop's form, and
+the admin's, which passes through the same authentication backend."""
 
 import time
 
@@ -45,3 +46,17 @@ def test_the_window_closes(client, alice):
     assert sign_in(client, "alice", "pw").status_code == 429
     time.sleep(1.1)
     assert sign_in(client, "alice", "pw").status_code == 302
+
+
+@override_settings(LOGIN_FAILURE_LIMIT=3)
+def test_the_admins_sign_in_is_limited_too(client, django_user_model):
+    django_user_model.objects.create_user("ops", password="pw", is_staff=True)
+    admin_login = "/admin/login/?next=/admin/"
+    for _ in range(3):
+        failed = client.post(admin_login, {"username": "ops", "password": "guess"})
+        assert failed.status_code == 200 and "_auth_user_id" not in client.session
+    refused = client.post(admin_login, {"username": "ops", "password": "pw"})
+    assert refused.status_code == 200 and "_auth_user_id" not in client.session, "locked: not checked"
+    assert sign_in(client, "ops", "pw").status_code == 429, "one count for both forms"
+    elsewhere = Client(REMOTE_ADDR="198.51.100.7")
+    assert elsewhere.post(admin_login, {"username": "ops", "password": "pw"}).status_code == 302
