@@ -84,6 +84,18 @@ def page(browser, live_server):
     assert not blocked, "the Content-Security-Policy blocked:\n" + "\n".join(blocked)
 
 
+@pytest.fixture
+def admin_page(page, django_user_model):
+    """`page`, signed in to the admin as a superuser."""
+    django_user_model.objects.create_superuser("admin", "admin@example.com", "admin-password")
+    page.goto("/admin/login/?next=/admin/")
+    page.get_by_label("Username").fill("admin")
+    page.get_by_label("Password").fill("admin-password")
+    page.get_by_role("button", name="Log in").click()
+    page.wait_for_url("**/admin/")
+    return page
+
+
 @pytest.fixture(scope="session")
 def artifacts() -> Path:
     ARTIFACTS.mkdir(exist_ok=True)

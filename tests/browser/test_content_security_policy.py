@@ -60,15 +60,8 @@ def test_a_picture_that_cannot_be_loaded_is_replaced_by_the_generated_one(page, 
     )
 
 
-def test_the_admins_engine_pages_and_the_api_documentation_run_under_their_policies(
-    page, shop, django_user_model
-):
-    django_user_model.objects.create_superuser("admin", "admin@example.com", "admin-password")
-    page.goto("/admin/login/?next=/admin/")
-    page.get_by_label("Username").fill("admin")
-    page.get_by_label("Password").fill("admin-password")
-    page.get_by_role("button", name="Log in").click()
-    page.wait_for_url("**/admin/")
+@pytest.mark.usefixtures("admin_page")
+def test_the_admins_engine_pages_and_the_api_documentation_run_under_their_policies(page, shop):
     page.goto("/admin/recommendations/dashboard/?days=7")
     page.locator("#events-per-day svg.rec-chart").wait_for()
     page.goto("/admin/recommendations/experiment/add/")

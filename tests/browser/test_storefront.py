@@ -151,19 +151,14 @@ def test_a_new_visitors_first_click_is_an_add_to_cart_in_the_session_of_its_impr
     assert page.get_by_test_id("cart-count").inner_text() == "1", "the browser kept the cart's session"
 
 
+@pytest.mark.usefixtures("admin_page")
 def test_admin_preview_shows_the_users_blocks_and_the_dashboard_renders(
     page, shop, django_user_model, artifacts
 ):
-    django_user_model.objects.create_superuser("admin", "admin@example.com", "admin-password")
     shopper = django_user_model.objects.create_user("ada")
     Event.objects.create(
         event_type="view", user=shopper, product_id=str(shop["tea"][0].pk), timestamp=timezone.now()
     )
-    page.goto("/admin/login/?next=/admin/")
-    page.get_by_label("Username").fill("admin")
-    page.get_by_label("Password").fill("admin-password")
-    page.get_by_role("button", name="Log in").click()
-    page.wait_for_url("**/admin/")
 
     page.goto("/admin/recommendations/userpreview/")
     page.get_by_label("Shopper").fill("ada")
