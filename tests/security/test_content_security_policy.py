@@ -8,6 +8,9 @@ import re
 from pathlib import Path
 
 import pytest
+from django.http import HttpResponse
+
+from shop.csp import ContentSecurityPolicyMiddleware
 
 ROOT = Path(__file__).resolve().parents[2]
 STRICT = (
@@ -30,6 +33,24 @@ def test_every_page_gets_the_policy_and_only_the_admin_and_api_docs_relax_styles
         policy = client.get(docs)["Content-Security-Policy"]
         assert "script-src 'self';" in policy and "style-src 'self' 'unsafe-inline'" in policy, docs
     assert "script-src 'self';" in client.get("/api/docs/?script=")["Content-Security-Policy"]
+
+
+def test_a_views_own_policy_stands(rf):
+    own = "default-src 'self'; frame-src https://pay.example"
+
+    def view(request):
+        response = HttpResponse("paying")
+        response["Content-Security-Policy"] = own
+        return response
+
+    middleware = ContentSecurityPolicyMiddleware(view)
+    assert middleware(rf.get("/checkout/"))["Content-Security-Policy"] == own
+    assert (
+        ContentSecurityPolicyMiddleware(lambda request: HttpResponse())(rf.get("/checkout/"))[
+            "Content-Security-Policy"
+        ]
+        == STRICT
+    )
 
 
 def templates(*folders: str) -> list[Path]:
