@@ -1,6 +1,6 @@
 """Helpers for the SQL the app writes by hand: keys from requests as parameters, key lists as
-one parameter, and the raw psycopg connection under Django's for the bulk paths (COPY, binary
-parameters, pipelines)."""
+one parameter, the raw psycopg connection under Django's for the bulk paths (COPY, binary
+parameters, pipelines), and the stamp of a read (`read_as_of`)."""
 
 from __future__ import annotations
 

@@ -128,8 +128,8 @@ def embed_version(version: ModelVersion, progress: Progress | None = None) -> Em
 def _mark_embedded(
     version: ModelVersion, when: dt.datetime | None, read_at: dt.datetime | None = None
 ) -> None:
-    """Record when the version's embed finished (None: it is under way or was interrupted),
-    and when it started, the stamp of its catalogue read."""
+    """Record when the version's embed finished (None: it is under way or was interrupted)
+    and, as it starts writing, the stamp of its catalogue read (`vectors_read_at`)."""
     version.embedded_at = when
     fields: dict[str, Any] = {"embedded_at": when}
     if read_at is not None:
