@@ -1,9 +1,10 @@
 """Helpers for the SQL the app writes by hand: keys from requests as parameters, key lists as
-one parameter, and the raw psycopg connection under Django's for the bulk paths (COPY, binary
-parameters, pipelines)."""
+one parameter, the raw psycopg connection under Django's for the bulk paths (COPY, binary
+parameters, pipelines), and the stamp of a read (`read_as_of`)."""
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Iterable
 from typing import Any
 
@@ -99,3 +100,24 @@ def native_timestamps(cursor: CursorWrapper) -> CursorWrapper:
     if adapters is not None and settings.USE_TZ and cursor.db.timezone_name == "UTC":
         adapters.register_loader("timestamptz", TimestamptzLoader)
     return cursor
+
+
+def read_as_of(connection: BaseDatabaseWrapper = default_connection) -> dt.datetime:
+    """The time to stamp on what a read that starts now will see (a vector's `updated_at`):
+    the earlier of now and the start of the oldest other transaction of this database that
+    has written and not yet committed. A save in such a transaction is invisible to the read
+    but stamps its product after its transaction began, so it is later than the stamp and
+    found stale; stamping the read's own time hid it until the next retrain.
+
+    Call it right before the read: under READ COMMITTED every statement after it takes a
+    later snapshot. `statement_timestamp()`, not `now()`, so that a caller's outer
+    transaction does not date the stamp back to its start; the activity snapshot is cleared
+    first, as PostgreSQL keeps one per transaction. Other roles' transactions are seen only
+    by a role with the privileges of `pg_read_all_stats`."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_stat_clear_snapshot()")
+        cursor.execute(
+            "SELECT least(statement_timestamp(), min(xact_start)) FROM pg_stat_activity "
+            "WHERE backend_xid IS NOT NULL AND pid <> pg_backend_pid() AND datname = current_database()"
+        )
+        return cursor.fetchone()[0]

@@ -62,6 +62,9 @@ class ModelVersion(models.Model):
     # whose embed was interrupted (a killed worker) has some vectors but no time here, and
     # cannot be activated: it would serve without user or store vectors.
     embedded_at = models.DateTimeField(null=True, blank=True)
+    # The stamp of its embed's catalogue read (`sql.read_as_of`): no vector of the version is
+    # older, so the scheduled sync looks for saved products only from here (or `created_at`).
+    vectors_read_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     activated_at = models.DateTimeField(null=True, blank=True)
 

@@ -30,7 +30,7 @@ from recommendations.devices import configured_device
 from recommendations.features import TrainingData, build_training_data, item_content
 from recommendations.models import ListKind, ModelVersion, ProductVector
 from recommendations.progress import Progress
-from recommendations.sql import existing_keys
+from recommendations.sql import existing_keys, read_as_of
 from recommendations.vectors import lists, queries, writer
 
 logger = logging.getLogger(__name__)
@@ -79,13 +79,15 @@ def embed_version(version: ModelVersion, progress: Progress | None = None) -> Em
     """Compute and write every product, store and user vector of `version` from the current
     catalogue and events. Idempotent: each table's rows of the version are replaced.
 
-    The vectors are stamped with the time the catalogue was read, so a product saved while
-    the embed ran is found stale by the next `sync_all_products`."""
+    The vectors are stamped with the time the catalogue was read, or the start of the oldest
+    write transaction still open then (`sql.read_as_of`), so a product saved while the embed
+    ran, even in a transaction the read could not see yet, is found stale by the next
+    `sync_all_products`."""
     progress = progress or Progress()
     progress.bind(version)
     started = time.perf_counter()
     loaded = load_model(version)
-    read_at = dt.datetime.now(dt.UTC)
+    read_at = read_as_of()
     data = build_training_data(version.config.get("window_days"))
     products = [p for p in data.catalogue.products if p.is_active]
     parts = []
@@ -97,7 +99,7 @@ def embed_version(version: ModelVersion, progress: Progress | None = None) -> Em
     progress("writing vectors", 0, 3)
     # Unfinished from the first write until the last: a kill in between leaves a version that
     # activation refuses (`embedded_at`), not one that serves without user vectors.
-    _mark_embedded(version, None)
+    _mark_embedded(version, None, read_at)
     counts = EmbedCounts()
     counts.products = writer.write_product_vectors(
         version, [p.id for p in products], embeddings, biases, as_of=read_at
@@ -123,10 +125,16 @@ def embed_version(version: ModelVersion, progress: Progress | None = None) -> Em
     return counts
 
 
-def _mark_embedded(version: ModelVersion, when: dt.datetime | None) -> None:
-    """Record when the version's embed finished (None: it is under way or was interrupted)."""
+def _mark_embedded(
+    version: ModelVersion, when: dt.datetime | None, read_at: dt.datetime | None = None
+) -> None:
+    """Record when the version's embed finished (None: it is under way or was interrupted)
+    and, as it starts writing, the stamp of its catalogue read (`vectors_read_at`)."""
     version.embedded_at = when
-    ModelVersion.objects.filter(pk=version.pk).update(embedded_at=when)
+    fields: dict[str, Any] = {"embedded_at": when}
+    if read_at is not None:
+        version.vectors_read_at = fields["vectors_read_at"] = read_at
+    ModelVersion.objects.filter(pk=version.pk).update(**fields)
 
 
 def _store_vectors(products: Sequence[ProductRecord], embeddings: np.ndarray) -> tuple[list[str], np.ndarray]:
@@ -187,7 +195,7 @@ def sync_products(product_ids: Iterable[str], version: ModelVersion | None = Non
     if not keys:
         return SyncResult()
     adapter = get_product_adapter()
-    read_at = dt.datetime.now(dt.UTC)
+    read_at = read_as_of()
     records = [r for r in adapter.records(adapter.index_queryset().filter(pk__in=keys)) if r.is_active]
     result = SyncResult()
     with transaction.atomic():
@@ -240,14 +248,18 @@ def sync_all_products(version: ModelVersion | None = None, progress: Progress | 
 
 def _saved_since_embedded(products: QuerySet, version: ModelVersion) -> set[str]:
     """Keys of these products whose `updated_field` is later than their vector's `updated_at`
-    (when their content was read for it). Only products saved since the version was made are
-    read, and only their vectors' times (every vector of it was computed after it was made):
-    the few saved since, not the catalogue, and no read of all the version's vectors."""
+    (when their content was read for it, `sql.read_as_of`). Only products saved since the
+    version was made or its embed read the catalogue, whichever was earlier, are read, and
+    only their vectors' times: the few saved since, not the catalogue, and no read of all the
+    version's vectors. A save a later sync's read missed is later than that bound too: its
+    transaction either was writing at the embed's read (whose stamp is then no later than its
+    start) or wrote after it."""
     adapter = get_product_adapter()
     updated = adapter.updated_time_field()
     if updated is None:
         return set()
-    saved = products.filter(**{f"{updated}__gt": version.created_at}).values_list("pk", updated)
+    since = min(version.created_at, version.vectors_read_at or version.created_at)
+    saved = products.filter(**{f"{updated}__gt": since}).values_list("pk", updated)
     saved_at = {adapter.key(pk): at for pk, at in saved}
     if not saved_at:
         return set()

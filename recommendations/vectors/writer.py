@@ -86,8 +86,8 @@ def write_product_vectors(
 
     `replace_all` replaces every product vector of `version` (a full embed); otherwise only
     the rows of `product_ids` are replaced (embedding new or changed products). `as_of` is
-    when the products were read (now when None), stored as each row's `updated_at`: a
-    product saved after it has a stale vector (`embedding.sync_all_products`).
+    when the products were read (`sql.read_as_of`; now when None), stored as each row's
+    `updated_at`: a product saved after it has a stale vector (`embedding.sync_all_products`).
     """
     return write_vectors(
         PRODUCTS, version, product_ids, embeddings, biases, replace_all=replace_all, as_of=as_of

@@ -7,7 +7,7 @@ import time
 import numpy as np
 import pytest
 from celery import current_app
-from django.db import connection
+from django.db import connection, connections
 from django.test import override_settings
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
@@ -262,6 +262,39 @@ def test_a_product_saved_while_an_embed_ran_is_stale_in_its_vectors(shop):
 
     pipeline.refresh_vectors(progress=Progress(listeners=(save_meanwhile,)))
     assert embedding.sync_all_products().as_dict() == {"written": 1, "removed": 0, "skipped": ""}
+    assert embedding.sync_all_products().written == 0
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("read", ["sync", "embed"])
+def test_a_save_committed_after_a_read_that_could_not_see_it_is_stale_in_its_vector(committed_shop, read):
+    """A save stamps its product when its transaction runs, but a read sees it only once it
+    commits: a catalogue import's long transaction that commits after a sync or a full embed
+    read the product left a vector of the old content stamped later than the save, never
+    found stale."""
+    pipeline.retrain()
+    product = copy_product(committed_shop.products[0], "late-arrival")  # embedded from its content
+    assert embedding.sync_all_products().written == 1
+    importer = connections.create_connection("default")
+    importer.set_autocommit(False)
+    try:
+        with importer.cursor() as cursor:
+            cursor.execute("SELECT 1")  # the import's transaction began; auto_now stamps later saves
+            cursor.execute(
+                f"UPDATE {Product._meta.db_table} SET title = %s, updated_at = %s WHERE id = %s",
+                [committed_shop.products[-1].title, timezone.now(), product.pk],
+            )
+            if read == "sync":
+                assert embedding.sync_products([product.pk]).written == 1
+            else:
+                pipeline.refresh_vectors()
+            version = queries.active_version(fresh=True)
+            before = vector_of(product, version)  # of the title the read saw
+            importer.commit()
+    finally:
+        importer.close()
+    assert embedding.sync_all_products().as_dict() == {"written": 1, "removed": 0, "skipped": ""}
+    assert not np.allclose(vector_of(product, version), before)
     assert embedding.sync_all_products().written == 0
 
 
