@@ -1,6 +1,7 @@
 """Audiences as rows and CSV, for a newsletter tool.
 
-Columns: user id, username, email, score (and the segment when several are exported).
+Columns: user id, username, email (empty where the user model has no e-mail field), score (and
+the segment when several are exported).
 Cells that a spreadsheet would run as a formula (starting with =, +, -, @) are prefixed
 with a quote: user names are user input.
 """
@@ -13,6 +14,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from typing import IO, Any
 
 from django.contrib.auth import get_user_model
+from django.db.models import Value
 from django.utils.text import capfirst
 
 from recommendations.models import Segment, SegmentMember
@@ -23,9 +25,14 @@ FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 CHUNK = 5000
 
 
-def _user_fields() -> tuple[str, str]:
+def _user_fields() -> tuple[str, str | None]:
+    """The user model's sign-in field and its e-mail field, None when it has none: Django's
+    `get_email_field_name()` says "email" for any model that does not declare `EMAIL_FIELD`,
+    and a host's own model (one signing in by a handle) may have no such field."""
     model = get_user_model()
-    return model.USERNAME_FIELD, model.get_email_field_name()
+    email = model.get_email_field_name()
+    has_email = any(field.name == email for field in model._meta.get_fields())
+    return model.USERNAME_FIELD, email if has_email else None
 
 
 def user_labels() -> tuple[str, str]:
@@ -34,7 +41,7 @@ def user_labels() -> tuple[str, str]:
     when that is the sign-in field, whose column already shows the address."""
     meta = get_user_model()._meta
     username, email = _user_fields()
-    email_label = "" if email == username else capfirst(meta.get_field(email).verbose_name)
+    email_label = "" if email in (None, username) else capfirst(meta.get_field(email).verbose_name)
     return capfirst(meta.get_field(username).verbose_name), email_label
 
 
@@ -45,14 +52,14 @@ def audience_rows(members: Iterable[tuple[Any, float]]) -> list[dict[str, Any]]:
     users = {
         row["pk"]: row
         for row in get_user_model()
-        .objects.filter(pk__in=[m[0] for m in members])
-        .values("pk", username, email)
+        ._default_manager.filter(pk__in=[m[0] for m in members])
+        .values("pk", username, *[email] if email else [])
     }
     return [
         {
             "user_id": user_id,
             "username": users[user_id][username],
-            "email": users[user_id][email],
+            "email": users[user_id][email] if email else "",
             "score": score,
         }
         for user_id, score in members
@@ -68,7 +75,7 @@ def segment_rows(segment: Segment) -> Iterator[dict[str, Any]]:
     rows = (
         SegmentMember.objects.filter(segment=segment)
         .order_by("-score", "user_id")
-        .values_list("user_id", f"user__{username}", f"user__{email}", "score")
+        .values_list("user_id", f"user__{username}", f"user__{email}" if email else Value(""), "score")
         .iterator(chunk_size=CHUNK)
     )
     while chunk := list(itertools.islice(rows, CHUNK)):

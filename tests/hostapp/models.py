@@ -2,6 +2,7 @@
 
 import uuid
 
+from django.contrib.auth.base_user import AbstractBaseUser
 from django.db import models
 
 
@@ -49,3 +50,12 @@ class Listing(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+
+class Member(AbstractBaseUser):
+    """A user model that signs in by a handle and has no e-mail field (nor `EMAIL_FIELD`),
+    for tests that swap it in with `override_settings(AUTH_USER_MODEL="hostapp.Member")`."""
+
+    handle = models.CharField(max_length=50, unique=True)
+
+    USERNAME_FIELD = "handle"

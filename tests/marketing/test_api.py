@@ -6,11 +6,12 @@ import io
 import pytest
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Permission
-from django.test import Client
+from django.test import Client, override_settings
 
 from recommendations.events.tracking import SESSION_KEY
 from recommendations.experiments import variant_for
 from recommendations.marketing.audiences import create_segment, refresh_segment
+from recommendations.marketing.export import audience_rows, user_labels, write_csv
 from recommendations.models import (
     ApiKey,
     Assignment,
@@ -21,6 +22,7 @@ from recommendations.models import (
     Segment,
 )
 from recommendations.privacy.optout import set_opted_out
+from tests.hostapp.models import Member
 from tests.marketing.conftest import add_event
 from tests.marketing.test_attribution import three_challengers
 
@@ -127,6 +129,23 @@ def test_audience_as_json_then_csv_from_the_saved_segment(shop, tea, staff):
     by_accept = api.get(audience_url(tea), HTTP_ACCEPT="text/csv")
     assert read_csv(by_accept) == rows
     assert api.get(audience_url(tea)).json()["segment"] == segment.pk
+
+
+@pytest.mark.django_db
+def test_audiences_of_a_user_model_without_an_email_field_leave_the_email_empty():
+    """A host's user model may sign in by a handle and have no e-mail field: Django's
+    `get_email_field_name()` still says "email", and the preview, the audience API and the
+    exports read it (a 500 in each)."""
+    with override_settings(AUTH_USER_MODEL="hostapp.Member"):
+        ann = Member.objects.create(handle="=ann")
+        assert user_labels() == ("Handle", "")
+        rows = audience_rows([(ann.pk, 0.5)])
+        assert rows == [{"user_id": ann.pk, "username": "=ann", "email": "", "score": 0.5}]
+        out = io.StringIO()
+        write_csv(rows, out)
+    assert list(csv.DictReader(io.StringIO(out.getvalue()))) == [
+        {"user_id": str(ann.pk), "username": "'=ann", "email": "", "score": "0.500000"}
+    ]
 
 
 def test_audience_of_an_empty_campaign_is_a_400_that_says_what_to_add(shop, staff):
