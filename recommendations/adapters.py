@@ -31,6 +31,10 @@ from django.db import models
 
 from recommendations.conf import SETTING_NAME, rec_settings
 
+# The engine keeps product and store keys as text of at most this many characters (its
+# tables' `product_id` and `store_id` columns, and what the events API accepts).
+KEY_MAX_LENGTH = 64
+
 
 @dataclass(frozen=True)
 class ProductRecord:
@@ -151,6 +155,17 @@ class BaseAdapter:
     def key(pk: Any) -> str:
         """The engine stores host primary keys as strings, so int and UUID keys both work."""
         return str(pk)
+
+    def long_key(self) -> models.Field | None:
+        """The model's primary key when its values may not fit in `KEY_MAX_LENGTH` characters
+        (a CharField with a larger or no max_length, a TextField): start-up refuses it, since
+        each save, event and embedding of a longer key would fail. Integer and UUID keys fit."""
+        field = self.model._meta.pk
+        while field.is_relation:  # a parent link (multi-table inheritance) holds its parent's key
+            field = field.target_field
+        if not isinstance(field, models.CharField | models.TextField):
+            return None
+        return field if field.max_length is None or field.max_length > KEY_MAX_LENGTH else None
 
     def by_keys(self, keys: Iterable[str]) -> models.QuerySet:
         """The objects with these engine keys (string primary keys)."""
@@ -439,8 +454,16 @@ def validate_configuration() -> None:
             "ForeignKey to that model (when the column holds your stores' primary keys, db_column and "
             "db_constraint=False keep it as it is), or set store_field = None."
         )
-    missing = adapter.check_fields() if isinstance(adapter, BaseAdapter) else []
     store_adapter = get_store_adapter()
+    for checked in (adapter, store_adapter):
+        key = checked.long_key() if isinstance(checked, BaseAdapter) else None
+        if key is not None:
+            problems.append(
+                f"{checked.model._meta.label}.{key.name}, the primary key, may hold more than the "
+                f"{KEY_MAX_LENGTH} characters the engine keeps for a key. Give it "
+                f"max_length={KEY_MAX_LENGTH} or less, or use an integer or UUID primary key."
+            )
+    missing = adapter.check_fields() if isinstance(adapter, BaseAdapter) else []
     if store_adapter is not None:
         missing += store_adapter.check_fields()
     if missing:

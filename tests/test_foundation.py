@@ -244,6 +244,11 @@ def test_engine_migrations_never_reference_host_models():
             "tests.config.plain_store",
             "PlainStoreListingAdapter.store_field = 'category' is not a ForeignKey",
         ),
+        (
+            "tests.config.long_key",
+            "hostapp.Bundle.code, the primary key, may hold more than the 64 characters the engine "
+            "keeps for a key. Give it max_length=64 or less",
+        ),
     ],
 )
 def test_bad_configuration_fails_at_start_up_with_one_clear_message(settings_module, message):

@@ -59,3 +59,16 @@ class Member(AbstractBaseUser):
     handle = models.CharField(max_length=50, unique=True)
 
     USERNAME_FIELD = "handle"
+
+
+class Bundle(models.Model):
+    """A product kept under a code longer than the engine's keys: start-up refuses it
+    (tests.config.long_key)."""
+
+    code = models.CharField(max_length=100, primary_key=True)
+    name = models.CharField(max_length=200)
+    category = models.CharField(max_length=100)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return self.name
