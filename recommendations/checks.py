@@ -6,6 +6,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from django.apps import apps
 from django.conf import settings
 from django.core import checks
 
@@ -30,10 +31,33 @@ TRAINING_HINTS = {
     "TRAINING_PROCESSES": '"auto" starts one process per GPU when training on CUDA; 1 trains in one process.',
 }
 
+# The apps the engine needs beside itself, and what fails without each (with no word from
+# Django until then: a 500 on the first search, a missing template, a migration's dependency).
+REQUIRED_APPS = {
+    "django.contrib.postgres": "search uses its lookups (trigram, unaccent)",
+    "rest_framework": "the REST API's browsable pages use its templates",
+    "drf_spectacular": "the API's documentation at /api/docs/ uses its templates",
+    "django_celery_beat": "the engine's migrations write its schedule (retrain, refresh, purge)",
+}
+
 
 def _refused(name: str, errors: Iterable[str], hint: str, id: str) -> list[checks.CheckMessage]:
     """One Error per reason `RECOMMENDATIONS[name]` cannot be applied, each naming the setting."""
     return [checks.Error(f"RECOMMENDATIONS[{name!r}]: {error}", hint=hint, id=id) for error in errors]
+
+
+@checks.register()
+def check_required_apps(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    """Refuse an INSTALLED_APPS without an app the engine needs, naming what would fail."""
+    return [
+        checks.Error(
+            f"{name!r} is not in INSTALLED_APPS, and {needed}.",
+            hint=f'Add {name!r} to INSTALLED_APPS (README.md, "Using the app in your own shop", lists them).',
+            id="recommendations.E007",
+        )
+        for name, needed in REQUIRED_APPS.items()
+        if not apps.is_installed(name)
+    ]
 
 
 @checks.register(checks.Tags.caches)

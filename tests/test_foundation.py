@@ -249,6 +249,10 @@ def test_engine_migrations_never_reference_host_models():
             "hostapp.Bundle.code, the primary key, may hold more than the 64 characters the engine "
             "keeps for a key. Give it max_length=64 or less",
         ),
+        (
+            "tests.config.missing_apps",
+            "'django.contrib.postgres' is not in INSTALLED_APPS, and search uses its lookups",
+        ),
     ],
 )
 def test_bad_configuration_fails_at_start_up_with_one_clear_message(settings_module, message):
