@@ -26,6 +26,8 @@ marketing_router = SimpleRouter()
 marketing_router.register("campaigns", CampaignViewSet, basename="campaign")
 marketing_router.register("experiments", ExperimentViewSet, basename="experiment")
 
+# Product and store keys are any text (a SKU such as "AB/12" too): `path`, not `str`, so that a
+# key holding a slash can be named.
 urlpatterns = [
     path("events/", EventBatchView.as_view(), name="events"),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
@@ -34,9 +36,9 @@ urlpatterns = [
     path("docs/", SpectacularSwaggerSplitView.as_view(url_name="recommendations_api:schema"), name="docs"),
     path("redoc/", SpectacularRedocView.as_view(url_name="recommendations_api:schema"), name="redoc"),
     path("recommendations/for-you/", rec_views.ForYouView.as_view(), name="for-you"),
-    path("recommendations/similar/<str:product_id>/", rec_views.SimilarView.as_view(), name="similar"),
+    path("recommendations/similar/<path:product_id>/", rec_views.SimilarView.as_view(), name="similar"),
     path(
-        "recommendations/bought-together/<str:product_id>/",
+        "recommendations/bought-together/<path:product_id>/",
         rec_views.BoughtTogetherView.as_view(),
         name="bought-together",
     ),
@@ -46,12 +48,12 @@ urlpatterns = [
     path("recommendations/buy-again/", rec_views.BuyAgainView.as_view(), name="buy-again"),
     path("recommendations/stores/", rec_views.StoresView.as_view(), name="stores"),
     path(
-        "recommendations/similar-stores/<str:store_id>/",
+        "recommendations/similar-stores/<path:store_id>/",
         rec_views.SimilarStoresView.as_view(),
         name="similar-stores",
     ),
     path(
-        "recommendations/store-products/<str:store_id>/",
+        "recommendations/store-products/<path:store_id>/",
         rec_views.StoreProductsView.as_view(),
         name="store-products",
     ),

@@ -72,3 +72,15 @@ class Bundle(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+
+class Kit(models.Model):
+    """A product kept under its SKU, text that may hold a slash ("AB/12")."""
+
+    sku = models.CharField(max_length=64, primary_key=True)
+    name = models.CharField(max_length=200)
+    category = models.CharField(max_length=100)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return self.name

@@ -11,7 +11,9 @@ from recommendations.serving.catalog import CategorySearchProcessor, index_produ
 from recommendations.serving.errors import NotFound
 from recommendations.serving.types import Audience, Options
 from tests.hostapp.adapters import HOST_SETTINGS
-from tests.hostapp.models import Gadget, Section, Seller
+from tests.hostapp.models import Gadget, Kit, Section, Seller
+
+KIT_SETTINGS = {"PRODUCT_MODEL": "hostapp.Kit", "PRODUCT_ADAPTER": "tests.hostapp.adapters.ListingAdapter"}
 
 pytestmark = pytest.mark.django_db
 
@@ -96,3 +98,15 @@ def test_a_deleted_section_leaves_no_path_in_its_gadgets_documents(
     assert search.search("audio", Audience(), Options()).ids == []
     assert [obj for obj, _ in search.search("earbuds", Audience(), Options())] == [made[0]]
     assert ProductDocument.objects.get(product_id=str(kept.pk)).categories == ["Garden"]
+
+
+def test_a_product_whose_key_holds_a_slash_is_named_in_the_api_paths(client):
+    """A host keyed by SKU ("AB/12"): the API's paths that name a product take the whole key."""
+    kits = [Kit.objects.create(sku=sku, name=f"Tent {sku}", category="Tents") for sku in ("AB/12", "AB/13")]
+    with override_settings(RECOMMENDATIONS=KIT_SETTINGS):
+        index_products()
+        for kind in ("similar", "bought-together"):
+            response = client.get(f"/api/recommendations/{kind}/AB/12/")
+            assert response.status_code == 200, response.content
+            assert response.json()["results"][0]["id"] == kits[1].pk
+        assert client.get("/api/recommendations/similar/AB/99/").status_code == 404
