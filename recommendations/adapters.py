@@ -471,6 +471,17 @@ def validate_configuration() -> None:
             "The catalogue adapters name fields that do not exist: "
             + "; ".join(missing)
             + ". Set these attributes to your model's field names (or None) in your adapter."
+            + "".join(
+                f" {SETTING_NAME}[{setting_key!r}] names none of yours, so {default.__name__} reads its "
+                f"default names: subclass recommendations.adapters.{default.__name__} and name the "
+                f"subclass there, e.g. 'catalog.recommendations.{default.__name__}'."
+                for setting_key, default, used in (
+                    ("PRODUCT_ADAPTER", ProductAdapter, adapter),
+                    ("STORE_ADAPTER", StoreAdapter, store_adapter),
+                )
+                # The host named no adapter of its own: "in your adapter" alone leaves it looking for one.
+                if type(used) is default and used.check_fields()
+            )
         )
     if problems:
         raise ImproperlyConfigured("\n".join(problems))

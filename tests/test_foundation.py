@@ -250,6 +250,13 @@ def test_engine_migrations_never_reference_host_models():
             "keeps for a key. Give it max_length=64 or less",
         ),
         (
+            "tests.config.default_store_adapter",
+            "StoreAdapter.description_field = 'description'; StoreAdapter.rating_field = 'rating'. Set "
+            "these attributes to your model's field names (or None) in your adapter. RECOMMENDATIONS['STORE_ADAPTER'] names "
+            "none of yours, so StoreAdapter reads its default names: subclass "
+            "recommendations.adapters.StoreAdapter and name the subclass there",
+        ),
+        (
             "tests.config.missing_apps",
             "'django.contrib.postgres' is not in INSTALLED_APPS, and search uses its lookups",
         ),
