@@ -70,12 +70,14 @@ class RecommendationManager(models.Manager):
         """ "Recommended for you": a signed-in user, or an anonymous visitor's engine session."""
         return self._ordered(_services().for_you(Audience(user, session_id), Options(limit=limit)))
 
-    def similar_to(self, product: models.Model, *, limit: int | None = None) -> models.QuerySet:
-        return self._ordered(_services().similar(str(product.pk), Audience(), Options(limit=limit)))
+    def similar_to(self, product: Any, *, limit: int | None = None) -> models.QuerySet:
+        """Products like `product` (an object or its primary key, as the template tags take)."""
+        return self._ordered(_services().similar(key_of(product), Audience(), Options(limit=limit)))
 
-    def bought_with(self, product: models.Model, *, limit: int | None = None) -> models.QuerySet:
-        """Frequently bought together with `product` (then viewed together, then like it)."""
-        return self._ordered(_services().bought_together(str(product.pk), Audience(), Options(limit=limit)))
+    def bought_with(self, product: Any, *, limit: int | None = None) -> models.QuerySet:
+        """Frequently bought together with `product`, an object or its primary key (then
+        viewed together, then like it)."""
+        return self._ordered(_services().bought_together(key_of(product), Audience(), Options(limit=limit)))
 
     def trending(self, *, category: str | None = None, limit: int | None = None) -> models.QuerySet:
         """Trending now, overall or in the category of this name."""

@@ -484,6 +484,8 @@ def test_manager_and_helper_return_querysets_in_order(catalog, model):
     assert list(for_user(alice, limit=3)) == list(queryset)
     similar = manager.similar_to(catalog.products["Argan shampoo"], limit=3)
     assert set(catalog.titles(p.pk for p in similar)) == set(TITLES["Hair"]) - {"Argan shampoo"}
+    # A primary key names the product as the object does (the template tags take either).
+    assert list(manager.similar_to(catalog.products["Argan shampoo"].pk, limit=3)) == list(similar)
     ranked = manager.rerank([catalog.products["Argan shampoo"], catalog.products["Clay face mask"]], alice)
     assert [p.title for p in ranked] == ["Clay face mask", "Argan shampoo"]
     assert [p.title for p in ranked.filter(price__gt=10)] == ["Clay face mask"]
@@ -496,6 +498,9 @@ def test_manager_and_helper_return_querysets_in_order(catalog, model):
         add_event(catalog, "purchase", "Matte top coat", user=user)
     refresh_statistics()
     assert manager.bought_with(catalog.products["Red nail polish"], limit=1).get().title == "Matte top coat"
+    assert (
+        manager.bought_with(catalog.products["Red nail polish"].pk, limit=1).get().title == "Matte top coat"
+    )
     assert [p.title for p in manager.trending(category="Nails", limit=2)] == [
         "Matte top coat",
         "Red nail polish",
