@@ -45,7 +45,7 @@ from recommendations.api.permissions import (
     ModelPermissionsOrScope,
 )
 from recommendations.api.recommendation_serializers import QueryParamsSerializer
-from recommendations.api.schema import error_responses, user_key_field
+from recommendations.api.schema import TOO_LARGE, error_responses, user_key_field
 from recommendations.api.throttles import ApiRateThrottle
 from recommendations.experiments import lifecycle
 from recommendations.experiments.results import METRICS, ExperimentResults, experiment_results
@@ -439,13 +439,19 @@ def _model_schema(
     invalid = {400: "Bad fields, each listed with what to send, or values the model refuses."}
     one = {404: NO_SUCH_ID}
     edit = extend_schema(
-        responses={200: serializer, **error_responses({**invalid, **refused("change"), 415: NOT_JSON, **one})}
+        responses={
+            200: serializer,
+            **error_responses({**invalid, **refused("change"), **TOO_LARGE, 415: NOT_JSON, **one}),
+        }
     )
     return extend_schema_view(
         list=extend_schema(responses={200: serializer, **error_responses(read)}),
         retrieve=extend_schema(responses={200: serializer, **error_responses({**read, **one})}),
         create=extend_schema(
-            responses={201: serializer, **error_responses({**invalid, **refused("add"), 415: NOT_JSON})}
+            responses={
+                201: serializer,
+                **error_responses({**invalid, **refused("add"), **TOO_LARGE, 415: NOT_JSON}),
+            }
         ),
         update=edit,
         partial_update=edit,
@@ -645,6 +651,7 @@ class ExperimentViewSet(viewsets.ModelViewSet):
                     400: "Not running, or `promote` names no variant of it (or there is no winner yet).",
                     **CHANGERS_ONLY,
                     404: NO_SUCH_ID,
+                    **TOO_LARGE,
                     415: NOT_JSON,
                 }
             ),

@@ -28,6 +28,8 @@ COMMON_ERRORS = {
     429: "Too many requests: retry after the Retry-After header's seconds.",
     503: "The database is unavailable right now: retry after the Retry-After header's seconds.",
 }
+# What a call with a body may answer when the body is past Django's upload limit (`api.exceptions`).
+TOO_LARGE = {413: "The body is larger than DATA_UPLOAD_MAX_MEMORY_SIZE: send a smaller one."}
 
 
 class ErrorSerializer(serializers.Serializer):

@@ -386,6 +386,8 @@ def test_every_answer_matches_the_published_schema(catalog, model, settings):
     schema.check(alice.post("/api/recommendations/rerank/", {"product_ids": []}, format="json"), 400)
     schema.check(alice.post("/api/recommendations/rerank/", {"product_ids": ["999999"]}, format="json"), 404)
     schema.check(alice.post("/api/recommendations/rerank/", "x", content_type="text/plain"), 415)
+    past_upload_limit = {"product_ids": ["1"] * (settings.DATA_UPLOAD_MAX_MEMORY_SIZE // 4)}
+    schema.check(alice.post("/api/recommendations/rerank/", past_upload_limit, format="json"), 413)
     schema.check(alice.get("/api/search/"), 400)
     schema.check(read_key.get("/api/search/", {"q": "x", "user": 999999}), 404)
 
