@@ -273,6 +273,23 @@ def test_exclude_parameter(client, catalog, model):
     assert first not in [item["id"] for item in again["results"]]
 
 
+def test_a_parameter_given_twice_is_a_400_not_the_last_one(client, catalog, model):
+    """A query string keeps the last of a repeated name: `?exclude=1&exclude=2`, how HTTP
+    libraries send a list, excluded only 2. Lists (re-ranking's product_ids) may repeat."""
+    first, second = catalog.ids("Argan shampoo", "Vitamin C serum")
+    repeated = client.get(f"/api/recommendations/trending/?exclude={first}&exclude={second}&limit=2&limit=3")
+    assert repeated.status_code == 400
+    assert set(repeated.json()) == {"exclude", "limit"}
+    assert "separated by commas" in repeated.json()["exclude"][0]
+    assert client.get("/api/campaigns/for-me/?limit=1&limit=2").status_code == 400
+    form = client.post(
+        "/api/recommendations/rerank/",
+        f"product_ids={first}&product_ids={second}",
+        content_type="application/x-www-form-urlencoded",
+    )
+    assert form.status_code == 200 and {item["id"] for item in form.json()["results"]} == {first, second}
+
+
 def test_search_endpoint_tolerates_typos(client, catalog):
     body = client.get("/api/search/", {"q": "shampo", "explain": "true"}).json()
     assert {item["title"] for item in body["results"]} == {"Argan shampoo", "Dry shampoo spray"}
