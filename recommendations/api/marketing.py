@@ -38,6 +38,7 @@ from rest_framework.views import APIView
 
 from recommendations.api.audience import resolve_audience
 from recommendations.api.authentication import ApiKeyAuthentication, CsrfSessionAuthentication
+from recommendations.api.negotiation import FirstRendererNegotiation
 from recommendations.api.parsers import PARSERS
 from recommendations.api.permissions import (
     AudiencePermission,
@@ -87,6 +88,7 @@ class ApiView(APIView):
     authentication_classes = [ApiKeyAuthentication, CsrfSessionAuthentication]
     parser_classes = PARSERS
     throttle_classes = [ApiRateThrottle]
+    content_negotiation_class = FirstRendererNegotiation
 
 
 class ModelCleanMixin:
@@ -476,6 +478,7 @@ class CampaignViewSet(viewsets.ModelViewSet):
     authentication_classes = ApiView.authentication_classes
     parser_classes = ApiView.parser_classes
     throttle_classes = ApiView.throttle_classes
+    content_negotiation_class = ApiView.content_negotiation_class
     permission_classes = [ModelPermissionsOrScope]
     required_scopes = (AUDIENCES_SCOPE,)
 
@@ -606,6 +609,7 @@ class ExperimentViewSet(viewsets.ModelViewSet):
     authentication_classes = ApiView.authentication_classes
     parser_classes = ApiView.parser_classes
     throttle_classes = ApiView.throttle_classes
+    content_negotiation_class = ApiView.content_negotiation_class
     permission_classes = [ModelPermissionsOrScope]
 
     def perform_destroy(self, instance: Experiment) -> None:

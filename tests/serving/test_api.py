@@ -251,6 +251,22 @@ def test_bad_parameters_are_400_listing_each(client, catalog):
     assert long_query.status_code == 400 and "q" in long_query.json()
 
 
+def test_a_format_no_renderer_writes_is_a_406_naming_those_it_does(client, catalog):
+    """DRF answered `?format=xml` with a 404 "Not found." of an endpoint that exists, and an
+    Accept header it cannot satisfy with a 406 that did not say what it could send."""
+    client.force_login(catalog.users["staff"])
+    for url in ("/api/recommendations/trending/", "/api/campaigns/for-me/", "/api/campaigns/"):
+        response = client.get(url, {"format": "xml"})
+        assert response.status_code == 406, url
+        assert response.json()["detail"] == "No format 'xml' here: use one of json, api.", url
+        response = client.get(url, HTTP_ACCEPT="application/xml")
+        assert response.status_code == 406, url
+        assert "accept one of application/json, text/html (or */*)" in response.json()["detail"], url
+    # The events' body is read before the format is negotiated: a good batch meets the 406.
+    view = {"events": [{"event_type": "view", "product_id": catalog.id("Argan shampoo")}]}
+    assert client.post("/api/events/?format=xml", view, format="json").status_code == 406
+
+
 def test_rerank_endpoint(client, catalog, model):
     client.force_login(catalog.users["alice"])
     given = catalog.ids("Argan shampoo", "Clay face mask", "Red nail polish")
@@ -406,6 +422,7 @@ def test_every_answer_matches_the_published_schema(catalog, model, settings):
     past_upload_limit = {"product_ids": ["1"] * (settings.DATA_UPLOAD_MAX_MEMORY_SIZE // 4)}
     schema.check(alice.post("/api/recommendations/rerank/", past_upload_limit, format="json"), 413)
     schema.check(alice.get("/api/search/"), 400)
+    schema.check(alice.get("/api/recommendations/trending/", {"format": "xml"}), 406)
     schema.check(read_key.get("/api/search/", {"q": "x", "user": 999999}), 404)
 
     # Events.
