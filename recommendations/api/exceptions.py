@@ -1,5 +1,5 @@
-"""The API's exception handler: a database outage is a 503 with retry advice, not a 500, and
-a body past Django's upload limit a JSON 413.
+"""The API's exception handler: a database outage is a 503 with retry advice, not a 500, a
+body past Django's upload limit a JSON 413, and a 405 or 415 says what to send instead.
 
 When PostgreSQL restarts or a connection is cut, Django raises `OperationalError` or
 `InterfaceError`. Those say "try again shortly", not "the server is broken", so clients
@@ -13,6 +13,10 @@ Django refuses a body larger than `DATA_UPLOAD_MAX_MEMORY_SIZE`, and a query str
 of more than `DATA_UPLOAD_MAX_NUMBER_FIELDS` fields, when a view reads it, with exceptions
 that DRF does not handle: Django answered them with its HTML 400 page, which a client reading
 JSON cannot parse and which does not say what was too large.
+
+DRF's answers to a method or a body type a view does not take name what was wrong, not what
+to send; the handler adds the methods (the `Allow` header's, but in the message a person
+reads) and the body types the view parses.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ import psycopg
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent
 from django.db import InterfaceError, OperationalError
-from rest_framework import status
+from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
@@ -64,4 +68,22 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
             status=status.HTTP_503_SERVICE_UNAVAILABLE,
             headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
         )
-    return drf_exception_handler(exc, context)
+    return drf_exception_handler(_with_advice(exc, context), context)
+
+
+def _with_advice(exc: Exception, context: dict[str, Any]) -> Exception:
+    """A 405 or 415 that says what the view takes; any other exception as it is."""
+    view, request = context.get("view"), context.get("request")
+    if view is None or request is None:
+        return exc
+    if isinstance(exc, exceptions.MethodNotAllowed):
+        methods = " or ".join(m for m in view.allowed_methods if m not in {"HEAD", "OPTIONS"})
+        return exceptions.MethodNotAllowed(
+            request.method, f'Method "{request.method}" not allowed here: use {methods}.'
+        )
+    if isinstance(exc, exceptions.UnsupportedMediaType):
+        types = " or ".join(parser.media_type for parser in view.get_parsers())
+        return exceptions.UnsupportedMediaType(
+            request.content_type, f"{exc.detail} Send Content-Type: {types}."
+        )
+    return exc

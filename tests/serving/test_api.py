@@ -267,6 +267,26 @@ def test_a_format_no_renderer_writes_is_a_406_naming_those_it_does(client, catal
     assert client.post("/api/events/?format=xml", view, format="json").status_code == 406
 
 
+def test_a_wrong_method_or_body_type_is_told_what_to_send(client, catalog):
+    """DRF's 405 and 415 named what was wrong ('Method "GET" not allowed.'), not what to send."""
+    client.force_login(catalog.users["staff"])
+    for method, url, allowed in (
+        ("get", "/api/recommendations/rerank/", "POST"),
+        ("post", "/api/recommendations/for-you/", "GET"),
+        ("get", "/api/events/", "POST"),
+        ("post", "/api/campaigns/1/", "GET or PUT or PATCH or DELETE"),
+    ):
+        response = getattr(client, method)(url)
+        assert response.status_code == 405, url
+        assert response.json()["detail"] == f'Method "{method.upper()}" not allowed here: use {allowed}.', url
+    response = client.post("/api/recommendations/rerank/", "x", content_type="text/plain")
+    assert response.status_code == 415
+    assert response.json()["detail"] == (
+        'Unsupported media type "text/plain" in request. Send Content-Type: application/json or '
+        "application/x-www-form-urlencoded or multipart/form-data."
+    )
+
+
 def test_rerank_endpoint(client, catalog, model):
     client.force_login(catalog.users["alice"])
     given = catalog.ids("Argan shampoo", "Clay face mask", "Red nail polish")
