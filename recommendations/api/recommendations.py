@@ -185,6 +185,10 @@ class RerankView(RecommendationView):
 
     @extend_schema(
         summary="Re-rank products for the visitor",
+        description=(
+            "The given products, most likely wanted first. Those not shown now (inactive or out of "
+            "stock, as in every list) are left out; an id that names no product is a 404."
+        ),
         request=RerankSerializer,
         responses={
             200: RecommendationListSerializer,

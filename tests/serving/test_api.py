@@ -293,6 +293,10 @@ def test_rerank_endpoint(client, catalog, model):
     response = client.post("/api/recommendations/rerank/", {"product_ids": given}, format="json")
     assert response.status_code == 200, response.content
     assert response.json()["results"][0]["title"] == "Clay face mask"
+    # What no list shows now is left out, as its schema says.
+    Product.objects.filter(title="Red nail polish").update(stock=0)
+    available = client.post("/api/recommendations/rerank/", {"product_ids": given}, format="json")
+    assert {item["title"] for item in available.json()["results"]} == {"Argan shampoo", "Clay face mask"}
     unknown = client.post("/api/recommendations/rerank/", {"product_ids": [*given, "999999"]}, format="json")
     assert unknown.status_code == 404 and "999999" in unknown.json()["detail"]
     empty = client.post("/api/recommendations/rerank/", {"product_ids": []}, format="json")
