@@ -26,7 +26,8 @@ from typing import Any
 from django.core.exceptions import NON_FIELD_ERRORS, ImproperlyConfigured
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import transaction
-from django.shortcuts import get_object_or_404
+from django.db.models import Model
+from django.http import Http404
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import exceptions, renderers, serializers, viewsets
@@ -82,6 +83,23 @@ def _refused(exc: DjangoValidationError | ImproperlyConfigured) -> exceptions.Va
     campaign with no audience): `{"detail": "..."}`, one text, as every error's `detail` is."""
     messages = exc.messages if isinstance(exc, DjangoValidationError) else [str(exc)]
     return exceptions.ValidationError({"detail": " ".join(messages)})
+
+
+def _no_such(model: type[Model], pk: Any) -> str:
+    return f"No {model._meta.verbose_name} with id {str(pk)!r}."
+
+
+class ByIdMixin:
+    """A viewset's unknown id named as the serving endpoints name theirs ("No campaign with id
+    '7'."): DRF said "No Campaign matches the given query.", or "Not found." for an id that is
+    not a number."""
+
+    def get_object(self) -> Model:
+        try:
+            return super().get_object()  # type: ignore[misc]
+        except Http404 as exc:
+            pk = self.kwargs[self.lookup_url_kwarg or self.lookup_field]  # type: ignore[attr-defined]
+            raise exceptions.NotFound(_no_such(self.queryset.model, pk)) from exc  # type: ignore[attr-defined]
 
 
 class ApiView(APIView):
@@ -381,7 +399,9 @@ class CampaignAudienceView(ApiView):
         ),
     )
     def get(self, request: Request, pk: int) -> Response:
-        campaign = get_object_or_404(Campaign, pk=pk)
+        campaign = Campaign.objects.filter(pk=pk).first()
+        if campaign is None:
+            raise exceptions.NotFound(_no_such(Campaign, pk))
         params = AudienceParamsSerializer(data=request.query_params)
         params.is_valid(raise_exception=True)
         csv_wanted = request.accepted_renderer.format == "csv"
@@ -469,7 +489,7 @@ def _model_schema(
 
 
 @_model_schema(CampaignSerializer, key_scope=AUDIENCES_SCOPE)
-class CampaignViewSet(viewsets.ModelViewSet):
+class CampaignViewSet(ByIdMixin, viewsets.ModelViewSet):
     """Campaigns: staff with the admin's campaign permissions read and change them; API keys
     with audiences:read read them."""
 
@@ -600,7 +620,7 @@ CHANGERS_ONLY = {403: "Not staff with the change permission of experiments."}
     ExperimentSerializer,
     delete_refused="The experiment is running: stop it before deleting it.",
 )
-class ExperimentViewSet(viewsets.ModelViewSet):
+class ExperimentViewSet(ByIdMixin, viewsets.ModelViewSet):
     """Experiments with their variants: staff only, with the admin's experiment permissions
     (starting and stopping one changes it)."""
 
