@@ -359,6 +359,8 @@ def test_schema_documents_the_endpoints_and_docs_work_offline(client, catalog):
     for page in ("/api/docs/", "/api/redoc/"):
         html = client.get(page).content.decode()
         assert "drf_spectacular_sidecar" in html and "cdn." not in html, page
+        # Pages to read: OPTIONS was a 500 from the Swagger page (a client's or crawler's probe).
+        assert client.options(page).status_code == 405, page
 
 
 def json_schema(node):
