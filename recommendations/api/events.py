@@ -25,6 +25,7 @@ from recommendations.api.authentication import (
     CsrfSessionAuthentication,
     sends_api_key,
 )
+from recommendations.api.negotiation import FirstRendererNegotiation
 from recommendations.api.permissions import HasScope, IsBrowserSession
 from recommendations.api.schema import error_responses
 from recommendations.api.throttles import ApiRateThrottle
@@ -229,6 +230,7 @@ class EventBatchView(APIView):
 
     authentication_classes = [ApiKeyAuthentication, CsrfSessionAuthentication]
     throttle_classes = [ApiRateThrottle]
+    content_negotiation_class = FirstRendererNegotiation
     parser_classes = [JSONParser]  # documents the media type; the body is read by read_batch()
     required_scopes = (Scope.EVENTS_WRITE.value,)
     http_method_names = ["post", "options"]

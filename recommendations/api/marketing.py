@@ -26,7 +26,8 @@ from typing import Any
 from django.core.exceptions import NON_FIELD_ERRORS, ImproperlyConfigured
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import transaction
-from django.shortcuts import get_object_or_404
+from django.db.models import Model
+from django.http import Http404
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import exceptions, renderers, serializers, viewsets
@@ -38,6 +39,7 @@ from rest_framework.views import APIView
 
 from recommendations.api.audience import resolve_audience
 from recommendations.api.authentication import ApiKeyAuthentication, CsrfSessionAuthentication
+from recommendations.api.negotiation import FirstRendererNegotiation
 from recommendations.api.parsers import PARSERS
 from recommendations.api.permissions import (
     AudiencePermission,
@@ -45,7 +47,7 @@ from recommendations.api.permissions import (
     ModelPermissionsOrScope,
 )
 from recommendations.api.recommendation_serializers import QueryParamsSerializer
-from recommendations.api.schema import error_responses, user_key_field
+from recommendations.api.schema import TOO_LARGE, error_responses, user_key_field
 from recommendations.api.throttles import ApiRateThrottle
 from recommendations.experiments import lifecycle
 from recommendations.experiments.results import METRICS, ExperimentResults, experiment_results
@@ -83,10 +85,28 @@ def _refused(exc: DjangoValidationError | ImproperlyConfigured) -> exceptions.Va
     return exceptions.ValidationError({"detail": " ".join(messages)})
 
 
+def _no_such(model: type[Model], pk: Any) -> str:
+    return f"No {model._meta.verbose_name} with id {str(pk)!r}."
+
+
+class ByIdMixin:
+    """A viewset's unknown id named as the serving endpoints name theirs ("No campaign with id
+    '7'."): DRF said "No Campaign matches the given query.", or "Not found." for an id that is
+    not a number."""
+
+    def get_object(self) -> Model:
+        try:
+            return super().get_object()  # type: ignore[misc]
+        except Http404 as exc:
+            pk = self.kwargs[self.lookup_url_kwarg or self.lookup_field]  # type: ignore[attr-defined]
+            raise exceptions.NotFound(_no_such(self.queryset.model, pk)) from exc  # type: ignore[attr-defined]
+
+
 class ApiView(APIView):
     authentication_classes = [ApiKeyAuthentication, CsrfSessionAuthentication]
     parser_classes = PARSERS
     throttle_classes = [ApiRateThrottle]
+    content_negotiation_class = FirstRendererNegotiation
 
 
 class ModelCleanMixin:
@@ -379,7 +399,9 @@ class CampaignAudienceView(ApiView):
         ),
     )
     def get(self, request: Request, pk: int) -> Response:
-        campaign = get_object_or_404(Campaign, pk=pk)
+        campaign = Campaign.objects.filter(pk=pk).first()
+        if campaign is None:
+            raise exceptions.NotFound(_no_such(Campaign, pk))
         params = AudienceParamsSerializer(data=request.query_params)
         params.is_valid(raise_exception=True)
         csv_wanted = request.accepted_renderer.format == "csv"
@@ -439,13 +461,19 @@ def _model_schema(
     invalid = {400: "Bad fields, each listed with what to send, or values the model refuses."}
     one = {404: NO_SUCH_ID}
     edit = extend_schema(
-        responses={200: serializer, **error_responses({**invalid, **refused("change"), 415: NOT_JSON, **one})}
+        responses={
+            200: serializer,
+            **error_responses({**invalid, **refused("change"), **TOO_LARGE, 415: NOT_JSON, **one}),
+        }
     )
     return extend_schema_view(
         list=extend_schema(responses={200: serializer, **error_responses(read)}),
         retrieve=extend_schema(responses={200: serializer, **error_responses({**read, **one})}),
         create=extend_schema(
-            responses={201: serializer, **error_responses({**invalid, **refused("add"), 415: NOT_JSON})}
+            responses={
+                201: serializer,
+                **error_responses({**invalid, **refused("add"), **TOO_LARGE, 415: NOT_JSON}),
+            }
         ),
         update=edit,
         partial_update=edit,
@@ -461,7 +489,7 @@ def _model_schema(
 
 
 @_model_schema(CampaignSerializer, key_scope=AUDIENCES_SCOPE)
-class CampaignViewSet(viewsets.ModelViewSet):
+class CampaignViewSet(ByIdMixin, viewsets.ModelViewSet):
     """Campaigns: staff with the admin's campaign permissions read and change them; API keys
     with audiences:read read them."""
 
@@ -470,6 +498,7 @@ class CampaignViewSet(viewsets.ModelViewSet):
     authentication_classes = ApiView.authentication_classes
     parser_classes = ApiView.parser_classes
     throttle_classes = ApiView.throttle_classes
+    content_negotiation_class = ApiView.content_negotiation_class
     permission_classes = [ModelPermissionsOrScope]
     required_scopes = (AUDIENCES_SCOPE,)
 
@@ -591,7 +620,7 @@ CHANGERS_ONLY = {403: "Not staff with the change permission of experiments."}
     ExperimentSerializer,
     delete_refused="The experiment is running: stop it before deleting it.",
 )
-class ExperimentViewSet(viewsets.ModelViewSet):
+class ExperimentViewSet(ByIdMixin, viewsets.ModelViewSet):
     """Experiments with their variants: staff only, with the admin's experiment permissions
     (starting and stopping one changes it)."""
 
@@ -600,6 +629,7 @@ class ExperimentViewSet(viewsets.ModelViewSet):
     authentication_classes = ApiView.authentication_classes
     parser_classes = ApiView.parser_classes
     throttle_classes = ApiView.throttle_classes
+    content_negotiation_class = ApiView.content_negotiation_class
     permission_classes = [ModelPermissionsOrScope]
 
     def perform_destroy(self, instance: Experiment) -> None:
@@ -645,6 +675,7 @@ class ExperimentViewSet(viewsets.ModelViewSet):
                     400: "Not running, or `promote` names no variant of it (or there is no winner yet).",
                     **CHANGERS_ONLY,
                     404: NO_SUCH_ID,
+                    **TOO_LARGE,
                     415: NOT_JSON,
                 }
             ),

@@ -1,4 +1,5 @@
-"""Content negotiation that answers the common case without parsing the Accept header.
+"""Content negotiation of the API's views: the common case answered without parsing the Accept
+header, and a format no renderer writes refused with a 406 that names those it does.
 
 Scripts, `fetch()` and HTTP libraries send `Accept: */*` (or nothing, or the JSON type
 itself); DRF's negotiation builds the request's headers and parses and ranks their media
@@ -6,12 +7,16 @@ types against each renderer on every request: 39 us, against 12 us here (docs/be
 eighth session). Those headers always get the first renderer, as DRF would choose it;
 anything else (a browser asking for HTML, `?format=api`, parameters such as `indent=2`) goes
 through DRF's negotiation.
+
+DRF answers `?format=xml` with a 404, "Not found.", of an endpoint that exists, and an Accept
+header it cannot satisfy with a 406 that does not say what it could send.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
+from rest_framework import exceptions
 from rest_framework.negotiation import DefaultContentNegotiation
 from rest_framework.renderers import BaseRenderer
 from rest_framework.request import Request
@@ -28,4 +33,19 @@ class FirstRendererNegotiation(DefaultContentNegotiation):
         plain = not format_suffix and self.settings.URL_FORMAT_OVERRIDE not in request.query_params
         if plain and (accept in ACCEPTS_ANYTHING or accept == first.media_type):
             return first, first.media_type
-        return super().select_renderer(request, renderers, format_suffix)
+        try:
+            return super().select_renderer(request, renderers, format_suffix)
+        except exceptions.NotAcceptable as refused:
+            if refused.available_renderers is None:  # `filter_renderers`' own, which says it all
+                raise
+            types = ", ".join(dict.fromkeys(renderer.media_type for renderer in refused.available_renderers))
+            raise exceptions.NotAcceptable(
+                f"The Accept header names no type this endpoint writes; accept one of {types} (or */*)."
+            ) from None
+
+    def filter_renderers(self, renderers: Sequence[BaseRenderer], format: str) -> list[BaseRenderer]:
+        matching = [renderer for renderer in renderers if renderer.format == format]
+        if not matching:
+            formats = ", ".join(dict.fromkeys(renderer.format for renderer in renderers))
+            raise exceptions.NotAcceptable(f"No format {format!r} here: use one of {formats}.")
+        return matching

@@ -26,7 +26,9 @@ class CommaSeparatedField(serializers.CharField):
 
 
 class QueryParamsSerializer(serializers.Serializer):
-    """Query parameters, whose unknown names are a 400 (a typo is never a silent default)."""
+    """Query parameters, whose unknown names are a 400 (a typo is never a silent default), as
+    is a parameter of one value given twice: a query string keeps only the last, so
+    `?exclude=1&exclude=2` (how HTTP libraries send a list) silently excluded only 2."""
 
     # Query parameters any DRF view accepts.
     IGNORED = frozenset({"format"})
@@ -38,7 +40,21 @@ class QueryParamsSerializer(serializers.Serializer):
             raise serializers.ValidationError(
                 {name: [f"Unknown parameter. Allowed: {', '.join(sorted(self.fields))}."] for name in unknown}
             )
+        if hasattr(data, "getlist"):  # a query string or a form, which may repeat a name
+            repeated = {
+                name: [_once(field)]
+                for name, field in self.fields.items()
+                if not isinstance(field, serializers.ListField) and len(data.getlist(name)) > 1
+            }
+            if repeated:
+                raise serializers.ValidationError(repeated)
         return super().to_internal_value(data)
+
+
+def _once(field: serializers.Field) -> str:
+    if isinstance(field, CommaSeparatedField):
+        return f"Given more than once: give it once, the ids separated by commas ({field.field_name}=1,2,3)."
+    return "Given more than once: give it once."
 
 
 class ListParamsSerializer(QueryParamsSerializer):

@@ -34,7 +34,7 @@ from recommendations.api.recommendation_serializers import (
     result_payload,
 )
 from recommendations.api.renderers import FastJSONRenderer
-from recommendations.api.schema import error_responses
+from recommendations.api.schema import TOO_LARGE, error_responses
 from recommendations.api.throttles import ApiRateThrottle
 from recommendations.serving import products, stores
 from recommendations.serving.errors import InvalidParameters, NotFound
@@ -185,6 +185,10 @@ class RerankView(RecommendationView):
 
     @extend_schema(
         summary="Re-rank products for the visitor",
+        description=(
+            "The given products, most likely wanted first. Those not shown now (inactive or out of "
+            "stock, as in every list) are left out; an id that names no product is a 404."
+        ),
         request=RerankSerializer,
         responses={
             200: RecommendationListSerializer,
@@ -194,6 +198,7 @@ class RerankView(RecommendationView):
                     403: "Another user's ranking without permission, or an API key without "
                     "recommendations:read.",
                     404: "Unknown product ids (named in `detail`) or user.",
+                    **TOO_LARGE,
                     415: "The body is not JSON or a form: send Content-Type: application/json.",
                 }
             ),

@@ -25,9 +25,12 @@ from rest_framework.utils.field_mapping import ClassLookupDict
 # and any of them may lose its database connection.
 COMMON_ERRORS = {
     401: "An unknown, malformed or revoked API key.",
+    406: "The Accept header or `?format=` names no format this endpoint writes.",
     429: "Too many requests: retry after the Retry-After header's seconds.",
     503: "The database is unavailable right now: retry after the Retry-After header's seconds.",
 }
+# What a call with a body may answer when the body is past Django's upload limit (`api.exceptions`).
+TOO_LARGE = {413: "The body is larger than DATA_UPLOAD_MAX_MEMORY_SIZE: send a smaller one."}
 
 
 class ErrorSerializer(serializers.Serializer):

@@ -21,6 +21,7 @@ from recommendations.api.not_found import not_found
 from recommendations.api.search import SearchView
 
 app_name = "recommendations_api"
+PAGE_METHODS = ["get", "head"]
 
 marketing_router = SimpleRouter()
 marketing_router.register("campaigns", CampaignViewSet, basename="campaign")
@@ -31,10 +32,21 @@ marketing_router.register("experiments", ExperimentViewSet, basename="experiment
 urlpatterns = [
     path("events/", EventBatchView.as_view(), name="events"),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
-    # The split view serves its start-up script as a file: no inline script, for a strict
-    # Content-Security-Policy.
-    path("docs/", SpectacularSwaggerSplitView.as_view(url_name="recommendations_api:schema"), name="docs"),
-    path("redoc/", SpectacularRedocView.as_view(url_name="recommendations_api:schema"), name="redoc"),
+    # Pages to read, GET only (the Swagger view answered OPTIONS with a 500: it picks its
+    # template in get()). The split view serves its start-up script as a file: no inline
+    # script, for a strict Content-Security-Policy.
+    path(
+        "docs/",
+        SpectacularSwaggerSplitView.as_view(
+            url_name="recommendations_api:schema", http_method_names=PAGE_METHODS
+        ),
+        name="docs",
+    ),
+    path(
+        "redoc/",
+        SpectacularRedocView.as_view(url_name="recommendations_api:schema", http_method_names=PAGE_METHODS),
+        name="redoc",
+    ),
     path("recommendations/for-you/", rec_views.ForYouView.as_view(), name="for-you"),
     path("recommendations/similar/<path:product_id>/", rec_views.SimilarView.as_view(), name="similar"),
     path(

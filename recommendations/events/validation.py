@@ -158,7 +158,14 @@ def parse_timestamp(value: Any) -> dt.datetime:
     if isinstance(value, int | float):
         if not math.isfinite(value):
             raise ValueError("must be a finite number of unix seconds")
-        return dt.datetime.fromtimestamp(value, tz=dt.UTC)
+        try:
+            return dt.datetime.fromtimestamp(value, tz=dt.UTC)
+        except (ValueError, OverflowError, OSError):
+            # Mostly JavaScript's Date.now(), which counts milliseconds: "year 58889 is out of
+            # range" did not say so.
+            raise ValueError(
+                f"{value!r} is out of range as unix seconds; send seconds (milliseconds / 1000) or ISO 8601"
+            ) from None
     if isinstance(value, dt.datetime):
         return value if value.tzinfo else timezone.make_aware(value)
     raise ValueError("must be an ISO 8601 date-time or unix seconds")
@@ -338,13 +345,17 @@ def _timestamp(
     except (ValueError, OverflowError, OSError) as exc:
         errors["timestamp"] = [str(exc)]
         return None
+    if EARLIEST_EVENT < timestamp <= latest:
+        return timestamp
+    # Out of range once moved by the batch's sent_at: sent_at is the likelier culprit.
+    moved = f" once moved by {skew.total_seconds():.0f}s, the server's clock minus sent_at" if skew else ""
     if timestamp > latest:
         errors["timestamp"] = [
-            f"is {(timestamp - now).total_seconds():.0f}s in the future; "
+            f"is {(timestamp - now).total_seconds():.0f}s in the future{moved}; "
             f"at most {rec_settings.MAX_EVENT_FUTURE_SECONDS}s of clock skew is accepted"
         ]
-    elif timestamp <= EARLIEST_EVENT:
-        errors["timestamp"] = [f"must be after {EARLIEST_EVENT:%Y-%m-%d} (unix time 0)"]
+    else:
+        errors["timestamp"] = [f"must be after {EARLIEST_EVENT:%Y-%m-%d} (unix time 0){moved}"]
     return timestamp
 
 

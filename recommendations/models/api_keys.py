@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import secrets
 import time
 
@@ -23,6 +24,7 @@ class Scope(models.TextChoices):
 
 
 KEY_PREFIX_LENGTH = 8
+KEY_PREFIX = re.compile(f"[0-9a-f]{{{KEY_PREFIX_LENGTH}}}")
 # Each process trusts a key it verified for this long, which saves a query on every API
 # request. A key revoked through `revoke()` or the admin stops working at once in that
 # process and within this many seconds in the others.
@@ -51,7 +53,9 @@ class ApiKeyManager(models.Manager["ApiKey"]):
     def get_for_raw_key(self, raw: str) -> ApiKey | None:
         """The live key that `raw` belongs to, or None (unknown, malformed or revoked)."""
         prefix, _, secret = raw.partition(".")
-        if len(prefix) != KEY_PREFIX_LENGTH or not secret:
+        # Prefixes are hex (`set_new_key`); anything else, a NUL byte that PostgreSQL refuses
+        # in a query (a 500) included, is no key.
+        if not (secret and KEY_PREFIX.fullmatch(prefix)):
             return None
         api_key = self.filter(prefix=prefix, revoked_at__isnull=True).first()
         if api_key is None or not hmac.compare_digest(api_key.key_hash, _hash(raw)):

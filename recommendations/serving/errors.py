@@ -104,19 +104,19 @@ def get_store(store_id: str) -> models.Model:
 
 
 def valid_product_ids(product_ids: list[str]) -> list[str]:
-    """The ids as given, after checking that every one is a product; `NotFound` lists the rest."""
+    """The products' keys as the engine writes them (`product_key`), in the given order without
+    repeats, after checking that every one is a product; `NotFound` lists the rest. A key
+    spelled otherwise ("06", an upper-case UUID) names its product, as it does in a URL."""
     adapter = get_product_adapter()
+    keys = {
+        given: adapter.key(value)
+        for given in product_ids
+        if (value := key_value(adapter.model, given)) is not None
+    }
     found: set[str] = set()
-    malformed = []
-    for key in product_ids:
-        try:
-            adapter.model._meta.pk.to_python(key)
-        except ValidationError:
-            malformed.append(key)
-    wellformed = [k for k in product_ids if k not in malformed]
-    if wellformed:
-        found = {adapter.key(pk) for pk in adapter.by_keys(wellformed).values_list("pk", flat=True)}
-    unknown = [k for k in product_ids if k not in found]
+    if keys:
+        found = {adapter.key(pk) for pk in adapter.by_keys(set(keys.values())).values_list("pk", flat=True)}
+    unknown = [given for given in product_ids if keys.get(given) not in found]
     if unknown:
         raise NotFound(f"No product with id(s): {', '.join(unknown[:20])}.")
-    return list(dict.fromkeys(product_ids))
+    return list(dict.fromkeys(keys[given] for given in product_ids))

@@ -140,6 +140,26 @@ def test_a_wrong_device_clock_is_corrected_by_the_batchs_sent_at(browser, catalo
 
 
 @pytest.mark.django_db
+def test_times_in_milliseconds_and_a_wrong_sent_at_are_named_as_such(client, catalogue, api_key):
+    """JavaScript's Date.now() counts milliseconds: the answer was "year 58889 is out of range".
+    An event refused only once moved by a wrong sent_at was "in the future", with no word of it."""
+    now = dt.datetime.now(dt.UTC)
+    millis = int(now.timestamp() * 1000)
+    response = post(client, {"events": [view(catalogue[0], timestamp=millis)]}, api_key)
+    assert response.status_code == 400
+    assert response.json()["errors"][0]["errors"]["timestamp"] == [
+        f"{millis} is out of range as unix seconds; send seconds (milliseconds / 1000) or ISO 8601"
+    ]
+    response = post(client, {"events": [view(catalogue[0])], "sent_at": millis}, api_key)
+    assert response.status_code == 400 and "send seconds (milliseconds / 1000)" in response.json()["detail"]
+    a_century_ago = (now - dt.timedelta(days=36524)).isoformat()
+    body = {"events": [view(catalogue[0], timestamp=now.isoformat())], "sent_at": a_century_ago}
+    (message,) = post(client, body, api_key).json()["errors"][0]["errors"]["timestamp"]
+    assert "in the future once moved by" in message and "the server's clock minus sent_at" in message
+    assert not Event.objects.exists()
+
+
+@pytest.mark.django_db
 def test_a_store_block_is_measured_by_store_impressions_and_clicks(browser, catalogue):
     stores = [str(catalogue[0].store_id), str(catalogue[1].store_id)]
     # Shown on the visitor's first page, before they had a session: their first batch claims it.

@@ -471,3 +471,20 @@ def test_null_audience_rules_are_a_400_as_in_the_admin(shop, staff):
         "/api/campaigns/", {"name": "Spring", "category_names": ["Garden"]}, content_type="application/json"
     )
     assert left_out.status_code == 201 and Campaign.objects.get().audience_rules == {}
+
+
+def test_an_unknown_id_is_named_as_the_serving_endpoints_name_theirs(staff, db):
+    """DRF said "No Campaign matches the given query.", or "Not found." of an id that is not a
+    number; a product's endpoints say "No product with id '7'."."""
+    client = client_for(staff)
+    for url, message in (
+        ("/api/campaigns/999999/", "No campaign with id '999999'."),
+        ("/api/campaigns/abc/", "No campaign with id 'abc'."),
+        ("/api/campaigns/999999/audience/", "No campaign with id '999999'."),
+        ("/api/experiments/999999/results/", "No experiment with id '999999'."),
+    ):
+        response = client.get(url)
+        assert response.status_code == 404, url
+        assert response.json()["detail"] == message, url
+    stop = client.post("/api/experiments/abc/stop/", {}, content_type="application/json")
+    assert stop.status_code == 404 and stop.json()["detail"] == "No experiment with id 'abc'."

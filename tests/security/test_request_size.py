@@ -53,12 +53,29 @@ def test_lists_and_texts_in_recommendation_requests_are_capped(make_key, product
     assert client.get("/api/recommendations/trending/", {"limit": 10**6}).status_code == 400
 
 
-def test_bodies_past_djangos_upload_limit_are_a_clean_4xx(make_key):
-    client = with_key(make_key("recommendations:read", "events:write"))
+def test_bodies_past_djangos_upload_limit_are_a_json_413(make_key, staff):
+    """Django refuses them as a view reads them, which DRF does not handle: they were Django's
+    HTML 400 page. The events' own byte cap is higher here, so Django's limit refuses first."""
     huge = json.dumps({"product_ids": ["1"] * (settings.DATA_UPLOAD_MAX_MEMORY_SIZE // 4)})
-    for url in ("/api/recommendations/rerank/", "/api/events/"):
-        response = client.post(url, huge, content_type="application/json")
-        assert 400 <= response.status_code < 500, url
+    key, admin = with_key(make_key("recommendations:read", "events:write")), browser(staff)
+    caps = {**settings.RECOMMENDATIONS, "MAX_BATCH_BYTES": settings.DATA_UPLOAD_MAX_MEMORY_SIZE * 2}
+    with override_settings(RECOMMENDATIONS=caps):
+        for client, url in (
+            (key, "/api/recommendations/rerank/"),
+            (key, "/api/events/"),
+            (admin, "/api/campaigns/"),
+        ):
+            response = client.post(url, huge, content_type="application/json")
+            assert response.status_code == 413, url
+            assert "DATA_UPLOAD_MAX_MEMORY_SIZE" in response.json()["detail"], url
+
+
+def test_more_query_parameters_than_django_parses_are_a_json_400(make_key):
+    client = with_key(make_key("recommendations:read"))
+    query = "&".join(["explain=1"] * (settings.DATA_UPLOAD_MAX_NUMBER_FIELDS + 1))
+    response = client.get(f"/api/recommendations/trending/?{query}")
+    assert response.status_code == 400
+    assert "DATA_UPLOAD_MAX_NUMBER_FIELDS" in response.json()["detail"]
 
 
 def test_json_nested_too_deep_is_a_400_not_a_500(staff):

@@ -251,12 +251,52 @@ def test_bad_parameters_are_400_listing_each(client, catalog):
     assert long_query.status_code == 400 and "q" in long_query.json()
 
 
+def test_a_format_no_renderer_writes_is_a_406_naming_those_it_does(client, catalog):
+    """DRF answered `?format=xml` with a 404 "Not found." of an endpoint that exists, and an
+    Accept header it cannot satisfy with a 406 that did not say what it could send."""
+    client.force_login(catalog.users["staff"])
+    for url in ("/api/recommendations/trending/", "/api/campaigns/for-me/", "/api/campaigns/"):
+        response = client.get(url, {"format": "xml"})
+        assert response.status_code == 406, url
+        assert response.json()["detail"] == "No format 'xml' here: use one of json, api.", url
+        response = client.get(url, HTTP_ACCEPT="application/xml")
+        assert response.status_code == 406, url
+        assert "accept one of application/json, text/html (or */*)" in response.json()["detail"], url
+    # The events' body is read before the format is negotiated: a good batch meets the 406.
+    view = {"events": [{"event_type": "view", "product_id": catalog.id("Argan shampoo")}]}
+    assert client.post("/api/events/?format=xml", view, format="json").status_code == 406
+
+
+def test_a_wrong_method_or_body_type_is_told_what_to_send(client, catalog):
+    """DRF's 405 and 415 named what was wrong ('Method "GET" not allowed.'), not what to send."""
+    client.force_login(catalog.users["staff"])
+    for method, url, allowed in (
+        ("get", "/api/recommendations/rerank/", "POST"),
+        ("post", "/api/recommendations/for-you/", "GET"),
+        ("get", "/api/events/", "POST"),
+        ("post", "/api/campaigns/1/", "GET or PUT or PATCH or DELETE"),
+    ):
+        response = getattr(client, method)(url)
+        assert response.status_code == 405, url
+        assert response.json()["detail"] == f'Method "{method.upper()}" not allowed here: use {allowed}.', url
+    response = client.post("/api/recommendations/rerank/", "x", content_type="text/plain")
+    assert response.status_code == 415
+    assert response.json()["detail"] == (
+        'Unsupported media type "text/plain" in request. Send Content-Type: application/json or '
+        "application/x-www-form-urlencoded or multipart/form-data."
+    )
+
+
 def test_rerank_endpoint(client, catalog, model):
     client.force_login(catalog.users["alice"])
     given = catalog.ids("Argan shampoo", "Clay face mask", "Red nail polish")
     response = client.post("/api/recommendations/rerank/", {"product_ids": given}, format="json")
     assert response.status_code == 200, response.content
     assert response.json()["results"][0]["title"] == "Clay face mask"
+    # What no list shows now is left out, as its schema says.
+    Product.objects.filter(title="Red nail polish").update(stock=0)
+    available = client.post("/api/recommendations/rerank/", {"product_ids": given}, format="json")
+    assert {item["title"] for item in available.json()["results"]} == {"Argan shampoo", "Clay face mask"}
     unknown = client.post("/api/recommendations/rerank/", {"product_ids": [*given, "999999"]}, format="json")
     assert unknown.status_code == 404 and "999999" in unknown.json()["detail"]
     empty = client.post("/api/recommendations/rerank/", {"product_ids": []}, format="json")
@@ -271,6 +311,23 @@ def test_exclude_parameter(client, catalog, model):
     first = client.get("/api/recommendations/for-you/", {"limit": 1}).json()["results"][0]["id"]
     again = client.get("/api/recommendations/for-you/", {"limit": 3, "exclude": f"{first},999"}).json()
     assert first not in [item["id"] for item in again["results"]]
+
+
+def test_a_parameter_given_twice_is_a_400_not_the_last_one(client, catalog, model):
+    """A query string keeps the last of a repeated name: `?exclude=1&exclude=2`, how HTTP
+    libraries send a list, excluded only 2. Lists (re-ranking's product_ids) may repeat."""
+    first, second = catalog.ids("Argan shampoo", "Vitamin C serum")
+    repeated = client.get(f"/api/recommendations/trending/?exclude={first}&exclude={second}&limit=2&limit=3")
+    assert repeated.status_code == 400
+    assert set(repeated.json()) == {"exclude", "limit"}
+    assert "separated by commas" in repeated.json()["exclude"][0]
+    assert client.get("/api/campaigns/for-me/?limit=1&limit=2").status_code == 400
+    form = client.post(
+        "/api/recommendations/rerank/",
+        f"product_ids={first}&product_ids={second}",
+        content_type="application/x-www-form-urlencoded",
+    )
+    assert form.status_code == 200 and {item["id"] for item in form.json()["results"]} == {first, second}
 
 
 def test_search_endpoint_tolerates_typos(client, catalog):
@@ -302,6 +359,8 @@ def test_schema_documents_the_endpoints_and_docs_work_offline(client, catalog):
     for page in ("/api/docs/", "/api/redoc/"):
         html = client.get(page).content.decode()
         assert "drf_spectacular_sidecar" in html and "cdn." not in html, page
+        # Pages to read: OPTIONS was a 500 from the Swagger page (a client's or crawler's probe).
+        assert client.options(page).status_code == 405, page
 
 
 def json_schema(node):
@@ -386,7 +445,10 @@ def test_every_answer_matches_the_published_schema(catalog, model, settings):
     schema.check(alice.post("/api/recommendations/rerank/", {"product_ids": []}, format="json"), 400)
     schema.check(alice.post("/api/recommendations/rerank/", {"product_ids": ["999999"]}, format="json"), 404)
     schema.check(alice.post("/api/recommendations/rerank/", "x", content_type="text/plain"), 415)
+    past_upload_limit = {"product_ids": ["1"] * (settings.DATA_UPLOAD_MAX_MEMORY_SIZE // 4)}
+    schema.check(alice.post("/api/recommendations/rerank/", past_upload_limit, format="json"), 413)
     schema.check(alice.get("/api/search/"), 400)
+    schema.check(alice.get("/api/recommendations/trending/", {"format": "xml"}), 406)
     schema.check(read_key.get("/api/search/", {"q": "x", "user": 999999}), 404)
 
     # Events.

@@ -46,6 +46,20 @@ def test_lists_and_search_with_uuid_keys(gadgets):
         products.similar("00000000-0000-0000-0000-000000000000", Audience(), Options())
 
 
+def test_rerank_takes_a_uuid_in_any_spelling_as_a_url_does(gadgets, client):
+    """`/similar/<UUID>/` took an upper-case UUID; re-ranking answered it with a 404."""
+    made, _seller = gadgets
+    earbuds, speaker = str(made["Wireless earbuds"].pk), str(made["Bluetooth speaker"].pk)
+    with override_settings(RECOMMENDATIONS=HOST_SETTINGS):
+        response = client.post(
+            "/api/recommendations/rerank/",
+            {"product_ids": [earbuds.upper(), speaker, earbuds]},
+            content_type="application/json",
+        )
+    assert response.status_code == 200, response.content
+    assert {item["id"] for item in response.json()["results"]} == {earbuds, speaker}
+
+
 @pytest.fixture
 def section_processor():
     """The category processor as the host's `ready()` would install it: watching sections."""
