@@ -158,13 +158,31 @@ class DatabaseLost(Exception):
     result: ImportResult
 
     def __str__(self) -> str:
-        done = (
-            f"The first {self.result.read:,} rows were imported ({self.result.stored:,} new events); "
-            "once it is back, running the same command again skips them."
-            if self.result.read
-            else "Nothing was imported; run the same command again once it is back."
-        )
+        done = _stored_so_far(self.result, "once it is back")
         return f"The database was lost while importing {self.file} ({self.reason}). {done}"
+
+
+@dataclass
+class ImportInterrupted(KeyboardInterrupt):
+    """Ctrl-C mid-import: the batch being written was rolled back, those before it are stored,
+    and a re-run skips them. Still a KeyboardInterrupt, so whatever stops on one still stops."""
+
+    file: str
+    result: ImportResult
+
+    def __str__(self) -> str:
+        return f"Interrupted while importing {self.file}. {_stored_so_far(self.result)}"
+
+
+def _stored_so_far(result: ImportResult, when: str = "") -> str:
+    """What an import stopped between batches left: those written are stored for good (each
+    in its own transaction), and running it again (`when` that is possible) skips them."""
+    if result.read:
+        return (
+            f"The first {result.read:,} rows were imported ({result.stored:,} new events); "
+            f"{when + ', ' if when else ''}running the same command again skips them."
+        )
+    return f"Nothing was imported; run the same command again{' ' + when if when else ''}."
 
 
 def _batches(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
@@ -402,6 +420,8 @@ def _run(
     except TRANSIENT_ERRORS as exc:  # a restart, a lost network: the batch written rolled back
         reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise DatabaseLost(file, reason, result) from exc
+    except KeyboardInterrupt:  # Ctrl-C: the batch being written rolled back with its transaction
+        raise ImportInterrupted(file, result) from None
     finally:
         if collecting:
             gc.enable()

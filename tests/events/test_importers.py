@@ -24,9 +24,11 @@ from recommendations.events.importers import (
     import_dataset_events,
     import_event_file,
 )
+from recommendations.management.errors import command_errors
 from recommendations.models import Event
 from recommendations.privacy.optout import set_opted_out
 from recommendations.progress import Progress
+from shop.catalog_import import import_dataset_catalog
 from shop.models import Category, Product, Store
 
 
@@ -883,6 +885,48 @@ def test_losing_the_database_mid_file_says_what_was_stored_and_a_rerun_resumes(t
     connection.close()
     assert Event.objects.count() == 10
     assert import_event_file(events, batch_rows=10).stored == 20
+
+
+@pytest.mark.django_db
+def test_ctrl_c_mid_file_says_what_was_stored_and_a_rerun_completes(tmp_path):
+    """Ctrl-C after the first batch: one line saying what stayed, no traceback."""
+    events = tmp_path / "events.jsonl"
+    events.write_text(
+        "".join(
+            json.dumps({"event_id": f"s-{n}", "event_type": "search", "query": "mug"}) + "\n"
+            for n in range(30)
+        )
+    )
+
+    def ctrl_c_after_the_first_batch(stage, done, total):
+        if done == 10:
+            raise KeyboardInterrupt
+
+    with pytest.raises(CommandError) as interrupted, command_errors(events):
+        import_event_file(events, batch_rows=10, progress=Progress(listeners=(ctrl_c_after_the_first_batch,)))
+    assert str(interrupted.value) == (
+        "Interrupted while importing events.jsonl. The first 10 rows were imported (10 new events); "
+        "running the same command again skips them."
+    )
+    assert Event.objects.count() == 10
+    result = import_event_file(events, batch_rows=10)
+    assert (result.stored, result.skipped) == (20, 10)
+
+
+@pytest.mark.django_db
+def test_ctrl_c_while_a_catalogue_is_written_leaves_none_of_it(amazon):
+    def ctrl_c_after_the_first_products(stage, done, total):
+        if stage == "writing products":
+            raise KeyboardInterrupt
+
+    with pytest.raises(
+        CommandError, match="^Interrupted; nothing was imported: run the same command again.$"
+    ):
+        with command_errors(amazon):
+            import_dataset_catalog(
+                "amazon-beauty", amazon, Progress(listeners=(ctrl_c_after_the_first_products,))
+            )
+    assert not (Product.objects.exists() or Store.objects.exists() or Category.objects.exists())
 
 
 @pytest.mark.django_db
