@@ -313,6 +313,21 @@ def test_a_broken_row_of_an_olist_lookup_file_is_named_not_a_key_error(tmp_path)
 
 
 @pytest.mark.django_db
+def test_a_broken_row_of_olist_orders_is_named_in_its_own_file(tmp_path):
+    folder = olist_folder(tmp_path)
+    call_command("import_catalog", str(folder), dataset="olist", stdout=StringIO())
+    with open(folder / "orders.csv", "a", encoding="utf-8") as handle:
+        handle.write("o4;c1;delivered;2017-10-03 10:00:00\n")  # a semicolon file's row: one cell
+    with pytest.raises(CommandError) as failure:
+        call_command("import_events", str(folder), dataset="olist", no_progress=True, stdout=StringIO())
+    assert str(failure.value) == (
+        "orders.csv: 1 bad row(s); nothing was imported. Fix or remove them and run again:\n"
+        "  orders.csv line 5: unreadable order (1 cell where the header has 4)"
+    )
+    assert not Event.objects.exists()
+
+
+@pytest.mark.django_db
 def test_movielens_movies_and_ratings(tmp_path):
     folder = tmp_path / "ml"
     folder.mkdir()
