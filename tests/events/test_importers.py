@@ -571,6 +571,25 @@ def import_catalogue_rows(path, rows) -> str:
 
 
 @pytest.mark.django_db
+def test_a_catalogue_rerun_updates_only_the_products_that_changed(tmp_path):
+    """A product left as it was keeps its `updated_at`: a new one would have it embedded again."""
+    rows = [["SKU-1", "Blue mug", "Kitchen > Mugs", "acme", "9.50"], ["SKU-2", "Red mug", "Tea", "acme", "8"]]
+    import_catalogue_rows(tmp_path / "catalogue.csv", rows)
+    saved = dict(Product.objects.values_list("sku", "updated_at"))
+
+    again = import_catalogue_rows(tmp_path / "catalogue.csv", rows)
+    assert "0 products created, 0 updated" in again
+    assert dict(Product.objects.values_list("sku", "updated_at")) == saved
+
+    rows[1][2] = "Kitchen > Mugs"  # another category, nothing else
+    changed = import_catalogue_rows(tmp_path / "catalogue.csv", rows)
+    assert "0 products created, 1 updated" in changed
+    assert Product.objects.get(sku="SKU-1").updated_at == saved["SKU-1"]
+    red = Product.objects.select_related("category").get(sku="SKU-2")
+    assert red.category.path == "Kitchen > Mugs" and red.updated_at > saved["SKU-2"]
+
+
+@pytest.mark.django_db
 def test_names_are_stored_in_one_form_without_control_characters(tmp_path):
     """Names came as exported: full-width letters, a unit separator (chr(31), which also splits
     the category names that campaigns fold), a tab or a line break inside a cell."""
