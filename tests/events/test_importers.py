@@ -30,6 +30,7 @@ from recommendations.privacy.optout import set_opted_out
 from recommendations.progress import Progress
 from shop.catalog_import import import_dataset_catalog
 from shop.models import Category, Product, Store
+from shop.recommendations import ProductAdapter as ShopProductAdapter
 
 
 def write_csv(path, header, rows, opener=open):
@@ -945,6 +946,45 @@ def test_ctrl_c_mid_file_says_what_was_stored_and_a_rerun_completes(tmp_path):
     assert Event.objects.count() == 10
     result = import_event_file(events, batch_rows=10)
     assert (result.stored, result.skipped) == (20, 10)
+
+
+class InterruptedInItsSecondLookup(ShopProductAdapter):
+    """The shop's adapter, met by Ctrl-C as it looks products up for the second time."""
+
+    lookups = 0
+
+    def keys_by_source_id(self, source_ids):
+        type(self).lookups += 1
+        if type(self).lookups == 2:
+            raise KeyboardInterrupt
+        return super().keys_by_source_id(source_ids)
+
+
+@pytest.mark.django_db
+def test_ctrl_c_while_a_batch_is_written_names_its_rows(amazon, settings):
+    call_command("import_catalog", str(amazon), dataset="amazon-beauty", stdout=StringIO())
+    settings.RECOMMENDATIONS = {
+        **settings.RECOMMENDATIONS,
+        "PRODUCT_ADAPTER": "tests.events.test_importers.InterruptedInItsSecondLookup",
+    }
+    InterruptedInItsSecondLookup.lookups = 0
+    with pytest.raises(CommandError) as interrupted:
+        call_command(
+            "import_events",
+            str(amazon),
+            dataset="amazon-beauty",
+            batch_rows=2,
+            no_progress=True,
+            stdout=StringIO(),
+        )
+    assert str(interrupted.value) == (
+        "Interrupted while importing interactions.csv.gz, with rows 3-4 being written (stored only if it "
+        "came as they were committed). The first 2 rows were imported (2 new events); running the same "
+        "command again skips them."
+    )
+    assert Event.objects.count() == 2
+    result = import_dataset_events("amazon-beauty", amazon, batch_rows=2)
+    assert (result.stored, result.skipped) == (3, 2)
 
 
 @pytest.mark.django_db
