@@ -181,7 +181,12 @@ class Catalogue:
 
 
 def require_files(folder: Path, *names: str) -> list[Path]:
-    """The paths of the dataset's files in `folder`; FileNotFoundError naming those missing."""
+    """The paths of the dataset's files in `folder`; FileNotFoundError naming those missing
+    (or saying that `folder` is one file, such as the dataset's own, not its folder)."""
+    if folder.is_file():
+        raise FileNotFoundError(
+            f"{folder} is a file, not a folder; give the dataset's folder (with {', '.join(names)}) as PATH."
+        )
     paths = [folder / name for name in names]
     missing = [p.name for p in paths if not p.is_file()]
     if missing:

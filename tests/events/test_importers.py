@@ -696,8 +696,18 @@ def test_files_that_cannot_be_read_say_why_and_what_to_do(tmp_path, catalogue):
     (tmp_path / "twice.csv").write_text("event_type,product_id,product_id\n" + "view,1,2\n")
     assert "the header names product_id more than once" in refused(tmp_path / "twice.csv")
     # A dataset's file instead of its folder: said before the progress bar reads anything.
+    (tmp_path / "ml").mkdir()
+    (tmp_path / "ml" / "ml-100k.inter").write_text(
+        "user_id:token\titem_id:token\trating:float\ttimestamp:float\n"
+    )
+    for path in (tmp_path / "short.csv", tmp_path / "ml" / "ml-100k.inter"):
+        with pytest.raises(
+            CommandError,
+            match=f"^{path} is a file, not a folder; give the dataset's folder .with ml-100k.inter. as PATH.$",
+        ):
+            call_command("import_events", str(path), dataset="movielens", stdout=StringIO())
     with pytest.raises(CommandError, match="lacks ml-100k.inter; give the dataset's folder as PATH"):
-        call_command("import_events", str(tmp_path / "short.csv"), dataset="movielens", stdout=StringIO())
+        call_command("import_events", str(tmp_path), dataset="movielens", stdout=StringIO())
     assert not Event.objects.exists()
 
 
