@@ -4,11 +4,11 @@ The dataset readers live in the engine (`recommendations.events.datasets`); this
 writes what they read into the shop's own models. Source ids go into `Store.external_id`
 and `Product.sku`, which is how the event importer finds the products again. Re-running
 updates names, prices and categories in place where they changed (and nothing else) and
-creates nothing twice. A file with any bad
-row writes nothing. A row repeating an earlier row's sku is left out (the first row's product
-is imported) and counted; those with other values are named in the result. Names (of stores,
-categories, products and brands) are stored clean (`recommendations.text.clean_name`: NFKC,
-control characters as spaces), whichever reader read them. A category name longer than
+creates nothing twice. A file with any bad row writes nothing. A row repeating an earlier
+row's sku is left out (the first row's product is imported) and counted; those with other
+values are named in the result. Names (of stores, categories, products and brands) are stored
+clean (`recommendations.text.clean_name`: NFKC, control characters as spaces), whichever
+reader read them. A category name longer than
 `Category.name` holds (120 characters) is cut to it, as titles and brands are.
 """
 
