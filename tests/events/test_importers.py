@@ -176,6 +176,14 @@ def test_dataset_accounts_are_made_once_with_unusable_passwords(django_user_mode
 
 
 @pytest.mark.django_db
+def test_an_empty_dataset_file_is_refused_not_imported_as_nothing(amazon):
+    (amazon / "items.csv").write_text("")
+    with pytest.raises(CommandError, match="items.csv is empty, without even a header: copy or download"):
+        call_command("import_catalog", str(amazon), dataset="amazon-beauty", stdout=StringIO())
+    assert not Product.objects.exists()
+
+
+@pytest.mark.django_db
 def test_a_bad_later_batch_keeps_earlier_batches_and_a_rerun_resumes(amazon):
     call_command("import_catalog", str(amazon), dataset="amazon-beauty", stdout=StringIO())
     good = [[1, 1, f"RVW{i}", "B0001", 1318896000, 0] for i in range(4)]
@@ -695,6 +703,12 @@ def test_files_that_cannot_be_read_say_why_and_what_to_do(tmp_path, catalogue):
     assert "short.csv line 3: 2 cells under a header of 3 columns" in refused(tmp_path / "short.csv")
     (tmp_path / "twice.csv").write_text("event_type,product_id,product_id\n" + "view,1,2\n")
     assert "the header names product_id more than once" in refused(tmp_path / "twice.csv")
+    # A download that stopped before its first byte: said, not "Read 0 rows".
+    (tmp_path / "empty.csv.gz").write_bytes(gzip.compress(b""))
+    assert refused(tmp_path / "empty.csv.gz") == (
+        f"{tmp_path / 'empty.csv.gz'} is empty, without even a header: copy or download it again. "
+        "Nothing was imported."
+    )
     # A dataset's file instead of its folder: said before the progress bar reads anything.
     (tmp_path / "ml").mkdir()
     (tmp_path / "ml" / "ml-100k.inter").write_text(
