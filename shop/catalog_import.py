@@ -3,11 +3,12 @@
 The dataset readers live in the engine (`recommendations.events.datasets`); this module
 writes what they read into the shop's own models. Source ids go into `Store.external_id`
 and `Product.sku`, which is how the event importer finds the products again. Re-running
-updates names, prices and categories in place and creates nothing twice. A file with any bad
-row writes nothing. A row repeating an earlier row's sku is left out (the first row's product
-is imported) and counted; those with other values are named in the result. Names (of stores,
-categories, products and brands) are stored clean (`recommendations.text.clean_name`: NFKC,
-control characters as spaces), whichever reader read them. A category name longer than
+updates names, prices and categories in place where they changed (and nothing else) and
+creates nothing twice. A file with any bad row writes nothing. A row repeating an earlier
+row's sku is left out (the first row's product is imported) and counted; those with other
+values are named in the result. Names (of stores, categories, products and brands) are stored
+clean (`recommendations.text.clean_name`: NFKC, control characters as spaces), whichever
+reader read them. A category name longer than
 `Category.name` holds (120 characters) is cut to it, as titles and brands are.
 """
 
@@ -241,6 +242,17 @@ def _write_stores(sources: list[StoreSource], result: CatalogResult) -> dict[str
     return {s.external_id: s for s in Store.objects.filter(external_id__in=wanted)}
 
 
+def _differs(product: Product, values: dict[str, Any]) -> bool:
+    """Whether `values` would change the product. A re-import leaves the others alone: a new
+    `updated_at` would have the 15-minute task embed each of them again. Relations are
+    compared by key, so that no related row is fetched."""
+    for name, value in values.items():
+        model_field = Product._meta.get_field(name)
+        if getattr(product, model_field.attname) != (value.pk if model_field.is_relation else value):
+            return True
+    return False
+
+
 @transaction.atomic
 def write_catalogue(
     stores: list[StoreSource], products: list[ProductSource], progress: Progress | None = None
@@ -272,7 +284,7 @@ def write_catalogue(
         product = existing.get(sku)
         if product is None:
             new.append(Product(sku=sku, slug=slugs(values["title"]), stock=DEFAULT_STOCK, **values))
-        else:
+        elif _differs(product, values):
             for name, value in values.items():
                 setattr(product, name, value)
             changed.append(product)

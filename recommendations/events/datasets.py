@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import NamedTuple
 from zoneinfo import ZoneInfo
 
-from recommendations.events.textfiles import CsvBatch, csv_batches, open_text
+from recommendations.events.textfiles import CsvBatch, csv_batches, error_lines, open_text
 
 SAO_PAULO = ZoneInfo("America/Sao_Paulo")
 MAX_SOURCE_ID = 64
@@ -181,7 +181,12 @@ class Catalogue:
 
 
 def require_files(folder: Path, *names: str) -> list[Path]:
-    """The paths of the dataset's files in `folder`; FileNotFoundError naming those missing."""
+    """The paths of the dataset's files in `folder`; FileNotFoundError naming those missing
+    (or saying that `folder` is one file, such as the dataset's own, not its folder)."""
+    if folder.is_file():
+        raise FileNotFoundError(
+            f"{folder} is a file, not a folder; give the dataset's folder (with {', '.join(names)}) as PATH."
+        )
     paths = [folder / name for name in names]
     missing = [p.name for p in paths if not p.is_file()]
     if missing:
@@ -508,6 +513,9 @@ class Olist(Dataset):
         person = _lookup(customers, "customer_id", "customer_unique_id")
         placed: dict[str, tuple[str, dt.datetime] | None] = {}
         order_columns = ("order_id", "customer_id", "order_status", "order_purchase_timestamp")
+        # A lookup table as customers.csv is, read whole before any line is stored: its bad rows
+        # are named (in their own file) at once, not as bad lines of the first batch.
+        bad_orders = []
         for line, row in _rows(orders, required=order_columns):
             try:
                 if isinstance(row, str):
@@ -517,9 +525,14 @@ class Olist(Dataset):
                     continue
                 moment = dt.datetime.fromisoformat(row["order_purchase_timestamp"]).replace(tzinfo=SAO_PAULO)
             except (KeyError, ValueError, TypeError) as exc:
-                yield RowError(orders.name, line, f"unreadable order ({exc})")
+                bad_orders.append(str(RowError(orders.name, line, f"unreadable order ({exc})")))
                 continue
             placed[row["order_id"]] = (person.get(row["customer_id"], ""), moment)
+        if bad_orders:
+            raise ValueError(
+                f"{orders.name}: {len(bad_orders)} bad row(s); nothing was imported. Fix or remove them "
+                f"and run again:{error_lines(bad_orders)}"
+            )
         columns = ("order_id", "order_item_id", "product_id", "seller_id", "price")
         for line, cells in _cells(items, columns):
             if isinstance(cells, str):

@@ -158,13 +158,42 @@ class DatabaseLost(Exception):
     result: ImportResult
 
     def __str__(self) -> str:
-        done = (
-            f"The first {self.result.read:,} rows were imported ({self.result.stored:,} new events); "
-            "once it is back, running the same command again skips them."
-            if self.result.read
-            else "Nothing was imported; run the same command again once it is back."
-        )
+        done = _stored_so_far(self.result, "once it is back")
         return f"The database was lost while importing {self.file} ({self.reason}). {done}"
+
+
+@dataclass
+class ImportInterrupted(KeyboardInterrupt):
+    """Ctrl-C mid-import: the batches before are stored, and a re-run skips them. Still a
+    KeyboardInterrupt, so whatever stops on one still stops.
+
+    `writing`: the rows of the batch being written then, if any. Its transaction rolls back,
+    unless the interruption came while it was committing: then the server may have stored it.
+    """
+
+    file: str
+    result: ImportResult
+    writing: int = 0
+
+    def __str__(self) -> str:
+        batch = (
+            f", with rows {self.result.read + 1:,}-{self.result.read + self.writing:,} being written "
+            "(stored only if it came as they were committed)"
+            if self.writing
+            else ""
+        )
+        return f"Interrupted while importing {self.file}{batch}. {_stored_so_far(self.result)}"
+
+
+def _stored_so_far(result: ImportResult, when: str = "") -> str:
+    """What an import stopped between batches left: those written are stored for good (each
+    in its own transaction), and running it again (`when` that is possible) skips them."""
+    if result.read:
+        return (
+            f"The first {result.read:,} rows were imported ({result.stored:,} new events); "
+            f"{when + ', ' if when else ''}running the same command again skips them."
+        )
+    return f"Nothing was imported; run the same command again{' ' + when if when else ''}."
 
 
 def _batches(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
@@ -378,8 +407,10 @@ def _run(
     # collector would still walk all of them again and again (a quarter of an import's time).
     gc.disable()
     ahead = _Prefetch(batches)
+    writing = 0  # rows of the batch being written
     try:
         for batch in ahead:
+            writing = len(batch)
             try:
                 written, users = write(batch, ahead.read_next)
             except ImportFailed as failure:
@@ -391,6 +422,7 @@ def _run(
             result.opted_out += written.opted_out
             result.users_created += users
             result.repeated, result.conflicting = repeats.count, repeats.conflicting
+            writing = 0
             report(result.read)
     except UnreadableFile as unreadable:  # reading a batch after those stored
         if result.read:
@@ -402,6 +434,8 @@ def _run(
     except TRANSIENT_ERRORS as exc:  # a restart, a lost network: the batch written rolled back
         reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise DatabaseLost(file, reason, result) from exc
+    except KeyboardInterrupt:  # Ctrl-C: the batch being written rolls back, unless committing
+        raise ImportInterrupted(file, result, writing) from None
     finally:
         if collecting:
             gc.enable()

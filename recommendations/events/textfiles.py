@@ -49,6 +49,11 @@ class CutMidLine(EOFError):
         self.override = ""
 
 
+class EmptyFile(EOFError):
+    """A file known to end with a line break (`open_text`'s `whole_lines`) has no line at all,
+    not even a header: a download or copy that stopped before its first byte."""
+
+
 class UnreadableFile(Exception):
     """A file that could not be read as text (`cause`, one of `READ_ERRORS`); the message
     names the file, what is wrong and what to do, then `outcome`: what the import had stored
@@ -73,7 +78,8 @@ def open_text(path: Path, *, whole_lines: bool = False) -> Iterator[Iterator[str
     names this file: a dataset's folder holds several, and the command only knows the folder.
     With `whole_lines` (a file known to end with a line break, as the public datasets' do), a
     last line without one is such a problem (`CutMidLine`): a file cut short mid-line would
-    otherwise be read with its last value cut.
+    otherwise be read with its last value cut; so is a file without any line (`EmptyFile`),
+    which would otherwise import nothing without a word.
     """
     try:
         with (
@@ -89,11 +95,15 @@ def open_text(path: Path, *, whole_lines: bool = False) -> Iterator[Iterator[str
 
 
 def _whole_lines(lines: Iterable[str]) -> Iterator[str]:
-    """`lines`, each ending with its line break; `CutMidLine` for one without (the last)."""
+    """`lines`, each ending with its line break; `CutMidLine` for one without (the last),
+    `EmptyFile` when there is none."""
+    number = 0
     for number, text in enumerate(lines, start=1):
         if not text.endswith(("\n", "\r")):
             raise CutMidLine(number, text)
         yield text
+    if not number:
+        raise EmptyFile
 
 
 def unreadable(path: Path, exc: BaseException) -> str:
@@ -109,6 +119,8 @@ def unreadable(path: Path, exc: BaseException) -> str:
             "line break, so its last value may be cut. Copy or download it again (or, if that line is "
             f"whole, end it with a line break{override})."
         )
+    if isinstance(exc, EmptyFile):
+        return f"{path} is empty, without even a header: copy or download it again."
     if isinstance(exc, EOFError):
         return f"{path} is cut short: the compressed data ends early. Copy or download it again."
     if isinstance(exc, zlib.error):

@@ -51,7 +51,9 @@ def command_errors(
     rows, whose message lists them), a file that cannot be read (`UnreadableFile`, which names
     the file in a dataset's folder and says what was stored), a bad value (a missing column).
     `cut_short_override`: the command reads the file with `LAST_LINE_IS_WHOLE`, which a file
-    cut short mid-line (`CutMidLine`) is then told of."""
+    cut short mid-line (`CutMidLine`) is then told of. Ctrl-C is said in one line, too: what
+    the importer's interruption says was stored, else that nothing was (a catalogue is written
+    in one transaction; events are stored batch by batch, from the first batch on)."""
     if not source.exists():
         raise CommandError(f"{source} does not exist.")
     try:
@@ -60,6 +62,10 @@ def command_errors(
         if cut_short_override and isinstance(exc, UnreadableFile) and isinstance(exc.cause, CutMidLine):
             exc.cause.override = LAST_LINE_IS_WHOLE
         raise CommandError(str(exc)) from exc
+    except KeyboardInterrupt as exc:
+        raise CommandError(
+            str(exc) or "Interrupted; nothing was imported: run the same command again."
+        ) from None
 
 
 @contextmanager

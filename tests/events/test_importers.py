@@ -24,10 +24,13 @@ from recommendations.events.importers import (
     import_dataset_events,
     import_event_file,
 )
+from recommendations.management.errors import command_errors
 from recommendations.models import Event
 from recommendations.privacy.optout import set_opted_out
 from recommendations.progress import Progress
+from shop.catalog_import import import_dataset_catalog
 from shop.models import Category, Product, Store
+from shop.recommendations import ProductAdapter as ShopProductAdapter
 
 
 def write_csv(path, header, rows, opener=open):
@@ -173,6 +176,14 @@ def test_dataset_accounts_are_made_once_with_unusable_passwords(django_user_mode
 
 
 @pytest.mark.django_db
+def test_an_empty_dataset_file_is_refused_not_imported_as_nothing(amazon):
+    (amazon / "items.csv").write_text("")
+    with pytest.raises(CommandError, match="items.csv is empty, without even a header: copy or download"):
+        call_command("import_catalog", str(amazon), dataset="amazon-beauty", stdout=StringIO())
+    assert not Product.objects.exists()
+
+
+@pytest.mark.django_db
 def test_a_bad_later_batch_keeps_earlier_batches_and_a_rerun_resumes(amazon):
     call_command("import_catalog", str(amazon), dataset="amazon-beauty", stdout=StringIO())
     good = [[1, 1, f"RVW{i}", "B0001", 1318896000, 0] for i in range(4)]
@@ -307,6 +318,21 @@ def test_a_broken_row_of_an_olist_lookup_file_is_named_not_a_key_error(tmp_path)
         match=r"customers.csv line 5 does not have the header's columns \(1 cell where the header has 2\)",
     ):
         call_command("import_events", str(folder), dataset="olist", no_progress=True, stdout=StringIO())
+    assert not Event.objects.exists()
+
+
+@pytest.mark.django_db
+def test_a_broken_row_of_olist_orders_is_named_in_its_own_file(tmp_path):
+    folder = olist_folder(tmp_path)
+    call_command("import_catalog", str(folder), dataset="olist", stdout=StringIO())
+    with open(folder / "orders.csv", "a", encoding="utf-8") as handle:
+        handle.write("o4;c1;delivered;2017-10-03 10:00:00\n")  # a semicolon file's row: one cell
+    with pytest.raises(CommandError) as failure:
+        call_command("import_events", str(folder), dataset="olist", no_progress=True, stdout=StringIO())
+    assert str(failure.value) == (
+        "orders.csv: 1 bad row(s); nothing was imported. Fix or remove them and run again:\n"
+        "  orders.csv line 5: unreadable order (1 cell where the header has 4)"
+    )
     assert not Event.objects.exists()
 
 
@@ -554,6 +580,25 @@ def import_catalogue_rows(path, rows) -> str:
 
 
 @pytest.mark.django_db
+def test_a_catalogue_rerun_updates_only_the_products_that_changed(tmp_path):
+    """A product left as it was keeps its `updated_at`: a new one would have it embedded again."""
+    rows = [["SKU-1", "Blue mug", "Kitchen > Mugs", "acme", "9.50"], ["SKU-2", "Red mug", "Tea", "acme", "8"]]
+    import_catalogue_rows(tmp_path / "catalogue.csv", rows)
+    saved = dict(Product.objects.values_list("sku", "updated_at"))
+
+    again = import_catalogue_rows(tmp_path / "catalogue.csv", rows)
+    assert "0 products created, 0 updated" in again
+    assert dict(Product.objects.values_list("sku", "updated_at")) == saved
+
+    rows[1][2] = "Kitchen > Mugs"  # another category, nothing else
+    changed = import_catalogue_rows(tmp_path / "catalogue.csv", rows)
+    assert "0 products created, 1 updated" in changed
+    assert Product.objects.get(sku="SKU-1").updated_at == saved["SKU-1"]
+    red = Product.objects.select_related("category").get(sku="SKU-2")
+    assert red.category.path == "Kitchen > Mugs" and red.updated_at > saved["SKU-2"]
+
+
+@pytest.mark.django_db
 def test_names_are_stored_in_one_form_without_control_characters(tmp_path):
     """Names came as exported: full-width letters, a unit separator (chr(31), which also splits
     the category names that campaigns fold), a tab or a line break inside a cell."""
@@ -658,9 +703,25 @@ def test_files_that_cannot_be_read_say_why_and_what_to_do(tmp_path, catalogue):
     assert "short.csv line 3: 2 cells under a header of 3 columns" in refused(tmp_path / "short.csv")
     (tmp_path / "twice.csv").write_text("event_type,product_id,product_id\n" + "view,1,2\n")
     assert "the header names product_id more than once" in refused(tmp_path / "twice.csv")
+    # A download that stopped before its first byte: said, not "Read 0 rows".
+    (tmp_path / "empty.csv.gz").write_bytes(gzip.compress(b""))
+    assert refused(tmp_path / "empty.csv.gz") == (
+        f"{tmp_path / 'empty.csv.gz'} is empty, without even a header: copy or download it again. "
+        "Nothing was imported."
+    )
     # A dataset's file instead of its folder: said before the progress bar reads anything.
+    (tmp_path / "ml").mkdir()
+    (tmp_path / "ml" / "ml-100k.inter").write_text(
+        "user_id:token\titem_id:token\trating:float\ttimestamp:float\n"
+    )
+    for path in (tmp_path / "short.csv", tmp_path / "ml" / "ml-100k.inter"):
+        with pytest.raises(
+            CommandError,
+            match=f"^{path} is a file, not a folder; give the dataset's folder .with ml-100k.inter. as PATH.$",
+        ):
+            call_command("import_events", str(path), dataset="movielens", stdout=StringIO())
     with pytest.raises(CommandError, match="lacks ml-100k.inter; give the dataset's folder as PATH"):
-        call_command("import_events", str(tmp_path / "short.csv"), dataset="movielens", stdout=StringIO())
+        call_command("import_events", str(tmp_path), dataset="movielens", stdout=StringIO())
     assert not Event.objects.exists()
 
 
@@ -883,6 +944,87 @@ def test_losing_the_database_mid_file_says_what_was_stored_and_a_rerun_resumes(t
     connection.close()
     assert Event.objects.count() == 10
     assert import_event_file(events, batch_rows=10).stored == 20
+
+
+@pytest.mark.django_db
+def test_ctrl_c_mid_file_says_what_was_stored_and_a_rerun_completes(tmp_path):
+    """Ctrl-C after the first batch: one line saying what stayed, no traceback."""
+    events = tmp_path / "events.jsonl"
+    events.write_text(
+        "".join(
+            json.dumps({"event_id": f"s-{n}", "event_type": "search", "query": "mug"}) + "\n"
+            for n in range(30)
+        )
+    )
+
+    def ctrl_c_after_the_first_batch(stage, done, total):
+        if done == 10:
+            raise KeyboardInterrupt
+
+    with pytest.raises(CommandError) as interrupted, command_errors(events):
+        import_event_file(events, batch_rows=10, progress=Progress(listeners=(ctrl_c_after_the_first_batch,)))
+    assert str(interrupted.value) == (
+        "Interrupted while importing events.jsonl. The first 10 rows were imported (10 new events); "
+        "running the same command again skips them."
+    )
+    assert Event.objects.count() == 10
+    result = import_event_file(events, batch_rows=10)
+    assert (result.stored, result.skipped) == (20, 10)
+
+
+class InterruptedInItsSecondLookup(ShopProductAdapter):
+    """The shop's adapter, met by Ctrl-C as it looks products up for the second time."""
+
+    lookups = 0
+
+    def keys_by_source_id(self, source_ids):
+        type(self).lookups += 1
+        if type(self).lookups == 2:
+            raise KeyboardInterrupt
+        return super().keys_by_source_id(source_ids)
+
+
+@pytest.mark.django_db
+def test_ctrl_c_while_a_batch_is_written_names_its_rows(amazon, settings):
+    call_command("import_catalog", str(amazon), dataset="amazon-beauty", stdout=StringIO())
+    settings.RECOMMENDATIONS = {
+        **settings.RECOMMENDATIONS,
+        "PRODUCT_ADAPTER": "tests.events.test_importers.InterruptedInItsSecondLookup",
+    }
+    InterruptedInItsSecondLookup.lookups = 0
+    with pytest.raises(CommandError) as interrupted:
+        call_command(
+            "import_events",
+            str(amazon),
+            dataset="amazon-beauty",
+            batch_rows=2,
+            no_progress=True,
+            stdout=StringIO(),
+        )
+    assert str(interrupted.value) == (
+        "Interrupted while importing interactions.csv.gz, with rows 3-4 being written (stored only if it "
+        "came as they were committed). The first 2 rows were imported (2 new events); running the same "
+        "command again skips them."
+    )
+    assert Event.objects.count() == 2
+    result = import_dataset_events("amazon-beauty", amazon, batch_rows=2)
+    assert (result.stored, result.skipped) == (3, 2)
+
+
+@pytest.mark.django_db
+def test_ctrl_c_while_a_catalogue_is_written_leaves_none_of_it(amazon):
+    def ctrl_c_after_the_first_products(stage, done, total):
+        if stage == "writing products":
+            raise KeyboardInterrupt
+
+    with pytest.raises(
+        CommandError, match="^Interrupted; nothing was imported: run the same command again.$"
+    ):
+        with command_errors(amazon):
+            import_dataset_catalog(
+                "amazon-beauty", amazon, Progress(listeners=(ctrl_c_after_the_first_products,))
+            )
+    assert not (Product.objects.exists() or Store.objects.exists() or Category.objects.exists())
 
 
 @pytest.mark.django_db

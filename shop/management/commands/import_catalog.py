@@ -17,8 +17,8 @@ class Command(BaseCommand):
     help = (
         "Import stores, the category tree and products from a CSV/JSONL file (columns sku, title, "
         "category, store, price, [store_name, description, brand]) or a public dataset's folder. "
-        "Re-running updates products in place. Category names longer than 120 characters are cut "
-        "to 120 (names alike up to there are one category)."
+        "Re-running updates the products that changed, in place. Category names longer than 120 "
+        "characters are cut to 120 (names alike up to there are one category)."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
