@@ -15,8 +15,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
-from django.db.models import F, FloatField, Q, Sum, Value
-from django.db.models.functions import Extract, Power
+from django.db.models import Q, Sum
 from django.utils import timezone
 
 from recommendations.adapters import get_product_adapter
@@ -26,7 +25,7 @@ from recommendations.marketing.products import CampaignScope, interest_scope, sc
 from recommendations.models import Campaign, Event
 from recommendations.serving.compiled import KeyIn
 from recommendations.serving.history import recent_history
-from recommendations.serving.statistics import event_weight_expression
+from recommendations.serving.statistics import decay_expression, event_weight_expression
 from recommendations.serving.types import Audience
 from recommendations.sql import array_literal
 
@@ -74,8 +73,7 @@ def users_by_affinity(
     where = Q(KeyIn(Event, array_literal(scope_product_ids(campaign)), field="product_id"))
     if scope.store_ids:
         where |= Q(store_id__in=list(scope.store_ids))
-    age_days = Extract(Value(now) - F("timestamp"), "epoch") / 86_400.0
-    decay = Power(Value(0.5), age_days / Value(float(half_life)), output_field=FloatField())
+    decay = decay_expression(now, half_life)
     rows = (
         Event.objects.filter(
             where, user__isnull=False, timestamp__gte=now - dt.timedelta(days=half_life * HORIZON_HALF_LIVES)

@@ -18,7 +18,7 @@ from functools import cache
 
 from django.db import connection, transaction
 from django.db.models import Case, F, FloatField, Q, QuerySet, Sum, Value, When
-from django.db.models.functions import Extract, Power
+from django.db.models.functions import Extract, Least, Power
 from django.utils import timezone
 
 from recommendations.conf import rec_settings
@@ -37,6 +37,8 @@ from recommendations.sql import array_literal
 
 logger = logging.getLogger(__name__)
 SECONDS_PER_DAY = 86_400.0
+# Half-lives past which a decayed weight is taken as 0.5 ** this (see `decay_expression`).
+MAX_HALF_LIVES = 1000.0
 # Per shopper, only the latest events of a kind form pairs: bounds the self-join's size.
 PAIR_EVENTS_PER_SHOPPER = 50
 STATISTICS_LOCK = "recommendations.statistics"
@@ -56,9 +58,13 @@ def event_weight_expression() -> Case:
     return Case(*whens, default=Value(0.0), output_field=FloatField())
 
 
-def _decay(now: dt.datetime, half_life_days: float) -> Power:
+def decay_expression(now: dt.datetime, half_life_days: float) -> Power:
+    """An event's weight halved every `half_life_days` of its age at `now`, in SQL. The
+    half-lives are capped (0.5 ** 1000 is nothing already): PostgreSQL's power() raises an
+    underflow error past about 1,074 of them, which a wide window over old events reached."""
     age_days = Extract(Value(now) - F("timestamp"), "epoch") / SECONDS_PER_DAY
-    return Power(Value(0.5), age_days / Value(float(half_life_days)), output_field=FloatField())
+    half_lives = Least(age_days / Value(float(half_life_days)), Value(MAX_HALF_LIVES))
+    return Power(Value(0.5), half_lives, output_field=FloatField())
 
 
 def decayed_scores(now: dt.datetime | None = None) -> QuerySet:
@@ -73,12 +79,12 @@ def decayed_scores(now: dt.datetime | None = None) -> QuerySet:
         .values("product_id")
         .annotate(
             trending=Sum(
-                weight * _decay(now, rec_settings.TRENDING_HALF_LIFE_DAYS),
+                weight * decay_expression(now, rec_settings.TRENDING_HALF_LIFE_DAYS),
                 filter=Q(timestamp__gte=trending_since),
                 default=0.0,
             ),
             popular=Sum(
-                weight * _decay(now, rec_settings.DECAY_HALF_LIFE_DAYS),
+                weight * decay_expression(now, rec_settings.DECAY_HALF_LIFE_DAYS),
                 filter=Q(timestamp__gte=popular_since),
                 default=0.0,
             ),
@@ -220,7 +226,26 @@ def refresh_statistics(now: dt.datetime | None = None, progress: Progress | None
         counts["pairs"],
         time.monotonic() - started,
     )
+    if not rows and (hint := history_outside_windows(now)):
+        logger.warning(hint)
     return counts
+
+
+def history_outside_windows(now: dt.datetime | None = None) -> str:
+    """Why popularity is empty although events exist: the windows count back from now, so
+    imported history older than them (a dataset of past years) makes nothing trending,
+    popular or bought together. Empty when there are no events, or some are recent."""
+    now = now or timezone.now()
+    newest = Event.objects.filter(timestamp__lte=now).exclude(product_id="").order_by("-timestamp").first()
+    window = max(rec_settings.TRENDING_WINDOW_DAYS, rec_settings.POPULAR_WINDOW_DAYS)
+    if newest is None or newest.timestamp >= now - dt.timedelta(days=window):
+        return ""
+    return (
+        f"No event of the last {window} days (the newest is of {newest.timestamp:%Y-%m-%d}): trending, "
+        "popular and bought-together lists count back from now, so they stay empty until new events "
+        "arrive (the model still learns from that history). To serve it, widen "
+        'RECOMMENDATIONS["POPULAR_WINDOW_DAYS"] and ["TRENDING_WINDOW_DAYS"] to reach it.'
+    )
 
 
 def trending(

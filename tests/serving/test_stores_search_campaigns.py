@@ -507,6 +507,34 @@ def test_manager_and_helper_return_querysets_in_order(catalog, model):
     ]
 
 
+def test_history_older_than_the_windows_is_named_and_served_once_they_reach_it(catalog, settings):
+    """An import of past years: popularity counts back from now, so the lists stay empty and
+    `refresh_serving` says why; widened windows serve that history (power() underflowed)."""
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    for user in ("alice", "bob"):
+        add_event(catalog, "purchase", "Red nail polish", user=user, ago=dt.timedelta(days=4000))
+        add_event(catalog, "purchase", "Matte top coat", user=user, ago=dt.timedelta(days=4000))
+    out = StringIO()
+    call_command("refresh_serving", "--skip-index", stdout=out)
+    assert "Popularity: 0 products" in out.getvalue()
+    assert "No event of the last 180 days (the newest is of " in out.getvalue()
+    assert 'RECOMMENDATIONS["POPULAR_WINDOW_DAYS"]' in out.getvalue()
+    settings.RECOMMENDATIONS = {
+        **settings.RECOMMENDATIONS,
+        "POPULAR_WINDOW_DAYS": 5000,
+        "TRENDING_WINDOW_DAYS": 5000,
+    }
+    out = StringIO()
+    call_command("refresh_serving", "--skip-index", stdout=out)
+    assert "Popularity: 2 products; pairs: 2." in out.getvalue() and "No event" not in out.getvalue()
+    assert [p.title for p in Product.recommendations.bought_with(catalog.products["Red nail polish"])][
+        :1
+    ] == ["Matte top coat"]
+
+
 def test_statistics_refresh_scores_and_pairs(catalog):
     for user in ("alice", "bob"):
         add_event(catalog, "purchase", "Argan shampoo", user=user)

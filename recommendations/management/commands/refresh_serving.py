@@ -18,7 +18,7 @@ from django.core.management.base import BaseCommand, CommandParser
 from recommendations.progress import Progress, ProgressBar
 from recommendations.serving.attribution import prune_served
 from recommendations.serving.catalog import index_products
-from recommendations.serving.statistics import refresh_statistics
+from recommendations.serving.statistics import history_outside_windows, refresh_statistics
 
 
 class Command(BaseCommand):
@@ -47,5 +47,7 @@ class Command(BaseCommand):
             counts = refresh_statistics(progress=progress)
             bar.close()
             self.stdout.write(f"Popularity: {counts['popularity']} products; pairs: {counts['pairs']}.")
+            if not counts["popularity"] and (hint := history_outside_windows()):
+                self.stdout.write(self.style.WARNING(hint))
         self.stdout.write(f"Served lists pruned: {prune_served()}.")
         self.stdout.write(self.style.SUCCESS(f"Done in {time.monotonic() - started:.1f} s."))
