@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import replace
 
 from django.contrib.postgres.search import TrigramSimilarity
+from django.template.defaultfilters import pluralize
 from django.utils import timezone
 
 from recommendations.conf import rec_settings
@@ -357,7 +358,8 @@ def buy_again(audience: Audience, options: Options) -> RecommendationResult:
             continue
         days = max((now - when).total_seconds() / 86_400, 0.01)
         due = math.exp(-abs(math.log(days / gap_days))) if gap_days else 0.5
-        reason = f"You bought this {int(days)} days ago" if days >= 1 else "You bought this today"
+        ago = int(days)
+        reason = f"You bought this {ago} day{pluralize(ago)} ago" if ago else "You bought this today"
         candidates.append(Candidate(pid, due * (1 + rate), "buy_again", reason))
     return finalize(Kind.BUY_AGAIN, candidates, audience, options)
 

@@ -399,6 +399,14 @@ def test_buy_again_keeps_replenishable_products_due_first(catalog):
     assert result.items[0][1].reason == "You bought this 29 days ago"
 
 
+def test_buy_again_says_one_day_not_one_days(catalog):
+    for days in (3, 2):  # rebought by Bob himself: replenishable for him
+        add_event(catalog, "purchase", "Cuticle oil", user="bob", ago=dt.timedelta(days=days))
+    add_event(catalog, "purchase", "Cuticle oil", user="bob", ago=dt.timedelta(days=1, hours=2))
+    result = products.buy_again(Audience(user=catalog.users["bob"]), EXPLAIN)
+    assert result.items[0][1].reason == "You bought this 1 day ago"
+
+
 def test_rerank_orders_given_products_by_taste(catalog, model):
     given = catalog.ids("Argan shampoo", "Red nail polish", "Vitamin C serum", "Clay face mask")
     result = products.rerank(given, Audience(user=catalog.users["alice"]), Options())

@@ -9,7 +9,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
-from recommendations.models import Campaign, CampaignKind, Event, ModelVersion
+from recommendations.models import Campaign, CampaignKind, Event, ModelVersion, ProductVector
 from recommendations.serving.catalog import index_products
 from shop import demo_accounts
 from shop.models import Product
@@ -104,6 +104,28 @@ def test_store_page_marks_the_store_view(client, history):
     html = client.get(reverse("shop:store", args=[store.slug])).content.decode()
     assert f'data-rec-view="store" data-store-id="{store.pk}"' in html
     assert "Top picks for you" in html
+
+
+def test_store_picks_say_they_are_popular_until_the_visitor_has_a_taste(client, history):
+    """A stranger's store shelf holds the store's best sellers, whose cards say "Popular": its
+    subtitle says so too, as the home page's "for you" does, rather than claim picks for them."""
+    version = ModelVersion.objects.create(status="active", algorithm="two_tower", dimensions=2)
+    ProductVector.objects.bulk_create(
+        ProductVector(model_version=version, product_id=str(p.pk), embedding=[1.0, float(i)])
+        for i, p in enumerate(history)
+    )
+    url = reverse("shop:store", args=[history[0].store.slug])
+    html = client.get(url).content.decode()
+    assert "Popular in this store" in html and "Picked for you from this store" not in html
+
+    viewed = client.post(
+        "/api/events/",
+        {"events": [{"event_type": "view", "product_id": str(history[0].pk)}]},
+        content_type="application/json",
+    )
+    assert viewed.status_code == 200, viewed.content
+    html = client.get(url).content.decode()
+    assert "Picked for you from this store" in html and "Popular in this store" not in html
 
 
 def test_search_shows_personalised_results_and_records_the_search(client, history):
