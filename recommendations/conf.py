@@ -129,6 +129,9 @@ DEFAULTS: dict[str, Any] = {
     "TRENDING_WINDOW_DAYS": 30,
     "POPULAR_WINDOW_DAYS": 180,
     "PAIRS_PER_PRODUCT": 50,
+    # Shoppers (sessions for viewed together) who must have had both products before a pair is
+    # kept: a pair of one basket scores a full cosine of 1 and outranked well-supported pairs.
+    "PAIRS_MIN_SHOPPERS": 2,
     # A product counts as replenishable (buy it again) when this share of its buyers rebought it.
     "REPLENISHABLE_MIN_REPEAT_RATE": 0.1,
     # The index that ranks products for a user (user . item + bias, an inner product):

@@ -114,7 +114,8 @@ GROUP BY product_id
 """
 
 # Pairs of products the same shopper had (latest PAIR_EVENTS_PER_SHOPPER events of the
-# kind), scored by cosine of the shopper sets, keeping the top `per_product` per product.
+# kind) that at least PAIRS_MIN_SHOPPERS shoppers had, scored by cosine of the shopper sets,
+# keeping the top PAIRS_PER_PRODUCT per product.
 PAIRS_SQL = """
 INSERT INTO {pairs} (kind, product_id, other_id, count, score)
 WITH latest AS (
@@ -131,6 +132,7 @@ together AS (
     SELECT a.product_id, b.product_id AS other_id, COUNT(*) AS n
     FROM latest a JOIN latest b ON a.shopper = b.shopper AND a.product_id <> b.product_id
     GROUP BY 1, 2
+    HAVING COUNT(*) >= %s
 ),
 scored AS (
     SELECT t.product_id, t.other_id, t.n,
@@ -214,6 +216,7 @@ def refresh_statistics(now: dt.datetime | None = None, progress: Progress | None
                         [str(t) for t in event_types],
                         since,
                         PAIR_EVENTS_PER_SHOPPER,
+                        rec_settings.PAIRS_MIN_SHOPPERS,
                         str(kind),
                         rec_settings.PAIRS_PER_PRODUCT,
                     ],

@@ -139,6 +139,14 @@ def add_event(
     )
 
 
+def buy_together(catalog: Catalog, first: str, second: str, *, basket: str) -> None:
+    """`first` and `second` bought by two shoppers (sessions `basket` and `basket`-2): the
+    fewest a pair takes (PAIRS_MIN_SHOPPERS)."""
+    for session in (basket, f"{basket}-2"):
+        add_event(catalog, "purchase", first, session=session)
+        add_event(catalog, "purchase", second, session=session)
+
+
 def render(source: str, user=None, **context) -> str:
     """`source` rendered with the recommendation tags for a request of `user` (anonymous by default)."""
     request = RequestFactory().get("/")

@@ -16,7 +16,7 @@ from recommendations.serving.statistics import refresh_statistics
 from recommendations.serving.types import Audience, Kind, Options
 from recommendations.vectors import queries
 from shop.models import Product
-from tests.serving.conftest import TITLES, add_event
+from tests.serving.conftest import TITLES, add_event, buy_together
 from tests.state import clear_all_caches
 
 pytestmark = pytest.mark.django_db
@@ -139,7 +139,7 @@ def test_similar_without_a_model_uses_the_category_and_titles(catalog):
     assert result.items[0][1].source == "content"
 
 
-def test_bought_together_from_co_purchases(catalog):
+def test_bought_together_from_co_purchases(catalog, settings):
     for user in ("alice", "bob"):
         add_event(catalog, "purchase", "Red nail polish", user=user)
         add_event(catalog, "purchase", "Matte top coat", user=user)
@@ -147,11 +147,21 @@ def test_bought_together_from_co_purchases(catalog):
     refresh_statistics()
     with CaptureQueriesContext(connection) as captured:
         result = products.bought_together(catalog.id("Red nail polish"), Audience(), EXPLAIN)
-    assert titles(catalog, result)[:2] == ["Matte top coat", "Cuticle oil"]
+    # One basket is no pattern: the cuticle oil, bought with the polish by bob alone, is not a
+    # pair (its cosine of 1 came first) until PAIRS_MIN_SHOPPERS is one.
+    assert titles(catalog, result)[0] == "Matte top coat"
+    assert [rec.source for rec in result.recommendations if rec.product_id == catalog.id("Cuticle oil")] != [
+        "co_purchase"
+    ]
     # Bought together, then viewed together: both kinds of pairs in one read.
     assert len([q for q in captured.captured_queries if "recommendations_productpair" in q["sql"]]) == 1
     assert result.items[0][1].reason == "Bought together with Red nail polish"
     assert result.items[0][1].source == "co_purchase"
+    settings.RECOMMENDATIONS = {**settings.RECOMMENDATIONS, "PAIRS_MIN_SHOPPERS": 1}
+    refresh_statistics()
+    clear_all_caches()
+    result = products.bought_together(catalog.id("Red nail polish"), Audience(), EXPLAIN)
+    assert titles(catalog, result)[:2] == ["Matte top coat", "Cuticle oil"]
 
 
 def test_cart_adds_a_browser_sends_are_not_bought_together(catalog):
@@ -255,8 +265,7 @@ def test_the_store_cap_puts_like_products_before_the_categorys_popular_ones(cata
     hair_wrap(catalog, store="Nails")
     others = [*TITLES["Face"], *TITLES["Nails"]]
     for n, title in enumerate(others):
-        add_event(catalog, "purchase", "Argan shampoo", session=f"buyer{n}")
-        add_event(catalog, "purchase", title, session=f"buyer{n}")
+        buy_together(catalog, "Argan shampoo", title, basket=f"buyer{n}")
     refresh_statistics()
     Product.objects.filter(title__in=others[1:]).update(stock=0)
     result = products.bought_together(catalog.id("Argan shampoo"), Audience(), Options(limit=3, explain=True))
@@ -289,8 +298,7 @@ def test_bought_together_is_filled_when_its_pairs_sell_out(catalog, settings):
     index_products()
     pairs = ["Keratin conditioner", "Hair mask repair", "Dry shampoo spray", "Scalp scrub", "Hair clips"]
     for n, title in enumerate(pairs):
-        add_event(catalog, "purchase", "Argan shampoo", session=f"buyer{n}")
-        add_event(catalog, "purchase", title, session=f"buyer{n}")
+        buy_together(catalog, "Argan shampoo", title, basket=f"buyer{n}")
     refresh_statistics()
     Product.objects.filter(title__in=pairs[1:]).update(stock=0)
     result = products.bought_together(catalog.id("Argan shampoo"), Audience(), Options(limit=2))
@@ -315,8 +323,7 @@ def test_held_back_pairs_come_before_fallback_products(catalog, settings):
         "SERVING_RULES": {"default": {"max_per_store": 1}},
     }
     for n, title in enumerate(["Keratin conditioner", "Hair mask repair", "Dry shampoo spray"]):
-        add_event(catalog, "purchase", "Argan shampoo", session=f"buyer{n}")
-        add_event(catalog, "purchase", title, session=f"buyer{n}")
+        buy_together(catalog, "Argan shampoo", title, basket=f"buyer{n}")
     refresh_statistics()
     result = products.bought_together(catalog.id("Argan shampoo"), Audience(), Options(limit=4))
     assert [rec.source for _, rec in result.items][:3] == ["co_purchase"] * 3

@@ -22,7 +22,8 @@ def busy_shop(catalog):
     for i, title in enumerate(catalog.products):
         for _ in range(1 + i % 3):
             add_event(catalog, "view", title, session=f"s{i % 4}")
-        add_event(catalog, "purchase", title, session=f"s{i % 2}")
+        for buyer in ("s", "t"):  # two baskets alike: pairs take two shoppers
+            add_event(catalog, "purchase", title, session=f"{buyer}{i % 2}")
     refresh_statistics()
     return catalog
 

@@ -74,8 +74,8 @@ def history(indexed, django_user_model):
     """Shoppers viewed mug 0 with knife 3, and bought mug 2 most."""
     for n in range(4):
         user = django_user_model.objects.create_user(f"past{n}")
-        event("view", product=indexed[0], user=user, days_ago=1)
-        event("view", product=indexed[3], user=user, days_ago=1)
+        event("view", product=indexed[0], user=user, session=f"past{n}", days_ago=1)
+        event("view", product=indexed[3], user=user, session=f"past{n}", days_ago=1)
         event("purchase", product=indexed[2], user=user, value=1, days_ago=1)
         event("rating", product=indexed[2], user=user, value=4 + n % 2, days_ago=1)
     refresh_statistics()
