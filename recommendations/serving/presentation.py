@@ -31,6 +31,7 @@ from django.db import models
 
 from recommendations.adapters import get_product_adapter, get_store_adapter
 from recommendations.conf import rec_settings
+from recommendations.serving.types import Kind
 
 if TYPE_CHECKING:
     from recommendations.serving.types import Recommendation
@@ -40,6 +41,9 @@ Card = dict[str, Any]
 #: Sources that fill a list whose own ran out: the shop's (or a category's) popular and newest
 #: products, whose reasons say so ("Popular in Hair", "New in Hair").
 FILL_SOURCES = frozenset({"trending", "popular", "new"})
+#: Sources of a list's own reason, for the lists whose like products are fill too: bought
+#: together's "Similar to ..." products were bought with nothing.
+OWN_SOURCES = {Kind.BOUGHT_TOGETHER: frozenset({"co_purchase", "co_view"})}
 
 
 def url_of(obj: models.Model) -> str | None:
@@ -98,14 +102,18 @@ def store_card(obj: models.Model) -> Card:
     }
 
 
-def fill_heading(recommendations: Sequence[Recommendation]) -> str:
+def fill_heading(kind: str, recommendations: Sequence[Recommendation]) -> str:
     """The heading of a list about a product (bought together, similar) that holds only fill:
-    its first product's reason ("Popular in Hair"), so that a shelf titled "Frequently bought
-    together" does not claim products that nobody bought with this one. "" when any product is
-    there for the list's own reason, or without reasons (`Options.explain` off)."""
-    if recommendations and all(rec.source in FILL_SOURCES for rec in recommendations):
-        return recommendations[0].reason
-    return ""
+    its first product's reason ("Popular in Hair", "Similar to Argan shampoo"), so that a shelf
+    titled "Frequently bought together" does not claim products that nobody bought with this
+    one. "" when any product is there for the list's own reason, or without reasons
+    (`Options.explain` off)."""
+    own = OWN_SOURCES.get(kind)
+    if not recommendations or any(
+        rec.source in own if own else rec.source not in FILL_SOURCES for rec in recommendations
+    ):
+        return ""
+    return recommendations[0].reason
 
 
 def card_version_field() -> str | None:

@@ -128,7 +128,9 @@ class RecommendationNode(template.Node):
             for obj, rec in result.items
         ]
         # A list about a product that found nothing of its own says what it holds instead.
-        heading = fill_heading(result.recommendations) if self.block.argument == "product" else ""
+        heading = (
+            fill_heading(result.kind, result.recommendations) if self.block.argument == "product" else ""
+        )
         html = render_to_string(
             self.block.template_name,
             {

@@ -11,7 +11,8 @@ from django.template.loader import render_to_string
 from recommendations.models import ProductPopularity
 from recommendations.serving.statistics import refresh_statistics
 from recommendations.serving.types import Recommendation
-from tests.serving.conftest import TITLES, add_event, blocks, product_ids, render
+from tests.serving.conftest import TITLES, add_event, blocks, buy_together, product_ids, render
+from tests.state import clear_all_caches
 
 pytestmark = pytest.mark.django_db
 
@@ -108,6 +109,15 @@ def test_a_block_about_a_product_with_only_popular_products_is_headed_by_them(ca
     assert '<h2 class="rec-title">Popular in Hair</h2>' in html
     html = render('{% trending_products category="Hair" title="Hair favourites" %}')
     assert '<h2 class="rec-title">Hair favourites</h2>' in html
+    # The shampoo was bought with nothing either, but one title is like it: like products and
+    # popular ones, none bought with it, so the heading is the first one's reason.
+    html = render(source, product=catalog.products["Argan shampoo"])
+    assert '<h2 class="rec-title">Similar to Argan shampoo</h2>' in html
+    buy_together(catalog, "Argan shampoo", "Red nail polish", basket="pair")
+    refresh_statistics()
+    clear_all_caches()
+    html = render(source, product=catalog.products["Argan shampoo"])
+    assert '<h2 class="rec-title">Frequently bought together</h2>' in html
 
 
 def test_as_variable_form(catalog):
