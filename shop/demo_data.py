@@ -4,8 +4,8 @@ Shoppers have hidden tastes (two or three favourite subcategories, a price band,
 brand, an activity level) that drive what they search, view, put in the cart, buy, rate
 and buy again, so a recommender has real structure to find. Demand follows seasons (camping
 in summer, knitwear in winter, gifts in December), consumables are re-bought every few
-weeks, anonymous visitors browse without an account, and two crawler sessions give the bot
-filter something to catch.
+weeks (a durable good only once), anonymous visitors browse without an account, and two
+crawler sessions give the bot filter something to catch.
 
 Everything derives from one `random.Random(seed)`, so the same seed, sizes and end date give
 the same shop. Re-running replaces the previous demo data (products with a `demo-` SKU,
@@ -91,6 +91,7 @@ class Shopper:
     device: tuple[str, str]
     cart_threshold: float
     bought: dict[str, dt.datetime] = field(default_factory=dict)  # consumables: product pk -> last purchase
+    owned: set[str] = field(default_factory=set)  # durables bought: nobody buys the same speaker twice
 
 
 class _Events:
@@ -360,7 +361,8 @@ class _Simulation:
             add("view", when, shopper, session, product)
             when += dt.timedelta(seconds=rng.randint(15, 180))
             utility = self._utility(shopper, product)
-            if product.in_stock and rng.random() < 0.7 / (1 + math.exp(shopper.cart_threshold - utility)):
+            wanted = product.in_stock and product.pk not in shopper.owned
+            if wanted and rng.random() < 0.7 / (1 + math.exp(shopper.cart_threshold - utility)):
                 add("add_to_cart", when, shopper, session, product, value=1.0)
                 cart.append(product)
                 when += dt.timedelta(seconds=rng.randint(5, 60))
@@ -401,6 +403,8 @@ class _Simulation:
             )
             if product.sub.consumable:
                 shopper.bought[product.pk] = when
+            else:
+                shopper.owned.add(product.pk)
             if rng.random() < 0.35:
                 stars = min(5, max(1, round(3.4 + 0.9 * product.quality + rng.gauss(0, 0.8))))
                 later = when + dt.timedelta(days=rng.randint(2, 14), hours=rng.randint(0, 12))

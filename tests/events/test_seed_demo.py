@@ -12,6 +12,7 @@ from django.core.management import call_command
 from recommendations.events.preprocessing import clean_events
 from recommendations.models import Event
 from recommendations.privacy.optout import set_opted_out
+from shop.demo_catalogue import DEPARTMENTS
 from shop.models import Product, Store
 
 END = dt.date(2025, 12, 31)
@@ -54,6 +55,21 @@ def test_seed_demo_builds_a_shop_with_funnels_seasons_and_bots():
 
     clean = clean_events()
     assert clean.dropped["bot_user_agent"] > 0  # the crawler sessions
+
+    # Consumables are bought again; a durable good (a speaker) once per shopper, so that
+    # "buy it again" has nothing durable to offer.
+    consumable = {sub.name for subs in DEPARTMENTS.values() for sub in subs if sub.consumable}
+    category = {str(p.pk): p.category.name for p in products}
+    repeats = Counter(
+        category[pid]
+        for (user, pid), n in Counter(
+            Event.objects.filter(event_type="purchase", user__isnull=False).values_list(
+                "user_id", "product_id"
+            )
+        ).items()
+        if n > 1
+    )
+    assert repeats and set(repeats) <= consumable, repeats
 
 
 @pytest.mark.django_db
