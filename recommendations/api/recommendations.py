@@ -37,7 +37,7 @@ from recommendations.api.renderers import FastJSONRenderer
 from recommendations.api.schema import TOO_LARGE, error_responses
 from recommendations.api.throttles import ApiRateThrottle
 from recommendations.serving import products, stores
-from recommendations.serving.errors import InvalidParameters, NotFound
+from recommendations.serving.errors import InvalidParameters, NotFound, excluded_keys
 from recommendations.serving.types import Audience, Options, RecommendationResult
 
 
@@ -82,6 +82,8 @@ class RecommendationView(APIView):
     # request's parameters override `serve` instead.
     service: ClassVar[Callable[..., RecommendationResult]]
     url_argument: ClassVar[str | None] = None
+    # Whether `?exclude=` names stores (the store lists) rather than products.
+    excludes_stores: ClassVar[bool] = False
 
     def serve(
         self, audience: Audience, options: Options, params: dict[str, Any], **kwargs: Any
@@ -93,7 +95,7 @@ class RecommendationView(APIView):
         params = self.params_serializer.parse(data)
         options = Options(
             limit=params.get("limit"),
-            exclude=frozenset(params.get("exclude", ())),
+            exclude=excluded_keys(params.get("exclude", ()), stores=self.excludes_stores),
             explain=params["explain"],
             category=params.get("category"),
         )
@@ -166,12 +168,14 @@ class StoreProductsView(RecommendationView):
 @_schema("Stores for the visitor", serializer=StoreListSerializer)
 class StoresView(RecommendationView):
     service = staticmethod(stores.stores_for_user)
+    excludes_stores = True
 
 
 @_schema("Stores similar to a store", serializer=StoreListSerializer)
 class SimilarStoresView(RecommendationView):
     service = staticmethod(stores.similar_stores)
     url_argument = "store_id"
+    excludes_stores = True
 
 
 class RerankView(RecommendationView):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from django.core.exceptions import ValidationError
@@ -85,6 +86,18 @@ def store_key(store_id: str) -> str:
     """`product_key` for a store (`rules.finalize` with `store_id` checks it exists);
     `NotFound` also when the shop has no stores."""
     return _normalised(get_store_adapter(), store_id, "store")
+
+
+def excluded_keys(ids: Iterable[str], *, stores: bool = False) -> frozenset[str]:
+    """Product (or store) ids to leave out, as the engine writes them ("6" for "06", a UUID in
+    lower case), so that `?exclude=` takes any spelling a URL takes. An id that cannot name
+    one is kept as given: it leaves out nothing."""
+    adapter = get_store_adapter() if stores else get_product_adapter()
+    keys = set()
+    for key in ids:
+        value = key_value(adapter.model, key) if adapter is not None else None
+        keys.add(key if value is None else adapter.key(value))
+    return frozenset(keys)
 
 
 def _normalised(adapter: Any, key: str, what: str) -> str:

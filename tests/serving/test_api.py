@@ -311,6 +311,13 @@ def test_exclude_parameter(client, catalog, model):
     first = client.get("/api/recommendations/for-you/", {"limit": 1}).json()["results"][0]["id"]
     again = client.get("/api/recommendations/for-you/", {"limit": 3, "exclude": f"{first},999"}).json()
     assert first not in [item["id"] for item in again["results"]]
+    # Spelled as a URL may spell it ("06" for 6), an id is left out all the same; the store
+    # lists take store ids.
+    again = client.get("/api/recommendations/for-you/", {"limit": 3, "exclude": f"0{first},x"}).json()
+    assert first not in [item["id"] for item in again["results"]]
+    store = client.get("/api/recommendations/stores/", {"limit": 1}).json()["results"][0]["id"]
+    others = client.get("/api/recommendations/stores/", {"exclude": f"00{store}"}).json()["results"]
+    assert others and store not in [item["id"] for item in others]
 
 
 def test_a_parameter_given_twice_is_a_400_not_the_last_one(client, catalog, model):
