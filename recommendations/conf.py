@@ -105,6 +105,10 @@ DEFAULTS: dict[str, Any] = {
         # Close matches from one store are still close matches: the per-store cap would
         # replace them with worse ones from other stores.
         "similar": {"min_relative_score": 0.5, "max_per_store": None},
+        # Its like products too (a store sells what goes with its products): capped, the close
+        # matches of the product's own store made way for weak ones of others (a board game
+        # "similar to" earphones).
+        "bought_together": {"max_per_store": None},
         "recently_viewed": {"exclude_purchased": False, "max_per_store": None},
         "buy_again": {"exclude_purchased": False, "max_per_store": None},
         "rerank": {"exclude_purchased": False, "max_per_store": None},

@@ -8,7 +8,7 @@ from django.db.models import QuerySet
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
 
-from recommendations.models import PairKind, ProductPair
+from recommendations.models import PairKind, ProductPair, ProductVector
 from recommendations.serving import history, products, variants
 from recommendations.serving.catalog import index_products
 from recommendations.serving.errors import NotFound
@@ -274,6 +274,26 @@ def test_the_store_cap_puts_like_products_before_the_categorys_popular_ones(cata
         ("Dry shampoo spray", "vector"),
         ("Keratin conditioner", "vector"),
     ]
+
+
+def test_bought_together_keeps_its_stores_close_matches_before_weak_ones_of_others(catalog, model):
+    """Nothing was bought with the shampoo; its store sells five hair products like it. Capped
+    at three per store, the fourth and fifth made way for a face product that is only half
+    like it ("Similar to" a shampoo): the five of its store fill the shelf."""
+    hair, face = catalog.categories["Hair"], catalog.categories["Face"]
+    extra = {"Hair oil": ([1, 0, 0, 0.35], hair, "Hair"), "Hair serum": ([1, 0, 0, 0.4], hair, "Hair")}
+    extra["Face mist"] = ([0.7, 0.7, 0, 0], face, "Face")
+    for title, (vector, category, store) in extra.items():
+        product = Product.objects.create(
+            title=title, slug=title.lower().replace(" ", "-"), category=category,
+            store=catalog.stores[store], price=5, stock=5,
+        )  # fmt: skip
+        catalog.products[title] = product
+        ProductVector.objects.create(model_version=model, product_id=str(product.pk), embedding=vector)
+    index_products()
+    queries.clear_cache()
+    result = products.bought_together(catalog.id("Argan shampoo"), Audience(), Options(limit=5))
+    assert set(catalog.titles(result.ids)) == {*TITLES["Hair"], "Hair oil", "Hair serum"} - {"Argan shampoo"}
 
 
 def test_bought_together_is_filled_when_its_pairs_sell_out(catalog, settings):
