@@ -5,7 +5,8 @@ Everything is read through the product adapter (`to_record`), so any host model 
 that no longer exist. `SearchIndexProcessor` (installed in the app's `ready()`) calls it for
 the products a transaction saved or deleted once it commits; `StoreSearchProcessor` and
 `CategorySearchProcessor` rewrite, in place, the store names and category paths of the
-products of saved stores and categories; `refresh_serving` rebuilds it all.
+products of saved stores and categories (the paths kept with their popularity too);
+`refresh_serving` rebuilds it all.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from django.db.models.signals import post_save, pre_delete
 from django.utils import timezone
 
 from recommendations.adapters import ProductRecord, get_product_adapter, get_store_adapter, get_store_model
-from recommendations.models import ProductDocument
+from recommendations.models import ProductDocument, ProductPopularity
 from recommendations.models.search import SEARCH_FORM, search_form
 from recommendations.progress import Progress
 from recommendations.signal_processors import PendingKeysProcessor, Receiver
@@ -216,7 +217,19 @@ def write_category_paths(category_ids: list[str]) -> int:
     }
     documents = products.values_list(Cast("pk", TextField()), Cast(category, TextField()))
     sql, params = documents.query.sql_with_params()
-    return _write_placement("categories", paths, f"(d.product_id, v.key) IN ({sql})", params)
+    changed = _write_placement("categories", paths, f"(d.product_id, v.key) IN ({sql})", params)
+    if changed:
+        # Trending in a category reads the paths kept beside each product's popularity: copied
+        # too, or the renamed category had no trending products until the hourly refresh.
+        keys_sql, keys_params = products.values_list(Cast("pk", TextField())).query.sql_with_params()
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"UPDATE {ProductPopularity._meta.db_table} AS p SET categories = d.categories "
+                f"FROM {ProductDocument._meta.db_table} AS d WHERE d.product_id = p.product_id "
+                f"AND p.categories IS DISTINCT FROM d.categories AND p.product_id IN ({keys_sql})",
+                keys_params,
+            )
+    return changed
 
 
 class PlacementProcessor(PendingKeysProcessor):

@@ -8,12 +8,14 @@ from django.db import connection, transaction
 from rest_framework.test import APIClient
 
 from recommendations import signal_processors
-from recommendations.models import ProductDocument
-from recommendations.serving import search
+from recommendations.models import ProductDocument, ProductPopularity
+from recommendations.serving import products, search
 from recommendations.serving.catalog import SearchIndexProcessor
+from recommendations.serving.statistics import refresh_statistics
 from recommendations.serving.types import Audience, Options
 from shop.models import Product
-from tests.serving.conftest import TITLES
+from tests.serving.conftest import TITLES, add_event
+from tests.state import clear_all_caches
 
 pytestmark = pytest.mark.django_db
 
@@ -99,6 +101,24 @@ def test_a_renamed_store_is_found_under_its_new_name(catalog, django_capture_on_
     with django_capture_on_commit_callbacks(execute=True):
         store.save()
     assert dict(ProductDocument.objects.values_list("product_id", "updated_at")) == written
+
+
+def test_a_renamed_category_trends_under_its_new_name_at_once(catalog, django_capture_on_commit_callbacks):
+    """Trending in a category reads the paths kept with each product's popularity: they follow
+    a rename on commit, not at the next hourly refresh (until then the renamed category's
+    shelf held only its newest products)."""
+    for _ in range(3):
+        add_event(catalog, "purchase", "Cuticle oil", session="fan")
+    refresh_statistics()
+    nails = catalog.categories["Nails"]
+    nails.name = "Manicure"
+    with django_capture_on_commit_callbacks(execute=True):
+        nails.save()
+    clear_all_caches()
+    result = products.trending(Audience(), Options(category="Manicure", limit=2, explain=True))
+    assert catalog.title(result.recommendations[0].product_id) == "Cuticle oil"
+    assert result.recommendations[0].source != "new"
+    assert ProductPopularity.objects.get(product_id=catalog.id("Cuticle oil")).categories[-1] == "Manicure"
 
 
 def test_a_renamed_parent_category_is_found_under_its_new_name(catalog, django_capture_on_commit_callbacks):
