@@ -798,6 +798,13 @@ def import_event_file(
         repeated = sorted({name for name in batch.header if batch.header.count(name) > 1})
         if repeated:
             raise ValueError(f"{file}: the header names {', '.join(repeated)} more than once.")
+        unknown = [name for name in batch.header if name not in KNOWN_FIELDS]
+        if unknown:  # said once, not on every line
+            raise ValueError(
+                f"{file}: the header's {', '.join(map(repr, unknown))} are not event fields (the "
+                f"columns are {', '.join(sorted(KNOWN_FIELDS))}). Rename them, or, for a shared "
+                "dataset's folder, use --dataset NAME."
+            )
         rows = validate_columns(columns, len(batch)) if columns is not None else None
         if rows is None:  # row by row, to name the bad lines or read the odd ones
             events = [_csv_event(batch.header, cells) for cells in batch.by_row()]

@@ -703,6 +703,11 @@ def test_files_that_cannot_be_read_say_why_and_what_to_do(tmp_path, catalogue):
     assert "short.csv line 3: 2 cells under a header of 3 columns" in refused(tmp_path / "short.csv")
     (tmp_path / "twice.csv").write_text("event_type,product_id,product_id\n" + "view,1,2\n")
     assert "the header names product_id more than once" in refused(tmp_path / "twice.csv")
+    # Another file's columns (a dataset's order lines) are named once, not on every line.
+    (tmp_path / "order_items.csv").write_text("order_id,product_id,price\n" + "o1,1,9.9\n" * 3)
+    message = refused(tmp_path / "order_items.csv")
+    assert "the header's 'order_id', 'price' are not event fields" in message
+    assert "--dataset NAME" in message and "line" not in message
     # A download that stopped before its first byte: said, not "Read 0 rows".
     (tmp_path / "empty.csv.gz").write_bytes(gzip.compress(b""))
     assert refused(tmp_path / "empty.csv.gz") == (
