@@ -51,15 +51,29 @@ REPEATED_NOT = re.compile(r"-[\s-]*-")
 NEGATED = re.compile(r'(?:^|\s)-+("[^"]*"|[^\s"]+)')
 # What a near match scores (exact hits score 0.5 to 1): a typo, when nothing that can be shown
 # matches the query's words, half its word similarity; beside exact hits, a title that holds
-# every word of the query, one at least spelt another way ("moisturizer" and "Moisturiser":
-# word trigram similarity at least RESPELLING), from RESPELLING_SCORE up to the weakest exact
-# hit, above what the meaning alone finds (0.6 x 0.45 > WEIGHTS["semantic"]); any other, such
-# as a longer word that starts with a word of the query ("tea" and "teaser") or a title with
-# only some of its words ("green tea" and "Green Thumb"), a tenth of its similarity.
+# every word of the query, one at least spelt another way ("moisturizer" and "Moisturiser",
+# "color" and "Colour": `_spelt_alike`), as an exact title hit would, with its word similarity
+# for the relative rank; any other, such as a longer word that starts with a word of the query
+# ("tea" and "teaser") or a title with only some of its words ("green tea" and "Green Thumb"),
+# a tenth of its similarity.
 NEAR_SHARE = 0.5
 NEAR_SHARE_BESIDE_EXACT = 0.1
-RESPELLING = 0.5
-RESPELLING_SCORE = 0.45
+# A full-text hit whose title holds another word of a query word's stem, and no spelling of the
+# word itself, is near, not exact: the English stemmer reads "moisturizer" and "Moisture-Wicking"
+# as one word ("moistur"), and "hydrating" and "Hydration Vest" ("hydrat"). It counts
+# STEM_ONLY_SHARE of its rank: below the titles spelling the word and their respellings (0.8
+# and up), about level with the word in a brand, category or store name (ts_rank weighs those
+# 0.4 of a title), above it in a description (0.2). Words sharing their first STEM_PREFIX
+# letters are taken to share a stem ("moisture", "moisturizer"); shorter ones never ("run"
+# and "Running" are left to the stemmer).
+STEM_ONLY_SHARE = 0.4
+STEM_PREFIX = 4
+# English inflections, which leave a word the same (`_spelt_alike`): "batteries" and "battery",
+# "dresses" and "dress", "roasted" and "Roast", "charging" and "Charge"; never another word's
+# suffix ("moisturizer", "hydration", "adjustable").
+INFLECTION = re.compile(
+    r"(?:(?<=[^aeiou])ies|(?<=[sxz])es|(?<=[cs]h)es|(?<=[^s])s|(?<=\w\w[^e])ed|(?<=\w\w\w)ing)$"
+)
 # The word similarity a title needs when nothing matches the query's words (pg_trgm's
 # default, 0.6, misses common typos: "cutcle" is 0.5 like "Cuticle oil"), for a query with a
 # word of TYPO_MIN_LETTERS or more (a short word shares half its trigrams with any word of
@@ -108,15 +122,17 @@ def _only_stop_words(query: str) -> bool:
 
 def keyword_hits(query: str, k: int = KEYWORD_POOL) -> tuple[dict[str, float], dict[str, float]]:
     """Products matching the words, and products nearly matching them: (id -> relevance in
-    0..1) each, exact hits scoring above near ones.
+    0..1) each, as the constants above score them.
 
     Full-text search first (GIN index, stemmed words; title, then brand, category path and
     store name, then description), plus titles holding a query's Chinese, Japanese or Korean
-    text. Only when that finds fewer than k products does trigram word similarity on titles
-    (GIN index) add near matches: typos cost the second query, correctly spelled queries do
-    not. A near match is what a typo needs when nothing that can be shown matches; beside
-    exact hits it is a respelling of a word, or a title that shares only letters or some
-    words with the query, which then scores below what the query's meaning finds too.
+    text. A hit whose title holds only another word of a query word's stem is a near one
+    ("Moisture-Wicking" for "moisturizer"). Only when that finds fewer than k products does
+    trigram word similarity on titles (GIN index) add near matches: typos cost the second
+    query, correctly spelled queries do not. A near match is what a typo needs when nothing
+    that can be shown matches; beside exact hits it is a respelling of a word ("Moisturiser"),
+    level with them, or a title that shares only letters or some words with the query, which
+    then scores below what the query's meaning finds too.
     """
     search_query = _search_query(query)
     # A NOT gives every hit the same tiny rank (1e-20): rank by what the query asks for.
@@ -126,30 +142,40 @@ def keyword_hits(query: str, k: int = KEYWORD_POOL) -> tuple[dict[str, float], d
         ProductDocument.objects.filter(search_vector=search_query)
         .annotate(rank=SearchRank(F("search_vector"), rank_query, normalization=32))
         .order_by("-rank", "product_id")
-        .values_list("product_id", "rank")[:k]
+        .values_list("product_id", "rank", "title")[:k]
     )
     # Relative to the best hit, so a title match stays well ahead of a word in a description
     # (ts_rank with normalization 32 squeezes both into [0, 1)).
-    best = max((float(rank) for _, rank in ranked), default=0.0) or 1.0
-    exact = {pid: 0.5 + float(rank) / best / 2 for pid, rank in ranked}
-    if CJK_RUN.search(wanted) and len(exact) < k:
-        exact.update(dict.fromkeys(_titles_holding(query, wanted, exact, k - len(exact)), 1.0))
+    best = max((float(rank) for _, rank, _ in ranked), default=0.0) or 1.0
+    words = _words(wanted)
+    exact: dict[str, float] = {}
+    stem_only: dict[str, float] = {}
+    for pid, rank, title in ranked:
+        if _shares_only_stems(title, words):
+            stem_only[pid] = 0.5 + STEM_ONLY_SHARE * float(rank) / best / 2
+        else:
+            exact[pid] = 0.5 + float(rank) / best / 2
+    found = {**exact, **stem_only}
+    if CJK_RUN.search(wanted) and len(found) < k:
+        holding = dict.fromkeys(_titles_holding(query, wanted, found, k - len(found)), 1.0)
+        exact.update(holding)
+        found.update(holding)
     near: dict[str, float] = {}
-    if len(exact) < k and (exact or not _only_stop_words(query)):
-        near = _near_matches(query, wanted, exact, k - len(exact))
-    return exact, near
+    if len(found) < k and (found or not _only_stop_words(query)):
+        near = _near_matches(query, wanted, found, k - len(found))
+    return exact, {**stem_only, **near}
 
 
-def _titles_holding(query: str, wanted: str, exact: dict[str, float], k: int) -> list[str]:
-    """Up to k titles (not among `exact`) holding the query's Chinese, Japanese or Korean text,
-    and matching its other words, without what it excludes: the full-text parser reads
-    "静音降噪蓝牙耳机" as one word, so "耳机" is looked for inside it."""
+def _titles_holding(query: str, wanted: str, hits: dict[str, float], k: int) -> list[str]:
+    """Up to k titles (not among the full-text `hits`) holding the query's Chinese, Japanese or
+    Korean text, and matching its other words, without what it excludes: the full-text parser
+    reads "静音降噪蓝牙耳机" as one word, so "耳机" is looked for inside it."""
     titles = ProductDocument.objects.filter(*(Q(title__contains=run) for run in CJK_RUN.findall(wanted)))
     other_words = CJK_RUN.sub(" ", wanted).strip()
     if other_words:
         titles = titles.filter(search_vector=_search_query(other_words))
     found = list(
-        titles.exclude(product_id__in=list(exact))
+        titles.exclude(product_id__in=list(hits))
         .order_by("product_id")
         .values_list("product_id", flat=True)[:k]
     )
@@ -157,11 +183,12 @@ def _titles_holding(query: str, wanted: str, exact: dict[str, float], k: int) ->
     return [pid for pid in found if pid not in unwanted]
 
 
-def _near_matches(query: str, wanted: str, exact: dict[str, float], k: int) -> dict[str, float]:
-    """Up to k titles near the query's words (not among `exact`), scored as the constants above say."""
+def _near_matches(query: str, wanted: str, hits: dict[str, float], k: int) -> dict[str, float]:
+    """Up to k titles near the query's words (not among the keyword `hits`), scored as the
+    constants above say."""
     similar_titles = (
         ProductDocument.objects.filter(title__trigram_word_similar=query)
-        .exclude(product_id__in=list(exact))
+        .exclude(product_id__in=list(hits))
         .annotate(
             similarity=TrigramWordSimilarity(query, "title"),
             strict=TrigramStrictWordSimilarity(query, "title"),
@@ -169,8 +196,8 @@ def _near_matches(query: str, wanted: str, exact: dict[str, float], k: int) -> d
         .order_by("-similarity", "product_id")
         .values_list("product_id", "similarity", "strict", "title")[:k]
     )
-    # Sold-out exact hits still lend the query their meaning, but cannot answer it.
-    answered = _any_available(exact)
+    # Sold-out hits still lend the query their meaning, but cannot answer it.
+    answered = _any_available(hits)
     if answered or max(map(len, query.split())) < TYPO_MIN_LETTERS:
         rows = list(similar_titles)
     else:
@@ -197,7 +224,7 @@ def _near_score(similarity: float, answered: bool, respelling: bool) -> float:
     if not answered:
         return similarity * NEAR_SHARE
     if respelling:
-        return RESPELLING_SCORE + similarity * (0.5 - RESPELLING_SCORE)
+        return 0.5 + similarity / 2
     return similarity * NEAR_SHARE_BESIDE_EXACT
 
 
@@ -210,28 +237,60 @@ def _respells(title: str, query_words: list[str]) -> bool:
     for word in query_words:
         if word in title_words:
             continue
-        if not any(
-            not other.startswith(word) and _trigram_similarity(word, other) >= RESPELLING
-            for other in title_words
-        ):
+        if not any(not other.startswith(word) and _spelt_alike(word, other) for other in title_words):
             return False
         respelt = True
     return respelt
 
 
+def _shares_only_stems(title: str, query_words: list[str]) -> bool:
+    """Whether the title holds, for a word of the query, another word of its stem and no
+    spelling of it ("Moisture-Wicking" for "moisturizer"). A word the title does not hold at
+    all was found in the brand, the category, the store or the description."""
+    title_words = set(_words(title))
+    return any(
+        len(word) >= STEM_PREFIX
+        and word not in title_words
+        and any(other.startswith(word[:STEM_PREFIX]) for other in title_words)
+        and not any(_spelt_alike(word, other) for other in title_words)
+        for word in query_words
+    )
+
+
+def _spelt_alike(word: str, other: str) -> bool:
+    """Whether `other` spells `word`, as typed or another way: inflected or not (`INFLECTION`),
+    one edit (`_edits`) apart at most ("colour" and "color", "moisturizers" and "Moisturiser"),
+    not two ("hydrating" and "Hydration")."""
+    if abs(len(word) - len(other)) > 4:  # one edit and the longest ending ("ing") apart
+        return False
+    return any(
+        abs(len(first) - len(second)) <= 1 and _edits(first, second) <= 1
+        for first in {word, _uninflected(word)}
+        for second in {other, _uninflected(other)}
+    )
+
+
+def _uninflected(word: str) -> str:
+    return INFLECTION.sub(lambda ending: "y" if ending.group() == "ies" else "", word)
+
+
+def _edits(first: str, second: str) -> int:
+    """Letters added, dropped, changed or swapped with the next that turn `first` into `second`
+    (optimal string alignment distance)."""
+    before, previous = [], list(range(len(second) + 1))
+    for i, letter in enumerate(first, 1):
+        current = [i]
+        for j, other in enumerate(second, 1):
+            edits = min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (letter != other))
+            if i > 1 and j > 1 and letter == second[j - 2] and first[i - 2] == other:
+                edits = min(edits, before[j - 2] + 1)
+            current.append(edits)
+        before, previous = previous, current
+    return previous[-1]
+
+
 def _words(text: str) -> list[str]:
     return re.findall(r"\w+", text.lower())
-
-
-def _trigram_similarity(word: str, other: str) -> float:
-    """pg_trgm's similarity of two single words: shared trigrams of the padded words over all."""
-    first, second = _trigrams(word), _trigrams(other)
-    return len(first & second) / len(first | second)
-
-
-def _trigrams(word: str) -> set[str]:
-    padded = f"  {word} "
-    return {padded[i : i + 3] for i in range(len(padded) - 2)}
 
 
 def _any_available(product_ids: Iterable[str]) -> bool:

@@ -32,6 +32,7 @@ from recommendations.vectors import queries
 from shop.models import Product, Store
 from tests.serving.conftest import TITLES, add_event
 from tests.state import UNREACHABLE_CACHES, clear_all_caches
+from tests.storefront.conftest import plan_of
 
 pytestmark = pytest.mark.django_db
 
@@ -218,6 +219,63 @@ def test_a_title_with_only_some_of_the_words_is_not_a_respelling(catalog, model)
     order = catalog.titles(search.search("green tea", Audience(), Options()).ids)
     assert order[0] == "Vitamin C serum"
     assert order.index("Keratin conditioner") > order.index("Hydrating face cream")
+
+
+def moisturisers_and_moisture_wicking(catalog) -> None:
+    """Titles spelling "moisturizer" either way, and two whose word only shares its stem
+    ("moistur", for the English stemmer) with it: "moisture" is another word."""
+    Product.objects.filter(pk=catalog.id("Retinol night serum")).update(title="Night moisturizer")
+    Product.objects.filter(pk=catalog.id("Hydrating face cream")).update(title="Daily moisturiser")
+    Product.objects.filter(pk=catalog.id("Argan shampoo")).update(title="Moisture-wicking headband")
+    Product.objects.filter(pk=catalog.id("Red nail polish")).update(title="Moisture-wicking gloves")
+    index_products()
+
+
+@pytest.mark.parametrize("with_model", [False, True])
+def test_a_title_spelling_the_word_comes_before_another_word_of_its_stem(catalog, request, with_model):
+    if with_model:
+        request.getfixturevalue("model")
+    moisturisers_and_moisture_wicking(catalog)
+    result = search.search("moisturizer", Audience(), Options(explain=True))
+    reasons = {product.title: rec.reason for product, rec in result.items}
+    order = list(reasons)
+    assert order[:2] == ["Night moisturizer", "Daily moisturiser"]
+    assert set(order[2:4]) == {"Moisture-wicking headband", "Moisture-wicking gloves"}
+    assert reasons["Night moisturizer"] == "Matches “moisturizer”"
+    assert reasons["Moisture-wicking gloves"] == "Close to “moisturizer”"
+
+
+def test_an_inflection_spells_the_word_and_another_word_of_its_stem_does_not(catalog, model):
+    """ "hydrating" and "Hydration" stem alike ("hydrat") but are two words; "serums" and
+    "serum" are one."""
+    Product.objects.filter(pk=catalog.id("Matte top coat")).update(title="Hydration pack")
+    index_products()
+
+    def reasons(query):
+        result = search.search(query, Audience(), Options(explain=True))
+        return {product.title: rec.reason.split(" “")[0] for product, rec in result.items}
+
+    hydrating, hydration = reasons("hydrating"), reasons("hydration")
+    assert next(iter(hydrating)) == "Hydrating face cream" and hydrating["Hydration pack"] == "Close to"
+    assert next(iter(hydration)) == "Hydration pack" and hydration["Hydrating face cream"] == "Close to"
+    serums = reasons("serums")
+    assert serums["Retinol night serum"] == serums["Vitamin C serum"] == "Matches"
+
+
+def test_keyword_search_reads_the_documents_through_their_indexes(catalog):
+    """Telling a spelling from another word of its stem takes no statement of its own: the
+    full-text statement reads the titles it ranks, through the full-text index, and the
+    near spellings still come through the trigram index."""
+    moisturisers_and_moisture_wicking(catalog)
+    with CaptureQueriesContext(connection) as executed:
+        search.keyword_hits("moisturizer")
+    # As run, parameters in place: a "%" of pg_trgm's operators is no placeholder.
+    documents = [
+        q["sql"].replace("%", "%%") for q in executed.captured_queries if "productdocument" in q["sql"]
+    ]
+    assert len(documents) == 2
+    assert "Bitmap Index Scan on rec_doc_search" in plan_of(documents[0])
+    assert "Bitmap Index Scan on rec_doc_title_trgm" in plan_of(documents[1])
 
 
 def test_a_negated_word_leaves_the_title_match_first(catalog, model):
