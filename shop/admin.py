@@ -4,6 +4,7 @@ from django.http import HttpRequest
 from django_celery_beat.admin import PeriodicTaskAdmin as BeatPeriodicTaskAdmin
 from django_celery_beat.models import PeriodicTask
 
+from recommendations.admin.filters import NulSafeFilters
 from recommendations.admin.pagination import EstimatedCountPaginator
 from recommendations.admin.readonly import DeletedWithParentAdmin
 from shop.models import Category, Order, OrderLine, Product, Store
@@ -98,9 +99,10 @@ admin.site.unregister(PeriodicTask)
 
 
 @admin.register(PeriodicTask)
-class PeriodicTaskAdmin(BeatPeriodicTaskAdmin):
+class PeriodicTaskAdmin(NulSafeFilters, BeatPeriodicTaskAdmin):
     """django-celery-beat's admin, whose actions (enable, disable, toggle, run tasks) declare no
-    permission, so Django offered them to staff who may only view the schedule."""
+    permission, so Django offered them to staff who may only view the schedule; and whose list
+    filter by task name was a 500 for a name with a NUL character."""
 
     def get_actions(self, request: HttpRequest) -> dict:
         actions = super().get_actions(request)

@@ -19,6 +19,7 @@ from django.utils.html import format_html
 from recommendations.adapters import get_product_adapter
 from recommendations.admin.filters import (
     AttributedFilter,
+    NulSafeChangeList,
     ProductFilter,
     SessionFilter,
     UserFilter,
@@ -50,7 +51,7 @@ def matching_events(term: str) -> Q:
     return matches
 
 
-class EventChangeList(ChangeList):
+class EventChangeList(NulSafeChangeList):
     """Attaches `product_title` to the events of the page with one catalogue query."""
 
     def get_results(self, request: HttpRequest) -> None:

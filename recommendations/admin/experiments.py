@@ -26,7 +26,7 @@ from django.utils.safestring import SafeString
 
 from recommendations.admin.actions import run_each
 from recommendations.admin.charts import interval_bars
-from recommendations.admin.filters import SearchByUser
+from recommendations.admin.filters import NulSafeFilters, SearchByUser
 from recommendations.admin.readonly import DeletedWithParentAdmin
 from recommendations.experiments import lifecycle
 from recommendations.experiments.assignment import promoted_default
@@ -123,7 +123,7 @@ def interval_chart(rows: Sequence[VariantResult], metric: str = PRIMARY_METRIC) 
 
 
 @admin.register(Experiment)
-class ExperimentAdmin(admin.ModelAdmin):
+class ExperimentAdmin(NulSafeFilters, admin.ModelAdmin):
     inlines = [VariantInline]
     list_display = ["name", "key", "status", "started_at", "stopped_at", "winner"]
     # The winner is shown as "<experiment key>/<variant key>": both in the list's one query.

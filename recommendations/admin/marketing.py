@@ -27,7 +27,7 @@ from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
 from recommendations.admin.actions import EXPECTED_PROBLEMS, problem_text, run_each
-from recommendations.admin.filters import SearchByUser
+from recommendations.admin.filters import NulSafeFilters, SearchByUser
 from recommendations.admin.readonly import DeletedWithParentAdmin
 from recommendations.marketing.audiences import build_audience, create_segment, refresh_segment
 from recommendations.marketing.export import FIELDS, audience_rows, segment_rows, user_labels, write_csv
@@ -62,7 +62,7 @@ class JSONObjectField(forms.JSONField):
 
 
 @admin.register(Campaign)
-class CampaignAdmin(admin.ModelAdmin):
+class CampaignAdmin(NulSafeFilters, admin.ModelAdmin):
     formfield_overrides = {
         ArrayField: {"form_class": CommaSeparatedField},
         JSONField: {"form_class": JSONObjectField},
@@ -180,7 +180,7 @@ class CampaignAdmin(admin.ModelAdmin):
 
 
 @admin.register(Segment)
-class SegmentAdmin(admin.ModelAdmin):
+class SegmentAdmin(NulSafeFilters, admin.ModelAdmin):
     list_display = ["name", "campaign", "size", "method", "refreshed_at", "up_to_date", "auto_refresh"]
     list_filter = ["auto_refresh", "method"]
     list_select_related = ["campaign"]

@@ -20,6 +20,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.template.response import TemplateResponse
 
+from recommendations.admin.filters import NulSafeFilters
 from recommendations.admin.pagination import EstimatedCountPaginator
 from recommendations.models.audit import AuditEntry
 from recommendations.models.preferences import PersonalisationPreference
@@ -73,7 +74,7 @@ def install_erase_action(site: admin.AdminSite = admin.site) -> bool:
 
 
 @admin.register(AuditEntry)
-class AuditEntryAdmin(admin.ModelAdmin):
+class AuditEntryAdmin(NulSafeFilters, admin.ModelAdmin):
     """Read-only: an audit trail that staff could edit would prove nothing."""
 
     list_display = ["created_at", "action", "source", "actor_id", "counts"]
