@@ -12,7 +12,6 @@ import itertools
 from collections.abc import Iterable
 from typing import Any
 
-from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.views.main import ChangeList
 from django.contrib.postgres.fields import ArrayField
@@ -27,6 +26,7 @@ from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
 from recommendations.admin.actions import EXPECTED_PROBLEMS, problem_text, run_each
+from recommendations.admin.fields import JSONBoxField
 from recommendations.admin.filters import NulSafeFilters, SearchByUser
 from recommendations.admin.readonly import DeletedWithParentAdmin
 from recommendations.marketing.audiences import build_audience, create_segment, refresh_segment
@@ -53,7 +53,7 @@ class CommaSeparatedField(SimpleArrayField):
         return super().to_python(value)
 
 
-class JSONObjectField(forms.JSONField):
+class JSONObjectField(JSONBoxField):
     """An empty box is no rules, {}: the column holds an object (null would not save), as the
     API's default when the field is left out. A typed `null` is refused by the rules' check."""
 
