@@ -141,6 +141,7 @@ class CampaignAdmin(NulSafeFilters, admin.ModelAdmin):
             "opts": self.model._meta,
             "campaign": campaign,
             "title": f"Who would see “{campaign.name}”",
+            "can_save_segment": self.has_add_segment_permission(request),
         }
         status = campaign_status([campaign])[campaign.pk]
         if status != CampaignStatus.SHOWN:

@@ -139,6 +139,25 @@ def test_a_view_only_user_cannot_run_an_action_that_changes_data(action, viewer,
     assert action.state() != before
 
 
+def test_a_view_only_user_is_shown_no_button_that_would_refuse_them(viewer, shop):
+    """The experiment page offered start, stop and promote, and the campaign preview "Save
+    this audience as a segment", to staff who may only view them: each answered 403."""
+    draft = draft_experiment()
+    running = experiment_with_a_winner()
+    campaign = Campaign.objects.create(name="Tea week", category_names=["Tea"])
+    pages = [
+        (reverse("admin:recommendations_experiment_change", args=[draft.pk]), "Start the experiment"),
+        (reverse("admin:recommendations_experiment_change", args=[running.pk]), "Stop without promoting"),
+        (reverse("admin:recommendations_experiment_change", args=[running.pk]), 'value="Promote"'),
+        (reverse("admin:recommendations_campaign_preview", args=[campaign.pk]), "Save this audience"),
+    ]
+    root = client_for(get_user_model().objects.create_superuser("root", "root@example.com", "pw"))
+    for url, button in pages:
+        assert button in root.get(url).content.decode(), url
+        page = client_for(viewer).get(url)
+        assert page.status_code == 200 and button not in page.content.decode(), url
+
+
 def test_a_periodic_tasks_arguments_must_be_what_the_beat_can_send(db):
     """Beat's form took any JSON: kwargs of [] or args of "x" were saved and every run then
     failed to send, headers that are no object stopped the whole beat (it sets a header on
