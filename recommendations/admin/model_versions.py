@@ -150,6 +150,16 @@ class ModelVersionAdmin(ReadOnlyAdmin):
     # --- actions ------------------------------------------------------------------------
     @admin.action(description="Retrain now (train, evaluate, embed, activate)", permissions=["activate"])
     def retrain_now(self, request: HttpRequest, queryset: QuerySet | None = None) -> None:
+        if is_locked():
+            # Queued now, it would exit at once on another worker, or train a second version
+            # right after this one on the same worker.
+            self.message_user(
+                request,
+                "Nothing was queued: a retrain or embed is running now, and its version shows its "
+                "progress below. Retrain again once it has finished, if its version is not what you need.",
+                messages.WARNING,
+            )
+            return
         try:
             # By name: the web process need not import the training code to queue it.
             result = current_app.send_task(task_names.RETRAIN, retry=False)
@@ -243,7 +253,7 @@ class ModelVersionAdmin(ReadOnlyAdmin):
             self.message_user(
                 request,
                 "A retrain or embed is running now; its version shows its progress below. "
-                "Retrain now will wait for the next one.",
+                "Retrain now queues nothing until it has finished.",
                 messages.INFO,
             )
         extra_context = {**(extra_context or {}), "can_activate": self.has_activate_permission(request)}

@@ -89,11 +89,17 @@ def test_activate_action_and_rollback_button(staff):
     assert ModelVersion.objects.get(status=ModelStatus.ACTIVE).pk == first.pk
 
 
-def test_a_running_pipeline_is_announced(staff):
+def test_a_running_pipeline_is_announced_and_retrain_now_queues_nothing_meanwhile(staff):
+    """A retrain queued while one runs exited at once on another worker (the pipeline lock),
+    or trained a second version after it on the same one, while the admin said "Retrain
+    queued ... becomes active"."""
     with advisory_lock() as acquired:
         assert acquired
         page = staff.get(reverse(CHANGELIST))
+        pressed = staff.post(reverse("admin:recommendations_modelversion_retrain"), follow=True)
     assert any("A retrain or embed is running now" in m for m in messages_of(page))
+    assert messages_of(pressed)[0].startswith("Nothing was queued: a retrain or embed is running now")
+    assert not any("Retrain queued" in m for m in messages_of(pressed))
     assert not any("running now" in m for m in messages_of(staff.get(reverse(CHANGELIST))))
 
 
