@@ -242,6 +242,16 @@ class ModelVersionAdmin(ReadOnlyAdmin):
     def changelist_view(
         self, request: HttpRequest, extra_context: dict[str, Any] | None = None
     ) -> HttpResponse:
+        # On the page shown, not on a POST of an action: that would say what held before the
+        # action ("No model version is active" beside "Activated ..."), and the list it
+        # redirects to says it again.
+        if request.method == "GET":
+            self._announce_state(request)
+        extra_context = {**(extra_context or {}), "can_activate": self.has_activate_permission(request)}
+        return super().changelist_view(request, extra_context)
+
+    def _announce_state(self, request: HttpRequest) -> None:
+        """Banners for a configuration that needs the staff's attention."""
         if not ModelVersion.objects.filter(status=ModelStatus.ACTIVE).exists():
             self.message_user(
                 request,
@@ -256,8 +266,6 @@ class ModelVersionAdmin(ReadOnlyAdmin):
                 "Retrain now queues nothing until it has finished.",
                 messages.INFO,
             )
-        extra_context = {**(extra_context or {}), "can_activate": self.has_activate_permission(request)}
-        return super().changelist_view(request, extra_context)
 
 
 def not_evaluated_reason(version: ModelVersion) -> str:
