@@ -1,9 +1,14 @@
+import json
+
+from django import forms
 from django.contrib import admin
 from django.db import models
 from django.http import HttpRequest
 from django_celery_beat.admin import PeriodicTaskAdmin as BeatPeriodicTaskAdmin
+from django_celery_beat.admin import PeriodicTaskForm as BeatPeriodicTaskForm
 from django_celery_beat.models import PeriodicTask
 
+from recommendations.admin.filters import NulSafeFilters
 from recommendations.admin.pagination import EstimatedCountPaginator
 from recommendations.admin.readonly import DeletedWithParentAdmin
 from shop.models import Category, Order, OrderLine, Product, Store
@@ -96,11 +101,44 @@ class OrderLineAdmin(DeletedWithParentAdmin):
 
 admin.site.unregister(PeriodicTask)
 
+# What the beat hands Celery for each box of a periodic task: a box of another JSON type
+# was saved, then every run failed to send (Celery wants a list and an object), and headers
+# that are no object stopped the whole beat (it adds the task's name to them).
+JSON_BOXES = {
+    "args": (list, "a JSON list of arguments, e.g. [] or [30]"),
+    "kwargs": (dict, 'a JSON object of keyword arguments, e.g. {} or {"days": 30}'),
+    "headers": (dict, 'a JSON object of message headers, e.g. {} or {"origin": "admin"}'),
+}
+
+
+class PeriodicTaskForm(BeatPeriodicTaskForm):
+    """Beat's form, whose JSON boxes took any JSON, and were a 500 for JSON nested too deeply."""
+
+    def _clean_json(self, field: str) -> str:
+        value = self.cleaned_data[field]
+        kind, expected = JSON_BOXES[field]
+        try:
+            parsed = json.loads(value) if value else kind()
+        except RecursionError:
+            raise forms.ValidationError(f"Nested too deeply to read: enter {expected}.") from None
+        except ValueError as exc:
+            raise forms.ValidationError(f"Unable to parse JSON: {exc}. Enter {expected}.") from None
+        if not isinstance(parsed, kind):
+            raise forms.ValidationError(f"Enter {expected}.")
+        return value
+
+    def clean_headers(self) -> str:
+        return self._clean_json("headers")
+
 
 @admin.register(PeriodicTask)
-class PeriodicTaskAdmin(BeatPeriodicTaskAdmin):
+class PeriodicTaskAdmin(NulSafeFilters, BeatPeriodicTaskAdmin):
     """django-celery-beat's admin, whose actions (enable, disable, toggle, run tasks) declare no
-    permission, so Django offered them to staff who may only view the schedule."""
+    permission, so Django offered them to staff who may only view the schedule; whose list
+    filter by task name was a 500 for a name with a NUL character; and whose form took
+    arguments the beat cannot send (`PeriodicTaskForm`)."""
+
+    form = PeriodicTaskForm
 
     def get_actions(self, request: HttpRequest) -> dict:
         actions = super().get_actions(request)

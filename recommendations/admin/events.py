@@ -11,7 +11,7 @@ from typing import Any
 
 from django.contrib import admin
 from django.contrib.admin.views.main import ChangeList
-from django.db.models import Q, QuerySet
+from django.db.models import Model, Q, QuerySet
 from django.http import HttpRequest
 from django.urls import NoReverseMatch, reverse
 from django.utils.html import format_html
@@ -19,6 +19,7 @@ from django.utils.html import format_html
 from recommendations.adapters import get_product_adapter
 from recommendations.admin.filters import (
     AttributedFilter,
+    NulSafeChangeList,
     ProductFilter,
     SessionFilter,
     UserFilter,
@@ -50,12 +51,21 @@ def matching_events(term: str) -> Q:
     return matches
 
 
-class EventChangeList(ChangeList):
-    """Attaches `product_title` to the events of the page with one catalogue query."""
+def may_open(site: admin.AdminSite, model: type[Model], request: HttpRequest) -> bool:
+    """Whether the user may open `model`'s admin pages: a link to one they may not answers 403."""
+    return site.is_registered(model) and site.get_model_admin(model).has_view_or_change_permission(request)
+
+
+class EventChangeList(NulSafeChangeList):
+    """Attaches `product_title` to the events of the page with one catalogue query, and
+    `product_linked`: whether the user may open the products' admin pages."""
 
     def get_results(self, request: HttpRequest) -> None:
         super().get_results(request)
         attach_product_titles(self.result_list)
+        linked = may_open(self.model_admin.admin_site, get_product_adapter().model, request)
+        for event in self.result_list:
+            event.product_linked = linked
 
 
 @admin.register(Event)
@@ -116,6 +126,8 @@ class EventAdmin(admin.ModelAdmin):
         if not event.product_id:
             return "-"
         title = getattr(event, "product_title", "") or f"#{event.product_id}"
+        if not getattr(event, "product_linked", False):
+            return title
         model = get_product_adapter().model
         try:
             url = reverse(

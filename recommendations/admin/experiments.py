@@ -18,7 +18,7 @@ from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.actions import delete_selected
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.db.models import QuerySet
+from django.db.models import JSONField, QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.urls import path, reverse
@@ -26,7 +26,8 @@ from django.utils.safestring import SafeString
 
 from recommendations.admin.actions import run_each
 from recommendations.admin.charts import interval_bars
-from recommendations.admin.filters import SearchByUser
+from recommendations.admin.fields import JSONBoxField
+from recommendations.admin.filters import NulSafeFilters, SearchByUser
 from recommendations.admin.readonly import DeletedWithParentAdmin
 from recommendations.experiments import lifecycle
 from recommendations.experiments.assignment import promoted_default
@@ -92,6 +93,7 @@ class VariantInline(admin.TabularInline):
     extra = 0
     min_num = 2
     fields = VariantForm.Meta.fields
+    formfield_overrides = {JSONField: {"form_class": JSONBoxField}}
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Variant]:
         # Each row is titled with `Variant.__str__`, which names the experiment, and a started
@@ -123,7 +125,7 @@ def interval_chart(rows: Sequence[VariantResult], metric: str = PRIMARY_METRIC) 
 
 
 @admin.register(Experiment)
-class ExperimentAdmin(admin.ModelAdmin):
+class ExperimentAdmin(NulSafeFilters, admin.ModelAdmin):
     inlines = [VariantInline]
     list_display = ["name", "key", "status", "started_at", "stopped_at", "winner"]
     # The winner is shown as "<experiment key>/<variant key>": both in the list's one query.

@@ -12,7 +12,6 @@ import itertools
 from collections.abc import Iterable
 from typing import Any
 
-from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.views.main import ChangeList
 from django.contrib.postgres.fields import ArrayField
@@ -27,7 +26,8 @@ from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
 from recommendations.admin.actions import EXPECTED_PROBLEMS, problem_text, run_each
-from recommendations.admin.filters import SearchByUser
+from recommendations.admin.fields import JSONBoxField
+from recommendations.admin.filters import NulSafeFilters, SearchByUser
 from recommendations.admin.readonly import DeletedWithParentAdmin
 from recommendations.marketing.audiences import build_audience, create_segment, refresh_segment
 from recommendations.marketing.export import FIELDS, audience_rows, segment_rows, user_labels, write_csv
@@ -53,7 +53,7 @@ class CommaSeparatedField(SimpleArrayField):
         return super().to_python(value)
 
 
-class JSONObjectField(forms.JSONField):
+class JSONObjectField(JSONBoxField):
     """An empty box is no rules, {}: the column holds an object (null would not save), as the
     API's default when the field is left out. A typed `null` is refused by the rules' check."""
 
@@ -62,7 +62,7 @@ class JSONObjectField(forms.JSONField):
 
 
 @admin.register(Campaign)
-class CampaignAdmin(admin.ModelAdmin):
+class CampaignAdmin(NulSafeFilters, admin.ModelAdmin):
     formfield_overrides = {
         ArrayField: {"form_class": CommaSeparatedField},
         JSONField: {"form_class": JSONObjectField},
@@ -141,6 +141,7 @@ class CampaignAdmin(admin.ModelAdmin):
             "opts": self.model._meta,
             "campaign": campaign,
             "title": f"Who would see “{campaign.name}”",
+            "can_save_segment": self.has_add_segment_permission(request),
         }
         status = campaign_status([campaign])[campaign.pk]
         if status != CampaignStatus.SHOWN:
@@ -180,7 +181,7 @@ class CampaignAdmin(admin.ModelAdmin):
 
 
 @admin.register(Segment)
-class SegmentAdmin(admin.ModelAdmin):
+class SegmentAdmin(NulSafeFilters, admin.ModelAdmin):
     list_display = ["name", "campaign", "size", "method", "refreshed_at", "up_to_date", "auto_refresh"]
     list_filter = ["auto_refresh", "method"]
     list_select_related = ["campaign"]

@@ -150,6 +150,16 @@ class ModelVersionAdmin(ReadOnlyAdmin):
     # --- actions ------------------------------------------------------------------------
     @admin.action(description="Retrain now (train, evaluate, embed, activate)", permissions=["activate"])
     def retrain_now(self, request: HttpRequest, queryset: QuerySet | None = None) -> None:
+        if is_locked():
+            # Queued now, it would exit at once on another worker, or train a second version
+            # right after this one on the same worker.
+            self.message_user(
+                request,
+                "Nothing was queued: a retrain or embed is running now, and its version shows its "
+                "progress below. Retrain again once it has finished, if its version is not what you need.",
+                messages.WARNING,
+            )
+            return
         try:
             # By name: the web process need not import the training code to queue it.
             result = current_app.send_task(task_names.RETRAIN, retry=False)
@@ -232,6 +242,16 @@ class ModelVersionAdmin(ReadOnlyAdmin):
     def changelist_view(
         self, request: HttpRequest, extra_context: dict[str, Any] | None = None
     ) -> HttpResponse:
+        # On the page shown, not on a POST of an action: that would say what held before the
+        # action ("No model version is active" beside "Activated ..."), and the list it
+        # redirects to says it again.
+        if request.method == "GET":
+            self._announce_state(request)
+        extra_context = {**(extra_context or {}), "can_activate": self.has_activate_permission(request)}
+        return super().changelist_view(request, extra_context)
+
+    def _announce_state(self, request: HttpRequest) -> None:
+        """Banners for a configuration that needs the staff's attention."""
         if not ModelVersion.objects.filter(status=ModelStatus.ACTIVE).exists():
             self.message_user(
                 request,
@@ -243,11 +263,9 @@ class ModelVersionAdmin(ReadOnlyAdmin):
             self.message_user(
                 request,
                 "A retrain or embed is running now; its version shows its progress below. "
-                "Retrain now will wait for the next one.",
+                "Retrain now queues nothing until it has finished.",
                 messages.INFO,
             )
-        extra_context = {**(extra_context or {}), "can_activate": self.has_activate_permission(request)}
-        return super().changelist_view(request, extra_context)
 
 
 def not_evaluated_reason(version: ModelVersion) -> str:

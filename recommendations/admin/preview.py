@@ -20,7 +20,7 @@ from django.http import HttpRequest
 
 from recommendations.access import may_preview_shoppers
 from recommendations.adapters import get_product_adapter, get_store_model
-from recommendations.admin.events import attach_product_titles
+from recommendations.admin.events import attach_product_titles, may_open
 from recommendations.admin.filters import matching_users
 from recommendations.admin.readonly import AdminPage
 from recommendations.models import Event, EventType, UserPreview
@@ -140,6 +140,7 @@ class UserPreviewAdmin(AdminPage):
             "not_found": bool(query) and user is None,
             "shoppers": active_shoppers(),
             "model_version": active_version(),
+            "may_open_events": may_open(self.admin_site, Event, request),
         }
         if user is not None:
             context["blocks"] = preview_blocks(user)

@@ -17,10 +17,12 @@ from django.contrib import admin, messages
 from django.contrib.admin import helpers
 from django.contrib.auth import get_user_model
 from django.db.models import QuerySet
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 
+from recommendations.admin.filters import NulSafeFilters
 from recommendations.admin.pagination import EstimatedCountPaginator
+from recommendations.conf import rec_settings
 from recommendations.models.audit import AuditEntry
 from recommendations.models.preferences import PersonalisationPreference
 from recommendations.privacy.erasure import forget_user
@@ -73,7 +75,7 @@ def install_erase_action(site: admin.AdminSite = admin.site) -> bool:
 
 
 @admin.register(AuditEntry)
-class AuditEntryAdmin(admin.ModelAdmin):
+class AuditEntryAdmin(NulSafeFilters, admin.ModelAdmin):
     """Read-only: an audit trail that staff could edit would prove nothing."""
 
     list_display = ["created_at", "action", "source", "actor_id", "counts"]
@@ -100,3 +102,29 @@ class PersonalisationPreferenceAdmin(admin.ModelAdmin):
     list_select_related = ["user"]
     raw_id_fields = ["user"]
     search_fields = ["user__pk"]
+
+    def changelist_view(self, request: HttpRequest, extra_context: dict | None = None) -> HttpResponse:
+        self._warn_when_unread(request)
+        return super().changelist_view(request, extra_context)
+
+    def changeform_view(
+        self,
+        request: HttpRequest,
+        object_id: str | None = None,
+        form_url: str = "",
+        extra_context: Any = None,
+    ) -> HttpResponse:
+        self._warn_when_unread(request)
+        return super().changeform_view(request, object_id, form_url, extra_context)
+
+    def _warn_when_unread(self, request: HttpRequest) -> None:
+        """With the host's own flag configured, these rows change nothing: say so, on the page
+        shown (not the POST that saves, which would say it twice)."""
+        if request.method == "GET" and rec_settings.OPT_OUT_CHECK is not None:
+            self.message_user(
+                request,
+                "RECOMMENDATIONS['OPT_OUT_CHECK'] is set, so the engine reads the host's own opt-out "
+                "flag, not these rows: a change here changes nothing. Change the field that function "
+                "reads instead.",
+                messages.WARNING,
+            )

@@ -11,10 +11,11 @@ from django.db.models import Model
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 
+from recommendations.admin.filters import NulSafeFilters
 from recommendations.admin.pagination import EstimatedCountPaginator
 
 
-class ReadOnlyAdmin(admin.ModelAdmin):
+class ReadOnlyAdmin(NulSafeFilters, admin.ModelAdmin):
     """Rebuilt by tasks, so hand edits would be overwritten (and could break invariants)."""
 
     list_per_page = 50

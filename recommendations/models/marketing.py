@@ -69,6 +69,25 @@ def unknown_keys(model: type[models.Model] | None, keys: list[str]) -> list[str]
     return bad + [key for value, key in parsed.items() if value not in found]
 
 
+UNREADABLE_MOMENT = (
+    "This moment is outside the years 1 to 9999 in UTC, so it could be saved but never read back. "
+    "Give a date within them; for a campaign that never ends, leave the end empty."
+)
+
+
+def readable_moment(moment: dt.datetime | None) -> bool:
+    """Whether a moment, stored in UTC, can be read back. PostgreSQL keeps 9999-12-31 23:00 in
+    New York (10000-01-01 in UTC) or 0001-01-01 in Tokyo (1 BC), and Python cannot read them:
+    every list or page holding the row was a 500."""
+    if moment is None or timezone.is_naive(moment):
+        return True
+    try:
+        moment.astimezone(dt.UTC)
+    except OverflowError:
+        return False
+    return True
+
+
 def validate_campaign_link(value: str) -> None:
     """A path on this site or an http(s) address: what shoppers click must not run script
     (`javascript:`) or open another scheme."""
@@ -206,8 +225,12 @@ class Campaign(models.Model):
         )
 
     def clean(self) -> None:
-        errors: dict[str, list[str]] = {}
-        if self.ends_at and self.starts_at and self.ends_at <= self.starts_at:
+        errors: dict[str, list[str]] = {
+            field: [UNREADABLE_MOMENT]
+            for field in ("starts_at", "ends_at")
+            if not readable_moment(getattr(self, field))
+        }
+        if not errors and self.ends_at and self.starts_at and self.ends_at <= self.starts_at:
             errors["ends_at"] = [
                 f"The campaign ends ({self.ends_at:%Y-%m-%d %H:%M}) before it starts "
                 f"({self.starts_at:%Y-%m-%d %H:%M}). Set an end after the start, or leave it empty."

@@ -492,6 +492,45 @@ def test_an_empty_audience_rules_box_is_no_rules_and_a_typed_null_is_refused(adm
     assert Campaign.objects.count() == 1
 
 
+@pytest.mark.parametrize(
+    ("zone", "moment"),
+    [
+        ("America/New_York", {"ends_at_0": "9999-12-31", "ends_at_1": "23:59:59"}),  # 10000 in UTC
+        ("Asia/Tokyo", {"starts_at_0": "0001-01-01", "starts_at_1": "00:00:00"}),  # 1 BC in UTC
+    ],
+)
+def test_a_campaign_date_that_cannot_be_read_back_is_a_field_error(
+    admin_client, shop, settings, zone, moment
+):
+    """PostgreSQL stored it, then every read of the row failed (a DataError): the campaign
+    list was a 500 until the row was mended in the database."""
+    settings.TIME_ZONE = zone
+    refused = admin_client.post(reverse("admin:recommendations_campaign_add"), campaign_form(**moment))
+    assert refused.status_code == 200
+    assert "outside the years 1 to 9999 in UTC, so it could be saved but never read back" in errors_of(
+        refused
+    )
+    assert not Campaign.objects.exists()
+    assert admin_client.get(reverse("admin:recommendations_campaign_changelist")).status_code == 200
+
+
+def test_json_nested_too_deeply_is_a_field_error_in_campaign_and_variant_rules(admin_client, shop):
+    """Python's json module raises RecursionError past about a thousand levels, which Django's
+    JSON field does not catch: a few kilobytes pasted into a rules box were a 500."""
+    deep = "[" * 5000 + "]" * 5000
+    campaign = admin_client.post(
+        reverse("admin:recommendations_campaign_add"), campaign_form(audience_rules=deep)
+    )
+    assert campaign.status_code == 200
+    assert "This JSON is nested too deeply to read" in errors_of(campaign)
+    variant = admin_client.post(
+        reverse("admin:recommendations_experiment_add"), experiment_form(70, 30) | {"variants-1-rules": deep}
+    )
+    assert variant.status_code == 200
+    assert "This JSON is nested too deeply to read" in errors_of(variant)
+    assert not Campaign.objects.exists() and not Experiment.objects.exists()
+
+
 def test_a_campaign_with_nothing_to_offer_is_listed_as_not_shown_and_gets_no_segment(admin_client, shop):
     """The storefront drops a promotion with nothing to buy; the admin must not say "shown now",
     nor save an audience for it."""

@@ -1,5 +1,6 @@
 """Bulk admin actions that change data need the permission to change it: Django checks only
-the permissions an action declares, so an undeclared one runs for a view-only user."""
+the permissions an action declares, so an undeclared one runs for a view-only user. And the
+beat schedule's form, whose tasks those actions run."""
 
 import datetime as dt
 from collections.abc import Callable
@@ -13,6 +14,7 @@ from django.test import Client, RequestFactory
 from django.urls import reverse
 from django.utils import timezone
 from django_celery_beat.models import IntervalSchedule, PeriodicTask
+from django_celery_beat.schedulers import ModelEntry
 
 from recommendations.marketing.audiences import create_segment
 from recommendations.models import ApiKey, Campaign, Experiment, Segment, Variant
@@ -135,3 +137,55 @@ def test_a_view_only_user_cannot_run_an_action_that_changes_data(action, viewer,
     root = get_user_model().objects.create_superuser("root", "root@example.com", "pw")
     client_for(root).post(url, posted)
     assert action.state() != before
+
+
+def test_a_view_only_user_is_shown_no_button_that_would_refuse_them(viewer, shop):
+    """The experiment page offered start, stop and promote, and the campaign preview "Save
+    this audience as a segment", to staff who may only view them: each answered 403."""
+    draft = draft_experiment()
+    running = experiment_with_a_winner()
+    campaign = Campaign.objects.create(name="Tea week", category_names=["Tea"])
+    pages = [
+        (reverse("admin:recommendations_experiment_change", args=[draft.pk]), "Start the experiment"),
+        (reverse("admin:recommendations_experiment_change", args=[running.pk]), "Stop without promoting"),
+        (reverse("admin:recommendations_experiment_change", args=[running.pk]), 'value="Promote"'),
+        (reverse("admin:recommendations_campaign_preview", args=[campaign.pk]), "Save this audience"),
+    ]
+    root = client_for(get_user_model().objects.create_superuser("root", "root@example.com", "pw"))
+    for url, button in pages:
+        assert button in root.get(url).content.decode(), url
+        page = client_for(viewer).get(url)
+        assert page.status_code == 200 and button not in page.content.decode(), url
+
+
+def test_a_periodic_tasks_arguments_must_be_what_the_beat_can_send(db):
+    """Beat's form took any JSON: kwargs of [] or args of "x" were saved and every run then
+    failed to send, headers that are no object stopped the whole beat (it sets a header on
+    them), and JSON nested too deeply was a 500."""
+    task = periodic_task()
+    url = reverse("admin:django_celery_beat_periodictask_change", args=[task.pk])
+    root = client_for(get_user_model().objects.create_superuser("root", "root@example.com", "pw"))
+    form = {
+        "name": task.name,
+        "task": task.task,
+        "enabled": "on",
+        "interval": str(task.interval_id),
+        "args": "[]",
+        "kwargs": "{}",
+        "headers": "{}",
+    }
+    refused = {
+        "args": ('"x"', "Enter a JSON list of arguments, e.g. [] or [30]."),
+        "kwargs": ("[]", 'Enter a JSON object of keyword arguments, e.g. {} or {"days": 30}.'),
+        "headers": ("[1]", "Enter a JSON object of message headers"),
+    }
+    for field, (value, error) in refused.items():
+        page = root.post(url, form | {field: value})
+        assert page.status_code == 200 and error in " ".join(page.context["adminform"].form.errors[field])
+        deep = root.post(url, form | {field: "[" * 5000 + "]" * 5000})
+        assert "Nested too deeply to read" in " ".join(deep.context["adminform"].form.errors[field])
+    task.refresh_from_db()
+    assert (task.args, task.kwargs, task.headers) == ("[]", "{}", "{}")
+    assert root.post(url, form | {"kwargs": '{"days": 30}'}).status_code == 302
+    task.refresh_from_db()
+    assert ModelEntry(task).kwargs == {"days": 30}

@@ -89,11 +89,31 @@ def test_activate_action_and_rollback_button(staff):
     assert ModelVersion.objects.get(status=ModelStatus.ACTIVE).pk == first.pk
 
 
-def test_a_running_pipeline_is_announced(staff):
+def test_an_action_reports_its_outcome_without_the_banners_of_the_state_before_it(staff):
+    """The banners were added on an action's POST too: "No model version is active" beside
+    "Activated 1 version", and twice beside a refusal (the POST's, then the list's)."""
+    version = trained(1)
+    failed = ModelVersion.objects.create(status=ModelStatus.FAILED)
+    url = reverse(CHANGELIST)
+    refused = staff.post(url, {"action": "activate_selected", "_selected_action": [failed.pk]}, follow=True)
+    shown = messages_of(refused)
+    assert "only a ready version can be activated" in shown[0]
+    assert [m for m in shown if "No model version is active" in m] == shown[1:2] and len(shown) == 2
+    done = staff.post(url, {"action": "activate_selected", "_selected_action": [version.pk]}, follow=True)
+    assert messages_of(done) == [f"Activated 1 version: two_tower v{version.pk} (active) now serves."]
+
+
+def test_a_running_pipeline_is_announced_and_retrain_now_queues_nothing_meanwhile(staff):
+    """A retrain queued while one runs exited at once on another worker (the pipeline lock),
+    or trained a second version after it on the same one, while the admin said "Retrain
+    queued ... becomes active"."""
     with advisory_lock() as acquired:
         assert acquired
         page = staff.get(reverse(CHANGELIST))
+        pressed = staff.post(reverse("admin:recommendations_modelversion_retrain"), follow=True)
     assert any("A retrain or embed is running now" in m for m in messages_of(page))
+    assert messages_of(pressed)[0].startswith("Nothing was queued: a retrain or embed is running now")
+    assert not any("Retrain queued" in m for m in messages_of(pressed))
     assert not any("running now" in m for m in messages_of(staff.get(reverse(CHANGELIST))))
 
 

@@ -8,6 +8,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AnonymousUser
 from django.core.exceptions import ImproperlyConfigured
 from django.test import RequestFactory, override_settings
+from django.urls import reverse
 
 from recommendations.events.tracking import SESSION_KEY, track
 from recommendations.models import ApiKey, Event, ServedRecommendation
@@ -69,6 +70,26 @@ def test_the_host_can_keep_the_flag_itself(users):
         assert opted_out_user_ids([private.pk, public.pk]) == {str(private.pk)}
         with pytest.raises(ImproperlyConfigured, match="change the field that function reads"):
             set_opted_out(public)
+
+
+def test_the_admin_says_its_preferences_are_not_read_when_the_host_keeps_the_flag(users, admin_client):
+    """The preferences' list and form took edits that changed nothing, without a word."""
+    preference = set_opted_out(users[0])
+    pages = [
+        reverse("admin:recommendations_personalisationpreference_changelist"),
+        reverse("admin:recommendations_personalisationpreference_change", args=[preference.pk]),
+        reverse("admin:recommendations_personalisationpreference_add"),
+    ]
+    for url in pages:
+        assert not [str(m) for m in admin_client.get(url).context["messages"]], url
+    with override_settings(RECOMMENDATIONS=HOST_CHECK):
+        for url in pages:
+            shown = [str(m) for m in admin_client.get(url).context["messages"]]
+            assert shown == [
+                "RECOMMENDATIONS['OPT_OUT_CHECK'] is set, so the engine reads the host's own opt-out "
+                "flag, not these rows: a change here changes nothing. Change the field that function "
+                "reads instead."
+            ], url
 
 
 def test_no_behaviour_is_stored_for_an_opted_out_user(users, product):

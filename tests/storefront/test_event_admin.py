@@ -5,7 +5,10 @@ import re
 
 import pytest
 from django.contrib import admin
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Permission
 from django.db import connection
+from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
@@ -158,6 +161,28 @@ def test_events_are_read_only(admin_client, log):
     assert admin_client.get(reverse("admin:recommendations_event_add")).status_code == 403
 
 
+def test_links_lead_only_to_pages_the_staff_user_may_open(admin_client, log, catalogue, shopper):
+    """A product in the event browser, and the preview's "All events of this shopper", linked
+    to pages that answered 403 to staff who may see the events, or the preview, only."""
+    staff = get_user_model().objects.create_user("analyst", is_staff=True)
+    staff.user_permissions.set(
+        Permission.objects.filter(codename__in=["view_event", "view_userpreview"]).exclude(
+            content_type__app_label="shop"
+        )
+    )
+    client = Client()
+    client.force_login(staff)
+    product_url = reverse("admin:shop_product_change", args=[catalogue[0].pk])
+    events_url = reverse("admin:recommendations_event_changelist") + f"?user={shopper.pk}"
+    preview = reverse("admin:recommendations_userpreview_changelist") + "?user=shopper"
+    assert product_url in admin_client.get(URL).content.decode()
+    assert events_url in admin_client.get(preview).content.decode()
+    listed_page = client.get(URL).content.decode()
+    assert catalogue[0].title in listed_page and product_url not in listed_page
+    staff.user_permissions.remove(Permission.objects.get(codename="view_event"))
+    assert events_url not in client.get(preview).content.decode()
+
+
 def test_every_model_is_registered_and_its_list_renders(admin_client, catalogue, log):
     from django.apps import apps
 
@@ -172,6 +197,21 @@ def test_every_model_is_registered_and_its_list_renders(admin_client, catalogue,
         for model in apps.get_app_config(app).get_models():
             url = reverse(f"admin:{model._meta.app_label}_{model._meta.model_name}_changelist")
             assert admin_client.get(url).status_code == 200, url
+
+
+def test_a_filter_value_with_a_nul_character_is_answered_without_an_error(admin_client, log):
+    """PostgreSQL text cannot hold NUL: `?event_type__exact=%00` on a list was a 500 (a
+    DataError). The engine's lists list no rows; Django sends a value a filter cannot take (a
+    boolean's) back to the list, "?e=1"."""
+    for model in admin.site._registry:
+        url = reverse(f"admin:{model._meta.app_label}_{model._meta.model_name}_changelist")
+        changelist = admin_client.get(url).context.get("cl")
+        for spec in changelist.filter_specs if changelist else []:
+            for parameter in spec.expected_parameters():
+                status = admin_client.get(url, {parameter: "a\x00b"}).status_code
+                assert status in (200, 302), (url, parameter, status)
+    response = admin_client.get(URL, {"event_type__exact": "view\x00"})
+    assert response.status_code == 200 and listed(response) == set()
 
 
 @pytest.fixture
