@@ -30,6 +30,7 @@ from django.core.exceptions import FieldDoesNotExist, ImproperlyConfigured
 from django.db import models
 
 from recommendations.conf import SETTING_NAME, rec_settings
+from recommendations.sql import key_value
 
 # The engine keeps product and store keys as text of at most this many characters (its
 # tables' `product_id` and `store_id` columns, and what the events API accepts).
@@ -168,8 +169,11 @@ class BaseAdapter:
         return field if field.max_length is None or field.max_length > KEY_MAX_LENGTH else None
 
     def by_keys(self, keys: Iterable[str]) -> models.QuerySet:
-        """The objects with these engine keys (string primary keys)."""
-        return self.model._default_manager.filter(pk__in=list(keys))
+        """The objects with these engine keys (string primary keys). A key that cannot name
+        one ("p1" for integer keys, as a row written straight into the events table may hold)
+        names none, rather than failing the whole query."""
+        values = [key_value(self.model, key) for key in keys]
+        return self.model._default_manager.filter(pk__in=[value for value in values if value is not None])
 
     def keys_by_source_id(self, source_ids: Iterable[str]) -> dict[str, str]:
         """Engine keys of the objects with these source ids (those that exist), by source id."""
