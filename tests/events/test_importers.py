@@ -921,16 +921,18 @@ def test_catalogue_rows_repeating_a_sku_are_reported_and_the_first_is_imported(t
     ) in out.getvalue()
 
 
+def thirty_searches(tmp_path) -> Path:
+    """A JSON-lines file of thirty named searches: three batches of ten."""
+    events = tmp_path / "events.jsonl"
+    lines = (json.dumps({"event_id": f"s-{n}", "event_type": "search", "query": "mug"}) for n in range(30))
+    events.write_text("".join(line + "\n" for line in lines))
+    return events
+
+
 @pytest.mark.django_db(transaction=True)
 def test_losing_the_database_mid_file_says_what_was_stored_and_a_rerun_resumes(tmp_path):
     """The server drops the import's connection (a restart) after its first batch."""
-    events = tmp_path / "events.jsonl"
-    events.write_text(
-        "".join(
-            json.dumps({"event_id": f"s-{n}", "event_type": "search", "query": "mug"}) + "\n"
-            for n in range(30)
-        )
-    )
+    events = thirty_searches(tmp_path)
 
     def drop_connection_after_the_first_batch(stage, done, total):
         if done == 10:
@@ -954,13 +956,7 @@ def test_losing_the_database_mid_file_says_what_was_stored_and_a_rerun_resumes(t
 @pytest.mark.django_db
 def test_ctrl_c_mid_file_says_what_was_stored_and_a_rerun_completes(tmp_path):
     """Ctrl-C after the first batch: one line saying what stayed, no traceback."""
-    events = tmp_path / "events.jsonl"
-    events.write_text(
-        "".join(
-            json.dumps({"event_id": f"s-{n}", "event_type": "search", "query": "mug"}) + "\n"
-            for n in range(30)
-        )
-    )
+    events = thirty_searches(tmp_path)
 
     def ctrl_c_after_the_first_batch(stage, done, total):
         if done == 10:
