@@ -17,6 +17,7 @@ from recommendations.api.marketing import (
     CampaignViewSet,
     ExperimentViewSet,
 )
+from recommendations.api.negotiation import FirstRendererNegotiation
 from recommendations.api.not_found import not_found
 from recommendations.api.search import SearchView
 
@@ -31,7 +32,12 @@ marketing_router.register("experiments", ExperimentViewSet, basename="experiment
 # key holding a slash can be named.
 urlpatterns = [
     path("events/", EventBatchView.as_view(), name="events"),
-    path("schema/", SpectacularAPIView.as_view(), name="schema"),
+    # The schema negotiates as the other views do: `?format=xml` is a 406 naming its formats.
+    path(
+        "schema/",
+        SpectacularAPIView.as_view(content_negotiation_class=FirstRendererNegotiation),
+        name="schema",
+    ),
     # Pages to read, GET only (the Swagger view answered OPTIONS with a 500: it picks its
     # template in get()). The split view serves its start-up script as a file: no inline
     # script, for a strict Content-Security-Policy.

@@ -800,10 +800,11 @@ def import_event_file(
             raise ValueError(f"{file}: the header names {', '.join(repeated)} more than once.")
         unknown = [name for name in batch.header if name not in KNOWN_FIELDS]
         if unknown:  # said once, not on every line
+            names, many = ", ".join(map(repr, unknown)), len(unknown) > 1
             raise ValueError(
-                f"{file}: the header's {', '.join(map(repr, unknown))} are not event fields (the "
-                f"columns are {', '.join(sorted(KNOWN_FIELDS))}). Rename them, or, for a shared "
-                "dataset's folder, use --dataset NAME."
+                f"{file}: the header's {names} {'are not event fields' if many else 'is not an event field'} "
+                f"(the columns are {', '.join(sorted(KNOWN_FIELDS))}). Rename {'them' if many else 'it'}, "
+                "or, for a shared dataset's folder, use --dataset NAME."
             )
         rows = validate_columns(columns, len(batch)) if columns is not None else None
         if rows is None:  # row by row, to name the bad lines or read the odd ones

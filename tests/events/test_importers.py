@@ -708,6 +708,8 @@ def test_files_that_cannot_be_read_say_why_and_what_to_do(tmp_path, catalogue):
     message = refused(tmp_path / "order_items.csv")
     assert "the header's 'order_id', 'price' are not event fields" in message
     assert "--dataset NAME" in message and "line" not in message
+    (tmp_path / "colour.csv").write_text("event_type,product_id,colour\n" + "view,1,red\n")
+    assert "the header's 'colour' is not an event field (" in refused(tmp_path / "colour.csv")
     # A download that stopped before its first byte: said, not "Read 0 rows".
     (tmp_path / "empty.csv.gz").write_bytes(gzip.compress(b""))
     assert refused(tmp_path / "empty.csv.gz") == (
