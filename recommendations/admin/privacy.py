@@ -32,7 +32,8 @@ logger = logging.getLogger(__name__)
 
 @admin.action(description="Erase personal data (recommendations)", permissions=["delete"])
 def erase_personal_data(modeladmin: admin.ModelAdmin, request: HttpRequest, queryset: QuerySet) -> Any:
-    """Ask for confirmation, then erase each selected user's data in its own transaction."""
+    """Ask for confirmation, then erase each selected user's data in its own transaction; one
+    that fails is named, and the others are still erased."""
     if request.POST.get("post") != "yes":
         context = {
             **modeladmin.admin_site.each_context(request),
@@ -44,17 +45,33 @@ def erase_personal_data(modeladmin: admin.ModelAdmin, request: HttpRequest, quer
         }
         return TemplateResponse(request, "admin/recommendations/erase_personal_data.html", context)
     totals: dict[str, int] = {}
+    erased, failed = 0, []
     for user in queryset:
-        report = forget_user(user, actor=request.user, source="admin")
+        try:
+            report = forget_user(user, actor=request.user, source="admin")
+        except Exception as exc:  # one user's erasure is all or nothing: say so, go on with the rest
+            logger.exception("Could not erase the personal data of user %s", user.pk)
+            failed.append(f"{user} ({exc})")
+            continue
+        erased += 1
         for name, count in report.counts.items():
             totals[name] = totals.get(name, 0) + count
     summary = ", ".join(f"{count} {name.replace('_', ' ')}" for name, count in totals.items() if count)
-    modeladmin.message_user(
-        request,
-        f"Erased the personal data of {queryset.count()} user(s): {summary or 'nothing was stored'}. "
-        "The accounts themselves were kept.",
-        messages.SUCCESS,
-    )
+    if erased or not failed:
+        modeladmin.message_user(
+            request,
+            f"Erased the personal data of {erased} user(s): {summary or 'nothing was stored'}. "
+            "The accounts themselves were kept.",
+            messages.SUCCESS,
+        )
+    if failed:
+        modeladmin.message_user(
+            request,
+            f"Could not erase the personal data of {len(failed)} user(s), of whom nothing was erased: "
+            f"{'; '.join(failed)}. The log has the details; fix the cause and run the action again "
+            "for them.",
+            messages.ERROR,
+        )
     return None
 
 

@@ -350,6 +350,30 @@ def test_admin_action_asks_first_then_erases(people, client):
     assert AuditEntry.objects.get().actor_id == str(staff.pk)
 
 
+def test_admin_action_names_a_user_it_could_not_erase_and_erases_the_others(people, client, monkeypatch):
+    """A host's registered erasure fails for Alice: hers is rolled back whole, Bob's is done,
+    and the page says both (it was a 500 with no word of Bob)."""
+    alice, bob = people
+
+    def refuse_alice(subject):
+        if subject.user_pk == alice.pk:
+            raise RuntimeError("the CRM is down")
+        return 0
+
+    monkeypatch.setitem(registry._registrations, "crm", registry.Registration("crm", refuse_alice))
+    client.force_login(User.objects.create_superuser("admin", "admin@example.com", "pw"))
+    url = reverse(f"admin:{User._meta.app_label}_{User._meta.model_name}_changelist")
+    data = {"action": "erase_personal_data", "_selected_action": [alice.pk, bob.pk], "post": "yes"}
+    page = client.post(url, data, follow=True).content.decode()
+    assert "Erased the personal data of 1 user(s)" in page
+    assert (
+        "Could not erase the personal data of 1 user(s), of whom nothing was erased: alice (the CRM is"
+        in page
+    )
+    assert Event.objects.filter(user=alice).exists() and not Event.objects.filter(user=bob).exists()
+    assert AuditEntry.objects.count() == 1
+
+
 def test_segments_keep_their_size_true_when_members_are_erased_or_deleted(people, client):
     """A segment's size is what the admin shows: it must not wait for a refresh (one with
     auto-refresh off would never get one) to drop the people who are gone."""
