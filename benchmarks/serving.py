@@ -369,9 +369,14 @@ def _default(field):
 
 
 def data_is_built(n_products: int) -> bool:
+    """Whether the database holds the data set: created but never built (no tables) is not."""
+    from django.db import connection
+
     from recommendations.models import ModelStatus, ModelVersion
     from shop.models import Product
 
+    if Product._meta.db_table not in connection.introspection.table_names():
+        return False
     return (
         Product.objects.count() == n_products
         and ModelVersion.objects.filter(status=ModelStatus.ACTIVE).exists()
