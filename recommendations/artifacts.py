@@ -105,9 +105,10 @@ def save(version: ModelVersion, model: TwoTowerRecommender, data: TrainingData) 
     version.artifact.save(f"two_tower_v{version.pk}.safetensors", ContentFile(dumps(model, data)), save=False)
 
 
+RETRAIN = "retrain: `python manage.py train_model --activate`"
 ADVICE = (
     "Restore it, roll back to the version that served before (`python manage.py activate_model "
-    "--rollback`), or retrain: `python manage.py train_model --activate`."
+    f"--rollback`), or {RETRAIN}."
 )
 _loaded: OrderedDict[tuple[int, str], LoadedModel] = OrderedDict()
 
@@ -133,15 +134,28 @@ def load(version: ModelVersion, device: str = "cpu") -> LoadedModel:
     except DeviceError:
         raise
     except core.ArtifactError as exc:  # a model's file whose parts do not fit together
-        raise core.ArtifactError(source, exc.reason, ADVICE) from exc
+        raise core.ArtifactError(source, exc.reason, _advice(version)) from exc
     except (ValueError, TypeError, SafetensorError) as exc:  # empty, cut short, another file's bytes
-        raise core.ArtifactError(source, str(exc).strip() or type(exc).__name__, ADVICE) from exc
+        raise core.ArtifactError(source, str(exc).strip() or type(exc).__name__, _advice(version)) from exc
     loaded = LoadedModel(version.pk, model, items, featurizer)
     _loaded[key] = loaded
     while len(_loaded) > _CACHE_SIZE:
         _loaded.popitem(last=False)
     logger.info("Loaded model version %s (%d items) on %s", version.pk, len(items), device)
     return loaded
+
+
+def _advice(version: ModelVersion) -> str:
+    """What to do about `version`'s unreadable model file. Rolling back helps only when the
+    version it goes back to has a file of its own: `embed` makes its new version share the
+    file of the version it copies, which is then the one that served before."""
+    target = ModelVersion.objects.previous()
+    if target is None or target.pk == version.pk or target.artifact.name != version.artifact.name:
+        return ADVICE
+    return (
+        f"Restore it, or {RETRAIN}. Rolling back does not help: version {target.pk}, which served "
+        "before, shares this file (`embed` made one version from the other)."
+    )
 
 
 def _unreadable(version: ModelVersion, exc: OSError) -> str:
@@ -153,4 +167,5 @@ def _unreadable(version: ModelVersion, exc: OSError) -> str:
     else:
         where = f"the {type(storage).__name__} storage" + (f" ({location})" if location else "")
     problem = "is missing from" if isinstance(exc, FileNotFoundError) else f"could not be read ({exc}) from"
-    return f"The model file of version {version.pk} ({version.artifact.name}) {problem} {where}. {ADVICE}"
+    file = f"The model file of version {version.pk} ({version.artifact.name})"
+    return f"{file} {problem} {where}. {_advice(version)}"

@@ -127,11 +127,7 @@ def _activated_after(active: ModelVersion | None, version: ModelVersion) -> bool
 
 def previous_version() -> ModelVersion | None:
     """The most recently active version that is not active now (the rollback target)."""
-    return (
-        ModelVersion.objects.filter(status=ModelStatus.READY, activated_at__isnull=False)
-        .order_by("-activated_at")
-        .first()
-    )
+    return ModelVersion.objects.previous()
 
 
 def rollback() -> ActivationResult:

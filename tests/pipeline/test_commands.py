@@ -218,6 +218,26 @@ def test_a_damaged_model_file_is_one_line_naming_the_file_and_version(shop, monk
     assert list(ModelVersion.objects.values_list("pk", flat=True)) == [active.pk]
 
 
+def test_a_damaged_model_file_the_previous_version_shares_does_not_advise_rolling_back(shop, monkeypatch):
+    """`embed` makes a version that shares the file of the version it copies: rolling back
+    from one to the other reads the same damaged file, back and forth."""
+    source = pipeline.retrain().version
+    copy = pipeline.refresh_vectors().version
+    assert copy.artifact.name == source.artifact.name
+    Path(copy.artifact.path).write_bytes(b"")
+    for active, previous in ((copy, source), (source, copy)):
+        monkeypatch.setattr(artifacts, "_loaded", type(artifacts._loaded)())  # as in a fresh process
+        with pytest.raises(CommandError) as raised:
+            run("embed")
+        assert str(raised.value) == (
+            f"The model file of version {active.pk} ({active.artifact.name}) is damaged: The stored "
+            "model file is empty or truncated. Restore it, or retrain: `python manage.py train_model "
+            f"--activate`. Rolling back does not help: version {previous.pk}, which served before, "
+            "shares this file (`embed` made one version from the other)."
+        )
+        run("activate_model", "--rollback")
+
+
 def test_a_device_this_machine_lacks_is_one_line_from_every_command_that_trains_or_embeds(shop):
     """cuda:99: no machine here has a hundred GPUs, and one without CUDA says so the same way."""
     active = pipeline.retrain().version
