@@ -100,16 +100,29 @@ def _header_metadata(payload: bytes) -> dict[str, str]:
     return (header.get("__metadata__") or {}) if isinstance(header, dict) else {}
 
 
-def save(version: ModelVersion, model: TwoTowerRecommender, data: TrainingData) -> None:
-    """Store the model as the version's artifact (the caller saves the version row)."""
-    version.artifact.save(f"two_tower_v{version.pk}.safetensors", ContentFile(dumps(model, data)), save=False)
-
-
 RETRAIN = "retrain: `python manage.py train_model --activate`"
 ADVICE = (
     "Restore it, roll back to the version that served before (`python manage.py activate_model "
     f"--rollback`), or {RETRAIN}."
 )
+
+
+def save(version: ModelVersion, model: TwoTowerRecommender, data: TrainingData) -> None:
+    """Store the model as the version's artifact (the caller saves the version row).
+
+    A storage that cannot take it (a full disk, a MEDIA_ROOT that cannot be written) loses
+    the training run: a `ValueError` that says where and what to check, not the OS's traceback.
+    """
+    name = f"two_tower_v{version.pk}.safetensors"
+    try:
+        version.artifact.save(name, ContentFile(dumps(model, data)), save=False)
+    except OSError as exc:
+        raise ValueError(
+            f"The model file of version {version.pk} ({name}) could not be stored in {_where(version)}: "
+            f"{exc}. Make room there or make it writable, then {RETRAIN}."
+        ) from exc
+
+
 _loaded: OrderedDict[tuple[int, str], LoadedModel] = OrderedDict()
 
 
@@ -160,12 +173,15 @@ def _advice(version: ModelVersion) -> str:
 
 def _unreadable(version: ModelVersion, exc: OSError) -> str:
     """Which file of which version could not be read, from where, and what to do about it."""
+    problem = "is missing from" if isinstance(exc, FileNotFoundError) else f"could not be read ({exc}) from"
+    file = f"The model file of version {version.pk} ({version.artifact.name})"
+    return f"{file} {problem} {_where(version)}. {_advice(version)}"
+
+
+def _where(version: ModelVersion) -> str:
+    """The storage of model files, as the operator configures it."""
     storage = version.artifact.storage
     location = getattr(storage, "location", None)
     if isinstance(storage, FileSystemStorage) and location == os.path.abspath(settings.MEDIA_ROOT):
-        where = f"MEDIA_ROOT ({location})"
-    else:
-        where = f"the {type(storage).__name__} storage" + (f" ({location})" if location else "")
-    problem = "is missing from" if isinstance(exc, FileNotFoundError) else f"could not be read ({exc}) from"
-    file = f"The model file of version {version.pk} ({version.artifact.name})"
-    return f"{file} {problem} {where}. {_advice(version)}"
+        return f"MEDIA_ROOT ({location})"
+    return f"the {type(storage).__name__} storage" + (f" ({location})" if location else "")

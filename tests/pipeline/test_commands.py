@@ -185,6 +185,25 @@ def altered(whole: bytes, **tensors) -> bytes:
     return save_tensors({**load_tensors(whole), **tensors}, metadata=metadata)
 
 
+def test_a_model_file_that_cannot_be_stored_is_one_line_and_a_failed_version(shop, settings, tmp_path):
+    """A full disk or an unwritable MEDIA_ROOT at the end of a training run: where, and what to
+    check, not the OS's traceback; the version that served keeps serving."""
+    active = pipeline.retrain().version
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    settings.MEDIA_ROOT = str(blocker / "media")  # below a file: no folder can be made there
+    with pytest.raises(CommandError) as raised:
+        run("train_model", "--activate", "--epochs", "1")
+    failed = ModelVersion.objects.exclude(pk=active.pk).get()
+    assert str(raised.value) == (
+        f"The model file of version {failed.pk} (two_tower_v{failed.pk}.safetensors) could not be stored "
+        f"in MEDIA_ROOT ({blocker / 'media'}): [Errno 20] Not a directory: '{blocker / 'media'}'. Make "
+        "room there or make it writable, then retrain: `python manage.py train_model --activate`."
+    )
+    assert failed.status == ModelStatus.FAILED and "could not be stored" in failed.error
+    assert queries.active_version(fresh=True).pk == active.pk
+
+
 def test_a_damaged_model_file_is_one_line_naming_the_file_and_version(shop, monkeypatch):
     """Empty, cut short, overwritten or with tensors of other shapes: the same advice as a
     missing file, not safetensors' or torch's traceback."""
