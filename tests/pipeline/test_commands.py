@@ -185,6 +185,22 @@ def altered(whole: bytes, **tensors) -> bytes:
     return save_tensors({**load_tensors(whole), **tensors}, metadata=metadata)
 
 
+def test_rolling_back_to_a_version_whose_model_file_is_gone_says_so(shop, capsys):
+    """It serves from its vectors, but saved products can no longer be embedded into it: only
+    the worker's failures told, every fifteen minutes."""
+    older = pipeline.retrain().version
+    pipeline.retrain()
+    Path(older.artifact.path).unlink()
+    err = StringIO()
+    call_command("activate_model", "--rollback", stdout=StringIO(), stderr=err)
+    assert queries.active_version(fresh=True).pk == older.pk
+    assert err.getvalue().strip() == (
+        f"Model version {older.pk} serves, but its model file ({older.artifact.name}) is missing, so "
+        "products saved from now on get no vector until it is restored or a new version is trained: "
+        "`python manage.py train_model --activate`."
+    )
+
+
 def test_a_model_file_that_cannot_be_stored_is_one_line_and_a_failed_version(shop, settings, tmp_path):
     """A full disk or an unwritable MEDIA_ROOT at the end of a training run: where, and what to
     check, not the OS's traceback; the version that served keeps serving."""
