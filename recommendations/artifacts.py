@@ -100,15 +100,29 @@ def _header_metadata(payload: bytes) -> dict[str, str]:
     return (header.get("__metadata__") or {}) if isinstance(header, dict) else {}
 
 
-def save(version: ModelVersion, model: TwoTowerRecommender, data: TrainingData) -> None:
-    """Store the model as the version's artifact (the caller saves the version row)."""
-    version.artifact.save(f"two_tower_v{version.pk}.safetensors", ContentFile(dumps(model, data)), save=False)
-
-
+RETRAIN = "retrain: `python manage.py train_model --activate`"
 ADVICE = (
     "Restore it, roll back to the version that served before (`python manage.py activate_model "
-    "--rollback`), or retrain: `python manage.py train_model --activate`."
+    f"--rollback`), or {RETRAIN}."
 )
+
+
+def save(version: ModelVersion, model: TwoTowerRecommender, data: TrainingData) -> None:
+    """Store the model as the version's artifact (the caller saves the version row).
+
+    A storage that cannot take it (a full disk, a MEDIA_ROOT that cannot be written) loses
+    the training run: a `ValueError` that says where and what to check, not the OS's traceback.
+    """
+    name = f"two_tower_v{version.pk}.safetensors"
+    try:
+        version.artifact.save(name, ContentFile(dumps(model, data)), save=False)
+    except OSError as exc:
+        raise ValueError(
+            f"The model file of version {version.pk} ({name}) could not be stored in {_where(version)}: "
+            f"{exc}. Make room there or make it writable, then {RETRAIN}."
+        ) from exc
+
+
 _loaded: OrderedDict[tuple[int, str], LoadedModel] = OrderedDict()
 
 
@@ -133,9 +147,9 @@ def load(version: ModelVersion, device: str = "cpu") -> LoadedModel:
     except DeviceError:
         raise
     except core.ArtifactError as exc:  # a model's file whose parts do not fit together
-        raise core.ArtifactError(source, exc.reason, ADVICE) from exc
+        raise core.ArtifactError(source, exc.reason, _advice(version)) from exc
     except (ValueError, TypeError, SafetensorError) as exc:  # empty, cut short, another file's bytes
-        raise core.ArtifactError(source, str(exc).strip() or type(exc).__name__, ADVICE) from exc
+        raise core.ArtifactError(source, str(exc).strip() or type(exc).__name__, _advice(version)) from exc
     loaded = LoadedModel(version.pk, model, items, featurizer)
     _loaded[key] = loaded
     while len(_loaded) > _CACHE_SIZE:
@@ -144,13 +158,30 @@ def load(version: ModelVersion, device: str = "cpu") -> LoadedModel:
     return loaded
 
 
+def _advice(version: ModelVersion) -> str:
+    """What to do about `version`'s unreadable model file. Rolling back helps only when the
+    version it goes back to has a file of its own: `embed` makes its new version share the
+    file of the version it copies, which is then the one that served before."""
+    target = ModelVersion.objects.previous()
+    if target is None or target.pk == version.pk or target.artifact.name != version.artifact.name:
+        return ADVICE
+    return (
+        f"Restore it, or {RETRAIN}. Rolling back does not help: version {target.pk}, which served "
+        "before, shares this file (`embed` made one version from the other)."
+    )
+
+
 def _unreadable(version: ModelVersion, exc: OSError) -> str:
     """Which file of which version could not be read, from where, and what to do about it."""
+    problem = "is missing from" if isinstance(exc, FileNotFoundError) else f"could not be read ({exc}) from"
+    file = f"The model file of version {version.pk} ({version.artifact.name})"
+    return f"{file} {problem} {_where(version)}. {_advice(version)}"
+
+
+def _where(version: ModelVersion) -> str:
+    """The storage of model files, as the operator configures it."""
     storage = version.artifact.storage
     location = getattr(storage, "location", None)
     if isinstance(storage, FileSystemStorage) and location == os.path.abspath(settings.MEDIA_ROOT):
-        where = f"MEDIA_ROOT ({location})"
-    else:
-        where = f"the {type(storage).__name__} storage" + (f" ({location})" if location else "")
-    problem = "is missing from" if isinstance(exc, FileNotFoundError) else f"could not be read ({exc}) from"
-    return f"The model file of version {version.pk} ({version.artifact.name}) {problem} {where}. {ADVICE}"
+        return f"MEDIA_ROOT ({location})"
+    return f"the {type(storage).__name__} storage" + (f" ({location})" if location else "")

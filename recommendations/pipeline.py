@@ -131,6 +131,18 @@ def _run(
             return PipelineResult(skipped=LOCKED)
         resumed = version = _resume(task_id)
         training.fail_interrupted()  # others still "training" lost their worker: we hold the lock
+        if resumed is not None and resumed.status == ModelStatus.ACTIVE and resumed.embedded_at:
+            # Activation is the last step: an earlier attempt finished and only its
+            # acknowledgement was lost (Redis hands a task out again at once when the worker's
+            # connection drops while it runs). Embedding again would rewrite the vectors of the
+            # version that serves and drop its precomputed lists until they are ranked anew.
+            logger.info(
+                "Model version %s, made by an earlier attempt of task %s, serves already: nothing to do",
+                resumed.pk,
+                task_id,
+            )
+            skipped = f"version {resumed.pk}, made by an earlier attempt of this task, serves already"
+            return PipelineResult(version=resumed, skipped=skipped, seconds=time.perf_counter() - started)
         if version is None:
             version = new_version(progress)
         else:

@@ -198,6 +198,8 @@ class ModelVersionAdmin(ReadOnlyAdmin):
         self.message_user(
             request, f"Activated 1 version: {result.version} now serves.{kept}", messages.SUCCESS
         )
+        if result.warning:
+            self.message_user(request, result.warning, messages.WARNING)
 
     @admin.action(description="Roll back to the previously active version", permissions=["activate"])
     def roll_back(self, request: HttpRequest, queryset: QuerySet | None = None) -> None:
@@ -210,6 +212,8 @@ class ModelVersionAdmin(ReadOnlyAdmin):
         self.message_user(
             request, f"Rolled back 1 version: {result.version} serves again{replaced}.", messages.SUCCESS
         )
+        if result.warning:
+            self.message_user(request, result.warning, messages.WARNING)
 
     # --- buttons above the list (actions without a selection) ---------------------------
     def get_urls(self) -> list[URLPattern]:

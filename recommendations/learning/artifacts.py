@@ -47,7 +47,7 @@ class ArtifactError(ValueError):
 
     def __str__(self) -> str:
         source, reason, advice = self.args
-        return f"{source} is damaged: {reason}. {advice}"
+        return f"{source} is damaged: {reason.rstrip('.')}. {advice}"  # a reason may end its sentence
 
 
 def to_tensors(

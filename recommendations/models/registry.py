@@ -23,6 +23,16 @@ def format_metric(metrics: Mapping[str, object] | None, name: str) -> str:
     return f"{value:.4f}" if isinstance(value, int | float) else "—"
 
 
+class ModelVersionQuerySet(models.QuerySet):
+    def previous(self) -> ModelVersion | None:
+        """The most recently active version that is not active now (the rollback target)."""
+        return (
+            self.filter(status=ModelStatus.READY, activated_at__isnull=False)
+            .order_by("-activated_at")
+            .first()
+        )
+
+
 class ModelVersion(models.Model):
     """A trained model, its metrics and its stored artifact.
 
@@ -67,6 +77,8 @@ class ModelVersion(models.Model):
     vectors_read_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     activated_at = models.DateTimeField(null=True, blank=True)
+
+    objects = ModelVersionQuerySet.as_manager()
 
     class Meta:
         ordering = ["-created_at"]

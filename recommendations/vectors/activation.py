@@ -56,6 +56,8 @@ class ActivationResult:
     already_active: bool = False
     # Set when `yield_to_newer` kept this active version (activated after `version` was made).
     superseded_by: ModelVersion | None = None
+    # What the operator must know about the version that now serves (its model file is gone).
+    warning: str = ""
 
 
 def activate(version: ModelVersion, *, yield_to_newer: bool = False) -> ActivationResult:
@@ -118,7 +120,21 @@ def activate(version: ModelVersion, *, yield_to_newer: bool = False) -> Activati
         locked.pk,
         previous.pk if previous is not None else "none",
     )
-    return ActivationResult(locked, previous)
+    return ActivationResult(locked, previous, warning=_missing_model_file(locked))
+
+
+def _missing_model_file(version: ModelVersion) -> str:
+    """Serving reads only vectors, so a version whose model file is gone activates and serves;
+    but embedding saved products reads that file, and the worker's failures are all that would
+    tell. Said when it is activated (a rollback, often, after a damaged file)."""
+    name = version.artifact.name
+    if not name or version.artifact.storage.exists(name):
+        return ""
+    return (
+        f"Model version {version.pk} serves, but its model file ({name}) is missing, so products saved "
+        "from now on get no vector until it is restored or a new version is trained: "
+        "`python manage.py train_model --activate`."
+    )
 
 
 def _activated_after(active: ModelVersion | None, version: ModelVersion) -> bool:
@@ -127,11 +143,7 @@ def _activated_after(active: ModelVersion | None, version: ModelVersion) -> bool
 
 def previous_version() -> ModelVersion | None:
     """The most recently active version that is not active now (the rollback target)."""
-    return (
-        ModelVersion.objects.filter(status=ModelStatus.READY, activated_at__isnull=False)
-        .order_by("-activated_at")
-        .first()
-    )
+    return ModelVersion.objects.previous()
 
 
 def rollback() -> ActivationResult:

@@ -89,6 +89,20 @@ def test_activate_action_and_rollback_button(staff):
     assert ModelVersion.objects.get(status=ModelStatus.ACTIVE).pk == first.pk
 
 
+def test_rolling_back_to_a_version_whose_model_file_is_gone_warns(staff):
+    first, second = trained(1), trained(2)
+    first.artifact.name = "recommendations/models/gone.safetensors"  # deleted from storage
+    first.save(update_fields=["artifact"])
+    activation.activate(first)
+    activation.activate(second)
+    back = staff.post(reverse("admin:recommendations_modelversion_rollback"), follow=True)
+    assert messages_of(back)[1] == (
+        f"Model version {first.pk} serves, but its model file (recommendations/models/gone.safetensors) "
+        "is missing, so products saved from now on get no vector until it is restored or a new version "
+        "is trained: `python manage.py train_model --activate`."
+    )
+
+
 def test_an_action_reports_its_outcome_without_the_banners_of_the_state_before_it(staff):
     """The banners were added on an action's POST too: "No model version is active" beside
     "Activated 1 version", and twice beside a refusal (the POST's, then the list's)."""

@@ -185,6 +185,41 @@ def altered(whole: bytes, **tensors) -> bytes:
     return save_tensors({**load_tensors(whole), **tensors}, metadata=metadata)
 
 
+def test_rolling_back_to_a_version_whose_model_file_is_gone_says_so(shop, capsys):
+    """It serves from its vectors, but saved products can no longer be embedded into it: only
+    the worker's failures told, every fifteen minutes."""
+    older = pipeline.retrain().version
+    pipeline.retrain()
+    Path(older.artifact.path).unlink()
+    err = StringIO()
+    call_command("activate_model", "--rollback", stdout=StringIO(), stderr=err)
+    assert queries.active_version(fresh=True).pk == older.pk
+    assert err.getvalue().strip() == (
+        f"Model version {older.pk} serves, but its model file ({older.artifact.name}) is missing, so "
+        "products saved from now on get no vector until it is restored or a new version is trained: "
+        "`python manage.py train_model --activate`."
+    )
+
+
+def test_a_model_file_that_cannot_be_stored_is_one_line_and_a_failed_version(shop, settings, tmp_path):
+    """A full disk or an unwritable MEDIA_ROOT at the end of a training run: where, and what to
+    check, not the OS's traceback; the version that served keeps serving."""
+    active = pipeline.retrain().version
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    settings.MEDIA_ROOT = str(blocker / "media")  # below a file: no folder can be made there
+    with pytest.raises(CommandError) as raised:
+        run("train_model", "--activate", "--epochs", "1")
+    failed = ModelVersion.objects.exclude(pk=active.pk).get()
+    assert str(raised.value) == (
+        f"The model file of version {failed.pk} (two_tower_v{failed.pk}.safetensors) could not be stored "
+        f"in MEDIA_ROOT ({blocker / 'media'}): [Errno 20] Not a directory: '{blocker / 'media'}'. Make "
+        "room there or make it writable, then retrain: `python manage.py train_model --activate`."
+    )
+    assert failed.status == ModelStatus.FAILED and "could not be stored" in failed.error
+    assert queries.active_version(fresh=True).pk == active.pk
+
+
 def test_a_damaged_model_file_is_one_line_naming_the_file_and_version(shop, monkeypatch):
     """Empty, cut short, overwritten or with tensors of other shapes: the same advice as a
     missing file, not safetensors' or torch's traceback."""
@@ -216,6 +251,26 @@ def test_a_damaged_model_file_is_one_line_naming_the_file_and_version(shop, monk
         )
         assert "\n" not in message
     assert list(ModelVersion.objects.values_list("pk", flat=True)) == [active.pk]
+
+
+def test_a_damaged_model_file_the_previous_version_shares_does_not_advise_rolling_back(shop, monkeypatch):
+    """`embed` makes a version that shares the file of the version it copies: rolling back
+    from one to the other reads the same damaged file, back and forth."""
+    source = pipeline.retrain().version
+    copy = pipeline.refresh_vectors().version
+    assert copy.artifact.name == source.artifact.name
+    Path(copy.artifact.path).write_bytes(b"")
+    for active, previous in ((copy, source), (source, copy)):
+        monkeypatch.setattr(artifacts, "_loaded", type(artifacts._loaded)())  # as in a fresh process
+        with pytest.raises(CommandError) as raised:
+            run("embed")
+        assert str(raised.value) == (
+            f"The model file of version {active.pk} ({active.artifact.name}) is damaged: The stored "
+            "model file is empty or truncated. Restore it, or retrain: `python manage.py train_model "
+            f"--activate`. Rolling back does not help: version {previous.pk}, which served before, "
+            "shares this file (`embed` made one version from the other)."
+        )
+        run("activate_model", "--rollback")
 
 
 def test_a_device_this_machine_lacks_is_one_line_from_every_command_that_trains_or_embeds(shop):

@@ -9,7 +9,7 @@ from django.core.management import CommandError, call_command
 from django.db import OperationalError, connection, connections
 
 from recommendations import pipeline, training
-from recommendations.models import ModelStatus, ModelVersion
+from recommendations.models import ModelStatus, ModelVersion, PrecomputedList, ProductVector
 from recommendations.vectors import activation, queries
 
 
@@ -221,6 +221,27 @@ def test_a_redelivered_retrain_does_not_activate_its_version_over_one_activated_
     assert (
         f"Not activating resumed model version {mine.pk}: version {operators.pk} was activated" in caplog.text
     )
+
+
+def test_a_retrain_handed_out_again_after_it_finished_leaves_the_version_it_activated_alone(shop, caplog):
+    """Redis hands a running task out again at once when the worker's broker connection drops
+    (its acknowledgement is lost with it): the second run found the version the first one
+    activated and embedded it again, rewriting the vectors that serve and dropping its lists."""
+    first = pipeline.retrain(task_id="handed-out-twice")
+    version = first.version
+    vectors = set(ProductVector.objects.filter(model_version=version).values_list("pk", flat=True))
+    lists = PrecomputedList.objects.filter(model_version=version).count()
+    assert vectors and lists
+    caplog.set_level(logging.INFO, logger="recommendations")
+    again = pipeline.retrain(task_id="handed-out-twice")
+    assert again.version.pk == version.pk and not again.activated
+    assert again.as_dict()["skipped"] == (
+        f"version {version.pk}, made by an earlier attempt of this task, serves already"
+    )
+    assert set(ProductVector.objects.filter(model_version=version).values_list("pk", flat=True)) == vectors
+    assert PrecomputedList.objects.filter(model_version=version).count() == lists
+    assert queries.active_version(fresh=True).pk == version.pk
+    assert ModelVersion.objects.count() == 1
 
 
 def test_yielding_to_a_newer_version_is_decided_under_the_activation_lock(shop):

@@ -57,6 +57,8 @@ class Command(BaseCommand):
             return
         kept = f"; version {result.previous.pk} is kept for rollback" if result.previous else ""
         self.stdout.write(self.style.SUCCESS(f"Model version {result.version.pk} is active{kept}."))
+        if result.warning:
+            self.stderr.write(self.style.WARNING(result.warning))
 
     def _list(self) -> None:
         self.stdout.write(f"{'id':>5}  {'status':9} {'NDCG@10':>8} {'HR@10':>7}  {'created':16}  algorithm")
