@@ -105,7 +105,7 @@ def _send(name: str, args: list[Any], what: str, meanwhile: str) -> bool:
         logger.error(
             "Could not queue %s: %s. %s Nothing is queued for the next %.0f s. Check CELERY_BROKER_URL.",
             what,
-            exc,
+            str(exc).rstrip("."),  # redis-py's own text ends its sentence
             meanwhile,
             BROKER_BACKOFF_SECONDS,
         )

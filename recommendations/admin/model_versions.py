@@ -166,8 +166,9 @@ class ModelVersionAdmin(ReadOnlyAdmin):
         except Exception as exc:  # broker unreachable
             self.message_user(
                 request,
-                f"Could not queue the retrain: {exc}. Check that the Celery broker (CELERY_BROKER_URL) "
-                "is reachable, or run `python manage.py train_model --activate` on a worker machine.",
+                f"Could not queue the retrain: {str(exc).rstrip('.')}. Check that the Celery broker "
+                "(CELERY_BROKER_URL) is reachable, or run `python manage.py train_model --activate` on a "
+                "worker machine.",
                 messages.ERROR,
             )
             return

@@ -137,6 +137,7 @@ def test_broker_down_on_save_is_logged_and_the_scheduled_sync_catches_up(worker,
     )
     assert done.returncode == 0, done.stderr
     assert done.stderr.count("Could not queue embedding of 1 product(s)") == 1
+    assert "Connection refused. " in done.stderr and ".. " not in done.stderr  # redis-py's own period
     assert "Not queuing embedding of 1 product(s): the broker was down" in done.stderr
     product_id = done.stdout.strip().splitlines()[-1]
     assert Product.objects.filter(pk=product_id).exists()
