@@ -16,6 +16,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -68,6 +69,9 @@ NEAR_SHARE_BESIDE_EXACT = 0.1
 # and "Running" are left to the stemmer).
 STEM_ONLY_SHARE = 0.4
 STEM_PREFIX = 4
+# Pairs of words whose `_spelt_alike` answer a process keeps (about 4 MB): a search checks
+# the title words of up to KEYWORD_POOL hits, 7-12 ms of CPU each time, 2-3 ms kept.
+SPELLINGS_KEPT = 10_000
 # English inflections, which leave a word the same (`_spelt_alike`): "batteries" and "battery",
 # "dresses" and "dress", "roasted" and "Roast", "charging" and "Charge"; never another word's
 # suffix ("moisturizer", "hydration", "adjustable").
@@ -257,14 +261,16 @@ def _shares_only_stems(title: str, query_words: list[str]) -> bool:
     )
 
 
+@lru_cache(maxsize=SPELLINGS_KEPT)
 def _spelt_alike(word: str, other: str) -> bool:
     """Whether `other` spells `word`, as typed or another way: inflected or not (`INFLECTION`),
-    one edit (`_edits`) apart at most ("colour" and "color", "moisturizers" and "Moisturiser"),
-    not two ("hydrating" and "Hydration")."""
+    one edit (`_one_edit_apart`) apart at most ("colour" and "color", "moisturizers" and
+    "Moisturiser"), not two ("hydrating" and "Hydration"). Kept per pair of words: the hits of
+    one search share most of their titles' words, and searches their queries' words."""
     if abs(len(word) - len(other)) > 4:  # one edit and the longest ending ("ing") apart
         return False
     return any(
-        abs(len(first) - len(second)) <= 1 and _edits(first, second) <= 1
+        _one_edit_apart(first, second)
         for first in {word, _uninflected(word)}
         for second in {other, _uninflected(other)}
     )
@@ -274,19 +280,27 @@ def _uninflected(word: str) -> str:
     return INFLECTION.sub(lambda ending: "y" if ending.group() == "ies" else "", word)
 
 
-def _edits(first: str, second: str) -> int:
-    """Letters added, dropped, changed or swapped with the next that turn `first` into `second`
-    (optimal string alignment distance)."""
-    before, previous = [], list(range(len(second) + 1))
-    for i, letter in enumerate(first, 1):
-        current = [i]
-        for j, other in enumerate(second, 1):
-            edits = min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (letter != other))
-            if i > 1 and j > 1 and letter == second[j - 2] and first[i - 2] == other:
-                edits = min(edits, before[j - 2] + 1)
-            current.append(edits)
-        before, previous = previous, current
-    return previous[-1]
+def _one_edit_apart(first: str, second: str) -> bool:
+    """Whether one letter added, dropped, changed or swapped with the next at most turns
+    `first` into `second` (optimal string alignment distance <= 1). In one pass, not the
+    distance's table: a search checks each title word of up to KEYWORD_POOL hits."""
+    if len(first) > len(second):
+        first, second = second, first
+    if len(second) - len(first) > 1:
+        return False
+    start = 0  # the first letter that differs
+    while start < len(first) and first[start] == second[start]:
+        start += 1
+    if len(first) < len(second):  # one letter added
+        return first[start:] == second[start + 1 :]
+    if first[start + 1 :] == second[start + 1 :]:  # the same, or one letter changed
+        return True
+    return (  # two letters swapped
+        start + 1 < len(first)
+        and first[start] == second[start + 1]
+        and first[start + 1] == second[start]
+        and first[start + 2 :] == second[start + 2 :]
+    )
 
 
 def _words(text: str) -> list[str]:
