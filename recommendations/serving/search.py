@@ -20,6 +20,7 @@ from functools import lru_cache
 from typing import Any
 
 import numpy as np
+from django.contrib.postgres.fields import ArrayField
 from django.contrib.postgres.search import (
     SearchQuery,
     SearchRank,
@@ -27,7 +28,8 @@ from django.contrib.postgres.search import (
     TrigramWordSimilarity,
 )
 from django.db import connection, transaction
-from django.db.models import F, Q, QuerySet
+from django.db.models import F, Q, QuerySet, TextField
+from django.db.models.expressions import RawSQL
 
 from recommendations.adapters import get_product_adapter
 from recommendations.models import ModelVersion, ProductDocument
@@ -144,17 +146,19 @@ def keyword_hits(query: str, k: int = KEYWORD_POOL) -> tuple[dict[str, float], d
     rank_query = _search_query(wanted) if wanted and wanted != query else search_query
     ranked = list(
         ProductDocument.objects.filter(search_vector=search_query)
-        .annotate(rank=SearchRank(F("search_vector"), rank_query, normalization=32))
+        .annotate(
+            rank=SearchRank(F("search_vector"), rank_query, normalization=32),
+            read=_words_read(_words(wanted)),
+        )
         .order_by("-rank", "product_id")
-        .values_list("product_id", "rank", "title")[:k]
+        .values_list("product_id", "rank", "title", "read")[:k]
     )
     # Relative to the best hit, so a title match stays well ahead of a word in a description
     # (ts_rank with normalization 32 squeezes both into [0, 1)).
-    best = max((float(rank) for _, rank, _ in ranked), default=0.0) or 1.0
-    words = _words(wanted)
+    best = max((float(rank) for _, rank, _, _ in ranked), default=0.0) or 1.0
     exact: dict[str, float] = {}
     stem_only: dict[str, float] = {}
-    for pid, rank, title in ranked:
+    for pid, rank, title, words in ranked:
         if _shares_only_stems(title, words):
             stem_only[pid] = 0.5 + STEM_ONLY_SHARE * float(rank) / best / 2
         else:
@@ -168,6 +172,17 @@ def keyword_hits(query: str, k: int = KEYWORD_POOL) -> tuple[dict[str, float], d
     if len(found) < k and (found or not _only_stop_words(query)):
         near = _near_matches(query, wanted, found, k - len(found))
     return exact, {**stem_only, **near}
+
+
+def _words_read(words: list[str]) -> RawSQL:
+    """The words among these that full-text search reads, as one value of the statement
+    (computed once): a stop word matched nothing, so a title holding a longer word that
+    starts with it ("your" and "Yourself") holds no other word of its stem."""
+    return RawSQL(
+        "ARRAY(SELECT w FROM unnest(%s::text[]) AS w WHERE numnode(plainto_tsquery(%s::regconfig, w)) > 0)",
+        (words, TEXT_SEARCH_CONFIG),
+        output_field=ArrayField(TextField()),
+    )
 
 
 def _titles_holding(query: str, wanted: str, hits: dict[str, float], k: int) -> list[str]:
@@ -250,7 +265,8 @@ def _respells(title: str, query_words: list[str]) -> bool:
 def _shares_only_stems(title: str, query_words: list[str]) -> bool:
     """Whether the title holds, for a word of the query, another word of its stem and no
     spelling of it ("Moisture-Wicking" for "moisturizer"). A word the title does not hold at
-    all was found in the brand, the category, the store or the description."""
+    all was found in the brand, the category, the store or the description. `query_words`:
+    those that full-text search reads (`_words_read`)."""
     title_words = set(_words(title))
     return any(
         len(word) >= STEM_PREFIX

@@ -262,6 +262,19 @@ def test_an_inflection_spells_the_word_and_another_word_of_its_stem_does_not(cat
     assert serums["Retinol night serum"] == serums["Vitamin C serum"] == "Matches"
 
 
+def test_a_stop_word_of_the_query_shares_no_stem_with_a_title_word(catalog):
+    """Full-text search reads no stop word: "Yourself" starting with "your" is no other word
+    of a word the title was found for, and the title holds every word that was read."""
+    Product.objects.filter(pk=catalog.id("Argan shampoo")).update(title="Treat yourself dad gift set")
+    Product.objects.filter(pk=catalog.id("Red nail polish")).update(title="Dad gift mug")
+    index_products()
+    result = search.search("gift for your dad", Audience(), Options(explain=True))
+    reasons = {product.title: rec.reason for product, rec in result.items}
+    assert reasons == dict.fromkeys(
+        ["Dad gift mug", "Treat yourself dad gift set"], "Matches “gift for your dad”"
+    )
+
+
 def test_keyword_search_reads_the_documents_through_their_indexes(catalog):
     """Telling a spelling from another word of its stem takes no statement of its own: the
     full-text statement reads the titles it ranks, through the full-text index, and the
