@@ -156,9 +156,11 @@ def keyword_hits(query: str, k: int = KEYWORD_POOL) -> tuple[dict[str, float], d
     # Relative to the best hit, so a title match stays well ahead of a word in a description
     # (ts_rank with normalization 32 squeezes both into [0, 1)).
     best = max((float(rank) for _, rank, _, _ in ranked), default=0.0) or 1.0
+    # Without a hit, nothing is exact for a near title to be level with (`_near_score`).
+    words = ranked[0][3] if ranked else _words(wanted)
     exact: dict[str, float] = {}
     stem_only: dict[str, float] = {}
-    for pid, rank, title, words in ranked:
+    for pid, rank, title, _read in ranked:
         if _shares_only_stems(title, words):
             stem_only[pid] = 0.5 + STEM_ONLY_SHARE * float(rank) / best / 2
         else:
@@ -170,7 +172,7 @@ def keyword_hits(query: str, k: int = KEYWORD_POOL) -> tuple[dict[str, float], d
         found.update(holding)
     near: dict[str, float] = {}
     if len(found) < k and (found or not _only_stop_words(query)):
-        near = _near_matches(query, wanted, found, k - len(found))
+        near = _near_matches(query, words, found, k - len(found))
     return exact, {**stem_only, **near}
 
 
@@ -202,9 +204,10 @@ def _titles_holding(query: str, wanted: str, hits: dict[str, float], k: int) -> 
     return [pid for pid in found if pid not in unwanted]
 
 
-def _near_matches(query: str, wanted: str, hits: dict[str, float], k: int) -> dict[str, float]:
+def _near_matches(query: str, words: list[str], hits: dict[str, float], k: int) -> dict[str, float]:
     """Up to k titles near the query's words (not among the keyword `hits`), scored as the
-    constants above say."""
+    constants above say; `words`: those that full-text search read (`_words_read`), which a
+    respelling's title holds or respells."""
     similar_titles = (
         ProductDocument.objects.filter(title__trigram_word_similar=query)
         .exclude(product_id__in=list(hits))
@@ -228,7 +231,6 @@ def _near_matches(query: str, wanted: str, hits: dict[str, float], k: int) -> di
             for row in _with_word_similarity(TYPO_WORD_SIMILARITY, similar_titles)
             if row[2] >= TYPO_STRICT_SIMILARITY
         ]
-    words = _words(wanted)
     near = {
         pid: _near_score(float(similarity), answered, _respells(title, words))
         for pid, similarity, _strict, title in rows

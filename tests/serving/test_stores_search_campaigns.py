@@ -210,6 +210,16 @@ def test_a_respelling_beside_exact_hits_comes_before_the_meaning(catalog, model)
     assert order[2] == "Matte top coat"  # the product, under the title the fixture gave it
 
 
+def test_a_respelling_need_not_hold_the_query_s_stop_words(catalog, model):
+    """ "serum for face": "Serrum face oil" respells every word search reads; "for" it does
+    not read, so the title need not hold it (it was scored as a title with some of the words,
+    a tenth of its similarity)."""
+    Product.objects.filter(pk=catalog.id("Matte top coat")).update(title="Serrum face oil")
+    index_products()
+    exact, near = search.keyword_hits("serum for face")
+    assert min(exact.values()) > near[catalog.id("Matte top coat")] > 0.8
+
+
 def test_a_title_with_only_some_of_the_words_is_not_a_respelling(catalog, model):
     """ "green tea": "Green Thumb gloves" holds one word of two (word similarity 0.7), so it
     comes after what the meaning of the real match finds (face care), not before it."""
