@@ -20,13 +20,16 @@ from psycopg.types.datetime import TimestamptzLoader
 
 def key_value(model: type[models.Model], key: Any) -> Any:
     """The key as `model`'s primary key column stores it, or None when it cannot name a row:
-    malformed, or out of its integer column's range. A key from a request goes into SQL as a
-    parameter, and PostgreSQL refuses a whole statement with one beyond the column's type
-    ("bigint out of range"): it names nothing, like any other unknown key."""
+    malformed, out of its integer column's range, or text with a NUL character. A key from a
+    request goes into SQL as a parameter, and PostgreSQL refuses a whole statement with one
+    beyond the column's type ("bigint out of range") or a NUL in text (a text SKU's
+    `/similar/AB%0012/` was a 500): it names nothing, like any other unknown key."""
     field = model._meta.pk
     try:
         value = field.get_prep_value(field.to_python(key))
     except (ValueError, TypeError, ValidationError):
+        return None
+    if isinstance(value, str) and "\x00" in value:
         return None
     column = field
     while column.is_relation:  # a parent link or one-to-one primary key: the key it copies

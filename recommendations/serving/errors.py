@@ -93,7 +93,7 @@ def excluded_keys(ids: Iterable[str], *, stores: bool = False) -> frozenset[str]
     lower case), so that `?exclude=` takes any spelling a URL takes. An id that cannot name
     one is kept as given: it leaves out nothing."""
     adapter = get_store_adapter() if stores else get_product_adapter()
-    keys = set()
+    keys: set[str] = set()
     for key in ids:
         value = key_value(adapter.model, key) if adapter is not None else None
         keys.add(key if value is None else adapter.key(value))

@@ -16,9 +16,11 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
+from django.contrib.postgres.fields import ArrayField
 from django.contrib.postgres.search import (
     SearchQuery,
     SearchRank,
@@ -26,7 +28,8 @@ from django.contrib.postgres.search import (
     TrigramWordSimilarity,
 )
 from django.db import connection, transaction
-from django.db.models import F, Q, QuerySet
+from django.db.models import F, Q, QuerySet, TextField
+from django.db.models.expressions import RawSQL
 
 from recommendations.adapters import get_product_adapter
 from recommendations.models import ModelVersion, ProductDocument
@@ -68,6 +71,9 @@ NEAR_SHARE_BESIDE_EXACT = 0.1
 # and "Running" are left to the stemmer).
 STEM_ONLY_SHARE = 0.4
 STEM_PREFIX = 4
+# Pairs of words whose `_spelt_alike` answer a process keeps (about 4 MB): a search checks
+# the title words of up to KEYWORD_POOL hits, 7-12 ms of CPU each time, 2-3 ms kept.
+SPELLINGS_KEPT = 10_000
 # English inflections, which leave a word the same (`_spelt_alike`): "batteries" and "battery",
 # "dresses" and "dress", "roasted" and "Roast", "charging" and "Charge"; never another word's
 # suffix ("moisturizer", "hydration", "adjustable").
@@ -140,17 +146,21 @@ def keyword_hits(query: str, k: int = KEYWORD_POOL) -> tuple[dict[str, float], d
     rank_query = _search_query(wanted) if wanted and wanted != query else search_query
     ranked = list(
         ProductDocument.objects.filter(search_vector=search_query)
-        .annotate(rank=SearchRank(F("search_vector"), rank_query, normalization=32))
+        .annotate(
+            rank=SearchRank(F("search_vector"), rank_query, normalization=32),
+            read=_words_read(_words(wanted)),
+        )
         .order_by("-rank", "product_id")
-        .values_list("product_id", "rank", "title")[:k]
+        .values_list("product_id", "rank", "title", "read")[:k]
     )
     # Relative to the best hit, so a title match stays well ahead of a word in a description
     # (ts_rank with normalization 32 squeezes both into [0, 1)).
-    best = max((float(rank) for _, rank, _ in ranked), default=0.0) or 1.0
-    words = _words(wanted)
+    best = max((float(rank) for _, rank, _, _ in ranked), default=0.0) or 1.0
+    # Without a hit, nothing is exact for a near title to be level with (`_near_score`).
+    words = ranked[0][3] if ranked else _words(wanted)
     exact: dict[str, float] = {}
     stem_only: dict[str, float] = {}
-    for pid, rank, title in ranked:
+    for pid, rank, title, _read in ranked:
         if _shares_only_stems(title, words):
             stem_only[pid] = 0.5 + STEM_ONLY_SHARE * float(rank) / best / 2
         else:
@@ -162,8 +172,19 @@ def keyword_hits(query: str, k: int = KEYWORD_POOL) -> tuple[dict[str, float], d
         found.update(holding)
     near: dict[str, float] = {}
     if len(found) < k and (found or not _only_stop_words(query)):
-        near = _near_matches(query, wanted, found, k - len(found))
+        near = _near_matches(query, words, found, k - len(found))
     return exact, {**stem_only, **near}
+
+
+def _words_read(words: list[str]) -> RawSQL:
+    """The words among these that full-text search reads, as one value of the statement
+    (computed once): a stop word matched nothing, so a title holding a longer word that
+    starts with it ("your" and "Yourself") holds no other word of its stem."""
+    return RawSQL(
+        "ARRAY(SELECT w FROM unnest(%s::text[]) AS w WHERE numnode(plainto_tsquery(%s::regconfig, w)) > 0)",
+        (words, TEXT_SEARCH_CONFIG),
+        output_field=ArrayField(TextField()),
+    )
 
 
 def _titles_holding(query: str, wanted: str, hits: dict[str, float], k: int) -> list[str]:
@@ -183,9 +204,10 @@ def _titles_holding(query: str, wanted: str, hits: dict[str, float], k: int) -> 
     return [pid for pid in found if pid not in unwanted]
 
 
-def _near_matches(query: str, wanted: str, hits: dict[str, float], k: int) -> dict[str, float]:
+def _near_matches(query: str, words: list[str], hits: dict[str, float], k: int) -> dict[str, float]:
     """Up to k titles near the query's words (not among the keyword `hits`), scored as the
-    constants above say."""
+    constants above say; `words`: those that full-text search read (`_words_read`), which a
+    respelling's title holds or respells."""
     similar_titles = (
         ProductDocument.objects.filter(title__trigram_word_similar=query)
         .exclude(product_id__in=list(hits))
@@ -209,7 +231,6 @@ def _near_matches(query: str, wanted: str, hits: dict[str, float], k: int) -> di
             for row in _with_word_similarity(TYPO_WORD_SIMILARITY, similar_titles)
             if row[2] >= TYPO_STRICT_SIMILARITY
         ]
-    words = _words(wanted)
     near = {
         pid: _near_score(float(similarity), answered, _respells(title, words))
         for pid, similarity, _strict, title in rows
@@ -246,7 +267,8 @@ def _respells(title: str, query_words: list[str]) -> bool:
 def _shares_only_stems(title: str, query_words: list[str]) -> bool:
     """Whether the title holds, for a word of the query, another word of its stem and no
     spelling of it ("Moisture-Wicking" for "moisturizer"). A word the title does not hold at
-    all was found in the brand, the category, the store or the description."""
+    all was found in the brand, the category, the store or the description. `query_words`:
+    those that full-text search reads (`_words_read`)."""
     title_words = set(_words(title))
     return any(
         len(word) >= STEM_PREFIX
@@ -257,14 +279,16 @@ def _shares_only_stems(title: str, query_words: list[str]) -> bool:
     )
 
 
+@lru_cache(maxsize=SPELLINGS_KEPT)
 def _spelt_alike(word: str, other: str) -> bool:
     """Whether `other` spells `word`, as typed or another way: inflected or not (`INFLECTION`),
-    one edit (`_edits`) apart at most ("colour" and "color", "moisturizers" and "Moisturiser"),
-    not two ("hydrating" and "Hydration")."""
+    one edit (`_one_edit_apart`) apart at most ("colour" and "color", "moisturizers" and
+    "Moisturiser"), not two ("hydrating" and "Hydration"). Kept per pair of words: the hits of
+    one search share most of their titles' words, and searches their queries' words."""
     if abs(len(word) - len(other)) > 4:  # one edit and the longest ending ("ing") apart
         return False
     return any(
-        abs(len(first) - len(second)) <= 1 and _edits(first, second) <= 1
+        _one_edit_apart(first, second)
         for first in {word, _uninflected(word)}
         for second in {other, _uninflected(other)}
     )
@@ -274,19 +298,27 @@ def _uninflected(word: str) -> str:
     return INFLECTION.sub(lambda ending: "y" if ending.group() == "ies" else "", word)
 
 
-def _edits(first: str, second: str) -> int:
-    """Letters added, dropped, changed or swapped with the next that turn `first` into `second`
-    (optimal string alignment distance)."""
-    before, previous = [], list(range(len(second) + 1))
-    for i, letter in enumerate(first, 1):
-        current = [i]
-        for j, other in enumerate(second, 1):
-            edits = min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (letter != other))
-            if i > 1 and j > 1 and letter == second[j - 2] and first[i - 2] == other:
-                edits = min(edits, before[j - 2] + 1)
-            current.append(edits)
-        before, previous = previous, current
-    return previous[-1]
+def _one_edit_apart(first: str, second: str) -> bool:
+    """Whether one letter added, dropped, changed or swapped with the next at most turns
+    `first` into `second` (optimal string alignment distance <= 1). In one pass, not the
+    distance's table: a search checks each title word of up to KEYWORD_POOL hits."""
+    if len(first) > len(second):
+        first, second = second, first
+    if len(second) - len(first) > 1:
+        return False
+    start = 0  # the first letter that differs
+    while start < len(first) and first[start] == second[start]:
+        start += 1
+    if len(first) < len(second):  # one letter added
+        return first[start:] == second[start + 1 :]
+    if first[start + 1 :] == second[start + 1 :]:  # the same, or one letter changed
+        return True
+    return (  # two letters swapped
+        start + 1 < len(first)
+        and first[start] == second[start + 1]
+        and first[start + 1] == second[start]
+        and first[start + 2 :] == second[start + 2 :]
+    )
 
 
 def _words(text: str) -> list[str]:

@@ -61,26 +61,28 @@ class Member(AbstractBaseUser):
     USERNAME_FIELD = "handle"
 
 
-class Bundle(models.Model):
+class TextKeyed(models.Model):
+    """A product keyed by text, with what `ListingAdapter` reads."""
+
+    name = models.CharField(max_length=200)
+    category = models.CharField(max_length=100)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        abstract = True
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Bundle(TextKeyed):
     """A product kept under a code longer than the engine's keys: start-up refuses it
     (tests.config.long_key)."""
 
     code = models.CharField(max_length=100, primary_key=True)
-    name = models.CharField(max_length=200)
-    category = models.CharField(max_length=100)
-    created_at = models.DateTimeField(auto_now_add=True)
-
-    def __str__(self) -> str:
-        return self.name
 
 
-class Kit(models.Model):
+class Kit(TextKeyed):
     """A product kept under its SKU, text that may hold a slash ("AB/12")."""
 
     sku = models.CharField(max_length=64, primary_key=True)
-    name = models.CharField(max_length=200)
-    category = models.CharField(max_length=100)
-    created_at = models.DateTimeField(auto_now_add=True)
-
-    def __str__(self) -> str:
-        return self.name

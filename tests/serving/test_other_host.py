@@ -124,3 +124,15 @@ def test_a_product_whose_key_holds_a_slash_is_named_in_the_api_paths(client):
             assert response.status_code == 200, response.content
             assert response.json()["results"][0]["id"] == kits[1].pk
         assert client.get("/api/recommendations/similar/AB/99/").status_code == 404
+
+
+def test_a_text_key_with_a_nul_character_names_no_product(client):
+    """PostgreSQL text cannot hold NUL: a SKU host's `/similar/AB%0012/` reached it as a
+    parameter and was a 500. Such a key names nothing, as a malformed integer key does."""
+    Kit.objects.create(sku="AB12", name="Tent", category="Tents")
+    with override_settings(RECOMMENDATIONS=KIT_SETTINGS):
+        index_products()
+        for kind in ("similar", "bought-together"):
+            response = client.get(f"/api/recommendations/{kind}/AB%0012/")
+            assert response.status_code == 404, response.content
+            assert response.json()["detail"] == "No product with id 'AB\\x0012'."

@@ -210,6 +210,16 @@ def test_a_respelling_beside_exact_hits_comes_before_the_meaning(catalog, model)
     assert order[2] == "Matte top coat"  # the product, under the title the fixture gave it
 
 
+def test_a_respelling_need_not_hold_the_query_s_stop_words(catalog, model):
+    """ "serum for face": "Serrum face oil" respells every word search reads; "for" it does
+    not read, so the title need not hold it (it was scored as a title with some of the words,
+    a tenth of its similarity)."""
+    Product.objects.filter(pk=catalog.id("Matte top coat")).update(title="Serrum face oil")
+    index_products()
+    exact, near = search.keyword_hits("serum for face")
+    assert min(exact.values()) > near[catalog.id("Matte top coat")] > 0.8
+
+
 def test_a_title_with_only_some_of_the_words_is_not_a_respelling(catalog, model):
     """ "green tea": "Green Thumb gloves" holds one word of two (word similarity 0.7), so it
     comes after what the meaning of the real match finds (face care), not before it."""
@@ -260,6 +270,19 @@ def test_an_inflection_spells_the_word_and_another_word_of_its_stem_does_not(cat
     assert next(iter(hydration)) == "Hydration pack" and hydration["Hydrating face cream"] == "Close to"
     serums = reasons("serums")
     assert serums["Retinol night serum"] == serums["Vitamin C serum"] == "Matches"
+
+
+def test_a_stop_word_of_the_query_shares_no_stem_with_a_title_word(catalog):
+    """Full-text search reads no stop word: "Yourself" starting with "your" is no other word
+    of a word the title was found for, and the title holds every word that was read."""
+    Product.objects.filter(pk=catalog.id("Argan shampoo")).update(title="Treat yourself dad gift set")
+    Product.objects.filter(pk=catalog.id("Red nail polish")).update(title="Dad gift mug")
+    index_products()
+    result = search.search("gift for your dad", Audience(), Options(explain=True))
+    reasons = {product.title: rec.reason for product, rec in result.items}
+    assert reasons == dict.fromkeys(
+        ["Dad gift mug", "Treat yourself dad gift set"], "Matches “gift for your dad”"
+    )
 
 
 def test_keyword_search_reads_the_documents_through_their_indexes(catalog):
