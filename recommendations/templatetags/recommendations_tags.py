@@ -35,7 +35,7 @@ from django.template.loader import render_to_string
 from recommendations.adapters import get_store_model, key_of
 from recommendations.conf import rec_settings
 from recommendations.serving import products, search, stores
-from recommendations.serving.errors import InvalidParameters
+from recommendations.serving.errors import InvalidParameters, excluded_keys
 from recommendations.serving.presentation import fill_heading
 from recommendations.serving.types import Audience, Options, RecommendationResult
 
@@ -113,9 +113,11 @@ class RecommendationNode(template.Node):
         args = [arg.resolve(context) for arg in self.args]
         kwargs = {name: value.resolve(context) for name, value in self.kwargs.items()}
         exclude = kwargs.get("exclude") or ()
+        excluded = [key_of(e) for e in ([exclude] if isinstance(exclude, str) else exclude)]
         options = Options(
             limit=int(kwargs["limit"]) if kwargs.get("limit") else None,
-            exclude=frozenset(key_of(e) for e in ([exclude] if isinstance(exclude, str) else exclude)),
+            # Keys as the API takes them ("06" is product 6); a store block leaves out stores.
+            exclude=excluded_keys(excluded, stores=self.block.template_name == STORES),
             explain=True,
             category=kwargs.get("category"),
         )

@@ -127,11 +127,21 @@ def test_as_variable_form(catalog):
         "{% trending_products limit=2 as picks %}{% for p in picks %}{{ p.title }}|{{ p.recommendation.reason }};{% endfor %}"
     )
     assert html.startswith("Cuticle oil|Trending now;")
+    # `exclude=` takes a key as the API does ("06" for 6): a product on product blocks.
+    source = (
+        "{% trending_products limit=2 exclude=gone as picks %}{% for p in picks %}{{ p.title }};{% endfor %}"
+    )
+    assert not render(source, gone="0" + catalog.id("Cuticle oil")).startswith("Cuticle oil")
 
 
 def test_stores_and_search_tags(catalog, model):
     html = render("{% recommended_stores %}", user=catalog.users["alice"])
     assert re.findall(r'data-store-id="(\d+)"', html)[0] == str(catalog.stores["Face"].pk)
+    # A store block's `exclude=` names stores.
+    html = render(
+        "{% recommended_stores exclude=gone %}", user=catalog.users["alice"], gone=catalog.stores["Face"]
+    )
+    assert str(catalog.stores["Face"].pk) not in re.findall(r'data-store-id="(\d+)"', html)
     html = render("{% personalized_search query %}", query="serum")
     assert {catalog.title(pid) for pid in product_ids(html)} >= {"Retinol night serum", "Vitamin C serum"}
     assert render("{% personalized_search query %}", query="") == ""
