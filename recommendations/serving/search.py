@@ -89,6 +89,19 @@ INFLECTION = re.compile(
 TYPO_WORD_SIMILARITY = 0.45
 TYPO_MIN_LETTERS = 5
 TYPO_STRICT_SIMILARITY = 0.4
+# A word's other regular spelling, British or American (`_other_spelling`), which full-text
+# search looks for too: the English stemmer reads "moisturizing" as "moistur" and
+# "moisturising" as "moisturis", and keeps "color" and "colour", "gray" and "grey" apart.
+# "-ize" and "-ise", "-yze" and "-yse" forms of three letters or more before the "i" or "y"
+# ("moisturizer", "organisation", "analyse"; not "size", "prize" or "raise"), and the
+# "-or" and "-our" of the common words that differ so ("colors", "flavoured", "favorite";
+# not "humorous", "laboratory").
+IZE_ISE = re.compile(r"^(\w{3,}[iy])([sz])(e|es|ed|er|ers|ing|ation|ations)$")
+OR_OUR = re.compile(
+    r"^(arm|behavi|col|endeav|fav|flav|harb|hon|hum|lab|neighb|od|parl|rum|sav|vap|vig)o(u?)r"
+    r"(s|ed|ing|ful|less|able|al|ite|ites|y)?$"
+)
+GRAY_GREY = {"gray": "grey", "grey": "gray", "grays": "greys", "greys": "grays"}
 # Runs of Chinese, Japanese or Korean characters: the full-text parser reads a run as one
 # word, so a query's run is also looked for inside titles.
 CJK_RUN = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff]+")
@@ -111,8 +124,42 @@ def _search_words(query: str) -> str:
     return REPEATED_NOT.sub("-", query)  # "t--shirt" is a t-shirt, "--x" one NOT
 
 
-def _search_query(query: str) -> SearchQuery:
-    return SearchQuery(_search_words(query), search_type="websearch", config=TEXT_SEARCH_CONFIG)
+class _EitherSpelling(SearchQuery):
+    """A web-search query that also looks for each word's other regular spelling
+    (`_other_spelling`): `ts_rewrite` puts "moistur | moisturis" wherever the query reads
+    "moistur", so a phrase, an exclusion ("-colour" excludes "Color" too) and several words'
+    AND hold for either spelling. Immutable functions of constants: PostgreSQL folds them
+    before planning, and the full-text index still answers."""
+
+    def __init__(self, query: str) -> None:
+        super().__init__(_search_words(query), search_type="websearch", config=TEXT_SEARCH_CONFIG)
+        self.spellings = [
+            (word, other) for word in dict.fromkeys(_words(query)) if (other := _other_spelling(word))
+        ]
+
+    def as_sql(
+        self, compiler: Any, connection: Any, function: Any = None, template: Any = None
+    ) -> tuple[str, Any]:
+        sql, params = super().as_sql(compiler, connection, function, template)
+        for word, other in self.spellings:
+            sql = (
+                f"ts_rewrite({sql}, plainto_tsquery(%s::regconfig, %s), "
+                "plainto_tsquery(%s::regconfig, %s) || plainto_tsquery(%s::regconfig, %s))"
+            )
+            params = [*params, *(TEXT_SEARCH_CONFIG, word) * 2, TEXT_SEARCH_CONFIG, other]
+        return sql, params
+
+
+def _other_spelling(word: str) -> str | None:
+    """The word's other regular spelling, British or American ("moisturising" for
+    "moisturizing", "color" for "colour", "grey" for "gray"), if it has one."""
+    if match := IZE_ISE.match(word):
+        stem, letter, ending = match.groups()
+        return f"{stem}{'s' if letter == 'z' else 'z'}{ending}"
+    if match := OR_OUR.match(word):
+        stem, u, ending = match.groups()
+        return f"{stem}o{'' if u else 'u'}r{ending or ''}"
+    return GRAY_GREY.get(word)
 
 
 def _only_stop_words(query: str) -> bool:
@@ -140,10 +187,10 @@ def keyword_hits(query: str, k: int = KEYWORD_POOL) -> tuple[dict[str, float], d
     level with them, or a title that shares only letters or some words with the query, which
     then scores below what the query's meaning finds too.
     """
-    search_query = _search_query(query)
+    search_query = _EitherSpelling(query)
     # A NOT gives every hit the same tiny rank (1e-20): rank by what the query asks for.
     wanted = NEGATED.sub(" ", query).strip()
-    rank_query = _search_query(wanted) if wanted and wanted != query else search_query
+    rank_query = _EitherSpelling(wanted) if wanted and wanted != query else search_query
     ranked = list(
         ProductDocument.objects.filter(search_vector=search_query)
         .annotate(
@@ -194,7 +241,7 @@ def _titles_holding(query: str, wanted: str, hits: dict[str, float], k: int) -> 
     titles = ProductDocument.objects.filter(*(Q(title__contains=run) for run in CJK_RUN.findall(wanted)))
     other_words = CJK_RUN.sub(" ", wanted).strip()
     if other_words:
-        titles = titles.filter(search_vector=_search_query(other_words))
+        titles = titles.filter(search_vector=_EitherSpelling(other_words))
     found = list(
         titles.exclude(product_id__in=list(hits))
         .order_by("product_id")
@@ -349,7 +396,7 @@ def negated_hits(query: str, product_ids: list[str]) -> set[str]:
     excluded = [term for term in excluded if term.strip('"')]
     if not excluded or not product_ids:
         return set()
-    matches = Q(search_vector=_search_query(" or ".join(excluded)))
+    matches = Q(search_vector=_EitherSpelling(" or ".join(excluded)))
     for run in CJK_RUN.findall(" ".join(excluded)):
         matches |= Q(title__contains=run)
     matching = ProductDocument.objects.filter(matches, product_id__in=product_ids)
