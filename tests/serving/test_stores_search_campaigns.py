@@ -246,6 +246,22 @@ def test_british_and_american_spellings_find_each_other(catalog):
     assert exact("colour nail polish") == {"Red nail polish"}
 
 
+def test_the_near_search_leaves_out_the_query_s_stop_words(catalog, model):
+    """ "serum for your face": "for" and "your" are in no title of a face serum, and pg_trgm
+    compared them too, so "Serrum face oil" was not near at all."""
+    Product.objects.filter(pk=catalog.id("Matte top coat")).update(title="Serrum face oil")
+    index_products()
+    exact, near = search.keyword_hits("serum for your face")
+    assert min(exact.values()) > near[catalog.id("Matte top coat")] > 0.8
+    # A typo alone, no hit (the statement that finds none names the words it reads).
+    Product.objects.filter(pk__in=catalog.ids("Vitamin C serum", "Retinol night serum")).update(
+        title="Toner", description=""
+    )
+    index_products()
+    exact, near = search.keyword_hits("serum for all of your face")
+    assert not exact and max(near, key=near.get) == catalog.id("Matte top coat")
+
+
 def test_a_title_with_only_some_of_the_words_is_not_a_respelling(catalog, model):
     """ "green tea": "Green Thumb gloves" holds one word of two (word similarity 0.7), so it
     comes after what the meaning of the real match finds (face care), not before it."""
