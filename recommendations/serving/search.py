@@ -54,8 +54,8 @@ REPEATED_NOT = re.compile(r"-[\s-]*-")
 NEGATED = re.compile(r'(?:^|\s)-+("[^"]*"|[^\s"]+)')
 # What a near match scores (exact hits score 0.5 to 1): a typo, when nothing that can be shown
 # matches the query's words, half its word similarity; beside exact hits, a title that holds
-# every word of the query, one at least spelt another way ("moisturizer" and "Moisturiser",
-# "color" and "Colour": `_spelt_alike`), as an exact title hit would, with its word similarity
+# every word of the query, one at least spelt another way ("serum" and "Serrum", "moisturizer"
+# and "Moisturizr": `_spelt_alike`), as an exact title hit would, with its word similarity
 # for the relative rank; any other, such as a longer word that starts with a word of the query
 # ("tea" and "teaser") or a title with only some of its words ("green tea" and "Green Thumb"),
 # a tenth of its similarity.
@@ -89,6 +89,23 @@ INFLECTION = re.compile(
 TYPO_WORD_SIMILARITY = 0.45
 TYPO_MIN_LETTERS = 5
 TYPO_STRICT_SIMILARITY = 0.4
+# A word's other regular spelling, British or American (`_other_spelling`), which full-text
+# search looks for too: the English stemmer reads "moisturizing" as "moistur" and
+# "moisturising" as "moisturis", and keeps "color" and "colour", "gray" and "grey" apart.
+# "-ize" and "-ise", "-yze" and "-yse" forms of three letters or more before the "i" or "y"
+# ("moisturizer", "organisation", "analyse"; not "size", "prize" or "raise"), and the
+# "-or" and "-our" of the common words that differ so ("colors", "flavoured", "favorite";
+# not "humorous", "laboratory").
+IZE_ISE = re.compile(r"^(\w{3,}[iy])([sz])(e|es|ed|er|ers|ing|ation|ations)$")
+OR_OUR = re.compile(
+    r"^(arm|behavi|col|endeav|fav|flav|harb|hon|hum|lab|neighb|od|parl|rum|sav|vap|vig)o(u?)r"
+    r"(s|ed|ing|ful|less|able|al|ite|ites|y)?$"
+)
+GRAY_GREY = {"gray": "grey", "grey": "gray", "grays": "greys", "greys": "grays"}
+# The words of a list that full-text search reads (the stop words left out), in SQL.
+WORDS_READ = (
+    "ARRAY(SELECT w FROM unnest(%s::text[]) AS w WHERE numnode(plainto_tsquery(%s::regconfig, w)) > 0)"
+)
 # Runs of Chinese, Japanese or Korean characters: the full-text parser reads a run as one
 # word, so a query's run is also looked for inside titles.
 CJK_RUN = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff]+")
@@ -111,18 +128,50 @@ def _search_words(query: str) -> str:
     return REPEATED_NOT.sub("-", query)  # "t--shirt" is a t-shirt, "--x" one NOT
 
 
-def _search_query(query: str) -> SearchQuery:
-    return SearchQuery(_search_words(query), search_type="websearch", config=TEXT_SEARCH_CONFIG)
+class _EitherSpelling(SearchQuery):
+    """A web-search query that also looks for each word's other regular spelling
+    (`_other_spelling`): `ts_rewrite` puts "moistur | moisturis" wherever the query reads
+    "moistur", so a phrase, an exclusion ("-colour" excludes "Color" too) and several words'
+    AND hold for either spelling. Immutable functions of constants: PostgreSQL folds them
+    before planning, and the full-text index still answers."""
+
+    def __init__(self, query: str) -> None:
+        super().__init__(_search_words(query), search_type="websearch", config=TEXT_SEARCH_CONFIG)
+        self.spellings = [
+            (word, other) for word in dict.fromkeys(_words(query)) if (other := _other_spelling(word))
+        ]
+
+    def as_sql(
+        self, compiler: Any, connection: Any, function: Any = None, template: Any = None
+    ) -> tuple[str, Any]:
+        sql, params = super().as_sql(compiler, connection, function, template)
+        for word, other in self.spellings:
+            sql = (
+                f"ts_rewrite({sql}, plainto_tsquery(%s::regconfig, %s), "
+                "plainto_tsquery(%s::regconfig, %s) || plainto_tsquery(%s::regconfig, %s))"
+            )
+            params = [*params, *(TEXT_SEARCH_CONFIG, word) * 2, TEXT_SEARCH_CONFIG, other]
+        return sql, params
 
 
-def _only_stop_words(query: str) -> bool:
-    """Whether full-text search reads no word in the query ("the", "a and"): nothing can
-    match it, and a near spelling of "the" is any title with "Theory" in it."""
+def _other_spelling(word: str) -> str | None:
+    """The word's other regular spelling, British or American ("moisturising" for
+    "moisturizing", "color" for "colour", "grey" for "gray"), if it has one."""
+    if match := IZE_ISE.match(word):
+        stem, letter, ending = match.groups()
+        return f"{stem}{'s' if letter == 'z' else 'z'}{ending}"
+    if match := OR_OUR.match(word):
+        stem, u, ending = match.groups()
+        return f"{stem}o{'' if u else 'u'}r{ending or ''}"
+    return GRAY_GREY.get(word)
+
+
+def _words_read_in(text: str) -> list[str]:
+    """The words of `text` that full-text search reads, when no hit names them (`_words_read`):
+    none for "the" or "a and" (stop words), which nothing can match, and whose near spelling
+    would be any title with "Theory" in it."""
     with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT numnode(websearch_to_tsquery(%s::regconfig, %s)) = 0",
-            [TEXT_SEARCH_CONFIG, _search_words(query)],
-        )
+        cursor.execute(f"SELECT {WORDS_READ}", [_words(text), TEXT_SEARCH_CONFIG])
         return cursor.fetchone()[0]
 
 
@@ -136,14 +185,14 @@ def keyword_hits(query: str, k: int = KEYWORD_POOL) -> tuple[dict[str, float], d
     ("Moisture-Wicking" for "moisturizer"). Only when that finds fewer than k products does
     trigram word similarity on titles (GIN index) add near matches: typos cost the second
     query, correctly spelled queries do not. A near match is what a typo needs when nothing
-    that can be shown matches; beside exact hits it is a respelling of a word ("Moisturiser"),
+    that can be shown matches; beside exact hits it is a respelling of a word ("Serrum"),
     level with them, or a title that shares only letters or some words with the query, which
     then scores below what the query's meaning finds too.
     """
-    search_query = _search_query(query)
+    search_query = _EitherSpelling(query)
     # A NOT gives every hit the same tiny rank (1e-20): rank by what the query asks for.
     wanted = NEGATED.sub(" ", query).strip()
-    rank_query = _search_query(wanted) if wanted and wanted != query else search_query
+    rank_query = _EitherSpelling(wanted) if wanted and wanted != query else search_query
     ranked = list(
         ProductDocument.objects.filter(search_vector=search_query)
         .annotate(
@@ -156,8 +205,9 @@ def keyword_hits(query: str, k: int = KEYWORD_POOL) -> tuple[dict[str, float], d
     # Relative to the best hit, so a title match stays well ahead of a word in a description
     # (ts_rank with normalization 32 squeezes both into [0, 1)).
     best = max((float(rank) for _, rank, _, _ in ranked), default=0.0) or 1.0
-    # Without a hit, nothing is exact for a near title to be level with (`_near_score`).
-    words = ranked[0][3] if ranked else _words(wanted)
+    # The words read, which the near search compares: "serum for your face" is not near
+    # "Serrum face oil" by "for" and "your". Without a hit, one statement names them.
+    words = ranked[0][3] if ranked else _words_read_in(wanted)
     exact: dict[str, float] = {}
     stem_only: dict[str, float] = {}
     for pid, rank, title, _read in ranked:
@@ -171,7 +221,7 @@ def keyword_hits(query: str, k: int = KEYWORD_POOL) -> tuple[dict[str, float], d
         exact.update(holding)
         found.update(holding)
     near: dict[str, float] = {}
-    if len(found) < k and (found or not _only_stop_words(query)):
+    if len(found) < k and words:
         near = _near_matches(query, words, found, k - len(found))
     return exact, {**stem_only, **near}
 
@@ -180,11 +230,8 @@ def _words_read(words: list[str]) -> RawSQL:
     """The words among these that full-text search reads, as one value of the statement
     (computed once): a stop word matched nothing, so a title holding a longer word that
     starts with it ("your" and "Yourself") holds no other word of its stem."""
-    return RawSQL(
-        "ARRAY(SELECT w FROM unnest(%s::text[]) AS w WHERE numnode(plainto_tsquery(%s::regconfig, w)) > 0)",
-        (words, TEXT_SEARCH_CONFIG),
-        output_field=ArrayField(TextField()),
-    )
+    # A constant statement: the words are its parameters.
+    return RawSQL(WORDS_READ, (words, TEXT_SEARCH_CONFIG), output_field=ArrayField(TextField()))  # noqa: S611
 
 
 def _titles_holding(query: str, wanted: str, hits: dict[str, float], k: int) -> list[str]:
@@ -194,7 +241,7 @@ def _titles_holding(query: str, wanted: str, hits: dict[str, float], k: int) -> 
     titles = ProductDocument.objects.filter(*(Q(title__contains=run) for run in CJK_RUN.findall(wanted)))
     other_words = CJK_RUN.sub(" ", wanted).strip()
     if other_words:
-        titles = titles.filter(search_vector=_search_query(other_words))
+        titles = titles.filter(search_vector=_EitherSpelling(other_words))
     found = list(
         titles.exclude(product_id__in=list(hits))
         .order_by("product_id")
@@ -206,21 +253,23 @@ def _titles_holding(query: str, wanted: str, hits: dict[str, float], k: int) -> 
 
 def _near_matches(query: str, words: list[str], hits: dict[str, float], k: int) -> dict[str, float]:
     """Up to k titles near the query's words (not among the keyword `hits`), scored as the
-    constants above say; `words`: those that full-text search read (`_words_read`), which a
+    constants above say; `words`: those that full-text search read (`_words_read`), which the
+    titles are compared with (not the stop words or excluded words of the query) and a
     respelling's title holds or respells."""
+    compared = " ".join(words)
     similar_titles = (
-        ProductDocument.objects.filter(title__trigram_word_similar=query)
+        ProductDocument.objects.filter(title__trigram_word_similar=compared)
         .exclude(product_id__in=list(hits))
         .annotate(
-            similarity=TrigramWordSimilarity(query, "title"),
-            strict=TrigramStrictWordSimilarity(query, "title"),
+            similarity=TrigramWordSimilarity(compared, "title"),
+            strict=TrigramStrictWordSimilarity(compared, "title"),
         )
         .order_by("-similarity", "product_id")
         .values_list("product_id", "similarity", "strict", "title")[:k]
     )
     # Sold-out hits still lend the query their meaning, but cannot answer it.
     answered = _any_available(hits)
-    if answered or max(map(len, query.split())) < TYPO_MIN_LETTERS:
+    if answered or max(map(len, words)) < TYPO_MIN_LETTERS:
         rows = list(similar_titles)
     else:
         # A typo ("cutcle", "polsh") is all there is to go on, so take spellings further off
@@ -251,7 +300,7 @@ def _near_score(similarity: float, answered: bool, respelling: bool) -> float:
 
 def _respells(title: str, query_words: list[str]) -> bool:
     """Whether the title holds every word of the query, one at least spelt another way
-    ("daily moisturizer" and "Daily Moisturiser"), rather than only some of them ("green
+    ("serum for face" and "Serrum face oil"), rather than only some of them ("green
     tea" and "Green Thumb") or a longer word that starts with one ("tea" and "teaser")."""
     title_words = set(_words(title))
     respelt = False
@@ -349,7 +398,7 @@ def negated_hits(query: str, product_ids: list[str]) -> set[str]:
     excluded = [term for term in excluded if term.strip('"')]
     if not excluded or not product_ids:
         return set()
-    matches = Q(search_vector=_search_query(" or ".join(excluded)))
+    matches = Q(search_vector=_EitherSpelling(" or ".join(excluded)))
     for run in CJK_RUN.findall(" ".join(excluded)):
         matches |= Q(title__contains=run)
     matching = ProductDocument.objects.filter(matches, product_id__in=product_ids)

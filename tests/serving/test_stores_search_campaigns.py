@@ -220,6 +220,48 @@ def test_a_respelling_need_not_hold_the_query_s_stop_words(catalog, model):
     assert min(exact.values()) > near[catalog.id("Matte top coat")] > 0.8
 
 
+def test_british_and_american_spellings_find_each_other(catalog):
+    """The English stemmer reads "moisturizing" as "moistur" and "moisturising" as
+    "moisturis", and leaves "gray" and "colour" as they are: full-text search looks for each
+    word's other regular spelling too, keeping phrases, exclusions and several words' AND."""
+    for title, new_title in [
+        ("Hydrating face cream", "Moisturising cream"),
+        ("Clay face mask", "Daily Moisturiser"),
+        ("Matte top coat", "Grey top coat"),
+        ("Red nail polish", "Colour nail polish"),
+        ("Nail strengthener", "Color nail strengthener"),
+    ]:
+        Product.objects.filter(pk=catalog.id(title)).update(title=new_title)
+    index_products()
+    exact = lambda q: set(catalog.titles(search.keyword_hits(q)[0]))  # noqa: E731
+    assert exact("moisturizer") == exact("moisturisers") == {"Clay face mask"}
+    exact_hits, near = search.keyword_hits("moisturizing")
+    assert catalog.titles(exact_hits) == ["Hydrating face cream"]
+    # "Moisturiser", another word of the stem, found by full-text search (not a 0.3 typo).
+    assert near[catalog.id("Clay face mask")] == 0.5 + search.STEM_ONLY_SHARE / 2
+    assert "Matte top coat" in exact("gray") and exact("grey coat") == {"Matte top coat"}
+    assert exact("color") == exact("colour") == {"Red nail polish", "Nail strengthener"}
+    assert exact('"moisturizing cream"') == {"Hydrating face cream"}
+    assert exact("nail -colour") == exact("nail -color") == {"Matte top coat", "Cuticle oil"}
+    assert exact("colour nail polish") == {"Red nail polish"}
+
+
+def test_the_near_search_leaves_out_the_query_s_stop_words(catalog, model):
+    """ "serum for your face": "for" and "your" are in no title of a face serum, and pg_trgm
+    compared them too, so "Serrum face oil" was not near at all."""
+    Product.objects.filter(pk=catalog.id("Matte top coat")).update(title="Serrum face oil")
+    index_products()
+    exact, near = search.keyword_hits("serum for your face")
+    assert min(exact.values()) > near[catalog.id("Matte top coat")] > 0.8
+    # A typo alone, no hit (the statement that finds none names the words it reads).
+    Product.objects.filter(pk__in=catalog.ids("Vitamin C serum", "Retinol night serum")).update(
+        title="Toner", description=""
+    )
+    index_products()
+    exact, near = search.keyword_hits("serum for all of your face")
+    assert not exact and max(near, key=near.get) == catalog.id("Matte top coat")
+
+
 def test_a_title_with_only_some_of_the_words_is_not_a_respelling(catalog, model):
     """ "green tea": "Green Thumb gloves" holds one word of two (word similarity 0.7), so it
     comes after what the meaning of the real match finds (face care), not before it."""
