@@ -93,18 +93,21 @@ def excluded_keys(ids: Iterable[str], *, stores: bool = False) -> frozenset[str]
     lower case), so that `?exclude=` takes any spelling a URL takes. An id that cannot name
     one is kept as given: it leaves out nothing."""
     adapter = get_store_adapter() if stores else get_product_adapter()
-    keys: set[str] = set()
-    for key in ids:
-        value = key_value(adapter.model, key) if adapter is not None else None
-        keys.add(key if value is None else adapter.key(value))
-    return frozenset(keys)
+    return frozenset(key if (engine := _engine_key(adapter, key)) is None else engine for key in ids)
 
 
 def _normalised(adapter: Any, key: str, what: str) -> str:
-    value = key_value(adapter.model, key) if adapter is not None else None
-    if value is None:
+    engine = _engine_key(adapter, key)
+    if engine is None:
         raise NotFound(f"No {what} with id {key!r}.")
-    return adapter.key(value)
+    return engine
+
+
+def _engine_key(adapter: Any, key: str) -> str | None:
+    """The key as the engine writes it, or None when it cannot name one of the adapter's
+    objects (malformed, out of range, or no adapter: a shop without stores)."""
+    value = key_value(adapter.model, key) if adapter is not None else None
+    return None if value is None else adapter.key(value)
 
 
 def get_store(store_id: str) -> models.Model:
@@ -121,11 +124,7 @@ def valid_product_ids(product_ids: list[str]) -> list[str]:
     repeats, after checking that every one is a product; `NotFound` lists the rest. A key
     spelled otherwise ("06", an upper-case UUID) names its product, as it does in a URL."""
     adapter = get_product_adapter()
-    keys = {
-        given: adapter.key(value)
-        for given in product_ids
-        if (value := key_value(adapter.model, given)) is not None
-    }
+    keys = {given: key for given in product_ids if (key := _engine_key(adapter, given)) is not None}
     found: set[str] = set()
     if keys:
         found = {adapter.key(pk) for pk in adapter.by_keys(set(keys.values())).values_list("pk", flat=True)}
