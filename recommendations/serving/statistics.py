@@ -239,12 +239,13 @@ def history_outside_windows(now: dt.datetime | None = None) -> str:
     imported history older than them (a dataset of past years) makes nothing trending,
     popular or bought together. Empty when there are no events, or some are recent."""
     now = now or timezone.now()
-    newest = Event.objects.filter(timestamp__lte=now).exclude(product_id="").order_by("-timestamp").first()
+    events = Event.objects.filter(timestamp__lte=now).exclude(product_id="")
+    newest = events.order_by("-timestamp").values_list("timestamp", flat=True).first()
     window = max(rec_settings.TRENDING_WINDOW_DAYS, rec_settings.POPULAR_WINDOW_DAYS)
-    if newest is None or newest.timestamp >= now - dt.timedelta(days=window):
+    if newest is None or newest >= now - dt.timedelta(days=window):
         return ""
     return (
-        f"No event of the last {window} days (the newest is of {newest.timestamp:%Y-%m-%d}): trending, "
+        f"No event of the last {window} days (the newest is of {newest:%Y-%m-%d}): trending, "
         "popular and bought-together lists count back from now, so they stay empty until new events "
         "arrive (the model still learns from that history). To serve it, widen "
         'RECOMMENDATIONS["POPULAR_WINDOW_DAYS"] and ["TRENDING_WINDOW_DAYS"] to reach it.'
