@@ -94,6 +94,11 @@ class Block:
     #: is optional), where computing it would only log a NotFound on every page.
     needs_stores: bool = False
 
+    @property
+    def lists_stores(self) -> bool:
+        """A block of stores (its `exclude=` names stores), not of products."""
+        return self.template_name == STORES
+
 
 class RecommendationNode(template.Node):
     def __init__(self, block: Block, args: list[FilterExpression], kwargs: dict, target: str | None) -> None:
@@ -117,7 +122,7 @@ class RecommendationNode(template.Node):
         options = Options(
             limit=int(kwargs["limit"]) if kwargs.get("limit") else None,
             # Keys as the API takes them ("06" is product 6); a store block leaves out stores.
-            exclude=excluded_keys(excluded, stores=self.block.template_name == STORES),
+            exclude=excluded_keys(excluded, stores=self.block.lists_stores),
             explain=True,
             category=kwargs.get("category"),
         )
